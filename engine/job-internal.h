@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * job-internal.h - the job object shared by every job runner (bundle.c, unbundle.c, store.c,
+ * restore.c).
+ *
+ * Invariants:
+ *  1. Parameters and strings are only changed before snap_job_run; runners read them with
+ *     snap_job_param() / snap_job_string() / snap_job_list().
+ *  2. The first failure wins: snap_job_fail() records the detail only if none is recorded yet,
+ *     so the root cause, not a follow-on error, reaches the user.
+ *  3. Progress counters in job->progress are written by the run thread; worker threads that
+ *     count bytes use the atomic helpers below. The callback is only ever called from the run
+ *     thread (snap_job_report).
+ *  4. cancelled is set asynchronously (signal handler, other thread, progress callback) and
+ *     polled by runners at every chunk.
+ */
+#ifndef SNAP_JOB_INTERNAL_H
+#define SNAP_JOB_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "snapbundle.h"
+
+struct job_kv {
+	int id;
+	int64_t value;
+};
+
+struct job_str {
+	int id;
+	char *value;
+};
+
+struct job_source {
+	char *path;
+	char *device; /* may be NULL */
+};
+
+#define JOB_RESULTS_U64 16
+#define JOB_RESULTS_STR 8
+
+struct snap_job {
+	enum snap_job_kind kind;
+	struct job_kv *params;
+	size_t nparams;
+	struct job_str *strings; /* single-valued and list-valued alike, in order added */
+	size_t nstrings;
+	struct job_source *sources;
+	size_t nsources;
+
+	snap_progress_fn progress_fn;
+	void *progress_userdata;
+	struct snap_progress progress;
+	uint64_t start_ns, last_report_ns;
+
+	volatile int cancelled; /* sig_atomic; see invariant 4 */
+	int error;
+	char *error_detail;
+
+	uint64_t result_u64[JOB_RESULTS_U64]; /* indexed by snap_job_result (1..15) */
+	bool result_u64_set[JOB_RESULTS_U64];
+	char *result_str[JOB_RESULTS_STR]; /* indexed by snap_job_result - 100 */
+};
+
+int64_t snap_job_param(const struct snap_job *job, int param, int64_t def);
+/* The last value set for sparam, or NULL. */
+const char *snap_job_string(const struct snap_job *job, int sparam);
+/* Every value added for a list sparam, in order; *ret is malloc'd (free it), count returned. */
+size_t snap_job_list(const struct snap_job *job, int sparam, const char ***ret);
+
+/* Records (first failure wins) and returns err, which must be negative. */
+int snap_job_fail(struct snap_job *job, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+bool snap_job_cancelled(const struct snap_job *job);
+
+/* Calls the progress callback if the interval passed, or always when force. A non-zero return
+ * from the callback cancels the job. */
+void snap_job_report(struct snap_job *job, bool force);
+void snap_job_set_stage(struct snap_job *job, int stage);
+uint64_t snap_now_ns(void);
+
+void snap_job_set_result_u64(struct snap_job *job, int result, uint64_t value);
+int snap_job_set_result_string(struct snap_job *job, int result, const char *value);
+
+/* Number of worker threads for SNAP_PARAM_THREADS (0 = online CPUs). */
+unsigned snap_job_threads(const struct snap_job *job);
+
+/* Runners: one per job kind. */
+int snap_bundle_run(struct snap_job *job);
+int snap_unbundle_run(struct snap_job *job); /* SNAP_JOB_UNBUNDLE and SNAP_JOB_VERIFY_BUNDLE */
+int snap_store_run(struct snap_job *job);
+int snap_restore_run(struct snap_job *job); /* SNAP_JOB_RESTORE and SNAP_JOB_VERIFY_STORE */
+
+#endif

@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * output.h - the target of unbundle and restore: a sparse image file or a block device.
+ *
+ * Invariants:
+ *  1. A file target is written under a temporary name in the same directory
+ *     (".NAME.snapbundle-XXXXXX") and only renamed to NAME by snap_output_commit(), after the
+ *     caller verified everything. snap_output_abort() (and snap_output_free() without a commit)
+ *     removes it: a failed job never leaves a file that looks complete.
+ *  2. An existing file is never replaced unless force was given.
+ *  3. A block device target is opened O_EXCL (which the kernel refuses while it is mounted or
+ *     in use), must be at least size bytes, and every ZERO range is written as zeros
+ *     (BLKZEROOUT, or writes where the ioctl is refused); a file target is created empty and
+ *     truncated to size, so ZERO and UNUSED ranges stay holes and cost no disk.
+ *  4. Writes are positional (pwrite), so workers may write frames out of order.
+ */
+#ifndef SNAP_OUTPUT_H
+#define SNAP_OUTPUT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct snap_output;
+
+/* "-" is not accepted (restores go to a seekable target). detail (malloc'd) names the path. */
+int snap_output_open(const char *path, uint64_t size, bool force, struct snap_output **ret,
+		     char **ret_detail);
+bool snap_output_is_block_device(const struct snap_output *out);
+/* Exactly len bytes at off. */
+int snap_output_write(struct snap_output *out, const void *buf, size_t len, uint64_t off);
+/* Makes [off, off+len) read back as zeros: nothing for a fresh file, BLKZEROOUT or writes for
+ * a block device. */
+int snap_output_zero(struct snap_output *out, uint64_t off, uint64_t len);
+/* fsync and rename the temporary file into place (block device: fsync). */
+int snap_output_commit(struct snap_output *out, char **ret_detail);
+/* Removes the temporary file. Idempotent. */
+void snap_output_abort(struct snap_output *out);
+/* Aborts unless committed, closes, frees. */
+struct snap_output *snap_output_free(struct snap_output *out);
+/* The path the output will have (or has) once committed. */
+const char *snap_output_path(const struct snap_output *out);
+
+#endif

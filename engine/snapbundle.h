@@ -1,0 +1,309 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * snapbundle.h - the one public header of libsnapbundle.
+ *
+ * Conventions (see docs/API.md):
+ *  1. Every fallible call returns int: >= 0 on success, -errno on failure. Domain failures map
+ *     the way the kernel's filesystems do: corrupt metadata -EUCLEAN, checksum or digest
+ *     mismatch -EBADMSG, unknown incompatible feature -EOPNOTSUPP, cancelled -ECANCELED.
+ *     snap_strerror() gives the text; each object's *_error() gives the detail (which file,
+ *     which offset, which part).
+ *  2. Objects are opaque. Constructors are snap_x_new(..., struct snap_x **ret); destructors
+ *     accept NULL and return NULL. Out-parameters are named ret_*, come last and are untouched
+ *     on failure.
+ *  3. Tunables are set with snap_x_set_param(x, SNAP_PARAM_..., int64_t) and
+ *     snap_job_set_string(); enum values are explicit and never reused, so the ABI grows.
+ *  4. The library never prints: log lines go to the callback set with snap_set_log(), progress
+ *     to the job's progress callback.
+ *
+ * Compiles as C99 and as C++.
+ */
+#ifndef SNAPBUNDLE_H
+#define SNAPBUNDLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The library is built with -fvisibility=hidden; what this header declares is its ABI (the
+ * version script engine/libsnapbundle.sym lists the same names). */
+#if defined(__GNUC__) && !defined(SNAP_NO_VISIBILITY)
+#pragma GCC visibility push(default)
+#endif
+
+#define SNAP_VERSION_MAJOR 0
+#define SNAP_VERSION_MINOR 1
+#define SNAP_VERSION_PATCH 0
+
+/* The library's version as "MAJOR.MINOR.PATCH". */
+const char *snap_version(void);
+
+/* Text for a negative errno returned by any snap_ call (also the library's own meanings of
+ * EUCLEAN, EBADMSG, EOPNOTSUPP). Never NULL. */
+const char *snap_strerror(int err);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Logging                                                                                   */
+
+enum snap_log_level {
+	SNAP_LOG_ERROR = 0,
+	SNAP_LOG_WARNING = 1,
+	SNAP_LOG_INFO = 2,
+	SNAP_LOG_DEBUG = 3,
+};
+
+typedef void (*snap_log_fn)(void *userdata, enum snap_log_level level, const char *msg);
+
+/* Process-wide log sink; lines above max_level are not formatted at all. fn may be NULL. */
+void snap_set_log(snap_log_fn fn, void *userdata, enum snap_log_level max_level);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Extent maps                                                                               */
+
+enum snap_extent_kind {
+	SNAP_EXTENT_DATA = 0,	/* must be read and kept */
+	SNAP_EXTENT_ZERO = 1,	/* reads back as zeros: a hole or an all-zero block */
+	SNAP_EXTENT_UNUSED = 2, /* content does not matter: free space, unpartitioned gaps */
+};
+
+/* Which layer decided an extent's kind. */
+enum snap_extent_layer {
+	SNAP_LAYER_SOURCE = 0,	 /* the default: everything is DATA */
+	SNAP_LAYER_PTABLE = 1,	 /* partition table: critical regions, unpartitioned space */
+	SNAP_LAYER_HOLE = 2,	 /* SEEK_HOLE of an image file */
+	SNAP_LAYER_ZEROSCAN = 3, /* all-zero blocks found while reading */
+	SNAP_LAYER_FS = 4,	 /* a filesystem's free-space map */
+	SNAP_LAYER_MERGE = 5,	 /* a small gap merged into its DATA neighbours */
+};
+#define SNAP_LAYER_COUNT 6
+
+struct snap_extent {
+	uint64_t offset;
+	uint64_t length;
+	uint8_t kind;	   /* enum snap_extent_kind */
+	uint8_t layer;	   /* enum snap_extent_layer */
+	uint16_t reserved;
+	uint32_t partition; /* partition number the extent lies in, 0 outside every partition */
+};
+
+const char *snap_extent_kind_name(int kind);   /* "data", "zero", "unused" */
+const char *snap_extent_layer_name(int layer); /* "source", "ptable", "hole", ... */
+
+/* ---------------------------------------------------------------------------------------- */
+/* Disks: open a source, read its partition table and filesystems, build its extent map      */
+
+struct snap_disk;
+
+enum snap_disk_param {
+	SNAP_DISK_KEEP_UNPARTITIONED = 1, /* bool: space outside partitions stays DATA */
+	SNAP_DISK_MIN_GAP = 2,		  /* bytes: DATA extents closer than this merge (64 KiB) */
+	SNAP_DISK_FORCE_PREAD = 3,	  /* bool: never use io_uring (also SNAPBUNDLE_FORCE_PREAD=1) */
+	SNAP_DISK_QUEUE_DEPTH = 4,	  /* reader queue depth (default 32) */
+	SNAP_DISK_REQUEST_SIZE = 5,	  /* reader request size in bytes (default 1 MiB) */
+	SNAP_DISK_NO_DIRECT = 6,	  /* bool: buffered reads instead of O_DIRECT */
+	SNAP_DISK_FS_SKIP = 7,		  /* bool: mark filesystem free space UNUSED (default 1) */
+	SNAP_DISK_FREEZE = 8,		  /* bool: FIFREEZE mounted filesystems while reading */
+	SNAP_DISK_NO_HOLES = 9,		  /* bool: do not look for SEEK_HOLE holes */
+};
+
+int snap_disk_new(struct snap_disk **ret);
+struct snap_disk *snap_disk_free(struct snap_disk *disk);
+int snap_disk_set_param(struct snap_disk *disk, int param, int64_t value);
+/* Opens path read-only, reads its partition table, probes filesystems, builds the map. */
+int snap_disk_open(struct snap_disk *disk, const char *path);
+/* Detail of the last failure ("cannot read /dev/sdb at offset 4096: ..."), or "". */
+const char *snap_disk_error(const struct snap_disk *disk);
+
+uint64_t snap_disk_size(const struct snap_disk *disk);
+uint32_t snap_disk_logical_sector_size(const struct snap_disk *disk);
+uint32_t snap_disk_physical_sector_size(const struct snap_disk *disk);
+int snap_disk_is_block_device(const struct snap_disk *disk);
+/* "gpt", "dos" or NULL when there is no partition table. */
+const char *snap_disk_ptable_type(const struct snap_disk *disk);
+/* The disk identifier: GPT disk GUID or "0x%08x" MBR signature; NULL without a table. */
+const char *snap_disk_ptable_id(const struct snap_disk *disk);
+
+struct snap_partition_info {
+	uint32_t number;       /* 1-based, as the kernel and sfdisk number them */
+	uint64_t start;	       /* bytes */
+	uint64_t size;	       /* bytes */
+	const char *type;      /* GPT type GUID (upper case) or MBR type as "83" */
+	const char *type_name; /* human name of the type, may be NULL */
+	const char *name;      /* GPT partition name, may be NULL */
+	const char *uuid;      /* GPT partition GUID, may be NULL */
+	int container;	       /* 1 for an MBR extended partition */
+	int bootable;
+	const char *fs_type;  /* from libblkid: "ext4", "vfat", ..., NULL if none found */
+	const char *fs_label; /* may be NULL */
+	const char *fs_uuid;  /* may be NULL */
+	/* Filesystem free-space skipping (see snap_disk_param SNAP_DISK_FS_SKIP): */
+	int fs_mapped;		 /* 1 when free space was read from the filesystem's map */
+	uint64_t fs_used_bytes;	 /* used space the filesystem reports (when fs_mapped) */
+	uint64_t fs_skipped;	 /* bytes marked UNUSED from the filesystem's map */
+	const char *fs_note;	 /* why free space was not skipped, or what was kept */
+};
+
+size_t snap_disk_partition_count(const struct snap_disk *disk);
+/* Library-owned, valid until the disk is freed; NULL when i is out of range. */
+const struct snap_partition_info *snap_disk_partition(const struct snap_disk *disk, size_t i);
+
+size_t snap_disk_extent_count(const struct snap_disk *disk);
+int snap_disk_extent(const struct snap_disk *disk, size_t i, struct snap_extent *ret);
+
+struct snap_map_summary {
+	uint64_t bytes[3];			/* by enum snap_extent_kind */
+	uint64_t by_layer[3][SNAP_LAYER_COUNT]; /* by kind, then by the layer that decided */
+	uint64_t extents;
+};
+void snap_disk_summary(const struct snap_disk *disk, struct snap_map_summary *ret);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Jobs: bundle, unbundle, verify, store, restore                                            */
+
+enum snap_job_kind {
+	SNAP_JOB_BUNDLE = 1,	    /* source -> classic EC2 bundle (parts + manifest) */
+	SNAP_JOB_UNBUNDLE = 2,	    /* classic bundle -> image file or block device */
+	SNAP_JOB_VERIFY_BUNDLE = 3, /* every unbundle check, nothing written */
+	SNAP_JOB_STORE = 4,	    /* sources -> single-object .bin store image */
+	SNAP_JOB_RESTORE = 5,	    /* .bin -> image file or block device */
+	SNAP_JOB_VERIFY_STORE = 6,  /* every restore check, nothing written */
+};
+
+/* Integer parameters. Ranges: 1-99 common, 100-199 bundle, 200-299 unbundle,
+ * 300-399 store and restore. Values are never reused. */
+enum snap_job_param {
+	SNAP_PARAM_THREADS = 1,		   /* worker threads, 0 = every online CPU */
+	SNAP_PARAM_LEVEL = 2,		   /* compression level 0-3 (ISA-L), default 1 */
+	SNAP_PARAM_FORCE = 3,		   /* bool: overwrite existing output */
+	SNAP_PARAM_KEEP_UNPARTITIONED = 4, /* bool, as SNAP_DISK_KEEP_UNPARTITIONED */
+	SNAP_PARAM_FORCE_PREAD = 5,	   /* bool, as SNAP_DISK_FORCE_PREAD */
+	SNAP_PARAM_QUEUE_DEPTH = 6,
+	SNAP_PARAM_REQUEST_SIZE = 7,
+	SNAP_PARAM_NO_DIRECT = 8,
+	SNAP_PARAM_FS_SKIP = 9,	       /* bool, default 1 */
+	SNAP_PARAM_FREEZE = 10,	       /* bool */
+	SNAP_PARAM_NO_VERIFY = 11,     /* bool: skip verification (unbundle/restore) */
+	SNAP_PARAM_PROGRESS_MS = 12,   /* minimum interval between progress callbacks, default 200 */
+	SNAP_PARAM_MIN_GAP = 13,       /* as SNAP_DISK_MIN_GAP */
+
+	SNAP_PARAM_PART_SIZE = 100,    /* bytes per part, default 10 MiB (tests shrink it) */
+	SNAP_PARAM_CHUNK_SIZE = 101,   /* bytes of tar stream per parallel deflate chunk */
+
+	SNAP_PARAM_FRAME_SIZE = 300,   /* bytes of volume data per store frame */
+	SNAP_PARAM_ENCRYPT = 301,      /* bool */
+	SNAP_PARAM_CREATION_TIME = 302, /* seconds since the epoch, for reproducible images */
+	SNAP_PARAM_STORE_TIME = 303,
+	SNAP_PARAM_RANGE_OFFSET = 304,	/* restore only [offset, offset+length) of a volume */
+	SNAP_PARAM_RANGE_LENGTH = 305,
+	SNAP_PARAM_PARTITION = 306,	/* restore only this partition of the volume */
+};
+
+/* String parameters; snap_job_add_string() appends to the list-valued ones. */
+enum snap_job_sparam {
+	SNAP_SPARAM_IMAGE = 1,	     /* bundle: source path; store: use snap_job_add_source */
+	SNAP_SPARAM_DESTINATION = 2, /* bundle: directory for parts and manifest */
+	SNAP_SPARAM_PREFIX = 3,	     /* bundle name */
+	SNAP_SPARAM_CERT = 4,	     /* user X.509 certificate (PEM) */
+	SNAP_SPARAM_PRIVATE_KEY = 5, /* user RSA private key (PEM) */
+	SNAP_SPARAM_USER = 6,	     /* AWS account number */
+	SNAP_SPARAM_ARCH = 7,	     /* i386, x86_64, arm64 */
+	SNAP_SPARAM_EC2_CERT = 8,    /* EC2 certificate (PEM) */
+	SNAP_SPARAM_KERNEL = 9,
+	SNAP_SPARAM_RAMDISK = 10,
+	SNAP_SPARAM_BLOCK_DEVICE_MAPPING = 11, /* list: "virtual=device" */
+	SNAP_SPARAM_PRODUCT_CODES = 12,	       /* list */
+	SNAP_SPARAM_ANCESTOR = 13,	       /* list: ancestor AMI ids */
+	SNAP_SPARAM_MANIFEST = 14,	       /* unbundle, verify: manifest path */
+	SNAP_SPARAM_SOURCE_DIR = 15,	       /* unbundle: directory holding the parts */
+	SNAP_SPARAM_OUTPUT = 16,	       /* unbundle, restore: image file or block device */
+	SNAP_SPARAM_INPUT = 17,		       /* restore, verify store: .bin path or "-" */
+	SNAP_SPARAM_NAME = 18,		       /* store: image name; restore: new name */
+	SNAP_SPARAM_DESCRIPTION = 19,
+	SNAP_SPARAM_BOOT_MODE = 20,	  /* legacy-bios, uefi, uefi-preferred */
+	SNAP_SPARAM_OWNER = 21,
+	SNAP_SPARAM_TAG = 22,		  /* list: "key=value" */
+	SNAP_SPARAM_RECIPIENT_CERT = 23,  /* list: X.509 certificates to wrap the data key for */
+	SNAP_SPARAM_PASSPHRASE = 24,
+	SNAP_SPARAM_VOLUME = 25,	  /* restore: device name of the one volume to restore */
+	SNAP_SPARAM_SIGNING_KEY = 26,	  /* store: key to sign index and metadata */
+	SNAP_SPARAM_OUTPUT_DIR = 27,	  /* unbundle: destination directory (ec2-unbundle -d) */
+	SNAP_SPARAM_IMAGE_ID = 28,	  /* store: AMI id the object is named after */
+};
+
+enum snap_stage {
+	SNAP_STAGE_PREPARE = 0, /* opening, mapping, keys */
+	SNAP_STAGE_DATA = 1,	/* streaming data */
+	SNAP_STAGE_FINISH = 2,	/* manifest, index, renames */
+	SNAP_STAGE_VERIFY = 3,
+	SNAP_STAGE_DONE = 4,
+};
+
+struct snap_progress {
+	int stage;		/* enum snap_stage */
+	uint64_t bytes_total;	/* logical bytes the job covers (source or image size) */
+	uint64_t bytes_done;	/* logical bytes covered so far, read or skipped */
+	uint64_t bytes_read;	/* bytes actually read from the source */
+	uint64_t bytes_skipped; /* bytes not read: ZERO and UNUSED extents */
+	uint64_t bytes_written; /* bytes written to the output */
+	double elapsed;		/* seconds since snap_job_run started */
+	double percent;		/* 0..100, what DescribeStoreImageTasks would report */
+};
+
+/* Called from the thread running snap_job_run, at most every SNAP_PARAM_PROGRESS_MS and once
+ * at each stage change. Return non-zero to cancel the job. */
+typedef int (*snap_progress_fn)(void *userdata, const struct snap_progress *progress);
+
+struct snap_job;
+
+int snap_job_new(enum snap_job_kind kind, struct snap_job **ret);
+struct snap_job *snap_job_free(struct snap_job *job);
+enum snap_job_kind snap_job_kind(const struct snap_job *job);
+int snap_job_set_param(struct snap_job *job, int param, int64_t value);
+int snap_job_get_param(const struct snap_job *job, int param, int64_t *ret);
+int snap_job_set_string(struct snap_job *job, int sparam, const char *value);
+int snap_job_add_string(struct snap_job *job, int sparam, const char *value);
+/* Store: one source per volume with its device name ("/dev/xvda"); bundle: exactly one. */
+int snap_job_add_source(struct snap_job *job, const char *path, const char *device_name);
+void snap_job_set_progress(struct snap_job *job, snap_progress_fn fn, void *userdata);
+
+/* Runs the job to completion in the calling thread (it starts workers of its own). On failure
+ * every output it created is removed. Returns 0 or -errno; -ECANCELED after snap_job_cancel. */
+int snap_job_run(struct snap_job *job);
+
+/* Safe from any thread and from a signal handler. */
+void snap_job_cancel(struct snap_job *job);
+
+/* Detail of the failure: what went wrong and where (file, offset, part). "" when none. */
+const char *snap_job_error(const struct snap_job *job);
+
+enum snap_job_result {
+	SNAP_RESULT_BYTES_TOTAL = 1,   /* u64 */
+	SNAP_RESULT_BYTES_READ = 2,    /* u64 */
+	SNAP_RESULT_BYTES_SKIPPED = 3, /* u64 */
+	SNAP_RESULT_BYTES_WRITTEN = 4, /* u64 */
+	SNAP_RESULT_ELAPSED_NS = 5,    /* u64 */
+	SNAP_RESULT_PARTS = 6,	       /* u64: part count */
+	SNAP_RESULT_STREAM_BYTES = 7,  /* u64: tar stream length */
+	SNAP_RESULT_FRAMES = 8,	       /* u64 */
+	SNAP_RESULT_MANIFEST_PATH = 100, /* string */
+	SNAP_RESULT_DIGEST = 101,	 /* string: manifest digest (SHA-1 of the tar stream) */
+	SNAP_RESULT_OUTPUT_PATH = 102,	 /* string */
+	SNAP_RESULT_TIMINGS = 103,	 /* string: JSON object, seconds per stage */
+};
+
+int snap_job_result_u64(const struct snap_job *job, int result, uint64_t *ret);
+/* NULL when the result is not known. Valid until the job is freed. */
+const char *snap_job_result_string(const struct snap_job *job, int result);
+
+#if defined(__GNUC__) && !defined(SNAP_NO_VISIBILITY)
+#pragma GCC visibility pop
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SNAPBUNDLE_H */

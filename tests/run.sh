@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Runs every test: installs missing packages, builds with warnings as errors, runs the suite,
+# then builds once more with AddressSanitizer + UndefinedBehaviorSanitizer and runs it again.
+# Ends with one line "tests: N passed, N failed, N skipped".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tools/install-deps.sh
+
+jobs=$(nproc)
+passed=0 failed=0 skipped=0
+status=0
+
+count() { # build dir -> adds to the totals from meson's JSON test log
+	local log="$1/meson-logs/testlog.json"
+	[ -f "$log" ] || return 0
+	read -r p f s < <(python3 - "$log" <<'PY'
+import json, sys
+p = f = s = 0
+for line in open(sys.argv[1]):
+    r = json.loads(line)["result"]
+    if r in ("OK", "EXPECTEDFAIL"): p += 1
+    elif r == "SKIP": s += 1
+    else: f += 1
+print(p, f, s)
+PY
+)
+	passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
+}
+
+run_suite() { # build dir, meson options...
+	local dir="$1"; shift
+	if [ -d "$dir/meson-private" ]; then
+		meson configure "$dir" "$@" >/dev/null
+	else
+		meson setup "$dir" "$@" >/dev/null
+	fi
+	ninja -C "$dir" >/dev/null || { echo "build failed in $dir"; ninja -C "$dir" | tail -40; exit 1; }
+	rm -f "$dir/meson-logs/testlog.json"
+	meson test -C "$dir" --print-errorlogs --num-processes "$jobs" --no-rebuild || status=1
+	count "$dir"
+}
+
+echo "== build and test (warnings are errors)"
+run_suite build -Dwerror=true -Db_sanitize=none
+
+echo "== build and test under AddressSanitizer + UndefinedBehaviorSanitizer"
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:halt_on_error=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+run_suite build-asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false \
+	-Dbuildtype=debug
+
+echo "tests: $passed passed, $failed failed, $skipped skipped"
+exit $status

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages snapbundle builds and tests with, when any is missing.
+# apt-get as root, through sudo otherwise. Idempotent: does nothing when all are present.
+set -euo pipefail
+
+packages=(
+	# build
+	build-essential meson ninja-build pkg-config
+	liburing-dev libblkid-dev libfdisk-dev libisal-dev libssl-dev libxml2-dev zlib1g-dev
+	# outside judges used by the tests, and the demo disk
+	fdisk e2fsprogs xfsprogs dosfstools mtools ntfs-3g util-linux
+	tar libarchive-tools gzip openssl python3 coreutils
+	# reference tools for the benchmarks
+	pigz zstd qemu-utils
+)
+
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' ||
+		missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "installing: ${missing[*]}"
+SUDO=
+if [ "$(id -u)" -ne 0 ]; then
+	command -v sudo >/dev/null || { echo "need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+	SUDO=sudo
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
