@@ -70,7 +70,7 @@ int snap_deflate_chunk(struct snap_deflate *d, const uint8_t *in, size_t len, bo
 	if (len > UINT32_MAX || out_cap > UINT32_MAX)
 		return -EINVAL;
 	struct isal_zstream *s = &d->stream;
-	isal_deflate_init(s);
+	isal_deflate_stateless_init(s);
 	s->level = (uint32_t)d->level;
 	s->level_buf = d->level_buf;
 	s->level_buf_size = d->level_buf_size;
@@ -80,16 +80,15 @@ int snap_deflate_chunk(struct snap_deflate *d, const uint8_t *in, size_t len, bo
 	s->next_out = out;
 	s->avail_out = (uint32_t)out_cap;
 	s->end_of_stream = final ? 1 : 0;
-	/* a sync flush byte-aligns the end without BFINAL; a fresh stream per chunk already
-	 * keeps chunks independent, so FULL_FLUSH would add nothing */
-	s->flush = final ? NO_FLUSH : SYNC_FLUSH;
-	int r = isal_deflate(s);
-	if (r != COMP_OK)
-		return -EIO;
-	bool done = final ? s->internal_state.state == ZSTATE_END
-			  : (s->avail_in == 0 && s->internal_state.state == ZSTATE_NEW_HDR);
-	if (!done)
+	/* stateless: one call per chunk, and it falls back to stored blocks when the data does
+	 * not compress (the stateful path would let random data grow by an eighth at level 0).
+	 * FULL_FLUSH byte-aligns a non-final chunk without BFINAL. */
+	s->flush = final ? NO_FLUSH : FULL_FLUSH;
+	int r = isal_deflate_stateless(s);
+	if (r == STATELESS_OVERFLOW)
 		return -ENOBUFS;
+	if (r != COMP_OK || s->avail_in != 0)
+		return -EIO;
 	*ret_len = out_cap - s->avail_out;
 	*ret_crc = snap_crc32(0, in, len);
 	return 0;
