@@ -32,7 +32,7 @@ static void test_cleanup(void)
 	}
 }
 
-static const char *test_mkdir(void)
+__attribute__((unused)) static const char *test_mkdir(void)
 {
 	const char *t = getenv("TMPDIR");
 	snprintf(test_dir, sizeof(test_dir), "%s/snaptest-XXXXXX", t && *t ? t : "/tmp");
@@ -42,7 +42,7 @@ static const char *test_mkdir(void)
 }
 
 /* Runs a shell command built from fmt; returns its exit status. */
-__attribute__((format(printf, 1, 2))) static int test_sh(const char *fmt, ...)
+__attribute__((format(printf, 1, 2), unused)) static int test_sh(const char *fmt, ...)
 {
 	char *cmd;
 	va_list ap;
