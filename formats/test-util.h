@@ -56,14 +56,14 @@ __attribute__((format(printf, 1, 2), unused)) static int test_sh(const char *fmt
 	return st == -1 ? -1 : WEXITSTATUS(st);
 }
 
-static int test_have(const char *prog)
+__attribute__((unused)) static int test_have(const char *prog)
 {
 	char cmd[256];
 	snprintf(cmd, sizeof(cmd), "command -v %s >/dev/null 2>&1", prog);
 	return system(cmd) == 0;
 }
 
-static void test_write_file(const char *path, const void *buf, size_t len)
+__attribute__((unused)) static void test_write_file(const char *path, const void *buf, size_t len)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	CHECK(fd >= 0);
