@@ -29,7 +29,7 @@
 #include <unistd.h>
 
 #include "fs.h"
-#include "layout.h"
+#include "layout-internal.h"
 #include "log.h"
 #include "ptable.h"
 
@@ -173,18 +173,15 @@ static int set_note(struct snap_partition_info *p, const char *note)
 	return p->fs_note ? 0 : -ENOMEM;
 }
 
-/* Runs the driver for p's filesystem and applies its marks if it succeeded. */
-static int fs_layer(struct snap_layout *l, struct snap_partition_info *p,
-		    const struct snap_layout_opts *opts, uint64_t min_gap)
+int snap_layout_fs_apply(struct snap_layout *l, struct snap_partition_info *p,
+			 const struct snap_fs_driver *drv, const struct snap_layout_opts *opts,
+			 uint64_t min_gap)
 {
-	const struct snap_fs_driver *drv = snap_fs_driver_find(p->fs_type);
-	char note[300];
+	static const struct snap_layout_opts no_opts = {0};
 	int r;
 
-	if (!drv) {
-		snprintf(note, sizeof(note), "no free-space map for %s", p->fs_type);
-		return set_note(p, note);
-	}
+	if (!opts)
+		opts = &no_opts;
 	struct fs_priv priv = {
 		.src = l->src,
 		.start = p->start,
@@ -209,7 +206,8 @@ static int fs_layer(struct snap_layout *l, struct snap_partition_info *p,
 	if (r < 0) {
 		if (!ctx.note[0])
 			snprintf(ctx.note, sizeof(ctx.note), "%s", strerror(-r));
-		warn(opts, "partition %u (%s): copied whole: %s", p->number, p->fs_type, ctx.note);
+		warn(opts, "partition %u (%s): copied whole: %s", p->number,
+		     p->fs_type ? p->fs_type : drv->name, ctx.note);
 		r = set_note(p, ctx.note);
 		goto out;
 	}
@@ -233,6 +231,19 @@ out:
 	collect_free(&priv.unused);
 	collect_free(&priv.pins);
 	return r;
+}
+
+/* Runs the driver for p's filesystem, if there is one. */
+static int fs_layer(struct snap_layout *l, struct snap_partition_info *p,
+		    const struct snap_layout_opts *opts, uint64_t min_gap)
+{
+	const struct snap_fs_driver *drv = snap_fs_driver_find(p->fs_type);
+	if (!drv) {
+		char note[300];
+		snprintf(note, sizeof(note), "no free-space map for %s", p->fs_type);
+		return set_note(p, note);
+	}
+	return snap_layout_fs_apply(l, p, drv, opts, min_gap);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -464,10 +475,12 @@ out:
 /* ---------------------------------------------------------------------------------------- */
 /* Holes                                                                                     */
 
-static int holes_layer(struct snap_layout *l, uint64_t min_gap)
+static int holes_layer(struct snap_layout *l)
 {
 	const struct snap_src *src = l->src;
-	struct collect c = {.min_len = min_gap == UINT64_MAX ? 0 : min_gap, .max = COLLECT_MAX};
+	/* every hole is kept (merge_gaps then says which it merged), unless there are so many
+	 * that the bound of invariant 3 drops the shortest */
+	struct collect c = {.min_len = 0, .max = COLLECT_MAX};
 	uint64_t off = 0;
 	int r;
 
@@ -649,7 +662,7 @@ int snap_layout_build(struct snap_src *src, const struct snap_layout_opts *opts,
 	/* 4. holes */
 	what = "cannot map the holes of";
 	if (!src->block_device && !opts->no_holes) {
-		r = holes_layer(l, min_gap);
+		r = holes_layer(l);
 		if (r < 0)
 			goto fail;
 	}
