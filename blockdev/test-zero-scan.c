@@ -36,7 +36,11 @@ static bool interesting(size_t pos, size_t len)
 	if (len <= 1100 || pos < 300 || len - pos <= 300)
 		return true;
 	size_t m = pos % 256;
-	return m <= 1 || m >= 254 || pos % 16 == 0 || pos % 16 == 15 || pos % 97 == 0;
+	if (m <= 1 || m >= 254)
+		return true;
+	if (len > 9000)
+		return pos % 997 == 0;
+	return pos % 16 == 0 || pos % 16 == 15 || pos % 97 == 0;
 }
 
 int main(void)
