@@ -19,7 +19,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -52,10 +58,14 @@ static uint64_t rnd_below(uint64_t n)
 	return n ? rnd() % n : 0;
 }
 
+static char last_log[1024];
+
 static void log_sink(void *userdata, enum snap_log_level level, const char *msg)
 {
 	(void)userdata;
 	(void)level;
+	if (strstr(msg, "io_uring") && !strstr(msg, "reading "))
+		snprintf(last_log, sizeof(last_log), "%s", msg);
 	if (getenv("TEST_READER_VERBOSE"))
 		fprintf(stderr, "log: %s\n", msg);
 }
@@ -576,6 +586,86 @@ static void test_edges(const char *path)
 	unlink(path);
 }
 
+/* Makes syscall nr fail with err in this process from now on (seccomp, as a container
+ * runtime would). */
+static int deny_syscall(long nr, int err)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)nr, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((unsigned)err & SECCOMP_RET_DATA)),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { .len = sizeof(f) / sizeof(f[0]), .filter = f };
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+	    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0)
+		return -errno;
+	return 0;
+}
+
+/* io_uring refused the way seccomp or the io_uring_disabled sysctl refuse it: the reader falls
+ * back to pread and says so; refused buffer registration keeps io_uring with unregistered
+ * buffers. Each case runs in a child, since a seccomp filter cannot be removed. */
+static void test_refused(const char *path)
+{
+	static const struct {
+		long nr;
+		int err;
+		bool uring;
+		const char *log;
+	} cases[] = {
+		{ __NR_io_uring_setup, ENOSYS, false,
+		  "io_uring unavailable (io_uring_setup: Function not implemented): using pread" },
+		{ __NR_io_uring_setup, EPERM, false,
+		  "io_uring unavailable (io_uring_setup: Operation not permitted): using pread" },
+		{ __NR_io_uring_register, ENOMEM, true,
+		  "cannot register io_uring buffers (Cannot allocate memory): using unregistered "
+		  "buffers" },
+	};
+	make_file(path, FILE_SIZE);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		fflush(NULL);
+		pid_t pid = fork();
+		if (pid < 0)
+			FAIL("fork");
+		if (pid == 0) {
+			if (deny_syscall(cases[i].nr, cases[i].err) < 0) {
+				printf("seccomp unavailable: refused io_uring not tested\n");
+				exit(77);
+			}
+			struct snap_src *src;
+			if (snap_src_open(path, 0, &src, NULL) < 0)
+				FAIL("open %s", path);
+			int judge_fd = open(path, O_RDONLY | O_CLOEXEC);
+			struct snap_reader_opts o = { .queue_depth = 4, .request_size = 8192 };
+			struct snap_reader *reader;
+			last_log[0] = 0;
+			if (judge_fd < 0 || snap_reader_new(src, &o, &reader) < 0)
+				FAIL("reader_new with io_uring refused");
+			if (snap_reader_uses_uring(reader) != cases[i].uring ||
+			    strcmp(last_log, cases[i].log) != 0)
+				FAIL("refused case %zu: uses_uring %d, log '%s'", i,
+				     snap_reader_uses_uring(reader), last_log);
+			for (int l = 0; l < 3; l++) {
+				struct snap_range g[40];
+				size_t n = random_ranges(src->size, g, 30);
+				read_list(reader, judge_fd, g, n, l == 1, last_log, NULL);
+			}
+			printf("refused: %s\n", last_log);
+			snap_reader_free(reader);
+			snap_src_free(src);
+			close(judge_fd);
+			free(judge_buf);
+			exit(0);
+		}
+		int st;
+		if (waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) ||
+		    (WEXITSTATUS(st) != 0 && WEXITSTATUS(st) != 77))
+			FAIL("refused case %zu: child failed (status %#x)", i, st);
+	}
+	unlink(path);
+}
+
 int main(void)
 {
 	snap_set_log(log_sink, NULL, SNAP_LOG_DEBUG);
@@ -592,6 +682,7 @@ int main(void)
 		FAIL("getcwd");
 	snprintf(p, sizeof(p), "%s/test-reader-%d.img", here, (int)getpid());
 	test_edges(p);
+	test_refused(p);
 	test_file(p, 0, false);
 	test_file(p, SNAP_SRC_NO_DIRECT, true);
 	test_shrunk(p, 0, false);
