@@ -45,7 +45,7 @@ static bool interesting(size_t pos, size_t len)
 
 int main(void)
 {
-	static const size_t big[] = { 4095, 4096, 4097, 8191, 8192, 8193, 65535, 65536, 65537 };
+	static const size_t big[] = {4095, 4096, 4097, 8191, 8192, 8193, 65535, 65536, 65537};
 	size_t sizes[601 + sizeof(big) / sizeof(big[0])], nsizes = 0;
 	for (size_t s = 0; s <= 600; s++)
 		sizes[nsizes++] = s;
@@ -57,7 +57,7 @@ int main(void)
 	unsigned char *mem = malloc(cap);
 	if (!mem)
 		return 1;
-	static const unsigned char values[] = { 0x01, 0x80, 0xff };
+	static const unsigned char values[] = {0x01, 0x80, 0xff};
 
 	for (size_t si = 0; si < nsizes; si++) {
 		size_t len = sizes[si];

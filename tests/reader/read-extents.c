@@ -75,12 +75,15 @@ static void usage(void)
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "pread", no_argument, NULL, 'p' },	   { "qd", required_argument, NULL, 'q' },
-		{ "rs", required_argument, NULL, 'r' },	   { "no-direct", no_argument, NULL, 'n' },
-		{ "fail-at", required_argument, NULL, 'f' }, { "verbose", no_argument, NULL, 'v' },
-		{ NULL, 0, NULL, 0 },
+	    {"pread", no_argument, NULL, 'p'},
+	    {"qd", required_argument, NULL, 'q'},
+	    {"rs", required_argument, NULL, 'r'},
+	    {"no-direct", no_argument, NULL, 'n'},
+	    {"fail-at", required_argument, NULL, 'f'},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {NULL, 0, NULL, 0},
 	};
-	struct snap_reader_opts opts = { 0 };
+	struct snap_reader_opts opts = {0};
 	unsigned flags = 0;
 	uint64_t v, fail_at = 0;
 	const char *end;
