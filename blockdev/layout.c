@@ -554,8 +554,31 @@ struct snap_layout *snap_layout_free(struct snap_layout *layout)
 	return NULL;
 }
 
+/*
+ * Merges gaps shorter than *min_gap, doubling it while the map holds more than MAP_MAX extents
+ * (invariant 3). With force false it only acts when the map is over the bound.
+ */
+static int bound_map(struct snap_layout *l, uint64_t *min_gap, bool force)
+{
+	int r = 0;
+	if (!force && snap_map_count(l->map) <= MAP_MAX)
+		return 0;
+	if (*min_gap == UINT64_MAX) {
+		if (snap_map_count(l->map) <= MAP_MAX)
+			return 0;
+		/* merging was turned off, but the bound holds regardless */
+		*min_gap = DEFAULT_MIN_GAP;
+	}
+	r = snap_map_merge_gaps(l->map, *min_gap);
+	while (r >= 0 && snap_map_count(l->map) > MAP_MAX && *min_gap < l->src->size) {
+		*min_gap *= 2;
+		r = snap_map_merge_gaps(l->map, *min_gap);
+	}
+	return r;
+}
+
 static int filesystems(struct snap_layout *l, const struct snap_layout_opts *opts,
-		       uint64_t min_gap)
+		       uint64_t *min_gap)
 {
 	int r;
 	for (size_t i = 0; i < l->nparts; i++) {
@@ -581,7 +604,11 @@ static int filesystems(struct snap_layout *l, const struct snap_layout_opts *opt
 			return r;
 		if (!ok)
 			continue;
-		r = fs_layer(l, p, opts, min_gap);
+		r = fs_layer(l, p, opts, *min_gap);
+		if (r < 0)
+			return r;
+		/* many partitions with fragmented free space must not add up past the bound */
+		r = bound_map(l, min_gap, false);
 		if (r < 0)
 			return r;
 	}
@@ -655,7 +682,7 @@ int snap_layout_build(struct snap_src *src, const struct snap_layout_opts *opts,
 
 	/* 3. filesystems */
 	what = "cannot map the filesystems of";
-	r = filesystems(l, opts, min_gap);
+	r = filesystems(l, opts, &min_gap);
 	if (r < 0)
 		goto fail;
 
@@ -669,17 +696,11 @@ int snap_layout_build(struct snap_src *src, const struct snap_layout_opts *opts,
 
 	/* 5. merge small gaps, coarser until the map is small enough (invariant 3) */
 	what = "cannot merge the map of";
-	if (min_gap != UINT64_MAX) {
-		r = snap_map_merge_gaps(l->map, min_gap);
-		while (r >= 0 && snap_map_count(l->map) > MAP_MAX && min_gap < src->size) {
-			min_gap *= 2;
-			r = snap_map_merge_gaps(l->map, min_gap);
-		}
-		if (r < 0)
-			goto fail;
-	}
+	r = bound_map(l, &min_gap, min_gap != UINT64_MAX);
+	if (r < 0)
+		goto fail;
 	snap_debug("%s: map of %zu extents (min gap %llu)", src->path, snap_map_count(l->map),
-		   (unsigned long long)min_gap);
+		   min_gap == UINT64_MAX ? 0ull : (unsigned long long)min_gap);
 	*ret = l;
 	return 0;
 fail:
