@@ -183,17 +183,17 @@ int snap_layout_fs_apply(struct snap_layout *l, struct snap_partition_info *p,
 	if (!opts)
 		opts = &no_opts;
 	struct fs_priv priv = {
-		.src = l->src,
-		.start = p->start,
-		.unused = {.min_len = min_gap == UINT64_MAX ? 0 : min_gap, .max = COLLECT_MAX},
-		.pins = {.min_len = 0, .max = 0},
+	    .src = l->src,
+	    .start = p->start,
+	    .unused = {.min_len = min_gap == UINT64_MAX ? 0 : min_gap, .max = COLLECT_MAX},
+	    .pins = {.min_len = 0, .max = 0},
 	};
 	struct snap_fs_ctx ctx = {
-		.part_size = p->size,
-		.read = fs_read,
-		.mark_unused = fs_mark_unused,
-		.pin = fs_pin,
-		.priv = &priv,
+	    .part_size = p->size,
+	    .read = fs_read,
+	    .mark_unused = fs_mark_unused,
+	    .pin = fs_pin,
+	    .priv = &priv,
 	};
 	r = drv->map(&ctx);
 	ctx.note[sizeof(ctx.note) - 1] = '\0';
@@ -453,7 +453,7 @@ static int probe(const struct snap_src *src, struct snap_partition_info *p, bool
 	blkid_probe_enable_partitions(pr, 0);
 	blkid_probe_enable_superblocks(pr, 1);
 	blkid_probe_set_superblocks_flags(pr, BLKID_SUBLKS_TYPE | BLKID_SUBLKS_LABEL |
-						      BLKID_SUBLKS_UUID);
+						  BLKID_SUBLKS_UUID);
 	int rc = blkid_do_safeprobe(pr);
 	if (rc == -2) {
 		r = set_note(p, "ambivalent filesystem signatures");

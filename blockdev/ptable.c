@@ -18,8 +18,8 @@
 #include "log.h"
 #include "ptable.h"
 
-#define EBR_MAX 1024	       /* more logical partitions than any tool creates */
-#define GPT_HEADER_MIN 92      /* bytes of a GPT header we read */
+#define EBR_MAX 1024	  /* more logical partitions than any tool creates */
+#define GPT_HEADER_MIN 92 /* bytes of a GPT header we read */
 
 static uint32_t le32(const uint8_t *p)
 {
