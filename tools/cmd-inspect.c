@@ -343,7 +343,11 @@ static int inspect_disk(const char *path, const struct inspect_opts *o)
 	return 0;
 }
 
-/* The one place that decides what kind of input path is; each kind has its own report. */
+/*
+ * The one place that decides what kind of input path is; each kind has its own report. Store
+ * images (.bin) hook in here, before the disk report:
+ *	if (looks like a store image) return cmd_inspect_store(...);
+ */
 static int inspect_path(const char *path, const struct inspect_opts *o)
 {
 	return inspect_disk(path, o);
