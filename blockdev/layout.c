@@ -621,6 +621,7 @@ int snap_layout_build(struct snap_src *src, const struct snap_layout_opts *opts,
 	static const struct snap_layout_opts defaults = {0};
 	struct snap_layout *l = calloc(1, sizeof(*l));
 	struct snap_ptable *pt = NULL;
+	struct snap_partition_info whole = {.number = 0, .start = 0, .size = src->size};
 	const char *what = "cannot build the map of";
 	int r;
 
@@ -649,7 +650,30 @@ int snap_layout_build(struct snap_src *src, const struct snap_layout_opts *opts,
 		snap_layout_free(l);
 		return r;
 	}
-	r = snap_ptable_apply(pt, l->map, opts->keep_unpartitioned);
+	/*
+	 * A filesystem on the whole disk next to a partition table: libfdisk takes the boot
+	 * sector of a FAT filesystem (0x55aa) for an empty MBR, and hybrid ISO images carry both.
+	 * Without partitions the filesystem wins; with them, space outside the partitions may be
+	 * the filesystem's, so it is kept.
+	 */
+	r = probe(src, &whole, true);
+	if (r < 0)
+		goto fail;
+	bool keep = opts->keep_unpartitioned;
+	if (whole.fs_type && pt->type && pt->nparts == 0) {
+		snap_debug("%s: empty %s label over a whole-disk %s: no partition table", src->path,
+			   pt->type, whole.fs_type);
+		free(pt->type);
+		free(pt->id);
+		pt->type = pt->id = NULL;
+	} else if (whole.fs_type && pt->type && !keep) {
+		warn(opts,
+		     "%s: the whole disk also carries a filesystem signature (%s): space "
+		     "outside the partitions kept",
+		     src->path, whole.fs_type);
+		keep = true;
+	}
+	r = snap_ptable_apply(pt, l->map, keep);
 	if (r < 0)
 		goto fail;
 	l->ptable_type = pt->type;
@@ -662,23 +686,20 @@ int snap_layout_build(struct snap_src *src, const struct snap_layout_opts *opts,
 	pt = snap_ptable_free(pt);
 
 	/* A disk without a partition table may hold one filesystem: partition 0, the whole. */
-	if (!l->ptable_type) {
-		struct snap_partition_info whole = {.number = 0, .start = 0, .size = src->size};
-		r = probe(src, &whole, true);
-		if (r >= 0 && whole.fs_type) {
-			l->parts = calloc(1, sizeof(*l->parts));
-			if (l->parts) {
-				l->parts[0] = whole;
-				l->nparts = 1;
-			} else {
-				r = -ENOMEM;
-			}
-		}
-		if (l->nparts == 0)
-			free_part_strings(&whole);
-		if (r < 0)
+	if (!l->ptable_type && whole.fs_type) {
+		free_parts(l->parts, l->nparts); /* the empty label's (no entries) */
+		l->nparts = 0;
+		l->parts = calloc(1, sizeof(*l->parts));
+		if (!l->parts) {
+			r = -ENOMEM;
 			goto fail;
+		}
+		l->parts[0] = whole;
+		l->nparts = 1;
+	} else {
+		free_part_strings(&whole);
 	}
+	whole = (struct snap_partition_info){0}; /* owned by l->parts now, or freed */
 
 	/* 3. filesystems */
 	what = "cannot map the filesystems of";
@@ -706,6 +727,7 @@ int snap_layout_build(struct snap_src *src, const struct snap_layout_opts *opts,
 fail:
 	if (ret_detail && asprintf(ret_detail, "%s %s: %s", what, src->path, strerror(-r)) < 0)
 		*ret_detail = NULL;
+	free_part_strings(&whole);
 	snap_ptable_free(pt);
 	snap_layout_free(l);
 	return r;

@@ -204,4 +204,40 @@ if subprocess.run(["sh", "-c", "command -v mke2fs"], capture_output=True).return
         check(p["fs_uuid"] == blk.get("UUID"), "whole ext4: uuid")
     check(ins["map"]["bytes"]["unused"] == 0, "whole ext4 --no-fs: nothing unused")
 
+# ------------------------------------------------------------------------------------------
+# A filesystem on the whole disk next to (what looks like) a partition table. blkid judges.
+def blkid_whole(path):
+    out = run(["blkid", "-p", "-o", "export", path]).stdout
+    return dict(line.split("=", 1) for line in out.split() if "=" in line)
+
+
+if subprocess.run(["sh", "-c", "command -v mkfs.vfat && command -v mke2fs"],
+                  capture_output=True).returncode == 0:
+    # FAT's boot sector ends in 0x55aa: libfdisk (and sfdisk) see an empty MBR, blkid a vfat
+    img = os.path.join(d, "whole-vfat.img")
+    run(["mkfs.vfat", "-n", "WHOLEFAT", "-C", img, str(16 * 1024)])
+    write_at(img, 8 * MiB, pattern(MiB))  # stands in for file data
+    blk = blkid_whole(img)
+    check(blk.get("TYPE") == "vfat" and "PTTYPE" not in blk, f"whole vfat: blkid says {blk}")
+    ins = inspect(img, "--no-fs", "--extents", "--min-gap", "0")
+    check(ins["partition_table"] is None, f"whole vfat: no table: {ins['partition_table']}")
+    check([(p["number"], p["fs_type"], p["fs_label"]) for p in ins["partitions"]] ==
+          [(0, "vfat", "WHOLEFAT")], f"whole vfat: {ins['partitions']}")
+    check(ins["map"]["bytes"]["unused"] == 0, "whole vfat: nothing unused")
+    check(only_kind(ins["extents"], 8 * MiB, MiB, "data"), "whole vfat: file data kept")
+
+    # a stale ext4 signature under a new MBR: the table counts, the space outside stays
+    img = os.path.join(d, "stale.img")
+    run(["mke2fs", "-q", "-F", "-t", "ext4", "-L", "stale", img, "32M"])
+    sfdisk(img, "label: dos\nstart=2048, size=8M, type=83\n")
+    blk = blkid_whole(img)
+    check(blk.get("TYPE") == "ext4" and blk.get("PTTYPE") == "dos", f"stale: blkid says {blk}")
+    r = subprocess.run([os.environ.get("SNAPBUNDLE", "snapbundle"), "inspect", "--json", img],
+                       capture_output=True, text=True)
+    check(r.returncode == 0 and "also carries a filesystem signature (ext4)" in r.stderr,
+          f"stale: warning: {r.stderr!r}")
+    ins = inspect(img, "--no-fs")
+    compare_with_sfdisk(ins, sfdisk_json(img), "stale")
+    check(ins["map"]["bytes"]["unused"] == 0, "stale: space outside the partition kept")
+
 finish("test-ptable")
