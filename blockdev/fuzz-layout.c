@@ -5,6 +5,13 @@
  * filesystem drivers in fs.c, the hole walk and the merge. The input is the whole disk image
  * (a memfd). It must never crash, and whatever it builds must keep the extent map's
  * invariants; a violation aborts.
+ *
+ * To fuzz (clang):
+ *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iblockdev -Iengine \
+ *     blockdev/fuzz-layout.c blockdev/{layout,ptable,extent-map,fs*,source,log}.c \
+ *     $(pkg-config --cflags --libs blkid fdisk) -o fuzz-layout
+ *   LSAN_OPTIONS=suppressions=blockdev/fuzz-layout.supp ./fuzz-layout CORPUS blockdev/corpus/layout
+ * (fuzz-layout.supp: a leak inside libfdisk itself.)
  */
 #include <stdint.h>
 #include <stdio.h>
