@@ -113,7 +113,8 @@ def compare_with_sfdisk(ins, sf, label):
     """inspect --json must agree with sfdisk --json on the table and every partition."""
     ss = sf.get("sectorsize", 512)
     pt = ins["partition_table"]
-    check(pt is not None and pt["type"] == sf["label"], f"{label}: table type {pt} vs {sf['label']}")
+    check(pt is not None and pt["type"] == sf["label"],
+          f"{label}: table type {pt} vs {sf['label']}")
     check(pt is not None and pt["id"] == sf["id"], f"{label}: table id {pt} vs {sf['id']}")
     parts = {p["number"]: p for p in ins["partitions"]}
     check(len(parts) == len(sf["partitions"]),
