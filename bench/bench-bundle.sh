@@ -31,17 +31,18 @@ openssl req -x509 -newkey rsa:2048 -nodes -keyout "$run/user.key" -out "$run/use
 openssl req -x509 -newkey rsa:1024 -nodes -keyout "$run/ec2.key" -out "$run/ec2.pem" -days 2 \
 	-subj /CN=bench-ec2 2>/dev/null
 
-# measure OUTFILE CMD...: wall and CPU seconds (all descendants) of CMD
+# measure TIMEFILE OUT ERR CMD...: runs CMD with stdout OUT and stderr ERR, writes "wall cpu"
+# seconds (CPU: user + sys of every descendant) to TIMEFILE
 measure() {
-	local outfile="$1"
-	shift
-	python3 - "$@" > "$outfile" <<'PY'
+	python3 - "$@" <<'PY'
 import resource, subprocess, sys, time
+timefile, out, err, cmd = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
 t = time.monotonic()
-subprocess.run(sys.argv[1:], check=True)
+with open(out, "wb") as o, open(err, "wb") as e:
+    subprocess.run(cmd, check=True, stdout=o, stderr=e)
 w = time.monotonic() - t
 r = resource.getrusage(resource.RUSAGE_CHILDREN)
-print("%.3f %.3f" % (w, r.ru_utime + r.ru_stime))
+open(timefile, "w").write("%.3f %.3f\n" % (w, r.ru_utime + r.ru_stime))
 PY
 }
 
@@ -72,9 +73,9 @@ echo
 echo "## snapbundle bundle (default level, every CPU)"
 echo
 cache=$(drop_caches)
-measure "$run/ours.time" "$SNAPBUNDLE" bundle -i "$disk" -c "$run/user.pem" -k "$run/user.key" \
-	-u 123456789012 -r x86_64 --ec2cert "$run/ec2.pem" -d "$run/ours" --progress=none --debug \
-	> "$run/ours.out" 2> "$run/ours.err"
+measure "$run/ours.time" "$run/ours.out" "$run/ours.err" "$SNAPBUNDLE" bundle -i "$disk" \
+	-c "$run/user.pem" -k "$run/user.key" -u 123456789012 -r x86_64 --ec2cert "$run/ec2.pem" \
+	-d "$run/ours" --progress=none --debug
 read -r ours_wall ours_cpu < "$run/ours.time"
 ours_size=$(sum_sizes "$run/ours/$name".part.*)
 timings=$(sed -n 's/.*debug: timings //p' "$run/ours.err")
@@ -98,7 +99,7 @@ tar -c -h -S --owner 0 --group 0 -C "$(dirname "$disk")" "$name" | tee "$run/fif
 wait
 SH
 cache=$(drop_caches)
-measure "$run/ref.time" bash "$run/ref.sh"
+measure "$run/ref.time" /dev/null "$run/ref.err" bash "$run/ref.sh"
 read -r ref_wall ref_cpu < "$run/ref.time"
 ref_size=$(sum_sizes "$run/ref/$name".part.*)
 ref_read=$(du -B1 "$disk" | cut -f1) # tar -S reads every allocated byte (SEEK_DATA)
@@ -122,7 +123,7 @@ cat "$run/ours/$name".part.* | openssl enc -d -aes-128-cbc -K "$ukey" -iv "$uiv"
 stream_bytes=$(stat -c %s "$run/stream.tar")
 [ "$(sha1sum < "$run/stream.tar" | cut -d' ' -f1)" = "$(field "$m" image/digest)" ] ||
 	{ echo "digest mismatch" >&2; exit 1; }
-measure "$run/gz9.time" bash -c "gzip -9 < '$run/stream.tar' | wc -c > '$run/gz9.size'"
+measure "$run/gz9.time" "$run/gz9.size" /dev/null bash -c "gzip -9 < '$run/stream.tar' | wc -c"
 read -r gz9_wall gz9_cpu < "$run/gz9.time"
 gz9=$(cat "$run/gz9.size")
 rm -f "$run/stream.tar"
@@ -131,10 +132,10 @@ echo "|---|---|---|---|---|"
 echo "| gzip -9 (one core) | $gz9_wall | $gz9_cpu | $gz9 | 1.000 |"
 for level in 0 1 2 3; do
 	rm -rf "$run/levels/l$level" && mkdir "$run/levels/l$level"
-	measure "$run/l.time" "$SNAPBUNDLE" bundle -i "$disk" -c "$run/user.pem" \
-		-k "$run/user.key" -u 123456789012 -r x86_64 --ec2cert "$run/ec2.pem" \
-		-d "$run/levels/l$level" --level $level --progress=none --debug > /dev/null \
-		2> "$run/l.err"
+	measure "$run/l.time" /dev/null "$run/l.err" "$SNAPBUNDLE" bundle -i "$disk" \
+		-c "$run/user.pem" -k "$run/user.key" -u 123456789012 -r x86_64 \
+		--ec2cert "$run/ec2.pem" -d "$run/levels/l$level" --level $level --progress=none \
+		--debug
 	read -r w c < "$run/l.time"
 	gzb=$(sed -n 's/.*"gzip_bytes":\([0-9]*\).*/\1/p' "$run/l.err")
 	echo "| snapbundle --level $level | $w | $c | $gzb | $(python3 -c "print('%.3f' % ($gzb / $gz9))") |"
