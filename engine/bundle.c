@@ -136,8 +136,8 @@ struct bundle {
 
 	/* producer state (run thread) */
 	EVP_MD_CTX *tar_sha1;
-	uint64_t seq;	      /* seq of the slot being filled */
-	struct slot *cur;     /* NULL until the first byte */
+	uint64_t seq;	  /* seq of the slot being filled */
+	struct slot *cur; /* NULL until the first byte */
 	uint64_t stream_len;
 
 	/* writer state */
@@ -146,8 +146,8 @@ struct bundle {
 	uint8_t *cipher_buf;
 	size_t cipher_cap;
 	uint32_t crc;
-	uint64_t gz_in;	  /* bytes of tar stream compressed so far */
-	uint64_t gz_len;  /* gzip bytes produced */
+	uint64_t gz_in;	 /* bytes of tar stream compressed so far */
+	uint64_t gz_len; /* gzip bytes produced */
 	int part_fd;
 	uint64_t part_left;
 	struct part *parts;
@@ -167,7 +167,7 @@ static double secs_since(uint64_t t0)
 
 /* Records a worker's or the writer's failure (first wins) and stops everything. */
 static int pipeline_fail(struct bundle *b, int err, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 static int pipeline_fail(struct bundle *b, int err, const char *fmt, ...)
 {
 	char *msg = NULL;
@@ -435,7 +435,8 @@ static void *deflate_worker(void *arg)
 					   snap_deflate_bound(b->chunk_size), &outlen, &crc);
 		atomic_fetch_add(&b->deflate_ns, snap_now_ns() - t0);
 		if (r < 0) {
-			pipeline_fail(b, r, "deflate of tar stream bytes %" PRIu64 "+%zu failed: %s",
+			pipeline_fail(b, r,
+				      "deflate of tar stream bytes %" PRIu64 "+%zu failed: %s",
 				      seq * b->chunk_size, s->in_len, snap_strerror(r));
 			pthread_mutex_lock(&b->lock);
 			break;
@@ -603,12 +604,12 @@ static int emit(struct bundle *b, const uint8_t *data, uint64_t len)
 static int produce(struct bundle *b)
 {
 	struct snap_tar_member m = {
-		.name = b->name,
-		.mode = b->st.st_mode & 07777,
-		.mtime = b->st.st_mtime,
-		.realsize = b->src->size,
-		.regions = b->regions,
-		.nregions = b->nregions,
+	    .name = b->name,
+	    .mode = b->st.st_mode & 07777,
+	    .mtime = b->st.st_mtime,
+	    .realsize = b->src->size,
+	    .regions = b->regions,
+	    .nregions = b->nregions,
 	};
 	size_t hlen = snap_tar_header_size(&m);
 	uint8_t *hdr = malloc(hlen);
@@ -637,8 +638,7 @@ static int produce(struct bundle *b)
 			b->t.read_wait += secs_since(t0);
 			if (r < 0) {
 				const char *d = snap_reader_error(b->reader);
-				return snap_job_fail(b->job, r, "%s",
-						     *d ? d : snap_strerror(r));
+				return snap_job_fail(b->job, r, "%s", *d ? d : snap_strerror(r));
 			}
 			if (r == 0)
 				break;
@@ -658,9 +658,9 @@ static int produce(struct bundle *b)
 	if (r < 0)
 		return r;
 	if (b->stream_len != snap_tar_stream_size(&m))
-		return snap_job_fail(b->job, -EIO, "tar stream of %s is %" PRIu64
-				     " bytes, expected %" PRIu64, b->image, b->stream_len,
-				     snap_tar_stream_size(&m));
+		return snap_job_fail(b->job, -EIO,
+				     "tar stream of %s is %" PRIu64 " bytes, expected %" PRIu64,
+				     b->image, b->stream_len, snap_tar_stream_size(&m));
 	return submit(b, true);
 }
 
@@ -729,9 +729,9 @@ static int load_keys(struct bundle *b)
 		EVP_PKEY **key;
 		bool priv;
 	} files[] = {
-		{cert, "certificate", &b->user_pub, false},
-		{ec2, "EC2 certificate", &b->ec2_pub, false},
-		{pk, "private key", &b->priv, true},
+	    {cert, "certificate", &b->user_pub, false},
+	    {ec2, "EC2 certificate", &b->ec2_pub, false},
+	    {pk, "private key", &b->priv, true},
 	};
 	for (size_t i = 0; i < 3; i++) {
 		char *pem = NULL;
@@ -747,15 +747,16 @@ static int load_keys(struct bundle *b)
 			return snap_job_fail(b->job, r, "%s %s: not an RSA key", files[i].what,
 					     files[i].path);
 		if (r < 0)
-			return snap_job_fail(b->job, r, "%s %s: not a PEM %s", files[i].what,
-					     files[i].path,
-					     files[i].priv ? "RSA private key" : "X.509 certificate");
+			return snap_job_fail(
+			    b->job, r, "%s %s: not a PEM %s", files[i].what, files[i].path,
+			    files[i].priv ? "RSA private key" : "X.509 certificate");
 	}
 	if (EVP_PKEY_eq(b->user_pub, b->priv) != 1)
 		snap_warn("private key %s does not match certificate %s", pk, cert);
 	int r = snap_bundle_key_generate(&b->key);
 	if (r < 0)
-		return snap_job_fail(b->job, r, "cannot generate the bundle key: random source failed");
+		return snap_job_fail(b->job, r,
+				     "cannot generate the bundle key: random source failed");
 	return 0;
 }
 
@@ -810,11 +811,11 @@ static int open_source(struct bundle *b)
 
 	uint64_t t0 = snap_now_ns();
 	struct snap_layout_opts lo = {
-		.keep_unpartitioned = snap_job_param(b->job, SNAP_PARAM_KEEP_UNPARTITIONED, 0) != 0,
-		.no_fs_skip = snap_job_param(b->job, SNAP_PARAM_FS_SKIP, 1) == 0,
-		.freeze = snap_job_param(b->job, SNAP_PARAM_FREEZE, 0) != 0,
-		.min_gap = (uint64_t)snap_job_param(b->job, SNAP_PARAM_MIN_GAP, 0),
-		.warn = layout_warn,
+	    .keep_unpartitioned = snap_job_param(b->job, SNAP_PARAM_KEEP_UNPARTITIONED, 0) != 0,
+	    .no_fs_skip = snap_job_param(b->job, SNAP_PARAM_FS_SKIP, 1) == 0,
+	    .freeze = snap_job_param(b->job, SNAP_PARAM_FREEZE, 0) != 0,
+	    .min_gap = (uint64_t)snap_job_param(b->job, SNAP_PARAM_MIN_GAP, 0),
+	    .warn = layout_warn,
 	};
 	r = snap_layout_build(b->src, &lo, &b->layout, &detail);
 	b->t.layout = secs_since(t0);
@@ -828,9 +829,9 @@ static int open_source(struct bundle *b)
 		return r;
 
 	struct snap_reader_opts ro = {
-		.queue_depth = (unsigned)snap_job_param(b->job, SNAP_PARAM_QUEUE_DEPTH, 0),
-		.request_size = (size_t)snap_job_param(b->job, SNAP_PARAM_REQUEST_SIZE, 0),
-		.force_pread = snap_job_param(b->job, SNAP_PARAM_FORCE_PREAD, 0) != 0,
+	    .queue_depth = (unsigned)snap_job_param(b->job, SNAP_PARAM_QUEUE_DEPTH, 0),
+	    .request_size = (size_t)snap_job_param(b->job, SNAP_PARAM_REQUEST_SIZE, 0),
+	    .force_pread = snap_job_param(b->job, SNAP_PARAM_FORCE_PREAD, 0) != 0,
 	};
 	r = snap_reader_new(b->src, &ro, &b->reader);
 	if (r < 0)
@@ -996,28 +997,28 @@ static int write_manifest(struct bundle *b, const char *user)
 	for (size_t i = 0; i < b->nparts; i++)
 		bundled += b->parts[i].size;
 	struct snap_manifest_info m = {
-		.bundler_name = BUNDLER_NAME,
-		.bundler_version = SNAP_VERSION_STRING,
-		.bundler_release = "0",
-		.arch = snap_job_string(job, SNAP_SPARAM_ARCH),
-		.mappings = maps,
-		.nmappings = nbdm,
-		.kernel_id = snap_job_string(job, SNAP_SPARAM_KERNEL),
-		.ramdisk_id = snap_job_string(job, SNAP_SPARAM_RAMDISK),
-		.product_codes = codes,
-		.nproduct_codes = ncodes,
-		.name = b->name,
-		.user = user,
-		.ancestors = anc,
-		.nancestors = nanc,
-		.size = b->src->size,
-		.bundled_size = bundled,
-		.ec2_encrypted_key = ec2_key,
-		.user_encrypted_key = user_key,
-		.ec2_encrypted_iv = ec2_iv,
-		.user_encrypted_iv = user_iv,
-		.parts = mparts,
-		.nparts = b->nparts,
+	    .bundler_name = BUNDLER_NAME,
+	    .bundler_version = SNAP_VERSION_STRING,
+	    .bundler_release = "0",
+	    .arch = snap_job_string(job, SNAP_SPARAM_ARCH),
+	    .mappings = maps,
+	    .nmappings = nbdm,
+	    .kernel_id = snap_job_string(job, SNAP_SPARAM_KERNEL),
+	    .ramdisk_id = snap_job_string(job, SNAP_SPARAM_RAMDISK),
+	    .product_codes = codes,
+	    .nproduct_codes = ncodes,
+	    .name = b->name,
+	    .user = user,
+	    .ancestors = anc,
+	    .nancestors = nanc,
+	    .size = b->src->size,
+	    .bundled_size = bundled,
+	    .ec2_encrypted_key = ec2_key,
+	    .user_encrypted_key = user_key,
+	    .ec2_encrypted_iv = ec2_iv,
+	    .user_encrypted_iv = user_iv,
+	    .parts = mparts,
+	    .nparts = b->nparts,
 	};
 	memcpy(m.digest, b->digest, 41);
 	size_t slen, dlen;
@@ -1033,7 +1034,8 @@ static int write_manifest(struct bundle *b, const char *user)
 	int fd = open(b->manifest_tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		r = -errno;
-		r = snap_job_fail(job, r, "cannot create %s: %s", b->manifest_tmp, snap_strerror(r));
+		r = snap_job_fail(job, r, "cannot create %s: %s", b->manifest_tmp,
+				  snap_strerror(r));
 		goto out;
 	}
 	r = write_all(fd, (const uint8_t *)doc, dlen);
@@ -1124,8 +1126,8 @@ static int alloc_pipeline(struct bundle *b)
 	b->aes = EVP_CIPHER_CTX_new();
 	b->cipher_cap = snap_deflate_bound(b->chunk_size) + 32;
 	b->cipher_buf = malloc(b->cipher_cap);
-	if (!b->slots || !b->deflaters || !b->workers || !b->tar_sha1 || !b->part_sha1 ||
-	    !b->aes || !b->cipher_buf)
+	if (!b->slots || !b->deflaters || !b->workers || !b->tar_sha1 || !b->part_sha1 || !b->aes ||
+	    !b->cipher_buf)
 		return snap_job_fail(b->job, -ENOMEM, "out of memory for the pipeline");
 	for (unsigned i = 0; i < b->nslots; i++) {
 		b->slots[i].in = malloc(b->chunk_size);

@@ -22,10 +22,10 @@ struct snap_deflate {
 };
 
 static const uint32_t level_buf_sizes[SNAP_DEFLATE_MAX_LEVEL + 1] = {
-	ISAL_DEF_LVL0_DEFAULT,
-	ISAL_DEF_LVL1_DEFAULT,
-	ISAL_DEF_LVL2_DEFAULT,
-	ISAL_DEF_LVL3_DEFAULT,
+    ISAL_DEF_LVL0_DEFAULT,
+    ISAL_DEF_LVL1_DEFAULT,
+    ISAL_DEF_LVL2_DEFAULT,
+    ISAL_DEF_LVL3_DEFAULT,
 };
 
 int snap_deflate_new(int level, struct snap_deflate **ret)

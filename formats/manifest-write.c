@@ -52,12 +52,24 @@ static void sb_text(struct sbuf *b, const char *s)
 {
 	for (; *s; s++) {
 		switch (*s) {
-		case '&': sb_str(b, "&amp;"); break;
-		case '<': sb_str(b, "&lt;"); break;
-		case '>': sb_str(b, "&gt;"); break;
-		case '"': sb_str(b, "&quot;"); break;
-		case '\'': sb_str(b, "&apos;"); break;
-		default: sb_add(b, s, 1); break;
+		case '&':
+			sb_str(b, "&amp;");
+			break;
+		case '<':
+			sb_str(b, "&lt;");
+			break;
+		case '>':
+			sb_str(b, "&gt;");
+			break;
+		case '"':
+			sb_str(b, "&quot;");
+			break;
+		case '\'':
+			sb_str(b, "&apos;");
+			break;
+		default:
+			sb_add(b, s, 1);
+			break;
 		}
 	}
 }
@@ -224,7 +236,8 @@ int snap_manifest_build(const struct snap_manifest_info *m, const char *signatur
 	if (r < 0)
 		return r;
 	if (!present(signature_hex))
-		return -EINVAL; /* EC2 answers a manifest without a signature with InvalidManifest */
+		return -EINVAL; /* EC2 answers a manifest without a signature with InvalidManifest
+				 */
 	struct sbuf b = {0};
 	sb_str(&b, "<?xml version='1.0'?><manifest>");
 	sb_elem(&b, "version", "2007-10-10");

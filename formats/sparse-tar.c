@@ -146,8 +146,8 @@ static void finish_checksum(uint8_t *h)
 }
 
 /* The fields every header of ours shares; name is copied up to 100 bytes (no NUL needed). */
-static void fill_common(uint8_t *h, const char *name, uint32_t mode, uint64_t size,
-			uint64_t mtime, char typeflag)
+static void fill_common(uint8_t *h, const char *name, uint32_t mode, uint64_t size, uint64_t mtime,
+			char typeflag)
 {
 	memset(h, 0, SNAP_TAR_BLOCK);
 	size_t len = strlen(name);

@@ -46,7 +46,8 @@ int main(void)
 	CHECK(strlen(k.key_hex) == 32 && strlen(k.iv_hex) == 32);
 	CHECK(strcmp(k.key_hex, k2.key_hex) && strcmp(k.key_hex, k.iv_hex));
 	for (int i = 0; i < 32; i++)
-		CHECK(isxdigit((unsigned char)k.key_hex[i]) && !isupper((unsigned char)k.key_hex[i]));
+		CHECK(isxdigit((unsigned char)k.key_hex[i]) &&
+		      !isupper((unsigned char)k.key_hex[i]));
 	char hx[33];
 	snap_hex(hx, k.key, 16);
 	CHECK(!strcmp(hx, k.key_hex));
@@ -63,9 +64,10 @@ int main(void)
 	CHECK(strlen(wrapped) == 512); /* modulus-sized: 2048 bits */
 	snprintf(p, sizeof(p), "%s/wrapped.bin", dir);
 	hex_to_file(wrapped, p);
-	CHECK(test_sh("cd '%s' && openssl pkeyutl -decrypt -inkey pk8.pem -in wrapped.bin "
-		      "-pkeyopt rsa_padding_mode:pkcs1 > key.txt && printf %%s '%s' | cmp - key.txt",
-		      dir, k.key_hex) == 0);
+	CHECK(
+	    test_sh("cd '%s' && openssl pkeyutl -decrypt -inkey pk8.pem -in wrapped.bin "
+		    "-pkeyopt rsa_padding_mode:pkcs1 > key.txt && printf %%s '%s' | cmp - key.txt",
+		    dir, k.key_hex) == 0);
 
 	static const char *const keys[] = {"pk8.pem", "pk1.pem"};
 	for (int i = 0; i < 2; i++) {
@@ -73,7 +75,8 @@ int main(void)
 		char *kp = test_read_file(p, &len);
 		EVP_PKEY *priv;
 		CHECK(snap_pem_private_key(kp, len, &priv) == 0);
-		const char *text = "<machine_configuration>x</machine_configuration><image>y</image>";
+		const char *text =
+		    "<machine_configuration>x</machine_configuration><image>y</image>";
 		char *sig;
 		CHECK(snap_rsa_sign_sha1_hex(priv, text, strlen(text), &sig) == 0);
 		CHECK(strlen(sig) == 512);
@@ -81,9 +84,10 @@ int main(void)
 		test_write_file(p, text, strlen(text));
 		snprintf(p, sizeof(p), "%s/sig.bin", dir);
 		hex_to_file(sig, p);
-		CHECK(test_sh("cd '%s' && openssl dgst -sha1 -verify pub.pem -signature sig.bin text "
-			      "| grep -q 'Verified OK'",
-			      dir) == 0);
+		CHECK(
+		    test_sh("cd '%s' && openssl dgst -sha1 -verify pub.pem -signature sig.bin text "
+			    "| grep -q 'Verified OK'",
+			    dir) == 0);
 		/* and a changed text does not verify */
 		CHECK(test_sh("cd '%s' && printf x >> text && ! openssl dgst -sha1 -verify pub.pem "
 			      "-signature sig.bin text >/dev/null 2>&1",

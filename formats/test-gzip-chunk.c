@@ -42,8 +42,8 @@ static uint8_t *gzip_chunked(int level, const uint8_t *in, size_t len, size_t ch
 	struct snap_deflate *d;
 	CHECK(snap_deflate_new(level, &d) == 0);
 	size_t nchunks = len ? (len + chunk - 1) / chunk : 1;
-	size_t cap = SNAP_GZIP_HEADER_SIZE + SNAP_GZIP_TRAILER_SIZE +
-		     nchunks * snap_deflate_bound(chunk);
+	size_t cap =
+	    SNAP_GZIP_HEADER_SIZE + SNAP_GZIP_TRAILER_SIZE + nchunks * snap_deflate_bound(chunk);
 	uint8_t *out = malloc(cap);
 	CHECK(out != NULL);
 	snap_gzip_header(out, level);
@@ -56,8 +56,8 @@ static uint8_t *gzip_chunked(int level, const uint8_t *in, size_t len, size_t ch
 		int r = snap_deflate_chunk(d, in + off, n, c == nchunks - 1, out + pos, cap - pos,
 					   &outlen, &ccrc);
 		if (r < 0)
-			fprintf(stderr, "level %d len %zu chunk %zu: chunk %zu: %s\n", level, len, chunk,
-				c, strerror(-r));
+			fprintf(stderr, "level %d len %zu chunk %zu: chunk %zu: %s\n", level, len,
+				chunk, c, strerror(-r));
 		CHECK(r == 0);
 		CHECK(ccrc == (uint32_t)crc32(0, in + off, (uInt)n));
 		crc = c == 0 ? ccrc : snap_crc32_combine(crc, ccrc, n);
@@ -125,8 +125,9 @@ int main(void)
 					snprintf(b, sizeof(b), "%s/in.gz", dir);
 					test_write_file(a, in, len);
 					test_write_file(b, gz, gzlen);
-					CHECK(test_sh("gunzip -t '%s' && gunzip -c '%s' | cmp - '%s'", b,
-						      b, a) == 0);
+					CHECK(
+					    test_sh("gunzip -t '%s' && gunzip -c '%s' | cmp - '%s'",
+						    b, b, a) == 0);
 				}
 				free(gz);
 				free(in);

@@ -16,9 +16,9 @@ static void test_part_names(void)
 		uint64_t index, count;
 		const char *want;
 	} cases[] = {
-		{0, 1, "n.part.0"},	 {8, 9, "n.part.8"},	   {0, 10, "n.part.00"},
-		{9, 10, "n.part.09"},	 {10, 11, "n.part.10"},	   {0, 100, "n.part.000"},
-		{99, 100, "n.part.099"}, {100, 101, "n.part.100"}, {5, 1025, "n.part.0005"},
+	    {0, 1, "n.part.0"},	     {8, 9, "n.part.8"},       {0, 10, "n.part.00"},
+	    {9, 10, "n.part.09"},    {10, 11, "n.part.10"},    {0, 100, "n.part.000"},
+	    {99, 100, "n.part.099"}, {100, 101, "n.part.100"}, {5, 1025, "n.part.0005"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char *s;
@@ -51,33 +51,33 @@ int main(void)
 	test_mapping_parse();
 
 	struct snap_manifest_mapping maps[] = {
-		{"swap", "sda3"}, {"root", "/dev/sda1"}, {"ami", "sda1"}, {"ephemeral0", "sda2"}};
+	    {"swap", "sda3"}, {"root", "/dev/sda1"}, {"ami", "sda1"}, {"ephemeral0", "sda2"}};
 	const char *codes[] = {"ABCD1234,EFGH5678"};
 	struct snap_manifest_part parts[2] = {{.filename = "my<ami>.part.0"},
 					      {.filename = "my<ami>.part.1"}};
 	memset(parts[0].digest, 'a', 40);
 	memset(parts[1].digest, 'b', 40);
 	struct snap_manifest_info m = {
-		.bundler_name = "snapbundle",
-		.bundler_version = "0.1",
-		.bundler_release = "0",
-		.arch = "x86_64",
-		.mappings = maps,
-		.nmappings = 4,
-		.kernel_id = "aki-12345678",
-		.ramdisk_id = NULL,
-		.product_codes = codes,
-		.nproduct_codes = 1,
-		.name = "my<ami>&'\"",
-		.user = "123456789012",
-		.size = 110100480,
-		.bundled_size = 110118064,
-		.ec2_encrypted_key = "c765",
-		.user_encrypted_key = "0294",
-		.ec2_encrypted_iv = "87f1",
-		.user_encrypted_iv = "74c9",
-		.parts = parts,
-		.nparts = 2,
+	    .bundler_name = "snapbundle",
+	    .bundler_version = "0.1",
+	    .bundler_release = "0",
+	    .arch = "x86_64",
+	    .mappings = maps,
+	    .nmappings = 4,
+	    .kernel_id = "aki-12345678",
+	    .ramdisk_id = NULL,
+	    .product_codes = codes,
+	    .nproduct_codes = 1,
+	    .name = "my<ami>&'\"",
+	    .user = "123456789012",
+	    .size = 110100480,
+	    .bundled_size = 110118064,
+	    .ec2_encrypted_key = "c765",
+	    .user_encrypted_key = "0294",
+	    .ec2_encrypted_iv = "87f1",
+	    .user_encrypted_iv = "74c9",
+	    .parts = parts,
+	    .nparts = 2,
 	};
 	memcpy(m.digest, "2f77814c9d952430225a0ed4d97f1a19fd61572b", 41);
 
@@ -87,28 +87,28 @@ int main(void)
 	CHECK(snap_manifest_build(&m, "7e8f", &doc, &len) == 0);
 	CHECK(strlen(doc) == len);
 	const char *want =
-		"<?xml version='1.0'?><manifest><version>2007-10-10</version>"
-		"<bundler><name>snapbundle</name><version>0.1</version><release>0</release></bundler>"
-		"<machine_configuration><architecture>x86_64</architecture>"
-		"<block_device_mapping><mapping><virtual>ami</virtual><device>sda1</device></mapping>"
-		"<mapping><virtual>ephemeral0</virtual><device>sda2</device></mapping>"
-		"<mapping><virtual>root</virtual><device>/dev/sda1</device></mapping>"
-		"<mapping><virtual>swap</virtual><device>sda3</device></mapping>"
-		"</block_device_mapping><kernel_id>aki-12345678</kernel_id>"
-		"<product_codes><product_code>ABCD1234,EFGH5678</product_code></product_codes>"
-		"</machine_configuration>"
-		"<image><name>my&lt;ami&gt;&amp;&apos;&quot;</name><user>123456789012</user>"
-		"<type>machine</type>"
-		"<digest algorithm='SHA1'>2f77814c9d952430225a0ed4d97f1a19fd61572b</digest>"
-		"<size>110100480</size><bundled_size>110118064</bundled_size>"
-		"<ec2_encrypted_key algorithm='AES-128-CBC'>c765</ec2_encrypted_key>"
-		"<user_encrypted_key algorithm='AES-128-CBC'>0294</user_encrypted_key>"
-		"<ec2_encrypted_iv>87f1</ec2_encrypted_iv><user_encrypted_iv>74c9</user_encrypted_iv>"
-		"<parts count='2'><part index='0'><filename>my&lt;ami&gt;.part.0</filename>"
-		"<digest algorithm='SHA1'>aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa</digest></part>"
-		"<part index='1'><filename>my&lt;ami&gt;.part.1</filename>"
-		"<digest algorithm='SHA1'>bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb</digest></part>"
-		"</parts></image><signature>7e8f</signature></manifest>";
+	    "<?xml version='1.0'?><manifest><version>2007-10-10</version>"
+	    "<bundler><name>snapbundle</name><version>0.1</version><release>0</release></bundler>"
+	    "<machine_configuration><architecture>x86_64</architecture>"
+	    "<block_device_mapping><mapping><virtual>ami</virtual><device>sda1</device></mapping>"
+	    "<mapping><virtual>ephemeral0</virtual><device>sda2</device></mapping>"
+	    "<mapping><virtual>root</virtual><device>/dev/sda1</device></mapping>"
+	    "<mapping><virtual>swap</virtual><device>sda3</device></mapping>"
+	    "</block_device_mapping><kernel_id>aki-12345678</kernel_id>"
+	    "<product_codes><product_code>ABCD1234,EFGH5678</product_code></product_codes>"
+	    "</machine_configuration>"
+	    "<image><name>my&lt;ami&gt;&amp;&apos;&quot;</name><user>123456789012</user>"
+	    "<type>machine</type>"
+	    "<digest algorithm='SHA1'>2f77814c9d952430225a0ed4d97f1a19fd61572b</digest>"
+	    "<size>110100480</size><bundled_size>110118064</bundled_size>"
+	    "<ec2_encrypted_key algorithm='AES-128-CBC'>c765</ec2_encrypted_key>"
+	    "<user_encrypted_key algorithm='AES-128-CBC'>0294</user_encrypted_key>"
+	    "<ec2_encrypted_iv>87f1</ec2_encrypted_iv><user_encrypted_iv>74c9</user_encrypted_iv>"
+	    "<parts count='2'><part index='0'><filename>my&lt;ami&gt;.part.0</filename>"
+	    "<digest algorithm='SHA1'>aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa</digest></part>"
+	    "<part index='1'><filename>my&lt;ami&gt;.part.1</filename>"
+	    "<digest algorithm='SHA1'>bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb</digest></part>"
+	    "</parts></image><signature>7e8f</signature></manifest>";
 	if (strcmp(doc, want))
 		fprintf(stderr, "got:  %s\nwant: %s\n", doc, want);
 	CHECK(!strcmp(doc, want));

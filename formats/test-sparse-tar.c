@@ -75,12 +75,12 @@ static void write_our_tar(const char *dir, const char *name, const char *out)
 	static struct snap_tar_region regions[4096];
 	size_t n = file_regions(fd, (uint64_t)st.st_size, regions, 4096);
 	struct snap_tar_member m = {
-		.name = name,
-		.mode = st.st_mode & 07777,
-		.mtime = st.st_mtime,
-		.realsize = (uint64_t)st.st_size,
-		.regions = regions,
-		.nregions = n,
+	    .name = name,
+	    .mode = st.st_mode & 07777,
+	    .mtime = st.st_mtime,
+	    .realsize = (uint64_t)st.st_size,
+	    .regions = regions,
+	    .nregions = n,
 	};
 	CHECK(snap_tar_member_check(&m) == 0);
 	size_t hlen = snap_tar_header_size(&m);
@@ -132,22 +132,22 @@ static void pwrite_pattern(int fd, uint64_t off, size_t len, unsigned seed)
 /* Compares two files reading only what either one stores (SEEK_DATA), so 8 GiB of holes cost
  * nothing; holes compare as zeros. */
 static const char sparse_cmp_py[] =
-	"import os, sys\n"
-	"def regions(fd, size):\n"
-	"    off = 0\n"
-	"    while off < size:\n"
-	"        try: d = os.lseek(fd, off, os.SEEK_DATA)\n"
-	"        except OSError: return\n"
-	"        h = os.lseek(fd, d, os.SEEK_HOLE); yield d, h; off = h\n"
-	"a, b = (os.open(p, os.O_RDONLY) for p in sys.argv[1:3])\n"
-	"size = os.fstat(a).st_size\n"
-	"assert os.fstat(b).st_size == size, 'size differs'\n"
-	"for x, y in ((a, b), (b, a)):\n"
-	"    for d, h in regions(x, size):\n"
-	"        while d < h:\n"
-	"            n = min(h - d, 1 << 20)\n"
-	"            assert os.pread(x, n, d) == os.pread(y, n, d), 'differs at %d' % d\n"
-	"            d += n\n";
+    "import os, sys\n"
+    "def regions(fd, size):\n"
+    "    off = 0\n"
+    "    while off < size:\n"
+    "        try: d = os.lseek(fd, off, os.SEEK_DATA)\n"
+    "        except OSError: return\n"
+    "        h = os.lseek(fd, d, os.SEEK_HOLE); yield d, h; off = h\n"
+    "a, b = (os.open(p, os.O_RDONLY) for p in sys.argv[1:3])\n"
+    "size = os.fstat(a).st_size\n"
+    "assert os.fstat(b).st_size == size, 'size differs'\n"
+    "for x, y in ((a, b), (b, a)):\n"
+    "    for d, h in regions(x, size):\n"
+    "        while d < h:\n"
+    "            n = min(h - d, 1 << 20)\n"
+    "            assert os.pread(x, n, d) == os.pread(y, n, d), 'differs at %d' % d\n"
+    "            d += n\n";
 
 static int sparse_cmp(const char *dir, const char *a, const char *b)
 {
@@ -272,25 +272,30 @@ int main(void)
 
 	/* a stored size past 8 GiB: base-256 size field, parsed by Python's header parser */
 	struct snap_tar_region r[2] = {{0, 5ull << 30}, {6ull << 30, 4ull << 30}};
-	struct snap_tar_member m = {.name = "huge", .mode = 0600, .mtime = 1234567890,
-				    .realsize = 11ull << 30, .regions = r, .nregions = 2};
+	struct snap_tar_member m = {.name = "huge",
+				    .mode = 0600,
+				    .mtime = 1234567890,
+				    .realsize = 11ull << 30,
+				    .regions = r,
+				    .nregions = 2};
 	uint8_t h[512];
 	CHECK(snap_tar_header_size(&m) == 512);
 	CHECK(snap_tar_write_header(&m, h, sizeof(h)) == 0);
 	char hp[1024];
 	snprintf(hp, sizeof(hp), "%s/huge.hdr", dir);
 	test_write_file(hp, h, sizeof(h));
-	CHECK(test_sh("python3 -c 'import sys, tarfile; b = open(sys.argv[1], \"rb\").read(); "
-		      "t = tarfile.TarInfo.frombuf(b, \"utf-8\", \"surrogateescape\"); "
-		      "s = t._sparse_structs; "
-		      "assert t.size == 9 << 30 and s[2] == 11 << 30, (t.size, s); "
-		      "assert s[0][:3] == [(0, 5 << 30), (6 << 30, 4 << 30), (11 << 30, 0)], s' '%s'",
-		      hp) == 0);
+	CHECK(
+	    test_sh("python3 -c 'import sys, tarfile; b = open(sys.argv[1], \"rb\").read(); "
+		    "t = tarfile.TarInfo.frombuf(b, \"utf-8\", \"surrogateescape\"); "
+		    "s = t._sparse_structs; "
+		    "assert t.size == 9 << 30 and s[2] == 11 << 30, (t.size, s); "
+		    "assert s[0][:3] == [(0, 5 << 30), (6 << 30, 4 << 30), (11 << 30, 0)], s' '%s'",
+		    hp) == 0);
 
 	/* rejected inputs */
 	struct snap_tar_region bad[2] = {{4096, 4096}, {0, 4096}};
-	struct snap_tar_member mb = {.name = "x", .realsize = 1 << 20, .regions = bad,
-				     .nregions = 2};
+	struct snap_tar_member mb = {
+	    .name = "x", .realsize = 1 << 20, .regions = bad, .nregions = 2};
 	CHECK(snap_tar_member_check(&mb) == -EINVAL);
 	bad[0] = (struct snap_tar_region){0, (1 << 20) + 1};
 	mb.nregions = 1;

@@ -19,36 +19,38 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: snapbundle bundle -i IMAGE -c CERT -k PRIVATEKEY -u USER [OPTIONS]\n"
-		"\n"
-		"Bundles a disk image or block device as a classic EC2 instance-store bundle\n"
-		"(NAME.part.* and NAME.manifest.xml), as ec2-bundle-image does.\n"
-		"\n"
-		"  -i, --image PATH            image file or block device to bundle\n"
-		"  -c, --cert PATH             user X.509 certificate (PEM)\n"
-		"  -k, --privatekey PATH       user RSA private key (PEM)\n"
-		"  -u, --user ACCOUNT          AWS account number (12 digits, hyphens allowed)\n"
-		"  -r, --arch ARCH             i386, x86_64 or arm64 (default: this machine's)\n"
-		"  -d, --destination DIR       where the bundle goes (default /tmp)\n"
-		"  -p, --prefix NAME           bundle name (default: the image's file name)\n"
-		"      --ec2cert PATH          EC2 certificate the key is also wrapped for (default:\n"
-		"                              $EC2_AMITOOL_HOME/etc/ec2/amitools/cert-ec2.pem)\n"
-		"      --kernel ID             kernel id (aki-...)\n"
-		"      --ramdisk ID            ramdisk id (ari-...)\n"
-		"  -B, --block-device-mapping MAPS  virtual=device pairs, comma-separated\n"
-		"      --productcodes CODES    product codes\n"
-		"      --batch                 never prompt (snapbundle never does)\n"
-		"      --debug                 debug log lines and stage timings on stderr\n"
-		"      --level N               compression level 0-3 (default 1)\n"
-		"      --threads N             compression threads (default: every CPU)\n"
-		"      --keep-unpartitioned    keep space outside every partition\n"
-		"      --progress[=MODE]       bar, json or none (default: a bar on a terminal)\n"
-		"      --force                 replace an existing bundle of the same name\n"
-		"      --part-size SIZE        part size (default 10M; for testing)\n"
-		"\n"
-		"The EC2 certificate (cert-ec2.pem, and cert-ec2-gov.pem / cert-ec2-cn-north-1.pem for\n"
-		"those regions) comes with Amazon's ec2-ami-tools, in etc/ec2/amitools/.\n");
+	fprintf(
+	    f,
+	    "usage: snapbundle bundle -i IMAGE -c CERT -k PRIVATEKEY -u USER [OPTIONS]\n"
+	    "\n"
+	    "Bundles a disk image or block device as a classic EC2 instance-store bundle\n"
+	    "(NAME.part.* and NAME.manifest.xml), as ec2-bundle-image does.\n"
+	    "\n"
+	    "  -i, --image PATH            image file or block device to bundle\n"
+	    "  -c, --cert PATH             user X.509 certificate (PEM)\n"
+	    "  -k, --privatekey PATH       user RSA private key (PEM)\n"
+	    "  -u, --user ACCOUNT          AWS account number (12 digits, hyphens allowed)\n"
+	    "  -r, --arch ARCH             i386, x86_64 or arm64 (default: this machine's)\n"
+	    "  -d, --destination DIR       where the bundle goes (default /tmp)\n"
+	    "  -p, --prefix NAME           bundle name (default: the image's file name)\n"
+	    "      --ec2cert PATH          EC2 certificate the key is also wrapped for (default:\n"
+	    "                              $EC2_AMITOOL_HOME/etc/ec2/amitools/cert-ec2.pem)\n"
+	    "      --kernel ID             kernel id (aki-...)\n"
+	    "      --ramdisk ID            ramdisk id (ari-...)\n"
+	    "  -B, --block-device-mapping MAPS  virtual=device pairs, comma-separated\n"
+	    "      --productcodes CODES    product codes\n"
+	    "      --batch                 never prompt (snapbundle never does)\n"
+	    "      --debug                 debug log lines and stage timings on stderr\n"
+	    "      --level N               compression level 0-3 (default 1)\n"
+	    "      --threads N             compression threads (default: every CPU)\n"
+	    "      --keep-unpartitioned    keep space outside every partition\n"
+	    "      --progress[=MODE]       bar, json or none (default: a bar on a terminal)\n"
+	    "      --force                 replace an existing bundle of the same name\n"
+	    "      --part-size SIZE        part size (default 10M; for testing)\n"
+	    "\n"
+	    "The EC2 certificate (cert-ec2.pem, and cert-ec2-gov.pem / cert-ec2-cn-north-1.pem "
+	    "for\n"
+	    "those regions) comes with Amazon's ec2-ami-tools, in etc/ec2/amitools/.\n");
 }
 
 enum {
@@ -69,30 +71,30 @@ enum {
 };
 
 static const struct option options[] = {
-	{"image", required_argument, NULL, 'i'},
-	{"cert", required_argument, NULL, 'c'},
-	{"privatekey", required_argument, NULL, 'k'},
-	{"user", required_argument, NULL, 'u'},
-	{"arch", required_argument, NULL, 'r'},
-	{"destination", required_argument, NULL, 'd'},
-	{"prefix", required_argument, NULL, 'p'},
-	{"ec2cert", required_argument, NULL, OPT_EC2CERT},
-	{"kernel", required_argument, NULL, OPT_KERNEL},
-	{"ramdisk", required_argument, NULL, OPT_RAMDISK},
-	{"block-device-mapping", required_argument, NULL, 'B'},
-	{"productcodes", required_argument, NULL, OPT_PRODUCTCODES},
-	{"batch", no_argument, NULL, OPT_BATCH},
-	{"debug", no_argument, NULL, OPT_DEBUG},
-	{"level", required_argument, NULL, OPT_LEVEL},
-	{"threads", required_argument, NULL, OPT_THREADS},
-	{"keep-unpartitioned", no_argument, NULL, OPT_KEEP_UNPARTITIONED},
-	{"progress", optional_argument, NULL, OPT_PROGRESS},
-	{"force", no_argument, NULL, OPT_FORCE},
-	{"part-size", required_argument, NULL, OPT_PART_SIZE},
-	{"chunk-size", required_argument, NULL, OPT_CHUNK_SIZE},
-	{"no-size-checks", no_argument, NULL, OPT_NO_SIZE_CHECKS},
-	{"help", no_argument, NULL, 'h'},
-	{NULL, 0, NULL, 0},
+    {"image", required_argument, NULL, 'i'},
+    {"cert", required_argument, NULL, 'c'},
+    {"privatekey", required_argument, NULL, 'k'},
+    {"user", required_argument, NULL, 'u'},
+    {"arch", required_argument, NULL, 'r'},
+    {"destination", required_argument, NULL, 'd'},
+    {"prefix", required_argument, NULL, 'p'},
+    {"ec2cert", required_argument, NULL, OPT_EC2CERT},
+    {"kernel", required_argument, NULL, OPT_KERNEL},
+    {"ramdisk", required_argument, NULL, OPT_RAMDISK},
+    {"block-device-mapping", required_argument, NULL, 'B'},
+    {"productcodes", required_argument, NULL, OPT_PRODUCTCODES},
+    {"batch", no_argument, NULL, OPT_BATCH},
+    {"debug", no_argument, NULL, OPT_DEBUG},
+    {"level", required_argument, NULL, OPT_LEVEL},
+    {"threads", required_argument, NULL, OPT_THREADS},
+    {"keep-unpartitioned", no_argument, NULL, OPT_KEEP_UNPARTITIONED},
+    {"progress", optional_argument, NULL, OPT_PROGRESS},
+    {"force", no_argument, NULL, OPT_FORCE},
+    {"part-size", required_argument, NULL, OPT_PART_SIZE},
+    {"chunk-size", required_argument, NULL, OPT_CHUNK_SIZE},
+    {"no-size-checks", no_argument, NULL, OPT_NO_SIZE_CHECKS},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
 };
 
 static const char *default_arch(void)
@@ -115,7 +117,8 @@ static char *default_ec2cert(void)
 	for (size_t i = 0; i < 2; i++) {
 		const char *home = getenv(vars[i]);
 		char *path;
-		if (!home || !*home || asprintf(&path, "%s/etc/ec2/amitools/cert-ec2.pem", home) < 0)
+		if (!home || !*home ||
+		    asprintf(&path, "%s/etc/ec2/amitools/cert-ec2.pem", home) < 0)
 			continue;
 		if (access(path, R_OK) == 0)
 			return path;
@@ -151,8 +154,8 @@ static void print_summary(struct snap_job *job, bool debug)
 	double s = (double)ns / 1e9;
 	printf("Bundle manifest is %s\n", manifest ? manifest : "?");
 	printf("  parts:        %" PRIu64 "\n", parts);
-	printf("  image:        %s (read %s, skipped %s)\n", tool_size(a, total), tool_size(b, read),
-	       tool_size(c, skipped));
+	printf("  image:        %s (read %s, skipped %s)\n", tool_size(a, total),
+	       tool_size(b, read), tool_size(c, skipped));
 	printf("  tar stream:   %s\n", tool_size(d, stream));
 	printf("  bundled size: %s (%" PRIu64 " bytes)\n", tool_size(e, written), written);
 	printf("  digest:       %s\n", digest ? digest : "?");
@@ -178,26 +181,56 @@ int cmd_bundle(int argc, char **argv)
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "i:c:k:u:r:d:p:B:h", options, NULL)) != -1) {
 		switch (c) {
-		case 'i': image = optarg; break;
-		case 'c': cert = optarg; break;
-		case 'k': pk = optarg; break;
-		case 'u': user = optarg; break;
-		case 'r': arch = optarg; break;
-		case 'd': dest = optarg; break;
-		case 'p': prefix = optarg; break;
+		case 'i':
+			image = optarg;
+			break;
+		case 'c':
+			cert = optarg;
+			break;
+		case 'k':
+			pk = optarg;
+			break;
+		case 'u':
+			user = optarg;
+			break;
+		case 'r':
+			arch = optarg;
+			break;
+		case 'd':
+			dest = optarg;
+			break;
+		case 'p':
+			prefix = optarg;
+			break;
 		case 'B':
 			free(bdm);
 			bdm = strdup(optarg);
 			break;
-		case OPT_EC2CERT: ec2cert = optarg; break;
-		case OPT_KERNEL: kernel = optarg; break;
-		case OPT_RAMDISK: ramdisk = optarg; break;
-		case OPT_PRODUCTCODES: codes = optarg; break;
-		case OPT_BATCH: break;
-		case OPT_NO_SIZE_CHECKS: break; /* there are no size limits to turn off */
-		case OPT_DEBUG: debug = true; break;
-		case OPT_FORCE: force = true; break;
-		case OPT_KEEP_UNPARTITIONED: keep = true; break;
+		case OPT_EC2CERT:
+			ec2cert = optarg;
+			break;
+		case OPT_KERNEL:
+			kernel = optarg;
+			break;
+		case OPT_RAMDISK:
+			ramdisk = optarg;
+			break;
+		case OPT_PRODUCTCODES:
+			codes = optarg;
+			break;
+		case OPT_BATCH:
+			break;
+		case OPT_NO_SIZE_CHECKS:
+			break; /* there are no size limits to turn off */
+		case OPT_DEBUG:
+			debug = true;
+			break;
+		case OPT_FORCE:
+			force = true;
+			break;
+		case OPT_KEEP_UNPARTITIONED:
+			keep = true;
+			break;
 		case OPT_LEVEL:
 			if (!parse_int(optarg, 0, 3, &level)) {
 				tool_error("invalid --level '%s': want 0-3", optarg);
@@ -213,7 +246,8 @@ int cmd_bundle(int argc, char **argv)
 		case OPT_PROGRESS:
 			progress = tool_progress_mode_parse(optarg);
 			if (progress < 0) {
-				tool_error("invalid --progress '%s': want bar, json or none", optarg);
+				tool_error("invalid --progress '%s': want bar, json or none",
+					   optarg);
 				goto out;
 			}
 			break;
@@ -245,7 +279,7 @@ int cmd_bundle(int argc, char **argv)
 		goto out;
 	}
 	static const char *const mandatory[][2] = {
-		{"--image", NULL}, {"--cert", NULL}, {"--privatekey", NULL}, {"--user", NULL}};
+	    {"--image", NULL}, {"--cert", NULL}, {"--privatekey", NULL}, {"--user", NULL}};
 	const char *given[] = {image, cert, pk, user};
 	for (size_t i = 0; i < 4; i++) {
 		if (!given[i] || !*given[i]) {
