@@ -87,10 +87,12 @@ struct part {
 	bool renamed;
 };
 
-/* Seconds spent per stage; deflate is summed over workers (CPU seconds of the stage). */
+/* Seconds per stage. Work stages (copy, tar_sha1, deflate summed over workers, aes,
+ * part_sha1) are thread CPU time, so they say what a stage costs even on a shared machine;
+ * waits, write and the totals are wall time. */
 struct timings {
 	double layout, keys, read_wait, tar_sha1, copy, produce_wait;
-	double deflate, aes, part_sha1, write, writer_wait, finish, total;
+	double deflate, aes, part_sha1, write, writer_wait, finish, total, cpu;
 };
 
 struct bundle {
@@ -165,6 +167,26 @@ static double secs_since(uint64_t t0)
 	return (double)(snap_now_ns() - t0) / 1e9;
 }
 
+/* CPU time of the calling thread: what a stage costs, whatever else shares the machine. */
+static uint64_t cpu_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static double cpu_since(uint64_t t0)
+{
+	return (double)(cpu_ns() - t0) / 1e9;
+}
+
+static uint64_t process_cpu_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 /* Records a worker's or the writer's failure (first wins) and stops everything. */
 static int pipeline_fail(struct bundle *b, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -213,10 +235,10 @@ static int part_close(struct bundle *b)
 	struct part *p = &b->parts[b->nparts - 1];
 	uint8_t md[20];
 	unsigned mdlen = 0;
-	uint64_t t0 = snap_now_ns();
+	uint64_t t0 = cpu_ns();
 	if (EVP_DigestFinal_ex(b->part_sha1, md, &mdlen) != 1)
 		return pipeline_fail(b, -EIO, "SHA-1 of part %zu failed", b->nparts - 1);
-	b->t.part_sha1 += secs_since(t0);
+	b->t.part_sha1 += cpu_since(t0);
 	snap_hex(p->digest, md, 20);
 	/* start writeback now so the fsync before the renames finds little left to do */
 	sync_file_range(b->part_fd, 0, 0, SYNC_FILE_RANGE_WRITE);
@@ -264,11 +286,11 @@ static int parts_put(struct bundle *b, const uint8_t *p, size_t len)
 		if (b->part_fd < 0 && (r = part_open(b)) < 0)
 			return r;
 		size_t n = len < b->part_left ? len : (size_t)b->part_left;
-		uint64_t t0 = snap_now_ns();
+		uint64_t t0 = cpu_ns();
 		if (EVP_DigestUpdate(b->part_sha1, p, n) != 1)
 			return pipeline_fail(b, -EIO, "SHA-1 of part %zu failed", b->nparts - 1);
+		b->t.part_sha1 += cpu_since(t0);
 		uint64_t t1 = snap_now_ns();
-		b->t.part_sha1 += (double)(t1 - t0) / 1e9;
 		r = write_all(b->part_fd, p, n);
 		b->t.write += secs_since(t1);
 		if (r < 0)
@@ -293,10 +315,10 @@ static int encrypt_put(struct bundle *b, const uint8_t *p, size_t len)
 		/* EVP_EncryptUpdate writes up to inl + block size - 1 bytes */
 		size_t n = len < b->cipher_cap - 16 ? len : b->cipher_cap - 16;
 		int outl = 0;
-		uint64_t t0 = snap_now_ns();
+		uint64_t t0 = cpu_ns();
 		if (EVP_EncryptUpdate(b->aes, b->cipher_buf, &outl, p, (int)n) != 1)
 			return pipeline_fail(b, -EIO, "AES-128-CBC encryption failed");
-		b->t.aes += secs_since(t0);
+		b->t.aes += cpu_since(t0);
 		int r = parts_put(b, b->cipher_buf, (size_t)outl);
 		if (r < 0)
 			return r;
@@ -428,12 +450,12 @@ static void *deflate_worker(void *arg)
 		s->state = SLOT_DEFLATING;
 		pthread_mutex_unlock(&b->lock);
 
-		uint64_t t0 = snap_now_ns();
+		uint64_t t0 = cpu_ns();
 		size_t outlen = 0;
 		uint32_t crc = 0;
 		int r = snap_deflate_chunk(d, s->in, s->in_len, s->final, s->out,
 					   snap_deflate_bound(b->chunk_size), &outlen, &crc);
-		atomic_fetch_add(&b->deflate_ns, snap_now_ns() - t0);
+		atomic_fetch_add(&b->deflate_ns, cpu_ns() - t0);
 		if (r < 0) {
 			pipeline_fail(b, r,
 				      "deflate of tar stream bytes %" PRIu64 "+%zu failed: %s",
@@ -585,13 +607,13 @@ static int emit(struct bundle *b, const uint8_t *data, uint64_t len)
 		if (!data && n > sizeof(zeros))
 			n = sizeof(zeros);
 		const uint8_t *src = data ? data : zeros;
-		uint64_t t0 = snap_now_ns();
+		uint64_t t0 = cpu_ns();
 		memcpy(s->in + s->in_len, src, n);
-		uint64_t t1 = snap_now_ns();
+		uint64_t t1 = cpu_ns();
 		if (EVP_DigestUpdate(b->tar_sha1, src, n) != 1)
 			return snap_job_fail(b->job, -EIO, "SHA-1 of the tar stream failed");
 		b->t.copy += (double)(t1 - t0) / 1e9;
-		b->t.tar_sha1 += secs_since(t1);
+		b->t.tar_sha1 += cpu_since(t1);
 		s->in_len += n;
 		b->stream_len += n;
 		if (data)
@@ -1224,15 +1246,16 @@ static void set_results(struct bundle *b)
 	const struct timings *t = &b->t;
 	char *json = NULL;
 	if (asprintf(&json,
-		     "{\"layout\":%.6f,\"keys\":%.6f,\"read_wait\":%.6f,\"tar_sha1\":%.6f,"
-		     "\"copy\":%.6f,\"produce_wait\":%.6f,\"deflate_cpu\":%.6f,\"aes\":%.6f,"
-		     "\"part_sha1\":%.6f,\"write\":%.6f,\"writer_wait\":%.6f,\"finish\":%.6f,"
-		     "\"total\":%.6f,\"threads\":%u,\"level\":%d,\"chunk_size\":%zu,"
+		     "{\"layout_wall\":%.6f,\"keys_wall\":%.6f,\"read_wait\":%.6f,"
+		     "\"tar_sha1_cpu\":%.6f,\"copy_cpu\":%.6f,\"produce_wait\":%.6f,"
+		     "\"deflate_cpu\":%.6f,\"aes_cpu\":%.6f,\"part_sha1_cpu\":%.6f,"
+		     "\"write_wall\":%.6f,\"writer_wait\":%.6f,\"finish_wall\":%.6f,"
+		     "\"total_wall\":%.6f,\"total_cpu\":%.6f,\"threads\":%u,\"level\":%d,\"chunk_size\":%zu,"
 		     "\"reader\":\"%s\",\"extents\":%zu,\"stream_bytes\":%" PRIu64
 		     ",\"gzip_bytes\":%" PRIu64 ",\"bundled_bytes\":%" PRIu64 "}",
 		     t->layout, t->keys, t->read_wait, t->tar_sha1, t->copy, t->produce_wait,
 		     t->deflate, t->aes, t->part_sha1, t->write, t->writer_wait, t->finish,
-		     t->total, b->nworkers, b->level, b->chunk_size,
+		     t->total, t->cpu, b->nworkers, b->level, b->chunk_size,
 		     snap_reader_uses_uring(b->reader) ? "io_uring" : "pread", b->nregions,
 		     b->stream_len, b->gz_len, bundled) >= 0) {
 		snap_job_set_result_string(job, SNAP_RESULT_TIMINGS, json);
@@ -1283,7 +1306,7 @@ int snap_bundle_run(struct snap_job *job)
 {
 	struct bundle b = {.job = job, .part_fd = -1, .nchunks = UINT64_MAX};
 	char *user = NULL;
-	uint64_t start = snap_now_ns();
+	uint64_t start = snap_now_ns(), cpu_start = process_cpu_ns();
 	pthread_mutex_init(&b.lock, NULL);
 	pthread_cond_init(&b.cond, NULL);
 
@@ -1344,6 +1367,7 @@ int snap_bundle_run(struct snap_job *job)
 		r = commit_outputs(&b);
 	b.t.finish = secs_since(t0);
 	b.t.total = secs_since(start);
+	b.t.cpu = (double)(process_cpu_ns() - cpu_start) / 1e9;
 	job->progress.bytes_written = atomic_load(&b.written);
 	if (r >= 0)
 		set_results(&b);
