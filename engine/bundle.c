@@ -611,7 +611,7 @@ static int emit(struct bundle *b, const uint8_t *data, uint64_t len)
 		memcpy(s->in + s->in_len, src, n);
 		uint64_t t1 = cpu_ns();
 		if (EVP_DigestUpdate(b->tar_sha1, src, n) != 1)
-			return snap_job_fail(b->job, -EIO, "SHA-1 of the tar stream failed");
+			return pipeline_fail(b, -EIO, "SHA-1 of the tar stream failed");
 		b->t.copy += (double)(t1 - t0) / 1e9;
 		b->t.tar_sha1 += cpu_since(t1);
 		s->in_len += n;
@@ -636,7 +636,7 @@ static int produce(struct bundle *b)
 	size_t hlen = snap_tar_header_size(&m);
 	uint8_t *hdr = malloc(hlen);
 	if (!hdr)
-		return snap_job_fail(b->job, -ENOMEM, "out of memory for the tar header");
+		return pipeline_fail(b, -ENOMEM, "out of memory for the tar header");
 	int r = snap_tar_write_header(&m, hdr, hlen);
 	if (r >= 0)
 		r = emit(b, hdr, hlen);
@@ -651,7 +651,7 @@ static int produce(struct bundle *b)
 		r = snap_reader_start(b->reader, (const struct snap_range *)b->regions,
 				      b->nregions);
 		if (r < 0)
-			return snap_job_fail(b->job, r, "cannot read %s: %s", b->image,
+			return pipeline_fail(b, r, "cannot read %s: %s", b->image,
 					     snap_strerror(r));
 		for (;;) {
 			struct snap_chunk c;
@@ -660,7 +660,7 @@ static int produce(struct bundle *b)
 			b->t.read_wait += secs_since(t0);
 			if (r < 0) {
 				const char *d = snap_reader_error(b->reader);
-				return snap_job_fail(b->job, r, "%s", *d ? d : snap_strerror(r));
+				return pipeline_fail(b, r, "%s", *d ? d : snap_strerror(r));
 			}
 			if (r == 0)
 				break;
@@ -680,7 +680,7 @@ static int produce(struct bundle *b)
 	if (r < 0)
 		return r;
 	if (b->stream_len != snap_tar_stream_size(&m))
-		return snap_job_fail(b->job, -EIO,
+		return pipeline_fail(b, -EIO,
 				     "tar stream of %s is %" PRIu64 " bytes, expected %" PRIu64,
 				     b->image, b->stream_len, snap_tar_stream_size(&m));
 	return submit(b, true);
@@ -1250,7 +1250,8 @@ static void set_results(struct bundle *b)
 		     "\"tar_sha1_cpu\":%.6f,\"copy_cpu\":%.6f,\"produce_wait\":%.6f,"
 		     "\"deflate_cpu\":%.6f,\"aes_cpu\":%.6f,\"part_sha1_cpu\":%.6f,"
 		     "\"write_wall\":%.6f,\"writer_wait\":%.6f,\"finish_wall\":%.6f,"
-		     "\"total_wall\":%.6f,\"total_cpu\":%.6f,\"threads\":%u,\"level\":%d,\"chunk_size\":%zu,"
+		     "\"total_wall\":%.6f,\"total_cpu\":%.6f,\"threads\":%u,\"level\":%d,\"chunk_"
+		     "size\":%zu,"
 		     "\"reader\":\"%s\",\"extents\":%zu,\"stream_bytes\":%" PRIu64
 		     ",\"gzip_bytes\":%" PRIu64 ",\"bundled_bytes\":%" PRIu64 "}",
 		     t->layout, t->keys, t->read_wait, t->tar_sha1, t->copy, t->produce_wait,
