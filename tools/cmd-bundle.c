@@ -41,7 +41,7 @@ static void usage(FILE *f)
 	    "      --productcodes CODES    product codes\n"
 	    "      --batch                 never prompt (snapbundle never does)\n"
 	    "      --debug                 debug log lines and stage timings on stderr\n"
-	    "      --level N               compression level 0-3 (default 1)\n"
+	    "      --level N               compression level 0-3 (default 2)\n"
 	    "      --threads N             compression threads (default: every CPU)\n"
 	    "      --keep-unpartitioned    keep space outside every partition\n"
 	    "      --progress[=MODE]       bar, json or none (default: a bar on a terminal)\n"
