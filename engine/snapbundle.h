@@ -199,6 +199,11 @@ enum snap_job_param {
 	SNAP_PARAM_RANGE_OFFSET = 304,	/* restore only [offset, offset+length) of a volume */
 	SNAP_PARAM_RANGE_LENGTH = 305,
 	SNAP_PARAM_PARTITION = 306,	/* restore only this partition of the volume */
+	/* Test-only (golden vectors): every random byte (image id, data key, salts, nonces) is
+	 * derived from this seed, so an image is reproducible. Never use it for real images:
+	 * two images made with one seed share their keys and nonces. 0 = off. */
+	SNAP_PARAM_TEST_SEED = 307,
+	SNAP_PARAM_SCRYPT_LOG_N = 308,	/* store: scrypt cost log2(N), default 15 */
 };
 
 /* String parameters; snap_job_add_string() appends to the list-valued ones. */
@@ -288,6 +293,7 @@ enum snap_job_result {
 	SNAP_RESULT_PARTS = 6,	       /* u64: part count */
 	SNAP_RESULT_STREAM_BYTES = 7,  /* u64: tar stream length */
 	SNAP_RESULT_FRAMES = 8,	       /* u64 */
+	SNAP_RESULT_FRAMES_READ = 9,   /* u64: restore/verify store: frames read and checked */
 	SNAP_RESULT_MANIFEST_PATH = 100, /* string */
 	SNAP_RESULT_DIGEST = 101,	 /* string: manifest digest (SHA-1 of the tar stream) */
 	SNAP_RESULT_OUTPUT_PATH = 102,	 /* string */
