@@ -100,6 +100,7 @@ struct snap_disk;
 enum snap_disk_param {
 	SNAP_DISK_KEEP_UNPARTITIONED = 1, /* bool: space outside partitions stays DATA */
 	SNAP_DISK_MIN_GAP = 2,		  /* bytes: DATA extents closer than this merge (64 KiB) */
+					  /* (0: the default; -1: never merge) */
 	SNAP_DISK_FORCE_PREAD = 3,	  /* bool: never use io_uring (also SNAPBUNDLE_FORCE_PREAD=1) */
 	SNAP_DISK_QUEUE_DEPTH = 4,	  /* reader queue depth (default 32) */
 	SNAP_DISK_REQUEST_SIZE = 5,	  /* reader request size in bytes (default 1 MiB) */
