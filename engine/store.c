@@ -524,6 +524,13 @@ int snap_store_build_record(uint32_t type, const uint8_t *payload, size_t len, c
 
 static int store_write_head(struct store_ctx *s)
 {
+	uint8_t *keys_payload = NULL, *keys_rec = NULL, *meta_payload = NULL, *meta_rec = NULL;
+	size_t keys_payload_len = 0, keys_len = 0, meta_payload_len = 0, meta_len = 0;
+	struct snap_store_meta m = {0};
+	/* keys first: they decide the ENCRYPTED feature bit of the header */
+	int r = store_keys(s, &keys_payload, &keys_payload_len);
+	if (r < 0)
+		goto out;
 	struct snap_store_header h = {
 		.version = SNAP_STORE_VERSION,
 		.incompat = s->encrypted ? SNAP_STORE_INCOMPAT_ENCRYPTED : 0,
@@ -533,15 +540,7 @@ static int store_write_head(struct store_ctx *s)
 	};
 	memcpy(h.image_id, s->image_id, SNAP_STORE_ID_SIZE);
 	snap_store_header_encode(&h, s->header);
-	int r = write_all(s, s->header, sizeof(s->header));
-	if (r < 0)
-		return r;
-
-	uint8_t *keys_payload = NULL, *keys_rec = NULL, *meta_payload = NULL, *meta_rec = NULL;
-	size_t keys_payload_len = 0, keys_len = 0, meta_payload_len = 0, meta_len = 0;
-	struct snap_store_meta m = {0};
-	r = store_keys(s, &keys_payload, &keys_payload_len);
-	if (r < 0)
+	if ((r = write_all(s, s->header, sizeof(s->header))) < 0)
 		goto out;
 	if (s->encrypted) {
 		/* the KEYS record carries a plain SHA-256: the META tag authenticates it */
