@@ -205,6 +205,24 @@ static int check_meta_tag(struct snap_store_image *img)
 	return r;
 }
 
+/* Idempotent. Before the tag was checked only for display (inspect without a key). */
+static int decode_meta(struct snap_store_image *img)
+{
+	if (img->meta_decoded)
+		return 0;
+	const char *why = "";
+	int r = snap_store_meta_decode(img->meta_rec + SNAP_STORE_PREFIX_SIZE,
+				       img->meta_len - SNAP_STORE_PREFIX_SIZE - SNAP_STORE_TAG_SIZE,
+				       &img->meta, &why);
+	if (r < 0)
+		return img_fail(img, r, "metadata record is corrupt: %s", why);
+	img->meta_decoded = true;
+	if (img->meta.nvolumes != img->hdr.volume_count)
+		return img_fail(img, -EUCLEAN, "metadata lists %zu volumes, header %u",
+				img->meta.nvolumes, img->hdr.volume_count);
+	return 0;
+}
+
 int store_image_open_fd(struct snap_store_image *img, int fd, const char *path, bool own_fd)
 {
 	img->fd = fd;
@@ -251,17 +269,11 @@ int store_image_open_fd(struct snap_store_image *img, int fd, const char *path, 
 	r = read_record(img, SNAP_STORE_REC_META, "metadata", &img->meta_rec, &img->meta_len);
 	if (r < 0)
 		return r;
-	if (!img->keys_rec && (r = check_meta_tag(img)) < 0)
+	if (img->keys_rec)
+		return 0; /* decoded once the tag was checked (snap_store_image_unlock) */
+	if ((r = check_meta_tag(img)) < 0)
 		return r;
-	r = snap_store_meta_decode(img->meta_rec + SNAP_STORE_PREFIX_SIZE,
-				   img->meta_len - SNAP_STORE_PREFIX_SIZE - SNAP_STORE_TAG_SIZE,
-				   &img->meta, &why);
-	if (r < 0)
-		return img_fail(img, r, "metadata record is corrupt: %s", why);
-	if (img->meta.nvolumes != img->hdr.volume_count)
-		return img_fail(img, -EUCLEAN, "metadata lists %zu volumes, header %u",
-				img->meta.nvolumes, img->hdr.volume_count);
-	return 0;
+	return decode_meta(img);
 }
 
 int snap_store_image_open(struct snap_store_image *img, const char *path)
@@ -272,7 +284,7 @@ int snap_store_image_open(struct snap_store_image *img, const char *path)
 	if (fd < 0)
 		return img_fail(img, -errno, "cannot open %s: %s", path, strerror(errno));
 	int r = store_image_open_fd(img, fd, path, true);
-	if (r < 0)
+	if (r < 0 || (r = decode_meta(img)) < 0)
 		return r;
 	if (!img->seekable)
 		return img_fail(img, -ESPIPE, "%s is not a regular file", path);
@@ -344,7 +356,7 @@ int snap_store_image_unlock(struct snap_store_image *img, const char *passphrase
 	if (r < 0)
 		return img_fail(img, r, "cannot derive the image keys");
 	img->unlocked = true;
-	if ((r = check_meta_tag(img)) < 0)
+	if ((r = check_meta_tag(img)) < 0 || (r = decode_meta(img)) < 0)
 		return r;
 	if (img->index_rec && !img->index_authenticated) {
 		r = check_tag(img, img->index_rec, img->index_len, NULL, NULL, 0, "index");

@@ -35,7 +35,7 @@ struct snap_store_image {
 
 	bool unlocked;
 	struct snap_store_keyset ks;
-	bool meta_authenticated, index_authenticated;
+	bool meta_authenticated, index_authenticated, meta_decoded;
 
 	uint8_t *index_rec;
 	size_t index_len;

@@ -87,7 +87,7 @@ int cmd_inspect_store(int argc, char **argv)
 	}
 	struct snap_store_info in;
 	snap_store_image_info(img, &in);
-	char a[32], b[32], t[40];
+	char a[32], b[32], d[32], t[40];
 	printf("image:        %s\n", path);
 	printf("format:       snapbundle store v%u, features compat 0x%x incompat 0x%x "
 	       "ro_compat 0x%x\n", in.version, in.compat, in.incompat, in.ro_compat);
@@ -110,7 +110,7 @@ int cmd_inspect_store(int argc, char **argv)
 	printf("frame size:   %s\n", tool_size(a, in.frame_size));
 	printf("size:         %s object, %s of volumes, %s in %" PRIu64 " frames, %s stored\n",
 	       tool_size(a, in.image_size), tool_size(b, in.logical_bytes),
-	       tool_size(t, in.data_bytes), in.frames, tool_size(b, in.stored_bytes));
+	       tool_size(d, in.data_bytes), in.frames, tool_size(t, in.stored_bytes));
 	printf("ratio:        %.2f (object / volumes), %.2f (stored / data)\n",
 	       in.logical_bytes ? (double)in.image_size / (double)in.logical_bytes : 0.0,
 	       in.data_bytes ? (double)in.stored_bytes / (double)in.data_bytes : 0.0);
