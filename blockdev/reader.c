@@ -110,10 +110,10 @@ struct snap_reader {
 
 	struct snap_range *ranges;
 	size_t nranges;
-	size_t ri;   /* cursor: range index */
-	uint64_t ro; /* cursor: offset inside that range */
-	bool stopped;	/* a request failed: issue nothing more */
-	int err;	/* sticky result of next() after a failure */
+	size_t ri;    /* cursor: range index */
+	uint64_t ro;  /* cursor: offset inside that range */
+	bool stopped; /* a request failed: issue nothing more */
+	int err;      /* sticky result of next() after a failure */
 	char *error;
 	uint64_t bytes_read; /* atomic */
 
@@ -183,8 +183,8 @@ static void setup_req(struct snap_reader *r, unsigned b, uint64_t off, size_t le
 	q->length = len;
 	if (r->align <= 1) {
 		q->aoff = off;
-		q->seg[0] = (struct seg){ .pos = off, .end = end, .want = off, .want_end = end,
-					  .fd = r->src->fd };
+		q->seg[0] = (struct seg){
+		    .pos = off, .end = end, .want = off, .want_end = end, .fd = r->src->fd};
 		q->nseg = 1;
 	} else {
 		uint64_t a = r->align;
@@ -193,13 +193,19 @@ static void setup_req(struct snap_reader *r, unsigned b, uint64_t off, size_t le
 			aend = r->tail_start;
 		q->aoff = off / a * a;
 		if (q->aoff < aend)
-			q->seg[q->nseg++] = (struct seg){ .pos = q->aoff, .end = aend, .want = off,
-							  .want_end = end < aend ? end : aend,
-							  .fd = r->src->fd, .direct = true };
+			q->seg[q->nseg++] = (struct seg){.pos = q->aoff,
+							 .end = aend,
+							 .want = off,
+							 .want_end = end < aend ? end : aend,
+							 .fd = r->src->fd,
+							 .direct = true};
 		if (end > r->tail_start) {
 			uint64_t s = off > r->tail_start ? off : r->tail_start;
-			q->seg[q->nseg++] = (struct seg){ .pos = s, .end = end, .want = s,
-							  .want_end = end, .fd = r->src->fd_buffered };
+			q->seg[q->nseg++] = (struct seg){.pos = s,
+							 .end = end,
+							 .want = s,
+							 .want_end = end,
+							 .fd = r->src->fd_buffered};
 		}
 	}
 	q->pending = q->nseg;
@@ -484,7 +490,8 @@ static void drain(struct snap_reader *r)
 			uring_submit(r);
 		while (r->inflight > 0)
 			if (uring_reap(r) < 0)
-				break; /* cannot happen; io_uring_queue_exit() still waits for the rest */
+				break; /* cannot happen; io_uring_queue_exit() still waits for the
+					  rest */
 		r->draining = false;
 		pthread_mutex_lock(&r->lock);
 	} else {
@@ -530,9 +537,10 @@ static int uring_setup(struct snap_reader *r)
 	if (ret < 0) {
 		int d = uring_sysctl_disabled();
 		if (d)
-			snap_debug("io_uring unavailable (io_uring_setup: %s, io_uring_disabled=%d): "
-				   "using pread",
-				   strerror(-ret), d);
+			snap_debug(
+			    "io_uring unavailable (io_uring_setup: %s, io_uring_disabled=%d): "
+			    "using pread",
+			    strerror(-ret), d);
 		else
 			snap_debug("io_uring unavailable (io_uring_setup: %s): using pread",
 				   strerror(-ret));

@@ -19,7 +19,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -28,7 +34,7 @@
 
 #define FAIL(...)                                                                                  \
 	do {                                                                                       \
-		fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                              \
+		fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                               \
 		fprintf(stderr, __VA_ARGS__);                                                      \
 		fputc('\n', stderr);                                                               \
 		exit(1);                                                                           \
@@ -52,10 +58,14 @@ static uint64_t rnd_below(uint64_t n)
 	return n ? rnd() % n : 0;
 }
 
+static char last_log[1024];
+
 static void log_sink(void *userdata, enum snap_log_level level, const char *msg)
 {
 	(void)userdata;
 	(void)level;
+	if (strstr(msg, "io_uring") && !strstr(msg, "reading "))
+		snprintf(last_log, sizeof(last_log), "%s", msg);
 	if (getenv("TEST_READER_VERBOSE"))
 		fprintf(stderr, "log: %s\n", msg);
 }
@@ -122,8 +132,8 @@ static size_t random_ranges(uint64_t size, struct snap_range *out, size_t max)
 	if (n > 0 && n < max && rnd_below(2) == 0) {
 		uint64_t end = out[n - 1].offset + out[n - 1].length;
 		if (end < size - 1) {
-			uint64_t start = size - 1 - rnd_below(size - end - 1 < 9000 ? size - end - 1 :
-											     9000);
+			uint64_t start =
+			    size - 1 - rnd_below(size - end - 1 < 9000 ? size - end - 1 : 9000);
 			if (start < end)
 				start = end;
 			out[n].offset = start;
@@ -227,9 +237,11 @@ static size_t read_list(struct snap_reader *reader, int judge_fd, const struct s
 {
 	size_t rs = snap_reader_request_size(reader);
 	struct releaser rl;
-	uint64_t before = snap_reader_bytes_read(reader), bytes = 0;
+	uint64_t before, bytes = 0;
 	if (snap_reader_start(reader, ranges, n) < 0)
 		FAIL("%s: start", what);
+	/* After start: requests of a failed list still complete (and count) while it drains. */
+	before = snap_reader_bytes_read(reader);
 	if (async_release)
 		releaser_start(&rl, reader);
 
@@ -330,10 +342,12 @@ static uint64_t chunk_containing(const struct snap_range *g, size_t n, size_t rs
 static void test_faults(struct snap_src *src, int judge_fd, bool force_pread, unsigned qd,
 			size_t rs)
 {
-	struct fault f = { .lock = PTHREAD_MUTEX_INITIALIZER };
-	struct snap_reader_opts o = { .queue_depth = qd, .request_size = rs,
-				      .force_pread = force_pread, .fault = fault_hook,
-				      .fault_userdata = &f };
+	struct fault f = {.lock = PTHREAD_MUTEX_INITIALIZER};
+	struct snap_reader_opts o = {.queue_depth = qd,
+				     .request_size = rs,
+				     .force_pread = force_pread,
+				     .fault = fault_hook,
+				     .fault_userdata = &f};
 	struct snap_reader *reader;
 	if (snap_reader_new(src, &o, &reader) < 0)
 		FAIL("reader_new");
@@ -381,7 +395,8 @@ static void test_faults(struct snap_src *src, int judge_fd, bool force_pread, un
 		snprintf(want, sizeof(want), "cannot read %s at offset %" PRIu64 ": %s", src->path,
 			 f.failed_at, strerror(-want_err));
 		if (strcmp(snap_reader_error(reader), want) != 0)
-			FAIL("%s: error '%s', expected '%s'", what, snap_reader_error(reader), want);
+			FAIL("%s: error '%s', expected '%s'", what, snap_reader_error(reader),
+			     want);
 		struct snap_chunk c;
 		if (snap_reader_next(reader, &c) != want_err)
 			FAIL("%s: the error is not sticky", what);
@@ -414,12 +429,12 @@ static void test_shrunk(const char *path, unsigned flags, bool force_pread)
 	uint64_t cut = 1000000 + 77;
 	if (truncate(path, (off_t)cut) < 0)
 		FAIL("truncate %s", path);
-	struct snap_reader_opts o = { .queue_depth = 4, .request_size = 65536,
-				      .force_pread = force_pread };
+	struct snap_reader_opts o = {
+	    .queue_depth = 4, .request_size = 65536, .force_pread = force_pread};
 	struct snap_reader *reader;
 	if (snap_reader_new(src, &o, &reader) < 0)
 		FAIL("reader_new");
-	struct snap_range g = { .offset = 500000, .length = 1500000 };
+	struct snap_range g = {.offset = 500000, .length = 1500000};
 	if (snap_reader_start(reader, &g, 1) < 0)
 		FAIL("start");
 	struct snap_chunk c;
@@ -459,16 +474,16 @@ static void test_file(const char *path, unsigned flags, bool quick)
 		FAIL("open %s", path);
 	printf("%s: %s, alignment %u\n", path, src->direct ? "O_DIRECT" : "buffered", src->align);
 
-	static const unsigned qds[] = { 1, 3, 32 };
-	static const size_t rss[] = { 4096, 5000, 65536, 1u << 20 };
+	static const unsigned qds[] = {1, 3, 32};
+	static const size_t rss[] = {4096, 5000, 65536, 1u << 20};
 	for (int p = 0; p < 2; p++) {
 		for (size_t qi = 0; qi < sizeof(qds) / sizeof(qds[0]); qi++) {
 			for (size_t si = 0; si < sizeof(rss) / sizeof(rss[0]); si++) {
 				if (quick && (qi + si) % 2)
 					continue;
-				struct snap_reader_opts o = { .queue_depth = qds[qi],
-							      .request_size = rss[si],
-							      .force_pread = p == 1 };
+				struct snap_reader_opts o = {.queue_depth = qds[qi],
+							     .request_size = rss[si],
+							     .force_pread = p == 1};
 				struct snap_reader *reader;
 				if (snap_reader_new(src, &o, &reader) < 0)
 					FAIL("reader_new");
@@ -492,7 +507,7 @@ static void test_file(const char *path, unsigned flags, bool quick)
 							    what, NULL);
 				}
 				/* The whole source, tail included, in one range. */
-				struct snap_range all = { 0, src->size };
+				struct snap_range all = {0, src->size};
 				chunks += read_list(reader, judge_fd, &all, 1, true, what, NULL);
 				if (chunks == 0)
 					FAIL("%s: nothing read", what);
@@ -523,22 +538,22 @@ static void test_edges(const char *path)
 		FAIL("next before start");
 	if (snap_reader_start(reader, NULL, 0) < 0 || snap_reader_next(reader, &c) != 0)
 		FAIL("empty list");
-	struct snap_range zero[2] = { { 10, 0 }, { src->size, 0 } };
+	struct snap_range zero[2] = {{10, 0}, {src->size, 0}};
 	if (snap_reader_start(reader, zero, 2) < 0 || snap_reader_next(reader, &c) != 0)
 		FAIL("list of empty ranges");
-	struct snap_range overlap[2] = { { 0, 100 }, { 50, 10 } };
+	struct snap_range overlap[2] = {{0, 100}, {50, 10}};
 	if (snap_reader_start(reader, overlap, 2) != -EINVAL)
 		FAIL("overlapping ranges accepted");
-	struct snap_range past = { src->size - 10, 11 };
+	struct snap_range past = {src->size - 10, 11};
 	if (snap_reader_start(reader, &past, 1) != -EINVAL)
 		FAIL("range past the end accepted");
-	struct snap_range huge = { 1, UINT64_MAX };
+	struct snap_range huge = {1, UINT64_MAX};
 	if (snap_reader_start(reader, &huge, 1) != -EINVAL)
 		FAIL("overflowing range accepted");
 
 	/* The consumer holds every buffer while another thread releases them late, and a
 	 * restart in the middle of a list drops what was in flight. */
-	struct snap_range big = { 3, src->size - 3 };
+	struct snap_range big = {3, src->size - 3};
 	if (snap_reader_start(reader, &big, 1) < 0)
 		FAIL("start");
 	for (int i = 0; i < 3; i++) {
@@ -547,7 +562,7 @@ static void test_edges(const char *path)
 		snap_reader_release(reader, &c);
 		snap_reader_release(reader, &c); /* a second release is ignored */
 	}
-	struct snap_range small = { 4095, 2 };
+	struct snap_range small = {4095, 2};
 	if (snap_reader_start(reader, &small, 1) < 0 || snap_reader_next(reader, &c) != 1 ||
 	    c.offset != 4095 || c.length != 2)
 		FAIL("restart");
@@ -566,11 +581,91 @@ static void test_edges(const char *path)
 	/* Freeing a reader with reads in flight and chunks held. */
 	if (snap_reader_new(src, NULL, &reader) < 0)
 		FAIL("reader_new");
-	struct snap_range all = { 0, src->size };
+	struct snap_range all = {0, src->size};
 	if (snap_reader_start(reader, &all, 1) < 0 || snap_reader_next(reader, &c) != 1)
 		FAIL("start");
 	snap_reader_free(reader);
 	snap_src_free(src);
+	unlink(path);
+}
+
+/* Makes syscall nr fail with err in this process from now on (seccomp, as a container
+ * runtime would). */
+static int deny_syscall(long nr, int err)
+{
+	struct sock_filter f[] = {
+	    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+	    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)nr, 0, 1),
+	    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((unsigned)err & SECCOMP_RET_DATA)),
+	    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = {.len = sizeof(f) / sizeof(f[0]), .filter = f};
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+	    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0)
+		return -errno;
+	return 0;
+}
+
+/* io_uring refused the way seccomp or the io_uring_disabled sysctl refuse it: the reader falls
+ * back to pread and says so; refused buffer registration keeps io_uring with unregistered
+ * buffers. Each case runs in a child, since a seccomp filter cannot be removed. */
+static void test_refused(const char *path)
+{
+	static const struct {
+		long nr;
+		int err;
+		bool uring;
+		const char *log;
+	} cases[] = {
+	    {__NR_io_uring_setup, ENOSYS, false,
+	     "io_uring unavailable (io_uring_setup: Function not implemented): using pread"},
+	    {__NR_io_uring_setup, EPERM, false,
+	     "io_uring unavailable (io_uring_setup: Operation not permitted): using pread"},
+	    {__NR_io_uring_register, ENOMEM, true,
+	     "cannot register io_uring buffers (Cannot allocate memory): using unregistered "
+	     "buffers"},
+	};
+	make_file(path, FILE_SIZE);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		fflush(NULL);
+		pid_t pid = fork();
+		if (pid < 0)
+			FAIL("fork");
+		if (pid == 0) {
+			if (deny_syscall(cases[i].nr, cases[i].err) < 0) {
+				printf("seccomp unavailable: refused io_uring not tested\n");
+				exit(77);
+			}
+			struct snap_src *src;
+			if (snap_src_open(path, 0, &src, NULL) < 0)
+				FAIL("open %s", path);
+			int judge_fd = open(path, O_RDONLY | O_CLOEXEC);
+			struct snap_reader_opts o = {.queue_depth = 4, .request_size = 8192};
+			struct snap_reader *reader;
+			last_log[0] = 0;
+			if (judge_fd < 0 || snap_reader_new(src, &o, &reader) < 0)
+				FAIL("reader_new with io_uring refused");
+			if (snap_reader_uses_uring(reader) != cases[i].uring ||
+			    strcmp(last_log, cases[i].log) != 0)
+				FAIL("refused case %zu: uses_uring %d, log '%s'", i,
+				     snap_reader_uses_uring(reader), last_log);
+			for (int l = 0; l < 3; l++) {
+				struct snap_range g[40];
+				size_t n = random_ranges(src->size, g, 30);
+				read_list(reader, judge_fd, g, n, l == 1, last_log, NULL);
+			}
+			printf("refused: %s\n", last_log);
+			snap_reader_free(reader);
+			snap_src_free(src);
+			close(judge_fd);
+			free(judge_buf);
+			exit(0);
+		}
+		int st;
+		if (waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) ||
+		    (WEXITSTATUS(st) != 0 && WEXITSTATUS(st) != 77))
+			FAIL("refused case %zu: child failed (status %#x)", i, st);
+	}
 	unlink(path);
 }
 
@@ -590,6 +685,7 @@ int main(void)
 		FAIL("getcwd");
 	snprintf(p, sizeof(p), "%s/test-reader-%d.img", here, (int)getpid());
 	test_edges(p);
+	test_refused(p);
 	test_file(p, 0, false);
 	test_file(p, SNAP_SRC_NO_DIRECT, true);
 	test_shrunk(p, 0, false);
@@ -598,7 +694,7 @@ int main(void)
 
 	/* /tmp and tmpfs: O_DIRECT may be refused (tmpfs before Linux 6.6); the source then
 	 * reads buffered and the reader must not care. */
-	static const char *const dirs[] = { "/tmp", "/dev/shm" };
+	static const char *const dirs[] = {"/tmp", "/dev/shm"};
 	for (size_t i = 0; i < 2; i++) {
 		struct stat st;
 		if (stat(dirs[i], &st) < 0 || !S_ISDIR(st.st_mode) || access(dirs[i], W_OK) < 0) {

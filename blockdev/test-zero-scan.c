@@ -36,12 +36,16 @@ static bool interesting(size_t pos, size_t len)
 	if (len <= 1100 || pos < 300 || len - pos <= 300)
 		return true;
 	size_t m = pos % 256;
-	return m <= 1 || m >= 254 || pos % 16 == 0 || pos % 16 == 15 || pos % 97 == 0;
+	if (m <= 1 || m >= 254)
+		return true;
+	if (len > 9000)
+		return pos % 997 == 0;
+	return pos % 16 == 0 || pos % 16 == 15 || pos % 97 == 0;
 }
 
 int main(void)
 {
-	static const size_t big[] = { 4095, 4096, 4097, 8191, 8192, 8193, 65535, 65536, 65537 };
+	static const size_t big[] = {4095, 4096, 4097, 8191, 8192, 8193, 65535, 65536, 65537};
 	size_t sizes[601 + sizeof(big) / sizeof(big[0])], nsizes = 0;
 	for (size_t s = 0; s <= 600; s++)
 		sizes[nsizes++] = s;
@@ -53,7 +57,7 @@ int main(void)
 	unsigned char *mem = malloc(cap);
 	if (!mem)
 		return 1;
-	static const unsigned char values[] = { 0x01, 0x80, 0xff };
+	static const unsigned char values[] = {0x01, 0x80, 0xff};
 
 	for (size_t si = 0; si < nsizes; si++) {
 		size_t len = sizes[si];

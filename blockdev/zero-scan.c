@@ -50,7 +50,7 @@ bool snap_is_zero(const void *buf, size_t len)
 		p += 256;
 		len -= 256;
 	}
-	snap_vec acc = { 0, 0 };
+	snap_vec acc = {0, 0};
 	while (len >= 16) {
 		acc |= load_vec(p);
 		p += 16;
