@@ -38,6 +38,10 @@ expect_fail() {
 		fail "succeeded but should fail with '$pat': $*"
 	fi
 	grep -q -- "$pat" cmd.err || { cat cmd.err >&2; fail "expected '$pat' from: $*"; }
+	if grep -q -e "Sanitizer" -e "runtime error" cmd.err; then
+		cat cmd.err >&2
+		fail "sanitizer report from: $*"
+	fi
 	[ ! -e "$out" ] || fail "$out left behind after: $*"
 	if ls -A "$(dirname "$out")" | grep -q snapbundle-; then
 		fail "temporary file left behind after: $*"

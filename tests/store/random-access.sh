@@ -21,7 +21,7 @@ check() { # what lo len restore-args...
 	want=$(needed "$lo" $((lo + len)))
 	[ "$got" = "$want" ] || fail "$what: read $got frames, needs $want"
 	[ "$got" -lt "$total" ] || fail "$what: read every frame"
-	cmp "$what.img" <(dd if=disk.img bs=1 skip="$lo" count="$len" status=none \
+	cmp "$what.img" <(dd if=disk.img bs=64K skip="$lo" count="$len" status=none \
 		iflag=skip_bytes,count_bytes) || fail "$what: content differs"
 	echo "ok: $what read $got of $total frames"
 }

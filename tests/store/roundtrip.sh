@@ -32,7 +32,7 @@ grep -q "x-amz-meta-ami-owner-account: 123456789012" inspect.txt || fail "owner 
 grep -q "env: test" inspect.txt || fail "tag missing"
 grep -q "partition 1: start 1048576" inspect.txt || fail "partition missing"
 grep '^frame [0-9]' inspect.txt | head -3 | while read -r _ _ _ _ _ _ _ off _ raw _ _ _ _ dig; do
-	got=$(dd if=disk.img bs=1 skip="$off" count="$raw" status=none iflag=skip_bytes,count_bytes |
+	got=$(dd if=disk.img bs=64K skip="$off" count="$raw" status=none iflag=skip_bytes,count_bytes |
 		sha256sum | cut -d' ' -f1)
 	[ "$got" = "$dig" ] || fail "frame at $off: sha256sum $got, digest $dig"
 done
