@@ -34,6 +34,9 @@ static void usage(FILE *f)
 		"  --threads N                worker threads (default: every CPU)\n"
 		"  --frame-size SIZE          bytes per frame (default 4M)\n"
 		"  --progress[=bar|json|none]\n"
+		"  --keep-unpartitioned       keep space outside every partition (default: unused)\n"
+		"  --no-fs-skip               keep filesystem free space (default: unused)\n"
+		"  --exact                    both: the restore is byte-identical to the source\n"
 		"  --force                    replace an existing output\n");
 }
 
@@ -85,6 +88,9 @@ enum {
 	OPT_CTIME,
 	OPT_STIME,
 	OPT_SCRYPT_LOG_N,
+	OPT_KEEP_UNPARTITIONED,
+	OPT_NO_FS_SKIP,
+	OPT_EXACT,
 };
 
 int cmd_store(int argc, char **argv)
@@ -106,6 +112,9 @@ int cmd_store(int argc, char **argv)
 		{"frame-size", required_argument, NULL, OPT_FRAME_SIZE},
 		{"progress", optional_argument, NULL, OPT_PROGRESS},
 		{"force", no_argument, NULL, OPT_FORCE},
+		{"keep-unpartitioned", no_argument, NULL, OPT_KEEP_UNPARTITIONED},
+		{"no-fs-skip", no_argument, NULL, OPT_NO_FS_SKIP},
+		{"exact", no_argument, NULL, OPT_EXACT},
 		/* test-only: reproducible images for the golden vector (never for real images) */
 		{"test-seed", required_argument, NULL, OPT_TEST_SEED},
 		{"creation-time", required_argument, NULL, OPT_CTIME},
@@ -187,6 +196,14 @@ int cmd_store(int argc, char **argv)
 			}
 			break;
 		case OPT_FORCE: snap_job_set_param(job, SNAP_PARAM_FORCE, 1); break;
+		case OPT_KEEP_UNPARTITIONED:
+			snap_job_set_param(job, SNAP_PARAM_KEEP_UNPARTITIONED, 1);
+			break;
+		case OPT_NO_FS_SKIP: snap_job_set_param(job, SNAP_PARAM_FS_SKIP, 0); break;
+		case OPT_EXACT:
+			snap_job_set_param(job, SNAP_PARAM_KEEP_UNPARTITIONED, 1);
+			snap_job_set_param(job, SNAP_PARAM_FS_SKIP, 0);
+			break;
 		case 'h':
 			usage(stdout);
 			ret = 0;
