@@ -13,12 +13,17 @@
  *     DATA into ZERO (layer zeroscan) in the volume's map, and each run of non-zero blocks
  *     inside a chunk becomes one frame. The index stores the map after this pass.
  *  4. Memory is fixed when the job starts: nslots chunks in flight, each with an input buffer
- *     of frame_size bytes and an output buffer large enough for its frames stored raw.
+ *     of frame_size bytes and an output buffer large enough for its frames stored raw; the
+ *     reader (blockdev/reader.h, io_uring or pread) has its own queue_depth request buffers.
+ *  5. Chunks are the DATA extents of the layout cut at multiples of frame_size; they are the
+ *     reader's ranges, so a chunk arrives as one or more reader chunks in order and is copied
+ *     into a slot (reader buffers go back at once and never wait on a worker).
  *
  * State transitions (snap_store_run):
  *  1. prepare: open sources, build layouts (store_open_volumes), keys (store_keys), header,
  *     KEYS and META records written (store_write_head)
- *  2. data: chunks read, zero-scanned, cut into frames (store_fill_slot), sealed by workers
+ *  2. data: chunks read through the reader, zero-scanned, cut into frames (store_fill_slot),
+ *     sealed by workers
  *     (worker_main), written in order (store_write_slot)
  *  3. finish: INDEX and footer written (store_write_tail), fsync and rename (store_commit)
  *  4. done, or failed: temporary unlinked (store_cleanup)
@@ -56,6 +61,7 @@ struct store_vol {
 	char *device;
 	struct snap_src *src;
 	struct snap_layout *layout;
+	struct snap_reader *reader;
 	uint64_t first_frame, nframes;
 };
 
@@ -284,7 +290,7 @@ static int store_open_volumes(struct store_ctx *s)
 			if (!strcmp(s->vols[j].device, v->device))
 				return snap_job_fail(job, -EINVAL, "device name %s given twice",
 						     v->device);
-		int r = snap_src_open(v->path, flags | SNAP_SRC_NO_DIRECT, &v->src, &detail);
+		int r = snap_src_open(v->path, flags, &v->src, &detail);
 		if (r < 0) {
 			r = snap_job_fail(job, r, "%s", detail ? detail : v->path);
 			free(detail);
@@ -296,6 +302,15 @@ static int store_open_volumes(struct store_ctx *s)
 			free(detail);
 			return r;
 		}
+		struct snap_reader_opts ro = {
+			.queue_depth = (unsigned)snap_job_param(job, SNAP_PARAM_QUEUE_DEPTH, 8),
+			.request_size = (size_t)snap_job_param(job, SNAP_PARAM_REQUEST_SIZE, 1 << 20),
+			.force_pread = snap_job_param(job, SNAP_PARAM_FORCE_PREAD, 0) != 0,
+		};
+		r = snap_reader_new(v->src, &ro, &v->reader);
+		if (r < 0)
+			return snap_job_fail(job, r, "cannot set up reading %s: %s", v->path,
+					     snap_strerror(r));
 		s->job->progress.bytes_total += v->src->size;
 	}
 	return 0;
@@ -633,15 +648,34 @@ static int store_write_slot(struct store_ctx *s)
 	return r;
 }
 
-/* Reads a chunk into a slot, marks zero blocks, cuts the rest into frames. */
+/* Reads a chunk (one reader range, delivered as one or more reader chunks in order) into a
+ * slot, marks zero blocks, cuts the rest into frames. */
 static int store_fill_slot(struct store_ctx *s, struct slot *sl, uint32_t vi, uint64_t off,
 			   size_t len)
 {
 	struct store_vol *v = &s->vols[vi];
-	int r = snap_src_pread(v->src, sl->in, len, off);
-	if (r < 0)
-		return snap_job_fail(s->job, r, "cannot read %s at offset %llu: %s", v->path,
-				     (unsigned long long)off, snap_strerror(r));
+	size_t got = 0;
+	int r;
+	while (got < len) {
+		struct snap_chunk ch;
+		r = snap_reader_next(v->reader, &ch);
+		if (r <= 0) {
+			if (r == 0)
+				r = -EIO;
+			return snap_job_fail(s->job, r, "%s", *snap_reader_error(v->reader)
+					     ? snap_reader_error(v->reader)
+					     : "the reader ended early");
+		}
+		/* invariant 1 of reader.h: chunks come in range order, never across ranges */
+		if (ch.offset != off + got || ch.length > len - got) {
+			snap_reader_release(v->reader, &ch);
+			return snap_job_fail(s->job, -EIO, "reader out of step at offset %llu",
+					     (unsigned long long)ch.offset);
+		}
+		memcpy(sl->in + got, ch.data, ch.length);
+		got += ch.length;
+		snap_reader_release(v->reader, &ch);
+	}
 	s->job->progress.bytes_read += len;
 	sl->nframes = 0;
 	size_t pos = 0;
@@ -703,42 +737,69 @@ static int store_data(struct store_ctx *s)
 			else
 				s->job->progress.bytes_skipped += e->length;
 		}
-		v->first_frame = s->next_frame;
-		for (size_t i = 0; i < nr && r == 0; i++) {
+		/* chunks end on frame_size boundaries of the volume, so frames do not depend on
+		 * how the reader cuts requests; the reader gets the chunks as its ranges */
+		size_t nchunks = 0;
+		for (size_t i = 0; i < nr; i++) {
+			uint64_t a = ranges[i].offset, b = a + ranges[i].length;
+			nchunks += (size_t)((b - 1) / s->frame_size - a / s->frame_size + 1);
+		}
+		struct snap_range *chunks = calloc(nchunks ? nchunks : 1, sizeof(*chunks));
+		if (!chunks) {
+			free(ranges);
+			r = -ENOMEM;
+			break;
+		}
+		nchunks = 0;
+		for (size_t i = 0; i < nr; i++) {
 			uint64_t off = ranges[i].offset, end = off + ranges[i].length;
-			while (off < end && r == 0) {
-				if (snap_job_cancelled(s->job)) {
-					r = -ECANCELED;
-					break;
-				}
-				/* chunks end on frame_size boundaries of the volume */
+			while (off < end) {
 				uint64_t lim = (off / s->frame_size + 1) * s->frame_size;
-				size_t len = (size_t)((lim < end ? lim : end) - off);
-				struct slot *sl = NULL;
-				while (!sl && r == 0) {
-					for (unsigned k = 0; k < s->nslots; k++)
-						if (s->slots[k].state == SLOT_FREE)
-							sl = &s->slots[k];
-					if (!sl)
-						r = store_write_slot(s);
-				}
-				if (r < 0)
-					break;
-				pthread_mutex_unlock(&s->lock);
-				r = store_fill_slot(s, sl, vi, off, len);
-				s->job->progress.bytes_done += len;
-				snap_job_report(s->job, false);
-				pthread_mutex_lock(&s->lock);
-				if (r < 0)
-					break;
-				sl->seq = s->next_seq++;
-				sl->state = sl->nframes ? SLOT_QUEUED : SLOT_DONE;
-				sl->err = 0;
-				pthread_cond_broadcast(&s->cond);
-				off += len;
+				uint64_t e = lim < end ? lim : end;
+				chunks[nchunks++] = (struct snap_range){off, e - off};
+				off = e;
 			}
 		}
 		free(ranges);
+		pthread_mutex_unlock(&s->lock);
+		r = nchunks ? snap_reader_start(v->reader, chunks, nchunks) : 0;
+		pthread_mutex_lock(&s->lock);
+		if (r < 0) {
+			free(chunks);
+			r = snap_job_fail(s->job, r, "cannot read %s: %s", v->path, snap_strerror(r));
+			break;
+		}
+		v->first_frame = s->next_frame;
+		for (size_t i = 0; i < nchunks && r == 0; i++) {
+			uint64_t off = chunks[i].offset;
+			size_t len = (size_t)chunks[i].length;
+			if (snap_job_cancelled(s->job)) {
+				r = -ECANCELED;
+				break;
+			}
+			struct slot *sl = NULL;
+			while (!sl && r == 0) {
+				for (unsigned k = 0; k < s->nslots; k++)
+					if (s->slots[k].state == SLOT_FREE)
+						sl = &s->slots[k];
+				if (!sl)
+					r = store_write_slot(s);
+			}
+			if (r < 0)
+				break;
+			pthread_mutex_unlock(&s->lock);
+			r = store_fill_slot(s, sl, vi, off, len);
+			s->job->progress.bytes_done += len;
+			snap_job_report(s->job, false);
+			pthread_mutex_lock(&s->lock);
+			if (r < 0)
+				break;
+			sl->seq = s->next_seq++;
+			sl->state = sl->nframes ? SLOT_QUEUED : SLOT_DONE;
+			sl->err = 0;
+			pthread_cond_broadcast(&s->cond);
+		}
+		free(chunks);
 		/* frames of this volume are all numbered; they are written before the next */
 		v->nframes = s->next_frame - v->first_frame;
 	}
@@ -945,6 +1006,7 @@ static void store_cleanup(struct store_ctx *s)
 	free(s->tmp);
 	free(s->path);
 	for (size_t i = 0; s->vols && i < s->nvols; i++) {
+		snap_reader_free(s->vols[i].reader);
 		snap_layout_free(s->vols[i].layout);
 		snap_src_free(s->vols[i].src);
 		free(s->vols[i].device);
