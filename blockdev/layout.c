@@ -183,17 +183,17 @@ int snap_layout_fs_apply(struct snap_layout *l, struct snap_partition_info *p,
 	if (!opts)
 		opts = &no_opts;
 	struct fs_priv priv = {
-		.src = l->src,
-		.start = p->start,
-		.unused = {.min_len = min_gap == UINT64_MAX ? 0 : min_gap, .max = COLLECT_MAX},
-		.pins = {.min_len = 0, .max = 0},
+	    .src = l->src,
+	    .start = p->start,
+	    .unused = {.min_len = min_gap == UINT64_MAX ? 0 : min_gap, .max = COLLECT_MAX},
+	    .pins = {.min_len = 0, .max = 0},
 	};
 	struct snap_fs_ctx ctx = {
-		.part_size = p->size,
-		.read = fs_read,
-		.mark_unused = fs_mark_unused,
-		.pin = fs_pin,
-		.priv = &priv,
+	    .part_size = p->size,
+	    .read = fs_read,
+	    .mark_unused = fs_mark_unused,
+	    .pin = fs_pin,
+	    .priv = &priv,
 	};
 	r = drv->map(&ctx);
 	ctx.note[sizeof(ctx.note) - 1] = '\0';
@@ -453,7 +453,7 @@ static int probe(const struct snap_src *src, struct snap_partition_info *p, bool
 	blkid_probe_enable_partitions(pr, 0);
 	blkid_probe_enable_superblocks(pr, 1);
 	blkid_probe_set_superblocks_flags(pr, BLKID_SUBLKS_TYPE | BLKID_SUBLKS_LABEL |
-						      BLKID_SUBLKS_UUID);
+						  BLKID_SUBLKS_UUID);
 	int rc = blkid_do_safeprobe(pr);
 	if (rc == -2) {
 		r = set_note(p, "ambivalent filesystem signatures");
@@ -554,8 +554,31 @@ struct snap_layout *snap_layout_free(struct snap_layout *layout)
 	return NULL;
 }
 
+/*
+ * Merges gaps shorter than *min_gap, doubling it while the map holds more than MAP_MAX extents
+ * (invariant 3). With force false it only acts when the map is over the bound.
+ */
+static int bound_map(struct snap_layout *l, uint64_t *min_gap, bool force)
+{
+	int r = 0;
+	if (!force && snap_map_count(l->map) <= MAP_MAX)
+		return 0;
+	if (*min_gap == UINT64_MAX) {
+		if (snap_map_count(l->map) <= MAP_MAX)
+			return 0;
+		/* merging was turned off, but the bound holds regardless */
+		*min_gap = DEFAULT_MIN_GAP;
+	}
+	r = snap_map_merge_gaps(l->map, *min_gap);
+	while (r >= 0 && snap_map_count(l->map) > MAP_MAX && *min_gap < l->src->size) {
+		*min_gap *= 2;
+		r = snap_map_merge_gaps(l->map, *min_gap);
+	}
+	return r;
+}
+
 static int filesystems(struct snap_layout *l, const struct snap_layout_opts *opts,
-		       uint64_t min_gap)
+		       uint64_t *min_gap)
 {
 	int r;
 	for (size_t i = 0; i < l->nparts; i++) {
@@ -581,7 +604,11 @@ static int filesystems(struct snap_layout *l, const struct snap_layout_opts *opt
 			return r;
 		if (!ok)
 			continue;
-		r = fs_layer(l, p, opts, min_gap);
+		r = fs_layer(l, p, opts, *min_gap);
+		if (r < 0)
+			return r;
+		/* many partitions with fragmented free space must not add up past the bound */
+		r = bound_map(l, min_gap, false);
 		if (r < 0)
 			return r;
 	}
@@ -594,6 +621,7 @@ int snap_layout_build(struct snap_src *src, const struct snap_layout_opts *opts,
 	static const struct snap_layout_opts defaults = {0};
 	struct snap_layout *l = calloc(1, sizeof(*l));
 	struct snap_ptable *pt = NULL;
+	struct snap_partition_info whole = {.number = 0, .start = 0, .size = src->size};
 	const char *what = "cannot build the map of";
 	int r;
 
@@ -622,7 +650,30 @@ int snap_layout_build(struct snap_src *src, const struct snap_layout_opts *opts,
 		snap_layout_free(l);
 		return r;
 	}
-	r = snap_ptable_apply(pt, l->map, opts->keep_unpartitioned);
+	/*
+	 * A filesystem on the whole disk next to a partition table: libfdisk takes the boot
+	 * sector of a FAT filesystem (0x55aa) for an empty MBR, and hybrid ISO images carry both.
+	 * Without partitions the filesystem wins; with them, space outside the partitions may be
+	 * the filesystem's, so it is kept.
+	 */
+	r = probe(src, &whole, true);
+	if (r < 0)
+		goto fail;
+	bool keep = opts->keep_unpartitioned;
+	if (whole.fs_type && pt->type && pt->nparts == 0) {
+		snap_debug("%s: empty %s label over a whole-disk %s: no partition table", src->path,
+			   pt->type, whole.fs_type);
+		free(pt->type);
+		free(pt->id);
+		pt->type = pt->id = NULL;
+	} else if (whole.fs_type && pt->type && !keep) {
+		warn(opts,
+		     "%s: the whole disk also carries a filesystem signature (%s): space "
+		     "outside the partitions kept",
+		     src->path, whole.fs_type);
+		keep = true;
+	}
+	r = snap_ptable_apply(pt, l->map, keep);
 	if (r < 0)
 		goto fail;
 	l->ptable_type = pt->type;
@@ -635,27 +686,24 @@ int snap_layout_build(struct snap_src *src, const struct snap_layout_opts *opts,
 	pt = snap_ptable_free(pt);
 
 	/* A disk without a partition table may hold one filesystem: partition 0, the whole. */
-	if (!l->ptable_type) {
-		struct snap_partition_info whole = {.number = 0, .start = 0, .size = src->size};
-		r = probe(src, &whole, true);
-		if (r >= 0 && whole.fs_type) {
-			l->parts = calloc(1, sizeof(*l->parts));
-			if (l->parts) {
-				l->parts[0] = whole;
-				l->nparts = 1;
-			} else {
-				r = -ENOMEM;
-			}
-		}
-		if (l->nparts == 0)
-			free_part_strings(&whole);
-		if (r < 0)
+	if (!l->ptable_type && whole.fs_type) {
+		free_parts(l->parts, l->nparts); /* the empty label's (no entries) */
+		l->nparts = 0;
+		l->parts = calloc(1, sizeof(*l->parts));
+		if (!l->parts) {
+			r = -ENOMEM;
 			goto fail;
+		}
+		l->parts[0] = whole;
+		l->nparts = 1;
+	} else {
+		free_part_strings(&whole);
 	}
+	whole = (struct snap_partition_info){0}; /* owned by l->parts now, or freed */
 
 	/* 3. filesystems */
 	what = "cannot map the filesystems of";
-	r = filesystems(l, opts, min_gap);
+	r = filesystems(l, opts, &min_gap);
 	if (r < 0)
 		goto fail;
 
@@ -669,22 +717,17 @@ int snap_layout_build(struct snap_src *src, const struct snap_layout_opts *opts,
 
 	/* 5. merge small gaps, coarser until the map is small enough (invariant 3) */
 	what = "cannot merge the map of";
-	if (min_gap != UINT64_MAX) {
-		r = snap_map_merge_gaps(l->map, min_gap);
-		while (r >= 0 && snap_map_count(l->map) > MAP_MAX && min_gap < src->size) {
-			min_gap *= 2;
-			r = snap_map_merge_gaps(l->map, min_gap);
-		}
-		if (r < 0)
-			goto fail;
-	}
+	r = bound_map(l, &min_gap, min_gap != UINT64_MAX);
+	if (r < 0)
+		goto fail;
 	snap_debug("%s: map of %zu extents (min gap %llu)", src->path, snap_map_count(l->map),
-		   (unsigned long long)min_gap);
+		   min_gap == UINT64_MAX ? 0ull : (unsigned long long)min_gap);
 	*ret = l;
 	return 0;
 fail:
 	if (ret_detail && asprintf(ret_detail, "%s %s: %s", what, src->path, strerror(-r)) < 0)
 		*ret_detail = NULL;
+	free_part_strings(&whole);
 	snap_ptable_free(pt);
 	snap_layout_free(l);
 	return r;

@@ -18,8 +18,8 @@
 #include "log.h"
 #include "ptable.h"
 
-#define EBR_MAX 1024	       /* more logical partitions than any tool creates */
-#define GPT_HEADER_MIN 92      /* bytes of a GPT header we read */
+#define EBR_MAX 1024	  /* more logical partitions than any tool creates */
+#define GPT_HEADER_MIN 92 /* bytes of a GPT header we read */
 
 static uint32_t le32(const uint8_t *p)
 {
@@ -261,6 +261,11 @@ int snap_ptable_read(struct snap_src *src, struct snap_ptable **ret, char **ret_
 
 	if (!pt)
 		return -ENOMEM;
+	pt->sector_size = 512;
+	if (src->size < 512) { /* no room for any table; libfdisk would refuse the device */
+		*ret = pt;
+		return 0;
+	}
 	cxt = fdisk_new_context();
 	if (!cxt) {
 		r = -ENOMEM;

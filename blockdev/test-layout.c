@@ -19,12 +19,12 @@
 
 static int failures;
 
-#define CHECK(cond)                                                                            \
-	do {                                                                                   \
-		if (!(cond)) {                                                                 \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-			failures++;                                                            \
-		}                                                                              \
+#define CHECK(cond)                                                                                \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
+			failures++;                                                                \
+		}                                                                                  \
 	} while (0)
 
 static char path[256];
@@ -237,8 +237,8 @@ static void test_fs_layer(void)
 	for (size_t i = 0; i < n; i++)
 		before[i] = *snap_map_get(m, i);
 
-	p = (struct snap_partition_info){.number = 7, .start = PART_START, .size = part_size,
-					 .fs_type = "testfs"};
+	p = (struct snap_partition_info){
+	    .number = 7, .start = PART_START, .size = part_size, .fs_type = "testfs"};
 	CHECK(snap_layout_fs_apply(l, &p, &failing, &opts, 64 * KiB) == 0);
 	CHECK(same_map(m, before, n));
 	CHECK(p.fs_mapped == 0 && p.fs_skipped == 0);

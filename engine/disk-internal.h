@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "layout.h"
+#include "reader.h"
 #include "snapbundle.h"
 #include "source.h"
 
@@ -42,6 +43,17 @@ static inline struct snap_src *snap_disk_src(const struct snap_disk *disk)
 static inline struct snap_map *snap_disk_map(const struct snap_disk *disk)
 {
 	return disk->layout ? disk->layout->map : NULL;
+}
+
+/* The reader options the disk's parameters ask for (SNAP_DISK_FORCE_PREAD, QUEUE_DEPTH,
+ * REQUEST_SIZE); the environment's SNAPBUNDLE_FORCE_PREAD is the reader's own business. */
+static inline void snap_disk_reader_opts(const struct snap_disk *disk, struct snap_reader_opts *ret)
+{
+	*ret = (struct snap_reader_opts){
+	    .queue_depth = disk->queue_depth,
+	    .request_size = disk->request_size,
+	    .force_pread = disk->force_pread,
+	};
 }
 
 #endif

@@ -114,12 +114,12 @@ int snap_disk_open(struct snap_disk *disk, const char *path)
 	if (r < 0)
 		goto fail;
 	const struct snap_layout_opts opts = {
-		.keep_unpartitioned = disk->keep_unpartitioned,
-		.no_fs_skip = !disk->fs_skip,
-		.no_holes = disk->no_holes,
-		.freeze = disk->freeze,
-		.min_gap = disk->min_gap,
-		.warn = warn_to_log,
+	    .keep_unpartitioned = disk->keep_unpartitioned,
+	    .no_fs_skip = !disk->fs_skip,
+	    .no_holes = disk->no_holes,
+	    .freeze = disk->freeze,
+	    .min_gap = disk->min_gap,
+	    .warn = warn_to_log,
 	};
 	r = snap_layout_build(src, &opts, &layout, &detail);
 	if (r < 0)

@@ -128,7 +128,9 @@ const char *snap_disk_ptable_type(const struct snap_disk *disk);
 const char *snap_disk_ptable_id(const struct snap_disk *disk);
 
 struct snap_partition_info {
-	uint32_t number;       /* 1-based, as the kernel and sfdisk number them */
+	uint32_t number;       /* 1-based, as the kernel and sfdisk number them; 0 is the whole
+				* disk of a source without a partition table that holds a
+				* filesystem (then type is NULL) */
 	uint64_t start;	       /* bytes */
 	uint64_t size;	       /* bytes */
 	const char *type;      /* GPT type GUID (upper case) or MBR type as "83" */

@@ -28,18 +28,19 @@ struct inspect_opts {
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: snapbundle inspect SOURCE [OPTIONS]\n"
-		   "\n"
-		   "Shows a disk or disk image: size, sector sizes, partition table, partitions and\n"
-		   "their filesystems, and the extent map a bundle would read.\n"
-		   "\n"
-		   "  --json                 one JSON object (docs/inspect-json.md)\n"
-		   "  --extents              list every extent of the map\n"
-		   "  --keep-unpartitioned   keep space outside every partition as data\n"
-		   "  --no-fs                do not skip filesystem free space\n"
-		   "  --min-gap SIZE         merge data extents closer than SIZE (default 64K;\n"
-		   "                         0 never merges)\n"
-		   "  --debug                debug log lines on stderr\n");
+	fprintf(f,
+		"usage: snapbundle inspect SOURCE [OPTIONS]\n"
+		"\n"
+		"Shows a disk or disk image: size, sector sizes, partition table, partitions and\n"
+		"their filesystems, and the extent map a bundle would read.\n"
+		"\n"
+		"  --json                 one JSON object (docs/inspect-json.md)\n"
+		"  --extents              list every extent of the map\n"
+		"  --keep-unpartitioned   keep space outside every partition as data\n"
+		"  --no-fs                do not skip filesystem free space\n"
+		"  --min-gap SIZE         merge data extents closer than SIZE (default 64K;\n"
+		"                         0 never merges)\n"
+		"  --debug                debug log lines on stderr\n");
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -238,8 +239,8 @@ static void print_text(FILE *f, const char *path, const struct snap_disk *d,
 	fprintf(f, "source:           %s\n", path);
 	fprintf(f, "size:             %llu bytes (%s)\n", (unsigned long long)snap_disk_size(d),
 		tool_size(b1, snap_disk_size(d)));
-	fprintf(f, "sector size:      %u logical, %u physical\n",
-		snap_disk_logical_sector_size(d), snap_disk_physical_sector_size(d));
+	fprintf(f, "sector size:      %u logical, %u physical\n", snap_disk_logical_sector_size(d),
+		snap_disk_physical_sector_size(d));
 	fprintf(f, "block device:     %s\n", snap_disk_is_block_device(d) ? "yes" : "no");
 	if (snap_disk_ptable_type(d))
 		fprintf(f, "partition table:  %s, id %s\n", snap_disk_ptable_type(d),
@@ -251,7 +252,8 @@ static void print_text(FILE *f, const char *path, const struct snap_disk *d,
 		const struct snap_partition_info *p = snap_disk_partition(d, i);
 		if (p->number)
 			fprintf(f, "\npartition %u:%s%s\n", p->number,
-				p->container ? " (extended)" : "", p->bootable ? " (bootable)" : "");
+				p->container ? " (extended)" : "",
+				p->bootable ? " (bootable)" : "");
 		else
 			fprintf(f, "\nwhole disk:\n");
 		fprintf(f, "  start:          %llu (%s)\n", (unsigned long long)p->start,
@@ -259,8 +261,9 @@ static void print_text(FILE *f, const char *path, const struct snap_disk *d,
 		fprintf(f, "  size:           %llu (%s)\n", (unsigned long long)p->size,
 			tool_size(b1, p->size));
 		if (p->type)
-			fprintf(f, "  type:           %s%s%s%s\n", p->type, p->type_name ? " (" : "",
-				p->type_name ? p->type_name : "", p->type_name ? ")" : "");
+			fprintf(f, "  type:           %s%s%s%s\n", p->type,
+				p->type_name ? " (" : "", p->type_name ? p->type_name : "",
+				p->type_name ? ")" : "");
 		if (p->name)
 			fprintf(f, "  name:           %s\n", p->name);
 		if (p->uuid)
@@ -340,7 +343,11 @@ static int inspect_disk(const char *path, const struct inspect_opts *o)
 	return 0;
 }
 
-/* The one place that decides what kind of input path is; each kind has its own report. */
+/*
+ * The one place that decides what kind of input path is; each kind has its own report. Store
+ * images (.bin) hook in here, before the disk report:
+ *	if (looks like a store image) return cmd_inspect_store(...);
+ */
 static int inspect_path(const char *path, const struct inspect_opts *o)
 {
 	return inspect_disk(path, o);
@@ -350,14 +357,14 @@ int cmd_inspect(int argc, char **argv)
 {
 	enum { OPT_JSON = 256, OPT_EXTENTS, OPT_KEEP, OPT_NO_FS, OPT_MIN_GAP, OPT_DEBUG };
 	static const struct option longopts[] = {
-		{"json", no_argument, NULL, OPT_JSON},
-		{"extents", no_argument, NULL, OPT_EXTENTS},
-		{"keep-unpartitioned", no_argument, NULL, OPT_KEEP},
-		{"no-fs", no_argument, NULL, OPT_NO_FS},
-		{"min-gap", required_argument, NULL, OPT_MIN_GAP},
-		{"debug", no_argument, NULL, OPT_DEBUG},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"json", no_argument, NULL, OPT_JSON},
+	    {"extents", no_argument, NULL, OPT_EXTENTS},
+	    {"keep-unpartitioned", no_argument, NULL, OPT_KEEP},
+	    {"no-fs", no_argument, NULL, OPT_NO_FS},
+	    {"min-gap", required_argument, NULL, OPT_MIN_GAP},
+	    {"debug", no_argument, NULL, OPT_DEBUG},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct inspect_opts o = {0};
 	int c;
@@ -380,7 +387,8 @@ int cmd_inspect(int argc, char **argv)
 		case OPT_MIN_GAP: {
 			long long v = tool_parse_size(optarg);
 			if (v < 0) {
-				tool_error("invalid --min-gap '%s': expected a size like 64K", optarg);
+				tool_error("invalid --min-gap '%s': expected a size like 64K",
+					   optarg);
 				return 2;
 			}
 			o.min_gap_set = true;
