@@ -236,8 +236,8 @@ static int start_workers(struct rctx *c, struct rworker **ret)
 	if (!c->slots || !c->threads || !ws)
 		return -ENOMEM;
 	for (unsigned i = 0; i < c->nslots; i++) {
-		c->slots[i].rec = malloc((size_t)fs + SNAP_STORE_FRAME_HEADER_SIZE +
-					 SNAP_STORE_GCM_TAG_SIZE);
+		c->slots[i].rec =
+		    malloc((size_t)fs + SNAP_STORE_FRAME_HEADER_SIZE + SNAP_STORE_GCM_TAG_SIZE);
 		c->slots[i].raw = malloc(fs);
 		if (!c->slots[i].rec || !c->slots[i].raw)
 			return -ENOMEM;
@@ -299,10 +299,11 @@ static int restore_select(struct rctx *c)
 	if (part > 0 || roff >= 0 || rlen >= 0) {
 		if (sel == SIZE_MAX) {
 			if (m->nvolumes != 1)
-				return snap_job_fail(job, -EINVAL,
-						     "the image has %zu volumes: name one to restore "
-						     "a partition or range",
-						     m->nvolumes);
+				return snap_job_fail(
+				    job, -EINVAL,
+				    "the image has %zu volumes: name one to restore "
+				    "a partition or range",
+				    m->nvolumes);
 			sel = 0;
 		}
 		const struct snap_store_volume *v = &m->volumes[sel];
@@ -313,17 +314,19 @@ static int restore_select(struct rctx *c)
 				if (v->parts[k].number == (uint32_t)part)
 					break;
 			if (k == v->nparts)
-				return snap_job_fail(job, -ENOENT, "volume %s has no partition %lld",
-						     v->device, (long long)part);
+				return snap_job_fail(job, -ENOENT,
+						     "volume %s has no partition %lld", v->device,
+						     (long long)part);
 			rv->lo = v->parts[k].start;
 			rv->hi = v->parts[k].start + v->parts[k].size;
 		} else {
 			if (roff < 0 || rlen <= 0 || (uint64_t)roff > v->size ||
 			    (uint64_t)rlen > v->size - (uint64_t)roff)
-				return snap_job_fail(job, -EINVAL,
-						     "range %lld:%lld is outside volume %s (%llu bytes)",
-						     (long long)roff, (long long)rlen, v->device,
-						     (unsigned long long)v->size);
+				return snap_job_fail(
+				    job, -EINVAL,
+				    "range %lld:%lld is outside volume %s (%llu bytes)",
+				    (long long)roff, (long long)rlen, v->device,
+				    (unsigned long long)v->size);
 			rv->lo = (uint64_t)roff;
 			rv->hi = (uint64_t)(roff + rlen);
 		}
@@ -343,7 +346,8 @@ static int restore_open_outputs(struct rctx *c)
 	if (!out)
 		return snap_job_fail(job, -EINVAL, "no output given");
 	if (!strcmp(out, "-"))
-		return snap_job_fail(job, -EINVAL, "restore writes a file or block device, not stdout");
+		return snap_job_fail(job, -EINVAL,
+				     "restore writes a file or block device, not stdout");
 	bool force = snap_job_param(job, SNAP_PARAM_FORCE, 0) != 0;
 	size_t nsel = 0;
 	for (size_t i = 0; i < c->nvols; i++)
@@ -439,13 +443,15 @@ static int restore_random(struct rctx *c)
 			pthread_mutex_unlock(&c->lock);
 			if (!sl)
 				return c->err;
-			struct snap_store_frame hdrf = {.flags = e->flags, .stored_len = e->stored_len};
+			struct snap_store_frame hdrf = {.flags = e->flags,
+							.stored_len = e->stored_len};
 			size_t len = (size_t)snap_store_frame_record_len(&hdrf);
 			int r = store_image_pread(img, sl->rec, len, e->file_offset, "frame");
 			if (r < 0)
 				return snap_job_fail(c->job, r, "%s", snap_store_image_error(img));
 			const char *why = "";
-			r = snap_store_frame_decode(sl->rec, len, img->hdr.frame_size, &sl->f, &why);
+			r = snap_store_frame_decode(sl->rec, len, img->hdr.frame_size, &sl->f,
+						    &why);
 			if (r < 0)
 				return snap_job_fail(c->job, r, "frame %llu at offset %llu: %s",
 						     (unsigned long long)k,
@@ -474,12 +480,12 @@ static int add_seen(struct rctx *c, const struct snap_store_frame *f, uint64_t a
 	}
 	struct snap_store_index_frame *e = &c->seen[c->nseen++];
 	*e = (struct snap_store_index_frame){
-		.file_offset = at,
-		.volume = f->volume,
-		.flags = f->flags,
-		.offset = f->offset,
-		.raw_len = f->raw_len,
-		.stored_len = f->stored_len,
+	    .file_offset = at,
+	    .volume = f->volume,
+	    .flags = f->flags,
+	    .offset = f->offset,
+	    .raw_len = f->raw_len,
+	    .stored_len = f->stored_len,
 	};
 	memcpy(e->digest, f->digest, sizeof(e->digest));
 	return 0;
@@ -511,10 +517,12 @@ static int restore_sequential(struct rctx *c, uint8_t idx_prefix[SNAP_STORE_PREF
 			break;
 		}
 		if (type != SNAP_STORE_REC_FRAME)
-			return snap_job_fail(job, -EUCLEAN, "unexpected record type %u at offset %llu",
-					     type, (unsigned long long)at);
+			return snap_job_fail(job, -EUCLEAN,
+					     "unexpected record type %u at offset %llu", type,
+					     (unsigned long long)at);
 		r = store_image_read(img, sl->rec + SNAP_STORE_PREFIX_SIZE,
-				     SNAP_STORE_FRAME_HEADER_SIZE - SNAP_STORE_PREFIX_SIZE, "frame");
+				     SNAP_STORE_FRAME_HEADER_SIZE - SNAP_STORE_PREFIX_SIZE,
+				     "frame");
 		if (r < 0)
 			return snap_job_fail(job, r, "%s", snap_store_image_error(img));
 		const char *why = "";
@@ -525,18 +533,20 @@ static int restore_sequential(struct rctx *c, uint8_t idx_prefix[SNAP_STORE_PREF
 					     (unsigned long long)at, why);
 		const struct snap_store_frame *f = &sl->f;
 		if (f->index != c->nseen)
-			return snap_job_fail(job, -EBADMSG,
-					     "frames out of order at offset %llu: expected frame %llu, "
-					     "found frame %llu (reordered, dropped or inserted frame)",
-					     (unsigned long long)at, (unsigned long long)c->nseen,
-					     (unsigned long long)f->index);
+			return snap_job_fail(
+			    job, -EBADMSG,
+			    "frames out of order at offset %llu: expected frame %llu, "
+			    "found frame %llu (reordered, dropped or inserted frame)",
+			    (unsigned long long)at, (unsigned long long)c->nseen,
+			    (unsigned long long)f->index);
 		if (f->volume >= c->nvols || f->volume < prev_vol ||
 		    (f->volume == prev_vol && f->offset < prev_end) ||
 		    f->offset + f->raw_len > img->meta.volumes[f->volume].size ||
 		    !(f->flags & SNAP_STORE_FRAME_ENCRYPTED) != !encrypted)
-			return snap_job_fail(job, -EBADMSG,
-					     "frame %llu at offset %llu is out of place (moved frame)",
-					     (unsigned long long)f->index, (unsigned long long)at);
+			return snap_job_fail(
+			    job, -EBADMSG,
+			    "frame %llu at offset %llu is out of place (moved frame)",
+			    (unsigned long long)f->index, (unsigned long long)at);
 		if (f->volume != prev_vol)
 			prev_end = 0;
 		prev_vol = f->volume;
@@ -587,12 +597,12 @@ static int restore_sequential_tail(struct rctx *c, const uint8_t prefix[SNAP_STO
 				     (unsigned long long)ix->nframes, (unsigned long long)c->nseen);
 	for (uint64_t k = 0; k < ix->nframes; k++) {
 		struct snap_store_frame f = {
-			.index = k,
-			.volume = c->seen[k].volume,
-			.flags = c->seen[k].flags,
-			.offset = c->seen[k].offset,
-			.raw_len = c->seen[k].raw_len,
-			.stored_len = c->seen[k].stored_len,
+		    .index = k,
+		    .volume = c->seen[k].volume,
+		    .flags = c->seen[k].flags,
+		    .offset = c->seen[k].offset,
+		    .raw_len = c->seen[k].raw_len,
+		    .stored_len = c->seen[k].stored_len,
 		};
 		memcpy(f.digest, c->seen[k].digest, sizeof(f.digest));
 		if (!frame_matches(&f, &ix->frames[k], k) ||

@@ -32,7 +32,7 @@
 #include "store-image.h"
 
 static int img_fail(struct snap_store_image *img, int err, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 static int img_fail(struct snap_store_image *img, int err, const char *fmt, ...)
 {
 	if (err >= 0)
@@ -124,16 +124,17 @@ int store_image_pread(struct snap_store_image *img, void *buf, size_t len, uint6
 					(unsigned long long)(off + got), strerror(errno));
 		}
 		if (n == 0)
-			return img_fail(img, -EUCLEAN, "image truncated: %s at offset %llu is missing",
-					what, (unsigned long long)(off + got));
+			return img_fail(img, -EUCLEAN,
+					"image truncated: %s at offset %llu is missing", what,
+					(unsigned long long)(off + got));
 		got += (size_t)n;
 	}
 	return 0;
 }
 
 /* Reads one whole non-frame record of the expected type; checks its CRC. */
-static int read_record(struct snap_store_image *img, uint32_t type, const char *what,
-		       uint8_t **ret, size_t *ret_len)
+static int read_record(struct snap_store_image *img, uint32_t type, const char *what, uint8_t **ret,
+		       size_t *ret_len)
 {
 	uint8_t pre[SNAP_STORE_PREFIX_SIZE];
 	struct snap_store_prefix p;
@@ -247,10 +248,9 @@ int store_image_open_fd(struct snap_store_image *img, int fd, const char *path, 
 		if (snap_get_le32(img->header_raw + 8) != SNAP_STORE_VERSION)
 			return img_fail(img, r, "%s: unsupported format version %u", path,
 					snap_get_le32(img->header_raw + 8));
-		return img_fail(img, r,
-				"%s: unsupported incompatible feature 0x%x (this version reads 0x%x)",
-				path, incompat & ~SNAP_STORE_INCOMPAT_SUPPORTED,
-				SNAP_STORE_INCOMPAT_SUPPORTED);
+		return img_fail(
+		    img, r, "%s: unsupported incompatible feature 0x%x (this version reads 0x%x)",
+		    path, incompat & ~SNAP_STORE_INCOMPAT_SUPPORTED, SNAP_STORE_INCOMPAT_SUPPORTED);
 	}
 	if (r < 0)
 		return img_fail(img, r, "%s: %s", path, why);
@@ -261,7 +261,7 @@ int store_image_open_fd(struct snap_store_image *img, int fd, const char *path, 
 		if (check_tag(img, img->keys_rec, img->keys_len, NULL, NULL, 0, "key block") < 0 ||
 		    snap_store_keys_decode(img->keys_rec + SNAP_STORE_PREFIX_SIZE,
 					   img->keys_len - SNAP_STORE_PREFIX_SIZE -
-						   SNAP_STORE_TAG_SIZE,
+					       SNAP_STORE_TAG_SIZE,
 					   &img->keys) < 0)
 			return img_fail(img, -EUCLEAN, "key record is corrupt");
 	}
@@ -398,7 +398,8 @@ int store_image_set_index(struct snap_store_image *img, uint8_t *rec, size_t len
 		return r;
 	if (img->ix.meta_offset != img->meta_offset || img->ix.meta_length != img->meta_len ||
 	    !snap_store_ct_equal(md, img->ix.meta_digest, sizeof(md)))
-		return img_fail(img, -EBADMSG, "index does not belong to this metadata (spliced image)");
+		return img_fail(img, -EBADMSG,
+				"index does not belong to this metadata (spliced image)");
 	/* frames are contiguous from the end of META to the index: nothing inserted or lost */
 	uint64_t expect = img->meta_offset + img->meta_len;
 	for (uint64_t i = 0; i < img->ix.nframes; i++) {
@@ -416,8 +417,9 @@ int store_image_set_index(struct snap_store_image *img, uint8_t *rec, size_t len
 	/* volume digests recomputed from the frame digests: no serial pass over the data */
 	for (uint32_t v = 0; v < img->ix.nvolumes; v++) {
 		const struct snap_store_index_volume *iv = &img->ix.vols[v];
-		r = snap_store_volume_digest(v, img->meta.volumes[v].size, iv->extents, iv->nextents,
-					     img->ix.frames + iv->first_frame, iv->nframes, md);
+		r = snap_store_volume_digest(v, img->meta.volumes[v].size, iv->extents,
+					     iv->nextents, img->ix.frames + iv->first_frame,
+					     iv->nframes, md);
 		if (r < 0)
 			return r;
 		if (!snap_store_ct_equal(md, iv->digest, sizeof(md)))
@@ -442,8 +444,10 @@ int store_image_load_index(struct snap_store_image *img)
 	if (r < 0)
 		return img_fail(img, r, "footer is corrupt: %s", why);
 	if (img->ft.image_size != img->file_size)
-		return img_fail(img, -EUCLEAN, "image truncated or extended: footer says %llu bytes, "
-				"%s has %llu", (unsigned long long)img->ft.image_size, img->path,
+		return img_fail(img, -EUCLEAN,
+				"image truncated or extended: footer says %llu bytes, "
+				"%s has %llu",
+				(unsigned long long)img->ft.image_size, img->path,
 				(unsigned long long)img->file_size);
 	if (memcmp(img->ft.image_id, img->hdr.image_id, SNAP_STORE_ID_SIZE) != 0)
 		return img_fail(img, -EBADMSG, "footer belongs to another image");
@@ -483,25 +487,25 @@ int snap_store_image_info(const struct snap_store_image *img, struct snap_store_
 	if (!img->meta_rec)
 		return -EINVAL;
 	struct snap_store_info in = {
-		.version = img->hdr.version,
-		.compat = img->hdr.compat,
-		.incompat = img->hdr.incompat,
-		.ro_compat = img->hdr.ro_compat,
-		.frame_size = img->hdr.frame_size,
-		.encrypted = img->keys_rec != NULL,
-		.authenticated = img->meta_authenticated && img->index_authenticated,
-		.name = img->meta.name,
-		.description = img->meta.description,
-		.arch = img->meta.arch,
-		.boot_mode = img->meta.boot_mode,
-		.owner = img->meta.owner,
-		.image_id = img->meta.image_id,
-		.creation_time = img->meta.creation_time,
-		.store_time = img->meta.store_time,
-		.image_size = img->file_size,
-		.volumes = img->meta.nvolumes,
-		.frames = img->ix.nframes,
-		.keyslots = img->keys.nslots,
+	    .version = img->hdr.version,
+	    .compat = img->hdr.compat,
+	    .incompat = img->hdr.incompat,
+	    .ro_compat = img->hdr.ro_compat,
+	    .frame_size = img->hdr.frame_size,
+	    .encrypted = img->keys_rec != NULL,
+	    .authenticated = img->meta_authenticated && img->index_authenticated,
+	    .name = img->meta.name,
+	    .description = img->meta.description,
+	    .arch = img->meta.arch,
+	    .boot_mode = img->meta.boot_mode,
+	    .owner = img->meta.owner,
+	    .image_id = img->meta.image_id,
+	    .creation_time = img->meta.creation_time,
+	    .store_time = img->meta.store_time,
+	    .image_size = img->file_size,
+	    .volumes = img->meta.nvolumes,
+	    .frames = img->ix.nframes,
+	    .keyslots = img->keys.nslots,
 	};
 	hex(((struct snap_store_image *)img)->uuid_hex, img->hdr.image_id, SNAP_STORE_ID_SIZE);
 	in.image_uuid = img->uuid_hex;
@@ -518,10 +522,14 @@ int snap_store_image_info(const struct snap_store_image *img, struct snap_store_
 size_t snap_store_image_list_count(const struct snap_store_image *img, int list)
 {
 	switch (list) {
-	case SNAP_STORE_LIST_TAGS: return img->meta.tags.n;
-	case SNAP_STORE_LIST_BLOCK_DEVICE_MAPPINGS: return img->meta.bdm.n;
-	case SNAP_STORE_LIST_S3_METADATA: return img->meta.s3.n;
-	default: return 0;
+	case SNAP_STORE_LIST_TAGS:
+		return img->meta.tags.n;
+	case SNAP_STORE_LIST_BLOCK_DEVICE_MAPPINGS:
+		return img->meta.bdm.n;
+	case SNAP_STORE_LIST_S3_METADATA:
+		return img->meta.s3.n;
+	default:
+		return 0;
 	}
 }
 
@@ -529,9 +537,9 @@ const char *snap_store_image_list(const struct snap_store_image *img, int list, 
 {
 	const struct snap_store_strlist *l = list == SNAP_STORE_LIST_TAGS ? &img->meta.tags
 					     : list == SNAP_STORE_LIST_BLOCK_DEVICE_MAPPINGS
-						     ? &img->meta.bdm
+						 ? &img->meta.bdm
 					     : list == SNAP_STORE_LIST_S3_METADATA ? &img->meta.s3
-										 : NULL;
+										   : NULL;
 	return l && i < l->n ? l->v[i] : NULL;
 }
 
@@ -543,16 +551,16 @@ int snap_store_image_volume(const struct snap_store_image *img, size_t i,
 	const struct snap_store_volume *v = &img->meta.volumes[i];
 	const struct snap_store_index_volume *iv = &img->ix.vols[i];
 	struct snap_store_volume_info in = {
-		.device = v->device,
-		.size = v->size,
-		.logical_sector = v->logical_sector,
-		.physical_sector = v->physical_sector,
-		.ptable_type = v->ptable_type,
-		.ptable_id = v->ptable_id,
-		.partitions = v->nparts,
-		.extents = iv->nextents,
-		.first_frame = iv->first_frame,
-		.frames = iv->nframes,
+	    .device = v->device,
+	    .size = v->size,
+	    .logical_sector = v->logical_sector,
+	    .physical_sector = v->physical_sector,
+	    .ptable_type = v->ptable_type,
+	    .ptable_id = v->ptable_id,
+	    .partitions = v->nparts,
+	    .extents = iv->nextents,
+	    .first_frame = iv->first_frame,
+	    .frames = iv->nframes,
 	};
 	for (size_t k = 0; k < iv->nextents; k++)
 		in.bytes[iv->extents[k].kind] += iv->extents[k].length;
@@ -576,16 +584,16 @@ int snap_store_image_partition(const struct snap_store_image *img, size_t vol, s
 		return -EINVAL;
 	const struct snap_store_partition *p = &img->meta.volumes[vol].parts[i];
 	*ret = (struct snap_partition_info){
-		.number = p->number,
-		.start = p->start,
-		.size = p->size,
-		.type = p->type,
-		.name = p->name,
-		.uuid = p->uuid,
-		.bootable = (int)p->bootable,
-		.fs_type = p->fs_type,
-		.fs_label = p->fs_label,
-		.fs_uuid = p->fs_uuid,
+	    .number = p->number,
+	    .start = p->start,
+	    .size = p->size,
+	    .type = p->type,
+	    .name = p->name,
+	    .uuid = p->uuid,
+	    .bootable = (int)p->bootable,
+	    .fs_type = p->fs_type,
+	    .fs_label = p->fs_label,
+	    .fs_uuid = p->fs_uuid,
 	};
 	return 0;
 }
@@ -606,14 +614,14 @@ int snap_store_image_frame(const struct snap_store_image *img, uint64_t i,
 		return -EINVAL;
 	const struct snap_store_index_frame *f = &img->ix.frames[i];
 	struct snap_store_frame_info in = {
-		.index = i,
-		.file_offset = f->file_offset,
-		.volume = f->volume,
-		.offset = f->offset,
-		.raw_len = f->raw_len,
-		.stored_len = f->stored_len,
-		.compressed = (f->flags & SNAP_STORE_FRAME_DEFLATE) != 0,
-		.encrypted = (f->flags & SNAP_STORE_FRAME_ENCRYPTED) != 0,
+	    .index = i,
+	    .file_offset = f->file_offset,
+	    .volume = f->volume,
+	    .offset = f->offset,
+	    .raw_len = f->raw_len,
+	    .stored_len = f->stored_len,
+	    .compressed = (f->flags & SNAP_STORE_FRAME_DEFLATE) != 0,
+	    .encrypted = (f->flags & SNAP_STORE_FRAME_ENCRYPTED) != 0,
 	};
 	memcpy(in.digest, f->digest, sizeof(in.digest));
 	*ret = in;

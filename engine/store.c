@@ -131,7 +131,8 @@ static int write_all(struct store_ctx *s, const void *buf, size_t len)
 			if (errno == EINTR)
 				continue;
 			return snap_job_fail(s->job, -errno, "cannot write %s at offset %llu: %s",
-					     s->path, (unsigned long long)s->written, strerror(errno));
+					     s->path, (unsigned long long)s->written,
+					     strerror(errno));
 		}
 		p += n;
 		len -= (size_t)n;
@@ -154,10 +155,14 @@ struct worker {
 static uint32_t level_buf_size(int level)
 {
 	switch (level) {
-	case 0: return ISAL_DEF_LVL0_DEFAULT;
-	case 1: return ISAL_DEF_LVL1_DEFAULT;
-	case 2: return ISAL_DEF_LVL2_DEFAULT;
-	default: return ISAL_DEF_LVL3_DEFAULT;
+	case 0:
+		return ISAL_DEF_LVL0_DEFAULT;
+	case 1:
+		return ISAL_DEF_LVL1_DEFAULT;
+	case 2:
+		return ISAL_DEF_LVL2_DEFAULT;
+	default:
+		return ISAL_DEF_LVL3_DEFAULT;
 	}
 }
 
@@ -270,11 +275,11 @@ static int store_open_volumes(struct store_ctx *s)
 	s->nvols = job->nsources;
 	unsigned flags = snap_job_param(job, SNAP_PARAM_NO_DIRECT, 0) ? SNAP_SRC_NO_DIRECT : 0;
 	struct snap_layout_opts lo = {
-		.keep_unpartitioned = snap_job_param(job, SNAP_PARAM_KEEP_UNPARTITIONED, 0) != 0,
-		.no_fs_skip = snap_job_param(job, SNAP_PARAM_FS_SKIP, 1) == 0,
-		.freeze = snap_job_param(job, SNAP_PARAM_FREEZE, 0) != 0,
-		.min_gap = (uint64_t)snap_job_param(job, SNAP_PARAM_MIN_GAP, 0),
-		.warn = layout_warn,
+	    .keep_unpartitioned = snap_job_param(job, SNAP_PARAM_KEEP_UNPARTITIONED, 0) != 0,
+	    .no_fs_skip = snap_job_param(job, SNAP_PARAM_FS_SKIP, 1) == 0,
+	    .freeze = snap_job_param(job, SNAP_PARAM_FREEZE, 0) != 0,
+	    .min_gap = (uint64_t)snap_job_param(job, SNAP_PARAM_MIN_GAP, 0),
+	    .warn = layout_warn,
 	};
 	for (size_t i = 0; i < s->nvols; i++) {
 		struct store_vol *v = &s->vols[i];
@@ -303,9 +308,9 @@ static int store_open_volumes(struct store_ctx *s)
 			return r;
 		}
 		struct snap_reader_opts ro = {
-			.queue_depth = (unsigned)snap_job_param(job, SNAP_PARAM_QUEUE_DEPTH, 8),
-			.request_size = (size_t)snap_job_param(job, SNAP_PARAM_REQUEST_SIZE, 1 << 20),
-			.force_pread = snap_job_param(job, SNAP_PARAM_FORCE_PREAD, 0) != 0,
+		    .queue_depth = (unsigned)snap_job_param(job, SNAP_PARAM_QUEUE_DEPTH, 8),
+		    .request_size = (size_t)snap_job_param(job, SNAP_PARAM_REQUEST_SIZE, 1 << 20),
+		    .force_pread = snap_job_param(job, SNAP_PARAM_FORCE_PREAD, 0) != 0,
 		};
 		r = snap_reader_new(v->src, &ro, &v->reader);
 		if (r < 0)
@@ -507,9 +512,9 @@ static int store_meta(struct store_ctx *s, struct snap_store_meta *m)
 }
 
 /* Builds a non-frame record: prefix + payload + tag (tag over pre_parts then record) + CRC. */
-int snap_store_build_record(uint32_t type, const uint8_t *payload, size_t len, const uint8_t *mac_key,
-			    const void *const *pre, const size_t *pre_lens, size_t npre,
-			    uint8_t **ret, size_t *ret_len)
+int snap_store_build_record(uint32_t type, const uint8_t *payload, size_t len,
+			    const uint8_t *mac_key, const void *const *pre, const size_t *pre_lens,
+			    size_t npre, uint8_t **ret, size_t *ret_len)
 {
 	size_t total = SNAP_STORE_PREFIX_SIZE + len + SNAP_STORE_TAG_SIZE;
 	uint8_t *rec = malloc(total);
@@ -547,11 +552,11 @@ static int store_write_head(struct store_ctx *s)
 	if (r < 0)
 		goto out;
 	struct snap_store_header h = {
-		.version = SNAP_STORE_VERSION,
-		.incompat = s->encrypted ? SNAP_STORE_INCOMPAT_ENCRYPTED : 0,
-		.frame_size = s->frame_size,
-		.volume_count = (uint32_t)s->nvols,
-		.block_size = SNAP_STORE_BLOCK_SIZE,
+	    .version = SNAP_STORE_VERSION,
+	    .incompat = s->encrypted ? SNAP_STORE_INCOMPAT_ENCRYPTED : 0,
+	    .frame_size = s->frame_size,
+	    .volume_count = (uint32_t)s->nvols,
+	    .block_size = SNAP_STORE_BLOCK_SIZE,
 	};
 	memcpy(h.image_id, s->image_id, SNAP_STORE_ID_SIZE);
 	snap_store_header_encode(&h, s->header);
@@ -662,9 +667,10 @@ static int store_fill_slot(struct store_ctx *s, struct slot *sl, uint32_t vi, ui
 		if (r <= 0) {
 			if (r == 0)
 				r = -EIO;
-			return snap_job_fail(s->job, r, "%s", *snap_reader_error(v->reader)
-					     ? snap_reader_error(v->reader)
-					     : "the reader ended early");
+			return snap_job_fail(s->job, r, "%s",
+					     *snap_reader_error(v->reader)
+						 ? snap_reader_error(v->reader)
+						 : "the reader ended early");
 		}
 		/* invariant 1 of reader.h: chunks come in range order, never across ranges */
 		if (ch.offset != off + got || ch.length > len - got) {
@@ -766,7 +772,8 @@ static int store_data(struct store_ctx *s)
 		pthread_mutex_lock(&s->lock);
 		if (r < 0) {
 			free(chunks);
-			r = snap_job_fail(s->job, r, "cannot read %s: %s", v->path, snap_strerror(r));
+			r = snap_job_fail(s->job, r, "cannot read %s: %s", v->path,
+					  snap_strerror(r));
 			break;
 		}
 		v->first_frame = s->next_frame;
@@ -822,8 +829,8 @@ static int store_start_workers(struct store_ctx *s)
 	size_t max_frames = s->frame_size / SNAP_STORE_BLOCK_SIZE / 2 + 2;
 	for (unsigned i = 0; i < s->nslots; i++) {
 		struct slot *sl = &s->slots[i];
-		sl->out_cap = s->frame_size + max_frames * (SNAP_STORE_FRAME_HEADER_SIZE +
-							    SNAP_STORE_GCM_TAG_SIZE);
+		sl->out_cap = s->frame_size +
+			      max_frames * (SNAP_STORE_FRAME_HEADER_SIZE + SNAP_STORE_GCM_TAG_SIZE);
 		sl->in = malloc(s->frame_size);
 		sl->out = malloc(sl->out_cap);
 		sl->frames = calloc(max_frames, sizeof(*sl->frames));
@@ -878,11 +885,11 @@ static void store_stop_workers(struct store_ctx *s)
 static int store_write_tail(struct store_ctx *s)
 {
 	struct snap_store_index ix = {
-		.meta_offset = s->meta_offset,
-		.meta_length = s->meta_length,
-		.nvolumes = (uint32_t)s->nvols,
-		.nframes = s->niframes,
-		.frames = s->iframes,
+	    .meta_offset = s->meta_offset,
+	    .meta_length = s->meta_length,
+	    .nvolumes = (uint32_t)s->nvols,
+	    .nframes = s->niframes,
+	    .frames = s->iframes,
 	};
 	memcpy(ix.meta_digest, s->meta_digest, sizeof(ix.meta_digest));
 	ix.vols = calloc(s->nvols, sizeof(*ix.vols));
@@ -920,9 +927,9 @@ static int store_write_tail(struct store_ctx *s)
 	if (r < 0)
 		return snap_job_fail(s->job, r, "cannot build the index");
 	struct snap_store_footer ft = {
-		.index_offset = s->written,
-		.index_length = rlen,
-		.image_size = s->written + rlen + SNAP_STORE_FOOTER_SIZE,
+	    .index_offset = s->written,
+	    .index_length = rlen,
+	    .image_size = s->written + rlen + SNAP_STORE_FOOTER_SIZE,
 	};
 	memcpy(ft.image_id, s->image_id, SNAP_STORE_ID_SIZE);
 	uint8_t foot[SNAP_STORE_FOOTER_SIZE];
@@ -1036,8 +1043,9 @@ int snap_store_run(struct snap_job *job)
 	int64_t level = snap_job_param(job, SNAP_PARAM_LEVEL, 1);
 	int r;
 	if (fs < MIN_FRAME_SIZE || fs > SNAP_STORE_MAX_FRAME || fs % SNAP_STORE_BLOCK_SIZE) {
-		r = snap_job_fail(job, -EINVAL,
-				  "frame size must be a multiple of 4 KiB between 4 KiB and 64 MiB");
+		r = snap_job_fail(
+		    job, -EINVAL,
+		    "frame size must be a multiple of 4 KiB between 4 KiB and 64 MiB");
 		goto out;
 	}
 	if (level < 0 || level > ISAL_DEF_MAX_LEVEL) {

@@ -26,13 +26,12 @@ static int hkdf(const uint8_t *ikm, size_t ikm_len, const uint8_t *salt, size_t 
 	int r = -EIO;
 	if (ctx) {
 		OSSL_PARAM params[] = {
-			OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA256", 0),
-			OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)ikm, ikm_len),
-			OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)salt,
-							  salt_len),
-			OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)info,
-							  strlen(info)),
-			OSSL_PARAM_construct_end(),
+		    OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA256", 0),
+		    OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)ikm, ikm_len),
+		    OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)salt, salt_len),
+		    OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)info,
+						      strlen(info)),
+		    OSSL_PARAM_construct_end(),
 		};
 		if (EVP_KDF_derive(ctx, out, out_len, params) == 1)
 			r = 0;
@@ -101,8 +100,8 @@ int snap_store_mac(const uint8_t *key, const void *const *parts, const size_t *l
 	EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
 	EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
 	OSSL_PARAM params[] = {
-		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
-		OSSL_PARAM_construct_end(),
+	    OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+	    OSSL_PARAM_construct_end(),
 	};
 	size_t l = 0;
 	ok = ctx && EVP_MAC_init(ctx, key, SNAP_STORE_KEY_SIZE, params);
@@ -143,8 +142,8 @@ int snap_store_cipher_new(const struct snap_store_keyset *keys, struct snap_stor
 		c->mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
 		c->hmac = c->mac ? EVP_MAC_CTX_new(c->mac) : NULL;
 		OSSL_PARAM params[] = {
-			OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
-			OSSL_PARAM_construct_end(),
+		    OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+		    OSSL_PARAM_construct_end(),
 		};
 		if (!c->gcm || !c->hmac ||
 		    !EVP_MAC_init(c->hmac, c->keys.mac, sizeof(c->keys.mac), params))
@@ -241,14 +240,14 @@ static int scrypt_kek(const char *pass, size_t pass_len, const uint8_t salt[32],
 	int ret = -EIO;
 	if (ctx) {
 		OSSL_PARAM params[] = {
-			OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_PASSWORD, (void *)pass,
-							  pass_len),
-			OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)salt, 32),
-			OSSL_PARAM_construct_uint64(OSSL_KDF_PARAM_SCRYPT_N, &n),
-			OSSL_PARAM_construct_uint32(OSSL_KDF_PARAM_SCRYPT_R, &r),
-			OSSL_PARAM_construct_uint32(OSSL_KDF_PARAM_SCRYPT_P, &p),
-			OSSL_PARAM_construct_uint64(OSSL_KDF_PARAM_SCRYPT_MAXMEM, &maxmem),
-			OSSL_PARAM_construct_end(),
+		    OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_PASSWORD, (void *)pass,
+						      pass_len),
+		    OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)salt, 32),
+		    OSSL_PARAM_construct_uint64(OSSL_KDF_PARAM_SCRYPT_N, &n),
+		    OSSL_PARAM_construct_uint32(OSSL_KDF_PARAM_SCRYPT_R, &r),
+		    OSSL_PARAM_construct_uint32(OSSL_KDF_PARAM_SCRYPT_P, &p),
+		    OSSL_PARAM_construct_uint64(OSSL_KDF_PARAM_SCRYPT_MAXMEM, &maxmem),
+		    OSSL_PARAM_construct_end(),
 		};
 		if (EVP_KDF_derive(ctx, out, 32, params) == 1)
 			ret = 0;
@@ -337,8 +336,8 @@ static EVP_PKEY_CTX *oaep_ctx(EVP_PKEY *pk, bool enc)
 }
 
 int snap_store_slot_rsa_make(const void *cert_pem, size_t len,
-			     const uint8_t dk[SNAP_STORE_KEY_SIZE],
-			     struct snap_store_keyslot *ret, const char **ret_detail)
+			     const uint8_t dk[SNAP_STORE_KEY_SIZE], struct snap_store_keyslot *ret,
+			     const char **ret_detail)
 {
 	struct snap_store_keyslot s = {.type = SNAP_STORE_SLOT_RSA_OAEP};
 	BIO *bio = BIO_new_mem_buf(cert_pem, (int)len);

@@ -70,8 +70,8 @@ int snap_store_slot_scrypt_open(const struct snap_store_keyslot *s, const char *
 				uint8_t ret_dk[SNAP_STORE_KEY_SIZE]);
 /* cert_pem: an X.509 certificate with an RSA key. */
 int snap_store_slot_rsa_make(const void *cert_pem, size_t len,
-			     const uint8_t dk[SNAP_STORE_KEY_SIZE],
-			     struct snap_store_keyslot *ret, const char **ret_detail);
+			     const uint8_t dk[SNAP_STORE_KEY_SIZE], struct snap_store_keyslot *ret,
+			     const char **ret_detail);
 /* key_pem: the recipient's private key. -ENOKEY when no slot is for this key,
  * -EKEYREJECTED when the slot does not decrypt. */
 int snap_store_slots_rsa_open(const struct snap_store_keys *k, const void *key_pem, size_t len,

@@ -94,13 +94,13 @@ int snap_store_header_decode(const uint8_t *buf, size_t len, struct snap_store_h
 		return -EBADMSG;
 	}
 	struct snap_store_header h = {
-		.version = snap_get_le32(buf + 8),
-		.compat = snap_get_le32(buf + 16),
-		.incompat = snap_get_le32(buf + 20),
-		.ro_compat = snap_get_le32(buf + 24),
-		.frame_size = snap_get_le32(buf + 28),
-		.volume_count = snap_get_le32(buf + 48),
-		.block_size = snap_get_le32(buf + 52),
+	    .version = snap_get_le32(buf + 8),
+	    .compat = snap_get_le32(buf + 16),
+	    .incompat = snap_get_le32(buf + 20),
+	    .ro_compat = snap_get_le32(buf + 24),
+	    .frame_size = snap_get_le32(buf + 28),
+	    .volume_count = snap_get_le32(buf + 48),
+	    .block_size = snap_get_le32(buf + 52),
 	};
 	memcpy(h.image_id, buf + 32, SNAP_STORE_ID_SIZE);
 	if (h.version != SNAP_STORE_VERSION) {
@@ -135,9 +135,9 @@ int snap_store_prefix_decode(const uint8_t *buf, size_t len, struct snap_store_p
 	if (len < SNAP_STORE_PREFIX_SIZE)
 		return -EUCLEAN;
 	struct snap_store_prefix p = {
-		.type = snap_get_le32(buf),
-		.crc = snap_get_le32(buf + 4),
-		.length = snap_get_le64(buf + 8),
+	    .type = snap_get_le32(buf),
+	    .crc = snap_get_le32(buf + 4),
+	    .length = snap_get_le64(buf + 8),
 	};
 	if (p.type < SNAP_STORE_REC_KEYS || p.type > SNAP_STORE_REC_INDEX ||
 	    p.length < SNAP_STORE_PREFIX_SIZE || p.length > SNAP_STORE_MAX_RECORD)
@@ -196,12 +196,12 @@ int snap_store_frame_decode(const uint8_t *buf, size_t len, uint32_t max_raw,
 		return -EBADMSG;
 	}
 	struct snap_store_frame f = {
-		.volume = snap_get_le32(buf + 16),
-		.flags = snap_get_le32(buf + 20),
-		.index = snap_get_le64(buf + 24),
-		.offset = snap_get_le64(buf + 32),
-		.raw_len = snap_get_le32(buf + 40),
-		.stored_len = snap_get_le32(buf + 44),
+	    .volume = snap_get_le32(buf + 16),
+	    .flags = snap_get_le32(buf + 20),
+	    .index = snap_get_le64(buf + 24),
+	    .offset = snap_get_le64(buf + 32),
+	    .raw_len = snap_get_le32(buf + 40),
+	    .stored_len = snap_get_le32(buf + 44),
 	};
 	memcpy(f.nonce, buf + 48, SNAP_STORE_NONCE_SIZE);
 	memcpy(f.digest, buf + 64, SNAP_STORE_DIGEST_SIZE);
@@ -211,7 +211,8 @@ int snap_store_frame_decode(const uint8_t *buf, size_t len, uint32_t max_raw,
 	}
 	if (f.raw_len == 0 || f.raw_len > max_raw ||
 	    (!(f.flags & SNAP_STORE_FRAME_DEFLATE) && f.stored_len != f.raw_len) ||
-	    ((f.flags & SNAP_STORE_FRAME_DEFLATE) && (f.stored_len == 0 || f.stored_len >= f.raw_len)) ||
+	    ((f.flags & SNAP_STORE_FRAME_DEFLATE) &&
+	     (f.stored_len == 0 || f.stored_len >= f.raw_len)) ||
 	    snap_get_le64(buf + 8) != snap_store_frame_record_len(&f) ||
 	    snap_get_le32(buf + 60) != 0 || f.offset > UINT64_MAX - f.raw_len) {
 		set_detail(ret_detail, "invalid frame header field");
@@ -247,9 +248,9 @@ int snap_store_footer_decode(const uint8_t *buf, size_t len, struct snap_store_f
 		return -EBADMSG;
 	}
 	struct snap_store_footer f = {
-		.index_offset = snap_get_le64(buf + 8),
-		.index_length = snap_get_le64(buf + 16),
-		.image_size = snap_get_le64(buf + 24),
+	    .index_offset = snap_get_le64(buf + 8),
+	    .index_length = snap_get_le64(buf + 16),
+	    .image_size = snap_get_le64(buf + 24),
 	};
 	memcpy(f.image_id, buf + 32, SNAP_STORE_ID_SIZE);
 	if (f.index_length < SNAP_STORE_PREFIX_SIZE + SNAP_STORE_TAG_SIZE ||
@@ -664,17 +665,39 @@ static int decode_partition(struct cur c, struct snap_store_partition *p)
 		if ((r = cur_tlv(&c, &key, &v)) < 0)
 			return r;
 		switch (key) {
-		case P_NUMBER: r = val_u32(&v, &p->number); break;
-		case P_START: r = val_u64(&v, &p->start); break;
-		case P_SIZE: r = val_u64(&v, &p->size); break;
-		case P_TYPE: r = val_str(&v, &p->type); break;
-		case P_NAME: r = val_str(&v, &p->name); break;
-		case P_UUID: r = val_str(&v, &p->uuid); break;
-		case P_FS_TYPE: r = val_str(&v, &p->fs_type); break;
-		case P_FS_LABEL: r = val_str(&v, &p->fs_label); break;
-		case P_FS_UUID: r = val_str(&v, &p->fs_uuid); break;
-		case P_BOOTABLE: r = val_u32(&v, &p->bootable); break;
-		default: r = (key & TLV_CRITICAL) ? -EOPNOTSUPP : 0; break;
+		case P_NUMBER:
+			r = val_u32(&v, &p->number);
+			break;
+		case P_START:
+			r = val_u64(&v, &p->start);
+			break;
+		case P_SIZE:
+			r = val_u64(&v, &p->size);
+			break;
+		case P_TYPE:
+			r = val_str(&v, &p->type);
+			break;
+		case P_NAME:
+			r = val_str(&v, &p->name);
+			break;
+		case P_UUID:
+			r = val_str(&v, &p->uuid);
+			break;
+		case P_FS_TYPE:
+			r = val_str(&v, &p->fs_type);
+			break;
+		case P_FS_LABEL:
+			r = val_str(&v, &p->fs_label);
+			break;
+		case P_FS_UUID:
+			r = val_str(&v, &p->fs_uuid);
+			break;
+		case P_BOOTABLE:
+			r = val_u32(&v, &p->bootable);
+			break;
+		default:
+			r = (key & TLV_CRITICAL) ? -EOPNOTSUPP : 0;
+			break;
 		}
 		if (r < 0)
 			return r;
@@ -692,17 +715,30 @@ static int decode_volume(struct cur c, struct snap_store_volume *vol)
 		if ((r = cur_tlv(&c, &key, &v)) < 0)
 			return r;
 		switch (key) {
-		case V_DEVICE: r = val_str(&v, &vol->device); break;
-		case V_SIZE: r = val_u64(&v, &vol->size); have_size = true; break;
-		case V_LOGICAL: r = val_u32(&v, &vol->logical_sector); break;
-		case V_PHYSICAL: r = val_u32(&v, &vol->physical_sector); break;
-		case V_PTABLE_TYPE: r = val_str(&v, &vol->ptable_type); break;
-		case V_PTABLE_ID: r = val_str(&v, &vol->ptable_id); break;
+		case V_DEVICE:
+			r = val_str(&v, &vol->device);
+			break;
+		case V_SIZE:
+			r = val_u64(&v, &vol->size);
+			have_size = true;
+			break;
+		case V_LOGICAL:
+			r = val_u32(&v, &vol->logical_sector);
+			break;
+		case V_PHYSICAL:
+			r = val_u32(&v, &vol->physical_sector);
+			break;
+		case V_PTABLE_TYPE:
+			r = val_str(&v, &vol->ptable_type);
+			break;
+		case V_PTABLE_ID:
+			r = val_str(&v, &vol->ptable_id);
+			break;
 		case V_PARTITION: {
 			if (vol->nparts >= 4096)
 				return -EUCLEAN;
 			struct snap_store_partition *np =
-				realloc(vol->parts, (vol->nparts + 1) * sizeof(*np));
+			    realloc(vol->parts, (vol->nparts + 1) * sizeof(*np));
 			if (!np)
 				return -ENOMEM;
 			vol->parts = np;
@@ -711,7 +747,9 @@ static int decode_volume(struct cur c, struct snap_store_volume *vol)
 			r = decode_partition(v, &np[vol->nparts - 1]);
 			break;
 		}
-		default: r = (key & TLV_CRITICAL) ? -EOPNOTSUPP : 0; break;
+		default:
+			r = (key & TLV_CRITICAL) ? -EOPNOTSUPP : 0;
+			break;
 		}
 		if (r < 0)
 			return r;
@@ -730,19 +768,36 @@ int snap_store_meta_decode(const uint8_t *buf, size_t len, struct snap_store_met
 		if ((r = cur_tlv(&c, &key, &v)) < 0)
 			break;
 		switch (key) {
-		case M_NAME: r = val_str(&v, &m.name); break;
-		case M_DESCRIPTION: r = val_str(&v, &m.description); break;
-		case M_ARCH: r = val_str(&v, &m.arch); break;
-		case M_BOOT_MODE: r = val_str(&v, &m.boot_mode); break;
-		case M_OWNER: r = val_str(&v, &m.owner); break;
-		case M_IMAGE_ID: r = val_str(&v, &m.image_id); break;
-		case M_CREATION_TIME: r = val_u64(&v, &m.creation_time); break;
-		case M_STORE_TIME: r = val_u64(&v, &m.store_time); break;
+		case M_NAME:
+			r = val_str(&v, &m.name);
+			break;
+		case M_DESCRIPTION:
+			r = val_str(&v, &m.description);
+			break;
+		case M_ARCH:
+			r = val_str(&v, &m.arch);
+			break;
+		case M_BOOT_MODE:
+			r = val_str(&v, &m.boot_mode);
+			break;
+		case M_OWNER:
+			r = val_str(&v, &m.owner);
+			break;
+		case M_IMAGE_ID:
+			r = val_str(&v, &m.image_id);
+			break;
+		case M_CREATION_TIME:
+			r = val_u64(&v, &m.creation_time);
+			break;
+		case M_STORE_TIME:
+			r = val_u64(&v, &m.store_time);
+			break;
 		case M_TAG:
 		case M_BDM:
 		case M_S3: {
-			struct snap_store_strlist *l =
-				key == M_TAG ? &m.tags : key == M_BDM ? &m.bdm : &m.s3;
+			struct snap_store_strlist *l = key == M_TAG   ? &m.tags
+						       : key == M_BDM ? &m.bdm
+								      : &m.s3;
 			char *s = NULL;
 			if ((r = val_str(&v, &s)) < 0)
 				break;
@@ -756,7 +811,7 @@ int snap_store_meta_decode(const uint8_t *buf, size_t len, struct snap_store_met
 				break;
 			}
 			struct snap_store_volume *nv =
-				realloc(m.volumes, (m.nvolumes + 1) * sizeof(*nv));
+			    realloc(m.volumes, (m.nvolumes + 1) * sizeof(*nv));
 			if (!nv) {
 				r = -ENOMEM;
 				break;
@@ -918,8 +973,7 @@ int snap_store_index_decode(const uint8_t *buf, size_t len, const uint64_t *vol_
 			goto fail;
 		}
 	}
-	if (expect_first != ix.nframes ||
-	    ix.nframes != (len - pos) / SNAP_STORE_INDEX_FRAME_SIZE ||
+	if (expect_first != ix.nframes || ix.nframes != (len - pos) / SNAP_STORE_INDEX_FRAME_SIZE ||
 	    (len - pos) % SNAP_STORE_INDEX_FRAME_SIZE != 0) {
 		why = "index frame count does not match its size";
 		goto fail;

@@ -13,25 +13,28 @@
 #include "store-format.h"
 
 static int failures;
-#define CHECK(c)                                                                              \
-	do {                                                                                  \
-		if (!(c)) {                                                                   \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c); \
-			failures++;                                                           \
-		}                                                                             \
+#define CHECK(c)                                                                                   \
+	do {                                                                                       \
+		if (!(c)) {                                                                        \
+			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);      \
+			failures++;                                                                \
+		}                                                                                  \
 	} while (0)
 
 static void test_header(void)
 {
-	struct snap_store_header h = {.version = 1, .incompat = SNAP_STORE_INCOMPAT_ENCRYPTED,
-				      .frame_size = 1 << 20, .volume_count = 3,
+	struct snap_store_header h = {.version = 1,
+				      .incompat = SNAP_STORE_INCOMPAT_ENCRYPTED,
+				      .frame_size = 1 << 20,
+				      .volume_count = 3,
 				      .block_size = 4096};
 	memset(h.image_id, 0xab, sizeof(h.image_id));
 	uint8_t b[SNAP_STORE_HEADER_SIZE];
 	struct snap_store_header d;
 	snap_store_header_encode(&h, b);
 	CHECK(snap_store_header_decode(b, sizeof(b), &d, NULL) == 0);
-	CHECK(d.frame_size == h.frame_size && d.volume_count == 3 && !memcmp(d.image_id, h.image_id, 16));
+	CHECK(d.frame_size == h.frame_size && d.volume_count == 3 &&
+	      !memcmp(d.image_id, h.image_id, 16));
 	CHECK(snap_store_header_decode(b, sizeof(b) - 1, &d, NULL) == -EUCLEAN);
 	for (size_t i = 0; i < sizeof(b); i++) {
 		b[i] ^= 0x10;
@@ -47,8 +50,11 @@ static void test_frame(void)
 {
 	const uint32_t fs = 65536;
 	for (uint32_t raw = fs - 1; raw <= fs + 1; raw++) {
-		struct snap_store_frame f = {.volume = 2, .flags = SNAP_STORE_FRAME_DEFLATE,
-					     .index = 7, .offset = 1ull << 40, .raw_len = raw,
+		struct snap_store_frame f = {.volume = 2,
+					     .flags = SNAP_STORE_FRAME_DEFLATE,
+					     .index = 7,
+					     .offset = 1ull << 40,
+					     .raw_len = raw,
 					     .stored_len = 100};
 		uint8_t b[SNAP_STORE_FRAME_HEADER_SIZE];
 		struct snap_store_frame d;
@@ -61,8 +67,8 @@ static void test_frame(void)
 		CHECK(snap_store_frame_decode(b, sizeof(b), fs, &d, NULL) == -EBADMSG);
 	}
 	/* a raw frame must store exactly raw_len; a deflate frame must shrink */
-	struct snap_store_frame f = {.raw_len = 100, .stored_len = 100,
-				     .flags = SNAP_STORE_FRAME_DEFLATE};
+	struct snap_store_frame f = {
+	    .raw_len = 100, .stored_len = 100, .flags = SNAP_STORE_FRAME_DEFLATE};
 	uint8_t b[SNAP_STORE_FRAME_HEADER_SIZE];
 	struct snap_store_frame d;
 	snap_store_frame_encode(&f, b);
@@ -77,8 +83,8 @@ static void test_meta(void)
 {
 	struct snap_store_meta m = {.name = "n", .owner = "o", .creation_time = 5};
 	struct snap_store_partition p = {.number = 1, .start = 1048576, .size = 4096, .type = "83"};
-	struct snap_store_volume v = {.device = "/dev/xvda", .size = 1 << 20, .nparts = 1,
-				      .parts = &p};
+	struct snap_store_volume v = {
+	    .device = "/dev/xvda", .size = 1 << 20, .nparts = 1, .parts = &p};
 	m.nvolumes = 1;
 	m.volumes = &v;
 	uint8_t *buf = NULL;
@@ -108,13 +114,13 @@ static void test_meta(void)
 static void test_index(void)
 {
 	struct snap_extent ext[3] = {
-		{.offset = 0, .length = 8192, .kind = SNAP_EXTENT_DATA},
-		{.offset = 8192, .length = 4096, .kind = SNAP_EXTENT_ZERO},
-		{.offset = 12288, .length = 4096, .kind = SNAP_EXTENT_DATA},
+	    {.offset = 0, .length = 8192, .kind = SNAP_EXTENT_DATA},
+	    {.offset = 8192, .length = 4096, .kind = SNAP_EXTENT_ZERO},
+	    {.offset = 12288, .length = 4096, .kind = SNAP_EXTENT_DATA},
 	};
 	struct snap_store_index_frame fr[2] = {
-		{.file_offset = 500, .offset = 0, .raw_len = 8192, .stored_len = 8192},
-		{.file_offset = 9000, .offset = 12288, .raw_len = 4096, .stored_len = 4096},
+	    {.file_offset = 500, .offset = 0, .raw_len = 8192, .stored_len = 8192},
+	    {.file_offset = 9000, .offset = 12288, .raw_len = 4096, .stored_len = 4096},
 	};
 	struct snap_store_index_volume vol = {.nframes = 2, .nextents = 3, .extents = ext};
 	struct snap_store_index ix = {.nvolumes = 1, .vols = &vol, .nframes = 2, .frames = fr};

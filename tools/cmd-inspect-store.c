@@ -16,12 +16,13 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: snapbundle inspect IMAGE.bin [OPTIONS]\n"
-		   "\n"
-		   "  --extents                list every extent of each volume\n"
-		   "  --frames                 list every frame\n"
-		   "  -k, --key KEY            authenticate an encrypted image with a recipient key\n"
-		   "  --passphrase-file FILE   ... or with its passphrase\n");
+	fprintf(f,
+		"usage: snapbundle inspect IMAGE.bin [OPTIONS]\n"
+		"\n"
+		"  --extents                list every extent of each volume\n"
+		"  --frames                 list every frame\n"
+		"  -k, --key KEY            authenticate an encrypted image with a recipient key\n"
+		"  --passphrase-file FILE   ... or with its passphrase\n");
 }
 
 static const char *when(char *buf, uint64_t t)
@@ -41,12 +42,12 @@ static const char *or_none(const char *s)
 int cmd_inspect_store(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"extents", no_argument, NULL, 'e'},
-		{"frames", no_argument, NULL, 'f'},
-		{"key", required_argument, NULL, 'k'},
-		{"passphrase-file", required_argument, NULL, 'p'},
-		{"help", no_argument, NULL, 'h'},
-		{0},
+	    {"extents", no_argument, NULL, 'e'},
+	    {"frames", no_argument, NULL, 'f'},
+	    {"key", required_argument, NULL, 'k'},
+	    {"passphrase-file", required_argument, NULL, 'p'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
 	bool extents = false, frames = false;
 	const char *key = NULL;
@@ -55,17 +56,29 @@ int cmd_inspect_store(int argc, char **argv)
 	struct snap_store_image *img = NULL;
 	while ((c = getopt_long(argc, argv, "k:h", opts, NULL)) != -1) {
 		switch (c) {
-		case 'e': extents = true; break;
-		case 'f': frames = true; break;
-		case 'k': key = optarg; break;
+		case 'e':
+			extents = true;
+			break;
+		case 'f':
+			frames = true;
+			break;
+		case 'k':
+			key = optarg;
+			break;
 		case 'p':
 			free(pass);
 			pass = NULL;
 			if (tool_read_passphrase(optarg, &pass) < 0)
 				return 1;
 			break;
-		case 'h': usage(stdout); free(pass); return 0;
-		default: usage(stderr); free(pass); return 2;
+		case 'h':
+			usage(stdout);
+			free(pass);
+			return 0;
+		default:
+			usage(stderr);
+			free(pass);
+			return 2;
 		}
 	}
 	if (optind != argc - 1) {
@@ -90,7 +103,8 @@ int cmd_inspect_store(int argc, char **argv)
 	char a[32], b[32], d[32], t[40];
 	printf("image:        %s\n", path);
 	printf("format:       snapbundle store v%u, features compat 0x%x incompat 0x%x "
-	       "ro_compat 0x%x\n", in.version, in.compat, in.incompat, in.ro_compat);
+	       "ro_compat 0x%x\n",
+	       in.version, in.compat, in.incompat, in.ro_compat);
 	printf("image uuid:   %s\n", in.image_uuid);
 	printf("image id:     %s\n", or_none(in.image_id));
 	printf("name:         %s\n", or_none(in.name));
@@ -118,9 +132,9 @@ int cmd_inspect_store(int argc, char **argv)
 		int list;
 		const char *title;
 	} lists[] = {
-		{SNAP_STORE_LIST_TAGS, "tags"},
-		{SNAP_STORE_LIST_BLOCK_DEVICE_MAPPINGS, "block device mappings"},
-		{SNAP_STORE_LIST_S3_METADATA, "S3 object metadata"},
+	    {SNAP_STORE_LIST_TAGS, "tags"},
+	    {SNAP_STORE_LIST_BLOCK_DEVICE_MAPPINGS, "block device mappings"},
+	    {SNAP_STORE_LIST_S3_METADATA, "S3 object metadata"},
 	};
 	for (size_t l = 0; l < 3; l++) {
 		size_t n = snap_store_image_list_count(img, lists[l].list);
@@ -141,8 +155,8 @@ int cmd_inspect_store(int argc, char **argv)
 		if (snap_store_image_volume(img, v, &vi) < 0)
 			continue;
 		printf("volume %zu: %s\n", v, vi.device);
-		printf("  size:        %s (%" PRIu64 " bytes), sectors %u/%u\n", tool_size(a, vi.size),
-		       vi.size, vi.logical_sector, vi.physical_sector);
+		printf("  size:        %s (%" PRIu64 " bytes), sectors %u/%u\n",
+		       tool_size(a, vi.size), vi.size, vi.logical_sector, vi.physical_sector);
 		printf("  table:       %s %s\n", or_none(vi.ptable_type), or_none(vi.ptable_id));
 		printf("  map:         data %s, zero %s, unused %s in %" PRIu64 " extents\n",
 		       tool_size(a, vi.bytes[0]), tool_size(b, vi.bytes[1]),
@@ -156,7 +170,8 @@ int cmd_inspect_store(int argc, char **argv)
 				continue;
 			printf("  partition %u: start %" PRIu64 " size %s type %s fs %s%s%s\n",
 			       pi.number, pi.start, tool_size(a, pi.size), or_none(pi.type),
-			       or_none(pi.fs_type), pi.name ? " name " : "", pi.name ? pi.name : "");
+			       or_none(pi.fs_type), pi.name ? " name " : "",
+			       pi.name ? pi.name : "");
 		}
 		for (size_t e = 0; extents && e < vi.extents; e++) {
 			struct snap_extent x;

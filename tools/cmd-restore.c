@@ -12,44 +12,52 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: snapbundle restore IMAGE.bin|- -o TARGET [OPTIONS]\n"
-		"\n"
-		"Restores a .bin store image to an image file or block device, verifying every\n"
-		"frame digest and tag. With several volumes TARGET is a directory that receives one\n"
-		"DEVICE.img per volume. - reads the image from stdin.\n"
-		"\n"
-		"  -o, --output TARGET        file, block device or directory\n"
-		"  --volume NAME              restore only this volume (/dev/sdb or sdb)\n"
-		"  --partition N              restore only partition N of the volume\n"
-		"  --range OFFSET:LENGTH      restore only these bytes of the volume\n"
-		"  --name NEW                 name of the restored image\n"
-		"  -k, --key KEY              PEM private key of a recipient\n"
-		"  --passphrase-file FILE\n"
-		"  --threads N\n"
-		"  --progress[=bar|json|none]\n"
-		"  --force                    replace an existing output\n");
+	fprintf(
+	    f,
+	    "usage: snapbundle restore IMAGE.bin|- -o TARGET [OPTIONS]\n"
+	    "\n"
+	    "Restores a .bin store image to an image file or block device, verifying every\n"
+	    "frame digest and tag. With several volumes TARGET is a directory that receives one\n"
+	    "DEVICE.img per volume. - reads the image from stdin.\n"
+	    "\n"
+	    "  -o, --output TARGET        file, block device or directory\n"
+	    "  --volume NAME              restore only this volume (/dev/sdb or sdb)\n"
+	    "  --partition N              restore only partition N of the volume\n"
+	    "  --range OFFSET:LENGTH      restore only these bytes of the volume\n"
+	    "  --name NEW                 name of the restored image\n"
+	    "  -k, --key KEY              PEM private key of a recipient\n"
+	    "  --passphrase-file FILE\n"
+	    "  --threads N\n"
+	    "  --progress[=bar|json|none]\n"
+	    "  --force                    replace an existing output\n");
 }
 
-
-enum { OPT_VOLUME = 256, OPT_PARTITION, OPT_RANGE, OPT_NAME, OPT_PASSFILE, OPT_THREADS,
-       OPT_PROGRESS, OPT_FORCE };
+enum {
+	OPT_VOLUME = 256,
+	OPT_PARTITION,
+	OPT_RANGE,
+	OPT_NAME,
+	OPT_PASSFILE,
+	OPT_THREADS,
+	OPT_PROGRESS,
+	OPT_FORCE
+};
 
 int cmd_restore(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"output", required_argument, NULL, 'o'},
-		{"volume", required_argument, NULL, OPT_VOLUME},
-		{"partition", required_argument, NULL, OPT_PARTITION},
-		{"range", required_argument, NULL, OPT_RANGE},
-		{"name", required_argument, NULL, OPT_NAME},
-		{"key", required_argument, NULL, 'k'},
-		{"passphrase-file", required_argument, NULL, OPT_PASSFILE},
-		{"threads", required_argument, NULL, OPT_THREADS},
-		{"progress", optional_argument, NULL, OPT_PROGRESS},
-		{"force", no_argument, NULL, OPT_FORCE},
-		{"help", no_argument, NULL, 'h'},
-		{0},
+	    {"output", required_argument, NULL, 'o'},
+	    {"volume", required_argument, NULL, OPT_VOLUME},
+	    {"partition", required_argument, NULL, OPT_PARTITION},
+	    {"range", required_argument, NULL, OPT_RANGE},
+	    {"name", required_argument, NULL, OPT_NAME},
+	    {"key", required_argument, NULL, 'k'},
+	    {"passphrase-file", required_argument, NULL, OPT_PASSFILE},
+	    {"threads", required_argument, NULL, OPT_THREADS},
+	    {"progress", optional_argument, NULL, OPT_PROGRESS},
+	    {"force", no_argument, NULL, OPT_FORCE},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
 	struct snap_job *job = NULL;
 	int progress = TOOL_PROGRESS_AUTO, c, ret = 1;
@@ -69,8 +77,12 @@ int cmd_restore(int argc, char **argv)
 			output = optarg;
 			snap_job_set_string(job, SNAP_SPARAM_OUTPUT, optarg);
 			break;
-		case 'k': snap_job_set_string(job, SNAP_SPARAM_PRIVATE_KEY, optarg); break;
-		case OPT_VOLUME: snap_job_set_string(job, SNAP_SPARAM_VOLUME, optarg); break;
+		case 'k':
+			snap_job_set_string(job, SNAP_SPARAM_PRIVATE_KEY, optarg);
+			break;
+		case OPT_VOLUME:
+			snap_job_set_string(job, SNAP_SPARAM_VOLUME, optarg);
+			break;
 		case OPT_NAME:
 			name = optarg;
 			snap_job_set_string(job, SNAP_SPARAM_NAME, optarg);
@@ -82,8 +94,8 @@ int cmd_restore(int argc, char **argv)
 				tool_error("invalid number '%s'", optarg);
 				goto out;
 			}
-			snap_job_set_param(job, c == OPT_PARTITION ? SNAP_PARAM_PARTITION
-								   : SNAP_PARAM_THREADS, v);
+			snap_job_set_param(
+			    job, c == OPT_PARTITION ? SNAP_PARAM_PARTITION : SNAP_PARAM_THREADS, v);
 			break;
 		case OPT_RANGE: {
 			char *colon = strchr(optarg, ':');
@@ -115,7 +127,9 @@ int cmd_restore(int argc, char **argv)
 				goto out;
 			}
 			break;
-		case OPT_FORCE: snap_job_set_param(job, SNAP_PARAM_FORCE, 1); break;
+		case OPT_FORCE:
+			snap_job_set_param(job, SNAP_PARAM_FORCE, 1);
+			break;
 		case 'h':
 			usage(stdout);
 			ret = 0;

@@ -13,31 +13,32 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: snapbundle store SOURCE[=DEVICE]... -o IMAGE.bin [OPTIONS]\n"
-		"\n"
-		"Stores one or more disks or disk images, one volume each, as a single .bin object\n"
-		"(formats/STORE_FORMAT.md). DEVICE names the volume (default /dev/xvda, /dev/xvdb...).\n"
-		"\n"
-		"  -o, --output FILE          the .bin to write; - writes to stdout\n"
-		"  --name NAME                image name\n"
-		"  --description TEXT\n"
-		"  --arch ARCH                i386, x86_64, arm64\n"
-		"  --boot-mode MODE           legacy-bios, uefi, uefi-preferred\n"
-		"  --owner ACCOUNT\n"
-		"  --image-id AMI             id the object is named after\n"
-		"  --tag KEY=VALUE            repeatable\n"
-		"  --block-device-mapping V=D repeatable\n"
-		"  --recipient CERT           encrypt for this X.509 certificate (repeatable)\n"
-		"  --passphrase-file FILE     encrypt with a key derived from the passphrase\n"
-		"  --level N                  compression level 0-3 (default 1)\n"
-		"  --threads N                worker threads (default: every CPU)\n"
-		"  --frame-size SIZE          bytes per frame (default 4M)\n"
-		"  --progress[=bar|json|none]\n"
-		"  --keep-unpartitioned       keep space outside every partition (default: unused)\n"
-		"  --no-fs-skip               keep filesystem free space (default: unused)\n"
-		"  --exact                    both: the restore is byte-identical to the source\n"
-		"  --force                    replace an existing output\n");
+	fprintf(
+	    f, "usage: snapbundle store SOURCE[=DEVICE]... -o IMAGE.bin [OPTIONS]\n"
+	       "\n"
+	       "Stores one or more disks or disk images, one volume each, as a single .bin object\n"
+	       "(formats/STORE_FORMAT.md). DEVICE names the volume (default /dev/xvda, "
+	       "/dev/xvdb...).\n"
+	       "\n"
+	       "  -o, --output FILE          the .bin to write; - writes to stdout\n"
+	       "  --name NAME                image name\n"
+	       "  --description TEXT\n"
+	       "  --arch ARCH                i386, x86_64, arm64\n"
+	       "  --boot-mode MODE           legacy-bios, uefi, uefi-preferred\n"
+	       "  --owner ACCOUNT\n"
+	       "  --image-id AMI             id the object is named after\n"
+	       "  --tag KEY=VALUE            repeatable\n"
+	       "  --block-device-mapping V=D repeatable\n"
+	       "  --recipient CERT           encrypt for this X.509 certificate (repeatable)\n"
+	       "  --passphrase-file FILE     encrypt with a key derived from the passphrase\n"
+	       "  --level N                  compression level 0-3 (default 1)\n"
+	       "  --threads N                worker threads (default: every CPU)\n"
+	       "  --frame-size SIZE          bytes per frame (default 4M)\n"
+	       "  --progress[=bar|json|none]\n"
+	       "  --keep-unpartitioned       keep space outside every partition (default: unused)\n"
+	       "  --no-fs-skip               keep filesystem free space (default: unused)\n"
+	       "  --exact                    both: the restore is byte-identical to the source\n"
+	       "  --force                    replace an existing output\n");
 }
 
 /* The first line of a file, without its newline. */
@@ -96,32 +97,32 @@ enum {
 int cmd_store(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"output", required_argument, NULL, 'o'},
-		{"name", required_argument, NULL, OPT_NAME},
-		{"description", required_argument, NULL, OPT_DESCRIPTION},
-		{"arch", required_argument, NULL, OPT_ARCH},
-		{"boot-mode", required_argument, NULL, OPT_BOOT_MODE},
-		{"owner", required_argument, NULL, OPT_OWNER},
-		{"image-id", required_argument, NULL, OPT_IMAGE_ID},
-		{"tag", required_argument, NULL, OPT_TAG},
-		{"block-device-mapping", required_argument, NULL, OPT_BDM},
-		{"recipient", required_argument, NULL, OPT_RECIPIENT},
-		{"passphrase-file", required_argument, NULL, OPT_PASSFILE},
-		{"level", required_argument, NULL, OPT_LEVEL},
-		{"threads", required_argument, NULL, OPT_THREADS},
-		{"frame-size", required_argument, NULL, OPT_FRAME_SIZE},
-		{"progress", optional_argument, NULL, OPT_PROGRESS},
-		{"force", no_argument, NULL, OPT_FORCE},
-		{"keep-unpartitioned", no_argument, NULL, OPT_KEEP_UNPARTITIONED},
-		{"no-fs-skip", no_argument, NULL, OPT_NO_FS_SKIP},
-		{"exact", no_argument, NULL, OPT_EXACT},
-		/* test-only: reproducible images for the golden vector (never for real images) */
-		{"test-seed", required_argument, NULL, OPT_TEST_SEED},
-		{"creation-time", required_argument, NULL, OPT_CTIME},
-		{"store-time", required_argument, NULL, OPT_STIME},
-		{"scrypt-log-n", required_argument, NULL, OPT_SCRYPT_LOG_N},
-		{"help", no_argument, NULL, 'h'},
-		{0},
+	    {"output", required_argument, NULL, 'o'},
+	    {"name", required_argument, NULL, OPT_NAME},
+	    {"description", required_argument, NULL, OPT_DESCRIPTION},
+	    {"arch", required_argument, NULL, OPT_ARCH},
+	    {"boot-mode", required_argument, NULL, OPT_BOOT_MODE},
+	    {"owner", required_argument, NULL, OPT_OWNER},
+	    {"image-id", required_argument, NULL, OPT_IMAGE_ID},
+	    {"tag", required_argument, NULL, OPT_TAG},
+	    {"block-device-mapping", required_argument, NULL, OPT_BDM},
+	    {"recipient", required_argument, NULL, OPT_RECIPIENT},
+	    {"passphrase-file", required_argument, NULL, OPT_PASSFILE},
+	    {"level", required_argument, NULL, OPT_LEVEL},
+	    {"threads", required_argument, NULL, OPT_THREADS},
+	    {"frame-size", required_argument, NULL, OPT_FRAME_SIZE},
+	    {"progress", optional_argument, NULL, OPT_PROGRESS},
+	    {"force", no_argument, NULL, OPT_FORCE},
+	    {"keep-unpartitioned", no_argument, NULL, OPT_KEEP_UNPARTITIONED},
+	    {"no-fs-skip", no_argument, NULL, OPT_NO_FS_SKIP},
+	    {"exact", no_argument, NULL, OPT_EXACT},
+	    /* test-only: reproducible images for the golden vector (never for real images) */
+	    {"test-seed", required_argument, NULL, OPT_TEST_SEED},
+	    {"creation-time", required_argument, NULL, OPT_CTIME},
+	    {"store-time", required_argument, NULL, OPT_STIME},
+	    {"scrypt-log-n", required_argument, NULL, OPT_SCRYPT_LOG_N},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
 	struct snap_job *job = NULL;
 	int progress = TOOL_PROGRESS_AUTO, c, ret = 1;
@@ -139,12 +140,24 @@ int cmd_store(int argc, char **argv)
 			output = optarg;
 			snap_job_set_string(job, SNAP_SPARAM_OUTPUT, optarg);
 			break;
-		case OPT_NAME: snap_job_set_string(job, SNAP_SPARAM_NAME, optarg); break;
-		case OPT_DESCRIPTION: snap_job_set_string(job, SNAP_SPARAM_DESCRIPTION, optarg); break;
-		case OPT_ARCH: snap_job_set_string(job, SNAP_SPARAM_ARCH, optarg); break;
-		case OPT_BOOT_MODE: snap_job_set_string(job, SNAP_SPARAM_BOOT_MODE, optarg); break;
-		case OPT_OWNER: snap_job_set_string(job, SNAP_SPARAM_OWNER, optarg); break;
-		case OPT_IMAGE_ID: snap_job_set_string(job, SNAP_SPARAM_IMAGE_ID, optarg); break;
+		case OPT_NAME:
+			snap_job_set_string(job, SNAP_SPARAM_NAME, optarg);
+			break;
+		case OPT_DESCRIPTION:
+			snap_job_set_string(job, SNAP_SPARAM_DESCRIPTION, optarg);
+			break;
+		case OPT_ARCH:
+			snap_job_set_string(job, SNAP_SPARAM_ARCH, optarg);
+			break;
+		case OPT_BOOT_MODE:
+			snap_job_set_string(job, SNAP_SPARAM_BOOT_MODE, optarg);
+			break;
+		case OPT_OWNER:
+			snap_job_set_string(job, SNAP_SPARAM_OWNER, optarg);
+			break;
+		case OPT_IMAGE_ID:
+			snap_job_set_string(job, SNAP_SPARAM_IMAGE_ID, optarg);
+			break;
 		case OPT_TAG:
 			if (!strchr(optarg, '=')) {
 				tool_error("invalid tag '%s': expected KEY=VALUE", optarg);
@@ -152,8 +165,12 @@ int cmd_store(int argc, char **argv)
 			}
 			snap_job_add_string(job, SNAP_SPARAM_TAG, optarg);
 			break;
-		case OPT_BDM: snap_job_add_string(job, SNAP_SPARAM_BLOCK_DEVICE_MAPPING, optarg); break;
-		case OPT_RECIPIENT: snap_job_add_string(job, SNAP_SPARAM_RECIPIENT_CERT, optarg); break;
+		case OPT_BDM:
+			snap_job_add_string(job, SNAP_SPARAM_BLOCK_DEVICE_MAPPING, optarg);
+			break;
+		case OPT_RECIPIENT:
+			snap_job_add_string(job, SNAP_SPARAM_RECIPIENT_CERT, optarg);
+			break;
 		case OPT_PASSFILE:
 			free(pass);
 			pass = NULL;
@@ -173,12 +190,12 @@ int cmd_store(int argc, char **argv)
 				tool_error("invalid number '%s'", optarg);
 				goto out;
 			}
-			int p = c == OPT_LEVEL	       ? SNAP_PARAM_LEVEL
-				: c == OPT_THREADS     ? SNAP_PARAM_THREADS
-				: c == OPT_TEST_SEED   ? SNAP_PARAM_TEST_SEED
-				: c == OPT_CTIME       ? SNAP_PARAM_CREATION_TIME
-				: c == OPT_STIME       ? SNAP_PARAM_STORE_TIME
-						       : SNAP_PARAM_SCRYPT_LOG_N;
+			int p = c == OPT_LEVEL	     ? SNAP_PARAM_LEVEL
+				: c == OPT_THREADS   ? SNAP_PARAM_THREADS
+				: c == OPT_TEST_SEED ? SNAP_PARAM_TEST_SEED
+				: c == OPT_CTIME     ? SNAP_PARAM_CREATION_TIME
+				: c == OPT_STIME     ? SNAP_PARAM_STORE_TIME
+						     : SNAP_PARAM_SCRYPT_LOG_N;
 			snap_job_set_param(job, p, v);
 			break;
 		}
@@ -195,11 +212,15 @@ int cmd_store(int argc, char **argv)
 				goto out;
 			}
 			break;
-		case OPT_FORCE: snap_job_set_param(job, SNAP_PARAM_FORCE, 1); break;
+		case OPT_FORCE:
+			snap_job_set_param(job, SNAP_PARAM_FORCE, 1);
+			break;
 		case OPT_KEEP_UNPARTITIONED:
 			snap_job_set_param(job, SNAP_PARAM_KEEP_UNPARTITIONED, 1);
 			break;
-		case OPT_NO_FS_SKIP: snap_job_set_param(job, SNAP_PARAM_FS_SKIP, 0); break;
+		case OPT_NO_FS_SKIP:
+			snap_job_set_param(job, SNAP_PARAM_FS_SKIP, 0);
+			break;
 		case OPT_EXACT:
 			snap_job_set_param(job, SNAP_PARAM_KEEP_UNPARTITIONED, 1);
 			snap_job_set_param(job, SNAP_PARAM_FS_SKIP, 0);

@@ -20,12 +20,12 @@ enum { OPT_PASSFILE = 256, OPT_THREADS, OPT_PROGRESS };
 int cmd_verify_store(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"key", required_argument, NULL, 'k'},
-		{"passphrase-file", required_argument, NULL, OPT_PASSFILE},
-		{"threads", required_argument, NULL, OPT_THREADS},
-		{"progress", optional_argument, NULL, OPT_PROGRESS},
-		{"help", no_argument, NULL, 'h'},
-		{0},
+	    {"key", required_argument, NULL, 'k'},
+	    {"passphrase-file", required_argument, NULL, OPT_PASSFILE},
+	    {"threads", required_argument, NULL, OPT_THREADS},
+	    {"progress", optional_argument, NULL, OPT_PROGRESS},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
 	struct snap_job *job = NULL;
 	int progress = TOOL_PROGRESS_AUTO, c, ret = 1;
@@ -35,7 +35,9 @@ int cmd_verify_store(int argc, char **argv)
 	tool_log_setup(false);
 	while ((c = getopt_long(argc, argv, "k:h", opts, NULL)) != -1) {
 		switch (c) {
-		case 'k': snap_job_set_string(job, SNAP_SPARAM_PRIVATE_KEY, optarg); break;
+		case 'k':
+			snap_job_set_string(job, SNAP_SPARAM_PRIVATE_KEY, optarg);
+			break;
 		case OPT_PASSFILE:
 			free(pass);
 			pass = NULL;
@@ -52,8 +54,14 @@ int cmd_verify_store(int argc, char **argv)
 				goto out;
 			}
 			break;
-		case 'h': usage(stdout); ret = 0; goto out;
-		default: usage(stderr); ret = 2; goto out;
+		case 'h':
+			usage(stdout);
+			ret = 0;
+			goto out;
+		default:
+			usage(stderr);
+			ret = 2;
+			goto out;
 		}
 	}
 	if (optind != argc - 1) {
