@@ -610,6 +610,27 @@ static int restore_sequential_tail(struct rctx *c, const uint8_t prefix[SNAP_STO
 			return snap_job_fail(job, -EBADMSG, "frame %llu does not match the index",
 					     (unsigned long long)k);
 	}
+	if (img->hdr.compat & SNAP_STORE_COMPAT_SIGNATURE) {
+		uint8_t pre[SNAP_STORE_PREFIX_SIZE];
+		struct snap_store_prefix sp;
+		if ((r = store_image_read(img, pre, sizeof(pre), "signature")) < 0)
+			return snap_job_fail(job, r, "%s", snap_store_image_error(img));
+		if (snap_store_prefix_decode(pre, sizeof(pre), &sp) < 0 ||
+		    sp.type != SNAP_STORE_REC_SIGNATURE || sp.length > (1u << 20))
+			return snap_job_fail(job, -EUCLEAN,
+					     "signature record missing or malformed");
+		uint8_t *srec = malloc(sp.length);
+		if (!srec)
+			return -ENOMEM;
+		memcpy(srec, pre, sizeof(pre));
+		r = store_image_read(img, srec + sizeof(pre), sp.length - sizeof(pre), "signature");
+		if (r < 0) {
+			free(srec);
+			return snap_job_fail(job, r, "%s", snap_store_image_error(img));
+		}
+		if ((r = store_image_set_signature(img, srec, sp.length)) < 0)
+			return snap_job_fail(job, r, "%s", snap_store_image_error(img));
+	}
 	uint8_t foot[SNAP_STORE_FOOTER_SIZE];
 	if ((r = store_image_read(img, foot, sizeof(foot), "footer")) < 0)
 		return snap_job_fail(job, r, "%s", snap_store_image_error(img));
@@ -692,6 +713,11 @@ int snap_restore_run(struct snap_job *job)
 	}
 	if (r < 0)
 		goto out;
+	const char *signer = snap_job_string(job, SNAP_SPARAM_TRUSTED_SIGNER);
+	if (signer && (r = store_image_check_signer(c.img, signer)) < 0) {
+		r = snap_job_fail(job, r, "%s", snap_store_image_error(c.img));
+		goto out;
+	}
 	snap_job_set_stage(job, SNAP_STAGE_FINISH);
 	if ((r = restore_zero(&c)) < 0)
 		goto out;

@@ -239,6 +239,8 @@ enum snap_job_sparam {
 	SNAP_SPARAM_SIGNING_KEY = 26,	  /* store: key to sign index and metadata */
 	SNAP_SPARAM_OUTPUT_DIR = 27,	  /* unbundle: destination directory (ec2-unbundle -d) */
 	SNAP_SPARAM_IMAGE_ID = 28,	  /* store: AMI id the object is named after */
+	SNAP_SPARAM_TRUSTED_SIGNER = 29,  /* restore, verify store: require a signature by this
+					   * key (PEM certificate, public or private key) */
 };
 
 enum snap_stage {
@@ -342,6 +344,8 @@ struct snap_store_info {
 	uint64_t logical_bytes; /* sum of the volume sizes */
 	uint64_t data_bytes;	/* bytes held in frames */
 	uint64_t stored_bytes;	/* frame payload bytes after compression */
+	int signed_image;	/* 1: a signature over header, keys, metadata and index verified */
+	const char *signer_key_id; /* SHA-256 of the signer's DER public key in hex, or NULL */
 };
 /* Strings valid until the image is freed. */
 int snap_store_image_info(const struct snap_store_image *img, struct snap_store_info *ret);

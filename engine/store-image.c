@@ -33,6 +33,8 @@
 
 static int img_fail(struct snap_store_image *img, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+static void hex(char *out, const uint8_t *in, size_t n);
+static int read_file(struct snap_store_image *img, const char *path, char **ret, size_t *ret_len);
 static int img_fail(struct snap_store_image *img, int err, const char *fmt, ...)
 {
 	if (err >= 0)
@@ -74,6 +76,7 @@ struct snap_store_image *snap_store_image_free(struct snap_store_image *img)
 	free(img->keys_rec);
 	free(img->meta_rec);
 	free(img->index_rec);
+	free(img->sig_rec);
 	snap_store_keys_clear(&img->keys);
 	snap_store_meta_clear(&img->meta);
 	snap_store_index_clear(&img->ix);
@@ -471,7 +474,99 @@ int store_image_load_index(struct snap_store_image *img)
 		free(rec);
 		return img_fail(img, -EBADMSG, "index record is corrupt (CRC mismatch)");
 	}
-	return store_image_set_index(img, rec, p.length, img->ft.index_offset);
+	r = store_image_set_index(img, rec, p.length, img->ft.index_offset);
+	if (r < 0)
+		return r;
+	/* between INDEX and footer: a SIGNATURE record when the header announces one, else
+	 * nothing at all */
+	uint64_t end = img->ft.index_offset + img->ft.index_length;
+	uint64_t gap = img->ft.image_size - SNAP_STORE_FOOTER_SIZE - end;
+	if (!(img->hdr.compat & SNAP_STORE_COMPAT_SIGNATURE)) {
+		if (gap != 0)
+			return img_fail(img, -EUCLEAN, "%llu unexpected bytes after the index",
+					(unsigned long long)gap);
+		return 0;
+	}
+	if (gap < SNAP_STORE_PREFIX_SIZE + SNAP_STORE_TAG_SIZE || gap > (1u << 20))
+		return img_fail(img, -EUCLEAN, "signature record missing or malformed");
+	uint8_t *srec = malloc(gap);
+	if (!srec)
+		return -ENOMEM;
+	r = store_image_pread(img, srec, gap, end, "signature");
+	if (r < 0) {
+		free(srec);
+		return r;
+	}
+	return store_image_set_signature(img, srec, gap);
+}
+
+int store_image_set_signature(struct snap_store_image *img, uint8_t *rec, size_t len)
+{
+	img->sig_rec = rec;
+	img->sig_len = len;
+	struct snap_store_prefix p;
+	if (snap_store_prefix_decode(rec, len, &p) < 0 || p.type != SNAP_STORE_REC_SIGNATURE ||
+	    p.length != len || len < SNAP_STORE_PREFIX_SIZE + SNAP_STORE_TAG_SIZE)
+		return img_fail(img, -EUCLEAN, "signature record is corrupt (bad prefix)");
+	if (!snap_store_record_crc_ok(rec, len))
+		return img_fail(img, -EBADMSG, "signature record is corrupt (CRC mismatch)");
+	bool unlocked = img->unlocked;
+	img->unlocked = false; /* the SIGNATURE tag is a plain SHA-256, like KEYS */
+	int r = check_tag(img, rec, len, NULL, NULL, 0, "signature record");
+	img->unlocked = unlocked;
+	if (r < 0)
+		return r;
+	if (snap_store_signature_decode(rec + SNAP_STORE_PREFIX_SIZE,
+					len - SNAP_STORE_PREFIX_SIZE - SNAP_STORE_TAG_SIZE,
+					&img->sig) < 0)
+		return img_fail(img, -EUCLEAN, "signature record is corrupt");
+	uint8_t msg[SNAP_STORE_SIGNED_MSG_SIZE];
+	r = snap_store_signed_message(img->header_raw, img->keys_rec, img->keys_len, img->meta_rec,
+				      img->meta_len, img->index_rec, img->index_len, msg);
+	if (r < 0)
+		return r;
+	r = snap_store_verify(img->sig.spki, img->sig.spki_len, msg, sizeof(msg), img->sig.sig,
+			      img->sig.sig_len);
+	if (r == -EUCLEAN)
+		return img_fail(img, r, "signature record holds no valid public key");
+	if (r < 0)
+		return img_fail(img, -EBADMSG,
+				"signature verification failed (tampered image or signature)");
+	uint8_t id[SNAP_STORE_DIGEST_SIZE];
+	const void *parts[] = {img->sig.spki};
+	const size_t lens[] = {img->sig.spki_len};
+	if ((r = snap_store_mac(NULL, parts, lens, 1, id)) < 0)
+		return r;
+	hex(img->signer_hex, id, sizeof(id));
+	img->signature_valid = true;
+	return 0;
+}
+
+int store_image_check_signer(struct snap_store_image *img, const char *pem_path)
+{
+	char *pem = NULL;
+	size_t len = 0;
+	int r = read_file(img, pem_path, &pem, &len);
+	if (r < 0)
+		return r;
+	uint8_t *spki = NULL;
+	size_t sl = 0;
+	r = snap_store_spki_from_pem(pem, len, &spki, &sl);
+	free(pem);
+	if (r < 0)
+		return img_fail(img, r, "%s holds no certificate or key", pem_path);
+	bool same =
+	    img->signature_valid && sl == img->sig.spki_len && memcmp(spki, img->sig.spki, sl) == 0;
+	free(spki);
+	if (!img->signature_valid)
+		return img_fail(img, -EKEYREJECTED,
+				"%s is not signed (a signature by %s is required)", img->path,
+				pem_path);
+	if (!same)
+		return img_fail(img, -EKEYREJECTED,
+				"%s is signed by another key than %s (signer %s)", img->path,
+				pem_path, img->signer_hex);
+	return 0;
 }
 
 /* ---- public inspection API ---- */
@@ -509,6 +604,8 @@ int snap_store_image_info(const struct snap_store_image *img, struct snap_store_
 	};
 	hex(((struct snap_store_image *)img)->uuid_hex, img->hdr.image_id, SNAP_STORE_ID_SIZE);
 	in.image_uuid = img->uuid_hex;
+	in.signed_image = img->signature_valid;
+	in.signer_key_id = img->signature_valid ? img->signer_hex : NULL;
 	for (size_t i = 0; i < img->meta.nvolumes; i++)
 		in.logical_bytes += img->meta.volumes[i].size;
 	for (uint64_t i = 0; i < img->ix.nframes; i++) {

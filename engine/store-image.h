@@ -43,6 +43,12 @@ struct snap_store_image {
 	struct snap_store_index ix;
 	struct snap_store_footer ft;
 
+	uint8_t *sig_rec; /* SIGNATURE record, verified */
+	size_t sig_len;
+	struct snap_store_signature sig;
+	bool signature_valid;
+	char signer_hex[2 * SNAP_STORE_DIGEST_SIZE + 1];
+
 	char uuid_hex[2 * SNAP_STORE_ID_SIZE + 1];
 	char *vol_digest_hex;
 };
@@ -53,6 +59,10 @@ int store_image_open_fd(struct snap_store_image *img, int fd, const char *path, 
 int store_image_load_index(struct snap_store_image *img);
 /* Takes ownership of an INDEX record read at file offset at (CRC already checked). */
 int store_image_set_index(struct snap_store_image *img, uint8_t *rec, size_t len, uint64_t at);
+/* Takes ownership of a SIGNATURE record (after the INDEX was set): CRC, tag, signature. */
+int store_image_set_signature(struct snap_store_image *img, uint8_t *rec, size_t len);
+/* Requires a valid signature by the key in the PEM file (certificate, public or private key). */
+int store_image_check_signer(struct snap_store_image *img, const char *pem_path);
 int store_image_read(struct snap_store_image *img, void *buf, size_t len, const char *what);
 int store_image_pread(struct snap_store_image *img, void *buf, size_t len, uint64_t off,
 		      const char *what);

@@ -105,6 +105,8 @@ struct store_ctx {
 	uint8_t header[SNAP_STORE_HEADER_SIZE];
 	uint64_t meta_offset, meta_length;
 	uint8_t meta_digest[SNAP_STORE_DIGEST_SIZE];
+	uint8_t *keys_rec, *meta_rec; /* kept for the signature */
+	size_t keys_len, meta_len;
 	struct snap_store_index_frame *iframes;
 	uint64_t niframes, cap_iframes;
 
@@ -553,6 +555,8 @@ static int store_write_head(struct store_ctx *s)
 		goto out;
 	struct snap_store_header h = {
 	    .version = SNAP_STORE_VERSION,
+	    .compat =
+		snap_job_string(s->job, SNAP_SPARAM_SIGNING_KEY) ? SNAP_STORE_COMPAT_SIGNATURE : 0,
 	    .incompat = s->encrypted ? SNAP_STORE_INCOMPAT_ENCRYPTED : 0,
 	    .frame_size = s->frame_size,
 	    .volume_count = (uint32_t)s->nvols,
@@ -586,6 +590,13 @@ static int store_write_head(struct store_ctx *s)
 	if ((r = snap_store_mac(NULL, parts, lens, 1, s->meta_digest)) < 0)
 		goto out;
 	r = write_all(s, meta_rec, meta_len);
+	if (r == 0) {
+		s->keys_rec = keys_rec;
+		s->keys_len = keys_len;
+		s->meta_rec = meta_rec;
+		s->meta_len = meta_len;
+		keys_rec = meta_rec = NULL;
+	}
 out:
 	if (r == -ENOMEM)
 		snap_job_fail(s->job, r, "out of memory building the image metadata");
@@ -882,6 +893,39 @@ static void store_stop_workers(struct store_ctx *s)
 
 /* ---- tail ---- */
 
+/* The SIGNATURE record over header, KEYS, META and INDEX (formats/STORE_FORMAT.md). */
+static int store_sign(struct store_ctx *s, const uint8_t *index_rec, size_t index_len,
+		      uint8_t **ret, size_t *ret_len)
+{
+	const char *keyfile = snap_job_string(s->job, SNAP_SPARAM_SIGNING_KEY);
+	char *pem = NULL;
+	size_t pem_len = 0;
+	int r = read_small_file(s->job, keyfile, &pem, &pem_len);
+	if (r < 0)
+		return r;
+	uint8_t msg[SNAP_STORE_SIGNED_MSG_SIZE];
+	uint8_t *sig = NULL, *spki = NULL, *payload = NULL;
+	size_t sl = 0, kl = 0, pl = 0;
+	const char *why = "";
+	r = snap_store_signed_message(s->header, s->keys_rec, s->keys_len, s->meta_rec, s->meta_len,
+				      index_rec, index_len, msg);
+	if (r == 0)
+		r = snap_store_sign(pem, pem_len, msg, sizeof(msg), &sig, &sl, &spki, &kl, &why);
+	OPENSSL_cleanse(pem, pem_len);
+	free(pem);
+	if (r < 0)
+		return snap_job_fail(s->job, r, "cannot sign with %s: %s", keyfile, why);
+	struct snap_store_signature sg = {spki, kl, sig, sl};
+	r = snap_store_signature_encode(&sg, &payload, &pl);
+	if (r == 0)
+		r = snap_store_build_record(SNAP_STORE_REC_SIGNATURE, payload, pl, NULL, NULL, NULL,
+					    0, ret, ret_len);
+	free(payload);
+	free(sig);
+	free(spki);
+	return r;
+}
+
 static int store_write_tail(struct store_ctx *s)
 {
 	struct snap_store_index ix = {
@@ -932,10 +976,21 @@ static int store_write_tail(struct store_ctx *s)
 	    .image_size = s->written + rlen + SNAP_STORE_FOOTER_SIZE,
 	};
 	memcpy(ft.image_id, s->image_id, SNAP_STORE_ID_SIZE);
+	uint8_t *sig_rec = NULL;
+	size_t sig_len = 0;
+	if (snap_job_string(s->job, SNAP_SPARAM_SIGNING_KEY) &&
+	    (r = store_sign(s, rec, rlen, &sig_rec, &sig_len)) < 0) {
+		free(rec);
+		return r;
+	}
+	ft.image_size += sig_len;
 	uint8_t foot[SNAP_STORE_FOOTER_SIZE];
 	snap_store_footer_encode(&ft, foot);
 	r = write_all(s, rec, rlen);
 	free(rec);
+	if (r == 0 && sig_rec)
+		r = write_all(s, sig_rec, sig_len);
+	free(sig_rec);
 	if (r == 0)
 		r = write_all(s, foot, sizeof(foot));
 	return r;
@@ -1028,6 +1083,8 @@ static void store_cleanup(struct store_ctx *s)
 	free(s->threads);
 	free(s->workers);
 	free(s->iframes);
+	free(s->keys_rec);
+	free(s->meta_rec);
 	OPENSSL_cleanse(s->dk, sizeof(s->dk));
 	OPENSSL_cleanse(&s->keys, sizeof(s->keys));
 	pthread_mutex_destroy(&s->lock);

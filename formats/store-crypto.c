@@ -412,3 +412,124 @@ out:
 	BIO_free(bio);
 	return r;
 }
+
+static bool is_raw_signer(EVP_PKEY *pk)
+{
+	int id = EVP_PKEY_get_base_id(pk);
+	return id == EVP_PKEY_ED25519 || id == EVP_PKEY_ED448;
+}
+
+int snap_store_sign(const void *key_pem, size_t key_len, const void *msg, size_t msg_len,
+		    uint8_t **ret_sig, size_t *ret_sig_len, uint8_t **ret_spki,
+		    size_t *ret_spki_len, const char **ret_detail)
+{
+	BIO *bio = BIO_new_mem_buf(key_pem, (int)key_len);
+	EVP_PKEY *pk = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
+	EVP_MD_CTX *ctx = NULL;
+	uint8_t *sig = NULL;
+	unsigned char *der = NULL;
+	size_t sl = 0;
+	int r = -EINVAL;
+	*ret_detail = "not a PEM private key";
+	if (!pk)
+		goto out;
+	r = -EIO;
+	*ret_detail = "signing failed";
+	ctx = EVP_MD_CTX_new();
+	if (!ctx ||
+	    EVP_DigestSignInit(ctx, NULL, is_raw_signer(pk) ? NULL : EVP_sha256(), NULL, pk) != 1 ||
+	    EVP_DigestSign(ctx, NULL, &sl, msg, msg_len) != 1 || !(sig = malloc(sl)) ||
+	    EVP_DigestSign(ctx, sig, &sl, msg, msg_len) != 1)
+		goto out;
+	int n = i2d_PUBKEY(pk, &der);
+	if (n <= 0)
+		goto out;
+	*ret_spki = malloc((size_t)n);
+	if (!*ret_spki) {
+		r = -ENOMEM;
+		goto out;
+	}
+	memcpy(*ret_spki, der, (size_t)n);
+	*ret_spki_len = (size_t)n;
+	*ret_sig = sig;
+	*ret_sig_len = sl;
+	sig = NULL;
+	r = 0;
+out:
+	free(sig);
+	OPENSSL_free(der);
+	EVP_MD_CTX_free(ctx);
+	EVP_PKEY_free(pk);
+	BIO_free(bio);
+	return r;
+}
+
+int snap_store_verify(const uint8_t *spki, size_t spki_len, const void *msg, size_t msg_len,
+		      const uint8_t *sig, size_t sig_len)
+{
+	const unsigned char *p = spki;
+	EVP_PKEY *pk = d2i_PUBKEY(NULL, &p, (long)spki_len);
+	if (!pk || p != spki + spki_len) {
+		EVP_PKEY_free(pk);
+		return -EUCLEAN;
+	}
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	int r = -EBADMSG;
+	if (ctx &&
+	    EVP_DigestVerifyInit(ctx, NULL, is_raw_signer(pk) ? NULL : EVP_sha256(), NULL, pk) ==
+		1 &&
+	    EVP_DigestVerify(ctx, sig, sig_len, msg, msg_len) == 1)
+		r = 0;
+	EVP_MD_CTX_free(ctx);
+	EVP_PKEY_free(pk);
+	return r;
+}
+
+int snap_store_spki_from_pem(const void *pem, size_t len, uint8_t **ret, size_t *ret_len)
+{
+	BIO *bio = BIO_new_mem_buf(pem, (int)len);
+	EVP_PKEY *pk = NULL;
+	X509 *x = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+	if (x) {
+		pk = X509_get_pubkey(x);
+	} else if (bio) {
+		BIO_reset(bio);
+		pk = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
+		if (!pk) {
+			BIO_reset(bio);
+			pk = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+		}
+	}
+	unsigned char *der = NULL;
+	int n = pk ? i2d_PUBKEY(pk, &der) : -1;
+	int r = -EINVAL;
+	if (n > 0 && (*ret = malloc((size_t)n))) {
+		memcpy(*ret, der, (size_t)n);
+		*ret_len = (size_t)n;
+		r = 0;
+	}
+	OPENSSL_free(der);
+	EVP_PKEY_free(pk);
+	X509_free(x);
+	BIO_free(bio);
+	return r;
+}
+
+int snap_store_signed_message(const uint8_t header[SNAP_STORE_HEADER_SIZE], const uint8_t *keys,
+			      size_t keys_len, const uint8_t *meta, size_t meta_len,
+			      const uint8_t *index, size_t index_len,
+			      uint8_t out[SNAP_STORE_SIGNED_MSG_SIZE])
+{
+	size_t l = sizeof(SNAP_STORE_SIGNATURE_LABEL) - 1;
+	memcpy(out, SNAP_STORE_SIGNATURE_LABEL, l);
+	memcpy(out + l, header, SNAP_STORE_HEADER_SIZE);
+	uint8_t *d = out + l + SNAP_STORE_HEADER_SIZE;
+	const void *p[] = {keys ? (const void *)keys : (const void *)"", meta, index};
+	const size_t n[] = {keys ? keys_len : 0, meta_len, index_len};
+	for (int i = 0; i < 3; i++) {
+		int r = snap_store_mac(NULL, &p[i], &n[i], 1, d + 32 * i);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}

@@ -77,4 +77,23 @@ int snap_store_slot_rsa_make(const void *cert_pem, size_t len,
 int snap_store_slots_rsa_open(const struct snap_store_keys *k, const void *key_pem, size_t len,
 			      uint8_t ret_dk[SNAP_STORE_KEY_SIZE], const char **ret_detail);
 
+#define SNAP_STORE_SIGNED_MSG_SIZE (sizeof(SNAP_STORE_SIGNATURE_LABEL) - 1 + 128 + 3 * 32)
+/* The signed message: label || header || SHA-256(KEYS record, or of nothing) ||
+ * SHA-256(META record) || SHA-256(INDEX record). */
+int snap_store_signed_message(const uint8_t header[SNAP_STORE_HEADER_SIZE], const uint8_t *keys,
+			      size_t keys_len, const uint8_t *meta, size_t meta_len,
+			      const uint8_t *index, size_t index_len,
+			      uint8_t out[SNAP_STORE_SIGNED_MSG_SIZE]);
+
+/* Signs msg with a PEM private key (RSA: PKCS#1 v1.5, EC: ECDSA, both over SHA-256; Ed25519
+ * as itself). ret_sig and ret_spki (the signer's DER SubjectPublicKeyInfo) are malloc'd. */
+int snap_store_sign(const void *key_pem, size_t key_len, const void *msg, size_t msg_len,
+		    uint8_t **ret_sig, size_t *ret_sig_len, uint8_t **ret_spki,
+		    size_t *ret_spki_len, const char **ret_detail);
+/* -EBADMSG when the signature does not verify under the DER public key. */
+int snap_store_verify(const uint8_t *spki, size_t spki_len, const void *msg, size_t msg_len,
+		      const uint8_t *sig, size_t sig_len);
+/* DER SubjectPublicKeyInfo of a PEM certificate or public key (or private key). */
+int snap_store_spki_from_pem(const void *pem, size_t len, uint8_t **ret, size_t *ret_len);
+
 #endif

@@ -139,7 +139,7 @@ int snap_store_prefix_decode(const uint8_t *buf, size_t len, struct snap_store_p
 	    .crc = snap_get_le32(buf + 4),
 	    .length = snap_get_le64(buf + 8),
 	};
-	if (p.type < SNAP_STORE_REC_KEYS || p.type > SNAP_STORE_REC_INDEX ||
+	if (p.type < SNAP_STORE_REC_KEYS || p.type > SNAP_STORE_REC_SIGNATURE ||
 	    p.length < SNAP_STORE_PREFIX_SIZE || p.length > SNAP_STORE_MAX_RECORD)
 		return -EUCLEAN;
 	*ret = p;
@@ -255,8 +255,8 @@ int snap_store_footer_decode(const uint8_t *buf, size_t len, struct snap_store_f
 	memcpy(f.image_id, buf + 32, SNAP_STORE_ID_SIZE);
 	if (f.index_length < SNAP_STORE_PREFIX_SIZE + SNAP_STORE_TAG_SIZE ||
 	    f.index_offset < SNAP_STORE_HEADER_SIZE || f.image_size < SNAP_STORE_FOOTER_SIZE ||
-	    f.index_length > f.image_size || f.index_offset > f.image_size - f.index_length ||
-	    f.index_offset + f.index_length != f.image_size - SNAP_STORE_FOOTER_SIZE) {
+	    f.index_length > f.image_size - SNAP_STORE_FOOTER_SIZE ||
+	    f.index_offset > f.image_size - SNAP_STORE_FOOTER_SIZE - f.index_length) {
 		set_detail(ret_detail, "invalid footer field");
 		return -EUCLEAN;
 	}
@@ -1062,4 +1062,37 @@ int snap_store_volume_digest(uint32_t volume, uint64_t size, const struct snap_e
 	ok = ok && EVP_DigestFinal_ex(ctx, out, &n);
 	EVP_MD_CTX_free(ctx);
 	return ok ? 0 : -EIO;
+}
+
+/* ---- SIGNATURE ---- */
+
+int snap_store_signature_encode(const struct snap_store_signature *s, uint8_t **ret,
+				size_t *ret_len)
+{
+	struct wbuf b = {0};
+	wb_le32(&b, (uint32_t)s->spki_len);
+	wb_bytes(&b, s->spki, s->spki_len);
+	wb_le32(&b, (uint32_t)s->sig_len);
+	wb_bytes(&b, s->sig, s->sig_len);
+	if (b.err) {
+		free(b.p);
+		return b.err;
+	}
+	*ret = b.p;
+	*ret_len = b.len;
+	return 0;
+}
+
+int snap_store_signature_decode(const uint8_t *buf, size_t len, struct snap_store_signature *ret)
+{
+	if (len < 8)
+		return -EUCLEAN;
+	uint32_t kl = snap_get_le32(buf);
+	if (kl == 0 || kl > 16384 || kl > len - 8)
+		return -EUCLEAN;
+	uint32_t sl = snap_get_le32(buf + 4 + kl);
+	if (sl == 0 || sl > 16384 || sl != len - 8 - kl)
+		return -EUCLEAN;
+	*ret = (struct snap_store_signature){buf + 4, kl, buf + 8 + kl, sl};
+	return 0;
 }

@@ -44,7 +44,7 @@
 #define SNAP_STORE_INCOMPAT_ENCRYPTED 0x1u /* frames sealed with AES-256-GCM, KEYS record */
 #define SNAP_STORE_INCOMPAT_PARENT 0x2u	   /* reserved: incremental image over a parent */
 #define SNAP_STORE_INCOMPAT_SUPPORTED (SNAP_STORE_INCOMPAT_ENCRYPTED)
-#define SNAP_STORE_COMPAT_SIGNATURE 0x1u /* reserved: SIGNATURE record after INDEX */
+#define SNAP_STORE_COMPAT_SIGNATURE 0x1u /* a SIGNATURE record between INDEX and footer */
 #define SNAP_STORE_RO_COMPAT_SUPPORTED 0u
 
 enum snap_store_record {
@@ -52,7 +52,23 @@ enum snap_store_record {
 	SNAP_STORE_REC_META = 2,
 	SNAP_STORE_REC_FRAME = 3,
 	SNAP_STORE_REC_INDEX = 4,
+	SNAP_STORE_REC_SIGNATURE = 5,
 };
+
+/* The label that starts a signed message (formats/STORE_FORMAT.md, "Signature"). */
+#define SNAP_STORE_SIGNATURE_LABEL "snapbundle-store-v1 signature"
+
+/* SIGNATURE payload (between prefix and tag): le32 spki_len, DER SubjectPublicKeyInfo of the
+ * signer, le32 sig_len, signature. Pointers point into buf. */
+struct snap_store_signature {
+	const uint8_t *spki;
+	size_t spki_len;
+	const uint8_t *sig;
+	size_t sig_len;
+};
+int snap_store_signature_encode(const struct snap_store_signature *s, uint8_t **ret,
+				size_t *ret_len);
+int snap_store_signature_decode(const uint8_t *buf, size_t len, struct snap_store_signature *ret);
 
 /* Frame flags */
 #define SNAP_STORE_FRAME_DEFLATE 0x1u	/* payload is raw deflate (RFC 1951) */

@@ -121,6 +121,10 @@ int cmd_inspect_store(int argc, char **argv)
 	       in.authenticated ? (in.encrypted ? "metadata and index authenticated (HMAC-SHA256)"
 						: "metadata and index checked (SHA-256)")
 				: "not checked (give -k KEY or --passphrase-file)");
+	if (in.compat & 0x1)
+		printf("signature:    %s\n", in.signed_image ? "valid" : "invalid");
+	if (in.signed_image)
+		printf("signer:       sha256 of public key %s\n", in.signer_key_id);
 	printf("frame size:   %s\n", tool_size(a, in.frame_size));
 	printf("size:         %s object, %s of volumes, %s in %" PRIu64 " frames, %s stored\n",
 	       tool_size(a, in.image_size), tool_size(b, in.logical_bytes),

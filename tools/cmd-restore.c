@@ -27,6 +27,7 @@ static void usage(FILE *f)
 	    "  --name NEW                 name of the restored image\n"
 	    "  -k, --key KEY              PEM private key of a recipient\n"
 	    "  --passphrase-file FILE\n"
+	    "  --signer CERT              require a valid signature by this key\n"
 	    "  --threads N\n"
 	    "  --progress[=bar|json|none]\n"
 	    "  --force                    replace an existing output\n");
@@ -40,7 +41,8 @@ enum {
 	OPT_PASSFILE,
 	OPT_THREADS,
 	OPT_PROGRESS,
-	OPT_FORCE
+	OPT_FORCE,
+	OPT_SIGNER,
 };
 
 int cmd_restore(int argc, char **argv)
@@ -52,6 +54,7 @@ int cmd_restore(int argc, char **argv)
 	    {"range", required_argument, NULL, OPT_RANGE},
 	    {"name", required_argument, NULL, OPT_NAME},
 	    {"key", required_argument, NULL, 'k'},
+	    {"signer", required_argument, NULL, OPT_SIGNER},
 	    {"passphrase-file", required_argument, NULL, OPT_PASSFILE},
 	    {"threads", required_argument, NULL, OPT_THREADS},
 	    {"progress", optional_argument, NULL, OPT_PROGRESS},
@@ -76,6 +79,9 @@ int cmd_restore(int argc, char **argv)
 		case 'o':
 			output = optarg;
 			snap_job_set_string(job, SNAP_SPARAM_OUTPUT, optarg);
+			break;
+		case OPT_SIGNER:
+			snap_job_set_string(job, SNAP_SPARAM_TRUSTED_SIGNER, optarg);
 			break;
 		case 'k':
 			snap_job_set_string(job, SNAP_SPARAM_PRIVATE_KEY, optarg);

@@ -31,6 +31,7 @@ static void usage(FILE *f)
 	       "  --block-device-mapping V=D repeatable\n"
 	       "  --recipient CERT           encrypt for this X.509 certificate (repeatable)\n"
 	       "  --passphrase-file FILE     encrypt with a key derived from the passphrase\n"
+	       "  --sign-key KEY             sign header, keys, metadata, index (PEM private key)\n"
 	       "  --level N                  compression level 0-3 (default 1)\n"
 	       "  --threads N                worker threads (default: every CPU)\n"
 	       "  --frame-size SIZE          bytes per frame (default 4M)\n"
@@ -92,6 +93,7 @@ enum {
 	OPT_KEEP_UNPARTITIONED,
 	OPT_NO_FS_SKIP,
 	OPT_EXACT,
+	OPT_SIGN_KEY,
 };
 
 int cmd_store(int argc, char **argv)
@@ -116,6 +118,7 @@ int cmd_store(int argc, char **argv)
 	    {"keep-unpartitioned", no_argument, NULL, OPT_KEEP_UNPARTITIONED},
 	    {"no-fs-skip", no_argument, NULL, OPT_NO_FS_SKIP},
 	    {"exact", no_argument, NULL, OPT_EXACT},
+	    {"sign-key", required_argument, NULL, OPT_SIGN_KEY},
 	    /* test-only: reproducible images for the golden vector (never for real images) */
 	    {"test-seed", required_argument, NULL, OPT_TEST_SEED},
 	    {"creation-time", required_argument, NULL, OPT_CTIME},
@@ -217,6 +220,9 @@ int cmd_store(int argc, char **argv)
 			break;
 		case OPT_KEEP_UNPARTITIONED:
 			snap_job_set_param(job, SNAP_PARAM_KEEP_UNPARTITIONED, 1);
+			break;
+		case OPT_SIGN_KEY:
+			snap_job_set_string(job, SNAP_SPARAM_SIGNING_KEY, optarg);
 			break;
 		case OPT_NO_FS_SKIP:
 			snap_job_set_param(job, SNAP_PARAM_FS_SKIP, 0);

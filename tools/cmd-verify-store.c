@@ -12,15 +12,17 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: snapbundle verify IMAGE.bin|- [-k KEY | --passphrase-file FILE] "
+		   "[--signer CERT] "
 		   "[--threads N] [--progress[=MODE]]\n");
 }
 
-enum { OPT_PASSFILE = 256, OPT_THREADS, OPT_PROGRESS };
+enum { OPT_PASSFILE = 256, OPT_THREADS, OPT_PROGRESS, OPT_SIGNER };
 
 int cmd_verify_store(int argc, char **argv)
 {
 	static const struct option opts[] = {
 	    {"key", required_argument, NULL, 'k'},
+	    {"signer", required_argument, NULL, OPT_SIGNER},
 	    {"passphrase-file", required_argument, NULL, OPT_PASSFILE},
 	    {"threads", required_argument, NULL, OPT_THREADS},
 	    {"progress", optional_argument, NULL, OPT_PROGRESS},
@@ -35,6 +37,9 @@ int cmd_verify_store(int argc, char **argv)
 	tool_log_setup(false);
 	while ((c = getopt_long(argc, argv, "k:h", opts, NULL)) != -1) {
 		switch (c) {
+		case OPT_SIGNER:
+			snap_job_set_string(job, SNAP_SPARAM_TRUSTED_SIGNER, optarg);
+			break;
 		case 'k':
 			snap_job_set_string(job, SNAP_SPARAM_PRIVATE_KEY, optarg);
 			break;

@@ -209,6 +209,37 @@ def main():
         if m.digest() != vdig:
             die("volume %d digest" % v)
         # ZERO extents are holes in the fresh files already
+    signer = None
+    if compat & 1:
+        sig_rec = record(5)
+        if hashlib.sha256(zero_crc(sig_rec)[:-32]).digest() != sig_rec[-32:]:
+            die("SIGNATURE tag")
+        body = sig_rec[16:-32]
+        (kl,) = struct.unpack_from("<I", body, 0)
+        spki = body[4:4 + kl]
+        (sl,) = struct.unpack_from("<I", body, 4 + kl)
+        sig = body[8 + kl:8 + kl + sl]
+        msg = (b"snapbundle-store-v1 signature" + h + hashlib.sha256(keys_rec).digest() +
+               hashlib.sha256(meta_rec).digest() + hashlib.sha256(idx).digest())
+        from cryptography.hazmat.primitives import hashes as H
+        from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+        from cryptography.hazmat.primitives.serialization import load_der_public_key
+        pub = load_der_public_key(spki)
+        try:
+            if isinstance(pub, rsa.RSAPublicKey):
+                pub.verify(sig, msg, padding.PKCS1v15(), H.SHA256())
+            elif isinstance(pub, ec.EllipticCurvePublicKey):
+                pub.verify(sig, msg, ec.ECDSA(H.SHA256()))
+            else:
+                pub.verify(sig, msg)
+        except Exception:
+            die("signature does not verify")
+        signer = hashlib.sha256(spki).hexdigest()
+        if len(sys.argv) and os.environ.get("STORE_READER_DUMP"):
+            d = os.environ["STORE_READER_DUMP"]
+            open(d + "/msg", "wb").write(msg)
+            open(d + "/sig", "wb").write(sig)
+            open(d + "/spki.der", "wb").write(spki)
     foot = data[pos:pos + 64]
     if len(foot) != 64 or foot[:8] != b"SNAPFOOT":
         die("no footer (truncated)")
@@ -219,7 +250,8 @@ def main():
         die("footer fields")
     for f in outs:
         f.close()
-    print("ok: %d volumes (%s), %d frames" % (len(sizes), ", ".join(devices), nframes))
+    print("ok: %d volumes (%s), %d frames%s" % (len(sizes), ", ".join(devices), nframes,
+                                              ", signed by " + signer if signer else ""))
 
 
 main()
