@@ -446,6 +446,11 @@ static int restore_random(struct rctx *c)
 			struct snap_store_frame hdrf = {.flags = e->flags,
 							.stored_len = e->stored_len};
 			size_t len = (size_t)snap_store_frame_record_len(&hdrf);
+			if (len > (size_t)img->hdr.frame_size + SNAP_STORE_FRAME_HEADER_SIZE +
+				      SNAP_STORE_GCM_TAG_SIZE)
+				return snap_job_fail(c->job, -EUCLEAN,
+						     "index entry of frame %llu is too long",
+						     (unsigned long long)k);
 			int r = store_image_pread(img, sl->rec, len, e->file_offset, "frame");
 			if (r < 0)
 				return snap_job_fail(c->job, r, "%s", snap_store_image_error(img));

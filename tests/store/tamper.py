@@ -10,6 +10,8 @@ tamper.py IMG frames                 print "number file_offset record_length" pe
 tamper.py IMG record TYPE            print "offset length" of the first record of TYPE
 tamper.py IMG swap I J               exchange frame records I and J (same length required)
 tamper.py IMG graft DONOR I          replace frame record I with the donor image's frame I
+tamper.py IMG index-stored I VALUE   set stored_len of index entry I; recompute the INDEX tag
+                                     (plain SHA-256: unencrypted images only) and CRC
 """
 import struct
 import sys
@@ -65,6 +67,21 @@ def main():
         assert ni == nj, "frames differ in length"
         a, b = bytes(d[pi:pi + ni]), bytes(d[pj:pj + nj])
         d[pi:pi + ni], d[pj:pj + nj] = b, a
+    elif op == "index-stored":
+        import hashlib
+        for p, t, n in records(d):
+            if t == 4:
+                break
+        body = p + 16
+        nvol = struct.unpack_from("<I", d, body)[0]
+        q = body + 64
+        for _ in range(nvol):
+            ne = struct.unpack_from("<Q", d, q)[0]
+            q += 56 + 24 * ne
+        struct.pack_into("<I", d, q + 64 * int(args[0]) + 28, int(args[1]))
+        d[p + 4:p + 8] = b"\0\0\0\0"
+        d[p + n - 32:p + n] = hashlib.sha256(bytes(d[p:p + n - 32])).digest()
+        crc_fix(d, p, n)
     elif op == "graft":
         donor = bytearray(open(args[0], "rb").read())
         i = int(args[1])

@@ -90,5 +90,10 @@ read -r p3 _ < <($TP plain.bin frames | awk '$1 == 3 { print $2, $3 }')
 cp plain.bin t.bin && $TP t.bin flip $((p3 + 96 + 7))
 expect_fail "digest mismatch (corrupt frame)" out/r.img -- \
 	"$B" restore t.bin -o out/r.img --progress=none
+# a forged index (unencrypted: its SHA-256 tag can be recomputed) never drives a read past a
+# frame buffer
+cp plain.bin t.bin && $TP t.bin index-stored 0 4000000000
+expect_fail "index entry of frame 0 is inconsistent" out/r.img -- \
+	"$B" restore t.bin -o out/r.img --progress=none
 [ -z "$(ls -A out)" ] || fail "out/ is not empty"
 echo "tamper: ok"
