@@ -39,6 +39,7 @@ static void usage(FILE *f)
 	       "  --keep-unpartitioned       keep space outside every partition (default: unused)\n"
 	       "  --no-fs-skip               keep filesystem free space (default: unused)\n"
 	       "  --exact                    both: the restore is byte-identical to the source\n"
+	       "  --no-direct                read through the page cache (no O_DIRECT)\n"
 	       "  --force                    replace an existing output\n");
 }
 
@@ -94,6 +95,7 @@ enum {
 	OPT_NO_FS_SKIP,
 	OPT_EXACT,
 	OPT_SIGN_KEY,
+	OPT_NO_DIRECT,
 };
 
 int cmd_store(int argc, char **argv)
@@ -119,6 +121,7 @@ int cmd_store(int argc, char **argv)
 	    {"no-fs-skip", no_argument, NULL, OPT_NO_FS_SKIP},
 	    {"exact", no_argument, NULL, OPT_EXACT},
 	    {"sign-key", required_argument, NULL, OPT_SIGN_KEY},
+	    {"no-direct", no_argument, NULL, OPT_NO_DIRECT},
 	    /* test-only: reproducible images for the golden vector (never for real images) */
 	    {"test-seed", required_argument, NULL, OPT_TEST_SEED},
 	    {"creation-time", required_argument, NULL, OPT_CTIME},
@@ -220,6 +223,9 @@ int cmd_store(int argc, char **argv)
 			break;
 		case OPT_KEEP_UNPARTITIONED:
 			snap_job_set_param(job, SNAP_PARAM_KEEP_UNPARTITIONED, 1);
+			break;
+		case OPT_NO_DIRECT:
+			snap_job_set_param(job, SNAP_PARAM_NO_DIRECT, 1);
 			break;
 		case OPT_SIGN_KEY:
 			snap_job_set_string(job, SNAP_SPARAM_SIGNING_KEY, optarg);
