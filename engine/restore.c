@@ -74,6 +74,7 @@ struct rctx {
 	struct snap_store_index_frame *seen; /* sequential path: frames as they arrived */
 	uint64_t nseen, cap_seen;
 	uint64_t frames_read;
+	bool skips_counted; /* ZERO/UNUSED bytes already in bytes_done (random path) */
 };
 
 /* ---- workers ---- */
@@ -397,8 +398,10 @@ static int restore_zero(struct rctx *c)
 			uint64_t b = e->offset + e->length < v->hi ? e->offset + e->length : v->hi;
 			if (a >= b || e->kind == SNAP_EXTENT_DATA)
 				continue;
-			c->job->progress.bytes_done += b - a;
-			c->job->progress.bytes_skipped += b - a;
+			if (!c->skips_counted) {
+				c->job->progress.bytes_done += b - a;
+				c->job->progress.bytes_skipped += b - a;
+			}
 			if (e->kind != SNAP_EXTENT_ZERO || !v->out)
 				continue;
 			int r = snap_output_zero(v->out, a - v->lo, b - a);
@@ -426,6 +429,21 @@ static int restore_random(struct rctx *c)
 {
 	struct snap_store_image *img = c->img;
 	const struct snap_store_index *ix = &img->ix;
+	/* the index is known up front: what needs no frame counts toward the percentage now */
+	for (size_t vi = 0; vi < c->nvols; vi++) {
+		const struct rvol *v = &c->vols[vi];
+		const struct snap_store_index_volume *iv = &ix->vols[vi];
+		for (size_t k = 0; v->selected && k < iv->nextents; k++) {
+			const struct snap_extent *e = &iv->extents[k];
+			uint64_t a = e->offset > v->lo ? e->offset : v->lo;
+			uint64_t b = e->offset + e->length < v->hi ? e->offset + e->length : v->hi;
+			if (a < b && e->kind != SNAP_EXTENT_DATA) {
+				c->job->progress.bytes_done += b - a;
+				c->job->progress.bytes_skipped += b - a;
+			}
+		}
+	}
+	c->skips_counted = true;
 	for (size_t vi = 0; vi < c->nvols; vi++) {
 		const struct rvol *v = &c->vols[vi];
 		if (!v->selected && !c->verify_only)

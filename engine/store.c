@@ -749,10 +749,13 @@ static int store_data(struct store_ctx *s)
 		}
 		for (size_t i = 0; i < n; i++) {
 			const struct snap_extent *e = snap_map_get(map, i);
-			if (e->kind == SNAP_EXTENT_DATA)
+			if (e->kind == SNAP_EXTENT_DATA) {
 				ranges[nr++] = (struct snap_range){e->offset, e->length};
-			else
+			} else {
+				/* covered without reading: counts toward the percentage at once */
+				s->job->progress.bytes_done += e->length;
 				s->job->progress.bytes_skipped += e->length;
+			}
 		}
 		/* chunks end on frame_size boundaries of the volume, so frames do not depend on
 		 * how the reader cuts requests; the reader gets the chunks as its ranges */
