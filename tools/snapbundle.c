@@ -23,6 +23,9 @@ static const struct subcommand commands[] = {
 	{"version", cmd_version, "print the version"},
 	{"bundle", cmd_bundle, "bundle a disk or image as a classic EC2 bundle"},
 	{"inspect", cmd_inspect, "show a disk's partitions, filesystems and extent map"},
+	{"store", cmd_store, "store disks as one .bin store image"},
+	{"restore", cmd_restore, "restore a .bin store image to files or block devices"},
+	{"verify-store", cmd_verify_store, "check a .bin store image (as verify IMAGE.bin)"},
 	/* further subcommands are added here as each job lands */
 };
 
