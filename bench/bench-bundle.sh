@@ -83,7 +83,7 @@ ours_read=$(sed -n 's/.*(read \(.*\), skipped.*/\1/p' "$run/ours.out")
 cat "$run/ours.out" | sed 's/^/    /'
 echo
 echo "- page cache: $cache; wall $ours_wall s, CPU $ours_cpu s, output $ours_size bytes"
-echo "- stage seconds (`*_cpu`: thread CPU time, deflate summed over workers; others wall): \`$timings\`"
+echo '- stage seconds (*_cpu: thread CPU time, deflate summed over workers; the rest wall time):' "\`$timings\`"
 echo
 
 echo "## Reference pipeline (§1.3)"
