@@ -138,7 +138,7 @@ static bool parse_int(const char *s, long lo, long hi, long *ret)
 	return true;
 }
 
-static void print_summary(struct snap_job *job, bool debug)
+static void print_summary(struct snap_job *job, const char *name, bool debug)
 {
 	uint64_t total = 0, read = 0, skipped = 0, written = 0, parts = 0, ns = 0, stream = 0;
 	snap_job_result_u64(job, SNAP_RESULT_BYTES_TOTAL, &total);
@@ -153,6 +153,7 @@ static void print_summary(struct snap_job *job, bool debug)
 	char a[32], b[32], c[32], d[32], e[32];
 	double s = (double)ns / 1e9;
 	printf("Bundle manifest is %s\n", manifest ? manifest : "?");
+	printf("  bundle name:  %s\n", name);
 	printf("  parts:        %" PRIu64 "\n", parts);
 	printf("  image:        %s (read %s, skipped %s)\n", tool_size(a, total),
 	       tool_size(b, read), tool_size(c, skipped));
@@ -347,7 +348,8 @@ int cmd_bundle(int argc, char **argv)
 
 	r = tool_run_job(job, progress, "bundle");
 	if (r >= 0) {
-		print_summary(job, debug);
+		const char *base = strrchr(image, '/');
+		print_summary(job, prefix ? prefix : base ? base + 1 : image, debug);
 		ret = 0;
 	} else if (r == -ECANCELED) {
 		ret = 130;
