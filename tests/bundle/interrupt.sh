@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# interrupt.sh - SIGINT or SIGTERM in the middle of a bundle: the command exits non-zero and
-# the destination holds nothing, no parts, no temporary files, no manifest.
+# interrupt.sh - SIGINT or SIGTERM in the middle of a bundle, or a write failing mid-run (file
+# size limit): the command exits non-zero, says why, and the destination holds nothing, no
+# parts, no temporary files, no manifest.
 . "$(dirname "$0")/lib.sh"
 make_keys
 
@@ -34,4 +35,15 @@ for sig in INT TERM; do
 	[ -z "$(ls -A "$out")" ] || fail "SIG$sig left: $(ls -A "$out")"
 	grep -q 'cancelled' "$T/progress" || fail "SIG$sig: no message: $(tail -2 "$T/progress")"
 done
+
+# a part write that fails half-way (RLIMIT_FSIZE with SIGXFSZ ignored: write gives EFBIG)
+out="$T/out-efbig"
+mkdir "$out"
+rc=0
+(trap '' XFSZ; ulimit -f 3072; exec "$SNAPBUNDLE" bundle -i "$img" -c "$T/user.pem" \
+	-k "$T/user.key" -u 123456789012 -r x86_64 --ec2cert "$T/ec2.pem" -d "$out" \
+	--part-size 8M --progress=none) 2> "$T/err" > /dev/null || rc=$?
+[ $rc -ne 0 ] || fail "EFBIG: exit status 0"
+grep -q 'cannot write .*part.*File too large' "$T/err" || fail "EFBIG message: $(cat "$T/err")"
+[ -z "$(ls -A "$out")" ] || fail "EFBIG left: $(ls -A "$out")"
 echo ok
