@@ -4,8 +4,12 @@
 #include <string.h>
 
 #include "fs.h"
+#include "fs-util.h"
 
 static const struct snap_fs_driver *const drivers[] = {
+	&snap_fs_ext2,
+	&snap_fs_ext3,
+	&snap_fs_ext4,
 	NULL, /* drivers are listed above this sentinel */
 };
 
