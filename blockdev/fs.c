@@ -10,6 +10,8 @@ static const struct snap_fs_driver *const drivers[] = {
 	&snap_fs_ext2,
 	&snap_fs_ext3,
 	&snap_fs_ext4,
+	&snap_fs_swap,
+	&snap_fs_vfat,
 	NULL, /* drivers are listed above this sentinel */
 };
 
