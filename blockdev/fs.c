@@ -12,6 +12,7 @@ static const struct snap_fs_driver *const drivers[] = {
 	&snap_fs_ext4,
 	&snap_fs_swap,
 	&snap_fs_vfat,
+	&snap_fs_xfs,
 	NULL, /* drivers are listed above this sentinel */
 };
 
