@@ -96,6 +96,6 @@ int snap_fs_emit_flush(struct snap_fs_emitter *em);
 
 /* The drivers (fs-*.c), listed in fs.c's table. */
 extern const struct snap_fs_driver snap_fs_ext2, snap_fs_ext3, snap_fs_ext4;
-extern const struct snap_fs_driver snap_fs_swap, snap_fs_vfat, snap_fs_xfs;
+extern const struct snap_fs_driver snap_fs_swap, snap_fs_vfat, snap_fs_xfs, snap_fs_ntfs;
 
 #endif

@@ -13,6 +13,7 @@ static const struct snap_fs_driver *const drivers[] = {
 	&snap_fs_swap,
 	&snap_fs_vfat,
 	&snap_fs_xfs,
+	&snap_fs_ntfs,
 	NULL, /* drivers are listed above this sentinel */
 };
 
