@@ -91,7 +91,7 @@ static int ntfs_fixup(struct ntfs_vol *v, uint8_t *buf, size_t size, const char 
 static int ntfs_decode_runs(struct ntfs_vol *v, const uint8_t *p, const uint8_t *end,
 			    uint64_t vcn, struct ntfs_runs *out, const char *what)
 {
-	int64_t lcn = 0;
+	uint64_t lcn = 0; /* unsigned: a corrupt delta wraps and fails the range check */
 
 	out->n = 0;
 	while (p < end && *p) {
@@ -111,13 +111,13 @@ static int ntfs_decode_runs(struct ntfs_vol *v, const uint8_t *p, const uint8_t 
 		if (osz < 8 && (p[osz - 1] & 0x80))
 			d |= ~0ull << (8 * osz); /* sign-extend */
 		p += osz;
-		lcn += (int64_t)d;
-		if (lcn < 0 || !len || (uint64_t)lcn >= v->clusters || len > v->clusters - (uint64_t)lcn)
+		lcn += d;
+		if (!len || lcn >= v->clusters || len > v->clusters - lcn)
 			return snap_fs_fail(v->ctx, -EUCLEAN, "ntfs: %s has a run outside the volume",
 					    what);
 		if (out->n == NTFS_MAX_RUNS)
 			return snap_fs_fail(v->ctx, -EOPNOTSUPP, "ntfs: %s is too fragmented", what);
-		out->r[out->n++] = (struct ntfs_run){ .vcn = vcn, .lcn = (uint64_t)lcn, .len = len };
+		out->r[out->n++] = (struct ntfs_run){ .vcn = vcn, .lcn = lcn, .len = len };
 		vcn += len;
 	}
 	return 0;

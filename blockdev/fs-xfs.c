@@ -146,7 +146,8 @@ static int xfs_check_super(struct xfs_fs *fs)
 	fs->agcount = snap_get_be32(sb + 0x58);
 	fs->agblklog = sb[0x7c];
 	if (fs->block_size < 512 || fs->block_size > 65536 ||
-	    (fs->block_size & (fs->block_size - 1)) || fs->block_size != 1u << sb[0x78] ||
+	    (fs->block_size & (fs->block_size - 1)) || sb[0x78] > 16 ||
+	    fs->block_size != 1u << sb[0x78] ||
 	    fs->block_size < fs->sect_size)
 		return snap_fs_fail(ctx, -EUCLEAN, "xfs: bad block size %u", fs->block_size);
 	if (fs->agblocks < 16 || fs->agblklog > 31 || fs->agblocks > 1u << fs->agblklog ||
@@ -479,7 +480,7 @@ static int xfs_map(struct snap_fs_ctx *ctx)
 		return snap_fs_fail(ctx, -EUCLEAN, "xfs: no superblock magic");
 	fs.sect_size = snap_get_be16(head + 0x66);
 	if (fs.sect_size < 512 || fs.sect_size > 32768 || (fs.sect_size & (fs.sect_size - 1)) ||
-	    fs.sect_size != 1u << head[0x79] || fs.sect_size > ctx->part_size)
+	    head[0x79] > 15 || fs.sect_size != 1u << head[0x79] || fs.sect_size > ctx->part_size)
 		return snap_fs_fail(ctx, -EUCLEAN, "xfs: bad sector size %u", fs.sect_size);
 	fs.sb = malloc(fs.sect_size);
 	sect = malloc(fs.sect_size);
