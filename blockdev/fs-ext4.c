@@ -57,12 +57,11 @@
 
 /* Features whose on-disk effect on block allocation we understand. RECOVER is handled on its
  * own (it is the journal-needs-recovery flag); COMPRESSION, JOURNAL_DEV and DIRDATA refuse. */
-#define EXT4_INCOMPAT_KNOWN                                                                    \
-	(EXT4_INCOMPAT_FILETYPE | EXT4_INCOMPAT_RECOVER | EXT4_INCOMPAT_META_BG |              \
-	 EXT4_INCOMPAT_EXTENTS | EXT4_INCOMPAT_64BIT | EXT4_INCOMPAT_MMP |                     \
-	 EXT4_INCOMPAT_FLEX_BG | EXT4_INCOMPAT_EA_INODE | EXT4_INCOMPAT_CSUM_SEED |            \
-	 EXT4_INCOMPAT_LARGEDIR | EXT4_INCOMPAT_INLINE_DATA | EXT4_INCOMPAT_ENCRYPT |          \
-	 EXT4_INCOMPAT_CASEFOLD)
+#define EXT4_INCOMPAT_KNOWN                                                                        \
+	(EXT4_INCOMPAT_FILETYPE | EXT4_INCOMPAT_RECOVER | EXT4_INCOMPAT_META_BG |                  \
+	 EXT4_INCOMPAT_EXTENTS | EXT4_INCOMPAT_64BIT | EXT4_INCOMPAT_MMP | EXT4_INCOMPAT_FLEX_BG | \
+	 EXT4_INCOMPAT_EA_INODE | EXT4_INCOMPAT_CSUM_SEED | EXT4_INCOMPAT_LARGEDIR |               \
+	 EXT4_INCOMPAT_INLINE_DATA | EXT4_INCOMPAT_ENCRYPT | EXT4_INCOMPAT_CASEFOLD)
 
 #define EXT4_RO_COMPAT_SPARSE_SUPER 0x0001
 #define EXT4_RO_COMPAT_LARGE_FILE 0x0002
@@ -84,11 +83,11 @@
 
 /* HAS_SNAPSHOT (next3 snapshots keep blocks outside the bitmaps' usual meaning), REPLICA and
  * ORPHAN_PRESENT (the orphan file holds inodes being deleted) refuse, as does anything new. */
-#define EXT4_RO_COMPAT_KNOWN                                                                   \
-	(EXT4_RO_COMPAT_SPARSE_SUPER | EXT4_RO_COMPAT_LARGE_FILE | EXT4_RO_COMPAT_BTREE_DIR |  \
-	 EXT4_RO_COMPAT_HUGE_FILE | EXT4_RO_COMPAT_GDT_CSUM | EXT4_RO_COMPAT_DIR_NLINK |       \
-	 EXT4_RO_COMPAT_EXTRA_ISIZE | EXT4_RO_COMPAT_QUOTA | EXT4_RO_COMPAT_BIGALLOC |         \
-	 EXT4_RO_COMPAT_METADATA_CSUM | EXT4_RO_COMPAT_READONLY | EXT4_RO_COMPAT_PROJECT |     \
+#define EXT4_RO_COMPAT_KNOWN                                                                       \
+	(EXT4_RO_COMPAT_SPARSE_SUPER | EXT4_RO_COMPAT_LARGE_FILE | EXT4_RO_COMPAT_BTREE_DIR |      \
+	 EXT4_RO_COMPAT_HUGE_FILE | EXT4_RO_COMPAT_GDT_CSUM | EXT4_RO_COMPAT_DIR_NLINK |           \
+	 EXT4_RO_COMPAT_EXTRA_ISIZE | EXT4_RO_COMPAT_QUOTA | EXT4_RO_COMPAT_BIGALLOC |             \
+	 EXT4_RO_COMPAT_METADATA_CSUM | EXT4_RO_COMPAT_READONLY | EXT4_RO_COMPAT_PROJECT |         \
 	 EXT4_RO_COMPAT_SHARED_BLOCKS | EXT4_RO_COMPAT_VERITY)
 
 #define EXT4_BG_BLOCK_UNINIT 0x0002
@@ -185,8 +184,7 @@ static uint64_t ext4_base_meta_blocks(const struct ext4_fs *fs, uint32_t g)
 {
 	uint64_t n = ext4_group_has_super(fs, g) ? 1 : 0;
 
-	if (!(fs->incompat & EXT4_INCOMPAT_META_BG) ||
-	    g / fs->desc_per_block < fs->first_meta_bg) {
+	if (!(fs->incompat & EXT4_INCOMPAT_META_BG) || g / fs->desc_per_block < fs->first_meta_bg) {
 		if (n) {
 			n += (fs->incompat & EXT4_INCOMPAT_META_BG) ? fs->first_meta_bg
 								    : fs->gdt_blocks;
@@ -306,9 +304,10 @@ static int ext4_check_super(struct ext4_fs *fs)
 		uint32_t want = snap_get_le32(sb + 0x3fc);
 		uint32_t got = snap_crc32c(~0u, sb, 0x3fc);
 		if (want != got)
-			return snap_fs_fail(ctx, -EBADMSG,
-					    "ext4: superblock checksum mismatch (0x%08x, expected 0x%08x)",
-					    got, want);
+			return snap_fs_fail(
+			    ctx, -EBADMSG,
+			    "ext4: superblock checksum mismatch (0x%08x, expected 0x%08x)", got,
+			    want);
 	}
 
 	if (fs->incompat & ~EXT4_INCOMPAT_KNOWN)
@@ -369,12 +368,11 @@ static int ext4_check_super(struct ext4_fs *fs)
 				    "ext4: filesystem (%" PRIu64 " blocks of %u) larger than its "
 				    "partition (%" PRIu64 " bytes)",
 				    fs->blocks, fs->block_size, ctx->part_size);
-	uint64_t ngroups = (fs->blocks - fs->first_data_block + fs->blocks_per_group - 1) /
-			   fs->blocks_per_group;
-	if (ngroups > UINT32_MAX ||
-	    ngroups * snap_get_le32(sb + 0x28) != snap_get_le32(sb + 0x00))
-		return snap_fs_fail(ctx, -EUCLEAN, "ext4: inode count does not match %" PRIu64
-				    " groups", ngroups);
+	uint64_t ngroups =
+	    (fs->blocks - fs->first_data_block + fs->blocks_per_group - 1) / fs->blocks_per_group;
+	if (ngroups > UINT32_MAX || ngroups * snap_get_le32(sb + 0x28) != snap_get_le32(sb + 0x00))
+		return snap_fs_fail(ctx, -EUCLEAN,
+				    "ext4: inode count does not match %" PRIu64 " groups", ngroups);
 	fs->ngroups = (uint32_t)ngroups;
 
 	if (fs->incompat & EXT4_INCOMPAT_64BIT) {
@@ -437,8 +435,8 @@ static int ext4_load_gdt(struct ext4_fs *fs)
 {
 	fs->gdt = malloc((size_t)fs->gdt_blocks * fs->block_size);
 	if (!fs->gdt)
-		return snap_fs_fail(fs->ctx, -ENOMEM, "ext4: out of memory for %u descriptor blocks",
-				    fs->gdt_blocks);
+		return snap_fs_fail(fs->ctx, -ENOMEM,
+				    "ext4: out of memory for %u descriptor blocks", fs->gdt_blocks);
 	for (uint32_t i = 0; i < fs->gdt_blocks; i++) {
 		uint64_t b = ext4_desc_block(fs, i);
 		if (b >= fs->blocks)
@@ -493,7 +491,8 @@ static int ext4_pin_metadata(struct ext4_fs *fs)
 	if (r >= 0 && (fs->incompat & EXT4_INCOMPAT_MMP)) {
 		uint64_t mmp = snap_get_le64(fs->sb + 0x168);
 		if (mmp >= fs->blocks)
-			return snap_fs_fail(fs->ctx, -EUCLEAN, "ext4: MMP block outside the filesystem");
+			return snap_fs_fail(fs->ctx, -EUCLEAN,
+					    "ext4: MMP block outside the filesystem");
 		r = ext4_pin_blocks(fs, mmp, 1);
 	}
 	if (r >= 0)
@@ -569,9 +568,9 @@ static void ext4_uninit_bitmap(const struct ext4_fs *fs, uint32_t g, uint8_t *bi
 	uint64_t first = ext4_group_first_block(fs, g);
 	uint64_t meta = (ext4_base_meta_blocks(fs, g) + fs->ratio - 1) / fs->ratio;
 	uint64_t own[3][2] = {
-		{ ext4_block_bitmap(fs, g), 1 },
-		{ ext4_inode_bitmap(fs, g), 1 },
-		{ ext4_inode_table(fs, g), ext4_itable_blocks(fs) },
+	    {ext4_block_bitmap(fs, g), 1},
+	    {ext4_inode_bitmap(fs, g), 1},
+	    {ext4_inode_table(fs, g), ext4_itable_blocks(fs)},
 	};
 
 	memset(bitmap, 0, (nbits + 7) / 8);
@@ -652,7 +651,7 @@ static int ext4_walk_groups(struct ext4_fs *fs, uint64_t *ret_free)
 
 static int ext4_map(struct snap_fs_ctx *ctx)
 {
-	struct ext4_fs fs = { .ctx = ctx };
+	struct ext4_fs fs = {.ctx = ctx};
 	uint64_t nfree = 0;
 	int r;
 
@@ -681,8 +680,8 @@ static int ext4_map(struct snap_fs_ctx *ctx)
 	if (r >= 0) {
 		uint64_t clusters = (fs.blocks - fs.first_data_block + fs.ratio - 1) / fs.ratio;
 		uint64_t used = clusters > nfree ? clusters - nfree : 0;
-		ctx->used_bytes = used * fs.ratio * fs.block_size +
-				  (uint64_t)fs.first_data_block * fs.block_size;
+		ctx->used_bytes =
+		    used * fs.ratio * fs.block_size + (uint64_t)fs.first_data_block * fs.block_size;
 		if (!(snap_get_le16(fs.sb + 0x3a) & EXT4_STATE_VALID))
 			snprintf(ctx->note, sizeof(ctx->note),
 				 "ext4: not marked clean (mounted or frozen), journal empty");
@@ -693,6 +692,6 @@ out:
 	return r;
 }
 
-const struct snap_fs_driver snap_fs_ext2 = { .name = "ext2", .map = ext4_map };
-const struct snap_fs_driver snap_fs_ext3 = { .name = "ext3", .map = ext4_map };
-const struct snap_fs_driver snap_fs_ext4 = { .name = "ext4", .map = ext4_map };
+const struct snap_fs_driver snap_fs_ext2 = {.name = "ext2", .map = ext4_map};
+const struct snap_fs_driver snap_fs_ext3 = {.name = "ext3", .map = ext4_map};
+const struct snap_fs_driver snap_fs_ext4 = {.name = "ext4", .map = ext4_map};

@@ -84,8 +84,8 @@ static int fat_parse(struct fat_vol *v, const uint8_t *bs)
 	if (fat32 && root_entries)
 		return snap_fs_fail(ctx, -EUCLEAN, "vfat: FAT32 with a fixed root directory");
 	if (!fat32 && (!root_entries || v->clusters >= 65525))
-		return snap_fs_fail(ctx, -EUCLEAN, "vfat: bad FAT12/16 layout (%" PRIu64 " clusters)",
-				    v->clusters);
+		return snap_fs_fail(
+		    ctx, -EUCLEAN, "vfat: bad FAT12/16 layout (%" PRIu64 " clusters)", v->clusters);
 	if (v->clusters + 2 > 0x0ffffff7)
 		return snap_fs_fail(ctx, -EUCLEAN, "vfat: too many clusters");
 	v->fat_start = (uint64_t)reserved * v->bps;
@@ -97,8 +97,8 @@ static int fat_parse(struct fat_vol *v, const uint8_t *bs)
 				    v->clusters);
 	if (v->total_bytes > ctx->part_size)
 		return snap_fs_fail(ctx, -EUCLEAN,
-				    "vfat: volume (%" PRIu64 " bytes) larger than its partition (%" PRIu64
-				    " bytes)",
+				    "vfat: volume (%" PRIu64
+				    " bytes) larger than its partition (%" PRIu64 " bytes)",
 				    v->total_bytes, ctx->part_size);
 
 	v->mirrored = true;
@@ -122,13 +122,14 @@ static int fat_parse(struct fat_vol *v, const uint8_t *bs)
 	}
 	/* the extended boot signature says whether the state byte is meaningful */
 	if (bs[v->bits == 32 ? 0x42 : 0x26] == 0x29 && (state & 0x01))
-		return snap_fs_fail(ctx, -EUCLEAN, "vfat: volume marked dirty (not cleanly unmounted)");
+		return snap_fs_fail(ctx, -EUCLEAN,
+				    "vfat: volume marked dirty (not cleanly unmounted)");
 	return 0;
 }
 
 static int fat_map(struct snap_fs_ctx *ctx)
 {
-	struct fat_vol v = { .ctx = ctx };
+	struct fat_vol v = {.ctx = ctx};
 	struct snap_fs_emitter unused;
 	uint8_t bs[512];
 	uint8_t *win = NULL, *other = NULL;
@@ -178,9 +179,10 @@ static int fat_map(struct snap_fs_ctx *ctx)
 			for (uint64_t i = e0 ? 0 : 2; i < n; i++) {
 				uint64_t at = v.bits == 12 ? e0 + i : i;
 				if (fat_entry(&v, win, at) != fat_entry(&v, other, at)) {
-					r = snap_fs_fail(ctx, -EUCLEAN,
-							 "vfat: FAT copies 0 and %u differ at cluster %"
-							 PRIu64, k, e0 + i);
+					r = snap_fs_fail(
+					    ctx, -EUCLEAN,
+					    "vfat: FAT copies 0 and %u differ at cluster %" PRIu64,
+					    k, e0 + i);
 					goto out;
 				}
 			}
@@ -190,8 +192,9 @@ static int fat_map(struct snap_fs_ctx *ctx)
 			uint32_t e1 = fat_entry(&v, win, 1);
 			uint32_t clean = v.bits == 16 ? 0x8000 : 0x08000000;
 			if (!(e1 & clean)) {
-				r = snap_fs_fail(ctx, -EUCLEAN,
-						 "vfat: volume not cleanly unmounted (FAT entry 1)");
+				r = snap_fs_fail(
+				    ctx, -EUCLEAN,
+				    "vfat: volume not cleanly unmounted (FAT entry 1)");
 				goto out;
 			}
 		}
@@ -219,4 +222,4 @@ out:
 	return r;
 }
 
-const struct snap_fs_driver snap_fs_vfat = { .name = "vfat", .map = fat_map };
+const struct snap_fs_driver snap_fs_vfat = {.name = "vfat", .map = fat_map};

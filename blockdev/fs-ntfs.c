@@ -88,8 +88,8 @@ static int ntfs_fixup(struct ntfs_vol *v, uint8_t *buf, size_t size, const char 
 }
 
 /* Decodes a mapping-pairs array into runs (sparse runs refuse: no system file is sparse). */
-static int ntfs_decode_runs(struct ntfs_vol *v, const uint8_t *p, const uint8_t *end,
-			    uint64_t vcn, struct ntfs_runs *out, const char *what)
+static int ntfs_decode_runs(struct ntfs_vol *v, const uint8_t *p, const uint8_t *end, uint64_t vcn,
+			    struct ntfs_runs *out, const char *what)
 {
 	uint64_t lcn = 0; /* unsigned: a corrupt delta wraps and fails the range check */
 
@@ -113,11 +113,12 @@ static int ntfs_decode_runs(struct ntfs_vol *v, const uint8_t *p, const uint8_t 
 		p += osz;
 		lcn += d;
 		if (!len || lcn >= v->clusters || len > v->clusters - lcn)
-			return snap_fs_fail(v->ctx, -EUCLEAN, "ntfs: %s has a run outside the volume",
-					    what);
+			return snap_fs_fail(v->ctx, -EUCLEAN,
+					    "ntfs: %s has a run outside the volume", what);
 		if (out->n == NTFS_MAX_RUNS)
-			return snap_fs_fail(v->ctx, -EOPNOTSUPP, "ntfs: %s is too fragmented", what);
-		out->r[out->n++] = (struct ntfs_run){ .vcn = vcn, .lcn = lcn, .len = len };
+			return snap_fs_fail(v->ctx, -EOPNOTSUPP, "ntfs: %s is too fragmented",
+					    what);
+		out->r[out->n++] = (struct ntfs_run){.vcn = vcn, .lcn = lcn, .len = len};
 		vcn += len;
 	}
 	return 0;
@@ -153,7 +154,8 @@ static int ntfs_read_record(struct ntfs_vol *v, uint64_t recno, const char *what
 		if (vcn < run->vcn || vcn >= run->vcn + run->len)
 			continue;
 		uint64_t off = (run->lcn + (vcn - run->vcn)) * v->cluster + in;
-		if (v->rec_size > v->cluster && (vcn - run->vcn + v->rec_size / v->cluster) > run->len)
+		if (v->rec_size > v->cluster &&
+		    (vcn - run->vcn + v->rec_size / v->cluster) > run->len)
 			break;
 		r = v->ctx->read(v->ctx, off, v->rec, v->rec_size);
 		if (r < 0)
@@ -201,7 +203,8 @@ static uint64_t ntfs_runs_clusters(const struct ntfs_runs *runs)
 static int ntfs_pin_runs(struct ntfs_vol *v, const struct ntfs_runs *runs)
 {
 	for (size_t i = 0; i < runs->n; i++) {
-		int r = v->ctx->pin(v->ctx, runs->r[i].lcn * v->cluster, runs->r[i].len * v->cluster);
+		int r =
+		    v->ctx->pin(v->ctx, runs->r[i].lcn * v->cluster, runs->r[i].len * v->cluster);
 		if (r < 0)
 			return r;
 		if (v->nsys < sizeof(v->sys) / sizeof(v->sys[0]))
@@ -281,15 +284,17 @@ static int ntfs_check_logfile(struct ntfs_vol *v, const struct ntfs_runs *log)
 	uint32_t psize = snap_get_le32(page + 0x10);
 	if (!memcmp(page, "RSTR", 4)) {
 		if (psize < 512 || psize > 8192 || (psize & (psize - 1))) {
-			r = snap_fs_fail(v->ctx, -EUCLEAN, "ntfs: bad $LogFile page size %u", psize);
+			r = snap_fs_fail(v->ctx, -EUCLEAN, "ntfs: bad $LogFile page size %u",
+					 psize);
 			goto out;
 		}
 	} else {
 		/* emptied: all 0xff across the restart pages */
 		for (size_t i = 0; i < 4096; i++) {
 			if (page[i] != 0xff) {
-				r = snap_fs_fail(v->ctx, -EUCLEAN,
-						 "ntfs: $LogFile has no restart page (log not clean)");
+				r = snap_fs_fail(
+				    v->ctx, -EUCLEAN,
+				    "ntfs: $LogFile has no restart page (log not clean)");
 				goto out;
 			}
 		}
@@ -360,13 +365,14 @@ static int ntfs_walk_bitmap(struct ntfs_vol *v, const struct ntfs_runs *bm, uint
 	snap_fs_emitter_init(&em, v->ctx, v->ctx->mark_unused);
 	uint64_t bytes = (v->clusters + 7) / 8;
 	for (uint64_t off = 0; off < bytes && r >= 0; off += NTFS_BITMAP_CHUNK) {
-		size_t n = bytes - off < NTFS_BITMAP_CHUNK ? (size_t)(bytes - off) : NTFS_BITMAP_CHUNK;
+		size_t n =
+		    bytes - off < NTFS_BITMAP_CHUNK ? (size_t)(bytes - off) : NTFS_BITMAP_CHUNK;
 		r = ntfs_read_runs(v, bm, off, buf, n, "$Bitmap");
 		if (r < 0)
 			break;
 		uint64_t base = off * 8;
-		size_t nbits = base + (uint64_t)n * 8 > v->clusters ? (size_t)(v->clusters - base)
-								     : n * 8;
+		size_t nbits =
+		    base + (uint64_t)n * 8 > v->clusters ? (size_t)(v->clusters - base) : n * 8;
 		for (size_t i = 0;;) {
 			i = snap_bitmap_find(buf, nbits, i, false);
 			if (i >= nbits)
@@ -399,8 +405,8 @@ static int ntfs_parse_boot(struct ntfs_vol *v, const uint8_t *bs)
 	if (v->bps < 256 || v->bps > 4096 || (v->bps & (v->bps - 1)))
 		return snap_fs_fail(ctx, -EUCLEAN, "ntfs: bad sector size %u", v->bps);
 	uint8_t spc = bs[0x0d];
-	uint64_t cluster = spc <= 0x80 ? (uint64_t)spc * v->bps
-				       : (spc >= 0xe0 ? 1ull << (256 - spc) : 0);
+	uint64_t cluster =
+	    spc <= 0x80 ? (uint64_t)spc * v->bps : (spc >= 0xe0 ? 1ull << (256 - spc) : 0);
 	if (!cluster || (cluster & (cluster - 1)) || cluster > (2u << 20))
 		return snap_fs_fail(ctx, -EUCLEAN, "ntfs: bad cluster size");
 	v->cluster = (uint32_t)cluster;
@@ -411,7 +417,8 @@ static int ntfs_parse_boot(struct ntfs_vol *v, const uint8_t *bs)
 				    sectors);
 	v->clusters = sectors * v->bps / v->cluster;
 	int8_t cpr = (int8_t)bs[0x40];
-	uint64_t rec = cpr > 0 ? (uint64_t)cpr * v->cluster : (cpr < 0 && cpr > -31 ? 1ull << -cpr : 0);
+	uint64_t rec =
+	    cpr > 0 ? (uint64_t)cpr * v->cluster : (cpr < 0 && cpr > -31 ? 1ull << -cpr : 0);
 	if (rec < NTFS_BLOCK || rec > 65536 || (rec & (rec - 1)))
 		return snap_fs_fail(ctx, -EUCLEAN, "ntfs: bad MFT record size");
 	v->rec_size = (uint32_t)rec;
@@ -462,7 +469,8 @@ static int ntfs_map(struct snap_fs_ctx *ctx)
 	if (r >= 0)
 		r = ntfs_data_runs(v, &v->mft, "$MFT");
 	if (r >= 0 && (!v->mft.n || v->mft.r[0].lcn != v->mft_lcn))
-		r = snap_fs_fail(ctx, -EUCLEAN, "ntfs: $MFT does not start at the boot sector's LCN");
+		r = snap_fs_fail(ctx, -EUCLEAN,
+				 "ntfs: $MFT does not start at the boot sector's LCN");
 	if (r < 0)
 		goto out;
 
@@ -516,4 +524,4 @@ out:
 	return r;
 }
 
-const struct snap_fs_driver snap_fs_ntfs = { .name = "ntfs", .map = ntfs_map };
+const struct snap_fs_driver snap_fs_ntfs = {.name = "ntfs", .map = ntfs_map};

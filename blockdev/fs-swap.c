@@ -21,7 +21,10 @@
 #define SWAP_MAX_PAGE 65536
 
 static const char *const swap_hibernation_sigs[] = {
-	"S1SUSPEND", "S2SUSPEND", "ULSUSPEND", "LINHIB0001",
+    "S1SUSPEND",
+    "S2SUSPEND",
+    "ULSUSPEND",
+    "LINHIB0001",
 };
 
 static int swap_map(struct snap_fs_ctx *ctx)
@@ -43,8 +46,8 @@ static int swap_map(struct snap_fs_ctx *ctx)
 			page = ps;
 			break;
 		}
-		for (size_t i = 0; i < sizeof(swap_hibernation_sigs) / sizeof(*swap_hibernation_sigs);
-		     i++) {
+		for (size_t i = 0;
+		     i < sizeof(swap_hibernation_sigs) / sizeof(*swap_hibernation_sigs); i++) {
 			const char *h = swap_hibernation_sigs[i];
 			if (!memcmp(sig, h, strlen(h)))
 				return snap_fs_fail(ctx, -EBUSY,
@@ -70,8 +73,8 @@ static int swap_map(struct snap_fs_ctx *ctx)
 	uint64_t end = ((uint64_t)last_page + 1) * page;
 	if (last_page < 1 || end > ctx->part_size)
 		return snap_fs_fail(ctx, -EUCLEAN,
-				    "swap: area of %" PRIu64 " bytes does not fit its partition (%" PRIu64
-				    " bytes)",
+				    "swap: area of %" PRIu64
+				    " bytes does not fit its partition (%" PRIu64 " bytes)",
 				    end, ctx->part_size);
 
 	r = ctx->pin(ctx, 0, page);
@@ -84,4 +87,4 @@ static int swap_map(struct snap_fs_ctx *ctx)
 	return 0;
 }
 
-const struct snap_fs_driver snap_fs_swap = { .name = "swap", .map = swap_map };
+const struct snap_fs_driver snap_fs_swap = {.name = "swap", .map = swap_map};

@@ -79,7 +79,7 @@ int snap_fs_fail(struct snap_fs_ctx *ctx, int err, const char *fmt, ...)
 void snap_fs_emitter_init(struct snap_fs_emitter *em, struct snap_fs_ctx *ctx,
 			  int (*fn)(struct snap_fs_ctx *ctx, uint64_t off, uint64_t len))
 {
-	*em = (struct snap_fs_emitter){ .ctx = ctx, .fn = fn };
+	*em = (struct snap_fs_emitter){.ctx = ctx, .fn = fn};
 }
 
 int snap_fs_emit(struct snap_fs_emitter *em, uint64_t off, uint64_t len)

@@ -78,7 +78,7 @@ size_t snap_bitmap_find(const uint8_t *map, size_t nbits, size_t from, bool valu
 
 /* Sets ctx->note (printf style) and returns err (a negative errno), for `return snap_fs_fail()`. */
 int snap_fs_fail(struct snap_fs_ctx *ctx, int err, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* Merges adjacent ranges before handing them to ctx->mark_unused or ctx->pin. */
 struct snap_fs_emitter {

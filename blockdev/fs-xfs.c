@@ -25,10 +25,10 @@
 
 #include "fs-util.h"
 
-#define XFS_SB_MAGIC 0x58465342u   /* XFSB */
-#define XFS_AGF_MAGIC 0x58414746u  /* XAGF */
-#define XFS_AGFL_MAGIC 0x5841464cu /* XAFL */
-#define XFS_ABTB_MAGIC 0x41425442u /* ABTB: v4 bnobt */
+#define XFS_SB_MAGIC 0x58465342u    /* XFSB */
+#define XFS_AGF_MAGIC 0x58414746u   /* XAGF */
+#define XFS_AGFL_MAGIC 0x5841464cu  /* XAFL */
+#define XFS_ABTB_MAGIC 0x41425442u  /* ABTB: v4 bnobt */
 #define XFS_ABTB3_MAGIC 0x41423342u /* AB3B: v5 bnobt */
 #define XLOG_HEADER_MAGIC 0xfeedbabeu
 
@@ -147,8 +147,7 @@ static int xfs_check_super(struct xfs_fs *fs)
 	fs->agblklog = sb[0x7c];
 	if (fs->block_size < 512 || fs->block_size > 65536 ||
 	    (fs->block_size & (fs->block_size - 1)) || sb[0x78] > 16 ||
-	    fs->block_size != 1u << sb[0x78] ||
-	    fs->block_size < fs->sect_size)
+	    fs->block_size != 1u << sb[0x78] || fs->block_size < fs->sect_size)
 		return snap_fs_fail(ctx, -EUCLEAN, "xfs: bad block size %u", fs->block_size);
 	if (fs->agblocks < 16 || fs->agblklog > 31 || fs->agblocks > 1u << fs->agblklog ||
 	    (fs->agblocks - 1) >> (fs->agblklog ? fs->agblklog - 1 : 0) != 1 || !fs->agcount ||
@@ -207,10 +206,11 @@ static int xlog_verify_range(struct xlog *log, uint64_t from, uint64_t n, uint32
 		for (uint64_t i = 0; i < k; i++) {
 			uint32_t c = xlog_cycle(log->win + i * BBSIZE);
 			if (c != want)
-				return snap_fs_fail(log->fs->ctx, -EUCLEAN,
-						    "xfs: log block %" PRIu64 " has cycle %u next to "
-						    "the head's %u (torn log writes: log not clean)",
-						    from + i, c, want);
+				return snap_fs_fail(
+				    log->fs->ctx, -EUCLEAN,
+				    "xfs: log block %" PRIu64 " has cycle %u next to "
+				    "the head's %u (torn log writes: log not clean)",
+				    from + i, c, want);
 		}
 		from += k;
 		n -= k;
@@ -225,16 +225,18 @@ static int xlog_check_clean(struct xfs_fs *fs)
 	uint32_t logblocks = snap_get_be32(fs->sb + 0x60);
 
 	if (!logstart)
-		return snap_fs_fail(ctx, -EOPNOTSUPP, "xfs: external log (cannot check it is clean)");
+		return snap_fs_fail(ctx, -EOPNOTSUPP,
+				    "xfs: external log (cannot check it is clean)");
 	uint32_t agno = (uint32_t)(logstart >> fs->agblklog);
 	uint64_t agbno = logstart & ((1ull << fs->agblklog) - 1);
 	if (agno >= fs->agcount || agbno + logblocks > xfs_ag_length(fs, agno) || logblocks < 2)
-		return snap_fs_fail(ctx, -EUCLEAN, "xfs: internal log outside its allocation group");
+		return snap_fs_fail(ctx, -EUCLEAN,
+				    "xfs: internal log outside its allocation group");
 
 	struct xlog log = {
-		.fs = fs,
-		.start = xfs_ag_byte(fs, agno, agbno),
-		.nbb = (uint64_t)logblocks * (fs->block_size / BBSIZE),
+	    .fs = fs,
+	    .start = xfs_ag_byte(fs, agno, agbno),
+	    .nbb = (uint64_t)logblocks * (fs->block_size / BBSIZE),
 	};
 	int r = snap_fs_emit(&fs->pins, log.start, (uint64_t)logblocks * fs->block_size);
 	if (r < 0)
@@ -290,7 +292,8 @@ static int xlog_check_clean(struct xfs_fs *fs)
 		}
 		head = hi;
 		uint64_t before = head < XLOG_VERIFY_BBS ? head : XLOG_VERIFY_BBS;
-		uint64_t after = log.nbb - head < XLOG_VERIFY_BBS ? log.nbb - head : XLOG_VERIFY_BBS;
+		uint64_t after =
+		    log.nbb - head < XLOG_VERIFY_BBS ? log.nbb - head : XLOG_VERIFY_BBS;
 		r = xlog_verify_range(&log, head - before, before, first);
 		if (r >= 0)
 			r = xlog_verify_range(&log, head, after, last);
@@ -363,13 +366,14 @@ static int xfs_walk_bnobt(struct xfs_fs *fs, struct xfs_walk *w, uint32_t agbno,
 		return snap_fs_fail(ctx, r, "xfs: cannot read AG %u block %u", w->agno, agbno);
 	if (snap_get_be32(b) != (fs->v5 ? XFS_ABTB3_MAGIC : XFS_ABTB_MAGIC) ||
 	    snap_get_be16(b + 4) != level)
-		return snap_fs_fail(ctx, -EUCLEAN, "xfs: AG %u block %u is not a level-%d bnobt "
-				    "block", w->agno, agbno, level);
+		return snap_fs_fail(ctx, -EUCLEAN,
+				    "xfs: AG %u block %u is not a level-%d bnobt "
+				    "block",
+				    w->agno, agbno, level);
 	if (fs->v5) {
 		if (!xfs_crc_ok(b, fs->block_size, XFS_BTREE_SBLOCK_CRC_OFF))
-			return snap_fs_fail(ctx, -EBADMSG,
-					    "xfs: AG %u bnobt block %u CRC mismatch", w->agno,
-					    agbno);
+			return snap_fs_fail(ctx, -EBADMSG, "xfs: AG %u bnobt block %u CRC mismatch",
+					    w->agno, agbno);
 		if (snap_get_be64(b + 16) != xfs_ag_byte(fs, w->agno, agbno) / BBSIZE ||
 		    memcmp(b + 32, fs->uuid, 16) || snap_get_be32(b + 48) != w->agno)
 			return snap_fs_fail(ctx, -EUCLEAN,
@@ -446,7 +450,7 @@ static int xfs_map_ag(struct xfs_fs *fs, uint32_t agno, uint8_t *sect)
 			return snap_fs_fail(ctx, -EUCLEAN, "xfs: AG %u AGF of another filesystem",
 					    agno);
 	}
-	struct xfs_walk w = { .agno = agno, .length = snap_get_be32(sect + 0x0c) };
+	struct xfs_walk w = {.agno = agno, .length = snap_get_be32(sect + 0x0c)};
 	uint32_t root = snap_get_be32(sect + 0x10), levels = snap_get_be32(sect + 0x1c);
 	uint32_t freeblks = snap_get_be32(sect + 0x34);
 	if (w.length != xfs_ag_length(fs, agno) || !levels || levels > XFS_BTREE_MAXLEVELS ||
@@ -466,7 +470,7 @@ static int xfs_map_ag(struct xfs_fs *fs, uint32_t agno, uint8_t *sect)
 
 static int xfs_map(struct snap_fs_ctx *ctx)
 {
-	struct xfs_fs fs = { .ctx = ctx };
+	struct xfs_fs fs = {.ctx = ctx};
 	uint8_t head[512];
 	uint8_t *sect = NULL;
 	int r;
@@ -522,4 +526,4 @@ out:
 	return r;
 }
 
-const struct snap_fs_driver snap_fs_xfs = { .name = "xfs", .map = xfs_map };
+const struct snap_fs_driver snap_fs_xfs = {.name = "xfs", .map = xfs_map};

@@ -99,7 +99,8 @@ static int run_file(const char *path, unsigned mutations)
 		memcpy(mut, orig, len);
 		unsigned flips = 1 + (unsigned)(rng() % 8);
 		for (unsigned k = 0; k < flips; k++) {
-			size_t at = (nnz && rng() % 2) ? nz[rng() % nnz] : 1 + (size_t)(rng() % (len - 1));
+			size_t at =
+			    (nnz && rng() % 2) ? nz[rng() % nnz] : 1 + (size_t)(rng() % (len - 1));
 			mut[at] ^= (uint8_t)(1 + rng() % 255);
 		}
 		LLVMFuzzerTestOneInput(mut, len);

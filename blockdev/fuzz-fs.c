@@ -15,7 +15,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static const char *const fuzz_drivers[] = { "ext4", "vfat", "swap", "xfs", "ntfs" };
+static const char *const fuzz_drivers[] = {"ext4", "vfat", "swap", "xfs", "ntfs"};
 
 struct fuzz_part {
 	const uint8_t *data;
@@ -47,16 +47,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
 		return 0;
-	struct fuzz_part part = { .data = data + 1, .size = size - 1 };
+	struct fuzz_part part = {.data = data + 1, .size = size - 1};
 	struct snap_fs_ctx ctx = {
-		.part_size = size - 1,
-		.read = fuzz_read,
-		.mark_unused = fuzz_mark,
-		.pin = fuzz_mark,
-		.priv = &part,
+	    .part_size = size - 1,
+	    .read = fuzz_read,
+	    .mark_unused = fuzz_mark,
+	    .pin = fuzz_mark,
+	    .priv = &part,
 	};
-	const struct snap_fs_driver *drv =
-		snap_fs_driver_find(fuzz_drivers[data[0] % (sizeof(fuzz_drivers) / sizeof(*fuzz_drivers))]);
+	const struct snap_fs_driver *drv = snap_fs_driver_find(
+	    fuzz_drivers[data[0] % (sizeof(fuzz_drivers) / sizeof(*fuzz_drivers))]);
 
 	if (!drv)
 		abort();

@@ -9,12 +9,12 @@
 
 static int failures;
 
-#define CHECK(cond)                                                                            \
-	do {                                                                                   \
-		if (!(cond)) {                                                                 \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-			failures++;                                                            \
-		}                                                                              \
+#define CHECK(cond)                                                                                \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
+			failures++;                                                                \
+		}                                                                                  \
 	} while (0)
 
 static uint32_t crc32c_bitwise(uint32_t crc, const uint8_t *p, size_t len)
@@ -40,8 +40,8 @@ static void test_crc(void)
 	/* every length around ISA-L's block sizes against a bitwise reference */
 	for (size_t i = 0; i < sizeof(buf); i++)
 		buf[i] = (uint8_t)(i * 131 + 7);
-	static const size_t lens[] = { 1, 7, 8, 9, 15, 16, 17, 63, 64, 65, 255, 256, 257,
-				       1023, 1024, 1025, 4095, 4096, 4097, 4099 };
+	static const size_t lens[] = {1,   7,	8,   9,	   15,	 16,   17,   63,   64,	 65,
+				      255, 256, 257, 1023, 1024, 1025, 4095, 4096, 4097, 4099};
 	for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++)
 		CHECK(snap_crc32c(0x12345678u, buf, lens[k]) ==
 		      crc32c_bitwise(0x12345678u, buf, lens[k]));
@@ -107,8 +107,8 @@ static int record(struct snap_fs_ctx *ctx, uint64_t off, uint64_t len)
 
 static void test_emitter(void)
 {
-	struct rec rec = { 0 };
-	struct snap_fs_ctx ctx = { .priv = &rec };
+	struct rec rec = {0};
+	struct snap_fs_ctx ctx = {.priv = &rec};
 	struct snap_fs_emitter em;
 
 	snap_fs_emitter_init(&em, &ctx, record);

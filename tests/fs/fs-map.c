@@ -168,9 +168,9 @@ static void print_ranges(const char *name, const struct ranges *rs)
 
 int main(int argc, char **argv)
 {
-	struct harness h = { .fd = -1 };
-	struct snap_fs_ctx ctx = { .read = do_read, .mark_unused = do_unused, .pin = do_pin,
-				   .priv = &h };
+	struct harness h = {.fd = -1};
+	struct snap_fs_ctx ctx = {
+	    .read = do_read, .mark_unused = do_unused, .pin = do_pin, .priv = &h};
 	struct stat st;
 
 	if (argc != 3) {

@@ -24,6 +24,8 @@ CONFIGS = [
     ("ext4-64bit-csum", 48 * MiB, ["-t", "ext4", "-b", "4096", "-g", "2048",
                                    "-O", "64bit,metadata_csum"]),
     ("ext4-bigalloc", 64 * MiB, ["-t", "ext4", "-b", "4096", "-O", "bigalloc", "-C", "16384"]),
+    ("ext4-bigalloc-1k", 48 * MiB, ["-t", "ext4", "-b", "1024", "-O", "bigalloc", "-C", "4096",
+                                    "-g", "4096"]),
     ("ext4-meta_bg", 32 * MiB, ["-t", "ext4", "-b", "1024", "-g", "512",
                                 "-O", "meta_bg,^resize_inode"]),
     ("ext4-uninit_bg", 32 * MiB, ["-t", "ext4", "-b", "1024", "-g", "2048",
@@ -73,6 +75,21 @@ def one(work, idx, name, size, opts):
     if p.returncode != 0:
         J.fail("%s: e2fsck -fn on the scrambled copy exited %d:\n%s"
                % (name, p.returncode, p.stdout[-3000:]))
+    if idx == 2:
+        # the judge must be able to fail: garbage over a used block (the root directory's
+        # first block) of a second copy has to be noticed
+        bad = os.path.join(work, name + "-control.img")
+        shutil.copyfile(copy, bad)
+        blk = int(J.run(["debugfs", "-R", "bmap / 0", bad]).stdout.split()[-1])
+        bs = int(re.search(r"^Block size:\s+(\d+)", J.run(["dumpe2fs", "-h", bad]).stdout,
+                           re.M).group(1))
+        with open(bad, "r+b") as f:
+            f.seek(blk * bs)
+            f.write(os.urandom(bs))
+        if J.run(["e2fsck", "-fn", bad], check=False).returncode == 0:
+            J.fail("%s: e2fsck -fn did not notice garbage in a used block" % name)
+        os.unlink(bad)
+        J.log("%s: control: e2fsck -fn notices garbage in a used block" % name)
     out = os.path.join(work, name + "-out")
     os.makedirs(out)
     J.run(["debugfs", "-R", "rdump / " + out, copy])
