@@ -254,13 +254,17 @@ static int ext4_read(struct ext4_fs *fs, uint64_t block, void *buf, size_t len)
 	return 0;
 }
 
-/* One block through a read window (bitmaps with flex_bg sit side by side). */
-static int ext4_block(struct ext4_fs *fs, uint64_t block, const uint8_t **ret)
+/* Group g's block bitmap through a read window: a miss reads the bitmaps of the groups that
+ * follow too, as long as they sit in consecutive blocks (flex_bg puts them side by side;
+ * without it each group's bitmap lives in its own group and is read alone). */
+static int ext4_bitmap_block(struct ext4_fs *fs, uint32_t g, const uint8_t **ret)
 {
+	uint64_t block = ext4_block_bitmap(fs, g);
+
 	if (block < fs->win_block || block >= fs->win_block + fs->win_count) {
-		uint64_t n = EXT4_WINDOW_BYTES / fs->block_size;
-		if (n > fs->blocks - block)
-			n = fs->blocks - block;
+		uint64_t max = EXT4_WINDOW_BYTES / fs->block_size, n = 1;
+		while (n < max && g + n < fs->ngroups && ext4_block_bitmap(fs, g + n) == block + n)
+			n++;
 		int r = ext4_read(fs, block, fs->window, n * fs->block_size);
 		if (r < 0) {
 			fs->win_count = 0;
@@ -437,12 +441,16 @@ static int ext4_load_gdt(struct ext4_fs *fs)
 	if (!fs->gdt)
 		return snap_fs_fail(fs->ctx, -ENOMEM,
 				    "ext4: out of memory for %u descriptor blocks", fs->gdt_blocks);
-	for (uint32_t i = 0; i < fs->gdt_blocks; i++) {
+	/* one read per run of consecutive descriptor blocks (all of them without meta_bg) */
+	for (uint32_t i = 0, n; i < fs->gdt_blocks; i += n) {
 		uint64_t b = ext4_desc_block(fs, i);
-		if (b >= fs->blocks)
+		for (n = 1; i + n < fs->gdt_blocks && ext4_desc_block(fs, i + n) == b + n; n++)
+			;
+		if (b >= fs->blocks || n > fs->blocks - b)
 			return snap_fs_fail(fs->ctx, -EUCLEAN,
 					    "ext4: descriptor block %u outside the filesystem", i);
-		int r = ext4_read(fs, b, fs->gdt + (size_t)i * fs->block_size, fs->block_size);
+		int r = ext4_read(fs, b, fs->gdt + (size_t)i * fs->block_size,
+				  (size_t)n * fs->block_size);
 		if (r < 0)
 			return r;
 	}
@@ -610,7 +618,7 @@ static int ext4_walk_groups(struct ext4_fs *fs, uint64_t *ret_free)
 			ext4_uninit_bitmap(fs, g, uninit, nbits);
 			bitmap = uninit;
 		} else {
-			r = ext4_block(fs, ext4_block_bitmap(fs, g), &bitmap);
+			r = ext4_bitmap_block(fs, g, &bitmap);
 			if (r < 0)
 				break;
 			if (fs->metadata_csum) {

@@ -4,7 +4,7 @@
  * whole partition and prints what it decided as one JSON object:
  *   {"driver": "ext4", "result": 0, "error": "", "note": "", "size": N, "used_bytes": N,
  *    "unused": [[off, len], ...], "pinned": [[off, len], ...],
- *    "unused_bytes": N, "pinned_bytes": N, "kept_bytes": N}
+ *    "reads": N, "bytes_read": N, "unused_bytes": N, "pinned_bytes": N, "kept_bytes": N}
  * kept_bytes is what a copy would read: everything outside (unused minus pinned), or the whole
  * partition when the driver refused (the caller then drops its marks). The ranges
  * are as the driver gave them; the harness checks each lies inside the partition.
@@ -31,6 +31,7 @@ struct harness {
 	int fd;
 	struct ranges unused, pinned;
 	int bad; /* a range outside the partition */
+	uint64_t reads, bytes_read;
 };
 
 static int add(struct ranges *rs, uint64_t off, uint64_t len)
@@ -55,6 +56,8 @@ static int do_read(struct snap_fs_ctx *ctx, uint64_t off, void *buf, size_t len)
 
 	if (off > ctx->part_size || len > ctx->part_size - off)
 		return -EIO;
+	h->reads++;
+	h->bytes_read += len;
 	while (len) {
 		ssize_t n = pread(h->fd, buf, len, (off_t)off);
 		if (n < 0)
@@ -201,6 +204,7 @@ int main(int argc, char **argv)
 	printf(", \"size\": %" PRIu64 ", \"used_bytes\": %" PRIu64, ctx.part_size, ctx.used_bytes);
 	print_ranges("unused", &h.unused);
 	print_ranges("pinned", &h.pinned);
+	printf(", \"reads\": %" PRIu64 ", \"bytes_read\": %" PRIu64, h.reads, h.bytes_read);
 	printf(", \"unused_bytes\": %" PRIu64 ", \"pinned_bytes\": %" PRIu64
 	       ", \"kept_bytes\": %" PRIu64 "}\n",
 	       unused, pinned, r < 0 ? ctx.part_size : ctx.part_size - (unused - taken_back));
