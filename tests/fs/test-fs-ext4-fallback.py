@@ -4,14 +4,18 @@
 block bitmap failing its metadata_csum checksum, a journal needing recovery, an unknown
 incompatible feature, error and orphan state, bad descriptor checksums (crc32c and crc16), a
 bitmap that disagrees with its descriptor, a non-empty journal, an unclean ext2 and a truncated
-image. Each starts from a pristine copy the driver accepts, so a refusal is due to the damage.
+image, and a filesystem mounted read-write (refused) then frozen (accepted, and a scrambled
+copy taken while frozen is clean). Each starts from a pristine copy the driver accepts, so a
+refusal is due to the damage.
 The superblock checksum is recomputed here with an independent crc32c, which also checks the
 driver's convention against mke2fs."""
+import hashlib
 import os
 import re
 import shutil
 import struct
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fsjudge as J  # noqa: E402
@@ -164,9 +168,59 @@ def main():
         shutil.copyfile(csum, img)
         os.truncate(img, 16 * MiB)
         J.expect_refused(J.fs_map("ext4", img), "truncated", ["larger than"])
+        mounted_and_frozen(work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     J.log("ok")
+
+
+def mounted_and_frozen(work):
+    """A filesystem mounted read-write has its journal flagged as needing recovery: refused.
+    Frozen (FIFREEZE), its journal is flushed and the flag cleared: accepted, and a scrambled
+    copy taken while frozen is clean for e2fsck -fn with every file intact."""
+    if not J.can_loop_mount() or not shutil.which("fsfreeze"):
+        J.log("no loop mount or fsfreeze: skipping the mounted and frozen cases")
+        return
+    tree = os.path.join(work, "live-tree")
+    files = J.make_tree(tree, seed=99, nfiles=12, max_size=300 * 1024)
+    img = os.path.join(work, "live.img")
+    J.junk_fill(img, 32 * MiB, seed=9)
+    J.run(["mke2fs", "-q", "-F", "-t", "ext4", "-d", tree, img])
+    mnt = tempfile.mkdtemp(prefix="snap-mnt-")
+    p = J.run(["mount", "-o", "loop", img, mnt], check=False)
+    if p.returncode != 0:
+        os.rmdir(mnt)
+        J.log("mount not permitted (%s): skipping the mounted and frozen cases"
+              % p.stdout.strip())
+        return
+    frozen = False
+    try:
+        with open(os.path.join(mnt, "written-while-mounted"), "wb") as f:
+            data = os.urandom(200000)
+            f.write(data)
+        files["written-while-mounted"] = hashlib.sha256(data).hexdigest()
+        os.sync()
+        J.expect_refused(J.fs_map("ext4", img), "mounted read-write", ["recovery"])
+        J.run(["fsfreeze", "-f", mnt])
+        frozen = True
+        m = J.fs_map("ext4", img)
+        J.expect_ok(m, "frozen")
+        copy = os.path.join(work, "frozen-scrambled.img")
+        J.scramble(img, copy, m, seed=5)
+    finally:
+        if frozen:
+            J.run(["fsfreeze", "-u", mnt], check=False)
+        J.run(["umount", mnt], check=False)
+        os.rmdir(mnt)
+    p = J.run(["e2fsck", "-fn", copy], check=False)
+    if p.returncode != 0:
+        J.fail("frozen: e2fsck -fn on the scrambled copy exited %d:\n%s"
+               % (p.returncode, p.stdout[-3000:]))
+    out = os.path.join(work, "frozen-out")
+    os.makedirs(out)
+    J.run(["debugfs", "-R", "rdump / " + out, copy])
+    got = {k: v for k, v in J.hash_tree(out).items() if not k.startswith("lost+found")}
+    J.compare_files(files, got, "frozen (debugfs rdump)")
 
 
 if __name__ == "__main__":
