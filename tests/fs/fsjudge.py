@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -219,3 +220,77 @@ def mount_and_hash(image, fstype, opts="ro,loop"):
     finally:
         subprocess.run(["umount", mnt])
         os.rmdir(mnt)
+
+
+def xfs_protofile(tree, files, path):
+    """An mkfs.xfs protofile for the tree (directories a, a/b, c and the files)."""
+    dirs = {}
+    for rel in files:
+        dirs.setdefault(os.path.dirname(rel), []).append(os.path.basename(rel))
+    lines = ["/dev/null", "0 0", "d--755 0 0"]
+
+    def emit(d, depth):
+        for name in sorted(dirs.get(d, [])):
+            lines.append(" " * depth + "%s ---644 0 0 %s" % (name, os.path.join(tree, d, name)))
+        subs = sorted({k.split("/")[len(d.split("/")) if d else 0]
+                       for k in dirs if k and (k.startswith(d + "/") if d else True)})
+        for s in subs:
+            sub = os.path.join(d, s) if d else s
+            lines.append(" " * depth + "%s d--755 0 0" % s)
+            emit(sub, depth + 1)
+            lines.append(" " * depth + "$")
+    emit("", 1)
+    lines.append("$")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def xfs_geometry(img):
+    out = run(["xfs_db", "-r", "-c", "sb 0", "-c", "p blocksize agblocks dblocks fdblocks",
+               img]).stdout
+    g = dict(re.findall(r"^(\w+) = (\d+)", out, re.M))
+    return {k: int(v) for k, v in g.items()}
+
+
+def xfs_read_file(img, rel, geo):
+    """A file's content through xfs_db: its size and its extent map, read from the image."""
+    out = run(["xfs_db", "-r", "-c", "path /" + rel, "-c", "p core.size", "-c", "bmap",
+               img]).stdout
+    size = int(re.search(r"core\.size = (\d+)", out).group(1))
+    data = bytearray(size)
+    bs = geo["blocksize"]
+    with open(img, "rb") as f:
+        for m in re.finditer(r"data offset (\d+) startblock \d+ \((\d+)/(\d+)\) count (\d+) "
+                             r"flag (\d)", out):
+            off, ag, agbno, count, flag = (int(x) for x in m.groups())
+            if flag:  # unwritten extent reads as zeros
+                continue
+            f.seek((ag * geo["agblocks"] + agbno) * bs)
+            chunk = f.read(count * bs)
+            lo = off * bs
+            if lo < size:
+                n = min(len(chunk), size - lo)
+                data[lo:lo + n] = chunk[:n]
+    return bytes(data)
+
+
+def ntfs_fuse_mount(img):
+    if not shutil.which("ntfs-3g") or not os.path.exists("/dev/fuse") or os.geteuid() != 0:
+        return None
+    mnt = tempfile.mkdtemp(prefix="snap-mnt-")
+    try:
+        p = subprocess.run(["ntfs-3g", img, mnt], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        os.rmdir(mnt)
+        return None
+    if p.returncode != 0:
+        log("ntfs-3g mount not permitted: %s" % p.stdout.strip())
+        os.rmdir(mnt)
+        return None
+    return mnt
+
+
+def ntfs_fuse_umount(mnt):
+    run(["umount", mnt])
+    os.rmdir(mnt)

@@ -28,30 +28,12 @@ CONFIGS = [
 ]
 
 
-def fuse_mount(img):
-    if not shutil.which("ntfs-3g") or not os.path.exists("/dev/fuse") or os.geteuid() != 0:
-        return None
-    mnt = tempfile.mkdtemp(prefix="snap-mnt-")
-    try:
-        p = subprocess.run(["ntfs-3g", img, mnt], stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True, timeout=30)
-    except subprocess.TimeoutExpired:
-        os.rmdir(mnt)
-        return None
-    if p.returncode != 0:
-        J.log("ntfs-3g mount not permitted: %s" % p.stdout.strip())
-        os.rmdir(mnt)
-        return None
-    return mnt
 
 
-def fuse_umount(mnt):
-    J.run(["umount", mnt])
-    os.rmdir(mnt)
 
 
 def populate(img, tree, files):
-    mnt = fuse_mount(img)
+    mnt = J.ntfs_fuse_mount(img)
     if mnt:
         for rel in sorted(files):
             os.makedirs(os.path.dirname(os.path.join(mnt, rel)), exist_ok=True)
@@ -60,7 +42,7 @@ def populate(img, tree, files):
         for rel in doomed:
             os.unlink(os.path.join(mnt, rel))
             del files[rel]
-        fuse_umount(mnt)
+        J.ntfs_fuse_umount(mnt)
         J.log("populated through ntfs-3g, %d files deleted" % len(doomed))
         return files
     J.log("no ntfs-3g mount: files copied into the root with ntfscp, none deleted")
@@ -129,12 +111,12 @@ def one(work, idx, name, size, opts):
             J.fail("%s: ntfscat %s: %s" % (name, rel, p.stderr.decode(errors="replace")))
         got[rel] = hashlib.sha256(p.stdout).hexdigest()
     J.compare_files(files, got, name + " (ntfscat)")
-    mnt = fuse_mount(copy)
+    mnt = J.ntfs_fuse_mount(copy)
     if mnt:
         try:
             J.compare_files(files, J.hash_tree(mnt), name + " (ntfs-3g mount)")
         finally:
-            fuse_umount(mnt)
+            J.ntfs_fuse_umount(mnt)
     os.unlink(copy)
     shutil.rmtree(tree)
     return img

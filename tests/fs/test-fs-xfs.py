@@ -32,62 +32,16 @@ CONFIGS = [
 ]
 
 
-def protofile(tree, files, path):
-    """An mkfs.xfs protofile for the tree (directories a, a/b, c and the files)."""
-    dirs = {}
-    for rel in files:
-        dirs.setdefault(os.path.dirname(rel), []).append(os.path.basename(rel))
-    lines = ["/dev/null", "0 0", "d--755 0 0"]
-
-    def emit(d, depth):
-        for name in sorted(dirs.get(d, [])):
-            lines.append(" " * depth + "%s ---644 0 0 %s" % (name, os.path.join(tree, d, name)))
-        subs = sorted({k.split("/")[len(d.split("/")) if d else 0]
-                       for k in dirs if k and (k.startswith(d + "/") if d else True)})
-        for s in subs:
-            sub = os.path.join(d, s) if d else s
-            lines.append(" " * depth + "%s d--755 0 0" % s)
-            emit(sub, depth + 1)
-            lines.append(" " * depth + "$")
-    emit("", 1)
-    lines.append("$")
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
 
 
-def xfs_geometry(img):
-    out = J.run(["xfs_db", "-r", "-c", "sb 0", "-c", "p blocksize agblocks dblocks fdblocks",
-                 img]).stdout
-    g = dict(re.findall(r"^(\w+) = (\d+)", out, re.M))
-    return {k: int(v) for k, v in g.items()}
 
 
-def xfs_read_file(img, rel, geo):
-    """A file's content through xfs_db: its size and its extent map, read from the image."""
-    out = J.run(["xfs_db", "-r", "-c", "path /" + rel, "-c", "p core.size", "-c", "bmap",
-                 img]).stdout
-    size = int(re.search(r"core\.size = (\d+)", out).group(1))
-    data = bytearray(size)
-    bs = geo["blocksize"]
-    with open(img, "rb") as f:
-        for m in re.finditer(r"data offset (\d+) startblock \d+ \((\d+)/(\d+)\) count (\d+) "
-                             r"flag (\d)", out):
-            off, ag, agbno, count, flag = (int(x) for x in m.groups())
-            if flag:  # unwritten extent reads as zeros
-                continue
-            f.seek((ag * geo["agblocks"] + agbno) * bs)
-            chunk = f.read(count * bs)
-            lo = off * bs
-            if lo < size:
-                n = min(len(chunk), size - lo)
-                data[lo:lo + n] = chunk[:n]
-    return bytes(data)
 
 
 def xfs_files_identical(img, files, what, tree):
     import hashlib
-    geo = xfs_geometry(img)
-    got = {rel: hashlib.sha256(xfs_read_file(img, rel, geo)).hexdigest() for rel in files}
+    geo = J.xfs_geometry(img)
+    got = {rel: hashlib.sha256(J.xfs_read_file(img, rel, geo)).hexdigest() for rel in files}
     J.compare_files(files, got, what)
 
 
@@ -114,7 +68,7 @@ def one(work, idx, name, size, opts):
     tree = os.path.join(work, name + "-tree")
     files = J.make_tree(tree, seed=300 + idx, nfiles=40, max_size=900 * 1024)
     proto = os.path.join(work, name + ".proto")
-    protofile(tree, files, proto)
+    J.xfs_protofile(tree, files, proto)
     img = os.path.join(work, name + ".img")
     J.junk_fill(img, size, seed=400 + idx)
     J.run(["mkfs.xfs", "-q", "-f", "-K", "-p", proto] + opts + [img], env=XFS_ENV)
@@ -134,7 +88,7 @@ def one(work, idx, name, size, opts):
     J.expect_ok(m, name)
     if m["unused_bytes"] < size // 3:
         J.fail("%s: only %d bytes unused of %d" % (name, m["unused_bytes"], size))
-    geo = xfs_geometry(img)
+    geo = J.xfs_geometry(img)
     J.check_kept(m, (geo["dblocks"] - geo["fdblocks"]) * geo["blocksize"], name)
 
     copy = os.path.join(work, name + "-scrambled.img")
@@ -181,7 +135,7 @@ def read(img, off, n):
 
 
 def fallbacks(work, v5):
-    geo = xfs_geometry(v5)
+    geo = J.xfs_geometry(v5)
     bs = geo["blocksize"]
     sb = read(v5, 0, 512)
     # our CRC convention reproduces mkfs.xfs's superblock CRC
