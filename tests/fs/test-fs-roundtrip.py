@@ -7,7 +7,8 @@ store -> restore. On each restored disk every partition must be judged clean by 
 file must read back identical; the junk in free space must be gone (it was skipped, not
 copied); and the bytes read from the source (the commands' JSON progress) must be within a few
 percent of what the drivers keep (used space plus metadata), printed side by side with a
---no-fs-skip store. Skipped (77) in a tree without the bundle and store commands."""
+--no-fs-skip store. Skipped (77) in a tree without the bundle and store commands.
+SNAP_FS_DISK_OUT=PATH keeps a copy of the disk (for bench/results/fs.md)."""
 import json
 import os
 import shutil
@@ -263,6 +264,8 @@ def main():
     try:
         disk, parts = make_disk(work)
         size = os.path.getsize(disk)
+        if os.environ.get("SNAP_FS_DISK_OUT"):  # keep the disk (bench/results/fs.md)
+            shutil.copyfile(disk, os.environ["SNAP_FS_DISK_OUT"])
         # what the drivers keep, plus the first MiB (protective MBR, GPT) and the backup GPT
         expected = sum(p["map"]["kept_bytes"] for p in parts) + MiB + 33 * 512
         J.log("disk: %d bytes, %s" % (size, ", ".join(
