@@ -8,7 +8,9 @@
  *     xlog_find_head() does (cycle numbers, binary search), the blocks on either side of it
  *     must agree with it (no torn writes), and the last record before the head must be an
  *     unmount record alone (xlog_check_unmount_rec()). An all-zero log is clean, as the kernel
- *     says. An external log, which we cannot see, refuses.
+ *     says. A log that is only "covered" (every record from the tail to the head rewrites the
+ *     primary superblock and nothing else, as after a freeze) is accepted with a note: the
+ *     free-space trees on disk are current. An external log, which we cannot see, refuses.
  *  2. Known feature bits only (v4 version and features2 bits, v5 ro_compat and incompat);
  *     needsrepair, an unfinished mkfs and any log_incompat bit refuse.
  *  3. On v5 every CRC on the way is verified: the primary superblock, each AGF, each AGFL and
@@ -20,6 +22,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -218,6 +221,112 @@ static int xlog_verify_range(struct xlog *log, uint64_t from, uint64_t n, uint32
 	return 0;
 }
 
+/* Log items as xfs_log_recover.c names them; their format structures are in the writing CPU's
+ * byte order (little-endian here), the op headers around them big-endian. */
+#define XFS_LI_BUF 0x123c
+#define XFS_TRANS_HEADER_MAGIC 0x5452414eu /* TRAN */
+#define XFS_TRANSACTION 0x69
+#define XFS_LOG 0xaa
+#define XLOG_START_TRANS 0x01
+#define XLOG_COMMIT_TRANS 0x02
+#define XLOG_CONTINUE_TRANS 0x04
+#define XLOG_WAS_CONT_TRANS 0x08
+#define XLOG_CYCLE_DATA_BBS (XLOG_HEADER_CYCLE_SIZE / BBSIZE)
+
+/*
+ * A log that is not clean may still be "covered": a frozen (or idle) filesystem's log holds,
+ * from its tail to its head, only transactions that rewrite the primary superblock (the dummy
+ * transactions of log covering, xfs_sync_sb()). Everything older than the tail is written back
+ * in place, so the free-space trees on disk are current, and replaying those records touches
+ * only sector 0, which is pinned. Anything else between tail and head (any other item, any
+ * other block, an op continued across records, a record too large to check) refuses.
+ */
+static int xlog_check_covered(struct xlog *log, uint64_t head, const uint8_t *last)
+{
+	struct snap_fs_ctx *ctx = log->fs->ctx;
+	uint64_t b = (uint32_t)snap_get_be64(last + 0x18); /* h_tail_lsn: cycle << 32 | block */
+	uint8_t hb[BBSIZE];
+	uint8_t *data = log->win; /* XLOG_VERIFY_BBS >= XLOG_CYCLE_DATA_BBS basic blocks */
+	uint32_t regions_left = 0;
+	int r;
+
+	if (b >= log->nbb)
+		return snap_fs_fail(ctx, -EUCLEAN, "xfs: log tail outside the log");
+	for (uint64_t n = 0; b != head; n++) {
+		if (n > log->nbb)
+			return snap_fs_fail(ctx, -EUCLEAN, "xfs: log records loop");
+		r = xlog_read(log, b, 1, hb);
+		if (r < 0)
+			return r;
+		uint32_t hlen = snap_get_be32(hb + 0x0c), nops = snap_get_be32(hb + 0x28);
+		bool big = (snap_get_be32(hb + 0x08) & XLOG_VERSION_2) &&
+			   snap_get_be32(hb + 0x140) > XLOG_HEADER_CYCLE_SIZE;
+		if (snap_get_be32(hb) != XLOG_HEADER_MAGIC || big ||
+		    hlen > XLOG_CYCLE_DATA_BBS * BBSIZE)
+			return snap_fs_fail(ctx, -EUCLEAN,
+					    "xfs: log not clean (record at log block %" PRIu64
+					    " between tail and head cannot be checked)",
+					    b);
+		uint64_t nbbs = (hlen + BBSIZE - 1) / BBSIZE;
+		for (uint64_t i = 0; i < nbbs; i++) {
+			uint8_t *bb = data + i * BBSIZE;
+			r = xlog_read(log, (b + 1 + i) % log->nbb, 1, bb);
+			if (r < 0)
+				return r;
+			/* the first word of each data block holds the cycle; the header keeps
+			 * the original */
+			memcpy(bb, hb + 0x2c + 4 * i, 4);
+		}
+		size_t off = 0;
+		for (uint32_t k = 0; k < nops; k++) {
+			if (hlen - off < 12)
+				return snap_fs_fail(ctx, -EUCLEAN, "xfs: log record ops overrun");
+			const uint8_t *op = data + off;
+			uint32_t len = snap_get_be32(op + 4);
+			uint8_t client = op[8], flags = op[9];
+			off += 12;
+			if (len > hlen - off)
+				return snap_fs_fail(ctx, -EUCLEAN, "xfs: log record ops overrun");
+			const uint8_t *pay = data + off;
+			off += len;
+			if (client != XFS_TRANSACTION &&
+			    (client != XFS_LOG || !(flags & XLOG_UNMOUNT_TRANS)))
+				return snap_fs_fail(
+				    ctx, -EUCLEAN,
+				    "xfs: log not clean (unknown log op between tail "
+				    "and head)");
+			if (flags & (XLOG_CONTINUE_TRANS | XLOG_WAS_CONT_TRANS))
+				return snap_fs_fail(
+				    ctx, -EUCLEAN,
+				    "xfs: log not clean (transactions span records)");
+			if (flags & (XLOG_UNMOUNT_TRANS | XLOG_START_TRANS | XLOG_COMMIT_TRANS) ||
+			    !len)
+				continue;
+			if (regions_left) {
+				regions_left--; /* logged bytes of the superblock buffer */
+				continue;
+			}
+			if (len >= 16 && snap_get_le32(pay) == XFS_TRANS_HEADER_MAGIC)
+				continue;
+			/* an item: only a buffer log format for the primary superblock */
+			uint16_t type = snap_get_le16(pay);
+			if (len < 24 || type != XFS_LI_BUF || snap_get_le64(pay + 8) != 0 ||
+			    !snap_get_le16(pay + 2) ||
+			    snap_get_le16(pay + 6) > log->fs->sect_size / BBSIZE)
+				return snap_fs_fail(
+				    ctx, -EUCLEAN,
+				    "xfs: log not clean (pending changes beyond the "
+				    "superblock): mount it or run xfs_repair");
+			regions_left = snap_get_le16(pay + 2) - 1u;
+		}
+		b = (b + 1 + nbbs) % log->nbb;
+	}
+	snprintf(ctx->note, sizeof(ctx->note),
+		 "xfs: log not clean but covered (only superblock updates pending, as after a "
+		 "freeze)");
+	return 0;
+}
+
 static int xlog_check_clean(struct xfs_fs *fs)
 {
 	struct snap_fs_ctx *ctx = fs->ctx;
@@ -323,21 +432,20 @@ static int xlog_check_clean(struct xfs_fs *fs)
 	if ((snap_get_be32(h + 0x08) & XLOG_VERSION_2) && hsize > XLOG_HEADER_CYCLE_SIZE)
 		hblks = (hsize + XLOG_HEADER_CYCLE_SIZE - 1) / XLOG_HEADER_CYCLE_SIZE;
 	uint64_t end = (rec + hblks + (hlen + BBSIZE - 1) / BBSIZE) % log.nbb;
-	if (end != head % log.nbb || snap_get_be32(h + 0x28) != 1) {
+	if (end != head % log.nbb) {
 		r = snap_fs_fail(ctx, -EUCLEAN,
 				 "xfs: log not clean (last record at log block %" PRIu64
-				 " is not an unmount record)",
+				 " does not end at the head)",
 				 rec);
 		goto out;
 	}
-	uint8_t op[BBSIZE];
-	r = xlog_read(&log, (rec + hblks) % log.nbb, 1, op);
-	if (r < 0)
-		goto out;
-	if (!(op[9] & XLOG_UNMOUNT_TRANS))
-		r = snap_fs_fail(ctx, -EUCLEAN,
-				 "xfs: log not clean (no unmount record before the head): "
-				 "mount it or run xfs_repair");
+	if (snap_get_be32(h + 0x28) == 1) {
+		uint8_t op[BBSIZE];
+		r = xlog_read(&log, (rec + hblks) % log.nbb, 1, op);
+		if (r < 0 || (op[9] & XLOG_UNMOUNT_TRANS))
+			goto out; /* clean: an unmount record right before the head */
+	}
+	r = xlog_check_covered(&log, head % log.nbb, h);
 out:
 	free(log.win);
 	return r;

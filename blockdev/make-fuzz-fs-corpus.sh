@@ -50,6 +50,18 @@ emit xfs-v5 3 xfs.img
 mk xfs4.img 32M
 mkfs.xfs -q -f -m crc=0 -d agcount=2 xfs4.img 2>/dev/null
 emit xfs-v4 3 xfs4.img
+# a frozen XFS (log covered, not clean), where loop mounts are permitted
+cp xfs.img xfsf.img
+mkdir mnt
+if mount -o loop xfsf.img mnt 2>/dev/null; then
+	cp t/a mnt/
+	sync
+	fsfreeze -f mnt
+	cp xfsf.img xfs-frozen.img
+	fsfreeze -u mnt
+	umount mnt
+	emit xfs-frozen 3 xfs-frozen.img
+fi
 mk ntfs.img 2M
 mkntfs -q -F -Q ntfs.img
 ntfscp ntfs.img t/a a
