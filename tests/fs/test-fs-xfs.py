@@ -235,6 +235,9 @@ def fallbacks(work, v5):
         else:
             J.log("no loop mount: skipping the frozen filesystem")
 
+    if shutil.which("xfs_logprint"):
+        covered_from_corpus(work)
+
     # AGF CRC mismatch (AG 1): change a spare byte
     img = os.path.join(work, "agf.img")
     shutil.copyfile(v5, img)
@@ -259,6 +262,50 @@ def fallbacks(work, v5):
     struct.pack_into(">I", sect, 0xD8, inc | 0x40000000)
     patch(img, 0, xfs_fix_crc(bytes(sect), 0xE0))
     J.expect_refused(J.fs_map("xfs", img), "unknown incompat", ["incompatible"])
+
+
+def covered_from_corpus(work):
+    """The frozen XFS of the fuzz corpus (made by blockdev/make-fuzz-fs-corpus.sh): its covered
+    log is accepted without any mount; once one logged item between tail and head stops being
+    the superblock buffer, it is refused."""
+    import gzip
+    src = os.path.join(os.environ.get("SRCDIR", os.path.join(os.path.dirname(__file__), "..",
+                                                              "..")),
+                       "blockdev", "corpus", "fs", "xfs-frozen.gz")
+    img = os.path.join(work, "corpus-frozen.img")
+    with gzip.open(src, "rb") as f, open(img, "wb") as out:
+        out.write(f.read()[1:])  # the first byte selects the fuzz driver
+    m = J.fs_map("xfs", img)
+    J.expect_ok(m, "corpus frozen XFS")
+    if "covered" not in m["note"]:
+        J.fail("corpus frozen XFS: expected a covered log, note %r" % m["note"])
+    out = J.run(["xfs_db", "-r", "-c", "sb 0", "-c", "p logstart agblklog agblocks blocksize",
+                 img]).stdout
+    g = {k: int(v) for k, v in re.findall(r"^(\w+) = (\d+)", out, re.M)}
+    start = ((g["logstart"] >> g["agblklog"]) * g["agblocks"] +
+             (g["logstart"] & ((1 << g["agblklog"]) - 1))) * g["blocksize"]
+    with open(img, "r+b") as f:
+        f.seek(start)
+        log = bytearray(f.read(4 << 20))
+        # the first buffer item (0x123c, little-endian) in the data of a record between the
+        # log's tail and head (as xfs_logprint finds them), not at a block start
+        lp = J.run(["xfs_logprint", "-t", img], check=False).stdout
+        tail, head = (int(x) for x in re.search(r"log tail: (\d+) head: (\d+)", lp).groups())
+        for b in range(tail, head):
+            h = log[b * 512:(b + 1) * 512]
+            if h[:4] != b"\xfe\xed\xba\xbe":
+                continue
+            hlen = struct.unpack_from(">I", h, 12)[0]
+            data = log[(b + 1) * 512:(b + 1) * 512 + hlen]
+            k = data.find(b"\x3c\x12")
+            if k > 0 and k % 512 >= 4:
+                f.seek(start + (b + 1) * 512 + k)
+                f.write(b"\x3b\x12")  # now an inode item
+                break
+        else:
+            J.fail("corpus frozen XFS: no buffer item found in its log")
+    J.expect_refused(J.fs_map("xfs", img), "covered log with an inode item",
+                     ["beyond the superblock"])
 
 
 def main():
