@@ -21,6 +21,7 @@ struct subcommand {
 
 static const struct subcommand commands[] = {
 	{"version", cmd_version, "print the version"},
+	{"bench", cmd_bench, "measure stages, jobs and thread scaling on this machine"},
 	/* further subcommands are added here as each job lands */
 };
 
