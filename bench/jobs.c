@@ -438,7 +438,7 @@ void bench_run_jobs(struct bench_report *rep, const char *workdir, const char *s
 		if ((job->job_kind == SNAP_JOB_UNBUNDLE && !produced[0]) ||
 		    (job->job_kind == SNAP_JOB_RESTORE && !produced[2])) {
 			snprintf(job->reason, sizeof(job->reason),
-				 "needs the output of the %s job, which did not run: %s",
+				 "needs the output of the %s job, which did not run: %.180s",
 				 k == 1 ? "bundle" : "store",
 				 rep->jobs[k - 1].reason[0] ? rep->jobs[k - 1].reason : "it failed");
 			continue;
@@ -495,9 +495,11 @@ void bench_run_jobs(struct bench_report *rep, const char *workdir, const char *s
 				unlink(out_path);
 			}
 		}
-		if (job->nruns > 0 && !produced[k])
-			snprintf(job->reason, sizeof(job->reason), "every run failed: %s",
-				 job->runs[0].error);
+		if (job->nruns > 0 && !produced[k]) {
+			char first[sizeof(job->runs[0].error)];
+			memcpy(first, job->runs[0].error, sizeof(first));
+			snprintf(job->reason, sizeof(job->reason), "every run failed: %.200s", first);
+		}
 		/* free the disk space as soon as the dependent job is done */
 		if (job->job_kind == SNAP_JOB_UNBUNDLE) {
 			bench_remove_tree(sub);
