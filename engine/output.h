@@ -32,6 +32,8 @@ int snap_output_write(struct snap_output *out, const void *buf, size_t len, uint
 /* Makes [off, off+len) read back as zeros: nothing for a fresh file, BLKZEROOUT or writes for
  * a block device. */
 int snap_output_zero(struct snap_output *out, uint64_t off, uint64_t len);
+/* Writes zeros (no ioctl): for targets whose content must be overwritten. */
+int snap_output_zero_write(struct snap_output *out, uint64_t off, uint64_t len);
 /* fsync and rename the temporary file into place (block device: fsync). */
 int snap_output_commit(struct snap_output *out, char **ret_detail);
 /* Removes the temporary file. Idempotent. */
