@@ -486,17 +486,19 @@ void bench_run_stages(struct bench_report *rep, const uint8_t *data, size_t len,
 
 	/* read: the configurations the reader offers */
 	static const struct read_cfg quick_reads[] = {
-		{true, true, 1, 1 << 20},   {true, true, 32, 1 << 20}, {true, false, 32, 1 << 20},
-		{false, true, 1, 1 << 20}, {false, false, 1, 1 << 20},
+		{true, true, 1, 1 << 20},  {true, true, 32, 1 << 20}, {true, false, 32, 1 << 20},
+		{false, true, 4, 1 << 20}, {false, false, 4, 1 << 20},
 	};
+	/* the pread path reads with min(queue depth, 4) helper threads: qd 1 and 4 differ */
 	static const struct read_cfg full_reads[] = {
 		{true, true, 1, 128 << 10},   {true, true, 4, 128 << 10},
 		{true, true, 32, 128 << 10},  {true, true, 1, 1 << 20},
 		{true, true, 4, 1 << 20},     {true, true, 32, 1 << 20},
 		{true, false, 4, 1 << 20},    {true, false, 32, 1 << 20},
-		{true, false, 32, 128 << 10}, {false, true, 1, 128 << 10},
-		{false, true, 1, 1 << 20},    {false, false, 1, 128 << 10},
-		{false, false, 1, 1 << 20},
+		{true, false, 32, 128 << 10}, {false, true, 1, 1 << 20},
+		{false, true, 4, 128 << 10},  {false, true, 4, 1 << 20},
+		{false, false, 1, 1 << 20},   {false, false, 4, 128 << 10},
+		{false, false, 4, 1 << 20},
 	};
 	const struct read_cfg *reads = rep->opts.quick ? quick_reads : full_reads;
 	size_t nreads = rep->opts.quick ? sizeof(quick_reads) / sizeof(quick_reads[0])
