@@ -166,6 +166,7 @@ static int configure(struct snap_job *job, const struct child_args *a)
 		r |= snap_job_set_string(job, SNAP_SPARAM_MANIFEST, q);
 		r |= snap_job_set_string(job, SNAP_SPARAM_SOURCE_DIR, p);
 		r |= snap_job_set_string(job, SNAP_SPARAM_PRIVATE_KEY, k);
+		r |= snap_job_set_string(job, SNAP_SPARAM_CERT, c); /* verify the signature too */
 		snprintf(p, sizeof(p), "%s/unbundled.img", a->dir);
 		r |= snap_job_set_string(job, SNAP_SPARAM_OUTPUT, p);
 		r |= snap_job_set_string(job, SNAP_SPARAM_OUTPUT_DIR, a->dir);
