@@ -71,6 +71,10 @@ struct bench_source {
 	uint64_t extents;
 	char ptable[8];
 	size_t partitions;
+	struct snap_range_list {
+		uint64_t offset, length;
+	} *unused; /* UNUSED extents, whose content a restore need not give back */
+	size_t nunused;
 };
 
 /* One run of a job at one thread count. */
@@ -150,8 +154,9 @@ const struct bench_stage *bench_stage_find(const struct bench_report *rep, const
 /* The fastest available read configuration, or NULL. */
 const struct bench_stage *bench_stage_best_read(const struct bench_report *rep);
 
-/* source map */
+/* source-map.c */
 void bench_map_source(struct bench_source *src);
+void bench_source_free(struct bench_source *src);
 
 /* jobs.c */
 int bench_job_child_main(int argc, char **argv);

@@ -13,8 +13,9 @@
  *     dependency as its reason when it cannot run.
  *  3. The child prints one result line on stdout: space-separated key=value pairs, with
  *     "error=" last because its value is free text.
- *  4. The first output of unbundle and restore is compared with the source byte for byte;
- *     a mismatch is reported (a fast wrong answer is not a result).
+ *  4. The first output of unbundle and restore is compared with the source byte for byte,
+ *     except in UNUSED extents (their content does not matter and comes back as zeros); a
+ *     mismatch is reported (a fast wrong answer is not a result).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -346,45 +347,50 @@ static int spawn_child(const char *self_exe, char *const argv[], struct child_re
 	return 0;
 }
 
-/* Byte comparison of two images (invariant 4); 1 identical, 0 different, -errno. */
-static int same_content(const char *a, const char *b, uint64_t *ret_diff_at)
+static int compare_range(int fa, int fb, uint8_t *ba, uint8_t *bb, uint64_t off, uint64_t end,
+			 uint64_t *ret_diff_at)
 {
-	int fa = open(a, O_RDONLY | O_CLOEXEC), fb = open(b, O_RDONLY | O_CLOEXEC);
-	uint8_t *ba = malloc(MIB), *bb = malloc(MIB);
-	int r = 1;
-	struct stat sa, sb;
-	if (fa < 0 || fb < 0 || !ba || !bb || fstat(fa, &sa) < 0 || fstat(fb, &sb) < 0) {
-		r = fa < 0 || fb < 0 ? -errno : -ENOMEM;
-		goto out;
-	}
-	if (sa.st_size != sb.st_size) {
-		*ret_diff_at = (uint64_t)(sa.st_size < sb.st_size ? sa.st_size : sb.st_size);
-		r = 0;
-		goto out;
-	}
-	for (off_t off = 0; off < sa.st_size && r == 1;) {
-		/* skip a common hole without reading it */
-		off_t da = lseek(fa, off, SEEK_DATA), db = lseek(fb, off, SEEK_DATA);
-		if (da < 0 && db < 0)
-			break;
-		off_t next = da < 0 ? db : db < 0 ? da : da < db ? da : db;
-		if (next > off)
-			off = next / (off_t)MIB * (off_t)MIB > off ? next / (off_t)MIB * (off_t)MIB : off;
-		ssize_t na = pread(fa, ba, MIB, off), nb = pread(fb, bb, MIB, off);
-		if (na < 0 || nb < 0) {
-			r = -errno;
-			break;
-		}
-		if (na != nb || memcmp(ba, bb, (size_t)na) != 0) {
+	while (off < end) {
+		size_t n = end - off < MIB ? (size_t)(end - off) : (size_t)MIB;
+		ssize_t na = pread(fa, ba, n, (off_t)off), nb = pread(fb, bb, n, (off_t)off);
+		if (na < 0 || nb < 0)
+			return -errno;
+		if (na != (ssize_t)n || nb != (ssize_t)n || memcmp(ba, bb, n) != 0) {
 			size_t i = 0;
 			while (i < (size_t)na && i < (size_t)nb && ba[i] == bb[i])
 				i++;
-			*ret_diff_at = (uint64_t)off + i;
-			r = 0;
+			*ret_diff_at = off + i;
+			return 0;
 		}
-		if (na == 0)
-			break;
-		off += na;
+		off += n;
+	}
+	return 1;
+}
+
+/* Byte comparison of the source and an image restored from it, outside the source's UNUSED
+ * extents (invariant 4); 1 identical, 0 different, -errno. */
+static int same_content(const struct bench_source *src, const char *b, uint64_t *ret_diff_at)
+{
+	int fa = open(src->path, O_RDONLY | O_CLOEXEC), fb = open(b, O_RDONLY | O_CLOEXEC);
+	uint8_t *ba = malloc(MIB), *bb = malloc(MIB);
+	int r = 1;
+	struct stat sb;
+	if (fa < 0 || fb < 0 || !ba || !bb || fstat(fb, &sb) < 0) {
+		r = fa < 0 || fb < 0 ? -errno : -ENOMEM;
+		goto out;
+	}
+	if ((uint64_t)sb.st_size != src->size) {
+		*ret_diff_at = (uint64_t)sb.st_size < src->size ? (uint64_t)sb.st_size : src->size;
+		r = 0;
+		goto out;
+	}
+	uint64_t off = 0;
+	for (size_t i = 0; i <= src->nunused && r == 1; i++) {
+		uint64_t end = i < src->nunused ? src->unused[i].offset : src->size;
+		if (end > off)
+			r = compare_range(fa, fb, ba, bb, off, end, ret_diff_at);
+		if (i < src->nunused)
+			off = src->unused[i].offset + src->unused[i].length;
 	}
 out:
 	if (fa >= 0)
@@ -482,7 +488,7 @@ void bench_run_jobs(struct bench_report *rep, const char *workdir, const char *s
 				snprintf(out_path, sizeof(out_path), "%s/%s", dir, img);
 				if (job->identical < 0) {
 					uint64_t at = 0;
-					int same = same_content(rep->source.path, out_path, &at);
+					int same = same_content(&rep->source, out_path, &at);
 					job->identical = same < 0 ? -1 : same;
 					if (same == 0)
 						snprintf(job->mismatch, sizeof(job->mismatch),

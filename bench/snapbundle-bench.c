@@ -440,6 +440,7 @@ int main(int argc, char **argv)
 	status = 0;
 out:
 	free(corpus);
+	bench_source_free(&rep.source);
 	bench_remove_tree(workdir);
 	return status;
 }

@@ -8,9 +8,12 @@
  *  2. The snap_disk API is referenced weakly so a tree where the layout code has not landed
  *     still builds; then, or when the source cannot be mapped, the allocated ranges of an
  *     image file (SEEK_DATA) count as DATA and its holes as ZERO, and map_reason says so.
+ *  3. The UNUSED extents are kept (src->unused): their content does not matter, so a restored
+ *     image is compared with the source everywhere else.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <linux/fs.h>
 #include <stdio.h>
 #include <string.h>
@@ -27,6 +30,8 @@
 #pragma weak snap_disk_summary
 #pragma weak snap_disk_ptable_type
 #pragma weak snap_disk_partition_count
+#pragma weak snap_disk_extent_count
+#pragma weak snap_disk_extent
 
 static void map_by_holes(struct bench_source *src)
 {
@@ -101,5 +106,23 @@ void bench_map_source(struct bench_source *src)
 	snprintf(src->ptable, sizeof(src->ptable), "%s", pt ? pt : "");
 	src->partitions = snap_disk_partition_count(disk);
 	src->mapped = true;
+	size_t n = snap_disk_extent_count ? snap_disk_extent_count(disk) : 0;
+	for (size_t i = 0; i < n; i++) {
+		struct snap_extent e;
+		if (snap_disk_extent(disk, i, &e) < 0 || e.kind != SNAP_EXTENT_UNUSED)
+			continue;
+		struct snap_range_list *u = realloc(src->unused, (src->nunused + 1) * sizeof(*u));
+		if (!u)
+			break; /* the comparison then covers more, never less */
+		src->unused = u;
+		src->unused[src->nunused++] = (struct snap_range_list){e.offset, e.length};
+	}
 	snap_disk_free(disk);
+}
+
+void bench_source_free(struct bench_source *src)
+{
+	free(src->unused);
+	src->unused = NULL;
+	src->nunused = 0;
 }
