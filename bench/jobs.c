@@ -12,7 +12,8 @@
  *     A job that depends on another's output (unbundle on bundle, restore on store) names that
  *     dependency as its reason when it cannot run.
  *  3. The child prints one result line on stdout: space-separated key=value pairs, with
- *     "error=" last because its value is free text.
+ *     "error=" last because its value is free text; then, when the job reports them, a
+ *     "timings=" line with the library's SNAP_RESULT_TIMINGS.
  *  4. The first output of unbundle and restore is compared with the source byte for byte,
  *     except in UNUSED extents (their content does not matter and comes back as zeros); a
  *     mismatch is reported (a fast wrong answer is not a result).
@@ -260,9 +261,13 @@ int bench_job_child_main(int argc, char **argv)
 		}
 	}
 	const char *err = r < 0 ? snap_job_error(job) : "";
+	const char *timings = snap_job_result_string(job, SNAP_RESULT_TIMINGS);
 	printf("rc=%d elapsed_ns=%llu bytes_read=%llu bytes_written=%llu q1=%.0f q4=%.0f error=%s\n",
 	       r, (unsigned long long)ns, (unsigned long long)rd, (unsigned long long)wr, q1, q4,
 	       *err ? err : (r < 0 ? snap_strerror(r) : ""));
+	/* the job's own account of where the time went, one line, as the library gave it */
+	if (r >= 0 && timings && !strpbrk(timings, "\n"))
+		printf("timings=%s\n", timings);
 	free(s);
 	snap_job_free(job);
 	return 0;
@@ -276,6 +281,7 @@ struct child_result {
 	uint64_t elapsed_ns, bytes_read, bytes_written;
 	double q1, q4;
 	char error[256];
+	char timings[512];
 	struct rusage ru;
 };
 
@@ -299,7 +305,7 @@ static int spawn_child(const char *self_exe, char *const argv[], struct child_re
 		_exit(127);
 	}
 	close(fds[1]);
-	char line[1024];
+	char line[4096];
 	size_t len = 0;
 	ssize_t n;
 	while ((n = read(fds[0], line + len, sizeof(line) - 1 - len)) != 0) {
@@ -320,6 +326,11 @@ static int spawn_child(const char *self_exe, char *const argv[], struct child_re
 			return -errno;
 	unsigned long long ns, rd, wr;
 	int used = 0;
+	const char *tl = strstr(line, "\ntimings=");
+	if (tl) {
+		snprintf(res->timings, sizeof(res->timings), "%s", tl + 9);
+		res->timings[strcspn(res->timings, "\n")] = 0;
+	}
 	if (sscanf(line, "rc=%d elapsed_ns=%llu bytes_read=%llu bytes_written=%llu q1=%lf q4=%lf %n",
 		   &res->rc, &ns, &rd, &wr, &res->q1, &res->q4, &used) >= 6 &&
 	    used > 0) {
@@ -477,6 +488,7 @@ void bench_run_jobs(struct bench_report *rep, const char *workdir, const char *s
 			run->bytes_read = res.bytes_read;
 			run->bytes_written = res.bytes_written;
 			run->rate = run->seconds > 0 ? (double)data / run->seconds : 0;
+			memcpy(run->timings, res.timings, sizeof(run->timings));
 			run->rate_first_quarter = res.q1;
 			run->rate_last_quarter = res.q4;
 

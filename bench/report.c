@@ -120,6 +120,8 @@ static void json_run(FILE *f, const struct bench_report *rep, const struct bench
 	jpos(f, run->rate_first_quarter / 1e6);
 	fputs(", \"last_quarter_mb_per_s\": ", f);
 	jpos(f, run->rate_last_quarter / 1e6);
+	fputs(", \"job_timings\": ", f);
+	jopt(f, run->timings);
 	fputs(",\n         \"model\": {\"limit_seconds\": ", f);
 	jnum(f, run->model_seconds);
 	fputs(", \"bound\": ", f);
@@ -304,6 +306,10 @@ void bench_print_table(const struct bench_report *rep)
 			       r->model_bound, r->percent_of_limit,
 			       r->model_complete ? "" : " (model incomplete)");
 		}
+		for (size_t i = 0; i < job->nruns; i++)
+			if (job->runs[i].ok && job->runs[i].timings[0])
+				printf("  %-9s %7u where the time went: %s\n", "", job->runs[i].threads,
+				       job->runs[i].timings);
 		if (job->identical == 0 || (job->identical < 0 && job->mismatch[0]))
 			printf("  %-9s output: %s\n", "", job->mismatch);
 		if (job->nruns && job->reason[0])

@@ -22,12 +22,12 @@
 
 #include "bench.h"
 
-#define W 1220
+#define W 1240
 #define ROW 19
 #define LEFT_X 240  /* bar origin */
 #define LEFT_W 340  /* bar area width */
 #define RIGHT_X 740 /* plot origin */
-#define RIGHT_W 440
+#define RIGHT_W 390
 #define TOP 92
 
 static const char *const job_colors[BENCH_JOB_KINDS] = {"#1f77b4", "#2ca02c", "#d62728",
@@ -204,6 +204,8 @@ static double job_panel(FILE *f, const struct bench_report *rep)
 		text(f, XOF(t), py + ph + 15, "class=\"ax\" text-anchor=\"middle\"", lab);
 	}
 	text(f, px + RIGHT_W / 2.0, py + ph + 31, "class=\"ax\" text-anchor=\"middle\"", "threads");
+	if (ran > 0)
+		text(f, px - 6, py - 8, "class=\"ax\" text-anchor=\"end\"", "MB/s");
 	if (ran == 0)
 		text(f, px + RIGHT_W / 2.0, py + ph / 2, "class=\"na\" text-anchor=\"middle\"",
 		     "no job ran in this build (see below)");
@@ -230,11 +232,19 @@ static double job_panel(FILE *f, const struct bench_report *rep)
 			if (!first)
 				fputs("\"/>\n", f);
 		}
+		const struct bench_run *last = NULL;
 		for (size_t i = 0; i < job->nruns; i++) {
 			const struct bench_run *r = &job->runs[i];
-			if (r->ok && r->rate > 0)
+			if (r->ok && r->rate > 0) {
 				fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"%s\"/>\n",
 					XOF(r->threads), YOF(r->rate), job_colors[k]);
+				last = r;
+			}
+		}
+		if (last) { /* name the line at its end */
+			char attrs[64];
+			snprintf(attrs, sizeof(attrs), "class=\"lab\" style=\"fill:%s\"", job_colors[k]);
+			text(f, px + RIGHT_W + 6, YOF(last->rate) + 4, attrs, job->kind);
 		}
 	}
 #undef XOF

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Judges the output of `snapbundle bench --json` (schema in docs/bench-json.md) and its SVG.
 
-usage: check-bench.py REPORT.json [CHART.svg]
+usage: check-bench.py REPORT.json [CHART.svg [GENERATED_SIZE]]
 
 Completeness, never speed: every stage is present, available ones with a positive rate,
 unavailable ones with a reason; stages that depend on nothing optional (OpenSSL, ISA-L, the
@@ -47,8 +47,8 @@ src = rep["source"]
 b = src["bytes"]
 if b["data"] + b["zero"] + b["unused"] != src["size"]:
     fail(f"source bytes {b} do not add up to its size {src['size']}")
-if not src["generated"] or src["size"] != 64 << 20:
-    fail("expected the generated 64 MiB disk")
+if len(sys.argv) > 3 and (not src["generated"] or src["size"] != int(sys.argv[3])):
+    fail(f"expected a generated disk of {sys.argv[3]} bytes")
 if src["mapped"]:
     if src["ptable"] != "gpt" or src["partitions"] != 3:
         fail(f"the generated disk maps as {src['ptable']} with {src['partitions']} partitions")
@@ -117,11 +117,19 @@ for j in rep["jobs"]:
         mo = r["model"]
         if not mo["bound"] or not mo["terms"]:
             fail(f"job {j['kind']}: model without bound or terms")
-        known = [t["seconds"] for t in mo["terms"] if t["seconds"] is not None]
+        known = [t for t in mo["terms"] if t["seconds"] is not None]
         if mo["complete"] and len(known) != len(mo["terms"]):
             fail(f"job {j['kind']}: model complete with unknown terms")
-        if known and not (mo["limit_seconds"] >= max(known) - 1e-9 or mo["complete"] is False):
-            fail(f"job {j['kind']}: limit {mo['limit_seconds']} below a term {max(known)}")
+        # the limit is the largest of each I/O or serial term and the compute sum over cores
+        cores = min(r["threads"], rep["machine"]["online_cpus"])
+        floor = max([t["seconds"] for t in known if t["io"] or t["serial"]] +
+                    [sum(t["seconds"] for t in known if not t["io"]) / cores])
+        if known and abs(mo["limit_seconds"] - floor) > 1e-3 * floor + 1e-6:
+            fail(f"job {j['kind']}: limit {mo['limit_seconds']} is not the model's {floor}")
+        if positive(mo["percent_of_limit"]) and abs(
+                mo["percent_of_limit"] - 100 * mo["limit_seconds"] / r["seconds"]) > 0.01 * \
+                mo["percent_of_limit"]:
+            fail(f"job {j['kind']}: percent_of_limit does not match limit and time")
 
 if len(sys.argv) > 2:
     root = ET.parse(sys.argv[2]).getroot()

@@ -10,7 +10,7 @@ trap 'rm -rf "$tmp"' EXIT
 
 "$SNAPBUNDLE" bench --quick --size 64M --threads 1,2 --json --svg "$tmp/chart.svg" \
 	--workdir "$tmp" >"$tmp/report.json" 2>"$tmp/stderr" || { cat "$tmp/stderr"; exit 1; }
-python3 "$SRCDIR/tests/bench/check-bench.py" "$tmp/report.json" "$tmp/chart.svg"
+python3 "$SRCDIR/tests/bench/check-bench.py" "$tmp/report.json" "$tmp/chart.svg" $((64 << 20))
 python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$tmp/report.json"
 if ls -d "$tmp"/snapbundle-bench.* 2>/dev/null; then
 	echo "the work directory was left behind"; exit 1
