@@ -53,6 +53,8 @@ struct bench_stage {
 	uint64_t bytes;	   /* input bytes processed */
 	double seconds;
 	double rate;	   /* bytes per second (bytes / seconds) */
+	double cpu_seconds; /* compute stages: CPU time of the thread; 0 for read and write */
+	double cpu_rate;    /* bytes per CPU second; 0 when not measured */
 	double ratio;	   /* deflate: output / input; 0 when not applicable */
 	/* read configurations */
 	char engine[8];	   /* "uring", "pread" */
@@ -93,6 +95,8 @@ struct bench_run {
 	double model_seconds;
 	char model_bound[32];
 	bool model_complete; /* every stage the model needs was measured */
+	double model_cpu_seconds; /* CPU the compute stages need, at their per-CPU-second rates */
+	double cpu_percent;	  /* model_cpu_seconds / cpu_seconds * 100 */
 	double percent_of_limit; /* model_seconds / seconds * 100 */
 };
 
@@ -114,6 +118,7 @@ struct bench_term {
 	bool io;     /* bounded by the device, not by cores */
 	bool available;
 	double seconds;
+	double cpu_seconds; /* compute terms: at the stage's CPU rate (0 for I/O) */
 };
 
 struct bench_ref {

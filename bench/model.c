@@ -20,6 +20,10 @@
  *  3. Unbundle and restore read what bundle and store wrote, at the source's best read rate.
  *  4. A stage whose rate could not be measured is left out of the sum and flagged in the
  *     terms; the limit is then a lower bound.
+ *  5. Next to the time limit, the CPU the compute stages need at their per-CPU-second rates
+ *     (model_cpu_seconds) is compared with the CPU the job process used: unlike wall time
+ *     this holds on a machine shared with other work, and the gap is the pipeline's own
+ *     overhead (copies, locking, waiting spins, tar and manifest work).
  */
 #include <string.h>
 
@@ -115,7 +119,11 @@ size_t bench_model_terms(const struct bench_report *rep, const char *kind, unsig
 		out[i].serial = defs[i].serial;
 		out[i].io = defs[i].io;
 		out[i].available = st && st->rate > 0;
-		out[i].seconds = out[i].available ? (defs[i].compressed ? c : d) / st->rate : 0;
+		double bytes = defs[i].compressed ? c : d;
+		out[i].seconds = out[i].available ? bytes / st->rate : 0;
+		out[i].cpu_seconds = out[i].available && !defs[i].io && st->cpu_rate > 0
+					     ? bytes / st->cpu_rate
+					     : 0;
 	}
 	return n < max ? n : max;
 }
@@ -169,6 +177,14 @@ void bench_model_apply(struct bench_report *rep)
 							       run->model_bound,
 							       sizeof(run->model_bound), &complete);
 			run->model_complete = complete;
+			struct bench_term t[16];
+			size_t n = bench_model_terms(rep, job->kind, run->threads, t, 16);
+			run->model_cpu_seconds = 0;
+			for (size_t j = 0; j < n; j++)
+				run->model_cpu_seconds += t[j].cpu_seconds;
+			run->cpu_percent = run->ok && run->cpu_seconds > 0
+						   ? 100.0 * run->model_cpu_seconds / run->cpu_seconds
+						   : 0;
 			run->percent_of_limit = run->ok && run->seconds > 0
 							? 100.0 * run->model_seconds / run->seconds
 							: 0;

@@ -90,6 +90,8 @@ static void json_stage(FILE *f, const struct bench_stage *st)
 	jnum(f, st->seconds);
 	fputs(", \"mb_per_s\": ", f);
 	jnum(f, st->rate / 1e6);
+	fputs(", \"mb_per_cpu_s\": ", f);
+	jpos(f, st->cpu_rate / 1e6);
 	fputs(", \"ratio\": ", f);
 	jpos(f, st->ratio);
 	if (!strcmp(st->group, "read")) {
@@ -128,6 +130,10 @@ static void json_run(FILE *f, const struct bench_report *rep, const struct bench
 	jstr(f, run->model_bound);
 	fprintf(f, ", \"complete\": %s, \"percent_of_limit\": ", jbool(run->model_complete));
 	jpos(f, run->percent_of_limit);
+	fputs(", \"cpu_seconds\": ", f);
+	jnum(f, run->model_cpu_seconds);
+	fputs(", \"cpu_percent\": ", f);
+	jpos(f, run->cpu_percent);
 	fputs(", \"terms\": [", f);
 	struct bench_term t[16];
 	size_t n = bench_model_terms(rep, job->kind, run->threads, t, 16);
@@ -140,6 +146,8 @@ static void json_run(FILE *f, const struct bench_report *rep, const struct bench
 			jnum(f, t[i].seconds);
 		else
 			fputs("null", f);
+		fputs(", \"cpu_seconds\": ", f);
+		jpos(f, t[i].cpu_seconds);
 		fputc('}', f);
 	}
 	fputs("]}}", f);
@@ -277,15 +285,18 @@ void bench_print_table(const struct bench_report *rep)
 		}
 		printf("  %-32s %12s  %s in %.2f s", st->name, bench_rate_str(a, st->rate),
 		       size_str(b, st->bytes), st->seconds);
+		if (st->cpu_rate > 0)
+			printf(", %s per CPU second", bench_rate_str(c, st->cpu_rate));
 		if (st->ratio > 0)
 			printf(", output %.1f%% of input", 100.0 * st->ratio);
 		putchar('\n');
 	}
 
-	printf("\njobs at level %d (rate: source DATA bytes per second; model: %s)\n",
-	       rep->opts.level, "the limit the stage speeds allow");
-	printf("  %-9s %7s %9s %9s %11s %10s %9s  %-16s %7s\n", "job", "threads", "time", "cpu",
-	       "rate", "peak RSS", "model", "bound", "% limit");
+	printf("\njobs at level %d (rate: source DATA bytes per second; model: the limit the stage\n"
+	       "speeds allow, %% limit = model / time; %% cpu = CPU the stages need / CPU used)\n",
+	       rep->opts.level);
+	printf("  %-9s %7s %9s %9s %11s %10s %9s  %-16s %7s %6s\n", "job", "threads", "time", "cpu",
+	       "rate", "peak RSS", "model", "bound", "% limit", "% cpu");
 	for (size_t k = 0; k < BENCH_JOB_KINDS; k++) {
 		const struct bench_job *job = &rep->jobs[k];
 		if (!job->available) {
@@ -300,10 +311,10 @@ void bench_print_table(const struct bench_report *rep)
 			}
 			snprintf(c, sizeof(c), "%.2f s", r->seconds);
 			snprintf(d, sizeof(d), "%.2f s", r->cpu_seconds);
-			printf("  %-9s %7u %9s %9s %11s %10s %7.2f s  %-16s %6.0f%%%s\n", job->kind,
-			       r->threads, c, d, bench_rate_str(a, r->rate),
+			printf("  %-9s %7u %9s %9s %11s %10s %7.2f s  %-16s %6.0f%% %5.0f%%%s\n",
+			       job->kind, r->threads, c, d, bench_rate_str(a, r->rate),
 			       size_str(b, r->peak_rss_kib * 1024), r->model_seconds,
-			       r->model_bound, r->percent_of_limit,
+			       r->model_bound, r->percent_of_limit, r->cpu_percent,
 			       r->model_complete ? "" : " (model incomplete)");
 		}
 		for (size_t i = 0; i < job->nruns; i++)
