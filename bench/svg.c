@@ -161,7 +161,7 @@ static double job_panel(FILE *f, const struct bench_report *rep)
 	text(f, RIGHT_X - 50, TOP + 16, "class=\"ax\"",
 	     "solid with points: measured; dashed: the model's limit, same colour");
 	unsigned tmax = 1;
-	double ymax = 0;
+	double ymax = 0, label_y[BENCH_JOB_KINDS] = {0};
 	size_t ran = 0;
 	for (size_t k = 0; k < BENCH_JOB_KINDS; k++) {
 		const struct bench_job *job = &rep->jobs[k];
@@ -204,8 +204,11 @@ static double job_panel(FILE *f, const struct bench_report *rep)
 		text(f, XOF(t), py + ph + 15, "class=\"ax\" text-anchor=\"middle\"", lab);
 	}
 	text(f, px + RIGHT_W / 2.0, py + ph + 31, "class=\"ax\" text-anchor=\"middle\"", "threads");
-	if (ran > 0)
-		text(f, px - 6, py - 8, "class=\"ax\" text-anchor=\"end\"", "MB/s");
+	if (ran > 0) {
+		fprintf(f, "<text x=\"0\" y=\"0\" class=\"ax\" text-anchor=\"middle\" "
+			   "transform=\"translate(%.1f,%.1f) rotate(-90)\">MB/s</text>\n",
+			px - 48, py + ph / 2);
+	}
 	if (ran == 0)
 		text(f, px + RIGHT_W / 2.0, py + ph / 2, "class=\"na\" text-anchor=\"middle\"",
 		     "no job ran in this build (see below)");
@@ -232,27 +235,41 @@ static double job_panel(FILE *f, const struct bench_report *rep)
 			if (!first)
 				fputs("\"/>\n", f);
 		}
-		const struct bench_run *last = NULL;
 		for (size_t i = 0; i < job->nruns; i++) {
 			const struct bench_run *r = &job->runs[i];
 			if (r->ok && r->rate > 0) {
 				fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"%s\"/>\n",
 					XOF(r->threads), YOF(r->rate), job_colors[k]);
-				last = r;
+				label_y[k] = YOF(r->rate) + 4;
 			}
-		}
-		if (last) { /* name the line at its end */
-			char attrs[64];
-			snprintf(attrs, sizeof(attrs), "class=\"lab\" style=\"fill:%s\"", job_colors[k]);
-			text(f, px + RIGHT_W + 6, YOF(last->rate) + 4, attrs, job->kind);
 		}
 	}
 #undef XOF
 #undef YOF
+	/* name each line at its end; labels that would overlap are pushed apart */
+	size_t order[BENCH_JOB_KINDS], nl = 0;
+	for (size_t k = 0; k < BENCH_JOB_KINDS; k++)
+		if (label_y[k] > 0)
+			order[nl++] = k;
+	for (size_t i = 1; i < nl; i++) /* insertion sort by y */
+		for (size_t j = i; j > 0 && label_y[order[j]] < label_y[order[j - 1]]; j--) {
+			size_t tmp = order[j];
+			order[j] = order[j - 1];
+			order[j - 1] = tmp;
+		}
+	for (size_t i = 1; i < nl; i++)
+		if (label_y[order[i]] < label_y[order[i - 1]] + 13)
+			label_y[order[i]] = label_y[order[i - 1]] + 13;
+	for (size_t i = 0; i < nl; i++) {
+		char attrs[64];
+		snprintf(attrs, sizeof(attrs), "class=\"lab\" style=\"fill:%s\"",
+			 job_colors[order[i]]);
+		text(f, px + RIGHT_W + 6, label_y[order[i]], attrs, rep->jobs[order[i]].kind);
+	}
 	/* per job: the line at the highest thread count, or why it did not run */
 	double y = py + ph + 56;
 	text(f, px - 50, y, "class=\"lab\" font-weight=\"bold\"",
-	     "job        threads  MB/s   bound             % of limit  peak RSS");
+	     "job        threads  MB/s  bound          % limit  % cpu  peak RSS");
 	y += 18;
 	for (size_t k = 0; k < BENCH_JOB_KINDS; k++) {
 		const struct bench_job *job = &rep->jobs[k];
@@ -264,9 +281,10 @@ static double job_panel(FILE *f, const struct bench_report *rep)
 			px - 68, y - 6, job_colors[k]);
 		char line[256];
 		if (last)
-			snprintf(line, sizeof(line), "%-10s %7u %6.0f   %-17s %8.0f%%  %6.1f MiB",
+			snprintf(line, sizeof(line), "%-10s %7u %5.0f  %-14s %6.0f%% %5.0f%% %5.1f MiB",
 				 job->kind, last->threads, last->rate / 1e6, last->model_bound,
-				 last->percent_of_limit, (double)last->peak_rss_kib / 1024);
+				 last->percent_of_limit, last->cpu_percent,
+				 (double)last->peak_rss_kib / 1024);
 		else
 			snprintf(line, sizeof(line), "%-10s not run: %.48s%s", job->kind,
 				 job->reason[0] ? job->reason : "every run failed",
