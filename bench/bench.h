@@ -39,25 +39,25 @@ struct bench_opts {
 	const char *workdir_parent;
 	unsigned threads[BENCH_MAX_THREADS];
 	size_t nthreads;
-	int level; /* compression level of the jobs */
-	double min_time; /* seconds each compute stage runs at least */
+	int level;	      /* compression level of the jobs */
+	double min_time;      /* seconds each compute stage runs at least */
 	uint64_t read_budget; /* bytes each read configuration reads at most */
 	uint64_t write_budget;
 };
 
 struct bench_stage {
-	char name[48];	   /* "sha1", "deflate-l1", "read-uring-direct-qd32-1m" */
-	char group[16];	   /* "read", "zero", "hash", "deflate", "cipher", "inflate", "write" */
+	char name[48];	/* "sha1", "deflate-l1", "read-uring-direct-qd32-1m" */
+	char group[16]; /* "read", "zero", "hash", "deflate", "cipher", "inflate", "write" */
 	bool available;
 	char reason[160];
-	uint64_t bytes;	   /* input bytes processed */
+	uint64_t bytes; /* input bytes processed */
 	double seconds;
-	double rate;	   /* bytes per second (bytes / seconds) */
+	double rate;	    /* bytes per second (bytes / seconds) */
 	double cpu_seconds; /* compute stages: CPU time of the thread; 0 for read and write */
 	double cpu_rate;    /* bytes per CPU second; 0 when not measured */
-	double ratio;	   /* deflate: output / input; 0 when not applicable */
+	double ratio;	    /* deflate: output / input; 0 when not applicable */
 	/* read configurations */
-	char engine[8];	   /* "uring", "pread" */
+	char engine[8]; /* "uring", "pread" */
 	bool direct;
 	unsigned queue_depth;
 	size_t request_size;
@@ -75,7 +75,7 @@ struct bench_source {
 	size_t partitions;
 	struct snap_range_list {
 		uint64_t offset, length;
-	} *unused; /* UNUSED extents, whose content a restore need not give back */
+	} * unused; /* UNUSED extents, whose content a restore need not give back */
 	size_t nunused;
 };
 
@@ -88,16 +88,16 @@ struct bench_run {
 	double cpu_seconds; /* user + system of the child process */
 	uint64_t peak_rss_kib;
 	uint64_t bytes_read, bytes_written;
-	double rate; /* source DATA bytes per second */
+	double rate;				      /* source DATA bytes per second */
 	double rate_first_quarter, rate_last_quarter; /* bytes read per second; 0 when unknown */
 	char timings[512]; /* SNAP_RESULT_TIMINGS of the job (a JSON object as text), or "" */
 	/* model */
 	double model_seconds;
 	char model_bound[32];
-	bool model_complete; /* every stage the model needs was measured */
+	bool model_complete;	  /* every stage the model needs was measured */
 	double model_cpu_seconds; /* CPU the compute stages need, at their per-CPU-second rates */
 	double cpu_percent;	  /* model_cpu_seconds / cpu_seconds * 100 */
-	double percent_of_limit; /* model_seconds / seconds * 100 */
+	double percent_of_limit;  /* model_seconds / seconds * 100 */
 };
 
 struct bench_job {
@@ -107,7 +107,7 @@ struct bench_job {
 	char reason[256];
 	struct bench_run runs[BENCH_MAX_THREADS];
 	size_t nruns;
-	int identical;	   /* unbundle, restore: output equals the source: 1, 0, -1 not checked */
+	int identical;	    /* unbundle, restore: output equals the source: 1, 0, -1 not checked */
 	char mismatch[160]; /* when identical is 0 or the comparison failed */
 };
 

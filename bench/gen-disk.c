@@ -89,22 +89,43 @@ static void fill_random(struct rng *r, uint8_t *buf, size_t len)
 }
 
 static const char *const words[] = {
-	"the", "of", "and", "to", "in", "is", "for", "on", "with", "as", "error", "warning",
-	"info", "debug", "kernel", "systemd", "started", "stopped", "session", "user", "root",
-	"connection", "from", "port", "accepted", "publickey", "closed", "received", "request",
-	"GET", "POST", "/api/v1/items", "/index.html", "HTTP/1.1", "200", "404", "500", "ms",
-	"bytes", "static", "const", "int", "return", "if", "else", "struct", "void", "char",
-	"unsigned", "size_t", "uint64_t", "#include", "<stdio.h>", "{", "}", "(", ")", ";", "=",
-	"==", "!=", "->", "buffer", "length", "offset", "device", "partition", "filesystem",
-	"mount", "ext4", "xfs", "nvme0n1", "eth0", "link", "up", "down", "dhcp", "lease",
-	"address", "10.0.0.12", "192.168.1.1", "cron", "job", "completed", "failed", "retry",
-	"timeout", "config", "value", "true", "false", "null", "name", "version", "package",
-	"install", "upgrade", "libc6", "openssl", "python3", "def", "self", "import", "class",
-	"function", "var", "let", "export", "module", "require", "console.log", "print",
-	"Lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit", "sed",
-	"do", "eiusmod", "tempor", "incididunt", "ut", "labore", "et", "dolore", "magna",
-	"aliqua", "worker", "thread", "queue", "memory", "allocated", "freed", "cache", "hit",
-	"miss", "latency", "throughput", "MB/s", "checksum", "verified", "snapshot", "backup",
+    "the",	   "of",	  "and",	 "to",
+    "in",	   "is",	  "for",	 "on",
+    "with",	   "as",	  "error",	 "warning",
+    "info",	   "debug",	  "kernel",	 "systemd",
+    "started",	   "stopped",	  "session",	 "user",
+    "root",	   "connection",  "from",	 "port",
+    "accepted",	   "publickey",	  "closed",	 "received",
+    "request",	   "GET",	  "POST",	 "/api/v1/items",
+    "/index.html", "HTTP/1.1",	  "200",	 "404",
+    "500",	   "ms",	  "bytes",	 "static",
+    "const",	   "int",	  "return",	 "if",
+    "else",	   "struct",	  "void",	 "char",
+    "unsigned",	   "size_t",	  "uint64_t",	 "#include",
+    "<stdio.h>",   "{",		  "}",		 "(",
+    ")",	   ";",		  "=",		 "==",
+    "!=",	   "->",	  "buffer",	 "length",
+    "offset",	   "device",	  "partition",	 "filesystem",
+    "mount",	   "ext4",	  "xfs",	 "nvme0n1",
+    "eth0",	   "link",	  "up",		 "down",
+    "dhcp",	   "lease",	  "address",	 "10.0.0.12",
+    "192.168.1.1", "cron",	  "job",	 "completed",
+    "failed",	   "retry",	  "timeout",	 "config",
+    "value",	   "true",	  "false",	 "null",
+    "name",	   "version",	  "package",	 "install",
+    "upgrade",	   "libc6",	  "openssl",	 "python3",
+    "def",	   "self",	  "import",	 "class",
+    "function",	   "var",	  "let",	 "export",
+    "module",	   "require",	  "console.log", "print",
+    "Lorem",	   "ipsum",	  "dolor",	 "sit",
+    "amet",	   "consectetur", "adipiscing",	 "elit",
+    "sed",	   "do",	  "eiusmod",	 "tempor",
+    "incididunt",  "ut",	  "labore",	 "et",
+    "dolore",	   "magna",	  "aliqua",	 "worker",
+    "thread",	   "queue",	  "memory",	 "allocated",
+    "freed",	   "cache",	  "hit",	 "miss",
+    "latency",	   "throughput",  "MB/s",	 "checksum",
+    "verified",	   "snapshot",	  "backup",
 };
 #define NWORDS (sizeof(words) / sizeof(words[0]))
 
@@ -116,10 +137,10 @@ static void fill_text(struct rng *r, uint8_t *buf, size_t len)
 	size_t i = 0;
 	while (i < len) {
 		char line[512];
-		int n = snprintf(line, sizeof(line), "%s %2u %02u:%02u:%02u host%u svc[%u]: ",
-				 months[rng_below(r, 12)], 1 + rng_below(r, 28), rng_below(r, 24),
-				 rng_below(r, 60), rng_below(r, 60), rng_below(r, 4),
-				 100 + rng_below(r, 30000));
+		int n = snprintf(line, sizeof(line),
+				 "%s %2u %02u:%02u:%02u host%u svc[%u]: ", months[rng_below(r, 12)],
+				 1 + rng_below(r, 28), rng_below(r, 24), rng_below(r, 60),
+				 rng_below(r, 60), rng_below(r, 4), 100 + rng_below(r, 30000));
 		unsigned nw = 4 + rng_below(r, 12);
 		for (unsigned w = 0; w < nw && n < 440; w++) {
 			const char *s = words[rng_below(r, NWORDS)];
@@ -140,12 +161,10 @@ static void fill_text(struct rng *r, uint8_t *buf, size_t len)
 static void fill_binary(struct rng *r, uint8_t *buf, size_t len)
 {
 	static const uint8_t ops[][4] = {
-		{0x48, 0x89, 0xe5, 0}, {0x48, 0x8b, 0x45, 0}, {0x48, 0x83, 0xec, 0},
-		{0xe8, 0, 0, 0},       {0x0f, 0x1f, 0x44, 0}, {0x89, 0xc7, 0, 0},
-		{0x31, 0xc0, 0, 0},    {0x74, 0, 0, 0},	      {0x75, 0, 0, 0},
-		{0xc3, 0, 0, 0},       {0x55, 0, 0, 0},	      {0x5d, 0, 0, 0},
-		{0x41, 0x54, 0, 0},    {0x48, 0x8d, 0x3d, 0}, {0xff, 0x15, 0, 0},
-		{0x0f, 0x84, 0, 0},
+	    {0x48, 0x89, 0xe5, 0}, {0x48, 0x8b, 0x45, 0}, {0x48, 0x83, 0xec, 0}, {0xe8, 0, 0, 0},
+	    {0x0f, 0x1f, 0x44, 0}, {0x89, 0xc7, 0, 0},	  {0x31, 0xc0, 0, 0},	 {0x74, 0, 0, 0},
+	    {0x75, 0, 0, 0},	   {0xc3, 0, 0, 0},	  {0x55, 0, 0, 0},	 {0x5d, 0, 0, 0},
+	    {0x41, 0x54, 0, 0},	   {0x48, 0x8d, 0x3d, 0}, {0xff, 0x15, 0, 0},	 {0x0f, 0x84, 0, 0},
 	};
 	static const uint8_t oplen[] = {3, 3, 3, 1, 3, 2, 2, 1, 1, 1, 1, 1, 2, 3, 2, 2};
 	static const uint8_t imm_len[] = {1, 1, 1, 4, 1, 0, 0, 1, 1, 0, 0, 0, 0, 4, 4, 4};
@@ -199,12 +218,11 @@ static int write_all(int fd, const void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
-static int fill_region(int fd, struct rng *r, const struct region *reg, uint64_t seg,
-		       uint8_t *buf)
+static int fill_region(int fd, struct rng *r, const struct region *reg, uint64_t seg, uint8_t *buf)
 {
 	for (uint64_t off = reg->start; off < reg->start + reg->length; off += seg) {
-		uint64_t len = reg->start + reg->length - off < seg ? reg->start + reg->length - off
-								      : seg;
+		uint64_t len =
+		    reg->start + reg->length - off < seg ? reg->start + reg->length - off : seg;
 		unsigned pick = rng_below(r, 100), kind = 0, acc = 0;
 		for (kind = 0; kind < SEG_KINDS - 1; kind++) {
 			acc += reg->weight[kind];
@@ -346,14 +364,16 @@ int bench_gen_disk(const char *path, uint64_t size, char **ret_detail)
 {
 	size = size / MIB * MIB;
 	if (size < 16 * MIB) {
-		if (ret_detail && asprintf(ret_detail, "a generated disk needs at least 16 MiB") < 0)
+		if (ret_detail &&
+		    asprintf(ret_detail, "a generated disk needs at least 16 MiB") < 0)
 			*ret_detail = NULL;
 		return -EINVAL;
 	}
 	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		int e = errno;
-		if (ret_detail && asprintf(ret_detail, "cannot create %s: %s", path, strerror(e)) < 0)
+		if (ret_detail &&
+		    asprintf(ret_detail, "cannot create %s: %s", path, strerror(e)) < 0)
 			*ret_detail = NULL;
 		return -e;
 	}
@@ -369,10 +389,9 @@ int bench_gen_disk(const char *path, uint64_t size, char **ret_detail)
 	uint64_t gap = mib * 4 / 100 ? mib * 4 / 100 : 1;
 	uint64_t p3 = mib * 28 / 100;
 	const struct gpt_part parts[] = {
-		{"C12A7328-F81F-11D2-BA4B-00A0C93EC93B", "EFI System", 1 * MIB, p1 * MIB},
-		{"4F68BCE3-E8CD-4C31-B157-9C11E88CFC3F", "root", (1 + p1) * MIB, p2 * MIB},
-		{"0FC63DAF-8483-4772-8E79-3D69D8477DE4", "data", (1 + p1 + p2 + gap) * MIB,
-		 p3 * MIB},
+	    {"C12A7328-F81F-11D2-BA4B-00A0C93EC93B", "EFI System", 1 * MIB, p1 * MIB},
+	    {"4F68BCE3-E8CD-4C31-B157-9C11E88CFC3F", "root", (1 + p1) * MIB, p2 * MIB},
+	    {"0FC63DAF-8483-4772-8E79-3D69D8477DE4", "data", (1 + p1 + p2 + gap) * MIB, p3 * MIB},
 	};
 	/* Segments of 1/256 of the disk, between 256 KiB and 4 MiB: holes stay longer than the
 	 * 64 KiB gap merging of the extent map. */
@@ -380,10 +399,10 @@ int bench_gen_disk(const char *path, uint64_t size, char **ret_detail)
 	seg = seg < 256 * 1024 ? 256 * 1024 : seg > 4 * MIB ? 4 * MIB : seg;
 	seg = seg / (64 * 1024) * (64 * 1024);
 	const struct region regions[] = {
-		{parts[0].start, parts[0].length, {45, 25, 0, 0, 30}},
-		{parts[1].start, parts[1].length, {35, 20, 10, 10, 25}},
-		{parts[1].start + parts[1].length, gap * MIB, {30, 0, 70, 0, 0}},
-		{parts[2].start, parts[2].length, {15, 15, 40, 0, 30}},
+	    {parts[0].start, parts[0].length, {45, 25, 0, 0, 30}},
+	    {parts[1].start, parts[1].length, {35, 20, 10, 10, 25}},
+	    {parts[1].start + parts[1].length, gap * MIB, {30, 0, 70, 0, 0}},
+	    {parts[2].start, parts[2].length, {15, 15, 40, 0, 30}},
 	};
 	struct rng r;
 	rng_seed(&r, 0x736e617062756e64ull ^ size); /* "snapbund" */

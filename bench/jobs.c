@@ -39,10 +39,10 @@ static const struct {
 	const char *name;
 	enum snap_job_kind kind;
 } job_kinds[BENCH_JOB_KINDS] = {
-	{"bundle", SNAP_JOB_BUNDLE},
-	{"unbundle", SNAP_JOB_UNBUNDLE},
-	{"store", SNAP_JOB_STORE},
-	{"restore", SNAP_JOB_RESTORE},
+    {"bundle", SNAP_JOB_BUNDLE},
+    {"unbundle", SNAP_JOB_UNBUNDLE},
+    {"store", SNAP_JOB_STORE},
+    {"restore", SNAP_JOB_RESTORE},
 };
 
 /* ---- keys ------------------------------------------------------------------------------- */
@@ -62,8 +62,8 @@ int bench_make_keys(const char *dir, char **ret_detail)
 	X509_gmtime_adj(X509_getm_notBefore(x), -3600);
 	X509_gmtime_adj(X509_getm_notAfter(x), 3600L * 24 * 365);
 	X509_NAME *name = X509_get_subject_name(x);
-	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"snapbundle-bench",
-				   -1, -1, 0);
+	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+				   (const unsigned char *)"snapbundle-bench", -1, -1, 0);
 	if (!X509_set_issuer_name(x, name) || !X509_set_pubkey(x, pkey) ||
 	    !X509_sign(x, pkey, EVP_sha256()))
 		goto out;
@@ -254,7 +254,8 @@ int bench_job_child_main(int argc, char **argv)
 	/* rates of the first and last quarter of what was read: no collapse over a long run */
 	double q1 = 0, q4 = 0;
 	if (r >= 0 && s->n >= 8 && rd > 0) {
-		double t25 = time_at(s, rd / 4), t75 = time_at(s, rd / 4 * 3), t100 = time_at(s, rd);
+		double t25 = time_at(s, rd / 4), t75 = time_at(s, rd / 4 * 3),
+		       t100 = time_at(s, rd);
 		if (t25 > 0 && t75 >= 0 && t100 > t75) {
 			q1 = (double)(rd / 4) / t25;
 			q4 = (double)(rd - rd / 4 * 3) / (t100 - t75);
@@ -262,9 +263,10 @@ int bench_job_child_main(int argc, char **argv)
 	}
 	const char *err = r < 0 ? snap_job_error(job) : "";
 	const char *timings = snap_job_result_string(job, SNAP_RESULT_TIMINGS);
-	printf("rc=%d elapsed_ns=%llu bytes_read=%llu bytes_written=%llu q1=%.0f q4=%.0f error=%s\n",
-	       r, (unsigned long long)ns, (unsigned long long)rd, (unsigned long long)wr, q1, q4,
-	       *err ? err : (r < 0 ? snap_strerror(r) : ""));
+	printf(
+	    "rc=%d elapsed_ns=%llu bytes_read=%llu bytes_written=%llu q1=%.0f q4=%.0f error=%s\n",
+	    r, (unsigned long long)ns, (unsigned long long)rd, (unsigned long long)wr, q1, q4,
+	    *err ? err : (r < 0 ? snap_strerror(r) : ""));
 	/* the job's own account of where the time went, one line, as the library gave it */
 	if (r >= 0 && timings && !strpbrk(timings, "\n"))
 		printf("timings=%s\n", timings);
@@ -331,7 +333,8 @@ static int spawn_child(const char *self_exe, char *const argv[], struct child_re
 		snprintf(res->timings, sizeof(res->timings), "%s", tl + 9);
 		res->timings[strcspn(res->timings, "\n")] = 0;
 	}
-	if (sscanf(line, "rc=%d elapsed_ns=%llu bytes_read=%llu bytes_written=%llu q1=%lf q4=%lf %n",
+	if (sscanf(line,
+		   "rc=%d elapsed_ns=%llu bytes_read=%llu bytes_written=%llu q1=%lf q4=%lf %n",
 		   &res->rc, &ns, &rd, &wr, &res->q1, &res->q4, &used) >= 6 &&
 	    used > 0) {
 		res->ran = true;
@@ -461,11 +464,11 @@ void bench_run_jobs(struct bench_report *rep, const char *workdir, const char *s
 		}
 		/* invariant 2: is the runner in the build? */
 		struct child_result res;
-		char *probe_argv[] = {(char *)self_exe, "--job-child", "--probe", "--kind",
-				      (char *)job->kind, NULL};
+		char *probe_argv[] = {(char *)self_exe, "--job-child",	   "--probe",
+				      "--kind",		(char *)job->kind, NULL};
 		if (spawn_child(self_exe, probe_argv, &res) < 0 || !res.ran) {
-			snprintf(job->reason, sizeof(job->reason), "cannot run a job process: %.200s",
-				 res.error);
+			snprintf(job->reason, sizeof(job->reason),
+				 "cannot run a job process: %.200s", res.error);
 			continue;
 		}
 		if (res.rc == -EOPNOTSUPP) {
@@ -477,7 +480,8 @@ void bench_run_jobs(struct bench_report *rep, const char *workdir, const char *s
 			snprintf(job->reason, sizeof(job->reason),
 				 "needs the output of the %s job, which did not run: %.180s",
 				 k == 1 ? "bundle" : "store",
-				 rep->jobs[k - 1].reason[0] ? rep->jobs[k - 1].reason : "it failed");
+				 rep->jobs[k - 1].reason[0] ? rep->jobs[k - 1].reason
+							    : "it failed");
 			continue;
 		}
 		job->available = true;
@@ -486,9 +490,21 @@ void bench_run_jobs(struct bench_report *rep, const char *workdir, const char *s
 			char threads[16], level[16];
 			snprintf(threads, sizeof(threads), "%u", rep->opts.threads[t]);
 			snprintf(level, sizeof(level), "%d", rep->opts.level);
-			char *argv[] = {(char *)self_exe, "--job-child", "--kind", (char *)job->kind,
-					"--source", rep->source.path, "--dir", dir, "--keys", keys,
-					"--threads", threads, "--level", level, NULL};
+			char *argv[] = {(char *)self_exe,
+					"--job-child",
+					"--kind",
+					(char *)job->kind,
+					"--source",
+					rep->source.path,
+					"--dir",
+					dir,
+					"--keys",
+					keys,
+					"--threads",
+					threads,
+					"--level",
+					level,
+					NULL};
 			run->threads = rep->opts.threads[t];
 			int r = spawn_child(self_exe, argv, &res);
 			run->ok = r == 0 && res.ran && res.rc >= 0;
@@ -499,10 +515,9 @@ void bench_run_jobs(struct bench_report *rep, const char *workdir, const char *s
 			}
 			produced[k] = true;
 			run->seconds = (double)res.elapsed_ns / 1e9;
-			run->cpu_seconds = (double)res.ru.ru_utime.tv_sec +
-					   (double)res.ru.ru_utime.tv_usec / 1e6 +
-					   (double)res.ru.ru_stime.tv_sec +
-					   (double)res.ru.ru_stime.tv_usec / 1e6;
+			run->cpu_seconds =
+			    (double)res.ru.ru_utime.tv_sec + (double)res.ru.ru_utime.tv_usec / 1e6 +
+			    (double)res.ru.ru_stime.tv_sec + (double)res.ru.ru_stime.tv_usec / 1e6;
 			run->peak_rss_kib = (uint64_t)res.ru.ru_maxrss;
 			run->bytes_read = res.bytes_read;
 			run->bytes_written = res.bytes_written;
@@ -512,7 +527,7 @@ void bench_run_jobs(struct bench_report *rep, const char *workdir, const char *s
 			run->rate_last_quarter = res.q4;
 
 			/* invariant 4, on the first output only (it costs a full read) */
-			const char *img = job->job_kind == SNAP_JOB_UNBUNDLE	? "unbundled.img"
+			const char *img = job->job_kind == SNAP_JOB_UNBUNDLE  ? "unbundled.img"
 					  : job->job_kind == SNAP_JOB_RESTORE ? "restored.img"
 									      : NULL;
 			if (img) {
@@ -536,7 +551,8 @@ void bench_run_jobs(struct bench_report *rep, const char *workdir, const char *s
 		if (job->nruns > 0 && !produced[k]) {
 			char first[sizeof(job->runs[0].error)];
 			memcpy(first, job->runs[0].error, sizeof(first));
-			snprintf(job->reason, sizeof(job->reason), "every run failed: %.200s", first);
+			snprintf(job->reason, sizeof(job->reason), "every run failed: %.200s",
+				 first);
 		}
 		/* free the disk space as soon as the dependent job is done */
 		if (job->job_kind == SNAP_JOB_UNBUNDLE) {

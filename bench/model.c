@@ -30,54 +30,54 @@
 #include "bench.h"
 
 struct term_def {
-	const char *stage;  /* name in rep->stages, NULL: the best read */
-	const char *label;  /* name in the model */
+	const char *stage; /* name in rep->stages, NULL: the best read */
+	const char *label; /* name in the model */
 	bool serial, io;
-	bool compressed;    /* bytes are C, else D */
+	bool compressed; /* bytes are C, else D */
 };
 
 static const struct term_def bundle_terms[] = {
-	{NULL, "read", false, true, false},
-	{"zero-scan", "zero-scan", false, false, false},
-	{"sha1", "tar-sha1", true, false, false},
-	{"deflate", "deflate", false, false, false},
-	{"aes128cbc-enc", "aes128cbc-enc", true, false, true},
-	{"sha1", "part-sha1", true, false, true},
-	{"write", "write", false, true, true},
+    {NULL, "read", false, true, false},
+    {"zero-scan", "zero-scan", false, false, false},
+    {"sha1", "tar-sha1", true, false, false},
+    {"deflate", "deflate", false, false, false},
+    {"aes128cbc-enc", "aes128cbc-enc", true, false, true},
+    {"sha1", "part-sha1", true, false, true},
+    {"write", "write", false, true, true},
 };
 
 static const struct term_def unbundle_terms[] = {
-	{NULL, "read", false, true, true},
-	{"sha1", "part-sha1", true, false, true},
-	{"aes128cbc-dec", "aes128cbc-dec", true, false, true},
-	{"inflate", "inflate", true, false, false},
-	{"sha1", "tar-sha1", true, false, false},
-	{"write", "write", false, true, false},
+    {NULL, "read", false, true, true},
+    {"sha1", "part-sha1", true, false, true},
+    {"aes128cbc-dec", "aes128cbc-dec", true, false, true},
+    {"inflate", "inflate", true, false, false},
+    {"sha1", "tar-sha1", true, false, false},
+    {"write", "write", false, true, false},
 };
 
 static const struct term_def store_terms[] = {
-	{NULL, "read", false, true, false},
-	{"zero-scan", "zero-scan", false, false, false},
-	{"deflate", "deflate", false, false, false},
-	{"sha256", "frame-digest", false, false, false},
-	{"aes256gcm-enc", "aes256gcm-enc", false, false, true},
-	{"write", "write", false, true, true},
+    {NULL, "read", false, true, false},
+    {"zero-scan", "zero-scan", false, false, false},
+    {"deflate", "deflate", false, false, false},
+    {"sha256", "frame-digest", false, false, false},
+    {"aes256gcm-enc", "aes256gcm-enc", false, false, true},
+    {"write", "write", false, true, true},
 };
 
 static const struct term_def restore_terms[] = {
-	{NULL, "read", false, true, true},
-	{"aes256gcm-dec", "aes256gcm-dec", false, false, true},
-	{"inflate", "inflate", false, false, false},
-	{"sha256", "frame-digest", false, false, false},
-	{"write", "write", false, true, false},
+    {NULL, "read", false, true, true},
+    {"aes256gcm-dec", "aes256gcm-dec", false, false, true},
+    {"inflate", "inflate", false, false, false},
+    {"sha256", "frame-digest", false, false, false},
+    {"write", "write", false, true, false},
 };
 
 static const struct term_def *terms_of(const char *kind, size_t *n)
 {
-#define RET(a)                                   \
-	do {                                     \
-		*n = sizeof(a) / sizeof((a)[0]); \
-		return a;                        \
+#define RET(a)                                                                                     \
+	do {                                                                                       \
+		*n = sizeof(a) / sizeof((a)[0]);                                                   \
+		return a;                                                                          \
 	} while (0)
 	if (!strcmp(kind, "bundle"))
 		RET(bundle_terms);
@@ -121,9 +121,8 @@ size_t bench_model_terms(const struct bench_report *rep, const char *kind, unsig
 		out[i].available = st && st->rate > 0;
 		double bytes = defs[i].compressed ? c : d;
 		out[i].seconds = out[i].available ? bytes / st->rate : 0;
-		out[i].cpu_seconds = out[i].available && !defs[i].io && st->cpu_rate > 0
-					     ? bytes / st->cpu_rate
-					     : 0;
+		out[i].cpu_seconds =
+		    out[i].available && !defs[i].io && st->cpu_rate > 0 ? bytes / st->cpu_rate : 0;
 	}
 	return n < max ? n : max;
 }
@@ -173,9 +172,9 @@ void bench_model_apply(struct bench_report *rep)
 		for (size_t i = 0; i < job->nruns; i++) {
 			struct bench_run *run = &job->runs[i];
 			bool complete;
-			run->model_seconds = bench_model_limit(rep, job->kind, run->threads,
-							       run->model_bound,
-							       sizeof(run->model_bound), &complete);
+			run->model_seconds =
+			    bench_model_limit(rep, job->kind, run->threads, run->model_bound,
+					      sizeof(run->model_bound), &complete);
 			run->model_complete = complete;
 			struct bench_term t[16];
 			size_t n = bench_model_terms(rep, job->kind, run->threads, t, 16);
@@ -183,11 +182,11 @@ void bench_model_apply(struct bench_report *rep)
 			for (size_t j = 0; j < n; j++)
 				run->model_cpu_seconds += t[j].cpu_seconds;
 			run->cpu_percent = run->ok && run->cpu_seconds > 0
-						   ? 100.0 * run->model_cpu_seconds / run->cpu_seconds
-						   : 0;
+					       ? 100.0 * run->model_cpu_seconds / run->cpu_seconds
+					       : 0;
 			run->percent_of_limit = run->ok && run->seconds > 0
-							? 100.0 * run->model_seconds / run->seconds
-							: 0;
+						    ? 100.0 * run->model_seconds / run->seconds
+						    : 0;
 		}
 	}
 }

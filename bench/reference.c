@@ -71,23 +71,26 @@ struct ref_def {
 };
 
 static const struct ref_def refs[] = {
-	{"ec2-bundle-image", {"tar", "gzip", "openssl", "split", "sha1sum", "mkfifo"},
-	 "set -o pipefail; mkfifo \"$4/fifo\" && "
-	 "{ openssl sha1 < \"$4/fifo\" > \"$4/digest\" & } && "
-	 "tar -c -h -S --owner 0 --group 0 -C \"$2\" \"$3\" | tee \"$4/fifo\" | gzip -9 | "
-	 "openssl enc -e -aes-128-cbc -K \"$6\" -iv \"$7\" > \"$4/img.tar.gz.enc\" && wait && "
-	 "split -b 10485760 -d -a 3 \"$4/img.tar.gz.enc\" \"$4/img.part.\" && "
-	 "rm -f \"$4/img.tar.gz.enc\" \"$4/fifo\" \"$4/digest\" && "
-	 "sha1sum \"$4\"/img.part.* > /dev/null",
-	 "openssl sha1 < FIFO & tar -c -h -S --owner 0 --group 0 -C DIR IMG | tee FIFO | "
-	 "gzip -9 | openssl enc -e -aes-128-cbc -K KEY -iv IV > IMG.tar.gz.enc; "
-	 "split -b 10485760; sha1sum parts",
-	 true},
-	{"pigz", {"pigz"}, "pigz -c -p \"$5\" < \"$1\" > \"$4/img.gz\"", "pigz -c -p THREADS", false},
-	{"zstd -T0", {"zstd"}, "zstd -T0 -q -c < \"$1\" > \"$4/img.zst\"", "zstd -T0 -q -c",
-	 false},
-	{"qemu-img qcow2", {"qemu-img"}, "qemu-img convert -c -O qcow2 \"$1\" \"$4/img.qcow2\"",
-	 "qemu-img convert -c -O qcow2", false},
+    {"ec2-bundle-image",
+     {"tar", "gzip", "openssl", "split", "sha1sum", "mkfifo"},
+     "set -o pipefail; mkfifo \"$4/fifo\" && "
+     "{ openssl sha1 < \"$4/fifo\" > \"$4/digest\" & } && "
+     "tar -c -h -S --owner 0 --group 0 -C \"$2\" \"$3\" | tee \"$4/fifo\" | gzip -9 | "
+     "openssl enc -e -aes-128-cbc -K \"$6\" -iv \"$7\" > \"$4/img.tar.gz.enc\" && wait && "
+     "split -b 10485760 -d -a 3 \"$4/img.tar.gz.enc\" \"$4/img.part.\" && "
+     "rm -f \"$4/img.tar.gz.enc\" \"$4/fifo\" \"$4/digest\" && "
+     "sha1sum \"$4\"/img.part.* > /dev/null",
+     "openssl sha1 < FIFO & tar -c -h -S --owner 0 --group 0 -C DIR IMG | tee FIFO | "
+     "gzip -9 | openssl enc -e -aes-128-cbc -K KEY -iv IV > IMG.tar.gz.enc; "
+     "split -b 10485760; sha1sum parts",
+     true},
+    {"pigz", {"pigz"}, "pigz -c -p \"$5\" < \"$1\" > \"$4/img.gz\"", "pigz -c -p THREADS", false},
+    {"zstd -T0", {"zstd"}, "zstd -T0 -q -c < \"$1\" > \"$4/img.zst\"", "zstd -T0 -q -c", false},
+    {"qemu-img qcow2",
+     {"qemu-img"},
+     "qemu-img convert -c -O qcow2 \"$1\" \"$4/img.qcow2\"",
+     "qemu-img convert -c -O qcow2",
+     false},
 };
 
 void bench_run_reference(struct bench_report *rep, const char *workdir)
@@ -108,8 +111,7 @@ void bench_run_reference(struct bench_report *rep, const char *workdir)
 	struct stat st;
 	bool is_file = stat(rep->source.path, &st) == 0 && S_ISREG(st.st_mode);
 
-	for (size_t i = 0; i < sizeof(refs) / sizeof(refs[0]) && rep->nrefs < BENCH_MAX_REFS;
-	     i++) {
+	for (size_t i = 0; i < sizeof(refs) / sizeof(refs[0]) && rep->nrefs < BENCH_MAX_REFS; i++) {
 		struct bench_ref *ref = &rep->refs[rep->nrefs++];
 		memset(ref, 0, sizeof(*ref));
 		snprintf(ref->name, sizeof(ref->name), "%s", refs[i].name);

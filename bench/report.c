@@ -173,15 +173,16 @@ int bench_write_json(const struct bench_report *rep, FILE *f)
 	jnum(f, rep->loadavg[2]);
 	fputs("], \"kernel\": ", f);
 	jstr(f, rep->kernel);
-	fprintf(f, "},\n  \"config\": {\"quick\": %s, \"level\": %d, \"threads\": [", jbool(o->quick),
-		o->level);
+	fprintf(f, "},\n  \"config\": {\"quick\": %s, \"level\": %d, \"threads\": [",
+		jbool(o->quick), o->level);
 	for (size_t i = 0; i < o->nthreads; i++)
 		fprintf(f, "%s%u", i ? ", " : "", o->threads[i]);
 	fputs("], \"min_stage_seconds\": ", f);
 	jnum(f, o->min_time);
-	fprintf(f, ", \"read_budget_bytes\": %llu, \"write_budget_bytes\": %llu, \"reference\": %s},\n",
-		(unsigned long long)o->read_budget, (unsigned long long)o->write_budget,
-		jbool(o->reference));
+	fprintf(
+	    f, ", \"read_budget_bytes\": %llu, \"write_budget_bytes\": %llu, \"reference\": %s},\n",
+	    (unsigned long long)o->read_budget, (unsigned long long)o->write_budget,
+	    jbool(o->reference));
 
 	fputs("  \"source\": {\"path\": ", f);
 	jstr(f, s->path);
@@ -190,8 +191,9 @@ int bench_write_json(const struct bench_report *rep, FILE *f)
 	jopt(f, s->map_reason);
 	fputs(", \"ptable\": ", f);
 	jopt(f, s->ptable);
-	fprintf(f, ", \"partitions\": %zu, \"extents\": %llu, \"bytes\": {\"data\": %llu, "
-		   "\"zero\": %llu, \"unused\": %llu}},\n",
+	fprintf(f,
+		", \"partitions\": %zu, \"extents\": %llu, \"bytes\": {\"data\": %llu, "
+		"\"zero\": %llu, \"unused\": %llu}},\n",
 		s->partitions, (unsigned long long)s->extents,
 		(unsigned long long)s->bytes[SNAP_EXTENT_DATA],
 		(unsigned long long)s->bytes[SNAP_EXTENT_ZERO],
@@ -239,8 +241,8 @@ int bench_write_json(const struct bench_report *rep, FILE *f)
 			(unsigned long long)r->peak_rss_kib * 1024,
 			(unsigned long long)r->output_bytes);
 		jpos(f, r->ok && r->seconds > 0
-				? (double)s->bytes[SNAP_EXTENT_DATA] / r->seconds / 1e6
-				: 0);
+			    ? (double)s->bytes[SNAP_EXTENT_DATA] / r->seconds / 1e6
+			    : 0);
 		fputc('}', f);
 	}
 	fputs(rep->nrefs ? "\n  ]\n}\n" : "]\n}\n", f);
@@ -273,8 +275,8 @@ void bench_print_table(const struct bench_report *rep)
 	if (s->ptable[0])
 		printf(", %s, %zu partitions", s->ptable, s->partitions);
 	printf("\n        data %s, zero %s, unused %s%s%s\n", size_str(a, s->bytes[0]),
-	       size_str(b, s->bytes[1]), size_str(c, s->bytes[2]), s->map_reason[0] ? "\n        " : "",
-	       s->map_reason);
+	       size_str(b, s->bytes[1]), size_str(c, s->bytes[2]),
+	       s->map_reason[0] ? "\n        " : "", s->map_reason);
 
 	printf("\nstages, one thread each (MB = 10^6 bytes)\n");
 	for (size_t i = 0; i < rep->nstages; i++) {
@@ -292,9 +294,10 @@ void bench_print_table(const struct bench_report *rep)
 		putchar('\n');
 	}
 
-	printf("\njobs at level %d (rate: source DATA bytes per second; model: the limit the stage\n"
-	       "speeds allow, %% limit = model / time; %% cpu = CPU the stages need / CPU used)\n",
-	       rep->opts.level);
+	printf(
+	    "\njobs at level %d (rate: source DATA bytes per second; model: the limit the stage\n"
+	    "speeds allow, %% limit = model / time; %% cpu = CPU the stages need / CPU used)\n",
+	    rep->opts.level);
 	printf("  %-9s %7s %9s %9s %11s %10s %9s  %-16s %7s %6s\n", "job", "threads", "time", "cpu",
 	       "rate", "peak RSS", "model", "bound", "% limit", "% cpu");
 	for (size_t k = 0; k < BENCH_JOB_KINDS; k++) {
@@ -319,8 +322,8 @@ void bench_print_table(const struct bench_report *rep)
 		}
 		for (size_t i = 0; i < job->nruns; i++)
 			if (job->runs[i].ok && job->runs[i].timings[0])
-				printf("  %-9s %7u where the time went: %s\n", "", job->runs[i].threads,
-				       job->runs[i].timings);
+				printf("  %-9s %7u where the time went: %s\n", "",
+				       job->runs[i].threads, job->runs[i].timings);
 		if (job->identical == 0 || (job->identical < 0 && job->mismatch[0]))
 			printf("  %-9s output: %s\n", "", job->mismatch);
 		if (job->nruns && job->reason[0])
@@ -336,7 +339,8 @@ void bench_print_table(const struct bench_report *rep)
 			}
 			snprintf(c, sizeof(c), "%.2f s", r->seconds);
 			snprintf(d, sizeof(d), "%.2f s", r->cpu_seconds);
-			printf("  %-18s %9s cpu %9s  %11s  peak RSS %9s  output %s\n", r->name, c, d,
+			printf("  %-18s %9s cpu %9s  %11s  peak RSS %9s  output %s\n", r->name, c,
+			       d,
 			       bench_rate_str(a, r->seconds > 0 ? (double)s->bytes[0] / r->seconds
 								: 0),
 			       size_str(b, r->peak_rss_kib * 1024), size_str(e, r->output_bytes));

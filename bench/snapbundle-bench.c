@@ -97,10 +97,26 @@ static long long parse_size(const char *s)
 	switch (*end) {
 	case 0:
 		break;
-	case 'k': case 'K': shift = 10; end++; break;
-	case 'm': case 'M': shift = 20; end++; break;
-	case 'g': case 'G': shift = 30; end++; break;
-	case 't': case 'T': shift = 40; end++; break;
+	case 'k':
+	case 'K':
+		shift = 10;
+		end++;
+		break;
+	case 'm':
+	case 'M':
+		shift = 20;
+		end++;
+		break;
+	case 'g':
+	case 'G':
+		shift = 30;
+		end++;
+		break;
+	case 't':
+	case 'T':
+		shift = 40;
+		end++;
+		break;
 	default:
 		return -1;
 	}
@@ -194,8 +210,8 @@ static void machine_info(struct bench_report *rep)
 		memset(rep->loadavg, 0, sizeof(rep->loadavg));
 	struct utsname u;
 	if (uname(&u) == 0)
-		snprintf(rep->kernel, sizeof(rep->kernel), "%.20s %.80s %.20s", u.sysname, u.release,
-			 u.machine);
+		snprintf(rep->kernel, sizeof(rep->kernel), "%.20s %.80s %.20s", u.sysname,
+			 u.release, u.machine);
 	time_t now = time(NULL);
 	struct tm tm;
 	gmtime_r(&now, &tm);
@@ -218,21 +234,31 @@ int main(int argc, char **argv)
 	const char *generate_only = NULL, *threads_arg = NULL;
 	bool force = false, size_given = false;
 	o->level = 1;
-	enum { OPT_SIZE = 256, OPT_THREADS, OPT_LEVEL, OPT_QUICK, OPT_REFERENCE, OPT_JSON,
-	       OPT_SVG, OPT_WORKDIR, OPT_GENERATE, OPT_FORCE };
+	enum {
+		OPT_SIZE = 256,
+		OPT_THREADS,
+		OPT_LEVEL,
+		OPT_QUICK,
+		OPT_REFERENCE,
+		OPT_JSON,
+		OPT_SVG,
+		OPT_WORKDIR,
+		OPT_GENERATE,
+		OPT_FORCE
+	};
 	static const struct option longopts[] = {
-		{"size", required_argument, NULL, OPT_SIZE},
-		{"threads", required_argument, NULL, OPT_THREADS},
-		{"level", required_argument, NULL, OPT_LEVEL},
-		{"quick", no_argument, NULL, OPT_QUICK},
-		{"reference", no_argument, NULL, OPT_REFERENCE},
-		{"json", no_argument, NULL, OPT_JSON},
-		{"svg", required_argument, NULL, OPT_SVG},
-		{"workdir", required_argument, NULL, OPT_WORKDIR},
-		{"generate-only", required_argument, NULL, OPT_GENERATE},
-		{"force", no_argument, NULL, OPT_FORCE},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"size", required_argument, NULL, OPT_SIZE},
+	    {"threads", required_argument, NULL, OPT_THREADS},
+	    {"level", required_argument, NULL, OPT_LEVEL},
+	    {"quick", no_argument, NULL, OPT_QUICK},
+	    {"reference", no_argument, NULL, OPT_REFERENCE},
+	    {"json", no_argument, NULL, OPT_JSON},
+	    {"svg", required_argument, NULL, OPT_SVG},
+	    {"workdir", required_argument, NULL, OPT_WORKDIR},
+	    {"generate-only", required_argument, NULL, OPT_GENERATE},
+	    {"force", no_argument, NULL, OPT_FORCE},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	int c;
 	long long v;
@@ -327,8 +353,8 @@ int main(int argc, char **argv)
 
 	machine_info(&rep);
 	if (!threads_arg) {
-		unsigned n = rep.online_cpus < BENCH_MAX_THREADS ? rep.online_cpus
-								 : BENCH_MAX_THREADS;
+		unsigned n =
+		    rep.online_cpus < BENCH_MAX_THREADS ? rep.online_cpus : BENCH_MAX_THREADS;
 		o->nthreads = 0;
 		for (unsigned t = 1; t <= n; t++)
 			if (!o->quick || t == 1 || t == n)
@@ -369,10 +395,10 @@ int main(int argc, char **argv)
 	} else {
 		char sz[32];
 		snprintf(src->path, sizeof(src->path), "%s/bench-disk.img", workdir);
-		snprintf(msg, sizeof(msg), "generating a %s disk of realistic content in %s",
-			 (snprintf(sz, sizeof(sz), "%llu MiB", (unsigned long long)(o->size / MIB)),
-			  sz),
-			 workdir);
+		snprintf(
+		    msg, sizeof(msg), "generating a %s disk of realistic content in %s",
+		    (snprintf(sz, sizeof(sz), "%llu MiB", (unsigned long long)(o->size / MIB)), sz),
+		    workdir);
 		note(&rep, msg);
 		char *detail = NULL;
 		int r = bench_gen_disk(src->path, o->size, &detail);

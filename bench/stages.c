@@ -237,9 +237,9 @@ static void run_read(struct bench_report *rep, const struct read_cfg *c)
 	size_t n = allocated_ranges(src->fd_buffered, src->size, src->align ? src->align : 4096,
 				    rep->opts.read_budget, ranges, MAX_RANGES);
 	struct snap_reader_opts o = {
-		.queue_depth = c->qd,
-		.request_size = c->request_size,
-		.force_pread = !c->uring,
+	    .queue_depth = c->qd,
+	    .request_size = c->request_size,
+	    .force_pread = !c->uring,
 	};
 	r = snap_reader_new(src, &o, &reader);
 	if (r < 0) {
@@ -247,8 +247,8 @@ static void run_read(struct bench_report *rep, const struct read_cfg *c)
 		goto out;
 	}
 	if (c->uring && !snap_reader_uses_uring(reader)) {
-		stage_unavailable(st, "%s",
-				  "io_uring is unavailable here (or SNAPBUNDLE_FORCE_PREAD is set)");
+		stage_unavailable(
+		    st, "%s", "io_uring is unavailable here (or SNAPBUNDLE_FORCE_PREAD is set)");
 		goto out;
 	}
 	/* Cold cache for buffered reads (invariant 2); O_DIRECT bypasses it anyway. */
@@ -348,9 +348,9 @@ struct deflate_ctx {
 	uint32_t level;
 	uint8_t *level_buf;
 	uint32_t level_buf_size;
-	uint8_t *out;	   /* pieces compressed, back to back */
+	uint8_t *out; /* pieces compressed, back to back */
 	size_t out_cap;
-	size_t *out_len;   /* compressed length of each piece */
+	size_t *out_len; /* compressed length of each piece */
 	uint64_t total_out;
 };
 
@@ -429,7 +429,8 @@ static int pass_cipher(void *ctx, const struct corpus *c, uint64_t *bytes)
 		return -ENOMEM;
 	int ok = 1, len;
 	if (!k->aead) {
-		/* One stream over the whole corpus: CBC chains, as the bundle's serial stage does. */
+		/* One stream over the whole corpus: CBC chains, as the bundle's serial stage does.
+		 */
 		ok = EVP_CipherInit_ex(e, k->cipher, NULL, k->key, k->iv, k->encrypt);
 		ok = ok && EVP_CIPHER_CTX_set_padding(e, 0);
 		for (size_t off = 0; ok && off < c->len; off += PIECE)
@@ -502,19 +503,16 @@ void bench_run_stages(struct bench_report *rep, const uint8_t *data, size_t len,
 
 	/* read: the configurations the reader offers */
 	static const struct read_cfg quick_reads[] = {
-		{true, true, 1, 1 << 20},  {true, true, 32, 1 << 20}, {true, false, 32, 1 << 20},
-		{false, true, 4, 1 << 20}, {false, false, 4, 1 << 20},
+	    {true, true, 1, 1 << 20},  {true, true, 32, 1 << 20},  {true, false, 32, 1 << 20},
+	    {false, true, 4, 1 << 20}, {false, false, 4, 1 << 20},
 	};
 	/* the pread path reads with min(queue depth, 4) helper threads: qd 1 and 4 differ */
 	static const struct read_cfg full_reads[] = {
-		{true, true, 1, 128 << 10},   {true, true, 4, 128 << 10},
-		{true, true, 32, 128 << 10},  {true, true, 1, 1 << 20},
-		{true, true, 4, 1 << 20},     {true, true, 32, 1 << 20},
-		{true, false, 4, 1 << 20},    {true, false, 32, 1 << 20},
-		{true, false, 32, 128 << 10}, {false, true, 1, 1 << 20},
-		{false, true, 4, 128 << 10},  {false, true, 4, 1 << 20},
-		{false, false, 1, 1 << 20},   {false, false, 4, 128 << 10},
-		{false, false, 4, 1 << 20},
+	    {true, true, 1, 128 << 10}, {true, true, 4, 128 << 10},   {true, true, 32, 128 << 10},
+	    {true, true, 1, 1 << 20},	{true, true, 4, 1 << 20},     {true, true, 32, 1 << 20},
+	    {true, false, 4, 1 << 20},	{true, false, 32, 1 << 20},   {true, false, 32, 128 << 10},
+	    {false, true, 1, 1 << 20},	{false, true, 4, 128 << 10},  {false, true, 4, 1 << 20},
+	    {false, false, 1, 1 << 20}, {false, false, 4, 128 << 10}, {false, false, 4, 1 << 20},
 	};
 	const struct read_cfg *reads = rep->opts.quick ? quick_reads : full_reads;
 	size_t nreads = rep->opts.quick ? sizeof(quick_reads) / sizeof(quick_reads[0])
@@ -525,7 +523,8 @@ void bench_run_stages(struct bench_report *rep, const uint8_t *data, size_t len,
 	/* zero scan: all-zero input is its worst case (every byte must be looked at) */
 	st = stage_add(rep, "zero-scan", "zero");
 	if (st && !snap_is_zero) {
-		stage_unavailable(st, "%s", "snap_is_zero (blockdev/reader.c) is not in this build");
+		stage_unavailable(st, "%s",
+				  "snap_is_zero (blockdev/reader.c) is not in this build");
 	} else if (st) {
 		uint8_t *zeros = malloc(len);
 		if (!zeros) {
@@ -607,12 +606,15 @@ void bench_run_stages(struct bench_report *rep, const uint8_t *data, size_t len,
 		const EVP_CIPHER *cipher;
 		bool aead;
 	} ciphers[] = {
-		{"aes128cbc-enc", "aes128cbc-dec", EVP_aes_128_cbc(), false},
-		{"aes256gcm-enc", "aes256gcm-dec", EVP_aes_256_gcm(), true},
+	    {"aes128cbc-enc", "aes128cbc-dec", EVP_aes_128_cbc(), false},
+	    {"aes256gcm-enc", "aes256gcm-dec", EVP_aes_256_gcm(), true},
 	};
 	for (size_t i = 0; i < 2; i++) {
-		struct cipher_ctx k = {.cipher = ciphers[i].cipher, .aead = ciphers[i].aead,
-				       .encrypt = true, .out = ct, .tags = tags};
+		struct cipher_ctx k = {.cipher = ciphers[i].cipher,
+				       .aead = ciphers[i].aead,
+				       .encrypt = true,
+				       .out = ct,
+				       .tags = tags};
 		RAND_bytes(k.key, sizeof(k.key));
 		RAND_bytes(k.iv, sizeof(k.iv));
 		for (int dir = 0; dir < 2; dir++) {
@@ -630,7 +632,8 @@ void bench_run_stages(struct bench_report *rep, const uint8_t *data, size_t len,
 			}
 			timed(st, &c, pass_cipher, &k);
 			if (dir && st->available && memcmp(pt, data, len) != 0)
-				stage_unavailable(st, "%s", "decryption did not give back the corpus");
+				stage_unavailable(st, "%s",
+						  "decryption did not give back the corpus");
 		}
 	}
 	free(ct);

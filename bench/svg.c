@@ -30,17 +30,16 @@
 #define RIGHT_W 390
 #define TOP 92
 
-static const char *const job_colors[BENCH_JOB_KINDS] = {"#1f77b4", "#2ca02c", "#d62728",
-							"#9467bd"};
+static const char *const job_colors[BENCH_JOB_KINDS] = {"#1f77b4", "#2ca02c", "#d62728", "#9467bd"};
 
 static const char *group_color(const char *group)
 {
 	static const struct {
 		const char *g, *c;
 	} map[] = {
-		{"read", "#4c78a8"},	{"zero", "#9d9d9d"},	{"hash", "#b279a2"},
-		{"deflate", "#f58518"}, {"inflate", "#54a24b"}, {"cipher", "#e45756"},
-		{"write", "#8c6d31"},
+	    {"read", "#4c78a8"},    {"zero", "#9d9d9d"},    {"hash", "#b279a2"},
+	    {"deflate", "#f58518"}, {"inflate", "#54a24b"}, {"cipher", "#e45756"},
+	    {"write", "#8c6d31"},
 	};
 	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
 		if (!strcmp(map[i].g, group))
@@ -106,7 +105,8 @@ static double stage_panel(FILE *f, const struct bench_report *rep)
 		double x = LEFT_X + (dd - d0) / (d1 - d0) * LEFT_W;
 		char lab[32];
 		snprintf(lab, sizeof(lab), "%.0f", pow(10, dd));
-		fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" class=\"grid\"/>\n",
+		fprintf(f,
+			"<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" class=\"grid\"/>\n",
 			x, y0 - 6, x, y0 + h);
 		text(f, x, y0 - 10, "class=\"ax\" text-anchor=\"middle\"", lab);
 	}
@@ -115,8 +115,9 @@ static double stage_panel(FILE *f, const struct bench_report *rep)
 		double y = y0 + (double)i * ROW;
 		text(f, LEFT_X - 8, y + 13, "class=\"lab\" text-anchor=\"end\"", st->name);
 		if (i > 0 && strcmp(st->group, rep->stages[i - 1].group) != 0)
-			fprintf(f, "<line x1=\"20\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" "
-				   "class=\"grid\"/>\n",
+			fprintf(f,
+				"<line x1=\"20\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" "
+				"class=\"grid\"/>\n",
 				y, LEFT_X + LEFT_W + 60, y);
 		if (!st->available) {
 			char why[200];
@@ -129,8 +130,7 @@ static double stage_panel(FILE *f, const struct bench_report *rep)
 		double w = (v - d0) / (d1 - d0) * LEFT_W;
 		if (w < 2)
 			w = 2;
-		fprintf(f,
-			"<rect x=\"%d\" y=\"%.1f\" width=\"%.1f\" height=\"%d\" fill=\"%s\"/>\n",
+		fprintf(f, "<rect x=\"%d\" y=\"%.1f\" width=\"%.1f\" height=\"%d\" fill=\"%s\"/>\n",
 			LEFT_X, y + 2, w, ROW - 5, group_color(st->group));
 		char lab[64];
 		mbs(lab, sizeof(lab), st->rate);
@@ -141,8 +141,8 @@ static double stage_panel(FILE *f, const struct bench_report *rep)
 		text(f, LEFT_X + w + 4, y + 13, "class=\"val\"", lab);
 	}
 	/* legend of the groups */
-	static const char *const groups[] = {"read", "zero", "hash", "deflate", "inflate",
-					     "cipher", "write"};
+	static const char *const groups[] = {"read",	"zero",	  "hash", "deflate",
+					     "inflate", "cipher", "write"};
 	double ly = y0 + h + 22, lx = 20;
 	for (size_t g = 0; g < sizeof(groups) / sizeof(groups[0]); g++) {
 		fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"10\" height=\"10\" fill=\"%s\"/>\n",
@@ -191,11 +191,13 @@ static double job_panel(FILE *f, const struct bench_report *rep)
 		double y = py + ph - ph * g / 4.0;
 		char lab[32];
 		snprintf(lab, sizeof(lab), ytop >= 40 ? "%.0f" : "%.1f", ytop * g / 4.0);
-		fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" class=\"grid\"/>\n",
+		fprintf(f,
+			"<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" class=\"grid\"/>\n",
 			px, y, px + RIGHT_W, y);
 		text(f, px - 6, y + 4, "class=\"ax\" text-anchor=\"end\"", lab);
 	}
-#define XOF(t) (tmax > 1 ? px + 20 + ((double)(t)-1) / (tmax - 1) * (RIGHT_W - 40) : px + RIGHT_W / 2.0)
+#define XOF(t)                                                                                     \
+	(tmax > 1 ? px + 20 + ((double)(t)-1) / (tmax - 1) * (RIGHT_W - 40) : px + RIGHT_W / 2.0)
 #define YOF(v) (py + ph - (v) / 1e6 / ytop * ph)
 	for (size_t i = 0; i < rep->opts.nthreads; i++) {
 		unsigned t = rep->opts.threads[i];
@@ -205,8 +207,9 @@ static double job_panel(FILE *f, const struct bench_report *rep)
 	}
 	text(f, px + RIGHT_W / 2.0, py + ph + 31, "class=\"ax\" text-anchor=\"middle\"", "threads");
 	if (ran > 0) {
-		fprintf(f, "<text x=\"0\" y=\"0\" class=\"ax\" text-anchor=\"middle\" "
-			   "transform=\"translate(%.1f,%.1f) rotate(-90)\">MB/s</text>\n",
+		fprintf(f,
+			"<text x=\"0\" y=\"0\" class=\"ax\" text-anchor=\"middle\" "
+			"transform=\"translate(%.1f,%.1f) rotate(-90)\">MB/s</text>\n",
 			px - 48, py + ph / 2);
 	}
 	if (ran == 0)
@@ -218,18 +221,21 @@ static double job_panel(FILE *f, const struct bench_report *rep)
 			bool first = true;
 			for (size_t i = 0; i < job->nruns; i++) {
 				const struct bench_run *r = &job->runs[i];
-				double v = model ? (r->model_seconds > 0 ? (double)rep->source.bytes[0] /
-										 r->model_seconds
-									 : 0)
-						 : r->rate;
+				double v =
+				    model ? (r->model_seconds > 0
+						 ? (double)rep->source.bytes[0] / r->model_seconds
+						 : 0)
+					  : r->rate;
 				if (!r->ok || v <= 0)
 					continue;
 				if (first)
-					fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" "
-						   "stroke-width=\"%s\"%s points=\"",
+					fprintf(f,
+						"<polyline fill=\"none\" stroke=\"%s\" "
+						"stroke-width=\"%s\"%s points=\"",
 						job_colors[k], model ? "1.5" : "2.5",
 						model ? " stroke-dasharray=\"6 4\"" : "");
-				fprintf(f, "%s%.1f,%.1f", first ? "" : " ", XOF(r->threads), YOF(v));
+				fprintf(f, "%s%.1f,%.1f", first ? "" : " ", XOF(r->threads),
+					YOF(v));
 				first = false;
 			}
 			if (!first)
@@ -238,7 +244,8 @@ static double job_panel(FILE *f, const struct bench_report *rep)
 		for (size_t i = 0; i < job->nruns; i++) {
 			const struct bench_run *r = &job->runs[i];
 			if (r->ok && r->rate > 0) {
-				fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"%s\"/>\n",
+				fprintf(f,
+					"<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"%s\"/>\n",
 					XOF(r->threads), YOF(r->rate), job_colors[k]);
 				label_y[k] = YOF(r->rate) + 4;
 			}
@@ -281,8 +288,9 @@ static double job_panel(FILE *f, const struct bench_report *rep)
 			px - 68, y - 6, job_colors[k]);
 		char line[256];
 		if (last)
-			snprintf(line, sizeof(line), "%-10s %7u %5.0f  %-14s %6.0f%% %5.0f%% %5.1f MiB",
-				 job->kind, last->threads, last->rate / 1e6, last->model_bound,
+			snprintf(line, sizeof(line),
+				 "%-10s %7u %5.0f  %-14s %6.0f%% %5.0f%% %5.1f MiB", job->kind,
+				 last->threads, last->rate / 1e6, last->model_bound,
 				 last->percent_of_limit, last->cpu_percent,
 				 (double)last->peak_rss_kib / 1024);
 		else
@@ -308,7 +316,8 @@ int bench_write_svg(const struct bench_report *rep, const char *path, char **ret
 			close(fd);
 			unlink(tmp);
 		}
-		if (ret_detail && asprintf(ret_detail, "cannot create %s: %s", path, strerror(e)) < 0)
+		if (ret_detail &&
+		    asprintf(ret_detail, "cannot create %s: %s", path, strerror(e)) < 0)
 			*ret_detail = NULL;
 		free(tmp);
 		return -e;
@@ -317,10 +326,11 @@ int bench_write_svg(const struct bench_report *rep, const char *path, char **ret
 	double left_h = TOP + 28 + (double)rep->nstages * ROW + 40;
 	double right_h = TOP + 28 + 260 + 56 + 18 * (BENCH_JOB_KINDS + 1);
 	double h = (left_h > right_h ? left_h : right_h) + 36;
-	fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-		   "<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" xml:space=\"preserve\" "
-		   "width=\"%d\" "
-		   "height=\"%.0f\" viewBox=\"0 0 %d %.0f\">\n",
+	fprintf(f,
+		"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+		"<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" xml:space=\"preserve\" "
+		"width=\"%d\" "
+		"height=\"%.0f\" viewBox=\"0 0 %d %.0f\">\n",
 		W, h, W, h);
 	fputs("<style>text{font-family:DejaVu Sans Mono,Menlo,Consolas,monospace;font-size:12px;"
 	      "fill:#222}.t{font-size:17px;font-weight:bold}.s{font-size:12px;fill:#555}"
@@ -361,7 +371,8 @@ int bench_write_svg(const struct bench_report *rep, const char *path, char **ret
 		r = -errno;
 	if (r < 0) {
 		unlink(tmp);
-		if (ret_detail && asprintf(ret_detail, "cannot write %s: %s", path, strerror(-r)) < 0)
+		if (ret_detail &&
+		    asprintf(ret_detail, "cannot write %s: %s", path, strerror(-r)) < 0)
 			*ret_detail = NULL;
 	}
 	free(tmp);

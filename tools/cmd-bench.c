@@ -53,8 +53,9 @@ int cmd_bench(int argc, char **argv)
 {
 	char path[PATH_MAX + 64];
 	if (!find_bench(path, sizeof(path))) {
-		tool_error("cannot run the benchmark: %s not found (set SNAPBUNDLE_BENCH to its path)",
-			   path);
+		tool_error(
+		    "cannot run the benchmark: %s not found (set SNAPBUNDLE_BENCH to its path)",
+		    path);
 		return 1;
 	}
 	char **args = calloc((size_t)argc + 1, sizeof(*args));
