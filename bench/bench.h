@@ -39,9 +39,10 @@ struct bench_opts {
 	const char *workdir_parent;
 	unsigned threads[BENCH_MAX_THREADS];
 	size_t nthreads;
-	int level;	      /* compression level of the jobs */
-	double min_time;      /* seconds each compute stage runs at least */
-	uint64_t read_budget; /* bytes each read configuration reads at most */
+	int level;			/* compression level of the jobs */
+	bool skip_job[BENCH_JOB_KINDS]; /* --jobs: not selected */
+	double min_time;		/* seconds each compute stage runs at least */
+	uint64_t read_budget;		/* bytes each read configuration reads at most */
 	uint64_t write_budget;
 };
 

@@ -462,6 +462,10 @@ void bench_run_jobs(struct bench_report *rep, const char *workdir, const char *s
 				 detail ? detail : "cannot set up the job directory");
 			continue;
 		}
+		if (rep->opts.skip_job[k]) {
+			snprintf(job->reason, sizeof(job->reason), "not selected (--jobs)");
+			continue;
+		}
 		/* invariant 2: is the runner in the build? */
 		struct child_result res;
 		char *probe_argv[] = {(char *)self_exe, "--job-child",	   "--probe",

@@ -173,8 +173,13 @@ int bench_write_json(const struct bench_report *rep, FILE *f)
 	jnum(f, rep->loadavg[2]);
 	fputs("], \"kernel\": ", f);
 	jstr(f, rep->kernel);
-	fprintf(f, "},\n  \"config\": {\"quick\": %s, \"level\": %d, \"threads\": [",
-		jbool(o->quick), o->level);
+	fprintf(f, "},\n  \"config\": {\"quick\": %s, \"jobs\": [", jbool(o->quick));
+	static const char *const kinds[BENCH_JOB_KINDS] = {"bundle", "unbundle", "store",
+							   "restore"};
+	for (size_t k = 0, n = 0; k < BENCH_JOB_KINDS; k++)
+		if (!o->skip_job[k])
+			fprintf(f, "%s\"%s\"", n++ ? ", " : "", kinds[k]);
+	fprintf(f, "], \"level\": %d, \"threads\": [", o->level);
 	for (size_t i = 0; i < o->nthreads; i++)
 		fprintf(f, "%s%u", i ? ", " : "", o->threads[i]);
 	fputs("], \"min_stage_seconds\": ", f);

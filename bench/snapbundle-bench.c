@@ -161,6 +161,34 @@ static int parse_threads(const char *s, struct bench_opts *o)
 	return o->nthreads ? 0 : -EINVAL;
 }
 
+/* "bundle,store", "all", "none" -> o->skip_job[] */
+static int parse_jobs(const char *s, struct bench_opts *o)
+{
+	static const char *const names[BENCH_JOB_KINDS] = {"bundle", "unbundle", "store",
+							   "restore"};
+	bool want[BENCH_JOB_KINDS] = {false};
+	const char *p = s;
+	while (*p) {
+		size_t n = strcspn(p, ",");
+		bool found = false;
+		for (size_t k = 0; k < BENCH_JOB_KINDS; k++) {
+			bool all = n == 3 && !strncmp(p, "all", 3);
+			if (all || (strlen(names[k]) == n && !strncmp(p, names[k], n))) {
+				want[k] = true;
+				found = true;
+			}
+		}
+		if (!found && !(n == 4 && !strncmp(p, "none", 4)))
+			return -EINVAL;
+		p += n;
+		if (*p == ',')
+			p++;
+	}
+	for (size_t k = 0; k < BENCH_JOB_KINDS; k++)
+		o->skip_job[k] = !want[k];
+	return 0;
+}
+
 static void usage(FILE *f)
 {
 	fputs("usage: snapbundle bench [SOURCE] [OPTIONS]\n"
@@ -181,6 +209,8 @@ static void usage(FILE *f)
 	      "  --svg FILE           draw stage throughput and thread scaling as an SVG chart\n"
 	      "  --workdir DIR        where temporary files go (default $TMPDIR or /var/tmp)\n"
 	      "  --generate-only FILE write the generated disk to FILE and stop\n"
+	      "  --jobs LIST          which jobs to run: bundle,unbundle,store,restore, all\n"
+	      "                       (default) or none; the others are reported as not run\n"
 	      "  --force              overwrite FILE of --svg or --generate-only\n"
 	      "  -h, --help           this text\n",
 	      f);
@@ -244,7 +274,8 @@ int main(int argc, char **argv)
 		OPT_SVG,
 		OPT_WORKDIR,
 		OPT_GENERATE,
-		OPT_FORCE
+		OPT_FORCE,
+		OPT_JOBS
 	};
 	static const struct option longopts[] = {
 	    {"size", required_argument, NULL, OPT_SIZE},
@@ -257,6 +288,7 @@ int main(int argc, char **argv)
 	    {"workdir", required_argument, NULL, OPT_WORKDIR},
 	    {"generate-only", required_argument, NULL, OPT_GENERATE},
 	    {"force", no_argument, NULL, OPT_FORCE},
+	    {"jobs", required_argument, NULL, OPT_JOBS},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -305,6 +337,15 @@ int main(int argc, char **argv)
 			break;
 		case OPT_GENERATE:
 			generate_only = optarg;
+			break;
+		case OPT_JOBS:
+			if (parse_jobs(optarg, o) < 0) {
+				err("invalid job list '%s'%s: give bundle, unbundle, store, "
+				    "restore, "
+				    "all or none, comma-separated",
+				    optarg, "");
+				return 2;
+			}
 			break;
 		case OPT_FORCE:
 			force = true;

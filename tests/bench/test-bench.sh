@@ -35,10 +35,13 @@ cmp <(dd if="$tmp/disk.img" bs=1M skip=1 status=none) \
 [ "$(stat -c %b "$tmp/disk.img")" -lt $((64 << 11)) ] || { echo "the disk is not sparse"; exit 1; }
 
 # table output on a given SOURCE
-"$SNAPBUNDLE" bench "$tmp/disk.img" --quick --threads 1 --workdir "$tmp" >"$tmp/table" 2>&1
+"$SNAPBUNDLE" bench "$tmp/disk.img" --quick --threads 1 --jobs bundle,store --workdir "$tmp" \
+	>"$tmp/table" 2>&1
 for w in stages sha1 deflate-l3 aes256gcm-dec write bundle unbundle store restore; do
 	grep -q -- "$w" "$tmp/table" || { cat "$tmp/table"; echo "table lacks $w"; exit 1; }
 done
+grep -q "restore   not run: not selected (--jobs)" "$tmp/table" ||
+	{ cat "$tmp/table"; echo "an unselected job is not reported as such"; exit 1; }
 
 # refusals
 if "$SNAPBUNDLE" bench --quick --size 64M --svg "$tmp/chart.svg" --workdir "$tmp" \
@@ -50,6 +53,10 @@ if "$SNAPBUNDLE" bench --threads 0 >/dev/null 2>"$tmp/err"; then
 	echo "--threads 0 accepted"; exit 1
 fi
 grep -q "invalid thread list" "$tmp/err"
+if "$SNAPBUNDLE" bench --jobs bundle,nonsense >/dev/null 2>"$tmp/err"; then
+	echo "--jobs nonsense accepted"; exit 1
+fi
+grep -q "invalid job list" "$tmp/err"
 if "$SNAPBUNDLE" bench --size 1M >/dev/null 2>"$tmp/err"; then
 	echo "--size 1M accepted"; exit 1
 fi
