@@ -83,6 +83,13 @@ static void mbs(char *buf, size_t len, double bps)
 	snprintf(buf, len, v >= 100 ? "%.0f" : v >= 10 ? "%.1f" : "%.2f", v);
 }
 
+/* What one core does: the CPU-time rate of a compute stage (on a busy machine its wall rate is
+ * only what this process got), the wall rate of I/O. */
+static double core_rate(const struct bench_stage *st)
+{
+	return st->cpu_rate > 0 ? st->cpu_rate : st->rate;
+}
+
 /* Left panel; returns its bottom y. */
 static double stage_panel(FILE *f, const struct bench_report *rep)
 {
@@ -90,8 +97,8 @@ static double stage_panel(FILE *f, const struct bench_report *rep)
 	for (size_t i = 0; i < rep->nstages; i++) {
 		const struct bench_stage *st = &rep->stages[i];
 		if (st->available && st->rate > 0) {
-			lo = fmin(lo, st->rate / 1e6);
-			hi = fmax(hi, st->rate / 1e6);
+			lo = fmin(lo, core_rate(st) / 1e6);
+			hi = fmax(hi, core_rate(st) / 1e6);
 		}
 	}
 	if (hi <= 0)
@@ -99,8 +106,9 @@ static double stage_panel(FILE *f, const struct bench_report *rep)
 	double d0 = floor(log10(lo)), d1 = ceil(log10(hi));
 	if (d1 <= d0)
 		d1 = d0 + 1;
-	double y0 = TOP + 28, h = (double)rep->nstages * ROW;
-	text(f, 20, TOP, "class=\"h\"", "Each stage alone, one core (MB/s, log scale)");
+	double y0 = TOP + 44, h = (double)rep->nstages * ROW;
+	text(f, 20, TOP, "class=\"h\"", "Each stage alone on one core (MB/s, log scale)");
+	text(f, 20, TOP + 16, "class=\"ax\"", "compute: per CPU second; read and write: wall time");
 	for (double dd = d0; dd <= d1; dd++) {
 		double x = LEFT_X + (dd - d0) / (d1 - d0) * LEFT_W;
 		char lab[32];
@@ -126,14 +134,21 @@ static double stage_panel(FILE *f, const struct bench_report *rep)
 			text(f, LEFT_X + 4, y + 13, "class=\"na\"", why);
 			continue;
 		}
-		double v = log10(st->rate / 1e6);
+		double v = log10(core_rate(st) / 1e6);
 		double w = (v - d0) / (d1 - d0) * LEFT_W;
 		if (w < 2)
 			w = 2;
 		fprintf(f, "<rect x=\"%d\" y=\"%.1f\" width=\"%.1f\" height=\"%d\" fill=\"%s\"/>\n",
 			LEFT_X, y + 2, w, ROW - 5, group_color(st->group));
 		char lab[64];
-		mbs(lab, sizeof(lab), st->rate);
+		mbs(lab, sizeof(lab), core_rate(st));
+		if (st->cpu_rate > 0 && st->rate < 0.9 * st->cpu_rate) {
+			/* the machine is busy: say what this process got too */
+			size_t n = strlen(lab);
+			char wall[16];
+			mbs(wall, sizeof(wall), st->rate);
+			snprintf(lab + n, sizeof(lab) - n, " (wall %s)", wall);
+		}
 		if (st->ratio > 0) {
 			size_t n = strlen(lab);
 			snprintf(lab + n, sizeof(lab) - n, "  (out %.0f%%)", 100 * st->ratio);
@@ -323,7 +338,7 @@ int bench_write_svg(const struct bench_report *rep, const char *path, char **ret
 		return -e;
 	}
 	/* the taller panel decides the height, known from the row counts before drawing */
-	double left_h = TOP + 28 + (double)rep->nstages * ROW + 40;
+	double left_h = TOP + 44 + (double)rep->nstages * ROW + 40;
 	double right_h = TOP + 28 + 260 + 56 + 18 * (BENCH_JOB_KINDS + 1);
 	double h = (left_h > right_h ? left_h : right_h) + 36;
 	fprintf(f,
