@@ -453,6 +453,9 @@ void bench_run_jobs(struct bench_report *rep, const char *workdir, const char *s
 		job->kind = job_kinds[k].name;
 		job->job_kind = job_kinds[k].kind;
 		job->identical = -1;
+		/* free the disk space of a bundle once unbundle is past, whether it ran or not */
+		if (job->job_kind == SNAP_JOB_STORE)
+			bench_remove_tree(sub);
 		if (bench_interrupted()) {
 			snprintf(job->reason, sizeof(job->reason), "interrupted");
 			continue;
@@ -558,13 +561,8 @@ void bench_run_jobs(struct bench_report *rep, const char *workdir, const char *s
 			snprintf(job->reason, sizeof(job->reason), "every run failed: %.200s",
 				 first);
 		}
-		/* free the disk space as soon as the dependent job is done */
-		if (job->job_kind == SNAP_JOB_UNBUNDLE) {
-			bench_remove_tree(sub);
-		} else if (job->job_kind == SNAP_JOB_RESTORE) {
-			snprintf(out_path, sizeof(out_path), "%s/bench.bin", dir);
-			unlink(out_path);
-		}
 	}
+	snprintf(out_path, sizeof(out_path), "%s/bench.bin", dir);
+	unlink(out_path);
 	free(detail);
 }
