@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "bench.h"
@@ -324,6 +325,11 @@ int bench_write_svg(const struct bench_report *rep, const char *path, char **ret
 	if (asprintf(&tmp, "%s.tmp-XXXXXX", path) < 0)
 		return -ENOMEM;
 	int fd = mkstemp(tmp);
+	if (fd >= 0) { /* mkstemp makes 0600; a chart is an ordinary file */
+		mode_t mask = umask(0);
+		umask(mask);
+		fchmod(fd, 0666 & ~mask);
+	}
 	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
 	if (!f) {
 		int e = errno;
