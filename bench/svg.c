@@ -154,7 +154,12 @@ static double stage_panel(FILE *f, const struct bench_report *rep)
 			size_t n = strlen(lab);
 			snprintf(lab + n, sizeof(lab) - n, "  (out %.0f%%)", 100 * st->ratio);
 		}
-		text(f, LEFT_X + w + 4, y + 13, "class=\"val\"", lab);
+		/* a long bar carries its label inside, so it never runs into the other panel */
+		if (w + 8 + 7.0 * (double)strlen(lab) > LEFT_W + 60)
+			text(f, LEFT_X + w - 4, y + 13,
+			     "class=\"val\" text-anchor=\"end\" style=\"fill:#ffffff\"", lab);
+		else
+			text(f, LEFT_X + w + 4, y + 13, "class=\"val\"", lab);
 	}
 	/* legend of the groups */
 	static const char *const groups[] = {"read",	"zero",	  "hash", "deflate",
@@ -226,7 +231,7 @@ static double job_panel(FILE *f, const struct bench_report *rep)
 		fprintf(f,
 			"<text x=\"0\" y=\"0\" class=\"ax\" text-anchor=\"middle\" "
 			"transform=\"translate(%.1f,%.1f) rotate(-90)\">MB/s</text>\n",
-			px - 48, py + ph / 2);
+			px - 62, py + ph / 2);
 	}
 	if (ran == 0)
 		text(f, px + RIGHT_W / 2.0, py + ph / 2, "class=\"na\" text-anchor=\"middle\"",
