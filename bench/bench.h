@@ -41,6 +41,7 @@ struct bench_opts {
 	size_t nthreads;
 	int level;			/* compression level of the jobs */
 	bool skip_job[BENCH_JOB_KINDS]; /* --jobs: not selected */
+	bool uniform;			/* --uniform: the same content mix along the disk */
 	double min_time;		/* seconds each compute stage runs at least */
 	uint64_t read_budget;		/* bytes each read configuration reads at most */
 	uint64_t write_budget;
@@ -150,7 +151,7 @@ struct bench_report {
 };
 
 /* gen-disk.c: a GPT disk image of realistic content (see the file's header). */
-int bench_gen_disk(const char *path, uint64_t size, char **ret_detail);
+int bench_gen_disk(const char *path, uint64_t size, bool uniform, char **ret_detail);
 
 /* stages.c */
 int bench_sample_source(const char *path, uint64_t size, size_t sample_bytes, uint8_t **ret,

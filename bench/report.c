@@ -179,7 +179,8 @@ int bench_write_json(const struct bench_report *rep, FILE *f)
 	for (size_t k = 0, n = 0; k < BENCH_JOB_KINDS; k++)
 		if (!o->skip_job[k])
 			fprintf(f, "%s\"%s\"", n++ ? ", " : "", kinds[k]);
-	fprintf(f, "], \"level\": %d, \"threads\": [", o->level);
+	fprintf(f, "], \"uniform\": %s, \"level\": %d, \"threads\": [", jbool(o->uniform),
+		o->level);
 	for (size_t i = 0; i < o->nthreads; i++)
 		fprintf(f, "%s%u", i ? ", " : "", o->threads[i]);
 	fputs("], \"min_stage_seconds\": ", f);

@@ -208,6 +208,8 @@ static void usage(FILE *f)
 	      "  --json               print the results as JSON (docs/bench-json.md)\n"
 	      "  --svg FILE           draw stage throughput and thread scaling as an SVG chart\n"
 	      "  --workdir DIR        where temporary files go (default $TMPDIR or /var/tmp)\n"
+	      "  --uniform            generate a disk with the same content mix from start to end\n"
+	      "                       (for comparing a long run's first and last quarter)\n"
 	      "  --generate-only FILE write the generated disk to FILE and stop\n"
 	      "  --jobs LIST          which jobs to run: bundle,unbundle,store,restore, all\n"
 	      "                       (default) or none; the others are reported as not run\n"
@@ -275,7 +277,8 @@ int main(int argc, char **argv)
 		OPT_WORKDIR,
 		OPT_GENERATE,
 		OPT_FORCE,
-		OPT_JOBS
+		OPT_JOBS,
+		OPT_UNIFORM
 	};
 	static const struct option longopts[] = {
 	    {"size", required_argument, NULL, OPT_SIZE},
@@ -289,6 +292,7 @@ int main(int argc, char **argv)
 	    {"generate-only", required_argument, NULL, OPT_GENERATE},
 	    {"force", no_argument, NULL, OPT_FORCE},
 	    {"jobs", required_argument, NULL, OPT_JOBS},
+	    {"uniform", no_argument, NULL, OPT_UNIFORM},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -347,6 +351,9 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case OPT_UNIFORM:
+			o->uniform = true;
+			break;
 		case OPT_FORCE:
 			force = true;
 			break;
@@ -383,7 +390,7 @@ int main(int argc, char **argv)
 			err("cannot remove %s: %s", generate_only, strerror(errno));
 			return 1;
 		}
-		int r = bench_gen_disk(generate_only, o->size, &detail);
+		int r = bench_gen_disk(generate_only, o->size, o->uniform, &detail);
 		if (r < 0) {
 			err("%s%s", detail ? detail : snap_strerror(r), "");
 			free(detail);
@@ -442,7 +449,7 @@ int main(int argc, char **argv)
 		    workdir);
 		note(&rep, msg);
 		char *detail = NULL;
-		int r = bench_gen_disk(src->path, o->size, &detail);
+		int r = bench_gen_disk(src->path, o->size, o->uniform, &detail);
 		if (r < 0) {
 			err("%s%s", detail ? detail : snap_strerror(r), "");
 			free(detail);

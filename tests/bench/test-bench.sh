@@ -31,6 +31,11 @@ assert names == ["EFI System", "root", "data"], names
 "$SNAPBUNDLE" bench --generate-only "$tmp/disk2.img" --size 64M
 cmp <(dd if="$tmp/disk.img" bs=1M skip=1 status=none) \
 	<(dd if="$tmp/disk2.img" bs=1M skip=1 status=none)
+# --uniform: another valid GPT disk, other content
+"$SNAPBUNDLE" bench --generate-only "$tmp/uniform.img" --size 64M --uniform
+sfdisk --verify "$tmp/uniform.img" >"$tmp/verify" 2>&1 || { cat "$tmp/verify"; exit 1; }
+if cmp -s "$tmp/disk.img" "$tmp/uniform.img"; then echo "--uniform changed nothing"; exit 1; fi
+rm -f "$tmp/uniform.img" "$tmp/disk2.img"
 # sparse: holes were left unwritten
 [ "$(stat -c %b "$tmp/disk.img")" -lt $((64 << 11)) ] || { echo "the disk is not sparse"; exit 1; }
 
