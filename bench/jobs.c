@@ -302,6 +302,10 @@ static int spawn_child(const char *self_exe, char *const argv[], struct child_re
 		return -e;
 	}
 	if (pid == 0) {
+		/* a job never reads the terminal (a restore without input would read stdin) */
+		int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		if (devnull >= 0)
+			dup2(devnull, STDIN_FILENO);
 		dup2(fds[1], STDOUT_FILENO);
 		execv(self_exe, argv);
 		_exit(127);
