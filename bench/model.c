@@ -7,8 +7,11 @@
  *  1. D is the source's DATA bytes (what every job must read and carry), r the deflate ratio
  *     of the corpus at the job's level, C = D * r the compressed bytes. ZERO and UNUSED extents
  *     cost nothing.
- *  2. Each stage's time is its bytes over its one-thread rate. The stages overlap (they are a
- *     pipeline), so a job takes at least:
+ *  2. Each stage's time is its bytes over its one-thread rate: for compute stages the rate per
+ *     CPU second (what a core does; on an idle machine the same as the wall rate, on a busy
+ *     one it keeps the model what the hardware allows instead of what the moment allowed),
+ *     for read and write the wall rate. The stages overlap (they are a pipeline), so a job
+ *     takes at least:
  *       - each I/O stage (read, write) alone: the device does not get faster with threads;
  *       - each serial stage alone: the bundle's tar SHA-1, AES-128-CBC encryption and part
  *         SHA-1 (one stream each); unbundle's part SHA-1, CBC decryption, inflate of the one
@@ -120,7 +123,11 @@ size_t bench_model_terms(const struct bench_report *rep, const char *kind, unsig
 		out[i].io = defs[i].io;
 		out[i].available = st && st->rate > 0;
 		double bytes = defs[i].compressed ? c : d;
-		out[i].seconds = out[i].available ? bytes / st->rate : 0;
+		/* invariant 2: what a core does, not what this process got of it */
+		double rate = st && !defs[i].io && st->cpu_rate > 0 ? st->cpu_rate
+			      : st				    ? st->rate
+								    : 0;
+		out[i].seconds = out[i].available ? bytes / rate : 0;
 		out[i].cpu_seconds =
 		    out[i].available && !defs[i].io && st->cpu_rate > 0 ? bytes / st->cpu_rate : 0;
 	}
