@@ -319,6 +319,8 @@ const char *snap_job_result_string(const struct snap_job *job, int result);
  * frame data is the restore and verify jobs' work. */
 struct snap_store_image;
 
+/* 1 when path begins with the store image magic, 0 when not, -errno when unreadable. */
+int snap_store_image_probe(const char *path);
 int snap_store_image_new(struct snap_store_image **ret);
 struct snap_store_image *snap_store_image_free(struct snap_store_image *img);
 /* A seekable .bin file: one read of the head, one of the footer, one of the index. */

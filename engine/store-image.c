@@ -725,3 +725,17 @@ int snap_store_image_frame(const struct snap_store_image *img, uint64_t i,
 	*ret = in;
 	return 0;
 }
+
+int snap_store_image_probe(const char *path)
+{
+	uint8_t magic[sizeof(SNAP_STORE_MAGIC) - 1];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ssize_t n = pread(fd, magic, sizeof(magic), 0);
+	int err = errno;
+	close(fd);
+	if (n < 0)
+		return -err;
+	return n == (ssize_t)sizeof(magic) && !memcmp(magic, SNAP_STORE_MAGIC, sizeof(magic));
+}

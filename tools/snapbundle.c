@@ -25,7 +25,6 @@ static const struct subcommand commands[] = {
 	{"inspect", cmd_inspect, "show a disk's partitions, filesystems and extent map"},
 	{"store", cmd_store, "store disks as one .bin store image"},
 	{"restore", cmd_restore, "restore a .bin store image to files or block devices"},
-	{"inspect-store", cmd_inspect_store, "show a .bin store image (as inspect IMAGE.bin)"},
 	{"verify-store", cmd_verify_store, "check a .bin store image (as verify IMAGE.bin)"},
 	/* further subcommands are added here as each job lands */
 };

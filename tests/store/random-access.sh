@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Restoring one partition or one byte range reads only the frames it needs: the count the job
-# reports equals the frames of the index that overlap the range (from inspect-store --frames).
+# reports equals the frames of the index that overlap the range (from inspect --frames).
 . "$SRCDIR/tests/store/lib.sh"
 make_disk disk.img 48
 "$B" store disk.img -o img.bin --frame-size 256K --progress=none
-"$B" inspect-store img.bin --frames > frames.txt
+"$B" inspect img.bin --frames > frames.txt
 total=$(grep -c '^frame [0-9]' frames.txt)
 
 # frames overlapping [lo, hi)

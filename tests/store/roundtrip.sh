@@ -26,7 +26,7 @@ python3 "$READER" img.bin py >/dev/null
 cmp disk.img py/0.img || fail "the Python reader restores a different image"
 
 # outside judge 2: sha256sum of the volume bytes of three frames equals their digest
-"$B" inspect-store img.bin --frames > inspect.txt
+"$B" inspect img.bin --frames > inspect.txt
 grep -q "x-amz-meta-ami-name: web server" inspect.txt || fail "S3 metadata missing"
 grep -q "x-amz-meta-ami-owner-account: 123456789012" inspect.txt || fail "owner missing"
 grep -q "env: test" inspect.txt || fail "tag missing"

@@ -24,7 +24,7 @@ for kind in rsa ec; do
 	openssl dgst -sha256 -verify dump.$kind/pub.pem -signature dump.$kind/sig dump.$kind/msg |
 		grep -q "Verified OK" || fail "$kind: openssl does not verify the signature"
 	cmp <(openssl pkey -in $kind.pem -pubout) dump.$kind/pub.pem || fail "$kind: wrong signer key"
-	"$B" inspect-store $kind.bin | grep -q "signature:    valid" || fail "$kind: inspect"
+	"$B" inspect $kind.bin | grep -q "signature:    valid" || fail "$kind: inspect"
 done
 "$B" restore rsa.bin -o out.img --signer rsa.crt --passphrase-file pass --progress=none
 cmp disk.img out.img

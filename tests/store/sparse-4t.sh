@@ -22,5 +22,5 @@ done
 # the holes read back as zeros (a sample in between)
 [ "$(dd if=out.img bs=1M skip=1000000 count=1 status=none | tr -d '\0' | wc -c)" = 0 ] ||
 	fail "hole not zero"
-"$B" inspect-store big.bin | grep -q "4.0 TiB" || fail "inspect size"
+"$B" inspect big.bin | grep -q "4.0 TiB" || fail "inspect size"
 echo "sparse-4t: ok"

@@ -82,7 +82,7 @@ fi
 cp good.bin t.bin && $TP t.bin incompat 0x4
 expect_fail "unsupported incompatible feature 0x4" out/r.img -- restore t.bin
 expect_fail "unsupported incompatible feature 0x4" out/r.img -- restore_pipe t.bin
-expect_fail "unsupported incompatible feature 0x4" nothing -- "$B" inspect-store t.bin
+expect_fail "unsupported incompatible feature 0x4" nothing -- "$B" inspect t.bin
 
 # unencrypted images: a flipped payload byte is a digest mismatch
 "$B" store disk.img -o plain.bin --frame-size 64K --progress=none
