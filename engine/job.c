@@ -318,9 +318,9 @@ int snap_job_run(struct snap_job *job)
 				  (int)job->kind);
 		break;
 	}
-	if (r >= 0 && job->cancelled)
-		r = -ECANCELED;
-	if (r < 0 && r == -ECANCELED && !job->error_detail)
+	/* A cancel that arrives after the runner committed its output does not undo it: the
+	 * runner's result stands (each runner polls the flag and returns -ECANCELED itself). */
+	if (r == -ECANCELED && !job->error_detail)
 		snap_job_fail(job, r, "cancelled");
 	snap_job_set_result_u64(job, SNAP_RESULT_ELAPSED_NS, snap_now_ns() - job->start_ns);
 	if (r >= 0)
