@@ -16,6 +16,9 @@
  *     after the last check passed; any failure aborts them, so nothing is left behind.
  *  4. Workers decode and write frames in any order (positional writes); the run thread reads
  *     the input in file order and assigns frames to slots, so the input may be a pipe.
+ *  5. Workers count the bytes they restored in the context under its lock; only the run thread
+ *     copies them into job->progress (publish) and reports, also while it waits on workers
+ *     (snap_job_wait), so progress never races and keeps flowing to the end of the data.
  *
  * State transitions (snap_restore_run):
  *  1. prepare: head read and keys recovered (restore_open), selection resolved and outputs
@@ -75,6 +78,8 @@ struct rctx {
 	uint64_t nseen, cap_seen;
 	uint64_t frames_read;
 	bool skips_counted; /* ZERO/UNUSED bytes already in bytes_done (random path) */
+	uint64_t skip_done;		/* run thread: ZERO/UNUSED bytes covered */
+	uint64_t frame_done, frame_written; /* workers, under lock: bytes of checked frames */
 };
 
 /* ---- workers ---- */
@@ -175,8 +180,8 @@ static void *rworker_main(void *arg)
 			uint64_t e = sl->f.offset + sl->f.raw_len;
 			uint64_t b = e < v->hi ? e : v->hi;
 			if (v->selected && a < b) {
-				c->job->progress.bytes_done += b - a;
-				c->job->progress.bytes_written += v->out ? b - a : 0;
+				c->frame_done += b - a;
+				c->frame_written += v->out ? b - a : 0;
 			}
 		}
 		sl->state = RS_FREE;
@@ -184,6 +189,15 @@ static void *rworker_main(void *arg)
 	}
 	pthread_mutex_unlock(&c->lock);
 	return NULL;
+}
+
+/* Copies the workers' counts into the job's progress (lock held, run thread; invariant 5). */
+static void publish(struct rctx *c)
+{
+	struct snap_progress *p = &c->job->progress;
+	p->bytes_done = c->skip_done + c->frame_done;
+	p->bytes_written = c->frame_written;
+	p->bytes_read = c->img->bytes_read;
 }
 
 /* Waits for a free slot (lock held); NULL after a worker failed. */
@@ -195,7 +209,8 @@ static struct rslot *get_slot(struct rctx *c)
 		for (unsigned i = 0; i < c->nslots; i++)
 			if (c->slots[i].state == RS_FREE)
 				return &c->slots[i];
-		pthread_cond_wait(&c->cond, &c->lock);
+		publish(c);
+		snap_job_wait(c->job, &c->cond, &c->lock);
 	}
 }
 
@@ -208,8 +223,10 @@ static int drain(struct rctx *c)
 			busy |= c->slots[i].state != RS_FREE;
 		if (!busy)
 			break;
-		pthread_cond_wait(&c->cond, &c->lock);
+		publish(c);
+		snap_job_wait(c->job, &c->cond, &c->lock);
 	}
+	publish(c);
 	int r = c->err;
 	pthread_mutex_unlock(&c->lock);
 	return r;
@@ -217,11 +234,12 @@ static int drain(struct rctx *c)
 
 static void queue_slot(struct rctx *c, struct rslot *sl)
 {
+	c->frames_read++;
 	pthread_mutex_lock(&c->lock);
 	sl->state = RS_QUEUED;
 	pthread_cond_broadcast(&c->cond);
+	publish(c);
 	pthread_mutex_unlock(&c->lock);
-	c->frames_read++;
 	snap_job_report(c->job, false);
 }
 
@@ -399,7 +417,7 @@ static int restore_zero(struct rctx *c)
 			if (a >= b || e->kind == SNAP_EXTENT_DATA)
 				continue;
 			if (!c->skips_counted) {
-				c->job->progress.bytes_done += b - a;
+				c->skip_done += b - a;
 				c->job->progress.bytes_skipped += b - a;
 			}
 			if (e->kind != SNAP_EXTENT_ZERO || !v->out)
@@ -438,12 +456,16 @@ static int restore_random(struct rctx *c)
 			uint64_t a = e->offset > v->lo ? e->offset : v->lo;
 			uint64_t b = e->offset + e->length < v->hi ? e->offset + e->length : v->hi;
 			if (a < b && e->kind != SNAP_EXTENT_DATA) {
-				c->job->progress.bytes_done += b - a;
+				c->skip_done += b - a;
 				c->job->progress.bytes_skipped += b - a;
 			}
 		}
 	}
 	c->skips_counted = true;
+	pthread_mutex_lock(&c->lock);
+	publish(c);
+	pthread_mutex_unlock(&c->lock);
+	snap_job_report(c->job, false);
 	for (size_t vi = 0; vi < c->nvols; vi++) {
 		const struct rvol *v = &c->vols[vi];
 		if (!v->selected && !c->verify_only)
@@ -744,6 +766,9 @@ int snap_restore_run(struct snap_job *job)
 	snap_job_set_stage(job, SNAP_STAGE_FINISH);
 	if ((r = restore_zero(&c)) < 0)
 		goto out;
+	pthread_mutex_lock(&c.lock);
+	publish(&c); /* workers are idle: drain() returned */
+	pthread_mutex_unlock(&c.lock);
 	for (size_t i = 0; i < c.nvols; i++) {
 		if (!c.vols[i].out)
 			continue;
@@ -759,6 +784,7 @@ int snap_restore_run(struct snap_job *job)
 						   snap_output_path(c.vols[i].out));
 	}
 	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_TOTAL, job->progress.bytes_total);
+	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_READ, c.img->bytes_read);
 	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_WRITTEN, job->progress.bytes_written);
 	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_SKIPPED, job->progress.bytes_skipped);
 	snap_job_set_result_u64(job, SNAP_RESULT_FRAMES, c.img->ix.nframes);

@@ -110,6 +110,7 @@ int store_image_read(struct snap_store_image *img, void *buf, size_t len, const 
 		got += (size_t)n;
 	}
 	img->pos += len;
+	img->bytes_read += len;
 	return 0;
 }
 
@@ -132,6 +133,7 @@ int store_image_pread(struct snap_store_image *img, void *buf, size_t len, uint6
 					(unsigned long long)(off + got));
 		got += (size_t)n;
 	}
+	img->bytes_read += len;
 	return 0;
 }
 

@@ -643,7 +643,7 @@ static int store_write_slot(struct store_ctx *s)
 			return 0;
 		if (sl->state == SLOT_DONE)
 			break;
-		pthread_cond_wait(&s->cond, &s->lock);
+		snap_job_wait(s->job, &s->cond, &s->lock);
 		sl = NULL;
 	}
 	pthread_mutex_unlock(&s->lock);
@@ -657,6 +657,7 @@ static int store_write_slot(struct store_ctx *s)
 		r = write_all(s, sl->out + fj->out_off, fj->out_len);
 		if (r == 0)
 			r = add_iframe(s, &fj->f, at);
+		snap_job_report(s->job, false);
 	}
 	pthread_mutex_lock(&s->lock);
 	sl->state = SLOT_FREE;
@@ -692,8 +693,11 @@ static int store_fill_slot(struct store_ctx *s, struct slot *sl, uint32_t vi, ui
 		memcpy(sl->in + got, ch.data, ch.length);
 		got += ch.length;
 		snap_reader_release(v->reader, &ch);
+		/* progress as the reader delivers, not per chunk: a chunk may be 64 MiB */
+		s->job->progress.bytes_read += ch.length;
+		s->job->progress.bytes_done += ch.length;
+		snap_job_report(s->job, false);
 	}
-	s->job->progress.bytes_read += len;
 	sl->nframes = 0;
 	size_t pos = 0;
 	size_t run_start = 0;
@@ -721,11 +725,11 @@ static int store_fill_slot(struct store_ctx *s, struct slot *sl, uint32_t vi, ui
 			in_run = false;
 		}
 		if (zero) {
+			/* read, so not skipped: bytes_read + bytes_skipped == bytes_total */
 			r = snap_map_mark(v->layout->map, abs, blen, SNAP_EXTENT_ZERO,
 					  SNAP_LAYER_ZEROSCAN);
 			if (r < 0)
 				return snap_job_fail(s->job, r, "cannot update the extent map");
-			s->job->progress.bytes_skipped += blen;
 		}
 		pos += blen;
 	}
@@ -810,8 +814,6 @@ static int store_data(struct store_ctx *s)
 				break;
 			pthread_mutex_unlock(&s->lock);
 			r = store_fill_slot(s, sl, vi, off, len);
-			s->job->progress.bytes_done += len;
-			snap_job_report(s->job, false);
 			pthread_mutex_lock(&s->lock);
 			if (r < 0)
 				break;
