@@ -836,11 +836,14 @@ static int store_data(struct store_ctx *s)
 
 static int store_start_workers(struct store_ctx *s)
 {
-	s->nthreads = snap_job_threads(s->job);
-	s->nslots = s->nthreads * 2 + 2;
+	/* s->nthreads counts started threads only: store_cleanup joins that many, whatever
+	 * failed on the way (a slot buffer, a worker's state, pthread_create) */
+	unsigned nthreads = snap_job_threads(s->job);
+	s->nslots = nthreads * 2 + 2;
 	s->slots = calloc(s->nslots, sizeof(*s->slots));
-	s->threads = calloc(s->nthreads, sizeof(*s->threads));
-	if (!s->slots || !s->threads)
+	s->threads = calloc(nthreads, sizeof(*s->threads));
+	s->workers = calloc(nthreads, sizeof(*s->workers));
+	if (!s->slots || !s->threads || !s->workers)
 		return -ENOMEM;
 	size_t max_frames = s->frame_size / SNAP_STORE_BLOCK_SIZE / 2 + 2;
 	for (unsigned i = 0; i < s->nslots; i++) {
@@ -853,32 +856,24 @@ static int store_start_workers(struct store_ctx *s)
 		if (!sl->in || !sl->out || !sl->frames)
 			return -ENOMEM;
 	}
-	struct worker *ws = calloc(s->nthreads, sizeof(*ws));
-	if (!ws)
-		return -ENOMEM;
-	/* workers own their worker struct; freed by store_stop_workers through this array */
-	for (unsigned i = 0; i < s->nthreads; i++) {
-		struct worker *w = &ws[i];
+	for (unsigned i = 0; i < nthreads; i++) {
+		struct worker *w = &s->workers[i];
 		w->s = s;
 		w->level_buf_size = level_buf_size(s->level);
 		w->level_buf = malloc(w->level_buf_size);
-		int r = snap_store_cipher_new(s->encrypted ? &s->keys : NULL, &w->cipher);
-		if (!w->level_buf || r < 0) {
-			s->nthreads = i;
+		int r = w->level_buf ? snap_store_cipher_new(s->encrypted ? &s->keys : NULL,
+							     &w->cipher)
+				     : -ENOMEM;
+		if (r == 0 && pthread_create(&s->threads[i], NULL, worker_main, w) != 0)
+			r = -EAGAIN;
+		if (r < 0) {
 			free(w->level_buf);
+			w->level_buf = NULL;
 			w->cipher = snap_store_cipher_free(w->cipher);
-			s->workers = ws;
-			return -ENOMEM;
+			return r;
 		}
-		if (pthread_create(&s->threads[i], NULL, worker_main, w) != 0) {
-			free(w->level_buf);
-			w->cipher = snap_store_cipher_free(w->cipher);
-			s->nthreads = i;
-			s->workers = ws;
-			return -EAGAIN;
-		}
+		s->nthreads = i + 1;
 	}
-	s->workers = ws;
 	return 0;
 }
 
