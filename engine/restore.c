@@ -16,7 +16,9 @@
  *     after the last check passed; any failure aborts them, so nothing is left behind.
  *  4. Workers decode and write frames in any order (positional writes); the run thread reads
  *     the input in file order and assigns frames to slots, so the input may be a pipe.
- *  5. Workers count the bytes they restored in the context under its lock; only the run thread
+ *  5. Workers never call snap_job_fail: the first failure is kept in the context under its
+ *     lock and recorded on the job by the run thread (worker_failed).
+ *  6. Workers count the bytes they restored in the context under its lock; only the run thread
  *     copies them into job->progress (publish) and reports, also while it waits on workers
  *     (snap_job_wait), so progress never races and keeps flowing to the end of the data.
  *
@@ -55,6 +57,7 @@ struct rslot {
 	uint8_t *rec; /* whole frame record */
 	uint8_t *raw;
 	struct snap_store_frame f;
+	uint64_t at; /* file offset of the record, for messages */
 };
 
 struct rctx {
@@ -72,7 +75,9 @@ struct rctx {
 	pthread_t *threads;
 	unsigned nthreads, started;
 	bool stop;
-	int err; /* first worker failure */
+	int err;	  /* first worker failure */
+	char *err_detail; /* its message: workers never touch the job (snap_job_fail is not
+			   * thread-safe); the run thread records it (worker_failed) */
 
 	struct snap_store_index_frame *seen; /* sequential path: frames as they arrived */
 	uint64_t nseen, cap_seen;
@@ -88,14 +93,18 @@ struct rworker {
 	struct rctx *c;
 	struct inflate_state inf;
 	struct snap_store_cipher *cipher;
+	char msg[512]; /* the failure of the frame at hand (invariant 5) */
 };
 
-static int rfail(struct rctx *c, int err, const struct snap_store_frame *f, const char *what)
+static int rfail(struct rworker *w, int err, const struct rslot *sl, const char *what)
 {
-	return snap_job_fail(c->job, err, "frame %llu (volume %s, offset %llu): %s",
-			     (unsigned long long)f->index,
-			     f->volume < c->nvols ? c->img->meta.volumes[f->volume].device : "?",
-			     (unsigned long long)f->offset, what);
+	struct rctx *c = w->c;
+	const struct snap_store_frame *f = &sl->f;
+	snprintf(w->msg, sizeof(w->msg), "%s: frame %llu at offset %llu (volume %s, offset %llu): %s",
+		 c->img->path, (unsigned long long)f->index, (unsigned long long)sl->at,
+		 f->volume < c->nvols ? c->img->meta.volumes[f->volume].device : "?",
+		 (unsigned long long)f->offset, what);
+	return err;
 }
 
 static int decode_frame(struct rworker *w, struct rslot *sl)
@@ -111,11 +120,11 @@ static int decode_frame(struct rworker *w, struct rslot *sl)
 		r = snap_store_cipher_open(w->cipher, f->nonce, aad, sizeof(aad), payload,
 					   f->stored_len, payload + f->stored_len);
 		if (r == -EBADMSG)
-			return rfail(c, r, f,
+			return rfail(w, r, sl,
 				     "authentication failed (tampered frame, or a frame swapped in "
 				     "from another image)");
 		if (r < 0)
-			return rfail(c, r, f, "cannot decrypt");
+			return rfail(w, r, sl, "cannot decrypt");
 	}
 	const uint8_t *raw = payload;
 	if (f->flags & SNAP_STORE_FRAME_DEFLATE) {
@@ -127,14 +136,14 @@ static int decode_frame(struct rworker *w, struct rslot *sl)
 		w->inf.avail_out = f->raw_len;
 		r = isal_inflate_stateless(&w->inf);
 		if (r != ISAL_DECOMP_OK || w->inf.total_out != f->raw_len || w->inf.avail_in != 0)
-			return rfail(c, -EBADMSG, f, "corrupt compressed data");
+			return rfail(w, -EBADMSG, sl, "corrupt compressed data");
 		raw = sl->raw;
 	}
 	uint8_t d[SNAP_STORE_DIGEST_SIZE];
 	if ((r = snap_store_cipher_digest(w->cipher, raw, f->raw_len, d)) < 0)
-		return rfail(c, r, f, "cannot compute the digest");
+		return rfail(w, r, sl, "cannot compute the digest");
 	if (!snap_store_ct_equal(d, f->digest, sizeof(d)))
-		return rfail(c, -EBADMSG, f, "digest mismatch (corrupt frame)");
+		return rfail(w, -EBADMSG, sl, "digest mismatch (corrupt frame)");
 	struct rvol *v = &c->vols[f->volume];
 	if (!v->selected || !v->out)
 		return 0;
@@ -143,10 +152,12 @@ static int decode_frame(struct rworker *w, struct rslot *sl)
 	if (a >= b)
 		return 0;
 	r = snap_output_write(v->out, raw + (a - f->offset), (size_t)(b - a), a - v->lo);
-	if (r < 0)
-		return snap_job_fail(c->job, r, "cannot write %s at offset %llu: %s",
-				     snap_output_path(v->out), (unsigned long long)(a - v->lo),
-				     snap_strerror(r));
+	if (r < 0) {
+		snprintf(w->msg, sizeof(w->msg), "cannot write %s at offset %llu: %s",
+			 snap_output_path(v->out), (unsigned long long)(a - v->lo),
+			 snap_strerror(r));
+		return r;
+	}
 	return 0;
 }
 
@@ -172,8 +183,10 @@ static void *rworker_main(void *arg)
 		pthread_mutex_unlock(&c->lock);
 		int r = skip ? 0 : decode_frame(w, sl);
 		pthread_mutex_lock(&c->lock);
-		if (r < 0 && !c->err)
+		if (r < 0 && !c->err) {
 			c->err = r;
+			c->err_detail = strdup(w->msg);
+		}
 		if (r == 0 && !skip) {
 			struct rvol *v = &c->vols[sl->f.volume];
 			uint64_t a = sl->f.offset > v->lo ? sl->f.offset : v->lo;
@@ -189,6 +202,20 @@ static void *rworker_main(void *arg)
 	}
 	pthread_mutex_unlock(&c->lock);
 	return NULL;
+}
+
+/* Records the first worker failure on the job (run thread; invariant 5) and returns it. */
+static int worker_failed(struct rctx *c)
+{
+	pthread_mutex_lock(&c->lock);
+	int err = c->err;
+	char *detail = c->err_detail;
+	c->err_detail = NULL;
+	pthread_mutex_unlock(&c->lock);
+	if (err < 0)
+		snap_job_fail(c->job, err, "%s", detail ? detail : snap_strerror(err));
+	free(detail);
+	return err;
 }
 
 /* Copies the workers' counts into the job's progress (lock held, run thread; invariant 5). */
@@ -229,7 +256,7 @@ static int drain(struct rctx *c)
 	publish(c);
 	int r = c->err;
 	pthread_mutex_unlock(&c->lock);
-	return r;
+	return r < 0 ? worker_failed(c) : 0;
 }
 
 static void queue_slot(struct rctx *c, struct rslot *sl)
@@ -482,7 +509,7 @@ static int restore_random(struct rctx *c)
 			struct rslot *sl = get_slot(c);
 			pthread_mutex_unlock(&c->lock);
 			if (!sl)
-				return c->err;
+				return worker_failed(c);
 			struct snap_store_frame hdrf = {.flags = e->flags,
 							.stored_len = e->stored_len};
 			size_t len = (size_t)snap_store_frame_record_len(&hdrf);
@@ -491,6 +518,7 @@ static int restore_random(struct rctx *c)
 				return snap_job_fail(c->job, -EUCLEAN,
 						     "index entry of frame %llu is too long",
 						     (unsigned long long)k);
+			sl->at = e->file_offset;
 			int r = store_image_pread(img, sl->rec, len, e->file_offset, "frame");
 			if (r < 0)
 				return snap_job_fail(c->job, r, "%s", snap_store_image_error(img));
@@ -551,8 +579,9 @@ static int restore_sequential(struct rctx *c, uint8_t idx_prefix[SNAP_STORE_PREF
 		struct rslot *sl = get_slot(c);
 		pthread_mutex_unlock(&c->lock);
 		if (!sl)
-			return c->err;
+			return worker_failed(c);
 		uint64_t at = img->pos;
+		sl->at = at;
 		if ((r = store_image_read(img, sl->rec, SNAP_STORE_PREFIX_SIZE, "frames")) < 0)
 			return snap_job_fail(job, r, "%s", snap_store_image_error(img));
 		uint32_t type = snap_get_le32(sl->rec);
@@ -790,7 +819,7 @@ int snap_restore_run(struct snap_job *job)
 	snap_job_set_result_u64(job, SNAP_RESULT_FRAMES, c.img->ix.nframes);
 out:
 	if (r < 0 && r != -ECANCELED && c.err && !job->error_detail)
-		snap_job_fail(job, c.err, "%s", snap_strerror(c.err));
+		worker_failed(&c);
 	if (r == -ENOMEM)
 		snap_job_fail(job, r, "out of memory");
 	snap_job_set_result_u64(job, SNAP_RESULT_FRAMES_READ, c.frames_read);
@@ -807,6 +836,7 @@ out:
 	free(ws);
 	free(c.vols);
 	free(c.seen);
+	free(c.err_detail);
 	c.img = snap_store_image_free(c.img);
 	pthread_mutex_destroy(&c.lock);
 	pthread_cond_destroy(&c.cond);

@@ -27,7 +27,9 @@ read -r idx idxlen < <($TP good.bin record 4)
 
 cp good.bin t.bin && $TP t.bin flip $((f3 + 96 + 1000))
 expect_fail "authentication failed (tampered frame" out/r.img -- restore t.bin
+expect_fail "t.bin: frame 3 at offset $f3 (volume /dev/xvda" out/r.img -- restore t.bin
 expect_fail "authentication failed (tampered frame" out/r.img -- restore_pipe t.bin
+expect_fail "stdin: frame 3 at offset $f3 (volume /dev/xvda" out/r.img -- restore_pipe t.bin
 expect_fail "authentication failed" out/r.img -- "$B" verify-store t.bin --passphrase-file pass
 
 cp good.bin t.bin && $TP t.bin flip $((f3 + 40))
@@ -89,6 +91,8 @@ expect_fail "unsupported incompatible feature 0x4" nothing -- "$B" inspect t.bin
 read -r p3 _ < <($TP plain.bin frames | awk '$1 == 3 { print $2, $3 }')
 cp plain.bin t.bin && $TP t.bin flip $((p3 + 96 + 7))
 expect_fail "digest mismatch (corrupt frame)" out/r.img -- \
+	"$B" restore t.bin -o out/r.img --progress=none
+expect_fail "t.bin: frame 3 at offset $p3 " out/r.img -- \
 	"$B" restore t.bin -o out/r.img --progress=none
 # a forged index (unencrypted: its SHA-256 tag can be recomputed) never drives a read past a
 # frame buffer
