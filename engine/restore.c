@@ -516,8 +516,8 @@ static int restore_random(struct rctx *c)
 			if (len > (size_t)img->hdr.frame_size + SNAP_STORE_FRAME_HEADER_SIZE +
 				      SNAP_STORE_GCM_TAG_SIZE)
 				return snap_job_fail(c->job, -EUCLEAN,
-						     "index entry of frame %llu is too long",
-						     (unsigned long long)k);
+						     "%s: index entry of frame %llu is too long",
+						     img->path, (unsigned long long)k);
 			sl->at = e->file_offset;
 			int r = store_image_pread(img, sl->rec, len, e->file_offset, "frame");
 			if (r < 0)
@@ -526,14 +526,14 @@ static int restore_random(struct rctx *c)
 			r = snap_store_frame_decode(sl->rec, len, img->hdr.frame_size, &sl->f,
 						    &why);
 			if (r < 0)
-				return snap_job_fail(c->job, r, "frame %llu at offset %llu: %s",
-						     (unsigned long long)k,
+				return snap_job_fail(c->job, r, "%s: frame %llu at offset %llu: %s",
+						     img->path, (unsigned long long)k,
 						     (unsigned long long)e->file_offset, why);
 			if (!frame_matches(&sl->f, e, k))
 				return snap_job_fail(c->job, -EBADMSG,
-						     "frame %llu at offset %llu does not match the "
-						     "index (moved, swapped or reordered frame)",
-						     (unsigned long long)k,
+						     "%s: frame %llu at offset %llu does not match "
+						     "the index (moved, swapped or reordered frame)",
+						     img->path, (unsigned long long)k,
 						     (unsigned long long)e->file_offset);
 			queue_slot(c, sl);
 		}
@@ -592,8 +592,8 @@ static int restore_sequential(struct rctx *c, uint8_t idx_prefix[SNAP_STORE_PREF
 		}
 		if (type != SNAP_STORE_REC_FRAME)
 			return snap_job_fail(job, -EUCLEAN,
-					     "unexpected record type %u at offset %llu", type,
-					     (unsigned long long)at);
+					     "%s: unexpected record type %u at offset %llu", img->path,
+					     type, (unsigned long long)at);
 		r = store_image_read(img, sl->rec + SNAP_STORE_PREFIX_SIZE,
 				     SNAP_STORE_FRAME_HEADER_SIZE - SNAP_STORE_PREFIX_SIZE,
 				     "frame");
@@ -603,15 +603,15 @@ static int restore_sequential(struct rctx *c, uint8_t idx_prefix[SNAP_STORE_PREF
 		r = snap_store_frame_decode(sl->rec, SNAP_STORE_FRAME_HEADER_SIZE,
 					    img->hdr.frame_size, &sl->f, &why);
 		if (r < 0)
-			return snap_job_fail(job, r, "frame at offset %llu: %s",
+			return snap_job_fail(job, r, "%s: frame at offset %llu: %s", img->path,
 					     (unsigned long long)at, why);
 		const struct snap_store_frame *f = &sl->f;
 		if (f->index != c->nseen)
 			return snap_job_fail(
 			    job, -EBADMSG,
-			    "frames out of order at offset %llu: expected frame %llu, "
+			    "%s: frames out of order at offset %llu: expected frame %llu, "
 			    "found frame %llu (reordered, dropped or inserted frame)",
-			    (unsigned long long)at, (unsigned long long)c->nseen,
+			    img->path, (unsigned long long)at, (unsigned long long)c->nseen,
 			    (unsigned long long)f->index);
 		if (f->volume >= c->nvols || f->volume < prev_vol ||
 		    (f->volume == prev_vol && f->offset < prev_end) ||
@@ -619,8 +619,8 @@ static int restore_sequential(struct rctx *c, uint8_t idx_prefix[SNAP_STORE_PREF
 		    !(f->flags & SNAP_STORE_FRAME_ENCRYPTED) != !encrypted)
 			return snap_job_fail(
 			    job, -EBADMSG,
-			    "frame %llu at offset %llu is out of place (moved frame)",
-			    (unsigned long long)f->index, (unsigned long long)at);
+			    "%s: frame %llu at offset %llu is out of place (moved frame)",
+			    img->path, (unsigned long long)f->index, (unsigned long long)at);
 		if (f->volume != prev_vol)
 			prev_end = 0;
 		prev_vol = f->volume;
@@ -646,7 +646,9 @@ static int restore_sequential_tail(struct rctx *c, const uint8_t prefix[SNAP_STO
 	if (snap_store_prefix_decode(prefix, SNAP_STORE_PREFIX_SIZE, &p) < 0 ||
 	    p.type != SNAP_STORE_REC_INDEX || p.length > (1ull << 34) ||
 	    p.length < SNAP_STORE_PREFIX_SIZE + SNAP_STORE_TAG_SIZE)
-		return snap_job_fail(job, -EUCLEAN, "index record is corrupt (bad prefix)");
+		return snap_job_fail(job, -EUCLEAN,
+				     "%s: index record at offset %llu is corrupt (bad prefix)",
+				     img->path, (unsigned long long)at);
 	uint8_t *rec = malloc(p.length);
 	if (!rec)
 		return -ENOMEM;
@@ -659,16 +661,18 @@ static int restore_sequential_tail(struct rctx *c, const uint8_t prefix[SNAP_STO
 	}
 	if (!snap_store_record_crc_ok(rec, p.length)) {
 		free(rec);
-		return snap_job_fail(job, -EBADMSG, "index record is corrupt (CRC mismatch)");
+		return snap_job_fail(job, -EBADMSG,
+				     "%s: index record at offset %llu is corrupt (CRC mismatch)",
+				     img->path, (unsigned long long)at);
 	}
 	if ((r = store_image_set_index(img, rec, p.length, at)) < 0)
 		return snap_job_fail(job, r, "%s", snap_store_image_error(img));
 	const struct snap_store_index *ix = &img->ix;
 	if (ix->nframes != c->nseen)
 		return snap_job_fail(job, -EBADMSG,
-				     "the index lists %llu frames, the image holds %llu (dropped "
-				     "frames)",
-				     (unsigned long long)ix->nframes, (unsigned long long)c->nseen);
+				     "%s: the index lists %llu frames, the image holds %llu "
+				     "(dropped frames)",
+				     img->path, (unsigned long long)ix->nframes, (unsigned long long)c->nseen);
 	for (uint64_t k = 0; k < ix->nframes; k++) {
 		struct snap_store_frame f = {
 		    .index = k,
@@ -681,8 +685,10 @@ static int restore_sequential_tail(struct rctx *c, const uint8_t prefix[SNAP_STO
 		memcpy(f.digest, c->seen[k].digest, sizeof(f.digest));
 		if (!frame_matches(&f, &ix->frames[k], k) ||
 		    c->seen[k].file_offset != ix->frames[k].file_offset)
-			return snap_job_fail(job, -EBADMSG, "frame %llu does not match the index",
-					     (unsigned long long)k);
+			return snap_job_fail(job, -EBADMSG,
+					     "%s: frame %llu at offset %llu does not match the index",
+					     img->path, (unsigned long long)k,
+					     (unsigned long long)c->seen[k].file_offset);
 	}
 	if (img->hdr.compat & SNAP_STORE_COMPAT_SIGNATURE) {
 		uint8_t pre[SNAP_STORE_PREFIX_SIZE];
@@ -692,7 +698,8 @@ static int restore_sequential_tail(struct rctx *c, const uint8_t prefix[SNAP_STO
 		if (snap_store_prefix_decode(pre, sizeof(pre), &sp) < 0 ||
 		    sp.type != SNAP_STORE_REC_SIGNATURE || sp.length > (1u << 20))
 			return snap_job_fail(job, -EUCLEAN,
-					     "signature record missing or malformed");
+					     "%s: signature record missing or malformed",
+					     img->path);
 		uint8_t *srec = malloc(sp.length);
 		if (!srec)
 			return -ENOMEM;
@@ -711,10 +718,11 @@ static int restore_sequential_tail(struct rctx *c, const uint8_t prefix[SNAP_STO
 	const char *why = "";
 	struct snap_store_footer ft;
 	if ((r = snap_store_footer_decode(foot, sizeof(foot), &ft, &why)) < 0)
-		return snap_job_fail(job, r, "footer is corrupt: %s", why);
+		return snap_job_fail(job, r, "%s: footer is corrupt: %s", img->path, why);
 	if (ft.index_offset != at || ft.index_length != p.length || ft.image_size != img->pos ||
 	    memcmp(ft.image_id, img->hdr.image_id, SNAP_STORE_ID_SIZE) != 0)
-		return snap_job_fail(job, -EBADMSG, "footer does not match the image");
+		return snap_job_fail(job, -EBADMSG, "%s: footer does not match the image",
+				     img->path);
 	uint8_t extra;
 	ssize_t n;
 	while ((n = read(img->fd, &extra, 1)) < 0 && errno == EINTR)

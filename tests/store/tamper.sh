@@ -33,12 +33,15 @@ expect_fail "stdin: frame 3 at offset $f3 (volume /dev/xvda" out/r.img -- restor
 expect_fail "authentication failed" out/r.img -- "$B" verify-store t.bin --passphrase-file pass
 
 cp good.bin t.bin && $TP t.bin flip $((f3 + 40))
-expect_fail "frame header CRC mismatch" out/r.img -- restore t.bin
-expect_fail "frame header CRC mismatch" out/r.img -- restore_pipe t.bin
+expect_fail "t.bin: frame 3 at offset $f3: frame header CRC mismatch" out/r.img -- restore t.bin
+expect_fail "stdin: frame at offset $f3: frame header CRC mismatch" out/r.img -- \
+	restore_pipe t.bin
 
 cp good.bin t.bin && $TP t.bin flip $((idx + 100))
-expect_fail "index record is corrupt (CRC mismatch)" out/r.img -- restore t.bin
-expect_fail "index record is corrupt (CRC mismatch)" out/r.img -- restore_pipe t.bin
+expect_fail "t.bin: index record at offset $idx is corrupt (CRC mismatch)" out/r.img -- \
+	restore t.bin
+expect_fail "stdin: index record at offset $idx is corrupt (CRC mismatch)" out/r.img -- \
+	restore_pipe t.bin
 cp good.bin t.bin && $TP t.bin flip-fix $((idx + 100))
 expect_fail "index authentication failed" out/r.img -- restore t.bin
 expect_fail "index authentication failed" out/r.img -- restore_pipe t.bin
@@ -63,7 +66,7 @@ expect_fail "authentication failed (tampered frame, or a frame swapped in" out/r
 cp good.bin t.bin && $TP t.bin swap 2 3
 expect_fail "does not match the index (moved, swapped or reordered frame)" out/r.img -- \
 	restore t.bin
-expect_fail "frames out of order" out/r.img -- restore_pipe t.bin
+expect_fail "stdin: frames out of order" out/r.img -- restore_pipe t.bin
 
 expect_fail "wrong passphrase" out/r.img -- \
 	"$B" restore good.bin -o out/r.img --passphrase-file wrong --progress=none
