@@ -66,7 +66,7 @@ struct rctx {
 	bool verify_only;
 	struct rvol *vols;
 	size_t nvols;
-	char *outdir_tmp;
+	char *made_dir; /* the output directory this job created: removed when it fails */
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -400,9 +400,15 @@ static int restore_open_outputs(struct rctx *c)
 		nsel += c->vols[i].selected;
 	if (nsel > 1) {
 		/* several volumes: OUTPUT is a directory, one NAME.img per device */
-		if (mkdir(out, 0755) < 0 && errno != EEXIST)
+		if (mkdir(out, 0755) == 0) {
+			if (!(c->made_dir = strdup(out))) {
+				rmdir(out);
+				return -ENOMEM;
+			}
+		} else if (errno != EEXIST) {
 			return snap_job_fail(job, -errno, "cannot create %s: %s", out,
 					     strerror(errno));
+		}
 	}
 	for (size_t i = 0; i < c->nvols; i++) {
 		struct rvol *v = &c->vols[i];
@@ -835,6 +841,9 @@ out:
 		stop_workers(&c, ws, c.started);
 	for (size_t i = 0; c.vols && i < c.nvols; i++)
 		c.vols[i].out = snap_output_free(c.vols[i].out); /* aborts uncommitted outputs */
+	if (r < 0 && c.made_dir)
+		rmdir(c.made_dir); /* empty now: nothing of a failed job is left */
+	free(c.made_dir);
 	for (unsigned i = 0; c.slots && i < c.nslots; i++) {
 		free(c.slots[i].rec);
 		free(c.slots[i].raw);
