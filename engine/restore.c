@@ -812,6 +812,11 @@ int snap_restore_run(struct snap_job *job)
 	pthread_mutex_lock(&c.lock);
 	publish(&c); /* workers are idle: drain() returned */
 	pthread_mutex_unlock(&c.lock);
+	/* last moment to honour a cancellation (also from the FINISH callback) cleanly */
+	if (snap_job_cancelled(job)) {
+		r = -ECANCELED;
+		goto out;
+	}
 	for (size_t i = 0; i < c.nvols; i++) {
 		if (!c.vols[i].out)
 			continue;

@@ -675,6 +675,9 @@ static int store_fill_slot(struct store_ctx *s, struct slot *sl, uint32_t vi, ui
 	int r;
 	while (got < len) {
 		struct snap_chunk ch;
+		/* a chunk may be 64 MiB from a slow device: cancel between reader chunks */
+		if (snap_job_cancelled(s->job))
+			return -ECANCELED;
 		r = snap_reader_next(v->reader, &ch);
 		if (r <= 0) {
 			if (r == 0)
@@ -1128,7 +1131,15 @@ int snap_store_run(struct snap_job *job)
 	for (size_t i = 0; i < s.nvols; i++)
 		snap_layout_thaw(s.vols[i].layout);
 	snap_job_set_stage(job, SNAP_STAGE_FINISH);
-	if ((r = store_write_tail(&s)) < 0 || (r = store_commit(&s)) < 0)
+	if ((r = store_write_tail(&s)) < 0)
+		goto out;
+	/* the last moment a cancellation (also from the FINISH progress callback) can be
+	 * honoured without leaving a complete-looking image behind */
+	if (snap_job_cancelled(job)) {
+		r = -ECANCELED;
+		goto out;
+	}
+	if ((r = store_commit(&s)) < 0)
 		goto out;
 	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_TOTAL, job->progress.bytes_total);
 	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_READ, job->progress.bytes_read);

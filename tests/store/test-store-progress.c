@@ -9,7 +9,9 @@
  *  - the byte counts as results, consistent across the jobs: store TOTAL == READ + SKIPPED
  *    and WRITTEN == the size of the .bin; restore READ == the bytes of the .bin it read (all
  *    of them for a whole restore, random access or from a pipe, fewer for a byte range) and
- *    TOTAL == WRITTEN + SKIPPED; verify reads the whole .bin and writes nothing.
+ *    TOTAL == WRITTEN + SKIPPED; verify reads the whole .bin and writes nothing;
+ *  - cancellation is honoured to the end: from the FINISH-stage callback (store and restore)
+ *    and in the middle of one 64 MiB chunk (store), -ECANCELED and no output left.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -40,6 +42,9 @@ struct samples {
 	double last_percent;
 	int last_stage;
 	bool hundred_before_done;
+	int cancel_stage;      /* cancel at the first callback of this stage (0: never) */
+	int cancel_after_data; /* or at this DATA sample with more bytes done (0: never) */
+	uint64_t cancel_read;  /* bytes_read when it cancelled */
 };
 
 /* verify has its VERIFY stage where the others have DATA */
@@ -63,6 +68,11 @@ static int on_progress(void *userdata, const struct snap_progress *p)
 	s->last_stage = p->stage;
 	s->last_percent = p->percent;
 	s->last_done = p->bytes_done;
+	if ((s->cancel_stage && p->stage == s->cancel_stage) ||
+	    (s->cancel_after_data && s->data_samples >= s->cancel_after_data)) {
+		s->cancel_read = p->bytes_read;
+		return 1;
+	}
 	return 0;
 }
 
@@ -141,6 +151,33 @@ static void check_samples(const char *what, const struct samples *s, int min_dat
 	}
 }
 
+/* Cancelled by the callback: -ECANCELED and no output (nor a temporary) left behind. */
+static void check_cancelled(const char *what, int r, const char *out, const char *dir)
+{
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "ls -A %s | grep -q snapbundle-", dir);
+	if (r != -ECANCELED || access(out, F_OK) == 0 || system(cmd) == 0) {
+		fprintf(stderr, "%s: %d (want %d), %s %s\n", what, r, -ECANCELED, out,
+			access(out, F_OK) == 0 ? "left behind" : "absent");
+		failures++;
+	}
+}
+
+static int store_cancelled(const char *src, const char *out, struct samples *s)
+{
+	struct snap_job *job = NULL;
+	CHECK(snap_job_new(SNAP_JOB_STORE, &job) == 0);
+	snap_job_add_source(job, src, "/dev/xvda");
+	snap_job_set_string(job, SNAP_SPARAM_OUTPUT, out);
+	snap_job_set_param(job, SNAP_PARAM_FRAME_SIZE, (int64_t)(64 * MIB));
+	snap_job_set_param(job, SNAP_PARAM_PROGRESS_MS, 0);
+	snap_job_set_param(job, SNAP_PARAM_THREADS, 2);
+	snap_job_set_progress(job, on_progress, s);
+	int r = snap_job_run(job);
+	snap_job_free(job);
+	return r;
+}
+
 static void store(const char *src, const char *out, int64_t frame_size)
 {
 	struct samples s = {0};
@@ -212,15 +249,35 @@ int main(void)
 		return 1;
 	}
 
+	/* cancelled in the middle of the one 64 MiB chunk, and at the very end */
+	char fresh[256];
+	snprintf(fresh, sizeof(fresh), "%s/fresh.bin", dir);
+	struct samples s = {.cancel_after_data = 2};
+	check_cancelled("store cancelled inside a chunk", store_cancelled(src, fresh, &s), fresh,
+			dir);
+	CHECK(s.cancel_read < DISK_SIZE / 2);
+	s = (struct samples){.cancel_stage = SNAP_STAGE_FINISH};
+	check_cancelled("store cancelled at FINISH", store_cancelled(src, fresh, &s), fresh, dir);
+
 	/* one 64 MiB frame: the whole disk is one chunk, progress must still flow */
 	store(src, out, (int64_t)(64 * MIB));
 	store(src, out, (int64_t)(4 * MIB));
 	uint64_t bin = file_size(out);
 
-	/* restore, random access: every byte of the .bin read once */
-	struct samples s = {0};
+	/* restore cancelled at FINISH: nothing left */
+	s = (struct samples){.cancel_stage = SNAP_STAGE_FINISH};
 	struct restore_opts o = {.input = out, .output = back};
-	struct snap_job *job = restore(&o, &s);
+	struct snap_job *job = NULL;
+	CHECK(snap_job_new(SNAP_JOB_RESTORE, &job) == 0);
+	snap_job_set_string(job, SNAP_SPARAM_INPUT, out);
+	snap_job_set_string(job, SNAP_SPARAM_OUTPUT, back);
+	snap_job_set_progress(job, on_progress, &s);
+	check_cancelled("restore cancelled at FINISH", snap_job_run(job), back, dir);
+	snap_job_free(job);
+
+	/* restore, random access: every byte of the .bin read once */
+	s = (struct samples){0};
+	job = restore(&o, &s);
 	check_samples("restore", &s, 2);
 	uint64_t total = result(job, SNAP_RESULT_BYTES_TOTAL);
 	uint64_t written = result(job, SNAP_RESULT_BYTES_WRITTEN);
