@@ -648,9 +648,12 @@ static int store_write_slot(struct store_ctx *s)
 	}
 	pthread_mutex_unlock(&s->lock);
 	int r = sl->err;
-	if (r < 0)
-		r = snap_job_fail(s->job, r, "cannot compress or seal frame %llu",
-				  (unsigned long long)sl->frames[0].f.index);
+	if (r < 0) {
+		const struct snap_store_frame *f = &sl->frames[0].f;
+		r = snap_job_fail(s->job, r, "cannot compress or seal frame %llu of %s (%s at offset %llu): %s",
+				  (unsigned long long)f->index, s->path, s->vols[f->volume].path,
+				  (unsigned long long)f->offset, snap_strerror(r));
+	}
 	for (size_t i = 0; i < sl->nframes && r == 0; i++) {
 		const struct frame_job *fj = &sl->frames[i];
 		uint64_t at = s->written;
@@ -690,8 +693,8 @@ static int store_fill_slot(struct store_ctx *s, struct slot *sl, uint32_t vi, ui
 		/* invariant 1 of reader.h: chunks come in range order, never across ranges */
 		if (ch.offset != off + got || ch.length > len - got) {
 			snap_reader_release(v->reader, &ch);
-			return snap_job_fail(s->job, -EIO, "reader out of step at offset %llu",
-					     (unsigned long long)ch.offset);
+			return snap_job_fail(s->job, -EIO, "%s: reader out of step at offset %llu",
+					     v->path, (unsigned long long)ch.offset);
 		}
 		memcpy(sl->in + got, ch.data, ch.length);
 		got += ch.length;
@@ -732,7 +735,10 @@ static int store_fill_slot(struct store_ctx *s, struct slot *sl, uint32_t vi, ui
 			r = snap_map_mark(v->layout->map, abs, blen, SNAP_EXTENT_ZERO,
 					  SNAP_LAYER_ZEROSCAN);
 			if (r < 0)
-				return snap_job_fail(s->job, r, "cannot update the extent map");
+				return snap_job_fail(s->job, r,
+						     "cannot update the extent map of %s at offset "
+						     "%llu: %s",
+						     v->path, (unsigned long long)abs, snap_strerror(r));
 		}
 		pos += blen;
 	}
@@ -1057,7 +1063,23 @@ static int store_commit(struct store_ctx *s)
 				     strerror(errno));
 	free(s->tmp);
 	s->tmp = NULL;
-	return 0;
+	/* the rename survives a crash only once its directory is synced; an image that may
+	 * vanish is not reported as stored */
+	const char *slash = strrchr(s->path, '/');
+	char *dir = slash ? strndup(s->path, slash == s->path ? 1 : (size_t)(slash - s->path))
+			  : strdup(".");
+	if (!dir)
+		return -ENOMEM;
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	r = dfd < 0 || fsync(dfd) == 0 || errno == EINVAL ? 0 : -errno;
+	if (dfd >= 0)
+		close(dfd);
+	if (r < 0) {
+		unlink(s->path);
+		r = snap_job_fail(s->job, r, "cannot sync directory %s: %s", dir, strerror(-r));
+	}
+	free(dir);
+	return r;
 }
 
 static void store_cleanup(struct store_ctx *s)
