@@ -22,7 +22,6 @@
 
 #include "bench.h"
 
-
 static void map_by_holes(struct bench_source *src)
 {
 	int fd = open(src->path, O_RDONLY | O_CLOEXEC);

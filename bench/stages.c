@@ -33,7 +33,6 @@
 #include "bench.h"
 #include "reader.h"
 
-
 #define MIB (1024ull * 1024ull)
 #define PIECE ((size_t)MIB) /* compute stages work in 1 MiB pieces, as the pipeline does */
 

@@ -83,7 +83,7 @@ struct rctx {
 	uint64_t nseen, cap_seen;
 	uint64_t frames_read;
 	bool skips_counted; /* ZERO/UNUSED bytes already in bytes_done (random path) */
-	uint64_t skip_done;		/* run thread: ZERO/UNUSED bytes covered */
+	uint64_t skip_done; /* run thread: ZERO/UNUSED bytes covered */
 	uint64_t frame_done, frame_written; /* workers, under lock: bytes of checked frames */
 };
 
@@ -100,8 +100,9 @@ static int rfail(struct rworker *w, int err, const struct rslot *sl, const char 
 {
 	struct rctx *c = w->c;
 	const struct snap_store_frame *f = &sl->f;
-	snprintf(w->msg, sizeof(w->msg), "%s: frame %llu at offset %llu (volume %s, offset %llu): %s",
-		 c->img->path, (unsigned long long)f->index, (unsigned long long)sl->at,
+	snprintf(w->msg, sizeof(w->msg),
+		 "%s: frame %llu at offset %llu (volume %s, offset %llu): %s", c->img->path,
+		 (unsigned long long)f->index, (unsigned long long)sl->at,
 		 f->volume < c->nvols ? c->img->meta.volumes[f->volume].device : "?",
 		 (unsigned long long)f->offset, what);
 	return err;
@@ -536,11 +537,12 @@ static int restore_random(struct rctx *c)
 						     img->path, (unsigned long long)k,
 						     (unsigned long long)e->file_offset, why);
 			if (!frame_matches(&sl->f, e, k))
-				return snap_job_fail(c->job, -EBADMSG,
-						     "%s: frame %llu at offset %llu does not match "
-						     "the index (moved, swapped or reordered frame)",
-						     img->path, (unsigned long long)k,
-						     (unsigned long long)e->file_offset);
+				return snap_job_fail(
+				    c->job, -EBADMSG,
+				    "%s: frame %llu at offset %llu does not match "
+				    "the index (moved, swapped or reordered frame)",
+				    img->path, (unsigned long long)k,
+				    (unsigned long long)e->file_offset);
 			queue_slot(c, sl);
 		}
 	}
@@ -598,8 +600,8 @@ static int restore_sequential(struct rctx *c, uint8_t idx_prefix[SNAP_STORE_PREF
 		}
 		if (type != SNAP_STORE_REC_FRAME)
 			return snap_job_fail(job, -EUCLEAN,
-					     "%s: unexpected record type %u at offset %llu", img->path,
-					     type, (unsigned long long)at);
+					     "%s: unexpected record type %u at offset %llu",
+					     img->path, type, (unsigned long long)at);
 		r = store_image_read(img, sl->rec + SNAP_STORE_PREFIX_SIZE,
 				     SNAP_STORE_FRAME_HEADER_SIZE - SNAP_STORE_PREFIX_SIZE,
 				     "frame");
@@ -678,7 +680,8 @@ static int restore_sequential_tail(struct rctx *c, const uint8_t prefix[SNAP_STO
 		return snap_job_fail(job, -EBADMSG,
 				     "%s: the index lists %llu frames, the image holds %llu "
 				     "(dropped frames)",
-				     img->path, (unsigned long long)ix->nframes, (unsigned long long)c->nseen);
+				     img->path, (unsigned long long)ix->nframes,
+				     (unsigned long long)c->nseen);
 	for (uint64_t k = 0; k < ix->nframes; k++) {
 		struct snap_store_frame f = {
 		    .index = k,
@@ -691,10 +694,10 @@ static int restore_sequential_tail(struct rctx *c, const uint8_t prefix[SNAP_STO
 		memcpy(f.digest, c->seen[k].digest, sizeof(f.digest));
 		if (!frame_matches(&f, &ix->frames[k], k) ||
 		    c->seen[k].file_offset != ix->frames[k].file_offset)
-			return snap_job_fail(job, -EBADMSG,
-					     "%s: frame %llu at offset %llu does not match the index",
-					     img->path, (unsigned long long)k,
-					     (unsigned long long)c->seen[k].file_offset);
+			return snap_job_fail(
+			    job, -EBADMSG, "%s: frame %llu at offset %llu does not match the index",
+			    img->path, (unsigned long long)k,
+			    (unsigned long long)c->seen[k].file_offset);
 	}
 	if (img->hdr.compat & SNAP_STORE_COMPAT_SIGNATURE) {
 		uint8_t pre[SNAP_STORE_PREFIX_SIZE];
@@ -703,9 +706,8 @@ static int restore_sequential_tail(struct rctx *c, const uint8_t prefix[SNAP_STO
 			return snap_job_fail(job, r, "%s", snap_store_image_error(img));
 		if (snap_store_prefix_decode(pre, sizeof(pre), &sp) < 0 ||
 		    sp.type != SNAP_STORE_REC_SIGNATURE || sp.length > (1u << 20))
-			return snap_job_fail(job, -EUCLEAN,
-					     "%s: signature record missing or malformed",
-					     img->path);
+			return snap_job_fail(
+			    job, -EUCLEAN, "%s: signature record missing or malformed", img->path);
 		uint8_t *srec = malloc(sp.length);
 		if (!srec)
 			return -ENOMEM;

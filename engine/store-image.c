@@ -471,14 +471,15 @@ int store_image_load_index(struct snap_store_image *img)
 	if (snap_store_prefix_decode(rec, img->ft.index_length, &p) < 0 ||
 	    p.type != SNAP_STORE_REC_INDEX || p.length != img->ft.index_length) {
 		free(rec);
-		return img_fail(img, -EUCLEAN, "%s: index record at offset %llu is corrupt (bad prefix)",
+		return img_fail(img, -EUCLEAN,
+				"%s: index record at offset %llu is corrupt (bad prefix)",
 				img->path, (unsigned long long)img->ft.index_offset);
 	}
 	if (!snap_store_record_crc_ok(rec, p.length)) {
 		free(rec);
 		return img_fail(img, -EBADMSG,
-				"%s: index record at offset %llu is corrupt (CRC mismatch)", img->path,
-				(unsigned long long)img->ft.index_offset);
+				"%s: index record at offset %llu is corrupt (CRC mismatch)",
+				img->path, (unsigned long long)img->ft.index_offset);
 	}
 	r = store_image_set_index(img, rec, p.length, img->ft.index_offset);
 	if (r < 0)

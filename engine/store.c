@@ -650,9 +650,10 @@ static int store_write_slot(struct store_ctx *s)
 	int r = sl->err;
 	if (r < 0) {
 		const struct snap_store_frame *f = &sl->frames[0].f;
-		r = snap_job_fail(s->job, r, "cannot compress or seal frame %llu of %s (%s at offset %llu): %s",
-				  (unsigned long long)f->index, s->path, s->vols[f->volume].path,
-				  (unsigned long long)f->offset, snap_strerror(r));
+		r = snap_job_fail(
+		    s->job, r, "cannot compress or seal frame %llu of %s (%s at offset %llu): %s",
+		    (unsigned long long)f->index, s->path, s->vols[f->volume].path,
+		    (unsigned long long)f->offset, snap_strerror(r));
 	}
 	for (size_t i = 0; i < sl->nframes && r == 0; i++) {
 		const struct frame_job *fj = &sl->frames[i];
@@ -738,7 +739,8 @@ static int store_fill_slot(struct store_ctx *s, struct slot *sl, uint32_t vi, ui
 				return snap_job_fail(s->job, r,
 						     "cannot update the extent map of %s at offset "
 						     "%llu: %s",
-						     v->path, (unsigned long long)abs, snap_strerror(r));
+						     v->path, (unsigned long long)abs,
+						     snap_strerror(r));
 		}
 		pos += blen;
 	}
@@ -870,9 +872,9 @@ static int store_start_workers(struct store_ctx *s)
 		w->s = s;
 		w->level_buf_size = level_buf_size(s->level);
 		w->level_buf = malloc(w->level_buf_size);
-		int r = w->level_buf ? snap_store_cipher_new(s->encrypted ? &s->keys : NULL,
-							     &w->cipher)
-				     : -ENOMEM;
+		int r = w->level_buf
+			    ? snap_store_cipher_new(s->encrypted ? &s->keys : NULL, &w->cipher)
+			    : -ENOMEM;
 		if (r == 0 && pthread_create(&s->threads[i], NULL, worker_main, w) != 0)
 			r = -EAGAIN;
 		if (r < 0) {
