@@ -364,8 +364,21 @@ static int restore_select(struct rctx *c)
 				return snap_job_fail(job, -ENOENT,
 						     "volume %s has no partition %lld", v->device,
 						     (long long)part);
-			rv->lo = v->parts[k].start;
-			rv->hi = v->parts[k].start + v->parts[k].size;
+			const struct snap_store_partition *p = &v->parts[k];
+			/* the metadata of an unencrypted image is only as good as its SHA-256: a
+			 * partition that is empty, wraps around or starts past the volume's end is
+			 * refused here rather than sizing an output from it; one that runs past the
+			 * end (a truncated disk) is restored as far as the volume goes */
+			if (p->size == 0 || p->start >= v->size || p->size > UINT64_MAX - p->start)
+				return snap_job_fail(
+				    job, -EUCLEAN,
+				    "%s: partition %lld of volume %s (start %llu, "
+				    "size %llu) lies outside the volume (%llu bytes)",
+				    c->img->path, (long long)part, v->device,
+				    (unsigned long long)p->start, (unsigned long long)p->size,
+				    (unsigned long long)v->size);
+			rv->lo = p->start;
+			rv->hi = p->start + p->size < v->size ? p->start + p->size : v->size;
 		} else {
 			if (roff < 0 || rlen <= 0 || (uint64_t)roff > v->size ||
 			    (uint64_t)rlen > v->size - (uint64_t)roff)
@@ -375,7 +388,8 @@ static int restore_select(struct rctx *c)
 				    (long long)roff, (long long)rlen, v->device,
 				    (unsigned long long)v->size);
 			rv->lo = (uint64_t)roff;
-			rv->hi = (uint64_t)(roff + rlen);
+			rv->hi =
+			    (uint64_t)roff + (uint64_t)rlen; /* no int64 overflow: size > 2^63 */
 		}
 	}
 	for (size_t i = 0; i < c->nvols; i++)
