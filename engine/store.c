@@ -370,7 +370,16 @@ static int store_keys(struct store_ctx *s, uint8_t **ret, size_t *ret_len)
 		goto out;
 	}
 	if (pass) {
-		uint64_t n = 1ull << snap_job_param(job, SNAP_PARAM_SCRYPT_LOG_N, 15);
+		/* readers accept N up to 2^22 (formats/STORE_FORMAT.md); a shift by 64 or more
+		 * would be undefined */
+		int64_t log_n = snap_job_param(job, SNAP_PARAM_SCRYPT_LOG_N, 15);
+		if (log_n < 1 || log_n > 22) {
+			r = snap_job_fail(job, -EINVAL,
+					  "scrypt cost log2(N) must be 1 to 22, not %lld",
+					  (long long)log_n);
+			goto out;
+		}
+		uint64_t n = 1ull << log_n;
 		r = snap_store_slot_scrypt_make(pass, strlen(pass), s->dk, s->image_id, &s->rng, n,
 						&k.slots[k.nslots]);
 		if (r < 0) {

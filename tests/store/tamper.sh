@@ -102,5 +102,10 @@ expect_fail "t.bin: frame 3 at offset $p3 " out/r.img -- \
 cp plain.bin t.bin && $TP t.bin index-stored 0 4000000000
 expect_fail "index entry of frame 0 is inconsistent" out/r.img -- \
 	"$B" restore t.bin -o out/r.img --progress=none
+# a scrypt cost readers would refuse is refused when storing (and 2^64 is no shift at all)
+expect_fail "scrypt cost log2(N) must be 1 to 22, not 64" out/s.bin -- \
+	"$B" store disk.img -o out/s.bin --passphrase-file pass --scrypt-log-n 64 --progress=none
+expect_fail "scrypt cost log2(N) must be 1 to 22, not 23" out/s.bin -- \
+	"$B" store disk.img -o out/s.bin --passphrase-file pass --scrypt-log-n 23 --progress=none
 [ -z "$(ls -A out)" ] || fail "out/ is not empty"
 echo "tamper: ok"
