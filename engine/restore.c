@@ -817,6 +817,7 @@ int snap_restore_run(struct snap_job *job)
 	}
 	if (r < 0)
 		goto out;
+	snap_job_report(job, true); /* the DATA stage's last sample shows all of it */
 	const char *signer = snap_job_string(job, SNAP_SPARAM_TRUSTED_SIGNER);
 	if (signer && (r = store_image_check_signer(c.img, signer)) < 0) {
 		r = snap_job_fail(job, r, "%s", snap_store_image_error(c.img));

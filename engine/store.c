@@ -1161,6 +1161,7 @@ int snap_store_run(struct snap_job *job)
 	snap_job_set_stage(job, SNAP_STAGE_DATA);
 	if ((r = store_data(&s)) < 0)
 		goto out;
+	snap_job_report(job, true); /* the DATA stage's last sample shows all of it */
 	for (size_t i = 0; i < s.nvols; i++)
 		snap_layout_thaw(s.vols[i].layout);
 	snap_job_set_stage(job, SNAP_STAGE_FINISH);

@@ -42,6 +42,7 @@ struct samples {
 	double last_percent;
 	int last_stage;
 	bool hundred_before_done;
+	uint64_t data_read, data_done; /* the last DATA (or VERIFY) sample */
 	int cancel_stage;      /* cancel at the first callback of this stage (0: never) */
 	int cancel_after_data; /* or at this DATA sample with more bytes done (0: never) */
 	uint64_t cancel_read;  /* bytes_read when it cancelled */
@@ -65,6 +66,10 @@ static int on_progress(void *userdata, const struct snap_progress *p)
 	if ((p->stage == SNAP_STAGE_DATA || p->stage == SNAP_STAGE_VERIFY) &&
 	    p->bytes_done > s->last_done)
 		s->data_samples++;
+	if (p->stage == SNAP_STAGE_DATA || p->stage == SNAP_STAGE_VERIFY) {
+		s->data_read = p->bytes_read;
+		s->data_done = p->bytes_done;
+	}
 	s->last_stage = p->stage;
 	s->last_percent = p->percent;
 	s->last_done = p->bytes_done;
@@ -204,6 +209,8 @@ static void store(const char *src, const char *out, int64_t frame_size)
 	CHECK(rd + skipped == total);
 	CHECK(rd >= DISK_SIZE / 2); /* random, text and written zeros are read */
 	CHECK(result(job, SNAP_RESULT_BYTES_WRITTEN) == file_size(out));
+	/* the data stage ends with a sample of everything read (what bench's rates use) */
+	CHECK(s.data_read == rd && s.data_done == total);
 	snap_job_free(job);
 }
 
@@ -284,6 +291,7 @@ int main(void)
 	uint64_t skipped = result(job, SNAP_RESULT_BYTES_SKIPPED);
 	CHECK(result(job, SNAP_RESULT_BYTES_READ) == bin);
 	CHECK(total == DISK_SIZE && written + skipped == total && written > 0);
+	CHECK(s.data_done == total && s.data_read == bin);
 	snap_job_free(job);
 	snprintf(cmd, sizeof(cmd), "cmp -s %s %s", src, back);
 	CHECK(system(cmd) == 0);
