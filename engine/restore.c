@@ -449,6 +449,8 @@ static int restore_open_outputs(struct rctx *c)
 	return 0;
 }
 
+#define ZERO_PIECE (256ull << 20)
+
 /* After every frame passed: make ZERO extents read back as zeros (block devices). */
 static int restore_zero(struct rctx *c)
 {
@@ -470,12 +472,25 @@ static int restore_zero(struct rctx *c)
 			}
 			if (e->kind != SNAP_EXTENT_ZERO || !v->out)
 				continue;
-			int r = snap_output_zero(v->out, a - v->lo, b - a);
-			if (r < 0)
-				return snap_job_fail(c->job, r, "cannot zero %s at offset %llu: %s",
-						     snap_output_path(v->out),
-						     (unsigned long long)(a - v->lo),
-						     snap_strerror(r));
+			/* zeroing terabytes of a block device takes minutes: in pieces, with
+			 * progress, and a cancellation honoured between them */
+			for (uint64_t p = a; p < b;) {
+				if (snap_job_cancelled(c->job))
+					return -ECANCELED;
+				uint64_t n = b - p < ZERO_PIECE ? b - p : ZERO_PIECE;
+				int r = snap_output_zero(v->out, p - v->lo, n);
+				if (r < 0)
+					return snap_job_fail(c->job, r,
+							     "cannot zero %s at offset %llu: %s",
+							     snap_output_path(v->out),
+							     (unsigned long long)(p - v->lo),
+							     snap_strerror(r));
+				p += n;
+				pthread_mutex_lock(&c->lock);
+				publish(c);
+				pthread_mutex_unlock(&c->lock);
+				snap_job_report(c->job, false);
+			}
 		}
 	}
 	return 0;
