@@ -480,11 +480,10 @@ static int restore_zero(struct rctx *c)
 				uint64_t n = b - p < ZERO_PIECE ? b - p : ZERO_PIECE;
 				int r = snap_output_zero(v->out, p - v->lo, n);
 				if (r < 0)
-					return snap_job_fail(c->job, r,
-							     "cannot zero %s at offset %llu: %s",
-							     snap_output_path(v->out),
-							     (unsigned long long)(p - v->lo),
-							     snap_strerror(r));
+					return snap_job_fail(
+					    c->job, r, "cannot zero %s at offset %llu: %s",
+					    snap_output_path(v->out),
+					    (unsigned long long)(p - v->lo), snap_strerror(r));
 				p += n;
 				pthread_mutex_lock(&c->lock);
 				publish(c);
