@@ -82,6 +82,12 @@ if command -v openssl >/dev/null; then
 	cmp disk.img rsa.img
 	expect_fail "wrong key k2.pem: the key is not one of the image's recipients" out/r.img -- \
 		"$B" restore rsa.bin -o out/r.img -k k2.pem --progress=none
+	# a key above 4096 bits opens its slot too (OpenSSL wants room for a whole modulus)
+	openssl req -x509 -newkey rsa:4160 -nodes -keyout k5.pem -out c5.pem -days 1 \
+		-subj /CN=big 2>/dev/null
+	"$B" store disk.img -o big.bin --recipient c5.pem --frame-size 64K --progress=none
+	"$B" restore big.bin -o big.img -k k5.pem --progress=none
+	cmp disk.img big.img
 fi
 
 cp good.bin t.bin && $TP t.bin incompat 0x4
