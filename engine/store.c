@@ -18,6 +18,11 @@
  *  5. Chunks are the DATA extents of the layout cut at multiples of frame_size; they are the
  *     reader's ranges, so a chunk arrives as one or more reader chunks in order and is copied
  *     into a slot (reader buffers go back at once and never wait on a worker).
+ *  6. Progress is counted and reported by the run thread only: bytes_read and bytes_done as each
+ *     reader chunk arrives, bytes_written as frames are written, and on the progress interval
+ *     while it waits on workers (snap_job_wait). bytes_read + bytes_skipped == bytes_total:
+ *     blocks the zero scan finds were read, so they are not skipped.
+ *  7. A cancellation is honoured up to the rename: nothing is committed after one arrived.
  *
  * State transitions (snap_store_run):
  *  1. prepare: open sources, build layouts (store_open_volumes), keys (store_keys), header,
