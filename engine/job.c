@@ -243,6 +243,26 @@ void snap_job_set_stage(struct snap_job *job, int stage)
 	snap_job_report(job, true);
 }
 
+void snap_job_wait(struct snap_job *job, pthread_cond_t *cond, pthread_mutex_t *lock)
+{
+	int64_t ms = snap_job_param(job, SNAP_PARAM_PROGRESS_MS, 200);
+	/* a zero interval reports at every call; waking more often than this only burns CPU */
+	if (ms < 10)
+		ms = 10;
+	/* the condition variables use the default clock, CLOCK_REALTIME: a clock step only
+	 * moves one progress sample, the wait itself still ends on its signal */
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)ms * 1000000ull;
+	ts.tv_sec += (time_t)(ns / 1000000000ull);
+	ts.tv_nsec = (long)(ns % 1000000000ull);
+	if (pthread_cond_timedwait(cond, lock, &ts) == ETIMEDOUT) {
+		pthread_mutex_unlock(lock);
+		snap_job_report(job, false);
+		pthread_mutex_lock(lock);
+	}
+}
+
 void snap_job_set_result_u64(struct snap_job *job, int result, uint64_t value)
 {
 	if (result > 0 && result < JOB_RESULTS_U64) {
