@@ -317,6 +317,12 @@ int snap_job_run(struct snap_job *job)
 		job->error_detail = NULL;
 	}
 	job->error = 0;
+	/* a job run again reports only this run's results */
+	memset(job->result_u64_set, 0, sizeof(job->result_u64_set));
+	for (size_t i = 0; i < JOB_RESULTS_STR; i++) {
+		free(job->result_str[i]);
+		job->result_str[i] = NULL;
+	}
 	memset(&job->progress, 0, sizeof(job->progress));
 	job->start_ns = snap_now_ns();
 	job->last_report_ns = 0;

@@ -48,6 +48,7 @@
 
 #include "extent-map.h"
 #include "job-internal.h"
+#include "output.h"
 #include "layout.h"
 #include "log.h"
 #include "reader.h"
@@ -1054,7 +1055,10 @@ static int store_create_output(struct store_ctx *s)
 		s->tmp = NULL;
 		return snap_job_fail(s->job, r, "cannot create %s: %s", out, strerror(-r));
 	}
-	fchmod(s->fd, 0644);
+	int r = snap_file_mode_default(s->fd);
+	if (r < 0)
+		return snap_job_fail(s->job, r, "cannot set the mode of %s: %s", s->tmp,
+				     strerror(-r));
 	return 0;
 }
 
