@@ -303,6 +303,10 @@ int snap_job_run(struct snap_job *job)
 	snap_job_set_stage(job, SNAP_STAGE_PREPARE);
 	switch (job->kind) {
 	/* runners are added here as each job kind lands */
+	case SNAP_JOB_UNBUNDLE:
+	case SNAP_JOB_VERIFY_BUNDLE:
+		r = snap_unbundle_run(job);
+		break;
 	default:
 		r = snap_job_fail(job, -EOPNOTSUPP, "job kind %d is not available in this build",
 				  (int)job->kind);

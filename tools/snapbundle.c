@@ -22,6 +22,8 @@ struct subcommand {
 static const struct subcommand commands[] = {
 	{"version", cmd_version, "print the version"},
 	/* further subcommands are added here as each job lands */
+	{"unbundle", cmd_unbundle, "restore the image of a classic bundle"},
+	{"verify", cmd_verify, "check a bundle without writing anything"},
 };
 
 static void usage(FILE *f)
