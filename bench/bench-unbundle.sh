@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# Throughput of `snapbundle unbundle` against the reference ec2-unbundle pipeline
+# (`cat parts | openssl enc -d | gunzip | tar -x`) on the same bundle, one run each.
+#
+# usage: bench-unbundle.sh [SNAPBUNDLE]   (env: BENCH_DIR, BENCH_SIZE_MB, BENCH_THREADS)
+# The bundle is made by the reference pipeline (tests/unbundle/mkbundle.py: GNU tar -S |
+# gzip -9 | openssl enc, 10 MiB parts) from bench/make-realistic-disk.sh when it exists, else
+# from a generated image: a sparse disk with BENCH_SIZE_MB MiB apparent size whose first
+# quarter is data (half random, half compressible text). Prints one JSON line per tool and a
+# ratio line; never fails on a timing.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+src=$(dirname "$here")
+SNAPBUNDLE=${1:-${SNAPBUNDLE:-$src/build/tools/snapbundle}}
+size_mb=${BENCH_SIZE_MB:-512}
+threads=${BENCH_THREADS:-0}
+dir=${BENCH_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/snap-bench-unbundle-XXXXXX")}
+mkdir -p "$dir"
+trap 'rm -rf "$dir"' EXIT
+
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$dir/user.key" -out "$dir/user.pem" \
+	-subj /CN=bench -days 2 2>/dev/null
+openssl req -x509 -newkey rsa:1024 -nodes -keyout "$dir/ec2.key" -out "$dir/ec2.pem" \
+	-subj /CN=ec2 -days 2 2>/dev/null
+
+img="$dir/disk.img"
+if [ -x "$here/make-realistic-disk.sh" ]; then
+	"$here/make-realistic-disk.sh" "$img" >/dev/null
+	kind="make-realistic-disk.sh"
+else
+	python3 - "$img" "$size_mb" <<'PY'
+import os, sys, random
+path, mb = sys.argv[1], int(sys.argv[2])
+size = mb << 20
+rnd = random.Random(1)
+f = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+os.ftruncate(f, size)
+data = size // 4
+words = [b'kernel', b'block', b'snapshot', b'bundle', b'ext4', b'inode', b'0x1f8b', b'root']
+off = 0
+while off < data:
+    n = 1 << 20
+    if (off >> 20) % 2:
+        buf = os.urandom(n)
+    else:
+        buf = b' '.join(rnd.choice(words) for _ in range(n // 5))[:n]
+    os.pwrite(f, buf, off)
+    off += 4 << 20          # 1 MiB of data every 4 MiB: many holes between
+os.close(f)
+PY
+	kind="generated: ${size_mb} MiB sparse, 1 MiB data per 4 MiB, half random"
+fi
+apparent=$(stat -c %s "$img")
+m=$(python3 "$src/tests/unbundle/mkbundle.py" "$img" "$dir/b" --cert "$dir/user.pem" \
+	--key "$dir/user.key" --ec2-cert "$dir/ec2.pem")
+rm -f "$img.restored"
+bundled=$(python3 -c "import re,sys; print(re.search('<bundled_size>(\d+)', open(sys.argv[1]).read()).group(1))" "$m")
+
+# the reference: ec2-unbundle's pipeline, with the key unwrapped by the openssl CLI
+unhex() { python3 -c "import re,sys; sys.stdout.buffer.write(bytes.fromhex(re.search('<$2>([0-9a-f]+)</$2>', open(sys.argv[1]).read()).group(1)))" "$1"; }
+key=$(unhex "$m" user_encrypted_key | openssl pkeyutl -decrypt -inkey "$dir/user.key")
+iv=$(unhex "$m" user_encrypted_iv | openssl pkeyutl -decrypt -inkey "$dir/user.key")
+parts=$(ls "$dir"/b/disk.img.part.* | sort)
+sync
+mkdir -p "$dir/ref"
+t0=$(date +%s.%N)
+# shellcheck disable=SC2086
+cat $parts | openssl enc -d -aes-128-cbc -K "$key" -iv "$iv" | gunzip | tar -x -C "$dir/ref"
+t1=$(date +%s.%N)
+cmp "$img" "$dir/ref/disk.img" || echo "warning: the reference output differs" >&2
+rm -rf "$dir/ref"
+sync
+t2=$(date +%s.%N)
+"$SNAPBUNDLE" unbundle -m "$m" -k "$dir/user.key" -o "$dir/ours.img" --threads "$threads" \
+	--progress=none >/dev/null
+t3=$(date +%s.%N)
+cmp "$img" "$dir/ours.img" || echo "warning: snapbundle's output differs" >&2
+
+python3 - "$t0" "$t1" "$t2" "$t3" "$apparent" "$bundled" "$kind" "$(nproc)" "$threads" <<'PY'
+import json, sys
+t0, t1, t2, t3 = map(float, sys.argv[1:5])
+apparent, bundled = int(sys.argv[5]), int(sys.argv[6])
+ref, ours = t1 - t0, t3 - t2
+cfg = {"image": sys.argv[7], "apparent_bytes": apparent, "bundled_bytes": bundled,
+       "cpus": int(sys.argv[8]), "threads": int(sys.argv[9])}
+for name, t in (("reference", ref), ("snapbundle", ours)):
+    print(json.dumps(dict(cfg, tool=name, seconds=round(t, 3),
+                          image_mib_per_s=round(apparent / t / 2**20, 1),
+                          bundle_mib_per_s=round(bundled / t / 2**20, 1))))
+print(json.dumps({"ratio_reference_over_snapbundle": round(ref / ours, 2)}))
+PY
