@@ -41,7 +41,7 @@ words = [b'kernel', b'block', b'snapshot', b'bundle', b'ext4', b'inode', b'0x1f8
 off = 0
 while off < data:
     n = 1 << 20
-    if (off >> 20) % 2:
+    if (off >> 22) % 2:
         buf = os.urandom(n)
     else:
         buf = b' '.join(rnd.choice(words) for _ in range(n // 5))[:n]
@@ -58,7 +58,7 @@ rm -f "$img.restored"
 bundled=$(python3 -c "import re,sys; print(re.search('<bundled_size>(\d+)', open(sys.argv[1]).read()).group(1))" "$m")
 
 # the reference: ec2-unbundle's pipeline, with the key unwrapped by the openssl CLI
-unhex() { python3 -c "import re,sys; sys.stdout.buffer.write(bytes.fromhex(re.search('<$2>([0-9a-f]+)</$2>', open(sys.argv[1]).read()).group(1)))" "$1"; }
+unhex() { python3 -c "import re,sys; sys.stdout.buffer.write(bytes.fromhex(re.search('<$2[^>]*>([0-9a-f]+)</$2>', open(sys.argv[1]).read()).group(1)))" "$1"; }
 key=$(unhex "$m" user_encrypted_key | openssl pkeyutl -decrypt -inkey "$dir/user.key")
 iv=$(unhex "$m" user_encrypted_iv | openssl pkeyutl -decrypt -inkey "$dir/user.key")
 parts=$(ls "$dir"/b/disk.img.part.* | sort)

@@ -662,6 +662,7 @@ static bool all_zero(const uint8_t *b, size_t n)
 
 static int out_zero(struct pipeline *p, uint64_t off, uint64_t len)
 {
+	p->job->progress.bytes_skipped += len;
 	if (!p->out || !len)
 		return 0;
 	int r = snap_output_zero(p->out, off, len);

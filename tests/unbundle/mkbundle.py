@@ -53,6 +53,7 @@ def main():
     ap.add_argument('--gzip-crc-flip', action='store_true')
     a = ap.parse_args()
 
+    os.makedirs(a.dest, exist_ok=True)
     name = a.name or os.path.basename(a.image)
     key = secrets.token_hex(16)
     iv = secrets.token_hex(16)
