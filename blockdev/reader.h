@@ -28,8 +28,10 @@
 #include "extent-map.h"
 #include "source.h"
 
-/* Test hook: called before each read is issued; return a negative errno to make that read fail
- * as the device would. */
+/* Test hook: called before each read is issued (retries and the rest of a short read
+ * included) with the bytes asked for that the read covers, alignment padding left out; return
+ * a negative errno to make that read fail as the device would (-EINTR and -EAGAIN are retried
+ * like real ones). On the pread path it is called from helper threads. */
 typedef int (*snap_reader_fault_fn)(void *userdata, uint64_t offset, size_t length);
 
 struct snap_reader_opts {
@@ -63,7 +65,9 @@ int snap_reader_start(struct snap_reader *reader, const struct snap_range *range
 /* 1 and a chunk, 0 at the end of the list, or -errno (detail in snap_reader_error). */
 int snap_reader_next(struct snap_reader *reader, struct snap_chunk *ret);
 void snap_reader_release(struct snap_reader *reader, const struct snap_chunk *chunk);
-/* "cannot read PATH at offset N: Input/output error" after a failure, else "". */
+/* "cannot read PATH at offset N: Input/output error" after a failure, else "". N is the first
+ * byte of the failed request that could not be read (an end of file inside the source's size
+ * is an Input/output error). */
 const char *snap_reader_error(const struct snap_reader *reader);
 /* Bytes read from the source so far (requests completed). */
 uint64_t snap_reader_bytes_read(const struct snap_reader *reader);
