@@ -61,32 +61,34 @@ bundled=$(python3 -c "import re,sys; print(re.search('<bundled_size>(\d+)', open
 unhex() { python3 -c "import re,sys; sys.stdout.buffer.write(bytes.fromhex(re.search('<$2[^>]*>([0-9a-f]+)</$2>', open(sys.argv[1]).read()).group(1)))" "$1"; }
 key=$(unhex "$m" user_encrypted_key | openssl pkeyutl -decrypt -inkey "$dir/user.key")
 iv=$(unhex "$m" user_encrypted_iv | openssl pkeyutl -decrypt -inkey "$dir/user.key")
-parts=$(ls "$dir"/b/disk.img.part.* | sort)
+parts=$(ls "$dir"/b/disk.img.part.* | sort | tr '\n' ' ')
+command -v /usr/bin/time >/dev/null || { echo "bench-unbundle: needs /usr/bin/time (package time)" >&2; exit 77; }
 sync
 mkdir -p "$dir/ref"
-t0=$(date +%s.%N)
-# shellcheck disable=SC2086
-cat $parts | openssl enc -d -aes-128-cbc -K "$key" -iv "$iv" | gunzip | tar -x -C "$dir/ref"
-t1=$(date +%s.%N)
+# wall, user and system seconds of each whole run (children included): on a shared machine the
+# CPU seconds are the steadier number
+/usr/bin/time -f '%e %U %S' -o "$dir/t-ref" bash -c \
+	"cat $parts | openssl enc -d -aes-128-cbc -K $key -iv $iv | gunzip | tar -x -C '$dir/ref'"
 cmp "$img" "$dir/ref/disk.img" || echo "warning: the reference output differs" >&2
 rm -rf "$dir/ref"
 sync
-t2=$(date +%s.%N)
-"$SNAPBUNDLE" unbundle -m "$m" -k "$dir/user.key" -o "$dir/ours.img" --threads "$threads" \
-	--progress=none >/dev/null
-t3=$(date +%s.%N)
+/usr/bin/time -f '%e %U %S' -o "$dir/t-ours" "$SNAPBUNDLE" unbundle -m "$m" -k "$dir/user.key" \
+	-o "$dir/ours.img" --threads "$threads" --progress=none >/dev/null
 cmp "$img" "$dir/ours.img" || echo "warning: snapbundle's output differs" >&2
 
-python3 - "$t0" "$t1" "$t2" "$t3" "$apparent" "$bundled" "$kind" "$(nproc)" "$threads" <<'PY'
+python3 - "$dir/t-ref" "$dir/t-ours" "$apparent" "$bundled" "$kind" "$(nproc)" "$threads" \
+	"$(cut -d' ' -f1 /proc/loadavg)" <<'PY'
 import json, sys
-t0, t1, t2, t3 = map(float, sys.argv[1:5])
-apparent, bundled = int(sys.argv[5]), int(sys.argv[6])
-ref, ours = t1 - t0, t3 - t2
-cfg = {"image": sys.argv[7], "apparent_bytes": apparent, "bundled_bytes": bundled,
-       "cpus": int(sys.argv[8]), "threads": int(sys.argv[9])}
-for name, t in (("reference", ref), ("snapbundle", ours)):
-    print(json.dumps(dict(cfg, tool=name, seconds=round(t, 3),
-                          image_mib_per_s=round(apparent / t / 2**20, 1),
-                          bundle_mib_per_s=round(bundled / t / 2**20, 1))))
-print(json.dumps({"ratio_reference_over_snapbundle": round(ref / ours, 2)}))
+ref = [float(x) for x in open(sys.argv[1]).read().split()[-3:]]
+ours = [float(x) for x in open(sys.argv[2]).read().split()[-3:]]
+apparent, bundled = int(sys.argv[3]), int(sys.argv[4])
+cfg = {"image": sys.argv[5], "apparent_bytes": apparent, "bundled_bytes": bundled,
+       "cpus": int(sys.argv[6]), "threads": int(sys.argv[7]), "loadavg": float(sys.argv[8])}
+for name, (wall, user, sys_) in (("reference", ref), ("snapbundle", ours)):
+    print(json.dumps(dict(cfg, tool=name, wall_s=wall, cpu_s=round(user + sys_, 2),
+                          image_mib_per_s=round(apparent / max(wall, 1e-3) / 2**20, 1),
+                          bundle_mib_per_s=round(bundled / max(wall, 1e-3) / 2**20, 1))))
+print(json.dumps({"wall_ratio_reference_over_snapbundle": round(ref[0] / max(ours[0], 1e-3), 2),
+                  "cpu_ratio_reference_over_snapbundle":
+                      round((ref[1] + ref[2]) / max(ours[1] + ours[2], 1e-3), 2)}))
 PY
