@@ -59,16 +59,16 @@
 #include "tar-reader.h"
 
 #define MAX_MANIFEST_FILE (16u << 20)
-#define MAX_PART (256u << 20)	   /* ec2-bundle-image writes 10 MiB parts */
-#define TAR_BUF (4u << 20)	   /* inflated bytes per tar buffer */
-#define PARALLEL_MIN (1u << 20)	   /* smaller batches decrypt on the decrypt thread alone */
+#define MAX_PART (256u << 20)	/* ec2-bundle-image writes 10 MiB parts */
+#define TAR_BUF (4u << 20)	/* inflated bytes per tar buffer */
+#define PARALLEL_MIN (1u << 20) /* smaller batches decrypt on the decrypt thread alone */
 #define MAX_CBC_WORKERS 64
 #define QCAP 8
 
 struct buf {
 	uint8_t *data;
 	size_t cap;
-	size_t off, len; /* payload is data[off, len) (after head for part buffers) */
+	size_t off, len;  /* payload is data[off, len) (after head for part buffers) */
 	uint8_t head[16]; /* part buffers: plaintext of a block straddling the previous part */
 	size_t head_len;
 	size_t part; /* index of the part it came from */
@@ -143,7 +143,8 @@ struct pipeline {
 	bool member_seen;
 };
 
-static int pfail(struct pipeline *p, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int pfail(struct pipeline *p, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static int pfail(struct pipeline *p, int err, const char *fmt, ...)
 {
 	pthread_mutex_lock(&p->mu);
@@ -261,7 +262,8 @@ static int read_part(struct pipeline *p, size_t i, struct buf *b)
 	int r = 0;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		r = pfail(p, -errno, "part %zu (%s) cannot be opened: %s", i, path, strerror(errno));
+		r = pfail(p, -errno, "part %zu (%s) cannot be opened: %s", i, path,
+			  strerror(errno));
 		goto out;
 	}
 	/* read to the end, whatever the size was when stat_parts looked: a part that changed
@@ -272,7 +274,8 @@ static int read_part(struct pipeline *p, size_t i, struct buf *b)
 			uint8_t c;
 			ssize_t n = read(fd, &c, 1);
 			if (n != 0) {
-				r = pfail(p, -EFBIG, "part %zu (%s) grew while being read", i, path);
+				r = pfail(p, -EFBIG, "part %zu (%s) grew while being read", i,
+					  path);
 				goto out;
 			}
 			break;
@@ -281,8 +284,8 @@ static int read_part(struct pipeline *p, size_t i, struct buf *b)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			r = pfail(p, -errno, "part %zu (%s) cannot be read at offset %zu: %s", i, path,
-				  got, strerror(errno));
+			r = pfail(p, -errno, "part %zu (%s) cannot be read at offset %zu: %s", i,
+				  path, got, strerror(errno));
 			goto out;
 		}
 		if (n == 0)
@@ -305,12 +308,14 @@ static int read_part(struct pipeline *p, size_t i, struct buf *b)
 			char want[41], have[41];
 			hex(want, pt->digest, 20);
 			hex(have, md, 20);
-			r = pfail(p, -EBADMSG,
-				  "part %zu (%s) is damaged: SHA-1 %s, the manifest says %s (%zu bytes"
-				  "%s)", i, path, have, want, got,
-				  i + 1 < p->m->nparts && i > 0 && got < p->part_sizes[0]
-					  ? ", shorter than part 0: truncated?"
-					  : "");
+			r = pfail(
+			    p, -EBADMSG,
+			    "part %zu (%s) is damaged: SHA-1 %s, the manifest says %s (%zu bytes"
+			    "%s)",
+			    i, path, have, want, got,
+			    i + 1 < p->m->nparts && i > 0 && got < p->part_sizes[0]
+				? ", shorter than part 0: truncated?"
+				: "");
 			goto out;
 		}
 	}
@@ -454,9 +459,11 @@ static int strip_padding(struct pipeline *p, struct buf *b)
 	for (size_t i = 16 - (ok ? n : 0); ok && i < 16; i++)
 		ok = tail[i] == n;
 	if (!ok)
-		return pfail(p, -EBADMSG,
-			     "part %zu: bad PKCS#7 padding at the end of the encrypted stream (wrong "
-			     "key or IV, or a damaged last part)", b->part);
+		return pfail(
+		    p, -EBADMSG,
+		    "part %zu: bad PKCS#7 padding at the end of the encrypted stream (wrong "
+		    "key or IV, or a damaged last part)",
+		    b->part);
 	if (n <= body) {
 		b->len -= n;
 	} else {
@@ -482,8 +489,8 @@ static void *decrypt_main(void *arg)
 		size_t n = b->len, pos = 0;
 		b->head_len = 0;
 		if (carry_len) {
-			/* a block straddles the part boundary (parts of a size that is not a multiple
-			 * of 16 are legal, if unusual) */
+			/* a block straddles the part boundary (parts of a size that is not a
+			 * multiple of 16 are legal, if unusual) */
 			size_t take = 16 - carry_len < n ? 16 - carry_len : n;
 			memcpy(carry + carry_len, b->data, take);
 			carry_len += take;
@@ -516,8 +523,9 @@ static void *decrypt_main(void *arg)
 		b->len = pos + aligned;
 		if (b->last) {
 			if (carry_len) {
-				pfail(p, -EUCLEAN, "the encrypted stream (%llu bytes) is not a whole "
-						   "number of AES blocks: a part is truncated",
+				pfail(p, -EUCLEAN,
+				      "the encrypted stream (%llu bytes) is not a whole "
+				      "number of AES blocks: a part is truncated",
 				      (unsigned long long)atomic_load(&p->bytes_read));
 				return NULL;
 			}
@@ -580,10 +588,12 @@ static void *inflate_main(void *arg)
 				if (member_done) {
 					if (st->avail_in == 0)
 						break;
-					/* gzip allows several members; anything else is trailing junk */
+					/* gzip allows several members; anything else is trailing
+					 * junk */
 					if (st->next_in[0] != 0x1f) {
-						pfail(p, -EUCLEAN, "part %zu: data after the end of the "
-								   "gzip stream (compressed offset %llu)",
+						pfail(p, -EUCLEAN,
+						      "part %zu: data after the end of the "
+						      "gzip stream (compressed offset %llu)",
 						      in->part, (unsigned long long)p->gz_in);
 						goto out;
 					}
@@ -608,7 +618,8 @@ static void *inflate_main(void *arg)
 				out->len = out->cap - st->avail_out;
 				p->gz_in += before - st->avail_in;
 				if (ir < 0) {
-					pfail(p, ir == ISAL_INCORRECT_CHECKSUM ? -EBADMSG : -EUCLEAN,
+					pfail(p,
+					      ir == ISAL_INCORRECT_CHECKSUM ? -EBADMSG : -EUCLEAN,
 					      "part %zu: %s (compressed offset %llu)", in->part,
 					      isal_text(ir), (unsigned long long)p->gz_in);
 					goto out;
@@ -627,8 +638,9 @@ static void *inflate_main(void *arg)
 			goto out;
 	}
 	if (!member_done) {
-		pfail(p, -EUCLEAN, any ? "the gzip stream is truncated (compressed offset %llu)"
-				       : "the encrypted stream holds no data (compressed offset %llu)",
+		pfail(p, -EUCLEAN,
+		      any ? "the gzip stream is truncated (compressed offset %llu)"
+			  : "the encrypted stream holds no data (compressed offset %llu)",
 		      (unsigned long long)p->gz_in);
 		goto out;
 	}
@@ -648,9 +660,10 @@ static int on_member(void *ud, const char *name, uint64_t size)
 	struct pipeline *p = ud;
 	p->member_seen = true;
 	if (size != p->m->size)
-		return pfail(p, -EUCLEAN, "the tar member '%s' is %llu bytes but the manifest size "
-					  "is %llu", name, (unsigned long long)size,
-			     (unsigned long long)p->m->size);
+		return pfail(p, -EUCLEAN,
+			     "the tar member '%s' is %llu bytes but the manifest size "
+			     "is %llu",
+			     name, (unsigned long long)size, (unsigned long long)p->m->size);
 	snap_debug("tar member '%s', %llu bytes", name, (unsigned long long)size);
 	return 0;
 }
@@ -854,11 +867,12 @@ static int verify_signature(struct snap_job *job, const struct snap_manifest_doc
 	EVP_MD_CTX_free(md);
 	if (!ok) {
 		ERR_clear_error();
-		r = snap_job_fail(job, -EBADMSG,
-				  "manifest %s fails authentication: its signature does not match "
-				  "the signed text (machine_configuration and image) with the key of "
-				  "%s; the manifest was edited or signed by another key",
-				  manifest_path, cert_path);
+		r = snap_job_fail(
+		    job, -EBADMSG,
+		    "manifest %s fails authentication: its signature does not match "
+		    "the signed text (machine_configuration and image) with the key of "
+		    "%s; the manifest was edited or signed by another key",
+		    manifest_path, cert_path);
 	}
 out:
 	EVP_PKEY_free(pkey);
@@ -895,7 +909,8 @@ static int unwrap(struct snap_job *job, EVP_PKEY *pkey, const char *key_path, co
 	if (!ok) {
 		r = snap_job_fail(job, -EKEYREJECTED,
 				  "the manifest's %s decrypted with %s is not 32 hex characters: "
-				  "wrong private key", what, key_path);
+				  "wrong private key",
+				  what, key_path);
 		goto out;
 	}
 	for (size_t i = 0; i < 16; i++) {
@@ -908,8 +923,8 @@ out:
 	return r;
 }
 
-static int unwrap_key(struct snap_job *job, const struct snap_manifest_doc *m,
-		      const char *key_path, uint8_t key[16], uint8_t iv[16])
+static int unwrap_key(struct snap_job *job, const struct snap_manifest_doc *m, const char *key_path,
+		      uint8_t key[16], uint8_t iv[16])
 {
 	BIO *bio = BIO_new_file(key_path, "r");
 	if (!bio)
@@ -947,9 +962,10 @@ static int stat_parts(struct pipeline *p, uint64_t *ret_max)
 			r = snap_job_fail(p->job, -EINVAL, "part %zu (%s) is not a regular file", i,
 					  path);
 		else if ((uint64_t)st.st_size > MAX_PART)
-			r = snap_job_fail(p->job, -EFBIG, "part %zu (%s) is %lld bytes; parts over %u "
-					  "bytes are not supported", i, path,
-					  (long long)st.st_size, MAX_PART);
+			r = snap_job_fail(p->job, -EFBIG,
+					  "part %zu (%s) is %lld bytes; parts over %u "
+					  "bytes are not supported",
+					  i, path, (long long)st.st_size, MAX_PART);
 		free(path);
 		if (r < 0)
 			return r;
@@ -1072,8 +1088,10 @@ static int output_path(struct snap_job *job, const struct snap_manifest_doc *m, 
 	}
 	const char *n = m->name;
 	if (!*n || strchr(n, '/') || !strcmp(n, ".") || !strcmp(n, ".."))
-		return snap_job_fail(job, -EINVAL, "the manifest's image name '%s' is not a plain "
-					   "file name; give the output with -o", n);
+		return snap_job_fail(job, -EINVAL,
+				     "the manifest's image name '%s' is not a plain "
+				     "file name; give the output with -o",
+				     n);
 	const char *d = snap_job_string(job, SNAP_SPARAM_OUTPUT_DIR);
 	if (asprintf(ret, "%s/%s", d ? d : ".", n) < 0)
 		return -ENOMEM;
@@ -1137,7 +1155,8 @@ int snap_unbundle_run(struct snap_job *job)
 	if ((r = stat_parts(&p, &part_cap)) < 0)
 		goto out;
 	if ((r = alloc_bufs(&p, (size_t)part_cap)) < 0) {
-		snap_job_fail(job, r, "cannot allocate buffers for %zu-byte parts", (size_t)part_cap);
+		snap_job_fail(job, r, "cannot allocate buffers for %zu-byte parts",
+			      (size_t)part_cap);
 		goto out;
 	}
 	if (p.decrypt) {
@@ -1159,8 +1178,9 @@ int snap_unbundle_run(struct snap_job *job)
 			goto out;
 		free(detail);
 		detail = NULL;
-		r = snap_output_open(outpath, m->size, snap_job_param(job, SNAP_PARAM_FORCE, 0) != 0,
-				     &p.out, &detail);
+		r = snap_output_open(outpath, m->size,
+				     snap_job_param(job, SNAP_PARAM_FORCE, 0) != 0, &p.out,
+				     &detail);
 		if (r < 0) {
 			snap_job_fail(job, r, "%s", detail ? detail : snap_strerror(r));
 			goto out;
@@ -1204,8 +1224,9 @@ int snap_unbundle_run(struct snap_job *job)
 	for (size_t i = 0; i < m->nparts; i++)
 		total += p.part_sizes[i];
 	if (total != m->bundled_size) {
-		r = snap_job_fail(job, -EUCLEAN, "the parts hold %llu bytes but the manifest's "
-						 "bundled_size is %llu",
+		r = snap_job_fail(job, -EUCLEAN,
+				  "the parts hold %llu bytes but the manifest's "
+				  "bundled_size is %llu",
 				  (unsigned long long)total, (unsigned long long)m->bundled_size);
 		goto out;
 	}
@@ -1239,7 +1260,8 @@ int snap_unbundle_run(struct snap_job *job)
 		}
 		snap_job_set_result_u64(job, SNAP_RESULT_STREAM_BYTES, p.stream_bytes);
 		snap_job_set_result_u64(job, SNAP_RESULT_BYTES_TOTAL, m->size);
-		snap_job_set_result_u64(job, SNAP_RESULT_BYTES_WRITTEN, job->progress.bytes_written);
+		snap_job_set_result_u64(job, SNAP_RESULT_BYTES_WRITTEN,
+					job->progress.bytes_written);
 	}
 	snap_job_set_result_u64(job, SNAP_RESULT_PARTS, m->nparts);
 	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_READ, job->progress.bytes_read);

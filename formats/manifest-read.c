@@ -34,7 +34,8 @@ struct reader {
 	size_t n_image, n_mc;
 };
 
-static int fail(struct reader *rd, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(struct reader *rd, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static int fail(struct reader *rd, int err, const char *fmt, ...)
 {
 	if (rd->err)
@@ -134,11 +135,12 @@ static xmlDocPtr parse_doc(struct reader *rd)
 	 * library never prints, so libxml2's own messages are turned off and the last error is
 	 * reported instead */
 	int opts = XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING;
-	xmlDocPtr doc = xmlCtxtReadMemory(ctxt, (const char *)rd->buf, (int)rd->len, NULL, NULL,
-					  opts);
+	xmlDocPtr doc =
+	    xmlCtxtReadMemory(ctxt, (const char *)rd->buf, (int)rd->len, NULL, NULL, opts);
 	if (rd->dtd) {
-		fail(rd, -EPERM, "manifest has a DOCTYPE (DTD or entity declarations); refused, a "
-				 "manifest never needs one");
+		fail(rd, -EPERM,
+		     "manifest has a DOCTYPE (DTD or entity declarations); refused, a "
+		     "manifest never needs one");
 		xmlFreeDoc(doc);
 		doc = NULL;
 	} else if (!doc || !ctxt->wellFormed) {
@@ -176,7 +178,8 @@ static int screen(struct reader *rd, xmlNodePtr n, int depth)
 		switch (n->type) {
 		case XML_ELEMENT_NODE:
 			if (n->ns)
-				return fail(rd, -EUCLEAN, "manifest uses XML namespaces (element %s)",
+				return fail(rd, -EUCLEAN,
+					    "manifest uses XML namespaces (element %s)",
 					    (const char *)n->name);
 			if (is_named(n, "image"))
 				rd->n_image++;
@@ -188,8 +191,9 @@ static int screen(struct reader *rd, xmlNodePtr n, int depth)
 		case XML_TEXT_NODE:
 			break;
 		case XML_COMMENT_NODE:
-			return fail(rd, -EUCLEAN, "manifest contains a comment (line %d); refused, it "
-						  "could hide text from the signature check",
+			return fail(rd, -EUCLEAN,
+				    "manifest contains a comment (line %d); refused, it "
+				    "could hide text from the signature check",
 				    n->line);
 		case XML_CDATA_SECTION_NODE:
 			return fail(rd, -EUCLEAN, "manifest contains a CDATA section (line %d)",
@@ -309,8 +313,10 @@ static int unhex(struct reader *rd, const char *s, const char *path, size_t want
 		if (want)
 			return fail(rd, -EUCLEAN, "invalid manifest, %s is not %zu hex characters",
 				    path, want * 2);
-		return fail(rd, -EUCLEAN, "invalid manifest, %s is not an even number of hex "
-					  "characters", path);
+		return fail(rd, -EUCLEAN,
+			    "invalid manifest, %s is not an even number of hex "
+			    "characters",
+			    path);
 	}
 	uint8_t *b = malloc(l / 2);
 	if (!b)
@@ -352,8 +358,8 @@ static int digest_field(struct reader *rd, xmlNodePtr parent, const char *ppath,
 		return fail(rd, -EUCLEAN, "invalid manifest, %s element not present", path);
 	xmlChar *alg = xmlGetNoNsProp(n, (const xmlChar *)"algorithm");
 	if (alg && strcmp((const char *)alg, "SHA1")) {
-		fail(rd, -EOPNOTSUPP, "manifest %s uses algorithm '%.40s'; only SHA1 is known", path,
-		     (const char *)alg);
+		fail(rd, -EOPNOTSUPP, "manifest %s uses algorithm '%.40s'; only SHA1 is known",
+		     path, (const char *)alg);
 		xmlFree(alg);
 		return rd->err;
 	}
@@ -419,11 +425,15 @@ static int version_of(struct reader *rd, const char *text, int *ret)
 		for (const char *p = text; *p >= '0' && *p <= '9' && v < 100000000000ll; p++)
 			v = v * 10 + (*p - '0');
 		if (v > 20071010)
-			return fail(rd, -EOPNOTSUPP, "manifest version '%.40s' is too new for this "
-						     "tool", text);
+			return fail(rd, -EOPNOTSUPP,
+				    "manifest version '%.40s' is too new for this "
+				    "tool",
+				    text);
 		if (v < 3)
-			return fail(rd, -EOPNOTSUPP, "manifest version '%.40s' is too old for this "
-						     "tool", text);
+			return fail(rd, -EOPNOTSUPP,
+				    "manifest version '%.40s' is too old for this "
+				    "tool",
+				    text);
 		return fail(rd, -EOPNOTSUPP, "manifest version '%.40s' is not known", text);
 	}
 	return 0;
@@ -454,8 +464,9 @@ static int read_parts(struct reader *rd, struct snap_manifest_doc *m, xmlNodePtr
 	for (xmlNodePtr p = parts->children; p; p = p->next)
 		n += is_named(p, "part");
 	if (n != count)
-		return fail(rd, -EUCLEAN, "invalid manifest, image/parts/@count is %llu but %zu "
-					  "parts are listed",
+		return fail(rd, -EUCLEAN,
+			    "invalid manifest, image/parts/@count is %llu but %zu "
+			    "parts are listed",
 			    (unsigned long long)count, n);
 	if (n == 0)
 		return fail(rd, -EUCLEAN, "invalid manifest, image/parts lists no part");
@@ -482,16 +493,19 @@ static int read_parts(struct reader *rd, struct snap_manifest_doc *m, xmlNodePtr
 		/* document order must be index order: a reordered list is ambiguous (the Ruby tools
 		 * follow @index, Nova follows the document) and so refused */
 		if (index != i)
-			return fail(rd, -EUCLEAN, "invalid manifest, parts are out of order: the "
-						  "part listed at position %zu has index %llu",
+			return fail(rd, -EUCLEAN,
+				    "invalid manifest, parts are out of order: the "
+				    "part listed at position %zu has index %llu",
 				    i, (unsigned long long)index);
 		pt->index = (uint32_t)index;
 		if (field(rd, p, path, "filename", true, &pt->filename) < 0)
 			return rd->err;
 		const char *f = pt->filename;
 		if (strchr(f, '/') || strstr(f, "..") || !strcmp(f, "."))
-			return fail(rd, -EPERM, "invalid manifest, %s/filename '%.200s' is not a plain "
-						"file name", path, f);
+			return fail(rd, -EPERM,
+				    "invalid manifest, %s/filename '%.200s' is not a plain "
+				    "file name",
+				    path, f);
 		if (digest_field(rd, p, path, pt->digest) < 0)
 			return rd->err;
 		i++;
@@ -531,8 +545,9 @@ static int read_fields(struct reader *rd, struct snap_manifest_doc *m, xmlNodePt
 	if (rd->err)
 		return rd->err;
 	if (m->version >= SNAP_MANIFEST_V20070829 && !mc)
-		return fail(rd, -EUCLEAN, "invalid manifest, machine_configuration element not "
-					  "present");
+		return fail(rd, -EUCLEAN,
+			    "invalid manifest, machine_configuration element not "
+			    "present");
 	if (mc && m->version >= SNAP_MANIFEST_V20070829) {
 		const char *p = "machine_configuration";
 		if (field(rd, mc, p, "architecture", true, &m->architecture) < 0)
@@ -544,7 +559,7 @@ static int read_fields(struct reader *rd, struct snap_manifest_doc *m, xmlNodePt
 			if (!is_named(n, "mapping"))
 				continue;
 			struct snap_manifest_mapping *v =
-				realloc(m->mappings, (m->nmappings + 1) * sizeof(*v));
+			    realloc(m->mappings, (m->nmappings + 1) * sizeof(*v));
 			if (!v)
 				return fail(rd, -ENOMEM, "out of memory");
 			m->mappings = v;
@@ -559,9 +574,9 @@ static int read_fields(struct reader *rd, struct snap_manifest_doc *m, xmlNodePt
 		    field(rd, mc, p, "ramdisk_id", false, &m->ramdisk_id) < 0)
 			return rd->err;
 		xmlNodePtr pc = child(rd, mc, "product_codes", p);
-		if (rd->err || list_field(rd, pc, "machine_configuration/product_codes",
-					  "product_code", &m->product_codes,
-					  &m->nproduct_codes) < 0)
+		if (rd->err ||
+		    list_field(rd, pc, "machine_configuration/product_codes", "product_code",
+			       &m->product_codes, &m->nproduct_codes) < 0)
 			return rd->err;
 	}
 
@@ -605,8 +620,10 @@ static int read_fields(struct reader *rd, struct snap_manifest_doc *m, xmlNodePt
 		xmlNodePtr k = child(rd, image, keys[i], ip);
 		xmlChar *alg = k ? xmlGetNoNsProp(k, (const xmlChar *)"algorithm") : NULL;
 		if (alg && strcmp((const char *)alg, "AES-128-CBC")) {
-			fail(rd, -EOPNOTSUPP, "manifest image/%s uses cipher '%.40s'; only "
-					      "AES-128-CBC is known", keys[i], (const char *)alg);
+			fail(rd, -EOPNOTSUPP,
+			     "manifest image/%s uses cipher '%.40s'; only "
+			     "AES-128-CBC is known",
+			     keys[i], (const char *)alg);
 			xmlFree(alg);
 			return rd->err;
 		}
@@ -657,8 +674,10 @@ static int take_x(struct reader *rd, const char *e, bool required, uint8_t **buf
 	if (no == 0 && nc == 0 && !required)
 		return 0;
 	if (no != 1 || nc != 1 || b < a)
-		return fail(rd, -EUCLEAN, "manifest: the signed <%s> element must be written "
-					  "exactly once as %s...%s", e, open_tag, close_tag);
+		return fail(rd, -EUCLEAN,
+			    "manifest: the signed <%s> element must be written "
+			    "exactly once as %s...%s",
+			    e, open_tag, close_tag);
 	size_t l = b + strlen(close_tag) - a;
 	uint8_t *n = realloc(*buf, *len + l + 1);
 	if (!n)
@@ -681,8 +700,9 @@ int snap_manifest_read(const uint8_t *buf, size_t len, struct snap_manifest_doc 
 	if (len > MAX_MANIFEST)
 		return fail(&rd, -EUCLEAN, "manifest is larger than %u bytes", MAX_MANIFEST);
 	if (memchr(buf, 0, len))
-		return fail(&rd, -EUCLEAN, "manifest contains a NUL byte (an encrypted pre-v3 "
-					   "manifest is not supported)");
+		return fail(&rd, -EUCLEAN,
+			    "manifest contains a NUL byte (an encrypted pre-v3 "
+			    "manifest is not supported)");
 	xmlDocPtr doc = parse_doc(&rd);
 	if (!doc)
 		return rd.err;

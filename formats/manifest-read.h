@@ -64,7 +64,7 @@ struct snap_manifest_doc {
 	uint64_t size, bundled_size;
 	uint8_t *ec2_encrypted_key, *user_encrypted_key, *ec2_encrypted_iv, *user_encrypted_iv;
 	size_t ec2_encrypted_key_len, user_encrypted_key_len, ec2_encrypted_iv_len,
-		user_encrypted_iv_len;
+	    user_encrypted_iv_len;
 	struct snap_manifest_part *parts;
 	size_t nparts;
 

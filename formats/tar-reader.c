@@ -87,7 +87,7 @@ struct snap_tar_reader {
 };
 
 static int fail(struct snap_tar_reader *tr, int err, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 static int fail(struct snap_tar_reader *tr, int err, const char *fmt, ...)
 {
 	if (tr->state == TR_FAILED)
@@ -297,15 +297,14 @@ static int check_map(struct snap_tar_reader *tr)
 				    (unsigned long long)e->offset);
 		if (e->length > tr->size || e->offset > tr->size - e->length)
 			return fail(tr, -EUCLEAN,
-				    "sparse map entry %zu (%llu+%llu) is past the real size %llu", i,
-				    (unsigned long long)e->offset, (unsigned long long)e->length,
+				    "sparse map entry %zu (%llu+%llu) is past the real size %llu",
+				    i, (unsigned long long)e->offset, (unsigned long long)e->length,
 				    (unsigned long long)tr->size);
 		end = e->offset + e->length;
 		sum += e->length;
 	}
 	if (sum != tr->stored)
-		return fail(tr, -EUCLEAN,
-			    "sparse map covers %llu bytes but the member stores %llu",
+		return fail(tr, -EUCLEAN, "sparse map covers %llu bytes but the member stores %llu",
 			    (unsigned long long)sum, (unsigned long long)tr->stored);
 	return 0;
 }
@@ -382,10 +381,12 @@ static int parse_pax(struct snap_tar_reader *tr, bool global)
 			if (!tr->sparse_name)
 				return fail(tr, -ENOMEM, "out of memory");
 			if (strlen(tr->sparse_name) != vlen)
-				return fail(tr, -EUCLEAN, "PAX GNU.sparse.name contains a NUL byte");
+				return fail(tr, -EUCLEAN,
+					    "PAX GNU.sparse.name contains a NUL byte");
 		} else if (KEY("size")) {
 			if (parse_dec(v, vlen, &n) < 0)
-				return fail(tr, -EUCLEAN, "bad PAX size '%.*s'", (int)(vlen > 40 ? 40 : vlen), v);
+				return fail(tr, -EUCLEAN, "bad PAX size '%.*s'",
+					    (int)(vlen > 40 ? 40 : vlen), v);
 			tr->pax_size = n;
 			tr->pax_size_set = true;
 		} else if (KEY("GNU.sparse.size") || KEY("GNU.sparse.realsize")) {
@@ -523,8 +524,10 @@ static int begin_member(struct snap_tar_reader *tr, const uint8_t *h, char type,
 			   : tr->longname  ? tr->longname
 					   : hname;
 	if (name[strlen(name) - 1] == '/')
-		return fail(tr, -EOPNOTSUPP, "member '%.200s' is a directory; only a regular file "
-			    "can be restored", name);
+		return fail(tr, -EOPNOTSUPP,
+			    "member '%.200s' is a directory; only a regular file "
+			    "can be restored",
+			    name);
 	tr->name = strdup(name);
 	if (!tr->name)
 		return fail(tr, -ENOMEM, "out of memory");
@@ -599,7 +602,8 @@ static int on_header(struct snap_tar_reader *tr)
 		nm[100] = 0;
 		return fail(tr, -EOPNOTSUPP,
 			    "the archive holds more than one member (next: '%.100s'); a bundle "
-			    "holds exactly one image", nm);
+			    "holds exactly one image",
+			    nm);
 	}
 	bool posix = !memcmp(h + 257, "ustar\0", 6);
 	char type = (char)h[156];
@@ -640,8 +644,10 @@ static int on_header(struct snap_tar_reader *tr)
 		memcpy(nm, h, 100);
 		nm[100] = 0;
 		if (what)
-			return fail(tr, -EOPNOTSUPP, "member '%.100s' is %s; only a regular file "
-				    "can be restored", nm, what);
+			return fail(tr, -EOPNOTSUPP,
+				    "member '%.100s' is %s; only a regular file "
+				    "can be restored",
+				    nm, what);
 		return fail(tr, -EOPNOTSUPP, "member '%.100s' has unknown type 0x%02x", nm,
 			    (unsigned)(uint8_t)type);
 	}
@@ -683,7 +689,8 @@ static int try_map10(struct snap_tar_reader *tr)
 			if (block > tr->meta_len)
 				return 0; /* the rest of the block has not arrived */
 			if (block > tr->map10_total)
-				return fail(tr, -EUCLEAN, "PAX sparse 1.0 map is larger than the member");
+				return fail(tr, -EUCLEAN,
+					    "PAX sparse 1.0 map is larger than the member");
 			if (!is_zero((const uint8_t *)p, (size_t)(block - used)))
 				return fail(tr, -EUCLEAN, "PAX sparse 1.0 map padding is not zero");
 			tr->stored = tr->map10_total - block;
@@ -736,8 +743,8 @@ int snap_tar_reader_push(struct snap_tar_reader *tr, const uint8_t *buf, size_t 
 {
 	size_t i = 0;
 	int r;
-	while (i < len || (tr->state == TR_META && tr->meta_len == tr->meta_need &&
-			   tr->meta_pad == 0)) {
+	while (i < len ||
+	       (tr->state == TR_META && tr->meta_len == tr->meta_need && tr->meta_pad == 0)) {
 		if (tr->state == TR_FAILED)
 			return tr->error;
 		size_t avail = len - i;
@@ -805,7 +812,8 @@ int snap_tar_reader_push(struct snap_tar_reader *tr, const uint8_t *buf, size_t 
 			}
 			if (tr->meta_len == tr->meta_need) {
 				if (tr->meta_need >= MAX_MAP10)
-					return fail(tr, -EUCLEAN, "PAX sparse 1.0 map is too large");
+					return fail(tr, -EUCLEAN,
+						    "PAX sparse 1.0 map is too large");
 				uint8_t *n = realloc(tr->meta, (size_t)tr->meta_need * 2);
 				if (!n)
 					return fail(tr, -ENOMEM, "out of memory");
@@ -817,7 +825,8 @@ int snap_tar_reader_push(struct snap_tar_reader *tr, const uint8_t *buf, size_t 
 			if (tr->meta_len + n > tr->map10_total)
 				n = tr->map10_total - tr->meta_len;
 			if (n == 0)
-				return fail(tr, -EUCLEAN, "PAX sparse 1.0 map runs past the member");
+				return fail(tr, -EUCLEAN,
+					    "PAX sparse 1.0 map runs past the member");
 			memcpy(tr->meta + tr->meta_len, buf + i, (size_t)n);
 			for (uint64_t k = 0; k < n; k++)
 				tr->map10_lines += buf[i + k] == '\n';
@@ -829,7 +838,8 @@ int snap_tar_reader_push(struct snap_tar_reader *tr, const uint8_t *buf, size_t 
 				const char *t = (const char *)tr->meta;
 				const char *nl = memchr(t, '\n', (size_t)tr->meta_len);
 				uint64_t count;
-				if (parse_dec(t, (size_t)(nl - t), &count) < 0 || count > MAX_ENTRIES)
+				if (parse_dec(t, (size_t)(nl - t), &count) < 0 ||
+				    count > MAX_ENTRIES)
 					return fail(tr, -EUCLEAN, "malformed PAX sparse 1.0 map");
 				tr->map10_want = 1 + 2 * count;
 			}

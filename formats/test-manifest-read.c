@@ -32,18 +32,18 @@ static int failures;
 #define TD "2f77814c9d952430225a0ed4d97f1a19fd61572b"
 
 static const char *MC =
-	"<machine_configuration><architecture>x86_64</architecture>"
-	"<block_device_mapping><mapping><virtual>ami</virtual><device>sda1</device></mapping>"
-	"<mapping><virtual>root</virtual><device>/dev/sda1</device></mapping>"
-	"</block_device_mapping><kernel_id>aki-12345678</kernel_id>"
-	"<ramdisk_id>ari-87654321</ramdisk_id><product_codes><product_code>ABCD1234,EFGH5678"
-	"</product_code></product_codes></machine_configuration>";
+    "<machine_configuration><architecture>x86_64</architecture>"
+    "<block_device_mapping><mapping><virtual>ami</virtual><device>sda1</device></mapping>"
+    "<mapping><virtual>root</virtual><device>/dev/sda1</device></mapping>"
+    "</block_device_mapping><kernel_id>aki-12345678</kernel_id>"
+    "<ramdisk_id>ari-87654321</ramdisk_id><product_codes><product_code>ABCD1234,EFGH5678"
+    "</product_code></product_codes></machine_configuration>";
 
 static const char *PARTS =
-	"<parts count='2'><part index='0'><filename>myami.part.0</filename>"
-	"<digest algorithm='SHA1'>" D40 "</digest></part><part index='1'>"
-	"<filename>myami.part.1</filename><digest algorithm='SHA1'>" D40B "</digest></part>"
-	"</parts>";
+    "<parts count='2'><part index='0'><filename>myami.part.0</filename>"
+    "<digest algorithm='SHA1'>" D40 "</digest></part><part index='1'>"
+    "<filename>myami.part.1</filename><digest algorithm='SHA1'>" D40B "</digest></part>"
+    "</parts>";
 
 /* An image element; type only for 2007-10-10. */
 static char *image(int with_type, const char *parts)
@@ -120,20 +120,25 @@ int main(void)
 		CHECK(m->version == SNAP_MANIFEST_V20071010, "version %d", m->version);
 		CHECK(!strcmp(m->architecture, "x86_64"), "architecture");
 		CHECK(m->nmappings == 2 && !strcmp(m->mappings[1].virtual_name, "root") &&
-			      !strcmp(m->mappings[1].device, "/dev/sda1"), "mappings");
-		CHECK(!strcmp(m->kernel_id, "aki-12345678") && !strcmp(m->ramdisk_id, "ari-87654321"),
+			  !strcmp(m->mappings[1].device, "/dev/sda1"),
+		      "mappings");
+		CHECK(!strcmp(m->kernel_id, "aki-12345678") &&
+			  !strcmp(m->ramdisk_id, "ari-87654321"),
 		      "kernel/ramdisk");
 		CHECK(m->nproduct_codes == 1 && !strcmp(m->product_codes[0], "ABCD1234,EFGH5678"),
 		      "product codes are never split");
 		CHECK(!strcmp(m->name, "myami") && !strcmp(m->user, "123456789012") &&
-			      !strcmp(m->type, "machine"), "image fields");
+			  !strcmp(m->type, "machine"),
+		      "image fields");
 		CHECK(m->nancestors == 2 && !strcmp(m->ancestors[1], "ami-2"), "ancestry");
 		CHECK(!strcmp(m->digest_hex, TD), "digest %s", m->digest_hex);
 		CHECK(m->size == 110100480 && m->bundled_size == 110118064, "sizes");
 		CHECK(m->user_encrypted_key_len == 4 && m->user_encrypted_key[0] == 0x02 &&
-			      m->ec2_encrypted_iv[3] == 0xe2, "keys");
+			  m->ec2_encrypted_iv[3] == 0xe2,
+		      "keys");
 		CHECK(m->nparts == 2 && !strcmp(m->parts[1].filename, "myami.part.1") &&
-			      m->parts[1].digest[0] == 0xda, "parts");
+			  m->parts[1].digest[0] == 0xda,
+		      "parts");
 		CHECK(m->signature_len == 4 && m->signature[0] == 0x7e, "signature");
 		CHECK(!strcmp(m->bundler_name, "ec2-ami-tools") && !strcmp(m->bundler_release, "7"),
 		      "bundler");
@@ -158,7 +163,8 @@ int main(void)
 			if (asprintf(&want, "%s%s", mc_arch, img_v) < 0)
 				abort();
 			CHECK(m->signed_len == strlen(want) &&
-				      !memcmp(m->signed_text, want, m->signed_len), "signed text");
+				  !memcmp(m->signed_text, want, m->signed_len),
+			      "signed text");
 			free(want);
 		}
 		snap_manifest_doc_free(m);
@@ -168,7 +174,8 @@ int main(void)
 	m = ok("3", v3);
 	if (m) {
 		CHECK(m->version == SNAP_MANIFEST_V3 && !m->architecture, "v3");
-		CHECK(m->signed_len == strlen(img_v) && !memcmp(m->signed_text, img_v, m->signed_len),
+		CHECK(m->signed_len == strlen(img_v) &&
+			  !memcmp(m->signed_text, img_v, m->signed_len),
 		      "v3 signs the image only");
 	}
 	snap_manifest_doc_free(m);
@@ -180,24 +187,26 @@ int main(void)
 
 	/* refusals */
 	const char *bomb =
-		"<?xml version='1.0'?><!DOCTYPE lolz [<!ENTITY lol 'lol'>"
-		"<!ENTITY lol1 '&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;'>"
-		"<!ENTITY lol2 '&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;'>"
-		"<!ENTITY lol3 '&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;'>"
-		"<!ENTITY lol4 '&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;'>"
-		"<!ENTITY lol5 '&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;'>"
-		"<!ENTITY lol6 '&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;'>"
-		"<!ENTITY lol7 '&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;'>"
-		"<!ENTITY lol8 '&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;'>"
-		"<!ENTITY lol9 '&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;'>"
-		"]><manifest><version>&lol9;</version></manifest>";
+	    "<?xml version='1.0'?><!DOCTYPE lolz [<!ENTITY lol 'lol'>"
+	    "<!ENTITY lol1 '&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;'>"
+	    "<!ENTITY lol2 '&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;'>"
+	    "<!ENTITY lol3 '&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;'>"
+	    "<!ENTITY lol4 '&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;'>"
+	    "<!ENTITY lol5 '&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;'>"
+	    "<!ENTITY lol6 '&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;'>"
+	    "<!ENTITY lol7 '&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;'>"
+	    "<!ENTITY lol8 '&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;'>"
+	    "<!ENTITY lol9 '&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;'>"
+	    "]><manifest><version>&lol9;</version></manifest>";
 	refused("billion laughs", bomb, -EPERM, "DOCTYPE");
 	refused("external entity",
 		"<?xml version='1.0'?><!DOCTYPE m [<!ENTITY x SYSTEM 'file:///etc/passwd'>]>"
-		"<manifest><version>&x;</version></manifest>", -EPERM, "DOCTYPE");
+		"<manifest><version>&x;</version></manifest>",
+		-EPERM, "DOCTYPE");
 	refused("external DTD",
 		"<?xml version='1.0'?><!DOCTYPE manifest SYSTEM 'http://example.com/x.dtd'>"
-		"<manifest/>", -EPERM, "DOCTYPE");
+		"<manifest/>",
+		-EPERM, "DOCTYPE");
 	refused("not XML", "<manifest><version>", -EUCLEAN, "not valid XML");
 	refused("empty", "", -EUCLEAN, "empty");
 	refused("wrong root", "<?xml version='1.0'?><nope/>", -EUCLEAN, "root element");
@@ -221,7 +230,8 @@ int main(void)
 	refused("nested second image", d, -EUCLEAN, "more than one <image>");
 	free(d);
 	char *t = edit(full, "<part index='0'>", "<part index='1'>");
-	d = edit(t, "<part index='1'><filename>myami.part.1", "<part index='0'><filename>myami.part.1");
+	d = edit(t, "<part index='1'><filename>myami.part.1",
+		 "<part index='0'><filename>myami.part.1");
 	free(t);
 	refused("parts out of order", d, -EUCLEAN, "out of order");
 	free(d);

@@ -63,10 +63,10 @@ static uint8_t *slurp(const char *path, size_t *ret_len)
 }
 
 struct check {
-	int src;	   /* the source file, to compare runs with */
-	uint64_t size;	   /* from the member callback */
-	uint64_t next;	   /* end of the last run: runs must increase */
-	uint64_t covered;  /* bytes in runs */
+	int src;	  /* the source file, to compare runs with */
+	uint64_t size;	  /* from the member callback */
+	uint64_t next;	  /* end of the last run: runs must increase */
+	uint64_t covered; /* bytes in runs */
 	int members;
 	int bad;
 	uint64_t zero_gap_bytes; /* bytes of gaps checked to read as zeros in the source */
@@ -235,7 +235,8 @@ int main(void)
 	       "f = os.open('sparse.img', os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)\n"
 	       "os.ftruncate(f, 3 * 1024 * 1024 + 123)\n"
 	       "for i in range(30):\n"
-	       "    os.pwrite(f, bytes([(i * 7 + j) %% 251 + 1 for j in range(700)]), i * 98304 + 1000)\n"
+	       "    os.pwrite(f, bytes([(i * 7 + j) %% 251 + 1 for j in range(700)]), i * 98304 + "
+	       "1000)\n"
 	       "os.pwrite(f, bytes(8192), 2 * 1024 * 1024 + 8192)\n"
 	       "os.pwrite(f, b'tail', 3 * 1024 * 1024 + 119)\n"
 	       "os.close(f)\n"
@@ -268,28 +269,33 @@ int main(void)
 		char name[64], label[64];
 		snprintf(name, sizeof(name), "pax-%s.tar", vers[i]);
 		snprintf(label, sizeof(label), "PAX sparse %s", vers[i]);
-		CHECK(sh("cd %s && tar -c -S --format=pax --sparse-version=%s sparse.img > %s",
-			 dir, vers[i], name) == 0, "tar");
+		CHECK(sh("cd %s && tar -c -S --format=pax --sparse-version=%s sparse.img > %s", dir,
+			 vers[i], name) == 0,
+		      "tar");
 		expect_ok(label, name, "sparse.img", ssize);
 		snprintf(name, sizeof(name), "pax-big-%s.tar", vers[i]);
 		CHECK(sh("cd %s && tar -c -S --format=pax --sparse-version=%s big.img > %s", dir,
-			 vers[i], name) == 0, "tar");
+			 vers[i], name) == 0,
+		      "tar");
 		expect_ok(label, name, "big.img", big);
 	}
 	CHECK(sh("cd %s && tar -c --format=ustar plain.img > ustar.tar", dir) == 0, "tar");
 	expect_ok("ustar", "ustar.tar", "plain.img", 70001);
 	CHECK(sh("cd %s && tar -c --format=gnu sparse.img > gnu-plain.tar", dir) == 0, "tar");
 	expect_ok("GNU non-sparse", "gnu-plain.tar", "sparse.img", ssize);
-	CHECK(sh("cd %s && cp plain.img %s && tar -c --format=gnu %s > gnu-long.tar", dir,
-		 longname, longname) == 0, "tar");
+	CHECK(sh("cd %s && cp plain.img %s && tar -c --format=gnu %s > gnu-long.tar", dir, longname,
+		 longname) == 0,
+	      "tar");
 	expect_ok("GNU long name", "gnu-long.tar", "plain.img", 70001);
 	CHECK(sh("cd %s && tar -c --format=pax %s > pax-long.tar", dir, longname) == 0, "tar");
 	expect_ok("PAX long name", "pax-long.tar", "plain.img", 70001);
 	CHECK(sh("cd %s && tar -c --format=pax plain.img > pax-plain.tar", dir) == 0, "tar");
 	expect_ok("PAX plain", "pax-plain.tar", "plain.img", 70001);
 	if (sh("command -v bsdtar >/dev/null") == 0) {
-		CHECK(sh("cd %s && bsdtar -c --format=pax --read-sparse -f bsd-sparse.tar sparse.img",
-			 dir) == 0, "bsdtar");
+		CHECK(
+		    sh("cd %s && bsdtar -c --format=pax --read-sparse -f bsd-sparse.tar sparse.img",
+		       dir) == 0,
+		    "bsdtar");
 		expect_ok("bsdtar PAX sparse", "bsd-sparse.tar", "sparse.img", ssize);
 		CHECK(sh("cd %s && bsdtar -c --format=ustar -f bsd-ustar.tar plain.img", dir) == 0,
 		      "bsdtar");
@@ -299,7 +305,9 @@ int main(void)
 	CHECK(sh("cd %s && python3 -c \"import tarfile\n"
 		 "t = tarfile.open('py-gnu.tar', 'w', format=tarfile.GNU_FORMAT)\n"
 		 "i = t.gettarinfo('plain.img'); i.uid = 10 ** 10; i.gid = 10 ** 10\n"
-		 "t.addfile(i, open('plain.img', 'rb')); t.close()\"", dir) == 0, "python");
+		 "t.addfile(i, open('plain.img', 'rb')); t.close()\"",
+		 dir) == 0,
+	      "python");
 	expect_ok("tarfile GNU base-256", "py-gnu.tar", "plain.img", 70001);
 
 	/* base-256 in the size field itself (GNU tar writes it above 8 GiB) */
@@ -349,7 +357,9 @@ int main(void)
 		 "t = tarfile.open('paxdotdot.tar', 'w', format=tarfile.PAX_FORMAT)\n"
 		 "i = tarfile.TarInfo('ok'); i.size = 3; i.pax_headers = {'path': '../evil'}\n"
 		 "t.addfile(i, io.BytesIO(b'abc')); t.close()\n"
-		 "\"", dir) == 0, "python");
+		 "\"",
+		 dir) == 0,
+	      "python");
 	expect_fail("../x", "dotdot.tar", -EPERM, "'..' component");
 	expect_fail("a/../../x", "dotdot2.tar", -EPERM, "'..' component");
 	expect_fail("long ../", "longdotdot.tar", -EPERM, "'..' component");

@@ -14,44 +14,44 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: snapbundle unbundle -m MANIFEST -k KEY [OPTIONS]\n"
-		"\n"
-		"Restores the image of a classic EC2 bundle (ec2-bundle-image or snapbundle\n"
-		"bundle). Every part's SHA-1 is checked before it is used, then the tar stream's\n"
-		"digest, the sizes and (with -c) the manifest signature; the output is written\n"
-		"under a temporary name and renamed only when all checks passed.\n"
-		"\n"
-		"  -m, --manifest PATH    the bundle's manifest (.manifest.xml)\n"
-		"  -k, --privatekey PATH  the user's RSA private key (PEM) the bundle was made for\n"
-		"  -c, --cert PATH        the user's certificate: verify the manifest signature\n"
-		"  -s, --source DIR       directory holding the parts (default: the manifest's)\n"
-		"  -d, --destination DIR  directory for the image (default: current directory)\n"
-		"  -o, --output PATH      image file or block device (default: DIR/<image name>)\n"
-		"      --force            replace an existing output file\n"
-		"      --no-verify        skip the digest and signature checks (not recommended)\n"
-		"      --threads N        worker threads (default: every CPU)\n"
-		"      --progress[=MODE]  bar, json or none (default: a bar on a terminal)\n"
-		"      --debug            debug log lines on stderr\n");
+	fprintf(
+	    f, "usage: snapbundle unbundle -m MANIFEST -k KEY [OPTIONS]\n"
+	       "\n"
+	       "Restores the image of a classic EC2 bundle (ec2-bundle-image or snapbundle\n"
+	       "bundle). Every part's SHA-1 is checked before it is used, then the tar stream's\n"
+	       "digest, the sizes and (with -c) the manifest signature; the output is written\n"
+	       "under a temporary name and renamed only when all checks passed.\n"
+	       "\n"
+	       "  -m, --manifest PATH    the bundle's manifest (.manifest.xml)\n"
+	       "  -k, --privatekey PATH  the user's RSA private key (PEM) the bundle was made for\n"
+	       "  -c, --cert PATH        the user's certificate: verify the manifest signature\n"
+	       "  -s, --source DIR       directory holding the parts (default: the manifest's)\n"
+	       "  -d, --destination DIR  directory for the image (default: current directory)\n"
+	       "  -o, --output PATH      image file or block device (default: DIR/<image name>)\n"
+	       "      --force            replace an existing output file\n"
+	       "      --no-verify        skip the digest and signature checks (not recommended)\n"
+	       "      --threads N        worker threads (default: every CPU)\n"
+	       "      --progress[=MODE]  bar, json or none (default: a bar on a terminal)\n"
+	       "      --debug            debug log lines on stderr\n");
 }
 
 int cmd_unbundle(int argc, char **argv)
 {
 	enum { OPT_FORCE = 256, OPT_NO_VERIFY, OPT_THREADS, OPT_PROGRESS, OPT_DEBUG, OPT_HELP };
 	static const struct option opts[] = {
-		{"manifest", required_argument, NULL, 'm'},
-		{"privatekey", required_argument, NULL, 'k'},
-		{"cert", required_argument, NULL, 'c'},
-		{"source", required_argument, NULL, 's'},
-		{"destination", required_argument, NULL, 'd'},
-		{"output", required_argument, NULL, 'o'},
-		{"force", no_argument, NULL, OPT_FORCE},
-		{"no-verify", no_argument, NULL, OPT_NO_VERIFY},
-		{"threads", required_argument, NULL, OPT_THREADS},
-		{"progress", optional_argument, NULL, OPT_PROGRESS},
-		{"debug", no_argument, NULL, OPT_DEBUG},
-		{"help", no_argument, NULL, OPT_HELP},
-		{NULL, 0, NULL, 0},
+	    {"manifest", required_argument, NULL, 'm'},
+	    {"privatekey", required_argument, NULL, 'k'},
+	    {"cert", required_argument, NULL, 'c'},
+	    {"source", required_argument, NULL, 's'},
+	    {"destination", required_argument, NULL, 'd'},
+	    {"output", required_argument, NULL, 'o'},
+	    {"force", no_argument, NULL, OPT_FORCE},
+	    {"no-verify", no_argument, NULL, OPT_NO_VERIFY},
+	    {"threads", required_argument, NULL, OPT_THREADS},
+	    {"progress", optional_argument, NULL, OPT_PROGRESS},
+	    {"debug", no_argument, NULL, OPT_DEBUG},
+	    {"help", no_argument, NULL, OPT_HELP},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *manifest = NULL, *key = NULL, *cert = NULL, *src = NULL, *dest = NULL,
 		   *output = NULL;

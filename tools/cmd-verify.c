@@ -23,21 +23,22 @@ struct verify_opts {
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: snapbundle verify -m MANIFEST [-k KEY] [-c CERT] [OPTIONS]\n"
-		"\n"
-		"Checks a classic bundle without writing anything: the manifest, every part's\n"
-		"SHA-1, parts/@count, bundled_size, and with -c the manifest signature. With -k the\n"
-		"parts are also decrypted, inflated and read as tar, and the image digest and\n"
-		"size are checked, exactly as unbundle does.\n"
-		"\n"
-		"  -m, --manifest PATH    the bundle's manifest (.manifest.xml)\n"
-		"  -k, --privatekey PATH  the user's RSA private key (PEM): check the contents too\n"
-		"  -c, --cert PATH        the user's certificate: verify the manifest signature\n"
-		"  -s, --source DIR       directory holding the parts (default: the manifest's)\n"
-		"      --threads N        worker threads (default: every CPU)\n"
-		"      --progress[=MODE]  bar, json or none (default: a bar on a terminal)\n"
-		"      --debug            debug log lines on stderr\n");
+	fprintf(
+	    f,
+	    "usage: snapbundle verify -m MANIFEST [-k KEY] [-c CERT] [OPTIONS]\n"
+	    "\n"
+	    "Checks a classic bundle without writing anything: the manifest, every part's\n"
+	    "SHA-1, parts/@count, bundled_size, and with -c the manifest signature. With -k the\n"
+	    "parts are also decrypted, inflated and read as tar, and the image digest and\n"
+	    "size are checked, exactly as unbundle does.\n"
+	    "\n"
+	    "  -m, --manifest PATH    the bundle's manifest (.manifest.xml)\n"
+	    "  -k, --privatekey PATH  the user's RSA private key (PEM): check the contents too\n"
+	    "  -c, --cert PATH        the user's certificate: verify the manifest signature\n"
+	    "  -s, --source DIR       directory holding the parts (default: the manifest's)\n"
+	    "      --threads N        worker threads (default: every CPU)\n"
+	    "      --progress[=MODE]  bar, json or none (default: a bar on a terminal)\n"
+	    "      --debug            debug log lines on stderr\n");
 }
 
 static int verify_bundle(const struct verify_opts *o)
@@ -80,7 +81,8 @@ static int verify_path(const char *path, const struct verify_opts *o)
 {
 	(void)o;
 	tool_error("cannot verify %s: store images are not supported by this build; for a "
-		   "classic bundle use -m MANIFEST", path);
+		   "classic bundle use -m MANIFEST",
+		   path);
 	return 2;
 }
 
@@ -88,15 +90,15 @@ int cmd_verify(int argc, char **argv)
 {
 	enum { OPT_THREADS = 256, OPT_PROGRESS, OPT_DEBUG, OPT_HELP };
 	static const struct option opts[] = {
-		{"manifest", required_argument, NULL, 'm'},
-		{"privatekey", required_argument, NULL, 'k'},
-		{"cert", required_argument, NULL, 'c'},
-		{"source", required_argument, NULL, 's'},
-		{"threads", required_argument, NULL, OPT_THREADS},
-		{"progress", optional_argument, NULL, OPT_PROGRESS},
-		{"debug", no_argument, NULL, OPT_DEBUG},
-		{"help", no_argument, NULL, OPT_HELP},
-		{NULL, 0, NULL, 0},
+	    {"manifest", required_argument, NULL, 'm'},
+	    {"privatekey", required_argument, NULL, 'k'},
+	    {"cert", required_argument, NULL, 'c'},
+	    {"source", required_argument, NULL, 's'},
+	    {"threads", required_argument, NULL, OPT_THREADS},
+	    {"progress", optional_argument, NULL, OPT_PROGRESS},
+	    {"debug", no_argument, NULL, OPT_DEBUG},
+	    {"help", no_argument, NULL, OPT_HELP},
+	    {NULL, 0, NULL, 0},
 	};
 	struct verify_opts o = {.progress = TOOL_PROGRESS_AUTO};
 	int c;
