@@ -13,6 +13,12 @@
  *  4. holes: SEEK_DATA / SEEK_HOLE of an image file mark holes ZERO without reading them;
  *  5. gaps shorter than min_gap between DATA extents are merged.
  * Zero detection happens later, while reading (the formats that can use it do).
+ *
+ * parts[] lists the partition table's partitions sorted by number (an MBR extended partition
+ * with container = 1), or, for a source without a partition table whose whole holds a
+ * filesystem, one entry number 0 covering it. Memory stays bounded whatever the source: free
+ * runs and holes are collected with a minimum length that grows, and min_gap doubles while
+ * the map holds more than about a million extents.
  */
 #ifndef SNAP_LAYOUT_H
 #define SNAP_LAYOUT_H

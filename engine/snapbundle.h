@@ -100,6 +100,7 @@ struct snap_disk;
 enum snap_disk_param {
 	SNAP_DISK_KEEP_UNPARTITIONED = 1, /* bool: space outside partitions stays DATA */
 	SNAP_DISK_MIN_GAP = 2,		  /* bytes: DATA extents closer than this merge (64 KiB) */
+					  /* (0: the default; -1: never merge) */
 	SNAP_DISK_FORCE_PREAD = 3,	  /* bool: never use io_uring (also SNAPBUNDLE_FORCE_PREAD=1) */
 	SNAP_DISK_QUEUE_DEPTH = 4,	  /* reader queue depth (default 32) */
 	SNAP_DISK_REQUEST_SIZE = 5,	  /* reader request size in bytes (default 1 MiB) */
@@ -127,7 +128,9 @@ const char *snap_disk_ptable_type(const struct snap_disk *disk);
 const char *snap_disk_ptable_id(const struct snap_disk *disk);
 
 struct snap_partition_info {
-	uint32_t number;       /* 1-based, as the kernel and sfdisk number them */
+	uint32_t number;       /* 1-based, as the kernel and sfdisk number them; 0 is the whole
+				* disk of a source without a partition table that holds a
+				* filesystem (then type is NULL) */
 	uint64_t start;	       /* bytes */
 	uint64_t size;	       /* bytes */
 	const char *type;      /* GPT type GUID (upper case) or MBR type as "83" */

@@ -21,6 +21,7 @@ struct subcommand {
 
 static const struct subcommand commands[] = {
 	{"version", cmd_version, "print the version"},
+	{"inspect", cmd_inspect, "show a disk's partitions, filesystems and extent map"},
 	/* further subcommands are added here as each job lands */
 	{"unbundle", cmd_unbundle, "restore the image of a classic bundle"},
 	{"verify", cmd_verify, "check a bundle without writing anything"},

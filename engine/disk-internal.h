@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * disk-internal.h - what the engine's job runners see of a struct snap_disk: the open source,
+ * its layout (partitions and extent map) and the reader parameters stored for them.
+ *
+ * Invariants:
+ *  1. src and layout are both NULL before snap_disk_open succeeds and both set after.
+ *  2. Parameters only change before snap_disk_open; the reader reads them from here.
+ */
+#ifndef SNAP_DISK_INTERNAL_H
+#define SNAP_DISK_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "layout.h"
+#include "reader.h"
+#include "snapbundle.h"
+#include "source.h"
+
+struct snap_disk {
+	/* parameters (enum snap_disk_param) */
+	bool keep_unpartitioned;
+	bool fs_skip;
+	bool freeze;
+	bool no_holes;
+	bool no_direct;
+	bool force_pread;
+	uint64_t min_gap; /* 0 = default */
+	uint32_t queue_depth;
+	uint32_t request_size;
+
+	struct snap_src *src;
+	struct snap_layout *layout;
+	char *error;
+};
+
+static inline struct snap_src *snap_disk_src(const struct snap_disk *disk)
+{
+	return disk->src;
+}
+
+static inline struct snap_map *snap_disk_map(const struct snap_disk *disk)
+{
+	return disk->layout ? disk->layout->map : NULL;
+}
+
+/* The reader options the disk's parameters ask for (SNAP_DISK_FORCE_PREAD, QUEUE_DEPTH,
+ * REQUEST_SIZE); the environment's SNAPBUNDLE_FORCE_PREAD is the reader's own business. */
+static inline void snap_disk_reader_opts(const struct snap_disk *disk, struct snap_reader_opts *ret)
+{
+	*ret = (struct snap_reader_opts){
+	    .queue_depth = disk->queue_depth,
+	    .request_size = disk->request_size,
+	    .force_pread = disk->force_pread,
+	};
+}
+
+#endif

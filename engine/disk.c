@@ -1,0 +1,209 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * disk.c - the public snap_disk_* API (snapbundle.h): a source opened read-only, its partition
+ * table, filesystems and extent map (blockdev/layout.h).
+ *
+ * Invariants:
+ *  1. snap_disk_open either leaves the disk fully open (src and layout set) or untouched but
+ *     for the error detail; a second open on an open disk is -EBUSY.
+ *  2. Partition and extent accessors are total: out of range gives NULL or -ERANGE, and a
+ *     disk that is not open reports zero partitions, zero extents and size 0.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "disk-internal.h"
+#include "log.h"
+
+#define DEFAULT_QUEUE_DEPTH 32
+#define DEFAULT_REQUEST_SIZE (1u << 20)
+
+int snap_disk_new(struct snap_disk **ret)
+{
+	struct snap_disk *d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	d->fs_skip = true;
+	d->queue_depth = DEFAULT_QUEUE_DEPTH;
+	d->request_size = DEFAULT_REQUEST_SIZE;
+	*ret = d;
+	return 0;
+}
+
+struct snap_disk *snap_disk_free(struct snap_disk *disk)
+{
+	if (!disk)
+		return NULL;
+	snap_layout_free(disk->layout);
+	snap_src_free(disk->src);
+	free(disk->error);
+	free(disk);
+	return NULL;
+}
+
+int snap_disk_set_param(struct snap_disk *disk, int param, int64_t value)
+{
+	if (!disk)
+		return -EINVAL;
+	if (disk->src)
+		return -EBUSY; /* invariant 2 */
+	switch (param) {
+	case SNAP_DISK_KEEP_UNPARTITIONED:
+		disk->keep_unpartitioned = value != 0;
+		return 0;
+	case SNAP_DISK_MIN_GAP:
+		if (value < -1)
+			return -EINVAL;
+		disk->min_gap = value == -1 ? UINT64_MAX : (uint64_t)value;
+		return 0;
+	case SNAP_DISK_FORCE_PREAD:
+		disk->force_pread = value != 0;
+		return 0;
+	case SNAP_DISK_QUEUE_DEPTH:
+		if (value < 1 || value > 4096)
+			return -EINVAL;
+		disk->queue_depth = (uint32_t)value;
+		return 0;
+	case SNAP_DISK_REQUEST_SIZE:
+		/* whole 4 KiB blocks, so requests stay aligned for O_DIRECT */
+		if (value < 4096 || value > (64 << 20) || value % 4096)
+			return -EINVAL;
+		disk->request_size = (uint32_t)value;
+		return 0;
+	case SNAP_DISK_NO_DIRECT:
+		disk->no_direct = value != 0;
+		return 0;
+	case SNAP_DISK_FS_SKIP:
+		disk->fs_skip = value != 0;
+		return 0;
+	case SNAP_DISK_FREEZE:
+		disk->freeze = value != 0;
+		return 0;
+	case SNAP_DISK_NO_HOLES:
+		disk->no_holes = value != 0;
+		return 0;
+	default:
+		return -EINVAL;
+	}
+}
+
+static void warn_to_log(void *userdata, const char *msg)
+{
+	(void)userdata;
+	snap_warn("%s", msg);
+}
+
+int snap_disk_open(struct snap_disk *disk, const char *path)
+{
+	struct snap_src *src = NULL;
+	struct snap_layout *layout = NULL;
+	char *detail = NULL;
+	int r;
+
+	if (!disk || !path)
+		return -EINVAL;
+	if (disk->src)
+		return -EBUSY;
+	free(disk->error);
+	disk->error = NULL;
+
+	r = snap_src_open(path, disk->no_direct ? SNAP_SRC_NO_DIRECT : 0, &src, &detail);
+	if (r < 0)
+		goto fail;
+	const struct snap_layout_opts opts = {
+	    .keep_unpartitioned = disk->keep_unpartitioned,
+	    .no_fs_skip = !disk->fs_skip,
+	    .no_holes = disk->no_holes,
+	    .freeze = disk->freeze,
+	    .min_gap = disk->min_gap,
+	    .warn = warn_to_log,
+	};
+	r = snap_layout_build(src, &opts, &layout, &detail);
+	if (r < 0)
+		goto fail;
+	disk->src = src;
+	disk->layout = layout;
+	return 0;
+fail:
+	if (!detail && asprintf(&detail, "cannot open %s: %s", path, snap_strerror(r)) < 0)
+		detail = NULL;
+	disk->error = detail;
+	snap_src_free(src);
+	return r;
+}
+
+const char *snap_disk_error(const struct snap_disk *disk)
+{
+	return disk && disk->error ? disk->error : "";
+}
+
+uint64_t snap_disk_size(const struct snap_disk *disk)
+{
+	return disk && disk->src ? disk->src->size : 0;
+}
+
+uint32_t snap_disk_logical_sector_size(const struct snap_disk *disk)
+{
+	return disk && disk->src ? disk->src->logical_sector : 0;
+}
+
+uint32_t snap_disk_physical_sector_size(const struct snap_disk *disk)
+{
+	return disk && disk->src ? disk->src->physical_sector : 0;
+}
+
+int snap_disk_is_block_device(const struct snap_disk *disk)
+{
+	return disk && disk->src && disk->src->block_device ? 1 : 0;
+}
+
+const char *snap_disk_ptable_type(const struct snap_disk *disk)
+{
+	return disk && disk->layout ? disk->layout->ptable_type : NULL;
+}
+
+const char *snap_disk_ptable_id(const struct snap_disk *disk)
+{
+	return disk && disk->layout ? disk->layout->ptable_id : NULL;
+}
+
+size_t snap_disk_partition_count(const struct snap_disk *disk)
+{
+	return disk && disk->layout ? disk->layout->nparts : 0;
+}
+
+const struct snap_partition_info *snap_disk_partition(const struct snap_disk *disk, size_t i)
+{
+	if (!disk || !disk->layout || i >= disk->layout->nparts)
+		return NULL;
+	return &disk->layout->parts[i];
+}
+
+size_t snap_disk_extent_count(const struct snap_disk *disk)
+{
+	return disk && disk->layout ? snap_map_count(disk->layout->map) : 0;
+}
+
+int snap_disk_extent(const struct snap_disk *disk, size_t i, struct snap_extent *ret)
+{
+	if (!disk || !disk->layout || !ret)
+		return -EINVAL;
+	const struct snap_extent *e = snap_map_get(disk->layout->map, i);
+	if (!e)
+		return -ERANGE;
+	*ret = *e;
+	ret->reserved = 0; /* internal flags stay internal */
+	return 0;
+}
+
+void snap_disk_summary(const struct snap_disk *disk, struct snap_map_summary *ret)
+{
+	if (!disk || !disk->layout) {
+		memset(ret, 0, sizeof(*ret));
+		return;
+	}
+	snap_map_summary(disk->layout->map, ret);
+}

@@ -1,0 +1,416 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * cmd-inspect.c - `snapbundle inspect SOURCE`: what is on a disk and what a bundle would read.
+ *
+ * The report is gathered once into struct report (public API only) and then printed either as
+ * text or as one JSON object (schema in docs/inspect-json.md), so both always say the same.
+ * Other kinds of input (store images) get their own report from one dispatch point,
+ * inspect_path().
+ */
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tool.h"
+
+struct inspect_opts {
+	bool json;
+	bool extents;
+	bool keep_unpartitioned;
+	bool no_fs;
+	bool debug;
+	bool min_gap_set;
+	int64_t min_gap; /* -1: never merge */
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: snapbundle inspect SOURCE [OPTIONS]\n"
+		"\n"
+		"Shows a disk or disk image: size, sector sizes, partition table, partitions and\n"
+		"their filesystems, and the extent map a bundle would read.\n"
+		"\n"
+		"  --json                 one JSON object (docs/inspect-json.md)\n"
+		"  --extents              list every extent of the map\n"
+		"  --keep-unpartitioned   keep space outside every partition as data\n"
+		"  --no-fs                do not skip filesystem free space\n"
+		"  --min-gap SIZE         merge data extents closer than SIZE (default 64K;\n"
+		"                         0 never merges)\n"
+		"  --debug                debug log lines on stderr\n");
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* JSON output                                                                               */
+
+/* Length of the valid UTF-8 sequence at s, or 0 when it is not one. */
+static size_t utf8_len(const unsigned char *s)
+{
+	size_t n;
+	uint32_t cp;
+	if (s[0] < 0x80)
+		return 1;
+	if ((s[0] & 0xe0) == 0xc0) {
+		n = 2;
+		cp = s[0] & 0x1f;
+	} else if ((s[0] & 0xf0) == 0xe0) {
+		n = 3;
+		cp = s[0] & 0x0f;
+	} else if ((s[0] & 0xf8) == 0xf0) {
+		n = 4;
+		cp = s[0] & 0x07;
+	} else {
+		return 0;
+	}
+	for (size_t i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	static const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
+	if (cp < min[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+/* A JSON string; NULL is null. Labels are not always UTF-8: bad bytes become U+FFFD. */
+static void json_str(FILE *f, const char *s)
+{
+	if (!s) {
+		fputs("null", f);
+		return;
+	}
+	fputc('"', f);
+	for (const unsigned char *p = (const unsigned char *)s; *p;) {
+		size_t n = utf8_len(p);
+		if (n == 0) {
+			fputs("\\ufffd", f);
+			p++;
+		} else if (n > 1) {
+			fwrite(p, 1, n, f);
+			p += n;
+		} else {
+			if (*p == '"' || *p == '\\')
+				fprintf(f, "\\%c", *p);
+			else if (*p == '\n')
+				fputs("\\n", f);
+			else if (*p == '\t')
+				fputs("\\t", f);
+			else if (*p < 0x20 || *p == 0x7f)
+				fprintf(f, "\\u%04x", *p);
+			else
+				fputc(*p, f);
+			p++;
+		}
+	}
+	fputc('"', f);
+}
+
+static const char *bool_str(int v)
+{
+	return v ? "true" : "false";
+}
+
+static void json_partition(FILE *f, const struct snap_partition_info *p)
+{
+	fprintf(f, "{\"number\": %u, \"start\": %llu, \"size\": %llu, \"type\": ", p->number,
+		(unsigned long long)p->start, (unsigned long long)p->size);
+	json_str(f, p->type);
+	fputs(", \"type_name\": ", f);
+	json_str(f, p->type_name);
+	fputs(", \"name\": ", f);
+	json_str(f, p->name);
+	fputs(", \"uuid\": ", f);
+	json_str(f, p->uuid);
+	fprintf(f, ", \"bootable\": %s, \"container\": %s, \"fs_type\": ", bool_str(p->bootable),
+		bool_str(p->container));
+	json_str(f, p->fs_type);
+	fputs(", \"fs_label\": ", f);
+	json_str(f, p->fs_label);
+	fputs(", \"fs_uuid\": ", f);
+	json_str(f, p->fs_uuid);
+	fprintf(f, ", \"fs_mapped\": %s, \"fs_used_bytes\": %llu, \"fs_skipped_bytes\": %llu",
+		bool_str(p->fs_mapped), (unsigned long long)p->fs_used_bytes,
+		(unsigned long long)p->fs_skipped);
+	fputs(", \"fs_note\": ", f);
+	json_str(f, p->fs_note);
+	fputc('}', f);
+}
+
+static void json_summary(FILE *f, const struct snap_map_summary *s)
+{
+	fprintf(f, "{\"extents\": %llu, \"bytes\": {", (unsigned long long)s->extents);
+	for (int k = 0; k < 3; k++)
+		fprintf(f, "%s\"%s\": %llu", k ? ", " : "", snap_extent_kind_name(k),
+			(unsigned long long)s->bytes[k]);
+	fputs("}, \"by_layer\": {", f);
+	for (int k = 0; k < 3; k++) {
+		fprintf(f, "%s\"%s\": {", k ? ", " : "", snap_extent_kind_name(k));
+		bool first = true;
+		for (int l = 0; l < SNAP_LAYER_COUNT; l++) {
+			if (!s->by_layer[k][l])
+				continue;
+			fprintf(f, "%s\"%s\": %llu", first ? "" : ", ", snap_extent_layer_name(l),
+				(unsigned long long)s->by_layer[k][l]);
+			first = false;
+		}
+		fputc('}', f);
+	}
+	fputs("}}", f);
+}
+
+static int print_json(FILE *f, const char *path, const struct snap_disk *d,
+		      const struct inspect_opts *o)
+{
+	struct snap_map_summary s;
+	snap_disk_summary(d, &s);
+
+	fputs("{\"source\": ", f);
+	json_str(f, path);
+	fprintf(f, ", \"size\": %llu, \"logical_sector_size\": %u, \"physical_sector_size\": %u",
+		(unsigned long long)snap_disk_size(d), snap_disk_logical_sector_size(d),
+		snap_disk_physical_sector_size(d));
+	fprintf(f, ", \"block_device\": %s, \"partition_table\": ",
+		bool_str(snap_disk_is_block_device(d)));
+	if (snap_disk_ptable_type(d)) {
+		fputs("{\"type\": ", f);
+		json_str(f, snap_disk_ptable_type(d));
+		fputs(", \"id\": ", f);
+		json_str(f, snap_disk_ptable_id(d));
+		fputc('}', f);
+	} else {
+		fputs("null", f);
+	}
+	fputs(",\n \"partitions\": [", f);
+	for (size_t i = 0; i < snap_disk_partition_count(d); i++) {
+		fputs(i ? ",\n  " : "\n  ", f);
+		json_partition(f, snap_disk_partition(d, i));
+	}
+	fputs("],\n \"map\": ", f);
+	json_summary(f, &s);
+	if (o->extents) {
+		fputs(",\n \"extents\": [", f);
+		for (size_t i = 0; i < snap_disk_extent_count(d); i++) {
+			struct snap_extent e;
+			if (snap_disk_extent(d, i, &e) < 0)
+				break;
+			fprintf(f,
+				"%s{\"offset\": %llu, \"length\": %llu, \"kind\": \"%s\", "
+				"\"layer\": \"%s\", \"partition\": %u}",
+				i ? ",\n  " : "\n  ", (unsigned long long)e.offset,
+				(unsigned long long)e.length, snap_extent_kind_name(e.kind),
+				snap_extent_layer_name(e.layer), e.partition);
+		}
+		fputc(']', f);
+	}
+	fputs("}\n", f);
+	return 0;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Text output                                                                               */
+
+static void print_layers(FILE *f, const struct snap_map_summary *s, int kind)
+{
+	char b[32];
+	bool first = true;
+	for (int l = 0; l < SNAP_LAYER_COUNT; l++) {
+		if (!s->by_layer[kind][l])
+			continue;
+		fprintf(f, "%s%s %s", first ? " (" : ", ", snap_extent_layer_name(l),
+			tool_size(b, s->by_layer[kind][l]));
+		first = false;
+	}
+	if (!first)
+		fputc(')', f);
+	fputc('\n', f);
+}
+
+static void print_text(FILE *f, const char *path, const struct snap_disk *d,
+		       const struct inspect_opts *o)
+{
+	char b1[32], b2[32];
+	struct snap_map_summary s;
+	snap_disk_summary(d, &s);
+
+	fprintf(f, "source:           %s\n", path);
+	fprintf(f, "size:             %llu bytes (%s)\n", (unsigned long long)snap_disk_size(d),
+		tool_size(b1, snap_disk_size(d)));
+	fprintf(f, "sector size:      %u logical, %u physical\n", snap_disk_logical_sector_size(d),
+		snap_disk_physical_sector_size(d));
+	fprintf(f, "block device:     %s\n", snap_disk_is_block_device(d) ? "yes" : "no");
+	if (snap_disk_ptable_type(d))
+		fprintf(f, "partition table:  %s, id %s\n", snap_disk_ptable_type(d),
+			snap_disk_ptable_id(d) ? snap_disk_ptable_id(d) : "none");
+	else
+		fprintf(f, "partition table:  none\n");
+
+	for (size_t i = 0; i < snap_disk_partition_count(d); i++) {
+		const struct snap_partition_info *p = snap_disk_partition(d, i);
+		if (p->number)
+			fprintf(f, "\npartition %u:%s%s\n", p->number,
+				p->container ? " (extended)" : "",
+				p->bootable ? " (bootable)" : "");
+		else
+			fprintf(f, "\nwhole disk:\n");
+		fprintf(f, "  start:          %llu (%s)\n", (unsigned long long)p->start,
+			tool_size(b1, p->start));
+		fprintf(f, "  size:           %llu (%s)\n", (unsigned long long)p->size,
+			tool_size(b1, p->size));
+		if (p->type)
+			fprintf(f, "  type:           %s%s%s%s\n", p->type,
+				p->type_name ? " (" : "", p->type_name ? p->type_name : "",
+				p->type_name ? ")" : "");
+		if (p->name)
+			fprintf(f, "  name:           %s\n", p->name);
+		if (p->uuid)
+			fprintf(f, "  uuid:           %s\n", p->uuid);
+		if (p->fs_type) {
+			fprintf(f, "  filesystem:     %s", p->fs_type);
+			if (p->fs_label)
+				fprintf(f, ", label \"%s\"", p->fs_label);
+			if (p->fs_uuid)
+				fprintf(f, ", uuid %s", p->fs_uuid);
+			fputc('\n', f);
+		}
+		if (p->fs_mapped)
+			fprintf(f, "  free space:     %s skipped, %s used\n",
+				tool_size(b1, p->fs_skipped), tool_size(b2, p->fs_used_bytes));
+		if (p->fs_note)
+			fprintf(f, "  note:           %s\n", p->fs_note);
+	}
+
+	fprintf(f, "\nmap:              %llu extents\n", (unsigned long long)s.extents);
+	for (int k = 0; k < 3; k++) {
+		fprintf(f, "  %-6s          %llu bytes (%s)", snap_extent_kind_name(k),
+			(unsigned long long)s.bytes[k], tool_size(b1, s.bytes[k]));
+		print_layers(f, &s, k);
+	}
+	if (!o->extents)
+		return;
+	fprintf(f, "\nextents:\n  %-16s %-16s %-7s %-9s %s\n", "offset", "length", "kind", "layer",
+		"partition");
+	for (size_t i = 0; i < snap_disk_extent_count(d); i++) {
+		struct snap_extent e;
+		if (snap_disk_extent(d, i, &e) < 0)
+			break;
+		fprintf(f, "  %-16llu %-16llu %-7s %-9s %u\n", (unsigned long long)e.offset,
+			(unsigned long long)e.length, snap_extent_kind_name(e.kind),
+			snap_extent_layer_name(e.layer), e.partition);
+	}
+}
+
+/* ---------------------------------------------------------------------------------------- */
+
+static int inspect_disk(const char *path, const struct inspect_opts *o)
+{
+	struct snap_disk *d = NULL;
+	int r = snap_disk_new(&d);
+	if (r < 0) {
+		tool_error("cannot inspect %s: %s", path, snap_strerror(r));
+		return 1;
+	}
+	if (o->keep_unpartitioned)
+		snap_disk_set_param(d, SNAP_DISK_KEEP_UNPARTITIONED, 1);
+	if (o->no_fs)
+		snap_disk_set_param(d, SNAP_DISK_FS_SKIP, 0);
+	if (o->min_gap_set)
+		snap_disk_set_param(d, SNAP_DISK_MIN_GAP, o->min_gap);
+	/* metadata reads only: buffered I/O is enough and works on every filesystem */
+	snap_disk_set_param(d, SNAP_DISK_NO_DIRECT, 1);
+	r = snap_disk_open(d, path);
+	if (r < 0) {
+		const char *detail = snap_disk_error(d);
+		if (*detail)
+			tool_error("%s", detail);
+		else
+			tool_error("cannot inspect %s: %s", path, snap_strerror(r));
+		snap_disk_free(d);
+		return 1;
+	}
+	if (o->json)
+		print_json(stdout, path, d, o);
+	else
+		print_text(stdout, path, d, o);
+	snap_disk_free(d);
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		tool_error("cannot write the report: output error");
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * The one place that decides what kind of input path is; each kind has its own report. Store
+ * images (.bin) hook in here, before the disk report:
+ *	if (looks like a store image) return cmd_inspect_store(...);
+ */
+static int inspect_path(const char *path, const struct inspect_opts *o)
+{
+	return inspect_disk(path, o);
+}
+
+int cmd_inspect(int argc, char **argv)
+{
+	enum { OPT_JSON = 256, OPT_EXTENTS, OPT_KEEP, OPT_NO_FS, OPT_MIN_GAP, OPT_DEBUG };
+	static const struct option longopts[] = {
+	    {"json", no_argument, NULL, OPT_JSON},
+	    {"extents", no_argument, NULL, OPT_EXTENTS},
+	    {"keep-unpartitioned", no_argument, NULL, OPT_KEEP},
+	    {"no-fs", no_argument, NULL, OPT_NO_FS},
+	    {"min-gap", required_argument, NULL, OPT_MIN_GAP},
+	    {"debug", no_argument, NULL, OPT_DEBUG},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	struct inspect_opts o = {0};
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (c) {
+		case OPT_JSON:
+			o.json = true;
+			break;
+		case OPT_EXTENTS:
+			o.extents = true;
+			break;
+		case OPT_KEEP:
+			o.keep_unpartitioned = true;
+			break;
+		case OPT_NO_FS:
+			o.no_fs = true;
+			break;
+		case OPT_MIN_GAP: {
+			long long v = tool_parse_size(optarg);
+			if (v < 0) {
+				tool_error("invalid --min-gap '%s': expected a size like 64K",
+					   optarg);
+				return 2;
+			}
+			o.min_gap_set = true;
+			o.min_gap = v == 0 ? -1 : v;
+			break;
+		}
+		case OPT_DEBUG:
+			o.debug = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc - 1) {
+		tool_error(optind >= argc ? "inspect needs a SOURCE" : "inspect takes one SOURCE");
+		usage(stderr);
+		return 2;
+	}
+	tool_log_setup(o.debug);
+	return inspect_path(argv[optind], &o) ? 1 : 0;
+}
