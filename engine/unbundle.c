@@ -749,7 +749,10 @@ static int consume(struct pipeline *p)
 		p->job->progress.bytes_read = atomic_load(&p->bytes_read);
 		snap_job_report(p->job, false);
 		if (snap_job_cancelled(p->job))
-			return pfail(p, -ECANCELED, "cancelled");
+			return pfail(
+			    p, -ECANCELED,
+			    "cancelled at image offset %llu; the partial output was removed",
+			    (unsigned long long)p->written_to);
 	}
 }
 
