@@ -307,6 +307,13 @@ int snap_job_run(struct snap_job *job)
 	case SNAP_JOB_VERIFY_BUNDLE:
 		r = snap_unbundle_run(job);
 		break;
+	case SNAP_JOB_STORE:
+		r = snap_store_run(job);
+		break;
+	case SNAP_JOB_RESTORE:
+	case SNAP_JOB_VERIFY_STORE:
+		r = snap_restore_run(job);
+		break;
 	default:
 		r = snap_job_fail(job, -EOPNOTSUPP, "job kind %d is not available in this build",
 				  (int)job->kind);

@@ -202,6 +202,11 @@ enum snap_job_param {
 	SNAP_PARAM_RANGE_OFFSET = 304,	/* restore only [offset, offset+length) of a volume */
 	SNAP_PARAM_RANGE_LENGTH = 305,
 	SNAP_PARAM_PARTITION = 306,	/* restore only this partition of the volume */
+	/* Test-only (golden vectors): every random byte (image id, data key, salts, nonces) is
+	 * derived from this seed, so an image is reproducible. Never use it for real images:
+	 * two images made with one seed share their keys and nonces. 0 = off. */
+	SNAP_PARAM_TEST_SEED = 307,
+	SNAP_PARAM_SCRYPT_LOG_N = 308,	/* store: scrypt cost log2(N), default 15 */
 };
 
 /* String parameters; snap_job_add_string() appends to the list-valued ones. */
@@ -234,6 +239,8 @@ enum snap_job_sparam {
 	SNAP_SPARAM_SIGNING_KEY = 26,	  /* store: key to sign index and metadata */
 	SNAP_SPARAM_OUTPUT_DIR = 27,	  /* unbundle: destination directory (ec2-unbundle -d) */
 	SNAP_SPARAM_IMAGE_ID = 28,	  /* store: AMI id the object is named after */
+	SNAP_SPARAM_TRUSTED_SIGNER = 29,  /* restore, verify store: require a signature by this
+					   * key (PEM certificate, public or private key) */
 };
 
 enum snap_stage {
@@ -291,6 +298,7 @@ enum snap_job_result {
 	SNAP_RESULT_PARTS = 6,	       /* u64: part count */
 	SNAP_RESULT_STREAM_BYTES = 7,  /* u64: tar stream length */
 	SNAP_RESULT_FRAMES = 8,	       /* u64 */
+	SNAP_RESULT_FRAMES_READ = 9,   /* u64: restore/verify store: frames read and checked */
 	SNAP_RESULT_MANIFEST_PATH = 100, /* string */
 	SNAP_RESULT_DIGEST = 101,	 /* string: manifest digest (SHA-1 of the tar stream) */
 	SNAP_RESULT_OUTPUT_PATH = 102,	 /* string */
@@ -300,6 +308,83 @@ enum snap_job_result {
 int snap_job_result_u64(const struct snap_job *job, int result, uint64_t *ret);
 /* NULL when the result is not known. Valid until the job is freed. */
 const char *snap_job_result_string(const struct snap_job *job, int result);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Store images: inspecting a .bin (formats/STORE_FORMAT.md)                                 */
+
+/* An opened .bin store image: header, metadata, volumes, extent maps and the frame index.
+ * Opening checks every CRC, the index structure, the binding of index to metadata and the
+ * volume digests; unencrypted images are then authenticated (SHA-256). Encrypted images are
+ * authenticated (HMAC-SHA256) once snap_store_image_unlock() recovered the data key. Reading
+ * frame data is the restore and verify jobs' work. */
+struct snap_store_image;
+
+/* 1 when path begins with the store image magic, 0 when not, -errno when unreadable. */
+int snap_store_image_probe(const char *path);
+int snap_store_image_new(struct snap_store_image **ret);
+struct snap_store_image *snap_store_image_free(struct snap_store_image *img);
+/* A seekable .bin file: one read of the head, one of the footer, one of the index. */
+int snap_store_image_open(struct snap_store_image *img, const char *path);
+/* Recovers the data key (passphrase or PEM private key path; one may be NULL) and checks the
+ * metadata and index tags: -EKEYREJECTED wrong passphrase, -ENOKEY key not a recipient,
+ * -EBADMSG tampered. A no-op for unencrypted images. */
+int snap_store_image_unlock(struct snap_store_image *img, const char *passphrase,
+			    const char *private_key_path);
+const char *snap_store_image_error(const struct snap_store_image *img);
+
+struct snap_store_info {
+	uint32_t version, compat, incompat, ro_compat;
+	uint32_t frame_size;
+	int encrypted;
+	int authenticated;	/* metadata and index tags verified */
+	const char *image_uuid; /* the 16-byte image id in hex */
+	const char *name, *description, *arch, *boot_mode, *owner;
+	const char *image_id; /* AMI id the object is named after */
+	uint64_t creation_time, store_time; /* seconds since the epoch */
+	uint64_t image_size;		    /* bytes of the .bin */
+	uint64_t volumes, frames, keyslots;
+	uint64_t logical_bytes; /* sum of the volume sizes */
+	uint64_t data_bytes;	/* bytes held in frames */
+	uint64_t stored_bytes;	/* frame payload bytes after compression */
+	int signed_image;	/* 1: a signature over header, keys, metadata and index verified */
+	const char *signer_key_id; /* SHA-256 of the signer's DER public key in hex, or NULL */
+};
+/* Strings valid until the image is freed. */
+int snap_store_image_info(const struct snap_store_image *img, struct snap_store_info *ret);
+
+enum snap_store_list {
+	SNAP_STORE_LIST_TAGS = 1,		    /* "key=value" */
+	SNAP_STORE_LIST_BLOCK_DEVICE_MAPPINGS = 2, /* "virtual=device" */
+	SNAP_STORE_LIST_S3_METADATA = 3,	    /* "x-amz-meta-...=value" an uploader sets */
+};
+size_t snap_store_image_list_count(const struct snap_store_image *img, int list);
+const char *snap_store_image_list(const struct snap_store_image *img, int list, size_t i);
+
+struct snap_store_volume_info {
+	const char *device;
+	uint64_t size;
+	uint32_t logical_sector, physical_sector;
+	const char *ptable_type, *ptable_id;
+	uint64_t partitions, extents, first_frame, frames;
+	uint64_t bytes[3];	/* by enum snap_extent_kind */
+	uint64_t stored_bytes;	/* frame payload bytes */
+	const char *digest;	/* volume digest in hex (valid until the next call) */
+};
+int snap_store_image_volume(const struct snap_store_image *img, size_t i,
+			    struct snap_store_volume_info *ret);
+int snap_store_image_partition(const struct snap_store_image *img, size_t vol, size_t i,
+			       struct snap_partition_info *ret);
+int snap_store_image_extent(const struct snap_store_image *img, size_t vol, size_t i,
+			    struct snap_extent *ret);
+
+struct snap_store_frame_info {
+	uint64_t index, file_offset, volume, offset;
+	uint32_t raw_len, stored_len;
+	int compressed, encrypted;
+	uint8_t digest[32];
+};
+int snap_store_image_frame(const struct snap_store_image *img, uint64_t i,
+			   struct snap_store_frame_info *ret);
 
 #if defined(__GNUC__) && !defined(SNAP_NO_VISIBILITY)
 #pragma GCC visibility pop

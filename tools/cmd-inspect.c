@@ -343,11 +343,8 @@ static int inspect_disk(const char *path, const struct inspect_opts *o)
 	return 0;
 }
 
-/*
- * The one place that decides what kind of input path is; each kind has its own report. Store
- * images (.bin) hook in here, before the disk report:
- *	if (looks like a store image) return cmd_inspect_store(...);
- */
+/* Disks here; store images (.bin) are told apart by their magic in cmd_inspect and get the
+ * report of cmd-inspect-store.c. */
 static int inspect_path(const char *path, const struct inspect_opts *o)
 {
 	return inspect_disk(path, o);
@@ -368,6 +365,11 @@ int cmd_inspect(int argc, char **argv)
 	};
 	struct inspect_opts o = {0};
 	int c;
+
+	/* the one place that decides what kind of input this is */
+	for (int i = 1; i < argc; i++)
+		if (argv[i][0] != '-' && snap_store_image_probe(argv[i]) == 1)
+			return cmd_inspect_store(argc, argv);
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {

@@ -2,9 +2,9 @@
 /*
  * cmd-verify.c - `snapbundle verify`: every check of an unbundle or restore, nothing written.
  *
- * What is verified is chosen in one place, cmd_verify(): `-m MANIFEST` is a classic bundle
- * (verify_bundle); a positional argument is a path whose kind is decided by verify_path(),
- * the dispatch point for store images (.bin), which this build does not verify yet.
+ * What is verified is chosen in one place, cmd_verify(), before any option is parsed (each kind
+ * has options of its own): `-m MANIFEST` names a classic bundle (verify_bundle, here); anything
+ * else is a .bin store image or "-" (cmd_verify_store, tools/cmd-verify-store.c).
  */
 #include <getopt.h>
 #include <stdbool.h>
@@ -26,6 +26,7 @@ static void usage(FILE *f)
 	fprintf(
 	    f,
 	    "usage: snapbundle verify -m MANIFEST [-k KEY] [-c CERT] [OPTIONS]\n"
+	    "       snapbundle verify IMAGE.bin|- [OPTIONS]   (a store image: see verify-store --help)\n"
 	    "\n"
 	    "Checks a classic bundle without writing anything: the manifest, every part's\n"
 	    "SHA-1, parts/@count, bundled_size, and with -c the manifest signature. With -k the\n"
@@ -76,14 +77,26 @@ static int verify_bundle(const struct verify_opts *o)
 	return r < 0 ? 1 : 0;
 }
 
-/* The one dispatch point for `snapbundle verify PATH`. */
-static int verify_path(const char *path, const struct verify_opts *o)
+/* True when the arguments name a manifest (-m, -mPATH, --manifest, --manifest=PATH). */
+static bool names_manifest(int argc, char **argv)
 {
-	(void)o;
-	tool_error("cannot verify %s: store images are not supported by this build; for a "
-		   "classic bundle use -m MANIFEST",
-		   path);
-	return 2;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (!strcmp(a, "--"))
+			break;
+		if (!strncmp(a, "-m", 2) || !strcmp(a, "--manifest") ||
+		    !strncmp(a, "--manifest=", 11))
+			return true;
+	}
+	return false;
+}
+
+static bool wants_help(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+			return true;
+	return false;
 }
 
 int cmd_verify(int argc, char **argv)
@@ -100,6 +113,14 @@ int cmd_verify(int argc, char **argv)
 	    {"help", no_argument, NULL, OPT_HELP},
 	    {NULL, 0, NULL, 0},
 	};
+	/* the one dispatch point */
+	if (!names_manifest(argc, argv)) {
+		if (argc < 2 || wants_help(argc, argv)) {
+			usage(argc < 2 ? stderr : stdout);
+			return argc < 2 ? 2 : 0;
+		}
+		return cmd_verify_store(argc, argv);
+	}
 	struct verify_opts o = {.progress = TOOL_PROGRESS_AUTO};
 	int c;
 	optind = 1;
@@ -146,17 +167,10 @@ int cmd_verify(int argc, char **argv)
 		}
 	}
 	tool_log_setup(o.debug);
-	const char *path = optind < argc ? argv[optind] : NULL;
-	if (optind + 1 < argc) {
-		tool_error("unexpected argument '%s'", argv[optind + 1]);
+	if (optind < argc) {
+		tool_error("give either -m MANIFEST or a store image path, not both");
 		return 2;
 	}
-	if (path && o.manifest) {
-		tool_error("give either -m MANIFEST or a path, not both");
-		return 2;
-	}
-	if (path)
-		return verify_path(path, &o);
 	if (!o.manifest) {
 		tool_error("missing mandatory option -m MANIFEST");
 		usage(stderr);

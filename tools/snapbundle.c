@@ -22,6 +22,9 @@ struct subcommand {
 static const struct subcommand commands[] = {
 	{"version", cmd_version, "print the version"},
 	{"inspect", cmd_inspect, "show a disk's partitions, filesystems and extent map"},
+	{"store", cmd_store, "store disks as one .bin store image"},
+	{"restore", cmd_restore, "restore a .bin store image to files or block devices"},
+	{"verify-store", cmd_verify_store, "check a .bin store image (as verify IMAGE.bin)"},
 	/* further subcommands are added here as each job lands */
 	{"unbundle", cmd_unbundle, "restore the image of a classic bundle"},
 	{"verify", cmd_verify, "check a bundle without writing anything"},

@@ -45,5 +45,10 @@ int cmd_verify(int argc, char **argv);
 int cmd_store(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_inspect_store(int argc, char **argv); /* inspect IMAGE.bin */
+int cmd_verify_store(int argc, char **argv);  /* verify IMAGE.bin */
+
+/* The first line of path (without its newline) in *ret (free it); -1 after printing why. */
+int tool_read_passphrase(const char *path, char **ret);
 
 #endif

@@ -1,0 +1,788 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * restore.c - SNAP_JOB_RESTORE and SNAP_JOB_VERIFY_STORE: a .bin store image back to image
+ * files or block devices, or every check without writing.
+ *
+ * Invariants:
+ *  1. Two paths, one set of checks. Random access (a seekable input): the footer and index are
+ *     read and authenticated first, and only the frames that overlap the requested volume,
+ *     partition or byte range are read. Sequential (a pipe, "-"): every record is read in
+ *     order; frames are checked against their expected sequence number and order as they
+ *     arrive, and against the authenticated index when it arrives at the end.
+ *  2. Every frame is checked before its bytes count: header CRC, agreement with the index
+ *     (random) or the sequence (sequential), AES-256-GCM tag with the AAD binding image id,
+ *     volume, frame number and offset (encrypted), inflate to exactly raw_len, and its digest.
+ *  3. Outputs are engine/output.h targets: temporary names renamed only by snap_output_commit
+ *     after the last check passed; any failure aborts them, so nothing is left behind.
+ *  4. Workers decode and write frames in any order (positional writes); the run thread reads
+ *     the input in file order and assigns frames to slots, so the input may be a pipe.
+ *
+ * State transitions (snap_restore_run):
+ *  1. prepare: head read and keys recovered (restore_open), selection resolved and outputs
+ *     opened (restore_select, restore_open_outputs); random path: index loaded
+ *  2. data: frames read (restore_random / restore_sequential), checked and written by workers
+ *     (rworker_main); sequential path: index and footer checked at the end
+ *  3. finish: ZERO extents zeroed (restore_zero), outputs committed
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <isa-l/igzip_lib.h>
+
+#include "job-internal.h"
+#include "output.h"
+#include "store-image.h"
+
+struct rvol {
+	bool selected;
+	uint64_t lo, hi; /* byte range of the volume restored */
+	struct snap_output *out;
+};
+
+enum rslot_state { RS_FREE, RS_QUEUED, RS_BUSY };
+
+struct rslot {
+	enum rslot_state state;
+	uint8_t *rec; /* whole frame record */
+	uint8_t *raw;
+	struct snap_store_frame f;
+};
+
+struct rctx {
+	struct snap_job *job;
+	struct snap_store_image *img;
+	bool verify_only;
+	struct rvol *vols;
+	size_t nvols;
+	char *outdir_tmp;
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct rslot *slots;
+	unsigned nslots;
+	pthread_t *threads;
+	unsigned nthreads, started;
+	bool stop;
+	int err; /* first worker failure */
+
+	struct snap_store_index_frame *seen; /* sequential path: frames as they arrived */
+	uint64_t nseen, cap_seen;
+	uint64_t frames_read;
+	bool skips_counted; /* ZERO/UNUSED bytes already in bytes_done (random path) */
+};
+
+/* ---- workers ---- */
+
+struct rworker {
+	struct rctx *c;
+	struct inflate_state inf;
+	struct snap_store_cipher *cipher;
+};
+
+static int rfail(struct rctx *c, int err, const struct snap_store_frame *f, const char *what)
+{
+	return snap_job_fail(c->job, err, "frame %llu (volume %s, offset %llu): %s",
+			     (unsigned long long)f->index,
+			     f->volume < c->nvols ? c->img->meta.volumes[f->volume].device : "?",
+			     (unsigned long long)f->offset, what);
+}
+
+static int decode_frame(struct rworker *w, struct rslot *sl)
+{
+	struct rctx *c = w->c;
+	struct snap_store_frame *f = &sl->f;
+	uint8_t *payload = sl->rec + SNAP_STORE_FRAME_HEADER_SIZE;
+	int r;
+	if (f->flags & SNAP_STORE_FRAME_ENCRYPTED) {
+		uint8_t aad[SNAP_STORE_ID_SIZE + SNAP_STORE_FRAME_HEADER_SIZE];
+		memcpy(aad, c->img->hdr.image_id, SNAP_STORE_ID_SIZE);
+		memcpy(aad + SNAP_STORE_ID_SIZE, sl->rec, SNAP_STORE_FRAME_HEADER_SIZE);
+		r = snap_store_cipher_open(w->cipher, f->nonce, aad, sizeof(aad), payload,
+					   f->stored_len, payload + f->stored_len);
+		if (r == -EBADMSG)
+			return rfail(c, r, f,
+				     "authentication failed (tampered frame, or a frame swapped in "
+				     "from another image)");
+		if (r < 0)
+			return rfail(c, r, f, "cannot decrypt");
+	}
+	const uint8_t *raw = payload;
+	if (f->flags & SNAP_STORE_FRAME_DEFLATE) {
+		isal_inflate_init(&w->inf);
+		w->inf.crc_flag = ISAL_DEFLATE;
+		w->inf.next_in = payload;
+		w->inf.avail_in = f->stored_len;
+		w->inf.next_out = sl->raw;
+		w->inf.avail_out = f->raw_len;
+		r = isal_inflate_stateless(&w->inf);
+		if (r != ISAL_DECOMP_OK || w->inf.total_out != f->raw_len || w->inf.avail_in != 0)
+			return rfail(c, -EBADMSG, f, "corrupt compressed data");
+		raw = sl->raw;
+	}
+	uint8_t d[SNAP_STORE_DIGEST_SIZE];
+	if ((r = snap_store_cipher_digest(w->cipher, raw, f->raw_len, d)) < 0)
+		return rfail(c, r, f, "cannot compute the digest");
+	if (!snap_store_ct_equal(d, f->digest, sizeof(d)))
+		return rfail(c, -EBADMSG, f, "digest mismatch (corrupt frame)");
+	struct rvol *v = &c->vols[f->volume];
+	if (!v->selected || !v->out)
+		return 0;
+	uint64_t a = f->offset > v->lo ? f->offset : v->lo;
+	uint64_t b = f->offset + f->raw_len < v->hi ? f->offset + f->raw_len : v->hi;
+	if (a >= b)
+		return 0;
+	r = snap_output_write(v->out, raw + (a - f->offset), (size_t)(b - a), a - v->lo);
+	if (r < 0)
+		return snap_job_fail(c->job, r, "cannot write %s at offset %llu: %s",
+				     snap_output_path(v->out), (unsigned long long)(a - v->lo),
+				     snap_strerror(r));
+	return 0;
+}
+
+static void *rworker_main(void *arg)
+{
+	struct rworker *w = arg;
+	struct rctx *c = w->c;
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		struct rslot *sl = NULL;
+		while (!c->stop) {
+			for (unsigned i = 0; i < c->nslots && !sl; i++)
+				if (c->slots[i].state == RS_QUEUED)
+					sl = &c->slots[i];
+			if (sl)
+				break;
+			pthread_cond_wait(&c->cond, &c->lock);
+		}
+		if (c->stop)
+			break;
+		sl->state = RS_BUSY;
+		bool skip = c->err != 0;
+		pthread_mutex_unlock(&c->lock);
+		int r = skip ? 0 : decode_frame(w, sl);
+		pthread_mutex_lock(&c->lock);
+		if (r < 0 && !c->err)
+			c->err = r;
+		if (r == 0 && !skip) {
+			struct rvol *v = &c->vols[sl->f.volume];
+			uint64_t a = sl->f.offset > v->lo ? sl->f.offset : v->lo;
+			uint64_t e = sl->f.offset + sl->f.raw_len;
+			uint64_t b = e < v->hi ? e : v->hi;
+			if (v->selected && a < b) {
+				c->job->progress.bytes_done += b - a;
+				c->job->progress.bytes_written += v->out ? b - a : 0;
+			}
+		}
+		sl->state = RS_FREE;
+		pthread_cond_broadcast(&c->cond);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+/* Waits for a free slot (lock held); NULL after a worker failed. */
+static struct rslot *get_slot(struct rctx *c)
+{
+	for (;;) {
+		if (c->err)
+			return NULL;
+		for (unsigned i = 0; i < c->nslots; i++)
+			if (c->slots[i].state == RS_FREE)
+				return &c->slots[i];
+		pthread_cond_wait(&c->cond, &c->lock);
+	}
+}
+
+static int drain(struct rctx *c)
+{
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		bool busy = false;
+		for (unsigned i = 0; i < c->nslots; i++)
+			busy |= c->slots[i].state != RS_FREE;
+		if (!busy)
+			break;
+		pthread_cond_wait(&c->cond, &c->lock);
+	}
+	int r = c->err;
+	pthread_mutex_unlock(&c->lock);
+	return r;
+}
+
+static void queue_slot(struct rctx *c, struct rslot *sl)
+{
+	pthread_mutex_lock(&c->lock);
+	sl->state = RS_QUEUED;
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+	c->frames_read++;
+	snap_job_report(c->job, false);
+}
+
+static int start_workers(struct rctx *c, struct rworker **ret)
+{
+	uint32_t fs = c->img->hdr.frame_size;
+	c->nthreads = snap_job_threads(c->job);
+	c->nslots = c->nthreads * 2 + 2;
+	c->slots = calloc(c->nslots, sizeof(*c->slots));
+	c->threads = calloc(c->nthreads, sizeof(*c->threads));
+	struct rworker *ws = calloc(c->nthreads, sizeof(*ws));
+	*ret = ws;
+	if (!c->slots || !c->threads || !ws)
+		return -ENOMEM;
+	for (unsigned i = 0; i < c->nslots; i++) {
+		c->slots[i].rec =
+		    malloc((size_t)fs + SNAP_STORE_FRAME_HEADER_SIZE + SNAP_STORE_GCM_TAG_SIZE);
+		c->slots[i].raw = malloc(fs);
+		if (!c->slots[i].rec || !c->slots[i].raw)
+			return -ENOMEM;
+	}
+	for (unsigned i = 0; i < c->nthreads; i++) {
+		ws[i].c = c;
+		int r = snap_store_cipher_new(c->img->unlocked ? &c->img->ks : NULL, &ws[i].cipher);
+		if (r < 0)
+			return r;
+		if (pthread_create(&c->threads[i], NULL, rworker_main, &ws[i]) != 0)
+			return -EAGAIN;
+		c->started++;
+	}
+	return 0;
+}
+
+static void stop_workers(struct rctx *c, struct rworker *ws, unsigned started)
+{
+	pthread_mutex_lock(&c->lock);
+	c->stop = true;
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(c->threads[i], NULL);
+	for (unsigned i = 0; ws && i < c->nthreads; i++)
+		snap_store_cipher_free(ws[i].cipher);
+}
+
+/* ---- selection and outputs ---- */
+
+static int restore_select(struct rctx *c)
+{
+	struct snap_job *job = c->job;
+	const struct snap_store_meta *m = &c->img->meta;
+	const char *volname = snap_job_string(job, SNAP_SPARAM_VOLUME);
+	int64_t part = snap_job_param(job, SNAP_PARAM_PARTITION, 0);
+	int64_t roff = snap_job_param(job, SNAP_PARAM_RANGE_OFFSET, -1);
+	int64_t rlen = snap_job_param(job, SNAP_PARAM_RANGE_LENGTH, -1);
+	c->nvols = m->nvolumes;
+	c->vols = calloc(c->nvols, sizeof(*c->vols));
+	if (!c->vols)
+		return -ENOMEM;
+	size_t sel = SIZE_MAX;
+	if (volname) {
+		for (size_t i = 0; i < m->nvolumes; i++) {
+			const char *d = m->volumes[i].device;
+			const char *base = strrchr(d, '/');
+			if (!strcmp(d, volname) || (base && !strcmp(base + 1, volname)))
+				sel = i;
+		}
+		if (sel == SIZE_MAX)
+			return snap_job_fail(job, -ENOENT, "the image has no volume %s", volname);
+	}
+	for (size_t i = 0; i < c->nvols; i++) {
+		c->vols[i].selected = sel == SIZE_MAX || sel == i;
+		c->vols[i].lo = 0;
+		c->vols[i].hi = m->volumes[i].size;
+	}
+	if (part > 0 || roff >= 0 || rlen >= 0) {
+		if (sel == SIZE_MAX) {
+			if (m->nvolumes != 1)
+				return snap_job_fail(
+				    job, -EINVAL,
+				    "the image has %zu volumes: name one to restore "
+				    "a partition or range",
+				    m->nvolumes);
+			sel = 0;
+		}
+		const struct snap_store_volume *v = &m->volumes[sel];
+		struct rvol *rv = &c->vols[sel];
+		if (part > 0) {
+			size_t k;
+			for (k = 0; k < v->nparts; k++)
+				if (v->parts[k].number == (uint32_t)part)
+					break;
+			if (k == v->nparts)
+				return snap_job_fail(job, -ENOENT,
+						     "volume %s has no partition %lld", v->device,
+						     (long long)part);
+			rv->lo = v->parts[k].start;
+			rv->hi = v->parts[k].start + v->parts[k].size;
+		} else {
+			if (roff < 0 || rlen <= 0 || (uint64_t)roff > v->size ||
+			    (uint64_t)rlen > v->size - (uint64_t)roff)
+				return snap_job_fail(
+				    job, -EINVAL,
+				    "range %lld:%lld is outside volume %s (%llu bytes)",
+				    (long long)roff, (long long)rlen, v->device,
+				    (unsigned long long)v->size);
+			rv->lo = (uint64_t)roff;
+			rv->hi = (uint64_t)(roff + rlen);
+		}
+	}
+	for (size_t i = 0; i < c->nvols; i++)
+		if (c->vols[i].selected)
+			job->progress.bytes_total += c->vols[i].hi - c->vols[i].lo;
+	return 0;
+}
+
+static int restore_open_outputs(struct rctx *c)
+{
+	struct snap_job *job = c->job;
+	if (c->verify_only)
+		return 0;
+	const char *out = snap_job_string(job, SNAP_SPARAM_OUTPUT);
+	if (!out)
+		return snap_job_fail(job, -EINVAL, "no output given");
+	if (!strcmp(out, "-"))
+		return snap_job_fail(job, -EINVAL,
+				     "restore writes a file or block device, not stdout");
+	bool force = snap_job_param(job, SNAP_PARAM_FORCE, 0) != 0;
+	size_t nsel = 0;
+	for (size_t i = 0; i < c->nvols; i++)
+		nsel += c->vols[i].selected;
+	if (nsel > 1) {
+		/* several volumes: OUTPUT is a directory, one NAME.img per device */
+		if (mkdir(out, 0755) < 0 && errno != EEXIST)
+			return snap_job_fail(job, -errno, "cannot create %s: %s", out,
+					     strerror(errno));
+	}
+	for (size_t i = 0; i < c->nvols; i++) {
+		struct rvol *v = &c->vols[i];
+		if (!v->selected)
+			continue;
+		char *path = NULL, *detail = NULL;
+		if (nsel > 1) {
+			const char *d = c->img->meta.volumes[i].device;
+			const char *base = strrchr(d, '/');
+			if (asprintf(&path, "%s/%s.img", out, base ? base + 1 : d) < 0)
+				return -ENOMEM;
+		} else if (!(path = strdup(out))) {
+			return -ENOMEM;
+		}
+		int r = snap_output_open(path, v->hi - v->lo, force, &v->out, &detail);
+		free(path);
+		if (r < 0) {
+			r = snap_job_fail(job, r, "%s", detail ? detail : snap_strerror(r));
+			free(detail);
+			return r;
+		}
+	}
+	return 0;
+}
+
+/* After every frame passed: make ZERO extents read back as zeros (block devices). */
+static int restore_zero(struct rctx *c)
+{
+	const struct snap_store_index *ix = &c->img->ix;
+	for (size_t i = 0; i < c->nvols; i++) {
+		struct rvol *v = &c->vols[i];
+		if (!v->selected)
+			continue;
+		const struct snap_store_index_volume *iv = &ix->vols[i];
+		for (size_t k = 0; k < iv->nextents; k++) {
+			const struct snap_extent *e = &iv->extents[k];
+			uint64_t a = e->offset > v->lo ? e->offset : v->lo;
+			uint64_t b = e->offset + e->length < v->hi ? e->offset + e->length : v->hi;
+			if (a >= b || e->kind == SNAP_EXTENT_DATA)
+				continue;
+			if (!c->skips_counted) {
+				c->job->progress.bytes_done += b - a;
+				c->job->progress.bytes_skipped += b - a;
+			}
+			if (e->kind != SNAP_EXTENT_ZERO || !v->out)
+				continue;
+			int r = snap_output_zero(v->out, a - v->lo, b - a);
+			if (r < 0)
+				return snap_job_fail(c->job, r, "cannot zero %s at offset %llu: %s",
+						     snap_output_path(v->out),
+						     (unsigned long long)(a - v->lo),
+						     snap_strerror(r));
+		}
+	}
+	return 0;
+}
+
+/* ---- the two paths ---- */
+
+static bool frame_matches(const struct snap_store_frame *f, const struct snap_store_index_frame *e,
+			  uint64_t k)
+{
+	return f->index == k && f->volume == e->volume && f->flags == e->flags &&
+	       f->offset == e->offset && f->raw_len == e->raw_len &&
+	       f->stored_len == e->stored_len && !memcmp(f->digest, e->digest, sizeof(f->digest));
+}
+
+static int restore_random(struct rctx *c)
+{
+	struct snap_store_image *img = c->img;
+	const struct snap_store_index *ix = &img->ix;
+	/* the index is known up front: what needs no frame counts toward the percentage now */
+	for (size_t vi = 0; vi < c->nvols; vi++) {
+		const struct rvol *v = &c->vols[vi];
+		const struct snap_store_index_volume *iv = &ix->vols[vi];
+		for (size_t k = 0; v->selected && k < iv->nextents; k++) {
+			const struct snap_extent *e = &iv->extents[k];
+			uint64_t a = e->offset > v->lo ? e->offset : v->lo;
+			uint64_t b = e->offset + e->length < v->hi ? e->offset + e->length : v->hi;
+			if (a < b && e->kind != SNAP_EXTENT_DATA) {
+				c->job->progress.bytes_done += b - a;
+				c->job->progress.bytes_skipped += b - a;
+			}
+		}
+	}
+	c->skips_counted = true;
+	for (size_t vi = 0; vi < c->nvols; vi++) {
+		const struct rvol *v = &c->vols[vi];
+		if (!v->selected && !c->verify_only)
+			continue;
+		const struct snap_store_index_volume *iv = &ix->vols[vi];
+		for (uint64_t k = iv->first_frame; k < iv->first_frame + iv->nframes; k++) {
+			const struct snap_store_index_frame *e = &ix->frames[k];
+			/* only the frames that overlap the requested range are read */
+			if (e->offset + e->raw_len <= v->lo || e->offset >= v->hi)
+				continue;
+			if (snap_job_cancelled(c->job))
+				return -ECANCELED;
+			pthread_mutex_lock(&c->lock);
+			struct rslot *sl = get_slot(c);
+			pthread_mutex_unlock(&c->lock);
+			if (!sl)
+				return c->err;
+			struct snap_store_frame hdrf = {.flags = e->flags,
+							.stored_len = e->stored_len};
+			size_t len = (size_t)snap_store_frame_record_len(&hdrf);
+			if (len > (size_t)img->hdr.frame_size + SNAP_STORE_FRAME_HEADER_SIZE +
+				      SNAP_STORE_GCM_TAG_SIZE)
+				return snap_job_fail(c->job, -EUCLEAN,
+						     "index entry of frame %llu is too long",
+						     (unsigned long long)k);
+			int r = store_image_pread(img, sl->rec, len, e->file_offset, "frame");
+			if (r < 0)
+				return snap_job_fail(c->job, r, "%s", snap_store_image_error(img));
+			const char *why = "";
+			r = snap_store_frame_decode(sl->rec, len, img->hdr.frame_size, &sl->f,
+						    &why);
+			if (r < 0)
+				return snap_job_fail(c->job, r, "frame %llu at offset %llu: %s",
+						     (unsigned long long)k,
+						     (unsigned long long)e->file_offset, why);
+			if (!frame_matches(&sl->f, e, k))
+				return snap_job_fail(c->job, -EBADMSG,
+						     "frame %llu at offset %llu does not match the "
+						     "index (moved, swapped or reordered frame)",
+						     (unsigned long long)k,
+						     (unsigned long long)e->file_offset);
+			queue_slot(c, sl);
+		}
+	}
+	return drain(c);
+}
+
+static int add_seen(struct rctx *c, const struct snap_store_frame *f, uint64_t at)
+{
+	if (c->nseen == c->cap_seen) {
+		uint64_t cap = c->cap_seen ? c->cap_seen * 2 : 1024;
+		struct snap_store_index_frame *n = realloc(c->seen, cap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		c->seen = n;
+		c->cap_seen = cap;
+	}
+	struct snap_store_index_frame *e = &c->seen[c->nseen++];
+	*e = (struct snap_store_index_frame){
+	    .file_offset = at,
+	    .volume = f->volume,
+	    .flags = f->flags,
+	    .offset = f->offset,
+	    .raw_len = f->raw_len,
+	    .stored_len = f->stored_len,
+	};
+	memcpy(e->digest, f->digest, sizeof(e->digest));
+	return 0;
+}
+
+static int restore_sequential(struct rctx *c, uint8_t idx_prefix[SNAP_STORE_PREFIX_SIZE])
+{
+	struct snap_store_image *img = c->img;
+	struct snap_job *job = c->job;
+	uint32_t prev_vol = 0;
+	uint64_t prev_end = 0;
+	bool encrypted = img->keys_rec != NULL;
+	int r;
+	for (;;) {
+		if (snap_job_cancelled(job))
+			return -ECANCELED;
+		pthread_mutex_lock(&c->lock);
+		struct rslot *sl = get_slot(c);
+		pthread_mutex_unlock(&c->lock);
+		if (!sl)
+			return c->err;
+		uint64_t at = img->pos;
+		if ((r = store_image_read(img, sl->rec, SNAP_STORE_PREFIX_SIZE, "frames")) < 0)
+			return snap_job_fail(job, r, "%s", snap_store_image_error(img));
+		uint32_t type = snap_get_le32(sl->rec);
+		if (type == SNAP_STORE_REC_INDEX) {
+			/* the slot stays free; the tail reads the rest of the record */
+			memcpy(idx_prefix, sl->rec, SNAP_STORE_PREFIX_SIZE);
+			break;
+		}
+		if (type != SNAP_STORE_REC_FRAME)
+			return snap_job_fail(job, -EUCLEAN,
+					     "unexpected record type %u at offset %llu", type,
+					     (unsigned long long)at);
+		r = store_image_read(img, sl->rec + SNAP_STORE_PREFIX_SIZE,
+				     SNAP_STORE_FRAME_HEADER_SIZE - SNAP_STORE_PREFIX_SIZE,
+				     "frame");
+		if (r < 0)
+			return snap_job_fail(job, r, "%s", snap_store_image_error(img));
+		const char *why = "";
+		r = snap_store_frame_decode(sl->rec, SNAP_STORE_FRAME_HEADER_SIZE,
+					    img->hdr.frame_size, &sl->f, &why);
+		if (r < 0)
+			return snap_job_fail(job, r, "frame at offset %llu: %s",
+					     (unsigned long long)at, why);
+		const struct snap_store_frame *f = &sl->f;
+		if (f->index != c->nseen)
+			return snap_job_fail(
+			    job, -EBADMSG,
+			    "frames out of order at offset %llu: expected frame %llu, "
+			    "found frame %llu (reordered, dropped or inserted frame)",
+			    (unsigned long long)at, (unsigned long long)c->nseen,
+			    (unsigned long long)f->index);
+		if (f->volume >= c->nvols || f->volume < prev_vol ||
+		    (f->volume == prev_vol && f->offset < prev_end) ||
+		    f->offset + f->raw_len > img->meta.volumes[f->volume].size ||
+		    !(f->flags & SNAP_STORE_FRAME_ENCRYPTED) != !encrypted)
+			return snap_job_fail(
+			    job, -EBADMSG,
+			    "frame %llu at offset %llu is out of place (moved frame)",
+			    (unsigned long long)f->index, (unsigned long long)at);
+		if (f->volume != prev_vol)
+			prev_end = 0;
+		prev_vol = f->volume;
+		prev_end = f->offset + f->raw_len;
+		size_t rest = (size_t)snap_store_frame_record_len(f) - SNAP_STORE_FRAME_HEADER_SIZE;
+		r = store_image_read(img, sl->rec + SNAP_STORE_FRAME_HEADER_SIZE, rest, "frame");
+		if (r < 0)
+			return snap_job_fail(job, r, "%s", snap_store_image_error(img));
+		if ((r = add_seen(c, f, at)) < 0)
+			return r;
+		queue_slot(c, sl);
+	}
+	return drain(c);
+}
+
+/* Reads the rest of the INDEX whose prefix was just read, then the footer, then EOF. */
+static int restore_sequential_tail(struct rctx *c, const uint8_t prefix[SNAP_STORE_PREFIX_SIZE])
+{
+	struct snap_store_image *img = c->img;
+	struct snap_job *job = c->job;
+	uint64_t at = img->pos - SNAP_STORE_PREFIX_SIZE;
+	struct snap_store_prefix p;
+	if (snap_store_prefix_decode(prefix, SNAP_STORE_PREFIX_SIZE, &p) < 0 ||
+	    p.type != SNAP_STORE_REC_INDEX || p.length > (1ull << 34) ||
+	    p.length < SNAP_STORE_PREFIX_SIZE + SNAP_STORE_TAG_SIZE)
+		return snap_job_fail(job, -EUCLEAN, "index record is corrupt (bad prefix)");
+	uint8_t *rec = malloc(p.length);
+	if (!rec)
+		return -ENOMEM;
+	memcpy(rec, prefix, SNAP_STORE_PREFIX_SIZE);
+	int r = store_image_read(img, rec + SNAP_STORE_PREFIX_SIZE,
+				 p.length - SNAP_STORE_PREFIX_SIZE, "index");
+	if (r < 0) {
+		free(rec);
+		return snap_job_fail(job, r, "%s", snap_store_image_error(img));
+	}
+	if (!snap_store_record_crc_ok(rec, p.length)) {
+		free(rec);
+		return snap_job_fail(job, -EBADMSG, "index record is corrupt (CRC mismatch)");
+	}
+	if ((r = store_image_set_index(img, rec, p.length, at)) < 0)
+		return snap_job_fail(job, r, "%s", snap_store_image_error(img));
+	const struct snap_store_index *ix = &img->ix;
+	if (ix->nframes != c->nseen)
+		return snap_job_fail(job, -EBADMSG,
+				     "the index lists %llu frames, the image holds %llu (dropped "
+				     "frames)",
+				     (unsigned long long)ix->nframes, (unsigned long long)c->nseen);
+	for (uint64_t k = 0; k < ix->nframes; k++) {
+		struct snap_store_frame f = {
+		    .index = k,
+		    .volume = c->seen[k].volume,
+		    .flags = c->seen[k].flags,
+		    .offset = c->seen[k].offset,
+		    .raw_len = c->seen[k].raw_len,
+		    .stored_len = c->seen[k].stored_len,
+		};
+		memcpy(f.digest, c->seen[k].digest, sizeof(f.digest));
+		if (!frame_matches(&f, &ix->frames[k], k) ||
+		    c->seen[k].file_offset != ix->frames[k].file_offset)
+			return snap_job_fail(job, -EBADMSG, "frame %llu does not match the index",
+					     (unsigned long long)k);
+	}
+	if (img->hdr.compat & SNAP_STORE_COMPAT_SIGNATURE) {
+		uint8_t pre[SNAP_STORE_PREFIX_SIZE];
+		struct snap_store_prefix sp;
+		if ((r = store_image_read(img, pre, sizeof(pre), "signature")) < 0)
+			return snap_job_fail(job, r, "%s", snap_store_image_error(img));
+		if (snap_store_prefix_decode(pre, sizeof(pre), &sp) < 0 ||
+		    sp.type != SNAP_STORE_REC_SIGNATURE || sp.length > (1u << 20))
+			return snap_job_fail(job, -EUCLEAN,
+					     "signature record missing or malformed");
+		uint8_t *srec = malloc(sp.length);
+		if (!srec)
+			return -ENOMEM;
+		memcpy(srec, pre, sizeof(pre));
+		r = store_image_read(img, srec + sizeof(pre), sp.length - sizeof(pre), "signature");
+		if (r < 0) {
+			free(srec);
+			return snap_job_fail(job, r, "%s", snap_store_image_error(img));
+		}
+		if ((r = store_image_set_signature(img, srec, sp.length)) < 0)
+			return snap_job_fail(job, r, "%s", snap_store_image_error(img));
+	}
+	uint8_t foot[SNAP_STORE_FOOTER_SIZE];
+	if ((r = store_image_read(img, foot, sizeof(foot), "footer")) < 0)
+		return snap_job_fail(job, r, "%s", snap_store_image_error(img));
+	const char *why = "";
+	struct snap_store_footer ft;
+	if ((r = snap_store_footer_decode(foot, sizeof(foot), &ft, &why)) < 0)
+		return snap_job_fail(job, r, "footer is corrupt: %s", why);
+	if (ft.index_offset != at || ft.index_length != p.length || ft.image_size != img->pos ||
+	    memcmp(ft.image_id, img->hdr.image_id, SNAP_STORE_ID_SIZE) != 0)
+		return snap_job_fail(job, -EBADMSG, "footer does not match the image");
+	uint8_t extra;
+	ssize_t n;
+	while ((n = read(img->fd, &extra, 1)) < 0 && errno == EINTR)
+		;
+	if (n != 0)
+		return snap_job_fail(job, -EUCLEAN, "data after the footer of %s", img->path);
+	return 0;
+}
+
+static int restore_open(struct rctx *c)
+{
+	struct snap_job *job = c->job;
+	const char *in = snap_job_string(job, SNAP_SPARAM_INPUT);
+	if (!in)
+		return snap_job_fail(job, -EINVAL, "no input image given");
+	int r = snap_store_image_new(&c->img);
+	if (r < 0)
+		return r;
+	int fd;
+	bool own = true;
+	if (!strcmp(in, "-")) {
+		fd = STDIN_FILENO;
+		own = false;
+	} else if ((fd = open(in, O_RDONLY | O_CLOEXEC)) < 0) {
+		return snap_job_fail(job, -errno, "cannot open %s: %s", in, strerror(errno));
+	}
+	r = store_image_open_fd(c->img, fd, !strcmp(in, "-") ? "stdin" : in, own);
+	if (r < 0)
+		return snap_job_fail(job, r, "%s", snap_store_image_error(c->img));
+	/* a pipe is read once, in order; a file is read by random access */
+	if (!strcmp(in, "-"))
+		c->img->seekable = false;
+	const char *pass = snap_job_string(job, SNAP_SPARAM_PASSPHRASE);
+	const char *key = snap_job_string(job, SNAP_SPARAM_PRIVATE_KEY);
+	r = snap_store_image_unlock(c->img, pass, key);
+	if (r < 0)
+		return snap_job_fail(job, r, "%s", snap_store_image_error(c->img));
+	if (c->img->seekable) {
+		r = store_image_load_index(c->img);
+		if (r < 0)
+			return snap_job_fail(job, r, "%s", snap_store_image_error(c->img));
+	}
+	return 0;
+}
+
+int snap_restore_run(struct snap_job *job)
+{
+	struct rctx c = {.job = job, .verify_only = job->kind == SNAP_JOB_VERIFY_STORE};
+	struct rworker *ws = NULL;
+	pthread_mutex_init(&c.lock, NULL);
+	pthread_cond_init(&c.cond, NULL);
+	int r = restore_open(&c);
+	if (r < 0)
+		goto out;
+	if ((r = restore_select(&c)) < 0 || (r = restore_open_outputs(&c)) < 0)
+		goto out;
+	r = start_workers(&c, &ws);
+	if (r < 0) {
+		r = snap_job_fail(job, r, "cannot start worker threads");
+		goto out;
+	}
+	snap_job_set_stage(job, c.verify_only ? SNAP_STAGE_VERIFY : SNAP_STAGE_DATA);
+	if (c.img->seekable) {
+		r = restore_random(&c);
+	} else {
+		uint8_t idx_prefix[SNAP_STORE_PREFIX_SIZE];
+		r = restore_sequential(&c, idx_prefix);
+		if (r == 0)
+			r = restore_sequential_tail(&c, idx_prefix);
+	}
+	if (r < 0)
+		goto out;
+	const char *signer = snap_job_string(job, SNAP_SPARAM_TRUSTED_SIGNER);
+	if (signer && (r = store_image_check_signer(c.img, signer)) < 0) {
+		r = snap_job_fail(job, r, "%s", snap_store_image_error(c.img));
+		goto out;
+	}
+	snap_job_set_stage(job, SNAP_STAGE_FINISH);
+	if ((r = restore_zero(&c)) < 0)
+		goto out;
+	for (size_t i = 0; i < c.nvols; i++) {
+		if (!c.vols[i].out)
+			continue;
+		char *detail = NULL;
+		r = snap_output_commit(c.vols[i].out, &detail);
+		if (r < 0) {
+			r = snap_job_fail(job, r, "%s", detail ? detail : snap_strerror(r));
+			free(detail);
+			goto out;
+		}
+		if (i == 0 || !snap_job_result_string(job, SNAP_RESULT_OUTPUT_PATH))
+			snap_job_set_result_string(job, SNAP_RESULT_OUTPUT_PATH,
+						   snap_output_path(c.vols[i].out));
+	}
+	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_TOTAL, job->progress.bytes_total);
+	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_WRITTEN, job->progress.bytes_written);
+	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_SKIPPED, job->progress.bytes_skipped);
+	snap_job_set_result_u64(job, SNAP_RESULT_FRAMES, c.img->ix.nframes);
+out:
+	if (r < 0 && r != -ECANCELED && c.err && !job->error_detail)
+		snap_job_fail(job, c.err, "%s", snap_strerror(c.err));
+	if (r == -ENOMEM)
+		snap_job_fail(job, r, "out of memory");
+	snap_job_set_result_u64(job, SNAP_RESULT_FRAMES_READ, c.frames_read);
+	if (c.threads)
+		stop_workers(&c, ws, c.started);
+	for (size_t i = 0; c.vols && i < c.nvols; i++)
+		c.vols[i].out = snap_output_free(c.vols[i].out); /* aborts uncommitted outputs */
+	for (unsigned i = 0; c.slots && i < c.nslots; i++) {
+		free(c.slots[i].rec);
+		free(c.slots[i].raw);
+	}
+	free(c.slots);
+	free(c.threads);
+	free(ws);
+	free(c.vols);
+	free(c.seen);
+	c.img = snap_store_image_free(c.img);
+	pthread_mutex_destroy(&c.lock);
+	pthread_cond_destroy(&c.cond);
+	return r;
+}

@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * store-image.h - the reader of .bin store images shared by restore.c and the public
+ * snap_store_image_* API (invariants in store-image.c).
+ */
+#ifndef SNAP_STORE_IMAGE_H
+#define SNAP_STORE_IMAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "snapbundle.h"
+#include "store-crypto.h"
+#include "store-format.h"
+
+struct snap_store_image {
+	int fd;
+	bool own_fd, seekable;
+	uint64_t pos;	    /* sequential read position */
+	uint64_t file_size; /* seekable inputs */
+	char *path;
+	char *error;
+	int errcode;
+
+	uint8_t header_raw[SNAP_STORE_HEADER_SIZE];
+	struct snap_store_header hdr;
+	uint8_t *keys_rec;
+	size_t keys_len;
+	struct snap_store_keys keys;
+	uint64_t meta_offset;
+	uint8_t *meta_rec;
+	size_t meta_len;
+	struct snap_store_meta meta;
+
+	bool unlocked;
+	struct snap_store_keyset ks;
+	bool meta_authenticated, index_authenticated, meta_decoded;
+
+	uint8_t *index_rec;
+	size_t index_len;
+	uint64_t index_offset;
+	struct snap_store_index ix;
+	struct snap_store_footer ft;
+
+	uint8_t *sig_rec; /* SIGNATURE record, verified */
+	size_t sig_len;
+	struct snap_store_signature sig;
+	bool signature_valid;
+	char signer_hex[2 * SNAP_STORE_DIGEST_SIZE + 1];
+
+	char uuid_hex[2 * SNAP_STORE_ID_SIZE + 1];
+	char *vol_digest_hex;
+};
+
+/* Reads header, KEYS and META from fd at its current position (a pipe works). */
+int store_image_open_fd(struct snap_store_image *img, int fd, const char *path, bool own_fd);
+/* Seekable inputs: footer and INDEX; checks structure, metadata binding, volume digests. */
+int store_image_load_index(struct snap_store_image *img);
+/* Takes ownership of an INDEX record read at file offset at (CRC already checked). */
+int store_image_set_index(struct snap_store_image *img, uint8_t *rec, size_t len, uint64_t at);
+/* Takes ownership of a SIGNATURE record (after the INDEX was set): CRC, tag, signature. */
+int store_image_set_signature(struct snap_store_image *img, uint8_t *rec, size_t len);
+/* Requires a valid signature by the key in the PEM file (certificate, public or private key). */
+int store_image_check_signer(struct snap_store_image *img, const char *pem_path);
+int store_image_read(struct snap_store_image *img, void *buf, size_t len, const char *what);
+int store_image_pread(struct snap_store_image *img, void *buf, size_t len, uint64_t off,
+		      const char *what);
+/* Records a failure (first one wins). */
+int store_image_fail(struct snap_store_image *img, int err, const char *what);
+
+#endif

@@ -1,0 +1,1098 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * store-format.c - encoders and decoders of the .bin store records (formats/STORE_FORMAT.md).
+ * Invariants in store-format.h. The CRC is zlib's CRC-32 (polynomial 0xEDB88320, as gzip and
+ * Python's zlib.crc32), so any reader can check it without this code.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <zlib.h>
+
+#include "store-format.h"
+
+/* On-disk sizes are fixed by the spec; these anchor the offsets used below. */
+_Static_assert(SNAP_STORE_HEADER_SIZE == 128, "header is 128 bytes");
+_Static_assert(SNAP_STORE_FOOTER_SIZE == 64, "footer is 64 bytes");
+_Static_assert(SNAP_STORE_FRAME_HEADER_SIZE == 96, "frame header is 96 bytes");
+_Static_assert(SNAP_STORE_INDEX_FRAME_SIZE == 8 + 4 + 4 + 8 + 4 + 4 + 32, "index frame entry");
+_Static_assert(SNAP_STORE_INDEX_EXTENT_SIZE == 8 + 8 + 1 + 1 + 2 + 4, "index extent entry");
+_Static_assert(SNAP_STORE_SCRYPT_SLOT_SIZE == 32 + 8 + 4 + 4 + 12 + 32 + 16, "scrypt slot");
+_Static_assert(sizeof(SNAP_STORE_MAGIC) - 1 == 8 && sizeof(SNAP_STORE_FOOTER_MAGIC) - 1 == 8,
+	       "magics are 8 bytes");
+
+static uint32_t crc32_of(const uint8_t *buf, size_t len)
+{
+	uLong c = crc32(0L, Z_NULL, 0);
+	while (len > 0) {
+		uInt n = len > (1u << 30) ? (1u << 30) : (uInt)len;
+		c = crc32(c, buf, n);
+		buf += n;
+		len -= n;
+	}
+	return (uint32_t)c;
+}
+
+/* CRC over buf with the 4 bytes at crc_at taken as zero. */
+static uint32_t crc32_skip(const uint8_t *buf, size_t len, size_t crc_at)
+{
+	static const uint8_t zero[4];
+	uLong c = crc32(0L, Z_NULL, 0);
+	c = crc32(c, buf, (uInt)crc_at);
+	c = crc32(c, zero, 4);
+	size_t rest = len - crc_at - 4;
+	const uint8_t *p = buf + crc_at + 4;
+	while (rest > 0) {
+		uInt n = rest > (1u << 30) ? (1u << 30) : (uInt)rest;
+		c = crc32(c, p, n);
+		p += n;
+		rest -= n;
+	}
+	return (uint32_t)c;
+}
+
+static void set_detail(const char **d, const char *s)
+{
+	if (d)
+		*d = s;
+}
+
+/* ---- header ---- */
+
+void snap_store_header_encode(const struct snap_store_header *h,
+			      uint8_t out[SNAP_STORE_HEADER_SIZE])
+{
+	memset(out, 0, SNAP_STORE_HEADER_SIZE);
+	memcpy(out, SNAP_STORE_MAGIC, 8);
+	snap_put_le32(out + 8, h->version);
+	snap_put_le32(out + 12, SNAP_STORE_HEADER_SIZE);
+	snap_put_le32(out + 16, h->compat);
+	snap_put_le32(out + 20, h->incompat);
+	snap_put_le32(out + 24, h->ro_compat);
+	snap_put_le32(out + 28, h->frame_size);
+	memcpy(out + 32, h->image_id, SNAP_STORE_ID_SIZE);
+	snap_put_le32(out + 48, h->volume_count);
+	snap_put_le32(out + 52, h->block_size);
+	snap_put_le32(out + 124, crc32_of(out, 124));
+}
+
+int snap_store_header_decode(const uint8_t *buf, size_t len, struct snap_store_header *ret,
+			     const char **ret_detail)
+{
+	if (len < SNAP_STORE_HEADER_SIZE) {
+		set_detail(ret_detail, "image shorter than its header (truncated)");
+		return -EUCLEAN;
+	}
+	if (memcmp(buf, SNAP_STORE_MAGIC, 8) != 0) {
+		set_detail(ret_detail, "not a snapbundle store image (bad magic)");
+		return -EUCLEAN;
+	}
+	if (crc32_of(buf, 124) != snap_get_le32(buf + 124)) {
+		set_detail(ret_detail, "header CRC mismatch");
+		return -EBADMSG;
+	}
+	struct snap_store_header h = {
+	    .version = snap_get_le32(buf + 8),
+	    .compat = snap_get_le32(buf + 16),
+	    .incompat = snap_get_le32(buf + 20),
+	    .ro_compat = snap_get_le32(buf + 24),
+	    .frame_size = snap_get_le32(buf + 28),
+	    .volume_count = snap_get_le32(buf + 48),
+	    .block_size = snap_get_le32(buf + 52),
+	};
+	memcpy(h.image_id, buf + 32, SNAP_STORE_ID_SIZE);
+	if (h.version != SNAP_STORE_VERSION) {
+		set_detail(ret_detail, "unsupported format version");
+		return -EOPNOTSUPP;
+	}
+	if (h.incompat & ~SNAP_STORE_INCOMPAT_SUPPORTED) {
+		set_detail(ret_detail, "unknown incompatible feature in header");
+		return -EOPNOTSUPP;
+	}
+	if (snap_get_le32(buf + 12) != SNAP_STORE_HEADER_SIZE || h.frame_size == 0 ||
+	    h.frame_size > SNAP_STORE_MAX_FRAME || h.block_size != SNAP_STORE_BLOCK_SIZE ||
+	    h.volume_count == 0 || h.volume_count > 4096) {
+		set_detail(ret_detail, "invalid header field");
+		return -EUCLEAN;
+	}
+	*ret = h;
+	return 0;
+}
+
+/* ---- record prefix ---- */
+
+void snap_store_prefix_encode(uint8_t *out, uint32_t type, uint64_t length)
+{
+	snap_put_le32(out, type);
+	snap_put_le32(out + 4, 0);
+	snap_put_le64(out + 8, length);
+}
+
+int snap_store_prefix_decode(const uint8_t *buf, size_t len, struct snap_store_prefix *ret)
+{
+	if (len < SNAP_STORE_PREFIX_SIZE)
+		return -EUCLEAN;
+	struct snap_store_prefix p = {
+	    .type = snap_get_le32(buf),
+	    .crc = snap_get_le32(buf + 4),
+	    .length = snap_get_le64(buf + 8),
+	};
+	if (p.type < SNAP_STORE_REC_KEYS || p.type > SNAP_STORE_REC_SIGNATURE ||
+	    p.length < SNAP_STORE_PREFIX_SIZE || p.length > SNAP_STORE_MAX_RECORD)
+		return -EUCLEAN;
+	*ret = p;
+	return 0;
+}
+
+void snap_store_record_set_crc(uint8_t *rec, size_t len)
+{
+	snap_put_le32(rec + 4, crc32_skip(rec, len, 4));
+}
+
+bool snap_store_record_crc_ok(const uint8_t *rec, size_t len)
+{
+	return len >= SNAP_STORE_PREFIX_SIZE && crc32_skip(rec, len, 4) == snap_get_le32(rec + 4);
+}
+
+/* ---- frames ---- */
+
+uint64_t snap_store_frame_record_len(const struct snap_store_frame *f)
+{
+	return SNAP_STORE_FRAME_HEADER_SIZE + (uint64_t)f->stored_len +
+	       ((f->flags & SNAP_STORE_FRAME_ENCRYPTED) ? SNAP_STORE_GCM_TAG_SIZE : 0);
+}
+
+void snap_store_frame_encode(const struct snap_store_frame *f,
+			     uint8_t out[SNAP_STORE_FRAME_HEADER_SIZE])
+{
+	memset(out, 0, SNAP_STORE_FRAME_HEADER_SIZE);
+	snap_store_prefix_encode(out, SNAP_STORE_REC_FRAME, snap_store_frame_record_len(f));
+	snap_put_le32(out + 16, f->volume);
+	snap_put_le32(out + 20, f->flags);
+	snap_put_le64(out + 24, f->index);
+	snap_put_le64(out + 32, f->offset);
+	snap_put_le32(out + 40, f->raw_len);
+	snap_put_le32(out + 44, f->stored_len);
+	memcpy(out + 48, f->nonce, SNAP_STORE_NONCE_SIZE);
+	memcpy(out + 64, f->digest, SNAP_STORE_DIGEST_SIZE);
+	snap_put_le32(out + 4, crc32_skip(out, SNAP_STORE_FRAME_HEADER_SIZE, 4));
+}
+
+int snap_store_frame_decode(const uint8_t *buf, size_t len, uint32_t max_raw,
+			    struct snap_store_frame *ret, const char **ret_detail)
+{
+	if (len < SNAP_STORE_FRAME_HEADER_SIZE) {
+		set_detail(ret_detail, "frame header truncated");
+		return -EUCLEAN;
+	}
+	if (snap_get_le32(buf) != SNAP_STORE_REC_FRAME) {
+		set_detail(ret_detail, "not a frame record");
+		return -EUCLEAN;
+	}
+	if (crc32_skip(buf, SNAP_STORE_FRAME_HEADER_SIZE, 4) != snap_get_le32(buf + 4)) {
+		set_detail(ret_detail, "frame header CRC mismatch");
+		return -EBADMSG;
+	}
+	struct snap_store_frame f = {
+	    .volume = snap_get_le32(buf + 16),
+	    .flags = snap_get_le32(buf + 20),
+	    .index = snap_get_le64(buf + 24),
+	    .offset = snap_get_le64(buf + 32),
+	    .raw_len = snap_get_le32(buf + 40),
+	    .stored_len = snap_get_le32(buf + 44),
+	};
+	memcpy(f.nonce, buf + 48, SNAP_STORE_NONCE_SIZE);
+	memcpy(f.digest, buf + 64, SNAP_STORE_DIGEST_SIZE);
+	if (f.flags & ~SNAP_STORE_FRAME_KNOWN) {
+		set_detail(ret_detail, "unknown frame flag");
+		return -EOPNOTSUPP;
+	}
+	if (f.raw_len == 0 || f.raw_len > max_raw ||
+	    (!(f.flags & SNAP_STORE_FRAME_DEFLATE) && f.stored_len != f.raw_len) ||
+	    ((f.flags & SNAP_STORE_FRAME_DEFLATE) &&
+	     (f.stored_len == 0 || f.stored_len >= f.raw_len)) ||
+	    snap_get_le64(buf + 8) != snap_store_frame_record_len(&f) ||
+	    snap_get_le32(buf + 60) != 0 || f.offset > UINT64_MAX - f.raw_len) {
+		set_detail(ret_detail, "invalid frame header field");
+		return -EUCLEAN;
+	}
+	*ret = f;
+	return 0;
+}
+
+/* ---- footer ---- */
+
+void snap_store_footer_encode(const struct snap_store_footer *f,
+			      uint8_t out[SNAP_STORE_FOOTER_SIZE])
+{
+	memset(out, 0, SNAP_STORE_FOOTER_SIZE);
+	memcpy(out, SNAP_STORE_FOOTER_MAGIC, 8);
+	snap_put_le64(out + 8, f->index_offset);
+	snap_put_le64(out + 16, f->index_length);
+	snap_put_le64(out + 24, f->image_size);
+	memcpy(out + 32, f->image_id, SNAP_STORE_ID_SIZE);
+	snap_put_le32(out + 60, crc32_of(out, 60));
+}
+
+int snap_store_footer_decode(const uint8_t *buf, size_t len, struct snap_store_footer *ret,
+			     const char **ret_detail)
+{
+	if (len < SNAP_STORE_FOOTER_SIZE || memcmp(buf, SNAP_STORE_FOOTER_MAGIC, 8) != 0) {
+		set_detail(ret_detail, "no footer at the end of the image (truncated object?)");
+		return -EUCLEAN;
+	}
+	if (crc32_of(buf, 60) != snap_get_le32(buf + 60)) {
+		set_detail(ret_detail, "footer CRC mismatch");
+		return -EBADMSG;
+	}
+	struct snap_store_footer f = {
+	    .index_offset = snap_get_le64(buf + 8),
+	    .index_length = snap_get_le64(buf + 16),
+	    .image_size = snap_get_le64(buf + 24),
+	};
+	memcpy(f.image_id, buf + 32, SNAP_STORE_ID_SIZE);
+	if (f.index_length < SNAP_STORE_PREFIX_SIZE + SNAP_STORE_TAG_SIZE ||
+	    f.index_offset < SNAP_STORE_HEADER_SIZE || f.image_size < SNAP_STORE_FOOTER_SIZE ||
+	    f.index_length > f.image_size - SNAP_STORE_FOOTER_SIZE ||
+	    f.index_offset > f.image_size - SNAP_STORE_FOOTER_SIZE - f.index_length) {
+		set_detail(ret_detail, "invalid footer field");
+		return -EUCLEAN;
+	}
+	*ret = f;
+	return 0;
+}
+
+/* ---- growable buffer and cursor ---- */
+
+struct wbuf {
+	uint8_t *p;
+	size_t len, cap;
+	int err;
+};
+
+static uint8_t *wb_room(struct wbuf *b, size_t n)
+{
+	if (b->err)
+		return NULL;
+	if (b->len + n > b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 256;
+		while (cap < b->len + n)
+			cap *= 2;
+		uint8_t *np = realloc(b->p, cap);
+		if (!np) {
+			b->err = -ENOMEM;
+			return NULL;
+		}
+		b->p = np;
+		b->cap = cap;
+	}
+	uint8_t *r = b->p + b->len;
+	b->len += n;
+	return r;
+}
+
+static void wb_bytes(struct wbuf *b, const void *src, size_t n)
+{
+	uint8_t *p = wb_room(b, n);
+	if (p && n)
+		memcpy(p, src, n);
+}
+
+static void wb_le32(struct wbuf *b, uint32_t v)
+{
+	uint8_t *p = wb_room(b, 4);
+	if (p)
+		snap_put_le32(p, v);
+}
+
+static void wb_le64(struct wbuf *b, uint64_t v)
+{
+	uint8_t *p = wb_room(b, 8);
+	if (p)
+		snap_put_le64(p, v);
+}
+
+/* TLV: le16 key, le32 length, value. Keys with bit 15 set are critical. */
+#define TLV_CRITICAL 0x8000u
+
+static void tlv_raw(struct wbuf *b, uint16_t key, const void *v, size_t n)
+{
+	uint8_t *p = wb_room(b, 6);
+	if (!p)
+		return;
+	p[0] = (uint8_t)key;
+	p[1] = (uint8_t)(key >> 8);
+	snap_put_le32(p + 2, (uint32_t)n);
+	wb_bytes(b, v, n);
+}
+
+static void tlv_str(struct wbuf *b, uint16_t key, const char *s)
+{
+	if (s)
+		tlv_raw(b, key, s, strlen(s));
+}
+
+static void tlv_u64(struct wbuf *b, uint16_t key, uint64_t v)
+{
+	uint8_t t[8];
+	snap_put_le64(t, v);
+	tlv_raw(b, key, t, 8);
+}
+
+static void tlv_u32(struct wbuf *b, uint16_t key, uint32_t v)
+{
+	uint8_t t[4];
+	snap_put_le32(t, v);
+	tlv_raw(b, key, t, 4);
+}
+
+/* Nested TLV: reserves the header, the caller appends, tlv_end patches the length. */
+static size_t tlv_begin(struct wbuf *b, uint16_t key)
+{
+	tlv_raw(b, key, NULL, 0);
+	return b->len;
+}
+
+static void tlv_end(struct wbuf *b, size_t start)
+{
+	if (!b->err)
+		snap_put_le32(b->p + start - 4, (uint32_t)(b->len - start));
+}
+
+struct cur {
+	const uint8_t *p;
+	size_t len;
+};
+
+static int cur_tlv(struct cur *c, uint16_t *key, struct cur *val)
+{
+	if (c->len < 6)
+		return -EUCLEAN;
+	uint32_t n = snap_get_le32(c->p + 2);
+	if (n > c->len - 6)
+		return -EUCLEAN;
+	*key = (uint16_t)(c->p[0] | c->p[1] << 8);
+	*val = (struct cur){c->p + 6, n};
+	c->p += 6 + n;
+	c->len -= 6 + n;
+	return 0;
+}
+
+static int val_str(const struct cur *v, char **ret)
+{
+	if (memchr(v->p, 0, v->len))
+		return -EUCLEAN;
+	char *s = malloc(v->len + 1);
+	if (!s)
+		return -ENOMEM;
+	memcpy(s, v->p, v->len);
+	s[v->len] = 0;
+	free(*ret);
+	*ret = s;
+	return 0;
+}
+
+static int val_u64(const struct cur *v, uint64_t *ret)
+{
+	if (v->len != 8)
+		return -EUCLEAN;
+	*ret = snap_get_le64(v->p);
+	return 0;
+}
+
+static int val_u32(const struct cur *v, uint32_t *ret)
+{
+	if (v->len != 4)
+		return -EUCLEAN;
+	*ret = snap_get_le32(v->p);
+	return 0;
+}
+
+/* ---- KEYS ---- */
+
+int snap_store_keys_encode(const struct snap_store_keys *k, uint8_t **ret, size_t *ret_len)
+{
+	struct wbuf b = {0};
+	wb_le32(&b, (uint32_t)k->nslots);
+	for (size_t i = 0; i < k->nslots; i++) {
+		const struct snap_store_keyslot *s = &k->slots[i];
+		wb_le32(&b, s->type);
+		if (s->type == SNAP_STORE_SLOT_SCRYPT) {
+			wb_le32(&b, SNAP_STORE_SCRYPT_SLOT_SIZE);
+			wb_bytes(&b, s->salt, 32);
+			wb_le64(&b, s->n);
+			wb_le32(&b, s->r);
+			wb_le32(&b, s->p);
+			wb_bytes(&b, s->nonce, SNAP_STORE_NONCE_SIZE);
+			wb_bytes(&b, s->wrapped, SNAP_STORE_KEY_SIZE);
+			wb_bytes(&b, s->tag, SNAP_STORE_GCM_TAG_SIZE);
+		} else {
+			wb_le32(&b, (uint32_t)(32 + s->rsa_len));
+			wb_bytes(&b, s->key_id, 32);
+			wb_bytes(&b, s->rsa, s->rsa_len);
+		}
+	}
+	if (b.err) {
+		free(b.p);
+		return b.err;
+	}
+	*ret = b.p;
+	*ret_len = b.len;
+	return 0;
+}
+
+void snap_store_keys_clear(struct snap_store_keys *k)
+{
+	for (size_t i = 0; i < k->nslots; i++)
+		free(k->slots[i].rsa);
+	free(k->slots);
+	memset(k, 0, sizeof(*k));
+}
+
+int snap_store_keys_decode(const uint8_t *buf, size_t len, struct snap_store_keys *ret)
+{
+	if (len < 4)
+		return -EUCLEAN;
+	uint32_t n = snap_get_le32(buf);
+	if (n == 0 || n > 1024 || n > (len - 4) / 8)
+		return -EUCLEAN;
+	struct snap_store_keys k = {.slots = calloc(n, sizeof(*k.slots))};
+	if (!k.slots)
+		return -ENOMEM;
+	size_t pos = 4;
+	int r = -EUCLEAN;
+	for (uint32_t i = 0; i < n; i++) {
+		if (len - pos < 8)
+			goto fail;
+		struct snap_store_keyslot *s = &k.slots[k.nslots++];
+		s->type = snap_get_le32(buf + pos);
+		uint32_t sl = snap_get_le32(buf + pos + 4);
+		pos += 8;
+		if (sl > len - pos)
+			goto fail;
+		const uint8_t *p = buf + pos;
+		if (s->type == SNAP_STORE_SLOT_SCRYPT) {
+			if (sl != SNAP_STORE_SCRYPT_SLOT_SIZE)
+				goto fail;
+			memcpy(s->salt, p, 32);
+			s->n = snap_get_le64(p + 32);
+			s->r = snap_get_le32(p + 40);
+			s->p = snap_get_le32(p + 44);
+			memcpy(s->nonce, p + 48, 12);
+			memcpy(s->wrapped, p + 60, 32);
+			memcpy(s->tag, p + 92, 16);
+		} else if (s->type == SNAP_STORE_SLOT_RSA_OAEP) {
+			if (sl <= 32 || sl > 32 + 2048)
+				goto fail;
+			memcpy(s->key_id, p, 32);
+			s->rsa_len = sl - 32;
+			s->rsa = malloc(s->rsa_len);
+			if (!s->rsa) {
+				r = -ENOMEM;
+				goto fail;
+			}
+			memcpy(s->rsa, p + 32, s->rsa_len);
+		}
+		/* unknown slot types are kept and skipped: another recipient may use them */
+		pos += sl;
+	}
+	if (pos != len)
+		goto fail;
+	*ret = k;
+	return 0;
+fail:
+	snap_store_keys_clear(&k);
+	return r;
+}
+
+/* ---- META ---- */
+
+enum {
+	M_NAME = 1,
+	M_DESCRIPTION = 2,
+	M_ARCH = 3,
+	M_BOOT_MODE = 4,
+	M_OWNER = 5,
+	M_IMAGE_ID = 6,
+	M_CREATION_TIME = 7,
+	M_STORE_TIME = 8,
+	M_TAG = 9,
+	M_BDM = 10,
+	M_S3 = 11,
+	M_VOLUME = TLV_CRITICAL | 12,
+	M_PARENT = TLV_CRITICAL | 13, /* reserved for incremental images */
+};
+enum {
+	V_DEVICE = 1,
+	V_SIZE = TLV_CRITICAL | 2,
+	V_LOGICAL = 3,
+	V_PHYSICAL = 4,
+	V_PTABLE_TYPE = 5,
+	V_PTABLE_ID = 6,
+	V_PARTITION = 7,
+};
+enum {
+	P_NUMBER = 1,
+	P_START = 2,
+	P_SIZE = 3,
+	P_TYPE = 4,
+	P_NAME = 5,
+	P_UUID = 6,
+	P_FS_TYPE = 7,
+	P_FS_LABEL = 8,
+	P_FS_UUID = 9,
+	P_BOOTABLE = 10,
+};
+
+int snap_store_strlist_add(struct snap_store_strlist *l, const char *s)
+{
+	char **n = realloc(l->v, (l->n + 1) * sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	l->v = n;
+	if (!(l->v[l->n] = strdup(s)))
+		return -ENOMEM;
+	l->n++;
+	return 0;
+}
+
+static void strlist_clear(struct snap_store_strlist *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+	l->v = NULL;
+	l->n = 0;
+}
+
+int snap_store_meta_encode(const struct snap_store_meta *m, uint8_t **ret, size_t *ret_len)
+{
+	struct wbuf b = {0};
+	tlv_str(&b, M_NAME, m->name);
+	tlv_str(&b, M_DESCRIPTION, m->description);
+	tlv_str(&b, M_ARCH, m->arch);
+	tlv_str(&b, M_BOOT_MODE, m->boot_mode);
+	tlv_str(&b, M_OWNER, m->owner);
+	tlv_str(&b, M_IMAGE_ID, m->image_id);
+	tlv_u64(&b, M_CREATION_TIME, m->creation_time);
+	tlv_u64(&b, M_STORE_TIME, m->store_time);
+	for (size_t i = 0; i < m->tags.n; i++)
+		tlv_str(&b, M_TAG, m->tags.v[i]);
+	for (size_t i = 0; i < m->bdm.n; i++)
+		tlv_str(&b, M_BDM, m->bdm.v[i]);
+	for (size_t i = 0; i < m->s3.n; i++)
+		tlv_str(&b, M_S3, m->s3.v[i]);
+	for (size_t i = 0; i < m->nvolumes; i++) {
+		const struct snap_store_volume *v = &m->volumes[i];
+		size_t vs = tlv_begin(&b, M_VOLUME);
+		tlv_str(&b, V_DEVICE, v->device);
+		tlv_u64(&b, V_SIZE, v->size);
+		tlv_u32(&b, V_LOGICAL, v->logical_sector);
+		tlv_u32(&b, V_PHYSICAL, v->physical_sector);
+		tlv_str(&b, V_PTABLE_TYPE, v->ptable_type);
+		tlv_str(&b, V_PTABLE_ID, v->ptable_id);
+		for (size_t j = 0; j < v->nparts; j++) {
+			const struct snap_store_partition *p = &v->parts[j];
+			size_t ps = tlv_begin(&b, V_PARTITION);
+			tlv_u32(&b, P_NUMBER, p->number);
+			tlv_u64(&b, P_START, p->start);
+			tlv_u64(&b, P_SIZE, p->size);
+			tlv_str(&b, P_TYPE, p->type);
+			tlv_str(&b, P_NAME, p->name);
+			tlv_str(&b, P_UUID, p->uuid);
+			tlv_str(&b, P_FS_TYPE, p->fs_type);
+			tlv_str(&b, P_FS_LABEL, p->fs_label);
+			tlv_str(&b, P_FS_UUID, p->fs_uuid);
+			tlv_u32(&b, P_BOOTABLE, p->bootable);
+			tlv_end(&b, ps);
+		}
+		tlv_end(&b, vs);
+	}
+	if (b.err) {
+		free(b.p);
+		return b.err;
+	}
+	*ret = b.p;
+	*ret_len = b.len;
+	return 0;
+}
+
+static void part_clear(struct snap_store_partition *p)
+{
+	free(p->type);
+	free(p->name);
+	free(p->uuid);
+	free(p->fs_type);
+	free(p->fs_label);
+	free(p->fs_uuid);
+}
+
+static void volume_clear(struct snap_store_volume *v)
+{
+	free(v->device);
+	free(v->ptable_type);
+	free(v->ptable_id);
+	for (size_t i = 0; i < v->nparts; i++)
+		part_clear(&v->parts[i]);
+	free(v->parts);
+}
+
+void snap_store_meta_clear(struct snap_store_meta *m)
+{
+	free(m->name);
+	free(m->description);
+	free(m->arch);
+	free(m->boot_mode);
+	free(m->owner);
+	free(m->image_id);
+	strlist_clear(&m->tags);
+	strlist_clear(&m->bdm);
+	strlist_clear(&m->s3);
+	for (size_t i = 0; i < m->nvolumes; i++)
+		volume_clear(&m->volumes[i]);
+	free(m->volumes);
+	memset(m, 0, sizeof(*m));
+}
+
+static int decode_partition(struct cur c, struct snap_store_partition *p)
+{
+	uint16_t key;
+	struct cur v;
+	int r;
+	while (c.len > 0) {
+		if ((r = cur_tlv(&c, &key, &v)) < 0)
+			return r;
+		switch (key) {
+		case P_NUMBER:
+			r = val_u32(&v, &p->number);
+			break;
+		case P_START:
+			r = val_u64(&v, &p->start);
+			break;
+		case P_SIZE:
+			r = val_u64(&v, &p->size);
+			break;
+		case P_TYPE:
+			r = val_str(&v, &p->type);
+			break;
+		case P_NAME:
+			r = val_str(&v, &p->name);
+			break;
+		case P_UUID:
+			r = val_str(&v, &p->uuid);
+			break;
+		case P_FS_TYPE:
+			r = val_str(&v, &p->fs_type);
+			break;
+		case P_FS_LABEL:
+			r = val_str(&v, &p->fs_label);
+			break;
+		case P_FS_UUID:
+			r = val_str(&v, &p->fs_uuid);
+			break;
+		case P_BOOTABLE:
+			r = val_u32(&v, &p->bootable);
+			break;
+		default:
+			r = (key & TLV_CRITICAL) ? -EOPNOTSUPP : 0;
+			break;
+		}
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int decode_volume(struct cur c, struct snap_store_volume *vol)
+{
+	uint16_t key;
+	struct cur v;
+	int r;
+	bool have_size = false;
+	while (c.len > 0) {
+		if ((r = cur_tlv(&c, &key, &v)) < 0)
+			return r;
+		switch (key) {
+		case V_DEVICE:
+			r = val_str(&v, &vol->device);
+			break;
+		case V_SIZE:
+			r = val_u64(&v, &vol->size);
+			have_size = true;
+			break;
+		case V_LOGICAL:
+			r = val_u32(&v, &vol->logical_sector);
+			break;
+		case V_PHYSICAL:
+			r = val_u32(&v, &vol->physical_sector);
+			break;
+		case V_PTABLE_TYPE:
+			r = val_str(&v, &vol->ptable_type);
+			break;
+		case V_PTABLE_ID:
+			r = val_str(&v, &vol->ptable_id);
+			break;
+		case V_PARTITION: {
+			if (vol->nparts >= 4096)
+				return -EUCLEAN;
+			struct snap_store_partition *np =
+			    realloc(vol->parts, (vol->nparts + 1) * sizeof(*np));
+			if (!np)
+				return -ENOMEM;
+			vol->parts = np;
+			memset(&np[vol->nparts], 0, sizeof(*np));
+			vol->nparts++;
+			r = decode_partition(v, &np[vol->nparts - 1]);
+			break;
+		}
+		default:
+			r = (key & TLV_CRITICAL) ? -EOPNOTSUPP : 0;
+			break;
+		}
+		if (r < 0)
+			return r;
+	}
+	return have_size && vol->device ? 0 : -EUCLEAN;
+}
+
+int snap_store_meta_decode(const uint8_t *buf, size_t len, struct snap_store_meta *ret,
+			   const char **ret_detail)
+{
+	struct snap_store_meta m = {0};
+	struct cur c = {buf, len}, v;
+	uint16_t key;
+	int r = 0;
+	while (c.len > 0 && r >= 0) {
+		if ((r = cur_tlv(&c, &key, &v)) < 0)
+			break;
+		switch (key) {
+		case M_NAME:
+			r = val_str(&v, &m.name);
+			break;
+		case M_DESCRIPTION:
+			r = val_str(&v, &m.description);
+			break;
+		case M_ARCH:
+			r = val_str(&v, &m.arch);
+			break;
+		case M_BOOT_MODE:
+			r = val_str(&v, &m.boot_mode);
+			break;
+		case M_OWNER:
+			r = val_str(&v, &m.owner);
+			break;
+		case M_IMAGE_ID:
+			r = val_str(&v, &m.image_id);
+			break;
+		case M_CREATION_TIME:
+			r = val_u64(&v, &m.creation_time);
+			break;
+		case M_STORE_TIME:
+			r = val_u64(&v, &m.store_time);
+			break;
+		case M_TAG:
+		case M_BDM:
+		case M_S3: {
+			struct snap_store_strlist *l = key == M_TAG   ? &m.tags
+						       : key == M_BDM ? &m.bdm
+								      : &m.s3;
+			char *s = NULL;
+			if ((r = val_str(&v, &s)) < 0)
+				break;
+			r = l->n >= 65536 ? -EUCLEAN : snap_store_strlist_add(l, s);
+			free(s);
+			break;
+		}
+		case M_VOLUME: {
+			if (m.nvolumes >= 4096) {
+				r = -EUCLEAN;
+				break;
+			}
+			struct snap_store_volume *nv =
+			    realloc(m.volumes, (m.nvolumes + 1) * sizeof(*nv));
+			if (!nv) {
+				r = -ENOMEM;
+				break;
+			}
+			m.volumes = nv;
+			memset(&nv[m.nvolumes], 0, sizeof(*nv));
+			m.nvolumes++;
+			r = decode_volume(v, &nv[m.nvolumes - 1]);
+			break;
+		}
+		default:
+			r = (key & TLV_CRITICAL) ? -EOPNOTSUPP : 0;
+			break;
+		}
+	}
+	if (r >= 0 && m.nvolumes == 0)
+		r = -EUCLEAN;
+	if (r < 0) {
+		set_detail(ret_detail, r == -EOPNOTSUPP ? "unknown critical metadata field"
+							: "malformed metadata");
+		snap_store_meta_clear(&m);
+		return r;
+	}
+	*ret = m;
+	return 0;
+}
+
+/* ---- INDEX ---- */
+
+static void put_extent(uint8_t *p, const struct snap_extent *e)
+{
+	snap_put_le64(p, e->offset);
+	snap_put_le64(p + 8, e->length);
+	p[16] = e->kind;
+	p[17] = e->layer;
+	p[18] = p[19] = 0;
+	snap_put_le32(p + 20, e->partition);
+}
+
+static void put_iframe(uint8_t *p, const struct snap_store_index_frame *f)
+{
+	snap_put_le64(p, f->file_offset);
+	snap_put_le32(p + 8, f->volume);
+	snap_put_le32(p + 12, f->flags);
+	snap_put_le64(p + 16, f->offset);
+	snap_put_le32(p + 24, f->raw_len);
+	snap_put_le32(p + 28, f->stored_len);
+	memcpy(p + 32, f->digest, 32);
+}
+
+int snap_store_index_encode(const struct snap_store_index *ix, uint8_t **ret, size_t *ret_len)
+{
+	struct wbuf b = {0};
+	wb_le32(&b, ix->nvolumes);
+	wb_le32(&b, 0);
+	wb_le64(&b, ix->nframes);
+	wb_le64(&b, ix->meta_offset);
+	wb_le64(&b, ix->meta_length);
+	wb_bytes(&b, ix->meta_digest, 32);
+	for (uint32_t i = 0; i < ix->nvolumes; i++) {
+		const struct snap_store_index_volume *v = &ix->vols[i];
+		wb_le64(&b, v->nextents);
+		wb_le64(&b, v->first_frame);
+		wb_le64(&b, v->nframes);
+		wb_bytes(&b, v->digest, 32);
+		for (size_t j = 0; j < v->nextents; j++) {
+			uint8_t *p = wb_room(&b, SNAP_STORE_INDEX_EXTENT_SIZE);
+			if (p)
+				put_extent(p, &v->extents[j]);
+		}
+	}
+	for (uint64_t i = 0; i < ix->nframes; i++) {
+		uint8_t *p = wb_room(&b, SNAP_STORE_INDEX_FRAME_SIZE);
+		if (p)
+			put_iframe(p, &ix->frames[i]);
+	}
+	if (b.err) {
+		free(b.p);
+		return b.err;
+	}
+	*ret = b.p;
+	*ret_len = b.len;
+	return 0;
+}
+
+void snap_store_index_clear(struct snap_store_index *ix)
+{
+	for (uint32_t i = 0; ix->vols && i < ix->nvolumes; i++)
+		free(ix->vols[i].extents);
+	free(ix->vols);
+	free(ix->frames);
+	memset(ix, 0, sizeof(*ix));
+}
+
+int snap_store_index_decode(const uint8_t *buf, size_t len, const uint64_t *vol_sizes,
+			    size_t nvol_sizes, struct snap_store_index *ret,
+			    const char **ret_detail)
+{
+	struct snap_store_index ix = {0};
+	const char *why = "malformed index";
+	int r = -EUCLEAN;
+	if (len < 64)
+		goto fail;
+	ix.nvolumes = snap_get_le32(buf);
+	ix.nframes = snap_get_le64(buf + 8);
+	ix.meta_offset = snap_get_le64(buf + 16);
+	ix.meta_length = snap_get_le64(buf + 24);
+	memcpy(ix.meta_digest, buf + 32, 32);
+	if (ix.nvolumes == 0 || ix.nvolumes > 4096 || snap_get_le32(buf + 4) != 0 ||
+	    (vol_sizes && ix.nvolumes != nvol_sizes))
+		goto fail;
+	size_t pos = 64;
+	ix.vols = calloc(ix.nvolumes, sizeof(*ix.vols));
+	if (!ix.vols) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	uint64_t expect_first = 0;
+	for (uint32_t i = 0; i < ix.nvolumes; i++) {
+		struct snap_store_index_volume *v = &ix.vols[i];
+		if (len - pos < 56)
+			goto fail;
+		uint64_t ne = snap_get_le64(buf + pos);
+		v->first_frame = snap_get_le64(buf + pos + 8);
+		v->nframes = snap_get_le64(buf + pos + 16);
+		memcpy(v->digest, buf + pos + 24, 32);
+		pos += 56;
+		if (ne == 0 || ne > (len - pos) / SNAP_STORE_INDEX_EXTENT_SIZE)
+			goto fail;
+		if (v->first_frame != expect_first || v->nframes > ix.nframes - expect_first) {
+			why = "index volume frame ranges inconsistent";
+			goto fail;
+		}
+		expect_first += v->nframes;
+		v->extents = calloc(ne, sizeof(*v->extents));
+		if (!v->extents) {
+			r = -ENOMEM;
+			goto fail;
+		}
+		v->nextents = ne;
+		uint64_t end = 0;
+		for (uint64_t j = 0; j < ne; j++, pos += SNAP_STORE_INDEX_EXTENT_SIZE) {
+			const uint8_t *p = buf + pos;
+			struct snap_extent *e = &v->extents[j];
+			e->offset = snap_get_le64(p);
+			e->length = snap_get_le64(p + 8);
+			e->kind = p[16];
+			e->layer = p[17];
+			e->partition = snap_get_le32(p + 20);
+			if (e->offset != end || e->length == 0 || e->kind > SNAP_EXTENT_UNUSED ||
+			    e->length > UINT64_MAX - end) {
+				why = "index extent map does not cover its volume";
+				goto fail;
+			}
+			end += e->length;
+		}
+		if (vol_sizes && end != vol_sizes[i]) {
+			why = "index extent map does not match the volume size";
+			goto fail;
+		}
+	}
+	if (expect_first != ix.nframes || ix.nframes != (len - pos) / SNAP_STORE_INDEX_FRAME_SIZE ||
+	    (len - pos) % SNAP_STORE_INDEX_FRAME_SIZE != 0) {
+		why = "index frame count does not match its size";
+		goto fail;
+	}
+	ix.frames = calloc(ix.nframes ? ix.nframes : 1, sizeof(*ix.frames));
+	if (!ix.frames) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	for (uint64_t i = 0; i < ix.nframes; i++, pos += SNAP_STORE_INDEX_FRAME_SIZE) {
+		const uint8_t *p = buf + pos;
+		struct snap_store_index_frame *f = &ix.frames[i];
+		f->file_offset = snap_get_le64(p);
+		f->volume = snap_get_le32(p + 8);
+		f->flags = snap_get_le32(p + 12);
+		f->offset = snap_get_le64(p + 16);
+		f->raw_len = snap_get_le32(p + 24);
+		f->stored_len = snap_get_le32(p + 28);
+		memcpy(f->digest, p + 32, 32);
+	}
+	/* structure: frames in file order, each volume's frames its own, sorted, inside DATA */
+	for (uint32_t vi = 0; vi < ix.nvolumes; vi++) {
+		const struct snap_store_index_volume *v = &ix.vols[vi];
+		size_t e = 0;
+		uint64_t prev_end = 0, covered = 0;
+		for (uint64_t k = v->first_frame; k < v->first_frame + v->nframes; k++) {
+			const struct snap_store_index_frame *f = &ix.frames[k];
+			if (f->volume != vi || f->offset < prev_end || f->raw_len == 0 ||
+			    f->offset > UINT64_MAX - f->raw_len ||
+			    (k > 0 && f->file_offset <= ix.frames[k - 1].file_offset)) {
+				why = "index frames out of order";
+				goto fail;
+			}
+			while (e < v->nextents &&
+			       v->extents[e].offset + v->extents[e].length <= f->offset)
+				e++;
+			if (e == v->nextents || v->extents[e].kind != SNAP_EXTENT_DATA ||
+			    f->offset + f->raw_len > v->extents[e].offset + v->extents[e].length) {
+				why = "index frame outside the DATA extents of its volume";
+				goto fail;
+			}
+			prev_end = f->offset + f->raw_len;
+			covered += f->raw_len;
+		}
+		uint64_t data = 0;
+		for (size_t j = 0; j < v->nextents; j++)
+			if (v->extents[j].kind == SNAP_EXTENT_DATA)
+				data += v->extents[j].length;
+		if (covered != data) {
+			why = "index frames do not cover the DATA extents of their volume";
+			goto fail;
+		}
+	}
+	*ret = ix;
+	return 0;
+fail:
+	set_detail(ret_detail, why);
+	snap_store_index_clear(&ix);
+	return r;
+}
+
+int snap_store_volume_digest(uint32_t volume, uint64_t size, const struct snap_extent *extents,
+			     size_t nextents, const struct snap_store_index_frame *frames,
+			     size_t nframes, uint8_t out[SNAP_STORE_DIGEST_SIZE])
+{
+	static const char label[] = "snapbundle-volume-v1";
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	if (!ctx)
+		return -ENOMEM;
+	int ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+	uint8_t t[SNAP_STORE_INDEX_EXTENT_SIZE + 20];
+	ok = ok && EVP_DigestUpdate(ctx, label, sizeof(label) - 1);
+	snap_put_le32(t, volume);
+	snap_put_le64(t + 4, size);
+	ok = ok && EVP_DigestUpdate(ctx, t, 12);
+	for (size_t i = 0; ok && i < nextents; i++) {
+		put_extent(t, &extents[i]);
+		ok = EVP_DigestUpdate(ctx, t, SNAP_STORE_INDEX_EXTENT_SIZE);
+	}
+	for (size_t i = 0; ok && i < nframes; i++) {
+		snap_put_le64(t, frames[i].offset);
+		snap_put_le32(t + 8, frames[i].raw_len);
+		ok = EVP_DigestUpdate(ctx, t, 12) && EVP_DigestUpdate(ctx, frames[i].digest, 32);
+	}
+	unsigned int n = 0;
+	ok = ok && EVP_DigestFinal_ex(ctx, out, &n);
+	EVP_MD_CTX_free(ctx);
+	return ok ? 0 : -EIO;
+}
+
+/* ---- SIGNATURE ---- */
+
+int snap_store_signature_encode(const struct snap_store_signature *s, uint8_t **ret,
+				size_t *ret_len)
+{
+	struct wbuf b = {0};
+	wb_le32(&b, (uint32_t)s->spki_len);
+	wb_bytes(&b, s->spki, s->spki_len);
+	wb_le32(&b, (uint32_t)s->sig_len);
+	wb_bytes(&b, s->sig, s->sig_len);
+	if (b.err) {
+		free(b.p);
+		return b.err;
+	}
+	*ret = b.p;
+	*ret_len = b.len;
+	return 0;
+}
+
+int snap_store_signature_decode(const uint8_t *buf, size_t len, struct snap_store_signature *ret)
+{
+	if (len < 8)
+		return -EUCLEAN;
+	uint32_t kl = snap_get_le32(buf);
+	if (kl == 0 || kl > 16384 || kl > len - 8)
+		return -EUCLEAN;
+	uint32_t sl = snap_get_le32(buf + 4 + kl);
+	if (sl == 0 || sl > 16384 || sl != len - 8 - kl)
+		return -EUCLEAN;
+	*ret = (struct snap_store_signature){buf + 4, kl, buf + 8 + kl, sl};
+	return 0;
+}

@@ -1,0 +1,205 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * test-store-format.c - unit tests of the .bin store encoders, decoders and crypto: round
+ * trips, every header byte flipped, frame lengths at frame_size - 1, frame_size and + 1, index
+ * structure checks, GCM with a changed AAD, scrypt slots with a wrong passphrase.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store-crypto.h"
+#include "store-format.h"
+
+static int failures;
+#define CHECK(c)                                                                                   \
+	do {                                                                                       \
+		if (!(c)) {                                                                        \
+			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);      \
+			failures++;                                                                \
+		}                                                                                  \
+	} while (0)
+
+static void test_header(void)
+{
+	struct snap_store_header h = {.version = 1,
+				      .incompat = SNAP_STORE_INCOMPAT_ENCRYPTED,
+				      .frame_size = 1 << 20,
+				      .volume_count = 3,
+				      .block_size = 4096};
+	memset(h.image_id, 0xab, sizeof(h.image_id));
+	uint8_t b[SNAP_STORE_HEADER_SIZE];
+	struct snap_store_header d;
+	snap_store_header_encode(&h, b);
+	CHECK(snap_store_header_decode(b, sizeof(b), &d, NULL) == 0);
+	CHECK(d.frame_size == h.frame_size && d.volume_count == 3 &&
+	      !memcmp(d.image_id, h.image_id, 16));
+	CHECK(snap_store_header_decode(b, sizeof(b) - 1, &d, NULL) == -EUCLEAN);
+	for (size_t i = 0; i < sizeof(b); i++) {
+		b[i] ^= 0x10;
+		CHECK(snap_store_header_decode(b, sizeof(b), &d, NULL) < 0);
+		b[i] ^= 0x10;
+	}
+	h.incompat |= 0x100;
+	snap_store_header_encode(&h, b);
+	CHECK(snap_store_header_decode(b, sizeof(b), &d, NULL) == -EOPNOTSUPP);
+}
+
+static void test_frame(void)
+{
+	const uint32_t fs = 65536;
+	for (uint32_t raw = fs - 1; raw <= fs + 1; raw++) {
+		struct snap_store_frame f = {.volume = 2,
+					     .flags = SNAP_STORE_FRAME_DEFLATE,
+					     .index = 7,
+					     .offset = 1ull << 40,
+					     .raw_len = raw,
+					     .stored_len = 100};
+		uint8_t b[SNAP_STORE_FRAME_HEADER_SIZE];
+		struct snap_store_frame d;
+		snap_store_frame_encode(&f, b);
+		int r = snap_store_frame_decode(b, sizeof(b), fs, &d, NULL);
+		CHECK(raw <= fs ? r == 0 : r == -EUCLEAN);
+		if (r == 0)
+			CHECK(d.index == 7 && d.offset == f.offset && d.raw_len == raw);
+		b[70] ^= 1;
+		CHECK(snap_store_frame_decode(b, sizeof(b), fs, &d, NULL) == -EBADMSG);
+	}
+	/* a raw frame must store exactly raw_len; a deflate frame must shrink */
+	struct snap_store_frame f = {
+	    .raw_len = 100, .stored_len = 100, .flags = SNAP_STORE_FRAME_DEFLATE};
+	uint8_t b[SNAP_STORE_FRAME_HEADER_SIZE];
+	struct snap_store_frame d;
+	snap_store_frame_encode(&f, b);
+	CHECK(snap_store_frame_decode(b, sizeof(b), 4096, &d, NULL) == -EUCLEAN);
+	f.flags = 0;
+	f.stored_len = 99;
+	snap_store_frame_encode(&f, b);
+	CHECK(snap_store_frame_decode(b, sizeof(b), 4096, &d, NULL) == -EUCLEAN);
+}
+
+static void test_meta(void)
+{
+	struct snap_store_meta m = {.name = "n", .owner = "o", .creation_time = 5};
+	struct snap_store_partition p = {.number = 1, .start = 1048576, .size = 4096, .type = "83"};
+	struct snap_store_volume v = {
+	    .device = "/dev/xvda", .size = 1 << 20, .nparts = 1, .parts = &p};
+	m.nvolumes = 1;
+	m.volumes = &v;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	CHECK(snap_store_meta_encode(&m, &buf, &len) == 0);
+	struct snap_store_meta d;
+	CHECK(snap_store_meta_decode(buf, len, &d, NULL) == 0);
+	CHECK(!strcmp(d.name, "n") && d.nvolumes == 1 && d.volumes[0].size == 1 << 20 &&
+	      d.volumes[0].nparts == 1 && d.volumes[0].parts[0].start == 1048576);
+	snap_store_meta_clear(&d);
+	for (size_t i = 1; i < len; i++)
+		if (snap_store_meta_decode(buf, i, &d, NULL) == 0)
+			snap_store_meta_clear(&d);
+	/* an unknown critical key is refused, an unknown plain key skipped */
+	uint8_t crit[] = {0x99, 0x80, 0, 0, 0, 0};
+	uint8_t *b2 = malloc(len + sizeof(crit));
+	memcpy(b2, buf, len);
+	memcpy(b2 + len, crit, sizeof(crit));
+	CHECK(snap_store_meta_decode(b2, len + sizeof(crit), &d, NULL) == -EOPNOTSUPP);
+	b2[len + 1] = 0;
+	CHECK(snap_store_meta_decode(b2, len + sizeof(crit), &d, NULL) == 0);
+	snap_store_meta_clear(&d);
+	free(b2);
+	free(buf);
+}
+
+static void test_index(void)
+{
+	struct snap_extent ext[3] = {
+	    {.offset = 0, .length = 8192, .kind = SNAP_EXTENT_DATA},
+	    {.offset = 8192, .length = 4096, .kind = SNAP_EXTENT_ZERO},
+	    {.offset = 12288, .length = 4096, .kind = SNAP_EXTENT_DATA},
+	};
+	struct snap_store_index_frame fr[2] = {
+	    {.file_offset = 500, .offset = 0, .raw_len = 8192, .stored_len = 8192},
+	    {.file_offset = 9000, .offset = 12288, .raw_len = 4096, .stored_len = 4096},
+	};
+	struct snap_store_index_volume vol = {.nframes = 2, .nextents = 3, .extents = ext};
+	struct snap_store_index ix = {.nvolumes = 1, .vols = &vol, .nframes = 2, .frames = fr};
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	uint64_t size = 16384;
+	struct snap_store_index d;
+	CHECK(snap_store_index_encode(&ix, &buf, &len) == 0);
+	CHECK(snap_store_index_decode(buf, len, &size, 1, &d, NULL) == 0);
+	CHECK(d.nframes == 2 && d.vols[0].nextents == 3 && d.frames[1].offset == 12288);
+	snap_store_index_clear(&d);
+	uint64_t wrong = 20000;
+	CHECK(snap_store_index_decode(buf, len, &wrong, 1, &d, NULL) == -EUCLEAN);
+	free(buf);
+	/* a frame that does not cover its DATA extent (a dropped frame) is refused */
+	ix.nframes = 1;
+	vol.nframes = 1;
+	CHECK(snap_store_index_encode(&ix, &buf, &len) == 0);
+	CHECK(snap_store_index_decode(buf, len, &size, 1, &d, NULL) == -EUCLEAN);
+	free(buf);
+	/* a frame over a ZERO extent is refused */
+	ix.nframes = 2;
+	vol.nframes = 2;
+	fr[1].offset = 8192;
+	CHECK(snap_store_index_encode(&ix, &buf, &len) == 0);
+	CHECK(snap_store_index_decode(buf, len, &size, 1, &d, NULL) == -EUCLEAN);
+	free(buf);
+}
+
+static void test_crypto(void)
+{
+	uint8_t dk[32], id[16], nonce[12], tag[16];
+	struct snap_store_rng rng = {.seeded = true, .seed = 9};
+	CHECK(snap_store_random(&rng, "k", 0, dk, sizeof(dk)) == 0);
+	CHECK(snap_store_random(&rng, "i", 0, id, sizeof(id)) == 0);
+	CHECK(snap_store_random(&rng, "n", 0, nonce, sizeof(nonce)) == 0);
+	struct snap_store_keyset ks;
+	CHECK(snap_store_derive(dk, id, &ks) == 0);
+	CHECK(memcmp(ks.enc, ks.mac, 32) != 0);
+	struct snap_store_cipher *c = NULL;
+	CHECK(snap_store_cipher_new(&ks, &c) == 0);
+	uint8_t buf[1000], orig[1000];
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = orig[i] = (uint8_t)(i * 7);
+	uint8_t aad[4] = {1, 2, 3, 4};
+	CHECK(snap_store_cipher_seal(c, nonce, aad, 4, buf, sizeof(buf), tag) == 0);
+	CHECK(memcmp(buf, orig, sizeof(buf)) != 0);
+	uint8_t copy[1000];
+	memcpy(copy, buf, sizeof(buf));
+	aad[0] ^= 1;
+	CHECK(snap_store_cipher_open(c, nonce, aad, 4, copy, sizeof(copy), tag) == -EBADMSG);
+	aad[0] ^= 1;
+	CHECK(snap_store_cipher_open(c, nonce, aad, 4, buf, sizeof(buf), tag) == 0);
+	CHECK(memcmp(buf, orig, sizeof(buf)) == 0);
+	uint8_t d1[32], d2[32];
+	CHECK(snap_store_cipher_digest(c, orig, sizeof(orig), d1) == 0);
+	CHECK(snap_store_cipher_digest(c, orig, sizeof(orig), d2) == 0);
+	CHECK(memcmp(d1, d2, 32) == 0); /* the HMAC restarts with its key each time */
+	c = snap_store_cipher_free(c);
+
+	struct snap_store_keyslot s;
+	uint8_t back[32];
+	CHECK(snap_store_slot_scrypt_make("pw", 2, dk, id, &rng, 1024, &s) == 0);
+	CHECK(snap_store_slot_scrypt_open(&s, "pw", 2, id, back) == 0 && !memcmp(back, dk, 32));
+	CHECK(snap_store_slot_scrypt_open(&s, "px", 2, id, back) == -EKEYREJECTED);
+	id[0] ^= 1; /* the wrapped key is bound to its image */
+	CHECK(snap_store_slot_scrypt_open(&s, "pw", 2, id, back) == -EKEYREJECTED);
+	s.n = 3; /* not a power of two */
+	CHECK(snap_store_slot_scrypt_open(&s, "pw", 2, id, back) == -EUCLEAN);
+}
+
+int main(void)
+{
+	test_header();
+	test_frame();
+	test_meta();
+	test_index();
+	test_crypto();
+	if (failures)
+		fprintf(stderr, "%d failures\n", failures);
+	return failures ? 1 : 0;
+}

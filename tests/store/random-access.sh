@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Restoring one partition or one byte range reads only the frames it needs: the count the job
+# reports equals the frames of the index that overlap the range (from inspect --frames).
+. "$SRCDIR/tests/store/lib.sh"
+make_disk disk.img 48
+"$B" store disk.img -o img.bin --frame-size 256K --progress=none
+"$B" inspect img.bin --frames > frames.txt
+total=$(grep -c '^frame [0-9]' frames.txt)
+
+# frames overlapping [lo, hi)
+needed() {
+	awk -v lo="$1" -v hi="$2" '/^frame [0-9]/ { off = $8; raw = $10;
+		if (off + raw > lo && off < hi) n++ } END { print n + 0 }' frames.txt
+}
+check() { # what lo len restore-args...
+	local what=$1 lo=$2 len=$3
+	shift 3
+	"$B" restore img.bin -o "$what.img" --progress=none "$@" > out.txt
+	local got want
+	got=$(sed -n 's/.* \([0-9]*\) frames read/\1/p' out.txt)
+	want=$(needed "$lo" $((lo + len)))
+	[ "$got" = "$want" ] || fail "$what: read $got frames, needs $want"
+	[ "$got" -lt "$total" ] || fail "$what: read every frame"
+	cmp "$what.img" <(dd if=disk.img bs=64K skip="$lo" count="$len" status=none \
+		iflag=skip_bytes,count_bytes) || fail "$what: content differs"
+	echo "ok: $what read $got of $total frames"
+}
+check part1 $((2048 * 512)) $((40960 * 512)) --partition 1
+check part2 $(((2048 + 40960) * 512)) $((8192 * 512)) --partition 2
+check range 3000000 10000 --range 3000000:10000
+check range2 $((2048 * 512 + 123)) 1 --range $((2048 * 512 + 123)):1
+echo "random-access: ok"

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# store -> restore is byte-identical for a GPT disk with an ext4 made by mke2fs -d, from a file
+# and from a pipe; the independent Python reader agrees; unencrypted frame digests are checked
+# with sha256sum; e2fsck accepts the restored filesystem; outputs are never overwritten.
+. "$SRCDIR/tests/store/lib.sh"
+make_disk disk.img 48
+
+"$B" store disk.img=/dev/xvda -o img.bin --name "web server" --description "test image" \
+	--arch x86_64 --boot-mode uefi --owner 123456789012 --tag env=test --tag team=storage \
+	--block-device-mapping ami=/dev/xvda --frame-size 1M --threads 2 --progress=none
+"$B" restore img.bin -o out.img --progress=none
+cmp disk.img out.img || fail "restored image differs"
+
+# from a pipe, sequential path
+cat img.bin | "$B" restore - -o pipe.img --progress=none
+cmp disk.img pipe.img || fail "restore from a pipe differs"
+
+# store to stdout, then restore
+"$B" store disk.img -o - --progress=none > stdout.bin
+"$B" restore stdout.bin -o out2.img --progress=none
+cmp disk.img out2.img || fail "image stored to stdout differs"
+
+# outside judge 1: an independent reader written from the spec
+python3 "$READER" img.bin py >/dev/null
+cmp disk.img py/0.img || fail "the Python reader restores a different image"
+
+# outside judge 2: sha256sum of the volume bytes of three frames equals their digest
+"$B" inspect img.bin --frames > inspect.txt
+grep -q "x-amz-meta-ami-name: web server" inspect.txt || fail "S3 metadata missing"
+grep -q "x-amz-meta-ami-owner-account: 123456789012" inspect.txt || fail "owner missing"
+grep -q "env: test" inspect.txt || fail "tag missing"
+grep -q "partition 1: start 1048576" inspect.txt || fail "partition missing"
+grep '^frame [0-9]' inspect.txt | head -3 | while read -r _ _ _ _ _ _ _ off _ raw _ _ _ _ dig; do
+	got=$(dd if=disk.img bs=64K skip="$off" count="$raw" status=none iflag=skip_bytes,count_bytes |
+		sha256sum | cut -d' ' -f1)
+	[ "$got" = "$dig" ] || fail "frame at $off: sha256sum $got, digest $dig"
+done
+
+# e2fsck on the restored root filesystem
+if command -v e2fsck >/dev/null; then
+	dd if=out.img of=root.fs bs=512 skip=2048 count=40960 status=none
+	e2fsck -fn root.fs >/dev/null || fail "e2fsck rejects the restored filesystem"
+fi
+
+"$B" verify-store img.bin | grep -q ok || fail "verify"
+"$B" verify-store - < img.bin | grep -q ok || fail "verify from a pipe"
+
+# never overwrite without --force
+expect_fail "already exists" nonexistent -- "$B" store disk.img -o img.bin --progress=none
+cp out.img keep.img
+if "$B" restore img.bin -o keep.img --progress=none 2>/dev/null; then
+	fail "restore overwrote without --force"
+fi
+"$B" restore img.bin -o keep.img --force --progress=none
+cmp disk.img keep.img
+"$B" store disk.img -o img.bin --force --progress=json 2> progress.json
+grep -q '"percent":100.0' progress.json || fail "no final 100% progress line"
+echo "roundtrip: ok"

@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""Edits a .bin store image for the tamper tests (layout from formats/STORE_FORMAT.md).
+
+tamper.py IMG flip OFFSET            flip one byte
+tamper.py IMG flip-fix OFFSET        flip one byte inside a KEYS/META/INDEX record and recompute
+                                     that record's CRC (so only the tag can catch it)
+tamper.py IMG incompat BITS          OR BITS into the header's incompat word, fix the CRC
+tamper.py IMG frames                 print "number file_offset record_length" per frame
+tamper.py IMG record TYPE            print "offset length" of the first record of TYPE
+tamper.py IMG swap I J               exchange frame records I and J (same length required)
+tamper.py IMG graft DONOR I          replace frame record I with the donor image's frame I
+tamper.py IMG index-stored I VALUE   set stored_len of index entry I; recompute the INDEX tag
+                                     (plain SHA-256: unencrypted images only) and CRC
+"""
+import struct
+import sys
+import zlib
+
+
+def records(d):
+    pos = 128
+    while pos < len(d) - 64:
+        t, _, n = struct.unpack_from("<IIQ", d, pos)
+        yield pos, t, n
+        pos += n
+
+
+def frames(d):
+    return [(p, n) for p, t, n in records(d) if t == 3]
+
+
+def crc_fix(d, pos, n):
+    d[pos + 4:pos + 8] = b"\0\0\0\0"
+    d[pos + 4:pos + 8] = struct.pack("<I", zlib.crc32(bytes(d[pos:pos + n])) & 0xFFFFFFFF)
+
+
+def main():
+    path, op, *args = sys.argv[1:]
+    d = bytearray(open(path, "rb").read())
+    if op == "flip":
+        d[int(args[0])] ^= 0x01
+    elif op == "flip-fix":
+        off = int(args[0])
+        d[off] ^= 0x01
+        for p, t, n in records(d):
+            if p <= off < p + n:
+                crc_fix(d, p, n)
+                break
+    elif op == "incompat":
+        v = struct.unpack_from("<I", d, 20)[0] | int(args[0], 0)
+        struct.pack_into("<I", d, 20, v)
+        struct.pack_into("<I", d, 124, zlib.crc32(bytes(d[:124])) & 0xFFFFFFFF)
+    elif op == "frames":
+        for i, (p, n) in enumerate(frames(d)):
+            print(i, p, n)
+        return
+    elif op == "record":
+        for p, t, n in records(d):
+            if t == int(args[0]):
+                print(p, n)
+                return
+        sys.exit(1)
+    elif op == "swap":
+        f = frames(d)
+        (pi, ni), (pj, nj) = f[int(args[0])], f[int(args[1])]
+        assert ni == nj, "frames differ in length"
+        a, b = bytes(d[pi:pi + ni]), bytes(d[pj:pj + nj])
+        d[pi:pi + ni], d[pj:pj + nj] = b, a
+    elif op == "index-stored":
+        import hashlib
+        for p, t, n in records(d):
+            if t == 4:
+                break
+        body = p + 16
+        nvol = struct.unpack_from("<I", d, body)[0]
+        q = body + 64
+        for _ in range(nvol):
+            ne = struct.unpack_from("<Q", d, q)[0]
+            q += 56 + 24 * ne
+        struct.pack_into("<I", d, q + 64 * int(args[0]) + 28, int(args[1]))
+        d[p + 4:p + 8] = b"\0\0\0\0"
+        d[p + n - 32:p + n] = hashlib.sha256(bytes(d[p:p + n - 32])).digest()
+        crc_fix(d, p, n)
+    elif op == "graft":
+        donor = bytearray(open(args[0], "rb").read())
+        i = int(args[1])
+        (pi, ni), (pd, nd) = frames(d)[i], frames(donor)[i]
+        assert ni == nd, "frames differ in length"
+        d[pi:pi + ni] = donor[pd:pd + nd]
+    open(path, "wb").write(d)
+
+
+main()

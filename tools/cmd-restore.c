@@ -1,0 +1,170 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * cmd-restore.c - `snapbundle restore IMAGE.bin|- -o TARGET`: a .bin store image (or one of its
+ * volumes, partitions or byte ranges) back to an image file or block device.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tool.h"
+
+static void usage(FILE *f)
+{
+	fprintf(
+	    f,
+	    "usage: snapbundle restore IMAGE.bin|- -o TARGET [OPTIONS]\n"
+	    "\n"
+	    "Restores a .bin store image to an image file or block device, verifying every\n"
+	    "frame digest and tag. With several volumes TARGET is a directory that receives one\n"
+	    "DEVICE.img per volume. - reads the image from stdin.\n"
+	    "\n"
+	    "  -o, --output TARGET        file, block device or directory\n"
+	    "  --volume NAME              restore only this volume (/dev/sdb or sdb)\n"
+	    "  --partition N              restore only partition N of the volume\n"
+	    "  --range OFFSET:LENGTH      restore only these bytes of the volume\n"
+	    "  --name NEW                 name of the restored image\n"
+	    "  -k, --key KEY              PEM private key of a recipient\n"
+	    "  --passphrase-file FILE\n"
+	    "  --signer CERT              require a valid signature by this key\n"
+	    "  --threads N\n"
+	    "  --progress[=bar|json|none]\n"
+	    "  --force                    replace an existing output\n");
+}
+
+enum {
+	OPT_VOLUME = 256,
+	OPT_PARTITION,
+	OPT_RANGE,
+	OPT_NAME,
+	OPT_PASSFILE,
+	OPT_THREADS,
+	OPT_PROGRESS,
+	OPT_FORCE,
+	OPT_SIGNER,
+};
+
+int cmd_restore(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"output", required_argument, NULL, 'o'},
+	    {"volume", required_argument, NULL, OPT_VOLUME},
+	    {"partition", required_argument, NULL, OPT_PARTITION},
+	    {"range", required_argument, NULL, OPT_RANGE},
+	    {"name", required_argument, NULL, OPT_NAME},
+	    {"key", required_argument, NULL, 'k'},
+	    {"signer", required_argument, NULL, OPT_SIGNER},
+	    {"passphrase-file", required_argument, NULL, OPT_PASSFILE},
+	    {"threads", required_argument, NULL, OPT_THREADS},
+	    {"progress", optional_argument, NULL, OPT_PROGRESS},
+	    {"force", no_argument, NULL, OPT_FORCE},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
+	};
+	struct snap_job *job = NULL;
+	int progress = TOOL_PROGRESS_AUTO, c, ret = 1;
+	char *pass = NULL;
+	const char *output = NULL;
+	const char *name = NULL;
+	if (snap_job_new(SNAP_JOB_RESTORE, &job) < 0) {
+		tool_error("out of memory");
+		return 1;
+	}
+	tool_log_setup(false);
+	while ((c = getopt_long(argc, argv, "o:k:h", opts, NULL)) != -1) {
+		char *end;
+		long long v;
+		switch (c) {
+		case 'o':
+			output = optarg;
+			snap_job_set_string(job, SNAP_SPARAM_OUTPUT, optarg);
+			break;
+		case OPT_SIGNER:
+			snap_job_set_string(job, SNAP_SPARAM_TRUSTED_SIGNER, optarg);
+			break;
+		case 'k':
+			snap_job_set_string(job, SNAP_SPARAM_PRIVATE_KEY, optarg);
+			break;
+		case OPT_VOLUME:
+			snap_job_set_string(job, SNAP_SPARAM_VOLUME, optarg);
+			break;
+		case OPT_NAME:
+			name = optarg;
+			snap_job_set_string(job, SNAP_SPARAM_NAME, optarg);
+			break;
+		case OPT_PARTITION:
+		case OPT_THREADS:
+			v = strtoll(optarg, &end, 10);
+			if (*end || end == optarg || v < (c == OPT_PARTITION ? 1 : 0)) {
+				tool_error("invalid number '%s'", optarg);
+				goto out;
+			}
+			snap_job_set_param(
+			    job, c == OPT_PARTITION ? SNAP_PARAM_PARTITION : SNAP_PARAM_THREADS, v);
+			break;
+		case OPT_RANGE: {
+			char *colon = strchr(optarg, ':');
+			long long off = -1, len = -1;
+			if (colon) {
+				*colon = 0;
+				off = tool_parse_size(optarg);
+				len = tool_parse_size(colon + 1);
+				*colon = ':';
+			}
+			if (off < 0 || len <= 0) {
+				tool_error("invalid range '%s': expected OFFSET:LENGTH", optarg);
+				goto out;
+			}
+			snap_job_set_param(job, SNAP_PARAM_RANGE_OFFSET, off);
+			snap_job_set_param(job, SNAP_PARAM_RANGE_LENGTH, len);
+			break;
+		}
+		case OPT_PASSFILE:
+			free(pass);
+			pass = NULL;
+			if (tool_read_passphrase(optarg, &pass) < 0)
+				goto out;
+			snap_job_set_string(job, SNAP_SPARAM_PASSPHRASE, pass);
+			break;
+		case OPT_PROGRESS:
+			if ((progress = tool_progress_mode_parse(optarg)) < 0) {
+				tool_error("invalid progress mode '%s'", optarg);
+				goto out;
+			}
+			break;
+		case OPT_FORCE:
+			snap_job_set_param(job, SNAP_PARAM_FORCE, 1);
+			break;
+		case 'h':
+			usage(stdout);
+			ret = 0;
+			goto out;
+		default:
+			usage(stderr);
+			ret = 2;
+			goto out;
+		}
+	}
+	if (optind != argc - 1 || !output) {
+		usage(stderr);
+		ret = 2;
+		goto out;
+	}
+	snap_job_set_string(job, SNAP_SPARAM_INPUT, argv[optind]);
+	if (tool_run_job(job, progress, "restore") < 0)
+		goto out;
+	uint64_t written = 0, frames = 0;
+	snap_job_result_u64(job, SNAP_RESULT_BYTES_TOTAL, &written);
+	snap_job_result_u64(job, SNAP_RESULT_FRAMES_READ, &frames);
+	const char *path = snap_job_result_string(job, SNAP_RESULT_OUTPUT_PATH);
+	char a[32];
+	printf("restored %s%s%s to %s: %s, %llu frames read\n", name ? "image " : "",
+	       name ? name : "", name ? "" : "image", path ? path : "?", tool_size(a, written),
+	       (unsigned long long)frames);
+	ret = 0;
+out:
+	free(pass);
+	snap_job_free(job);
+	return ret;
+}

@@ -1,0 +1,286 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * cmd-store.c - `snapbundle store SOURCE[=DEVICE]... -o IMAGE.bin`: one .bin store image of
+ * one or more volumes (formats/STORE_FORMAT.md).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tool.h"
+
+static void usage(FILE *f)
+{
+	fprintf(
+	    f, "usage: snapbundle store SOURCE[=DEVICE]... -o IMAGE.bin [OPTIONS]\n"
+	       "\n"
+	       "Stores one or more disks or disk images, one volume each, as a single .bin object\n"
+	       "(formats/STORE_FORMAT.md). DEVICE names the volume (default /dev/xvda, "
+	       "/dev/xvdb...).\n"
+	       "\n"
+	       "  -o, --output FILE          the .bin to write; - writes to stdout\n"
+	       "  --name NAME                image name\n"
+	       "  --description TEXT\n"
+	       "  --arch ARCH                i386, x86_64, arm64\n"
+	       "  --boot-mode MODE           legacy-bios, uefi, uefi-preferred\n"
+	       "  --owner ACCOUNT\n"
+	       "  --image-id AMI             id the object is named after\n"
+	       "  --tag KEY=VALUE            repeatable\n"
+	       "  --block-device-mapping V=D repeatable\n"
+	       "  --recipient CERT           encrypt for this X.509 certificate (repeatable)\n"
+	       "  --passphrase-file FILE     encrypt with a key derived from the passphrase\n"
+	       "  --sign-key KEY             sign header, keys, metadata, index (PEM private key)\n"
+	       "  --level N                  compression level 0-3 (default 1)\n"
+	       "  --threads N                worker threads (default: every CPU)\n"
+	       "  --frame-size SIZE          bytes per frame (default 4M)\n"
+	       "  --progress[=bar|json|none]\n"
+	       "  --keep-unpartitioned       keep space outside every partition (default: unused)\n"
+	       "  --no-fs-skip               keep filesystem free space (default: unused)\n"
+	       "  --exact                    both: the restore is byte-identical to the source\n"
+	       "  --no-direct                read through the page cache (no O_DIRECT)\n"
+	       "  --force                    replace an existing output\n");
+}
+
+/* The first line of a file, without its newline. */
+int tool_read_passphrase(const char *path, char **ret)
+{
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		tool_error("cannot open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n = getline(&line, &cap, f);
+	fclose(f);
+	if (n < 0) {
+		free(line);
+		tool_error("cannot read a passphrase from %s", path);
+		return -1;
+	}
+	while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+		line[--n] = 0;
+	if (n == 0) {
+		free(line);
+		tool_error("empty passphrase in %s", path);
+		return -1;
+	}
+	*ret = line;
+	return 0;
+}
+
+enum {
+	OPT_NAME = 256,
+	OPT_DESCRIPTION,
+	OPT_ARCH,
+	OPT_BOOT_MODE,
+	OPT_OWNER,
+	OPT_IMAGE_ID,
+	OPT_TAG,
+	OPT_BDM,
+	OPT_RECIPIENT,
+	OPT_PASSFILE,
+	OPT_LEVEL,
+	OPT_THREADS,
+	OPT_FRAME_SIZE,
+	OPT_PROGRESS,
+	OPT_FORCE,
+	OPT_TEST_SEED,
+	OPT_CTIME,
+	OPT_STIME,
+	OPT_SCRYPT_LOG_N,
+	OPT_KEEP_UNPARTITIONED,
+	OPT_NO_FS_SKIP,
+	OPT_EXACT,
+	OPT_SIGN_KEY,
+	OPT_NO_DIRECT,
+};
+
+int cmd_store(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"output", required_argument, NULL, 'o'},
+	    {"name", required_argument, NULL, OPT_NAME},
+	    {"description", required_argument, NULL, OPT_DESCRIPTION},
+	    {"arch", required_argument, NULL, OPT_ARCH},
+	    {"boot-mode", required_argument, NULL, OPT_BOOT_MODE},
+	    {"owner", required_argument, NULL, OPT_OWNER},
+	    {"image-id", required_argument, NULL, OPT_IMAGE_ID},
+	    {"tag", required_argument, NULL, OPT_TAG},
+	    {"block-device-mapping", required_argument, NULL, OPT_BDM},
+	    {"recipient", required_argument, NULL, OPT_RECIPIENT},
+	    {"passphrase-file", required_argument, NULL, OPT_PASSFILE},
+	    {"level", required_argument, NULL, OPT_LEVEL},
+	    {"threads", required_argument, NULL, OPT_THREADS},
+	    {"frame-size", required_argument, NULL, OPT_FRAME_SIZE},
+	    {"progress", optional_argument, NULL, OPT_PROGRESS},
+	    {"force", no_argument, NULL, OPT_FORCE},
+	    {"keep-unpartitioned", no_argument, NULL, OPT_KEEP_UNPARTITIONED},
+	    {"no-fs-skip", no_argument, NULL, OPT_NO_FS_SKIP},
+	    {"exact", no_argument, NULL, OPT_EXACT},
+	    {"sign-key", required_argument, NULL, OPT_SIGN_KEY},
+	    {"no-direct", no_argument, NULL, OPT_NO_DIRECT},
+	    /* test-only: reproducible images for the golden vector (never for real images) */
+	    {"test-seed", required_argument, NULL, OPT_TEST_SEED},
+	    {"creation-time", required_argument, NULL, OPT_CTIME},
+	    {"store-time", required_argument, NULL, OPT_STIME},
+	    {"scrypt-log-n", required_argument, NULL, OPT_SCRYPT_LOG_N},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
+	};
+	struct snap_job *job = NULL;
+	int progress = TOOL_PROGRESS_AUTO, c, ret = 1;
+	char *pass = NULL;
+	const char *output = NULL;
+	if (snap_job_new(SNAP_JOB_STORE, &job) < 0) {
+		tool_error("out of memory");
+		return 1;
+	}
+	tool_log_setup(false);
+	while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+		long long v;
+		switch (c) {
+		case 'o':
+			output = optarg;
+			snap_job_set_string(job, SNAP_SPARAM_OUTPUT, optarg);
+			break;
+		case OPT_NAME:
+			snap_job_set_string(job, SNAP_SPARAM_NAME, optarg);
+			break;
+		case OPT_DESCRIPTION:
+			snap_job_set_string(job, SNAP_SPARAM_DESCRIPTION, optarg);
+			break;
+		case OPT_ARCH:
+			snap_job_set_string(job, SNAP_SPARAM_ARCH, optarg);
+			break;
+		case OPT_BOOT_MODE:
+			snap_job_set_string(job, SNAP_SPARAM_BOOT_MODE, optarg);
+			break;
+		case OPT_OWNER:
+			snap_job_set_string(job, SNAP_SPARAM_OWNER, optarg);
+			break;
+		case OPT_IMAGE_ID:
+			snap_job_set_string(job, SNAP_SPARAM_IMAGE_ID, optarg);
+			break;
+		case OPT_TAG:
+			if (!strchr(optarg, '=')) {
+				tool_error("invalid tag '%s': expected KEY=VALUE", optarg);
+				goto out;
+			}
+			snap_job_add_string(job, SNAP_SPARAM_TAG, optarg);
+			break;
+		case OPT_BDM:
+			snap_job_add_string(job, SNAP_SPARAM_BLOCK_DEVICE_MAPPING, optarg);
+			break;
+		case OPT_RECIPIENT:
+			snap_job_add_string(job, SNAP_SPARAM_RECIPIENT_CERT, optarg);
+			break;
+		case OPT_PASSFILE:
+			free(pass);
+			pass = NULL;
+			if (tool_read_passphrase(optarg, &pass) < 0)
+				goto out;
+			snap_job_set_string(job, SNAP_SPARAM_PASSPHRASE, pass);
+			break;
+		case OPT_LEVEL:
+		case OPT_THREADS:
+		case OPT_TEST_SEED:
+		case OPT_CTIME:
+		case OPT_STIME:
+		case OPT_SCRYPT_LOG_N: {
+			char *end;
+			v = strtoll(optarg, &end, 10);
+			if (*end || end == optarg || v < 0) {
+				tool_error("invalid number '%s'", optarg);
+				goto out;
+			}
+			int p = c == OPT_LEVEL	     ? SNAP_PARAM_LEVEL
+				: c == OPT_THREADS   ? SNAP_PARAM_THREADS
+				: c == OPT_TEST_SEED ? SNAP_PARAM_TEST_SEED
+				: c == OPT_CTIME     ? SNAP_PARAM_CREATION_TIME
+				: c == OPT_STIME     ? SNAP_PARAM_STORE_TIME
+						     : SNAP_PARAM_SCRYPT_LOG_N;
+			snap_job_set_param(job, p, v);
+			break;
+		}
+		case OPT_FRAME_SIZE:
+			if ((v = tool_parse_size(optarg)) <= 0) {
+				tool_error("invalid size '%s'", optarg);
+				goto out;
+			}
+			snap_job_set_param(job, SNAP_PARAM_FRAME_SIZE, v);
+			break;
+		case OPT_PROGRESS:
+			if ((progress = tool_progress_mode_parse(optarg)) < 0) {
+				tool_error("invalid progress mode '%s'", optarg);
+				goto out;
+			}
+			break;
+		case OPT_FORCE:
+			snap_job_set_param(job, SNAP_PARAM_FORCE, 1);
+			break;
+		case OPT_KEEP_UNPARTITIONED:
+			snap_job_set_param(job, SNAP_PARAM_KEEP_UNPARTITIONED, 1);
+			break;
+		case OPT_NO_DIRECT:
+			snap_job_set_param(job, SNAP_PARAM_NO_DIRECT, 1);
+			break;
+		case OPT_SIGN_KEY:
+			snap_job_set_string(job, SNAP_SPARAM_SIGNING_KEY, optarg);
+			break;
+		case OPT_NO_FS_SKIP:
+			snap_job_set_param(job, SNAP_PARAM_FS_SKIP, 0);
+			break;
+		case OPT_EXACT:
+			snap_job_set_param(job, SNAP_PARAM_KEEP_UNPARTITIONED, 1);
+			snap_job_set_param(job, SNAP_PARAM_FS_SKIP, 0);
+			break;
+		case 'h':
+			usage(stdout);
+			ret = 0;
+			goto out;
+		default:
+			usage(stderr);
+			ret = 2;
+			goto out;
+		}
+	}
+	if (optind >= argc || !output) {
+		usage(stderr);
+		ret = 2;
+		goto out;
+	}
+	for (int i = optind; i < argc; i++) {
+		char *arg = strdup(argv[i]);
+		if (!arg)
+			goto out;
+		char *eq = strchr(arg, '=');
+		if (eq)
+			*eq = 0;
+		int r = snap_job_add_source(job, arg, eq ? eq + 1 : NULL);
+		free(arg);
+		if (r < 0) {
+			tool_error("cannot add source %s: %s", argv[i], snap_strerror(r));
+			goto out;
+		}
+	}
+	if (tool_run_job(job, progress, "store") < 0)
+		goto out;
+	uint64_t total = 0, written = 0, frames = 0;
+	snap_job_result_u64(job, SNAP_RESULT_BYTES_TOTAL, &total);
+	snap_job_result_u64(job, SNAP_RESULT_BYTES_WRITTEN, &written);
+	snap_job_result_u64(job, SNAP_RESULT_FRAMES, &frames);
+	const char *out = output;
+	if (strcmp(out, "-") != 0) {
+		char a[32], b[32];
+		printf("stored %s: %s of volumes in %s (%llu frames)\n", out, tool_size(a, total),
+		       tool_size(b, written), (unsigned long long)frames);
+	}
+	ret = 0;
+out:
+	free(pass);
+	snap_job_free(job);
+	return ret;
+}
