@@ -88,4 +88,16 @@ before=$(ls -A "$T/gnu" | wc -l)
 "$SNAPBUNDLE" verify -m "$T/gnu/disk.img.manifest.xml" -k "$T/user.key" -c "$T/user.pem" \
 	>/dev/null || fail "verify with a key failed"
 [ "$(ls -A "$T/gnu" | wc -l)" = "$before" ] || fail "verify wrote something"
+
+# verify's one dispatch point: a path instead of -m is a store image, checked by verify-store
+if "$SNAPBUNDLE" store --help >/dev/null 2>&1; then
+	"$SNAPBUNDLE" store "$small" -o "$T/s.bin" --progress=none >/dev/null 2>&1 ||
+		fail "store failed"
+	"$SNAPBUNDLE" verify "$T/s.bin" --progress=none >"$T/log" 2>&1 ||
+		fail "verify IMAGE.bin failed: $(cat "$T/log")"
+	printf 'x' | dd of="$T/s.bin" bs=1 seek=5000 conv=notrunc 2>/dev/null
+	if "$SNAPBUNDLE" verify "$T/s.bin" --progress=none >"$T/log" 2>&1; then
+		fail "verify IMAGE.bin accepted a damaged store image"
+	fi
+fi
 finish
