@@ -4,9 +4,11 @@
 #include <string.h>
 
 #include "fs.h"
+#include "fs-util.h"
 
 static const struct snap_fs_driver *const drivers[] = {
-	NULL, /* drivers are listed above this sentinel */
+    &snap_fs_ext2, &snap_fs_ext3, &snap_fs_ext4, &snap_fs_swap,
+    &snap_fs_vfat, &snap_fs_xfs,  &snap_fs_ntfs, NULL, /* drivers are listed above this sentinel */
 };
 
 const struct snap_fs_driver *snap_fs_driver_find(const char *blkid_type)

@@ -21,6 +21,7 @@ struct subcommand {
 
 static const struct subcommand commands[] = {
 	{"version", cmd_version, "print the version"},
+	{"bench", cmd_bench, "measure stages, jobs and thread scaling on this machine"},
 	{"inspect", cmd_inspect, "show a disk's partitions, filesystems and extent map"},
 	{"store", cmd_store, "store disks as one .bin store image"},
 	{"restore", cmd_restore, "restore a .bin store image to files or block devices"},

@@ -1,0 +1,128 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * source-map.c - how many bytes of the source are DATA, ZERO and UNUSED: the model's input.
+ *
+ * Invariants:
+ *  1. The numbers come from the public snap_disk API (partition table, filesystems, holes),
+ *     exactly what the jobs see.
+ *  2. The snap_disk API is referenced weakly so a tree where the layout code has not landed
+ *     still builds; then, or when the source cannot be mapped, the allocated ranges of an
+ *     image file (SEEK_DATA) count as DATA and its holes as ZERO, and map_reason says so.
+ *  3. The UNUSED extents are kept (src->unused): their content does not matter, so a restored
+ *     image is compared with the source everywhere else.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bench.h"
+
+#pragma weak snap_disk_new
+#pragma weak snap_disk_free
+#pragma weak snap_disk_open
+#pragma weak snap_disk_error
+#pragma weak snap_disk_summary
+#pragma weak snap_disk_ptable_type
+#pragma weak snap_disk_partition_count
+#pragma weak snap_disk_extent_count
+#pragma weak snap_disk_extent
+
+static void map_by_holes(struct bench_source *src)
+{
+	int fd = open(src->path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	memset(src->bytes, 0, sizeof(src->bytes));
+	src->extents = 0;
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	if (S_ISBLK(st.st_mode)) {
+		uint64_t size = 0;
+		if (ioctl(fd, BLKGETSIZE64, &size) == 0)
+			src->size = size;
+	} else {
+		src->size = (uint64_t)st.st_size;
+	}
+	off_t pos = 0;
+	while ((uint64_t)pos < src->size) {
+		off_t d = lseek(fd, pos, SEEK_DATA);
+		if (d < 0) {
+			if (errno == ENXIO)
+				src->bytes[SNAP_EXTENT_ZERO] += src->size - (uint64_t)pos;
+			else /* no SEEK_DATA (a device): all data */
+				src->bytes[SNAP_EXTENT_DATA] += src->size - (uint64_t)pos;
+			src->extents++;
+			break;
+		}
+		off_t h = lseek(fd, d, SEEK_HOLE);
+		if (h < 0)
+			h = (off_t)src->size;
+		if (d > pos) {
+			src->bytes[SNAP_EXTENT_ZERO] += (uint64_t)(d - pos);
+			src->extents++;
+		}
+		src->bytes[SNAP_EXTENT_DATA] += (uint64_t)(h - d);
+		src->extents++;
+		pos = h;
+	}
+	close(fd);
+}
+
+void bench_map_source(struct bench_source *src)
+{
+	if (!snap_disk_new || !snap_disk_open || !snap_disk_summary) {
+		snprintf(src->map_reason, sizeof(src->map_reason),
+			 "the snap_disk API is not in this build: DATA and ZERO from SEEK_DATA");
+		map_by_holes(src);
+		return;
+	}
+	struct snap_disk *disk = NULL;
+	int r = snap_disk_new(&disk);
+	if (r >= 0)
+		r = snap_disk_open(disk, src->path);
+	if (r < 0) {
+		snprintf(src->map_reason, sizeof(src->map_reason),
+			 "cannot map the source (%s): DATA and ZERO from SEEK_DATA",
+			 disk && *snap_disk_error(disk) ? snap_disk_error(disk) : snap_strerror(r));
+		if (disk)
+			snap_disk_free(disk);
+		map_by_holes(src);
+		return;
+	}
+	struct snap_map_summary sum;
+	snap_disk_summary(disk, &sum);
+	memcpy(src->bytes, sum.bytes, sizeof(src->bytes));
+	src->extents = sum.extents;
+	src->size = sum.bytes[0] + sum.bytes[1] + sum.bytes[2];
+	const char *pt = snap_disk_ptable_type(disk);
+	snprintf(src->ptable, sizeof(src->ptable), "%s", pt ? pt : "");
+	src->partitions = snap_disk_partition_count(disk);
+	src->mapped = true;
+	size_t n = snap_disk_extent_count ? snap_disk_extent_count(disk) : 0;
+	for (size_t i = 0; i < n; i++) {
+		struct snap_extent e;
+		if (snap_disk_extent(disk, i, &e) < 0 || e.kind != SNAP_EXTENT_UNUSED)
+			continue;
+		struct snap_range_list *u = realloc(src->unused, (src->nunused + 1) * sizeof(*u));
+		if (!u)
+			break; /* the comparison then covers more, never less */
+		src->unused = u;
+		src->unused[src->nunused++] = (struct snap_range_list){e.offset, e.length};
+	}
+	snap_disk_free(disk);
+}
+
+void bench_source_free(struct bench_source *src)
+{
+	free(src->unused);
+	src->unused = NULL;
+	src->nunused = 0;
+}
