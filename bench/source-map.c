@@ -5,9 +5,8 @@
  * Invariants:
  *  1. The numbers come from the public snap_disk API (partition table, filesystems, holes),
  *     exactly what the jobs see.
- *  2. The snap_disk API is referenced weakly so a tree where the layout code has not landed
- *     still builds; then, or when the source cannot be mapped, the allocated ranges of an
- *     image file (SEEK_DATA) count as DATA and its holes as ZERO, and map_reason says so.
+ *  2. When the source cannot be mapped, the allocated ranges of an image file (SEEK_DATA)
+ *     count as DATA and its holes as ZERO, and map_reason says why.
  *  3. The UNUSED extents are kept (src->unused): their content does not matter, so a restored
  *     image is compared with the source everywhere else.
  */
@@ -22,16 +21,6 @@
 #include <unistd.h>
 
 #include "bench.h"
-
-#pragma weak snap_disk_new
-#pragma weak snap_disk_free
-#pragma weak snap_disk_open
-#pragma weak snap_disk_error
-#pragma weak snap_disk_summary
-#pragma weak snap_disk_ptable_type
-#pragma weak snap_disk_partition_count
-#pragma weak snap_disk_extent_count
-#pragma weak snap_disk_extent
 
 static void map_by_holes(struct bench_source *src)
 {
@@ -78,12 +67,6 @@ static void map_by_holes(struct bench_source *src)
 
 void bench_map_source(struct bench_source *src)
 {
-	if (!snap_disk_new || !snap_disk_open || !snap_disk_summary) {
-		snprintf(src->map_reason, sizeof(src->map_reason),
-			 "the snap_disk API is not in this build: DATA and ZERO from SEEK_DATA");
-		map_by_holes(src);
-		return;
-	}
 	struct snap_disk *disk = NULL;
 	int r = snap_disk_new(&disk);
 	if (r >= 0)
@@ -106,7 +89,7 @@ void bench_map_source(struct bench_source *src)
 	snprintf(src->ptable, sizeof(src->ptable), "%s", pt ? pt : "");
 	src->partitions = snap_disk_partition_count(disk);
 	src->mapped = true;
-	size_t n = snap_disk_extent_count ? snap_disk_extent_count(disk) : 0;
+	size_t n = snap_disk_extent_count(disk);
 	for (size_t i = 0; i < n; i++) {
 		struct snap_extent e;
 		if (snap_disk_extent(disk, i, &e) < 0 || e.kind != SNAP_EXTENT_UNUSED)

@@ -13,8 +13,8 @@
  *  2. Read stages read the source's allocated ranges (a hole reads at memory speed and says
  *     nothing about the device) up to read_budget bytes, cold: the page cache of the source is
  *     dropped (POSIX_FADV_DONTNEED) before each buffered configuration.
- *  3. The reader and zero scan are referenced weakly: a tree where blockdev/reader.c has not
- *     landed yet still builds, and those stages are reported unavailable with that reason.
+ *  3. A read configuration the source or the kernel refuses (O_DIRECT, io_uring) is reported
+ *     unavailable with that reason, not measured on another path.
  *  4. Compressed output is checked by inflating it back (a stage that produced garbage would
  *     report a meaningless rate): a mismatch marks the inflate stage unavailable with a reason.
  */
@@ -32,15 +32,6 @@
 
 #include "bench.h"
 #include "reader.h"
-
-#pragma weak snap_reader_new
-#pragma weak snap_reader_free
-#pragma weak snap_reader_uses_uring
-#pragma weak snap_reader_start
-#pragma weak snap_reader_next
-#pragma weak snap_reader_release
-#pragma weak snap_reader_error
-#pragma weak snap_is_zero
 
 #define MIB (1024ull * 1024ull)
 #define PIECE ((size_t)MIB) /* compute stages work in 1 MiB pieces, as the pipeline does */
@@ -212,10 +203,6 @@ static void run_read(struct bench_report *rep, const struct read_cfg *c)
 	st->direct = c->direct;
 	st->queue_depth = c->qd;
 	st->request_size = c->request_size;
-	if (!snap_reader_new || !snap_reader_next || !snap_reader_start) {
-		stage_unavailable(st, "%s", "the reader (blockdev/reader.c) is not in this build");
-		return;
-	}
 	struct snap_src *src = NULL;
 	struct snap_reader *reader = NULL;
 	struct snap_range *ranges = NULL;
@@ -522,10 +509,7 @@ void bench_run_stages(struct bench_report *rep, const uint8_t *data, size_t len,
 
 	/* zero scan: all-zero input is its worst case (every byte must be looked at) */
 	st = stage_add(rep, "zero-scan", "zero");
-	if (st && !snap_is_zero) {
-		stage_unavailable(st, "%s",
-				  "snap_is_zero (blockdev/reader.c) is not in this build");
-	} else if (st) {
+	if (st) {
 		uint8_t *zeros = malloc(len);
 		if (!zeros) {
 			stage_unavailable(st, "%s", "out of memory");

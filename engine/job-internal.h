@@ -17,6 +17,7 @@
 #ifndef SNAP_JOB_INTERNAL_H
 #define SNAP_JOB_INTERNAL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -77,6 +78,10 @@ bool snap_job_cancelled(const struct snap_job *job);
 /* Calls the progress callback if the interval passed, or always when force. A non-zero return
  * from the callback cancels the job. */
 void snap_job_report(struct snap_job *job, bool force);
+/* pthread_cond_wait(cond, lock) for at most the progress interval (lock held); when the wait
+ * times out, reports progress with lock released, so a run thread waiting on its workers or
+ * its input still reports while bytes move. Callers loop on their own condition. */
+void snap_job_wait(struct snap_job *job, pthread_cond_t *cond, pthread_mutex_t *lock);
 void snap_job_set_stage(struct snap_job *job, int stage);
 uint64_t snap_now_ns(void);
 

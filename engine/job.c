@@ -243,6 +243,26 @@ void snap_job_set_stage(struct snap_job *job, int stage)
 	snap_job_report(job, true);
 }
 
+void snap_job_wait(struct snap_job *job, pthread_cond_t *cond, pthread_mutex_t *lock)
+{
+	int64_t ms = snap_job_param(job, SNAP_PARAM_PROGRESS_MS, 200);
+	/* a zero interval reports at every call; waking more often than this only burns CPU */
+	if (ms < 10)
+		ms = 10;
+	/* the condition variables use the default clock, CLOCK_REALTIME: a clock step only
+	 * moves one progress sample, the wait itself still ends on its signal */
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)ms * 1000000ull;
+	ts.tv_sec += (time_t)(ns / 1000000000ull);
+	ts.tv_nsec = (long)(ns % 1000000000ull);
+	if (pthread_cond_timedwait(cond, lock, &ts) == ETIMEDOUT) {
+		pthread_mutex_unlock(lock);
+		snap_job_report(job, false);
+		pthread_mutex_lock(lock);
+	}
+}
+
 void snap_job_set_result_u64(struct snap_job *job, int result, uint64_t value)
 {
 	if (result > 0 && result < JOB_RESULTS_U64) {
@@ -297,12 +317,21 @@ int snap_job_run(struct snap_job *job)
 		job->error_detail = NULL;
 	}
 	job->error = 0;
+	/* a job run again reports only this run's results */
+	memset(job->result_u64_set, 0, sizeof(job->result_u64_set));
+	for (size_t i = 0; i < JOB_RESULTS_STR; i++) {
+		free(job->result_str[i]);
+		job->result_str[i] = NULL;
+	}
 	memset(&job->progress, 0, sizeof(job->progress));
 	job->start_ns = snap_now_ns();
 	job->last_report_ns = 0;
 	snap_job_set_stage(job, SNAP_STAGE_PREPARE);
 	switch (job->kind) {
 	/* runners are added here as each job kind lands */
+	case SNAP_JOB_BUNDLE:
+		r = snap_bundle_run(job);
+		break;
 	case SNAP_JOB_UNBUNDLE:
 	case SNAP_JOB_VERIFY_BUNDLE:
 		r = snap_unbundle_run(job);
@@ -319,9 +348,9 @@ int snap_job_run(struct snap_job *job)
 				  (int)job->kind);
 		break;
 	}
-	if (r >= 0 && job->cancelled)
-		r = -ECANCELED;
-	if (r < 0 && r == -ECANCELED && !job->error_detail)
+	/* A cancel that arrives after the runner committed its output does not undo it: the
+	 * runner's result stands (each runner polls the flag and returns -ECANCELED itself). */
+	if (r == -ECANCELED && !job->error_detail)
 		snap_job_fail(job, r, "cancelled");
 	snap_job_set_result_u64(job, SNAP_RESULT_ELAPSED_NS, snap_now_ns() - job->start_ns);
 	if (r >= 0)

@@ -93,7 +93,7 @@ static int open_file(struct snap_output *o, uint64_t size, char **ret_detail)
 		o->tmp = NULL;
 		goto out;
 	}
-	if (fchmod(o->fd, 0644) < 0 || ftruncate(o->fd, (off_t)size) < 0) {
+	if (snap_file_mode_default(o->fd) < 0 || ftruncate(o->fd, (off_t)size) < 0) {
 		r = -errno;
 		detail(ret_detail, "cannot size %s to %llu bytes: %s", o->tmp,
 		       (unsigned long long)size, strerror(errno));
@@ -142,6 +142,25 @@ int snap_output_open(const char *path, uint64_t size, bool force, struct snap_ou
 	}
 	*ret = o;
 	return 0;
+}
+
+int snap_file_mode_default(int fd)
+{
+	/* umask() can only be read by setting it; the pair is not thread-safe, so read it from
+	 * /proc where the kernel reports it (Linux 4.7+), falling back to the usual 022 */
+	mode_t mask = 022;
+	FILE *f = fopen("/proc/self/status", "re");
+	if (f) {
+		char line[256];
+		unsigned int m;
+		while (fgets(line, sizeof(line), f))
+			if (sscanf(line, "Umask: %o", &m) == 1) {
+				mask = (mode_t)m;
+				break;
+			}
+		fclose(f);
+	}
+	return fchmod(fd, 0666 & ~mask) < 0 ? -errno : 0;
 }
 
 bool snap_output_is_block_device(const struct snap_output *out)

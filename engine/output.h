@@ -36,6 +36,9 @@ int snap_output_zero(struct snap_output *out, uint64_t off, uint64_t len);
 int snap_output_zero_write(struct snap_output *out, uint64_t off, uint64_t len);
 /* fsync and rename the temporary file into place (block device: fsync). */
 int snap_output_commit(struct snap_output *out, char **ret_detail);
+/* Gives a freshly created file (mkostemp makes 0600) the mode open(O_CREAT, 0666) would: 0666
+ * less the process umask. */
+int snap_file_mode_default(int fd);
 /* Removes the temporary file. Idempotent. */
 void snap_output_abort(struct snap_output *out);
 /* Aborts unless committed, closes, frees. */

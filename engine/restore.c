@@ -16,6 +16,11 @@
  *     after the last check passed; any failure aborts them, so nothing is left behind.
  *  4. Workers decode and write frames in any order (positional writes); the run thread reads
  *     the input in file order and assigns frames to slots, so the input may be a pipe.
+ *  5. Workers never call snap_job_fail: the first failure is kept in the context under its
+ *     lock and recorded on the job by the run thread (worker_failed).
+ *  6. Workers count the bytes they restored in the context under its lock; only the run thread
+ *     copies them into job->progress (publish) and reports, also while it waits on workers
+ *     (snap_job_wait), so progress never races and keeps flowing to the end of the data.
  *
  * State transitions (snap_restore_run):
  *  1. prepare: head read and keys recovered (restore_open), selection resolved and outputs
@@ -52,6 +57,7 @@ struct rslot {
 	uint8_t *rec; /* whole frame record */
 	uint8_t *raw;
 	struct snap_store_frame f;
+	uint64_t at; /* file offset of the record, for messages */
 };
 
 struct rctx {
@@ -60,7 +66,7 @@ struct rctx {
 	bool verify_only;
 	struct rvol *vols;
 	size_t nvols;
-	char *outdir_tmp;
+	char *made_dir; /* the output directory this job created: removed when it fails */
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -69,12 +75,16 @@ struct rctx {
 	pthread_t *threads;
 	unsigned nthreads, started;
 	bool stop;
-	int err; /* first worker failure */
+	int err;	  /* first worker failure */
+	char *err_detail; /* its message: workers never touch the job (snap_job_fail is not
+			   * thread-safe); the run thread records it (worker_failed) */
 
 	struct snap_store_index_frame *seen; /* sequential path: frames as they arrived */
 	uint64_t nseen, cap_seen;
 	uint64_t frames_read;
 	bool skips_counted; /* ZERO/UNUSED bytes already in bytes_done (random path) */
+	uint64_t skip_done; /* run thread: ZERO/UNUSED bytes covered */
+	uint64_t frame_done, frame_written; /* workers, under lock: bytes of checked frames */
 };
 
 /* ---- workers ---- */
@@ -83,14 +93,19 @@ struct rworker {
 	struct rctx *c;
 	struct inflate_state inf;
 	struct snap_store_cipher *cipher;
+	char msg[512]; /* the failure of the frame at hand (invariant 5) */
 };
 
-static int rfail(struct rctx *c, int err, const struct snap_store_frame *f, const char *what)
+static int rfail(struct rworker *w, int err, const struct rslot *sl, const char *what)
 {
-	return snap_job_fail(c->job, err, "frame %llu (volume %s, offset %llu): %s",
-			     (unsigned long long)f->index,
-			     f->volume < c->nvols ? c->img->meta.volumes[f->volume].device : "?",
-			     (unsigned long long)f->offset, what);
+	struct rctx *c = w->c;
+	const struct snap_store_frame *f = &sl->f;
+	snprintf(w->msg, sizeof(w->msg),
+		 "%s: frame %llu at offset %llu (volume %s, offset %llu): %s", c->img->path,
+		 (unsigned long long)f->index, (unsigned long long)sl->at,
+		 f->volume < c->nvols ? c->img->meta.volumes[f->volume].device : "?",
+		 (unsigned long long)f->offset, what);
+	return err;
 }
 
 static int decode_frame(struct rworker *w, struct rslot *sl)
@@ -106,11 +121,11 @@ static int decode_frame(struct rworker *w, struct rslot *sl)
 		r = snap_store_cipher_open(w->cipher, f->nonce, aad, sizeof(aad), payload,
 					   f->stored_len, payload + f->stored_len);
 		if (r == -EBADMSG)
-			return rfail(c, r, f,
+			return rfail(w, r, sl,
 				     "authentication failed (tampered frame, or a frame swapped in "
 				     "from another image)");
 		if (r < 0)
-			return rfail(c, r, f, "cannot decrypt");
+			return rfail(w, r, sl, "cannot decrypt");
 	}
 	const uint8_t *raw = payload;
 	if (f->flags & SNAP_STORE_FRAME_DEFLATE) {
@@ -122,14 +137,14 @@ static int decode_frame(struct rworker *w, struct rslot *sl)
 		w->inf.avail_out = f->raw_len;
 		r = isal_inflate_stateless(&w->inf);
 		if (r != ISAL_DECOMP_OK || w->inf.total_out != f->raw_len || w->inf.avail_in != 0)
-			return rfail(c, -EBADMSG, f, "corrupt compressed data");
+			return rfail(w, -EBADMSG, sl, "corrupt compressed data");
 		raw = sl->raw;
 	}
 	uint8_t d[SNAP_STORE_DIGEST_SIZE];
 	if ((r = snap_store_cipher_digest(w->cipher, raw, f->raw_len, d)) < 0)
-		return rfail(c, r, f, "cannot compute the digest");
+		return rfail(w, r, sl, "cannot compute the digest");
 	if (!snap_store_ct_equal(d, f->digest, sizeof(d)))
-		return rfail(c, -EBADMSG, f, "digest mismatch (corrupt frame)");
+		return rfail(w, -EBADMSG, sl, "digest mismatch (corrupt frame)");
 	struct rvol *v = &c->vols[f->volume];
 	if (!v->selected || !v->out)
 		return 0;
@@ -138,10 +153,12 @@ static int decode_frame(struct rworker *w, struct rslot *sl)
 	if (a >= b)
 		return 0;
 	r = snap_output_write(v->out, raw + (a - f->offset), (size_t)(b - a), a - v->lo);
-	if (r < 0)
-		return snap_job_fail(c->job, r, "cannot write %s at offset %llu: %s",
-				     snap_output_path(v->out), (unsigned long long)(a - v->lo),
-				     snap_strerror(r));
+	if (r < 0) {
+		snprintf(w->msg, sizeof(w->msg), "cannot write %s at offset %llu: %s",
+			 snap_output_path(v->out), (unsigned long long)(a - v->lo),
+			 snap_strerror(r));
+		return r;
+	}
 	return 0;
 }
 
@@ -167,16 +184,18 @@ static void *rworker_main(void *arg)
 		pthread_mutex_unlock(&c->lock);
 		int r = skip ? 0 : decode_frame(w, sl);
 		pthread_mutex_lock(&c->lock);
-		if (r < 0 && !c->err)
+		if (r < 0 && !c->err) {
 			c->err = r;
+			c->err_detail = strdup(w->msg);
+		}
 		if (r == 0 && !skip) {
 			struct rvol *v = &c->vols[sl->f.volume];
 			uint64_t a = sl->f.offset > v->lo ? sl->f.offset : v->lo;
 			uint64_t e = sl->f.offset + sl->f.raw_len;
 			uint64_t b = e < v->hi ? e : v->hi;
 			if (v->selected && a < b) {
-				c->job->progress.bytes_done += b - a;
-				c->job->progress.bytes_written += v->out ? b - a : 0;
+				c->frame_done += b - a;
+				c->frame_written += v->out ? b - a : 0;
 			}
 		}
 		sl->state = RS_FREE;
@@ -184,6 +203,29 @@ static void *rworker_main(void *arg)
 	}
 	pthread_mutex_unlock(&c->lock);
 	return NULL;
+}
+
+/* Records the first worker failure on the job (run thread; invariant 5) and returns it. */
+static int worker_failed(struct rctx *c)
+{
+	pthread_mutex_lock(&c->lock);
+	int err = c->err;
+	char *detail = c->err_detail;
+	c->err_detail = NULL;
+	pthread_mutex_unlock(&c->lock);
+	if (err < 0)
+		snap_job_fail(c->job, err, "%s", detail ? detail : snap_strerror(err));
+	free(detail);
+	return err;
+}
+
+/* Copies the workers' counts into the job's progress (lock held, run thread; invariant 5). */
+static void publish(struct rctx *c)
+{
+	struct snap_progress *p = &c->job->progress;
+	p->bytes_done = c->skip_done + c->frame_done;
+	p->bytes_written = c->frame_written;
+	p->bytes_read = c->img->bytes_read;
 }
 
 /* Waits for a free slot (lock held); NULL after a worker failed. */
@@ -195,7 +237,8 @@ static struct rslot *get_slot(struct rctx *c)
 		for (unsigned i = 0; i < c->nslots; i++)
 			if (c->slots[i].state == RS_FREE)
 				return &c->slots[i];
-		pthread_cond_wait(&c->cond, &c->lock);
+		publish(c);
+		snap_job_wait(c->job, &c->cond, &c->lock);
 	}
 }
 
@@ -208,20 +251,23 @@ static int drain(struct rctx *c)
 			busy |= c->slots[i].state != RS_FREE;
 		if (!busy)
 			break;
-		pthread_cond_wait(&c->cond, &c->lock);
+		publish(c);
+		snap_job_wait(c->job, &c->cond, &c->lock);
 	}
+	publish(c);
 	int r = c->err;
 	pthread_mutex_unlock(&c->lock);
-	return r;
+	return r < 0 ? worker_failed(c) : 0;
 }
 
 static void queue_slot(struct rctx *c, struct rslot *sl)
 {
+	c->frames_read++;
 	pthread_mutex_lock(&c->lock);
 	sl->state = RS_QUEUED;
 	pthread_cond_broadcast(&c->cond);
+	publish(c);
 	pthread_mutex_unlock(&c->lock);
-	c->frames_read++;
 	snap_job_report(c->job, false);
 }
 
@@ -318,8 +364,21 @@ static int restore_select(struct rctx *c)
 				return snap_job_fail(job, -ENOENT,
 						     "volume %s has no partition %lld", v->device,
 						     (long long)part);
-			rv->lo = v->parts[k].start;
-			rv->hi = v->parts[k].start + v->parts[k].size;
+			const struct snap_store_partition *p = &v->parts[k];
+			/* the metadata of an unencrypted image is only as good as its SHA-256: a
+			 * partition that is empty, wraps around or starts past the volume's end is
+			 * refused here rather than sizing an output from it; one that runs past the
+			 * end (a truncated disk) is restored as far as the volume goes */
+			if (p->size == 0 || p->start >= v->size || p->size > UINT64_MAX - p->start)
+				return snap_job_fail(
+				    job, -EUCLEAN,
+				    "%s: partition %lld of volume %s (start %llu, "
+				    "size %llu) lies outside the volume (%llu bytes)",
+				    c->img->path, (long long)part, v->device,
+				    (unsigned long long)p->start, (unsigned long long)p->size,
+				    (unsigned long long)v->size);
+			rv->lo = p->start;
+			rv->hi = p->start + p->size < v->size ? p->start + p->size : v->size;
 		} else {
 			if (roff < 0 || rlen <= 0 || (uint64_t)roff > v->size ||
 			    (uint64_t)rlen > v->size - (uint64_t)roff)
@@ -329,7 +388,8 @@ static int restore_select(struct rctx *c)
 				    (long long)roff, (long long)rlen, v->device,
 				    (unsigned long long)v->size);
 			rv->lo = (uint64_t)roff;
-			rv->hi = (uint64_t)(roff + rlen);
+			rv->hi =
+			    (uint64_t)roff + (uint64_t)rlen; /* no int64 overflow: size > 2^63 */
 		}
 	}
 	for (size_t i = 0; i < c->nvols; i++)
@@ -355,9 +415,15 @@ static int restore_open_outputs(struct rctx *c)
 		nsel += c->vols[i].selected;
 	if (nsel > 1) {
 		/* several volumes: OUTPUT is a directory, one NAME.img per device */
-		if (mkdir(out, 0755) < 0 && errno != EEXIST)
+		if (mkdir(out, 0755) == 0) {
+			if (!(c->made_dir = strdup(out))) {
+				rmdir(out);
+				return -ENOMEM;
+			}
+		} else if (errno != EEXIST) {
 			return snap_job_fail(job, -errno, "cannot create %s: %s", out,
 					     strerror(errno));
+		}
 	}
 	for (size_t i = 0; i < c->nvols; i++) {
 		struct rvol *v = &c->vols[i];
@@ -383,6 +449,8 @@ static int restore_open_outputs(struct rctx *c)
 	return 0;
 }
 
+#define ZERO_PIECE (256ull << 20)
+
 /* After every frame passed: make ZERO extents read back as zeros (block devices). */
 static int restore_zero(struct rctx *c)
 {
@@ -399,17 +467,29 @@ static int restore_zero(struct rctx *c)
 			if (a >= b || e->kind == SNAP_EXTENT_DATA)
 				continue;
 			if (!c->skips_counted) {
-				c->job->progress.bytes_done += b - a;
+				c->skip_done += b - a;
 				c->job->progress.bytes_skipped += b - a;
 			}
 			if (e->kind != SNAP_EXTENT_ZERO || !v->out)
 				continue;
-			int r = snap_output_zero(v->out, a - v->lo, b - a);
-			if (r < 0)
-				return snap_job_fail(c->job, r, "cannot zero %s at offset %llu: %s",
-						     snap_output_path(v->out),
-						     (unsigned long long)(a - v->lo),
-						     snap_strerror(r));
+			/* zeroing terabytes of a block device takes minutes: in pieces, with
+			 * progress, and a cancellation honoured between them */
+			for (uint64_t p = a; p < b;) {
+				if (snap_job_cancelled(c->job))
+					return -ECANCELED;
+				uint64_t n = b - p < ZERO_PIECE ? b - p : ZERO_PIECE;
+				int r = snap_output_zero(v->out, p - v->lo, n);
+				if (r < 0)
+					return snap_job_fail(
+					    c->job, r, "cannot zero %s at offset %llu: %s",
+					    snap_output_path(v->out),
+					    (unsigned long long)(p - v->lo), snap_strerror(r));
+				p += n;
+				pthread_mutex_lock(&c->lock);
+				publish(c);
+				pthread_mutex_unlock(&c->lock);
+				snap_job_report(c->job, false);
+			}
 		}
 	}
 	return 0;
@@ -438,12 +518,16 @@ static int restore_random(struct rctx *c)
 			uint64_t a = e->offset > v->lo ? e->offset : v->lo;
 			uint64_t b = e->offset + e->length < v->hi ? e->offset + e->length : v->hi;
 			if (a < b && e->kind != SNAP_EXTENT_DATA) {
-				c->job->progress.bytes_done += b - a;
+				c->skip_done += b - a;
 				c->job->progress.bytes_skipped += b - a;
 			}
 		}
 	}
 	c->skips_counted = true;
+	pthread_mutex_lock(&c->lock);
+	publish(c);
+	pthread_mutex_unlock(&c->lock);
+	snap_job_report(c->job, false);
 	for (size_t vi = 0; vi < c->nvols; vi++) {
 		const struct rvol *v = &c->vols[vi];
 		if (!v->selected && !c->verify_only)
@@ -460,15 +544,16 @@ static int restore_random(struct rctx *c)
 			struct rslot *sl = get_slot(c);
 			pthread_mutex_unlock(&c->lock);
 			if (!sl)
-				return c->err;
+				return worker_failed(c);
 			struct snap_store_frame hdrf = {.flags = e->flags,
 							.stored_len = e->stored_len};
 			size_t len = (size_t)snap_store_frame_record_len(&hdrf);
 			if (len > (size_t)img->hdr.frame_size + SNAP_STORE_FRAME_HEADER_SIZE +
 				      SNAP_STORE_GCM_TAG_SIZE)
 				return snap_job_fail(c->job, -EUCLEAN,
-						     "index entry of frame %llu is too long",
-						     (unsigned long long)k);
+						     "%s: index entry of frame %llu is too long",
+						     img->path, (unsigned long long)k);
+			sl->at = e->file_offset;
 			int r = store_image_pread(img, sl->rec, len, e->file_offset, "frame");
 			if (r < 0)
 				return snap_job_fail(c->job, r, "%s", snap_store_image_error(img));
@@ -476,15 +561,16 @@ static int restore_random(struct rctx *c)
 			r = snap_store_frame_decode(sl->rec, len, img->hdr.frame_size, &sl->f,
 						    &why);
 			if (r < 0)
-				return snap_job_fail(c->job, r, "frame %llu at offset %llu: %s",
-						     (unsigned long long)k,
+				return snap_job_fail(c->job, r, "%s: frame %llu at offset %llu: %s",
+						     img->path, (unsigned long long)k,
 						     (unsigned long long)e->file_offset, why);
 			if (!frame_matches(&sl->f, e, k))
-				return snap_job_fail(c->job, -EBADMSG,
-						     "frame %llu at offset %llu does not match the "
-						     "index (moved, swapped or reordered frame)",
-						     (unsigned long long)k,
-						     (unsigned long long)e->file_offset);
+				return snap_job_fail(
+				    c->job, -EBADMSG,
+				    "%s: frame %llu at offset %llu does not match "
+				    "the index (moved, swapped or reordered frame)",
+				    img->path, (unsigned long long)k,
+				    (unsigned long long)e->file_offset);
 			queue_slot(c, sl);
 		}
 	}
@@ -529,8 +615,9 @@ static int restore_sequential(struct rctx *c, uint8_t idx_prefix[SNAP_STORE_PREF
 		struct rslot *sl = get_slot(c);
 		pthread_mutex_unlock(&c->lock);
 		if (!sl)
-			return c->err;
+			return worker_failed(c);
 		uint64_t at = img->pos;
+		sl->at = at;
 		if ((r = store_image_read(img, sl->rec, SNAP_STORE_PREFIX_SIZE, "frames")) < 0)
 			return snap_job_fail(job, r, "%s", snap_store_image_error(img));
 		uint32_t type = snap_get_le32(sl->rec);
@@ -541,8 +628,8 @@ static int restore_sequential(struct rctx *c, uint8_t idx_prefix[SNAP_STORE_PREF
 		}
 		if (type != SNAP_STORE_REC_FRAME)
 			return snap_job_fail(job, -EUCLEAN,
-					     "unexpected record type %u at offset %llu", type,
-					     (unsigned long long)at);
+					     "%s: unexpected record type %u at offset %llu",
+					     img->path, type, (unsigned long long)at);
 		r = store_image_read(img, sl->rec + SNAP_STORE_PREFIX_SIZE,
 				     SNAP_STORE_FRAME_HEADER_SIZE - SNAP_STORE_PREFIX_SIZE,
 				     "frame");
@@ -552,15 +639,15 @@ static int restore_sequential(struct rctx *c, uint8_t idx_prefix[SNAP_STORE_PREF
 		r = snap_store_frame_decode(sl->rec, SNAP_STORE_FRAME_HEADER_SIZE,
 					    img->hdr.frame_size, &sl->f, &why);
 		if (r < 0)
-			return snap_job_fail(job, r, "frame at offset %llu: %s",
+			return snap_job_fail(job, r, "%s: frame at offset %llu: %s", img->path,
 					     (unsigned long long)at, why);
 		const struct snap_store_frame *f = &sl->f;
 		if (f->index != c->nseen)
 			return snap_job_fail(
 			    job, -EBADMSG,
-			    "frames out of order at offset %llu: expected frame %llu, "
+			    "%s: frames out of order at offset %llu: expected frame %llu, "
 			    "found frame %llu (reordered, dropped or inserted frame)",
-			    (unsigned long long)at, (unsigned long long)c->nseen,
+			    img->path, (unsigned long long)at, (unsigned long long)c->nseen,
 			    (unsigned long long)f->index);
 		if (f->volume >= c->nvols || f->volume < prev_vol ||
 		    (f->volume == prev_vol && f->offset < prev_end) ||
@@ -568,8 +655,8 @@ static int restore_sequential(struct rctx *c, uint8_t idx_prefix[SNAP_STORE_PREF
 		    !(f->flags & SNAP_STORE_FRAME_ENCRYPTED) != !encrypted)
 			return snap_job_fail(
 			    job, -EBADMSG,
-			    "frame %llu at offset %llu is out of place (moved frame)",
-			    (unsigned long long)f->index, (unsigned long long)at);
+			    "%s: frame %llu at offset %llu is out of place (moved frame)",
+			    img->path, (unsigned long long)f->index, (unsigned long long)at);
 		if (f->volume != prev_vol)
 			prev_end = 0;
 		prev_vol = f->volume;
@@ -595,7 +682,9 @@ static int restore_sequential_tail(struct rctx *c, const uint8_t prefix[SNAP_STO
 	if (snap_store_prefix_decode(prefix, SNAP_STORE_PREFIX_SIZE, &p) < 0 ||
 	    p.type != SNAP_STORE_REC_INDEX || p.length > (1ull << 34) ||
 	    p.length < SNAP_STORE_PREFIX_SIZE + SNAP_STORE_TAG_SIZE)
-		return snap_job_fail(job, -EUCLEAN, "index record is corrupt (bad prefix)");
+		return snap_job_fail(job, -EUCLEAN,
+				     "%s: index record at offset %llu is corrupt (bad prefix)",
+				     img->path, (unsigned long long)at);
 	uint8_t *rec = malloc(p.length);
 	if (!rec)
 		return -ENOMEM;
@@ -608,16 +697,19 @@ static int restore_sequential_tail(struct rctx *c, const uint8_t prefix[SNAP_STO
 	}
 	if (!snap_store_record_crc_ok(rec, p.length)) {
 		free(rec);
-		return snap_job_fail(job, -EBADMSG, "index record is corrupt (CRC mismatch)");
+		return snap_job_fail(job, -EBADMSG,
+				     "%s: index record at offset %llu is corrupt (CRC mismatch)",
+				     img->path, (unsigned long long)at);
 	}
 	if ((r = store_image_set_index(img, rec, p.length, at)) < 0)
 		return snap_job_fail(job, r, "%s", snap_store_image_error(img));
 	const struct snap_store_index *ix = &img->ix;
 	if (ix->nframes != c->nseen)
 		return snap_job_fail(job, -EBADMSG,
-				     "the index lists %llu frames, the image holds %llu (dropped "
-				     "frames)",
-				     (unsigned long long)ix->nframes, (unsigned long long)c->nseen);
+				     "%s: the index lists %llu frames, the image holds %llu "
+				     "(dropped frames)",
+				     img->path, (unsigned long long)ix->nframes,
+				     (unsigned long long)c->nseen);
 	for (uint64_t k = 0; k < ix->nframes; k++) {
 		struct snap_store_frame f = {
 		    .index = k,
@@ -630,8 +722,10 @@ static int restore_sequential_tail(struct rctx *c, const uint8_t prefix[SNAP_STO
 		memcpy(f.digest, c->seen[k].digest, sizeof(f.digest));
 		if (!frame_matches(&f, &ix->frames[k], k) ||
 		    c->seen[k].file_offset != ix->frames[k].file_offset)
-			return snap_job_fail(job, -EBADMSG, "frame %llu does not match the index",
-					     (unsigned long long)k);
+			return snap_job_fail(
+			    job, -EBADMSG, "%s: frame %llu at offset %llu does not match the index",
+			    img->path, (unsigned long long)k,
+			    (unsigned long long)c->seen[k].file_offset);
 	}
 	if (img->hdr.compat & SNAP_STORE_COMPAT_SIGNATURE) {
 		uint8_t pre[SNAP_STORE_PREFIX_SIZE];
@@ -640,8 +734,8 @@ static int restore_sequential_tail(struct rctx *c, const uint8_t prefix[SNAP_STO
 			return snap_job_fail(job, r, "%s", snap_store_image_error(img));
 		if (snap_store_prefix_decode(pre, sizeof(pre), &sp) < 0 ||
 		    sp.type != SNAP_STORE_REC_SIGNATURE || sp.length > (1u << 20))
-			return snap_job_fail(job, -EUCLEAN,
-					     "signature record missing or malformed");
+			return snap_job_fail(
+			    job, -EUCLEAN, "%s: signature record missing or malformed", img->path);
 		uint8_t *srec = malloc(sp.length);
 		if (!srec)
 			return -ENOMEM;
@@ -660,10 +754,11 @@ static int restore_sequential_tail(struct rctx *c, const uint8_t prefix[SNAP_STO
 	const char *why = "";
 	struct snap_store_footer ft;
 	if ((r = snap_store_footer_decode(foot, sizeof(foot), &ft, &why)) < 0)
-		return snap_job_fail(job, r, "footer is corrupt: %s", why);
+		return snap_job_fail(job, r, "%s: footer is corrupt: %s", img->path, why);
 	if (ft.index_offset != at || ft.index_length != p.length || ft.image_size != img->pos ||
 	    memcmp(ft.image_id, img->hdr.image_id, SNAP_STORE_ID_SIZE) != 0)
-		return snap_job_fail(job, -EBADMSG, "footer does not match the image");
+		return snap_job_fail(job, -EBADMSG, "%s: footer does not match the image",
+				     img->path);
 	uint8_t extra;
 	ssize_t n;
 	while ((n = read(img->fd, &extra, 1)) < 0 && errno == EINTR)
@@ -736,6 +831,7 @@ int snap_restore_run(struct snap_job *job)
 	}
 	if (r < 0)
 		goto out;
+	snap_job_report(job, true); /* the DATA stage's last sample shows all of it */
 	const char *signer = snap_job_string(job, SNAP_SPARAM_TRUSTED_SIGNER);
 	if (signer && (r = store_image_check_signer(c.img, signer)) < 0) {
 		r = snap_job_fail(job, r, "%s", snap_store_image_error(c.img));
@@ -744,6 +840,14 @@ int snap_restore_run(struct snap_job *job)
 	snap_job_set_stage(job, SNAP_STAGE_FINISH);
 	if ((r = restore_zero(&c)) < 0)
 		goto out;
+	pthread_mutex_lock(&c.lock);
+	publish(&c); /* workers are idle: drain() returned */
+	pthread_mutex_unlock(&c.lock);
+	/* last moment to honour a cancellation (also from the FINISH callback) cleanly */
+	if (snap_job_cancelled(job)) {
+		r = -ECANCELED;
+		goto out;
+	}
 	for (size_t i = 0; i < c.nvols; i++) {
 		if (!c.vols[i].out)
 			continue;
@@ -759,12 +863,13 @@ int snap_restore_run(struct snap_job *job)
 						   snap_output_path(c.vols[i].out));
 	}
 	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_TOTAL, job->progress.bytes_total);
+	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_READ, c.img->bytes_read);
 	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_WRITTEN, job->progress.bytes_written);
 	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_SKIPPED, job->progress.bytes_skipped);
 	snap_job_set_result_u64(job, SNAP_RESULT_FRAMES, c.img->ix.nframes);
 out:
 	if (r < 0 && r != -ECANCELED && c.err && !job->error_detail)
-		snap_job_fail(job, c.err, "%s", snap_strerror(c.err));
+		worker_failed(&c);
 	if (r == -ENOMEM)
 		snap_job_fail(job, r, "out of memory");
 	snap_job_set_result_u64(job, SNAP_RESULT_FRAMES_READ, c.frames_read);
@@ -772,6 +877,9 @@ out:
 		stop_workers(&c, ws, c.started);
 	for (size_t i = 0; c.vols && i < c.nvols; i++)
 		c.vols[i].out = snap_output_free(c.vols[i].out); /* aborts uncommitted outputs */
+	if (r < 0 && c.made_dir)
+		rmdir(c.made_dir); /* empty now: nothing of a failed job is left */
+	free(c.made_dir);
 	for (unsigned i = 0; c.slots && i < c.nslots; i++) {
 		free(c.slots[i].rec);
 		free(c.slots[i].raw);
@@ -781,6 +889,7 @@ out:
 	free(ws);
 	free(c.vols);
 	free(c.seen);
+	free(c.err_detail);
 	c.img = snap_store_image_free(c.img);
 	pthread_mutex_destroy(&c.lock);
 	pthread_cond_destroy(&c.cond);

@@ -110,6 +110,7 @@ int store_image_read(struct snap_store_image *img, void *buf, size_t len, const 
 		got += (size_t)n;
 	}
 	img->pos += len;
+	img->bytes_read += len;
 	return 0;
 }
 
@@ -128,10 +129,11 @@ int store_image_pread(struct snap_store_image *img, void *buf, size_t len, uint6
 		}
 		if (n == 0)
 			return img_fail(img, -EUCLEAN,
-					"image truncated: %s at offset %llu is missing", what,
-					(unsigned long long)(off + got));
+					"image truncated: %s at offset %llu of %s is missing", what,
+					(unsigned long long)(off + got), img->path);
 		got += (size_t)n;
 	}
+	img->bytes_read += len;
 	return 0;
 }
 
@@ -168,31 +170,30 @@ static int read_record(struct snap_store_image *img, uint32_t type, const char *
 	return 0;
 }
 
-/* Checks the tag at the end of a record: MAC over pre buffers and the record up to the tag. */
+/* Checks the tag at the end of a record: MAC over pre buffers and the record up to the tag,
+ * its CRC field read as zero. The record is fed in pieces around that field rather than
+ * copied: an index can be tens of MiB. */
 static int check_tag(struct snap_store_image *img, const uint8_t *rec, size_t len,
 		     const void *const *pre, const size_t *pre_lens, size_t npre, const char *what)
 {
-	const void *parts[4];
-	size_t lens[4], n = 0;
-	for (size_t i = 0; i < npre; i++, n++) {
+	static const uint8_t zero_crc[4];
+	const void *parts[5];
+	size_t lens[5], n = 0;
+	for (size_t i = 0; i < npre && i < 2; i++, n++) {
 		parts[n] = pre[i];
 		lens[n] = pre_lens[i];
 	}
 	uint8_t t[SNAP_STORE_TAG_SIZE];
-	/* the CRC field is zero while the tag is computed */
-	uint8_t *copy = malloc(len);
-	if (!copy)
-		return -ENOMEM;
-	memcpy(copy, rec, len);
-	snap_put_le32(copy + 4, 0);
-	parts[n] = copy;
-	lens[n++] = len - SNAP_STORE_TAG_SIZE;
+	parts[n] = rec; /* type */
+	lens[n++] = 4;
+	parts[n] = zero_crc;
+	lens[n++] = sizeof(zero_crc);
+	parts[n] = rec + 8;
+	lens[n++] = len - 8 - SNAP_STORE_TAG_SIZE;
 	int r = snap_store_mac(img->unlocked ? img->ks.mac : NULL, parts, lens, n, t);
-	bool ok = r == 0 && snap_store_ct_equal(t, rec + len - SNAP_STORE_TAG_SIZE, sizeof(t));
-	free(copy);
 	if (r < 0)
 		return r;
-	if (!ok)
+	if (!snap_store_ct_equal(t, rec + len - SNAP_STORE_TAG_SIZE, sizeof(t)))
 		return img_fail(img, -EBADMSG, "%s authentication failed (tampered %s)", what,
 				what);
 	return 0;
@@ -469,11 +470,15 @@ int store_image_load_index(struct snap_store_image *img)
 	if (snap_store_prefix_decode(rec, img->ft.index_length, &p) < 0 ||
 	    p.type != SNAP_STORE_REC_INDEX || p.length != img->ft.index_length) {
 		free(rec);
-		return img_fail(img, -EUCLEAN, "index record is corrupt (bad prefix)");
+		return img_fail(img, -EUCLEAN,
+				"%s: index record at offset %llu is corrupt (bad prefix)",
+				img->path, (unsigned long long)img->ft.index_offset);
 	}
 	if (!snap_store_record_crc_ok(rec, p.length)) {
 		free(rec);
-		return img_fail(img, -EBADMSG, "index record is corrupt (CRC mismatch)");
+		return img_fail(img, -EBADMSG,
+				"%s: index record at offset %llu is corrupt (CRC mismatch)",
+				img->path, (unsigned long long)img->ft.index_offset);
 	}
 	r = store_image_set_index(img, rec, p.length, img->ft.index_offset);
 	if (r < 0)

@@ -19,6 +19,7 @@ struct snap_store_image {
 	bool own_fd, seekable;
 	uint64_t pos;	    /* sequential read position */
 	uint64_t file_size; /* seekable inputs */
+	uint64_t bytes_read; /* bytes of the image read so far, both paths */
 	char *path;
 	char *error;
 	int errcode;

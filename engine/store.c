@@ -18,6 +18,11 @@
  *  5. Chunks are the DATA extents of the layout cut at multiples of frame_size; they are the
  *     reader's ranges, so a chunk arrives as one or more reader chunks in order and is copied
  *     into a slot (reader buffers go back at once and never wait on a worker).
+ *  6. Progress is counted and reported by the run thread only: bytes_read and bytes_done as each
+ *     reader chunk arrives, bytes_written as frames are written, and on the progress interval
+ *     while it waits on workers (snap_job_wait). bytes_read + bytes_skipped == bytes_total:
+ *     blocks the zero scan finds were read, so they are not skipped.
+ *  7. A cancellation is honoured up to the rename: nothing is committed after one arrived.
  *
  * State transitions (snap_store_run):
  *  1. prepare: open sources, build layouts (store_open_volumes), keys (store_keys), header,
@@ -43,6 +48,7 @@
 
 #include "extent-map.h"
 #include "job-internal.h"
+#include "output.h"
 #include "layout.h"
 #include "log.h"
 #include "reader.h"
@@ -370,7 +376,16 @@ static int store_keys(struct store_ctx *s, uint8_t **ret, size_t *ret_len)
 		goto out;
 	}
 	if (pass) {
-		uint64_t n = 1ull << snap_job_param(job, SNAP_PARAM_SCRYPT_LOG_N, 15);
+		/* readers accept N up to 2^22 (formats/STORE_FORMAT.md); a shift by 64 or more
+		 * would be undefined */
+		int64_t log_n = snap_job_param(job, SNAP_PARAM_SCRYPT_LOG_N, 15);
+		if (log_n < 1 || log_n > 22) {
+			r = snap_job_fail(job, -EINVAL,
+					  "scrypt cost log2(N) must be 1 to 22, not %lld",
+					  (long long)log_n);
+			goto out;
+		}
+		uint64_t n = 1ull << log_n;
 		r = snap_store_slot_scrypt_make(pass, strlen(pass), s->dk, s->image_id, &s->rng, n,
 						&k.slots[k.nslots]);
 		if (r < 0) {
@@ -643,20 +658,25 @@ static int store_write_slot(struct store_ctx *s)
 			return 0;
 		if (sl->state == SLOT_DONE)
 			break;
-		pthread_cond_wait(&s->cond, &s->lock);
+		snap_job_wait(s->job, &s->cond, &s->lock);
 		sl = NULL;
 	}
 	pthread_mutex_unlock(&s->lock);
 	int r = sl->err;
-	if (r < 0)
-		r = snap_job_fail(s->job, r, "cannot compress or seal frame %llu",
-				  (unsigned long long)sl->frames[0].f.index);
+	if (r < 0) {
+		const struct snap_store_frame *f = &sl->frames[0].f;
+		r = snap_job_fail(
+		    s->job, r, "cannot compress or seal frame %llu of %s (%s at offset %llu): %s",
+		    (unsigned long long)f->index, s->path, s->vols[f->volume].path,
+		    (unsigned long long)f->offset, snap_strerror(r));
+	}
 	for (size_t i = 0; i < sl->nframes && r == 0; i++) {
 		const struct frame_job *fj = &sl->frames[i];
 		uint64_t at = s->written;
 		r = write_all(s, sl->out + fj->out_off, fj->out_len);
 		if (r == 0)
 			r = add_iframe(s, &fj->f, at);
+		snap_job_report(s->job, false);
 	}
 	pthread_mutex_lock(&s->lock);
 	sl->state = SLOT_FREE;
@@ -674,6 +694,9 @@ static int store_fill_slot(struct store_ctx *s, struct slot *sl, uint32_t vi, ui
 	int r;
 	while (got < len) {
 		struct snap_chunk ch;
+		/* a chunk may be 64 MiB from a slow device: cancel between reader chunks */
+		if (snap_job_cancelled(s->job))
+			return -ECANCELED;
 		r = snap_reader_next(v->reader, &ch);
 		if (r <= 0) {
 			if (r == 0)
@@ -686,14 +709,17 @@ static int store_fill_slot(struct store_ctx *s, struct slot *sl, uint32_t vi, ui
 		/* invariant 1 of reader.h: chunks come in range order, never across ranges */
 		if (ch.offset != off + got || ch.length > len - got) {
 			snap_reader_release(v->reader, &ch);
-			return snap_job_fail(s->job, -EIO, "reader out of step at offset %llu",
-					     (unsigned long long)ch.offset);
+			return snap_job_fail(s->job, -EIO, "%s: reader out of step at offset %llu",
+					     v->path, (unsigned long long)ch.offset);
 		}
 		memcpy(sl->in + got, ch.data, ch.length);
 		got += ch.length;
 		snap_reader_release(v->reader, &ch);
+		/* progress as the reader delivers, not per chunk: a chunk may be 64 MiB */
+		s->job->progress.bytes_read += ch.length;
+		s->job->progress.bytes_done += ch.length;
+		snap_job_report(s->job, false);
 	}
-	s->job->progress.bytes_read += len;
 	sl->nframes = 0;
 	size_t pos = 0;
 	size_t run_start = 0;
@@ -721,11 +747,15 @@ static int store_fill_slot(struct store_ctx *s, struct slot *sl, uint32_t vi, ui
 			in_run = false;
 		}
 		if (zero) {
+			/* read, so not skipped: bytes_read + bytes_skipped == bytes_total */
 			r = snap_map_mark(v->layout->map, abs, blen, SNAP_EXTENT_ZERO,
 					  SNAP_LAYER_ZEROSCAN);
 			if (r < 0)
-				return snap_job_fail(s->job, r, "cannot update the extent map");
-			s->job->progress.bytes_skipped += blen;
+				return snap_job_fail(s->job, r,
+						     "cannot update the extent map of %s at offset "
+						     "%llu: %s",
+						     v->path, (unsigned long long)abs,
+						     snap_strerror(r));
 		}
 		pos += blen;
 	}
@@ -810,8 +840,6 @@ static int store_data(struct store_ctx *s)
 				break;
 			pthread_mutex_unlock(&s->lock);
 			r = store_fill_slot(s, sl, vi, off, len);
-			s->job->progress.bytes_done += len;
-			snap_job_report(s->job, false);
 			pthread_mutex_lock(&s->lock);
 			if (r < 0)
 				break;
@@ -834,11 +862,14 @@ static int store_data(struct store_ctx *s)
 
 static int store_start_workers(struct store_ctx *s)
 {
-	s->nthreads = snap_job_threads(s->job);
-	s->nslots = s->nthreads * 2 + 2;
+	/* s->nthreads counts started threads only: store_cleanup joins that many, whatever
+	 * failed on the way (a slot buffer, a worker's state, pthread_create) */
+	unsigned nthreads = snap_job_threads(s->job);
+	s->nslots = nthreads * 2 + 2;
 	s->slots = calloc(s->nslots, sizeof(*s->slots));
-	s->threads = calloc(s->nthreads, sizeof(*s->threads));
-	if (!s->slots || !s->threads)
+	s->threads = calloc(nthreads, sizeof(*s->threads));
+	s->workers = calloc(nthreads, sizeof(*s->workers));
+	if (!s->slots || !s->threads || !s->workers)
 		return -ENOMEM;
 	size_t max_frames = s->frame_size / SNAP_STORE_BLOCK_SIZE / 2 + 2;
 	for (unsigned i = 0; i < s->nslots; i++) {
@@ -851,32 +882,24 @@ static int store_start_workers(struct store_ctx *s)
 		if (!sl->in || !sl->out || !sl->frames)
 			return -ENOMEM;
 	}
-	struct worker *ws = calloc(s->nthreads, sizeof(*ws));
-	if (!ws)
-		return -ENOMEM;
-	/* workers own their worker struct; freed by store_stop_workers through this array */
-	for (unsigned i = 0; i < s->nthreads; i++) {
-		struct worker *w = &ws[i];
+	for (unsigned i = 0; i < nthreads; i++) {
+		struct worker *w = &s->workers[i];
 		w->s = s;
 		w->level_buf_size = level_buf_size(s->level);
 		w->level_buf = malloc(w->level_buf_size);
-		int r = snap_store_cipher_new(s->encrypted ? &s->keys : NULL, &w->cipher);
-		if (!w->level_buf || r < 0) {
-			s->nthreads = i;
+		int r = w->level_buf
+			    ? snap_store_cipher_new(s->encrypted ? &s->keys : NULL, &w->cipher)
+			    : -ENOMEM;
+		if (r == 0 && pthread_create(&s->threads[i], NULL, worker_main, w) != 0)
+			r = -EAGAIN;
+		if (r < 0) {
 			free(w->level_buf);
+			w->level_buf = NULL;
 			w->cipher = snap_store_cipher_free(w->cipher);
-			s->workers = ws;
-			return -ENOMEM;
+			return r;
 		}
-		if (pthread_create(&s->threads[i], NULL, worker_main, w) != 0) {
-			free(w->level_buf);
-			w->cipher = snap_store_cipher_free(w->cipher);
-			s->nthreads = i;
-			s->workers = ws;
-			return -EAGAIN;
-		}
+		s->nthreads = i + 1;
 	}
-	s->workers = ws;
 	return 0;
 }
 
@@ -1032,7 +1055,10 @@ static int store_create_output(struct store_ctx *s)
 		s->tmp = NULL;
 		return snap_job_fail(s->job, r, "cannot create %s: %s", out, strerror(-r));
 	}
-	fchmod(s->fd, 0644);
+	int r = snap_file_mode_default(s->fd);
+	if (r < 0)
+		return snap_job_fail(s->job, r, "cannot set the mode of %s: %s", s->tmp,
+				     strerror(-r));
 	return 0;
 }
 
@@ -1057,7 +1083,23 @@ static int store_commit(struct store_ctx *s)
 				     strerror(errno));
 	free(s->tmp);
 	s->tmp = NULL;
-	return 0;
+	/* the rename survives a crash only once its directory is synced; an image that may
+	 * vanish is not reported as stored */
+	const char *slash = strrchr(s->path, '/');
+	char *dir = slash ? strndup(s->path, slash == s->path ? 1 : (size_t)(slash - s->path))
+			  : strdup(".");
+	if (!dir)
+		return -ENOMEM;
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	r = dfd < 0 || fsync(dfd) == 0 || errno == EINVAL ? 0 : -errno;
+	if (dfd >= 0)
+		close(dfd);
+	if (r < 0) {
+		unlink(s->path);
+		r = snap_job_fail(s->job, r, "cannot sync directory %s: %s", dir, strerror(-r));
+	}
+	free(dir);
+	return r;
 }
 
 static void store_cleanup(struct store_ctx *s)
@@ -1128,10 +1170,19 @@ int snap_store_run(struct snap_job *job)
 	snap_job_set_stage(job, SNAP_STAGE_DATA);
 	if ((r = store_data(&s)) < 0)
 		goto out;
+	snap_job_report(job, true); /* the DATA stage's last sample shows all of it */
 	for (size_t i = 0; i < s.nvols; i++)
 		snap_layout_thaw(s.vols[i].layout);
 	snap_job_set_stage(job, SNAP_STAGE_FINISH);
-	if ((r = store_write_tail(&s)) < 0 || (r = store_commit(&s)) < 0)
+	if ((r = store_write_tail(&s)) < 0)
+		goto out;
+	/* the last moment a cancellation (also from the FINISH progress callback) can be
+	 * honoured without leaving a complete-looking image behind */
+	if (snap_job_cancelled(job)) {
+		r = -ECANCELED;
+		goto out;
+	}
+	if ((r = store_commit(&s)) < 0)
 		goto out;
 	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_TOTAL, job->progress.bytes_total);
 	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_READ, job->progress.bytes_read);

@@ -382,7 +382,9 @@ int snap_store_slots_rsa_open(const struct snap_store_keys *k, const void *key_p
 	BIO *bio = BIO_new_mem_buf(key_pem, (int)len);
 	EVP_PKEY *pk = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
 	EVP_PKEY_CTX *ctx = NULL;
-	uint8_t id[32], dk[512];
+	/* OpenSSL wants room for a whole modulus: slots hold up to 2048 bytes (16384-bit keys);
+	 * 512 made every key above 4096 bits fail to open its own slot */
+	uint8_t id[32], dk[2048];
 	int r = -EINVAL;
 	*ret_detail = "not a PEM private key";
 	if (!pk || pubkey_id(pk, id) < 0)

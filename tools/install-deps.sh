@@ -10,6 +10,7 @@ packages=(
 	# outside judges used by the tests, and the demo disk
 	fdisk e2fsprogs xfsprogs dosfstools mtools ntfs-3g util-linux
 	tar libarchive-tools gzip openssl python3 coreutils
+	xxd # hex to bytes for the bundle tests
 	# reference tools for the benchmarks
 	pigz zstd qemu-utils
 )

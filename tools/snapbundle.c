@@ -22,6 +22,7 @@ struct subcommand {
 static const struct subcommand commands[] = {
 	{"version", cmd_version, "print the version"},
 	{"bench", cmd_bench, "measure stages, jobs and thread scaling on this machine"},
+	{"bundle", cmd_bundle, "bundle a disk or image as a classic EC2 bundle"},
 	{"inspect", cmd_inspect, "show a disk's partitions, filesystems and extent map"},
 	{"store", cmd_store, "store disks as one .bin store image"},
 	{"restore", cmd_restore, "restore a .bin store image to files or block devices"},

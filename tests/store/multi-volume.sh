@@ -17,6 +17,16 @@ echo "correct horse battery staple" > pass
 cmp a.img all/xvda.img && cmp b.img all/xvdb.img && cmp c.img all/xvdc.img ||
 	fail "three-volume round trip differs"
 
+# a failure after the outputs were opened leaves neither files nor the directory it created
+cp img.bin bad.bin
+read -r f3 _ < <(python3 "$SRCDIR/tests/store/tamper.py" bad.bin frames | awk '$1 == 3 { print $2 }')
+python3 "$SRCDIR/tests/store/tamper.py" bad.bin flip $((f3 + 96 + 10))
+if "$B" restore bad.bin -o fresh --passphrase-file pass --progress=none 2>err; then
+	fail "a tampered image restored"
+fi
+grep -q "authentication failed" err || { cat err >&2; fail "unexpected error"; }
+[ ! -e fresh ] || fail "output directory left behind by a failed restore: $(ls -A fresh)"
+
 "$B" restore img.bin --volume /dev/xvdb -o b-only.img --passphrase-file pass --progress=none
 cmp b.img b-only.img || fail "volume restored alone differs"
 "$B" restore - --volume xvdc -o c-only.img --passphrase-file pass --progress=none < img.bin

@@ -28,5 +28,19 @@ check() { # what lo len restore-args...
 check part1 $((2048 * 512)) $((40960 * 512)) --partition 1
 check part2 $(((2048 + 40960) * 512)) $((8192 * 512)) --partition 2
 check range 3000000 10000 --range 3000000:10000
+
+# forged metadata (unencrypted: its SHA-256 tag and the index's digest of it can be
+# recomputed): a partition whose end wraps around 2^64 is refused with a clear error, and
+# one that runs past the end of the volume is restored as far as the volume goes
+cp img.bin t.bin
+python3 "$SRCDIR/tests/store/tamper.py" t.bin part-size 1 18446744073709547520
+why="t.bin: partition 2 of volume /dev/xvda (start 22020096, size 18446744073709547520)"
+expect_fail "$why lies outside the volume" wrap.img -- \
+	"$B" restore t.bin --partition 2 -o wrap.img --progress=none
+cp img.bin t.bin
+python3 "$SRCDIR/tests/store/tamper.py" t.bin part-size 1 $((64 << 20))
+"$B" restore t.bin --partition 2 -o past.img --progress=none > /dev/null
+cmp past.img <(dd if=disk.img bs=64K skip=$(((2048 + 40960) * 512)) status=none \
+	iflag=skip_bytes) || fail "partition running past the volume's end differs"
 check range2 $((2048 * 512 + 123)) 1 --range $((2048 * 512 + 123)):1
 echo "random-access: ok"

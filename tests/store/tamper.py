@@ -12,6 +12,9 @@ tamper.py IMG swap I J               exchange frame records I and J (same length
 tamper.py IMG graft DONOR I          replace frame record I with the donor image's frame I
 tamper.py IMG index-stored I VALUE   set stored_len of index entry I; recompute the INDEX tag
                                      (plain SHA-256: unencrypted images only) and CRC
+tamper.py IMG part-size I VALUE      set the size of partition I (0-based) of the first volume
+                                     in META; recompute the META tag and CRC, the INDEX's
+                                     metadata digest, tag and CRC (unencrypted images only)
 """
 import struct
 import sys
@@ -33,6 +36,25 @@ def frames(d):
 def crc_fix(d, pos, n):
     d[pos + 4:pos + 8] = b"\0\0\0\0"
     d[pos + 4:pos + 8] = struct.pack("<I", zlib.crc32(bytes(d[pos:pos + n])) & 0xFFFFFFFF)
+
+
+def tlvs(d, pos, end):
+    """(key, value offset, value length) of each TLV in d[pos:end]"""
+    while pos < end:
+        k, n = struct.unpack_from("<HI", d, pos)
+        yield k, pos + 6, n
+        pos += 6 + n
+
+
+def reseal_index(d, meta_pos, meta_len):
+    import hashlib
+    for p, t, n in records(d):
+        if t == 4:
+            break
+    d[p + 16 + 32:p + 16 + 64] = hashlib.sha256(bytes(d[meta_pos:meta_pos + meta_len])).digest()
+    d[p + 4:p + 8] = b"\0\0\0\0"
+    d[p + n - 32:p + n] = hashlib.sha256(bytes(d[p:p + n - 32])).digest()
+    crc_fix(d, p, n)
 
 
 def main():
@@ -82,6 +104,20 @@ def main():
         d[p + 4:p + 8] = b"\0\0\0\0"
         d[p + n - 32:p + n] = hashlib.sha256(bytes(d[p:p + n - 32])).digest()
         crc_fix(d, p, n)
+    elif op == "part-size":
+        import hashlib
+        for p, t, n in records(d):
+            if t == 2:
+                break
+        vol = next(v for v in tlvs(d, p + 16, p + n - 32) if v[0] == 0x800C)
+        parts = [v for v in tlvs(d, vol[1], vol[1] + vol[2]) if v[0] == 7]
+        part = parts[int(args[0])]
+        size = next(v for v in tlvs(d, part[1], part[1] + part[2]) if v[0] == 3)
+        struct.pack_into("<Q", d, size[1], int(args[1]))
+        d[p + 4:p + 8] = b"\0\0\0\0"
+        d[p + n - 32:p + n] = hashlib.sha256(bytes(d[0:128]) + bytes(d[p:p + n - 32])).digest()
+        crc_fix(d, p, n)
+        reseal_index(d, p, n)
     elif op == "graft":
         donor = bytearray(open(args[0], "rb").read())
         i = int(args[1])

@@ -27,16 +27,21 @@ read -r idx idxlen < <($TP good.bin record 4)
 
 cp good.bin t.bin && $TP t.bin flip $((f3 + 96 + 1000))
 expect_fail "authentication failed (tampered frame" out/r.img -- restore t.bin
+expect_fail "t.bin: frame 3 at offset $f3 (volume /dev/xvda" out/r.img -- restore t.bin
 expect_fail "authentication failed (tampered frame" out/r.img -- restore_pipe t.bin
+expect_fail "stdin: frame 3 at offset $f3 (volume /dev/xvda" out/r.img -- restore_pipe t.bin
 expect_fail "authentication failed" out/r.img -- "$B" verify-store t.bin --passphrase-file pass
 
 cp good.bin t.bin && $TP t.bin flip $((f3 + 40))
-expect_fail "frame header CRC mismatch" out/r.img -- restore t.bin
-expect_fail "frame header CRC mismatch" out/r.img -- restore_pipe t.bin
+expect_fail "t.bin: frame 3 at offset $f3: frame header CRC mismatch" out/r.img -- restore t.bin
+expect_fail "stdin: frame at offset $f3: frame header CRC mismatch" out/r.img -- \
+	restore_pipe t.bin
 
 cp good.bin t.bin && $TP t.bin flip $((idx + 100))
-expect_fail "index record is corrupt (CRC mismatch)" out/r.img -- restore t.bin
-expect_fail "index record is corrupt (CRC mismatch)" out/r.img -- restore_pipe t.bin
+expect_fail "t.bin: index record at offset $idx is corrupt (CRC mismatch)" out/r.img -- \
+	restore t.bin
+expect_fail "stdin: index record at offset $idx is corrupt (CRC mismatch)" out/r.img -- \
+	restore_pipe t.bin
 cp good.bin t.bin && $TP t.bin flip-fix $((idx + 100))
 expect_fail "index authentication failed" out/r.img -- restore t.bin
 expect_fail "index authentication failed" out/r.img -- restore_pipe t.bin
@@ -61,7 +66,7 @@ expect_fail "authentication failed (tampered frame, or a frame swapped in" out/r
 cp good.bin t.bin && $TP t.bin swap 2 3
 expect_fail "does not match the index (moved, swapped or reordered frame)" out/r.img -- \
 	restore t.bin
-expect_fail "frames out of order" out/r.img -- restore_pipe t.bin
+expect_fail "stdin: frames out of order" out/r.img -- restore_pipe t.bin
 
 expect_fail "wrong passphrase" out/r.img -- \
 	"$B" restore good.bin -o out/r.img --passphrase-file wrong --progress=none
@@ -77,6 +82,12 @@ if command -v openssl >/dev/null; then
 	cmp disk.img rsa.img
 	expect_fail "wrong key k2.pem: the key is not one of the image's recipients" out/r.img -- \
 		"$B" restore rsa.bin -o out/r.img -k k2.pem --progress=none
+	# a key above 4096 bits opens its slot too (OpenSSL wants room for a whole modulus)
+	openssl req -x509 -newkey rsa:4160 -nodes -keyout k5.pem -out c5.pem -days 1 \
+		-subj /CN=big 2>/dev/null
+	"$B" store disk.img -o big.bin --recipient c5.pem --frame-size 64K --progress=none
+	"$B" restore big.bin -o big.img -k k5.pem --progress=none
+	cmp disk.img big.img
 fi
 
 cp good.bin t.bin && $TP t.bin incompat 0x4
@@ -90,10 +101,17 @@ read -r p3 _ < <($TP plain.bin frames | awk '$1 == 3 { print $2, $3 }')
 cp plain.bin t.bin && $TP t.bin flip $((p3 + 96 + 7))
 expect_fail "digest mismatch (corrupt frame)" out/r.img -- \
 	"$B" restore t.bin -o out/r.img --progress=none
+expect_fail "t.bin: frame 3 at offset $p3 " out/r.img -- \
+	"$B" restore t.bin -o out/r.img --progress=none
 # a forged index (unencrypted: its SHA-256 tag can be recomputed) never drives a read past a
 # frame buffer
 cp plain.bin t.bin && $TP t.bin index-stored 0 4000000000
 expect_fail "index entry of frame 0 is inconsistent" out/r.img -- \
 	"$B" restore t.bin -o out/r.img --progress=none
+# a scrypt cost readers would refuse is refused when storing (and 2^64 is no shift at all)
+expect_fail "scrypt cost log2(N) must be 1 to 22, not 64" out/s.bin -- \
+	"$B" store disk.img -o out/s.bin --passphrase-file pass --scrypt-log-n 64 --progress=none
+expect_fail "scrypt cost log2(N) must be 1 to 22, not 23" out/s.bin -- \
+	"$B" store disk.img -o out/s.bin --passphrase-file pass --scrypt-log-n 23 --progress=none
 [ -z "$(ls -A out)" ] || fail "out/ is not empty"
 echo "tamper: ok"

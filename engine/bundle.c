@@ -1,0 +1,1384 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * bundle.c - the classic bundle job: source -> sparse tar -> SHA-1 -> parallel gzip ->
+ * AES-128-CBC -> 10 MiB parts + manifest (classic-bundle-format.md §1-4).
+ *
+ * Threads and data flow:
+ *   run thread (produce):   reader chunks -> tar stream -> SHA-1 of the stream -> slot.in
+ *   deflate workers (N):    slot.in -> ISA-L raw deflate chunk + CRC-32 -> slot.out
+ *   writer thread (write):  slot.out in order -> gzip wrapper -> AES -> parts, SHA-1 per part
+ *
+ * Invariants:
+ *  1. Memory is fixed when the job starts: nslots slots of chunk_size input and
+ *     snap_deflate_bound(chunk_size) output, the reader's buffers, one cipher buffer, one
+ *     ISA-L level buffer per worker. Only the extent list and the part list grow with the
+ *     source (O(extents), O(parts)), never its size.
+ *  2. Slot s carries stream chunk seq where seq % nslots == s. A slot's state only moves
+ *     FREE -> FILLED (produce) -> DEFLATING -> DEFLATED (deflate_worker) -> FREE (writer), under
+ *     b->lock, and seq only changes in FREE -> FILLED. The producer fills and the writer
+ *     drains in seq order, so the output is in stream order whatever order workers finish in.
+ *  3. Exactly one chunk, the last, is compressed with final set (BFINAL); every other chunk
+ *     ends on a flush boundary (gzip-chunk.h), so the concatenation is one gzip member.
+ *  4. Nothing the job writes carries a final name before the end: parts are written as
+ *     ".NAME.part.I.tmp-PID" and the manifest as ".NAME.manifest.xml.tmp-PID", then parts are
+ *     renamed, then the manifest, last (commit_outputs). Any failure or cancellation before
+ *     that removes every temporary file (remove_outputs); an existing bundle is only replaced
+ *     with SNAP_PARAM_FORCE.
+ *  5. After b->abort is set no thread starts new work; the run thread joins every thread
+ *     before it touches the outputs.
+ *  6. The first failure wins (snap_job_fail); workers and the writer record theirs under
+ *     b->lock, the run thread reports it.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "bundle-keys.h"
+#include "extent-map.h"
+#include "gzip-chunk.h"
+#include "job-internal.h"
+#include "layout.h"
+#include "log.h"
+#include "manifest-write.h"
+#include "reader.h"
+#include "source.h"
+#include "sparse-tar.h"
+
+#define PART_SIZE_DEFAULT (10ull << 20)
+#define CHUNK_SIZE_DEFAULT ((size_t)2 << 20)
+#define CHUNK_SIZE_MIN ((size_t)64 << 10)
+#define CHUNK_SIZE_MAX ((size_t)64 << 20)
+#define LEVEL_DEFAULT 2 /* measured: bench/results/bundle.md */
+#define WAIT_POLL_NS 100000000ull /* the run thread wakes this often to report and poll cancel */
+
+#define BUNDLER_NAME "snapbundle"
+
+enum slot_state { SLOT_FREE, SLOT_FILLED, SLOT_DEFLATING, SLOT_DEFLATED };
+
+struct slot {
+	enum slot_state state;
+	uint64_t seq;
+	bool final;
+	uint8_t *in;
+	size_t in_len;
+	uint8_t *out;
+	size_t out_len;
+	uint32_t crc;
+};
+
+struct part {
+	char *tmp_path;
+	char *final_name;
+	uint64_t size;
+	char digest[41];
+	bool renamed;
+};
+
+/* Seconds per stage. Work stages (copy, tar_sha1, deflate summed over workers, aes,
+ * part_sha1) are thread CPU time, so they say what a stage costs even on a shared machine;
+ * waits, write and the totals are wall time. */
+struct timings {
+	double layout, keys, read_wait, tar_sha1, copy, produce_wait;
+	double deflate, aes, part_sha1, write, writer_wait, finish, total, cpu;
+};
+
+struct bundle {
+	struct snap_job *job;
+
+	/* configuration */
+	const char *image;
+	char *dest;
+	char *name;
+	int level;
+	unsigned nworkers;
+	uint64_t part_size;
+	size_t chunk_size;
+	bool force;
+
+	/* source */
+	struct snap_src *src;
+	struct snap_layout *layout;
+	struct snap_reader *reader;
+	struct snap_tar_region *regions;
+	size_t nregions;
+	struct stat st;
+
+	/* keys */
+	struct snap_bundle_key key;
+	EVP_PKEY *user_pub, *ec2_pub, *priv;
+
+	/* pipeline */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct slot *slots;
+	unsigned nslots;
+	uint64_t next_deflate; /* next seq a worker takes */
+	uint64_t nchunks;      /* set once the final chunk is filled; UINT64_MAX before */
+	bool abort;
+	bool writer_done;
+	int err; /* first failure of a worker or the writer */
+	struct snap_deflate **deflaters;
+	pthread_t *workers;
+	unsigned nstarted;
+	pthread_t writer;
+	bool writer_started;
+
+	/* producer state (run thread) */
+	EVP_MD_CTX *tar_sha1;
+	uint64_t seq;	  /* seq of the slot being filled */
+	struct slot *cur; /* NULL until the first byte */
+	uint64_t stream_len;
+
+	/* writer state */
+	EVP_CIPHER_CTX *aes;
+	EVP_MD_CTX *part_sha1;
+	uint8_t *cipher_buf;
+	size_t cipher_cap;
+	uint32_t crc;
+	uint64_t gz_in;	 /* bytes of tar stream compressed so far */
+	uint64_t gz_len; /* gzip bytes produced */
+	int part_fd;
+	uint64_t part_left;
+	struct part *parts;
+	size_t nparts, parts_cap;
+	_Atomic uint64_t written;
+
+	char *manifest_tmp, *manifest_path;
+	char digest[41];
+	struct timings t;
+	_Atomic uint64_t deflate_ns;
+};
+
+static double secs_since(uint64_t t0)
+{
+	return (double)(snap_now_ns() - t0) / 1e9;
+}
+
+/* CPU time of the calling thread: what a stage costs, whatever else shares the machine. */
+static uint64_t cpu_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static double cpu_since(uint64_t t0)
+{
+	return (double)(cpu_ns() - t0) / 1e9;
+}
+
+static uint64_t process_cpu_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Records a worker's or the writer's failure (first wins) and stops everything. */
+static int pipeline_fail(struct bundle *b, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int pipeline_fail(struct bundle *b, int err, const char *fmt, ...)
+{
+	char *msg = NULL;
+	va_list ap;
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) < 0)
+		msg = NULL;
+	va_end(ap);
+	pthread_mutex_lock(&b->lock);
+	if (!b->err) {
+		b->err = err;
+		snap_job_fail(b->job, err, "%s", msg ? msg : snap_strerror(err));
+	}
+	b->abort = true;
+	pthread_cond_broadcast(&b->cond);
+	pthread_mutex_unlock(&b->lock);
+	free(msg);
+	return err;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Outputs: temporary parts, commit, removal                                                 */
+
+static int write_all(int fd, const uint8_t *p, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int part_close(struct bundle *b)
+{
+	if (b->part_fd < 0)
+		return 0;
+	struct part *p = &b->parts[b->nparts - 1];
+	uint8_t md[20];
+	unsigned mdlen = 0;
+	uint64_t t0 = cpu_ns();
+	if (EVP_DigestFinal_ex(b->part_sha1, md, &mdlen) != 1)
+		return pipeline_fail(b, -EIO, "SHA-1 of part %zu failed", b->nparts - 1);
+	b->t.part_sha1 += cpu_since(t0);
+	snap_hex(p->digest, md, 20);
+	/* start writeback now so the fsync before the renames finds little left to do */
+	sync_file_range(b->part_fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+	int r = close(b->part_fd) < 0 ? -errno : 0;
+	b->part_fd = -1;
+	if (r < 0)
+		return pipeline_fail(b, r, "cannot write %s: %s", p->tmp_path, snap_strerror(r));
+	return 0;
+}
+
+static int part_open(struct bundle *b)
+{
+	if (b->nparts == b->parts_cap) {
+		size_t cap = b->parts_cap ? 2 * b->parts_cap : 64;
+		struct part *n = realloc(b->parts, cap * sizeof(*n));
+		if (!n)
+			return pipeline_fail(b, -ENOMEM, "out of memory for the part list");
+		b->parts = n;
+		b->parts_cap = cap;
+	}
+	struct part *p = &b->parts[b->nparts];
+	memset(p, 0, sizeof(*p));
+	if (asprintf(&p->tmp_path, "%s/.%s.part.%zu.tmp-%ld", b->dest, b->name, b->nparts,
+		     (long)getpid()) < 0) {
+		p->tmp_path = NULL;
+		return pipeline_fail(b, -ENOMEM, "out of memory");
+	}
+	b->nparts++;
+	b->part_fd = open(p->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (b->part_fd < 0) {
+		int r = -errno;
+		return pipeline_fail(b, r, "cannot create %s: %s", p->tmp_path, snap_strerror(r));
+	}
+	if (EVP_DigestInit_ex(b->part_sha1, EVP_sha1(), NULL) != 1)
+		return pipeline_fail(b, -EIO, "cannot start SHA-1");
+	b->part_left = b->part_size;
+	return 0;
+}
+
+/* Ciphertext into parts: cut at part_size, SHA-1 per part, as it streams out. */
+static int parts_put(struct bundle *b, const uint8_t *p, size_t len)
+{
+	while (len > 0) {
+		int r;
+		if (b->part_fd < 0 && (r = part_open(b)) < 0)
+			return r;
+		size_t n = len < b->part_left ? len : (size_t)b->part_left;
+		uint64_t t0 = cpu_ns();
+		if (EVP_DigestUpdate(b->part_sha1, p, n) != 1)
+			return pipeline_fail(b, -EIO, "SHA-1 of part %zu failed", b->nparts - 1);
+		b->t.part_sha1 += cpu_since(t0);
+		uint64_t t1 = snap_now_ns();
+		r = write_all(b->part_fd, p, n);
+		b->t.write += secs_since(t1);
+		if (r < 0)
+			return pipeline_fail(b, r, "cannot write %s: %s",
+					     b->parts[b->nparts - 1].tmp_path, snap_strerror(r));
+		b->parts[b->nparts - 1].size += n;
+		atomic_fetch_add(&b->written, n);
+		b->part_left -= n;
+		p += n;
+		len -= n;
+		if (b->part_left == 0 && (r = part_close(b)) < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* gzip bytes through AES-128-CBC into the parts. */
+static int encrypt_put(struct bundle *b, const uint8_t *p, size_t len)
+{
+	b->gz_len += len;
+	while (len > 0) {
+		/* EVP_EncryptUpdate writes up to inl + block size - 1 bytes */
+		size_t n = len < b->cipher_cap - 16 ? len : b->cipher_cap - 16;
+		int outl = 0;
+		uint64_t t0 = cpu_ns();
+		if (EVP_EncryptUpdate(b->aes, b->cipher_buf, &outl, p, (int)n) != 1)
+			return pipeline_fail(b, -EIO, "AES-128-CBC encryption failed");
+		b->t.aes += cpu_since(t0);
+		int r = parts_put(b, b->cipher_buf, (size_t)outl);
+		if (r < 0)
+			return r;
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static int encrypt_finish(struct bundle *b)
+{
+	int outl = 0;
+	if (EVP_EncryptFinal_ex(b->aes, b->cipher_buf, &outl) != 1)
+		return pipeline_fail(b, -EIO, "AES-128-CBC padding failed");
+	int r = parts_put(b, b->cipher_buf, (size_t)outl);
+	if (r < 0)
+		return r;
+	return part_close(b);
+}
+
+static void remove_outputs(struct bundle *b)
+{
+	for (size_t i = 0; i < b->nparts; i++) {
+		struct part *p = &b->parts[i];
+		if (p->renamed && p->final_name) {
+			char *path;
+			if (asprintf(&path, "%s/%s", b->dest, p->final_name) >= 0) {
+				unlink(path);
+				free(path);
+			}
+		} else if (p->tmp_path) {
+			unlink(p->tmp_path);
+		}
+	}
+	if (b->manifest_tmp)
+		unlink(b->manifest_tmp);
+}
+
+/* Is entry NAME.part.<digits> of this bundle? */
+static bool is_part_of(const char *entry, const char *name)
+{
+	size_t n = strlen(name);
+	if (strncmp(entry, name, n) || strncmp(entry + n, ".part.", 6))
+		return false;
+	const char *d = entry + n + 6;
+	if (!*d)
+		return false;
+	for (; *d; d++)
+		if (*d < '0' || *d > '9')
+			return false;
+	return true;
+}
+
+/* An existing bundle of the same name: its manifest or any of its parts. */
+static int check_existing(struct bundle *b)
+{
+	if (faccessat(AT_FDCWD, b->manifest_path, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+		return snap_job_fail(b->job, -EEXIST, "%s already exists (use force to replace it)",
+				     b->manifest_path);
+	DIR *d = opendir(b->dest);
+	if (!d) {
+		int r = -errno;
+		return snap_job_fail(b->job, r, "cannot open %s: %s", b->dest, snap_strerror(r));
+	}
+	struct dirent *e;
+	int r = 0;
+	while ((e = readdir(d))) {
+		if (is_part_of(e->d_name, b->name)) {
+			r = snap_job_fail(b->job, -EEXIST,
+					  "%s/%s already exists (use force to replace it)", b->dest,
+					  e->d_name);
+			break;
+		}
+	}
+	closedir(d);
+	return r;
+}
+
+/* Parts of an older bundle of this name that the new one does not have (force only). */
+static void remove_stale_parts(struct bundle *b)
+{
+	DIR *d = opendir(b->dest);
+	if (!d)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (!is_part_of(e->d_name, b->name))
+			continue;
+		bool ours = false;
+		for (size_t i = 0; i < b->nparts && !ours; i++)
+			ours = !strcmp(e->d_name, b->parts[i].final_name);
+		if (!ours && unlinkat(dirfd(d), e->d_name, 0) == 0)
+			snap_info("removed %s/%s of the bundle replaced", b->dest, e->d_name);
+	}
+	closedir(d);
+}
+
+static int fsync_path(const char *path, int flags)
+{
+	int fd = open(path, flags | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	int r = fsync(fd) < 0 ? -errno : 0;
+	close(fd);
+	return r;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Workers                                                                                   */
+
+static void *deflate_worker(void *arg)
+{
+	struct bundle *b = ((void **)arg)[0];
+	struct snap_deflate *d = ((void **)arg)[1];
+	free(arg);
+	pthread_mutex_lock(&b->lock);
+	for (;;) {
+		uint64_t seq = b->next_deflate;
+		struct slot *s = &b->slots[seq % b->nslots];
+		while (!b->abort && seq < b->nchunks &&
+		       !(s->state == SLOT_FILLED && s->seq == seq)) {
+			pthread_cond_wait(&b->cond, &b->lock);
+			seq = b->next_deflate;
+			s = &b->slots[seq % b->nslots];
+		}
+		if (b->abort || seq >= b->nchunks)
+			break;
+		b->next_deflate++;
+		s->state = SLOT_DEFLATING;
+		pthread_mutex_unlock(&b->lock);
+
+		uint64_t t0 = cpu_ns();
+		size_t outlen = 0;
+		uint32_t crc = 0;
+		int r = snap_deflate_chunk(d, s->in, s->in_len, s->final, s->out,
+					   snap_deflate_bound(b->chunk_size), &outlen, &crc);
+		atomic_fetch_add(&b->deflate_ns, cpu_ns() - t0);
+		if (r < 0) {
+			pipeline_fail(b, r,
+				      "deflate of tar stream bytes %" PRIu64 "+%zu failed: %s",
+				      seq * b->chunk_size, s->in_len, snap_strerror(r));
+			pthread_mutex_lock(&b->lock);
+			break;
+		}
+		pthread_mutex_lock(&b->lock);
+		s->out_len = outlen;
+		s->crc = crc;
+		s->state = SLOT_DEFLATED;
+		pthread_cond_broadcast(&b->cond);
+	}
+	pthread_mutex_unlock(&b->lock);
+	return NULL;
+}
+
+static void *writer_thread(void *arg)
+{
+	struct bundle *b = arg;
+	uint8_t hdr[SNAP_GZIP_HEADER_SIZE];
+	snap_gzip_header(hdr, b->level);
+	if (encrypt_put(b, hdr, sizeof(hdr)) < 0)
+		goto out;
+	for (uint64_t seq = 0;; seq++) {
+		struct slot *s = &b->slots[seq % b->nslots];
+		uint64_t t0 = snap_now_ns();
+		pthread_mutex_lock(&b->lock);
+		while (!b->abort && !(s->state == SLOT_DEFLATED && s->seq == seq))
+			pthread_cond_wait(&b->cond, &b->lock);
+		bool stop = b->abort;
+		pthread_mutex_unlock(&b->lock);
+		b->t.writer_wait += secs_since(t0);
+		if (stop)
+			goto out;
+
+		b->crc = seq == 0 ? s->crc : snap_crc32_combine(b->crc, s->crc, s->in_len);
+		b->gz_in += s->in_len;
+		bool final = s->final;
+		if (encrypt_put(b, s->out, s->out_len) < 0)
+			goto out;
+
+		pthread_mutex_lock(&b->lock);
+		s->state = SLOT_FREE;
+		pthread_cond_broadcast(&b->cond);
+		pthread_mutex_unlock(&b->lock);
+		if (final)
+			break;
+	}
+	uint8_t trl[SNAP_GZIP_TRAILER_SIZE];
+	snap_gzip_trailer(trl, b->crc, b->gz_in);
+	if (encrypt_put(b, trl, sizeof(trl)) < 0 || encrypt_finish(b) < 0)
+		goto out;
+	pthread_mutex_lock(&b->lock);
+	b->writer_done = true;
+	pthread_cond_broadcast(&b->cond);
+	pthread_mutex_unlock(&b->lock);
+out:
+	return NULL;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Producer: the tar stream, on the run thread                                               */
+
+static void report_progress(struct bundle *b, uint64_t covered, uint64_t read)
+{
+	struct snap_progress *p = &b->job->progress;
+	p->bytes_done = covered;
+	p->bytes_read = read;
+	p->bytes_skipped = covered - read;
+	p->bytes_written = atomic_load(&b->written);
+	snap_job_report(b->job, false);
+}
+
+/* Waits on the pipeline condition for at most WAIT_POLL_NS, so the run thread can report
+ * progress and see a cancellation while it waits. Called with b->lock held. */
+static void timed_wait(struct bundle *b)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	uint64_t ns = (uint64_t)ts.tv_nsec + WAIT_POLL_NS;
+	ts.tv_sec += (time_t)(ns / 1000000000ull);
+	ts.tv_nsec = (long)(ns % 1000000000ull);
+	pthread_cond_timedwait(&b->cond, &b->lock, &ts);
+}
+
+static int check_cancel(struct bundle *b)
+{
+	if (!snap_job_cancelled(b->job))
+		return 0;
+	pthread_mutex_lock(&b->lock);
+	b->abort = true;
+	pthread_cond_broadcast(&b->cond);
+	pthread_mutex_unlock(&b->lock);
+	return -ECANCELED;
+}
+
+/* Hands the current slot to the workers and waits for the next one to be free. */
+static int submit(struct bundle *b, bool final)
+{
+	uint64_t t0 = snap_now_ns();
+	pthread_mutex_lock(&b->lock);
+	if (b->cur) {
+		b->cur->final = final;
+		b->cur->state = SLOT_FILLED;
+		if (final)
+			b->nchunks = b->seq + 1;
+		b->seq++;
+		b->cur = NULL;
+		pthread_cond_broadcast(&b->cond);
+	}
+	if (!final) {
+		struct slot *s = &b->slots[b->seq % b->nslots];
+		while (!b->abort && s->state != SLOT_FREE) {
+			timed_wait(b);
+			pthread_mutex_unlock(&b->lock);
+			snap_job_report(b->job, false);
+			int r = check_cancel(b);
+			pthread_mutex_lock(&b->lock);
+			if (r < 0)
+				break;
+		}
+		if (!b->abort) {
+			s->seq = b->seq;
+			s->in_len = 0;
+			b->cur = s;
+		}
+	}
+	bool aborted = b->abort;
+	pthread_mutex_unlock(&b->lock);
+	b->t.produce_wait += secs_since(t0);
+	return aborted ? -ECANCELED : 0;
+}
+
+/* Appends tar stream bytes (data == NULL: zeros). */
+static int emit(struct bundle *b, const uint8_t *data, uint64_t len)
+{
+	static const uint8_t zeros[65536];
+	while (len > 0) {
+		if (!b->cur || b->cur->in_len == b->chunk_size) {
+			int r = submit(b, false);
+			if (r < 0)
+				return r;
+		}
+		struct slot *s = b->cur;
+		size_t n = b->chunk_size - s->in_len;
+		if (n > len)
+			n = (size_t)len;
+		if (!data && n > sizeof(zeros))
+			n = sizeof(zeros);
+		const uint8_t *src = data ? data : zeros;
+		uint64_t t0 = cpu_ns();
+		memcpy(s->in + s->in_len, src, n);
+		uint64_t t1 = cpu_ns();
+		if (EVP_DigestUpdate(b->tar_sha1, src, n) != 1)
+			return pipeline_fail(b, -EIO, "SHA-1 of the tar stream failed");
+		b->t.copy += (double)(t1 - t0) / 1e9;
+		b->t.tar_sha1 += cpu_since(t1);
+		s->in_len += n;
+		b->stream_len += n;
+		if (data)
+			data += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static int produce(struct bundle *b)
+{
+	struct snap_tar_member m = {
+	    .name = b->name,
+	    .mode = b->st.st_mode & 07777,
+	    .mtime = b->st.st_mtime,
+	    .realsize = b->src->size,
+	    .regions = b->regions,
+	    .nregions = b->nregions,
+	};
+	size_t hlen = snap_tar_header_size(&m);
+	uint8_t *hdr = malloc(hlen);
+	if (!hdr)
+		return pipeline_fail(b, -ENOMEM, "out of memory for the tar header");
+	int r = snap_tar_write_header(&m, hdr, hlen);
+	if (r >= 0)
+		r = emit(b, hdr, hlen);
+	free(hdr);
+	if (r < 0)
+		return r;
+
+	_Static_assert(sizeof(struct snap_range) == sizeof(struct snap_tar_region),
+		       "a region list doubles as the reader's range list");
+	uint64_t read = 0, covered = 0;
+	if (b->nregions) {
+		r = snap_reader_start(b->reader, (const struct snap_range *)b->regions,
+				      b->nregions);
+		if (r < 0)
+			return pipeline_fail(b, r, "cannot read %s: %s", b->image,
+					     snap_strerror(r));
+		for (;;) {
+			struct snap_chunk c;
+			uint64_t t0 = snap_now_ns();
+			r = snap_reader_next(b->reader, &c);
+			b->t.read_wait += secs_since(t0);
+			if (r < 0) {
+				const char *d = snap_reader_error(b->reader);
+				return pipeline_fail(b, r, "%s", *d ? d : snap_strerror(r));
+			}
+			if (r == 0)
+				break;
+			r = emit(b, c.data, c.length);
+			snap_reader_release(b->reader, &c);
+			if (r < 0)
+				return r;
+			read += c.length;
+			covered = c.offset + c.length;
+			report_progress(b, covered, read);
+			if ((r = check_cancel(b)) < 0)
+				return r;
+		}
+	}
+	report_progress(b, b->src->size, read);
+	r = emit(b, NULL, snap_tar_trailer_size(b->stream_len));
+	if (r < 0)
+		return r;
+	if (b->stream_len != snap_tar_stream_size(&m))
+		return pipeline_fail(b, -EIO,
+				     "tar stream of %s is %" PRIu64 " bytes, expected %" PRIu64,
+				     b->image, b->stream_len, snap_tar_stream_size(&m));
+	return submit(b, true);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Setup                                                                                     */
+
+static int read_small_file(struct bundle *b, const char *path, const char *what, char **ret,
+			   size_t *ret_len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		int r = -errno;
+		return snap_job_fail(b->job, r, "cannot open %s %s: %s", what, path,
+				     snap_strerror(r));
+	}
+	size_t cap = 16384, len = 0;
+	char *buf = malloc(cap);
+	int r = 0;
+	while (buf) {
+		if (len == cap) {
+			if (cap >= (1u << 24)) {
+				r = snap_job_fail(b->job, -EFBIG, "%s %s is too large", what, path);
+				break;
+			}
+			char *n = realloc(buf, cap * 2);
+			if (!n)
+				break;
+			buf = n;
+			cap *= 2;
+		}
+		ssize_t n = read(fd, buf + len, cap - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = -errno;
+			snap_job_fail(b->job, r, "cannot read %s %s: %s", what, path,
+				      snap_strerror(r));
+			break;
+		}
+		if (n == 0) {
+			close(fd);
+			*ret = buf;
+			*ret_len = len;
+			return 0;
+		}
+		len += (size_t)n;
+	}
+	close(fd);
+	free(buf);
+	return r < 0 ? r : snap_job_fail(b->job, -ENOMEM, "out of memory reading %s", path);
+}
+
+static int load_keys(struct bundle *b)
+{
+	const char *cert = snap_job_string(b->job, SNAP_SPARAM_CERT);
+	const char *ec2 = snap_job_string(b->job, SNAP_SPARAM_EC2_CERT);
+	const char *pk = snap_job_string(b->job, SNAP_SPARAM_PRIVATE_KEY);
+	if (!cert || !*cert)
+		return snap_job_fail(b->job, -EINVAL, "no user certificate given");
+	if (!ec2 || !*ec2)
+		return snap_job_fail(b->job, -EINVAL, "no EC2 certificate given");
+	if (!pk || !*pk)
+		return snap_job_fail(b->job, -EINVAL, "no private key given");
+	struct {
+		const char *path, *what;
+		EVP_PKEY **key;
+		bool priv;
+	} files[] = {
+	    {cert, "certificate", &b->user_pub, false},
+	    {ec2, "EC2 certificate", &b->ec2_pub, false},
+	    {pk, "private key", &b->priv, true},
+	};
+	for (size_t i = 0; i < 3; i++) {
+		char *pem = NULL;
+		size_t len = 0;
+		int r = read_small_file(b, files[i].path, files[i].what, &pem, &len);
+		if (r < 0)
+			return r;
+		r = files[i].priv ? snap_pem_private_key(pem, len, files[i].key)
+				  : snap_pem_cert_public_key(pem, len, files[i].key);
+		OPENSSL_cleanse(pem, len);
+		free(pem);
+		if (r == -EOPNOTSUPP)
+			return snap_job_fail(b->job, r, "%s %s: not an RSA key", files[i].what,
+					     files[i].path);
+		if (r < 0)
+			return snap_job_fail(
+			    b->job, r, "%s %s: not a PEM %s", files[i].what, files[i].path,
+			    files[i].priv ? "RSA private key" : "X.509 certificate");
+	}
+	if (EVP_PKEY_eq(b->user_pub, b->priv) != 1)
+		snap_warn("private key %s does not match certificate %s", pk, cert);
+	int r = snap_bundle_key_generate(&b->key);
+	if (r < 0)
+		return snap_job_fail(b->job, r,
+				     "cannot generate the bundle key: random source failed");
+	return 0;
+}
+
+/* The DATA extents as stored tar regions (adjacent DATA extents of different layers merged);
+ * ZERO and UNUSED extents become holes. */
+static int build_regions(struct bundle *b)
+{
+	const struct snap_map *map = b->layout->map;
+	size_t n = snap_map_count(map), cap = 0;
+	for (size_t i = 0; i < n; i++)
+		if (snap_map_get(map, i)->kind == SNAP_EXTENT_DATA)
+			cap++;
+	b->regions = calloc(cap ? cap : 1, sizeof(*b->regions));
+	if (!b->regions)
+		return snap_job_fail(b->job, -ENOMEM, "out of memory for the extent list");
+	for (size_t i = 0; i < n; i++) {
+		const struct snap_extent *e = snap_map_get(map, i);
+		if (e->kind != SNAP_EXTENT_DATA || e->length == 0)
+			continue;
+		struct snap_tar_region *last = b->nregions ? &b->regions[b->nregions - 1] : NULL;
+		if (last && last->offset + last->length == e->offset)
+			last->length += e->length;
+		else
+			b->regions[b->nregions++] = (struct snap_tar_region){e->offset, e->length};
+	}
+	return 0;
+}
+
+static void layout_warn(void *userdata, const char *msg)
+{
+	(void)userdata;
+	snap_warn("%s", msg);
+}
+
+static int open_source(struct bundle *b)
+{
+	char *detail = NULL;
+	unsigned flags = snap_job_param(b->job, SNAP_PARAM_NO_DIRECT, 0) ? SNAP_SRC_NO_DIRECT : 0;
+	int r = snap_src_open(b->image, flags, &b->src, &detail);
+	if (r < 0) {
+		snap_job_fail(b->job, r, "%s", detail ? detail : snap_strerror(r));
+		free(detail);
+		return r;
+	}
+	if (fstat(b->src->fd_buffered, &b->st) < 0) {
+		r = -errno;
+		return snap_job_fail(b->job, r, "cannot stat %s: %s", b->image, snap_strerror(r));
+	}
+	if (b->src->size == 0)
+		return snap_job_fail(b->job, -EINVAL, "%s is empty", b->image);
+	b->job->progress.bytes_total = b->src->size;
+
+	uint64_t t0 = snap_now_ns();
+	struct snap_layout_opts lo = {
+	    .keep_unpartitioned = snap_job_param(b->job, SNAP_PARAM_KEEP_UNPARTITIONED, 0) != 0,
+	    .no_fs_skip = snap_job_param(b->job, SNAP_PARAM_FS_SKIP, 1) == 0,
+	    .freeze = snap_job_param(b->job, SNAP_PARAM_FREEZE, 0) != 0,
+	    .min_gap = (uint64_t)snap_job_param(b->job, SNAP_PARAM_MIN_GAP, 0),
+	    .warn = layout_warn,
+	};
+	r = snap_layout_build(b->src, &lo, &b->layout, &detail);
+	b->t.layout = secs_since(t0);
+	if (r < 0) {
+		snap_job_fail(b->job, r, "%s", detail ? detail : snap_strerror(r));
+		free(detail);
+		return r;
+	}
+	r = build_regions(b);
+	if (r < 0)
+		return r;
+
+	struct snap_reader_opts ro = {
+	    .queue_depth = (unsigned)snap_job_param(b->job, SNAP_PARAM_QUEUE_DEPTH, 0),
+	    .request_size = (size_t)snap_job_param(b->job, SNAP_PARAM_REQUEST_SIZE, 0),
+	    .force_pread = snap_job_param(b->job, SNAP_PARAM_FORCE_PREAD, 0) != 0,
+	};
+	r = snap_reader_new(b->src, &ro, &b->reader);
+	if (r < 0)
+		return snap_job_fail(b->job, r, "cannot set up reading %s: %s", b->image,
+				     snap_strerror(r));
+	return 0;
+}
+
+static int configure(struct bundle *b)
+{
+	struct snap_job *job = b->job;
+	b->image = snap_job_string(job, SNAP_SPARAM_IMAGE);
+	if ((!b->image || !*b->image) && job->nsources == 1)
+		b->image = job->sources[0].path;
+	if (!b->image || !*b->image)
+		return snap_job_fail(job, -EINVAL, "no image given");
+	const char *dest = snap_job_string(job, SNAP_SPARAM_DESTINATION);
+	b->dest = strdup(dest && *dest ? dest : "/tmp");
+	const char *prefix = snap_job_string(job, SNAP_SPARAM_PREFIX);
+	if (prefix && *prefix) {
+		b->name = strdup(prefix);
+	} else {
+		const char *base = strrchr(b->image, '/');
+		b->name = strdup(base ? base + 1 : b->image);
+	}
+	if (!b->dest || !b->name)
+		return snap_job_fail(job, -ENOMEM, "out of memory");
+	if (!*b->name || strchr(b->name, '/') || !strcmp(b->name, ".") || !strcmp(b->name, ".."))
+		return snap_job_fail(job, -EINVAL, "invalid bundle name '%s' (no '/', not empty)",
+				     b->name);
+	if (strlen(b->name) > NAME_MAX - 40)
+		return snap_job_fail(job, -ENAMETOOLONG, "bundle name '%s' is too long", b->name);
+	struct stat st;
+	if (stat(b->dest, &st) < 0 || !S_ISDIR(st.st_mode))
+		return snap_job_fail(job, -ENOTDIR, "destination %s is not a directory", b->dest);
+
+	int64_t level = snap_job_param(job, SNAP_PARAM_LEVEL, LEVEL_DEFAULT);
+	if (level < 0 || level > SNAP_DEFLATE_MAX_LEVEL)
+		return snap_job_fail(job, -EINVAL, "compression level %" PRId64 " is not 0-3",
+				     level);
+	b->level = (int)level;
+	int64_t ps = snap_job_param(job, SNAP_PARAM_PART_SIZE, (int64_t)PART_SIZE_DEFAULT);
+	if (ps < 16)
+		return snap_job_fail(job, -EINVAL, "part size %" PRId64 " is too small", ps);
+	b->part_size = (uint64_t)ps;
+	int64_t cs = snap_job_param(job, SNAP_PARAM_CHUNK_SIZE, (int64_t)CHUNK_SIZE_DEFAULT);
+	if (cs < (int64_t)CHUNK_SIZE_MIN || cs > (int64_t)CHUNK_SIZE_MAX)
+		return snap_job_fail(job, -EINVAL, "chunk size %" PRId64 " is not 64 KiB-64 MiB",
+				     cs);
+	b->chunk_size = (size_t)cs;
+	b->force = snap_job_param(job, SNAP_PARAM_FORCE, 0) != 0;
+	b->nworkers = snap_job_threads(job);
+	if (b->nworkers > 256)
+		b->nworkers = 256;
+	b->nslots = 2 * b->nworkers + 2;
+	if (asprintf(&b->manifest_path, "%s/%s.manifest.xml", b->dest, b->name) < 0 ||
+	    asprintf(&b->manifest_tmp, "%s/.%s.manifest.xml.tmp-%ld", b->dest, b->name,
+		     (long)getpid()) < 0) {
+		b->manifest_path = b->manifest_tmp = NULL;
+		return snap_job_fail(job, -ENOMEM, "out of memory");
+	}
+	return 0;
+}
+
+/* Validates what the manifest needs before any data moves: a failure here costs nothing. */
+static int check_manifest_inputs(struct bundle *b, char **ret_user)
+{
+	const char *user = snap_job_string(b->job, SNAP_SPARAM_USER);
+	const char *arch = snap_job_string(b->job, SNAP_SPARAM_ARCH);
+	if (!user || !*user)
+		return snap_job_fail(b->job, -EINVAL, "no user (AWS account number) given");
+	if (!arch || !*arch)
+		return snap_job_fail(b->job, -EINVAL, "no architecture given");
+	/* ec2-bundle-image removes hyphens and wants 12 digits */
+	char *u = malloc(strlen(user) + 1);
+	if (!u)
+		return snap_job_fail(b->job, -ENOMEM, "out of memory");
+	size_t n = 0;
+	for (const char *p = user; *p; p++)
+		if (*p != '-')
+			u[n++] = *p;
+	u[n] = 0;
+	bool ok = n == 12;
+	for (size_t i = 0; i < n; i++)
+		ok = ok && u[i] >= '0' && u[i] <= '9';
+	if (!ok) {
+		free(u);
+		return snap_job_fail(b->job, -EINVAL,
+				     "user '%s' is not a 12-digit AWS account number", user);
+	}
+	/* mappings are checked now, not after the data has streamed */
+	const char **bdm = NULL;
+	size_t nbdm = snap_job_list(b->job, SNAP_SPARAM_BLOCK_DEVICE_MAPPING, &bdm);
+	int r = 0;
+	for (size_t i = 0; i < nbdm && r >= 0; i++) {
+		char *c = strdup(bdm[i]);
+		struct snap_manifest_mapping m;
+		if (!c)
+			r = snap_job_fail(b->job, -ENOMEM, "out of memory");
+		else if (snap_manifest_parse_mapping(c, &m) < 0)
+			r = snap_job_fail(b->job, -EINVAL,
+					  "invalid block device mapping '%s' (want virtual=device)",
+					  bdm[i]);
+		free(c);
+	}
+	free(bdm);
+	if (r < 0) {
+		free(u);
+		return r;
+	}
+	*ret_user = u;
+	return 0;
+}
+
+static int write_manifest(struct bundle *b, const char *user)
+{
+	struct snap_job *job = b->job;
+	int r;
+	char *ec2_key = NULL, *user_key = NULL, *ec2_iv = NULL, *user_iv = NULL;
+	char *signed_text = NULL, *sig = NULL, *doc = NULL;
+	const char **bdm = NULL, **codes = NULL, **anc = NULL;
+	struct snap_manifest_mapping *maps = NULL;
+	char **bdm_copy = NULL;
+	struct snap_manifest_part *mparts = NULL;
+	size_t nbdm = snap_job_list(job, SNAP_SPARAM_BLOCK_DEVICE_MAPPING, &bdm);
+	size_t ncodes = snap_job_list(job, SNAP_SPARAM_PRODUCT_CODES, &codes);
+	size_t nanc = snap_job_list(job, SNAP_SPARAM_ANCESTOR, &anc);
+
+	maps = calloc(nbdm ? nbdm : 1, sizeof(*maps));
+	bdm_copy = calloc(nbdm ? nbdm : 1, sizeof(*bdm_copy));
+	mparts = calloc(b->nparts ? b->nparts : 1, sizeof(*mparts));
+	if (!maps || !bdm_copy || !mparts) {
+		r = snap_job_fail(job, -ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < nbdm; i++) {
+		bdm_copy[i] = strdup(bdm[i]);
+		if (!bdm_copy[i]) {
+			r = snap_job_fail(job, -ENOMEM, "out of memory");
+			goto out;
+		}
+		r = snap_manifest_parse_mapping(bdm_copy[i], &maps[i]);
+		if (r < 0) {
+			r = snap_job_fail(job, r, "invalid block device mapping '%s'", bdm[i]);
+			goto out;
+		}
+	}
+	for (size_t i = 0; i < b->nparts; i++) {
+		mparts[i].filename = b->parts[i].final_name;
+		memcpy(mparts[i].digest, b->parts[i].digest, 41);
+	}
+	const char *const txt[4] = {b->key.key_hex, b->key.key_hex, b->key.iv_hex, b->key.iv_hex};
+	EVP_PKEY *const keys[4] = {b->ec2_pub, b->user_pub, b->ec2_pub, b->user_pub};
+	char **outs[4] = {&ec2_key, &user_key, &ec2_iv, &user_iv};
+	for (int i = 0; i < 4; i++) {
+		r = snap_rsa_encrypt_hex(keys[i], txt[i], 32, outs[i]);
+		if (r < 0) {
+			r = snap_job_fail(job, r, "RSA encryption of the bundle key failed");
+			goto out;
+		}
+	}
+	uint64_t bundled = 0;
+	for (size_t i = 0; i < b->nparts; i++)
+		bundled += b->parts[i].size;
+	struct snap_manifest_info m = {
+	    .bundler_name = BUNDLER_NAME,
+	    .bundler_version = SNAP_VERSION_STRING,
+	    .bundler_release = "0",
+	    .arch = snap_job_string(job, SNAP_SPARAM_ARCH),
+	    .mappings = maps,
+	    .nmappings = nbdm,
+	    .kernel_id = snap_job_string(job, SNAP_SPARAM_KERNEL),
+	    .ramdisk_id = snap_job_string(job, SNAP_SPARAM_RAMDISK),
+	    .product_codes = codes,
+	    .nproduct_codes = ncodes,
+	    .name = b->name,
+	    .user = user,
+	    .ancestors = anc,
+	    .nancestors = nanc,
+	    .size = b->src->size,
+	    .bundled_size = bundled,
+	    .ec2_encrypted_key = ec2_key,
+	    .user_encrypted_key = user_key,
+	    .ec2_encrypted_iv = ec2_iv,
+	    .user_encrypted_iv = user_iv,
+	    .parts = mparts,
+	    .nparts = b->nparts,
+	};
+	memcpy(m.digest, b->digest, 41);
+	size_t slen, dlen;
+	r = snap_manifest_signed_text(&m, &signed_text, &slen);
+	if (r >= 0)
+		r = snap_rsa_sign_sha1_hex(b->priv, signed_text, slen, &sig);
+	if (r >= 0)
+		r = snap_manifest_build(&m, sig, &doc, &dlen);
+	if (r < 0) {
+		r = snap_job_fail(job, r, "cannot build the manifest: %s", snap_strerror(r));
+		goto out;
+	}
+	int fd = open(b->manifest_tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		r = -errno;
+		r = snap_job_fail(job, r, "cannot create %s: %s", b->manifest_tmp,
+				  snap_strerror(r));
+		goto out;
+	}
+	r = write_all(fd, (const uint8_t *)doc, dlen);
+	if (r >= 0 && fsync(fd) < 0)
+		r = -errno;
+	if (close(fd) < 0 && r >= 0)
+		r = -errno;
+	if (r < 0)
+		r = snap_job_fail(job, r, "cannot write %s: %s", b->manifest_tmp, snap_strerror(r));
+out:
+	for (size_t i = 0; bdm_copy && i < nbdm; i++)
+		free(bdm_copy[i]);
+	free(bdm_copy);
+	free(maps);
+	free(mparts);
+	free(bdm);
+	free(codes);
+	free(anc);
+	free(ec2_key);
+	free(user_key);
+	free(ec2_iv);
+	free(user_iv);
+	free(signed_text);
+	free(sig);
+	free(doc);
+	return r;
+}
+
+/* Parts, then the manifest, into their final names (invariant 4). */
+static int commit_outputs(struct bundle *b)
+{
+	int r;
+	for (size_t i = 0; i < b->nparts; i++) {
+		r = fsync_path(b->parts[i].tmp_path, O_RDONLY);
+		if (r < 0)
+			return snap_job_fail(b->job, r, "cannot sync %s: %s", b->parts[i].tmp_path,
+					     snap_strerror(r));
+	}
+	if (b->force && unlink(b->manifest_path) == 0)
+		snap_info("replacing %s", b->manifest_path);
+	for (size_t i = 0; i < b->nparts; i++) {
+		struct part *p = &b->parts[i];
+		char *path;
+		if (asprintf(&path, "%s/%s", b->dest, p->final_name) < 0)
+			return snap_job_fail(b->job, -ENOMEM, "out of memory");
+		if (!b->force && faccessat(AT_FDCWD, path, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+			r = snap_job_fail(b->job, -EEXIST, "%s appeared while bundling", path);
+			free(path);
+			return r;
+		}
+		r = rename(p->tmp_path, path) < 0 ? -errno : 0;
+		if (r < 0) {
+			snap_job_fail(b->job, r, "cannot rename %s to %s: %s", p->tmp_path, path,
+				      snap_strerror(r));
+			free(path);
+			return r;
+		}
+		p->renamed = true;
+		free(path);
+	}
+	if (b->force)
+		remove_stale_parts(b);
+	if (!b->force && faccessat(AT_FDCWD, b->manifest_path, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+		return snap_job_fail(b->job, -EEXIST, "%s appeared while bundling",
+				     b->manifest_path);
+	if (rename(b->manifest_tmp, b->manifest_path) < 0) {
+		r = -errno;
+		return snap_job_fail(b->job, r, "cannot rename %s to %s: %s", b->manifest_tmp,
+				     b->manifest_path, snap_strerror(r));
+	}
+	free(b->manifest_tmp);
+	b->manifest_tmp = NULL;
+	for (size_t i = 0; i < b->nparts; i++)
+		b->parts[i].renamed = false; /* committed: nothing to undo any more */
+	r = fsync_path(b->dest, O_RDONLY | O_DIRECTORY);
+	if (r < 0)
+		snap_warn("cannot sync directory %s: %s", b->dest, snap_strerror(r));
+	return 0;
+}
+
+static int alloc_pipeline(struct bundle *b)
+{
+	b->slots = calloc(b->nslots, sizeof(*b->slots));
+	b->deflaters = calloc(b->nworkers, sizeof(*b->deflaters));
+	b->workers = calloc(b->nworkers, sizeof(*b->workers));
+	b->tar_sha1 = EVP_MD_CTX_new();
+	b->part_sha1 = EVP_MD_CTX_new();
+	b->aes = EVP_CIPHER_CTX_new();
+	b->cipher_cap = snap_deflate_bound(b->chunk_size) + 32;
+	b->cipher_buf = malloc(b->cipher_cap);
+	if (!b->slots || !b->deflaters || !b->workers || !b->tar_sha1 || !b->part_sha1 || !b->aes ||
+	    !b->cipher_buf)
+		return snap_job_fail(b->job, -ENOMEM, "out of memory for the pipeline");
+	for (unsigned i = 0; i < b->nslots; i++) {
+		b->slots[i].in = malloc(b->chunk_size);
+		b->slots[i].out = malloc(snap_deflate_bound(b->chunk_size));
+		if (!b->slots[i].in || !b->slots[i].out)
+			return snap_job_fail(b->job, -ENOMEM, "out of memory for the pipeline");
+	}
+	for (unsigned i = 0; i < b->nworkers; i++) {
+		int r = snap_deflate_new(b->level, &b->deflaters[i]);
+		if (r < 0)
+			return snap_job_fail(b->job, r, "cannot set up compression: %s",
+					     snap_strerror(r));
+	}
+	if (EVP_DigestInit_ex(b->tar_sha1, EVP_sha1(), NULL) != 1 ||
+	    EVP_EncryptInit_ex(b->aes, EVP_aes_128_cbc(), NULL, b->key.key, b->key.iv) != 1)
+		return snap_job_fail(b->job, -EIO, "cannot set up SHA-1 and AES-128-CBC");
+	return 0;
+}
+
+static int start_threads(struct bundle *b)
+{
+	int r;
+	for (unsigned i = 0; i < b->nworkers; i++) {
+		void **arg = malloc(2 * sizeof(void *));
+		if (!arg)
+			return snap_job_fail(b->job, -ENOMEM, "out of memory");
+		arg[0] = b;
+		arg[1] = b->deflaters[i];
+		r = -pthread_create(&b->workers[i], NULL, deflate_worker, arg);
+		if (r < 0) {
+			free(arg);
+			return snap_job_fail(b->job, r, "cannot start a compression thread: %s",
+					     snap_strerror(r));
+		}
+		b->nstarted++;
+	}
+	r = -pthread_create(&b->writer, NULL, writer_thread, b);
+	if (r < 0)
+		return snap_job_fail(b->job, r, "cannot start the writer thread: %s",
+				     snap_strerror(r));
+	b->writer_started = true;
+	return 0;
+}
+
+static void stop_threads(struct bundle *b, bool abort)
+{
+	pthread_mutex_lock(&b->lock);
+	if (abort)
+		b->abort = true;
+	pthread_cond_broadcast(&b->cond);
+	pthread_mutex_unlock(&b->lock);
+	for (unsigned i = 0; i < b->nstarted; i++)
+		pthread_join(b->workers[i], NULL);
+	b->nstarted = 0;
+	if (b->writer_started)
+		pthread_join(b->writer, NULL);
+	b->writer_started = false;
+}
+
+/* Run thread: waits for the writer to finish, reporting progress meanwhile. */
+static int wait_writer(struct bundle *b)
+{
+	int r = 0;
+	pthread_mutex_lock(&b->lock);
+	while (!b->writer_done && !b->abort) {
+		timed_wait(b);
+		pthread_mutex_unlock(&b->lock);
+		b->job->progress.bytes_written = atomic_load(&b->written);
+		snap_job_report(b->job, false);
+		r = check_cancel(b);
+		pthread_mutex_lock(&b->lock);
+		if (r < 0)
+			break;
+	}
+	if (b->abort && r == 0)
+		r = b->err ? b->err : -ECANCELED;
+	pthread_mutex_unlock(&b->lock);
+	return r;
+}
+
+static void set_results(struct bundle *b)
+{
+	struct snap_job *job = b->job;
+	uint64_t bundled = atomic_load(&b->written);
+	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_TOTAL, b->src->size);
+	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_READ, job->progress.bytes_read);
+	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_SKIPPED, job->progress.bytes_skipped);
+	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_WRITTEN, bundled);
+	snap_job_set_result_u64(job, SNAP_RESULT_PARTS, b->nparts);
+	snap_job_set_result_u64(job, SNAP_RESULT_STREAM_BYTES, b->stream_len);
+	snap_job_set_result_string(job, SNAP_RESULT_MANIFEST_PATH, b->manifest_path);
+	snap_job_set_result_string(job, SNAP_RESULT_DIGEST, b->digest);
+	snap_job_set_result_string(job, SNAP_RESULT_OUTPUT_PATH, b->dest);
+	const struct timings *t = &b->t;
+	char *json = NULL;
+	if (asprintf(&json,
+		     "{\"layout_wall\":%.6f,\"keys_wall\":%.6f,\"read_wait\":%.6f,"
+		     "\"tar_sha1_cpu\":%.6f,\"copy_cpu\":%.6f,\"produce_wait\":%.6f,"
+		     "\"deflate_cpu\":%.6f,\"aes_cpu\":%.6f,\"part_sha1_cpu\":%.6f,"
+		     "\"write_wall\":%.6f,\"writer_wait\":%.6f,\"finish_wall\":%.6f,"
+		     "\"total_wall\":%.6f,\"total_cpu\":%.6f,\"threads\":%u,\"level\":%d,\"chunk_"
+		     "size\":%zu,"
+		     "\"reader\":\"%s\",\"extents\":%zu,\"stream_bytes\":%" PRIu64
+		     ",\"gzip_bytes\":%" PRIu64 ",\"bundled_bytes\":%" PRIu64 "}",
+		     t->layout, t->keys, t->read_wait, t->tar_sha1, t->copy, t->produce_wait,
+		     t->deflate, t->aes, t->part_sha1, t->write, t->writer_wait, t->finish,
+		     t->total, t->cpu, b->nworkers, b->level, b->chunk_size,
+		     snap_reader_uses_uring(b->reader) ? "io_uring" : "pread", b->nregions,
+		     b->stream_len, b->gz_len, bundled) >= 0) {
+		snap_job_set_result_string(job, SNAP_RESULT_TIMINGS, json);
+		free(json);
+	}
+}
+
+static void bundle_free(struct bundle *b)
+{
+	if (b->slots)
+		for (unsigned i = 0; i < b->nslots; i++) {
+			free(b->slots[i].in);
+			free(b->slots[i].out);
+		}
+	free(b->slots);
+	for (unsigned i = 0; b->deflaters && i < b->nworkers; i++)
+		snap_deflate_free(b->deflaters[i]);
+	free(b->deflaters);
+	free(b->workers);
+	EVP_MD_CTX_free(b->tar_sha1);
+	EVP_MD_CTX_free(b->part_sha1);
+	EVP_CIPHER_CTX_free(b->aes);
+	free(b->cipher_buf);
+	if (b->part_fd >= 0)
+		close(b->part_fd);
+	for (size_t i = 0; i < b->nparts; i++) {
+		free(b->parts[i].tmp_path);
+		free(b->parts[i].final_name);
+	}
+	free(b->parts);
+	EVP_PKEY_free(b->user_pub);
+	EVP_PKEY_free(b->ec2_pub);
+	EVP_PKEY_free(b->priv);
+	OPENSSL_cleanse(&b->key, sizeof(b->key));
+	snap_reader_free(b->reader);
+	snap_layout_free(b->layout);
+	snap_src_free(b->src);
+	free(b->regions);
+	free(b->dest);
+	free(b->name);
+	free(b->manifest_tmp);
+	free(b->manifest_path);
+	pthread_mutex_destroy(&b->lock);
+	pthread_cond_destroy(&b->cond);
+}
+
+int snap_bundle_run(struct snap_job *job)
+{
+	struct bundle b = {.job = job, .part_fd = -1, .nchunks = UINT64_MAX};
+	char *user = NULL;
+	uint64_t start = snap_now_ns(), cpu_start = process_cpu_ns();
+	pthread_mutex_init(&b.lock, NULL);
+	pthread_cond_init(&b.cond, NULL);
+
+	int r = configure(&b);
+	if (r >= 0)
+		r = check_manifest_inputs(&b, &user);
+	if (r >= 0 && !b.force)
+		r = check_existing(&b);
+	uint64_t t0 = snap_now_ns();
+	if (r >= 0)
+		r = load_keys(&b);
+	b.t.keys = secs_since(t0);
+	if (r >= 0)
+		r = open_source(&b);
+	if (r >= 0)
+		r = alloc_pipeline(&b);
+	if (r >= 0 && snap_job_cancelled(job))
+		r = -ECANCELED;
+	if (r < 0)
+		goto out;
+
+	snap_job_set_stage(job, SNAP_STAGE_DATA);
+	r = start_threads(&b);
+	if (r >= 0)
+		r = produce(&b);
+	if (r >= 0)
+		r = wait_writer(&b);
+	/* the writer's or a worker's failure is the root cause when there is one */
+	pthread_mutex_lock(&b.lock);
+	if (b.err)
+		r = b.err;
+	pthread_mutex_unlock(&b.lock);
+	stop_threads(&b, r < 0);
+	if (r < 0)
+		goto out;
+
+	uint8_t md[20];
+	unsigned mdlen = 0;
+	if (EVP_DigestFinal_ex(b.tar_sha1, md, &mdlen) != 1) {
+		r = snap_job_fail(job, -EIO, "SHA-1 of the tar stream failed");
+		goto out;
+	}
+	snap_hex(b.digest, md, 20);
+	b.t.deflate = (double)atomic_load(&b.deflate_ns) / 1e9;
+
+	snap_job_set_stage(job, SNAP_STAGE_FINISH);
+	t0 = snap_now_ns();
+	for (size_t i = 0; i < b.nparts && r >= 0; i++) {
+		r = snap_bundle_part_name(b.name, i, b.nparts, &b.parts[i].final_name);
+		if (r < 0)
+			snap_job_fail(job, r, "out of memory");
+	}
+	if (r >= 0)
+		r = write_manifest(&b, user);
+	if (r >= 0 && snap_job_cancelled(job))
+		r = -ECANCELED;
+	if (r >= 0)
+		r = commit_outputs(&b);
+	b.t.finish = secs_since(t0);
+	b.t.total = secs_since(start);
+	b.t.cpu = (double)(process_cpu_ns() - cpu_start) / 1e9;
+	job->progress.bytes_written = atomic_load(&b.written);
+	if (r >= 0)
+		set_results(&b);
+out:
+	stop_threads(&b, true);
+	if (r < 0)
+		remove_outputs(&b);
+	if (r == -ECANCELED)
+		snap_job_fail(job, r, "cancelled; removed what was written");
+	free(user);
+	bundle_free(&b);
+	return r;
+}

@@ -1,0 +1,150 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * test-gzip-chunk.c - chunked deflate against outside judges: the assembled member must
+ * inflate with zlib (in process, checking CRC and ISIZE) and with gunzip, at every level, for
+ * chunk boundaries at 1 byte, block size +- 1 and uneven last chunks, over text, random and
+ * zero data. CRC-32 (ISA-L) and its combination are checked against zlib's crc32.
+ */
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <zlib.h>
+
+#include "gzip-chunk.h"
+#include "test-util.h"
+
+static uint8_t *make_input(size_t len, unsigned seed)
+{
+	uint8_t *b = malloc(len ? len : 1);
+	CHECK(b != NULL);
+	uint32_t x = seed * 2654435761u + 1;
+	static const char *const words[] = {"block ", "device ", "extent ", "snapshot\n", "ec2 "};
+	for (size_t i = 0; i < len;) {
+		x = x * 1103515245u + 12345u;
+		unsigned kind = (unsigned)(i / 65536 + seed) % 3;
+		if (kind == 0) { /* text */
+			const char *w = words[(x >> 16) % 5];
+			for (; *w && i < len; w++)
+				b[i++] = (uint8_t)*w;
+		} else if (kind == 1) { /* random */
+			b[i++] = (uint8_t)(x >> 24);
+		} else { /* zeros */
+			b[i++] = 0;
+		}
+	}
+	return b;
+}
+
+/* Compresses in with chunks of chunk bytes; returns the gzip member (malloc'd). */
+static uint8_t *gzip_chunked(int level, const uint8_t *in, size_t len, size_t chunk,
+			     size_t *ret_len)
+{
+	struct snap_deflate *d;
+	CHECK(snap_deflate_new(level, &d) == 0);
+	size_t nchunks = len ? (len + chunk - 1) / chunk : 1;
+	size_t cap =
+	    SNAP_GZIP_HEADER_SIZE + SNAP_GZIP_TRAILER_SIZE + nchunks * snap_deflate_bound(chunk);
+	uint8_t *out = malloc(cap);
+	CHECK(out != NULL);
+	snap_gzip_header(out, level);
+	size_t pos = SNAP_GZIP_HEADER_SIZE;
+	uint32_t crc = 0;
+	for (size_t c = 0; c < nchunks; c++) {
+		size_t off = c * chunk, n = len - off < chunk ? len - off : chunk;
+		size_t outlen;
+		uint32_t ccrc;
+		int r = snap_deflate_chunk(d, in + off, n, c == nchunks - 1, out + pos, cap - pos,
+					   &outlen, &ccrc);
+		if (r < 0)
+			fprintf(stderr, "level %d len %zu chunk %zu: chunk %zu: %s\n", level, len,
+				chunk, c, strerror(-r));
+		CHECK(r == 0);
+		CHECK(ccrc == (uint32_t)crc32(0, in + off, (uInt)n));
+		crc = c == 0 ? ccrc : snap_crc32_combine(crc, ccrc, n);
+		pos += outlen;
+	}
+	CHECK(crc == (uint32_t)crc32(0, in, (uInt)len));
+	snap_gzip_trailer(out + pos, crc, len);
+	pos += SNAP_GZIP_TRAILER_SIZE;
+	snap_deflate_free(d);
+	*ret_len = pos;
+	return out;
+}
+
+static void zlib_check(const uint8_t *gz, size_t gzlen, const uint8_t *in, size_t len)
+{
+	z_stream s = {0};
+	CHECK(inflateInit2(&s, 16 + 15) == Z_OK); /* gzip wrapper: checks CRC and ISIZE */
+	uint8_t *out = malloc(len + 1);
+	CHECK(out != NULL);
+	s.next_in = (uint8_t *)gz;
+	s.avail_in = (uInt)gzlen;
+	s.next_out = out;
+	s.avail_out = (uInt)len + 1;
+	CHECK(inflate(&s, Z_FINISH) == Z_STREAM_END);
+	CHECK(s.total_out == len && s.avail_in == 0);
+	CHECK(len == 0 || memcmp(out, in, len) == 0);
+	inflateEnd(&s);
+	free(out);
+}
+
+int main(void)
+{
+	const char *dir = test_mkdir();
+	bool gunzip = test_have("gunzip");
+
+	/* header bytes */
+	uint8_t h[SNAP_GZIP_HEADER_SIZE];
+	snap_gzip_header(h, 3);
+	static const uint8_t want[] = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 2, 3};
+	CHECK(!memcmp(h, want, sizeof(want)));
+
+	/* CRC boundaries around ISA-L's SIMD block sizes */
+	uint8_t *ref = make_input(4096, 7);
+	for (size_t n = 0; n < 300; n++)
+		CHECK(snap_crc32(0, ref, n) == (uint32_t)crc32(0, ref, (uInt)n));
+	free(ref);
+
+	static const size_t lens[] = {0, 1, 65535, 65536, 65537, 1000003};
+	static const size_t chunks[] = {1, 4095, 65536, 65537, 262144, 1 << 20};
+	int i = 0;
+	for (int level = 0; level <= SNAP_DEFLATE_MAX_LEVEL; level++) {
+		for (size_t l = 0; l < sizeof(lens) / sizeof(lens[0]); l++) {
+			for (size_t c = 0; c < sizeof(chunks) / sizeof(chunks[0]); c++) {
+				size_t len = lens[l], chunk = chunks[c];
+				if (chunk == 1 && len > 65537)
+					continue; /* a million one-byte chunks adds nothing */
+				uint8_t *in = make_input(len, (unsigned)(l + c));
+				size_t gzlen;
+				uint8_t *gz = gzip_chunked(level, in, len, chunk, &gzlen);
+				zlib_check(gz, gzlen, in, len);
+				/* gunzip on a few shapes (it costs a process each) */
+				if (gunzip && (i++ % 7 == 0 || len == 1000003)) {
+					char a[512], b[512];
+					snprintf(a, sizeof(a), "%s/in", dir);
+					snprintf(b, sizeof(b), "%s/in.gz", dir);
+					test_write_file(a, in, len);
+					test_write_file(b, gz, gzlen);
+					CHECK(
+					    test_sh("gunzip -t '%s' && gunzip -c '%s' | cmp - '%s'",
+						    b, b, a) == 0);
+				}
+				free(gz);
+				free(in);
+			}
+		}
+	}
+
+	/* a too-small output buffer is reported, not overrun */
+	struct snap_deflate *d;
+	CHECK(snap_deflate_new(1, &d) == 0);
+	uint8_t *in = make_input(100000, 1), out[64];
+	size_t ol;
+	uint32_t crc;
+	CHECK(snap_deflate_chunk(d, in, 100000, true, out, sizeof(out), &ol, &crc) == -ENOBUFS);
+	free(in);
+	snap_deflate_free(d);
+	CHECK(snap_deflate_new(4, &d) == -EINVAL);
+	printf("ok\n");
+	return 0;
+}

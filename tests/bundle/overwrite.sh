@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# overwrite.sh - an existing bundle (manifest or any part) is not overwritten without --force;
+# with --force it is replaced whole, leftover parts of the old one included.
+. "$(dirname "$0")/lib.sh"
+make_keys
+
+img="$T/img"
+head -c 100000 /dev/urandom > "$img"
+mkdir "$T/out"
+bundle "$img" "$T/out" --part-size 8K > /dev/null
+before=$(cd "$T/out" && sha1sum * | sha1sum)
+count=$(ls "$T/out" | grep -c '\.part\.')
+[ "$count" -ge 10 ] || fail "expected many parts, got $count"
+
+if bundle "$img" "$T/out" 2> "$T/err" > /dev/null; then fail "overwrote without --force"; fi
+grep -q 'already exists' "$T/err" || fail "message: $(cat "$T/err")"
+[ "$(cd "$T/out" && sha1sum * | sha1sum)" = "$before" ] || fail "old bundle changed"
+
+# a lone part is enough to refuse
+mkdir "$T/out2"
+touch "$T/out2/img.part.3"
+if bundle "$img" "$T/out2" 2> /dev/null > /dev/null; then fail "overwrote a part"; fi
+[ ! -e "$T/out2/img.manifest.xml" ] || fail "manifest written"
+[ "$(ls -A "$T/out2")" = "img.part.3" ] || fail "files left: $(ls -A "$T/out2")"
+
+bundle "$img" "$T/out" --force > /dev/null
+[ "$(ls -A "$T/out" | sort | tr '\n' ' ')" = "img.manifest.xml img.part.0 " ] ||
+	fail "after --force: $(ls -A "$T/out")"
+stream "$T/out/img.manifest.xml" "$T/out" | tar -x -O -f - | cmp - "$img" ||
+	fail "replaced bundle does not extract"
+
+# a prefix with a slash, a missing image, a missing key: refused, nothing written
+mkdir "$T/out3"
+if bundle "$img" "$T/out3" -p a/b 2>/dev/null >/dev/null; then fail "prefix with /"; fi
+if bundle "$T/nope" "$T/out3" 2>"$T/err" >/dev/null; then fail "missing image"; fi
+grep -q "$T/nope" "$T/err" || fail "error does not name the image: $(cat "$T/err")"
+if "$SNAPBUNDLE" bundle -i "$img" -c "$T/user.pem" -k "$T/nokey" -u 123456789012 -r x86_64 \
+	--ec2cert "$T/ec2.pem" -d "$T/out3" 2>"$T/err" >/dev/null; then fail "missing key"; fi
+grep -q "$T/nokey" "$T/err" || fail "error does not name the key: $(cat "$T/err")"
+if bundle "$img" "$T/out3" -u 12345 2>/dev/null >/dev/null; then fail "bad user"; fi
+if bundle "$img" "$T/out3" -B 'root' 2>/dev/null >/dev/null; then fail "bad mapping"; fi
+[ -z "$(ls -A "$T/out3")" ] || fail "files left: $(ls -A "$T/out3")"
+echo ok

@@ -1,0 +1,362 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * cmd-bundle.c - `snapbundle bundle`: a disk or disk image into a classic EC2 bundle, with
+ * ec2-bundle-image's options under the same names so existing scripts only change the command
+ * name. Differences from ec2-bundle-image: no 10 GiB limit, no shell (any file name works),
+ * parallel compression, free space and holes not stored.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include "tool.h"
+
+static void usage(FILE *f)
+{
+	fprintf(
+	    f,
+	    "usage: snapbundle bundle -i IMAGE -c CERT -k PRIVATEKEY -u USER [OPTIONS]\n"
+	    "\n"
+	    "Bundles a disk image or block device as a classic EC2 instance-store bundle\n"
+	    "(NAME.part.* and NAME.manifest.xml), as ec2-bundle-image does.\n"
+	    "\n"
+	    "  -i, --image PATH            image file or block device to bundle\n"
+	    "  -c, --cert PATH             user X.509 certificate (PEM)\n"
+	    "  -k, --privatekey PATH       user RSA private key (PEM)\n"
+	    "  -u, --user ACCOUNT          AWS account number (12 digits, hyphens allowed)\n"
+	    "  -r, --arch ARCH             i386, x86_64 or arm64 (default: this machine's)\n"
+	    "  -d, --destination DIR       where the bundle goes (default /tmp)\n"
+	    "  -p, --prefix NAME           bundle name (default: the image's file name)\n"
+	    "      --ec2cert PATH          EC2 certificate the key is also wrapped for (default:\n"
+	    "                              $EC2_AMITOOL_HOME/etc/ec2/amitools/cert-ec2.pem)\n"
+	    "      --kernel ID             kernel id (aki-...)\n"
+	    "      --ramdisk ID            ramdisk id (ari-...)\n"
+	    "  -B, --block-device-mapping MAPS  virtual=device pairs, comma-separated\n"
+	    "      --productcodes CODES    product codes\n"
+	    "      --batch                 never prompt (snapbundle never does)\n"
+	    "      --debug                 debug log lines and stage timings on stderr\n"
+	    "      --level N               compression level 0-3 (default 2)\n"
+	    "      --threads N             compression threads (default: every CPU)\n"
+	    "      --keep-unpartitioned    keep space outside every partition\n"
+	    "      --progress[=MODE]       bar, json or none (default: a bar on a terminal)\n"
+	    "      --force                 replace an existing bundle of the same name\n"
+	    "      --part-size SIZE        part size (default 10M; for testing)\n"
+	    "\n"
+	    "The EC2 certificate (cert-ec2.pem, and cert-ec2-gov.pem / cert-ec2-cn-north-1.pem "
+	    "for\n"
+	    "those regions) comes with Amazon's ec2-ami-tools, in etc/ec2/amitools/.\n");
+}
+
+enum {
+	OPT_EC2CERT = 256,
+	OPT_KERNEL,
+	OPT_RAMDISK,
+	OPT_PRODUCTCODES,
+	OPT_BATCH,
+	OPT_DEBUG,
+	OPT_LEVEL,
+	OPT_THREADS,
+	OPT_KEEP_UNPARTITIONED,
+	OPT_PROGRESS,
+	OPT_FORCE,
+	OPT_PART_SIZE,
+	OPT_CHUNK_SIZE,
+	OPT_NO_SIZE_CHECKS,
+};
+
+static const struct option options[] = {
+    {"image", required_argument, NULL, 'i'},
+    {"cert", required_argument, NULL, 'c'},
+    {"privatekey", required_argument, NULL, 'k'},
+    {"user", required_argument, NULL, 'u'},
+    {"arch", required_argument, NULL, 'r'},
+    {"destination", required_argument, NULL, 'd'},
+    {"prefix", required_argument, NULL, 'p'},
+    {"ec2cert", required_argument, NULL, OPT_EC2CERT},
+    {"kernel", required_argument, NULL, OPT_KERNEL},
+    {"ramdisk", required_argument, NULL, OPT_RAMDISK},
+    {"block-device-mapping", required_argument, NULL, 'B'},
+    {"productcodes", required_argument, NULL, OPT_PRODUCTCODES},
+    {"batch", no_argument, NULL, OPT_BATCH},
+    {"debug", no_argument, NULL, OPT_DEBUG},
+    {"level", required_argument, NULL, OPT_LEVEL},
+    {"threads", required_argument, NULL, OPT_THREADS},
+    {"keep-unpartitioned", no_argument, NULL, OPT_KEEP_UNPARTITIONED},
+    {"progress", optional_argument, NULL, OPT_PROGRESS},
+    {"force", no_argument, NULL, OPT_FORCE},
+    {"part-size", required_argument, NULL, OPT_PART_SIZE},
+    {"chunk-size", required_argument, NULL, OPT_CHUNK_SIZE},
+    {"no-size-checks", no_argument, NULL, OPT_NO_SIZE_CHECKS},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+static const char *default_arch(void)
+{
+	struct utsname u;
+	if (uname(&u) < 0)
+		return NULL;
+	if (!strcmp(u.machine, "x86_64"))
+		return "x86_64";
+	if (u.machine[0] == 'i' && !strcmp(u.machine + 2, "86"))
+		return "i386";
+	if (!strcmp(u.machine, "aarch64") || !strcmp(u.machine, "arm64"))
+		return "arm64";
+	return NULL;
+}
+
+static char *default_ec2cert(void)
+{
+	static const char *const vars[] = {"EC2_AMITOOL_HOME", "EC2_HOME"};
+	for (size_t i = 0; i < 2; i++) {
+		const char *home = getenv(vars[i]);
+		char *path;
+		if (!home || !*home ||
+		    asprintf(&path, "%s/etc/ec2/amitools/cert-ec2.pem", home) < 0)
+			continue;
+		if (access(path, R_OK) == 0)
+			return path;
+		free(path);
+	}
+	return NULL;
+}
+
+static bool parse_int(const char *s, long lo, long hi, long *ret)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < lo || v > hi)
+		return false;
+	*ret = v;
+	return true;
+}
+
+static void print_summary(struct snap_job *job, const char *name, bool debug)
+{
+	uint64_t total = 0, read = 0, skipped = 0, written = 0, parts = 0, ns = 0, stream = 0;
+	snap_job_result_u64(job, SNAP_RESULT_BYTES_TOTAL, &total);
+	snap_job_result_u64(job, SNAP_RESULT_BYTES_READ, &read);
+	snap_job_result_u64(job, SNAP_RESULT_BYTES_SKIPPED, &skipped);
+	snap_job_result_u64(job, SNAP_RESULT_BYTES_WRITTEN, &written);
+	snap_job_result_u64(job, SNAP_RESULT_PARTS, &parts);
+	snap_job_result_u64(job, SNAP_RESULT_ELAPSED_NS, &ns);
+	snap_job_result_u64(job, SNAP_RESULT_STREAM_BYTES, &stream);
+	const char *manifest = snap_job_result_string(job, SNAP_RESULT_MANIFEST_PATH);
+	const char *digest = snap_job_result_string(job, SNAP_RESULT_DIGEST);
+	char a[32], b[32], c[32], d[32], e[32];
+	double s = (double)ns / 1e9;
+	printf("Bundle manifest is %s\n", manifest ? manifest : "?");
+	printf("  bundle name:  %s\n", name);
+	printf("  parts:        %" PRIu64 "\n", parts);
+	printf("  image:        %s (read %s, skipped %s)\n", tool_size(a, total),
+	       tool_size(b, read), tool_size(c, skipped));
+	printf("  tar stream:   %s\n", tool_size(d, stream));
+	printf("  bundled size: %s (%" PRIu64 " bytes)\n", tool_size(e, written), written);
+	printf("  digest:       %s\n", digest ? digest : "?");
+	printf("  time:         %.2f s (%s/s of image)\n", s,
+	       tool_size(a, s > 0 ? (unsigned long long)((double)total / s) : 0));
+	const char *timings = snap_job_result_string(job, SNAP_RESULT_TIMINGS);
+	if (debug && timings)
+		fprintf(stderr, "snapbundle: debug: timings %s\n", timings);
+}
+
+int cmd_bundle(int argc, char **argv)
+{
+	const char *image = NULL, *cert = NULL, *pk = NULL, *user = NULL, *arch = NULL;
+	const char *dest = NULL, *prefix = NULL, *ec2cert = NULL, *kernel = NULL, *ramdisk = NULL;
+	const char *codes = NULL;
+	char *bdm = NULL;
+	bool debug = false, force = false, keep = false;
+	long level = -1, threads = 0;
+	long long part_size = 0, chunk_size = 0;
+	int progress = TOOL_PROGRESS_AUTO;
+	int c, ret = 1;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "i:c:k:u:r:d:p:B:h", options, NULL)) != -1) {
+		switch (c) {
+		case 'i':
+			image = optarg;
+			break;
+		case 'c':
+			cert = optarg;
+			break;
+		case 'k':
+			pk = optarg;
+			break;
+		case 'u':
+			user = optarg;
+			break;
+		case 'r':
+			arch = optarg;
+			break;
+		case 'd':
+			dest = optarg;
+			break;
+		case 'p':
+			prefix = optarg;
+			break;
+		case 'B':
+			free(bdm);
+			bdm = strdup(optarg);
+			break;
+		case OPT_EC2CERT:
+			ec2cert = optarg;
+			break;
+		case OPT_KERNEL:
+			kernel = optarg;
+			break;
+		case OPT_RAMDISK:
+			ramdisk = optarg;
+			break;
+		case OPT_PRODUCTCODES:
+			codes = optarg;
+			break;
+		case OPT_BATCH:
+			break;
+		case OPT_NO_SIZE_CHECKS:
+			break; /* there are no size limits to turn off */
+		case OPT_DEBUG:
+			debug = true;
+			break;
+		case OPT_FORCE:
+			force = true;
+			break;
+		case OPT_KEEP_UNPARTITIONED:
+			keep = true;
+			break;
+		case OPT_LEVEL:
+			if (!parse_int(optarg, 0, 3, &level)) {
+				tool_error("invalid --level '%s': want 0-3", optarg);
+				goto out;
+			}
+			break;
+		case OPT_THREADS:
+			if (!parse_int(optarg, 0, 1024, &threads)) {
+				tool_error("invalid --threads '%s'", optarg);
+				goto out;
+			}
+			break;
+		case OPT_PROGRESS:
+			progress = tool_progress_mode_parse(optarg);
+			if (progress < 0) {
+				tool_error("invalid --progress '%s': want bar, json or none",
+					   optarg);
+				goto out;
+			}
+			break;
+		case OPT_PART_SIZE:
+			part_size = tool_parse_size(optarg);
+			if (part_size < 16) {
+				tool_error("invalid --part-size '%s'", optarg);
+				goto out;
+			}
+			break;
+		case OPT_CHUNK_SIZE:
+			chunk_size = tool_parse_size(optarg);
+			if (chunk_size <= 0) {
+				tool_error("invalid --chunk-size '%s'", optarg);
+				goto out;
+			}
+			break;
+		case 'h':
+			usage(stdout);
+			ret = 0;
+			goto out;
+		default:
+			fprintf(stderr, "Try 'snapbundle bundle --help'\n");
+			goto out;
+		}
+	}
+	if (optind < argc) {
+		tool_error("unexpected argument '%s'", argv[optind]);
+		goto out;
+	}
+	static const char *const mandatory[][2] = {
+	    {"--image", NULL}, {"--cert", NULL}, {"--privatekey", NULL}, {"--user", NULL}};
+	const char *given[] = {image, cert, pk, user};
+	for (size_t i = 0; i < 4; i++) {
+		if (!given[i] || !*given[i]) {
+			tool_error("missing mandatory parameter: %s", mandatory[i][0]);
+			fprintf(stderr, "Try 'snapbundle bundle --help'\n");
+			goto out;
+		}
+	}
+	if (!arch)
+		arch = default_arch();
+	if (!arch) {
+		tool_error("cannot tell this machine's architecture: give --arch");
+		goto out;
+	}
+	if (strcmp(arch, "i386") && strcmp(arch, "x86_64") && strcmp(arch, "arm64")) {
+		tool_error("invalid --arch '%s': want i386, x86_64 or arm64", arch);
+		goto out;
+	}
+	char *ec2_default = NULL;
+	if (!ec2cert)
+		ec2cert = ec2_default = default_ec2cert();
+	if (!ec2cert) {
+		tool_error("no EC2 certificate: give --ec2cert (cert-ec2.pem comes with Amazon's "
+			   "ec2-ami-tools, in etc/ec2/amitools/)");
+		goto out;
+	}
+	tool_log_setup(debug);
+
+	struct snap_job *job;
+	int r = snap_job_new(SNAP_JOB_BUNDLE, &job);
+	if (r < 0) {
+		tool_error("cannot create the job: %s", snap_strerror(r));
+		free(ec2_default);
+		goto out;
+	}
+	snap_job_set_string(job, SNAP_SPARAM_IMAGE, image);
+	snap_job_set_string(job, SNAP_SPARAM_CERT, cert);
+	snap_job_set_string(job, SNAP_SPARAM_PRIVATE_KEY, pk);
+	snap_job_set_string(job, SNAP_SPARAM_USER, user);
+	snap_job_set_string(job, SNAP_SPARAM_ARCH, arch);
+	snap_job_set_string(job, SNAP_SPARAM_EC2_CERT, ec2cert);
+	snap_job_set_string(job, SNAP_SPARAM_DESTINATION, dest ? dest : "/tmp");
+	if (prefix)
+		snap_job_set_string(job, SNAP_SPARAM_PREFIX, prefix);
+	if (kernel)
+		snap_job_set_string(job, SNAP_SPARAM_KERNEL, kernel);
+	if (ramdisk)
+		snap_job_set_string(job, SNAP_SPARAM_RAMDISK, ramdisk);
+	if (codes) /* one value, not split: what ec2-bundle-image writes (§2.2) */
+		snap_job_add_string(job, SNAP_SPARAM_PRODUCT_CODES, codes);
+	if (bdm) {
+		char *save = NULL;
+		for (char *t = strtok_r(bdm, ",", &save); t; t = strtok_r(NULL, ",", &save))
+			snap_job_add_string(job, SNAP_SPARAM_BLOCK_DEVICE_MAPPING, t);
+	}
+	if (level >= 0)
+		snap_job_set_param(job, SNAP_PARAM_LEVEL, level);
+	snap_job_set_param(job, SNAP_PARAM_THREADS, threads);
+	snap_job_set_param(job, SNAP_PARAM_FORCE, force);
+	snap_job_set_param(job, SNAP_PARAM_KEEP_UNPARTITIONED, keep);
+	if (part_size)
+		snap_job_set_param(job, SNAP_PARAM_PART_SIZE, part_size);
+	if (chunk_size)
+		snap_job_set_param(job, SNAP_PARAM_CHUNK_SIZE, chunk_size);
+
+	r = tool_run_job(job, progress, "bundle");
+	if (r >= 0) {
+		const char *base = strrchr(image, '/');
+		print_summary(job, prefix ? prefix : base ? base + 1 : image, debug);
+		ret = 0;
+	} else if (r == -ECANCELED) {
+		ret = 130;
+	}
+	snap_job_free(job);
+	free(ec2_default);
+out:
+	free(bdm);
+	return ret;
+}
