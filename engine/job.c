@@ -332,6 +332,10 @@ int snap_job_run(struct snap_job *job)
 	case SNAP_JOB_BUNDLE:
 		r = snap_bundle_run(job);
 		break;
+	case SNAP_JOB_UNBUNDLE:
+	case SNAP_JOB_VERIFY_BUNDLE:
+		r = snap_unbundle_run(job);
+		break;
 	case SNAP_JOB_STORE:
 		r = snap_store_run(job);
 		break;

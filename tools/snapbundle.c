@@ -28,6 +28,8 @@ static const struct subcommand commands[] = {
 	{"restore", cmd_restore, "restore a .bin store image to files or block devices"},
 	{"verify-store", cmd_verify_store, "check a .bin store image (as verify IMAGE.bin)"},
 	/* further subcommands are added here as each job lands */
+	{"unbundle", cmd_unbundle, "restore the image of a classic bundle"},
+	{"verify", cmd_verify, "check a bundle without writing anything"},
 };
 
 static void usage(FILE *f)

@@ -1,0 +1,743 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * manifest-read.c - classic bundle manifest reader on libxml2 (invariants in manifest-read.h).
+ *
+ * Steps (snap_manifest_read):
+ *  1. parse: libxml2 with XML_PARSE_NONET and never XML_PARSE_NOENT / DTDLOAD; the SAX
+ *     internalSubset and entityDecl hooks stop the parser at the first DOCTYPE (parse_doc).
+ *  2. screen the tree: root <manifest>, no comments, PIs, CDATA or entity references, count
+ *     the <image> and <machine_configuration> elements (screen).
+ *  3. read the fields by path (read_fields), version dispatch as ManifestWrapper does.
+ *  4. take the signed text from the bytes (signed_text).
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+
+#include "manifest-read.h"
+
+#define MAX_MANIFEST (16u * 1024 * 1024)
+#define MAX_PARTS 1000000u
+
+struct reader {
+	const uint8_t *buf;
+	size_t len;
+	char **ret_detail;
+	int err;
+	bool dtd;
+	size_t n_image, n_mc;
+};
+
+static int fail(struct reader *rd, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(struct reader *rd, int err, const char *fmt, ...)
+{
+	if (rd->err)
+		return rd->err;
+	rd->err = err;
+	if (rd->ret_detail && !*rd->ret_detail) {
+		va_list ap;
+		va_start(ap, fmt);
+		char *m = NULL;
+		if (vasprintf(&m, fmt, ap) < 0)
+			m = NULL;
+		va_end(ap);
+		*rd->ret_detail = m;
+	}
+	return err;
+}
+
+static void free_strv(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+struct snap_manifest_doc *snap_manifest_doc_free(struct snap_manifest_doc *m)
+{
+	if (!m)
+		return NULL;
+	free(m->version_text);
+	free(m->bundler_name);
+	free(m->bundler_version);
+	free(m->bundler_release);
+	free(m->architecture);
+	for (size_t i = 0; i < m->nmappings; i++) {
+		free(m->mappings[i].virtual_name);
+		free(m->mappings[i].device);
+	}
+	free(m->mappings);
+	free(m->kernel_id);
+	free(m->ramdisk_id);
+	free_strv(m->product_codes, m->nproduct_codes);
+	free(m->name);
+	free(m->user);
+	free(m->type);
+	free(m->kernel_name);
+	free_strv(m->ancestors, m->nancestors);
+	free(m->ec2_encrypted_key);
+	free(m->user_encrypted_key);
+	free(m->ec2_encrypted_iv);
+	free(m->user_encrypted_iv);
+	for (size_t i = 0; i < m->nparts; i++)
+		free(m->parts[i].filename);
+	free(m->parts);
+	free(m->signature);
+	free(m->signed_text);
+	free(m);
+	return NULL;
+}
+
+/* SAX hooks: a DOCTYPE stops the parser before any declaration in it is processed. */
+static void on_internal_subset(void *ctx, const xmlChar *name, const xmlChar *ext,
+			       const xmlChar *sys)
+{
+	(void)name;
+	(void)ext;
+	(void)sys;
+	xmlParserCtxtPtr ctxt = ctx;
+	struct reader *rd = ctxt->_private;
+	rd->dtd = true;
+	xmlStopParser(ctxt);
+}
+
+static void on_entity_decl(void *ctx, const xmlChar *name, int type, const xmlChar *pub,
+			   const xmlChar *sys, xmlChar *content)
+{
+	(void)name;
+	(void)type;
+	(void)pub;
+	(void)sys;
+	(void)content;
+	on_internal_subset(ctx, NULL, NULL, NULL);
+}
+
+static xmlDocPtr parse_doc(struct reader *rd)
+{
+	xmlInitParser();
+	xmlParserCtxtPtr ctxt = xmlNewParserCtxt();
+	if (!ctxt) {
+		fail(rd, -ENOMEM, "out of memory for the XML parser");
+		return NULL;
+	}
+	ctxt->_private = rd;
+	ctxt->sax->internalSubset = on_internal_subset;
+	ctxt->sax->entityDecl = on_entity_decl;
+	ctxt->sax->externalSubset = on_internal_subset;
+	/* no NOENT (entities stay unexpanded), no DTDLOAD / DTDATTR / DTDVALID, no network; the
+	 * library never prints, so libxml2's own messages are turned off and the last error is
+	 * reported instead */
+	int opts = XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING;
+	xmlDocPtr doc =
+	    xmlCtxtReadMemory(ctxt, (const char *)rd->buf, (int)rd->len, NULL, NULL, opts);
+	if (rd->dtd) {
+		fail(rd, -EPERM,
+		     "manifest has a DOCTYPE (DTD or entity declarations); refused, a "
+		     "manifest never needs one");
+		xmlFreeDoc(doc);
+		doc = NULL;
+	} else if (!doc || !ctxt->wellFormed) {
+		const xmlError *e = xmlCtxtGetLastError(ctxt);
+		char msg[200] = "not well-formed XML";
+		if (e && e->message) {
+			snprintf(msg, sizeof(msg), "%s", e->message);
+			size_t l = strlen(msg);
+			while (l && (msg[l - 1] == '\n' || msg[l - 1] == ' '))
+				msg[--l] = 0;
+		}
+		fail(rd, -EUCLEAN, "manifest is not valid XML (line %d): %s", e ? e->line : 0, msg);
+		xmlFreeDoc(doc);
+		doc = NULL;
+	} else if (doc->intSubset || doc->extSubset) {
+		fail(rd, -EPERM, "manifest has a DOCTYPE; refused");
+		xmlFreeDoc(doc);
+		doc = NULL;
+	}
+	xmlFreeParserCtxt(ctxt);
+	return doc;
+}
+
+static bool is_named(xmlNodePtr n, const char *name)
+{
+	return n->type == XML_ELEMENT_NODE && !n->ns && !strcmp((const char *)n->name, name);
+}
+
+/* Step 2: only elements and text; count the elements whose text is signed. */
+static int screen(struct reader *rd, xmlNodePtr n, int depth)
+{
+	if (depth > 16)
+		return fail(rd, -EUCLEAN, "manifest is nested too deeply");
+	for (; n; n = n->next) {
+		switch (n->type) {
+		case XML_ELEMENT_NODE:
+			if (n->ns)
+				return fail(rd, -EUCLEAN,
+					    "manifest uses XML namespaces (element %s)",
+					    (const char *)n->name);
+			if (is_named(n, "image"))
+				rd->n_image++;
+			if (is_named(n, "machine_configuration"))
+				rd->n_mc++;
+			if (screen(rd, n->children, depth + 1) < 0)
+				return rd->err;
+			break;
+		case XML_TEXT_NODE:
+			break;
+		case XML_COMMENT_NODE:
+			return fail(rd, -EUCLEAN,
+				    "manifest contains a comment (line %d); refused, it "
+				    "could hide text from the signature check",
+				    n->line);
+		case XML_CDATA_SECTION_NODE:
+			return fail(rd, -EUCLEAN, "manifest contains a CDATA section (line %d)",
+				    n->line);
+		case XML_PI_NODE:
+			return fail(rd, -EUCLEAN, "manifest contains a processing instruction");
+		case XML_ENTITY_REF_NODE:
+		case XML_ENTITY_NODE:
+			return fail(rd, -EPERM, "manifest contains an entity reference");
+		default:
+			return fail(rd, -EUCLEAN, "manifest contains an unexpected node (type %d)",
+				    (int)n->type);
+		}
+	}
+	return 0;
+}
+
+/* The unique child element named name, NULL when absent; a second one is an error. */
+static xmlNodePtr child(struct reader *rd, xmlNodePtr parent, const char *name, const char *path)
+{
+	xmlNodePtr found = NULL;
+	if (!parent)
+		return NULL;
+	for (xmlNodePtr n = parent->children; n; n = n->next) {
+		if (!is_named(n, name))
+			continue;
+		if (found) {
+			fail(rd, -EUCLEAN, "invalid manifest, %s%s%s element appears twice", path,
+			     *path ? "/" : "", name);
+			return NULL;
+		}
+		found = n;
+	}
+	return found;
+}
+
+/* Text of a leaf element (text children only); NULL with rd->err set on error. */
+static char *leaf_text(struct reader *rd, xmlNodePtr n, const char *path)
+{
+	for (xmlNodePtr c = n->children; c; c = c->next) {
+		if (c->type != XML_TEXT_NODE) {
+			fail(rd, -EUCLEAN, "invalid manifest, %s must hold text only", path);
+			return NULL;
+		}
+	}
+	xmlChar *t = xmlNodeGetContent(n);
+	if (!t) {
+		char *e = strdup("");
+		if (!e)
+			fail(rd, -ENOMEM, "out of memory");
+		return e;
+	}
+	char *s = strdup((const char *)t);
+	xmlFree(t);
+	if (!s)
+		fail(rd, -ENOMEM, "out of memory");
+	return s;
+}
+
+/* Reads parent/name into *ret. mandatory: absent or empty is an error (Ruby's wording). */
+static int field(struct reader *rd, xmlNodePtr parent, const char *ppath, const char *name,
+		 bool mandatory, char **ret)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "%s/%s", ppath, name);
+	xmlNodePtr n = child(rd, parent, name, ppath);
+	if (rd->err)
+		return rd->err;
+	if (!n) {
+		if (mandatory)
+			return fail(rd, -EUCLEAN, "invalid manifest, %s element not present", path);
+		return 0;
+	}
+	char *s = leaf_text(rd, n, path);
+	if (!s)
+		return rd->err;
+	if (!*s && mandatory) {
+		free(s);
+		return fail(rd, -EUCLEAN, "invalid manifest, %s element empty", path);
+	}
+	free(*ret);
+	*ret = s;
+	return 0;
+}
+
+static int parse_u64(const char *s, uint64_t *ret)
+{
+	uint64_t v = 0;
+	if (!*s)
+		return -1;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9' || v > (UINT64_MAX - 9) / 10)
+			return -1;
+		v = v * 10 + (uint64_t)(*s - '0');
+	}
+	*ret = v;
+	return 0;
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Hex to bytes; want is the exact byte count, or 0 for any non-zero even length. */
+static int unhex(struct reader *rd, const char *s, const char *path, size_t want, uint8_t **ret,
+		 size_t *ret_len)
+{
+	size_t l = strlen(s);
+	if (l == 0 || l % 2 || (want && l != want * 2)) {
+		if (want)
+			return fail(rd, -EUCLEAN, "invalid manifest, %s is not %zu hex characters",
+				    path, want * 2);
+		return fail(rd, -EUCLEAN,
+			    "invalid manifest, %s is not an even number of hex "
+			    "characters",
+			    path);
+	}
+	uint8_t *b = malloc(l / 2);
+	if (!b)
+		return fail(rd, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < l / 2; i++) {
+		int h = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
+		if (h < 0 || lo < 0) {
+			free(b);
+			return fail(rd, -EUCLEAN, "invalid manifest, %s is not hex", path);
+		}
+		b[i] = (uint8_t)(h << 4 | lo);
+	}
+	*ret = b;
+	*ret_len = l / 2;
+	return 0;
+}
+
+static int hex_field(struct reader *rd, xmlNodePtr parent, const char *ppath, const char *name,
+		     size_t want, uint8_t **ret, size_t *ret_len)
+{
+	char *s = NULL, path[128];
+	snprintf(path, sizeof(path), "%s/%s", ppath, name);
+	int r = field(rd, parent, ppath, name, true, &s);
+	if (r >= 0)
+		r = unhex(rd, s, path, want, ret, ret_len);
+	free(s);
+	return r;
+}
+
+/* digest elements carry algorithm='SHA1' (absent is accepted, anything else is not). */
+static int digest_field(struct reader *rd, xmlNodePtr parent, const char *ppath, uint8_t out[20])
+{
+	char path[128];
+	snprintf(path, sizeof(path), "%s/digest", ppath);
+	xmlNodePtr n = child(rd, parent, "digest", ppath);
+	if (rd->err)
+		return rd->err;
+	if (!n)
+		return fail(rd, -EUCLEAN, "invalid manifest, %s element not present", path);
+	xmlChar *alg = xmlGetNoNsProp(n, (const xmlChar *)"algorithm");
+	if (alg && strcmp((const char *)alg, "SHA1")) {
+		fail(rd, -EOPNOTSUPP, "manifest %s uses algorithm '%.40s'; only SHA1 is known",
+		     path, (const char *)alg);
+		xmlFree(alg);
+		return rd->err;
+	}
+	xmlFree(alg);
+	uint8_t *b = NULL;
+	size_t bl;
+	int r = hex_field(rd, parent, ppath, "digest", 20, &b, &bl);
+	if (r < 0)
+		return r;
+	memcpy(out, b, 20);
+	free(b);
+	return 0;
+}
+
+static int u64_field(struct reader *rd, xmlNodePtr parent, const char *ppath, const char *name,
+		     uint64_t *ret)
+{
+	char *s = NULL;
+	int r = field(rd, parent, ppath, name, true, &s);
+	if (r >= 0 && parse_u64(s, ret) < 0)
+		r = fail(rd, -EUCLEAN, "invalid manifest, %s/%s is not a decimal number: '%.40s'",
+			 ppath, name, s);
+	free(s);
+	return r;
+}
+
+/* Every text of the repeated leaf elements parent/name. */
+static int list_field(struct reader *rd, xmlNodePtr parent, const char *ppath, const char *name,
+		      char ***ret, size_t *ret_n)
+{
+	if (!parent)
+		return 0;
+	char path[128];
+	snprintf(path, sizeof(path), "%s/%s", ppath, name);
+	for (xmlNodePtr n = parent->children; n; n = n->next) {
+		if (!is_named(n, name))
+			continue;
+		char *s = leaf_text(rd, n, path);
+		if (!s)
+			return rd->err;
+		char **v = realloc(*ret, (*ret_n + 1) * sizeof(*v));
+		if (!v) {
+			free(s);
+			return fail(rd, -ENOMEM, "out of memory");
+		}
+		v[(*ret_n)++] = s;
+		*ret = v;
+	}
+	return 0;
+}
+
+static int version_of(struct reader *rd, const char *text, int *ret)
+{
+	if (!strcmp(text, "2007-10-10")) {
+		*ret = SNAP_MANIFEST_V20071010;
+	} else if (!strcmp(text, "2007-08-29") || !strcmp(text, "20070829")) {
+		*ret = SNAP_MANIFEST_V20070829;
+	} else if (!strcmp(text, "3")) {
+		*ret = SNAP_MANIFEST_V3;
+	} else {
+		/* ManifestWrapper's integer conversion: leading digits only */
+		long long v = 0;
+		for (const char *p = text; *p >= '0' && *p <= '9' && v < 100000000000ll; p++)
+			v = v * 10 + (*p - '0');
+		if (v > 20071010)
+			return fail(rd, -EOPNOTSUPP,
+				    "manifest version '%.40s' is too new for this "
+				    "tool",
+				    text);
+		if (v < 3)
+			return fail(rd, -EOPNOTSUPP,
+				    "manifest version '%.40s' is too old for this "
+				    "tool",
+				    text);
+		return fail(rd, -EOPNOTSUPP, "manifest version '%.40s' is not known", text);
+	}
+	return 0;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int read_parts(struct reader *rd, struct snap_manifest_doc *m, xmlNodePtr image)
+{
+	xmlNodePtr parts = child(rd, image, "parts", "image");
+	if (rd->err)
+		return rd->err;
+	if (!parts)
+		return fail(rd, -EUCLEAN, "invalid manifest, image/parts element not present");
+	xmlChar *cnt = xmlGetNoNsProp(parts, (const xmlChar *)"count");
+	uint64_t count;
+	if (!cnt || parse_u64((const char *)cnt, &count) < 0 || count > MAX_PARTS) {
+		fail(rd, -EUCLEAN, "invalid manifest, image/parts/@count is %s%.40s%s",
+		     cnt ? "'" : "", cnt ? (const char *)cnt : "missing", cnt ? "'" : "");
+		xmlFree(cnt);
+		return rd->err;
+	}
+	xmlFree(cnt);
+	size_t n = 0;
+	for (xmlNodePtr p = parts->children; p; p = p->next)
+		n += is_named(p, "part");
+	if (n != count)
+		return fail(rd, -EUCLEAN,
+			    "invalid manifest, image/parts/@count is %llu but %zu "
+			    "parts are listed",
+			    (unsigned long long)count, n);
+	if (n == 0)
+		return fail(rd, -EUCLEAN, "invalid manifest, image/parts lists no part");
+	m->parts = calloc(n, sizeof(*m->parts));
+	if (!m->parts)
+		return fail(rd, -ENOMEM, "out of memory");
+	size_t i = 0;
+	for (xmlNodePtr p = parts->children; p; p = p->next) {
+		if (!is_named(p, "part"))
+			continue;
+		char path[64];
+		snprintf(path, sizeof(path), "image/parts/part[%zu]", i);
+		struct snap_manifest_part *pt = &m->parts[i];
+		m->nparts = i + 1;
+		xmlChar *idx = xmlGetNoNsProp(p, (const xmlChar *)"index");
+		uint64_t index;
+		if (!idx || parse_u64((const char *)idx, &index) < 0) {
+			fail(rd, -EUCLEAN, "invalid manifest, %s/@index is missing or not a number",
+			     path);
+			xmlFree(idx);
+			return rd->err;
+		}
+		xmlFree(idx);
+		/* document order must be index order: a reordered list is ambiguous (the Ruby tools
+		 * follow @index, Nova follows the document) and so refused */
+		if (index != i)
+			return fail(rd, -EUCLEAN,
+				    "invalid manifest, parts are out of order: the "
+				    "part listed at position %zu has index %llu",
+				    i, (unsigned long long)index);
+		pt->index = (uint32_t)index;
+		if (field(rd, p, path, "filename", true, &pt->filename) < 0)
+			return rd->err;
+		const char *f = pt->filename;
+		if (strchr(f, '/') || strstr(f, "..") || !strcmp(f, "."))
+			return fail(rd, -EPERM,
+				    "invalid manifest, %s/filename '%.200s' is not a plain "
+				    "file name",
+				    path, f);
+		if (digest_field(rd, p, path, pt->digest) < 0)
+			return rd->err;
+		i++;
+	}
+	char **names = malloc(n * sizeof(*names));
+	if (!names)
+		return fail(rd, -ENOMEM, "out of memory");
+	for (i = 0; i < n; i++)
+		names[i] = m->parts[i].filename;
+	qsort(names, n, sizeof(*names), cmp_names);
+	for (i = 1; i < n; i++) {
+		if (!strcmp(names[i - 1], names[i])) {
+			fail(rd, -EUCLEAN, "invalid manifest, part file '%.200s' is listed twice",
+			     names[i]);
+			break;
+		}
+	}
+	free(names);
+	return rd->err;
+}
+
+static int read_fields(struct reader *rd, struct snap_manifest_doc *m, xmlNodePtr root)
+{
+	if (field(rd, root, "", "version", true, &m->version_text) < 0)
+		return rd->err;
+	if (version_of(rd, m->version_text, &m->version) < 0)
+		return rd->err;
+	xmlNodePtr bundler = child(rd, root, "bundler", "");
+	if (rd->err)
+		return rd->err;
+	if (bundler && (field(rd, bundler, "bundler", "name", false, &m->bundler_name) < 0 ||
+			field(rd, bundler, "bundler", "version", false, &m->bundler_version) < 0 ||
+			field(rd, bundler, "bundler", "release", false, &m->bundler_release) < 0))
+		return rd->err;
+
+	xmlNodePtr mc = child(rd, root, "machine_configuration", "");
+	if (rd->err)
+		return rd->err;
+	if (m->version >= SNAP_MANIFEST_V20070829 && !mc)
+		return fail(rd, -EUCLEAN,
+			    "invalid manifest, machine_configuration element not "
+			    "present");
+	if (mc && m->version >= SNAP_MANIFEST_V20070829) {
+		const char *p = "machine_configuration";
+		if (field(rd, mc, p, "architecture", true, &m->architecture) < 0)
+			return rd->err;
+		xmlNodePtr bdm = child(rd, mc, "block_device_mapping", p);
+		if (rd->err)
+			return rd->err;
+		for (xmlNodePtr n = bdm ? bdm->children : NULL; n; n = n->next) {
+			if (!is_named(n, "mapping"))
+				continue;
+			struct snap_manifest_mapping *v =
+			    realloc(m->mappings, (m->nmappings + 1) * sizeof(*v));
+			if (!v)
+				return fail(rd, -ENOMEM, "out of memory");
+			m->mappings = v;
+			struct snap_manifest_mapping *mp = &m->mappings[m->nmappings++];
+			*mp = (struct snap_manifest_mapping){0};
+			const char *mpath = "machine_configuration/block_device_mapping/mapping";
+			if (field(rd, n, mpath, "virtual", true, &mp->virtual_name) < 0 ||
+			    field(rd, n, mpath, "device", true, &mp->device) < 0)
+				return rd->err;
+		}
+		if (field(rd, mc, p, "kernel_id", false, &m->kernel_id) < 0 ||
+		    field(rd, mc, p, "ramdisk_id", false, &m->ramdisk_id) < 0)
+			return rd->err;
+		xmlNodePtr pc = child(rd, mc, "product_codes", p);
+		if (rd->err ||
+		    list_field(rd, pc, "machine_configuration/product_codes", "product_code",
+			       &m->product_codes, &m->nproduct_codes) < 0)
+			return rd->err;
+	}
+
+	xmlNodePtr image = child(rd, root, "image", "");
+	if (rd->err)
+		return rd->err;
+	if (!image)
+		return fail(rd, -EUCLEAN, "invalid manifest, image element not present");
+	const char *ip = "image";
+	if (field(rd, image, ip, "name", true, &m->name) < 0 ||
+	    field(rd, image, ip, "user", true, &m->user) < 0)
+		return rd->err;
+	if (m->version == SNAP_MANIFEST_V20071010) {
+		if (field(rd, image, ip, "type", false, &m->type) < 0 ||
+		    field(rd, image, ip, "kernel_name", false, &m->kernel_name) < 0)
+			return rd->err;
+		xmlNodePtr anc = child(rd, image, "ancestry", ip);
+		if (rd->err || list_field(rd, anc, "image/ancestry", "ancestor_ami_id",
+					  &m->ancestors, &m->nancestors) < 0)
+			return rd->err;
+	}
+	if (digest_field(rd, image, ip, m->digest) < 0)
+		return rd->err;
+	for (int i = 0; i < 20; i++)
+		snprintf(m->digest_hex + 2 * i, 3, "%02x", m->digest[i]);
+	if (u64_field(rd, image, ip, "size", &m->size) < 0 ||
+	    u64_field(rd, image, ip, "bundled_size", &m->bundled_size) < 0)
+		return rd->err;
+	if (hex_field(rd, image, ip, "ec2_encrypted_key", 0, &m->ec2_encrypted_key,
+		      &m->ec2_encrypted_key_len) < 0 ||
+	    hex_field(rd, image, ip, "user_encrypted_key", 0, &m->user_encrypted_key,
+		      &m->user_encrypted_key_len) < 0 ||
+	    hex_field(rd, image, ip, "ec2_encrypted_iv", 0, &m->ec2_encrypted_iv,
+		      &m->ec2_encrypted_iv_len) < 0 ||
+	    hex_field(rd, image, ip, "user_encrypted_iv", 0, &m->user_encrypted_iv,
+		      &m->user_encrypted_iv_len) < 0)
+		return rd->err;
+	/* the key elements name their cipher; only AES-128-CBC exists in this format */
+	const char *keys[] = {"ec2_encrypted_key", "user_encrypted_key"};
+	for (int i = 0; i < 2; i++) {
+		xmlNodePtr k = child(rd, image, keys[i], ip);
+		xmlChar *alg = k ? xmlGetNoNsProp(k, (const xmlChar *)"algorithm") : NULL;
+		if (alg && strcmp((const char *)alg, "AES-128-CBC")) {
+			fail(rd, -EOPNOTSUPP,
+			     "manifest image/%s uses cipher '%.40s'; only "
+			     "AES-128-CBC is known",
+			     keys[i], (const char *)alg);
+			xmlFree(alg);
+			return rd->err;
+		}
+		xmlFree(alg);
+	}
+	if (read_parts(rd, m, image) < 0)
+		return rd->err;
+
+	xmlNodePtr sig = child(rd, root, "signature", "");
+	if (rd->err)
+		return rd->err;
+	if (sig) {
+		char *s = leaf_text(rd, sig, "signature");
+		if (!s)
+			return rd->err;
+		int r = unhex(rd, s, "signature", 0, &m->signature, &m->signature_len);
+		free(s);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* Occurrences of needle in the document bytes, and the first one's offset. */
+static size_t occurrences(struct reader *rd, const char *needle, size_t *ret_first)
+{
+	size_t n = 0, nl = strlen(needle);
+	const uint8_t *p = rd->buf, *end = rd->buf + rd->len;
+	while (p + nl <= end) {
+		const uint8_t *h = memmem(p, (size_t)(end - p), needle, nl);
+		if (!h)
+			break;
+		if (n++ == 0)
+			*ret_first = (size_t)(h - rd->buf);
+		p = h + nl;
+	}
+	return n;
+}
+
+/* §3: X(e) is from the literal "<e>" to the first following "</e>", both included. */
+static int take_x(struct reader *rd, const char *e, bool required, uint8_t **buf, size_t *len)
+{
+	char open_tag[64], close_tag[64];
+	snprintf(open_tag, sizeof(open_tag), "<%s>", e);
+	snprintf(close_tag, sizeof(close_tag), "</%s>", e);
+	size_t a = 0, b = 0;
+	size_t no = occurrences(rd, open_tag, &a), nc = occurrences(rd, close_tag, &b);
+	if (no == 0 && nc == 0 && !required)
+		return 0;
+	if (no != 1 || nc != 1 || b < a)
+		return fail(rd, -EUCLEAN,
+			    "manifest: the signed <%s> element must be written "
+			    "exactly once as %s...%s",
+			    e, open_tag, close_tag);
+	size_t l = b + strlen(close_tag) - a;
+	uint8_t *n = realloc(*buf, *len + l + 1);
+	if (!n)
+		return fail(rd, -ENOMEM, "out of memory");
+	memcpy(n + *len, rd->buf + a, l);
+	*len += l;
+	n[*len] = 0;
+	*buf = n;
+	return 0;
+}
+
+int snap_manifest_read(const uint8_t *buf, size_t len, struct snap_manifest_doc **ret,
+		       char **ret_detail)
+{
+	struct reader rd = {.buf = buf, .len = len, .ret_detail = ret_detail};
+	if (ret_detail)
+		*ret_detail = NULL;
+	if (len == 0)
+		return fail(&rd, -EUCLEAN, "manifest is empty");
+	if (len > MAX_MANIFEST)
+		return fail(&rd, -EUCLEAN, "manifest is larger than %u bytes", MAX_MANIFEST);
+	if (memchr(buf, 0, len))
+		return fail(&rd, -EUCLEAN,
+			    "manifest contains a NUL byte (an encrypted pre-v3 "
+			    "manifest is not supported)");
+	xmlDocPtr doc = parse_doc(&rd);
+	if (!doc)
+		return rd.err;
+	struct snap_manifest_doc *m = calloc(1, sizeof(*m));
+	if (!m) {
+		xmlFreeDoc(doc);
+		return fail(&rd, -ENOMEM, "out of memory");
+	}
+	xmlNodePtr root = xmlDocGetRootElement(doc);
+	if (!root || !is_named(root, "manifest")) {
+		fail(&rd, -EUCLEAN, "invalid manifest, the root element is <%s>, not <manifest>",
+		     root ? (const char *)root->name : "");
+		goto out;
+	}
+	for (xmlNodePtr n = doc->children; n; n = n->next)
+		if (n != root && n->type != XML_ELEMENT_NODE && screen(&rd, n, 0) < 0)
+			goto out;
+	if (screen(&rd, root, 0) < 0)
+		goto out;
+	if (rd.n_image > 1 || rd.n_mc > 1) {
+		fail(&rd, -EUCLEAN, "invalid manifest, more than one <%s> element",
+		     rd.n_image > 1 ? "image" : "machine_configuration");
+		goto out;
+	}
+	if (read_fields(&rd, m, root) < 0)
+		goto out;
+	if (take_x(&rd, "machine_configuration", false, &m->signed_text, &m->signed_len) < 0 ||
+	    take_x(&rd, "image", true, &m->signed_text, &m->signed_len) < 0)
+		goto out;
+out:
+	xmlFreeDoc(doc);
+	if (rd.err) {
+		snap_manifest_doc_free(m);
+		return rd.err;
+	}
+	*ret = m;
+	return 0;
+}

@@ -1,0 +1,173 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * cmd-unbundle.c - `snapbundle unbundle`: a classic bundle back to an image file or a block
+ * device, every check made before the output is renamed into place. ec2-unbundle's options
+ * (-m, -k, -s, -d) mean what they mean there.
+ */
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tool.h"
+
+static void usage(FILE *f)
+{
+	fprintf(
+	    f, "usage: snapbundle unbundle -m MANIFEST -k KEY [OPTIONS]\n"
+	       "\n"
+	       "Restores the image of a classic EC2 bundle (ec2-bundle-image or snapbundle\n"
+	       "bundle). Every part's SHA-1 is checked before it is used, then the tar stream's\n"
+	       "digest, the sizes and (with -c) the manifest signature; the output is written\n"
+	       "under a temporary name and renamed only when all checks passed.\n"
+	       "\n"
+	       "  -m, --manifest PATH    the bundle's manifest (.manifest.xml)\n"
+	       "  -k, --privatekey PATH  the user's RSA private key (PEM) the bundle was made for\n"
+	       "  -c, --cert PATH        the user's certificate: verify the manifest signature\n"
+	       "  -s, --source DIR       directory holding the parts (default: the manifest's)\n"
+	       "  -d, --destination DIR  directory for the image (default: current directory)\n"
+	       "  -o, --output PATH      image file or block device (default: DIR/<image name>)\n"
+	       "      --force            replace an existing output file\n"
+	       "      --no-verify        skip the digest and signature checks (not recommended)\n"
+	       "      --threads N        worker threads (default: every CPU)\n"
+	       "      --progress[=MODE]  bar, json or none (default: a bar on a terminal)\n"
+	       "      --debug            debug log lines on stderr\n");
+}
+
+int cmd_unbundle(int argc, char **argv)
+{
+	enum { OPT_FORCE = 256, OPT_NO_VERIFY, OPT_THREADS, OPT_PROGRESS, OPT_DEBUG, OPT_HELP };
+	static const struct option opts[] = {
+	    {"manifest", required_argument, NULL, 'm'},
+	    {"privatekey", required_argument, NULL, 'k'},
+	    {"cert", required_argument, NULL, 'c'},
+	    {"source", required_argument, NULL, 's'},
+	    {"destination", required_argument, NULL, 'd'},
+	    {"output", required_argument, NULL, 'o'},
+	    {"force", no_argument, NULL, OPT_FORCE},
+	    {"no-verify", no_argument, NULL, OPT_NO_VERIFY},
+	    {"threads", required_argument, NULL, OPT_THREADS},
+	    {"progress", optional_argument, NULL, OPT_PROGRESS},
+	    {"debug", no_argument, NULL, OPT_DEBUG},
+	    {"help", no_argument, NULL, OPT_HELP},
+	    {NULL, 0, NULL, 0},
+	};
+	const char *manifest = NULL, *key = NULL, *cert = NULL, *src = NULL, *dest = NULL,
+		   *output = NULL;
+	bool force = false, no_verify = false, debug = false;
+	long threads = 0;
+	int progress = TOOL_PROGRESS_AUTO, c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "m:k:c:s:d:o:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'm':
+			manifest = optarg;
+			break;
+		case 'k':
+			key = optarg;
+			break;
+		case 'c':
+			cert = optarg;
+			break;
+		case 's':
+			src = optarg;
+			break;
+		case 'd':
+			dest = optarg;
+			break;
+		case 'o':
+			output = optarg;
+			break;
+		case OPT_FORCE:
+			force = true;
+			break;
+		case OPT_NO_VERIFY:
+			no_verify = true;
+			break;
+		case OPT_THREADS: {
+			char *end;
+			threads = strtol(optarg, &end, 10);
+			if (*end || threads < 0 || threads > 1024) {
+				tool_error("invalid --threads value '%s'", optarg);
+				return 2;
+			}
+			break;
+		}
+		case OPT_PROGRESS:
+			progress = tool_progress_mode_parse(optarg);
+			if (progress < 0) {
+				tool_error("invalid --progress mode '%s'", optarg);
+				return 2;
+			}
+			break;
+		case OPT_DEBUG:
+			debug = true;
+			break;
+		case 'h':
+		case OPT_HELP:
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		tool_error("unexpected argument '%s'", argv[optind]);
+		return 2;
+	}
+	if (!manifest || !key) {
+		tool_error("missing mandatory option %s", !manifest ? "-m MANIFEST" : "-k KEY");
+		usage(stderr);
+		return 2;
+	}
+	if (output && dest) {
+		tool_error("-o and -d exclude each other");
+		return 2;
+	}
+	tool_log_setup(debug);
+
+	struct snap_job *job;
+	int r = snap_job_new(SNAP_JOB_UNBUNDLE, &job);
+	if (r < 0) {
+		tool_error("cannot create the job: %s", snap_strerror(r));
+		return 1;
+	}
+	r = snap_job_set_string(job, SNAP_SPARAM_MANIFEST, manifest);
+	if (r >= 0)
+		r = snap_job_set_string(job, SNAP_SPARAM_PRIVATE_KEY, key);
+	if (r >= 0 && cert)
+		r = snap_job_set_string(job, SNAP_SPARAM_CERT, cert);
+	if (r >= 0 && src)
+		r = snap_job_set_string(job, SNAP_SPARAM_SOURCE_DIR, src);
+	if (r >= 0 && dest)
+		r = snap_job_set_string(job, SNAP_SPARAM_OUTPUT_DIR, dest);
+	if (r >= 0 && output)
+		r = snap_job_set_string(job, SNAP_SPARAM_OUTPUT, output);
+	if (r >= 0)
+		r = snap_job_set_param(job, SNAP_PARAM_FORCE, force);
+	if (r >= 0)
+		r = snap_job_set_param(job, SNAP_PARAM_NO_VERIFY, no_verify);
+	if (r >= 0)
+		r = snap_job_set_param(job, SNAP_PARAM_THREADS, threads);
+	if (r < 0) {
+		tool_error("cannot set up the job: %s", snap_strerror(r));
+		snap_job_free(job);
+		return 1;
+	}
+	r = tool_run_job(job, progress, "unbundle");
+	if (r >= 0) {
+		uint64_t parts = 0, size = 0, written = 0;
+		char a[32], b[32];
+		snap_job_result_u64(job, SNAP_RESULT_PARTS, &parts);
+		snap_job_result_u64(job, SNAP_RESULT_BYTES_TOTAL, &size);
+		snap_job_result_u64(job, SNAP_RESULT_BYTES_WRITTEN, &written);
+		printf("unbundled %s: %llu parts, %s image, %s of data written%s\n",
+		       snap_job_result_string(job, SNAP_RESULT_OUTPUT_PATH),
+		       (unsigned long long)parts, tool_size(a, size), tool_size(b, written),
+		       no_verify ? " (not verified)" : "");
+	}
+	snap_job_free(job);
+	return r < 0 ? 1 : 0;
+}

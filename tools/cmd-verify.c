@@ -1,0 +1,180 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * cmd-verify.c - `snapbundle verify`: every check of an unbundle or restore, nothing written.
+ *
+ * What is verified is chosen in one place, cmd_verify(), before any option is parsed (each kind
+ * has options of its own): `-m MANIFEST` names a classic bundle (verify_bundle, here); anything
+ * else is a .bin store image or "-" (cmd_verify_store, tools/cmd-verify-store.c).
+ */
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tool.h"
+
+struct verify_opts {
+	const char *manifest, *key, *cert, *src;
+	long threads;
+	int progress;
+	bool debug;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(
+	    f,
+	    "usage: snapbundle verify -m MANIFEST [-k KEY] [-c CERT] [OPTIONS]\n"
+	    "       snapbundle verify IMAGE.bin|- [OPTIONS]  (a store image: verify-store --help)\n"
+	    "\n"
+	    "Checks a classic bundle without writing anything: the manifest, every part's\n"
+	    "SHA-1, parts/@count, bundled_size, and with -c the manifest signature. With -k the\n"
+	    "parts are also decrypted, inflated and read as tar, and the image digest and\n"
+	    "size are checked, exactly as unbundle does.\n"
+	    "\n"
+	    "  -m, --manifest PATH    the bundle's manifest (.manifest.xml)\n"
+	    "  -k, --privatekey PATH  the user's RSA private key (PEM): check the contents too\n"
+	    "  -c, --cert PATH        the user's certificate: verify the manifest signature\n"
+	    "  -s, --source DIR       directory holding the parts (default: the manifest's)\n"
+	    "      --threads N        worker threads (default: every CPU)\n"
+	    "      --progress[=MODE]  bar, json or none (default: a bar on a terminal)\n"
+	    "      --debug            debug log lines on stderr\n");
+}
+
+static int verify_bundle(const struct verify_opts *o)
+{
+	struct snap_job *job;
+	int r = snap_job_new(SNAP_JOB_VERIFY_BUNDLE, &job);
+	if (r < 0) {
+		tool_error("cannot create the job: %s", snap_strerror(r));
+		return 1;
+	}
+	r = snap_job_set_string(job, SNAP_SPARAM_MANIFEST, o->manifest);
+	if (r >= 0 && o->key)
+		r = snap_job_set_string(job, SNAP_SPARAM_PRIVATE_KEY, o->key);
+	if (r >= 0 && o->cert)
+		r = snap_job_set_string(job, SNAP_SPARAM_CERT, o->cert);
+	if (r >= 0 && o->src)
+		r = snap_job_set_string(job, SNAP_SPARAM_SOURCE_DIR, o->src);
+	if (r >= 0)
+		r = snap_job_set_param(job, SNAP_PARAM_THREADS, o->threads);
+	if (r < 0) {
+		tool_error("cannot set up the job: %s", snap_strerror(r));
+		snap_job_free(job);
+		return 1;
+	}
+	r = tool_run_job(job, o->progress, "verify");
+	if (r >= 0) {
+		uint64_t parts = 0;
+		snap_job_result_u64(job, SNAP_RESULT_PARTS, &parts);
+		printf("%s: OK: %llu parts%s%s\n", o->manifest, (unsigned long long)parts,
+		       o->cert ? ", signature" : "", o->key ? ", image digest and size" : "");
+		if (!o->key)
+			printf("(without -k the image inside the parts was not checked)\n");
+	}
+	snap_job_free(job);
+	return r < 0 ? 1 : 0;
+}
+
+/* True when the arguments name a manifest (-m, -mPATH, --manifest, --manifest=PATH). */
+static bool names_manifest(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (!strcmp(a, "--"))
+			break;
+		if (!strncmp(a, "-m", 2) || !strcmp(a, "--manifest") ||
+		    !strncmp(a, "--manifest=", 11))
+			return true;
+	}
+	return false;
+}
+
+static bool wants_help(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+			return true;
+	return false;
+}
+
+int cmd_verify(int argc, char **argv)
+{
+	enum { OPT_THREADS = 256, OPT_PROGRESS, OPT_DEBUG, OPT_HELP };
+	static const struct option opts[] = {
+	    {"manifest", required_argument, NULL, 'm'},
+	    {"privatekey", required_argument, NULL, 'k'},
+	    {"cert", required_argument, NULL, 'c'},
+	    {"source", required_argument, NULL, 's'},
+	    {"threads", required_argument, NULL, OPT_THREADS},
+	    {"progress", optional_argument, NULL, OPT_PROGRESS},
+	    {"debug", no_argument, NULL, OPT_DEBUG},
+	    {"help", no_argument, NULL, OPT_HELP},
+	    {NULL, 0, NULL, 0},
+	};
+	/* the one dispatch point */
+	if (!names_manifest(argc, argv)) {
+		if (argc < 2 || wants_help(argc, argv)) {
+			usage(argc < 2 ? stderr : stdout);
+			return argc < 2 ? 2 : 0;
+		}
+		return cmd_verify_store(argc, argv);
+	}
+	struct verify_opts o = {.progress = TOOL_PROGRESS_AUTO};
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "m:k:c:s:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'm':
+			o.manifest = optarg;
+			break;
+		case 'k':
+			o.key = optarg;
+			break;
+		case 'c':
+			o.cert = optarg;
+			break;
+		case 's':
+			o.src = optarg;
+			break;
+		case OPT_THREADS: {
+			char *end;
+			o.threads = strtol(optarg, &end, 10);
+			if (*end || o.threads < 0 || o.threads > 1024) {
+				tool_error("invalid --threads value '%s'", optarg);
+				return 2;
+			}
+			break;
+		}
+		case OPT_PROGRESS:
+			o.progress = tool_progress_mode_parse(optarg);
+			if (o.progress < 0) {
+				tool_error("invalid --progress mode '%s'", optarg);
+				return 2;
+			}
+			break;
+		case OPT_DEBUG:
+			o.debug = true;
+			break;
+		case 'h':
+		case OPT_HELP:
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	tool_log_setup(o.debug);
+	if (optind < argc) {
+		tool_error("give either -m MANIFEST or a store image path, not both");
+		return 2;
+	}
+	if (!o.manifest) {
+		tool_error("missing mandatory option -m MANIFEST");
+		usage(stderr);
+		return 2;
+	}
+	return verify_bundle(&o);
+}
