@@ -26,10 +26,9 @@ static const struct subcommand commands[] = {
 	{"inspect", cmd_inspect, "show a disk's partitions, filesystems and extent map"},
 	{"store", cmd_store, "store disks as one .bin store image"},
 	{"restore", cmd_restore, "restore a .bin store image to files or block devices"},
-	{"verify-store", cmd_verify_store, "check a .bin store image (as verify IMAGE.bin)"},
 	/* further subcommands are added here as each job lands */
 	{"unbundle", cmd_unbundle, "restore the image of a classic bundle"},
-	{"verify", cmd_verify, "check a bundle without writing anything"},
+	{"verify", cmd_verify, "check a bundle or a .bin store image without writing anything"},
 };
 
 static void usage(FILE *f)

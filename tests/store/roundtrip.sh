@@ -43,8 +43,8 @@ if command -v e2fsck >/dev/null; then
 	e2fsck -fn root.fs >/dev/null || fail "e2fsck rejects the restored filesystem"
 fi
 
-"$B" verify-store img.bin | grep -q ok || fail "verify"
-"$B" verify-store - < img.bin | grep -q ok || fail "verify from a pipe"
+"$B" verify img.bin | grep -q ok || fail "verify"
+"$B" verify - < img.bin | grep -q ok || fail "verify from a pipe"
 
 # never overwrite without --force
 expect_fail "already exists" nonexistent -- "$B" store disk.img -o img.bin --progress=none

@@ -28,8 +28,8 @@ for kind in rsa ec; do
 done
 "$B" restore rsa.bin -o out.img --signer rsa.crt --passphrase-file pass --progress=none
 cmp disk.img out.img
-"$B" verify-store - --signer ec.pub --passphrase-file pass < ec.bin | grep -q ok
-"$B" verify-store ec.bin --signer ec.pem --passphrase-file pass | grep -q ok
+"$B" verify - --signer ec.pub --passphrase-file pass < ec.bin | grep -q ok
+"$B" verify ec.bin --signer ec.pem --passphrase-file pass | grep -q ok
 
 mkdir out
 expect_fail "is signed by another key than rsa.crt" out/r.img -- \

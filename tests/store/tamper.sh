@@ -30,7 +30,7 @@ expect_fail "authentication failed (tampered frame" out/r.img -- restore t.bin
 expect_fail "t.bin: frame 3 at offset $f3 (volume /dev/xvda" out/r.img -- restore t.bin
 expect_fail "authentication failed (tampered frame" out/r.img -- restore_pipe t.bin
 expect_fail "stdin: frame 3 at offset $f3 (volume /dev/xvda" out/r.img -- restore_pipe t.bin
-expect_fail "authentication failed" out/r.img -- "$B" verify-store t.bin --passphrase-file pass
+expect_fail "authentication failed" out/r.img -- "$B" verify t.bin --passphrase-file pass
 
 cp good.bin t.bin && $TP t.bin flip $((f3 + 40))
 expect_fail "t.bin: frame 3 at offset $f3: frame header CRC mismatch" out/r.img -- restore t.bin

@@ -89,7 +89,7 @@ before=$(ls -A "$T/gnu" | wc -l)
 	>/dev/null || fail "verify with a key failed"
 [ "$(ls -A "$T/gnu" | wc -l)" = "$before" ] || fail "verify wrote something"
 
-# verify's one dispatch point: a path instead of -m is a store image, checked by verify-store
+# verify's one dispatch point: a path instead of -m is a store image, checked by the store verifier
 if "$SNAPBUNDLE" store --help >/dev/null 2>&1; then
 	"$SNAPBUNDLE" store "$small" -o "$T/s.bin" --progress=none >/dev/null 2>&1 ||
 		fail "store failed"
