@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * fuzz-replay.c - runs every file of the corpus directories given as arguments through
- * LLVMFuzzerTestOneInput, so a fuzz target's corpus is an ordinary test (the way util-linux's
+ * fuzz-replay.c - the replay main of the fuzz targets of formats/ and blockdev/: runs every
+ * file of the corpus directories given as arguments through LLVMFuzzerTestOneInput, so a fuzz
+ * target's corpus is an ordinary test (the way util-linux's
  * src/fuzz.c and systemd's fuzz-main.c do). Sanitizer builds turn any memory error into a
  * failure; the target itself never fails on bad input, it only must not crash.
  */
