@@ -50,6 +50,7 @@
 #include "extent-map.h"
 #include "gzip-chunk.h"
 #include "job-internal.h"
+#include "util.h"
 #include "layout.h"
 #include "log.h"
 #include "manifest-write.h"
@@ -692,47 +693,11 @@ static int produce(struct bundle *b)
 static int read_small_file(struct bundle *b, const char *path, const char *what, char **ret,
 			   size_t *ret_len)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		int r = -errno;
-		return snap_job_fail(b->job, r, "cannot open %s %s: %s", what, path,
-				     snap_strerror(r));
-	}
-	size_t cap = 16384, len = 0;
-	char *buf = malloc(cap);
-	int r = 0;
-	while (buf) {
-		if (len == cap) {
-			if (cap >= (1u << 24)) {
-				r = snap_job_fail(b->job, -EFBIG, "%s %s is too large", what, path);
-				break;
-			}
-			char *n = realloc(buf, cap * 2);
-			if (!n)
-				break;
-			buf = n;
-			cap *= 2;
-		}
-		ssize_t n = read(fd, buf + len, cap - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			r = -errno;
-			snap_job_fail(b->job, r, "cannot read %s %s: %s", what, path,
-				      snap_strerror(r));
-			break;
-		}
-		if (n == 0) {
-			close(fd);
-			*ret = buf;
-			*ret_len = len;
-			return 0;
-		}
-		len += (size_t)n;
-	}
-	close(fd);
-	free(buf);
-	return r < 0 ? r : snap_job_fail(b->job, -ENOMEM, "out of memory reading %s", path);
+	int r = snap_read_small_file(path, 16u << 20, ret, ret_len);
+	if (r < 0)
+		return snap_job_fail(b->job, r, "cannot read %s %s: %s", what, path,
+				     r == -EFBIG ? "larger than 16 MiB" : snap_strerror(r));
+	return 0;
 }
 
 static int load_keys(struct bundle *b)

@@ -30,6 +30,7 @@
 #include <openssl/crypto.h>
 
 #include "store-image.h"
+#include "util.h"
 
 static int img_fail(struct snap_store_image *img, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -297,17 +298,10 @@ int snap_store_image_open(struct snap_store_image *img, const char *path)
 
 static int read_file(struct snap_store_image *img, const char *path, char **ret, size_t *ret_len)
 {
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return img_fail(img, -errno, "cannot open %s: %s", path, strerror(errno));
-	char *buf = malloc(1 << 20);
-	size_t n = buf ? fread(buf, 1, (1 << 20) - 1, f) : 0;
-	fclose(f);
-	if (!buf)
-		return -ENOMEM;
-	buf[n] = 0;
-	*ret = buf;
-	*ret_len = n;
+	int r = snap_read_small_file(path, 1u << 20, ret, ret_len);
+	if (r < 0)
+		return img_fail(img, r, "cannot read %s: %s", path,
+				r == -EFBIG ? "larger than 1 MiB" : strerror(-r));
 	return 0;
 }
 

@@ -48,6 +48,7 @@
 
 #include "extent-map.h"
 #include "job-internal.h"
+#include "util.h"
 #include "output.h"
 #include "layout.h"
 #include "log.h"
@@ -331,22 +332,10 @@ static int store_open_volumes(struct store_ctx *s)
 
 static int read_small_file(struct snap_job *job, const char *path, char **ret, size_t *ret_len)
 {
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return snap_job_fail(job, -errno, "cannot open %s: %s", path, strerror(errno));
-	char *buf = malloc(1 << 20);
-	size_t n = buf ? fread(buf, 1, (1 << 20) - 1, f) : 0;
-	int err = ferror(f);
-	fclose(f);
-	if (!buf)
-		return -ENOMEM;
-	if (err) {
-		free(buf);
-		return snap_job_fail(job, -EIO, "cannot read %s", path);
-	}
-	buf[n] = 0;
-	*ret = buf;
-	*ret_len = n;
+	int r = snap_read_small_file(path, 1u << 20, ret, ret_len);
+	if (r < 0)
+		return snap_job_fail(job, r, "cannot read %s: %s", path,
+				     r == -EFBIG ? "larger than 1 MiB" : strerror(-r));
 	return 0;
 }
 

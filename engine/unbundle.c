@@ -53,6 +53,7 @@
 #include <openssl/x509.h>
 
 #include "job-internal.h"
+#include "util.h"
 #include "log.h"
 #include "manifest-read.h"
 #include "output.h"
@@ -780,47 +781,13 @@ static int consume_parts(struct pipeline *p)
 static int read_file(struct snap_job *job, const char *path, const char *what, size_t max,
 		     uint8_t **ret, size_t *ret_len)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return snap_job_fail(job, -errno, "cannot open %s %s: %s", what, path,
-				     strerror(errno));
-	struct stat st;
-	int r = 0;
-	uint8_t *b = NULL;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		r = snap_job_fail(job, -EINVAL, "%s %s is not a regular file", what, path);
-		goto out;
-	}
-	if ((uint64_t)st.st_size > max) {
-		r = snap_job_fail(job, -EFBIG, "%s %s is too large (%lld bytes)", what, path,
-				  (long long)st.st_size);
-		goto out;
-	}
-	size_t len = (size_t)st.st_size, got = 0;
-	b = malloc(len + 1);
-	if (!b) {
-		r = snap_job_fail(job, -ENOMEM, "out of memory");
-		goto out;
-	}
-	while (got < len) {
-		ssize_t n = read(fd, b + got, len - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			r = snap_job_fail(job, n < 0 ? -errno : -EIO, "cannot read %s %s: %s", what,
-					  path, n < 0 ? strerror(errno) : "short read");
-			goto out;
-		}
-		got += (size_t)n;
-	}
-	b[len] = 0;
-	*ret = b;
-	*ret_len = len;
-	b = NULL;
-out:
-	free(b);
-	close(fd);
-	return r;
+	char *buf;
+	int r = snap_read_small_file(path, max, &buf, ret_len);
+	if (r < 0)
+		return snap_job_fail(job, r, "cannot read %s %s: %s", what, path,
+				     r == -EFBIG ? "too large" : strerror(-r));
+	*ret = (uint8_t *)buf;
+	return 0;
 }
 
 static int no_passphrase(char *buf, int size, int rwflag, void *u)

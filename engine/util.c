@@ -1,0 +1,55 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/* util.c - small helpers the job runners share (util.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "util.h"
+
+int snap_read_small_file(const char *path, size_t max, char **ret, size_t *ret_len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	size_t cap = 16384, len = 0;
+	char *buf = NULL;
+	int r = 0;
+	for (;;) {
+		if (!buf || len == cap) {
+			if (buf && cap > max) {
+				r = -EFBIG;
+				break;
+			}
+			size_t ncap = buf ? cap * 2 : cap;
+			char *n = realloc(buf, ncap + 1);
+			if (!n) {
+				r = -ENOMEM;
+				break;
+			}
+			buf = n;
+			cap = ncap;
+		}
+		ssize_t n = read(fd, buf + len, cap - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = -errno;
+			break;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	if (r == 0 && len > max)
+		r = -EFBIG;
+	if (r < 0) {
+		free(buf);
+		return r;
+	}
+	buf[len] = 0;
+	*ret = buf;
+	*ret_len = len;
+	return 0;
+}

@@ -1,0 +1,13 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* util.h - small helpers the job runners share. */
+#ifndef SNAP_UTIL_H
+#define SNAP_UTIL_H
+
+#include <stddef.h>
+
+/* Reads the whole of a small file (a key, a certificate, a manifest, a passphrase) into a
+ * NUL-terminated buffer (free it). FIFOs and /dev/stdin work. -EFBIG when it holds more than
+ * max bytes, -errno otherwise. */
+int snap_read_small_file(const char *path, size_t max, char **ret, size_t *ret_len);
+
+#endif
