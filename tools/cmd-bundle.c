@@ -44,6 +44,8 @@ static void usage(FILE *f)
 	    "      --level N               compression level 0-3 (default 2)\n"
 	    "      --threads N             compression threads (default: every CPU)\n"
 	    "      --keep-unpartitioned    keep space outside every partition\n"
+	    "      --no-fs-skip            keep filesystem free space too\n"
+	    "      --freeze                freeze mounted filesystems (FIFREEZE) while reading\n"
 	    "      --progress[=MODE]       bar, json or none (default: a bar on a terminal)\n"
 	    "      --force                 replace an existing bundle of the same name\n"
 	    "      --part-size SIZE        part size (default 10M; for testing)\n"
@@ -63,6 +65,8 @@ enum {
 	OPT_LEVEL,
 	OPT_THREADS,
 	OPT_KEEP_UNPARTITIONED,
+	OPT_NO_FS_SKIP,
+	OPT_FREEZE,
 	OPT_PROGRESS,
 	OPT_FORCE,
 	OPT_PART_SIZE,
@@ -88,6 +92,8 @@ static const struct option options[] = {
     {"level", required_argument, NULL, OPT_LEVEL},
     {"threads", required_argument, NULL, OPT_THREADS},
     {"keep-unpartitioned", no_argument, NULL, OPT_KEEP_UNPARTITIONED},
+    {"no-fs-skip", no_argument, NULL, OPT_NO_FS_SKIP},
+    {"freeze", no_argument, NULL, OPT_FREEZE},
     {"progress", optional_argument, NULL, OPT_PROGRESS},
     {"force", no_argument, NULL, OPT_FORCE},
     {"part-size", required_argument, NULL, OPT_PART_SIZE},
@@ -173,7 +179,7 @@ int cmd_bundle(int argc, char **argv)
 	const char *dest = NULL, *prefix = NULL, *ec2cert = NULL, *kernel = NULL, *ramdisk = NULL;
 	const char *codes = NULL;
 	char *bdm = NULL;
-	bool debug = false, force = false, keep = false;
+	bool debug = false, force = false, keep = false, no_fs_skip = false, freeze = false;
 	long level = -1, threads = 0;
 	long long part_size = 0, chunk_size = 0;
 	int progress = TOOL_PROGRESS_AUTO;
@@ -231,6 +237,12 @@ int cmd_bundle(int argc, char **argv)
 			break;
 		case OPT_KEEP_UNPARTITIONED:
 			keep = true;
+			break;
+		case OPT_NO_FS_SKIP:
+			no_fs_skip = true;
+			break;
+		case OPT_FREEZE:
+			freeze = true;
 			break;
 		case OPT_LEVEL:
 			if (!parse_int(optarg, 0, 3, &level)) {
@@ -341,6 +353,8 @@ int cmd_bundle(int argc, char **argv)
 	snap_job_set_param(job, SNAP_PARAM_THREADS, threads);
 	snap_job_set_param(job, SNAP_PARAM_FORCE, force);
 	snap_job_set_param(job, SNAP_PARAM_KEEP_UNPARTITIONED, keep);
+	snap_job_set_param(job, SNAP_PARAM_FS_SKIP, !no_fs_skip);
+	snap_job_set_param(job, SNAP_PARAM_FREEZE, freeze);
 	if (part_size)
 		snap_job_set_param(job, SNAP_PARAM_PART_SIZE, part_size);
 	if (chunk_size)

@@ -38,6 +38,7 @@ static void usage(FILE *f)
 	       "  --progress[=bar|json|none]\n"
 	       "  --keep-unpartitioned       keep space outside every partition (default: unused)\n"
 	       "  --no-fs-skip               keep filesystem free space (default: unused)\n"
+	       "  --freeze                   freeze mounted filesystems (FIFREEZE) while reading\n"
 	       "  --exact                    both: the restore is byte-identical to the source\n"
 	       "  --no-direct                read through the page cache (no O_DIRECT)\n"
 	       "  --force                    replace an existing output\n");
@@ -93,6 +94,7 @@ enum {
 	OPT_SCRYPT_LOG_N,
 	OPT_KEEP_UNPARTITIONED,
 	OPT_NO_FS_SKIP,
+	OPT_FREEZE,
 	OPT_EXACT,
 	OPT_SIGN_KEY,
 	OPT_NO_DIRECT,
@@ -119,6 +121,7 @@ int cmd_store(int argc, char **argv)
 	    {"force", no_argument, NULL, OPT_FORCE},
 	    {"keep-unpartitioned", no_argument, NULL, OPT_KEEP_UNPARTITIONED},
 	    {"no-fs-skip", no_argument, NULL, OPT_NO_FS_SKIP},
+	    {"freeze", no_argument, NULL, OPT_FREEZE},
 	    {"exact", no_argument, NULL, OPT_EXACT},
 	    {"sign-key", required_argument, NULL, OPT_SIGN_KEY},
 	    {"no-direct", no_argument, NULL, OPT_NO_DIRECT},
@@ -229,6 +232,9 @@ int cmd_store(int argc, char **argv)
 			break;
 		case OPT_SIGN_KEY:
 			snap_job_set_string(job, SNAP_SPARAM_SIGNING_KEY, optarg);
+			break;
+		case OPT_FREEZE:
+			snap_job_set_param(job, SNAP_PARAM_FREEZE, 1);
 			break;
 		case OPT_NO_FS_SKIP:
 			snap_job_set_param(job, SNAP_PARAM_FS_SKIP, 0);

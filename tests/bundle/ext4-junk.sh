@@ -40,4 +40,10 @@ python3 -c 'import sys
 hay = open(sys.argv[1], "rb").read()
 needle = open(sys.argv[2], "rb").read()
 sys.exit(1 if needle in hay else 0)' "$T/x/disk.img" "$T/needle" || fail "deleted junk was bundled"
+
+# --no-fs-skip keeps free space: the extracted partition is byte-identical, junk included
+mkdir "$T/out2" "$T/x2"
+bundle "$img" "$T/out2" --no-fs-skip > "$T/summary2"
+stream "$T/out2/disk.img.manifest.xml" "$T/out2" | tar -x -C "$T/x2" -f -
+cmp "$img" "$T/x2/disk.img" || fail "--no-fs-skip: extracted image differs from the source"
 echo ok
