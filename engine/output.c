@@ -23,6 +23,10 @@
 
 #include "output.h"
 
+/* Writeback is started every this many bytes written, so the fsync of the commit finds most of
+ * the data already on its way to the device instead of flushing it all at the end. */
+#define WRITEBACK_STEP (64ull << 20)
+
 struct snap_output {
 	char *path; /* final name */
 	char *tmp;  /* temporary name (files only) */
@@ -30,6 +34,8 @@ struct snap_output {
 	bool blockdev;
 	bool committed;
 	uint64_t size;
+	uint64_t written;	   /* atomic: bytes written so far */
+	uint64_t writeback_mark; /* atomic: written count at the last writeback start */
 };
 
 static void detail(char **ret_detail, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -190,6 +196,16 @@ int snap_output_write(struct snap_output *out, const void *buf, size_t len, uint
 		p += n;
 		len -= (size_t)n;
 		off += (uint64_t)n;
+		__atomic_add_fetch(&out->written, (uint64_t)n, __ATOMIC_RELAXED);
+	}
+	uint64_t w = __atomic_load_n(&out->written, __ATOMIC_RELAXED);
+	uint64_t mark = __atomic_load_n(&out->writeback_mark, __ATOMIC_RELAXED);
+	if (w - mark >= WRITEBACK_STEP &&
+	    __atomic_compare_exchange_n(&out->writeback_mark, &mark, w, false, __ATOMIC_RELAXED,
+					__ATOMIC_RELAXED)) {
+		/* start writeback of everything dirty so far; it does not wait for it. Failures
+		 * are not errors here: the commit's fsync reports them. */
+		(void)sync_file_range(out->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 	}
 	return 0;
 }

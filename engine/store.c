@@ -107,6 +107,7 @@ struct store_ctx {
 	bool to_stdout;
 	char *path, *tmp;
 	uint64_t written;
+	uint64_t writeback_mark; /* s->written when writeback was last started */
 
 	/* the parts of the image the index and footer need */
 	uint8_t header[SNAP_STORE_HEADER_SIZE];
@@ -147,6 +148,12 @@ static int write_all(struct store_ctx *s, const void *buf, size_t len)
 		len -= (size_t)n;
 		s->written += (uint64_t)n;
 		s->job->progress.bytes_written += (uint64_t)n;
+	}
+	if (s->written - s->writeback_mark >= (64ull << 20)) {
+		/* start writeback now, so the commit's fsync does not flush the whole image at
+		 * the end; pipes refuse it (ESPIPE), and any real error shows at the fsync */
+		(void)sync_file_range(s->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+		s->writeback_mark = s->written;
 	}
 	return 0;
 }
