@@ -16,6 +16,11 @@ store_opts=("$@")
 T=$(mktemp -d "${TMPDIR:-/tmp}/bench-store.XXXXXX")
 trap 'rm -rf "$T"' EXIT
 
+# BENCH_DISK=path uses that disk (e.g. bench/make-realistic-disk.sh's) instead of making one.
+if [ -n "${BENCH_DISK:-}" ]; then
+	disk=$BENCH_DISK
+	data_mib=0
+else
 # The demo disk is mostly empty space; with BENCH_DATA_MIB (default: 60 % of the root partition) its root filesystem is
 # rebuilt from that many MiB of this machine's /usr/lib and /usr/share files (binaries, text),
 # so the tools have real data to compress.
@@ -52,6 +57,7 @@ PY
 	mke2fs -q -F -t ext4 -d "$T/root" -L demo-root "$T/root.fs" $(($2 / 2))k
 	dd if="$T/root.fs" of="$disk" bs=512 seek="$1" conv=notrunc,sparse status=none
 	rm -rf "$T/root" "$T/root.fs"
+fi
 fi
 size=$(stat -c %s "$disk")
 cat "$disk" > /dev/null
@@ -96,13 +102,23 @@ if command -v zstd > /dev/null; then
 fi
 measure "snapbundle restore" "$T/restored.img" \
 	"$B" restore "$T/img.bin" -o "$T/restored.img" --threads "$threads" --progress=none
+if [ -f "$T/bundle/$(basename "$disk").manifest.xml" ]; then
+	measure "snapbundle unbundle (classic)" "$T/unbundled.img" \
+		"$BB" unbundle -m "$T/bundle/$(basename "$disk").manifest.xml" -k "$T/key.pem" \
+		-o "$T/unbundled.img" --threads "$threads" --progress=none
+fi
 # (unpartitioned space is UNUSED by default, so the restore matches the disk only where it
 # matters; tests/store/demo-disk.sh checks that)
 
 echo
+if [ -n "${BENCH_DISK:-}" ]; then
+	echo "disk: $(numfmt --to=iec "$size") ($BENCH_DISK), threads $threads, $(nproc) CPUs," \
+		"$(uname -m), store options: ${store_opts[*]:-none}, load $(cut -d' ' -f1-3 /proc/loadavg)"
+else
 echo "disk: $(numfmt --to=iec "$size") (tools/make-demo-disk.sh $mib, root filesystem with" \
 	"$data_mib MiB of files), threads $threads, $(nproc) CPUs, $(uname -m)," \
-	"store options: ${store_opts[*]:-none}"
+	"store options: ${store_opts[*]:-none}, load $(cut -d' ' -f1-3 /proc/loadavg)"
+fi
 echo
 echo "| tool | seconds | output bytes | disk MiB/s |"
 echo "|---|---:|---:|---:|"
