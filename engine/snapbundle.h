@@ -2,7 +2,7 @@
 /*
  * snapbundle.h - the one public header of libsnapbundle.
  *
- * Conventions (see docs/API.md):
+ * Conventions (docs/ARCHITECTURE.md, "The public API"):
  *  1. Every fallible call returns int: >= 0 on success, -errno on failure. Domain failures map
  *     the way the kernel's filesystems do: corrupt metadata -EUCLEAN, checksum or digest
  *     mismatch -EBADMSG, unknown incompatible feature -EOPNOTSUPP, cancelled -ECANCELED.
