@@ -133,17 +133,6 @@ static char *default_ec2cert(void)
 	return NULL;
 }
 
-static bool parse_int(const char *s, long lo, long hi, long *ret)
-{
-	char *end;
-	errno = 0;
-	long v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < lo || v > hi)
-		return false;
-	*ret = v;
-	return true;
-}
-
 static void print_summary(struct snap_job *job, const char *name, bool debug)
 {
 	uint64_t total = 0, read = 0, skipped = 0, written = 0, parts = 0, ns = 0, stream = 0;
@@ -245,13 +234,13 @@ int cmd_bundle(int argc, char **argv)
 			freeze = true;
 			break;
 		case OPT_LEVEL:
-			if (!parse_int(optarg, 0, 3, &level)) {
+			if (!tool_parse_int(optarg, 0, 3, &level)) {
 				tool_error("invalid --level '%s': want 0-3", optarg);
 				goto out;
 			}
 			break;
 		case OPT_THREADS:
-			if (!parse_int(optarg, 0, 1024, &threads)) {
+			if (!tool_parse_int(optarg, 0, 1024, &threads)) {
 				tool_error("invalid --threads '%s'", optarg);
 				goto out;
 			}

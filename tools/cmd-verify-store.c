@@ -51,8 +51,15 @@ int cmd_verify_store(int argc, char **argv)
 			snap_job_set_string(job, SNAP_SPARAM_PASSPHRASE, pass);
 			break;
 		case OPT_THREADS:
-			snap_job_set_param(job, SNAP_PARAM_THREADS, atoi(optarg));
+		{
+			long t;
+			if (!tool_parse_int(optarg, 0, 1024, &t)) {
+				tool_error("invalid --threads '%s': want 0-1024", optarg);
+				goto out;
+			}
+			snap_job_set_param(job, SNAP_PARAM_THREADS, t);
 			break;
+		}
 		case OPT_PROGRESS:
 			if ((progress = tool_progress_mode_parse(optarg)) < 0) {
 				tool_error("invalid progress mode '%s'", optarg);

@@ -71,6 +71,17 @@ const char *tool_size(char *buf, unsigned long long bytes)
 	return buf;
 }
 
+bool tool_parse_int(const char *s, long lo, long hi, long *ret)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < lo || v > hi)
+		return false;
+	*ret = v;
+	return true;
+}
+
 long long tool_parse_size(const char *s)
 {
 	char *end;

@@ -34,6 +34,9 @@ int tool_run_job(struct snap_job *job, int progress_mode, const char *what);
 /* Human sizes: "1.5 GiB". buf must hold 32 bytes. */
 const char *tool_size(char *buf, unsigned long long bytes);
 
+/* A decimal integer in [lo, hi], nothing else on the string. */
+bool tool_parse_int(const char *s, long lo, long hi, long *ret);
+
 /* Parses "10M", "4G", "4096", "1T" into bytes; -1 when invalid. */
 long long tool_parse_size(const char *s);
 
