@@ -8,6 +8,21 @@ top=$PWD
 
 step() { printf '\n== %s\n' "$*"; }
 
+# timed WHAT COMMAND...: runs the command and says how long it took and at what rate of the
+# demo disk's size
+timed() {
+	local what=$1 t0 t1
+	shift
+	t0=$(date +%s%N)
+	"$@"
+	t1=$(date +%s%N)
+	python3 -c 'import sys
+ns, size, what = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+s = ns / 1e9
+print("%s took %.2f s (%.0f MiB/s of the %d MiB disk)" % (what, s, size / 2**20 / s, size >> 20))' \
+		"$((t1 - t0))" "$(stat -c %s "$demo/disk.img")" "$what"
+}
+
 step "installing missing packages"
 tools/install-deps.sh
 
@@ -49,7 +64,7 @@ check() {
 
 step "snapbundle bundle (classic EC2 bundle) -> demo/bundle/"
 mkdir -p "$demo/bundle"
-"$sb" bundle -i "$demo/disk.img" -c "$demo/user-cert.pem" -k "$demo/user-key.pem" \
+timed bundle "$sb" bundle -i "$demo/disk.img" -c "$demo/user-cert.pem" -k "$demo/user-key.pem" \
 	-u 1234-5678-9012 -r x86_64 --ec2cert "$demo/ec2-cert.pem" -d "$demo/bundle" --batch
 ls -l "$demo/bundle"
 
@@ -58,13 +73,13 @@ step "snapbundle verify -m demo/bundle/disk.img.manifest.xml (every check, nothi
 	-c "$demo/user-cert.pem"
 
 step "snapbundle unbundle -> demo/unbundled.img"
-"$sb" unbundle -m "$demo/bundle/disk.img.manifest.xml" -k "$demo/user-key.pem" \
+timed unbundle "$sb" unbundle -m "$demo/bundle/disk.img.manifest.xml" -k "$demo/user-key.pem" \
 	-c "$demo/user-cert.pem" -o "$demo/unbundled.img"
 check "$demo/unbundled.img" "bundle -> unbundle"
 
 step "snapbundle store (single-object .bin, encrypted with a passphrase) -> demo/disk.bin"
 printf 'demo passphrase\n' >"$demo/passphrase"
-"$sb" store "$demo/disk.img=/dev/xvda" -o "$demo/disk.bin" --name demo-image \
+timed store "$sb" store "$demo/disk.img=/dev/xvda" -o "$demo/disk.bin" --name demo-image \
 	--description "snapbundle demo disk" --arch x86_64 --passphrase-file "$demo/passphrase"
 "$sb" inspect "$demo/disk.bin"
 
@@ -72,7 +87,7 @@ step "snapbundle verify demo/disk.bin"
 "$sb" verify "$demo/disk.bin" --passphrase-file "$demo/passphrase"
 
 step "snapbundle restore -> demo/restored.img"
-"$sb" restore "$demo/disk.bin" --passphrase-file "$demo/passphrase" -o "$demo/restored.img"
+timed restore "$sb" restore "$demo/disk.bin" --passphrase-file "$demo/passphrase" -o "$demo/restored.img"
 check "$demo/restored.img" "store -> restore"
 
 step "done: everything is in demo/"
