@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * fuzz-replay.c - the replay main of the fuzz targets of formats/ and blockdev/: runs every
+ * fuzz-replay.c - the replay main of the fuzz targets of formats/ and blockdev/ (fuzz-fs has
+ * its own, for its gzipped disk images): runs every
  * file of the corpus directories given as arguments through LLVMFuzzerTestOneInput, so a fuzz
  * target's corpus is an ordinary test (the way util-linux's
  * src/fuzz.c and systemd's fuzz-main.c do). Sanitizer builds turn any memory error into a
@@ -16,6 +17,21 @@
 #include <unistd.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* --mutate: besides each input as is, every prefix of it and a flipped top bit at each of its
+ * first 4096 bytes: cheap, deterministic mutations of real inputs. */
+static int mutate;
+
+static void run_mutations(uint8_t *buf, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		LLVMFuzzerTestOneInput(buf, i);
+	for (size_t i = 1; i < len && i < 4096; i++) {
+		buf[i] ^= 0x80;
+		LLVMFuzzerTestOneInput(buf, len);
+		buf[i] ^= 0x80;
+	}
+}
 
 static int run_file(const char *path)
 {
@@ -46,6 +62,8 @@ static int run_file(const char *path)
 		return -1;
 	}
 	LLVMFuzzerTestOneInput(buf, len);
+	if (mutate)
+		run_mutations(buf, len);
 	free(buf);
 	return 0;
 }
@@ -54,6 +72,10 @@ int main(int argc, char **argv)
 {
 	int files = 0;
 	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--mutate")) {
+			mutate = 1;
+			continue;
+		}
 		struct stat st;
 		if (stat(argv[i], &st) < 0) {
 			perror(argv[i]);
