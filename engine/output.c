@@ -8,6 +8,32 @@
  *  2. writing (snap_output_write, snap_output_zero)
  *  3. committed (snap_output_commit: fsync, rename, fsync of the directory) or
  *     aborted (snap_output_abort, or snap_output_free before a commit: temporary unlinked)
+ *
+ * The direct path (output.h invariant 5; open_direct, snap_output_write):
+ *  D1. The O_DIRECT descriptor (dfd) is a second open of the same inode (/proc/self/fd/N, else
+ *      the path), without O_EXCL: the first descriptor keeps a block device's exclusive claim.
+ *  D2. Direct writes cover only whole blocks of dblock bytes, dblock = the larger of the
+ *      kernel's DIO offset alignment (statx STATX_DIOALIGN; else the logical sector size of a
+ *      block device, else 4096), the page size, and the filesystem block size (st_blksize,
+ *      up to 1 MiB). Every byte outside a direct block goes through the page cache.
+ *  D3. So a direct range and a buffered range never share a page, a filesystem block or a
+ *      device sector. That is what makes mixing safe: a direct write flushes and invalidates
+ *      the page cache over its own pages only, and no buffered write (nor the folio it
+ *      creates: a buffered write only makes folios over the pages it touches) ever holds one
+ *      of those pages, so no invalidation fails and no stale cached page is written back over
+ *      direct data later; no filesystem block is half direct, half buffered, so no sub-block
+ *      zeroing races a neighbour. Pieces of one output are disjoint byte ranges (callers
+ *      write each byte once), which D2 turns into disjoint blocks.
+ *  D4. ZERO ranges of a block device (BLKZEROOUT on the first descriptor) are byte ranges
+ *      disjoint from the data; the ioctl drops the page cache over its range and writes the
+ *      device directly, like a direct write, and its unaligned edges are buffered writes.
+ *  D5. snap_output_commit's fsync on the first descriptor covers the direct writes too: both
+ *      descriptors name one inode, fsync writes back its dirty pages and metadata (the extents
+ *      a direct write allocated) and flushes the device cache; direct writes have completed
+ *      (pwrite is synchronous) before anyone commits.
+ *  D6. A direct write the kernel refuses with EINVAL (an alignment it did not report) turns
+ *      the direct path off for the rest of the output and is redone buffered; any other error
+ *      is returned like a buffered one, and the caller names the path and offset.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,10 +43,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "output.h"
 
 /* Writeback is started every this many bytes written, so the fsync of the commit finds most of
@@ -34,8 +62,13 @@ struct snap_output {
 	bool blockdev;
 	bool committed;
 	uint64_t size;
-	uint64_t written;	   /* atomic: bytes written so far */
+	uint64_t written;	   /* atomic: bytes written through the page cache so far */
 	uint64_t writeback_mark; /* atomic: written count at the last writeback start */
+	int dfd;		   /* O_DIRECT descriptor of the same inode, or -1 (D1) */
+	bool direct_off;	   /* atomic: the kernel refused a direct write (D6) */
+	uint32_t dblock;	   /* offset and length granularity of direct writes (D2) */
+	uint32_t dmem;		   /* memory alignment of direct writes */
+	uint64_t direct_written;   /* atomic: bytes written through dfd */
 };
 
 static void detail(char **ret_detail, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -111,9 +144,76 @@ out:
 	return r;
 }
 
-int snap_output_open(const char *path, uint64_t size, bool force, struct snap_output **ret,
+static bool env_buffered(void)
+{
+	const char *e = getenv("SNAPBUNDLE_OUTPUT_BUFFERED");
+	return e && *e && strcmp(e, "0") != 0;
+}
+
+static bool pow2(uint64_t x)
+{
+	return x && !(x & (x - 1));
+}
+
+/* Opens the O_DIRECT descriptor and sets its alignment (D1, D2). Failing is not an error: the
+ * output then goes through the page cache only, as it always could. */
+static void open_direct(struct snap_output *o)
+{
+	struct statx sx = {0};
+	if (statx(o->fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS | STATX_DIOALIGN, &sx) < 0)
+		return;
+	uint32_t offa, mema;
+	if (sx.stx_mask & STATX_DIOALIGN) {
+		if (!sx.stx_dio_offset_align)
+			return; /* the kernel says: no direct I/O on this file */
+		offa = sx.stx_dio_offset_align;
+		mema = sx.stx_dio_mem_align ? sx.stx_dio_mem_align : offa;
+	} else if (o->blockdev) {
+		int ssz = 0;
+		if (ioctl(o->fd, BLKSSZGET, &ssz) < 0 || ssz <= 0)
+			ssz = 4096;
+		offa = mema = (uint32_t)ssz;
+	} else {
+		/* a kernel without STATX_DIOALIGN (before 6.1): 4096 is safe on every
+		 * filesystem with 4 KiB sectors or smaller, and O_DIRECT may still be refused */
+		offa = mema = 4096;
+	}
+	long page = sysconf(_SC_PAGESIZE);
+	uint64_t blk = offa;
+	if (page > 0 && (uint64_t)page > blk)
+		blk = (uint64_t)page;
+	if (pow2(sx.stx_blksize) && sx.stx_blksize <= (1u << 20) && sx.stx_blksize > blk)
+		blk = sx.stx_blksize;
+	if (!pow2(blk) || !pow2(mema) || blk % offa || mema > SNAP_OUTPUT_MEM_ALIGN ||
+	    blk > (1u << 20))
+		return;
+	char proc[64];
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", o->fd);
+	int dfd = open(proc, O_WRONLY | O_DIRECT | O_CLOEXEC);
+	if (dfd < 0 && errno == ENOENT) /* no /proc: the name we created or were given */
+		dfd = open(o->tmp ? o->tmp : o->path, O_WRONLY | O_DIRECT | O_CLOEXEC);
+	if (dfd < 0) {
+		snap_debug("%s: no O_DIRECT (%s): writing through the page cache", o->path,
+			   strerror(errno));
+		return;
+	}
+	struct stat a, b;
+	if (fstat(o->fd, &a) < 0 || fstat(dfd, &b) < 0 || a.st_ino != b.st_ino ||
+	    a.st_dev != b.st_dev || a.st_rdev != b.st_rdev) {
+		close(dfd); /* not the same inode (a name swapped under us): never write it */
+		return;
+	}
+	o->dfd = dfd;
+	o->dblock = (uint32_t)blk;
+	o->dmem = mema;
+	snap_debug("%s: O_DIRECT writes in blocks of %u bytes, memory aligned to %u", o->path,
+		   o->dblock, o->dmem);
+}
+
+int snap_output_open(const char *path, uint64_t size, unsigned flags, struct snap_output **ret,
 		     char **ret_detail)
 {
+	bool force = flags & SNAP_OUTPUT_FORCE;
 	if (!path || !*path || !strcmp(path, "-")) {
 		detail(ret_detail, "the output must be a file or a block device, not '%s'",
 		       path ? path : "");
@@ -123,6 +223,7 @@ int snap_output_open(const char *path, uint64_t size, bool force, struct snap_ou
 	if (!o)
 		return -ENOMEM;
 	o->fd = -1;
+	o->dfd = -1;
 	o->size = size;
 	o->path = strdup(path);
 	if (!o->path) {
@@ -146,6 +247,8 @@ int snap_output_open(const char *path, uint64_t size, bool force, struct snap_ou
 		snap_output_free(o);
 		return r;
 	}
+	if (!(flags & SNAP_OUTPUT_BUFFERED) && !env_buffered())
+		open_direct(o);
 	*ret = o;
 	return 0;
 }
@@ -179,13 +282,31 @@ const char *snap_output_path(const struct snap_output *out)
 	return out->path;
 }
 
-int snap_output_write(struct snap_output *out, const void *buf, size_t len, uint64_t off)
+bool snap_output_is_direct(const struct snap_output *out)
 {
-	const uint8_t *p = buf;
-	if (off > out->size || len > out->size - off)
-		return -ERANGE;
+	return out->dfd >= 0 && !__atomic_load_n(&out->direct_off, __ATOMIC_RELAXED);
+}
+
+uint32_t snap_output_direct_block(const struct snap_output *out)
+{
+	return snap_output_is_direct(out) ? out->dblock : 0;
+}
+
+uint64_t snap_output_direct_bytes(const struct snap_output *out)
+{
+	return __atomic_load_n(&out->direct_written, __ATOMIC_RELAXED);
+}
+
+uint64_t snap_output_buffered_bytes(const struct snap_output *out)
+{
+	return __atomic_load_n(&out->written, __ATOMIC_RELAXED);
+}
+
+/* pwrite until done: short writes continue, EINTR retries. */
+static int write_fd(int fd, const uint8_t *p, size_t len, uint64_t off, uint64_t *counter)
+{
 	while (len > 0) {
-		ssize_t n = pwrite(out->fd, p, len, (off_t)off);
+		ssize_t n = pwrite(fd, p, len, (off_t)off);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -196,8 +317,16 @@ int snap_output_write(struct snap_output *out, const void *buf, size_t len, uint
 		p += n;
 		len -= (size_t)n;
 		off += (uint64_t)n;
-		__atomic_add_fetch(&out->written, (uint64_t)n, __ATOMIC_RELAXED);
+		__atomic_add_fetch(counter, (uint64_t)n, __ATOMIC_RELAXED);
 	}
+	return 0;
+}
+
+static int write_buffered(struct snap_output *out, const uint8_t *p, size_t len, uint64_t off)
+{
+	int r = write_fd(out->fd, p, len, off, &out->written);
+	if (r < 0)
+		return r;
 	uint64_t w = __atomic_load_n(&out->written, __ATOMIC_RELAXED);
 	uint64_t mark = __atomic_load_n(&out->writeback_mark, __ATOMIC_RELAXED);
 	if (w - mark >= WRITEBACK_STEP &&
@@ -208,6 +337,57 @@ int snap_output_write(struct snap_output *out, const void *buf, size_t len, uint
 		(void)sync_file_range(out->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 	}
 	return 0;
+}
+
+/* The whole blocks [a, b) (a, b multiples of dblock, p aligned to dmem) through dfd (D2, D6). */
+static int write_direct(struct snap_output *out, const uint8_t *p, uint64_t a, uint64_t b)
+{
+	while (a < b) {
+		ssize_t n = pwrite(out->dfd, p, (size_t)(b - a), (off_t)a);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EINVAL) {
+			/* an alignment rule the kernel did not report: the rest of this output
+			 * goes through the page cache, whole blocks still (D3 holds) */
+			if (!__atomic_exchange_n(&out->direct_off, true, __ATOMIC_RELAXED))
+				snap_debug("%s: O_DIRECT write refused at offset %llu: writing "
+					   "through the page cache",
+					   out->path, (unsigned long long)a);
+			return write_buffered(out, p, (size_t)(b - a), a);
+		}
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EIO;
+		__atomic_add_fetch(&out->direct_written, (uint64_t)n, __ATOMIC_RELAXED);
+		p += n;
+		a += (uint64_t)n;
+		if ((a % out->dblock) != 0) /* a short write off a block boundary: finish buffered */
+			return write_buffered(out, p, (size_t)(b - a), a);
+	}
+	return 0;
+}
+
+int snap_output_write(struct snap_output *out, const void *buf, size_t len, uint64_t off)
+{
+	const uint8_t *p = buf;
+	if (off > out->size || len > out->size - off)
+		return -ERANGE;
+	if (snap_output_is_direct(out) && len >= out->dblock) {
+		uint64_t bs = out->dblock;
+		uint64_t a = (off + bs - 1) / bs * bs, b = (off + len) / bs * bs;
+		if (a < b && ((uintptr_t)(p + (a - off)) & (out->dmem - 1)) == 0) {
+			int r = 0;
+			if (a > off)
+				r = write_buffered(out, p, (size_t)(a - off), off);
+			if (r == 0)
+				r = write_direct(out, p + (a - off), a, b);
+			if (r == 0 && off + len > b)
+				r = write_buffered(out, p + (b - off), (size_t)(off + len - b), b);
+			return r;
+		}
+	}
+	return write_buffered(out, p, len, off);
 }
 
 int snap_output_zero(struct snap_output *out, uint64_t off, uint64_t len)
@@ -235,10 +415,15 @@ int snap_output_zero(struct snap_output *out, uint64_t off, uint64_t len)
 
 int snap_output_zero_write(struct snap_output *out, uint64_t off, uint64_t len)
 {
-	static const uint8_t zeros[1 << 16];
+	/* aligned, and each piece starts at the address congruent with its offset, so that the
+	 * whole blocks of a zeroed range go the direct way */
+	static const uint8_t zeros[1 << 16] __attribute__((aligned(SNAP_OUTPUT_MEM_ALIGN)));
 	while (len > 0) {
-		size_t n = len < sizeof(zeros) ? (size_t)len : sizeof(zeros);
-		int r = snap_output_write(out, zeros, n, off);
+		size_t skew = (size_t)(off % SNAP_OUTPUT_MEM_ALIGN);
+		size_t n = sizeof(zeros) - skew;
+		if (n > len)
+			n = (size_t)len;
+		int r = snap_output_write(out, zeros + skew, n, off);
 		if (r < 0)
 			return r;
 		off += n;
@@ -290,6 +475,8 @@ struct snap_output *snap_output_free(struct snap_output *out)
 	if (!out)
 		return NULL;
 	snap_output_abort(out);
+	if (out->dfd >= 0)
+		close(out->dfd);
 	if (out->fd >= 0)
 		close(out->fd);
 	free(out->tmp);

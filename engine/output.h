@@ -13,6 +13,14 @@
  *     (BLKZEROOUT, or writes where the ioctl is refused); a file target is created empty and
  *     truncated to size, so ZERO and UNUSED ranges stay holes and cost no disk.
  *  4. Writes are positional (pwrite), so workers may write frames out of order.
+ *  5. A regular file or block device target also gets an O_DIRECT descriptor of the same inode
+ *     (unless SNAP_OUTPUT_BUFFERED, the environment variable SNAPBUNDLE_OUTPUT_BUFFERED=1, or
+ *     the kernel refuses it). snap_output_write() sends the whole aligned blocks of a piece
+ *     whose memory is congruent with its offset through it, bypassing the page cache, and the
+ *     unaligned head and tail (or all of a piece whose memory is not congruent) through the
+ *     page cache. Callers that want the direct path allocate their buffers aligned to
+ *     SNAP_OUTPUT_MEM_ALIGN and place the byte destined for offset off at buffer + off %
+ *     SNAP_OUTPUT_MEM_ALIGN. Why mixing the two is safe is stated in output.c.
  */
 #ifndef SNAP_OUTPUT_H
 #define SNAP_OUTPUT_H
@@ -23,12 +31,30 @@
 
 struct snap_output;
 
-/* "-" is not accepted (restores go to a seekable target). detail (malloc'd) names the path. */
-int snap_output_open(const char *path, uint64_t size, bool force, struct snap_output **ret,
+enum {
+	SNAP_OUTPUT_FORCE = 1 << 0,    /* replace an existing file (at commit) */
+	SNAP_OUTPUT_BUFFERED = 1 << 1, /* page cache only: no O_DIRECT descriptor */
+};
+
+/* The memory alignment that makes a congruent buffer eligible for the direct path (any
+ * alignment the kernel reports for O_DIRECT divides it on every machine we know of). */
+#define SNAP_OUTPUT_MEM_ALIGN 4096u
+
+/* "-" is not accepted (restores go to a seekable target). detail (malloc'd) names the path.
+ * flags: SNAP_OUTPUT_*; a bool "force" passed here means SNAP_OUTPUT_FORCE. */
+int snap_output_open(const char *path, uint64_t size, unsigned flags, struct snap_output **ret,
 		     char **ret_detail);
 bool snap_output_is_block_device(const struct snap_output *out);
-/* Exactly len bytes at off. */
+/* Exactly len bytes at off; safe from several threads at once for disjoint ranges. */
 int snap_output_write(struct snap_output *out, const void *buf, size_t len, uint64_t off);
+/* Whether the O_DIRECT descriptor is open, and the offset granularity of direct writes
+ * (0 without one). */
+bool snap_output_is_direct(const struct snap_output *out);
+uint32_t snap_output_direct_block(const struct snap_output *out);
+/* Bytes written so far through the O_DIRECT descriptor and through the page cache (tests check
+ * which path was taken with these). */
+uint64_t snap_output_direct_bytes(const struct snap_output *out);
+uint64_t snap_output_buffered_bytes(const struct snap_output *out);
 /* Makes [off, off+len) read back as zeros: nothing for a fresh file, BLKZEROOUT or writes for
  * a block device. */
 int snap_output_zero(struct snap_output *out, uint64_t off, uint64_t len);

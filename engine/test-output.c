@@ -1,11 +1,14 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /* test-output.c - output targets: temporary names, no overwrite without force, abort leaves
  * nothing, holes stay holes, block devices zeroed and size-checked (loop device when the
- * machine allows one). */
+ * machine allows one); the O_DIRECT path cross-checked against plain pwrite for random pieces
+ * (offsets, lengths and buffer alignments around the block size), from two threads at once,
+ * with the path taken checked through the output's byte counters. */
 #include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +82,288 @@ static void test_file(void)
 	rmdir(dir);
 }
 
+/* ---- the direct path ---- */
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+
+static uint64_t rnd(void)
+{
+	/* xorshift64*: reproducible pieces for a given TEST_OUTPUT_SEED */
+	rng_state ^= rng_state >> 12;
+	rng_state ^= rng_state << 25;
+	rng_state ^= rng_state >> 27;
+	return rng_state * 0x2545f4914f6cdd1dull;
+}
+
+struct piece {
+	uint64_t off;
+	size_t len;
+	size_t skew; /* buffer address minus the congruent address, modulo 4096 */
+	bool zero;   /* through snap_output_zero_write */
+};
+
+/* The whole expected content; pieces copy from it (at a chosen alignment) into the output. */
+static uint8_t *expect;
+
+struct writer {
+	struct snap_output *o;
+	const struct piece *pieces;
+	size_t n, first, step;
+	uint8_t *buf; /* aligned, (largest piece + 2 * 4096) bytes */
+};
+
+static int write_piece(struct snap_output *o, const struct piece *pc, uint8_t *buf)
+{
+	if (pc->zero)
+		return snap_output_zero_write(o, pc->off, pc->len);
+	uint8_t *p = buf + (pc->off + pc->skew) % SNAP_OUTPUT_MEM_ALIGN;
+	memcpy(p, expect + pc->off, pc->len);
+	return snap_output_write(o, p, pc->len, pc->off);
+}
+
+static void *writer_main(void *arg)
+{
+	struct writer *w = arg;
+	for (size_t i = w->first; i < w->n; i += w->step)
+		assert(write_piece(w->o, &w->pieces[i], w->buf) == 0);
+	return NULL;
+}
+
+/* Cuts [0, size) into pieces at offsets of every alignment class (4096-aligned, 512-aligned,
+ * odd), some of them left unwritten (holes), some zeroed, and shuffles them. */
+static size_t make_pieces(uint64_t size, struct piece *pieces, size_t cap, size_t *ret_max)
+{
+	size_t n = 0, maxlen = 0;
+	uint64_t off = 0;
+	while (off < size && n < cap) {
+		uint64_t len;
+		switch (rnd() % 4) {
+		case 0: /* a few blocks, 4096-aligned length */
+			len = (1 + rnd() % 64) * 4096;
+			break;
+		case 1: /* 512-aligned */
+			len = (1 + rnd() % 600) * 512;
+			break;
+		case 2: /* around one block: block - 1, block, block + 1 and small pieces */
+			len = 4096 + (rnd() % 3) - 1;
+			if (rnd() % 2)
+				len = 1 + rnd() % 700;
+			break;
+		default: /* anything up to 1 MiB */
+			len = 1 + rnd() % (1 << 20);
+			break;
+		}
+		if (len > size - off)
+			len = size - off;
+		if (rnd() % 8 == 0) { /* a hole: never written, must read back as zeros */
+			memset(expect + off, 0, len);
+			off += len;
+			continue;
+		}
+		struct piece *pc = &pieces[n++];
+		pc->off = off;
+		pc->len = (size_t)len;
+		/* mostly congruent buffers (the direct path), some not (all buffered) */
+		pc->skew = rnd() % 4 ? 0 : 1 + rnd() % 4095;
+		pc->zero = rnd() % 16 == 0;
+		if (pc->zero)
+			memset(expect + off, 0, len);
+		if (len > maxlen)
+			maxlen = len;
+		off += len;
+	}
+	for (size_t i = n; i > 1; i--) {
+		size_t j = rnd() % i;
+		struct piece t = pieces[i - 1];
+		pieces[i - 1] = pieces[j];
+		pieces[j] = t;
+	}
+	*ret_max = maxlen;
+	return n;
+}
+
+static void read_all(const char *path, uint8_t *buf, uint64_t size)
+{
+	int fd = open(path, O_RDONLY);
+	assert(fd >= 0);
+	for (uint64_t got = 0; got < size;) {
+		ssize_t n = pread(fd, buf + got, size - got, (off_t)got);
+		assert(n > 0);
+		got += (uint64_t)n;
+	}
+	close(fd);
+}
+
+/* Random pieces through snap_output_write from two threads, and the same pieces through plain
+ * pwrite into a reference file: both must read back identical, and equal to the expectation.
+ * Returns the output's direct byte count. */
+static uint64_t cross_check(const char *dir, unsigned flags, uint64_t size)
+{
+	char path[600], ref[600];
+	snprintf(path, sizeof(path), "%s/direct.img", dir);
+	snprintf(ref, sizeof(ref), "%s/reference.img", dir);
+	expect = malloc(size);
+	assert(expect);
+	for (uint64_t i = 0; i < size; i += 8) {
+		uint64_t v = rnd();
+		memcpy(expect + i, &v, size - i < 8 ? size - i : 8);
+	}
+	static struct piece pieces[4096];
+	size_t maxlen = 0;
+	size_t n = make_pieces(size, pieces, 4096, &maxlen);
+
+	/* the reference: plain pwrite of the same bytes */
+	int rfd = open(ref, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert(rfd >= 0 && ftruncate(rfd, (off_t)size) == 0);
+	for (size_t i = 0; i < n; i++)
+		assert(pwrite(rfd, expect + pieces[i].off, pieces[i].len, (off_t)pieces[i].off) ==
+		       (ssize_t)pieces[i].len);
+	close(rfd);
+
+	struct snap_output *o = NULL;
+	char *detail = NULL;
+	assert(snap_output_open(path, size, flags | SNAP_OUTPUT_FORCE, &o, &detail) == 0);
+	struct writer w[2];
+	pthread_t th[2];
+	uint64_t total = 0;
+	for (size_t i = 0; i < n; i++)
+		total += pieces[i].len;
+	for (int t = 0; t < 2; t++) {
+		w[t] = (struct writer){.o = o, .pieces = pieces, .n = n, .first = (size_t)t,
+				       .step = 2};
+		assert(posix_memalign((void **)&w[t].buf, SNAP_OUTPUT_MEM_ALIGN,
+				      maxlen + 2 * SNAP_OUTPUT_MEM_ALIGN) == 0);
+		assert(pthread_create(&th[t], NULL, writer_main, &w[t]) == 0);
+	}
+	for (int t = 0; t < 2; t++) {
+		pthread_join(th[t], NULL);
+		free(w[t].buf);
+	}
+	/* every byte went one way or the other, exactly once */
+	uint64_t direct = snap_output_direct_bytes(o);
+	assert(direct + snap_output_buffered_bytes(o) == total);
+	assert(snap_output_commit(o, &detail) == 0);
+	o = snap_output_free(o);
+
+	uint8_t *a = malloc(size), *b = malloc(size);
+	assert(a && b);
+	read_all(path, a, size);
+	read_all(ref, b, size);
+	assert(!memcmp(b, expect, size));
+	for (uint64_t i = 0; i < size; i++)
+		if (a[i] != b[i]) {
+			fprintf(stderr, "differs from the reference at offset %llu\n",
+				(unsigned long long)i);
+			abort();
+		}
+	free(a);
+	free(b);
+	free(expect);
+	expect = NULL;
+	unlink(path);
+	unlink(ref);
+	return direct;
+}
+
+/* Exact split of single pieces: whole blocks direct, head and tail buffered; a buffer that
+ * is not congruent goes buffered whole. */
+static void exact_split(const char *dir)
+{
+	char path[600];
+	snprintf(path, sizeof(path), "%s/split.img", dir);
+	struct snap_output *o = NULL;
+	char *detail = NULL;
+	uint64_t size = 8ull << 20;
+	assert(snap_output_open(path, size, SNAP_OUTPUT_FORCE, &o, &detail) == 0);
+	uint32_t bs = snap_output_direct_block(o);
+	if (!bs) {
+		printf("no O_DIRECT on %s: exact split skipped\n", dir);
+		o = snap_output_free(o);
+		return;
+	}
+	uint8_t *buf;
+	assert(posix_memalign((void **)&buf, SNAP_OUTPUT_MEM_ALIGN, 1 << 20) == 0);
+	memset(buf, 0x5a, 1 << 20);
+	/* [3 blocks + 512, 10 blocks + 100): blocks 4..9 direct */
+	uint64_t off = 3ull * bs + 512, end = 10ull * bs + 100;
+	uint64_t d0 = snap_output_direct_bytes(o), b0 = snap_output_buffered_bytes(o);
+	assert(snap_output_write(o, buf + off % SNAP_OUTPUT_MEM_ALIGN, end - off, off) == 0);
+	assert(snap_output_direct_bytes(o) - d0 == 6ull * bs);
+	assert(snap_output_buffered_bytes(o) - b0 == (bs - 512) + 100);
+	/* block size - 1, block size, block size + 1 at an aligned offset */
+	for (uint64_t k = 0; k < 3; k++) {
+		off = (16 + 4 * k) * bs;
+		d0 = snap_output_direct_bytes(o);
+		b0 = snap_output_buffered_bytes(o);
+		assert(snap_output_write(o, buf, bs - 1 + k, off) == 0);
+		assert(snap_output_direct_bytes(o) - d0 == (k ? bs : 0));
+		assert(snap_output_buffered_bytes(o) - b0 == (k == 0 ? bs - 1 : k == 1 ? 0 : 1));
+	}
+	/* not congruent: all buffered */
+	d0 = snap_output_direct_bytes(o);
+	assert(snap_output_write(o, buf + 8, 4ull * bs, 32ull * bs) == 0);
+	assert(snap_output_direct_bytes(o) == d0);
+	/* a zeroed range of a file writes nothing (a hole) */
+	d0 = snap_output_direct_bytes(o);
+	b0 = snap_output_buffered_bytes(o);
+	assert(snap_output_zero(o, 40ull * bs, 4ull * bs) == 0);
+	assert(snap_output_direct_bytes(o) == d0 && snap_output_buffered_bytes(o) == b0);
+	/* zero writes take the direct path for their whole blocks */
+	assert(snap_output_zero_write(o, 48ull * bs + 7, 200000) == 0);
+	assert(snap_output_direct_bytes(o) > d0);
+	free(buf);
+	o = snap_output_free(o);
+
+	/* forced buffered: by flag and by the environment */
+	assert(snap_output_open(path, size, SNAP_OUTPUT_FORCE | SNAP_OUTPUT_BUFFERED, &o,
+				&detail) == 0);
+	assert(!snap_output_is_direct(o) && snap_output_direct_block(o) == 0);
+	o = snap_output_free(o);
+	setenv("SNAPBUNDLE_OUTPUT_BUFFERED", "1", 1);
+	assert(snap_output_open(path, size, SNAP_OUTPUT_FORCE, &o, &detail) == 0);
+	assert(!snap_output_is_direct(o));
+	o = snap_output_free(o);
+	unsetenv("SNAPBUNDLE_OUTPUT_BUFFERED");
+}
+
+static void test_direct(void)
+{
+	const char *seed = getenv("TEST_OUTPUT_SEED");
+	if (seed)
+		rng_state = strtoull(seed, NULL, 0) | 1;
+	/* where the tests run (a disk filesystem: the direct path), and tmpfs (whatever the
+	 * kernel does with O_DIRECT there, the bytes must be the same) */
+	const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	const char *bases[] = {base, "/dev/shm"};
+	for (size_t i = 0; i < 2; i++) {
+		char dir[512];
+		snprintf(dir, sizeof(dir), "%s/snap-test-output-dio-XXXXXX", bases[i]);
+		if (!mkdtemp(dir)) {
+			printf("cannot use %s: skipped\n", bases[i]);
+			continue;
+		}
+		exact_split(dir);
+		for (int round = 0; round < 3; round++) {
+			/* sizes that end on and off a block */
+			uint64_t size = (24ull << 20) + (round == 1 ? 512 : round == 2 ? 77 : 0);
+			uint64_t direct = cross_check(dir, 0, size);
+			printf("%s: %llu of %llu bytes direct\n", dir, (unsigned long long)direct,
+			       (unsigned long long)size);
+			/* where the kernel offers O_DIRECT the whole blocks went that way */
+			char probe[600];
+			snprintf(probe, sizeof(probe), "%s/probe", dir);
+			struct snap_output *o = NULL;
+			char *detail = NULL;
+			assert(snap_output_open(probe, 4096, 0, &o, &detail) == 0);
+			bool dio = snap_output_is_direct(o);
+			o = snap_output_free(o);
+			assert(!dio || direct > size / 4);
+			assert(cross_check(dir, SNAP_OUTPUT_BUFFERED, size) == 0);
+		}
+		rmdir(dir);
+	}
+}
+
 static void test_blockdev(void)
 {
 	char img[] = "/tmp/snap-test-output-dev-XXXXXX";
@@ -109,6 +394,17 @@ static void test_blockdev(void)
 	assert(snap_output_is_block_device(o));
 	assert(snap_output_zero(o, 100, 1 << 20) == 0); /* unaligned edges */
 	assert(snap_output_write(o, "data", 4, 0) == 0);
+	/* a congruent piece at a 512-aligned offset: its whole blocks go direct */
+	static uint8_t piece[(1 << 20) + 8192] __attribute__((aligned(4096)));
+	uint64_t poff = (2ull << 20) + 7 * 512, plen = (1 << 20) + 1000;
+	for (size_t i = 0; i < sizeof(piece); i++)
+		piece[i] = (uint8_t)(i * 7 + 1);
+	uint8_t *pp = piece + poff % SNAP_OUTPUT_MEM_ALIGN;
+	assert(snap_output_write(o, pp, plen, poff) == 0);
+	if (snap_output_is_direct(o))
+		assert(snap_output_direct_bytes(o) >= (1 << 20) - 4096);
+	else
+		printf("no O_DIRECT on %s\n", dev);
 	assert(snap_output_commit(o, &detail) == 0);
 	o = snap_output_free(o);
 	snprintf(cmd, sizeof(cmd), "losetup -d %s", dev);
@@ -123,12 +419,19 @@ static void test_blockdev(void)
 	for (size_t i = 100; i < 100 + (1 << 20); i++)
 		assert(back[i] == 0);
 	assert(back[100 + (1 << 20)] == 0xa5);
+	fd = open(img, O_RDONLY);
+	static uint8_t got[(1 << 20) + 1000];
+	assert(pread(fd, got, plen, (off_t)poff) == (ssize_t)plen);
+	assert(!memcmp(got, pp, plen));
+	assert(pread(fd, got, 1, (off_t)(poff + plen)) == 1 && got[0] == 0xa5);
+	close(fd);
 	unlink(img);
 }
 
 int main(void)
 {
 	test_file();
+	test_direct();
 	if (geteuid() == 0)
 		test_blockdev();
 	printf("output: ok\n");
