@@ -34,11 +34,21 @@
  *  D6. A direct write the kernel refuses with EINVAL (an alignment it did not report) turns
  *      the direct path off for the rest of the output and is redone buffered; any other error
  *      is returned like a buffered one, and the caller names the path and offset.
+ *
+ * The stream (snap_output_stream_*, one producer, one writer thread):
+ *  S1. A buffer is owned by exactly one side at a time: free (the free stack), filling (the
+ *      producer's cur), queued (the FIFO) or being written (the writer's, busy). Moves between
+ *      owners happen under the stream's lock.
+ *  S2. The writer takes buffers in FIFO order and writes or zeroes each before the next, so
+ *      zero ranges and data keep the producer's order and never run concurrently.
+ *  S3. The first failure stops the writing: later queued buffers are returned unwritten, and
+ *      every later call of the producer returns the failure.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <linux/fs.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -430,6 +440,247 @@ int snap_output_zero_write(struct snap_output *out, uint64_t off, uint64_t len)
 		len -= n;
 	}
 	return 0;
+}
+
+/* ---- the stream ---- */
+
+struct stream_buf {
+	uint8_t *mem;  /* aligned to SNAP_OUTPUT_MEM_ALIGN, bufsize bytes */
+	uint8_t *data; /* mem + off % SNAP_OUTPUT_MEM_ALIGN: congruent with off */
+	uint64_t off;
+	size_t len;
+	bool zero; /* a zero range [off, off + len), no data */
+};
+
+struct snap_output_stream {
+	struct snap_output *out;
+	size_t bufsize;
+	unsigned nbufs;
+	struct stream_buf *bufs;
+	struct stream_buf *cur; /* producer: the buffer being filled */
+
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	pthread_t thread;
+	bool started;
+	struct stream_buf **fifo; /* queued, in order (S2) */
+	unsigned fhead, fcount;
+	struct stream_buf **free_stack;
+	unsigned nfree;
+	bool busy;    /* the writer holds a buffer */
+	bool stop;    /* the writer exits once the FIFO is empty */
+	bool discard; /* queued buffers are dropped unwritten (S3, snap_output_stream_free) */
+	int err;      /* the first failure (S3) */
+	char *detail;
+};
+
+static void *stream_main(void *arg)
+{
+	struct snap_output_stream *s = arg;
+	pthread_mutex_lock(&s->mu);
+	for (;;) {
+		while (!s->fcount && !s->stop)
+			pthread_cond_wait(&s->cv, &s->mu);
+		if (!s->fcount)
+			break;
+		struct stream_buf *b = s->fifo[s->fhead];
+		s->fhead = (s->fhead + 1) % s->nbufs;
+		s->fcount--;
+		bool skip = s->err || s->discard;
+		s->busy = true;
+		pthread_mutex_unlock(&s->mu);
+		int r = 0;
+		if (!skip)
+			r = b->zero ? snap_output_zero(s->out, b->off, b->len)
+				    : snap_output_write(s->out, b->data, b->len, b->off);
+		pthread_mutex_lock(&s->mu);
+		if (r < 0 && !s->err) {
+			s->err = r;
+			if (asprintf(&s->detail, "cannot %s %s at offset %llu: %s",
+				     b->zero ? "zero" : "write", s->out->path,
+				     (unsigned long long)b->off, strerror(-r)) < 0)
+				s->detail = NULL;
+		}
+		s->free_stack[s->nfree++] = b;
+		s->busy = false;
+		pthread_cond_broadcast(&s->cv);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return NULL;
+}
+
+int snap_output_stream_new(struct snap_output *out, size_t bufsize, unsigned nbufs,
+			   struct snap_output_stream **ret)
+{
+	if (!nbufs || !bufsize || bufsize % SNAP_OUTPUT_MEM_ALIGN)
+		return -EINVAL;
+	struct snap_output_stream *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->out = out;
+	s->bufsize = bufsize;
+	s->nbufs = nbufs;
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->cv, NULL);
+	s->bufs = calloc(nbufs, sizeof(*s->bufs));
+	s->fifo = calloc(nbufs, sizeof(*s->fifo));
+	s->free_stack = calloc(nbufs, sizeof(*s->free_stack));
+	if (!s->bufs || !s->fifo || !s->free_stack)
+		goto nomem;
+	for (unsigned i = 0; i < nbufs; i++) {
+		if (posix_memalign((void **)&s->bufs[i].mem, SNAP_OUTPUT_MEM_ALIGN, bufsize) != 0) {
+			s->bufs[i].mem = NULL;
+			goto nomem;
+		}
+		s->free_stack[s->nfree++] = &s->bufs[i];
+	}
+	if (pthread_create(&s->thread, NULL, stream_main, s) != 0) {
+		snap_output_stream_free(s);
+		return -EAGAIN;
+	}
+	s->started = true;
+	*ret = s;
+	return 0;
+nomem:
+	snap_output_stream_free(s);
+	return -ENOMEM;
+}
+
+static void stream_submit(struct snap_output_stream *s, struct stream_buf *b)
+{
+	pthread_mutex_lock(&s->mu);
+	s->fifo[(s->fhead + s->fcount) % s->nbufs] = b;
+	s->fcount++;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* A free buffer for the producer, or the writer's failure. */
+static int stream_get(struct snap_output_stream *s, struct stream_buf **ret)
+{
+	pthread_mutex_lock(&s->mu);
+	while (!s->nfree && !s->err)
+		pthread_cond_wait(&s->cv, &s->mu);
+	int r = s->err;
+	if (!r)
+		*ret = s->free_stack[--s->nfree];
+	pthread_mutex_unlock(&s->mu);
+	return r;
+}
+
+static int stream_err(struct snap_output_stream *s)
+{
+	pthread_mutex_lock(&s->mu);
+	int r = s->err;
+	pthread_mutex_unlock(&s->mu);
+	return r;
+}
+
+int snap_output_stream_write(struct snap_output_stream *s, const void *buf, size_t len,
+			     uint64_t off)
+{
+	const uint8_t *p = buf;
+	int r = stream_err(s);
+	if (r < 0)
+		return r;
+	if (off > s->out->size || len > s->out->size - off)
+		return -ERANGE;
+	while (len > 0) {
+		struct stream_buf *b = s->cur;
+		if (b && off != b->off + b->len) {
+			stream_submit(s, b);
+			s->cur = b = NULL;
+		}
+		if (!b) {
+			if ((r = stream_get(s, &b)) < 0)
+				return r;
+			b->off = off;
+			b->len = 0;
+			b->zero = false;
+			b->data = b->mem + off % SNAP_OUTPUT_MEM_ALIGN;
+			s->cur = b;
+		}
+		/* a full buffer ends at an offset that is a multiple of the alignment */
+		size_t room = s->bufsize - (size_t)(b->data - b->mem) - b->len;
+		size_t n = len < room ? len : room;
+		memcpy(b->data + b->len, p, n);
+		b->len += n;
+		p += n;
+		off += n;
+		len -= n;
+		if (n == room) {
+			stream_submit(s, b);
+			s->cur = NULL;
+		}
+	}
+	return 0;
+}
+
+int snap_output_stream_zero(struct snap_output_stream *s, uint64_t off, uint64_t len)
+{
+	int r = stream_err(s);
+	if (r < 0)
+		return r;
+	if (off > s->out->size || len > s->out->size - off)
+		return -ERANGE;
+	if (!s->out->blockdev || len == 0)
+		return 0; /* a fresh file reads back zeros where nothing was written */
+	if (s->cur) {
+		stream_submit(s, s->cur);
+		s->cur = NULL;
+	}
+	struct stream_buf *b;
+	if ((r = stream_get(s, &b)) < 0)
+		return r;
+	b->off = off;
+	b->len = (size_t)len;
+	b->zero = true;
+	stream_submit(s, b);
+	return 0;
+}
+
+int snap_output_stream_flush(struct snap_output_stream *s)
+{
+	if (s->cur) {
+		stream_submit(s, s->cur);
+		s->cur = NULL;
+	}
+	pthread_mutex_lock(&s->mu);
+	while (s->fcount || s->busy)
+		pthread_cond_wait(&s->cv, &s->mu);
+	int r = s->err;
+	pthread_mutex_unlock(&s->mu);
+	return r;
+}
+
+const char *snap_output_stream_error(const struct snap_output_stream *s)
+{
+	/* written once, under the lock, before err is seen by the producer */
+	return s->detail;
+}
+
+struct snap_output_stream *snap_output_stream_free(struct snap_output_stream *s)
+{
+	if (!s)
+		return NULL;
+	if (s->started) {
+		pthread_mutex_lock(&s->mu);
+		s->stop = true;
+		s->discard = true;
+		pthread_cond_broadcast(&s->cv);
+		pthread_mutex_unlock(&s->mu);
+		pthread_join(s->thread, NULL);
+	}
+	for (unsigned i = 0; s->bufs && i < s->nbufs; i++)
+		free(s->bufs[i].mem);
+	free(s->bufs);
+	free(s->fifo);
+	free(s->free_stack);
+	free(s->detail);
+	pthread_mutex_destroy(&s->mu);
+	pthread_cond_destroy(&s->cv);
+	free(s);
+	return NULL;
 }
 
 int snap_output_commit(struct snap_output *out, char **ret_detail)

@@ -60,6 +60,28 @@ uint64_t snap_output_buffered_bytes(const struct snap_output *out);
 int snap_output_zero(struct snap_output *out, uint64_t off, uint64_t len);
 /* Writes zeros (no ioctl): for targets whose content must be overwritten. */
 int snap_output_zero_write(struct snap_output *out, uint64_t off, uint64_t len);
+/* A sequential writer for one producer thread (unbundle): pieces are copied into aligned
+ * buffers at the address congruent with their offset, so that their whole blocks take the
+ * direct path whatever the alignment of the producer's memory, and written in order by the
+ * stream's own thread, so that the producer never waits for the device. Memory is fixed:
+ * nbufs buffers of bufsize bytes (a multiple of SNAP_OUTPUT_MEM_ALIGN). Contiguous pieces
+ * share a buffer. The first failure of the writer thread is returned by the following calls,
+ * and snap_output_stream_error() says which path and offset. */
+struct snap_output_stream;
+int snap_output_stream_new(struct snap_output *out, size_t bufsize, unsigned nbufs,
+			   struct snap_output_stream **ret);
+int snap_output_stream_write(struct snap_output_stream *s, const void *buf, size_t len,
+			     uint64_t off);
+/* snap_output_zero, in order with the writes (a no-op for a file target). */
+int snap_output_stream_zero(struct snap_output_stream *s, uint64_t off, uint64_t len);
+/* Waits until everything handed over was written; returns the first failure. */
+int snap_output_stream_flush(struct snap_output_stream *s);
+/* The first failure's message ("cannot write PATH at offset N: ..."), or NULL. */
+const char *snap_output_stream_error(const struct snap_output_stream *s);
+/* Waits for the write in progress, drops what is still queued (call flush first to keep it),
+ * stops the thread, frees. */
+struct snap_output_stream *snap_output_stream_free(struct snap_output_stream *s);
+
 /* fsync and rename the temporary file into place (block device: fsync). */
 int snap_output_commit(struct snap_output *out, char **ret_detail);
 /* Gives a freshly created file (mkostemp makes 0600) the mode open(O_CREAT, 0666) would: 0666

@@ -9,9 +9,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -326,6 +328,84 @@ static void exact_split(const char *dir)
 	unsetenv("SNAPBUNDLE_OUTPUT_BUFFERED");
 }
 
+/* The stream: pieces in increasing order from unaligned memory, zero ranges between them,
+ * contiguous pieces merged; the result equals a plain pwrite reference, and the whole blocks
+ * went the direct way where the target has one. Then a failure of the writer thread (the file
+ * size limit) comes back from the next calls with a message naming the path and offset. */
+static void test_stream(const char *dir)
+{
+	char path[600];
+	snprintf(path, sizeof(path), "%s/stream.img", dir);
+	uint64_t size = (16ull << 20) + 333;
+	uint8_t *want = calloc(1, size), *src = malloc((1 << 20) + 64);
+	assert(want && src);
+	struct snap_output *o = NULL;
+	struct snap_output_stream *st = NULL;
+	char *detail = NULL;
+	assert(snap_output_open(path, size, SNAP_OUTPUT_FORCE, &o, &detail) == 0);
+	/* small buffers, so that pieces straddle them */
+	assert(snap_output_stream_new(o, 3 * 65536, 2, &st) == 0);
+	uint64_t off = 0, total = 0;
+	while (off < size) {
+		uint64_t len = rnd() % 3 ? 1 + rnd() % 300000 : 512 * (1 + rnd() % 64);
+		if (len > size - off)
+			len = size - off;
+		if (rnd() % 4 == 0) {
+			assert(snap_output_stream_zero(st, off, len) == 0); /* stays zero */
+		} else if (rnd() % 8) {
+			uint8_t *p = src + rnd() % 64; /* any alignment */
+			for (uint64_t i = 0; i < len; i++)
+				want[off + i] = p[i] = (uint8_t)rnd();
+			assert(snap_output_stream_write(st, p, len, off) == 0);
+			total += len;
+		}
+		off += len;
+	}
+	assert(snap_output_stream_write(st, src, 1, size) == -ERANGE);
+	assert(snap_output_stream_flush(st) == 0 && !snap_output_stream_error(st));
+	st = snap_output_stream_free(st);
+	uint64_t direct = snap_output_direct_bytes(o);
+	assert(direct + snap_output_buffered_bytes(o) == total);
+	if (snap_output_is_direct(o))
+		assert(direct > total / 2);
+	assert(snap_output_commit(o, &detail) == 0);
+	o = snap_output_free(o);
+	uint8_t *got = malloc(size);
+	assert(got);
+	read_all(path, got, size);
+	assert(!memcmp(got, want, size));
+	free(got);
+	unlink(path);
+
+	/* a failure in the writer thread: writes past RLIMIT_FSIZE fail with EFBIG */
+	signal(SIGXFSZ, SIG_IGN);
+	struct rlimit old, lim;
+	assert(getrlimit(RLIMIT_FSIZE, &old) == 0);
+	assert(snap_output_open(path, 8 << 20, SNAP_OUTPUT_FORCE, &o, &detail) == 0);
+	assert(snap_output_stream_new(o, 65536, 2, &st) == 0);
+	lim = old;
+	lim.rlim_cur = 1 << 20;
+	assert(setrlimit(RLIMIT_FSIZE, &lim) == 0);
+	int r = 0;
+	for (uint64_t at = 0; at < (8 << 20) && r == 0; at += 65536)
+		r = snap_output_stream_write(st, want, 65536, at);
+	if (r == 0)
+		r = snap_output_stream_flush(st);
+	assert(setrlimit(RLIMIT_FSIZE, &old) == 0);
+	assert(r == -EFBIG);
+	assert(snap_output_stream_flush(st) == -EFBIG);
+	assert(snap_output_stream_write(st, want, 1, 0) == -EFBIG);
+	const char *msg = snap_output_stream_error(st);
+	assert(msg && strstr(msg, "cannot write") && strstr(msg, path) &&
+	       strstr(msg, "at offset 1048576"));
+	st = snap_output_stream_free(st);
+	o = snap_output_free(o); /* not committed: removed */
+	assert(access(path, F_OK) != 0);
+	signal(SIGXFSZ, SIG_DFL);
+	free(want);
+	free(src);
+}
+
 static void test_direct(void)
 {
 	const char *seed = getenv("TEST_OUTPUT_SEED");
@@ -343,6 +423,7 @@ static void test_direct(void)
 			continue;
 		}
 		exact_split(dir);
+		test_stream(dir);
 		for (int round = 0; round < 3; round++) {
 			/* sizes that end on and off a block */
 			uint64_t size = (24ull << 20) + (round == 1 ? 512 : round == 2 ? 77 : 0);

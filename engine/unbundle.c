@@ -19,7 +19,8 @@
  *     failure or cancellation frees the output uncommitted, which removes it.
  *  4. Stages run on their own threads joined by bounded queues of preallocated buffers
  *     (reader -> decryptor -> inflater -> the run thread, which hashes the tar stream, parses
- *     it and writes): memory is fixed when the job starts. CBC decryption of one part is split
+ *     it and hands data runs to the output stream, whose thread writes them in order, O_DIRECT
+ *     where the target allows: output.h): memory is fixed when the job starts. CBC decryption of one part is split
  *     across worker threads, each chunk's IV being the ciphertext block before it.
  *  5. The first failure wins (struct pipeline.err under the lock); it stops every stage, and
  *     only the run thread calls snap_job_fail, after the threads are joined.
@@ -65,6 +66,10 @@
 #define PARALLEL_MIN (1u << 20) /* smaller batches decrypt on the decrypt thread alone */
 #define MAX_CBC_WORKERS 64
 #define QCAP 8
+/* output stream buffers: the run thread copies data runs into them, the stream's thread writes
+ * them (O_DIRECT where the target allows it: output.h invariant 5) */
+#define OUT_BUF (4u << 20)
+#define OUT_NBUFS 3
 
 struct buf {
 	uint8_t *data;
@@ -139,6 +144,7 @@ struct pipeline {
 	EVP_MD_CTX *tar_sha;
 	struct snap_tar_reader *tar;
 	struct snap_output *out;
+	struct snap_output_stream *ostream; /* writes and zeroes out, in order */
 	uint64_t written_to; /* member bytes covered so far (data written or zeroed) */
 	uint64_t stream_bytes;
 	bool member_seen;
@@ -674,15 +680,25 @@ static bool all_zero(const uint8_t *b, size_t n)
 	return n == 0 || (b[0] == 0 && !memcmp(b, b + 1, n - 1));
 }
 
+/* A failure of the output stream: its own message names the piece that failed (perhaps an
+ * earlier one, written in the background); otherwise this one. */
+static int out_failed(struct pipeline *p, int r, const char *what, uint64_t off)
+{
+	const char *d = snap_output_stream_error(p->ostream);
+	if (d)
+		return pfail(p, r, "%s", d);
+	return pfail(p, r, "cannot %s %s at offset %llu: %s", what, snap_output_path(p->out),
+		     (unsigned long long)off, strerror(-r));
+}
+
 static int out_zero(struct pipeline *p, uint64_t off, uint64_t len)
 {
 	p->job->progress.bytes_skipped += len;
-	if (!p->out || !len)
+	if (!p->ostream || !len)
 		return 0;
-	int r = snap_output_zero(p->out, off, len);
+	int r = snap_output_stream_zero(p->ostream, off, len);
 	if (r < 0)
-		return pfail(p, r, "cannot zero %s at offset %llu: %s", snap_output_path(p->out),
-			     (unsigned long long)off, strerror(-r));
+		return out_failed(p, r, "zero", off);
 	return 0;
 }
 
@@ -694,7 +710,7 @@ static int on_data(void *ud, uint64_t off, const uint8_t *buf, size_t len)
 	int r;
 	if ((r = out_zero(p, p->written_to, off - p->written_to)) < 0)
 		return r;
-	if (p->out) {
+	if (p->ostream) {
 		size_t i = 0;
 		while (i < len) {
 			/* pieces end on 4 KiB boundaries of the image */
@@ -712,11 +728,9 @@ static int on_data(void *ud, uint64_t off, const uint8_t *buf, size_t len)
 			if (z) {
 				r = out_zero(p, off + i, j - i);
 			} else {
-				r = snap_output_write(p->out, buf + i, j - i, off + i);
+				r = snap_output_stream_write(p->ostream, buf + i, j - i, off + i);
 				if (r < 0)
-					r = pfail(p, r, "cannot write %s at offset %llu: %s",
-						  snap_output_path(p->out),
-						  (unsigned long long)(off + i), strerror(-r));
+					r = out_failed(p, r, "write", off + i);
 				else
 					p->job->progress.bytes_written += j - i;
 			}
@@ -1155,6 +1169,11 @@ int snap_unbundle_run(struct snap_job *job)
 			snap_job_fail(job, r, "%s", detail ? detail : snap_strerror(r));
 			goto out;
 		}
+		if (p.decrypt && (r = snap_output_stream_new(p.out, OUT_BUF, OUT_NBUFS,
+							       &p.ostream)) < 0) {
+			snap_job_fail(job, r, "cannot start the output writer");
+			goto out;
+		}
 	}
 
 	/* 2. data */
@@ -1241,6 +1260,11 @@ int snap_unbundle_run(struct snap_job *job)
 	/* 4. finish */
 	if (p.out) {
 		snap_job_set_stage(job, SNAP_STAGE_FINISH);
+		if (p.ostream && (r = snap_output_stream_flush(p.ostream)) < 0) {
+			out_failed(&p, r, "write", p.written_to);
+			snap_job_fail(job, r, "%s", p.detail ? p.detail : snap_strerror(r));
+			goto out;
+		}
 		free(detail);
 		detail = NULL;
 		r = snap_output_commit(p.out, &detail);
@@ -1253,6 +1277,8 @@ int snap_unbundle_run(struct snap_job *job)
 	job->progress.bytes_done = job->progress.bytes_total;
 	r = 0;
 out:
+	/* the stream first: its thread writes to the output until stopped */
+	p.ostream = snap_output_stream_free(p.ostream);
 	/* without a commit this removes the temporary file (output.h invariant 1) */
 	p.out = snap_output_free(p.out);
 	pipeline_free(&p);
