@@ -10,8 +10,9 @@
  *     order; frames are checked against their expected sequence number and order as they
  *     arrive, and against the authenticated index when it arrives at the end.
  *  2. Every frame is checked before its bytes count: header CRC, agreement with the index
- *     (random) or the sequence (sequential), AES-256-GCM tag with the AAD binding image id,
- *     volume, frame number and offset (encrypted), inflate to exactly raw_len, and its digest.
+ *     (random) or the sequence (sequential), the digest of its stored payload, the AES-256-GCM
+ *     tag with the AAD binding image id, volume, frame number and offset (encrypted), inflate
+ *     to exactly raw_len, and the CRC-32 of the restored data against the payload's trailer.
  *  3. Outputs are engine/output.h targets: temporary names renamed only by snap_output_commit
  *     after the last check passed; any failure aborts them, so nothing is left behind.
  *  4. Workers decode and write frames in any order (positional writes); the run thread reads
@@ -38,6 +39,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <isa-l/crc.h>
 #include <isa-l/igzip_lib.h>
 
 #include "job-internal.h"
@@ -113,11 +115,16 @@ static int decode_frame(struct rworker *w, struct rslot *sl)
 	struct rctx *c = w->c;
 	struct snap_store_frame *f = &sl->f;
 	uint8_t *payload = sl->rec + SNAP_STORE_FRAME_HEADER_SIZE;
+	uint8_t d[SNAP_STORE_DIGEST_SIZE];
 	int r;
+	/* the stored bytes first: this check needs no key */
+	if ((r = snap_store_cipher_digest(w->cipher, payload, f->stored_len, d)) < 0)
+		return rfail(w, r, sl, "cannot compute the digest");
+	if (!snap_store_ct_equal(d, f->digest, sizeof(d)))
+		return rfail(w, -EBADMSG, sl, "digest mismatch (corrupt frame)");
 	if (f->flags & SNAP_STORE_FRAME_ENCRYPTED) {
-		uint8_t aad[SNAP_STORE_ID_SIZE + SNAP_STORE_FRAME_HEADER_SIZE];
-		memcpy(aad, c->img->hdr.image_id, SNAP_STORE_ID_SIZE);
-		memcpy(aad + SNAP_STORE_ID_SIZE, sl->rec, SNAP_STORE_FRAME_HEADER_SIZE);
+		uint8_t aad[SNAP_STORE_FRAME_AAD_SIZE];
+		snap_store_frame_aad(c->img->hdr.image_id, sl->rec, aad);
 		r = snap_store_cipher_open(w->cipher, f->nonce, aad, sizeof(aad), payload,
 					   f->stored_len, payload + f->stored_len);
 		if (r == -EBADMSG)
@@ -127,12 +134,13 @@ static int decode_frame(struct rworker *w, struct rslot *sl)
 		if (r < 0)
 			return rfail(w, r, sl, "cannot decrypt");
 	}
+	uint32_t body = f->stored_len - SNAP_STORE_FRAME_TRAILER_SIZE;
 	const uint8_t *raw = payload;
 	if (f->flags & SNAP_STORE_FRAME_DEFLATE) {
 		isal_inflate_init(&w->inf);
 		w->inf.crc_flag = ISAL_DEFLATE;
 		w->inf.next_in = payload;
-		w->inf.avail_in = f->stored_len;
+		w->inf.avail_in = body;
 		w->inf.next_out = sl->raw;
 		w->inf.avail_out = f->raw_len;
 		r = isal_inflate_stateless(&w->inf);
@@ -140,11 +148,8 @@ static int decode_frame(struct rworker *w, struct rslot *sl)
 			return rfail(w, -EBADMSG, sl, "corrupt compressed data");
 		raw = sl->raw;
 	}
-	uint8_t d[SNAP_STORE_DIGEST_SIZE];
-	if ((r = snap_store_cipher_digest(w->cipher, raw, f->raw_len, d)) < 0)
-		return rfail(w, r, sl, "cannot compute the digest");
-	if (!snap_store_ct_equal(d, f->digest, sizeof(d)))
-		return rfail(w, -EBADMSG, sl, "digest mismatch (corrupt frame)");
+	if (crc32_gzip_refl(0, raw, f->raw_len) != snap_get_le32(payload + body))
+		return rfail(w, -EBADMSG, sl, "CRC mismatch of the restored data (corrupt frame)");
 	struct rvol *v = &c->vols[f->volume];
 	if (!v->selected || !v->out)
 		return 0;
@@ -283,8 +288,8 @@ static int start_workers(struct rctx *c, struct rworker **ret)
 	if (!c->slots || !c->threads || !ws)
 		return -ENOMEM;
 	for (unsigned i = 0; i < c->nslots; i++) {
-		c->slots[i].rec =
-		    malloc((size_t)fs + SNAP_STORE_FRAME_HEADER_SIZE + SNAP_STORE_GCM_TAG_SIZE);
+		c->slots[i].rec = malloc((size_t)fs + SNAP_STORE_FRAME_HEADER_SIZE +
+					 SNAP_STORE_FRAME_TRAILER_SIZE + SNAP_STORE_GCM_TAG_SIZE);
 		c->slots[i].raw = malloc(fs);
 		if (!c->slots[i].rec || !c->slots[i].raw)
 			return -ENOMEM;
@@ -549,7 +554,7 @@ static int restore_random(struct rctx *c)
 							.stored_len = e->stored_len};
 			size_t len = (size_t)snap_store_frame_record_len(&hdrf);
 			if (len > (size_t)img->hdr.frame_size + SNAP_STORE_FRAME_HEADER_SIZE +
-				      SNAP_STORE_GCM_TAG_SIZE)
+				      SNAP_STORE_FRAME_TRAILER_SIZE + SNAP_STORE_GCM_TAG_SIZE)
 				return snap_job_fail(c->job, -EUCLEAN,
 						     "%s: index entry of frame %llu is too long",
 						     img->path, (unsigned long long)k);

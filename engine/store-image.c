@@ -404,7 +404,8 @@ int store_image_set_index(struct snap_store_image *img, uint8_t *rec, size_t len
 		const struct snap_store_index_frame *f = &img->ix.frames[i];
 		if ((f->flags & ~SNAP_STORE_FRAME_KNOWN) ||
 		    !(f->flags & SNAP_STORE_FRAME_ENCRYPTED) != !img->keys_rec ||
-		    f->raw_len > img->hdr.frame_size || f->stored_len > f->raw_len ||
+		    !snap_store_frame_lengths_ok(f->flags, f->raw_len, f->stored_len,
+						 img->hdr.frame_size) ||
 		    f->file_offset != expect)
 			return img_fail(img, -EUCLEAN, "index entry of frame %llu is inconsistent",
 					(unsigned long long)i);

@@ -43,6 +43,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <isa-l/crc.h>
 #include <isa-l/igzip_lib.h>
 #include <openssl/crypto.h>
 
@@ -182,15 +183,15 @@ static uint32_t level_buf_size(int level)
 	}
 }
 
-/* Compress, digest and seal one frame into out (header + payload + tag). */
+/* Compress, seal and digest one frame into out (header + payload + tag). The payload is the
+ * body (DEFLATE, or the raw data when that does not shrink it) and a CRC-32 of the raw data, so
+ * a restore checks what it inflated end to end; the digest covers the payload as stored. */
 static int seal_frame(struct worker *w, const uint8_t *raw, struct frame_job *fj, uint8_t *out)
 {
 	struct store_ctx *s = w->s;
 	struct snap_store_frame *f = &fj->f;
-	int r = snap_store_cipher_digest(w->cipher, raw, f->raw_len, f->digest);
-	if (r < 0)
-		return r;
 	uint8_t *payload = out + SNAP_STORE_FRAME_HEADER_SIZE;
+	uint32_t crc = crc32_gzip_refl(0, raw, f->raw_len);
 	isal_deflate_stateless_init(&w->zs);
 	w->zs.level = (uint32_t)s->level;
 	w->zs.level_buf = w->level_buf;
@@ -202,33 +203,38 @@ static int seal_frame(struct worker *w, const uint8_t *raw, struct frame_job *fj
 	w->zs.avail_in = f->raw_len;
 	w->zs.next_out = payload;
 	w->zs.avail_out = f->raw_len - 1; /* keep it only when it shrinks */
-	r = isal_deflate_stateless(&w->zs);
+	int r = isal_deflate_stateless(&w->zs);
+	uint32_t body;
 	if (r == COMP_OK && w->zs.total_out > 0 && w->zs.total_out < f->raw_len) {
 		f->flags = SNAP_STORE_FRAME_DEFLATE;
-		f->stored_len = w->zs.total_out;
+		body = w->zs.total_out;
 	} else if (r == COMP_OK || r == STATELESS_OVERFLOW) {
 		f->flags = 0;
-		f->stored_len = f->raw_len;
+		body = f->raw_len;
 		memcpy(payload, raw, f->raw_len);
 	} else {
 		return -EIO;
 	}
+	snap_put_le32(payload + body, crc);
+	f->stored_len = body + SNAP_STORE_FRAME_TRAILER_SIZE;
+	memset(f->digest, 0, sizeof(f->digest));
 	if (s->encrypted) {
 		f->flags |= SNAP_STORE_FRAME_ENCRYPTED;
 		r = snap_store_random(&s->rng, "frame nonce", f->index, f->nonce, sizeof(f->nonce));
 		if (r < 0)
 			return r;
-	}
-	snap_store_frame_encode(f, out);
-	if (s->encrypted) {
-		uint8_t aad[SNAP_STORE_ID_SIZE + SNAP_STORE_FRAME_HEADER_SIZE];
-		memcpy(aad, s->image_id, SNAP_STORE_ID_SIZE);
-		memcpy(aad + SNAP_STORE_ID_SIZE, out, SNAP_STORE_FRAME_HEADER_SIZE);
+		uint8_t aad[SNAP_STORE_FRAME_AAD_SIZE];
+		snap_store_frame_encode(f, out);
+		snap_store_frame_aad(s->image_id, out, aad);
 		r = snap_store_cipher_seal(w->cipher, f->nonce, aad, sizeof(aad), payload,
 					   f->stored_len, payload + f->stored_len);
 		if (r < 0)
 			return r;
 	}
+	r = snap_store_cipher_digest(w->cipher, payload, f->stored_len, f->digest);
+	if (r < 0)
+		return r;
+	snap_store_frame_encode(f, out);
 	fj->out_len = (size_t)snap_store_frame_record_len(f);
 	return 0;
 }
@@ -871,7 +877,8 @@ static int store_start_workers(struct store_ctx *s)
 	for (unsigned i = 0; i < s->nslots; i++) {
 		struct slot *sl = &s->slots[i];
 		sl->out_cap = s->frame_size +
-			      max_frames * (SNAP_STORE_FRAME_HEADER_SIZE + SNAP_STORE_GCM_TAG_SIZE);
+			      max_frames * (SNAP_STORE_FRAME_HEADER_SIZE +
+					    SNAP_STORE_FRAME_TRAILER_SIZE + SNAP_STORE_GCM_TAG_SIZE);
 		sl->in = malloc(s->frame_size);
 		sl->out = malloc(sl->out_cap);
 		sl->frames = calloc(max_frames, sizeof(*sl->frames));
