@@ -13,11 +13,17 @@
  *     DATA into ZERO (layer zeroscan) in the volume's map, and each run of non-zero blocks
  *     inside a chunk becomes one frame. The index stores the map after this pass.
  *  4. Memory is fixed when the job starts: nslots chunks in flight, each with an input buffer
- *     of frame_size bytes and an output buffer large enough for its frames stored raw; the
- *     reader (blockdev/reader.h, io_uring or pread) has its own queue_depth request buffers.
+ *     of frame_size bytes (touched only when a chunk must be copied) and an output buffer large
+ *     enough for its frames stored raw; the reader (blockdev/reader.h, io_uring or pread) has
+ *     its own queue_depth request buffers of frame_size bytes by default.
  *  5. Chunks are the DATA extents of the layout cut at multiples of frame_size; they are the
- *     reader's ranges, so a chunk arrives as one or more reader chunks in order and is copied
- *     into a slot (reader buffers go back at once and never wait on a worker).
+ *     reader's ranges. A chunk that arrives whole in one reader buffer (the default request
+ *     size is the frame size) is not copied: the slot holds the buffer and the worker releases
+ *     it once the slot's frames are sealed (a slot with no frames releases it at once). A chunk
+ *     that arrives in pieces (a smaller request size) is copied into the slot's input buffer.
+ *     No deadlock: the run thread waits for a reader buffer only while it holds a free slot,
+ *     and every held buffer belongs to a queued or busy slot that a worker finishes without
+ *     the run thread.
  *  6. Progress is counted and reported by the run thread only: bytes_read and bytes_done as each
  *     reader chunk arrives, bytes_written as frames are written, and on the progress interval
  *     while it waits on workers (snap_job_wait). bytes_read + bytes_skipped == bytes_total:
@@ -84,6 +90,9 @@ enum slot_state { SLOT_FREE, SLOT_QUEUED, SLOT_BUSY, SLOT_DONE };
 struct slot {
 	enum slot_state state;
 	uint64_t seq;
+	const uint8_t *data; /* the chunk: the reader's buffer (held) or in (copied) */
+	struct snap_reader *held_reader;
+	struct snap_chunk held; /* released by the worker once the frames are sealed */
 	uint8_t *in, *out;
 	size_t out_cap;
 	size_t nframes;
@@ -239,6 +248,15 @@ static int seal_frame(struct worker *w, const uint8_t *raw, struct frame_job *fj
 	return 0;
 }
 
+/* Gives a held reader buffer back (invariant 5). */
+static void slot_release(struct slot *sl)
+{
+	if (sl->held_reader) {
+		snap_reader_release(sl->held_reader, &sl->held);
+		sl->held_reader = NULL;
+	}
+}
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
@@ -266,9 +284,10 @@ static void *worker_main(void *arg)
 		for (size_t i = 0; i < sl->nframes && r == 0; i++) {
 			struct frame_job *fj = &sl->frames[i];
 			fj->out_off = out_off;
-			r = seal_frame(w, sl->in + fj->in_off, fj, sl->out + out_off);
+			r = seal_frame(w, sl->data + fj->in_off, fj, sl->out + out_off);
 			out_off += fj->out_len;
 		}
+		slot_release(sl);
 		pthread_mutex_lock(&s->lock);
 		sl->err = r;
 		sl->state = SLOT_DONE;
@@ -331,7 +350,12 @@ static int store_open_volumes(struct store_ctx *s)
 		}
 		struct snap_reader_opts ro = {
 		    .queue_depth = (unsigned)snap_job_param(job, SNAP_PARAM_QUEUE_DEPTH, 8),
-		    .request_size = (size_t)snap_job_param(job, SNAP_PARAM_REQUEST_SIZE, 1 << 20),
+		    /* a frame per request (up to 4 MiB, so progress and cancellation still come
+		     * within a large frame): a chunk then arrives whole in one reader buffer,
+		     * which the slot holds instead of copying (invariant 5) */
+		    .request_size = (size_t)snap_job_param(
+			job, SNAP_PARAM_REQUEST_SIZE,
+			s->frame_size < DEFAULT_FRAME_SIZE ? s->frame_size : DEFAULT_FRAME_SIZE),
 		    .force_pread = snap_job_param(job, SNAP_PARAM_FORCE_PREAD, 0) != 0,
 		};
 		r = snap_reader_new(v->src, &ro, &v->reader);
@@ -694,6 +718,7 @@ static int store_fill_slot(struct store_ctx *s, struct slot *sl, uint32_t vi, ui
 	struct store_vol *v = &s->vols[vi];
 	size_t got = 0;
 	int r;
+	sl->held_reader = NULL;
 	while (got < len) {
 		struct snap_chunk ch;
 		/* a chunk may be 64 MiB from a slow device: cancel between reader chunks */
@@ -714,9 +739,16 @@ static int store_fill_slot(struct store_ctx *s, struct slot *sl, uint32_t vi, ui
 			return snap_job_fail(s->job, -EIO, "%s: reader out of step at offset %llu",
 					     v->path, (unsigned long long)ch.offset);
 		}
-		memcpy(sl->in + got, ch.data, ch.length);
+		if (ch.length == len) {
+			sl->data = ch.data;
+			sl->held = ch;
+			sl->held_reader = v->reader;
+		} else {
+			memcpy(sl->in + got, ch.data, ch.length);
+			sl->data = sl->in;
+			snap_reader_release(v->reader, &ch);
+		}
 		got += ch.length;
-		snap_reader_release(v->reader, &ch);
 		/* progress as the reader delivers, not per chunk: a chunk may be 64 MiB */
 		s->job->progress.bytes_read += ch.length;
 		s->job->progress.bytes_done += ch.length;
@@ -732,7 +764,7 @@ static int store_fill_slot(struct store_ctx *s, struct slot *sl, uint32_t vi, ui
 		size_t blen = SNAP_STORE_BLOCK_SIZE - (size_t)(abs % SNAP_STORE_BLOCK_SIZE);
 		if (blen > len - pos)
 			blen = len - pos;
-		bool zero = snap_is_zero(sl->in + pos, blen);
+		bool zero = snap_is_zero(sl->data + pos, blen);
 		if (!zero && !in_run) {
 			in_run = true;
 			run_start = pos;
@@ -752,12 +784,14 @@ static int store_fill_slot(struct store_ctx *s, struct slot *sl, uint32_t vi, ui
 			/* read, so not skipped: bytes_read + bytes_skipped == bytes_total */
 			r = snap_map_mark(v->layout->map, abs, blen, SNAP_EXTENT_ZERO,
 					  SNAP_LAYER_ZEROSCAN);
-			if (r < 0)
+			if (r < 0) {
+				slot_release(sl);
 				return snap_job_fail(s->job, r,
 						     "cannot update the extent map of %s at offset "
 						     "%llu: %s",
 						     v->path, (unsigned long long)abs,
 						     snap_strerror(r));
+			}
 		}
 		pos += blen;
 	}
@@ -846,6 +880,8 @@ static int store_data(struct store_ctx *s)
 			if (r < 0)
 				break;
 			sl->seq = s->next_seq++;
+			if (!sl->nframes)
+				slot_release(sl); /* all zero: nothing for a worker */
 			sl->state = sl->nframes ? SLOT_QUEUED : SLOT_DONE;
 			sl->err = 0;
 			pthread_cond_broadcast(&s->cond);
