@@ -25,17 +25,22 @@
  *     and every held buffer belongs to a queued or busy slot that a worker finishes without
  *     the run thread.
  *  6. Progress is counted and reported by the run thread only: bytes_read and bytes_done as each
- *     reader chunk arrives, bytes_written as frames are written, and on the progress interval
- *     while it waits on workers (snap_job_wait). bytes_read + bytes_skipped == bytes_total:
- *     blocks the zero scan finds were read, so they are not skipped.
+ *     reader chunk arrives, bytes_written from what the writer published (pub_written, under
+ *     the lock), and on the progress interval while it waits (snap_job_wait). bytes_read +
+ *     bytes_skipped == bytes_total: blocks the zero scan finds were read, so not skipped.
  *  7. A cancellation is honoured up to the rename: nothing is committed after one arrived.
+ *  8. During the data stage one writer thread owns the descriptor, s->written and the index
+ *     entries: it writes finished slots strictly in sequence and frees them, so the run thread
+ *     only reads and cuts, and a slow write never stalls the workers' supply. It never calls
+ *     the job: its first failure (or a worker's, seen on the slot) is kept in werr/wmsg and
+ *     recorded by the run thread. The run thread writes the head before it starts and the
+ *     tail after it was joined.
  *
  * State transitions (snap_store_run):
  *  1. prepare: open sources, build layouts (store_open_volumes), keys (store_keys), header,
  *     KEYS and META records written (store_write_head)
  *  2. data: chunks read through the reader, zero-scanned, cut into frames (store_fill_slot),
- *     sealed by workers
- *     (worker_main), written in order (store_write_slot)
+ *     sealed by workers (worker_main), written in order by the writer (writer_main)
  *  3. finish: INDEX and footer written (store_write_tail), fsync and rename (store_commit)
  *  4. done, or failed: temporary unlinked (store_cleanup)
  */
@@ -140,9 +145,18 @@ struct store_ctx {
 	unsigned nthreads;
 	bool stop;
 	uint64_t next_frame;
+	/* the writer thread (invariant 8) */
+	pthread_t writer;
+	bool writer_started;
+	bool fill_done;	      /* the run thread queued its last slot */
+	int werr;	      /* the writer's first failure, message in wmsg */
+	char wmsg[512];
+	uint64_t pub_written; /* s->written as of the writer's last slot, under lock */
 };
 
-static int write_all(struct store_ctx *s, const void *buf, size_t len)
+/* Appends; -errno on failure, s->written counts what went out. No job calls: the writer
+ * thread uses it too. */
+static int write_out(struct store_ctx *s, const void *buf, size_t len)
 {
 	const uint8_t *p = buf;
 	while (len > 0) {
@@ -150,14 +164,11 @@ static int write_all(struct store_ctx *s, const void *buf, size_t len)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			return snap_job_fail(s->job, -errno, "cannot write %s at offset %llu: %s",
-					     s->path, (unsigned long long)s->written,
-					     strerror(errno));
+			return -errno;
 		}
 		p += n;
 		len -= (size_t)n;
 		s->written += (uint64_t)n;
-		s->job->progress.bytes_written += (uint64_t)n;
 	}
 	if (s->written - s->writeback_mark >= (64ull << 20)) {
 		/* start writeback now, so the commit's fsync does not flush the whole image at
@@ -165,6 +176,17 @@ static int write_all(struct store_ctx *s, const void *buf, size_t len)
 		(void)sync_file_range(s->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 		s->writeback_mark = s->written;
 	}
+	return 0;
+}
+
+/* The run thread's writes (head and tail). */
+static int write_all(struct store_ctx *s, const void *buf, size_t len)
+{
+	int r = write_out(s, buf, len);
+	if (r < 0)
+		return snap_job_fail(s->job, r, "cannot write %s at offset %llu: %s", s->path,
+				     (unsigned long long)s->written, snap_strerror(r));
+	s->job->progress.bytes_written = s->written;
 	return 0;
 }
 
@@ -672,42 +694,64 @@ static int add_iframe(struct store_ctx *s, const struct snap_store_frame *f, uin
 	return 0;
 }
 
-/* Writes the oldest slot once a worker finished it. Called with the lock held. */
-static int store_write_slot(struct store_ctx *s)
+/* The writer thread (invariant 8): writes slots in sequence as workers finish them, records
+ * their index entries, frees them for the run thread. */
+static void *writer_main(void *arg)
 {
-	struct slot *sl = NULL;
-	for (;;) {
-		for (unsigned i = 0; i < s->nslots; i++)
-			if (s->slots[i].state != SLOT_FREE && s->slots[i].seq == s->write_seq)
+	struct store_ctx *s = arg;
+	pthread_mutex_lock(&s->lock);
+	while (!s->stop && !s->werr) {
+		struct slot *sl = NULL;
+		for (unsigned i = 0; i < s->nslots && !sl; i++)
+			if (s->slots[i].state == SLOT_DONE && s->slots[i].seq == s->write_seq)
 				sl = &s->slots[i];
-		if (!sl)
-			return 0;
-		if (sl->state == SLOT_DONE)
-			break;
-		snap_job_wait(s->job, &s->cond, &s->lock);
-		sl = NULL;
+		if (!sl) {
+			if (s->fill_done && s->write_seq == s->next_seq)
+				break;
+			pthread_cond_wait(&s->cond, &s->lock);
+			continue;
+		}
+		pthread_mutex_unlock(&s->lock);
+		char msg[sizeof(s->wmsg)] = "";
+		int r = sl->err;
+		if (r < 0) {
+			const struct snap_store_frame *f = &sl->frames[0].f;
+			snprintf(msg, sizeof(msg),
+				 "cannot compress or seal frame %llu of %s (%s at offset %llu): %s",
+				 (unsigned long long)f->index, s->path, s->vols[f->volume].path,
+				 (unsigned long long)f->offset, snap_strerror(r));
+		}
+		for (size_t i = 0; i < sl->nframes && r == 0; i++) {
+			const struct frame_job *fj = &sl->frames[i];
+			uint64_t at = s->written;
+			r = write_out(s, sl->out + fj->out_off, fj->out_len);
+			if (r < 0)
+				snprintf(msg, sizeof(msg), "cannot write %s at offset %llu: %s",
+					 s->path, (unsigned long long)s->written, snap_strerror(r));
+			else if ((r = add_iframe(s, &fj->f, at)) < 0)
+				snprintf(msg, sizeof(msg), "out of memory");
+		}
+		pthread_mutex_lock(&s->lock);
+		s->pub_written = s->written;
+		if (r < 0) {
+			s->werr = r;
+			memcpy(s->wmsg, msg, sizeof(msg));
+		} else {
+			sl->state = SLOT_FREE;
+			s->write_seq++;
+		}
+		pthread_cond_broadcast(&s->cond);
 	}
 	pthread_mutex_unlock(&s->lock);
-	int r = sl->err;
-	if (r < 0) {
-		const struct snap_store_frame *f = &sl->frames[0].f;
-		r = snap_job_fail(
-		    s->job, r, "cannot compress or seal frame %llu of %s (%s at offset %llu): %s",
-		    (unsigned long long)f->index, s->path, s->vols[f->volume].path,
-		    (unsigned long long)f->offset, snap_strerror(r));
-	}
-	for (size_t i = 0; i < sl->nframes && r == 0; i++) {
-		const struct frame_job *fj = &sl->frames[i];
-		uint64_t at = s->written;
-		r = write_all(s, sl->out + fj->out_off, fj->out_len);
-		if (r == 0)
-			r = add_iframe(s, &fj->f, at);
-		snap_job_report(s->job, false);
-	}
-	pthread_mutex_lock(&s->lock);
-	sl->state = SLOT_FREE;
-	s->write_seq++;
-	return r;
+	return NULL;
+}
+
+/* Run thread, lock held: waits on the pipeline with progress. */
+static void store_wait(struct store_ctx *s)
+{
+	s->job->progress.bytes_written = s->pub_written;
+	snap_job_wait(s->job, &s->cond, &s->lock);
+	s->job->progress.bytes_written = s->pub_written;
 }
 
 /* Reads a chunk (one reader range, delivered as one or more reader chunks in order) into a
@@ -865,15 +909,17 @@ static int store_data(struct store_ctx *s)
 				break;
 			}
 			struct slot *sl = NULL;
-			while (!sl && r == 0) {
+			while (!sl && !s->werr) {
 				for (unsigned k = 0; k < s->nslots; k++)
 					if (s->slots[k].state == SLOT_FREE)
 						sl = &s->slots[k];
 				if (!sl)
-					r = store_write_slot(s);
+					store_wait(s);
 			}
-			if (r < 0)
+			if (s->werr) {
+				r = snap_job_fail(s->job, s->werr, "%s", s->wmsg);
 				break;
+			}
 			pthread_mutex_unlock(&s->lock);
 			r = store_fill_slot(s, sl, vi, off, len);
 			pthread_mutex_lock(&s->lock);
@@ -890,11 +936,20 @@ static int store_data(struct store_ctx *s)
 		/* frames of this volume are all numbered; they are written before the next */
 		v->nframes = s->next_frame - v->first_frame;
 	}
-	while (r == 0 && s->write_seq < s->next_seq)
-		r = store_write_slot(s);
+	s->fill_done = true;
+	pthread_cond_broadcast(&s->cond);
+	while (r == 0 && !s->werr && s->write_seq < s->next_seq)
+		store_wait(s);
+	if (r == 0 && s->werr)
+		r = snap_job_fail(s->job, s->werr, "%s", s->wmsg);
 	s->stop = true;
 	pthread_cond_broadcast(&s->cond);
 	pthread_mutex_unlock(&s->lock);
+	if (s->writer_started) {
+		pthread_join(s->writer, NULL);
+		s->writer_started = false;
+	}
+	s->job->progress.bytes_written = s->written;
 	return r;
 }
 
@@ -939,6 +994,9 @@ static int store_start_workers(struct store_ctx *s)
 		}
 		s->nthreads = i + 1;
 	}
+	if (pthread_create(&s->writer, NULL, writer_main, s) != 0)
+		return -EAGAIN;
+	s->writer_started = true;
 	return 0;
 }
 
@@ -954,6 +1012,10 @@ static void store_stop_workers(struct store_ctx *s)
 		snap_store_cipher_free(s->workers[i].cipher);
 	}
 	s->nthreads = 0;
+	if (s->writer_started) {
+		pthread_join(s->writer, NULL);
+		s->writer_started = false;
+	}
 }
 
 /* ---- tail ---- */
