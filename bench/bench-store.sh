@@ -2,9 +2,10 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # bench-store.sh [SNAPBUNDLE] [DISK_MIB] [THREADS] [STORE OPTIONS...]: one run on one disk (tools/make-demo-disk.sh)
 # of `snapbundle store` vs the classic bundle (when this build has it) vs
-# `qemu-img convert -c -O qcow2` vs `zstd -T0` over the raw image; then `snapbundle restore`.
-# Prints one JSON object per tool (configuration, seconds, output bytes, MiB/s of disk) and a
-# Markdown table. Never passes or fails on a timing. The page cache is warmed first so every
+# `qemu-img convert -c -O qcow2` vs `zstd -T0` over the raw image; then `snapbundle restore`
+# and `snapbundle unbundle`. Prints one JSON object per tool (configuration, median seconds of
+# BENCH_REPEAT runs and their range, CPU, output bytes, MiB/s of disk), a Markdown table and the
+# store/bundle and restore/store ratios. Never passes or fails on a timing. The page cache is warmed first so every
 # tool reads the disk from memory alike.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -13,6 +14,8 @@ mib=${2:-${BENCH_DISK_MIB:-512}}
 threads=${3:-${BENCH_THREADS:-$(nproc)}}
 shift $(($# < 3 ? $# : 3))
 store_opts=("$@")
+restore_opts=() # BENCH_RESTORE_OPTS: e.g. "--passphrase-file F" for an encrypted store
+[ -z "${BENCH_RESTORE_OPTS:-}" ] || read -r -a restore_opts <<< "$BENCH_RESTORE_OPTS"
 T=$(mktemp -d "${TMPDIR:-/tmp}/bench-store.XXXXXX")
 trap 'rm -rf "$T"' EXIT
 
@@ -62,51 +65,76 @@ fi
 size=$(stat -c %s "$disk")
 cat "$disk" > /dev/null
 
-rows=()
-measure() { # name output-path command...
+# Each snapbundle job runs BENCH_REPEAT times (default 3), interleaved (store, bundle, restore,
+# unbundle, then again), and the median run is reported with the spread: the machines are
+# shared and noisy, and interleaving gives every tool the same share of the noise. The
+# reference tools (minutes, not seconds) run once.
+repeat=${BENCH_REPEAT:-3}
+run_once() { # name output-path command...: appends "seconds user sys bytes" to $T/res.<name>
 	local name=$1 out=$2
 	shift 2
+	rm -rf "$out"
+	[ "$name" != "snapbundle bundle (classic)" ] || mkdir -p "$out"
 	sync
-	local t0 t1
-	t0=$(date +%s.%N)
-	"$@" > /dev/null 2> "$T/err" || { echo "$name failed: $(cat "$T/err")" >&2; return 0; }
-	t1=$(date +%s.%N)
-	local secs bytes
-	secs=$(echo "$t1 - $t0" | bc -l)
-	bytes=$(du -sb "$out" | cut -f1)
-	local rate
+	local TIMEFORMAT='%R %U %S'
+	{ time "$@" > /dev/null 2> "$T/err"; } 2> "$T/time" ||
+		{ echo "$name failed: $(cat "$T/err")" >&2; return 1; }
+	echo "$(cat "$T/time") $(du -sb "$out" | cut -f1)" >> "$T/res.${name// /_}"
+}
+rows=()
+declare -A median
+report() { # name: the median run of $T/res.<name>, its spread, and its CPU
+	local name=$1 f="$T/res.${1// /_}"
+	[ -s "$f" ] || return 0
+	local n secs user sys bytes lo hi rate
+	n=$(wc -l < "$f")
+	read -r secs user sys bytes < <(sort -n "$f" | sed -n "$(((n + 1) / 2))p")
+	lo=$(sort -n "$f" | head -1 | cut -d' ' -f1)
+	hi=$(sort -n "$f" | tail -1 | cut -d' ' -f1)
 	rate=$(echo "$size / 1048576 / $secs" | bc -l)
-	printf '{"tool":"%s","disk_bytes":%s,"threads":%s,"seconds":%.3f,"output_bytes":%s,"disk_mib_per_s":%.1f}\n' \
-		"$name" "$size" "$threads" "$secs" "$bytes" "$rate"
-	rows+=("$(printf '| %s | %.2f | %s | %.1f |' "$name" "$secs" "$bytes" "$rate")")
+	median[$name]=$secs
+	printf '{"tool":"%s","disk_bytes":%s,"threads":%s,"runs":%s,"seconds":%.3f,"seconds_min":%.3f,"seconds_max":%.3f,"cpu_user":%.2f,"cpu_sys":%.2f,"output_bytes":%s,"disk_mib_per_s":%.1f}\n' \
+		"$name" "$size" "$threads" "$n" "$secs" "$lo" "$hi" "$user" "$sys" "$bytes" "$rate"
+	rows+=("$(printf '| %s | %.2f | %.2f-%.2f | %.2f + %.2f | %s | %.1f |' "$name" "$secs" "$lo" \
+		"$hi" "$user" "$sys" "$bytes" "$rate")")
 }
 
-measure "snapbundle store" "$T/img.bin" \
-	"$B" store "$disk" -o "$T/img.bin" --threads "$threads" --progress=none "${store_opts[@]}"
 # the classic bundle: this build's, or BENCH_BUNDLE=path of a snapbundle that has it
 BB=${BENCH_BUNDLE:-$B}
+have_bundle=false
 if "$BB" bundle --help > /dev/null 2>&1; then
+	have_bundle=true
 	openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/key.pem" -out "$T/cert.pem" \
 		-days 1 -subj /CN=bench 2>/dev/null
-	mkdir -p "$T/bundle"
-	measure "snapbundle bundle (classic)" "$T/bundle" \
-		"$BB" bundle -i "$disk" -c "$T/cert.pem" -k "$T/key.pem" -u 123456789012 \
-		--ec2cert "$T/cert.pem" -d "$T/bundle" --threads "$threads" --progress=none
 fi
-if command -v qemu-img > /dev/null; then
-	measure "qemu-img convert -c -O qcow2" "$T/disk.qcow2" \
+for ((i = 0; i < repeat; i++)); do
+	run_once "snapbundle store" "$T/img.bin" \
+		"$B" store "$disk" -o "$T/img.bin" --threads "$threads" --progress=none "${store_opts[@]}"
+	if $have_bundle; then
+		run_once "snapbundle bundle (classic)" "$T/bundle" \
+			"$BB" bundle -i "$disk" -c "$T/cert.pem" -k "$T/key.pem" -u 123456789012 \
+			--ec2cert "$T/cert.pem" -d "$T/bundle" --threads "$threads" --progress=none
+	fi
+	run_once "snapbundle restore" "$T/restored.img" \
+		"$B" restore "$T/img.bin" -o "$T/restored.img" --threads "$threads" --progress=none \
+		"${restore_opts[@]}"
+	if [ -f "$T/bundle/$(basename "$disk").manifest.xml" ]; then
+		run_once "snapbundle unbundle (classic)" "$T/unbundled.img" \
+			"$BB" unbundle -m "$T/bundle/$(basename "$disk").manifest.xml" -k "$T/key.pem" \
+			-o "$T/unbundled.img" --threads "$threads" --progress=none
+	fi
+done
+if command -v qemu-img > /dev/null && [ -z "${BENCH_NO_REFERENCE:-}" ]; then
+	run_once "qemu-img convert -c -O qcow2" "$T/disk.qcow2" \
 		qemu-img convert -c -O qcow2 "$disk" "$T/disk.qcow2"
 fi
-if command -v zstd > /dev/null; then
-	measure "zstd -T0" "$T/disk.zst" zstd -q -T0 "$disk" -o "$T/disk.zst"
+if command -v zstd > /dev/null && [ -z "${BENCH_NO_REFERENCE:-}" ]; then
+	run_once "zstd -T0" "$T/disk.zst" zstd -q -T0 "$disk" -o "$T/disk.zst"
 fi
-measure "snapbundle restore" "$T/restored.img" \
-	"$B" restore "$T/img.bin" -o "$T/restored.img" --threads "$threads" --progress=none
-if [ -f "$T/bundle/$(basename "$disk").manifest.xml" ]; then
-	measure "snapbundle unbundle (classic)" "$T/unbundled.img" \
-		"$BB" unbundle -m "$T/bundle/$(basename "$disk").manifest.xml" -k "$T/key.pem" \
-		-o "$T/unbundled.img" --threads "$threads" --progress=none
-fi
+for name in "snapbundle store" "snapbundle bundle (classic)" "qemu-img convert -c -O qcow2" \
+	"zstd -T0" "snapbundle restore" "snapbundle unbundle (classic)"; do
+	report "$name"
+done
 # (unpartitioned space is UNUSED by default, so the restore matches the disk only where it
 # matters; tests/store/demo-disk.sh checks that)
 
@@ -120,6 +148,11 @@ echo "disk: $(numfmt --to=iec "$size") (tools/make-demo-disk.sh $mib, root files
 	"store options: ${store_opts[*]:-none}, load $(cut -d' ' -f1-3 /proc/loadavg)"
 fi
 echo
-echo "| tool | seconds | output bytes | disk MiB/s |"
-echo "|---|---:|---:|---:|"
+echo "| tool | seconds (median) | range | CPU user + sys | output bytes | disk MiB/s |"
+echo "|---|---:|---:|---:|---:|---:|"
 printf '%s\n' "${rows[@]}"
+echo
+ratio() { [ -n "${median[$1]:-}" ] && [ -n "${median[$2]:-}" ] &&
+	printf '%s: %.2fx\n' "$3" "$(echo "${median[$2]} / ${median[$1]}" | bc -l)"; }
+ratio "snapbundle store" "snapbundle bundle (classic)" "store vs bundle throughput (medians)" || true
+ratio "snapbundle restore" "snapbundle store" "restore vs store throughput (medians)" || true

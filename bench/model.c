@@ -61,17 +61,19 @@ static const struct term_def unbundle_terms[] = {
 static const struct term_def store_terms[] = {
     {NULL, "read", false, true, false},
     {"zero-scan", "zero-scan", false, false, false},
+    {"crc32", "frame-crc", false, false, false},
     {"deflate", "deflate", false, false, false},
-    {"sha256", "frame-digest", false, false, false},
     {"aes256gcm-enc", "aes256gcm-enc", false, false, true},
+    {"sha256", "frame-digest", false, false, true},
     {"write", "write", false, true, true},
 };
 
 static const struct term_def restore_terms[] = {
     {NULL, "read", false, true, true},
+    {"sha256", "frame-digest", false, false, true},
     {"aes256gcm-dec", "aes256gcm-dec", false, false, true},
     {"inflate", "inflate", false, false, false},
-    {"sha256", "frame-digest", false, false, false},
+    {"crc32", "frame-crc", false, false, false},
     {"write", "write", false, true, false},
 };
 

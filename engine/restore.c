@@ -10,8 +10,9 @@
  *     order; frames are checked against their expected sequence number and order as they
  *     arrive, and against the authenticated index when it arrives at the end.
  *  2. Every frame is checked before its bytes count: header CRC, agreement with the index
- *     (random) or the sequence (sequential), AES-256-GCM tag with the AAD binding image id,
- *     volume, frame number and offset (encrypted), inflate to exactly raw_len, and its digest.
+ *     (random) or the sequence (sequential), the digest of its stored payload, the AES-256-GCM
+ *     tag with the AAD binding image id, volume, frame number and offset (encrypted), inflate
+ *     to exactly raw_len, and the CRC-32 of the restored data against the payload's trailer.
  *  3. Outputs are engine/output.h targets: temporary names renamed only by snap_output_commit
  *     after the last check passed; any failure aborts them, so nothing is left behind.
  *  4. Workers decode and write frames in any order (positional writes); the run thread reads
@@ -38,6 +39,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <isa-l/crc.h>
 #include <isa-l/igzip_lib.h>
 
 #include "job-internal.h"
@@ -64,6 +66,7 @@ struct rctx {
 	struct snap_job *job;
 	struct snap_store_image *img;
 	bool verify_only;
+	bool without_key; /* verify an encrypted image without its key: stored bytes only */
 	struct rvol *vols;
 	size_t nvols;
 	char *made_dir; /* the output directory this job created: removed when it fails */
@@ -113,11 +116,18 @@ static int decode_frame(struct rworker *w, struct rslot *sl)
 	struct rctx *c = w->c;
 	struct snap_store_frame *f = &sl->f;
 	uint8_t *payload = sl->rec + SNAP_STORE_FRAME_HEADER_SIZE;
+	uint8_t d[SNAP_STORE_DIGEST_SIZE];
 	int r;
+	/* the stored bytes first: this check needs no key */
+	if ((r = snap_store_cipher_digest(w->cipher, payload, f->stored_len, d)) < 0)
+		return rfail(w, r, sl, "cannot compute the digest");
+	if (!snap_store_ct_equal(d, f->digest, sizeof(d)))
+		return rfail(w, -EBADMSG, sl, "digest mismatch (corrupt frame)");
+	if (c->without_key)
+		return 0; /* the stored bytes are what the index lists; nothing to decrypt with */
 	if (f->flags & SNAP_STORE_FRAME_ENCRYPTED) {
-		uint8_t aad[SNAP_STORE_ID_SIZE + SNAP_STORE_FRAME_HEADER_SIZE];
-		memcpy(aad, c->img->hdr.image_id, SNAP_STORE_ID_SIZE);
-		memcpy(aad + SNAP_STORE_ID_SIZE, sl->rec, SNAP_STORE_FRAME_HEADER_SIZE);
+		uint8_t aad[SNAP_STORE_FRAME_AAD_SIZE];
+		snap_store_frame_aad(c->img->hdr.image_id, sl->rec, aad);
 		r = snap_store_cipher_open(w->cipher, f->nonce, aad, sizeof(aad), payload,
 					   f->stored_len, payload + f->stored_len);
 		if (r == -EBADMSG)
@@ -127,6 +137,7 @@ static int decode_frame(struct rworker *w, struct rslot *sl)
 		if (r < 0)
 			return rfail(w, r, sl, "cannot decrypt");
 	}
+	uint32_t body = f->stored_len - SNAP_STORE_FRAME_TRAILER_SIZE;
 	const uint8_t *raw = payload;
 	/* the destination's address is congruent with the frame's output offset, so the
 	 * whole blocks of the write can take the O_DIRECT path (output.h invariant 5) */
@@ -136,7 +147,7 @@ static int decode_frame(struct rworker *w, struct rslot *sl)
 		isal_inflate_init(&w->inf);
 		w->inf.crc_flag = ISAL_DEFLATE;
 		w->inf.next_in = payload;
-		w->inf.avail_in = f->stored_len;
+		w->inf.avail_in = body;
 		w->inf.next_out = dst;
 		w->inf.avail_out = f->raw_len;
 		r = isal_inflate_stateless(&w->inf);
@@ -144,11 +155,8 @@ static int decode_frame(struct rworker *w, struct rslot *sl)
 			return rfail(w, -EBADMSG, sl, "corrupt compressed data");
 		raw = dst;
 	}
-	uint8_t d[SNAP_STORE_DIGEST_SIZE];
-	if ((r = snap_store_cipher_digest(w->cipher, raw, f->raw_len, d)) < 0)
-		return rfail(w, r, sl, "cannot compute the digest");
-	if (!snap_store_ct_equal(d, f->digest, sizeof(d)))
-		return rfail(w, -EBADMSG, sl, "digest mismatch (corrupt frame)");
+	if (crc32_gzip_refl(0, raw, f->raw_len) != snap_get_le32(payload + body))
+		return rfail(w, -EBADMSG, sl, "CRC mismatch of the restored data (corrupt frame)");
 	struct rvol *v = &c->vols[f->volume];
 	if (!v->selected || !v->out)
 		return 0;
@@ -302,8 +310,8 @@ static int start_workers(struct rctx *c, struct rworker **ret)
 	if (!c->slots || !c->threads || !ws)
 		return -ENOMEM;
 	for (unsigned i = 0; i < c->nslots; i++) {
-		c->slots[i].rec =
-		    malloc((size_t)fs + SNAP_STORE_FRAME_HEADER_SIZE + SNAP_STORE_GCM_TAG_SIZE);
+		c->slots[i].rec = malloc((size_t)fs + SNAP_STORE_FRAME_HEADER_SIZE +
+					 SNAP_STORE_FRAME_TRAILER_SIZE + SNAP_STORE_GCM_TAG_SIZE);
 		/* aligned, with room to start the frame at any offset modulo the alignment */
 		if (posix_memalign((void **)&c->slots[i].raw, SNAP_OUTPUT_MEM_ALIGN,
 				   (size_t)fs + SNAP_OUTPUT_MEM_ALIGN) != 0)
@@ -573,7 +581,7 @@ static int restore_random(struct rctx *c)
 							.stored_len = e->stored_len};
 			size_t len = (size_t)snap_store_frame_record_len(&hdrf);
 			if (len > (size_t)img->hdr.frame_size + SNAP_STORE_FRAME_HEADER_SIZE +
-				      SNAP_STORE_GCM_TAG_SIZE)
+				      SNAP_STORE_FRAME_TRAILER_SIZE + SNAP_STORE_GCM_TAG_SIZE)
 				return snap_job_fail(c->job, -EUCLEAN,
 						     "%s: index entry of frame %llu is too long",
 						     img->path, (unsigned long long)k);
@@ -817,7 +825,12 @@ static int restore_open(struct rctx *c)
 		c->img->seekable = false;
 	const char *pass = snap_job_string(job, SNAP_SPARAM_PASSPHRASE);
 	const char *key = snap_job_string(job, SNAP_SPARAM_PRIVATE_KEY);
-	r = snap_store_image_unlock(c->img, pass, key);
+	c->without_key = c->verify_only && snap_job_param(job, SNAP_PARAM_WITHOUT_KEY, 0) &&
+			 c->img->keys_rec;
+	if (c->without_key && (pass || key))
+		return snap_job_fail(job, -EINVAL, "give either a key or \"without key\", not both");
+	r = c->without_key ? store_image_decode_meta(c->img)
+			   : snap_store_image_unlock(c->img, pass, key);
 	if (r < 0)
 		return snap_job_fail(job, r, "%s", snap_store_image_error(c->img));
 	if (c->img->seekable) {
@@ -897,6 +910,8 @@ out:
 	if (r == -ENOMEM)
 		snap_job_fail(job, r, "out of memory");
 	snap_job_set_result_u64(job, SNAP_RESULT_FRAMES_READ, c.frames_read);
+	snap_job_set_result_u64(job, SNAP_RESULT_AUTHENTICATED,
+				!c.without_key ? 2 : c.img->signature_valid ? 1 : 0);
 	if (c.threads)
 		stop_workers(&c, ws, c.started);
 	for (size_t i = 0; c.vols && i < c.nvols; i++)

@@ -207,6 +207,11 @@ enum snap_job_param {
 	 * two images made with one seed share their keys and nonces. 0 = off. */
 	SNAP_PARAM_TEST_SEED = 307,
 	SNAP_PARAM_SCRYPT_LOG_N = 308,	/* store: scrypt cost log2(N), default 15 */
+	/* verify store: check an encrypted image without its key (1): every frame's stored bytes
+	 * against its digest and the index, the index's structure and volume digests, and the
+	 * signature when there is one; frames are not decrypted, and the metadata and index
+	 * authenticate only through a signature (SNAP_RESULT_AUTHENTICATED says which). */
+	SNAP_PARAM_WITHOUT_KEY = 309,
 };
 
 /* String parameters; snap_job_add_string() appends to the list-valued ones. */
@@ -299,6 +304,10 @@ enum snap_job_result {
 	SNAP_RESULT_STREAM_BYTES = 7,  /* u64: tar stream length */
 	SNAP_RESULT_FRAMES = 8,	       /* u64 */
 	SNAP_RESULT_FRAMES_READ = 9,   /* u64: restore/verify store: frames read and checked */
+	/* u64, verify store: 2 metadata and index authenticated by the data key (or, unencrypted,
+	 * by their digests only: no secret), 1 by a valid signature only (SNAP_PARAM_WITHOUT_KEY),
+	 * 0 not authenticated (without key and unsigned: integrity of the stored bytes only) */
+	SNAP_RESULT_AUTHENTICATED = 10,
 	SNAP_RESULT_MANIFEST_PATH = 100, /* string */
 	SNAP_RESULT_DIGEST = 101,	 /* string: manifest digest (SHA-1 of the tar stream) */
 	SNAP_RESULT_OUTPUT_PATH = 102,	 /* string */

@@ -212,7 +212,7 @@ static int check_meta_tag(struct snap_store_image *img)
 }
 
 /* Idempotent. Before the tag was checked only for display (inspect without a key). */
-static int decode_meta(struct snap_store_image *img)
+int store_image_decode_meta(struct snap_store_image *img)
 {
 	if (img->meta_decoded)
 		return 0;
@@ -278,7 +278,7 @@ int store_image_open_fd(struct snap_store_image *img, int fd, const char *path, 
 		return 0; /* decoded once the tag was checked (snap_store_image_unlock) */
 	if ((r = check_meta_tag(img)) < 0)
 		return r;
-	return decode_meta(img);
+	return store_image_decode_meta(img);
 }
 
 int snap_store_image_open(struct snap_store_image *img, const char *path)
@@ -289,7 +289,7 @@ int snap_store_image_open(struct snap_store_image *img, const char *path)
 	if (fd < 0)
 		return img_fail(img, -errno, "cannot open %s: %s", path, strerror(errno));
 	int r = store_image_open_fd(img, fd, path, true);
-	if (r < 0 || (r = decode_meta(img)) < 0)
+	if (r < 0 || (r = store_image_decode_meta(img)) < 0)
 		return r;
 	if (!img->seekable)
 		return img_fail(img, -ESPIPE, "%s is not a regular file", path);
@@ -354,7 +354,7 @@ int snap_store_image_unlock(struct snap_store_image *img, const char *passphrase
 	if (r < 0)
 		return img_fail(img, r, "cannot derive the image keys");
 	img->unlocked = true;
-	if ((r = check_meta_tag(img)) < 0 || (r = decode_meta(img)) < 0)
+	if ((r = check_meta_tag(img)) < 0 || (r = store_image_decode_meta(img)) < 0)
 		return r;
 	if (img->index_rec && !img->index_authenticated) {
 		r = check_tag(img, img->index_rec, img->index_len, NULL, NULL, 0, "index");
@@ -404,7 +404,8 @@ int store_image_set_index(struct snap_store_image *img, uint8_t *rec, size_t len
 		const struct snap_store_index_frame *f = &img->ix.frames[i];
 		if ((f->flags & ~SNAP_STORE_FRAME_KNOWN) ||
 		    !(f->flags & SNAP_STORE_FRAME_ENCRYPTED) != !img->keys_rec ||
-		    f->raw_len > img->hdr.frame_size || f->stored_len > f->raw_len ||
+		    !snap_store_frame_lengths_ok(f->flags, f->raw_len, f->stored_len,
+						 img->hdr.frame_size) ||
 		    f->file_offset != expect)
 			return img_fail(img, -EUCLEAN, "index entry of frame %llu is inconsistent",
 					(unsigned long long)i);

@@ -57,6 +57,9 @@ struct snap_store_image {
 /* Reads header, KEYS and META from fd at its current position (a pipe works). */
 int store_image_open_fd(struct snap_store_image *img, int fd, const char *path, bool own_fd);
 /* Seekable inputs: footer and INDEX; checks structure, metadata binding, volume digests. */
+/* Decodes META (idempotent); before the tag was checked only for display, or to verify an
+ * encrypted image's stored bytes without its key (SNAP_PARAM_WITHOUT_KEY). */
+int store_image_decode_meta(struct snap_store_image *img);
 int store_image_load_index(struct snap_store_image *img);
 /* Takes ownership of an INDEX record read at file offset at (CRC already checked). */
 int store_image_set_index(struct snap_store_image *img, uint8_t *rec, size_t len, uint64_t at);

@@ -13,23 +13,34 @@
  *     DATA into ZERO (layer zeroscan) in the volume's map, and each run of non-zero blocks
  *     inside a chunk becomes one frame. The index stores the map after this pass.
  *  4. Memory is fixed when the job starts: nslots chunks in flight, each with an input buffer
- *     of frame_size bytes and an output buffer large enough for its frames stored raw; the
- *     reader (blockdev/reader.h, io_uring or pread) has its own queue_depth request buffers.
+ *     of frame_size bytes (touched only when a chunk must be copied) and an output buffer large
+ *     enough for its frames stored raw; the reader (blockdev/reader.h, io_uring or pread) has
+ *     its own queue_depth request buffers of frame_size bytes by default.
  *  5. Chunks are the DATA extents of the layout cut at multiples of frame_size; they are the
- *     reader's ranges, so a chunk arrives as one or more reader chunks in order and is copied
- *     into a slot (reader buffers go back at once and never wait on a worker).
+ *     reader's ranges. A chunk that arrives whole in one reader buffer (the default request
+ *     size is the frame size) is not copied: the slot holds the buffer and the worker releases
+ *     it once the slot's frames are sealed (a slot with no frames releases it at once). A chunk
+ *     that arrives in pieces (a smaller request size) is copied into the slot's input buffer.
+ *     No deadlock: the run thread waits for a reader buffer only while it holds a free slot,
+ *     and every held buffer belongs to a queued or busy slot that a worker finishes without
+ *     the run thread.
  *  6. Progress is counted and reported by the run thread only: bytes_read and bytes_done as each
- *     reader chunk arrives, bytes_written as frames are written, and on the progress interval
- *     while it waits on workers (snap_job_wait). bytes_read + bytes_skipped == bytes_total:
- *     blocks the zero scan finds were read, so they are not skipped.
+ *     reader chunk arrives, bytes_written from what the writer published (pub_written, under
+ *     the lock), and on the progress interval while it waits (snap_job_wait). bytes_read +
+ *     bytes_skipped == bytes_total: blocks the zero scan finds were read, so not skipped.
  *  7. A cancellation is honoured up to the rename: nothing is committed after one arrived.
+ *  8. During the data stage one writer thread owns the descriptor, s->written and the index
+ *     entries: it writes finished slots strictly in sequence and frees them, so the run thread
+ *     only reads and cuts, and a slow write never stalls the workers' supply. It never calls
+ *     the job: its first failure (or a worker's, seen on the slot) is kept in werr/wmsg and
+ *     recorded by the run thread. The run thread writes the head before it starts and the
+ *     tail after it was joined.
  *
  * State transitions (snap_store_run):
  *  1. prepare: open sources, build layouts (store_open_volumes), keys (store_keys), header,
  *     KEYS and META records written (store_write_head)
  *  2. data: chunks read through the reader, zero-scanned, cut into frames (store_fill_slot),
- *     sealed by workers
- *     (worker_main), written in order (store_write_slot)
+ *     sealed by workers (worker_main), written in order by the writer (writer_main)
  *  3. finish: INDEX and footer written (store_write_tail), fsync and rename (store_commit)
  *  4. done, or failed: temporary unlinked (store_cleanup)
  */
@@ -43,6 +54,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <isa-l/crc.h>
 #include <isa-l/igzip_lib.h>
 #include <openssl/crypto.h>
 
@@ -83,6 +95,9 @@ enum slot_state { SLOT_FREE, SLOT_QUEUED, SLOT_BUSY, SLOT_DONE };
 struct slot {
 	enum slot_state state;
 	uint64_t seq;
+	const uint8_t *data; /* the chunk: the reader's buffer (held) or in (copied) */
+	struct snap_reader *held_reader;
+	struct snap_chunk held; /* released by the worker once the frames are sealed */
 	uint8_t *in, *out;
 	size_t out_cap;
 	size_t nframes;
@@ -130,9 +145,18 @@ struct store_ctx {
 	unsigned nthreads;
 	bool stop;
 	uint64_t next_frame;
+	/* the writer thread (invariant 8) */
+	pthread_t writer;
+	bool writer_started;
+	bool fill_done;	      /* the run thread queued its last slot */
+	int werr;	      /* the writer's first failure, message in wmsg */
+	char wmsg[512];
+	uint64_t pub_written; /* s->written as of the writer's last slot, under lock */
 };
 
-static int write_all(struct store_ctx *s, const void *buf, size_t len)
+/* Appends; -errno on failure, s->written counts what went out. No job calls: the writer
+ * thread uses it too. */
+static int write_out(struct store_ctx *s, const void *buf, size_t len)
 {
 	const uint8_t *p = buf;
 	while (len > 0) {
@@ -140,14 +164,11 @@ static int write_all(struct store_ctx *s, const void *buf, size_t len)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			return snap_job_fail(s->job, -errno, "cannot write %s at offset %llu: %s",
-					     s->path, (unsigned long long)s->written,
-					     strerror(errno));
+			return -errno;
 		}
 		p += n;
 		len -= (size_t)n;
 		s->written += (uint64_t)n;
-		s->job->progress.bytes_written += (uint64_t)n;
 	}
 	if (s->written - s->writeback_mark >= (64ull << 20)) {
 		/* start writeback now, so the commit's fsync does not flush the whole image at
@@ -155,6 +176,17 @@ static int write_all(struct store_ctx *s, const void *buf, size_t len)
 		(void)sync_file_range(s->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 		s->writeback_mark = s->written;
 	}
+	return 0;
+}
+
+/* The run thread's writes (head and tail). */
+static int write_all(struct store_ctx *s, const void *buf, size_t len)
+{
+	int r = write_out(s, buf, len);
+	if (r < 0)
+		return snap_job_fail(s->job, r, "cannot write %s at offset %llu: %s", s->path,
+				     (unsigned long long)s->written, snap_strerror(r));
+	s->job->progress.bytes_written = s->written;
 	return 0;
 }
 
@@ -182,15 +214,15 @@ static uint32_t level_buf_size(int level)
 	}
 }
 
-/* Compress, digest and seal one frame into out (header + payload + tag). */
+/* Compress, seal and digest one frame into out (header + payload + tag). The payload is the
+ * body (DEFLATE, or the raw data when that does not shrink it) and a CRC-32 of the raw data, so
+ * a restore checks what it inflated end to end; the digest covers the payload as stored. */
 static int seal_frame(struct worker *w, const uint8_t *raw, struct frame_job *fj, uint8_t *out)
 {
 	struct store_ctx *s = w->s;
 	struct snap_store_frame *f = &fj->f;
-	int r = snap_store_cipher_digest(w->cipher, raw, f->raw_len, f->digest);
-	if (r < 0)
-		return r;
 	uint8_t *payload = out + SNAP_STORE_FRAME_HEADER_SIZE;
+	uint32_t crc = crc32_gzip_refl(0, raw, f->raw_len);
 	isal_deflate_stateless_init(&w->zs);
 	w->zs.level = (uint32_t)s->level;
 	w->zs.level_buf = w->level_buf;
@@ -202,35 +234,49 @@ static int seal_frame(struct worker *w, const uint8_t *raw, struct frame_job *fj
 	w->zs.avail_in = f->raw_len;
 	w->zs.next_out = payload;
 	w->zs.avail_out = f->raw_len - 1; /* keep it only when it shrinks */
-	r = isal_deflate_stateless(&w->zs);
+	int r = isal_deflate_stateless(&w->zs);
+	uint32_t body;
 	if (r == COMP_OK && w->zs.total_out > 0 && w->zs.total_out < f->raw_len) {
 		f->flags = SNAP_STORE_FRAME_DEFLATE;
-		f->stored_len = w->zs.total_out;
+		body = w->zs.total_out;
 	} else if (r == COMP_OK || r == STATELESS_OVERFLOW) {
 		f->flags = 0;
-		f->stored_len = f->raw_len;
+		body = f->raw_len;
 		memcpy(payload, raw, f->raw_len);
 	} else {
 		return -EIO;
 	}
+	snap_put_le32(payload + body, crc);
+	f->stored_len = body + SNAP_STORE_FRAME_TRAILER_SIZE;
+	memset(f->digest, 0, sizeof(f->digest));
 	if (s->encrypted) {
 		f->flags |= SNAP_STORE_FRAME_ENCRYPTED;
 		r = snap_store_random(&s->rng, "frame nonce", f->index, f->nonce, sizeof(f->nonce));
 		if (r < 0)
 			return r;
-	}
-	snap_store_frame_encode(f, out);
-	if (s->encrypted) {
-		uint8_t aad[SNAP_STORE_ID_SIZE + SNAP_STORE_FRAME_HEADER_SIZE];
-		memcpy(aad, s->image_id, SNAP_STORE_ID_SIZE);
-		memcpy(aad + SNAP_STORE_ID_SIZE, out, SNAP_STORE_FRAME_HEADER_SIZE);
+		uint8_t aad[SNAP_STORE_FRAME_AAD_SIZE];
+		snap_store_frame_encode(f, out);
+		snap_store_frame_aad(s->image_id, out, aad);
 		r = snap_store_cipher_seal(w->cipher, f->nonce, aad, sizeof(aad), payload,
 					   f->stored_len, payload + f->stored_len);
 		if (r < 0)
 			return r;
 	}
+	r = snap_store_cipher_digest(w->cipher, payload, f->stored_len, f->digest);
+	if (r < 0)
+		return r;
+	snap_store_frame_encode(f, out);
 	fj->out_len = (size_t)snap_store_frame_record_len(f);
 	return 0;
+}
+
+/* Gives a held reader buffer back (invariant 5). */
+static void slot_release(struct slot *sl)
+{
+	if (sl->held_reader) {
+		snap_reader_release(sl->held_reader, &sl->held);
+		sl->held_reader = NULL;
+	}
 }
 
 static void *worker_main(void *arg)
@@ -260,9 +306,10 @@ static void *worker_main(void *arg)
 		for (size_t i = 0; i < sl->nframes && r == 0; i++) {
 			struct frame_job *fj = &sl->frames[i];
 			fj->out_off = out_off;
-			r = seal_frame(w, sl->in + fj->in_off, fj, sl->out + out_off);
+			r = seal_frame(w, sl->data + fj->in_off, fj, sl->out + out_off);
 			out_off += fj->out_len;
 		}
+		slot_release(sl);
 		pthread_mutex_lock(&s->lock);
 		sl->err = r;
 		sl->state = SLOT_DONE;
@@ -325,7 +372,12 @@ static int store_open_volumes(struct store_ctx *s)
 		}
 		struct snap_reader_opts ro = {
 		    .queue_depth = (unsigned)snap_job_param(job, SNAP_PARAM_QUEUE_DEPTH, 8),
-		    .request_size = (size_t)snap_job_param(job, SNAP_PARAM_REQUEST_SIZE, 1 << 20),
+		    /* a frame per request (up to 4 MiB, so progress and cancellation still come
+		     * within a large frame): a chunk then arrives whole in one reader buffer,
+		     * which the slot holds instead of copying (invariant 5) */
+		    .request_size = (size_t)snap_job_param(
+			job, SNAP_PARAM_REQUEST_SIZE,
+			s->frame_size < DEFAULT_FRAME_SIZE ? s->frame_size : DEFAULT_FRAME_SIZE),
 		    .force_pread = snap_job_param(job, SNAP_PARAM_FORCE_PREAD, 0) != 0,
 		};
 		r = snap_reader_new(v->src, &ro, &v->reader);
@@ -642,42 +694,64 @@ static int add_iframe(struct store_ctx *s, const struct snap_store_frame *f, uin
 	return 0;
 }
 
-/* Writes the oldest slot once a worker finished it. Called with the lock held. */
-static int store_write_slot(struct store_ctx *s)
+/* The writer thread (invariant 8): writes slots in sequence as workers finish them, records
+ * their index entries, frees them for the run thread. */
+static void *writer_main(void *arg)
 {
-	struct slot *sl = NULL;
-	for (;;) {
-		for (unsigned i = 0; i < s->nslots; i++)
-			if (s->slots[i].state != SLOT_FREE && s->slots[i].seq == s->write_seq)
+	struct store_ctx *s = arg;
+	pthread_mutex_lock(&s->lock);
+	while (!s->stop && !s->werr) {
+		struct slot *sl = NULL;
+		for (unsigned i = 0; i < s->nslots && !sl; i++)
+			if (s->slots[i].state == SLOT_DONE && s->slots[i].seq == s->write_seq)
 				sl = &s->slots[i];
-		if (!sl)
-			return 0;
-		if (sl->state == SLOT_DONE)
-			break;
-		snap_job_wait(s->job, &s->cond, &s->lock);
-		sl = NULL;
+		if (!sl) {
+			if (s->fill_done && s->write_seq == s->next_seq)
+				break;
+			pthread_cond_wait(&s->cond, &s->lock);
+			continue;
+		}
+		pthread_mutex_unlock(&s->lock);
+		char msg[sizeof(s->wmsg)] = "";
+		int r = sl->err;
+		if (r < 0) {
+			const struct snap_store_frame *f = &sl->frames[0].f;
+			snprintf(msg, sizeof(msg),
+				 "cannot compress or seal frame %llu of %s (%s at offset %llu): %s",
+				 (unsigned long long)f->index, s->path, s->vols[f->volume].path,
+				 (unsigned long long)f->offset, snap_strerror(r));
+		}
+		for (size_t i = 0; i < sl->nframes && r == 0; i++) {
+			const struct frame_job *fj = &sl->frames[i];
+			uint64_t at = s->written;
+			r = write_out(s, sl->out + fj->out_off, fj->out_len);
+			if (r < 0)
+				snprintf(msg, sizeof(msg), "cannot write %s at offset %llu: %s",
+					 s->path, (unsigned long long)s->written, snap_strerror(r));
+			else if ((r = add_iframe(s, &fj->f, at)) < 0)
+				snprintf(msg, sizeof(msg), "out of memory");
+		}
+		pthread_mutex_lock(&s->lock);
+		s->pub_written = s->written;
+		if (r < 0) {
+			s->werr = r;
+			memcpy(s->wmsg, msg, sizeof(msg));
+		} else {
+			sl->state = SLOT_FREE;
+			s->write_seq++;
+		}
+		pthread_cond_broadcast(&s->cond);
 	}
 	pthread_mutex_unlock(&s->lock);
-	int r = sl->err;
-	if (r < 0) {
-		const struct snap_store_frame *f = &sl->frames[0].f;
-		r = snap_job_fail(
-		    s->job, r, "cannot compress or seal frame %llu of %s (%s at offset %llu): %s",
-		    (unsigned long long)f->index, s->path, s->vols[f->volume].path,
-		    (unsigned long long)f->offset, snap_strerror(r));
-	}
-	for (size_t i = 0; i < sl->nframes && r == 0; i++) {
-		const struct frame_job *fj = &sl->frames[i];
-		uint64_t at = s->written;
-		r = write_all(s, sl->out + fj->out_off, fj->out_len);
-		if (r == 0)
-			r = add_iframe(s, &fj->f, at);
-		snap_job_report(s->job, false);
-	}
-	pthread_mutex_lock(&s->lock);
-	sl->state = SLOT_FREE;
-	s->write_seq++;
-	return r;
+	return NULL;
+}
+
+/* Run thread, lock held: waits on the pipeline with progress. */
+static void store_wait(struct store_ctx *s)
+{
+	s->job->progress.bytes_written = s->pub_written;
+	snap_job_wait(s->job, &s->cond, &s->lock);
+	s->job->progress.bytes_written = s->pub_written;
 }
 
 /* Reads a chunk (one reader range, delivered as one or more reader chunks in order) into a
@@ -688,6 +762,7 @@ static int store_fill_slot(struct store_ctx *s, struct slot *sl, uint32_t vi, ui
 	struct store_vol *v = &s->vols[vi];
 	size_t got = 0;
 	int r;
+	sl->held_reader = NULL;
 	while (got < len) {
 		struct snap_chunk ch;
 		/* a chunk may be 64 MiB from a slow device: cancel between reader chunks */
@@ -708,9 +783,16 @@ static int store_fill_slot(struct store_ctx *s, struct slot *sl, uint32_t vi, ui
 			return snap_job_fail(s->job, -EIO, "%s: reader out of step at offset %llu",
 					     v->path, (unsigned long long)ch.offset);
 		}
-		memcpy(sl->in + got, ch.data, ch.length);
+		if (ch.length == len) {
+			sl->data = ch.data;
+			sl->held = ch;
+			sl->held_reader = v->reader;
+		} else {
+			memcpy(sl->in + got, ch.data, ch.length);
+			sl->data = sl->in;
+			snap_reader_release(v->reader, &ch);
+		}
 		got += ch.length;
-		snap_reader_release(v->reader, &ch);
 		/* progress as the reader delivers, not per chunk: a chunk may be 64 MiB */
 		s->job->progress.bytes_read += ch.length;
 		s->job->progress.bytes_done += ch.length;
@@ -726,7 +808,7 @@ static int store_fill_slot(struct store_ctx *s, struct slot *sl, uint32_t vi, ui
 		size_t blen = SNAP_STORE_BLOCK_SIZE - (size_t)(abs % SNAP_STORE_BLOCK_SIZE);
 		if (blen > len - pos)
 			blen = len - pos;
-		bool zero = snap_is_zero(sl->in + pos, blen);
+		bool zero = snap_is_zero(sl->data + pos, blen);
 		if (!zero && !in_run) {
 			in_run = true;
 			run_start = pos;
@@ -746,12 +828,14 @@ static int store_fill_slot(struct store_ctx *s, struct slot *sl, uint32_t vi, ui
 			/* read, so not skipped: bytes_read + bytes_skipped == bytes_total */
 			r = snap_map_mark(v->layout->map, abs, blen, SNAP_EXTENT_ZERO,
 					  SNAP_LAYER_ZEROSCAN);
-			if (r < 0)
+			if (r < 0) {
+				slot_release(sl);
 				return snap_job_fail(s->job, r,
 						     "cannot update the extent map of %s at offset "
 						     "%llu: %s",
 						     v->path, (unsigned long long)abs,
 						     snap_strerror(r));
+			}
 		}
 		pos += blen;
 	}
@@ -825,21 +909,25 @@ static int store_data(struct store_ctx *s)
 				break;
 			}
 			struct slot *sl = NULL;
-			while (!sl && r == 0) {
+			while (!sl && !s->werr) {
 				for (unsigned k = 0; k < s->nslots; k++)
 					if (s->slots[k].state == SLOT_FREE)
 						sl = &s->slots[k];
 				if (!sl)
-					r = store_write_slot(s);
+					store_wait(s);
 			}
-			if (r < 0)
+			if (s->werr) {
+				r = snap_job_fail(s->job, s->werr, "%s", s->wmsg);
 				break;
+			}
 			pthread_mutex_unlock(&s->lock);
 			r = store_fill_slot(s, sl, vi, off, len);
 			pthread_mutex_lock(&s->lock);
 			if (r < 0)
 				break;
 			sl->seq = s->next_seq++;
+			if (!sl->nframes)
+				slot_release(sl); /* all zero: nothing for a worker */
 			sl->state = sl->nframes ? SLOT_QUEUED : SLOT_DONE;
 			sl->err = 0;
 			pthread_cond_broadcast(&s->cond);
@@ -848,11 +936,20 @@ static int store_data(struct store_ctx *s)
 		/* frames of this volume are all numbered; they are written before the next */
 		v->nframes = s->next_frame - v->first_frame;
 	}
-	while (r == 0 && s->write_seq < s->next_seq)
-		r = store_write_slot(s);
+	s->fill_done = true;
+	pthread_cond_broadcast(&s->cond);
+	while (r == 0 && !s->werr && s->write_seq < s->next_seq)
+		store_wait(s);
+	if (r == 0 && s->werr)
+		r = snap_job_fail(s->job, s->werr, "%s", s->wmsg);
 	s->stop = true;
 	pthread_cond_broadcast(&s->cond);
 	pthread_mutex_unlock(&s->lock);
+	if (s->writer_started) {
+		pthread_join(s->writer, NULL);
+		s->writer_started = false;
+	}
+	s->job->progress.bytes_written = s->written;
 	return r;
 }
 
@@ -871,7 +968,8 @@ static int store_start_workers(struct store_ctx *s)
 	for (unsigned i = 0; i < s->nslots; i++) {
 		struct slot *sl = &s->slots[i];
 		sl->out_cap = s->frame_size +
-			      max_frames * (SNAP_STORE_FRAME_HEADER_SIZE + SNAP_STORE_GCM_TAG_SIZE);
+			      max_frames * (SNAP_STORE_FRAME_HEADER_SIZE +
+					    SNAP_STORE_FRAME_TRAILER_SIZE + SNAP_STORE_GCM_TAG_SIZE);
 		sl->in = malloc(s->frame_size);
 		sl->out = malloc(sl->out_cap);
 		sl->frames = calloc(max_frames, sizeof(*sl->frames));
@@ -896,6 +994,9 @@ static int store_start_workers(struct store_ctx *s)
 		}
 		s->nthreads = i + 1;
 	}
+	if (pthread_create(&s->writer, NULL, writer_main, s) != 0)
+		return -EAGAIN;
+	s->writer_started = true;
 	return 0;
 }
 
@@ -911,6 +1012,10 @@ static void store_stop_workers(struct store_ctx *s)
 		snap_store_cipher_free(s->workers[i].cipher);
 	}
 	s->nthreads = 0;
+	if (s->writer_started) {
+		pthread_join(s->writer, NULL);
+		s->writer_started = false;
+	}
 }
 
 /* ---- tail ---- */

@@ -123,8 +123,6 @@ struct snap_store_cipher {
 	struct snap_store_keyset keys;
 	EVP_CIPHER_CTX *gcm;
 	EVP_MD_CTX *md;
-	EVP_MAC_CTX *hmac; /* keyed once; duplicated state reset by EVP_MAC_init(NULL key) */
-	EVP_MAC *mac;
 };
 
 int snap_store_cipher_new(const struct snap_store_keyset *keys, struct snap_store_cipher **ret)
@@ -139,14 +137,7 @@ int snap_store_cipher_new(const struct snap_store_keyset *keys, struct snap_stor
 		c->keyed = true;
 		c->keys = *keys;
 		c->gcm = EVP_CIPHER_CTX_new();
-		c->mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-		c->hmac = c->mac ? EVP_MAC_CTX_new(c->mac) : NULL;
-		OSSL_PARAM params[] = {
-		    OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
-		    OSSL_PARAM_construct_end(),
-		};
-		if (!c->gcm || !c->hmac ||
-		    !EVP_MAC_init(c->hmac, c->keys.mac, sizeof(c->keys.mac), params))
+		if (!c->gcm)
 			goto fail;
 	}
 	*ret = c;
@@ -162,27 +153,17 @@ struct snap_store_cipher *snap_store_cipher_free(struct snap_store_cipher *c)
 		return NULL;
 	EVP_CIPHER_CTX_free(c->gcm);
 	EVP_MD_CTX_free(c->md);
-	EVP_MAC_CTX_free(c->hmac);
-	EVP_MAC_free(c->mac);
 	OPENSSL_cleanse(&c->keys, sizeof(c->keys));
 	free(c);
 	return NULL;
 }
 
-int snap_store_cipher_digest(struct snap_store_cipher *c, const void *raw, size_t len,
+int snap_store_cipher_digest(struct snap_store_cipher *c, const void *payload, size_t len,
 			     uint8_t out[SNAP_STORE_DIGEST_SIZE])
 {
-	if (c->keyed) {
-		size_t l = 0;
-		/* NULL key: restart with the key already set (OpenSSL 3 HMAC keeps it) */
-		if (!EVP_MAC_init(c->hmac, NULL, 0, NULL) || !EVP_MAC_update(c->hmac, raw, len) ||
-		    !EVP_MAC_final(c->hmac, out, &l, SNAP_STORE_DIGEST_SIZE))
-			return -EIO;
-		return 0;
-	}
 	unsigned int l = 0;
-	if (!EVP_DigestInit_ex(c->md, EVP_sha256(), NULL) || !EVP_DigestUpdate(c->md, raw, len) ||
-	    !EVP_DigestFinal_ex(c->md, out, &l))
+	if (!EVP_DigestInit_ex(c->md, EVP_sha256(), NULL) ||
+	    !EVP_DigestUpdate(c->md, payload, len) || !EVP_DigestFinal_ex(c->md, out, &l))
 		return -EIO;
 	return 0;
 }

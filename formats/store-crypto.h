@@ -23,7 +23,7 @@
 
 struct snap_store_keyset {
 	uint8_t enc[SNAP_STORE_KEY_SIZE]; /* AES-256-GCM key of the frames */
-	uint8_t mac[SNAP_STORE_KEY_SIZE]; /* HMAC-SHA256 key of digests, META and INDEX */
+	uint8_t mac[SNAP_STORE_KEY_SIZE]; /* HMAC-SHA256 key of the META and INDEX tags */
 };
 
 int snap_store_derive(const uint8_t dk[SNAP_STORE_KEY_SIZE],
@@ -43,8 +43,9 @@ int snap_store_random(const struct snap_store_rng *rng, const char *purpose, uin
 struct snap_store_cipher;
 int snap_store_cipher_new(const struct snap_store_keyset *keys, struct snap_store_cipher **ret);
 struct snap_store_cipher *snap_store_cipher_free(struct snap_store_cipher *c);
-/* Digest of a frame's raw data: HMAC-SHA256(mac key) when keys were given, else SHA-256. */
-int snap_store_cipher_digest(struct snap_store_cipher *c, const void *raw, size_t len,
+/* Digest of a frame's payload as stored (ciphertext when encrypted, GCM tag excluded): SHA-256.
+ * Unkeyed on purpose: anyone can check an image's frames against its index without the key. */
+int snap_store_cipher_digest(struct snap_store_cipher *c, const void *payload, size_t len,
 			     uint8_t out[SNAP_STORE_DIGEST_SIZE]);
 /* AES-256-GCM in place over buf; tag written to tag. */
 int snap_store_cipher_seal(struct snap_store_cipher *c, const uint8_t nonce[12], const void *aad,

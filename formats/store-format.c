@@ -180,6 +180,26 @@ void snap_store_frame_encode(const struct snap_store_frame *f,
 	snap_put_le32(out + 4, crc32_skip(out, SNAP_STORE_FRAME_HEADER_SIZE, 4));
 }
 
+void snap_store_frame_aad(const uint8_t image_id[SNAP_STORE_ID_SIZE],
+			  const uint8_t header[SNAP_STORE_FRAME_HEADER_SIZE],
+			  uint8_t out[SNAP_STORE_FRAME_AAD_SIZE])
+{
+	memcpy(out, image_id, SNAP_STORE_ID_SIZE);
+	memcpy(out + SNAP_STORE_ID_SIZE, header, 64);
+	memset(out + SNAP_STORE_ID_SIZE + 4, 0, 4);
+}
+
+bool snap_store_frame_lengths_ok(uint32_t flags, uint32_t raw_len, uint32_t stored_len,
+				 uint32_t max_raw)
+{
+	if (raw_len == 0 || raw_len > max_raw || raw_len > UINT32_MAX - SNAP_STORE_FRAME_TRAILER_SIZE)
+		return false;
+	if (!(flags & SNAP_STORE_FRAME_DEFLATE))
+		return stored_len == raw_len + SNAP_STORE_FRAME_TRAILER_SIZE;
+	return stored_len > SNAP_STORE_FRAME_TRAILER_SIZE &&
+	       stored_len - SNAP_STORE_FRAME_TRAILER_SIZE < raw_len;
+}
+
 int snap_store_frame_decode(const uint8_t *buf, size_t len, uint32_t max_raw,
 			    struct snap_store_frame *ret, const char **ret_detail)
 {
@@ -209,10 +229,7 @@ int snap_store_frame_decode(const uint8_t *buf, size_t len, uint32_t max_raw,
 		set_detail(ret_detail, "unknown frame flag");
 		return -EOPNOTSUPP;
 	}
-	if (f.raw_len == 0 || f.raw_len > max_raw ||
-	    (!(f.flags & SNAP_STORE_FRAME_DEFLATE) && f.stored_len != f.raw_len) ||
-	    ((f.flags & SNAP_STORE_FRAME_DEFLATE) &&
-	     (f.stored_len == 0 || f.stored_len >= f.raw_len)) ||
+	if (!snap_store_frame_lengths_ok(f.flags, f.raw_len, f.stored_len, max_raw) ||
 	    snap_get_le64(buf + 8) != snap_store_frame_record_len(&f) ||
 	    snap_get_le32(buf + 60) != 0 || f.offset > UINT64_MAX - f.raw_len) {
 		set_detail(ret_detail, "invalid frame header field");

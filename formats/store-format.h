@@ -22,7 +22,7 @@
 
 #define SNAP_STORE_MAGIC "SNAPSTOR"
 #define SNAP_STORE_FOOTER_MAGIC "SNAPFOOT"
-#define SNAP_STORE_VERSION 1u
+#define SNAP_STORE_VERSION 2u
 #define SNAP_STORE_HEADER_SIZE 128u
 #define SNAP_STORE_FOOTER_SIZE 64u
 #define SNAP_STORE_PREFIX_SIZE 16u
@@ -31,6 +31,7 @@
 #define SNAP_STORE_INDEX_EXTENT_SIZE 24u
 #define SNAP_STORE_TAG_SIZE 32u /* HMAC-SHA256 or SHA-256 after META and INDEX */
 #define SNAP_STORE_GCM_TAG_SIZE 16u
+#define SNAP_STORE_FRAME_TRAILER_SIZE 4u /* le32 CRC-32 of the raw data, ending the payload */
 #define SNAP_STORE_NONCE_SIZE 12u
 #define SNAP_STORE_DIGEST_SIZE 32u
 #define SNAP_STORE_ID_SIZE 16u
@@ -111,7 +112,7 @@ struct snap_store_frame {
 	uint64_t index;
 	uint64_t offset;
 	uint32_t raw_len;
-	uint32_t stored_len; /* payload bytes, GCM tag excluded */
+	uint32_t stored_len; /* payload bytes: body and CRC trailer, GCM tag excluded */
 	uint8_t nonce[SNAP_STORE_NONCE_SIZE];
 	uint8_t digest[SNAP_STORE_DIGEST_SIZE];
 };
@@ -121,6 +122,17 @@ uint64_t snap_store_frame_record_len(const struct snap_store_frame *f);
 /* Header with its CRC. */
 void snap_store_frame_encode(const struct snap_store_frame *f,
 			     uint8_t out[SNAP_STORE_FRAME_HEADER_SIZE]);
+/* The length rules of a frame: 1 <= raw_len <= max_raw; a DEFLATE body is shorter than raw_len,
+ * a raw body is raw_len bytes; the payload is the body and the 4-byte CRC trailer. */
+bool snap_store_frame_lengths_ok(uint32_t flags, uint32_t raw_len, uint32_t stored_len,
+				 uint32_t max_raw);
+/* The AAD of an encrypted frame: image_id || the frame header's first 64 bytes as written, with
+ * its crc field as zero. The digest (bytes 64..95) is left out: it is a digest of the
+ * ciphertext, so it can only be computed after the seal, and the tag covers the ciphertext. */
+#define SNAP_STORE_FRAME_AAD_SIZE (SNAP_STORE_ID_SIZE + 64u)
+void snap_store_frame_aad(const uint8_t image_id[SNAP_STORE_ID_SIZE],
+			  const uint8_t header[SNAP_STORE_FRAME_HEADER_SIZE],
+			  uint8_t out[SNAP_STORE_FRAME_AAD_SIZE]);
 /* Checks type, CRC, flags, lengths against max_raw. */
 int snap_store_frame_decode(const uint8_t *buf, size_t len, uint32_t max_raw,
 			    struct snap_store_frame *ret, const char **ret_detail);

@@ -23,7 +23,7 @@ static int failures;
 
 static void test_header(void)
 {
-	struct snap_store_header h = {.version = 1,
+	struct snap_store_header h = {.version = SNAP_STORE_VERSION,
 				      .incompat = SNAP_STORE_INCOMPAT_ENCRYPTED,
 				      .frame_size = 1 << 20,
 				      .volume_count = 3,
@@ -66,17 +66,33 @@ static void test_frame(void)
 		b[70] ^= 1;
 		CHECK(snap_store_frame_decode(b, sizeof(b), fs, &d, NULL) == -EBADMSG);
 	}
-	/* a raw frame must store exactly raw_len; a deflate frame must shrink */
-	struct snap_store_frame f = {
-	    .raw_len = 100, .stored_len = 100, .flags = SNAP_STORE_FRAME_DEFLATE};
-	uint8_t b[SNAP_STORE_FRAME_HEADER_SIZE];
-	struct snap_store_frame d;
+	/* payload = body + 4-byte CRC trailer: a raw body is exactly raw_len, a deflate body is
+	 * shorter than raw_len and not empty */
+	static const struct {
+		uint32_t flags, stored_len;
+		int want;
+	} cases[] = {
+	    {SNAP_STORE_FRAME_DEFLATE, 104, -EUCLEAN}, {SNAP_STORE_FRAME_DEFLATE, 103, 0},
+	    {SNAP_STORE_FRAME_DEFLATE, 5, 0},	       {SNAP_STORE_FRAME_DEFLATE, 4, -EUCLEAN},
+	    {SNAP_STORE_FRAME_DEFLATE, 0, -EUCLEAN},   {0, 104, 0},
+	    {0, 100, -EUCLEAN},			       {0, 105, -EUCLEAN},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct snap_store_frame f = {
+		    .raw_len = 100, .stored_len = cases[i].stored_len, .flags = cases[i].flags};
+		uint8_t b[SNAP_STORE_FRAME_HEADER_SIZE];
+		struct snap_store_frame d;
+		snap_store_frame_encode(&f, b);
+		CHECK(snap_store_frame_decode(b, sizeof(b), 4096, &d, NULL) == cases[i].want);
+	}
+	/* the AAD: image id, header bytes 0..63 with the crc zeroed; the digest left out */
+	struct snap_store_frame f = {.raw_len = 100, .stored_len = 104, .index = 3};
+	uint8_t b[SNAP_STORE_FRAME_HEADER_SIZE], id[SNAP_STORE_ID_SIZE], aad[SNAP_STORE_FRAME_AAD_SIZE];
+	memset(id, 0x5a, sizeof(id));
 	snap_store_frame_encode(&f, b);
-	CHECK(snap_store_frame_decode(b, sizeof(b), 4096, &d, NULL) == -EUCLEAN);
-	f.flags = 0;
-	f.stored_len = 99;
-	snap_store_frame_encode(&f, b);
-	CHECK(snap_store_frame_decode(b, sizeof(b), 4096, &d, NULL) == -EUCLEAN);
+	snap_store_frame_aad(id, b, aad);
+	CHECK(sizeof(aad) == 80 && !memcmp(aad, id, 16) && !memcmp(aad + 16, b, 4) &&
+	      snap_get_le32(aad + 20) == 0 && !memcmp(aad + 24, b + 8, 56));
 }
 
 static void test_meta(void)
@@ -178,7 +194,12 @@ static void test_crypto(void)
 	uint8_t d1[32], d2[32];
 	CHECK(snap_store_cipher_digest(c, orig, sizeof(orig), d1) == 0);
 	CHECK(snap_store_cipher_digest(c, orig, sizeof(orig), d2) == 0);
-	CHECK(memcmp(d1, d2, 32) == 0); /* the HMAC restarts with its key each time */
+	CHECK(memcmp(d1, d2, 32) == 0); /* the digest restarts each time */
+	/* an outside judge: SHA-256 of "abc" (FIPS 180-2, appendix B.1) */
+	static const uint8_t abc[32] = {
+	    0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea, 0x41, 0x41, 0x40, 0xde, 0x5d, 0xae, 0x22, 0x23,
+	    0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17, 0x7a, 0x9c, 0xb4, 0x10, 0xff, 0x61, 0xf2, 0x00, 0x15, 0xad};
+	CHECK(snap_store_cipher_digest(c, "abc", 3, d1) == 0 && memcmp(d1, abc, 32) == 0);
 	c = snap_store_cipher_free(c);
 
 	struct snap_store_keyslot s;

@@ -13,7 +13,7 @@ import json
 import sys
 import xml.etree.ElementTree as ET
 
-ALWAYS = ["sha1", "sha256", "deflate-l0", "deflate-l1", "deflate-l2", "deflate-l3", "inflate",
+ALWAYS = ["sha1", "sha256", "crc32", "deflate-l0", "deflate-l1", "deflate-l2", "deflate-l3", "inflate",
           "aes128cbc-enc", "aes128cbc-dec", "aes256gcm-enc", "aes256gcm-dec", "write"]
 OPTIONAL = ["zero-scan"]  # plus at least one read configuration
 JOBS = ["bundle", "unbundle", "store", "restore"]

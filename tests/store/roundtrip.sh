@@ -25,17 +25,26 @@ cmp disk.img out2.img || fail "image stored to stdout differs"
 python3 "$READER" img.bin py >/dev/null
 cmp disk.img py/0.img || fail "the Python reader restores a different image"
 
-# outside judge 2: sha256sum of the volume bytes of three frames equals their digest
+# outside judge 2: for three frames, sha256sum of the payload as stored in the file equals
+# the frame digest, and gzip's CRC-32 of the volume bytes equals the payload's CRC trailer
 "$B" inspect img.bin --frames > inspect.txt
 grep -q "x-amz-meta-ami-name: web server" inspect.txt || fail "S3 metadata missing"
 grep -q "x-amz-meta-ami-owner-account: 123456789012" inspect.txt || fail "owner missing"
 grep -q "env: test" inspect.txt || fail "tag missing"
 grep -q "partition 1: start 1048576" inspect.txt || fail "partition missing"
-grep '^frame [0-9]' inspect.txt | head -3 | while read -r _ _ _ _ _ _ _ off _ raw _ _ _ _ dig; do
-	got=$(dd if=disk.img bs=64K skip="$off" count="$raw" status=none iflag=skip_bytes,count_bytes |
-		sha256sum | cut -d' ' -f1)
-	[ "$got" = "$dig" ] || fail "frame at $off: sha256sum $got, digest $dig"
-done
+n=0
+while read -r _ _ _ at _ _ _ off _ raw _ stored _ _ dig; do
+	got=$(dd if=img.bin bs=64K skip=$((at + 96)) count="$stored" status=none \
+		iflag=skip_bytes,count_bytes | sha256sum | cut -d' ' -f1)
+	[ "$got" = "$dig" ] || fail "frame at $at: sha256sum $got, digest $dig"
+	want=$(dd if=disk.img bs=64K skip="$off" count="$raw" status=none iflag=skip_bytes,count_bytes |
+		gzip -c | tail -c 8 | head -c 4 | od -An -tx1 | tr -d ' \n')
+	trailer=$(dd if=img.bin bs=64K skip=$((at + 96 + stored - 4)) count=4 status=none \
+		iflag=skip_bytes,count_bytes | od -An -tx1 | tr -d ' \n')
+	[ "$want" = "$trailer" ] || fail "frame at $at: gzip CRC $want, trailer $trailer"
+	n=$((n + 1))
+done < <(grep '^frame [0-9]' inspect.txt | head -3)
+[ "$n" = 3 ] || fail "expected 3 frames in inspect --frames, got $n"
 
 # e2fsck on the restored root filesystem
 if command -v e2fsck >/dev/null; then

@@ -56,7 +56,7 @@ def main():
     version, hsize, compat, incompat, ro, frame_size = struct.unpack_from("<6I", h, 8)
     image_id = h[32:48]
     volume_count, block_size = struct.unpack_from("<II", h, 48)
-    if version != 1 or incompat & ~1:
+    if version != 2 or incompat & ~1:
         die("unsupported version or feature")
     encrypted = bool(incompat & 1)
     pos = 128
@@ -161,15 +161,29 @@ def main():
         nonce = fh[48:60]
         digest = fh[64:96]
         payload = data[pos + 96:pos + 96 + stored_len]
+        if len(payload) != stored_len or stored_len < 4:
+            die("frame %d truncated" % no)
+        if hashlib.sha256(payload).digest() != digest:
+            die("frame %d digest" % no)
         if flags & 2:
             tag = data[pos + 96 + stored_len:pos + 112 + stored_len]
+            aad = image_id + fh[:4] + bytes(4) + fh[8:64]
             try:
-                payload = aes.decrypt(nonce, payload + tag, image_id + fh)
+                payload = aes.decrypt(nonce, payload + tag, aad)
             except Exception:
                 die("frame %d authentication" % no)
-        raw = zlib.decompress(payload, -15) if flags & 1 else payload
-        if len(raw) != raw_len or mac(raw) != digest:
-            die("frame %d digest" % no)
+        body, (crc,) = payload[:-4], struct.unpack("<I", payload[-4:])
+        if flags & 1:
+            if len(body) >= raw_len:
+                die("frame %d: DEFLATE body not shorter than the data" % no)
+            d = zlib.decompressobj(-15)
+            raw = d.decompress(body)
+            if not d.eof or d.unused_data:
+                die("frame %d: DEFLATE stream does not end with the body" % no)
+        else:
+            raw = body
+        if len(raw) != raw_len or zlib.crc32(raw) & 0xFFFFFFFF != crc:
+            die("frame %d CRC of the data" % no)
         outs[vol].seek(off)
         outs[vol].write(raw)
         frames.append((pos, vol, flags, off, raw_len, stored_len, digest))

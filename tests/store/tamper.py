@@ -12,6 +12,11 @@ tamper.py IMG swap I J               exchange frame records I and J (same length
 tamper.py IMG graft DONOR I          replace frame record I with the donor image's frame I
 tamper.py IMG index-stored I VALUE   set stored_len of index entry I; recompute the INDEX tag
                                      (plain SHA-256: unencrypted images only) and CRC
+tamper.py IMG redigest I OFFSET [index]
+                                     flip the byte OFFSET bytes into frame I's payload, then
+                                     recompute the frame's digest (SHA-256 of the stored
+                                     payload) and header CRC; with "index" also its index entry,
+                                     the INDEX tag and CRC (plain SHA-256: unencrypted only)
 tamper.py IMG part-size I VALUE      set the size of partition I (0-based) of the first volume
                                      in META; recompute the META tag and CRC, the INDEX's
                                      metadata digest, tag and CRC (unencrypted images only)
@@ -57,6 +62,42 @@ def reseal_index(d, meta_pos, meta_len):
     crc_fix(d, p, n)
 
 
+def index_entry(d):
+    """(INDEX record offset, length, offset of index entry 0)"""
+    for p, t, n in records(d):
+        if t == 4:
+            break
+    body = p + 16
+    nvol = struct.unpack_from("<I", d, body)[0]
+    q = body + 64
+    for _ in range(nvol):
+        ne = struct.unpack_from("<Q", d, q)[0]
+        q += 56 + 24 * ne
+    return p, n, q
+
+
+def revolume(d):
+    """recomputes every volume digest of the INDEX from its entries (sizes from META)"""
+    import hashlib
+    mp, mn = next((p, n) for p, t, n in records(d) if t == 2)
+    sizes = []
+    for k, vo, vn in tlvs(d, mp + 16, mp + mn - 32):
+        if k == 0x800C:
+            sz = next(v for v in tlvs(d, vo, vo + vn) if v[0] == 0x8002)
+            sizes.append(struct.unpack_from("<Q", d, sz[1])[0])
+    p, n, q = index_entry(d)
+    v = p + 16 + 64
+    for i, size in enumerate(sizes):
+        ne, first, nf = struct.unpack_from("<QQQ", d, v)
+        m = hashlib.sha256(b"snapbundle-volume-v1" + struct.pack("<IQ", i, size) +
+                           bytes(d[v + 56:v + 56 + 24 * ne]))
+        for k in range(first, first + nf):
+            e = q + 64 * k
+            m.update(bytes(d[e + 16:e + 24]) + bytes(d[e + 24:e + 28]) + bytes(d[e + 32:e + 64]))
+        d[v + 24:v + 56] = m.digest()
+        v += 56 + 24 * ne
+
+
 def main():
     path, op, *args = sys.argv[1:]
     d = bytearray(open(path, "rb").read())
@@ -91,19 +132,27 @@ def main():
         d[pi:pi + ni], d[pj:pj + nj] = b, a
     elif op == "index-stored":
         import hashlib
-        for p, t, n in records(d):
-            if t == 4:
-                break
-        body = p + 16
-        nvol = struct.unpack_from("<I", d, body)[0]
-        q = body + 64
-        for _ in range(nvol):
-            ne = struct.unpack_from("<Q", d, q)[0]
-            q += 56 + 24 * ne
+        p, n, q = index_entry(d)
         struct.pack_into("<I", d, q + 64 * int(args[0]) + 28, int(args[1]))
         d[p + 4:p + 8] = b"\0\0\0\0"
         d[p + n - 32:p + n] = hashlib.sha256(bytes(d[p:p + n - 32])).digest()
         crc_fix(d, p, n)
+    elif op == "redigest":
+        import hashlib
+        pf, _ = frames(d)[int(args[0])]
+        stored = struct.unpack_from("<I", d, pf + 44)[0]
+        d[pf + 96 + int(args[1])] ^= 0x01
+        dig = hashlib.sha256(bytes(d[pf + 96:pf + 96 + stored])).digest()
+        d[pf + 64:pf + 96] = dig
+        crc_fix(d, pf, 96)
+        if args[2:] == ["index"]:
+            p, n, q = index_entry(d)
+            e = q + 64 * int(args[0])
+            d[e + 32:e + 64] = dig
+            revolume(d)
+            d[p + 4:p + 8] = b"\0\0\0\0"
+            d[p + n - 32:p + n] = hashlib.sha256(bytes(d[p:p + n - 32])).digest()
+            crc_fix(d, p, n)
     elif op == "part-size":
         import hashlib
         for p, t, n in records(d):

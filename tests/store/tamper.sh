@@ -25,12 +25,19 @@ read -r f3 f3len < <($TP good.bin frames | awk '$1 == 3 { print $2, $3 }')
 read -r meta metalen < <($TP good.bin record 2)
 read -r idx idxlen < <($TP good.bin record 4)
 
+# a flipped ciphertext byte: the digest of the stored payload catches it, before any key use
 cp good.bin t.bin && $TP t.bin flip $((f3 + 96 + 1000))
-expect_fail "authentication failed (tampered frame" out/r.img -- restore t.bin
+expect_fail "digest mismatch (corrupt frame)" out/r.img -- restore t.bin
 expect_fail "t.bin: frame 3 at offset $f3 (volume /dev/xvda" out/r.img -- restore t.bin
+expect_fail "digest mismatch (corrupt frame)" out/r.img -- restore_pipe t.bin
+expect_fail "stdin: frame 3 at offset $f3 (volume /dev/xvda" out/r.img -- restore_pipe t.bin
+expect_fail "digest mismatch" out/r.img -- "$B" verify t.bin --passphrase-file pass
+# ... and with the (unkeyed) digest recomputed too: the index disagrees, and read as a stream,
+# before the index arrives, the GCM tag fails
+cp good.bin t.bin && $TP t.bin redigest 3 1000
+expect_fail "frame 3 at offset $f3 does not match the index" out/r.img -- restore t.bin
 expect_fail "authentication failed (tampered frame" out/r.img -- restore_pipe t.bin
 expect_fail "stdin: frame 3 at offset $f3 (volume /dev/xvda" out/r.img -- restore_pipe t.bin
-expect_fail "authentication failed" out/r.img -- "$B" verify t.bin --passphrase-file pass
 
 cp good.bin t.bin && $TP t.bin flip $((f3 + 40))
 expect_fail "t.bin: frame 3 at offset $f3: frame header CRC mismatch" out/r.img -- restore t.bin
@@ -103,6 +110,14 @@ expect_fail "digest mismatch (corrupt frame)" out/r.img -- \
 	"$B" restore t.bin -o out/r.img --progress=none
 expect_fail "t.bin: frame 3 at offset $p3 " out/r.img -- \
 	"$B" restore t.bin -o out/r.img --progress=none
+# a payload whose digests (frame header and index) were recomputed after an edit of its CRC
+# trailer: the CRC-32 of the restored data catches it (unencrypted: the index tag is plain)
+stored3=$($TP plain.bin frames | awk '$1 == 3 { print $3 - 96 }')
+cp plain.bin t.bin && $TP t.bin redigest 3 $((stored3 - 1)) index
+expect_fail "CRC mismatch of the restored data (corrupt frame)" out/r.img -- \
+	"$B" restore t.bin -o out/r.img --progress=none
+expect_fail "CRC mismatch of the restored data" out/r.img -- \
+	"$B" restore - -o out/r.img --progress=none < t.bin
 # a forged index (unencrypted: its SHA-256 tag can be recomputed) never drives a read past a
 # frame buffer
 cp plain.bin t.bin && $TP t.bin index-stored 0 4000000000
