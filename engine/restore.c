@@ -15,7 +15,9 @@
  *     to exactly raw_len, and the CRC-32 of the restored data against the payload's trailer.
  *  3. Outputs are engine/output.h targets: temporary names renamed only by snap_output_commit
  *     after the last check passed; any failure aborts them, so nothing is left behind.
- *  4. Workers decode and write frames in any order (positional writes); the run thread reads
+ *  4. Workers decode frames in any order and hand each checked frame's bytes to the writer
+ *     thread (RS_WRITE), which writes them (positional writes, O_DIRECT where the target
+ *     allows) and frees the slot, so no worker waits for the device; the run thread reads
  *     the input in file order and assigns frames to slots, so the input may be a pipe.
  *  5. Workers never call snap_job_fail: the first failure is kept in the context under its
  *     lock and recorded on the job by the run thread (worker_failed).
@@ -26,8 +28,9 @@
  * State transitions (snap_restore_run):
  *  1. prepare: head read and keys recovered (restore_open), selection resolved and outputs
  *     opened (restore_select, restore_open_outputs); random path: index loaded
- *  2. data: frames read (restore_random / restore_sequential), checked and written by workers
- *     (rworker_main); sequential path: index and footer checked at the end
+ *  2. data: frames read (restore_random / restore_sequential), checked by workers
+ *     (rworker_main), written by the writer (rwriter_main); sequential path: index and
+ *     footer checked at the end
  *  3. finish: ZERO extents zeroed (restore_zero), outputs committed
  */
 #include <errno.h>
@@ -52,7 +55,7 @@ struct rvol {
 	struct snap_output *out;
 };
 
-enum rslot_state { RS_FREE, RS_QUEUED, RS_BUSY };
+enum rslot_state { RS_FREE, RS_QUEUED, RS_BUSY, RS_WRITE, RS_WRITING };
 
 struct rslot {
 	enum rslot_state state;
@@ -60,6 +63,11 @@ struct rslot {
 	uint8_t *raw;
 	struct snap_store_frame f;
 	uint64_t at; /* file offset of the record, for messages */
+	/* the checked bytes to write (RS_WRITE): len bytes at off of out, from buf */
+	struct snap_output *wout;
+	const uint8_t *wbuf;
+	size_t wlen;
+	uint64_t woff;
 };
 
 struct rctx {
@@ -75,7 +83,7 @@ struct rctx {
 	pthread_cond_t cond;
 	struct rslot *slots;
 	unsigned nslots;
-	pthread_t *threads;
+	pthread_t *threads; /* the workers, then the writer */
 	unsigned nthreads, started;
 	bool stop;
 	int err;	  /* first worker failure */
@@ -170,13 +178,11 @@ static int decode_frame(struct rworker *w, struct rslot *sl)
 		memcpy(dst + (a - f->offset), raw + (a - f->offset), (size_t)(b - a));
 		raw = dst;
 	}
-	r = snap_output_write(v->out, raw + (a - f->offset), (size_t)(b - a), a - v->lo);
-	if (r < 0) {
-		snprintf(w->msg, sizeof(w->msg), "cannot write %s at offset %llu: %s",
-			 snap_output_path(v->out), (unsigned long long)(a - v->lo),
-			 snap_strerror(r));
-		return r;
-	}
+	/* for the writer thread (rwriter_main) */
+	sl->wout = v->out;
+	sl->wbuf = raw + (a - f->offset);
+	sl->wlen = (size_t)(b - a);
+	sl->woff = a - v->lo;
 	return 0;
 }
 
@@ -198,6 +204,7 @@ static void *rworker_main(void *arg)
 		if (c->stop)
 			break;
 		sl->state = RS_BUSY;
+		sl->wlen = 0;
 		bool skip = c->err != 0;
 		pthread_mutex_unlock(&c->lock);
 		int r = skip ? 0 : decode_frame(w, sl);
@@ -205,6 +212,12 @@ static void *rworker_main(void *arg)
 		if (r < 0 && !c->err) {
 			c->err = r;
 			c->err_detail = strdup(w->msg);
+		}
+		if (r == 0 && !skip && sl->wlen) {
+			/* the writer counts it once written */
+			sl->state = RS_WRITE;
+			pthread_cond_broadcast(&c->cond);
+			continue;
 		}
 		if (r == 0 && !skip) {
 			struct rvol *v = &c->vols[sl->f.volume];
@@ -215,6 +228,50 @@ static void *rworker_main(void *arg)
 				c->frame_done += b - a;
 				c->frame_written += v->out ? b - a : 0;
 			}
+		}
+		sl->state = RS_FREE;
+		pthread_cond_broadcast(&c->cond);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+/* The writer: writes checked frames (RS_WRITE) lowest frame first, so the target sees nearly
+ * sequential writes, and frees their slots. One thread: on a fresh ext4 file every allocating
+ * O_DIRECT write holds the inode lock exclusively for its device time anyway, and the workers
+ * keep decoding meanwhile. */
+static void *rwriter_main(void *arg)
+{
+	struct rctx *c = arg;
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		struct rslot *sl = NULL;
+		while (!c->stop) {
+			for (unsigned i = 0; i < c->nslots; i++)
+				if (c->slots[i].state == RS_WRITE &&
+				    (!sl || c->slots[i].f.index < sl->f.index))
+					sl = &c->slots[i];
+			if (sl)
+				break;
+			pthread_cond_wait(&c->cond, &c->lock);
+		}
+		if (c->stop)
+			break;
+		sl->state = RS_WRITING;
+		bool skip = c->err != 0;
+		pthread_mutex_unlock(&c->lock);
+		int r = skip ? 0 : snap_output_write(sl->wout, sl->wbuf, sl->wlen, sl->woff);
+		pthread_mutex_lock(&c->lock);
+		if (r < 0 && !c->err) {
+			c->err = r;
+			if (asprintf(&c->err_detail, "cannot write %s at offset %llu: %s",
+				     snap_output_path(sl->wout), (unsigned long long)sl->woff,
+				     snap_strerror(r)) < 0)
+				c->err_detail = NULL;
+		}
+		if (r == 0 && !skip) {
+			c->frame_done += sl->wlen;
+			c->frame_written += sl->wlen;
 		}
 		sl->state = RS_FREE;
 		pthread_cond_broadcast(&c->cond);
@@ -294,17 +351,11 @@ static int start_workers(struct rctx *c, struct rworker **ret)
 	uint32_t fs = c->img->hdr.frame_size;
 	c->nthreads = snap_job_threads(c->job);
 	c->nslots = c->nthreads * 2 + 2;
-	/* a worker waits out its O_DIRECT write (the device time, about a third of its decode
-	 * time on the realistic disk): half as many workers again keep the CPUs busy meanwhile,
-	 * each with a slot of its own, so memory stays bounded by the slot count */
-	unsigned extra = 0;
+	bool writer = false;
 	for (size_t i = 0; i < c->nvols; i++)
-		if (c->vols[i].out && snap_output_is_direct(c->vols[i].out))
-			extra = (c->nthreads + 1) / 2;
-	c->nthreads += extra;
-	c->nslots += extra;
+		writer |= c->vols[i].out != NULL;
 	c->slots = calloc(c->nslots, sizeof(*c->slots));
-	c->threads = calloc(c->nthreads, sizeof(*c->threads));
+	c->threads = calloc(c->nthreads + 1, sizeof(*c->threads));
 	struct rworker *ws = calloc(c->nthreads, sizeof(*ws));
 	*ret = ws;
 	if (!c->slots || !c->threads || !ws)
@@ -325,6 +376,12 @@ static int start_workers(struct rctx *c, struct rworker **ret)
 		if (r < 0)
 			return r;
 		if (pthread_create(&c->threads[i], NULL, rworker_main, &ws[i]) != 0)
+			return -EAGAIN;
+		c->started++;
+	}
+	/* a frame is only ever handed to the writer when an output is open */
+	if (writer) {
+		if (pthread_create(&c->threads[c->started], NULL, rwriter_main, c) != 0)
 			return -EAGAIN;
 		c->started++;
 	}
