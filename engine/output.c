@@ -72,13 +72,13 @@ struct snap_output {
 	bool blockdev;
 	bool committed;
 	uint64_t size;
-	uint64_t written;	   /* atomic: bytes written through the page cache so far */
+	uint64_t written;	 /* atomic: bytes written through the page cache so far */
 	uint64_t writeback_mark; /* atomic: written count at the last writeback start */
-	int dfd;		   /* O_DIRECT descriptor of the same inode, or -1 (D1) */
-	bool direct_off;	   /* atomic: the kernel refused a direct write (D6) */
-	uint32_t dblock;	   /* offset and length granularity of direct writes (D2) */
-	uint32_t dmem;		   /* memory alignment of direct writes */
-	uint64_t direct_written;   /* atomic: bytes written through dfd */
+	int dfd;		 /* O_DIRECT descriptor of the same inode, or -1 (D1) */
+	bool direct_off;	 /* atomic: the kernel refused a direct write (D6) */
+	uint32_t dblock;	 /* offset and length granularity of direct writes (D2) */
+	uint32_t dmem;		 /* memory alignment of direct writes */
+	uint64_t direct_written; /* atomic: bytes written through dfd */
 };
 
 static void detail(char **ret_detail, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -372,7 +372,8 @@ static int write_direct(struct snap_output *out, const uint8_t *p, uint64_t a, u
 		__atomic_add_fetch(&out->direct_written, (uint64_t)n, __ATOMIC_RELAXED);
 		p += n;
 		a += (uint64_t)n;
-		if ((a % out->dblock) != 0) /* a short write off a block boundary: finish buffered */
+		/* a short write that ended off a block boundary: finish buffered */
+		if (a % out->dblock != 0)
 			return write_buffered(out, p, (size_t)(b - a), a);
 	}
 	return 0;

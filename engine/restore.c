@@ -149,8 +149,8 @@ static int decode_frame(struct rworker *w, struct rslot *sl)
 	const uint8_t *raw = payload;
 	/* the destination's address is congruent with the frame's output offset, so the
 	 * whole blocks of the write can take the O_DIRECT path (output.h invariant 5) */
-	uint8_t *dst = sl->raw + (size_t)((f->offset - c->vols[f->volume].lo) %
-					  SNAP_OUTPUT_MEM_ALIGN);
+	uint8_t *dst =
+	    sl->raw + (size_t)((f->offset - c->vols[f->volume].lo) % SNAP_OUTPUT_MEM_ALIGN);
 	if (f->flags & SNAP_STORE_FRAME_DEFLATE) {
 		isal_inflate_init(&w->inf);
 		w->inf.crc_flag = ISAL_DEFLATE;

@@ -231,8 +231,8 @@ static uint64_t cross_check(const char *dir, unsigned flags, uint64_t size)
 	for (size_t i = 0; i < n; i++)
 		total += pieces[i].len;
 	for (int t = 0; t < 2; t++) {
-		w[t] = (struct writer){.o = o, .pieces = pieces, .n = n, .first = (size_t)t,
-				       .step = 2};
+		w[t] = (struct writer){
+		    .o = o, .pieces = pieces, .n = n, .first = (size_t)t, .step = 2};
 		assert(posix_memalign((void **)&w[t].buf, SNAP_OUTPUT_MEM_ALIGN,
 				      maxlen + 2 * SNAP_OUTPUT_MEM_ALIGN) == 0);
 		assert(pthread_create(&th[t], NULL, writer_main, &w[t]) == 0);

@@ -20,8 +20,9 @@
  *  4. Stages run on their own threads joined by bounded queues of preallocated buffers
  *     (reader -> decryptor -> inflater -> the run thread, which hashes the tar stream, parses
  *     it and hands data runs to the output stream, whose thread writes them in order, O_DIRECT
- *     where the target allows: output.h): memory is fixed when the job starts. CBC decryption of one part is split
- *     across worker threads, each chunk's IV being the ciphertext block before it.
+ *     where the target allows: output.h): memory is fixed when the job starts. CBC
+ *     decryption of one part is split across worker threads, each chunk's IV being the
+ *     ciphertext block before it.
  *  5. The first failure wins (struct pipeline.err under the lock); it stops every stage, and
  *     only the run thread calls snap_job_fail, after the threads are joined.
  *
@@ -1162,15 +1163,16 @@ int snap_unbundle_run(struct snap_job *job)
 			goto out;
 		free(detail);
 		detail = NULL;
-		r = snap_output_open(outpath, m->size,
-				     snap_job_param(job, SNAP_PARAM_FORCE, 0) != 0, &p.out,
-				     &detail);
+		unsigned oflags =
+		    (snap_job_param(job, SNAP_PARAM_FORCE, 0) ? SNAP_OUTPUT_FORCE : 0) |
+		    (snap_job_param(job, SNAP_PARAM_NO_DIRECT, 0) ? SNAP_OUTPUT_BUFFERED : 0);
+		r = snap_output_open(outpath, m->size, oflags, &p.out, &detail);
 		if (r < 0) {
 			snap_job_fail(job, r, "%s", detail ? detail : snap_strerror(r));
 			goto out;
 		}
-		if (p.decrypt && (r = snap_output_stream_new(p.out, OUT_BUF, OUT_NBUFS,
-							       &p.ostream)) < 0) {
+		if (p.decrypt &&
+		    (r = snap_output_stream_new(p.out, OUT_BUF, OUT_NBUFS, &p.ostream)) < 0) {
 			snap_job_fail(job, r, "cannot start the output writer");
 			goto out;
 		}
