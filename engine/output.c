@@ -26,11 +26,14 @@
  *      write each byte once), which D2 turns into disjoint blocks.
  *  D4. ZERO ranges of a block device (BLKZEROOUT on the first descriptor) are byte ranges
  *      disjoint from the data; the ioctl drops the page cache over its range and writes the
- *      device directly, like a direct write, and its unaligned edges are buffered writes.
+ *      device directly, like a direct write, and its unaligned edges are buffered writes. A
+ *      page at its edge may hold buffered bytes of a neighbouring piece, never direct ones
+ *      (its direct blocks lie inside the piece, rounded inward to dblock: D2).
  *  D5. snap_output_commit's fsync on the first descriptor covers the direct writes too: both
  *      descriptors name one inode, fsync writes back its dirty pages and metadata (the extents
- *      a direct write allocated) and flushes the device cache; direct writes have completed
- *      (pwrite is synchronous) before anyone commits.
+ *      a direct write allocated) and flushes the device cache. Direct writes are synchronous,
+ *      and callers wait for their writers (restore's drain, snap_output_stream_flush) before
+ *      they commit.
  *  D6. A direct write the kernel refuses with EINVAL (an alignment it did not report) turns
  *      the direct path off for the rest of the output and is redone buffered; any other error
  *      is returned like a buffered one, and the caller names the path and offset.
