@@ -12,10 +12,11 @@
  *  3. Zero detection works on 4 KiB blocks aligned to volume offsets: an all-zero block turns
  *     DATA into ZERO (layer zeroscan) in the volume's map, and each run of non-zero blocks
  *     inside a chunk becomes one frame. The index stores the map after this pass.
- *  4. Memory is fixed when the job starts: nslots chunks in flight, each with an input buffer
- *     of frame_size bytes (touched only when a chunk must be copied) and an output buffer large
- *     enough for its frames stored raw; the reader (blockdev/reader.h, io_uring or pread) has
- *     its own queue_depth request buffers of frame_size bytes by default.
+ *  4. Memory is fixed when the job starts: nslots chunks in flight (store_slot_count), each
+ *     with an input buffer of frame_size bytes (touched only when a chunk must be copied) and
+ *     an output buffer large enough for its frames stored raw; the reader (blockdev/reader.h,
+ *     io_uring or pread) has its own queue_depth request buffers of frame_size bytes (at most
+ *     4 MiB) by default.
  *  5. Chunks are the DATA extents of the layout cut at multiples of frame_size; they are the
  *     reader's ranges. A chunk that arrives whole in one reader buffer (the default request
  *     size is the frame size) is not copied: the slot holds the buffer and the worker releases
@@ -188,6 +189,20 @@ static int write_all(struct store_ctx *s, const void *buf, size_t len)
 				     (unsigned long long)s->written, snap_strerror(r));
 	s->job->progress.bytes_written = s->written;
 	return 0;
+}
+
+/* Slots in flight: 4 per worker plus 4 (measured on 2 CPUs: with 2 per worker the workers
+ * waited 0.2-0.3 s of a 1.5 s store for the oldest slot to be sealed and written; with 4, under
+ * 0.1 s), within SLOT_BUDGET of output and reader buffers, never fewer than one per worker plus
+ * two. */
+#define SLOT_BUDGET (160u << 20)
+static unsigned store_slot_count(unsigned nthreads, uint32_t frame_size)
+{
+	unsigned want = nthreads * 4 + 4, floor = nthreads + 2;
+	unsigned budget = (unsigned)(SLOT_BUDGET / (2ull * frame_size));
+	if (want > budget)
+		want = budget;
+	return want > floor ? want : floor;
 }
 
 /* ---- workers ---- */
@@ -371,7 +386,10 @@ static int store_open_volumes(struct store_ctx *s)
 			return r;
 		}
 		struct snap_reader_opts ro = {
-		    .queue_depth = (unsigned)snap_job_param(job, SNAP_PARAM_QUEUE_DEPTH, 8),
+		    /* the slots hold reader buffers (invariant 5): a few more keep reads going */
+		    .queue_depth = (unsigned)snap_job_param(
+			job, SNAP_PARAM_QUEUE_DEPTH,
+			store_slot_count(snap_job_threads(job), s->frame_size) + 2),
 		    /* a frame per request (up to 4 MiB, so progress and cancellation still come
 		     * within a large frame): a chunk then arrives whole in one reader buffer,
 		     * which the slot holds instead of copying (invariant 5) */
@@ -958,7 +976,7 @@ static int store_start_workers(struct store_ctx *s)
 	/* s->nthreads counts started threads only: store_cleanup joins that many, whatever
 	 * failed on the way (a slot buffer, a worker's state, pthread_create) */
 	unsigned nthreads = snap_job_threads(s->job);
-	s->nslots = nthreads * 2 + 2;
+	s->nslots = store_slot_count(nthreads, s->frame_size);
 	s->slots = calloc(s->nslots, sizeof(*s->slots));
 	s->threads = calloc(nthreads, sizeof(*s->threads));
 	s->workers = calloc(nthreads, sizeof(*s->workers));
