@@ -185,7 +185,7 @@ enum snap_job_param {
 	SNAP_PARAM_FORCE_PREAD = 5,	   /* bool, as SNAP_DISK_FORCE_PREAD */
 	SNAP_PARAM_QUEUE_DEPTH = 6,
 	SNAP_PARAM_REQUEST_SIZE = 7,
-	SNAP_PARAM_NO_DIRECT = 8,     /* bool: no O_DIRECT reads (store) or writes (restore) */
+	SNAP_PARAM_NO_DIRECT = 8,     /* bool: no O_DIRECT reads or writes (store, restore) */
 	SNAP_PARAM_FS_SKIP = 9,	       /* bool, default 1 */
 	SNAP_PARAM_FREEZE = 10,	       /* bool */
 	SNAP_PARAM_NO_VERIFY = 11,     /* bool: skip verification (unbundle/restore) */

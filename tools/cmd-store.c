@@ -40,7 +40,7 @@ static void usage(FILE *f)
 	       "  --no-fs-skip               keep filesystem free space (default: unused)\n"
 	       "  --freeze                   freeze mounted filesystems (FIFREEZE) while reading\n"
 	       "  --exact                    both: the restore is byte-identical to the source\n"
-	       "  --no-direct                read through the page cache (no O_DIRECT)\n"
+	       "  --no-direct                read and write through the page cache\n"
 	       "  --force                    replace an existing output\n");
 }
 
