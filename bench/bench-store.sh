@@ -5,8 +5,8 @@
 # `qemu-img convert -c -O qcow2` vs `zstd -T0` over the raw image; then `snapbundle restore`
 # and `snapbundle unbundle`. Prints one JSON object per tool (configuration, median seconds of
 # BENCH_REPEAT runs and their range, CPU, output bytes, MiB/s of disk), a Markdown table and the
-# store/bundle and restore/store ratios. Never passes or fails on a timing. The page cache is warmed first so every
-# tool reads the disk from memory alike.
+# store/bundle and restore/store ratios. Every tool reads its input from the page cache (warmed
+# first), so they compare alike. Never passes or fails on a timing.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 B=${1:-${SNAPBUNDLE:-$here/../build/tools/snapbundle}}
@@ -115,10 +115,14 @@ for ((i = 0; i < repeat; i++)); do
 			"$BB" bundle -i "$disk" -c "$T/cert.pem" -k "$T/key.pem" -u 123456789012 \
 			--ec2cert "$T/cert.pem" -d "$T/bundle" --threads "$threads" --progress=none
 	fi
+	# every tool reads its input from the page cache (the disk was read above; store writes
+	# its image with O_DIRECT, so read it once before it is restored)
+	cat "$T/img.bin" > /dev/null
 	run_once "snapbundle restore" "$T/restored.img" \
 		"$B" restore "$T/img.bin" -o "$T/restored.img" --threads "$threads" --progress=none \
 		"${restore_opts[@]}"
 	if [ -f "$T/bundle/$(basename "$disk").manifest.xml" ]; then
+		cat "$T/bundle"/* > /dev/null
 		run_once "snapbundle unbundle (classic)" "$T/unbundled.img" \
 			"$BB" unbundle -m "$T/bundle/$(basename "$disk").manifest.xml" -k "$T/key.pem" \
 			-o "$T/unbundled.img" --threads "$threads" --progress=none
