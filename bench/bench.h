@@ -79,6 +79,8 @@ struct bench_source {
 		uint64_t offset, length;
 	} * unused; /* UNUSED extents, whose content a restore need not give back */
 	size_t nunused;
+	struct snap_range_list *data; /* DATA extents (mapped sources): the stage corpus */
+	size_t ndata;
 };
 
 /* One run of a job at one thread count. */
@@ -154,7 +156,9 @@ struct bench_report {
 int bench_gen_disk(const char *path, uint64_t size, bool uniform, char **ret_detail);
 
 /* stages.c */
-int bench_sample_source(const char *path, uint64_t size, size_t sample_bytes, uint8_t **ret,
+/* sample_bytes in 1 MiB pieces spread evenly over the source's DATA extents (the allocated
+ * space of an unmapped source) */
+int bench_sample_source(const struct bench_source *src, size_t sample_bytes, uint8_t **ret,
 			size_t *ret_len);
 void bench_run_stages(struct bench_report *rep, const uint8_t *corpus, size_t corpus_len,
 		      const char *workdir);

@@ -462,7 +462,7 @@ int main(int argc, char **argv)
 		err("cannot read %s: %s", src->path, "empty or unreadable");
 		goto out;
 	}
-	int r = bench_sample_source(src->path, src->size, corpus_bytes, &corpus, &corpus_len);
+	int r = bench_sample_source(src, corpus_bytes, &corpus, &corpus_len);
 	if (r < 0) {
 		err("cannot sample %s: %s", src->path,
 		    r == -ENODATA ? "it holds less than 1 MiB of data" : snap_strerror(r));

@@ -132,20 +132,31 @@ static size_t allocated_ranges(int fd, uint64_t size, uint64_t align, uint64_t b
 
 #define MAX_RANGES 65536
 
-int bench_sample_source(const char *path, uint64_t size, size_t sample_bytes, uint8_t **ret,
+int bench_sample_source(const struct bench_source *src, size_t sample_bytes, uint8_t **ret,
 			size_t *ret_len)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	uint64_t size = src->size;
+	int fd = open(src->path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	struct snap_range *ranges = calloc(MAX_RANGES, sizeof(*ranges));
+	struct snap_range *ranges = NULL;
 	uint8_t *buf = malloc(sample_bytes);
 	int r = 0;
+	size_t n;
+	if (src->ndata) {
+		/* the DATA extents: what the jobs read and compress */
+		ranges = calloc(src->ndata, sizeof(*ranges));
+		for (size_t i = 0; ranges && i < src->ndata; i++)
+			ranges[i] = (struct snap_range){src->data[i].offset, src->data[i].length};
+		n = src->ndata;
+	} else {
+		ranges = calloc(MAX_RANGES, sizeof(*ranges));
+		n = ranges ? allocated_ranges(fd, size, 4096, UINT64_MAX, ranges, MAX_RANGES) : 0;
+	}
 	if (!ranges || !buf) {
 		r = -ENOMEM;
 		goto out;
 	}
-	size_t n = allocated_ranges(fd, size, 4096, UINT64_MAX, ranges, MAX_RANGES);
 	uint64_t total = 0;
 	for (size_t i = 0; i < n; i++)
 		total += ranges[i].length;
