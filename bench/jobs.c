@@ -517,6 +517,9 @@ void bench_run_jobs(struct bench_report *rep, const char *workdir, const char *s
 					level,
 					NULL};
 			run->threads = rep->opts.threads[t];
+			/* the previous run's output (gigabytes of bundle parts) is written back now,
+			 * not while this run is timed */
+			sync();
 			int r = spawn_child(self_exe, argv, &res);
 			run->ok = r == 0 && res.ran && res.rc >= 0;
 			if (!run->ok) {
