@@ -253,12 +253,15 @@ int bench_job_child_main(int argc, char **argv)
 	snap_job_result_u64(job, SNAP_RESULT_BYTES_WRITTEN, &wr);
 	/* rates of the first and last quarter of what was read: no collapse over a long run */
 	double q1 = 0, q4 = 0;
-	if (r >= 0 && s->n >= 8 && rd > 0) {
-		double t25 = time_at(s, rd / 4), t75 = time_at(s, rd / 4 * 3),
-		       t100 = time_at(s, rd);
+	/* over what the DATA-stage samples saw: a job's last DATA sample may come before its
+	 * final byte count (bundle reports the rest in its FINISH stage) */
+	uint64_t seen = s->n ? s->read[s->n - 1] : 0;
+	if (r >= 0 && s->n >= 8 && seen > 0) {
+		double t25 = time_at(s, seen / 4), t75 = time_at(s, seen / 4 * 3),
+		       t100 = time_at(s, seen);
 		if (t25 > 0 && t75 >= 0 && t100 > t75) {
-			q1 = (double)(rd / 4) / t25;
-			q4 = (double)(rd - rd / 4 * 3) / (t100 - t75);
+			q1 = (double)(seen / 4) / t25;
+			q4 = (double)(seen - seen / 4 * 3) / (t100 - t75);
 		}
 	}
 	const char *err = r < 0 ? snap_job_error(job) : "";
