@@ -520,6 +520,12 @@ void bench_run_jobs(struct bench_report *rep, const char *workdir, const char *s
 					level,
 					NULL};
 			run->threads = rep->opts.threads[t];
+			/* a fresh target, as a first store has: replacing the previous run's image
+			 * would charge this run for freeing it */
+			if (job->job_kind == SNAP_JOB_STORE) {
+				snprintf(out_path, sizeof(out_path), "%s/bench.bin", dir);
+				unlink(out_path);
+			}
 			/* the previous run's output (gigabytes of bundle parts) is written back now,
 			 * not while this run is timed */
 			sync();
