@@ -1248,7 +1248,14 @@ static int store_create_output(struct store_ctx *s)
 	}
 	struct stat st;
 	bool force = snap_job_param(s->job, SNAP_PARAM_FORCE, 0) != 0;
-	if (!force && lstat(out, &st) == 0)
+	bool exists = lstat(out, &st) == 0;
+	/* the image is renamed into place: never over a device, a directory or a link */
+	if (exists && !S_ISREG(st.st_mode))
+		return snap_job_fail(s->job, -EINVAL,
+				     "%s is not a regular file: store writes an image file, or - "
+				     "for standard output",
+				     out);
+	if (!force && exists)
 		return snap_job_fail(s->job, -EEXIST, "%s already exists (use force to replace it)",
 				     out);
 	const char *slash = strrchr(out, '/');

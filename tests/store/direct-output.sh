@@ -38,4 +38,10 @@ for mode in direct buffered; do
 		"$B" store disk.img -o out/x.bin --progress=none
 done
 [ -z "$(ls -A out)" ] || fail "out/ is not empty: $(ls -A out)"
+# the image is renamed into place, so never over a device node, even with --force
+if "$B" store disk.img -o /dev/null --force --progress=none 2> err.txt; then
+	fail "store replaced /dev/null"
+fi
+grep -q "/dev/null is not a regular file" err.txt || fail "unexpected error: $(cat err.txt)"
+[ -c /dev/null ] || fail "/dev/null is no longer a character device"
 echo "direct-output: ok"
