@@ -30,7 +30,9 @@ static void usage(FILE *f)
 	    "  --signer CERT              require a valid signature by this key\n"
 	    "  --threads N\n"
 	    "  --progress[=bar|json|none]\n"
-	    "  --force                    replace an existing output\n");
+	    "  --force                    replace an existing output\n"
+	    "  --no-direct                write through the page cache (default: O_DIRECT\n"
+	    "                             for whole aligned blocks)\n");
 }
 
 enum {
@@ -43,6 +45,7 @@ enum {
 	OPT_PROGRESS,
 	OPT_FORCE,
 	OPT_SIGNER,
+	OPT_NO_DIRECT,
 };
 
 int cmd_restore(int argc, char **argv)
@@ -59,6 +62,7 @@ int cmd_restore(int argc, char **argv)
 	    {"threads", required_argument, NULL, OPT_THREADS},
 	    {"progress", optional_argument, NULL, OPT_PROGRESS},
 	    {"force", no_argument, NULL, OPT_FORCE},
+	    {"no-direct", no_argument, NULL, OPT_NO_DIRECT},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
@@ -135,6 +139,9 @@ int cmd_restore(int argc, char **argv)
 			break;
 		case OPT_FORCE:
 			snap_job_set_param(job, SNAP_PARAM_FORCE, 1);
+			break;
+		case OPT_NO_DIRECT:
+			snap_job_set_param(job, SNAP_PARAM_NO_DIRECT, 1);
 			break;
 		case 'h':
 			usage(stdout);

@@ -30,6 +30,8 @@ static void usage(FILE *f)
 	       "  -o, --output PATH      image file or block device (default: DIR/<image name>)\n"
 	       "      --force            replace an existing output file\n"
 	       "      --no-verify        skip the digest and signature checks (not recommended)\n"
+	       "      --no-direct        write through the page cache (default: O_DIRECT for\n"
+	       "                         whole aligned blocks)\n"
 	       "      --threads N        worker threads (default: every CPU)\n"
 	       "      --progress[=MODE]  bar, json or none (default: a bar on a terminal)\n"
 	       "      --debug            debug log lines on stderr\n");
@@ -37,7 +39,15 @@ static void usage(FILE *f)
 
 int cmd_unbundle(int argc, char **argv)
 {
-	enum { OPT_FORCE = 256, OPT_NO_VERIFY, OPT_THREADS, OPT_PROGRESS, OPT_DEBUG, OPT_HELP };
+	enum {
+		OPT_FORCE = 256,
+		OPT_NO_VERIFY,
+		OPT_THREADS,
+		OPT_PROGRESS,
+		OPT_DEBUG,
+		OPT_HELP,
+		OPT_NO_DIRECT
+	};
 	static const struct option opts[] = {
 	    {"manifest", required_argument, NULL, 'm'},
 	    {"privatekey", required_argument, NULL, 'k'},
@@ -47,6 +57,7 @@ int cmd_unbundle(int argc, char **argv)
 	    {"output", required_argument, NULL, 'o'},
 	    {"force", no_argument, NULL, OPT_FORCE},
 	    {"no-verify", no_argument, NULL, OPT_NO_VERIFY},
+	    {"no-direct", no_argument, NULL, OPT_NO_DIRECT},
 	    {"threads", required_argument, NULL, OPT_THREADS},
 	    {"progress", optional_argument, NULL, OPT_PROGRESS},
 	    {"debug", no_argument, NULL, OPT_DEBUG},
@@ -55,7 +66,7 @@ int cmd_unbundle(int argc, char **argv)
 	};
 	const char *manifest = NULL, *key = NULL, *cert = NULL, *src = NULL, *dest = NULL,
 		   *output = NULL;
-	bool force = false, no_verify = false, debug = false;
+	bool force = false, no_verify = false, debug = false, no_direct = false;
 	long threads = 0;
 	int progress = TOOL_PROGRESS_AUTO, c;
 	optind = 1;
@@ -84,6 +95,9 @@ int cmd_unbundle(int argc, char **argv)
 			break;
 		case OPT_NO_VERIFY:
 			no_verify = true;
+			break;
+		case OPT_NO_DIRECT:
+			no_direct = true;
 			break;
 		case OPT_THREADS: {
 			char *end;
@@ -149,6 +163,8 @@ int cmd_unbundle(int argc, char **argv)
 		r = snap_job_set_param(job, SNAP_PARAM_FORCE, force);
 	if (r >= 0)
 		r = snap_job_set_param(job, SNAP_PARAM_NO_VERIFY, no_verify);
+	if (r >= 0)
+		r = snap_job_set_param(job, SNAP_PARAM_NO_DIRECT, no_direct);
 	if (r >= 0)
 		r = snap_job_set_param(job, SNAP_PARAM_THREADS, threads);
 	if (r < 0) {

@@ -27,6 +27,14 @@ cmp direct.bin nodirect.bin || fail "direct and --no-direct stores differ"
 [ $(($(stat -c %s direct.bin) % 4096)) -ne 0 ] || echo "note: image size is a multiple of 4096"
 "$B" verify direct.bin --progress=none >/dev/null || fail "the direct store does not verify"
 python3 "$READER" direct.bin py >/dev/null || fail "the Python reader refuses the direct store"
+# restore --no-direct keeps the page cache and writes the same bytes
+"$B" restore direct.bin -o r-direct.img --progress=none >/dev/null
+"$B" restore direct.bin -o r-cached.img --no-direct --progress=none >/dev/null
+cmp r-direct.img r-cached.img || fail "restore --no-direct differs"
+if command -v fincore >/dev/null; then
+	cached=$(fincore -b -n -o RES r-cached.img | tr -d ' ')
+	[ "$cached" -gt 1048576 ] || fail "restore --no-direct should leave the page cache ($cached)"
+fi
 
 # a write the file size limit refuses (EFBIG: SIGXFSZ ignored) in the writer thread
 mkdir out
