@@ -245,14 +245,19 @@ int snap_output_open(const char *path, uint64_t size, unsigned flags, struct sna
 	}
 	int r;
 	struct stat st;
-	if (stat(path, &st) == 0 && S_ISBLK(st.st_mode)) {
+	bool exists = stat(path, &st) == 0;
+	if (exists && S_ISBLK(st.st_mode)) {
 		r = open_blockdev(o, size, ret_detail);
-	} else if (stat(path, &st) == 0 && !force) {
-		detail(ret_detail, "%s already exists (use --force to replace it)", path);
-		r = -EEXIST;
-	} else if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+	} else if (exists && S_ISDIR(st.st_mode)) {
 		detail(ret_detail, "%s is a directory", path);
 		r = -EISDIR;
+	} else if (exists && !S_ISREG(st.st_mode)) {
+		/* a file target is renamed into place: never over a character device or a pipe */
+		detail(ret_detail, "%s is neither a regular file nor a block device", path);
+		r = -EINVAL;
+	} else if (exists && !force) {
+		detail(ret_detail, "%s already exists (use --force to replace it)", path);
+		r = -EEXIST;
 	} else {
 		r = open_file(o, size, ret_detail);
 	}

@@ -51,5 +51,10 @@ if "$B" store disk.img -o /dev/null --force --progress=none 2> err.txt; then
 	fail "store replaced /dev/null"
 fi
 grep -q "/dev/null is not a regular file" err.txt || fail "unexpected error: $(cat err.txt)"
+if "$B" restore direct.bin -o /dev/null --force --progress=none 2> err.txt; then
+	fail "restore replaced /dev/null"
+fi
+grep -q "/dev/null is neither a regular file nor a block device" err.txt ||
+	fail "unexpected error: $(cat err.txt)"
 [ -c /dev/null ] || fail "/dev/null is no longer a character device"
 echo "direct-output: ok"
