@@ -52,7 +52,10 @@ copy
 for p in "$(printf 'disk.img.part.%0*d' ${#nparts} 0)" "$mid" "$last"; do
 	copy
 	size=$(stat -c %s "$T/case/$p")
-	printf '\x5a' | dd of="$T/case/$p" bs=1 seek=$((size / 2)) conv=notrunc 2>/dev/null
+	# flip bits of the byte there (writing a fixed byte would leave it alone 1 time in 256)
+	old=$(od -An -tu1 -j $((size / 2)) -N1 "$T/case/$p" | tr -d ' ')
+	printf "\\x$(printf %02x $((old ^ 0x5a)))" |
+		dd of="$T/case/$p" bs=1 seek=$((size / 2)) conv=notrunc 2>/dev/null
 	expect_fail "flipped byte in $p" "($T/case/$p) is damaged" "${K[@]}"
 done
 copy
@@ -145,7 +148,9 @@ expect_fail "flipped part with --no-verify" "part 1:\|tar stream\|gzip" "${K[@]}
 
 # verify finds the same damage and writes nothing
 copy
-printf '\x5a' | dd of="$T/case/$mid" bs=1 seek=1000 conv=notrunc 2>/dev/null
+old=$(od -An -tu1 -j 1000 -N1 "$T/case/$mid" | tr -d ' ')
+printf "\\x$(printf %02x $((old ^ 0x5a)))" | dd of="$T/case/$mid" bs=1 seek=1000 conv=notrunc \
+	2>/dev/null
 if "$SNAPBUNDLE" verify -m "$T/case/disk.img.manifest.xml" >"$T/log" 2>&1; then
 	fail "verify without a key accepted a damaged part"
 else
