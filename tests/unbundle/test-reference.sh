@@ -95,7 +95,9 @@ if "$SNAPBUNDLE" store --help >/dev/null 2>&1; then
 		fail "store failed"
 	"$SNAPBUNDLE" verify "$T/s.bin" --progress=none >"$T/log" 2>&1 ||
 		fail "verify IMAGE.bin failed: $(cat "$T/log")"
-	printf 'x' | dd of="$T/s.bin" bs=1 seek=5000 conv=notrunc 2>/dev/null
+	old=$(od -An -tu1 -j 5000 -N1 "$T/s.bin" | tr -d ' ')
+	printf "\\x$(printf %02x $((old ^ 0x20)))" | dd of="$T/s.bin" bs=1 seek=5000 conv=notrunc \
+		2>/dev/null
 	if "$SNAPBUNDLE" verify "$T/s.bin" --progress=none >"$T/log" 2>&1; then
 		fail "verify IMAGE.bin accepted a damaged store image"
 	fi
