@@ -157,7 +157,7 @@ out:
 	return r;
 }
 
-static bool env_buffered(void)
+bool snap_output_env_buffered(void)
 {
 	const char *e = getenv("SNAPBUNDLE_OUTPUT_BUFFERED");
 	return e && *e && strcmp(e, "0") != 0;
@@ -265,7 +265,7 @@ int snap_output_open(const char *path, uint64_t size, unsigned flags, struct sna
 		snap_output_free(o);
 		return r;
 	}
-	if (!(flags & SNAP_OUTPUT_BUFFERED) && !env_buffered())
+	if (!(flags & SNAP_OUTPUT_BUFFERED) && !snap_output_env_buffered())
 		open_direct(o);
 	*ret = o;
 	return 0;

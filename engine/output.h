@@ -45,6 +45,9 @@ enum {
 int snap_output_open(const char *path, uint64_t size, unsigned flags, struct snap_output **ret,
 		     char **ret_detail);
 bool snap_output_is_block_device(const struct snap_output *out);
+/* SNAPBUNDLE_OUTPUT_BUFFERED is set (and not "0"): every output keeps the page cache (store's
+ * image too). */
+bool snap_output_env_buffered(void);
 /* Exactly len bytes at off; safe from several threads at once for disjoint ranges. */
 int snap_output_write(struct snap_output *out, const void *buf, size_t len, uint64_t off);
 /* Whether the O_DIRECT descriptor is open, and the offset granularity of direct writes

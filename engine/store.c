@@ -169,11 +169,6 @@ struct store_ctx {
 
 #define STAGE_SIZE (4u << 20)
 
-static bool getenv_bool_output_buffered(void)
-{
-	const char *e = getenv("SNAPBUNDLE_OUTPUT_BUFFERED");
-	return e && *e && strcmp(e, "0") != 0;
-}
 #define DIRECT_ALIGN 4096u
 
 static int pwrite_all(struct store_ctx *s, int fd, const uint8_t *p, size_t len, uint64_t off)
@@ -1276,7 +1271,7 @@ static int store_create_output(struct store_ctx *s)
 		return snap_job_fail(s->job, r, "cannot set the mode of %s: %s", s->tmp,
 				     strerror(-r));
 	/* invariant 9: a second descriptor of the same file, O_DIRECT, unless refused */
-	if (!snap_job_param(s->job, SNAP_PARAM_NO_DIRECT, 0) && !getenv_bool_output_buffered()) {
+	if (!snap_job_param(s->job, SNAP_PARAM_NO_DIRECT, 0) && !snap_output_env_buffered()) {
 		char self[64];
 		snprintf(self, sizeof(self), "/proc/self/fd/%d", s->fd);
 		s->dfd = open(self, O_WRONLY | O_DIRECT | O_CLOEXEC);
