@@ -94,7 +94,7 @@ struct bench_run {
 	uint64_t bytes_read, bytes_written;
 	double rate;				      /* source DATA bytes per second */
 	double rate_first_quarter, rate_last_quarter; /* bytes read per second; 0 when unknown */
-	char timings[512]; /* SNAP_RESULT_TIMINGS of the job (a JSON object as text), or "" */
+	char timings[1024]; /* SNAP_RESULT_TIMINGS of the job (a JSON object as text), or "" */
 	/* model */
 	double model_seconds;
 	char model_bound[32];

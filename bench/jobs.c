@@ -286,7 +286,7 @@ struct child_result {
 	uint64_t elapsed_ns, bytes_read, bytes_written;
 	double q1, q4;
 	char error[256];
-	char timings[512];
+	char timings[1024];
 	struct rusage ru;
 };
 

@@ -82,6 +82,26 @@
 
 struct worker;
 
+/* Where a store's time went (SNAP_RESULT_TIMINGS, docs/bench-json.md): work stages are thread
+ * CPU seconds summed over the threads that did them, waits and the totals wall seconds. */
+struct store_timings {
+	double prepare, read_wait, fill, slot_wait; /* run thread */
+	double worker_idle, crc, deflate, seal, digest;		/* workers, summed */
+	double writer_wait, write, finish, total, cpu;		/* writer, then the whole job */
+};
+
+static uint64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static double ns_to_s(uint64_t ns)
+{
+	return (double)ns / 1e9;
+}
+
 struct store_vol {
 	const char *path;
 	char *device;
@@ -165,6 +185,7 @@ struct store_ctx {
 	int werr;	      /* the writer's first failure, message in wmsg */
 	char wmsg[512];
 	uint64_t pub_written; /* s->written as of the writer's last slot, under lock */
+	struct store_timings t; /* run thread's and writer's fields; workers' merged at stop */
 };
 
 #define STAGE_SIZE (4u << 20)
@@ -294,6 +315,7 @@ static unsigned store_slot_count(unsigned nthreads, uint32_t frame_size)
 
 struct worker {
 	struct store_ctx *s;
+	uint64_t idle_ns, crc_ns, deflate_ns, seal_ns, digest_ns;
 	struct isal_zstream zs;
 	uint8_t *level_buf;
 	uint32_t level_buf_size;
@@ -322,7 +344,10 @@ static int seal_frame(struct worker *w, const uint8_t *raw, struct frame_job *fj
 	struct store_ctx *s = w->s;
 	struct snap_store_frame *f = &fj->f;
 	uint8_t *payload = out + SNAP_STORE_FRAME_HEADER_SIZE;
+	uint64_t c0 = thread_cpu_ns();
 	uint32_t crc = crc32_gzip_refl(0, raw, f->raw_len);
+	uint64_t c1 = thread_cpu_ns();
+	w->crc_ns += c1 - c0;
 	isal_deflate_stateless_init(&w->zs);
 	w->zs.level = (uint32_t)s->level;
 	w->zs.level_buf = w->level_buf;
@@ -335,6 +360,8 @@ static int seal_frame(struct worker *w, const uint8_t *raw, struct frame_job *fj
 	w->zs.next_out = payload;
 	w->zs.avail_out = f->raw_len - 1; /* keep it only when it shrinks */
 	int r = isal_deflate_stateless(&w->zs);
+	uint64_t c2 = thread_cpu_ns();
+	w->deflate_ns += c2 - c1;
 	uint32_t body;
 	if (r == COMP_OK && w->zs.total_out > 0 && w->zs.total_out < f->raw_len) {
 		f->flags = SNAP_STORE_FRAME_DEFLATE;
@@ -362,7 +389,10 @@ static int seal_frame(struct worker *w, const uint8_t *raw, struct frame_job *fj
 		if (r < 0)
 			return r;
 	}
+	uint64_t c3 = thread_cpu_ns();
+	w->seal_ns += c3 - c2;
 	r = snap_store_cipher_digest(w->cipher, payload, f->stored_len, f->digest);
+	w->digest_ns += thread_cpu_ns() - c3;
 	if (r < 0)
 		return r;
 	snap_store_frame_encode(f, out);
@@ -386,6 +416,7 @@ static void *worker_main(void *arg)
 	pthread_mutex_lock(&s->lock);
 	for (;;) {
 		struct slot *sl = NULL;
+		uint64_t t0 = snap_now_ns();
 		while (!s->stop) {
 			/* oldest queued first keeps the writer fed */
 			for (unsigned i = 0; i < s->nslots; i++) {
@@ -397,6 +428,7 @@ static void *worker_main(void *arg)
 				break;
 			pthread_cond_wait(&s->cond, &s->lock);
 		}
+		w->idle_ns += snap_now_ns() - t0;
 		if (s->stop)
 			break;
 		sl->state = SLOT_BUSY;
@@ -811,7 +843,9 @@ static void *writer_main(void *arg)
 		if (!sl) {
 			if (s->fill_done && s->write_seq == s->next_seq)
 				break;
+			uint64_t t0 = snap_now_ns();
 			pthread_cond_wait(&s->cond, &s->lock);
+			s->t.writer_wait += ns_to_s(snap_now_ns() - t0);
 			continue;
 		}
 		pthread_mutex_unlock(&s->lock);
@@ -824,6 +858,7 @@ static void *writer_main(void *arg)
 				 (unsigned long long)f->index, s->path, s->vols[f->volume].path,
 				 (unsigned long long)f->offset, snap_strerror(r));
 		}
+		uint64_t t0 = snap_now_ns();
 		for (size_t i = 0; i < sl->nframes && r == 0; i++) {
 			const struct frame_job *fj = &sl->frames[i];
 			uint64_t at = s->written;
@@ -835,6 +870,7 @@ static void *writer_main(void *arg)
 				snprintf(msg, sizeof(msg), "out of memory");
 		}
 		pthread_mutex_lock(&s->lock);
+		s->t.write += ns_to_s(snap_now_ns() - t0);
 		s->pub_written = s->written;
 		if (r < 0) {
 			s->werr = r;
@@ -871,7 +907,9 @@ static int store_fill_slot(struct store_ctx *s, struct slot *sl, uint32_t vi, ui
 		/* a chunk may be 64 MiB from a slow device: cancel between reader chunks */
 		if (snap_job_cancelled(s->job))
 			return -ECANCELED;
+		uint64_t t0 = snap_now_ns();
 		r = snap_reader_next(v->reader, &ch);
+		s->t.read_wait += ns_to_s(snap_now_ns() - t0);
 		if (r <= 0) {
 			if (r == 0)
 				r = -EIO;
@@ -1012,6 +1050,7 @@ static int store_data(struct store_ctx *s)
 				break;
 			}
 			struct slot *sl = NULL;
+			uint64_t t0 = snap_now_ns();
 			while (!sl && !s->werr) {
 				for (unsigned k = 0; k < s->nslots; k++)
 					if (s->slots[k].state == SLOT_FREE)
@@ -1019,12 +1058,15 @@ static int store_data(struct store_ctx *s)
 				if (!sl)
 					store_wait(s);
 			}
+			s->t.slot_wait += ns_to_s(snap_now_ns() - t0);
 			if (s->werr) {
 				r = snap_job_fail(s->job, s->werr, "%s", s->wmsg);
 				break;
 			}
 			pthread_mutex_unlock(&s->lock);
+			uint64_t c0 = thread_cpu_ns();
 			r = store_fill_slot(s, sl, vi, off, len);
+			s->t.fill += ns_to_s(thread_cpu_ns() - c0);
 			pthread_mutex_lock(&s->lock);
 			if (r < 0)
 				break;
@@ -1111,6 +1153,12 @@ static void store_stop_workers(struct store_ctx *s)
 	pthread_mutex_unlock(&s->lock);
 	for (unsigned i = 0; i < s->nthreads; i++) {
 		pthread_join(s->threads[i], NULL);
+		const struct worker *w = &s->workers[i];
+		s->t.worker_idle += ns_to_s(w->idle_ns);
+		s->t.crc += ns_to_s(w->crc_ns);
+		s->t.deflate += ns_to_s(w->deflate_ns);
+		s->t.seal += ns_to_s(w->seal_ns);
+		s->t.digest += ns_to_s(w->digest_ns);
 		free(s->workers[i].level_buf);
 		snap_store_cipher_free(s->workers[i].cipher);
 	}
@@ -1329,6 +1377,37 @@ static int store_commit(struct store_ctx *s)
 	return r;
 }
 
+static void store_set_timings(struct store_ctx *s, uint64_t start, uint64_t data_start,
+			      uint64_t data_end, const struct timespec *cpu0)
+{
+	struct store_timings *t = &s->t;
+	struct timespec cpu1;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu1);
+	uint64_t now = snap_now_ns();
+	t->prepare = ns_to_s(data_start - start);
+	t->finish = ns_to_s(now - data_end);
+	t->total = ns_to_s(now - start);
+	t->cpu = (double)(cpu1.tv_sec - cpu0->tv_sec) + (double)(cpu1.tv_nsec - cpu0->tv_nsec) / 1e9;
+	char *json = NULL;
+	if (asprintf(&json,
+		     "{\"prepare_wall\":%.6f,\"data_wall\":%.6f,\"read_wait\":%.6f,"
+		     "\"fill_cpu\":%.6f,\"slot_wait\":%.6f,\"worker_idle\":%.6f,"
+		     "\"crc_cpu\":%.6f,\"deflate_cpu\":%.6f,\"seal_cpu\":%.6f,"
+		     "\"digest_cpu\":%.6f,\"writer_wait\":%.6f,\"write_wall\":%.6f,"
+		     "\"finish_wall\":%.6f,\"total_wall\":%.6f,\"total_cpu\":%.6f,"
+		     "\"threads\":%u,\"slots\":%u,\"level\":%d,\"frame_size\":%u,"
+		     "\"direct_output\":%s,\"frames\":%llu,\"bytes_written\":%llu}",
+		     t->prepare, ns_to_s(data_end - data_start), t->read_wait, t->fill,
+		     t->slot_wait, t->worker_idle, t->crc, t->deflate, t->seal, t->digest,
+		     t->writer_wait, t->write, t->finish, t->total, t->cpu,
+		     snap_job_threads(s->job), s->nslots, s->level, s->frame_size,
+		     s->stage ? "true" : "false", (unsigned long long)s->niframes,
+		     (unsigned long long)s->written) >= 0) {
+		snap_job_set_result_string(s->job, SNAP_RESULT_TIMINGS, json);
+		free(json);
+	}
+}
+
 static void store_cleanup(struct store_ctx *s)
 {
 	if (s->slots && s->threads)
@@ -1369,6 +1448,9 @@ static void store_cleanup(struct store_ctx *s)
 int snap_store_run(struct snap_job *job)
 {
 	struct store_ctx s = {.job = job, .fd = -1, .dfd = -1};
+	uint64_t start = snap_now_ns(), data_start = 0, data_end = 0;
+	struct timespec cpu0;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu0);
 	pthread_mutex_init(&s.lock, NULL);
 	pthread_cond_init(&s.cond, NULL);
 	int64_t fs = snap_job_param(job, SNAP_PARAM_FRAME_SIZE, DEFAULT_FRAME_SIZE);
@@ -1398,8 +1480,11 @@ int snap_store_run(struct snap_job *job)
 		goto out;
 	}
 	snap_job_set_stage(job, SNAP_STAGE_DATA);
+	data_start = snap_now_ns();
 	if ((r = store_data(&s)) < 0)
 		goto out;
+	store_stop_workers(&s); /* idle now; merges the workers' timings */
+	data_end = snap_now_ns();
 	snap_job_report(job, true); /* the DATA stage's last sample shows all of it */
 	for (size_t i = 0; i < s.nvols; i++)
 		snap_layout_thaw(s.vols[i].layout);
@@ -1420,6 +1505,7 @@ int snap_store_run(struct snap_job *job)
 	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_WRITTEN, s.written);
 	snap_job_set_result_u64(job, SNAP_RESULT_FRAMES, s.niframes);
 	snap_job_set_result_string(job, SNAP_RESULT_OUTPUT_PATH, s.path);
+	store_set_timings(&s, start, data_start, data_end, &cpu0);
 out:
 	if (r == -ENOMEM)
 		snap_job_fail(job, r, "out of memory");

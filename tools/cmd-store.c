@@ -41,7 +41,8 @@ static void usage(FILE *f)
 	       "  --freeze                   freeze mounted filesystems (FIFREEZE) while reading\n"
 	       "  --exact                    both: the restore is byte-identical to the source\n"
 	       "  --no-direct                read and write through the page cache\n"
-	       "  --force                    replace an existing output\n");
+	       "  --force                    replace an existing output\n"
+	       "  --debug                    debug log lines and stage timings on stderr\n");
 }
 
 /* The first line of a file, without its newline. */
@@ -98,6 +99,7 @@ enum {
 	OPT_EXACT,
 	OPT_SIGN_KEY,
 	OPT_NO_DIRECT,
+	OPT_DEBUG,
 };
 
 int cmd_store(int argc, char **argv)
@@ -125,6 +127,7 @@ int cmd_store(int argc, char **argv)
 	    {"exact", no_argument, NULL, OPT_EXACT},
 	    {"sign-key", required_argument, NULL, OPT_SIGN_KEY},
 	    {"no-direct", no_argument, NULL, OPT_NO_DIRECT},
+	    {"debug", no_argument, NULL, OPT_DEBUG},
 	    /* test-only: reproducible images for the golden vector (never for real images) */
 	    {"test-seed", required_argument, NULL, OPT_TEST_SEED},
 	    {"creation-time", required_argument, NULL, OPT_CTIME},
@@ -137,6 +140,7 @@ int cmd_store(int argc, char **argv)
 	int progress = TOOL_PROGRESS_AUTO, c, ret = 1;
 	char *pass = NULL;
 	const char *output = NULL;
+	bool debug = false;
 	if (snap_job_new(SNAP_JOB_STORE, &job) < 0) {
 		tool_error("out of memory");
 		return 1;
@@ -230,6 +234,10 @@ int cmd_store(int argc, char **argv)
 		case OPT_NO_DIRECT:
 			snap_job_set_param(job, SNAP_PARAM_NO_DIRECT, 1);
 			break;
+		case OPT_DEBUG:
+			debug = true;
+			tool_log_setup(true);
+			break;
 		case OPT_SIGN_KEY:
 			snap_job_set_string(job, SNAP_SPARAM_SIGNING_KEY, optarg);
 			break;
@@ -284,6 +292,9 @@ int cmd_store(int argc, char **argv)
 		printf("stored %s: %s of volumes in %s (%llu frames)\n", out, tool_size(a, total),
 		       tool_size(b, written), (unsigned long long)frames);
 	}
+	const char *timings = snap_job_result_string(job, SNAP_RESULT_TIMINGS);
+	if (debug && timings)
+		fprintf(stderr, "snapbundle: debug: timings %s\n", timings);
 	ret = 0;
 out:
 	free(pass);
