@@ -58,6 +58,8 @@ struct bench_stage {
 	double cpu_seconds; /* compute stages: CPU time of the thread; 0 for read and write */
 	double cpu_rate;    /* bytes per CPU second; 0 when not measured */
 	double ratio;	    /* deflate: output / input; 0 when not applicable */
+	double io_cpu_seconds; /* read, write: CPU the whole machine spent meanwhile */
+	bool io_cpu_known;
 	/* read configurations */
 	char engine[8]; /* "uring", "pread" */
 	bool direct;
@@ -97,7 +99,11 @@ struct bench_run {
 	char timings[1024]; /* SNAP_RESULT_TIMINGS of the job (a JSON object as text), or "" */
 	/* model */
 	double model_seconds;
+	double model_flat_seconds; /* the same terms as one window over the whole source */
 	char model_bound[32];
+	double model_bound_share; /* share of model_seconds spent in windows model_bound bounds */
+	double host_speed;	  /* probe rate before this run / after the stages; 0 unknown */
+	size_t model_windows;
 	bool model_complete;	  /* every stage the model needs was measured */
 	double model_cpu_seconds; /* CPU the compute stages need, at their per-CPU-second rates */
 	double cpu_percent;	  /* model_cpu_seconds / cpu_seconds * 100 */
@@ -136,6 +142,17 @@ struct bench_ref {
 	uint64_t output_bytes;
 };
 
+/* What each corpus piece costs at the jobs' level, in source order: the content changes
+ * along a disk (text, binaries, compressed data), and with it the stage that bounds a job
+ * (model.c's windows). Empty when the deflate stage at that level did not run. */
+struct bench_profile {
+	size_t npieces;
+	size_t piece_bytes;
+	double *deflate_cpu;   /* CPU seconds to deflate the piece */
+	uint64_t *deflate_out; /* its compressed size */
+	double *inflate_cpu;   /* CPU seconds to inflate it back (NULL: not measured) */
+};
+
 struct bench_report {
 	struct bench_opts opts;
 	char cpu_model[128];
@@ -146,6 +163,12 @@ struct bench_report {
 	struct bench_source source;
 	struct bench_stage stages[BENCH_MAX_STAGES];
 	size_t nstages;
+	struct bench_profile profile;
+	bool shared_device;	/* the source and the work directory share a disk */
+	uint8_t *probe;		/* a piece of the corpus for bench_probe (stages.c invariant 6) */
+	size_t probe_len;
+	double probe_base;	/* bench_probe's rate right after the stages; 0 unknown */
+	char device_note[256];
 	struct bench_job jobs[BENCH_JOB_KINDS];
 	struct bench_ref refs[BENCH_MAX_REFS];
 	size_t nrefs;
@@ -163,12 +186,18 @@ int bench_sample_source(const struct bench_source *src, size_t sample_bytes, uin
 void bench_run_stages(struct bench_report *rep, const uint8_t *corpus, size_t corpus_len,
 		      const char *workdir);
 const struct bench_stage *bench_stage_find(const struct bench_report *rep, const char *name);
+void bench_profile_free(struct bench_profile *p);
+/* Deflate bytes per CPU second over data at level, for at least min_time; 0 on failure. */
+double bench_probe(const uint8_t *data, size_t len, int level, double min_time);
 /* The fastest available read configuration, or NULL. */
 const struct bench_stage *bench_stage_best_read(const struct bench_report *rep);
 
 /* source-map.c */
 void bench_map_source(struct bench_source *src);
 void bench_source_free(struct bench_source *src);
+/* 1 when source and dir sit on one disk (its bandwidth is shared), 0 when not, -errno; note
+ * says which devices. */
+int bench_same_device(const char *source, const char *dir, char *note, size_t note_len);
 
 /* jobs.c */
 int bench_job_child_main(int argc, char **argv);
@@ -176,11 +205,9 @@ int bench_make_keys(const char *dir, char **ret_detail);
 void bench_run_jobs(struct bench_report *rep, const char *workdir, const char *self_exe);
 
 /* model.c: fills model_* of every run; returns the terms of one job at threads in terms[]. */
-size_t bench_model_terms(const struct bench_report *rep, const char *kind, unsigned threads,
-			 struct bench_term *terms, size_t max);
-/* The model's limit in seconds for kind at threads; bound names the limiting stage. */
-double bench_model_limit(const struct bench_report *rep, const char *kind, unsigned threads,
-			 char *bound, size_t bound_len, bool *ret_complete);
+/* The terms summed over the windows; compute terms at the run's host_speed. */
+size_t bench_model_terms(const struct bench_report *rep, const char *kind,
+			 const struct bench_run *run, struct bench_term *terms, size_t max);
 void bench_model_apply(struct bench_report *rep);
 
 /* reference.c */

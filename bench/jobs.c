@@ -529,6 +529,12 @@ void bench_run_jobs(struct bench_report *rep, const char *workdir, const char *s
 			/* the previous run's output (gigabytes of bundle parts) is written back now,
 			 * not while this run is timed */
 			sync();
+			/* the host's speed now against the stages' (stages.c invariant 6) */
+			if (rep->probe && rep->probe_base > 0) {
+				double now = bench_probe(rep->probe, rep->probe_len, rep->opts.level,
+							 rep->opts.min_time / 2);
+				run->host_speed = now > 0 ? now / rep->probe_base : 0;
+			}
 			int r = spawn_child(self_exe, argv, &res);
 			run->ok = r == 0 && res.ran && res.rc >= 0;
 			if (!run->ok) {

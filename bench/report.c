@@ -94,12 +94,20 @@ static void json_stage(FILE *f, const struct bench_stage *st)
 	jpos(f, st->cpu_rate / 1e6);
 	fputs(", \"ratio\": ", f);
 	jpos(f, st->ratio);
+	fputs(", \"io_cpu_seconds\": ", f);
+	if (st->io_cpu_known)
+		jnum(f, st->io_cpu_seconds);
+	else
+		fputs("null", f);
 	if (!strcmp(st->group, "read")) {
 		fputs(", \"read\": {\"engine\": ", f);
 		jstr(f, st->engine);
 		fprintf(f, ", \"direct\": %s, \"queue_depth\": %u, \"request_size\": %zu}",
 			jbool(st->direct), st->queue_depth, st->request_size);
 	}
+	if (!strcmp(st->group, "write") && st->available)
+		fprintf(f, ", \"write\": {\"direct\": %s, \"request_size\": %zu}",
+			jbool(st->direct), st->request_size);
 	fputc('}', f);
 }
 
@@ -128,6 +136,12 @@ static void json_run(FILE *f, const struct bench_report *rep, const struct bench
 	jnum(f, run->model_seconds);
 	fputs(", \"bound\": ", f);
 	jstr(f, run->model_bound);
+	fputs(", \"bound_share\": ", f);
+	jpos(f, run->model_bound_share);
+	fprintf(f, ", \"windows\": %zu, \"flat_limit_seconds\": ", run->model_windows);
+	jnum(f, run->model_flat_seconds);
+	fputs(", \"host_speed\": ", f);
+	jpos(f, run->host_speed);
 	fprintf(f, ", \"complete\": %s, \"percent_of_limit\": ", jbool(run->model_complete));
 	jpos(f, run->percent_of_limit);
 	fputs(", \"cpu_seconds\": ", f);
@@ -136,7 +150,7 @@ static void json_run(FILE *f, const struct bench_report *rep, const struct bench
 	jpos(f, run->cpu_percent);
 	fputs(", \"terms\": [", f);
 	struct bench_term t[16];
-	size_t n = bench_model_terms(rep, job->kind, run->threads, t, 16);
+	size_t n = bench_model_terms(rep, job->kind, run, t, 16);
 	for (size_t i = 0; i < n; i++) {
 		fputs(i ? ", {\"stage\": " : "{\"stage\": ", f);
 		jstr(f, t[i].stage);
@@ -197,6 +211,9 @@ int bench_write_json(const struct bench_report *rep, FILE *f)
 	jopt(f, s->map_reason);
 	fputs(", \"ptable\": ", f);
 	jopt(f, s->ptable);
+	fprintf(f, ", \"shares_disk_with_workdir\": %s, \"disk_note\": ",
+		jbool(rep->shared_device));
+	jopt(f, rep->device_note);
 	fprintf(f,
 		", \"partitions\": %zu, \"extents\": %llu, \"bytes\": {\"data\": %llu, "
 		"\"zero\": %llu, \"unused\": %llu}},\n",
@@ -283,6 +300,8 @@ void bench_print_table(const struct bench_report *rep)
 	printf("\n        data %s, zero %s, unused %s%s%s\n", size_str(a, s->bytes[0]),
 	       size_str(b, s->bytes[1]), size_str(c, s->bytes[2]),
 	       s->map_reason[0] ? "\n        " : "", s->map_reason);
+	printf("        %s%s\n", rep->device_note,
+	       rep->shared_device ? ": reads and writes share its bandwidth" : "");
 
 	printf("\nstages, one thread each (MB = 10^6 bytes)\n");
 	for (size_t i = 0; i < rep->nstages; i++) {

@@ -411,7 +411,7 @@ int main(int argc, char **argv)
 	o->min_time = o->quick ? 0.1 : 0.5;
 	o->read_budget = o->quick ? 64 * MIB : 1024 * MIB;
 	o->write_budget = o->quick ? 32 * MIB : 512 * MIB;
-	size_t corpus_bytes = o->quick ? 4 * MIB : 16 * MIB;
+	size_t corpus_bytes = o->quick ? 4 * MIB : 64 * MIB;
 
 	struct sigaction sa = {.sa_handler = on_signal};
 	sigemptyset(&sa.sa_mask);
@@ -458,6 +458,8 @@ int main(int argc, char **argv)
 		src->generated = true;
 	}
 	bench_map_source(src);
+	rep.shared_device = bench_same_device(src->path, workdir, rep.device_note,
+					      sizeof(rep.device_note)) == 1;
 	if (src->size == 0) {
 		err("cannot read %s: %s", src->path, "empty or unreadable");
 		goto out;
@@ -471,6 +473,16 @@ int main(int argc, char **argv)
 
 	note(&rep, "measuring each stage alone");
 	bench_run_stages(&rep, corpus, corpus_len, workdir);
+	/* the host-speed probe's piece (stages.c invariant 6): pieces from the middle of the
+	 * corpus, so of the source's typical content */
+	rep.probe_len = corpus_len < 8 * MIB ? corpus_len : 8 * MIB;
+	rep.probe = malloc(rep.probe_len);
+	if (rep.probe) {
+		memcpy(rep.probe, corpus + (corpus_len - rep.probe_len) / 2 / MIB * MIB,
+		       rep.probe_len);
+		rep.probe_base =
+		    bench_probe(rep.probe, rep.probe_len, o->level, o->min_time / 2);
+	}
 	free(corpus);
 	corpus = NULL;
 	if (!interrupted) {
@@ -515,6 +527,8 @@ int main(int argc, char **argv)
 out:
 	free(corpus);
 	bench_source_free(&rep.source);
+	bench_profile_free(&rep.profile);
+	free(rep.probe);
 	bench_remove_tree(workdir);
 	return status;
 }

@@ -12,7 +12,12 @@
  *  4. The DATA extents are kept (src->data): the stage corpus is sampled from them, so the
  *     stages are timed on the bytes the jobs carry (free-space junk compresses at another
  *     speed than the data around it).
+ *  5. Whether the source and the work directory (where the jobs write) sit on one device is
+ *     decided from sysfs: the whole disks under each (a partition's parent, the devices a
+ *     device-mapper or md device is built on, recursively). Devices sysfs does not know
+ *     (tmpfs, overlay, NFS: major 0) are one device only when their st_dev is equal.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -21,6 +26,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "bench.h"
@@ -124,4 +130,101 @@ void bench_source_free(struct bench_source *src)
 	free(src->data);
 	src->data = NULL;
 	src->ndata = 0;
+}
+
+/* ---- which device (invariant 5) ---------------------------------------------------------- */
+
+#define MAX_DISKS 16
+
+/* The whole disks under block device MAJ:MIN, added to disks[] (as "MAJ:MIN" of the disk). */
+static void whole_disks(const char *sysdir, char disks[][24], size_t *n, int depth)
+{
+	char path[4500], buf[24];
+	if (depth > 8 || *n >= MAX_DISKS)
+		return;
+	/* built on other devices (dm, md): follow them */
+	snprintf(path, sizeof(path), "%s/slaves", sysdir);
+	DIR *d = opendir(path);
+	bool any = false;
+	if (d) {
+		struct dirent *e;
+		while ((e = readdir(d))) {
+			if (e->d_name[0] == '.')
+				continue;
+			char sub[4400];
+			snprintf(sub, sizeof(sub), "%s/slaves/%s", sysdir, e->d_name);
+			char real[4096];
+			if (!realpath(sub, real))
+				continue;
+			any = true;
+			whole_disks(real, disks, n, depth + 1);
+		}
+		closedir(d);
+	}
+	if (any)
+		return;
+	/* a partition: its disk is the parent directory */
+	snprintf(path, sizeof(path), "%s/partition", sysdir);
+	char dir[4400];
+	if (access(path, F_OK) == 0)
+		snprintf(dir, sizeof(dir), "%s/..", sysdir);
+	else
+		snprintf(dir, sizeof(dir), "%s", sysdir);
+	snprintf(path, sizeof(path), "%s/dev", dir);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return;
+	if (fgets(buf, sizeof(buf), f)) {
+		buf[strcspn(buf, "\n")] = 0;
+		bool dup = false;
+		for (size_t i = 0; i < *n; i++)
+			dup = dup || !strcmp(disks[i], buf);
+		if (!dup)
+			memcpy(disks[(*n)++], buf, sizeof(buf));
+	}
+	fclose(f);
+}
+
+static size_t disks_of(dev_t dev, char disks[][24])
+{
+	char sys[64], real[4096];
+	size_t n = 0;
+	snprintf(sys, sizeof(sys), "/sys/dev/block/%u:%u", major(dev), minor(dev));
+	if (major(dev) != 0 && realpath(sys, real))
+		whole_disks(real, disks, &n, 0);
+	return n;
+}
+
+int bench_same_device(const char *source, const char *dir, char *note, size_t note_len)
+{
+	struct stat a, b;
+	if (stat(source, &a) < 0 || stat(dir, &b) < 0) {
+		snprintf(note, note_len, "cannot stat the source or the work directory: %s",
+			 strerror(errno));
+		return -errno;
+	}
+	dev_t sdev = S_ISBLK(a.st_mode) ? a.st_rdev : a.st_dev;
+	if (sdev == b.st_dev) {
+		snprintf(note, note_len, "source and work directory on device %u:%u",
+			 major(sdev), minor(sdev));
+		return 1;
+	}
+	char da[MAX_DISKS][24], db[MAX_DISKS][24];
+	size_t na = disks_of(sdev, da), nb = disks_of(b.st_dev, db);
+	for (size_t i = 0; i < na; i++)
+		for (size_t j = 0; j < nb; j++)
+			if (!strcmp(da[i], db[j])) {
+				snprintf(note, note_len,
+					 "source and work directory on disk %s", da[i]);
+				return 1;
+			}
+	if (na == 0 || nb == 0)
+		snprintf(note, note_len,
+			 "source on %u:%u, work directory on %u:%u (not both known to sysfs: "
+			 "taken as separate)",
+			 major(sdev), minor(sdev), major(b.st_dev), minor(b.st_dev));
+	else
+		snprintf(note, note_len, "source on disk %s, work directory on disk %s", da[0],
+			 db[0]);
+	return 0;
 }

@@ -17,6 +17,15 @@
  *     unavailable with that reason, not measured on another path.
  *  4. Compressed output is checked by inflating it back (a stage that produced garbage would
  *     report a meaningless rate): a mismatch marks the inflate stage unavailable with a reason.
+ *  5. Read and write stages also record the CPU the whole machine spent while they ran
+ *     (io_cpu_seconds, from /proc/stat): moving bytes costs CPU in the kernel, much of it
+ *     outside the process (block-layer workers, interrupts), and on a machine with few cores
+ *     that CPU is taken from the compute stages. Other work on the machine inflates it; the
+ *     report shows the load average the run started at.
+ *  6. A virtual machine's CPU speed drifts (on the development VM the same deflate ran 25-30 %
+ *     slower minutes later), so a probe (bench_probe: deflate of an 8 MiB piece of the corpus,
+ *     0.25 s) runs right after the stages and again right before each job run; their ratio
+ *     (host_speed) scales the model's CPU terms for that run.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -54,6 +63,33 @@ static void stage_unavailable(struct bench_stage *st, const char *fmt, const cha
 	snprintf(st->reason, sizeof(st->reason), fmt, arg);
 }
 
+/* CPU seconds the whole machine has been busy (/proc/stat: user, nice, system, irq, softirq
+ * over all CPUs), or -1. I/O costs CPU outside the process too: block-layer workers,
+ * interrupts, the filesystem's completion work (invariant 5). */
+static double machine_busy(void)
+{
+	FILE *f = fopen("/proc/stat", "re");
+	if (!f)
+		return -1;
+	unsigned long long v[8] = {0};
+	int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
+		       &v[3], &v[4], &v[5], &v[6], &v[7]);
+	fclose(f);
+	long hz = sysconf(_SC_CLK_TCK);
+	if (n < 7 || hz <= 0)
+		return -1;
+	return (double)(v[0] + v[1] + v[2] + v[5] + v[6]) / (double)hz;
+}
+
+/* An I/O stage's machine CPU over [b0, b1] of machine_busy(). */
+static void stage_io_cpu(struct bench_stage *st, double b0, double b1)
+{
+	if (st->available && b0 >= 0 && b1 >= b0) {
+		st->io_cpu_seconds = b1 - b0; /* 0: less than a clock tick */
+		st->io_cpu_known = true;
+	}
+}
+
 static void stage_done(struct bench_stage *st, uint64_t bytes, double seconds)
 {
 	st->bytes = bytes;
@@ -70,6 +106,14 @@ const struct bench_stage *bench_stage_find(const struct bench_report *rep, const
 		if (!strcmp(rep->stages[i].name, name))
 			return rep->stages[i].available ? &rep->stages[i] : NULL;
 	return NULL;
+}
+
+void bench_profile_free(struct bench_profile *p)
+{
+	free(p->deflate_cpu);
+	free(p->deflate_out);
+	free(p->inflate_cpu);
+	memset(p, 0, sizeof(*p));
 }
 
 const struct bench_stage *bench_stage_best_read(const struct bench_report *rep)
@@ -253,19 +297,20 @@ static void run_read(struct bench_report *rep, const struct read_cfg *c)
 	/* Cold cache for buffered reads (invariant 2); O_DIRECT bypasses it anyway. */
 	posix_fadvise(src->fd_buffered, 0, 0, POSIX_FADV_DONTNEED);
 	uint64_t bytes = 0;
-	double t0 = bench_now();
+	double b0 = machine_busy(), t0 = bench_now();
 	r = snap_reader_start(reader, ranges, n);
 	struct snap_chunk ch;
 	while (r >= 0 && (r = snap_reader_next(reader, &ch)) > 0) {
 		bytes += ch.length;
 		snap_reader_release(reader, &ch);
 	}
-	double t1 = bench_now();
+	double t1 = bench_now(), b1 = machine_busy();
 	if (r < 0) {
 		stage_unavailable(st, "%s", snap_reader_error(reader));
 		goto out;
 	}
 	stage_done(st, bytes, t1 - t0);
+	stage_io_cpu(st, b0, b1);
 out:
 	if (reader)
 		snap_reader_free(reader);
@@ -362,6 +407,8 @@ struct deflate_ctx {
 	size_t out_cap;
 	size_t *out_len; /* compressed length of each piece */
 	uint64_t total_out;
+	double *piece_cpu; /* CPU seconds per piece, summed over passes (NULL: not kept) */
+	unsigned passes;
 };
 
 static int pass_deflate(void *ctx, const struct corpus *c, uint64_t *bytes)
@@ -371,6 +418,7 @@ static int pass_deflate(void *ctx, const struct corpus *c, uint64_t *bytes)
 	size_t pos = 0;
 	d->total_out = 0;
 	for (size_t p = 0; p * PIECE < c->len; p++) {
+		double c0 = d->piece_cpu ? thread_cpu() : 0;
 		isal_deflate_init(&zs);
 		zs.level = d->level;
 		zs.level_buf = d->level_buf;
@@ -386,7 +434,10 @@ static int pass_deflate(void *ctx, const struct corpus *c, uint64_t *bytes)
 			return -EIO;
 		d->out_len[p] = zs.total_out;
 		pos += zs.total_out;
+		if (d->piece_cpu)
+			d->piece_cpu[p] += thread_cpu() - c0;
 	}
+	d->passes++;
 	d->total_out = pos;
 	*bytes += c->len;
 	return 0;
@@ -396,6 +447,8 @@ struct inflate_ctx {
 	const struct deflate_ctx *d;
 	uint8_t *out;
 	bool verify;
+	double *piece_cpu; /* as in deflate_ctx; the verifying pass is not counted */
+	unsigned passes;
 };
 
 static int pass_inflate(void *ctx, const struct corpus *c, uint64_t *bytes)
@@ -404,6 +457,7 @@ static int pass_inflate(void *ctx, const struct corpus *c, uint64_t *bytes)
 	struct inflate_state st;
 	size_t pos = 0;
 	for (size_t p = 0; p * PIECE < c->len; p++) {
+		double c0 = thread_cpu();
 		isal_inflate_init(&st);
 		st.next_in = x->d->out + pos;
 		st.avail_in = (uint32_t)x->d->out_len[p];
@@ -412,10 +466,13 @@ static int pass_inflate(void *ctx, const struct corpus *c, uint64_t *bytes)
 		if (isal_inflate(&st) != ISAL_DECOMP_OK || st.block_state != ISAL_BLOCK_FINISH ||
 		    st.total_out != PIECE)
 			return -EBADMSG;
+		if (x->piece_cpu && !x->verify)
+			x->piece_cpu[p] += thread_cpu() - c0;
 		if (x->verify && memcmp(x->out, c->data + p * PIECE, PIECE) != 0)
 			return -EBADMSG;
 		pos += x->d->out_len[p];
 	}
+	x->passes += !x->verify;
 	x->verify = false;
 	*bytes += c->len;
 	return 0;
@@ -469,6 +526,11 @@ static int pass_cipher(void *ctx, const struct corpus *c, uint64_t *bytes)
 
 /* ---- write ------------------------------------------------------------------------------ */
 
+/* Writes as the jobs write their outputs (store's .bin, bundle's parts, restore and unbundle
+ * targets): O_DIRECT in 4 MiB requests from an aligned buffer into a new file, one request at a
+ * time, and one fdatasync at the end, timed; a filesystem that refuses O_DIRECT gets buffered
+ * writes, as the jobs fall back to, and the stage says which it measured (direct). */
+#define WRITE_REQUEST ((size_t)4 << 20)
 static void run_write(struct bench_report *rep, const struct corpus *c, const char *workdir)
 {
 	struct bench_stage *st = stage_add(rep, "write", "write");
@@ -476,18 +538,40 @@ static void run_write(struct bench_report *rep, const struct corpus *c, const ch
 		return;
 	char path[4200];
 	snprintf(path, sizeof(path), "%s/write-stage.tmp", workdir);
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		stage_unavailable(st, "cannot create the write test file: %s", strerror(errno));
+	uint8_t *buf = NULL;
+	if (posix_memalign((void **)&buf, 4096, WRITE_REQUEST) != 0) {
+		stage_unavailable(st, "%s", "out of memory");
 		return;
 	}
+	/* the corpus, not zeros or a pattern: what the device sees does not matter for most
+	 * devices, but some compress or deduplicate */
+	for (size_t off = 0; off < WRITE_REQUEST; off += PIECE)
+		memcpy(buf + off, c->data + off % c->len, PIECE < c->len ? PIECE : c->len);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_DIRECT, 0600);
+	st->direct = fd >= 0;
+	if (fd < 0 && errno == EINVAL)
+		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		stage_unavailable(st, "cannot create the write test file: %s", strerror(errno));
+		free(buf);
+		return;
+	}
+	st->request_size = WRITE_REQUEST;
+	st->queue_depth = 1;
+	snprintf(st->engine, sizeof(st->engine), "pwrite");
 	uint64_t bytes = 0;
 	int err = 0;
-	double t0 = bench_now();
-	/* Buffered writes and one fdatasync, as the jobs' outputs do; the sync is timed. */
+	double b0 = machine_busy(), t0 = bench_now();
 	while (bytes < rep->opts.write_budget && !err) {
-		size_t off = (size_t)(bytes % c->len);
-		ssize_t n = pwrite(fd, c->data + off, PIECE, (off_t)bytes);
+		ssize_t n = pwrite(fd, buf, WRITE_REQUEST, (off_t)bytes);
+		if (n < 0 && errno == EINVAL && st->direct && bytes == 0) {
+			/* refused at the first write (some filesystems accept the open) */
+			int flags = fcntl(fd, F_GETFL);
+			if (flags >= 0 && fcntl(fd, F_SETFL, flags & ~O_DIRECT) == 0) {
+				st->direct = false;
+				continue;
+			}
+		}
 		if (n < 0)
 			err = errno;
 		else
@@ -495,14 +579,39 @@ static void run_write(struct bench_report *rep, const struct corpus *c, const ch
 	}
 	if (!err && fdatasync(fd) < 0)
 		err = errno;
-	double t1 = bench_now();
+	double t1 = bench_now(), b1 = machine_busy();
 	close(fd);
 	unlink(path);
+	free(buf);
 	if (err) {
 		stage_unavailable(st, "cannot write the write test file: %s", strerror(err));
 		return;
 	}
 	stage_done(st, bytes, t1 - t0);
+	stage_io_cpu(st, b0, b1);
+}
+
+/* The host's speed now (invariant 6): deflate at level over the probe piece for min_time. */
+double bench_probe(const uint8_t *data, size_t len, int level, double min_time)
+{
+	static const uint32_t sizes[] = {ISAL_DEF_LVL0_DEFAULT, ISAL_DEF_LVL1_DEFAULT,
+					 ISAL_DEF_LVL2_DEFAULT, ISAL_DEF_LVL3_DEFAULT};
+	size_t npieces = len / PIECE;
+	if (npieces == 0 || level < 0 || level > 3)
+		return 0;
+	struct deflate_ctx d = {.level = (uint32_t)level, .level_buf_size = sizes[level]};
+	d.out_cap = len + len / 4 + npieces * 1024 + 65536;
+	d.out = malloc(d.out_cap);
+	d.out_len = calloc(npieces, sizeof(*d.out_len));
+	d.level_buf = malloc(sizes[level]);
+	struct bench_stage st = {0};
+	struct corpus c = {data, npieces * PIECE, min_time};
+	if (d.out && d.out_len && d.level_buf)
+		timed(&st, &c, pass_deflate, &d);
+	free(d.out);
+	free(d.out_len);
+	free(d.level_buf);
+	return st.available ? st.cpu_rate : 0;
 }
 
 void bench_run_stages(struct bench_report *rep, const uint8_t *data, size_t len,
@@ -554,7 +663,7 @@ void bench_run_stages(struct bench_report *rep, const uint8_t *data, size_t len,
 	if (st)
 		timed(st, &c, pass_crc32, &crc_sink);
 
-	/* deflate at each level; the level-1 output feeds inflate (the jobs' default level) */
+	/* deflate at each level; the output at the jobs' level (--level) feeds inflate */
 	static const uint32_t level_buf_sizes[] = {ISAL_DEF_LVL0_DEFAULT, ISAL_DEF_LVL1_DEFAULT,
 						   ISAL_DEF_LVL2_DEFAULT, ISAL_DEF_LVL3_DEFAULT};
 	size_t npieces = len / PIECE;
@@ -577,10 +686,31 @@ void bench_run_stages(struct bench_report *rep, const uint8_t *data, size_t len,
 		}
 		d.level = level;
 		d.level_buf_size = level_buf_sizes[level];
+		/* the jobs' level: what each piece costs, for the model's windows */
+		bool profile = (int)level == rep->opts.level;
+		d.piece_cpu = profile ? calloc(npieces, sizeof(*d.piece_cpu)) : NULL;
+		d.passes = 0;
 		timed(st, &c, pass_deflate, &d);
+		if (st->available && d.piece_cpu && d.passes > 0) {
+			struct bench_profile *pf = &rep->profile;
+			bench_profile_free(pf);
+			pf->deflate_out = calloc(npieces, sizeof(*pf->deflate_out));
+			if (pf->deflate_out) {
+				pf->npieces = npieces;
+				pf->piece_bytes = PIECE;
+				pf->deflate_cpu = d.piece_cpu;
+				d.piece_cpu = NULL;
+				for (size_t p = 0; p < npieces; p++) {
+					pf->deflate_cpu[p] /= d.passes;
+					pf->deflate_out[p] = d.out_len[p];
+				}
+			}
+		}
+		free(d.piece_cpu);
+		d.piece_cpu = NULL;
 		if (st->available) {
 			st->ratio = (double)d.total_out / (double)len;
-			if (level == 1) {
+			if (profile) {
 				memcpy(l1, d.out, d.total_out);
 				memcpy(l1_len, d.out_len, npieces * sizeof(*l1_len));
 				have_l1 = true;
@@ -589,15 +719,24 @@ void bench_run_stages(struct bench_report *rep, const uint8_t *data, size_t len,
 	}
 	st = stage_add(rep, "inflate", "inflate");
 	if (st && !have_l1) {
-		stage_unavailable(st, "%s", "no level-1 deflate output to inflate");
+		stage_unavailable(st, "%s", "no deflate output at the jobs' level to inflate");
 	} else if (st) {
 		memcpy(d.out, l1, d.out_cap);
 		memcpy(d.out_len, l1_len, npieces * sizeof(*l1_len));
 		struct inflate_ctx x = {.d = &d, .out = malloc(PIECE), .verify = true};
+		if (rep->profile.npieces == npieces)
+			x.piece_cpu = calloc(npieces, sizeof(*x.piece_cpu));
 		if (!x.out)
 			stage_unavailable(st, "%s", "out of memory");
 		else
 			timed(st, &c, pass_inflate, &x);
+		if (st->available && x.piece_cpu && x.passes > 0) {
+			for (size_t p = 0; p < npieces; p++)
+				x.piece_cpu[p] /= x.passes;
+			rep->profile.inflate_cpu = x.piece_cpu;
+			x.piece_cpu = NULL;
+		}
+		free(x.piece_cpu);
 		if (!st->available && !strcmp(st->reason, snap_strerror(-EBADMSG)))
 			snprintf(st->reason, sizeof(st->reason),
 				 "inflate did not give back the deflated corpus");

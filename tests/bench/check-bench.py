@@ -49,6 +49,8 @@ if b["data"] + b["zero"] + b["unused"] != src["size"]:
     fail(f"source bytes {b} do not add up to its size {src['size']}")
 if len(sys.argv) > 3 and (not src["generated"] or src["size"] != int(sys.argv[3])):
     fail(f"expected a generated disk of {sys.argv[3]} bytes")
+if not isinstance(src.get("shares_disk_with_workdir"), bool) or not src.get("disk_note"):
+    fail("source.shares_disk_with_workdir and disk_note are required")
 if src["mapped"]:
     if src["ptable"] != "gpt" or src["partitions"] != 3:
         fail(f"the generated disk maps as {src['ptable']} with {src['partitions']} partitions")
@@ -71,6 +73,14 @@ for st in rep["stages"]:
             fail(f"stage {st['name']} is available but has a reason")
     elif not st["reason"]:
         fail(f"stage {st['name']} is unavailable without a reason")
+    if st["group"] in ("read", "write") and st["available"] and \
+            st["io_cpu_seconds"] is not None and not (positive(st["io_cpu_seconds"]) or
+                                                      st["io_cpu_seconds"] == 0):
+        fail(f"stage {st['name']}: io_cpu_seconds {st['io_cpu_seconds']}")
+    if st["group"] == "write" and st["available"]:
+        w = st.get("write")
+        if not w or not isinstance(w["direct"], bool) or w["request_size"] < 4096:
+            fail(f"write stage lacks its configuration: {st}")
     if st["group"] == "read":
         r = st.get("read")
         if not r or r["engine"] not in ("uring", "pread") or r["queue_depth"] < 1 \
@@ -120,12 +130,30 @@ for j in rep["jobs"]:
         known = [t for t in mo["terms"] if t["seconds"] is not None]
         if mo["complete"] and len(known) != len(mo["terms"]):
             fail(f"job {j['kind']}: model complete with unknown terms")
-        # the limit is the largest of each I/O or serial term and the compute sum over cores
+        # over the whole source, the limit is the largest of each I/O or serial term, the I/O
+        # sum when reads and writes share a disk, and the compute sum (io-cpu included) over
+        # cores: flat_limit_seconds (the terms are its sums over the windows).
         cores = min(r["threads"], rep["machine"]["online_cpus"])
+        shared = j["kind"] in ("unbundle", "restore") or src["shares_disk_with_workdir"]
+        io = [t["seconds"] for t in known if t["io"]]
         floor = max([t["seconds"] for t in known if t["io"] or t["serial"]] +
+                    ([sum(io)] if shared else []) +
                     [sum(t["seconds"] for t in known if not t["io"]) / cores])
-        if known and abs(mo["limit_seconds"] - floor) > 1e-3 * floor + 1e-6:
-            fail(f"job {j['kind']}: limit {mo['limit_seconds']} is not the model's {floor}")
+        if not any(t["stage"] == "io-cpu" for t in mo["terms"]):
+            fail(f"job {j['kind']}: no io-cpu term")
+        if known and abs(mo["flat_limit_seconds"] - floor) > 1e-3 * floor + 1e-6:
+            fail(f"job {j['kind']}: flat limit {mo['flat_limit_seconds']} is not the "
+                 f"model's {floor}")
+        # window by window, the limit can only be larger: a sum of maxima
+        if mo["limit_seconds"] < mo["flat_limit_seconds"] * (1 - 1e-3):
+            fail(f"job {j['kind']}: limit {mo['limit_seconds']} below the flat limit "
+                 f"{mo['flat_limit_seconds']}")
+        if not (isinstance(mo["windows"], int) and mo["windows"] >= 1):
+            fail(f"job {j['kind']}: windows {mo['windows']}")
+        if not (0 < mo["bound_share"] <= 1):
+            fail(f"job {j['kind']}: bound_share {mo['bound_share']}")
+        if mo["host_speed"] is not None and not positive(mo["host_speed"]):
+            fail(f"job {j['kind']}: host_speed {mo['host_speed']}")
         if positive(mo["percent_of_limit"]) and abs(
                 mo["percent_of_limit"] - 100 * mo["limit_seconds"] / r["seconds"]) > 0.01 * \
                 mo["percent_of_limit"]:
