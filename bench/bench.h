@@ -189,7 +189,8 @@ const struct bench_stage *bench_stage_find(const struct bench_report *rep, const
 void bench_profile_free(struct bench_profile *p);
 /* Deflate bytes per CPU second over data at level, for at least min_time; 0 on failure. */
 double bench_probe(const uint8_t *data, size_t len, int level, double min_time);
-/* The fastest available read configuration, or NULL. */
+/* The fastest available O_DIRECT read configuration (the jobs read direct), else the fastest
+ * buffered one, or NULL. */
 const struct bench_stage *bench_stage_best_read(const struct bench_report *rep);
 
 /* source-map.c */
