@@ -48,6 +48,7 @@ static void usage(FILE *f)
 	    "      --freeze                freeze mounted filesystems (FIFREEZE) while reading\n"
 	    "      --progress[=MODE]       bar, json or none (default: a bar on a terminal)\n"
 	    "      --force                 replace an existing bundle of the same name\n"
+	    "      --no-direct             read and write through the page cache\n"
 	    "      --part-size SIZE        part size (default 10M; for testing)\n"
 	    "\n"
 	    "The EC2 certificate (cert-ec2.pem, and cert-ec2-gov.pem / cert-ec2-cn-north-1.pem "
@@ -62,6 +63,7 @@ enum {
 	OPT_PRODUCTCODES,
 	OPT_BATCH,
 	OPT_DEBUG,
+	OPT_NO_DIRECT,
 	OPT_LEVEL,
 	OPT_THREADS,
 	OPT_KEEP_UNPARTITIONED,
@@ -89,6 +91,7 @@ static const struct option options[] = {
     {"productcodes", required_argument, NULL, OPT_PRODUCTCODES},
     {"batch", no_argument, NULL, OPT_BATCH},
     {"debug", no_argument, NULL, OPT_DEBUG},
+    {"no-direct", no_argument, NULL, OPT_NO_DIRECT},
     {"level", required_argument, NULL, OPT_LEVEL},
     {"threads", required_argument, NULL, OPT_THREADS},
     {"keep-unpartitioned", no_argument, NULL, OPT_KEEP_UNPARTITIONED},
@@ -168,7 +171,7 @@ int cmd_bundle(int argc, char **argv)
 	const char *dest = NULL, *prefix = NULL, *ec2cert = NULL, *kernel = NULL, *ramdisk = NULL;
 	const char *codes = NULL;
 	char *bdm = NULL;
-	bool debug = false, force = false, keep = false, no_fs_skip = false, freeze = false;
+	bool debug = false, force = false, no_direct = false, keep = false, no_fs_skip = false, freeze = false;
 	long level = -1, threads = 0;
 	long long part_size = 0, chunk_size = 0;
 	int progress = TOOL_PROGRESS_AUTO;
@@ -220,6 +223,9 @@ int cmd_bundle(int argc, char **argv)
 			break; /* there are no size limits to turn off */
 		case OPT_DEBUG:
 			debug = true;
+			break;
+		case OPT_NO_DIRECT:
+			no_direct = true;
 			break;
 		case OPT_FORCE:
 			force = true;
@@ -341,6 +347,7 @@ int cmd_bundle(int argc, char **argv)
 		snap_job_set_param(job, SNAP_PARAM_LEVEL, level);
 	snap_job_set_param(job, SNAP_PARAM_THREADS, threads);
 	snap_job_set_param(job, SNAP_PARAM_FORCE, force);
+	snap_job_set_param(job, SNAP_PARAM_NO_DIRECT, no_direct);
 	snap_job_set_param(job, SNAP_PARAM_KEEP_UNPARTITIONED, keep);
 	snap_job_set_param(job, SNAP_PARAM_FS_SKIP, !no_fs_skip);
 	snap_job_set_param(job, SNAP_PARAM_FREEZE, freeze);
