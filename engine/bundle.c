@@ -40,6 +40,13 @@
  *     write) sends the rest of the bundle through the buffered descriptor; the flusher's
  *     first failure is the job's (with the part and the offset), and it writes nothing
  *     after it.
+ *  8. The deflate workers run WORKER_NICE below the job's other threads (setpriority on
+ *     their thread): the run thread's tar SHA-1 and the writer's AES-128-CBC and part SHA-1
+ *     are single streams and the pipeline's critical path, while the workers are many and
+ *     absorb whatever CPU is left, so when the job has more busy threads than cores the
+ *     serial stages must not wait behind a worker's time slice (measured on 2 cores: 2.00 s
+ *     -> 1.95 s per bundle of the realistic disk, medians of 4 interleaved runs). On a
+ *     shared machine this also lets other work go first, as a backup tool should.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -52,6 +59,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -79,6 +87,7 @@
 #define WAIT_POLL_NS 100000000ull /* the run thread wakes this often to report and poll cancel */
 #define STAGE_SIZE ((size_t)4 << 20)  /* the parts' write unit (invariant 7) */
 #define DIRECT_ALIGN 4096u
+#define WORKER_NICE 10 /* how much lower the deflate workers run (invariant 8) */
 
 #define BUNDLER_NAME "snapbundle"
 
@@ -688,6 +697,12 @@ static void *deflate_worker(void *arg)
 	struct bundle *b = ((void **)arg)[0];
 	struct snap_deflate *d = ((void **)arg)[1];
 	free(arg);
+	/* invariant 8: the serial stages first */
+	errno = 0;
+	int nice_now = getpriority(PRIO_PROCESS, 0);
+	if (errno == 0)
+		(void)setpriority(PRIO_PROCESS, (id_t)gettid(),
+				  nice_now + WORKER_NICE < 19 ? nice_now + WORKER_NICE : 19);
 	pthread_mutex_lock(&b->lock);
 	for (;;) {
 		uint64_t seq = b->next_deflate;
