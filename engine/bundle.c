@@ -570,37 +570,30 @@ static int encrypt_put(struct bundle *b, const uint8_t *p, size_t len)
 		if (room > b->part_left)
 			room = (size_t)b->part_left;
 		size_t pending = (size_t)(b->fed - b->produced);
-		int outl = 0;
-		if (room >= pending + 16) {
-			size_t n = room - pending;
-			if (n > len)
-				n = len;
-			if (n > INT_MAX / 2)
-				n = INT_MAX / 2;
-			uint64_t t0 = cpu_ns();
-			if (EVP_EncryptUpdate(b->aes, b->stage + b->stage_len, &outl, p, (int)n) != 1)
-				return pipeline_fail(b, -EIO, "AES-128-CBC encryption failed");
-			b->t.aes += cpu_since(t0);
-			b->fed += n;
-			b->produced += (uint64_t)outl;
-			p += n;
-			len -= n;
-			if (outl > 0 && (r = part_took(b, (size_t)outl)) < 0)
-				return r;
-			continue;
-		}
-		/* a block across the part's end: through a small buffer, cut by parts_put */
+		/* into the stage when its output fits; a block across the part's end goes
+		 * through a small buffer that parts_put cuts */
 		uint8_t blk[48];
-		size_t n = len < 16 ? len : 16;
+		bool in_stage = room >= pending + 16;
+		size_t n = in_stage ? room - pending : 16;
+		if (n > len)
+			n = len;
+		if (n > INT_MAX / 2)
+			n = INT_MAX / 2;
+		uint8_t *dst = in_stage ? b->stage + b->stage_len : blk;
+		int outl = 0;
 		uint64_t t0 = cpu_ns();
-		if (EVP_EncryptUpdate(b->aes, blk, &outl, p, (int)n) != 1)
+		if (EVP_EncryptUpdate(b->aes, dst, &outl, p, (int)n) != 1)
 			return pipeline_fail(b, -EIO, "AES-128-CBC encryption failed");
 		b->t.aes += cpu_since(t0);
 		b->fed += n;
 		b->produced += (uint64_t)outl;
 		p += n;
 		len -= n;
-		if ((r = parts_put(b, blk, (size_t)outl)) < 0)
+		if (in_stage)
+			r = outl > 0 ? part_took(b, (size_t)outl) : 0;
+		else
+			r = parts_put(b, blk, (size_t)outl);
+		if (r < 0)
 			return r;
 	}
 	return 0;
