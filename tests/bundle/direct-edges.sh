@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # direct-edges.sh - edges of bundle's O_DIRECT parts that direct.sh does not reach: parts far
-# smaller than the 4 MiB stage (every part is one padded last block plus ftruncate, many
-# part ends inside one stage), a part size that is no multiple of the AES block, and a tmpfs destination (O_DIRECT
-# accepted or refused depending on the kernel). Judges: each part's SHA-1 against the manifest
-# (python hashlib), the gzip stream decrypted by openssl identical to the buffered bundle's
-# (the AES key differs per bundle, the gzip bytes do not) and GNU tar extracting the image.
+# smaller than the 4 MiB stage (every part is one padded last block plus ftruncate, many part
+# ends inside one stage), a part size that is no multiple of the AES block, and a tmpfs
+# destination (O_DIRECT accepted or refused depending on the kernel). Judges: each part's
+# SHA-1 against the manifest (python hashlib), the gzip stream decrypted by openssl identical
+# to the buffered bundle's (the AES key differs per bundle, the gzip bytes do not) and GNU tar
+# extracting the image.
 . "$(dirname "$0")/lib.sh"
 make_keys
 
