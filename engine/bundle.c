@@ -300,52 +300,48 @@ static int write_all(int fd, const uint8_t *p, size_t len)
 	return 0;
 }
 
+/* pwrite of all len bytes at off, going on after short writes: 0 or an errno; *put says how
+ * many were written. */
+static int pwrite_full(int fd, const uint8_t *buf, size_t len, uint64_t off, size_t *put)
+{
+	*put = 0;
+	while (*put < len) {
+		ssize_t k = pwrite(fd, buf + *put, len - *put, (off_t)(off + *put));
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return k < 0 ? errno : EIO;
+		*put += (size_t)k;
+	}
+	return 0;
+}
+
 /* Writes one stage (the flusher thread; invariant 7). Returns 0 or -errno, *at where it
  * failed. */
 static int flush_write(struct bundle *b, const struct flush_req *q, uint64_t *at)
 {
 	uint64_t t0 = snap_now_ns();
-	int r = 0, dfd = q->dfd;
+	int err = 0, dfd = q->dfd;
+	size_t put = 0;
 	*at = q->off;
 	if (q->n > 0 && dfd >= 0) {
-		size_t put = 0;
-		int err = 0;
-		while (put < q->n) { /* a short direct write: go on from there */
-			ssize_t k = pwrite(dfd, q->buf + put, q->n - put, (off_t)(q->off + put));
-			if (k < 0 && errno == EINTR)
-				continue;
-			if (k <= 0) {
-				err = k < 0 ? errno : EIO;
-				break;
-			}
-			put += (size_t)k;
-		}
+		err = pwrite_full(dfd, q->buf, q->n, q->off, &put);
 		*at = q->off + put;
 		if (err == EINVAL && put == 0) {
 			/* refused after all: buffered from here on, for every part */
 			atomic_store(&b->direct, false);
 			dfd = -1;
-		} else if (err) {
-			r = -err;
+			err = 0;
 		}
 	}
-	if (r == 0 && q->n > 0 && dfd < 0) {
-		size_t put = 0;
-		while (put < q->keep && r == 0) {
-			ssize_t k = pwrite(q->fd, q->buf + put, q->keep - put, (off_t)(q->off + put));
-			if (k < 0 && errno == EINTR)
-				continue;
-			if (k <= 0)
-				r = k < 0 ? -errno : -EIO;
-			else
-				put += (size_t)k;
-		}
+	if (!err && q->n > 0 && dfd < 0) {
+		err = pwrite_full(q->fd, q->buf, q->keep, q->off, &put);
 		*at = q->off + put;
 	}
-	if (r == 0 && q->final && ftruncate(q->fd, (off_t)q->size) < 0)
-		r = -errno;
+	if (!err && q->final && ftruncate(q->fd, (off_t)q->size) < 0)
+		err = errno;
 	b->t.write += secs_since(t0);
-	return r;
+	return -err;
 }
 
 static void flush_close(const struct flush_req *q)
