@@ -239,24 +239,9 @@ static double secs_since(uint64_t t0)
 	return (double)(snap_now_ns() - t0) / 1e9;
 }
 
-/* CPU time of the calling thread: what a stage costs, whatever else shares the machine. */
-static uint64_t cpu_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static double cpu_since(uint64_t t0)
 {
-	return (double)(cpu_ns() - t0) / 1e9;
-}
-
-static uint64_t process_cpu_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	return (double)(snap_thread_cpu_ns() - t0) / 1e9;
 }
 
 /* Records a worker's or the writer's failure (first wins) and stops everything. */
@@ -463,7 +448,7 @@ static int part_close(struct bundle *b)
 	struct part *p = &b->parts[b->nparts - 1];
 	uint8_t md[20];
 	unsigned mdlen = 0;
-	uint64_t t0 = cpu_ns();
+	uint64_t t0 = snap_thread_cpu_ns();
 	if (EVP_DigestFinal_ex(b->part_sha1, md, &mdlen) != 1)
 		return pipeline_fail(b, -EIO, "SHA-1 of part %zu failed", b->nparts - 1);
 	b->t.part_sha1 += cpu_since(t0);
@@ -515,7 +500,7 @@ static int part_open(struct bundle *b)
  * count them, flush a full stage, close a full part. */
 static int part_took(struct bundle *b, size_t n)
 {
-	uint64_t t0 = cpu_ns();
+	uint64_t t0 = snap_thread_cpu_ns();
 	if (EVP_DigestUpdate(b->part_sha1, b->stage + b->stage_len, n) != 1)
 		return pipeline_fail(b, -EIO, "SHA-1 of part %zu failed", b->nparts - 1);
 	b->t.part_sha1 += cpu_since(t0);
@@ -577,7 +562,7 @@ static int encrypt_put(struct bundle *b, const uint8_t *p, size_t len)
 			n = INT_MAX / 2;
 		uint8_t *dst = in_stage ? b->stage + b->stage_len : blk;
 		int outl = 0;
-		uint64_t t0 = cpu_ns();
+		uint64_t t0 = snap_thread_cpu_ns();
 		if (EVP_EncryptUpdate(b->aes, dst, &outl, p, (int)n) != 1)
 			return pipeline_fail(b, -EIO, "AES-128-CBC encryption failed");
 		b->t.aes += cpu_since(t0);
@@ -725,7 +710,7 @@ static void *deflate_worker(void *arg)
 		s->state = SLOT_DEFLATING;
 		pthread_mutex_unlock(&b->lock);
 
-		uint64_t t0 = cpu_ns();
+		uint64_t t0 = snap_thread_cpu_ns();
 		size_t outlen = 0;
 		uint32_t crc = 0;
 		int r = snap_deflate_chunk(d, s->data, s->in_len, s->final, s->out,
@@ -734,7 +719,7 @@ static void *deflate_worker(void *arg)
 			snap_reader_release(b->reader, &s->held);
 			s->holding = false;
 		}
-		atomic_fetch_add(&b->deflate_ns, cpu_ns() - t0);
+		atomic_fetch_add(&b->deflate_ns, snap_thread_cpu_ns() - t0);
 		if (r < 0) {
 			pipeline_fail(b, r,
 				      "deflate of tar stream bytes %" PRIu64 "+%zu failed: %s",
@@ -890,9 +875,9 @@ static int emit(struct bundle *b, const uint8_t *data, uint64_t len)
 		if (!data && n > sizeof(zeros))
 			n = sizeof(zeros);
 		const uint8_t *src = data ? data : zeros;
-		uint64_t t0 = cpu_ns();
+		uint64_t t0 = snap_thread_cpu_ns();
 		memcpy(s->in + s->in_len, src, n);
-		uint64_t t1 = cpu_ns();
+		uint64_t t1 = snap_thread_cpu_ns();
 		if (EVP_DigestUpdate(b->tar_sha1, src, n) != 1)
 			return pipeline_fail(b, -EIO, "SHA-1 of the tar stream failed");
 		b->t.copy += (double)(t1 - t0) / 1e9;
@@ -920,7 +905,7 @@ static int emit_held(struct bundle *b, const struct snap_chunk *c)
 		return -ECANCELED;
 	}
 	struct slot *s = b->cur;
-	uint64_t t0 = cpu_ns();
+	uint64_t t0 = snap_thread_cpu_ns();
 	if (EVP_DigestUpdate(b->tar_sha1, c->data, c->length) != 1) {
 		snap_reader_release(b->reader, c);
 		return pipeline_fail(b, -EIO, "SHA-1 of the tar stream failed");
@@ -1603,7 +1588,7 @@ int snap_bundle_run(struct snap_job *job)
 {
 	struct bundle b = {.job = job, .part_fd = -1, .part_dfd = -1, .nchunks = UINT64_MAX};
 	char *user = NULL;
-	uint64_t start = snap_now_ns(), cpu_start = process_cpu_ns();
+	uint64_t start = snap_now_ns(), cpu_start = snap_process_cpu_ns();
 	pthread_mutex_init(&b.lock, NULL);
 	pthread_cond_init(&b.cond, NULL);
 	pthread_mutex_init(&b.flock, NULL);
@@ -1666,7 +1651,7 @@ int snap_bundle_run(struct snap_job *job)
 		r = commit_outputs(&b);
 	b.t.finish = secs_since(t0);
 	b.t.total = secs_since(start);
-	b.t.cpu = (double)(process_cpu_ns() - cpu_start) / 1e9;
+	b.t.cpu = (double)(snap_process_cpu_ns() - cpu_start) / 1e9;
 	job->progress.bytes_written = atomic_load(&b.written);
 	if (r >= 0)
 		set_results(&b);

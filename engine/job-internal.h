@@ -84,6 +84,10 @@ void snap_job_report(struct snap_job *job, bool force);
 void snap_job_wait(struct snap_job *job, pthread_cond_t *cond, pthread_mutex_t *lock);
 void snap_job_set_stage(struct snap_job *job, int stage);
 uint64_t snap_now_ns(void);
+/* CPU time of the calling thread and of the whole process, in ns: what a stage costs,
+ * whatever else shares the machine (the jobs' SNAP_RESULT_TIMINGS). */
+uint64_t snap_thread_cpu_ns(void);
+uint64_t snap_process_cpu_ns(void);
 
 void snap_job_set_result_u64(struct snap_job *job, int result, uint64_t value);
 int snap_job_set_result_string(struct snap_job *job, int result, const char *value);

@@ -90,13 +90,6 @@ struct store_timings {
 	double writer_wait, write, finish, total, cpu;		/* writer, then the whole job */
 };
 
-static uint64_t thread_cpu_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static double ns_to_s(uint64_t ns)
 {
 	return (double)ns / 1e9;
@@ -344,9 +337,9 @@ static int seal_frame(struct worker *w, const uint8_t *raw, struct frame_job *fj
 	struct store_ctx *s = w->s;
 	struct snap_store_frame *f = &fj->f;
 	uint8_t *payload = out + SNAP_STORE_FRAME_HEADER_SIZE;
-	uint64_t c0 = thread_cpu_ns();
+	uint64_t c0 = snap_thread_cpu_ns();
 	uint32_t crc = crc32_gzip_refl(0, raw, f->raw_len);
-	uint64_t c1 = thread_cpu_ns();
+	uint64_t c1 = snap_thread_cpu_ns();
 	w->crc_ns += c1 - c0;
 	isal_deflate_stateless_init(&w->zs);
 	w->zs.level = (uint32_t)s->level;
@@ -360,7 +353,7 @@ static int seal_frame(struct worker *w, const uint8_t *raw, struct frame_job *fj
 	w->zs.next_out = payload;
 	w->zs.avail_out = f->raw_len - 1; /* keep it only when it shrinks */
 	int r = isal_deflate_stateless(&w->zs);
-	uint64_t c2 = thread_cpu_ns();
+	uint64_t c2 = snap_thread_cpu_ns();
 	w->deflate_ns += c2 - c1;
 	uint32_t body;
 	if (r == COMP_OK && w->zs.total_out > 0 && w->zs.total_out < f->raw_len) {
@@ -389,10 +382,10 @@ static int seal_frame(struct worker *w, const uint8_t *raw, struct frame_job *fj
 		if (r < 0)
 			return r;
 	}
-	uint64_t c3 = thread_cpu_ns();
+	uint64_t c3 = snap_thread_cpu_ns();
 	w->seal_ns += c3 - c2;
 	r = snap_store_cipher_digest(w->cipher, payload, f->stored_len, f->digest);
-	w->digest_ns += thread_cpu_ns() - c3;
+	w->digest_ns += snap_thread_cpu_ns() - c3;
 	if (r < 0)
 		return r;
 	snap_store_frame_encode(f, out);
@@ -1064,9 +1057,9 @@ static int store_data(struct store_ctx *s)
 				break;
 			}
 			pthread_mutex_unlock(&s->lock);
-			uint64_t c0 = thread_cpu_ns();
+			uint64_t c0 = snap_thread_cpu_ns();
 			r = store_fill_slot(s, sl, vi, off, len);
-			s->t.fill += ns_to_s(thread_cpu_ns() - c0);
+			s->t.fill += ns_to_s(snap_thread_cpu_ns() - c0);
 			pthread_mutex_lock(&s->lock);
 			if (r < 0)
 				break;
@@ -1378,16 +1371,14 @@ static int store_commit(struct store_ctx *s)
 }
 
 static void store_set_timings(struct store_ctx *s, uint64_t start, uint64_t data_start,
-			      uint64_t data_end, const struct timespec *cpu0)
+			      uint64_t data_end, uint64_t cpu0)
 {
 	struct store_timings *t = &s->t;
-	struct timespec cpu1;
-	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu1);
 	uint64_t now = snap_now_ns();
 	t->prepare = ns_to_s(data_start - start);
 	t->finish = ns_to_s(now - data_end);
 	t->total = ns_to_s(now - start);
-	t->cpu = (double)(cpu1.tv_sec - cpu0->tv_sec) + (double)(cpu1.tv_nsec - cpu0->tv_nsec) / 1e9;
+	t->cpu = ns_to_s(snap_process_cpu_ns() - cpu0);
 	char *json = NULL;
 	if (asprintf(&json,
 		     "{\"prepare_wall\":%.6f,\"data_wall\":%.6f,\"read_wait\":%.6f,"
@@ -1448,9 +1439,7 @@ static void store_cleanup(struct store_ctx *s)
 int snap_store_run(struct snap_job *job)
 {
 	struct store_ctx s = {.job = job, .fd = -1, .dfd = -1};
-	uint64_t start = snap_now_ns(), data_start = 0, data_end = 0;
-	struct timespec cpu0;
-	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu0);
+	uint64_t start = snap_now_ns(), cpu0 = snap_process_cpu_ns(), data_start = 0, data_end = 0;
 	pthread_mutex_init(&s.lock, NULL);
 	pthread_cond_init(&s.cond, NULL);
 	int64_t fs = snap_job_param(job, SNAP_PARAM_FRAME_SIZE, DEFAULT_FRAME_SIZE);
@@ -1505,7 +1494,7 @@ int snap_store_run(struct snap_job *job)
 	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_WRITTEN, s.written);
 	snap_job_set_result_u64(job, SNAP_RESULT_FRAMES, s.niframes);
 	snap_job_set_result_string(job, SNAP_RESULT_OUTPUT_PATH, s.path);
-	store_set_timings(&s, start, data_start, data_end, &cpu0);
+	store_set_timings(&s, start, data_start, data_end, cpu0);
 out:
 	if (r == -ENOMEM)
 		snap_job_fail(job, r, "out of memory");
