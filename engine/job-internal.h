@@ -7,7 +7,8 @@
  *  1. Parameters and strings are only changed before snap_job_run; runners read them with
  *     snap_job_param() / snap_job_string() / snap_job_list().
  *  2. The first failure wins: snap_job_fail() records the detail only if none is recorded yet,
- *     so the root cause, not a follow-on error, reaches the user.
+ *     so the root cause, not a follow-on error, reaches the user. It is safe from any thread
+ *     (the pipeline's workers and sink call it).
  *  3. Progress counters in job->progress are written by the run thread; worker threads that
  *     count bytes use the atomic helpers below. The callback is only ever called from the run
  *     thread (snap_job_report).
@@ -56,6 +57,7 @@ struct snap_job {
 	uint64_t start_ns, last_report_ns;
 
 	volatile int cancelled; /* sig_atomic; see invariant 4 */
+	pthread_mutex_t fail_lock; /* snap_job_fail may be called from any thread */
 	int error;
 	char *error_detail;
 

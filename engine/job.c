@@ -48,6 +48,7 @@ int snap_job_new(enum snap_job_kind kind, struct snap_job **ret)
 	if (!j)
 		return -ENOMEM;
 	j->kind = kind;
+	pthread_mutex_init(&j->fail_lock, NULL);
 	*ret = j;
 	return 0;
 }
@@ -66,6 +67,7 @@ struct snap_job *snap_job_free(struct snap_job *job)
 	}
 	free(job->sources);
 	free(job->error_detail);
+	pthread_mutex_destroy(&job->fail_lock);
 	for (size_t i = 0; i < JOB_RESULTS_STR; i++)
 		free(job->result_str[i]);
 	free(job);
@@ -214,14 +216,16 @@ int snap_job_fail(struct snap_job *job, int err, const char *fmt, ...)
 {
 	if (err >= 0)
 		err = -EIO;
-	if (job->error_detail)
-		return err;
-	job->error = err;
-	va_list ap;
-	va_start(ap, fmt);
-	if (vasprintf(&job->error_detail, fmt, ap) < 0)
-		job->error_detail = NULL;
-	va_end(ap);
+	pthread_mutex_lock(&job->fail_lock);
+	if (!job->error_detail) {
+		job->error = err;
+		va_list ap;
+		va_start(ap, fmt);
+		if (vasprintf(&job->error_detail, fmt, ap) < 0)
+			job->error_detail = NULL;
+		va_end(ap);
+	}
+	pthread_mutex_unlock(&job->fail_lock);
 	return err;
 }
 

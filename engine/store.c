@@ -30,12 +30,11 @@
  *     the lock), and on the progress interval while it waits (snap_job_wait). bytes_read +
  *     bytes_skipped == bytes_total: blocks the zero scan finds were read, so not skipped.
  *  7. A cancellation is honoured up to the rename: nothing is committed after one arrived.
- *  8. During the data stage one writer thread owns the descriptor, s->written and the index
- *     entries: it writes finished slots strictly in sequence and frees them, so the run thread
- *     only reads and cuts, and a slow write never stalls the workers' supply. It never calls
- *     the job: its first failure (or a worker's, seen on the slot) is kept in werr/wmsg and
- *     recorded by the run thread. The run thread writes the head before it starts and the
- *     tail after it was joined.
+ *  8. The data stage runs on the pipeline (pipeline.h): the run thread reads and cuts chunks
+ *     into slots, workers seal them (store_work), and the sink thread writes finished slots
+ *     strictly in sequence and records their index entries (store_sink); it alone owns the
+ *     descriptor, s->written and the index entries until the pipeline finished. The run
+ *     thread writes the head before it starts and the tail after it finished.
  *  9. A file output also gets an O_DIRECT descriptor (unless SNAP_PARAM_NO_DIRECT, the
  *     environment's SNAPBUNDLE_OUTPUT_BUFFERED=1, or a refusal): the object is staged in an
  *     aligned 4 MiB buffer and written in whole 4 KiB blocks at increasing offsets, so a
@@ -47,13 +46,13 @@
  *  1. prepare: open sources, build layouts (store_open_volumes), keys (store_keys), header,
  *     KEYS and META records written (store_write_head)
  *  2. data: chunks read through the reader, zero-scanned, cut into frames (store_fill_slot),
- *     sealed by workers (worker_main), written in order by the writer (writer_main)
+ *     sealed by workers (store_work), written in order by the sink (store_sink)
  *  3. finish: INDEX and footer written (store_write_tail), fsync and rename (store_commit)
  *  4. done, or failed: temporary unlinked (store_cleanup)
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +68,7 @@
 #include "job-internal.h"
 #include "util.h"
 #include "output.h"
+#include "pipeline.h"
 #include "layout.h"
 #include "log.h"
 #include "reader.h"
@@ -110,11 +110,8 @@ struct frame_job {
 	size_t out_off, out_len;
 };
 
-enum slot_state { SLOT_FREE, SLOT_QUEUED, SLOT_BUSY, SLOT_DONE };
-
+/* What a pipeline slot holds (pipeline.h): a chunk and the frames cut from it. */
 struct slot {
-	enum slot_state state;
-	uint64_t seq;
 	const uint8_t *data; /* the chunk: the reader's buffer (held) or in (copied) */
 	struct snap_reader *held_reader;
 	struct snap_chunk held; /* released by the worker once the frames are sealed */
@@ -160,25 +157,12 @@ struct store_ctx {
 	uint64_t niframes, cap_iframes;
 
 	/* pipeline */
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
+	struct snap_pipeline *pipe;
 	struct slot *slots;
 	unsigned nslots;
-	uint64_t next_seq;  /* next slot sequence to fill */
-	uint64_t write_seq; /* next slot sequence to write */
-	pthread_t *threads;
-	struct worker *workers;
-	unsigned nthreads;
-	bool stop;
 	uint64_t next_frame;
-	/* the writer thread (invariant 8) */
-	pthread_t writer;
-	bool writer_started;
-	bool fill_done;	      /* the run thread queued its last slot */
-	int werr;	      /* the writer's first failure, message in wmsg */
-	char wmsg[512];
-	uint64_t pub_written; /* s->written as of the writer's last slot, under lock */
-	struct store_timings t; /* run thread's and writer's fields; workers' merged at stop */
+	_Atomic uint64_t pub_written; /* s->written as of the sink's last slot */
+	struct store_timings t; /* run thread's and sink's fields; workers' merged at the end */
 };
 
 #define STAGE_SIZE (4u << 20)
@@ -308,7 +292,7 @@ static unsigned store_slot_count(unsigned nthreads, uint32_t frame_size)
 
 struct worker {
 	struct store_ctx *s;
-	uint64_t idle_ns, crc_ns, deflate_ns, seal_ns, digest_ns;
+	uint64_t crc_ns, deflate_ns, seal_ns, digest_ns;
 	struct isal_zstream zs;
 	uint8_t *level_buf;
 	uint32_t level_buf_size;
@@ -402,46 +386,72 @@ static void slot_release(struct slot *sl)
 	}
 }
 
-static void *worker_main(void *arg)
+/* The pipeline's work: seal the slot's frames (any order, any worker). */
+static int store_work(void *ctx, void *state, unsigned i)
 {
-	struct worker *w = arg;
-	struct store_ctx *s = w->s;
-	pthread_mutex_lock(&s->lock);
-	for (;;) {
-		struct slot *sl = NULL;
-		uint64_t t0 = snap_now_ns();
-		while (!s->stop) {
-			/* oldest queued first keeps the writer fed */
-			for (unsigned i = 0; i < s->nslots; i++) {
-				struct slot *c = &s->slots[i];
-				if (c->state == SLOT_QUEUED && (!sl || c->seq < sl->seq))
-					sl = c;
-			}
-			if (sl)
-				break;
-			pthread_cond_wait(&s->cond, &s->lock);
-		}
-		w->idle_ns += snap_now_ns() - t0;
-		if (s->stop)
-			break;
-		sl->state = SLOT_BUSY;
-		pthread_mutex_unlock(&s->lock);
-		int r = 0;
-		size_t out_off = 0;
-		for (size_t i = 0; i < sl->nframes && r == 0; i++) {
-			struct frame_job *fj = &sl->frames[i];
-			fj->out_off = out_off;
-			r = seal_frame(w, sl->data + fj->in_off, fj, sl->out + out_off);
-			out_off += fj->out_len;
-		}
-		slot_release(sl);
-		pthread_mutex_lock(&s->lock);
-		sl->err = r;
-		sl->state = SLOT_DONE;
-		pthread_cond_broadcast(&s->cond);
+	struct store_ctx *s = ctx;
+	struct worker *w = state;
+	struct slot *sl = &s->slots[i];
+	int r = 0;
+	size_t out_off = 0;
+	for (size_t k = 0; k < sl->nframes && r == 0; k++) {
+		struct frame_job *fj = &sl->frames[k];
+		fj->out_off = out_off;
+		r = seal_frame(w, sl->data + fj->in_off, fj, sl->out + out_off);
+		out_off += fj->out_len;
 	}
-	pthread_mutex_unlock(&s->lock);
-	return NULL;
+	slot_release(sl);
+	if (r < 0) {
+		const struct snap_store_frame *f = &sl->frames[0].f;
+		return snap_pipeline_fail(
+		    s->pipe, r, "cannot compress or seal frame %llu of %s (%s at offset %llu): %s",
+		    (unsigned long long)f->index, s->path, s->vols[f->volume].path,
+		    (unsigned long long)f->offset, snap_strerror(r));
+	}
+	return 0;
+}
+
+static int store_worker_init(void *ctx, unsigned i, void **ret)
+{
+	struct store_ctx *s = ctx;
+	(void)i;
+	struct worker *w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->s = s;
+	w->level_buf_size = level_buf_size(s->level);
+	w->level_buf = malloc(w->level_buf_size);
+	int r = w->level_buf ? snap_store_cipher_new(s->encrypted ? &s->keys : NULL, &w->cipher)
+			     : -ENOMEM;
+	if (r < 0) {
+		free(w->level_buf);
+		free(w);
+		return r;
+	}
+	*ret = w;
+	return 0;
+}
+
+/* After the worker was joined (run thread): its timings join the job's. */
+static void store_worker_free(void *ctx, void *state)
+{
+	struct store_ctx *s = ctx;
+	struct worker *w = state;
+	if (!w)
+		return;
+	s->t.crc += ns_to_s(w->crc_ns);
+	s->t.deflate += ns_to_s(w->deflate_ns);
+	s->t.seal += ns_to_s(w->seal_ns);
+	s->t.digest += ns_to_s(w->digest_ns);
+	free(w->level_buf);
+	snap_store_cipher_free(w->cipher);
+	free(w);
+}
+
+static void store_drop(void *ctx, unsigned i)
+{
+	struct store_ctx *s = ctx;
+	slot_release(&s->slots[i]);
 }
 
 /* ---- volumes and keys ---- */
@@ -822,68 +832,33 @@ static int add_iframe(struct store_ctx *s, const struct snap_store_frame *f, uin
 	return 0;
 }
 
-/* The writer thread (invariant 8): writes slots in sequence as workers finish them, records
- * their index entries, frees them for the run thread. */
-static void *writer_main(void *arg)
+/* The pipeline's sink (invariant 8): writes each slot's frames in sequence and records their
+ * index entries. */
+static int store_sink(void *ctx, unsigned i)
 {
-	struct store_ctx *s = arg;
-	pthread_mutex_lock(&s->lock);
-	while (!s->stop && !s->werr) {
-		struct slot *sl = NULL;
-		for (unsigned i = 0; i < s->nslots && !sl; i++)
-			if (s->slots[i].state == SLOT_DONE && s->slots[i].seq == s->write_seq)
-				sl = &s->slots[i];
-		if (!sl) {
-			if (s->fill_done && s->write_seq == s->next_seq)
-				break;
-			uint64_t t0 = snap_now_ns();
-			pthread_cond_wait(&s->cond, &s->lock);
-			s->t.writer_wait += ns_to_s(snap_now_ns() - t0);
-			continue;
-		}
-		pthread_mutex_unlock(&s->lock);
-		char msg[sizeof(s->wmsg)] = "";
-		int r = sl->err;
-		if (r < 0) {
-			const struct snap_store_frame *f = &sl->frames[0].f;
-			snprintf(msg, sizeof(msg),
-				 "cannot compress or seal frame %llu of %s (%s at offset %llu): %s",
-				 (unsigned long long)f->index, s->path, s->vols[f->volume].path,
-				 (unsigned long long)f->offset, snap_strerror(r));
-		}
-		uint64_t t0 = snap_now_ns();
-		for (size_t i = 0; i < sl->nframes && r == 0; i++) {
-			const struct frame_job *fj = &sl->frames[i];
-			uint64_t at = s->written;
-			r = write_out(s, sl->out + fj->out_off, fj->out_len);
-			if (r < 0)
-				snprintf(msg, sizeof(msg), "cannot write %s at offset %llu: %s",
-					 s->path, (unsigned long long)s->fail_off, snap_strerror(r));
-			else if ((r = add_iframe(s, &fj->f, at)) < 0)
-				snprintf(msg, sizeof(msg), "out of memory");
-		}
-		pthread_mutex_lock(&s->lock);
-		s->t.write += ns_to_s(snap_now_ns() - t0);
-		s->pub_written = s->written;
-		if (r < 0) {
-			s->werr = r;
-			memcpy(s->wmsg, msg, sizeof(msg));
-		} else {
-			sl->state = SLOT_FREE;
-			s->write_seq++;
-		}
-		pthread_cond_broadcast(&s->cond);
+	struct store_ctx *s = ctx;
+	struct slot *sl = &s->slots[i];
+	int r = 0;
+	for (size_t k = 0; k < sl->nframes && r == 0; k++) {
+		const struct frame_job *fj = &sl->frames[k];
+		uint64_t at = s->written;
+		r = write_out(s, sl->out + fj->out_off, fj->out_len);
+		if (r < 0)
+			return snap_pipeline_fail(s->pipe, r, "cannot write %s at offset %llu: %s",
+						  s->path, (unsigned long long)s->fail_off,
+						  snap_strerror(r));
+		if ((r = add_iframe(s, &fj->f, at)) < 0)
+			return snap_pipeline_fail(s->pipe, r, "out of memory");
 	}
-	pthread_mutex_unlock(&s->lock);
-	return NULL;
+	atomic_store(&s->pub_written, s->written);
+	return 0;
 }
 
-/* Run thread, lock held: waits on the pipeline with progress. */
-static void store_wait(struct store_ctx *s)
+/* Run thread: what the sink wrote, for the progress report. */
+static void store_progress(void *ctx)
 {
-	s->job->progress.bytes_written = s->pub_written;
-	snap_job_wait(s->job, &s->cond, &s->lock);
-	s->job->progress.bytes_written = s->pub_written;
+	struct store_ctx *s = ctx;
+	s->job->progress.bytes_written = atomic_load(&s->pub_written);
 }
 
 /* Reads a chunk (one reader range, delivered as one or more reader chunks in order) into a
@@ -979,7 +954,6 @@ static int store_fill_slot(struct store_ctx *s, struct slot *sl, uint32_t vi, ui
 static int store_data(struct store_ctx *s)
 {
 	int r = 0;
-	pthread_mutex_lock(&s->lock);
 	for (uint32_t vi = 0; vi < s->nvols && r == 0; vi++) {
 		struct store_vol *v = &s->vols[vi];
 		/* the DATA ranges as the layout built them: zero marking below changes the map */
@@ -987,10 +961,8 @@ static int store_data(struct store_ctx *s)
 		size_t n = snap_map_count(map);
 		struct snap_range *ranges = calloc(n ? n : 1, sizeof(*ranges));
 		size_t nr = 0;
-		if (!ranges) {
-			r = -ENOMEM;
-			break;
-		}
+		if (!ranges)
+			return -ENOMEM;
 		for (size_t i = 0; i < n; i++) {
 			const struct snap_extent *e = snap_map_get(map, i);
 			if (e->kind == SNAP_EXTENT_DATA) {
@@ -1011,8 +983,7 @@ static int store_data(struct store_ctx *s)
 		struct snap_range *chunks = calloc(nchunks ? nchunks : 1, sizeof(*chunks));
 		if (!chunks) {
 			free(ranges);
-			r = -ENOMEM;
-			break;
+			return -ENOMEM;
 		}
 		nchunks = 0;
 		for (size_t i = 0; i < nr; i++) {
@@ -1025,9 +996,7 @@ static int store_data(struct store_ctx *s)
 			}
 		}
 		free(ranges);
-		pthread_mutex_unlock(&s->lock);
 		r = nchunks ? snap_reader_start(v->reader, chunks, nchunks) : 0;
-		pthread_mutex_lock(&s->lock);
 		if (r < 0) {
 			free(chunks);
 			r = snap_job_fail(s->job, r, "cannot read %s: %s", v->path,
@@ -1036,71 +1005,46 @@ static int store_data(struct store_ctx *s)
 		}
 		v->first_frame = s->next_frame;
 		for (size_t i = 0; i < nchunks && r == 0; i++) {
-			uint64_t off = chunks[i].offset;
-			size_t len = (size_t)chunks[i].length;
-			if (snap_job_cancelled(s->job)) {
-				r = -ECANCELED;
+			unsigned si;
+			uint64_t seq;
+			if ((r = snap_pipeline_acquire(s->pipe, &si, &seq)) < 0)
 				break;
-			}
-			struct slot *sl = NULL;
-			uint64_t t0 = snap_now_ns();
-			while (!sl && !s->werr) {
-				for (unsigned k = 0; k < s->nslots; k++)
-					if (s->slots[k].state == SLOT_FREE)
-						sl = &s->slots[k];
-				if (!sl)
-					store_wait(s);
-			}
-			s->t.slot_wait += ns_to_s(snap_now_ns() - t0);
-			if (s->werr) {
-				r = snap_job_fail(s->job, s->werr, "%s", s->wmsg);
-				break;
-			}
-			pthread_mutex_unlock(&s->lock);
+			struct slot *sl = &s->slots[si];
 			uint64_t c0 = snap_thread_cpu_ns();
-			r = store_fill_slot(s, sl, vi, off, len);
+			r = store_fill_slot(s, sl, vi, chunks[i].offset, (size_t)chunks[i].length);
 			s->t.fill += ns_to_s(snap_thread_cpu_ns() - c0);
-			pthread_mutex_lock(&s->lock);
 			if (r < 0)
 				break;
-			sl->seq = s->next_seq++;
 			if (!sl->nframes)
 				slot_release(sl); /* all zero: nothing for a worker */
-			sl->state = sl->nframes ? SLOT_QUEUED : SLOT_DONE;
-			sl->err = 0;
-			pthread_cond_broadcast(&s->cond);
+			snap_pipeline_submit(s->pipe, sl->nframes == 0);
 		}
 		free(chunks);
 		/* frames of this volume are all numbered; they are written before the next */
 		v->nframes = s->next_frame - v->first_frame;
 	}
-	s->fill_done = true;
-	pthread_cond_broadcast(&s->cond);
-	while (r == 0 && !s->werr && s->write_seq < s->next_seq)
-		store_wait(s);
-	if (r == 0 && s->werr)
-		r = snap_job_fail(s->job, s->werr, "%s", s->wmsg);
-	s->stop = true;
-	pthread_cond_broadcast(&s->cond);
-	pthread_mutex_unlock(&s->lock);
-	if (s->writer_started) {
-		pthread_join(s->writer, NULL);
-		s->writer_started = false;
-	}
+	if (r < 0)
+		return r;
+	r = snap_pipeline_finish(s->pipe);
 	s->job->progress.bytes_written = s->written;
 	return r;
 }
 
+static const struct snap_pipeline_ops store_ops = {
+    .worker_init = store_worker_init,
+    .worker_free = store_worker_free,
+    .work = store_work,
+    .sink = store_sink,
+    .drop = store_drop,
+    .progress = store_progress,
+};
+
 static int store_start_workers(struct store_ctx *s)
 {
-	/* s->nthreads counts started threads only: store_cleanup joins that many, whatever
-	 * failed on the way (a slot buffer, a worker's state, pthread_create) */
 	unsigned nthreads = snap_job_threads(s->job);
 	s->nslots = store_slot_count(nthreads, s->frame_size);
 	s->slots = calloc(s->nslots, sizeof(*s->slots));
-	s->threads = calloc(nthreads, sizeof(*s->threads));
-	s->workers = calloc(nthreads, sizeof(*s->workers));
-	if (!s->slots || !s->threads || !s->workers)
+	if (!s->slots)
 		return -ENOMEM;
 	size_t max_frames = s->frame_size / SNAP_STORE_BLOCK_SIZE / 2 + 2;
 	for (unsigned i = 0; i < s->nslots; i++) {
@@ -1114,52 +1058,22 @@ static int store_start_workers(struct store_ctx *s)
 		if (!sl->in || !sl->out || !sl->frames)
 			return -ENOMEM;
 	}
-	for (unsigned i = 0; i < nthreads; i++) {
-		struct worker *w = &s->workers[i];
-		w->s = s;
-		w->level_buf_size = level_buf_size(s->level);
-		w->level_buf = malloc(w->level_buf_size);
-		int r = w->level_buf
-			    ? snap_store_cipher_new(s->encrypted ? &s->keys : NULL, &w->cipher)
-			    : -ENOMEM;
-		if (r == 0 && pthread_create(&s->threads[i], NULL, worker_main, w) != 0)
-			r = -EAGAIN;
-		if (r < 0) {
-			free(w->level_buf);
-			w->level_buf = NULL;
-			w->cipher = snap_store_cipher_free(w->cipher);
-			return r;
-		}
-		s->nthreads = i + 1;
-	}
-	if (pthread_create(&s->writer, NULL, writer_main, s) != 0)
-		return -EAGAIN;
-	s->writer_started = true;
-	return 0;
+	struct snap_pipeline_opts po = {.nworkers = nthreads, .nslots = s->nslots};
+	return snap_pipeline_new(s->job, &po, &store_ops, s, &s->pipe);
 }
 
+/* Stops the pipeline (joined, the slots' reader buffers given back) and keeps its waits. */
 static void store_stop_workers(struct store_ctx *s)
 {
-	pthread_mutex_lock(&s->lock);
-	s->stop = true;
-	pthread_cond_broadcast(&s->cond);
-	pthread_mutex_unlock(&s->lock);
-	for (unsigned i = 0; i < s->nthreads; i++) {
-		pthread_join(s->threads[i], NULL);
-		const struct worker *w = &s->workers[i];
-		s->t.worker_idle += ns_to_s(w->idle_ns);
-		s->t.crc += ns_to_s(w->crc_ns);
-		s->t.deflate += ns_to_s(w->deflate_ns);
-		s->t.seal += ns_to_s(w->seal_ns);
-		s->t.digest += ns_to_s(w->digest_ns);
-		free(s->workers[i].level_buf);
-		snap_store_cipher_free(s->workers[i].cipher);
-	}
-	s->nthreads = 0;
-	if (s->writer_started) {
-		pthread_join(s->writer, NULL);
-		s->writer_started = false;
-	}
+	if (!s->pipe)
+		return;
+	struct snap_pipeline_stats st;
+	snap_pipeline_stats(s->pipe, &st);
+	s->pipe = snap_pipeline_free(s->pipe);
+	s->t.slot_wait = ns_to_s(st.acquire_wait);
+	s->t.worker_idle = ns_to_s(st.worker_idle);
+	s->t.writer_wait = ns_to_s(st.sink_wait);
+	s->t.write = ns_to_s(st.sink_busy);
 }
 
 /* ---- tail ---- */
@@ -1401,8 +1315,7 @@ static void store_set_timings(struct store_ctx *s, uint64_t start, uint64_t data
 
 static void store_cleanup(struct store_ctx *s)
 {
-	if (s->slots && s->threads)
-		store_stop_workers(s);
+	store_stop_workers(s);
 	if (!s->to_stdout && s->fd >= 0)
 		close(s->fd);
 	if (s->dfd >= 0)
@@ -1425,23 +1338,17 @@ static void store_cleanup(struct store_ctx *s)
 		free(s->slots[i].frames);
 	}
 	free(s->slots);
-	free(s->threads);
-	free(s->workers);
 	free(s->iframes);
 	free(s->keys_rec);
 	free(s->meta_rec);
 	OPENSSL_cleanse(s->dk, sizeof(s->dk));
 	OPENSSL_cleanse(&s->keys, sizeof(s->keys));
-	pthread_mutex_destroy(&s->lock);
-	pthread_cond_destroy(&s->cond);
 }
 
 int snap_store_run(struct snap_job *job)
 {
 	struct store_ctx s = {.job = job, .fd = -1, .dfd = -1};
 	uint64_t start = snap_now_ns(), cpu0 = snap_process_cpu_ns(), data_start = 0, data_end = 0;
-	pthread_mutex_init(&s.lock, NULL);
-	pthread_cond_init(&s.cond, NULL);
 	int64_t fs = snap_job_param(job, SNAP_PARAM_FRAME_SIZE, DEFAULT_FRAME_SIZE);
 	int64_t level = snap_job_param(job, SNAP_PARAM_LEVEL, 1);
 	int r;
@@ -1465,7 +1372,7 @@ int snap_store_run(struct snap_job *job)
 	if ((r = store_write_head(&s)) < 0)
 		goto out;
 	if ((r = store_start_workers(&s)) < 0) {
-		r = snap_job_fail(job, r, "cannot start worker threads");
+		r = snap_job_fail(job, r, "cannot start worker threads: %s", snap_strerror(r));
 		goto out;
 	}
 	snap_job_set_stage(job, SNAP_STAGE_DATA);
