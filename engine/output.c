@@ -53,6 +53,7 @@
 #include <linux/fs.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,11 +69,29 @@
  * the data already on its way to the device instead of flushing it all at the end. */
 #define WRITEBACK_STEP (64ull << 20)
 
+static snap_output_fault_fn fault_fn;
+static void *fault_userdata;
+
+void snap_output_set_fault(snap_output_fault_fn fn, void *userdata)
+{
+	fault_fn = fn;
+	fault_userdata = userdata;
+}
+
+/* The fault hook's verdict on the next call at point: 0, or the errno to fail it with. */
+static int fault(enum snap_output_fault_point point, const char *path, uint64_t off)
+{
+	return fault_fn ? fault_fn(fault_userdata, point, path, off) : 0;
+}
+
 struct snap_output {
 	char *path; /* final name */
 	char *tmp;  /* temporary name (files only) */
 	int fd;
 	bool blockdev;
+	bool is_stdout; /* SNAP_OUTPUT_APPEND with "-" */
+	bool force;	/* SNAP_OUTPUT_FORCE: the commit may replace */
+	char *dir;	/* the directory of path (files), for the commit's directory fsync */
 	bool committed;
 	uint64_t size;
 	uint64_t written;	 /* atomic: bytes written through the page cache so far */
@@ -123,7 +142,7 @@ static int open_blockdev(struct snap_output *o, uint64_t size, char **ret_detail
 	return 0;
 }
 
-static int open_file(struct snap_output *o, uint64_t size, char **ret_detail)
+static int open_file(struct snap_output *o, uint64_t size, bool append, char **ret_detail)
 {
 	char *dup1 = strdup(o->path), *dup2 = strdup(o->path);
 	int r = 0;
@@ -132,12 +151,13 @@ static int open_file(struct snap_output *o, uint64_t size, char **ret_detail)
 		goto out;
 	}
 	const char *dir = dirname(dup1), *base = basename(dup2);
-	if (asprintf(&o->tmp, "%s/.%s.snapbundle-XXXXXX", dir, base) < 0) {
+	/* the owner's pid in the name: a later run can tell whose it is */
+	if (asprintf(&o->tmp, "%s/.%s.tmp-%ld", dir, base, (long)getpid()) < 0) {
 		o->tmp = NULL;
 		r = -ENOMEM;
 		goto out;
 	}
-	o->fd = mkostemp(o->tmp, O_CLOEXEC);
+	o->fd = open(o->tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (o->fd < 0) {
 		r = -errno;
 		detail(ret_detail, "cannot create a file in %s: %s", dir, strerror(errno));
@@ -145,7 +165,7 @@ static int open_file(struct snap_output *o, uint64_t size, char **ret_detail)
 		o->tmp = NULL;
 		goto out;
 	}
-	if (snap_file_mode_default(o->fd) < 0 || ftruncate(o->fd, (off_t)size) < 0) {
+	if (snap_file_mode_default(o->fd) < 0 || (!append && ftruncate(o->fd, (off_t)size) < 0)) {
 		r = -errno;
 		detail(ret_detail, "cannot size %s to %llu bytes: %s", o->tmp,
 		       (unsigned long long)size, strerror(errno));
@@ -226,7 +246,19 @@ static void open_direct(struct snap_output *o)
 int snap_output_open(const char *path, uint64_t size, unsigned flags, struct snap_output **ret,
 		     char **ret_detail)
 {
-	bool force = flags & SNAP_OUTPUT_FORCE;
+	bool force = flags & SNAP_OUTPUT_FORCE, append = flags & SNAP_OUTPUT_APPEND;
+	if (append && path && !strcmp(path, "-")) {
+		struct snap_output *o = calloc(1, sizeof(*o));
+		if (!o || !(o->path = strdup(path))) {
+			free(o);
+			return -ENOMEM;
+		}
+		o->fd = STDOUT_FILENO;
+		o->dfd = -1;
+		o->is_stdout = true;
+		*ret = o;
+		return 0;
+	}
 	if (!path || !*path || !strcmp(path, "-")) {
 		detail(ret_detail, "the output must be a file or a block device, not '%s'",
 		       path ? path : "");
@@ -238,28 +270,43 @@ int snap_output_open(const char *path, uint64_t size, unsigned flags, struct sna
 	o->fd = -1;
 	o->dfd = -1;
 	o->size = size;
+	o->force = force;
 	o->path = strdup(path);
-	if (!o->path) {
-		free(o);
+	char *d = o->path ? strdup(path) : NULL;
+	o->dir = d ? strdup(dirname(d)) : NULL;
+	free(d);
+	if (!o->dir) {
+		snap_output_free(o);
 		return -ENOMEM;
 	}
 	int r;
-	struct stat st;
-	bool exists = stat(path, &st) == 0;
-	if (exists && S_ISBLK(st.st_mode)) {
+	struct stat st, lst;
+	bool exists = stat(path, &st) == 0, lexists = lstat(path, &lst) == 0;
+	if (exists && S_ISBLK(st.st_mode) && !append) {
 		r = open_blockdev(o, size, ret_detail);
+	} else if (lexists && S_ISLNK(lst.st_mode)) {
+		/* a link is renamed over, not written through: only a block device is followed */
+		detail(ret_detail, "%s is a symbolic link%s (give the file it names)", path,
+		       exists ? "" : " to nothing");
+		r = -EEXIST;
 	} else if (exists && S_ISDIR(st.st_mode)) {
 		detail(ret_detail, "%s is a directory", path);
 		r = -EISDIR;
+	} else if (exists && !S_ISREG(st.st_mode) && append) {
+		/* written from start to end and renamed into place: files only */
+		detail(ret_detail, "%s is not a regular file: write an image file, or - for "
+				   "standard output",
+		       path);
+		r = -EINVAL;
 	} else if (exists && !S_ISREG(st.st_mode)) {
 		/* a file target is renamed into place: never over a character device or a pipe */
 		detail(ret_detail, "%s is neither a regular file nor a block device", path);
 		r = -EINVAL;
-	} else if (exists && !force) {
+	} else if (lexists && !force) {
 		detail(ret_detail, "%s already exists (use --force to replace it)", path);
 		r = -EEXIST;
 	} else {
-		r = open_file(o, size, ret_detail);
+		r = open_file(o, size, append, ret_detail);
 	}
 	if (r < 0) {
 		snap_output_free(o);
@@ -361,7 +408,8 @@ static int write_buffered(struct snap_output *out, const uint8_t *p, size_t len,
 static int write_direct(struct snap_output *out, const uint8_t *p, uint64_t a, uint64_t b)
 {
 	while (a < b) {
-		ssize_t n = pwrite(out->dfd, p, (size_t)(b - a), (off_t)a);
+		int f = fault(SNAP_OUTPUT_FAULT_DIRECT_WRITE, out->path, a);
+		ssize_t n = f ? (errno = f, -1) : pwrite(out->dfd, p, (size_t)(b - a), (off_t)a);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && errno == EINVAL) {
@@ -692,33 +740,120 @@ struct snap_output_stream *snap_output_stream_free(struct snap_output_stream *s)
 	return NULL;
 }
 
+/* ---- the commit policy (output.h invariant 2a) ---- */
+
+static int sync_data(struct snap_output *out, char **ret_detail)
+{
+	const char *name = out->blockdev ? out->path : out->tmp;
+	int fd = out->fd >= 0 ? out->fd : open(name, O_RDONLY | O_CLOEXEC);
+	int r = fd < 0 || fsync(fd) < 0 ? -errno : 0;
+	if (fd >= 0 && fd != out->fd)
+		close(fd);
+	if (r < 0)
+		detail(ret_detail, "cannot flush %s: %s", name, strerror(-r));
+	return r;
+}
+
+/* tmp to path, never over an existing name unless force (invariant 2). */
+static int rename_into_place(const struct snap_output *out, bool force, char **ret_detail)
+{
+	int r = force ? rename(out->tmp, out->path)
+		      : renameat2(AT_FDCWD, out->tmp, AT_FDCWD, out->path, RENAME_NOREPLACE);
+	if (r < 0 && !force && (errno == EINVAL || errno == ENOSYS)) {
+		/* a filesystem without RENAME_NOREPLACE: link() refuses an existing name too */
+		r = link(out->tmp, out->path);
+		if (r == 0)
+			unlink(out->tmp);
+	}
+	if (r == 0)
+		return 0;
+	r = -errno;
+	if (r == -EEXIST)
+		detail(ret_detail, "%s appeared while it was written (use --force to replace it)",
+		       out->path);
+	else
+		detail(ret_detail, "cannot rename %s to %s: %s", out->tmp, out->path,
+		       strerror(-r));
+	return r;
+}
+
+static int sync_dir_of(const char *path, char **ret_detail)
+{
+	char *d = strdup(path);
+	if (!d)
+		return -ENOMEM;
+	const char *dir = dirname(d);
+	int r = fault(SNAP_OUTPUT_FAULT_DIR_SYNC, dir, 0);
+	if (r == 0) {
+		int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		/* EINVAL: a filesystem that cannot sync directories has nothing to sync */
+		r = dfd < 0 || fsync(dfd) == 0 || errno == EINVAL ? 0 : errno;
+		if (dfd >= 0)
+			close(dfd);
+	}
+	if (r)
+		detail(ret_detail, "cannot sync directory %s: %s", dir, strerror(r));
+	free(d);
+	return -r;
+}
+
+int snap_output_commit_all(struct snap_output *const *outs, size_t n, char **ret_detail)
+{
+	int r = 0;
+	size_t renamed = 0;
+	for (size_t i = 0; i < n && r == 0; i++)
+		if (!outs[i]->is_stdout)
+			r = sync_data(outs[i], ret_detail);
+	for (; renamed < n && r == 0; renamed++) {
+		struct snap_output *o = outs[renamed];
+		if (!o->blockdev && !o->is_stdout)
+			r = rename_into_place(o, o->force, ret_detail);
+	}
+	if (r < 0)
+		renamed--; /* the one that failed was not renamed */
+	/* one fsync per directory: outputs of a set usually share one */
+	for (size_t i = 0; i < renamed && r == 0; i++) {
+		const struct snap_output *o = outs[i];
+		bool seen = o->blockdev || o->is_stdout;
+		for (size_t j = 0; j < i && !seen; j++)
+			seen = !outs[j]->blockdev && !outs[j]->is_stdout &&
+			       !strcmp(outs[j]->dir, o->dir);
+		if (!seen)
+			r = sync_dir_of(o->path, ret_detail);
+	}
+	for (size_t i = 0; i < renamed; i++) {
+		struct snap_output *o = outs[i];
+		if (r < 0 && !o->blockdev && !o->is_stdout)
+			unlink(o->path); /* renamed, but a crash could take it back: undone */
+		else
+			o->committed = true;
+	}
+	return r;
+}
+
 int snap_output_commit(struct snap_output *out, char **ret_detail)
 {
-	if (fsync(out->fd) < 0) {
-		int r = -errno;
-		detail(ret_detail, "cannot flush %s: %s", out->blockdev ? out->path : out->tmp,
-		       strerror(errno));
-		return r;
+	return snap_output_commit_all(&out, 1, ret_detail);
+}
+
+void snap_output_close(struct snap_output *out)
+{
+	if (out->is_stdout)
+		return;
+	if (out->dfd >= 0)
+		close(out->dfd);
+	out->dfd = -1;
+	if (out->fd >= 0) {
+		/* start writeback now so the commit's fsync finds little to do */
+		(void)sync_file_range(out->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+		close(out->fd);
 	}
-	if (!out->blockdev) {
-		if (rename(out->tmp, out->path) < 0) {
-			int r = -errno;
-			detail(ret_detail, "cannot rename %s to %s: %s", out->tmp, out->path,
-			       strerror(errno));
-			return r;
-		}
-		char *d = strdup(out->path);
-		if (d) {
-			int dfd = open(dirname(d), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-			if (dfd >= 0) {
-				fsync(dfd);
-				close(dfd);
-			}
-			free(d);
-		}
-	}
-	out->committed = true;
-	return 0;
+	out->fd = -1;
+}
+
+bool snap_output_is_stdout(const struct snap_output *out)
+{
+	return out->is_stdout;
 }
 
 void snap_output_abort(struct snap_output *out)
@@ -737,10 +872,329 @@ struct snap_output *snap_output_free(struct snap_output *out)
 	snap_output_abort(out);
 	if (out->dfd >= 0)
 		close(out->dfd);
-	if (out->fd >= 0)
+	if (out->fd >= 0 && !out->is_stdout)
 		close(out->fd);
 	free(out->tmp);
 	free(out->path);
+	free(out->dir);
 	free(out);
+	return NULL;
+}
+
+/* ---- the sequential writer (output.h Q1-Q4) ---- */
+
+#define SEQ_STAGE ((size_t)4 << 20)
+#define SEQ_NSTAGES 3
+#define SEQ_ALIGN 4096u /* a stage's whole blocks: every direct block size divides it (D2) */
+
+/* A stage handed over: n bytes at off of out (keep of them real, the rest the last block's
+ * padding); a final one truncates out to size and, with close_at_end, closes it. */
+struct seq_req {
+	struct snap_output *out;
+	uint8_t *buf;
+	size_t n, keep;
+	uint64_t off, size;
+	bool final;
+};
+
+struct snap_output_seq {
+	bool async, close_at_end;
+	_Atomic bool direct_off; /* Q2: for the rest of the sequence */
+	struct snap_output *out; /* the producer's current output */
+	uint8_t *stage;		 /* being filled */
+	size_t stage_len;
+	uint64_t flushed; /* bytes of out handed over */
+	uint8_t *mem[SEQ_NSTAGES];
+
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	pthread_t thread;
+	bool started, stop;
+	uint8_t *free_stages[SEQ_NSTAGES];
+	unsigned nfree;
+	struct seq_req queue[SEQ_NSTAGES];
+	unsigned qhead, qlen;
+	bool busy;
+	int err; /* Q3 */
+	char *detail;
+};
+
+/* Writes one request: whole blocks direct where the output allows it, else through the page
+ * cache; then, when final, the truncation. Returns 0 or -errno, *at where it failed. */
+static int seq_write_req(struct snap_output_seq *q, const struct seq_req *rq, uint64_t *at)
+{
+	struct snap_output *o = rq->out;
+	*at = rq->off;
+	if (o->is_stdout) {
+		for (size_t done = 0; done < rq->keep;) {
+			ssize_t k = write(o->fd, rq->buf + done, rq->keep - done);
+			if (k < 0 && errno == EINTR)
+				continue;
+			if (k <= 0)
+				return k < 0 ? -errno : -EIO;
+			done += (size_t)k;
+			*at = rq->off + done;
+		}
+		return 0;
+	}
+	bool direct = o->dfd >= 0 && !atomic_load(&q->direct_off) && rq->n % o->dblock == 0 &&
+		      rq->off % o->dblock == 0;
+	size_t done = 0;
+	while (direct && done < rq->n) {
+		int f = fault(SNAP_OUTPUT_FAULT_DIRECT_WRITE, o->path, rq->off + done);
+		ssize_t k = f ? (errno = f, -1)
+			      : pwrite(o->dfd, rq->buf + done, rq->n - done, (off_t)(rq->off + done));
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0 && errno == EINVAL && done == 0) {
+			/* Q2: refused after all: buffered from here on, for every output */
+			if (!atomic_exchange(&q->direct_off, true))
+				snap_debug("%s: O_DIRECT write refused at offset %llu: writing "
+					   "through the page cache",
+					   o->path, (unsigned long long)rq->off);
+			direct = false;
+			break;
+		}
+		if (k <= 0) {
+			*at = rq->off + done;
+			return k < 0 ? -errno : -EIO;
+		}
+		done += (size_t)k;
+		__atomic_add_fetch(&o->direct_written, (uint64_t)k, __ATOMIC_RELAXED);
+		if ((rq->off + done) % o->dblock) /* a short write off a block: the rest buffered */
+			break;
+	}
+	if (done < rq->keep) {
+		uint64_t before = __atomic_load_n(&o->written, __ATOMIC_RELAXED);
+		int r = write_buffered(o, rq->buf + done, rq->keep - done, rq->off + done);
+		if (r < 0) { /* the bytes before the failure were counted (one writer) */
+			*at = rq->off + done + (__atomic_load_n(&o->written, __ATOMIC_RELAXED) - before);
+			return r;
+		}
+	}
+	if (rq->final && ftruncate(o->fd, (off_t)rq->size) < 0) {
+		*at = rq->size;
+		return -errno;
+	}
+	return 0;
+}
+
+/* Performs a request (on the thread, or on the producer without async) and records the first
+ * failure; after one, nothing more is written (Q3). Lock not held. */
+static void seq_do(struct snap_output_seq *q, const struct seq_req *rq)
+{
+	pthread_mutex_lock(&q->mu);
+	bool failed = q->err != 0;
+	pthread_mutex_unlock(&q->mu);
+	uint64_t at = 0;
+	int r = failed ? 0 : seq_write_req(q, rq, &at);
+	if (rq->final && q->close_at_end)
+		snap_output_close(rq->out);
+	if (r < 0) {
+		pthread_mutex_lock(&q->mu);
+		if (!q->err) {
+			q->err = r;
+			if (asprintf(&q->detail, "cannot write %s at offset %llu: %s",
+				     rq->out->path, (unsigned long long)at, strerror(-r)) < 0)
+				q->detail = NULL;
+		}
+		pthread_mutex_unlock(&q->mu);
+	}
+}
+
+static void *seq_main(void *arg)
+{
+	struct snap_output_seq *q = arg;
+	pthread_mutex_lock(&q->mu);
+	for (;;) {
+		while (!q->qlen && !q->stop)
+			pthread_cond_wait(&q->cv, &q->mu);
+		if (!q->qlen)
+			break;
+		struct seq_req rq = q->queue[q->qhead];
+		q->busy = true;
+		pthread_mutex_unlock(&q->mu);
+		seq_do(q, &rq);
+		pthread_mutex_lock(&q->mu);
+		q->qhead = (q->qhead + 1) % SEQ_NSTAGES;
+		q->qlen--;
+		q->busy = false;
+		q->free_stages[q->nfree++] = rq.buf;
+		pthread_cond_broadcast(&q->cv);
+	}
+	pthread_mutex_unlock(&q->mu);
+	return NULL;
+}
+
+int snap_output_seq_new(bool async, bool close_at_end, struct snap_output_seq **ret)
+{
+	struct snap_output_seq *q = calloc(1, sizeof(*q));
+	if (!q)
+		return -ENOMEM;
+	q->async = async;
+	q->close_at_end = close_at_end;
+	pthread_mutex_init(&q->mu, NULL);
+	pthread_cond_init(&q->cv, NULL);
+	unsigned n = async ? SEQ_NSTAGES : 1;
+	for (unsigned i = 0; i < n; i++) {
+		/* a block of slack: the last block of a stage is padded in place */
+		if (posix_memalign((void **)&q->mem[i], SEQ_ALIGN, SEQ_STAGE + SEQ_ALIGN) != 0) {
+			q->mem[i] = NULL;
+			snap_output_seq_free(q);
+			return -ENOMEM;
+		}
+		if (i > 0)
+			q->free_stages[q->nfree++] = q->mem[i];
+	}
+	q->stage = q->mem[0];
+	if (async && pthread_create(&q->thread, NULL, seq_main, q) != 0) {
+		snap_output_seq_free(q);
+		return -EAGAIN;
+	}
+	q->started = async;
+	*ret = q;
+	return 0;
+}
+
+void snap_output_seq_start(struct snap_output_seq *q, struct snap_output *out)
+{
+	q->out = out;
+	q->flushed = 0;
+	q->stage_len = 0;
+}
+
+/* Hands the stage over: its whole blocks, or all of it (the last block padded) when final,
+ * or all of it when the output takes no direct writes; keeps the rest for the next stage. */
+static int seq_flush_stage(struct snap_output_seq *q, bool final)
+{
+	struct snap_output *o = q->out;
+	bool direct = o->dfd >= 0 && !atomic_load(&q->direct_off);
+	size_t bs = direct ? o->dblock : 1;
+	size_t n = final ? (q->stage_len + bs - 1) / bs * bs : q->stage_len / bs * bs;
+	if (n > q->stage_len)
+		memset(q->stage + q->stage_len, 0, n - q->stage_len); /* the last block's padding */
+	size_t keep = n < q->stage_len ? n : q->stage_len;
+	struct seq_req rq = {
+	    .out = o,
+	    .buf = q->stage,
+	    .n = n,
+	    .keep = keep,
+	    .off = q->flushed,
+	    .size = q->flushed + q->stage_len,
+	    .final = final && !o->is_stdout,
+	};
+	uint8_t *next = q->stage;
+	if (q->async) {
+		pthread_mutex_lock(&q->mu);
+		while (!q->nfree)
+			pthread_cond_wait(&q->cv, &q->mu);
+		q->queue[(q->qhead + q->qlen) % SEQ_NSTAGES] = rq;
+		q->qlen++;
+		next = q->free_stages[--q->nfree];
+		pthread_cond_broadcast(&q->cv);
+		pthread_mutex_unlock(&q->mu);
+	} else {
+		seq_do(q, &rq);
+	}
+	/* what is left (a part of a block) starts the next stage */
+	if (next != q->stage)
+		memcpy(next, q->stage + keep, q->stage_len - keep);
+	else
+		memmove(next, q->stage + keep, q->stage_len - keep);
+	q->stage = next;
+	q->stage_len -= keep;
+	q->flushed += keep;
+	pthread_mutex_lock(&q->mu);
+	int r = q->err;
+	pthread_mutex_unlock(&q->mu);
+	return r;
+}
+
+uint8_t *snap_output_seq_space(struct snap_output_seq *q, size_t *ret_room)
+{
+	if (q->stage_len == SEQ_STAGE)
+		(void)seq_flush_stage(q, false); /* a failure shows at the next put */
+	*ret_room = SEQ_STAGE - q->stage_len;
+	return q->stage + q->stage_len;
+}
+
+int snap_output_seq_put(struct snap_output_seq *q, size_t n)
+{
+	q->stage_len += n;
+	int r = q->stage_len == SEQ_STAGE ? seq_flush_stage(q, false) : 0;
+	if (r == 0 && q->err) {
+		pthread_mutex_lock(&q->mu);
+		r = q->err;
+		pthread_mutex_unlock(&q->mu);
+	}
+	return r;
+}
+
+int snap_output_seq_write(struct snap_output_seq *q, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	while (len > 0) {
+		size_t room;
+		uint8_t *dst = snap_output_seq_space(q, &room);
+		size_t n = room < len ? room : len;
+		memcpy(dst, p, n);
+		int r = snap_output_seq_put(q, n);
+		if (r < 0)
+			return r;
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+uint64_t snap_output_seq_offset(const struct snap_output_seq *q)
+{
+	return q->flushed + q->stage_len;
+}
+
+int snap_output_seq_end(struct snap_output_seq *q)
+{
+	int r = seq_flush_stage(q, true);
+	q->out = NULL;
+	return r;
+}
+
+int snap_output_seq_flush(struct snap_output_seq *q)
+{
+	pthread_mutex_lock(&q->mu);
+	while (q->qlen || q->busy)
+		pthread_cond_wait(&q->cv, &q->mu);
+	int r = q->err;
+	pthread_mutex_unlock(&q->mu);
+	return r;
+}
+
+const char *snap_output_seq_error(const struct snap_output_seq *q)
+{
+	return q->detail;
+}
+
+bool snap_output_seq_direct(const struct snap_output_seq *q)
+{
+	return !atomic_load(&q->direct_off);
+}
+
+struct snap_output_seq *snap_output_seq_free(struct snap_output_seq *q)
+{
+	if (!q)
+		return NULL;
+	if (q->started) {
+		pthread_mutex_lock(&q->mu);
+		q->stop = true;
+		pthread_cond_broadcast(&q->cv);
+		pthread_mutex_unlock(&q->mu);
+		pthread_join(q->thread, NULL);
+	}
+	for (unsigned i = 0; i < SEQ_NSTAGES; i++)
+		free(q->mem[i]);
+	free(q->detail);
+	pthread_mutex_destroy(&q->mu);
+	pthread_cond_destroy(&q->cv);
+	free(q);
 	return NULL;
 }

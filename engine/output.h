@@ -1,13 +1,24 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * output.h - the target of unbundle and restore: a sparse image file or a block device.
+ * output.h - the one output layer: every file a job writes (an image file or block device that
+ * unbundle and restore fill at any offset, a store image, bundle parts and the manifest written
+ * from start to end, standard output), with one commit policy.
  *
  * Invariants:
  *  1. A file target is written under a temporary name in the same directory
- *     (".NAME.snapbundle-XXXXXX") and only renamed to NAME by snap_output_commit(), after the
+ *     (".NAME.tmp-PID", created O_EXCL) and only renamed to NAME by snap_output_commit(), after the
  *     caller verified everything. snap_output_abort() (and snap_output_free() without a commit)
  *     removes it: a failed job never leaves a file that looks complete.
- *  2. An existing file is never replaced unless force was given.
+ *  2. An existing file is never replaced unless force was given: not at open (lstat: a
+ *     dangling symbolic link exists too) and not at commit, where the rename is
+ *     RENAME_NOREPLACE (or link() where the filesystem lacks it), so a file that appeared
+ *     meanwhile (a concurrent run) is not replaced either. A symbolic link is followed only
+ *     to a block device.
+ *  2a. The commit policy (snap_output_commit, snap_output_commit_all): fsync the data, rename
+ *     into place as invariant 2 says, fsync the directory; a directory fsync that fails fails
+ *     the commit and removes what was renamed, so nothing is reported written that a crash
+ *     could take back. A set of outputs (a bundle's parts, then its manifest) is renamed in
+ *     order, the last one last, and undone as a whole on failure.
  *  3. A block device target is opened O_EXCL (which the kernel refuses while it is mounted or
  *     in use), must be at least size bytes, and every ZERO range is written as zeros
  *     (BLKZEROOUT, or writes where the ioctl is refused); a file target is created empty and
@@ -34,6 +45,9 @@ struct snap_output;
 enum {
 	SNAP_OUTPUT_FORCE = 1 << 0,    /* replace an existing file (at commit) */
 	SNAP_OUTPUT_BUFFERED = 1 << 1, /* page cache only: no O_DIRECT descriptor */
+	/* written from start to end by a snap_output_seq, size unknown at open (size is
+	 * ignored); "-" is accepted and means standard output, which needs no commit */
+	SNAP_OUTPUT_APPEND = 1 << 2,
 };
 
 /* The memory alignment that makes a congruent buffer eligible for the direct path (any
@@ -85,8 +99,63 @@ const char *snap_output_stream_error(const struct snap_output_stream *s);
  * stops the thread, frees. */
 struct snap_output_stream *snap_output_stream_free(struct snap_output_stream *s);
 
-/* fsync and rename the temporary file into place (block device: fsync). */
+/* The commit policy (invariant 2a) for one output (block device: fsync only). */
 int snap_output_commit(struct snap_output *out, char **ret_detail);
+/* The commit policy for n outputs as one: every one synced, renamed in order, directories
+ * synced; a failure removes those already renamed. */
+int snap_output_commit_all(struct snap_output *const *outs, size_t n, char **ret_detail);
+/* Closes the descriptors of a finished output (one of many parts: descriptors are bounded), after
+ * starting its writeback; its commit reopens the temporary name to fsync it. */
+void snap_output_close(struct snap_output *out);
+/* Whether out is standard output (SNAP_OUTPUT_APPEND with "-"). */
+bool snap_output_is_stdout(const struct snap_output *out);
+
+/* A fault hook for tests, process-wide: asked before each O_DIRECT write (with its offset) and
+ * each directory fsync of a commit; a non-zero return is the errno that call then fails with. */
+enum snap_output_fault_point {
+	SNAP_OUTPUT_FAULT_DIRECT_WRITE = 1,
+	SNAP_OUTPUT_FAULT_DIR_SYNC = 2,
+};
+typedef int (*snap_output_fault_fn)(void *userdata, enum snap_output_fault_point point,
+				    const char *path, uint64_t off);
+void snap_output_set_fault(snap_output_fault_fn fn, void *userdata);
+
+/* A sequential writer for outputs opened with SNAP_OUTPUT_APPEND, one after another (a store
+ * image; a bundle's parts), for one producer thread:
+ *  Q1. Bytes are staged in an aligned STAGE (4 MiB) buffer, filled by copy (seq_write) or in
+ *      place (seq_space + seq_put: a cipher encrypts straight into it). Full stages go out in
+ *      whole blocks through the O_DIRECT descriptor at increasing offsets; an output's last
+ *      block is padded and the output truncated to its length at seq_end. Without a direct
+ *      descriptor (refused, buffered, a pipe) the stage goes through the page cache, with
+ *      writeback started every 64 MiB.
+ *  Q2. A direct write refused with EINVAL (output.h invariant 5) turns O_DIRECT off for the
+ *      rest of the sequence (every later output too), and the bytes are written buffered.
+ *  Q3. With async, full stages are written by the sequence's own thread (3 stages: one being
+ *      filled, two being written), so the producer never waits for the device; without, by
+ *      the producer. The first failure stops the writing; every later call returns it, and
+ *      snap_output_seq_error() names the output and the offset.
+ *  Q4. Memory is fixed at snap_output_seq_new. */
+struct snap_output_seq;
+int snap_output_seq_new(bool async, bool close_at_end, struct snap_output_seq **ret);
+/* Starts writing out (opened SNAP_OUTPUT_APPEND) at its offset 0; the previous one ended. */
+void snap_output_seq_start(struct snap_output_seq *q, struct snap_output *out);
+/* Room in the stage at its end, at least 1 byte (a full stage is flushed first). */
+uint8_t *snap_output_seq_space(struct snap_output_seq *q, size_t *ret_room);
+/* n bytes written at seq_space's pointer belong to the output. */
+int snap_output_seq_put(struct snap_output_seq *q, size_t n);
+int snap_output_seq_write(struct snap_output_seq *q, const void *buf, size_t len);
+/* Bytes of the current output so far. */
+uint64_t snap_output_seq_offset(const struct snap_output_seq *q);
+/* The current output is complete: its last block out, the output truncated to its length
+ * (closed with close_at_end). With async that happens on the thread: seq_flush waits. */
+int snap_output_seq_end(struct snap_output_seq *q);
+/* Waits until everything handed over was written; the first failure. */
+int snap_output_seq_flush(struct snap_output_seq *q);
+const char *snap_output_seq_error(const struct snap_output_seq *q);
+/* Whether direct writes are (still) used. */
+bool snap_output_seq_direct(const struct snap_output_seq *q);
+/* Stops the thread (after what is queued), frees. */
+struct snap_output_seq *snap_output_seq_free(struct snap_output_seq *q);
 /* Gives a freshly created file (mkostemp makes 0600) the mode open(O_CREAT, 0666) would: 0666
  * less the process umask. */
 int snap_file_mode_default(int fd);

@@ -135,17 +135,10 @@ struct store_ctx {
 	struct snap_store_keyset keys;
 
 	/* output */
-	int fd;
-	bool to_stdout;
-	char *path, *tmp;
+	struct snap_output *out;
+	struct snap_output_seq *seq; /* writes out from start to end (invariant 9) */
+	const char *path;
 	uint64_t written;
-	uint64_t writeback_mark; /* s->written when writeback was last started */
-	/* O_DIRECT output (invariant 9): dfd, and the staged bytes not yet written at flushed */
-	int dfd;
-	uint8_t *stage;
-	size_t stage_len;
-	uint64_t flushed;
-	uint64_t fail_off; /* where the failed write was, for the message */
 
 	/* the parts of the image the index and footer need */
 	uint8_t header[SNAP_STORE_HEADER_SIZE];
@@ -165,102 +158,14 @@ struct store_ctx {
 	struct store_timings t; /* run thread's and sink's fields; workers' merged at the end */
 };
 
-#define STAGE_SIZE (4u << 20)
-
-#define DIRECT_ALIGN 4096u
-
-static int pwrite_all(struct store_ctx *s, int fd, const uint8_t *p, size_t len, uint64_t off)
-{
-	while (len > 0) {
-		ssize_t n = pwrite(fd, p, len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		s->fail_off = off;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -EIO;
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
-/* Writes the staged whole blocks (all of it, the last block padded with zeros, when final)
- * through the O_DIRECT descriptor; a descriptor the filesystem turns out to refuse (EINVAL)
- * is dropped and the bytes go through the page cache instead (invariant 9). */
-static int stage_flush(struct store_ctx *s, bool final)
-{
-	size_t n = final ? (s->stage_len + DIRECT_ALIGN - 1) / DIRECT_ALIGN * DIRECT_ALIGN
-			 : s->stage_len / DIRECT_ALIGN * DIRECT_ALIGN;
-	if (n == 0)
-		return 0;
-	if (n > s->stage_len)
-		memset(s->stage + s->stage_len, 0, n - s->stage_len); /* the last block's padding */
-	int r = s->dfd >= 0 ? pwrite_all(s, s->dfd, s->stage, n, s->flushed) : -EINVAL;
-	if (r == -EINVAL) {
-		if (s->dfd >= 0)
-			close(s->dfd);
-		s->dfd = -1;
-		size_t keep = n < s->stage_len ? n : s->stage_len;
-		r = pwrite_all(s, s->fd, s->stage, keep, s->flushed);
-	}
-	if (r < 0)
-		return r;
-	if (final) {
-		/* the padding of the last block goes: the object ends where its bytes end */
-		s->fail_off = s->flushed + s->stage_len;
-		if (ftruncate(s->fd, (off_t)(s->flushed + s->stage_len)) < 0)
-			return -errno;
-		s->flushed += s->stage_len;
-		s->stage_len = 0;
-		return 0;
-	}
-	memmove(s->stage, s->stage + n, s->stage_len - n);
-	s->stage_len -= n;
-	s->flushed += n;
-	return 0;
-}
-
-/* Appends; -errno on failure, s->written counts what went out. No job calls: the writer
- * thread uses it too. */
+/* Appends; -errno on failure, s->written counts what went out. No job calls: the sink uses it
+ * too. */
 static int write_out(struct store_ctx *s, const void *buf, size_t len)
 {
-	const uint8_t *p = buf;
-	if (s->stage) {
-		while (len > 0) {
-			size_t n = STAGE_SIZE - s->stage_len < len ? STAGE_SIZE - s->stage_len : len;
-			memcpy(s->stage + s->stage_len, p, n);
-			s->stage_len += n;
-			p += n;
-			len -= n;
-			s->written += n;
-			int r = s->stage_len == STAGE_SIZE ? stage_flush(s, false) : 0;
-			if (r < 0)
-				return r;
-		}
-		return 0;
-	}
-	while (len > 0) {
-		ssize_t n = write(s->fd, p, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			s->fail_off = s->written;
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-		s->written += (uint64_t)n;
-	}
-	if (s->written - s->writeback_mark >= (64ull << 20)) {
-		/* start writeback now, so the commit's fsync does not flush the whole image at
-		 * the end; pipes refuse it (ESPIPE), and any real error shows at the fsync */
-		(void)sync_file_range(s->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
-		s->writeback_mark = s->written;
-	}
-	return 0;
+	int r = snap_output_seq_write(s->seq, buf, len);
+	if (r == 0)
+		s->written += len;
+	return r;
 }
 
 /* The run thread's writes (head and tail). */
@@ -268,8 +173,7 @@ static int write_all(struct store_ctx *s, const void *buf, size_t len)
 {
 	int r = write_out(s, buf, len);
 	if (r < 0)
-		return snap_job_fail(s->job, r, "cannot write %s at offset %llu: %s", s->path,
-				     (unsigned long long)s->fail_off, snap_strerror(r));
+		return snap_job_fail(s->job, r, "%s", snap_output_seq_error(s->seq));
 	s->job->progress.bytes_written = s->written;
 	return 0;
 }
@@ -844,9 +748,7 @@ static int store_sink(void *ctx, unsigned i)
 		uint64_t at = s->written;
 		r = write_out(s, sl->out + fj->out_off, fj->out_len);
 		if (r < 0)
-			return snap_pipeline_fail(s->pipe, r, "cannot write %s at offset %llu: %s",
-						  s->path, (unsigned long long)s->fail_off,
-						  snap_strerror(r));
+			return snap_pipeline_fail(s->pipe, r, "%s", snap_output_seq_error(s->seq));
 		if ((r = add_iframe(s, &fj->f, at)) < 0)
 			return snap_pipeline_fail(s->pipe, r, "out of memory");
 	}
@@ -1185,102 +1087,37 @@ static int store_write_tail(struct store_ctx *s)
 
 static int store_create_output(struct store_ctx *s)
 {
-	const char *out = snap_job_string(s->job, SNAP_SPARAM_OUTPUT);
-	if (!out)
-		return snap_job_fail(s->job, -EINVAL, "no output given");
-	s->path = strdup(out);
+	s->path = snap_job_string(s->job, SNAP_SPARAM_OUTPUT);
 	if (!s->path)
-		return -ENOMEM;
-	if (!strcmp(out, "-")) {
-		s->to_stdout = true;
-		s->fd = STDOUT_FILENO;
-		return 0;
+		return snap_job_fail(s->job, -EINVAL, "no output given");
+	unsigned flags = SNAP_OUTPUT_APPEND;
+	if (snap_job_param(s->job, SNAP_PARAM_FORCE, 0))
+		flags |= SNAP_OUTPUT_FORCE;
+	if (snap_job_param(s->job, SNAP_PARAM_NO_DIRECT, 0))
+		flags |= SNAP_OUTPUT_BUFFERED;
+	char *detail = NULL;
+	int r = snap_output_open(s->path, 0, flags, &s->out, &detail);
+	if (r == 0)
+		r = snap_output_seq_new(false, false, &s->seq);
+	if (r < 0) {
+		r = snap_job_fail(s->job, r, "%s", detail ? detail : snap_strerror(r));
+		free(detail);
+		return r;
 	}
-	struct stat st;
-	bool force = snap_job_param(s->job, SNAP_PARAM_FORCE, 0) != 0;
-	bool exists = lstat(out, &st) == 0;
-	/* the image is renamed into place: never over a device, a directory or a link */
-	if (exists && !S_ISREG(st.st_mode))
-		return snap_job_fail(s->job, -EINVAL,
-				     "%s is not a regular file: store writes an image file, or - "
-				     "for standard output",
-				     out);
-	if (!force && exists)
-		return snap_job_fail(s->job, -EEXIST, "%s already exists (use force to replace it)",
-				     out);
-	const char *slash = strrchr(out, '/');
-	int dl = slash ? (int)(slash - out + 1) : 0;
-	if (asprintf(&s->tmp, "%.*s.%s.snapbundle-XXXXXX", dl, out, slash ? slash + 1 : out) < 0) {
-		s->tmp = NULL;
-		return -ENOMEM;
-	}
-	s->fd = mkostemp(s->tmp, O_CLOEXEC);
-	if (s->fd < 0) {
-		int r = -errno;
-		free(s->tmp);
-		s->tmp = NULL;
-		return snap_job_fail(s->job, r, "cannot create %s: %s", out, strerror(-r));
-	}
-	int r = snap_file_mode_default(s->fd);
-	if (r < 0)
-		return snap_job_fail(s->job, r, "cannot set the mode of %s: %s", s->tmp,
-				     strerror(-r));
-	/* invariant 9: a second descriptor of the same file, O_DIRECT, unless refused */
-	if (!snap_job_param(s->job, SNAP_PARAM_NO_DIRECT, 0) && !snap_output_env_buffered()) {
-		char self[64];
-		snprintf(self, sizeof(self), "/proc/self/fd/%d", s->fd);
-		s->dfd = open(self, O_WRONLY | O_DIRECT | O_CLOEXEC);
-		if (s->dfd >= 0 &&
-		    posix_memalign((void **)&s->stage, DIRECT_ALIGN, STAGE_SIZE + DIRECT_ALIGN) != 0) {
-			s->stage = NULL;
-			close(s->dfd);
-			s->dfd = -1;
-		}
-	}
+	snap_output_seq_start(s->seq, s->out);
 	return 0;
 }
 
 static int store_commit(struct store_ctx *s)
 {
-	if (s->to_stdout)
-		return 0;
-	int fr = s->stage ? stage_flush(s, true) : 0;
-	if (fr < 0)
-		return snap_job_fail(s->job, fr, "cannot write %s at offset %llu: %s", s->path,
-				     (unsigned long long)s->fail_off, snap_strerror(fr));
-	if (fsync(s->fd) < 0)
-		return snap_job_fail(s->job, -errno, "cannot sync %s: %s", s->path,
-				     strerror(errno));
-	bool force = snap_job_param(s->job, SNAP_PARAM_FORCE, 0) != 0;
-	int r = force ? rename(s->tmp, s->path)
-		      : renameat2(AT_FDCWD, s->tmp, AT_FDCWD, s->path, RENAME_NOREPLACE);
-	if (r < 0 && !force && (errno == EINVAL || errno == ENOSYS)) {
-		/* filesystems without RENAME_NOREPLACE: link() refuses an existing name too */
-		r = link(s->tmp, s->path);
-		if (r == 0)
-			unlink(s->tmp);
-	}
+	char *detail = NULL;
+	int r = snap_output_seq_end(s->seq);
 	if (r < 0)
-		return snap_job_fail(s->job, -errno, "cannot rename %s into place: %s", s->path,
-				     strerror(errno));
-	free(s->tmp);
-	s->tmp = NULL;
-	/* the rename survives a crash only once its directory is synced; an image that may
-	 * vanish is not reported as stored */
-	const char *slash = strrchr(s->path, '/');
-	char *dir = slash ? strndup(s->path, slash == s->path ? 1 : (size_t)(slash - s->path))
-			  : strdup(".");
-	if (!dir)
-		return -ENOMEM;
-	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	r = dfd < 0 || fsync(dfd) == 0 || errno == EINVAL ? 0 : -errno;
-	if (dfd >= 0)
-		close(dfd);
-	if (r < 0) {
-		unlink(s->path);
-		r = snap_job_fail(s->job, r, "cannot sync directory %s: %s", dir, strerror(-r));
-	}
-	free(dir);
+		return snap_job_fail(s->job, r, "%s", snap_output_seq_error(s->seq));
+	r = snap_output_commit(s->out, &detail);
+	if (r < 0)
+		snap_job_fail(s->job, r, "%s", detail ? detail : snap_strerror(r));
+	free(detail);
 	return r;
 }
 
@@ -1306,7 +1143,8 @@ static void store_set_timings(struct store_ctx *s, uint64_t start, uint64_t data
 		     t->slot_wait, t->worker_idle, t->crc, t->deflate, t->seal, t->digest,
 		     t->writer_wait, t->write, t->finish, t->total, t->cpu,
 		     snap_job_threads(s->job), s->nslots, s->level, s->frame_size,
-		     s->stage ? "true" : "false", (unsigned long long)s->niframes,
+		     snap_output_is_direct(s->out) && snap_output_seq_direct(s->seq) ? "true"
+										     : "false", (unsigned long long)s->niframes,
 		     (unsigned long long)s->written) >= 0) {
 		snap_job_set_result_string(s->job, SNAP_RESULT_TIMINGS, json);
 		free(json);
@@ -1316,15 +1154,8 @@ static void store_set_timings(struct store_ctx *s, uint64_t start, uint64_t data
 static void store_cleanup(struct store_ctx *s)
 {
 	store_stop_workers(s);
-	if (!s->to_stdout && s->fd >= 0)
-		close(s->fd);
-	if (s->dfd >= 0)
-		close(s->dfd);
-	free(s->stage);
-	if (s->tmp)
-		unlink(s->tmp);
-	free(s->tmp);
-	free(s->path);
+	s->seq = snap_output_seq_free(s->seq);
+	s->out = snap_output_free(s->out); /* removes it unless committed */
 	for (size_t i = 0; s->vols && i < s->nvols; i++) {
 		snap_reader_free(s->vols[i].reader);
 		snap_layout_free(s->vols[i].layout);
@@ -1347,7 +1178,7 @@ static void store_cleanup(struct store_ctx *s)
 
 int snap_store_run(struct snap_job *job)
 {
-	struct store_ctx s = {.job = job, .fd = -1, .dfd = -1};
+	struct store_ctx s = {.job = job};
 	uint64_t start = snap_now_ns(), cpu0 = snap_process_cpu_ns(), data_start = 0, data_end = 0;
 	int64_t fs = snap_job_param(job, SNAP_PARAM_FRAME_SIZE, DEFAULT_FRAME_SIZE);
 	int64_t level = snap_job_param(job, SNAP_PARAM_LEVEL, 1);

@@ -84,7 +84,7 @@ static void restore_fails(const char *img, const char *dir, bool buffered)
 	CHECK(e && strstr(e, "cannot write") && strstr(e, "out.img") && strstr(e, "at offset "));
 	const char *at = e ? strstr(e, "at offset ") : NULL;
 	CHECK(at && strtoull(at + strlen("at offset "), NULL, 10) + MIB > LIMIT);
-	CHECK(entries(dir) == 0); /* neither out.img nor .out.img.snapbundle-* */
+	CHECK(entries(dir) == 0); /* neither out.img nor .out.img.tmp-* */
 	snap_job_free(job);
 }
 

@@ -59,7 +59,7 @@ int main(int argc, char **argv)
 	DIR *d = opendir(dir);
 	struct dirent *e;
 	while (d && (e = readdir(d))) {
-		if (strstr(e->d_name, ".snapbundle-")) {
+		if (strstr(e->d_name, ".tmp-")) {
 			fprintf(stderr, "FAIL: temporary file %s left behind\n", e->d_name);
 			status = 1;
 		}

@@ -82,7 +82,7 @@ int main(int argc, char **argv)
 	DIR *d = opendir(dir);
 	struct dirent *de;
 	while (d && (de = readdir(d))) {
-		if (strstr(de->d_name, ".snapbundle-")) {
+		if (strstr(de->d_name, ".tmp-")) {
 			fprintf(stderr, "FAIL: temporary file %s left behind\n", de->d_name);
 			status = 1;
 		}
