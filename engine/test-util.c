@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /* test-util.c - snap_read_small_file at its size limit (max - 1, max, max + 1, across the
  * buffer's growth steps), from a FIFO, and on a missing file. */
-#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -12,11 +11,12 @@
 #include <unistd.h>
 
 #include "util.h"
+#include "test-util.h"
 
 static void write_file(const char *path, size_t n)
 {
 	FILE *f = fopen(path, "wb");
-	assert(f);
+	REQUIRE(f);
 	for (size_t i = 0; i < n; i++)
 		fputc('a' + (int)(i % 26), f);
 	fclose(f);
@@ -25,7 +25,7 @@ static void write_file(const char *path, size_t n)
 int main(void)
 {
 	char dir[] = "/tmp/snap-test-util-XXXXXX", path[256];
-	assert(mkdtemp(dir));
+	REQUIRE(mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/f", dir);
 	static const size_t sizes[] = {0, 1, 16383, 16384, 16385, 32768, 100000};
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
@@ -39,18 +39,18 @@ int main(void)
 			size_t len = 99;
 			int r = snap_read_small_file(path, max, &buf, &len);
 			if (d < 0) {
-				assert(r == -EFBIG && buf == NULL && len == 99);
+				REQUIRE(r == -EFBIG && buf == NULL && len == 99);
 			} else {
-				assert(r == 0 && len == n && buf[n] == 0);
+				REQUIRE(r == 0 && len == n && buf[n] == 0);
 				for (size_t k = 0; k < n; k++)
-					assert(buf[k] == 'a' + (int)(k % 26));
+					REQUIRE(buf[k] == 'a' + (int)(k % 26));
 				free(buf);
 			}
 		}
 	}
 	/* a FIFO: no size known up front */
 	snprintf(path, sizeof(path), "%s/fifo", dir);
-	assert(mkfifo(path, 0600) == 0);
+	REQUIRE(mkfifo(path, 0600) == 0);
 	pid_t pid = fork();
 	if (pid == 0) {
 		int fd = open(path, O_WRONLY);
@@ -61,14 +61,14 @@ int main(void)
 	}
 	char *buf = NULL;
 	size_t len = 0;
-	assert(snap_read_small_file(path, 1 << 20, &buf, &len) == 0 && len == 30000);
-	assert(!memcmp(buf + 29990, "0123456789", 10));
+	REQUIRE(snap_read_small_file(path, 1 << 20, &buf, &len) == 0 && len == 30000);
+	REQUIRE(!memcmp(buf + 29990, "0123456789", 10));
 	free(buf);
 	int st;
 	waitpid(pid, &st, 0);
 	unlink(path);
 	snprintf(path, sizeof(path), "%s/missing", dir);
-	assert(snap_read_small_file(path, 10, &buf, &len) == -ENOENT);
+	REQUIRE(snap_read_small_file(path, 10, &buf, &len) == -ENOENT);
 	snprintf(path, sizeof(path), "%s/f", dir);
 	unlink(path);
 	rmdir(dir);
