@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /* test-extent-map.c - the extent map's invariants, checked after every operation against a
  * byte-per-unit model. */
-#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "extent-map.h"
+#include "test-util.h"
 
 #define N 4096 /* model units */
 
@@ -50,7 +50,7 @@ int main(void)
 {
 	struct snap_map *m;
 	srand(12345);
-	assert(snap_map_new(N, &m) == 0);
+	REQUIRE(snap_map_new(N, &m) == 0);
 	check(m, "new");
 
 	for (int round = 0; round < 3000; round++) {
@@ -61,17 +61,17 @@ int main(void)
 			 (unsigned long long)off, (unsigned long long)len);
 		uint64_t end = off + len > N ? N : off + len;
 		if (op <= 1) { /* UNUSED */
-			assert(snap_map_mark(m, off, len, SNAP_EXTENT_UNUSED, SNAP_LAYER_FS) == 0);
+			REQUIRE(snap_map_mark(m, off, len, SNAP_EXTENT_UNUSED, SNAP_LAYER_FS) == 0);
 			for (uint64_t u = off; u < end; u++)
 				if (!pinned[u])
 					kind_of[u] = SNAP_EXTENT_UNUSED;
 		} else if (op == 2) { /* ZERO */
-			assert(snap_map_mark(m, off, len, SNAP_EXTENT_ZERO, SNAP_LAYER_HOLE) == 0);
+			REQUIRE(snap_map_mark(m, off, len, SNAP_EXTENT_ZERO, SNAP_LAYER_HOLE) == 0);
 			for (uint64_t u = off; u < end; u++)
 				if (kind_of[u] == SNAP_EXTENT_DATA)
 					kind_of[u] = SNAP_EXTENT_ZERO;
 		} else if (op == 3) { /* pin */
-			assert(snap_map_pin(m, off, len, SNAP_LAYER_PTABLE) == 0);
+			REQUIRE(snap_map_pin(m, off, len, SNAP_LAYER_PTABLE) == 0);
 			for (uint64_t u = off; u < end; u++) {
 				pinned[u] = 1;
 				if (kind_of[u] == SNAP_EXTENT_UNUSED)
@@ -87,12 +87,12 @@ int main(void)
 					if (!pinned[u])
 						kind_of[u] = SNAP_EXTENT_UNUSED;
 			}
-			assert(snap_map_mark_many(m, r, 8, SNAP_EXTENT_UNUSED, SNAP_LAYER_FS) == 0);
+			REQUIRE(snap_map_mark_many(m, r, 8, SNAP_EXTENT_UNUSED, SNAP_LAYER_FS) == 0);
 		}
 		check(m, what);
 		if (round % 500 == 499) { /* reset now and then so all kinds stay present */
 			snap_map_free(m);
-			assert(snap_map_new(N, &m) == 0);
+			REQUIRE(snap_map_new(N, &m) == 0);
 			memset(kind_of, 0, sizeof(kind_of));
 			memset(pinned, 0, sizeof(pinned));
 		}
@@ -105,22 +105,22 @@ int main(void)
 	for (int u = 0; u < N; u++)
 		cnt[kind_of[u]]++;
 	for (int k = 0; k < 3; k++) {
-		assert(s.bytes[k] == cnt[k]);
-		assert(snap_map_bytes_in(m, 0, N, k) == cnt[k]);
+		REQUIRE(s.bytes[k] == cnt[k]);
+		REQUIRE(snap_map_bytes_in(m, 0, N, k) == cnt[k]);
 	}
 
 	/* merge_gaps: gaps below the threshold between DATA become DATA, others stay */
 	snap_map_free(m);
-	assert(snap_map_new(1000, &m) == 0);
-	assert(snap_map_mark(m, 100, 10, SNAP_EXTENT_ZERO, SNAP_LAYER_HOLE) == 0);
-	assert(snap_map_mark(m, 110, 5, SNAP_EXTENT_UNUSED, SNAP_LAYER_FS) == 0);
-	assert(snap_map_mark(m, 500, 100, SNAP_EXTENT_UNUSED, SNAP_LAYER_FS) == 0);
-	assert(snap_map_mark(m, 950, 50, SNAP_EXTENT_UNUSED, SNAP_LAYER_FS) == 0); /* tail */
-	assert(snap_map_merge_gaps(m, 20) == 0);
-	assert(snap_map_bytes_in(m, 0, 1000, SNAP_EXTENT_DATA) == 1000 - 100 - 50);
-	assert(snap_map_get(m, snap_map_find(m, 105))->layer == SNAP_LAYER_MERGE);
-	assert(snap_map_get(m, snap_map_find(m, 960))->kind == SNAP_EXTENT_UNUSED);
-	assert(snap_map_find(m, 0) == 0);
+	REQUIRE(snap_map_new(1000, &m) == 0);
+	REQUIRE(snap_map_mark(m, 100, 10, SNAP_EXTENT_ZERO, SNAP_LAYER_HOLE) == 0);
+	REQUIRE(snap_map_mark(m, 110, 5, SNAP_EXTENT_UNUSED, SNAP_LAYER_FS) == 0);
+	REQUIRE(snap_map_mark(m, 500, 100, SNAP_EXTENT_UNUSED, SNAP_LAYER_FS) == 0);
+	REQUIRE(snap_map_mark(m, 950, 50, SNAP_EXTENT_UNUSED, SNAP_LAYER_FS) == 0); /* tail */
+	REQUIRE(snap_map_merge_gaps(m, 20) == 0);
+	REQUIRE(snap_map_bytes_in(m, 0, 1000, SNAP_EXTENT_DATA) == 1000 - 100 - 50);
+	REQUIRE(snap_map_get(m, snap_map_find(m, 105))->layer == SNAP_LAYER_MERGE);
+	REQUIRE(snap_map_get(m, snap_map_find(m, 960))->kind == SNAP_EXTENT_UNUSED);
+	REQUIRE(snap_map_find(m, 0) == 0);
 	snap_map_free(m);
 	printf("extent map: ok\n");
 	return 0;

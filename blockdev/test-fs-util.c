@@ -6,16 +6,7 @@
 #include <string.h>
 
 #include "fs-util.h"
-
-static int failures;
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-			failures++;                                                                \
-		}                                                                                  \
-	} while (0)
+#include "test-util.h"
 
 static uint32_t crc32c_bitwise(uint32_t crc, const uint8_t *p, size_t len)
 {
@@ -130,7 +121,7 @@ int main(void)
 	test_crc();
 	test_bitmap();
 	test_emitter();
-	if (failures)
-		fprintf(stderr, "%d checks failed\n", failures);
-	return failures ? 1 : 0;
+	if (test_failures)
+		fprintf(stderr, "%d checks failed\n", test_failures);
+	return test_failures ? 1 : 0;
 }

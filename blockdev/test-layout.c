@@ -13,19 +13,10 @@
 #include <unistd.h>
 
 #include "layout-internal.h"
+#include "test-util.h"
 
 #define KiB 1024ull
 #define MiB (1024ull * 1024)
-
-static int failures;
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-			failures++;                                                                \
-		}                                                                                  \
-	} while (0)
 
 static char path[256];
 
@@ -309,8 +300,8 @@ int main(void)
 	test_fs_layer();
 	test_fs_flood();
 	test_empty();
-	if (failures) {
-		fprintf(stderr, "%d checks failed\n", failures);
+	if (test_failures) {
+		fprintf(stderr, "%d checks failed\n", test_failures);
 		return 1;
 	}
 	printf("test-layout: all checks passed\n");

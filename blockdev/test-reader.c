@@ -31,14 +31,7 @@
 #include "log.h"
 #include "reader.h"
 #include "source.h"
-
-#define FAIL(...)                                                                                  \
-	do {                                                                                       \
-		fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                               \
-		fprintf(stderr, __VA_ARGS__);                                                      \
-		fputc('\n', stderr);                                                               \
-		exit(1);                                                                           \
-	} while (0)
+#include "test-util.h"
 
 #define FILE_SIZE ((4u << 20) + 1234u) /* not a multiple of 4096: an unaligned tail */
 

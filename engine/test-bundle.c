@@ -18,14 +18,7 @@
 #include <unistd.h>
 
 #include "snapbundle.h"
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-			exit(1);                                                                   \
-		}                                                                                  \
-	} while (0)
+#include "test-util.h"
 
 static char dir[256];
 
@@ -43,9 +36,9 @@ static int on_progress(void *userdata, const struct snap_progress *p)
 	if (s->nstages == 0 || s->stages[s->nstages - 1] != p->stage)
 		if (s->nstages < 8)
 			s->stages[s->nstages++] = p->stage;
-	CHECK(p->bytes_read + p->bytes_skipped == p->bytes_done);
-	CHECK(p->bytes_done <= p->bytes_total);
-	CHECK(p->bytes_written >= s->written);
+	REQUIRE(p->bytes_read + p->bytes_skipped == p->bytes_done);
+	REQUIRE(p->bytes_done <= p->bytes_total);
+	REQUIRE(p->bytes_written >= s->written);
 	s->total = p->bytes_total;
 	s->done = p->bytes_done;
 	s->read = p->bytes_read;
@@ -57,7 +50,7 @@ static int on_progress(void *userdata, const struct snap_progress *p)
 static int count_entries(const char *path)
 {
 	DIR *d = opendir(path);
-	CHECK(d != NULL);
+	REQUIRE(d != NULL);
 	int n = 0;
 	struct dirent *e;
 	while ((e = readdir(d)))
@@ -71,18 +64,18 @@ static struct snap_job *new_job(const char *image, const char *dest)
 {
 	struct snap_job *job;
 	char p[512];
-	CHECK(snap_job_new(SNAP_JOB_BUNDLE, &job) == 0);
-	CHECK(snap_job_set_string(job, SNAP_SPARAM_IMAGE, image) == 0);
-	CHECK(snap_job_set_string(job, SNAP_SPARAM_DESTINATION, dest) == 0);
+	REQUIRE(snap_job_new(SNAP_JOB_BUNDLE, &job) == 0);
+	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_IMAGE, image) == 0);
+	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_DESTINATION, dest) == 0);
 	snprintf(p, sizeof(p), "%s/user.pem", dir);
-	CHECK(snap_job_set_string(job, SNAP_SPARAM_CERT, p) == 0);
+	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_CERT, p) == 0);
 	snprintf(p, sizeof(p), "%s/user.key", dir);
-	CHECK(snap_job_set_string(job, SNAP_SPARAM_PRIVATE_KEY, p) == 0);
+	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_PRIVATE_KEY, p) == 0);
 	snprintf(p, sizeof(p), "%s/ec2.pem", dir);
-	CHECK(snap_job_set_string(job, SNAP_SPARAM_EC2_CERT, p) == 0);
-	CHECK(snap_job_set_string(job, SNAP_SPARAM_USER, "1234-5678-9012") == 0);
-	CHECK(snap_job_set_string(job, SNAP_SPARAM_ARCH, "x86_64") == 0);
-	CHECK(snap_job_set_param(job, SNAP_PARAM_PROGRESS_MS, 0) == 0);
+	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_EC2_CERT, p) == 0);
+	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_USER, "1234-5678-9012") == 0);
+	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_ARCH, "x86_64") == 0);
+	REQUIRE(snap_job_set_param(job, SNAP_PARAM_PROGRESS_MS, 0) == 0);
 	return job;
 }
 
@@ -99,7 +92,7 @@ int main(void)
 		return 77;
 	snprintf(dir, sizeof(dir), "%s/snaptest-XXXXXX",
 		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-	CHECK(mkdtemp(dir) != NULL);
+	REQUIRE(mkdtemp(dir) != NULL);
 	char cmd[2048];
 	snprintf(
 	    cmd, sizeof(cmd),
@@ -111,7 +104,7 @@ int main(void)
 	    "conv=notrunc status=none && mkdir out out2 out3 && "
 	    "head -c 64M /dev/urandom > big",
 	    dir);
-	CHECK(system(cmd) == 0);
+	REQUIRE(system(cmd) == 0);
 	char img[512], big[512], out[512], out2[512], out3[512];
 	snprintf(img, sizeof(img), "%s/img", dir);
 	snprintf(big, sizeof(big), "%s/big", dir);
@@ -121,65 +114,65 @@ int main(void)
 
 	/* a whole run: progress and results */
 	struct snap_job *job = new_job(img, out);
-	CHECK(snap_job_set_param(job, SNAP_PARAM_PART_SIZE, 1 << 20) == 0);
-	CHECK(snap_job_set_param(job, SNAP_PARAM_THREADS, 3) == 0);
+	REQUIRE(snap_job_set_param(job, SNAP_PARAM_PART_SIZE, 1 << 20) == 0);
+	REQUIRE(snap_job_set_param(job, SNAP_PARAM_THREADS, 3) == 0);
 	struct seen s = {0};
 	snap_job_set_progress(job, on_progress, &s);
 	int r = snap_job_run(job);
 	if (r < 0)
 		fprintf(stderr, "bundle failed: %s\n", snap_job_error(job));
-	CHECK(r == 0);
-	CHECK(s.nstages == 4 && s.stages[0] == SNAP_STAGE_PREPARE &&
+	REQUIRE(r == 0);
+	REQUIRE(s.nstages == 4 && s.stages[0] == SNAP_STAGE_PREPARE &&
 	      s.stages[1] == SNAP_STAGE_DATA && s.stages[2] == SNAP_STAGE_FINISH &&
 	      s.stages[3] == SNAP_STAGE_DONE);
-	CHECK(s.total == 40 << 20 && s.done == s.total);
-	CHECK(s.read == 4 << 20 && s.skipped == 36 << 20);
+	REQUIRE(s.total == 40 << 20 && s.done == s.total);
+	REQUIRE(s.read == 4 << 20 && s.skipped == 36 << 20);
 	uint64_t v;
-	CHECK(snap_job_result_u64(job, SNAP_RESULT_BYTES_TOTAL, &v) == 0 && v == 40 << 20);
-	CHECK(snap_job_result_u64(job, SNAP_RESULT_BYTES_READ, &v) == 0 && v == 4 << 20);
-	CHECK(snap_job_result_u64(job, SNAP_RESULT_BYTES_WRITTEN, &v) == 0 && v == s.written);
+	REQUIRE(snap_job_result_u64(job, SNAP_RESULT_BYTES_TOTAL, &v) == 0 && v == 40 << 20);
+	REQUIRE(snap_job_result_u64(job, SNAP_RESULT_BYTES_READ, &v) == 0 && v == 4 << 20);
+	REQUIRE(snap_job_result_u64(job, SNAP_RESULT_BYTES_WRITTEN, &v) == 0 && v == s.written);
 	uint64_t parts;
-	CHECK(snap_job_result_u64(job, SNAP_RESULT_PARTS, &parts) == 0);
-	CHECK(parts == (v + (1 << 20) - 1) >> 20);
-	CHECK(snap_job_result_u64(job, SNAP_RESULT_STREAM_BYTES, &v) == 0 && v % 10240 == 0);
+	REQUIRE(snap_job_result_u64(job, SNAP_RESULT_PARTS, &parts) == 0);
+	REQUIRE(parts == (v + (1 << 20) - 1) >> 20);
+	REQUIRE(snap_job_result_u64(job, SNAP_RESULT_STREAM_BYTES, &v) == 0 && v % 10240 == 0);
 	const char *digest = snap_job_result_string(job, SNAP_RESULT_DIGEST);
-	CHECK(digest && strlen(digest) == 40 && strspn(digest, "0123456789abcdef") == 40);
+	REQUIRE(digest && strlen(digest) == 40 && strspn(digest, "0123456789abcdef") == 40);
 	const char *manifest = snap_job_result_string(job, SNAP_RESULT_MANIFEST_PATH);
 	char want[600];
 	snprintf(want, sizeof(want), "%s/img.manifest.xml", out);
-	CHECK(manifest && !strcmp(manifest, want) && access(manifest, R_OK) == 0);
+	REQUIRE(manifest && !strcmp(manifest, want) && access(manifest, R_OK) == 0);
 	const char *timings = snap_job_result_string(job, SNAP_RESULT_TIMINGS);
-	CHECK(timings && timings[0] == '{' && strstr(timings, "\"deflate_cpu\":"));
-	CHECK(count_entries(out) == (int)parts + 1);
+	REQUIRE(timings && timings[0] == '{' && strstr(timings, "\"deflate_cpu\":"));
+	REQUIRE(count_entries(out) == (int)parts + 1);
 	snap_job_free(job);
 
 	/* the same again is refused: the bundle exists */
 	job = new_job(img, out);
-	CHECK(snap_job_run(job) == -EEXIST);
-	CHECK(strstr(snap_job_error(job), "already exists"));
+	REQUIRE(snap_job_run(job) == -EEXIST);
+	REQUIRE(strstr(snap_job_error(job), "already exists"));
 	snap_job_free(job);
 
 	/* cancelled from the progress callback: nothing left */
 	job = new_job(big, out2);
-	CHECK(snap_job_set_param(job, SNAP_PARAM_THREADS, 1) == 0);
-	CHECK(snap_job_set_param(job, SNAP_PARAM_LEVEL, 3) == 0);
-	CHECK(snap_job_set_param(job, SNAP_PARAM_PART_SIZE, 256 << 10) == 0);
+	REQUIRE(snap_job_set_param(job, SNAP_PARAM_THREADS, 1) == 0);
+	REQUIRE(snap_job_set_param(job, SNAP_PARAM_LEVEL, 3) == 0);
+	REQUIRE(snap_job_set_param(job, SNAP_PARAM_PART_SIZE, 256 << 10) == 0);
 	struct seen c = {.cancel_after_read = 1};
 	snap_job_set_progress(job, on_progress, &c);
-	CHECK(snap_job_run(job) == -ECANCELED);
-	CHECK(count_entries(out2) == 0);
+	REQUIRE(snap_job_run(job) == -ECANCELED);
+	REQUIRE(count_entries(out2) == 0);
 	snap_job_free(job);
 
 	/* cancelled from another thread */
 	job = new_job(big, out2);
-	CHECK(snap_job_set_param(job, SNAP_PARAM_THREADS, 1) == 0);
-	CHECK(snap_job_set_param(job, SNAP_PARAM_LEVEL, 3) == 0);
+	REQUIRE(snap_job_set_param(job, SNAP_PARAM_THREADS, 1) == 0);
+	REQUIRE(snap_job_set_param(job, SNAP_PARAM_LEVEL, 3) == 0);
 	pthread_t t;
-	CHECK(pthread_create(&t, NULL, cancel_soon, job) == 0);
+	REQUIRE(pthread_create(&t, NULL, cancel_soon, job) == 0);
 	r = snap_job_run(job);
 	pthread_join(t, NULL);
-	CHECK(r == -ECANCELED || r == 0); /* a very fast machine may finish first */
-	CHECK(r == 0 ? count_entries(out2) >= 2 : count_entries(out2) == 0);
+	REQUIRE(r == -ECANCELED || r == 0); /* a very fast machine may finish first */
+	REQUIRE(r == 0 ? count_entries(out2) >= 2 : count_entries(out2) == 0);
 	snap_job_free(job);
 
 	/* refused before any byte is written */
@@ -198,24 +191,24 @@ int main(void)
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		job = new_job(img, out3);
 		if (bad[i].sparam == SNAP_SPARAM_BLOCK_DEVICE_MAPPING)
-			CHECK(snap_job_add_string(job, bad[i].sparam, bad[i].value) == 0);
+			REQUIRE(snap_job_add_string(job, bad[i].sparam, bad[i].value) == 0);
 		else
-			CHECK(snap_job_set_string(job, bad[i].sparam, bad[i].value) == 0);
+			REQUIRE(snap_job_set_string(job, bad[i].sparam, bad[i].value) == 0);
 		r = snap_job_run(job);
 		if (r != bad[i].err)
 			fprintf(stderr, "case %zu: %d (%s)\n", i, r, snap_job_error(job));
-		CHECK(r == bad[i].err);
-		CHECK(*snap_job_error(job));
+		REQUIRE(r == bad[i].err);
+		REQUIRE(*snap_job_error(job));
 		snap_job_free(job);
-		CHECK(count_entries(out3) == 0);
+		REQUIRE(count_entries(out3) == 0);
 	}
 	job = new_job(img, out3);
-	CHECK(snap_job_set_param(job, SNAP_PARAM_LEVEL, 4) == 0);
-	CHECK(snap_job_run(job) == -EINVAL);
+	REQUIRE(snap_job_set_param(job, SNAP_PARAM_LEVEL, 4) == 0);
+	REQUIRE(snap_job_run(job) == -EINVAL);
 	snap_job_free(job);
 
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	CHECK(system(cmd) == 0);
+	REQUIRE(system(cmd) == 0);
 	printf("ok\n");
 	return 0;
 }

@@ -4,7 +4,6 @@
  * machine allows one); the O_DIRECT path cross-checked against plain pwrite for random pieces
  * (offsets, lengths and buffer alignments around the block size), from two threads at once,
  * with the path taken checked through the output's byte counters. */
-#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -18,13 +17,14 @@
 #include <unistd.h>
 
 #include "output.h"
+#include "test-util.h"
 
 static int count_entries(const char *dir)
 {
 	DIR *d = opendir(dir);
 	int n = 0;
 	struct dirent *e;
-	assert(d);
+	REQUIRE(d);
 	while ((e = readdir(d)))
 		n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
 	closedir(d);
@@ -34,51 +34,51 @@ static int count_entries(const char *dir)
 static void test_file(void)
 {
 	char dir[] = "/tmp/snap-test-output-XXXXXX", path[256];
-	assert(mkdtemp(dir));
+	REQUIRE(mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/disk.img", dir);
 	struct snap_output *o = NULL;
 	char *detail = NULL;
 	uint64_t size = 64ull << 20;
 
 	/* abort: nothing left */
-	assert(snap_output_open(path, size, false, &o, &detail) == 0);
-	assert(count_entries(dir) == 1 && access(path, F_OK) != 0);
-	assert(snap_output_write(o, "abc", 3, 10) == 0);
+	REQUIRE(snap_output_open(path, size, false, &o, &detail) == 0);
+	REQUIRE(count_entries(dir) == 1 && access(path, F_OK) != 0);
+	REQUIRE(snap_output_write(o, "abc", 3, 10) == 0);
 	o = snap_output_free(o);
-	assert(count_entries(dir) == 0);
+	REQUIRE(count_entries(dir) == 0);
 
 	/* commit: the file appears, sparse, with the bytes written */
-	assert(snap_output_open(path, size, false, &o, &detail) == 0);
-	assert(snap_output_write(o, "hello", 5, size - 5) == 0);
-	assert(snap_output_write(o, "x", 1, size) == -ERANGE);
-	assert(snap_output_zero(o, 0, 4096) == 0);
-	assert(snap_output_commit(o, &detail) == 0);
+	REQUIRE(snap_output_open(path, size, false, &o, &detail) == 0);
+	REQUIRE(snap_output_write(o, "hello", 5, size - 5) == 0);
+	REQUIRE(snap_output_write(o, "x", 1, size) == -ERANGE);
+	REQUIRE(snap_output_zero(o, 0, 4096) == 0);
+	REQUIRE(snap_output_commit(o, &detail) == 0);
 	o = snap_output_free(o);
 	struct stat st;
-	assert(stat(path, &st) == 0 && (uint64_t)st.st_size == size);
-	assert(st.st_blocks * 512 < 1 << 20); /* holes stayed holes */
+	REQUIRE(stat(path, &st) == 0 && (uint64_t)st.st_size == size);
+	REQUIRE(st.st_blocks * 512 < 1 << 20); /* holes stayed holes */
 	char buf[5];
 	int fd = open(path, O_RDONLY);
-	assert(pread(fd, buf, 5, (off_t)size - 5) == 5 && !memcmp(buf, "hello", 5));
+	REQUIRE(pread(fd, buf, 5, (off_t)size - 5) == 5 && !memcmp(buf, "hello", 5));
 	close(fd);
-	assert(count_entries(dir) == 1);
+	REQUIRE(count_entries(dir) == 1);
 
 	/* no overwrite without force; with force the old file is replaced only at commit */
-	assert(snap_output_open(path, size, false, &o, &detail) == -EEXIST);
-	assert(detail && strstr(detail, "already exists"));
+	REQUIRE(snap_output_open(path, size, false, &o, &detail) == -EEXIST);
+	REQUIRE(detail && strstr(detail, "already exists"));
 	free(detail);
 	detail = NULL;
-	assert(snap_output_open(path, 4096, true, &o, &detail) == 0);
-	assert(stat(path, &st) == 0 && (uint64_t)st.st_size == size);
-	assert(snap_output_commit(o, &detail) == 0);
+	REQUIRE(snap_output_open(path, 4096, true, &o, &detail) == 0);
+	REQUIRE(stat(path, &st) == 0 && (uint64_t)st.st_size == size);
+	REQUIRE(snap_output_commit(o, &detail) == 0);
 	o = snap_output_free(o);
-	assert(stat(path, &st) == 0 && st.st_size == 4096);
+	REQUIRE(stat(path, &st) == 0 && st.st_size == 4096);
 
 	/* a directory and "-" are refused */
-	assert(snap_output_open(dir, 1, true, &o, &detail) == -EISDIR);
+	REQUIRE(snap_output_open(dir, 1, true, &o, &detail) == -EISDIR);
 	free(detail);
 	detail = NULL;
-	assert(snap_output_open("-", 1, true, &o, &detail) == -EINVAL);
+	REQUIRE(snap_output_open("-", 1, true, &o, &detail) == -EINVAL);
 	free(detail);
 	unlink(path);
 	rmdir(dir);
@@ -127,7 +127,7 @@ static void *writer_main(void *arg)
 {
 	struct writer *w = arg;
 	for (size_t i = w->first; i < w->n; i += w->step)
-		assert(write_piece(w->o, &w->pieces[i], w->buf) == 0);
+		REQUIRE(write_piece(w->o, &w->pieces[i], w->buf) == 0);
 	return NULL;
 }
 
@@ -187,10 +187,10 @@ static size_t make_pieces(uint64_t size, struct piece *pieces, size_t cap, size_
 static void read_all(const char *path, uint8_t *buf, uint64_t size)
 {
 	int fd = open(path, O_RDONLY);
-	assert(fd >= 0);
+	REQUIRE(fd >= 0);
 	for (uint64_t got = 0; got < size;) {
 		ssize_t n = pread(fd, buf + got, size - got, (off_t)got);
-		assert(n > 0);
+		REQUIRE(n > 0);
 		got += (uint64_t)n;
 	}
 	close(fd);
@@ -205,7 +205,7 @@ static uint64_t cross_check(const char *dir, unsigned flags, uint64_t size)
 	snprintf(path, sizeof(path), "%s/direct.img", dir);
 	snprintf(ref, sizeof(ref), "%s/reference.img", dir);
 	expect = malloc(size);
-	assert(expect);
+	REQUIRE(expect);
 	for (uint64_t i = 0; i < size; i += 8) {
 		uint64_t v = rnd();
 		memcpy(expect + i, &v, size - i < 8 ? size - i : 8);
@@ -216,15 +216,15 @@ static uint64_t cross_check(const char *dir, unsigned flags, uint64_t size)
 
 	/* the reference: plain pwrite of the same bytes */
 	int rfd = open(ref, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	assert(rfd >= 0 && ftruncate(rfd, (off_t)size) == 0);
+	REQUIRE(rfd >= 0 && ftruncate(rfd, (off_t)size) == 0);
 	for (size_t i = 0; i < n; i++)
-		assert(pwrite(rfd, expect + pieces[i].off, pieces[i].len, (off_t)pieces[i].off) ==
+		REQUIRE(pwrite(rfd, expect + pieces[i].off, pieces[i].len, (off_t)pieces[i].off) ==
 		       (ssize_t)pieces[i].len);
 	close(rfd);
 
 	struct snap_output *o = NULL;
 	char *detail = NULL;
-	assert(snap_output_open(path, size, flags | SNAP_OUTPUT_FORCE, &o, &detail) == 0);
+	REQUIRE(snap_output_open(path, size, flags | SNAP_OUTPUT_FORCE, &o, &detail) == 0);
 	struct writer w[2];
 	pthread_t th[2];
 	uint64_t total = 0;
@@ -233,9 +233,9 @@ static uint64_t cross_check(const char *dir, unsigned flags, uint64_t size)
 	for (int t = 0; t < 2; t++) {
 		w[t] = (struct writer){
 		    .o = o, .pieces = pieces, .n = n, .first = (size_t)t, .step = 2};
-		assert(posix_memalign((void **)&w[t].buf, SNAP_OUTPUT_MEM_ALIGN,
+		REQUIRE(posix_memalign((void **)&w[t].buf, SNAP_OUTPUT_MEM_ALIGN,
 				      maxlen + 2 * SNAP_OUTPUT_MEM_ALIGN) == 0);
-		assert(pthread_create(&th[t], NULL, writer_main, &w[t]) == 0);
+		REQUIRE(pthread_create(&th[t], NULL, writer_main, &w[t]) == 0);
 	}
 	for (int t = 0; t < 2; t++) {
 		pthread_join(th[t], NULL);
@@ -243,15 +243,15 @@ static uint64_t cross_check(const char *dir, unsigned flags, uint64_t size)
 	}
 	/* every byte went one way or the other, exactly once */
 	uint64_t direct = snap_output_direct_bytes(o);
-	assert(direct + snap_output_buffered_bytes(o) == total);
-	assert(snap_output_commit(o, &detail) == 0);
+	REQUIRE(direct + snap_output_buffered_bytes(o) == total);
+	REQUIRE(snap_output_commit(o, &detail) == 0);
 	o = snap_output_free(o);
 
 	uint8_t *a = malloc(size), *b = malloc(size);
-	assert(a && b);
+	REQUIRE(a && b);
 	read_all(path, a, size);
 	read_all(ref, b, size);
-	assert(!memcmp(b, expect, size));
+	REQUIRE(!memcmp(b, expect, size));
 	for (uint64_t i = 0; i < size; i++)
 		if (a[i] != b[i]) {
 			fprintf(stderr, "differs from the reference at offset %llu\n",
@@ -276,7 +276,7 @@ static void exact_split(const char *dir)
 	struct snap_output *o = NULL;
 	char *detail = NULL;
 	uint64_t size = 8ull << 20;
-	assert(snap_output_open(path, size, SNAP_OUTPUT_FORCE, &o, &detail) == 0);
+	REQUIRE(snap_output_open(path, size, SNAP_OUTPUT_FORCE, &o, &detail) == 0);
 	uint32_t bs = snap_output_direct_block(o);
 	if (!bs) {
 		printf("no O_DIRECT on %s: exact split skipped\n", dir);
@@ -284,46 +284,46 @@ static void exact_split(const char *dir)
 		return;
 	}
 	uint8_t *buf;
-	assert(posix_memalign((void **)&buf, SNAP_OUTPUT_MEM_ALIGN, 1 << 20) == 0);
+	REQUIRE(posix_memalign((void **)&buf, SNAP_OUTPUT_MEM_ALIGN, 1 << 20) == 0);
 	memset(buf, 0x5a, 1 << 20);
 	/* [3 blocks + 512, 10 blocks + 100): blocks 4..9 direct */
 	uint64_t off = 3ull * bs + 512, end = 10ull * bs + 100;
 	uint64_t d0 = snap_output_direct_bytes(o), b0 = snap_output_buffered_bytes(o);
-	assert(snap_output_write(o, buf + off % SNAP_OUTPUT_MEM_ALIGN, end - off, off) == 0);
-	assert(snap_output_direct_bytes(o) - d0 == 6ull * bs);
-	assert(snap_output_buffered_bytes(o) - b0 == (bs - 512) + 100);
+	REQUIRE(snap_output_write(o, buf + off % SNAP_OUTPUT_MEM_ALIGN, end - off, off) == 0);
+	REQUIRE(snap_output_direct_bytes(o) - d0 == 6ull * bs);
+	REQUIRE(snap_output_buffered_bytes(o) - b0 == (bs - 512) + 100);
 	/* block size - 1, block size, block size + 1 at an aligned offset */
 	for (uint64_t k = 0; k < 3; k++) {
 		off = (16 + 4 * k) * bs;
 		d0 = snap_output_direct_bytes(o);
 		b0 = snap_output_buffered_bytes(o);
-		assert(snap_output_write(o, buf, bs - 1 + k, off) == 0);
-		assert(snap_output_direct_bytes(o) - d0 == (k ? bs : 0));
-		assert(snap_output_buffered_bytes(o) - b0 == (k == 0 ? bs - 1 : k == 1 ? 0 : 1));
+		REQUIRE(snap_output_write(o, buf, bs - 1 + k, off) == 0);
+		REQUIRE(snap_output_direct_bytes(o) - d0 == (k ? bs : 0));
+		REQUIRE(snap_output_buffered_bytes(o) - b0 == (k == 0 ? bs - 1 : k == 1 ? 0 : 1));
 	}
 	/* not congruent: all buffered */
 	d0 = snap_output_direct_bytes(o);
-	assert(snap_output_write(o, buf + 8, 4ull * bs, 32ull * bs) == 0);
-	assert(snap_output_direct_bytes(o) == d0);
+	REQUIRE(snap_output_write(o, buf + 8, 4ull * bs, 32ull * bs) == 0);
+	REQUIRE(snap_output_direct_bytes(o) == d0);
 	/* a zeroed range of a file writes nothing (a hole) */
 	d0 = snap_output_direct_bytes(o);
 	b0 = snap_output_buffered_bytes(o);
-	assert(snap_output_zero(o, 40ull * bs, 4ull * bs) == 0);
-	assert(snap_output_direct_bytes(o) == d0 && snap_output_buffered_bytes(o) == b0);
+	REQUIRE(snap_output_zero(o, 40ull * bs, 4ull * bs) == 0);
+	REQUIRE(snap_output_direct_bytes(o) == d0 && snap_output_buffered_bytes(o) == b0);
 	/* zero writes take the direct path for their whole blocks */
-	assert(snap_output_zero_write(o, 48ull * bs + 7, 200000) == 0);
-	assert(snap_output_direct_bytes(o) > d0);
+	REQUIRE(snap_output_zero_write(o, 48ull * bs + 7, 200000) == 0);
+	REQUIRE(snap_output_direct_bytes(o) > d0);
 	free(buf);
 	o = snap_output_free(o);
 
 	/* forced buffered: by flag and by the environment */
-	assert(snap_output_open(path, size, SNAP_OUTPUT_FORCE | SNAP_OUTPUT_BUFFERED, &o,
+	REQUIRE(snap_output_open(path, size, SNAP_OUTPUT_FORCE | SNAP_OUTPUT_BUFFERED, &o,
 				&detail) == 0);
-	assert(!snap_output_is_direct(o) && snap_output_direct_block(o) == 0);
+	REQUIRE(!snap_output_is_direct(o) && snap_output_direct_block(o) == 0);
 	o = snap_output_free(o);
 	setenv("SNAPBUNDLE_OUTPUT_BUFFERED", "1", 1);
-	assert(snap_output_open(path, size, SNAP_OUTPUT_FORCE, &o, &detail) == 0);
-	assert(!snap_output_is_direct(o));
+	REQUIRE(snap_output_open(path, size, SNAP_OUTPUT_FORCE, &o, &detail) == 0);
+	REQUIRE(!snap_output_is_direct(o));
 	o = snap_output_free(o);
 	unsetenv("SNAPBUNDLE_OUTPUT_BUFFERED");
 }
@@ -338,69 +338,69 @@ static void test_stream(const char *dir)
 	snprintf(path, sizeof(path), "%s/stream.img", dir);
 	uint64_t size = (16ull << 20) + 333;
 	uint8_t *want = calloc(1, size), *src = malloc((1 << 20) + 64);
-	assert(want && src);
+	REQUIRE(want && src);
 	struct snap_output *o = NULL;
 	struct snap_output_stream *st = NULL;
 	char *detail = NULL;
-	assert(snap_output_open(path, size, SNAP_OUTPUT_FORCE, &o, &detail) == 0);
+	REQUIRE(snap_output_open(path, size, SNAP_OUTPUT_FORCE, &o, &detail) == 0);
 	/* small buffers, so that pieces straddle them */
-	assert(snap_output_stream_new(o, 3 * 65536, 2, &st) == 0);
+	REQUIRE(snap_output_stream_new(o, 3 * 65536, 2, &st) == 0);
 	uint64_t off = 0, total = 0;
 	while (off < size) {
 		uint64_t len = rnd() % 3 ? 1 + rnd() % 300000 : 512 * (1 + rnd() % 64);
 		if (len > size - off)
 			len = size - off;
 		if (rnd() % 4 == 0) {
-			assert(snap_output_stream_zero(st, off, len) == 0); /* stays zero */
+			REQUIRE(snap_output_stream_zero(st, off, len) == 0); /* stays zero */
 		} else if (rnd() % 8) {
 			uint8_t *p = src + rnd() % 64; /* any alignment */
 			for (uint64_t i = 0; i < len; i++)
 				want[off + i] = p[i] = (uint8_t)rnd();
-			assert(snap_output_stream_write(st, p, len, off) == 0);
+			REQUIRE(snap_output_stream_write(st, p, len, off) == 0);
 			total += len;
 		}
 		off += len;
 	}
-	assert(snap_output_stream_write(st, src, 1, size) == -ERANGE);
-	assert(snap_output_stream_flush(st) == 0 && !snap_output_stream_error(st));
+	REQUIRE(snap_output_stream_write(st, src, 1, size) == -ERANGE);
+	REQUIRE(snap_output_stream_flush(st) == 0 && !snap_output_stream_error(st));
 	st = snap_output_stream_free(st);
 	uint64_t direct = snap_output_direct_bytes(o);
-	assert(direct + snap_output_buffered_bytes(o) == total);
+	REQUIRE(direct + snap_output_buffered_bytes(o) == total);
 	if (snap_output_is_direct(o))
-		assert(direct > total / 2);
-	assert(snap_output_commit(o, &detail) == 0);
+		REQUIRE(direct > total / 2);
+	REQUIRE(snap_output_commit(o, &detail) == 0);
 	o = snap_output_free(o);
 	uint8_t *got = malloc(size);
-	assert(got);
+	REQUIRE(got);
 	read_all(path, got, size);
-	assert(!memcmp(got, want, size));
+	REQUIRE(!memcmp(got, want, size));
 	free(got);
 	unlink(path);
 
 	/* a failure in the writer thread: writes past RLIMIT_FSIZE fail with EFBIG */
 	signal(SIGXFSZ, SIG_IGN);
 	struct rlimit old, lim;
-	assert(getrlimit(RLIMIT_FSIZE, &old) == 0);
-	assert(snap_output_open(path, 8 << 20, SNAP_OUTPUT_FORCE, &o, &detail) == 0);
-	assert(snap_output_stream_new(o, 65536, 2, &st) == 0);
+	REQUIRE(getrlimit(RLIMIT_FSIZE, &old) == 0);
+	REQUIRE(snap_output_open(path, 8 << 20, SNAP_OUTPUT_FORCE, &o, &detail) == 0);
+	REQUIRE(snap_output_stream_new(o, 65536, 2, &st) == 0);
 	lim = old;
 	lim.rlim_cur = 1 << 20;
-	assert(setrlimit(RLIMIT_FSIZE, &lim) == 0);
+	REQUIRE(setrlimit(RLIMIT_FSIZE, &lim) == 0);
 	int r = 0;
 	for (uint64_t at = 0; at < (8 << 20) && r == 0; at += 65536)
 		r = snap_output_stream_write(st, want, 65536, at);
 	if (r == 0)
 		r = snap_output_stream_flush(st);
-	assert(setrlimit(RLIMIT_FSIZE, &old) == 0);
-	assert(r == -EFBIG);
-	assert(snap_output_stream_flush(st) == -EFBIG);
-	assert(snap_output_stream_write(st, want, 1, 0) == -EFBIG);
+	REQUIRE(setrlimit(RLIMIT_FSIZE, &old) == 0);
+	REQUIRE(r == -EFBIG);
+	REQUIRE(snap_output_stream_flush(st) == -EFBIG);
+	REQUIRE(snap_output_stream_write(st, want, 1, 0) == -EFBIG);
 	const char *msg = snap_output_stream_error(st);
-	assert(msg && strstr(msg, "cannot write") && strstr(msg, path) &&
+	REQUIRE(msg && strstr(msg, "cannot write") && strstr(msg, path) &&
 	       strstr(msg, "at offset 1048576"));
 	st = snap_output_stream_free(st);
 	o = snap_output_free(o); /* not committed: removed */
-	assert(access(path, F_OK) != 0);
+	REQUIRE(access(path, F_OK) != 0);
 	signal(SIGXFSZ, SIG_DFL);
 	free(want);
 	free(src);
@@ -435,11 +435,11 @@ static void test_direct(void)
 			snprintf(probe, sizeof(probe), "%s/probe", dir);
 			struct snap_output *o = NULL;
 			char *detail = NULL;
-			assert(snap_output_open(probe, 4096, 0, &o, &detail) == 0);
+			REQUIRE(snap_output_open(probe, 4096, 0, &o, &detail) == 0);
 			bool dio = snap_output_is_direct(o);
 			o = snap_output_free(o);
-			assert(!dio || direct > size / 4);
-			assert(cross_check(dir, SNAP_OUTPUT_BUFFERED, size) == 0);
+			REQUIRE(!dio || direct > size / 4);
+			REQUIRE(cross_check(dir, SNAP_OUTPUT_BUFFERED, size) == 0);
 		}
 		rmdir(dir);
 	}
@@ -449,12 +449,12 @@ static void test_blockdev(void)
 {
 	char img[] = "/tmp/snap-test-output-dev-XXXXXX";
 	int fd = mkstemp(img);
-	assert(fd >= 0);
+	REQUIRE(fd >= 0);
 	/* junk everywhere, so zeroing is visible */
 	char junk[4096];
 	memset(junk, 0xa5, sizeof(junk));
 	for (int i = 0; i < 1024; i++)
-		assert(write(fd, junk, sizeof(junk)) == (ssize_t)sizeof(junk));
+		REQUIRE(write(fd, junk, sizeof(junk)) == (ssize_t)sizeof(junk));
 	close(fd);
 	char cmd[512], dev[64] = "";
 	snprintf(cmd, sizeof(cmd), "losetup --find --show %s 2>/dev/null", img);
@@ -467,44 +467,44 @@ static void test_blockdev(void)
 	dev[strcspn(dev, "\n")] = 0;
 	struct snap_output *o = NULL;
 	char *detail = NULL;
-	assert(snap_output_open(dev, 8ull << 20, false, &o, &detail) == -ENOSPC);
-	assert(detail && strstr(detail, "too small"));
+	REQUIRE(snap_output_open(dev, 8ull << 20, false, &o, &detail) == -ENOSPC);
+	REQUIRE(detail && strstr(detail, "too small"));
 	free(detail);
 	detail = NULL;
-	assert(snap_output_open(dev, 4ull << 20, false, &o, &detail) == 0);
-	assert(snap_output_is_block_device(o));
-	assert(snap_output_zero(o, 100, 1 << 20) == 0); /* unaligned edges */
-	assert(snap_output_write(o, "data", 4, 0) == 0);
+	REQUIRE(snap_output_open(dev, 4ull << 20, false, &o, &detail) == 0);
+	REQUIRE(snap_output_is_block_device(o));
+	REQUIRE(snap_output_zero(o, 100, 1 << 20) == 0); /* unaligned edges */
+	REQUIRE(snap_output_write(o, "data", 4, 0) == 0);
 	/* a congruent piece at a 512-aligned offset: its whole blocks go direct */
 	static uint8_t piece[(1 << 20) + 8192] __attribute__((aligned(4096)));
 	uint64_t poff = (2ull << 20) + 7 * 512, plen = (1 << 20) + 1000;
 	for (size_t i = 0; i < sizeof(piece); i++)
 		piece[i] = (uint8_t)(i * 7 + 1);
 	uint8_t *pp = piece + poff % SNAP_OUTPUT_MEM_ALIGN;
-	assert(snap_output_write(o, pp, plen, poff) == 0);
+	REQUIRE(snap_output_write(o, pp, plen, poff) == 0);
 	if (snap_output_is_direct(o))
-		assert(snap_output_direct_bytes(o) >= (1 << 20) - 4096);
+		REQUIRE(snap_output_direct_bytes(o) >= (1 << 20) - 4096);
 	else
 		printf("no O_DIRECT on %s\n", dev);
-	assert(snap_output_commit(o, &detail) == 0);
+	REQUIRE(snap_output_commit(o, &detail) == 0);
 	o = snap_output_free(o);
 	snprintf(cmd, sizeof(cmd), "losetup -d %s", dev);
-	assert(system(cmd) == 0);
+	REQUIRE(system(cmd) == 0);
 	fd = open(img, O_RDONLY);
 	static unsigned char back[(1 << 20) + 200];
-	assert(pread(fd, back, sizeof(back), 0) == (ssize_t)sizeof(back));
+	REQUIRE(pread(fd, back, sizeof(back), 0) == (ssize_t)sizeof(back));
 	close(fd);
-	assert(!memcmp(back, "data", 4));
+	REQUIRE(!memcmp(back, "data", 4));
 	for (size_t i = 4; i < 100; i++)
-		assert(back[i] == 0xa5);
+		REQUIRE(back[i] == 0xa5);
 	for (size_t i = 100; i < 100 + (1 << 20); i++)
-		assert(back[i] == 0);
-	assert(back[100 + (1 << 20)] == 0xa5);
+		REQUIRE(back[i] == 0);
+	REQUIRE(back[100 + (1 << 20)] == 0xa5);
 	fd = open(img, O_RDONLY);
 	static uint8_t got[(1 << 20) + 1000];
-	assert(pread(fd, got, plen, (off_t)poff) == (ssize_t)plen);
-	assert(!memcmp(got, pp, plen));
-	assert(pread(fd, got, 1, (off_t)(poff + plen)) == 1 && got[0] == 0xa5);
+	REQUIRE(pread(fd, got, plen, (off_t)poff) == (ssize_t)plen);
+	REQUIRE(!memcmp(got, pp, plen));
+	REQUIRE(pread(fd, got, 1, (off_t)(poff + plen)) == 1 && got[0] == 0xa5);
 	close(fd);
 	unlink(img);
 }

@@ -53,3 +53,23 @@ int snap_read_small_file(const char *path, size_t max, char **ret, size_t *ret_l
 	*ret_len = len;
 	return 0;
 }
+
+int snap_pwrite_all(int fd, const void *buf, size_t len, uint64_t off, size_t *done)
+{
+	const uint8_t *p = buf;
+	size_t put = 0;
+	int r = 0;
+	while (put < len) {
+		ssize_t n = pwrite(fd, p + put, len - put, (off_t)(off + put));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			r = n < 0 ? -errno : -EIO;
+			break;
+		}
+		put += (size_t)n;
+	}
+	if (done)
+		*done = put;
+	return r;
+}

@@ -16,7 +16,7 @@
 static uint8_t *make_input(size_t len, unsigned seed)
 {
 	uint8_t *b = malloc(len ? len : 1);
-	CHECK(b != NULL);
+	REQUIRE(b != NULL);
 	uint32_t x = seed * 2654435761u + 1;
 	static const char *const words[] = {"block ", "device ", "extent ", "snapshot\n", "ec2 "};
 	for (size_t i = 0; i < len;) {
@@ -40,12 +40,12 @@ static uint8_t *gzip_chunked(int level, const uint8_t *in, size_t len, size_t ch
 			     size_t *ret_len)
 {
 	struct snap_deflate *d;
-	CHECK(snap_deflate_new(level, &d) == 0);
+	REQUIRE(snap_deflate_new(level, &d) == 0);
 	size_t nchunks = len ? (len + chunk - 1) / chunk : 1;
 	size_t cap =
 	    SNAP_GZIP_HEADER_SIZE + SNAP_GZIP_TRAILER_SIZE + nchunks * snap_deflate_bound(chunk);
 	uint8_t *out = malloc(cap);
-	CHECK(out != NULL);
+	REQUIRE(out != NULL);
 	snap_gzip_header(out, level);
 	size_t pos = SNAP_GZIP_HEADER_SIZE;
 	uint32_t crc = 0;
@@ -58,12 +58,12 @@ static uint8_t *gzip_chunked(int level, const uint8_t *in, size_t len, size_t ch
 		if (r < 0)
 			fprintf(stderr, "level %d len %zu chunk %zu: chunk %zu: %s\n", level, len,
 				chunk, c, strerror(-r));
-		CHECK(r == 0);
-		CHECK(ccrc == (uint32_t)crc32(0, in + off, (uInt)n));
+		REQUIRE(r == 0);
+		REQUIRE(ccrc == (uint32_t)crc32(0, in + off, (uInt)n));
 		crc = c == 0 ? ccrc : snap_crc32_combine(crc, ccrc, n);
 		pos += outlen;
 	}
-	CHECK(crc == (uint32_t)crc32(0, in, (uInt)len));
+	REQUIRE(crc == (uint32_t)crc32(0, in, (uInt)len));
 	snap_gzip_trailer(out + pos, crc, len);
 	pos += SNAP_GZIP_TRAILER_SIZE;
 	snap_deflate_free(d);
@@ -74,16 +74,16 @@ static uint8_t *gzip_chunked(int level, const uint8_t *in, size_t len, size_t ch
 static void zlib_check(const uint8_t *gz, size_t gzlen, const uint8_t *in, size_t len)
 {
 	z_stream s = {0};
-	CHECK(inflateInit2(&s, 16 + 15) == Z_OK); /* gzip wrapper: checks CRC and ISIZE */
+	REQUIRE(inflateInit2(&s, 16 + 15) == Z_OK); /* gzip wrapper: checks CRC and ISIZE */
 	uint8_t *out = malloc(len + 1);
-	CHECK(out != NULL);
+	REQUIRE(out != NULL);
 	s.next_in = (uint8_t *)gz;
 	s.avail_in = (uInt)gzlen;
 	s.next_out = out;
 	s.avail_out = (uInt)len + 1;
-	CHECK(inflate(&s, Z_FINISH) == Z_STREAM_END);
-	CHECK(s.total_out == len && s.avail_in == 0);
-	CHECK(len == 0 || memcmp(out, in, len) == 0);
+	REQUIRE(inflate(&s, Z_FINISH) == Z_STREAM_END);
+	REQUIRE(s.total_out == len && s.avail_in == 0);
+	REQUIRE(len == 0 || memcmp(out, in, len) == 0);
 	inflateEnd(&s);
 	free(out);
 }
@@ -97,12 +97,12 @@ int main(void)
 	uint8_t h[SNAP_GZIP_HEADER_SIZE];
 	snap_gzip_header(h, 3);
 	static const uint8_t want[] = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 2, 3};
-	CHECK(!memcmp(h, want, sizeof(want)));
+	REQUIRE(!memcmp(h, want, sizeof(want)));
 
 	/* CRC boundaries around ISA-L's SIMD block sizes */
 	uint8_t *ref = make_input(4096, 7);
 	for (size_t n = 0; n < 300; n++)
-		CHECK(snap_crc32(0, ref, n) == (uint32_t)crc32(0, ref, (uInt)n));
+		REQUIRE(snap_crc32(0, ref, n) == (uint32_t)crc32(0, ref, (uInt)n));
 	free(ref);
 
 	static const size_t lens[] = {0, 1, 65535, 65536, 65537, 1000003};
@@ -125,7 +125,7 @@ int main(void)
 					snprintf(b, sizeof(b), "%s/in.gz", dir);
 					test_write_file(a, in, len);
 					test_write_file(b, gz, gzlen);
-					CHECK(
+					REQUIRE(
 					    test_sh("gunzip -t '%s' && gunzip -c '%s' | cmp - '%s'",
 						    b, b, a) == 0);
 				}
@@ -137,14 +137,14 @@ int main(void)
 
 	/* a too-small output buffer is reported, not overrun */
 	struct snap_deflate *d;
-	CHECK(snap_deflate_new(1, &d) == 0);
+	REQUIRE(snap_deflate_new(1, &d) == 0);
 	uint8_t *in = make_input(100000, 1), out[64];
 	size_t ol;
 	uint32_t crc;
-	CHECK(snap_deflate_chunk(d, in, 100000, true, out, sizeof(out), &ol, &crc) == -ENOBUFS);
+	REQUIRE(snap_deflate_chunk(d, in, 100000, true, out, sizeof(out), &ol, &crc) == -ENOBUFS);
 	free(in);
 	snap_deflate_free(d);
-	CHECK(snap_deflate_new(4, &d) == -EINVAL);
+	REQUIRE(snap_deflate_new(4, &d) == -EINVAL);
 	printf("ok\n");
 	return 0;
 }

@@ -14,18 +14,7 @@
 #include <string.h>
 
 #include "manifest-read.h"
-
-static int failures;
-
-#define CHECK(c, ...)                                                                              \
-	do {                                                                                       \
-		if (!(c)) {                                                                        \
-			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                       \
-			fprintf(stderr, __VA_ARGS__);                                              \
-			fputc('\n', stderr);                                                       \
-			failures++;                                                                \
-		}                                                                                  \
-	} while (0)
+#include "test-util.h"
 
 #define D40 "029bd448ecb0455bfe3c5f06406b25d1dcf38411"
 #define D40B "dad50f85ecb0455bfe3c5f06406b25d1dcf38411"
@@ -282,8 +271,8 @@ int main(void)
 	free(v3);
 	free(img);
 	free(img_v);
-	if (failures) {
-		fprintf(stderr, "%d failures\n", failures);
+	if (test_failures) {
+		fprintf(stderr, "%d test_failures\n", test_failures);
 		return 1;
 	}
 	printf("manifest reader: all versions read, every refusal refused\n");

@@ -22,14 +22,14 @@ static void test_part_names(void)
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char *s;
-		CHECK(snap_bundle_part_name("n", cases[i].index, cases[i].count, &s) == 0);
+		REQUIRE(snap_bundle_part_name("n", cases[i].index, cases[i].count, &s) == 0);
 		if (strcmp(s, cases[i].want))
 			fprintf(stderr, "got %s want %s\n", s, cases[i].want);
-		CHECK(!strcmp(s, cases[i].want));
+		REQUIRE(!strcmp(s, cases[i].want));
 		free(s);
 	}
 	char *s;
-	CHECK(snap_bundle_part_name("n", 1, 1, &s) == -EINVAL);
+	REQUIRE(snap_bundle_part_name("n", 1, 1, &s) == -EINVAL);
 }
 
 static void test_mapping_parse(void)
@@ -37,12 +37,12 @@ static void test_mapping_parse(void)
 	char a[] = " root = /dev/sda1 ", b[] = "ami=sda1", c[] = "=sda1", d[] = "x y=z",
 	     e[] = "noequals";
 	struct snap_manifest_mapping m;
-	CHECK(snap_manifest_parse_mapping(a, &m) == 0);
-	CHECK(!strcmp(m.virtual_name, "root") && !strcmp(m.device, "/dev/sda1"));
-	CHECK(snap_manifest_parse_mapping(b, &m) == 0);
-	CHECK(snap_manifest_parse_mapping(c, &m) == -EINVAL);
-	CHECK(snap_manifest_parse_mapping(d, &m) == -EINVAL);
-	CHECK(snap_manifest_parse_mapping(e, &m) == -EINVAL);
+	REQUIRE(snap_manifest_parse_mapping(a, &m) == 0);
+	REQUIRE(!strcmp(m.virtual_name, "root") && !strcmp(m.device, "/dev/sda1"));
+	REQUIRE(snap_manifest_parse_mapping(b, &m) == 0);
+	REQUIRE(snap_manifest_parse_mapping(c, &m) == -EINVAL);
+	REQUIRE(snap_manifest_parse_mapping(d, &m) == -EINVAL);
+	REQUIRE(snap_manifest_parse_mapping(e, &m) == -EINVAL);
 }
 
 int main(void)
@@ -83,9 +83,9 @@ int main(void)
 
 	char *doc, *signed_text;
 	size_t len, slen;
-	CHECK(snap_manifest_signed_text(&m, &signed_text, &slen) == 0);
-	CHECK(snap_manifest_build(&m, "7e8f", &doc, &len) == 0);
-	CHECK(strlen(doc) == len);
+	REQUIRE(snap_manifest_signed_text(&m, &signed_text, &slen) == 0);
+	REQUIRE(snap_manifest_build(&m, "7e8f", &doc, &len) == 0);
+	REQUIRE(strlen(doc) == len);
 	const char *want =
 	    "<?xml version='1.0'?><manifest><version>2007-10-10</version>"
 	    "<bundler><name>snapbundle</name><version>0.1</version><release>0</release></bundler>"
@@ -111,19 +111,19 @@ int main(void)
 	    "</parts></image><signature>7e8f</signature></manifest>";
 	if (strcmp(doc, want))
 		fprintf(stderr, "got:  %s\nwant: %s\n", doc, want);
-	CHECK(!strcmp(doc, want));
+	REQUIRE(!strcmp(doc, want));
 
 	/* the signed text is the document's machine_configuration + image, byte for byte */
 	const char *mc = strstr(doc, "<machine_configuration>");
 	const char *img_end = strstr(doc, "</image>") + strlen("</image>");
-	CHECK(mc && (size_t)(img_end - mc) == slen && !memcmp(mc, signed_text, slen));
+	REQUIRE(mc && (size_t)(img_end - mc) == slen && !memcmp(mc, signed_text, slen));
 
 	/* an outside parser reads it, with the escaped name intact */
 	const char *dir = test_mkdir();
 	char path[512];
 	snprintf(path, sizeof(path), "%s/m.xml", dir);
 	test_write_file(path, doc, len);
-	CHECK(test_sh("python3 -c 'import sys, xml.etree.ElementTree as E; r = E.parse(sys.argv[1])"
+	REQUIRE(test_sh("python3 -c 'import sys, xml.etree.ElementTree as E; r = E.parse(sys.argv[1])"
 		      ".getroot(); assert r.find(\"image/name\").text == \"my<ami>&\\x27\\x22\"; "
 		      "assert r.find(\"image/parts\").get(\"count\") == \"2\"' '%s'",
 		      path) == 0);
@@ -134,23 +134,23 @@ int main(void)
 	m.nmappings = 0;
 	m.kernel_id = NULL;
 	m.nproduct_codes = 0;
-	CHECK(snap_manifest_build(&m, "00", &doc, &len) == 0);
-	CHECK(strstr(doc, "<machine_configuration><architecture>x86_64</architecture>"
+	REQUIRE(snap_manifest_build(&m, "00", &doc, &len) == 0);
+	REQUIRE(strstr(doc, "<machine_configuration><architecture>x86_64</architecture>"
 			  "</machine_configuration>") != NULL);
-	CHECK(!strstr(doc, "block_device_mapping") && !strstr(doc, "kernel_id") &&
+	REQUIRE(!strstr(doc, "block_device_mapping") && !strstr(doc, "kernel_id") &&
 	      !strstr(doc, "product_codes") && !strstr(doc, "ancestry"));
-	CHECK(doc[len - 1] == '>');
+	REQUIRE(doc[len - 1] == '>');
 	free(doc);
 	const char *anc[] = {"ami-11111111", "ami-22222222"};
 	m.ancestors = anc;
 	m.nancestors = 2;
-	CHECK(snap_manifest_build(&m, "00", &doc, &len) == 0);
-	CHECK(strstr(doc, "<type>machine</type><ancestry><ancestor_ami_id>ami-11111111"
+	REQUIRE(snap_manifest_build(&m, "00", &doc, &len) == 0);
+	REQUIRE(strstr(doc, "<type>machine</type><ancestry><ancestor_ami_id>ami-11111111"
 			  "</ancestor_ami_id><ancestor_ami_id>ami-22222222</ancestor_ami_id>"
 			  "</ancestry><digest algorithm='SHA1'>") != NULL);
 	free(doc);
 	m.arch = NULL;
-	CHECK(snap_manifest_build(&m, "00", &doc, &len) == -EINVAL);
+	REQUIRE(snap_manifest_build(&m, "00", &doc, &len) == -EINVAL);
 	printf("ok\n");
 	return 0;
 }

@@ -17,31 +17,31 @@ static void test_numbers(void)
 {
 	uint8_t f[12];
 	snap_tar_number(f, 12, 0);
-	CHECK(!memcmp(f, "00000000000", 12));
+	REQUIRE(!memcmp(f, "00000000000", 12));
 	snap_tar_number(f, 12, 077777777777ull);
-	CHECK(!memcmp(f, "77777777777", 12));
+	REQUIRE(!memcmp(f, "77777777777", 12));
 	snap_tar_number(f, 12, 077777777777ull + 1);
-	CHECK(f[0] == 0x80);
+	REQUIRE(f[0] == 0x80);
 	uint64_t v = 0;
 	for (int i = 1; i < 12; i++)
 		v = v << 8 | f[i];
-	CHECK(v == 8589934592ull);
+	REQUIRE(v == 8589934592ull);
 	snap_tar_number(f, 12, UINT64_MAX);
-	CHECK(f[0] == 0x80 && f[1] == 0 && f[2] == 0 && f[3] == 0 && f[4] == 0xff && f[11] == 0xff);
+	REQUIRE(f[0] == 0x80 && f[1] == 0 && f[2] == 0 && f[3] == 0 && f[4] == 0xff && f[11] == 0xff);
 	uint8_t m[8];
 	snap_tar_number(m, 8, 07777777);
-	CHECK(!memcmp(m, "7777777", 8));
+	REQUIRE(!memcmp(m, "7777777", 8));
 	snap_tar_number(m, 8, 010000000);
-	CHECK(m[0] == 0x80 && m[5] == 0x20 && m[6] == 0 && m[7] == 0);
+	REQUIRE(m[0] == 0x80 && m[5] == 0x20 && m[6] == 0 && m[7] == 0);
 }
 
 static void test_trailer(void)
 {
-	CHECK(snap_tar_trailer_size(512) == 10240 - 512);
-	CHECK(snap_tar_trailer_size(10240 - 1024) == 1024);
-	CHECK(snap_tar_trailer_size(10240 - 1023) == 1023 + 10240); /* pad 511, then no room */
-	CHECK(snap_tar_trailer_size(10240) == 10240);
-	CHECK((snap_tar_trailer_size(12345) + 12345) % 10240 == 0);
+	REQUIRE(snap_tar_trailer_size(512) == 10240 - 512);
+	REQUIRE(snap_tar_trailer_size(10240 - 1024) == 1024);
+	REQUIRE(snap_tar_trailer_size(10240 - 1023) == 1023 + 10240); /* pad 511, then no room */
+	REQUIRE(snap_tar_trailer_size(10240) == 10240);
+	REQUIRE((snap_tar_trailer_size(12345) + 12345) % 10240 == 0);
 }
 
 /* Data regions of a file as the kernel reports them (what GNU tar 1.34 uses too). */
@@ -54,7 +54,7 @@ static size_t file_regions(int fd, uint64_t size, struct snap_tar_region *out, s
 		if (d < 0)
 			break;
 		off_t h = lseek(fd, d, SEEK_HOLE);
-		CHECK(h > d && n < max);
+		REQUIRE(h > d && n < max);
 		out[n].offset = (uint64_t)d;
 		out[n].length = (uint64_t)(h - d);
 		n++;
@@ -69,9 +69,9 @@ static void write_our_tar(const char *dir, const char *name, const char *out)
 	char path[1024];
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	int fd = open(path, O_RDONLY);
-	CHECK(fd >= 0);
+	REQUIRE(fd >= 0);
 	struct stat st;
-	CHECK(fstat(fd, &st) == 0);
+	REQUIRE(fstat(fd, &st) == 0);
 	static struct snap_tar_region regions[4096];
 	size_t n = file_regions(fd, (uint64_t)st.st_size, regions, 4096);
 	struct snap_tar_member m = {
@@ -82,23 +82,23 @@ static void write_our_tar(const char *dir, const char *name, const char *out)
 	    .regions = regions,
 	    .nregions = n,
 	};
-	CHECK(snap_tar_member_check(&m) == 0);
+	REQUIRE(snap_tar_member_check(&m) == 0);
 	size_t hlen = snap_tar_header_size(&m);
 	uint8_t *h = malloc(hlen);
-	CHECK(h != NULL);
-	CHECK(snap_tar_write_header(&m, h, hlen - 1) == -ENOBUFS);
-	CHECK(snap_tar_write_header(&m, h, hlen) == 0);
+	REQUIRE(h != NULL);
+	REQUIRE(snap_tar_write_header(&m, h, hlen - 1) == -ENOBUFS);
+	REQUIRE(snap_tar_write_header(&m, h, hlen) == 0);
 	FILE *f = fopen(out, "wb");
-	CHECK(f != NULL);
-	CHECK(fwrite(h, 1, hlen, f) == hlen);
+	REQUIRE(f != NULL);
+	REQUIRE(fwrite(h, 1, hlen, f) == hlen);
 	uint64_t written = hlen;
 	static uint8_t buf[1 << 16];
 	for (size_t i = 0; i < n; i++) {
 		uint64_t left = regions[i].length, off = regions[i].offset;
 		while (left) {
 			size_t c = left < sizeof(buf) ? (size_t)left : sizeof(buf);
-			CHECK(pread(fd, buf, c, (off_t)off) == (ssize_t)c);
-			CHECK(fwrite(buf, 1, c, f) == c);
+			REQUIRE(pread(fd, buf, c, (off_t)off) == (ssize_t)c);
+			REQUIRE(fwrite(buf, 1, c, f) == c);
 			left -= c;
 			off += c;
 			written += c;
@@ -108,13 +108,13 @@ static void write_our_tar(const char *dir, const char *name, const char *out)
 	memset(buf, 0, sizeof(buf));
 	while (pad) {
 		size_t c = pad < sizeof(buf) ? (size_t)pad : sizeof(buf);
-		CHECK(fwrite(buf, 1, c, f) == c);
+		REQUIRE(fwrite(buf, 1, c, f) == c);
 		pad -= c;
 		written += c;
 	}
-	CHECK(fclose(f) == 0);
-	CHECK(written == snap_tar_stream_size(&m));
-	CHECK(written % SNAP_TAR_RECORD == 0);
+	REQUIRE(fclose(f) == 0);
+	REQUIRE(written == snap_tar_stream_size(&m));
+	REQUIRE(written % SNAP_TAR_RECORD == 0);
 	free(h);
 	close(fd);
 }
@@ -122,10 +122,10 @@ static void write_our_tar(const char *dir, const char *name, const char *out)
 static void pwrite_pattern(int fd, uint64_t off, size_t len, unsigned seed)
 {
 	uint8_t *b = malloc(len);
-	CHECK(b != NULL);
+	REQUIRE(b != NULL);
 	for (size_t i = 0; i < len; i++)
 		b[i] = (uint8_t)((i * 131 + seed * 7 + (i >> 9)) | 1); /* never zero: stays data */
-	CHECK(pwrite(fd, b, len, (off_t)off) == (ssize_t)len);
+	REQUIRE(pwrite(fd, b, len, (off_t)off) == (ssize_t)len);
 	free(b);
 }
 
@@ -160,30 +160,30 @@ static int sparse_cmp(const char *dir, const char *a, const char *b)
 /* Builds the file, compares our stream with GNU tar's, extracts it with every judge. */
 static void judge(const char *dir, const char *name)
 {
-	CHECK(test_sh("cd '%s' && tar -c -S --format=gnu --owner 0 --group 0 -f gnu.tar '%s'", dir,
+	REQUIRE(test_sh("cd '%s' && tar -c -S --format=gnu --owner 0 --group 0 -f gnu.tar '%s'", dir,
 		      name) == 0);
 	char ours[1024], src[1024], out[1200];
 	snprintf(ours, sizeof(ours), "%s/ours.tar", dir);
 	snprintf(src, sizeof(src), "%s/%s", dir, name);
 	snprintf(out, sizeof(out), "%s/x/%s", dir, name);
 	write_our_tar(dir, name, ours);
-	CHECK(test_sh("cmp '%s/gnu.tar' '%s'", dir, ours) == 0);
-	CHECK(test_sh("rm -rf '%s/x' && mkdir '%s/x' && tar -x -C '%s/x' -f '%s'", dir, dir, dir,
+	REQUIRE(test_sh("cmp '%s/gnu.tar' '%s'", dir, ours) == 0);
+	REQUIRE(test_sh("rm -rf '%s/x' && mkdir '%s/x' && tar -x -C '%s/x' -f '%s'", dir, dir, dir,
 		      ours) == 0);
-	CHECK(sparse_cmp(dir, src, out) == 0);
+	REQUIRE(sparse_cmp(dir, src, out) == 0);
 	if (test_have("bsdtar")) {
-		CHECK(test_sh("rm -rf '%s/x' && mkdir '%s/x' && bsdtar -x -C '%s/x' -f '%s'", dir,
+		REQUIRE(test_sh("rm -rf '%s/x' && mkdir '%s/x' && bsdtar -x -C '%s/x' -f '%s'", dir,
 			      dir, dir, ours) == 0);
-		CHECK(sparse_cmp(dir, src, out) == 0);
+		REQUIRE(sparse_cmp(dir, src, out) == 0);
 	}
-	CHECK(test_sh("rm -rf '%s/x' && mkdir '%s/x' && python3 -c 'import sys, tarfile; "
+	REQUIRE(test_sh("rm -rf '%s/x' && mkdir '%s/x' && python3 -c 'import sys, tarfile; "
 		      "t = tarfile.open(sys.argv[1]); m = t.getmembers(); "
 		      "assert len(m) == 1 and m[0].uid == 0 and m[0].gid == 0, m; "
 		      "t.extractall(sys.argv[2])' '%s' '%s/x'",
 		      dir, dir, ours, dir) == 0);
-	CHECK(sparse_cmp(dir, src, out) == 0);
-	CHECK(test_sh("rm -rf '%s/x'", dir) == 0);
-	CHECK(unlink(src) == 0);
+	REQUIRE(sparse_cmp(dir, src, out) == 0);
+	REQUIRE(test_sh("rm -rf '%s/x'", dir) == 0);
+	REQUIRE(unlink(src) == 0);
 }
 
 static int make_file(const char *dir, const char *name, uint64_t size)
@@ -191,8 +191,8 @@ static int make_file(const char *dir, const char *name, uint64_t size)
 	char path[1024];
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0640);
-	CHECK(fd >= 0);
-	CHECK(ftruncate(fd, (off_t)size) == 0);
+	REQUIRE(fd >= 0);
+	REQUIRE(ftruncate(fd, (off_t)size) == 0);
 	return fd;
 }
 
@@ -279,12 +279,12 @@ int main(void)
 				    .regions = r,
 				    .nregions = 2};
 	uint8_t h[512];
-	CHECK(snap_tar_header_size(&m) == 512);
-	CHECK(snap_tar_write_header(&m, h, sizeof(h)) == 0);
+	REQUIRE(snap_tar_header_size(&m) == 512);
+	REQUIRE(snap_tar_write_header(&m, h, sizeof(h)) == 0);
 	char hp[1024];
 	snprintf(hp, sizeof(hp), "%s/huge.hdr", dir);
 	test_write_file(hp, h, sizeof(h));
-	CHECK(
+	REQUIRE(
 	    test_sh("python3 -c 'import sys, tarfile; b = open(sys.argv[1], \"rb\").read(); "
 		    "t = tarfile.TarInfo.frombuf(b, \"utf-8\", \"surrogateescape\"); "
 		    "s = t._sparse_structs; "
@@ -296,10 +296,10 @@ int main(void)
 	struct snap_tar_region bad[2] = {{4096, 4096}, {0, 4096}};
 	struct snap_tar_member mb = {
 	    .name = "x", .realsize = 1 << 20, .regions = bad, .nregions = 2};
-	CHECK(snap_tar_member_check(&mb) == -EINVAL);
+	REQUIRE(snap_tar_member_check(&mb) == -EINVAL);
 	bad[0] = (struct snap_tar_region){0, (1 << 20) + 1};
 	mb.nregions = 1;
-	CHECK(snap_tar_member_check(&mb) == -EINVAL);
+	REQUIRE(snap_tar_member_check(&mb) == -EINVAL);
 	printf("ok\n");
 	return 0;
 }

@@ -11,15 +11,7 @@
 
 #include "store-crypto.h"
 #include "store-format.h"
-
-static int failures;
-#define CHECK(c)                                                                                   \
-	do {                                                                                       \
-		if (!(c)) {                                                                        \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);      \
-			failures++;                                                                \
-		}                                                                                  \
-	} while (0)
+#include "test-util.h"
 
 static void test_header(void)
 {
@@ -220,7 +212,7 @@ int main(void)
 	test_meta();
 	test_index();
 	test_crypto();
-	if (failures)
-		fprintf(stderr, "%d failures\n", failures);
-	return failures ? 1 : 0;
+	if (test_failures)
+		fprintf(stderr, "%d test_failures\n", test_failures);
+	return test_failures ? 1 : 0;
 }

@@ -16,20 +16,9 @@
 #include <unistd.h>
 
 #include "tar-reader.h"
+#include "test-util.h"
 
 static char dir[] = "/tmp/snap-test-tar-XXXXXX";
-static int failures;
-
-#define CHECK(c, ...)                                                                              \
-	do {                                                                                       \
-		if (!(c)) {                                                                        \
-			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                       \
-			fprintf(stderr, __VA_ARGS__);                                              \
-			fputc('\n', stderr);                                                       \
-			failures++;                                                                \
-		}                                                                                  \
-	} while (0)
-
 static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int sh(const char *fmt, ...)
 {
@@ -418,8 +407,8 @@ int main(void)
 	expect_fail("one zero block", "one-eof.tar", -EUCLEAN, "end-of-archive blocks missing");
 
 	sh("rm -rf %s", dir);
-	if (failures) {
-		fprintf(stderr, "%d failures\n", failures);
+	if (test_failures) {
+		fprintf(stderr, "%d test_failures\n", test_failures);
 		return 1;
 	}
 	printf("tar reader: all archives read as GNU tar, bsdtar and tarfile wrote them\n");

@@ -62,15 +62,10 @@ enum {
 	OPT_RAMDISK,
 	OPT_PRODUCTCODES,
 	OPT_BATCH,
-	OPT_DEBUG,
-	OPT_NO_DIRECT,
 	OPT_LEVEL,
-	OPT_THREADS,
 	OPT_KEEP_UNPARTITIONED,
 	OPT_NO_FS_SKIP,
 	OPT_FREEZE,
-	OPT_PROGRESS,
-	OPT_FORCE,
 	OPT_PART_SIZE,
 	OPT_CHUNK_SIZE,
 	OPT_NO_SIZE_CHECKS,
@@ -79,7 +74,6 @@ enum {
 static const struct option options[] = {
     {"image", required_argument, NULL, 'i'},
     {"cert", required_argument, NULL, 'c'},
-    {"privatekey", required_argument, NULL, 'k'},
     {"user", required_argument, NULL, 'u'},
     {"arch", required_argument, NULL, 'r'},
     {"destination", required_argument, NULL, 'd'},
@@ -90,15 +84,10 @@ static const struct option options[] = {
     {"block-device-mapping", required_argument, NULL, 'B'},
     {"productcodes", required_argument, NULL, OPT_PRODUCTCODES},
     {"batch", no_argument, NULL, OPT_BATCH},
-    {"debug", no_argument, NULL, OPT_DEBUG},
-    {"no-direct", no_argument, NULL, OPT_NO_DIRECT},
     {"level", required_argument, NULL, OPT_LEVEL},
-    {"threads", required_argument, NULL, OPT_THREADS},
     {"keep-unpartitioned", no_argument, NULL, OPT_KEEP_UNPARTITIONED},
     {"no-fs-skip", no_argument, NULL, OPT_NO_FS_SKIP},
     {"freeze", no_argument, NULL, OPT_FREEZE},
-    {"progress", optional_argument, NULL, OPT_PROGRESS},
-    {"force", no_argument, NULL, OPT_FORCE},
     {"part-size", required_argument, NULL, OPT_PART_SIZE},
     {"chunk-size", required_argument, NULL, OPT_CHUNK_SIZE},
     {"no-size-checks", no_argument, NULL, OPT_NO_SIZE_CHECKS},
@@ -167,27 +156,27 @@ static void print_summary(struct snap_job *job, const char *name, bool debug)
 
 int cmd_bundle(int argc, char **argv)
 {
-	const char *image = NULL, *cert = NULL, *pk = NULL, *user = NULL, *arch = NULL;
+	const char *image = NULL, *cert = NULL, *user = NULL, *arch = NULL;
 	const char *dest = NULL, *prefix = NULL, *ec2cert = NULL, *kernel = NULL, *ramdisk = NULL;
 	const char *codes = NULL;
 	char *bdm = NULL;
-	bool debug = false, force = false, no_direct = false, keep = false, no_fs_skip = false, freeze = false;
-	long level = -1, threads = 0;
+	bool keep = false, no_fs_skip = false, freeze = false;
+	long level = -1;
 	long long part_size = 0, chunk_size = 0;
-	int progress = TOOL_PROGRESS_AUTO;
+	struct tool_args args;
 	int c, ret = 1;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "i:c:k:u:r:d:p:B:h", options, NULL)) != -1) {
+	tool_args_init(&args,
+		       TOOL_SHARED_PRIVATEKEY | TOOL_SHARED_DEBUG | TOOL_SHARED_NO_DIRECT |
+			   TOOL_SHARED_THREADS | TOOL_SHARED_PROGRESS | TOOL_SHARED_FORCE,
+		       "i:c:u:r:d:p:B:h", options);
+	while ((c = tool_getopt(&args, argc, argv)) != -1) {
 		switch (c) {
 		case 'i':
 			image = optarg;
 			break;
 		case 'c':
 			cert = optarg;
-			break;
-		case 'k':
-			pk = optarg;
 			break;
 		case 'u':
 			user = optarg;
@@ -221,15 +210,6 @@ int cmd_bundle(int argc, char **argv)
 			break;
 		case OPT_NO_SIZE_CHECKS:
 			break; /* there are no size limits to turn off */
-		case OPT_DEBUG:
-			debug = true;
-			break;
-		case OPT_NO_DIRECT:
-			no_direct = true;
-			break;
-		case OPT_FORCE:
-			force = true;
-			break;
 		case OPT_KEEP_UNPARTITIONED:
 			keep = true;
 			break;
@@ -242,20 +222,6 @@ int cmd_bundle(int argc, char **argv)
 		case OPT_LEVEL:
 			if (!tool_parse_int(optarg, 0, 3, &level)) {
 				tool_error("invalid --level '%s': want 0-3", optarg);
-				goto out;
-			}
-			break;
-		case OPT_THREADS:
-			if (!tool_parse_int(optarg, 0, 1024, &threads)) {
-				tool_error("invalid --threads '%s'", optarg);
-				goto out;
-			}
-			break;
-		case OPT_PROGRESS:
-			progress = tool_progress_mode_parse(optarg);
-			if (progress < 0) {
-				tool_error("invalid --progress '%s': want bar, json or none",
-					   optarg);
 				goto out;
 			}
 			break;
@@ -277,6 +243,8 @@ int cmd_bundle(int argc, char **argv)
 			usage(stdout);
 			ret = 0;
 			goto out;
+		case TOOL_GETOPT_INVALID:
+			goto out;
 		default:
 			fprintf(stderr, "Try 'snapbundle bundle --help'\n");
 			goto out;
@@ -288,7 +256,7 @@ int cmd_bundle(int argc, char **argv)
 	}
 	static const char *const mandatory[][2] = {
 	    {"--image", NULL}, {"--cert", NULL}, {"--privatekey", NULL}, {"--user", NULL}};
-	const char *given[] = {image, cert, pk, user};
+	const char *given[] = {image, cert, args.key, user};
 	for (size_t i = 0; i < 4; i++) {
 		if (!given[i] || !*given[i]) {
 			tool_error("missing mandatory parameter: %s", mandatory[i][0]);
@@ -314,7 +282,7 @@ int cmd_bundle(int argc, char **argv)
 			   "ec2-ami-tools, in etc/ec2/amitools/)");
 		goto out;
 	}
-	tool_log_setup(debug);
+	tool_log_setup(args.debug);
 
 	struct snap_job *job;
 	int r = snap_job_new(SNAP_JOB_BUNDLE, &job);
@@ -325,7 +293,6 @@ int cmd_bundle(int argc, char **argv)
 	}
 	snap_job_set_string(job, SNAP_SPARAM_IMAGE, image);
 	snap_job_set_string(job, SNAP_SPARAM_CERT, cert);
-	snap_job_set_string(job, SNAP_SPARAM_PRIVATE_KEY, pk);
 	snap_job_set_string(job, SNAP_SPARAM_USER, user);
 	snap_job_set_string(job, SNAP_SPARAM_ARCH, arch);
 	snap_job_set_string(job, SNAP_SPARAM_EC2_CERT, ec2cert);
@@ -345,9 +312,7 @@ int cmd_bundle(int argc, char **argv)
 	}
 	if (level >= 0)
 		snap_job_set_param(job, SNAP_PARAM_LEVEL, level);
-	snap_job_set_param(job, SNAP_PARAM_THREADS, threads);
-	snap_job_set_param(job, SNAP_PARAM_FORCE, force);
-	snap_job_set_param(job, SNAP_PARAM_NO_DIRECT, no_direct);
+	tool_args_apply(&args, job);
 	snap_job_set_param(job, SNAP_PARAM_KEEP_UNPARTITIONED, keep);
 	snap_job_set_param(job, SNAP_PARAM_FS_SKIP, !no_fs_skip);
 	snap_job_set_param(job, SNAP_PARAM_FREEZE, freeze);
@@ -356,10 +321,10 @@ int cmd_bundle(int argc, char **argv)
 	if (chunk_size)
 		snap_job_set_param(job, SNAP_PARAM_CHUNK_SIZE, chunk_size);
 
-	r = tool_run_job(job, progress, "bundle");
+	r = tool_run_job(job, args.progress, "bundle");
 	if (r >= 0) {
 		const char *base = strrchr(image, '/');
-		print_summary(job, prefix ? prefix : base ? base + 1 : image, debug);
+		print_summary(job, prefix ? prefix : base ? base + 1 : image, args.debug);
 		ret = 0;
 	} else if (r == -ECANCELED) {
 		ret = 130;
@@ -368,5 +333,6 @@ int cmd_bundle(int argc, char **argv)
 	free(ec2_default);
 out:
 	free(bdm);
+	tool_args_free(&args);
 	return ret;
 }

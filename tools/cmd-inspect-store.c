@@ -44,17 +44,15 @@ int cmd_inspect_store(int argc, char **argv)
 	static const struct option opts[] = {
 	    {"extents", no_argument, NULL, 'e'},
 	    {"frames", no_argument, NULL, 'f'},
-	    {"key", required_argument, NULL, 'k'},
-	    {"passphrase-file", required_argument, NULL, 'p'},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
 	bool extents = false, frames = false;
-	const char *key = NULL;
-	char *pass = NULL;
+	struct tool_args args;
 	int c, ret = 1;
 	struct snap_store_image *img = NULL;
-	while ((c = getopt_long(argc, argv, "k:h", opts, NULL)) != -1) {
+	tool_args_init(&args, TOOL_SHARED_KEY | TOOL_SHARED_PASSPHRASE_FILE, "h", opts);
+	while ((c = tool_getopt(&args, argc, argv)) != -1) {
 		switch (c) {
 		case 'e':
 			extents = true;
@@ -62,28 +60,22 @@ int cmd_inspect_store(int argc, char **argv)
 		case 'f':
 			frames = true;
 			break;
-		case 'k':
-			key = optarg;
-			break;
-		case 'p':
-			free(pass);
-			pass = NULL;
-			if (tool_read_passphrase(optarg, &pass) < 0)
-				return 1;
-			break;
 		case 'h':
 			usage(stdout);
-			free(pass);
+			tool_args_free(&args);
 			return 0;
+		case TOOL_GETOPT_INVALID:
+			tool_args_free(&args);
+			return 1;
 		default:
 			usage(stderr);
-			free(pass);
+			tool_args_free(&args);
 			return 2;
 		}
 	}
 	if (optind != argc - 1) {
 		usage(stderr);
-		free(pass);
+		tool_args_free(&args);
 		return 2;
 	}
 	const char *path = argv[optind];
@@ -94,7 +86,8 @@ int cmd_inspect_store(int argc, char **argv)
 		tool_error("cannot inspect %s: %s", path, snap_store_image_error(img));
 		goto out;
 	}
-	if ((key || pass) && (r = snap_store_image_unlock(img, pass, key)) < 0) {
+	if ((args.key || args.passphrase) &&
+	    (r = snap_store_image_unlock(img, args.passphrase, args.key)) < 0) {
 		tool_error("%s", snap_store_image_error(img));
 		goto out;
 	}
@@ -199,7 +192,7 @@ int cmd_inspect_store(int argc, char **argv)
 	}
 	ret = 0;
 out:
-	free(pass);
+	tool_args_free(&args);
 	snap_store_image_free(img);
 	return ret;
 }

@@ -21,7 +21,6 @@ struct inspect_opts {
 	bool extents;
 	bool keep_unpartitioned;
 	bool no_fs;
-	bool debug;
 	bool min_gap_set;
 	int64_t min_gap; /* -1: never merge */
 };
@@ -352,18 +351,18 @@ static int inspect_path(const char *path, const struct inspect_opts *o)
 
 int cmd_inspect(int argc, char **argv)
 {
-	enum { OPT_JSON = 256, OPT_EXTENTS, OPT_KEEP, OPT_NO_FS, OPT_MIN_GAP, OPT_DEBUG };
+	enum { OPT_JSON = 256, OPT_EXTENTS, OPT_KEEP, OPT_NO_FS, OPT_MIN_GAP };
 	static const struct option longopts[] = {
 	    {"json", no_argument, NULL, OPT_JSON},
 	    {"extents", no_argument, NULL, OPT_EXTENTS},
 	    {"keep-unpartitioned", no_argument, NULL, OPT_KEEP},
 	    {"no-fs", no_argument, NULL, OPT_NO_FS},
 	    {"min-gap", required_argument, NULL, OPT_MIN_GAP},
-	    {"debug", no_argument, NULL, OPT_DEBUG},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
 	struct inspect_opts o = {0};
+	struct tool_args args;
 	int c;
 
 	/* the one place that decides what kind of input this is */
@@ -371,8 +370,8 @@ int cmd_inspect(int argc, char **argv)
 		if (argv[i][0] != '-' && snap_store_image_probe(argv[i]) == 1)
 			return cmd_inspect_store(argc, argv);
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+	tool_args_init(&args, TOOL_SHARED_DEBUG, "h", longopts);
+	while ((c = tool_getopt(&args, argc, argv)) != -1) {
 		switch (c) {
 		case OPT_JSON:
 			o.json = true;
@@ -397,9 +396,6 @@ int cmd_inspect(int argc, char **argv)
 			o.min_gap = v == 0 ? -1 : v;
 			break;
 		}
-		case OPT_DEBUG:
-			o.debug = true;
-			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -413,6 +409,6 @@ int cmd_inspect(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	tool_log_setup(o.debug);
+	tool_log_setup(args.debug);
 	return inspect_path(argv[optind], &o) ? 1 : 0;
 }

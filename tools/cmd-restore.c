@@ -40,12 +40,6 @@ enum {
 	OPT_PARTITION,
 	OPT_RANGE,
 	OPT_NAME,
-	OPT_PASSFILE,
-	OPT_THREADS,
-	OPT_PROGRESS,
-	OPT_FORCE,
-	OPT_SIGNER,
-	OPT_NO_DIRECT,
 };
 
 int cmd_restore(int argc, char **argv)
@@ -56,39 +50,31 @@ int cmd_restore(int argc, char **argv)
 	    {"partition", required_argument, NULL, OPT_PARTITION},
 	    {"range", required_argument, NULL, OPT_RANGE},
 	    {"name", required_argument, NULL, OPT_NAME},
-	    {"key", required_argument, NULL, 'k'},
-	    {"signer", required_argument, NULL, OPT_SIGNER},
-	    {"passphrase-file", required_argument, NULL, OPT_PASSFILE},
-	    {"threads", required_argument, NULL, OPT_THREADS},
-	    {"progress", optional_argument, NULL, OPT_PROGRESS},
-	    {"force", no_argument, NULL, OPT_FORCE},
-	    {"no-direct", no_argument, NULL, OPT_NO_DIRECT},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
 	struct snap_job *job = NULL;
-	int progress = TOOL_PROGRESS_AUTO, c, ret = 1;
-	char *pass = NULL;
+	struct tool_args args;
+	int c, ret = 1;
 	const char *output = NULL;
 	const char *name = NULL;
+	tool_args_init(&args,
+		       TOOL_SHARED_KEY | TOOL_SHARED_SIGNER | TOOL_SHARED_PASSPHRASE_FILE |
+			   TOOL_SHARED_THREADS | TOOL_SHARED_PROGRESS | TOOL_SHARED_FORCE |
+			   TOOL_SHARED_NO_DIRECT,
+		       "o:h", opts);
 	if (snap_job_new(SNAP_JOB_RESTORE, &job) < 0) {
 		tool_error("out of memory");
 		return 1;
 	}
 	tool_log_setup(false);
-	while ((c = getopt_long(argc, argv, "o:k:h", opts, NULL)) != -1) {
+	while ((c = tool_getopt(&args, argc, argv)) != -1) {
 		char *end;
 		long long v;
 		switch (c) {
 		case 'o':
 			output = optarg;
 			snap_job_set_string(job, SNAP_SPARAM_OUTPUT, optarg);
-			break;
-		case OPT_SIGNER:
-			snap_job_set_string(job, SNAP_SPARAM_TRUSTED_SIGNER, optarg);
-			break;
-		case 'k':
-			snap_job_set_string(job, SNAP_SPARAM_PRIVATE_KEY, optarg);
 			break;
 		case OPT_VOLUME:
 			snap_job_set_string(job, SNAP_SPARAM_VOLUME, optarg);
@@ -98,14 +84,12 @@ int cmd_restore(int argc, char **argv)
 			snap_job_set_string(job, SNAP_SPARAM_NAME, optarg);
 			break;
 		case OPT_PARTITION:
-		case OPT_THREADS:
 			v = strtoll(optarg, &end, 10);
-			if (*end || end == optarg || v < (c == OPT_PARTITION ? 1 : 0)) {
+			if (*end || end == optarg || v < 1) {
 				tool_error("invalid number '%s'", optarg);
 				goto out;
 			}
-			snap_job_set_param(
-			    job, c == OPT_PARTITION ? SNAP_PARAM_PARTITION : SNAP_PARAM_THREADS, v);
+			snap_job_set_param(job, SNAP_PARAM_PARTITION, v);
 			break;
 		case OPT_RANGE: {
 			char *colon = strchr(optarg, ':');
@@ -124,28 +108,11 @@ int cmd_restore(int argc, char **argv)
 			snap_job_set_param(job, SNAP_PARAM_RANGE_LENGTH, len);
 			break;
 		}
-		case OPT_PASSFILE:
-			free(pass);
-			pass = NULL;
-			if (tool_read_passphrase(optarg, &pass) < 0)
-				goto out;
-			snap_job_set_string(job, SNAP_SPARAM_PASSPHRASE, pass);
-			break;
-		case OPT_PROGRESS:
-			if ((progress = tool_progress_mode_parse(optarg)) < 0) {
-				tool_error("invalid progress mode '%s'", optarg);
-				goto out;
-			}
-			break;
-		case OPT_FORCE:
-			snap_job_set_param(job, SNAP_PARAM_FORCE, 1);
-			break;
-		case OPT_NO_DIRECT:
-			snap_job_set_param(job, SNAP_PARAM_NO_DIRECT, 1);
-			break;
 		case 'h':
 			usage(stdout);
 			ret = 0;
+			goto out;
+		case TOOL_GETOPT_INVALID:
 			goto out;
 		default:
 			usage(stderr);
@@ -159,7 +126,8 @@ int cmd_restore(int argc, char **argv)
 		goto out;
 	}
 	snap_job_set_string(job, SNAP_SPARAM_INPUT, argv[optind]);
-	if (tool_run_job(job, progress, "restore") < 0)
+	tool_args_apply(&args, job);
+	if (tool_run_job(job, args.progress, "restore") < 0)
 		goto out;
 	uint64_t written = 0, frames = 0;
 	snap_job_result_u64(job, SNAP_RESULT_BYTES_TOTAL, &written);
@@ -171,7 +139,7 @@ int cmd_restore(int argc, char **argv)
 	       (unsigned long long)frames);
 	ret = 0;
 out:
-	free(pass);
+	tool_args_free(&args);
 	snap_job_free(job);
 	return ret;
 }

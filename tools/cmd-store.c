@@ -3,7 +3,6 @@
  * cmd-store.c - `snapbundle store SOURCE[=DEVICE]... -o IMAGE.bin`: one .bin store image of
  * one or more volumes (formats/STORE_FORMAT.md).
  */
-#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,34 +44,6 @@ static void usage(FILE *f)
 	       "  --debug                    debug log lines and stage timings on stderr\n");
 }
 
-/* The first line of a file, without its newline. */
-int tool_read_passphrase(const char *path, char **ret)
-{
-	FILE *f = fopen(path, "r");
-	if (!f) {
-		tool_error("cannot open %s: %s", path, strerror(errno));
-		return -1;
-	}
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t n = getline(&line, &cap, f);
-	fclose(f);
-	if (n < 0) {
-		free(line);
-		tool_error("cannot read a passphrase from %s", path);
-		return -1;
-	}
-	while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-		line[--n] = 0;
-	if (n == 0) {
-		free(line);
-		tool_error("empty passphrase in %s", path);
-		return -1;
-	}
-	*ret = line;
-	return 0;
-}
-
 enum {
 	OPT_NAME = 256,
 	OPT_DESCRIPTION,
@@ -83,12 +54,8 @@ enum {
 	OPT_TAG,
 	OPT_BDM,
 	OPT_RECIPIENT,
-	OPT_PASSFILE,
 	OPT_LEVEL,
-	OPT_THREADS,
 	OPT_FRAME_SIZE,
-	OPT_PROGRESS,
-	OPT_FORCE,
 	OPT_TEST_SEED,
 	OPT_CTIME,
 	OPT_STIME,
@@ -98,8 +65,6 @@ enum {
 	OPT_FREEZE,
 	OPT_EXACT,
 	OPT_SIGN_KEY,
-	OPT_NO_DIRECT,
-	OPT_DEBUG,
 };
 
 int cmd_store(int argc, char **argv)
@@ -115,19 +80,13 @@ int cmd_store(int argc, char **argv)
 	    {"tag", required_argument, NULL, OPT_TAG},
 	    {"block-device-mapping", required_argument, NULL, OPT_BDM},
 	    {"recipient", required_argument, NULL, OPT_RECIPIENT},
-	    {"passphrase-file", required_argument, NULL, OPT_PASSFILE},
 	    {"level", required_argument, NULL, OPT_LEVEL},
-	    {"threads", required_argument, NULL, OPT_THREADS},
 	    {"frame-size", required_argument, NULL, OPT_FRAME_SIZE},
-	    {"progress", optional_argument, NULL, OPT_PROGRESS},
-	    {"force", no_argument, NULL, OPT_FORCE},
 	    {"keep-unpartitioned", no_argument, NULL, OPT_KEEP_UNPARTITIONED},
 	    {"no-fs-skip", no_argument, NULL, OPT_NO_FS_SKIP},
 	    {"freeze", no_argument, NULL, OPT_FREEZE},
 	    {"exact", no_argument, NULL, OPT_EXACT},
 	    {"sign-key", required_argument, NULL, OPT_SIGN_KEY},
-	    {"no-direct", no_argument, NULL, OPT_NO_DIRECT},
-	    {"debug", no_argument, NULL, OPT_DEBUG},
 	    /* test-only: reproducible images for the golden vector (never for real images) */
 	    {"test-seed", required_argument, NULL, OPT_TEST_SEED},
 	    {"creation-time", required_argument, NULL, OPT_CTIME},
@@ -137,16 +96,19 @@ int cmd_store(int argc, char **argv)
 	    {0},
 	};
 	struct snap_job *job = NULL;
-	int progress = TOOL_PROGRESS_AUTO, c, ret = 1;
-	char *pass = NULL;
+	struct tool_args args;
+	int c, ret = 1;
 	const char *output = NULL;
-	bool debug = false;
+	tool_args_init(&args,
+		       TOOL_SHARED_PASSPHRASE_FILE | TOOL_SHARED_THREADS | TOOL_SHARED_PROGRESS |
+			   TOOL_SHARED_FORCE | TOOL_SHARED_NO_DIRECT | TOOL_SHARED_DEBUG,
+		       "o:h", opts);
 	if (snap_job_new(SNAP_JOB_STORE, &job) < 0) {
 		tool_error("out of memory");
 		return 1;
 	}
 	tool_log_setup(false);
-	while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+	while ((c = tool_getopt(&args, argc, argv)) != -1) {
 		long long v;
 		switch (c) {
 		case 'o':
@@ -184,15 +146,7 @@ int cmd_store(int argc, char **argv)
 		case OPT_RECIPIENT:
 			snap_job_add_string(job, SNAP_SPARAM_RECIPIENT_CERT, optarg);
 			break;
-		case OPT_PASSFILE:
-			free(pass);
-			pass = NULL;
-			if (tool_read_passphrase(optarg, &pass) < 0)
-				goto out;
-			snap_job_set_string(job, SNAP_SPARAM_PASSPHRASE, pass);
-			break;
 		case OPT_LEVEL:
-		case OPT_THREADS:
 		case OPT_TEST_SEED:
 		case OPT_CTIME:
 		case OPT_STIME:
@@ -204,7 +158,6 @@ int cmd_store(int argc, char **argv)
 				goto out;
 			}
 			int p = c == OPT_LEVEL	     ? SNAP_PARAM_LEVEL
-				: c == OPT_THREADS   ? SNAP_PARAM_THREADS
 				: c == OPT_TEST_SEED ? SNAP_PARAM_TEST_SEED
 				: c == OPT_CTIME     ? SNAP_PARAM_CREATION_TIME
 				: c == OPT_STIME     ? SNAP_PARAM_STORE_TIME
@@ -219,24 +172,8 @@ int cmd_store(int argc, char **argv)
 			}
 			snap_job_set_param(job, SNAP_PARAM_FRAME_SIZE, v);
 			break;
-		case OPT_PROGRESS:
-			if ((progress = tool_progress_mode_parse(optarg)) < 0) {
-				tool_error("invalid progress mode '%s'", optarg);
-				goto out;
-			}
-			break;
-		case OPT_FORCE:
-			snap_job_set_param(job, SNAP_PARAM_FORCE, 1);
-			break;
 		case OPT_KEEP_UNPARTITIONED:
 			snap_job_set_param(job, SNAP_PARAM_KEEP_UNPARTITIONED, 1);
-			break;
-		case OPT_NO_DIRECT:
-			snap_job_set_param(job, SNAP_PARAM_NO_DIRECT, 1);
-			break;
-		case OPT_DEBUG:
-			debug = true;
-			tool_log_setup(true);
 			break;
 		case OPT_SIGN_KEY:
 			snap_job_set_string(job, SNAP_SPARAM_SIGNING_KEY, optarg);
@@ -254,6 +191,8 @@ int cmd_store(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			ret = 0;
+			goto out;
+		case TOOL_GETOPT_INVALID:
 			goto out;
 		default:
 			usage(stderr);
@@ -280,7 +219,8 @@ int cmd_store(int argc, char **argv)
 			goto out;
 		}
 	}
-	if (tool_run_job(job, progress, "store") < 0)
+	tool_args_apply(&args, job);
+	if (tool_run_job(job, args.progress, "store") < 0)
 		goto out;
 	uint64_t total = 0, written = 0, frames = 0;
 	snap_job_result_u64(job, SNAP_RESULT_BYTES_TOTAL, &total);
@@ -293,11 +233,11 @@ int cmd_store(int argc, char **argv)
 		       tool_size(b, written), (unsigned long long)frames);
 	}
 	const char *timings = snap_job_result_string(job, SNAP_RESULT_TIMINGS);
-	if (debug && timings)
+	if (args.debug && timings)
 		fprintf(stderr, "snapbundle: debug: timings %s\n", timings);
 	ret = 0;
 out:
-	free(pass);
+	tool_args_free(&args);
 	snap_job_free(job);
 	return ret;
 }

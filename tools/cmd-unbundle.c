@@ -39,44 +39,29 @@ static void usage(FILE *f)
 
 int cmd_unbundle(int argc, char **argv)
 {
-	enum {
-		OPT_FORCE = 256,
-		OPT_NO_VERIFY,
-		OPT_THREADS,
-		OPT_PROGRESS,
-		OPT_DEBUG,
-		OPT_HELP,
-		OPT_NO_DIRECT
-	};
+	enum { OPT_NO_VERIFY = 256, OPT_HELP };
 	static const struct option opts[] = {
 	    {"manifest", required_argument, NULL, 'm'},
-	    {"privatekey", required_argument, NULL, 'k'},
 	    {"cert", required_argument, NULL, 'c'},
 	    {"source", required_argument, NULL, 's'},
 	    {"destination", required_argument, NULL, 'd'},
 	    {"output", required_argument, NULL, 'o'},
-	    {"force", no_argument, NULL, OPT_FORCE},
 	    {"no-verify", no_argument, NULL, OPT_NO_VERIFY},
-	    {"no-direct", no_argument, NULL, OPT_NO_DIRECT},
-	    {"threads", required_argument, NULL, OPT_THREADS},
-	    {"progress", optional_argument, NULL, OPT_PROGRESS},
-	    {"debug", no_argument, NULL, OPT_DEBUG},
 	    {"help", no_argument, NULL, OPT_HELP},
 	    {NULL, 0, NULL, 0},
 	};
-	const char *manifest = NULL, *key = NULL, *cert = NULL, *src = NULL, *dest = NULL,
-		   *output = NULL;
-	bool force = false, no_verify = false, debug = false, no_direct = false;
-	long threads = 0;
-	int progress = TOOL_PROGRESS_AUTO, c;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "m:k:c:s:d:o:h", opts, NULL)) != -1) {
+	const char *manifest = NULL, *cert = NULL, *src = NULL, *dest = NULL, *output = NULL;
+	bool no_verify = false;
+	struct tool_args args;
+	int c;
+	tool_args_init(&args,
+		       TOOL_SHARED_PRIVATEKEY | TOOL_SHARED_FORCE | TOOL_SHARED_NO_DIRECT |
+			   TOOL_SHARED_THREADS | TOOL_SHARED_PROGRESS | TOOL_SHARED_DEBUG,
+		       "m:c:s:d:o:h", opts);
+	while ((c = tool_getopt(&args, argc, argv)) != -1) {
 		switch (c) {
 		case 'm':
 			manifest = optarg;
-			break;
-		case 'k':
-			key = optarg;
 			break;
 		case 'c':
 			cert = optarg;
@@ -90,38 +75,15 @@ int cmd_unbundle(int argc, char **argv)
 		case 'o':
 			output = optarg;
 			break;
-		case OPT_FORCE:
-			force = true;
-			break;
 		case OPT_NO_VERIFY:
 			no_verify = true;
-			break;
-		case OPT_NO_DIRECT:
-			no_direct = true;
-			break;
-		case OPT_THREADS: {
-			char *end;
-			threads = strtol(optarg, &end, 10);
-			if (*end || threads < 0 || threads > 1024) {
-				tool_error("invalid --threads value '%s'", optarg);
-				return 2;
-			}
-			break;
-		}
-		case OPT_PROGRESS:
-			progress = tool_progress_mode_parse(optarg);
-			if (progress < 0) {
-				tool_error("invalid --progress mode '%s'", optarg);
-				return 2;
-			}
-			break;
-		case OPT_DEBUG:
-			debug = true;
 			break;
 		case 'h':
 		case OPT_HELP:
 			usage(stdout);
 			return 0;
+		case TOOL_GETOPT_INVALID:
+			return 2;
 		default:
 			usage(stderr);
 			return 2;
@@ -131,7 +93,7 @@ int cmd_unbundle(int argc, char **argv)
 		tool_error("unexpected argument '%s'", argv[optind]);
 		return 2;
 	}
-	if (!manifest || !key) {
+	if (!manifest || !args.key) {
 		tool_error("missing mandatory option %s", !manifest ? "-m MANIFEST" : "-k KEY");
 		usage(stderr);
 		return 2;
@@ -140,7 +102,7 @@ int cmd_unbundle(int argc, char **argv)
 		tool_error("-o and -d exclude each other");
 		return 2;
 	}
-	tool_log_setup(debug);
+	tool_log_setup(args.debug);
 
 	struct snap_job *job;
 	int r = snap_job_new(SNAP_JOB_UNBUNDLE, &job);
@@ -149,8 +111,6 @@ int cmd_unbundle(int argc, char **argv)
 		return 1;
 	}
 	r = snap_job_set_string(job, SNAP_SPARAM_MANIFEST, manifest);
-	if (r >= 0)
-		r = snap_job_set_string(job, SNAP_SPARAM_PRIVATE_KEY, key);
 	if (r >= 0 && cert)
 		r = snap_job_set_string(job, SNAP_SPARAM_CERT, cert);
 	if (r >= 0 && src)
@@ -160,19 +120,15 @@ int cmd_unbundle(int argc, char **argv)
 	if (r >= 0 && output)
 		r = snap_job_set_string(job, SNAP_SPARAM_OUTPUT, output);
 	if (r >= 0)
-		r = snap_job_set_param(job, SNAP_PARAM_FORCE, force);
-	if (r >= 0)
 		r = snap_job_set_param(job, SNAP_PARAM_NO_VERIFY, no_verify);
 	if (r >= 0)
-		r = snap_job_set_param(job, SNAP_PARAM_NO_DIRECT, no_direct);
-	if (r >= 0)
-		r = snap_job_set_param(job, SNAP_PARAM_THREADS, threads);
+		r = tool_args_apply(&args, job);
 	if (r < 0) {
 		tool_error("cannot set up the job: %s", snap_strerror(r));
 		snap_job_free(job);
 		return 1;
 	}
-	r = tool_run_job(job, progress, "unbundle");
+	r = tool_run_job(job, args.progress, "unbundle");
 	if (r >= 0) {
 		uint64_t parts = 0, size = 0, written = 0;
 		char a[32], b[32];

@@ -23,63 +23,35 @@ static void usage(FILE *f)
 		   "                  only by a signature (use --signer to require its signer).\n");
 }
 
-enum { OPT_PASSFILE = 256, OPT_THREADS, OPT_PROGRESS, OPT_SIGNER, OPT_WITHOUT_KEY };
+enum { OPT_WITHOUT_KEY = 256 };
 
 int cmd_verify_store(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"key", required_argument, NULL, 'k'},
-	    {"signer", required_argument, NULL, OPT_SIGNER},
 	    {"without-key", no_argument, NULL, OPT_WITHOUT_KEY},
-	    {"passphrase-file", required_argument, NULL, OPT_PASSFILE},
-	    {"threads", required_argument, NULL, OPT_THREADS},
-	    {"progress", optional_argument, NULL, OPT_PROGRESS},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
 	struct snap_job *job = NULL;
-	int progress = TOOL_PROGRESS_AUTO, c, ret = 1;
-	char *pass = NULL;
+	struct tool_args args;
+	int c, ret = 1;
+	tool_args_init(&args,
+		       TOOL_SHARED_KEY | TOOL_SHARED_SIGNER | TOOL_SHARED_PASSPHRASE_FILE |
+			   TOOL_SHARED_THREADS | TOOL_SHARED_PROGRESS,
+		       "h", opts);
 	if (snap_job_new(SNAP_JOB_VERIFY_STORE, &job) < 0)
 		return 1;
 	tool_log_setup(false);
-	while ((c = getopt_long(argc, argv, "k:h", opts, NULL)) != -1) {
+	while ((c = tool_getopt(&args, argc, argv)) != -1) {
 		switch (c) {
 		case OPT_WITHOUT_KEY:
 			snap_job_set_param(job, SNAP_PARAM_WITHOUT_KEY, 1);
 			break;
-		case OPT_SIGNER:
-			snap_job_set_string(job, SNAP_SPARAM_TRUSTED_SIGNER, optarg);
-			break;
-		case 'k':
-			snap_job_set_string(job, SNAP_SPARAM_PRIVATE_KEY, optarg);
-			break;
-		case OPT_PASSFILE:
-			free(pass);
-			pass = NULL;
-			if (tool_read_passphrase(optarg, &pass) < 0)
-				goto out;
-			snap_job_set_string(job, SNAP_SPARAM_PASSPHRASE, pass);
-			break;
-		case OPT_THREADS:
-		{
-			long t;
-			if (!tool_parse_int(optarg, 0, 1024, &t)) {
-				tool_error("invalid --threads '%s': want 0-1024", optarg);
-				goto out;
-			}
-			snap_job_set_param(job, SNAP_PARAM_THREADS, t);
-			break;
-		}
-		case OPT_PROGRESS:
-			if ((progress = tool_progress_mode_parse(optarg)) < 0) {
-				tool_error("invalid progress mode '%s'", optarg);
-				goto out;
-			}
-			break;
 		case 'h':
 			usage(stdout);
 			ret = 0;
+			goto out;
+		case TOOL_GETOPT_INVALID:
 			goto out;
 		default:
 			usage(stderr);
@@ -93,7 +65,8 @@ int cmd_verify_store(int argc, char **argv)
 		goto out;
 	}
 	snap_job_set_string(job, SNAP_SPARAM_INPUT, argv[optind]);
-	if (tool_run_job(job, progress, "verify") < 0)
+	tool_args_apply(&args, job);
+	if (tool_run_job(job, args.progress, "verify") < 0)
 		goto out;
 	uint64_t frames = 0, auth = 2;
 	snap_job_result_u64(job, SNAP_RESULT_FRAMES_READ, &frames);
@@ -108,7 +81,7 @@ int cmd_verify_store(int argc, char **argv)
 				   "this shows integrity, not who made the image");
 	ret = 0;
 out:
-	free(pass);
+	tool_args_free(&args);
 	snap_job_free(job);
 	return ret;
 }

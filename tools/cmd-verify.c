@@ -15,10 +15,8 @@
 #include "tool.h"
 
 struct verify_opts {
-	const char *manifest, *key, *cert, *src;
-	long threads;
-	int progress;
-	bool debug;
+	const char *manifest, *cert, *src;
+	struct tool_args args; /* -k, --threads, --progress, --debug */
 };
 
 static void usage(FILE *f)
@@ -51,26 +49,24 @@ static int verify_bundle(const struct verify_opts *o)
 		return 1;
 	}
 	r = snap_job_set_string(job, SNAP_SPARAM_MANIFEST, o->manifest);
-	if (r >= 0 && o->key)
-		r = snap_job_set_string(job, SNAP_SPARAM_PRIVATE_KEY, o->key);
 	if (r >= 0 && o->cert)
 		r = snap_job_set_string(job, SNAP_SPARAM_CERT, o->cert);
 	if (r >= 0 && o->src)
 		r = snap_job_set_string(job, SNAP_SPARAM_SOURCE_DIR, o->src);
 	if (r >= 0)
-		r = snap_job_set_param(job, SNAP_PARAM_THREADS, o->threads);
+		r = tool_args_apply(&o->args, job);
 	if (r < 0) {
 		tool_error("cannot set up the job: %s", snap_strerror(r));
 		snap_job_free(job);
 		return 1;
 	}
-	r = tool_run_job(job, o->progress, "verify");
+	r = tool_run_job(job, o->args.progress, "verify");
 	if (r >= 0) {
 		uint64_t parts = 0;
 		snap_job_result_u64(job, SNAP_RESULT_PARTS, &parts);
 		printf("%s: OK: %llu parts%s%s\n", o->manifest, (unsigned long long)parts,
-		       o->cert ? ", signature" : "", o->key ? ", image digest and size" : "");
-		if (!o->key)
+		       o->cert ? ", signature" : "", o->args.key ? ", image digest and size" : "");
+		if (!o->args.key)
 			printf("(without -k the image inside the parts was not checked)\n");
 	}
 	snap_job_free(job);
@@ -101,15 +97,11 @@ static bool wants_help(int argc, char **argv)
 
 int cmd_verify(int argc, char **argv)
 {
-	enum { OPT_THREADS = 256, OPT_PROGRESS, OPT_DEBUG, OPT_HELP };
+	enum { OPT_HELP = 256 };
 	static const struct option opts[] = {
 	    {"manifest", required_argument, NULL, 'm'},
-	    {"privatekey", required_argument, NULL, 'k'},
 	    {"cert", required_argument, NULL, 'c'},
 	    {"source", required_argument, NULL, 's'},
-	    {"threads", required_argument, NULL, OPT_THREADS},
-	    {"progress", optional_argument, NULL, OPT_PROGRESS},
-	    {"debug", no_argument, NULL, OPT_DEBUG},
 	    {"help", no_argument, NULL, OPT_HELP},
 	    {NULL, 0, NULL, 0},
 	};
@@ -121,16 +113,16 @@ int cmd_verify(int argc, char **argv)
 		}
 		return cmd_verify_store(argc, argv);
 	}
-	struct verify_opts o = {.progress = TOOL_PROGRESS_AUTO};
+	struct verify_opts o = {0};
 	int c;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "m:k:c:s:h", opts, NULL)) != -1) {
+	tool_args_init(&o.args,
+		       TOOL_SHARED_PRIVATEKEY | TOOL_SHARED_THREADS | TOOL_SHARED_PROGRESS |
+			   TOOL_SHARED_DEBUG,
+		       "m:c:s:h", opts);
+	while ((c = tool_getopt(&o.args, argc, argv)) != -1) {
 		switch (c) {
 		case 'm':
 			o.manifest = optarg;
-			break;
-		case 'k':
-			o.key = optarg;
 			break;
 		case 'c':
 			o.cert = optarg;
@@ -138,35 +130,18 @@ int cmd_verify(int argc, char **argv)
 		case 's':
 			o.src = optarg;
 			break;
-		case OPT_THREADS: {
-			char *end;
-			o.threads = strtol(optarg, &end, 10);
-			if (*end || o.threads < 0 || o.threads > 1024) {
-				tool_error("invalid --threads value '%s'", optarg);
-				return 2;
-			}
-			break;
-		}
-		case OPT_PROGRESS:
-			o.progress = tool_progress_mode_parse(optarg);
-			if (o.progress < 0) {
-				tool_error("invalid --progress mode '%s'", optarg);
-				return 2;
-			}
-			break;
-		case OPT_DEBUG:
-			o.debug = true;
-			break;
 		case 'h':
 		case OPT_HELP:
 			usage(stdout);
 			return 0;
+		case TOOL_GETOPT_INVALID:
+			return 2;
 		default:
 			usage(stderr);
 			return 2;
 		}
 	}
-	tool_log_setup(o.debug);
+	tool_log_setup(o.args.debug);
 	if (optind < argc) {
 		tool_error("give either -m MANIFEST or a store image path, not both");
 		return 2;

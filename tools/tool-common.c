@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-/* tool-common.c - messages, progress display and signal handling for the subcommands. */
+/* tool-common.c - messages, shared options, progress display and signal handling for the
+ * subcommands. */
 #include <errno.h>
+#include <getopt.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -109,6 +111,162 @@ long long tool_parse_size(const char *s)
 	if (shift && v > (~0ull >> 1) >> shift)
 		return -1;
 	return (long long)(v << shift);
+}
+
+/* The first line of a file, without its newline. */
+int tool_read_passphrase(const char *path, char **ret)
+{
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		tool_error("cannot open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n = getline(&line, &cap, f);
+	fclose(f);
+	if (n < 0) {
+		free(line);
+		tool_error("cannot read a passphrase from %s", path);
+		return -1;
+	}
+	while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+		line[--n] = 0;
+	if (n == 0) {
+		free(line);
+		tool_error("empty passphrase in %s", path);
+		return -1;
+	}
+	*ret = line;
+	return 0;
+}
+
+/* getopt values of the shared options without a short name: clear of every command's own. */
+enum {
+	SHARED_OPT_THREADS = 0x1000,
+	SHARED_OPT_PROGRESS,
+	SHARED_OPT_DEBUG,
+	SHARED_OPT_FORCE,
+	SHARED_OPT_NO_DIRECT,
+	SHARED_OPT_PASSPHRASE_FILE,
+	SHARED_OPT_SIGNER,
+};
+
+/* The one table of the shared options. */
+static const struct {
+	unsigned bit;
+	const char *shortopt; /* its getopt short-option string, or NULL */
+	struct option opt;
+} shared_options[] = {
+    {TOOL_SHARED_THREADS, NULL, {"threads", required_argument, NULL, SHARED_OPT_THREADS}},
+    {TOOL_SHARED_PROGRESS, NULL, {"progress", optional_argument, NULL, SHARED_OPT_PROGRESS}},
+    {TOOL_SHARED_DEBUG, NULL, {"debug", no_argument, NULL, SHARED_OPT_DEBUG}},
+    {TOOL_SHARED_FORCE, NULL, {"force", no_argument, NULL, SHARED_OPT_FORCE}},
+    {TOOL_SHARED_NO_DIRECT, NULL, {"no-direct", no_argument, NULL, SHARED_OPT_NO_DIRECT}},
+    {TOOL_SHARED_KEY, "k:", {"key", required_argument, NULL, 'k'}},
+    {TOOL_SHARED_PRIVATEKEY, "k:", {"privatekey", required_argument, NULL, 'k'}},
+    {TOOL_SHARED_PASSPHRASE_FILE,
+     NULL,
+     {"passphrase-file", required_argument, NULL, SHARED_OPT_PASSPHRASE_FILE}},
+    {TOOL_SHARED_SIGNER, NULL, {"signer", required_argument, NULL, SHARED_OPT_SIGNER}},
+};
+
+#define N_SHARED (sizeof(shared_options) / sizeof(shared_options[0]))
+
+void tool_args_init(struct tool_args *a, unsigned shared, const char *shortopts,
+		    const struct option *own)
+{
+	size_t n = 0, max = sizeof(a->longopts) / sizeof(a->longopts[0]) - 1;
+	*a = (struct tool_args){.shared = shared, .progress = TOOL_PROGRESS_AUTO};
+	snprintf(a->shortopts, sizeof(a->shortopts), "%s", shortopts);
+	for (; own && own[n].name; n++)
+		a->longopts[n] = own[n];
+	for (size_t i = 0; i < N_SHARED; i++) {
+		if (!(shared & shared_options[i].bit))
+			continue;
+		a->longopts[n++] = shared_options[i].opt;
+		if (shared_options[i].shortopt)
+			strncat(a->shortopts, shared_options[i].shortopt,
+				sizeof(a->shortopts) - strlen(a->shortopts) - 1);
+	}
+	if (n > max)
+		abort(); /* a programming error: longopts is too small */
+	a->longopts[n] = (struct option){0};
+	optind = 1;
+}
+
+int tool_getopt(struct tool_args *a, int argc, char **argv)
+{
+	for (;;) {
+		int c = getopt_long(argc, argv, a->shortopts, a->longopts, NULL);
+		switch (c) {
+		case SHARED_OPT_THREADS:
+			if (!tool_parse_int(optarg, 0, TOOL_THREADS_MAX, &a->threads)) {
+				tool_error("invalid --threads '%s': want 0-%d", optarg,
+					   TOOL_THREADS_MAX);
+				return TOOL_GETOPT_INVALID;
+			}
+			break;
+		case SHARED_OPT_PROGRESS:
+			a->progress = tool_progress_mode_parse(optarg);
+			if (a->progress < 0) {
+				tool_error("invalid --progress '%s': want bar, json or none",
+					   optarg);
+				return TOOL_GETOPT_INVALID;
+			}
+			break;
+		case SHARED_OPT_DEBUG:
+			a->debug = true;
+			tool_log_setup(true);
+			break;
+		case SHARED_OPT_FORCE:
+			a->force = true;
+			break;
+		case SHARED_OPT_NO_DIRECT:
+			a->no_direct = true;
+			break;
+		case SHARED_OPT_PASSPHRASE_FILE:
+			free(a->passphrase);
+			a->passphrase = NULL;
+			if (tool_read_passphrase(optarg, &a->passphrase) < 0)
+				return TOOL_GETOPT_INVALID;
+			break;
+		case SHARED_OPT_SIGNER:
+			a->signer = optarg;
+			break;
+		case 'k':
+			if (!(a->shared & (TOOL_SHARED_KEY | TOOL_SHARED_PRIVATEKEY)))
+				return c;
+			a->key = optarg;
+			break;
+		default:
+			return c;
+		}
+	}
+}
+
+int tool_args_apply(const struct tool_args *a, struct snap_job *job)
+{
+	int r = 0;
+	if (a->shared & TOOL_SHARED_THREADS)
+		r = snap_job_set_param(job, SNAP_PARAM_THREADS, a->threads);
+	if (r >= 0 && (a->shared & TOOL_SHARED_FORCE))
+		r = snap_job_set_param(job, SNAP_PARAM_FORCE, a->force);
+	if (r >= 0 && (a->shared & TOOL_SHARED_NO_DIRECT))
+		r = snap_job_set_param(job, SNAP_PARAM_NO_DIRECT, a->no_direct);
+	if (r >= 0 && a->key)
+		r = snap_job_set_string(job, SNAP_SPARAM_PRIVATE_KEY, a->key);
+	if (r >= 0 && a->passphrase)
+		r = snap_job_set_string(job, SNAP_SPARAM_PASSPHRASE, a->passphrase);
+	if (r >= 0 && a->signer)
+		r = snap_job_set_string(job, SNAP_SPARAM_TRUSTED_SIGNER, a->signer);
+	return r < 0 ? r : 0;
+}
+
+void tool_args_free(struct tool_args *a)
+{
+	free(a->passphrase);
+	a->passphrase = NULL;
 }
 
 static struct snap_job *volatile current_job;

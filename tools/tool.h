@@ -6,6 +6,7 @@
 #ifndef SNAP_TOOL_H
 #define SNAP_TOOL_H
 
+#include <getopt.h>
 #include <stdbool.h>
 
 #include "snapbundle.h"
@@ -39,6 +40,59 @@ bool tool_parse_int(const char *s, long lo, long hi, long *ret);
 
 /* Parses "10M", "4G", "4096", "1T" into bytes; -1 when invalid. */
 long long tool_parse_size(const char *s);
+
+/*
+ * The options several commands share, each parsed one way in one place (tool_getopt; the table
+ * is in tool-common.c). A command names the ones it takes with TOOL_SHARED_* bits, handles its
+ * own options as before, and finds the shared ones' values in struct tool_args.
+ */
+enum {
+	TOOL_SHARED_THREADS = 1 << 0,	    /* --threads N: 0 (every CPU) to TOOL_THREADS_MAX */
+	TOOL_SHARED_PROGRESS = 1 << 1,	    /* --progress[=bar|json|none] */
+	TOOL_SHARED_DEBUG = 1 << 2,	    /* --debug: debug log lines from here on */
+	TOOL_SHARED_FORCE = 1 << 3,	    /* --force */
+	TOOL_SHARED_NO_DIRECT = 1 << 4,	    /* --no-direct */
+	TOOL_SHARED_KEY = 1 << 5,	    /* -k, --key KEY: a store image's recipient key */
+	TOOL_SHARED_PRIVATEKEY = 1 << 6,    /* -k, --privatekey KEY: a bundle's user key */
+	TOOL_SHARED_PASSPHRASE_FILE = 1 << 7, /* --passphrase-file FILE (its first line) */
+	TOOL_SHARED_SIGNER = 1 << 8,	    /* --signer CERT */
+};
+
+/* The most --threads a command accepts: what the library caps SNAP_PARAM_THREADS at. */
+#define TOOL_THREADS_MAX 1024
+
+/* tool_getopt's answer for a shared option with an invalid value (the reason is printed). */
+#define TOOL_GETOPT_INVALID (-2)
+
+struct tool_args {
+	unsigned shared; /* TOOL_SHARED_* */
+	long threads;	 /* 0: every CPU */
+	int progress;	 /* TOOL_PROGRESS_*, default AUTO */
+	bool debug, force, no_direct;
+	const char *key;  /* -k: --key or --privatekey */
+	char *passphrase; /* read from --passphrase-file */
+	const char *signer;
+	/* private to tool_getopt */
+	struct option longopts[48];
+	char shortopts[48];
+};
+
+/* Sets up a's parser: the command's own short and long options plus the shared ones it takes
+ * (shared), and every shared value at its default. Resets getopt (optind = 1). */
+void tool_args_init(struct tool_args *a, unsigned shared, const char *shortopts,
+		    const struct option *own);
+
+/* getopt_long over the command's and the shared options: returns the command's own options as
+ * getopt_long does (and -1 at the end, '?' for an unknown one), handles every shared option
+ * itself, and returns TOOL_GETOPT_INVALID after printing why a shared option's value is not
+ * valid. */
+int tool_getopt(struct tool_args *a, int argc, char **argv);
+
+/* Sets the job parameters of the shared options the command takes (threads, force, no-direct,
+ * key, passphrase, signer); the first negative errno, or 0. */
+int tool_args_apply(const struct tool_args *a, struct snap_job *job);
+
+void tool_args_free(struct tool_args *a);
 
 /* Subcommands: each returns the process exit code. */
 int cmd_inspect(int argc, char **argv);

@@ -20,18 +20,10 @@
 #include <unistd.h>
 
 #include "snapbundle.h"
+#include "test-util.h"
 
 #define MIB (1024ull * 1024ull)
 #define LIMIT (4 * MIB)
-
-static int failures;
-#define CHECK(c)                                                                                   \
-	do {                                                                                       \
-		if (!(c)) {                                                                        \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);      \
-			failures++;                                                                \
-		}                                                                                  \
-	} while (0)
 
 static struct rlimit saved;
 static bool lowered;
@@ -125,13 +117,13 @@ int main(void)
 	snap_job_set_param(job, SNAP_PARAM_FRAME_SIZE, (int64_t)MIB);
 	if (snap_job_run(job) < 0) {
 		fprintf(stderr, "store: %s\n", snap_job_error(job));
-		failures++;
+		test_failures++;
 	}
 	snap_job_free(job);
 
 	signal(SIGXFSZ, SIG_IGN);
 	CHECK(getrlimit(RLIMIT_FSIZE, &saved) == 0);
-	if (!failures) {
+	if (!test_failures) {
 		restore_fails(img, outdir, false);
 		restore_fails(img, outdir, true);
 	}
@@ -139,8 +131,8 @@ int main(void)
 	unlink(img);
 	rmdir(outdir);
 	rmdir(dir);
-	if (failures) {
-		fprintf(stderr, "%d failures\n", failures);
+	if (test_failures) {
+		fprintf(stderr, "%d test_failures\n", test_failures);
 		return 1;
 	}
 	printf("restore write errors: ok\n");

@@ -13,15 +13,7 @@
 #include <unistd.h>
 
 #include "snapbundle.h"
-
-static int failures;
-#define CHECK(c)                                                                                   \
-	do {                                                                                       \
-		if (!(c)) {                                                                        \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);      \
-			failures++;                                                                \
-		}                                                                                  \
-	} while (0)
+#include "test-util.h"
 
 struct watch {
 	int calls, last_stage;
@@ -147,7 +139,7 @@ int main(void)
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	if (system(cmd) != 0)
 		return 1;
-	if (failures)
-		fprintf(stderr, "%d failures\n", failures);
-	return failures ? 1 : 0;
+	if (test_failures)
+		fprintf(stderr, "%d test_failures\n", test_failures);
+	return test_failures ? 1 : 0;
 }

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "snapbundle.h"
+#include "test-util.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define UNDER_ASAN 1
@@ -27,15 +28,6 @@
 #endif
 
 #define MIB (1024ull * 1024ull)
-
-static int failures;
-#define CHECK(c)                                                                                   \
-	do {                                                                                       \
-		if (!(c)) {                                                                        \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);      \
-			failures++;                                                                \
-		}                                                                                  \
-	} while (0)
 
 /* Runs the job in a child under a 1 GiB address space; returns its snap_job_run result, or
  * 1000 + signal when it died. */
@@ -126,7 +118,7 @@ int main(void)
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	if (system(cmd) != 0)
 		return 1;
-	if (failures)
-		fprintf(stderr, "%d failures\n", failures);
-	return failures ? 1 : 0;
+	if (test_failures)
+		fprintf(stderr, "%d test_failures\n", test_failures);
+	return test_failures ? 1 : 0;
 }

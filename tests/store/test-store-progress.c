@@ -23,18 +23,10 @@
 #include <unistd.h>
 
 #include "snapbundle.h"
+#include "test-util.h"
 
 #define MIB (1024ull * 1024ull)
 #define DISK_SIZE (64 * MIB)
-
-static int failures;
-#define CHECK(c)                                                                                   \
-	do {                                                                                       \
-		if (!(c)) {                                                                        \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);      \
-			failures++;                                                                \
-		}                                                                                  \
-	} while (0)
 
 struct samples {
 	int calls, data_samples, bad;
@@ -86,7 +78,7 @@ static uint64_t result(struct snap_job *job, int which)
 	uint64_t v = UINT64_MAX;
 	if (snap_job_result_u64(job, which, &v) < 0) {
 		fprintf(stderr, "result %d is not set\n", which);
-		failures++;
+		test_failures++;
 	}
 	return v;
 }
@@ -152,7 +144,7 @@ static void check_samples(const char *what, const struct samples *s, int min_dat
 			"order, 100%% early: %d, last stage %d at %.1f%%\n",
 			what, s->calls, s->data_samples, min_data, s->bad, s->hundred_before_done,
 			s->last_stage, s->last_percent);
-		failures++;
+		test_failures++;
 	}
 }
 
@@ -164,7 +156,7 @@ static void check_cancelled(const char *what, int r, const char *out, const char
 	if (r != -ECANCELED || access(out, F_OK) == 0 || system(cmd) == 0) {
 		fprintf(stderr, "%s: %d (want %d), %s %s\n", what, r, -ECANCELED, out,
 			access(out, F_OK) == 0 ? "left behind" : "absent");
-		failures++;
+		test_failures++;
 	}
 }
 
@@ -336,7 +328,7 @@ int main(void)
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	if (system(cmd) != 0)
 		return 1;
-	if (failures)
-		fprintf(stderr, "%d failures\n", failures);
-	return failures ? 1 : 0;
+	if (test_failures)
+		fprintf(stderr, "%d test_failures\n", test_failures);
+	return test_failures ? 1 : 0;
 }
