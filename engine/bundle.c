@@ -98,8 +98,6 @@
 #define CHUNK_SIZE_MAX ((size_t)64 << 20)
 #define LEVEL_DEFAULT 2 /* measured: bench/results/bundle.md */
 #define WAIT_POLL_NS 100000000ull /* the run thread wakes this often to report and poll cancel */
-#define STAGE_SIZE ((size_t)4 << 20)  /* the parts' write unit (invariant 7) */
-#define DIRECT_ALIGN 4096u
 #define WORKER_NICE 10 /* how much lower the deflate workers run (invariant 8) */
 #define ZERO_COPY_MIN ((size_t)256 << 10) /* smaller reader chunks are copied (invariant 9) */
 
@@ -121,25 +119,11 @@ struct slot {
 	uint32_t crc;
 };
 
-/* A stage handed to the flusher (invariant 7): write n bytes (keep of them real, the rest a
- * final block's padding) at off; a final one also truncates the part to size and closes it. */
-struct flush_req {
-	uint8_t *buf;
-	size_t n, keep;
-	uint64_t off, size;
-	int fd, dfd;
-	bool final;
-	const char *path; /* the part's temporary path (its string outlives the flusher) */
-};
-
-#define NSTAGES 3 /* one being filled, two being written */
-
 struct part {
-	char *tmp_path;
+	struct snap_output *out; /* written as .NAME.part.I.tmp-PID, named at commit */
 	char *final_name;
 	uint64_t size;
 	char digest[41];
-	bool renamed;
 };
 
 /* Seconds per stage. Work stages (copy, tar_sha1, deflate summed over workers, aes,
@@ -201,34 +185,19 @@ struct bundle {
 	EVP_CIPHER_CTX *aes;
 	EVP_MD_CTX *part_sha1;
 	uint64_t fed, produced; /* bytes into AES-128-CBC and ciphertext out of it */
-	/* the current part's bytes not yet written (invariant 7): an aligned buffer the
-	 * ciphertext is encrypted into, flushed in whole blocks through part_dfd */
-	uint8_t *stage;
-	size_t stage_len;
-	uint64_t part_flushed; /* bytes of the current part handed to the flusher */
-	_Atomic bool direct;   /* try O_DIRECT for the parts */
-	int part_dfd;	       /* O_DIRECT descriptor of the current part, or -1 */
-	/* the flusher thread: writes the stages the writer hands it, in order */
-	pthread_mutex_t flock;
-	pthread_cond_t fcond;
-	uint8_t *stages[NSTAGES];
-	uint8_t *free_stages[NSTAGES];
-	size_t nfree;
-	struct flush_req queue[NSTAGES];
-	size_t qhead, qlen;
-	bool fstop;
-	pthread_t flusher;
-	bool flusher_started;
+	/* the parts, written one after another (invariant 7, output.h Q1-Q4) */
+	struct snap_output_seq *oseq;
+	bool part_open;
 	uint32_t crc;
 	uint64_t gz_in;	 /* bytes of tar stream compressed so far */
 	uint64_t gz_len; /* gzip bytes produced */
-	int part_fd;
 	uint64_t part_left;
 	struct part *parts;
 	size_t nparts, parts_cap;
 	_Atomic uint64_t written;
 
-	char *manifest_tmp, *manifest_path;
+	char *manifest_path;
+	struct snap_output *manifest;
 	char digest[41];
 	struct timings t;
 	_Atomic uint64_t deflate_ns;
@@ -270,180 +239,9 @@ static int pipeline_fail(struct bundle *b, int err, const char *fmt, ...)
 /* ---------------------------------------------------------------------------------------- */
 /* Outputs: temporary parts, commit, removal                                                 */
 
-static int write_all(int fd, const uint8_t *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-/* pwrite of all len bytes at off, going on after short writes: 0 or an errno; *put says how
- * many were written. */
-static int pwrite_full(int fd, const uint8_t *buf, size_t len, uint64_t off, size_t *put)
-{
-	*put = 0;
-	while (*put < len) {
-		ssize_t k = pwrite(fd, buf + *put, len - *put, (off_t)(off + *put));
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			return k < 0 ? errno : EIO;
-		*put += (size_t)k;
-	}
-	return 0;
-}
-
-/* Writes one stage (the flusher thread; invariant 7). Returns 0 or -errno, *at where it
- * failed. */
-static int flush_write(struct bundle *b, const struct flush_req *q, uint64_t *at)
-{
-	uint64_t t0 = snap_now_ns();
-	int err = 0, dfd = q->dfd;
-	size_t put = 0;
-	*at = q->off;
-	if (q->n > 0 && dfd >= 0) {
-		err = pwrite_full(dfd, q->buf, q->n, q->off, &put);
-		*at = q->off + put;
-		if (err == EINVAL && put == 0) {
-			/* refused after all: buffered from here on, for every part */
-			atomic_store(&b->direct, false);
-			dfd = -1;
-			err = 0;
-		}
-	}
-	if (!err && q->n > 0 && dfd < 0) {
-		err = pwrite_full(q->fd, q->buf, q->keep, q->off, &put);
-		*at = q->off + put;
-	}
-	if (!err && q->final && ftruncate(q->fd, (off_t)q->size) < 0)
-		err = errno;
-	b->t.write += secs_since(t0);
-	return -err;
-}
-
-static void flush_close(const struct flush_req *q)
-{
-	if (!q->final)
-		return;
-	if (q->dfd >= 0)
-		close(q->dfd);
-	else
-		/* buffered: start writeback now so the fsync before the renames finds little */
-		sync_file_range(q->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
-	close(q->fd);
-}
-
-static void *flusher_thread(void *arg)
-{
-	struct bundle *b = arg;
-	bool failed = false;
-	pthread_mutex_lock(&b->flock);
-	for (;;) {
-		while (!b->qlen && !b->fstop)
-			pthread_cond_wait(&b->fcond, &b->flock);
-		if (!b->qlen)
-			break;
-		struct flush_req q = b->queue[b->qhead];
-		pthread_mutex_unlock(&b->flock);
-		uint64_t at = 0;
-		int r = failed ? 0 : flush_write(b, &q, &at);
-		if (r < 0) {
-			failed = true;
-			pipeline_fail(b, r, "cannot write %s at offset %" PRIu64 ": %s", q.path, at,
-				      snap_strerror(r));
-		}
-		flush_close(&q);
-		pthread_mutex_lock(&b->flock);
-		b->qhead = (b->qhead + 1) % NSTAGES;
-		b->qlen--;
-		b->free_stages[b->nfree++] = q.buf;
-		pthread_cond_broadcast(&b->fcond);
-	}
-	pthread_mutex_unlock(&b->flock);
-	return NULL;
-}
-
-/* Hands the stage to the flusher: its whole blocks, or all of it padded to a block when final
- * (the part's end: then the flusher truncates and closes the part), and takes a free stage.
- * Invariant 7. */
-static int stage_flush(struct bundle *b, bool final)
-{
-	struct part *p = &b->parts[b->nparts - 1];
-	int dfd = atomic_load(&b->direct) ? b->part_dfd : -1;
-	size_t n = final || dfd < 0 ? b->stage_len : b->stage_len / DIRECT_ALIGN * DIRECT_ALIGN;
-	if (dfd >= 0 && final)
-		n = (b->stage_len + DIRECT_ALIGN - 1) / DIRECT_ALIGN * DIRECT_ALIGN;
-	if (n > b->stage_len)
-		memset(b->stage + b->stage_len, 0, n - b->stage_len); /* the last block's padding */
-	size_t keep = n < b->stage_len ? n : b->stage_len;
-	struct flush_req q = {
-	    .buf = b->stage,
-	    .n = n,
-	    .keep = keep,
-	    .off = b->part_flushed,
-	    .size = b->part_flushed + b->stage_len,
-	    .fd = b->part_fd,
-	    .dfd = b->part_dfd,
-	    .final = final,
-	    .path = p->tmp_path,
-	};
-	/* the flusher frees a stage after each request, written or (after a failure) not */
-	pthread_mutex_lock(&b->flock);
-	while (!b->nfree)
-		pthread_cond_wait(&b->fcond, &b->flock);
-	b->queue[(b->qhead + b->qlen) % NSTAGES] = q;
-	b->qlen++;
-	b->stage = b->free_stages[--b->nfree];
-	pthread_cond_broadcast(&b->fcond);
-	pthread_mutex_unlock(&b->flock);
-	if (final) { /* the flusher owns the part's descriptors now */
-		b->part_fd = -1;
-		b->part_dfd = -1;
-	}
-	/* what is left (never, but for a part that ends mid-stage) starts the new stage */
-	memcpy(b->stage, q.buf + keep, b->stage_len - keep);
-	b->stage_len -= keep;
-	b->part_flushed += keep;
-	return 0;
-}
-
-/* Starts the flusher (the writer thread, at its start). */
-static int flusher_start(struct bundle *b)
-{
-	b->nfree = 0;
-	for (size_t i = 1; i < NSTAGES; i++)
-		b->free_stages[b->nfree++] = b->stages[i];
-	b->stage = b->stages[0];
-	if (pthread_create(&b->flusher, NULL, flusher_thread, b) != 0)
-		return pipeline_fail(b, -EAGAIN, "cannot start the part writer thread");
-	b->flusher_started = true;
-	return 0;
-}
-
-/* Waits for every stage handed over to be written, and stops the flusher. */
-static void flusher_stop(struct bundle *b)
-{
-	if (!b->flusher_started)
-		return;
-	pthread_mutex_lock(&b->flock);
-	b->fstop = true;
-	pthread_cond_broadcast(&b->fcond);
-	pthread_mutex_unlock(&b->flock);
-	pthread_join(b->flusher, NULL);
-	b->flusher_started = false;
-}
-
 static int part_close(struct bundle *b)
 {
-	if (b->part_fd < 0)
+	if (!b->part_open)
 		return 0;
 	struct part *p = &b->parts[b->nparts - 1];
 	uint8_t md[20];
@@ -453,8 +251,12 @@ static int part_close(struct bundle *b)
 		return pipeline_fail(b, -EIO, "SHA-1 of part %zu failed", b->nparts - 1);
 	b->t.part_sha1 += cpu_since(t0);
 	snap_hex(p->digest, md, 20);
-	/* the flusher writes the rest, truncates and closes the part */
-	return stage_flush(b, true);
+	b->part_open = false;
+	/* the sequence's thread writes the rest, truncates and closes the part */
+	int r = snap_output_seq_end(b->oseq);
+	if (r < 0)
+		return pipeline_fail(b, r, "%s", snap_output_seq_error(b->oseq));
+	return 0;
 }
 
 static int part_open(struct bundle *b)
@@ -469,49 +271,44 @@ static int part_open(struct bundle *b)
 	}
 	struct part *p = &b->parts[b->nparts];
 	memset(p, 0, sizeof(*p));
-	if (asprintf(&p->tmp_path, "%s/.%s.part.%zu.tmp-%ld", b->dest, b->name, b->nparts,
-		     (long)getpid()) < 0) {
-		p->tmp_path = NULL;
+	/* the final name needs the part count (snap_bundle_part_name): named at commit */
+	char *path = NULL, *detail = NULL;
+	if (asprintf(&path, "%s/%s.part.%zu", b->dest, b->name, b->nparts) < 0)
 		return pipeline_fail(b, -ENOMEM, "out of memory");
+	unsigned flags = SNAP_OUTPUT_APPEND | SNAP_OUTPUT_FORCE; /* check_existing looked */
+	if (snap_job_param(b->job, SNAP_PARAM_NO_DIRECT, 0))
+		flags |= SNAP_OUTPUT_BUFFERED;
+	int r = snap_output_open(path, 0, flags, &p->out, &detail);
+	free(path);
+	if (r < 0) {
+		pipeline_fail(b, r, "%s", detail ? detail : snap_strerror(r));
+		free(detail);
+		return r;
 	}
 	b->nparts++;
-	b->part_fd = open(p->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	if (b->part_fd < 0) {
-		int r = -errno;
-		return pipeline_fail(b, r, "cannot create %s: %s", p->tmp_path, snap_strerror(r));
-	}
-	if (atomic_load(&b->direct)) {
-		b->part_dfd = open(p->tmp_path, O_WRONLY | O_DIRECT | O_CLOEXEC);
-		if (b->part_dfd < 0 && errno == EINVAL)
-			atomic_store(&b->direct, false); /* the filesystem refuses O_DIRECT */
-		else if (b->part_dfd < 0)
-			return pipeline_fail(b, -errno, "cannot open %s: %s", p->tmp_path,
-					     strerror(errno));
-	}
 	if (EVP_DigestInit_ex(b->part_sha1, EVP_sha1(), NULL) != 1)
 		return pipeline_fail(b, -EIO, "cannot start SHA-1");
+	snap_output_seq_start(b->oseq, p->out);
+	b->part_open = true;
 	b->part_left = b->part_size;
-	b->part_flushed = 0;
-	b->stage_len = 0;
 	return 0;
 }
 
-/* n bytes of ciphertext, now at the end of the stage, belong to the current part: hash them,
- * count them, flush a full stage, close a full part. */
-static int part_took(struct bundle *b, size_t n)
+/* n bytes of ciphertext, now at p in the sequence's stage, belong to the current part: hash
+ * them, count them, hand them over, close a full part. */
+static int part_took(struct bundle *b, const uint8_t *p, size_t n)
 {
 	uint64_t t0 = snap_thread_cpu_ns();
-	if (EVP_DigestUpdate(b->part_sha1, b->stage + b->stage_len, n) != 1)
+	if (EVP_DigestUpdate(b->part_sha1, p, n) != 1)
 		return pipeline_fail(b, -EIO, "SHA-1 of part %zu failed", b->nparts - 1);
 	b->t.part_sha1 += cpu_since(t0);
-	b->stage_len += n;
 	b->parts[b->nparts - 1].size += n;
 	atomic_fetch_add(&b->written, n);
 	b->part_left -= n;
-	int r = 0;
-	if (b->stage_len == STAGE_SIZE)
-		r = stage_flush(b, false);
-	if (r == 0 && b->part_left == 0)
+	int r = snap_output_seq_put(b->oseq, n);
+	if (r < 0)
+		return pipeline_fail(b, r, "%s", snap_output_seq_error(b->oseq));
+	if (b->part_left == 0)
 		r = part_close(b);
 	return r;
 }
@@ -522,14 +319,15 @@ static int parts_put(struct bundle *b, const uint8_t *p, size_t len)
 {
 	while (len > 0) {
 		int r;
-		if (b->part_fd < 0 && (r = part_open(b)) < 0)
+		if (!b->part_open && (r = part_open(b)) < 0)
 			return r;
-		size_t room = STAGE_SIZE - b->stage_len;
+		size_t room;
+		uint8_t *dst = snap_output_seq_space(b->oseq, &room);
 		size_t n = len < b->part_left ? len : (size_t)b->part_left;
 		if (n > room)
 			n = room;
-		memcpy(b->stage + b->stage_len, p, n);
-		if ((r = part_took(b, n)) < 0)
+		memcpy(dst, p, n);
+		if ((r = part_took(b, dst, n)) < 0)
 			return r;
 		p += n;
 		len -= n;
@@ -545,9 +343,10 @@ static int encrypt_put(struct bundle *b, const uint8_t *p, size_t len)
 	b->gz_len += len;
 	while (len > 0) {
 		int r;
-		if (b->part_fd < 0 && (r = part_open(b)) < 0)
+		if (!b->part_open && (r = part_open(b)) < 0)
 			return r;
-		size_t room = STAGE_SIZE - b->stage_len;
+		size_t room;
+		uint8_t *stage = snap_output_seq_space(b->oseq, &room);
 		if (room > b->part_left)
 			room = (size_t)b->part_left;
 		size_t pending = (size_t)(b->fed - b->produced);
@@ -560,7 +359,7 @@ static int encrypt_put(struct bundle *b, const uint8_t *p, size_t len)
 			n = len;
 		if (n > INT_MAX / 2)
 			n = INT_MAX / 2;
-		uint8_t *dst = in_stage ? b->stage + b->stage_len : blk;
+		uint8_t *dst = in_stage ? stage : blk;
 		int outl = 0;
 		uint64_t t0 = snap_thread_cpu_ns();
 		if (EVP_EncryptUpdate(b->aes, dst, &outl, p, (int)n) != 1)
@@ -571,7 +370,7 @@ static int encrypt_put(struct bundle *b, const uint8_t *p, size_t len)
 		p += n;
 		len -= n;
 		if (in_stage)
-			r = outl > 0 ? part_took(b, (size_t)outl) : 0;
+			r = outl > 0 ? part_took(b, dst, (size_t)outl) : 0;
 		else
 			r = parts_put(b, blk, (size_t)outl);
 		if (r < 0)
@@ -595,20 +394,9 @@ static int encrypt_finish(struct bundle *b)
 
 static void remove_outputs(struct bundle *b)
 {
-	for (size_t i = 0; i < b->nparts; i++) {
-		struct part *p = &b->parts[i];
-		if (p->renamed && p->final_name) {
-			char *path;
-			if (asprintf(&path, "%s/%s", b->dest, p->final_name) >= 0) {
-				unlink(path);
-				free(path);
-			}
-		} else if (p->tmp_path) {
-			unlink(p->tmp_path);
-		}
-	}
-	if (b->manifest_tmp)
-		unlink(b->manifest_tmp);
+	for (size_t i = 0; i < b->nparts; i++)
+		b->parts[i].out = snap_output_free(b->parts[i].out); /* unless committed */
+	b->manifest = snap_output_free(b->manifest);
 }
 
 /* Is entry NAME.part.<digits> of this bundle? */
@@ -668,16 +456,6 @@ static void remove_stale_parts(struct bundle *b)
 			snap_info("removed %s/%s of the bundle replaced", b->dest, e->d_name);
 	}
 	closedir(d);
-}
-
-static int fsync_path(const char *path, int flags)
-{
-	int fd = open(path, flags | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	int r = fsync(fd) < 0 ? -errno : 0;
-	close(fd);
-	return r;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -742,7 +520,7 @@ static void *writer_thread(void *arg)
 	struct bundle *b = arg;
 	uint8_t hdr[SNAP_GZIP_HEADER_SIZE];
 	snap_gzip_header(hdr, b->level);
-	if (flusher_start(b) < 0 || encrypt_put(b, hdr, sizeof(hdr)) < 0)
+	if (encrypt_put(b, hdr, sizeof(hdr)) < 0)
 		goto out;
 	for (uint64_t seq = 0;; seq++) {
 		struct slot *s = &b->slots[seq % b->nslots];
@@ -773,13 +551,17 @@ static void *writer_thread(void *arg)
 	snap_gzip_trailer(trl, b->crc, b->gz_in);
 	if (encrypt_put(b, trl, sizeof(trl)) < 0 || encrypt_finish(b) < 0)
 		goto out;
-	flusher_stop(b); /* every part written, or the flusher's failure recorded */
+	int fr = snap_output_seq_flush(b->oseq); /* every part written */
+	b->t.write = (double)snap_output_seq_write_ns(b->oseq) / 1e9;
+	if (fr < 0) {
+		pipeline_fail(b, fr, "%s", snap_output_seq_error(b->oseq));
+		goto out;
+	}
 	pthread_mutex_lock(&b->lock);
 	b->writer_done = !b->err;
 	pthread_cond_broadcast(&b->cond);
 	pthread_mutex_unlock(&b->lock);
 out:
-	flusher_stop(b);
 	return NULL;
 }
 
@@ -1177,10 +959,8 @@ static int configure(struct bundle *b)
 	if (b->nworkers > 256)
 		b->nworkers = 256;
 	b->nslots = 2 * b->nworkers + 2;
-	if (asprintf(&b->manifest_path, "%s/%s.manifest.xml", b->dest, b->name) < 0 ||
-	    asprintf(&b->manifest_tmp, "%s/.%s.manifest.xml.tmp-%ld", b->dest, b->name,
-		     (long)getpid()) < 0) {
-		b->manifest_path = b->manifest_tmp = NULL;
+	if (asprintf(&b->manifest_path, "%s/%s.manifest.xml", b->dest, b->name) < 0) {
+		b->manifest_path = NULL;
 		return snap_job_fail(job, -ENOMEM, "out of memory");
 	}
 	return 0;
@@ -1321,20 +1101,22 @@ static int write_manifest(struct bundle *b, const char *user)
 		r = snap_job_fail(job, r, "cannot build the manifest: %s", snap_strerror(r));
 		goto out;
 	}
-	int fd = open(b->manifest_tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		r = -errno;
-		r = snap_job_fail(job, r, "cannot create %s: %s", b->manifest_tmp,
-				  snap_strerror(r));
+	char *detail = NULL;
+	unsigned flags = SNAP_OUTPUT_APPEND | SNAP_OUTPUT_BUFFERED | (b->force ? SNAP_OUTPUT_FORCE : 0);
+	r = snap_output_open(b->manifest_path, 0, flags, &b->manifest, &detail);
+	if (r < 0) {
+		r = snap_job_fail(job, r, "%s", detail ? detail : snap_strerror(r));
+		free(detail);
 		goto out;
 	}
-	r = write_all(fd, (const uint8_t *)doc, dlen);
-	if (r >= 0 && fsync(fd) < 0)
-		r = -errno;
-	if (close(fd) < 0 && r >= 0)
-		r = -errno;
+	snap_output_seq_start(b->oseq, b->manifest);
+	r = snap_output_seq_write(b->oseq, doc, dlen);
+	if (r == 0)
+		r = snap_output_seq_end(b->oseq);
+	if (r == 0)
+		r = snap_output_seq_flush(b->oseq);
 	if (r < 0)
-		r = snap_job_fail(job, r, "cannot write %s: %s", b->manifest_tmp, snap_strerror(r));
+		r = snap_job_fail(job, r, "%s", snap_output_seq_error(b->oseq));
 out:
 	for (size_t i = 0; bdm_copy && i < nbdm; i++)
 		free(bdm_copy[i]);
@@ -1354,56 +1136,31 @@ out:
 	return r;
 }
 
-/* Parts, then the manifest, into their final names (invariant 4). */
+/* Parts, then the manifest, into their final names, as one (invariant 4, output.h 2a). */
 static int commit_outputs(struct bundle *b)
 {
-	int r;
-	for (size_t i = 0; i < b->nparts; i++) {
-		r = fsync_path(b->parts[i].tmp_path, O_RDONLY);
-		if (r < 0)
-			return snap_job_fail(b->job, r, "cannot sync %s: %s", b->parts[i].tmp_path,
-					     snap_strerror(r));
-	}
-	if (b->force && unlink(b->manifest_path) == 0)
-		snap_info("replacing %s", b->manifest_path);
-	for (size_t i = 0; i < b->nparts; i++) {
-		struct part *p = &b->parts[i];
-		char *path;
-		if (asprintf(&path, "%s/%s", b->dest, p->final_name) < 0)
-			return snap_job_fail(b->job, -ENOMEM, "out of memory");
-		if (!b->force && faccessat(AT_FDCWD, path, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
-			r = snap_job_fail(b->job, -EEXIST, "%s appeared while bundling", path);
-			free(path);
-			return r;
-		}
-		r = rename(p->tmp_path, path) < 0 ? -errno : 0;
-		if (r < 0) {
-			snap_job_fail(b->job, r, "cannot rename %s to %s: %s", p->tmp_path, path,
-				      snap_strerror(r));
-			free(path);
-			return r;
-		}
-		p->renamed = true;
+	struct snap_output **outs = calloc(b->nparts + 1, sizeof(*outs));
+	if (!outs)
+		return snap_job_fail(b->job, -ENOMEM, "out of memory");
+	int r = 0;
+	for (size_t i = 0; i < b->nparts && r == 0; i++) {
+		char *path = NULL;
+		if (asprintf(&path, "%s/%s", b->dest, b->parts[i].final_name) < 0)
+			r = snap_job_fail(b->job, -ENOMEM, "out of memory");
+		else if ((r = snap_output_set_path(b->parts[i].out, path)) < 0)
+			snap_job_fail(b->job, r, "out of memory");
 		free(path);
+		outs[i] = b->parts[i].out;
 	}
-	if (b->force)
+	outs[b->nparts] = b->manifest;
+	char *detail = NULL;
+	if (r == 0 && (r = snap_output_commit_all(outs, b->nparts + 1, &detail)) < 0)
+		snap_job_fail(b->job, r, "%s", detail ? detail : snap_strerror(r));
+	free(detail);
+	free(outs);
+	if (r == 0 && b->force)
 		remove_stale_parts(b);
-	if (!b->force && faccessat(AT_FDCWD, b->manifest_path, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
-		return snap_job_fail(b->job, -EEXIST, "%s appeared while bundling",
-				     b->manifest_path);
-	if (rename(b->manifest_tmp, b->manifest_path) < 0) {
-		r = -errno;
-		return snap_job_fail(b->job, r, "cannot rename %s to %s: %s", b->manifest_tmp,
-				     b->manifest_path, snap_strerror(r));
-	}
-	free(b->manifest_tmp);
-	b->manifest_tmp = NULL;
-	for (size_t i = 0; i < b->nparts; i++)
-		b->parts[i].renamed = false; /* committed: nothing to undo any more */
-	r = fsync_path(b->dest, O_RDONLY | O_DIRECTORY);
-	if (r < 0)
-		snap_warn("cannot sync directory %s: %s", b->dest, snap_strerror(r));
-	return 0;
+	return r;
 }
 
 static int alloc_pipeline(struct bundle *b)
@@ -1414,18 +1171,10 @@ static int alloc_pipeline(struct bundle *b)
 	b->tar_sha1 = EVP_MD_CTX_new();
 	b->part_sha1 = EVP_MD_CTX_new();
 	b->aes = EVP_CIPHER_CTX_new();
-	/* the stages, aligned for O_DIRECT; a block of slack for the last block's padding */
-	bool stages_ok = true;
-	for (size_t i = 0; i < NSTAGES; i++)
-		if (posix_memalign((void **)&b->stages[i], DIRECT_ALIGN,
-				   STAGE_SIZE + DIRECT_ALIGN) != 0) {
-			b->stages[i] = NULL;
-			stages_ok = false;
-		}
-	atomic_store(&b->direct,
-		     !snap_job_param(b->job, SNAP_PARAM_NO_DIRECT, 0) && !snap_output_env_buffered());
+	/* the parts' writer: its own thread, parts closed as they end (invariant 7) */
+	bool seq_ok = snap_output_seq_new(true, true, &b->oseq) == 0;
 	if (!b->slots || !b->deflaters || !b->workers || !b->tar_sha1 || !b->part_sha1 || !b->aes ||
-	    !stages_ok)
+	    !seq_ok)
 		return snap_job_fail(b->job, -ENOMEM, "out of memory for the pipeline");
 	for (unsigned i = 0; i < b->nslots; i++) {
 		b->slots[i].in = malloc(b->chunk_size);
@@ -1555,16 +1304,12 @@ static void bundle_free(struct bundle *b)
 	EVP_MD_CTX_free(b->tar_sha1);
 	EVP_MD_CTX_free(b->part_sha1);
 	EVP_CIPHER_CTX_free(b->aes);
-	for (size_t i = 0; i < NSTAGES; i++)
-		free(b->stages[i]);
-	if (b->part_dfd >= 0)
-		close(b->part_dfd);
-	if (b->part_fd >= 0)
-		close(b->part_fd);
+	b->oseq = snap_output_seq_free(b->oseq);
 	for (size_t i = 0; i < b->nparts; i++) {
-		free(b->parts[i].tmp_path);
+		snap_output_free(b->parts[i].out);
 		free(b->parts[i].final_name);
 	}
+	snap_output_free(b->manifest);
 	free(b->parts);
 	EVP_PKEY_free(b->user_pub);
 	EVP_PKEY_free(b->ec2_pub);
@@ -1576,23 +1321,18 @@ static void bundle_free(struct bundle *b)
 	free(b->regions);
 	free(b->dest);
 	free(b->name);
-	free(b->manifest_tmp);
 	free(b->manifest_path);
 	pthread_mutex_destroy(&b->lock);
 	pthread_cond_destroy(&b->cond);
-	pthread_mutex_destroy(&b->flock);
-	pthread_cond_destroy(&b->fcond);
 }
 
 int snap_bundle_run(struct snap_job *job)
 {
-	struct bundle b = {.job = job, .part_fd = -1, .part_dfd = -1, .nchunks = UINT64_MAX};
+	struct bundle b = {.job = job, .nchunks = UINT64_MAX};
 	char *user = NULL;
 	uint64_t start = snap_now_ns(), cpu_start = snap_process_cpu_ns();
 	pthread_mutex_init(&b.lock, NULL);
 	pthread_cond_init(&b.cond, NULL);
-	pthread_mutex_init(&b.flock, NULL);
-	pthread_cond_init(&b.fcond, NULL);
 
 	int r = configure(&b);
 	if (r >= 0)

@@ -60,6 +60,7 @@
 #include <stdint.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -851,6 +852,16 @@ void snap_output_close(struct snap_output *out)
 	out->fd = -1;
 }
 
+int snap_output_set_path(struct snap_output *out, const char *path)
+{
+	char *p = strdup(path);
+	if (!p)
+		return -ENOMEM;
+	free(out->path);
+	out->path = p;
+	return 0;
+}
+
 bool snap_output_is_stdout(const struct snap_output *out)
 {
 	return out->is_stdout;
@@ -882,6 +893,13 @@ struct snap_output *snap_output_free(struct snap_output *out)
 }
 
 /* ---- the sequential writer (output.h Q1-Q4) ---- */
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 
 #define SEQ_STAGE ((size_t)4 << 20)
 #define SEQ_NSTAGES 3
@@ -915,6 +933,7 @@ struct snap_output_seq {
 	struct seq_req queue[SEQ_NSTAGES];
 	unsigned qhead, qlen;
 	bool busy;
+	uint64_t write_ns; /* wall time spent writing */
 	int err; /* Q3 */
 	char *detail;
 };
@@ -986,8 +1005,9 @@ static void seq_do(struct snap_output_seq *q, const struct seq_req *rq)
 	pthread_mutex_lock(&q->mu);
 	bool failed = q->err != 0;
 	pthread_mutex_unlock(&q->mu);
-	uint64_t at = 0;
+	uint64_t at = 0, t0 = now_ns();
 	int r = failed ? 0 : seq_write_req(q, rq, &at);
+	q->write_ns += now_ns() - t0; /* one writer at a time: the thread, or the producer */
 	if (rq->final && q->close_at_end)
 		snap_output_close(rq->out);
 	if (r < 0) {
@@ -1172,6 +1192,11 @@ int snap_output_seq_flush(struct snap_output_seq *q)
 const char *snap_output_seq_error(const struct snap_output_seq *q)
 {
 	return q->detail;
+}
+
+uint64_t snap_output_seq_write_ns(const struct snap_output_seq *q)
+{
+	return q->write_ns;
 }
 
 bool snap_output_seq_direct(const struct snap_output_seq *q)

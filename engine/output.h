@@ -152,6 +152,8 @@ int snap_output_seq_end(struct snap_output_seq *q);
 /* Waits until everything handed over was written; the first failure. */
 int snap_output_seq_flush(struct snap_output_seq *q);
 const char *snap_output_seq_error(const struct snap_output_seq *q);
+/* Wall time spent writing (after seq_flush: all of it). */
+uint64_t snap_output_seq_write_ns(const struct snap_output_seq *q);
 /* Whether direct writes are (still) used. */
 bool snap_output_seq_direct(const struct snap_output_seq *q);
 /* Stops the thread (after what is queued), frees. */
@@ -165,5 +167,8 @@ void snap_output_abort(struct snap_output *out);
 struct snap_output *snap_output_free(struct snap_output *out);
 /* The path the output will have (or has) once committed. */
 const char *snap_output_path(const struct snap_output *out);
+/* Names the file the commit renames to, when it is decided only after writing (a bundle's part
+ * names depend on the number of parts): the temporary keeps its name. */
+int snap_output_set_path(struct snap_output *out, const char *path);
 
 #endif

@@ -89,7 +89,7 @@ for mode in direct buffered; do
 		2> "$T/err" > /dev/null; then
 		fail "$mode: a bundle past the file size limit succeeded"
 	fi
-	grep -Eq "cannot write $T/out/\.img\.part\.0\.tmp-[0-9]+ at offset [0-9]+: File too large" \
+	grep -Eq "cannot write $T/out/img\.part\.0 at offset [0-9]+: File too large" \
 		"$T/err" || fail "$mode: unexpected error: $(cat "$T/err")"
 	off=$(sed -n 's/.* at offset \([0-9]*\): File too large.*/\1/p' "$T/err" | head -1)
 	[ "$off" -eq $((6144 * 1024)) ] || fail "$mode: offset $off is not where the limit is"

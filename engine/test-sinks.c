@@ -1,0 +1,272 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * test-sinks.c - the output layer's two fallbacks through its fault hook (output.h), for every
+ * sink a job writes through: store (a sequential image), restore (positional writes),
+ * unbundle (the output stream) and bundle (a sequence of parts and the manifest).
+ *  1. Every O_DIRECT write refused with EINVAL: the job still succeeds, through the page cache,
+ *     and writes the same bytes as without the fault (store: the same image for the same
+ *     seed; restore and unbundle: the source; bundle: a bundle that unbundles to the source).
+ *     The hook must have been asked, or the direct path was never tried and the test proves
+ *     nothing: then it fails, unless the filesystem refuses O_DIRECT at open (skip).
+ *  2. The directory fsync of the commit fails: the job fails naming the directory, and leaves
+ *     neither its output nor a temporary file behind.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "output.h"
+#include "snapbundle.h"
+#include "test-util.h"
+
+static char dir[512];
+static int fault_point; /* enum snap_output_fault_point to fail, 0 none */
+static int fault_errno;
+static int fault_calls;
+
+static int on_fault(void *userdata, enum snap_output_fault_point point, const char *path,
+		    uint64_t off)
+{
+	(void)userdata;
+	(void)path;
+	(void)off;
+	if ((int)point != fault_point)
+		return 0;
+	fault_calls++;
+	return fault_errno;
+}
+
+static void set_fault(int point, int err)
+{
+	fault_point = point;
+	fault_errno = err;
+	fault_calls = 0;
+}
+
+/* Files in d whose name starts with a dot (our temporaries) or equals name. */
+static int count(const char *d, const char *name)
+{
+	DIR *dd = opendir(d);
+	REQUIRE(dd != NULL);
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(dd)))
+		if ((e->d_name[0] == '.' && strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) ||
+		    (name && !strncmp(e->d_name, name, strlen(name))))
+			n++;
+	closedir(dd);
+	return n;
+}
+
+/* Runs fmt with every %s the test directory. */
+static int sh(const char *fmt)
+{
+	char cmd[2048];
+	snprintf(cmd, sizeof(cmd), fmt, dir, dir, dir);
+	return system(cmd);
+}
+
+static struct snap_job *job_new(enum snap_job_kind kind)
+{
+	struct snap_job *job;
+	REQUIRE(snap_job_new(kind, &job) == 0);
+	REQUIRE(snap_job_set_param(job, SNAP_PARAM_THREADS, 2) == 0);
+	return job;
+}
+
+static int run(struct snap_job *job, const char *what)
+{
+	int r = snap_job_run(job);
+	if (r < 0)
+		fprintf(stderr, "%s: %s\n", what, snap_job_error(job));
+	return r;
+}
+
+static int store(const char *out)
+{
+	char p[600];
+	struct snap_job *job = job_new(SNAP_JOB_STORE);
+	snprintf(p, sizeof(p), "%s/img", dir);
+	REQUIRE(snap_job_add_source(job, p, NULL) == 0);
+	snprintf(p, sizeof(p), "%s/%s", dir, out);
+	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_OUTPUT, p) == 0);
+	REQUIRE(snap_job_set_param(job, SNAP_PARAM_TEST_SEED, 7) == 0);
+	REQUIRE(snap_job_set_param(job, SNAP_PARAM_CREATION_TIME, 1) == 0);
+	REQUIRE(snap_job_set_param(job, SNAP_PARAM_STORE_TIME, 1) == 0);
+	int r = run(job, "store");
+	snap_job_free(job);
+	return r;
+}
+
+static int restore(const char *in, const char *out)
+{
+	char p[600];
+	struct snap_job *job = job_new(SNAP_JOB_RESTORE);
+	snprintf(p, sizeof(p), "%s/%s", dir, in);
+	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_INPUT, p) == 0);
+	snprintf(p, sizeof(p), "%s/%s", dir, out);
+	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_OUTPUT, p) == 0);
+	int r = run(job, "restore");
+	snap_job_free(job);
+	return r;
+}
+
+static int bundle(const char *dest)
+{
+	char p[600];
+	struct snap_job *job = job_new(SNAP_JOB_BUNDLE);
+	snprintf(p, sizeof(p), "%s/img", dir);
+	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_IMAGE, p) == 0);
+	snprintf(p, sizeof(p), "%s/%s", dir, dest);
+	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_DESTINATION, p) == 0);
+	snprintf(p, sizeof(p), "%s/user.pem", dir);
+	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_CERT, p) == 0);
+	snprintf(p, sizeof(p), "%s/user.key", dir);
+	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_PRIVATE_KEY, p) == 0);
+	snprintf(p, sizeof(p), "%s/user.pem", dir);
+	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_EC2_CERT, p) == 0);
+	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_USER, "1234-5678-9012") == 0);
+	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_ARCH, "x86_64") == 0);
+	int r = run(job, "bundle");
+	snap_job_free(job);
+	return r;
+}
+
+static int unbundle(const char *src, const char *out)
+{
+	char p[600];
+	struct snap_job *job = job_new(SNAP_JOB_UNBUNDLE);
+	snprintf(p, sizeof(p), "%s/%s/img.manifest.xml", dir, src);
+	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_MANIFEST, p) == 0);
+	snprintf(p, sizeof(p), "%s/user.key", dir);
+	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_PRIVATE_KEY, p) == 0);
+	snprintf(p, sizeof(p), "%s/%s", dir, out);
+	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_OUTPUT, p) == 0);
+	int r = run(job, "unbundle");
+	snap_job_free(job);
+	return r;
+}
+
+/* Fault 1 for one sink: run() under EINVAL on every direct write, then same() judges. */
+static void check_refused(const char *what, int (*job)(void), int (*same)(void))
+{
+	set_fault(SNAP_OUTPUT_FAULT_DIRECT_WRITE, EINVAL);
+	CHECK(job() == 0, " (%s with O_DIRECT refused)", what);
+	int calls = fault_calls;
+	set_fault(0, 0);
+	CHECK(calls > 0, " (%s never tried a direct write)", what);
+	CHECK(same() == 0, " (%s wrote other bytes through the page cache)", what);
+	printf("%s: O_DIRECT refused %d times, output the same\n", what, calls);
+}
+
+/* Fault 2: the directory fsync fails; nothing named name (nor a temporary) may be left in d. */
+static void check_dirsync(const char *what, int (*job)(void), const char *d, const char *name)
+{
+	set_fault(SNAP_OUTPUT_FAULT_DIR_SYNC, EIO);
+	CHECK(job() < 0, " (%s succeeded though its directory was not synced)", what);
+	int calls = fault_calls;
+	set_fault(0, 0);
+	CHECK(calls > 0, " (%s never synced its directory)", what);
+	CHECK(count(d, name) == 0, " (%s left %s or a temporary in %s)", what, name, d);
+	printf("%s: directory fsync failure fails the job, nothing left\n", what);
+}
+
+static int store_refused(void)
+{
+	return store("b.bin");
+}
+static int store_same(void)
+{
+	return sh("cmp -s %s/a.bin %s/b.bin") ? -1 : 0;
+}
+static int store_dirsync(void)
+{
+	return store("c.bin");
+}
+static int restore_refused(void)
+{
+	return restore("a.bin", "r.img");
+}
+static int restore_same(void)
+{
+	return sh("cmp -s %s/img %s/r.img") ? -1 : 0;
+}
+static int restore_dirsync(void)
+{
+	return restore("a.bin", "s.img");
+}
+static int bundle_refused(void)
+{
+	return bundle("b2");
+}
+static int bundle_same(void)
+{
+	int r = unbundle("b2", "b2.img");
+	return r == 0 && sh("cmp -s %s/img %s/b2.img") == 0 ? 0 : -1;
+}
+static int bundle_dirsync(void)
+{
+	return bundle("b3");
+}
+static int unbundle_refused(void)
+{
+	return unbundle("b1", "u.img");
+}
+static int unbundle_same(void)
+{
+	return sh("cmp -s %s/img %s/u.img") ? -1 : 0;
+}
+static int unbundle_dirsync(void)
+{
+	return unbundle("b1", "v.img");
+}
+
+int main(void)
+{
+	if (system("command -v openssl >/dev/null") != 0) {
+		fprintf(stderr, "no openssl: skipped\n");
+		return 77;
+	}
+	/* on the build's filesystem, not /tmp (often tmpfs): the direct path must be tried */
+	snprintf(dir, sizeof(dir), "test-sinks-XXXXXX");
+	REQUIRE(mkdtemp(dir) != NULL);
+	REQUIRE(sh("cd '%s' && openssl req -x509 -newkey rsa:2048 -nodes -keyout user.key "
+		   "-out user.pem -days 1 -subj /CN=u 2>/dev/null && truncate -s 40M img && "
+		   "head -c 3M /dev/urandom | dd of=img bs=1M seek=5 conv=notrunc 2>/dev/null && "
+		   "head -c 1M /dev/urandom | dd of=img bs=1M seek=20 conv=notrunc 2>/dev/null && "
+		   "mkdir b1 b2 b3") == 0);
+	snap_output_set_fault(on_fault, NULL);
+
+	/* the reference outputs, no fault */
+	REQUIRE(store("a.bin") == 0);
+	REQUIRE(bundle("b1") == 0);
+	char probe[600];
+	snprintf(probe, sizeof(probe), "%s/probe", dir);
+	struct snap_output *o = NULL;
+	REQUIRE(snap_output_open(probe, 1 << 20, 0, &o, NULL) == 0);
+	bool direct = snap_output_is_direct(o);
+	snap_output_free(o);
+	if (!direct) {
+		fprintf(stderr, "the filesystem of %s refuses O_DIRECT: skipped\n", dir);
+		return 77;
+	}
+
+	check_refused("store", store_refused, store_same);
+	check_refused("restore", restore_refused, restore_same);
+	check_refused("unbundle", unbundle_refused, unbundle_same);
+	check_refused("bundle", bundle_refused, bundle_same);
+
+	check_dirsync("store", store_dirsync, dir, "c.bin");
+	check_dirsync("restore", restore_dirsync, dir, "s.img");
+	check_dirsync("unbundle", unbundle_dirsync, dir, "v.img");
+	char b3[600];
+	snprintf(b3, sizeof(b3), "%s/b3", dir);
+	check_dirsync("bundle", bundle_dirsync, b3, "img");
+
+	if (!test_failures)
+		sh("rm -rf '%s'");
+	return test_failures ? 1 : 0;
+}
