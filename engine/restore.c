@@ -182,7 +182,6 @@ static int decode_frame(struct rworker *w, struct rslot *sl)
 	return 0;
 }
 
-
 /* The pipeline's work: check one frame (any order, any worker). */
 static int restore_work(void *ctx, void *state, unsigned i)
 {
