@@ -15,27 +15,31 @@
  *     to exactly raw_len, and the CRC-32 of the restored data against the payload's trailer.
  *  3. Outputs are engine/output.h targets: temporary names renamed only by snap_output_commit
  *     after the last check passed; any failure aborts them, so nothing is left behind.
- *  4. Workers decode frames in any order and hand each checked frame's bytes to the writer
- *     thread (RS_WRITE), which writes them (positional writes, O_DIRECT where the target
- *     allows) and frees the slot, so no worker waits for the device; the run thread reads
- *     the input in file order and assigns frames to slots, so the input may be a pipe.
- *  5. Workers never call snap_job_fail: the first failure is kept in the context under its
- *     lock and recorded on the job by the run thread (worker_failed).
- *  6. Workers count the bytes they restored in the context under its lock; only the run thread
- *     copies them into job->progress (publish) and reports, also while it waits on workers
- *     (snap_job_wait), so progress never races and keeps flowing to the end of the data.
+ *  4. The data stage runs on the pipeline (pipeline.h): the run thread reads the input in file
+ *     order into slots (one frame record each), so the input may be a pipe; workers check
+ *     frames in any order (restore_work); the sink thread writes each checked frame's bytes
+ *     in frame order (restore_sink: positional writes, O_DIRECT where the target allows), so
+ *     no worker waits for the device and the target sees sequential writes. Slot buffers are
+ *     allocated once when the job starts (restore_start_workers).
+ *  5. The first failure wins: workers and the sink record theirs with snap_pipeline_fail (on
+ *     the job at once, and the pipeline stops), the run thread with snap_job_fail; the
+ *     pipeline's acquire and finish return the first failure.
+ *  6. Only the sink counts the bytes of checked frames (frame_done, frame_written, atomic); only
+ *     the run thread copies them into job->progress (publish, also the pipeline's progress op
+ *     while it waits) and reports, so progress never races and keeps flowing to the end of the
+ *     data.
  *
  * State transitions (snap_restore_run):
  *  1. prepare: head read and keys recovered (restore_open), selection resolved and outputs
  *     opened (restore_select, restore_open_outputs); random path: index loaded
  *  2. data: frames read (restore_random / restore_sequential), checked by workers
- *     (rworker_main), written by the writer (rwriter_main); sequential path: index and
- *     footer checked at the end
+ *     (restore_work), written and counted by the sink (restore_sink); sequential path: index
+ *     and footer checked at the end
  *  3. finish: ZERO extents zeroed (restore_zero), outputs committed
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +51,7 @@
 
 #include "job-internal.h"
 #include "output.h"
+#include "pipeline.h"
 #include "store-image.h"
 
 struct rvol {
@@ -55,15 +60,13 @@ struct rvol {
 	struct snap_output *out;
 };
 
-enum rslot_state { RS_FREE, RS_QUEUED, RS_BUSY, RS_WRITE, RS_WRITING };
-
 struct rslot {
-	enum rslot_state state;
 	uint8_t *rec; /* whole frame record */
 	uint8_t *raw;
 	struct snap_store_frame f;
-	uint64_t at; /* file offset of the record, for messages */
-	/* the checked bytes to write (RS_WRITE): len bytes at off of out, from buf */
+	uint64_t at;   /* file offset of the record, for messages */
+	uint64_t span; /* bytes of the selected ranges the frame covers: counted when sunk */
+	/* the checked bytes to write (restore_sink): len bytes at off of out, from buf */
 	struct snap_output *wout;
 	const uint8_t *wbuf;
 	size_t wlen;
@@ -79,23 +82,16 @@ struct rctx {
 	size_t nvols;
 	char *made_dir; /* the output directory this job created: removed when it fails */
 
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
+	struct snap_pipeline *pipe;
 	struct rslot *slots;
 	unsigned nslots;
-	pthread_t *threads; /* the workers, then the writer */
-	unsigned nthreads, started;
-	bool stop;
-	int err;	  /* first worker failure */
-	char *err_detail; /* its message: workers never touch the job (snap_job_fail is not
-			   * thread-safe); the run thread records it (worker_failed) */
 
 	struct snap_store_index_frame *seen; /* sequential path: frames as they arrived */
 	uint64_t nseen, cap_seen;
 	uint64_t frames_read;
 	bool skips_counted; /* ZERO/UNUSED bytes already in bytes_done (random path) */
 	uint64_t skip_done; /* run thread: ZERO/UNUSED bytes covered */
-	uint64_t frame_done, frame_written; /* workers, under lock: bytes of checked frames */
+	_Atomic uint64_t frame_done, frame_written; /* the sink: bytes of checked frames */
 };
 
 /* ---- workers ---- */
@@ -104,7 +100,7 @@ struct rworker {
 	struct rctx *c;
 	struct inflate_state inf;
 	struct snap_store_cipher *cipher;
-	char msg[512]; /* the failure of the frame at hand (invariant 5) */
+	char msg[512]; /* the failure of the frame at hand */
 };
 
 static int rfail(struct rworker *w, int err, const struct rslot *sl, const char *what)
@@ -186,179 +182,114 @@ static int decode_frame(struct rworker *w, struct rslot *sl)
 	return 0;
 }
 
-static void *rworker_main(void *arg)
+/* The pipeline's work: check one frame (any order, any worker). */
+static int restore_work(void *ctx, void *state, unsigned i)
 {
-	struct rworker *w = arg;
-	struct rctx *c = w->c;
-	pthread_mutex_lock(&c->lock);
-	for (;;) {
-		struct rslot *sl = NULL;
-		while (!c->stop) {
-			for (unsigned i = 0; i < c->nslots && !sl; i++)
-				if (c->slots[i].state == RS_QUEUED)
-					sl = &c->slots[i];
-			if (sl)
-				break;
-			pthread_cond_wait(&c->cond, &c->lock);
-		}
-		if (c->stop)
-			break;
-		sl->state = RS_BUSY;
-		sl->wlen = 0;
-		bool skip = c->err != 0;
-		pthread_mutex_unlock(&c->lock);
-		int r = skip ? 0 : decode_frame(w, sl);
-		pthread_mutex_lock(&c->lock);
-		if (r < 0 && !c->err) {
-			c->err = r;
-			c->err_detail = strdup(w->msg);
-		}
-		if (r == 0 && !skip && sl->wlen) {
-			/* the writer counts it once written */
-			sl->state = RS_WRITE;
-			pthread_cond_broadcast(&c->cond);
-			continue;
-		}
-		if (r == 0 && !skip) {
-			struct rvol *v = &c->vols[sl->f.volume];
-			uint64_t a = sl->f.offset > v->lo ? sl->f.offset : v->lo;
-			uint64_t e = sl->f.offset + sl->f.raw_len;
-			uint64_t b = e < v->hi ? e : v->hi;
-			if (v->selected && a < b) {
-				c->frame_done += b - a;
-				c->frame_written += v->out ? b - a : 0;
-			}
-		}
-		sl->state = RS_FREE;
-		pthread_cond_broadcast(&c->cond);
-	}
-	pthread_mutex_unlock(&c->lock);
-	return NULL;
+	struct rctx *c = ctx;
+	struct rworker *w = state;
+	struct rslot *sl = &c->slots[i];
+	sl->wlen = 0;
+	int r = decode_frame(w, sl);
+	return r < 0 ? snap_pipeline_fail(c->pipe, r, "%s", w->msg) : 0;
 }
 
-/* The writer: writes checked frames (RS_WRITE) lowest frame first, so the target sees nearly
- * sequential writes, and frees their slots. One thread: on a fresh ext4 file every allocating
+/* The pipeline's sink: writes checked frames in frame order, so the target sees sequential
+ * writes, and counts them (invariant 6). One thread: on a fresh ext4 file every allocating
  * O_DIRECT write holds the inode lock exclusively for its device time anyway, and the workers
  * keep decoding meanwhile. */
-static void *rwriter_main(void *arg)
+static int restore_sink(void *ctx, unsigned i)
 {
-	struct rctx *c = arg;
-	pthread_mutex_lock(&c->lock);
-	for (;;) {
-		struct rslot *sl = NULL;
-		while (!c->stop) {
-			for (unsigned i = 0; i < c->nslots; i++)
-				if (c->slots[i].state == RS_WRITE &&
-				    (!sl || c->slots[i].f.index < sl->f.index))
-					sl = &c->slots[i];
-			if (sl)
-				break;
-			pthread_cond_wait(&c->cond, &c->lock);
-		}
-		if (c->stop)
-			break;
-		sl->state = RS_WRITING;
-		bool skip = c->err != 0;
-		pthread_mutex_unlock(&c->lock);
-		int r = skip ? 0 : snap_output_write(sl->wout, sl->wbuf, sl->wlen, sl->woff);
-		pthread_mutex_lock(&c->lock);
-		if (r < 0 && !c->err) {
-			c->err = r;
-			if (asprintf(&c->err_detail, "cannot write %s at offset %llu: %s",
-				     snap_output_path(sl->wout), (unsigned long long)sl->woff,
-				     snap_strerror(r)) < 0)
-				c->err_detail = NULL;
-		}
-		if (r == 0 && !skip) {
-			c->frame_done += sl->wlen;
-			c->frame_written += sl->wlen;
-		}
-		sl->state = RS_FREE;
-		pthread_cond_broadcast(&c->cond);
+	struct rctx *c = ctx;
+	struct rslot *sl = &c->slots[i];
+	if (sl->wlen) {
+		int r = snap_output_write(sl->wout, sl->wbuf, sl->wlen, sl->woff);
+		if (r < 0)
+			return snap_pipeline_fail(c->pipe, r, "cannot write %s at offset %llu: %s",
+						  snap_output_path(sl->wout),
+						  (unsigned long long)sl->woff, snap_strerror(r));
+		atomic_fetch_add(&c->frame_written, sl->wlen);
 	}
-	pthread_mutex_unlock(&c->lock);
-	return NULL;
+	if (sl->span)
+		atomic_fetch_add(&c->frame_done, sl->span);
+	return 0;
 }
 
-/* Records the first worker failure on the job (run thread; invariant 5) and returns it. */
-static int worker_failed(struct rctx *c)
-{
-	pthread_mutex_lock(&c->lock);
-	int err = c->err;
-	char *detail = c->err_detail;
-	c->err_detail = NULL;
-	pthread_mutex_unlock(&c->lock);
-	if (err < 0)
-		snap_job_fail(c->job, err, "%s", detail ? detail : snap_strerror(err));
-	free(detail);
-	return err;
-}
-
-/* Copies the workers' counts into the job's progress (lock held, run thread; invariant 5). */
+/* Copies the sink's counts into the job's progress (run thread; invariant 6). */
 static void publish(struct rctx *c)
 {
 	struct snap_progress *p = &c->job->progress;
-	p->bytes_done = c->skip_done + c->frame_done;
-	p->bytes_written = c->frame_written;
+	p->bytes_done = c->skip_done + atomic_load(&c->frame_done);
+	p->bytes_written = atomic_load(&c->frame_written);
 	p->bytes_read = c->img->bytes_read;
 }
 
-/* Waits for a free slot (lock held); NULL after a worker failed. */
-static struct rslot *get_slot(struct rctx *c)
+static void restore_progress(void *ctx)
 {
-	for (;;) {
-		if (c->err)
-			return NULL;
-		for (unsigned i = 0; i < c->nslots; i++)
-			if (c->slots[i].state == RS_FREE)
-				return &c->slots[i];
-		publish(c);
-		snap_job_wait(c->job, &c->cond, &c->lock);
-	}
+	publish(ctx);
 }
 
-static int drain(struct rctx *c)
+/* Run thread: the bytes of the selected range that frame f covers. */
+static uint64_t frame_span(const struct rctx *c, const struct snap_store_frame *f)
 {
-	pthread_mutex_lock(&c->lock);
-	for (;;) {
-		bool busy = false;
-		for (unsigned i = 0; i < c->nslots; i++)
-			busy |= c->slots[i].state != RS_FREE;
-		if (!busy)
-			break;
-		publish(c);
-		snap_job_wait(c->job, &c->cond, &c->lock);
-	}
-	publish(c);
-	int r = c->err;
-	pthread_mutex_unlock(&c->lock);
-	return r < 0 ? worker_failed(c) : 0;
+	const struct rvol *v = &c->vols[f->volume];
+	uint64_t a = f->offset > v->lo ? f->offset : v->lo;
+	uint64_t e = f->offset + f->raw_len;
+	uint64_t b = e < v->hi ? e : v->hi;
+	return v->selected && a < b ? b - a : 0;
 }
 
+/* Run thread: the slot acquired last holds a frame record that passed the header checks. */
 static void queue_slot(struct rctx *c, struct rslot *sl)
 {
 	c->frames_read++;
-	pthread_mutex_lock(&c->lock);
-	sl->state = RS_QUEUED;
-	pthread_cond_broadcast(&c->cond);
+	sl->span = frame_span(c, &sl->f);
+	snap_pipeline_submit(c->pipe, false);
 	publish(c);
-	pthread_mutex_unlock(&c->lock);
 	snap_job_report(c->job, false);
 }
 
-static int start_workers(struct rctx *c, struct rworker **ret)
+static int restore_worker_init(void *ctx, unsigned i, void **ret)
+{
+	struct rctx *c = ctx;
+	(void)i;
+	struct rworker *w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->c = c;
+	int r = snap_store_cipher_new(c->img->unlocked ? &c->img->ks : NULL, &w->cipher);
+	if (r < 0) {
+		free(w);
+		return r;
+	}
+	*ret = w;
+	return 0;
+}
+
+static void restore_worker_free(void *ctx, void *state)
+{
+	struct rworker *w = state;
+	(void)ctx;
+	if (!w)
+		return;
+	snap_store_cipher_free(w->cipher);
+	free(w);
+}
+
+static const struct snap_pipeline_ops restore_ops = {
+    .worker_init = restore_worker_init,
+    .worker_free = restore_worker_free,
+    .work = restore_work,
+    .sink = restore_sink,
+    .progress = restore_progress,
+};
+
+static int restore_start_workers(struct rctx *c)
 {
 	uint32_t fs = c->img->hdr.frame_size;
-	c->nthreads = snap_job_threads(c->job);
-	c->nslots = c->nthreads * 2 + 2;
-	bool writer = false;
-	for (size_t i = 0; i < c->nvols; i++)
-		writer |= c->vols[i].out != NULL;
+	unsigned nthreads = snap_job_threads(c->job);
+	c->nslots = nthreads * 2 + 2;
 	c->slots = calloc(c->nslots, sizeof(*c->slots));
-	c->threads = calloc(c->nthreads + 1, sizeof(*c->threads));
-	struct rworker *ws = calloc(c->nthreads, sizeof(*ws));
-	*ret = ws;
-	if (!c->slots || !c->threads || !ws)
+	if (!c->slots)
 		return -ENOMEM;
 	for (unsigned i = 0; i < c->nslots; i++) {
 		c->slots[i].rec = malloc((size_t)fs + SNAP_STORE_FRAME_HEADER_SIZE +
@@ -370,34 +301,8 @@ static int start_workers(struct rctx *c, struct rworker **ret)
 		if (!c->slots[i].rec || !c->slots[i].raw)
 			return -ENOMEM;
 	}
-	for (unsigned i = 0; i < c->nthreads; i++) {
-		ws[i].c = c;
-		int r = snap_store_cipher_new(c->img->unlocked ? &c->img->ks : NULL, &ws[i].cipher);
-		if (r < 0)
-			return r;
-		if (pthread_create(&c->threads[i], NULL, rworker_main, &ws[i]) != 0)
-			return -EAGAIN;
-		c->started++;
-	}
-	/* a frame is only ever handed to the writer when an output is open */
-	if (writer) {
-		if (pthread_create(&c->threads[c->started], NULL, rwriter_main, c) != 0)
-			return -EAGAIN;
-		c->started++;
-	}
-	return 0;
-}
-
-static void stop_workers(struct rctx *c, struct rworker *ws, unsigned started)
-{
-	pthread_mutex_lock(&c->lock);
-	c->stop = true;
-	pthread_cond_broadcast(&c->cond);
-	pthread_mutex_unlock(&c->lock);
-	for (unsigned i = 0; i < started; i++)
-		pthread_join(c->threads[i], NULL);
-	for (unsigned i = 0; ws && i < c->nthreads; i++)
-		snap_store_cipher_free(ws[i].cipher);
+	struct snap_pipeline_opts po = {.nworkers = nthreads, .nslots = c->nslots};
+	return snap_pipeline_new(c->job, &po, &restore_ops, c, &c->pipe);
 }
 
 /* ---- selection and outputs ---- */
@@ -574,9 +479,7 @@ static int restore_zero(struct rctx *c)
 					    snap_output_path(v->out),
 					    (unsigned long long)(p - v->lo), snap_strerror(r));
 				p += n;
-				pthread_mutex_lock(&c->lock);
 				publish(c);
-				pthread_mutex_unlock(&c->lock);
 				snap_job_report(c->job, false);
 			}
 		}
@@ -613,9 +516,7 @@ static int restore_random(struct rctx *c)
 		}
 	}
 	c->skips_counted = true;
-	pthread_mutex_lock(&c->lock);
 	publish(c);
-	pthread_mutex_unlock(&c->lock);
 	snap_job_report(c->job, false);
 	for (size_t vi = 0; vi < c->nvols; vi++) {
 		const struct rvol *v = &c->vols[vi];
@@ -627,13 +528,12 @@ static int restore_random(struct rctx *c)
 			/* only the frames that overlap the requested range are read */
 			if (e->offset + e->raw_len <= v->lo || e->offset >= v->hi)
 				continue;
-			if (snap_job_cancelled(c->job))
-				return -ECANCELED;
-			pthread_mutex_lock(&c->lock);
-			struct rslot *sl = get_slot(c);
-			pthread_mutex_unlock(&c->lock);
-			if (!sl)
-				return worker_failed(c);
+			unsigned si;
+			uint64_t seq;
+			int r = snap_pipeline_acquire(c->pipe, &si, &seq);
+			if (r < 0)
+				return r;
+			struct rslot *sl = &c->slots[si];
 			struct snap_store_frame hdrf = {.flags = e->flags,
 							.stored_len = e->stored_len};
 			size_t len = (size_t)snap_store_frame_record_len(&hdrf);
@@ -643,7 +543,7 @@ static int restore_random(struct rctx *c)
 						     "%s: index entry of frame %llu is too long",
 						     img->path, (unsigned long long)k);
 			sl->at = e->file_offset;
-			int r = store_image_pread(img, sl->rec, len, e->file_offset, "frame");
+			r = store_image_pread(img, sl->rec, len, e->file_offset, "frame");
 			if (r < 0)
 				return snap_job_fail(c->job, r, "%s", snap_store_image_error(img));
 			const char *why = "";
@@ -663,7 +563,7 @@ static int restore_random(struct rctx *c)
 			queue_slot(c, sl);
 		}
 	}
-	return drain(c);
+	return snap_pipeline_finish(c->pipe);
 }
 
 static int add_seen(struct rctx *c, const struct snap_store_frame *f, uint64_t at)
@@ -698,21 +598,22 @@ static int restore_sequential(struct rctx *c, uint8_t idx_prefix[SNAP_STORE_PREF
 	bool encrypted = img->keys_rec != NULL;
 	int r;
 	for (;;) {
-		if (snap_job_cancelled(job))
-			return -ECANCELED;
-		pthread_mutex_lock(&c->lock);
-		struct rslot *sl = get_slot(c);
-		pthread_mutex_unlock(&c->lock);
-		if (!sl)
-			return worker_failed(c);
+		unsigned si;
+		uint64_t seq;
+		if ((r = snap_pipeline_acquire(c->pipe, &si, &seq)) < 0)
+			return r;
+		struct rslot *sl = &c->slots[si];
 		uint64_t at = img->pos;
 		sl->at = at;
 		if ((r = store_image_read(img, sl->rec, SNAP_STORE_PREFIX_SIZE, "frames")) < 0)
 			return snap_job_fail(job, r, "%s", snap_store_image_error(img));
 		uint32_t type = snap_get_le32(sl->rec);
 		if (type == SNAP_STORE_REC_INDEX) {
-			/* the slot stays free; the tail reads the rest of the record */
+			/* the tail reads the rest of the record; the slot goes to the sink empty */
 			memcpy(idx_prefix, sl->rec, SNAP_STORE_PREFIX_SIZE);
+			sl->wlen = 0;
+			sl->span = 0;
+			snap_pipeline_submit(c->pipe, true);
 			break;
 		}
 		if (type != SNAP_STORE_REC_FRAME)
@@ -758,7 +659,7 @@ static int restore_sequential(struct rctx *c, uint8_t idx_prefix[SNAP_STORE_PREF
 			return r;
 		queue_slot(c, sl);
 	}
-	return drain(c);
+	return snap_pipeline_finish(c->pipe);
 }
 
 /* Reads the rest of the INDEX whose prefix was just read, then the footer, then EOF. */
@@ -901,15 +802,12 @@ static int restore_open(struct rctx *c)
 int snap_restore_run(struct snap_job *job)
 {
 	struct rctx c = {.job = job, .verify_only = job->kind == SNAP_JOB_VERIFY_STORE};
-	struct rworker *ws = NULL;
-	pthread_mutex_init(&c.lock, NULL);
-	pthread_cond_init(&c.cond, NULL);
 	int r = restore_open(&c);
 	if (r < 0)
 		goto out;
 	if ((r = restore_select(&c)) < 0 || (r = restore_open_outputs(&c)) < 0)
 		goto out;
-	r = start_workers(&c, &ws);
+	r = restore_start_workers(&c);
 	if (r < 0) {
 		r = snap_job_fail(job, r, "cannot start worker threads");
 		goto out;
@@ -934,9 +832,7 @@ int snap_restore_run(struct snap_job *job)
 	snap_job_set_stage(job, SNAP_STAGE_FINISH);
 	if ((r = restore_zero(&c)) < 0)
 		goto out;
-	pthread_mutex_lock(&c.lock);
-	publish(&c); /* workers are idle: drain() returned */
-	pthread_mutex_unlock(&c.lock);
+	publish(&c); /* the pipeline finished: every frame was sunk */
 	/* last moment to honour a cancellation (also from the FINISH callback) cleanly */
 	if (snap_job_cancelled(job)) {
 		r = -ECANCELED;
@@ -962,15 +858,12 @@ int snap_restore_run(struct snap_job *job)
 	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_SKIPPED, job->progress.bytes_skipped);
 	snap_job_set_result_u64(job, SNAP_RESULT_FRAMES, c.img->ix.nframes);
 out:
-	if (r < 0 && r != -ECANCELED && c.err && !job->error_detail)
-		worker_failed(&c);
 	if (r == -ENOMEM)
 		snap_job_fail(job, r, "out of memory");
 	snap_job_set_result_u64(job, SNAP_RESULT_FRAMES_READ, c.frames_read);
 	snap_job_set_result_u64(job, SNAP_RESULT_AUTHENTICATED,
 				!c.without_key ? 2 : c.img->signature_valid ? 1 : 0);
-	if (c.threads)
-		stop_workers(&c, ws, c.started);
+	c.pipe = snap_pipeline_free(c.pipe); /* joins every thread */
 	for (size_t i = 0; c.vols && i < c.nvols; i++)
 		c.vols[i].out = snap_output_free(c.vols[i].out); /* aborts uncommitted outputs */
 	if (r < 0 && c.made_dir)
@@ -981,13 +874,8 @@ out:
 		free(c.slots[i].raw);
 	}
 	free(c.slots);
-	free(c.threads);
-	free(ws);
 	free(c.vols);
 	free(c.seen);
-	free(c.err_detail);
 	c.img = snap_store_image_free(c.img);
-	pthread_mutex_destroy(&c.lock);
-	pthread_cond_destroy(&c.cond);
 	return r;
 }
