@@ -3,63 +3,72 @@
  * bundle.c - the classic bundle job: source -> sparse tar -> SHA-1 -> parallel gzip ->
  * AES-128-CBC -> 10 MiB parts + manifest (classic-bundle-format.md §1-4).
  *
- * Threads and data flow:
+ * Threads and data flow (the data stage runs on the job pipeline, pipeline.h):
  *   run thread (produce):   reader chunks -> tar stream -> SHA-1 of the stream -> slot.data
  *                           (a reader buffer it holds, or the tar header, trailer and small
- *                           chunks copied into slot.in)
- *   deflate workers (N):    slot.data -> ISA-L raw deflate chunk + CRC-32 -> slot.out
- *   writer thread (write):  slot.out in order -> gzip wrapper -> AES -> stages, SHA-1 per part
- *   flusher thread:         stages -> parts (O_DIRECT)
+ *                           chunks copied into slot.in); acquire/submit, the last one final
+ *   pipeline workers (N):   slot.data -> ISA-L raw deflate chunk + CRC-32 -> slot.out
+ *                           (bundle_work, a snap_deflate per worker)
+ *   pipeline sink (write):  slot.out in order -> gzip wrapper -> AES -> stages, SHA-1 per part
+ *                           (bundle_sink; bundle_sink_end: gzip trailer, AES padding, last part)
+ *   output sequence thread: stages -> parts (O_DIRECT; output.h Q1-Q4)
  *
  * Invariants:
  *  1. Memory is fixed when the job starts: nslots slots of chunk_size input (touched only for
  *     copied chunks) and snap_deflate_bound(chunk_size) output, the reader's buffers
- *     (nslots + 8 requests of chunk_size by default), NSTAGES stages, one ISA-L level buffer
- *     per worker. Only the extent list and the part list grow with the source (O(extents),
+ *     (nslots + 8 requests of chunk_size by default), the output sequence's 3 stages, one
+ *     ISA-L level buffer per worker. Only the extent list and the part list grow with the source (O(extents),
  *     O(parts)), never its size.
- *  2. Slot s carries stream chunk seq where seq % nslots == s. A slot's state only moves
- *     FREE -> FILLED (produce) -> DEFLATING -> DEFLATED (deflate_worker) -> FREE (writer), under
- *     b->lock, and seq only changes in FREE -> FILLED. The producer fills and the writer
- *     drains in seq order, so the output is in stream order whatever order workers finish in.
+ *  2. Slot s carries stream chunk seq where seq % nslots == s (pipeline.h invariant 1): the
+ *     run thread fills it between snap_pipeline_acquire and snap_pipeline_submit, one worker
+ *     deflates it, the sink writes it; the pipeline moves it on and hands it over in seq
+ *     order, so the output is in stream order whatever order workers finish in.
  *  3. Exactly one chunk, the last, is compressed with final set (BFINAL); every other chunk
  *     ends on a flush boundary (gzip-chunk.h), so the concatenation is one gzip member.
  *  4. Nothing the job writes carries a final name before the end: parts are written as
- *     ".NAME.part.I.tmp-PID" and the manifest as ".NAME.manifest.xml.tmp-PID", then parts are
+ *     ".NAME.part.I.tmp-PID" and the manifest as ".NAME.manifest.xml.tmp-PID" (output.h
+ *     targets), then committed as one set by the output layer's commit policy: parts
  *     renamed, then the manifest, last (commit_outputs). Any failure or cancellation before
  *     that removes every temporary file (remove_outputs); an existing bundle is only replaced
  *     with SNAP_PARAM_FORCE.
- *  5. After b->abort is set no thread starts new work; the run thread joins every thread
- *     before it touches the outputs.
- *  6. The first failure wins (snap_job_fail); workers and the writer record theirs under
- *     b->lock, the run thread reports it.
- *  7. Parts are written with O_DIRECT (unless SNAP_PARAM_NO_DIRECT, the environment's
- *     SNAPBUNDLE_OUTPUT_BUFFERED=1, or a filesystem that refuses it): the writer encrypts
- *     straight into an aligned 4 MiB stage, hashes the ciphertext there, and hands full
- *     stages to a flusher thread that writes them at increasing offsets of the part, so the
- *     serial writer never waits for the device (NSTAGES stages: one filling, two writing);
- *     a part's last stage is padded to a 4 KiB block and the flusher truncates the part to
- *     its size and closes it. A part's bytes never pass through the page cache and are never
- *     copied (buffered writes cost 0.2 s of system time per bundle of the realistic disk,
- *     and the page cache's writeback besides). A refusal (EINVAL at open or at the first
- *     write) sends the rest of the bundle through the buffered descriptor; the flusher's
- *     first failure is the job's (with the part and the offset), and it writes nothing
- *     after it.
- *  8. The deflate workers run WORKER_NICE below the job's other threads (setpriority on
- *     their thread): the run thread's tar SHA-1 and the writer's AES-128-CBC and part SHA-1
- *     are single streams and the pipeline's critical path, while the workers are many and
- *     absorb whatever CPU is left, so when the job has more busy threads than cores the
- *     serial stages must not wait behind a worker's time slice (measured on 2 cores: 2.00 s
- *     -> 1.95 s per bundle of the realistic disk, medians of 4 interleaved runs). On a
- *     shared machine this also lets other work go first, as a backup tool should.
+ *  5. After a failure (or a cancellation) no thread starts new work (pipeline.h invariant 3);
+ *     the run thread stops the pipeline (every worker and the sink joined, the slots' reader
+ *     buffers given back) and waits for the parts' writer before it touches the outputs.
+ *  6. The first failure wins (snap_job_fail): workers and the sink record theirs through
+ *     snap_pipeline_fail (pipeline_fail), which also stops the pipeline, the sink with the
+ *     parts' writer's failure (snap_output_seq_error: part and offset); the run thread returns
+ *     the recorded failure as the job's.
+ *  7. Parts are written through an output sequence with its own thread (output.h Q1-Q4):
+ *     the sink encrypts straight into the sequence's aligned 4 MiB stage
+ *     (snap_output_seq_space), hashes the ciphertext there and hands it over
+ *     (snap_output_seq_put); full stages go to the part with O_DIRECT at increasing offsets
+ *     while the sink goes on, so the serial writer never waits for the device, and a part's
+ *     last block is padded, the part truncated to its size and closed. A part's bytes never
+ *     pass through the page cache and are never copied (buffered writes cost 0.2 s of system
+ *     time per bundle of the realistic disk, and the page cache's writeback besides), unless
+ *     SNAP_PARAM_NO_DIRECT, SNAPBUNDLE_OUTPUT_BUFFERED=1 or a filesystem's refusal (EINVAL,
+ *     for the rest of the bundle) sends them through the page cache.
+ *  8. The deflate workers run WORKER_NICE below the job's other threads (the pipeline's
+ *     nice_workers, pipeline.h invariant 6): the run thread's tar SHA-1 and the sink's
+ *     AES-128-CBC and part SHA-1 are single streams and the pipeline's critical path, while
+ *     the workers are many and absorb whatever CPU is left, so when the job has more busy
+ *     threads than cores the serial stages must not wait behind a worker's time slice
+ *     (measured on 2 cores: 2.00 s -> 1.95 s per bundle of the realistic disk, medians of 4
+ *     interleaved runs). On a shared machine this also lets other work go first, as a backup
+ *     tool should.
  *  9. A reader chunk of at least ZERO_COPY_MIN bytes is a stream chunk of its own, deflated
  *     from the reader's buffer: the slot holds the buffer and its worker releases it right
  *     after deflating (copying 1.16 GB of the realistic disk into the slots cost 0.13 s of
  *     the run thread's CPU). The tar header, the trailer and smaller chunks (extent ends) are
  *     copied as before. Stream chunks therefore follow the reader's requests (each range cut
  *     into chunk_size requests, reader.h invariant 1), so the gzip bytes are the same for
- *     the same source and settings whichever way the source is read. No deadlock: the run
- *     thread waits for a reader buffer only while no slot it filled is unsubmitted, and every
- *     held buffer belongs to a submitted slot that a worker finishes without the run thread.
+ *     the same source and settings whichever way the source is read. A held buffer is only
+ *     ever in a submitted slot (taken and submitted in one step, emit_held); a slot that
+ *     never reaches a worker gives it back through the pipeline's drop (pipeline.h
+ *     invariant 5). No deadlock: the run thread waits for a reader buffer only while it holds
+ *     none (a slot it is filling holds copied bytes only), and it waits for a free slot
+ *     (acquire) holding at most one buffer not yet in a slot; every other held buffer belongs
+ *     to a submitted slot that a worker finishes and the sink frees without the run thread.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -72,9 +81,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -88,6 +95,7 @@
 #include "log.h"
 #include "manifest-write.h"
 #include "output.h"
+#include "pipeline.h"
 #include "reader.h"
 #include "source.h"
 #include "sparse-tar.h"
@@ -97,17 +105,15 @@
 #define CHUNK_SIZE_MIN ((size_t)64 << 10)
 #define CHUNK_SIZE_MAX ((size_t)64 << 20)
 #define LEVEL_DEFAULT 2 /* measured: bench/results/bundle.md */
-#define WAIT_POLL_NS 100000000ull /* the run thread wakes this often to report and poll cancel */
 #define WORKER_NICE 10 /* how much lower the deflate workers run (invariant 8) */
 #define ZERO_COPY_MIN ((size_t)256 << 10) /* smaller reader chunks are copied (invariant 9) */
 
 #define BUNDLER_NAME "snapbundle"
 
-enum slot_state { SLOT_FREE, SLOT_FILLED, SLOT_DEFLATING, SLOT_DEFLATED };
-
+/* What a pipeline slot holds (pipeline.h): a stream chunk, then its deflate output. */
 struct slot {
-	enum slot_state state;
-	uint64_t seq;
+	uint64_t seq; /* the chunk's place in the stream (pipeline.h invariant 1) */
+	uint64_t off; /* the tar stream offset of its first byte */
 	bool final;
 	const uint8_t *data; /* what to deflate: in, or a reader buffer the slot holds */
 	struct snap_chunk held; /* the reader buffer, released by the worker (invariant 9) */
@@ -160,25 +166,14 @@ struct bundle {
 	EVP_PKEY *user_pub, *ec2_pub, *priv;
 
 	/* pipeline */
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
+	struct snap_pipeline *pipe;
 	struct slot *slots;
 	unsigned nslots;
-	uint64_t next_deflate; /* next seq a worker takes */
-	uint64_t nchunks;      /* set once the final chunk is filled; UINT64_MAX before */
-	bool abort;
-	bool writer_done;
-	int err; /* first failure of a worker or the writer */
-	struct snap_deflate **deflaters;
-	pthread_t *workers;
-	unsigned nstarted;
-	pthread_t writer;
-	bool writer_started;
+	struct snap_pipeline_stats stats; /* kept when the pipeline is freed */
 
 	/* producer state (run thread) */
 	EVP_MD_CTX *tar_sha1;
-	uint64_t seq;	  /* seq of the slot being filled */
-	struct slot *cur; /* NULL until the first byte */
+	struct slot *cur; /* the slot being filled (acquired, not submitted), or NULL */
 	uint64_t stream_len;
 
 	/* writer state */
@@ -213,7 +208,8 @@ static double cpu_since(uint64_t t0)
 	return (double)(snap_thread_cpu_ns() - t0) / 1e9;
 }
 
-/* Records a worker's or the writer's failure (first wins) and stops everything. */
+/* Records a worker's, or the sink's failure (first wins) and stops the pipeline
+ * (invariant 6); before the pipeline runs, only the job's. */
 static int pipeline_fail(struct bundle *b, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static int pipeline_fail(struct bundle *b, int err, const char *fmt, ...)
@@ -224,14 +220,11 @@ static int pipeline_fail(struct bundle *b, int err, const char *fmt, ...)
 	if (vasprintf(&msg, fmt, ap) < 0)
 		msg = NULL;
 	va_end(ap);
-	pthread_mutex_lock(&b->lock);
-	if (!b->err) {
-		b->err = err;
-		snap_job_fail(b->job, err, "%s", msg ? msg : snap_strerror(err));
-	}
-	b->abort = true;
-	pthread_cond_broadcast(&b->cond);
-	pthread_mutex_unlock(&b->lock);
+	const char *m = msg ? msg : snap_strerror(err);
+	if (b->pipe)
+		err = snap_pipeline_fail(b->pipe, err, "%s", m);
+	else
+		err = snap_job_fail(b->job, err, "%s", m);
 	free(msg);
 	return err;
 }
@@ -461,109 +454,112 @@ static void remove_stale_parts(struct bundle *b)
 /* ---------------------------------------------------------------------------------------- */
 /* Workers                                                                                   */
 
-static void *deflate_worker(void *arg)
+/* Gives back the reader buffer a slot holds (invariant 9). */
+static void slot_release(struct bundle *b, struct slot *s)
 {
-	struct bundle *b = ((void **)arg)[0];
-	struct snap_deflate *d = ((void **)arg)[1];
-	free(arg);
-	/* invariant 8: the serial stages first */
-	errno = 0;
-	int nice_now = getpriority(PRIO_PROCESS, 0);
-	if (errno == 0)
-		(void)setpriority(PRIO_PROCESS, (id_t)gettid(),
-				  nice_now + WORKER_NICE < 19 ? nice_now + WORKER_NICE : 19);
-	pthread_mutex_lock(&b->lock);
-	for (;;) {
-		uint64_t seq = b->next_deflate;
-		struct slot *s = &b->slots[seq % b->nslots];
-		while (!b->abort && seq < b->nchunks &&
-		       !(s->state == SLOT_FILLED && s->seq == seq)) {
-			pthread_cond_wait(&b->cond, &b->lock);
-			seq = b->next_deflate;
-			s = &b->slots[seq % b->nslots];
-		}
-		if (b->abort || seq >= b->nchunks)
-			break;
-		b->next_deflate++;
-		s->state = SLOT_DEFLATING;
-		pthread_mutex_unlock(&b->lock);
-
-		uint64_t t0 = snap_thread_cpu_ns();
-		size_t outlen = 0;
-		uint32_t crc = 0;
-		int r = snap_deflate_chunk(d, s->data, s->in_len, s->final, s->out,
-					   snap_deflate_bound(b->chunk_size), &outlen, &crc);
-		if (s->holding) { /* invariant 9: the reader's buffer goes back at once */
-			snap_reader_release(b->reader, &s->held);
-			s->holding = false;
-		}
-		atomic_fetch_add(&b->deflate_ns, snap_thread_cpu_ns() - t0);
-		if (r < 0) {
-			pipeline_fail(b, r,
-				      "deflate of tar stream bytes %" PRIu64 "+%zu failed: %s",
-				      seq * b->chunk_size, s->in_len, snap_strerror(r));
-			pthread_mutex_lock(&b->lock);
-			break;
-		}
-		pthread_mutex_lock(&b->lock);
-		s->out_len = outlen;
-		s->crc = crc;
-		s->state = SLOT_DEFLATED;
-		pthread_cond_broadcast(&b->cond);
+	if (s->holding) {
+		snap_reader_release(b->reader, &s->held);
+		s->holding = false;
 	}
-	pthread_mutex_unlock(&b->lock);
-	return NULL;
 }
 
-static void *writer_thread(void *arg)
+/* The pipeline's work: deflate one stream chunk (any worker, any order). */
+static int bundle_work(void *ctx, void *state, unsigned i)
 {
-	struct bundle *b = arg;
-	uint8_t hdr[SNAP_GZIP_HEADER_SIZE];
-	snap_gzip_header(hdr, b->level);
-	if (encrypt_put(b, hdr, sizeof(hdr)) < 0)
-		goto out;
-	for (uint64_t seq = 0;; seq++) {
-		struct slot *s = &b->slots[seq % b->nslots];
-		uint64_t t0 = snap_now_ns();
-		pthread_mutex_lock(&b->lock);
-		while (!b->abort && !(s->state == SLOT_DEFLATED && s->seq == seq))
-			pthread_cond_wait(&b->cond, &b->lock);
-		bool stop = b->abort;
-		pthread_mutex_unlock(&b->lock);
-		b->t.writer_wait += secs_since(t0);
-		if (stop)
-			goto out;
+	struct bundle *b = ctx;
+	struct slot *s = &b->slots[i];
+	uint64_t t0 = snap_thread_cpu_ns();
+	size_t outlen = 0;
+	uint32_t crc = 0;
+	int r = snap_deflate_chunk(state, s->data, s->in_len, s->final, s->out,
+				   snap_deflate_bound(b->chunk_size), &outlen, &crc);
+	slot_release(b, s); /* invariant 9: the reader's buffer goes back at once */
+	atomic_fetch_add(&b->deflate_ns, snap_thread_cpu_ns() - t0);
+	if (r < 0)
+		return pipeline_fail(b, r, "deflate of tar stream bytes %" PRIu64 "+%zu failed: %s",
+				     s->off, s->in_len, snap_strerror(r));
+	s->out_len = outlen;
+	s->crc = crc;
+	return 0;
+}
 
-		b->crc = seq == 0 ? s->crc : snap_crc32_combine(b->crc, s->crc, s->in_len);
-		b->gz_in += s->in_len;
-		bool final = s->final;
-		if (encrypt_put(b, s->out, s->out_len) < 0)
-			goto out;
+/* A worker's deflate state: one ISA-L level buffer (invariant 1). */
+static int bundle_worker_init(void *ctx, unsigned worker, void **ret_state)
+{
+	struct bundle *b = ctx;
+	struct snap_deflate *d = NULL;
+	(void)worker;
+	int r = snap_deflate_new(b->level, &d);
+	if (r < 0)
+		return snap_job_fail(b->job, r, "cannot set up compression: %s", snap_strerror(r));
+	*ret_state = d;
+	return 0;
+}
 
-		pthread_mutex_lock(&b->lock);
-		s->state = SLOT_FREE;
-		pthread_cond_broadcast(&b->cond);
-		pthread_mutex_unlock(&b->lock);
-		if (final)
-			break;
+static void bundle_worker_free(void *ctx, void *state)
+{
+	(void)ctx;
+	snap_deflate_free(state);
+}
+
+/* The pipeline's sink: each deflated chunk in stream order through the gzip wrapper and
+ * AES-128-CBC into the parts. The first chunk starts the gzip member. */
+static int bundle_sink(void *ctx, unsigned i)
+{
+	struct bundle *b = ctx;
+	struct slot *s = &b->slots[i];
+	int r;
+	if (s->seq == 0) {
+		uint8_t hdr[SNAP_GZIP_HEADER_SIZE];
+		snap_gzip_header(hdr, b->level);
+		if ((r = encrypt_put(b, hdr, sizeof(hdr))) < 0)
+			return r;
 	}
+	b->crc = s->seq == 0 ? s->crc : snap_crc32_combine(b->crc, s->crc, s->in_len);
+	b->gz_in += s->in_len;
+	return encrypt_put(b, s->out, s->out_len);
+}
+
+/* The sink's last words, after the final chunk: the gzip trailer, the AES padding, the last
+ * part closed, and every stage written (or the parts' writer's failure recorded). */
+static int bundle_sink_end(void *ctx)
+{
+	struct bundle *b = ctx;
 	uint8_t trl[SNAP_GZIP_TRAILER_SIZE];
 	snap_gzip_trailer(trl, b->crc, b->gz_in);
-	if (encrypt_put(b, trl, sizeof(trl)) < 0 || encrypt_finish(b) < 0)
-		goto out;
+	int r = encrypt_put(b, trl, sizeof(trl));
+	if (r >= 0)
+		r = encrypt_finish(b);
 	int fr = snap_output_seq_flush(b->oseq); /* every part written */
 	b->t.write = (double)snap_output_seq_write_ns(b->oseq) / 1e9;
-	if (fr < 0) {
-		pipeline_fail(b, fr, "%s", snap_output_seq_error(b->oseq));
-		goto out;
-	}
-	pthread_mutex_lock(&b->lock);
-	b->writer_done = !b->err;
-	pthread_cond_broadcast(&b->cond);
-	pthread_mutex_unlock(&b->lock);
-out:
-	return NULL;
+	if (r >= 0 && fr < 0)
+		r = pipeline_fail(b, fr, "%s", snap_output_seq_error(b->oseq));
+	return r;
 }
+
+/* A slot filled but never deflated gives its reader buffer back (invariant 9). */
+static void bundle_drop(void *ctx, unsigned i)
+{
+	struct bundle *b = ctx;
+	slot_release(b, &b->slots[i]);
+}
+
+/* Run thread, before a progress report: what the sink has written. */
+static void bundle_progress(void *ctx)
+{
+	struct bundle *b = ctx;
+	b->job->progress.bytes_written = atomic_load(&b->written);
+}
+
+static const struct snap_pipeline_ops bundle_ops = {
+    .worker_init = bundle_worker_init,
+    .worker_free = bundle_worker_free,
+    .work = bundle_work,
+    .sink = bundle_sink,
+    .sink_end = bundle_sink_end,
+    .drop = bundle_drop,
+    .progress = bundle_progress,
+};
 
 /* ---------------------------------------------------------------------------------------- */
 /* Producer: the tar stream, on the run thread                                               */
@@ -578,66 +574,31 @@ static void report_progress(struct bundle *b, uint64_t covered, uint64_t read)
 	snap_job_report(b->job, false);
 }
 
-/* Waits on the pipeline condition for at most WAIT_POLL_NS, so the run thread can report
- * progress and see a cancellation while it waits. Called with b->lock held. */
-static void timed_wait(struct bundle *b)
+/* Takes the slot for the next stream chunk (waiting, with progress, for it to be free). */
+static int slot_take(struct bundle *b)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	uint64_t ns = (uint64_t)ts.tv_nsec + WAIT_POLL_NS;
-	ts.tv_sec += (time_t)(ns / 1000000000ull);
-	ts.tv_nsec = (long)(ns % 1000000000ull);
-	pthread_cond_timedwait(&b->cond, &b->lock, &ts);
+	unsigned i;
+	uint64_t seq;
+	int r = snap_pipeline_acquire(b->pipe, &i, &seq);
+	if (r < 0)
+		return r;
+	struct slot *s = &b->slots[i];
+	s->seq = seq;
+	s->off = b->stream_len;
+	s->final = false;
+	s->data = s->in;
+	s->in_len = 0;
+	s->holding = false;
+	b->cur = s;
+	return 0;
 }
 
-static int check_cancel(struct bundle *b)
+/* Hands the slot being filled to the workers (invariant 3: final for the last chunk only). */
+static void slot_give(struct bundle *b, bool final)
 {
-	if (!snap_job_cancelled(b->job))
-		return 0;
-	pthread_mutex_lock(&b->lock);
-	b->abort = true;
-	pthread_cond_broadcast(&b->cond);
-	pthread_mutex_unlock(&b->lock);
-	return -ECANCELED;
-}
-
-/* Hands the current slot to the workers and waits for the next one to be free. */
-static int submit(struct bundle *b, bool final)
-{
-	uint64_t t0 = snap_now_ns();
-	pthread_mutex_lock(&b->lock);
-	if (b->cur) {
-		b->cur->final = final;
-		b->cur->state = SLOT_FILLED;
-		if (final)
-			b->nchunks = b->seq + 1;
-		b->seq++;
-		b->cur = NULL;
-		pthread_cond_broadcast(&b->cond);
-	}
-	if (!final) {
-		struct slot *s = &b->slots[b->seq % b->nslots];
-		while (!b->abort && s->state != SLOT_FREE) {
-			timed_wait(b);
-			pthread_mutex_unlock(&b->lock);
-			snap_job_report(b->job, false);
-			int r = check_cancel(b);
-			pthread_mutex_lock(&b->lock);
-			if (r < 0)
-				break;
-		}
-		if (!b->abort) {
-			s->seq = b->seq;
-			s->in_len = 0;
-			s->data = s->in;
-			s->holding = false;
-			b->cur = s;
-		}
-	}
-	bool aborted = b->abort;
-	pthread_mutex_unlock(&b->lock);
-	b->t.produce_wait += secs_since(t0);
-	return aborted ? -ECANCELED : 0;
+	b->cur->final = final;
+	b->cur = NULL;
+	snap_pipeline_submit(b->pipe, false);
 }
 
 /* Appends tar stream bytes (data == NULL: zeros). */
@@ -645,8 +606,10 @@ static int emit(struct bundle *b, const uint8_t *data, uint64_t len)
 {
 	static const uint8_t zeros[65536];
 	while (len > 0) {
-		if (!b->cur || b->cur->in_len == b->chunk_size) {
-			int r = submit(b, false);
+		if (b->cur && b->cur->in_len == b->chunk_size)
+			slot_give(b, false);
+		if (!b->cur) {
+			int r = slot_take(b);
 			if (r < 0)
 				return r;
 		}
@@ -674,32 +637,36 @@ static int emit(struct bundle *b, const uint8_t *data, uint64_t len)
 }
 
 /* A reader chunk as a stream chunk of its own, deflated from the reader's buffer (invariant
- * 9). Returns 1 when a slot took the chunk (its worker releases it; also when -ECANCELED
- * follows), 0 when it is too small for that and the caller copies it, -errno when it was
- * released here. */
+ * 9). Returns 1 when a slot took the chunk (its worker, or the pipeline's drop, releases it),
+ * 0 when it is too small for that and the caller copies it, -errno when it was released here.
+ * The chunk is hashed before the run thread waits for its slot. */
 static int emit_held(struct bundle *b, const struct snap_chunk *c)
 {
 	if (c->length < ZERO_COPY_MIN || c->length > b->chunk_size)
 		return 0;
-	/* the bytes copied so far end their chunk here */
-	if ((!b->cur || b->cur->in_len > 0) && submit(b, false) < 0) {
-		snap_reader_release(b->reader, c);
-		return -ECANCELED;
-	}
-	struct slot *s = b->cur;
 	uint64_t t0 = snap_thread_cpu_ns();
 	if (EVP_DigestUpdate(b->tar_sha1, c->data, c->length) != 1) {
 		snap_reader_release(b->reader, c);
 		return pipeline_fail(b, -EIO, "SHA-1 of the tar stream failed");
 	}
 	b->t.tar_sha1 += cpu_since(t0);
+	/* the bytes copied so far end their chunk here */
+	if (b->cur)
+		slot_give(b, false);
+	int r = slot_take(b);
+	if (r < 0) {
+		snap_reader_release(b->reader, c);
+		return r;
+	}
+	/* the slot takes the buffer and goes to the workers in one step */
+	struct slot *s = b->cur;
 	s->data = c->data;
 	s->held = *c;
 	s->holding = true;
 	s->in_len = c->length;
 	b->stream_len += c->length;
-	/* hand it over and take the next slot; the slot holds the chunk either way */
-	return submit(b, false) < 0 ? -ECANCELED : 1;
+	slot_give(b, false);
+	return 1;
 }
 
 static int produce(struct bundle *b)
@@ -753,8 +720,8 @@ static int produce(struct bundle *b)
 			read += c.length;
 			covered = c.offset + c.length;
 			report_progress(b, covered, read);
-			if ((r = check_cancel(b)) < 0)
-				return r;
+			if (snap_job_cancelled(b->job))
+				return -ECANCELED;
 		}
 	}
 	report_progress(b, b->src->size, read);
@@ -765,7 +732,10 @@ static int produce(struct bundle *b)
 		return pipeline_fail(b, -EIO,
 				     "tar stream of %s is %" PRIu64 " bytes, expected %" PRIu64,
 				     b->image, b->stream_len, snap_tar_stream_size(&m));
-	return submit(b, true);
+	if (!b->cur && (r = slot_take(b)) < 0) /* never: the trailer is at least 1 KiB */
+		return r;
+	slot_give(b, true);
+	return 0;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -1166,15 +1136,12 @@ static int commit_outputs(struct bundle *b)
 static int alloc_pipeline(struct bundle *b)
 {
 	b->slots = calloc(b->nslots, sizeof(*b->slots));
-	b->deflaters = calloc(b->nworkers, sizeof(*b->deflaters));
-	b->workers = calloc(b->nworkers, sizeof(*b->workers));
 	b->tar_sha1 = EVP_MD_CTX_new();
 	b->part_sha1 = EVP_MD_CTX_new();
 	b->aes = EVP_CIPHER_CTX_new();
 	/* the parts' writer: its own thread, parts closed as they end (invariant 7) */
 	bool seq_ok = snap_output_seq_new(true, true, &b->oseq) == 0;
-	if (!b->slots || !b->deflaters || !b->workers || !b->tar_sha1 || !b->part_sha1 || !b->aes ||
-	    !seq_ok)
+	if (!b->slots || !b->tar_sha1 || !b->part_sha1 || !b->aes || !seq_ok)
 		return snap_job_fail(b->job, -ENOMEM, "out of memory for the pipeline");
 	for (unsigned i = 0; i < b->nslots; i++) {
 		b->slots[i].in = malloc(b->chunk_size);
@@ -1182,77 +1149,35 @@ static int alloc_pipeline(struct bundle *b)
 		if (!b->slots[i].in || !b->slots[i].out)
 			return snap_job_fail(b->job, -ENOMEM, "out of memory for the pipeline");
 	}
-	for (unsigned i = 0; i < b->nworkers; i++) {
-		int r = snap_deflate_new(b->level, &b->deflaters[i]);
-		if (r < 0)
-			return snap_job_fail(b->job, r, "cannot set up compression: %s",
-					     snap_strerror(r));
-	}
 	if (EVP_DigestInit_ex(b->tar_sha1, EVP_sha1(), NULL) != 1 ||
 	    EVP_EncryptInit_ex(b->aes, EVP_aes_128_cbc(), NULL, b->key.key, b->key.iv) != 1)
 		return snap_job_fail(b->job, -EIO, "cannot set up SHA-1 and AES-128-CBC");
 	return 0;
 }
 
-static int start_threads(struct bundle *b)
+/* Starts the workers (one deflate state each, invariant 8's nice) and the sink. */
+static int start_pipeline(struct bundle *b)
 {
-	int r;
-	for (unsigned i = 0; i < b->nworkers; i++) {
-		void **arg = malloc(2 * sizeof(void *));
-		if (!arg)
-			return snap_job_fail(b->job, -ENOMEM, "out of memory");
-		arg[0] = b;
-		arg[1] = b->deflaters[i];
-		r = -pthread_create(&b->workers[i], NULL, deflate_worker, arg);
-		if (r < 0) {
-			free(arg);
-			return snap_job_fail(b->job, r, "cannot start a compression thread: %s",
-					     snap_strerror(r));
-		}
-		b->nstarted++;
-	}
-	r = -pthread_create(&b->writer, NULL, writer_thread, b);
-	if (r < 0)
-		return snap_job_fail(b->job, r, "cannot start the writer thread: %s",
-				     snap_strerror(r));
-	b->writer_started = true;
-	return 0;
+	struct snap_pipeline_opts po = {
+	    .nworkers = b->nworkers,
+	    .nslots = b->nslots,
+	    .nice_workers = WORKER_NICE,
+	};
+	return snap_pipeline_new(b->job, &po, &bundle_ops, b, &b->pipe);
 }
 
-static void stop_threads(struct bundle *b, bool abort)
+/* Stops the pipeline (every thread joined, held reader buffers given back, invariant 5) and
+ * keeps its waits for the timings; then waits for the parts' writer. */
+static void stop_pipeline(struct bundle *b)
 {
-	pthread_mutex_lock(&b->lock);
-	if (abort)
-		b->abort = true;
-	pthread_cond_broadcast(&b->cond);
-	pthread_mutex_unlock(&b->lock);
-	for (unsigned i = 0; i < b->nstarted; i++)
-		pthread_join(b->workers[i], NULL);
-	b->nstarted = 0;
-	if (b->writer_started)
-		pthread_join(b->writer, NULL);
-	b->writer_started = false;
-}
-
-/* Run thread: waits for the writer to finish, reporting progress meanwhile. */
-static int wait_writer(struct bundle *b)
-{
-	int r = 0;
-	pthread_mutex_lock(&b->lock);
-	while (!b->writer_done && !b->abort) {
-		timed_wait(b);
-		pthread_mutex_unlock(&b->lock);
-		b->job->progress.bytes_written = atomic_load(&b->written);
-		snap_job_report(b->job, false);
-		r = check_cancel(b);
-		pthread_mutex_lock(&b->lock);
-		if (r < 0)
-			break;
+	if (b->pipe) {
+		snap_pipeline_stats(b->pipe, &b->stats);
+		b->pipe = snap_pipeline_free(b->pipe);
+		b->t.produce_wait = (double)b->stats.acquire_wait / 1e9;
+		b->t.writer_wait = (double)b->stats.sink_wait / 1e9;
 	}
-	if (b->abort && r == 0)
-		r = b->err ? b->err : -ECANCELED;
-	pthread_mutex_unlock(&b->lock);
-	return r;
+	if (b->oseq)
+		(void)snap_output_seq_flush(b->oseq); /* its failure, if any, is recorded */
 }
 
 static void set_results(struct bundle *b)
@@ -1297,10 +1222,6 @@ static void bundle_free(struct bundle *b)
 			free(b->slots[i].out);
 		}
 	free(b->slots);
-	for (unsigned i = 0; b->deflaters && i < b->nworkers; i++)
-		snap_deflate_free(b->deflaters[i]);
-	free(b->deflaters);
-	free(b->workers);
 	EVP_MD_CTX_free(b->tar_sha1);
 	EVP_MD_CTX_free(b->part_sha1);
 	EVP_CIPHER_CTX_free(b->aes);
@@ -1322,17 +1243,13 @@ static void bundle_free(struct bundle *b)
 	free(b->dest);
 	free(b->name);
 	free(b->manifest_path);
-	pthread_mutex_destroy(&b->lock);
-	pthread_cond_destroy(&b->cond);
 }
 
 int snap_bundle_run(struct snap_job *job)
 {
-	struct bundle b = {.job = job, .nchunks = UINT64_MAX};
+	struct bundle b = {.job = job};
 	char *user = NULL;
 	uint64_t start = snap_now_ns(), cpu_start = snap_process_cpu_ns();
-	pthread_mutex_init(&b.lock, NULL);
-	pthread_cond_init(&b.cond, NULL);
 
 	int r = configure(&b);
 	if (r >= 0)
@@ -1353,17 +1270,16 @@ int snap_bundle_run(struct snap_job *job)
 		goto out;
 
 	snap_job_set_stage(job, SNAP_STAGE_DATA);
-	r = start_threads(&b);
+	r = start_pipeline(&b);
 	if (r >= 0)
 		r = produce(&b);
 	if (r >= 0)
-		r = wait_writer(&b);
-	/* the writer's or a worker's failure is the root cause when there is one */
-	pthread_mutex_lock(&b.lock);
-	if (b.err)
-		r = b.err;
-	pthread_mutex_unlock(&b.lock);
-	stop_threads(&b, r < 0);
+		r = snap_pipeline_finish(b.pipe);
+	stop_pipeline(&b);
+	/* the sink's or a worker's failure is the root cause when there is one
+	 * (the run thread may have seen only the cancellation that followed) */
+	if (r < 0 && job->error < 0)
+		r = job->error;
 	if (r < 0)
 		goto out;
 
@@ -1396,7 +1312,7 @@ int snap_bundle_run(struct snap_job *job)
 	if (r >= 0)
 		set_results(&b);
 out:
-	stop_threads(&b, true);
+	stop_pipeline(&b);
 	if (r < 0)
 		remove_outputs(&b);
 	if (r == -ECANCELED)
