@@ -47,13 +47,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <isa-l/igzip_lib.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
+#include "gzip-chunk.h"
 #include "job-internal.h"
 #include "util.h"
 #include "log.h"
@@ -138,7 +138,7 @@ struct pipeline {
 	bool stop_workers;
 
 	/* inflate (inflate thread only) */
-	struct inflate_state *inflate;
+	struct snap_inflate *inflate;
 	uint64_t gz_in; /* compressed bytes consumed, for error offsets */
 
 	/* run thread */
@@ -550,32 +550,10 @@ static void *decrypt_main(void *arg)
 /* ---------------------------------------------------------------------------------------- */
 /* Stage 3: inflate (ISA-L, gzip wrapper: header, CRC-32 and length checked)                  */
 
-static const char *isal_text(int r)
-{
-	switch (r) {
-	case ISAL_INVALID_BLOCK:
-		return "invalid deflate block";
-	case ISAL_INVALID_SYMBOL:
-		return "invalid deflate symbol";
-	case ISAL_INVALID_LOOKBACK:
-		return "invalid deflate distance";
-	case ISAL_INVALID_WRAPPER:
-		return "not a gzip stream (wrong key, or not a bundle)";
-	case ISAL_UNSUPPORTED_METHOD:
-		return "unsupported gzip compression method";
-	case ISAL_INCORRECT_CHECKSUM:
-		return "gzip CRC-32 or length mismatch";
-	default:
-		return "inflate failed";
-	}
-}
-
 static void *inflate_main(void *arg)
 {
 	struct pipeline *p = arg;
-	struct inflate_state *st = p->inflate;
-	isal_inflate_init(st);
-	st->crc_flag = ISAL_GZIP;
+	snap_gunzip_begin(p->inflate);
 	bool member_done = false, any = false;
 	struct buf *out = NULL;
 	for (;;) {
@@ -587,26 +565,23 @@ static void *inflate_main(void *arg)
 			break;
 		/* the head block first, then the body */
 		for (int piece = 0; piece < 2; piece++) {
-			uint8_t *src = piece == 0 ? in->head : in->data + in->off;
+			const uint8_t *src = piece == 0 ? in->head : in->data + in->off;
 			size_t len = piece == 0 ? in->head_len : in->len - in->off;
-			st->next_in = src;
-			st->avail_in = (uint32_t)len;
 			bool more = len > 0;
 			while (more) {
 				if (member_done) {
-					if (st->avail_in == 0)
+					if (len == 0)
 						break;
 					/* gzip allows several members; anything else is trailing
 					 * junk */
-					if (st->next_in[0] != 0x1f) {
+					if (src[0] != 0x1f) {
 						pfail(p, -EUCLEAN,
 						      "part %zu: data after the end of the "
 						      "gzip stream (compressed offset %llu)",
 						      in->part, (unsigned long long)p->gz_in);
 						goto out;
 					}
-					isal_inflate_reset(st);
-					st->crc_flag = ISAL_GZIP;
+					snap_gunzip_next_member(p->inflate);
 					member_done = false;
 				}
 				if (!out || out->len == out->cap) {
@@ -619,27 +594,26 @@ static void *inflate_main(void *arg)
 					}
 					out->off = out->len = 0;
 				}
-				uint32_t before = st->avail_in;
-				st->next_out = out->data + out->len;
-				st->avail_out = (uint32_t)(out->cap - out->len);
-				int ir = isal_inflate(st);
-				out->len = out->cap - st->avail_out;
-				p->gz_in += before - st->avail_in;
+				size_t before = len, n;
+				bool end;
+				const char *why;
+				int ir = snap_gunzip_step(p->inflate, &src, &len, out->data + out->len,
+							  out->cap - out->len, &n, &end, &why);
+				out->len += n;
+				p->gz_in += before - len;
 				if (ir < 0) {
-					pfail(p,
-					      ir == ISAL_INCORRECT_CHECKSUM ? -EBADMSG : -EUCLEAN,
-					      "part %zu: %s (compressed offset %llu)", in->part,
-					      isal_text(ir), (unsigned long long)p->gz_in);
+					pfail(p, ir, "part %zu: %s (compressed offset %llu)", in->part,
+					      why, (unsigned long long)p->gz_in);
 					goto out;
 				}
 				any = true;
-				if (st->block_state == ISAL_BLOCK_FINISH) {
+				if (end) {
 					member_done = true;
-					more = st->avail_in > 0;
+					more = len > 0;
 					continue;
 				}
 				/* a full output buffer may leave output inside ISA-L: call again */
-				more = st->avail_out == 0 || st->avail_in > 0;
+				more = out->len == out->cap || len > 0;
 			}
 		}
 		if (q_push(p, &p->q_free_parts, in) < 0)
@@ -994,7 +968,7 @@ static void pipeline_free(struct pipeline *p)
 		free(p->tar_bufs[i].data);
 	free(p->tar_bufs);
 	free(p->batch.ivs);
-	free(p->inflate);
+	snap_inflate_free(p->inflate);
 	free(p->part_sizes);
 	EVP_MD_CTX_free(p->tar_sha);
 	snap_tar_reader_free(p->tar);
@@ -1146,7 +1120,7 @@ int snap_unbundle_run(struct snap_job *job)
 	}
 	if (p.decrypt) {
 		struct snap_tar_ops ops = {.member = on_member, .data = on_data};
-		p.inflate = malloc(sizeof(*p.inflate));
+		(void)snap_inflate_new(&p.inflate); /* stays NULL when out of memory */
 		p.tar_sha = EVP_MD_CTX_new();
 		if (!p.inflate || !p.tar_sha || snap_tar_reader_new(&ops, &p, &p.tar) < 0 ||
 		    !EVP_DigestInit_ex(p.tar_sha, EVP_sha1(), NULL)) {
