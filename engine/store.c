@@ -75,7 +75,6 @@
 #include "store-crypto.h"
 #include "store-format.h"
 #include "store-frame.h"
-#include "store-internal.h"
 
 #define DEFAULT_FRAME_SIZE (4u << 20)
 #define MIN_FRAME_SIZE SNAP_STORE_BLOCK_SIZE
@@ -629,37 +628,6 @@ static int store_meta(struct store_ctx *s, struct snap_store_meta *m)
 			p->fs_uuid = dup_or_null(pi->fs_uuid);
 		}
 	}
-	return 0;
-}
-
-/* Builds a non-frame record: prefix + payload + tag (tag over pre_parts then record) + CRC. */
-int snap_store_build_record(uint32_t type, const uint8_t *payload, size_t len,
-			    const uint8_t *mac_key, const void *const *pre, const size_t *pre_lens,
-			    size_t npre, uint8_t **ret, size_t *ret_len)
-{
-	size_t total = SNAP_STORE_PREFIX_SIZE + len + SNAP_STORE_TAG_SIZE;
-	uint8_t *rec = malloc(total);
-	if (!rec)
-		return -ENOMEM;
-	snap_store_prefix_encode(rec, type, total);
-	memcpy(rec + SNAP_STORE_PREFIX_SIZE, payload, len);
-	const void *parts[4];
-	size_t lens[4];
-	size_t n = 0;
-	for (size_t i = 0; i < npre && n < 3; i++, n++) {
-		parts[n] = pre[i];
-		lens[n] = pre_lens[i];
-	}
-	parts[n] = rec;
-	lens[n++] = SNAP_STORE_PREFIX_SIZE + len;
-	int r = snap_store_mac(mac_key, parts, lens, n, rec + SNAP_STORE_PREFIX_SIZE + len);
-	if (r < 0) {
-		free(rec);
-		return r;
-	}
-	snap_store_record_set_crc(rec, total);
-	*ret = rec;
-	*ret_len = total;
 	return 0;
 }
 

@@ -11,6 +11,7 @@
 #include <openssl/evp.h>
 #include <zlib.h>
 
+#include "store-crypto.h"
 #include "store-format.h"
 
 /* On-disk sizes are fixed by the spec; these anchor the offsets used below. */
@@ -1111,5 +1112,35 @@ int snap_store_signature_decode(const uint8_t *buf, size_t len, struct snap_stor
 	if (sl == 0 || sl > 16384 || sl != len - 8 - kl)
 		return -EUCLEAN;
 	*ret = (struct snap_store_signature){buf + 4, kl, buf + 8 + kl, sl};
+	return 0;
+}
+
+int snap_store_build_record(uint32_t type, const uint8_t *payload, size_t len,
+			    const uint8_t *mac_key, const void *const *pre, const size_t *pre_lens,
+			    size_t npre, uint8_t **ret, size_t *ret_len)
+{
+	size_t total = SNAP_STORE_PREFIX_SIZE + len + SNAP_STORE_TAG_SIZE;
+	uint8_t *rec = malloc(total);
+	if (!rec)
+		return -ENOMEM;
+	snap_store_prefix_encode(rec, type, total);
+	memcpy(rec + SNAP_STORE_PREFIX_SIZE, payload, len);
+	const void *parts[4];
+	size_t lens[4];
+	size_t n = 0;
+	for (size_t i = 0; i < npre && n < 3; i++, n++) {
+		parts[n] = pre[i];
+		lens[n] = pre_lens[i];
+	}
+	parts[n] = rec;
+	lens[n++] = SNAP_STORE_PREFIX_SIZE + len;
+	int r = snap_store_mac(mac_key, parts, lens, n, rec + SNAP_STORE_PREFIX_SIZE + len);
+	if (r < 0) {
+		free(rec);
+		return r;
+	}
+	snap_store_record_set_crc(rec, total);
+	*ret = rec;
+	*ret_len = total;
 	return 0;
 }

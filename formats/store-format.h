@@ -105,6 +105,12 @@ void snap_store_record_set_crc(uint8_t *rec, size_t len);
 /* Checks the CRC of a whole non-frame record (and leaves rec untouched). */
 bool snap_store_record_crc_ok(const uint8_t *rec, size_t len);
 void snap_store_prefix_encode(uint8_t *out, uint32_t type, uint64_t length);
+/* Builds a non-frame record (malloc'd into *ret): prefix, payload, then the tag (SHA-256, or
+ * HMAC-SHA256 under mac_key) over the npre (at most 3) buffers pre and the record up to the
+ * tag; then the CRC. 0, -ENOMEM, or a crypto error. */
+int snap_store_build_record(uint32_t type, const uint8_t *payload, size_t len,
+			    const uint8_t *mac_key, const void *const *pre, const size_t *pre_lens,
+			    size_t npre, uint8_t **ret, size_t *ret_len);
 
 struct snap_store_frame {
 	uint32_t volume;
