@@ -49,10 +49,8 @@
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/rsa.h>
-#include <openssl/x509.h>
 
+#include "bundle-keys.h"
 #include "gzip-chunk.h"
 #include "job-internal.h"
 #include "util.h"
@@ -779,128 +777,56 @@ static int read_file(struct snap_job *job, const char *path, const char *what, s
 	return 0;
 }
 
-static int no_passphrase(char *buf, int size, int rwflag, void *u)
-{
-	(void)buf;
-	(void)size;
-	(void)rwflag;
-	(void)u;
-	return -1;
-}
+#define MAX_PEM_FILE (1u << 20)
 
+/* The manifest's signature under the certificate (or public key) at cert_path. */
 static int verify_signature(struct snap_job *job, const struct snap_manifest_doc *m,
 			    const char *manifest_path, const char *cert_path)
 {
-	BIO *bio = BIO_new_file(cert_path, "r");
-	if (!bio)
-		return snap_job_fail(job, -ENOENT, "cannot open certificate %s: %s", cert_path,
-				     ossl_reason());
-	EVP_PKEY *pkey = NULL;
-	X509 *x = PEM_read_bio_X509(bio, NULL, no_passphrase, NULL);
-	if (x) {
-		pkey = X509_get_pubkey(x);
-		X509_free(x);
-	} else {
-		/* a bare public key is accepted too */
-		ERR_clear_error();
-		(void)BIO_reset(bio);
-		pkey = PEM_read_bio_PUBKEY(bio, NULL, no_passphrase, NULL);
-	}
-	BIO_free(bio);
-	if (!pkey)
-		return snap_job_fail(job, -EINVAL, "%s is not a PEM certificate or public key: %s",
-				     cert_path, ossl_reason());
-	int r = 0;
-	if (!m->signature) {
-		r = snap_job_fail(job, -EBADMSG, "manifest %s has no signature", manifest_path);
-		goto out;
-	}
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	if (!md) {
-		r = snap_job_fail(job, -ENOMEM, "out of memory");
-		goto out;
-	}
-	int ok = EVP_DigestVerifyInit(md, NULL, EVP_sha1(), NULL, pkey) == 1 &&
-		 EVP_DigestVerify(md, m->signature, m->signature_len, m->signed_text,
-				  m->signed_len) == 1;
-	EVP_MD_CTX_free(md);
-	if (!ok) {
-		ERR_clear_error();
-		r = snap_job_fail(
-		    job, -EBADMSG,
+	uint8_t *pem;
+	size_t len;
+	int r = read_file(job, cert_path, "certificate", MAX_PEM_FILE, &pem, &len);
+	if (r < 0)
+		return r;
+	const char *detail;
+	r = snap_bundle_verify_signature(pem, len, m->signature, m->signature_len,
+					 m->signed_text, m->signed_len, &detail);
+	free(pem);
+	if (r == -EINVAL)
+		return snap_job_fail(job, r, "%s is not a PEM certificate or public key: %s",
+				     cert_path, detail);
+	if (r == -EBADMSG && !m->signature)
+		return snap_job_fail(job, r, "manifest %s has no signature", manifest_path);
+	if (r == -EBADMSG)
+		return snap_job_fail(
+		    job, r,
 		    "manifest %s fails authentication: its signature does not match "
 		    "the signed text (machine_configuration and image) with the key of "
 		    "%s; the manifest was edited or signed by another key",
 		    manifest_path, cert_path);
-	}
-out:
-	EVP_PKEY_free(pkey);
-	return r;
+	if (r < 0)
+		return snap_job_fail(job, r, "out of memory");
+	return 0;
 }
 
-/* Decrypts one wrapped value: RSA PKCS#1 v1.5 of a 32-character hex string (§4). */
-static int unwrap(struct snap_job *job, EVP_PKEY *pkey, const char *key_path, const char *what,
-		  const uint8_t *ct, size_t ctlen, uint8_t out[16])
-{
-	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
-	uint8_t plain[1024];
-	size_t plen = sizeof(plain);
-	int r = 0;
-	if (!ctx || EVP_PKEY_decrypt_init(ctx) != 1 ||
-	    EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) != 1) {
-		r = snap_job_fail(job, -EINVAL, "%s is not an RSA private key: %s", key_path,
-				  ossl_reason());
-		goto out;
-	}
-	if ((size_t)EVP_PKEY_get_size(pkey) != ctlen ||
-	    EVP_PKEY_decrypt(ctx, plain, &plen, ct, ctlen) != 1) {
-		ERR_clear_error();
-		r = snap_job_fail(job, -EKEYREJECTED,
-				  "cannot decrypt the manifest's %s with %s: wrong private key (it "
-				  "must be the one of the certificate the bundle was made for)",
-				  what, key_path);
-		goto out;
-	}
-	bool ok = plen == 32;
-	for (size_t i = 0; ok && i < 32; i++)
-		ok = (plain[i] >= '0' && plain[i] <= '9') || (plain[i] >= 'a' && plain[i] <= 'f') ||
-		     (plain[i] >= 'A' && plain[i] <= 'F');
-	if (!ok) {
-		r = snap_job_fail(job, -EKEYREJECTED,
-				  "the manifest's %s decrypted with %s is not 32 hex characters: "
-				  "wrong private key",
-				  what, key_path);
-		goto out;
-	}
-	for (size_t i = 0; i < 16; i++) {
-		char h[3] = {(char)plain[2 * i], (char)plain[2 * i + 1], 0};
-		out[i] = (uint8_t)strtoul(h, NULL, 16);
-	}
-out:
-	OPENSSL_cleanse(plain, sizeof(plain));
-	EVP_PKEY_CTX_free(ctx);
-	return r;
-}
-
+/* Key and IV: the manifest's user_encrypted_key and user_encrypted_iv unwrapped (§4). */
 static int unwrap_key(struct snap_job *job, const struct snap_manifest_doc *m, const char *key_path,
 		      uint8_t key[16], uint8_t iv[16])
 {
-	BIO *bio = BIO_new_file(key_path, "r");
-	if (!bio)
-		return snap_job_fail(job, -ENOENT, "cannot open private key %s: %s", key_path,
-				     ossl_reason());
-	EVP_PKEY *pkey = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
-	BIO_free(bio);
-	if (!pkey)
-		return snap_job_fail(job, -EINVAL, "%s is not an unencrypted PEM private key: %s",
-				     key_path, ossl_reason());
-	int r = unwrap(job, pkey, key_path, "user_encrypted_key", m->user_encrypted_key,
-		       m->user_encrypted_key_len, key);
-	if (r >= 0)
-		r = unwrap(job, pkey, key_path, "user_encrypted_iv", m->user_encrypted_iv,
-			   m->user_encrypted_iv_len, iv);
-	EVP_PKEY_free(pkey);
-	return r;
+	uint8_t *pem;
+	size_t len;
+	int r = read_file(job, key_path, "private key", MAX_PEM_FILE, &pem, &len);
+	if (r < 0)
+		return r;
+	char why[512];
+	r = snap_bundle_key_unwrap(pem, len, m->user_encrypted_key, m->user_encrypted_key_len,
+				   m->user_encrypted_iv, m->user_encrypted_iv_len, key, iv,
+				   key_path, why, sizeof(why));
+	OPENSSL_cleanse(pem, len);
+	free(pem);
+	if (r < 0)
+		return snap_job_fail(job, r, "%s", why);
+	return 0;
 }
 
 /* Every part exists and is a regular file before anything is written (a missing one is named
