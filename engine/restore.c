@@ -342,7 +342,8 @@ static int start_workers(struct rctx *c, struct rworker **ret)
 	}
 	for (unsigned i = 0; i < c->nthreads; i++) {
 		ws[i].c = c;
-		int r = snap_frame_codec_new(-1, c->img->unlocked ? &c->img->ks : NULL, &ws[i].codec);
+		int r = snap_frame_codec_new(-1, c->img->unlocked ? &c->img->ks : NULL,
+					     &ws[i].codec);
 		if (r < 0)
 			return r;
 		if (pthread_create(&c->threads[i], NULL, rworker_main, &ws[i]) != 0)

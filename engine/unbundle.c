@@ -595,13 +595,14 @@ static void *inflate_main(void *arg)
 				size_t before = len, n;
 				bool end;
 				const char *why;
-				int ir = snap_gunzip_step(p->inflate, &src, &len, out->data + out->len,
-							  out->cap - out->len, &n, &end, &why);
+				int ir = snap_gunzip_step(p->inflate, &src, &len,
+							  out->data + out->len, out->cap - out->len,
+							  &n, &end, &why);
 				out->len += n;
 				p->gz_in += before - len;
 				if (ir < 0) {
-					pfail(p, ir, "part %zu: %s (compressed offset %llu)", in->part,
-					      why, (unsigned long long)p->gz_in);
+					pfail(p, ir, "part %zu: %s (compressed offset %llu)",
+					      in->part, why, (unsigned long long)p->gz_in);
 					goto out;
 				}
 				any = true;

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * fuzz-store.c - libFuzzer target for every .bin store decoder (header, record prefix, frame
- * header and the frame opener, footer, KEYS, META, INDEX, SIGNATURE). The first byte picks the decoder so one corpus
- * covers all; decoded objects are re-encoded to exercise the encoders on whatever the decoder
- * accepted. Built with -Dfuzz (clang -fsanitize=fuzzer); otherwise fuzz-main.c replays a corpus.
+ * header and the frame opener, footer, KEYS, META, INDEX, SIGNATURE). The first byte picks the
+ * decoder so one corpus covers all; decoded objects are re-encoded to exercise the encoders on
+ * whatever the decoder accepted. Built with -Dfuzz (clang -fsanitize=fuzzer); otherwise
+ * fuzz-main.c replays a corpus.
  */
 #include <stdint.h>
 #include <stdlib.h>

@@ -152,8 +152,9 @@ int snap_store_frame_open(struct snap_frame_codec *c, const uint8_t image_id[SNA
 		r = snap_store_cipher_open(c->cipher, f->nonce, aad, sizeof(aad), payload,
 					   f->stored_len, payload + f->stored_len);
 		if (r == -EBADMSG) {
-			*ret_detail = "authentication failed (tampered frame, or a frame swapped in "
-				      "from another image)";
+			*ret_detail =
+			    "authentication failed (tampered frame, or a frame swapped in "
+			    "from another image)";
 			return r;
 		}
 		if (r < 0) {

@@ -38,8 +38,8 @@ struct snap_frame_times {
 };
 
 /* Out bytes a frame of raw_len bytes may need: header, payload, trailer and tag. */
-#define SNAP_STORE_FRAME_MAX_RECORD(raw_len)                                                      \
-	((size_t)(raw_len) + SNAP_STORE_FRAME_HEADER_SIZE + SNAP_STORE_FRAME_TRAILER_SIZE +       \
+#define SNAP_STORE_FRAME_MAX_RECORD(raw_len)                                                       \
+	((size_t)(raw_len) + SNAP_STORE_FRAME_HEADER_SIZE + SNAP_STORE_FRAME_TRAILER_SIZE +        \
 	 SNAP_STORE_GCM_TAG_SIZE)
 
 /* Seals raw (f->raw_len bytes, 1 <= raw_len) into the frame record out (header, payload, tag;

@@ -22,7 +22,9 @@ static void fill(uint8_t *b, size_t len, int kind, unsigned seed)
 	uint32_t x = seed * 2654435761u + 1;
 	for (size_t i = 0; i < len; i++) {
 		x = x * 1103515245u + 12345u;
-		b[i] = kind == 0 ? 0 : kind == 1 ? (uint8_t)("snapshot "[i % 9]) : (uint8_t)(x >> 24);
+		b[i] = kind == 0   ? 0
+		       : kind == 1 ? (uint8_t)("snapshot "[i % 9])
+				   : (uint8_t)(x >> 24);
 	}
 }
 
@@ -148,8 +150,8 @@ int main(void)
 					uint32_t len = sizes[s];
 					fill(raw, len, kind, (unsigned)s);
 					struct snap_store_frame f;
-					uint8_t *rec = roundtrip(c, keyed ? okeyed : o, keyed, raw,
-								 len, &f);
+					uint8_t *rec =
+					    roundtrip(c, keyed ? okeyed : o, keyed, raw, len, &f);
 					/* random data never shrinks: kept raw; 1 byte: raw */
 					if (kind == 2 || len == 1)
 						CHECK(!(f.flags & SNAP_STORE_FRAME_DEFLATE));
