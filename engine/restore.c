@@ -46,12 +46,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <isa-l/crc.h>
-#include <isa-l/igzip_lib.h>
-
 #include "job-internal.h"
 #include "output.h"
 #include "pipeline.h"
+#include "store-frame.h"
 #include "store-image.h"
 
 struct rvol {
@@ -98,8 +96,7 @@ struct rctx {
 
 struct rworker {
 	struct rctx *c;
-	struct inflate_state inf;
-	struct snap_store_cipher *cipher;
+	struct snap_frame_codec *codec;
 	char msg[512]; /* the failure of the frame at hand */
 };
 
@@ -119,48 +116,21 @@ static int decode_frame(struct rworker *w, struct rslot *sl)
 {
 	struct rctx *c = w->c;
 	struct snap_store_frame *f = &sl->f;
-	uint8_t *payload = sl->rec + SNAP_STORE_FRAME_HEADER_SIZE;
-	uint8_t d[SNAP_STORE_DIGEST_SIZE];
+	const char *why;
 	int r;
-	/* the stored bytes first: this check needs no key */
-	if ((r = snap_store_cipher_digest(w->cipher, payload, f->stored_len, d)) < 0)
-		return rfail(w, r, sl, "cannot compute the digest");
-	if (!snap_store_ct_equal(d, f->digest, sizeof(d)))
-		return rfail(w, -EBADMSG, sl, "digest mismatch (corrupt frame)");
-	if (c->without_key)
-		return 0; /* the stored bytes are what the index lists; nothing to decrypt with */
-	if (f->flags & SNAP_STORE_FRAME_ENCRYPTED) {
-		uint8_t aad[SNAP_STORE_FRAME_AAD_SIZE];
-		snap_store_frame_aad(c->img->hdr.image_id, sl->rec, aad);
-		r = snap_store_cipher_open(w->cipher, f->nonce, aad, sizeof(aad), payload,
-					   f->stored_len, payload + f->stored_len);
-		if (r == -EBADMSG)
-			return rfail(w, r, sl,
-				     "authentication failed (tampered frame, or a frame swapped in "
-				     "from another image)");
-		if (r < 0)
-			return rfail(w, r, sl, "cannot decrypt");
+	if (c->without_key) {
+		/* the stored bytes are what the index lists; nothing to decrypt with */
+		r = snap_store_frame_check_digest(w->codec, sl->rec, f, &why);
+		return r < 0 ? rfail(w, r, sl, why) : 0;
 	}
-	uint32_t body = f->stored_len - SNAP_STORE_FRAME_TRAILER_SIZE;
-	const uint8_t *raw = payload;
 	/* the destination's address is congruent with the frame's output offset, so the
 	 * whole blocks of the write can take the O_DIRECT path (output.h invariant 5) */
 	uint8_t *dst =
 	    sl->raw + (size_t)((f->offset - c->vols[f->volume].lo) % SNAP_OUTPUT_MEM_ALIGN);
-	if (f->flags & SNAP_STORE_FRAME_DEFLATE) {
-		isal_inflate_init(&w->inf);
-		w->inf.crc_flag = ISAL_DEFLATE;
-		w->inf.next_in = payload;
-		w->inf.avail_in = body;
-		w->inf.next_out = dst;
-		w->inf.avail_out = f->raw_len;
-		r = isal_inflate_stateless(&w->inf);
-		if (r != ISAL_DECOMP_OK || w->inf.total_out != f->raw_len || w->inf.avail_in != 0)
-			return rfail(w, -EBADMSG, sl, "corrupt compressed data");
-		raw = dst;
-	}
-	if (crc32_gzip_refl(0, raw, f->raw_len) != snap_get_le32(payload + body))
-		return rfail(w, -EBADMSG, sl, "CRC mismatch of the restored data (corrupt frame)");
+	const uint8_t *raw;
+	r = snap_store_frame_open(w->codec, c->img->hdr.image_id, sl->rec, f, dst, &raw, &why);
+	if (r < 0)
+		return rfail(w, r, sl, why);
 	struct rvol *v = &c->vols[f->volume];
 	if (!v->selected || !v->out)
 		return 0;
@@ -174,7 +144,7 @@ static int decode_frame(struct rworker *w, struct rslot *sl)
 		memcpy(dst + (a - f->offset), raw + (a - f->offset), (size_t)(b - a));
 		raw = dst;
 	}
-	/* for the writer thread (rwriter_main) */
+	/* for the sink (restore_sink) */
 	sl->wout = v->out;
 	sl->wbuf = raw + (a - f->offset);
 	sl->wlen = (size_t)(b - a);
@@ -256,7 +226,7 @@ static int restore_worker_init(void *ctx, unsigned i, void **ret)
 	if (!w)
 		return -ENOMEM;
 	w->c = c;
-	int r = snap_store_cipher_new(c->img->unlocked ? &c->img->ks : NULL, &w->cipher);
+	int r = snap_frame_codec_new(-1, c->img->unlocked ? &c->img->ks : NULL, &w->codec);
 	if (r < 0) {
 		free(w);
 		return r;
@@ -271,7 +241,7 @@ static void restore_worker_free(void *ctx, void *state)
 	(void)ctx;
 	if (!w)
 		return;
-	snap_store_cipher_free(w->cipher);
+	snap_frame_codec_free(w->codec);
 	free(w);
 }
 

@@ -60,11 +60,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <isa-l/crc.h>
-#include <isa-l/igzip_lib.h>
 #include <openssl/crypto.h>
 
 #include "extent-map.h"
+#include "gzip-chunk.h"
 #include "job-internal.h"
 #include "util.h"
 #include "output.h"
@@ -75,7 +74,7 @@
 #include "source.h"
 #include "store-crypto.h"
 #include "store-format.h"
-#include "store-internal.h"
+#include "store-frame.h"
 
 #define DEFAULT_FRAME_SIZE (4u << 20)
 #define MIN_FRAME_SIZE SNAP_STORE_BLOCK_SIZE
@@ -196,89 +195,16 @@ static unsigned store_slot_count(unsigned nthreads, uint32_t frame_size)
 
 struct worker {
 	struct store_ctx *s;
-	uint64_t crc_ns, deflate_ns, seal_ns, digest_ns;
-	struct isal_zstream zs;
-	uint8_t *level_buf;
-	uint32_t level_buf_size;
-	struct snap_store_cipher *cipher;
+	struct snap_frame_times t; /* crc, deflate, seal and digest CPU */
+	struct snap_frame_codec *codec;
 };
 
-static uint32_t level_buf_size(int level)
-{
-	switch (level) {
-	case 0:
-		return ISAL_DEF_LVL0_DEFAULT;
-	case 1:
-		return ISAL_DEF_LVL1_DEFAULT;
-	case 2:
-		return ISAL_DEF_LVL2_DEFAULT;
-	default:
-		return ISAL_DEF_LVL3_DEFAULT;
-	}
-}
-
-/* Compress, seal and digest one frame into out (header + payload + tag). The payload is the
- * body (DEFLATE, or the raw data when that does not shrink it) and a CRC-32 of the raw data, so
- * a restore checks what it inflated end to end; the digest covers the payload as stored. */
+/* Compress, seal and digest one frame into out (header + payload + tag): store-frame.h. */
 static int seal_frame(struct worker *w, const uint8_t *raw, struct frame_job *fj, uint8_t *out)
 {
 	struct store_ctx *s = w->s;
-	struct snap_store_frame *f = &fj->f;
-	uint8_t *payload = out + SNAP_STORE_FRAME_HEADER_SIZE;
-	uint64_t c0 = snap_thread_cpu_ns();
-	uint32_t crc = crc32_gzip_refl(0, raw, f->raw_len);
-	uint64_t c1 = snap_thread_cpu_ns();
-	w->crc_ns += c1 - c0;
-	isal_deflate_stateless_init(&w->zs);
-	w->zs.level = (uint32_t)s->level;
-	w->zs.level_buf = w->level_buf;
-	w->zs.level_buf_size = w->level_buf_size;
-	w->zs.gzip_flag = IGZIP_DEFLATE;
-	w->zs.end_of_stream = 1;
-	w->zs.flush = NO_FLUSH;
-	w->zs.next_in = (uint8_t *)raw;
-	w->zs.avail_in = f->raw_len;
-	w->zs.next_out = payload;
-	w->zs.avail_out = f->raw_len - 1; /* keep it only when it shrinks */
-	int r = isal_deflate_stateless(&w->zs);
-	uint64_t c2 = snap_thread_cpu_ns();
-	w->deflate_ns += c2 - c1;
-	uint32_t body;
-	if (r == COMP_OK && w->zs.total_out > 0 && w->zs.total_out < f->raw_len) {
-		f->flags = SNAP_STORE_FRAME_DEFLATE;
-		body = w->zs.total_out;
-	} else if (r == COMP_OK || r == STATELESS_OVERFLOW) {
-		f->flags = 0;
-		body = f->raw_len;
-		memcpy(payload, raw, f->raw_len);
-	} else {
-		return -EIO;
-	}
-	snap_put_le32(payload + body, crc);
-	f->stored_len = body + SNAP_STORE_FRAME_TRAILER_SIZE;
-	memset(f->digest, 0, sizeof(f->digest));
-	if (s->encrypted) {
-		f->flags |= SNAP_STORE_FRAME_ENCRYPTED;
-		r = snap_store_random(&s->rng, "frame nonce", f->index, f->nonce, sizeof(f->nonce));
-		if (r < 0)
-			return r;
-		uint8_t aad[SNAP_STORE_FRAME_AAD_SIZE];
-		snap_store_frame_encode(f, out);
-		snap_store_frame_aad(s->image_id, out, aad);
-		r = snap_store_cipher_seal(w->cipher, f->nonce, aad, sizeof(aad), payload,
-					   f->stored_len, payload + f->stored_len);
-		if (r < 0)
-			return r;
-	}
-	uint64_t c3 = snap_thread_cpu_ns();
-	w->seal_ns += c3 - c2;
-	r = snap_store_cipher_digest(w->cipher, payload, f->stored_len, f->digest);
-	w->digest_ns += snap_thread_cpu_ns() - c3;
-	if (r < 0)
-		return r;
-	snap_store_frame_encode(f, out);
-	fj->out_len = (size_t)snap_store_frame_record_len(f);
-	return 0;
+	return snap_store_frame_seal(w->codec, s->image_id, &s->rng, &fj->f, raw, out, &fj->out_len,
+				     &w->t);
 }
 
 /* Gives a held reader buffer back (invariant 5). */
@@ -323,12 +249,9 @@ static int store_worker_init(void *ctx, unsigned i, void **ret)
 	if (!w)
 		return -ENOMEM;
 	w->s = s;
-	w->level_buf_size = level_buf_size(s->level);
-	w->level_buf = malloc(w->level_buf_size);
-	int r = w->level_buf ? snap_store_cipher_new(s->encrypted ? &s->keys : NULL, &w->cipher)
-			     : -ENOMEM;
+	w->t.clock = snap_thread_cpu_ns;
+	int r = snap_frame_codec_new(s->level, s->encrypted ? &s->keys : NULL, &w->codec);
 	if (r < 0) {
-		free(w->level_buf);
 		free(w);
 		return r;
 	}
@@ -343,12 +266,11 @@ static void store_worker_free(void *ctx, void *state)
 	struct worker *w = state;
 	if (!w)
 		return;
-	s->t.crc += ns_to_s(w->crc_ns);
-	s->t.deflate += ns_to_s(w->deflate_ns);
-	s->t.seal += ns_to_s(w->seal_ns);
-	s->t.digest += ns_to_s(w->digest_ns);
-	free(w->level_buf);
-	snap_store_cipher_free(w->cipher);
+	s->t.crc += ns_to_s(w->t.crc_ns);
+	s->t.deflate += ns_to_s(w->t.deflate_ns);
+	s->t.seal += ns_to_s(w->t.seal_ns);
+	s->t.digest += ns_to_s(w->t.digest_ns);
+	snap_frame_codec_free(w->codec);
 	free(w);
 }
 
@@ -615,37 +537,6 @@ static int store_meta(struct store_ctx *s, struct snap_store_meta *m)
 			p->fs_uuid = dup_or_null(pi->fs_uuid);
 		}
 	}
-	return 0;
-}
-
-/* Builds a non-frame record: prefix + payload + tag (tag over pre_parts then record) + CRC. */
-int snap_store_build_record(uint32_t type, const uint8_t *payload, size_t len,
-			    const uint8_t *mac_key, const void *const *pre, const size_t *pre_lens,
-			    size_t npre, uint8_t **ret, size_t *ret_len)
-{
-	size_t total = SNAP_STORE_PREFIX_SIZE + len + SNAP_STORE_TAG_SIZE;
-	uint8_t *rec = malloc(total);
-	if (!rec)
-		return -ENOMEM;
-	snap_store_prefix_encode(rec, type, total);
-	memcpy(rec + SNAP_STORE_PREFIX_SIZE, payload, len);
-	const void *parts[4];
-	size_t lens[4];
-	size_t n = 0;
-	for (size_t i = 0; i < npre && n < 3; i++, n++) {
-		parts[n] = pre[i];
-		lens[n] = pre_lens[i];
-	}
-	parts[n] = rec;
-	lens[n++] = SNAP_STORE_PREFIX_SIZE + len;
-	int r = snap_store_mac(mac_key, parts, lens, n, rec + SNAP_STORE_PREFIX_SIZE + len);
-	if (r < 0) {
-		free(rec);
-		return r;
-	}
-	snap_store_record_set_crc(rec, total);
-	*ret = rec;
-	*ret_len = total;
 	return 0;
 }
 
@@ -1189,7 +1080,7 @@ int snap_store_run(struct snap_job *job)
 		    "frame size must be a multiple of 4 KiB between 4 KiB and 64 MiB");
 		goto out;
 	}
-	if (level < 0 || level > ISAL_DEF_MAX_LEVEL) {
+	if (level < 0 || level > SNAP_DEFLATE_MAX_LEVEL) {
 		r = snap_job_fail(job, -EINVAL, "compression level must be 0 to 3");
 		goto out;
 	}

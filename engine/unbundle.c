@@ -47,13 +47,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <isa-l/igzip_lib.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/rsa.h>
-#include <openssl/x509.h>
 
+#include "bundle-keys.h"
+#include "gzip-chunk.h"
 #include "job-internal.h"
 #include "util.h"
 #include "log.h"
@@ -138,7 +136,7 @@ struct pipeline {
 	bool stop_workers;
 
 	/* inflate (inflate thread only) */
-	struct inflate_state *inflate;
+	struct snap_inflate *inflate;
 	uint64_t gz_in; /* compressed bytes consumed, for error offsets */
 
 	/* run thread */
@@ -550,32 +548,10 @@ static void *decrypt_main(void *arg)
 /* ---------------------------------------------------------------------------------------- */
 /* Stage 3: inflate (ISA-L, gzip wrapper: header, CRC-32 and length checked)                  */
 
-static const char *isal_text(int r)
-{
-	switch (r) {
-	case ISAL_INVALID_BLOCK:
-		return "invalid deflate block";
-	case ISAL_INVALID_SYMBOL:
-		return "invalid deflate symbol";
-	case ISAL_INVALID_LOOKBACK:
-		return "invalid deflate distance";
-	case ISAL_INVALID_WRAPPER:
-		return "not a gzip stream (wrong key, or not a bundle)";
-	case ISAL_UNSUPPORTED_METHOD:
-		return "unsupported gzip compression method";
-	case ISAL_INCORRECT_CHECKSUM:
-		return "gzip CRC-32 or length mismatch";
-	default:
-		return "inflate failed";
-	}
-}
-
 static void *inflate_main(void *arg)
 {
 	struct pipeline *p = arg;
-	struct inflate_state *st = p->inflate;
-	isal_inflate_init(st);
-	st->crc_flag = ISAL_GZIP;
+	snap_gunzip_begin(p->inflate);
 	bool member_done = false, any = false;
 	struct buf *out = NULL;
 	for (;;) {
@@ -587,26 +563,23 @@ static void *inflate_main(void *arg)
 			break;
 		/* the head block first, then the body */
 		for (int piece = 0; piece < 2; piece++) {
-			uint8_t *src = piece == 0 ? in->head : in->data + in->off;
+			const uint8_t *src = piece == 0 ? in->head : in->data + in->off;
 			size_t len = piece == 0 ? in->head_len : in->len - in->off;
-			st->next_in = src;
-			st->avail_in = (uint32_t)len;
 			bool more = len > 0;
 			while (more) {
 				if (member_done) {
-					if (st->avail_in == 0)
+					if (len == 0)
 						break;
 					/* gzip allows several members; anything else is trailing
 					 * junk */
-					if (st->next_in[0] != 0x1f) {
+					if (src[0] != 0x1f) {
 						pfail(p, -EUCLEAN,
 						      "part %zu: data after the end of the "
 						      "gzip stream (compressed offset %llu)",
 						      in->part, (unsigned long long)p->gz_in);
 						goto out;
 					}
-					isal_inflate_reset(st);
-					st->crc_flag = ISAL_GZIP;
+					snap_gunzip_next_member(p->inflate);
 					member_done = false;
 				}
 				if (!out || out->len == out->cap) {
@@ -619,27 +592,27 @@ static void *inflate_main(void *arg)
 					}
 					out->off = out->len = 0;
 				}
-				uint32_t before = st->avail_in;
-				st->next_out = out->data + out->len;
-				st->avail_out = (uint32_t)(out->cap - out->len);
-				int ir = isal_inflate(st);
-				out->len = out->cap - st->avail_out;
-				p->gz_in += before - st->avail_in;
+				size_t before = len, n;
+				bool end;
+				const char *why;
+				int ir = snap_gunzip_step(p->inflate, &src, &len,
+							  out->data + out->len, out->cap - out->len,
+							  &n, &end, &why);
+				out->len += n;
+				p->gz_in += before - len;
 				if (ir < 0) {
-					pfail(p,
-					      ir == ISAL_INCORRECT_CHECKSUM ? -EBADMSG : -EUCLEAN,
-					      "part %zu: %s (compressed offset %llu)", in->part,
-					      isal_text(ir), (unsigned long long)p->gz_in);
+					pfail(p, ir, "part %zu: %s (compressed offset %llu)",
+					      in->part, why, (unsigned long long)p->gz_in);
 					goto out;
 				}
 				any = true;
-				if (st->block_state == ISAL_BLOCK_FINISH) {
+				if (end) {
 					member_done = true;
-					more = st->avail_in > 0;
+					more = len > 0;
 					continue;
 				}
 				/* a full output buffer may leave output inside ISA-L: call again */
-				more = st->avail_out == 0 || st->avail_in > 0;
+				more = out->len == out->cap || len > 0;
 			}
 		}
 		if (q_push(p, &p->q_free_parts, in) < 0)
@@ -805,128 +778,56 @@ static int read_file(struct snap_job *job, const char *path, const char *what, s
 	return 0;
 }
 
-static int no_passphrase(char *buf, int size, int rwflag, void *u)
-{
-	(void)buf;
-	(void)size;
-	(void)rwflag;
-	(void)u;
-	return -1;
-}
+#define MAX_PEM_FILE (1u << 20)
 
+/* The manifest's signature under the certificate (or public key) at cert_path. */
 static int verify_signature(struct snap_job *job, const struct snap_manifest_doc *m,
 			    const char *manifest_path, const char *cert_path)
 {
-	BIO *bio = BIO_new_file(cert_path, "r");
-	if (!bio)
-		return snap_job_fail(job, -ENOENT, "cannot open certificate %s: %s", cert_path,
-				     ossl_reason());
-	EVP_PKEY *pkey = NULL;
-	X509 *x = PEM_read_bio_X509(bio, NULL, no_passphrase, NULL);
-	if (x) {
-		pkey = X509_get_pubkey(x);
-		X509_free(x);
-	} else {
-		/* a bare public key is accepted too */
-		ERR_clear_error();
-		(void)BIO_reset(bio);
-		pkey = PEM_read_bio_PUBKEY(bio, NULL, no_passphrase, NULL);
-	}
-	BIO_free(bio);
-	if (!pkey)
-		return snap_job_fail(job, -EINVAL, "%s is not a PEM certificate or public key: %s",
-				     cert_path, ossl_reason());
-	int r = 0;
-	if (!m->signature) {
-		r = snap_job_fail(job, -EBADMSG, "manifest %s has no signature", manifest_path);
-		goto out;
-	}
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	if (!md) {
-		r = snap_job_fail(job, -ENOMEM, "out of memory");
-		goto out;
-	}
-	int ok = EVP_DigestVerifyInit(md, NULL, EVP_sha1(), NULL, pkey) == 1 &&
-		 EVP_DigestVerify(md, m->signature, m->signature_len, m->signed_text,
-				  m->signed_len) == 1;
-	EVP_MD_CTX_free(md);
-	if (!ok) {
-		ERR_clear_error();
-		r = snap_job_fail(
-		    job, -EBADMSG,
+	uint8_t *pem;
+	size_t len;
+	int r = read_file(job, cert_path, "certificate", MAX_PEM_FILE, &pem, &len);
+	if (r < 0)
+		return r;
+	const char *detail;
+	r = snap_bundle_verify_signature(pem, len, m->signature, m->signature_len,
+					 m->signed_text, m->signed_len, &detail);
+	free(pem);
+	if (r == -EINVAL)
+		return snap_job_fail(job, r, "%s is not a PEM certificate or public key: %s",
+				     cert_path, detail);
+	if (r == -EBADMSG && !m->signature)
+		return snap_job_fail(job, r, "manifest %s has no signature", manifest_path);
+	if (r == -EBADMSG)
+		return snap_job_fail(
+		    job, r,
 		    "manifest %s fails authentication: its signature does not match "
 		    "the signed text (machine_configuration and image) with the key of "
 		    "%s; the manifest was edited or signed by another key",
 		    manifest_path, cert_path);
-	}
-out:
-	EVP_PKEY_free(pkey);
-	return r;
+	if (r < 0)
+		return snap_job_fail(job, r, "out of memory");
+	return 0;
 }
 
-/* Decrypts one wrapped value: RSA PKCS#1 v1.5 of a 32-character hex string (§4). */
-static int unwrap(struct snap_job *job, EVP_PKEY *pkey, const char *key_path, const char *what,
-		  const uint8_t *ct, size_t ctlen, uint8_t out[16])
-{
-	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
-	uint8_t plain[1024];
-	size_t plen = sizeof(plain);
-	int r = 0;
-	if (!ctx || EVP_PKEY_decrypt_init(ctx) != 1 ||
-	    EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) != 1) {
-		r = snap_job_fail(job, -EINVAL, "%s is not an RSA private key: %s", key_path,
-				  ossl_reason());
-		goto out;
-	}
-	if ((size_t)EVP_PKEY_get_size(pkey) != ctlen ||
-	    EVP_PKEY_decrypt(ctx, plain, &plen, ct, ctlen) != 1) {
-		ERR_clear_error();
-		r = snap_job_fail(job, -EKEYREJECTED,
-				  "cannot decrypt the manifest's %s with %s: wrong private key (it "
-				  "must be the one of the certificate the bundle was made for)",
-				  what, key_path);
-		goto out;
-	}
-	bool ok = plen == 32;
-	for (size_t i = 0; ok && i < 32; i++)
-		ok = (plain[i] >= '0' && plain[i] <= '9') || (plain[i] >= 'a' && plain[i] <= 'f') ||
-		     (plain[i] >= 'A' && plain[i] <= 'F');
-	if (!ok) {
-		r = snap_job_fail(job, -EKEYREJECTED,
-				  "the manifest's %s decrypted with %s is not 32 hex characters: "
-				  "wrong private key",
-				  what, key_path);
-		goto out;
-	}
-	for (size_t i = 0; i < 16; i++) {
-		char h[3] = {(char)plain[2 * i], (char)plain[2 * i + 1], 0};
-		out[i] = (uint8_t)strtoul(h, NULL, 16);
-	}
-out:
-	OPENSSL_cleanse(plain, sizeof(plain));
-	EVP_PKEY_CTX_free(ctx);
-	return r;
-}
-
+/* Key and IV: the manifest's user_encrypted_key and user_encrypted_iv unwrapped (§4). */
 static int unwrap_key(struct snap_job *job, const struct snap_manifest_doc *m, const char *key_path,
 		      uint8_t key[16], uint8_t iv[16])
 {
-	BIO *bio = BIO_new_file(key_path, "r");
-	if (!bio)
-		return snap_job_fail(job, -ENOENT, "cannot open private key %s: %s", key_path,
-				     ossl_reason());
-	EVP_PKEY *pkey = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
-	BIO_free(bio);
-	if (!pkey)
-		return snap_job_fail(job, -EINVAL, "%s is not an unencrypted PEM private key: %s",
-				     key_path, ossl_reason());
-	int r = unwrap(job, pkey, key_path, "user_encrypted_key", m->user_encrypted_key,
-		       m->user_encrypted_key_len, key);
-	if (r >= 0)
-		r = unwrap(job, pkey, key_path, "user_encrypted_iv", m->user_encrypted_iv,
-			   m->user_encrypted_iv_len, iv);
-	EVP_PKEY_free(pkey);
-	return r;
+	uint8_t *pem;
+	size_t len;
+	int r = read_file(job, key_path, "private key", MAX_PEM_FILE, &pem, &len);
+	if (r < 0)
+		return r;
+	char why[512];
+	r = snap_bundle_key_unwrap(pem, len, m->user_encrypted_key, m->user_encrypted_key_len,
+				   m->user_encrypted_iv, m->user_encrypted_iv_len, key, iv,
+				   key_path, why, sizeof(why));
+	OPENSSL_cleanse(pem, len);
+	free(pem);
+	if (r < 0)
+		return snap_job_fail(job, r, "%s", why);
+	return 0;
 }
 
 /* Every part exists and is a regular file before anything is written (a missing one is named
@@ -994,7 +895,7 @@ static void pipeline_free(struct pipeline *p)
 		free(p->tar_bufs[i].data);
 	free(p->tar_bufs);
 	free(p->batch.ivs);
-	free(p->inflate);
+	snap_inflate_free(p->inflate);
 	free(p->part_sizes);
 	EVP_MD_CTX_free(p->tar_sha);
 	snap_tar_reader_free(p->tar);
@@ -1146,7 +1047,7 @@ int snap_unbundle_run(struct snap_job *job)
 	}
 	if (p.decrypt) {
 		struct snap_tar_ops ops = {.member = on_member, .data = on_data};
-		p.inflate = malloc(sizeof(*p.inflate));
+		(void)snap_inflate_new(&p.inflate); /* stays NULL when out of memory */
 		p.tar_sha = EVP_MD_CTX_new();
 		if (!p.inflate || !p.tar_sha || snap_tar_reader_new(&ops, &p, &p.tar) < 0 ||
 		    !EVP_DigestInit_ex(p.tar_sha, EVP_sha1(), NULL)) {

@@ -4,6 +4,8 @@
  * bundle-keys.h). OpenSSL errors are translated here: the caller gets -errno only.
  */
 #include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -152,5 +154,148 @@ out:
 		ERR_clear_error();
 	free(sig);
 	EVP_MD_CTX_free(md);
+	return r;
+}
+
+/* OpenSSL's reason for the last error (thread-local text), and the error queue cleared. */
+static const char *ossl_reason(void)
+{
+	static __thread char msg[160];
+	unsigned long e = ERR_peek_last_error();
+	if (!e)
+		snprintf(msg, sizeof(msg), "unknown OpenSSL error");
+	else
+		ERR_error_string_n(e, msg, sizeof(msg));
+	ERR_clear_error();
+	return msg;
+}
+
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+	(void)buf;
+	(void)size;
+	(void)rwflag;
+	(void)u;
+	return -1;
+}
+
+/* Decrypts one wrapped value: RSA PKCS#1 v1.5 of a 32-character hex string (§4). */
+static int unwrap(EVP_PKEY *pkey, const char *key_name, const char *what, const uint8_t *ct,
+		  size_t ctlen, uint8_t out[16], char *why, size_t why_size)
+{
+	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
+	uint8_t plain[1024];
+	size_t plen = sizeof(plain);
+	int r = 0;
+	if (!ctx || EVP_PKEY_decrypt_init(ctx) != 1 ||
+	    EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) != 1) {
+		snprintf(why, why_size, "%s is not an RSA private key: %s", key_name,
+			 ossl_reason());
+		r = -EINVAL;
+		goto out;
+	}
+	if (!ct || (size_t)EVP_PKEY_get_size(pkey) != ctlen ||
+	    EVP_PKEY_decrypt(ctx, plain, &plen, ct, ctlen) != 1) {
+		ERR_clear_error();
+		snprintf(why, why_size,
+			 "cannot decrypt the manifest's %s with %s: wrong private key (it must be "
+			 "the one of the certificate the bundle was made for)",
+			 what, key_name);
+		r = -EKEYREJECTED;
+		goto out;
+	}
+	bool ok = plen == 32;
+	for (size_t i = 0; ok && i < 32; i++)
+		ok = (plain[i] >= '0' && plain[i] <= '9') || (plain[i] >= 'a' && plain[i] <= 'f') ||
+		     (plain[i] >= 'A' && plain[i] <= 'F');
+	if (!ok) {
+		snprintf(why, why_size,
+			 "the manifest's %s decrypted with %s is not 32 hex characters: wrong "
+			 "private key",
+			 what, key_name);
+		r = -EKEYREJECTED;
+		goto out;
+	}
+	for (size_t i = 0; i < 16; i++) {
+		char h[3] = {(char)plain[2 * i], (char)plain[2 * i + 1], 0};
+		out[i] = (uint8_t)strtoul(h, NULL, 16);
+	}
+out:
+	OPENSSL_cleanse(plain, sizeof(plain));
+	EVP_PKEY_CTX_free(ctx);
+	return r;
+}
+
+int snap_bundle_key_unwrap(const void *key_pem, size_t pem_len, const uint8_t *enc_key,
+			   size_t enc_key_len, const uint8_t *enc_iv, size_t enc_iv_len,
+			   uint8_t key[16], uint8_t iv[16], const char *key_name, char *why,
+			   size_t why_size)
+{
+	if (pem_len > INT32_MAX) {
+		snprintf(why, why_size, "%s is too large", key_name);
+		return -EINVAL;
+	}
+	BIO *bio = BIO_new_mem_buf(key_pem, (int)pem_len);
+	if (!bio) {
+		snprintf(why, why_size, "out of memory");
+		return -ENOMEM;
+	}
+	EVP_PKEY *pkey = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
+	BIO_free(bio);
+	if (!pkey) {
+		snprintf(why, why_size, "%s is not an unencrypted PEM private key: %s", key_name,
+			 ossl_reason());
+		return -EINVAL;
+	}
+	int r = unwrap(pkey, key_name, "user_encrypted_key", enc_key, enc_key_len, key, why,
+		       why_size);
+	if (r >= 0)
+		r = unwrap(pkey, key_name, "user_encrypted_iv", enc_iv, enc_iv_len, iv, why,
+			   why_size);
+	EVP_PKEY_free(pkey);
+	return r;
+}
+
+int snap_bundle_verify_signature(const void *cert_pem, size_t pem_len, const uint8_t *sig,
+				 size_t sig_len, const void *text, size_t text_len,
+				 const char **ret_detail)
+{
+	*ret_detail = NULL;
+	if (pem_len > INT32_MAX)
+		return -EINVAL;
+	BIO *bio = BIO_new_mem_buf(cert_pem, (int)pem_len);
+	if (!bio)
+		return -ENOMEM;
+	EVP_PKEY *pkey = NULL;
+	X509 *x = PEM_read_bio_X509(bio, NULL, no_passphrase, NULL);
+	if (x) {
+		pkey = X509_get_pubkey(x);
+		X509_free(x);
+	} else {
+		/* a bare public key is accepted too */
+		ERR_clear_error();
+		(void)BIO_reset(bio);
+		pkey = PEM_read_bio_PUBKEY(bio, NULL, no_passphrase, NULL);
+	}
+	BIO_free(bio);
+	if (!pkey) {
+		*ret_detail = ossl_reason();
+		return -EINVAL;
+	}
+	int r = 0;
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	if (!md) {
+		r = -ENOMEM;
+		goto out;
+	}
+	int ok = sig && EVP_DigestVerifyInit(md, NULL, EVP_sha1(), NULL, pkey) == 1 &&
+		 EVP_DigestVerify(md, sig, sig_len, text, text_len) == 1;
+	EVP_MD_CTX_free(md);
+	if (!ok) {
+		ERR_clear_error();
+		r = -EBADMSG;
+	}
+out:
+	EVP_PKEY_free(pkey);
 	return r;
 }

@@ -11,6 +11,9 @@
  *     ciphertext is modulus-sized and written as lowercase hex.
  *  3. The signature is RSASSA-PKCS1-v1_5 with SHA-1 over the given bytes, lowercase hex.
  *  4. PEM input is parsed from memory buffers; nothing here touches files.
+ *  5. Unwrapping and verifying are the exact inverses of snap_rsa_encrypt_hex and
+ *     snap_rsa_sign_sha1_hex over the binary ciphertext and signature (manifest-read.c decodes
+ *     the hex); their failures come with a message naming what failed.
  */
 #ifndef SNAP_BUNDLE_KEYS_H
 #define SNAP_BUNDLE_KEYS_H
@@ -38,6 +41,24 @@ int snap_pem_private_key(const void *pem, size_t len, EVP_PKEY **ret);
 int snap_rsa_encrypt_hex(EVP_PKEY *pub, const void *text, size_t len, char **ret_hex);
 /* RSA-SHA1 PKCS#1 v1.5 signature of data[0..len) with key, as lowercase hex (malloc'd). */
 int snap_rsa_sign_sha1_hex(EVP_PKEY *key, const void *data, size_t len, char **ret_hex);
+
+/* Decrypts the manifest's user_encrypted_key and user_encrypted_iv (binary RSA PKCS#1 v1.5
+ * ciphertexts of 32 hex characters each) with key_pem, an unencrypted PEM private key, into
+ * key and iv. key_name names the key in messages (e.g. its path). 0; on failure a message in
+ * why[0..why_size) and -EINVAL (not an unencrypted PEM private key, or not RSA), -EKEYREJECTED
+ * (a value does not decrypt or is not 32 hex characters: the wrong key), -ENOMEM. */
+int snap_bundle_key_unwrap(const void *key_pem, size_t pem_len, const uint8_t *enc_key,
+			   size_t enc_key_len, const uint8_t *enc_iv, size_t enc_iv_len,
+			   uint8_t key[16], uint8_t iv[16], const char *key_name, char *why,
+			   size_t why_size);
+
+/* Checks an RSA-SHA1 PKCS#1 v1.5 signature (binary) of text[0..text_len) under the public key of
+ * cert_pem (a PEM X.509 certificate, or a bare PEM public key). 0; -EINVAL when cert_pem is
+ * neither (*ret_detail: OpenSSL's reason), -EBADMSG when the signature does not verify,
+ * -ENOMEM. */
+int snap_bundle_verify_signature(const void *cert_pem, size_t pem_len, const uint8_t *sig,
+				 size_t sig_len, const void *text, size_t text_len,
+				 const char **ret_detail);
 
 /* Lowercase hex of bin[0..len) into out (2 * len + 1 bytes). */
 void snap_hex(char *out, const uint8_t *bin, size_t len);

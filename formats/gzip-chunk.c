@@ -64,6 +64,32 @@ size_t snap_deflate_bound(size_t len)
 	return len + len / 64 + 4096;
 }
 
+int snap_deflate_raw(struct snap_deflate *d, const uint8_t *in, size_t len, uint8_t *out,
+		     size_t out_cap, size_t *ret_len)
+{
+	if (len > UINT32_MAX || out_cap > UINT32_MAX)
+		return -EINVAL;
+	struct isal_zstream *s = &d->stream;
+	isal_deflate_stateless_init(s);
+	s->level = (uint32_t)d->level;
+	s->level_buf = d->level_buf;
+	s->level_buf_size = d->level_buf_size;
+	s->gzip_flag = IGZIP_DEFLATE;
+	s->end_of_stream = 1;
+	s->flush = NO_FLUSH;
+	s->next_in = (uint8_t *)in;
+	s->avail_in = (uint32_t)len;
+	s->next_out = out;
+	s->avail_out = (uint32_t)out_cap;
+	int r = isal_deflate_stateless(s);
+	if (r == STATELESS_OVERFLOW)
+		return -ENOBUFS;
+	if (r != COMP_OK)
+		return -EIO;
+	*ret_len = s->total_out;
+	return 0;
+}
+
 int snap_deflate_chunk(struct snap_deflate *d, const uint8_t *in, size_t len, bool final,
 		       uint8_t *out, size_t out_cap, size_t *ret_len, uint32_t *ret_crc)
 {
@@ -91,6 +117,100 @@ int snap_deflate_chunk(struct snap_deflate *d, const uint8_t *in, size_t len, bo
 		return -EIO;
 	*ret_len = out_cap - s->avail_out;
 	*ret_crc = snap_crc32(0, in, len);
+	return 0;
+}
+
+struct snap_inflate {
+	struct inflate_state st;
+};
+
+int snap_inflate_new(struct snap_inflate **ret)
+{
+	struct snap_inflate *i = malloc(sizeof(*i));
+	if (!i)
+		return -ENOMEM;
+	isal_inflate_init(&i->st);
+	*ret = i;
+	return 0;
+}
+
+struct snap_inflate *snap_inflate_free(struct snap_inflate *i)
+{
+	free(i);
+	return NULL;
+}
+
+int snap_inflate_raw(struct snap_inflate *i, const uint8_t *in, size_t len, uint8_t *out,
+		     size_t out_len)
+{
+	if (len > UINT32_MAX || out_len > UINT32_MAX)
+		return -EBADMSG;
+	struct inflate_state *st = &i->st;
+	isal_inflate_init(st);
+	st->crc_flag = ISAL_DEFLATE;
+	st->next_in = (uint8_t *)in;
+	st->avail_in = (uint32_t)len;
+	st->next_out = out;
+	st->avail_out = (uint32_t)out_len;
+	int r = isal_inflate_stateless(st);
+	if (r != ISAL_DECOMP_OK || st->total_out != out_len || st->avail_in != 0)
+		return -EBADMSG;
+	return 0;
+}
+
+static const char *isal_text(int r)
+{
+	switch (r) {
+	case ISAL_INVALID_BLOCK:
+		return "invalid deflate block";
+	case ISAL_INVALID_SYMBOL:
+		return "invalid deflate symbol";
+	case ISAL_INVALID_LOOKBACK:
+		return "invalid deflate distance";
+	case ISAL_INVALID_WRAPPER:
+		return "not a gzip stream (wrong key, or not a bundle)";
+	case ISAL_UNSUPPORTED_METHOD:
+		return "unsupported gzip compression method";
+	case ISAL_INCORRECT_CHECKSUM:
+		return "gzip CRC-32 or length mismatch";
+	default:
+		return "inflate failed";
+	}
+}
+
+void snap_gunzip_begin(struct snap_inflate *i)
+{
+	isal_inflate_init(&i->st);
+	i->st.crc_flag = ISAL_GZIP;
+}
+
+void snap_gunzip_next_member(struct snap_inflate *i)
+{
+	isal_inflate_reset(&i->st);
+	i->st.crc_flag = ISAL_GZIP;
+}
+
+int snap_gunzip_step(struct snap_inflate *i, const uint8_t **in, size_t *in_len, uint8_t *out,
+		     size_t out_cap, size_t *ret_out, bool *ret_end, const char **ret_detail)
+{
+	struct inflate_state *st = &i->st;
+	if (*in_len > UINT32_MAX || out_cap > UINT32_MAX) {
+		*ret_detail = "buffer too large";
+		return -EINVAL;
+	}
+	st->next_in = (uint8_t *)*in;
+	st->avail_in = (uint32_t)*in_len;
+	st->next_out = out;
+	st->avail_out = (uint32_t)out_cap;
+	int r = isal_inflate(st);
+	*ret_out = out_cap - st->avail_out;
+	*in += *in_len - st->avail_in;
+	*in_len = st->avail_in;
+	*ret_end = r >= 0 && st->block_state == ISAL_BLOCK_FINISH;
+	if (r < 0) {
+		*ret_detail = isal_text(r);
+		return r == ISAL_INCORRECT_CHECKSUM ? -EBADMSG : -EUCLEAN;
+	}
 	return 0;
 }
 

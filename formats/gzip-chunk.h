@@ -11,7 +11,10 @@
  *     is CRC-32 and ISIZE (length mod 2^32) of the whole input, little-endian; the CRC of the
  *     whole is combined from the per-chunk CRCs (zlib's crc32_combine64).
  *  3. A compressor's ISA-L level buffer is allocated once, in snap_deflate_new, and reused for
- *     every chunk: no allocation per chunk.
+ *     every chunk: no allocation per chunk. Likewise an inflater's state (snap_inflate_new).
+ *  4. This is the one file of the project that calls ISA-L (deflate, inflate, CRC-32) and
+ *     translates its return codes; the .bin store frames (store-frame.c) and the classic
+ *     bundle's gunzip (engine/unbundle.c) go through it.
  */
 #ifndef SNAP_GZIP_CHUNK_H
 #define SNAP_GZIP_CHUNK_H
@@ -38,6 +41,33 @@ size_t snap_deflate_bound(size_t len);
  * of the input). 0, -ENOBUFS when out_cap is too small, -EIO on an ISA-L error. */
 int snap_deflate_chunk(struct snap_deflate *d, const uint8_t *in, size_t len, bool final,
 		       uint8_t *out, size_t out_cap, size_t *ret_len, uint32_t *ret_crc);
+
+/* Compresses in[0..len) as one complete raw deflate stream (BFINAL set) without a CRC, into at
+ * most out_cap bytes. 0, -ENOBUFS when it does not fit in out_cap (data that does not shrink,
+ * when out_cap < len), -EINVAL, -EIO on another ISA-L error. */
+int snap_deflate_raw(struct snap_deflate *d, const uint8_t *in, size_t len, uint8_t *out,
+		     size_t out_cap, size_t *ret_len);
+
+/* One thread's inflater (an ISA-L inflate state, allocated once). */
+struct snap_inflate;
+int snap_inflate_new(struct snap_inflate **ret);
+struct snap_inflate *snap_inflate_free(struct snap_inflate *i);
+
+/* Inflates the raw deflate stream in[0..len), which must decode to exactly out_len bytes with no
+ * input left over. 0 or -EBADMSG. */
+int snap_inflate_raw(struct snap_inflate *i, const uint8_t *in, size_t len, uint8_t *out,
+		     size_t out_len);
+
+/* Streaming gunzip (header, CRC-32 and ISIZE checked by ISA-L), one member at a time:
+ * snap_gunzip_begin starts the stream, snap_gunzip_step consumes from *in (advancing *in and
+ * *in_len) and writes up to out_cap bytes at out (*ret_out: how many). *ret_end is true when
+ * the member ended (its trailer checked). 0; -EBADMSG for a CRC-32 or length mismatch,
+ * -EUCLEAN for other corrupt data, with *ret_detail saying what. */
+void snap_gunzip_begin(struct snap_inflate *i);
+/* Starts the next member of a multi-member stream (after *ret_end). */
+void snap_gunzip_next_member(struct snap_inflate *i);
+int snap_gunzip_step(struct snap_inflate *i, const uint8_t **in, size_t *in_len, uint8_t *out,
+		     size_t out_cap, size_t *ret_out, bool *ret_end, const char **ret_detail);
 
 /* CRC-32 (gzip's) of buf, continuing from crc (0 to start). */
 uint32_t snap_crc32(uint32_t crc, const uint8_t *buf, size_t len);

@@ -11,6 +11,7 @@
 #include <openssl/evp.h>
 #include <zlib.h>
 
+#include "store-crypto.h"
 #include "store-format.h"
 
 /* On-disk sizes are fixed by the spec; these anchor the offsets used below. */
@@ -22,6 +23,40 @@ _Static_assert(SNAP_STORE_INDEX_EXTENT_SIZE == 8 + 8 + 1 + 1 + 2 + 4, "index ext
 _Static_assert(SNAP_STORE_SCRYPT_SLOT_SIZE == 32 + 8 + 4 + 4 + 12 + 32 + 16, "scrypt slot");
 _Static_assert(sizeof(SNAP_STORE_MAGIC) - 1 == 8 && sizeof(SNAP_STORE_FOOTER_MAGIC) - 1 == 8,
 	       "magics are 8 bytes");
+
+/* the layouts of store-format.h, pinned to STORE_FORMAT.md */
+#define HDR(f) SNAP_STORE_AT(snap_store_disk_header, f)
+#define PFX(f) SNAP_STORE_AT(snap_store_disk_prefix, f)
+#define FRM(f) SNAP_STORE_AT(snap_store_disk_frame, f)
+#define FTR(f) SNAP_STORE_AT(snap_store_disk_footer, f)
+#define EXT(f) SNAP_STORE_AT(snap_store_disk_extent, f)
+#define IFR(f) SNAP_STORE_AT(snap_store_disk_iframe, f)
+_Static_assert(sizeof(struct snap_store_disk_header) == SNAP_STORE_HEADER_SIZE, "header");
+_Static_assert(HDR(version) == 8 && HDR(header_size) == 12 && HDR(compat) == 16 &&
+		   HDR(incompat) == 20 && HDR(ro_compat) == 24 && HDR(frame_size) == 28 &&
+		   HDR(image_id) == 32 && HDR(volume_count) == 48 && HDR(block_size) == 52 &&
+		   HDR(reserved) == 56 && HDR(crc) == 124,
+	       "header fields");
+_Static_assert(sizeof(struct snap_store_disk_prefix) == SNAP_STORE_PREFIX_SIZE, "prefix");
+_Static_assert(PFX(type) == 0 && PFX(crc) == 4 && PFX(length) == 8, "prefix fields");
+_Static_assert(sizeof(struct snap_store_disk_frame) == SNAP_STORE_FRAME_HEADER_SIZE, "frame");
+_Static_assert(FRM(volume) == 16 && FRM(flags) == 20 && FRM(index) == 24 && FRM(offset) == 32 &&
+		   FRM(raw_len) == 40 && FRM(stored_len) == 44 && FRM(nonce) == 48 &&
+		   FRM(reserved) == 60 && FRM(digest) == 64,
+	       "frame header fields");
+_Static_assert(FRM(digest) + SNAP_STORE_ID_SIZE == SNAP_STORE_FRAME_AAD_SIZE, "AAD");
+_Static_assert(sizeof(struct snap_store_disk_footer) == SNAP_STORE_FOOTER_SIZE, "footer");
+_Static_assert(FTR(index_offset) == 8 && FTR(index_length) == 16 && FTR(image_size) == 24 &&
+		   FTR(image_id) == 32 && FTR(reserved) == 48 && FTR(crc) == 60,
+	       "footer fields");
+_Static_assert(sizeof(struct snap_store_disk_extent) == SNAP_STORE_INDEX_EXTENT_SIZE, "extent");
+_Static_assert(EXT(length) == 8 && EXT(kind) == 16 && EXT(layer) == 17 && EXT(reserved) == 18 &&
+		   EXT(partition) == 20,
+	       "index extent fields");
+_Static_assert(sizeof(struct snap_store_disk_iframe) == SNAP_STORE_INDEX_FRAME_SIZE, "iframe");
+_Static_assert(IFR(volume) == 8 && IFR(flags) == 12 && IFR(offset) == 16 && IFR(raw_len) == 24 &&
+		   IFR(stored_len) == 28 && IFR(digest) == 32,
+	       "index frame fields");
 
 static uint32_t crc32_of(const uint8_t *buf, size_t len)
 {
@@ -65,17 +100,17 @@ void snap_store_header_encode(const struct snap_store_header *h,
 			      uint8_t out[SNAP_STORE_HEADER_SIZE])
 {
 	memset(out, 0, SNAP_STORE_HEADER_SIZE);
-	memcpy(out, SNAP_STORE_MAGIC, 8);
-	snap_put_le32(out + 8, h->version);
-	snap_put_le32(out + 12, SNAP_STORE_HEADER_SIZE);
-	snap_put_le32(out + 16, h->compat);
-	snap_put_le32(out + 20, h->incompat);
-	snap_put_le32(out + 24, h->ro_compat);
-	snap_put_le32(out + 28, h->frame_size);
-	memcpy(out + 32, h->image_id, SNAP_STORE_ID_SIZE);
-	snap_put_le32(out + 48, h->volume_count);
-	snap_put_le32(out + 52, h->block_size);
-	snap_put_le32(out + 124, crc32_of(out, 124));
+	memcpy(out + HDR(magic), SNAP_STORE_MAGIC, 8);
+	snap_put_le32(out + HDR(version), h->version);
+	snap_put_le32(out + HDR(header_size), SNAP_STORE_HEADER_SIZE);
+	snap_put_le32(out + HDR(compat), h->compat);
+	snap_put_le32(out + HDR(incompat), h->incompat);
+	snap_put_le32(out + HDR(ro_compat), h->ro_compat);
+	snap_put_le32(out + HDR(frame_size), h->frame_size);
+	memcpy(out + HDR(image_id), h->image_id, SNAP_STORE_ID_SIZE);
+	snap_put_le32(out + HDR(volume_count), h->volume_count);
+	snap_put_le32(out + HDR(block_size), h->block_size);
+	snap_put_le32(out + HDR(crc), crc32_of(out, HDR(crc)));
 }
 
 int snap_store_header_decode(const uint8_t *buf, size_t len, struct snap_store_header *ret,
@@ -85,24 +120,24 @@ int snap_store_header_decode(const uint8_t *buf, size_t len, struct snap_store_h
 		set_detail(ret_detail, "image shorter than its header (truncated)");
 		return -EUCLEAN;
 	}
-	if (memcmp(buf, SNAP_STORE_MAGIC, 8) != 0) {
+	if (memcmp(buf + HDR(magic), SNAP_STORE_MAGIC, 8) != 0) {
 		set_detail(ret_detail, "not a snapbundle store image (bad magic)");
 		return -EUCLEAN;
 	}
-	if (crc32_of(buf, 124) != snap_get_le32(buf + 124)) {
+	if (crc32_of(buf, HDR(crc)) != snap_get_le32(buf + HDR(crc))) {
 		set_detail(ret_detail, "header CRC mismatch");
 		return -EBADMSG;
 	}
 	struct snap_store_header h = {
-	    .version = snap_get_le32(buf + 8),
-	    .compat = snap_get_le32(buf + 16),
-	    .incompat = snap_get_le32(buf + 20),
-	    .ro_compat = snap_get_le32(buf + 24),
-	    .frame_size = snap_get_le32(buf + 28),
-	    .volume_count = snap_get_le32(buf + 48),
-	    .block_size = snap_get_le32(buf + 52),
+	    .version = snap_get_le32(buf + HDR(version)),
+	    .compat = snap_get_le32(buf + HDR(compat)),
+	    .incompat = snap_get_le32(buf + HDR(incompat)),
+	    .ro_compat = snap_get_le32(buf + HDR(ro_compat)),
+	    .frame_size = snap_get_le32(buf + HDR(frame_size)),
+	    .volume_count = snap_get_le32(buf + HDR(volume_count)),
+	    .block_size = snap_get_le32(buf + HDR(block_size)),
 	};
-	memcpy(h.image_id, buf + 32, SNAP_STORE_ID_SIZE);
+	memcpy(h.image_id, buf + HDR(image_id), SNAP_STORE_ID_SIZE);
 	if (h.version != SNAP_STORE_VERSION) {
 		set_detail(ret_detail, "unsupported format version");
 		return -EOPNOTSUPP;
@@ -111,7 +146,7 @@ int snap_store_header_decode(const uint8_t *buf, size_t len, struct snap_store_h
 		set_detail(ret_detail, "unknown incompatible feature in header");
 		return -EOPNOTSUPP;
 	}
-	if (snap_get_le32(buf + 12) != SNAP_STORE_HEADER_SIZE || h.frame_size == 0 ||
+	if (snap_get_le32(buf + HDR(header_size)) != SNAP_STORE_HEADER_SIZE || h.frame_size == 0 ||
 	    h.frame_size > SNAP_STORE_MAX_FRAME || h.block_size != SNAP_STORE_BLOCK_SIZE ||
 	    h.volume_count == 0 || h.volume_count > 4096) {
 		set_detail(ret_detail, "invalid header field");
@@ -125,9 +160,9 @@ int snap_store_header_decode(const uint8_t *buf, size_t len, struct snap_store_h
 
 void snap_store_prefix_encode(uint8_t *out, uint32_t type, uint64_t length)
 {
-	snap_put_le32(out, type);
-	snap_put_le32(out + 4, 0);
-	snap_put_le64(out + 8, length);
+	snap_put_le32(out + PFX(type), type);
+	snap_put_le32(out + PFX(crc), 0);
+	snap_put_le64(out + PFX(length), length);
 }
 
 int snap_store_prefix_decode(const uint8_t *buf, size_t len, struct snap_store_prefix *ret)
@@ -135,9 +170,9 @@ int snap_store_prefix_decode(const uint8_t *buf, size_t len, struct snap_store_p
 	if (len < SNAP_STORE_PREFIX_SIZE)
 		return -EUCLEAN;
 	struct snap_store_prefix p = {
-	    .type = snap_get_le32(buf),
-	    .crc = snap_get_le32(buf + 4),
-	    .length = snap_get_le64(buf + 8),
+	    .type = snap_get_le32(buf + PFX(type)),
+	    .crc = snap_get_le32(buf + PFX(crc)),
+	    .length = snap_get_le64(buf + PFX(length)),
 	};
 	if (p.type < SNAP_STORE_REC_KEYS || p.type > SNAP_STORE_REC_SIGNATURE ||
 	    p.length < SNAP_STORE_PREFIX_SIZE || p.length > SNAP_STORE_MAX_RECORD)
@@ -148,12 +183,13 @@ int snap_store_prefix_decode(const uint8_t *buf, size_t len, struct snap_store_p
 
 void snap_store_record_set_crc(uint8_t *rec, size_t len)
 {
-	snap_put_le32(rec + 4, crc32_skip(rec, len, 4));
+	snap_put_le32(rec + PFX(crc), crc32_skip(rec, len, PFX(crc)));
 }
 
 bool snap_store_record_crc_ok(const uint8_t *rec, size_t len)
 {
-	return len >= SNAP_STORE_PREFIX_SIZE && crc32_skip(rec, len, 4) == snap_get_le32(rec + 4);
+	return len >= SNAP_STORE_PREFIX_SIZE &&
+	       crc32_skip(rec, len, PFX(crc)) == snap_get_le32(rec + PFX(crc));
 }
 
 /* ---- frames ---- */
@@ -169,15 +205,16 @@ void snap_store_frame_encode(const struct snap_store_frame *f,
 {
 	memset(out, 0, SNAP_STORE_FRAME_HEADER_SIZE);
 	snap_store_prefix_encode(out, SNAP_STORE_REC_FRAME, snap_store_frame_record_len(f));
-	snap_put_le32(out + 16, f->volume);
-	snap_put_le32(out + 20, f->flags);
-	snap_put_le64(out + 24, f->index);
-	snap_put_le64(out + 32, f->offset);
-	snap_put_le32(out + 40, f->raw_len);
-	snap_put_le32(out + 44, f->stored_len);
-	memcpy(out + 48, f->nonce, SNAP_STORE_NONCE_SIZE);
-	memcpy(out + 64, f->digest, SNAP_STORE_DIGEST_SIZE);
-	snap_put_le32(out + 4, crc32_skip(out, SNAP_STORE_FRAME_HEADER_SIZE, 4));
+	snap_put_le32(out + FRM(volume), f->volume);
+	snap_put_le32(out + FRM(flags), f->flags);
+	snap_put_le64(out + FRM(index), f->index);
+	snap_put_le64(out + FRM(offset), f->offset);
+	snap_put_le32(out + FRM(raw_len), f->raw_len);
+	snap_put_le32(out + FRM(stored_len), f->stored_len);
+	memcpy(out + FRM(nonce), f->nonce, SNAP_STORE_NONCE_SIZE);
+	memcpy(out + FRM(digest), f->digest, SNAP_STORE_DIGEST_SIZE);
+	snap_put_le32(out + FRM(prefix.crc),
+		      crc32_skip(out, SNAP_STORE_FRAME_HEADER_SIZE, FRM(prefix.crc)));
 }
 
 void snap_store_frame_aad(const uint8_t image_id[SNAP_STORE_ID_SIZE],
@@ -185,8 +222,8 @@ void snap_store_frame_aad(const uint8_t image_id[SNAP_STORE_ID_SIZE],
 			  uint8_t out[SNAP_STORE_FRAME_AAD_SIZE])
 {
 	memcpy(out, image_id, SNAP_STORE_ID_SIZE);
-	memcpy(out + SNAP_STORE_ID_SIZE, header, 64);
-	memset(out + SNAP_STORE_ID_SIZE + 4, 0, 4);
+	memcpy(out + SNAP_STORE_ID_SIZE, header, FRM(digest));
+	memset(out + SNAP_STORE_ID_SIZE + FRM(prefix.crc), 0, 4);
 }
 
 bool snap_store_frame_lengths_ok(uint32_t flags, uint32_t raw_len, uint32_t stored_len,
@@ -207,31 +244,32 @@ int snap_store_frame_decode(const uint8_t *buf, size_t len, uint32_t max_raw,
 		set_detail(ret_detail, "frame header truncated");
 		return -EUCLEAN;
 	}
-	if (snap_get_le32(buf) != SNAP_STORE_REC_FRAME) {
+	if (snap_get_le32(buf + FRM(prefix.type)) != SNAP_STORE_REC_FRAME) {
 		set_detail(ret_detail, "not a frame record");
 		return -EUCLEAN;
 	}
-	if (crc32_skip(buf, SNAP_STORE_FRAME_HEADER_SIZE, 4) != snap_get_le32(buf + 4)) {
+	if (crc32_skip(buf, SNAP_STORE_FRAME_HEADER_SIZE, FRM(prefix.crc)) !=
+	    snap_get_le32(buf + FRM(prefix.crc))) {
 		set_detail(ret_detail, "frame header CRC mismatch");
 		return -EBADMSG;
 	}
 	struct snap_store_frame f = {
-	    .volume = snap_get_le32(buf + 16),
-	    .flags = snap_get_le32(buf + 20),
-	    .index = snap_get_le64(buf + 24),
-	    .offset = snap_get_le64(buf + 32),
-	    .raw_len = snap_get_le32(buf + 40),
-	    .stored_len = snap_get_le32(buf + 44),
+	    .volume = snap_get_le32(buf + FRM(volume)),
+	    .flags = snap_get_le32(buf + FRM(flags)),
+	    .index = snap_get_le64(buf + FRM(index)),
+	    .offset = snap_get_le64(buf + FRM(offset)),
+	    .raw_len = snap_get_le32(buf + FRM(raw_len)),
+	    .stored_len = snap_get_le32(buf + FRM(stored_len)),
 	};
-	memcpy(f.nonce, buf + 48, SNAP_STORE_NONCE_SIZE);
-	memcpy(f.digest, buf + 64, SNAP_STORE_DIGEST_SIZE);
+	memcpy(f.nonce, buf + FRM(nonce), SNAP_STORE_NONCE_SIZE);
+	memcpy(f.digest, buf + FRM(digest), SNAP_STORE_DIGEST_SIZE);
 	if (f.flags & ~SNAP_STORE_FRAME_KNOWN) {
 		set_detail(ret_detail, "unknown frame flag");
 		return -EOPNOTSUPP;
 	}
 	if (!snap_store_frame_lengths_ok(f.flags, f.raw_len, f.stored_len, max_raw) ||
-	    snap_get_le64(buf + 8) != snap_store_frame_record_len(&f) ||
-	    snap_get_le32(buf + 60) != 0 || f.offset > UINT64_MAX - f.raw_len) {
+	    snap_get_le64(buf + FRM(prefix.length)) != snap_store_frame_record_len(&f) ||
+	    snap_get_le32(buf + FRM(reserved)) != 0 || f.offset > UINT64_MAX - f.raw_len) {
 		set_detail(ret_detail, "invalid frame header field");
 		return -EUCLEAN;
 	}
@@ -245,31 +283,32 @@ void snap_store_footer_encode(const struct snap_store_footer *f,
 			      uint8_t out[SNAP_STORE_FOOTER_SIZE])
 {
 	memset(out, 0, SNAP_STORE_FOOTER_SIZE);
-	memcpy(out, SNAP_STORE_FOOTER_MAGIC, 8);
-	snap_put_le64(out + 8, f->index_offset);
-	snap_put_le64(out + 16, f->index_length);
-	snap_put_le64(out + 24, f->image_size);
-	memcpy(out + 32, f->image_id, SNAP_STORE_ID_SIZE);
-	snap_put_le32(out + 60, crc32_of(out, 60));
+	memcpy(out + FTR(magic), SNAP_STORE_FOOTER_MAGIC, 8);
+	snap_put_le64(out + FTR(index_offset), f->index_offset);
+	snap_put_le64(out + FTR(index_length), f->index_length);
+	snap_put_le64(out + FTR(image_size), f->image_size);
+	memcpy(out + FTR(image_id), f->image_id, SNAP_STORE_ID_SIZE);
+	snap_put_le32(out + FTR(crc), crc32_of(out, FTR(crc)));
 }
 
 int snap_store_footer_decode(const uint8_t *buf, size_t len, struct snap_store_footer *ret,
 			     const char **ret_detail)
 {
-	if (len < SNAP_STORE_FOOTER_SIZE || memcmp(buf, SNAP_STORE_FOOTER_MAGIC, 8) != 0) {
+	if (len < SNAP_STORE_FOOTER_SIZE ||
+	    memcmp(buf + FTR(magic), SNAP_STORE_FOOTER_MAGIC, 8) != 0) {
 		set_detail(ret_detail, "no footer at the end of the image (truncated object?)");
 		return -EUCLEAN;
 	}
-	if (crc32_of(buf, 60) != snap_get_le32(buf + 60)) {
+	if (crc32_of(buf, FTR(crc)) != snap_get_le32(buf + FTR(crc))) {
 		set_detail(ret_detail, "footer CRC mismatch");
 		return -EBADMSG;
 	}
 	struct snap_store_footer f = {
-	    .index_offset = snap_get_le64(buf + 8),
-	    .index_length = snap_get_le64(buf + 16),
-	    .image_size = snap_get_le64(buf + 24),
+	    .index_offset = snap_get_le64(buf + FTR(index_offset)),
+	    .index_length = snap_get_le64(buf + FTR(index_length)),
+	    .image_size = snap_get_le64(buf + FTR(image_size)),
 	};
-	memcpy(f.image_id, buf + 32, SNAP_STORE_ID_SIZE);
+	memcpy(f.image_id, buf + FTR(image_id), SNAP_STORE_ID_SIZE);
 	if (f.index_length < SNAP_STORE_PREFIX_SIZE + SNAP_STORE_TAG_SIZE ||
 	    f.index_offset < SNAP_STORE_HEADER_SIZE || f.image_size < SNAP_STORE_FOOTER_SIZE ||
 	    f.index_length > f.image_size - SNAP_STORE_FOOTER_SIZE ||
@@ -860,23 +899,23 @@ int snap_store_meta_decode(const uint8_t *buf, size_t len, struct snap_store_met
 
 static void put_extent(uint8_t *p, const struct snap_extent *e)
 {
-	snap_put_le64(p, e->offset);
-	snap_put_le64(p + 8, e->length);
-	p[16] = e->kind;
-	p[17] = e->layer;
-	p[18] = p[19] = 0;
-	snap_put_le32(p + 20, e->partition);
+	snap_put_le64(p + EXT(offset), e->offset);
+	snap_put_le64(p + EXT(length), e->length);
+	p[EXT(kind)] = e->kind;
+	p[EXT(layer)] = e->layer;
+	memset(p + EXT(reserved), 0, 2);
+	snap_put_le32(p + EXT(partition), e->partition);
 }
 
 static void put_iframe(uint8_t *p, const struct snap_store_index_frame *f)
 {
-	snap_put_le64(p, f->file_offset);
-	snap_put_le32(p + 8, f->volume);
-	snap_put_le32(p + 12, f->flags);
-	snap_put_le64(p + 16, f->offset);
-	snap_put_le32(p + 24, f->raw_len);
-	snap_put_le32(p + 28, f->stored_len);
-	memcpy(p + 32, f->digest, 32);
+	snap_put_le64(p + IFR(file_offset), f->file_offset);
+	snap_put_le32(p + IFR(volume), f->volume);
+	snap_put_le32(p + IFR(flags), f->flags);
+	snap_put_le64(p + IFR(offset), f->offset);
+	snap_put_le32(p + IFR(raw_len), f->raw_len);
+	snap_put_le32(p + IFR(stored_len), f->stored_len);
+	memcpy(p + IFR(digest), f->digest, SNAP_STORE_DIGEST_SIZE);
 }
 
 int snap_store_index_encode(const struct snap_store_index *ix, uint8_t **ret, size_t *ret_len)
@@ -973,11 +1012,11 @@ int snap_store_index_decode(const uint8_t *buf, size_t len, const uint64_t *vol_
 		for (uint64_t j = 0; j < ne; j++, pos += SNAP_STORE_INDEX_EXTENT_SIZE) {
 			const uint8_t *p = buf + pos;
 			struct snap_extent *e = &v->extents[j];
-			e->offset = snap_get_le64(p);
-			e->length = snap_get_le64(p + 8);
-			e->kind = p[16];
-			e->layer = p[17];
-			e->partition = snap_get_le32(p + 20);
+			e->offset = snap_get_le64(p + EXT(offset));
+			e->length = snap_get_le64(p + EXT(length));
+			e->kind = p[EXT(kind)];
+			e->layer = p[EXT(layer)];
+			e->partition = snap_get_le32(p + EXT(partition));
 			if (e->offset != end || e->length == 0 || e->kind > SNAP_EXTENT_UNUSED ||
 			    e->length > UINT64_MAX - end) {
 				why = "index extent map does not cover its volume";
@@ -1003,13 +1042,13 @@ int snap_store_index_decode(const uint8_t *buf, size_t len, const uint64_t *vol_
 	for (uint64_t i = 0; i < ix.nframes; i++, pos += SNAP_STORE_INDEX_FRAME_SIZE) {
 		const uint8_t *p = buf + pos;
 		struct snap_store_index_frame *f = &ix.frames[i];
-		f->file_offset = snap_get_le64(p);
-		f->volume = snap_get_le32(p + 8);
-		f->flags = snap_get_le32(p + 12);
-		f->offset = snap_get_le64(p + 16);
-		f->raw_len = snap_get_le32(p + 24);
-		f->stored_len = snap_get_le32(p + 28);
-		memcpy(f->digest, p + 32, 32);
+		f->file_offset = snap_get_le64(p + IFR(file_offset));
+		f->volume = snap_get_le32(p + IFR(volume));
+		f->flags = snap_get_le32(p + IFR(flags));
+		f->offset = snap_get_le64(p + IFR(offset));
+		f->raw_len = snap_get_le32(p + IFR(raw_len));
+		f->stored_len = snap_get_le32(p + IFR(stored_len));
+		memcpy(f->digest, p + IFR(digest), SNAP_STORE_DIGEST_SIZE);
 	}
 	/* structure: frames in file order, each volume's frames its own, sorted, inside DATA */
 	for (uint32_t vi = 0; vi < ix.nvolumes; vi++) {
@@ -1111,5 +1150,35 @@ int snap_store_signature_decode(const uint8_t *buf, size_t len, struct snap_stor
 	if (sl == 0 || sl > 16384 || sl != len - 8 - kl)
 		return -EUCLEAN;
 	*ret = (struct snap_store_signature){buf + 4, kl, buf + 8 + kl, sl};
+	return 0;
+}
+
+int snap_store_build_record(uint32_t type, const uint8_t *payload, size_t len,
+			    const uint8_t *mac_key, const void *const *pre, const size_t *pre_lens,
+			    size_t npre, uint8_t **ret, size_t *ret_len)
+{
+	size_t total = SNAP_STORE_PREFIX_SIZE + len + SNAP_STORE_TAG_SIZE;
+	uint8_t *rec = malloc(total);
+	if (!rec)
+		return -ENOMEM;
+	snap_store_prefix_encode(rec, type, total);
+	memcpy(rec + SNAP_STORE_PREFIX_SIZE, payload, len);
+	const void *parts[4];
+	size_t lens[4];
+	size_t n = 0;
+	for (size_t i = 0; i < npre && n < 3; i++, n++) {
+		parts[n] = pre[i];
+		lens[n] = pre_lens[i];
+	}
+	parts[n] = rec;
+	lens[n++] = SNAP_STORE_PREFIX_SIZE + len;
+	int r = snap_store_mac(mac_key, parts, lens, n, rec + SNAP_STORE_PREFIX_SIZE + len);
+	if (r < 0) {
+		free(rec);
+		return r;
+	}
+	snap_store_record_set_crc(rec, total);
+	*ret = rec;
+	*ret_len = total;
 	return 0;
 }

@@ -38,6 +38,78 @@
 #define SNAP_STORE_KEY_SIZE 32u
 #define SNAP_STORE_BLOCK_SIZE 4096u
 #define SNAP_STORE_MAX_FRAME (64u << 20) /* largest raw frame a reader must accept */
+
+/*
+ * On-disk layouts, declared once (e2fsprogs ext2_fs.h style). Integers are little-endian on
+ * disk; the field types only say each field's width. Nothing reads these structs from memory
+ * directly: the encoders and decoders of store-format.c address every field as
+ * offsetof(struct, field) (SNAP_STORE_AT), so encode and decode cannot disagree, and the
+ * _Static_asserts in store-format.c pin every offset to STORE_FORMAT.md.
+ */
+#define SNAP_STORE_AT(type, field) offsetof(struct type, field)
+
+struct snap_store_disk_header { /* 128 bytes at offset 0 */
+	uint8_t magic[8];	/* SNAP_STORE_MAGIC */
+	uint32_t version;
+	uint32_t header_size;	/* SNAP_STORE_HEADER_SIZE */
+	uint32_t compat;
+	uint32_t incompat;
+	uint32_t ro_compat;
+	uint32_t frame_size;
+	uint8_t image_id[16];
+	uint32_t volume_count;
+	uint32_t block_size;
+	uint8_t reserved[68];	/* zero */
+	uint32_t crc;		/* CRC-32 of bytes 0..124 */
+};
+
+struct snap_store_disk_prefix { /* 16 bytes: every record starts with it */
+	uint32_t type;
+	uint32_t crc;		/* CRC-32 of the record with this field as zero */
+	uint64_t length;	/* of the whole record */
+};
+
+struct snap_store_disk_frame { /* 96 bytes: a FRAME record's header */
+	struct snap_store_disk_prefix prefix; /* crc over the 96 header bytes only */
+	uint32_t volume;
+	uint32_t flags;
+	uint64_t index;
+	uint64_t offset;
+	uint32_t raw_len;
+	uint32_t stored_len;
+	uint8_t nonce[12];
+	uint32_t reserved;	/* zero */
+	uint8_t digest[32];	/* not part of the AAD */
+};
+
+struct snap_store_disk_footer { /* 64 bytes at the end of the image */
+	uint8_t magic[8];	/* SNAP_STORE_FOOTER_MAGIC */
+	uint64_t index_offset;
+	uint64_t index_length;
+	uint64_t image_size;
+	uint8_t image_id[16];
+	uint8_t reserved[12];	/* zero */
+	uint32_t crc;		/* CRC-32 of bytes 0..60 */
+};
+
+struct snap_store_disk_extent { /* 24 bytes: an INDEX extent entry */
+	uint64_t offset;
+	uint64_t length;
+	uint8_t kind;
+	uint8_t layer;
+	uint8_t reserved[2];	/* zero */
+	uint32_t partition;
+};
+
+struct snap_store_disk_iframe { /* 64 bytes: an INDEX frame entry */
+	uint64_t file_offset;
+	uint32_t volume;
+	uint32_t flags;
+	uint64_t offset;
+	uint32_t raw_len;
+	uint32_t stored_len;
+	uint8_t digest[32];
+};
 #define SNAP_STORE_MAX_RECORD (1ull << 40)
 
 /* Feature words. A reader refuses an image with an incompat bit it does not know; it may read
@@ -105,6 +177,12 @@ void snap_store_record_set_crc(uint8_t *rec, size_t len);
 /* Checks the CRC of a whole non-frame record (and leaves rec untouched). */
 bool snap_store_record_crc_ok(const uint8_t *rec, size_t len);
 void snap_store_prefix_encode(uint8_t *out, uint32_t type, uint64_t length);
+/* Builds a non-frame record (malloc'd into *ret): prefix, payload, then the tag (SHA-256, or
+ * HMAC-SHA256 under mac_key) over the npre (at most 3) buffers pre and the record up to the
+ * tag; then the CRC. 0, -ENOMEM, or a crypto error. */
+int snap_store_build_record(uint32_t type, const uint8_t *payload, size_t len,
+			    const uint8_t *mac_key, const void *const *pre, const size_t *pre_lens,
+			    size_t npre, uint8_t **ret, size_t *ret_len);
 
 struct snap_store_frame {
 	uint32_t volume;

@@ -3,7 +3,9 @@
  * test-gzip-chunk.c - chunked deflate against outside judges: the assembled member must
  * inflate with zlib (in process, checking CRC and ISIZE) and with gunzip, at every level, for
  * chunk boundaries at 1 byte, block size +- 1 and uneven last chunks, over text, random and
- * zero data. CRC-32 (ISA-L) and its combination are checked against zlib's crc32.
+ * zero data. CRC-32 (ISA-L) and its combination are checked against zlib's crc32. The
+ * streaming gunzip reads every member back through small input and output pieces, and names a
+ * corrupt CRC-32 or a non-gzip stream.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -88,6 +90,61 @@ static void zlib_check(const uint8_t *gz, size_t gzlen, const uint8_t *in, size_
 	free(out);
 }
 
+/* Gunzips gz (members) with input fed in `step`-byte pieces and a 4097-byte output buffer. */
+static int own_gunzip(const uint8_t *gz, size_t gzlen, size_t step, uint8_t *out, size_t cap,
+		      size_t *ret_len, const char **why)
+{
+	struct snap_inflate *i;
+	REQUIRE(snap_inflate_new(&i) == 0);
+	snap_gunzip_begin(i);
+	size_t pos = 0, olen = 0;
+	bool end = false;
+	int r = 0;
+	while (pos < gzlen && r == 0) {
+		const uint8_t *src = gz + pos;
+		size_t len = gzlen - pos < step ? gzlen - pos : step, before = len;
+		bool more = true;
+		while (more && r == 0) {
+			if (end) {
+				if (len == 0)
+					break;
+				snap_gunzip_next_member(i);
+				end = false;
+			}
+			size_t piece = cap - olen < 4097 ? cap - olen : 4097, n;
+			r = snap_gunzip_step(i, &src, &len, out + olen, piece, &n, &end, why);
+			olen += n;
+			more = end ? len > 0 : (n == piece && piece > 0) || len > 0;
+		}
+		pos += before - len;
+	}
+	snap_inflate_free(i);
+	*ret_len = olen;
+	if (r == 0 && !end) {
+		*why = "truncated";
+		return -EPIPE;
+	}
+	return r;
+}
+
+static void own_gunzip_check(const uint8_t *gz, size_t gzlen, const uint8_t *in, size_t len)
+{
+	uint8_t *out = malloc(len + 4097);
+	REQUIRE(out != NULL);
+	static const size_t steps[] = {1 << 20, 4096, 1};
+	for (size_t k = 0; k < 3; k++) {
+		if (steps[k] == 1 && gzlen > 70000)
+			continue;
+		size_t n;
+		const char *why = NULL;
+		int r = own_gunzip(gz, gzlen, steps[k], out, len + 4097, &n, &why);
+		if (r < 0)
+			fprintf(stderr, "gunzip of %zu bytes: %s\n", len, why);
+		REQUIRE(r == 0 && n == len && (len == 0 || !memcmp(out, in, len)));
+	}
+	free(out);
+}
+
 int main(void)
 {
 	const char *dir = test_mkdir();
@@ -118,6 +175,7 @@ int main(void)
 				size_t gzlen;
 				uint8_t *gz = gzip_chunked(level, in, len, chunk, &gzlen);
 				zlib_check(gz, gzlen, in, len);
+				own_gunzip_check(gz, gzlen, in, len);
 				/* gunzip on a few shapes (it costs a process each) */
 				if (gunzip && (i++ % 7 == 0 || len == 1000003)) {
 					char a[512], b[512];
@@ -145,6 +203,32 @@ int main(void)
 	free(in);
 	snap_deflate_free(d);
 	REQUIRE(snap_deflate_new(4, &d) == -EINVAL);
+
+	/* gunzip: two members in a row; a corrupt CRC; not gzip at all */
+	{
+		uint8_t *a = make_input(70000, 3);
+		size_t l1, l2;
+		uint8_t *g1 = gzip_chunked(1, a, 30000, 4096, &l1);
+		uint8_t *g2 = gzip_chunked(2, a + 30000, 40000, 65536, &l2);
+		uint8_t *g = malloc(l1 + l2), *o = malloc(70000 + 4097);
+		REQUIRE(g && o);
+		memcpy(g, g1, l1);
+		memcpy(g + l1, g2, l2);
+		own_gunzip_check(g, l1 + l2, a, 70000);
+		size_t n;
+		const char *why = NULL;
+		g[l1 - 8] ^= 1; /* CRC of the first member */
+		REQUIRE(own_gunzip(g, l1 + l2, 1 << 20, o, 70000 + 4097, &n, &why) == -EBADMSG);
+		REQUIRE(!strcmp(why, "gzip CRC-32 or length mismatch"));
+		memset(g, 'x', 16);
+		REQUIRE(own_gunzip(g, l1 + l2, 1 << 20, o, 70000 + 4097, &n, &why) == -EUCLEAN);
+		REQUIRE(!strcmp(why, "not a gzip stream (wrong key, or not a bundle)"));
+		free(g);
+		free(o);
+		free(g1);
+		free(g2);
+		free(a);
+	}
 	printf("ok\n");
 	return 0;
 }
