@@ -87,6 +87,7 @@
 #include <openssl/evp.h>
 
 #include "bundle-keys.h"
+#include "disk-internal.h"
 #include "extent-map.h"
 #include "gzip-chunk.h"
 #include "job-internal.h"
@@ -154,6 +155,7 @@ struct bundle {
 	bool force;
 
 	/* source */
+	struct snap_source source; /* src, layout and reader below are its */
 	struct snap_src *src;
 	struct snap_layout *layout;
 	struct snap_reader *reader;
@@ -823,63 +825,26 @@ static int build_regions(struct bundle *b)
 	return 0;
 }
 
-static void layout_warn(void *userdata, const char *msg)
-{
-	(void)userdata;
-	snap_warn("%s", msg);
-}
-
 static int open_source(struct bundle *b)
 {
-	char *detail = NULL;
-	unsigned flags = snap_job_param(b->job, SNAP_PARAM_NO_DIRECT, 0) ? SNAP_SRC_NO_DIRECT : 0;
-	int r = snap_src_open(b->image, flags, &b->src, &detail);
-	if (r < 0) {
-		snap_job_fail(b->job, r, "%s", detail ? detail : snap_strerror(r));
-		free(detail);
+	uint64_t t0 = snap_now_ns();
+	/* invariant 9: requests of a chunk each, and enough of them that the slots holding
+	 * buffers leave the reader some to read ahead with */
+	int r = snap_job_source_open(b->job, b->image, b->nslots + 8, b->chunk_size, &b->source);
+	b->t.layout = secs_since(t0);
+	if (r < 0)
 		return r;
-	}
-	if (fstat(b->src->fd_buffered, &b->st) < 0) {
+	b->src = b->source.src;
+	b->layout = b->source.layout;
+	b->reader = b->source.reader;
+	if (fstat(b->src->fd_buffered, &b->st) < 0) { /* the tar member's mode and mtime */
 		r = -errno;
 		return snap_job_fail(b->job, r, "cannot stat %s: %s", b->image, snap_strerror(r));
 	}
 	if (b->src->size == 0)
 		return snap_job_fail(b->job, -EINVAL, "%s is empty", b->image);
 	b->job->progress.bytes_total = b->src->size;
-
-	uint64_t t0 = snap_now_ns();
-	struct snap_layout_opts lo = {
-	    .keep_unpartitioned = snap_job_param(b->job, SNAP_PARAM_KEEP_UNPARTITIONED, 0) != 0,
-	    .no_fs_skip = snap_job_param(b->job, SNAP_PARAM_FS_SKIP, 1) == 0,
-	    .freeze = snap_job_param(b->job, SNAP_PARAM_FREEZE, 0) != 0,
-	    .min_gap = (uint64_t)snap_job_param(b->job, SNAP_PARAM_MIN_GAP, 0),
-	    .warn = layout_warn,
-	};
-	r = snap_layout_build(b->src, &lo, &b->layout, &detail);
-	b->t.layout = secs_since(t0);
-	if (r < 0) {
-		snap_job_fail(b->job, r, "%s", detail ? detail : snap_strerror(r));
-		free(detail);
-		return r;
-	}
-	r = build_regions(b);
-	if (r < 0)
-		return r;
-
-	/* invariant 9: requests of a chunk each, and enough of them that the slots holding
-	 * buffers leave the reader some to read ahead with */
-	struct snap_reader_opts ro = {
-	    .queue_depth = (unsigned)snap_job_param(b->job, SNAP_PARAM_QUEUE_DEPTH,
-						    (int64_t)b->nslots + 8),
-	    .request_size = (size_t)snap_job_param(b->job, SNAP_PARAM_REQUEST_SIZE,
-						   (int64_t)b->chunk_size),
-	    .force_pread = snap_job_param(b->job, SNAP_PARAM_FORCE_PREAD, 0) != 0,
-	};
-	r = snap_reader_new(b->src, &ro, &b->reader);
-	if (r < 0)
-		return snap_job_fail(b->job, r, "cannot set up reading %s: %s", b->image,
-				     snap_strerror(r));
-	return 0;
+	return build_regions(b);
 }
 
 static int configure(struct bundle *b)
@@ -1236,9 +1201,7 @@ static void bundle_free(struct bundle *b)
 	EVP_PKEY_free(b->ec2_pub);
 	EVP_PKEY_free(b->priv);
 	OPENSSL_cleanse(&b->key, sizeof(b->key));
-	snap_reader_free(b->reader);
-	snap_layout_free(b->layout);
-	snap_src_free(b->src);
+	snap_source_close(&b->source);
 	free(b->regions);
 	free(b->dest);
 	free(b->name);

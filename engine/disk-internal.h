@@ -56,4 +56,31 @@ static inline void snap_disk_reader_opts(const struct snap_disk *disk, struct sn
 	};
 }
 
+/* The source side of every job and of snap_disk_open, in one place: a source opened read-only
+ * (O_DIRECT unless no_direct), its layout (partition table, filesystems, holes, gaps), and for
+ * jobs a reader. */
+struct snap_source_opts {
+	bool no_direct, keep_unpartitioned, no_fs_skip, no_holes, freeze;
+	uint64_t min_gap; /* 0 = the layout's default */
+};
+
+struct snap_source {
+	const char *path;
+	struct snap_src *src;
+	struct snap_layout *layout;
+	struct snap_reader *reader;
+};
+
+int snap_source_open(const char *path, const struct snap_source_opts *opts,
+		     struct snap_src **ret_src, struct snap_layout **ret_layout, char **ret_detail);
+
+struct snap_job;
+/* Opens path for a job: the source options from the job's parameters (NO_DIRECT,
+ * KEEP_UNPARTITIONED, FS_SKIP, FREEZE, MIN_GAP: their defaults live here), and a reader whose
+ * QUEUE_DEPTH and REQUEST_SIZE default to what the job's pipeline wants (FORCE_PREAD
+ * likewise). A failure is recorded on the job (it names the path). */
+int snap_job_source_open(struct snap_job *job, const char *path, unsigned queue_depth,
+			 size_t request_size, struct snap_source *ret);
+void snap_source_close(struct snap_source *s);
+
 #endif

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "disk-internal.h"
+#include "job-internal.h"
 #include "log.h"
 
 #define DEFAULT_QUEUE_DEPTH 32
@@ -96,42 +97,91 @@ static void warn_to_log(void *userdata, const char *msg)
 	snap_warn("%s", msg);
 }
 
-int snap_disk_open(struct snap_disk *disk, const char *path)
+int snap_source_open(const char *path, const struct snap_source_opts *o,
+		     struct snap_src **ret_src, struct snap_layout **ret_layout, char **ret_detail)
 {
 	struct snap_src *src = NULL;
-	struct snap_layout *layout = NULL;
-	char *detail = NULL;
-	int r;
+	int r = snap_src_open(path, o->no_direct ? SNAP_SRC_NO_DIRECT : 0, &src, ret_detail);
+	if (r < 0)
+		return r;
+	const struct snap_layout_opts lo = {
+	    .keep_unpartitioned = o->keep_unpartitioned,
+	    .no_fs_skip = o->no_fs_skip,
+	    .no_holes = o->no_holes,
+	    .freeze = o->freeze,
+	    .min_gap = o->min_gap,
+	    .warn = warn_to_log,
+	};
+	r = snap_layout_build(src, &lo, ret_layout, ret_detail);
+	if (r < 0) {
+		snap_src_free(src);
+		return r;
+	}
+	*ret_src = src;
+	return 0;
+}
 
+int snap_job_source_open(struct snap_job *job, const char *path, unsigned queue_depth,
+			 size_t request_size, struct snap_source *ret)
+{
+	const struct snap_source_opts o = {
+	    .no_direct = snap_job_param(job, SNAP_PARAM_NO_DIRECT, 0) != 0,
+	    .keep_unpartitioned = snap_job_param(job, SNAP_PARAM_KEEP_UNPARTITIONED, 0) != 0,
+	    .no_fs_skip = snap_job_param(job, SNAP_PARAM_FS_SKIP, 1) == 0,
+	    .freeze = snap_job_param(job, SNAP_PARAM_FREEZE, 0) != 0,
+	    .min_gap = (uint64_t)snap_job_param(job, SNAP_PARAM_MIN_GAP, 0),
+	};
+	char *detail = NULL;
+	*ret = (struct snap_source){.path = path};
+	int r = snap_source_open(path, &o, &ret->src, &ret->layout, &detail);
+	if (r < 0) {
+		r = snap_job_fail(job, r, "%s", detail ? detail : path);
+		free(detail);
+		return r;
+	}
+	const struct snap_reader_opts ro = {
+	    .queue_depth = (unsigned)snap_job_param(job, SNAP_PARAM_QUEUE_DEPTH, queue_depth),
+	    .request_size = (size_t)snap_job_param(job, SNAP_PARAM_REQUEST_SIZE,
+						   (int64_t)request_size),
+	    .force_pread = snap_job_param(job, SNAP_PARAM_FORCE_PREAD, 0) != 0,
+	};
+	r = snap_reader_new(ret->src, &ro, &ret->reader);
+	if (r < 0)
+		return snap_job_fail(job, r, "cannot set up reading %s: %s", path,
+				     snap_strerror(r));
+	return 0;
+}
+
+void snap_source_close(struct snap_source *s)
+{
+	s->reader = snap_reader_free(s->reader);
+	s->layout = snap_layout_free(s->layout);
+	s->src = snap_src_free(s->src);
+}
+
+int snap_disk_open(struct snap_disk *disk, const char *path)
+{
+	char *detail = NULL;
 	if (!disk || !path)
 		return -EINVAL;
 	if (disk->src)
 		return -EBUSY;
 	free(disk->error);
 	disk->error = NULL;
-
-	r = snap_src_open(path, disk->no_direct ? SNAP_SRC_NO_DIRECT : 0, &src, &detail);
-	if (r < 0)
-		goto fail;
-	const struct snap_layout_opts opts = {
+	const struct snap_source_opts o = {
+	    .no_direct = disk->no_direct,
 	    .keep_unpartitioned = disk->keep_unpartitioned,
 	    .no_fs_skip = !disk->fs_skip,
 	    .no_holes = disk->no_holes,
 	    .freeze = disk->freeze,
 	    .min_gap = disk->min_gap,
-	    .warn = warn_to_log,
 	};
-	r = snap_layout_build(src, &opts, &layout, &detail);
-	if (r < 0)
-		goto fail;
-	disk->src = src;
-	disk->layout = layout;
-	return 0;
-fail:
-	if (!detail && asprintf(&detail, "cannot open %s: %s", path, snap_strerror(r)) < 0)
-		detail = NULL;
-	disk->error = detail;
-	snap_src_free(src);
+	int r = snap_source_open(path, &o, &disk->src, &disk->layout, &detail);
+	if (r < 0) {
+		if (!detail && asprintf(&detail, "cannot open %s: %s", path, snap_strerror(r)) < 0)
+			detail = NULL;
+		disk->error = detail;
+	}
 	return r;
 }
 

@@ -62,6 +62,7 @@
 
 #include <openssl/crypto.h>
 
+#include "disk-internal.h"
 #include "extent-map.h"
 #include "gzip-chunk.h"
 #include "job-internal.h"
@@ -96,6 +97,7 @@ static double ns_to_s(uint64_t ns)
 
 struct store_vol {
 	const char *path;
+	struct snap_source s; /* src, layout and reader below are its */
 	char *device;
 	struct snap_src *src;
 	struct snap_layout *layout;
@@ -282,12 +284,6 @@ static void store_drop(void *ctx, unsigned i)
 
 /* ---- volumes and keys ---- */
 
-static void layout_warn(void *userdata, const char *msg)
-{
-	(void)userdata;
-	snap_warn("%s", msg);
-}
-
 static int store_open_volumes(struct store_ctx *s)
 {
 	struct snap_job *job = s->job;
@@ -297,17 +293,8 @@ static int store_open_volumes(struct store_ctx *s)
 	if (!s->vols)
 		return -ENOMEM;
 	s->nvols = job->nsources;
-	unsigned flags = snap_job_param(job, SNAP_PARAM_NO_DIRECT, 0) ? SNAP_SRC_NO_DIRECT : 0;
-	struct snap_layout_opts lo = {
-	    .keep_unpartitioned = snap_job_param(job, SNAP_PARAM_KEEP_UNPARTITIONED, 0) != 0,
-	    .no_fs_skip = snap_job_param(job, SNAP_PARAM_FS_SKIP, 1) == 0,
-	    .freeze = snap_job_param(job, SNAP_PARAM_FREEZE, 0) != 0,
-	    .min_gap = (uint64_t)snap_job_param(job, SNAP_PARAM_MIN_GAP, 0),
-	    .warn = layout_warn,
-	};
 	for (size_t i = 0; i < s->nvols; i++) {
 		struct store_vol *v = &s->vols[i];
-		char *detail = NULL;
 		v->path = job->sources[i].path;
 		if (job->sources[i].device)
 			v->device = strdup(job->sources[i].device);
@@ -319,35 +306,18 @@ static int store_open_volumes(struct store_ctx *s)
 			if (!strcmp(s->vols[j].device, v->device))
 				return snap_job_fail(job, -EINVAL, "device name %s given twice",
 						     v->device);
-		int r = snap_src_open(v->path, flags, &v->src, &detail);
-		if (r < 0) {
-			r = snap_job_fail(job, r, "%s", detail ? detail : v->path);
-			free(detail);
-			return r;
-		}
-		r = snap_layout_build(v->src, &lo, &v->layout, &detail);
-		if (r < 0) {
-			r = snap_job_fail(job, r, "%s", detail ? detail : v->path);
-			free(detail);
-			return r;
-		}
-		struct snap_reader_opts ro = {
-		    /* the slots hold reader buffers (invariant 5): a few more keep reads going */
-		    .queue_depth = (unsigned)snap_job_param(
-			job, SNAP_PARAM_QUEUE_DEPTH,
-			store_slot_count(snap_job_threads(job), s->frame_size) + 2),
-		    /* a frame per request (up to 4 MiB, so progress and cancellation still come
-		     * within a large frame): a chunk then arrives whole in one reader buffer,
-		     * which the slot holds instead of copying (invariant 5) */
-		    .request_size = (size_t)snap_job_param(
-			job, SNAP_PARAM_REQUEST_SIZE,
-			s->frame_size < DEFAULT_FRAME_SIZE ? s->frame_size : DEFAULT_FRAME_SIZE),
-		    .force_pread = snap_job_param(job, SNAP_PARAM_FORCE_PREAD, 0) != 0,
-		};
-		r = snap_reader_new(v->src, &ro, &v->reader);
+		/* the slots hold reader buffers (invariant 5): a few more requests keep reads
+		 * going; a frame per request (up to 4 MiB, so progress and cancellation still
+		 * come within a large frame): a chunk then arrives whole in one reader buffer,
+		 * which the slot holds instead of copying (invariant 5) */
+		int r = snap_job_source_open(
+		    job, v->path, store_slot_count(snap_job_threads(job), s->frame_size) + 2,
+		    s->frame_size < DEFAULT_FRAME_SIZE ? s->frame_size : DEFAULT_FRAME_SIZE, &v->s);
 		if (r < 0)
-			return snap_job_fail(job, r, "cannot set up reading %s: %s", v->path,
-					     snap_strerror(r));
+			return r;
+		v->src = v->s.src;
+		v->layout = v->s.layout;
+		v->reader = v->s.reader;
 		s->job->progress.bytes_total += v->src->size;
 	}
 	return 0;
@@ -1048,9 +1018,7 @@ static void store_cleanup(struct store_ctx *s)
 	s->seq = snap_output_seq_free(s->seq);
 	s->out = snap_output_free(s->out); /* removes it unless committed */
 	for (size_t i = 0; s->vols && i < s->nvols; i++) {
-		snap_reader_free(s->vols[i].reader);
-		snap_layout_free(s->vols[i].layout);
-		snap_src_free(s->vols[i].src);
+		snap_source_close(&s->vols[i].s);
 		free(s->vols[i].device);
 	}
 	free(s->vols);
