@@ -743,16 +743,6 @@ static int produce(struct bundle *b)
 /* ---------------------------------------------------------------------------------------- */
 /* Setup                                                                                     */
 
-static int read_small_file(struct bundle *b, const char *path, const char *what, char **ret,
-			   size_t *ret_len)
-{
-	int r = snap_read_small_file(path, 16u << 20, ret, ret_len);
-	if (r < 0)
-		return snap_job_fail(b->job, r, "cannot read %s %s: %s", what, path,
-				     r == -EFBIG ? "larger than 16 MiB" : snap_strerror(r));
-	return 0;
-}
-
 static int load_keys(struct bundle *b)
 {
 	const char *cert = snap_job_string(b->job, SNAP_SPARAM_CERT);
@@ -776,7 +766,8 @@ static int load_keys(struct bundle *b)
 	for (size_t i = 0; i < 3; i++) {
 		char *pem = NULL;
 		size_t len = 0;
-		int r = read_small_file(b, files[i].path, files[i].what, &pem, &len);
+		int r = snap_job_read_file(b->job, files[i].path, files[i].what, 16u << 20, &pem,
+					       &len);
 		if (r < 0)
 			return r;
 		r = files[i].priv ? snap_pem_private_key(pem, len, files[i].key)

@@ -72,6 +72,11 @@ const char *snap_job_string(const struct snap_job *job, int sparam);
 /* Every value added for a list sparam, in order; *ret is malloc'd (free it), count returned. */
 size_t snap_job_list(const struct snap_job *job, int sparam, const char ***ret);
 
+/* Reads a small file (a key, a certificate, a manifest) for the job: at most max bytes, NUL
+ * terminated (free it); a failure is recorded: "cannot read WHAT PATH: why". */
+int snap_job_read_file(struct snap_job *job, const char *path, const char *what, size_t max,
+		       char **ret, size_t *ret_len);
+
 /* Records (first failure wins) and returns err, which must be negative. */
 int snap_job_fail(struct snap_job *job, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

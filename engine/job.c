@@ -18,6 +18,17 @@
 #include <unistd.h>
 
 #include "job-internal.h"
+#include "util.h"
+
+/* The runner of each job kind (job-internal.h). */
+static int (*const job_runners[])(struct snap_job *job) = {
+    [SNAP_JOB_BUNDLE] = snap_bundle_run,
+    [SNAP_JOB_UNBUNDLE] = snap_unbundle_run,
+    [SNAP_JOB_VERIFY_BUNDLE] = snap_unbundle_run,
+    [SNAP_JOB_STORE] = snap_store_run,
+    [SNAP_JOB_RESTORE] = snap_restore_run,
+    [SNAP_JOB_VERIFY_STORE] = snap_restore_run,
+};
 
 uint64_t snap_now_ns(void)
 {
@@ -42,7 +53,8 @@ uint64_t snap_process_cpu_ns(void)
 
 int snap_job_new(enum snap_job_kind kind, struct snap_job **ret)
 {
-	if (kind < SNAP_JOB_BUNDLE || kind > SNAP_JOB_VERIFY_STORE)
+	if (kind <= 0 || (size_t)kind >= sizeof(job_runners) / sizeof(job_runners[0]) ||
+	    !job_runners[kind])
 		return -EINVAL;
 	struct snap_job *j = calloc(1, sizeof(*j));
 	if (!j)
@@ -229,6 +241,19 @@ int snap_job_fail(struct snap_job *job, int err, const char *fmt, ...)
 	return err;
 }
 
+int snap_job_read_file(struct snap_job *job, const char *path, const char *what, size_t max,
+		       char **ret, size_t *ret_len)
+{
+	int r = snap_read_small_file(path, max, ret, ret_len);
+	if (r == -EFBIG)
+		return snap_job_fail(job, r, "cannot read %s%s%s: larger than %zu MiB", what ? what : "",
+				     what ? " " : "", path, max >> 20);
+	if (r < 0)
+		return snap_job_fail(job, r, "cannot read %s%s%s: %s", what ? what : "",
+				     what ? " " : "", path, snap_strerror(r));
+	return 0;
+}
+
 const char *snap_job_error(const struct snap_job *job)
 {
 	return job->error_detail ? job->error_detail : "";
@@ -327,6 +352,7 @@ unsigned snap_job_threads(const struct snap_job *job)
 	return n > 0 ? (unsigned)n : 1u;
 }
 
+
 int snap_job_run(struct snap_job *job)
 {
 	int r;
@@ -345,27 +371,7 @@ int snap_job_run(struct snap_job *job)
 	job->start_ns = snap_now_ns();
 	job->last_report_ns = 0;
 	snap_job_set_stage(job, SNAP_STAGE_PREPARE);
-	switch (job->kind) {
-	/* runners are added here as each job kind lands */
-	case SNAP_JOB_BUNDLE:
-		r = snap_bundle_run(job);
-		break;
-	case SNAP_JOB_UNBUNDLE:
-	case SNAP_JOB_VERIFY_BUNDLE:
-		r = snap_unbundle_run(job);
-		break;
-	case SNAP_JOB_STORE:
-		r = snap_store_run(job);
-		break;
-	case SNAP_JOB_RESTORE:
-	case SNAP_JOB_VERIFY_STORE:
-		r = snap_restore_run(job);
-		break;
-	default:
-		r = snap_job_fail(job, -EOPNOTSUPP, "job kind %d is not available in this build",
-				  (int)job->kind);
-		break;
-	}
+	r = job_runners[job->kind](job); /* snap_job_new accepts only kinds of the table */
 	/* A cancel that arrives after the runner committed its output does not undo it: the
 	 * runner's result stands (each runner polls the flag and returns -ECANCELED itself). */
 	if (r == -ECANCELED && !job->error_detail)

@@ -179,13 +179,13 @@ enum snap_job_kind {
  * 300-399 store and restore. Values are never reused. */
 enum snap_job_param {
 	SNAP_PARAM_THREADS = 1,		   /* worker threads, 0 = every online CPU */
-	SNAP_PARAM_LEVEL = 2,		   /* compression level 0-3 (ISA-L), default 2 */
+	SNAP_PARAM_LEVEL = 2,		   /* compression level 0-3 (ISA-L): bundle default 2, store 1 */
 	SNAP_PARAM_FORCE = 3,		   /* bool: overwrite existing output */
 	SNAP_PARAM_KEEP_UNPARTITIONED = 4, /* bool, as SNAP_DISK_KEEP_UNPARTITIONED */
 	SNAP_PARAM_FORCE_PREAD = 5,	   /* bool, as SNAP_DISK_FORCE_PREAD */
 	SNAP_PARAM_QUEUE_DEPTH = 6,
 	SNAP_PARAM_REQUEST_SIZE = 7,
-	SNAP_PARAM_NO_DIRECT = 8,     /* bool: no O_DIRECT reads or writes (store, restore) */
+	SNAP_PARAM_NO_DIRECT = 8,     /* bool: no O_DIRECT reads or writes (every job) */
 	SNAP_PARAM_FS_SKIP = 9,	       /* bool, default 1 */
 	SNAP_PARAM_FREEZE = 10,	       /* bool */
 	SNAP_PARAM_NO_VERIFY = 11,     /* bool: skip verification (unbundle/restore) */

@@ -29,12 +29,12 @@
 
 #include <openssl/crypto.h>
 
+#include "hex.h"
 #include "store-image.h"
 #include "util.h"
 
 static int img_fail(struct snap_store_image *img, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-static void hex(char *out, const uint8_t *in, size_t n);
 static int read_file(struct snap_store_image *img, const char *path, char **ret, size_t *ret_len);
 static int img_fail(struct snap_store_image *img, int err, const char *fmt, ...)
 {
@@ -538,7 +538,7 @@ int store_image_set_signature(struct snap_store_image *img, uint8_t *rec, size_t
 	const size_t lens[] = {img->sig.spki_len};
 	if ((r = snap_store_mac(NULL, parts, lens, 1, id)) < 0)
 		return r;
-	hex(img->signer_hex, id, sizeof(id));
+	snap_hex(img->signer_hex, id, sizeof(id));
 	img->signature_valid = true;
 	return 0;
 }
@@ -572,12 +572,6 @@ int store_image_check_signer(struct snap_store_image *img, const char *pem_path)
 
 /* ---- public inspection API ---- */
 
-static void hex(char *out, const uint8_t *in, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		sprintf(out + 2 * i, "%02x", in[i]);
-}
-
 int snap_store_image_info(const struct snap_store_image *img, struct snap_store_info *ret)
 {
 	if (!img->meta_rec)
@@ -603,7 +597,7 @@ int snap_store_image_info(const struct snap_store_image *img, struct snap_store_
 	    .frames = img->ix.nframes,
 	    .keyslots = img->keys.nslots,
 	};
-	hex(((struct snap_store_image *)img)->uuid_hex, img->hdr.image_id, SNAP_STORE_ID_SIZE);
+	snap_hex(((struct snap_store_image *)img)->uuid_hex, img->hdr.image_id, SNAP_STORE_ID_SIZE);
 	in.image_uuid = img->uuid_hex;
 	in.signed_image = img->signature_valid;
 	in.signer_key_id = img->signature_valid ? img->signer_hex : NULL;
@@ -669,7 +663,7 @@ int snap_store_image_volume(const struct snap_store_image *img, size_t i,
 	m->vol_digest_hex = malloc(2 * SNAP_STORE_DIGEST_SIZE + 1);
 	if (!m->vol_digest_hex)
 		return -ENOMEM;
-	hex(m->vol_digest_hex, iv->digest, SNAP_STORE_DIGEST_SIZE);
+	snap_hex(m->vol_digest_hex, iv->digest, SNAP_STORE_DIGEST_SIZE);
 	in.digest = m->vol_digest_hex;
 	*ret = in;
 	return 0;

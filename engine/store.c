@@ -64,6 +64,7 @@
 
 #include "disk-internal.h"
 #include "extent-map.h"
+#include "hex.h"
 #include "gzip-chunk.h"
 #include "job-internal.h"
 #include "util.h"
@@ -323,15 +324,6 @@ static int store_open_volumes(struct store_ctx *s)
 	return 0;
 }
 
-static int read_small_file(struct snap_job *job, const char *path, char **ret, size_t *ret_len)
-{
-	int r = snap_read_small_file(path, 1u << 20, ret, ret_len);
-	if (r < 0)
-		return snap_job_fail(job, r, "cannot read %s: %s", path,
-				     r == -EFBIG ? "larger than 1 MiB" : strerror(-r));
-	return 0;
-}
-
 /* Builds the KEYS payload; sets s->dk, s->keys. */
 static int store_keys(struct store_ctx *s, uint8_t **ret, size_t *ret_len)
 {
@@ -380,7 +372,7 @@ static int store_keys(struct store_ctx *s, uint8_t **ret, size_t *ret_len)
 		char *pem = NULL;
 		size_t len = 0;
 		const char *why = "";
-		if ((r = read_small_file(job, certs[i], &pem, &len)) < 0)
+		if ((r = snap_job_read_file(job, certs[i], NULL, 1u << 20, &pem, &len)) < 0)
 			goto out;
 		r = snap_store_slot_rsa_make(pem, len, s->dk, &k.slots[k.nslots], &why);
 		free(pem);
@@ -437,8 +429,7 @@ static int store_meta(struct store_ctx *s, struct snap_store_meta *m)
 	if (!m->image_id) {
 		/* an AMI-style id (ami- and 17 hex digits) from the image id */
 		char id[40] = "ami-";
-		for (int i = 0; i < 9; i++)
-			snprintf(id + 4 + 2 * i, 3, "%02x", s->image_id[i]);
+		snap_hex(id + 4, s->image_id, 9);
 		id[21] = 0;
 		m->image_id = strdup(id);
 	}
@@ -848,7 +839,7 @@ static int store_sign(struct store_ctx *s, const uint8_t *index_rec, size_t inde
 	const char *keyfile = snap_job_string(s->job, SNAP_SPARAM_SIGNING_KEY);
 	char *pem = NULL;
 	size_t pem_len = 0;
-	int r = read_small_file(s->job, keyfile, &pem, &pem_len);
+	int r = snap_job_read_file(s->job, keyfile, NULL, 1u << 20, &pem, &pem_len);
 	if (r < 0)
 		return r;
 	uint8_t msg[SNAP_STORE_SIGNED_MSG_SIZE];

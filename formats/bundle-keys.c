@@ -17,16 +17,6 @@
 
 #include "bundle-keys.h"
 
-void snap_hex(char *out, const uint8_t *bin, size_t len)
-{
-	static const char digits[] = "0123456789abcdef";
-	for (size_t i = 0; i < len; i++) {
-		out[2 * i] = digits[bin[i] >> 4];
-		out[2 * i + 1] = digits[bin[i] & 15];
-	}
-	out[2 * len] = 0;
-}
-
 int snap_bundle_key_generate(struct snap_bundle_key *ret)
 {
 	struct snap_bundle_key k;

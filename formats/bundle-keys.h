@@ -21,6 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hex.h"
+
 #include <openssl/evp.h>
 
 struct snap_bundle_key {
@@ -60,7 +62,5 @@ int snap_bundle_verify_signature(const void *cert_pem, size_t pem_len, const uin
 				 size_t sig_len, const void *text, size_t text_len,
 				 const char **ret_detail);
 
-/* Lowercase hex of bin[0..len) into out (2 * len + 1 bytes). */
-void snap_hex(char *out, const uint8_t *bin, size_t len);
 
 #endif

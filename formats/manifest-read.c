@@ -20,6 +20,7 @@
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 
+#include "hex.h"
 #include "manifest-read.h"
 
 #define MAX_MANIFEST (16u * 1024 * 1024)
@@ -600,8 +601,7 @@ static int read_fields(struct reader *rd, struct snap_manifest_doc *m, xmlNodePt
 	}
 	if (digest_field(rd, image, ip, m->digest) < 0)
 		return rd->err;
-	for (int i = 0; i < 20; i++)
-		snprintf(m->digest_hex + 2 * i, 3, "%02x", m->digest[i]);
+	snap_hex(m->digest_hex, m->digest, 20);
 	if (u64_field(rd, image, ip, "size", &m->size) < 0 ||
 	    u64_field(rd, image, ip, "bundled_size", &m->bundled_size) < 0)
 		return rd->err;
