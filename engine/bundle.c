@@ -35,7 +35,7 @@
  *     the run thread stops the pipeline (every worker and the sink joined, the slots' reader
  *     buffers given back) and waits for the parts' writer before it touches the outputs.
  *  6. The first failure wins (snap_job_fail): workers and the sink record theirs through
- *     snap_pipeline_fail (pipeline_fail), which also stops the pipeline, the sink with the
+ *     snap_pipeline_fail, which also stops the pipeline, the sink with the
  *     parts' writer's failure (snap_output_seq_error: part and offset); the run thread returns
  *     the recorded failure as the job's.
  *  7. Parts are written through an output sequence with its own thread (output.h Q1-Q4):
@@ -210,27 +210,6 @@ static double cpu_since(uint64_t t0)
 	return (double)(snap_thread_cpu_ns() - t0) / 1e9;
 }
 
-/* Records a worker's, or the sink's failure (first wins) and stops the pipeline
- * (invariant 6); before the pipeline runs, only the job's. */
-static int pipeline_fail(struct bundle *b, int err, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int pipeline_fail(struct bundle *b, int err, const char *fmt, ...)
-{
-	char *msg = NULL;
-	va_list ap;
-	va_start(ap, fmt);
-	if (vasprintf(&msg, fmt, ap) < 0)
-		msg = NULL;
-	va_end(ap);
-	const char *m = msg ? msg : snap_strerror(err);
-	if (b->pipe)
-		err = snap_pipeline_fail(b->pipe, err, "%s", m);
-	else
-		err = snap_job_fail(b->job, err, "%s", m);
-	free(msg);
-	return err;
-}
-
 /* ---------------------------------------------------------------------------------------- */
 /* Outputs: temporary parts, commit, removal                                                 */
 
@@ -243,14 +222,14 @@ static int part_close(struct bundle *b)
 	unsigned mdlen = 0;
 	uint64_t t0 = snap_thread_cpu_ns();
 	if (EVP_DigestFinal_ex(b->part_sha1, md, &mdlen) != 1)
-		return pipeline_fail(b, -EIO, "SHA-1 of part %zu failed", b->nparts - 1);
+		return snap_pipeline_fail(b->pipe, -EIO, "SHA-1 of part %zu failed", b->nparts - 1);
 	b->t.part_sha1 += cpu_since(t0);
 	snap_hex(p->digest, md, 20);
 	b->part_open = false;
 	/* the sequence's thread writes the rest, truncates and closes the part */
 	int r = snap_output_seq_end(b->oseq);
 	if (r < 0)
-		return pipeline_fail(b, r, "%s", snap_output_seq_error(b->oseq));
+		return snap_pipeline_fail(b->pipe, r, "%s", snap_output_seq_error(b->oseq));
 	return 0;
 }
 
@@ -260,7 +239,7 @@ static int part_open(struct bundle *b)
 		size_t cap = b->parts_cap ? 2 * b->parts_cap : 64;
 		struct part *n = realloc(b->parts, cap * sizeof(*n));
 		if (!n)
-			return pipeline_fail(b, -ENOMEM, "out of memory for the part list");
+			return snap_pipeline_fail(b->pipe, -ENOMEM, "out of memory for the part list");
 		b->parts = n;
 		b->parts_cap = cap;
 	}
@@ -269,20 +248,20 @@ static int part_open(struct bundle *b)
 	/* the final name needs the part count (snap_bundle_part_name): named at commit */
 	char *path = NULL, *detail = NULL;
 	if (asprintf(&path, "%s/%s.part.%zu", b->dest, b->name, b->nparts) < 0)
-		return pipeline_fail(b, -ENOMEM, "out of memory");
+		return snap_pipeline_fail(b->pipe, -ENOMEM, "out of memory");
 	unsigned flags = SNAP_OUTPUT_APPEND | SNAP_OUTPUT_FORCE; /* check_existing looked */
 	if (snap_job_param(b->job, SNAP_PARAM_NO_DIRECT, 0))
 		flags |= SNAP_OUTPUT_BUFFERED;
 	int r = snap_output_open(path, 0, flags, &p->out, &detail);
 	free(path);
 	if (r < 0) {
-		pipeline_fail(b, r, "%s", detail ? detail : snap_strerror(r));
+		snap_pipeline_fail(b->pipe, r, "%s", detail ? detail : snap_strerror(r));
 		free(detail);
 		return r;
 	}
 	b->nparts++;
 	if (EVP_DigestInit_ex(b->part_sha1, EVP_sha1(), NULL) != 1)
-		return pipeline_fail(b, -EIO, "cannot start SHA-1");
+		return snap_pipeline_fail(b->pipe, -EIO, "cannot start SHA-1");
 	snap_output_seq_start(b->oseq, p->out);
 	b->part_open = true;
 	b->part_left = b->part_size;
@@ -295,14 +274,14 @@ static int part_took(struct bundle *b, const uint8_t *p, size_t n)
 {
 	uint64_t t0 = snap_thread_cpu_ns();
 	if (EVP_DigestUpdate(b->part_sha1, p, n) != 1)
-		return pipeline_fail(b, -EIO, "SHA-1 of part %zu failed", b->nparts - 1);
+		return snap_pipeline_fail(b->pipe, -EIO, "SHA-1 of part %zu failed", b->nparts - 1);
 	b->t.part_sha1 += cpu_since(t0);
 	b->parts[b->nparts - 1].size += n;
 	atomic_fetch_add(&b->written, n);
 	b->part_left -= n;
 	int r = snap_output_seq_put(b->oseq, n);
 	if (r < 0)
-		return pipeline_fail(b, r, "%s", snap_output_seq_error(b->oseq));
+		return snap_pipeline_fail(b->pipe, r, "%s", snap_output_seq_error(b->oseq));
 	if (b->part_left == 0)
 		r = part_close(b);
 	return r;
@@ -358,7 +337,7 @@ static int encrypt_put(struct bundle *b, const uint8_t *p, size_t len)
 		int outl = 0;
 		uint64_t t0 = snap_thread_cpu_ns();
 		if (EVP_EncryptUpdate(b->aes, dst, &outl, p, (int)n) != 1)
-			return pipeline_fail(b, -EIO, "AES-128-CBC encryption failed");
+			return snap_pipeline_fail(b->pipe, -EIO, "AES-128-CBC encryption failed");
 		b->t.aes += cpu_since(t0);
 		b->fed += n;
 		b->produced += (uint64_t)outl;
@@ -379,7 +358,7 @@ static int encrypt_finish(struct bundle *b)
 	uint8_t blk[32];
 	int outl = 0;
 	if (EVP_EncryptFinal_ex(b->aes, blk, &outl) != 1)
-		return pipeline_fail(b, -EIO, "AES-128-CBC padding failed");
+		return snap_pipeline_fail(b->pipe, -EIO, "AES-128-CBC padding failed");
 	b->produced += (uint64_t)outl;
 	int r = parts_put(b, blk, (size_t)outl);
 	if (r < 0)
@@ -478,7 +457,7 @@ static int bundle_work(void *ctx, void *state, unsigned i)
 	slot_release(b, s); /* invariant 9: the reader's buffer goes back at once */
 	atomic_fetch_add(&b->deflate_ns, snap_thread_cpu_ns() - t0);
 	if (r < 0)
-		return pipeline_fail(b, r, "deflate of tar stream bytes %" PRIu64 "+%zu failed: %s",
+		return snap_pipeline_fail(b->pipe, r, "deflate of tar stream bytes %" PRIu64 "+%zu failed: %s",
 				     s->off, s->in_len, snap_strerror(r));
 	s->out_len = outlen;
 	s->crc = crc;
@@ -535,7 +514,7 @@ static int bundle_sink_end(void *ctx)
 	int fr = snap_output_seq_flush(b->oseq); /* every part written */
 	b->t.write = (double)snap_output_seq_write_ns(b->oseq) / 1e9;
 	if (r >= 0 && fr < 0)
-		r = pipeline_fail(b, fr, "%s", snap_output_seq_error(b->oseq));
+		r = snap_pipeline_fail(b->pipe, fr, "%s", snap_output_seq_error(b->oseq));
 	return r;
 }
 
@@ -626,7 +605,7 @@ static int emit(struct bundle *b, const uint8_t *data, uint64_t len)
 		memcpy(s->in + s->in_len, src, n);
 		uint64_t t1 = snap_thread_cpu_ns();
 		if (EVP_DigestUpdate(b->tar_sha1, src, n) != 1)
-			return pipeline_fail(b, -EIO, "SHA-1 of the tar stream failed");
+			return snap_pipeline_fail(b->pipe, -EIO, "SHA-1 of the tar stream failed");
 		b->t.copy += (double)(t1 - t0) / 1e9;
 		b->t.tar_sha1 += cpu_since(t1);
 		s->in_len += n;
@@ -649,7 +628,7 @@ static int emit_held(struct bundle *b, const struct snap_chunk *c)
 	uint64_t t0 = snap_thread_cpu_ns();
 	if (EVP_DigestUpdate(b->tar_sha1, c->data, c->length) != 1) {
 		snap_reader_release(b->reader, c);
-		return pipeline_fail(b, -EIO, "SHA-1 of the tar stream failed");
+		return snap_pipeline_fail(b->pipe, -EIO, "SHA-1 of the tar stream failed");
 	}
 	b->t.tar_sha1 += cpu_since(t0);
 	/* the bytes copied so far end their chunk here */
@@ -684,7 +663,7 @@ static int produce(struct bundle *b)
 	size_t hlen = snap_tar_header_size(&m);
 	uint8_t *hdr = malloc(hlen);
 	if (!hdr)
-		return pipeline_fail(b, -ENOMEM, "out of memory for the tar header");
+		return snap_pipeline_fail(b->pipe, -ENOMEM, "out of memory for the tar header");
 	int r = snap_tar_write_header(&m, hdr, hlen);
 	if (r >= 0)
 		r = emit(b, hdr, hlen);
@@ -699,7 +678,7 @@ static int produce(struct bundle *b)
 		r = snap_reader_start(b->reader, (const struct snap_range *)b->regions,
 				      b->nregions);
 		if (r < 0)
-			return pipeline_fail(b, r, "cannot read %s: %s", b->image,
+			return snap_pipeline_fail(b->pipe, r, "cannot read %s: %s", b->image,
 					     snap_strerror(r));
 		for (;;) {
 			struct snap_chunk c;
@@ -708,7 +687,7 @@ static int produce(struct bundle *b)
 			b->t.read_wait += secs_since(t0);
 			if (r < 0) {
 				const char *d = snap_reader_error(b->reader);
-				return pipeline_fail(b, r, "%s", *d ? d : snap_strerror(r));
+				return snap_pipeline_fail(b->pipe, r, "%s", *d ? d : snap_strerror(r));
 			}
 			if (r == 0)
 				break;
@@ -731,7 +710,7 @@ static int produce(struct bundle *b)
 	if (r < 0)
 		return r;
 	if (b->stream_len != snap_tar_stream_size(&m))
-		return pipeline_fail(b, -EIO,
+		return snap_pipeline_fail(b->pipe, -EIO,
 				     "tar stream of %s is %" PRIu64 " bytes, expected %" PRIu64,
 				     b->image, b->stream_len, snap_tar_stream_size(&m));
 	if (!b->cur && (r = slot_take(b)) < 0) /* never: the trailer is at least 1 KiB */
