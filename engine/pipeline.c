@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "job-internal.h"
@@ -35,6 +36,7 @@ struct snap_pipeline {
 	struct snap_pipeline_ops ops;
 	void *ctx;
 	int nice_workers;
+	bool inner;
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -233,6 +235,7 @@ int snap_pipeline_new(struct snap_job *job, const struct snap_pipeline_opts *opt
 	p->ops = *ops;
 	p->ctx = ctx;
 	p->nice_workers = opts->nice_workers;
+	p->inner = opts->inner;
 	p->nslots = opts->nslots ? opts->nslots : 1;
 	p->nworkers = ops->work ? (opts->nworkers ? opts->nworkers : 1) : 0;
 	pthread_mutex_init(&p->lock, NULL);
@@ -286,12 +289,24 @@ static void run_wait(struct snap_pipeline *p, uint64_t *acc)
 		fail_locked(p, -ECANCELED);
 		return;
 	}
-	if (p->ops.progress) {
-		pthread_mutex_unlock(&p->lock);
-		p->ops.progress(p->ctx);
-		pthread_mutex_lock(&p->lock);
+	if (p->inner) {
+		/* not the run thread: no progress from here, but a cancellation is seen */
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 100000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&p->cond, &p->lock, &ts);
+	} else {
+		if (p->ops.progress) {
+			pthread_mutex_unlock(&p->lock);
+			p->ops.progress(p->ctx);
+			pthread_mutex_lock(&p->lock);
+		}
+		snap_job_wait(p->job, &p->cond, &p->lock);
 	}
-	snap_job_wait(p->job, &p->cond, &p->lock);
 	*acc += snap_now_ns() - t0;
 }
 
@@ -339,7 +354,7 @@ int snap_pipeline_finish(struct snap_pipeline *p)
 		run_wait(p, &p->finish_wait);
 	int r = p->abort ? p->err : 0;
 	pthread_mutex_unlock(&p->lock);
-	if (p->ops.progress)
+	if (p->ops.progress && !p->inner)
 		p->ops.progress(p->ctx);
 	stop_threads(p);
 	return r;

@@ -294,8 +294,14 @@ static int restore_select(struct rctx *c)
 		for (size_t i = 0; i < m->nvolumes; i++) {
 			const char *d = m->volumes[i].device;
 			const char *base = strrchr(d, '/');
-			if (!strcmp(d, volname) || (base && !strcmp(base + 1, volname)))
+			if (!strcmp(d, volname) || (base && !strcmp(base + 1, volname))) {
+				if (sel != SIZE_MAX) /* a forged image: store refuses this */
+					return snap_job_fail(job, -EUCLEAN,
+							     "%s: volumes %s and %s both match %s",
+							     c->img->path, m->volumes[sel].device,
+							     d, volname);
 				sel = i;
+			}
 		}
 		if (sel == SIZE_MAX)
 			return snap_job_fail(job, -ENOENT, "the image has no volume %s", volname);
@@ -360,6 +366,14 @@ static int restore_select(struct rctx *c)
 	return 0;
 }
 
+/* The file name a volume restores to in a directory: its device name's last component. */
+static const char *device_base(const struct rctx *c, size_t i)
+{
+	const char *d = c->img->meta.volumes[i].device;
+	const char *base = strrchr(d, '/');
+	return base ? base + 1 : d;
+}
+
 static int restore_open_outputs(struct rctx *c)
 {
 	struct snap_job *job = c->job;
@@ -377,6 +391,21 @@ static int restore_open_outputs(struct rctx *c)
 	size_t nsel = 0;
 	for (size_t i = 0; i < c->nvols; i++)
 		nsel += c->vols[i].selected;
+	for (size_t i = 0; i < c->nvols && nsel > 1; i++) {
+		/* one file per volume, named after the device: two devices of one name (a forged
+		 * image: store refuses them) would be one file, so nothing is written */
+		const char *base = c->vols[i].selected ? device_base(c, i) : NULL;
+		if (base && (!*base || !strcmp(base, ".") || !strcmp(base, "..")))
+			return snap_job_fail(job, -EUCLEAN, "%s: volume %zu has no usable name (%s)",
+					     c->img->path, i, c->img->meta.volumes[i].device);
+		for (size_t j = 0; base && j < i; j++)
+			if (c->vols[j].selected && !strcmp(device_base(c, j), base))
+				return snap_job_fail(job, -EUCLEAN,
+						     "%s: volumes %s and %s would both restore to "
+						     "%s/%s.img",
+						     c->img->path, c->img->meta.volumes[j].device,
+						     c->img->meta.volumes[i].device, out, base);
+	}
 	if (nsel > 1) {
 		/* several volumes: OUTPUT is a directory, one NAME.img per device */
 		if (mkdir(out, 0755) == 0) {
@@ -395,9 +424,7 @@ static int restore_open_outputs(struct rctx *c)
 			continue;
 		char *path = NULL, *detail = NULL;
 		if (nsel > 1) {
-			const char *d = c->img->meta.volumes[i].device;
-			const char *base = strrchr(d, '/');
-			if (asprintf(&path, "%s/%s.img", out, base ? base + 1 : d) < 0)
+			if (asprintf(&path, "%s/%s.img", out, device_base(c, i)) < 0)
 				return -ENOMEM;
 		} else if (!(path = strdup(out))) {
 			return -ENOMEM;
@@ -808,20 +835,26 @@ int snap_restore_run(struct snap_job *job)
 		r = -ECANCELED;
 		goto out;
 	}
-	for (size_t i = 0; i < c.nvols; i++) {
-		if (!c.vols[i].out)
-			continue;
-		char *detail = NULL;
-		r = snap_output_commit(c.vols[i].out, &detail);
-		if (r < 0) {
-			r = snap_job_fail(job, r, "%s", detail ? detail : snap_strerror(r));
-			free(detail);
-			goto out;
-		}
-		if (i == 0 || !snap_job_result_string(job, SNAP_RESULT_OUTPUT_PATH))
-			snap_job_set_result_string(job, SNAP_RESULT_OUTPUT_PATH,
-						   snap_output_path(c.vols[i].out));
+	/* every volume's output, committed as one: all of them or none (output.h 2a) */
+	struct snap_output **outs = calloc(c.nvols ? c.nvols : 1, sizeof(*outs));
+	size_t nouts = 0;
+	if (!outs) {
+		r = -ENOMEM;
+		goto out;
 	}
+	for (size_t i = 0; i < c.nvols; i++)
+		if (c.vols[i].out)
+			outs[nouts++] = c.vols[i].out;
+	char *detail = NULL;
+	r = snap_output_commit_all(outs, nouts, &detail);
+	if (r < 0)
+		snap_job_fail(job, r, "%s", detail ? detail : snap_strerror(r));
+	else if (nouts)
+		snap_job_set_result_string(job, SNAP_RESULT_OUTPUT_PATH, snap_output_path(outs[0]));
+	free(detail);
+	free(outs);
+	if (r < 0)
+		goto out;
 	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_TOTAL, job->progress.bytes_total);
 	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_READ, c.img->bytes_read);
 	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_WRITTEN, job->progress.bytes_written);

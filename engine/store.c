@@ -303,10 +303,18 @@ static int store_open_volumes(struct store_ctx *s)
 			v->device = NULL;
 		if (!v->device)
 			return -ENOMEM;
-		for (size_t j = 0; j < i; j++)
-			if (!strcmp(s->vols[j].device, v->device))
-				return snap_job_fail(job, -EINVAL, "device name %s given twice",
-						     v->device);
+		/* a restore names each volume's file after its device's last component:
+		 * /dev/xvda and xvda are one name there */
+		const char *base = strrchr(v->device, '/') ? strrchr(v->device, '/') + 1 : v->device;
+		if (!*base || !strcmp(base, ".") || !strcmp(base, ".."))
+			return snap_job_fail(job, -EINVAL, "invalid device name '%s'", v->device);
+		for (size_t j = 0; j < i; j++) {
+			const char *o = strrchr(s->vols[j].device, '/');
+			if (!strcmp(o ? o + 1 : s->vols[j].device, base))
+				return snap_job_fail(job, -EINVAL,
+						     "device names %s and %s name one volume (%s)",
+						     s->vols[j].device, v->device, base);
+		}
 		/* the slots hold reader buffers (invariant 5): a few more requests keep reads
 		 * going; a frame per request (up to 4 MiB, so progress and cancellation still
 		 * come within a large frame): a chunk then arrives whole in one reader buffer,

@@ -21,7 +21,7 @@ if wait "$pid"; then
 fi
 grep -q "cancelled" progress.log || { cat progress.log >&2; fail "no 'cancelled' message"; }
 [ ! -e out.bin ] || fail "cancelled store left out.bin"
-if ls -A | grep -q snapbundle-; then
+if ls -A | grep -q '\.tmp-[0-9]'; then
 	fail "cancelled store left a temporary file"
 fi
 echo "cancel: ok"

@@ -43,7 +43,7 @@ expect_fail() {
 		fail "sanitizer report from: $*"
 	fi
 	[ ! -e "$out" ] || fail "$out left behind after: $*"
-	if ls -A "$(dirname "$out")" | grep -q snapbundle-; then
+	if ls -A "$(dirname "$out")" | grep -q '\.tmp-[0-9]'; then
 		fail "temporary file left behind after: $*"
 	fi
 	echo "ok: '$pat' ($(head -c 150 cmd.err | tr '\n' ' '))"

@@ -17,6 +17,8 @@ tamper.py IMG redigest I OFFSET [index]
                                      recompute the frame's digest (SHA-256 of the stored
                                      payload) and header CRC; with "index" also its index entry,
                                      the INDEX tag and CRC (plain SHA-256: unencrypted only)
+tamper.py IMG device I NAME          set the device name of volume I (0-based; same length) in
+                                     META; recompute as part-size does (unencrypted images only)
 tamper.py IMG part-size I VALUE      set the size of partition I (0-based) of the first volume
                                      in META; recompute the META tag and CRC, the INDEX's
                                      metadata digest, tag and CRC (unencrypted images only)
@@ -163,6 +165,20 @@ def main():
         part = parts[int(args[0])]
         size = next(v for v in tlvs(d, part[1], part[1] + part[2]) if v[0] == 3)
         struct.pack_into("<Q", d, size[1], int(args[1]))
+        d[p + 4:p + 8] = b"\0\0\0\0"
+        d[p + n - 32:p + n] = hashlib.sha256(bytes(d[0:128]) + bytes(d[p:p + n - 32])).digest()
+        crc_fix(d, p, n)
+        reseal_index(d, p, n)
+    elif op == "device":
+        import hashlib
+        for p, t, n in records(d):
+            if t == 2:
+                break
+        vol = [v for v in tlvs(d, p + 16, p + n - 32) if v[0] == 0x800C][int(args[0])]
+        dev = next(v for v in tlvs(d, vol[1], vol[1] + vol[2]) if v[0] == 1)
+        name = args[1].encode()
+        assert len(name) == dev[2], "the new name must have the old one's length"
+        d[dev[1]:dev[1] + dev[2]] = name
         d[p + 4:p + 8] = b"\0\0\0\0"
         d[p + n - 32:p + n] = hashlib.sha256(bytes(d[0:128]) + bytes(d[p:p + n - 32])).digest()
         crc_fix(d, p, n)

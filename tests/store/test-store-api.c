@@ -82,7 +82,7 @@ int main(void)
 	CHECK(store(src, out, &w) == -ECANCELED);
 	CHECK(access(out, F_OK) != 0);
 	char cmd[1024];
-	snprintf(cmd, sizeof(cmd), "ls -A %s | grep -q snapbundle-", dir);
+	snprintf(cmd, sizeof(cmd), "ls -A %s | grep -q '\\.tmp-[0-9]'", dir);
 	CHECK(system(cmd) != 0);
 
 	struct watch ok = {0};

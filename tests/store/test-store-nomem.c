@@ -92,7 +92,7 @@ int main(void)
 		fprintf(stderr, "store under the cap: %d (want %d)\n", r, -ENOMEM);
 	CHECK(r == -ENOMEM);
 	CHECK(access(out, F_OK) != 0);
-	snprintf(cmd, sizeof(cmd), "ls -A %s | grep -q snapbundle-", dir);
+	snprintf(cmd, sizeof(cmd), "ls -A %s | grep -q '\\.tmp-[0-9]'", dir);
 	CHECK(system(cmd) != 0);
 
 	/* restore: an image made with 64 MiB frames, restored with 16 threads under the cap */

@@ -152,7 +152,7 @@ static void check_samples(const char *what, const struct samples *s, int min_dat
 static void check_cancelled(const char *what, int r, const char *out, const char *dir)
 {
 	char cmd[512];
-	snprintf(cmd, sizeof(cmd), "ls -A %s | grep -q snapbundle-", dir);
+	snprintf(cmd, sizeof(cmd), "ls -A %s | grep -q '\\.tmp-[0-9]'", dir);
 	if (r != -ECANCELED || access(out, F_OK) == 0 || system(cmd) == 0) {
 		fprintf(stderr, "%s: %d (want %d), %s %s\n", what, r, -ECANCELED, out,
 			access(out, F_OK) == 0 ? "left behind" : "absent");
