@@ -729,7 +729,10 @@ int snap_manifest_read(const uint8_t *buf, size_t len, struct snap_manifest_doc 
 	}
 	if (read_fields(&rd, m, root) < 0)
 		goto out;
-	if (take_x(&rd, "machine_configuration", false, &m->signed_text, &m->signed_len) < 0 ||
+	/* whenever the document has the element, it is signed: a spelling the literal search
+	 * misses (<machine_configuration >) is refused, never left out of the signed text */
+	if (take_x(&rd, "machine_configuration", rd.n_mc > 0, &m->signed_text, &m->signed_len) <
+		0 ||
 	    take_x(&rd, "image", true, &m->signed_text, &m->signed_len) < 0)
 		goto out;
 out:

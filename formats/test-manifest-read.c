@@ -159,6 +159,31 @@ int main(void)
 		snap_manifest_doc_free(m);
 		free(d);
 	}
+	/* signature wrapping: every spelling of the start tag that libxml2 accepts puts the
+	 * element in the DOM, so it must be in the signed text or the manifest refused */
+	const char *spellings[] = {"<machine_configuration >", "<machine_configuration\n>",
+				   "<machine_configuration\t>", "<machine_configuration\r\n >",
+				   "<machine_configuration a='b'>", "<machine_configuration  a=\"b\" >"};
+	for (size_t i = 0; i < sizeof(spellings) / sizeof(spellings[0]); i++) {
+		/* the end tag canonical, then spelled with whitespace too (</e > is XML) */
+		char *mc1 = edit(MC, "<machine_configuration>", spellings[i]);
+		char *mc = i % 2 ? edit(mc1, "</machine_configuration>", "</machine_configuration >")
+				 : edit(mc1, "</machine_configuration>", "</machine_configuration\n>");
+		free(mc1);
+		char *d = manifest("2007-10-10", mc, img);
+		struct snap_manifest_doc *w = NULL;
+		char *detail = NULL;
+		int r = snap_manifest_read((const uint8_t *)d, strlen(d), &w, &detail);
+		CHECK(r < 0 || (w->architecture && memmem(w->signed_text, w->signed_len,
+							  "x86_64", 6)),
+		      " (%s: the architecture is read but not signed)", spellings[i]);
+		CHECK(r == -EUCLEAN && detail && strstr(detail, "machine_configuration"),
+		      " (%s: %d %s)", spellings[i], r, detail ? detail : "");
+		snap_manifest_doc_free(w);
+		free(detail);
+		free(d);
+		free(mc);
+	}
 	char *v3 = manifest("3", "", img_v);
 	m = ok("3", v3);
 	if (m) {
