@@ -107,7 +107,11 @@ int cmd_verify(int argc, char **argv)
 	};
 	/* the one dispatch point */
 	if (!names_manifest(argc, argv)) {
-		if (argc < 2 || wants_help(argc, argv)) {
+		/* verify IMAGE.bin --help is the store image's help (its own options) */
+		bool image = false;
+		for (int i = 1; i < argc; i++)
+			image |= argv[i][0] != '-' || !strcmp(argv[i], "-");
+		if (argc < 2 || (wants_help(argc, argv) && !image)) {
 			usage(argc < 2 ? stderr : stdout);
 			return argc < 2 ? 2 : 0;
 		}

@@ -58,4 +58,8 @@ cp plain-enc.bin t.bin && $TP t.bin redigest 2 77 index
 	fail "an unsigned edited image must be reported unauthenticated"
 expect_fail "index authentication failed" nothing -- \
 	"$B" verify t.bin --passphrase-file pass
+# the option is where a user looks for it: verify IMAGE.bin --help (not the bundle's usage)
+"$B" verify t.bin --help > help.txt
+grep -q -- "--without-key" help.txt || fail "verify IMAGE.bin --help hides --without-key"
+grep -q -- "-m MANIFEST" help.txt && fail "verify IMAGE.bin --help prints the bundle's usage"
 echo "without-key: ok"
