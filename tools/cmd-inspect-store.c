@@ -34,9 +34,11 @@ static const char *when(char *buf, uint64_t t)
 	return buf;
 }
 
+/* Strings of the image's metadata are not authenticated without a signature or the key:
+ * escaped, whatever bytes they hold (tool_safe). */
 static const char *or_none(const char *s)
 {
-	return s ? s : "-";
+	return s ? tool_safe(s) : "-";
 }
 
 int cmd_inspect_store(int argc, char **argv)
@@ -94,7 +96,7 @@ int cmd_inspect_store(int argc, char **argv)
 	struct snap_store_info in;
 	snap_store_image_info(img, &in);
 	char a[32], b[32], d[32], t[40];
-	printf("image:        %s\n", path);
+	printf("image:        %s\n", tool_safe(path));
 	printf("format:       snapbundle store v%u, features compat 0x%x incompat 0x%x "
 	       "ro_compat 0x%x\n",
 	       in.version, in.compat, in.incompat, in.ro_compat);
@@ -139,19 +141,20 @@ int cmd_inspect_store(int argc, char **argv)
 			continue;
 		printf("%s:\n", lists[l].title);
 		for (size_t i = 0; i < n; i++) {
-			const char *kv = snap_store_image_list(img, lists[l].list, i);
-			const char *eq = strchr(kv, '=');
+			/* escaping never makes an '=': the first one is the original's */
+			const char *kv = tool_safe(snap_store_image_list(img, lists[l].list, i));
+			const char *eq = kv ? strchr(kv, '=') : NULL;
 			if (eq)
 				printf("  %.*s: %s\n", (int)(eq - kv), kv, eq + 1);
 			else
-				printf("  %s\n", kv);
+				printf("  %s\n", kv ? kv : "");
 		}
 	}
 	for (size_t v = 0; v < in.volumes; v++) {
 		struct snap_store_volume_info vi;
 		if (snap_store_image_volume(img, v, &vi) < 0)
 			continue;
-		printf("volume %zu: %s\n", v, vi.device);
+		printf("volume %zu: %s\n", v, tool_safe(vi.device));
 		printf("  size:        %s (%" PRIu64 " bytes), sectors %u/%u\n",
 		       tool_size(a, vi.size), vi.size, vi.logical_sector, vi.physical_sector);
 		printf("  table:       %s %s\n", or_none(vi.ptable_type), or_none(vi.ptable_id));
@@ -168,7 +171,7 @@ int cmd_inspect_store(int argc, char **argv)
 			printf("  partition %u: start %" PRIu64 " size %s type %s fs %s%s%s\n",
 			       pi.number, pi.start, tool_size(a, pi.size), or_none(pi.type),
 			       or_none(pi.fs_type), pi.name ? " name " : "",
-			       pi.name ? pi.name : "");
+			       pi.name ? tool_safe(pi.name) : "");
 		}
 		for (size_t e = 0; extents && e < vi.extents; e++) {
 			struct snap_extent x;

@@ -57,6 +57,52 @@ int tool_progress_mode_parse(const char *s)
 	return -1;
 }
 
+/* The length of the valid UTF-8 sequence at p (1-4), or 0. */
+static size_t utf8_len(const unsigned char *p)
+{
+	size_t n = p[0] < 0x80 ? 1 : p[0] >= 0xc2 && p[0] <= 0xdf ? 2 : p[0] >= 0xe0 && p[0] <= 0xef ? 3
+		   : p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : 0;
+	for (size_t i = 1; i < n; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	if ((n == 3 && p[0] == 0xe0 && p[1] < 0xa0) || (n == 3 && p[0] == 0xed && p[1] >= 0xa0) ||
+	    (n == 4 && p[0] == 0xf0 && p[1] < 0x90) || (n == 4 && p[0] == 0xf4 && p[1] >= 0x90))
+		return 0; /* overlong, surrogate, past U+10FFFF */
+	return n;
+}
+
+const char *tool_safe(const char *s)
+{
+	static char *ring[16];
+	static unsigned next;
+	if (!s)
+		return NULL;
+	size_t len = strlen(s);
+	char *out = malloc(4 * len + 1), *o = out;
+	if (!out)
+		return "(out of memory)";
+	for (const unsigned char *p = (const unsigned char *)s; *p;) {
+		size_t n = utf8_len(p);
+		if (n == 1 && *p >= 0x20 && *p != 0x7f && *p != '\\') {
+			*o++ = (char)*p++;
+		} else if (n > 1) {
+			memcpy(o, p, n);
+			o += n;
+			p += n;
+		} else if (*p == '\\') {
+			o += sprintf(o, "\\\\");
+			p++;
+		} else {
+			o += sprintf(o, "\\x%02x", *p++);
+		}
+	}
+	*o = 0;
+	free(ring[next]);
+	ring[next] = out;
+	next = (next + 1) % 16;
+	return out;
+}
+
 const char *tool_size(char *buf, unsigned long long bytes)
 {
 	static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};

@@ -34,6 +34,10 @@ int tool_run_job(struct snap_job *job, int progress_mode, const char *what);
 
 /* Human sizes: "1.5 GiB". buf must hold 32 bytes. */
 const char *tool_size(char *buf, unsigned long long bytes);
+/* s made safe for a terminal: control characters, backslashes and bytes that are not UTF-8
+ * written as \xNN (\\); for strings from untrusted images. The result lives until 16 more
+ * calls; NULL gives NULL. */
+const char *tool_safe(const char *s);
 
 /* A decimal integer in [lo, hi], nothing else on the string. */
 bool tool_parse_int(const char *s, long lo, long hi, long *ret);

@@ -176,7 +176,7 @@ def main():
                 break
         vol = [v for v in tlvs(d, p + 16, p + n - 32) if v[0] == 0x800C][int(args[0])]
         dev = next(v for v in tlvs(d, vol[1], vol[1] + vol[2]) if v[0] == 1)
-        name = args[1].encode()
+        name = args[1].encode("utf-8", "surrogateescape")
         assert len(name) == dev[2], "the new name must have the old one's length"
         d[dev[1]:dev[1] + dev[2]] = name
         d[p + 4:p + 8] = b"\0\0\0\0"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
-# Two volumes never become one file: store refuses device names that name one volume once
-# normalised (/dev/xvda and xvda), and restore refuses an image whose metadata (forged, with
-# valid checksums and tags) names two volumes alike, before it writes anything.
+# Volume names from an image are not trusted. Two volumes never become one file: store refuses
+# device names that name one volume once normalised (/dev/xvda and xvda), and restore refuses
+# an image whose metadata (forged, with valid checksums and tags) names two volumes alike,
+# before it writes anything. inspect prints a forged name's control bytes escaped.
 . "$SRCDIR/tests/store/lib.sh"
 make_disk a.img 40
 truncate -s 4M b.img
@@ -28,4 +29,12 @@ grep -q "volumes /dev/xvda and /dev/xvda would both restore to out/d/xvda.img" e
 # nor can --volume pick one of the two
 expect_fail "volumes /dev/xvda and /dev/xvda both match xvda" first.img -- \
 	"$B" restore two.bin --volume xvda -o first.img --progress=none
+# a name with a terminal escape sequence and a byte that is not UTF-8
+"$B" store a.img=/dev/xvda b.img=/dev/xvdb -o esc.bin --progress=none
+python3 "$SRCDIR/tests/store/tamper.py" esc.bin device 1 "$(printf '/dev/\033[J\377')"
+"$B" inspect esc.bin > inspect.txt
+if grep -q "$(printf '\033')" inspect.txt || grep -qa "$(printf '\377')" inspect.txt; then
+	fail "inspect printed a raw escape or a byte that is not UTF-8"
+fi
+grep -qF 'volume 1: /dev/\x1b[J\xff' inspect.txt || fail "escaped name missing: $(cat inspect.txt)"
 echo "volume-names: ok"
