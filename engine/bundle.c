@@ -249,7 +249,8 @@ static int part_open(struct bundle *b)
 	char *path = NULL, *detail = NULL;
 	if (asprintf(&path, "%s/%s.part.%zu", b->dest, b->name, b->nparts) < 0)
 		return snap_pipeline_fail(b->pipe, -ENOMEM, "out of memory");
-	unsigned flags = SNAP_OUTPUT_APPEND | SNAP_OUTPUT_FORCE; /* check_existing looked */
+	/* check_existing looked for existing names and reclaimed the debris of killed runs */
+	unsigned flags = SNAP_OUTPUT_APPEND | SNAP_OUTPUT_FORCE | SNAP_OUTPUT_NO_RECLAIM;
 	if (snap_job_param(b->job, SNAP_PARAM_NO_DIRECT, 0))
 		flags |= SNAP_OUTPUT_BUFFERED;
 	int r = snap_output_open(path, 0, flags, &p->out, &detail);
@@ -423,7 +424,9 @@ static void remove_stale_parts(struct bundle *b)
 	while ((e = readdir(d))) {
 		if (!is_part_of(e->d_name, b->name))
 			continue;
-		bool ours = false;
+		struct stat st;
+		bool ours = fstatat(dirfd(d), e->d_name, &st, 0) == 0 &&
+			    st.st_dev == b->st.st_dev && st.st_ino == b->st.st_ino; /* the source */
 		for (size_t i = 0; i < b->nparts && !ours; i++)
 			ours = !strcmp(e->d_name, b->parts[i].final_name);
 		if (!ours && unlinkat(dirfd(d), e->d_name, 0) == 0)
@@ -1058,6 +1061,10 @@ static int commit_outputs(struct bundle *b)
 		outs[i] = b->parts[i].out;
 	}
 	outs[b->nparts] = b->manifest;
+	for (size_t i = 0; i <= b->nparts && r == 0; i++)
+		if (snap_output_is_file(snap_output_path(outs[i]), &b->st))
+			r = snap_job_fail(b->job, -EINVAL, "%s is the source: refusing to replace it",
+					  snap_output_path(outs[i]));
 	char *detail = NULL;
 	if (r == 0 && (r = snap_output_commit_all(outs, b->nparts + 1, &detail)) < 0)
 		snap_job_fail(b->job, r, "%s", detail ? detail : snap_strerror(r));
@@ -1187,6 +1194,8 @@ int snap_bundle_run(struct snap_job *job)
 	int r = configure(&b);
 	if (r >= 0)
 		r = check_manifest_inputs(&b, &user);
+	if (r >= 0)
+		snap_output_reclaim(b.dest, b.name); /* debris of killed runs of this bundle */
 	if (r >= 0 && !b.force)
 		r = check_existing(&b);
 	uint64_t t0 = snap_now_ns();

@@ -48,7 +48,9 @@
  *      every later call of the producer returns the failure.
  */
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <libgen.h>
 #include <linux/fs.h>
 #include <pthread.h>
@@ -143,7 +145,38 @@ static int open_blockdev(struct snap_output *o, uint64_t size, char **ret_detail
 	return 0;
 }
 
-static int open_file(struct snap_output *o, uint64_t size, bool append, char **ret_detail)
+int snap_output_reclaim(const char *dir, const char *prefix)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return 0;
+	size_t pl = strlen(prefix);
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		const char *t = strstr(e->d_name, ".tmp-");
+		if (e->d_name[0] != '.' || strncmp(e->d_name + 1, prefix, pl) || !t)
+			continue;
+		char *end;
+		long pid = strtol(t + 5, &end, 10);
+		if (*end || pid <= 0 || (kill((pid_t)pid, 0) < 0 ? errno != ESRCH : true))
+			continue; /* not ours to judge, or its owner is alive */
+		if (unlinkat(dirfd(d), e->d_name, 0) == 0) {
+			snap_info("removed %s/%s, left by process %ld", dir, e->d_name, pid);
+			n++;
+		}
+	}
+	closedir(d);
+	return n;
+}
+
+bool snap_output_is_file(const char *path, const struct stat *st)
+{
+	struct stat o;
+	return stat(path, &o) == 0 && o.st_dev == st->st_dev && o.st_ino == st->st_ino;
+}
+
+static int open_file(struct snap_output *o, uint64_t size, unsigned flags, char **ret_detail)
 {
 	char *dup1 = strdup(o->path), *dup2 = strdup(o->path);
 	int r = 0;
@@ -152,7 +185,9 @@ static int open_file(struct snap_output *o, uint64_t size, bool append, char **r
 		goto out;
 	}
 	const char *dir = dirname(dup1), *base = basename(dup2);
-	/* the owner's pid in the name: a later run can tell whose it is */
+	/* the owner's pid in the name: a later run can tell whose it is, and reclaims it */
+	if (!(flags & SNAP_OUTPUT_NO_RECLAIM))
+		snap_output_reclaim(dir, base);
 	if (asprintf(&o->tmp, "%s/.%s.tmp-%ld", dir, base, (long)getpid()) < 0) {
 		o->tmp = NULL;
 		r = -ENOMEM;
@@ -166,7 +201,8 @@ static int open_file(struct snap_output *o, uint64_t size, bool append, char **r
 		o->tmp = NULL;
 		goto out;
 	}
-	if (snap_file_mode_default(o->fd) < 0 || (!append && ftruncate(o->fd, (off_t)size) < 0)) {
+	if (snap_file_mode_default(o->fd) < 0 ||
+	    (!(flags & SNAP_OUTPUT_APPEND) && ftruncate(o->fd, (off_t)size) < 0)) {
 		r = -errno;
 		detail(ret_detail, "cannot size %s to %llu bytes: %s", o->tmp,
 		       (unsigned long long)size, strerror(errno));
@@ -307,7 +343,7 @@ int snap_output_open(const char *path, uint64_t size, unsigned flags, struct sna
 		detail(ret_detail, "%s already exists (use --force to replace it)", path);
 		r = -EEXIST;
 	} else {
-		r = open_file(o, size, append, ret_detail);
+		r = open_file(o, size, flags, ret_detail);
 	}
 	if (r < 0) {
 		snap_output_free(o);

@@ -39,6 +39,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 struct snap_output;
 
@@ -48,6 +49,9 @@ enum {
 	/* written from start to end by a snap_output_seq, size unknown at open (size is
 	 * ignored); "-" is accepted and means standard output, which needs no commit */
 	SNAP_OUTPUT_APPEND = 1 << 2,
+	/* the caller reclaimed the directory's debris itself (a bundle, once for all its parts):
+	 * open does not scan it (snap_output_reclaim) */
+	SNAP_OUTPUT_NO_RECLAIM = 1 << 3,
 };
 
 /* The memory alignment that makes a congruent buffer eligible for the direct path (any
@@ -109,6 +113,14 @@ int snap_output_commit_all(struct snap_output *const *outs, size_t n, char **ret
 void snap_output_close(struct snap_output *out);
 /* Whether out is standard output (SNAP_OUTPUT_APPEND with "-"). */
 bool snap_output_is_stdout(const struct snap_output *out);
+
+/* Removes the temporaries a killed run left in dir: entries ".PREFIX*.tmp-PID" whose process
+ * is gone (a live owner's are kept). Returns how many were removed. */
+int snap_output_reclaim(const char *dir, const char *prefix);
+
+/* Whether path names the file st describes (the same inode): a job never replaces its own
+ * source. */
+bool snap_output_is_file(const char *path, const struct stat *st);
 
 /* A fault hook for tests, process-wide: asked before each O_DIRECT write (with its offset) and
  * each directory fsync of a commit; a non-zero return is the errno that call then fails with. */

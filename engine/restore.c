@@ -429,6 +429,15 @@ static int restore_open_outputs(struct rctx *c)
 		} else if (!(path = strdup(out))) {
 			return -ENOMEM;
 		}
+		struct stat st;
+		if (fstat(c->img->fd, &st) == 0 && S_ISREG(st.st_mode) &&
+		    snap_output_is_file(path, &st)) {
+			int r = snap_job_fail(job, -EINVAL, "%s is the image restored from: refusing "
+							   "to replace it",
+					      path);
+			free(path);
+			return r;
+		}
 		int r = snap_output_open(path, v->hi - v->lo, output_flags, &v->out, &detail);
 		free(path);
 		if (r < 0) {

@@ -955,6 +955,13 @@ static int store_create_output(struct store_ctx *s)
 		flags |= SNAP_OUTPUT_FORCE;
 	if (snap_job_param(s->job, SNAP_PARAM_NO_DIRECT, 0))
 		flags |= SNAP_OUTPUT_BUFFERED;
+	for (size_t i = 0; i < s->nvols; i++) {
+		struct stat st;
+		if (fstat(s->vols[i].src->fd_buffered, &st) == 0 && snap_output_is_file(s->path, &st))
+			return snap_job_fail(s->job, -EINVAL,
+					     "%s is a source of this store: refusing to replace it",
+					     s->path);
+	}
 	char *detail = NULL;
 	int r = snap_output_open(s->path, 0, flags, &s->out, &detail);
 	if (r == 0)

@@ -29,6 +29,31 @@ bundle "$img" "$T/out" --force > /dev/null
 stream "$T/out/img.manifest.xml" "$T/out" | tar -x -O -f - | cmp - "$img" ||
 	fail "replaced bundle does not extract"
 
+# --force never replaces or deletes the source, even one named like a part of the bundle
+mkdir "$T/out4"
+cp "$img" "$T/out4/y.part.0"
+cp "$img" "$T/out4/keep"
+bundle "$T/out4/y.part.0" "$T/out4" -p y --part-size 1M > /dev/null 2>&1 || true
+bundle "$T/out4/y.part.0" "$T/out4" -p y --force > /dev/null 2>"$T/err" &&
+	fail "bundle --force replaced its own source"
+grep -q "y.part.0 is the source: refusing to replace it" "$T/err" || fail "message: $(cat "$T/err")"
+cmp "$T/out4/y.part.0" "$T/out4/keep" || fail "the source changed"
+[ "$(ls -A "$T/out4" | sort | tr '\n' ' ')" = "keep y.part.0 " ] ||
+	fail "files left: $(ls -A "$T/out4")"
+
+# the debris of a killed bundle (a dead owner's temporaries) is reclaimed by the next run;
+# a live owner's is kept
+mkdir "$T/out5"
+dead=$(python3 -c 'import os
+p = 4000000
+while os.path.exists("/proc/%d" % p): p -= 1
+print(p)')
+touch "$T/out5/.img.part.0.tmp-$dead" "$T/out5/.img.manifest.xml.tmp-$dead" \
+	"$T/out5/.img.part.1.tmp-$$"
+bundle "$img" "$T/out5" > /dev/null
+[ "$(ls -A "$T/out5" | sort | tr '\n' ' ')" = ".img.part.1.tmp-$$ img.manifest.xml img.part.0 " ] ||
+	fail "debris not reclaimed (or a live owner's removed): $(ls -A "$T/out5")"
+
 # a prefix with a slash, a missing image, a missing key: refused, nothing written
 mkdir "$T/out3"
 if bundle "$img" "$T/out3" -p a/b 2>/dev/null >/dev/null; then fail "prefix with /"; fi
