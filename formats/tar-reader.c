@@ -70,10 +70,12 @@ struct snap_tar_reader {
 	char *name;
 	uint64_t size;	 /* real size */
 	uint64_t stored; /* bytes of data stored (after the 1.0 map) */
+	bool stored_known; /* stored is this member's (old-GNU: from its header, before its map) */
 	uint64_t remaining;
 	uint64_t pad;
 	struct sparse_entry *map;
 	size_t nmap, map_cap;
+	bool map_ended; /* a zero-length entry came: only the real size may follow it */
 	size_t cur;	 /* current map entry */
 	uint64_t in_cur; /* bytes of the current entry done */
 
@@ -129,6 +131,9 @@ static void clear_pending(struct snap_tar_reader *tr)
 	tr->sparse_realsize_set = false;
 	tr->sparse_map_given = false;
 	tr->pending_offset = false;
+	tr->nmap = 0; /* the next member's map starts empty */
+	tr->map_ended = false;
+	tr->stored_known = false;
 }
 
 struct snap_tar_reader *snap_tar_reader_free(struct snap_tar_reader *tr)
@@ -253,8 +258,31 @@ static char *strndup_field(const uint8_t *p, size_t n)
 	return strndup((const char *)p, l);
 }
 
+/* Entries are checked as they arrive, so a hostile map costs no memory before it is refused:
+ * in order and disjoint; a zero-length entry (GNU tar ends old-GNU maps with one at the real
+ * size) is the last and is not kept; and no more entries than the member stores bytes, when
+ * that is known (each entry kept holds at least one stored byte). */
 static int map_add(struct snap_tar_reader *tr, uint64_t off, uint64_t len)
 {
+	uint64_t end = tr->nmap ? tr->map[tr->nmap - 1].offset + tr->map[tr->nmap - 1].length : 0;
+	if (tr->map_ended)
+		return fail(tr, -EUCLEAN, "sparse map entry at %llu after a zero-length entry",
+			    (unsigned long long)off);
+	if (off < end)
+		return fail(tr, -EUCLEAN,
+			    "sparse map entry %zu at %llu is out of order or overlaps the one before",
+			    tr->nmap, (unsigned long long)off);
+	if (len == 0) {
+		tr->map_ended = true;
+		return 0;
+	}
+	if (len > UINT64_MAX - off)
+		return fail(tr, -EUCLEAN, "sparse map entry at %llu is too long",
+			    (unsigned long long)off);
+	if (tr->stored_known && tr->nmap >= tr->stored)
+		return fail(tr, -EUCLEAN,
+			    "sparse map has more entries than its member stores bytes (%llu)",
+			    (unsigned long long)tr->stored);
 	if (tr->nmap >= MAX_ENTRIES)
 		return fail(tr, -EUCLEAN, "sparse map has more than %u entries", MAX_ENTRIES);
 	if (tr->nmap == tr->map_cap) {
@@ -423,6 +451,7 @@ static int parse_pax(struct snap_tar_reader *tr, bool global)
 			const char *q = v, *qe = v + vlen;
 			tr->sparse_map_given = true;
 			tr->nmap = 0;
+			tr->map_ended = false;
 			while (q < qe) {
 				uint64_t o, l;
 				const char *c1 = memchr(q, ',', (size_t)(qe - q));
@@ -547,6 +576,7 @@ static int begin_member(struct snap_tar_reader *tr, const uint8_t *h, char type,
 			return fail(tr, -EUCLEAN, "bad old-GNU realsize of '%.200s'", tr->name);
 		tr->size = real;
 		tr->stored = stored;
+		tr->stored_known = true;
 		if ((r = gnu_entries(tr, h + 386, 4)) < 0)
 			return r;
 		if (h[482]) {
@@ -566,6 +596,8 @@ static int begin_member(struct snap_tar_reader *tr, const uint8_t *h, char type,
 			return fail(tr, -EUCLEAN, "PAX sparse 1.0 member with a 0.x map");
 		tr->size = tr->sparse_realsize;
 		tr->map10_total = stored;
+		tr->stored = stored; /* a bound for the map's entries until the map is read */
+		tr->stored_known = true;
 		tr->state = TR_MAP10;
 		return 0;
 	}

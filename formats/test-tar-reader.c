@@ -209,6 +209,48 @@ static void set_checksum(uint8_t *h)
 	snprintf((char *)h + 148, 8, "%06o", s);
 }
 
+/* A hostile old-GNU sparse member: a header storing `stored` bytes, then up to nblocks
+ * extension blocks of 21 entries each (length 1, offsets step apart: step 0 overlaps), pushed
+ * one at a time. Returns how many blocks the reader took before it refused, and its error. */
+static size_t hostile_map(uint64_t stored, uint64_t step, size_t nblocks, const char **ret_err)
+{
+	struct snap_tar_reader *tr = NULL;
+	struct snap_tar_ops ops = {0};
+	REQUIRE(snap_tar_reader_new(&ops, NULL, &tr) == 0);
+	uint8_t h[512] = {0};
+	strcpy((char *)h, "x");
+	memcpy(h + 100, "0000644", 8);
+	snprintf((char *)h + 124, 12, "%011llo", (unsigned long long)stored);
+	h[156] = 'S';
+	memcpy(h + 257, "ustar  ", 8);
+	snprintf((char *)h + 483, 12, "%011llo", 0777777777ull);
+	h[482] = 1;
+	set_checksum(h);
+	uint64_t off = 0;
+	size_t taken = 0;
+	*ret_err = NULL;
+	if (snap_tar_reader_push(tr, h, 512) < 0) {
+		*ret_err = snap_tar_reader_error(tr);
+		return 0;
+	}
+	for (; taken < nblocks; taken++) {
+		uint8_t b[512] = {0};
+		for (int i = 0; i < 21; i++, off += step) {
+			snprintf((char *)b + 24 * i, 12, "%011llo", (unsigned long long)off);
+			snprintf((char *)b + 24 * i + 12, 12, "%011llo", 1ull);
+		}
+		b[504] = taken + 1 < nblocks;
+		if (snap_tar_reader_push(tr, b, 512) < 0) {
+			static char err[256];
+			snprintf(err, sizeof(err), "%s", snap_tar_reader_error(tr));
+			*ret_err = err;
+			break;
+		}
+	}
+	snap_tar_reader_free(tr);
+	return taken;
+}
+
 int main(void)
 {
 	if (!mkdtemp(dir)) {
@@ -407,6 +449,16 @@ int main(void)
 	expect_fail("one zero block", "one-eof.tar", -EUCLEAN, "end-of-archive blocks missing");
 
 	sh("rm -rf %s", dir);
+	/* a hostile sparse map is refused as its entries arrive, not after all of them are held:
+	 * more entries than stored bytes, and overlapping entries, each within the first block */
+	const char *err;
+	size_t taken = hostile_map(10, 2, 20000, &err);
+	CHECK(taken == 0 && err && strstr(err, "more entries than its member stores bytes"),
+	      " (a 10-byte member with 420000 map entries: %zu blocks taken, %s)", taken,
+	      err ? err : "no error");
+	taken = hostile_map(1u << 30, 0, 20000, &err);
+	CHECK(taken == 0 && err && strstr(err, "overlaps the one before"),
+	      " (overlapping entries: %zu blocks taken, %s)", taken, err ? err : "no error");
 	if (test_failures) {
 		fprintf(stderr, "%d test_failures\n", test_failures);
 		return 1;
