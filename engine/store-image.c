@@ -332,10 +332,21 @@ int snap_store_image_unlock(struct snap_store_image *img, const char *passphrase
 		if (!have_scrypt)
 			return img_fail(img, -ENOKEY,
 					"the image has no passphrase slot (give a recipient key)");
+		unsigned tries = 0;
 		for (size_t i = 0; i < img->keys.nslots; i++) {
 			const struct snap_store_keyslot *s = &img->keys.slots[i];
 			if (s->type != SNAP_STORE_SLOT_SCRYPT)
 				continue;
+			if (!snap_store_slot_scrypt_allowed(s))
+				return img_fail(img, -EUCLEAN,
+						"%s: passphrase slot %zu asks for scrypt N=%llu r=%u "
+						"p=%u, more than a reader spends (N*r <= %llu, p <= %d)",
+						img->path, i, (unsigned long long)s->n, s->r, s->p,
+						SNAP_STORE_SCRYPT_MAX_NR, SNAP_STORE_SCRYPT_MAX_P);
+			if (++tries > SNAP_STORE_SCRYPT_MAX_TRIES)
+				return img_fail(img, -EUCLEAN,
+						"%s: more than %d passphrase slots; refused",
+						img->path, SNAP_STORE_SCRYPT_MAX_TRIES);
 			r = snap_store_slot_scrypt_open(s, passphrase, strlen(passphrase),
 							img->hdr.image_id, dk);
 			if (r == 0)

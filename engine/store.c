@@ -358,13 +358,13 @@ static int store_keys(struct store_ctx *s, uint8_t **ret, size_t *ret_len)
 		goto out;
 	}
 	if (pass) {
-		/* readers accept N up to 2^22 (formats/STORE_FORMAT.md); a shift by 64 or more
-		 * would be undefined */
+		/* readers accept what store writes (store-crypto.h); a shift by 64 or more would
+		 * be undefined */
 		int64_t log_n = snap_job_param(job, SNAP_PARAM_SCRYPT_LOG_N, 15);
-		if (log_n < 1 || log_n > 22) {
+		if (log_n < 1 || log_n > SNAP_STORE_SCRYPT_MAX_LOG_N) {
 			r = snap_job_fail(job, -EINVAL,
-					  "scrypt cost log2(N) must be 1 to 22, not %lld",
-					  (long long)log_n);
+					  "scrypt cost log2(N) must be 1 to %d, not %lld",
+					  SNAP_STORE_SCRYPT_MAX_LOG_N, (long long)log_n);
 			goto out;
 		}
 		uint64_t n = 1ull << log_n;

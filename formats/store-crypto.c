@@ -209,11 +209,22 @@ int snap_store_cipher_open(struct snap_store_cipher *c, const uint8_t nonce[12],
 	return gcm_run(c->gcm, false, c->keys.enc, nonce, aad, aad_len, buf, len, t);
 }
 
+static bool scrypt_cost_allowed(uint64_t n, uint32_t r, uint32_t p)
+{
+	return n >= 2 && !(n & (n - 1)) && r >= 1 && p >= 1 && p <= SNAP_STORE_SCRYPT_MAX_P &&
+	       n <= SNAP_STORE_SCRYPT_MAX_NR / r;
+}
+
+bool snap_store_slot_scrypt_allowed(const struct snap_store_keyslot *s)
+{
+	return scrypt_cost_allowed(s->n, s->r, s->p);
+}
+
 static int scrypt_kek(const char *pass, size_t pass_len, const uint8_t salt[32], uint64_t n,
 		      uint32_t r, uint32_t p, uint8_t out[32])
 {
-	/* bounds keep a hostile image from asking for terabytes of memory */
-	if (n < 2 || (n & (n - 1)) || n > (1u << 22) || r == 0 || r > 32 || p == 0 || p > 16)
+	/* bounds keep a hostile image from choosing what we spend (store-crypto.h) */
+	if (!scrypt_cost_allowed(n, r, p))
 		return -EUCLEAN;
 	EVP_KDF *kdf = EVP_KDF_fetch(NULL, "SCRYPT", NULL);
 	EVP_KDF_CTX *ctx = kdf ? EVP_KDF_CTX_new(kdf) : NULL;

@@ -65,7 +65,17 @@ int snap_store_slot_scrypt_make(const char *pass, size_t pass_len,
 				const uint8_t image_id[SNAP_STORE_ID_SIZE],
 				const struct snap_store_rng *rng, uint64_t n_cost,
 				struct snap_store_keyslot *ret);
-/* -EKEYREJECTED when the passphrase is wrong. */
+/* What a reader spends on a passphrase slot, whatever the image asks (a hostile image chooses
+ * the cost): store writes r = 8, p = 1 and N up to 2^SNAP_STORE_SCRYPT_MAX_LOG_N, so scrypt's
+ * 128 * N * r bytes stay within 256 MiB; readers accept N * r up to that, p up to 2 (twice the
+ * work of the dearest slot store writes), and try at most SNAP_STORE_SCRYPT_MAX_TRIES slots. */
+#define SNAP_STORE_SCRYPT_MAX_LOG_N 18
+#define SNAP_STORE_SCRYPT_MAX_NR (8ull << SNAP_STORE_SCRYPT_MAX_LOG_N)
+#define SNAP_STORE_SCRYPT_MAX_P 2
+#define SNAP_STORE_SCRYPT_MAX_TRIES 4
+/* Whether a reader accepts a slot's scrypt cost (the bounds above). */
+bool snap_store_slot_scrypt_allowed(const struct snap_store_keyslot *s);
+/* -EKEYREJECTED when the passphrase is wrong; -EUCLEAN when the cost is not allowed. */
 int snap_store_slot_scrypt_open(const struct snap_store_keyslot *s, const char *pass,
 				size_t pass_len, const uint8_t image_id[SNAP_STORE_ID_SIZE],
 				uint8_t ret_dk[SNAP_STORE_KEY_SIZE]);

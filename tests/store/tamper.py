@@ -19,6 +19,8 @@ tamper.py IMG redigest I OFFSET [index]
                                      the INDEX tag and CRC (plain SHA-256: unencrypted only)
 tamper.py IMG device I NAME          set the device name of volume I (0-based; same length) in
                                      META; recompute as part-size does (unencrypted images only)
+tamper.py IMG scrypt-cost N R P      set the cost of the first KEYS slot (a passphrase slot);
+                                     recompute the KEYS tag (plain SHA-256) and CRC
 tamper.py IMG part-size I VALUE      set the size of partition I (0-based) of the first volume
                                      in META; recompute the META tag and CRC, the INDEX's
                                      metadata digest, tag and CRC (unencrypted images only)
@@ -183,6 +185,15 @@ def main():
         d[p + n - 32:p + n] = hashlib.sha256(bytes(d[0:128]) + bytes(d[p:p + n - 32])).digest()
         crc_fix(d, p, n)
         reseal_index(d, p, n)
+    elif op == "scrypt-cost":
+        import hashlib
+        p, n = next((p, n) for p, t, n in records(d) if t == 1)
+        assert struct.unpack_from("<I", d, p + 16 + 4)[0] == 1, "slot 0 is not scrypt"
+        slot = p + 16 + 4 + 8
+        struct.pack_into("<QII", d, slot + 32, int(args[0]), int(args[1]), int(args[2]))
+        d[p + 4:p + 8] = b"\0\0\0\0"
+        d[p + n - 32:p + n] = hashlib.sha256(bytes(d[p:p + n - 32])).digest()
+        crc_fix(d, p, n)
     elif op == "graft":
         donor = bytearray(open(args[0], "rb").read())
         i = int(args[1])

@@ -123,10 +123,23 @@ expect_fail "CRC mismatch of the restored data" out/r.img -- \
 cp plain.bin t.bin && $TP t.bin index-stored 0 4000000000
 expect_fail "index entry of frame 0 is inconsistent" out/r.img -- \
 	"$B" restore t.bin -o out/r.img --progress=none
+# the scrypt cost is chosen by the image, before anything is authenticated: a cost beyond what
+# store writes is refused at once (not 16 GiB and minutes of work), whatever the passphrase
+for cost in "4194304 32 16" "524288 8 1" "262144 8 4" "1024 4096 1"; do
+	cp good.bin t.bin && $TP t.bin scrypt-cost $cost
+	SECONDS=0
+	expect_fail "asks for scrypt N=${cost%% *}" out/r.img -- timeout 20 \
+		"$B" restore t.bin -o out/r.img --passphrase-file pass --progress=none
+	[ "$SECONDS" -le 5 ] || fail "a hostile scrypt cost ($cost) took $SECONDS s to refuse"
+done
+# the dearest cost store writes still opens (2^18, r 8: 256 MiB)
+cp good.bin t.bin && $TP t.bin scrypt-cost 262144 8 1
+expect_fail "wrong passphrase" out/r.img -- \
+	"$B" restore t.bin -o out/r.img --passphrase-file pass --progress=none
 # a scrypt cost readers would refuse is refused when storing (and 2^64 is no shift at all)
-expect_fail "scrypt cost log2(N) must be 1 to 22, not 64" out/s.bin -- \
+expect_fail "scrypt cost log2(N) must be 1 to 18, not 64" out/s.bin -- \
 	"$B" store disk.img -o out/s.bin --passphrase-file pass --scrypt-log-n 64 --progress=none
-expect_fail "scrypt cost log2(N) must be 1 to 22, not 23" out/s.bin -- \
-	"$B" store disk.img -o out/s.bin --passphrase-file pass --scrypt-log-n 23 --progress=none
+expect_fail "scrypt cost log2(N) must be 1 to 18, not 19" out/s.bin -- \
+	"$B" store disk.img -o out/s.bin --passphrase-file pass --scrypt-log-n 19 --progress=none
 [ -z "$(ls -A out)" ] || fail "out/ is not empty"
 echo "tamper: ok"
