@@ -249,8 +249,11 @@ static int part_open(struct bundle *b)
 	char *path = NULL, *detail = NULL;
 	if (asprintf(&path, "%s/%s.part.%zu", b->dest, b->name, b->nparts) < 0)
 		return snap_pipeline_fail(b->pipe, -ENOMEM, "out of memory");
-	/* check_existing looked for existing names and reclaimed the debris of killed runs */
-	unsigned flags = SNAP_OUTPUT_APPEND | SNAP_OUTPUT_FORCE | SNAP_OUTPUT_NO_RECLAIM;
+	/* the run reclaimed the debris of killed runs; without --force, a part of that name
+	 * appearing now (a concurrent run) fails the open, and the commit never renames over one */
+	unsigned flags = SNAP_OUTPUT_APPEND | SNAP_OUTPUT_NO_RECLAIM;
+	if (b->force)
+		flags |= SNAP_OUTPUT_FORCE;
 	if (snap_job_param(b->job, SNAP_PARAM_NO_DIRECT, 0))
 		flags |= SNAP_OUTPUT_BUFFERED;
 	int r = snap_output_open(path, 0, flags, &p->out, &detail);

@@ -843,11 +843,10 @@ int snap_output_commit_all(struct snap_output *const *outs, size_t n, char **ret
 			r = sync_data(outs[i], ret_detail);
 	for (; renamed < n && r == 0; renamed++) {
 		struct snap_output *o = outs[renamed];
-		if (!o->blockdev && !o->is_stdout)
-			r = rename_into_place(o, o->force, ret_detail);
+		if (!o->blockdev && !o->is_stdout &&
+		    (r = rename_into_place(o, o->force, ret_detail)) < 0)
+			break; /* outs[0, renamed) were renamed, this one not */
 	}
-	if (r < 0)
-		renamed--; /* the one that failed was not renamed */
 	/* one fsync per directory: outputs of a set usually share one */
 	for (size_t i = 0; i < renamed && r == 0; i++) {
 		const struct snap_output *o = outs[i];
