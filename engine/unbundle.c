@@ -70,7 +70,8 @@
 
 #define MAX_MANIFEST_FILE (16u << 20)
 #define MAX_PART (256u << 20)	 /* ec2-bundle-image writes 10 MiB parts */
-#define TAR_BUF (4u << 20)	 /* inflated bytes per tar buffer */
+#define TAR_BUF (4u << 20)	 /* inflated bytes per tar slot */
+#define TAR_SLOTS 4		 /* slots of the tar pipeline */
 #define SLOT_BUDGET (256u << 20) /* part buffers in all, beyond the minimum of MIN_SLOTS */
 #define MIN_SLOTS 3
 /* output stream buffers: the sink copies data runs into them, the stream's thread writes
@@ -90,6 +91,12 @@ struct slot {
 	bool last;		     /* the last part */
 };
 
+/* What a slot of the tar pipeline holds: inflated tar stream bytes, data[0, len). */
+struct tar_slot {
+	uint8_t *data;
+	size_t len;
+};
+
 struct unbundle {
 	struct snap_job *job;
 	const struct snap_manifest_doc *m;
@@ -97,9 +104,11 @@ struct unbundle {
 	bool verify_digests;
 	bool decrypt; /* false: verify without a key, parts only */
 
-	struct snap_pipeline *pipe;
+	struct snap_pipeline *pipe;  /* parts (invariant 4) */
+	struct snap_pipeline *tpipe; /* tar slots, filled by pipe's sink (invariant 5) */
 	struct slot *slots;
 	unsigned nslots;
+	struct tar_slot *tslots;
 	uint64_t *part_sizes; /* from stat_parts, then what was read */
 	uint8_t key[16], iv[16];
 
@@ -108,12 +117,13 @@ struct unbundle {
 	uint8_t prev[16], carry[16];
 	size_t carry_len;
 
-	/* sink (invariant 4) */
+	/* the parts' sink (invariant 4) */
 	struct snap_inflate *inflate;
 	uint64_t gz_in; /* compressed bytes consumed, for error offsets */
 	bool member_done, any;
-	uint8_t *tar_buf;
-	size_t tar_len;
+	struct tar_slot *tcur; /* the tar slot it fills (FILLING in tpipe), or NULL */
+
+	/* the tar sink (invariant 5) */
 	EVP_MD_CTX *tar_sha;
 	struct snap_tar_reader *tar;
 	struct snap_output *out;
@@ -122,7 +132,7 @@ struct unbundle {
 	uint64_t stream_bytes;
 	uint64_t bytes_done, bytes_written, bytes_skipped;
 	bool member_seen;
-	/* published by the sink for the run thread's progress (invariant 6) */
+	/* published by the sinks for the run thread's progress (invariant 7) */
 	_Atomic uint64_t pub_done, pub_written, pub_skipped;
 };
 
@@ -357,7 +367,7 @@ static int on_member(void *ud, const char *name, uint64_t size)
 	struct unbundle *p = ud;
 	p->member_seen = true;
 	if (size != p->m->size)
-		return snap_pipeline_fail(p->pipe, -EUCLEAN,
+		return snap_pipeline_fail(p->tpipe, -EUCLEAN,
 					  "the tar member '%s' is %llu bytes but the manifest size "
 					  "is %llu",
 					  name, (unsigned long long)size,
@@ -377,8 +387,8 @@ static int out_failed(struct unbundle *p, int r, const char *what, uint64_t off)
 {
 	const char *d = snap_output_stream_error(p->ostream);
 	if (d)
-		return snap_pipeline_fail(p->pipe, r, "%s", d);
-	return snap_pipeline_fail(p->pipe, r, "cannot %s %s at offset %llu: %s", what,
+		return snap_pipeline_fail(p->tpipe, r, "%s", d);
+	return snap_pipeline_fail(p->tpipe, r, "cannot %s %s at offset %llu: %s", what,
 				  snap_output_path(p->out), (unsigned long long)off, strerror(-r));
 }
 
@@ -452,18 +462,41 @@ static void publish(struct unbundle *p)
 	atomic_store(&p->pub_skipped, p->bytes_skipped);
 }
 
-/* A full (or the last) tar buffer: the tar stream's SHA-1, then the tar reader, whose
+/* The tar pipeline's sink (in order): the tar stream's SHA-1, then the tar reader, whose
  * callbacks write. */
-static int tar_consume(struct unbundle *p)
+static int tar_sink(void *ctx, unsigned i)
 {
-	if (p->verify_digests && !EVP_DigestUpdate(p->tar_sha, p->tar_buf, p->tar_len))
-		return snap_pipeline_fail(p->pipe, -EIO, "SHA-1 failed: %s", ossl_reason());
-	p->stream_bytes += p->tar_len;
-	int r = snap_tar_reader_push(p->tar, p->tar_buf, p->tar_len);
-	p->tar_len = 0;
+	struct unbundle *p = ctx;
+	const struct tar_slot *t = &p->tslots[i];
+	if (p->verify_digests && !EVP_DigestUpdate(p->tar_sha, t->data, t->len))
+		return snap_pipeline_fail(p->tpipe, -EIO, "SHA-1 failed: %s", ossl_reason());
+	p->stream_bytes += t->len;
+	int r = snap_tar_reader_push(p->tar, t->data, t->len);
 	if (r < 0)
-		return snap_pipeline_fail(p->pipe, r, "%s", snap_tar_reader_error(p->tar));
+		return snap_pipeline_fail(p->tpipe, r, "%s", snap_tar_reader_error(p->tar));
 	publish(p);
+	return 0;
+}
+
+static const struct snap_pipeline_ops tar_ops = {
+    .sink = tar_sink,
+};
+
+/* The parts' sink: hands the tar slot it filled to the tar pipeline and takes the next one. A
+ * failure of the tar pipeline comes back from acquire (recorded there) and stops this one. */
+static int tar_next(struct unbundle *p)
+{
+	if (p->tcur) {
+		snap_pipeline_submit(p->tpipe, false);
+		p->tcur = NULL;
+	}
+	unsigned i;
+	uint64_t seq;
+	int r = snap_pipeline_acquire(p->tpipe, &i, &seq);
+	if (r < 0)
+		return r;
+	p->tcur = &p->tslots[i];
+	p->tcur->len = 0;
 	return 0;
 }
 
@@ -489,14 +522,15 @@ static int inflate_part(struct unbundle *p, struct slot *in)
 				snap_gunzip_next_member(p->inflate);
 				p->member_done = false;
 			}
-			if (p->tar_len == TAR_BUF && (r = tar_consume(p)) < 0)
+			if ((!p->tcur || p->tcur->len == TAR_BUF) && (r = tar_next(p)) < 0)
 				return r;
+			struct tar_slot *t = p->tcur;
 			size_t before = len, n;
 			bool end;
 			const char *why;
-			int ir = snap_gunzip_step(p->inflate, &src, &len, p->tar_buf + p->tar_len,
-						  TAR_BUF - p->tar_len, &n, &end, &why);
-			p->tar_len += n;
+			int ir = snap_gunzip_step(p->inflate, &src, &len, t->data + t->len,
+						  TAR_BUF - t->len, &n, &end, &why);
+			t->len += n;
 			p->gz_in += before - len;
 			if (ir < 0)
 				return snap_pipeline_fail(p->pipe, ir,
@@ -509,7 +543,7 @@ static int inflate_part(struct unbundle *p, struct slot *in)
 				continue;
 			}
 			/* a full output buffer may leave output inside ISA-L: call again */
-			more = p->tar_len == TAR_BUF || len > 0;
+			more = t->len == TAR_BUF || len > 0;
 		}
 	}
 	return 0;
@@ -540,7 +574,7 @@ static int unbundle_sink(void *ctx, unsigned i)
 	return inflate_part(p, b);
 }
 
-/* After the last part: the gzip stream must have ended; the last tar buffer. */
+/* After the last part: the gzip stream must have ended; the last tar slot goes out. */
 static int unbundle_sink_end(void *ctx)
 {
 	struct unbundle *p = ctx;
@@ -552,7 +586,12 @@ static int unbundle_sink_end(void *ctx)
 		    p->any ? "the gzip stream is truncated (compressed offset %llu)"
 			   : "the encrypted stream holds no data (compressed offset %llu)",
 		    (unsigned long long)p->gz_in);
-	return p->tar_len ? tar_consume(p) : 0;
+	/* the tar pipeline's last slot: the run thread finishes it after this pipeline */
+	if (p->tcur) {
+		snap_pipeline_submit(p->tpipe, false);
+		p->tcur = NULL;
+	}
+	return 0;
 }
 
 static const struct snap_pipeline_ops unbundle_ops = {
@@ -676,11 +715,15 @@ static char *dirname_of(const char *path)
 
 static void unbundle_free(struct unbundle *p)
 {
+	/* the parts first: their sink fills the tar slots (invariant 5) */
 	p->pipe = snap_pipeline_free(p->pipe);
+	p->tpipe = snap_pipeline_free(p->tpipe);
 	for (unsigned i = 0; p->slots && i < p->nslots; i++)
 		free(p->slots[i].data);
 	free(p->slots);
-	free(p->tar_buf);
+	for (unsigned i = 0; p->tslots && i < TAR_SLOTS; i++)
+		free(p->tslots[i].data);
+	free(p->tslots);
 	snap_inflate_free(p->inflate);
 	free(p->part_sizes);
 	EVP_MD_CTX_free(p->tar_sha);
@@ -688,8 +731,9 @@ static void unbundle_free(struct unbundle *p)
 	OPENSSL_cleanse(p->key, sizeof(p->key));
 }
 
-/* Every buffer of the data stage (invariant 4), then the pipeline's threads: one worker per
- * thread, enough slots to keep them and the sink busy within SLOT_BUDGET. */
+/* Every buffer of the data stage (invariant 6), then the pipelines' threads: the tar pipeline
+ * (no workers, its sink alone), then the parts' (one worker per thread, enough slots to keep
+ * them and the sink busy within SLOT_BUDGET), whose sink fills the tar pipeline. */
 static int unbundle_start(struct unbundle *p, size_t part_cap)
 {
 	unsigned nworkers = snap_job_threads(p->job);
@@ -709,14 +753,21 @@ static int unbundle_start(struct unbundle *p, size_t part_cap)
 	if (p->decrypt) {
 		struct snap_tar_ops ops = {.member = on_member, .data = on_data};
 		(void)snap_inflate_new(&p->inflate); /* stays NULL when out of memory */
-		p->tar_buf = malloc(TAR_BUF);
+		p->tslots = calloc(TAR_SLOTS, sizeof(*p->tslots));
 		p->tar_sha = EVP_MD_CTX_new();
-		if (!p->inflate || !p->tar_buf || !p->tar_sha ||
+		if (!p->inflate || !p->tslots || !p->tar_sha ||
 		    snap_tar_reader_new(&ops, p, &p->tar) < 0 ||
 		    !EVP_DigestInit_ex(p->tar_sha, EVP_sha1(), NULL))
 			goto nomem;
+		for (unsigned i = 0; i < TAR_SLOTS; i++)
+			if (!(p->tslots[i].data = malloc(TAR_BUF)))
+				goto nomem;
 		snap_gunzip_begin(p->inflate);
 		memcpy(p->prev, p->iv, 16);
+		struct snap_pipeline_opts to = {.nslots = TAR_SLOTS, .inner = true};
+		int r = snap_pipeline_new(p->job, &to, &tar_ops, p, &p->tpipe);
+		if (r < 0)
+			return r;
 	}
 	struct snap_pipeline_opts po = {.nworkers = nworkers, .nslots = p->nslots};
 	return snap_pipeline_new(p->job, &po, &unbundle_ops, p, &p->pipe);
@@ -725,8 +776,34 @@ nomem:
 			     part_cap);
 }
 
+/* --debug: where the pipelines' threads waited and worked, in ms. */
+static void debug_stats(const struct unbundle *p)
+{
+	struct snap_pipeline_stats a, t = {0};
+	if (!p->pipe)
+		return;
+	snap_pipeline_stats(p->pipe, &a);
+	if (p->tpipe)
+		snap_pipeline_stats(p->tpipe, &t);
+	snap_debug("parts: acquire wait %llu ms, finish wait %llu ms, work %llu ms, worker idle "
+		   "%llu ms, sink (inflate) %llu ms, sink wait %llu ms; tar: acquire wait %llu ms, "
+		   "sink (hash, parse, write) %llu ms, sink wait %llu ms",
+		   (unsigned long long)(a.acquire_wait / 1000000),
+		   (unsigned long long)(a.finish_wait / 1000000),
+		   (unsigned long long)(a.work_busy / 1000000),
+		   (unsigned long long)(a.worker_idle / 1000000),
+		   (unsigned long long)(a.sink_busy / 1000000),
+		   (unsigned long long)(a.sink_wait / 1000000),
+		   (unsigned long long)(t.acquire_wait / 1000000),
+		   (unsigned long long)(t.sink_busy / 1000000),
+		   (unsigned long long)(t.sink_wait / 1000000));
+}
+
 /* Run thread: reads the parts in order into slots (invariant 2) and chains them; the
- * pipeline's waits report progress and notice a cancellation. */
+ * pipeline's waits report progress and notice a cancellation. Then finishes the parts, whose
+ * sink submitted the last tar slot, then the tar pipeline; a failure of either stopped the
+ * parts' pipeline (invariant 5), and the tar pipeline, perhaps with a slot left FILLING, is
+ * only freed then. */
 static int unbundle_data(struct unbundle *p)
 {
 	int r = 0;
@@ -746,6 +823,20 @@ static int unbundle_data(struct unbundle *p)
 	}
 	if (r == 0)
 		r = snap_pipeline_finish(p->pipe);
+	if (r == 0 && p->tpipe)
+		r = snap_pipeline_finish(p->tpipe);
+	if (r == 0) {
+		/* the tar pipeline's finish (inner) reports nothing: the data stage's last
+		 * report, and a cancellation during the last slots, which no wait noticed */
+		unbundle_progress(p);
+		snap_job_report(p->job, false);
+		if (snap_job_cancelled(p->job))
+			r = -ECANCELED;
+	}
+	debug_stats(p);
+	if (r < 0)
+		/* stops the tar sink now: nothing more reaches the output */
+		p->tpipe = snap_pipeline_free(p->tpipe);
 	if (r == -ECANCELED)
 		/* the pipeline notices a cancellation without a message; the first failure wins */
 		snap_job_fail(p->job, r,
@@ -929,6 +1020,7 @@ out:
 	/* the pipeline first (its sink feeds the stream), then the stream (its thread writes to
 	 * the output until stopped) */
 	p.pipe = snap_pipeline_free(p.pipe);
+	p.tpipe = snap_pipeline_free(p.tpipe);
 	p.ostream = snap_output_stream_free(p.ostream);
 	/* without a commit this removes the temporary file (output.h invariant 1) */
 	p.out = snap_output_free(p.out);
