@@ -8,8 +8,8 @@
  *  1. Nothing from the bundle is trusted before it is checked: the manifest is parsed by
  *     formats/manifest-read.c (no DTD, no entities) and its signature verified with the user
  *     certificate when one is given, before any part is read; each part's SHA-1 is verified
- *     on the whole part in memory by its worker before that worker decrypts it, and the sink
- *     inflates a part only after every part before it was verified too (pipeline.h
+ *     on the whole part in memory by its worker before that worker decrypts it, and the
+ *     parts' sink inflates a part only after every part before it was verified too (pipeline.h
  *     invariant 1); the CBC chaining block a worker takes from the part before is only
  *     ciphertext (SNAP_PARAM_NO_VERIFY turns the digest and signature checks off, only on
  *     request).
@@ -20,28 +20,48 @@
  *     member of that size, its SHA-1 equals the manifest digest, the gzip CRC and length
  *     matched, the PKCS#7 padding is valid, and the part sizes add up to bundled_size. Any
  *     failure or cancellation frees the output uncommitted, which removes it.
- *  4. The data stage runs on the pipeline (pipeline.h), one slot per part, every buffer
- *     allocated when the job starts: the run thread reads parts in order into slots and
- *     chains them (each slot gets the CBC IV of its body and the ciphertext block straddling
- *     the part before, if any: parts of a size that is not a multiple of 16 are legal, if
- *     unusual); workers verify and decrypt whole parts in any order (unbundle_work); the sink
- *     strips the padding of the last part, inflates, hashes the tar stream, parses it and hands
- *     data runs to the output stream, whose thread writes them in order, O_DIRECT where the
- *     target allows (output.h). Between snap_pipeline_new and snap_pipeline_finish the sink
- *     alone owns the inflater, the tar reader, the tar digest, the output stream and the
- *     counters of what it wrote; the run thread owns the rest and the job's progress.
- *  5. The first failure wins (snap_pipeline_fail, on any thread); it stops every stage. A
- *     cancellation is noticed by the run thread's waits and recorded by it.
- *  6. Progress is reported from the run thread only: the sink publishes what it inflated,
- *     wrote and skipped (atomics), unbundle_progress copies that into the job.
+ *  4. The data stage runs on two chained instances of the pipeline (pipeline.h), every buffer
+ *     allocated when the job starts. The parts' pipeline (pipe), one slot per part: the run
+ *     thread reads parts in order into slots and chains them (chain_part: each slot gets the
+ *     CBC IV of its body and the ciphertext block straddling the part before, if any: parts
+ *     of a size that is not a multiple of 16 are legal, if unusual); workers verify and
+ *     decrypt whole parts in any order (unbundle_work); its sink strips the padding of the
+ *     last part and inflates (unbundle_sink, inflate_part) into the slots of the tar pipeline.
+ *     Between snap_pipeline_new and snap_pipeline_finish the parts' sink alone owns the
+ *     inflater and the tar slot it fills (tcur); the run thread owns the chaining, what was
+ *     read and the job's progress.
+ *  5. The tar pipeline (tpipe, opts.inner, no workers, TAR_SLOTS slots of TAR_BUF bytes) is
+ *     filled by the parts' sink: a tar slot moves FREE -> FILLING (tar_next, acquire: it
+ *     becomes tcur) -> DONE (tar_next when full, or unbundle_sink_end for the last one,
+ *     submit) -> SINKING -> FREE (tar_sink: the tar stream's SHA-1, the tar reader, whose
+ *     callbacks hand data runs to the output stream, whose thread writes them in order,
+ *     O_DIRECT where the target allows: output.h). Between its snap_pipeline_new and
+ *     snap_pipeline_finish the tar sink alone owns the tar reader, the tar digest, the output
+ *     stream and the counters of what it wrote. The run thread creates it first and frees it
+ *     last: it finishes the parts' pipeline (whose sink_end submitted the last tar slot), then
+ *     the tar pipeline (unbundle_data); after a failure it only frees it, since a tar slot may
+ *     be left FILLING.
+ *  6. The first failure wins (snap_pipeline_fail on either pipeline records it on the job, on
+ *     any thread) and stops both: a failure of the parts' pipeline makes the run thread skip
+ *     the tar pipeline's finish and free it at once; a failure of the tar sink comes back
+ *     from the parts' sink's next acquire (tar_next), which returns it and so stops the
+ *     parts' pipeline, or from the tar pipeline's finish. A cancellation is noticed by the run
+ *     thread's waits (and by the tar pipeline's, which only poll it) and recorded by the run
+ *     thread with the offset reached (unbundle_data).
+ *  7. Progress is reported from the run thread only: a sink (the tar sink, or the parts' sink
+ *     when verifying without a key) publishes what it covered, wrote and skipped (atomics,
+ *     publish), unbundle_progress (the parts' pipeline's ops->progress) copies that into the
+ *     job; the tar pipeline's finish reports nothing, so the run thread reports once more
+ *     after it and checks for a cancellation then.
  *
  * State transitions (snap_unbundle_run):
  *  1. prepare: read and parse the manifest, verify the signature (verify_signature), decrypt
- *     key and IV (unwrap_key), stat every part (stat_parts), allocate the slots, open the
- *     output, start the pipeline (unbundle_start)
+ *     key and IV (unwrap_key), stat every part (stat_parts), open the output, allocate the
+ *     slots and start the tar pipeline, then the parts' (unbundle_start)
  *  2. data: read and chain the parts into slots (unbundle_data), workers verify and decrypt
- *     them (unbundle_work), the sink inflates and writes (unbundle_sink, unbundle_sink_end);
- *     snap_pipeline_finish
+ *     them (unbundle_work), the parts' sink inflates into tar slots (unbundle_sink,
+ *     unbundle_sink_end), the tar sink hashes, parses and writes (tar_sink); the run thread
+ *     finishes the parts' pipeline, then the tar pipeline
  *  3. verify: tar end, digest, sizes
  *  4. finish: snap_output_commit, or snap_output_free without commit on any failure
  */
@@ -74,7 +94,7 @@
 #define TAR_SLOTS 4		 /* slots of the tar pipeline */
 #define SLOT_BUDGET (256u << 20) /* part buffers in all, beyond the minimum of MIN_SLOTS */
 #define MIN_SLOTS 3
-/* output stream buffers: the sink copies data runs into them, the stream's thread writes
+/* output stream buffers: the tar sink copies data runs into them, the stream's thread writes
  * them (O_DIRECT where the target allows it: output.h invariant 5) */
 #define OUT_BUF (4u << 20)
 #define OUT_NBUFS 3
@@ -445,7 +465,7 @@ static int on_data(void *ud, uint64_t off, const uint8_t *buf, size_t len)
 	return 0;
 }
 
-/* Run thread: what the sink counted, for the progress report (invariant 6). */
+/* Run thread: what the sinks counted, for the progress report (invariant 7). */
 static void unbundle_progress(void *ctx)
 {
 	struct unbundle *p = ctx;
@@ -533,9 +553,9 @@ static int inflate_part(struct unbundle *p, struct slot *in)
 			t->len += n;
 			p->gz_in += before - len;
 			if (ir < 0)
-				return snap_pipeline_fail(p->pipe, ir,
-							  "part %zu: %s (compressed offset %llu)",
-							  in->part, why, (unsigned long long)p->gz_in);
+				return snap_pipeline_fail(
+				    p->pipe, ir, "part %zu: %s (compressed offset %llu)", in->part,
+				    why, (unsigned long long)p->gz_in);
 			p->any = true;
 			if (end) {
 				p->member_done = true;
@@ -630,8 +650,8 @@ static int verify_signature(struct snap_job *job, const struct snap_manifest_doc
 	if (r < 0)
 		return r;
 	const char *detail;
-	r = snap_bundle_verify_signature(pem, len, m->signature, m->signature_len,
-					 m->signed_text, m->signed_len, &detail);
+	r = snap_bundle_verify_signature(pem, len, m->signature, m->signature_len, m->signed_text,
+					 m->signed_len, &detail);
 	free(pem);
 	if (r == -EINVAL)
 		return snap_job_fail(job, r, "%s is not a PEM certificate or public key: %s",
@@ -731,7 +751,7 @@ static void unbundle_free(struct unbundle *p)
 	OPENSSL_cleanse(p->key, sizeof(p->key));
 }
 
-/* Every buffer of the data stage (invariant 6), then the pipelines' threads: the tar pipeline
+/* Every buffer of the data stage (invariant 4), then the pipelines' threads: the tar pipeline
  * (no workers, its sink alone), then the parts' (one worker per thread, enough slots to keep
  * them and the sink busy within SLOT_BUDGET), whose sink fills the tar pipeline. */
 static int unbundle_start(struct unbundle *p, size_t part_cap)
@@ -802,7 +822,7 @@ static void debug_stats(const struct unbundle *p)
 /* Run thread: reads the parts in order into slots (invariant 2) and chains them; the
  * pipeline's waits report progress and notice a cancellation. Then finishes the parts, whose
  * sink submitted the last tar slot, then the tar pipeline; a failure of either stopped the
- * parts' pipeline (invariant 5), and the tar pipeline, perhaps with a slot left FILLING, is
+ * parts' pipeline (invariant 6), and the tar pipeline, perhaps with a slot left FILLING, is
  * only freed then. */
 static int unbundle_data(struct unbundle *p)
 {
@@ -944,7 +964,7 @@ int snap_unbundle_run(struct snap_job *job)
 	/* 2. data */
 	snap_job_set_stage(job, SNAP_STAGE_DATA);
 	r = unbundle_data(&p);
-	/* the sink's counters are the run thread's again (invariant 4) */
+	/* the sinks' counters are the run thread's again (invariants 4 and 5) */
 	unbundle_progress(&p);
 	if (r < 0)
 		goto out;
