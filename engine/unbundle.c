@@ -854,9 +854,11 @@ static int unbundle_data(struct unbundle *p)
 			r = -ECANCELED;
 	}
 	debug_stats(p);
-	if (r < 0)
-		/* stops the tar sink now: nothing more reaches the output */
+	if (r < 0) {
+		/* stops both now, the parts first: their sink may still use the tar pipeline */
+		p->pipe = snap_pipeline_free(p->pipe);
 		p->tpipe = snap_pipeline_free(p->tpipe);
+	}
 	if (r == -ECANCELED)
 		/* the pipeline notices a cancellation without a message; the first failure wins */
 		snap_job_fail(p->job, r,
