@@ -8,8 +8,11 @@
  *  1. Nothing from the bundle is trusted before it is checked: the manifest is parsed by
  *     formats/manifest-read.c (no DTD, no entities) and its signature verified with the user
  *     certificate when one is given, before any part is read; each part's SHA-1 is verified
- *     on the whole part in memory before any of its bytes reaches the decryptor (SNAP_PARAM_
- *     NO_VERIFY turns the digest and signature checks off, only on request).
+ *     on the whole part in memory by its worker before that worker decrypts it, and the
+ *     parts' sink inflates a part only after every part before it was verified too (pipeline.h
+ *     invariant 1); the CBC chaining block a worker takes from the part before is only
+ *     ciphertext (SNAP_PARAM_NO_VERIFY turns the digest and signature checks off, only on
+ *     request).
  *  2. Parts are read in index order; manifest-read guarantees document order = index order,
  *     plain file names and parts/@count. A missing, short or damaged part is named.
  *  3. The output is opened (temporary name, output.h) with the manifest's size before
@@ -17,34 +20,59 @@
  *     member of that size, its SHA-1 equals the manifest digest, the gzip CRC and length
  *     matched, the PKCS#7 padding is valid, and the part sizes add up to bundled_size. Any
  *     failure or cancellation frees the output uncommitted, which removes it.
- *  4. Stages run on their own threads joined by bounded queues of preallocated buffers
- *     (reader -> decryptor -> inflater -> the run thread, which hashes the tar stream, parses
- *     it and hands data runs to the output stream, whose thread writes them in order, O_DIRECT
- *     where the target allows: output.h): memory is fixed when the job starts. CBC
- *     decryption of one part is split across worker threads, each chunk's IV being the
- *     ciphertext block before it.
- *  5. The first failure wins (struct pipeline.err under the lock); it stops every stage, and
- *     only the run thread calls snap_job_fail, after the threads are joined.
+ *  4. The data stage runs on two chained instances of the pipeline (pipeline.h), every buffer
+ *     allocated when the job starts. The parts' pipeline (pipe), one slot per part: the run
+ *     thread reads parts in order into slots and chains them (chain_part: each slot gets the
+ *     CBC IV of its body and the ciphertext block straddling the part before, if any: parts
+ *     of a size that is not a multiple of 16 are legal, if unusual); workers verify and
+ *     decrypt whole parts in any order (unbundle_work); its sink strips the padding of the
+ *     last part and inflates (unbundle_sink, inflate_part) into the slots of the tar pipeline.
+ *     Between snap_pipeline_new and snap_pipeline_finish the parts' sink alone owns the
+ *     inflater and the tar slot it fills (tcur); the run thread owns the chaining, what was
+ *     read and the job's progress.
+ *  5. The tar pipeline (tpipe, opts.inner, no workers, TAR_SLOTS slots of TAR_BUF bytes) is
+ *     filled by the parts' sink: a tar slot moves FREE -> FILLING (tar_next, acquire: it
+ *     becomes tcur) -> DONE (tar_next when full, or unbundle_sink_end for the last one,
+ *     submit) -> SINKING -> FREE (tar_sink: the tar stream's SHA-1, the tar reader, whose
+ *     callbacks hand data runs to the output stream, whose thread writes them in order,
+ *     O_DIRECT where the target allows: output.h). Between its snap_pipeline_new and
+ *     snap_pipeline_finish the tar sink alone owns the tar reader, the tar digest, the output
+ *     stream and the counters of what it wrote. The run thread creates it first and frees it
+ *     last: it finishes the parts' pipeline (whose sink_end submitted the last tar slot), then
+ *     the tar pipeline (unbundle_data); after a failure it only frees it, since a tar slot may
+ *     be left FILLING.
+ *  6. The first failure wins (snap_pipeline_fail on either pipeline records it on the job, on
+ *     any thread) and stops both: a failure of the parts' pipeline makes the run thread skip
+ *     the tar pipeline's finish and free it at once; a failure of the tar sink comes back
+ *     from the parts' sink's next acquire (tar_next), which returns it and so stops the
+ *     parts' pipeline, or from the tar pipeline's finish. A cancellation is noticed by the run
+ *     thread's waits (and by the tar pipeline's, which only poll it) and recorded by the run
+ *     thread with the offset reached (unbundle_data).
+ *  7. Progress is reported from the run thread only: a sink (the tar sink, or the parts' sink
+ *     when verifying without a key) publishes what it covered, wrote and skipped (atomics,
+ *     publish), unbundle_progress (the parts' pipeline's ops->progress) copies that into the
+ *     job; the tar pipeline's finish reports nothing, so the run thread reports once more
+ *     after it and checks for a cancellation then.
  *
  * State transitions (snap_unbundle_run):
  *  1. prepare: read and parse the manifest, verify the signature (verify_signature), decrypt
- *     key and IV (unwrap_key), stat every part (stat_parts), open the output
- *  2. data: start the stage threads (reader_main, decrypt_main, inflate_main), consume tar
- *     buffers in the run thread (consume), join
+ *     key and IV (unwrap_key), stat every part (stat_parts), open the output, allocate the
+ *     slots and start the tar pipeline, then the parts' (unbundle_start)
+ *  2. data: read and chain the parts into slots (unbundle_data), workers verify and decrypt
+ *     them (unbundle_work), the parts' sink inflates into tar slots (unbundle_sink,
+ *     unbundle_sink_end), the tar sink hashes, parses and writes (tar_sink); the run thread
+ *     finishes the parts' pipeline, then the tar pipeline
  *  3. verify: tar end, digest, sizes
  *  4. finish: snap_output_commit, or snap_output_free without commit on any failure
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -57,177 +85,76 @@
 #include "log.h"
 #include "manifest-read.h"
 #include "output.h"
+#include "pipeline.h"
 #include "tar-reader.h"
 
 #define MAX_MANIFEST_FILE (16u << 20)
-#define MAX_PART (256u << 20)	/* ec2-bundle-image writes 10 MiB parts */
-#define TAR_BUF (4u << 20)	/* inflated bytes per tar buffer */
-#define PARALLEL_MIN (1u << 20) /* smaller batches decrypt on the decrypt thread alone */
-#define MAX_CBC_WORKERS 64
-#define QCAP 8
-/* output stream buffers: the run thread copies data runs into them, the stream's thread writes
+#define MAX_PART (256u << 20)	 /* ec2-bundle-image writes 10 MiB parts */
+#define TAR_BUF (4u << 20)	 /* inflated bytes per tar slot */
+#define TAR_SLOTS 4		 /* slots of the tar pipeline */
+#define SLOT_BUDGET (256u << 20) /* part buffers in all, beyond the minimum of MIN_SLOTS */
+#define MIN_SLOTS 3
+/* output stream buffers: the tar sink copies data runs into them, the stream's thread writes
  * them (O_DIRECT where the target allows it: output.h invariant 5) */
 #define OUT_BUF (4u << 20)
 #define OUT_NBUFS 3
 
-struct buf {
+/* What a pipeline slot holds: one part, its ciphertext, then (after the work) its plaintext. */
+struct slot {
 	uint8_t *data;
 	size_t cap;
-	size_t off, len;  /* payload is data[off, len) (after head for part buffers) */
-	uint8_t head[16]; /* part buffers: plaintext of a block straddling the previous part */
+	size_t off, len;  /* payload is data[off, len) (after head) */
+	uint8_t head[16]; /* a block straddling the previous part: ciphertext, then plaintext */
 	size_t head_len;
-	size_t part; /* index of the part it came from */
-	bool last;   /* the last part */
+	uint8_t head_iv[16], iv[16]; /* CBC IVs of head and of data[off, len) */
+	size_t part;		     /* index of the part it holds */
+	bool last;		     /* the last part */
 };
 
-struct queue {
-	struct buf *items[QCAP];
-	size_t head, count;
-	bool closed;
-};
-
-struct pipeline;
-
-struct cbc_worker {
-	struct pipeline *p;
-	pthread_t thread;
-	EVP_CIPHER_CTX *ctx;
-	bool started;
-};
-
-/* One batch of CBC chunks decrypted in place by the workers and the decrypt thread. Set up,
- * claimed and counted under pipeline.mu; a chunk's bytes are only touched by its claimer. */
-struct cbc_batch {
+/* What a slot of the tar pipeline holds: inflated tar stream bytes, data[0, len). */
+struct tar_slot {
 	uint8_t *data;
 	size_t len;
-	size_t chunk;
-	uint8_t (*ivs)[16]; /* iv of each chunk, saved before any chunk is decrypted */
-	size_t nchunks;
-	size_t next, done;
-	int error;
 };
 
-struct pipeline {
+struct unbundle {
 	struct snap_job *job;
 	const struct snap_manifest_doc *m;
 	const char *srcdir;
 	bool verify_digests;
 	bool decrypt; /* false: verify without a key, parts only */
 
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	int err; /* first failure; see invariant 5 */
-	char *detail;
-
-	struct queue q_free_parts, q_parts_ct, q_parts_pt, q_free_tar, q_tar;
-	struct buf *part_bufs, *tar_bufs;
-	size_t npart_bufs, ntar_bufs;
-
-	uint64_t *part_sizes; /* from stat_parts */
-	atomic_uint_fast64_t bytes_read;
-
-	/* decryption */
+	struct snap_pipeline *pipe;  /* parts (invariant 4) */
+	struct snap_pipeline *tpipe; /* tar slots, filled by pipe's sink (invariant 5) */
+	struct slot *slots;
+	unsigned nslots;
+	struct tar_slot *tslots;
+	uint64_t *part_sizes; /* from stat_parts, then what was read */
 	uint8_t key[16], iv[16];
-	EVP_CIPHER_CTX *dctx; /* the decrypt thread's own */
-	struct cbc_worker *workers;
-	size_t nworkers;
-	struct cbc_batch batch;
-	uint64_t batch_gen;
-	bool stop_workers;
 
-	/* inflate (inflate thread only) */
+	/* run thread: the ciphertext stream's chaining across parts (invariant 4) */
+	uint64_t bytes_read;
+	uint8_t prev[16], carry[16];
+	size_t carry_len;
+
+	/* the parts' sink (invariant 4) */
 	struct snap_inflate *inflate;
 	uint64_t gz_in; /* compressed bytes consumed, for error offsets */
+	bool member_done, any;
+	struct tar_slot *tcur; /* the tar slot it fills (FILLING in tpipe), or NULL */
 
-	/* run thread */
+	/* the tar sink (invariant 5) */
 	EVP_MD_CTX *tar_sha;
 	struct snap_tar_reader *tar;
 	struct snap_output *out;
 	struct snap_output_stream *ostream; /* writes and zeroes out, in order */
 	uint64_t written_to; /* member bytes covered so far (data written or zeroed) */
 	uint64_t stream_bytes;
+	uint64_t bytes_done, bytes_written, bytes_skipped;
 	bool member_seen;
+	/* published by the sinks for the run thread's progress (invariant 7) */
+	_Atomic uint64_t pub_done, pub_written, pub_skipped;
 };
-
-static int pfail(struct pipeline *p, int err, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int pfail(struct pipeline *p, int err, const char *fmt, ...)
-{
-	pthread_mutex_lock(&p->mu);
-	if (!p->err) {
-		p->err = err < 0 ? err : -EIO;
-		va_list ap;
-		va_start(ap, fmt);
-		if (vasprintf(&p->detail, fmt, ap) < 0)
-			p->detail = NULL;
-		va_end(ap);
-		pthread_cond_broadcast(&p->cv);
-	}
-	err = p->err;
-	pthread_mutex_unlock(&p->mu);
-	return err;
-}
-
-/* Waits on the pipeline's condition; wakes every 100 ms to notice a cancelled job. */
-static void wait_cv(struct pipeline *p)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_nsec += 100000000;
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
-	}
-	pthread_cond_timedwait(&p->cv, &p->mu, &ts);
-	if (!p->err && snap_job_cancelled(p->job)) {
-		p->err = -ECANCELED;
-		pthread_cond_broadcast(&p->cv);
-	}
-}
-
-static int q_push(struct pipeline *p, struct queue *q, struct buf *b)
-{
-	pthread_mutex_lock(&p->mu);
-	while (!p->err && q->count == QCAP)
-		wait_cv(p);
-	int r = p->err;
-	if (!r) {
-		q->items[(q->head + q->count) % QCAP] = b;
-		q->count++;
-		pthread_cond_broadcast(&p->cv);
-	}
-	pthread_mutex_unlock(&p->mu);
-	return r;
-}
-
-/* 0 with *ret, 1 at the end of a closed queue, < 0 once the pipeline failed. */
-static int q_pop(struct pipeline *p, struct queue *q, struct buf **ret)
-{
-	pthread_mutex_lock(&p->mu);
-	while (!p->err && q->count == 0 && !q->closed)
-		wait_cv(p);
-	int r = p->err;
-	if (!r) {
-		if (q->count == 0) {
-			r = 1;
-		} else {
-			*ret = q->items[q->head];
-			q->head = (q->head + 1) % QCAP;
-			q->count--;
-			pthread_cond_broadcast(&p->cv);
-		}
-	}
-	pthread_mutex_unlock(&p->mu);
-	return r;
-}
-
-static void q_close(struct pipeline *p, struct queue *q)
-{
-	pthread_mutex_lock(&p->mu);
-	q->closed = true;
-	pthread_cond_broadcast(&p->cv);
-	pthread_mutex_unlock(&p->mu);
-}
 
 static const char *ossl_reason(void)
 {
@@ -249,9 +176,9 @@ static void hex(char *out, const uint8_t *b, size_t n)
 }
 
 /* ---------------------------------------------------------------------------------------- */
-/* Stage 1: reader                                                                           */
+/* Run thread: parts read in order into slots, chained                                       */
 
-static char *part_path(const struct pipeline *p, size_t i)
+static char *part_path(const struct unbundle *p, size_t i)
 {
 	char *s;
 	if (asprintf(&s, "%s/%s", p->srcdir, p->m->parts[i].filename) < 0)
@@ -259,17 +186,16 @@ static char *part_path(const struct pipeline *p, size_t i)
 	return s;
 }
 
-static int read_part(struct pipeline *p, size_t i, struct buf *b)
+static int read_part(struct unbundle *p, size_t i, struct slot *b)
 {
-	const struct snap_manifest_part *pt = &p->m->parts[i];
 	char *path = part_path(p, i);
 	if (!path)
-		return pfail(p, -ENOMEM, "out of memory");
+		return snap_pipeline_fail(p->pipe, -ENOMEM, "out of memory");
 	int r = 0;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		r = pfail(p, -errno, "part %zu (%s) cannot be opened: %s", i, path,
-			  strerror(errno));
+		r = snap_pipeline_fail(p->pipe, -errno, "part %zu (%s) cannot be opened: %s", i,
+				       path, strerror(errno));
 		goto out;
 	}
 	/* read to the end, whatever the size was when stat_parts looked: a part that changed
@@ -280,8 +206,9 @@ static int read_part(struct pipeline *p, size_t i, struct buf *b)
 			uint8_t c;
 			ssize_t n = read(fd, &c, 1);
 			if (n != 0) {
-				r = pfail(p, -EFBIG, "part %zu (%s) grew while being read", i,
-					  path);
+				r = snap_pipeline_fail(p->pipe, -EFBIG,
+						       "part %zu (%s) grew while being read", i,
+						       path);
 				goto out;
 			}
 			break;
@@ -290,40 +217,19 @@ static int read_part(struct pipeline *p, size_t i, struct buf *b)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			r = pfail(p, -errno, "part %zu (%s) cannot be read at offset %zu: %s", i,
-				  path, got, strerror(errno));
+			r = snap_pipeline_fail(p->pipe, -errno,
+					       "part %zu (%s) cannot be read at offset %zu: %s", i,
+					       path, got, strerror(errno));
 			goto out;
 		}
 		if (n == 0)
 			break;
 		got += (size_t)n;
-		atomic_fetch_add(&p->bytes_read, (uint64_t)n);
+		p->bytes_read += (uint64_t)n;
 	}
 	if (got == 0) {
-		r = pfail(p, -EUCLEAN, "part %zu (%s) is empty", i, path);
+		r = snap_pipeline_fail(p->pipe, -EUCLEAN, "part %zu (%s) is empty", i, path);
 		goto out;
-	}
-	if (p->verify_digests) {
-		uint8_t md[20];
-		unsigned mdlen = 0;
-		if (!EVP_Digest(b->data, got, md, &mdlen, EVP_sha1(), NULL)) {
-			r = pfail(p, -EIO, "SHA-1 failed: %s", ossl_reason());
-			goto out;
-		}
-		if (memcmp(md, pt->digest, 20)) {
-			char want[41], have[41];
-			hex(want, pt->digest, 20);
-			hex(have, md, 20);
-			r = pfail(
-			    p, -EBADMSG,
-			    "part %zu (%s) is damaged: SHA-1 %s, the manifest says %s (%zu bytes"
-			    "%s)",
-			    i, path, have, want, got,
-			    i + 1 < p->m->nparts && i > 0 && got < p->part_sizes[0]
-				? ", shorter than part 0: truncated?"
-				: "");
-			goto out;
-		}
 	}
 	p->part_sizes[i] = got;
 	b->off = 0;
@@ -338,124 +244,121 @@ out:
 	return r;
 }
 
-static void *reader_main(void *arg)
+/* The CBC chaining of a part read into b, from the ciphertext only: the block straddling the
+ * previous part (head) and the body's IV; the bytes after the last whole block wait in carry
+ * for the next part. */
+static void chain_part(struct unbundle *p, struct slot *b)
 {
-	struct pipeline *p = arg;
-	for (size_t i = 0; i < p->m->nparts; i++) {
-		struct buf *b;
-		if (q_pop(p, &p->q_free_parts, &b) != 0)
-			return NULL;
-		if (read_part(p, i, b) < 0)
-			return NULL;
-		if (q_push(p, &p->q_parts_ct, b) < 0)
-			return NULL;
+	size_t n = b->len, pos = 0;
+	if (p->carry_len) {
+		size_t take = 16 - p->carry_len < n ? 16 - p->carry_len : n;
+		memcpy(p->carry + p->carry_len, b->data, take);
+		p->carry_len += take;
+		pos = take;
+		if (p->carry_len == 16) {
+			memcpy(b->head, p->carry, 16);
+			memcpy(b->head_iv, p->prev, 16);
+			b->head_len = 16;
+			memcpy(p->prev, p->carry, 16);
+			p->carry_len = 0;
+		}
 	}
-	q_close(p, &p->q_parts_ct);
-	return NULL;
+	size_t aligned = (n - pos) & ~(size_t)15;
+	memcpy(b->iv, p->prev, 16);
+	if (aligned)
+		memcpy(p->prev, b->data + pos + aligned - 16, 16);
+	size_t rest = n - pos - aligned;
+	if (rest) {
+		memcpy(p->carry + p->carry_len, b->data + pos + aligned, rest);
+		p->carry_len += rest;
+	}
+	b->off = pos;
+	b->len = pos + aligned;
 }
 
 /* ---------------------------------------------------------------------------------------- */
-/* Stage 2: AES-128-CBC decryption (in place, chunks in parallel)                            */
+/* Workers: each part's SHA-1, then AES-128-CBC decryption of the whole part in place        */
 
-static int cbc_chunk(struct pipeline *p, EVP_CIPHER_CTX *ctx, size_t k)
+static int check_digest(struct unbundle *p, const struct slot *b, size_t got)
 {
-	struct cbc_batch *bt = &p->batch;
-	size_t start = k * bt->chunk;
-	size_t n = start + bt->chunk <= bt->len ? bt->chunk : bt->len - start;
+	size_t i = b->part;
+	uint8_t md[20];
+	unsigned mdlen = 0;
+	if (!EVP_Digest(b->data, got, md, &mdlen, EVP_sha1(), NULL))
+		return snap_pipeline_fail(p->pipe, -EIO, "SHA-1 failed: %s", ossl_reason());
+	if (!memcmp(md, p->m->parts[i].digest, 20))
+		return 0;
+	char want[41], have[41];
+	hex(want, p->m->parts[i].digest, 20);
+	hex(have, md, 20);
+	char *path = part_path(p, i);
+	int r = snap_pipeline_fail(
+	    p->pipe, -EBADMSG,
+	    "part %zu (%s) is damaged: SHA-1 %s, the manifest says %s (%zu bytes%s)", i,
+	    path ? path : p->m->parts[i].filename, have, want, got,
+	    i + 1 < p->m->nparts && i > 0 && got < p->part_sizes[0]
+		? ", shorter than part 0: truncated?"
+		: "");
+	free(path);
+	return r;
+}
+
+static int cbc_decrypt(EVP_CIPHER_CTX *ctx, const uint8_t key[16], const uint8_t iv[16],
+		       uint8_t *data, size_t n)
+{
 	int outl = 0;
-	if (!EVP_DecryptInit_ex(ctx, EVP_aes_128_cbc(), NULL, p->key, bt->ivs[k]) ||
+	if (n == 0)
+		return 0;
+	if (!EVP_DecryptInit_ex(ctx, EVP_aes_128_cbc(), NULL, key, iv) ||
 	    !EVP_CIPHER_CTX_set_padding(ctx, 0) ||
-	    !EVP_DecryptUpdate(ctx, bt->data + start, &outl, bt->data + start, (int)n) ||
-	    (size_t)outl != n)
+	    !EVP_DecryptUpdate(ctx, data, &outl, data, (int)n) || (size_t)outl != n)
 		return -EIO;
 	return 0;
 }
 
-/* Claims and decrypts chunks of batch generation gen until none is left. The claim compares
- * the generation under the lock, so a late worker never touches the next batch's fields. */
-static void cbc_drain(struct pipeline *p, EVP_CIPHER_CTX *ctx, uint64_t gen)
+/* The pipeline's work (any order, any worker): verify the part, then decrypt it. */
+static int unbundle_work(void *ctx, void *state, unsigned i)
 {
-	struct cbc_batch *bt = &p->batch;
-	for (;;) {
-		pthread_mutex_lock(&p->mu);
-		if (p->batch_gen != gen || bt->next >= bt->nchunks) {
-			pthread_mutex_unlock(&p->mu);
-			return;
-		}
-		size_t k = bt->next++;
-		pthread_mutex_unlock(&p->mu);
-		int r = cbc_chunk(p, ctx, k);
-		pthread_mutex_lock(&p->mu);
-		if (r < 0)
-			bt->error = r;
-		if (++bt->done == bt->nchunks)
-			pthread_cond_broadcast(&p->cv);
-		pthread_mutex_unlock(&p->mu);
-	}
-}
-
-static void *cbc_worker_main(void *arg)
-{
-	struct cbc_worker *w = arg;
-	struct pipeline *p = w->p;
-	uint64_t seen = 0;
-	for (;;) {
-		pthread_mutex_lock(&p->mu);
-		while (!p->stop_workers && p->batch_gen == seen)
-			pthread_cond_wait(&p->cv, &p->mu);
-		bool stop = p->stop_workers;
-		seen = p->batch_gen;
-		pthread_mutex_unlock(&p->mu);
-		if (stop)
-			return NULL;
-		cbc_drain(p, w->ctx, seen);
-	}
-}
-
-/* Decrypts data[0, len) in place (len a multiple of 16); iv is the previous cipher block. */
-static int cbc_decrypt(struct pipeline *p, uint8_t *data, size_t len, const uint8_t iv[16])
-{
-	if (len == 0)
+	struct unbundle *p = ctx;
+	struct slot *b = &p->slots[i];
+	int r;
+	/* the part's bytes are data[0, part size): the head's own ones included */
+	if (p->verify_digests && (r = check_digest(p, b, p->part_sizes[b->part])) < 0)
+		return r;
+	if (!p->decrypt)
 		return 0;
-	struct cbc_batch *bt = &p->batch;
-	size_t parts = p->nworkers + 1;
-	if (len < PARALLEL_MIN || p->nworkers == 0)
-		parts = 1;
-	size_t chunk = (len / parts + 15) & ~(size_t)15;
-	if (chunk < 16)
-		chunk = 16;
-	pthread_mutex_lock(&p->mu);
-	bt->data = data;
-	bt->len = len;
-	bt->chunk = chunk;
-	bt->nchunks = (len + chunk - 1) / chunk;
-	memcpy(bt->ivs[0], iv, 16);
-	for (size_t k = 1; k < bt->nchunks; k++)
-		memcpy(bt->ivs[k], data + k * chunk - 16, 16);
-	bt->next = bt->done = 0;
-	bt->error = 0;
-	uint64_t gen = ++p->batch_gen;
-	if (bt->nchunks > 1)
-		pthread_cond_broadcast(&p->cv);
-	pthread_mutex_unlock(&p->mu);
-	cbc_drain(p, p->dctx, gen);
-	pthread_mutex_lock(&p->mu);
-	while (bt->done < bt->nchunks)
-		pthread_cond_wait(&p->cv, &p->mu);
-	int err = bt->error;
-	pthread_mutex_unlock(&p->mu);
-	if (err)
-		return pfail(p, -EIO, "AES-128-CBC decryption failed: %s", ossl_reason());
+	if ((b->head_len && cbc_decrypt(state, p->key, b->head_iv, b->head, 16) < 0) ||
+	    cbc_decrypt(state, p->key, b->iv, b->data + b->off, b->len - b->off) < 0)
+		return snap_pipeline_fail(p->pipe, -EIO, "AES-128-CBC decryption failed: %s",
+					  ossl_reason());
 	return 0;
 }
 
+static int unbundle_worker_init(void *ctx, unsigned i, void **ret)
+{
+	(void)ctx;
+	(void)i;
+	*ret = EVP_CIPHER_CTX_new();
+	return *ret ? 0 : -ENOMEM;
+}
+
+static void unbundle_worker_free(void *ctx, void *state)
+{
+	(void)ctx;
+	EVP_CIPHER_CTX_free(state);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Sink: padding, inflate (ISA-L, gzip wrapper: header, CRC-32 and length checked), tar      */
+
 /* PKCS#7: the last plaintext byte n (1..16) and n bytes equal to it. */
-static int strip_padding(struct pipeline *p, struct buf *b)
+static int strip_padding(struct unbundle *p, struct slot *b)
 {
 	size_t body = b->len - b->off, total = b->head_len + body;
 	uint8_t tail[16];
 	if (total < 16)
-		return pfail(p, -EUCLEAN, "the encrypted stream is shorter than one AES block");
+		return snap_pipeline_fail(p->pipe, -EUCLEAN,
+					  "the encrypted stream is shorter than one AES block");
 	for (size_t i = 0; i < 16; i++) {
 		size_t at = total - 16 + i;
 		tail[i] = at < b->head_len ? b->head[at] : b->data[b->off + at - b->head_len];
@@ -465,8 +368,8 @@ static int strip_padding(struct pipeline *p, struct buf *b)
 	for (size_t i = 16 - (ok ? n : 0); ok && i < 16; i++)
 		ok = tail[i] == n;
 	if (!ok)
-		return pfail(
-		    p, -EBADMSG,
+		return snap_pipeline_fail(
+		    p->pipe, -EBADMSG,
 		    "part %zu: bad PKCS#7 padding at the end of the encrypted stream (wrong "
 		    "key or IV, or a damaged last part)",
 		    b->part);
@@ -479,172 +382,16 @@ static int strip_padding(struct pipeline *p, struct buf *b)
 	return 0;
 }
 
-static void *decrypt_main(void *arg)
-{
-	struct pipeline *p = arg;
-	uint8_t prev[16], carry[16];
-	size_t carry_len = 0;
-	memcpy(prev, p->iv, 16);
-	for (;;) {
-		struct buf *b;
-		int r = q_pop(p, &p->q_parts_ct, &b);
-		if (r < 0)
-			return NULL;
-		if (r == 1)
-			break;
-		size_t n = b->len, pos = 0;
-		b->head_len = 0;
-		if (carry_len) {
-			/* a block straddles the part boundary (parts of a size that is not a
-			 * multiple of 16 are legal, if unusual) */
-			size_t take = 16 - carry_len < n ? 16 - carry_len : n;
-			memcpy(carry + carry_len, b->data, take);
-			carry_len += take;
-			pos = take;
-			if (carry_len == 16) {
-				uint8_t ct[16];
-				memcpy(ct, carry, 16);
-				if (cbc_decrypt(p, carry, 16, prev) < 0)
-					return NULL;
-				memcpy(b->head, carry, 16);
-				b->head_len = 16;
-				memcpy(prev, ct, 16);
-				carry_len = 0;
-			}
-		}
-		size_t aligned = (n - pos) & ~(size_t)15;
-		uint8_t next_prev[16];
-		if (aligned)
-			memcpy(next_prev, b->data + pos + aligned - 16, 16);
-		size_t rest = n - pos - aligned;
-		if (rest) {
-			memcpy(carry + carry_len, b->data + pos + aligned, rest);
-			carry_len += rest;
-		}
-		if (cbc_decrypt(p, b->data + pos, aligned, prev) < 0)
-			return NULL;
-		if (aligned)
-			memcpy(prev, next_prev, 16);
-		b->off = pos;
-		b->len = pos + aligned;
-		if (b->last) {
-			if (carry_len) {
-				pfail(p, -EUCLEAN,
-				      "the encrypted stream (%llu bytes) is not a whole "
-				      "number of AES blocks: a part is truncated",
-				      (unsigned long long)atomic_load(&p->bytes_read));
-				return NULL;
-			}
-			if (strip_padding(p, b) < 0)
-				return NULL;
-		}
-		if (q_push(p, &p->q_parts_pt, b) < 0)
-			return NULL;
-	}
-	q_close(p, &p->q_parts_pt);
-	return NULL;
-}
-
-/* ---------------------------------------------------------------------------------------- */
-/* Stage 3: inflate (ISA-L, gzip wrapper: header, CRC-32 and length checked)                  */
-
-static void *inflate_main(void *arg)
-{
-	struct pipeline *p = arg;
-	snap_gunzip_begin(p->inflate);
-	bool member_done = false, any = false;
-	struct buf *out = NULL;
-	for (;;) {
-		struct buf *in;
-		int r = q_pop(p, &p->q_parts_pt, &in);
-		if (r < 0)
-			goto out;
-		if (r == 1)
-			break;
-		/* the head block first, then the body */
-		for (int piece = 0; piece < 2; piece++) {
-			const uint8_t *src = piece == 0 ? in->head : in->data + in->off;
-			size_t len = piece == 0 ? in->head_len : in->len - in->off;
-			bool more = len > 0;
-			while (more) {
-				if (member_done) {
-					if (len == 0)
-						break;
-					/* gzip allows several members; anything else is trailing
-					 * junk */
-					if (src[0] != 0x1f) {
-						pfail(p, -EUCLEAN,
-						      "part %zu: data after the end of the "
-						      "gzip stream (compressed offset %llu)",
-						      in->part, (unsigned long long)p->gz_in);
-						goto out;
-					}
-					snap_gunzip_next_member(p->inflate);
-					member_done = false;
-				}
-				if (!out || out->len == out->cap) {
-					if (out && q_push(p, &p->q_tar, out) < 0)
-						goto out;
-					out = NULL;
-					if (q_pop(p, &p->q_free_tar, &out) != 0) {
-						out = NULL;
-						goto out;
-					}
-					out->off = out->len = 0;
-				}
-				size_t before = len, n;
-				bool end;
-				const char *why;
-				int ir = snap_gunzip_step(p->inflate, &src, &len,
-							  out->data + out->len, out->cap - out->len,
-							  &n, &end, &why);
-				out->len += n;
-				p->gz_in += before - len;
-				if (ir < 0) {
-					pfail(p, ir, "part %zu: %s (compressed offset %llu)",
-					      in->part, why, (unsigned long long)p->gz_in);
-					goto out;
-				}
-				any = true;
-				if (end) {
-					member_done = true;
-					more = len > 0;
-					continue;
-				}
-				/* a full output buffer may leave output inside ISA-L: call again */
-				more = out->len == out->cap || len > 0;
-			}
-		}
-		if (q_push(p, &p->q_free_parts, in) < 0)
-			goto out;
-	}
-	if (!member_done) {
-		pfail(p, -EUCLEAN,
-		      any ? "the gzip stream is truncated (compressed offset %llu)"
-			  : "the encrypted stream holds no data (compressed offset %llu)",
-		      (unsigned long long)p->gz_in);
-		goto out;
-	}
-	if (out && out->len && q_push(p, &p->q_tar, out) < 0)
-		goto out;
-	out = NULL;
-	q_close(p, &p->q_tar);
-out:
-	return NULL;
-}
-
-/* ---------------------------------------------------------------------------------------- */
-/* Stage 4 (run thread): tar stream SHA-1, tar reader, output                                */
-
 static int on_member(void *ud, const char *name, uint64_t size)
 {
-	struct pipeline *p = ud;
+	struct unbundle *p = ud;
 	p->member_seen = true;
 	if (size != p->m->size)
-		return pfail(p, -EUCLEAN,
-			     "the tar member '%s' is %llu bytes but the manifest size "
-			     "is %llu",
-			     name, (unsigned long long)size, (unsigned long long)p->m->size);
+		return snap_pipeline_fail(p->tpipe, -EUCLEAN,
+					  "the tar member '%s' is %llu bytes but the manifest size "
+					  "is %llu",
+					  name, (unsigned long long)size,
+					  (unsigned long long)p->m->size);
 	snap_debug("tar member '%s', %llu bytes", name, (unsigned long long)size);
 	return 0;
 }
@@ -656,18 +403,18 @@ static bool all_zero(const uint8_t *b, size_t n)
 
 /* A failure of the output stream: its own message names the piece that failed (perhaps an
  * earlier one, written in the background); otherwise this one. */
-static int out_failed(struct pipeline *p, int r, const char *what, uint64_t off)
+static int out_failed(struct unbundle *p, int r, const char *what, uint64_t off)
 {
 	const char *d = snap_output_stream_error(p->ostream);
 	if (d)
-		return pfail(p, r, "%s", d);
-	return pfail(p, r, "cannot %s %s at offset %llu: %s", what, snap_output_path(p->out),
-		     (unsigned long long)off, strerror(-r));
+		return snap_pipeline_fail(p->tpipe, r, "%s", d);
+	return snap_pipeline_fail(p->tpipe, r, "cannot %s %s at offset %llu: %s", what,
+				  snap_output_path(p->out), (unsigned long long)off, strerror(-r));
 }
 
-static int out_zero(struct pipeline *p, uint64_t off, uint64_t len)
+static int out_zero(struct unbundle *p, uint64_t off, uint64_t len)
 {
-	p->job->progress.bytes_skipped += len;
+	p->bytes_skipped += len;
 	if (!p->ostream || !len)
 		return 0;
 	int r = snap_output_stream_zero(p->ostream, off, len);
@@ -680,7 +427,7 @@ static int out_zero(struct pipeline *p, uint64_t off, uint64_t len)
  * non-sparse tar of a mostly empty disk still restores sparse. */
 static int on_data(void *ud, uint64_t off, const uint8_t *buf, size_t len)
 {
-	struct pipeline *p = ud;
+	struct unbundle *p = ud;
 	int r;
 	if ((r = out_zero(p, p->written_to, off - p->written_to)) < 0)
 		return r;
@@ -706,7 +453,7 @@ static int on_data(void *ud, uint64_t off, const uint8_t *buf, size_t len)
 				if (r < 0)
 					r = out_failed(p, r, "write", off + i);
 				else
-					p->job->progress.bytes_written += j - i;
+					p->bytes_written += j - i;
 			}
 			if (r < 0)
 				return r;
@@ -714,54 +461,167 @@ static int on_data(void *ud, uint64_t off, const uint8_t *buf, size_t len)
 		}
 	}
 	p->written_to = off + len;
-	p->job->progress.bytes_done = p->written_to;
+	p->bytes_done = p->written_to;
 	return 0;
 }
 
-static int consume(struct pipeline *p)
+/* Run thread: what the sinks counted, for the progress report (invariant 7). */
+static void unbundle_progress(void *ctx)
 {
-	for (;;) {
-		struct buf *b;
-		int r = q_pop(p, &p->q_tar, &b);
-		if (r < 0)
-			return r;
-		if (r == 1)
-			return 0;
-		if (p->verify_digests && !EVP_DigestUpdate(p->tar_sha, b->data, b->len))
-			return pfail(p, -EIO, "SHA-1 failed: %s", ossl_reason());
-		p->stream_bytes += b->len;
-		r = snap_tar_reader_push(p->tar, b->data, b->len);
-		if (r < 0)
-			return pfail(p, r, "%s", snap_tar_reader_error(p->tar));
-		if (q_push(p, &p->q_free_tar, b) < 0)
-			return -ECANCELED;
-		p->job->progress.bytes_read = atomic_load(&p->bytes_read);
-		snap_job_report(p->job, false);
-		if (snap_job_cancelled(p->job))
-			return pfail(
-			    p, -ECANCELED,
-			    "cancelled at image offset %llu; the partial output was removed",
-			    (unsigned long long)p->written_to);
-	}
+	struct unbundle *p = ctx;
+	p->job->progress.bytes_read = p->bytes_read;
+	p->job->progress.bytes_done = atomic_load(&p->pub_done);
+	p->job->progress.bytes_written = atomic_load(&p->pub_written);
+	p->job->progress.bytes_skipped = atomic_load(&p->pub_skipped);
 }
 
-/* Verify without a key: the run thread recycles part buffers as the reader checks them. */
-static int consume_parts(struct pipeline *p)
+static void publish(struct unbundle *p)
 {
-	for (;;) {
-		struct buf *b;
-		int r = q_pop(p, &p->q_parts_ct, &b);
-		if (r < 0)
-			return r;
-		if (r == 1)
-			return 0;
-		p->job->progress.bytes_read = atomic_load(&p->bytes_read);
-		p->job->progress.bytes_done = p->job->progress.bytes_read;
-		if (q_push(p, &p->q_free_parts, b) < 0)
-			return -ECANCELED;
-		snap_job_report(p->job, false);
-	}
+	atomic_store(&p->pub_done, p->bytes_done);
+	atomic_store(&p->pub_written, p->bytes_written);
+	atomic_store(&p->pub_skipped, p->bytes_skipped);
 }
+
+/* The tar pipeline's sink (in order): the tar stream's SHA-1, then the tar reader, whose
+ * callbacks write. */
+static int tar_sink(void *ctx, unsigned i)
+{
+	struct unbundle *p = ctx;
+	const struct tar_slot *t = &p->tslots[i];
+	if (p->verify_digests && !EVP_DigestUpdate(p->tar_sha, t->data, t->len))
+		return snap_pipeline_fail(p->tpipe, -EIO, "SHA-1 failed: %s", ossl_reason());
+	p->stream_bytes += t->len;
+	int r = snap_tar_reader_push(p->tar, t->data, t->len);
+	if (r < 0)
+		return snap_pipeline_fail(p->tpipe, r, "%s", snap_tar_reader_error(p->tar));
+	publish(p);
+	return 0;
+}
+
+static const struct snap_pipeline_ops tar_ops = {
+    .sink = tar_sink,
+};
+
+/* The parts' sink: hands the tar slot it filled to the tar pipeline and takes the next one. A
+ * failure of the tar pipeline comes back from acquire (recorded there) and stops this one. */
+static int tar_next(struct unbundle *p)
+{
+	if (p->tcur) {
+		snap_pipeline_submit(p->tpipe, false);
+		p->tcur = NULL;
+	}
+	unsigned i;
+	uint64_t seq;
+	int r = snap_pipeline_acquire(p->tpipe, &i, &seq);
+	if (r < 0)
+		return r;
+	p->tcur = &p->tslots[i];
+	p->tcur->len = 0;
+	return 0;
+}
+
+/* Inflates one part's plaintext, the head block first, then the body. */
+static int inflate_part(struct unbundle *p, struct slot *in)
+{
+	int r;
+	for (int piece = 0; piece < 2; piece++) {
+		const uint8_t *src = piece == 0 ? in->head : in->data + in->off;
+		size_t len = piece == 0 ? in->head_len : in->len - in->off;
+		bool more = len > 0;
+		while (more) {
+			if (p->member_done) {
+				if (len == 0)
+					break;
+				/* gzip allows several members; anything else is trailing junk */
+				if (src[0] != 0x1f)
+					return snap_pipeline_fail(
+					    p->pipe, -EUCLEAN,
+					    "part %zu: data after the end of the gzip stream "
+					    "(compressed offset %llu)",
+					    in->part, (unsigned long long)p->gz_in);
+				snap_gunzip_next_member(p->inflate);
+				p->member_done = false;
+			}
+			if ((!p->tcur || p->tcur->len == TAR_BUF) && (r = tar_next(p)) < 0)
+				return r;
+			struct tar_slot *t = p->tcur;
+			size_t before = len, n;
+			bool end;
+			const char *why;
+			int ir = snap_gunzip_step(p->inflate, &src, &len, t->data + t->len,
+						  TAR_BUF - t->len, &n, &end, &why);
+			t->len += n;
+			p->gz_in += before - len;
+			if (ir < 0)
+				return snap_pipeline_fail(
+				    p->pipe, ir, "part %zu: %s (compressed offset %llu)", in->part,
+				    why, (unsigned long long)p->gz_in);
+			p->any = true;
+			if (end) {
+				p->member_done = true;
+				more = len > 0;
+				continue;
+			}
+			/* a full output buffer may leave output inside ISA-L: call again */
+			more = t->len == TAR_BUF || len > 0;
+		}
+	}
+	return 0;
+}
+
+/* The pipeline's sink (in part order). */
+static int unbundle_sink(void *ctx, unsigned i)
+{
+	struct unbundle *p = ctx;
+	struct slot *b = &p->slots[i];
+	int r;
+	if (!p->decrypt) {
+		p->bytes_done += p->part_sizes[b->part];
+		publish(p);
+		return 0;
+	}
+	if (b->last) {
+		/* the run thread chained every part before it submitted the last */
+		if (p->carry_len)
+			return snap_pipeline_fail(
+			    p->pipe, -EUCLEAN,
+			    "the encrypted stream (%llu bytes) is not a whole "
+			    "number of AES blocks: a part is truncated",
+			    (unsigned long long)p->bytes_read);
+		if ((r = strip_padding(p, b)) < 0)
+			return r;
+	}
+	return inflate_part(p, b);
+}
+
+/* After the last part: the gzip stream must have ended; the last tar slot goes out. */
+static int unbundle_sink_end(void *ctx)
+{
+	struct unbundle *p = ctx;
+	if (!p->decrypt)
+		return 0;
+	if (!p->member_done)
+		return snap_pipeline_fail(
+		    p->pipe, -EUCLEAN,
+		    p->any ? "the gzip stream is truncated (compressed offset %llu)"
+			   : "the encrypted stream holds no data (compressed offset %llu)",
+		    (unsigned long long)p->gz_in);
+	/* the tar pipeline's last slot: the run thread finishes it after this pipeline */
+	if (p->tcur) {
+		snap_pipeline_submit(p->tpipe, false);
+		p->tcur = NULL;
+	}
+	return 0;
+}
+
+static const struct snap_pipeline_ops unbundle_ops = {
+    .worker_init = unbundle_worker_init,
+    .worker_free = unbundle_worker_free,
+    .work = unbundle_work,
+    .sink = unbundle_sink,
+    .sink_end = unbundle_sink_end,
+    .progress = unbundle_progress,
+};
 
 /* ---------------------------------------------------------------------------------------- */
 /* Preparation                                                                               */
@@ -790,8 +650,8 @@ static int verify_signature(struct snap_job *job, const struct snap_manifest_doc
 	if (r < 0)
 		return r;
 	const char *detail;
-	r = snap_bundle_verify_signature(pem, len, m->signature, m->signature_len,
-					 m->signed_text, m->signed_len, &detail);
+	r = snap_bundle_verify_signature(pem, len, m->signature, m->signature_len, m->signed_text,
+					 m->signed_len, &detail);
 	free(pem);
 	if (r == -EINVAL)
 		return snap_job_fail(job, r, "%s is not a PEM certificate or public key: %s",
@@ -832,7 +692,7 @@ static int unwrap_key(struct snap_job *job, const struct snap_manifest_doc *m, c
 
 /* Every part exists and is a regular file before anything is written (a missing one is named
  * up front); returns the largest size. */
-static int stat_parts(struct pipeline *p, uint64_t *ret_max)
+static int stat_parts(struct unbundle *p, uint64_t *ret_max)
 {
 	uint64_t max = 0;
 	for (size_t i = 0; i < p->m->nparts; i++) {
@@ -873,98 +733,142 @@ static char *dirname_of(const char *path)
 	return strndup(path, (size_t)(s - path));
 }
 
-static void pipeline_free(struct pipeline *p)
+static void unbundle_free(struct unbundle *p)
 {
-	if (p->workers) {
-		pthread_mutex_lock(&p->mu);
-		p->stop_workers = true;
-		pthread_cond_broadcast(&p->cv);
-		pthread_mutex_unlock(&p->mu);
-		for (size_t i = 0; i < p->nworkers; i++) {
-			if (p->workers[i].started)
-				pthread_join(p->workers[i].thread, NULL);
-			EVP_CIPHER_CTX_free(p->workers[i].ctx);
-		}
-		free(p->workers);
-	}
-	EVP_CIPHER_CTX_free(p->dctx);
-	for (size_t i = 0; i < p->npart_bufs; i++)
-		free(p->part_bufs[i].data);
-	free(p->part_bufs);
-	for (size_t i = 0; i < p->ntar_bufs; i++)
-		free(p->tar_bufs[i].data);
-	free(p->tar_bufs);
-	free(p->batch.ivs);
+	/* the parts first: their sink fills the tar slots (invariant 5) */
+	p->pipe = snap_pipeline_free(p->pipe);
+	p->tpipe = snap_pipeline_free(p->tpipe);
+	for (unsigned i = 0; p->slots && i < p->nslots; i++)
+		free(p->slots[i].data);
+	free(p->slots);
+	for (unsigned i = 0; p->tslots && i < TAR_SLOTS; i++)
+		free(p->tslots[i].data);
+	free(p->tslots);
 	snap_inflate_free(p->inflate);
 	free(p->part_sizes);
 	EVP_MD_CTX_free(p->tar_sha);
 	snap_tar_reader_free(p->tar);
-	free(p->detail);
 	OPENSSL_cleanse(p->key, sizeof(p->key));
-	pthread_cond_destroy(&p->cv);
-	pthread_mutex_destroy(&p->mu);
 }
 
-static int alloc_bufs(struct pipeline *p, size_t part_cap)
+/* Every buffer of the data stage (invariant 4), then the pipelines' threads: the tar pipeline
+ * (no workers, its sink alone), then the parts' (one worker per thread, enough slots to keep
+ * them and the sink busy within SLOT_BUDGET), whose sink fills the tar pipeline. */
+static int unbundle_start(struct unbundle *p, size_t part_cap)
 {
-	p->npart_bufs = part_cap > (64u << 20) ? 3 : 4;
-	p->part_bufs = calloc(p->npart_bufs, sizeof(*p->part_bufs));
-	if (!p->part_bufs)
-		return -ENOMEM;
-	for (size_t i = 0; i < p->npart_bufs; i++) {
-		p->part_bufs[i].cap = part_cap;
-		p->part_bufs[i].data = malloc(part_cap);
-		if (!p->part_bufs[i].data)
-			return -ENOMEM;
-		p->q_free_parts.items[i] = &p->part_bufs[i];
+	unsigned nworkers = snap_job_threads(p->job);
+	size_t budget = SLOT_BUDGET / (part_cap ? part_cap : 1);
+	p->nslots = nworkers + 2 < budget ? nworkers + 2 : (unsigned)budget;
+	if (p->nslots < MIN_SLOTS)
+		p->nslots = MIN_SLOTS;
+	p->slots = calloc(p->nslots, sizeof(*p->slots));
+	if (!p->slots)
+		goto nomem;
+	for (unsigned i = 0; i < p->nslots; i++) {
+		p->slots[i].cap = part_cap;
+		p->slots[i].data = malloc(part_cap ? part_cap : 1);
+		if (!p->slots[i].data)
+			goto nomem;
 	}
-	p->q_free_parts.count = p->npart_bufs;
-	if (!p->decrypt)
-		return 0;
-	p->ntar_bufs = 4;
-	p->tar_bufs = calloc(p->ntar_bufs, sizeof(*p->tar_bufs));
-	if (!p->tar_bufs)
-		return -ENOMEM;
-	for (size_t i = 0; i < p->ntar_bufs; i++) {
-		p->tar_bufs[i].cap = TAR_BUF;
-		p->tar_bufs[i].data = malloc(TAR_BUF);
-		if (!p->tar_bufs[i].data)
-			return -ENOMEM;
-		p->q_free_tar.items[i] = &p->tar_bufs[i];
+	if (p->decrypt) {
+		struct snap_tar_ops ops = {.member = on_member, .data = on_data};
+		(void)snap_inflate_new(&p->inflate); /* stays NULL when out of memory */
+		p->tslots = calloc(TAR_SLOTS, sizeof(*p->tslots));
+		p->tar_sha = EVP_MD_CTX_new();
+		if (!p->inflate || !p->tslots || !p->tar_sha ||
+		    snap_tar_reader_new(&ops, p, &p->tar) < 0 ||
+		    !EVP_DigestInit_ex(p->tar_sha, EVP_sha1(), NULL))
+			goto nomem;
+		for (unsigned i = 0; i < TAR_SLOTS; i++)
+			if (!(p->tslots[i].data = malloc(TAR_BUF)))
+				goto nomem;
+		snap_gunzip_begin(p->inflate);
+		memcpy(p->prev, p->iv, 16);
+		struct snap_pipeline_opts to = {.nslots = TAR_SLOTS, .inner = true};
+		int r = snap_pipeline_new(p->job, &to, &tar_ops, p, &p->tpipe);
+		if (r < 0)
+			return r;
 	}
-	p->q_free_tar.count = p->ntar_bufs;
-	return 0;
+	struct snap_pipeline_opts po = {.nworkers = nworkers, .nslots = p->nslots};
+	return snap_pipeline_new(p->job, &po, &unbundle_ops, p, &p->pipe);
+nomem:
+	return snap_job_fail(p->job, -ENOMEM, "cannot allocate buffers for %zu-byte parts",
+			     part_cap);
 }
 
-static int start_workers(struct pipeline *p)
+/* --debug: where the pipelines' threads waited and worked, in ms. */
+static void debug_stats(const struct unbundle *p)
 {
-	unsigned threads = snap_job_threads(p->job);
-	size_t n = threads > 1 ? threads - 1 : 0;
-	if (n > MAX_CBC_WORKERS)
-		n = MAX_CBC_WORKERS;
-	p->batch.ivs = calloc(n + 2, sizeof(*p->batch.ivs));
-	p->dctx = EVP_CIPHER_CTX_new();
-	if (!p->batch.ivs || !p->dctx)
-		return -ENOMEM;
-	if (n == 0)
-		return 0;
-	p->workers = calloc(n, sizeof(*p->workers));
-	if (!p->workers)
-		return -ENOMEM;
-	p->nworkers = n;
-	for (size_t i = 0; i < n; i++) {
-		p->workers[i].p = p;
-		p->workers[i].ctx = EVP_CIPHER_CTX_new();
-		if (!p->workers[i].ctx)
-			return -ENOMEM;
-		if (pthread_create(&p->workers[i].thread, NULL, cbc_worker_main, &p->workers[i]))
-			return -EAGAIN;
-		p->workers[i].started = true;
-	}
-	return 0;
+	struct snap_pipeline_stats a, t = {0};
+	if (!p->pipe)
+		return;
+	snap_pipeline_stats(p->pipe, &a);
+	if (p->tpipe)
+		snap_pipeline_stats(p->tpipe, &t);
+	snap_debug("parts: acquire wait %llu ms, finish wait %llu ms, work %llu ms, worker idle "
+		   "%llu ms, sink (inflate) %llu ms, sink wait %llu ms; tar: acquire wait %llu ms, "
+		   "sink (hash, parse, write) %llu ms, sink wait %llu ms",
+		   (unsigned long long)(a.acquire_wait / 1000000),
+		   (unsigned long long)(a.finish_wait / 1000000),
+		   (unsigned long long)(a.work_busy / 1000000),
+		   (unsigned long long)(a.worker_idle / 1000000),
+		   (unsigned long long)(a.sink_busy / 1000000),
+		   (unsigned long long)(a.sink_wait / 1000000),
+		   (unsigned long long)(t.acquire_wait / 1000000),
+		   (unsigned long long)(t.sink_busy / 1000000),
+		   (unsigned long long)(t.sink_wait / 1000000));
 }
 
-/* The output path: -o, or DESTDIR/<image name>. */
+/* Run thread: reads the parts in order into slots (invariant 2) and chains them; the
+ * pipeline's waits report progress and notice a cancellation. Then finishes the parts, whose
+ * sink submitted the last tar slot, then the tar pipeline; a failure of either stopped the
+ * parts' pipeline (invariant 6), and the tar pipeline, perhaps with a slot left FILLING, is
+ * only freed then. */
+static int unbundle_data(struct unbundle *p)
+{
+	int r = 0;
+	for (size_t i = 0; i < p->m->nparts && r == 0; i++) {
+		unsigned si;
+		uint64_t seq;
+		if ((r = snap_pipeline_acquire(p->pipe, &si, &seq)) < 0)
+			break;
+		struct slot *b = &p->slots[si];
+		if ((r = read_part(p, i, b)) < 0)
+			break;
+		if (p->decrypt)
+			chain_part(p, b);
+		snap_pipeline_submit(p->pipe, false);
+		unbundle_progress(p);
+		snap_job_report(p->job, false);
+	}
+	if (r == 0)
+		r = snap_pipeline_finish(p->pipe);
+	if (r == 0 && p->tpipe)
+		r = snap_pipeline_finish(p->tpipe);
+	if (r == 0) {
+		/* the tar pipeline's finish (inner) reports nothing: the data stage's last
+		 * report, and a cancellation during the last slots, which no wait noticed */
+		unbundle_progress(p);
+		snap_job_report(p->job, false);
+		if (snap_job_cancelled(p->job))
+			r = -ECANCELED;
+	}
+	debug_stats(p);
+	if (r < 0) {
+		/* stops both now, the parts first: their sink may still use the tar pipeline */
+		p->pipe = snap_pipeline_free(p->pipe);
+		p->tpipe = snap_pipeline_free(p->tpipe);
+	}
+	if (r == -ECANCELED)
+		/* the pipeline notices a cancellation without a message; the first failure wins */
+		snap_job_fail(p->job, r,
+			      p->out ? "cancelled at image offset %llu; the partial output was "
+				       "removed"
+				     : "cancelled at offset %llu",
+			      (unsigned long long)atomic_load(&p->pub_done));
+	return r;
+}
+
 static int output_path(struct snap_job *job, const struct snap_manifest_doc *m, char **ret)
 {
 	const char *o = snap_job_string(job, SNAP_SPARAM_OUTPUT);
@@ -996,15 +900,11 @@ int snap_unbundle_run(struct snap_job *job)
 	if (write && !key_path)
 		return snap_job_fail(job, -EINVAL, "unbundling needs the user private key");
 
-	struct pipeline p = {.job = job, .verify_digests = !no_verify, .decrypt = key_path != NULL};
-	pthread_mutex_init(&p.mu, NULL);
-	pthread_cond_init(&p.cv, NULL);
+	struct unbundle p = {.job = job, .verify_digests = !no_verify, .decrypt = key_path != NULL};
 	struct snap_manifest_doc *m = NULL;
 	char *srcdir = NULL, *outpath = NULL, *detail = NULL;
 	uint8_t *mbuf = NULL;
 	size_t mlen = 0;
-	pthread_t th[3];
-	bool started[3] = {false, false, false};
 	int r;
 
 	/* 1. prepare */
@@ -1040,25 +940,6 @@ int snap_unbundle_run(struct snap_job *job)
 	uint64_t part_cap = 0;
 	if ((r = stat_parts(&p, &part_cap)) < 0)
 		goto out;
-	if ((r = alloc_bufs(&p, (size_t)part_cap)) < 0) {
-		snap_job_fail(job, r, "cannot allocate buffers for %zu-byte parts",
-			      (size_t)part_cap);
-		goto out;
-	}
-	if (p.decrypt) {
-		struct snap_tar_ops ops = {.member = on_member, .data = on_data};
-		(void)snap_inflate_new(&p.inflate); /* stays NULL when out of memory */
-		p.tar_sha = EVP_MD_CTX_new();
-		if (!p.inflate || !p.tar_sha || snap_tar_reader_new(&ops, &p, &p.tar) < 0 ||
-		    !EVP_DigestInit_ex(p.tar_sha, EVP_sha1(), NULL)) {
-			r = snap_job_fail(job, -ENOMEM, "out of memory");
-			goto out;
-		}
-		if ((r = start_workers(&p)) < 0) {
-			snap_job_fail(job, r, "cannot start decryption threads");
-			goto out;
-		}
-	}
 	if (write) {
 		if ((r = output_path(job, m, &outpath)) < 0)
 			goto out;
@@ -1079,36 +960,16 @@ int snap_unbundle_run(struct snap_job *job)
 		}
 	}
 
+	if ((r = unbundle_start(&p, (size_t)part_cap)) < 0)
+		goto out;
+
 	/* 2. data */
 	snap_job_set_stage(job, SNAP_STAGE_DATA);
-	if (pthread_create(&th[0], NULL, reader_main, &p) == 0)
-		started[0] = true;
-	if (p.decrypt) {
-		if (pthread_create(&th[1], NULL, decrypt_main, &p) == 0)
-			started[1] = true;
-		if (pthread_create(&th[2], NULL, inflate_main, &p) == 0)
-			started[2] = true;
-	}
-	if (!started[0] || (p.decrypt && (!started[1] || !started[2])))
-		pfail(&p, -EAGAIN, "cannot start the pipeline threads");
-	else if (p.decrypt)
-		consume(&p);
-	else
-		consume_parts(&p);
-	if (p.err) {
-		/* wake every stage so that it sees the failure */
-		pthread_mutex_lock(&p.mu);
-		pthread_cond_broadcast(&p.cv);
-		pthread_mutex_unlock(&p.mu);
-	}
-	for (int i = 0; i < 3; i++)
-		if (started[i])
-			pthread_join(th[i], NULL);
-	job->progress.bytes_read = atomic_load(&p.bytes_read);
-	if (p.err) {
-		r = snap_job_fail(job, p.err, "%s", p.detail ? p.detail : snap_strerror(p.err));
+	r = unbundle_data(&p);
+	/* the sinks' counters are the run thread's again (invariants 4 and 5) */
+	unbundle_progress(&p);
+	if (r < 0)
 		goto out;
-	}
 
 	/* 3. verify */
 	snap_job_set_stage(job, SNAP_STAGE_VERIFY);
@@ -1146,10 +1007,9 @@ int snap_unbundle_run(struct snap_job *job)
 				goto out;
 			}
 		}
-		if ((r = out_zero(&p, p.written_to, m->size - p.written_to)) < 0) {
-			snap_job_fail(job, r, "%s", p.detail);
+		if ((r = out_zero(&p, p.written_to, m->size - p.written_to)) < 0)
 			goto out;
-		}
+		job->progress.bytes_skipped = p.bytes_skipped;
 		snap_job_set_result_u64(job, SNAP_RESULT_STREAM_BYTES, p.stream_bytes);
 		snap_job_set_result_u64(job, SNAP_RESULT_BYTES_TOTAL, m->size);
 		snap_job_set_result_u64(job, SNAP_RESULT_BYTES_WRITTEN,
@@ -1165,7 +1025,6 @@ int snap_unbundle_run(struct snap_job *job)
 		snap_job_set_stage(job, SNAP_STAGE_FINISH);
 		if (p.ostream && (r = snap_output_stream_flush(p.ostream)) < 0) {
 			out_failed(&p, r, "write", p.written_to);
-			snap_job_fail(job, r, "%s", p.detail ? p.detail : snap_strerror(r));
 			goto out;
 		}
 		free(detail);
@@ -1180,11 +1039,14 @@ int snap_unbundle_run(struct snap_job *job)
 	job->progress.bytes_done = job->progress.bytes_total;
 	r = 0;
 out:
-	/* the stream first: its thread writes to the output until stopped */
+	/* the pipeline first (its sink feeds the stream), then the stream (its thread writes to
+	 * the output until stopped) */
+	p.pipe = snap_pipeline_free(p.pipe);
+	p.tpipe = snap_pipeline_free(p.tpipe);
 	p.ostream = snap_output_stream_free(p.ostream);
 	/* without a commit this removes the temporary file (output.h invariant 1) */
 	p.out = snap_output_free(p.out);
-	pipeline_free(&p);
+	unbundle_free(&p);
 	snap_manifest_doc_free(m);
 	free(mbuf);
 	free(srcdir);
