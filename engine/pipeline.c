@@ -281,15 +281,16 @@ unsigned snap_pipeline_nworkers(const struct snap_pipeline *p)
 	return p->nworkers;
 }
 
-/* Run thread, lock held: one wait with progress (invariant 4); notices a cancellation. */
-static void run_wait(struct snap_pipeline *p, uint64_t *acc)
+/* Lock held: one wait of the run thread with progress (invariant 4), or of the producer of an
+ * inner pipeline without; either notices a cancellation. */
+static void run_wait(struct snap_pipeline *p, uint64_t *acc, bool quiet)
 {
 	uint64_t t0 = snap_now_ns();
 	if (snap_job_cancelled(p->job)) {
 		fail_locked(p, -ECANCELED);
 		return;
 	}
-	if (p->inner) {
+	if (quiet) {
 		/* not the run thread: no progress from here, but a cancellation is seen */
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
@@ -300,12 +301,14 @@ static void run_wait(struct snap_pipeline *p, uint64_t *acc)
 		}
 		pthread_cond_timedwait(&p->cond, &p->lock, &ts);
 	} else {
-		if (p->ops.progress) {
-			pthread_mutex_unlock(&p->lock);
-			p->ops.progress(p->ctx);
-			pthread_mutex_lock(&p->lock);
-		}
+		/* a report on the interval whether the wait timed out or was woken: a pipeline
+		 * whose stages wake it often still reports as bytes move */
 		snap_job_wait(p->job, &p->cond, &p->lock);
+		pthread_mutex_unlock(&p->lock);
+		if (p->ops.progress)
+			p->ops.progress(p->ctx);
+		snap_job_report(p->job, false);
+		pthread_mutex_lock(&p->lock);
 	}
 	*acc += snap_now_ns() - t0;
 }
@@ -316,7 +319,7 @@ int snap_pipeline_acquire(struct snap_pipeline *p, unsigned *ret_slot, uint64_t 
 	assert(!p->filling && !p->finishing);
 	unsigned i = (unsigned)(p->next_fill % p->nslots);
 	while (!p->abort && p->state[i] != SLOT_FREE)
-		run_wait(p, &p->acquire_wait);
+		run_wait(p, &p->acquire_wait, p->inner);
 	if (!p->abort && snap_job_cancelled(p->job))
 		fail_locked(p, -ECANCELED);
 	int r = p->abort ? p->err : 0;
@@ -351,10 +354,13 @@ int snap_pipeline_finish(struct snap_pipeline *p)
 	p->finishing = true;
 	pthread_cond_broadcast(&p->cond);
 	while (!p->abort && !p->sink_ended)
-		run_wait(p, &p->finish_wait);
+		run_wait(p, &p->finish_wait, false);
+	/* a cancellation that came with the last report is honoured too (invariant 3) */
+	if (!p->abort && snap_job_cancelled(p->job))
+		fail_locked(p, -ECANCELED);
 	int r = p->abort ? p->err : 0;
 	pthread_mutex_unlock(&p->lock);
-	if (p->ops.progress && !p->inner)
+	if (p->ops.progress)
 		p->ops.progress(p->ctx);
 	stop_threads(p);
 	return r;

@@ -23,8 +23,9 @@
  *     counts as a failure (-ECANCELED) from the moment the run thread notices it.
  *  4. The run thread never blocks on its own stages without reporting progress and polling
  *     cancellation: every wait of acquire and finish is snap_job_wait, which reports on the
- *     progress interval (after ops->progress published what the other threads counted). An
- *     inner pipeline (opts.inner), filled by another one's sink, polls cancellation only.
+ *     progress interval (after ops->progress published what the other threads counted). The
+ *     acquire of an inner pipeline (opts.inner), filled by another one's sink, polls
+ *     cancellation only.
  *  5. snap_pipeline_free joins every thread it started, then calls ops->drop on every slot
  *     that is not FREE (filled but never sunk), so whatever a slot holds (a reader buffer) is
  *     given back after a failure too.
@@ -63,8 +64,8 @@ struct snap_pipeline_opts {
 	unsigned nslots;   /* at least 1 */
 	int nice_workers;  /* invariant 6; 0 keeps the job's priority */
 	/* Filled by another pipeline's sink, not by the run thread (a chain: unbundle's inflated
-	 * tar stream): acquire and finish then only poll cancellation while they wait, and never
-	 * report progress, which stays the run thread's (invariant 4 holds for the outer one). */
+	 * tar stream): acquire then only polls cancellation while it waits, and never reports
+	 * progress, which stays the run thread's; finish is the run thread's and reports. */
 	bool inner;
 };
 

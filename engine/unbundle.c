@@ -46,13 +46,13 @@
  *     the tar pipeline's finish and free it at once; a failure of the tar sink comes back
  *     from the parts' sink's next acquire (tar_next), which returns it and so stops the
  *     parts' pipeline, or from the tar pipeline's finish. A cancellation is noticed by the run
- *     thread's waits (and by the tar pipeline's, which only poll it) and recorded by the run
- *     thread with the offset reached (unbundle_data).
+ *     thread's waits (and by the parts' sink's waits for a tar slot, which only poll it) and
+ *     recorded by the run thread with the offset reached (unbundle_data).
  *  7. Progress is reported from the run thread only: a sink (the tar sink, or the parts' sink
  *     when verifying without a key) publishes what it covered, wrote and skipped (atomics,
- *     publish), unbundle_progress (the parts' pipeline's ops->progress) copies that into the
- *     job; the tar pipeline's finish reports nothing, so the run thread reports once more
- *     after it and checks for a cancellation then.
+ *     publish), unbundle_progress (both pipelines' ops->progress) copies that into the job
+ *     while the run thread waits in either pipeline's acquire or finish; the parts' sink's
+ *     waits for a tar slot report nothing (the tar pipeline is inner).
  *
  * State transitions (snap_unbundle_run):
  *  1. prepare: read and parse the manifest, verify the signature (verify_signature), decrypt
@@ -500,6 +500,7 @@ static int tar_sink(void *ctx, unsigned i)
 
 static const struct snap_pipeline_ops tar_ops = {
     .sink = tar_sink,
+    .progress = unbundle_progress, /* its finish is the run thread's */
 };
 
 /* The parts' sink: hands the tar slot it filled to the tar pipeline and takes the next one. A
@@ -844,15 +845,7 @@ static int unbundle_data(struct unbundle *p)
 	if (r == 0)
 		r = snap_pipeline_finish(p->pipe);
 	if (r == 0 && p->tpipe)
-		r = snap_pipeline_finish(p->tpipe);
-	if (r == 0) {
-		/* the tar pipeline's finish (inner) reports nothing: the data stage's last
-		 * report, and a cancellation during the last slots, which no wait noticed */
-		unbundle_progress(p);
-		snap_job_report(p->job, false);
-		if (snap_job_cancelled(p->job))
-			r = -ECANCELED;
-	}
+		r = snap_pipeline_finish(p->tpipe); /* reports while the last tar slots go out */
 	debug_stats(p);
 	if (r < 0) {
 		/* stops both now, the parts first: their sink may still use the tar pipeline */
@@ -1025,6 +1018,11 @@ int snap_unbundle_run(struct snap_job *job)
 		snap_job_set_stage(job, SNAP_STAGE_FINISH);
 		if (p.ostream && (r = snap_output_stream_flush(p.ostream)) < 0) {
 			out_failed(&p, r, "write", p.written_to);
+			goto out;
+		}
+		/* the last moment a cancellation can be honoured without a complete output */
+		if (snap_job_cancelled(job)) {
+			r = snap_job_fail(job, -ECANCELED, "cancelled; the output was removed");
 			goto out;
 		}
 		free(detail);
