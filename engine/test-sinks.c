@@ -150,79 +150,69 @@ static int unbundle(const char *src, const char *out)
 	return r;
 }
 
-/* Fault 1 for one sink: run() under EINVAL on every direct write, then same() judges. */
-static void check_refused(const char *what, int (*job)(void), int (*same)(void))
+/* One sink: the job that writes through it, to a given output (a file or a directory). */
+struct sink {
+	const char *name;
+	int (*job)(const char *in, const char *out);
+	const char *in;
+	const char *refused_out, *dirsync_out; /* one output per fault */
+	const char *same;			/* a command judging refused_out ("%s" the dir) */
+};
+
+static int do_store(const char *in, const char *out)
+{
+	(void)in;
+	return store(out);
+}
+
+static int do_bundle(const char *in, const char *out)
+{
+	(void)in;
+	return bundle(out);
+}
+
+/* Fault 1: EINVAL on every direct write; the job succeeds and same judges its output. */
+static void check_refused(const struct sink *k)
 {
 	set_fault(SNAP_OUTPUT_FAULT_DIRECT_WRITE, EINVAL);
-	CHECK(job() == 0, " (%s with O_DIRECT refused)", what);
+	CHECK(k->job(k->in, k->refused_out) == 0, " (%s with O_DIRECT refused)", k->name);
 	int calls = fault_calls;
 	set_fault(0, 0);
-	CHECK(calls > 0, " (%s never tried a direct write)", what);
-	CHECK(same() == 0, " (%s wrote other bytes through the page cache)", what);
-	printf("%s: O_DIRECT refused %d times, output the same\n", what, calls);
+	CHECK(calls > 0, " (%s never tried a direct write)", k->name);
+	if (k->job == do_bundle) /* a bundle is judged by what it unbundles to */
+		CHECK(unbundle(k->refused_out, "b2.img") == 0, " (the bundle does not unbundle)");
+	CHECK(sh(k->same) == 0, " (%s wrote other bytes through the page cache)", k->name);
+	printf("%s: O_DIRECT refused %d times, output the same\n", k->name, calls);
 }
 
-/* Fault 2: the directory fsync fails; nothing named name (nor a temporary) may be left in d. */
-static void check_dirsync(const char *what, int (*job)(void), const char *d, const char *name)
+/* Fault 2: the directory fsync fails; neither the output nor a temporary is left. */
+static void check_dirsync(const struct sink *k)
 {
+	char d[600];
+	const char *name = k->dirsync_out;
+	if (k->job == do_bundle) { /* a directory of parts: nothing of the bundle "img" in it */
+		snprintf(d, sizeof(d), "%s/%s", dir, k->dirsync_out);
+		name = "img";
+	} else {
+		snprintf(d, sizeof(d), "%s", dir);
+	}
 	set_fault(SNAP_OUTPUT_FAULT_DIR_SYNC, EIO);
-	CHECK(job() < 0, " (%s succeeded though its directory was not synced)", what);
+	CHECK(k->job(k->in, k->dirsync_out) < 0,
+	      " (%s succeeded though its directory was not synced)", k->name);
 	int calls = fault_calls;
 	set_fault(0, 0);
-	CHECK(calls > 0, " (%s never synced its directory)", what);
-	CHECK(count(d, name) == 0, " (%s left %s or a temporary in %s)", what, name, d);
-	printf("%s: directory fsync failure fails the job, nothing left\n", what);
+	CHECK(calls > 0, " (%s never synced its directory)", k->name);
+	CHECK(count(d, name) == 0, " (%s left %s or a temporary in %s)", k->name, name, d);
+	printf("%s: directory fsync failure fails the job, nothing left\n", k->name);
 }
 
-static int store_refused(void)
-{
-	return store("b.bin");
-}
-static int store_same(void)
-{
-	return sh("cmp -s %s/a.bin %s/b.bin") ? -1 : 0;
-}
-static int store_dirsync(void)
-{
-	return store("c.bin");
-}
-static int restore_refused(void)
-{
-	return restore("a.bin", "r.img");
-}
-static int restore_same(void)
-{
-	return sh("cmp -s %s/img %s/r.img") ? -1 : 0;
-}
-static int restore_dirsync(void)
-{
-	return restore("a.bin", "s.img");
-}
-static int bundle_refused(void)
-{
-	return bundle("b2");
-}
-static int bundle_same(void)
-{
-	int r = unbundle("b2", "b2.img");
-	return r == 0 && sh("cmp -s %s/img %s/b2.img") == 0 ? 0 : -1;
-}
-static int bundle_dirsync(void)
-{
-	return bundle("b3");
-}
-static int unbundle_refused(void)
-{
-	return unbundle("b1", "u.img");
-}
-static int unbundle_same(void)
-{
-	return sh("cmp -s %s/img %s/u.img") ? -1 : 0;
-}
-static int unbundle_dirsync(void)
-{
-	return unbundle("b1", "v.img");
-}
+static const struct sink sinks[] = {
+    {"store", do_store, NULL, "b.bin", "c.bin", "cmp -s %s/a.bin %s/b.bin"},
+    {"restore", restore, "a.bin", "r.img", "s.img", "cmp -s %s/img %s/r.img"},
+    {"unbundle", unbundle, "b1", "u.img", "v.img", "cmp -s %s/img %s/u.img"},
+    {"bundle", do_bundle, NULL, "b2", "b3",
+     "cmp -s %s/img %s/b2.img"},
+};
 
 int main(void)
 {
@@ -254,17 +244,10 @@ int main(void)
 		return 77;
 	}
 
-	check_refused("store", store_refused, store_same);
-	check_refused("restore", restore_refused, restore_same);
-	check_refused("unbundle", unbundle_refused, unbundle_same);
-	check_refused("bundle", bundle_refused, bundle_same);
-
-	check_dirsync("store", store_dirsync, dir, "c.bin");
-	check_dirsync("restore", restore_dirsync, dir, "s.img");
-	check_dirsync("unbundle", unbundle_dirsync, dir, "v.img");
-	char b3[600];
-	snprintf(b3, sizeof(b3), "%s/b3", dir);
-	check_dirsync("bundle", bundle_dirsync, b3, "img");
+	for (size_t i = 0; i < sizeof(sinks) / sizeof(sinks[0]); i++) {
+		check_refused(&sinks[i]);
+		check_dirsync(&sinks[i]);
+	}
 
 	if (!test_failures)
 		sh("rm -rf '%s'");
