@@ -396,7 +396,7 @@ static bool is_part_of(const char *entry, const char *name)
 static int check_existing(struct bundle *b)
 {
 	if (faccessat(AT_FDCWD, b->manifest_path, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
-		return snap_job_fail(b->job, -EEXIST, "%s already exists (use force to replace it)",
+		return snap_job_fail(b->job, -EEXIST, "%s already exists (use --force to replace it)",
 				     b->manifest_path);
 	DIR *d = opendir(b->dest);
 	if (!d) {
@@ -408,7 +408,7 @@ static int check_existing(struct bundle *b)
 	while ((e = readdir(d))) {
 		if (is_part_of(e->d_name, b->name)) {
 			r = snap_job_fail(b->job, -EEXIST,
-					  "%s/%s already exists (use force to replace it)", b->dest,
+					  "%s/%s already exists (use --force to replace it)", b->dest,
 					  e->d_name);
 			break;
 		}
@@ -767,8 +767,13 @@ static int load_keys(struct bundle *b)
 			    b->job, r, "%s %s: not a PEM %s", files[i].what, files[i].path,
 			    files[i].priv ? "RSA private key" : "X.509 certificate");
 	}
+	/* the manifest is signed with the key and checked with the certificate: a pair that does
+	 * not match would make a bundle no one can verify */
 	if (EVP_PKEY_eq(b->user_pub, b->priv) != 1)
-		snap_warn("private key %s does not match certificate %s", pk, cert);
+		return snap_job_fail(b->job, -EINVAL,
+				     "private key %s does not match certificate %s: the bundle's "
+				     "signature could not be verified",
+				     pk, cert);
 	int r = snap_bundle_key_generate(&b->key);
 	if (r < 0)
 		return snap_job_fail(b->job, r,
@@ -842,13 +847,20 @@ static int configure(struct bundle *b)
 	}
 	if (!b->dest || !b->name)
 		return snap_job_fail(job, -ENOMEM, "out of memory");
+	if (!*b->name && !(prefix && *prefix))
+		return snap_job_fail(job, -EINVAL,
+				     "cannot name the bundle after %s: give a file or a device, or a "
+				     "name with -p",
+				     b->image);
 	if (!*b->name || strchr(b->name, '/') || !strcmp(b->name, ".") || !strcmp(b->name, ".."))
 		return snap_job_fail(job, -EINVAL, "invalid bundle name '%s' (no '/', not empty)",
 				     b->name);
 	if (strlen(b->name) > NAME_MAX - 40)
 		return snap_job_fail(job, -ENAMETOOLONG, "bundle name '%s' is too long", b->name);
 	struct stat st;
-	if (stat(b->dest, &st) < 0 || !S_ISDIR(st.st_mode))
+	if (stat(b->dest, &st) < 0)
+		return snap_job_fail(job, -errno, "destination %s: %s", b->dest, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
 		return snap_job_fail(job, -ENOTDIR, "destination %s is not a directory", b->dest);
 
 	int64_t level = snap_job_param(job, SNAP_PARAM_LEVEL, LEVEL_DEFAULT);

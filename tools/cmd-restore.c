@@ -61,7 +61,7 @@ int cmd_restore(int argc, char **argv)
 	tool_args_init(&args,
 		       TOOL_SHARED_KEY | TOOL_SHARED_SIGNER | TOOL_SHARED_PASSPHRASE_FILE |
 			   TOOL_SHARED_THREADS | TOOL_SHARED_PROGRESS | TOOL_SHARED_FORCE |
-			   TOOL_SHARED_NO_DIRECT,
+			   TOOL_SHARED_NO_DIRECT | TOOL_SHARED_DEBUG,
 		       "o:h", opts);
 	if (snap_job_new(SNAP_JOB_RESTORE, &job) < 0) {
 		tool_error("out of memory");

@@ -37,7 +37,7 @@ int cmd_verify_store(int argc, char **argv)
 	int c, ret = 1;
 	tool_args_init(&args,
 		       TOOL_SHARED_KEY | TOOL_SHARED_SIGNER | TOOL_SHARED_PASSPHRASE_FILE |
-			   TOOL_SHARED_THREADS | TOOL_SHARED_PROGRESS,
+			   TOOL_SHARED_THREADS | TOOL_SHARED_PROGRESS | TOOL_SHARED_DEBUG,
 		       "h", opts);
 	if (snap_job_new(SNAP_JOB_VERIFY_STORE, &job) < 0)
 		return 1;

@@ -160,8 +160,54 @@ long long tool_parse_size(const char *s)
 }
 
 /* The first line of a file, without its newline. */
+/* "-": the first line of standard input, read a byte at a time so that nothing after it is
+ * consumed (restore - --passphrase-file - reads the image from the rest). */
+static int read_stdin_line(char **ret)
+{
+	size_t cap = 256, n = 0;
+	char *line = malloc(cap);
+	for (;;) {
+		char c;
+		ssize_t k = line ? read(STDIN_FILENO, &c, 1) : -1;
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0 || c == '\n')
+			break;
+		if (n + 2 > cap && n < 64 * 1024) {
+			char *m = realloc(line, cap *= 2);
+			if (!m)
+				break;
+			line = m;
+		}
+		if (n + 2 <= cap)
+			line[n++] = c;
+	}
+	if (!line)
+		return -1;
+	line[n] = 0;
+	*ret = line;
+	return 0;
+}
+
 int tool_read_passphrase(const char *path, char **ret)
 {
+	if (!strcmp(path, "-")) {
+		char *line = NULL;
+		if (read_stdin_line(&line) < 0) {
+			tool_error("cannot read a passphrase from standard input");
+			return -1;
+		}
+		size_t n = strlen(line);
+		while (n > 0 && line[n - 1] == '\r')
+			line[--n] = 0;
+		if (n == 0) {
+			free(line);
+			tool_error("empty passphrase on standard input");
+			return -1;
+		}
+		*ret = line;
+		return 0;
+	}
 	FILE *f = fopen(path, "r");
 	if (!f) {
 		tool_error("cannot open %s: %s", path, strerror(errno));

@@ -54,6 +54,18 @@ bundle "$img" "$T/out5" > /dev/null
 [ "$(ls -A "$T/out5" | sort | tr '\n' ' ')" = ".img.part.1.tmp-$$ img.manifest.xml img.part.0 " ] ||
 	fail "debris not reclaimed (or a live owner's removed): $(ls -A "$T/out5")"
 
+# a private key that does not match the certificate: refused before anything is written (its
+# bundle's signature could never be verified)
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/other.key" -out "$T/other.pem" -days 1 \
+	-subj /CN=other 2>/dev/null
+mkdir "$T/out6"
+if "$SNAPBUNDLE" bundle -i "$img" -c "$T/user.pem" -k "$T/other.key" -u 123456789012 -r x86_64 \
+	--ec2cert "$T/ec2.pem" -d "$T/out6" --batch 2>"$T/err" >/dev/null; then
+	fail "bundled with a key that does not match the certificate"
+fi
+grep -q "does not match certificate" "$T/err" || fail "message: $(cat "$T/err")"
+[ -z "$(ls -A "$T/out6")" ] || fail "files left: $(ls -A "$T/out6")"
+
 # a prefix with a slash, a missing image, a missing key: refused, nothing written
 mkdir "$T/out3"
 if bundle "$img" "$T/out3" -p a/b 2>/dev/null >/dev/null; then fail "prefix with /"; fi
@@ -63,6 +75,12 @@ if "$SNAPBUNDLE" bundle -i "$img" -c "$T/user.pem" -k "$T/nokey" -u 123456789012
 	--ec2cert "$T/ec2.pem" -d "$T/out3" 2>"$T/err" >/dev/null; then fail "missing key"; fi
 grep -q "$T/nokey" "$T/err" || fail "error does not name the key: $(cat "$T/err")"
 if bundle "$img" "$T/out3" -u 12345 2>/dev/null >/dev/null; then fail "bad user"; fi
+# wrong turns get a message that says what to do
+if bundle "$T/" "$T/out3" 2>"$T/err" >/dev/null; then fail "a directory as the image"; fi
+grep -q "give a file or a device, or a name with -p" "$T/err" || fail "message: $(cat "$T/err")"
+if bundle "$img" "$T/nowhere" 2>"$T/err" >/dev/null; then fail "a missing destination"; fi
+grep -q "destination $T/nowhere: No such file or directory" "$T/err" ||
+	fail "message: $(cat "$T/err")"
 if bundle "$img" "$T/out3" -B 'root' 2>/dev/null >/dev/null; then fail "bad mapping"; fi
 [ -z "$(ls -A "$T/out3")" ] || fail "files left: $(ls -A "$T/out3")"
 echo ok

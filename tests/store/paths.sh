@@ -34,4 +34,12 @@ touch ".b.bin.tmp-$dead" ".b.bin.tmp-$$" ".r.img.tmp-$dead"
 "$B" restore b.bin -o r.img --progress=none 2>/dev/null
 [ ! -e ".r.img.tmp-$dead" ] || fail "restore kept a dead owner's temporary"
 cmp r.img disk.img || fail "round trip differs"
+# a passphrase from standard input, also ahead of the image itself on a pipe
+echo "a passphrase" > pass
+"$B" store disk.img -o e.bin --passphrase-file pass --progress=none
+echo "a passphrase" | "$B" restore e.bin -o e1.img --passphrase-file - --progress=none
+(echo "a passphrase"; cat e.bin) | "$B" restore - -o e2.img --passphrase-file - --progress=none
+cmp e1.img disk.img && cmp e2.img disk.img || fail "passphrase from standard input"
+"$B" restore b.bin -o d.img --debug --progress=none 2>debug.txt
+grep -q "debug:" debug.txt || fail "restore --debug printed no debug line"
 echo "paths: ok"
