@@ -858,8 +858,8 @@ static int configure(struct bundle *b)
 	if (strlen(b->name) > NAME_MAX - 40)
 		return snap_job_fail(job, -ENAMETOOLONG, "bundle name '%s' is too long", b->name);
 	struct stat st;
-	if (stat(b->dest, &st) < 0)
-		return snap_job_fail(job, -errno, "destination %s: %s", b->dest, strerror(errno));
+	if (stat(b->dest, &st) < 0) /* -ENOTDIR: not a directory we can write to */
+		return snap_job_fail(job, -ENOTDIR, "destination %s: %s", b->dest, strerror(errno));
 	if (!S_ISDIR(st.st_mode))
 		return snap_job_fail(job, -ENOTDIR, "destination %s is not a directory", b->dest);
 
