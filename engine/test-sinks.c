@@ -69,83 +69,54 @@ static int sh(const char *fmt)
 	return system(cmd);
 }
 
-static struct snap_job *job_new(enum snap_job_kind kind)
+/* The test directory's path of name ("%s" in name is arg), for a job's string parameter. */
+static void set_path(struct snap_job *job, int sparam, const char *name, const char *arg)
+{
+	char rel[300], p[1024];
+	snprintf(rel, sizeof(rel), name, arg);
+	snprintf(p, sizeof(p), "%s/%s", dir, rel);
+	REQUIRE(snap_job_set_string(job, sparam, p) == 0);
+}
+
+/* Runs a job of kind: in and out are its input and output in the test directory (NULL: none);
+ * every job runs on 2 threads with the test's keys where it needs them. */
+static int run_job(enum snap_job_kind kind, const char *in, const char *out)
 {
 	struct snap_job *job;
 	REQUIRE(snap_job_new(kind, &job) == 0);
 	REQUIRE(snap_job_set_param(job, SNAP_PARAM_THREADS, 2) == 0);
-	return job;
-}
-
-static int run(struct snap_job *job, const char *what)
-{
+	char img[600];
+	snprintf(img, sizeof(img), "%s/img", dir);
+	switch (kind) {
+	case SNAP_JOB_STORE: /* reproducible: the same image for the same source */
+		REQUIRE(snap_job_add_source(job, img, NULL) == 0);
+		REQUIRE(snap_job_set_param(job, SNAP_PARAM_TEST_SEED, 7) == 0);
+		REQUIRE(snap_job_set_param(job, SNAP_PARAM_CREATION_TIME, 1) == 0);
+		REQUIRE(snap_job_set_param(job, SNAP_PARAM_STORE_TIME, 1) == 0);
+		set_path(job, SNAP_SPARAM_OUTPUT, "%s", out);
+		break;
+	case SNAP_JOB_RESTORE:
+		set_path(job, SNAP_SPARAM_INPUT, "%s", in);
+		set_path(job, SNAP_SPARAM_OUTPUT, "%s", out);
+		break;
+	case SNAP_JOB_BUNDLE:
+		REQUIRE(snap_job_set_string(job, SNAP_SPARAM_IMAGE, img) == 0);
+		set_path(job, SNAP_SPARAM_DESTINATION, "%s", out);
+		set_path(job, SNAP_SPARAM_CERT, "user.pem", NULL);
+		set_path(job, SNAP_SPARAM_PRIVATE_KEY, "user.key", NULL);
+		set_path(job, SNAP_SPARAM_EC2_CERT, "user.pem", NULL);
+		REQUIRE(snap_job_set_string(job, SNAP_SPARAM_USER, "1234-5678-9012") == 0);
+		REQUIRE(snap_job_set_string(job, SNAP_SPARAM_ARCH, "x86_64") == 0);
+		break;
+	default: /* unbundle: in is a bundle's directory */
+		set_path(job, SNAP_SPARAM_MANIFEST, "%s/img.manifest.xml", in);
+		set_path(job, SNAP_SPARAM_PRIVATE_KEY, "user.key", NULL);
+		set_path(job, SNAP_SPARAM_OUTPUT, "%s", out);
+		break;
+	}
 	int r = snap_job_run(job);
 	if (r < 0)
-		fprintf(stderr, "%s: %s\n", what, snap_job_error(job));
-	return r;
-}
-
-static int store(const char *out)
-{
-	char p[600];
-	struct snap_job *job = job_new(SNAP_JOB_STORE);
-	snprintf(p, sizeof(p), "%s/img", dir);
-	REQUIRE(snap_job_add_source(job, p, NULL) == 0);
-	snprintf(p, sizeof(p), "%s/%s", dir, out);
-	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_OUTPUT, p) == 0);
-	REQUIRE(snap_job_set_param(job, SNAP_PARAM_TEST_SEED, 7) == 0);
-	REQUIRE(snap_job_set_param(job, SNAP_PARAM_CREATION_TIME, 1) == 0);
-	REQUIRE(snap_job_set_param(job, SNAP_PARAM_STORE_TIME, 1) == 0);
-	int r = run(job, "store");
-	snap_job_free(job);
-	return r;
-}
-
-static int restore(const char *in, const char *out)
-{
-	char p[600];
-	struct snap_job *job = job_new(SNAP_JOB_RESTORE);
-	snprintf(p, sizeof(p), "%s/%s", dir, in);
-	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_INPUT, p) == 0);
-	snprintf(p, sizeof(p), "%s/%s", dir, out);
-	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_OUTPUT, p) == 0);
-	int r = run(job, "restore");
-	snap_job_free(job);
-	return r;
-}
-
-static int bundle(const char *dest)
-{
-	char p[600];
-	struct snap_job *job = job_new(SNAP_JOB_BUNDLE);
-	snprintf(p, sizeof(p), "%s/img", dir);
-	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_IMAGE, p) == 0);
-	snprintf(p, sizeof(p), "%s/%s", dir, dest);
-	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_DESTINATION, p) == 0);
-	snprintf(p, sizeof(p), "%s/user.pem", dir);
-	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_CERT, p) == 0);
-	snprintf(p, sizeof(p), "%s/user.key", dir);
-	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_PRIVATE_KEY, p) == 0);
-	snprintf(p, sizeof(p), "%s/user.pem", dir);
-	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_EC2_CERT, p) == 0);
-	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_USER, "1234-5678-9012") == 0);
-	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_ARCH, "x86_64") == 0);
-	int r = run(job, "bundle");
-	snap_job_free(job);
-	return r;
-}
-
-static int unbundle(const char *src, const char *out)
-{
-	char p[600];
-	struct snap_job *job = job_new(SNAP_JOB_UNBUNDLE);
-	snprintf(p, sizeof(p), "%s/%s/img.manifest.xml", dir, src);
-	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_MANIFEST, p) == 0);
-	snprintf(p, sizeof(p), "%s/user.key", dir);
-	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_PRIVATE_KEY, p) == 0);
-	snprintf(p, sizeof(p), "%s/%s", dir, out);
-	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_OUTPUT, p) == 0);
-	int r = run(job, "unbundle");
+		fprintf(stderr, "job %d: %s\n", (int)kind, snap_job_error(job));
 	snap_job_free(job);
 	return r;
 }
@@ -153,34 +124,22 @@ static int unbundle(const char *src, const char *out)
 /* One sink: the job that writes through it, to a given output (a file or a directory). */
 struct sink {
 	const char *name;
-	int (*job)(const char *in, const char *out);
+	enum snap_job_kind kind;
 	const char *in;
 	const char *refused_out, *dirsync_out; /* one output per fault */
 	const char *same;			/* a command judging refused_out ("%s" the dir) */
 };
 
-static int do_store(const char *in, const char *out)
-{
-	(void)in;
-	return store(out);
-}
-
-static int do_bundle(const char *in, const char *out)
-{
-	(void)in;
-	return bundle(out);
-}
-
 /* Fault 1: EINVAL on every direct write; the job succeeds and same judges its output. */
 static void check_refused(const struct sink *k)
 {
 	set_fault(SNAP_OUTPUT_FAULT_DIRECT_WRITE, EINVAL);
-	CHECK(k->job(k->in, k->refused_out) == 0, " (%s with O_DIRECT refused)", k->name);
+	CHECK(run_job(k->kind, k->in, k->refused_out) == 0, " (%s with O_DIRECT refused)", k->name);
 	int calls = fault_calls;
 	set_fault(0, 0);
 	CHECK(calls > 0, " (%s never tried a direct write)", k->name);
-	if (k->job == do_bundle) /* a bundle is judged by what it unbundles to */
-		CHECK(unbundle(k->refused_out, "b2.img") == 0, " (the bundle does not unbundle)");
+	if (k->kind == SNAP_JOB_BUNDLE) /* a bundle is judged by what it unbundles to */
+		CHECK(run_job(SNAP_JOB_UNBUNDLE, k->refused_out, "b2.img") == 0, " (the bundle does not unbundle)");
 	CHECK(sh(k->same) == 0, " (%s wrote other bytes through the page cache)", k->name);
 	printf("%s: O_DIRECT refused %d times, output the same\n", k->name, calls);
 }
@@ -190,14 +149,14 @@ static void check_dirsync(const struct sink *k)
 {
 	char d[600];
 	const char *name = k->dirsync_out;
-	if (k->job == do_bundle) { /* a directory of parts: nothing of the bundle "img" in it */
+	if (k->kind == SNAP_JOB_BUNDLE) { /* a directory of parts: nothing of the bundle "img" in it */
 		snprintf(d, sizeof(d), "%s/%s", dir, k->dirsync_out);
 		name = "img";
 	} else {
 		snprintf(d, sizeof(d), "%s", dir);
 	}
 	set_fault(SNAP_OUTPUT_FAULT_DIR_SYNC, EIO);
-	CHECK(k->job(k->in, k->dirsync_out) < 0,
+	CHECK(run_job(k->kind, k->in, k->dirsync_out) < 0,
 	      " (%s succeeded though its directory was not synced)", k->name);
 	int calls = fault_calls;
 	set_fault(0, 0);
@@ -207,10 +166,10 @@ static void check_dirsync(const struct sink *k)
 }
 
 static const struct sink sinks[] = {
-    {"store", do_store, NULL, "b.bin", "c.bin", "cmp -s %s/a.bin %s/b.bin"},
-    {"restore", restore, "a.bin", "r.img", "s.img", "cmp -s %s/img %s/r.img"},
-    {"unbundle", unbundle, "b1", "u.img", "v.img", "cmp -s %s/img %s/u.img"},
-    {"bundle", do_bundle, NULL, "b2", "b3",
+    {"store", SNAP_JOB_STORE, NULL, "b.bin", "c.bin", "cmp -s %s/a.bin %s/b.bin"},
+    {"restore", SNAP_JOB_RESTORE, "a.bin", "r.img", "s.img", "cmp -s %s/img %s/r.img"},
+    {"unbundle", SNAP_JOB_UNBUNDLE, "b1", "u.img", "v.img", "cmp -s %s/img %s/u.img"},
+    {"bundle", SNAP_JOB_BUNDLE, NULL, "b2", "b3",
      "cmp -s %s/img %s/b2.img"},
 };
 
@@ -231,8 +190,8 @@ int main(void)
 	snap_output_set_fault(on_fault, NULL);
 
 	/* the reference outputs, no fault */
-	REQUIRE(store("a.bin") == 0);
-	REQUIRE(bundle("b1") == 0);
+	REQUIRE(run_job(SNAP_JOB_STORE, NULL, "a.bin") == 0);
+	REQUIRE(run_job(SNAP_JOB_BUNDLE, NULL, "b1") == 0);
 	char probe[600];
 	snprintf(probe, sizeof(probe), "%s/probe", dir);
 	struct snap_output *o = NULL;

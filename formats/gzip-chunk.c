@@ -64,8 +64,12 @@ size_t snap_deflate_bound(size_t len)
 	return len + len / 64 + 4096;
 }
 
-int snap_deflate_raw(struct snap_deflate *d, const uint8_t *in, size_t len, uint8_t *out,
-		     size_t out_cap, size_t *ret_len)
+/* One stateless deflate of in into out: a whole raw DEFLATE stream (end), or a chunk of one
+ * (stateless: one call per chunk, and it falls back to stored blocks when the data does not
+ * compress, where the stateful path would let random data grow by an eighth at level 0;
+ * FULL_FLUSH byte-aligns a non-final chunk without BFINAL). */
+static int deflate_stateless(struct snap_deflate *d, const uint8_t *in, size_t len, bool end,
+			     int flush, uint8_t *out, size_t out_cap, size_t *ret_len)
 {
 	if (len > UINT32_MAX || out_cap > UINT32_MAX)
 		return -EINVAL;
@@ -75,49 +79,35 @@ int snap_deflate_raw(struct snap_deflate *d, const uint8_t *in, size_t len, uint
 	s->level_buf = d->level_buf;
 	s->level_buf_size = d->level_buf_size;
 	s->gzip_flag = IGZIP_DEFLATE;
-	s->end_of_stream = 1;
-	s->flush = NO_FLUSH;
+	s->end_of_stream = end ? 1 : 0;
+	s->flush = flush;
 	s->next_in = (uint8_t *)in;
 	s->avail_in = (uint32_t)len;
 	s->next_out = out;
 	s->avail_out = (uint32_t)out_cap;
-	int r = isal_deflate_stateless(s);
-	if (r == STATELESS_OVERFLOW)
-		return -ENOBUFS;
-	if (r != COMP_OK)
-		return -EIO;
-	*ret_len = s->total_out;
-	return 0;
-}
-
-int snap_deflate_chunk(struct snap_deflate *d, const uint8_t *in, size_t len, bool final,
-		       uint8_t *out, size_t out_cap, size_t *ret_len, uint32_t *ret_crc)
-{
-	if (len > UINT32_MAX || out_cap > UINT32_MAX)
-		return -EINVAL;
-	struct isal_zstream *s = &d->stream;
-	isal_deflate_stateless_init(s);
-	s->level = (uint32_t)d->level;
-	s->level_buf = d->level_buf;
-	s->level_buf_size = d->level_buf_size;
-	s->gzip_flag = IGZIP_DEFLATE;
-	s->next_in = (uint8_t *)in;
-	s->avail_in = (uint32_t)len;
-	s->next_out = out;
-	s->avail_out = (uint32_t)out_cap;
-	s->end_of_stream = final ? 1 : 0;
-	/* stateless: one call per chunk, and it falls back to stored blocks when the data does
-	 * not compress (the stateful path would let random data grow by an eighth at level 0).
-	 * FULL_FLUSH byte-aligns a non-final chunk without BFINAL. */
-	s->flush = final ? NO_FLUSH : FULL_FLUSH;
 	int r = isal_deflate_stateless(s);
 	if (r == STATELESS_OVERFLOW)
 		return -ENOBUFS;
 	if (r != COMP_OK || s->avail_in != 0)
 		return -EIO;
 	*ret_len = out_cap - s->avail_out;
-	*ret_crc = snap_crc32(0, in, len);
 	return 0;
+}
+
+int snap_deflate_raw(struct snap_deflate *d, const uint8_t *in, size_t len, uint8_t *out,
+		     size_t out_cap, size_t *ret_len)
+{
+	return deflate_stateless(d, in, len, true, NO_FLUSH, out, out_cap, ret_len);
+}
+
+int snap_deflate_chunk(struct snap_deflate *d, const uint8_t *in, size_t len, bool final,
+		       uint8_t *out, size_t out_cap, size_t *ret_len, uint32_t *ret_crc)
+{
+	int r = deflate_stateless(d, in, len, final, final ? NO_FLUSH : FULL_FLUSH, out, out_cap,
+				  ret_len);
+	if (r == 0)
+		*ret_crc = snap_crc32(0, in, len);
+	return r;
 }
 
 struct snap_inflate {
