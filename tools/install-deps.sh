@@ -12,7 +12,7 @@ packages=(
 	tar libarchive-tools gzip openssl python3 coreutils
 	xxd # hex to bytes for the bundle tests
 	# reference tools for the benchmarks
-	pigz zstd qemu-utils
+	pigz zstd qemu-utils isal # isal: igzip, the outside bound of bench/limit.sh
 )
 
 missing=()
