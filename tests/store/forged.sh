@@ -46,6 +46,11 @@ cmp rd/0.img disk.img
 "$B" restore good.bin -o out/r.img --progress=none && cmp out/r.img disk.img && rm out/r.img
 pipe good.bin && cmp out/r.img disk.img && rm out/r.img
 "$B" restore good.bin -o out/r.img --progress=none --partition 1 && rm out/r.img
+# ... also deflated and signed (RSA, through the cryptography package)
+openssl genrsa -out sign.key 2048 2>/dev/null
+python3 "$SRCDIR/tests/store/forge.py" signed.bin disk.img --deflate --sign-key sign.key
+"$B" verify signed.bin | grep -q "signed by" || fail "forged signature not reported"
+"$B" restore signed.bin -o out/r.img --progress=none && cmp out/r.img disk.img && rm out/r.img
 
 # sizes
 for n in 2^62 2^63 2^64-1; do
