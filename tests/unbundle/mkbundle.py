@@ -13,10 +13,19 @@ with `openssl dgst -sha1 -sign` over X(machine_configuration) + X(image). Keys a
 usage: mkbundle.py IMAGE DESTDIR --cert USER.pem --key USER.key --ec2-cert EC2.pem
        [--name NAME] [--part-size N] [--version 2007-10-10|2007-08-29|20070829|3]
        [--tar-args 'ARGS'] [--tar-cmd 'COMMAND writing a tar on stdout'] [--gzip-crc-flip]
+       [--tar-file TAR] [--size N] [--sub REGEX REPL]... [--manifest-sub REGEX REPL]...
+
+As a forger (the checks behind the digests): --tar-file (or --tar-cmd) gives ANY tar stream,
+encrypted, digested and split as a real one; --size sets <size> (default: IMAGE's size; IMAGE
+need not exist then); --sub applies re.sub(REGEX, REPL) to the signed text
+(machine_configuration + image, after the parts, sizes and digests are filled in) BEFORE it is
+signed, so any manifest text carries a valid signature; --manifest-sub edits the whole manifest
+after signing. Python helpers for ANY tar stream: tests/unbundle/forge-tar.py.
 """
 import argparse
 import hashlib
 import os
+import re
 import secrets
 import shlex
 import subprocess
@@ -51,13 +60,19 @@ def main():
     ap.add_argument('--tar-args', default='-S')
     ap.add_argument('--tar-cmd')
     ap.add_argument('--gzip-crc-flip', action='store_true')
+    ap.add_argument('--tar-file')
+    ap.add_argument('--size', type=int)
+    ap.add_argument('--sub', nargs=2, action='append', default=[])
+    ap.add_argument('--manifest-sub', nargs=2, action='append', default=[])
     a = ap.parse_args()
 
     os.makedirs(a.dest, exist_ok=True)
     name = a.name or os.path.basename(a.image)
     key = secrets.token_hex(16)
     iv = secrets.token_hex(16)
-    if a.tar_cmd:
+    if a.tar_file:
+        tar_cmd = ['cat', a.tar_file]
+    elif a.tar_cmd:
         tar_cmd = ['bash', '-c', a.tar_cmd]
     else:
         tar_cmd = (['tar', '-c', '-h'] + shlex.split(a.tar_args) +
@@ -106,7 +121,7 @@ def main():
         parts.append((fn, hashlib.sha1(chunk).hexdigest()))
     os.unlink(enc_path)
 
-    size = os.stat(a.image).st_size
+    size = a.size if a.size is not None else os.stat(a.image).st_size
     v = a.version
     if v == '2007-10-10':
         mc = ("<machine_configuration><architecture>x86_64</architecture>"
@@ -131,12 +146,16 @@ def main():
         image += ("<part index='%d'><filename>%s</filename><digest algorithm='SHA1'>%s</digest>"
                   "</part>" % (i, esc(fn), d))
     image += "</parts></image>"
+    for pat, repl in a.sub:
+        mc, image = re.sub(pat, repl, mc), re.sub(pat, repl, image)
     signed = (mc + image).encode()
     sig = run(['openssl', 'dgst', '-sha1', '-sign', a.key], signed).hex()
     bundler = ("<bundler><name>ec2-ami-tools</name><version>1.5</version><release>7</release>"
                "</bundler>")
     doc = ("<?xml version='1.0'?><manifest><version>%s</version>%s%s%s<signature>%s</signature>"
            "</manifest>" % (v, bundler, mc, image, sig))
+    for pat, repl in a.manifest_sub:
+        doc = re.sub(pat, repl, doc)
     mpath = os.path.join(a.dest, name + '.manifest.xml')
     with open(mpath, 'w') as f:
         f.write(doc)
