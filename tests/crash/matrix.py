@@ -4,7 +4,7 @@
 a pipe, restore from a file and from a pipe) against every fault:
 
   INT-e/m/l, TERM-e/m/l, KILL-e/m/l   the signal early (first data progress line), in the middle
-                                      (>= 40 % done) or late (>= 65 % done, still in the data
+                                      (>= 40 % done) or late (>= 60 % done, still in the data
                                       stage). The run is stopped (SIGSTOP) at the progress line
                                       that reaches the point, signalled, then continued; it runs
                                       in a cpu cgroup with a small quota, so a ~0.2 s job lasts
@@ -185,10 +185,10 @@ class Job:
         return {n: sha(os.path.join(d, n)) for n in os.listdir(d)}
 
 
-JOBS = [Job("bundle", 12, "bundle", True), Job("unbundle", 7, "image", False),
+JOBS = [Job("bundle", 12, "bundle", True), Job("unbundle", 5, "image", False),
         Job("store", 10, "bin", True), Job("store-pipe", 10, "pipe", False),
         Job("restore", 6, "image", False), Job("restore-pipe", 4, "image", False)]
-POINTS = {"e": 0.0, "m": 0.40, "l": 0.65}
+POINTS = {"e": 0.0, "m": 0.40, "l": 0.6}
 SIGS = {"INT": signal.SIGINT, "TERM": signal.SIGTERM, "KILL": signal.SIGKILL}
 FAULTS = [f"{s}-{p}" for s in SIGS for p in POINTS] + ["ENOSPC", "EROFS", "EFBIG", "EIO"]
 
