@@ -286,7 +286,8 @@ static int field_u64(struct reader *rd, xmlNodePtr parent, const char *name, boo
 	}
 	free(s);
 	if (!ok || v > max)
-		return fail(rd, -EUCLEAN, "S3 answer's <%s> has an invalid <%s> (not a number in "
+		return fail(rd, -EUCLEAN,
+			    "S3 answer's <%s> has an invalid <%s> (not a number in "
 			    "0..%llu)",
 			    (const char *)parent->name, name, (unsigned long long)max);
 	*ret = v;
@@ -327,7 +328,10 @@ static int finish(struct reader *rd)
 	return rd->err;
 }
 
-#define READER(b, l, d) {.buf = (b), .len = (l), .ret_detail = (d)}
+#define READER(b, l, d)                                                                            \
+	{                                                                                          \
+		.buf = (b), .len = (l), .ret_detail = (d)                                          \
+	}
 
 struct snap_s3_error *snap_s3_error_free(struct snap_s3_error *e)
 {
@@ -341,8 +345,7 @@ struct snap_s3_error *snap_s3_error_free(struct snap_s3_error *e)
 	return NULL;
 }
 
-int snap_s3_error_parse(const void *buf, size_t len, struct snap_s3_error **ret,
-			char **ret_detail)
+int snap_s3_error_parse(const void *buf, size_t len, struct snap_s3_error **ret, char **ret_detail)
 {
 	struct reader rd = READER(buf, len, ret_detail);
 	struct snap_s3_error *e = calloc(1, sizeof(*e));
@@ -656,8 +659,7 @@ static char *put_escaped(char *o, const char *s)
 #define PART_FMT "<Part><PartNumber>%u</PartNumber><ETag>"
 #define PART_TAIL "</ETag></Part>"
 
-int snap_s3_complete_body(const struct snap_s3_part *parts, size_t n, char **ret,
-			  size_t *ret_len)
+int snap_s3_complete_body(const struct snap_s3_part *parts, size_t n, char **ret, size_t *ret_len)
 {
 	if (!parts || !n || n > SNAP_S3_MAX_PART_NUMBER || !ret)
 		return -EINVAL;

@@ -88,8 +88,7 @@ struct snap_s3_list_uploads {
 
 /* Each parser: 0 and *ret set, or -errno with *ret untouched and *ret_detail (when not NULL)
  * set to a malloc'd message. */
-int snap_s3_error_parse(const void *buf, size_t len, struct snap_s3_error **ret,
-			char **ret_detail);
+int snap_s3_error_parse(const void *buf, size_t len, struct snap_s3_error **ret, char **ret_detail);
 int snap_s3_initiate_parse(const void *buf, size_t len, struct snap_s3_initiate **ret,
 			   char **ret_detail);
 int snap_s3_complete_parse(const void *buf, size_t len, struct snap_s3_complete **ret,
@@ -112,7 +111,6 @@ struct snap_s3_list_uploads *snap_s3_list_uploads_free(struct snap_s3_list_uploa
  * 1..10000, part numbers 1..10000 strictly increasing, ETags non-empty without control bytes
  * (-EINVAL otherwise); text is XML-escaped. *ret is a malloc'd NUL-terminated string,
  * *ret_len its length. */
-int snap_s3_complete_body(const struct snap_s3_part *parts, size_t n, char **ret,
-			  size_t *ret_len);
+int snap_s3_complete_body(const struct snap_s3_part *parts, size_t n, char **ret, size_t *ret_len);
 
 #endif

@@ -439,8 +439,8 @@ int snap_sigv4_sign(const struct snap_sigv4_request *q, struct snap_sigv4_result
 		return -ENOMEM;
 	time_t t = (time_t)q->time;
 	struct tm tm;
-	if (!gmtime_r(&t, &tm) || strftime(res->amz_date, sizeof(res->amz_date),
-					   "%Y%m%dT%H%M%SZ", &tm) != 16) {
+	if (!gmtime_r(&t, &tm) ||
+	    strftime(res->amz_date, sizeof(res->amz_date), "%Y%m%dT%H%M%SZ", &tm) != 16) {
 		r = -EINVAL;
 		goto fail;
 	}

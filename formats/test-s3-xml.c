@@ -59,10 +59,11 @@ static void check_error(void)
 static void check_initiate_complete(void)
 {
 	/* S3 API Reference, CreateMultipartUpload example response */
-	const char *x = DECL "<InitiateMultipartUploadResult" NS ">\n"
-			     "  <Bucket>example-bucket</Bucket>\n  <Key>example-object</Key>\n"
-			     "  <UploadId>VXBsb2FkIElEIGZvciA2aWWpbmcncyBteS1tb3ZpZS5tMnRzIHVwbG9hZA"
-			     "</UploadId>\n</InitiateMultipartUploadResult>";
+	const char *x =
+	    DECL "<InitiateMultipartUploadResult" NS ">\n"
+		 "  <Bucket>example-bucket</Bucket>\n  <Key>example-object</Key>\n"
+		 "  <UploadId>VXBsb2FkIElEIGZvciA2aWWpbmcncyBteS1tb3ZpZS5tMnRzIHVwbG9hZA"
+		 "</UploadId>\n</InitiateMultipartUploadResult>";
 	struct snap_s3_initiate *i = NULL;
 	char *d = NULL;
 	REQUIRE(snap_s3_initiate_parse(x, L(x), &i, &d) == 0, "%s", d);
@@ -200,7 +201,8 @@ static void check_list_objects_uploads(void)
 	char *d = NULL;
 	REQUIRE(snap_s3_list_objects_parse(x, L(x), &lo, &d) == 0, "%s", d);
 	CHECK(lo->nobjects == 2 && lo->truncated);
-	CHECK(!strcmp(lo->next_continuation_token, "1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM="));
+	CHECK(
+	    !strcmp(lo->next_continuation_token, "1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM="));
 	CHECK(!strcmp(lo->objects[0].key, "my-image.jpg") && lo->objects[0].size == 434234);
 	CHECK(!strcmp(lo->objects[0].etag, "\"fba9dede5f27731c9771645a39863328\""));
 	CHECK(!strcmp(lo->objects[1].key, "a b&c") && !lo->objects[1].etag);
@@ -284,8 +286,7 @@ static void check_hostile(void)
 	CHECK(error_rc(und, L(und), &d) == -EUCLEAN);
 	free(d);
 	d = NULL;
-	CHECK(error_rc("<Error><Code>Int", 16, &d) == -EUCLEAN && d && strstr(d, "line"), "%s",
-	      d);
+	CHECK(error_rc("<Error><Code>Int", 16, &d) == -EUCLEAN && d && strstr(d, "line"), "%s", d);
 	free(d);
 	d = NULL;
 	CHECK(error_rc("{\"Code\":1}", 10, &d) == -EUCLEAN);
@@ -352,8 +353,9 @@ static void check_complete_body(void)
 	size_t len = 0;
 	REQUIRE(snap_s3_complete_body(parts, 3, &body, &len) == 0);
 	CHECK(len == strlen(body));
-	CHECK(!strncmp(body, "<CompleteMultipartUpload" NS "><Part><PartNumber>1</PartNumber>"
-			     "<ETag>&quot;a54357aff0632cce46d942af68356b38&quot;</ETag></Part>",
+	CHECK(!strncmp(body,
+		       "<CompleteMultipartUpload" NS "><Part><PartNumber>1</PartNumber>"
+		       "<ETag>&quot;a54357aff0632cce46d942af68356b38&quot;</ETag></Part>",
 		       strlen("<CompleteMultipartUpload" NS) + 86),
 	      "%s", body);
 	/* the judge: libxml2 reads back what was escaped */
