@@ -1,0 +1,564 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * sigv4.c - AWS Signature Version 4 for S3 (invariants in sigv4.h).
+ *
+ * Steps (snap_sigv4_sign):
+ *  1. check the request (check_request) and format the date from the injected time.
+ *  2. canonical headers: the caller's, lowercased and trimmed, plus the ones the signer adds;
+ *     stable sort by name, repeated names joined with ',' (canon_headers).
+ *  3. canonical request: method, encoded path, sorted encoded query, headers, signed header
+ *     names, payload hash (canon_query, canonical_request).
+ *  4. string to sign: algorithm, date, scope, SHA-256 of step 3.
+ *  5. signing key: HMAC-SHA256 chain "AWS4" + secret -> date -> region -> service ->
+ *     "aws4_request"; signature: HMAC of step 4 with it, in hex.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+
+#include "hex.h"
+#include "sigv4.h"
+
+/* A growable string; the first failed allocation sticks and is reported once at the end. */
+struct sbuf {
+	char *p;
+	size_t len, cap;
+	bool oom;
+};
+
+static void sb_add(struct sbuf *b, const char *s, size_t n)
+{
+	if (b->oom)
+		return;
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 256;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		char *p = realloc(b->p, cap);
+		if (!p) {
+			b->oom = true;
+			return;
+		}
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = 0;
+}
+
+static void sb_str(struct sbuf *b, const char *s)
+{
+	sb_add(b, s, strlen(s));
+}
+
+static void sb_chr(struct sbuf *b, char c)
+{
+	sb_add(b, &c, 1);
+}
+
+/* Hands the string over (NULL after a failed allocation). */
+static char *sb_take(struct sbuf *b)
+{
+	if (b->oom || !b->p) {
+		free(b->p);
+		b->p = NULL;
+		if (!b->oom)
+			return strdup("");
+		return NULL;
+	}
+	char *p = b->p;
+	b->p = NULL;
+	return p;
+}
+
+static bool is_unreserved(unsigned char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+	       c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+size_t snap_sigv4_uri_encode(char *out, const char *s, size_t len, int keep_slash)
+{
+	static const char hexu[] = "0123456789ABCDEF";
+	size_t o = 0;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (is_unreserved(c) || (keep_slash && c == '/')) {
+			out[o++] = (char)c;
+		} else {
+			out[o++] = '%';
+			out[o++] = hexu[c >> 4];
+			out[o++] = hexu[c & 15];
+		}
+	}
+	out[o] = 0;
+	return o;
+}
+
+/* Percent-encodes s into a new string (NULL: out of memory). */
+static char *encode_dup(const char *s, bool keep_slash)
+{
+	size_t n = strlen(s);
+	if (n > (SIZE_MAX - 1) / 3)
+		return NULL;
+	char *out = malloc(3 * n + 1);
+	if (out)
+		snap_sigv4_uri_encode(out, s, n, keep_slash);
+	return out;
+}
+
+/* RFC 9110 token characters. */
+static bool is_tchar(unsigned char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+	       (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+static bool is_token(const char *s)
+{
+	if (!s || !*s)
+		return false;
+	for (; *s; s++)
+		if (!is_tchar((unsigned char)*s))
+			return false;
+	return true;
+}
+
+/* A header value: no control bytes but tab (so no CR / LF to split the request with). */
+static bool is_field_value(const char *s)
+{
+	if (!s)
+		return false;
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if ((c < 0x20 && c != '\t') || c == 0x7f)
+			return false;
+	}
+	return true;
+}
+
+static bool is_payload_hash(const char *h)
+{
+	if (!h)
+		return false;
+	if (!strcmp(h, "UNSIGNED-PAYLOAD"))
+		return true;
+	if (!strncmp(h, "STREAMING-", 10)) {
+		if (!h[10])
+			return false;
+		for (const char *p = h + 10; *p; p++)
+			if (!((*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '-'))
+				return false;
+		return true;
+	}
+	size_t i;
+	for (i = 0; h[i]; i++)
+		if (!((h[i] >= '0' && h[i] <= '9') || (h[i] >= 'a' && h[i] <= 'f')))
+			return false;
+	return i == 64;
+}
+
+/* Headers the signer writes itself (invariant 2). */
+static bool is_reserved_header(const char *name)
+{
+	static const char *const reserved[] = {"host", "x-amz-date", "x-amz-content-sha256",
+					       "x-amz-security-token", "authorization"};
+	for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
+		if (!strcasecmp(name, reserved[i]))
+			return true;
+	return false;
+}
+
+/* A scope part (region, service, key id): printable, no '/' or blanks. */
+static bool is_scope_part(const char *s)
+{
+	if (!s || !*s)
+		return false;
+	for (; *s; s++)
+		if ((unsigned char)*s <= 0x20 || *s == 0x7f || *s == '/')
+			return false;
+	return true;
+}
+
+static int check_request(const struct snap_sigv4_request *q)
+{
+	if (!is_token(q->method) || !q->path || q->path[0] != '/' || !q->host || !*q->host ||
+	    !is_field_value(q->host) || !is_payload_hash(q->payload_hash) ||
+	    !is_scope_part(q->access_key) || !q->secret_key || !is_scope_part(q->region) ||
+	    !is_scope_part(q->service))
+		return -EINVAL;
+	if (q->session_token && (!*q->session_token || !is_field_value(q->session_token)))
+		return -EINVAL;
+	if ((q->nquery && !q->query) || (q->nheaders && !q->headers))
+		return -EINVAL;
+	for (size_t i = 0; i < q->nquery; i++)
+		if (!q->query[i].name)
+			return -EINVAL;
+	for (size_t i = 0; i < q->nheaders; i++)
+		if (!is_token(q->headers[i].name) || is_reserved_header(q->headers[i].name) ||
+		    !is_field_value(q->headers[i].value))
+			return -EINVAL;
+	/* 1970-01-01 .. 9999-12-31, so the date is always 16 characters */
+	if (q->time < 0 || q->time > 253402300799LL)
+		return -EINVAL;
+	return 0;
+}
+
+struct hdr {
+	char *name; /* lowercased */
+	const char *value;
+	size_t order; /* position given, for a stable sort */
+};
+
+static int cmp_hdr(const void *a, const void *b)
+{
+	const struct hdr *x = a, *y = b;
+	int c = strcmp(x->name, y->name);
+	if (c)
+		return c;
+	return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/* Appends value trimmed, with each inner run of blanks collapsed to one space. */
+static void add_trimmed(struct sbuf *b, const char *v)
+{
+	bool blank = false, any = false;
+	for (; *v; v++) {
+		if (*v == ' ' || *v == '\t') {
+			blank = true;
+			continue;
+		}
+		if (blank && any)
+			sb_chr(b, ' ');
+		sb_chr(b, *v);
+		blank = false;
+		any = true;
+	}
+}
+
+/* Step 2: the canonical header lines into canon, the signed header names into names. */
+static int canon_headers(const struct snap_sigv4_request *q, const char *amz_date,
+			 struct sbuf *canon, struct sbuf *names)
+{
+	size_t n = q->nheaders + 4;
+	struct hdr *h = calloc(n, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	size_t k = 0;
+	int r = 0;
+	for (size_t i = 0; i < q->nheaders; i++) {
+		h[k].name = strdup(q->headers[i].name);
+		if (!h[k].name) {
+			r = -ENOMEM;
+			goto out;
+		}
+		for (char *c = h[k].name; *c; c++)
+			if (*c >= 'A' && *c <= 'Z')
+				*c = (char)(*c - 'A' + 'a');
+		h[k].value = q->headers[i].value;
+		h[k].order = k;
+		k++;
+	}
+	const char *extra[4][2] = {{"host", q->host}, {"x-amz-date", amz_date}};
+	size_t nextra = 2;
+	if (!strcmp(q->service, "s3")) {
+		extra[nextra][0] = "x-amz-content-sha256";
+		extra[nextra++][1] = q->payload_hash;
+	}
+	if (q->session_token) {
+		extra[nextra][0] = "x-amz-security-token";
+		extra[nextra++][1] = q->session_token;
+	}
+	for (size_t i = 0; i < nextra; i++) {
+		h[k].name = strdup(extra[i][0]);
+		if (!h[k].name) {
+			r = -ENOMEM;
+			goto out;
+		}
+		h[k].value = extra[i][1];
+		h[k].order = k;
+		k++;
+	}
+	qsort(h, k, sizeof(*h), cmp_hdr);
+	for (size_t i = 0; i < k; i++) {
+		bool first = i == 0 || strcmp(h[i - 1].name, h[i].name);
+		bool last = i + 1 == k || strcmp(h[i + 1].name, h[i].name);
+		if (first) {
+			sb_str(canon, h[i].name);
+			sb_chr(canon, ':');
+			if (names->len)
+				sb_chr(names, ';');
+			sb_str(names, h[i].name);
+		} else {
+			sb_chr(canon, ',');
+		}
+		add_trimmed(canon, h[i].value);
+		if (last)
+			sb_chr(canon, '\n');
+	}
+out:
+	for (size_t i = 0; i < k; i++)
+		free(h[i].name);
+	free(h);
+	return r;
+}
+
+struct qp {
+	char *name, *value; /* encoded */
+};
+
+static int cmp_qp(const void *a, const void *b)
+{
+	const struct qp *x = a, *y = b;
+	int c = strcmp(x->name, y->name);
+	return c ? c : strcmp(x->value, y->value);
+}
+
+/* Step 3's query line: encoded name=value pairs sorted, joined with '&'. */
+static int canon_query(const struct snap_sigv4_request *q, struct sbuf *b)
+{
+	if (!q->nquery)
+		return 0;
+	struct qp *p = calloc(q->nquery, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	int r = 0;
+	for (size_t i = 0; i < q->nquery; i++) {
+		const char *v = q->query[i].value ? q->query[i].value : "";
+		p[i].name = encode_dup(q->query[i].name, false);
+		p[i].value = encode_dup(v, false);
+		if (!p[i].name || !p[i].value) {
+			r = -ENOMEM;
+			goto out;
+		}
+	}
+	qsort(p, q->nquery, sizeof(*p), cmp_qp);
+	for (size_t i = 0; i < q->nquery; i++) {
+		if (i)
+			sb_chr(b, '&');
+		sb_str(b, p[i].name);
+		sb_chr(b, '=');
+		sb_str(b, p[i].value);
+	}
+out:
+	for (size_t i = 0; i < q->nquery; i++) {
+		free(p[i].name);
+		free(p[i].value);
+	}
+	free(p);
+	return r;
+}
+
+static int sha256(const void *data, size_t len, uint8_t out[32])
+{
+	unsigned int l = 0;
+	if (!EVP_Digest(data, len, out, &l, EVP_sha256(), NULL) || l != 32)
+		return -EIO;
+	return 0;
+}
+
+static int hmac256(const void *key, size_t klen, const void *data, size_t dlen, uint8_t out[32])
+{
+	EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
+	OSSL_PARAM params[] = {
+	    OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+	    OSSL_PARAM_construct_end(),
+	};
+	size_t l = 0;
+	int ok = ctx && EVP_MAC_init(ctx, key, klen, params) && EVP_MAC_update(ctx, data, dlen) &&
+		 EVP_MAC_final(ctx, out, &l, 32) && l == 32;
+	EVP_MAC_CTX_free(ctx);
+	EVP_MAC_free(mac);
+	return ok ? 0 : -EIO;
+}
+
+/* Step 5. */
+static int signing_key(const struct snap_sigv4_request *q, const char *date8, uint8_t key[32])
+{
+	size_t slen = strlen(q->secret_key);
+	char *k0 = malloc(slen + 5);
+	if (!k0)
+		return -ENOMEM;
+	memcpy(k0, "AWS4", 4);
+	memcpy(k0 + 4, q->secret_key, slen + 1);
+	int r = hmac256(k0, slen + 4, date8, strlen(date8), key);
+	OPENSSL_cleanse(k0, slen + 4);
+	free(k0);
+	if (r >= 0)
+		r = hmac256(key, 32, q->region, strlen(q->region), key);
+	if (r >= 0)
+		r = hmac256(key, 32, q->service, strlen(q->service), key);
+	if (r >= 0)
+		r = hmac256(key, 32, "aws4_request", 12, key);
+	return r;
+}
+
+struct snap_sigv4_result *snap_sigv4_result_free(struct snap_sigv4_result *r)
+{
+	if (!r)
+		return NULL;
+	free(r->canonical_request);
+	free(r->string_to_sign);
+	free(r->signed_headers);
+	for (size_t i = 0; i < r->nadd; i++)
+		free(r->add[i].value);
+	free(r);
+	return NULL;
+}
+
+static int add_header(struct snap_sigv4_result *res, const char *name, const char *value)
+{
+	char *v = strdup(value);
+	if (!v)
+		return -ENOMEM;
+	res->add[res->nadd].name = name;
+	res->add[res->nadd++].value = v;
+	return 0;
+}
+
+int snap_sigv4_sign(const struct snap_sigv4_request *q, struct snap_sigv4_result **ret_result)
+{
+	if (!q || !ret_result)
+		return -EINVAL;
+	int r = check_request(q);
+	if (r < 0)
+		return r;
+
+	struct snap_sigv4_result *res = calloc(1, sizeof(*res));
+	if (!res)
+		return -ENOMEM;
+	time_t t = (time_t)q->time;
+	struct tm tm;
+	if (!gmtime_r(&t, &tm) ||
+	    strftime(res->amz_date, sizeof(res->amz_date), "%Y%m%dT%H%M%SZ", &tm) != 16) {
+		r = -EINVAL;
+		goto fail;
+	}
+	char date8[9];
+	memcpy(date8, res->amz_date, 8);
+	date8[8] = 0;
+
+	/* steps 2 and 3 */
+	struct sbuf hdrs = {0}, names = {0}, cr = {0}, sts = {0}, auth = {0};
+	r = canon_headers(q, res->amz_date, &hdrs, &names);
+	if (r < 0)
+		goto out_bufs;
+	char *path = encode_dup(q->path, true);
+	if (!path) {
+		r = -ENOMEM;
+		goto out_bufs;
+	}
+	sb_str(&cr, q->method);
+	sb_chr(&cr, '\n');
+	sb_str(&cr, path);
+	sb_chr(&cr, '\n');
+	free(path);
+	r = canon_query(q, &cr);
+	if (r < 0)
+		goto out_bufs;
+	sb_chr(&cr, '\n');
+	if (hdrs.p)
+		sb_str(&cr, hdrs.p);
+	sb_chr(&cr, '\n');
+	if (names.p)
+		sb_str(&cr, names.p);
+	sb_chr(&cr, '\n');
+	sb_str(&cr, q->payload_hash);
+	if (cr.oom || names.oom || hdrs.oom) {
+		r = -ENOMEM;
+		goto out_bufs;
+	}
+
+	/* step 4 */
+	uint8_t digest[32];
+	char hex[65];
+	r = sha256(cr.p, cr.len, digest);
+	if (r < 0)
+		goto out_bufs;
+	snap_hex(hex, digest, 32);
+	sb_str(&sts, "AWS4-HMAC-SHA256\n");
+	sb_str(&sts, res->amz_date);
+	sb_chr(&sts, '\n');
+	struct sbuf scope = {0};
+	sb_str(&scope, date8);
+	sb_chr(&scope, '/');
+	sb_str(&scope, q->region);
+	sb_chr(&scope, '/');
+	sb_str(&scope, q->service);
+	sb_str(&scope, "/aws4_request");
+	if (scope.oom) {
+		free(scope.p);
+		r = -ENOMEM;
+		goto out_bufs;
+	}
+	sb_str(&sts, scope.p);
+	sb_chr(&sts, '\n');
+	sb_str(&sts, hex);
+	if (sts.oom) {
+		free(scope.p);
+		r = -ENOMEM;
+		goto out_bufs;
+	}
+
+	/* step 5 */
+	uint8_t key[32], sig[32];
+	r = signing_key(q, date8, key);
+	if (r >= 0)
+		r = hmac256(key, 32, sts.p, sts.len, sig);
+	OPENSSL_cleanse(key, sizeof(key));
+	if (r < 0) {
+		free(scope.p);
+		goto out_bufs;
+	}
+	snap_hex(res->signature, sig, 32);
+
+	sb_str(&auth, "AWS4-HMAC-SHA256 Credential=");
+	sb_str(&auth, q->access_key);
+	sb_chr(&auth, '/');
+	sb_str(&auth, scope.p);
+	sb_str(&auth, ", SignedHeaders=");
+	sb_str(&auth, names.p);
+	sb_str(&auth, ", Signature=");
+	sb_str(&auth, res->signature);
+	free(scope.p);
+	if (auth.oom) {
+		r = -ENOMEM;
+		goto out_bufs;
+	}
+
+	res->canonical_request = sb_take(&cr);
+	res->string_to_sign = sb_take(&sts);
+	res->signed_headers = sb_take(&names);
+	r = add_header(res, "Authorization", auth.p);
+	if (r >= 0)
+		r = add_header(res, "x-amz-date", res->amz_date);
+	if (r >= 0 && !strcmp(q->service, "s3"))
+		r = add_header(res, "x-amz-content-sha256", q->payload_hash);
+	if (r >= 0 && q->session_token)
+		r = add_header(res, "x-amz-security-token", q->session_token);
+	if (r >= 0 && (!res->canonical_request || !res->string_to_sign || !res->signed_headers))
+		r = -ENOMEM;
+out_bufs:
+	free(hdrs.p);
+	free(names.p);
+	free(cr.p);
+	free(sts.p);
+	free(auth.p);
+	if (r >= 0) {
+		*ret_result = res;
+		return 0;
+	}
+fail:
+	snap_sigv4_result_free(res);
+	return r;
+}
