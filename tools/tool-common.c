@@ -363,9 +363,11 @@ void tool_args_free(struct tool_args *a)
 
 static struct snap_job *volatile current_job;
 
+static volatile sig_atomic_t caught_signal;
+
 static void on_signal(int sig)
 {
-	(void)sig;
+	caught_signal = sig;
 	if (current_job)
 		snap_job_cancel(current_job);
 }
@@ -436,6 +438,13 @@ int tool_run_job(struct snap_job *job, int progress_mode, const char *what)
 	if (r < 0) {
 		const char *d = snap_job_error(job);
 		tool_error("%s failed: %s", what, *d ? d : snap_strerror(r));
+	}
+	if (r == -ECANCELED && caught_signal) {
+		/* the job cleaned up: every command now dies of the signal, as the shell expects
+		 * (128 + the signal's number: 130 for SIGINT, 143 for SIGTERM) */
+		fflush(NULL);
+		signal(caught_signal, SIG_DFL);
+		raise(caught_signal);
 	}
 	return r;
 }

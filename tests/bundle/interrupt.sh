@@ -32,6 +32,8 @@ for sig in INT TERM; do
 	rc=0
 	wait $pid || rc=$?
 	[ $rc -ne 0 ] || fail "SIG$sig: exit status 0 (finished before the signal?)"
+	# it dies of the signal, as every command does: 128 + its number
+	[ $rc -eq $((128 + $(kill -l "$sig"))) ] || fail "SIG$sig: exit status $rc"
 	[ -z "$(ls -A "$out")" ] || fail "SIG$sig left: $(ls -A "$out")"
 	grep -q 'cancelled' "$T/progress" || fail "SIG$sig: no message: $(tail -2 "$T/progress")"
 done

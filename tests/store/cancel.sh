@@ -15,10 +15,14 @@ for _ in $(seq 1 200); do
 	sleep 0.05
 done
 kill -INT "$pid" 2>/dev/null || true
-if wait "$pid"; then
+rc=0
+wait "$pid" || rc=$?
+if [ $rc -eq 0 ]; then
 	echo "store finished before the signal; cancellation not exercised"
 	exit 77
 fi
+# it dies of the signal, as every command does (bundle's exit status, 130)
+[ $rc -eq 130 ] || fail "exit status $rc after SIGINT, not 130"
 grep -q "cancelled" progress.log || { cat progress.log >&2; fail "no 'cancelled' message"; }
 [ ! -e out.bin ] || fail "cancelled store left out.bin"
 if ls -A | grep -q '\.tmp-[0-9]'; then
