@@ -34,21 +34,15 @@ our_pid() { # DIR NAME
 	[ -f "$f" ] || return 1
 	pid=$(cat "$f")
 	[[ "$pid" =~ ^[0-9]+$ ]] || return 1
-	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$1/ceph.conf" || return 1
+	tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF -- "$1/ceph.conf" || return 1
 	echo "$pid"
 }
 
-stop() { # DIR
-	local d="$1" name pid pids=() i
-	[ -d "$d" ] || return 0
-	[ -f "$d/ceph.conf" ] || { say "$d is not a gateway directory, not removing it"; return 1; }
-	for name in rgw osd mon; do
-		pid=$(our_pid "$d" "$name") || continue
-		kill -TERM "$pid" 2>/dev/null || true
-		pids+=("$pid")
-	done
-	for pid in "${pids[@]}"; do
-		for ((i = 0; i < 100; i++)); do # 10 s, then SIGKILL
+kill_wait() { # PID...: SIGTERM, up to 10 s, then SIGKILL
+	local pid i
+	for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
+	for pid in "$@"; do
+		for ((i = 0; i < 100; i++)); do
 			kill -0 "$pid" 2>/dev/null || break
 			sleep 0.1
 		done
@@ -58,6 +52,18 @@ stop() { # DIR
 			for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 		fi
 	done
+}
+
+stop() { # DIR
+	local d="$1" name pid pids=()
+	[ -d "$d" ] || return 0
+	[ -f "$d/ceph.conf" ] || { say "$d is not a gateway directory, not removing it"; return 1; }
+	# gateway and OSD first, while the monitor is there to hear them go
+	for name in rgw osd; do
+		pid=$(our_pid "$d" "$name") && pids+=("$pid")
+	done
+	[ ${#pids[@]} -eq 0 ] || kill_wait "${pids[@]}"
+	if pid=$(our_pid "$d" mon); then kill_wait "$pid"; fi
 	rm -rf "$d"
 }
 
