@@ -38,16 +38,15 @@ our_pid() { # DIR NAME
 	echo "$pid"
 }
 
-kill_wait() { # PID...: SIGTERM, up to 10 s, then SIGKILL
-	local pid i
+kill_wait() { # GRACE PID...: SIGTERM, up to GRACE tenths of a second, then SIGKILL
+	local grace="$1" pid i; shift
 	for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
 	for pid in "$@"; do
-		for ((i = 0; i < 100; i++)); do
+		for ((i = 0; i < grace; i++)); do
 			kill -0 "$pid" 2>/dev/null || break
 			sleep 0.1
 		done
 		if kill -0 "$pid" 2>/dev/null; then
-			say "pid $pid ignored SIGTERM for 10 s, killing it"
 			kill -KILL "$pid" 2>/dev/null || true
 			for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 		fi
@@ -55,15 +54,15 @@ kill_wait() { # PID...: SIGTERM, up to 10 s, then SIGKILL
 }
 
 stop() { # DIR
-	local d="$1" name pid pids=()
+	local d="$1" pid
 	[ -d "$d" ] || return 0
 	[ -f "$d/ceph.conf" ] || { say "$d is not a gateway directory, not removing it"; return 1; }
-	# gateway and OSD first, while the monitor is there to hear them go
-	for name in rgw osd; do
-		pid=$(our_pid "$d" "$name") && pids+=("$pid")
-	done
-	[ ${#pids[@]} -eq 0 ] || kill_wait "${pids[@]}"
-	if pid=$(our_pid "$d" mon); then kill_wait "$pid"; fi
+	# Gateway and OSD first, while the monitor is there to hear them go. Nothing is kept, so
+	# the grace is short: radosgw 16.2 often hangs in its SIGTERM shutdown (seen here when
+	# stopped seconds after start), so it gets 2 s, the others 10 s, then SIGKILL.
+	if pid=$(our_pid "$d" rgw); then kill_wait 20 "$pid"; fi
+	if pid=$(our_pid "$d" osd); then kill_wait 100 "$pid"; fi
+	if pid=$(our_pid "$d" mon); then kill_wait 100 "$pid"; fi
 	rm -rf "$d"
 }
 
