@@ -155,6 +155,10 @@ start() { # DIR [PORT]
 	[client.rgw.t]
 	rgw frontends = beast endpoint=127.0.0.1:$port
 	rgw dns name = 127.0.0.1
+	# deleted objects' data goes to garbage collection, by default after 2 hours: free the
+	# memstore within seconds instead, so tests that write big objects do not fill it
+	rgw gc obj min wait = 5
+	rgw gc processor period = 5
 	CONF
 	# ceph CLI calls: bounded, never waiting on a monitor that is not there
 	cephc() { timeout 20 ceph -c "$conf" --connect-timeout 10 "$@"; }
