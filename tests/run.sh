@@ -7,6 +7,29 @@ cd "$(dirname "$0")/.."
 tools/install-deps.sh
 
 jobs=$(nproc)
+
+# The S3 service of the tests (tests/s3/rgw.sh): started once, before the first meson test, and
+# stopped on any exit, interruption included. Its SNAP_TEST_S3_* variables reach every test;
+# without it (packages missing, cannot start here) the S3 tests skip. An endpoint already set
+# in the environment is used as it is.
+rgw_tmp=
+s3_start() {
+	[ -z "$rgw_tmp" ] && [ -z "${SNAP_TEST_S3_ENDPOINT:-}" ] || return 0
+	rgw_tmp=$(mktemp -d "${TMPDIR:-/tmp}/snapbundle-rgw.XXXXXX")
+	if tests/s3/rgw.sh start "$rgw_tmp/rgw"; then
+		set -a; . "$rgw_tmp/rgw/env"; set +a
+	else
+		echo "S3 gateway not started (exit $?): the S3 tests skip"
+	fi
+}
+s3_stop() {
+	[ -n "$rgw_tmp" ] || return 0
+	tests/s3/rgw.sh stop "$rgw_tmp/rgw" || true
+	rm -rf "$rgw_tmp"
+}
+trap s3_stop EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 passed=0 failed=0 skipped=0
 status=0
 
@@ -36,6 +59,7 @@ run_suite() { # build dir, meson options...
 	fi
 	ninja -C "$dir" >/dev/null || { echo "build failed in $dir"; ninja -C "$dir" | tail -40; exit 1; }
 	rm -f "$dir/meson-logs/testlog.json"
+	s3_start
 	meson test -C "$dir" --print-errorlogs --num-processes "$jobs" --no-rebuild || status=1
 	count "$dir"
 }

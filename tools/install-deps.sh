@@ -13,6 +13,9 @@ packages=(
 	xxd # hex to bytes for the bundle tests
 	# reference tools for the benchmarks
 	pigz zstd qemu-utils isal # isal: igzip, the outside bound of bench/limit.sh
+	# the S3 service of the tests (tests/s3/rgw.sh): a one-node Ceph RADOS Gateway, and the
+	# outside judge that talks to it (/usr/bin/aws, awscli 2.9)
+	radosgw ceph-mon ceph-osd uuid-runtime curl awscli
 )
 
 missing=()
