@@ -86,7 +86,7 @@ for t in "${targets[@]}"; do
 		echo "FAIL fuzz-$name (exit $rc): last 30 lines of its log:"
 		tail -30 "$w/log" | sed 's/^/    /'
 		cp "$w/log" "$arts/log"
-		for a in $(grep -oE "Test unit written to .*" "$w/log" | sed 's/Test unit written to //'); do
+		for a in $(grep -oE "Test unit written to .*" "$w/log" | sed 's/Test unit written to //' | sort -u); do
 			echo "    reproducer: $a"
 			echo "    replay:     $bin $a"
 			echo "    or, in the normal build: build/$exe $a"
