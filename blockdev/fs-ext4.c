@@ -462,7 +462,8 @@ static int ext4_load_gdt(struct ext4_fs *fs)
 		uint64_t bb = ext4_block_bitmap(fs, g), ib = ext4_inode_bitmap(fs, g),
 			 it = ext4_inode_table(fs, g);
 		if (bb < fs->first_data_block || bb >= fs->blocks || ib < fs->first_data_block ||
-		    ib >= fs->blocks || it < fs->first_data_block || it > fs->blocks - itb)
+		    ib >= fs->blocks || it < fs->first_data_block || itb > fs->blocks ||
+		    it > fs->blocks - itb)
 			return snap_fs_fail(fs->ctx, -EUCLEAN,
 					    "ext4: group %u metadata outside the filesystem", g);
 	}

@@ -3,8 +3,8 @@
  * fuzz-store.c - libFuzzer target for every .bin store decoder (header, record prefix, frame
  * header and the frame opener, footer, KEYS, META, INDEX, SIGNATURE). The first byte picks the
  * decoder so one corpus covers all; decoded objects are re-encoded to exercise the encoders on
- * whatever the decoder accepted. Built with -Dfuzz (clang -fsanitize=fuzzer); otherwise
- * fuzz-main.c replays a corpus.
+ * whatever the decoder accepted. Built with -Dfuzz=true (clang -fsanitize=fuzzer, tests/fuzz.sh);
+ * otherwise tests/fuzz-replay.c replays a corpus (formats/corpus-store).
  */
 #include <stdint.h>
 #include <stdlib.h>

@@ -193,9 +193,15 @@ int snap_gunzip_step(struct snap_inflate *i, const uint8_t **in, size_t *in_len,
 	st->next_out = out;
 	st->avail_out = (uint32_t)out_cap;
 	int r = isal_inflate(st);
-	*ret_out = out_cap - st->avail_out;
-	*in += *in_len - st->avail_in;
-	*in_len = st->avail_in;
+	/* On some corrupt streams ISA-L (2.30) returns an error with avail_in wrapped below zero
+	 * (next_in and avail_in disagree): the stream is dead then, so all of the input counts as
+	 * read, and counters that no longer fit in what was given are corrupt data too. */
+	if (r >= 0 && (st->avail_in > *in_len || st->avail_out > out_cap))
+		r = ISAL_INVALID_BLOCK;
+	size_t in_left = r < 0 || st->avail_in > *in_len ? 0 : st->avail_in;
+	*ret_out = st->avail_out > out_cap ? 0 : out_cap - st->avail_out;
+	*in += *in_len - in_left;
+	*in_len = in_left;
 	*ret_end = r >= 0 && st->block_state == ISAL_BLOCK_FINISH;
 	if (r < 0) {
 		*ret_detail = isal_text(r);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: installs missing packages, builds with warnings as errors, runs the suite,
-# then builds once more with AddressSanitizer + UndefinedBehaviorSanitizer and runs it again.
+# then builds once more with AddressSanitizer + UndefinedBehaviorSanitizer and runs it again,
+# then fuzzes every libFuzzer target for 15 s when clang is there (tests/fuzz.sh).
 # Ends with one line "tests: N passed, N failed, N skipped".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -72,6 +73,23 @@ export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:halt_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 run_suite build-asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false \
 	-Dbuildtype=debug
+
+echo "== fuzz every libFuzzer target for 15 s (tests/fuzz.sh)"
+if command -v clang >/dev/null; then
+	fuzz_log=$(mktemp)
+	tests/fuzz.sh 15 | tee "$fuzz_log" || status=1
+	fuzz_counts=$(sed -n 's/^fuzz: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$fuzz_log")
+	rm -f "$fuzz_log"
+	if [ -n "$fuzz_counts" ]; then
+		read -r fp ff <<<"$fuzz_counts"
+		passed=$((passed + fp)) failed=$((failed + ff))
+	else
+		failed=$((failed + 1)) status=1 # it did not get to run its targets
+	fi
+else
+	echo "clang not found: fuzzing skipped"
+	skipped=$((skipped + 1))
+fi
 
 echo "tests: $passed passed, $failed failed, $skipped skipped"
 exit $status

@@ -11,6 +11,9 @@ packages=(
 	fdisk e2fsprogs xfsprogs dosfstools mtools ntfs-3g util-linux
 	tar libarchive-tools gzip openssl python3 coreutils
 	xxd # hex to bytes for the bundle tests
+	# fuzzing (tests/fuzz.sh): clang, and libFuzzer + the sanitizer runtimes, which clang-14
+	# only recommends (--no-install-recommends below)
+	clang libclang-rt-14-dev
 	# reference tools for the benchmarks
 	pigz zstd qemu-utils isal # isal: igzip, the outside bound of bench/limit.sh
 	# the S3 service of the tests (tests/s3/rgw.sh): a one-node Ceph RADOS Gateway, and the
