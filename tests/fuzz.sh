@@ -30,6 +30,7 @@ targets=(
 	"gunzip formats/fuzz-gunzip formats/corpus/gunzip"
 	"manifest-read formats/fuzz-manifest-read formats/corpus/manifest-read"
 	"tar-reader formats/fuzz-tar-reader formats/corpus/tar-reader"
+	"s3-xml formats/fuzz-s3-xml formats/corpus/s3-xml"
 	"store formats/fuzz-store formats/corpus-store"
 	"layout blockdev/fuzz-layout blockdev/corpus/layout"
 	"fs blockdev/fuzz-fs blockdev/corpus/fs"
