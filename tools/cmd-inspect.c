@@ -366,9 +366,16 @@ int cmd_inspect(int argc, char **argv)
 	int c;
 
 	/* the one place that decides what kind of input this is */
-	for (int i = 1; i < argc; i++)
+	for (int i = 1; i < argc; i++) {
 		if (argv[i][0] != '-' && snap_store_image_probe(argv[i]) == 1)
 			return cmd_inspect_store(argc, argv);
+		if (argv[i][0] != '-' && tool_is_manifest(argv[i])) {
+			tool_error("%s is a classic bundle's manifest: inspect reads disks and .bin "
+				   "images; check a bundle with snapbundle verify -m %s",
+				   argv[i], argv[i]);
+			return 2;
+		}
+	}
 
 	tool_args_init(&args, TOOL_SHARED_DEBUG, "h", longopts);
 	while ((c = tool_getopt(&args, argc, argv)) != -1) {

@@ -111,6 +111,13 @@ int cmd_verify(int argc, char **argv)
 		bool image = false;
 		for (int i = 1; i < argc; i++)
 			image |= argv[i][0] != '-' || !strcmp(argv[i], "-");
+		for (int i = 1; i < argc; i++)
+			if (argv[i][0] != '-' && tool_is_manifest(argv[i])) {
+				tool_error("%s is a classic bundle's manifest: give it with -m "
+					   "(snapbundle verify -m %s)",
+					   argv[i], argv[i]);
+				return 2;
+			}
 		if (argc < 2 || (wants_help(argc, argv) && !image)) {
 			usage(argc < 2 ? stderr : stdout);
 			return argc < 2 ? 2 : 0;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "tool.h"
@@ -69,6 +70,25 @@ static size_t utf8_len(const unsigned char *p)
 	    (n == 4 && p[0] == 0xf0 && p[1] < 0x90) || (n == 4 && p[0] == 0xf4 && p[1] >= 0x90))
 		return 0; /* overlong, surrogate, past U+10FFFF */
 	return n;
+}
+
+bool tool_is_manifest(const char *path)
+{
+	struct stat st;
+	if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
+		return false;
+	FILE *f = fopen(path, "rb");
+	char buf[256] = "";
+	size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+	if (f)
+		fclose(f);
+	buf[n] = 0;
+	const char *p = buf;
+	if (!strncmp(p, "\xef\xbb\xbf", 3))
+		p += 3;
+	while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
+		p++;
+	return !strncmp(p, "<?xml", 5) || !strncmp(p, "<manifest", 9);
 }
 
 const char *tool_safe(const char *s)

@@ -38,6 +38,9 @@ const char *tool_size(char *buf, unsigned long long bytes);
  * written as \xNN (\\); for strings from untrusted images. The result lives until 16 more
  * calls; NULL gives NULL. */
 const char *tool_safe(const char *s);
+/* Whether path is a regular file that starts like a classic bundle's manifest (XML), so that a
+ * command meant for disks or .bin images can say what to use instead. */
+bool tool_is_manifest(const char *path);
 
 /* A decimal integer in [lo, hi], nothing else on the string. */
 bool tool_parse_int(const char *s, long lo, long hi, long *ret);

@@ -36,6 +36,13 @@ expect_error "directory" "cannot use $tmp/dir: not a block device or regular fil
 	"$SNAPBUNDLE" inspect "$tmp/dir"
 expect_error "empty file" "cannot use $tmp/empty.img: it is empty" \
 	"$SNAPBUNDLE" inspect --json "$tmp/empty.img"
+# a classic bundle's manifest, given where a disk or a .bin belongs: the command says what to use
+printf '<?xml version="1.0"?>\n<manifest><version>2007-10-10</version></manifest>\n' \
+	>"$tmp/x.manifest.xml"
+expect_error "manifest to inspect" "is a classic bundle's manifest: .*verify -m $tmp/x.manifest.xml" \
+	"$SNAPBUNDLE" inspect "$tmp/x.manifest.xml"
+expect_error "manifest to verify" "is a classic bundle's manifest: give it with -m" \
+	"$SNAPBUNDLE" verify "$tmp/x.manifest.xml"
 expect_error "no source" "inspect needs a SOURCE" "$SNAPBUNDLE" inspect
 expect_error "two sources" "inspect takes one SOURCE" \
 	"$SNAPBUNDLE" inspect "$tmp/empty.img" "$tmp/empty.img"
