@@ -395,6 +395,9 @@ static void on_signal(int sig)
 struct progress_state {
 	int mode;
 	bool drew;
+	bool based;		/* base_* hold the first sample of the data stage */
+	double base_elapsed;	/* the rate and the ETA count from there: a job that counts */
+	uint64_t base_done;	/* what it skips as done at the start is not a speed */
 };
 
 static const char *stage_name(int stage)
@@ -420,17 +423,26 @@ static int on_progress(void *userdata, const struct snap_progress *p)
 	if (st->mode != TOOL_PROGRESS_BAR)
 		return 0;
 	char a[32], b[32], c[32];
-	double rate = p->elapsed > 0 ? (double)p->bytes_done / p->elapsed : 0;
+	if (!st->based && p->stage == SNAP_STAGE_DATA) {
+		st->based = true;
+		st->base_elapsed = p->elapsed;
+		st->base_done = p->bytes_done;
+	}
+	double dt = st->based ? p->elapsed - st->base_elapsed : 0;
+	double rate = dt > 0 && p->bytes_done > st->base_done
+			      ? (double)(p->bytes_done - st->base_done) / dt
+			      : 0;
 	double eta = rate > 0 && p->bytes_total > p->bytes_done
 			     ? (double)(p->bytes_total - p->bytes_done) / rate
 			     : 0;
-	int width = 30, fill = (int)(p->percent / 100.0 * width);
+	/* at most 79 columns, whatever the sizes: an 80-column terminal never wraps it */
+	int width = 14, fill = (int)(p->percent / 100.0 * width);
 	char bar[64];
 	for (int i = 0; i < width; i++)
 		bar[i] = i < fill ? '#' : '.';
 	bar[width] = 0;
-	fprintf(stderr, "\r%-7s [%s] %5.1f%% %s/%s %s/s ETA %02d:%02d   ", stage_name(p->stage),
-		bar, p->percent, tool_size(a, p->bytes_done), tool_size(b, p->bytes_total),
+	fprintf(stderr, "\r%-7s [%s] %5.1f%% %s/%s %s/s %d:%02d\033[K", stage_name(p->stage), bar,
+		p->percent, tool_size(a, p->bytes_done), tool_size(b, p->bytes_total),
 		tool_size(c, (unsigned long long)rate), (int)eta / 60, (int)eta % 60);
 	st->drew = true;
 	return 0;
