@@ -90,9 +90,9 @@ int main(void)
 {
 	if (system("command -v openssl >/dev/null") != 0)
 		return 77;
-	snprintf(dir, sizeof(dir), "%s/snaptest-XXXXXX",
-		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-	REQUIRE(mkdtemp(dir) != NULL);
+	char prefix[200];
+	snprintf(prefix, sizeof(prefix), "%s/snaptest-", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	test_mkdtemp(dir, sizeof(dir), prefix);
 	char cmd[2048];
 	snprintf(
 	    cmd, sizeof(cmd),

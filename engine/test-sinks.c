@@ -180,8 +180,7 @@ int main(void)
 		return 77;
 	}
 	/* on the build's filesystem, not /tmp (often tmpfs): the direct path must be tried */
-	snprintf(dir, sizeof(dir), "test-sinks-XXXXXX");
-	REQUIRE(mkdtemp(dir) != NULL);
+	test_mkdtemp(dir, sizeof(dir), "test-sinks-");
 	REQUIRE(sh("cd '%s' && openssl req -x509 -newkey rsa:2048 -nodes -keyout user.key "
 		   "-out user.pem -days 1 -subj /CN=u 2>/dev/null && truncate -s 40M img && "
 		   "head -c 3M /dev/urandom | dd of=img bs=1M seek=5 conv=notrunc 2>/dev/null && "

@@ -73,11 +73,24 @@ static void test_cleanup(void)
 	}
 }
 
+/* mkdtemp of prefix followed by the six characters it replaces; buf holds the name. */
+__attribute__((unused)) static char *test_mkdtemp(char *buf, size_t size, const char *prefix)
+{
+	size_t n = strlen(prefix);
+	REQUIRE(n + 7 <= size);
+	memcpy(buf, prefix, n);
+	memset(buf + n, 'X', 6);
+	buf[n + 6] = 0;
+	REQUIRE(mkdtemp(buf) != NULL);
+	return buf;
+}
+
 __attribute__((unused)) static const char *test_mkdir(void)
 {
 	const char *t = getenv("TMPDIR");
-	snprintf(test_dir, sizeof(test_dir), "%s/snaptest-XXXXXX", t && *t ? t : "/tmp");
-	REQUIRE(mkdtemp(test_dir) != NULL);
+	char prefix[sizeof(test_dir) - 8];
+	snprintf(prefix, sizeof(prefix), "%s/snaptest-", t && *t ? t : "/tmp");
+	test_mkdtemp(test_dir, sizeof(test_dir), prefix);
 	atexit(test_cleanup);
 	return test_dir;
 }
