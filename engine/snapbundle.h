@@ -173,6 +173,12 @@ enum snap_job_kind {
 	SNAP_JOB_STORE = 4,	    /* sources -> single-object .bin store image */
 	SNAP_JOB_RESTORE = 5,	    /* .bin -> image file or block device */
 	SNAP_JOB_VERIFY_STORE = 6,  /* every restore check, nothing written */
+	/* S3 transfers of classic bundles, as ec2-upload-bundle, ec2-download-bundle and
+	 * ec2-delete-bundle (SNAP_SPARAM_S3_*), and aborting a store's multipart upload */
+	SNAP_JOB_UPLOAD_BUNDLE = 7,   /* local manifest + parts -> bucket, manifest last */
+	SNAP_JOB_DOWNLOAD_BUNDLE = 8, /* bucket -> local directory, manifest first */
+	SNAP_JOB_DELETE_BUNDLE = 9,   /* the parts, then the manifest */
+	SNAP_JOB_S3_ABORT = 10,	      /* SNAP_SPARAM_OUTPUT s3://...: abort its uploads */
 };
 
 /* Integer parameters. Ranges: 1-99 common, 100-199 bundle, 200-299 unbundle,
@@ -212,6 +218,17 @@ enum snap_job_param {
 	 * signature when there is one; frames are not decrypted, and the metadata and index
 	 * authenticate only through a signature (SNAP_RESULT_AUTHENTICATED says which). */
 	SNAP_PARAM_WITHOUT_KEY = 309,
+	/* 400-499: S3. Wherever a bundle, manifest or .bin is named, an s3://BUCKET/KEY URL is
+	 * accepted; the service and the credentials come from SNAP_SPARAM_S3_* or the AWS chain
+	 * (environment, ~/.aws, instance metadata). */
+	SNAP_PARAM_S3_CONNECTIONS = 400, /* transfers at once, default 8 */
+	SNAP_PARAM_S3_RETRIES = 401,	 /* per request, default 5 */
+	SNAP_PARAM_S3_PART_SIZE = 402,	 /* store: multipart part size, 0 = chosen by size */
+	SNAP_PARAM_RESUME = 403,	 /* bool, store -o s3://: continue the kept upload */
+	SNAP_PARAM_NO_RESUME = 404,	 /* bool: a failed store aborts its upload, keeps nothing */
+	SNAP_PARAM_SKIP_MANIFEST = 405,	 /* bool, upload-bundle: parts only */
+	SNAP_PARAM_CLEAR = 406,		 /* bool, delete-bundle: also the bucket when empty */
+	SNAP_PARAM_FIRST_PART = 407,	 /* upload-bundle: begin with this part (--part N) */
 };
 
 /* String parameters; snap_job_add_string() appends to the list-valued ones. */
@@ -246,6 +263,16 @@ enum snap_job_sparam {
 	SNAP_SPARAM_IMAGE_ID = 28,	  /* store: AMI id the object is named after */
 	SNAP_SPARAM_TRUSTED_SIGNER = 29,  /* restore, verify store: require a signature by this
 					   * key (PEM certificate, public or private key) */
+	/* S3 (SNAP_PARAM_S3_*): each unset one is looked up by the AWS chain */
+	SNAP_SPARAM_S3_ENDPOINT = 40,	   /* http(s)://host[:port] */
+	SNAP_SPARAM_S3_REGION = 41,
+	SNAP_SPARAM_S3_ACCESS_KEY = 42,
+	SNAP_SPARAM_S3_SECRET_KEY = 43,
+	SNAP_SPARAM_S3_SESSION_TOKEN = 44,
+	SNAP_SPARAM_S3_PROFILE = 45,
+	SNAP_SPARAM_S3_ACL = 46,	   /* canned ACL of every object uploaded */
+	SNAP_SPARAM_S3_BUCKET = 47,	   /* upload/download/delete-bundle: BUCKET[/PREFIX] */
+	SNAP_SPARAM_S3_LOCATION = 48,	   /* upload-bundle: create the bucket there if missing */
 };
 
 enum snap_stage {
@@ -265,6 +292,9 @@ struct snap_progress {
 	uint64_t bytes_written; /* bytes written to the output */
 	double elapsed;		/* seconds since snap_job_run started */
 	double percent;		/* 0..100, what DescribeStoreImageTasks would report */
+	/* S3 jobs: payload bytes sent to and received from the service so far (members added at
+	 * the end: the library allocates the struct, callbacks only read it) */
+	uint64_t bytes_uploaded, bytes_downloaded;
 };
 
 /* Called from the thread running snap_job_run, at most every SNAP_PARAM_PROGRESS_MS and once
@@ -308,10 +338,16 @@ enum snap_job_result {
 	 * by their digests only: no secret), 1 by a valid signature only (SNAP_PARAM_WITHOUT_KEY),
 	 * 0 not authenticated (without key and unsigned: integrity of the stored bytes only) */
 	SNAP_RESULT_AUTHENTICATED = 10,
+	SNAP_RESULT_BYTES_UPLOADED = 11,   /* u64: S3 payload bytes sent, retries included */
+	SNAP_RESULT_BYTES_DOWNLOADED = 12, /* u64: S3 payload bytes received */
+	SNAP_RESULT_S3_REQUESTS = 13,	   /* u64 */
+	SNAP_RESULT_S3_RETRIES = 14,	   /* u64 */
 	SNAP_RESULT_MANIFEST_PATH = 100, /* string */
 	SNAP_RESULT_DIGEST = 101,	 /* string: manifest digest (SHA-1 of the tar stream) */
 	SNAP_RESULT_OUTPUT_PATH = 102,	 /* string */
 	SNAP_RESULT_TIMINGS = 103,	 /* string: JSON object, seconds per stage */
+	SNAP_RESULT_OBJECT_URL = 104,	 /* string: s3://BUCKET/KEY written (store -o s3://) */
+	SNAP_RESULT_ETAG = 105,		 /* string: that object's ETag */
 };
 
 int snap_job_result_u64(const struct snap_job *job, int result, uint64_t *ret);

@@ -7,6 +7,7 @@ packages=(
 	# build
 	build-essential meson ninja-build pkg-config
 	liburing-dev libblkid-dev libfdisk-dev libisal-dev libssl-dev libxml2-dev zlib1g-dev
+	libcurl4-openssl-dev # the S3 transport (s3/)
 	# outside judges used by the tests, and the demo disk
 	fdisk e2fsprogs xfsprogs dosfstools mtools ntfs-3g util-linux
 	tar libarchive-tools gzip openssl python3 coreutils
