@@ -118,6 +118,11 @@ struct snap_s3_stats {
 	uint64_t requests, retries;
 };
 void snap_s3_client_stats(const struct snap_s3_client *c, struct snap_s3_stats *ret);
+/* The client's memory budget (invariant 5), taken by writers and readers for the bodies they
+ * hold: acquire waits until bytes fit (a request larger than the whole budget waits until
+ * nothing else is held), or returns -ECANCELED after snap_s3_client_cancel. */
+int snap_s3_budget_acquire(struct snap_s3_client *c, uint64_t bytes);
+void snap_s3_budget_release(struct snap_s3_client *c, uint64_t bytes);
 
 /* The fault hook of the tests, process-wide: asked before each attempt of each request with
  * its method, bucket, key and attempt number (0 first); returns what that attempt does. */
@@ -234,6 +239,8 @@ int snap_s3_delete_bucket(struct snap_s3_client *c, const char *bucket, char **r
 enum {
 	SNAP_S3_WRITER_MULTIPART = 1 << 0,
 	SNAP_S3_WRITER_KEEP = 1 << 1, /* abort leaves a multipart upload in place (resume) */
+	/* every part streams (invariant 5) whatever its size: for tests of the streamed path */
+	SNAP_S3_WRITER_STREAM = 1 << 2,
 };
 struct snap_s3_writer;
 int snap_s3_writer_new(struct snap_s3_client *c, const char *bucket, const char *key,
