@@ -1600,6 +1600,21 @@ int snap_s3_put_stream_start(struct snap_s3_client *c, const char *bucket, const
 	struct req *r = req_new(c, upload_id ? "UploadPart" : "PutObject", "PUT", bucket, key);
 	if (!r)
 		return bucket && *bucket ? -ENOMEM : -EINVAL;
+	/* nothing to stream (and RGW refuses an aws-chunked body of the final chunk alone): an
+	 * empty body in memory */
+	if (!len) {
+		int rc = add_part_query(r, upload_id, part_number);
+		if (rc >= 0)
+			rc = req_body(r, NULL, 0, true);
+		if (rc >= 0)
+			rc = submit(c, r);
+		if (rc < 0) {
+			req_free(r);
+			return rc;
+		}
+		*ret = (struct snap_s3_put *)r;
+		return 0;
+	}
 	r->body_kind = BODY_STREAM;
 	r->read_fn = read;
 	r->read_ud = userdata;
@@ -2144,13 +2159,25 @@ int snap_s3_complete_upload(struct snap_s3_client *c, const char *bucket, const 
 			rc = parse_failed(r, rc, pd, ret_detail);
 		}
 	}
-	if (rc >= 0) {
-		if (ret_etag) {
-			*ret_etag = done->etag;
-			done->etag = NULL;
+	if (rc >= 0 && ret_etag && !*done->etag) {
+		/* RGW 16 answers an empty <ETag>: the object's HEAD has it */
+		struct snap_s3_head *h = NULL;
+		rc = snap_s3_head_object(c, bucket, key, &h, ret_detail);
+		if (rc >= 0) {
+			free(done->etag);
+			done->etag = h->etag;
+			h->etag = NULL;
+			snap_s3_head_free(h);
+			if (!done->etag)
+				rc = fail_detail(ret_detail, -EPROTO, r->op, bucket, key,
+						 "no ETag in the answer nor in HEAD");
 		}
-		snap_s3_complete_free(done);
 	}
+	if (rc >= 0 && ret_etag) {
+		*ret_etag = done->etag;
+		done->etag = NULL;
+	}
+	snap_s3_complete_free(done);
 	req_free(r);
 	return rc;
 }
