@@ -97,14 +97,14 @@ static void check_address(void)
 	REQUIRE(snap_s3_address("http://127.0.0.1:7480", false, "us-east-1", "b1", "a/k x", &base,
 				&host, &path) == 0);
 	CHECK(!strcmp(base, "http://127.0.0.1:7480") && !strcmp(host, "127.0.0.1:7480") &&
-	      !strcmp(path, "/b1/a/k x"),
+		  !strcmp(path, "/b1/a/k x"),
 	      "%s %s %s", base, host, path);
 	free(base), free(host), free(path);
 	/* AWS: virtual-hosted, in the region given */
 	REQUIRE(snap_s3_address("https://s3.eu-west-1.amazonaws.com", true, "eu-west-1", "b1", "k",
 				&base, &host, &path) == 0);
 	CHECK(!strcmp(base, "https://b1.s3.eu-west-1.amazonaws.com") &&
-	      !strcmp(host, "b1.s3.eu-west-1.amazonaws.com") && !strcmp(path, "/k"),
+		  !strcmp(host, "b1.s3.eu-west-1.amazonaws.com") && !strcmp(path, "/k"),
 	      "%s %s %s", base, host, path);
 	free(base), free(host), free(path);
 	/* AWS, a dotted bucket: path style (the wildcard certificate does not cover it) */
@@ -144,12 +144,12 @@ __attribute__((format(printf, 1, 2))) static int aws(const char *fmt, ...)
 	va_start(ap, fmt);
 	REQUIRE(vasprintf(&args, fmt, ap) >= 0);
 	va_end(ap);
-	int st = test_sh("AWS_CONFIG_FILE=%s/none AWS_SHARED_CREDENTIALS_FILE=%s/none "
-			 "AWS_EC2_METADATA_DISABLED=true AWS_PAGER= AWS_ACCESS_KEY_ID=%s "
-			 "AWS_SECRET_ACCESS_KEY=%s AWS_DEFAULT_REGION=%s timeout 120 /usr/bin/aws "
-			 "--endpoint-url %s %s",
-			 tmpdir, tmpdir, cfg.access_key, cfg.secret_key, cfg.region, cfg.endpoint,
-			 args);
+	int st =
+	    test_sh("AWS_CONFIG_FILE=%s/none AWS_SHARED_CREDENTIALS_FILE=%s/none "
+		    "AWS_EC2_METADATA_DISABLED=true AWS_PAGER= AWS_ACCESS_KEY_ID=%s "
+		    "AWS_SECRET_ACCESS_KEY=%s AWS_DEFAULT_REGION=%s timeout 120 /usr/bin/aws "
+		    "--endpoint-url %s %s",
+		    tmpdir, tmpdir, cfg.access_key, cfg.secret_key, cfg.region, cfg.endpoint, args);
 	free(args);
 	return st;
 }
@@ -175,8 +175,7 @@ static void check_roundtrip(struct snap_s3_client *c)
 	CHECK(h->last_modified && *h->last_modified);
 	int found = 0;
 	for (size_t i = 0; i < h->nmeta; i++) {
-		if (!strcmp(h->meta[i].name, "ami-name") &&
-		    !strcmp(h->meta[i].value, "round trip"))
+		if (!strcmp(h->meta[i].name, "ami-name") && !strcmp(h->meta[i].value, "round trip"))
 			found |= 1;
 		if (!strcmp(h->meta[i].name, "ami-id") && !strcmp(h->meta[i].value, "ami-42"))
 			found |= 2;
@@ -250,8 +249,9 @@ static void check_roundtrip(struct snap_s3_client *c)
 	detail = NULL;
 
 	/* If-None-Match: * refuses to replace */
-	rc = snap_s3_put_object(c, bucket, "acl-public", "y", 1,
-				&(struct snap_s3_put_options){.if_none_match = true}, NULL, &detail);
+	rc =
+	    snap_s3_put_object(c, bucket, "acl-public", "y", 1,
+			       &(struct snap_s3_put_options){.if_none_match = true}, NULL, &detail);
 	CHECK(rc == -EEXIST, "if-none-match: %d %s", rc, detail ? detail : "");
 	free(detail);
 	detail = NULL;
@@ -344,8 +344,7 @@ static enum snap_s3_fault fault_hook(void *ud, const char *method, const char *b
 	return attempt < fault.times ? fault.kind : SNAP_S3_FAULT_NONE;
 }
 
-static void set_fault(enum snap_s3_fault kind, const char *key, const char *method,
-		      unsigned times)
+static void set_fault(enum snap_s3_fault kind, const char *key, const char *method, unsigned times)
 {
 	fault.kind = kind;
 	fault.key = key;
@@ -447,7 +446,8 @@ static void check_faults(void)
 	set_fault(SNAP_S3_FAULT_CORRUPT, "fault-corrupt", "PUT", 1);
 	rc = snap_s3_put_object(c0, bucket, "fault-corrupt", data, len, NULL, NULL, &detail);
 	CHECK(rc == -EBADMSG, "corrupt, no retry: %d %s", rc, detail ? detail : "");
-	CHECK(detail && (strstr(detail, "BadDigest") || strstr(detail, "XAmzContentSHA256Mismatch")),
+	CHECK(detail &&
+		  (strstr(detail, "BadDigest") || strstr(detail, "XAmzContentSHA256Mismatch")),
 	      "%s", detail ? detail : "");
 	free(detail);
 	detail = NULL;
@@ -575,8 +575,8 @@ static void check_stream(struct snap_s3_client *c)
 	/* an empty streamed body */
 	struct src e = {.data = data, .len = 0};
 	struct snap_s3_put *p = NULL;
-	REQUIRE(snap_s3_put_stream_start(c, bucket, "stream/empty", NULL, 0, 0, src_read, &e,
-					 &p) == 0);
+	REQUIRE(snap_s3_put_stream_start(c, bucket, "stream/empty", NULL, 0, 0, src_read, &e, &p) ==
+		0);
 	rc = snap_s3_put_wait(p, NULL, &detail);
 	CHECK(rc == 0, "empty stream: %d %s", rc, detail ? detail : "");
 	struct snap_s3_head *h = NULL;
@@ -708,7 +708,8 @@ static void check_listing(struct snap_s3_client *c)
 	for (int i = 0; i < n; i++) {
 		char key[32];
 		snprintf(key, sizeof(key), "list/k%03d", i);
-		REQUIRE(snap_s3_put_object(c, bucket, key, key, strlen(key), NULL, NULL, NULL) == 0);
+		REQUIRE(snap_s3_put_object(c, bucket, key, key, strlen(key), NULL, NULL, NULL) ==
+			0);
 	}
 	struct snap_s3_stats s0, s1;
 	snap_s3_client_stats(c, &s0);
@@ -718,8 +719,8 @@ static void check_listing(struct snap_s3_client *c)
 	int rc = snap_s3_list_objects(c, bucket, "list/", &l, &detail);
 	snap_s3_client_stats(c, &s1);
 	REQUIRE(rc == 0, "%d %s", rc, detail ? detail : "");
-	CHECK(l->nobjects == (size_t)n && s1.requests - s0.requests == 4, "%zu objects, %" PRIu64
-	      " requests", l->nobjects, s1.requests - s0.requests);
+	CHECK(l->nobjects == (size_t)n && s1.requests - s0.requests == 4,
+	      "%zu objects, %" PRIu64 " requests", l->nobjects, s1.requests - s0.requests);
 	for (size_t i = 0; i < l->nobjects; i++) {
 		char key[32];
 		snprintf(key, sizeof(key), "list/k%03zu", i);
