@@ -1736,6 +1736,13 @@ struct snap_s3_get {
 int snap_s3_get_start(struct snap_s3_client *c, const char *bucket, const char *key, uint64_t off,
 		      uint64_t len, size_t max, struct snap_s3_get **ret)
 {
+	return snap_s3_get_start_if(c, bucket, key, off, len, max, NULL, ret);
+}
+
+int snap_s3_get_start_if(struct snap_s3_client *c, const char *bucket, const char *key,
+			 uint64_t off, uint64_t len, size_t max, const char *if_match,
+			 struct snap_s3_get **ret)
+{
 	if (!c || !key || !ret || (len != UINT64_MAX && (!len || off > UINT64_MAX - len)))
 		return -EINVAL;
 	if (len != UINT64_MAX && len > max)
@@ -1751,6 +1758,8 @@ int snap_s3_get_start(struct snap_s3_client *c, const char *bucket, const char *
 	g->len = len;
 	r->max = len == UINT64_MAX ? max : (size_t)len;
 	int rc = set_range(r, off, len);
+	if (rc >= 0 && if_match)
+		rc = snap_s3_hlist_add(&r->headers, "If-Match", if_match);
 	if (rc >= 0)
 		rc = submit(c, r);
 	if (rc < 0) {

@@ -197,6 +197,11 @@ int snap_s3_list_parts(struct snap_s3_client *c, const char *bucket, const char 
 struct snap_s3_get;
 int snap_s3_get_start(struct snap_s3_client *c, const char *bucket, const char *key, uint64_t off,
 		      uint64_t len, size_t max, struct snap_s3_get **ret);
+/* The same carrying If-Match: if_match (an ETag, quotes included; NULL: none), for the reader's
+ * R1: an object replaced since fails with -ESTALE (412). */
+int snap_s3_get_start_if(struct snap_s3_client *c, const char *bucket, const char *key,
+			 uint64_t off, uint64_t len, size_t max, const char *if_match,
+			 struct snap_s3_get **ret);
 int snap_s3_get_wait(struct snap_s3_get *g, void **ret_buf, size_t *ret_len, char **ret_detail);
 struct snap_s3_get *snap_s3_get_free(struct snap_s3_get *g);
 

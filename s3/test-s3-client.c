@@ -222,6 +222,20 @@ static void check_roundtrip(struct snap_s3_client *c)
 	free(detail);
 	detail = NULL;
 
+	/* If-Match: the object's ETag reads, another one is -ESTALE */
+	struct snap_s3_get *g = NULL;
+	REQUIRE(snap_s3_get_start_if(c, bucket, "dir/obj 1.bin", 7, 10, 10, etag, &g) == 0);
+	rc = snap_s3_get_wait(g, &back, &blen, &detail);
+	CHECK(rc == 0 && blen == 10 && !memcmp(back, data + 7, 10), "if-match: %d", rc);
+	free(back);
+	REQUIRE(snap_s3_get_start_if(c, bucket, "dir/obj 1.bin", 7, 10, 10,
+				     "\"0123456789abcdef0123456789abcdef\"", &g) == 0);
+	rc = snap_s3_get_wait(g, &back, &blen, &detail);
+	CHECK(rc == -ESTALE, "if-match another ETag: %d", rc);
+	CHECK(detail && strstr(detail, "412"), "%s", detail ? detail : "");
+	free(detail);
+	detail = NULL;
+
 	/* the outside judge reads the same bytes and metadata */
 	char path[300];
 	snprintf(path, sizeof(path), "%s/judge.bin", tmpdir);
