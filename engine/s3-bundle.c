@@ -16,8 +16,11 @@
  *     it is uploaded, a downloaded part before it is renamed into place (output.h's commit
  *     policy: a temporary name until then). A part changed in the bucket is caught there.
  *  4. At most `connections` parts are in flight, and the bodies held take the client's memory
- *     budget (s3.h, invariant 5). Parts above SNAP_S3_MAX_BUFFERED_PART are uploaded streamed
- *     from their file.
+ *     budget (s3.h, invariant 5). A part is held whole while it is sent or received (a single
+ *     PUT or GET, whose ETag is its MD5 and which is retried as a whole; a streamed body could
+ *     not carry the ACL): a part larger than the budget waits until nothing else is held, so
+ *     memory peaks at the larger of the budget and the largest part (bundles cut 10 MiB
+ *     parts).
  *  5. Every error names the object (s3://BUCKET/KEY) or the file.
  *
  * State transitions (each runner): prepare (manifest, client, listing) -> data (parts, in
@@ -141,38 +144,16 @@ struct up_part {
 	uint64_t budget; /* bytes of the client's budget held */
 	size_t index;
 	uint64_t size;
-	int fd; /* streamed: the part file */
-	uint64_t left;
 	char *key;
 };
-
-static long stream_read(void *userdata, void *buf, size_t room)
-{
-	struct up_part *u = userdata;
-	if (room > u->left)
-		room = (size_t)u->left;
-	for (;;) {
-		ssize_t n = read(u->fd, buf, room);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -ENODATA; /* the file shrank while sent */
-		u->left -= (uint64_t)n;
-		return n;
-	}
-}
 
 static void up_part_clear(struct snap_s3_client *c, struct up_part *u)
 {
 	free(u->buf);
 	if (u->budget)
 		snap_s3_budget_release(c, u->budget);
-	if (u->fd >= 0)
-		close(u->fd);
 	free(u->key);
-	*u = (struct up_part){.fd = -1};
+	*u = (struct up_part){0};
 }
 
 /* Reads and hashes a part file: MD5 and SHA-1 of its bytes, and the bytes themselves in *ret_buf
@@ -295,8 +276,6 @@ static int upload_bundle(struct snap_job *job)
 		r = snap_job_fail(job, -ENOMEM, "out of memory");
 		goto out;
 	}
-	for (size_t i = 0; i < nslots; i++)
-		slots[i].fd = -1;
 	int64_t first = snap_job_param(job, SNAP_PARAM_FIRST_PART, 0);
 	if (first < 0 || (size_t)first >= m->nparts) {
 		r = snap_job_fail(job, -EINVAL, "no part %lld: the bundle of %s has parts 0 to %zu",
@@ -388,15 +367,14 @@ static int upload_bundle(struct snap_job *job)
 			r = snap_job_fail(job, -ENOMEM, "out of memory");
 			break;
 		}
-		const bool stream = sizes[i] > SNAP_S3_MAX_BUFFERED_PART;
 		uint8_t md5[16], sha1[20];
-		if (!stream && (r = snap_s3_budget_acquire(c, sizes[i] ? sizes[i] : 1)) < 0) {
+		if ((r = snap_s3_budget_acquire(c, sizes[i] ? sizes[i] : 1)) < 0) {
 			free(path);
 			fail_s3(job, r, NULL, "cannot upload");
 			break;
 		}
-		u->budget = stream ? 0 : (sizes[i] ? sizes[i] : 1);
-		r = hash_file(job, path, sizes[i], !stream, md5, sha1, &u->buf);
+		u->budget = sizes[i] ? sizes[i] : 1;
+		r = hash_file(job, path, sizes[i], true, md5, sha1, &u->buf);
 		if (r >= 0 && memcmp(sha1, m->parts[i].digest, 20)) {
 			r = snap_job_fail(job, -EBADMSG,
 					  "part %s does not match the manifest's SHA-1 digest", path);
@@ -416,13 +394,6 @@ static int upload_bundle(struct snap_job *job)
 			free(path);
 			continue;
 		}
-		if (r >= 0 && stream) {
-			u->fd = open(path, O_RDONLY | O_CLOEXEC);
-			if (u->fd < 0)
-				r = snap_job_fail(job, -errno, "cannot open part %s: %s", path,
-						  snap_strerror(-errno));
-			u->left = sizes[i];
-		}
 		free(path);
 		if (r < 0) {
 			up_part_clear(c, u);
@@ -430,10 +401,7 @@ static int upload_bundle(struct snap_job *job)
 		}
 		u->index = i;
 		u->size = sizes[i];
-		r = stream ? snap_s3_put_stream_start(c, w.bucket, u->key, NULL, 0, sizes[i],
-						      stream_read, u, &u->put)
-			   : snap_s3_put_start(c, w.bucket, u->key, NULL, 0, u->buf, sizes[i], &po,
-					       &u->put);
+		r = snap_s3_put_start(c, w.bucket, u->key, NULL, 0, u->buf, sizes[i], &po, &u->put);
 		if (r < 0) {
 			fail_s3(job, r, NULL, u->key);
 			up_part_clear(c, u);
