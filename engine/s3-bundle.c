@@ -373,7 +373,8 @@ static int upload_bundle(struct snap_job *job)
 		r = read_part(job, path, sizes[i], md5, sha1, &u->buf);
 		if (r >= 0 && memcmp(sha1, m->parts[i].digest, 20)) {
 			r = snap_job_fail(job, -EBADMSG,
-					  "part %s does not match the manifest's SHA-1 digest", path);
+					  "part %s does not match the manifest's SHA-1 digest",
+					  path);
 		}
 		u->key = key_of(&w, m->parts[i].filename);
 		if (r >= 0 && !u->key)
@@ -477,7 +478,8 @@ static int fetch_manifest(struct snap_job *job, struct snap_s3_client *c, const 
 	int r = snap_s3_get_object(c, w->bucket, key, MAX_MANIFEST, &buf, &len, &detail);
 	if (r < 0) {
 		free(key);
-		return fail_s3(job, r, detail, r == -ENOENT ? "no manifest" : "cannot read manifest");
+		return fail_s3(job, r, detail,
+			       r == -ENOENT ? "no manifest" : "cannot read manifest");
 	}
 	free(detail);
 	snprintf(url, sizeof(url), "s3://%s/%s", w->bucket, key);
@@ -598,8 +600,8 @@ static int check_key(struct snap_job *job, const struct snap_manifest_doc *m, co
 	uint8_t key[16], iv[16];
 	char why[256] = "";
 	r = snap_bundle_key_unwrap(pem, len, m->user_encrypted_key, m->user_encrypted_key_len,
-				   m->user_encrypted_iv, m->user_encrypted_iv_len, key, iv, key_path,
-				   why, sizeof(why));
+				   m->user_encrypted_iv, m->user_encrypted_iv_len, key, iv,
+				   key_path, why, sizeof(why));
 	explicit_bzero(key, sizeof(key));
 	explicit_bzero(iv, sizeof(iv));
 	explicit_bzero(pem, len);
@@ -680,8 +682,9 @@ static int download_bundle(struct snap_job *job)
 		if (!k)
 			r = snap_job_fail(job, -ENOMEM, "out of memory");
 		else if (!find_listed(listed, k, &o))
-			r = snap_job_fail(job, -ENOENT, "no part s3://%s/%s: the bundle is incomplete",
-					  w.bucket, k);
+			r = snap_job_fail(job, -ENOENT,
+					  "no part s3://%s/%s: the bundle is incomplete", w.bucket,
+					  k);
 		else
 			job->progress.bytes_total += sizes[i] = o->size;
 		free(k);
@@ -843,7 +846,8 @@ static int delete_bundle(struct snap_job *job)
 			detail = NULL;
 			r = snap_s3_delete_bucket(c, w.bucket, &detail);
 		} else if (r >= 0) {
-			snap_warn("bucket %s is not empty (%zu objects): kept", w.bucket, l->nobjects);
+			snap_warn("bucket %s is not empty (%zu objects): kept", w.bucket,
+				  l->nobjects);
 			snap_s3_list_objects_free(l);
 		}
 		if (r < 0) {
