@@ -1909,7 +1909,8 @@ int snap_s3_list_objects(struct snap_s3_client *c, const char *bucket, const cha
 			break;
 		}
 		all->objects = o;
-		memcpy(o + all->nobjects, page->objects, page->nobjects * sizeof(*o));
+		if (page->nobjects)
+			memcpy(o + all->nobjects, page->objects, page->nobjects * sizeof(*o));
 		all->nobjects += page->nobjects;
 		page->nobjects = 0;
 		if (page->truncated) {
@@ -1976,7 +1977,8 @@ int snap_s3_list_uploads(struct snap_s3_client *c, const char *bucket, const cha
 			break;
 		}
 		all->uploads = u;
-		memcpy(u + all->nuploads, page->uploads, page->nuploads * sizeof(*u));
+		if (page->nuploads)
+			memcpy(u + all->nuploads, page->uploads, page->nuploads * sizeof(*u));
 		all->nuploads += page->nuploads;
 		page->nuploads = 0;
 		if (page->truncated) {
@@ -2048,7 +2050,8 @@ int snap_s3_list_parts(struct snap_s3_client *c, const char *bucket, const char 
 			break;
 		}
 		all->parts = p;
-		memcpy(p + all->nparts, page->parts, page->nparts * sizeof(*p));
+		if (page->nparts)
+			memcpy(p + all->nparts, page->parts, page->nparts * sizeof(*p));
 		all->nparts += page->nparts;
 		page->nparts = 0;
 		if (page->truncated && page->next_part_number_marker > marker) {

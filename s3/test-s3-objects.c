@@ -46,15 +46,15 @@ static uint8_t *random_bytes(size_t n)
 static struct snap_s3_client *client(unsigned connections, uint64_t budget, unsigned retries)
 {
 	struct snap_s3_config cfg = {
-		.endpoint = (char *)endpoint,
-		.region = (char *)region,
-		.access_key = (char *)access_key,
-		.secret_key = (char *)secret_key,
-		.source = (char *)"test",
-		.connections = connections,
-		.retries = retries,
-		.timeout_s = 30,
-		.memory_budget = budget,
+	    .endpoint = (char *)endpoint,
+	    .region = (char *)region,
+	    .access_key = (char *)access_key,
+	    .secret_key = (char *)secret_key,
+	    .source = (char *)"test",
+	    .connections = connections,
+	    .retries = retries,
+	    .timeout_s = 30,
+	    .memory_budget = budget,
 	};
 	struct snap_s3_client *c = NULL;
 	char *detail = NULL;
@@ -71,7 +71,8 @@ __attribute__((format(printf, 1, 2))) static char *aws(const char *fmt, ...)
 	va_start(ap, fmt);
 	REQUIRE(vasprintf(&args, fmt, ap) >= 0);
 	va_end(ap);
-	REQUIRE(asprintf(&cmd, "timeout 120 /usr/bin/aws --endpoint-url '%s' --cli-read-timeout 60 %s",
+	REQUIRE(asprintf(&cmd,
+			 "timeout 120 /usr/bin/aws --endpoint-url '%s' --cli-read-timeout 60 %s",
 			 endpoint, args) >= 0);
 	FILE *f = popen(cmd, "r");
 	REQUIRE(f);
@@ -207,8 +208,8 @@ static void judge_aws(const char *key, const uint8_t *data, uint64_t size, const
 	CHECK(n == size && memcmp(back, data, size) == 0, "aws s3 cp %s: %zu bytes differ", key, n);
 	free(back);
 	unlink(path);
-	char *got = aws("s3api head-object --bucket %s --key %s --query ETag --output text", bucket,
-			key);
+	char *got =
+	    aws("s3api head-object --bucket %s --key %s --query ETag --output text", bucket, key);
 	CHECK(got && strcmp(got, etag) == 0, "aws head-object %s: ETag %s, ours %s", key,
 	      got ? got : "(failed)", etag);
 	free(got);
@@ -261,12 +262,12 @@ static void test_meta_tags(struct snap_s3_client *c)
 	struct snap_s3_pair meta[] = {{"ami-name", "test-image"}, {"ami-id", "ami-0123"}};
 	struct snap_s3_pair tags[] = {{"purpose", "snap test"}};
 	struct snap_s3_put_options o = {
-		.acl = "private", .meta = meta, .nmeta = 2, .tags = tags, .ntags = 1};
+	    .acl = "private", .meta = meta, .nmeta = 2, .tags = tags, .ntags = 1};
 	uint8_t *data = random_bytes(PART + 100);
 	struct snap_s3_writer *w = NULL;
 	char *detail = NULL;
-	int r = snap_s3_writer_new(c, bucket, "meta", SNAP_S3_WRITER_MULTIPART, PART, &o, &w,
-				   &detail);
+	int r =
+	    snap_s3_writer_new(c, bucket, "meta", SNAP_S3_WRITER_MULTIPART, PART, &o, &w, &detail);
 	REQUIRE(r >= 0, "writer: %d %s", r, detail ? detail : "");
 	CHECK(snap_s3_writer_write(w, data, PART + 100) >= 0);
 	CHECK(snap_s3_writer_commit(w, NULL) >= 0, "%s", snap_s3_writer_error(w));
@@ -276,8 +277,8 @@ static void test_meta_tags(struct snap_s3_client *c)
 	REQUIRE(snap_s3_head_object(c, bucket, "meta", &h, NULL) >= 0);
 	bool found = false;
 	for (size_t i = 0; i < h->nmeta; i++)
-		found |= !strcmp(h->meta[i].name, "ami-name") &&
-			 !strcmp(h->meta[i].value, "test-image");
+		found |=
+		    !strcmp(h->meta[i].name, "ami-name") && !strcmp(h->meta[i].value, "test-image");
 	CHECK(found, "x-amz-meta-ami-name not in our HEAD");
 	snap_s3_head_free(h);
 
@@ -293,10 +294,11 @@ static void test_meta_tags(struct snap_s3_client *c)
 		return;
 	for (int k = 0; k < 2; k++) {
 		const char *key = k ? "meta-single" : "meta";
-		char *m = aws("s3api head-object --bucket %s --key %s --query Metadata --output json",
-			      bucket, key);
+		char *m =
+		    aws("s3api head-object --bucket %s --key %s --query Metadata --output json",
+			bucket, key);
 		CHECK(m && strstr(m, "\"ami-name\": \"test-image\"") &&
-			      strstr(m, "\"ami-id\": \"ami-0123\""),
+			  strstr(m, "\"ami-id\": \"ami-0123\""),
 		      "%s: aws head-object Metadata: %s", key, m ? m : "(failed)");
 		free(m);
 		char *t = aws("s3api get-object-tagging --bucket %s --key %s --query "
@@ -348,13 +350,13 @@ static void test_stream(struct snap_s3_client *c)
 	uint8_t *data = random_bytes(size);
 	struct snap_s3_writer *w = NULL;
 	REQUIRE(snap_s3_writer_new(c, bucket, "stream-nosize",
-				   SNAP_S3_WRITER_MULTIPART | SNAP_S3_WRITER_STREAM, PART, NULL,
-				   &w, NULL) >= 0);
+				   SNAP_S3_WRITER_MULTIPART | SNAP_S3_WRITER_STREAM, PART, NULL, &w,
+				   NULL) >= 0);
 	CHECK(write_random(w, data, size, 1 << 20) >= 0);
 	int r = snap_s3_writer_commit(w, NULL);
 	CHECK(r == -EINVAL, "commit: %d", r);
 	CHECK(snap_s3_writer_error(w) && strstr(snap_s3_writer_error(w), "part 2") &&
-		      strstr(snap_s3_writer_error(w), "stream-nosize"),
+		  strstr(snap_s3_writer_error(w), "stream-nosize"),
 	      "error: %s", snap_s3_writer_error(w));
 	snap_s3_writer_free(w);
 	struct snap_s3_list_uploads *l = NULL;
@@ -396,7 +398,8 @@ static void test_abort_resume(struct snap_s3_client *c)
 		char *u = aws("s3api list-multipart-uploads --bucket %s --prefix aborted "
 			      "--query 'length(Uploads || `[]`)' --output text",
 			      bucket);
-		CHECK(u && strcmp(u, "0") == 0, "aws list-multipart-uploads: %s", u ? u : "(failed)");
+		CHECK(u && strcmp(u, "0") == 0, "aws list-multipart-uploads: %s",
+		      u ? u : "(failed)");
 		free(u);
 	}
 
@@ -517,8 +520,8 @@ static void test_memory(void)
 		struct snap_s3_writer *w = NULL;
 		char key[32], *etag = NULL, want[64];
 		snprintf(key, sizeof(key), "memory-%d", k);
-		REQUIRE(snap_s3_writer_new(c, bucket, key, SNAP_S3_WRITER_MULTIPART, PART, NULL,
-					   &w, NULL) >= 0);
+		REQUIRE(snap_s3_writer_new(c, bucket, key, SNAP_S3_WRITER_MULTIPART, PART, NULL, &w,
+					   NULL) >= 0);
 		CHECK(write_random(w, data, size, 1 << 20) >= 0);
 		CHECK(snap_s3_writer_commit(w, &etag) >= 0, "%s", snap_s3_writer_error(w));
 		multipart_etag(data, size, PART, want);
@@ -589,8 +592,8 @@ static void test_reader(struct snap_s3_client *c)
 		if (len > size - off)
 			len = size - off;
 		int e = snap_s3_reader_pread(r, buf, len, off, &detail);
-		CHECK(e >= 0 && memcmp(buf, data + off, len) == 0, "pread %zu at %llu: %d %s",
-		      len, (unsigned long long)off, e, detail ? detail : "");
+		CHECK(e >= 0 && memcmp(buf, data + off, len) == 0, "pread %zu at %llu: %d %s", len,
+		      (unsigned long long)off, e, detail ? detail : "");
 	}
 	/* past the end */
 	int e = snap_s3_reader_pread(r, buf, 20, size - 10, &detail);
@@ -613,11 +616,11 @@ static void test_reader(struct snap_s3_client *c)
 	CHECK(snap_s3_reader_fetched(r) == 5 * chunk, "read-ahead fetched %llu",
 	      (unsigned long long)snap_s3_reader_fetched(r));
 	CHECK(snap_s3_reader_pread(r, buf, 1000, 3 * chunk, NULL) >= 0 &&
-		      !memcmp(buf, data + 3 * chunk, 1000));
+	      !memcmp(buf, data + 3 * chunk, 1000));
 	CHECK(snap_s3_reader_fetched(r) == 5 * chunk, "fetched %llu",
 	      (unsigned long long)snap_s3_reader_fetched(r));
 	CHECK(snap_s3_reader_pread(r, buf, 1000, 10 * chunk + 5, NULL) >= 0 &&
-		      !memcmp(buf, data + 10 * chunk + 5, 1000));
+	      !memcmp(buf, data + 10 * chunk + 5, 1000));
 	CHECK(snap_s3_reader_fetched(r) == 6 * chunk, "fetched %llu",
 	      (unsigned long long)snap_s3_reader_fetched(r));
 	/* sequential to the end */
@@ -723,8 +726,8 @@ static void test_faults(void)
 	snap_s3_client_free(c);
 
 	c = client(4, 0, SNAP_S3_NO_RETRIES);
-	REQUIRE(snap_s3_writer_new(c, bucket, "faulty-fatal", SNAP_S3_WRITER_MULTIPART, PART,
-				   NULL, &w, NULL) >= 0);
+	REQUIRE(snap_s3_writer_new(c, bucket, "faulty-fatal", SNAP_S3_WRITER_MULTIPART, PART, NULL,
+				   &w, NULL) >= 0);
 	int r = write_random(w, data, 2 * PART + 1, 1 << 20);
 	if (r >= 0)
 		r = snap_s3_writer_commit(w, NULL);
@@ -747,8 +750,8 @@ static void cleanup_bucket(struct snap_s3_client *c)
 	struct snap_s3_list_uploads *lu = NULL;
 	if (snap_s3_list_uploads(c, bucket, "", &lu, NULL) >= 0) {
 		for (size_t i = 0; i < lu->nuploads; i++)
-			snap_s3_abort_upload(c, bucket, lu->uploads[i].key, lu->uploads[i].upload_id,
-					     NULL);
+			snap_s3_abort_upload(c, bucket, lu->uploads[i].key,
+					     lu->uploads[i].upload_id, NULL);
 		snap_s3_list_uploads_free(lu);
 	}
 	if (snap_s3_list_objects(c, bucket, "", &lo, NULL) >= 0) {
