@@ -344,6 +344,27 @@ static void test_stream(struct snap_s3_client *c)
 		free(data);
 	}
 
+	/* Parts larger than SNAP_S3_MAX_BUFFERED_PART stream without the flag. */
+	{
+		uint64_t part = SNAP_S3_MAX_BUFFERED_PART + MiB, size = part + 2 * MiB + 7;
+		uint8_t *data = random_bytes(size);
+		struct snap_s3_writer *w = NULL;
+		char *etag = NULL, want[64];
+		REQUIRE(snap_s3_writer_new(c, bucket, "stream-large", SNAP_S3_WRITER_MULTIPART,
+					   part, NULL, &w, NULL) >= 0);
+		CHECK(write_random(w, data, size, 3 << 20) >= 0, "%s", snap_s3_writer_error(w));
+		CHECK(snap_s3_writer_commit(w, &etag) >= 0, "%s", snap_s3_writer_error(w));
+		multipart_etag(data, size, part, want);
+		CHECK(etag && strcmp(etag, want) == 0, "stream-large: ETag %s, want %s", etag,
+		      want);
+		CHECK(snap_s3_writer_peak_held(w) <= 4 * MiB, "stream-large: held %llu",
+		      (unsigned long long)snap_s3_writer_peak_held(w));
+		snap_s3_writer_free(w);
+		check_object(c, "stream-large", data, size);
+		free(etag);
+		free(data);
+	}
+
 	/* Without the size, an object that ends inside a streamed part already started fails
 	 * clearly, and leaves no upload. */
 	uint64_t size = PART + 4 * MiB + 100;
@@ -439,6 +460,17 @@ static void test_abort_resume(struct snap_s3_client *c)
 	free(detail);
 	detail = NULL;
 	CHECK(count_uploads(c, "resumed") == 1);
+
+	/* no part left to write */
+	struct snap_s3_part *many = calloc(SNAP_S3_MAX_PARTS, sizeof(*many));
+	REQUIRE(many);
+	r = snap_s3_writer_resume(c, bucket, "resumed", upload_id, many, SNAP_S3_MAX_PARTS, PART,
+				  &w, &detail);
+	CHECK(r == -EFBIG, "resume after 10000 parts: %d", r);
+	CHECK(detail && strstr(detail, "/resumed"), "detail: %s", detail ? detail : "(none)");
+	free(detail);
+	detail = NULL;
+	free(many);
 
 	/* resume after part 2: the rest written from 2 * PART */
 	parts[1].etag = seen.etags[1];
@@ -580,8 +612,16 @@ static void test_reader(struct snap_s3_client *c)
 	uint8_t *data = random_bytes(size), *buf = malloc(size);
 	struct snap_s3_reader *r = NULL;
 	char *detail = NULL;
+	int e;
 	REQUIRE(buf);
 	REQUIRE(snap_s3_put_object(c, bucket, "read", data, size, NULL, NULL, NULL) >= 0);
+
+	/* a missing object */
+	e = snap_s3_reader_open(c, bucket, "read-missing", &r, &detail);
+	CHECK(e == -ENOENT, "open a missing object: %d", e);
+	CHECK(detail && strstr(detail, "/read-missing"), "detail: %s", detail ? detail : "(none)");
+	free(detail);
+	detail = NULL;
 
 	/* random reads */
 	REQUIRE(snap_s3_reader_open(c, bucket, "read", &r, &detail) >= 0);
@@ -591,12 +631,12 @@ static void test_reader(struct snap_s3_client *c)
 		size_t len = 1 + rnd() % (i % 10 ? 5000 : 700000);
 		if (len > size - off)
 			len = size - off;
-		int e = snap_s3_reader_pread(r, buf, len, off, &detail);
+		e = snap_s3_reader_pread(r, buf, len, off, &detail);
 		CHECK(e >= 0 && memcmp(buf, data + off, len) == 0, "pread %zu at %llu: %d %s", len,
 		      (unsigned long long)off, e, detail ? detail : "");
 	}
 	/* past the end */
-	int e = snap_s3_reader_pread(r, buf, 20, size - 10, &detail);
+	e = snap_s3_reader_pread(r, buf, 20, size - 10, &detail);
 	char offs[32];
 	snprintf(offs, sizeof(offs), "%llu", (unsigned long long)(size - 10));
 	CHECK(e == -ENODATA, "pread past the end: %d", e);
@@ -733,7 +773,8 @@ static void test_faults(void)
 		r = snap_s3_writer_commit(w, NULL);
 	CHECK(r < 0, "a part refused with 500 and no retries: %d", r);
 	const char *err = snap_s3_writer_error(w);
-	CHECK(err && strstr(err, "s3://") && strstr(err, "/faulty-fatal") && strstr(err, "part "),
+	CHECK(err && strstr(err, "s3://") && strstr(err, "/faulty-fatal") && strstr(err, "part ") &&
+		  strstr(err, "bytes "),
 	      "error: %s", err ? err : "(none)");
 	CHECK(snap_s3_writer_write(w, data, 1) == r, "a later call returns the first failure");
 	snap_s3_writer_free(w);
