@@ -949,26 +949,6 @@ int snap_s3_writer_commit(struct snap_s3_writer *w, char **ret_etag)
 		r = snap_s3_complete_upload(w->c, w->bucket, w->key, w->upload_id, parts, n, &etag,
 					    &detail);
 		free(parts);
-		if (r == -EPROTO) {
-			/* RGW 16 completes the upload but answers an empty <ETag>, which the
-			 * parser refuses: the object's HEAD has it, the size and part count
-			 * ours. */
-			struct snap_s3_head *h = NULL;
-			char suffix[16];
-			snprintf(suffix, sizeof(suffix), "-%u\"", n);
-			size_t el = 0, sl = strlen(suffix);
-			if (snap_s3_head_object(w->c, w->bucket, w->key, &h, NULL) >= 0 &&
-			    h->size == w->offset && h->etag && (el = strlen(h->etag)) > sl &&
-			    !strcmp(h->etag + el - sl, suffix)) {
-				etag = strdup(h->etag);
-				r = etag ? 0 : -ENOMEM;
-			}
-			snap_s3_head_free(h);
-			if (r >= 0) {
-				free(detail);
-				detail = NULL;
-			}
-		}
 		if (r < 0)
 			return fail(w, r, detail, "completing the upload", 0);
 		w->stored = true;
