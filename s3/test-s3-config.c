@@ -350,8 +350,10 @@ static void imds_stop(void)
 /* Starts the stand-in in mode; sets AWS_EC2_METADATA_SERVICE_ENDPOINT. */
 static void imds_start(const char *mode)
 {
-	const char *script = getenv("SNAP_TEST_IMDS");
-	REQUIRE(script, "SNAP_TEST_IMDS (tests/s3/imds.py) is not set");
+	const char *src = getenv("SRCDIR");
+	REQUIRE(src, "SRCDIR (where tests/s3/imds.py is) is not set");
+	char script[512];
+	snprintf(script, sizeof(script), "%s/tests/s3/imds.py", src);
 	char portfile[320];
 	snprintf(portfile, sizeof(portfile), "%s/imds-port", dir);
 	snprintf(imds_log, sizeof(imds_log), "%s/imds-log", dir);
