@@ -342,12 +342,17 @@ enum snap_job_result {
 	SNAP_RESULT_BYTES_DOWNLOADED = 12, /* u64: S3 payload bytes received */
 	SNAP_RESULT_S3_REQUESTS = 13,	   /* u64 */
 	SNAP_RESULT_S3_RETRIES = 14,	   /* u64 */
+	/* u64, upload/download-bundle: parts not transferred because the other side already had
+	 * them (same MD5 in the bucket, same size and SHA-1 on disk) */
+	SNAP_RESULT_PARTS_SKIPPED = 15,
 	SNAP_RESULT_MANIFEST_PATH = 100, /* string */
 	SNAP_RESULT_DIGEST = 101,	 /* string: manifest digest (SHA-1 of the tar stream) */
 	SNAP_RESULT_OUTPUT_PATH = 102,	 /* string */
 	SNAP_RESULT_TIMINGS = 103,	 /* string: JSON object, seconds per stage */
 	SNAP_RESULT_OBJECT_URL = 104,	 /* string: s3://BUCKET/KEY written (store -o s3://) */
 	SNAP_RESULT_ETAG = 105,		 /* string: that object's ETag */
+	/* string, abort: the uploads aborted, one "s3://BUCKET/KEY UPLOAD-ID" a line ("" none) */
+	SNAP_RESULT_S3_ABORTED = 106,
 };
 
 int snap_job_result_u64(const struct snap_job *job, int result, uint64_t *ret);
@@ -370,6 +375,11 @@ int snap_store_image_new(struct snap_store_image **ret);
 struct snap_store_image *snap_store_image_free(struct snap_store_image *img);
 /* A seekable .bin file: one read of the head, one of the footer, one of the index. */
 int snap_store_image_open(struct snap_store_image *img, const char *path);
+/* The same for an S3 object (s3://BUCKET/KEY): ranged GETs of the object as it was when opened
+ * (an object replaced meanwhile fails with -ESTALE), through the client of job, which holds the
+ * service and credentials (SNAP_SPARAM_S3_*, else the AWS chain) and must outlive img. */
+int snap_store_image_open_s3(struct snap_store_image *img, struct snap_job *job,
+			     const char *url);
 /* Recovers the data key (passphrase or PEM private key path; one may be NULL) and checks the
  * metadata and index tags: -EKEYREJECTED wrong passphrase, -ENOKEY key not a recipient,
  * -EBADMSG tampered. A no-op for unencrypted images. */
