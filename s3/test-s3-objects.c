@@ -488,6 +488,18 @@ static void test_abort_resume(struct snap_s3_client *c)
 	judge_aws("resumed", data, size, etag);
 	CHECK(count_uploads(c, "resumed") == 0);
 	free(etag);
+
+	/* abort after a multipart commit deletes the object (a set committed in order, undone) */
+	REQUIRE(snap_s3_writer_new(c, bucket, "undone", SNAP_S3_WRITER_MULTIPART, PART, NULL, &w,
+				   NULL) >= 0);
+	CHECK(snap_s3_writer_write(w, data, PART + 1) >= 0);
+	CHECK(snap_s3_writer_commit(w, NULL) >= 0, "%s", snap_s3_writer_error(w));
+	CHECK(snap_s3_head_object(c, bucket, "undone", &h, NULL) >= 0);
+	h = snap_s3_head_free(h);
+	snap_s3_writer_abort(w);
+	snap_s3_writer_free(w);
+	CHECK(snap_s3_head_object(c, bucket, "undone", &h, NULL) == -ENOENT,
+	      "abort after commit left the object");
 	free(upload_id);
 	parts_seen_clear(&seen);
 	free(data);
