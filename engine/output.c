@@ -46,6 +46,15 @@
  *      zero ranges and data keep the producer's order and never run concurrently.
  *  S3. The first failure stops the writing: later queued buffers are returned unwritten, and
  *      every later call of the producer returns the failure.
+ *
+ * S3 objects (output.h invariant 6; snap_output_open_s3):
+ *  O1. open: HEAD (unless force), then the s3 writer (CreateMultipartUpload, or a resume's
+ *      ListParts check); the sequence's stages go to snap_s3_writer_write, its final one to
+ *      snap_s3_writer_end (a put_at_commit output: end waits for the commit)
+ *  O2. commit: snap_s3_writer_commit, in the set's order, after every file of the set was
+ *      synced; an object committed before a later member failed is deleted again
+ *  O3. abort: snap_s3_writer_abort (aborts the upload, or keeps it with keep; deletes a
+ *      single PUT already made)
  */
 #include <errno.h>
 #include <dirent.h>
@@ -104,6 +113,14 @@ struct snap_output {
 	uint32_t dblock;	 /* offset and length granularity of direct writes (D2) */
 	uint32_t dmem;		 /* memory alignment of direct writes */
 	uint64_t direct_written; /* atomic: bytes written through dfd */
+
+	/* S3 objects (O1-O3) */
+	struct snap_s3_client *s3c;
+	struct snap_s3_writer *s3w;
+	char *bucket, *key, *etag;
+	bool s3_ended, put_at_commit;
+	struct snap_s3_pair *tags; /* multipart: set again after the completion (s3_commit) */
+	size_t ntags;
 };
 
 static void detail(char **ret_detail, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -353,6 +370,103 @@ int snap_output_open(const char *path, uint64_t size, unsigned flags, struct sna
 		open_direct(o);
 	*ret = o;
 	return 0;
+}
+
+int snap_output_open_s3(const char *url, unsigned flags, const struct snap_output_s3 *s3,
+			struct snap_output **ret, char **ret_detail)
+{
+	char *bucket = NULL, *key = NULL, *d = NULL;
+	int r = snap_s3_url_parse(url, &bucket, &key, ret_detail);
+	if (r < 0)
+		return r;
+	if (!*key || key[strlen(key) - 1] == '/') {
+		detail(ret_detail, "%s names no object (a key is needed after the bucket)", url);
+		free(bucket);
+		free(key);
+		return -EINVAL;
+	}
+	struct snap_output *o = calloc(1, sizeof(*o));
+	if (!o || !(o->path = strdup(url))) {
+		free(o);
+		free(bucket);
+		free(key);
+		return -ENOMEM;
+	}
+	o->fd = o->dfd = -1;
+	o->s3c = s3->client;
+	o->bucket = bucket;
+	o->key = key;
+	o->force = flags & SNAP_OUTPUT_FORCE;
+	o->put_at_commit = s3->single && s3->put_at_commit;
+	if (!o->force && !s3->upload_id) {
+		/* an existing object is refused now (the commit cannot be conditional: O2) */
+		struct snap_s3_head *h = NULL;
+		r = snap_s3_head_object(o->s3c, bucket, key, &h, &d);
+		snap_s3_head_free(h);
+		if (r == 0) {
+			detail(ret_detail, "%s already exists (use --force to replace it)", url);
+			r = -EEXIST;
+			goto fail;
+		}
+		if (r != -ENOENT)
+			goto fail_detail;
+		free(d);
+		d = NULL;
+	}
+	uint64_t part = s3->part_size ? s3->part_size : SNAP_S3_DEFAULT_PART_SIZE;
+	if (s3->upload_id)
+		r = snap_s3_writer_resume(o->s3c, bucket, key, s3->upload_id, s3->parts, s3->nparts,
+					  part, &o->s3w, &d);
+	else
+		r = snap_s3_writer_new(o->s3c, bucket, key,
+				       s3->single ? 0
+						  : SNAP_S3_WRITER_MULTIPART |
+							(s3->keep ? SNAP_S3_WRITER_KEEP : 0),
+				       part, s3->put, &o->s3w, &d);
+	if (r < 0)
+		goto fail_detail;
+	if (s3->on_part)
+		snap_s3_writer_on_part(o->s3w, s3->on_part, s3->on_part_userdata);
+	size_t nt = !s3->single && s3->put ? s3->put->ntags : 0;
+	if (nt && !(o->tags = calloc(nt, sizeof(*o->tags)))) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	o->ntags = nt;
+	for (size_t i = 0; i < nt; i++)
+		if (!(o->tags[i].name = strdup(s3->put->tags[i].name)) ||
+		    !(o->tags[i].value = strdup(s3->put->tags[i].value))) {
+			r = -ENOMEM;
+			goto fail;
+		}
+	*ret = o;
+	return 0;
+fail_detail:
+	detail(ret_detail, "%s", d ? d : strerror(-r));
+fail:
+	free(d);
+	snap_output_free(o);
+	return r;
+}
+
+bool snap_output_is_s3(const struct snap_output *out)
+{
+	return out->s3w != NULL;
+}
+
+const char *snap_output_s3_etag(const struct snap_output *out)
+{
+	return out->etag;
+}
+
+const char *snap_output_s3_upload_id(const struct snap_output *out)
+{
+	return out->s3w ? snap_s3_writer_upload_id(out->s3w) : NULL;
+}
+
+uint64_t snap_output_s3_offset(const struct snap_output *out)
+{
+	return out->s3w ? snap_s3_writer_offset(out->s3w) : 0;
 }
 
 int snap_file_mode_default(int fd)
@@ -834,35 +948,83 @@ static int sync_dir_of(const char *path, char **ret_detail)
 	return -r;
 }
 
+/* O2: ends a put_at_commit object (its PUT starts now), waits for the object. */
+static int s3_commit(struct snap_output *o, char **ret_detail)
+{
+	int r = 0;
+	if (!o->s3_ended) {
+		r = snap_s3_writer_end(o->s3w);
+		o->s3_ended = true;
+	}
+	if (r == 0)
+		r = snap_s3_writer_commit(o->s3w, &o->etag);
+	if (r < 0) {
+		const char *e = snap_s3_writer_error(o->s3w);
+		detail(ret_detail, "%s", e && *e ? e : strerror(-r));
+		return r;
+	}
+	/* the RADOS Gateway keeps no x-amz-tagging of a CreateMultipartUpload: the tags are
+	 * set again on the object (the same ones: AWS kept them) */
+	char *d = NULL;
+	if (o->ntags && (r = snap_s3_put_tagging(o->s3c, o->bucket, o->key, o->tags, o->ntags,
+						 &d)) < 0) {
+		detail(ret_detail, "cannot tag %s: %s", o->path, d ? d : strerror(-r));
+		free(d);
+		char *dd = NULL;
+		(void)snap_s3_delete_object(o->s3c, o->bucket, o->key, &dd); /* not half done */
+		free(dd);
+	}
+	return r;
+}
+
+/* Whether out is a file renamed into place by the commit. */
+static bool renamed_file(const struct snap_output *o)
+{
+	return !o->blockdev && !o->is_stdout && !o->s3w;
+}
+
 int snap_output_commit_all(struct snap_output *const *outs, size_t n, char **ret_detail)
 {
 	int r = 0;
 	size_t renamed = 0;
 	for (size_t i = 0; i < n && r == 0; i++)
-		if (!outs[i]->is_stdout)
+		if (!outs[i]->is_stdout && !outs[i]->s3w)
 			r = sync_data(outs[i], ret_detail);
+	/* in order, the last one last: renames and S3 commits (O2) alike */
 	for (; renamed < n && r == 0; renamed++) {
 		struct snap_output *o = outs[renamed];
-		if (!o->blockdev && !o->is_stdout &&
-		    (r = rename_into_place(o, o->force, ret_detail)) < 0)
-			break; /* outs[0, renamed) were renamed, this one not */
+		if (o->s3w)
+			r = s3_commit(o, ret_detail);
+		else if (renamed_file(o))
+			r = rename_into_place(o, o->force, ret_detail);
+		if (r < 0)
+			break; /* outs[0, renamed) were committed, this one not */
 	}
 	/* one fsync per directory: outputs of a set usually share one */
 	for (size_t i = 0; i < renamed && r == 0; i++) {
 		const struct snap_output *o = outs[i];
-		bool seen = o->blockdev || o->is_stdout;
+		bool seen = !renamed_file(o);
 		for (size_t j = 0; j < i && !seen; j++)
-			seen = !outs[j]->blockdev && !outs[j]->is_stdout &&
-			       !strcmp(outs[j]->dir, o->dir);
+			seen = renamed_file(outs[j]) && !strcmp(outs[j]->dir, o->dir);
 		if (!seen)
 			r = sync_dir_of(o->path, ret_detail);
 	}
 	for (size_t i = 0; i < renamed; i++) {
 		struct snap_output *o = outs[i];
-		if (r < 0 && !o->blockdev && !o->is_stdout)
+		if (r < 0 && renamed_file(o)) {
 			unlink(o->path); /* renamed, but a crash could take it back: undone */
-		else
+		} else if (r < 0 && o->s3w) {
+			/* the set failed: an object of it must not stay behind */
+			char *d = NULL;
+			int dr = snap_s3_delete_object(o->s3c, o->bucket, o->key, &d);
+			if (dr < 0)
+				snap_warn("cannot delete %s after the failure: %s", o->path,
+					  d ? d : strerror(-dr));
+			free(d);
+			o->committed = true; /* its writer is done: no abort of a completion */
+		} else {
 			o->committed = true;
+		}
 	}
 	return r;
 }
@@ -874,7 +1036,7 @@ int snap_output_commit(struct snap_output *out, char **ret_detail)
 
 void snap_output_close(struct snap_output *out)
 {
-	if (out->is_stdout)
+	if (out->is_stdout || out->s3w)
 		return;
 	if (out->dfd >= 0)
 		close(out->dfd);
@@ -904,6 +1066,8 @@ bool snap_output_is_stdout(const struct snap_output *out)
 
 void snap_output_abort(struct snap_output *out)
 {
+	if (out && !out->committed && out->s3w)
+		snap_s3_writer_abort(out->s3w); /* O3 */
 	if (out && !out->committed && out->tmp) {
 		unlink(out->tmp);
 		free(out->tmp);
@@ -920,6 +1084,15 @@ struct snap_output *snap_output_free(struct snap_output *out)
 		close(out->dfd);
 	if (out->fd >= 0 && !out->is_stdout)
 		close(out->fd);
+	snap_s3_writer_free(out->s3w);
+	for (size_t i = 0; i < out->ntags; i++) {
+		free((char *)out->tags[i].name);
+		free((char *)out->tags[i].value);
+	}
+	free(out->tags);
+	free(out->bucket);
+	free(out->key);
+	free(out->etag);
 	free(out->tmp);
 	free(out->path);
 	free(out->dir);
@@ -979,6 +1152,15 @@ static int seq_write_req(struct snap_output_seq *q, const struct seq_req *rq, ui
 {
 	struct snap_output *o = rq->out;
 	*at = rq->off;
+	if (o->s3w) {
+		/* O1: the s3 writer cuts parts and uploads them in the background */
+		int r = rq->keep ? snap_s3_writer_write(o->s3w, rq->buf, rq->keep) : 0;
+		if (r == 0 && rq->final && !o->put_at_commit) {
+			r = snap_s3_writer_end(o->s3w);
+			o->s3_ended = true;
+		}
+		return r;
+	}
 	if (o->is_stdout) {
 		for (size_t done = 0; done < rq->keep;) {
 			ssize_t k = write(o->fd, rq->buf + done, rq->keep - done);
@@ -1049,8 +1231,11 @@ static void seq_do(struct snap_output_seq *q, const struct seq_req *rq)
 		pthread_mutex_lock(&q->mu);
 		if (!q->err) {
 			q->err = r;
-			if (asprintf(&q->detail, "cannot write %s at offset %llu: %s",
-				     rq->out->path, (unsigned long long)at, strerror(-r)) < 0)
+			const char *e = rq->out->s3w ? snap_s3_writer_error(rq->out->s3w) : NULL;
+			if (e && *e ? asprintf(&q->detail, "%s", e) < 0
+				    : asprintf(&q->detail, "cannot write %s at offset %llu: %s",
+					       rq->out->path, (unsigned long long)at,
+					       strerror(-r)) < 0)
 				q->detail = NULL;
 		}
 		pthread_mutex_unlock(&q->mu);

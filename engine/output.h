@@ -32,6 +32,16 @@
  *     page cache. Callers that want the direct path allocate their buffers aligned to
  *     SNAP_OUTPUT_MEM_ALIGN and place the byte destined for offset off at buffer + off %
  *     SNAP_OUTPUT_MEM_ALIGN. Why mixing the two is safe is stated in output.c.
+ *  6. An S3 object (snap_output_open_s3, "s3://BUCKET/KEY") is an APPEND output written by a
+ *     snap_output_seq into an s3 writer (s3/s3.h W1-W3): a multipart upload, or one PUT of a
+ *     body held in memory for small outputs (a bundle's parts, its manifest). The object
+ *     appears only at the commit (CompleteMultipartUpload; a single PUT made at seq_end, or at
+ *     the commit for one opened put_at_commit, which makes a manifest appear last). An
+ *     existing object is refused at open (HEAD) unless force; the commit itself cannot be
+ *     conditional (the gateway of the tests ignores If-None-Match on a completion), so an
+ *     object that appears meanwhile is replaced. abort (and free without a commit) aborts the
+ *     upload, or keeps it for a resume when opened keep; a committed object of a set whose
+ *     later member fails is deleted (invariant 2a).
  */
 #ifndef SNAP_OUTPUT_H
 #define SNAP_OUTPUT_H
@@ -40,6 +50,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/stat.h>
+
+#include "s3.h"
 
 struct snap_output;
 
@@ -177,6 +189,34 @@ int snap_file_mode_default(int fd);
 void snap_output_abort(struct snap_output *out);
 /* Aborts unless committed, closes, frees. */
 struct snap_output *snap_output_free(struct snap_output *out);
+/* An S3 object as an output (invariant 6). The client must outlive the output. */
+struct snap_output_s3 {
+	struct snap_s3_client *client;
+	const struct snap_s3_put_options *put; /* ACL, metadata, tags; NULL: none */
+	bool single;	    /* one PUT of the whole body (at most SNAP_S3_MAX_BUFFERED_PART) */
+	bool put_at_commit; /* single: PUT only at the commit (a set's last object) */
+	uint64_t part_size; /* multipart: 0 is SNAP_S3_DEFAULT_PART_SIZE */
+	bool keep;	    /* multipart: a failure keeps the upload for a resume */
+	/* multipart: continue upload_id, whose parts[0, nparts) are done (a resume) */
+	const char *upload_id;
+	const struct snap_s3_part *parts;
+	size_t nparts;
+	/* multipart: called as each part is acknowledged, from the transport (a checkpoint) */
+	snap_s3_part_done_fn on_part;
+	void *on_part_userdata;
+};
+/* flags: SNAP_OUTPUT_FORCE (replace an existing object); SNAP_OUTPUT_APPEND is implied. The
+ * detail names the object and the operation. */
+int snap_output_open_s3(const char *url, unsigned flags, const struct snap_output_s3 *s3,
+			struct snap_output **ret, char **ret_detail);
+bool snap_output_is_s3(const struct snap_output *out);
+/* The object's ETag once committed (multipart: "HEX-N"), else NULL. */
+const char *snap_output_s3_etag(const struct snap_output *out);
+/* The multipart upload's id, or NULL (single PUT). */
+const char *snap_output_s3_upload_id(const struct snap_output *out);
+/* Bytes the s3 writer took so far (a resume's parts included). */
+uint64_t snap_output_s3_offset(const struct snap_output *out);
+
 /* The path the output will have (or has) once committed. */
 const char *snap_output_path(const struct snap_output *out);
 /* Names the file the commit renames to, when it is decided only after writing (a bundle's part
