@@ -1687,8 +1687,9 @@ static void store_cleanup(struct store_ctx *s, int r)
 	const char *id = r < 0 && s->out ? snap_output_s3_upload_id(s->out) : NULL;
 	if (id && ck && s->keep_upload)
 		kept = strdup(id);
-	else if (id && (s->keep_upload || snap_job_cancelled(s->job)))
-		drop = strdup(id); /* no checkpoint to resume it with, or the abort was refused */
+	else if (id && !s->resuming && (s->keep_upload || snap_job_cancelled(s->job)))
+		drop = strdup(id); /* no checkpoint to resume it with, or the abort refused:
+				    * a resume keeps its upload, whose checkpoint is intact */
 	s->out = snap_output_free(s->out); /* removes it (aborts the upload) unless committed */
 	if (drop)
 		store_abort_upload(s, drop);
