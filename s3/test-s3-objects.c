@@ -526,6 +526,34 @@ static void test_single(struct snap_s3_client *c)
 	snap_s3_writer_free(w);
 	check_object(c, "single-empty", data, 0);
 
+	/* Writers ended and not yet committed (a bundle's parts, committed together at the end)
+	 * hold no budget once their PUT is done: eight of 1.5 MiB within a budget of 4 MiB. */
+	{
+		struct snap_s3_client *small = client(4, 4 * MiB, 0);
+		struct snap_s3_writer *ws[8];
+		size_t n = 3 * MiB / 2;
+		uint8_t *part = random_bytes(n);
+		for (int i = 0; i < 8; i++) {
+			char key[32];
+			snprintf(key, sizeof(key), "single-set-%d", i);
+			REQUIRE(snap_s3_writer_new(small, bucket, key, 0, 0, NULL, &ws[i], NULL) >=
+				0);
+			part[0] = (uint8_t)i;
+			CHECK(write_random(ws[i], part, n, 200000) >= 0);
+			CHECK(snap_s3_writer_end(ws[i]) >= 0, "%s", snap_s3_writer_error(ws[i]));
+		}
+		for (int i = 0; i < 8; i++) {
+			CHECK(snap_s3_writer_commit(ws[i], NULL) >= 0, "%s",
+			      snap_s3_writer_error(ws[i]));
+			CHECK(snap_s3_writer_peak_held(ws[i]) <= 2 * MiB);
+			snap_s3_writer_free(ws[i]);
+		}
+		part[0] = 7;
+		check_object(small, "single-set-7", part, n);
+		free(part);
+		snap_s3_client_free(small);
+	}
+
 	/* past 32 MiB */
 	REQUIRE(snap_s3_writer_new(c, bucket, "single-big", 0, 0, NULL, &w, NULL) >= 0);
 	uint8_t *big = calloc(1, SNAP_S3_MAX_BUFFERED_PART);
