@@ -1333,12 +1333,8 @@ static int store_resume_plan(struct store_ctx *s)
 	/* the parts in number order, each one's latest acknowledgement; then the run 1..n */
 	struct snap_s3_part *p = rs->parts;
 	uint64_t *ends = calloc(rs->nparts + 1, sizeof(*ends));
-	size_t *order = calloc(rs->nparts + 1, sizeof(*order));
-	if (!ends || !order) {
-		free(ends);
-		free(order);
+	if (!ends)
 		return -ENOMEM;
-	}
 	for (size_t i = 0; i < rs->nparts; i++)
 		p[i].size = rs->part_ends[i]; /* carried through the sort */
 	qsort(p, rs->nparts, sizeof(*p), cmp_part);
@@ -1361,7 +1357,6 @@ static int store_resume_plan(struct store_ctx *s)
 		ends[i] = p[i].size;
 		if (ends[i] <= prev) {
 			free(ends);
-			free(order);
 			rs->nparts = i;
 			return snap_job_fail(job, -EUCLEAN, "cannot resume %s: the checkpoint %s is "
 							    "inconsistent (part %u)",
@@ -1373,7 +1368,6 @@ static int store_resume_plan(struct store_ctx *s)
 	rs->nparts = n;
 	free(rs->part_ends);
 	rs->part_ends = ends;
-	free(order);
 	if (n == 0)
 		return 0; /* nothing kept: store_resume_fresh */
 	uint64_t e = ends[n - 1], eprev = n > 1 ? ends[n - 2] : 0;
