@@ -165,18 +165,18 @@ struct store_ctx {
 
 	/* an S3 object (invariant 10) */
 	struct snap_s3_client *s3c;
-	char *url;	      /* s3://BUCKET/KEY written (the -o given may name a prefix) */
-	char *ckpt_path;      /* the checkpoint of the -o given (store-checkpoint.h) */
+	char *url;	 /* s3://BUCKET/KEY written (the -o given may name a prefix) */
+	char *ckpt_path; /* the checkpoint of the -o given (store-checkpoint.h) */
 	uint64_t part_size;
 	struct store_ckpt *_Atomic ckpt;
-	bool keep_upload;     /* a failure keeps the upload and the checkpoint */
+	bool keep_upload; /* a failure keeps the upload and the checkpoint */
 	/* --resume (invariant 11) */
 	bool resuming;
 	struct store_ckpt_state rs;
-	uint64_t skip_to;     /* image bytes below were uploaded: not written again */
-	uint64_t nverify;     /* frames below this number are compared with the checkpoint's */
-	uint32_t resume_vol;  /* reading starts in this volume ... */
-	uint64_t resume_off;  /* ... at this offset (a frame_size multiple) */
+	uint64_t skip_to;    /* image bytes below were uploaded: not written again */
+	uint64_t nverify;    /* frames below this number are compared with the checkpoint's */
+	uint32_t resume_vol; /* reading starts in this volume ... */
+	uint64_t resume_off; /* ... at this offset (a frame_size multiple) */
 
 	/* the parts of the image the index and footer need */
 	uint8_t header[SNAP_STORE_HEADER_SIZE];
@@ -652,8 +652,8 @@ static int add_iframe(struct store_ctx *s, const struct snap_store_frame *f, uin
 static bool store_resume_same(const struct snap_store_index_frame *a,
 			      const struct snap_store_index_frame *b)
 {
-	return a->file_offset == b->file_offset && a->volume == b->volume &&
-	       a->flags == b->flags && a->offset == b->offset && a->raw_len == b->raw_len &&
+	return a->file_offset == b->file_offset && a->volume == b->volume && a->flags == b->flags &&
+	       a->offset == b->offset && a->raw_len == b->raw_len &&
 	       a->stored_len == b->stored_len && !memcmp(a->digest, b->digest, sizeof(a->digest));
 }
 
@@ -1128,8 +1128,8 @@ static int store_create_s3(struct store_ctx *s, unsigned flags)
 		char id[40];
 		size_t kl = strlen(key);
 		bool prefix = !kl || key[kl - 1] == '/';
-		if (asprintf(&s->url, "s3://%s/%s%s%s", bucket, key, prefix ? store_ami_id(s, id) : "",
-			     prefix ? ".bin" : "") < 0) {
+		if (asprintf(&s->url, "s3://%s/%s%s%s", bucket, key,
+			     prefix ? store_ami_id(s, id) : "", prefix ? ".bin" : "") < 0) {
 			s->url = NULL;
 			r = -ENOMEM;
 			goto out;
@@ -1258,7 +1258,8 @@ static int store_resume_load(struct store_ctx *s)
 	char *detail = NULL;
 	int r = store_ckpt_load(s->ckpt_path, &s->rs, &detail);
 	if (r == -ENOENT)
-		return snap_job_fail(job, r, "cannot resume %s: no checkpoint (%s): nothing was kept",
+		return snap_job_fail(job, r,
+				     "cannot resume %s: no checkpoint (%s): nothing was kept",
 				     s->path, s->ckpt_path);
 	if (r < 0) {
 		r = snap_job_fail(job, r, "cannot resume %s: %s", s->path,
@@ -1270,8 +1271,9 @@ static int store_resume_load(struct store_ctx *s)
 	const char *why = "";
 	if (s->rs.head_len < SNAP_STORE_HEADER_SIZE ||
 	    snap_store_header_decode(s->rs.head, SNAP_STORE_HEADER_SIZE, &h, &why) < 0)
-		return snap_job_fail(job, -EUCLEAN, "cannot resume %s: the checkpoint %s has no "
-						    "valid image header",
+		return snap_job_fail(job, -EUCLEAN,
+				     "cannot resume %s: the checkpoint %s has no "
+				     "valid image header",
 				     s->path, s->ckpt_path);
 	if (h.incompat & SNAP_STORE_INCOMPAT_ENCRYPTED)
 		return snap_job_fail(job, -EOPNOTSUPP,
@@ -1281,8 +1283,8 @@ static int store_resume_load(struct store_ctx *s)
 				     s->rs.url, s->rs.url);
 	if ((h.compat & SNAP_STORE_COMPAT_SIGNATURE) !=
 	    (snap_job_string(job, SNAP_SPARAM_SIGNING_KEY) ? SNAP_STORE_COMPAT_SIGNATURE : 0))
-		return snap_job_fail(job, -EINVAL, "cannot resume %s: it was begun %s a signing key",
-				     s->rs.url,
+		return snap_job_fail(job, -EINVAL,
+				     "cannot resume %s: it was begun %s a signing key", s->rs.url,
 				     h.compat & SNAP_STORE_COMPAT_SIGNATURE ? "with" : "without");
 	if (!(s->url = strdup(s->rs.url)))
 		return -ENOMEM;
@@ -1313,8 +1315,9 @@ static int store_resume_plan(struct store_ctx *s)
 	struct snap_job *job = s->job;
 	struct store_ckpt_state *rs = &s->rs;
 	if (rs->nvols != s->nvols)
-		return snap_job_fail(job, -ESTALE, "cannot resume %s: it was begun with %zu volumes, "
-						   "not %zu",
+		return snap_job_fail(job, -ESTALE,
+				     "cannot resume %s: it was begun with %zu volumes, "
+				     "not %zu",
 				     rs->url, rs->nvols, s->nvols);
 	for (size_t i = 0; i < s->nvols; i++) {
 		struct stat sb;
@@ -1358,8 +1361,9 @@ static int store_resume_plan(struct store_ctx *s)
 		if (ends[i] <= prev) {
 			free(ends);
 			rs->nparts = i;
-			return snap_job_fail(job, -EUCLEAN, "cannot resume %s: the checkpoint %s is "
-							    "inconsistent (part %u)",
+			return snap_job_fail(job, -EUCLEAN,
+					     "cannot resume %s: the checkpoint %s is "
+					     "inconsistent (part %u)",
 					     rs->url, s->ckpt_path, p[i].part_number);
 		}
 		p[i].size = ends[i] - prev;
@@ -1378,11 +1382,12 @@ static int store_resume_plan(struct store_ctx *s)
 		struct snap_store_frame tmp = {.flags = f->flags, .stored_len = f->stored_len};
 		uint64_t end = f->file_offset + snap_store_frame_record_len(&tmp);
 		if (f->volume >= s->nvols ||
-		    f->file_offset != (k ? rs->frames[k - 1].file_offset +
-					       snap_store_frame_record_len(&(struct snap_store_frame){
-						   .flags = rs->frames[k - 1].flags,
-						   .stored_len = rs->frames[k - 1].stored_len})
-					 : rs->head_len))
+		    f->file_offset !=
+			(k ? rs->frames[k - 1].file_offset +
+				 snap_store_frame_record_len(&(struct snap_store_frame){
+				     .flags = rs->frames[k - 1].flags,
+				     .stored_len = rs->frames[k - 1].stored_len})
+			   : rs->head_len))
 			return snap_job_fail(job, -EUCLEAN,
 					     "cannot resume %s: the checkpoint %s is inconsistent "
 					     "(frame %llu)",
@@ -1444,10 +1449,11 @@ static int store_resume_marks(struct store_ctx *s)
 		for (size_t i = 0; i < n; i++) {
 			const struct snap_extent *e = snap_map_get(map, i);
 			if (e->kind == SNAP_EXTENT_DATA && e->offset < limit)
-				ranges[nr++] = (struct snap_range){
-				    e->offset, (e->offset + e->length < limit ? e->offset + e->length
-									      : limit) -
-						   e->offset};
+				ranges[nr++] =
+				    (struct snap_range){e->offset, (e->offset + e->length < limit
+									? e->offset + e->length
+									: limit) -
+								       e->offset};
 		}
 		/* this volume's frames below the restart, in offset order */
 		uint64_t k = 0;
@@ -1682,8 +1688,8 @@ static void store_cleanup(struct store_ctx *s, int r)
 	if (id && ck && s->keep_upload)
 		kept = strdup(id);
 	else if (id && !s->resuming && (s->keep_upload || snap_job_cancelled(s->job)))
-		drop = strdup(id); /* no checkpoint to resume it with, or the abort refused:
-				    * a resume keeps its upload, whose checkpoint is intact */
+		drop = strdup(id);	   /* no checkpoint to resume it with, or the abort refused:
+					    * a resume keeps its upload, whose checkpoint is intact */
 	s->out = snap_output_free(s->out); /* removes it (aborts the upload) unless committed */
 	if (drop)
 		store_abort_upload(s, drop);
