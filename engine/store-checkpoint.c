@@ -6,7 +6,7 @@
  *	snapbundle-store-checkpoint 1
  *	url s3://BUCKET/KEY
  *	upload UPLOAD-ID
- *	part-size N / frame-size N / level N
+ *	part-size N / frame-size N / level N / nonce-seed N
  *	volume SIZE MTIME-NS PATH             (one per source, in order)
  *	head HEX                              (header, KEYS with the wrapped data key, META)
  *	meta OFFSET LENGTH
@@ -20,7 +20,8 @@
  *  2. Frames are recorded by the store's sink before their bytes reach the writer, so every
  *     frame of an acknowledged part is in the file: a resume trusts parts (their ETags checked
  *     by ListParts) and only the frames they cover.
- *  3. It holds nothing secret: the data key only as the image has it, wrapped in KEYS.
+ *  3. It holds nothing secret: the data key only as the image has it, wrapped in KEYS; the
+ *     seed of the frame nonces, which the image's frame headers show anyway.
  *  4. create replaces a previous file through a temporary name and a rename, so a crash leaves
  *     the old checkpoint or the new one, never a mix.
  */
@@ -149,9 +150,9 @@ static int write_state(int fd, const struct store_ckpt_state *st)
 	char *s = NULL;
 	int r = asprintf(&s,
 			 MAGIC "\nurl %s\nupload %s\npart-size %llu\nframe-size %u\nlevel %d\n"
-			       "head %s\nmeta %llu %llu\n",
+			       "nonce-seed %llu\nhead %s\nmeta %llu %llu\n",
 			 st->url, st->upload_id, (unsigned long long)st->part_size, st->frame_size,
-			 st->level, hex, (unsigned long long)st->meta_offset,
+			 st->level, (unsigned long long)st->nonce_seed, hex, (unsigned long long)st->meta_offset,
 			 (unsigned long long)st->meta_length) < 0
 		    ? -ENOMEM
 		    : 0;
@@ -312,6 +313,9 @@ static int parse_line(struct store_ckpt_state *st, char *line, size_t *cap_parts
 	if (!strcmp(k, "level"))
 		return sscanf(v, "%llu%n", &a, &n) == 1 && !v[n] ? (st->level = (int)a, 0)
 								 : -EUCLEAN;
+	if (!strcmp(k, "nonce-seed"))
+		return sscanf(v, "%llu%n", &a, &n) == 1 && !v[n] ? (st->nonce_seed = a, 0)
+								  : -EUCLEAN;
 	if (!strcmp(k, "meta"))
 		return sscanf(v, "%llu %llu%n", &a, &b, &n) == 2 && !v[n]
 			   ? (st->meta_offset = a, st->meta_length = b, 0)

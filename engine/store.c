@@ -58,7 +58,10 @@
  *     numbered and placed as before (invariant 2), and the extent map below the restart is
  *     rebuilt from the checkpoint's frames (every byte of a DATA extent outside a frame is a
  *     zero block), so the object is byte for byte the one an uninterrupted run writes.
- *     Encrypted stores are not resumed: their frame nonces are random.
+ *     Frame nonces derive from a random per-image seed (nonce_rng; the test seed itself when
+ *     seeded), which the checkpoint keeps, so an encrypted frame sealed again is the same
+ *     bytes; an encrypted store is resumed with its passphrase or a recipient's private key,
+ *     which unwrap the data key from the checkpoint's KEYS and authenticate its META.
  *
  * State transitions (snap_store_run):
  *  1. prepare: open sources, build layouts (store_open_volumes), keys (store_keys), header,
@@ -74,6 +77,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -94,6 +98,7 @@
 #include "source.h"
 #include "s3.h"
 #include "store-checkpoint.h"
+#include "store-image.h"
 #include "store-crypto.h"
 #include "store-format.h"
 #include "store-frame.h"
@@ -152,6 +157,7 @@ struct store_ctx {
 	int level;
 	bool encrypted;
 	struct snap_store_rng rng;
+	struct snap_store_rng nonce_rng; /* the frames' nonces (invariant 11) */
 	uint8_t image_id[SNAP_STORE_ID_SIZE];
 	uint8_t dk[SNAP_STORE_KEY_SIZE];
 	struct snap_store_keyset keys;
@@ -251,7 +257,8 @@ struct worker {
 static int seal_frame(struct worker *w, const uint8_t *raw, struct frame_job *fj, uint8_t *out)
 {
 	struct store_ctx *s = w->s;
-	return snap_store_frame_seal(w->codec, s->image_id, &s->rng, &fj->f, raw, out, &fj->out_len,
+	return snap_store_frame_seal(w->codec, s->image_id, &s->nonce_rng, &fj->f, raw, out,
+				     &fj->out_len,
 				     &w->t);
 }
 
@@ -1198,6 +1205,7 @@ static int store_ckpt_start(struct store_ctx *s)
 	    .part_size = s->part_size,
 	    .frame_size = s->frame_size,
 	    .level = s->level,
+	    .nonce_seed = s->nonce_rng.seed,
 	    .meta_offset = s->meta_offset,
 	    .meta_length = s->meta_length,
 	    .nvols = s->nvols,
@@ -1250,6 +1258,62 @@ out:
 	return r;
 }
 
+/* An encrypted resume: the data key unwrapped from the checkpoint's KEYS with the passphrase or
+ * a recipient's private key, the checkpoint's META authenticated by it (invariant 11). */
+static int store_resume_keys(struct store_ctx *s)
+{
+	struct snap_job *job = s->job;
+	const char *pass = snap_job_string(job, SNAP_SPARAM_PASSPHRASE);
+	const char *key = snap_job_string(job, SNAP_SPARAM_PRIVATE_KEY);
+	if (!pass && !key)
+		return snap_job_fail(job, -ENOKEY,
+				     "cannot resume the encrypted store %s: give its passphrase or "
+				     "the private key of a recipient",
+				     s->rs.url);
+	if (s->rs.meta_offset < SNAP_STORE_HEADER_SIZE)
+		return snap_job_fail(job, -EUCLEAN, "the checkpoint %s has no key record",
+				     s->ckpt_path);
+	/* the image reader reads a head from a descriptor: the checkpoint's, in memory */
+	int fd = memfd_create("snapbundle-head", MFD_CLOEXEC);
+	if (fd < 0)
+		return snap_job_fail(job, -errno, "cannot make a memory file: %s",
+				     snap_strerror(-errno));
+	struct snap_store_image *img = NULL;
+	int r = 0;
+	for (size_t done = 0; done < s->rs.head_len && r == 0;) {
+		ssize_t n = write(fd, s->rs.head + done, s->rs.head_len - done);
+		if (n <= 0)
+			r = n < 0 ? -errno : -EIO;
+		else
+			done += (size_t)n;
+	}
+	if (r == 0 && lseek(fd, 0, SEEK_SET) < 0)
+		r = -errno;
+	if (r == 0)
+		r = snap_store_image_new(&img);
+	if (r < 0) {
+		close(fd);
+		return snap_job_fail(job, r, "cannot read the checkpoint %s: %s", s->ckpt_path,
+				     snap_strerror(r));
+	}
+	r = store_image_open_fd(img, fd, s->ckpt_path, true);
+	if (r == 0)
+		r = snap_store_image_unlock(img, pass, key);
+	if (r < 0) {
+		r = snap_job_fail(job, r, "cannot resume %s: %s", s->rs.url,
+				  snap_store_image_error(img));
+		snap_store_image_free(img);
+		return r;
+	}
+	s->keys = img->ks;
+	s->encrypted = true;
+	s->keys_len = img->keys_len;
+	s->keys_rec = img->keys_rec;
+	img->keys_rec = NULL;
+	snap_store_image_free(img); /* cleanses its keyset */
+	return 0;
+}
+
 /* --resume, before the volumes are opened: the checkpoint of the -o given, its frame size and
  * level (the image's), its head. */
 static int store_resume_load(struct store_ctx *s)
@@ -1275,12 +1339,6 @@ static int store_resume_load(struct store_ctx *s)
 				     "cannot resume %s: the checkpoint %s has no "
 				     "valid image header",
 				     s->path, s->ckpt_path);
-	if (h.incompat & SNAP_STORE_INCOMPAT_ENCRYPTED)
-		return snap_job_fail(job, -EOPNOTSUPP,
-				     "cannot resume the encrypted store %s (its frames cannot be "
-				     "sealed again the same way): discard it with snapbundle abort "
-				     "%s and store again",
-				     s->rs.url, s->rs.url);
 	if ((h.compat & SNAP_STORE_COMPAT_SIGNATURE) !=
 	    (snap_job_string(job, SNAP_SPARAM_SIGNING_KEY) ? SNAP_STORE_COMPAT_SIGNATURE : 0))
 		return snap_job_fail(job, -EINVAL,
@@ -1288,6 +1346,9 @@ static int store_resume_load(struct store_ctx *s)
 				     h.compat & SNAP_STORE_COMPAT_SIGNATURE ? "with" : "without");
 	if (!(s->url = strdup(s->rs.url)))
 		return -ENOMEM;
+	s->nonce_rng = (struct snap_store_rng){.seeded = true, .seed = s->rs.nonce_seed};
+	if ((h.incompat & SNAP_STORE_INCOMPAT_ENCRYPTED) && (r = store_resume_keys(s)) < 0)
+		return r;
 	memcpy(s->image_id, h.image_id, SNAP_STORE_ID_SIZE);
 	memcpy(s->header, s->rs.head, SNAP_STORE_HEADER_SIZE);
 	s->frame_size = s->rs.frame_size;
@@ -1744,6 +1805,14 @@ int snap_store_run(struct snap_job *job)
 	s.now = (uint64_t)time(NULL);
 	int64_t seed = snap_job_param(job, SNAP_PARAM_TEST_SEED, 0);
 	s.rng = (struct snap_store_rng){.seeded = seed != 0, .seed = (uint64_t)seed};
+	/* frame nonces from a seed of their own (invariant 11): unique per frame number, as
+	 * random ones, and the same when a resume seals a frame again; the test seed's own
+	 * derivation when seeded, so seeded images keep their bytes */
+	uint64_t nonce_seed = (uint64_t)seed;
+	if (!seed && (r = snap_store_random(NULL, "nonce seed", 0, &nonce_seed,
+					    sizeof(nonce_seed))) < 0)
+		goto out;
+	s.nonce_rng = (struct snap_store_rng){.seeded = true, .seed = nonce_seed};
 	if ((r = snap_store_random(&s.rng, "image id", 0, s.image_id, sizeof(s.image_id))) < 0)
 		goto out;
 	if ((r = store_prepare_s3(&s)) < 0 || (r = store_open_volumes(&s)) < 0)
