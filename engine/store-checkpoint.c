@@ -148,14 +148,15 @@ static int write_state(int fd, const struct store_ckpt_state *st)
 	snap_hex(hex, st->head, st->head_len);
 	hex[2 * st->head_len] = 0;
 	char *s = NULL;
-	int r = asprintf(&s,
-			 MAGIC "\nurl %s\nupload %s\npart-size %llu\nframe-size %u\nlevel %d\n"
-			       "nonce-seed %llu\nhead %s\nmeta %llu %llu\n",
-			 st->url, st->upload_id, (unsigned long long)st->part_size, st->frame_size,
-			 st->level, (unsigned long long)st->nonce_seed, hex, (unsigned long long)st->meta_offset,
-			 (unsigned long long)st->meta_length) < 0
-		    ? -ENOMEM
-		    : 0;
+	int r =
+	    asprintf(&s,
+		     MAGIC "\nurl %s\nupload %s\npart-size %llu\nframe-size %u\nlevel %d\n"
+			   "nonce-seed %llu\nhead %s\nmeta %llu %llu\n",
+		     st->url, st->upload_id, (unsigned long long)st->part_size, st->frame_size,
+		     st->level, (unsigned long long)st->nonce_seed, hex,
+		     (unsigned long long)st->meta_offset, (unsigned long long)st->meta_length) < 0
+		? -ENOMEM
+		: 0;
 	free(hex);
 	if (r == 0)
 		r = put_line(fd, s);
@@ -315,7 +316,7 @@ static int parse_line(struct store_ckpt_state *st, char *line, size_t *cap_parts
 								 : -EUCLEAN;
 	if (!strcmp(k, "nonce-seed"))
 		return sscanf(v, "%llu%n", &a, &n) == 1 && !v[n] ? (st->nonce_seed = a, 0)
-								  : -EUCLEAN;
+								 : -EUCLEAN;
 	if (!strcmp(k, "meta"))
 		return sscanf(v, "%llu %llu%n", &a, &b, &n) == 2 && !v[n]
 			   ? (st->meta_offset = a, st->meta_length = b, 0)

@@ -258,8 +258,7 @@ static int seal_frame(struct worker *w, const uint8_t *raw, struct frame_job *fj
 {
 	struct store_ctx *s = w->s;
 	return snap_store_frame_seal(w->codec, s->image_id, &s->nonce_rng, &fj->f, raw, out,
-				     &fj->out_len,
-				     &w->t);
+				     &fj->out_len, &w->t);
 }
 
 /* Gives a held reader buffer back (invariant 5). */
@@ -1809,8 +1808,8 @@ int snap_store_run(struct snap_job *job)
 	 * random ones, and the same when a resume seals a frame again; the test seed's own
 	 * derivation when seeded, so seeded images keep their bytes */
 	uint64_t nonce_seed = (uint64_t)seed;
-	if (!seed && (r = snap_store_random(NULL, "nonce seed", 0, &nonce_seed,
-					    sizeof(nonce_seed))) < 0)
+	if (!seed &&
+	    (r = snap_store_random(NULL, "nonce seed", 0, &nonce_seed, sizeof(nonce_seed))) < 0)
 		goto out;
 	s.nonce_rng = (struct snap_store_rng){.seeded = true, .seed = nonce_seed};
 	if ((r = snap_store_random(&s.rng, "image id", 0, s.image_id, sizeof(s.image_id))) < 0)

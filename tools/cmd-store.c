@@ -118,9 +118,8 @@ int cmd_store(int argc, char **argv)
 	const char *output = NULL;
 	tool_args_init(&args,
 		       TOOL_SHARED_PASSPHRASE_FILE | TOOL_SHARED_THREADS | TOOL_SHARED_PROGRESS |
-			   TOOL_SHARED_KEY |
-			   TOOL_SHARED_FORCE | TOOL_SHARED_NO_DIRECT | TOOL_SHARED_DEBUG |
-			   TOOL_SHARED_S3,
+			   TOOL_SHARED_KEY | TOOL_SHARED_FORCE | TOOL_SHARED_NO_DIRECT |
+			   TOOL_SHARED_DEBUG | TOOL_SHARED_S3,
 		       "o:h", opts);
 	if (snap_job_new(SNAP_JOB_STORE, &job) < 0) {
 		tool_error("out of memory");
