@@ -65,11 +65,17 @@
  *
  * State transitions (snap_store_run):
  *  1. prepare: open sources, build layouts (store_open_volumes), keys (store_keys), header,
- *     KEYS and META records written (store_write_head)
+ *     KEYS and META records written (store_write_head); s3://: the checkpoint's name and a
+ *     resume's checkpoint read (store_prepare_s3, store_resume_load), the kept parts and the
+ *     restart chosen (store_resume_plan), the upload created or continued (store_create_s3),
+ *     the checkpoint written (store_ckpt_start); a resume rebuilds the map below the restart
+ *     (store_resume_marks) instead of writing the head
  *  2. data: chunks read through the reader, zero-scanned, cut into frames (store_fill_slot),
  *     sealed by workers (store_work), written in order by the sink (store_sink)
- *  3. finish: INDEX and footer written (store_write_tail), fsync and rename (store_commit)
- *  4. done, or failed: temporary unlinked (store_cleanup)
+ *  3. finish: INDEX and footer written (store_write_tail), fsync and rename, or the upload
+ *     completed and the checkpoint removed (store_commit)
+ *  4. done, or failed: temporary unlinked, or the upload kept with its checkpoint or aborted
+ *     (store_cleanup)
  */
 #include <errno.h>
 #include <fcntl.h>
