@@ -1862,7 +1862,7 @@ int snap_store_run(struct snap_job *job)
 	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_SKIPPED, job->progress.bytes_skipped);
 	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_WRITTEN, s.written);
 	snap_job_set_result_u64(job, SNAP_RESULT_FRAMES, s.niframes);
-	snap_job_set_result_string(job, SNAP_RESULT_OUTPUT_PATH, s.path);
+	snap_job_set_result_string(job, SNAP_RESULT_OUTPUT_PATH, s.url ? s.url : s.path);
 	store_set_timings(&s, start, data_start, data_end, cpu0);
 out:
 	if (r == -ENOMEM)
