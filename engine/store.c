@@ -1570,10 +1570,13 @@ static int store_prepare_s3(struct store_ctx *s)
 	}
 	if (resume && snap_job_param(job, SNAP_PARAM_NO_RESUME, 0))
 		return snap_job_fail(job, -EINVAL, "give either resume or no-resume, not both");
+	/* --no-resume keeps nothing, and needs no place to keep it */
 	int r = store_ckpt_path(out, &s->ckpt_path);
-	if (r < 0)
-		return snap_job_fail(job, r, "cannot make the checkpoint directory of %s: %s", out,
-				     snap_strerror(r));
+	if (r < 0 && !snap_job_param(job, SNAP_PARAM_NO_RESUME, 0))
+		return snap_job_fail(job, r,
+				     "cannot make the checkpoint directory of %s: %s (set "
+				     "XDG_STATE_HOME, or use --no-resume)",
+				     out, snap_strerror(r));
 	s->path = out;
 	if (!resume)
 		return 0;
@@ -1831,7 +1834,7 @@ int snap_store_run(struct snap_job *job)
 	r = s.resuming ? store_resume_marks(&s) : store_write_head(&s);
 	if (r < 0)
 		goto out;
-	if (s.url && (r = store_ckpt_start(&s)) < 0)
+	if (s.url && s.ckpt_path && (r = store_ckpt_start(&s)) < 0)
 		goto out;
 	if ((r = store_start_workers(&s)) < 0) {
 		r = snap_job_fail(job, r, "cannot start worker threads: %s", snap_strerror(r));
