@@ -11,16 +11,19 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: snapbundle verify IMAGE.bin|-|s3://BUCKET/KEY [-k KEY | "
-		   "--passphrase-file FILE] [--signer CERT] "
-		   "[--threads N] [--progress[=MODE]]\n"
-		   "       snapbundle verify IMAGE.bin|-|s3://BUCKET/KEY --without-key [--signer CERT]\n"
-		   "\n"
-		   "  --without-key   check an encrypted image without its key: every frame's stored\n"
-		   "                  bytes against its digest and the index, the index's structure\n"
-		   "                  and volume digests, and the signature when the image has one.\n"
-		   "                  Nothing is decrypted; the metadata and index are authenticated\n"
-		   "                  only by a signature (use --signer to require its signer).\n");
+	fprintf(
+	    f,
+	    "usage: snapbundle verify IMAGE.bin|-|s3://BUCKET/KEY [-k KEY | "
+	    "--passphrase-file FILE] [--signer CERT] "
+	    "[--threads N] [--progress[=MODE]]\n"
+	    "       snapbundle verify IMAGE.bin|-|s3://BUCKET/KEY --without-key [--signer CERT]\n"
+	    "\n"
+	    "  --without-key   check an encrypted image without its key: every frame's stored\n"
+	    "                  bytes against its digest and the index, the index's structure\n"
+	    "                  and volume digests, and the signature when the image has one.\n"
+	    "                  Nothing is decrypted; the metadata and index are authenticated\n"
+	    "                  only by a signature (use --signer to require its signer).\n");
+	tool_s3_usage(f, false);
 }
 
 enum { OPT_WITHOUT_KEY = 256 };
@@ -37,7 +40,8 @@ int cmd_verify_store(int argc, char **argv)
 	int c, ret = 1;
 	tool_args_init(&args,
 		       TOOL_SHARED_KEY | TOOL_SHARED_SIGNER | TOOL_SHARED_PASSPHRASE_FILE |
-			   TOOL_SHARED_THREADS | TOOL_SHARED_PROGRESS | TOOL_SHARED_DEBUG,
+			   TOOL_SHARED_THREADS | TOOL_SHARED_PROGRESS | TOOL_SHARED_DEBUG |
+			   TOOL_SHARED_S3,
 		       "h", opts);
 	if (snap_job_new(SNAP_JOB_VERIFY_STORE, &job) < 0)
 		return 1;
