@@ -5,18 +5,20 @@
 # with SNAPBUNDLE_TEST_S3_STREAM=1 (for tests; parts over 32 MiB stream anyway). The end lands
 # inside the first part (the head written again), inside a later part, exactly at a part
 # boundary and inside the index; every object equals a local store of the same seeded source
-# (awscli downloads it), restores and verifies; plain and encrypted.
+# (awscli downloads it), restores and verifies; plain and encrypted. A store with parts of 40 MiB
+# (streamed because they are over 32 MiB) that ends 36 MiB into its third part stays under
+# 256 MiB of peak RSS (bench/bench-s3-huge.sh measures 200 MiB parts of a 1 GB image).
 . "$SRCDIR/tests/s3/store-lib.sh"
 export SNAPBUNDLE_TEST_S3_STREAM=1
 P=$((5 << 20))
 echo "huge secret" > pass
 ENC=(--passphrase-file pass --scrypt-log-n 10)
 
-# disk FILE KIB: a 96 MiB GPT disk whose one partition holds KIB KiB of random bytes (stored raw:
-# the image grows by exactly the bytes added while the number of frames stays)
+# disk FILE KIB [SIZE]: a GPT disk (96M) whose one partition holds KIB KiB of random bytes
+# (stored raw: the image grows by exactly the bytes added while the number of frames stays)
 disk() {
 	rm -f "$1"
-	truncate -s 96M "$1"
+	truncate -s "${3:-96M}" "$1"
 	printf 'label: gpt\nstart=2048, name=data\n' | sfdisk -q "$1" >/dev/null
 	head -c $(($2 << 10)) /dev/urandom | dd of="$1" bs=1M seek=1 conv=notrunc status=none
 }
@@ -104,3 +106,20 @@ check index 0
 # 5. before the ring filled (under 4 MiB into the last part): the request starts at the end
 fit $((6 * P + (1 << 20)))
 check short 0
+
+# 6. bounded memory: parts over 32 MiB stream without the test switch; the end falls 36 MiB
+# into part 3, whose 36 MiB are produced again; peak RSS (GNU time, KiB) under 256 MiB
+unset SNAPBUNDLE_TEST_S3_STREAM
+disk disk.img $((116 << 10)) 160M
+"$B" store disk.img -o local.bin "${REPRO[@]}" --force
+size=$(stat -c %s local.bin)
+[ $((size % (40 << 20))) -gt $((5 << 20)) ] || fail "the image ($size bytes) does not end well inside a part"
+/usr/bin/time -f %M -o rss "$B" store disk.img -o "s3://$bucket/rss.bin" "${REPRO[@]}" \
+	--part-size 40M --debug >out 2>err || { cat err >&2; fail "store rss"; }
+grep -q "ends inside a streamed part" err || { cat err >&2; fail "rss: no replay"; }
+aws s3 cp --only-show-errors "s3://$bucket/rss.bin" dl.bin
+cmp dl.bin local.bin || fail "rss: the object differs from a local store"
+rss=$(tail -n 1 rss)
+echo "peak RSS ${rss} KiB for $size bytes in parts of 40 MiB"
+[ "$rss" -lt $((256 << 10)) ] || fail "peak RSS $rss KiB is over 256 MiB"
+ok "rss: $size bytes with a replayed 40 MiB streamed part in $rss KiB of peak RSS"
