@@ -62,6 +62,19 @@
  *     seeded), which the checkpoint keeps, so an encrypted frame sealed again is the same
  *     bytes; an encrypted store is resumed with its passphrase or a recipient's private key,
  *     which unwrap the data key from the checkpoint's KEYS and authenticate its META.
+ * 12. The size of an S3 object is told to its writer once the tail is built (store_end_s3).
+ *     A part over SNAP_S3_MAX_BUFFERED_PART (or any part under SNAPBUNDLE_TEST_S3_STREAM=1, for
+ *     tests) streams, and its request declared part_size bytes when the writer's 4 MiB ring
+ *     filled; when the object ends before that, the writer abandons the request and goes back
+ *     to the part's start (snap_s3_writer_rewind), and the store writes the same bytes again
+ *     (store_replay): the head from the records kept, then every frame from the one that
+ *     overlaps the part's start, each read again as one chunk (all its blocks are non-zero, so
+ *     it is one frame again), sealed with the same nonce (invariant 11) and compared in place
+ *     with its index entry (-ESTALE when the source changed; nothing is recorded in the
+ *     checkpoint twice), dropped below the part's start as a resume drops (write_out). The part
+ *     then streams with its exact length. Memory stays bounded (no part is held, nothing is
+ *     written locally); the cost is reading and sealing at most one part's worth of frames
+ *     again, once, at the end. The sources are thawed only after it.
  *
  * State transitions (snap_store_run):
  *  1. prepare: open sources, build layouts (store_open_volumes), keys (store_keys), header,
@@ -72,8 +85,10 @@
  *     (store_resume_marks) instead of writing the head
  *  2. data: chunks read through the reader, zero-scanned, cut into frames (store_fill_slot),
  *     sealed by workers (store_work), written in order by the sink (store_sink)
- *  3. finish: INDEX and footer written (store_write_tail), fsync and rename, or the upload
- *     completed and the checkpoint removed (store_commit)
+ *  3. finish: INDEX and footer built (store_write_tail); s3://: the size told, and a
+ *     streamed part promised past the end produced again (store_end_s3, store_replay); INDEX
+ *     and footer written; fsync and rename, or the upload completed and the checkpoint removed
+ *     (store_commit)
  *  4. done, or failed: temporary unlinked, or the upload kept with its checkpoint or aborted
  *     (store_cleanup)
  */
