@@ -714,8 +714,9 @@ static int store_sink(void *ctx, unsigned i)
 			    s->pipe, -ESTALE,
 			    "cannot %s %s: %s changed since the upload began (frame %llu at "
 			    "offset %llu differs)",
-			    s->replaying ? "complete" : "resume", s->url, s->vols[fj->f.volume].path,
-			    (unsigned long long)fj->f.index, (unsigned long long)fj->f.offset);
+			    s->replaying ? "complete" : "resume", s->url,
+			    s->vols[fj->f.volume].path, (unsigned long long)fj->f.index,
+			    (unsigned long long)fj->f.offset);
 		/* recorded before its bytes go out (store-checkpoint.c invariant 2); a replay's
 		 * frames are recorded already */
 		struct store_ckpt *ck = atomic_load(&s->ckpt);
@@ -985,7 +986,8 @@ static int store_replay_frames(struct store_ctx *s, uint64_t k0, uint64_t n)
 {
 	int r = store_start_workers(s);
 	if (r < 0)
-		return snap_job_fail(s->job, r, "cannot start worker threads: %s", snap_strerror(r));
+		return snap_job_fail(s->job, r, "cannot start worker threads: %s",
+				     snap_strerror(r));
 	struct snap_range *chunks = calloc(n - k0 + 1, sizeof(*chunks));
 	if (!chunks)
 		return -ENOMEM;
@@ -995,7 +997,8 @@ static int store_replay_frames(struct store_ctx *s, uint64_t k0, uint64_t n)
 		size_t nc = 0;
 		uint64_t b = a;
 		for (; b < n && s->iframes[b].volume == vi; b++)
-			chunks[nc++] = (struct snap_range){s->iframes[b].offset, s->iframes[b].raw_len};
+			chunks[nc++] =
+			    (struct snap_range){s->iframes[b].offset, s->iframes[b].raw_len};
 		a = b;
 		if ((r = snap_reader_start(v->reader, chunks, nc)) < 0) {
 			r = snap_job_fail(s->job, r, "cannot read %s: %s", v->path,

@@ -89,7 +89,7 @@ struct snap_s3_writer {
 	bool part_started;		/* the current part's request started */
 	bool stream_paused;		/* its read callback found the ring empty (-EAGAIN) */
 	struct snap_s3_put *stream_put; /* resumable: set while stream_active */
-	uint32_t abandon;		/* the streamed part whose request is abandoned (invariant 7) */
+	uint32_t abandon;		/* the part abandoned (invariant 7) */
 	uint64_t stream_len, stream_fed;
 	uint64_t part_written; /* bytes of the current streamed part taken from the caller */
 
