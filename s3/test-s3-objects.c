@@ -408,8 +408,7 @@ static void test_stream(struct snap_s3_client *c)
 	REQUIRE(r >= 0, "commit stream-rewind: %d %s", r, snap_s3_writer_error(w));
 	multipart_etag(data, size, PART, want);
 	CHECK(strcmp(etag, want) == 0, "stream-rewind: ETag %s, want %s", etag, want);
-	CHECK(seen.n == 2 && seen.numbers[0] == 1 && seen.numbers[1] == 2 &&
-		  seen.ends[1] == size,
+	CHECK(seen.n == 2 && seen.numbers[0] == 1 && seen.numbers[1] == 2 && seen.ends[1] == size,
 	      "on_part: %u calls", seen.n);
 	snap_s3_writer_free(w);
 	check_object(c, "stream-rewind", data, size);
