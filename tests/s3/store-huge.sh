@@ -101,6 +101,8 @@ check boundary-enc 0 "${ENC[@]}"
 # 4. inside the index: the object ends 200 bytes after a boundary, so the data ends before it
 # (the index and footer take more) and the last part holds only the tail's end
 fit $((7 * P + 200))
+ixoff=$(od -An -t u8 -j $((size - 64 + 8)) -N 8 local.bin | tr -d ' ')
+[ "$ixoff" -lt $((7 * P)) ] || fail "the index starts at $ixoff, after the boundary"
 check index 0
 
 # 5. before the ring filled (under 4 MiB into the last part): the request starts at the end
