@@ -5,7 +5,8 @@
 # with SNAPBUNDLE_TEST_S3_STREAM=1 (for tests; parts over 32 MiB stream anyway). The end lands
 # inside the first part (the head written again), inside a later part, exactly at a part
 # boundary and inside the index; every object equals a local store of the same seeded source
-# (awscli downloads it), restores and verifies; plain and encrypted. A store with parts of 40 MiB
+# (awscli downloads it), restores and verifies; plain and encrypted; and a resumed store. A store
+# with parts of 40 MiB
 # (streamed because they are over 32 MiB) that ends 36 MiB into its third part stays under
 # 256 MiB of peak RSS (bench/bench-s3-huge.sh measures 200 MiB parts of a 1 GB image).
 . "$SRCDIR/tests/s3/store-lib.sh"
@@ -125,3 +126,29 @@ rss=$(tail -n 1 rss)
 echo "peak RSS ${rss} KiB for $size bytes in parts of 40 MiB"
 [ "$rss" -lt $((256 << 10)) ] || fail "peak RSS $rss KiB is over 256 MiB"
 ok "rss: $size bytes with a replayed 40 MiB streamed part in $rss KiB of peak RSS"
+
+# 7. a resume whose end falls inside a streamed part: killed once part 1 (of 40 MiB) is
+# acknowledged, resumed; the resumed writer streams its parts, and the last one is produced
+# again with its length; the object equals the local store
+ckdir="$XDG_STATE_HOME/snapbundle"
+rm -rf "$ckdir"
+"$B" store disk.img -o "s3://$bucket/resumed.bin" "${REPRO[@]}" --part-size 40M --threads 1 \
+	>bg.out 2>bg.err &
+pid=$!
+for _ in $(seq 1 3000); do
+	[ "$(cat "$ckdir"/store-*.checkpoint 2>/dev/null | grep -c '^part ' || true)" -ge 1 ] && break
+	kill -0 "$pid" 2>/dev/null || { cat bg.err >&2; fail "the store to kill ended early"; }
+	sleep 0.02
+done
+kill -KILL "$pid"
+wait "$pid" 2>/dev/null || true
+no_object resumed.bin
+"$B" store disk.img -o "s3://$bucket/resumed.bin" "${REPRO[@]}" --resume --debug >out 2>err ||
+	{ cat err >&2; fail "resume"; }
+grep -q "resuming" err || { cat err >&2; fail "resumed.bin: not resumed"; }
+grep -q "ends inside a streamed part" err || { cat err >&2; fail "resumed.bin: no replay"; }
+rm -f dl.bin
+aws s3 cp --only-show-errors "s3://$bucket/resumed.bin" dl.bin
+cmp dl.bin local.bin || fail "resumed.bin: the object differs from a local store"
+[ -z "$(uploads resumed.bin)" ] || fail "resumed.bin: an upload is left"
+ok "resumed.bin: resumed, its last streamed part produced again, equal to a local store"
