@@ -5,10 +5,9 @@
 # with SNAPBUNDLE_TEST_S3_STREAM=1 (for tests; parts over 32 MiB stream anyway). The end lands
 # inside the first part (the head written again), inside a later part, exactly at a part
 # boundary and inside the index; every object equals a local store of the same seeded source
-# (awscli downloads it), restores and verifies; plain and encrypted; and a resumed store. A store
-# with parts of 40 MiB
-# (streamed because they are over 32 MiB) that ends 36 MiB into its third part stays under
-# 256 MiB of peak RSS (bench/bench-s3-huge.sh measures 200 MiB parts of a 1 GB image).
+# (awscli downloads it), restores and verifies; plain and encrypted; and a resumed store. A
+# store with parts of 40 MiB (streamed because they are over 32 MiB) that ends 36 MiB into its
+# third part stays under 256 MiB of peak RSS (bench/bench-s3-huge.sh measures 200 MiB parts of a 1 GB image).
 . "$SRCDIR/tests/s3/store-lib.sh"
 export SNAPBUNDLE_TEST_S3_STREAM=1
 P=$((5 << 20))
