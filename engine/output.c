@@ -55,6 +55,10 @@
  *      synced; an object committed before a later member failed is deleted again
  *  O3. abort: snap_s3_writer_abort (aborts the upload, or keeps it with keep; deletes a
  *      single PUT already made)
+ *  O4. The size told at the end (snap_output_seq_s3_rewind): the stage is handed to the writer,
+ *      which may go back to the start of a streamed part promised past the end
+ *      (snap_s3_writer_rewind); the sequence's offset goes back with it, and the producer
+ *      writes the same bytes again from there.
  */
 #include <errno.h>
 #include <dirent.h>
@@ -419,7 +423,8 @@ int snap_output_open_s3(const char *url, unsigned flags, const struct snap_outpu
 		r = snap_s3_writer_new(o->s3c, bucket, key,
 				       s3->single ? 0
 						  : SNAP_S3_WRITER_MULTIPART |
-							(s3->keep ? SNAP_S3_WRITER_KEEP : 0),
+							(s3->keep ? SNAP_S3_WRITER_KEEP : 0) |
+							(s3->stream ? SNAP_S3_WRITER_STREAM : 0),
 				       part, s3->put, &o->s3w, &d);
 	if (r < 0)
 		goto fail_detail;
@@ -1366,6 +1371,35 @@ int snap_output_seq_end(struct snap_output_seq *q)
 	int r = seq_flush_stage(q, true);
 	q->out = NULL;
 	return r;
+}
+
+int snap_output_seq_s3_rewind(struct snap_output_seq *q, uint64_t size, uint64_t *ret_offset)
+{
+	struct snap_output *o = q->out;
+	if (!o || !o->s3w)
+		return -EINVAL;
+	/* O4: every staged byte goes to the writer first (an S3 output takes any length) */
+	int r = q->stage_len ? seq_flush_stage(q, false) : 0;
+	if (r == 0)
+		r = snap_output_seq_flush(q);
+	if (r < 0)
+		return r;
+	uint64_t before = snap_s3_writer_offset(o->s3w), at = before;
+	r = snap_s3_writer_rewind(o->s3w, size, &at);
+	if (r < 0) {
+		pthread_mutex_lock(&q->mu);
+		if (!q->err) {
+			q->err = r;
+			const char *e = snap_s3_writer_error(o->s3w);
+			if (asprintf(&q->detail, "%s", e && *e ? e : strerror(-r)) < 0)
+				q->detail = NULL;
+		}
+		pthread_mutex_unlock(&q->mu);
+		return r;
+	}
+	q->flushed -= before - at;
+	*ret_offset = at;
+	return 0;
 }
 
 int snap_output_seq_flush(struct snap_output_seq *q)

@@ -175,6 +175,12 @@ uint64_t snap_output_seq_offset(const struct snap_output_seq *q);
 int snap_output_seq_end(struct snap_output_seq *q);
 /* Waits until everything handed over was written; the first failure. */
 int snap_output_seq_flush(struct snap_output_seq *q);
+/* An S3 output's total size, known only at its end (a store's frames are compressed): the
+ * staged bytes go to the s3 writer, which is told size (snap_s3_writer_rewind). *ret_offset is
+ * the writer's offset after that: below the bytes written so far when a streamed part was
+ * started for more bytes than the object has, and the producer must write the same bytes
+ * from there again. */
+int snap_output_seq_s3_rewind(struct snap_output_seq *q, uint64_t size, uint64_t *ret_offset);
 const char *snap_output_seq_error(const struct snap_output_seq *q);
 /* Wall time spent writing (after seq_flush: all of it). */
 uint64_t snap_output_seq_write_ns(const struct snap_output_seq *q);
@@ -197,6 +203,9 @@ struct snap_output_s3 {
 	bool put_at_commit; /* single: PUT only at the commit (a set's last object) */
 	uint64_t part_size; /* multipart: 0 is SNAP_S3_DEFAULT_PART_SIZE */
 	bool keep;	    /* multipart: a failure keeps the upload for a resume */
+	/* multipart: every part streams whatever its size (SNAP_S3_WRITER_STREAM), as parts
+	 * over SNAP_S3_MAX_BUFFERED_PART do: for tests of the streamed path at small sizes */
+	bool stream;
 	/* multipart: continue upload_id, whose parts[0, nparts) are done (a resume) */
 	const char *upload_id;
 	const struct snap_s3_part *parts;

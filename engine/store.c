@@ -62,6 +62,19 @@
  *     seeded), which the checkpoint keeps, so an encrypted frame sealed again is the same
  *     bytes; an encrypted store is resumed with its passphrase or a recipient's private key,
  *     which unwrap the data key from the checkpoint's KEYS and authenticate its META.
+ * 12. The size of an S3 object is told to its writer once the tail is built (store_end_s3).
+ *     A part over SNAP_S3_MAX_BUFFERED_PART (or any part under SNAPBUNDLE_TEST_S3_STREAM=1, for
+ *     tests) streams, and its request declared part_size bytes when the writer's 4 MiB ring
+ *     filled; when the object ends before that, the writer abandons the request and goes back
+ *     to the part's start (snap_s3_writer_rewind), and the store writes the same bytes again
+ *     (store_replay): the head from the records kept, then every frame from the one that
+ *     overlaps the part's start, each read again as one chunk (all its blocks are non-zero, so
+ *     it is one frame again), sealed with the same nonce (invariant 11) and compared in place
+ *     with its index entry (-ESTALE when the source changed; nothing is recorded in the
+ *     checkpoint twice), dropped below the part's start as a resume drops (write_out). The part
+ *     then streams with its exact length. Memory stays bounded (no part is held, nothing is
+ *     written locally); the cost is reading and sealing at most one part's worth of frames
+ *     again, once, at the end. The sources are thawed only after it.
  *
  * State transitions (snap_store_run):
  *  1. prepare: open sources, build layouts (store_open_volumes), keys (store_keys), header,
@@ -72,8 +85,10 @@
  *     (store_resume_marks) instead of writing the head
  *  2. data: chunks read through the reader, zero-scanned, cut into frames (store_fill_slot),
  *     sealed by workers (store_work), written in order by the sink (store_sink)
- *  3. finish: INDEX and footer written (store_write_tail), fsync and rename, or the upload
- *     completed and the checkpoint removed (store_commit)
+ *  3. finish: INDEX and footer built (store_write_tail); s3://: the size told, and a
+ *     streamed part promised past the end produced again (store_end_s3, store_replay); INDEX
+ *     and footer written; fsync and rename, or the upload completed and the checkpoint removed
+ *     (store_commit)
  *  4. done, or failed: temporary unlinked, or the upload kept with its checkpoint or aborted
  *     (store_cleanup)
  */
@@ -189,6 +204,9 @@ struct store_ctx {
 	uint64_t nverify;    /* frames below this number are compared with the checkpoint's */
 	uint32_t resume_vol; /* reading starts in this volume ... */
 	uint64_t resume_off; /* ... at this offset (a frame_size multiple) */
+	/* frames below nverify must equal these: a resume's checkpoint, a replay's first run */
+	const struct snap_store_index_frame *vframes;
+	bool replaying; /* the end's replay of a streamed part (invariant 12) */
 
 	/* the parts of the image the index and footer need */
 	uint8_t header[SNAP_STORE_HEADER_SIZE];
@@ -639,6 +657,18 @@ out:
 
 /* ---- data ---- */
 
+static void iframe_set(struct snap_store_index_frame *e, const struct snap_store_frame *f,
+		       uint64_t file_offset)
+{
+	e->file_offset = file_offset;
+	e->volume = f->volume;
+	e->flags = f->flags;
+	e->offset = f->offset;
+	e->raw_len = f->raw_len;
+	e->stored_len = f->stored_len;
+	memcpy(e->digest, f->digest, SNAP_STORE_DIGEST_SIZE);
+}
+
 static int add_iframe(struct store_ctx *s, const struct snap_store_frame *f, uint64_t file_offset)
 {
 	if (s->niframes == s->cap_iframes) {
@@ -649,14 +679,7 @@ static int add_iframe(struct store_ctx *s, const struct snap_store_frame *f, uin
 		s->iframes = n;
 		s->cap_iframes = cap;
 	}
-	struct snap_store_index_frame *e = &s->iframes[s->niframes++];
-	e->file_offset = file_offset;
-	e->volume = f->volume;
-	e->flags = f->flags;
-	e->offset = f->offset;
-	e->raw_len = f->raw_len;
-	e->stored_len = f->stored_len;
-	memcpy(e->digest, f->digest, SNAP_STORE_DIGEST_SIZE);
+	iframe_set(&s->iframes[s->niframes++], f, file_offset);
 	return 0;
 }
 
@@ -679,19 +702,25 @@ static int store_sink(void *ctx, unsigned i)
 	for (size_t k = 0; k < sl->nframes && r == 0; k++) {
 		const struct frame_job *fj = &sl->frames[k];
 		uint64_t at = s->written;
-		if ((r = add_iframe(s, &fj->f, at)) < 0)
+		struct snap_store_index_frame tmp, *e = &tmp;
+		iframe_set(&tmp, &fj->f, at);
+		/* a replay compares in place: the entry is the first run's (invariant 12) */
+		if (s->replaying && fj->f.index < s->nverify && fj->f.index == s->niframes)
+			s->niframes++;
+		else if ((r = add_iframe(s, &fj->f, at)) < 0)
 			return snap_pipeline_fail(s->pipe, r, "out of memory");
-		const struct snap_store_index_frame *e = &s->iframes[s->niframes - 1];
-		if (fj->f.index < s->nverify && !store_resume_same(&s->rs.frames[fj->f.index], e))
+		if (fj->f.index < s->nverify && !store_resume_same(&s->vframes[fj->f.index], e))
 			return snap_pipeline_fail(
 			    s->pipe, -ESTALE,
-			    "cannot resume %s: %s changed since the upload began (frame %llu at "
+			    "cannot %s %s: %s changed since the upload began (frame %llu at "
 			    "offset %llu differs)",
-			    s->url, s->vols[fj->f.volume].path, (unsigned long long)fj->f.index,
+			    s->replaying ? "complete" : "resume", s->url,
+			    s->vols[fj->f.volume].path, (unsigned long long)fj->f.index,
 			    (unsigned long long)fj->f.offset);
-		/* recorded before its bytes go out (store-checkpoint.c invariant 2) */
+		/* recorded before its bytes go out (store-checkpoint.c invariant 2); a replay's
+		 * frames are recorded already */
 		struct store_ckpt *ck = atomic_load(&s->ckpt);
-		if (ck)
+		if (ck && !s->replaying)
 			store_ckpt_frame(ck, e);
 		r = write_out(s, sl->out + fj->out_off, fj->out_len);
 		if (r < 0)
@@ -903,11 +932,17 @@ static const struct snap_pipeline_ops store_ops = {
 static int store_start_workers(struct store_ctx *s)
 {
 	unsigned nthreads = snap_job_threads(s->job);
+	size_t max_frames = s->frame_size / SNAP_STORE_BLOCK_SIZE / 2 + 2;
+	struct snap_pipeline_opts po = {.nworkers = nthreads};
+	if (s->slots) {
+		/* a replay (invariant 12): the slots of the first run */
+		po.nslots = s->nslots;
+		return snap_pipeline_new(s->job, &po, &store_ops, s, &s->pipe);
+	}
 	s->nslots = store_slot_count(nthreads, s->frame_size);
 	s->slots = calloc(s->nslots, sizeof(*s->slots));
 	if (!s->slots)
 		return -ENOMEM;
-	size_t max_frames = s->frame_size / SNAP_STORE_BLOCK_SIZE / 2 + 2;
 	for (unsigned i = 0; i < s->nslots; i++) {
 		struct slot *sl = &s->slots[i];
 		sl->out_cap = s->frame_size +
@@ -919,7 +954,7 @@ static int store_start_workers(struct store_ctx *s)
 		if (!sl->in || !sl->out || !sl->frames)
 			return -ENOMEM;
 	}
-	struct snap_pipeline_opts po = {.nworkers = nthreads, .nslots = s->nslots};
+	po.nslots = s->nslots;
 	return snap_pipeline_new(s->job, &po, &store_ops, s, &s->pipe);
 }
 
@@ -931,10 +966,132 @@ static void store_stop_workers(struct store_ctx *s)
 	struct snap_pipeline_stats st;
 	snap_pipeline_stats(s->pipe, &st);
 	s->pipe = snap_pipeline_free(s->pipe);
-	s->t.slot_wait = ns_to_s(st.acquire_wait);
-	s->t.worker_idle = ns_to_s(st.worker_idle);
-	s->t.writer_wait = ns_to_s(st.sink_wait);
-	s->t.write = ns_to_s(st.sink_busy);
+	s->t.slot_wait += ns_to_s(st.acquire_wait);
+	s->t.worker_idle += ns_to_s(st.worker_idle);
+	s->t.writer_wait += ns_to_s(st.sink_wait);
+	s->t.write += ns_to_s(st.sink_busy);
+}
+
+/* ---- the end of an S3 object (invariant 12) ---- */
+
+static uint64_t iframe_end(const struct snap_store_index_frame *f)
+{
+	struct snap_store_frame tmp = {.flags = f->flags, .stored_len = f->stored_len};
+	return f->file_offset + snap_store_frame_record_len(&tmp);
+}
+
+/* Reads, seals and writes again the frames [k0, n) of the first run, each its own chunk (its
+ * blocks are all non-zero, so it is one frame again), volume by volume. */
+static int store_replay_frames(struct store_ctx *s, uint64_t k0, uint64_t n)
+{
+	int r = store_start_workers(s);
+	if (r < 0)
+		return snap_job_fail(s->job, r, "cannot start worker threads: %s",
+				     snap_strerror(r));
+	struct snap_range *chunks = calloc(n - k0 + 1, sizeof(*chunks));
+	if (!chunks)
+		return -ENOMEM;
+	for (uint64_t a = k0; a < n && r == 0;) {
+		uint32_t vi = s->iframes[a].volume;
+		struct store_vol *v = &s->vols[vi];
+		size_t nc = 0;
+		uint64_t b = a;
+		for (; b < n && s->iframes[b].volume == vi; b++)
+			chunks[nc++] =
+			    (struct snap_range){s->iframes[b].offset, s->iframes[b].raw_len};
+		a = b;
+		if ((r = snap_reader_start(v->reader, chunks, nc)) < 0) {
+			r = snap_job_fail(s->job, r, "cannot read %s: %s", v->path,
+					  snap_strerror(r));
+			break;
+		}
+		for (size_t i = 0; i < nc && r == 0; i++) {
+			unsigned si;
+			uint64_t seq;
+			if ((r = snap_pipeline_acquire(s->pipe, &si, &seq)) < 0)
+				break;
+			struct slot *sl = &s->slots[si];
+			r = store_fill_slot(s, sl, vi, chunks[i].offset, (size_t)chunks[i].length);
+			if (r < 0)
+				break;
+			if (!sl->nframes)
+				slot_release(sl);
+			snap_pipeline_submit(s->pipe, sl->nframes == 0);
+		}
+	}
+	free(chunks);
+	if (r == 0)
+		r = snap_pipeline_finish(s->pipe);
+	store_stop_workers(s);
+	return r;
+}
+
+/* The image's bytes from offset from (the start of the streamed part that was promised past
+ * the end) to the end of the data, written again as the first run wrote them: the head from
+ * its records, then the frames, compared with the first run's (a source that changed fails). */
+static int store_replay(struct store_ctx *s, uint64_t from)
+{
+	uint64_t data_end = s->written, n = s->niframes, k0 = 0;
+	uint64_t head_len = s->meta_offset + s->meta_length;
+	struct snap_progress *pg = &s->job->progress;
+	uint64_t done0 = pg->bytes_done, read0 = pg->bytes_read, skipped0 = pg->bytes_skipped;
+	const struct snap_store_index_frame *first = s->iframes;
+	while (k0 < n && iframe_end(&first[k0]) <= from)
+		k0++;
+	/* the entries [k0, n) stay where they are: the sink compares each frame sealed again
+	 * with its entry in place (no second copy of an index that may be large) */
+	s->niframes = s->next_frame = k0;
+	s->vframes = first;
+	s->nverify = n;
+	s->replaying = true;
+	s->skip_to = from;
+	int r = 0;
+	if (from < head_len) {
+		s->written = 0;
+		r = write_all(s, s->header, sizeof(s->header));
+		if (r == 0 && s->keys_len)
+			r = write_all(s, s->keys_rec, s->keys_len);
+		if (r == 0)
+			r = write_all(s, s->meta_rec, s->meta_len);
+	} else {
+		s->written = k0 < n ? first[k0].file_offset : data_end;
+	}
+	if (r == 0 && k0 < n)
+		r = store_replay_frames(s, k0, n);
+	if (r == 0 && (s->written != data_end || s->niframes != n))
+		r = snap_job_fail(s->job, -ESTALE,
+				  "cannot complete %s: %s changed since the upload began (its data "
+				  "ends at %llu, not %llu)",
+				  s->url, s->vols[0].path, (unsigned long long)s->written,
+				  (unsigned long long)data_end);
+	s->replaying = false;
+	s->nverify = 0;
+	s->vframes = NULL;
+	/* the first run counted these bytes (invariant 6) */
+	pg->bytes_done = done0;
+	pg->bytes_read = read0;
+	pg->bytes_skipped = skipped0;
+	pg->bytes_written = s->written;
+	return r;
+}
+
+/* The object's size, known now: a streamed part whose request was started for part_size bytes
+ * past the end is abandoned, and its bytes are produced again with their length (invariant
+ * 12). */
+static int store_end_s3(struct store_ctx *s, uint64_t size)
+{
+	uint64_t at = 0, cur = s->written > s->skip_to ? s->written : s->skip_to;
+	int r = snap_output_seq_s3_rewind(s->seq, size, &at);
+	if (r < 0)
+		return snap_job_fail(s->job, r, "%s",
+				     snap_output_seq_error(s->seq) ? snap_output_seq_error(s->seq)
+								   : snap_strerror(r));
+	if (at >= cur)
+		return 0;
+	snap_info("%s ends inside a streamed part begun for %llu bytes: producing its bytes from "
+		  "offset %llu again with their length",
+		  s->url, (unsigned long long)s->part_size, (unsigned long long)at);
+	return store_replay(s, at);
 }
 
 /* ---- tail ---- */
@@ -1032,6 +1189,14 @@ static int store_write_tail(struct store_ctx *s)
 	ft.image_size += sig_len;
 	uint8_t foot[SNAP_STORE_FOOTER_SIZE];
 	snap_store_footer_encode(&ft, foot);
+	if (s->url && (r = store_end_s3(s, ft.image_size)) < 0) {
+		free(rec);
+		free(sig_rec);
+		return r;
+	}
+	/* the sources are read for the last time (store_end_s3) */
+	for (size_t i = 0; i < s->nvols; i++)
+		snap_layout_thaw(s->vols[i].layout);
 	r = write_all(s, rec, rlen);
 	free(rec);
 	if (r == 0 && sig_rec)
@@ -1127,6 +1292,15 @@ static int store_s3_pairs(struct store_ctx *s, struct snap_store_meta *m,
 	return 0;
 }
 
+/* SNAPBUNDLE_TEST_S3_STREAM=1, for tests only: every part of a new upload streams (as parts over
+ * SNAP_S3_MAX_BUFFERED_PART do), so that tests reach the streamed end (invariant 12) with parts
+ * of a few MiB. */
+static bool store_test_stream(void)
+{
+	const char *e = getenv("SNAPBUNDLE_TEST_S3_STREAM");
+	return e && *e && strcmp(e, "0") != 0;
+}
+
 static int store_create_s3(struct store_ctx *s, unsigned flags)
 {
 	struct snap_job *job = s->job;
@@ -1177,6 +1351,7 @@ static int store_create_s3(struct store_ctx *s, unsigned flags)
 	    .put = &po,
 	    .part_size = part,
 	    .keep = s->keep_upload,
+	    .stream = store_test_stream(),
 	    .on_part = store_on_part,
 	    .on_part_userdata = s,
 	};
@@ -1476,6 +1651,7 @@ static int store_resume_plan(struct store_ctx *s)
 		s->resume_off = 0;
 	}
 	s->nverify = m;
+	s->vframes = rs->frames;
 	s->skip_to = e;
 	free(s->iframes);
 	s->cap_iframes = kstart + 1024;
@@ -1847,7 +2023,7 @@ int snap_store_run(struct snap_job *job)
 	store_stop_workers(&s); /* idle now; merges the workers' timings */
 	data_end = snap_now_ns();
 	snap_job_report(job, true); /* the DATA stage's last sample shows all of it */
-	for (size_t i = 0; i < s.nvols; i++)
+	for (size_t i = 0; !s.url && i < s.nvols; i++)
 		snap_layout_thaw(s.vols[i].layout);
 	snap_job_set_stage(job, SNAP_STAGE_FINISH);
 	if ((r = store_write_tail(&s)) < 0)

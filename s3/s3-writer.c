@@ -21,6 +21,11 @@
  *     ring empty it pauses its request (-EAGAIN), and the writer resumes it when bytes come or
  *     a failure is kept. stream_put is only resumed under the lock while it is set, and the
  *     reaper clears it before put_wait frees the request.
+ *  7. A streamed part whose request was started for more bytes than the object turns out to
+ *     have (snap_s3_writer_rewind) is abandoned: its read callback fails the request (the
+ *     service stores nothing of it), the reaper drops its entry without a failure or an
+ *     on_part, and the writer goes back to the part's first byte with the same part number:
+ *     the caller writes the part's bytes again, and its new request has their exact length.
  *
  * State transitions:
  *  open (snap_s3_writer_new, snap_s3_writer_resume) -> ended (snap_s3_writer_end) ->
@@ -84,6 +89,7 @@ struct snap_s3_writer {
 	bool part_started;		/* the current part's request started */
 	bool stream_paused;		/* its read callback found the ring empty (-EAGAIN) */
 	struct snap_s3_put *stream_put; /* resumable: set while stream_active */
+	uint32_t abandon;		/* the part abandoned (invariant 7) */
 	uint64_t stream_len, stream_fed;
 	uint64_t part_written; /* bytes of the current streamed part taken from the caller */
 
@@ -162,6 +168,14 @@ static int budget_take(struct snap_s3_writer *w, uint64_t bytes)
 	return 0;
 }
 
+static int get_err(struct snap_s3_writer *w)
+{
+	pthread_mutex_lock(&w->lock);
+	int r = w->err;
+	pthread_mutex_unlock(&w->lock);
+	return r;
+}
+
 static int set_etag(struct snap_s3_writer *w, uint32_t number, const char *etag)
 {
 	if (number > w->etags_cap) {
@@ -195,7 +209,7 @@ static void *reaper_main(void *arg)
 			break;
 		struct inflight *e = w->head;
 		/* A stream is resumable until it took all its bytes (invariant 6). */
-		while (w->stream_put && w->stream_put == e->put && !w->err)
+		while (w->stream_put && w->stream_put == e->put && !w->err && !w->abandon)
 			pthread_cond_wait(&w->cond, &w->lock);
 		if (w->stream_put == e->put)
 			w->stream_put = NULL;
@@ -207,11 +221,17 @@ static void *reaper_main(void *arg)
 		free(e->buf);
 		e->buf = NULL;
 		unhold(w, e->held);
-		if (r >= 0 && w->on_part && e->number)
+		pthread_mutex_lock(&w->lock);
+		/* invariant 7: the abandoned request's end is no failure, and no part */
+		bool dropped = e->number && e->number == w->abandon;
+		pthread_mutex_unlock(&w->lock);
+		if (r >= 0 && w->on_part && e->number && !dropped)
 			w->on_part(w->on_part_userdata, e->number, etag, e->end);
 
 		pthread_mutex_lock(&w->lock);
-		if (r >= 0 && !e->number) {
+		if (dropped) {
+			w->abandon = 0;
+		} else if (r >= 0 && !e->number) {
 			/* the single PUT (W2): its buffer is released now, not at commit */
 			w->single_etag = etag;
 			etag = NULL;
@@ -514,6 +534,51 @@ int snap_s3_writer_set_size(struct snap_s3_writer *w, uint64_t size)
 	return 0;
 }
 
+int snap_s3_writer_rewind(struct snap_s3_writer *w, uint64_t size, uint64_t *ret_offset)
+{
+	int r = get_err(w);
+	if (r < 0)
+		return r;
+	if (w->state != W_OPEN || size < w->offset || size == UINT64_MAX)
+		return -EINVAL;
+	uint64_t start = w->offset - w->part_written;
+	if (!w->stream || !w->part_started || w->stream_len <= size - start) {
+		/* nothing promised beyond size: the part (if started) ends where it said */
+		w->size = size;
+		*ret_offset = w->offset;
+		return 0;
+	}
+	/* invariant 7: the started part is the latest one queued, and it still streams */
+	uint32_t number = w->next_number - 1;
+	pthread_mutex_lock(&w->lock);
+	w->abandon = number;
+	if (w->stream_put && w->stream_paused) {
+		w->stream_paused = false;
+		snap_s3_put_resume(w->stream_put);
+	}
+	pthread_cond_broadcast(&w->cond);
+	while (w->abandon && !w->err)
+		pthread_cond_wait(&w->cond, &w->lock);
+	r = w->err;
+	if (r == 0) {
+		w->ring_head = w->ring_fill = 0;
+		w->stream_active = false;
+		w->stream_put = NULL;
+		w->stream_paused = false;
+		w->stream_len = w->stream_fed = 0;
+	}
+	pthread_mutex_unlock(&w->lock);
+	if (r < 0)
+		return r;
+	w->part_started = false;
+	w->part_written = 0;
+	w->offset = start;
+	w->next_number = number;
+	w->size = size;
+	*ret_offset = start;
+	return 0;
+}
+
 uint64_t snap_s3_writer_offset(const struct snap_s3_writer *w)
 {
 	return w->offset;
@@ -532,14 +597,6 @@ const char *snap_s3_writer_upload_id(const struct snap_s3_writer *w)
 const char *snap_s3_writer_error(const struct snap_s3_writer *w)
 {
 	return w->detail;
-}
-
-static int get_err(struct snap_s3_writer *w)
-{
-	pthread_mutex_lock(&w->lock);
-	int r = w->err;
-	pthread_mutex_unlock(&w->lock);
-	return r;
 }
 
 static int fail(struct snap_s3_writer *w, int r, char *detail, const char *what, uint32_t number)
@@ -654,7 +711,7 @@ static long stream_read(void *userdata, void *buf, size_t room)
 	struct snap_s3_writer *w = userdata;
 
 	pthread_mutex_lock(&w->lock);
-	if (w->err) {
+	if (w->err || w->abandon) {
 		pthread_mutex_unlock(&w->lock);
 		return -ECANCELED;
 	}

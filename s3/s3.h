@@ -285,6 +285,12 @@ void snap_s3_writer_on_part(struct snap_s3_writer *w, snap_s3_part_done_fn fn, v
  * size can end inside a streamed part already started (else end fails that part with -EINVAL);
  * a part that ends within the ring (a few MiB) needs no size. Writing past the size is -EFBIG. */
 int snap_s3_writer_set_size(struct snap_s3_writer *w, uint64_t size);
+/* The object's size, told when the caller knows it only at the end (a store: its frames are
+ * compressed). When a streamed part's request already started for more bytes than are left,
+ * that request is abandoned and the writer goes back to the part's first byte:
+ * *ret_offset < offset, and the caller writes the same bytes from there again (then to size).
+ * Else as set_size, *ret_offset the offset. */
+int snap_s3_writer_rewind(struct snap_s3_writer *w, uint64_t size, uint64_t *ret_offset);
 /* The most bytes of the client's budget this writer held at once (tests of invariant 5). */
 uint64_t snap_s3_writer_peak_held(const struct snap_s3_writer *w);
 int snap_s3_writer_end(struct snap_s3_writer *w);
