@@ -179,6 +179,12 @@ enum snap_job_kind {
 	SNAP_JOB_DOWNLOAD_BUNDLE = 8, /* bucket -> local directory, manifest first */
 	SNAP_JOB_DELETE_BUNDLE = 9,   /* the parts, then the manifest */
 	SNAP_JOB_S3_ABORT = 10,	      /* SNAP_SPARAM_OUTPUT s3://...: abort its uploads */
+	/* ec2-migrate-manifest and ec2-migrate-bundle: a manifest re-keyed for SNAP_SPARAM_EC2_CERT,
+	 * kernel and ramdisk mapped (SNAP_SPARAM_MAPPING_FILE, SNAP_SPARAM_MIGRATE_REGION) or set,
+	 * re-signed; no part changes */
+	SNAP_JOB_MIGRATE_MANIFEST = 12, /* SNAP_SPARAM_MANIFEST in place, or to SNAP_SPARAM_OUTPUT */
+	/* SNAP_SPARAM_S3_BUCKET -> SNAP_SPARAM_DEST_BUCKET: server-side copies, manifest last */
+	SNAP_JOB_MIGRATE_BUNDLE = 13,
 };
 
 /* Integer parameters. Ranges: 1-99 common, 100-199 bundle, 200-299 unbundle,
@@ -229,6 +235,8 @@ enum snap_job_param {
 	SNAP_PARAM_SKIP_MANIFEST = 405,	 /* bool, upload-bundle: parts only */
 	SNAP_PARAM_CLEAR = 406,		 /* bool, delete-bundle: also the bucket when empty */
 	SNAP_PARAM_FIRST_PART = 407,	 /* upload-bundle: begin with this part (--part N) */
+	/* 500-599: migrate-manifest, migrate-bundle */
+	SNAP_PARAM_NO_MAPPING = 500, /* bool: keep kernel and ramdisk ids unless set */
 };
 
 /* String parameters; snap_job_add_string() appends to the list-valued ones. */
@@ -273,6 +281,10 @@ enum snap_job_sparam {
 	SNAP_SPARAM_S3_ACL = 46,	   /* canned ACL of every object uploaded */
 	SNAP_SPARAM_S3_BUCKET = 47,	   /* upload/download/delete-bundle: BUCKET[/PREFIX] */
 	SNAP_SPARAM_S3_LOCATION = 48,	   /* upload-bundle: create the bucket there if missing */
+	/* migrate-manifest, migrate-bundle */
+	SNAP_SPARAM_MIGRATE_REGION = 60, /* the region kernel and ramdisk ids are mapped to */
+	SNAP_SPARAM_MAPPING_FILE = 61,	 /* lines "REGION SOURCE-ID DESTINATION-ID" */
+	SNAP_SPARAM_DEST_BUCKET = 62,	 /* migrate-bundle: BUCKET[/PREFIX] copied to */
 };
 
 enum snap_stage {
