@@ -128,6 +128,9 @@ int cmd_upload_bundle(int argc, char **argv);
 int cmd_download_bundle(int argc, char **argv);
 int cmd_delete_bundle(int argc, char **argv);
 int cmd_abort(int argc, char **argv);
+/* cmd-migrate.c: ec2-migrate-manifest and ec2-migrate-bundle drop-ins */
+int cmd_migrate_manifest(int argc, char **argv);
+int cmd_migrate_bundle(int argc, char **argv);
 /* The help lines of the S3 options (TOOL_SHARED_S3), for a command's usage; short: with -a, -s,
  * -t. */
 void tool_s3_usage(FILE *f, bool short_names);
