@@ -14,6 +14,9 @@
  *     thread (snap_job_report).
  *  4. cancelled is set asynchronously (signal handler, other thread, progress callback) and
  *     polled by runners at every chunk.
+ *  5. A job has at most one S3 client (job-s3.c), made at the first snap_job_s3_client and kept
+ *     until snap_job_free; a cancel reaches it through s3_wake_fd (a write(2), async-signal-
+ *     safe) or, for a cancel by the progress callback, the flag its watcher polls.
  */
 #ifndef SNAP_JOB_INTERNAL_H
 #define SNAP_JOB_INTERNAL_H
@@ -40,6 +43,9 @@ struct job_source {
 };
 
 #define JOB_RESULTS_U64 16
+
+struct snap_s3_client;
+struct job_s3; /* job-s3.c */
 #define JOB_RESULTS_STR 8
 
 struct snap_job {
@@ -57,6 +63,9 @@ struct snap_job {
 	uint64_t start_ns, last_report_ns;
 
 	volatile int cancelled; /* sig_atomic; see invariant 4 */
+	volatile int s3_wake_fd; /* -1, or the write end of the S3 watcher's pipe (invariant 5) */
+	pthread_mutex_t s3_lock;  /* creating the S3 client */
+	struct job_s3 *s3;
 	pthread_mutex_t fail_lock; /* snap_job_fail may be called from any thread */
 	int error;
 	char *error_detail;
@@ -102,10 +111,24 @@ int snap_job_set_result_string(struct snap_job *job, int result, const char *val
 /* Number of worker threads for SNAP_PARAM_THREADS (0 = online CPUs). */
 unsigned snap_job_threads(const struct snap_job *job);
 
+/* The job's S3 client (invariant 5), made at the first call from SNAP_SPARAM_S3_* and
+ * SNAP_PARAM_S3_* through the AWS chain (s3/s3.h); a failure is recorded with the chain's
+ * detail. Any thread. */
+int snap_job_s3_client(struct snap_job *job, struct snap_s3_client **ret);
+/* job.c's hooks: the cancel (async-signal-safe), progress (bytes_uploaded/downloaded), the
+ * results at the end of a run, and freeing. Each is a no-op for a job without a client. */
+void snap_job_s3_cancel(struct snap_job *job);
+void snap_job_s3_progress(struct snap_job *job);
+void snap_job_s3_run_start(struct snap_job *job);
+void snap_job_s3_results(struct snap_job *job);
+void snap_job_s3_free(struct snap_job *job);
+
 /* Runners: one per job kind. */
 int snap_bundle_run(struct snap_job *job);
 int snap_unbundle_run(struct snap_job *job); /* SNAP_JOB_UNBUNDLE and SNAP_JOB_VERIFY_BUNDLE */
 int snap_store_run(struct snap_job *job);
 int snap_restore_run(struct snap_job *job); /* SNAP_JOB_RESTORE and SNAP_JOB_VERIFY_STORE */
+/* s3-bundle.c: SNAP_JOB_UPLOAD_BUNDLE, DOWNLOAD_BUNDLE, DELETE_BUNDLE and S3_ABORT */
+int snap_s3_bundle_run(struct snap_job *job);
 
 #endif

@@ -28,6 +28,10 @@ static int (*const job_runners[])(struct snap_job *job) = {
     [SNAP_JOB_STORE] = snap_store_run,
     [SNAP_JOB_RESTORE] = snap_restore_run,
     [SNAP_JOB_VERIFY_STORE] = snap_restore_run,
+    [SNAP_JOB_UPLOAD_BUNDLE] = snap_s3_bundle_run,
+    [SNAP_JOB_DOWNLOAD_BUNDLE] = snap_s3_bundle_run,
+    [SNAP_JOB_DELETE_BUNDLE] = snap_s3_bundle_run,
+    [SNAP_JOB_S3_ABORT] = snap_s3_bundle_run,
 };
 
 uint64_t snap_now_ns(void)
@@ -60,7 +64,9 @@ int snap_job_new(enum snap_job_kind kind, struct snap_job **ret)
 	if (!j)
 		return -ENOMEM;
 	j->kind = kind;
+	j->s3_wake_fd = -1;
 	pthread_mutex_init(&j->fail_lock, NULL);
+	pthread_mutex_init(&j->s3_lock, NULL);
 	*ret = j;
 	return 0;
 }
@@ -69,6 +75,8 @@ struct snap_job *snap_job_free(struct snap_job *job)
 {
 	if (!job)
 		return NULL;
+	snap_job_s3_free(job);
+	pthread_mutex_destroy(&job->s3_lock);
 	free(job->params);
 	for (size_t i = 0; i < job->nstrings; i++)
 		free(job->strings[i].value);
@@ -217,6 +225,7 @@ void snap_job_set_progress(struct snap_job *job, snap_progress_fn fn, void *user
 void snap_job_cancel(struct snap_job *job)
 {
 	job->cancelled = 1;
+	snap_job_s3_cancel(job);
 }
 
 bool snap_job_cancelled(const struct snap_job *job)
@@ -276,6 +285,7 @@ void snap_job_report(struct snap_job *job, bool force)
 	} else {
 		p->percent = p->stage == SNAP_STAGE_DONE ? 100.0 : 0.0;
 	}
+	snap_job_s3_progress(job);
 	if (job->progress_fn && job->progress_fn(job->progress_userdata, p) != 0)
 		job->cancelled = 1;
 }
@@ -370,6 +380,7 @@ int snap_job_run(struct snap_job *job)
 	memset(&job->progress, 0, sizeof(job->progress));
 	job->start_ns = snap_now_ns();
 	job->last_report_ns = 0;
+	snap_job_s3_run_start(job);
 	snap_job_set_stage(job, SNAP_STAGE_PREPARE);
 	r = job_runners[job->kind](job); /* snap_job_new accepts only kinds of the table */
 	/* A cancel that arrives after the runner committed its output does not undo it: the
@@ -377,6 +388,7 @@ int snap_job_run(struct snap_job *job)
 	if (r == -ECANCELED && !job->error_detail)
 		snap_job_fail(job, r, "cancelled");
 	snap_job_set_result_u64(job, SNAP_RESULT_ELAPSED_NS, snap_now_ns() - job->start_ns);
+	snap_job_s3_results(job);
 	if (r >= 0)
 		snap_job_set_stage(job, SNAP_STAGE_DONE);
 	return r;

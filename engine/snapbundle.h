@@ -342,12 +342,17 @@ enum snap_job_result {
 	SNAP_RESULT_BYTES_DOWNLOADED = 12, /* u64: S3 payload bytes received */
 	SNAP_RESULT_S3_REQUESTS = 13,	   /* u64 */
 	SNAP_RESULT_S3_RETRIES = 14,	   /* u64 */
+	/* u64, upload/download-bundle: parts not transferred because the other side already had
+	 * them (same MD5 in the bucket, same size and SHA-1 on disk) */
+	SNAP_RESULT_PARTS_SKIPPED = 15,
 	SNAP_RESULT_MANIFEST_PATH = 100, /* string */
 	SNAP_RESULT_DIGEST = 101,	 /* string: manifest digest (SHA-1 of the tar stream) */
 	SNAP_RESULT_OUTPUT_PATH = 102,	 /* string */
 	SNAP_RESULT_TIMINGS = 103,	 /* string: JSON object, seconds per stage */
 	SNAP_RESULT_OBJECT_URL = 104,	 /* string: s3://BUCKET/KEY written (store -o s3://) */
 	SNAP_RESULT_ETAG = 105,		 /* string: that object's ETag */
+	/* string, abort: the uploads aborted, one "s3://BUCKET/KEY UPLOAD-ID" a line ("" none) */
+	SNAP_RESULT_S3_ABORTED = 106,
 };
 
 int snap_job_result_u64(const struct snap_job *job, int result, uint64_t *ret);

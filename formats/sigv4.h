@@ -19,6 +19,10 @@
  *     uppercase letters, digits and '-'; anything else is -EINVAL.
  *  4. A result is complete: canonical request, string to sign, signature, and the headers to add
  *     to the HTTP request (add[0..nadd)), each a name and a value owned by the result.
+ *  5. A streamed body (payload hash STREAMING-AWS4-HMAC-SHA256-PAYLOAD, Content-Encoding:
+ *     aws-chunked) is sent as chunks "HEX-SIZE;chunk-signature=SIG\r\nDATA\r\n" ending with an
+ *     empty chunk; each chunk's signature chains the previous one (the request's signature
+ *     first, the seed), so chunks cannot be reordered, dropped or altered.
  */
 #ifndef SNAP_SIGV4_H
 #define SNAP_SIGV4_H
@@ -73,6 +77,32 @@ struct snap_sigv4_result {
 int snap_sigv4_sign(const struct snap_sigv4_request *req, struct snap_sigv4_result **ret_result);
 
 struct snap_sigv4_result *snap_sigv4_result_free(struct snap_sigv4_result *r);
+
+/* The chain of chunk signatures of one streamed body (invariant 5): the signing key, date and
+ * scope of the request, and the previous signature. */
+struct snap_sigv4_chunk {
+	uint8_t key[32];
+	char amz_date[17];
+	char scope[128]; /* 20130524/us-east-1/s3/aws4_request */
+	char prev[65];	 /* the seed, then the last chunk's signature */
+};
+
+/* Starts the chain of req, whose signature (the seed) snap_sigv4_sign gave in signed_req: -EINVAL
+ * when req is malformed or its payload hash is not STREAMING-AWS4-HMAC-SHA256-PAYLOAD, -EIO when
+ * OpenSSL fails. */
+int snap_sigv4_chunk_init(struct snap_sigv4_chunk *ch, const struct snap_sigv4_request *req,
+			  const struct snap_sigv4_result *signed_req);
+/* The signature of the next chunk, data[0..len) (len 0: the final chunk), into ret_signature
+ * (64 hex digits and a NUL); the chain moves on. -EIO when OpenSSL fails. */
+int snap_sigv4_chunk_sign(struct snap_sigv4_chunk *ch, const void *data, size_t len,
+			  char ret_signature[65]);
+/* The length on the wire of a body of len bytes cut into chunks of chunk_size (> 0) bytes (the
+ * last one shorter), final empty chunk included: the Content-Length of the request. */
+uint64_t snap_sigv4_chunked_length(uint64_t len, uint64_t chunk_size);
+/* Writes the header of a chunk of len bytes, "HEX;chunk-signature=SIG\r\n", into out (at least
+ * SNAP_SIGV4_CHUNK_HEADER_MAX bytes); returns its length. */
+#define SNAP_SIGV4_CHUNK_HEADER_MAX 100
+size_t snap_sigv4_chunk_header(char *out, size_t len, const char signature[65]);
 
 /* Appends the S3 URI encoding of s[0..len) (RFC 3986 unreserved kept, '/' kept when keep_slash)
  * to out, which must hold 3 * len + 1 bytes; returns the length written (NUL excluded). */

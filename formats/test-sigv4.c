@@ -14,6 +14,11 @@
  *          Transferring Payload in a Single Chunk (AWS Signature Version 4)", examples GET Object,
  *          PUT Object, GET Bucket Lifecycle, Get Bucket (List Objects): key AKIAIOSFODNN7EXAMPLE /
  *          wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY, us-east-1, s3, 20130524T000000Z.
+ *  [chunked] Amazon S3 API Reference, "Signature Calculations for the Authorization Header:
+ *          Transferring Payload in Multiple Chunks (Chunked Upload)", Example: PUT Object of
+ *          66560 bytes of 'a' in 64 KiB chunks to /examplebucket/chunkObject.txt: seed signature
+ *          4f232c43..., chunk signatures ad80c730..., 0055627c..., final b6c6ea8a...,
+ *          Content-Length 66824; same key, region and date as [s3].
  * The suite's normalize-path cases other than get-space are not run: they expect "." / ".."
  * removal and "//" collapsing, which S3 does not do (a key may hold them); check_s3_paths pins
  * S3's behaviour instead.
@@ -567,6 +572,70 @@ static void check_refusals(void)
 	CHECK(!snap_sigv4_result_free(NULL));
 }
 
+/* [chunked]: the seed from the request's headers, then each chunk's signature chained on it,
+ * the header lines as sent and the encoded length. */
+static void check_chunked(void)
+{
+	static const struct snap_sigv4_param h[] = {
+	    {"content-encoding", "aws-chunked"},
+	    {"content-length", "66824"},
+	    {"x-amz-decoded-content-length", "66560"},
+	    {"x-amz-storage-class", "REDUCED_REDUNDANCY"},
+	};
+	struct snap_sigv4_request q = base(1);
+	q.method = "PUT";
+	q.path = "/examplebucket/chunkObject.txt";
+	q.host = "s3.amazonaws.com";
+	q.headers = h;
+	q.nheaders = 4;
+	q.payload_hash = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD";
+	struct snap_sigv4_result *r = NULL;
+	REQUIRE(snap_sigv4_sign(&q, &r) == 0);
+	CHECK(!strcmp(r->signature,
+		      "4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9"),
+	      "seed %s", r->signature);
+	CHECK(!strcmp(r->signed_headers, "content-encoding;content-length;host;x-amz-content-sha256;"
+					 "x-amz-date;x-amz-decoded-content-length;x-amz-storage-class"),
+	      "%s", r->signed_headers);
+
+	struct snap_sigv4_chunk ch;
+	REQUIRE(snap_sigv4_chunk_init(&ch, &q, r) == 0);
+	static char data[65536];
+	memset(data, 'a', sizeof(data));
+	char sig[65], line[SNAP_SIGV4_CHUNK_HEADER_MAX];
+	REQUIRE(snap_sigv4_chunk_sign(&ch, data, 65536, sig) == 0);
+	CHECK(!strcmp(sig, "ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648"),
+	      "chunk 1 %s", sig);
+	size_t n = snap_sigv4_chunk_header(line, 65536, sig);
+	CHECK(n == strlen(line) &&
+		  !strcmp(line, "10000;chunk-signature="
+				"ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648\r\n"),
+	      "%s", line);
+	REQUIRE(snap_sigv4_chunk_sign(&ch, data, 1024, sig) == 0);
+	CHECK(!strcmp(sig, "0055627c9e194cb4542bae2aa5492e3c1575bbb81b612b7d234b86a503ef5497"),
+	      "chunk 2 %s", sig);
+	snap_sigv4_chunk_header(line, 1024, sig);
+	CHECK(!strncmp(line, "400;chunk-signature=0055627c", 28), "%s", line);
+	REQUIRE(snap_sigv4_chunk_sign(&ch, NULL, 0, sig) == 0);
+	CHECK(!strcmp(sig, "b6c6ea8a5354eaf15b3cb7646744f4275b71ea724fed81ceb9323e279d449df9"),
+	      "final %s", sig);
+	CHECK(snap_sigv4_chunked_length(66560, 65536) == 66824, "%llu",
+	      (unsigned long long)snap_sigv4_chunked_length(66560, 65536));
+	/* an empty body is the final chunk alone: "0;chunk-signature=<64>\r\n\r\n" */
+	CHECK(snap_sigv4_chunked_length(0, 65536) == 1 + 17 + 64 + 4);
+	CHECK(snap_sigv4_chunked_length(65536, 65536) == 5 + 17 + 64 + 4 + 65536 + 1 + 17 + 64 + 4);
+
+	/* a different seed gives another chain; a request not streamed is refused */
+	struct snap_sigv4_chunk ch2;
+	r->signature[0] = r->signature[0] == '0' ? '1' : '0';
+	REQUIRE(snap_sigv4_chunk_init(&ch2, &q, r) == 0);
+	REQUIRE(snap_sigv4_chunk_sign(&ch2, data, 65536, sig) == 0);
+	CHECK(strcmp(sig, "ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648"));
+	q.payload_hash = EMPTY;
+	CHECK(snap_sigv4_chunk_init(&ch2, &q, r) == -EINVAL);
+	snap_sigv4_result_free(r);
+}
+
 int main(void)
 {
 	for (size_t i = 0; i < sizeof(vectors) / sizeof(vectors[0]); i++)
@@ -574,5 +643,6 @@ int main(void)
 	check_s3_paths();
 	check_payload_kinds();
 	check_refusals();
+	check_chunked();
 	return test_failures ? 1 : 0;
 }

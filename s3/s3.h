@@ -16,7 +16,8 @@
  *     thread, several at once; the synchronous ones block their caller only.
  *  3. Retries are per request (a part, a range), never per object: exponential backoff with full
  *     jitter (base 100 ms, cap 20 s) on 5xx, 429/503 SlowDown, timeouts (no byte for
- *     `timeout_s`), connection resets and refused connections, at most `retries` times. 4xx other
+ *     `timeout_s`), connection resets and refused connections, a body the service found damaged
+ *     (400 BadDigest, XAmzContentSHA256Mismatch), at most `retries` times. 4xx other
  *     than those is final at once (a wrong secret is one request, not a storm). A streamed body
  *     cannot be replayed: its request fails at the first error.
  *  4. Failures are -errno plus a detail naming the object (s3://BUCKET/KEY), the operation, the
@@ -206,11 +207,15 @@ struct snap_s3_put;
 int snap_s3_put_start(struct snap_s3_client *c, const char *bucket, const char *key,
 		      const char *upload_id, uint32_t part_number, const void *buf, size_t len,
 		      const struct snap_s3_put_options *o, struct snap_s3_put **ret);
-/* Returns bytes placed in buf (> 0), or -errno to fail the request. */
+/* Called on the client's transport thread (blocking in it stalls the client's other transfers):
+ * returns bytes placed in buf (> 0), -EAGAIN when none are ready yet (the request pauses until
+ * snap_s3_put_resume), or another -errno to fail the request. */
 typedef long (*snap_s3_read_fn)(void *userdata, void *buf, size_t room);
 int snap_s3_put_stream_start(struct snap_s3_client *c, const char *bucket, const char *key,
 			     const char *upload_id, uint32_t part_number, uint64_t len,
 			     snap_s3_read_fn read, void *userdata, struct snap_s3_put **ret);
+/* A streamed put paused by -EAGAIN goes on (its callback is called again); any thread. */
+void snap_s3_put_resume(struct snap_s3_put *p);
 int snap_s3_put_wait(struct snap_s3_put *p, char **ret_etag, char **ret_detail);
 /* CreateMultipartUpload (with the put options) and CompleteMultipartUpload. */
 int snap_s3_create_upload(struct snap_s3_client *c, const char *bucket, const char *key,

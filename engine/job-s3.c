@@ -1,0 +1,231 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * job-s3.c - the S3 client of a job (job-internal.h, invariant 5): made once from the job's
+ * parameters through the AWS chain, its log lines sent to the library's log, its statistics
+ * reported as progress and results, and a job's cancel forwarded to it.
+ *
+ * Invariants:
+ *  1. The client is made under job->s3_lock and published (job->s3) only once complete; readers
+ *     on other threads (progress, cancel) load the pointer atomically.
+ *  2. snap_job_cancel may run in a signal handler, where the client's own cancel (locks,
+ *     condition variables) is not allowed: it only writes a byte to s3_wake_fd. The watcher
+ *     thread, blocked on the pipe's read end, then calls snap_s3_client_cancel. A cancel by the
+ *     progress callback only sets job->cancelled: the watcher also wakes every
+ *     WATCH_INTERVAL_MS to look at the flag.
+ *  3. Progress and results count from the start of each run (the client's statistics at
+ *     snap_job_run are the base), so a job run twice reports each run's own bytes.
+ *
+ * State transitions:
+ *  1. none -> ready (snap_job_s3_client: resolve, client, watcher)
+ *  2. ready -> cancelled (the watcher, on a cancel): every request fails with -ECANCELED
+ *  3. ready or cancelled -> none (snap_job_s3_free: stop and join the watcher, free the client)
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "job-internal.h"
+#include "log.h"
+#include "s3.h"
+
+#define WATCH_INTERVAL_MS 100
+
+struct job_s3 {
+	struct snap_s3_config *cfg;
+	struct snap_s3_client *client;
+	int pipe[2];
+	pthread_t watcher;
+	bool watching;
+	volatile int stop;
+	struct snap_s3_stats base; /* invariant 3 */
+};
+
+static void client_log(void *userdata, int level, const char *msg)
+{
+	(void)userdata;
+	snap_log((enum snap_log_level)level, "%s", msg);
+}
+
+static void *watch(void *arg)
+{
+	struct snap_job *job = arg;
+	struct job_s3 *s = job->s3;
+	for (;;) {
+		if (job->cancelled) {
+			snap_s3_client_cancel(s->client);
+			return NULL;
+		}
+		if (s->stop)
+			return NULL;
+		struct pollfd pfd = {.fd = s->pipe[0], .events = POLLIN};
+		if (poll(&pfd, 1, WATCH_INTERVAL_MS) > 0) {
+			char buf[16];
+			while (read(s->pipe[0], buf, sizeof(buf)) > 0)
+				;
+		}
+	}
+}
+
+static struct job_s3 *job_s3_load(const struct snap_job *job)
+{
+	return __atomic_load_n(&job->s3, __ATOMIC_ACQUIRE);
+}
+
+/* The options of the chain from the job's parameters. */
+static void job_s3_options(struct snap_job *job, struct snap_s3_options *o)
+{
+	*o = (struct snap_s3_options){
+	    .endpoint = snap_job_string(job, SNAP_SPARAM_S3_ENDPOINT),
+	    .region = snap_job_string(job, SNAP_SPARAM_S3_REGION),
+	    .access_key = snap_job_string(job, SNAP_SPARAM_S3_ACCESS_KEY),
+	    .secret_key = snap_job_string(job, SNAP_SPARAM_S3_SECRET_KEY),
+	    .session_token = snap_job_string(job, SNAP_SPARAM_S3_SESSION_TOKEN),
+	    .profile = snap_job_string(job, SNAP_SPARAM_S3_PROFILE),
+	};
+	int64_t n = snap_job_param(job, SNAP_PARAM_S3_CONNECTIONS, 0);
+	o->connections = n > 0 ? (n > 1024 ? 1024u : (unsigned)n) : 0;
+	int64_t retries = snap_job_param(job, SNAP_PARAM_S3_RETRIES, -1);
+	o->retries = retries == 0 ? SNAP_S3_NO_RETRIES
+		     : retries > 0 ? (retries > 100 ? 100u : (unsigned)retries)
+				   : 0;
+}
+
+static struct job_s3 *job_s3_free(struct job_s3 *s)
+{
+	if (!s)
+		return NULL;
+	snap_s3_client_free(s->client);
+	snap_s3_config_free(s->cfg);
+	if (s->pipe[0] >= 0)
+		close(s->pipe[0]);
+	if (s->pipe[1] >= 0)
+		close(s->pipe[1]);
+	free(s);
+	return NULL;
+}
+
+int snap_job_s3_client(struct snap_job *job, struct snap_s3_client **ret)
+{
+	struct job_s3 *s = job_s3_load(job);
+	if (s) {
+		*ret = s->client;
+		return 0;
+	}
+	pthread_mutex_lock(&job->s3_lock);
+	if (job->s3) {
+		*ret = job->s3->client;
+		pthread_mutex_unlock(&job->s3_lock);
+		return 0;
+	}
+	int r = -ENOMEM;
+	char *detail = NULL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		goto fail;
+	s->pipe[0] = s->pipe[1] = -1;
+	struct snap_s3_options o;
+	job_s3_options(job, &o);
+	r = snap_s3_config_resolve(&o, &s->cfg, &detail);
+	if (r < 0) {
+		snap_job_fail(job, r, "%s%s", r == -ENOKEY ? "" : "cannot configure S3: ",
+			      detail ? detail : snap_strerror(r));
+		goto fail;
+	}
+	r = snap_s3_client_new(s->cfg, &s->client, &detail);
+	if (r < 0) {
+		snap_job_fail(job, r, "cannot start the S3 client: %s",
+			      detail ? detail : snap_strerror(r));
+		goto fail;
+	}
+	snap_s3_client_set_log(s->client, client_log, job);
+	snap_debug("s3: endpoint %s (%s addressing), region %s, credentials from %s",
+		   s->cfg->endpoint, s->cfg->aws ? "virtual-hosted" : "path-style", s->cfg->region,
+		   s->cfg->source);
+	if (pipe2(s->pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+		r = snap_job_fail(job, -errno, "cannot make a pipe: %s", snap_strerror(-errno));
+		goto fail;
+	}
+	snap_s3_client_stats(s->client, &s->base);
+	/* the watcher reads job->s3: publish first, then start it; a failed start unpublishes */
+	__atomic_store_n(&job->s3, s, __ATOMIC_RELEASE);
+	r = -pthread_create(&s->watcher, NULL, watch, job);
+	if (r < 0) {
+		__atomic_store_n(&job->s3, NULL, __ATOMIC_RELEASE);
+		snap_job_fail(job, r, "cannot start a thread: %s", snap_strerror(r));
+		goto fail;
+	}
+	s->watching = true;
+	job->s3_wake_fd = s->pipe[1];
+	pthread_mutex_unlock(&job->s3_lock);
+	free(detail);
+	*ret = s->client;
+	return 0;
+fail:
+	pthread_mutex_unlock(&job->s3_lock);
+	free(detail);
+	job_s3_free(s);
+	return r;
+}
+
+void snap_job_s3_cancel(struct snap_job *job)
+{
+	int fd = job->s3_wake_fd;
+	if (fd >= 0) {
+		int saved = errno; /* a signal handler must leave errno as it found it */
+		ssize_t n = write(fd, "c", 1);
+		(void)n;
+		errno = saved;
+	}
+}
+
+void snap_job_s3_progress(struct snap_job *job)
+{
+	struct job_s3 *s = job_s3_load(job);
+	if (!s)
+		return;
+	struct snap_s3_stats st;
+	snap_s3_client_stats(s->client, &st);
+	job->progress.bytes_uploaded = st.bytes_up - s->base.bytes_up;
+	job->progress.bytes_downloaded = st.bytes_down - s->base.bytes_down;
+}
+
+void snap_job_s3_run_start(struct snap_job *job)
+{
+	struct job_s3 *s = job_s3_load(job);
+	if (s)
+		snap_s3_client_stats(s->client, &s->base);
+}
+
+void snap_job_s3_results(struct snap_job *job)
+{
+	struct job_s3 *s = job_s3_load(job);
+	if (!s)
+		return;
+	struct snap_s3_stats st;
+	snap_s3_client_stats(s->client, &st);
+	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_UPLOADED, st.bytes_up - s->base.bytes_up);
+	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_DOWNLOADED,
+				st.bytes_down - s->base.bytes_down);
+	snap_job_set_result_u64(job, SNAP_RESULT_S3_REQUESTS, st.requests - s->base.requests);
+	snap_job_set_result_u64(job, SNAP_RESULT_S3_RETRIES, st.retries - s->base.retries);
+	snap_job_s3_progress(job);
+}
+
+void snap_job_s3_free(struct snap_job *job)
+{
+	struct job_s3 *s = job->s3;
+	if (!s)
+		return;
+	job->s3_wake_fd = -1;
+	__atomic_store_n(&job->s3, NULL, __ATOMIC_RELEASE);
+	if (s->watching) {
+		s->stop = 1;
+		ssize_t n = write(s->pipe[1], "s", 1);
+		(void)n;
+		pthread_join(s->watcher, NULL);
+	}
+	job_s3_free(s);
+}

@@ -1,0 +1,962 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * s3-bundle.c - classic bundles between a directory and a bucket, as ec2-upload-bundle,
+ * ec2-download-bundle and ec2-delete-bundle move them (SNAP_JOB_UPLOAD_BUNDLE, DOWNLOAD_BUNDLE,
+ * DELETE_BUNDLE), and aborting the multipart uploads a store left (SNAP_JOB_S3_ABORT).
+ *
+ * Invariants:
+ *  1. A bundle is complete only when its manifest is there: upload-bundle puts the manifest
+ *     after every part succeeded, and delete-bundle removes it after every part; download-bundle
+ *     reads it first (it lists the parts and their digests).
+ *  2. Transfers resume part by part: upload skips a part the bucket holds with the same size
+ *     and the part's MD5 as its ETag (a single PUT's ETag is the MD5 of its body); download
+ *     skips a part on disk with the object's size and the manifest's SHA-1. Nothing else is
+ *     compared, so a part that differs in any byte is sent again.
+ *  3. Every part is checked against the manifest's SHA-1 before it is used: a local part before
+ *     it is uploaded, a downloaded part before it is renamed into place (output.h's commit
+ *     policy: a temporary name until then). A part changed in the bucket is caught there.
+ *  4. At most `connections` parts are in flight, and the bodies held take the client's memory
+ *     budget (s3.h, invariant 5). A part is held whole while it is sent or received (a single
+ *     PUT or GET, whose ETag is its MD5 and which is retried as a whole; a streamed body could
+ *     not carry the ACL): a part larger than the budget waits until nothing else is held, so
+ *     memory peaks at the larger of the budget and the largest part (bundles cut 10 MiB
+ *     parts).
+ *  5. Every error names the object (s3://BUCKET/KEY) or the file.
+ *
+ * State transitions (each runner): prepare (manifest, client, listing) -> data (parts, in
+ * order, the window of invariant 4) -> finish (manifest put or removed, bucket removed) -> done.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bundle-keys.h"
+#include "hex.h"
+#include "job-internal.h"
+#include "log.h"
+#include "manifest-read.h"
+#include "output.h"
+#include "s3.h"
+
+#define MAX_MANIFEST (16u << 20)
+#define MAX_KEY_FILE (1u << 20)
+#define HASH_CHUNK (1u << 20)
+
+/* Where the bundle is: the bucket, and the key prefix ("" or ending in '/'). */
+struct where {
+	char *bucket, *prefix;
+};
+
+static void where_clear(struct where *w)
+{
+	free(w->bucket);
+	free(w->prefix);
+}
+
+static int where_parse(struct snap_job *job, struct where *ret)
+{
+	const char *v = snap_job_string(job, SNAP_SPARAM_S3_BUCKET);
+	if (!v || !*v)
+		return snap_job_fail(job, -EINVAL, "no bucket given");
+	while (*v == '/')
+		v++;
+	char *url, *detail = NULL, *bucket, *key;
+	if (asprintf(&url, "s3://%s", v) < 0)
+		return snap_job_fail(job, -ENOMEM, "out of memory");
+	int r = snap_s3_url_parse(url, &bucket, &key, &detail);
+	free(url);
+	if (r < 0) {
+		snap_job_fail(job, r, "%s", detail ? detail : snap_strerror(r));
+		free(detail);
+		return r;
+	}
+	size_t n = strlen(key);
+	if (n > 0 && key[n - 1] != '/') {
+		char *k;
+		if (asprintf(&k, "%s/", key) < 0) {
+			free(bucket);
+			free(key);
+			return snap_job_fail(job, -ENOMEM, "out of memory");
+		}
+		free(key);
+		key = k;
+	}
+	*ret = (struct where){bucket, key};
+	return 0;
+}
+
+static char *key_of(const struct where *w, const char *name)
+{
+	char *k;
+	return asprintf(&k, "%s%s", w->prefix, name) < 0 ? NULL : k;
+}
+
+/* The client's detail, or the errno's text. */
+static int fail_s3(struct snap_job *job, int r, char *detail, const char *what)
+{
+	if (r == -ECANCELED && snap_job_cancelled(job))
+		snap_job_fail(job, r, "cancelled");
+	else if (what)
+		snap_job_fail(job, r, "%s: %s", what, detail ? detail : snap_strerror(r));
+	else
+		snap_job_fail(job, r, "%s", detail ? detail : snap_strerror(r));
+	free(detail);
+	return r;
+}
+
+static int parse_manifest(struct snap_job *job, const void *buf, size_t len, const char *name,
+			  struct snap_manifest_doc **ret)
+{
+	char *detail = NULL;
+	int r = snap_manifest_read(buf, len, ret, &detail);
+	if (r < 0)
+		snap_job_fail(job, r, "manifest %s is not a bundle manifest: %s", name,
+			      detail ? detail : snap_strerror(r));
+	free(detail);
+	return r;
+}
+
+/* ETag "HEX" (quotes optional) equals the 16-byte digest. */
+static bool etag_is_md5(const char *etag, const uint8_t md5[16])
+{
+	if (!etag)
+		return false;
+	char hex[33];
+	snap_hex(hex, md5, 16);
+	size_t n = strlen(etag);
+	if (n == 34 && etag[0] == '"' && etag[33] == '"')
+		return !strncasecmp(etag + 1, hex, 32);
+	return n == 32 && !strncasecmp(etag, hex, 32);
+}
+
+/* ---- upload-bundle ---- */
+
+struct up_part {
+	struct snap_s3_put *put;
+	void *buf;
+	uint64_t budget; /* bytes of the client's budget held */
+	size_t index;
+	uint64_t size;
+	char *key;
+};
+
+static void up_part_clear(struct snap_s3_client *c, struct up_part *u)
+{
+	free(u->buf);
+	if (u->budget)
+		snap_s3_budget_release(c, u->budget);
+	free(u->key);
+	*u = (struct up_part){0};
+}
+
+/* Reads and hashes a part file: MD5 and SHA-1 of its bytes, and the bytes themselves in *ret_buf
+ * when keep (else only hashed). */
+static int hash_file(struct snap_job *job, const char *path, uint64_t size, bool keep,
+		     uint8_t md5[16], uint8_t sha1[20], void **ret_buf)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return snap_job_fail(job, -errno, "cannot open part %s: %s", path,
+				     snap_strerror(-errno));
+	EVP_MD_CTX *m5 = EVP_MD_CTX_new(), *s1 = EVP_MD_CTX_new();
+	uint8_t *buf = malloc(keep ? (size ? size : 1) : HASH_CHUNK);
+	int r = -ENOMEM;
+	if (!m5 || !s1 || !buf || !EVP_DigestInit_ex(m5, EVP_md5(), NULL) ||
+	    !EVP_DigestInit_ex(s1, EVP_sha1(), NULL)) {
+		snap_job_fail(job, r, "out of memory");
+		goto out;
+	}
+	uint64_t off = 0;
+	while (off < size) {
+		size_t want = keep ? (size_t)(size - off) : (size - off < HASH_CHUNK ? (size_t)(size - off) : HASH_CHUNK);
+		uint8_t *p = keep ? buf + off : buf;
+		ssize_t n = pread(fd, p, want, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			r = n < 0 ? -errno : -ENODATA;
+			snap_job_fail(job, r, "cannot read part %s: %s", path,
+				      n < 0 ? snap_strerror(r) : "shorter than when it was opened");
+			goto out;
+		}
+		EVP_DigestUpdate(m5, p, (size_t)n);
+		EVP_DigestUpdate(s1, p, (size_t)n);
+		off += (uint64_t)n;
+	}
+	EVP_DigestFinal_ex(m5, md5, NULL);
+	EVP_DigestFinal_ex(s1, sha1, NULL);
+	r = 0;
+	if (keep) {
+		*ret_buf = buf;
+		buf = NULL;
+	}
+out:
+	free(buf);
+	EVP_MD_CTX_free(m5);
+	EVP_MD_CTX_free(s1);
+	close(fd);
+	return r;
+}
+
+/* Waits for the upload in slot u; its failure is recorded. */
+static int up_wait(struct snap_job *job, struct snap_s3_client *c, const struct where *w,
+		   struct up_part *u)
+{
+	char *etag = NULL, *detail = NULL;
+	int r = snap_s3_put_wait(u->put, &etag, &detail);
+	u->put = NULL;
+	if (r < 0) {
+		fail_s3(job, r, detail, NULL);
+	} else {
+		free(detail);
+		snap_debug("uploaded s3://%s/%s (%s)", w->bucket, u->key, etag ? etag : "");
+		job->progress.bytes_done += u->size;
+		job->progress.bytes_written += u->size;
+	}
+	free(etag);
+	up_part_clear(c, u);
+	return r;
+}
+
+static bool find_listed(const struct snap_s3_list_objects *l, const char *key,
+			const struct snap_s3_object **ret)
+{
+	for (size_t i = 0; l && i < l->nobjects; i++) {
+		if (!strcmp(l->objects[i].key, key)) {
+			*ret = &l->objects[i];
+			return true;
+		}
+	}
+	return false;
+}
+
+static unsigned window(const struct snap_job *job)
+{
+	int64_t n = snap_job_param(job, SNAP_PARAM_S3_CONNECTIONS, SNAP_S3_DEFAULT_CONNECTIONS);
+	return n < 1 ? SNAP_S3_DEFAULT_CONNECTIONS : n > 64 ? 64u : (unsigned)n;
+}
+
+static int upload_bundle(struct snap_job *job)
+{
+	struct where w = {0};
+	struct snap_manifest_doc *m = NULL;
+	struct snap_s3_list_objects *listed = NULL;
+	struct up_part *slots = NULL;
+	char *text = NULL, *dir = NULL, *mkey = NULL, *detail = NULL;
+	size_t len, nslots = window(job);
+	int r;
+	const char *mpath = snap_job_string(job, SNAP_SPARAM_MANIFEST);
+	if (!mpath)
+		return snap_job_fail(job, -EINVAL, "no manifest given");
+	if ((r = where_parse(job, &w)) < 0)
+		return r;
+	if ((r = snap_job_read_file(job, mpath, "manifest", MAX_MANIFEST, &text, &len)) < 0)
+		goto out;
+	if ((r = parse_manifest(job, text, len, mpath, &m)) < 0)
+		goto out;
+	const char *d = snap_job_string(job, SNAP_SPARAM_SOURCE_DIR);
+	if (!d) {
+		char *copy = strdup(mpath);
+		dir = copy ? strdup(dirname(copy)) : NULL;
+		free(copy);
+	} else {
+		dir = strdup(d);
+	}
+	char *slash = strrchr(mpath, '/');
+	mkey = key_of(&w, slash ? slash + 1 : mpath);
+	slots = calloc(nslots, sizeof(*slots));
+	if (!dir || !mkey || !slots) {
+		r = snap_job_fail(job, -ENOMEM, "out of memory");
+		goto out;
+	}
+	int64_t first = snap_job_param(job, SNAP_PARAM_FIRST_PART, 0);
+	if (first < 0 || (size_t)first >= m->nparts) {
+		r = snap_job_fail(job, -EINVAL, "no part %lld: the bundle of %s has parts 0 to %zu",
+				  (long long)first, mpath, m->nparts - 1);
+		goto out;
+	}
+
+	/* every part file is there before anything is sent */
+	uint64_t *sizes = calloc(m->nparts, sizeof(*sizes));
+	if (!sizes) {
+		r = snap_job_fail(job, -ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = (size_t)first; i < m->nparts; i++) {
+		char *p;
+		struct stat st;
+		if (asprintf(&p, "%s/%s", dir, m->parts[i].filename) < 0) {
+			r = snap_job_fail(job, -ENOMEM, "out of memory");
+			break;
+		}
+		if (stat(p, &st) < 0)
+			r = snap_job_fail(job, -errno, "cannot upload part %s: %s", p,
+					  snap_strerror(-errno));
+		else if (!S_ISREG(st.st_mode))
+			r = snap_job_fail(job, -EINVAL, "cannot upload part %s: not a regular file",
+					  p);
+		else
+			sizes[i] = (uint64_t)st.st_size;
+		free(p);
+		if (r < 0)
+			break;
+		job->progress.bytes_total += sizes[i];
+	}
+	if (r < 0) {
+		free(sizes);
+		goto out;
+	}
+
+	struct snap_s3_client *c;
+	if ((r = snap_job_s3_client(job, &c)) < 0) {
+		free(sizes);
+		goto out;
+	}
+	struct snap_s3_put_options po = {.acl = snap_job_string(job, SNAP_SPARAM_S3_ACL)};
+	if (!po.acl)
+		po.acl = "aws-exec-read"; /* ec2-upload-bundle's default */
+	if (!*po.acl)
+		po.acl = NULL;
+	const char *location = snap_job_string(job, SNAP_SPARAM_S3_LOCATION);
+	if (location) {
+		r = snap_s3_create_bucket(c, w.bucket, *location ? location : NULL, &detail);
+		if (r == -EEXIST) {
+			free(detail);
+			detail = NULL;
+			r = 0;
+		} else if (r < 0) {
+			char what[128];
+			snprintf(what, sizeof(what), "cannot create bucket %s", w.bucket);
+			fail_s3(job, r, detail, what);
+			detail = NULL;
+			free(sizes);
+			goto out;
+		}
+	}
+	/* what the bucket holds already (invariant 2); also: the bucket exists */
+	r = snap_s3_list_objects(c, w.bucket, w.prefix, &listed, &detail);
+	if (r < 0) {
+		fail_s3(job, r, detail, NULL);
+		detail = NULL;
+		free(sizes);
+		goto out;
+	}
+
+	snap_job_set_stage(job, SNAP_STAGE_DATA);
+	uint64_t skipped = 0, uploaded = 0;
+	size_t next = 0;
+	for (size_t i = (size_t)first; i < m->nparts && r >= 0; i++) {
+		if (snap_job_cancelled(job)) {
+			r = -ECANCELED;
+			break;
+		}
+		struct up_part *u = &slots[next];
+		if (u->put && (r = up_wait(job, c, &w, u)) < 0)
+			break;
+		next = (next + 1) % nslots;
+		snap_job_report(job, false);
+		char *path;
+		if (asprintf(&path, "%s/%s", dir, m->parts[i].filename) < 0) {
+			r = snap_job_fail(job, -ENOMEM, "out of memory");
+			break;
+		}
+		uint8_t md5[16], sha1[20];
+		if ((r = snap_s3_budget_acquire(c, sizes[i] ? sizes[i] : 1)) < 0) {
+			free(path);
+			fail_s3(job, r, NULL, "cannot upload");
+			break;
+		}
+		u->budget = sizes[i] ? sizes[i] : 1;
+		r = hash_file(job, path, sizes[i], true, md5, sha1, &u->buf);
+		if (r >= 0 && memcmp(sha1, m->parts[i].digest, 20)) {
+			r = snap_job_fail(job, -EBADMSG,
+					  "part %s does not match the manifest's SHA-1 digest", path);
+		}
+		u->key = key_of(&w, m->parts[i].filename);
+		if (r >= 0 && !u->key)
+			r = snap_job_fail(job, -ENOMEM, "out of memory");
+		const struct snap_s3_object *o;
+		if (r >= 0 && find_listed(listed, u->key, &o) && o->size == sizes[i] &&
+		    etag_is_md5(o->etag, md5)) {
+			snap_debug("s3://%s/%s has the part's MD5 already: skipped", w.bucket,
+				   u->key);
+			skipped++;
+			job->progress.bytes_done += sizes[i];
+			job->progress.bytes_skipped += sizes[i];
+			up_part_clear(c, u);
+			free(path);
+			continue;
+		}
+		free(path);
+		if (r < 0) {
+			up_part_clear(c, u);
+			break;
+		}
+		u->index = i;
+		u->size = sizes[i];
+		r = snap_s3_put_start(c, w.bucket, u->key, NULL, 0, u->buf, sizes[i], &po, &u->put);
+		if (r < 0) {
+			fail_s3(job, r, NULL, u->key);
+			up_part_clear(c, u);
+			break;
+		}
+		uploaded++;
+	}
+	/* every transfer started ends before its buffer is freed, whatever happened */
+	for (size_t k = 0; k < nslots; k++) {
+		struct up_part *u = &slots[(next + k) % nslots];
+		if (u->put) {
+			int e = up_wait(job, c, &w, u);
+			if (r >= 0 && e < 0)
+				r = e;
+		}
+		up_part_clear(c, u);
+	}
+	free(sizes);
+	if (r >= 0 && snap_job_cancelled(job))
+		r = -ECANCELED;
+	if (r < 0)
+		goto out;
+
+	snap_job_set_stage(job, SNAP_STAGE_FINISH);
+	if (!snap_job_param(job, SNAP_PARAM_SKIP_MANIFEST, 0)) {
+		r = snap_s3_put_object(c, w.bucket, mkey, text, len, &po, NULL, &detail);
+		if (r < 0) {
+			fail_s3(job, r, detail, NULL);
+			detail = NULL;
+			goto out;
+		}
+		char url[2048];
+		snprintf(url, sizeof(url), "s3://%s/%s", w.bucket, mkey);
+		snap_job_set_result_string(job, SNAP_RESULT_OBJECT_URL, url);
+		snap_job_set_result_string(job, SNAP_RESULT_MANIFEST_PATH, url);
+	}
+	snap_job_set_result_u64(job, SNAP_RESULT_PARTS, m->nparts);
+	snap_job_set_result_u64(job, SNAP_RESULT_PARTS_SKIPPED, skipped);
+	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_TOTAL, job->progress.bytes_total);
+	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_SKIPPED, job->progress.bytes_skipped);
+	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_WRITTEN, job->progress.bytes_written);
+	(void)uploaded;
+	r = 0;
+out:
+	free(slots);
+	free(detail);
+	free(mkey);
+	free(dir);
+	free(text);
+	snap_s3_list_objects_free(listed);
+	snap_manifest_doc_free(m);
+	where_clear(&w);
+	return r;
+}
+
+/* ---- download-bundle and delete-bundle: the manifest in the bucket ---- */
+
+/* The manifest's key name: -m NAME, else PREFIX.manifest.xml (PREFIX default "image"). */
+static char *manifest_name(struct snap_job *job)
+{
+	const char *name = snap_job_string(job, SNAP_SPARAM_MANIFEST);
+	if (name)
+		return strdup(name);
+	const char *prefix = snap_job_string(job, SNAP_SPARAM_PREFIX);
+	char *n;
+	return asprintf(&n, "%s.manifest.xml", prefix ? prefix : "image") < 0 ? NULL : n;
+}
+
+/* Fetches and parses the manifest; its key in *ret_key, its bytes in *ret_text. */
+static int fetch_manifest(struct snap_job *job, struct snap_s3_client *c, const struct where *w,
+			  const char *name, char **ret_key, char **ret_text, size_t *ret_len,
+			  struct snap_manifest_doc **ret)
+{
+	char *key = key_of(w, name), *detail = NULL, url[2048];
+	void *buf = NULL;
+	size_t len = 0;
+	if (!key)
+		return snap_job_fail(job, -ENOMEM, "out of memory");
+	int r = snap_s3_get_object(c, w->bucket, key, MAX_MANIFEST, &buf, &len, &detail);
+	if (r < 0) {
+		free(key);
+		return fail_s3(job, r, detail, r == -ENOENT ? "no manifest" : "cannot read manifest");
+	}
+	free(detail);
+	snprintf(url, sizeof(url), "s3://%s/%s", w->bucket, key);
+	r = parse_manifest(job, buf, len, url, ret);
+	if (r < 0) {
+		free(buf);
+		free(key);
+		return r;
+	}
+	*ret_key = key;
+	*ret_text = buf;
+	*ret_len = len;
+	return 0;
+}
+
+struct down_part {
+	struct snap_s3_get *get;
+	uint64_t budget, size;
+	size_t index;
+	char *key;
+};
+
+static int down_finish(struct snap_job *job, struct snap_s3_client *c, const struct where *w,
+		       const struct snap_manifest_doc *m, const char *dir, struct down_part *p)
+{
+	void *buf = NULL;
+	size_t len = 0;
+	char *detail = NULL, *path = NULL;
+	struct snap_output *out = NULL;
+	int r = snap_s3_get_wait(p->get, &buf, &len, &detail);
+	p->get = NULL;
+	if (r < 0) {
+		fail_s3(job, r, detail, NULL);
+		goto out;
+	}
+	free(detail);
+	detail = NULL;
+	const struct snap_manifest_part *mp = &m->parts[p->index];
+	uint8_t sha1[20];
+	EVP_Digest(buf, len, sha1, NULL, EVP_sha1(), NULL);
+	if (len != p->size || memcmp(sha1, mp->digest, 20)) {
+		r = snap_job_fail(job, -EBADMSG,
+				  "part s3://%s/%s does not match the manifest's SHA-1 digest (%zu "
+				  "bytes read, %llu listed): changed in the bucket since bundled?",
+				  w->bucket, p->key, len, (unsigned long long)p->size);
+		goto out;
+	}
+	if (asprintf(&path, "%s/%s", dir, mp->filename) < 0) {
+		path = NULL;
+		r = snap_job_fail(job, -ENOMEM, "out of memory");
+		goto out;
+	}
+	r = snap_output_open(path, len, SNAP_OUTPUT_FORCE | SNAP_OUTPUT_BUFFERED, &out, &detail);
+	if (r >= 0 && len)
+		r = snap_output_write(out, buf, len, 0);
+	if (r >= 0)
+		r = snap_output_commit(out, &detail);
+	if (r < 0) {
+		snap_job_fail(job, r, "cannot write %s: %s", path,
+			      detail ? detail : snap_strerror(r));
+		goto out;
+	}
+	job->progress.bytes_done += len;
+	job->progress.bytes_written += len;
+out:
+	snap_output_free(out);
+	free(detail);
+	free(path);
+	free(buf);
+	if (p->budget)
+		snap_s3_budget_release(c, p->budget);
+	free(p->key);
+	*p = (struct down_part){0};
+	return r;
+}
+
+/* Whether path holds size bytes whose SHA-1 is digest (a part downloaded before). */
+static bool have_part(const char *path, uint64_t size, const uint8_t digest[20])
+{
+	struct stat st;
+	if (stat(path, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != size)
+		return false;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	EVP_MD_CTX *s1 = EVP_MD_CTX_new();
+	uint8_t *buf = malloc(HASH_CHUNK), sha1[20];
+	bool ok = s1 && buf && EVP_DigestInit_ex(s1, EVP_sha1(), NULL);
+	uint64_t done = 0;
+	while (ok && done < size) {
+		ssize_t n = read(fd, buf, HASH_CHUNK);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			ok = false;
+		else
+			EVP_DigestUpdate(s1, buf, (size_t)n), done += (uint64_t)n;
+	}
+	ok = ok && EVP_DigestFinal_ex(s1, sha1, NULL) && !memcmp(sha1, digest, 20);
+	EVP_MD_CTX_free(s1);
+	free(buf);
+	close(fd);
+	return ok;
+}
+
+/* -k: the manifest's user key must decrypt with this private key, as ec2-download-bundle
+ * checks it. */
+static int check_key(struct snap_job *job, const struct snap_manifest_doc *m, const char *url)
+{
+	const char *key_path = snap_job_string(job, SNAP_SPARAM_PRIVATE_KEY);
+	if (!key_path)
+		return 0;
+	char *pem;
+	size_t len;
+	int r = snap_job_read_file(job, key_path, "private key", MAX_KEY_FILE, &pem, &len);
+	if (r < 0)
+		return r;
+	uint8_t key[16], iv[16];
+	char why[256] = "";
+	r = snap_bundle_key_unwrap(pem, len, m->user_encrypted_key, m->user_encrypted_key_len,
+				   m->user_encrypted_iv, m->user_encrypted_iv_len, key, iv, key_path,
+				   why, sizeof(why));
+	explicit_bzero(key, sizeof(key));
+	explicit_bzero(iv, sizeof(iv));
+	explicit_bzero(pem, len);
+	free(pem);
+	if (r < 0)
+		return snap_job_fail(job, r, "manifest %s is not for the key %s: %s", url, key_path,
+				     why[0] ? why : snap_strerror(r));
+	return 0;
+}
+
+static int download_bundle(struct snap_job *job)
+{
+	struct where w = {0};
+	struct snap_manifest_doc *m = NULL;
+	struct snap_s3_list_objects *listed = NULL;
+	struct down_part *slots = NULL;
+	struct snap_output *mout = NULL;
+	char *name = NULL, *mkey = NULL, *text = NULL, *detail = NULL, *mpath = NULL;
+	size_t len = 0, nslots = window(job);
+	const char *dir = snap_job_string(job, SNAP_SPARAM_OUTPUT_DIR);
+	if (!dir)
+		dir = ".";
+	int r = where_parse(job, &w);
+	if (r < 0)
+		return r;
+	name = manifest_name(job);
+	slots = calloc(nslots, sizeof(*slots));
+	if (!name || !slots) {
+		r = snap_job_fail(job, -ENOMEM, "out of memory");
+		goto out;
+	}
+	if (strchr(name, '/') || !strcmp(name, "..") || !strcmp(name, ".")) {
+		r = snap_job_fail(job, -EINVAL, "manifest name %s is not a plain file name", name);
+		goto out;
+	}
+	struct snap_s3_client *c;
+	if ((r = snap_job_s3_client(job, &c)) < 0)
+		goto out;
+	if ((r = fetch_manifest(job, c, &w, name, &mkey, &text, &len, &m)) < 0)
+		goto out;
+	char url[2048];
+	snprintf(url, sizeof(url), "s3://%s/%s", w.bucket, mkey);
+	if ((r = check_key(job, m, url)) < 0)
+		goto out;
+
+	/* the manifest first (invariant 1) */
+	if (asprintf(&mpath, "%s/%s", dir, name) < 0) {
+		mpath = NULL;
+		r = snap_job_fail(job, -ENOMEM, "out of memory");
+		goto out;
+	}
+	r = snap_output_open(mpath, len, SNAP_OUTPUT_FORCE | SNAP_OUTPUT_BUFFERED, &mout, &detail);
+	if (r >= 0)
+		r = snap_output_write(mout, text, len, 0);
+	if (r >= 0)
+		r = snap_output_commit(mout, &detail);
+	if (r < 0) {
+		snap_job_fail(job, r, "cannot write %s: %s", mpath,
+			      detail ? detail : snap_strerror(r));
+		goto out;
+	}
+	snap_job_set_result_string(job, SNAP_RESULT_MANIFEST_PATH, mpath);
+
+	r = snap_s3_list_objects(c, w.bucket, w.prefix, &listed, &detail);
+	if (r < 0) {
+		fail_s3(job, r, detail, NULL);
+		detail = NULL;
+		goto out;
+	}
+	uint64_t *sizes = calloc(m->nparts ? m->nparts : 1, sizeof(*sizes));
+	if (!sizes) {
+		r = snap_job_fail(job, -ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < m->nparts && r >= 0; i++) {
+		char *k = key_of(&w, m->parts[i].filename);
+		const struct snap_s3_object *o;
+		if (!k)
+			r = snap_job_fail(job, -ENOMEM, "out of memory");
+		else if (!find_listed(listed, k, &o))
+			r = snap_job_fail(job, -ENOENT, "no part s3://%s/%s: the bundle is incomplete",
+					  w.bucket, k);
+		else
+			job->progress.bytes_total += sizes[i] = o->size;
+		free(k);
+	}
+
+	snap_job_set_stage(job, SNAP_STAGE_DATA);
+	uint64_t skipped = 0;
+	size_t next = 0;
+	for (size_t i = 0; i < m->nparts && r >= 0; i++) {
+		if (snap_job_cancelled(job)) {
+			r = -ECANCELED;
+			break;
+		}
+		struct down_part *p = &slots[next];
+		if (p->get && (r = down_finish(job, c, &w, m, dir, p)) < 0)
+			break;
+		next = (next + 1) % nslots;
+		snap_job_report(job, false);
+		char *path;
+		if (asprintf(&path, "%s/%s", dir, m->parts[i].filename) < 0) {
+			r = snap_job_fail(job, -ENOMEM, "out of memory");
+			break;
+		}
+		bool have = have_part(path, sizes[i], m->parts[i].digest);
+		free(path);
+		if (have) {
+			skipped++;
+			job->progress.bytes_done += sizes[i];
+			job->progress.bytes_skipped += sizes[i];
+			continue;
+		}
+		p->key = key_of(&w, m->parts[i].filename);
+		if (!p->key) {
+			r = snap_job_fail(job, -ENOMEM, "out of memory");
+			break;
+		}
+		p->budget = sizes[i] ? sizes[i] : 1;
+		if ((r = snap_s3_budget_acquire(c, p->budget)) < 0) {
+			p->budget = 0;
+			fail_s3(job, r, NULL, "cannot download");
+			free(p->key);
+			p->key = NULL;
+			break;
+		}
+		p->index = i;
+		p->size = sizes[i];
+		r = snap_s3_get_start(c, w.bucket, p->key, 0, UINT64_MAX, (size_t)sizes[i] + 1,
+				      &p->get);
+		if (r < 0) {
+			fail_s3(job, r, NULL, p->key);
+			snap_s3_budget_release(c, p->budget);
+			free(p->key);
+			*p = (struct down_part){0};
+			break;
+		}
+	}
+	for (size_t k = 0; k < nslots; k++) {
+		struct down_part *p = &slots[(next + k) % nslots];
+		if (!p->get)
+			continue;
+		if (r < 0) {
+			/* failed already: drop the rest (free without wait cancels) */
+			snap_s3_get_free(p->get);
+			snap_s3_budget_release(c, p->budget);
+			free(p->key);
+			*p = (struct down_part){0};
+			continue;
+		}
+		r = down_finish(job, c, &w, m, dir, p);
+	}
+	free(sizes);
+	if (r >= 0 && snap_job_cancelled(job))
+		r = -ECANCELED;
+	if (r < 0)
+		goto out;
+	snap_job_set_stage(job, SNAP_STAGE_FINISH);
+	snap_job_set_result_u64(job, SNAP_RESULT_PARTS, m->nparts);
+	snap_job_set_result_u64(job, SNAP_RESULT_PARTS_SKIPPED, skipped);
+	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_TOTAL, job->progress.bytes_total);
+	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_SKIPPED, job->progress.bytes_skipped);
+	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_WRITTEN, job->progress.bytes_written);
+	snap_job_set_result_string(job, SNAP_RESULT_OUTPUT_PATH, dir);
+	r = 0;
+out:
+	snap_output_free(mout);
+	free(slots);
+	free(mpath);
+	free(detail);
+	free(text);
+	free(mkey);
+	free(name);
+	snap_s3_list_objects_free(listed);
+	snap_manifest_doc_free(m);
+	where_clear(&w);
+	return r;
+}
+
+static int delete_bundle(struct snap_job *job)
+{
+	struct where w = {0};
+	struct snap_manifest_doc *m = NULL;
+	char *name = NULL, *mkey = NULL, *text = NULL, *detail = NULL;
+	size_t len = 0;
+	int r = where_parse(job, &w);
+	if (r < 0)
+		return r;
+	name = manifest_name(job);
+	if (!name) {
+		r = snap_job_fail(job, -ENOMEM, "out of memory");
+		goto out;
+	}
+	struct snap_s3_client *c;
+	if ((r = snap_job_s3_client(job, &c)) < 0)
+		goto out;
+	if ((r = fetch_manifest(job, c, &w, name, &mkey, &text, &len, &m)) < 0)
+		goto out;
+	snap_job_set_stage(job, SNAP_STAGE_DATA);
+	job->progress.bytes_total = m->nparts + 1;
+	for (size_t i = 0; i < m->nparts; i++) {
+		if (snap_job_cancelled(job)) {
+			r = -ECANCELED;
+			goto out;
+		}
+		char *k = key_of(&w, m->parts[i].filename);
+		if (!k) {
+			r = snap_job_fail(job, -ENOMEM, "out of memory");
+			goto out;
+		}
+		r = snap_s3_delete_object(c, w.bucket, k, &detail);
+		free(k);
+		if (r < 0) {
+			fail_s3(job, r, detail, NULL);
+			detail = NULL;
+			goto out;
+		}
+		free(detail);
+		detail = NULL;
+		job->progress.bytes_done++;
+		snap_job_report(job, false);
+	}
+	/* the manifest last (invariant 1) */
+	snap_job_set_stage(job, SNAP_STAGE_FINISH);
+	r = snap_s3_delete_object(c, w.bucket, mkey, &detail);
+	if (r < 0) {
+		fail_s3(job, r, detail, NULL);
+		detail = NULL;
+		goto out;
+	}
+	free(detail);
+	detail = NULL;
+	job->progress.bytes_done++;
+	snap_job_set_result_u64(job, SNAP_RESULT_PARTS, m->nparts);
+	if (snap_job_param(job, SNAP_PARAM_CLEAR, 0)) {
+		struct snap_s3_list_objects *l = NULL;
+		r = snap_s3_list_objects(c, w.bucket, "", &l, &detail);
+		if (r >= 0 && l->nobjects == 0) {
+			snap_s3_list_objects_free(l);
+			free(detail);
+			detail = NULL;
+			r = snap_s3_delete_bucket(c, w.bucket, &detail);
+		} else if (r >= 0) {
+			snap_warn("bucket %s is not empty (%zu objects): kept", w.bucket, l->nobjects);
+			snap_s3_list_objects_free(l);
+		}
+		if (r < 0) {
+			char what[128];
+			snprintf(what, sizeof(what), "cannot remove bucket %s", w.bucket);
+			fail_s3(job, r, detail, what);
+			detail = NULL;
+			goto out;
+		}
+	}
+	r = 0;
+out:
+	free(detail);
+	free(text);
+	free(mkey);
+	free(name);
+	snap_manifest_doc_free(m);
+	where_clear(&w);
+	return r;
+}
+
+/* ---- abort ---- */
+
+static int s3_abort(struct snap_job *job)
+{
+	const char *url = snap_job_string(job, SNAP_SPARAM_OUTPUT);
+	char *bucket = NULL, *key = NULL, *detail = NULL, *text = NULL;
+	size_t tlen = 0;
+	struct snap_s3_list_uploads *l = NULL;
+	FILE *f = NULL;
+	if (!url)
+		return snap_job_fail(job, -EINVAL, "no s3:// URL given");
+	int r = snap_s3_url_parse(url, &bucket, &key, &detail);
+	if (r < 0) {
+		snap_job_fail(job, r, "%s", detail ? detail : snap_strerror(r));
+		free(detail);
+		return r;
+	}
+	struct snap_s3_client *c;
+	if ((r = snap_job_s3_client(job, &c)) < 0)
+		goto out;
+	r = snap_s3_list_uploads(c, bucket, key, &l, &detail);
+	if (r < 0) {
+		fail_s3(job, r, detail, NULL);
+		detail = NULL;
+		goto out;
+	}
+	const bool under = !*key || key[strlen(key) - 1] == '/';
+	f = open_memstream(&text, &tlen);
+	if (!f) {
+		r = snap_job_fail(job, -ENOMEM, "out of memory");
+		goto out;
+	}
+	uint64_t n = 0;
+	for (size_t i = 0; i < l->nuploads; i++) {
+		const struct snap_s3_upload *u = &l->uploads[i];
+		if (!under && strcmp(u->key, key))
+			continue; /* another key that begins with this one */
+		if (snap_job_cancelled(job)) {
+			r = -ECANCELED;
+			goto out;
+		}
+		r = snap_s3_abort_upload(c, bucket, u->key, u->upload_id, &detail);
+		if (r == -ENOENT)
+			r = 0; /* gone meanwhile (completed or aborted by another) */
+		if (r < 0) {
+			fail_s3(job, r, detail, NULL);
+			detail = NULL;
+			goto out;
+		}
+		free(detail);
+		detail = NULL;
+		fprintf(f, "s3://%s/%s %s\n", bucket, u->key, u->upload_id);
+		n++;
+	}
+	if (fclose(f) != 0) {
+		f = NULL;
+		r = snap_job_fail(job, -ENOMEM, "out of memory");
+		goto out;
+	}
+	f = NULL;
+	snap_job_set_result_string(job, SNAP_RESULT_S3_ABORTED, text ? text : "");
+	snap_job_set_result_u64(job, SNAP_RESULT_PARTS, n);
+	r = 0;
+out:
+	if (f)
+		fclose(f);
+	free(text);
+	free(detail);
+	free(bucket);
+	free(key);
+	snap_s3_list_uploads_free(l);
+	return r;
+}
+
+int snap_s3_bundle_run(struct snap_job *job)
+{
+	switch (snap_job_kind(job)) {
+	case SNAP_JOB_UPLOAD_BUNDLE:
+		return upload_bundle(job);
+	case SNAP_JOB_DOWNLOAD_BUNDLE:
+		return download_bundle(job);
+	case SNAP_JOB_DELETE_BUNDLE:
+		return delete_bundle(job);
+	case SNAP_JOB_S3_ABORT:
+		return s3_abort(job);
+	default:
+		return snap_job_fail(job, -EINVAL, "not an S3 bundle job");
+	}
+}
