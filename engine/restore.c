@@ -32,6 +32,9 @@
  *     the run thread copies them into job->progress (publish, also the pipeline's progress op
  *     while it waits) and reports, so progress never races and keeps flowing to the end of the
  *     data.
+ *  7. An s3:// image (store-image.c invariant 4) takes the random path: restore_random tells the
+ *     reader the byte ranges of the frames it will read (store_image_plan), so a volume, a
+ *     partition or a byte range fetches about its own frames, not the object.
  *
  * State transitions (snap_restore_run):
  *  1. prepare: head read and keys recovered (restore_open), selection resolved and outputs
@@ -51,6 +54,7 @@
 #include <unistd.h>
 
 #include "job-internal.h"
+#include "s3.h"
 #include "output.h"
 #include "pipeline.h"
 #include "store-frame.h"
@@ -83,6 +87,7 @@ struct rctx {
 	struct rvol *vols;
 	size_t nvols;
 	char *made_dir; /* the output directory this job created: removed when it fails */
+	struct snap_s3_client *s3; /* an s3:// image's (the job's) */
 
 	struct snap_pipeline *pipe;
 	struct rslot *slots;
@@ -507,6 +512,46 @@ static bool frame_matches(const struct snap_store_frame *f, const struct snap_st
 	       f->stored_len == e->stored_len && !memcmp(f->digest, e->digest, sizeof(f->digest));
 }
 
+/* Whether restore_random reads frame k of volume vi. */
+static bool frame_wanted(const struct rctx *c, size_t vi, const struct snap_store_index_frame *e)
+{
+	const struct rvol *v = &c->vols[vi];
+	return (v->selected || c->verify_only) && e->offset + e->raw_len > v->lo &&
+	       e->offset < v->hi;
+}
+
+/* The file ranges of the frames restore_random reads, adjacent ones merged (invariant 7). */
+static int restore_plan(struct rctx *c)
+{
+	const struct snap_store_index *ix = &c->img->ix;
+	if (!c->s3)
+		return 0;
+	uint64_t(*ranges)[2] = calloc(ix->nframes + 1, sizeof(*ranges));
+	size_t n = 0;
+	if (!ranges)
+		return -ENOMEM;
+	for (size_t vi = 0; vi < c->nvols; vi++) {
+		const struct snap_store_index_volume *iv = &ix->vols[vi];
+		for (uint64_t k = iv->first_frame; k < iv->first_frame + iv->nframes; k++) {
+			const struct snap_store_index_frame *e = &ix->frames[k];
+			if (!frame_wanted(c, vi, e))
+				continue;
+			struct snap_store_frame hf = {.flags = e->flags, .stored_len = e->stored_len};
+			uint64_t a = e->file_offset, b = a + snap_store_frame_record_len(&hf);
+			if (n && ranges[n - 1][1] == a)
+				ranges[n - 1][1] = b;
+			else
+				ranges[n][0] = a, ranges[n++][1] = b;
+		}
+	}
+	int r = n ? store_image_plan(c->img, (const uint64_t(*)[2])ranges, n) : 0;
+	free(ranges);
+	if (r < 0)
+		return snap_job_fail(c->job, r, "cannot plan the reads of %s: %s", c->img->path,
+				     snap_strerror(r));
+	return 0;
+}
+
 static int restore_random(struct rctx *c)
 {
 	struct snap_store_image *img = c->img;
@@ -528,6 +573,9 @@ static int restore_random(struct rctx *c)
 	c->skips_counted = true;
 	publish(c);
 	snap_job_report(c->job, false);
+	int r = restore_plan(c);
+	if (r < 0)
+		return r;
 	for (size_t vi = 0; vi < c->nvols; vi++) {
 		const struct rvol *v = &c->vols[vi];
 		if (!v->selected && !c->verify_only)
@@ -540,7 +588,7 @@ static int restore_random(struct rctx *c)
 				continue;
 			unsigned si;
 			uint64_t seq;
-			int r = snap_pipeline_acquire(c->pipe, &si, &seq);
+			r = snap_pipeline_acquire(c->pipe, &si, &seq);
 			if (r < 0)
 				return r;
 			struct rslot *sl = &c->slots[si];
@@ -777,6 +825,17 @@ static int restore_open(struct rctx *c)
 	int r = snap_store_image_new(&c->img);
 	if (r < 0)
 		return r;
+	if (snap_s3_is_url(in)) {
+		struct snap_s3_client *s3c = NULL;
+		if ((r = snap_job_s3_client(job, &s3c)) < 0)
+			return snap_job_fail(job, r, "cannot reach S3 for %s: %s", in,
+					     snap_strerror(r));
+		c->s3 = s3c;
+		r = store_image_open_s3(c->img, s3c, in);
+		if (r < 0)
+			return snap_job_fail(job, r, "%s", snap_store_image_error(c->img));
+		goto opened;
+	}
 	int fd;
 	bool own = true;
 	if (!strcmp(in, "-")) {
@@ -791,6 +850,7 @@ static int restore_open(struct rctx *c)
 	/* a pipe is read once, in order; a file is read by random access */
 	if (!strcmp(in, "-"))
 		c->img->seekable = false;
+opened:;
 	const char *pass = snap_job_string(job, SNAP_SPARAM_PASSPHRASE);
 	const char *key = snap_job_string(job, SNAP_SPARAM_PRIVATE_KEY);
 	c->without_key = c->verify_only && snap_job_param(job, SNAP_PARAM_WITHOUT_KEY, 0) &&

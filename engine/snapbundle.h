@@ -375,6 +375,11 @@ int snap_store_image_new(struct snap_store_image **ret);
 struct snap_store_image *snap_store_image_free(struct snap_store_image *img);
 /* A seekable .bin file: one read of the head, one of the footer, one of the index. */
 int snap_store_image_open(struct snap_store_image *img, const char *path);
+/* The same for an S3 object (s3://BUCKET/KEY): ranged GETs of the object as it was when opened
+ * (an object replaced meanwhile fails with -ESTALE), through the client of job, which holds the
+ * service and credentials (SNAP_SPARAM_S3_*, else the AWS chain) and must outlive img. */
+int snap_store_image_open_s3(struct snap_store_image *img, struct snap_job *job,
+			     const char *url);
 /* Recovers the data key (passphrase or PEM private key path; one may be NULL) and checks the
  * metadata and index tags: -EKEYREJECTED wrong passphrase, -ENOKEY key not a recipient,
  * -EBADMSG tampered. A no-op for unencrypted images. */

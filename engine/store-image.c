@@ -11,6 +11,10 @@
  *  2. The head is read with sequential reads only (img_read), so the same code serves a pipe;
  *     the tail needs a seekable input (footer first, then one read of the index).
  *  3. The first failure wins: img->error keeps the root cause, named by part and offset.
+ *  4. An s3:// image is read through an s3 reader only (img->s3, fd unused): the same head,
+ *     tail and frame reads become ranged GETs of the object as it was when opened; an object
+ *     shorter than it said is truncated (-EUCLEAN, as a short file), one replaced meanwhile
+ *     fails with -ESTALE.
  *
  * State transitions:
  *  1. new (snap_store_image_new) -> head read (snap_store_image_open / store_image_open_fd:
@@ -30,6 +34,7 @@
 #include <openssl/crypto.h>
 
 #include "hex.h"
+#include "job-internal.h"
 #include "store-image.h"
 #include "util.h"
 
@@ -72,6 +77,7 @@ struct snap_store_image *snap_store_image_free(struct snap_store_image *img)
 		return NULL;
 	if (img->own_fd && img->fd >= 0)
 		close(img->fd);
+	snap_s3_reader_free(img->s3);
 	free(img->path);
 	free(img->error);
 	free(img->keys_rec);
@@ -92,8 +98,45 @@ const char *snap_store_image_error(const struct snap_store_image *img)
 	return img->error ? img->error : "";
 }
 
+/* invariant 4: len bytes at off of the object */
+static int s3_pread(struct snap_store_image *img, void *buf, size_t len, uint64_t off,
+		    const char *what)
+{
+	char *d = NULL;
+	int r = snap_s3_reader_pread(img->s3, buf, len, off, &d);
+	if (r == -ENODATA || (r == 0 && off + len > snap_s3_reader_size(img->s3)))
+		r = img_fail(img, -EUCLEAN, "image truncated: %s at offset %llu of %s is missing",
+			     what, (unsigned long long)off, img->path);
+	else if (r == -ESTALE)
+		r = img_fail(img, r, "%s changed while it was read (%s at offset %llu): %s",
+			     img->path, what, (unsigned long long)off, d ? d : strerror(-r));
+	else if (r < 0)
+		r = img_fail(img, r, "cannot read %s at offset %llu: %s", img->path,
+			     (unsigned long long)off, d ? d : strerror(-r));
+	free(d);
+	if (r == 0)
+		img->bytes_read += len;
+	return r;
+}
+
+int store_image_plan(struct snap_store_image *img, const uint64_t (*ranges)[2], size_t n)
+{
+	return img->s3 ? snap_s3_reader_plan(img->s3, ranges, n) : 0;
+}
+
+uint64_t store_image_fetched(const struct snap_store_image *img)
+{
+	return img->s3 ? snap_s3_reader_fetched(img->s3) : 0;
+}
+
 int store_image_read(struct snap_store_image *img, void *buf, size_t len, const char *what)
 {
+	if (img->s3) {
+		int r = s3_pread(img, buf, len, img->pos, what);
+		if (r == 0)
+			img->pos += len;
+		return r;
+	}
 	uint8_t *p = buf;
 	size_t got = 0;
 	while (got < len) {
@@ -118,6 +161,8 @@ int store_image_read(struct snap_store_image *img, void *buf, size_t len, const 
 int store_image_pread(struct snap_store_image *img, void *buf, size_t len, uint64_t off,
 		      const char *what)
 {
+	if (img->s3)
+		return s3_pread(img, buf, len, off, what);
 	uint8_t *p = buf;
 	size_t got = 0;
 	while (got < len) {
@@ -229,6 +274,8 @@ int store_image_decode_meta(struct snap_store_image *img)
 	return 0;
 }
 
+static int read_head(struct snap_store_image *img);
+
 int store_image_open_fd(struct snap_store_image *img, int fd, const char *path, bool own_fd)
 {
 	img->fd = fd;
@@ -243,6 +290,42 @@ int store_image_open_fd(struct snap_store_image *img, int fd, const char *path, 
 		off_t cur = lseek(fd, 0, SEEK_CUR);
 		img->pos = cur > 0 ? (uint64_t)cur : 0;
 	}
+	return read_head(img);
+}
+
+int store_image_open_s3(struct snap_store_image *img, struct snap_s3_client *c, const char *url)
+{
+	if (img->path)
+		return -EBUSY;
+	if (!(img->path = strdup(url)))
+		return -ENOMEM;
+	char *bucket = NULL, *key = NULL, *d = NULL;
+	int r = snap_s3_url_parse(url, &bucket, &key, &d);
+	if (r == 0 && (!*key || key[strlen(key) - 1] == '/')) {
+		r = -EINVAL;
+		free(d);
+		d = strdup("a key is needed after the bucket");
+	}
+	if (r == 0)
+		r = snap_s3_reader_open(c, bucket, key, &img->s3, &d);
+	free(bucket);
+	free(key);
+	if (r < 0) {
+		r = r == -ENOENT ? img_fail(img, r, "%s does not exist: %s", url, d ? d : "not found")
+				 : img_fail(img, r, "cannot open %s: %s", url, d ? d : strerror(-r));
+		free(d);
+		return r;
+	}
+	img->seekable = true;
+	img->file_size = snap_s3_reader_size(img->s3);
+	img->pos = 0;
+	return read_head(img);
+}
+
+/* Header, KEYS and META, read in order from img->pos (invariant 2). */
+static int read_head(struct snap_store_image *img)
+{
+	const char *path = img->path;
 	int r = store_image_read(img, img->header_raw, sizeof(img->header_raw), "header");
 	if (r < 0)
 		return r;
@@ -293,6 +376,20 @@ int snap_store_image_open(struct snap_store_image *img, const char *path)
 		return r;
 	if (!img->seekable)
 		return img_fail(img, -ESPIPE, "%s is not a regular file", path);
+	return store_image_load_index(img);
+}
+
+int snap_store_image_open_s3(struct snap_store_image *img, struct snap_job *job, const char *url)
+{
+	struct snap_s3_client *c = NULL;
+	if (img->path)
+		return -EBUSY;
+	int r = snap_job_s3_client(job, &c);
+	if (r < 0)
+		return img_fail(img, r, "cannot reach S3 for %s: %s", url,
+				*snap_job_error(job) ? snap_job_error(job) : snap_strerror(r));
+	if ((r = store_image_open_s3(img, c, url)) < 0 || (r = store_image_decode_meta(img)) < 0)
+		return r;
 	return store_image_load_index(img);
 }
 

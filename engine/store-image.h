@@ -10,12 +10,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "s3.h"
 #include "snapbundle.h"
 #include "store-crypto.h"
 #include "store-format.h"
 
 struct snap_store_image {
 	int fd;
+	struct snap_s3_reader *s3; /* an s3:// image: read through it instead of fd */
 	bool own_fd, seekable;
 	uint64_t pos;	    /* sequential read position */
 	uint64_t file_size; /* seekable inputs */
@@ -54,6 +56,15 @@ struct snap_store_image {
 	char *vol_digest_hex;
 };
 
+/* An S3 object (s3://BUCKET/KEY) through the client's reader (s3/s3.h R1-R3): seekable, every
+ * read a ranged GET of the object as it was when opened (-ESTALE once it was replaced). Reads
+ * the head like store_image_open_fd. The client must outlive the image. */
+int store_image_open_s3(struct snap_store_image *img, struct snap_s3_client *c, const char *url);
+/* The byte ranges about to be read, sorted and disjoint: an S3 image fetches only those
+ * (snap_s3_reader_plan); a no-op for a file. */
+int store_image_plan(struct snap_store_image *img, const uint64_t (*ranges)[2], size_t n);
+/* Bytes fetched from S3 so far (0 for a file). */
+uint64_t store_image_fetched(const struct snap_store_image *img);
 /* Reads header, KEYS and META from fd at its current position (a pipe works). */
 int store_image_open_fd(struct snap_store_image *img, int fd, const char *path, bool own_fd);
 /* Seekable inputs: footer and INDEX; checks structure, metadata binding, volume digests. */

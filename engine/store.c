@@ -41,6 +41,24 @@
  *     multi-terabyte image neither fills the page cache nor pays its system time; the commit
  *     writes the last block padded and truncates the padding away before the fsync. A
  *     filesystem that refuses a direct write (EINVAL) gets the rest through the page cache.
+ * 10. An s3:// output is an S3 object of the output layer (output.h invariant 6): a multipart
+ *     upload whose object appears only at the commit. A PREFIX/ names the object
+ *     PREFIX/AMI-ID.bin, as CreateStoreImageTask does. The x-amz-meta-ami-* values are the
+ *     META record's (store_meta), the tags the --tag pairs. Nothing is written locally but
+ *     the checkpoint: the upload id, the image's head (the data key only wrapped, as KEYS
+ *     holds it), every frame as the sink records it (before its bytes go out) and every part
+ *     as the service acknowledges it. A failure keeps the upload and the checkpoint for
+ *     --resume unless SNAP_PARAM_NO_RESUME, which aborts the upload; success removes it.
+ * 11. A resume (SNAP_PARAM_RESUME) continues the kept upload after its parts 1..n, the longest
+ *     run the checkpoint holds: it rebuilds the head from the checkpoint and starts reading
+ *     at the chunk of the first frame of part n, so that every frame of part n (and the one
+ *     that crosses into part n + 1) is read, sealed and compared with the checkpoint again: a
+ *     source that changed fails the job (-ESTALE), as does a source of another size or
+ *     modification time. Bytes below the end of part n are dropped (write_out), frames are
+ *     numbered and placed as before (invariant 2), and the extent map below the restart is
+ *     rebuilt from the checkpoint's frames (every byte of a DATA extent outside a frame is a
+ *     zero block), so the object is byte for byte the one an uninterrupted run writes.
+ *     Encrypted stores are not resumed: their frame nonces are random.
  *
  * State transitions (snap_store_run):
  *  1. prepare: open sources, build layouts (store_open_volumes), keys (store_keys), header,
@@ -74,6 +92,8 @@
 #include "log.h"
 #include "reader.h"
 #include "source.h"
+#include "s3.h"
+#include "store-checkpoint.h"
 #include "store-crypto.h"
 #include "store-format.h"
 #include "store-frame.h"
@@ -141,6 +161,22 @@ struct store_ctx {
 	struct snap_output_seq *seq; /* writes out from start to end (invariant 9) */
 	const char *path;
 	uint64_t written;
+	uint64_t now; /* the default creation and store time, read once */
+
+	/* an S3 object (invariant 10) */
+	struct snap_s3_client *s3c;
+	char *url;	      /* s3://BUCKET/KEY written (the -o given may name a prefix) */
+	char *ckpt_path;      /* the checkpoint of the -o given (store-checkpoint.h) */
+	uint64_t part_size;
+	struct store_ckpt *_Atomic ckpt;
+	bool keep_upload;     /* a failure keeps the upload and the checkpoint */
+	/* --resume (invariant 11) */
+	bool resuming;
+	struct store_ckpt_state rs;
+	uint64_t skip_to;     /* image bytes below were uploaded: not written again */
+	uint64_t nverify;     /* frames below this number are compared with the checkpoint's */
+	uint32_t resume_vol;  /* reading starts in this volume ... */
+	uint64_t resume_off;  /* ... at this offset (a frame_size multiple) */
 
 	/* the parts of the image the index and footer need */
 	uint8_t header[SNAP_STORE_HEADER_SIZE];
@@ -161,10 +197,19 @@ struct store_ctx {
 };
 
 /* Appends; -errno on failure, s->written counts what went out. No job calls: the sink uses it
- * too. */
+ * too. A resume drops what the kept parts hold already (invariant 11). */
 static int write_out(struct store_ctx *s, const void *buf, size_t len)
 {
-	int r = snap_output_seq_write(s->seq, buf, len);
+	const uint8_t *p = buf;
+	size_t n = len;
+	if (s->written < s->skip_to) {
+		uint64_t skip = s->skip_to - s->written;
+		if (skip > n)
+			skip = n;
+		p += skip;
+		n -= (size_t)skip;
+	}
+	int r = n ? snap_output_seq_write(s->seq, p, n) : 0;
 	if (r == 0)
 		s->written += len;
 	return r;
@@ -424,23 +469,30 @@ static char *dup_or_null(const char *s)
 	return s ? strdup(s) : NULL;
 }
 
+/* The AMI id the image and its S3 object are named after: SNAP_SPARAM_IMAGE_ID, else
+ * ami- and 17 hex digits of the image id. */
+static const char *store_ami_id(const struct store_ctx *s, char buf[40])
+{
+	const char *id = snap_job_string(s->job, SNAP_SPARAM_IMAGE_ID);
+	if (id)
+		return id;
+	memcpy(buf, "ami-", 4);
+	snap_hex(buf + 4, s->image_id, 9);
+	buf[21] = 0;
+	return buf;
+}
+
 static int store_meta(struct store_ctx *s, struct snap_store_meta *m)
 {
 	struct snap_job *job = s->job;
-	uint64_t now = (uint64_t)time(NULL);
+	uint64_t now = s->now;
 	m->name = dup_or_null(snap_job_string(job, SNAP_SPARAM_NAME));
 	m->description = dup_or_null(snap_job_string(job, SNAP_SPARAM_DESCRIPTION));
 	m->arch = dup_or_null(snap_job_string(job, SNAP_SPARAM_ARCH));
 	m->boot_mode = dup_or_null(snap_job_string(job, SNAP_SPARAM_BOOT_MODE));
 	m->owner = dup_or_null(snap_job_string(job, SNAP_SPARAM_OWNER));
-	m->image_id = dup_or_null(snap_job_string(job, SNAP_SPARAM_IMAGE_ID));
-	if (!m->image_id) {
-		/* an AMI-style id (ami- and 17 hex digits) from the image id */
-		char id[40] = "ami-";
-		snap_hex(id + 4, s->image_id, 9);
-		id[21] = 0;
-		m->image_id = strdup(id);
-	}
+	char id[40];
+	m->image_id = strdup(store_ami_id(s, id));
 	m->creation_time = (uint64_t)snap_job_param(job, SNAP_PARAM_CREATION_TIME, (int64_t)now);
 	m->store_time = (uint64_t)snap_job_param(job, SNAP_PARAM_STORE_TIME, (int64_t)now);
 	const char **l = NULL;
@@ -596,6 +648,15 @@ static int add_iframe(struct store_ctx *s, const struct snap_store_frame *f, uin
 	return 0;
 }
 
+/* A frame sealed again by a resume is the one the checkpoint recorded (invariant 11). */
+static bool store_resume_same(const struct snap_store_index_frame *a,
+			      const struct snap_store_index_frame *b)
+{
+	return a->file_offset == b->file_offset && a->volume == b->volume &&
+	       a->flags == b->flags && a->offset == b->offset && a->raw_len == b->raw_len &&
+	       a->stored_len == b->stored_len && !memcmp(a->digest, b->digest, sizeof(a->digest));
+}
+
 /* The pipeline's sink (invariant 8): writes each slot's frames in sequence and records their
  * index entries. */
 static int store_sink(void *ctx, unsigned i)
@@ -606,11 +667,23 @@ static int store_sink(void *ctx, unsigned i)
 	for (size_t k = 0; k < sl->nframes && r == 0; k++) {
 		const struct frame_job *fj = &sl->frames[k];
 		uint64_t at = s->written;
+		if ((r = add_iframe(s, &fj->f, at)) < 0)
+			return snap_pipeline_fail(s->pipe, r, "out of memory");
+		const struct snap_store_index_frame *e = &s->iframes[s->niframes - 1];
+		if (fj->f.index < s->nverify && !store_resume_same(&s->rs.frames[fj->f.index], e))
+			return snap_pipeline_fail(
+			    s->pipe, -ESTALE,
+			    "cannot resume %s: %s changed since the upload began (frame %llu at "
+			    "offset %llu differs)",
+			    s->url, s->vols[fj->f.volume].path, (unsigned long long)fj->f.index,
+			    (unsigned long long)fj->f.offset);
+		/* recorded before its bytes go out (store-checkpoint.c invariant 2) */
+		struct store_ckpt *ck = atomic_load(&s->ckpt);
+		if (ck)
+			store_ckpt_frame(ck, e);
 		r = write_out(s, sl->out + fj->out_off, fj->out_len);
 		if (r < 0)
 			return snap_pipeline_fail(s->pipe, r, "%s", snap_output_seq_error(s->seq));
-		if ((r = add_iframe(s, &fj->f, at)) < 0)
-			return snap_pipeline_fail(s->pipe, r, "out of memory");
 	}
 	atomic_store(&s->pub_written, s->written);
 	return 0;
@@ -718,6 +791,13 @@ static int store_data(struct store_ctx *s)
 	int r = 0;
 	for (uint32_t vi = 0; vi < s->nvols && r == 0; vi++) {
 		struct store_vol *v = &s->vols[vi];
+		if (s->resuming && vi < s->resume_vol) {
+			/* read before the interruption (store_resume_marks): not read again */
+			s->job->progress.bytes_done += v->src->size;
+			s->job->progress.bytes_skipped += v->src->size;
+			continue;
+		}
+		bool restart = s->resuming && vi == s->resume_vol;
 		/* the DATA ranges as the layout built them: zero marking below changes the map */
 		struct snap_map *map = v->layout->map;
 		size_t n = snap_map_count(map);
@@ -753,7 +833,13 @@ static int store_data(struct store_ctx *s)
 			while (off < end) {
 				uint64_t lim = (off / s->frame_size + 1) * s->frame_size;
 				uint64_t e = lim < end ? lim : end;
-				chunks[nchunks++] = (struct snap_range){off, e - off};
+				if (restart && off < s->resume_off) {
+					/* sealed before the interruption: its frames are kept */
+					s->job->progress.bytes_done += e - off;
+					s->job->progress.bytes_skipped += e - off;
+				} else {
+					chunks[nchunks++] = (struct snap_range){off, e - off};
+				}
 				off = e;
 			}
 		}
@@ -765,7 +851,8 @@ static int store_data(struct store_ctx *s)
 					  snap_strerror(r));
 			break;
 		}
-		v->first_frame = s->next_frame;
+		if (!restart)
+			v->first_frame = s->next_frame;
 		for (size_t i = 0; i < nchunks && r == 0; i++) {
 			unsigned si;
 			uint64_t seq;
@@ -945,6 +1032,512 @@ static int store_write_tail(struct store_ctx *s)
 
 /* ---- output file ---- */
 
+/* ---- an S3 object (invariants 10, 11) ---- */
+
+/* The transport acknowledged a part (any thread). */
+static void store_on_part(void *userdata, uint32_t part_number, const char *etag, uint64_t end)
+{
+	struct store_ctx *s = userdata;
+	struct store_ckpt *ck = atomic_load(&s->ckpt);
+	if (ck)
+		store_ckpt_part(ck, part_number, etag, end);
+}
+
+/* Parts of PART bytes such that the largest image the sources can make fits in S3's 10,000:
+ * every byte stored raw in frames of two blocks (the most frame overhead zero blocks can cause),
+ * an index entry per frame, and the head. */
+static int store_part_size(struct store_ctx *s, uint64_t *ret)
+{
+	int64_t want = snap_job_param(s->job, SNAP_PARAM_S3_PART_SIZE, 0);
+	if (want) {
+		if (want < (int64_t)SNAP_S3_MIN_PART_SIZE || want > (int64_t)SNAP_S3_MAX_PART_SIZE)
+			return snap_job_fail(s->job, -EINVAL,
+					     "part size must be 5 MiB to 5 GiB, not %lld",
+					     (long long)want);
+		*ret = (uint64_t)want;
+		return 0;
+	}
+	uint64_t total = 0, frames = 0;
+	for (size_t i = 0; i < s->nvols; i++) {
+		total += s->vols[i].src->size;
+		frames += s->vols[i].src->size / (2 * SNAP_STORE_BLOCK_SIZE) + 1;
+	}
+	uint64_t per = SNAP_STORE_FRAME_HEADER_SIZE + SNAP_STORE_FRAME_TRAILER_SIZE +
+		       SNAP_STORE_GCM_TAG_SIZE + sizeof(struct snap_store_index_frame);
+	uint64_t bound = total + frames * per + (16ull << 20);
+	uint64_t part = (bound + SNAP_S3_MAX_PARTS - 1) / SNAP_S3_MAX_PARTS;
+	part = (part + (1u << 20) - 1) & ~((uint64_t)(1u << 20) - 1);
+	if (part < SNAP_S3_DEFAULT_PART_SIZE)
+		part = SNAP_S3_DEFAULT_PART_SIZE;
+	if (part > SNAP_S3_MAX_PART_SIZE)
+		return snap_job_fail(s->job, -EFBIG,
+				     "%llu bytes of volumes do not fit in one S3 object",
+				     (unsigned long long)total);
+	*ret = part;
+	return 0;
+}
+
+/* The object's metadata (x-amz-meta-ami-*, as the META record has them) and tags. */
+static int store_s3_pairs(struct store_ctx *s, struct snap_store_meta *m,
+			  struct snap_s3_pair **ret_meta, size_t *ret_nmeta,
+			  struct snap_s3_pair **ret_tags, size_t *ret_ntags)
+{
+	int r = store_meta(s, m);
+	if (r < 0)
+		return r;
+	struct snap_s3_pair *meta = calloc(m->s3.n + 1, sizeof(*meta));
+	struct snap_s3_pair *tags = calloc(m->tags.n + 1, sizeof(*tags));
+	if (!meta || !tags) {
+		free(meta);
+		free(tags);
+		return -ENOMEM;
+	}
+	size_t nm = 0, nt = 0;
+	/* "x-amz-meta-NAME=VALUE" (store_meta): S3 wants NAME and VALUE */
+	for (size_t i = 0; i < m->s3.n; i++) {
+		char *kv = m->s3.v[i], *eq = strchr(kv, '=');
+		if (!eq || strncmp(kv, "x-amz-meta-", 11))
+			continue;
+		*eq = 0;
+		meta[nm++] = (struct snap_s3_pair){kv + 11, eq + 1};
+	}
+	for (size_t i = 0; i < m->tags.n; i++) {
+		char *kv = m->tags.v[i], *eq = strchr(kv, '=');
+		if (!eq)
+			continue;
+		*eq = 0;
+		tags[nt++] = (struct snap_s3_pair){kv, eq + 1};
+	}
+	*ret_meta = meta;
+	*ret_nmeta = nm;
+	*ret_tags = tags;
+	*ret_ntags = nt;
+	return 0;
+}
+
+static int store_create_s3(struct store_ctx *s, unsigned flags)
+{
+	struct snap_job *job = s->job;
+	char *bucket = NULL, *key = NULL, *detail = NULL;
+	int r = snap_s3_url_parse(s->path, &bucket, &key, &detail);
+	if (r < 0) {
+		r = snap_job_fail(job, r, "%s", detail ? detail : snap_strerror(r));
+		goto out;
+	}
+	if (!s->url) {
+		char id[40];
+		size_t kl = strlen(key);
+		bool prefix = !kl || key[kl - 1] == '/';
+		if (asprintf(&s->url, "s3://%s/%s%s%s", bucket, key, prefix ? store_ami_id(s, id) : "",
+			     prefix ? ".bin" : "") < 0) {
+			s->url = NULL;
+			r = -ENOMEM;
+			goto out;
+		}
+	}
+	if ((r = snap_job_s3_client(job, &s->s3c)) < 0) {
+		r = snap_job_fail(job, r, "cannot reach S3 for %s: %s", s->url, snap_strerror(r));
+		goto out;
+	}
+	uint64_t part = s->rs.part_size;
+	if (!s->resuming && (r = store_part_size(s, &part)) < 0)
+		goto out;
+	s->part_size = part;
+	struct snap_store_meta m = {0};
+	struct snap_s3_pair *meta = NULL, *tags = NULL;
+	size_t nmeta = 0, ntags = 0;
+	if (!s->resuming && (r = store_s3_pairs(s, &m, &meta, &nmeta, &tags, &ntags)) < 0) {
+		snap_store_meta_clear(&m);
+		goto out;
+	}
+	struct snap_s3_put_options po = {
+	    .acl = snap_job_string(job, SNAP_SPARAM_S3_ACL),
+	    .meta = meta,
+	    .nmeta = nmeta,
+	    .tags = tags,
+	    .ntags = ntags,
+	};
+	s->keep_upload = !snap_job_param(job, SNAP_PARAM_NO_RESUME, 0);
+	struct snap_output_s3 o = {
+	    .client = s->s3c,
+	    .put = &po,
+	    .part_size = part,
+	    .keep = s->keep_upload,
+	    .on_part = store_on_part,
+	    .on_part_userdata = s,
+	};
+	if (s->resuming) {
+		o.upload_id = s->rs.upload_id;
+		o.parts = s->rs.parts;
+		o.nparts = s->rs.nparts;
+	}
+	r = snap_output_open_s3(s->url, flags, &o, &s->out, &detail);
+	free(meta);
+	free(tags);
+	snap_store_meta_clear(&m);
+	if (r < 0) {
+		r = snap_job_fail(job, r, "%s", detail ? detail : snap_strerror(r));
+		goto out;
+	}
+	snap_job_set_result_string(job, SNAP_RESULT_OBJECT_URL, s->url);
+out:
+	free(detail);
+	free(bucket);
+	free(key);
+	return r;
+}
+
+/* The checkpoint of a new upload, once the head is written: its fixed part. */
+static int store_ckpt_start(struct store_ctx *s)
+{
+	struct store_ckpt_state st = {
+	    .url = s->url,
+	    .upload_id = (char *)snap_output_s3_upload_id(s->out),
+	    .part_size = s->part_size,
+	    .frame_size = s->frame_size,
+	    .level = s->level,
+	    .meta_offset = s->meta_offset,
+	    .meta_length = s->meta_length,
+	    .nvols = s->nvols,
+	    .frames = s->iframes,
+	    .nframes = s->niframes,
+	};
+	uint8_t *head = NULL;
+	int r = 0;
+	char *detail = NULL;
+	if (!st.upload_id)
+		return 0;
+	st.vols = calloc(s->nvols, sizeof(*st.vols));
+	st.head_len = (size_t)(s->meta_offset + s->meta_length);
+	head = malloc(st.head_len);
+	if (!st.vols || !head) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (s->resuming) {
+		memcpy(head, s->rs.head, st.head_len);
+		st.parts = s->rs.parts;
+		st.nparts = s->rs.nparts;
+		st.part_ends = s->rs.part_ends;
+	} else {
+		memcpy(head, s->header, sizeof(s->header));
+		if (s->keys_len)
+			memcpy(head + sizeof(s->header), s->keys_rec, s->keys_len);
+		memcpy(head + s->meta_offset, s->meta_rec, s->meta_len);
+	}
+	st.head = head;
+	for (size_t i = 0; i < s->nvols; i++) {
+		struct stat sb;
+		st.vols[i].path = (char *)s->vols[i].path;
+		st.vols[i].size = s->vols[i].src->size;
+		if (fstat(s->vols[i].src->fd_buffered, &sb) == 0 && S_ISREG(sb.st_mode))
+			st.vols[i].mtime_ns =
+			    (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
+	}
+	struct store_ckpt *ck = NULL;
+	r = store_ckpt_create(s->ckpt_path, &st, &ck, &detail);
+	if (r < 0) {
+		r = snap_job_fail(s->job, r, "%s", detail ? detail : snap_strerror(r));
+		goto out;
+	}
+	atomic_store(&s->ckpt, ck);
+out:
+	free(detail);
+	free(head);
+	free(st.vols);
+	return r;
+}
+
+/* --resume, before the volumes are opened: the checkpoint of the -o given, its frame size and
+ * level (the image's), its head. */
+static int store_resume_load(struct store_ctx *s)
+{
+	struct snap_job *job = s->job;
+	char *detail = NULL;
+	int r = store_ckpt_load(s->ckpt_path, &s->rs, &detail);
+	if (r == -ENOENT)
+		return snap_job_fail(job, r, "cannot resume %s: no checkpoint (%s): nothing was kept",
+				     s->path, s->ckpt_path);
+	if (r < 0) {
+		r = snap_job_fail(job, r, "cannot resume %s: %s", s->path,
+				  detail ? detail : snap_strerror(r));
+		free(detail);
+		return r;
+	}
+	struct snap_store_header h;
+	const char *why = "";
+	if (s->rs.head_len < SNAP_STORE_HEADER_SIZE ||
+	    snap_store_header_decode(s->rs.head, SNAP_STORE_HEADER_SIZE, &h, &why) < 0)
+		return snap_job_fail(job, -EUCLEAN, "cannot resume %s: the checkpoint %s has no "
+						    "valid image header",
+				     s->path, s->ckpt_path);
+	if (h.incompat & SNAP_STORE_INCOMPAT_ENCRYPTED)
+		return snap_job_fail(job, -EOPNOTSUPP,
+				     "cannot resume the encrypted store %s (its frames cannot be "
+				     "sealed again the same way): discard it with snapbundle abort "
+				     "%s and store again",
+				     s->rs.url, s->rs.url);
+	if ((h.compat & SNAP_STORE_COMPAT_SIGNATURE) !=
+	    (snap_job_string(job, SNAP_SPARAM_SIGNING_KEY) ? SNAP_STORE_COMPAT_SIGNATURE : 0))
+		return snap_job_fail(job, -EINVAL, "cannot resume %s: it was begun %s a signing key",
+				     s->rs.url,
+				     h.compat & SNAP_STORE_COMPAT_SIGNATURE ? "with" : "without");
+	if (!(s->url = strdup(s->rs.url)))
+		return -ENOMEM;
+	memcpy(s->image_id, h.image_id, SNAP_STORE_ID_SIZE);
+	memcpy(s->header, s->rs.head, SNAP_STORE_HEADER_SIZE);
+	s->frame_size = s->rs.frame_size;
+	s->level = s->rs.level;
+	s->meta_offset = s->rs.meta_offset;
+	s->meta_length = s->meta_len = (size_t)s->rs.meta_length;
+	if (!(s->meta_rec = malloc(s->meta_len)))
+		return -ENOMEM;
+	memcpy(s->meta_rec, s->rs.head + s->meta_offset, s->meta_len);
+	const void *parts[] = {s->meta_rec};
+	const size_t lens[] = {s->meta_len};
+	return snap_store_mac(NULL, parts, lens, 1, s->meta_digest);
+}
+
+static int cmp_part(const void *a, const void *b)
+{
+	const struct snap_s3_part *x = a, *y = b;
+	return x->part_number < y->part_number ? -1 : x->part_number > y->part_number;
+}
+
+/* --resume, once the volumes are open: the same sources, the kept parts 1..n, where reading
+ * starts again (invariant 11). */
+static int store_resume_plan(struct store_ctx *s)
+{
+	struct snap_job *job = s->job;
+	struct store_ckpt_state *rs = &s->rs;
+	if (rs->nvols != s->nvols)
+		return snap_job_fail(job, -ESTALE, "cannot resume %s: it was begun with %zu volumes, "
+						   "not %zu",
+				     rs->url, rs->nvols, s->nvols);
+	for (size_t i = 0; i < s->nvols; i++) {
+		struct stat sb;
+		int64_t mt = 0;
+		if (fstat(s->vols[i].src->fd_buffered, &sb) == 0 && S_ISREG(sb.st_mode))
+			mt = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
+		if (rs->vols[i].size != s->vols[i].src->size || rs->vols[i].mtime_ns != mt)
+			return snap_job_fail(job, -ESTALE,
+					     "cannot resume %s: %s changed since the upload began "
+					     "(%s)",
+					     rs->url, s->vols[i].path,
+					     rs->vols[i].size != s->vols[i].src->size
+						 ? "its size differs"
+						 : "it was modified");
+	}
+	/* the parts in number order, each one's latest acknowledgement; then the run 1..n */
+	struct snap_s3_part *p = rs->parts;
+	uint64_t *ends = calloc(rs->nparts + 1, sizeof(*ends));
+	size_t *order = calloc(rs->nparts + 1, sizeof(*order));
+	if (!ends || !order) {
+		free(ends);
+		free(order);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < rs->nparts; i++)
+		p[i].size = rs->part_ends[i]; /* carried through the sort */
+	qsort(p, rs->nparts, sizeof(*p), cmp_part);
+	size_t n = 0;
+	for (size_t i = 0; i < rs->nparts; i++) {
+		if (n && p[n - 1].part_number == p[i].part_number) {
+			free(p[n - 1].etag);
+			p[n - 1] = p[i];
+			continue;
+		}
+		if (p[i].part_number != n + 1) {
+			for (size_t j = i; j < rs->nparts; j++)
+				free(p[j].etag);
+			break;
+		}
+		p[n++] = p[i];
+	}
+	uint64_t prev = 0;
+	for (size_t i = 0; i < n; i++) {
+		ends[i] = p[i].size;
+		if (ends[i] <= prev) {
+			free(ends);
+			free(order);
+			rs->nparts = i;
+			return snap_job_fail(job, -EUCLEAN, "cannot resume %s: the checkpoint %s is "
+							    "inconsistent (part %u)",
+					     rs->url, s->ckpt_path, p[i].part_number);
+		}
+		p[i].size = ends[i] - prev;
+		prev = ends[i];
+	}
+	rs->nparts = n;
+	free(rs->part_ends);
+	rs->part_ends = ends;
+	free(order);
+	if (n == 0)
+		return 0; /* nothing kept: store_resume_fresh */
+	uint64_t e = ends[n - 1], eprev = n > 1 ? ends[n - 2] : 0;
+	/* frames of the kept parts; the first one of part n (or crossing into it) */
+	uint64_t m = 0, k0 = UINT64_MAX;
+	for (uint64_t k = 0; k < rs->nframes && rs->frames[k].file_offset < e; k++) {
+		const struct snap_store_index_frame *f = &rs->frames[k];
+		struct snap_store_frame tmp = {.flags = f->flags, .stored_len = f->stored_len};
+		uint64_t end = f->file_offset + snap_store_frame_record_len(&tmp);
+		if (f->volume >= s->nvols ||
+		    f->file_offset != (k ? rs->frames[k - 1].file_offset +
+					       snap_store_frame_record_len(&(struct snap_store_frame){
+						   .flags = rs->frames[k - 1].flags,
+						   .stored_len = rs->frames[k - 1].stored_len})
+					 : rs->head_len))
+			return snap_job_fail(job, -EUCLEAN,
+					     "cannot resume %s: the checkpoint %s is inconsistent "
+					     "(frame %llu)",
+					     rs->url, s->ckpt_path, (unsigned long long)k);
+		if (k0 == UINT64_MAX && end > eprev)
+			k0 = k;
+		m = k + 1;
+	}
+	uint64_t kstart = m;
+	if (k0 != UINT64_MAX) {
+		s->resume_vol = rs->frames[k0].volume;
+		s->resume_off = rs->frames[k0].offset / s->frame_size * s->frame_size;
+		for (kstart = 0; kstart < k0; kstart++)
+			if (rs->frames[kstart].volume == s->resume_vol &&
+			    rs->frames[kstart].offset >= s->resume_off)
+				break;
+	} else {
+		/* part n holds only the index and what follows: every volume was read */
+		s->resume_vol = (uint32_t)s->nvols;
+		s->resume_off = 0;
+	}
+	s->nverify = m;
+	s->skip_to = e;
+	free(s->iframes);
+	s->cap_iframes = kstart + 1024;
+	if (!(s->iframes = malloc(s->cap_iframes * sizeof(*s->iframes))))
+		return -ENOMEM;
+	memcpy(s->iframes, rs->frames, kstart * sizeof(*s->iframes));
+	s->niframes = s->next_frame = kstart;
+	if (kstart) {
+		const struct snap_store_index_frame *f = &s->iframes[kstart - 1];
+		struct snap_store_frame tmp = {.flags = f->flags, .stored_len = f->stored_len};
+		s->written = f->file_offset + snap_store_frame_record_len(&tmp);
+	} else {
+		s->written = rs->head_len;
+	}
+	/* the frames that start again are recorded again (store_ckpt_start writes [0, kstart)) */
+	rs->nframes = kstart;
+	snap_info("resuming %s: %zu parts (%llu bytes) kept, reading again from %s at offset %llu",
+		  rs->url, n, (unsigned long long)e,
+		  s->resume_vol < s->nvols ? s->vols[s->resume_vol].path : "the end",
+		  (unsigned long long)s->resume_off);
+	return 0;
+}
+
+/* Below the restart, the extent map as the first run left it (invariant 11): every byte of a
+ * DATA extent outside the checkpoint's frames was a zero block. Also the volumes' frame
+ * ranges. */
+static int store_resume_marks(struct store_ctx *s)
+{
+	for (uint32_t vi = 0; vi < s->nvols && vi <= s->resume_vol; vi++) {
+		struct store_vol *v = &s->vols[vi];
+		uint64_t limit = vi < s->resume_vol ? v->src->size : s->resume_off;
+		struct snap_map *map = v->layout->map;
+		size_t n = snap_map_count(map), nr = 0;
+		struct snap_range *ranges = calloc(n ? n : 1, sizeof(*ranges));
+		if (!ranges)
+			return -ENOMEM;
+		for (size_t i = 0; i < n; i++) {
+			const struct snap_extent *e = snap_map_get(map, i);
+			if (e->kind == SNAP_EXTENT_DATA && e->offset < limit)
+				ranges[nr++] = (struct snap_range){
+				    e->offset, (e->offset + e->length < limit ? e->offset + e->length
+									      : limit) -
+						   e->offset};
+		}
+		/* this volume's frames below the restart, in offset order */
+		uint64_t k = 0;
+		while (k < s->niframes && s->iframes[k].volume < vi)
+			k++;
+		v->first_frame = k;
+		int r = 0;
+		for (size_t i = 0; i < nr && r == 0; i++) {
+			uint64_t at = ranges[i].offset, end = at + ranges[i].length;
+			while (at < end && r == 0) {
+				while (k < s->niframes && s->iframes[k].volume == vi &&
+				       s->iframes[k].offset + s->iframes[k].raw_len <= at)
+					k++;
+				bool in = k < s->niframes && s->iframes[k].volume == vi;
+				uint64_t fs = in ? s->iframes[k].offset : end;
+				if (fs > at) {
+					uint64_t z = (fs < end ? fs : end) - at;
+					r = snap_map_mark(map, at, z, SNAP_EXTENT_ZERO,
+							  SNAP_LAYER_ZEROSCAN);
+					at += z;
+				} else {
+					at = s->iframes[k].offset + s->iframes[k].raw_len;
+				}
+			}
+		}
+		free(ranges);
+		while (k < s->niframes && s->iframes[k].volume == vi)
+			k++;
+		v->nframes = k - v->first_frame;
+		if (r < 0)
+			return snap_job_fail(s->job, r, "cannot rebuild the extent map of %s: %s",
+					     v->path, snap_strerror(r));
+	}
+	return 0;
+}
+
+/* Before the volumes: the checkpoint's name for an s3:// output, and --resume's loading. */
+static int store_prepare_s3(struct store_ctx *s)
+{
+	struct snap_job *job = s->job;
+	const char *out = snap_job_string(job, SNAP_SPARAM_OUTPUT);
+	bool resume = snap_job_param(job, SNAP_PARAM_RESUME, 0);
+	if (!out || !snap_s3_is_url(out)) {
+		if (resume)
+			return snap_job_fail(job, -EINVAL,
+					     "only a store into S3 (-o s3://...) can be resumed");
+		return 0;
+	}
+	if (resume && snap_job_param(job, SNAP_PARAM_NO_RESUME, 0))
+		return snap_job_fail(job, -EINVAL, "give either resume or no-resume, not both");
+	int r = store_ckpt_path(out, &s->ckpt_path);
+	if (r < 0)
+		return snap_job_fail(job, r, "cannot make the checkpoint directory of %s: %s", out,
+				     snap_strerror(r));
+	s->path = out;
+	if (!resume)
+		return 0;
+	s->resuming = true;
+	return store_resume_load(s);
+}
+
+/* --resume found no part kept: the upload is aborted and the store starts over. */
+static int store_resume_fresh(struct store_ctx *s)
+{
+	struct snap_s3_client *c = NULL;
+	char *bucket = NULL, *key = NULL, *detail = NULL;
+	int r = snap_job_s3_client(s->job, &c);
+	if (r == 0)
+		r = snap_s3_url_parse(s->rs.url, &bucket, &key, &detail);
+	if (r == 0)
+		r = snap_s3_abort_upload(c, bucket, key, s->rs.upload_id, &detail);
+	if (r < 0 && r != -ENOENT)
+		snap_warn("cannot abort the upload %s of %s: %s", s->rs.upload_id, s->rs.url,
+			  detail ? detail : snap_strerror(r));
+	snap_info("no part of %s was kept: storing it again", s->rs.url);
+	free(bucket);
+	free(key);
+	free(detail);
+	s->resuming = false;
+	free(s->meta_rec);
+	s->meta_rec = NULL;
+	s->meta_len = 0;
+	store_ckpt_state_clear(&s->rs);
+	return 0;
+}
+
 static int store_create_output(struct store_ctx *s)
 {
 	s->path = snap_job_string(s->job, SNAP_SPARAM_OUTPUT);
@@ -963,7 +1556,10 @@ static int store_create_output(struct store_ctx *s)
 					     s->path);
 	}
 	char *detail = NULL;
-	int r = snap_output_open(s->path, 0, flags, &s->out, &detail);
+	int r = snap_s3_is_url(s->path) ? store_create_s3(s, flags)
+					: snap_output_open(s->path, 0, flags, &s->out, &detail);
+	if (r < 0 && !detail)
+		return r; /* recorded */
 	if (r == 0)
 		r = snap_output_seq_new(false, false, &s->seq);
 	if (r < 0) {
@@ -985,6 +1581,11 @@ static int store_commit(struct store_ctx *s)
 	if (r < 0)
 		snap_job_fail(s->job, r, "%s", detail ? detail : snap_strerror(r));
 	free(detail);
+	if (r == 0 && snap_output_is_s3(s->out)) {
+		snap_job_set_result_string(s->job, SNAP_RESULT_ETAG, snap_output_s3_etag(s->out));
+		/* the object is complete: nothing to resume */
+		store_ckpt_close(atomic_exchange(&s->ckpt, NULL), 1);
+	}
 	return r;
 }
 
@@ -1018,11 +1619,26 @@ static void store_set_timings(struct store_ctx *s, uint64_t start, uint64_t data
 	}
 }
 
-static void store_cleanup(struct store_ctx *s)
+static void store_cleanup(struct store_ctx *s, int r)
 {
 	store_stop_workers(s);
 	s->seq = snap_output_seq_free(s->seq);
-	s->out = snap_output_free(s->out); /* removes it unless committed */
+	/* an upload not completed: kept for --resume, or aborted (invariant 10) */
+	char *kept = NULL;
+	struct store_ckpt *ck = atomic_load(&s->ckpt);
+	if (r < 0 && ck && s->keep_upload && s->out && snap_output_s3_upload_id(s->out))
+		kept = strdup(snap_output_s3_upload_id(s->out));
+	s->out = snap_output_free(s->out); /* removes it (aborts the upload) unless committed */
+	ck = atomic_exchange(&s->ckpt, NULL); /* no part is acknowledged any more */
+	if (kept)
+		snap_warn("%s is not complete: its upload %s is kept (checkpoint %s): continue it "
+			  "with store --resume -o %s, or discard it with snapbundle abort %s",
+			  s->url, kept, store_ckpt_file(ck), s->path, s->url);
+	store_ckpt_close(ck, !kept);
+	free(kept);
+	free(s->url);
+	free(s->ckpt_path);
+	store_ckpt_state_clear(&s->rs);
 	for (size_t i = 0; s->vols && i < s->nvols; i++) {
 		snap_source_close(&s->vols[i].s);
 		free(s->vols[i].device);
@@ -1060,12 +1676,23 @@ int snap_store_run(struct snap_job *job)
 	}
 	s.frame_size = (uint32_t)fs;
 	s.level = (int)level;
+	s.now = (uint64_t)time(NULL);
 	int64_t seed = snap_job_param(job, SNAP_PARAM_TEST_SEED, 0);
 	s.rng = (struct snap_store_rng){.seeded = seed != 0, .seed = (uint64_t)seed};
-	if ((r = snap_store_random(&s.rng, "image id", 0, s.image_id, sizeof(s.image_id))) < 0 ||
-	    (r = store_open_volumes(&s)) < 0 || (r = store_create_output(&s)) < 0)
+	if ((r = snap_store_random(&s.rng, "image id", 0, s.image_id, sizeof(s.image_id))) < 0)
 		goto out;
-	if ((r = store_write_head(&s)) < 0)
+	if ((r = store_prepare_s3(&s)) < 0 || (r = store_open_volumes(&s)) < 0)
+		goto out;
+	if (s.resuming && (r = store_resume_plan(&s)) < 0)
+		goto out;
+	if (s.resuming && s.rs.nparts == 0 && (r = store_resume_fresh(&s)) < 0)
+		goto out;
+	if ((r = store_create_output(&s)) < 0)
+		goto out;
+	r = s.resuming ? store_resume_marks(&s) : store_write_head(&s);
+	if (r < 0)
+		goto out;
+	if (s.url && (r = store_ckpt_start(&s)) < 0)
 		goto out;
 	if ((r = store_start_workers(&s)) < 0) {
 		r = snap_job_fail(job, r, "cannot start worker threads: %s", snap_strerror(r));
@@ -1103,6 +1730,6 @@ out:
 		snap_job_fail(job, r, "out of memory");
 	if (r == -ECANCELED)
 		snap_job_fail(job, r, "cancelled");
-	store_cleanup(&s);
+	store_cleanup(&s, r);
 	return r;
 }

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * cmd-store.c - `snapbundle store SOURCE[=DEVICE]... -o IMAGE.bin`: one .bin store image of
- * one or more volumes (formats/STORE_FORMAT.md).
+ * one or more volumes (formats/STORE_FORMAT.md), to a file, standard output or an S3 object
+ * (-o s3://BUCKET/PREFIX/ names it PREFIX/AMI-ID.bin, as CreateStoreImageTask does).
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -19,7 +20,9 @@ static void usage(FILE *f)
 	       "(formats/STORE_FORMAT.md). DEVICE names the volume (default /dev/xvda, "
 	       "/dev/xvdb...).\n"
 	       "\n"
-	       "  -o, --output FILE          the .bin to write; - writes to stdout\n"
+	       "  -o, --output FILE          the .bin to write; - writes to stdout;\n"
+	       "                             s3://BUCKET/PREFIX/ uploads PREFIX/AMI-ID.bin, and\n"
+	       "                             s3://BUCKET/KEY.bin that key (multipart upload)\n"
 	       "  --name NAME                image name\n"
 	       "  --description TEXT\n"
 	       "  --arch ARCH                i386, x86_64, arm64\n"
@@ -41,6 +44,11 @@ static void usage(FILE *f)
 	       "  --exact                    both: the restore is byte-identical to the source\n"
 	       "  --no-direct                read and write through the page cache\n"
 	       "  --force                    replace an existing output\n"
+	       "S3 (-o s3://...):\n"
+	       "  --part-size SIZE           multipart part size (default: the largest image the\n"
+	       "                             volumes can make fits in 10,000 parts, at least 16M)\n"
+	       "  --resume                   continue the upload a failed or killed store kept\n"
+	       "  --no-resume                a failure aborts the upload instead of keeping it\n"
 	       "  --debug                    debug log lines and stage timings on stderr\n");
 }
 
@@ -65,6 +73,9 @@ enum {
 	OPT_FREEZE,
 	OPT_EXACT,
 	OPT_SIGN_KEY,
+	OPT_PART_SIZE,
+	OPT_RESUME,
+	OPT_NO_RESUME,
 };
 
 int cmd_store(int argc, char **argv)
@@ -87,6 +98,9 @@ int cmd_store(int argc, char **argv)
 	    {"freeze", no_argument, NULL, OPT_FREEZE},
 	    {"exact", no_argument, NULL, OPT_EXACT},
 	    {"sign-key", required_argument, NULL, OPT_SIGN_KEY},
+	    {"part-size", required_argument, NULL, OPT_PART_SIZE},
+	    {"resume", no_argument, NULL, OPT_RESUME},
+	    {"no-resume", no_argument, NULL, OPT_NO_RESUME},
 	    /* test-only: reproducible images for the golden vector (never for real images) */
 	    {"test-seed", required_argument, NULL, OPT_TEST_SEED},
 	    {"creation-time", required_argument, NULL, OPT_CTIME},
@@ -172,6 +186,19 @@ int cmd_store(int argc, char **argv)
 			}
 			snap_job_set_param(job, SNAP_PARAM_FRAME_SIZE, v);
 			break;
+		case OPT_PART_SIZE:
+			if ((v = tool_parse_size(optarg)) <= 0) {
+				tool_error("invalid size '%s'", optarg);
+				goto out;
+			}
+			snap_job_set_param(job, SNAP_PARAM_S3_PART_SIZE, v);
+			break;
+		case OPT_RESUME:
+			snap_job_set_param(job, SNAP_PARAM_RESUME, 1);
+			break;
+		case OPT_NO_RESUME:
+			snap_job_set_param(job, SNAP_PARAM_NO_RESUME, 1);
+			break;
 		case OPT_KEEP_UNPARTITIONED:
 			snap_job_set_param(job, SNAP_PARAM_KEEP_UNPARTITIONED, 1);
 			break;
@@ -226,11 +253,20 @@ int cmd_store(int argc, char **argv)
 	snap_job_result_u64(job, SNAP_RESULT_BYTES_TOTAL, &total);
 	snap_job_result_u64(job, SNAP_RESULT_BYTES_WRITTEN, &written);
 	snap_job_result_u64(job, SNAP_RESULT_FRAMES, &frames);
-	const char *out = output;
+	const char *out = snap_job_result_string(job, SNAP_RESULT_OBJECT_URL);
+	if (!out)
+		out = output;
 	if (strcmp(out, "-") != 0) {
 		char a[32], b[32];
 		printf("stored %s: %s of volumes in %s (%llu frames)\n", out, tool_size(a, total),
 		       tool_size(b, written), (unsigned long long)frames);
+	}
+	const char *etag = snap_job_result_string(job, SNAP_RESULT_ETAG);
+	uint64_t up = 0;
+	if (etag) {
+		char a[32];
+		snap_job_result_u64(job, SNAP_RESULT_BYTES_UPLOADED, &up);
+		printf("object %s etag %s, %s uploaded\n", out, etag, tool_size(a, up));
 	}
 	const char *timings = snap_job_result_string(job, SNAP_RESULT_TIMINGS);
 	if (args.debug && timings)
