@@ -236,6 +236,22 @@ static double cpu_since(uint64_t t0)
 /* ---------------------------------------------------------------------------------------- */
 /* Outputs: temporary parts, commit, removal                                                 */
 
+#define CANCELLED_MSG "cancelled; removed what was written"
+
+/* A failure of the parts' writer (or of an S3 open): after a cancel, the S3 requests in
+ * flight fail with -ECANCELED, which is the cancellation, not a write error. */
+static const char *out_error(struct bundle *b, int r, const char *detail)
+{
+	if (r == -ECANCELED && snap_job_cancelled(b->job))
+		return CANCELLED_MSG;
+	return detail ? detail : snap_strerror(r);
+}
+
+static int seq_failed(struct bundle *b, int r)
+{
+	return snap_pipeline_fail(b->pipe, r, "%s", out_error(b, r, snap_output_seq_error(b->oseq)));
+}
+
 static int part_close(struct bundle *b)
 {
 	if (!b->part_open)
@@ -252,7 +268,7 @@ static int part_close(struct bundle *b)
 	/* the sequence's thread writes the rest, truncates and closes the part */
 	int r = snap_output_seq_end(b->oseq);
 	if (r < 0)
-		return snap_pipeline_fail(b->pipe, r, "%s", snap_output_seq_error(b->oseq));
+		return seq_failed(b, r);
 	return 0;
 }
 
@@ -306,7 +322,7 @@ static int part_open(struct bundle *b)
 	if (r < 0) {
 		free(p->final_name);
 		p->final_name = NULL;
-		snap_pipeline_fail(b->pipe, r, "%s", detail ? detail : snap_strerror(r));
+		snap_pipeline_fail(b->pipe, r, "%s", out_error(b, r, detail));
 		free(detail);
 		return r;
 	}
@@ -332,7 +348,7 @@ static int part_took(struct bundle *b, const uint8_t *p, size_t n)
 	b->part_left -= n;
 	int r = snap_output_seq_put(b->oseq, n);
 	if (r < 0)
-		return snap_pipeline_fail(b->pipe, r, "%s", snap_output_seq_error(b->oseq));
+		return seq_failed(b, r);
 	if (b->part_left == 0)
 		r = part_close(b);
 	return r;
@@ -523,8 +539,12 @@ static int check_existing_s3(struct bundle *b)
 		}
 		snap_info("deleted %s: the bundle replacing it is uploaded now", b->manifest_path);
 	} else if (r != -ENOENT) {
-		snap_job_fail(b->job, r, "cannot check %s: %s", b->manifest_path,
-			      detail ? detail : snap_strerror(r));
+		/* the first request: a HEAD's 403 has no body to say why */
+		snap_job_fail(b->job, r, "cannot check %s: %s%s", b->manifest_path,
+			      detail ? detail : snap_strerror(r),
+			      r == -EACCES ? " (access denied: a wrong access key or secret key, "
+					     "or no permission on the bucket)"
+					   : "");
 		goto out;
 	}
 	r = 0;
@@ -711,7 +731,7 @@ static int bundle_sink_end(void *ctx)
 	int fr = snap_output_seq_flush(b->oseq); /* every part written */
 	b->t.write = (double)snap_output_seq_write_ns(b->oseq) / 1e9;
 	if (r >= 0 && fr < 0)
-		r = snap_pipeline_fail(b->pipe, fr, "%s", snap_output_seq_error(b->oseq));
+		r = seq_failed(b, fr);
 	return r;
 }
 
@@ -1287,7 +1307,7 @@ static int write_manifest(struct bundle *b, const char *user)
 		r = snap_output_open(b->manifest_path, 0, flags, &b->manifest, &detail);
 	}
 	if (r < 0) {
-		r = snap_job_fail(job, r, "%s", detail ? detail : snap_strerror(r));
+		r = snap_job_fail(job, r, "%s", out_error(b, r, detail));
 		free(detail);
 		goto out;
 	}
@@ -1298,7 +1318,7 @@ static int write_manifest(struct bundle *b, const char *user)
 	if (r == 0)
 		r = snap_output_seq_flush(b->oseq);
 	if (r < 0)
-		r = snap_job_fail(job, r, "%s", snap_output_seq_error(b->oseq));
+		r = snap_job_fail(job, r, "%s", out_error(b, r, snap_output_seq_error(b->oseq)));
 out:
 	for (size_t i = 0; bdm_copy && i < nbdm; i++)
 		free(bdm_copy[i]);
@@ -1343,7 +1363,7 @@ static int commit_outputs(struct bundle *b)
 					  snap_output_path(outs[i]));
 	char *detail = NULL;
 	if (r == 0 && (r = snap_output_commit_all(outs, b->nparts + 1, &detail)) < 0)
-		snap_job_fail(b->job, r, "%s", detail ? detail : snap_strerror(r));
+		snap_job_fail(b->job, r, "%s", out_error(b, r, detail));
 	free(detail);
 	free(outs);
 	if (r == 0 && b->force)
@@ -1541,7 +1561,7 @@ out:
 	if (r < 0)
 		remove_outputs(&b);
 	if (r == -ECANCELED)
-		snap_job_fail(job, r, "cancelled; removed what was written");
+		snap_job_fail(job, r, CANCELLED_MSG);
 	free(user);
 	bundle_free(&b);
 	return r;
