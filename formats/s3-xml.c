@@ -417,7 +417,8 @@ int snap_s3_complete_parse(const void *buf, size_t len, struct snap_s3_complete 
 	if (r && field(&rd, r, "Location", OPTIONAL, &c->location) >= 0 &&
 	    field(&rd, r, "Bucket", NONEMPTY, &c->bucket) >= 0 &&
 	    field(&rd, r, "Key", NONEMPTY, &c->key) >= 0)
-		field(&rd, r, "ETag", NONEMPTY, &c->etag);
+		/* present, but RGW 16 leaves it empty: the caller HEADs the object then */
+		field(&rd, r, "ETag", REQUIRED, &c->etag);
 	if (finish(&rd) < 0) {
 		snap_s3_complete_free(c);
 		return rd.err;

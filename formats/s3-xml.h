@@ -40,7 +40,8 @@ struct snap_s3_initiate {
 	char *bucket, *key, *upload_id;
 };
 
-/* <CompleteMultipartUploadResult>: bucket, key, etag required; location may be NULL. */
+/* <CompleteMultipartUploadResult>: bucket, key, etag required (etag "" when the service leaves it
+ * empty, as Ceph RGW 16 does); location may be NULL. */
 struct snap_s3_complete {
 	char *location, *bucket, *key, *etag;
 };

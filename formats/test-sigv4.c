@@ -594,8 +594,9 @@ static void check_chunked(void)
 	CHECK(!strcmp(r->signature,
 		      "4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9"),
 	      "seed %s", r->signature);
-	CHECK(!strcmp(r->signed_headers, "content-encoding;content-length;host;x-amz-content-sha256;"
-					 "x-amz-date;x-amz-decoded-content-length;x-amz-storage-class"),
+	CHECK(!strcmp(r->signed_headers,
+		      "content-encoding;content-length;host;x-amz-content-sha256;"
+		      "x-amz-date;x-amz-decoded-content-length;x-amz-storage-class"),
 	      "%s", r->signed_headers);
 
 	struct snap_sigv4_chunk ch;
@@ -608,8 +609,9 @@ static void check_chunked(void)
 	      "chunk 1 %s", sig);
 	size_t n = snap_sigv4_chunk_header(line, 65536, sig);
 	CHECK(n == strlen(line) &&
-		  !strcmp(line, "10000;chunk-signature="
-				"ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648\r\n"),
+		  !strcmp(line,
+			  "10000;chunk-signature="
+			  "ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648\r\n"),
 	      "%s", line);
 	REQUIRE(snap_sigv4_chunk_sign(&ch, data, 1024, sig) == 0);
 	CHECK(!strcmp(sig, "0055627c9e194cb4542bae2aa5492e3c1575bbb81b612b7d234b86a503ef5497"),

@@ -48,8 +48,8 @@
 #define RETRY_BASE_MS 100
 #define RETRY_CAP_MS 20000
 #define FAULT_TIMEOUT_MS 1000
-#define CHUNK_SIZE (64u * 1024)		/* the data of one aws-chunked chunk */
-#define ERROR_BODY_MAX (64u * 1024)	/* what is kept of an error answer */
+#define CHUNK_SIZE (64u * 1024)	    /* the data of one aws-chunked chunk */
+#define ERROR_BODY_MAX (64u * 1024) /* what is kept of an error answer */
 #define XML_BODY_MAX SNAP_S3_XML_MAX_SIZE
 #define STREAMING_HASH "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
 
@@ -168,7 +168,8 @@ int snap_s3_put_headers(const struct snap_s3_put_options *o, struct snap_s3_hlis
 			if (r >= 0)
 				r = append(&t, &len, "=", false);
 			if (r >= 0)
-				r = append(&t, &len, o->tags[i].value ? o->tags[i].value : "", true);
+				r = append(&t, &len, o->tags[i].value ? o->tags[i].value : "",
+					   true);
 		}
 		if (r >= 0)
 			r = snap_s3_hlist_add(&h, "x-amz-tagging", t);
@@ -301,9 +302,9 @@ struct req {
 	/* an attempt (transport thread) */
 	unsigned attempt;
 	enum snap_s3_fault fault;
-	bool fault_hit;	  /* the injected reset or timeout happened */
+	bool fault_hit;	   /* the injected reset or timeout happened */
 	bool fake_timeout; /* waiting holds a TIMEOUT fault */
-	bool waiting;	  /* a timer is set: due_ms */
+	bool waiting;	   /* a timer is set: due_ms */
 	uint64_t due_ms;
 	CURL *easy;
 	struct curl_slist *slist;
@@ -375,7 +376,7 @@ static void stat_add(uint64_t *p, uint64_t n)
 }
 
 __attribute__((format(printf, 3, 4))) static void client_log(struct snap_s3_client *c, int level,
-							      const char *fmt, ...)
+							     const char *fmt, ...)
 {
 	pthread_mutex_lock(&c->lock);
 	snap_s3_log_fn fn = c->log_fn;
@@ -612,8 +613,9 @@ static void finish_http(struct snap_s3_client *c, struct req *r)
 		snprintf(retried, sizeof(retried), " (after %u retr%s)", r->attempt,
 			 r->attempt == 1 ? "y" : "ies");
 	asprintf(&detail, "%s s3://%s/%s: HTTP %ld%s%s%s%s%s", r->op, r->bucket, key_of(r),
-		 r->status, code ? " " : "", code ? code : "", e && e->message && *e->message ? ": " : "",
-		 e && e->message ? e->message : "", retried);
+		 r->status, code ? " " : "", code ? code : "",
+		 e && e->message && *e->message ? ": " : "", e && e->message ? e->message : "",
+		 retried);
 	snap_s3_error_free(e);
 	finish(c, r, rc, detail);
 }
@@ -625,9 +627,9 @@ static void finish_transport(struct snap_s3_client *c, struct req *r, CURLcode c
 			       ? (r->fault == SNAP_S3_FAULT_TIMEOUT ? "timed out (injected)"
 								    : "connection reset (injected)")
 			       : (r->errbuf[0] ? r->errbuf : curl_easy_strerror(cc));
-	asprintf(&detail, "%s s3://%s/%s: %s%s after %u retr%s", r->op, r->bucket, key_of(r),
-		 what, r->body_kind == BODY_STREAM ? " (a streamed body is not retried)" : "",
-		 r->attempt, r->attempt == 1 ? "y" : "ies");
+	asprintf(&detail, "%s s3://%s/%s: %s%s after %u retr%s", r->op, r->bucket, key_of(r), what,
+		 r->body_kind == BODY_STREAM ? " (a streamed body is not retried)" : "", r->attempt,
+		 r->attempt == 1 ? "y" : "ies");
 	finish(c, r, -EIO, detail);
 }
 
@@ -753,7 +755,8 @@ static void attempt_done(struct snap_s3_client *c, struct req *r, CURLcode cc)
 	bool replayable = r->body_kind != BODY_STREAM;
 	if (cc != CURLE_OK || r->fault_hit) {
 		if ((r->fault_hit || retryable_curl(cc)) && replayable && r->attempt < c->retries) {
-			schedule_retry(c, r, r->fault_hit ? "injected fault" : curl_easy_strerror(cc));
+			schedule_retry(c, r,
+				       r->fault_hit ? "injected fault" : curl_easy_strerror(cc));
 			return;
 		}
 		finish_transport(c, r, cc);
@@ -988,7 +991,8 @@ static size_t read_stream(char *p, size_t size, size_t n, void *ud)
 		uint64_t left = r->stream_len - r->sent;
 		size_t want = left < CHUNK_SIZE ? (size_t)left : CHUNK_SIZE;
 		while (r->chunk_len < want) {
-			long k = r->read_fn(r->read_ud, r->chunk + r->chunk_len, want - r->chunk_len);
+			long k =
+			    r->read_fn(r->read_ud, r->chunk + r->chunk_len, want - r->chunk_len);
 			if (k == -EAGAIN) {
 				if (out)
 					return out;
@@ -1034,8 +1038,8 @@ static int build_url(struct req *r, const char *base, const char *path, char **r
 	o += snap_sigv4_uri_encode(u + o, path, plen, 1);
 	for (size_t i = 0; i < r->query.n; i++) {
 		u[o++] = i ? '&' : '?';
-		o += snap_sigv4_uri_encode(u + o, r->query.v[i].name, strlen(r->query.v[i].name),
-					   0);
+		o +=
+		    snap_sigv4_uri_encode(u + o, r->query.v[i].name, strlen(r->query.v[i].name), 0);
 		if (*r->query.v[i].value) {
 			u[o++] = '=';
 			o += snap_sigv4_uri_encode(u + o, r->query.v[i].value,
@@ -1157,8 +1161,7 @@ static int prepare(struct snap_s3_client *c, struct req *r)
 	} else if (strcmp(r->method, "GET")) {
 		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
 	}
-	if (r->body_kind != BODY_NONE || !strcmp(r->method, "PUT") ||
-	    !strcmp(r->method, "POST")) {
+	if (r->body_kind != BODY_NONE || !strcmp(r->method, "PUT") || !strcmp(r->method, "POST")) {
 		curl_easy_setopt(e, CURLOPT_READFUNCTION,
 				 r->body_kind == BODY_STREAM ? read_stream : read_mem);
 		curl_easy_setopt(e, CURLOPT_READDATA, r);
@@ -1345,7 +1348,8 @@ int snap_s3_client_new(const struct snap_s3_config *cfg, struct snap_s3_client *
 	char *b, *h, *p;
 	if (snap_s3_address(cfg->endpoint, cfg->aws, cfg->region, "bucket", NULL, &b, &h, &p) < 0) {
 		if (ret_detail)
-			asprintf(ret_detail, "endpoint %s is not scheme://host[:port]", cfg->endpoint);
+			asprintf(ret_detail, "endpoint %s is not scheme://host[:port]",
+				 cfg->endpoint);
 		return -EINVAL;
 	}
 	free(b);
@@ -1362,8 +1366,8 @@ int snap_s3_client_new(const struct snap_s3_config *cfg, struct snap_s3_client *
 	c->aws = cfg->aws;
 	c->connections = cfg->connections ? cfg->connections : SNAP_S3_DEFAULT_CONNECTIONS;
 	c->retries = cfg->retries == SNAP_S3_NO_RETRIES ? 0
-		     : cfg->retries			 ? cfg->retries
-							 : SNAP_S3_DEFAULT_RETRIES;
+		     : cfg->retries			? cfg->retries
+							: SNAP_S3_DEFAULT_RETRIES;
 	c->timeout_s = cfg->timeout_s ? cfg->timeout_s : SNAP_S3_DEFAULT_TIMEOUT_S;
 	c->budget_total = cfg->memory_budget ? cfg->memory_budget : SNAP_S3_DEFAULT_MEMORY_BUDGET;
 	c->pending_tail = &c->pending;
@@ -1611,6 +1615,21 @@ int snap_s3_put_stream_start(struct snap_s3_client *c, const char *bucket, const
 	struct req *r = req_new(c, upload_id ? "UploadPart" : "PutObject", "PUT", bucket, key);
 	if (!r)
 		return bucket && *bucket ? -ENOMEM : -EINVAL;
+	/* nothing to stream (and RGW refuses an aws-chunked body of the final chunk alone): an
+	 * empty body in memory */
+	if (!len) {
+		int rc = add_part_query(r, upload_id, part_number);
+		if (rc >= 0)
+			rc = req_body(r, NULL, 0, true);
+		if (rc >= 0)
+			rc = submit(c, r);
+		if (rc < 0) {
+			req_free(r);
+			return rc;
+		}
+		*ret = (struct snap_s3_put *)r;
+		return 0;
+	}
 	r->body_kind = BODY_STREAM;
 	r->read_fn = read;
 	r->read_ud = userdata;
@@ -1688,13 +1707,14 @@ static int set_range(struct req *r, uint64_t off, uint64_t len)
 	return snap_s3_hlist_add(&r->headers, "Range", range);
 }
 
-int snap_s3_get_range(struct snap_s3_client *c, const char *bucket, const char *key,
-		      uint64_t off, size_t len, void *buf, char **ret_detail)
+int snap_s3_get_range(struct snap_s3_client *c, const char *bucket, const char *key, uint64_t off,
+		      size_t len, void *buf, char **ret_detail)
 {
 	if (!len)
 		return 0;
 	if (off > UINT64_MAX - len)
-		return fail_detail(ret_detail, -EINVAL, "GetObject", bucket, key, "range overflows");
+		return fail_detail(ret_detail, -EINVAL, "GetObject", bucket, key,
+				   "range overflows");
 	struct req *r = req_new(c, "GetObject", "GET", bucket, key);
 	if (!r)
 		return no_req(ret_detail, "GetObject", bucket, key);
@@ -1824,7 +1844,8 @@ int snap_s3_delete_object(struct snap_s3_client *c, const char *bucket, const ch
 	if (rc == -ENOENT && r->status == 404 && key && *key) {
 		/* the object is gone either way; a missing bucket is still an error */
 		struct snap_s3_error *e = NULL;
-		bool no_bucket = r->err_len && snap_s3_error_parse(r->err, r->err_len, &e, NULL) == 0 &&
+		bool no_bucket = r->err_len &&
+				 snap_s3_error_parse(r->err, r->err_len, &e, NULL) == 0 &&
 				 !strcmp(e->code, "NoSuchBucket");
 		snap_s3_error_free(e);
 		if (!no_bucket)
@@ -1901,7 +1922,8 @@ int snap_s3_list_objects(struct snap_s3_client *c, const char *bucket, const cha
 			break;
 		}
 		all->objects = o;
-		memcpy(o + all->nobjects, page->objects, page->nobjects * sizeof(*o));
+		if (page->nobjects)
+			memcpy(o + all->nobjects, page->objects, page->nobjects * sizeof(*o));
 		all->nobjects += page->nobjects;
 		page->nobjects = 0;
 		if (page->truncated) {
@@ -1968,7 +1990,8 @@ int snap_s3_list_uploads(struct snap_s3_client *c, const char *bucket, const cha
 			break;
 		}
 		all->uploads = u;
-		memcpy(u + all->nuploads, page->uploads, page->nuploads * sizeof(*u));
+		if (page->nuploads)
+			memcpy(u + all->nuploads, page->uploads, page->nuploads * sizeof(*u));
 		all->nuploads += page->nuploads;
 		page->nuploads = 0;
 		if (page->truncated) {
@@ -2040,7 +2063,8 @@ int snap_s3_list_parts(struct snap_s3_client *c, const char *bucket, const char 
 			break;
 		}
 		all->parts = p;
-		memcpy(p + all->nparts, page->parts, page->nparts * sizeof(*p));
+		if (page->nparts)
+			memcpy(p + all->nparts, page->parts, page->nparts * sizeof(*p));
 		all->nparts += page->nparts;
 		page->nparts = 0;
 		if (page->truncated && page->next_part_number_marker > marker) {
@@ -2148,20 +2172,33 @@ int snap_s3_complete_upload(struct snap_s3_client *c, const char *bucket, const 
 			rc = map_error(r, 500, e->code);
 			if (ret_detail)
 				asprintf(ret_detail, "%s s3://%s/%s: HTTP 200 %s%s%s", r->op,
-					 bucket, key, e->code, e->message && *e->message ? ": " : "",
+					 bucket, key, e->code,
+					 e->message && *e->message ? ": " : "",
 					 e->message ? e->message : "");
 			snap_s3_error_free(e);
 		} else {
 			rc = parse_failed(r, rc, pd, ret_detail);
 		}
 	}
-	if (rc >= 0) {
-		if (ret_etag) {
-			*ret_etag = done->etag;
-			done->etag = NULL;
+	if (rc >= 0 && ret_etag && !*done->etag) {
+		/* RGW 16 answers an empty <ETag>: the object's HEAD has it */
+		struct snap_s3_head *h = NULL;
+		rc = snap_s3_head_object(c, bucket, key, &h, ret_detail);
+		if (rc >= 0) {
+			free(done->etag);
+			done->etag = h->etag;
+			h->etag = NULL;
+			snap_s3_head_free(h);
+			if (!done->etag)
+				rc = fail_detail(ret_detail, -EPROTO, r->op, bucket, key,
+						 "no ETag in the answer nor in HEAD");
 		}
-		snap_s3_complete_free(done);
 	}
+	if (rc >= 0 && ret_etag) {
+		*ret_etag = done->etag;
+		done->etag = NULL;
+	}
+	snap_s3_complete_free(done);
 	req_free(r);
 	return rc;
 }
