@@ -1469,6 +1469,16 @@ void snap_s3_client_stats(const struct snap_s3_client *c, struct snap_s3_stats *
 	ret->retries = __atomic_load_n(&c->stats.retries, __ATOMIC_RELAXED);
 }
 
+unsigned snap_s3_client_connections(const struct snap_s3_client *c)
+{
+	return c->connections;
+}
+
+uint64_t snap_s3_client_budget(const struct snap_s3_client *c)
+{
+	return c->budget_total;
+}
+
 int snap_s3_budget_acquire(struct snap_s3_client *c, uint64_t bytes)
 {
 	pthread_mutex_lock(&c->lock);
@@ -1747,6 +1757,13 @@ struct snap_s3_get {
 int snap_s3_get_start(struct snap_s3_client *c, const char *bucket, const char *key, uint64_t off,
 		      uint64_t len, size_t max, struct snap_s3_get **ret)
 {
+	return snap_s3_get_start_if(c, bucket, key, off, len, max, NULL, ret);
+}
+
+int snap_s3_get_start_if(struct snap_s3_client *c, const char *bucket, const char *key,
+			 uint64_t off, uint64_t len, size_t max, const char *if_match,
+			 struct snap_s3_get **ret)
+{
 	if (!c || !key || !ret || (len != UINT64_MAX && (!len || off > UINT64_MAX - len)))
 		return -EINVAL;
 	if (len != UINT64_MAX && len > max)
@@ -1762,6 +1779,8 @@ int snap_s3_get_start(struct snap_s3_client *c, const char *bucket, const char *
 	g->len = len;
 	r->max = len == UINT64_MAX ? max : (size_t)len;
 	int rc = set_range(r, off, len);
+	if (rc >= 0 && if_match)
+		rc = snap_s3_hlist_add(&r->headers, "If-Match", if_match);
 	if (rc >= 0)
 		rc = submit(c, r);
 	if (rc < 0) {
@@ -2199,6 +2218,63 @@ int snap_s3_complete_upload(struct snap_s3_client *c, const char *bucket, const 
 		done->etag = NULL;
 	}
 	snap_s3_complete_free(done);
+	req_free(r);
+	return rc;
+}
+
+/* s XML-escaped at the end of *b (open_memstream). */
+static void put_xml_text(FILE *f, const char *s)
+{
+	for (; *s; s++) {
+		switch (*s) {
+		case '&': fputs("&amp;", f); break;
+		case '<': fputs("&lt;", f); break;
+		case '>': fputs("&gt;", f); break;
+		case '"': fputs("&quot;", f); break;
+		case '\'': fputs("&apos;", f); break;
+		default: fputc(*s, f);
+		}
+	}
+}
+
+int snap_s3_put_tagging(struct snap_s3_client *c, const char *bucket, const char *key,
+			const struct snap_s3_pair *tags, size_t n, char **ret_detail)
+{
+	char *body = NULL;
+	size_t blen = 0;
+	FILE *f = open_memstream(&body, &blen);
+	if (!f)
+		return fail_detail(ret_detail, -ENOMEM, "PutObjectTagging", bucket, key,
+				   "out of memory");
+	fputs("<Tagging xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><TagSet>", f);
+	for (size_t i = 0; i < n; i++) {
+		fputs("<Tag><Key>", f);
+		put_xml_text(f, tags[i].name);
+		fputs("</Key><Value>", f);
+		put_xml_text(f, tags[i].value);
+		fputs("</Value></Tag>", f);
+	}
+	fputs("</TagSet></Tagging>", f);
+	if (fclose(f) != 0) {
+		free(body);
+		return fail_detail(ret_detail, -ENOMEM, "PutObjectTagging", bucket, key,
+				   "out of memory");
+	}
+	struct req *r = req_new(c, "PutObjectTagging", "PUT", bucket, key);
+	if (!r) {
+		free(body);
+		return no_req(ret_detail, "PutObjectTagging", bucket, key);
+	}
+	r->body_owned = (uint8_t *)body;
+	int rc = snap_s3_hlist_add(&r->query, "tagging", "");
+	if (rc >= 0)
+		rc = snap_s3_hlist_add(&r->headers, "Content-Type", "application/xml");
+	if (rc >= 0)
+		rc = req_body(r, body, blen, true);
+	if (rc < 0)
+		fail_detail(ret_detail, rc, r->op, bucket, key, "out of memory");
+	else
+		rc = run(c, r, ret_detail);
 	req_free(r);
 	return rc;
 }

@@ -128,6 +128,10 @@ void snap_s3_client_stats(const struct snap_s3_client *c, struct snap_s3_stats *
  * nothing else is held), or returns -ECANCELED after snap_s3_client_cancel. */
 int snap_s3_budget_acquire(struct snap_s3_client *c, uint64_t bytes);
 void snap_s3_budget_release(struct snap_s3_client *c, uint64_t bytes);
+/* The connections and memory budget the client runs with: they size the writers' parts in
+ * flight and the readers' read-ahead. */
+unsigned snap_s3_client_connections(const struct snap_s3_client *c);
+uint64_t snap_s3_client_budget(const struct snap_s3_client *c);
 
 /* The fault hook of the tests, process-wide: asked before each attempt of each request with
  * its method, bucket, key and attempt number (0 first); returns what that attempt does. */
@@ -183,6 +187,10 @@ int snap_s3_get_object(struct snap_s3_client *c, const char *bucket, const char 
 /* -ENOENT is success for delete (S3 answers 204 either way). */
 int snap_s3_delete_object(struct snap_s3_client *c, const char *bucket, const char *key,
 			  char **ret_detail);
+/* PutObjectTagging: the object's tags become tags[0..n) (the writer sets a multipart object's
+ * tags so after completing it: RGW 16 ignores x-amz-tagging on CreateMultipartUpload). */
+int snap_s3_put_tagging(struct snap_s3_client *c, const char *bucket, const char *key,
+			const struct snap_s3_pair *tags, size_t n, char **ret_detail);
 /* Every object under prefix (all pages of ListObjectsV2). */
 int snap_s3_list_objects(struct snap_s3_client *c, const char *bucket, const char *prefix,
 			 struct snap_s3_list_objects **ret, char **ret_detail);
@@ -201,6 +209,11 @@ int snap_s3_list_parts(struct snap_s3_client *c, const char *bucket, const char 
 struct snap_s3_get;
 int snap_s3_get_start(struct snap_s3_client *c, const char *bucket, const char *key, uint64_t off,
 		      uint64_t len, size_t max, struct snap_s3_get **ret);
+/* The same with If-Match: if_match (the reader's R1): an object replaced since its ETag was read
+ * fails with -ESTALE (412 PreconditionFailed) instead of answering the new bytes. */
+int snap_s3_get_start_if(struct snap_s3_client *c, const char *bucket, const char *key,
+			 uint64_t off, uint64_t len, size_t max, const char *if_match,
+			 struct snap_s3_get **ret);
 int snap_s3_get_wait(struct snap_s3_get *g, void **ret_buf, size_t *ret_len, char **ret_detail);
 struct snap_s3_get *snap_s3_get_free(struct snap_s3_get *g);
 
@@ -242,7 +255,8 @@ int snap_s3_delete_bucket(struct snap_s3_client *c, const char *bucket, char **r
  *     upload, unless SNAP_S3_WRITER_KEEP, which leaves it for a resume.
  * W2. Single (no flag): the body is held (at most SNAP_S3_MAX_BUFFERED_PART bytes, else -EFBIG)
  *     and PUT at end, in the background; commit waits for it. abort after the PUT succeeded
- *     deletes the object (a bundle's parts when the bundle fails).
+ *     deletes the object (a bundle's parts when the bundle fails); so does abort after a
+ *     multipart commit. free after commit keeps the object.
  * W3. The first failure is kept: every later call returns it, and error() names the object and
  *     the part. */
 enum {
@@ -256,7 +270,9 @@ int snap_s3_writer_new(struct snap_s3_client *c, const char *bucket, const char 
 		       unsigned flags, uint64_t part_size, const struct snap_s3_put_options *o,
 		       struct snap_s3_writer **ret, char **ret_detail);
 /* Continues upload_id (multipart): parts 1..nparts are taken as done (ListParts checks their
- * sizes and ETags against parts[]), and writing goes on with part nparts + 1. */
+ * sizes and ETags against parts[]; a mismatch is -ESTALE naming the part), and writing goes on
+ * with part nparts + 1 at offset nparts * part_size. The writer keeps the upload on abort, as
+ * SNAP_S3_WRITER_KEEP. */
 int snap_s3_writer_resume(struct snap_s3_client *c, const char *bucket, const char *key,
 			  const char *upload_id, const struct snap_s3_part *parts, size_t nparts,
 			  uint64_t part_size, struct snap_s3_writer **ret, char **ret_detail);
@@ -268,6 +284,13 @@ uint64_t snap_s3_writer_offset(const struct snap_s3_writer *w);
 typedef void (*snap_s3_part_done_fn)(void *userdata, uint32_t part_number, const char *etag,
 				     uint64_t end_offset);
 void snap_s3_writer_on_part(struct snap_s3_writer *w, snap_s3_part_done_fn fn, void *userdata);
+/* The object's total size, when the caller knows it before the end: a streamed part commits to
+ * its length when its request starts, before its bytes exist, so only a writer that knows the
+ * size can end inside a streamed part already started (else end fails that part with -EINVAL);
+ * a part that ends within the ring (a few MiB) needs no size. Writing past the size is -EFBIG. */
+int snap_s3_writer_set_size(struct snap_s3_writer *w, uint64_t size);
+/* The most bytes of the client's budget this writer held at once (tests of invariant 5). */
+uint64_t snap_s3_writer_peak_held(const struct snap_s3_writer *w);
 int snap_s3_writer_end(struct snap_s3_writer *w);
 /* Waits; the object's ETag (multipart: "HEX-N"). */
 int snap_s3_writer_commit(struct snap_s3_writer *w, char **ret_etag);
@@ -296,6 +319,8 @@ int snap_s3_reader_pread(struct snap_s3_reader *r, void *buf, size_t len, uint64
 			 char **ret_detail);
 /* Bytes fetched from the service for this reader. */
 uint64_t snap_s3_reader_fetched(const struct snap_s3_reader *r);
+/* Chunks of size bytes (>= 4 KiB) instead of 8 MiB, before the first read (tests). */
+int snap_s3_reader_set_chunk_size(struct snap_s3_reader *r, uint64_t size);
 struct snap_s3_reader *snap_s3_reader_free(struct snap_s3_reader *r);
 
 #endif
