@@ -29,13 +29,18 @@ static const struct subcommand commands[] = {
 	/* further subcommands are added here as each job lands */
 	{"unbundle", cmd_unbundle, "restore the image of a classic bundle"},
 	{"verify", cmd_verify, "check a bundle or a .bin store image without writing anything"},
+	{"upload-bundle", cmd_upload_bundle, "upload a classic bundle to S3 (ec2-upload-bundle)"},
+	{"download-bundle", cmd_download_bundle,
+	 "download a classic bundle from S3 (ec2-download-bundle)"},
+	{"delete-bundle", cmd_delete_bundle, "delete a classic bundle from S3 (ec2-delete-bundle)"},
+	{"abort", cmd_abort, "abort the multipart uploads left under an s3:// URL"},
 };
 
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: snapbundle COMMAND [OPTIONS]\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+		fprintf(f, "  %-16s %s\n", commands[i].name, commands[i].help);
 	fprintf(f, "\n'snapbundle COMMAND --help' describes a command's options.\n");
 }
 

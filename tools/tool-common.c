@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -262,6 +263,15 @@ enum {
 	SHARED_OPT_NO_DIRECT,
 	SHARED_OPT_PASSPHRASE_FILE,
 	SHARED_OPT_SIGNER,
+	SHARED_OPT_ENDPOINT,
+	SHARED_OPT_REGION,
+	SHARED_OPT_ACCESS_KEY,
+	SHARED_OPT_SECRET_KEY,
+	SHARED_OPT_SESSION_TOKEN,
+	SHARED_OPT_PROFILE,
+	SHARED_OPT_CONNECTIONS,
+	SHARED_OPT_RETRY,
+	SHARED_OPT_ACL,
 };
 
 /* The one table of the shared options. */
@@ -281,7 +291,51 @@ static const struct {
      NULL,
      {"passphrase-file", required_argument, NULL, SHARED_OPT_PASSPHRASE_FILE}},
     {TOOL_SHARED_SIGNER, NULL, {"signer", required_argument, NULL, SHARED_OPT_SIGNER}},
+    {TOOL_SHARED_S3, NULL, {"endpoint-url", required_argument, NULL, SHARED_OPT_ENDPOINT}},
+    {TOOL_SHARED_S3, NULL, {"url", required_argument, NULL, SHARED_OPT_ENDPOINT}},
+    {TOOL_SHARED_S3, NULL, {"region", required_argument, NULL, SHARED_OPT_REGION}},
+    {TOOL_SHARED_S3, NULL, {"access-key", required_argument, NULL, SHARED_OPT_ACCESS_KEY}},
+    {TOOL_SHARED_S3, NULL, {"secret-key", required_argument, NULL, SHARED_OPT_SECRET_KEY}},
+    {TOOL_SHARED_S3,
+     NULL,
+     {"session-token", required_argument, NULL, SHARED_OPT_SESSION_TOKEN}},
+    {TOOL_SHARED_S3, NULL, {"profile", required_argument, NULL, SHARED_OPT_PROFILE}},
+    {TOOL_SHARED_S3, NULL, {"connections", required_argument, NULL, SHARED_OPT_CONNECTIONS}},
+    {TOOL_SHARED_S3, NULL, {"retry", optional_argument, NULL, SHARED_OPT_RETRY}},
+    {TOOL_SHARED_S3, NULL, {"acl", required_argument, NULL, SHARED_OPT_ACL}},
+    {TOOL_SHARED_S3_SHORT, "a:", {"access-key-id", required_argument, NULL, 'a'}},
+    {TOOL_SHARED_S3_SHORT, "s:", {"secret-key-id", required_argument, NULL, 's'}},
+    {TOOL_SHARED_S3_SHORT, "t:", {"delegation-token", required_argument, NULL, 't'}},
 };
+
+/* The most --connections and --retry take. */
+#define TOOL_S3_MAX_CONNECTIONS 64
+#define TOOL_S3_MAX_RETRIES 100
+
+void tool_s3_usage(FILE *f, bool short_names)
+{
+	fprintf(f,
+		"      --endpoint-url URL     the S3 service, http(s)://host[:port] (also --url;\n"
+		"                             default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, the\n"
+		"                             profile's endpoint_url, else AWS's for the region)\n"
+		"      --region REGION        (default: AWS_REGION, AWS_DEFAULT_REGION, the\n"
+		"                             profile's, instance metadata, us-east-1)\n"
+		"%s"
+		"      --profile NAME         profile of ~/.aws/credentials and ~/.aws/config\n"
+		"                             (default: AWS_PROFILE, else default)\n"
+		"      --connections N        transfers at once (default %d)\n"
+		"      --retry[=N]            retries of each request (default %d; 0: none)\n",
+		short_names ? "  -a, --access-key KEY       access key id (default: the AWS chain:\n"
+			      "                             options, environment, profile, instance\n"
+			      "                             metadata)\n"
+			      "  -s, --secret-key KEY       secret access key\n"
+			      "  -t, --session-token TOKEN  session token (also --delegation-token)\n"
+			    : "      --access-key KEY       access key id (default: the AWS chain:\n"
+			      "                             environment, profile, instance metadata)\n"
+			      "      --secret-key KEY       secret access key\n"
+			      "      --session-token TOKEN  session token\n",
+		8, 5);
+}
 
 #define N_SHARED (sizeof(shared_options) / sizeof(shared_options[0]))
 
@@ -289,7 +343,8 @@ void tool_args_init(struct tool_args *a, unsigned shared, const char *shortopts,
 		    const struct option *own)
 {
 	size_t n = 0, max = sizeof(a->longopts) / sizeof(a->longopts[0]) - 1;
-	*a = (struct tool_args){.shared = shared, .progress = TOOL_PROGRESS_AUTO};
+	*a = (struct tool_args){.shared = shared, .progress = TOOL_PROGRESS_AUTO,
+				.s3_connections = -1, .s3_retries = -1};
 	snprintf(a->shortopts, sizeof(a->shortopts), "%s", shortopts);
 	for (; own && own[n].name; n++)
 		a->longopts[n] = own[n];
@@ -351,6 +406,57 @@ int tool_getopt(struct tool_args *a, int argc, char **argv)
 				return c;
 			a->key = optarg;
 			break;
+		case SHARED_OPT_ENDPOINT:
+			a->s3_endpoint = optarg;
+			break;
+		case SHARED_OPT_REGION:
+			a->s3_region = optarg;
+			break;
+		case SHARED_OPT_ACCESS_KEY:
+			a->s3_access_key = optarg;
+			break;
+		case SHARED_OPT_SECRET_KEY:
+			a->s3_secret_key = optarg;
+			break;
+		case SHARED_OPT_SESSION_TOKEN:
+			a->s3_session_token = optarg;
+			break;
+		case SHARED_OPT_PROFILE:
+			a->s3_profile = optarg;
+			break;
+		case SHARED_OPT_ACL:
+			a->s3_acl = optarg;
+			break;
+		case SHARED_OPT_CONNECTIONS:
+			if (!tool_parse_int(optarg, 1, TOOL_S3_MAX_CONNECTIONS, &a->s3_connections)) {
+				tool_error("invalid --connections '%s': want 1-%d", optarg,
+					   TOOL_S3_MAX_CONNECTIONS);
+				return TOOL_GETOPT_INVALID;
+			}
+			break;
+		case SHARED_OPT_RETRY: {
+			/* ec2-upload-bundle's --retry is a flag; "--retry N" and "--retry=N" give a
+			 * count (a command with an S3 option takes no number as an operand) */
+			const char *v = optarg;
+			if (!v && optind < argc && argv[optind][0] >= '0' && argv[optind][0] <= '9')
+				v = argv[optind++];
+			if (!v) {
+				a->s3_retries = 5;
+			} else if (!tool_parse_int(v, 0, TOOL_S3_MAX_RETRIES, &a->s3_retries)) {
+				tool_error("invalid --retry '%s': want 0-%d", v, TOOL_S3_MAX_RETRIES);
+				return TOOL_GETOPT_INVALID;
+			}
+			break;
+		}
+		case 'a':
+		case 's':
+		case 't':
+			if (!(a->shared & TOOL_SHARED_S3_SHORT))
+				return c;
+			*(c == 'a'   ? &a->s3_access_key
+			  : c == 's' ? &a->s3_secret_key
+				     : &a->s3_session_token) = optarg;
+			break;
 		default:
 			return c;
 		}
@@ -372,6 +478,27 @@ int tool_args_apply(const struct tool_args *a, struct snap_job *job)
 		r = snap_job_set_string(job, SNAP_SPARAM_PASSPHRASE, a->passphrase);
 	if (r >= 0 && a->signer)
 		r = snap_job_set_string(job, SNAP_SPARAM_TRUSTED_SIGNER, a->signer);
+	static const struct {
+		int sparam;
+		size_t off;
+	} s3[] = {
+	    {SNAP_SPARAM_S3_ENDPOINT, offsetof(struct tool_args, s3_endpoint)},
+	    {SNAP_SPARAM_S3_REGION, offsetof(struct tool_args, s3_region)},
+	    {SNAP_SPARAM_S3_ACCESS_KEY, offsetof(struct tool_args, s3_access_key)},
+	    {SNAP_SPARAM_S3_SECRET_KEY, offsetof(struct tool_args, s3_secret_key)},
+	    {SNAP_SPARAM_S3_SESSION_TOKEN, offsetof(struct tool_args, s3_session_token)},
+	    {SNAP_SPARAM_S3_PROFILE, offsetof(struct tool_args, s3_profile)},
+	    {SNAP_SPARAM_S3_ACL, offsetof(struct tool_args, s3_acl)},
+	};
+	for (size_t i = 0; i < sizeof(s3) / sizeof(s3[0]) && r >= 0; i++) {
+		const char *v = *(const char *const *)((const char *)a + s3[i].off);
+		if (v)
+			r = snap_job_set_string(job, s3[i].sparam, v);
+	}
+	if (r >= 0 && a->s3_connections > 0)
+		r = snap_job_set_param(job, SNAP_PARAM_S3_CONNECTIONS, a->s3_connections);
+	if (r >= 0 && a->s3_retries >= 0)
+		r = snap_job_set_param(job, SNAP_PARAM_S3_RETRIES, a->s3_retries);
 	return r < 0 ? r : 0;
 }
 
@@ -413,10 +540,11 @@ static int on_progress(void *userdata, const struct snap_progress *p)
 		fprintf(stderr,
 			"{\"stage\":\"%s\",\"percent\":%.1f,\"bytes_total\":%llu,\"bytes_done\":%llu,"
 			"\"bytes_read\":%llu,\"bytes_skipped\":%llu,\"bytes_written\":%llu,"
-			"\"elapsed\":%.3f}\n",
+			"\"bytes_uploaded\":%llu,\"bytes_downloaded\":%llu,\"elapsed\":%.3f}\n",
 			stage_name(p->stage), p->percent, (unsigned long long)p->bytes_total,
 			(unsigned long long)p->bytes_done, (unsigned long long)p->bytes_read,
 			(unsigned long long)p->bytes_skipped, (unsigned long long)p->bytes_written,
+			(unsigned long long)p->bytes_uploaded, (unsigned long long)p->bytes_downloaded,
 			p->elapsed);
 		return 0;
 	}

@@ -8,6 +8,7 @@
 
 #include <getopt.h>
 #include <stdbool.h>
+#include <stdio.h>
 
 #include "snapbundle.h"
 
@@ -63,6 +64,13 @@ enum {
 	TOOL_SHARED_PRIVATEKEY = 1 << 6,    /* -k, --privatekey KEY: a bundle's user key */
 	TOOL_SHARED_PASSPHRASE_FILE = 1 << 7, /* --passphrase-file FILE (its first line) */
 	TOOL_SHARED_SIGNER = 1 << 8,	    /* --signer CERT */
+	/* S3: --endpoint-url URL (also --url), --region R, --access-key K, --secret-key S,
+	 * --session-token T, --profile P, --connections N, --retry[=N] (also "--retry N"),
+	 * --acl ACL; unset ones are left to the AWS chain (environment, ~/.aws, instance metadata) */
+	TOOL_SHARED_S3 = 1 << 9,
+	/* with TOOL_SHARED_S3, ec2-ami-tools' short names: -a ACCESS, -s SECRET, -t TOKEN
+	 * (also --delegation-token) */
+	TOOL_SHARED_S3_SHORT = 1 << 10,
 };
 
 /* The most --threads a command accepts: what the library caps SNAP_PARAM_THREADS at. */
@@ -79,6 +87,10 @@ struct tool_args {
 	const char *key;  /* -k: --key or --privatekey */
 	char *passphrase; /* read from --passphrase-file */
 	const char *signer;
+	/* TOOL_SHARED_S3: NULL or -1 when not given */
+	const char *s3_endpoint, *s3_region, *s3_access_key, *s3_secret_key, *s3_session_token;
+	const char *s3_profile, *s3_acl;
+	long s3_connections, s3_retries;
 	/* private to tool_getopt */
 	struct option longopts[48];
 	char shortopts[48];
@@ -96,7 +108,7 @@ void tool_args_init(struct tool_args *a, unsigned shared, const char *shortopts,
 int tool_getopt(struct tool_args *a, int argc, char **argv);
 
 /* Sets the job parameters of the shared options the command takes (threads, force, no-direct,
- * key, passphrase, signer); the first negative errno, or 0. */
+ * key, passphrase, signer, the S3 ones); the first negative errno, or 0. */
 int tool_args_apply(const struct tool_args *a, struct snap_job *job);
 
 void tool_args_free(struct tool_args *a);
@@ -111,6 +123,14 @@ int cmd_restore(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_inspect_store(int argc, char **argv); /* inspect IMAGE.bin */
 int cmd_verify_store(int argc, char **argv);  /* verify IMAGE.bin */
+/* cmd-s3.c: ec2-upload-bundle, ec2-download-bundle and ec2-delete-bundle drop-ins, and abort */
+int cmd_upload_bundle(int argc, char **argv);
+int cmd_download_bundle(int argc, char **argv);
+int cmd_delete_bundle(int argc, char **argv);
+int cmd_abort(int argc, char **argv);
+/* The help lines of the S3 options (TOOL_SHARED_S3), for a command's usage; short: with -a, -s,
+ * -t. */
+void tool_s3_usage(FILE *f, bool short_names);
 
 /* The first line of path (without its newline) in *ret (free it); -1 after printing why. */
 int tool_read_passphrase(const char *path, char **ret);
