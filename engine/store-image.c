@@ -293,6 +293,10 @@ int store_image_open_fd(struct snap_store_image *img, int fd, const char *path, 
 	return read_head(img);
 }
 
+/* What an S3 image plans for its head: header, KEYS and META are smaller on every image a
+ * store writes (reads past it are still served, by the bytes they ask). */
+#define HEAD_PLAN (256u << 10)
+
 int store_image_open_s3(struct snap_store_image *img, struct snap_s3_client *c, const char *url)
 {
 	if (img->path)
@@ -319,6 +323,13 @@ int store_image_open_s3(struct snap_store_image *img, struct snap_s3_client *c, 
 	img->seekable = true;
 	img->file_size = snap_s3_reader_size(img->s3);
 	img->pos = 0;
+	/* the head and the footer only: without a plan the reader's read-ahead of the head
+	 * would fetch chunks of frames that a restore of one partition never needs */
+	uint64_t head = img->file_size < HEAD_PLAN ? img->file_size : HEAD_PLAN;
+	uint64_t foot = img->file_size > SNAP_STORE_FOOTER_SIZE ? SNAP_STORE_FOOTER_SIZE : 0;
+	const uint64_t plan[2][2] = {{0, head}, {img->file_size - foot, img->file_size}};
+	if ((r = snap_s3_reader_plan(img->s3, plan, foot && head < plan[1][0] ? 2 : 1)) < 0)
+		return img_fail(img, r, "cannot read %s: %s", url, strerror(-r));
 	return read_head(img);
 }
 
@@ -564,6 +575,12 @@ int store_image_load_index(struct snap_store_image *img)
 	uint8_t *rec = malloc(img->ft.index_length);
 	if (!rec)
 		return -ENOMEM;
+	/* an S3 image fetches the index and what follows it, nothing around it */
+	const uint64_t tail[1][2] = {{img->ft.index_offset, img->file_size}};
+	if (img->ft.index_offset < img->file_size && (r = store_image_plan(img, tail, 1)) < 0) {
+		free(rec);
+		return img_fail(img, r, "cannot read %s: %s", img->path, strerror(-r));
+	}
 	r = store_image_pread(img, rec, img->ft.index_length, img->ft.index_offset, "index");
 	if (r < 0) {
 		free(rec);

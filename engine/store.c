@@ -1146,7 +1146,9 @@ static int store_create_s3(struct store_ctx *s, unsigned flags)
 	struct snap_store_meta m = {0};
 	struct snap_s3_pair *meta = NULL, *tags = NULL;
 	size_t nmeta = 0, ntags = 0;
-	if (!s->resuming && (r = store_s3_pairs(s, &m, &meta, &nmeta, &tags, &ntags)) < 0) {
+	/* a resume's metadata went with its CreateMultipartUpload; its tags are set at the
+	 * commit (output.c), from the options given now */
+	if ((r = store_s3_pairs(s, &m, &meta, &nmeta, &tags, &ntags)) < 0) {
 		snap_store_meta_clear(&m);
 		goto out;
 	}

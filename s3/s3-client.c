@@ -2315,3 +2315,66 @@ int snap_s3_delete_bucket(struct snap_s3_client *c, const char *bucket, char **r
 	req_free(r);
 	return rc;
 }
+
+/* XML text: the five characters XML reserves, escaped. */
+static int xml_text(char **p, size_t *len, const char *s)
+{
+	for (; *s; s++) {
+		const char *e = *s == '&' ? "&amp;" : *s == '<' ? "&lt;" : *s == '>' ? "&gt;"
+				: *s == '"' ? "&quot;" : *s == '\'' ? "&apos;" : NULL;
+		char one[2] = {*s, 0};
+		if ((unsigned char)*s < 0x20 && *s != '\t')
+			return -EINVAL;
+		int r = append(p, len, e ? e : one, false);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+int snap_s3_put_tagging(struct snap_s3_client *c, const char *bucket, const char *key,
+			const struct snap_s3_pair *tags, size_t n, char **ret_detail)
+{
+	char *body = NULL;
+	size_t blen = 0;
+	int rc = append(&body, &blen, "<Tagging><TagSet>", false);
+	for (size_t i = 0; i < n && rc >= 0; i++) {
+		rc = append(&body, &blen, "<Tag><Key>", false);
+		if (rc >= 0)
+			rc = xml_text(&body, &blen, tags[i].name);
+		if (rc >= 0)
+			rc = append(&body, &blen, "</Key><Value>", false);
+		if (rc >= 0)
+			rc = xml_text(&body, &blen, tags[i].value);
+		if (rc >= 0)
+			rc = append(&body, &blen, "</Value></Tag>", false);
+	}
+	if (rc >= 0)
+		rc = append(&body, &blen, "</TagSet></Tagging>", false);
+	if (rc < 0) {
+		free(body);
+		return fail_detail(ret_detail, rc, "PutObjectTagging", bucket, key,
+				   rc == -EINVAL ? "a tag holds a control character" : "out of memory");
+	}
+	struct req *r = req_new(c, "PutObjectTagging", "PUT", bucket, key);
+	if (!r) {
+		free(body);
+		return no_req(ret_detail, "PutObjectTagging", bucket, key);
+	}
+	r->body_owned = (uint8_t *)body;
+	rc = snap_s3_hlist_add(&r->query, "tagging", "");
+	if (rc >= 0)
+		rc = snap_s3_hlist_add(&r->headers, "Content-Type", "application/xml");
+	if (rc >= 0)
+		rc = req_body(r, body, blen, true);
+	char *detail = NULL;
+	if (rc >= 0)
+		rc = run(c, r, &detail);
+	else
+		fail_detail(&detail, rc, r->op, bucket, key, "out of memory");
+	if (rc < 0 && ret_detail)
+		*ret_detail = detail, detail = NULL;
+	free(detail);
+	req_free(r);
+	return rc;
+}

@@ -17,7 +17,7 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: snapbundle inspect IMAGE.bin [OPTIONS]\n"
+		"usage: snapbundle inspect IMAGE.bin|s3://BUCKET/KEY [OPTIONS]\n"
 		"\n"
 		"  --extents                list every extent of each volume\n"
 		"  --frames                 list every frame\n"
@@ -53,6 +53,7 @@ int cmd_inspect_store(int argc, char **argv)
 	struct tool_args args;
 	int c, ret = 1;
 	struct snap_store_image *img = NULL;
+	struct snap_job *job = NULL; /* an S3 image's client (it outlives img) */
 	tool_args_init(&args, TOOL_SHARED_KEY | TOOL_SHARED_PASSPHRASE_FILE, "h", opts);
 	while ((c = tool_getopt(&args, argc, argv)) != -1) {
 		switch (c) {
@@ -83,7 +84,18 @@ int cmd_inspect_store(int argc, char **argv)
 	const char *path = argv[optind];
 	if (snap_store_image_new(&img) < 0)
 		goto out;
-	int r = snap_store_image_open(img, path);
+	int r;
+	if (!strncmp(path, "s3://", 5)) {
+		/* the job only carries the S3 settings (the options, else the AWS chain) */
+		if ((r = snap_job_new(SNAP_JOB_VERIFY_STORE, &job)) < 0) {
+			tool_error("out of memory");
+			goto out;
+		}
+		tool_args_apply(&args, job);
+		r = snap_store_image_open_s3(img, job, path);
+	} else {
+		r = snap_store_image_open(img, path);
+	}
 	if (r < 0) {
 		tool_error("cannot inspect %s: %s", path, snap_store_image_error(img));
 		goto out;
@@ -197,5 +209,6 @@ int cmd_inspect_store(int argc, char **argv)
 out:
 	tool_args_free(&args);
 	snap_store_image_free(img);
+	snap_job_free(job);
 	return ret;
 }

@@ -369,6 +369,9 @@ int cmd_inspect(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		if (argv[i][0] != '-' && snap_store_image_probe(argv[i]) == 1)
 			return cmd_inspect_store(argc, argv);
+		/* an S3 object is a store image (a bundle in S3 is checked with verify -m) */
+		if (!strncmp(argv[i], "s3://", 5))
+			return cmd_inspect_store(argc, argv);
 		if (argv[i][0] != '-' && tool_is_manifest(argv[i])) {
 			tool_error("%s is a classic bundle's manifest: inspect reads disks and .bin "
 				   "images; check a bundle with snapbundle verify -m %s",

@@ -14,7 +14,7 @@ static void usage(FILE *f)
 {
 	fprintf(
 	    f,
-	    "usage: snapbundle restore IMAGE.bin|- -o TARGET [OPTIONS]\n"
+	    "usage: snapbundle restore IMAGE.bin|-|s3://BUCKET/KEY.bin -o TARGET [OPTIONS]\n"
 	    "\n"
 	    "Restores a .bin store image to an image file or block device, verifying every\n"
 	    "frame digest and tag. With several volumes TARGET is a directory that receives one\n"
@@ -137,6 +137,9 @@ int cmd_restore(int argc, char **argv)
 	printf("restored %s%s%s to %s: %s, %llu frames read\n", name ? "image " : "",
 	       name ? name : "", name ? "" : "image", path ? path : "?", tool_size(a, written),
 	       (unsigned long long)frames);
+	uint64_t down = 0;
+	if (snap_job_result_u64(job, SNAP_RESULT_BYTES_DOWNLOADED, &down) == 0)
+		printf("downloaded %llu bytes\n", (unsigned long long)down);
 	ret = 0;
 out:
 	tool_args_free(&args);

@@ -11,10 +11,10 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: snapbundle verify IMAGE.bin|- [-k KEY | --passphrase-file FILE] "
-		   "[--signer CERT] "
+	fprintf(f, "usage: snapbundle verify IMAGE.bin|-|s3://BUCKET/KEY [-k KEY | "
+		   "--passphrase-file FILE] [--signer CERT] "
 		   "[--threads N] [--progress[=MODE]]\n"
-		   "       snapbundle verify IMAGE.bin|- --without-key [--signer CERT]\n"
+		   "       snapbundle verify IMAGE.bin|-|s3://BUCKET/KEY --without-key [--signer CERT]\n"
 		   "\n"
 		   "  --without-key   check an encrypted image without its key: every frame's stored\n"
 		   "                  bytes against its digest and the index, the index's structure\n"
@@ -79,6 +79,9 @@ int cmd_verify_store(int argc, char **argv)
 		       auth == 1 ? "metadata and index authenticated by the signature"
 				 : "metadata and index NOT authenticated (no key, no signature): "
 				   "this shows integrity, not who made the image");
+	uint64_t down = 0;
+	if (snap_job_result_u64(job, SNAP_RESULT_BYTES_DOWNLOADED, &down) == 0)
+		printf("downloaded %llu bytes\n", (unsigned long long)down);
 	ret = 0;
 out:
 	tool_args_free(&args);
