@@ -241,10 +241,6 @@ int snap_s3_create_upload(struct snap_s3_client *c, const char *bucket, const ch
 int snap_s3_complete_upload(struct snap_s3_client *c, const char *bucket, const char *key,
 			    const char *upload_id, const struct snap_s3_part *parts, size_t n,
 			    char **ret_etag, char **ret_detail);
-/* PutObjectTagging: replaces the object's tags (Content-MD5 sent). The RADOS Gateway drops the
- * x-amz-tagging of a CreateMultipartUpload, so a multipart object gets its tags this way. */
-int snap_s3_put_tagging(struct snap_s3_client *c, const char *bucket, const char *key,
-			const struct snap_s3_pair *tags, size_t n, char **ret_detail);
 /* PUT Bucket (LocationConstraint unless NULL or us-east-1); -EEXIST when it is ours already. */
 int snap_s3_create_bucket(struct snap_s3_client *c, const char *bucket, const char *location,
 			  char **ret_detail);
