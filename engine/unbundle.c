@@ -18,7 +18,8 @@
  *  2a. Parts and manifest may be in S3 (s3://BUCKET/KEY, s3/s3.h): the manifest is fetched
  *     whole (at most MAX_MANIFEST_FILE bytes), one listing names a missing part up front
  *     (stat_parts_s3), and the run thread keeps up to `ahead` whole-part GETs in flight
- *     (fetch_ahead: the parts after the one it waits for, within S3_AHEAD_BUDGET bytes); a
+ *     (fetch_ahead: the parts after the one it waits for, within S3_AHEAD_BUDGET bytes and
+ *     the client's connections); a
  *     fetched body becomes the slot's buffer (no copy) and goes through the same pipeline as
  *     a local part, so invariant 1's digest check, before any byte of it is decrypted or
  *     inflated, holds for it unchanged. A part changed in the bucket fails its digest; one
@@ -108,9 +109,9 @@
  * them (O_DIRECT where the target allows it: output.h invariant 5) */
 #define OUT_BUF (4u << 20)
 #define OUT_NBUFS 3
-/* parts fetched ahead from S3 (invariant 2a): at most this many bytes of bodies waiting, and
- * never more GETs than the client's connections */
-#define S3_AHEAD_BUDGET (SNAP_S3_DEFAULT_MEMORY_BUDGET / 2)
+/* parts fetched ahead from S3 (invariant 2a): at most half the client's memory budget in bodies
+ * waiting (the slots hold the rest, SLOT_BUDGET), never more GETs than its connections */
+#define S3_AHEAD_BUDGET(c) (snap_s3_client_budget(c) / 2)
 
 /* What a pipeline slot holds: one part, its ciphertext, then (after the work) its plaintext. */
 struct slot {
@@ -1181,9 +1182,8 @@ int snap_unbundle_run(struct snap_job *job)
 	if ((r = p.s3 ? stat_parts_s3(&p, &part_cap) : stat_parts(&p, &part_cap)) < 0)
 		goto out;
 	if (p.s3) {
-		uint64_t conn = (uint64_t)snap_job_param(job, SNAP_PARAM_S3_CONNECTIONS,
-							 SNAP_S3_DEFAULT_CONNECTIONS);
-		uint64_t fit = S3_AHEAD_BUDGET / (part_cap ? part_cap : 1);
+		uint64_t conn = snap_s3_client_connections(p.s3);
+		uint64_t fit = S3_AHEAD_BUDGET(p.s3) / (part_cap ? part_cap : 1);
 		p.ahead = (unsigned)(conn < fit ? conn : fit);
 		if (p.ahead < 1)
 			p.ahead = 1;

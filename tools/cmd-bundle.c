@@ -53,8 +53,15 @@ static void usage(FILE *f)
 	    "      --no-direct             read and write through the page cache\n"
 	    "      --part-size SIZE        part size (default 10M; for testing)\n"
 	    "\n"
+	    "S3 (-d s3://BUCKET/PREFIX/):\n");
+	tool_s3_usage(f, false);
+	fprintf(
+	    f,
+	    "      --acl ACL              canned ACL of every object (private, public-read, ...;\n"
+	    "                             default: none, the bucket's default applies)\n"
+	    "\n"
 	    "To S3 (-d s3://...): the service and the credentials come from the options\n"
-	    "below, else AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,\n"
+	    "above, else AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,\n"
 	    "AWS_REGION, AWS_ENDPOINT_URL(_S3), else AWS_PROFILE's files, else instance\n"
 	    "metadata. Objects get no canned ACL unless --acl gives one (upload-bundle's\n"
 	    "default, aws-exec-read, is not applied here). A bundle is complete only once its\n"
@@ -189,7 +196,8 @@ int cmd_bundle(int argc, char **argv)
 
 	tool_args_init(&args,
 		       TOOL_SHARED_PRIVATEKEY | TOOL_SHARED_DEBUG | TOOL_SHARED_NO_DIRECT |
-			   TOOL_SHARED_THREADS | TOOL_SHARED_PROGRESS | TOOL_SHARED_FORCE,
+			   TOOL_SHARED_THREADS | TOOL_SHARED_PROGRESS | TOOL_SHARED_FORCE |
+			   TOOL_SHARED_S3,
 		       "i:c:u:r:d:p:B:h", options);
 	while ((c = tool_getopt(&args, argc, argv)) != -1) {
 		switch (c) {

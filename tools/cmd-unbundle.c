@@ -37,7 +37,10 @@ static void usage(FILE *f)
 	       "                         whole aligned blocks)\n"
 	       "      --threads N        worker threads (default: every CPU)\n"
 	       "      --progress[=MODE]  bar, json or none (default: a bar on a terminal)\n"
-	       "      --debug            debug log lines on stderr\n");
+	       "      --debug            debug log lines on stderr\n"
+	       "\n"
+	       "S3 (-m s3://...):\n");
+	tool_s3_usage(f, false);
 }
 
 int cmd_unbundle(int argc, char **argv)
@@ -59,7 +62,8 @@ int cmd_unbundle(int argc, char **argv)
 	int c;
 	tool_args_init(&args,
 		       TOOL_SHARED_PRIVATEKEY | TOOL_SHARED_FORCE | TOOL_SHARED_NO_DIRECT |
-			   TOOL_SHARED_THREADS | TOOL_SHARED_PROGRESS | TOOL_SHARED_DEBUG,
+			   TOOL_SHARED_THREADS | TOOL_SHARED_PROGRESS | TOOL_SHARED_DEBUG |
+			   TOOL_SHARED_S3,
 		       "m:c:s:d:o:h", opts);
 	while ((c = tool_getopt(&args, argc, argv)) != -1) {
 		switch (c) {

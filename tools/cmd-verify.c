@@ -39,7 +39,10 @@ static void usage(FILE *f)
 	    "                         (default: the manifest's)\n"
 	    "      --threads N        worker threads (default: every CPU)\n"
 	    "      --progress[=MODE]  bar, json or none (default: a bar on a terminal)\n"
-	    "      --debug            debug log lines on stderr\n");
+	    "      --debug            debug log lines on stderr\n"
+	    "\n"
+	    "S3 (-m s3://...):\n");
+	tool_s3_usage(f, false);
 }
 
 static int verify_bundle(const struct verify_opts *o)
@@ -135,7 +138,7 @@ int cmd_verify(int argc, char **argv)
 	int c;
 	tool_args_init(&o.args,
 		       TOOL_SHARED_PRIVATEKEY | TOOL_SHARED_THREADS | TOOL_SHARED_PROGRESS |
-			   TOOL_SHARED_DEBUG,
+			   TOOL_SHARED_DEBUG | TOOL_SHARED_S3,
 		       "m:c:s:h", opts);
 	while ((c = tool_getopt(&o.args, argc, argv)) != -1) {
 		switch (c) {

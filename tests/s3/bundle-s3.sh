@@ -133,6 +133,27 @@ unb -m "$M" -o "$T/f.img" > /dev/null || fail "unbundle of the replaced bundle"
 cmp "$img" "$T/f.img" || fail "replaced bundle differs"
 rm -f "$T/f.img"
 
+step "--acl public-read, the service given by options (no environment): every object gets it"
+(
+	unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_ENDPOINT_URL
+	sbundle "$img" "s3://$bucket/acl/" --part-size 4M --acl public-read \
+		--endpoint-url "$SNAP_TEST_S3_ENDPOINT" --access-key "$SNAP_TEST_S3_ACCESS_KEY" \
+		--secret-key "$SNAP_TEST_S3_SECRET_KEY" --region "$SNAP_TEST_S3_REGION" > /dev/null
+) || fail "bundle with --acl and options failed"
+for k in $(keys acl/); do
+	aws s3api get-object-acl --bucket "$bucket" --key "$k" --output json > "$T/acl.json"
+	python3 - "$T/acl.json" "$k" <<'PY' || fail "$k: no public READ grant: $(cat "$T/acl.json")"
+import json, sys
+g = json.load(open(sys.argv[1]))["Grants"]
+assert any(x["Grantee"].get("URI", "").endswith("/global/AllUsers") and x["Permission"] == "READ"
+           for x in g), (sys.argv[2], g)
+PY
+done
+[ "$(keys acl/ | wc -l)" -ge 3 ] || fail "acl: too few objects: $(keys acl/)"
+k=$(keys b1/ | head -1)
+aws s3api get-object-acl --bucket "$bucket" --key "$k" --output json > "$T/acl.json"
+if grep -q AllUsers "$T/acl.json"; then fail "without --acl, $k is public"; fi
+
 # fails CMD... : it fails, names the object, and leaves no file in $T/o
 fails() {
 	local what="$1" name="$2"
