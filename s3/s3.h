@@ -209,8 +209,8 @@ int snap_s3_list_parts(struct snap_s3_client *c, const char *bucket, const char 
 struct snap_s3_get;
 int snap_s3_get_start(struct snap_s3_client *c, const char *bucket, const char *key, uint64_t off,
 		      uint64_t len, size_t max, struct snap_s3_get **ret);
-/* The same with If-Match: if_match (the reader's R1): an object replaced since its ETag was read
- * fails with -ESTALE (412 PreconditionFailed) instead of answering the new bytes. */
+/* The same carrying If-Match: if_match (an ETag, quotes included; NULL: none), for the reader's
+ * R1: an object replaced since fails with -ESTALE (412). */
 int snap_s3_get_start_if(struct snap_s3_client *c, const char *bucket, const char *key,
 			 uint64_t off, uint64_t len, size_t max, const char *if_match,
 			 struct snap_s3_get **ret);

@@ -222,6 +222,20 @@ static void check_roundtrip(struct snap_s3_client *c)
 	free(detail);
 	detail = NULL;
 
+	/* If-Match: the object's ETag reads, another one is -ESTALE */
+	struct snap_s3_get *g = NULL;
+	REQUIRE(snap_s3_get_start_if(c, bucket, "dir/obj 1.bin", 7, 10, 10, etag, &g) == 0);
+	rc = snap_s3_get_wait(g, &back, &blen, &detail);
+	CHECK(rc == 0 && blen == 10 && !memcmp(back, data + 7, 10), "if-match: %d", rc);
+	free(back);
+	REQUIRE(snap_s3_get_start_if(c, bucket, "dir/obj 1.bin", 7, 10, 10,
+				     "\"0123456789abcdef0123456789abcdef\"", &g) == 0);
+	rc = snap_s3_get_wait(g, &back, &blen, &detail);
+	CHECK(rc == -ESTALE, "if-match another ETag: %d", rc);
+	CHECK(detail && strstr(detail, "412"), "%s", detail ? detail : "");
+	free(detail);
+	detail = NULL;
+
 	/* the outside judge reads the same bytes and metadata */
 	char path[300];
 	snprintf(path, sizeof(path), "%s/judge.bin", tmpdir);
@@ -881,6 +895,137 @@ static void check_budget(void)
 	snap_s3_client_free(c);
 }
 
+/* Region redirect (s3.h invariant 6). The gateway signs for any region, so a listener stands in
+ * for AWS's answer to a request signed for the wrong region: 301 and x-amz-bucket-region, until
+ * the request is signed for that region. Each connection serves one request. */
+struct redirector {
+	int fd;
+	int served, redirected;
+	char scope_seen[2][64];
+};
+
+static void *redirect_serve(void *arg)
+{
+	struct redirector *rd = arg;
+	for (int i = 0; i < 2; i++) {
+		int fd = accept(rd->fd, NULL, NULL);
+		if (fd < 0)
+			return NULL;
+		char req[8192];
+		size_t n = 0;
+		req[0] = 0;
+		while (n < sizeof(req) - 1 && !strstr(req, "\r\n\r\n")) {
+			ssize_t k = read(fd, req + n, sizeof(req) - 1 - n);
+			if (k <= 0)
+				break;
+			n += (size_t)k;
+			req[n] = 0;
+		}
+		const char *cred = strstr(req, "Credential=");
+		const char *slash = cred ? strchr(cred, '/') : NULL;
+		if (slash)
+			snprintf(rd->scope_seen[i], sizeof(rd->scope_seen[i]), "%.*s",
+				 (int)strcspn(slash, ","), slash);
+		const char *a;
+		if (strstr(rd->scope_seen[i], "/eu-test-1/")) {
+			a = "HTTP/1.1 200 OK\r\nContent-Length: 42\r\nETag: \"x\"\r\n"
+			    "Connection: close\r\n\r\n";
+		} else {
+			a = "HTTP/1.1 301 Moved Permanently\r\nx-amz-bucket-region: eu-test-1\r\n"
+			    "Content-Length: 0\r\nConnection: close\r\n\r\n";
+			rd->redirected++;
+		}
+		if (write(fd, a, strlen(a)) < 0)
+			perror("write");
+		rd->served++;
+		close(fd);
+	}
+	return NULL;
+}
+
+static char log_seen[512];
+
+static void log_line(void *ud, int level, const char *msg)
+{
+	(void)ud;
+	(void)level;
+	if (strstr(msg, "region"))
+		snprintf(log_seen, sizeof(log_seen), "%s", msg);
+}
+
+static void check_redirect(void)
+{
+	struct redirector rd = {.fd = socket(AF_INET, SOCK_STREAM, 0)};
+	REQUIRE(rd.fd >= 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
+	REQUIRE(bind(rd.fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+	REQUIRE(listen(rd.fd, 4) == 0);
+	socklen_t al = sizeof(a);
+	REQUIRE(getsockname(rd.fd, (struct sockaddr *)&a, &al) == 0);
+	char ep[64];
+	snprintf(ep, sizeof(ep), "http://127.0.0.1:%u", ntohs(a.sin_port));
+	struct snap_s3_config c2 = {
+	    .endpoint = ep,
+	    .region = "us-east-1",
+	    .access_key = "AKIDEXAMPLE",
+	    .secret_key = "secret",
+	    .retries = 0,
+	    .timeout_s = 5,
+	};
+	struct snap_s3_client *c = NULL;
+	REQUIRE(snap_s3_client_new(&c2, &c, NULL) == 0);
+	snap_s3_client_set_log(c, log_line, NULL);
+	pthread_t t;
+	REQUIRE(pthread_create(&t, NULL, redirect_serve, &rd) == 0);
+	struct snap_s3_head *h = NULL;
+	char *detail = NULL;
+	int rc = snap_s3_head_object(c, "bucket-elsewhere", "k", &h, &detail);
+	pthread_join(t, NULL);
+	CHECK(rc == 0 && h && h->size == 42, "redirect: %d %s", rc, detail ? detail : "");
+	CHECK(rd.served == 2 && rd.redirected == 1, "%d served, %d redirected", rd.served,
+	      rd.redirected);
+	CHECK(strstr(rd.scope_seen[0], "/us-east-1/") && strstr(rd.scope_seen[1], "/eu-test-1/"),
+	      "%s then %s", rd.scope_seen[0], rd.scope_seen[1]);
+	CHECK(strstr(log_seen, "bucket-elsewhere") && strstr(log_seen, "eu-test-1"), "log: %s",
+	      log_seen);
+	snap_s3_head_free(h);
+	free(detail);
+	snap_s3_client_free(c);
+	close(rd.fd);
+}
+
+/* Keys with characters that need encoding in the path (and that S3 keeps as they are). */
+static void check_odd_keys(struct snap_s3_client *c)
+{
+	static const char *const keys[] = {"odd/a+b=c&d~e.bin", "odd/sp ace/%41/\xc3\xa9t\xc3\xa9",
+					   "odd/./dots/../x", "odd//double"};
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		char *detail = NULL;
+		int rc = snap_s3_put_object(c, bucket, keys[i], keys[i], strlen(keys[i]), NULL,
+					    NULL, &detail);
+		CHECK(rc == 0, "put %s: %d %s", keys[i], rc, detail ? detail : "");
+		free(detail);
+		detail = NULL;
+		void *b = NULL;
+		size_t l = 0;
+		rc = snap_s3_get_object(c, bucket, keys[i], 100, &b, &l, &detail);
+		CHECK(rc == 0 && l == strlen(keys[i]) && !memcmp(b, keys[i], l), "get %s: %d %s",
+		      keys[i], rc, detail ? detail : "");
+		free(b);
+		free(detail);
+	}
+	struct snap_s3_list_objects *l = NULL;
+	REQUIRE(snap_s3_list_objects(c, bucket, "odd/", &l, NULL) == 0);
+	CHECK(l->nobjects == 4, "%zu", l->nobjects);
+	for (size_t i = 0; i < l->nobjects; i++) {
+		int found = 0;
+		for (size_t j = 0; j < 4; j++)
+			found += !strcmp(l->objects[i].key, keys[j]);
+		CHECK(found == 1, "listed %s", l->objects[i].key);
+	}
+	snap_s3_list_objects_free(l);
+}
+
 static void empty_bucket(struct snap_s3_client *c)
 {
 	struct snap_s3_list_uploads *u = NULL;
@@ -902,6 +1047,7 @@ int main(void)
 {
 	check_put_headers();
 	check_address();
+	check_redirect();
 
 	const char *ep = getenv("SNAP_TEST_S3_ENDPOINT");
 	if (!ep || !*ep) {
@@ -927,6 +1073,7 @@ int main(void)
 
 	check_roundtrip(c);
 	check_missing(c);
+	check_odd_keys(c);
 	check_wrong_secret();
 	snap_s3_set_fault(fault_hook, NULL);
 	check_faults();
