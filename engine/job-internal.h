@@ -115,6 +115,10 @@ unsigned snap_job_threads(const struct snap_job *job);
  * SNAP_PARAM_S3_* through the AWS chain (s3/s3.h); a failure is recorded with the chain's
  * detail. Any thread. */
 int snap_job_s3_client(struct snap_job *job, struct snap_s3_client **ret);
+/* A fresh client with the job's configuration (caller frees it), for the cleanups a cancelled job
+ * still owes (aborting an upload it does not keep): the job's own client fails every request
+ * after a cancel. -ENOENT when the job made no client. */
+int snap_job_s3_cleanup_client(struct snap_job *job, struct snap_s3_client **ret);
 /* job.c's hooks: the cancel (async-signal-safe), progress (bytes_uploaded/downloaded), the
  * results at the end of a run, and freeing. Each is a no-op for a job without a client. */
 void snap_job_s3_cancel(struct snap_job *job);

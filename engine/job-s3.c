@@ -170,6 +170,17 @@ fail:
 	return r;
 }
 
+int snap_job_s3_cleanup_client(struct snap_job *job, struct snap_s3_client **ret)
+{
+	struct job_s3 *s = job_s3_load(job);
+	if (!s)
+		return -ENOENT;
+	char *detail = NULL;
+	int r = snap_s3_client_new(s->cfg, ret, &detail);
+	free(detail);
+	return r;
+}
+
 void snap_job_s3_cancel(struct snap_job *job)
 {
 	int fd = job->s3_wake_fd;

@@ -1621,16 +1621,42 @@ static void store_set_timings(struct store_ctx *s, uint64_t start, uint64_t data
 	}
 }
 
+/* A cancel made the job's client refuse every request, the writer's AbortMultipartUpload too:
+ * an upload not kept is aborted through a client of its own. */
+static void store_abort_upload(struct store_ctx *s, const char *upload_id)
+{
+	struct snap_s3_client *c = NULL;
+	char *bucket = NULL, *key = NULL, *detail = NULL;
+	int r = snap_job_s3_cleanup_client(s->job, &c);
+	if (r == 0)
+		r = snap_s3_url_parse(s->url, &bucket, &key, &detail);
+	if (r == 0)
+		r = snap_s3_abort_upload(c, bucket, key, upload_id, &detail);
+	if (r < 0 && r != -ENOENT)
+		snap_warn("cannot abort the upload %s of %s: %s (snapbundle abort %s discards it)",
+			  upload_id, s->url, detail ? detail : snap_strerror(r), s->url);
+	snap_s3_client_free(c);
+	free(bucket);
+	free(key);
+	free(detail);
+}
+
 static void store_cleanup(struct store_ctx *s, int r)
 {
 	store_stop_workers(s);
 	s->seq = snap_output_seq_free(s->seq);
 	/* an upload not completed: kept for --resume, or aborted (invariant 10) */
-	char *kept = NULL;
+	char *kept = NULL, *drop = NULL;
 	struct store_ckpt *ck = atomic_load(&s->ckpt);
-	if (r < 0 && ck && s->keep_upload && s->out && snap_output_s3_upload_id(s->out))
-		kept = strdup(snap_output_s3_upload_id(s->out));
+	const char *id = r < 0 && s->out ? snap_output_s3_upload_id(s->out) : NULL;
+	if (id && ck && s->keep_upload)
+		kept = strdup(id);
+	else if (id && snap_job_cancelled(s->job))
+		drop = strdup(id);
 	s->out = snap_output_free(s->out); /* removes it (aborts the upload) unless committed */
+	if (drop)
+		store_abort_upload(s, drop);
+	free(drop);
 	ck = atomic_exchange(&s->ckpt, NULL); /* no part is acknowledged any more */
 	if (kept)
 		snap_warn("%s is not complete: its upload %s is kept (checkpoint %s): continue it "

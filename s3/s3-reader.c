@@ -159,7 +159,7 @@ int snap_s3_reader_set_chunk_size(struct snap_s3_reader *r, uint64_t size)
 
 int snap_s3_reader_plan(struct snap_s3_reader *r, const uint64_t (*ranges)[2], size_t n)
 {
-	uint64_t (*p)[2] = NULL;
+	uint64_t(*p)[2] = NULL;
 
 	for (size_t i = 0; i < n; i++) {
 		if (ranges[i][0] >= ranges[i][1] || ranges[i][1] > r->size ||
@@ -305,8 +305,8 @@ static void slot_start(struct snap_s3_reader *r, struct slot *s)
 	pthread_mutex_unlock(&r->lock);
 	int e = snap_s3_budget_acquire(r->c, len);
 	if (e >= 0) {
-		e = snap_s3_get_start_if(r->c, r->bucket, r->key, s->start, len, len,
-					 r->head->etag, &g);
+		e = snap_s3_get_start_if(r->c, r->bucket, r->key, s->start, len, len, r->head->etag,
+					 &g);
 		if (e < 0)
 			snap_s3_budget_release(r->c, len);
 	}
@@ -315,8 +315,7 @@ static void slot_start(struct snap_s3_reader *r, struct slot *s)
 	if (e < 0) {
 		char *d = NULL;
 		if (asprintf(&d, "s3://%s/%s: cannot start the GET of bytes %llu-%llu", r->bucket,
-			     r->key, (unsigned long long)s->start,
-			     (unsigned long long)s->end) < 0)
+			     r->key, (unsigned long long)s->start, (unsigned long long)s->end) < 0)
 			d = NULL;
 		slot_fail(r, s, e, d);
 	} else {
@@ -413,10 +412,11 @@ int snap_s3_reader_pread(struct snap_s3_reader *r, void *buf, size_t len, uint64
 
 	if (off > r->size || len > r->size - off) {
 		if (ret_detail &&
-		    asprintf(ret_detail,
-			     "s3://%s/%s: cannot read %zu bytes at offset %llu: the object ends at %llu",
-			     r->bucket, r->key, len, (unsigned long long)off,
-			     (unsigned long long)r->size) < 0)
+		    asprintf(
+			ret_detail,
+			"s3://%s/%s: cannot read %zu bytes at offset %llu: the object ends at %llu",
+			r->bucket, r->key, len, (unsigned long long)off,
+			(unsigned long long)r->size) < 0)
 			*ret_detail = NULL;
 		return -ENODATA;
 	}

@@ -80,9 +80,9 @@ struct snap_s3_writer {
 	/* streamed multipart (invariant 4) */
 	uint8_t *ring;
 	size_t ring_size, ring_head, ring_fill;
-	bool stream_active;	 /* a request started that has not taken all its bytes */
-	bool part_started;	 /* the current part's request started */
-	bool stream_paused;	 /* its read callback found the ring empty (-EAGAIN) */
+	bool stream_active;		/* a request started that has not taken all its bytes */
+	bool part_started;		/* the current part's request started */
+	bool stream_paused;		/* its read callback found the ring empty (-EAGAIN) */
 	struct snap_s3_put *stream_put; /* resumable: set while stream_active */
 	uint64_t stream_len, stream_fed;
 	uint64_t part_written; /* bytes of the current streamed part taken from the caller */
@@ -125,8 +125,8 @@ __attribute__((format(printf, 4, 5))) static void fail_locked(struct snap_s3_wri
 			w->stream_paused = false;
 			snap_s3_put_resume(w->stream_put);
 		}
-		if (asprintf(&w->detail, "s3://%s/%s: %s%s%s", w->bucket, w->key,
-			     what ? what : "", detail ? ": " : "", detail ? detail : "") < 0)
+		if (asprintf(&w->detail, "s3://%s/%s: %s%s%s", w->bucket, w->key, what ? what : "",
+			     detail ? ": " : "", detail ? detail : "") < 0)
 			w->detail = NULL;
 		free(what);
 		pthread_cond_broadcast(&w->cond);
@@ -427,9 +427,9 @@ int snap_s3_writer_resume(struct snap_s3_client *c, const char *bucket, const ch
 {
 	struct snap_s3_list_parts *l = NULL;
 	int r;
-	struct snap_s3_writer *w = writer_alloc(c, bucket, key,
-						SNAP_S3_WRITER_MULTIPART | SNAP_S3_WRITER_KEEP,
-						part_size, ret_detail, &r);
+	struct snap_s3_writer *w =
+	    writer_alloc(c, bucket, key, SNAP_S3_WRITER_MULTIPART | SNAP_S3_WRITER_KEEP, part_size,
+			 ret_detail, &r);
 	if (!w)
 		return r;
 	r = -ENOMEM;
@@ -464,10 +464,11 @@ int snap_s3_writer_resume(struct snap_s3_client *c, const char *bucket, const ch
 		if (why) {
 			r = -ESTALE;
 			if (ret_detail &&
-			    asprintf(ret_detail, "s3://%s/%s: upload %s: part %u %s (%s, %llu bytes)",
-				     bucket, key, upload_id, number, why,
-				     j < l->nparts ? l->parts[j].etag : "none",
-				     j < l->nparts ? (unsigned long long)l->parts[j].size : 0ull) < 0)
+			    asprintf(
+				ret_detail, "s3://%s/%s: upload %s: part %u %s (%s, %llu bytes)",
+				bucket, key, upload_id, number, why,
+				j < l->nparts ? l->parts[j].etag : "none",
+				j < l->nparts ? (unsigned long long)l->parts[j].size : 0ull) < 0)
 				*ret_detail = NULL;
 			goto fail;
 		}
@@ -551,8 +552,8 @@ static int part_number_check(struct snap_s3_writer *w)
 {
 	if (w->next_number <= SNAP_S3_MAX_PARTS)
 		return 0;
-	return fail(w, -EFBIG, NULL, "more than 10000 parts of this size (part_size is too small):",
-		    w->next_number);
+	return fail(w, -EFBIG, NULL,
+		    "more than 10000 parts of this size (part_size is too small):", w->next_number);
 }
 
 /* Buffered multipart: uploads the part being filled in the background. */
@@ -807,7 +808,8 @@ int snap_s3_writer_write(struct snap_s3_writer *w, const void *buf, size_t len)
 		return write_buffered(w, buf, len);
 
 	if (len > SNAP_S3_MAX_BUFFERED_PART - w->single_len)
-		return fail(w, -EFBIG, NULL, "a single PUT holds at most 32 MiB (use multipart)", 0);
+		return fail(w, -EFBIG, NULL, "a single PUT holds at most 32 MiB (use multipart)",
+			    0);
 	if (w->single_len + len > w->single_cap) {
 		size_t cap = w->single_cap ? w->single_cap : SINGLE_MIN_CAP;
 		while (cap < w->single_len + len)
@@ -947,26 +949,6 @@ int snap_s3_writer_commit(struct snap_s3_writer *w, char **ret_etag)
 		r = snap_s3_complete_upload(w->c, w->bucket, w->key, w->upload_id, parts, n, &etag,
 					    &detail);
 		free(parts);
-		if (r == -EPROTO) {
-			/* RGW 16 completes the upload but answers an empty <ETag>, which the
-			 * parser refuses: the object's HEAD has it, the size and part count
-			 * ours. */
-			struct snap_s3_head *h = NULL;
-			char suffix[16];
-			snprintf(suffix, sizeof(suffix), "-%u\"", n);
-			size_t el = 0, sl = strlen(suffix);
-			if (snap_s3_head_object(w->c, w->bucket, w->key, &h, NULL) >= 0 &&
-			    h->size == w->offset && h->etag && (el = strlen(h->etag)) > sl &&
-			    !strcmp(h->etag + el - sl, suffix)) {
-				etag = strdup(h->etag);
-				r = etag ? 0 : -ENOMEM;
-			}
-			snap_s3_head_free(h);
-			if (r >= 0) {
-				free(detail);
-				detail = NULL;
-			}
-		}
 		if (r < 0)
 			return fail(w, r, detail, "completing the upload", 0);
 		w->stored = true;

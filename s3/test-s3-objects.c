@@ -46,15 +46,15 @@ static uint8_t *random_bytes(size_t n)
 static struct snap_s3_client *client(unsigned connections, uint64_t budget, unsigned retries)
 {
 	struct snap_s3_config cfg = {
-		.endpoint = (char *)endpoint,
-		.region = (char *)region,
-		.access_key = (char *)access_key,
-		.secret_key = (char *)secret_key,
-		.source = (char *)"test",
-		.connections = connections,
-		.retries = retries,
-		.timeout_s = 30,
-		.memory_budget = budget,
+	    .endpoint = (char *)endpoint,
+	    .region = (char *)region,
+	    .access_key = (char *)access_key,
+	    .secret_key = (char *)secret_key,
+	    .source = (char *)"test",
+	    .connections = connections,
+	    .retries = retries,
+	    .timeout_s = 30,
+	    .memory_budget = budget,
 	};
 	struct snap_s3_client *c = NULL;
 	char *detail = NULL;
@@ -71,7 +71,8 @@ __attribute__((format(printf, 1, 2))) static char *aws(const char *fmt, ...)
 	va_start(ap, fmt);
 	REQUIRE(vasprintf(&args, fmt, ap) >= 0);
 	va_end(ap);
-	REQUIRE(asprintf(&cmd, "timeout 120 /usr/bin/aws --endpoint-url '%s' --cli-read-timeout 60 %s",
+	REQUIRE(asprintf(&cmd,
+			 "timeout 120 /usr/bin/aws --endpoint-url '%s' --cli-read-timeout 60 %s",
 			 endpoint, args) >= 0);
 	FILE *f = popen(cmd, "r");
 	REQUIRE(f);
@@ -207,8 +208,8 @@ static void judge_aws(const char *key, const uint8_t *data, uint64_t size, const
 	CHECK(n == size && memcmp(back, data, size) == 0, "aws s3 cp %s: %zu bytes differ", key, n);
 	free(back);
 	unlink(path);
-	char *got = aws("s3api head-object --bucket %s --key %s --query ETag --output text", bucket,
-			key);
+	char *got =
+	    aws("s3api head-object --bucket %s --key %s --query ETag --output text", bucket, key);
 	CHECK(got && strcmp(got, etag) == 0, "aws head-object %s: ETag %s, ours %s", key,
 	      got ? got : "(failed)", etag);
 	free(got);
@@ -261,12 +262,12 @@ static void test_meta_tags(struct snap_s3_client *c)
 	struct snap_s3_pair meta[] = {{"ami-name", "test-image"}, {"ami-id", "ami-0123"}};
 	struct snap_s3_pair tags[] = {{"purpose", "snap test"}};
 	struct snap_s3_put_options o = {
-		.acl = "private", .meta = meta, .nmeta = 2, .tags = tags, .ntags = 1};
+	    .acl = "private", .meta = meta, .nmeta = 2, .tags = tags, .ntags = 1};
 	uint8_t *data = random_bytes(PART + 100);
 	struct snap_s3_writer *w = NULL;
 	char *detail = NULL;
-	int r = snap_s3_writer_new(c, bucket, "meta", SNAP_S3_WRITER_MULTIPART, PART, &o, &w,
-				   &detail);
+	int r =
+	    snap_s3_writer_new(c, bucket, "meta", SNAP_S3_WRITER_MULTIPART, PART, &o, &w, &detail);
 	REQUIRE(r >= 0, "writer: %d %s", r, detail ? detail : "");
 	CHECK(snap_s3_writer_write(w, data, PART + 100) >= 0);
 	CHECK(snap_s3_writer_commit(w, NULL) >= 0, "%s", snap_s3_writer_error(w));
@@ -276,8 +277,8 @@ static void test_meta_tags(struct snap_s3_client *c)
 	REQUIRE(snap_s3_head_object(c, bucket, "meta", &h, NULL) >= 0);
 	bool found = false;
 	for (size_t i = 0; i < h->nmeta; i++)
-		found |= !strcmp(h->meta[i].name, "ami-name") &&
-			 !strcmp(h->meta[i].value, "test-image");
+		found |=
+		    !strcmp(h->meta[i].name, "ami-name") && !strcmp(h->meta[i].value, "test-image");
 	CHECK(found, "x-amz-meta-ami-name not in our HEAD");
 	snap_s3_head_free(h);
 
@@ -293,10 +294,11 @@ static void test_meta_tags(struct snap_s3_client *c)
 		return;
 	for (int k = 0; k < 2; k++) {
 		const char *key = k ? "meta-single" : "meta";
-		char *m = aws("s3api head-object --bucket %s --key %s --query Metadata --output json",
-			      bucket, key);
+		char *m =
+		    aws("s3api head-object --bucket %s --key %s --query Metadata --output json",
+			bucket, key);
 		CHECK(m && strstr(m, "\"ami-name\": \"test-image\"") &&
-			      strstr(m, "\"ami-id\": \"ami-0123\""),
+			  strstr(m, "\"ami-id\": \"ami-0123\""),
 		      "%s: aws head-object Metadata: %s", key, m ? m : "(failed)");
 		free(m);
 		char *t = aws("s3api get-object-tagging --bucket %s --key %s --query "
@@ -342,19 +344,40 @@ static void test_stream(struct snap_s3_client *c)
 		free(data);
 	}
 
+	/* Parts larger than SNAP_S3_MAX_BUFFERED_PART stream without the flag. */
+	{
+		uint64_t part = SNAP_S3_MAX_BUFFERED_PART + MiB, size = part + 2 * MiB + 7;
+		uint8_t *data = random_bytes(size);
+		struct snap_s3_writer *w = NULL;
+		char *etag = NULL, want[64];
+		REQUIRE(snap_s3_writer_new(c, bucket, "stream-large", SNAP_S3_WRITER_MULTIPART,
+					   part, NULL, &w, NULL) >= 0);
+		CHECK(write_random(w, data, size, 3 << 20) >= 0, "%s", snap_s3_writer_error(w));
+		CHECK(snap_s3_writer_commit(w, &etag) >= 0, "%s", snap_s3_writer_error(w));
+		multipart_etag(data, size, part, want);
+		CHECK(etag && strcmp(etag, want) == 0, "stream-large: ETag %s, want %s", etag,
+		      want);
+		CHECK(snap_s3_writer_peak_held(w) <= 4 * MiB, "stream-large: held %llu",
+		      (unsigned long long)snap_s3_writer_peak_held(w));
+		snap_s3_writer_free(w);
+		check_object(c, "stream-large", data, size);
+		free(etag);
+		free(data);
+	}
+
 	/* Without the size, an object that ends inside a streamed part already started fails
 	 * clearly, and leaves no upload. */
 	uint64_t size = PART + 4 * MiB + 100;
 	uint8_t *data = random_bytes(size);
 	struct snap_s3_writer *w = NULL;
 	REQUIRE(snap_s3_writer_new(c, bucket, "stream-nosize",
-				   SNAP_S3_WRITER_MULTIPART | SNAP_S3_WRITER_STREAM, PART, NULL,
-				   &w, NULL) >= 0);
+				   SNAP_S3_WRITER_MULTIPART | SNAP_S3_WRITER_STREAM, PART, NULL, &w,
+				   NULL) >= 0);
 	CHECK(write_random(w, data, size, 1 << 20) >= 0);
 	int r = snap_s3_writer_commit(w, NULL);
 	CHECK(r == -EINVAL, "commit: %d", r);
 	CHECK(snap_s3_writer_error(w) && strstr(snap_s3_writer_error(w), "part 2") &&
-		      strstr(snap_s3_writer_error(w), "stream-nosize"),
+		  strstr(snap_s3_writer_error(w), "stream-nosize"),
 	      "error: %s", snap_s3_writer_error(w));
 	snap_s3_writer_free(w);
 	struct snap_s3_list_uploads *l = NULL;
@@ -396,7 +419,8 @@ static void test_abort_resume(struct snap_s3_client *c)
 		char *u = aws("s3api list-multipart-uploads --bucket %s --prefix aborted "
 			      "--query 'length(Uploads || `[]`)' --output text",
 			      bucket);
-		CHECK(u && strcmp(u, "0") == 0, "aws list-multipart-uploads: %s", u ? u : "(failed)");
+		CHECK(u && strcmp(u, "0") == 0, "aws list-multipart-uploads: %s",
+		      u ? u : "(failed)");
 		free(u);
 	}
 
@@ -436,6 +460,17 @@ static void test_abort_resume(struct snap_s3_client *c)
 	free(detail);
 	detail = NULL;
 	CHECK(count_uploads(c, "resumed") == 1);
+
+	/* no part left to write */
+	struct snap_s3_part *many = calloc(SNAP_S3_MAX_PARTS, sizeof(*many));
+	REQUIRE(many);
+	r = snap_s3_writer_resume(c, bucket, "resumed", upload_id, many, SNAP_S3_MAX_PARTS, PART,
+				  &w, &detail);
+	CHECK(r == -EFBIG, "resume after 10000 parts: %d", r);
+	CHECK(detail && strstr(detail, "/resumed"), "detail: %s", detail ? detail : "(none)");
+	free(detail);
+	detail = NULL;
+	free(many);
 
 	/* resume after part 2: the rest written from 2 * PART */
 	parts[1].etag = seen.etags[1];
@@ -517,8 +552,8 @@ static void test_memory(void)
 		struct snap_s3_writer *w = NULL;
 		char key[32], *etag = NULL, want[64];
 		snprintf(key, sizeof(key), "memory-%d", k);
-		REQUIRE(snap_s3_writer_new(c, bucket, key, SNAP_S3_WRITER_MULTIPART, PART, NULL,
-					   &w, NULL) >= 0);
+		REQUIRE(snap_s3_writer_new(c, bucket, key, SNAP_S3_WRITER_MULTIPART, PART, NULL, &w,
+					   NULL) >= 0);
 		CHECK(write_random(w, data, size, 1 << 20) >= 0);
 		CHECK(snap_s3_writer_commit(w, &etag) >= 0, "%s", snap_s3_writer_error(w));
 		multipart_etag(data, size, PART, want);
@@ -577,8 +612,16 @@ static void test_reader(struct snap_s3_client *c)
 	uint8_t *data = random_bytes(size), *buf = malloc(size);
 	struct snap_s3_reader *r = NULL;
 	char *detail = NULL;
+	int e;
 	REQUIRE(buf);
 	REQUIRE(snap_s3_put_object(c, bucket, "read", data, size, NULL, NULL, NULL) >= 0);
+
+	/* a missing object */
+	e = snap_s3_reader_open(c, bucket, "read-missing", &r, &detail);
+	CHECK(e == -ENOENT, "open a missing object: %d", e);
+	CHECK(detail && strstr(detail, "/read-missing"), "detail: %s", detail ? detail : "(none)");
+	free(detail);
+	detail = NULL;
 
 	/* random reads */
 	REQUIRE(snap_s3_reader_open(c, bucket, "read", &r, &detail) >= 0);
@@ -588,12 +631,12 @@ static void test_reader(struct snap_s3_client *c)
 		size_t len = 1 + rnd() % (i % 10 ? 5000 : 700000);
 		if (len > size - off)
 			len = size - off;
-		int e = snap_s3_reader_pread(r, buf, len, off, &detail);
-		CHECK(e >= 0 && memcmp(buf, data + off, len) == 0, "pread %zu at %llu: %d %s",
-		      len, (unsigned long long)off, e, detail ? detail : "");
+		e = snap_s3_reader_pread(r, buf, len, off, &detail);
+		CHECK(e >= 0 && memcmp(buf, data + off, len) == 0, "pread %zu at %llu: %d %s", len,
+		      (unsigned long long)off, e, detail ? detail : "");
 	}
 	/* past the end */
-	int e = snap_s3_reader_pread(r, buf, 20, size - 10, &detail);
+	e = snap_s3_reader_pread(r, buf, 20, size - 10, &detail);
 	char offs[32];
 	snprintf(offs, sizeof(offs), "%llu", (unsigned long long)(size - 10));
 	CHECK(e == -ENODATA, "pread past the end: %d", e);
@@ -613,11 +656,11 @@ static void test_reader(struct snap_s3_client *c)
 	CHECK(snap_s3_reader_fetched(r) == 5 * chunk, "read-ahead fetched %llu",
 	      (unsigned long long)snap_s3_reader_fetched(r));
 	CHECK(snap_s3_reader_pread(r, buf, 1000, 3 * chunk, NULL) >= 0 &&
-		      !memcmp(buf, data + 3 * chunk, 1000));
+	      !memcmp(buf, data + 3 * chunk, 1000));
 	CHECK(snap_s3_reader_fetched(r) == 5 * chunk, "fetched %llu",
 	      (unsigned long long)snap_s3_reader_fetched(r));
 	CHECK(snap_s3_reader_pread(r, buf, 1000, 10 * chunk + 5, NULL) >= 0 &&
-		      !memcmp(buf, data + 10 * chunk + 5, 1000));
+	      !memcmp(buf, data + 10 * chunk + 5, 1000));
 	CHECK(snap_s3_reader_fetched(r) == 6 * chunk, "fetched %llu",
 	      (unsigned long long)snap_s3_reader_fetched(r));
 	/* sequential to the end */
@@ -723,14 +766,15 @@ static void test_faults(void)
 	snap_s3_client_free(c);
 
 	c = client(4, 0, SNAP_S3_NO_RETRIES);
-	REQUIRE(snap_s3_writer_new(c, bucket, "faulty-fatal", SNAP_S3_WRITER_MULTIPART, PART,
-				   NULL, &w, NULL) >= 0);
+	REQUIRE(snap_s3_writer_new(c, bucket, "faulty-fatal", SNAP_S3_WRITER_MULTIPART, PART, NULL,
+				   &w, NULL) >= 0);
 	int r = write_random(w, data, 2 * PART + 1, 1 << 20);
 	if (r >= 0)
 		r = snap_s3_writer_commit(w, NULL);
 	CHECK(r < 0, "a part refused with 500 and no retries: %d", r);
 	const char *err = snap_s3_writer_error(w);
-	CHECK(err && strstr(err, "s3://") && strstr(err, "/faulty-fatal") && strstr(err, "part "),
+	CHECK(err && strstr(err, "s3://") && strstr(err, "/faulty-fatal") && strstr(err, "part ") &&
+		  strstr(err, "bytes "),
 	      "error: %s", err ? err : "(none)");
 	CHECK(snap_s3_writer_write(w, data, 1) == r, "a later call returns the first failure");
 	snap_s3_writer_free(w);
@@ -747,8 +791,8 @@ static void cleanup_bucket(struct snap_s3_client *c)
 	struct snap_s3_list_uploads *lu = NULL;
 	if (snap_s3_list_uploads(c, bucket, "", &lu, NULL) >= 0) {
 		for (size_t i = 0; i < lu->nuploads; i++)
-			snap_s3_abort_upload(c, bucket, lu->uploads[i].key, lu->uploads[i].upload_id,
-					     NULL);
+			snap_s3_abort_upload(c, bucket, lu->uploads[i].key,
+					     lu->uploads[i].upload_id, NULL);
 		snap_s3_list_uploads_free(lu);
 	}
 	if (snap_s3_list_objects(c, bucket, "", &lo, NULL) >= 0) {
