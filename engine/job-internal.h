@@ -64,7 +64,7 @@ struct snap_job {
 
 	volatile int cancelled; /* sig_atomic; see invariant 4 */
 	volatile int s3_wake_fd; /* -1, or the write end of the S3 watcher's pipe (invariant 5) */
-	pthread_mutex_t s3_lock;  /* creating the S3 client */
+	pthread_mutex_t s3_lock; /* creating the S3 client */
 	struct job_s3 *s3;
 	pthread_mutex_t fail_lock; /* snap_job_fail may be called from any thread */
 	int error;

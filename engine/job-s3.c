@@ -88,7 +88,7 @@ static void job_s3_options(struct snap_job *job, struct snap_s3_options *o)
 	int64_t n = snap_job_param(job, SNAP_PARAM_S3_CONNECTIONS, 0);
 	o->connections = n > 0 ? (n > 1024 ? 1024u : (unsigned)n) : 0;
 	int64_t retries = snap_job_param(job, SNAP_PARAM_S3_RETRIES, -1);
-	o->retries = retries == 0 ? SNAP_S3_NO_RETRIES
+	o->retries = retries == 0  ? SNAP_S3_NO_RETRIES
 		     : retries > 0 ? (retries > 100 ? 100u : (unsigned)retries)
 				   : 0;
 }

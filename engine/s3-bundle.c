@@ -156,17 +156,16 @@ static void up_part_clear(struct snap_s3_client *c, struct up_part *u)
 	*u = (struct up_part){0};
 }
 
-/* Reads and hashes a part file: MD5 and SHA-1 of its bytes, and the bytes themselves in *ret_buf
- * when keep (else only hashed). */
-static int hash_file(struct snap_job *job, const char *path, uint64_t size, bool keep,
-		     uint8_t md5[16], uint8_t sha1[20], void **ret_buf)
+/* Reads a part file of size bytes into *ret_buf, with the MD5 and SHA-1 of its bytes. */
+static int read_part(struct snap_job *job, const char *path, uint64_t size, uint8_t md5[16],
+		     uint8_t sha1[20], void **ret_buf)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return snap_job_fail(job, -errno, "cannot open part %s: %s", path,
 				     snap_strerror(-errno));
 	EVP_MD_CTX *m5 = EVP_MD_CTX_new(), *s1 = EVP_MD_CTX_new();
-	uint8_t *buf = malloc(keep ? (size ? size : 1) : HASH_CHUNK);
+	uint8_t *buf = malloc(size ? size : 1);
 	int r = -ENOMEM;
 	if (!m5 || !s1 || !buf || !EVP_DigestInit_ex(m5, EVP_md5(), NULL) ||
 	    !EVP_DigestInit_ex(s1, EVP_sha1(), NULL)) {
@@ -175,9 +174,8 @@ static int hash_file(struct snap_job *job, const char *path, uint64_t size, bool
 	}
 	uint64_t off = 0;
 	while (off < size) {
-		size_t want = keep ? (size_t)(size - off) : (size - off < HASH_CHUNK ? (size_t)(size - off) : HASH_CHUNK);
-		uint8_t *p = keep ? buf + off : buf;
-		ssize_t n = pread(fd, p, want, (off_t)off);
+		uint8_t *p = buf + off;
+		ssize_t n = pread(fd, p, (size_t)(size - off), (off_t)off);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
@@ -193,10 +191,8 @@ static int hash_file(struct snap_job *job, const char *path, uint64_t size, bool
 	EVP_DigestFinal_ex(m5, md5, NULL);
 	EVP_DigestFinal_ex(s1, sha1, NULL);
 	r = 0;
-	if (keep) {
-		*ret_buf = buf;
-		buf = NULL;
-	}
+	*ret_buf = buf;
+	buf = NULL;
 out:
 	free(buf);
 	EVP_MD_CTX_free(m5);
@@ -350,7 +346,7 @@ static int upload_bundle(struct snap_job *job)
 	}
 
 	snap_job_set_stage(job, SNAP_STAGE_DATA);
-	uint64_t skipped = 0, uploaded = 0;
+	uint64_t skipped = 0;
 	size_t next = 0;
 	for (size_t i = (size_t)first; i < m->nparts && r >= 0; i++) {
 		if (snap_job_cancelled(job)) {
@@ -374,10 +370,11 @@ static int upload_bundle(struct snap_job *job)
 			break;
 		}
 		u->budget = sizes[i] ? sizes[i] : 1;
-		r = hash_file(job, path, sizes[i], true, md5, sha1, &u->buf);
+		r = read_part(job, path, sizes[i], md5, sha1, &u->buf);
 		if (r >= 0 && memcmp(sha1, m->parts[i].digest, 20)) {
 			r = snap_job_fail(job, -EBADMSG,
-					  "part %s does not match the manifest's SHA-1 digest", path);
+					  "part %s does not match the manifest's SHA-1 digest",
+					  path);
 		}
 		u->key = key_of(&w, m->parts[i].filename);
 		if (r >= 0 && !u->key)
@@ -407,7 +404,6 @@ static int upload_bundle(struct snap_job *job)
 			up_part_clear(c, u);
 			break;
 		}
-		uploaded++;
 	}
 	/* every transfer started ends before its buffer is freed, whatever happened */
 	for (size_t k = 0; k < nslots; k++) {
@@ -443,7 +439,6 @@ static int upload_bundle(struct snap_job *job)
 	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_TOTAL, job->progress.bytes_total);
 	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_SKIPPED, job->progress.bytes_skipped);
 	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_WRITTEN, job->progress.bytes_written);
-	(void)uploaded;
 	r = 0;
 out:
 	free(slots);
@@ -483,7 +478,8 @@ static int fetch_manifest(struct snap_job *job, struct snap_s3_client *c, const 
 	int r = snap_s3_get_object(c, w->bucket, key, MAX_MANIFEST, &buf, &len, &detail);
 	if (r < 0) {
 		free(key);
-		return fail_s3(job, r, detail, r == -ENOENT ? "no manifest" : "cannot read manifest");
+		return fail_s3(job, r, detail,
+			       r == -ENOENT ? "no manifest" : "cannot read manifest");
 	}
 	free(detail);
 	snprintf(url, sizeof(url), "s3://%s/%s", w->bucket, key);
@@ -604,8 +600,8 @@ static int check_key(struct snap_job *job, const struct snap_manifest_doc *m, co
 	uint8_t key[16], iv[16];
 	char why[256] = "";
 	r = snap_bundle_key_unwrap(pem, len, m->user_encrypted_key, m->user_encrypted_key_len,
-				   m->user_encrypted_iv, m->user_encrypted_iv_len, key, iv, key_path,
-				   why, sizeof(why));
+				   m->user_encrypted_iv, m->user_encrypted_iv_len, key, iv,
+				   key_path, why, sizeof(why));
 	explicit_bzero(key, sizeof(key));
 	explicit_bzero(iv, sizeof(iv));
 	explicit_bzero(pem, len);
@@ -686,8 +682,9 @@ static int download_bundle(struct snap_job *job)
 		if (!k)
 			r = snap_job_fail(job, -ENOMEM, "out of memory");
 		else if (!find_listed(listed, k, &o))
-			r = snap_job_fail(job, -ENOENT, "no part s3://%s/%s: the bundle is incomplete",
-					  w.bucket, k);
+			r = snap_job_fail(job, -ENOENT,
+					  "no part s3://%s/%s: the bundle is incomplete", w.bucket,
+					  k);
 		else
 			job->progress.bytes_total += sizes[i] = o->size;
 		free(k);
@@ -849,7 +846,8 @@ static int delete_bundle(struct snap_job *job)
 			detail = NULL;
 			r = snap_s3_delete_bucket(c, w.bucket, &detail);
 		} else if (r >= 0) {
-			snap_warn("bucket %s is not empty (%zu objects): kept", w.bucket, l->nobjects);
+			snap_warn("bucket %s is not empty (%zu objects): kept", w.bucket,
+				  l->nobjects);
 			snap_s3_list_objects_free(l);
 		}
 		if (r < 0) {

@@ -22,9 +22,8 @@
 static void clean_env(const char *dir)
 {
 	static const char *const vars[] = {
-	    "AWS_ACCESS_KEY_ID",   "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-	    "AWS_REGION",	   "AWS_DEFAULT_REGION",    "AWS_ENDPOINT_URL_S3",
-	    "AWS_ENDPOINT_URL",	   "AWS_PROFILE",
+	    "AWS_ACCESS_KEY_ID",  "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION",
+	    "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL_S3",   "AWS_ENDPOINT_URL",	"AWS_PROFILE",
 	};
 	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
 		unsetenv(vars[i]);
@@ -60,8 +59,8 @@ static void test_no_credentials(void)
 	snap_job_set_string(job, SNAP_SPARAM_S3_ENDPOINT, "ftp://x");
 	r = snap_job_run(job);
 	CHECK(r == -EINVAL, "%d", r);
-	CHECK(strstr(snap_job_error(job), "cannot configure S3: endpoint 'ftp://x' (options)"), "%s",
-	      snap_job_error(job));
+	CHECK(strstr(snap_job_error(job), "cannot configure S3: endpoint 'ftp://x' (options)"),
+	      "%s", snap_job_error(job));
 	snap_job_free(job);
 
 	job = abort_job("s3://Not_A_Bucket/key");

@@ -230,22 +230,25 @@ static int ini_load(struct ini *f, char *path, const char *profile, bool config,
 		}
 		char *eq = strchr(s, '=');
 		if (!eq || eq == s) {
-			set_detail(ret_detail, "%s:%u: expected 'name = value' or '[section]', not '%s'",
-				   path, lineno, s);
+			set_detail(ret_detail,
+				   "%s:%u: expected 'name = value' or '[section]', not '%s'", path,
+				   lineno, s);
 			r = -EINVAL;
 			break;
 		}
 		if (!any_section) {
-			set_detail(ret_detail, "%s:%u: outside any [section]: '%s'", path, lineno, s);
+			set_detail(ret_detail, "%s:%u: outside any [section]: '%s'", path, lineno,
+				   s);
 			r = -EINVAL;
 			break;
 		}
 		*eq = 0;
 		char *name = trim(s), *value = trim(eq + 1);
 		if (indented && !parent_open) {
-			set_detail(ret_detail,
-				   "%s:%u: does not follow a 'name =' without a value: indented '%s'",
-				   path, lineno, name);
+			set_detail(
+			    ret_detail,
+			    "%s:%u: does not follow a 'name =' without a value: indented '%s'",
+			    path, lineno, name);
 			r = -EINVAL;
 			break;
 		}
@@ -331,8 +334,9 @@ static int imds_request(const char *endpoint, const char *path, bool put, const 
 		url = NULL;
 		goto out;
 	}
-	if (asprintf(&hdr, put ? "X-aws-ec2-metadata-token-ttl-seconds: %s"
-			       : "X-aws-ec2-metadata-token: %s",
+	if (asprintf(&hdr,
+		     put ? "X-aws-ec2-metadata-token-ttl-seconds: %s"
+			 : "X-aws-ec2-metadata-token: %s",
 		     put ? IMDS_TOKEN_TTL : token) < 0) {
 		hdr = NULL;
 		goto out;
@@ -396,8 +400,10 @@ static void json_ws(struct json *j)
 
 static int hexval(int c)
 {
-	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-		: c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+	return c >= '0' && c <= '9'   ? c - '0'
+	       : c >= 'a' && c <= 'f' ? c - 'a' + 10
+	       : c >= 'A' && c <= 'F' ? c - 'A' + 10
+				      : -1;
 }
 
 static int json_u16(struct json *j, unsigned *ret)
@@ -690,8 +696,9 @@ static int imds_credentials(struct imds *m, struct imds_creds *ret)
 		} else if ((c.code && strcmp(c.code, "Success")) || !c.access_key ||
 			   !*c.access_key || !c.secret_key || !*c.secret_key) {
 			set_detail(&m->error, "GET %s%s: %s", m->endpoint, path,
-				   c.code && strcmp(c.code, "Success") ? "Code is not Success"
-								       : "no AccessKeyId or SecretAccessKey");
+				   c.code && strcmp(c.code, "Success")
+				       ? "Code is not Success"
+				       : "no AccessKeyId or SecretAccessKey");
 			imds_creds_clear(&c);
 			r = -EPROTO;
 		} else {
@@ -729,18 +736,19 @@ static int imds_region(struct imds *m, char **ret)
 /* "scheme://host[:port]" from s (a trailing '/' allowed, no other path), in *ret. */
 static int endpoint_normalize(const char *s, const char *from, char **ret, char **ret_detail)
 {
-	const char *host = !strncasecmp(s, "https://", 8) ? s + 8
+	const char *host = !strncasecmp(s, "https://", 8)  ? s + 8
 			   : !strncasecmp(s, "http://", 7) ? s + 7
-							    : NULL;
+							   : NULL;
 	if (!host) {
-		set_detail(ret_detail, "endpoint '%s' (%s) is not an http:// or https:// URL", s, from);
+		set_detail(ret_detail, "endpoint '%s' (%s) is not an http:// or https:// URL", s,
+			   from);
 		return -EINVAL;
 	}
 	size_t n = strcspn(host, "/?#");
-	if (n == 0 || strspn(host + n, "/") != strlen(host + n) ||
-	    strcspn(host, " \t\r\n@") < n) {
-		set_detail(ret_detail, "endpoint '%s' (%s) must be scheme://host[:port] without a path",
-			   s, from);
+	if (n == 0 || strspn(host + n, "/") != strlen(host + n) || strcspn(host, " \t\r\n@") < n) {
+		set_detail(ret_detail,
+			   "endpoint '%s' (%s) must be scheme://host[:port] without a path", s,
+			   from);
 		return -EINVAL;
 	}
 	char *e = strndup(s, (size_t)(host - s) + n);
@@ -826,8 +834,8 @@ int snap_s3_config_resolve(const struct snap_s3_options *opts, struct snap_s3_co
 
 	const bool named = nonempty(opts->profile) || env("AWS_PROFILE");
 	const char *profile = nonempty(opts->profile) ? opts->profile
-			      : env("AWS_PROFILE")	  ? env("AWS_PROFILE")
-							  : "default";
+			      : env("AWS_PROFILE")    ? env("AWS_PROFILE")
+						      : "default";
 	r = ini_load(&cred, shared_file_path("AWS_SHARED_CREDENTIALS_FILE", "credentials"), profile,
 		     false, &detail);
 	if (r < 0)
@@ -938,8 +946,8 @@ int snap_s3_config_resolve(const struct snap_s3_options *opts, struct snap_s3_co
 		     : opts->retries			 ? opts->retries
 							 : SNAP_S3_DEFAULT_RETRIES;
 	c->timeout_s = opts->timeout_s ? opts->timeout_s : SNAP_S3_DEFAULT_TIMEOUT_S;
-	c->memory_budget = opts->memory_budget ? opts->memory_budget
-					       : SNAP_S3_DEFAULT_MEMORY_BUDGET;
+	c->memory_budget =
+	    opts->memory_budget ? opts->memory_budget : SNAP_S3_DEFAULT_MEMORY_BUDGET;
 	*ret = c;
 	c = NULL;
 	r = 0;

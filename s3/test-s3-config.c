@@ -34,9 +34,9 @@ static void write_text(const char *path, const char *text)
 static void clean_env(void)
 {
 	static const char *const vars[] = {
-	    "AWS_ACCESS_KEY_ID",	"AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-	    "AWS_REGION",		"AWS_DEFAULT_REGION",	 "AWS_ENDPOINT_URL_S3",
-	    "AWS_ENDPOINT_URL",		"AWS_PROFILE",		 "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+	    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+	    "AWS_REGION",	 "AWS_DEFAULT_REGION",	  "AWS_ENDPOINT_URL_S3",
+	    "AWS_ENDPOINT_URL",	 "AWS_PROFILE",		  "AWS_EC2_METADATA_SERVICE_ENDPOINT",
 	};
 	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
 		unsetenv(vars[i]);
@@ -90,9 +90,13 @@ static void test_defaults_and_options(void)
 	CHECK(c->memory_budget == SNAP_S3_DEFAULT_MEMORY_BUDGET);
 	snap_s3_config_free(c);
 
-	o = (struct snap_s3_options){.access_key = "AK", .secret_key = "SK", .session_token = "ST",
-				     .region = "eu-west-1", .connections = 3,
-				     .retries = SNAP_S3_NO_RETRIES, .timeout_s = 7,
+	o = (struct snap_s3_options){.access_key = "AK",
+				     .secret_key = "SK",
+				     .session_token = "ST",
+				     .region = "eu-west-1",
+				     .connections = 3,
+				     .retries = SNAP_S3_NO_RETRIES,
+				     .timeout_s = 7,
 				     .memory_budget = 1 << 20};
 	c = resolve_ok(&o);
 	CHECK(!strcmp(c->session_token, "ST"));
@@ -101,16 +105,16 @@ static void test_defaults_and_options(void)
 	      c->memory_budget == 1 << 20);
 	snap_s3_config_free(c);
 
-	o = (struct snap_s3_options){.access_key = "AK", .secret_key = "SK", .region = "cn-north-1",
-				     .retries = 2};
+	o = (struct snap_s3_options){
+	    .access_key = "AK", .secret_key = "SK", .region = "cn-north-1", .retries = 2};
 	c = resolve_ok(&o);
 	CHECK(!strcmp(c->endpoint, "https://s3.cn-north-1.amazonaws.com.cn"), "%s", c->endpoint);
 	CHECK(c->aws && c->retries == 2);
 	snap_s3_config_free(c);
 
 	/* custom endpoints: path style, normalised */
-	o = (struct snap_s3_options){.access_key = "AK", .secret_key = "SK",
-				     .endpoint = "HTTP://127.0.0.1:7480/"};
+	o = (struct snap_s3_options){
+	    .access_key = "AK", .secret_key = "SK", .endpoint = "HTTP://127.0.0.1:7480/"};
 	c = resolve_ok(&o);
 	CHECK(!strcmp(c->endpoint, "http://127.0.0.1:7480"), "%s", c->endpoint);
 	CHECK(!c->aws);
@@ -257,7 +261,8 @@ static void test_profiles(void)
 	setenv("AWS_SECRET_ACCESS_KEY", "ENVSK", 1);
 	c = resolve_ok(&o);
 	CHECK(!strcmp(c->access_key, "ENVAK") && !c->session_token &&
-	      !strcmp(c->source, "environment"), "the profile's token mixed in");
+		  !strcmp(c->source, "environment"),
+	      "the profile's token mixed in");
 	CHECK(!strcmp(c->region, "sa-east-1"));
 	snap_s3_config_free(c);
 	unsetenv("AWS_ACCESS_KEY_ID");
@@ -414,7 +419,8 @@ static void test_imds(void)
 	bool tokens;
 	char *log = imds_requests(&tokens);
 	CHECK(!strncmp(log, "PUT /latest/api/token token=no\n", 31), "first request: %s", log);
-	CHECK(strstr(log, "GET /latest/meta-data/iam/security-credentials/ token=yes\n"), "%s", log);
+	CHECK(strstr(log, "GET /latest/meta-data/iam/security-credentials/ token=yes\n"), "%s",
+	      log);
 	CHECK(strstr(log, "GET /latest/meta-data/iam/security-credentials/snap-role token=yes\n"),
 	      "%s", log);
 	CHECK(strstr(log, "GET /latest/meta-data/placement/region token=yes\n"), "%s", log);

@@ -53,33 +53,34 @@ static int no_operands(int argc, char **argv)
 	return 0;
 }
 
-#define S3_SHARED                                                                                  \
-	(TOOL_SHARED_S3 | TOOL_SHARED_S3_SHORT | TOOL_SHARED_PROGRESS | TOOL_SHARED_DEBUG)
+#define S3_SHARED (TOOL_SHARED_S3 | TOOL_SHARED_S3_SHORT | TOOL_SHARED_PROGRESS | TOOL_SHARED_DEBUG)
 
 /* ---- upload-bundle ---- */
 
 static void upload_usage(FILE *f)
 {
-	fprintf(f, "usage: snapbundle upload-bundle -b BUCKET[/PREFIX] -m MANIFEST [OPTIONS]\n"
-		   "\n"
-		   "Uploads a classic bundle (ec2-upload-bundle): its parts in parallel, then the\n"
-		   "manifest, so the bundle is complete only when everything arrived. A part the\n"
-		   "bucket holds already with the same MD5 is skipped, so a run that failed resumes\n"
-		   "part by part. Each part is checked against the manifest's SHA-1 first.\n"
-		   "\n"
-		   "  -b, --bucket BUCKET[/PREFIX]  where the bundle goes\n"
-		   "  -m, --manifest PATH           the bundle's manifest\n"
-		   "  -d, --directory DIR           where the parts are (default: the manifest's)\n"
-		   "      --acl ACL                 canned ACL of every object (default\n"
-		   "                                aws-exec-read, as ec2-upload-bundle)\n"
-		   "      --location LOCATION       create the bucket there if it is missing\n"
-		   "      --part N                  begin with part N (0 is the first)\n"
-		   "      --skipmanifest            upload the parts only\n"
-		   "      --sigv 4                  the signature version (only 4)\n"
-		   "      --batch                   accepted; nothing is ever asked\n");
+	fprintf(f,
+		"usage: snapbundle upload-bundle -b BUCKET[/PREFIX] -m MANIFEST [OPTIONS]\n"
+		"\n"
+		"Uploads a classic bundle (ec2-upload-bundle): its parts in parallel, then the\n"
+		"manifest, so the bundle is complete only when everything arrived. A part the\n"
+		"bucket holds already with the same MD5 is skipped, so a run that failed resumes\n"
+		"part by part. Each part is checked against the manifest's SHA-1 first.\n"
+		"\n"
+		"  -b, --bucket BUCKET[/PREFIX]  where the bundle goes\n"
+		"  -m, --manifest PATH           the bundle's manifest\n"
+		"  -d, --directory DIR           where the parts are (default: the manifest's)\n"
+		"      --acl ACL                 canned ACL of every object (default\n"
+		"                                aws-exec-read, as ec2-upload-bundle)\n"
+		"      --location LOCATION       create the bucket there if it is missing\n"
+		"      --part N                  begin with part N (0 is the first)\n"
+		"      --skipmanifest            upload the parts only\n"
+		"      --sigv 4                  the signature version (only 4)\n"
+		"      --batch                   accepted; nothing is ever asked\n");
 	tool_s3_usage(f, true);
-	fprintf(f, "      --progress[=MODE]         bar, json or none (default: a bar on a terminal)\n"
-		   "      --debug                   debug log lines on stderr\n");
+	fprintf(f,
+		"      --progress[=MODE]         bar, json or none (default: a bar on a terminal)\n"
+		"      --debug                   debug log lines on stderr\n");
 }
 
 int cmd_upload_bundle(int argc, char **argv)
@@ -116,8 +117,9 @@ int cmd_upload_bundle(int argc, char **argv)
 			break;
 		case OPT_SIGV:
 			if (strcmp(optarg, "4") && strcasecmp(optarg, "v4")) {
-				tool_error("invalid --sigv '%s': only signature version 4 is supported",
-					   optarg);
+				tool_error(
+				    "invalid --sigv '%s': only signature version 4 is supported",
+				    optarg);
 				return 2;
 			}
 			break;
@@ -154,8 +156,8 @@ int cmd_upload_bundle(int argc, char **argv)
 		return 2;
 	}
 	tool_log_setup(args.debug);
-	static const int sp[] = {SNAP_SPARAM_S3_BUCKET, SNAP_SPARAM_MANIFEST, SNAP_SPARAM_SOURCE_DIR,
-				 SNAP_SPARAM_S3_LOCATION};
+	static const int sp[] = {SNAP_SPARAM_S3_BUCKET, SNAP_SPARAM_MANIFEST,
+				 SNAP_SPARAM_SOURCE_DIR, SNAP_SPARAM_S3_LOCATION};
 	const char *const v[] = {bucket, manifest, dir, location};
 	struct snap_job *job = make_job(SNAP_JOB_UPLOAD_BUNDLE, &args, sp, v, 4);
 	if (!job)
@@ -186,35 +188,34 @@ int cmd_upload_bundle(int argc, char **argv)
 
 static void download_usage(FILE *f)
 {
-	fprintf(f, "usage: snapbundle download-bundle -b BUCKET[/PREFIX] [OPTIONS]\n"
-		   "\n"
-		   "Downloads a classic bundle (ec2-download-bundle): the manifest first, then the\n"
-		   "parts in parallel, each checked against the manifest's SHA-1 and renamed into\n"
-		   "place only then. A part already in the directory with the right size and\n"
-		   "SHA-1 is not fetched again, so a run that failed resumes part by part.\n"
-		   "\n"
-		   "  -b, --bucket BUCKET[/PREFIX]  where the bundle is\n"
-		   "  -p, --prefix PREFIX           the bundle's name: PREFIX.manifest.xml (default\n"
-		   "                                image)\n"
-		   "  -m, --manifest NAME           the manifest's name in the bucket (instead of -p)\n"
-		   "  -k, --privatekey PATH         the user's private key: check that the bundle\n"
-		   "                                was made for it (its key must decrypt)\n"
-		   "  -d, --directory DIR           where to write (default: current directory)\n");
+	fprintf(
+	    f, "usage: snapbundle download-bundle -b BUCKET[/PREFIX] [OPTIONS]\n"
+	       "\n"
+	       "Downloads a classic bundle (ec2-download-bundle): the manifest first, then the\n"
+	       "parts in parallel, each checked against the manifest's SHA-1 and renamed into\n"
+	       "place only then. A part already in the directory with the right size and\n"
+	       "SHA-1 is not fetched again, so a run that failed resumes part by part.\n"
+	       "\n"
+	       "  -b, --bucket BUCKET[/PREFIX]  where the bundle is\n"
+	       "  -p, --prefix PREFIX           the bundle's name: PREFIX.manifest.xml (default\n"
+	       "                                image)\n"
+	       "  -m, --manifest NAME           the manifest's name in the bucket (instead of -p)\n"
+	       "  -k, --privatekey PATH         the user's private key: check that the bundle\n"
+	       "                                was made for it (its key must decrypt)\n"
+	       "  -d, --directory DIR           where to write (default: current directory)\n");
 	tool_s3_usage(f, true);
-	fprintf(f, "      --progress[=MODE]         bar, json or none (default: a bar on a terminal)\n"
-		   "      --debug                   debug log lines on stderr\n");
+	fprintf(f,
+		"      --progress[=MODE]         bar, json or none (default: a bar on a terminal)\n"
+		"      --debug                   debug log lines on stderr\n");
 }
 
 int cmd_download_bundle(int argc, char **argv)
 {
 	enum { OPT_HELP = 256 };
 	static const struct option opts[] = {
-	    {"bucket", required_argument, NULL, 'b'},
-	    {"prefix", required_argument, NULL, 'p'},
-	    {"manifest", required_argument, NULL, 'm'},
-	    {"directory", required_argument, NULL, 'd'},
-	    {"help", no_argument, NULL, OPT_HELP},
-	    {NULL, 0, NULL, 0},
+	    {"bucket", required_argument, NULL, 'b'},	{"prefix", required_argument, NULL, 'p'},
+	    {"manifest", required_argument, NULL, 'm'}, {"directory", required_argument, NULL, 'd'},
+	    {"help", no_argument, NULL, OPT_HELP},	{NULL, 0, NULL, 0},
 	};
 	const char *bucket = NULL, *prefix = NULL, *manifest = NULL, *dir = NULL;
 	struct tool_args args;
@@ -280,21 +281,23 @@ int cmd_download_bundle(int argc, char **argv)
 
 static void delete_usage(FILE *f)
 {
-	fprintf(f, "usage: snapbundle delete-bundle -b BUCKET[/PREFIX] [OPTIONS]\n"
-		   "\n"
-		   "Deletes a classic bundle from a bucket (ec2-delete-bundle): the parts the\n"
-		   "manifest lists, then the manifest. Asks first unless -y; without -y standard\n"
-		   "input must be a terminal.\n"
-		   "\n"
-		   "  -b, --bucket BUCKET[/PREFIX]  where the bundle is\n"
-		   "  -p, --prefix PREFIX           the bundle's name: PREFIX.manifest.xml (default\n"
-		   "                                image)\n"
-		   "  -m, --manifest NAME           the manifest's name in the bucket (instead of -p)\n"
-		   "      --clear                   also remove the bucket when it is then empty\n"
-		   "  -y, --yes                     do not ask\n");
+	fprintf(
+	    f, "usage: snapbundle delete-bundle -b BUCKET[/PREFIX] [OPTIONS]\n"
+	       "\n"
+	       "Deletes a classic bundle from a bucket (ec2-delete-bundle): the parts the\n"
+	       "manifest lists, then the manifest. Asks first unless -y; without -y standard\n"
+	       "input must be a terminal.\n"
+	       "\n"
+	       "  -b, --bucket BUCKET[/PREFIX]  where the bundle is\n"
+	       "  -p, --prefix PREFIX           the bundle's name: PREFIX.manifest.xml (default\n"
+	       "                                image)\n"
+	       "  -m, --manifest NAME           the manifest's name in the bucket (instead of -p)\n"
+	       "      --clear                   also remove the bucket when it is then empty\n"
+	       "  -y, --yes                     do not ask\n");
 	tool_s3_usage(f, true);
-	fprintf(f, "      --progress[=MODE]         bar, json or none (default: a bar on a terminal)\n"
-		   "      --debug                   debug log lines on stderr\n");
+	fprintf(f,
+		"      --progress[=MODE]         bar, json or none (default: a bar on a terminal)\n"
+		"      --debug                   debug log lines on stderr\n");
 }
 
 /* "delete ...? [y/N]" on the terminal: true for y or yes. */
@@ -363,8 +366,10 @@ int cmd_delete_bundle(int argc, char **argv)
 	}
 	char what[1024];
 	snprintf(what, sizeof(what), "the bundle %s in s3://%s (its parts, then its manifest)%s",
-		 manifest ? manifest : prefix ? prefix : "image", bucket,
-		 clear ? ", and the bucket if it is then empty" : "");
+		 manifest ? manifest
+		 : prefix ? prefix
+			  : "image",
+		 bucket, clear ? ", and the bucket if it is then empty" : "");
 	if (!yes && !isatty(STDIN_FILENO)) {
 		tool_error("refusing to delete without -y: standard input is not a terminal");
 		return 1;
@@ -393,12 +398,13 @@ int cmd_delete_bundle(int argc, char **argv)
 
 static void abort_usage(FILE *f)
 {
-	fprintf(f, "usage: snapbundle abort s3://BUCKET/KEY [OPTIONS]\n"
-		   "\n"
-		   "Aborts every multipart upload in progress for KEY (a store that failed or was\n"
-		   "interrupted keeps its upload for --resume), or for every key under KEY when it\n"
-		   "ends in '/'. Prints what it aborted.\n"
-		   "\n");
+	fprintf(f,
+		"usage: snapbundle abort s3://BUCKET/KEY [OPTIONS]\n"
+		"\n"
+		"Aborts every multipart upload in progress for KEY (a store that failed or was\n"
+		"interrupted keeps its upload for --resume), or for every key under KEY when it\n"
+		"ends in '/'. Prints what it aborted.\n"
+		"\n");
 	tool_s3_usage(f, false);
 	fprintf(f, "      --debug                   debug log lines on stderr\n");
 }

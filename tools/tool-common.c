@@ -296,9 +296,7 @@ static const struct {
     {TOOL_SHARED_S3, NULL, {"region", required_argument, NULL, SHARED_OPT_REGION}},
     {TOOL_SHARED_S3, NULL, {"access-key", required_argument, NULL, SHARED_OPT_ACCESS_KEY}},
     {TOOL_SHARED_S3, NULL, {"secret-key", required_argument, NULL, SHARED_OPT_SECRET_KEY}},
-    {TOOL_SHARED_S3,
-     NULL,
-     {"session-token", required_argument, NULL, SHARED_OPT_SESSION_TOKEN}},
+    {TOOL_SHARED_S3, NULL, {"session-token", required_argument, NULL, SHARED_OPT_SESSION_TOKEN}},
     {TOOL_SHARED_S3, NULL, {"profile", required_argument, NULL, SHARED_OPT_PROFILE}},
     {TOOL_SHARED_S3, NULL, {"connections", required_argument, NULL, SHARED_OPT_CONNECTIONS}},
     {TOOL_SHARED_S3, NULL, {"retry", optional_argument, NULL, SHARED_OPT_RETRY}},
@@ -314,27 +312,29 @@ static const struct {
 
 void tool_s3_usage(FILE *f, bool short_names)
 {
+	if (short_names)
+		fputs("  -a, --access-key KEY          access key id (default: the AWS chain:\n"
+		      "                                environment, profile, instance metadata)\n"
+		      "  -s, --secret-key KEY          secret access key\n"
+		      "  -t, --session-token TOKEN     session token (also --delegation-token)\n",
+		      f);
+	else
+		fputs("      --access-key KEY          access key id (default: the AWS chain:\n"
+		      "                                environment, profile, instance metadata)\n"
+		      "      --secret-key KEY          secret access key\n"
+		      "      --session-token TOKEN     session token\n",
+		      f);
 	fprintf(f,
-		"      --endpoint-url URL     the S3 service, http(s)://host[:port] (also --url;\n"
-		"                             default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, the\n"
-		"                             profile's endpoint_url, else AWS's for the region)\n"
-		"      --region REGION        (default: AWS_REGION, AWS_DEFAULT_REGION, the\n"
-		"                             profile's, instance metadata, us-east-1)\n"
-		"%s"
-		"      --profile NAME         profile of ~/.aws/credentials and ~/.aws/config\n"
-		"                             (default: AWS_PROFILE, else default)\n"
-		"      --connections N        transfers at once (default %d)\n"
-		"      --retry[=N]            retries of each request (default %d; 0: none)\n",
-		short_names ? "  -a, --access-key KEY       access key id (default: the AWS chain:\n"
-			      "                             options, environment, profile, instance\n"
-			      "                             metadata)\n"
-			      "  -s, --secret-key KEY       secret access key\n"
-			      "  -t, --session-token TOKEN  session token (also --delegation-token)\n"
-			    : "      --access-key KEY       access key id (default: the AWS chain:\n"
-			      "                             environment, profile, instance metadata)\n"
-			      "      --secret-key KEY       secret access key\n"
-			      "      --session-token TOKEN  session token\n",
-		8, 5);
+		"      --endpoint-url URL        the S3 service, http(s)://host[:port] (also --url;\n"
+		"                                default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL,\n"
+		"                                the profile's endpoint_url, else AWS's)\n"
+		"      --region REGION           (default: AWS_REGION, AWS_DEFAULT_REGION, the\n"
+		"                                profile's, instance metadata, us-east-1)\n"
+		"      --profile NAME            profile of ~/.aws/credentials and ~/.aws/config\n"
+		"                                (default: AWS_PROFILE, else default)\n"
+		"      --connections N           transfers at once (default %d, at most %d)\n"
+		"      --retry[=N]               retries of each request (default %d; 0: none)\n",
+		8, TOOL_S3_MAX_CONNECTIONS, 5);
 }
 
 #define N_SHARED (sizeof(shared_options) / sizeof(shared_options[0]))
@@ -343,8 +343,10 @@ void tool_args_init(struct tool_args *a, unsigned shared, const char *shortopts,
 		    const struct option *own)
 {
 	size_t n = 0, max = sizeof(a->longopts) / sizeof(a->longopts[0]) - 1;
-	*a = (struct tool_args){.shared = shared, .progress = TOOL_PROGRESS_AUTO,
-				.s3_connections = -1, .s3_retries = -1};
+	*a = (struct tool_args){.shared = shared,
+				.progress = TOOL_PROGRESS_AUTO,
+				.s3_connections = -1,
+				.s3_retries = -1};
 	snprintf(a->shortopts, sizeof(a->shortopts), "%s", shortopts);
 	for (; own && own[n].name; n++)
 		a->longopts[n] = own[n];
@@ -428,7 +430,8 @@ int tool_getopt(struct tool_args *a, int argc, char **argv)
 			a->s3_acl = optarg;
 			break;
 		case SHARED_OPT_CONNECTIONS:
-			if (!tool_parse_int(optarg, 1, TOOL_S3_MAX_CONNECTIONS, &a->s3_connections)) {
+			if (!tool_parse_int(optarg, 1, TOOL_S3_MAX_CONNECTIONS,
+					    &a->s3_connections)) {
 				tool_error("invalid --connections '%s': want 1-%d", optarg,
 					   TOOL_S3_MAX_CONNECTIONS);
 				return TOOL_GETOPT_INVALID;
@@ -443,7 +446,8 @@ int tool_getopt(struct tool_args *a, int argc, char **argv)
 			if (!v) {
 				a->s3_retries = 5;
 			} else if (!tool_parse_int(v, 0, TOOL_S3_MAX_RETRIES, &a->s3_retries)) {
-				tool_error("invalid --retry '%s': want 0-%d", v, TOOL_S3_MAX_RETRIES);
+				tool_error("invalid --retry '%s': want 0-%d", v,
+					   TOOL_S3_MAX_RETRIES);
 				return TOOL_GETOPT_INVALID;
 			}
 			break;
@@ -537,15 +541,16 @@ static int on_progress(void *userdata, const struct snap_progress *p)
 {
 	struct progress_state *st = userdata;
 	if (st->mode == TOOL_PROGRESS_JSON) {
-		fprintf(stderr,
-			"{\"stage\":\"%s\",\"percent\":%.1f,\"bytes_total\":%llu,\"bytes_done\":%llu,"
-			"\"bytes_read\":%llu,\"bytes_skipped\":%llu,\"bytes_written\":%llu,"
-			"\"bytes_uploaded\":%llu,\"bytes_downloaded\":%llu,\"elapsed\":%.3f}\n",
-			stage_name(p->stage), p->percent, (unsigned long long)p->bytes_total,
-			(unsigned long long)p->bytes_done, (unsigned long long)p->bytes_read,
-			(unsigned long long)p->bytes_skipped, (unsigned long long)p->bytes_written,
-			(unsigned long long)p->bytes_uploaded, (unsigned long long)p->bytes_downloaded,
-			p->elapsed);
+		fprintf(
+		    stderr,
+		    "{\"stage\":\"%s\",\"percent\":%.1f,\"bytes_total\":%llu,\"bytes_done\":%llu,"
+		    "\"bytes_read\":%llu,\"bytes_skipped\":%llu,\"bytes_written\":%llu,"
+		    "\"bytes_uploaded\":%llu,\"bytes_downloaded\":%llu,\"elapsed\":%.3f}\n",
+		    stage_name(p->stage), p->percent, (unsigned long long)p->bytes_total,
+		    (unsigned long long)p->bytes_done, (unsigned long long)p->bytes_read,
+		    (unsigned long long)p->bytes_skipped, (unsigned long long)p->bytes_written,
+		    (unsigned long long)p->bytes_uploaded, (unsigned long long)p->bytes_downloaded,
+		    p->elapsed);
 		return 0;
 	}
 	if (st->mode != TOOL_PROGRESS_BAR)

@@ -66,7 +66,7 @@ enum {
 	TOOL_SHARED_SIGNER = 1 << 8,	    /* --signer CERT */
 	/* S3: --endpoint-url URL (also --url), --region R, --access-key K, --secret-key S,
 	 * --session-token T, --profile P, --connections N, --retry[=N] (also "--retry N"),
-	 * --acl ACL; unset ones are left to the AWS chain (environment, ~/.aws, instance metadata) */
+	 * --acl ACL; unset ones are left to the AWS chain (environment, ~/.aws, metadata) */
 	TOOL_SHARED_S3 = 1 << 9,
 	/* with TOOL_SHARED_S3, ec2-ami-tools' short names: -a ACCESS, -s SECRET, -t TOKEN
 	 * (also --delegation-token) */

@@ -80,7 +80,8 @@ aws s3 cp --only-show-errors --recursive "s3://$bucket/bundles/" "$T/awsdown/" |
 cmp "$T/un1/img" "$img" || fail "unbundled image differs from the source"
 
 step "a second upload skips every part"
-sb upload-bundle -b "$bucket/bundles" -m "$T/b/img.manifest.xml" --acl private > "$T/up2" ||
+sb upload-bundle -b "$bucket/bundles" -m "$T/b/img.manifest.xml" --acl private --retry 2 \
+	--connections 2 > "$T/up2" ||
 	fail "second upload-bundle"
 cat "$T/up2"
 grep -q ": $nparts parts, $nparts skipped (already in the bucket), 0 B of" "$T/up2" ||
@@ -106,7 +107,8 @@ aws s3 rm --only-show-errors --recursive "s3://$bucket/other/"
 
 step "download-bundle into an empty directory, then unbundle"
 mkdir "$T/d" "$T/un2"
-sb download-bundle -b "$bucket/bundles" -p img -k "$T/user.key" -d "$T/d" > "$T/down1" ||
+sb download-bundle -b "$bucket/bundles" -p img -k "$T/user.key" -d "$T/d" --retry \
+	--connections 1 > "$T/down1" ||
 	fail "download-bundle"
 cat "$T/down1"
 grep -q ": $nparts parts, 0 skipped" "$T/down1" || fail "download summary: $(cat "$T/down1")"
@@ -173,12 +175,13 @@ if sb upload-bundle -b "nosuch-$bucket" -m "$T/b/img.manifest.xml" --acl private
 fi
 grep -q "s3://nosuch-$bucket" "$T/err" || fail "upload, missing bucket: $(cat "$T/err")"
 
-step "usage: --sigv 2 and a missing -b are refused (exit 2)"
+step "usage: --sigv 2, a missing -b and --retry=x are refused (exit 2)"
 set +e
 sb upload-bundle -b "$bucket" -m "$T/b/img.manifest.xml" --sigv 2 2> /dev/null; rc1=$?
 sb download-bundle -p img 2> /dev/null; rc2=$?
+sb download-bundle -b "$bucket" --retry=x 2> /dev/null; rc3=$?
 set -e
-[ "$rc1" = 2 ] && [ "$rc2" = 2 ] || fail "usage exit codes $rc1 $rc2"
+[ "$rc1" = 2 ] && [ "$rc2" = 2 ] && [ "$rc3" = 2 ] || fail "usage exit codes $rc1 $rc2 $rc3"
 
 step "delete-bundle without -y refuses when stdin is not a terminal"
 if sb delete-bundle -b "$bucket/bundles" -p img < /dev/null 2> "$T/err"; then
