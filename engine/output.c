@@ -119,8 +119,6 @@ struct snap_output {
 	struct snap_s3_writer *s3w;
 	char *bucket, *key, *etag;
 	bool s3_ended, put_at_commit;
-	struct snap_s3_pair *tags; /* multipart: set again after the completion (s3_commit) */
-	size_t ntags;
 };
 
 static void detail(char **ret_detail, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -427,18 +425,6 @@ int snap_output_open_s3(const char *url, unsigned flags, const struct snap_outpu
 		goto fail_detail;
 	if (s3->on_part)
 		snap_s3_writer_on_part(o->s3w, s3->on_part, s3->on_part_userdata);
-	size_t nt = !s3->single && s3->put ? s3->put->ntags : 0;
-	if (nt && !(o->tags = calloc(nt, sizeof(*o->tags)))) {
-		r = -ENOMEM;
-		goto fail;
-	}
-	o->ntags = nt;
-	for (size_t i = 0; i < nt; i++)
-		if (!(o->tags[i].name = strdup(s3->put->tags[i].name)) ||
-		    !(o->tags[i].value = strdup(s3->put->tags[i].value))) {
-			r = -ENOMEM;
-			goto fail;
-		}
 	*ret = o;
 	return 0;
 fail_detail:
@@ -961,18 +947,6 @@ static int s3_commit(struct snap_output *o, char **ret_detail)
 	if (r < 0) {
 		const char *e = snap_s3_writer_error(o->s3w);
 		detail(ret_detail, "%s", e && *e ? e : strerror(-r));
-		return r;
-	}
-	/* the RADOS Gateway keeps no x-amz-tagging of a CreateMultipartUpload: the tags are
-	 * set again on the object (the same ones: AWS kept them) */
-	char *d = NULL;
-	if (o->ntags && (r = snap_s3_put_tagging(o->s3c, o->bucket, o->key, o->tags, o->ntags,
-						 &d)) < 0) {
-		detail(ret_detail, "cannot tag %s: %s", o->path, d ? d : strerror(-r));
-		free(d);
-		char *dd = NULL;
-		(void)snap_s3_delete_object(o->s3c, o->bucket, o->key, &dd); /* not half done */
-		free(dd);
 	}
 	return r;
 }
@@ -1085,11 +1059,6 @@ struct snap_output *snap_output_free(struct snap_output *out)
 	if (out->fd >= 0 && !out->is_stdout)
 		close(out->fd);
 	snap_s3_writer_free(out->s3w);
-	for (size_t i = 0; i < out->ntags; i++) {
-		free((char *)out->tags[i].name);
-		free((char *)out->tags[i].value);
-	}
-	free(out->tags);
 	free(out->bucket);
 	free(out->key);
 	free(out->etag);

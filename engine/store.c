@@ -1573,6 +1573,40 @@ static int store_create_output(struct store_ctx *s)
 	return 0;
 }
 
+/* A resumed writer knows no put options: the tags (--tag, as given to the resume) are set on
+ * the completed object here, as the writer does after a completion of its own. */
+static int store_resume_tags(struct store_ctx *s)
+{
+	const char **l = NULL;
+	size_t n = snap_job_list(s->job, SNAP_SPARAM_TAG, &l);
+	struct snap_s3_pair *tags = calloc(n + 1, sizeof(*tags));
+	char **dup = calloc(n + 1, sizeof(*dup));
+	char *bucket = NULL, *key = NULL, *detail = NULL;
+	int r = tags && dup ? 0 : -ENOMEM;
+	size_t nt = 0;
+	for (size_t i = 0; i < n && r == 0; i++) {
+		char *eq;
+		if (!(dup[i] = strdup(l[i])))
+			r = -ENOMEM;
+		else if ((eq = strchr(dup[i], '=')))
+			*eq = 0, tags[nt++] = (struct snap_s3_pair){dup[i], eq + 1};
+	}
+	if (r == 0 && nt && (r = snap_s3_url_parse(s->url, &bucket, &key, &detail)) == 0)
+		r = snap_s3_put_tagging(s->s3c, bucket, key, tags, nt, &detail);
+	if (r < 0)
+		snap_job_fail(s->job, r, "cannot tag %s: %s", s->url,
+			      detail ? detail : snap_strerror(r));
+	for (size_t i = 0; dup && i < n; i++)
+		free(dup[i]);
+	free(dup);
+	free(tags);
+	free(l);
+	free(bucket);
+	free(key);
+	free(detail);
+	return r;
+}
+
 static int store_commit(struct store_ctx *s)
 {
 	char *detail = NULL;
@@ -1583,6 +1617,8 @@ static int store_commit(struct store_ctx *s)
 	if (r < 0)
 		snap_job_fail(s->job, r, "%s", detail ? detail : snap_strerror(r));
 	free(detail);
+	if (r == 0 && s->resuming && (r = store_resume_tags(s)) < 0)
+		return r;
 	if (r == 0 && snap_output_is_s3(s->out)) {
 		snap_job_set_result_string(s->job, SNAP_RESULT_ETAG, snap_output_s3_etag(s->out));
 		/* the object is complete: nothing to resume */
@@ -1651,8 +1687,9 @@ static void store_cleanup(struct store_ctx *s, int r)
 	const char *id = r < 0 && s->out ? snap_output_s3_upload_id(s->out) : NULL;
 	if (id && ck && s->keep_upload)
 		kept = strdup(id);
-	else if (id && snap_job_cancelled(s->job))
-		drop = strdup(id);
+	else if (id && !s->resuming && (s->keep_upload || snap_job_cancelled(s->job)))
+		drop = strdup(id); /* no checkpoint to resume it with, or the abort refused:
+				    * a resume keeps its upload, whose checkpoint is intact */
 	s->out = snap_output_free(s->out); /* removes it (aborts the upload) unless committed */
 	if (drop)
 		store_abort_upload(s, drop);

@@ -10,6 +10,12 @@
  *     nothing: then it fails, unless the filesystem refuses O_DIRECT at open (skip).
  *  2. The directory fsync of the commit fails: the job fails naming the directory, and leaves
  *     neither its output nor a temporary file behind.
+ * The S3 sink (store -o s3://, output.h invariant 6), with the gateway of the tests
+ * (SNAP_TEST_S3_*; the row is skipped without it), through the transport's fault hook instead:
+ *  3. The first attempt of every upload request answered 503 SlowDown: the job still succeeds
+ *     through its retries, and the object holds the bytes of the local store.
+ *  4. Every attempt of every part answered 500: the job fails, and leaves neither an object nor
+ *     (with no-resume) a multipart upload.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -19,6 +25,7 @@
 #include <unistd.h>
 
 #include "output.h"
+#include "s3.h"
 #include "snapbundle.h"
 #include "test-util.h"
 
@@ -85,6 +92,19 @@ static int run_job(enum snap_job_kind kind, const char *in, const char *out)
 	struct snap_job *job;
 	REQUIRE(snap_job_new(kind, &job) == 0);
 	REQUIRE(snap_job_set_param(job, SNAP_PARAM_THREADS, 2) == 0);
+	if (out && !strncmp(out, "s3://", 5)) {
+		/* the gateway of the tests; a failure aborts the upload (fault 4) */
+		REQUIRE(snap_job_set_string(job, SNAP_SPARAM_S3_ENDPOINT,
+					    getenv("SNAP_TEST_S3_ENDPOINT")) == 0);
+		REQUIRE(snap_job_set_string(job, SNAP_SPARAM_S3_REGION,
+					    getenv("SNAP_TEST_S3_REGION")) == 0);
+		REQUIRE(snap_job_set_string(job, SNAP_SPARAM_S3_ACCESS_KEY,
+					    getenv("SNAP_TEST_S3_ACCESS_KEY")) == 0);
+		REQUIRE(snap_job_set_string(job, SNAP_SPARAM_S3_SECRET_KEY,
+					    getenv("SNAP_TEST_S3_SECRET_KEY")) == 0);
+		REQUIRE(snap_job_set_param(job, SNAP_PARAM_NO_RESUME, 1) == 0);
+		REQUIRE(snap_job_set_param(job, SNAP_PARAM_S3_PART_SIZE, 5 << 20) == 0);
+	}
 	char img[600];
 	snprintf(img, sizeof(img), "%s/img", dir);
 	switch (kind) {
@@ -93,7 +113,10 @@ static int run_job(enum snap_job_kind kind, const char *in, const char *out)
 		REQUIRE(snap_job_set_param(job, SNAP_PARAM_TEST_SEED, 7) == 0);
 		REQUIRE(snap_job_set_param(job, SNAP_PARAM_CREATION_TIME, 1) == 0);
 		REQUIRE(snap_job_set_param(job, SNAP_PARAM_STORE_TIME, 1) == 0);
-		set_path(job, SNAP_SPARAM_OUTPUT, "%s", out);
+		if (!strncmp(out, "s3://", 5))
+			REQUIRE(snap_job_set_string(job, SNAP_SPARAM_OUTPUT, out) == 0);
+		else
+			set_path(job, SNAP_SPARAM_OUTPUT, "%s", out);
 		break;
 	case SNAP_JOB_RESTORE:
 		set_path(job, SNAP_SPARAM_INPUT, "%s", in);
@@ -165,6 +188,105 @@ static void check_dirsync(const struct sink *k)
 	printf("%s: directory fsync failure fails the job, nothing left\n", k->name);
 }
 
+/* ---- the S3 sink (3, 4) ---- */
+
+static enum snap_s3_fault s3_fault;
+static bool s3_first_only;
+static int s3_calls;
+
+static enum snap_s3_fault on_s3_fault(void *userdata, const char *method, const char *bucket,
+				      const char *key, unsigned attempt)
+{
+	(void)userdata;
+	(void)bucket;
+	/* the uploads of the object: its parts (PUT) */
+	if (!s3_fault || strcmp(method, "PUT") || !key || !*key || (s3_first_only && attempt))
+		return SNAP_S3_FAULT_NONE;
+	__atomic_add_fetch(&s3_calls, 1, __ATOMIC_RELAXED);
+	return s3_fault;
+}
+
+static struct snap_s3_client *s3_client(void)
+{
+	struct snap_s3_options o = {
+	    .endpoint = getenv("SNAP_TEST_S3_ENDPOINT"),
+	    .region = getenv("SNAP_TEST_S3_REGION"),
+	    .access_key = getenv("SNAP_TEST_S3_ACCESS_KEY"),
+	    .secret_key = getenv("SNAP_TEST_S3_SECRET_KEY"),
+	};
+	struct snap_s3_config *cfg = NULL;
+	struct snap_s3_client *c = NULL;
+	REQUIRE(snap_s3_config_resolve(&o, &cfg, NULL) == 0);
+	REQUIRE(snap_s3_client_new(cfg, &c, NULL) == 0);
+	snap_s3_config_free(cfg);
+	return c;
+}
+
+static void check_s3(void)
+{
+	if (!getenv("SNAP_TEST_S3_ENDPOINT") || !getenv("SNAP_TEST_S3_ACCESS_KEY") ||
+	    !getenv("SNAP_TEST_S3_SECRET_KEY") || !getenv("SNAP_TEST_S3_REGION")) {
+		printf("store-s3: no gateway (SNAP_TEST_S3_*): skipped\n");
+		return;
+	}
+	struct snap_s3_client *c = s3_client();
+	char bucket[64], url[128], *detail = NULL;
+	snprintf(bucket, sizeof(bucket), "snaptest-sinks-%d", (int)getpid());
+	REQUIRE(snap_s3_create_bucket(c, bucket, NULL, &detail) == 0, " %s", detail);
+	snap_s3_set_fault(on_s3_fault, NULL);
+
+	/* 3: SlowDown on every first attempt: retried, the same bytes */
+	snprintf(url, sizeof(url), "s3://%s/b.bin", bucket);
+	s3_fault = SNAP_S3_FAULT_SLOWDOWN;
+	s3_first_only = true;
+	s3_calls = 0;
+	CHECK(run_job(SNAP_JOB_STORE, NULL, url) == 0, " (store-s3 with 503 SlowDown)");
+	s3_fault = SNAP_S3_FAULT_NONE;
+	CHECK(s3_calls > 0, " (store-s3 never uploaded a part)");
+	void *obj = NULL;
+	size_t olen = 0;
+	char a[600];
+	snprintf(a, sizeof(a), "%s/a.bin", dir);
+	FILE *f = fopen(a, "rb");
+	REQUIRE(f != NULL);
+	char *want = malloc(64 << 20);
+	size_t wlen = fread(want, 1, 64 << 20, f);
+	fclose(f);
+	CHECK(snap_s3_get_object(c, bucket, "b.bin", 64 << 20, &obj, &olen, &detail) == 0,
+	      " %s", detail);
+	CHECK(obj && olen == wlen && !memcmp(obj, want, wlen),
+	      " (store-s3's object is not the local store: %zu bytes, %zu)", olen, wlen);
+	free(obj);
+	free(want);
+	printf("store-s3: 503 SlowDown %d times, the object the same\n", s3_calls);
+
+	/* 4: every part fails: no object, no upload */
+	s3_fault = SNAP_S3_FAULT_HTTP_500;
+	s3_first_only = false;
+	s3_calls = 0;
+	snprintf(url, sizeof(url), "s3://%s/c.bin", bucket);
+	CHECK(run_job(SNAP_JOB_STORE, NULL, url) < 0, " (store-s3 succeeded though every part failed)");
+	s3_fault = SNAP_S3_FAULT_NONE;
+	CHECK(s3_calls > 0, " (store-s3 never uploaded a part)");
+	struct snap_s3_head *h = NULL;
+	CHECK(snap_s3_head_object(c, bucket, "c.bin", &h, NULL) == -ENOENT,
+	      " (the failed store left an object)");
+	snap_s3_head_free(h);
+	struct snap_s3_list_uploads *u = NULL;
+	free(detail);
+	detail = NULL;
+	CHECK(snap_s3_list_uploads(c, bucket, "c.bin", &u, &detail) == 0, " %s", detail);
+	CHECK(u && u->nuploads == 0, " (the failed store left %zu uploads)", u ? u->nuploads : 0);
+	snap_s3_list_uploads_free(u);
+	printf("store-s3: every part failing fails the job, nothing left\n");
+
+	snap_s3_set_fault(NULL, NULL);
+	snap_s3_delete_object(c, bucket, "b.bin", NULL);
+	snap_s3_delete_bucket(c, bucket, NULL);
+	free(detail);
+	snap_s3_client_free(c);
+}
+
 static const struct sink sinks[] = {
     {"store", SNAP_JOB_STORE, NULL, "b.bin", "c.bin", "cmp -s %s/a.bin %s/b.bin"},
     {"restore", SNAP_JOB_RESTORE, "a.bin", "r.img", "s.img", "cmp -s %s/img %s/r.img"},
@@ -206,6 +328,7 @@ int main(void)
 		check_refused(&sinks[i]);
 		check_dirsync(&sinks[i]);
 	}
+	check_s3();
 
 	if (!test_failures)
 		sh("rm -rf '%s'");

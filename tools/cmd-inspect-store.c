@@ -23,6 +23,7 @@ static void usage(FILE *f)
 		"  --frames                 list every frame\n"
 		"  -k, --key KEY            authenticate an encrypted image with a recipient key\n"
 		"  --passphrase-file FILE   ... or with its passphrase\n");
+	tool_s3_usage(f, false);
 }
 
 static const char *when(char *buf, uint64_t t)
@@ -54,7 +55,8 @@ int cmd_inspect_store(int argc, char **argv)
 	int c, ret = 1;
 	struct snap_store_image *img = NULL;
 	struct snap_job *job = NULL; /* an S3 image's client (it outlives img) */
-	tool_args_init(&args, TOOL_SHARED_KEY | TOOL_SHARED_PASSPHRASE_FILE, "h", opts);
+	tool_args_init(&args, TOOL_SHARED_KEY | TOOL_SHARED_PASSPHRASE_FILE | TOOL_SHARED_S3, "h",
+		       opts);
 	while ((c = tool_getopt(&args, argc, argv)) != -1) {
 		switch (c) {
 		case 'e':

@@ -18,7 +18,8 @@ static void usage(FILE *f)
 	    "\n"
 	    "Restores a .bin store image to an image file or block device, verifying every\n"
 	    "frame digest and tag. With several volumes TARGET is a directory that receives one\n"
-	    "DEVICE.img per volume. - reads the image from stdin.\n"
+	    "DEVICE.img per volume. - reads the image from stdin; s3://BUCKET/KEY.bin from S3,\n"
+	    "fetching only the frames the selection needs.\n"
 	    "\n"
 	    "  -o, --output TARGET        file, block device or directory\n"
 	    "  --volume NAME              restore only this volume (/dev/sdb or sdb)\n"
@@ -33,6 +34,7 @@ static void usage(FILE *f)
 	    "  --force                    replace an existing output\n"
 	    "  --no-direct                write through the page cache (default: O_DIRECT\n"
 	    "                             for whole aligned blocks)\n");
+	tool_s3_usage(f, false);
 }
 
 enum {
@@ -61,7 +63,7 @@ int cmd_restore(int argc, char **argv)
 	tool_args_init(&args,
 		       TOOL_SHARED_KEY | TOOL_SHARED_SIGNER | TOOL_SHARED_PASSPHRASE_FILE |
 			   TOOL_SHARED_THREADS | TOOL_SHARED_PROGRESS | TOOL_SHARED_FORCE |
-			   TOOL_SHARED_NO_DIRECT | TOOL_SHARED_DEBUG,
+			   TOOL_SHARED_NO_DIRECT | TOOL_SHARED_DEBUG | TOOL_SHARED_S3,
 		       "o:h", opts);
 	if (snap_job_new(SNAP_JOB_RESTORE, &job) < 0) {
 		tool_error("out of memory");

@@ -21,6 +21,7 @@ static void usage(FILE *f)
 		   "                  and volume digests, and the signature when the image has one.\n"
 		   "                  Nothing is decrypted; the metadata and index are authenticated\n"
 		   "                  only by a signature (use --signer to require its signer).\n");
+	tool_s3_usage(f, false);
 }
 
 enum { OPT_WITHOUT_KEY = 256 };
@@ -37,7 +38,8 @@ int cmd_verify_store(int argc, char **argv)
 	int c, ret = 1;
 	tool_args_init(&args,
 		       TOOL_SHARED_KEY | TOOL_SHARED_SIGNER | TOOL_SHARED_PASSPHRASE_FILE |
-			   TOOL_SHARED_THREADS | TOOL_SHARED_PROGRESS | TOOL_SHARED_DEBUG,
+			   TOOL_SHARED_THREADS | TOOL_SHARED_PROGRESS | TOOL_SHARED_DEBUG |
+			   TOOL_SHARED_S3,
 		       "h", opts);
 	if (snap_job_new(SNAP_JOB_VERIFY_STORE, &job) < 0)
 		return 1;

@@ -9,6 +9,7 @@
 make_disk disk.img
 # slow enough to be caught halfway: one thread, the strongest compression
 SLOW=(--threads 1 --level 3 --part-size 5M)
+REPRO+=(--tag kind=resumed)
 "$B" store disk.img -o local.bin "${REPRO[@]}" --level 3
 size=$(stat -c %s local.bin)
 parts=$(((size + (5 << 20) - 1) / (5 << 20)))
@@ -47,6 +48,9 @@ grep -q "^stored s3://$bucket/r/img.bin" res.out || fail "resume printed no obje
 aws s3 cp --only-show-errors "s3://$bucket/r/img.bin" dl.bin
 cmp dl.bin local.bin || fail "the resumed object differs from an uninterrupted store"
 [ -z "$(uploads r/img.bin)" ] || fail "an upload is left after the resume"
+tags=$(aws s3api get-object-tagging --bucket "$bucket" --key r/img.bin \
+	--query 'TagSet[].[Key,Value]' --output text | tr '\t' '=')
+[ "$tags" = "kind=resumed" ] || fail "the resumed object's tags: '$tags'"
 ! ls "$ckdir"/store-*.checkpoint 2>/dev/null || fail "the checkpoint is left after success"
 "$B" restore "s3://$bucket/r/img.bin" -o r.img --progress=none >/dev/null
 cmp r.img disk.img || fail "the resumed image does not restore the source"
