@@ -433,18 +433,25 @@ static int encrypt_finish(struct bundle *b)
 	return part_close(b);
 }
 
-/* After a failure in S3 (invariant 10): the client reaches the service again even after a
- * cancel (job-internal.h: snap_job_s3_cleanup), the outputs' aborts delete the parts already
- * PUT, and every key this run named is deleted once more, for a PUT that the cancel cut off
- * after the gateway had the whole body (a DELETE of a missing key succeeds). */
+/* After a failure in S3 (invariant 10): the outputs' aborts delete the parts already PUT, but
+ * after a cancel the job's client refuses every request; so every key this run named is
+ * deleted again through a client of its own (job-internal.h: snap_job_s3_cleanup_client),
+ * which also catches a PUT that the cancel cut off after the gateway had the whole body (a
+ * DELETE of a missing key succeeds). */
 static void remove_objects(struct bundle *b)
 {
-	struct snap_s3_client *c = NULL;
-	if (snap_job_s3_cleanup(b->job, &c) < 0)
-		return;
 	for (size_t i = 0; i < b->nparts; i++)
 		b->parts[i].out = snap_output_free(b->parts[i].out);
 	b->manifest = snap_output_free(b->manifest);
+	struct snap_s3_client *c = NULL;
+	int cr = snap_job_s3_cleanup_client(b->job, &c);
+	if (cr < 0) {
+		if (b->nparts)
+			snap_warn("cannot reach S3 to delete the parts uploaded under s3://%s/%s: %s "
+				  "(delete-bundle, or a rerun with --force, removes them)",
+				  b->bucket, b->prefix, snap_strerror(cr));
+		return;
+	}
 	size_t failed = 0;
 	for (size_t i = 0; i <= b->nparts; i++) {
 		char *key = NULL, *detail = NULL;
@@ -463,6 +470,7 @@ static void remove_objects(struct bundle *b)
 	if (!failed)
 		snap_debug("deleted the %zu parts this run had named in s3://%s/%s", b->nparts,
 			   b->bucket, b->prefix);
+	snap_s3_client_free(c);
 }
 
 static void remove_outputs(struct bundle *b)

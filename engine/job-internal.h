@@ -126,10 +126,6 @@ void snap_job_s3_progress(struct snap_job *job);
 void snap_job_s3_run_start(struct snap_job *job);
 void snap_job_s3_results(struct snap_job *job);
 void snap_job_s3_free(struct snap_job *job);
-/* For a runner's cleanup after a failure or a cancel (deleting the parts it uploaded): stops
- * forwarding cancels (the watcher is joined) and undoes the client's cancel, so that the
- * cleanup's requests reach the service. The client, or -ENOENT when the job has none. */
-int snap_job_s3_cleanup(struct snap_job *job, struct snap_s3_client **ret);
 
 /* Runners: one per job kind. */
 int snap_bundle_run(struct snap_job *job);

@@ -225,30 +225,6 @@ void snap_job_s3_results(struct snap_job *job)
 	snap_job_s3_progress(job);
 }
 
-/* Joins the watcher (a cancel from now on only sets the job's flag). */
-static void stop_watcher(struct job_s3 *s)
-{
-	if (!s->watching)
-		return;
-	s->stop = 1;
-	ssize_t n = write(s->pipe[1], "s", 1);
-	(void)n;
-	pthread_join(s->watcher, NULL);
-	s->watching = false;
-}
-
-int snap_job_s3_cleanup(struct snap_job *job, struct snap_s3_client **ret)
-{
-	struct job_s3 *s = job_s3_load(job);
-	if (!s)
-		return -ENOENT;
-	job->s3_wake_fd = -1;
-	stop_watcher(s);
-	snap_s3_client_uncancel(s->client);
-	*ret = s->client;
-	return 0;
-}
-
 void snap_job_s3_free(struct snap_job *job)
 {
 	struct job_s3 *s = job->s3;
@@ -256,6 +232,11 @@ void snap_job_s3_free(struct snap_job *job)
 		return;
 	job->s3_wake_fd = -1;
 	__atomic_store_n(&job->s3, NULL, __ATOMIC_RELEASE);
-	stop_watcher(s);
+	if (s->watching) {
+		s->stop = 1;
+		ssize_t n = write(s->pipe[1], "s", 1);
+		(void)n;
+		pthread_join(s->watcher, NULL);
+	}
 	job_s3_free(s);
 }

@@ -1450,17 +1450,6 @@ void snap_s3_client_cancel(struct snap_s3_client *c)
 	curl_multi_wakeup(c->multi);
 }
 
-void snap_s3_client_uncancel(struct snap_s3_client *c)
-{
-	if (!c)
-		return;
-	/* the transport takes pending requests and this flag under one lock: a request queued
-	 * after this sees it cleared */
-	pthread_mutex_lock(&c->lock);
-	c->cancelled = false;
-	pthread_mutex_unlock(&c->lock);
-}
-
 void snap_s3_client_stats(const struct snap_s3_client *c, struct snap_s3_stats *ret)
 {
 	ret->bytes_up = __atomic_load_n(&c->stats.bytes_up, __ATOMIC_RELAXED);

@@ -113,10 +113,6 @@ struct snap_s3_client *snap_s3_client_free(struct snap_s3_client *c);
 void snap_s3_client_set_log(struct snap_s3_client *c, snap_s3_log_fn fn, void *userdata);
 /* Every request in flight and every later one fails with -ECANCELED (a job's cancel). */
 void snap_s3_client_cancel(struct snap_s3_client *c);
-/* Undoes a cancel for the requests started from now on (those in flight when it came stay
- * failed): a cancelled job's cleanup, which must reach the service again to delete what it had
- * uploaded (a bundle's parts). */
-void snap_s3_client_uncancel(struct snap_s3_client *c);
 
 struct snap_s3_stats {
 	uint64_t bytes_up, bytes_down; /* payload bytes, retries included */
