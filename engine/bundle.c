@@ -56,21 +56,6 @@
  *     (measured on 2 cores: 2.00 s -> 1.95 s per bundle of the realistic disk, medians of 4
  *     interleaved runs). On a shared machine this also lets other work go first, as a backup
  *     tool should.
- *  10. A destination s3://BUCKET/PREFIX/ (s3/s3.h) puts the same bytes into objects: each part
- *     is an S3 output (output.h invariant 6) opened when it is cut and PUT whole in the
- *     background as soon as it ends (single, within the client's memory budget, several at
- *     once), the manifest last and only at the commit (put_at_commit): a bundle in S3 is
- *     complete only when its manifest is there. An object cannot be renamed, so a part's key
- *     is final when it is opened: its index is padded to the digits of the largest part count
- *     the source can give (name_count, part_count_bound: the tar stream's length through the
- *     deflate bound, known before any data moves) instead of the count found at the end,
- *     which is the same unless the bound and the count straddle a power of ten; the manifest
- *     names every part, and the padding keeps lexicographic order = index order (§1.8). Any
- *     failure or cancellation deletes the parts already PUT (remove_outputs: the output
- *     layer's abort), so no part stays without a manifest; a killed process cannot delete,
- *     and a rerun with --force (which replaces the parts and removes stale ones) or
- *     delete-bundle cleans what it left. --force deletes an existing manifest before the
- *     first part goes up, so no manifest ever names a part of another bundle.
  *  9. A reader chunk of at least ZERO_COPY_MIN bytes is a stream chunk of its own, deflated
  *     from the reader's buffer: the slot holds the buffer and its worker releases it right
  *     after deflating (copying 1.16 GB of the realistic disk into the slots cost 0.13 s of
@@ -84,6 +69,23 @@
  *     none (a slot it is filling holds copied bytes only), and it waits for a free slot
  *     (acquire) holding at most one buffer not yet in a slot; every other held buffer belongs
  *     to a submitted slot that a worker finishes and the sink frees without the run thread.
+ *  10. A destination s3://BUCKET/PREFIX/ (s3/s3.h) puts the same bytes into objects: each part
+ *     is an S3 output (output.h invariant 6) opened when it is cut and PUT whole in the
+ *     background as soon as it ends (single, within the client's memory budget, several at
+ *     once), the manifest last and only at the commit (put_at_commit): a bundle in S3 is
+ *     complete only when its manifest is there. An object cannot be renamed, so a part's key
+ *     is final when it is opened: its index is padded to the digits of the largest part count
+ *     the source can give (name_count, part_count_bound: the tar stream's length through the
+ *     deflate bound, known before any data moves) instead of the count found at the end,
+ *     which is the same unless the bound and the count straddle a power of ten; the manifest
+ *     names every part, and the padding keeps lexicographic order = index order (§1.8). Any
+ *     failure or cancellation deletes the parts already PUT (remove_outputs: the output
+ *     layer's abort, then every key named deleted through the job's cleanup client, which a
+ *     cancel does not stop: remove_objects), so no part stays without a manifest; a killed
+ *     process cannot delete,
+ *     and a rerun with --force (which replaces the parts and removes stale ones) or
+ *     delete-bundle cleans what it left. --force deletes an existing manifest before the
+ *     first part goes up, so no manifest ever names a part of another bundle.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -249,7 +251,8 @@ static const char *out_error(struct bundle *b, int r, const char *detail)
 
 static int seq_failed(struct bundle *b, int r)
 {
-	return snap_pipeline_fail(b->pipe, r, "%s", out_error(b, r, snap_output_seq_error(b->oseq)));
+	return snap_pipeline_fail(b->pipe, r, "%s",
+				  out_error(b, r, snap_output_seq_error(b->oseq)));
 }
 
 static int part_close(struct bundle *b)
@@ -291,8 +294,7 @@ static int part_open(struct bundle *b)
 		/* an object is named once: its final key now (invariant 10) */
 		if (b->nparts >= b->name_count)
 			return snap_pipeline_fail(b->pipe, -EIO,
-						  "part %zu is past the %" PRIu64 " parts bounded for "
-						  "the source",
+						  "part %zu is past the bound of %" PRIu64,
 						  b->nparts, b->name_count);
 		if (snap_bundle_part_name(b->name, b->nparts, b->name_count, &p->final_name) < 0 ||
 		    asprintf(&path, "%s/%s", b->dest, p->final_name) < 0)
@@ -447,9 +449,10 @@ static void remove_objects(struct bundle *b)
 	int cr = snap_job_s3_cleanup_client(b->job, &c);
 	if (cr < 0) {
 		if (b->nparts)
-			snap_warn("cannot reach S3 to delete the parts uploaded under s3://%s/%s: %s "
-				  "(delete-bundle, or a rerun with --force, removes them)",
-				  b->bucket, b->prefix, snap_strerror(cr));
+			snap_warn(
+			    "cannot reach S3 to delete the parts uploaded under s3://%s/%s: %s "
+			    "(delete-bundle, or a rerun with --force, removes them)",
+			    b->bucket, b->prefix, snap_strerror(cr));
 		return;
 	}
 	size_t failed = 0;
@@ -461,9 +464,10 @@ static void remove_objects(struct bundle *b)
 			continue;
 		int r = snap_s3_delete_object(c, b->bucket, key, &detail);
 		if (r < 0 && failed++ < 3)
-			snap_warn("cannot delete s3://%s/%s after the failure: %s (delete-bundle, or "
-				  "a rerun with --force, removes it)",
-				  b->bucket, key, detail ? detail : snap_strerror(r));
+			snap_warn(
+			    "cannot delete s3://%s/%s after the failure: %s (delete-bundle, or "
+			    "a rerun with --force, removes it)",
+			    b->bucket, key, detail ? detail : snap_strerror(r));
 		free(key);
 		free(detail);
 	}
@@ -518,7 +522,6 @@ static bool is_part_key(const struct bundle *b, const char *key)
 	size_t n = strlen(b->prefix);
 	return !strncmp(key, b->prefix, n) && !strchr(key + n, '/') && is_part_of(key + n, b->name);
 }
-
 
 /* An existing bundle in S3 (invariant 10): its manifest or any of its parts, refused without
  * force; with force, the manifest is deleted now, before a part is replaced. */
@@ -625,8 +628,8 @@ static void remove_stale_parts_s3(struct bundle *b)
 		if (snap_s3_delete_object(b->s3, b->bucket, k, &detail) == 0)
 			snap_info("removed s3://%s/%s of the bundle replaced", b->bucket, k);
 		else
-			snap_warn("cannot remove s3://%s/%s of the bundle replaced: %s", b->bucket, k,
-				  detail ? detail : "failed");
+			snap_warn("cannot remove s3://%s/%s of the bundle replaced: %s", b->bucket,
+				  k, detail ? detail : "failed");
 		free(detail);
 	}
 	snap_s3_list_objects_free(l);
@@ -897,7 +900,8 @@ static uint64_t part_count_bound(const struct bundle *b)
 	struct snap_tar_member m = tar_member(b);
 	uint64_t len = snap_tar_stream_size(&m);
 	uint64_t chunks = 2 * (len / ZERO_COPY_MIN + 1) + len / b->chunk_size + 2;
-	uint64_t gz = SNAP_GZIP_HEADER_SIZE + len + len / 64 + 4096 * chunks + SNAP_GZIP_TRAILER_SIZE;
+	uint64_t gz =
+	    SNAP_GZIP_HEADER_SIZE + len + len / 64 + 4096 * chunks + SNAP_GZIP_TRAILER_SIZE;
 	uint64_t ct = gz / 16 * 16 + 16;
 	return (ct + b->part_size - 1) / b->part_size;
 }

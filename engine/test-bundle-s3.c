@@ -65,7 +65,8 @@ static void s3_params(struct snap_job *job)
 {
 	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_S3_ENDPOINT,
 				    getenv("SNAP_TEST_S3_ENDPOINT")) == 0);
-	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_S3_REGION, getenv("SNAP_TEST_S3_REGION")) == 0);
+	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_S3_REGION, getenv("SNAP_TEST_S3_REGION")) ==
+		0);
 	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_S3_ACCESS_KEY,
 				    getenv("SNAP_TEST_S3_ACCESS_KEY")) == 0);
 	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_S3_SECRET_KEY,
@@ -258,7 +259,8 @@ int main(void)
 	if (system("command -v openssl >/dev/null") != 0)
 		return 77;
 	char prefix[200];
-	snprintf(prefix, sizeof(prefix), "%s/snaptest-", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	snprintf(prefix, sizeof(prefix), "%s/snaptest-",
+		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
 	test_mkdtemp(dir, sizeof(dir), prefix);
 	char cmd[1024];
 	snprintf(cmd, sizeof(cmd),

@@ -65,11 +65,13 @@
  *     waits for a tar slot report nothing (the tar pipeline is inner).
  *
  * State transitions (snap_unbundle_run):
- *  1. prepare: read and parse the manifest, verify the signature (verify_signature), decrypt
- *     key and IV (unwrap_key), stat every part (stat_parts), open the output, allocate the
- *     slots and start the tar pipeline, then the parts' (unbundle_start)
- *  2. data: read and chain the parts into slots (unbundle_data), workers verify and decrypt
- *     them (unbundle_work), the parts' sink inflates into tar slots (unbundle_sink,
+ *  1. prepare: read (or fetch: fetch_manifest) and parse the manifest, verify the signature
+ *     (verify_signature), decrypt key and IV (unwrap_key), find the parts (locate_parts) and
+ *     stat every one (stat_parts, or one listing: stat_parts_s3), open the output, allocate
+ *     the slots and start the tar pipeline, then the parts' (unbundle_start)
+ *  2. data: read (parts in S3: GETs started ahead, fetch_ahead, waited for in order,
+ *     read_part_s3) and chain the parts into slots (unbundle_data), workers verify and
+ *     decrypt them (unbundle_work), the parts' sink inflates into tar slots (unbundle_sink,
  *     unbundle_sink_end), the tar sink hashes, parses and writes (tar_sink); the run thread
  *     finishes the parts' pipeline, then the tar pipeline
  *  3. verify: tar end, digest, sizes
@@ -225,8 +227,8 @@ static int fetch_ahead(struct unbundle *p, size_t upto)
 		char *key = part_key(p, i);
 		if (!key)
 			return snap_pipeline_fail(p->pipe, -ENOMEM, "out of memory");
-		int r = snap_s3_get_start(p->s3, p->bucket, key, 0, UINT64_MAX, MAX_PART,
-					  &p->gets[i]);
+		int r =
+		    snap_s3_get_start(p->s3, p->bucket, key, 0, UINT64_MAX, MAX_PART, &p->gets[i]);
 		free(key);
 		if (r < 0) {
 			char *path = part_path(p, i);
@@ -847,8 +849,8 @@ static int stat_parts_s3(struct unbundle *p, uint64_t *ret_max)
 	struct snap_s3_list_objects *l = NULL;
 	int r = snap_s3_list_objects(p->s3, p->bucket, lp, &l, &detail);
 	if (r < 0) {
-		snap_job_fail(p->job, r, "cannot list the parts under s3://%s/%s: %s", p->bucket, lp,
-			      detail ? detail : snap_strerror(r));
+		snap_job_fail(p->job, r, "cannot list the parts under s3://%s/%s: %s", p->bucket,
+			      lp, detail ? detail : snap_strerror(r));
 		goto out;
 	}
 	qsort(l->objects, l->nobjects, sizeof(*l->objects), cmp_object);
@@ -859,8 +861,8 @@ static int stat_parts_s3(struct unbundle *p, uint64_t *ret_max)
 			r = snap_job_fail(p->job, -ENOMEM, "out of memory");
 		} else {
 			struct snap_s3_object want = {.key = key};
-			const struct snap_s3_object *o =
-			    bsearch(&want, l->objects, l->nobjects, sizeof(*l->objects), cmp_object);
+			const struct snap_s3_object *o = bsearch(&want, l->objects, l->nobjects,
+								 sizeof(*l->objects), cmp_object);
 			if (!o)
 				r = snap_job_fail(p->job, -ENOENT, "part %zu (%s) is missing", i,
 						  path);
@@ -870,7 +872,8 @@ static int stat_parts_s3(struct unbundle *p, uint64_t *ret_max)
 						  "bytes are not supported",
 						  i, path, (unsigned long long)o->size, MAX_PART);
 			else if (o->size == 0)
-				r = snap_job_fail(p->job, -EUCLEAN, "part %zu (%s) is empty", i, path);
+				r = snap_job_fail(p->job, -EUCLEAN, "part %zu (%s) is empty", i,
+						  path);
 			if (r == 0) {
 				p->part_sizes[i] = o->size;
 				if (o->size > max)
@@ -932,19 +935,22 @@ static int fetch_manifest(struct snap_job *job, struct snap_s3_client *c, const 
 		goto out;
 	}
 	if (!*key || key[strlen(key) - 1] == '/') {
-		r = snap_job_fail(job, -EINVAL, "%s names no manifest object (a key ending in "
-					       ".manifest.xml)", url);
+		r = snap_job_fail(job, -EINVAL,
+				  "%s names no manifest object (a key ending in .manifest.xml)", url);
 		goto out;
 	}
 	r = snap_s3_get_object(c, bucket, key, MAX_MANIFEST_FILE, &buf, ret_len, &detail);
-	if (r < 0) {
-		snap_job_fail(job, r, "%s %s %s: %s",
-			      r == -ENOENT ? "manifest" : "cannot fetch manifest", url,
-			      r == -ENOENT ? "is missing" : r == -EFBIG ? "(too large)" : "failed",
+	if (r == -ENOENT)
+		snap_job_fail(job, r, "manifest %s is missing: %s", url,
 			      detail ? detail : snap_strerror(r));
-		goto out;
-	}
-	*ret = buf;
+	else if (r == -EFBIG)
+		snap_job_fail(job, r, "manifest %s is larger than %u MiB", url,
+			      MAX_MANIFEST_FILE >> 20);
+	else if (r < 0)
+		snap_job_fail(job, r, "cannot fetch manifest %s: %s", url,
+			      detail ? detail : snap_strerror(r));
+	if (r == 0)
+		*ret = buf;
 out:
 	free(bucket);
 	free(key);

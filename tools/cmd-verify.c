@@ -24,7 +24,8 @@ static void usage(FILE *f)
 	fprintf(
 	    f,
 	    "usage: snapbundle verify -m MANIFEST [-k KEY] [-c CERT] [OPTIONS]\n"
-	    "       snapbundle verify IMAGE.bin|- [OPTIONS]  (a store image; see verify IMAGE.bin --help)\n"
+	    "       snapbundle verify IMAGE.bin|- [OPTIONS]  (a store image; see verify IMAGE.bin "
+	    "--help)\n"
 	    "\n"
 	    "Checks a classic bundle without writing anything: the manifest, every part's\n"
 	    "SHA-1, parts/@count, bundled_size, and with -c the manifest signature. With -k the\n"
