@@ -177,6 +177,8 @@ struct bundle {
 	char *bucket, *prefix;	   /* prefix "" or ending in '/' */
 	struct snap_s3_put_options put;
 	uint64_t name_count; /* the part count the part keys are padded for */
+	size_t window;	     /* parts held uncommitted at most (commit_done_parts) */
+	size_t ncommitted;   /* parts[0, ncommitted) committed by then */
 	bool committing;     /* the manifest's PUT may have started */
 
 	/* source */
@@ -275,8 +277,35 @@ static int part_close(struct bundle *b)
 	return 0;
 }
 
+/* S3 (invariant 10): a part's body is held, in the client's memory budget, until its output
+ * is committed (s3.h W2), so at most `window` ended parts wait uncommitted: past that, the
+ * sequence is flushed (every part before ended, its PUT started) and the oldest are committed
+ * in order (each waits for its PUT), down to half the window. */
+static int commit_done_parts(struct bundle *b)
+{
+	if (!b->s3 || b->nparts - b->ncommitted < b->window)
+		return 0;
+	int r = snap_output_seq_flush(b->oseq);
+	if (r < 0)
+		return seq_failed(b, r);
+	while (b->nparts - b->ncommitted > b->window / 2) {
+		char *detail = NULL;
+		r = snap_output_commit(b->parts[b->ncommitted].out, &detail);
+		if (r < 0) {
+			snap_pipeline_fail(b->pipe, r, "%s", out_error(b, r, detail));
+			free(detail);
+			return r;
+		}
+		b->ncommitted++;
+	}
+	return 0;
+}
+
 static int part_open(struct bundle *b)
 {
+	int r = commit_done_parts(b);
+	if (r < 0)
+		return r;
 	if (b->nparts == b->parts_cap) {
 		size_t cap = b->parts_cap ? 2 * b->parts_cap : 64;
 		struct part *n = realloc(b->parts, cap * sizeof(*n));
@@ -289,7 +318,6 @@ static int part_open(struct bundle *b)
 	memset(p, 0, sizeof(*p));
 	/* the final name needs the part count (snap_bundle_part_name): named at commit */
 	char *path = NULL, *detail = NULL;
-	int r;
 	if (b->s3) {
 		/* an object is named once: its final key now (invariant 10) */
 		if (b->nparts >= b->name_count)
@@ -1353,13 +1381,16 @@ out:
 /* Parts, then the manifest, into their final names, as one (invariant 4, output.h 2a). */
 static int commit_outputs(struct bundle *b)
 {
-	struct snap_output **outs = calloc(b->nparts + 1, sizeof(*outs));
+	/* parts[0, ncommitted) are committed already (commit_done_parts) */
+	size_t n0 = b->ncommitted, n = b->nparts - n0;
+	struct snap_output **outs = calloc(n + 1, sizeof(*outs));
 	if (!outs)
 		return snap_job_fail(b->job, -ENOMEM, "out of memory");
 	int r = 0;
 	for (size_t i = 0; i < b->nparts && r == 0; i++) {
 		char *path = NULL;
-		outs[i] = b->parts[i].out;
+		if (i >= n0)
+			outs[i - n0] = b->parts[i].out;
 		if (b->s3) /* named at open (invariant 10) */
 			continue;
 		if (asprintf(&path, "%s/%s", b->dest, b->parts[i].final_name) < 0)
@@ -1368,13 +1399,13 @@ static int commit_outputs(struct bundle *b)
 			snap_job_fail(b->job, r, "out of memory");
 		free(path);
 	}
-	outs[b->nparts] = b->manifest;
-	for (size_t i = 0; i <= b->nparts && r == 0 && !b->s3; i++)
+	outs[n] = b->manifest;
+	for (size_t i = 0; i <= n && r == 0 && !b->s3; i++)
 		if (snap_output_is_file(snap_output_path(outs[i]), &b->st))
 			r = snap_job_fail(b->job, -EINVAL, "%s is the source: refusing to replace it",
 					  snap_output_path(outs[i]));
 	char *detail = NULL;
-	if (r == 0 && (r = snap_output_commit_all(outs, b->nparts + 1, &detail)) < 0)
+	if (r == 0 && (r = snap_output_commit_all(outs, n + 1, &detail)) < 0)
 		snap_job_fail(b->job, r, "%s", out_error(b, r, detail));
 	free(detail);
 	free(outs);
@@ -1516,6 +1547,14 @@ int snap_bundle_run(struct snap_job *job)
 		r = open_source(&b);
 	if (r >= 0 && b.s3) {
 		b.name_count = part_count_bound(&b);
+		/* a single PUT's buffer grows by doubling: at most twice the part, within the
+		 * 32 MiB of a buffered body; half the budget for the parts waiting */
+		uint64_t held = 2 * b.part_size < (1u << 20) ? (1u << 20) : 2 * b.part_size;
+		if (held > SNAP_S3_MAX_BUFFERED_PART)
+			held = SNAP_S3_MAX_BUFFERED_PART;
+		b.window = (size_t)(snap_s3_client_budget(b.s3) / 2 / held);
+		if (b.window < 2)
+			b.window = 2;
 		snap_debug("part keys padded for at most %" PRIu64 " parts", b.name_count);
 	}
 	if (r >= 0)

@@ -7,6 +7,9 @@
 #    both give the source back; the tar stream is the one a local bundle of the source makes
 #    (same digest, sizes and part count: only the random key differs);
 #  - unbundle -m s3:// restores the source, verify -m s3:// passes (digests, signature, image);
+#  - --acl on every object (none without it), the service given by options alone;
+#  - 200 MiB in default 10 MiB parts, more than the client's memory budget holds at once: both
+#    ways with a peak RSS under 256 MiB;
 #  - an existing manifest is refused without --force and replaced with it;
 #  - a part changed in the bucket, a truncated part, a missing part and a missing manifest:
 #    verify and unbundle fail naming the object, and leave no output file;
@@ -153,6 +156,23 @@ done
 k=$(keys b1/ | head -1)
 aws s3api get-object-acl --bucket "$bucket" --key "$k" --output json > "$T/acl.json"
 if grep -q AllUsers "$T/acl.json"; then fail "without --acl, $k is public"; fi
+
+step "default 10 MiB parts, more of them than the client's memory budget holds: bounded RSS"
+head -c 200M /dev/urandom > "$T/rand"
+/usr/bin/time -f "%M" -o "$T/rss" timeout 300 "$SNAPBUNDLE" bundle -i "$T/rand" \
+	-c "$T/user.pem" -k "$T/user.key" -u 123456789012 -r x86_64 --ec2cert "$T/ec2.pem" \
+	-d "s3://$bucket/big/" --progress=none > /dev/null || fail "bundle of 200 MiB failed"
+echo "bundle: peak RSS $(cat "$T/rss") KiB"
+[ "$(cat "$T/rss")" -lt $((256 * 1024)) ] || fail "bundle peak RSS $(cat "$T/rss") KiB"
+[ "$(keys big/ | wc -l)" -eq 22 ] || fail "want 21 parts and the manifest: $(keys big/)"
+/usr/bin/time -f "%M" -o "$T/rss" timeout 300 "$SNAPBUNDLE" unbundle -k "$T/user.key" \
+	-m "s3://$bucket/big/rand.manifest.xml" -o "$T/rand.out" --progress=none > /dev/null ||
+	fail "unbundle of 200 MiB failed"
+echo "unbundle: peak RSS $(cat "$T/rss") KiB"
+[ "$(cat "$T/rss")" -lt $((256 * 1024)) ] || fail "unbundle peak RSS $(cat "$T/rss") KiB"
+cmp "$T/rand" "$T/rand.out" || fail "200 MiB unbundled differs"
+rm -f "$T/rand" "$T/rand.out"
+aws s3 rm --only-show-errors --recursive "s3://$bucket/big/"
 
 # fails CMD... : it fails, names the object, and leaves no file in $T/o
 fails() {
