@@ -72,8 +72,10 @@
  *  10. A destination s3://BUCKET/PREFIX/ (s3/s3.h) puts the same bytes into objects: each part
  *     is an S3 output (output.h invariant 6) opened when it is cut and PUT whole in the
  *     background as soon as it ends (single, within the client's memory budget, several at
- *     once), the manifest last and only at the commit (put_at_commit): a bundle in S3 is
- *     complete only when its manifest is there. An object cannot be renamed, so a part's key
+ *     once); parts are committed in order as their PUTs complete, at most `window` of them
+ *     waiting, since each holds its body in the budget until then (commit_done_parts); the
+ *     manifest goes last and only at the commit (put_at_commit): a bundle in S3 is complete
+ *     only when its manifest is there. An object cannot be renamed, so a part's key
  *     is final when it is opened: its index is padded to the digits of the largest part count
  *     the source can give (name_count, part_count_bound: the tar stream's length through the
  *     deflate bound, known before any data moves) instead of the count found at the end,
