@@ -997,7 +997,14 @@ static void unbundle_free(struct unbundle *p)
 static int unbundle_start(struct unbundle *p, size_t part_cap)
 {
 	unsigned nworkers = snap_job_threads(p->job);
-	size_t budget = SLOT_BUDGET / (part_cap ? part_cap : 1);
+	/* parts from S3: the bodies fetched ahead share SLOT_BUDGET with the slots, and the tar
+	 * slots and output buffers come off it too, so the whole stays within it (invariant 2a) */
+	size_t room = SLOT_BUDGET;
+	if (p->s3) {
+		size_t other = (size_t)p->ahead * part_cap + TAR_SLOTS * TAR_BUF + OUT_NBUFS * OUT_BUF;
+		room = other < SLOT_BUDGET ? SLOT_BUDGET - other : 0;
+	}
+	size_t budget = room / (part_cap ? part_cap : 1);
 	p->nslots = nworkers + 2 < budget ? nworkers + 2 : (unsigned)budget;
 	if (p->nslots < MIN_SLOTS)
 		p->nslots = MIN_SLOTS;
