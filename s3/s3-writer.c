@@ -90,7 +90,7 @@ struct snap_s3_writer {
 	/* single PUT */
 	uint8_t *single;
 	size_t single_len, single_cap;
-	struct snap_s3_put *single_put;
+	char *single_etag;
 	bool stored; /* the object exists (PUT done, or upload completed): abort deletes it */
 
 	/* parts in flight (invariant 3) */
@@ -207,14 +207,22 @@ static void *reaper_main(void *arg)
 		free(e->buf);
 		e->buf = NULL;
 		unhold(w, e->held);
-		if (r >= 0 && w->on_part)
+		if (r >= 0 && w->on_part && e->number)
 			w->on_part(w->on_part_userdata, e->number, etag, e->end);
 
 		pthread_mutex_lock(&w->lock);
-		if (r >= 0) {
+		if (r >= 0 && !e->number) {
+			/* the single PUT (W2): its buffer is released now, not at commit */
+			w->single_etag = etag;
+			etag = NULL;
+			w->stored = true;
+		} else if (r >= 0) {
 			r = set_etag(w, e->number, etag);
 			if (r < 0)
 				fail_locked(w, r, NULL, "part %u", e->number);
+		} else if (!e->number) {
+			fail_locked(w, r, detail, "PUT of %llu bytes", (unsigned long long)e->end);
+			detail = NULL;
 		} else {
 			fail_locked(w, r, detail, "part %u (bytes %llu-%llu)", e->number,
 				    (unsigned long long)e->start, (unsigned long long)e->end);
@@ -833,6 +841,42 @@ int snap_s3_writer_write(struct snap_s3_writer *w, const void *buf, size_t len)
 	return 0;
 }
 
+/* The single PUT, in the background: the reaper waits for it and releases its buffer. */
+static int submit_single(struct snap_s3_writer *w)
+{
+	static const uint8_t empty[1];
+	struct inflight *e = calloc(1, sizeof(*e));
+	if (!e)
+		return fail(w, -ENOMEM, NULL, "", 0);
+	e->end = w->single_len;
+	int r = snap_s3_put_start(w->c, w->bucket, w->key, NULL, 0,
+				  w->single ? (const void *)w->single : empty, w->single_len,
+				  &w->opts, &e->put);
+	if (r >= 0 && !w->reaper_running) {
+		r = -pthread_create(&w->reaper, NULL, reaper_main, w);
+		if (r < 0) {
+			char *etag = NULL;
+			snap_s3_put_wait(e->put, &etag, NULL);
+			free(etag);
+		} else {
+			w->reaper_running = true;
+		}
+	}
+	if (r < 0) {
+		free(e);
+		return fail(w, r, NULL, "cannot start the PUT", 0);
+	}
+	e->buf = w->single;
+	e->held = w->single_cap;
+	w->single = NULL;
+	w->single_cap = 0;
+	pthread_mutex_lock(&w->lock);
+	w->ninflight++;
+	pthread_mutex_unlock(&w->lock);
+	enqueue(w, e);
+	return 0;
+}
+
 static int end_streamed(struct snap_s3_writer *w)
 {
 	if (w->part_written > 0 && w->part_started) {
@@ -868,14 +912,8 @@ int snap_s3_writer_end(struct snap_s3_writer *w)
 		r = end_streamed(w);
 	else if (w->multipart)
 		r = w->cur || w->next_number == 1 ? submit_cur(w) : 0;
-	else {
-		static const uint8_t empty[1];
-		r = snap_s3_put_start(w->c, w->bucket, w->key, NULL, 0,
-				      w->single ? (const void *)w->single : empty, w->single_len,
-				      &w->opts, &w->single_put);
-		if (r < 0)
-			r = fail(w, r, NULL, "cannot start the PUT", 0);
-	}
+	else
+		r = submit_single(w);
 	if (r < 0)
 		return r;
 	w->state = W_ENDED;
@@ -917,22 +955,12 @@ int snap_s3_writer_commit(struct snap_s3_writer *w, char **ret_etag)
 		return get_err(w) < 0 ? get_err(w) : -EINVAL;
 
 	if (!w->multipart) {
-		if (w->single_put) {
-			r = snap_s3_put_wait(w->single_put, &etag, &detail);
-			w->single_put = NULL;
-			if (r < 0)
-				return fail(w, r, detail, "PUT", 0);
-			w->stored = true;
-		}
-		free(w->single);
-		w->single = NULL;
-		unhold(w, w->single_cap);
-		w->single_cap = 0;
+		drain(w);
 		r = get_err(w);
-		if (r < 0) {
-			free(etag);
+		if (r < 0)
 			return r;
-		}
+		etag = w->single_etag;
+		w->single_etag = NULL;
 	} else {
 		drain(w);
 		r = get_err(w);
@@ -998,13 +1026,6 @@ void snap_s3_writer_abort(struct snap_s3_writer *w)
 	stop_reaper(w);
 	if (w->multipart && w->upload_id && !(w->flags & SNAP_S3_WRITER_KEEP))
 		snap_s3_abort_upload(w->c, w->bucket, w->key, w->upload_id, NULL);
-	if (w->single_put) {
-		char *etag = NULL;
-		if (snap_s3_put_wait(w->single_put, &etag, NULL) >= 0)
-			w->stored = true;
-		w->single_put = NULL;
-		free(etag);
-	}
 	if (w->stored)
 		snap_s3_delete_object(w->c, w->bucket, w->key, NULL);
 }
@@ -1029,6 +1050,7 @@ struct snap_s3_writer *snap_s3_writer_free(struct snap_s3_writer *w)
 	for (uint32_t i = 0; i < w->etags_cap; i++)
 		free(w->etags[i]);
 	free(w->etags);
+	free(w->single_etag);
 	free_options(&w->opts);
 	free(w->upload_id);
 	free(w->detail);

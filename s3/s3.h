@@ -275,8 +275,8 @@ int snap_s3_writer_resume(struct snap_s3_client *c, const char *bucket, const ch
 int snap_s3_writer_write(struct snap_s3_writer *w, const void *buf, size_t len);
 /* Bytes taken so far (resumed parts included). */
 uint64_t snap_s3_writer_offset(const struct snap_s3_writer *w);
-/* Called after each part is acknowledged, from the transport: part number and ETag, for a
- * checkpoint. */
+/* Called after each part is acknowledged, from the writer's own thread, in part order (each
+ * after every earlier part): part number and ETag, for a checkpoint. */
 typedef void (*snap_s3_part_done_fn)(void *userdata, uint32_t part_number, const char *etag,
 				     uint64_t end_offset);
 void snap_s3_writer_on_part(struct snap_s3_writer *w, snap_s3_part_done_fn fn, void *userdata);
@@ -313,7 +313,7 @@ const struct snap_s3_head *snap_s3_reader_head(const struct snap_s3_reader *r);
 int snap_s3_reader_plan(struct snap_s3_reader *r, const uint64_t (*ranges)[2], size_t n);
 int snap_s3_reader_pread(struct snap_s3_reader *r, void *buf, size_t len, uint64_t off,
 			 char **ret_detail);
-/* Bytes fetched from the service for this reader. */
+/* Bytes fetched from the service for this reader (the ranges of the GETs it started). */
 uint64_t snap_s3_reader_fetched(const struct snap_s3_reader *r);
 /* Chunks of size bytes (>= 4 KiB) instead of 8 MiB, before the first read (tests). */
 int snap_s3_reader_set_chunk_size(struct snap_s3_reader *r, uint64_t size);
