@@ -1201,10 +1201,10 @@ static void seq_do(struct snap_output_seq *q, const struct seq_req *rq)
 		if (!q->err) {
 			q->err = r;
 			const char *e = rq->out->s3w ? snap_s3_writer_error(rq->out->s3w) : NULL;
-			if (e && *e ? asprintf(&q->detail, "%s", e) < 0
-				    : asprintf(&q->detail, "cannot write %s at offset %llu: %s",
-					       rq->out->path, (unsigned long long)at,
-					       strerror(-r)) < 0)
+			if (e && *e
+				? asprintf(&q->detail, "%s", e) < 0
+				: asprintf(&q->detail, "cannot write %s at offset %llu: %s",
+					   rq->out->path, (unsigned long long)at, strerror(-r)) < 0)
 				q->detail = NULL;
 		}
 		pthread_mutex_unlock(&q->mu);

@@ -536,7 +536,8 @@ static int restore_plan(struct rctx *c)
 			const struct snap_store_index_frame *e = &ix->frames[k];
 			if (!frame_wanted(c, vi, e))
 				continue;
-			struct snap_store_frame hf = {.flags = e->flags, .stored_len = e->stored_len};
+			struct snap_store_frame hf = {.flags = e->flags,
+						      .stored_len = e->stored_len};
 			uint64_t a = e->file_offset, b = a + snap_store_frame_record_len(&hf);
 			if (n && ranges[n - 1][1] == a)
 				ranges[n - 1][1] = b;

@@ -6,7 +6,7 @@
  *	snapbundle-store-checkpoint 1
  *	url s3://BUCKET/KEY
  *	upload UPLOAD-ID
- *	part-size N / frame-size N / level N
+ *	part-size N / frame-size N / level N / nonce-seed N
  *	volume SIZE MTIME-NS PATH             (one per source, in order)
  *	head HEX                              (header, KEYS with the wrapped data key, META)
  *	meta OFFSET LENGTH
@@ -20,7 +20,8 @@
  *  2. Frames are recorded by the store's sink before their bytes reach the writer, so every
  *     frame of an acknowledged part is in the file: a resume trusts parts (their ETags checked
  *     by ListParts) and only the frames they cover.
- *  3. It holds nothing secret: the data key only as the image has it, wrapped in KEYS.
+ *  3. It holds nothing secret: the data key only as the image has it, wrapped in KEYS; the
+ *     seed of the frame nonces, which the image's frame headers show anyway.
  *  4. create replaces a previous file through a temporary name and a rename, so a crash leaves
  *     the old checkpoint or the new one, never a mix.
  */
@@ -147,14 +148,15 @@ static int write_state(int fd, const struct store_ckpt_state *st)
 	snap_hex(hex, st->head, st->head_len);
 	hex[2 * st->head_len] = 0;
 	char *s = NULL;
-	int r = asprintf(&s,
-			 MAGIC "\nurl %s\nupload %s\npart-size %llu\nframe-size %u\nlevel %d\n"
-			       "head %s\nmeta %llu %llu\n",
-			 st->url, st->upload_id, (unsigned long long)st->part_size, st->frame_size,
-			 st->level, hex, (unsigned long long)st->meta_offset,
-			 (unsigned long long)st->meta_length) < 0
-		    ? -ENOMEM
-		    : 0;
+	int r =
+	    asprintf(&s,
+		     MAGIC "\nurl %s\nupload %s\npart-size %llu\nframe-size %u\nlevel %d\n"
+			   "nonce-seed %llu\nhead %s\nmeta %llu %llu\n",
+		     st->url, st->upload_id, (unsigned long long)st->part_size, st->frame_size,
+		     st->level, (unsigned long long)st->nonce_seed, hex,
+		     (unsigned long long)st->meta_offset, (unsigned long long)st->meta_length) < 0
+		? -ENOMEM
+		: 0;
 	free(hex);
 	if (r == 0)
 		r = put_line(fd, s);
@@ -187,7 +189,8 @@ int store_ckpt_create(const char *path, const struct store_ckpt_state *st, struc
 {
 	struct store_ckpt *ck = calloc(1, sizeof(*ck));
 	char *tmp = NULL;
-	if (!ck || !(ck->path = strdup(path)) || asprintf(&tmp, "%s.tmp-%ld", path, (long)getpid()) < 0) {
+	if (!ck || !(ck->path = strdup(path)) ||
+	    asprintf(&tmp, "%s.tmp-%ld", path, (long)getpid()) < 0) {
 		if (ck)
 			free(ck->path);
 		free(ck);
@@ -203,7 +206,8 @@ int store_ckpt_create(const char *path, const struct store_ckpt_state *st, struc
 	if (r == 0 && rename(tmp, path) < 0)
 		r = -errno;
 	if (r < 0) {
-		if (asprintf(ret_detail, "cannot write the checkpoint %s: %s", path, strerror(-r)) < 0)
+		if (asprintf(ret_detail, "cannot write the checkpoint %s: %s", path, strerror(-r)) <
+		    0)
 			*ret_detail = NULL;
 		unlink(tmp);
 		free(tmp);
@@ -221,8 +225,9 @@ static void append(struct store_ckpt *ck, char *line)
 	int r = line ? put_line(ck->fd, line) : -ENOMEM;
 	if (r < 0 && !ck->failed) {
 		ck->failed = true;
-		snap_warn("cannot write the checkpoint %s: %s (a resume goes only as far as it got)",
-			  ck->path, strerror(-r));
+		snap_warn(
+		    "cannot write the checkpoint %s: %s (a resume goes only as far as it got)",
+		    ck->path, strerror(-r));
 	}
 	pthread_mutex_unlock(&ck->mu);
 	free(line);
@@ -301,12 +306,17 @@ static int parse_line(struct store_ckpt_state *st, char *line, size_t *cap_parts
 	if (!strcmp(k, "upload"))
 		return (st->upload_id = strdup(v)) ? 0 : -ENOMEM;
 	if (!strcmp(k, "part-size"))
-		return sscanf(v, "%llu%n", &a, &n) == 1 && !v[n] ? (st->part_size = a, 0) : -EUCLEAN;
+		return sscanf(v, "%llu%n", &a, &n) == 1 && !v[n] ? (st->part_size = a, 0)
+								 : -EUCLEAN;
 	if (!strcmp(k, "frame-size"))
 		return sscanf(v, "%llu%n", &a, &n) == 1 && !v[n] ? (st->frame_size = (uint32_t)a, 0)
-								  : -EUCLEAN;
+								 : -EUCLEAN;
 	if (!strcmp(k, "level"))
-		return sscanf(v, "%llu%n", &a, &n) == 1 && !v[n] ? (st->level = (int)a, 0) : -EUCLEAN;
+		return sscanf(v, "%llu%n", &a, &n) == 1 && !v[n] ? (st->level = (int)a, 0)
+								 : -EUCLEAN;
+	if (!strcmp(k, "nonce-seed"))
+		return sscanf(v, "%llu%n", &a, &n) == 1 && !v[n] ? (st->nonce_seed = a, 0)
+								 : -EUCLEAN;
 	if (!strcmp(k, "meta"))
 		return sscanf(v, "%llu %llu%n", &a, &b, &n) == 2 && !v[n]
 			   ? (st->meta_offset = a, st->meta_length = b, 0)
@@ -344,7 +354,8 @@ static int parse_line(struct store_ckpt_state *st, char *line, size_t *cap_parts
 		if (!e)
 			return -ENOMEM;
 		st->part_ends = e;
-		st->parts[st->nparts] = (struct snap_s3_part){.part_number = num, .etag = strdup(v + n)};
+		st->parts[st->nparts] =
+		    (struct snap_s3_part){.part_number = num, .etag = strdup(v + n)};
 		if (!st->parts[st->nparts].etag)
 			return -ENOMEM;
 		st->part_ends[st->nparts++] = a;
@@ -355,12 +366,15 @@ static int parse_line(struct store_ckpt_state *st, char *line, size_t *cap_parts
 		unsigned long long fo, off;
 		unsigned vol, flags, raw, stored;
 		char dg[2 * SNAP_STORE_DIGEST_SIZE + 1];
-		if (sscanf(v, "%llu %u %u %llu %u %u %64s%n", &fo, &vol, &flags, &off, &raw, &stored,
-			   dg, &n) != 7 ||
+		if (sscanf(v, "%llu %u %u %llu %u %u %64s%n", &fo, &vol, &flags, &off, &raw,
+			   &stored, dg, &n) != 7 ||
 		    v[n] || strlen(dg) != 2 * SNAP_STORE_DIGEST_SIZE)
 			return -EUCLEAN;
-		f = (struct snap_store_index_frame){.file_offset = fo, .volume = vol, .flags = flags,
-						    .offset = off, .raw_len = raw,
+		f = (struct snap_store_index_frame){.file_offset = fo,
+						    .volume = vol,
+						    .flags = flags,
+						    .offset = off,
+						    .raw_len = raw,
 						    .stored_len = stored};
 		if (unhex(dg, SNAP_STORE_DIGEST_SIZE, f.digest) < 0)
 			return -EUCLEAN;
@@ -400,8 +414,8 @@ int store_ckpt_load(const char *path, struct store_ckpt_state *ret, char **ret_d
 		       st.meta_offset + st.meta_length != st.head_len))
 		r = -EUCLEAN;
 	if (r < 0) {
-		if (r == -EUCLEAN && asprintf(ret_detail, "checkpoint %s is corrupt (line %zu)", path,
-					      lineno) < 0)
+		if (r == -EUCLEAN &&
+		    asprintf(ret_detail, "checkpoint %s is corrupt (line %zu)", path, lineno) < 0)
 			*ret_detail = NULL;
 		store_ckpt_state_clear(&st);
 		return r;

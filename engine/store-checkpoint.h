@@ -26,9 +26,10 @@ struct store_ckpt_state {
 	uint64_t part_size;
 	uint32_t frame_size;
 	int level;
+	uint64_t nonce_seed; /* the frames' nonces derive from it (store.c invariant 11) */
 	struct store_ckpt_volume *vols;
 	size_t nvols;
-	uint8_t *head; /* the image's first head_len bytes: header, KEYS (the wrapped data key) */
+	uint8_t *head;	 /* the image's first head_len bytes: header, KEYS (the wrapped data key) */
 	size_t head_len; /* and META, which ends it */
 	uint64_t meta_offset, meta_length;
 	struct snap_s3_part *parts; /* acknowledged, in any order; part_number from 1 */

@@ -315,8 +315,9 @@ int store_image_open_s3(struct snap_store_image *img, struct snap_s3_client *c, 
 	free(bucket);
 	free(key);
 	if (r < 0) {
-		r = r == -ENOENT ? img_fail(img, r, "%s does not exist: %s", url, d ? d : "not found")
-				 : img_fail(img, r, "cannot open %s: %s", url, d ? d : strerror(-r));
+		r = r == -ENOENT
+			? img_fail(img, r, "%s does not exist: %s", url, d ? d : "not found")
+			: img_fail(img, r, "cannot open %s: %s", url, d ? d : strerror(-r));
 		free(d);
 		return r;
 	}

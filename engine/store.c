@@ -58,15 +58,24 @@
  *     numbered and placed as before (invariant 2), and the extent map below the restart is
  *     rebuilt from the checkpoint's frames (every byte of a DATA extent outside a frame is a
  *     zero block), so the object is byte for byte the one an uninterrupted run writes.
- *     Encrypted stores are not resumed: their frame nonces are random.
+ *     Frame nonces derive from a random per-image seed (nonce_rng; the test seed itself when
+ *     seeded), which the checkpoint keeps, so an encrypted frame sealed again is the same
+ *     bytes; an encrypted store is resumed with its passphrase or a recipient's private key,
+ *     which unwrap the data key from the checkpoint's KEYS and authenticate its META.
  *
  * State transitions (snap_store_run):
  *  1. prepare: open sources, build layouts (store_open_volumes), keys (store_keys), header,
- *     KEYS and META records written (store_write_head)
+ *     KEYS and META records written (store_write_head); s3://: the checkpoint's name and a
+ *     resume's checkpoint read (store_prepare_s3, store_resume_load), the kept parts and the
+ *     restart chosen (store_resume_plan), the upload created or continued (store_create_s3),
+ *     the checkpoint written (store_ckpt_start); a resume rebuilds the map below the restart
+ *     (store_resume_marks) instead of writing the head
  *  2. data: chunks read through the reader, zero-scanned, cut into frames (store_fill_slot),
  *     sealed by workers (store_work), written in order by the sink (store_sink)
- *  3. finish: INDEX and footer written (store_write_tail), fsync and rename (store_commit)
- *  4. done, or failed: temporary unlinked (store_cleanup)
+ *  3. finish: INDEX and footer written (store_write_tail), fsync and rename, or the upload
+ *     completed and the checkpoint removed (store_commit)
+ *  4. done, or failed: temporary unlinked, or the upload kept with its checkpoint or aborted
+ *     (store_cleanup)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -74,6 +83,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -94,6 +104,7 @@
 #include "source.h"
 #include "s3.h"
 #include "store-checkpoint.h"
+#include "store-image.h"
 #include "store-crypto.h"
 #include "store-format.h"
 #include "store-frame.h"
@@ -152,6 +163,7 @@ struct store_ctx {
 	int level;
 	bool encrypted;
 	struct snap_store_rng rng;
+	struct snap_store_rng nonce_rng; /* the frames' nonces (invariant 11) */
 	uint8_t image_id[SNAP_STORE_ID_SIZE];
 	uint8_t dk[SNAP_STORE_KEY_SIZE];
 	struct snap_store_keyset keys;
@@ -165,18 +177,18 @@ struct store_ctx {
 
 	/* an S3 object (invariant 10) */
 	struct snap_s3_client *s3c;
-	char *url;	      /* s3://BUCKET/KEY written (the -o given may name a prefix) */
-	char *ckpt_path;      /* the checkpoint of the -o given (store-checkpoint.h) */
+	char *url;	 /* s3://BUCKET/KEY written (the -o given may name a prefix) */
+	char *ckpt_path; /* the checkpoint of the -o given (store-checkpoint.h) */
 	uint64_t part_size;
 	struct store_ckpt *_Atomic ckpt;
-	bool keep_upload;     /* a failure keeps the upload and the checkpoint */
+	bool keep_upload; /* a failure keeps the upload and the checkpoint */
 	/* --resume (invariant 11) */
 	bool resuming;
 	struct store_ckpt_state rs;
-	uint64_t skip_to;     /* image bytes below were uploaded: not written again */
-	uint64_t nverify;     /* frames below this number are compared with the checkpoint's */
-	uint32_t resume_vol;  /* reading starts in this volume ... */
-	uint64_t resume_off;  /* ... at this offset (a frame_size multiple) */
+	uint64_t skip_to;    /* image bytes below were uploaded: not written again */
+	uint64_t nverify;    /* frames below this number are compared with the checkpoint's */
+	uint32_t resume_vol; /* reading starts in this volume ... */
+	uint64_t resume_off; /* ... at this offset (a frame_size multiple) */
 
 	/* the parts of the image the index and footer need */
 	uint8_t header[SNAP_STORE_HEADER_SIZE];
@@ -251,8 +263,8 @@ struct worker {
 static int seal_frame(struct worker *w, const uint8_t *raw, struct frame_job *fj, uint8_t *out)
 {
 	struct store_ctx *s = w->s;
-	return snap_store_frame_seal(w->codec, s->image_id, &s->rng, &fj->f, raw, out, &fj->out_len,
-				     &w->t);
+	return snap_store_frame_seal(w->codec, s->image_id, &s->nonce_rng, &fj->f, raw, out,
+				     &fj->out_len, &w->t);
 }
 
 /* Gives a held reader buffer back (invariant 5). */
@@ -652,8 +664,8 @@ static int add_iframe(struct store_ctx *s, const struct snap_store_frame *f, uin
 static bool store_resume_same(const struct snap_store_index_frame *a,
 			      const struct snap_store_index_frame *b)
 {
-	return a->file_offset == b->file_offset && a->volume == b->volume &&
-	       a->flags == b->flags && a->offset == b->offset && a->raw_len == b->raw_len &&
+	return a->file_offset == b->file_offset && a->volume == b->volume && a->flags == b->flags &&
+	       a->offset == b->offset && a->raw_len == b->raw_len &&
 	       a->stored_len == b->stored_len && !memcmp(a->digest, b->digest, sizeof(a->digest));
 }
 
@@ -1128,8 +1140,8 @@ static int store_create_s3(struct store_ctx *s, unsigned flags)
 		char id[40];
 		size_t kl = strlen(key);
 		bool prefix = !kl || key[kl - 1] == '/';
-		if (asprintf(&s->url, "s3://%s/%s%s%s", bucket, key, prefix ? store_ami_id(s, id) : "",
-			     prefix ? ".bin" : "") < 0) {
+		if (asprintf(&s->url, "s3://%s/%s%s%s", bucket, key,
+			     prefix ? store_ami_id(s, id) : "", prefix ? ".bin" : "") < 0) {
 			s->url = NULL;
 			r = -ENOMEM;
 			goto out;
@@ -1198,6 +1210,7 @@ static int store_ckpt_start(struct store_ctx *s)
 	    .part_size = s->part_size,
 	    .frame_size = s->frame_size,
 	    .level = s->level,
+	    .nonce_seed = s->nonce_rng.seed,
 	    .meta_offset = s->meta_offset,
 	    .meta_length = s->meta_length,
 	    .nvols = s->nvols,
@@ -1250,6 +1263,62 @@ out:
 	return r;
 }
 
+/* An encrypted resume: the data key unwrapped from the checkpoint's KEYS with the passphrase or
+ * a recipient's private key, the checkpoint's META authenticated by it (invariant 11). */
+static int store_resume_keys(struct store_ctx *s)
+{
+	struct snap_job *job = s->job;
+	const char *pass = snap_job_string(job, SNAP_SPARAM_PASSPHRASE);
+	const char *key = snap_job_string(job, SNAP_SPARAM_PRIVATE_KEY);
+	if (!pass && !key)
+		return snap_job_fail(job, -ENOKEY,
+				     "cannot resume the encrypted store %s: give its passphrase or "
+				     "the private key of a recipient",
+				     s->rs.url);
+	if (s->rs.meta_offset < SNAP_STORE_HEADER_SIZE)
+		return snap_job_fail(job, -EUCLEAN, "the checkpoint %s has no key record",
+				     s->ckpt_path);
+	/* the image reader reads a head from a descriptor: the checkpoint's, in memory */
+	int fd = memfd_create("snapbundle-head", MFD_CLOEXEC);
+	if (fd < 0)
+		return snap_job_fail(job, -errno, "cannot make a memory file: %s",
+				     snap_strerror(-errno));
+	struct snap_store_image *img = NULL;
+	int r = 0;
+	for (size_t done = 0; done < s->rs.head_len && r == 0;) {
+		ssize_t n = write(fd, s->rs.head + done, s->rs.head_len - done);
+		if (n <= 0)
+			r = n < 0 ? -errno : -EIO;
+		else
+			done += (size_t)n;
+	}
+	if (r == 0 && lseek(fd, 0, SEEK_SET) < 0)
+		r = -errno;
+	if (r == 0)
+		r = snap_store_image_new(&img);
+	if (r < 0) {
+		close(fd);
+		return snap_job_fail(job, r, "cannot read the checkpoint %s: %s", s->ckpt_path,
+				     snap_strerror(r));
+	}
+	r = store_image_open_fd(img, fd, s->ckpt_path, true);
+	if (r == 0)
+		r = snap_store_image_unlock(img, pass, key);
+	if (r < 0) {
+		r = snap_job_fail(job, r, "cannot resume %s: %s", s->rs.url,
+				  snap_store_image_error(img));
+		snap_store_image_free(img);
+		return r;
+	}
+	s->keys = img->ks;
+	s->encrypted = true;
+	s->keys_len = img->keys_len;
+	s->keys_rec = img->keys_rec;
+	img->keys_rec = NULL;
+	snap_store_image_free(img); /* cleanses its keyset */
+	return 0;
+}
+
 /* --resume, before the volumes are opened: the checkpoint of the -o given, its frame size and
  * level (the image's), its head. */
 static int store_resume_load(struct store_ctx *s)
@@ -1258,7 +1327,8 @@ static int store_resume_load(struct store_ctx *s)
 	char *detail = NULL;
 	int r = store_ckpt_load(s->ckpt_path, &s->rs, &detail);
 	if (r == -ENOENT)
-		return snap_job_fail(job, r, "cannot resume %s: no checkpoint (%s): nothing was kept",
+		return snap_job_fail(job, r,
+				     "cannot resume %s: no checkpoint (%s): nothing was kept",
 				     s->path, s->ckpt_path);
 	if (r < 0) {
 		r = snap_job_fail(job, r, "cannot resume %s: %s", s->path,
@@ -1270,22 +1340,20 @@ static int store_resume_load(struct store_ctx *s)
 	const char *why = "";
 	if (s->rs.head_len < SNAP_STORE_HEADER_SIZE ||
 	    snap_store_header_decode(s->rs.head, SNAP_STORE_HEADER_SIZE, &h, &why) < 0)
-		return snap_job_fail(job, -EUCLEAN, "cannot resume %s: the checkpoint %s has no "
-						    "valid image header",
+		return snap_job_fail(job, -EUCLEAN,
+				     "cannot resume %s: the checkpoint %s has no "
+				     "valid image header",
 				     s->path, s->ckpt_path);
-	if (h.incompat & SNAP_STORE_INCOMPAT_ENCRYPTED)
-		return snap_job_fail(job, -EOPNOTSUPP,
-				     "cannot resume the encrypted store %s (its frames cannot be "
-				     "sealed again the same way): discard it with snapbundle abort "
-				     "%s and store again",
-				     s->rs.url, s->rs.url);
 	if ((h.compat & SNAP_STORE_COMPAT_SIGNATURE) !=
 	    (snap_job_string(job, SNAP_SPARAM_SIGNING_KEY) ? SNAP_STORE_COMPAT_SIGNATURE : 0))
-		return snap_job_fail(job, -EINVAL, "cannot resume %s: it was begun %s a signing key",
-				     s->rs.url,
+		return snap_job_fail(job, -EINVAL,
+				     "cannot resume %s: it was begun %s a signing key", s->rs.url,
 				     h.compat & SNAP_STORE_COMPAT_SIGNATURE ? "with" : "without");
 	if (!(s->url = strdup(s->rs.url)))
 		return -ENOMEM;
+	s->nonce_rng = (struct snap_store_rng){.seeded = true, .seed = s->rs.nonce_seed};
+	if ((h.incompat & SNAP_STORE_INCOMPAT_ENCRYPTED) && (r = store_resume_keys(s)) < 0)
+		return r;
 	memcpy(s->image_id, h.image_id, SNAP_STORE_ID_SIZE);
 	memcpy(s->header, s->rs.head, SNAP_STORE_HEADER_SIZE);
 	s->frame_size = s->rs.frame_size;
@@ -1313,8 +1381,9 @@ static int store_resume_plan(struct store_ctx *s)
 	struct snap_job *job = s->job;
 	struct store_ckpt_state *rs = &s->rs;
 	if (rs->nvols != s->nvols)
-		return snap_job_fail(job, -ESTALE, "cannot resume %s: it was begun with %zu volumes, "
-						   "not %zu",
+		return snap_job_fail(job, -ESTALE,
+				     "cannot resume %s: it was begun with %zu volumes, "
+				     "not %zu",
 				     rs->url, rs->nvols, s->nvols);
 	for (size_t i = 0; i < s->nvols; i++) {
 		struct stat sb;
@@ -1333,12 +1402,8 @@ static int store_resume_plan(struct store_ctx *s)
 	/* the parts in number order, each one's latest acknowledgement; then the run 1..n */
 	struct snap_s3_part *p = rs->parts;
 	uint64_t *ends = calloc(rs->nparts + 1, sizeof(*ends));
-	size_t *order = calloc(rs->nparts + 1, sizeof(*order));
-	if (!ends || !order) {
-		free(ends);
-		free(order);
+	if (!ends)
 		return -ENOMEM;
-	}
 	for (size_t i = 0; i < rs->nparts; i++)
 		p[i].size = rs->part_ends[i]; /* carried through the sort */
 	qsort(p, rs->nparts, sizeof(*p), cmp_part);
@@ -1361,10 +1426,10 @@ static int store_resume_plan(struct store_ctx *s)
 		ends[i] = p[i].size;
 		if (ends[i] <= prev) {
 			free(ends);
-			free(order);
 			rs->nparts = i;
-			return snap_job_fail(job, -EUCLEAN, "cannot resume %s: the checkpoint %s is "
-							    "inconsistent (part %u)",
+			return snap_job_fail(job, -EUCLEAN,
+					     "cannot resume %s: the checkpoint %s is "
+					     "inconsistent (part %u)",
 					     rs->url, s->ckpt_path, p[i].part_number);
 		}
 		p[i].size = ends[i] - prev;
@@ -1373,7 +1438,6 @@ static int store_resume_plan(struct store_ctx *s)
 	rs->nparts = n;
 	free(rs->part_ends);
 	rs->part_ends = ends;
-	free(order);
 	if (n == 0)
 		return 0; /* nothing kept: store_resume_fresh */
 	uint64_t e = ends[n - 1], eprev = n > 1 ? ends[n - 2] : 0;
@@ -1384,11 +1448,12 @@ static int store_resume_plan(struct store_ctx *s)
 		struct snap_store_frame tmp = {.flags = f->flags, .stored_len = f->stored_len};
 		uint64_t end = f->file_offset + snap_store_frame_record_len(&tmp);
 		if (f->volume >= s->nvols ||
-		    f->file_offset != (k ? rs->frames[k - 1].file_offset +
-					       snap_store_frame_record_len(&(struct snap_store_frame){
-						   .flags = rs->frames[k - 1].flags,
-						   .stored_len = rs->frames[k - 1].stored_len})
-					 : rs->head_len))
+		    f->file_offset !=
+			(k ? rs->frames[k - 1].file_offset +
+				 snap_store_frame_record_len(&(struct snap_store_frame){
+				     .flags = rs->frames[k - 1].flags,
+				     .stored_len = rs->frames[k - 1].stored_len})
+			   : rs->head_len))
 			return snap_job_fail(job, -EUCLEAN,
 					     "cannot resume %s: the checkpoint %s is inconsistent "
 					     "(frame %llu)",
@@ -1450,10 +1515,11 @@ static int store_resume_marks(struct store_ctx *s)
 		for (size_t i = 0; i < n; i++) {
 			const struct snap_extent *e = snap_map_get(map, i);
 			if (e->kind == SNAP_EXTENT_DATA && e->offset < limit)
-				ranges[nr++] = (struct snap_range){
-				    e->offset, (e->offset + e->length < limit ? e->offset + e->length
-									      : limit) -
-						   e->offset};
+				ranges[nr++] =
+				    (struct snap_range){e->offset, (e->offset + e->length < limit
+									? e->offset + e->length
+									: limit) -
+								       e->offset};
 		}
 		/* this volume's frames below the restart, in offset order */
 		uint64_t k = 0;
@@ -1504,10 +1570,13 @@ static int store_prepare_s3(struct store_ctx *s)
 	}
 	if (resume && snap_job_param(job, SNAP_PARAM_NO_RESUME, 0))
 		return snap_job_fail(job, -EINVAL, "give either resume or no-resume, not both");
+	/* --no-resume keeps nothing, and needs no place to keep it */
 	int r = store_ckpt_path(out, &s->ckpt_path);
-	if (r < 0)
-		return snap_job_fail(job, r, "cannot make the checkpoint directory of %s: %s", out,
-				     snap_strerror(r));
+	if (r < 0 && !snap_job_param(job, SNAP_PARAM_NO_RESUME, 0))
+		return snap_job_fail(job, r,
+				     "cannot make the checkpoint directory of %s: %s (set "
+				     "XDG_STATE_HOME, or use --no-resume)",
+				     out, snap_strerror(r));
 	s->path = out;
 	if (!resume)
 		return 0;
@@ -1688,8 +1757,8 @@ static void store_cleanup(struct store_ctx *s, int r)
 	if (id && ck && s->keep_upload)
 		kept = strdup(id);
 	else if (id && !s->resuming && (s->keep_upload || snap_job_cancelled(s->job)))
-		drop = strdup(id); /* no checkpoint to resume it with, or the abort refused:
-				    * a resume keeps its upload, whose checkpoint is intact */
+		drop = strdup(id);	   /* no checkpoint to resume it with, or the abort refused:
+					    * a resume keeps its upload, whose checkpoint is intact */
 	s->out = snap_output_free(s->out); /* removes it (aborts the upload) unless committed */
 	if (drop)
 		store_abort_upload(s, drop);
@@ -1744,6 +1813,14 @@ int snap_store_run(struct snap_job *job)
 	s.now = (uint64_t)time(NULL);
 	int64_t seed = snap_job_param(job, SNAP_PARAM_TEST_SEED, 0);
 	s.rng = (struct snap_store_rng){.seeded = seed != 0, .seed = (uint64_t)seed};
+	/* frame nonces from a seed of their own (invariant 11): unique per frame number, as
+	 * random ones, and the same when a resume seals a frame again; the test seed's own
+	 * derivation when seeded, so seeded images keep their bytes */
+	uint64_t nonce_seed = (uint64_t)seed;
+	if (!seed &&
+	    (r = snap_store_random(NULL, "nonce seed", 0, &nonce_seed, sizeof(nonce_seed))) < 0)
+		goto out;
+	s.nonce_rng = (struct snap_store_rng){.seeded = true, .seed = nonce_seed};
 	if ((r = snap_store_random(&s.rng, "image id", 0, s.image_id, sizeof(s.image_id))) < 0)
 		goto out;
 	if ((r = store_prepare_s3(&s)) < 0 || (r = store_open_volumes(&s)) < 0)
@@ -1757,7 +1834,7 @@ int snap_store_run(struct snap_job *job)
 	r = s.resuming ? store_resume_marks(&s) : store_write_head(&s);
 	if (r < 0)
 		goto out;
-	if (s.url && (r = store_ckpt_start(&s)) < 0)
+	if (s.url && s.ckpt_path && (r = store_ckpt_start(&s)) < 0)
 		goto out;
 	if ((r = store_start_workers(&s)) < 0) {
 		r = snap_job_fail(job, r, "cannot start worker threads: %s", snap_strerror(r));
@@ -1788,7 +1865,7 @@ int snap_store_run(struct snap_job *job)
 	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_SKIPPED, job->progress.bytes_skipped);
 	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_WRITTEN, s.written);
 	snap_job_set_result_u64(job, SNAP_RESULT_FRAMES, s.niframes);
-	snap_job_set_result_string(job, SNAP_RESULT_OUTPUT_PATH, s.path);
+	snap_job_set_result_string(job, SNAP_RESULT_OUTPUT_PATH, s.url ? s.url : s.path);
 	store_set_timings(&s, start, data_start, data_end, cpu0);
 out:
 	if (r == -ENOMEM)

@@ -252,8 +252,8 @@ static void check_s3(void)
 	char *want = malloc(64 << 20);
 	size_t wlen = fread(want, 1, 64 << 20, f);
 	fclose(f);
-	CHECK(snap_s3_get_object(c, bucket, "b.bin", 64 << 20, &obj, &olen, &detail) == 0,
-	      " %s", detail);
+	CHECK(snap_s3_get_object(c, bucket, "b.bin", 64 << 20, &obj, &olen, &detail) == 0, " %s",
+	      detail);
 	CHECK(obj && olen == wlen && !memcmp(obj, want, wlen),
 	      " (store-s3's object is not the local store: %zu bytes, %zu)", olen, wlen);
 	free(obj);
@@ -265,7 +265,8 @@ static void check_s3(void)
 	s3_first_only = false;
 	s3_calls = 0;
 	snprintf(url, sizeof(url), "s3://%s/c.bin", bucket);
-	CHECK(run_job(SNAP_JOB_STORE, NULL, url) < 0, " (store-s3 succeeded though every part failed)");
+	CHECK(run_job(SNAP_JOB_STORE, NULL, url) < 0,
+	      " (store-s3 succeeded though every part failed)");
 	s3_fault = SNAP_S3_FAULT_NONE;
 	CHECK(s3_calls > 0, " (store-s3 never uploaded a part)");
 	struct snap_s3_head *h = NULL;

@@ -48,6 +48,8 @@ static void usage(FILE *f)
 	       "  --part-size SIZE           multipart part size (default: the largest image the\n"
 	       "                             volumes can make fits in 10,000 parts, at least 16M)\n"
 	       "  --resume                   continue the upload a failed or killed store kept\n"
+	       "                             (encrypted: with --passphrase-file or -k KEY, the\n"
+	       "                             private key of a recipient)\n"
 	       "  --no-resume                a failure aborts the upload instead of keeping it\n"
 	       "  --debug                    debug log lines and stage timings on stderr\n");
 	tool_s3_usage(f, false);
@@ -116,8 +118,8 @@ int cmd_store(int argc, char **argv)
 	const char *output = NULL;
 	tool_args_init(&args,
 		       TOOL_SHARED_PASSPHRASE_FILE | TOOL_SHARED_THREADS | TOOL_SHARED_PROGRESS |
-			   TOOL_SHARED_FORCE | TOOL_SHARED_NO_DIRECT | TOOL_SHARED_DEBUG |
-			   TOOL_SHARED_S3,
+			   TOOL_SHARED_KEY | TOOL_SHARED_FORCE | TOOL_SHARED_NO_DIRECT |
+			   TOOL_SHARED_DEBUG | TOOL_SHARED_S3,
 		       "o:h", opts);
 	if (snap_job_new(SNAP_JOB_STORE, &job) < 0) {
 		tool_error("out of memory");

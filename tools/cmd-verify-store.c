@@ -11,16 +11,18 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: snapbundle verify IMAGE.bin|-|s3://BUCKET/KEY [-k KEY | "
-		   "--passphrase-file FILE] [--signer CERT] "
-		   "[--threads N] [--progress[=MODE]]\n"
-		   "       snapbundle verify IMAGE.bin|-|s3://BUCKET/KEY --without-key [--signer CERT]\n"
-		   "\n"
-		   "  --without-key   check an encrypted image without its key: every frame's stored\n"
-		   "                  bytes against its digest and the index, the index's structure\n"
-		   "                  and volume digests, and the signature when the image has one.\n"
-		   "                  Nothing is decrypted; the metadata and index are authenticated\n"
-		   "                  only by a signature (use --signer to require its signer).\n");
+	fprintf(
+	    f,
+	    "usage: snapbundle verify IMAGE.bin|-|s3://BUCKET/KEY [-k KEY | "
+	    "--passphrase-file FILE] [--signer CERT] "
+	    "[--threads N] [--progress[=MODE]]\n"
+	    "       snapbundle verify IMAGE.bin|-|s3://BUCKET/KEY --without-key [--signer CERT]\n"
+	    "\n"
+	    "  --without-key   check an encrypted image without its key: every frame's stored\n"
+	    "                  bytes against its digest and the index, the index's structure\n"
+	    "                  and volume digests, and the signature when the image has one.\n"
+	    "                  Nothing is decrypted; the metadata and index are authenticated\n"
+	    "                  only by a signature (use --signer to require its signer).\n");
 	tool_s3_usage(f, false);
 }
 

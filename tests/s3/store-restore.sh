@@ -8,7 +8,7 @@ make_disk disk.img
 
 "$B" store disk.img -o local.bin "${REPRO[@]}" --tag project=snap --tag env=test
 "$B" store disk.img -o "s3://$bucket/images/" "${REPRO[@]}" --tag project=snap \
-	--tag env=test --part-size 8M --acl private > store.out
+	--tag env=test --part-size 8M --acl public-read > store.out
 cat store.out
 url=$(sed -n 's/^stored \(s3:[^:]*\): .*/\1/p' store.out)
 ami=$("$B" inspect local.bin | sed -n 's/^image id: *//p')
@@ -43,13 +43,24 @@ tags=$(aws s3api get-object-tagging --bucket "$bucket" --key "$key" \
 	--query 'TagSet[].[Key,Value]' --output text | sort | tr '\t\n' '= ')
 [ "$tags" = "env=test project=snap " ] || fail "tags: '$tags'"
 ok "tags $tags"
-aws s3api get-object-acl --bucket "$bucket" --key "$key" >/dev/null || fail "no ACL"
+aws s3api get-object-acl --bucket "$bucket" --key "$key" --output json > acl.json
+python3 -c 'import json, sys
+g = json.load(open(sys.argv[1]))["Grants"]
+assert any(x["Grantee"].get("URI", "").endswith("/global/AllUsers") and
+           x["Permission"] == "READ" for x in g), ("no public-read grant", g)' acl.json
+ok "--acl public-read: AllUsers may read"
 aws s3 cp --only-show-errors "s3://$bucket/$key" dl.bin
 cmp dl.bin local.bin || fail "the object differs from a local store of the same source"
 ok "awscli downloads the bytes of the local store"
 
-# an existing object is not replaced without --force
+# an existing object is not replaced without --force, and is with it
 expect_fail "already exists" "$B" store disk.img -o "$url" "${REPRO[@]}"
+"$B" store disk.img -o "$url" "${REPRO[@]}" --tag project=snap --tag env=test --force \
+	--part-size 16M > force.out
+grep -q 'etag "[0-9a-f]*-4"' force.out || fail "--force did not replace the object"
+aws s3 cp --only-show-errors "s3://$bucket/$key" dl2.bin
+cmp dl2.bin local.bin || fail "the replaced object differs"
+ok "--force replaces it ($(grep -o 'etag [^,]*' force.out))"
 
 # restore, verify, inspect of s3://
 "$B" restore "$url" -o r.img --progress=none > restore.out

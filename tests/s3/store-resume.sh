@@ -3,8 +3,10 @@
 # leaves its multipart upload and a checkpoint, and --resume completes the object byte for byte
 # as an uninterrupted store (awscli downloads the bytes of a local store of the same source),
 # which restores and verifies; a source that changed is refused (its modification time, the
-# digest of a frame of the last part kept); SIGINT keeps the upload and says how to resume or
-# discard it; --no-resume aborts it; snapbundle abort discards one.
+# digest of a frame of the last part kept); an encrypted store resumes with its passphrase (the
+# same bytes as a local store of the same seed; restored and verified without one); SIGINT
+# keeps the upload and says how to resume or discard it; --no-resume aborts it; snapbundle
+# abort discards one.
 . "$SRCDIR/tests/s3/store-lib.sh"
 make_disk disk.img
 # slow enough to be caught halfway: one thread, the strongest compression
@@ -18,13 +20,14 @@ ckdir="$XDG_STATE_HOME/snapbundle"
 # acked: the parts the checkpoint of the running store lists so far
 acked() { cat "$ckdir"/store-*.checkpoint 2>/dev/null | grep -c '^part ' || true; }
 
-# start_store KEY WANT ARGS...: a store in the background, once WANT parts were acknowledged;
-# its pid in $pid
+# start_store KEY WANT ARGS...: a store in the background (with ARGS, REPRO unless changed), once
+# WANT parts were acknowledged; its pid in $pid
+ARGS=("${REPRO[@]}")
 start_store() {
 	local key=$1 want=$2
 	shift 2
 	rm -rf "$ckdir"
-	"$B" store disk.img -o "s3://$bucket/$key" "${REPRO[@]}" "${SLOW[@]}" "$@" \
+	"$B" store disk.img -o "s3://$bucket/$key" "${ARGS[@]}" "${SLOW[@]}" "$@" \
 		>bg.out 2>bg.err &
 	pid=$!
 	for _ in $(seq 1 3000); do
@@ -56,6 +59,35 @@ tags=$(aws s3api get-object-tagging --bucket "$bucket" --key r/img.bin \
 cmp r.img disk.img || fail "the resumed image does not restore the source"
 "$B" verify "s3://$bucket/r/img.bin" --progress=none | grep -q ": ok," || fail "verify"
 ok "resumed: the object equals a local store, restores and verifies"
+
+# 1b. encrypted: the passphrase unwraps the data key kept in the checkpoint; seeded, the object
+# is a local store's bytes; unseeded (random keys and nonces), it restores and verifies
+echo "resume secret" > pass
+ENC=(--passphrase-file pass --scrypt-log-n 10)
+"$B" store disk.img -o local-enc.bin "${REPRO[@]}" "${ENC[@]}" --level 3
+start_store e/img.bin $((parts / 2)) "${ENC[@]}"
+kill -KILL "$pid"
+wait "$pid" 2>/dev/null || true
+expect_fail "give its passphrase" \
+	"$B" store disk.img -o "s3://$bucket/e/img.bin" "${REPRO[@]}" --level 3 --resume
+echo "wrong secret" > wrong
+expect_fail "cannot resume s3://$bucket/e/img.bin" "$B" store disk.img \
+	-o "s3://$bucket/e/img.bin" "${REPRO[@]}" --level 3 --resume --passphrase-file wrong
+"$B" store disk.img -o "s3://$bucket/e/img.bin" "${REPRO[@]}" "${ENC[@]}" --level 3 --resume \
+	>/dev/null
+aws s3 cp --only-show-errors "s3://$bucket/e/img.bin" dl-enc.bin
+cmp dl-enc.bin local-enc.bin || fail "the resumed encrypted object differs from a local store"
+ARGS=(--exact --progress=none)
+start_store u/img.bin $((parts / 2)) "${ENC[@]}"
+kill -KILL "$pid"
+wait "$pid" 2>/dev/null || true
+"$B" store disk.img -o "s3://$bucket/u/img.bin" "${ARGS[@]}" "${ENC[@]}" --resume >/dev/null
+"$B" restore "s3://$bucket/u/img.bin" --passphrase-file pass -o u.img --progress=none >/dev/null
+cmp u.img disk.img || fail "the resumed unseeded encrypted image does not restore the source"
+"$B" verify "s3://$bucket/u/img.bin" --passphrase-file pass --progress=none | grep -q ": ok," ||
+	fail "verify of the resumed unseeded encrypted image"
+ARGS=("${REPRO[@]}")
+ok "encrypted stores resume: seeded the local store's bytes, unseeded restores and verifies"
 
 # 2. a source that changed is refused: its modification time, then a frame's bytes
 cp disk.img orig.img
