@@ -73,7 +73,7 @@
  *     is an S3 output (output.h invariant 6) opened when it is cut and PUT whole in the
  *     background as soon as it ends (single, within the client's memory budget, several at
  *     once); parts are committed in order as their PUTs complete, at most `window` of them
- *     waiting, since each holds its body in the budget until then (commit_done_parts); the
+ *     waiting, since each keeps its writer until then (commit_done_parts); the
  *     manifest goes last and only at the commit (put_at_commit): a bundle in S3 is complete
  *     only when its manifest is there. An object cannot be renamed, so a part's key
  *     is final when it is opened: its index is padded to the digits of the largest part count
@@ -279,8 +279,9 @@ static int part_close(struct bundle *b)
 	return 0;
 }
 
-/* S3 (invariant 10): a part's body is held, in the client's memory budget, until its output
- * is committed (s3.h W2), so at most `window` ended parts wait uncommitted: past that, the
+/* S3 (invariant 10): an ended part keeps its writer (its body in the client's budget while the
+ * PUT is in flight, and the writer's thread that waits for it) until its output is committed,
+ * so at most `window` ended parts wait uncommitted, whatever the part count: past that, the
  * sequence is flushed (every part before ended, its PUT started) and the oldest are committed
  * in order (each waits for its PUT), down to half the window. */
 static int commit_done_parts(struct bundle *b)
