@@ -158,18 +158,21 @@ aws s3api get-object-acl --bucket "$bucket" --key "$k" --output json > "$T/acl.j
 if grep -q AllUsers "$T/acl.json"; then fail "without --acl, $k is public"; fi
 
 step "default 10 MiB parts, more of them than the client's memory budget holds: bounded RSS"
+# a sanitizer's shadow memory and quarantine are not the program's: the bound holds without one
+max_rss=$((256 * 1024))
+if ldd "$SNAPBUNDLE" 2>/dev/null | grep -qE 'lib(a|ub)san'; then max_rss=$((4 * 1024 * 1024)); fi
 head -c 200M /dev/urandom > "$T/rand"
 /usr/bin/time -f "%M" -o "$T/rss" timeout 300 "$SNAPBUNDLE" bundle -i "$T/rand" \
 	-c "$T/user.pem" -k "$T/user.key" -u 123456789012 -r x86_64 --ec2cert "$T/ec2.pem" \
 	-d "s3://$bucket/big/" --progress=none > /dev/null || fail "bundle of 200 MiB failed"
 echo "bundle: peak RSS $(cat "$T/rss") KiB"
-[ "$(cat "$T/rss")" -lt $((256 * 1024)) ] || fail "bundle peak RSS $(cat "$T/rss") KiB"
+[ "$(cat "$T/rss")" -lt $max_rss ] || fail "bundle peak RSS $(cat "$T/rss") KiB"
 [ "$(keys big/ | wc -l)" -eq 22 ] || fail "want 21 parts and the manifest: $(keys big/)"
 /usr/bin/time -f "%M" -o "$T/rss" timeout 300 "$SNAPBUNDLE" unbundle -k "$T/user.key" \
 	-m "s3://$bucket/big/rand.manifest.xml" -o "$T/rand.out" --progress=none > /dev/null ||
 	fail "unbundle of 200 MiB failed"
 echo "unbundle: peak RSS $(cat "$T/rss") KiB"
-[ "$(cat "$T/rss")" -lt $((256 * 1024)) ] || fail "unbundle peak RSS $(cat "$T/rss") KiB"
+[ "$(cat "$T/rss")" -lt $max_rss ] || fail "unbundle peak RSS $(cat "$T/rss") KiB"
 cmp "$T/rand" "$T/rand.out" || fail "200 MiB unbundled differs"
 rm -f "$T/rand" "$T/rand.out"
 aws s3 rm --only-show-errors --recursive "s3://$bucket/big/"
