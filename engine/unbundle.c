@@ -114,6 +114,8 @@
 /* parts fetched ahead from S3 (invariant 2a): at most half the client's memory budget in bodies
  * waiting (the slots hold the rest, SLOT_BUDGET), never more GETs than its connections */
 #define S3_AHEAD_BUDGET(c) (snap_s3_client_budget(c) / 2)
+/* every buffer of an unbundle from S3, within the 256 MiB of peak RSS the S3 jobs keep to */
+#define S3_TOTAL_BUDGET (216u << 20)
 
 /* What a pipeline slot holds: one part, its ciphertext, then (after the work) its plaintext. */
 struct slot {
@@ -997,12 +999,13 @@ static void unbundle_free(struct unbundle *p)
 static int unbundle_start(struct unbundle *p, size_t part_cap)
 {
 	unsigned nworkers = snap_job_threads(p->job);
-	/* parts from S3: the bodies fetched ahead share SLOT_BUDGET with the slots, and the tar
-	 * slots and output buffers come off it too, so the whole stays within it (invariant 2a) */
+	/* parts from S3: the bodies fetched ahead share S3_TOTAL_BUDGET with the slots, and the
+	 * tar slots and output buffers come off it too, so the whole stays within it (invariant
+	 * 2a) */
 	size_t room = SLOT_BUDGET;
 	if (p->s3) {
 		size_t other = (size_t)p->ahead * part_cap + TAR_SLOTS * TAR_BUF + OUT_NBUFS * OUT_BUF;
-		room = other < SLOT_BUDGET ? SLOT_BUDGET - other : 0;
+		room = other < S3_TOTAL_BUDGET ? S3_TOTAL_BUDGET - other : 0;
 	}
 	size_t budget = room / (part_cap ? part_cap : 1);
 	p->nslots = nworkers + 2 < budget ? nworkers + 2 : (unsigned)budget;
