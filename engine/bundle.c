@@ -476,6 +476,8 @@ static void remove_objects(struct bundle *b)
 	for (size_t i = 0; i < b->nparts; i++)
 		b->parts[i].out = snap_output_free(b->parts[i].out);
 	b->manifest = snap_output_free(b->manifest);
+	if (!b->nparts && !b->committing)
+		return; /* nothing was named: refused before the data (an existing bundle, a key) */
 	struct snap_s3_client *c = NULL;
 	int cr = snap_job_s3_cleanup_client(b->job, &c);
 	if (cr < 0) {
