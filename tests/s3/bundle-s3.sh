@@ -6,7 +6,8 @@
 #    the outside judges' pipeline (openssl, gunzip, tar) and a local unbundle of that download
 #    both give the source back; the tar stream is the one a local bundle of the source makes
 #    (same digest, sizes and part count: only the random key differs);
-#  - unbundle -m s3:// restores the source, verify -m s3:// passes (digests, signature, image);
+#  - unbundle -m s3:// (and a local manifest with -s s3://) restores the source, verify -m s3://
+#    passes (digests, signature, image);
 #  - --acl on every object (none without it), the service given by options alone;
 #  - 200 MiB in default 10 MiB parts, more than the client's memory budget holds at once: both
 #    ways with a peak RSS under 256 MiB;
@@ -116,6 +117,10 @@ cat "$T/out"
 grep -q 'downloaded' "$T/out" || fail "no bytes downloaded reported"
 cmp "$img" "$T/s3.img" || fail "unbundle -m s3:// differs from the source"
 rm -f "$T/s3.img"
+unb -m "$T/dl/disk.img.manifest.xml" -s "s3://$bucket/b1/" -o "$T/s.img" > /dev/null ||
+	fail "unbundle of a local manifest with -s s3:// failed"
+cmp "$img" "$T/s.img" || fail "unbundle -s s3:// differs from the source"
+rm -f "$T/s.img"
 ver -m "$M" > "$T/out" || fail "verify -m s3:// failed: $(cat "$T/out")"
 grep -q 'OK' "$T/out" || fail "verify said: $(cat "$T/out")"
 "$SNAPBUNDLE" verify -m "$M" --progress=none > /dev/null || fail "verify -m s3:// without a key"
