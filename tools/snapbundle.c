@@ -76,10 +76,6 @@ static const struct subcommand *find_command(const char *name)
 static int run_ec2_name(const char *ec2, const char *command, int argc, char **argv)
 {
 	const struct subcommand *cmd = find_command(command);
-	if (!cmd) {
-		tool_error("%s: this build of snapbundle has no %s command", ec2, command);
-		return 2;
-	}
 	char **args = calloc((size_t)argc + 1, sizeof(*args));
 	if (!args) {
 		tool_error("out of memory");
@@ -87,7 +83,7 @@ static int run_ec2_name(const char *ec2, const char *command, int argc, char **a
 	}
 	int n = 0;
 	bool dashdash = false;
-	args[n++] = (char *)cmd->name;
+	args[n++] = (char *)command;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if (!dashdash && !strcmp(a, "--")) {
@@ -105,6 +101,11 @@ static int run_ec2_name(const char *ec2, const char *command, int argc, char **a
 		args[n++] = argv[i];
 	}
 	args[n] = NULL;
+	if (!cmd) {
+		tool_error("%s: this build of snapbundle has no %s command", ec2, command);
+		free(args);
+		return 2;
+	}
 	int r = cmd->fn(n, args);
 	free(args);
 	return r;
