@@ -2255,8 +2255,20 @@ static int run_copy(struct snap_s3_client *c, struct req *r, bool part, char **r
 		}
 	}
 	if (rc >= 0 && ret_etag) {
-		*ret_etag = res->etag;
-		res->etag = NULL;
+		/* quoted as HEAD and PUT give it: RGW 16 leaves a copy's ETag bare */
+		size_t n = strlen(res->etag);
+		if (n < 2 || res->etag[0] != '"' || res->etag[n - 1] != '"') {
+			char *q = NULL;
+			if (asprintf(&q, "\"%s\"", res->etag) < 0)
+				rc = fail_detail(ret_detail, -ENOMEM, r->op, r->bucket, key_of(r),
+						 "out of memory");
+			else
+				free(res->etag), res->etag = q;
+		}
+		if (rc >= 0) {
+			*ret_etag = res->etag;
+			res->etag = NULL;
+		}
 	}
 	snap_s3_copy_result_free(res);
 	return rc;
