@@ -81,7 +81,8 @@ static int mapping_lookup(struct snap_job *job, const char *path, const char *te
 			*hash = 0;
 		char *w[4], *s2 = NULL;
 		size_t n = 0;
-		for (char *t = strtok_r(line, " \t\r", &s2); t && n < 4; t = strtok_r(NULL, " \t\r", &s2))
+		for (char *t = strtok_r(line, " \t\r", &s2); t && n < 4;
+		     t = strtok_r(NULL, " \t\r", &s2))
 			w[n++] = t;
 		if (n == 0)
 			continue;
@@ -201,10 +202,9 @@ static int load_keys(struct snap_job *job, struct keys *k)
 			return snap_job_fail(job, r, "%s %s: not an RSA key", files[i].what,
 					     files[i].path);
 		if (r < 0)
-			return snap_job_fail(job, r, "%s %s: not a PEM %s", files[i].what,
-					     files[i].path,
-					     files[i].key == &k->priv ? "RSA private key"
-								      : "X.509 certificate");
+			return snap_job_fail(
+			    job, r, "%s %s: not a PEM %s", files[i].what, files[i].path,
+			    files[i].key == &k->priv ? "RSA private key" : "X.509 certificate");
 	}
 	if (EVP_PKEY_eq(k->user_pub, k->priv) != 1)
 		return snap_job_fail(job, -EINVAL,
@@ -236,20 +236,23 @@ static int migrate_text(struct snap_job *job, const struct keys *k, const char *
 		return r;
 	}
 	if (m->type && strcmp(m->type, "machine")) {
-		r = snap_job_fail(job, -EOPNOTSUPP,
-				  "cannot migrate manifest %s: its image is of type %s, only machine "
-				  "images are migrated",
-				  name, m->type);
+		r = snap_job_fail(
+		    job, -EOPNOTSUPP,
+		    "cannot migrate manifest %s: its image is of type %s, only machine "
+		    "images are migrated",
+		    name, m->type);
 		goto out;
 	}
 	if (!m->architecture || !*m->architecture) {
 		r = snap_job_fail(job, -EOPNOTSUPP,
-				  "cannot migrate manifest %s: version %s has no architecture", name,
-				  m->version_text ? m->version_text : "?");
+				  "cannot migrate manifest %s: version %s has no architecture",
+				  name, m->version_text ? m->version_text : "?");
 		goto out;
 	}
-	if ((r = map_id(job, "kernel", SNAP_SPARAM_KERNEL, m->kernel_id, map_text, &kernel)) < 0 ||
-	    (r = map_id(job, "ramdisk", SNAP_SPARAM_RAMDISK, m->ramdisk_id, map_text, &ramdisk)) < 0)
+	r = map_id(job, "kernel", SNAP_SPARAM_KERNEL, m->kernel_id, map_text, &kernel);
+	if (r >= 0)
+		r = map_id(job, "ramdisk", SNAP_SPARAM_RAMDISK, m->ramdisk_id, map_text, &ramdisk);
+	if (r < 0)
 		goto out;
 
 	/* the key the parts were encrypted with (invariant 1) */
@@ -580,10 +583,9 @@ static int copy_one(struct copier *cp, const struct copy_part *p)
 	}
 	free(detail);
 	if (etag_is_md5(p->src_etag) && !etag_eq(etag, p->src_etag))
-		r = snap_job_fail(cp->job, -EBADMSG,
-				  "copy s3://%s/%s has ETag %s, its source s3://%s/%s has %s",
-				  cp->dst->bucket, p->dst_key, etag, cp->src->bucket, p->src_key,
-				  p->src_etag);
+		r = snap_job_fail(
+		    cp->job, -EBADMSG, "copy s3://%s/%s has ETag %s, its source s3://%s/%s has %s",
+		    cp->dst->bucket, p->dst_key, etag, cp->src->bucket, p->src_key, p->src_etag);
 	else
 		snap_debug("copied s3://%s/%s to s3://%s/%s (%s)", cp->src->bucket, p->src_key,
 			   cp->dst->bucket, p->dst_key, etag);
@@ -604,7 +606,8 @@ static void *copy_worker(void *arg)
 		if (r < 0 && !cp->err)
 			cp->err = r;
 		if (r >= 0) { /* the run thread reads them while reporting (job-internal.h 3) */
-			__atomic_fetch_add(&cp->job->progress.bytes_done, p->size, __ATOMIC_RELAXED);
+			__atomic_fetch_add(&cp->job->progress.bytes_done, p->size,
+					   __ATOMIC_RELAXED);
 			__atomic_fetch_add(&cp->job->progress.bytes_written, p->size,
 					   __ATOMIC_RELAXED);
 		}
@@ -745,8 +748,8 @@ static int migrate_bundle(struct snap_job *job)
 				o = &listed->objects[j];
 		if (!o) {
 			r = snap_job_fail(job, -ENOENT,
-					  "no part s3://%s/%s: the bundle %s is incomplete", src.bucket,
-					  p->src_key, url);
+					  "no part s3://%s/%s: the bundle %s is incomplete",
+					  src.bucket, p->src_key, url);
 			nparts++;
 			goto out;
 		}
@@ -777,7 +780,9 @@ static int migrate_bundle(struct snap_job *job)
 		acl = NULL;
 	snap_job_set_stage(job, SNAP_STAGE_DATA);
 	int64_t conns = snap_job_param(job, SNAP_PARAM_S3_CONNECTIONS, SNAP_S3_DEFAULT_CONNECTIONS);
-	unsigned nthreads = conns < 1 ? SNAP_S3_DEFAULT_CONNECTIONS : conns > 64 ? 64u : (unsigned)conns;
+	unsigned nthreads = conns < 1	 ? SNAP_S3_DEFAULT_CONNECTIONS
+			    : conns > 64 ? 64u
+					 : (unsigned)conns;
 	if (nthreads > nparts)
 		nthreads = nparts ? (unsigned)nparts : 1;
 	uint64_t single_max = single_copy_max();

@@ -179,10 +179,11 @@ enum snap_job_kind {
 	SNAP_JOB_DOWNLOAD_BUNDLE = 8, /* bucket -> local directory, manifest first */
 	SNAP_JOB_DELETE_BUNDLE = 9,   /* the parts, then the manifest */
 	SNAP_JOB_S3_ABORT = 10,	      /* SNAP_SPARAM_OUTPUT s3://...: abort its uploads */
-	/* ec2-migrate-manifest and ec2-migrate-bundle: a manifest re-keyed for SNAP_SPARAM_EC2_CERT,
-	 * kernel and ramdisk mapped (SNAP_SPARAM_MAPPING_FILE, SNAP_SPARAM_MIGRATE_REGION) or set,
-	 * re-signed; no part changes */
-	SNAP_JOB_MIGRATE_MANIFEST = 12, /* SNAP_SPARAM_MANIFEST in place, or to SNAP_SPARAM_OUTPUT */
+	/* ec2-migrate-manifest and ec2-migrate-bundle: a manifest re-keyed for
+	 * SNAP_SPARAM_EC2_CERT, kernel and ramdisk mapped (SNAP_SPARAM_MAPPING_FILE,
+	 * SNAP_SPARAM_MIGRATE_REGION) or set, re-signed; no part changes. Manifest: the
+	 * SNAP_SPARAM_MANIFEST file in place, or written to SNAP_SPARAM_OUTPUT */
+	SNAP_JOB_MIGRATE_MANIFEST = 12,
 	/* SNAP_SPARAM_S3_BUCKET -> SNAP_SPARAM_DEST_BUCKET: server-side copies, manifest last */
 	SNAP_JOB_MIGRATE_BUNDLE = 13,
 };

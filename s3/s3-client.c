@@ -2301,10 +2301,10 @@ int snap_s3_copy_object(struct snap_s3_client *c, const char *src_bucket, const 
 	return rc;
 }
 
-int snap_s3_upload_part_copy(struct snap_s3_client *c, const char *src_bucket,
-			     const char *src_key, uint64_t off, uint64_t len, const char *bucket,
-			     const char *key, const char *upload_id, uint32_t part_number,
-			     char **ret_etag, char **ret_detail)
+int snap_s3_upload_part_copy(struct snap_s3_client *c, const char *src_bucket, const char *src_key,
+			     uint64_t off, uint64_t len, const char *bucket, const char *key,
+			     const char *upload_id, uint32_t part_number, char **ret_etag,
+			     char **ret_detail)
 {
 	if (!src_bucket || !*src_bucket || !src_key || !*src_key || !key || !*key || !upload_id ||
 	    part_number < 1 || part_number > SNAP_S3_MAX_PARTS || !len ||

@@ -248,10 +248,10 @@ int snap_s3_complete_upload(struct snap_s3_client *c, const char *bucket, const 
 int snap_s3_copy_object(struct snap_s3_client *c, const char *src_bucket, const char *src_key,
 			const char *bucket, const char *key, const char *acl, char **ret_etag,
 			char **ret_detail);
-int snap_s3_upload_part_copy(struct snap_s3_client *c, const char *src_bucket,
-			     const char *src_key, uint64_t off, uint64_t len, const char *bucket,
-			     const char *key, const char *upload_id, uint32_t part_number,
-			     char **ret_etag, char **ret_detail);
+int snap_s3_upload_part_copy(struct snap_s3_client *c, const char *src_bucket, const char *src_key,
+			     uint64_t off, uint64_t len, const char *bucket, const char *key,
+			     const char *upload_id, uint32_t part_number, char **ret_etag,
+			     char **ret_detail);
 /* PUT Bucket (LocationConstraint unless NULL or us-east-1); -EEXIST when it is ours already. */
 int snap_s3_create_bucket(struct snap_s3_client *c, const char *bucket, const char *location,
 			  char **ret_detail);

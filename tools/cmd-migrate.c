@@ -141,12 +141,12 @@ static int apply_common(struct snap_job *job, const struct migrate_opts *o, cons
 static int missing(const struct migrate_opts *o, const char *key, const char *bucket,
 		   const char *dest)
 {
-	const char *what = !o->cert	 ? "-c CERT"
-			   : !key	 ? "-k PRIVATEKEY"
+	const char *what = !o->cert	  ? "-c CERT"
+			   : !key	  ? "-k PRIVATEKEY"
 			   : !o->manifest ? "-m MANIFEST"
-			   : !bucket	 ? "-b BUCKET"
-			   : !dest	 ? "-d DESTINATION-BUCKET"
-					 : NULL;
+			   : !bucket	  ? "-b BUCKET"
+			   : !dest	  ? "-d DESTINATION-BUCKET"
+					  : NULL;
 	if (what)
 		tool_error("missing mandatory option %s", what);
 	return what ? -1 : 0;
@@ -156,33 +156,34 @@ static int missing(const struct migrate_opts *o, const char *key, const char *bu
 
 static void manifest_usage(FILE *f)
 {
-	fprintf(f,
-		"usage: snapbundle migrate-manifest -m MANIFEST -c CERT -k PRIVATEKEY [OPTIONS]\n"
-		"\n"
-		"Rewrites a classic bundle's manifest for another region or another kernel and\n"
-		"ramdisk (ec2-migrate-manifest): the bundle key is unwrapped with the private key\n"
-		"and wrapped again for the EC2 certificate and the user certificate, and the\n"
-		"manifest is signed again. No part changes. The manifest is replaced in place\n"
-		"(written aside, then renamed over it: a failure leaves it whole), or written to -o.\n"
-		"\n"
-		"  -m, --manifest PATH         the manifest\n"
-		"  -c, --cert PATH             user X.509 certificate (PEM)\n"
-		"  -k, --privatekey PATH       user RSA private key (PEM), which unwraps and signs\n"
-		"      --ec2cert PATH          EC2 certificate of the target region (default:\n"
-		"                              $EC2_AMITOOL_HOME/etc/ec2/amitools/cert-ec2*.pem)\n"
-		"      --kernel ID             the new kernel id\n"
-		"      --ramdisk ID            the new ramdisk id\n"
-		"      --region REGION         the target region of the mapping\n"
-		"      --mapping-file FILE     kernel and ramdisk ids per region (below)\n"
-		"      --no-mapping            keep kernel and ramdisk ids not given\n"
-		"  -o, --output PATH           write the migrated manifest there instead\n"
-		"      --force                 with -o: replace an existing file\n"
-		"  -a, --access-key KEY        accepted for ec2-migrate-manifest's sake; unused\n"
-		"  -s, --secret-key KEY        (the EC2 API is not asked)\n"
-		"      --batch                 accepted; nothing is ever asked\n"
-		"      --debug                 debug log lines on stderr\n"
-		"\n%s",
-		MAPPING_HELP);
+	fprintf(
+	    f,
+	    "usage: snapbundle migrate-manifest -m MANIFEST -c CERT -k PRIVATEKEY [OPTIONS]\n"
+	    "\n"
+	    "Rewrites a classic bundle's manifest for another region or another kernel and\n"
+	    "ramdisk (ec2-migrate-manifest): the bundle key is unwrapped with the private key\n"
+	    "and wrapped again for the EC2 certificate and the user certificate, and the\n"
+	    "manifest is signed again. No part changes. The manifest is replaced in place\n"
+	    "(written aside, then renamed over it: a failure leaves it whole), or written to -o.\n"
+	    "\n"
+	    "  -m, --manifest PATH         the manifest\n"
+	    "  -c, --cert PATH             user X.509 certificate (PEM)\n"
+	    "  -k, --privatekey PATH       user RSA private key (PEM), which unwraps and signs\n"
+	    "      --ec2cert PATH          EC2 certificate of the target region (default:\n"
+	    "                              $EC2_AMITOOL_HOME/etc/ec2/amitools/cert-ec2*.pem)\n"
+	    "      --kernel ID             the new kernel id\n"
+	    "      --ramdisk ID            the new ramdisk id\n"
+	    "      --region REGION         the target region of the mapping\n"
+	    "      --mapping-file FILE     kernel and ramdisk ids per region (below)\n"
+	    "      --no-mapping            keep kernel and ramdisk ids not given\n"
+	    "  -o, --output PATH           write the migrated manifest there instead\n"
+	    "      --force                 with -o: replace an existing file\n"
+	    "  -a, --access-key KEY        accepted for ec2-migrate-manifest's sake; unused\n"
+	    "  -s, --secret-key KEY        (the EC2 API is not asked)\n"
+	    "      --batch                 accepted; nothing is ever asked\n"
+	    "      --debug                 debug log lines on stderr\n"
+	    "\n%s",
+	    MAPPING_HELP);
 }
 
 int cmd_migrate_manifest(int argc, char **argv)

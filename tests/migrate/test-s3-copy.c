@@ -57,8 +57,7 @@ static void fill(uint8_t *p, size_t n, uint32_t seed)
 }
 
 /* key holds exactly buf[0..len). */
-static void check_object(struct snap_s3_client *c, const char *key, const uint8_t *buf,
-			 size_t len)
+static void check_object(struct snap_s3_client *c, const char *key, const uint8_t *buf, size_t len)
 {
 	void *got = NULL;
 	size_t glen = 0;
