@@ -236,8 +236,8 @@ enum snap_job_param {
 	SNAP_PARAM_SKIP_MANIFEST = 405,	 /* bool, upload-bundle: parts only */
 	SNAP_PARAM_CLEAR = 406,		 /* bool, delete-bundle: also the bucket when empty */
 	SNAP_PARAM_FIRST_PART = 407,	 /* upload-bundle: begin with this part (--part N) */
-	/* 500-599: migrate-manifest, migrate-bundle */
-	SNAP_PARAM_NO_MAPPING = 500, /* bool: keep kernel and ramdisk ids unless set */
+	/* 600-699: migrate-manifest, migrate-bundle */
+	SNAP_PARAM_NO_MAPPING = 600, /* bool: keep kernel and ramdisk ids unless set */
 };
 
 /* String parameters; snap_job_add_string() appends to the list-valued ones. */
@@ -283,9 +283,9 @@ enum snap_job_sparam {
 	SNAP_SPARAM_S3_BUCKET = 47,	   /* upload/download/delete-bundle: BUCKET[/PREFIX] */
 	SNAP_SPARAM_S3_LOCATION = 48,	   /* upload-bundle: create the bucket there if missing */
 	/* migrate-manifest, migrate-bundle */
-	SNAP_SPARAM_MIGRATE_REGION = 60, /* the region kernel and ramdisk ids are mapped to */
-	SNAP_SPARAM_MAPPING_FILE = 61,	 /* lines "REGION SOURCE-ID DESTINATION-ID" */
-	SNAP_SPARAM_DEST_BUCKET = 62,	 /* migrate-bundle: BUCKET[/PREFIX] copied to */
+	SNAP_SPARAM_MIGRATE_REGION = 80, /* the region kernel and ramdisk ids are mapped to */
+	SNAP_SPARAM_MAPPING_FILE = 81,	 /* lines "REGION SOURCE-ID DESTINATION-ID" */
+	SNAP_SPARAM_DEST_BUCKET = 82,	 /* migrate-bundle: BUCKET[/PREFIX] copied to */
 };
 
 enum snap_stage {
