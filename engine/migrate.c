@@ -758,15 +758,30 @@ static int migrate_bundle(struct snap_job *job)
 		job->progress.bytes_total += o->size;
 	}
 
-	/* the destination bucket, made at --location when missing */
-	const char *location = snap_job_string(job, SNAP_SPARAM_S3_LOCATION);
-	r = snap_s3_create_bucket(c, dst.bucket, location && *location ? location : NULL, &detail);
-	if (r == -EEXIST) {
-		r = 0;
+	/* the destination bucket, made at --location when missing (a bucket that exists needs no
+	 * CreateBucket permission) */
+	struct snap_s3_list_objects *there = NULL;
+	r = snap_s3_list_objects(c, dst.bucket, dst.prefix, &there, &detail);
+	snap_s3_list_objects_free(there);
+	if (r == -ENOENT) {
+		free(detail);
+		detail = NULL;
+		const char *location = snap_job_string(job, SNAP_SPARAM_S3_LOCATION);
+		r = snap_s3_create_bucket(c, dst.bucket, location && *location ? location : NULL,
+					  &detail);
+		if (r == -EEXIST) /* made meanwhile */
+			r = 0;
+		if (r < 0) {
+			char what[128];
+			snprintf(what, sizeof(what), "cannot create bucket %s", dst.bucket);
+			fail_s3(job, r, detail, what);
+			detail = NULL;
+			goto out;
+		}
+		snap_info("made bucket %s%s%s", dst.bucket, location ? " at " : "",
+			  location ? location : "");
 	} else if (r < 0) {
-		char what[128];
-		snprintf(what, sizeof(what), "cannot create bucket %s", dst.bucket);
-		fail_s3(job, r, detail, what);
+		fail_s3(job, r, detail, NULL);
 		detail = NULL;
 		goto out;
 	}
