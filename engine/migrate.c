@@ -32,6 +32,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,8 +107,8 @@ static int mapping_lookup(struct snap_job *job, const char *path, const char *te
 	return r;
 }
 
-/* The new id of a kernel or ramdisk (what: "kernel"): the option's, else the mapped one, else the
- * old one with --no-mapping; NULL in *ret when there is none. */
+/* The new id of a kernel or ramdisk (what: "kernel"): the option's, else the mapping file's for
+ * the region, else the old one with --no-mapping; NULL in *ret when there is none. */
 static int map_id(struct snap_job *job, const char *what, int sparam, const char *old,
 		  const char *map_text, char **ret)
 {
@@ -120,29 +121,32 @@ static int map_id(struct snap_job *job, const char *what, int sparam, const char
 	}
 	if (!old || !*old)
 		return 0;
+	const char *region = snap_job_string(job, SNAP_SPARAM_MIGRATE_REGION);
+	const char *path = snap_job_string(job, SNAP_SPARAM_MAPPING_FILE);
+	bool have_region = region && *region;
+	if (map_text && have_region) {
+		int r = mapping_lookup(job, path, map_text, region, old, ret);
+		if (r < 0)
+			return r;
+		if (*ret) {
+			snap_info("%s %s is %s in %s", what, old, *ret, region);
+			return 0;
+		}
+	}
 	if (snap_job_param(job, SNAP_PARAM_NO_MAPPING, 0)) {
 		if (!(*ret = strdup(old)))
 			return snap_job_fail(job, -ENOMEM, "out of memory");
 		return 0;
 	}
-	const char *region = snap_job_string(job, SNAP_SPARAM_MIGRATE_REGION);
-	const char *path = snap_job_string(job, SNAP_SPARAM_MAPPING_FILE);
-	if (!map_text || !region || !*region)
-		return snap_job_fail(job, -ENOENT,
-				     "cannot map %s %s: %s (the EC2 API is not asked); give --%s, "
-				     "--no-mapping, or --mapping-file with --region",
-				     what, old, !map_text ? "no mapping file" : "no target region",
-				     what);
-	int r = mapping_lookup(job, path, map_text, region, old, ret);
-	if (r < 0)
-		return r;
-	if (!*ret)
+	if (map_text && have_region)
 		return snap_job_fail(job, -ENOENT,
 				     "cannot map %s %s to region %s: mapping file %s has no line "
 				     "for it",
 				     what, old, region, path);
-	snap_info("%s %s is %s in %s", what, old, *ret, region);
-	return 0;
+	return snap_job_fail(job, -ENOENT,
+			     "cannot map %s %s: %s (the EC2 API is not asked); give --%s, "
+			     "--no-mapping, or --mapping-file with --region",
+			     what, old, !map_text ? "no mapping file" : "no target region", what);
 }
 
 /* ---- the manifest (invariants 1, 2) ---- */

@@ -125,6 +125,14 @@ cmp "$m" "$T/mig1.xml" || fail "-o changed the input manifest"
 [ "$(field "$T/o.xml" machine_configuration/kernel_id)" = aki-99999999 ] || fail "--kernel"
 [ "$(field "$T/o.xml" machine_configuration/ramdisk_id)" = ari-bbbbbbbb ] || fail "--no-mapping"
 verify "$T/o.xml" || fail "-o output's signature"
+# the mapping file first, --no-mapping for what it lacks
+printf 'ap-south-1 aki-aaaaaaaa aki-dddddddd\n' > "$T/map2"
+mig -m "$m" --ec2cert "$T/ec2new.pem" --region ap-south-1 --mapping-file "$T/map2" \
+	--no-mapping -o "$T/o3.xml" > /dev/null || fail "--mapping-file with --no-mapping"
+[ "$(field "$T/o3.xml" machine_configuration/kernel_id)" = aki-dddddddd ] ||
+	fail "the mapping file did not come before --no-mapping"
+[ "$(field "$T/o3.xml" machine_configuration/ramdisk_id)" = ari-bbbbbbbb ] ||
+	fail "--no-mapping did not keep the unmapped ramdisk"
 # --ramdisk '' drops the ramdisk
 mig -m "$m" --ec2cert "$T/ec2new.pem" --no-mapping --ramdisk '' -o "$T/o2.xml" > /dev/null ||
 	fail "--ramdisk ''"
