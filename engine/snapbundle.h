@@ -236,8 +236,8 @@ enum snap_job_param {
 	SNAP_PARAM_SKIP_MANIFEST = 405,	 /* bool, upload-bundle: parts only */
 	SNAP_PARAM_CLEAR = 406,		 /* bool, delete-bundle: also the bucket when empty */
 	SNAP_PARAM_FIRST_PART = 407,	 /* upload-bundle: begin with this part (--part N) */
-	/* 600-699: migrate-manifest, migrate-bundle */
-	SNAP_PARAM_NO_MAPPING = 600, /* bool: keep kernel and ramdisk ids unless set */
+	/* 700-799: migrate-manifest, migrate-bundle */
+	SNAP_PARAM_NO_MAPPING = 700, /* bool: keep kernel and ramdisk ids unless set */
 };
 
 /* String parameters; snap_job_add_string() appends to the list-valued ones. */
