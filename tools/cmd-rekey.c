@@ -41,6 +41,7 @@ static void usage(FILE *f)
 		"  --progress[=bar|json|none]\n"
 		"  --force                    replace an existing output\n"
 		"  --no-direct                write through the page cache\n"
+		"  --part-size SIZE           -o s3://: multipart part size (default 10M)\n"
 		"  --debug                    debug log lines on stderr\n");
 	tool_s3_usage(f, false);
 }
@@ -53,6 +54,7 @@ enum {
 	OPT_NEW_DATA_KEY,
 	OPT_IN_PLACE,
 	OPT_SCRYPT_LOG_N,
+	OPT_PART_SIZE,
 };
 
 int cmd_rekey(int argc, char **argv)
@@ -66,6 +68,7 @@ int cmd_rekey(int argc, char **argv)
 	    {"new-data-key", no_argument, NULL, OPT_NEW_DATA_KEY},
 	    {"in-place", no_argument, NULL, OPT_IN_PLACE},
 	    {"scrypt-log-n", required_argument, NULL, OPT_SCRYPT_LOG_N},
+	    {"part-size", required_argument, NULL, OPT_PART_SIZE},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
@@ -123,6 +126,15 @@ int cmd_rekey(int argc, char **argv)
 			}
 			snap_job_set_param(job, SNAP_PARAM_SCRYPT_LOG_N, v);
 			break;
+		case OPT_PART_SIZE: {
+			long long sz = tool_parse_size(optarg);
+			if (sz <= 0) {
+				tool_error("invalid size '%s'", optarg);
+				goto out;
+			}
+			snap_job_set_param(job, SNAP_PARAM_S3_PART_SIZE, sz);
+			break;
+		}
 		case 'h':
 			usage(stdout);
 			ret = 0;
