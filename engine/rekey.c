@@ -76,13 +76,13 @@ struct rk_ctx {
 	bool in_place, new_dk;
 	int opened_scrypt; /* the passphrase slot that opened the image, or -1 */
 	const char *pass;
-	uint8_t dk[SNAP_STORE_KEY_SIZE];     /* the data key of the new image */
-	struct snap_store_keyset ks;	     /* derived from it */
-	struct snap_store_rng rng;	     /* unseeded: RAND_bytes */
+	uint8_t dk[SNAP_STORE_KEY_SIZE]; /* the data key of the new image */
+	struct snap_store_keyset ks;	 /* derived from it */
+	struct snap_store_rng rng;	 /* unseeded: RAND_bytes */
 	uint8_t header[SNAP_STORE_HEADER_SIZE];
 	uint8_t *keys_rec, *meta_rec;
 	size_t keys_len, meta_len;
-	uint64_t frames_start; /* file offset of the first frame in the new image */
+	uint64_t frames_start;		       /* file offset of the first frame in the new image */
 	struct snap_store_index_frame *frames; /* the new index's frames */
 	struct snap_pipeline *pipe;
 	struct rk_slot *slots;
@@ -205,11 +205,12 @@ static int rekey_keys(struct rk_ctx *c, uint8_t **ret, size_t *ret_len)
 				if (r == 0)
 					r = slots_push(&k, &s);
 			} else {
-				r = snap_job_fail(job, -EINVAL,
-						  "cannot keep passphrase slot %zu under a new data key "
-						  "without its passphrase: open the image with it, or "
-						  "remove the passphrase",
-						  i);
+				r = snap_job_fail(
+				    job, -EINVAL,
+				    "cannot keep passphrase slot %zu under a new data key "
+				    "without its passphrase: open the image with it, or "
+				    "remove the passphrase",
+				    i);
 			}
 			continue;
 		}
@@ -256,10 +257,11 @@ static int rekey_keys(struct rk_ctx *c, uint8_t **ret, size_t *ret_len)
 			r = snap_job_fail(job, -EINVAL, "scrypt cost log2(N) must be 1 to %d",
 					  SNAP_STORE_SCRYPT_MAX_LOG_N);
 		else if (npass >= SNAP_STORE_SCRYPT_MAX_TRIES)
-			r = snap_job_fail(job, -E2BIG,
-					  "cannot add a passphrase: %s has %u already, as many as a "
-					  "reader tries",
-					  c->in, npass);
+			r = snap_job_fail(
+			    job, -E2BIG,
+			    "cannot add a passphrase: %s has %u already, as many as a "
+			    "reader tries",
+			    c->in, npass);
 		memset(&s, 0, sizeof(s));
 		if (r == 0)
 			r = snap_store_slot_scrypt_make(add_pass, strlen(add_pass), c->dk,
@@ -332,8 +334,8 @@ static int rekey_open(struct rk_ctx *c)
 		struct stat st;
 		if (c->in_place && (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))) {
 			close(fd);
-			return snap_job_fail(job, -EINVAL,
-					     "cannot re-key %s in place: not a regular file", c->in);
+			return snap_job_fail(
+			    job, -EINVAL, "cannot re-key %s in place: not a regular file", c->in);
 		}
 		r = store_image_open_fd(c->img, fd, c->in, true);
 	}
@@ -388,9 +390,9 @@ static int rekey_output(struct rk_ctx *c)
 			return snap_job_fail(job, r, "cannot reach S3 for %s: %s", c->out_path,
 					     snap_strerror(r));
 		if (snap_s3_is_url(c->in) && !strcmp(c->in, c->out_path))
-			return snap_job_fail(job, -EINVAL,
-					     "%s is the source of this re-key: refusing to replace it",
-					     c->out_path);
+			return snap_job_fail(
+			    job, -EINVAL, "%s is the source of this re-key: refusing to replace it",
+			    c->out_path);
 		struct snap_s3_put_options po = {.acl = snap_job_string(job, SNAP_SPARAM_S3_ACL)};
 		struct snap_output_s3 o = {
 		    .client = s3c,
@@ -402,10 +404,11 @@ static int rekey_output(struct rk_ctx *c)
 		struct stat st;
 		if (!c->in_place && !snap_s3_is_url(c->in) && stat(c->in, &st) == 0 &&
 		    snap_output_is_file(c->out_path, &st))
-			return snap_job_fail(job, -EINVAL,
-					     "%s is the source of this re-key: refusing to replace it "
-					     "(re-key it in place instead)",
-					     c->out_path);
+			return snap_job_fail(
+			    job, -EINVAL,
+			    "%s is the source of this re-key: refusing to replace it "
+			    "(re-key it in place instead)",
+			    c->out_path);
 		r = snap_output_open(c->out_path, 0, flags, &c->out, &detail);
 	}
 	if (r == 0)
@@ -421,11 +424,10 @@ static int rekey_output(struct rk_ctx *c)
 		/* the size is known before the first byte: tell the writer now */
 		r = snap_output_seq_s3_rewind(c->seq, c->size, &at);
 		if (r < 0 || at != 0)
-			return snap_job_fail(job, r < 0 ? r : -EIO, "cannot upload %s: %s",
-					     c->out_path,
-					     snap_output_seq_error(c->seq)
-						 ? snap_output_seq_error(c->seq)
-						 : snap_strerror(r < 0 ? r : -EIO));
+			return snap_job_fail(
+			    job, r < 0 ? r : -EIO, "cannot upload %s: %s", c->out_path,
+			    snap_output_seq_error(c->seq) ? snap_output_seq_error(c->seq)
+							  : snap_strerror(r < 0 ? r : -EIO));
 	}
 	return 0;
 }
@@ -511,8 +513,8 @@ static int rekey_frame(struct rk_ctx *c, struct rk_worker *w, uint8_t *rec, uint
 	if (r < 0)
 		return snap_pipeline_fail(c->pipe, r, "%s: frame %llu: %s", c->in,
 					  (unsigned long long)k, why);
-	if (f.index != k || f.volume != e->volume || f.flags != e->flags ||
-	    f.offset != e->offset || f.raw_len != e->raw_len || f.stored_len != e->stored_len ||
+	if (f.index != k || f.volume != e->volume || f.flags != e->flags || f.offset != e->offset ||
+	    f.raw_len != e->raw_len || f.stored_len != e->stored_len ||
 	    memcmp(f.digest, e->digest, sizeof(f.digest)) ||
 	    !(f.flags & SNAP_STORE_FRAME_ENCRYPTED))
 		return snap_pipeline_fail(c->pipe, -EUCLEAN,
@@ -529,8 +531,7 @@ static int rekey_frame(struct rk_ctx *c, struct rk_worker *w, uint8_t *rec, uint
 	if (!c->new_dk)
 		return 0; /* copied as it is, its index entry with it */
 	snap_store_frame_aad(id, rec, aad);
-	r = snap_store_cipher_open(w->old_c, f.nonce, aad, sizeof(aad), payload, f.stored_len,
-				   tag);
+	r = snap_store_cipher_open(w->old_c, f.nonce, aad, sizeof(aad), payload, f.stored_len, tag);
 	if (r < 0)
 		return snap_pipeline_fail(c->pipe, r, "%s: frame %llu: authentication failed",
 					  c->in, (unsigned long long)k);
@@ -539,8 +540,7 @@ static int rekey_frame(struct rk_ctx *c, struct rk_worker *w, uint8_t *rec, uint
 		return snap_pipeline_fail(c->pipe, r, "cannot draw a nonce");
 	snap_store_frame_encode(&f, rec);
 	snap_store_frame_aad(id, rec, aad);
-	r = snap_store_cipher_seal(w->new_c, f.nonce, aad, sizeof(aad), payload, f.stored_len,
-				   tag);
+	r = snap_store_cipher_seal(w->new_c, f.nonce, aad, sizeof(aad), payload, f.stored_len, tag);
 	if (r == 0)
 		r = snap_store_cipher_digest(w->new_c, payload, f.stored_len, f.digest);
 	if (r < 0)
@@ -722,7 +722,8 @@ int snap_rekey_run(struct snap_job *job)
 	uint64_t old_start = img->meta_offset + img->meta_len, data_len = 0;
 	for (uint64_t k = 0; k < n; k++) {
 		c.frames[k] = img->ix.frames[k];
-		c.frames[k].file_offset = img->ix.frames[k].file_offset - old_start + c.frames_start;
+		c.frames[k].file_offset =
+		    img->ix.frames[k].file_offset - old_start + c.frames_start;
 		data_len += frame_rec_len(&img->ix.frames[k]);
 	}
 	/* the index's length does not depend on its values: build it once for its size */

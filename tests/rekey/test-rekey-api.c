@@ -100,7 +100,8 @@ int main(void)
 	uint64_t x = 88172645463325252ull;
 	for (size_t i = 0; i < len; i++) {
 		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-		data[i] = i < len / 2 ? (uint8_t)x : (uint8_t)(i / 4096); /* random, then text-ish */
+		data[i] =
+		    i < len / 2 ? (uint8_t)x : (uint8_t)(i / 4096); /* random, then text-ish */
 	}
 	test_write_file(src, data, len);
 
