@@ -179,6 +179,9 @@ enum snap_job_kind {
 	SNAP_JOB_DOWNLOAD_BUNDLE = 8, /* bucket -> local directory, manifest first */
 	SNAP_JOB_DELETE_BUNDLE = 9,   /* the parts, then the manifest */
 	SNAP_JOB_S3_ABORT = 10,	      /* SNAP_SPARAM_OUTPUT s3://...: abort its uploads */
+	/* SNAP_SPARAM_INPUT .bin -> SNAP_SPARAM_OUTPUT (or itself, SNAP_PARAM_IN_PLACE) with new
+	 * key slots, or a new data key, without recompressing (formats/STORE_FORMAT.md 14) */
+	SNAP_JOB_REKEY = 14,
 };
 
 /* Integer parameters. Ranges: 1-99 common, 100-199 bundle, 200-299 unbundle,
@@ -229,6 +232,10 @@ enum snap_job_param {
 	SNAP_PARAM_SKIP_MANIFEST = 405,	 /* bool, upload-bundle: parts only */
 	SNAP_PARAM_CLEAR = 406,		 /* bool, delete-bundle: also the bucket when empty */
 	SNAP_PARAM_FIRST_PART = 407,	 /* upload-bundle: begin with this part (--part N) */
+	/* rekey (SNAP_JOB_REKEY) */
+	SNAP_PARAM_NEW_DATA_KEY = 500,	  /* bool: re-encrypt every frame under a new data key */
+	SNAP_PARAM_REMOVE_PASSPHRASE = 501, /* bool: drop the passphrase slots */
+	SNAP_PARAM_IN_PLACE = 502,	  /* bool: replace SNAP_SPARAM_INPUT (a local file) */
 };
 
 /* String parameters; snap_job_add_string() appends to the list-valued ones. */
@@ -273,6 +280,9 @@ enum snap_job_sparam {
 	SNAP_SPARAM_S3_ACL = 46,	   /* canned ACL of every object uploaded */
 	SNAP_SPARAM_S3_BUCKET = 47,	   /* upload/download/delete-bundle: BUCKET[/PREFIX] */
 	SNAP_SPARAM_S3_LOCATION = 48,	   /* upload-bundle: create the bucket there if missing */
+	/* rekey: SNAP_SPARAM_RECIPIENT_CERT adds recipients, SNAP_SPARAM_PASSPHRASE opens */
+	SNAP_SPARAM_REMOVE_RECIPIENT = 60, /* list: certificates whose slots are removed */
+	SNAP_SPARAM_ADD_PASSPHRASE = 61,   /* a passphrase that opens the re-keyed image too */
 };
 
 enum snap_stage {

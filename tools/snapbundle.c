@@ -33,6 +33,7 @@ static const struct subcommand commands[] = {
 	{"download-bundle", cmd_download_bundle,
 	 "download a classic bundle from S3 (ec2-download-bundle)"},
 	{"delete-bundle", cmd_delete_bundle, "delete a classic bundle from S3 (ec2-delete-bundle)"},
+	{"rekey", cmd_rekey, "change the keys of a .bin store image without recompressing it"},
 	{"abort", cmd_abort, "abort the multipart uploads left under an s3:// URL"},
 };
 
