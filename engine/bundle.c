@@ -69,6 +69,25 @@
  *     none (a slot it is filling holds copied bytes only), and it waits for a free slot
  *     (acquire) holding at most one buffer not yet in a slot; every other held buffer belongs
  *     to a submitted slot that a worker finishes and the sink frees without the run thread.
+ *  10. A destination s3://BUCKET/PREFIX/ (s3/s3.h) puts the same bytes into objects: each part
+ *     is an S3 output (output.h invariant 6) opened when it is cut and PUT whole in the
+ *     background as soon as it ends (single, within the client's memory budget, several at
+ *     once); parts are committed in order as their PUTs complete, at most `window` of them
+ *     waiting, since each keeps its writer until then (commit_done_parts); the
+ *     manifest goes last and only at the commit (put_at_commit): a bundle in S3 is complete
+ *     only when its manifest is there. An object cannot be renamed, so a part's key
+ *     is final when it is opened: its index is padded to the digits of the largest part count
+ *     the source can give (name_count, part_count_bound: the tar stream's length through the
+ *     deflate bound, known before any data moves) instead of the count found at the end,
+ *     which is the same unless the bound and the count straddle a power of ten; the manifest
+ *     names every part, and the padding keeps lexicographic order = index order (§1.8). Any
+ *     failure or cancellation deletes the parts already PUT (remove_outputs: the output
+ *     layer's abort, then every key named deleted through the job's cleanup client, which a
+ *     cancel does not stop: remove_objects), so no part stays without a manifest; a killed
+ *     process cannot delete,
+ *     and a rerun with --force (which replaces the parts and removes stale ones) or
+ *     delete-bundle cleans what it left. --force deletes an existing manifest before the
+ *     first part goes up, so no manifest ever names a part of another bundle.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -98,6 +117,7 @@
 #include "output.h"
 #include "pipeline.h"
 #include "reader.h"
+#include "s3.h"
 #include "source.h"
 #include "sparse-tar.h"
 
@@ -153,6 +173,15 @@ struct bundle {
 	uint64_t part_size;
 	size_t chunk_size;
 	bool force;
+
+	/* an S3 destination (invariant 10): dest is then "s3://BUCKET/PREFIX" without the '/' */
+	struct snap_s3_client *s3; /* the job's (job-internal.h invariant 5) */
+	char *bucket, *prefix;	   /* prefix "" or ending in '/' */
+	struct snap_s3_put_options put;
+	uint64_t name_count; /* the part count the part keys are padded for */
+	size_t window;	     /* parts held uncommitted at most (commit_done_parts) */
+	size_t ncommitted;   /* parts[0, ncommitted) committed by then */
+	bool committing;     /* the manifest's PUT may have started */
 
 	/* source */
 	struct snap_source source; /* src, layout and reader below are its */
@@ -213,6 +242,23 @@ static double cpu_since(uint64_t t0)
 /* ---------------------------------------------------------------------------------------- */
 /* Outputs: temporary parts, commit, removal                                                 */
 
+#define CANCELLED_MSG "cancelled; removed what was written"
+
+/* A failure of the parts' writer (or of an S3 open): after a cancel, the S3 requests in
+ * flight fail with -ECANCELED, which is the cancellation, not a write error. */
+static const char *out_error(struct bundle *b, int r, const char *detail)
+{
+	if (r == -ECANCELED && snap_job_cancelled(b->job))
+		return CANCELLED_MSG;
+	return detail ? detail : snap_strerror(r);
+}
+
+static int seq_failed(struct bundle *b, int r)
+{
+	return snap_pipeline_fail(b->pipe, r, "%s",
+				  out_error(b, r, snap_output_seq_error(b->oseq)));
+}
+
 static int part_close(struct bundle *b)
 {
 	if (!b->part_open)
@@ -229,12 +275,40 @@ static int part_close(struct bundle *b)
 	/* the sequence's thread writes the rest, truncates and closes the part */
 	int r = snap_output_seq_end(b->oseq);
 	if (r < 0)
-		return snap_pipeline_fail(b->pipe, r, "%s", snap_output_seq_error(b->oseq));
+		return seq_failed(b, r);
+	return 0;
+}
+
+/* S3 (invariant 10): an ended part keeps its writer (its body in the client's budget while the
+ * PUT is in flight, and the writer's thread that waits for it) until its output is committed,
+ * so at most `window` ended parts wait uncommitted, whatever the part count: past that, the
+ * sequence is flushed (every part before ended, its PUT started) and the oldest are committed
+ * in order (each waits for its PUT), down to half the window. */
+static int commit_done_parts(struct bundle *b)
+{
+	if (!b->s3 || b->nparts - b->ncommitted < b->window)
+		return 0;
+	int r = snap_output_seq_flush(b->oseq);
+	if (r < 0)
+		return seq_failed(b, r);
+	while (b->nparts - b->ncommitted > b->window / 2) {
+		char *detail = NULL;
+		r = snap_output_commit(b->parts[b->ncommitted].out, &detail);
+		if (r < 0) {
+			snap_pipeline_fail(b->pipe, r, "%s", out_error(b, r, detail));
+			free(detail);
+			return r;
+		}
+		b->ncommitted++;
+	}
 	return 0;
 }
 
 static int part_open(struct bundle *b)
 {
+	int r = commit_done_parts(b);
+	if (r < 0)
+		return r;
 	if (b->nparts == b->parts_cap) {
 		size_t cap = b->parts_cap ? 2 * b->parts_cap : 64;
 		struct part *n = realloc(b->parts, cap * sizeof(*n));
@@ -247,8 +321,18 @@ static int part_open(struct bundle *b)
 	memset(p, 0, sizeof(*p));
 	/* the final name needs the part count (snap_bundle_part_name): named at commit */
 	char *path = NULL, *detail = NULL;
-	if (asprintf(&path, "%s/%s.part.%zu", b->dest, b->name, b->nparts) < 0)
+	if (b->s3) {
+		/* an object is named once: its final key now (invariant 10) */
+		if (b->nparts >= b->name_count)
+			return snap_pipeline_fail(b->pipe, -EIO,
+						  "part %zu is past the bound of %" PRIu64,
+						  b->nparts, b->name_count);
+		if (snap_bundle_part_name(b->name, b->nparts, b->name_count, &p->final_name) < 0 ||
+		    asprintf(&path, "%s/%s", b->dest, p->final_name) < 0)
+			return snap_pipeline_fail(b->pipe, -ENOMEM, "out of memory");
+	} else if (asprintf(&path, "%s/%s.part.%zu", b->dest, b->name, b->nparts) < 0) {
 		return snap_pipeline_fail(b->pipe, -ENOMEM, "out of memory");
+	}
 	/* the run reclaimed the debris of killed runs; without --force, a part of that name
 	 * appearing now (a concurrent run) fails the open, and the commit never renames over one */
 	unsigned flags = SNAP_OUTPUT_APPEND | SNAP_OUTPUT_NO_RECLAIM;
@@ -256,10 +340,22 @@ static int part_open(struct bundle *b)
 		flags |= SNAP_OUTPUT_FORCE;
 	if (snap_job_param(b->job, SNAP_PARAM_NO_DIRECT, 0))
 		flags |= SNAP_OUTPUT_BUFFERED;
-	int r = snap_output_open(path, 0, flags, &p->out, &detail);
+	if (b->s3) {
+		/* one PUT per part, made in the background once the part ends */
+		struct snap_output_s3 o = {
+		    .client = b->s3,
+		    .put = &b->put,
+		    .single = b->part_size <= SNAP_S3_MAX_BUFFERED_PART,
+		};
+		r = snap_output_open_s3(path, flags, &o, &p->out, &detail);
+	} else {
+		r = snap_output_open(path, 0, flags, &p->out, &detail);
+	}
 	free(path);
 	if (r < 0) {
-		snap_pipeline_fail(b->pipe, r, "%s", detail ? detail : snap_strerror(r));
+		free(p->final_name);
+		p->final_name = NULL;
+		snap_pipeline_fail(b->pipe, r, "%s", out_error(b, r, detail));
 		free(detail);
 		return r;
 	}
@@ -285,7 +381,7 @@ static int part_took(struct bundle *b, const uint8_t *p, size_t n)
 	b->part_left -= n;
 	int r = snap_output_seq_put(b->oseq, n);
 	if (r < 0)
-		return snap_pipeline_fail(b->pipe, r, "%s", snap_output_seq_error(b->oseq));
+		return seq_failed(b, r);
 	if (b->part_left == 0)
 		r = part_close(b);
 	return r;
@@ -370,8 +466,54 @@ static int encrypt_finish(struct bundle *b)
 	return part_close(b);
 }
 
+/* After a failure in S3 (invariant 10): the outputs' aborts delete the parts already PUT, but
+ * after a cancel the job's client refuses every request; so every key this run named is
+ * deleted again through a client of its own (job-internal.h: snap_job_s3_cleanup_client),
+ * which also catches a PUT that the cancel cut off after the gateway had the whole body (a
+ * DELETE of a missing key succeeds). */
+static void remove_objects(struct bundle *b)
+{
+	for (size_t i = 0; i < b->nparts; i++)
+		b->parts[i].out = snap_output_free(b->parts[i].out);
+	b->manifest = snap_output_free(b->manifest);
+	if (!b->nparts && !b->committing)
+		return; /* nothing was named: refused before the data (an existing bundle, a key) */
+	struct snap_s3_client *c = NULL;
+	int cr = snap_job_s3_cleanup_client(b->job, &c);
+	if (cr < 0) {
+		if (b->nparts)
+			snap_warn(
+			    "cannot reach S3 to delete the parts uploaded under s3://%s/%s: %s "
+			    "(delete-bundle, or a rerun with --force, removes them)",
+			    b->bucket, b->prefix, snap_strerror(cr));
+		return;
+	}
+	size_t failed = 0;
+	for (size_t i = 0; i <= b->nparts; i++) {
+		char *key = NULL, *detail = NULL;
+		if (i < b->nparts ? asprintf(&key, "%s%s", b->prefix, b->parts[i].final_name) < 0
+				  : !b->committing ||
+					asprintf(&key, "%s%s.manifest.xml", b->prefix, b->name) < 0)
+			continue;
+		int r = snap_s3_delete_object(c, b->bucket, key, &detail);
+		if (r < 0 && failed++ < 3)
+			snap_warn(
+			    "cannot delete s3://%s/%s after the failure: %s (delete-bundle, or "
+			    "a rerun with --force, removes it)",
+			    b->bucket, key, detail ? detail : snap_strerror(r));
+		free(key);
+		free(detail);
+	}
+	if (!failed)
+		snap_debug("deleted the %zu parts this run had named in s3://%s/%s", b->nparts,
+			   b->bucket, b->prefix);
+	snap_s3_client_free(c);
+}
+
 static void remove_outputs(struct bundle *b)
 {
+	if (b->s3)
+		remove_objects(b);
 	for (size_t i = 0; i < b->nparts; i++)
 		b->parts[i].out = snap_output_free(b->parts[i].out); /* unless committed */
 	b->manifest = snap_output_free(b->manifest);
@@ -392,9 +534,88 @@ static bool is_part_of(const char *entry, const char *name)
 	return true;
 }
 
+/* The objects under PREFIX/NAME.part.; *ret_detail says what failed. */
+static int list_parts_s3(struct bundle *b, struct snap_s3_list_objects **ret, char **ret_detail)
+{
+	char *lp = NULL, *detail = NULL;
+	if (asprintf(&lp, "%s%s.part.", b->prefix, b->name) < 0)
+		return -ENOMEM;
+	int r = snap_s3_list_objects(b->s3, b->bucket, lp, ret, &detail);
+	if (r < 0 && asprintf(ret_detail, "cannot list s3://%s/%s: %s", b->bucket, lp,
+			      detail ? detail : snap_strerror(r)) < 0)
+		*ret_detail = NULL;
+	free(lp);
+	free(detail);
+	return r;
+}
+
+/* Whether key is PREFIX/NAME.part.<digits> of this bundle (not deeper under the prefix). */
+static bool is_part_key(const struct bundle *b, const char *key)
+{
+	size_t n = strlen(b->prefix);
+	return !strncmp(key, b->prefix, n) && !strchr(key + n, '/') && is_part_of(key + n, b->name);
+}
+
+/* An existing bundle in S3 (invariant 10): its manifest or any of its parts, refused without
+ * force; with force, the manifest is deleted now, before a part is replaced. */
+static int check_existing_s3(struct bundle *b)
+{
+	char *mkey = NULL, *detail = NULL;
+	struct snap_s3_head *h = NULL;
+	struct snap_s3_list_objects *l = NULL;
+	int r;
+	if (asprintf(&mkey, "%s%s.manifest.xml", b->prefix, b->name) < 0)
+		return snap_job_fail(b->job, -ENOMEM, "out of memory");
+	r = snap_s3_head_object(b->s3, b->bucket, mkey, &h, &detail);
+	if (r == 0 && !b->force) {
+		r = snap_job_fail(b->job, -EEXIST, "%s already exists (use --force to replace it)",
+				  b->manifest_path);
+		goto out;
+	}
+	if (r == 0) {
+		free(detail);
+		detail = NULL;
+		r = snap_s3_delete_object(b->s3, b->bucket, mkey, &detail);
+		if (r < 0) {
+			snap_job_fail(b->job, r, "cannot delete %s to replace it: %s",
+				      b->manifest_path, detail ? detail : snap_strerror(r));
+			goto out;
+		}
+		snap_info("deleted %s: the bundle replacing it is uploaded now", b->manifest_path);
+	} else if (r != -ENOENT) {
+		/* the first request: a HEAD's 403 has no body to say why */
+		snap_job_fail(b->job, r, "cannot check %s: %s%s", b->manifest_path,
+			      detail ? detail : snap_strerror(r),
+			      r == -EACCES ? " (access denied: a wrong access key or secret key, "
+					     "or no permission on the bucket)"
+					   : "");
+		goto out;
+	}
+	r = 0;
+	if (b->force)
+		goto out;
+	if ((r = list_parts_s3(b, &l, &detail)) < 0) {
+		snap_job_fail(b->job, r, "%s", detail ? detail : snap_strerror(r));
+		goto out;
+	}
+	for (size_t i = 0; i < l->nobjects && r == 0; i++)
+		if (is_part_key(b, l->objects[i].key))
+			r = snap_job_fail(b->job, -EEXIST,
+					  "s3://%s/%s already exists (use --force to replace it)",
+					  b->bucket, l->objects[i].key);
+out:
+	snap_s3_list_objects_free(l);
+	snap_s3_head_free(h);
+	free(mkey);
+	free(detail);
+	return r;
+}
+
 /* An existing bundle of the same name: its manifest or any of its parts. */
 static int check_existing(struct bundle *b)
 {
+	if (b->s3)
+		return check_existing_s3(b);
 	if (faccessat(AT_FDCWD, b->manifest_path, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
 		return snap_job_fail(b->job, -EEXIST, "%s already exists (use --force to replace it)",
 				     b->manifest_path);
@@ -417,9 +638,43 @@ static int check_existing(struct bundle *b)
 	return r;
 }
 
+/* remove_stale_parts in S3: after the commit, the parts the new manifest does not name. */
+static void remove_stale_parts_s3(struct bundle *b)
+{
+	struct snap_s3_list_objects *l = NULL;
+	char *detail = NULL;
+	if (list_parts_s3(b, &l, &detail) < 0) {
+		snap_warn("stale parts of the bundle replaced are not removed: %s",
+			  detail ? detail : "out of memory");
+		free(detail);
+		return;
+	}
+	for (size_t i = 0; i < l->nobjects; i++) {
+		const char *k = l->objects[i].key;
+		if (!is_part_key(b, k))
+			continue;
+		bool ours = false;
+		for (size_t j = 0; j < b->nparts && !ours; j++)
+			ours = !strcmp(k + strlen(b->prefix), b->parts[j].final_name);
+		if (ours)
+			continue;
+		if (snap_s3_delete_object(b->s3, b->bucket, k, &detail) == 0)
+			snap_info("removed s3://%s/%s of the bundle replaced", b->bucket, k);
+		else
+			snap_warn("cannot remove s3://%s/%s of the bundle replaced: %s", b->bucket,
+				  k, detail ? detail : "failed");
+		free(detail);
+	}
+	snap_s3_list_objects_free(l);
+}
+
 /* Parts of an older bundle of this name that the new one does not have (force only). */
 static void remove_stale_parts(struct bundle *b)
 {
+	if (b->s3) {
+		remove_stale_parts_s3(b);
+		return;
+	}
 	DIR *d = opendir(b->dest);
 	if (!d)
 		return;
@@ -520,7 +775,7 @@ static int bundle_sink_end(void *ctx)
 	int fr = snap_output_seq_flush(b->oseq); /* every part written */
 	b->t.write = (double)snap_output_seq_write_ns(b->oseq) / 1e9;
 	if (r >= 0 && fr < 0)
-		r = snap_pipeline_fail(b->pipe, fr, "%s", snap_output_seq_error(b->oseq));
+		r = seq_failed(b, fr);
 	return r;
 }
 
@@ -656,9 +911,9 @@ static int emit_held(struct bundle *b, const struct snap_chunk *c)
 	return 1;
 }
 
-static int produce(struct bundle *b)
+static struct snap_tar_member tar_member(const struct bundle *b)
 {
-	struct snap_tar_member m = {
+	return (struct snap_tar_member){
 	    .name = b->name,
 	    .mode = b->st.st_mode & 07777,
 	    .mtime = b->st.st_mtime,
@@ -666,6 +921,27 @@ static int produce(struct bundle *b)
 	    .regions = b->regions,
 	    .nregions = b->nregions,
 	};
+}
+
+/* The most parts the source can give (invariant 10): the tar stream's length is known before
+ * any data moves; its gzip is at most the sum of snap_deflate_bound over the stream chunks
+ * (len + len / 64 + 4096 each), and there are at most 2 per reader chunk held (one of its own,
+ * ZERO_COPY_MIN bytes or more, and the copied one it ends) plus one per chunk_size copied,
+ * plus the last; then the gzip wrapper and the AES padding. */
+static uint64_t part_count_bound(const struct bundle *b)
+{
+	struct snap_tar_member m = tar_member(b);
+	uint64_t len = snap_tar_stream_size(&m);
+	uint64_t chunks = 2 * (len / ZERO_COPY_MIN + 1) + len / b->chunk_size + 2;
+	uint64_t gz =
+	    SNAP_GZIP_HEADER_SIZE + len + len / 64 + 4096 * chunks + SNAP_GZIP_TRAILER_SIZE;
+	uint64_t ct = gz / 16 * 16 + 16;
+	return (ct + b->part_size - 1) / b->part_size;
+}
+
+static int produce(struct bundle *b)
+{
+	struct snap_tar_member m = tar_member(b);
 	size_t hlen = snap_tar_header_size(&m);
 	uint8_t *hdr = malloc(hlen);
 	if (!hdr)
@@ -828,6 +1104,35 @@ static int open_source(struct bundle *b)
 	return build_regions(b);
 }
 
+/* s3://BUCKET[/PREFIX[/]]: the parts and the manifest go under PREFIX/ (invariant 10); dest
+ * becomes "s3://BUCKET/PREFIX" without the '/', so that dest/NAME is an object's URL. */
+static int configure_s3(struct bundle *b)
+{
+	char *key = NULL, *detail = NULL;
+	int r = snap_s3_url_parse(b->dest, &b->bucket, &key, &detail);
+	if (r < 0) {
+		snap_job_fail(b->job, r, "destination %s: %s", b->dest,
+			      detail ? detail : snap_strerror(r));
+		free(detail);
+		return r;
+	}
+	size_t n = strlen(key);
+	while (n && key[n - 1] == '/')
+		n--;
+	free(b->dest);
+	b->dest = NULL;
+	if (asprintf(&b->prefix, "%.*s%s", (int)n, key, n ? "/" : "") < 0)
+		b->prefix = NULL;
+	else if (asprintf(&b->dest, "s3://%s%s%.*s", b->bucket, n ? "/" : "", (int)n, key) < 0)
+		b->dest = NULL;
+	free(key);
+	if (!b->prefix || !b->dest)
+		return snap_job_fail(b->job, -ENOMEM, "out of memory");
+	b->put.acl = snap_job_string(b->job, SNAP_SPARAM_S3_ACL);
+	b->put.content_type = NULL;
+	return snap_job_s3_client(b->job, &b->s3);
+}
+
 static int configure(struct bundle *b)
 {
 	struct snap_job *job = b->job;
@@ -857,11 +1162,19 @@ static int configure(struct bundle *b)
 				     b->name);
 	if (strlen(b->name) > NAME_MAX - 40)
 		return snap_job_fail(job, -ENAMETOOLONG, "bundle name '%s' is too long", b->name);
-	struct stat st;
-	if (stat(b->dest, &st) < 0) /* -ENOTDIR: not a directory we can write to */
-		return snap_job_fail(job, -ENOTDIR, "destination %s: %s", b->dest, strerror(errno));
-	if (!S_ISDIR(st.st_mode))
-		return snap_job_fail(job, -ENOTDIR, "destination %s is not a directory", b->dest);
+	if (snap_s3_is_url(b->dest)) {
+		int r = configure_s3(b);
+		if (r < 0)
+			return r;
+	} else {
+		struct stat st;
+		if (stat(b->dest, &st) < 0) /* -ENOTDIR: not a directory we can write to */
+			return snap_job_fail(job, -ENOTDIR, "destination %s: %s", b->dest,
+					     strerror(errno));
+		if (!S_ISDIR(st.st_mode))
+			return snap_job_fail(job, -ENOTDIR, "destination %s is not a directory",
+					     b->dest);
+	}
 
 	int64_t level = snap_job_param(job, SNAP_PARAM_LEVEL, LEVEL_DEFAULT);
 	if (level < 0 || level > SNAP_DEFLATE_MAX_LEVEL)
@@ -1026,9 +1339,20 @@ static int write_manifest(struct bundle *b, const char *user)
 	}
 	char *detail = NULL;
 	unsigned flags = SNAP_OUTPUT_APPEND | SNAP_OUTPUT_BUFFERED | (b->force ? SNAP_OUTPUT_FORCE : 0);
-	r = snap_output_open(b->manifest_path, 0, flags, &b->manifest, &detail);
+	if (b->s3) {
+		/* PUT at the commit, after every part (invariant 10) */
+		struct snap_output_s3 o = {
+		    .client = b->s3,
+		    .put = &b->put,
+		    .single = true,
+		    .put_at_commit = true,
+		};
+		r = snap_output_open_s3(b->manifest_path, flags, &o, &b->manifest, &detail);
+	} else {
+		r = snap_output_open(b->manifest_path, 0, flags, &b->manifest, &detail);
+	}
 	if (r < 0) {
-		r = snap_job_fail(job, r, "%s", detail ? detail : snap_strerror(r));
+		r = snap_job_fail(job, r, "%s", out_error(b, r, detail));
 		free(detail);
 		goto out;
 	}
@@ -1039,7 +1363,7 @@ static int write_manifest(struct bundle *b, const char *user)
 	if (r == 0)
 		r = snap_output_seq_flush(b->oseq);
 	if (r < 0)
-		r = snap_job_fail(job, r, "%s", snap_output_seq_error(b->oseq));
+		r = snap_job_fail(job, r, "%s", out_error(b, r, snap_output_seq_error(b->oseq)));
 out:
 	for (size_t i = 0; bdm_copy && i < nbdm; i++)
 		free(bdm_copy[i]);
@@ -1062,27 +1386,32 @@ out:
 /* Parts, then the manifest, into their final names, as one (invariant 4, output.h 2a). */
 static int commit_outputs(struct bundle *b)
 {
-	struct snap_output **outs = calloc(b->nparts + 1, sizeof(*outs));
+	/* parts[0, ncommitted) are committed already (commit_done_parts) */
+	size_t n0 = b->ncommitted, n = b->nparts - n0;
+	struct snap_output **outs = calloc(n + 1, sizeof(*outs));
 	if (!outs)
 		return snap_job_fail(b->job, -ENOMEM, "out of memory");
 	int r = 0;
 	for (size_t i = 0; i < b->nparts && r == 0; i++) {
 		char *path = NULL;
+		if (i >= n0)
+			outs[i - n0] = b->parts[i].out;
+		if (b->s3) /* named at open (invariant 10) */
+			continue;
 		if (asprintf(&path, "%s/%s", b->dest, b->parts[i].final_name) < 0)
 			r = snap_job_fail(b->job, -ENOMEM, "out of memory");
 		else if ((r = snap_output_set_path(b->parts[i].out, path)) < 0)
 			snap_job_fail(b->job, r, "out of memory");
 		free(path);
-		outs[i] = b->parts[i].out;
 	}
-	outs[b->nparts] = b->manifest;
-	for (size_t i = 0; i <= b->nparts && r == 0; i++)
+	outs[n] = b->manifest;
+	for (size_t i = 0; i <= n && r == 0 && !b->s3; i++)
 		if (snap_output_is_file(snap_output_path(outs[i]), &b->st))
 			r = snap_job_fail(b->job, -EINVAL, "%s is the source: refusing to replace it",
 					  snap_output_path(outs[i]));
 	char *detail = NULL;
-	if (r == 0 && (r = snap_output_commit_all(outs, b->nparts + 1, &detail)) < 0)
-		snap_job_fail(b->job, r, "%s", detail ? detail : snap_strerror(r));
+	if (r == 0 && (r = snap_output_commit_all(outs, n + 1, &detail)) < 0)
+		snap_job_fail(b->job, r, "%s", out_error(b, r, detail));
 	free(detail);
 	free(outs);
 	if (r == 0 && b->force)
@@ -1198,6 +1527,8 @@ static void bundle_free(struct bundle *b)
 	free(b->dest);
 	free(b->name);
 	free(b->manifest_path);
+	free(b->bucket);
+	free(b->prefix);
 }
 
 int snap_bundle_run(struct snap_job *job)
@@ -1209,7 +1540,7 @@ int snap_bundle_run(struct snap_job *job)
 	int r = configure(&b);
 	if (r >= 0)
 		r = check_manifest_inputs(&b, &user);
-	if (r >= 0)
+	if (r >= 0 && !b.s3)
 		snap_output_reclaim(b.dest, b.name); /* debris of killed runs of this bundle */
 	if (r >= 0 && !b.force)
 		r = check_existing(&b);
@@ -1219,6 +1550,18 @@ int snap_bundle_run(struct snap_job *job)
 	b.t.keys = secs_since(t0);
 	if (r >= 0)
 		r = open_source(&b);
+	if (r >= 0 && b.s3) {
+		b.name_count = part_count_bound(&b);
+		/* a single PUT's buffer grows by doubling: at most twice the part, within the
+		 * 32 MiB of a buffered body; half the budget for the parts waiting */
+		uint64_t held = 2 * b.part_size < (1u << 20) ? (1u << 20) : 2 * b.part_size;
+		if (held > SNAP_S3_MAX_BUFFERED_PART)
+			held = SNAP_S3_MAX_BUFFERED_PART;
+		b.window = (size_t)(snap_s3_client_budget(b.s3) / 2 / held);
+		if (b.window < 2)
+			b.window = 2;
+		snap_debug("part keys padded for at most %" PRIu64 " parts", b.name_count);
+	}
 	if (r >= 0)
 		r = alloc_pipeline(&b);
 	if (r >= 0 && snap_job_cancelled(job))
@@ -1251,7 +1594,7 @@ int snap_bundle_run(struct snap_job *job)
 
 	snap_job_set_stage(job, SNAP_STAGE_FINISH);
 	t0 = snap_now_ns();
-	for (size_t i = 0; i < b.nparts && r >= 0; i++) {
+	for (size_t i = 0; i < b.nparts && r >= 0 && !b.s3; i++) {
 		r = snap_bundle_part_name(b.name, i, b.nparts, &b.parts[i].final_name);
 		if (r < 0)
 			snap_job_fail(job, r, "out of memory");
@@ -1260,6 +1603,7 @@ int snap_bundle_run(struct snap_job *job)
 		r = write_manifest(&b, user);
 	if (r >= 0 && snap_job_cancelled(job))
 		r = -ECANCELED;
+	b.committing = r >= 0;
 	if (r >= 0)
 		r = commit_outputs(&b);
 	b.t.finish = secs_since(t0);
@@ -1273,7 +1617,7 @@ out:
 	if (r < 0)
 		remove_outputs(&b);
 	if (r == -ECANCELED)
-		snap_job_fail(job, r, "cancelled; removed what was written");
+		snap_job_fail(job, r, CANCELLED_MSG);
 	free(user);
 	bundle_free(&b);
 	return r;

@@ -15,6 +15,16 @@
  *     request).
  *  2. Parts are read in index order; manifest-read guarantees document order = index order,
  *     plain file names and parts/@count. A missing, short or damaged part is named.
+ *  2a. Parts and manifest may be in S3 (s3://BUCKET/KEY, s3/s3.h): the manifest is fetched
+ *     whole (at most MAX_MANIFEST_FILE bytes), one listing names a missing part up front
+ *     (stat_parts_s3), and the run thread keeps up to `ahead` whole-part GETs in flight
+ *     (fetch_ahead: the parts after the one it waits for, within S3_AHEAD_BUDGET bytes and
+ *     the client's connections); a
+ *     fetched body becomes the slot's buffer (no copy) and goes through the same pipeline as
+ *     a local part, so invariant 1's digest check, before any byte of it is decrypted or
+ *     inflated, holds for it unchanged. A part changed in the bucket fails its digest; one
+ *     replaced by a shorter object fails it too (and is called truncated when it is shorter
+ *     than part 0); one deleted after the listing fails its GET, named.
  *  3. The output is opened (temporary name, output.h) with the manifest's size before
  *     streaming and committed only after: the tar stream ended properly with exactly one
  *     member of that size, its SHA-1 equals the manifest digest, the gzip CRC and length
@@ -55,11 +65,13 @@
  *     waits for a tar slot report nothing (the tar pipeline is inner).
  *
  * State transitions (snap_unbundle_run):
- *  1. prepare: read and parse the manifest, verify the signature (verify_signature), decrypt
- *     key and IV (unwrap_key), stat every part (stat_parts), open the output, allocate the
- *     slots and start the tar pipeline, then the parts' (unbundle_start)
- *  2. data: read and chain the parts into slots (unbundle_data), workers verify and decrypt
- *     them (unbundle_work), the parts' sink inflates into tar slots (unbundle_sink,
+ *  1. prepare: read (or fetch: fetch_manifest) and parse the manifest, verify the signature
+ *     (verify_signature), decrypt key and IV (unwrap_key), find the parts (locate_parts) and
+ *     stat every one (stat_parts, or one listing: stat_parts_s3), open the output, allocate
+ *     the slots and start the tar pipeline, then the parts' (unbundle_start)
+ *  2. data: read (parts in S3: GETs started ahead, fetch_ahead, waited for in order,
+ *     read_part_s3) and chain the parts into slots (unbundle_data), workers verify and
+ *     decrypt them (unbundle_work), the parts' sink inflates into tar slots (unbundle_sink,
  *     unbundle_sink_end), the tar sink hashes, parses and writes (tar_sink); the run thread
  *     finishes the parts' pipeline, then the tar pipeline
  *  3. verify: tar end, digest, sizes
@@ -86,6 +98,7 @@
 #include "manifest-read.h"
 #include "output.h"
 #include "pipeline.h"
+#include "s3.h"
 #include "tar-reader.h"
 
 #define MAX_MANIFEST_FILE (16u << 20)
@@ -98,6 +111,11 @@
  * them (O_DIRECT where the target allows it: output.h invariant 5) */
 #define OUT_BUF (4u << 20)
 #define OUT_NBUFS 3
+/* parts fetched ahead from S3 (invariant 2a): at most half the client's memory budget in bodies
+ * waiting (the slots hold the rest, SLOT_BUDGET), never more GETs than its connections */
+#define S3_AHEAD_BUDGET(c) (snap_s3_client_budget(c) / 2)
+/* every buffer of an unbundle from S3, within the 256 MiB of peak RSS the S3 jobs keep to */
+#define S3_TOTAL_BUDGET (216u << 20)
 
 /* What a pipeline slot holds: one part, its ciphertext, then (after the work) its plaintext. */
 struct slot {
@@ -131,6 +149,13 @@ struct unbundle {
 	struct tar_slot *tslots;
 	uint64_t *part_sizes; /* from stat_parts, then what was read */
 	uint8_t key[16], iv[16];
+
+	/* parts in S3 (invariant 2a), else in srcdir; the run thread's */
+	struct snap_s3_client *s3; /* the job's (job-internal.h invariant 5) */
+	char *bucket, *prefix;	   /* part i is s3://bucket/prefix<filename> */
+	struct snap_s3_get **gets; /* one per part: started ahead, NULL once waited for */
+	size_t next_get;	   /* the first part whose GET is not started */
+	unsigned ahead;
 
 	/* run thread: the ciphertext stream's chaining across parts (invariant 4) */
 	uint64_t bytes_read;
@@ -181,13 +206,89 @@ static void hex(char *out, const uint8_t *b, size_t n)
 static char *part_path(const struct unbundle *p, size_t i)
 {
 	char *s;
-	if (asprintf(&s, "%s/%s", p->srcdir, p->m->parts[i].filename) < 0)
+	int n = p->s3 ? asprintf(&s, "s3://%s/%s%s", p->bucket, p->prefix, p->m->parts[i].filename)
+		      : asprintf(&s, "%s/%s", p->srcdir, p->m->parts[i].filename);
+	return n < 0 ? NULL : s;
+}
+
+static char *part_key(const struct unbundle *p, size_t i)
+{
+	char *s;
+	if (asprintf(&s, "%s%s", p->prefix, p->m->parts[i].filename) < 0)
 		return NULL;
 	return s;
 }
 
+/* Starts the GETs of the parts before `upto` not started yet (invariant 2a). */
+static int fetch_ahead(struct unbundle *p, size_t upto)
+{
+	if (upto > p->m->nparts)
+		upto = p->m->nparts;
+	while (p->next_get < upto) {
+		size_t i = p->next_get;
+		char *key = part_key(p, i);
+		if (!key)
+			return snap_pipeline_fail(p->pipe, -ENOMEM, "out of memory");
+		int r =
+		    snap_s3_get_start(p->s3, p->bucket, key, 0, UINT64_MAX, MAX_PART, &p->gets[i]);
+		free(key);
+		if (r < 0) {
+			char *path = part_path(p, i);
+			r = snap_pipeline_fail(p->pipe, r, "cannot fetch part %zu (%s): %s", i,
+					       path ? path : p->m->parts[i].filename,
+					       snap_strerror(r));
+			free(path);
+			return r;
+		}
+		p->next_get++;
+	}
+	return 0;
+}
+
+/* Part i from S3 into b: its GET (started ahead) waited for, its body the slot's buffer. */
+static int read_part_s3(struct unbundle *p, size_t i, struct slot *b)
+{
+	int r = fetch_ahead(p, i + p->ahead);
+	if (r < 0)
+		return r;
+	void *buf = NULL;
+	size_t len = 0;
+	char *detail = NULL;
+	r = snap_s3_get_wait(p->gets[i], &buf, &len, &detail);
+	p->gets[i] = NULL; /* wait freed it */
+	if (r == 0 && len == 0)
+		r = -ENODATA;
+	if (r < 0) {
+		char *path = part_path(p, i);
+		const char *what = r == -ENOENT	   ? "is missing"
+				   : r == -ENODATA ? "is truncated or empty"
+				   : r == -EFBIG   ? "is too large"
+						   : "cannot be fetched";
+		r = snap_pipeline_fail(p->pipe, r, "part %zu (%s) %s: %s", i,
+				       path ? path : p->m->parts[i].filename, what,
+				       detail ? detail : snap_strerror(r));
+		free(path);
+		free(buf);
+		free(detail);
+		return r;
+	}
+	free(b->data);
+	b->data = buf;
+	b->cap = len;
+	p->bytes_read += len;
+	p->part_sizes[i] = len;
+	b->off = 0;
+	b->len = len;
+	b->head_len = 0;
+	b->part = i;
+	b->last = i + 1 == p->m->nparts;
+	return 0;
+}
+
 static int read_part(struct unbundle *p, size_t i, struct slot *b)
 {
+	if (p->s3)
+		return read_part_s3(p, i, b);
 	char *path = part_path(p, i);
 	if (!path)
 		return snap_pipeline_fail(p->pipe, -ENOMEM, "out of memory");
@@ -724,6 +825,141 @@ static int stat_parts(struct unbundle *p, uint64_t *ret_max)
 	return 0;
 }
 
+static char *dirname_of(const char *path);
+
+static int cmp_object(const void *a, const void *b)
+{
+	return strcmp(((const struct snap_s3_object *)a)->key,
+		      ((const struct snap_s3_object *)b)->key);
+}
+
+/* stat_parts for parts in S3 (invariant 2a): one listing of the keys the part names share
+ * (all pages), so a missing part is named before anything is fetched or written. */
+static int stat_parts_s3(struct unbundle *p, uint64_t *ret_max)
+{
+	const struct snap_manifest_doc *m = p->m;
+	size_t common = strlen(m->parts[0].filename);
+	for (size_t i = 1; i < m->nparts; i++) {
+		size_t k = 0;
+		while (k < common && m->parts[i].filename[k] == m->parts[0].filename[k])
+			k++;
+		common = k;
+	}
+	char *lp = NULL, *detail = NULL;
+	if (asprintf(&lp, "%s%.*s", p->prefix, (int)common, m->parts[0].filename) < 0)
+		return snap_job_fail(p->job, -ENOMEM, "out of memory");
+	struct snap_s3_list_objects *l = NULL;
+	int r = snap_s3_list_objects(p->s3, p->bucket, lp, &l, &detail);
+	if (r < 0) {
+		snap_job_fail(p->job, r, "cannot list the parts under s3://%s/%s: %s", p->bucket,
+			      lp, detail ? detail : snap_strerror(r));
+		goto out;
+	}
+	qsort(l->objects, l->nobjects, sizeof(*l->objects), cmp_object);
+	uint64_t max = 0;
+	for (size_t i = 0; i < m->nparts && r == 0; i++) {
+		char *key = part_key(p, i), *path = part_path(p, i);
+		if (!key || !path) {
+			r = snap_job_fail(p->job, -ENOMEM, "out of memory");
+		} else {
+			struct snap_s3_object want = {.key = key};
+			const struct snap_s3_object *o = bsearch(&want, l->objects, l->nobjects,
+								 sizeof(*l->objects), cmp_object);
+			if (!o)
+				r = snap_job_fail(p->job, -ENOENT, "part %zu (%s) is missing", i,
+						  path);
+			else if (o->size > MAX_PART)
+				r = snap_job_fail(p->job, -EFBIG,
+						  "part %zu (%s) is %llu bytes; parts over %u "
+						  "bytes are not supported",
+						  i, path, (unsigned long long)o->size, MAX_PART);
+			else if (o->size == 0)
+				r = snap_job_fail(p->job, -EUCLEAN, "part %zu (%s) is empty", i,
+						  path);
+			if (r == 0) {
+				p->part_sizes[i] = o->size;
+				if (o->size > max)
+					max = o->size;
+			}
+		}
+		free(key);
+		free(path);
+	}
+	if (r == 0)
+		*ret_max = max;
+out:
+	snap_s3_list_objects_free(l);
+	free(lp);
+	free(detail);
+	return r;
+}
+
+/* Where the parts are: SNAP_SPARAM_SOURCE_DIR (a directory or an s3:// prefix), else where the
+ * manifest is; an S3 prefix gets its '/' (a key "dir/m.xml" has its parts under "dir/"). */
+static int locate_parts(struct unbundle *p, const char *mpath, char **ret_srcdir)
+{
+	const char *sd = snap_job_string(p->job, SNAP_SPARAM_SOURCE_DIR);
+	const char *where = sd ? sd : mpath;
+	if (!snap_s3_is_url(where)) {
+		*ret_srcdir = sd ? strdup(sd) : dirname_of(mpath);
+		return *ret_srcdir ? 0 : snap_job_fail(p->job, -ENOMEM, "out of memory");
+	}
+	char *key = NULL, *detail = NULL;
+	int r = snap_s3_url_parse(where, &p->bucket, &key, &detail);
+	if (r < 0) {
+		snap_job_fail(p->job, r, "%s: %s", where, detail ? detail : snap_strerror(r));
+		free(detail);
+		return r;
+	}
+	size_t n = strlen(key);
+	if (!sd) {
+		const char *slash = strrchr(key, '/');
+		n = slash ? (size_t)(slash - key) + 1 : 0;
+	}
+	if (asprintf(&p->prefix, "%.*s%s", (int)n, key, n && key[n - 1] != '/' ? "/" : "") < 0)
+		p->prefix = NULL;
+	free(key);
+	if (!p->prefix)
+		return snap_job_fail(p->job, -ENOMEM, "out of memory");
+	*ret_srcdir = NULL;
+	return 0;
+}
+
+/* The manifest from S3: whole, at most MAX_MANIFEST_FILE bytes. */
+static int fetch_manifest(struct snap_job *job, struct snap_s3_client *c, const char *url,
+			  uint8_t **ret, size_t *ret_len)
+{
+	char *bucket = NULL, *key = NULL, *detail = NULL;
+	void *buf = NULL;
+	int r = snap_s3_url_parse(url, &bucket, &key, &detail);
+	if (r < 0) {
+		snap_job_fail(job, r, "%s: %s", url, detail ? detail : snap_strerror(r));
+		goto out;
+	}
+	if (!*key || key[strlen(key) - 1] == '/') {
+		r = snap_job_fail(job, -EINVAL,
+				  "%s names no manifest object (a key ending in .manifest.xml)", url);
+		goto out;
+	}
+	r = snap_s3_get_object(c, bucket, key, MAX_MANIFEST_FILE, &buf, ret_len, &detail);
+	if (r == -ENOENT)
+		snap_job_fail(job, r, "manifest %s is missing: %s", url,
+			      detail ? detail : snap_strerror(r));
+	else if (r == -EFBIG)
+		snap_job_fail(job, r, "manifest %s is larger than %u MiB", url,
+			      MAX_MANIFEST_FILE >> 20);
+	else if (r < 0)
+		snap_job_fail(job, r, "cannot fetch manifest %s: %s", url,
+			      detail ? detail : snap_strerror(r));
+	if (r == 0)
+		*ret = buf;
+out:
+	free(bucket);
+	free(key);
+	free(detail);
+	return r;
+}
+
 static char *dirname_of(const char *path)
 {
 	const char *s = strrchr(path, '/');
@@ -739,6 +975,11 @@ static void unbundle_free(struct unbundle *p)
 	/* the parts first: their sink fills the tar slots (invariant 5) */
 	p->pipe = snap_pipeline_free(p->pipe);
 	p->tpipe = snap_pipeline_free(p->tpipe);
+	for (size_t i = 0; p->gets && i < p->m->nparts; i++)
+		p->gets[i] = snap_s3_get_free(p->gets[i]); /* cancels what was fetched ahead */
+	free(p->gets);
+	free(p->bucket);
+	free(p->prefix);
 	for (unsigned i = 0; p->slots && i < p->nslots; i++)
 		free(p->slots[i].data);
 	free(p->slots);
@@ -758,14 +999,23 @@ static void unbundle_free(struct unbundle *p)
 static int unbundle_start(struct unbundle *p, size_t part_cap)
 {
 	unsigned nworkers = snap_job_threads(p->job);
-	size_t budget = SLOT_BUDGET / (part_cap ? part_cap : 1);
+	/* parts from S3: the bodies fetched ahead share S3_TOTAL_BUDGET with the slots, and the
+	 * tar slots and output buffers come off it too, so the whole stays within it (invariant
+	 * 2a) */
+	size_t room = SLOT_BUDGET;
+	if (p->s3) {
+		size_t other = (size_t)p->ahead * part_cap + TAR_SLOTS * TAR_BUF + OUT_NBUFS * OUT_BUF;
+		room = other < S3_TOTAL_BUDGET ? S3_TOTAL_BUDGET - other : 0;
+	}
+	size_t budget = room / (part_cap ? part_cap : 1);
 	p->nslots = nworkers + 2 < budget ? nworkers + 2 : (unsigned)budget;
 	if (p->nslots < MIN_SLOTS)
 		p->nslots = MIN_SLOTS;
 	p->slots = calloc(p->nslots, sizeof(*p->slots));
 	if (!p->slots)
 		goto nomem;
-	for (unsigned i = 0; i < p->nslots; i++) {
+	/* a part from S3 is read into its own buffer, which the slot takes (invariant 2a) */
+	for (unsigned i = 0; i < p->nslots && !p->s3; i++) {
 		p->slots[i].cap = part_cap;
 		p->slots[i].data = malloc(part_cap ? part_cap : 1);
 		if (!p->slots[i].data)
@@ -901,7 +1151,15 @@ int snap_unbundle_run(struct snap_job *job)
 	int r;
 
 	/* 1. prepare */
-	if ((r = read_file(job, mpath, "manifest", MAX_MANIFEST_FILE, &mbuf, &mlen)) < 0)
+	const char *sd = snap_job_string(job, SNAP_SPARAM_SOURCE_DIR);
+	if ((snap_s3_is_url(mpath) || (sd && snap_s3_is_url(sd))) &&
+	    (r = snap_job_s3_client(job, &p.s3)) < 0)
+		goto out;
+	if (snap_s3_is_url(mpath))
+		r = fetch_manifest(job, p.s3, mpath, &mbuf, &mlen);
+	else
+		r = read_file(job, mpath, "manifest", MAX_MANIFEST_FILE, &mbuf, &mlen);
+	if (r < 0)
 		goto out;
 	r = snap_manifest_read(mbuf, mlen, &m, &detail);
 	if (r < 0) {
@@ -922,17 +1180,31 @@ int snap_unbundle_run(struct snap_job *job)
 	}
 	if (p.decrypt && (r = unwrap_key(job, m, key_path, p.key, p.iv)) < 0)
 		goto out;
-	const char *sd = snap_job_string(job, SNAP_SPARAM_SOURCE_DIR);
-	srcdir = sd ? strdup(sd) : dirname_of(mpath);
+	/* the parts' client: the manifest's, or one for parts in S3 beside a local manifest */
+	if ((r = locate_parts(&p, mpath, &srcdir)) < 0)
+		goto out;
+	if (!srcdir && !p.s3 && (r = snap_job_s3_client(job, &p.s3)) < 0)
+		goto out;
+	if (srcdir)
+		p.s3 = NULL; /* a manifest in S3 beside local parts: they are read from srcdir */
 	p.part_sizes = calloc(m->nparts, sizeof(*p.part_sizes));
-	if (!srcdir || !p.part_sizes) {
+	p.gets = p.s3 ? calloc(m->nparts, sizeof(*p.gets)) : NULL;
+	if (!p.part_sizes || (p.s3 && !p.gets)) {
 		r = snap_job_fail(job, -ENOMEM, "out of memory");
 		goto out;
 	}
 	p.srcdir = srcdir;
 	uint64_t part_cap = 0;
-	if ((r = stat_parts(&p, &part_cap)) < 0)
+	if ((r = p.s3 ? stat_parts_s3(&p, &part_cap) : stat_parts(&p, &part_cap)) < 0)
 		goto out;
+	if (p.s3) {
+		uint64_t conn = snap_s3_client_connections(p.s3);
+		uint64_t fit = S3_AHEAD_BUDGET(p.s3) / (part_cap ? part_cap : 1);
+		p.ahead = (unsigned)(conn < fit ? conn : fit);
+		if (p.ahead < 1)
+			p.ahead = 1;
+		snap_debug("parts from s3://%s/%s: %u fetched ahead", p.bucket, p.prefix, p.ahead);
+	}
 	if (write) {
 		if ((r = output_path(job, m, &outpath)) < 0)
 			goto out;
@@ -1010,6 +1282,7 @@ int snap_unbundle_run(struct snap_job *job)
 	}
 	snap_job_set_result_u64(job, SNAP_RESULT_PARTS, m->nparts);
 	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_READ, job->progress.bytes_read);
+
 	snap_job_set_result_string(job, SNAP_RESULT_DIGEST, m->digest_hex);
 	snap_job_set_result_string(job, SNAP_RESULT_MANIFEST_PATH, mpath);
 

@@ -31,7 +31,9 @@ static void usage(FILE *f)
 	    "  -k, --privatekey PATH       user RSA private key (PEM)\n"
 	    "  -u, --user ACCOUNT          AWS account number (12 digits, hyphens allowed)\n"
 	    "  -r, --arch ARCH             i386, x86_64 or arm64 (default: this machine's)\n"
-	    "  -d, --destination DIR       where the bundle goes (default /tmp)\n"
+	    "  -d, --destination DIR       where the bundle goes (default /tmp), or\n"
+	    "                              s3://BUCKET/PREFIX/: parts uploaded as they are cut,\n"
+	    "                              the manifest last, nothing written locally\n"
 	    "  -p, --prefix NAME           bundle name (default: the image's file name)\n"
 	    "      --ec2cert PATH          EC2 certificate the key is also wrapped for (default:\n"
 	    "                              $EC2_AMITOOL_HOME/etc/ec2/amitools/cert-ec2.pem)\n"
@@ -50,6 +52,24 @@ static void usage(FILE *f)
 	    "      --force                 replace an existing bundle of the same name\n"
 	    "      --no-direct             read and write through the page cache\n"
 	    "      --part-size SIZE        part size (default 10M; for testing)\n"
+	    "\n"
+	    "S3 (-d s3://BUCKET/PREFIX/):\n");
+	tool_s3_usage(f, false);
+	fprintf(
+	    f,
+	    "      --acl ACL              canned ACL of every object (private, public-read, ...;\n"
+	    "                             default: none, the bucket's default applies)\n"
+	    "\n"
+	    "To S3 (-d s3://...): the service and the credentials come from the options\n"
+	    "above, else AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,\n"
+	    "AWS_REGION, AWS_ENDPOINT_URL(_S3), else AWS_PROFILE's files, else instance\n"
+	    "metadata. Objects get no canned ACL unless --acl gives one (upload-bundle's\n"
+	    "default, aws-exec-read, is not applied here). A bundle is complete only once its\n"
+	    "manifest is there: a failed or interrupted (SIGINT, SIGTERM) run deletes the parts\n"
+	    "it uploaded; a killed one cannot, and leaves parts without a manifest, which a\n"
+	    "rerun with --force or `snapbundle delete-bundle` removes. Part keys are padded to\n"
+	    "the digits of the most parts the image could give (a key cannot be renamed once\n"
+	    "the count is known); the manifest names each part.\n"
 	    "\n"
 	    "The EC2 certificate (cert-ec2.pem, and cert-ec2-gov.pem / cert-ec2-cn-north-1.pem "
 	    "for\n"
@@ -149,6 +169,14 @@ static void print_summary(struct snap_job *job, const char *name, bool debug)
 	printf("  digest:       %s\n", digest ? digest : "?");
 	printf("  time:         %.2f s (%s/s of image)\n", s,
 	       tool_size(a, s > 0 ? (unsigned long long)((double)total / s) : 0));
+	uint64_t up = 0, requests = 0, retries = 0;
+	if (snap_job_result_u64(job, SNAP_RESULT_BYTES_UPLOADED, &up) == 0) {
+		snap_job_result_u64(job, SNAP_RESULT_S3_REQUESTS, &requests);
+		snap_job_result_u64(job, SNAP_RESULT_S3_RETRIES, &retries);
+		printf("  uploaded:     %s (%" PRIu64 " bytes, %" PRIu64 " requests, %" PRIu64
+		       " retries)\n",
+		       tool_size(b, up), up, requests, retries);
+	}
 	const char *timings = snap_job_result_string(job, SNAP_RESULT_TIMINGS);
 	if (debug && timings)
 		fprintf(stderr, "snapbundle: debug: timings %s\n", timings);
@@ -168,7 +196,8 @@ int cmd_bundle(int argc, char **argv)
 
 	tool_args_init(&args,
 		       TOOL_SHARED_PRIVATEKEY | TOOL_SHARED_DEBUG | TOOL_SHARED_NO_DIRECT |
-			   TOOL_SHARED_THREADS | TOOL_SHARED_PROGRESS | TOOL_SHARED_FORCE,
+			   TOOL_SHARED_THREADS | TOOL_SHARED_PROGRESS | TOOL_SHARED_FORCE |
+			   TOOL_SHARED_S3,
 		       "i:c:u:r:d:p:B:h", options);
 	while ((c = tool_getopt(&args, argc, argv)) != -1) {
 		switch (c) {

@@ -22,10 +22,13 @@ static void usage(FILE *f)
 	       "digest, the sizes and (with -c) the manifest signature; the output is written\n"
 	       "under a temporary name and renamed only when all checks passed.\n"
 	       "\n"
-	       "  -m, --manifest PATH    the bundle's manifest (.manifest.xml)\n"
+	       "  -m, --manifest PATH    the bundle's manifest (.manifest.xml), or\n"
+	       "                         s3://BUCKET/KEY.manifest.xml: its parts are fetched\n"
+	       "                         from beside it, several ahead, each checked before use\n"
 	       "  -k, --privatekey PATH  the user's RSA private key (PEM) the bundle was made for\n"
 	       "  -c, --cert PATH        the user's certificate: verify the manifest signature\n"
-	       "  -s, --source DIR       directory holding the parts (default: the manifest's)\n"
+	       "  -s, --source DIR       directory (or s3://BUCKET/PREFIX/) holding the parts\n"
+	       "                         (default: the manifest's)\n"
 	       "  -d, --destination DIR  directory for the image (default: current directory)\n"
 	       "  -o, --output PATH      image file or block device (default: DIR/<image name>)\n"
 	       "      --force            replace an existing output file\n"
@@ -34,7 +37,10 @@ static void usage(FILE *f)
 	       "                         whole aligned blocks)\n"
 	       "      --threads N        worker threads (default: every CPU)\n"
 	       "      --progress[=MODE]  bar, json or none (default: a bar on a terminal)\n"
-	       "      --debug            debug log lines on stderr\n");
+	       "      --debug            debug log lines on stderr\n"
+	       "\n"
+	       "S3 (-m s3://...):\n");
+	tool_s3_usage(f, false);
 }
 
 int cmd_unbundle(int argc, char **argv)
@@ -56,7 +62,8 @@ int cmd_unbundle(int argc, char **argv)
 	int c;
 	tool_args_init(&args,
 		       TOOL_SHARED_PRIVATEKEY | TOOL_SHARED_FORCE | TOOL_SHARED_NO_DIRECT |
-			   TOOL_SHARED_THREADS | TOOL_SHARED_PROGRESS | TOOL_SHARED_DEBUG,
+			   TOOL_SHARED_THREADS | TOOL_SHARED_PROGRESS | TOOL_SHARED_DEBUG |
+			   TOOL_SHARED_S3,
 		       "m:c:s:d:o:h", opts);
 	while ((c = tool_getopt(&args, argc, argv)) != -1) {
 		switch (c) {
@@ -139,6 +146,10 @@ int cmd_unbundle(int argc, char **argv)
 		       snap_job_result_string(job, SNAP_RESULT_OUTPUT_PATH),
 		       (unsigned long long)parts, tool_size(a, size), tool_size(b, written),
 		       no_verify ? " (not verified)" : "");
+		uint64_t down = 0;
+		if (snap_job_result_u64(job, SNAP_RESULT_BYTES_DOWNLOADED, &down) == 0)
+			printf("downloaded %s (%llu bytes)\n", tool_size(a, down),
+			       (unsigned long long)down);
 	}
 	snap_job_free(job);
 	return r < 0 ? 1 : 0;

@@ -24,20 +24,26 @@ static void usage(FILE *f)
 	fprintf(
 	    f,
 	    "usage: snapbundle verify -m MANIFEST [-k KEY] [-c CERT] [OPTIONS]\n"
-	    "       snapbundle verify IMAGE.bin|- [OPTIONS]  (a store image; see verify IMAGE.bin --help)\n"
+	    "       snapbundle verify IMAGE.bin|- [OPTIONS]  (a store image; see verify IMAGE.bin "
+	    "--help)\n"
 	    "\n"
 	    "Checks a classic bundle without writing anything: the manifest, every part's\n"
 	    "SHA-1, parts/@count, bundled_size, and with -c the manifest signature. With -k the\n"
 	    "parts are also decrypted, inflated and read as tar, and the image digest and\n"
 	    "size are checked, exactly as unbundle does.\n"
 	    "\n"
-	    "  -m, --manifest PATH    the bundle's manifest (.manifest.xml)\n"
+	    "  -m, --manifest PATH    the bundle's manifest (.manifest.xml), or\n"
+	    "                         s3://BUCKET/KEY.manifest.xml (parts fetched from beside it)\n"
 	    "  -k, --privatekey PATH  the user's RSA private key (PEM): check the contents too\n"
 	    "  -c, --cert PATH        the user's certificate: verify the manifest signature\n"
-	    "  -s, --source DIR       directory holding the parts (default: the manifest's)\n"
+	    "  -s, --source DIR       directory (or s3://BUCKET/PREFIX/) holding the parts\n"
+	    "                         (default: the manifest's)\n"
 	    "      --threads N        worker threads (default: every CPU)\n"
 	    "      --progress[=MODE]  bar, json or none (default: a bar on a terminal)\n"
-	    "      --debug            debug log lines on stderr\n");
+	    "      --debug            debug log lines on stderr\n"
+	    "\n"
+	    "S3 (-m s3://...):\n");
+	tool_s3_usage(f, false);
 }
 
 static int verify_bundle(const struct verify_opts *o)
@@ -66,6 +72,11 @@ static int verify_bundle(const struct verify_opts *o)
 		snap_job_result_u64(job, SNAP_RESULT_PARTS, &parts);
 		printf("%s: OK: %llu parts%s%s\n", o->manifest, (unsigned long long)parts,
 		       o->cert ? ", signature" : "", o->args.key ? ", image digest and size" : "");
+		uint64_t down = 0;
+		char a[32];
+		if (snap_job_result_u64(job, SNAP_RESULT_BYTES_DOWNLOADED, &down) == 0)
+			printf("downloaded %s (%llu bytes)\n", tool_size(a, down),
+			       (unsigned long long)down);
 		if (!o->args.key)
 			printf("(without -k the image inside the parts was not checked)\n");
 	}
@@ -128,7 +139,7 @@ int cmd_verify(int argc, char **argv)
 	int c;
 	tool_args_init(&o.args,
 		       TOOL_SHARED_PRIVATEKEY | TOOL_SHARED_THREADS | TOOL_SHARED_PROGRESS |
-			   TOOL_SHARED_DEBUG,
+			   TOOL_SHARED_DEBUG | TOOL_SHARED_S3,
 		       "m:c:s:h", opts);
 	while ((c = tool_getopt(&o.args, argc, argv)) != -1) {
 		switch (c) {
