@@ -179,6 +179,10 @@ enum snap_job_kind {
 	SNAP_JOB_DOWNLOAD_BUNDLE = 8, /* bucket -> local directory, manifest first */
 	SNAP_JOB_DELETE_BUNDLE = 9,   /* the parts, then the manifest */
 	SNAP_JOB_S3_ABORT = 10,	      /* SNAP_SPARAM_OUTPUT s3://...: abort its uploads */
+	/* a mounted volume -> a new image of its file tree (rsync, the sensitive-file filter)
+	 * -> a classic bundle, as ec2-bundle-vol (SNAP_PARAM_BV_*, SNAP_SPARAM_BV_*, and the
+	 * bundle's own parameters); docs/bundle-vol.md */
+	SNAP_JOB_BUNDLE_VOL = 11,
 };
 
 /* Integer parameters. Ranges: 1-99 common, 100-199 bundle, 200-299 unbundle,
@@ -229,6 +233,23 @@ enum snap_job_param {
 	SNAP_PARAM_SKIP_MANIFEST = 405,	 /* bool, upload-bundle: parts only */
 	SNAP_PARAM_CLEAR = 406,		 /* bool, delete-bundle: also the bucket when empty */
 	SNAP_PARAM_FIRST_PART = 407,	 /* upload-bundle: begin with this part (--part N) */
+	/* 500-599: bundle-vol (SNAP_JOB_BUNDLE_VOL) */
+	SNAP_PARAM_BV_SIZE = 500,	    /* bytes of the new image, 0 = the volume's device */
+	SNAP_PARAM_BV_NO_FILTER = 501,	    /* bool: keep the files the sensitive filter drops */
+	SNAP_PARAM_BV_ALL = 502,	    /* bool: cross into every filesystem mounted below */
+	SNAP_PARAM_BV_PARTITION = 503,	    /* enum snap_bv_partition */
+	SNAP_PARAM_BV_CLONE_ONLY = 504,	    /* bool: stop after the image (DESTINATION/PREFIX) */
+	SNAP_PARAM_BV_SNAPSHOT = 505,	    /* bool: bundle the frozen block device, no copy */
+	SNAP_PARAM_BV_GENERATE_FSTAB = 506, /* bool: write the image's own /etc/fstab */
+	SNAP_PARAM_BV_NO_SIZE_CHECKS = 507, /* bool: allow an image smaller than the used space */
+};
+
+/* SNAP_PARAM_BV_PARTITION: the new image's partition table. */
+enum snap_bv_partition {
+	SNAP_BV_PARTITION_AUTO = 0, /* as the volume's disk has it: none, mbr or gpt */
+	SNAP_BV_PARTITION_NONE = 1, /* the filesystem from byte 0 */
+	SNAP_BV_PARTITION_MBR = 2,
+	SNAP_BV_PARTITION_GPT = 3,
 };
 
 /* String parameters; snap_job_add_string() appends to the list-valued ones. */
@@ -273,6 +294,12 @@ enum snap_job_sparam {
 	SNAP_SPARAM_S3_ACL = 46,	   /* canned ACL of every object uploaded */
 	SNAP_SPARAM_S3_BUCKET = 47,	   /* upload/download/delete-bundle: BUCKET[/PREFIX] */
 	SNAP_SPARAM_S3_LOCATION = 48,	   /* upload-bundle: create the bucket there if missing */
+	/* bundle-vol (SNAP_JOB_BUNDLE_VOL); DESTINATION and PREFIX name the bundle */
+	SNAP_SPARAM_BV_VOLUME = 60,	 /* mount point of the volume, default "/" */
+	SNAP_SPARAM_BV_EXCLUDE = 61,	 /* list: absolute directories left out */
+	SNAP_SPARAM_BV_INCLUDE = 62,	 /* list: absolute files kept despite the filter */
+	SNAP_SPARAM_BV_FSTAB = 63,	 /* file copied to the image's /etc/fstab */
+	SNAP_SPARAM_BV_SCRATCH_DIR = 64, /* where the image is made for -d s3:// (/tmp) */
 };
 
 enum snap_stage {
