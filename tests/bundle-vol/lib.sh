@@ -81,7 +81,7 @@ PY
 	echo "-----BEGIN CERTIFICATE-----" >"$v/etc/server.pem"
 	echo "ls -la" >"$v/root/.bash_history"
 	echo "ls" >"$v/home/alice/.bash_history"
-	head -c 40960 /dev/zero >"$v/home/alice/.notes.txt.swp" # an editor's swap file
+	head -c 40960 /dev/urandom >"$v/home/alice/.notes.txt.swp" # an editor's swap file
 	echo "backup" >"$v/etc/hostname~"
 	echo "known_hosts" >"$v/home/alice/.ssh/known_hosts" # not filtered
 	SECRETS=(home/alice/.ssh/id_rsa home/alice/.ssh/id_rsa.pub root/.ssh/authorized_keys
