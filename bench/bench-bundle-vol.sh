@@ -18,7 +18,7 @@ work=$(mktemp -d "${BENCH_WORK:-/var/tmp}/snapbundle-bench-bv.XXXXXX")
 loops=()
 mounts=()
 cleanup() {
-	for m in "${mounts[@]}"; do umount "$m" 2>/dev/null || umount -l "$m" || true; done
+	for m in "${mounts[@]}"; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
 	for l in "${loops[@]}"; do losetup -d "$l" 2>/dev/null || true; done
 	rm -rf "$work"
 }
@@ -32,10 +32,23 @@ mkfs.ext4 -q -F -L benchvol -U $uuid "$work/vol.img"
 vl=$(attach "$work/vol.img")
 mkdir -p "$work/vol" && mount "$vl" "$work/vol" && mounts+=("$work/vol")
 # the content: files of /usr up to CONTENT_MB, their tree kept
-(cd / && find usr -xdev -type f -size -8M -print0 2>/dev/null |
-	head -z -c 4000000 | tr '\0' '\n' | awk -v max=$((content << 20)) '
-	{ cmd = "stat -c %s \"/" $0 "\""; cmd | getline s; close(cmd); t += s; if (t > max) exit;
-	  print }' >"$work/list")
+python3 - $((content << 20)) >"$work/list" <<'PY'
+import os, sys
+left = int(sys.argv[1])
+for d, dirs, files in os.walk('/usr'):
+    dirs.sort()
+    for n in sorted(files):
+        p = os.path.join(d, n)
+        try:
+            st = os.lstat(p)
+        except OSError:
+            continue
+        if os.path.isfile(p) and not os.path.islink(p) and st.st_size < 8 << 20:
+            if st.st_size > left:
+                sys.exit(0)
+            left -= st.st_size
+            print(p[1:])
+PY
 rsync -a --files-from="$work/list" / "$work/vol/" 2>/dev/null || true
 mkdir -p "$work/vol/home/u/.ssh" && echo key >"$work/vol/home/u/.ssh/id_rsa"
 sync
