@@ -135,5 +135,6 @@ int snap_restore_run(struct snap_job *job); /* SNAP_JOB_RESTORE and SNAP_JOB_VER
 /* s3-bundle.c: SNAP_JOB_UPLOAD_BUNDLE, DOWNLOAD_BUNDLE, DELETE_BUNDLE and S3_ABORT */
 int snap_s3_bundle_run(struct snap_job *job);
 int snap_rekey_run(struct snap_job *job);
+int snap_bundle_vol_run(struct snap_job *job); /* bundle-vol.c: SNAP_JOB_BUNDLE_VOL */
 
 #endif

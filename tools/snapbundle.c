@@ -23,6 +23,7 @@ static const struct subcommand commands[] = {
 	{"version", cmd_version, "print the version"},
 	{"bench", cmd_bench, "measure stages, jobs and thread scaling on this machine"},
 	{"bundle", cmd_bundle, "bundle a disk or image as a classic EC2 bundle"},
+	{"bundle-vol", cmd_bundle_vol, "bundle a mounted volume's files, credentials left out (ec2-bundle-vol)"},
 	{"inspect", cmd_inspect, "show a disk's partitions, filesystems and extent map"},
 	{"store", cmd_store, "store disks as one .bin store image"},
 	{"restore", cmd_restore, "restore a .bin store image to files or block devices"},

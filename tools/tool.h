@@ -116,6 +116,7 @@ void tool_args_free(struct tool_args *a);
 /* Subcommands: each returns the process exit code. */
 int cmd_inspect(int argc, char **argv);
 int cmd_bundle(int argc, char **argv);
+int cmd_bundle_vol(int argc, char **argv);
 int cmd_unbundle(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_store(int argc, char **argv);
