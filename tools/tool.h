@@ -116,6 +116,7 @@ void tool_args_free(struct tool_args *a);
 /* Subcommands: each returns the process exit code. */
 int cmd_inspect(int argc, char **argv);
 int cmd_bundle(int argc, char **argv);
+int cmd_bundle_vol(int argc, char **argv);
 int cmd_unbundle(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_store(int argc, char **argv);
@@ -123,6 +124,7 @@ int cmd_restore(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_inspect_store(int argc, char **argv); /* inspect IMAGE.bin */
 int cmd_verify_store(int argc, char **argv);  /* verify IMAGE.bin */
+int cmd_rekey(int argc, char **argv);
 /* cmd-s3.c: ec2-upload-bundle, ec2-download-bundle and ec2-delete-bundle drop-ins, and abort */
 int cmd_upload_bundle(int argc, char **argv);
 int cmd_download_bundle(int argc, char **argv);
