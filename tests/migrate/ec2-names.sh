@@ -24,9 +24,11 @@ for n in "${!cmd[@]}"; do
 	if "$SNAPBUNDLE" "${cmd[$n]}" --help > "$T/want" 2>&1; then
 		for o in --manual -h; do
 			"$L/$n" $o > "$T/got" 2>&1 || fail "$n $o"
-			cmp -s "$T/want" "$T/got" || fail "$n $o is not ${cmd[$n]}'s help: $(head -3 "$T/got")"
+			cmp -s "$T/want" "$T/got" ||
+				fail "$n $o is not ${cmd[$n]}'s help: $(head -3 "$T/got")"
 		done
-		grep -q "usage: snapbundle ${cmd[$n]}" "$T/got" || fail "$n help: $(head -1 "$T/got")"
+		grep -q "usage: snapbundle ${cmd[$n]}" "$T/got" ||
+			fail "$n help: $(head -1 "$T/got")"
 	else
 		# a build without that command (bundle-vol before it lands) says so
 		if "$L/$n" -h 2> "$T/err"; then fail "$n ran without its command"; fi

@@ -9,7 +9,8 @@
 # Skips (77) without the gateway's variables or aws.
 . "$(dirname "$0")/../bundle/lib.sh"
 
-for v in SNAP_TEST_S3_ENDPOINT SNAP_TEST_S3_ACCESS_KEY SNAP_TEST_S3_SECRET_KEY SNAP_TEST_S3_REGION; do
+for v in SNAP_TEST_S3_ENDPOINT SNAP_TEST_S3_ACCESS_KEY SNAP_TEST_S3_SECRET_KEY \
+	SNAP_TEST_S3_REGION; do
 	[ -n "${!v:-}" ] || { echo "SKIP: $v is not set (tests/s3/rgw.sh start DIR)"; exit 77; }
 done
 AWS=/usr/bin/aws
