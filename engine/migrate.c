@@ -524,11 +524,9 @@ static int copy_multipart(struct copier *cp, const struct copy_part *p)
 		return fail_s3(cp->job, r, detail, NULL);
 	size_t n = (size_t)((p->size + cp->range - 1) / cp->range);
 	struct snap_s3_part *done = calloc(n ? n : 1, sizeof(*done));
-	if (!done) {
+	if (!done)
 		r = snap_job_fail(cp->job, -ENOMEM, "out of memory");
-		goto out;
-	}
-	for (size_t i = 0; i < n && r >= 0; i++) {
+	for (size_t i = 0; done && i < n && r >= 0; i++) {
 		if (snap_job_cancelled(cp->job)) {
 			r = -ECANCELED;
 			break;
@@ -558,13 +556,18 @@ static int copy_multipart(struct copier *cp, const struct copy_part *p)
 		}
 	}
 	if (r < 0) {
+		/* after a cancel the job's client refuses every request: a fresh one aborts */
+		struct snap_s3_client *cleanup = NULL;
+		if (r == -ECANCELED && snap_job_s3_cleanup_client(cp->job, &cleanup) < 0)
+			cleanup = NULL;
 		char *d2 = NULL;
-		if (snap_s3_abort_upload(cp->c, cp->dst->bucket, p->dst_key, upload, &d2) < 0)
+		if (snap_s3_abort_upload(cleanup ? cleanup : cp->c, cp->dst->bucket, p->dst_key,
+					 upload, &d2) < 0)
 			snap_warn("cannot abort the upload of s3://%s/%s: %s", cp->dst->bucket,
 				  p->dst_key, d2 ? d2 : "");
 		free(d2);
+		snap_s3_client_free(cleanup);
 	}
-out:
 	for (size_t i = 0; done && i < n; i++)
 		free(done[i].etag);
 	free(done);
