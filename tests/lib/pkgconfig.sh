@@ -27,7 +27,7 @@ libdir=$(pkgconf --variable=libdir)
 
 # A library built with sanitizers needs them in the program that links it.
 extra=()
-nm -D "$libdir/libsnapbundle.so" | grep -q ' U __asan_' && extra=(-fsanitize=address,undefined)
+if nm -D "$libdir/libsnapbundle.so" | grep -c ' U __asan_' >/dev/null; then extra=(-fsanitize=address,undefined); fi
 
 src=$SRCDIR/examples/inspect.c
 # shellcheck disable=SC2046
@@ -39,7 +39,7 @@ libs_private=$(pkg-config --libs $(pkgconf --print-requires-private | awk '{ pri
 # shellcheck disable=SC2086
 "$CC" -std=c99 -Wall -Werror "${extra[@]}" -o "$t/inspect-static" "$src" \
 	$(pkgconf --cflags) "$libdir/libsnapbundle.a" $libs_private
-if ldd "$t/inspect-static" | grep -q libsnapbundle; then
+if ldd "$t/inspect-static" | grep -c libsnapbundle >/dev/null; then
 	echo "FAIL: the static build links libsnapbundle.so"; exit 1
 fi
 
@@ -50,7 +50,7 @@ if command -v sfdisk >/dev/null; then
 else
 	want='^disk: 8388608 bytes, no table$'
 fi
-LD_LIBRARY_PATH=$libdir "$t/inspect-shared" "$t/disk.img" | grep -q "$want"
-LD_LIBRARY_PATH=$libdir ldd "$t/inspect-shared" | grep -q "$libdir/libsnapbundle.so"
-"$t/inspect-static" "$t/disk.img" | grep -q "$want"
+LD_LIBRARY_PATH=$libdir "$t/inspect-shared" "$t/disk.img" | grep -c "$want" >/dev/null
+LD_LIBRARY_PATH=$libdir ldd "$t/inspect-shared" | grep -c "$libdir/libsnapbundle.so" >/dev/null
+"$t/inspect-static" "$t/disk.img" | grep -c "$want" >/dev/null
 echo "ok: examples/inspect.c built with pkg-config against the installed shared and static library"
