@@ -353,7 +353,7 @@ static size_t reference_rows(const struct bench_report *rep)
 static double ref_rate(const struct bench_report *rep, const struct bench_ref *r)
 {
 	return r->ok && r->seconds > 0 ? (double)rep->source.bytes[SNAP_EXTENT_DATA] / r->seconds
-					: 0;
+				       : 0;
 }
 
 static const struct bench_run *fastest_run(const struct bench_job *job)
@@ -366,14 +366,15 @@ static const struct bench_run *fastest_run(const struct bench_job *job)
 	return best;
 }
 
-static void ref_bar(FILE *f, double y, double rate, double top, const char *color,
-		    const char *name, const char *value)
+static void ref_bar(FILE *f, double y, double rate, double top, const char *color, const char *name,
+		    const char *value)
 {
 	double w = rate / top * REF_BAR_W;
 	if (w < 2)
 		w = 2;
-	fprintf(f, "<rect class=\"refbar\" x=\"%d\" y=\"%.1f\" width=\"%.1f\" height=\"%d\" "
-		   "fill=\"%s\"><title>",
+	fprintf(f,
+		"<rect class=\"refbar\" x=\"%d\" y=\"%.1f\" width=\"%.1f\" height=\"%d\" "
+		"fill=\"%s\"><title>",
 		REF_BAR_X, y + 2, w, ROW - 5, color);
 	esc(f, name);
 	fputs("</title></rect>\n", f);
@@ -426,8 +427,8 @@ static double reference_panel(FILE *f, const struct bench_report *rep, double y0
 		if (r->available && r->ok) {
 			mbs(a, sizeof(a), ref_rate(rep, r));
 			mbs(b, sizeof(b), (double)r->output_bytes);
-			snprintf(value, sizeof(value), "%s MB/s  %.2f s  cpu %.2f s  output %s MB", a,
-				 r->seconds, r->cpu_seconds, b);
+			snprintf(value, sizeof(value), "%s MB/s  %.2f s  cpu %.2f s  output %s MB",
+				 a, r->seconds, r->cpu_seconds, b);
 			ref_bar(f, y, ref_rate(rep, r), top, "#8c8c8c", r->name, value);
 		} else {
 			snprintf(value, sizeof(value), "not run: %.80s", r->reason);

@@ -4,12 +4,12 @@
  * (snapbundle.h, "Caller-allocated structs").
  *
  * Invariants:
- * 1. The caller's struct_size is read before anything is written; below sizeof(size_t) the call fails
- *    with -EINVAL and the caller's struct is untouched.
+ * 1. The caller's struct_size is read before anything is written; below sizeof(size_t) the
+ *    call fails with -EINVAL and the caller's struct is untouched.
  * 2. Only the first min(caller struct_size, library size) bytes after struct_size are copied: an
  *    older caller's struct is never written past its end.
- * 3. Bytes past the library's own struct, up to the caller's struct_size, are zeroed: a newer caller
- *    reads the members this library does not know as zero.
+ * 3. Bytes past the library's own struct, up to the caller's struct_size, are zeroed: a
+ *    newer caller reads the members this library does not know as zero.
  * 4. The struct_size member itself is never written.
  */
 #ifndef SNAP_SIZED_H

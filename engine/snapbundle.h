@@ -147,8 +147,8 @@ const char *snap_disk_ptable_type(const struct snap_disk *disk);
 const char *snap_disk_ptable_id(const struct snap_disk *disk);
 
 struct snap_partition_info {
-	size_t struct_size; /* sizeof(struct snap_partition_info): set by the caller of
-		      * snap_store_image_partition, by the library in snap_disk_partition */
+	size_t struct_size;    /* sizeof(struct snap_partition_info): set by the caller of
+				* snap_store_image_partition, by the library in snap_disk_partition */
 	uint32_t number;       /* 1-based, as the kernel and sfdisk number them; 0 is the whole
 				* disk of a source without a partition table that holds a
 				* filesystem (then type is NULL) */

@@ -20,7 +20,8 @@ static int inspect_store(const char *path)
 
 	if ((r = snap_store_image_new(&img)) < 0)
 		return r;
-	if ((r = snap_store_image_open(img, path)) < 0 || (r = snap_store_image_info(img, &info)) < 0) {
+	if ((r = snap_store_image_open(img, path)) < 0 ||
+	    (r = snap_store_image_info(img, &info)) < 0) {
 		fprintf(stderr, "cannot read %s: %s\n", path, snap_store_image_error(img));
 		snap_store_image_free(img);
 		return r;

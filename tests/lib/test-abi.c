@@ -69,7 +69,8 @@ static int bytes_are(const unsigned char *p, size_t n, unsigned char v)
 		CHECK(CALL((T *)buf) == 0, #T ": newer size");                                     \
 		CHECK(((T *)buf)->FIELD == full.FIELD, #T ": newer size, " #FIELD);                \
 		CHECK(bytes_are(buf + sizeof(T), 32, 0), #T ": newer tail not zeroed");            \
-		CHECK(bytes_are(buf + sizeof(T) + 32, SLACK - 32, CANARY), #T ": past newer size"); \
+		CHECK(bytes_are(buf + sizeof(T) + 32, SLACK - 32, CANARY),                         \
+		      #T ": past newer size");                                                     \
 		tested++;                                                                          \
 	} while (0)
 
@@ -133,7 +134,8 @@ int main(void)
 
 	struct snap_store_info in = {.struct_size = sizeof(in)};
 	struct old_store_info oin = {.struct_size = sizeof(oin)};
-	REQUIRE(snap_store_image_info(img, &in) == 0 && snap_store_image_info(img, (void *)&oin) == 0);
+	REQUIRE(snap_store_image_info(img, &in) == 0 &&
+		snap_store_image_info(img, (void *)&oin) == 0);
 	CHECK(oin.version == in.version && oin.frame_size == in.frame_size &&
 	      in.frame_size == 64 * 1024);
 
