@@ -2,7 +2,8 @@
 # The libraries export exactly the public API: every defined global symbol of libsnapbundle.a and
 # libsnapbundle.so carries the snap_ prefix, and both sets equal the global: list of
 # engine/libsnapbundle.sym (a function added to the header without the script, or an internal
-# one left global, fails). Outside judge: nm.
+# one left global, fails). Outside judge: nm. docs/api.md names every exported function and every
+# struct, enum and callback type the header declares.
 set -euo pipefail
 command -v nm >/dev/null || { echo "nm missing"; exit 77; }
 lib=$BUILDDIR/engine
@@ -28,5 +29,15 @@ for f in static shared; do
 		fail=1
 	fi
 done
-[ $fail -eq 0 ] && echo "ok: $(wc -l <static.$$) symbols, all snap_, static and shared equal to the version script"
+api=$SRCDIR/docs/api.md
+while read -r name; do
+	grep -q "\b$name\b" "$api" || { echo "FAIL: docs/api.md does not describe $name"; fail=1; }
+done <want.$$
+types=$(grep -oE '^(struct|enum) snap_[a-z_]+|^typedef [^(]*\(\*snap_[a-z_]+_fn\)' \
+	"$SRCDIR/engine/snapbundle.h" | grep -oE 'snap_[a-z_]+' | sort -u)
+[ "$(echo "$types" | wc -l)" -gt 15 ] || { echo "FAIL: too few types parsed from snapbundle.h"; exit 1; }
+for name in $types; do
+	grep -q "\b$name\b" "$api" || { echo "FAIL: docs/api.md does not describe $name"; fail=1; }
+done
+[ $fail -eq 0 ] && echo "ok: $(wc -l <static.$$) symbols, all snap_, static and shared equal to the version script, all in docs/api.md"
 exit $fail
