@@ -89,7 +89,7 @@ void bench_map_source(struct bench_source *src)
 		map_by_holes(src);
 		return;
 	}
-	struct snap_map_summary sum;
+	struct snap_map_summary sum = {.struct_size = sizeof(sum)};
 	snap_disk_summary(disk, &sum);
 	memcpy(src->bytes, sum.bytes, sizeof(src->bytes));
 	src->extents = sum.extents;
@@ -103,7 +103,7 @@ void bench_map_source(struct bench_source *src)
 	src->data = calloc(n ? n : 1, sizeof(*src->data));
 	src->ndata = 0;
 	for (size_t i = 0; i < n; i++) {
-		struct snap_extent e;
+		struct snap_extent e = {.struct_size = sizeof(e)};
 		if (snap_disk_extent(disk, i, &e) < 0)
 			continue;
 		if (e.kind == SNAP_EXTENT_DATA) {

@@ -4,7 +4,11 @@
  * core as horizontal bars on a log scale (read speeds and compressor speeds differ by 100x);
  * on the right, each job's throughput against the thread count (solid, with points) next to
  * the model's limit (dashed, same colour), and under it what bounds each job at the highest
- * thread count, how close it came to the limit, and its peak RSS.
+ * thread count, how close it came to the limit, and its peak RSS. With --reference, a third
+ * panel across the width: the jobs that do the reference tools' work (bundle and store: read
+ * the source, compress, write) at their fastest thread count, next to each reference tool, as
+ * bars on one linear scale of source DATA MB/s (the unit of the job lines and of the report's
+ * mb_per_s), with seconds, CPU seconds and output size.
  *
  * Invariants:
  *  1. Hand-written SVG 1.1, no scripts, no external fonts or files: any browser or rsvg
@@ -12,6 +16,8 @@
  *  2. Every stage has a row and every job a line or a "not run" note: nothing is dropped
  *     because it is missing.
  *  3. The file is written under a temporary name and renamed: never a half chart.
+ *  4. A reference tool that did not run is named with its reason, never left out; without
+ *     --reference there is no reference panel at all.
  */
 #include <errno.h>
 #include <math.h>
@@ -324,6 +330,116 @@ static double job_panel(FILE *f, const struct bench_report *rep)
 	return y;
 }
 
+/* The jobs set next to the reference tools: those that read the source and write a compressed
+ * image, as every reference tool does. */
+static bool compared_job(const struct bench_job *job)
+{
+	return !strcmp(job->kind, "bundle") || !strcmp(job->kind, "store");
+}
+
+static size_t reference_rows(const struct bench_report *rep)
+{
+	if (!rep->opts.reference)
+		return 0;
+	size_t n = rep->nrefs;
+	for (size_t k = 0; k < BENCH_JOB_KINDS; k++)
+		n += compared_job(&rep->jobs[k]);
+	return n;
+}
+
+#define REF_BAR_X 300
+#define REF_BAR_W 520
+
+static double ref_rate(const struct bench_report *rep, const struct bench_ref *r)
+{
+	return r->ok && r->seconds > 0 ? (double)rep->source.bytes[SNAP_EXTENT_DATA] / r->seconds
+				       : 0;
+}
+
+static const struct bench_run *fastest_run(const struct bench_job *job)
+{
+	const struct bench_run *best = NULL;
+	for (size_t i = 0; i < job->nruns; i++)
+		if (job->runs[i].ok && job->runs[i].rate > 0 &&
+		    (!best || job->runs[i].rate > best->rate))
+			best = &job->runs[i];
+	return best;
+}
+
+static void ref_bar(FILE *f, double y, double rate, double top, const char *color, const char *name,
+		    const char *value)
+{
+	double w = rate / top * REF_BAR_W;
+	if (w < 2)
+		w = 2;
+	fprintf(f,
+		"<rect class=\"refbar\" x=\"%d\" y=\"%.1f\" width=\"%.1f\" height=\"%d\" "
+		"fill=\"%s\"><title>",
+		REF_BAR_X, y + 2, w, ROW - 5, color);
+	esc(f, name);
+	fputs("</title></rect>\n", f);
+	text(f, REF_BAR_X + w + 6, y + 13, "class=\"val\"", value);
+}
+
+/* Bottom panel, from y0 (only with --reference); returns its bottom y. */
+static double reference_panel(FILE *f, const struct bench_report *rep, double y0)
+{
+	double top = 0;
+	for (size_t k = 0; k < BENCH_JOB_KINDS; k++) {
+		const struct bench_run *r = fastest_run(&rep->jobs[k]);
+		if (compared_job(&rep->jobs[k]) && r)
+			top = fmax(top, r->rate);
+	}
+	for (size_t i = 0; i < rep->nrefs; i++)
+		top = fmax(top, ref_rate(rep, &rep->refs[i]));
+	if (top <= 0)
+		top = 1e6;
+	fprintf(f, "<g id=\"reference\">\n");
+	text(f, 20, y0, "class=\"h\"",
+	     "snapbundle next to the reference tools on the same source (MB/s of source data)");
+	text(f, 20, y0 + 16, "class=\"ax\"",
+	     "our jobs at their fastest thread count; the tools as --reference ran them; "
+	     "linear scale, longer is faster");
+	double y = y0 + 30;
+	char name[96], value[200], a[32], b[32];
+	for (size_t k = 0; k < BENCH_JOB_KINDS; k++) {
+		const struct bench_job *job = &rep->jobs[k];
+		if (!compared_job(job))
+			continue;
+		const struct bench_run *r = fastest_run(job);
+		snprintf(name, sizeof(name), "snapbundle %s", job->kind);
+		text(f, REF_BAR_X - 8, y + 13, "class=\"lab\" text-anchor=\"end\"", name);
+		if (r) {
+			mbs(a, sizeof(a), r->rate);
+			snprintf(value, sizeof(value), "%s MB/s  %u threads  %.2f s", a, r->threads,
+				 r->seconds);
+			ref_bar(f, y, r->rate, top, job_colors[k], name, value);
+		} else {
+			snprintf(value, sizeof(value), "not run: %.60s",
+				 job->reason[0] ? job->reason : "every run failed");
+			text(f, REF_BAR_X + 4, y + 13, "class=\"na\"", value);
+		}
+		y += ROW;
+	}
+	for (size_t i = 0; i < rep->nrefs; i++) {
+		const struct bench_ref *r = &rep->refs[i];
+		text(f, REF_BAR_X - 8, y + 13, "class=\"lab\" text-anchor=\"end\"", r->name);
+		if (r->available && r->ok) {
+			mbs(a, sizeof(a), ref_rate(rep, r));
+			mbs(b, sizeof(b), (double)r->output_bytes);
+			snprintf(value, sizeof(value), "%s MB/s  %.2f s  cpu %.2f s  output %s MB",
+				 a, r->seconds, r->cpu_seconds, b);
+			ref_bar(f, y, ref_rate(rep, r), top, "#8c8c8c", r->name, value);
+		} else {
+			snprintf(value, sizeof(value), "not run: %.80s", r->reason);
+			text(f, REF_BAR_X + 4, y + 13, "class=\"na\"", value);
+		}
+		y += ROW;
+	}
+	fputs("</g>\n", f);
+	return y;
+}
+
 int bench_write_svg(const struct bench_report *rep, const char *path, char **ret_detail)
 {
 	char *tmp = NULL;
@@ -351,7 +467,9 @@ int bench_write_svg(const struct bench_report *rep, const char *path, char **ret
 	/* the taller panel decides the height, known from the row counts before drawing */
 	double left_h = TOP + 44 + (double)rep->nstages * ROW + 40;
 	double right_h = TOP + 28 + 260 + 56 + 18 * (BENCH_JOB_KINDS + 1);
-	double h = (left_h > right_h ? left_h : right_h) + 36;
+	double panels_h = left_h > right_h ? left_h : right_h;
+	size_t nref = reference_rows(rep);
+	double h = panels_h + 36 + (nref ? 30 + 30 + (double)nref * ROW + 10 : 0);
 	fprintf(f,
 		"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
 		"<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" xml:space=\"preserve\" "
@@ -385,8 +503,9 @@ int bench_write_svg(const struct bench_report *rep, const char *path, char **ret
 			 bench_rate_str(a, best->rate));
 		text(f, 20, 68, "class=\"s\"", line);
 	}
-	stage_panel(f, rep);
-	job_panel(f, rep);
+	double bottom = fmax(stage_panel(f, rep), job_panel(f, rep));
+	if (nref)
+		reference_panel(f, rep, fmax(bottom, panels_h) + 36);
 	fputs("</svg>\n", f);
 	int r = 0;
 	if (fflush(f) != 0 || ferror(f))

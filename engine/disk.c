@@ -8,6 +8,8 @@
  *     for the error detail; a second open on an open disk is -EBUSY.
  *  2. Partition and extent accessors are total: out of range gives NULL or -ERANGE, and a
  *     disk that is not open reports zero partitions, zero extents and size 0.
+ *  3. Caller-allocated structs are written only as far as their struct_size reaches
+ *     (sized.h); the partitions the disk hands out carry struct_size = their sizeof.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -18,6 +20,7 @@
 #include "disk-internal.h"
 #include "job-internal.h"
 #include "log.h"
+#include "sized.h"
 
 #define DEFAULT_QUEUE_DEPTH 32
 #define DEFAULT_REQUEST_SIZE (1u << 20)
@@ -117,6 +120,9 @@ int snap_source_open(const char *path, const struct snap_source_opts *o,
 		snap_src_free(src);
 		return r;
 	}
+	/* the layout fills its partitions without the public struct's size member */
+	for (size_t i = 0; i < (*ret_layout)->nparts; i++)
+		(*ret_layout)->parts[i].struct_size = sizeof(struct snap_partition_info);
 	*ret_src = src;
 	return 0;
 }
@@ -239,21 +245,25 @@ size_t snap_disk_extent_count(const struct snap_disk *disk)
 
 int snap_disk_extent(const struct snap_disk *disk, size_t i, struct snap_extent *ret)
 {
-	if (!disk || !disk->layout || !ret)
+	if (!disk || !disk->layout || snap_sized_check(ret) < 0)
 		return -EINVAL;
 	const struct snap_extent *e = snap_map_get(disk->layout->map, i);
 	if (!e)
 		return -ERANGE;
-	*ret = *e;
-	ret->reserved = 0; /* internal flags stay internal */
+	struct snap_extent x = *e;
+	x.reserved = 0; /* internal flags stay internal */
+	snap_sized_copy(ret, &x, sizeof(x));
 	return 0;
 }
 
-void snap_disk_summary(const struct snap_disk *disk, struct snap_map_summary *ret)
+int snap_disk_summary(const struct snap_disk *disk, struct snap_map_summary *ret)
 {
-	if (!disk || !disk->layout) {
-		memset(ret, 0, sizeof(*ret));
-		return;
-	}
-	snap_map_summary(disk->layout->map, ret);
+	struct snap_map_summary s = {0};
+
+	if (snap_sized_check(ret) < 0)
+		return -EINVAL;
+	if (disk && disk->layout)
+		snap_map_summary(disk->layout->map, &s);
+	snap_sized_copy(ret, &s, sizeof(s));
+	return 0;
 }

@@ -61,6 +61,24 @@ typedef void (*snap_log_fn)(void *userdata, enum snap_log_level level, const cha
 void snap_set_log(snap_log_fn fn, void *userdata, enum snap_log_level max_level);
 
 /* ---------------------------------------------------------------------------------------- */
+/* Caller-allocated structs (docs/api.md, "Struct sizes")                                    */
+
+/*
+ * Every struct the caller allocates and the library fills (snap_extent, snap_map_summary,
+ * snap_partition_info, snap_store_info, snap_store_volume_info, snap_store_frame_info) begins
+ * with `size_t struct_size`, which the caller sets to sizeof the struct it was compiled with:
+ *
+ *	struct snap_store_info info = {.struct_size = sizeof(info)};
+ *	snap_store_image_info(img, &info);
+ *
+ * Members are only ever added at the end. The library writes only the bytes that struct_size
+ * covers, so a caller built against an older header keeps working with a newer library; members
+ * past the library's own sizeof (a newer header, an older library) are set to zero. A
+ * struct_size smaller than sizeof(size_t) is -EINVAL and the struct is left untouched. Structs
+ * the library owns and hands out (snap_disk_partition) carry the struct_size it filled.
+ */
+
+/* ---------------------------------------------------------------------------------------- */
 /* Extent maps                                                                               */
 
 enum snap_extent_kind {
@@ -81,6 +99,7 @@ enum snap_extent_layer {
 #define SNAP_LAYER_COUNT 6
 
 struct snap_extent {
+	size_t struct_size; /* set by the caller: sizeof(struct snap_extent) */
 	uint64_t offset;
 	uint64_t length;
 	uint8_t kind;	   /* enum snap_extent_kind */
@@ -128,6 +147,8 @@ const char *snap_disk_ptable_type(const struct snap_disk *disk);
 const char *snap_disk_ptable_id(const struct snap_disk *disk);
 
 struct snap_partition_info {
+	size_t struct_size;    /* sizeof(struct snap_partition_info): set by the caller of
+				* snap_store_image_partition, by the library in snap_disk_partition */
 	uint32_t number;       /* 1-based, as the kernel and sfdisk number them; 0 is the whole
 				* disk of a source without a partition table that holds a
 				* filesystem (then type is NULL) */
@@ -157,11 +178,12 @@ size_t snap_disk_extent_count(const struct snap_disk *disk);
 int snap_disk_extent(const struct snap_disk *disk, size_t i, struct snap_extent *ret);
 
 struct snap_map_summary {
+	size_t struct_size; /* set by the caller: sizeof(struct snap_map_summary) */
 	uint64_t bytes[3];			/* by enum snap_extent_kind */
 	uint64_t by_layer[3][SNAP_LAYER_COUNT]; /* by kind, then by the layer that decided */
 	uint64_t extents;
 };
-void snap_disk_summary(const struct snap_disk *disk, struct snap_map_summary *ret);
+int snap_disk_summary(const struct snap_disk *disk, struct snap_map_summary *ret);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Jobs: bundle, unbundle, verify, store, restore                                            */
@@ -439,6 +461,7 @@ int snap_store_image_unlock(struct snap_store_image *img, const char *passphrase
 const char *snap_store_image_error(const struct snap_store_image *img);
 
 struct snap_store_info {
+	size_t struct_size; /* set by the caller: sizeof(struct snap_store_info) */
 	uint32_t version, compat, incompat, ro_compat;
 	uint32_t frame_size;
 	int encrypted;
@@ -467,6 +490,7 @@ size_t snap_store_image_list_count(const struct snap_store_image *img, int list)
 const char *snap_store_image_list(const struct snap_store_image *img, int list, size_t i);
 
 struct snap_store_volume_info {
+	size_t struct_size; /* set by the caller: sizeof(struct snap_store_volume_info) */
 	const char *device;
 	uint64_t size;
 	uint32_t logical_sector, physical_sector;
@@ -484,6 +508,7 @@ int snap_store_image_extent(const struct snap_store_image *img, size_t vol, size
 			    struct snap_extent *ret);
 
 struct snap_store_frame_info {
+	size_t struct_size; /* set by the caller: sizeof(struct snap_store_frame_info) */
 	uint64_t index, file_offset, volume, offset;
 	uint32_t raw_len, stored_len;
 	int compressed, encrypted;

@@ -35,6 +35,7 @@
 
 #include "hex.h"
 #include "job-internal.h"
+#include "sized.h"
 #include "store-image.h"
 #include "util.h"
 
@@ -700,7 +701,7 @@ int store_image_check_signer(struct snap_store_image *img, const char *pem_path)
 
 int snap_store_image_info(const struct snap_store_image *img, struct snap_store_info *ret)
 {
-	if (!img->meta_rec)
+	if (!img->meta_rec || snap_sized_check(ret) < 0)
 		return -EINVAL;
 	struct snap_store_info in = {
 	    .version = img->hdr.version,
@@ -733,7 +734,7 @@ int snap_store_image_info(const struct snap_store_image *img, struct snap_store_
 		in.data_bytes += img->ix.frames[i].raw_len;
 		in.stored_bytes += img->ix.frames[i].stored_len;
 	}
-	*ret = in;
+	snap_sized_copy(ret, &in, sizeof(in));
 	return 0;
 }
 
@@ -764,7 +765,7 @@ const char *snap_store_image_list(const struct snap_store_image *img, int list, 
 int snap_store_image_volume(const struct snap_store_image *img, size_t i,
 			    struct snap_store_volume_info *ret)
 {
-	if (i >= img->meta.nvolumes || !img->ix.vols)
+	if (i >= img->meta.nvolumes || !img->ix.vols || snap_sized_check(ret) < 0)
 		return -EINVAL;
 	const struct snap_store_volume *v = &img->meta.volumes[i];
 	const struct snap_store_index_volume *iv = &img->ix.vols[i];
@@ -791,17 +792,18 @@ int snap_store_image_volume(const struct snap_store_image *img, size_t i,
 		return -ENOMEM;
 	snap_hex(m->vol_digest_hex, iv->digest, SNAP_STORE_DIGEST_SIZE);
 	in.digest = m->vol_digest_hex;
-	*ret = in;
+	snap_sized_copy(ret, &in, sizeof(in));
 	return 0;
 }
 
 int snap_store_image_partition(const struct snap_store_image *img, size_t vol, size_t i,
 			       struct snap_partition_info *ret)
 {
-	if (vol >= img->meta.nvolumes || i >= img->meta.volumes[vol].nparts)
+	if (vol >= img->meta.nvolumes || i >= img->meta.volumes[vol].nparts ||
+	    snap_sized_check(ret) < 0)
 		return -EINVAL;
 	const struct snap_store_partition *p = &img->meta.volumes[vol].parts[i];
-	*ret = (struct snap_partition_info){
+	const struct snap_partition_info in = {
 	    .number = p->number,
 	    .start = p->start,
 	    .size = p->size,
@@ -813,22 +815,23 @@ int snap_store_image_partition(const struct snap_store_image *img, size_t vol, s
 	    .fs_label = p->fs_label,
 	    .fs_uuid = p->fs_uuid,
 	};
+	snap_sized_copy(ret, &in, sizeof(in));
 	return 0;
 }
 
 int snap_store_image_extent(const struct snap_store_image *img, size_t vol, size_t i,
 			    struct snap_extent *ret)
 {
-	if (vol >= img->ix.nvolumes || i >= img->ix.vols[vol].nextents)
+	if (vol >= img->ix.nvolumes || i >= img->ix.vols[vol].nextents || snap_sized_check(ret) < 0)
 		return -EINVAL;
-	*ret = img->ix.vols[vol].extents[i];
+	snap_sized_copy(ret, &img->ix.vols[vol].extents[i], sizeof(struct snap_extent));
 	return 0;
 }
 
 int snap_store_image_frame(const struct snap_store_image *img, uint64_t i,
 			   struct snap_store_frame_info *ret)
 {
-	if (i >= img->ix.nframes)
+	if (i >= img->ix.nframes || snap_sized_check(ret) < 0)
 		return -EINVAL;
 	const struct snap_store_index_frame *f = &img->ix.frames[i];
 	struct snap_store_frame_info in = {
@@ -842,7 +845,7 @@ int snap_store_image_frame(const struct snap_store_image *img, uint64_t i,
 	    .encrypted = (f->flags & SNAP_STORE_FRAME_ENCRYPTED) != 0,
 	};
 	memcpy(in.digest, f->digest, sizeof(in.digest));
-	*ret = in;
+	snap_sized_copy(ret, &in, sizeof(in));
 	return 0;
 }
 

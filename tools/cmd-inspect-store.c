@@ -107,7 +107,7 @@ int cmd_inspect_store(int argc, char **argv)
 		tool_error("%s", snap_store_image_error(img));
 		goto out;
 	}
-	struct snap_store_info in;
+	struct snap_store_info in = {.struct_size = sizeof(in)};
 	snap_store_image_info(img, &in);
 	char a[32], b[32], d[32], t[40];
 	printf("image:        %s\n", tool_safe(path));
@@ -165,7 +165,7 @@ int cmd_inspect_store(int argc, char **argv)
 		}
 	}
 	for (size_t v = 0; v < in.volumes; v++) {
-		struct snap_store_volume_info vi;
+		struct snap_store_volume_info vi = {.struct_size = sizeof(vi)};
 		if (snap_store_image_volume(img, v, &vi) < 0)
 			continue;
 		printf("volume %zu: %s\n", v, tool_safe(vi.device));
@@ -179,7 +179,7 @@ int cmd_inspect_store(int argc, char **argv)
 		       vi.first_frame, tool_size(a, vi.stored_bytes));
 		printf("  digest:      %s\n", vi.digest);
 		for (size_t p = 0; p < vi.partitions; p++) {
-			struct snap_partition_info pi;
+			struct snap_partition_info pi = {.struct_size = sizeof(pi)};
 			if (snap_store_image_partition(img, v, p, &pi) < 0)
 				continue;
 			printf("  partition %u: start %" PRIu64 " size %s type %s fs %s%s%s\n",
@@ -188,7 +188,7 @@ int cmd_inspect_store(int argc, char **argv)
 			       pi.name ? tool_safe(pi.name) : "");
 		}
 		for (size_t e = 0; extents && e < vi.extents; e++) {
-			struct snap_extent x;
+			struct snap_extent x = {.struct_size = sizeof(x)};
 			if (snap_store_image_extent(img, v, e, &x) < 0)
 				continue;
 			printf("  extent %12" PRIu64 " %12" PRIu64 " %-6s %s\n", x.offset, x.length,
@@ -196,7 +196,7 @@ int cmd_inspect_store(int argc, char **argv)
 		}
 	}
 	for (uint64_t i = 0; frames && i < in.frames; i++) {
-		struct snap_store_frame_info f;
+		struct snap_store_frame_info f = {.struct_size = sizeof(f)};
 		if (snap_store_image_frame(img, i, &f) < 0)
 			continue;
 		printf("frame %" PRIu64 ": at %" PRIu64 " volume %" PRIu64 " offset %" PRIu64

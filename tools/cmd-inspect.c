@@ -164,7 +164,7 @@ static void json_summary(FILE *f, const struct snap_map_summary *s)
 static int print_json(FILE *f, const char *path, const struct snap_disk *d,
 		      const struct inspect_opts *o)
 {
-	struct snap_map_summary s;
+	struct snap_map_summary s = {.struct_size = sizeof(s)};
 	snap_disk_summary(d, &s);
 
 	fputs("{\"source\": ", f);
@@ -193,7 +193,7 @@ static int print_json(FILE *f, const char *path, const struct snap_disk *d,
 	if (o->extents) {
 		fputs(",\n \"extents\": [", f);
 		for (size_t i = 0; i < snap_disk_extent_count(d); i++) {
-			struct snap_extent e;
+			struct snap_extent e = {.struct_size = sizeof(e)};
 			if (snap_disk_extent(d, i, &e) < 0)
 				break;
 			fprintf(f,
@@ -232,7 +232,7 @@ static void print_text(FILE *f, const char *path, const struct snap_disk *d,
 		       const struct inspect_opts *o)
 {
 	char b1[32], b2[32];
-	struct snap_map_summary s;
+	struct snap_map_summary s = {.struct_size = sizeof(s)};
 	snap_disk_summary(d, &s);
 
 	fprintf(f, "source:           %s\n", path);
@@ -293,7 +293,7 @@ static void print_text(FILE *f, const char *path, const struct snap_disk *d,
 	fprintf(f, "\nextents:\n  %-16s %-16s %-7s %-9s %s\n", "offset", "length", "kind", "layer",
 		"partition");
 	for (size_t i = 0; i < snap_disk_extent_count(d); i++) {
-		struct snap_extent e;
+		struct snap_extent e = {.struct_size = sizeof(e)};
 		if (snap_disk_extent(d, i, &e) < 0)
 			break;
 		fprintf(f, "  %-16llu %-16llu %-7s %-9s %u\n", (unsigned long long)e.offset,

@@ -13,6 +13,7 @@ packages=(
 	tar libarchive-tools gzip openssl python3 coreutils
 	xxd # hex to bytes for the bundle tests
 	rsync attr # bundle-vol copies with rsync; its tests set xattrs with setfattr
+	scdoc # the man pages (docs/man/*.scd); without it meson skips them
 	# fuzzing (tests/fuzz.sh): clang, and libFuzzer + the sanitizer runtimes, which clang-14
 	# only recommends (--no-install-recommends below)
 	clang libclang-rt-14-dev

@@ -93,18 +93,18 @@ int main(void)
 	struct snap_store_image *img = NULL;
 	CHECK(snap_store_image_new(&img) == 0);
 	CHECK(snap_store_image_open(img, out) == 0);
-	struct snap_store_info in;
+	struct snap_store_info in = {.struct_size = sizeof(in)};
 	CHECK(snap_store_image_info(img, &in) == 0);
 	CHECK(in.volumes == 1 && in.frames > 0 && !strcmp(in.name, "api test") && in.authenticated);
 	CHECK(in.logical_bytes == 8 << 20 && in.stored_bytes < in.data_bytes);
-	struct snap_store_volume_info vi;
+	struct snap_store_volume_info vi = {.struct_size = sizeof(vi)};
 	CHECK(snap_store_image_volume(img, 0, &vi) == 0 && !strcmp(vi.device, "/dev/sdf"));
 	CHECK(vi.bytes[SNAP_EXTENT_DATA] + vi.bytes[SNAP_EXTENT_ZERO] +
 		  vi.bytes[SNAP_EXTENT_UNUSED] ==
 	      8 << 20);
 	uint64_t covered = 0;
 	for (uint64_t i = 0; i < in.frames; i++) {
-		struct snap_store_frame_info f;
+		struct snap_store_frame_info f = {.struct_size = sizeof(f)};
 		CHECK(snap_store_image_frame(img, i, &f) == 0 && f.index == i);
 		covered += f.raw_len;
 	}
