@@ -41,7 +41,7 @@ export AWS_DEFAULT_REGION="$SNAP_TEST_S3_REGION" AWS_REGION="$SNAP_TEST_S3_REGIO
 export AWS_ENDPOINT_URL="$SNAP_TEST_S3_ENDPOINT" AWS_EC2_METADATA_DISABLED=true AWS_PAGER=""
 export AWS_CONFIG_FILE="$T/none" AWS_SHARED_CREDENTIALS_FILE="$T/none"
 unset AWS_PROFILE AWS_SESSION_TOKEN
-exec python3 - "$B" "$src" "$rounds" "$threads" "$T" "$AWS" "$SNAP_TEST_S3_ENDPOINT" <<'PY'
+python3 - "$B" "$src" "$rounds" "$threads" "$T" "$AWS" "$SNAP_TEST_S3_ENDPOINT" <<'PY'
 import json, os, re, shutil, statistics, subprocess, sys, time
 
 B, src, rounds, threads, T, AWS, endpoint = sys.argv[1], sys.argv[2], int(sys.argv[3]), \

@@ -30,7 +30,7 @@ for t in igzip openssl dd python3; do
 done
 T=$(mktemp -d "${BENCH_TMP:-$(dirname "$(realpath "$src")")}/limit.XXXXXX")
 trap 'rm -rf "$T"' EXIT
-exec python3 - "$B" "$src" "$rounds" "$threads" "$T" <<'PY'
+python3 - "$B" "$src" "$rounds" "$threads" "$T" <<'PY'
 import json, os, resource, shutil, statistics, subprocess, sys, time
 
 B, src, rounds, threads, T = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
