@@ -4,6 +4,10 @@
 #   tests/s3/rgw.sh start DIR [PORT]   one monitor, one memstore OSD, radosgw (beast), a user
 #                                      with fixed test keys; writes DIR/env for tests to source
 #   tests/s3/rgw.sh stop DIR           kills what start started, then removes DIR
+#   tests/s3/rgw.sh crash-gateway DIR SECONDS
+#                                      kills radosgw (SIGKILL: a crash, connections reset), keeps
+#                                      it down SECONDS, starts it again and waits until it answers
+#                                      (monitor, OSD and data stay): for fault tests
 #
 # DIR/env sets SNAP_TEST_S3_ENDPOINT, SNAP_TEST_S3_ACCESS_KEY, SNAP_TEST_S3_SECRET_KEY and
 # SNAP_TEST_S3_REGION. Exit 77: the Debian packages are missing (tools/install-deps.sh) or the
@@ -24,8 +28,9 @@ ACCESS_KEY=SNAPTESTACCESSKEY0001
 SECRET_KEY=snaptest-secret-key-0000000000000000000001
 REGION=us-east-1
 UID_NAME=snaptest
+TIMEOUT="${SNAP_TEST_RGW_TIMEOUT:-60}"
 
-usage() { echo "usage: $0 start DIR [PORT] | stop DIR" >&2; exit 2; }
+usage() { echo "usage: $0 start DIR [PORT] | stop DIR | crash-gateway DIR SECONDS" >&2; exit 2; }
 say() { echo "rgw: $*" >&2; }
 
 # pid of a daemon we started, only while it is still that daemon (its command line names DIR).
@@ -194,6 +199,7 @@ start() { # DIR [PORT]
 		>"$D/log/user.out" 2>&1 || fail "radosgw-admin user create failed"
 
 	cat >"$D/env" <<-ENV
+	SNAP_TEST_RGW_DIR=$D
 	SNAP_TEST_S3_ENDPOINT=http://127.0.0.1:$port
 	SNAP_TEST_S3_ACCESS_KEY=$ACCESS_KEY
 	SNAP_TEST_S3_SECRET_KEY=$SECRET_KEY
@@ -202,8 +208,23 @@ start() { # DIR [PORT]
 	echo "rgw: S3 at http://127.0.0.1:$port (monitor 127.0.0.1:$mon_port, memstore ${mem_mib} MiB) ready after $((SECONDS - t0))s; env in $D/env"
 }
 
+crash_gateway() { # DIR SECONDS
+	D="$1"
+	local down="$2" pid port
+	pid=$(our_pid "$D" rgw) || { say "no gateway of $D is running"; return 1; }
+	port=$(sed -n 's|^SNAP_TEST_S3_ENDPOINT=http://127.0.0.1:||p' "$D/env")
+	kill -KILL "$pid"
+	while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+	sleep "$down"
+	setsid radosgw -c "$D/ceph.conf" -n client.rgw.t -f </dev/null >>"$D/log/rgw.out" 2>&1 &
+	echo $! >"$D/rgw.pid"
+	rgw_up() { alive rgw && curl -s -m 2 -o /dev/null "http://127.0.0.1:$port/"; }
+	wait_for "the gateway to answer again on 127.0.0.1:$port" rgw_up
+}
+
 [ $# -ge 2 ] || usage
 case "$1" in
+crash-gateway) [ $# -eq 3 ] || usage; crash_gateway "$2" "$3" ;;
 start) [ $# -le 3 ] || usage; start "$2" "${3:-}" ;;
 stop) [ $# -eq 2 ] || usage; d="$2"; case "$d" in /*) ;; *) d="$PWD/$d" ;; esac; stop "$d" ;;
 *) usage ;;
