@@ -229,6 +229,9 @@ enum snap_job_param {
 	SNAP_PARAM_SKIP_MANIFEST = 405,	 /* bool, upload-bundle: parts only */
 	SNAP_PARAM_CLEAR = 406,		 /* bool, delete-bundle: also the bucket when empty */
 	SNAP_PARAM_FIRST_PART = 407,	 /* upload-bundle: begin with this part (--part N) */
+	/* verify bundle: read the manifest (and check its signature with SNAP_SPARAM_CERT), set
+	 * SNAP_RESULT_MANIFEST_INFO, and stop: no part is read */
+	SNAP_PARAM_MANIFEST_ONLY = 500,
 };
 
 /* String parameters; snap_job_add_string() appends to the list-valued ones. */
@@ -353,6 +356,10 @@ enum snap_job_result {
 	SNAP_RESULT_ETAG = 105,		 /* string: that object's ETag */
 	/* string, abort: the uploads aborted, one "s3://BUCKET/KEY UPLOAD-ID" a line ("" none) */
 	SNAP_RESULT_S3_ABORTED = 106,
+	/* string, verify bundle: the manifest's fields as one JSON object (docs/json.md,
+	 * "bundle-manifest"): version, bundler, arch, kernel_id, ramdisk_id, product_codes,
+	 * block_device_mappings, name, user, type, size, bundled_size, digest, parts, signed */
+	SNAP_RESULT_MANIFEST_INFO = 107,
 };
 
 int snap_job_result_u64(const struct snap_job *job, int result, uint64_t *ret);

@@ -181,7 +181,7 @@ int cmd_upload_bundle(int argc, char **argv)
 		       (unsigned long long)result(job, SNAP_RESULT_S3_RETRIES));
 	}
 	snap_job_free(job);
-	return r < 0 ? 1 : 0;
+	return tool_exit_of(r);
 }
 
 /* ---- download-bundle ---- */
@@ -274,7 +274,7 @@ int cmd_download_bundle(int argc, char **argv)
 		       (unsigned long long)result(job, SNAP_RESULT_S3_RETRIES));
 	}
 	snap_job_free(job);
-	return r < 0 ? 1 : 0;
+	return tool_exit_of(r);
 }
 
 /* ---- delete-bundle ---- */
@@ -372,7 +372,7 @@ int cmd_delete_bundle(int argc, char **argv)
 		 bucket, clear ? ", and the bucket if it is then empty" : "");
 	if (!yes && !isatty(STDIN_FILENO)) {
 		tool_error("refusing to delete without -y: standard input is not a terminal");
-		return 1;
+		return TOOL_EXIT_USAGE;
 	}
 	if (!yes && !confirm(what)) {
 		fprintf(stderr, "nothing deleted\n");
@@ -391,7 +391,7 @@ int cmd_delete_bundle(int argc, char **argv)
 		printf("deleted %s: %llu parts and the manifest\n", what + strlen("the "),
 		       (unsigned long long)result(job, SNAP_RESULT_PARTS));
 	snap_job_free(job);
-	return r < 0 ? 1 : 0;
+	return tool_exit_of(r);
 }
 
 /* ---- abort ---- */
@@ -463,5 +463,5 @@ int cmd_abort(int argc, char **argv)
 		}
 	}
 	snap_job_free(job);
-	return r < 0 ? 1 : 0;
+	return tool_exit_of(r);
 }

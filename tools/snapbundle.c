@@ -1,5 +1,12 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-/* snapbundle.c - the command: dispatch to subcommands. */
+/*
+ * snapbundle.c - the command: dispatch to subcommands.
+ *
+ *  1. Every command exits with a code of the one table of tool.h (enum tool_exit).
+ *  2. With --json anywhere before "--" (bench aside: its program writes its own document,
+ *     docs/bench-json.md), standard output carries one JSON document, written here once the
+ *     command returned (or by tool_run_job before the process dies of a signal).
+ */
 #include <stdio.h>
 #include <string.h>
 
@@ -9,8 +16,8 @@ static int cmd_version(int argc, char **argv)
 {
 	(void)argc;
 	(void)argv;
-	printf("snapbundle %s\n", snap_version());
-	return 0;
+	tool_print_version();
+	return TOOL_EXIT_OK;
 }
 
 struct subcommand {
@@ -56,10 +63,25 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "--version"))
 		return cmd_version(argc - 1, argv + 1);
-	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+	if (strcmp(argv[1], "bench") != 0) {
+		for (int i = 2; i < argc && strcmp(argv[i], "--"); i++) {
+			if (!strcmp(argv[i], "--json")) {
+				tool_json_start(argv[1]);
+				break;
+			}
+		}
+	}
+	int ret = TOOL_EXIT_USAGE;
+	size_t i = 0;
+	for (; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (!strcmp(argv[1], commands[i].name))
-			return commands[i].fn(argc - 1, argv + 1);
-	tool_error("unknown command '%s'", argv[1]);
-	usage(stderr);
-	return 2;
+			break;
+	if (i < sizeof(commands) / sizeof(commands[0])) {
+		ret = commands[i].fn(argc - 1, argv + 1);
+	} else {
+		tool_error("unknown command '%s'", argv[1]);
+		usage(stderr);
+	}
+	tool_json_emit(ret);
+	return ret;
 }
