@@ -170,7 +170,7 @@ static int json_report(const char *path, const struct snap_store_image *img,
 	}
 	fputc(']', f);
 	if (frames) {
-		fputs(",\"frames\":[", f);
+		fputs(",\"frame_index\":[", f);
 		for (uint64_t i = 0; i < in->frames; i++) {
 			struct snap_store_frame_info fi;
 			if (snap_store_image_frame(img, i, &fi) < 0)

@@ -324,7 +324,7 @@ void tool_result_job(const struct snap_job *job)
 	    {SNAP_RESULT_STREAM_BYTES, "stream_bytes"},
 	    {SNAP_RESULT_FRAMES, "frames"},
 	    {SNAP_RESULT_FRAMES_READ, "frames_read"},
-	    {SNAP_RESULT_AUTHENTICATED, "authenticated"},
+	    {SNAP_RESULT_AUTHENTICATED, "authentication_level"},
 	    {SNAP_RESULT_BYTES_UPLOADED, "bytes_uploaded"},
 	    {SNAP_RESULT_BYTES_DOWNLOADED, "bytes_downloaded"},
 	    {SNAP_RESULT_S3_REQUESTS, "s3_requests"},
@@ -895,20 +895,7 @@ static const char *stage_name(int stage)
 static int on_progress(void *userdata, const struct snap_progress *p)
 {
 	struct progress_state *st = userdata;
-	if (st->mode == TOOL_PROGRESS_JSON) {
-		fprintf(
-		    stderr,
-		    "{\"stage\":\"%s\",\"percent\":%.1f,\"bytes_total\":%llu,\"bytes_done\":%llu,"
-		    "\"bytes_read\":%llu,\"bytes_skipped\":%llu,\"bytes_written\":%llu,"
-		    "\"bytes_uploaded\":%llu,\"bytes_downloaded\":%llu,\"elapsed\":%.3f}\n",
-		    stage_name(p->stage), p->percent, (unsigned long long)p->bytes_total,
-		    (unsigned long long)p->bytes_done, (unsigned long long)p->bytes_read,
-		    (unsigned long long)p->bytes_skipped, (unsigned long long)p->bytes_written,
-		    (unsigned long long)p->bytes_uploaded, (unsigned long long)p->bytes_downloaded,
-		    p->elapsed);
-		return 0;
-	}
-	if (st->mode != TOOL_PROGRESS_BAR)
+	if (st->mode != TOOL_PROGRESS_BAR && st->mode != TOOL_PROGRESS_JSON)
 		return 0;
 	char a[32], b[32], c[32];
 	if (!st->based && p->stage == SNAP_STAGE_DATA) {
@@ -923,6 +910,25 @@ static int on_progress(void *userdata, const struct snap_progress *p)
 	double eta = rate > 0 && p->bytes_total > p->bytes_done
 			     ? (double)(p->bytes_total - p->bytes_done) / rate
 			     : 0;
+	if (st->mode == TOOL_PROGRESS_JSON) {
+		/* docs/schema/progress.json: rate and eta as the bar shows them (null until the
+		 * data stage gave a rate) */
+		fprintf(
+		    stderr,
+		    "{\"stage\":\"%s\",\"percent\":%.1f,\"bytes_total\":%llu,\"bytes_done\":%llu,"
+		    "\"bytes_read\":%llu,\"bytes_skipped\":%llu,\"bytes_written\":%llu,"
+		    "\"bytes_uploaded\":%llu,\"bytes_downloaded\":%llu,\"elapsed\":%.3f,",
+		    stage_name(p->stage), p->percent, (unsigned long long)p->bytes_total,
+		    (unsigned long long)p->bytes_done, (unsigned long long)p->bytes_read,
+		    (unsigned long long)p->bytes_skipped, (unsigned long long)p->bytes_written,
+		    (unsigned long long)p->bytes_uploaded, (unsigned long long)p->bytes_downloaded,
+		    p->elapsed);
+		if (rate > 0)
+			fprintf(stderr, "\"rate\":%.0f,\"eta\":%.1f}\n", rate, eta);
+		else
+			fputs("\"rate\":null,\"eta\":null}\n", stderr);
+		return 0;
+	}
 	/* at most 79 columns, whatever the sizes: an 80-column terminal never wraps it */
 	int width = 14, fill = (int)(p->percent / 100.0 * width);
 	char bar[64];
