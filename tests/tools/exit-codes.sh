@@ -58,9 +58,9 @@ expect 3 "unbundle, damaged part" "$B" unbundle -m dmg/disk.img.manifest.xml -k 
 	-o damaged.img --json
 [ ! -e damaged.img ] || fail "unbundle of a damaged bundle left its output"
 # a manifest whose signature does not match (an edited field): verification failed too
-sed 's|<user>[0-9]*</user>|<user>999999999999</user>|' "$M" >dmg/edited.manifest.xml
-cp out/disk.img.part.* dmg/ 2>/dev/null
-expect 3 "verify -m -c, edited manifest" "$B" verify -m dmg/edited.manifest.xml -c user.pem
+mkdir edit && cp out/disk.img.part.* edit/
+sed 's|<user>[0-9]*</user>|<user>999999999999</user>|' "$M" >edit/disk.img.manifest.xml
+expect 3 "verify -m -c, edited manifest" "$B" verify -m edit/disk.img.manifest.xml -c user.pem
 
 # --- store, restore, verify IMAGE.bin, inspect IMAGE.bin
 expect 0 "store" "$B" store disk.img -o img.bin --progress=none --json
@@ -86,10 +86,11 @@ expect 1 "inspect missing" "$B" inspect missing.img --json
 expect 2 "inspect --min-gap x" "$B" inspect disk.img --min-gap x
 # a frame's stored bytes changed: its digest does not match
 off=$(python3 -c 'import json, sys
-f = json.load(sys.stdin)["frames"][0]
+f = json.load(sys.stdin)["frame_index"][0]
 print(f["file_offset"] + f["stored_len"] // 2)' \
 	< <("$B" inspect img.bin --frames --json))
-cp img.bin bad.bin && flip bad.bin "$off"
+[ -n "$off" ] || fail "inspect --frames --json: no frame 0"
+cp img.bin bad.bin && flip bad.bin "${off:-0}"
 expect 3 "verify IMAGE.bin, damaged frame" "$B" verify bad.bin --json
 expect 3 "restore, damaged frame" "$B" restore bad.bin -o bad.img --progress=none --json
 [ ! -e bad.img ] || fail "restore of a damaged image left its output"
@@ -133,14 +134,19 @@ if [ -n "${SNAP_TEST_S3_ENDPOINT:-}" ]; then
 	S3=(--endpoint-url "$SNAP_TEST_S3_ENDPOINT" --region "${SNAP_TEST_S3_REGION:-us-east-1}"
 		--access-key "$SNAP_TEST_S3_ACCESS_KEY" --secret-key "$SNAP_TEST_S3_SECRET_KEY")
 	bkt="snap-exit-$$-$RANDOM"
-	expect 0 "upload-bundle" "$B" upload-bundle -b "$bkt" -m "$M" --location us-east-1 "${S3[@]}" \
+	expect 0 "upload-bundle" "$B" upload-bundle -b "$bkt" -m "$M" --location us-east-1 --acl private \
+		"${S3[@]}" \
 		--json
 	expect 0 "download-bundle" "$B" download-bundle -b "$bkt" -p disk.img -d . "${S3[@]}" \
 		--json
 	cmp -s disk.img.part.0 out/disk.img.part.0 || fail "download-bundle: part 0 differs"
-	# a part changed in the bucket: its SHA-1 does not match the manifest
-	expect 0 "upload damaged part" "$B" upload-bundle -b "$bkt" -m dmg/disk.img.manifest.xml \
-		--skipmanifest "${S3[@]}"
+	# a part changed in the bucket (by the outside judge, awscli): its SHA-1 does not match
+	AWS_CONFIG_FILE=/nonexistent AWS_SHARED_CREDENTIALS_FILE=/nonexistent \
+		AWS_EC2_METADATA_DISABLED=true AWS_ACCESS_KEY_ID="$SNAP_TEST_S3_ACCESS_KEY" \
+		AWS_SECRET_ACCESS_KEY="$SNAP_TEST_S3_SECRET_KEY" \
+		AWS_DEFAULT_REGION="${SNAP_TEST_S3_REGION:-us-east-1}" \
+		aws --endpoint-url "$SNAP_TEST_S3_ENDPOINT" s3 cp dmg/disk.img.part.0 \
+		"s3://$bkt/disk.img.part.0" >/dev/null 2>&1 || fail "aws s3 cp of the damaged part"
 	mkdir dl
 	expect 3 "download-bundle, damaged part" "$B" download-bundle -b "$bkt" -p disk.img -d dl \
 		"${S3[@]}" --json
