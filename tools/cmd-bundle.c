@@ -75,6 +75,7 @@ static void usage(FILE *f)
 	    "The EC2 certificate (cert-ec2.pem, and cert-ec2-gov.pem / cert-ec2-cn-north-1.pem "
 	    "for\n"
 	    "those regions) comes with Amazon's ec2-ami-tools, in etc/ec2/amitools/.\n");
+	tool_common_usage(f);
 }
 
 enum {
@@ -308,8 +309,8 @@ int cmd_bundle(int argc, char **argv)
 		struct stat st;
 		if (stat(dest, &st) < 0 && errno == ENOENT) {
 			tool_error(
-			    "destination %s does not exist: -d takes the directory the bundle "
-			    "goes to; create it first (mkdir -p %s)",
+			    "destination %s: No such file or directory: -d takes the directory the "
+			    "bundle goes to; create it first (mkdir -p %s)",
 			    dest, dest);
 			goto out;
 		}

@@ -24,6 +24,7 @@ static void usage(FILE *f)
 		"  -k, --key KEY            authenticate an encrypted image with a recipient key\n"
 		"  --passphrase-file FILE   ... or with its passphrase\n");
 	tool_s3_usage(f, false);
+	tool_common_usage(f);
 }
 
 static const char *when(char *buf, uint64_t t)

@@ -40,7 +40,6 @@ static void usage(FILE *f)
 	    "gets its own report; a classic bundle's manifest its fields (no part is read;\n"
 	    "-c CERT also checks its signature). --json says which it was (\"kind\").\n"
 	    "\n"
-	    "  --json                 one JSON document (docs/json.md)\n"
 	    "  -c, --cert PATH        a manifest's signature checked with this certificate\n"
 	    "  --extents              list every extent of the map\n"
 	    "  --keep-unpartitioned   keep space outside every partition as data\n"
@@ -48,6 +47,7 @@ static void usage(FILE *f)
 	    "  --min-gap SIZE         merge data extents closer than SIZE (default 64K;\n"
 	    "                         0 never merges)\n"
 	    "  --debug                debug log lines on stderr\n");
+	tool_common_usage(f);
 }
 
 /* ---------------------------------------------------------------------------------------- */

@@ -35,6 +35,7 @@ static void usage(FILE *f)
 	    "  --no-direct                write through the page cache (default: O_DIRECT\n"
 	    "                             for whole aligned blocks)\n");
 	tool_s3_usage(f, false);
+	tool_common_usage(f);
 }
 
 enum {

@@ -81,6 +81,7 @@ static void upload_usage(FILE *f)
 	fprintf(f,
 		"      --progress[=MODE]         bar, json or none (default: a bar on a terminal)\n"
 		"      --debug                   debug log lines on stderr\n");
+	tool_common_usage(f);
 }
 
 int cmd_upload_bundle(int argc, char **argv)
@@ -207,6 +208,7 @@ static void download_usage(FILE *f)
 	fprintf(f,
 		"      --progress[=MODE]         bar, json or none (default: a bar on a terminal)\n"
 		"      --debug                   debug log lines on stderr\n");
+	tool_common_usage(f);
 }
 
 int cmd_download_bundle(int argc, char **argv)
@@ -298,6 +300,7 @@ static void delete_usage(FILE *f)
 	fprintf(f,
 		"      --progress[=MODE]         bar, json or none (default: a bar on a terminal)\n"
 		"      --debug                   debug log lines on stderr\n");
+	tool_common_usage(f);
 }
 
 /* "delete ...? [y/N]" on the terminal: true for y or yes. */
@@ -407,6 +410,7 @@ static void abort_usage(FILE *f)
 		"\n");
 	tool_s3_usage(f, false);
 	fprintf(f, "      --debug                   debug log lines on stderr\n");
+	tool_common_usage(f);
 }
 
 int cmd_abort(int argc, char **argv)

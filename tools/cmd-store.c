@@ -53,6 +53,7 @@ static void usage(FILE *f)
 	       "  --no-resume                a failure aborts the upload instead of keeping it\n"
 	       "  --debug                    debug log lines and stage timings on stderr\n");
 	tool_s3_usage(f, false);
+	tool_common_usage(f);
 }
 
 enum {

@@ -41,6 +41,7 @@ static void usage(FILE *f)
 	       "\n"
 	       "S3 (-m s3://...):\n");
 	tool_s3_usage(f, false);
+	tool_common_usage(f);
 }
 
 int cmd_unbundle(int argc, char **argv)

@@ -24,6 +24,7 @@ static void usage(FILE *f)
 	    "                  Nothing is decrypted; the metadata and index are authenticated\n"
 	    "                  only by a signature (use --signer to require its signer).\n");
 	tool_s3_usage(f, false);
+	tool_common_usage(f);
 }
 
 enum { OPT_WITHOUT_KEY = 256 };

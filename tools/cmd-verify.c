@@ -44,6 +44,7 @@ static void usage(FILE *f)
 	    "\n"
 	    "S3 (-m s3://...):\n");
 	tool_s3_usage(f, false);
+	tool_common_usage(f);
 }
 
 static int verify_bundle(const struct verify_opts *o)

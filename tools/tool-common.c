@@ -683,6 +683,18 @@ void tool_s3_usage(FILE *f, bool short_names)
 		8, TOOL_S3_MAX_CONNECTIONS, 5);
 }
 
+void tool_common_usage(FILE *f)
+{
+	fputs("\nEvery command:\n"
+	      "      --json                    one JSON document on stdout with the result\n"
+	      "                                (docs/json.md; human lines go to stderr)\n"
+	      "      --version                 print the version\n"
+	      "  -h, --help                    this text\n"
+	      "Exit status: 0 ok, 1 failure, 2 usage error, 3 verification failed (a digest,\n"
+	      "tag or signature that does not match), 130/143 interrupted (docs/cli.md).\n",
+	      f);
+}
+
 #define N_SHARED (sizeof(shared_options) / sizeof(shared_options[0]))
 
 void tool_args_init(struct tool_args *a, unsigned shared, const char *shortopts,

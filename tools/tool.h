@@ -185,6 +185,10 @@ int cmd_abort(int argc, char **argv);
  * -t. */
 void tool_s3_usage(FILE *f, bool short_names);
 
+/* The help lines every command shares (--json, --version, --help, the exit codes), for the end
+ * of a command's usage. */
+void tool_common_usage(FILE *f);
+
 /* The first line of path (without its newline) in *ret (free it); -1 after printing why. */
 int tool_read_passphrase(const char *path, char **ret);
 

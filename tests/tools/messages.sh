@@ -22,7 +22,8 @@ says "cannot name the bundle after dir/: .*name with -p" "bundle -i dir/"
 lacks "invalid bundle name ''" "bundle -i dir/"
 
 expect 2 "bundle -d /nonexistent" "$B" bundle -i disk.img "${BUNDLE_KEYS[@]}" -d "$T/nonexistent"
-says "destination $T/nonexistent does not exist: .*mkdir -p $T/nonexistent" "-d /nonexistent"
+says "destination $T/nonexistent: No such file or directory: -d takes the directory .*mkdir -p $T/nonexistent" \
+	"-d /nonexistent"
 lacks "is not a directory" "-d /nonexistent"
 expect 2 "bundle -d FILE" "$B" bundle -i disk.img "${BUNDLE_KEYS[@]}" -d disk.img
 says "destination disk.img is not a directory: -d takes the directory .* -p the bundle's name" \
