@@ -182,7 +182,7 @@ enum snap_job_kind {
 };
 
 /* Integer parameters. Ranges: 1-99 common, 100-199 bundle, 200-299 unbundle,
- * 300-399 store and restore. Values are never reused. */
+ * 300-399 store and restore, 500-599 inspection. Values are never reused. */
 enum snap_job_param {
 	SNAP_PARAM_THREADS = 1,		   /* worker threads, 0 = every online CPU */
 	SNAP_PARAM_LEVEL = 2,		   /* compression level 0-3 (ISA-L): bundle default 2, store 1 */

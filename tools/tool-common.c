@@ -1,8 +1,22 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-/* tool-common.c - messages, shared options, progress display and signal handling for the
- * subcommands. */
+/*
+ * tool-common.c - messages, shared options, progress display, signal handling, exit codes and
+ * the --json document, for the subcommands (a new command gets them by using these helpers).
+ *
+ *  1. One exit-code table (tool.h, enum tool_exit): tool_exit_of() maps a job's -EBADMSG to
+ *     3 (verification failed) and a -ECANCELED caused by a signal to 128 + its number; a
+ *     command maps its usage errors to 2 itself.
+ *  2. With --json, standard output carries one document, written once (tool_json_emit), by
+ *     main when the command returns or by tool_run_job before the process dies of a signal;
+ *     meanwhile what printf writes goes to stderr (store -o -: the document goes to stderr).
+ *  3. Every message of tool_error, tool_warn and the library's log is also in the document's
+ *     errors or warnings; the lists are appended under list_lock (the library logs from its
+ *     worker threads).
+ *  4. --version and --json are options of every command that parses with tool_getopt.
+ */
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdarg.h>
@@ -29,14 +43,19 @@ static struct {
 	size_t nerrors, nwarnings;
 } json;
 
+/* The library may log from its worker threads: the lists are appended under a lock. */
+static pthread_mutex_t list_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static void list_add(char ***list, size_t *n, const char *msg)
 {
+	pthread_mutex_lock(&list_lock);
 	char **m = realloc(*list, (*n + 1) * sizeof(**list));
-	if (!m)
-		return;
-	*list = m;
-	if ((m[*n] = strdup(msg)))
-		(*n)++;
+	if (m) {
+		*list = m;
+		if ((m[*n] = strdup(msg)))
+			(*n)++;
+	}
+	pthread_mutex_unlock(&list_lock);
 }
 
 static void vmessage(const char *prefix, char ***list, size_t *n, const char *fmt, va_list ap)
@@ -410,6 +429,7 @@ void tool_json_emit(int code)
 		return;
 	json.emitted = true;
 	fflush(stdout);
+	pthread_mutex_lock(&list_lock);
 	FILE *f = json.out ? json.out : stdout;
 	fputs("{\"command\":", f);
 	tool_json_string(f, json.command);
@@ -432,6 +452,7 @@ void tool_json_emit(int code)
 	json_list(f, "errors", json.errors, json.nerrors);
 	json.warnings = json.errors = NULL;
 	json.nwarnings = json.nerrors = 0;
+	pthread_mutex_unlock(&list_lock);
 	fputs("}\n", f);
 	fflush(f);
 }
