@@ -134,5 +134,9 @@ int snap_store_run(struct snap_job *job);
 int snap_restore_run(struct snap_job *job); /* SNAP_JOB_RESTORE and SNAP_JOB_VERIFY_STORE */
 /* s3-bundle.c: SNAP_JOB_UPLOAD_BUNDLE, DOWNLOAD_BUNDLE, DELETE_BUNDLE and S3_ABORT */
 int snap_s3_bundle_run(struct snap_job *job);
+int snap_rekey_run(struct snap_job *job);
+int snap_bundle_vol_run(struct snap_job *job); /* bundle-vol.c: SNAP_JOB_BUNDLE_VOL */
+/* migrate.c: SNAP_JOB_MIGRATE_MANIFEST and MIGRATE_BUNDLE */
+int snap_migrate_run(struct snap_job *job);
 
 #endif

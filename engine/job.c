@@ -32,6 +32,10 @@ static int (*const job_runners[])(struct snap_job *job) = {
     [SNAP_JOB_DOWNLOAD_BUNDLE] = snap_s3_bundle_run,
     [SNAP_JOB_DELETE_BUNDLE] = snap_s3_bundle_run,
     [SNAP_JOB_S3_ABORT] = snap_s3_bundle_run,
+    [SNAP_JOB_REKEY] = snap_rekey_run,
+    [SNAP_JOB_BUNDLE_VOL] = snap_bundle_vol_run,
+    [SNAP_JOB_MIGRATE_MANIFEST] = snap_migrate_run,
+    [SNAP_JOB_MIGRATE_BUNDLE] = snap_migrate_run,
 };
 
 uint64_t snap_now_ns(void)

@@ -179,10 +179,25 @@ enum snap_job_kind {
 	SNAP_JOB_DOWNLOAD_BUNDLE = 8, /* bucket -> local directory, manifest first */
 	SNAP_JOB_DELETE_BUNDLE = 9,   /* the parts, then the manifest */
 	SNAP_JOB_S3_ABORT = 10,	      /* SNAP_SPARAM_OUTPUT s3://...: abort its uploads */
+	/* a mounted volume -> a new image of its file tree (rsync, the sensitive-file filter)
+	 * -> a classic bundle, as ec2-bundle-vol (SNAP_PARAM_BV_*, SNAP_SPARAM_BV_*, and the
+	 * bundle's own parameters); docs/bundle-vol.md */
+	SNAP_JOB_BUNDLE_VOL = 11,
+	/* ec2-migrate-manifest and ec2-migrate-bundle: a manifest re-keyed for
+	 * SNAP_SPARAM_EC2_CERT, kernel and ramdisk mapped (SNAP_SPARAM_MAPPING_FILE,
+	 * SNAP_SPARAM_MIGRATE_REGION) or set, re-signed; no part changes. Manifest: the
+	 * SNAP_SPARAM_MANIFEST file in place, or written to SNAP_SPARAM_OUTPUT */
+	SNAP_JOB_MIGRATE_MANIFEST = 12,
+	/* SNAP_SPARAM_S3_BUCKET -> SNAP_SPARAM_DEST_BUCKET: server-side copies, manifest last */
+	SNAP_JOB_MIGRATE_BUNDLE = 13,
+	/* SNAP_SPARAM_INPUT .bin -> SNAP_SPARAM_OUTPUT (or itself, SNAP_PARAM_IN_PLACE) with new
+	 * key slots, or a new data key, without recompressing (formats/STORE_FORMAT.md 14) */
+	SNAP_JOB_REKEY = 14,
 };
 
 /* Integer parameters. Ranges: 1-99 common, 100-199 bundle, 200-299 unbundle,
- * 300-399 store and restore, 500-599 inspection. Values are never reused. */
+ * 300-399 store and restore, 400-499 S3, 500-599 rekey, 600-699 bundle-vol, 700-799 migrate,
+ * 800-899 inspection. Values are never reused. */
 enum snap_job_param {
 	SNAP_PARAM_THREADS = 1,		   /* worker threads, 0 = every online CPU */
 	SNAP_PARAM_LEVEL = 2,		   /* compression level 0-3 (ISA-L): bundle default 2, store 1 */
@@ -229,9 +244,32 @@ enum snap_job_param {
 	SNAP_PARAM_SKIP_MANIFEST = 405,	 /* bool, upload-bundle: parts only */
 	SNAP_PARAM_CLEAR = 406,		 /* bool, delete-bundle: also the bucket when empty */
 	SNAP_PARAM_FIRST_PART = 407,	 /* upload-bundle: begin with this part (--part N) */
-	/* verify bundle: read the manifest (and check its signature with SNAP_SPARAM_CERT), set
-	 * SNAP_RESULT_MANIFEST_INFO, and stop: no part is read */
-	SNAP_PARAM_MANIFEST_ONLY = 500,
+	/* 500-599: rekey (SNAP_JOB_REKEY) */
+	SNAP_PARAM_NEW_DATA_KEY = 500,	  /* bool: re-encrypt every frame under a new data key */
+	SNAP_PARAM_REMOVE_PASSPHRASE = 501, /* bool: drop the passphrase slots */
+	SNAP_PARAM_IN_PLACE = 502,	  /* bool: replace SNAP_SPARAM_INPUT (a local file) */
+	/* 600-699: bundle-vol (SNAP_JOB_BUNDLE_VOL) */
+	SNAP_PARAM_BV_SIZE = 600,	    /* bytes of the new image, 0 = the volume's device */
+	SNAP_PARAM_BV_NO_FILTER = 601,	    /* bool: keep the files the sensitive filter drops */
+	SNAP_PARAM_BV_ALL = 602,	    /* bool: cross into every filesystem mounted below */
+	SNAP_PARAM_BV_PARTITION = 603,	    /* enum snap_bv_partition */
+	SNAP_PARAM_BV_CLONE_ONLY = 604,	    /* bool: stop after the image (DESTINATION/PREFIX) */
+	SNAP_PARAM_BV_SNAPSHOT = 605,	    /* bool: bundle the frozen block device, no copy */
+	SNAP_PARAM_BV_GENERATE_FSTAB = 606, /* bool: write the image's own /etc/fstab */
+	SNAP_PARAM_BV_NO_SIZE_CHECKS = 607, /* bool: allow an image smaller than the used space */
+	/* 700-799: migrate-manifest, migrate-bundle */
+	SNAP_PARAM_NO_MAPPING = 700, /* bool: keep kernel and ramdisk ids unless set */
+	/* 800-899: inspection. Verify bundle: read the manifest (and check its signature with
+	 * SNAP_SPARAM_CERT), set SNAP_RESULT_MANIFEST_INFO, and stop: no part is read */
+	SNAP_PARAM_MANIFEST_ONLY = 800,
+};
+
+/* SNAP_PARAM_BV_PARTITION: the new image's partition table. */
+enum snap_bv_partition {
+	SNAP_BV_PARTITION_AUTO = 0, /* as the volume's disk has it: none, mbr or gpt */
+	SNAP_BV_PARTITION_NONE = 1, /* the filesystem from byte 0 */
+	SNAP_BV_PARTITION_MBR = 2,
+	SNAP_BV_PARTITION_GPT = 3,
 };
 
 /* String parameters; snap_job_add_string() appends to the list-valued ones. */
@@ -276,6 +314,19 @@ enum snap_job_sparam {
 	SNAP_SPARAM_S3_ACL = 46,	   /* canned ACL of every object uploaded */
 	SNAP_SPARAM_S3_BUCKET = 47,	   /* upload/download/delete-bundle: BUCKET[/PREFIX] */
 	SNAP_SPARAM_S3_LOCATION = 48,	   /* upload-bundle: create the bucket there if missing */
+	/* rekey: SNAP_SPARAM_RECIPIENT_CERT adds recipients, SNAP_SPARAM_PASSPHRASE opens */
+	SNAP_SPARAM_REMOVE_RECIPIENT = 60, /* list: certificates whose slots are removed */
+	SNAP_SPARAM_ADD_PASSPHRASE = 61,   /* a passphrase that opens the re-keyed image too */
+	/* bundle-vol (SNAP_JOB_BUNDLE_VOL); DESTINATION and PREFIX name the bundle */
+	SNAP_SPARAM_BV_VOLUME = 70,	 /* mount point of the volume, default "/" */
+	SNAP_SPARAM_BV_EXCLUDE = 71,	 /* list: absolute directories left out */
+	SNAP_SPARAM_BV_INCLUDE = 72,	 /* list: absolute files kept despite the filter */
+	SNAP_SPARAM_BV_FSTAB = 73,	 /* file copied to the image's /etc/fstab */
+	SNAP_SPARAM_BV_SCRATCH_DIR = 74, /* where the image is made for -d s3:// (/tmp) */
+	/* migrate-manifest, migrate-bundle */
+	SNAP_SPARAM_MIGRATE_REGION = 80, /* the region kernel and ramdisk ids are mapped to */
+	SNAP_SPARAM_MAPPING_FILE = 81,	 /* lines "REGION SOURCE-ID DESTINATION-ID" */
+	SNAP_SPARAM_DEST_BUCKET = 82,	 /* migrate-bundle: BUCKET[/PREFIX] copied to */
 };
 
 enum snap_stage {

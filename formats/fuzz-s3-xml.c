@@ -43,6 +43,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_refusal(r, d);
 	snap_s3_complete_free(c);
 
+	for (int part = 0; part < 2; part++) {
+		d = NULL;
+		struct snap_s3_copy_result *cr = NULL;
+		r = snap_s3_copy_result_parse(data, size, part, &cr, &d);
+		if (r >= 0 && (!cr->etag || !*cr->etag))
+			abort();
+		check_refusal(r, d);
+		snap_s3_copy_result_free(cr);
+	}
+
 	d = NULL;
 	struct snap_s3_list_parts *lp = NULL;
 	r = snap_s3_list_parts_parse(data, size, &lp, &d);

@@ -427,6 +427,34 @@ int snap_s3_complete_parse(const void *buf, size_t len, struct snap_s3_complete 
 	return 0;
 }
 
+struct snap_s3_copy_result *snap_s3_copy_result_free(struct snap_s3_copy_result *c)
+{
+	if (c) {
+		free(c->etag);
+		free(c->last_modified);
+		free(c);
+	}
+	return NULL;
+}
+
+int snap_s3_copy_result_parse(const void *buf, size_t len, bool part,
+			      struct snap_s3_copy_result **ret, char **ret_detail)
+{
+	struct reader rd = READER(buf, len, ret_detail);
+	struct snap_s3_copy_result *c = calloc(1, sizeof(*c));
+	if (!c)
+		return fail(&rd, -ENOMEM, "out of memory");
+	xmlNodePtr r = parse_doc(&rd, part ? "CopyPartResult" : "CopyObjectResult");
+	if (r && field(&rd, r, "LastModified", OPTIONAL, &c->last_modified) >= 0)
+		field(&rd, r, "ETag", NONEMPTY, &c->etag);
+	if (finish(&rd) < 0) {
+		snap_s3_copy_result_free(c);
+		return rd.err;
+	}
+	*ret = c;
+	return 0;
+}
+
 struct snap_s3_list_parts *snap_s3_list_parts_free(struct snap_s3_list_parts *l)
 {
 	if (l) {

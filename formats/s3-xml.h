@@ -46,6 +46,12 @@ struct snap_s3_complete {
 	char *location, *bucket, *key, *etag;
 };
 
+/* <CopyObjectResult> (CopyObject) or <CopyPartResult> (UploadPartCopy): etag required and not
+ * empty (quotes included, as S3 writes it), last_modified may be NULL. */
+struct snap_s3_copy_result {
+	char *etag, *last_modified;
+};
+
 /* A part of <ListPartsResult> (all required); also the input of snap_s3_complete_body (size
  * unused). */
 struct snap_s3_part {
@@ -96,6 +102,11 @@ int snap_s3_complete_parse(const void *buf, size_t len, struct snap_s3_complete 
 			   char **ret_detail);
 int snap_s3_list_parts_parse(const void *buf, size_t len, struct snap_s3_list_parts **ret,
 			     char **ret_detail);
+/* part: the root is <CopyPartResult> (UploadPartCopy), else <CopyObjectResult>. S3 may answer a
+ * copy 200 and then an <Error>: that root is refused here like any other (-EUCLEAN), and the
+ * caller reads it with snap_s3_error_parse. */
+int snap_s3_copy_result_parse(const void *buf, size_t len, bool part,
+			      struct snap_s3_copy_result **ret, char **ret_detail);
 int snap_s3_list_objects_parse(const void *buf, size_t len, struct snap_s3_list_objects **ret,
 			       char **ret_detail);
 int snap_s3_list_uploads_parse(const void *buf, size_t len, struct snap_s3_list_uploads **ret,
@@ -104,6 +115,7 @@ int snap_s3_list_uploads_parse(const void *buf, size_t len, struct snap_s3_list_
 struct snap_s3_error *snap_s3_error_free(struct snap_s3_error *e);
 struct snap_s3_initiate *snap_s3_initiate_free(struct snap_s3_initiate *i);
 struct snap_s3_complete *snap_s3_complete_free(struct snap_s3_complete *c);
+struct snap_s3_copy_result *snap_s3_copy_result_free(struct snap_s3_copy_result *c);
 struct snap_s3_list_parts *snap_s3_list_parts_free(struct snap_s3_list_parts *l);
 struct snap_s3_list_objects *snap_s3_list_objects_free(struct snap_s3_list_objects *l);
 struct snap_s3_list_uploads *snap_s3_list_uploads_free(struct snap_s3_list_uploads *l);

@@ -2,11 +2,11 @@
 /*
  * test-s3-xml.c - the S3 answer parsers on answers shaped like the examples of the Amazon S3 API
  * Reference (Error responses, CreateMultipartUpload, CompleteMultipartUpload, ListParts,
- * ListObjectsV2, ListMultipartUploads), then on hostile ones: DOCTYPEs and entity bombs,
- * external entities, foreign namespaces, the wrong root, duplicated and nested fields, bad
- * numbers, part numbers out of order, truncated listings without their marker, oversized and
- * over-deep documents, too many elements. Last, the CompleteMultipartUpload body, read back by
- * libxml2 as the judge of its escaping.
+ * ListObjectsV2, ListMultipartUploads, CopyObject, UploadPartCopy), then on hostile ones:
+ * DOCTYPEs and entity bombs, external entities, foreign namespaces, the wrong root, duplicated
+ * and nested fields, bad numbers, part numbers out of order, truncated listings without their
+ * marker, oversized and over-deep documents, too many elements. Last, the CompleteMultipartUpload
+ * body, read back by libxml2 as the judge of its escaping.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -408,8 +408,63 @@ static void check_complete_body(void)
 	free(all);
 }
 
+static void check_copy_result(void)
+{
+	/* S3 API Reference, CopyObject example response */
+	const char *x = DECL "<CopyObjectResult" NS ">\n"
+			     "  <LastModified>2009-10-28T22:32:00</LastModified>\n"
+			     "  <ETag>\"9b2cf535f27731c974343645a3985328\"</ETag>\n"
+			     "</CopyObjectResult>";
+	struct snap_s3_copy_result *c = NULL;
+	char *d = NULL;
+	REQUIRE(snap_s3_copy_result_parse(x, L(x), false, &c, &d) == 0, "%s", d);
+	CHECK(!strcmp(c->etag, "\"9b2cf535f27731c974343645a3985328\""), "%s", c->etag);
+	CHECK(c->last_modified && !strcmp(c->last_modified, "2009-10-28T22:32:00"));
+	c = snap_s3_copy_result_free(c);
+
+	/* the same document is not an UploadPartCopy answer, and the reverse */
+	CHECK(snap_s3_copy_result_parse(x, L(x), true, &c, &d) == -EUCLEAN && !c);
+	CHECK(d && strstr(d, "CopyPartResult"), "%s", d);
+	free(d);
+	d = NULL;
+
+	/* S3 API Reference, UploadPartCopy example response; LastModified optional */
+	x = "<CopyPartResult><ETag>\"b20b2cf5bd0b8cc0e7e1b0e0e7d5da2d\"</ETag></CopyPartResult>";
+	REQUIRE(snap_s3_copy_result_parse(x, L(x), true, &c, &d) == 0, "%s", d);
+	CHECK(!strcmp(c->etag, "\"b20b2cf5bd0b8cc0e7e1b0e0e7d5da2d\"") && !c->last_modified);
+	c = snap_s3_copy_result_free(c);
+	CHECK(snap_s3_copy_result_parse(x, L(x), false, &c, &d) == -EUCLEAN && !c);
+	free(d);
+	d = NULL;
+
+	/* a copy answered 200 then <Error> (S3 sends it when the copy fails late) */
+	x = "<Error><Code>InternalError</Code><Message/></Error>";
+	CHECK(snap_s3_copy_result_parse(x, L(x), false, &c, &d) == -EUCLEAN && !c);
+	CHECK(d && strstr(d, "<Error>"), "%s", d);
+	free(d);
+	d = NULL;
+
+	/* an empty or missing ETag, an ETag twice, an ETag holding elements, a foreign namespace */
+	const char *bad[] = {
+	    "<CopyObjectResult><ETag></ETag></CopyObjectResult>",
+	    "<CopyObjectResult><LastModified>x</LastModified></CopyObjectResult>",
+	    "<CopyObjectResult><ETag>\"a\"</ETag><ETag>\"b\"</ETag></CopyObjectResult>",
+	    "<CopyObjectResult><ETag><b>x</b></ETag></CopyObjectResult>",
+	    "<CopyObjectResult xmlns=\"urn:other\"><ETag>\"a\"</ETag></CopyObjectResult>",
+	    "<!DOCTYPE x [<!ENTITY a \"b\">]><CopyObjectResult><ETag>&a;</ETag></CopyObjectResult>",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int r = snap_s3_copy_result_parse(bad[i], L(bad[i]), false, &c, &d);
+		CHECK((r == -EUCLEAN || r == -EPERM) && !c, "case %zu: %d", i, r);
+		CHECK(d != NULL, "case %zu: no detail", i);
+		free(d);
+		d = NULL;
+	}
+}
+
 int main(void)
 {
+	check_copy_result();
 	check_error();
 	check_initiate_complete();
 	check_list_parts();

@@ -237,6 +237,21 @@ int snap_s3_create_upload(struct snap_s3_client *c, const char *bucket, const ch
 int snap_s3_complete_upload(struct snap_s3_client *c, const char *bucket, const char *key,
 			    const char *upload_id, const struct snap_s3_part *parts, size_t n,
 			    char **ret_etag, char **ret_detail);
+/* Server-side copies (no byte passes through the client), retried as any request (a copy is
+ * idempotent). CopyObject: bucket/key becomes a copy of src_bucket/src_key (at most
+ * SNAP_S3_MAX_PART_SIZE bytes, S3's limit for one copy) with the source's metadata and the
+ * canned acl (NULL: none); *ret_etag (optional) is the copy's ETag, quoted as HEAD gives it
+ * (RGW answers it bare). UploadPartCopy: part part_number of upload_id is bytes
+ * [off, off + len) of the source (len 1..SNAP_S3_MAX_PART_SIZE), its ETag likewise. A missing
+ * source is -ENOENT. S3 may answer 200 and then an <Error>: that is a failure, mapped
+ * like the same error with a status (invariant 4). */
+int snap_s3_copy_object(struct snap_s3_client *c, const char *src_bucket, const char *src_key,
+			const char *bucket, const char *key, const char *acl, char **ret_etag,
+			char **ret_detail);
+int snap_s3_upload_part_copy(struct snap_s3_client *c, const char *src_bucket, const char *src_key,
+			     uint64_t off, uint64_t len, const char *bucket, const char *key,
+			     const char *upload_id, uint32_t part_number, char **ret_etag,
+			     char **ret_detail);
 /* PUT Bucket (LocationConstraint unless NULL or us-east-1); -EEXIST when it is ours already. */
 int snap_s3_create_bucket(struct snap_s3_client *c, const char *bucket, const char *location,
 			  char **ret_detail);

@@ -12,6 +12,7 @@ packages=(
 	fdisk e2fsprogs xfsprogs dosfstools mtools ntfs-3g util-linux
 	tar libarchive-tools gzip openssl python3 coreutils
 	xxd # hex to bytes for the bundle tests
+	rsync attr # bundle-vol copies with rsync; its tests set xattrs with setfattr
 	python3-jsonschema # the --json documents against docs/schema (tests/tools/json-schemas.sh)
 	# fuzzing (tests/fuzz.sh): clang, and libFuzzer + the sanitizer runtimes, which clang-14
 	# only recommends (--no-install-recommends below)

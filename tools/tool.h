@@ -169,6 +169,7 @@ void tool_print_version(void);
 /* Subcommands: each returns the process exit code (enum tool_exit). */
 int cmd_inspect(int argc, char **argv);
 int cmd_bundle(int argc, char **argv);
+int cmd_bundle_vol(int argc, char **argv);
 int cmd_unbundle(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_store(int argc, char **argv);
@@ -176,11 +177,15 @@ int cmd_restore(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_inspect_store(int argc, char **argv); /* inspect IMAGE.bin */
 int cmd_verify_store(int argc, char **argv);  /* verify IMAGE.bin */
+int cmd_rekey(int argc, char **argv);
 /* cmd-s3.c: ec2-upload-bundle, ec2-download-bundle and ec2-delete-bundle drop-ins, and abort */
 int cmd_upload_bundle(int argc, char **argv);
 int cmd_download_bundle(int argc, char **argv);
 int cmd_delete_bundle(int argc, char **argv);
 int cmd_abort(int argc, char **argv);
+/* cmd-migrate.c: ec2-migrate-manifest and ec2-migrate-bundle drop-ins */
+int cmd_migrate_manifest(int argc, char **argv);
+int cmd_migrate_bundle(int argc, char **argv);
 /* The help lines of the S3 options (TOOL_SHARED_S3), for a command's usage; short: with -a, -s,
  * -t. */
 void tool_s3_usage(FILE *f, bool short_names);

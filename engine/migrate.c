@@ -1,0 +1,871 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * migrate.c - ec2-migrate-manifest and ec2-migrate-bundle (SNAP_JOB_MIGRATE_MANIFEST,
+ * SNAP_JOB_MIGRATE_BUNDLE): a classic bundle's manifest rewritten for another region or another
+ * kernel and ramdisk, its key wrapped again for the given EC2 certificate, and signed again; and a
+ * bundle copied between buckets by the service itself, then given that manifest.
+ *
+ * Invariants:
+ *  1. No part changes: the migrated manifest lists the same part names and SHA-1 digests, the
+ *     same image digest and sizes, and the AES key and IV are the ones the parts were encrypted
+ *     with (unwrapped with -k, the user's private key, and wrapped again for the EC2 certificate
+ *     and the user certificate -c).
+ *  2. Kernel and ramdisk ids come from --kernel / --ramdisk, else from the mapping file for the
+ *     target region (the original asks the EC2 API, which is not reachable here), else stay as
+ *     they are with --no-mapping. An id that would need a mapping and has none fails the job
+ *     before anything is written or copied.
+ *  3. migrate-manifest writes under the output layer's commit policy (output.h): a temporary file
+ *     renamed over the manifest (in place) or to -o, so a failure leaves the old manifest whole.
+ *  4. migrate-bundle moves no part through this machine: CopyObject for a part of at most 5 GiB,
+ *     else UploadPartCopy ranges of a multipart upload (aborted on failure). The manifest is
+ *     migrated before the first copy (a wrong key fails at once) and put last, so the bundle
+ *     exists in the destination only when every part is there. A copy whose source has a single
+ *     PUT's ETag (an MD5) must come back with the same ETag. The source is only read.
+ *  5. Every error names the object (s3://BUCKET/KEY) or the file.
+ *
+ * State transitions: prepare (manifest read and migrated, source listed, destination bucket
+ * made: migrate_text, migrate_bundle) -> data (parts copied, copy_worker) -> finish (manifest
+ * written or put: write_manifest, migrate_bundle) -> done.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* manifest-read.h and manifest-write.h name their part and mapping structs alike (a read
+ * manifest owns its strings, one to write points at them): the reader's are renamed here, the
+ * one file that holds both. */
+#define snap_manifest_part snap_manifest_read_part
+#define snap_manifest_mapping snap_manifest_read_mapping
+#include "manifest-read.h"
+#undef snap_manifest_part
+#undef snap_manifest_mapping
+#include "manifest-write.h"
+
+#include "bundle-keys.h"
+#include "hex.h"
+#include "job-internal.h"
+#include "log.h"
+#include "output.h"
+#include "s3.h"
+
+#define MAX_MANIFEST (16u << 20)
+#define MAX_PEM (1u << 20)
+#define MAX_MAPPING_FILE (16u << 20)
+/* UploadPartCopy ranges of a part over SNAP_S3_MAX_PART_SIZE */
+#define COPY_RANGE (512ull << 20)
+
+/* ---- kernel and ramdisk mappings (invariant 2) ---- */
+
+/* The id src maps to in region, from the mapping file's text: lines "REGION SOURCE-ID
+ * DESTINATION-ID" separated by blanks, '#' to the end of a line a comment. *ret malloc'd, or NULL
+ * when no line matches; -EINVAL naming the line that is not three words. */
+static int mapping_lookup(struct snap_job *job, const char *path, const char *text,
+			  const char *region, const char *src, char **ret)
+{
+	char *copy = strdup(text), *save = NULL;
+	if (!copy)
+		return snap_job_fail(job, -ENOMEM, "out of memory");
+	*ret = NULL;
+	unsigned lineno = 0;
+	int r = 0;
+	for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		lineno++;
+		char *hash = strchr(line, '#');
+		if (hash)
+			*hash = 0;
+		char *w[4], *s2 = NULL;
+		size_t n = 0;
+		for (char *t = strtok_r(line, " \t\r", &s2); t && n < 4;
+		     t = strtok_r(NULL, " \t\r", &s2))
+			w[n++] = t;
+		if (n == 0)
+			continue;
+		if (n != 3) {
+			r = snap_job_fail(job, -EINVAL,
+					  "mapping file %s: line %u is not REGION SOURCE-ID "
+					  "DESTINATION-ID",
+					  path, lineno);
+			break;
+		}
+		if (!*ret && !strcmp(w[0], region) && !strcmp(w[1], src)) {
+			if (!(*ret = strdup(w[2])))
+				r = snap_job_fail(job, -ENOMEM, "out of memory");
+		}
+	}
+	if (r < 0) {
+		free(*ret);
+		*ret = NULL;
+	}
+	free(copy);
+	return r;
+}
+
+/* The new id of a kernel or ramdisk (what: "kernel"): the option's, else the mapping file's for
+ * the region, else the old one with --no-mapping; NULL in *ret when there is none. */
+static int map_id(struct snap_job *job, const char *what, int sparam, const char *old,
+		  const char *map_text, char **ret)
+{
+	const char *set = snap_job_string(job, sparam);
+	*ret = NULL;
+	if (set) {
+		if (*set && !(*ret = strdup(set)))
+			return snap_job_fail(job, -ENOMEM, "out of memory");
+		return 0;
+	}
+	if (!old || !*old)
+		return 0;
+	const char *region = snap_job_string(job, SNAP_SPARAM_MIGRATE_REGION);
+	const char *path = snap_job_string(job, SNAP_SPARAM_MAPPING_FILE);
+	bool have_region = region && *region;
+	if (map_text && have_region) {
+		int r = mapping_lookup(job, path, map_text, region, old, ret);
+		if (r < 0)
+			return r;
+		if (*ret) {
+			snap_info("%s %s is %s in %s", what, old, *ret, region);
+			return 0;
+		}
+	}
+	if (snap_job_param(job, SNAP_PARAM_NO_MAPPING, 0)) {
+		if (!(*ret = strdup(old)))
+			return snap_job_fail(job, -ENOMEM, "out of memory");
+		return 0;
+	}
+	if (map_text && have_region)
+		return snap_job_fail(job, -ENOENT,
+				     "cannot map %s %s to region %s: mapping file %s has no line "
+				     "for it",
+				     what, old, region, path);
+	return snap_job_fail(job, -ENOENT,
+			     "cannot map %s %s: %s (the EC2 API is not asked); give --%s, "
+			     "--no-mapping, or --mapping-file with --region",
+			     what, old, !map_text ? "no mapping file" : "no target region", what);
+}
+
+/* ---- the manifest (invariants 1, 2) ---- */
+
+struct keys {
+	EVP_PKEY *user_pub, *ec2_pub, *priv;
+	char *priv_pem;
+	size_t priv_len;
+};
+
+static void keys_clear(struct keys *k)
+{
+	EVP_PKEY_free(k->user_pub);
+	EVP_PKEY_free(k->ec2_pub);
+	EVP_PKEY_free(k->priv);
+	if (k->priv_pem) {
+		OPENSSL_cleanse(k->priv_pem, k->priv_len);
+		free(k->priv_pem);
+	}
+	*k = (struct keys){0};
+}
+
+static int load_keys(struct snap_job *job, struct keys *k)
+{
+	const char *cert = snap_job_string(job, SNAP_SPARAM_CERT);
+	const char *ec2 = snap_job_string(job, SNAP_SPARAM_EC2_CERT);
+	const char *pk = snap_job_string(job, SNAP_SPARAM_PRIVATE_KEY);
+	if (!cert || !*cert)
+		return snap_job_fail(job, -EINVAL, "no user certificate given");
+	if (!ec2 || !*ec2)
+		return snap_job_fail(job, -EINVAL, "no EC2 certificate given");
+	if (!pk || !*pk)
+		return snap_job_fail(job, -EINVAL, "no private key given");
+	const struct {
+		const char *path, *what;
+		EVP_PKEY **key;
+	} files[] = {
+	    {cert, "certificate", &k->user_pub},
+	    {ec2, "EC2 certificate", &k->ec2_pub},
+	    {pk, "private key", &k->priv},
+	};
+	for (size_t i = 0; i < 3; i++) {
+		char *pem = NULL;
+		size_t len = 0;
+		int r = snap_job_read_file(job, files[i].path, files[i].what, MAX_PEM, &pem, &len);
+		if (r < 0)
+			return r;
+		r = files[i].key == &k->priv ? snap_pem_private_key(pem, len, files[i].key)
+					     : snap_pem_cert_public_key(pem, len, files[i].key);
+		if (files[i].key == &k->priv) {
+			k->priv_pem = pem;
+			k->priv_len = len;
+		} else {
+			free(pem);
+		}
+		if (r == -EOPNOTSUPP)
+			return snap_job_fail(job, r, "%s %s: not an RSA key", files[i].what,
+					     files[i].path);
+		if (r < 0)
+			return snap_job_fail(
+			    job, r, "%s %s: not a PEM %s", files[i].what, files[i].path,
+			    files[i].key == &k->priv ? "RSA private key" : "X.509 certificate");
+	}
+	if (EVP_PKEY_eq(k->user_pub, k->priv) != 1)
+		return snap_job_fail(job, -EINVAL,
+				     "private key %s does not match certificate %s: the migrated "
+				     "manifest's signature could not be verified",
+				     pk, cert);
+	return 0;
+}
+
+/* The migrated document of the manifest text[0..len), named name in messages. */
+static int migrate_text(struct snap_job *job, const struct keys *k, const char *map_text,
+			const void *text, size_t len, const char *name, char **ret_doc,
+			size_t *ret_len)
+{
+	struct snap_manifest_doc *m = NULL;
+	struct snap_manifest_mapping *maps = NULL;
+	struct snap_manifest_part *parts = NULL;
+	char *kernel = NULL, *ramdisk = NULL, *signed_text = NULL, *sig = NULL, *doc = NULL;
+	char *wrapped[4] = {NULL, NULL, NULL, NULL};
+	uint8_t key[16], iv[16];
+	char hex[2][33], why[256] = "";
+	size_t slen = 0, dlen = 0;
+	char *detail = NULL;
+	int r = snap_manifest_read(text, len, &m, &detail);
+	if (r < 0) {
+		snap_job_fail(job, r, "manifest %s is not a bundle manifest: %s", name,
+			      detail ? detail : snap_strerror(r));
+		free(detail);
+		return r;
+	}
+	if (m->type && strcmp(m->type, "machine")) {
+		r = snap_job_fail(
+		    job, -EOPNOTSUPP,
+		    "cannot migrate manifest %s: its image is of type %s, only machine "
+		    "images are migrated",
+		    name, m->type);
+		goto out;
+	}
+	if (!m->architecture || !*m->architecture) {
+		r = snap_job_fail(job, -EOPNOTSUPP,
+				  "cannot migrate manifest %s: version %s has no architecture",
+				  name, m->version_text ? m->version_text : "?");
+		goto out;
+	}
+	r = map_id(job, "kernel", SNAP_SPARAM_KERNEL, m->kernel_id, map_text, &kernel);
+	if (r >= 0)
+		r = map_id(job, "ramdisk", SNAP_SPARAM_RAMDISK, m->ramdisk_id, map_text, &ramdisk);
+	if (r < 0)
+		goto out;
+
+	/* the key the parts were encrypted with (invariant 1) */
+	const char *pk = snap_job_string(job, SNAP_SPARAM_PRIVATE_KEY);
+	r = snap_bundle_key_unwrap(k->priv_pem, k->priv_len, m->user_encrypted_key,
+				   m->user_encrypted_key_len, m->user_encrypted_iv,
+				   m->user_encrypted_iv_len, key, iv, pk, why, sizeof(why));
+	if (r < 0) {
+		r = snap_job_fail(job, r, "manifest %s is not for the key %s: %s", name, pk,
+				  why[0] ? why : snap_strerror(r));
+		goto out;
+	}
+	snap_hex(hex[0], key, 16);
+	snap_hex(hex[1], iv, 16);
+	OPENSSL_cleanse(key, sizeof(key));
+	OPENSSL_cleanse(iv, sizeof(iv));
+	EVP_PKEY *const to[4] = {k->ec2_pub, k->user_pub, k->ec2_pub, k->user_pub};
+	for (int i = 0; i < 4 && r >= 0; i++)
+		r = snap_rsa_encrypt_hex(to[i], hex[i / 2], 32, &wrapped[i]);
+	OPENSSL_cleanse(hex, sizeof(hex));
+	if (r < 0) {
+		r = snap_job_fail(job, r, "RSA encryption of the bundle key failed");
+		goto out;
+	}
+
+	maps = calloc(m->nmappings ? m->nmappings : 1, sizeof(*maps));
+	parts = calloc(m->nparts ? m->nparts : 1, sizeof(*parts));
+	if (!maps || !parts) {
+		r = snap_job_fail(job, -ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < m->nmappings; i++)
+		maps[i] = (struct snap_manifest_mapping){m->mappings[i].virtual_name,
+							 m->mappings[i].device};
+	for (size_t i = 0; i < m->nparts; i++) {
+		parts[i].filename = m->parts[i].filename;
+		snap_hex(parts[i].digest, m->parts[i].digest, 20);
+	}
+	struct snap_manifest_info info = {
+	    .bundler_name = m->bundler_name,
+	    .bundler_version = m->bundler_version,
+	    .bundler_release = m->bundler_release,
+	    .arch = m->architecture,
+	    .mappings = maps,
+	    .nmappings = m->nmappings,
+	    .kernel_id = kernel,
+	    .ramdisk_id = ramdisk,
+	    .product_codes = (const char *const *)m->product_codes,
+	    .nproduct_codes = m->nproduct_codes,
+	    .name = m->name,
+	    .user = m->user,
+	    .ancestors = (const char *const *)m->ancestors,
+	    .nancestors = m->nancestors,
+	    .size = m->size,
+	    .bundled_size = m->bundled_size,
+	    .ec2_encrypted_key = wrapped[0],
+	    .user_encrypted_key = wrapped[1],
+	    .ec2_encrypted_iv = wrapped[2],
+	    .user_encrypted_iv = wrapped[3],
+	    .parts = parts,
+	    .nparts = m->nparts,
+	};
+	snap_hex(info.digest, m->digest, 20);
+	r = snap_manifest_signed_text(&info, &signed_text, &slen);
+	if (r >= 0)
+		r = snap_rsa_sign_sha1_hex(k->priv, signed_text, slen, &sig);
+	if (r >= 0)
+		r = snap_manifest_build(&info, sig, &doc, &dlen);
+	if (r < 0) {
+		r = snap_job_fail(job, r, "cannot build the migrated manifest of %s: %s", name,
+				  snap_strerror(r));
+		goto out;
+	}
+	*ret_doc = doc;
+	*ret_len = dlen;
+	doc = NULL;
+	r = 0;
+out:
+	free(doc);
+	free(sig);
+	free(signed_text);
+	for (int i = 0; i < 4; i++)
+		free(wrapped[i]);
+	free(parts);
+	free(maps);
+	free(kernel);
+	free(ramdisk);
+	snap_manifest_doc_free(m);
+	return r;
+}
+
+/* Keys and the mapping file's text (NULL without one), read once for the job. */
+static int prepare(struct snap_job *job, struct keys *k, char **ret_map_text)
+{
+	int r = load_keys(job, k);
+	if (r < 0)
+		return r;
+	const char *path = snap_job_string(job, SNAP_SPARAM_MAPPING_FILE);
+	*ret_map_text = NULL;
+	if (!path)
+		return 0;
+	size_t len;
+	return snap_job_read_file(job, path, "mapping file", MAX_MAPPING_FILE, ret_map_text, &len);
+}
+
+/* ---- migrate-manifest (invariant 3) ---- */
+
+static int migrate_manifest(struct snap_job *job)
+{
+	struct keys k = {0};
+	struct snap_output *out = NULL;
+	char *map_text = NULL, *text = NULL, *doc = NULL, *detail = NULL;
+	size_t len = 0, dlen = 0;
+	const char *path = snap_job_string(job, SNAP_SPARAM_MANIFEST);
+	const char *dest = snap_job_string(job, SNAP_SPARAM_OUTPUT);
+	if (!path)
+		return snap_job_fail(job, -EINVAL, "no manifest given");
+	int r = prepare(job, &k, &map_text);
+	if (r >= 0)
+		r = snap_job_read_file(job, path, "manifest", MAX_MANIFEST, &text, &len);
+	if (r >= 0)
+		r = migrate_text(job, &k, map_text, text, len, path, &doc, &dlen);
+	if (r < 0)
+		goto out;
+	snap_job_set_stage(job, SNAP_STAGE_FINISH);
+	/* in place replaces the manifest by rename; -o replaces only with --force */
+	bool force = !dest || snap_job_param(job, SNAP_PARAM_FORCE, 0);
+	if (!dest)
+		dest = path;
+	r = snap_output_open(dest, dlen, SNAP_OUTPUT_BUFFERED | (force ? SNAP_OUTPUT_FORCE : 0),
+			     &out, &detail);
+	if (r >= 0)
+		r = snap_output_write(out, doc, dlen, 0);
+	if (r >= 0)
+		r = snap_output_commit(out, &detail);
+	if (r < 0) {
+		snap_job_fail(job, r, "cannot write %s: %s", dest,
+			      detail ? detail : snap_strerror(r));
+		goto out;
+	}
+	job->progress.bytes_written = dlen;
+	snap_job_set_result_string(job, SNAP_RESULT_MANIFEST_PATH, dest);
+	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_WRITTEN, dlen);
+	r = 0;
+out:
+	snap_output_free(out);
+	free(detail);
+	free(doc);
+	free(text);
+	free(map_text);
+	keys_clear(&k);
+	return r;
+}
+
+/* ---- migrate-bundle (invariant 4) ---- */
+
+struct where {
+	char *bucket, *prefix; /* prefix "" or ending in '/' */
+};
+
+static void where_clear(struct where *w)
+{
+	free(w->bucket);
+	free(w->prefix);
+}
+
+static int where_parse(struct snap_job *job, int sparam, const char *what, struct where *ret)
+{
+	const char *v = snap_job_string(job, sparam);
+	if (!v || !*v)
+		return snap_job_fail(job, -EINVAL, "no %s bucket given", what);
+	if (!strncmp(v, "s3://", 5))
+		v += 5;
+	while (*v == '/')
+		v++;
+	char *url, *detail = NULL, *bucket, *key;
+	if (asprintf(&url, "s3://%s", v) < 0)
+		return snap_job_fail(job, -ENOMEM, "out of memory");
+	int r = snap_s3_url_parse(url, &bucket, &key, &detail);
+	free(url);
+	if (r < 0) {
+		snap_job_fail(job, r, "%s bucket: %s", what, detail ? detail : snap_strerror(r));
+		free(detail);
+		return r;
+	}
+	size_t n = strlen(key);
+	if (n > 0 && key[n - 1] != '/') {
+		char *k2;
+		if (asprintf(&k2, "%s/", key) < 0) {
+			free(bucket);
+			free(key);
+			return snap_job_fail(job, -ENOMEM, "out of memory");
+		}
+		free(key);
+		key = k2;
+	}
+	*ret = (struct where){bucket, key};
+	return 0;
+}
+
+static int fail_s3(struct snap_job *job, int r, char *detail, const char *what)
+{
+	if (r == -ECANCELED && snap_job_cancelled(job))
+		snap_job_fail(job, r, "cancelled");
+	else if (what)
+		snap_job_fail(job, r, "%s: %s", what, detail ? detail : snap_strerror(r));
+	else
+		snap_job_fail(job, r, "%s", detail ? detail : snap_strerror(r));
+	free(detail);
+	return r;
+}
+
+/* ETag of a single PUT: an MD5, 32 hex characters (in quotes); a multipart object's has "-N". */
+static bool etag_is_md5(const char *e)
+{
+	if (!e)
+		return false;
+	size_t n = strlen(e);
+	if (n == 34 && e[0] == '"' && e[33] == '"')
+		e++, n -= 2;
+	if (n != 32)
+		return false;
+	for (size_t i = 0; i < 32; i++)
+		if (!strchr("0123456789abcdefABCDEF", e[i]))
+			return false;
+	return true;
+}
+
+static bool etag_eq(const char *a, const char *b)
+{
+	size_t na = strlen(a), nb = strlen(b);
+	if (na >= 2 && a[0] == '"' && a[na - 1] == '"')
+		a++, na -= 2;
+	if (nb >= 2 && b[0] == '"' && b[nb - 1] == '"')
+		b++, nb -= 2;
+	return na == nb && !strncasecmp(a, b, na);
+}
+
+struct copy_part {
+	char *src_key, *dst_key;
+	uint64_t size;
+	const char *src_etag; /* the listing's */
+};
+
+struct copier {
+	struct snap_job *job;
+	struct snap_s3_client *c;
+	const struct where *src, *dst;
+	const char *acl;
+	struct copy_part *parts;
+	size_t nparts, next, running;
+	uint64_t single_max, range; /* CopyObject up to single_max, else ranges of range */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int err;
+};
+
+/* A part too large for one CopyObject: UploadPartCopy ranges, aborted on failure. */
+static int copy_multipart(struct copier *cp, const struct copy_part *p)
+{
+	char *upload = NULL, *detail = NULL, *etag = NULL;
+	struct snap_s3_put_options po = {.acl = cp->acl};
+	int r = snap_s3_create_upload(cp->c, cp->dst->bucket, p->dst_key, &po, &upload, &detail);
+	if (r < 0)
+		return fail_s3(cp->job, r, detail, NULL);
+	size_t n = (size_t)((p->size + cp->range - 1) / cp->range);
+	struct snap_s3_part *done = calloc(n ? n : 1, sizeof(*done));
+	if (!done)
+		r = snap_job_fail(cp->job, -ENOMEM, "out of memory");
+	for (size_t i = 0; done && i < n && r >= 0; i++) {
+		if (snap_job_cancelled(cp->job)) {
+			r = -ECANCELED;
+			break;
+		}
+		uint64_t off = (uint64_t)i * cp->range;
+		uint64_t len = p->size - off < cp->range ? p->size - off : cp->range;
+		r = snap_s3_upload_part_copy(cp->c, cp->src->bucket, p->src_key, off, len,
+					     cp->dst->bucket, p->dst_key, upload, (uint32_t)(i + 1),
+					     &done[i].etag, &detail);
+		if (r < 0) {
+			char what[2200];
+			snprintf(what, sizeof(what), "cannot copy s3://%s/%s", cp->src->bucket,
+				 p->src_key);
+			fail_s3(cp->job, r, detail, what);
+			detail = NULL;
+			break;
+		}
+		done[i].part_number = (uint32_t)(i + 1);
+		done[i].size = len;
+	}
+	if (r >= 0) {
+		r = snap_s3_complete_upload(cp->c, cp->dst->bucket, p->dst_key, upload, done, n,
+					    &etag, &detail);
+		if (r < 0) {
+			fail_s3(cp->job, r, detail, NULL);
+			detail = NULL;
+		}
+	}
+	if (r < 0) {
+		/* after a cancel the job's client refuses every request: a fresh one aborts */
+		struct snap_s3_client *cleanup = NULL;
+		if (r == -ECANCELED && snap_job_s3_cleanup_client(cp->job, &cleanup) < 0)
+			cleanup = NULL;
+		char *d2 = NULL;
+		if (snap_s3_abort_upload(cleanup ? cleanup : cp->c, cp->dst->bucket, p->dst_key,
+					 upload, &d2) < 0)
+			snap_warn("cannot abort the upload of s3://%s/%s: %s", cp->dst->bucket,
+				  p->dst_key, d2 ? d2 : "");
+		free(d2);
+		snap_s3_client_free(cleanup);
+	}
+	for (size_t i = 0; done && i < n; i++)
+		free(done[i].etag);
+	free(done);
+	free(etag);
+	free(upload);
+	return r;
+}
+
+static int copy_one(struct copier *cp, const struct copy_part *p)
+{
+	if (p->size > cp->single_max)
+		return copy_multipart(cp, p);
+	char *etag = NULL, *detail = NULL;
+	int r = snap_s3_copy_object(cp->c, cp->src->bucket, p->src_key, cp->dst->bucket, p->dst_key,
+				    cp->acl, &etag, &detail);
+	if (r < 0) {
+		char what[2200];
+		snprintf(what, sizeof(what), "cannot copy s3://%s/%s", cp->src->bucket, p->src_key);
+		return fail_s3(cp->job, r, detail, what);
+	}
+	free(detail);
+	if (etag_is_md5(p->src_etag) && !etag_eq(etag, p->src_etag))
+		r = snap_job_fail(
+		    cp->job, -EBADMSG, "copy s3://%s/%s has ETag %s, its source s3://%s/%s has %s",
+		    cp->dst->bucket, p->dst_key, etag, cp->src->bucket, p->src_key, p->src_etag);
+	else
+		snap_debug("copied s3://%s/%s to s3://%s/%s (%s)", cp->src->bucket, p->src_key,
+			   cp->dst->bucket, p->dst_key, etag);
+	free(etag);
+	return r;
+}
+
+/* Takes parts in order until none is left or one failed. */
+static void *copy_worker(void *arg)
+{
+	struct copier *cp = arg;
+	pthread_mutex_lock(&cp->lock);
+	while (!cp->err && cp->next < cp->nparts && !snap_job_cancelled(cp->job)) {
+		const struct copy_part *p = &cp->parts[cp->next++];
+		pthread_mutex_unlock(&cp->lock);
+		int r = copy_one(cp, p);
+		pthread_mutex_lock(&cp->lock);
+		if (r < 0 && !cp->err)
+			cp->err = r;
+		if (r >= 0) { /* the run thread reads them while reporting (job-internal.h 3) */
+			__atomic_fetch_add(&cp->job->progress.bytes_done, p->size,
+					   __ATOMIC_RELAXED);
+			__atomic_fetch_add(&cp->job->progress.bytes_written, p->size,
+					   __ATOMIC_RELAXED);
+		}
+		pthread_cond_broadcast(&cp->cond);
+	}
+	cp->running--;
+	pthread_cond_broadcast(&cp->cond);
+	pthread_mutex_unlock(&cp->lock);
+	return NULL;
+}
+
+/* Runs the copies with up to `connections` at once, reporting progress meanwhile. */
+static int copy_parts(struct copier *cp, unsigned nthreads)
+{
+	pthread_t *t = calloc(nthreads, sizeof(*t));
+	if (!t)
+		return snap_job_fail(cp->job, -ENOMEM, "out of memory");
+	pthread_mutex_init(&cp->lock, NULL);
+	pthread_cond_init(&cp->cond, NULL);
+	unsigned started = 0;
+	pthread_mutex_lock(&cp->lock);
+	for (; started < nthreads; started++) {
+		cp->running++;
+		if (pthread_create(&t[started], NULL, copy_worker, cp) != 0) {
+			cp->running--;
+			break;
+		}
+	}
+	if (!started && !cp->err)
+		cp->err = snap_job_fail(cp->job, -EAGAIN, "cannot start a copy thread");
+	while (cp->running)
+		snap_job_wait(cp->job, &cp->cond, &cp->lock);
+	pthread_mutex_unlock(&cp->lock);
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(t[i], NULL);
+	free(t);
+	pthread_cond_destroy(&cp->cond);
+	pthread_mutex_destroy(&cp->lock);
+	if (!cp->err && snap_job_cancelled(cp->job))
+		return -ECANCELED;
+	return cp->err;
+}
+
+/* The most bytes one CopyObject copies: S3's 5 GiB, or less for the tests of the UploadPartCopy
+ * path (SNAPBUNDLE_TEST_COPY_PART_SIZE, at least SNAP_S3_MIN_PART_SIZE). */
+static uint64_t single_copy_max(void)
+{
+	const char *e = getenv("SNAPBUNDLE_TEST_COPY_PART_SIZE");
+	if (e && *e) {
+		char *end;
+		unsigned long long v = strtoull(e, &end, 10);
+		if (!*end && v >= SNAP_S3_MIN_PART_SIZE && v <= SNAP_S3_MAX_PART_SIZE)
+			return v;
+	}
+	return SNAP_S3_MAX_PART_SIZE;
+}
+
+static int migrate_bundle(struct snap_job *job)
+{
+	struct where src = {0}, dst = {0};
+	struct keys k = {0};
+	struct snap_s3_list_objects *listed = NULL;
+	struct copy_part *parts = NULL;
+	struct snap_manifest_doc *m = NULL;
+	char *map_text = NULL, *mkey = NULL, *dkey = NULL, *doc = NULL, *detail = NULL;
+	void *text = NULL;
+	size_t len = 0, dlen = 0, nparts = 0;
+	char url[2200];
+	const char *name = snap_job_string(job, SNAP_SPARAM_MANIFEST);
+	if (!name || !*name)
+		return snap_job_fail(job, -EINVAL, "no manifest name given");
+	if (strchr(name, '/'))
+		return snap_job_fail(job, -EINVAL, "manifest name %s is not a plain name", name);
+	int r = where_parse(job, SNAP_SPARAM_S3_BUCKET, "source", &src);
+	if (r >= 0)
+		r = where_parse(job, SNAP_SPARAM_DEST_BUCKET, "destination", &dst);
+	if (r < 0)
+		goto out;
+	if (!strcmp(src.bucket, dst.bucket) && !strcmp(src.prefix, dst.prefix)) {
+		r = snap_job_fail(job, -EINVAL,
+				  "source and destination are both s3://%s/%s: nothing to migrate",
+				  src.bucket, src.prefix);
+		goto out;
+	}
+	if (asprintf(&mkey, "%s%s", src.prefix, name) < 0 ||
+	    asprintf(&dkey, "%s%s", dst.prefix, name) < 0) {
+		r = snap_job_fail(job, -ENOMEM, "out of memory");
+		goto out;
+	}
+	if ((r = prepare(job, &k, &map_text)) < 0)
+		goto out;
+	struct snap_s3_client *c;
+	if ((r = snap_job_s3_client(job, &c)) < 0)
+		goto out;
+
+	/* the manifest, migrated before anything is copied (invariant 4) */
+	snprintf(url, sizeof(url), "s3://%s/%s", src.bucket, mkey);
+	r = snap_s3_get_object(c, src.bucket, mkey, MAX_MANIFEST, &text, &len, &detail);
+	if (r < 0) {
+		fail_s3(job, r, detail, r == -ENOENT ? "no manifest" : "cannot read manifest");
+		detail = NULL;
+		goto out;
+	}
+	free(detail);
+	detail = NULL;
+	if ((r = migrate_text(job, &k, map_text, text, len, url, &doc, &dlen)) < 0)
+		goto out;
+	r = snap_manifest_read(text, len, &m, &detail);
+	if (r < 0) { /* never: migrate_text read it */
+		r = fail_s3(job, r, detail, url);
+		detail = NULL;
+		goto out;
+	}
+
+	/* every part is in the source before anything is copied */
+	r = snap_s3_list_objects(c, src.bucket, src.prefix, &listed, &detail);
+	if (r < 0) {
+		fail_s3(job, r, detail, NULL);
+		detail = NULL;
+		goto out;
+	}
+	parts = calloc(m->nparts ? m->nparts : 1, sizeof(*parts));
+	if (!parts) {
+		r = snap_job_fail(job, -ENOMEM, "out of memory");
+		goto out;
+	}
+	for (nparts = 0; nparts < m->nparts; nparts++) {
+		struct copy_part *p = &parts[nparts];
+		if (asprintf(&p->src_key, "%s%s", src.prefix, m->parts[nparts].filename) < 0 ||
+		    asprintf(&p->dst_key, "%s%s", dst.prefix, m->parts[nparts].filename) < 0) {
+			r = snap_job_fail(job, -ENOMEM, "out of memory");
+			nparts++;
+			goto out;
+		}
+		const struct snap_s3_object *o = NULL;
+		for (size_t j = 0; j < listed->nobjects && !o; j++)
+			if (!strcmp(listed->objects[j].key, p->src_key))
+				o = &listed->objects[j];
+		if (!o) {
+			r = snap_job_fail(job, -ENOENT,
+					  "no part s3://%s/%s: the bundle %s is incomplete",
+					  src.bucket, p->src_key, url);
+			nparts++;
+			goto out;
+		}
+		p->size = o->size;
+		p->src_etag = o->etag;
+		job->progress.bytes_total += o->size;
+	}
+
+	/* the destination bucket, made at --location when missing (a bucket that exists needs no
+	 * CreateBucket permission) */
+	struct snap_s3_list_objects *there = NULL;
+	r = snap_s3_list_objects(c, dst.bucket, dst.prefix, &there, &detail);
+	snap_s3_list_objects_free(there);
+	if (r == -ENOENT) {
+		free(detail);
+		detail = NULL;
+		const char *location = snap_job_string(job, SNAP_SPARAM_S3_LOCATION);
+		r = snap_s3_create_bucket(c, dst.bucket, location && *location ? location : NULL,
+					  &detail);
+		if (r == -EEXIST) /* made meanwhile */
+			r = 0;
+		if (r < 0) {
+			char what[128];
+			snprintf(what, sizeof(what), "cannot create bucket %s", dst.bucket);
+			fail_s3(job, r, detail, what);
+			detail = NULL;
+			goto out;
+		}
+		snap_info("made bucket %s%s%s", dst.bucket, location ? " at " : "",
+			  location ? location : "");
+	} else if (r < 0) {
+		fail_s3(job, r, detail, NULL);
+		detail = NULL;
+		goto out;
+	}
+	free(detail);
+	detail = NULL;
+
+	const char *acl = snap_job_string(job, SNAP_SPARAM_S3_ACL);
+	if (!acl)
+		acl = "aws-exec-read"; /* ec2-migrate-bundle's default */
+	if (!*acl)
+		acl = NULL;
+	snap_job_set_stage(job, SNAP_STAGE_DATA);
+	int64_t conns = snap_job_param(job, SNAP_PARAM_S3_CONNECTIONS, SNAP_S3_DEFAULT_CONNECTIONS);
+	unsigned nthreads = conns < 1	 ? SNAP_S3_DEFAULT_CONNECTIONS
+			    : conns > 64 ? 64u
+					 : (unsigned)conns;
+	if (nthreads > nparts)
+		nthreads = nparts ? (unsigned)nparts : 1;
+	uint64_t single_max = single_copy_max();
+	struct copier cp = {
+	    .job = job,
+	    .c = c,
+	    .src = &src,
+	    .dst = &dst,
+	    .acl = acl,
+	    .parts = parts,
+	    .nparts = nparts,
+	    .single_max = single_max,
+	    .range = single_max < SNAP_S3_MAX_PART_SIZE ? single_max : COPY_RANGE,
+	};
+	if ((r = copy_parts(&cp, nthreads)) < 0)
+		goto out;
+
+	/* the manifest last (invariant 4) */
+	snap_job_set_stage(job, SNAP_STAGE_FINISH);
+	struct snap_s3_put_options po = {.acl = acl, .content_type = "text/xml"};
+	r = snap_s3_put_object(c, dst.bucket, dkey, doc, dlen, &po, NULL, &detail);
+	if (r < 0) {
+		fail_s3(job, r, detail, NULL);
+		detail = NULL;
+		goto out;
+	}
+	snprintf(url, sizeof(url), "s3://%s/%s", dst.bucket, dkey);
+	snap_job_set_result_string(job, SNAP_RESULT_OBJECT_URL, url);
+	snap_job_set_result_string(job, SNAP_RESULT_MANIFEST_PATH, url);
+	snap_job_set_result_u64(job, SNAP_RESULT_PARTS, nparts);
+	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_TOTAL, job->progress.bytes_total);
+	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_WRITTEN, job->progress.bytes_written);
+	r = 0;
+out:
+	for (size_t i = 0; parts && i < nparts; i++) {
+		free(parts[i].src_key);
+		free(parts[i].dst_key);
+	}
+	free(parts);
+	snap_s3_list_objects_free(listed);
+	snap_manifest_doc_free(m);
+	free(detail);
+	free(doc);
+	free(text);
+	free(mkey);
+	free(dkey);
+	free(map_text);
+	keys_clear(&k);
+	where_clear(&src);
+	where_clear(&dst);
+	return r;
+}
+
+int snap_migrate_run(struct snap_job *job)
+{
+	switch (snap_job_kind(job)) {
+	case SNAP_JOB_MIGRATE_MANIFEST:
+		return migrate_manifest(job);
+	case SNAP_JOB_MIGRATE_BUNDLE:
+		return migrate_bundle(job);
+	default:
+		return snap_job_fail(job, -EINVAL, "not a migrate job");
+	}
+}

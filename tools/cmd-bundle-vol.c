@@ -1,0 +1,423 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * cmd-bundle-vol.c - `snapbundle bundle-vol`: a mounted volume (the running system's root by
+ * default) into a classic EC2 bundle, with ec2-bundle-vol's options under the same names. The
+ * work is the library's SNAP_JOB_BUNDLE_VOL (engine/bundle-vol.c); docs/bundle-vol.md.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include "tool.h"
+
+static void usage(FILE *f)
+{
+	fprintf(
+	    f,
+	    "usage: snapbundle bundle-vol -c CERT -k PRIVATEKEY -u USER [OPTIONS]\n"
+	    "\n"
+	    "Copies a mounted volume's files into a new sparse image (same partitioning,\n"
+	    "filesystem type, label and UUID), leaving out credentials, and bundles it as a\n"
+	    "classic EC2 bundle, as ec2-bundle-vol does.\n"
+	    "\n"
+	    "  -c, --cert PATH             user X.509 certificate (PEM)\n"
+	    "  -k, --privatekey PATH       user RSA private key (PEM)\n"
+	    "  -u, --user ACCOUNT          AWS account number\n"
+	    "  -d, --destination DIR|s3://BUCKET[/PREFIX]  where the bundle goes (default /tmp)\n"
+	    "  -p, --prefix NAME           bundle and image name (default image)\n"
+	    "  -r, --arch ARCH             i386, x86_64 or arm64 (default: this machine's)\n"
+	    "  -s, --size MB               image size in MB (default: the volume's device)\n"
+	    "  -v, --volume PATH           mount point of the volume (default /)\n"
+	    "  -e, --exclude DIRS          absolute directories to leave out, comma-separated\n"
+	    "  -i, --include FILES         absolute files to keep despite the filter\n"
+	    "      --no-filter             keep the files the sensitive-file filter drops\n"
+	    "  -a, --all                   also copy filesystems mounted below the volume\n"
+	    "  -P, --partition mbr|gpt|none  the image's table (default: as the volume's disk)\n"
+	    "      --fstab PATH            the image's /etc/fstab\n"
+	    "      --generate-fstab        write an /etc/fstab for the image's root filesystem\n"
+	    "      --no-inherit            do not read instance metadata (the default)\n"
+	    "      --inherit               refused: snapbundle never reads instance metadata\n"
+	    "      --ec2cert PATH          EC2 certificate (default: $EC2_AMITOOL_HOME's)\n"
+	    "      --kernel ID, --ramdisk ID, -B MAPS, --productcodes CODES  as bundle\n"
+	    "      --scratch-dir DIR       where the image is made for -d s3:// (default /tmp)\n"
+	    "      --clone-only            stop after the image: DESTINATION/PREFIX\n"
+	    "      --snapshot              bundle the volume's block device, frozen (FIFREEZE)\n"
+	    "                              while it is read; needs --no-filter\n"
+	    "      --no-size-checks        allow an image smaller than the used space\n"
+	    "      --batch, --debug, --threads N, --level N, --progress[=MODE], --force\n"
+	    "      --part-size SIZE        part size (default 10M; for testing)\n"
+	    "      S3: --endpoint-url, --region, --access-key, --secret-key, --acl, ...\n");
+}
+
+enum {
+	OPT_EC2CERT = 256,
+	OPT_KERNEL,
+	OPT_RAMDISK,
+	OPT_PRODUCTCODES,
+	OPT_BATCH,
+	OPT_LEVEL,
+	OPT_PART_SIZE,
+	OPT_NO_SIZE_CHECKS,
+	OPT_NO_FILTER,
+	OPT_INHERIT,
+	OPT_NO_INHERIT,
+	OPT_FSTAB,
+	OPT_GENERATE_FSTAB,
+	OPT_CLONE_ONLY,
+	OPT_SNAPSHOT,
+	OPT_SCRATCH_DIR,
+};
+
+static const struct option options[] = {
+    {"cert", required_argument, NULL, 'c'},
+    {"user", required_argument, NULL, 'u'},
+    {"arch", required_argument, NULL, 'r'},
+    {"destination", required_argument, NULL, 'd'},
+    {"prefix", required_argument, NULL, 'p'},
+    {"size", required_argument, NULL, 's'},
+    {"volume", required_argument, NULL, 'v'},
+    {"exclude", required_argument, NULL, 'e'},
+    {"include", required_argument, NULL, 'i'},
+    {"all", no_argument, NULL, 'a'},
+    {"scratch-dir", required_argument, NULL, OPT_SCRATCH_DIR},
+    {"no-filter", no_argument, NULL, OPT_NO_FILTER},
+    {"partition", required_argument, NULL, 'P'},
+    {"inherit", no_argument, NULL, OPT_INHERIT},
+    {"no-inherit", no_argument, NULL, OPT_NO_INHERIT},
+    {"fstab", required_argument, NULL, OPT_FSTAB},
+    {"generate-fstab", no_argument, NULL, OPT_GENERATE_FSTAB},
+    {"clone-only", no_argument, NULL, OPT_CLONE_ONLY},
+    {"snapshot", no_argument, NULL, OPT_SNAPSHOT},
+    {"ec2cert", required_argument, NULL, OPT_EC2CERT},
+    {"kernel", required_argument, NULL, OPT_KERNEL},
+    {"ramdisk", required_argument, NULL, OPT_RAMDISK},
+    {"block-device-mapping", required_argument, NULL, 'B'},
+    {"productcodes", required_argument, NULL, OPT_PRODUCTCODES},
+    {"batch", no_argument, NULL, OPT_BATCH},
+    {"level", required_argument, NULL, OPT_LEVEL},
+    {"part-size", required_argument, NULL, OPT_PART_SIZE},
+    {"no-size-checks", no_argument, NULL, OPT_NO_SIZE_CHECKS},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+static const char *default_arch(void)
+{
+	struct utsname u;
+	if (uname(&u) < 0)
+		return NULL;
+	if (!strcmp(u.machine, "x86_64"))
+		return "x86_64";
+	if (u.machine[0] == 'i' && !strcmp(u.machine + 2, "86"))
+		return "i386";
+	if (!strcmp(u.machine, "aarch64") || !strcmp(u.machine, "arm64"))
+		return "arm64";
+	return NULL;
+}
+
+static char *default_ec2cert(void)
+{
+	static const char *const vars[] = {"EC2_AMITOOL_HOME", "EC2_HOME"};
+	for (size_t i = 0; i < 2; i++) {
+		const char *home = getenv(vars[i]);
+		char *path;
+		if (!home || !*home ||
+		    asprintf(&path, "%s/etc/ec2/amitools/cert-ec2.pem", home) < 0)
+			continue;
+		if (access(path, R_OK) == 0)
+			return path;
+		free(path);
+	}
+	return NULL;
+}
+
+/* Adds each comma-separated item of list to sparam. */
+static int add_list(struct snap_job *job, int sparam, const char *list)
+{
+	char *copy = strdup(list), *save = NULL;
+	if (!copy)
+		return -ENOMEM;
+	int r = 0;
+	for (char *t = strtok_r(copy, ",", &save); t && r >= 0; t = strtok_r(NULL, ",", &save))
+		r = snap_job_add_string(job, sparam, t);
+	free(copy);
+	return r;
+}
+
+static void print_summary(struct snap_job *job, const char *name, bool clone_only, bool debug)
+{
+	const char *timings = snap_job_result_string(job, SNAP_RESULT_TIMINGS);
+	if (clone_only) {
+		const char *out = snap_job_result_string(job, SNAP_RESULT_OUTPUT_PATH);
+		printf("Image is %s\n", out ? out : "?");
+	} else {
+		uint64_t parts = 0, written = 0;
+		snap_job_result_u64(job, SNAP_RESULT_PARTS, &parts);
+		snap_job_result_u64(job, SNAP_RESULT_BYTES_WRITTEN, &written);
+		const char *manifest = snap_job_result_string(job, SNAP_RESULT_MANIFEST_PATH);
+		const char *digest = snap_job_result_string(job, SNAP_RESULT_DIGEST);
+		char a[32];
+		printf("Bundle manifest is %s\n", manifest ? manifest : "?");
+		printf("  bundle name:  %s\n", name);
+		printf("  parts:        %" PRIu64 "\n", parts);
+		printf("  bundled size: %s (%" PRIu64 " bytes)\n", tool_size(a, written), written);
+		printf("  digest:       %s\n", digest ? digest : "?");
+	}
+	if (timings)
+		(debug ? fprintf(stderr, "snapbundle: debug: timings %s\n", timings)
+		       : printf("  timings:      %s\n", timings));
+}
+
+int cmd_bundle_vol(int argc, char **argv)
+{
+	const char *cert = NULL, *user = NULL, *arch = NULL, *dest = NULL, *prefix = NULL;
+	const char *ec2cert = NULL, *kernel = NULL, *ramdisk = NULL, *codes = NULL;
+	const char *volume = NULL, *scratch = NULL, *fstab = NULL, *bdm = NULL;
+	const char *excludes[64], *includes[64];
+	size_t nexcl = 0, nincl = 0;
+	bool no_filter = false, all = false, gen_fstab = false, clone_only = false;
+	bool snapshot = false, no_size_checks = false;
+	long level = -1, ptable = SNAP_BV_PARTITION_AUTO;
+	long long size_mb = 0, part_size = 0;
+	struct tool_args args;
+	int c, ret = 1;
+	char *ec2_default = NULL;
+	struct snap_job *job = NULL;
+
+	tool_args_init(&args,
+		       TOOL_SHARED_PRIVATEKEY | TOOL_SHARED_DEBUG | TOOL_SHARED_NO_DIRECT |
+			   TOOL_SHARED_THREADS | TOOL_SHARED_PROGRESS | TOOL_SHARED_FORCE |
+			   TOOL_SHARED_S3,
+		       "c:u:r:d:p:s:v:e:i:aP:B:h", options);
+	while ((c = tool_getopt(&args, argc, argv)) != -1) {
+		switch (c) {
+		case 'c':
+			cert = optarg;
+			break;
+		case 'u':
+			user = optarg;
+			break;
+		case 'r':
+			arch = optarg;
+			break;
+		case 'd':
+			dest = optarg;
+			break;
+		case 'p':
+			prefix = optarg;
+			break;
+		case 's': {
+			long v;
+			if (!tool_parse_int(optarg, 1, 1L << 30, &v)) {
+				tool_error("invalid --size '%s': want a number of MB", optarg);
+				goto out;
+			}
+			size_mb = v;
+			break;
+		}
+		case 'v':
+			volume = optarg;
+			break;
+		case 'e':
+		case 'i':
+			if ((c == 'e' ? nexcl : nincl) >= 64) {
+				tool_error("too many -%c options (at most 64; each takes a list)", c);
+				goto out;
+			}
+			if (c == 'e')
+				excludes[nexcl++] = optarg;
+			else
+				includes[nincl++] = optarg;
+			break;
+		case 'a':
+			all = true;
+			break;
+		case OPT_SCRATCH_DIR:
+			scratch = optarg;
+			break;
+		case 'B':
+			bdm = optarg;
+			break;
+		case OPT_NO_FILTER:
+			no_filter = true;
+			break;
+		case 'P':
+			if (!strcmp(optarg, "mbr"))
+				ptable = SNAP_BV_PARTITION_MBR;
+			else if (!strcmp(optarg, "gpt"))
+				ptable = SNAP_BV_PARTITION_GPT;
+			else if (!strcmp(optarg, "none"))
+				ptable = SNAP_BV_PARTITION_NONE;
+			else {
+				tool_error("invalid --partition '%s': want mbr, gpt or none", optarg);
+				goto out;
+			}
+			break;
+		case OPT_INHERIT:
+			tool_error("cannot --inherit: snapbundle does not read instance metadata; "
+				   "give --kernel, --ramdisk, -B and --productcodes instead");
+			goto out;
+		case OPT_NO_INHERIT:
+			break; /* what snapbundle always does */
+		case OPT_FSTAB:
+			fstab = optarg;
+			break;
+		case OPT_GENERATE_FSTAB:
+			gen_fstab = true;
+			break;
+		case OPT_CLONE_ONLY:
+			clone_only = true;
+			break;
+		case OPT_SNAPSHOT:
+			snapshot = true;
+			break;
+		case OPT_EC2CERT:
+			ec2cert = optarg;
+			break;
+		case OPT_KERNEL:
+			kernel = optarg;
+			break;
+		case OPT_RAMDISK:
+			ramdisk = optarg;
+			break;
+		case OPT_PRODUCTCODES:
+			codes = optarg;
+			break;
+		case OPT_BATCH:
+			break;
+		case OPT_NO_SIZE_CHECKS:
+			no_size_checks = true;
+			break;
+		case OPT_LEVEL:
+			if (!tool_parse_int(optarg, 0, 3, &level)) {
+				tool_error("invalid --level '%s': want 0-3", optarg);
+				goto out;
+			}
+			break;
+		case OPT_PART_SIZE:
+			part_size = tool_parse_size(optarg);
+			if (part_size < 16) {
+				tool_error("invalid --part-size '%s'", optarg);
+				goto out;
+			}
+			break;
+		case 'h':
+			usage(stdout);
+			ret = 0;
+			goto out;
+		case TOOL_GETOPT_INVALID:
+			goto out;
+		default:
+			fprintf(stderr, "Try 'snapbundle bundle-vol --help'\n");
+			goto out;
+		}
+	}
+	if (optind < argc) {
+		tool_error("unexpected argument '%s'", argv[optind]);
+		goto out;
+	}
+	if (snapshot && !no_filter) {
+		tool_error("--snapshot bundles the block device bit for bit, so the sensitive-file "
+			   "filter cannot apply: give --no-filter too");
+		goto out;
+	}
+	if (!clone_only) {
+		static const char *const names[] = {"--cert", "--privatekey", "--user"};
+		const char *given[] = {cert, args.key, user};
+		for (size_t i = 0; i < 3; i++) {
+			if (!given[i] || !*given[i]) {
+				tool_error("missing mandatory parameter: %s", names[i]);
+				fprintf(stderr, "Try 'snapbundle bundle-vol --help'\n");
+				goto out;
+			}
+		}
+		if (!arch)
+			arch = default_arch();
+		if (!arch) {
+			tool_error("cannot tell this machine's architecture: give --arch");
+			goto out;
+		}
+		if (strcmp(arch, "i386") && strcmp(arch, "x86_64") && strcmp(arch, "arm64")) {
+			tool_error("invalid --arch '%s': want i386, x86_64 or arm64", arch);
+			goto out;
+		}
+		if (!ec2cert)
+			ec2cert = ec2_default = default_ec2cert();
+		if (!ec2cert) {
+			tool_error("no EC2 certificate: give --ec2cert (cert-ec2.pem comes with "
+				   "Amazon's ec2-ami-tools, in etc/ec2/amitools/)");
+			goto out;
+		}
+	}
+	tool_log_setup(args.debug);
+
+	int r = snap_job_new(SNAP_JOB_BUNDLE_VOL, &job);
+	if (r < 0) {
+		tool_error("cannot create the job: %s", snap_strerror(r));
+		goto out;
+	}
+	const struct {
+		int id;
+		const char *v;
+	} strings[] = {
+	    {SNAP_SPARAM_CERT, cert},	    {SNAP_SPARAM_USER, user},
+	    {SNAP_SPARAM_ARCH, arch},	    {SNAP_SPARAM_EC2_CERT, ec2cert},
+	    {SNAP_SPARAM_DESTINATION, dest ? dest : "/tmp"},
+	    {SNAP_SPARAM_PREFIX, prefix ? prefix : "image"},
+	    {SNAP_SPARAM_KERNEL, kernel},   {SNAP_SPARAM_RAMDISK, ramdisk},
+	    {SNAP_SPARAM_BV_VOLUME, volume ? volume : "/"},
+	    {SNAP_SPARAM_BV_SCRATCH_DIR, scratch},
+	    {SNAP_SPARAM_BV_FSTAB, fstab},
+	};
+	for (size_t i = 0; i < sizeof(strings) / sizeof(*strings) && r >= 0; i++)
+		if (strings[i].v)
+			r = snap_job_set_string(job, strings[i].id, strings[i].v);
+	if (codes && r >= 0)
+		r = snap_job_add_string(job, SNAP_SPARAM_PRODUCT_CODES, codes);
+	if (bdm && r >= 0)
+		r = add_list(job, SNAP_SPARAM_BLOCK_DEVICE_MAPPING, bdm);
+	for (size_t i = 0; i < nexcl && r >= 0; i++)
+		r = add_list(job, SNAP_SPARAM_BV_EXCLUDE, excludes[i]);
+	for (size_t i = 0; i < nincl && r >= 0; i++)
+		r = add_list(job, SNAP_SPARAM_BV_INCLUDE, includes[i]);
+	if (r < 0) {
+		tool_error("cannot set up the job: %s", snap_strerror(r));
+		goto out;
+	}
+	if (level >= 0)
+		snap_job_set_param(job, SNAP_PARAM_LEVEL, level);
+	if (part_size)
+		snap_job_set_param(job, SNAP_PARAM_PART_SIZE, part_size);
+	snap_job_set_param(job, SNAP_PARAM_BV_SIZE, size_mb * (1ll << 20));
+	snap_job_set_param(job, SNAP_PARAM_BV_NO_FILTER, no_filter);
+	snap_job_set_param(job, SNAP_PARAM_BV_ALL, all);
+	snap_job_set_param(job, SNAP_PARAM_BV_PARTITION, ptable);
+	snap_job_set_param(job, SNAP_PARAM_BV_CLONE_ONLY, clone_only);
+	snap_job_set_param(job, SNAP_PARAM_BV_SNAPSHOT, snapshot);
+	snap_job_set_param(job, SNAP_PARAM_BV_GENERATE_FSTAB, gen_fstab);
+	snap_job_set_param(job, SNAP_PARAM_BV_NO_SIZE_CHECKS, no_size_checks);
+	r = tool_args_apply(&args, job);
+	if (r < 0) {
+		tool_error("cannot set up the job: %s", snap_strerror(r));
+		goto out;
+	}
+
+	r = tool_run_job(job, args.progress, "bundle-vol");
+	if (r >= 0) {
+		print_summary(job, prefix ? prefix : "image", clone_only, args.debug);
+		ret = 0;
+	} else if (r == -ECANCELED) {
+		ret = 130;
+	}
+out:
+	snap_job_free(job);
+	free(ec2_default);
+	tool_args_free(&args);
+	return ret;
+}
