@@ -15,8 +15,8 @@ mkdir -p out
 # --- every command: --version prints what the top level prints
 "$B" --version >top.txt || fail "snapbundle --version"
 grep -Eq '^snapbundle [0-9]+\.[0-9]+\.[0-9]+$' top.txt || fail "version line: $(cat top.txt)"
-for cmd in bundle unbundle verify store restore inspect bench upload-bundle download-bundle \
-	delete-bundle abort version; do
+for cmd in bundle bundle-vol unbundle verify store restore rekey inspect bench upload-bundle \
+	download-bundle delete-bundle abort migrate-manifest migrate-bundle version; do
 	expect 0 "$cmd --version" "$B" $cmd --version
 	cmp -s cmd.out top.txt || fail "$cmd --version printed '$(cat cmd.out)'"
 done
@@ -107,6 +107,10 @@ expect 2 "upload-bundle --connections 0" "$B" upload-bundle -b bkt -m "$M" --con
 expect 1 "upload-bundle, no service" "$B" upload-bundle -b bkt -m "$M" "${NOS3[@]}" --json
 expect 1 "abort, no service" "$B" abort s3://bkt/x "${NOS3[@]}" --json
 expect 2 "bench unknown option" "$B" bench --frobnicate
+for cmd in bundle-vol rekey migrate-manifest migrate-bundle; do
+	expect 2 "$cmd unknown option" "$B" $cmd --frobnicate --json
+done
+expect 2 "bundle-vol --size x (was 1)" "$B" bundle-vol --size x
 
 # --- interrupted: 130 after SIGINT, 143 after SIGTERM, whatever the command
 make_disk big.img 80

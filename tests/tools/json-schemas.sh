@@ -92,6 +92,12 @@ valid download-bundle.json "download-bundle usage" "$B" download-bundle -m x
 valid delete-bundle.json "delete-bundle usage" "$B" delete-bundle -b bkt -p x "${NOS3[@]}"
 valid abort.json "abort failure" "$B" abort s3://bkt/x "${NOS3[@]}"
 
+# the commands without a schema of their own: the common members
+for cmd in bundle-vol rekey migrate-manifest migrate-bundle; do
+	valid envelope.json "$cmd usage" "$B" $cmd --frobnicate
+	[ "$(field command)" = "\"$cmd\"" ] || fail "$cmd: command $(field command)"
+done
+
 # --progress=json: every event line
 "$B" store disk.img -o p.bin --progress=json 2>progress.log >/dev/null ||
 	fail "store --progress=json"
