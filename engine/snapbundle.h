@@ -218,8 +218,8 @@ enum snap_job_kind {
 };
 
 /* Integer parameters. Ranges: 1-99 common, 100-199 bundle, 200-299 unbundle,
- * 300-399 store and restore, 400-499 S3, 500-599 rekey, 600-699 bundle-vol, 700-799 migrate.
- * Values are never reused. */
+ * 300-399 store and restore, 400-499 S3, 500-599 rekey, 600-699 bundle-vol, 700-799 migrate,
+ * 800-899 inspection. Values are never reused. */
 enum snap_job_param {
 	SNAP_PARAM_THREADS = 1,		   /* worker threads, 0 = every online CPU */
 	SNAP_PARAM_LEVEL = 2,		   /* compression level 0-3 (ISA-L): bundle default 2, store 1 */
@@ -281,6 +281,9 @@ enum snap_job_param {
 	SNAP_PARAM_BV_NO_SIZE_CHECKS = 607, /* bool: allow an image smaller than the used space */
 	/* 700-799: migrate-manifest, migrate-bundle */
 	SNAP_PARAM_NO_MAPPING = 700, /* bool: keep kernel and ramdisk ids unless set */
+	/* 800-899: inspection. Verify bundle: read the manifest (and check its signature with
+	 * SNAP_SPARAM_CERT), set SNAP_RESULT_MANIFEST_INFO, and stop: no part is read */
+	SNAP_PARAM_MANIFEST_ONLY = 800,
 };
 
 /* SNAP_PARAM_BV_PARTITION: the new image's partition table. */
@@ -426,6 +429,10 @@ enum snap_job_result {
 	SNAP_RESULT_ETAG = 105,		 /* string: that object's ETag */
 	/* string, abort: the uploads aborted, one "s3://BUCKET/KEY UPLOAD-ID" a line ("" none) */
 	SNAP_RESULT_S3_ABORTED = 106,
+	/* string, verify bundle: the manifest's fields as one JSON object (docs/json.md,
+	 * "bundle-manifest"): version, bundler, arch, kernel_id, ramdisk_id, product_codes,
+	 * block_device_mappings, name, user, type, size, bundled_size, digest, parts, signed */
+	SNAP_RESULT_MANIFEST_INFO = 107,
 };
 
 int snap_job_result_u64(const struct snap_job *job, int result, uint64_t *ret);

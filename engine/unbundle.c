@@ -1131,6 +1131,86 @@ static int output_path(struct snap_job *job, const struct snap_manifest_doc *m, 
 	return 0;
 }
 
+/* s as a JSON string (the manifest's text is UTF-8: libxml2 decoded it); NULL is null. */
+static void json_string(FILE *f, const char *s)
+{
+	if (!s) {
+		fputs("null", f);
+		return;
+	}
+	fputc('"', f);
+	for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+		if (*c == '"' || *c == '\\')
+			fprintf(f, "\\%c", *c);
+		else if (*c < 0x20 || *c == 0x7f)
+			fprintf(f, "\\u%04x", *c);
+		else
+			fputc(*c, f);
+	}
+	fputc('"', f);
+}
+
+/* SNAP_RESULT_MANIFEST_INFO: the manifest's fields as one JSON object. */
+static int manifest_info(struct snap_job *job, const struct snap_manifest_doc *m)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	if (!f)
+		return snap_job_fail(job, -ENOMEM, "out of memory");
+	fputs("{\"version\":", f);
+	json_string(f, m->version_text);
+	fputs(",\"bundler\":{\"name\":", f);
+	json_string(f, m->bundler_name);
+	fputs(",\"version\":", f);
+	json_string(f, m->bundler_version);
+	fputs(",\"release\":", f);
+	json_string(f, m->bundler_release);
+	fputs("},\"arch\":", f);
+	json_string(f, m->architecture);
+	fputs(",\"kernel_id\":", f);
+	json_string(f, m->kernel_id);
+	fputs(",\"ramdisk_id\":", f);
+	json_string(f, m->ramdisk_id);
+	fputs(",\"product_codes\":[", f);
+	for (size_t i = 0; i < m->nproduct_codes; i++) {
+		if (i)
+			fputc(',', f);
+		json_string(f, m->product_codes[i]);
+	}
+	fputs("],\"block_device_mappings\":{", f);
+	for (size_t i = 0; i < m->nmappings; i++) {
+		if (i)
+			fputc(',', f);
+		json_string(f, m->mappings[i].virtual_name);
+		fputc(':', f);
+		json_string(f, m->mappings[i].device);
+	}
+	fputs("},\"name\":", f);
+	json_string(f, m->name);
+	fputs(",\"user\":", f);
+	json_string(f, m->user);
+	fputs(",\"type\":", f);
+	json_string(f, m->type);
+	fprintf(f, ",\"size\":%llu,\"bundled_size\":%llu,\"digest\":\"%s\",\"parts\":[",
+		(unsigned long long)m->size, (unsigned long long)m->bundled_size, m->digest_hex);
+	for (size_t i = 0; i < m->nparts; i++) {
+		char d[41];
+		hex(d, m->parts[i].digest, 20);
+		fprintf(f, "%s{\"index\":%u,\"filename\":", i ? "," : "", m->parts[i].index);
+		json_string(f, m->parts[i].filename);
+		fprintf(f, ",\"digest\":\"%s\"}", d);
+	}
+	fprintf(f, "],\"signed\":%s}", m->signature ? "true" : "false");
+	if (fclose(f) != 0) {
+		free(buf);
+		return snap_job_fail(job, -ENOMEM, "out of memory");
+	}
+	int r = snap_job_set_result_string(job, SNAP_RESULT_MANIFEST_INFO, buf);
+	free(buf);
+	return r < 0 ? snap_job_fail(job, r, "out of memory") : 0;
+}
+
 int snap_unbundle_run(struct snap_job *job)
 {
 	const bool write = job->kind == SNAP_JOB_UNBUNDLE;
@@ -1177,6 +1257,17 @@ int snap_unbundle_run(struct snap_job *job)
 		snap_info("manifest signature verified with %s", cert_path);
 	} else {
 		snap_debug("no certificate given: the manifest signature is not checked");
+	}
+	if (!write && snap_job_param(job, SNAP_PARAM_MANIFEST_ONLY, 0)) {
+		/* inspect: the manifest alone */
+		if ((r = manifest_info(job, m)) < 0)
+			goto out;
+		snap_job_set_result_u64(job, SNAP_RESULT_PARTS, m->nparts);
+		snap_job_set_result_string(job, SNAP_RESULT_DIGEST, m->digest_hex);
+		snap_job_set_result_string(job, SNAP_RESULT_MANIFEST_PATH, mpath);
+		job->progress.bytes_done = job->progress.bytes_total;
+		r = 0;
+		goto out;
 	}
 	if (p.decrypt && (r = unwrap_key(job, m, key_path, p.key, p.iv)) < 0)
 		goto out;

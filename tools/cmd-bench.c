@@ -52,6 +52,13 @@ static bool find_bench(char *buf, size_t len)
 int cmd_bench(int argc, char **argv)
 {
 	char path[PATH_MAX + 64];
+	/* the benchmark program has options of its own; --version is every command's */
+	for (int i = 1; i < argc && strcmp(argv[i], "--"); i++) {
+		if (!strcmp(argv[i], "--version")) {
+			tool_print_version();
+			return TOOL_EXIT_OK;
+		}
+	}
 	if (!find_bench(path, sizeof(path))) {
 		tool_error(
 		    "cannot run the benchmark: %s not found (set SNAPBUNDLE_BENCH to its path)",

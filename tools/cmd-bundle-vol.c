@@ -186,7 +186,7 @@ int cmd_bundle_vol(int argc, char **argv)
 	long level = -1, ptable = SNAP_BV_PARTITION_AUTO;
 	long long size_mb = 0, part_size = 0;
 	struct tool_args args;
-	int c, ret = 1;
+	int c, ret = TOOL_EXIT_USAGE; /* until the options are checked (docs/cli.md) */
 	char *ec2_default = NULL;
 	struct snap_job *job = NULL;
 
@@ -357,6 +357,7 @@ int cmd_bundle_vol(int argc, char **argv)
 	}
 	tool_log_setup(args.debug);
 
+	ret = TOOL_EXIT_FAILURE;
 	int r = snap_job_new(SNAP_JOB_BUNDLE_VOL, &job);
 	if (r < 0) {
 		tool_error("cannot create the job: %s", snap_strerror(r));
@@ -409,12 +410,9 @@ int cmd_bundle_vol(int argc, char **argv)
 	}
 
 	r = tool_run_job(job, args.progress, "bundle-vol");
-	if (r >= 0) {
+	if (r >= 0)
 		print_summary(job, prefix ? prefix : "image", clone_only, args.debug);
-		ret = 0;
-	} else if (r == -ECANCELED) {
-		ret = 130;
-	}
+	ret = tool_exit_of(r);
 out:
 	snap_job_free(job);
 	free(ec2_default);

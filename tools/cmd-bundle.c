@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -74,6 +75,7 @@ static void usage(FILE *f)
 	    "The EC2 certificate (cert-ec2.pem, and cert-ec2-gov.pem / cert-ec2-cn-north-1.pem "
 	    "for\n"
 	    "those regions) comes with Amazon's ec2-ami-tools, in etc/ec2/amitools/.\n");
+	tool_common_usage(f);
 }
 
 enum {
@@ -192,7 +194,7 @@ int cmd_bundle(int argc, char **argv)
 	long level = -1;
 	long long part_size = 0, chunk_size = 0;
 	struct tool_args args;
-	int c, ret = 1;
+	int c, ret = TOOL_EXIT_USAGE; /* until the options are checked */
 
 	tool_args_init(&args,
 		       TOOL_SHARED_PRIVATEKEY | TOOL_SHARED_DEBUG | TOOL_SHARED_NO_DIRECT |
@@ -303,6 +305,22 @@ int cmd_bundle(int argc, char **argv)
 		tool_error("invalid --arch '%s': want i386, x86_64 or arm64", arch);
 		goto out;
 	}
+	if (dest && strncmp(dest, "s3://", 5) != 0) {
+		struct stat st;
+		if (stat(dest, &st) < 0 && errno == ENOENT) {
+			tool_error(
+			    "destination %s: No such file or directory: -d takes the directory the "
+			    "bundle goes to; create it first (mkdir -p %s)",
+			    dest, dest);
+			goto out;
+		}
+		if (stat(dest, &st) == 0 && !S_ISDIR(st.st_mode)) {
+			tool_error("destination %s is not a directory: -d takes the directory the "
+				   "bundle goes to, -p the bundle's name",
+				   dest);
+			goto out;
+		}
+	}
 	char *ec2_default = NULL;
 	if (!ec2cert)
 		ec2cert = ec2_default = default_ec2cert();
@@ -318,6 +336,7 @@ int cmd_bundle(int argc, char **argv)
 	if (r < 0) {
 		tool_error("cannot create the job: %s", snap_strerror(r));
 		free(ec2_default);
+		ret = TOOL_EXIT_FAILURE;
 		goto out;
 	}
 	snap_job_set_string(job, SNAP_SPARAM_IMAGE, image);
@@ -350,14 +369,15 @@ int cmd_bundle(int argc, char **argv)
 	if (chunk_size)
 		snap_job_set_param(job, SNAP_PARAM_CHUNK_SIZE, chunk_size);
 
+	const char *base = strrchr(image, '/');
+	const char *name = prefix ? prefix : base ? base + 1 : image;
+	tool_result_string("image", image);
+	tool_result_string("destination", dest ? dest : "/tmp");
+	tool_result_string("bundle_name", name);
 	r = tool_run_job(job, args.progress, "bundle");
-	if (r >= 0) {
-		const char *base = strrchr(image, '/');
-		print_summary(job, prefix ? prefix : base ? base + 1 : image, args.debug);
-		ret = 0;
-	} else if (r == -ECANCELED) {
-		ret = 130;
-	}
+	if (r >= 0)
+		print_summary(job, name, args.debug);
+	ret = tool_exit_of(r);
 	snap_job_free(job);
 	free(ec2_default);
 out:

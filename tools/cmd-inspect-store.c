@@ -24,6 +24,7 @@ static void usage(FILE *f)
 		"  -k, --key KEY            authenticate an encrypted image with a recipient key\n"
 		"  --passphrase-file FILE   ... or with its passphrase\n");
 	tool_s3_usage(f, false);
+	tool_common_usage(f);
 }
 
 static const char *when(char *buf, uint64_t t)
@@ -40,6 +41,164 @@ static const char *when(char *buf, uint64_t t)
 static const char *or_none(const char *s)
 {
 	return s ? tool_safe(s) : "-";
+}
+
+/* "k=v" list l of img as a JSON object (the first '=' splits; a later key wins). */
+static void json_list(FILE *f, const struct snap_store_image *img, int l)
+{
+	fputc('{', f);
+	size_t n = snap_store_image_list_count(img, l);
+	for (size_t i = 0; i < n; i++) {
+		const char *kv = snap_store_image_list(img, l, i);
+		const char *eq = kv ? strchr(kv, '=') : NULL;
+		char *k = eq ? strndup(kv, (size_t)(eq - kv)) : NULL;
+		if (i)
+			fputc(',', f);
+		tool_json_string(f, k ? k : kv ? kv : "");
+		fputc(':', f);
+		tool_json_string(f, eq ? eq + 1 : "");
+		free(k);
+	}
+	fputc('}', f);
+}
+
+/* The report as members of the --json document (docs/json.md, "inspect: store-image"). */
+static int json_report(const char *path, const struct snap_store_image *img,
+		       const struct snap_store_info *in, bool extents, bool frames)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	if (!f)
+		return -1;
+	fputs("{\"kind\":\"store-image\",\"source\":", f);
+	tool_json_string(f, path);
+	fprintf(f,
+		",\"format\":{\"version\":%u,\"compat\":%u,\"incompat\":%u,\"ro_compat\":%u}"
+		",\"image_uuid\":",
+		in->version, in->compat, in->incompat, in->ro_compat);
+	tool_json_string(f, in->image_uuid);
+	const char *const names[] = {"image_id", "name",      "description",
+				     "arch",	 "boot_mode", "owner"};
+	const char *const vals[] = {in->image_id, in->name,	 in->description,
+				    in->arch,	  in->boot_mode, in->owner};
+	for (size_t i = 0; i < 6; i++) {
+		fprintf(f, ",\"%s\":", names[i]);
+		tool_json_string(f, vals[i]);
+	}
+	fprintf(f,
+		",\"creation_time\":%" PRIu64 ",\"store_time\":%" PRIu64
+		",\"encrypted\":%s,\"keyslots\":%" PRIu64 ",\"authenticated\":%s"
+		",\"signature\":\"%s\",\"signer_key_id\":",
+		in->creation_time, in->store_time, in->encrypted ? "true" : "false", in->keyslots,
+		in->authenticated ? "true" : "false",
+		in->signed_image     ? "valid"
+		: (in->compat & 0x1) ? "invalid"
+				     : "none");
+	tool_json_string(f, in->signed_image ? in->signer_key_id : NULL);
+	fprintf(f,
+		",\"frame_size\":%u,\"size\":%" PRIu64 ",\"logical_bytes\":%" PRIu64
+		",\"data_bytes\":%" PRIu64 ",\"stored_bytes\":%" PRIu64 ",\"frame_count\":%" PRIu64,
+		in->frame_size, in->image_size, in->logical_bytes, in->data_bytes, in->stored_bytes,
+		in->frames);
+	fputs(",\"tags\":", f);
+	json_list(f, img, SNAP_STORE_LIST_TAGS);
+	fputs(",\"block_device_mappings\":", f);
+	json_list(f, img, SNAP_STORE_LIST_BLOCK_DEVICE_MAPPINGS);
+	fputs(",\"s3_metadata\":", f);
+	json_list(f, img, SNAP_STORE_LIST_S3_METADATA);
+	fputs(",\"volumes\":[", f);
+	for (size_t v = 0; v < in->volumes; v++) {
+		struct snap_store_volume_info vi;
+		if (snap_store_image_volume(img, v, &vi) < 0)
+			continue;
+		fputs(v ? ",{\"device\":" : "{\"device\":", f);
+		tool_json_string(f, vi.device);
+		fprintf(f,
+			",\"size\":%" PRIu64
+			",\"logical_sector_size\":%u,\"physical_sector_size\":%u"
+			",\"partition_table\":",
+			vi.size, vi.logical_sector, vi.physical_sector);
+		if (vi.ptable_type) {
+			fputs("{\"type\":", f);
+			tool_json_string(f, vi.ptable_type);
+			fputs(",\"id\":", f);
+			tool_json_string(f, vi.ptable_id);
+			fputc('}', f);
+		} else {
+			fputs("null", f);
+		}
+		fprintf(f,
+			",\"map\":{\"extents\":%" PRIu64 ",\"bytes\":{\"data\":%" PRIu64
+			",\"zero\":%" PRIu64 ",\"unused\":%" PRIu64 "}},\"first_frame\":%" PRIu64
+			",\"frames\":%" PRIu64 ",\"stored_bytes\":%" PRIu64 ",\"digest\":",
+			vi.extents, vi.bytes[0], vi.bytes[1], vi.bytes[2], vi.first_frame,
+			vi.frames, vi.stored_bytes);
+		tool_json_string(f, vi.digest);
+		fputs(",\"partitions\":[", f);
+		for (size_t p = 0; p < vi.partitions; p++) {
+			struct snap_partition_info pi;
+			if (snap_store_image_partition(img, v, p, &pi) < 0)
+				continue;
+			fprintf(f,
+				"%s{\"number\":%u,\"start\":%" PRIu64 ",\"size\":%" PRIu64
+				",\"type\":",
+				p ? "," : "", pi.number, pi.start, pi.size);
+			tool_json_string(f, pi.type);
+			fputs(",\"name\":", f);
+			tool_json_string(f, pi.name);
+			fputs(",\"fs_type\":", f);
+			tool_json_string(f, pi.fs_type);
+			fputc('}', f);
+		}
+		fputc(']', f);
+		if (extents) {
+			fputs(",\"extents\":[", f);
+			for (size_t e = 0; e < vi.extents; e++) {
+				struct snap_extent x;
+				if (snap_store_image_extent(img, v, e, &x) < 0)
+					continue;
+				fprintf(f,
+					"%s{\"offset\":%" PRIu64 ",\"length\":%" PRIu64
+					",\"kind\":\"%s\",\"layer\":\"%s\"}",
+					e ? "," : "", x.offset, x.length,
+					snap_extent_kind_name(x.kind),
+					snap_extent_layer_name(x.layer));
+			}
+			fputc(']', f);
+		}
+		fputc('}', f);
+	}
+	fputc(']', f);
+	if (frames) {
+		fputs(",\"frame_index\":[", f);
+		for (uint64_t i = 0; i < in->frames; i++) {
+			struct snap_store_frame_info fi;
+			if (snap_store_image_frame(img, i, &fi) < 0)
+				continue;
+			fprintf(
+			    f,
+			    "%s{\"index\":%" PRIu64 ",\"file_offset\":%" PRIu64
+			    ",\"volume\":%" PRIu64 ",\"offset\":%" PRIu64
+			    ",\"raw_len\":%u,\"stored_len\":%u,\"compressed\":%s,\"encrypted\":%s"
+			    ",\"digest\":\"",
+			    i ? "," : "", fi.index, fi.file_offset, fi.volume, fi.offset,
+			    fi.raw_len, fi.stored_len, fi.compressed ? "true" : "false",
+			    fi.encrypted ? "true" : "false");
+			for (int k = 0; k < 32; k++)
+				fprintf(f, "%02x", fi.digest[k]);
+			fputs("\"}", f);
+		}
+		fputc(']', f);
+	}
+	fputc('}', f);
+	if (fclose(f) != 0) {
+		free(buf);
+		return -1;
+	}
+	tool_result_members(buf);
+	free(buf);
+	return 0;
 }
 
 int cmd_inspect_store(int argc, char **argv)
@@ -71,7 +230,7 @@ int cmd_inspect_store(int argc, char **argv)
 			return 0;
 		case TOOL_GETOPT_INVALID:
 			tool_args_free(&args);
-			return 1;
+			return TOOL_EXIT_USAGE;
 		default:
 			usage(stderr);
 			tool_args_free(&args);
@@ -109,6 +268,14 @@ int cmd_inspect_store(int argc, char **argv)
 	}
 	struct snap_store_info in = {.struct_size = sizeof(in)};
 	snap_store_image_info(img, &in);
+	if (tool_json_enabled()) {
+		if (json_report(path, img, &in, extents, frames) < 0) {
+			tool_error("cannot write the report: out of memory");
+			goto out;
+		}
+		ret = 0;
+		goto out;
+	}
 	char a[32], b[32], d[32], t[40];
 	printf("image:        %s\n", tool_safe(path));
 	printf("format:       snapbundle store v%u, features compat 0x%x incompat 0x%x "

@@ -18,6 +18,7 @@
 
 struct inspect_opts {
 	bool json;
+	const char *cert; /* a manifest's signature checked with it */
 	bool extents;
 	bool keep_unpartitioned;
 	bool no_fs;
@@ -27,19 +28,26 @@ struct inspect_opts {
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: snapbundle inspect SOURCE [OPTIONS]\n"
-		"\n"
-		"Shows a disk or disk image: size, sector sizes, partition table, partitions and\n"
-		"their filesystems, and the extent map a bundle would read.\n"
-		"\n"
-		"  --json                 one JSON object (docs/inspect-json.md)\n"
-		"  --extents              list every extent of the map\n"
-		"  --keep-unpartitioned   keep space outside every partition as data\n"
-		"  --no-fs                do not skip filesystem free space\n"
-		"  --min-gap SIZE         merge data extents closer than SIZE (default 64K;\n"
-		"                         0 never merges)\n"
-		"  --debug                debug log lines on stderr\n");
+	fprintf(
+	    f,
+	    "usage: snapbundle inspect SOURCE [OPTIONS]\n"
+	    "       snapbundle inspect IMAGE.bin|s3://BUCKET/KEY [OPTIONS]  (see inspect "
+	    "IMAGE.bin --help)\n"
+	    "       snapbundle inspect NAME.manifest.xml|s3://BUCKET/NAME.manifest.xml [-c CERT]\n"
+	    "\n"
+	    "Shows a disk or disk image: size, sector sizes, partition table, partitions and\n"
+	    "their filesystems, and the extent map a bundle would read. A .bin store image\n"
+	    "gets its own report; a classic bundle's manifest its fields (no part is read;\n"
+	    "-c CERT also checks its signature). --json says which it was (\"kind\").\n"
+	    "\n"
+	    "  -c, --cert PATH        a manifest's signature checked with this certificate\n"
+	    "  --extents              list every extent of the map\n"
+	    "  --keep-unpartitioned   keep space outside every partition as data\n"
+	    "  --no-fs                do not skip filesystem free space\n"
+	    "  --min-gap SIZE         merge data extents closer than SIZE (default 64K;\n"
+	    "                         0 never merges)\n"
+	    "  --debug                debug log lines on stderr\n");
+	tool_common_usage(f);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -330,10 +338,24 @@ static int inspect_disk(const char *path, const struct inspect_opts *o)
 		snap_disk_free(d);
 		return 1;
 	}
-	if (o->json)
-		print_json(stdout, path, d, o);
-	else
+	if (o->json) {
+		char *buf = NULL;
+		size_t len = 0;
+		FILE *f = open_memstream(&buf, &len);
+		if (!f) {
+			tool_error("cannot write the report: out of memory");
+			snap_disk_free(d);
+			return 1;
+		}
+		print_json(f, path, d, o);
+		if (fclose(f) == 0) {
+			tool_result_string("kind", "disk");
+			tool_result_members(buf);
+		}
+		free(buf);
+	} else {
 		print_text(stdout, path, d, o);
+	}
 	snap_disk_free(d);
 	if (fflush(stdout) != 0 || ferror(stdout)) {
 		tool_error("cannot write the report: output error");
@@ -342,18 +364,66 @@ static int inspect_disk(const char *path, const struct inspect_opts *o)
 	return 0;
 }
 
-/* Disks here; store images (.bin) are told apart by their magic in cmd_inspect and get the
- * report of cmd-inspect-store.c. */
-static int inspect_path(const char *path, const struct inspect_opts *o)
+/* A classic bundle's manifest: its fields, read by a verify job that stops at the manifest
+ * (SNAP_PARAM_MANIFEST_ONLY): no part is read. */
+static int inspect_manifest(const char *path, const struct inspect_opts *o,
+			    const struct tool_args *args)
 {
-	return inspect_disk(path, o);
+	struct snap_job *job;
+	int r = snap_job_new(SNAP_JOB_VERIFY_BUNDLE, &job);
+	if (r < 0) {
+		tool_error("cannot create the job: %s", snap_strerror(r));
+		return TOOL_EXIT_FAILURE;
+	}
+	r = snap_job_set_string(job, SNAP_SPARAM_MANIFEST, path);
+	if (r >= 0)
+		r = snap_job_set_param(job, SNAP_PARAM_MANIFEST_ONLY, 1);
+	if (r >= 0 && o->cert)
+		r = snap_job_set_string(job, SNAP_SPARAM_CERT, o->cert);
+	if (r >= 0)
+		r = tool_args_apply(args, job);
+	if (r < 0) {
+		tool_error("cannot set up the job: %s", snap_strerror(r));
+		snap_job_free(job);
+		return TOOL_EXIT_FAILURE;
+	}
+	tool_result_string("kind", "bundle-manifest");
+	tool_result_string("source", path);
+	tool_result_bool("signature_checked", o->cert != NULL);
+	r = tool_run_job(job, TOOL_PROGRESS_NONE, "inspect");
+	const char *info = r >= 0 ? snap_job_result_string(job, SNAP_RESULT_MANIFEST_INFO) : NULL;
+	if (info && o->json) {
+		tool_result_raw("manifest", info);
+	} else if (info) {
+		uint64_t parts = 0;
+		snap_job_result_u64(job, SNAP_RESULT_PARTS, &parts);
+		printf("manifest:     %s\n", tool_safe(path));
+		printf("kind:         classic bundle manifest (parts not read; check them with "
+		       "snapbundle verify -m)\n");
+		printf("parts:        %llu\n", (unsigned long long)parts);
+		printf("digest:       %s\n", snap_job_result_string(job, SNAP_RESULT_DIGEST));
+		printf("signature:    %s\n", o->cert ? "verified" : "not checked (give -c CERT)");
+		printf("fields:       %s\n", tool_safe(info));
+	}
+	snap_job_free(job);
+	return tool_exit_of(r);
+}
+
+/* Whether path names a classic bundle's manifest: a local XML file, or an S3 key ending in
+ * .manifest.xml. */
+static bool is_manifest(const char *path)
+{
+	size_t n = strlen(path), k = strlen(".manifest.xml");
+	if (!strncmp(path, "s3://", 5))
+		return n > k && !strcmp(path + n - k, ".manifest.xml");
+	return tool_is_manifest(path);
 }
 
 int cmd_inspect(int argc, char **argv)
 {
-	enum { OPT_JSON = 256, OPT_EXTENTS, OPT_KEEP, OPT_NO_FS, OPT_MIN_GAP };
+	enum { OPT_EXTENTS = 256, OPT_KEEP, OPT_NO_FS, OPT_MIN_GAP };
 	static const struct option longopts[] = {
-	    {"json", no_argument, NULL, OPT_JSON},
+	    {"cert", required_argument, NULL, 'c'},
 	    {"extents", no_argument, NULL, OPT_EXTENTS},
 	    {"keep-unpartitioned", no_argument, NULL, OPT_KEEP},
 	    {"no-fs", no_argument, NULL, OPT_NO_FS},
@@ -365,26 +435,33 @@ int cmd_inspect(int argc, char **argv)
 	struct tool_args args;
 	int c;
 
-	/* the one place that decides what kind of input this is */
+	/* the one place that decides what kind of input this is: a manifest (local XML, or an
+	 * S3 key ending in .manifest.xml), a store image (its magic, or any other S3 object),
+	 * else a disk */
+	bool manifest = false;
 	for (int i = 1; i < argc; i++) {
+		if (argv[i][0] != '-' && is_manifest(argv[i])) {
+			manifest = true;
+			break;
+		}
 		if (argv[i][0] != '-' && snap_store_image_probe(argv[i]) == 1)
 			return cmd_inspect_store(argc, argv);
-		/* an S3 object is a store image (a bundle in S3 is checked with verify -m) */
 		if (!strncmp(argv[i], "s3://", 5))
 			return cmd_inspect_store(argc, argv);
-		if (argv[i][0] != '-' && tool_is_manifest(argv[i])) {
-			tool_error("%s is a classic bundle's manifest: inspect reads disks and .bin "
-				   "images; check a bundle with snapbundle verify -m %s",
-				   argv[i], argv[i]);
-			return 2;
-		}
 	}
 
-	tool_args_init(&args, TOOL_SHARED_DEBUG, "h", longopts);
+	o.json = tool_json_enabled();
+	tool_args_init(&args, TOOL_SHARED_DEBUG | (manifest ? TOOL_SHARED_S3 : 0), "c:h", longopts);
 	while ((c = tool_getopt(&args, argc, argv)) != -1) {
 		switch (c) {
-		case OPT_JSON:
-			o.json = true;
+		case 'c':
+			if (!manifest) {
+				tool_error("-c CERT checks a manifest's signature: %s is not a "
+					   "manifest",
+					   optind < argc ? argv[optind] : "the source");
+				return TOOL_EXIT_USAGE;
+			}
+			o.cert = optarg;
 			break;
 		case OPT_EXTENTS:
 			o.extents = true;
@@ -409,9 +486,11 @@ int cmd_inspect(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			return 0;
+		case TOOL_GETOPT_INVALID:
+			return TOOL_EXIT_USAGE;
 		default:
 			usage(stderr);
-			return 2;
+			return TOOL_EXIT_USAGE;
 		}
 	}
 	if (optind != argc - 1) {
@@ -420,5 +499,7 @@ int cmd_inspect(int argc, char **argv)
 		return 2;
 	}
 	tool_log_setup(args.debug);
-	return inspect_path(argv[optind], &o) ? 1 : 0;
+	if (manifest)
+		return inspect_manifest(argv[optind], &o, &args);
+	return inspect_disk(argv[optind], &o);
 }

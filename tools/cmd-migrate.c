@@ -262,7 +262,7 @@ int cmd_migrate_manifest(int argc, char **argv)
 	if (r >= 0)
 		printf("migrated %s\n", snap_job_result_string(job, SNAP_RESULT_MANIFEST_PATH));
 	snap_job_free(job);
-	return r < 0 ? 1 : 0;
+	return tool_exit_of(r);
 }
 
 /* ---- migrate-bundle ---- */
@@ -413,5 +413,5 @@ int cmd_migrate_bundle(int argc, char **argv)
 		       (unsigned long long)retries);
 	}
 	snap_job_free(job);
-	return r < 0 ? 1 : 0;
+	return tool_exit_of(r);
 }

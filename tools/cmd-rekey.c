@@ -156,8 +156,11 @@ int cmd_rekey(int argc, char **argv)
 	}
 	snap_job_set_string(job, SNAP_SPARAM_INPUT, argv[optind]);
 	tool_args_apply(&args, job);
-	if (tool_run_job(job, args.progress, "rekey") < 0)
+	int r = tool_run_job(job, args.progress, "rekey");
+	if (r < 0) {
+		ret = tool_exit_of(r); /* a tag that does not match: 3 (docs/cli.md) */
 		goto out;
+	}
 	uint64_t written = 0, frames = 0;
 	snap_job_result_u64(job, SNAP_RESULT_BYTES_WRITTEN, &written);
 	snap_job_result_u64(job, SNAP_RESULT_FRAMES, &frames);

@@ -35,6 +35,7 @@ static void usage(FILE *f)
 	    "  --no-direct                write through the page cache (default: O_DIRECT\n"
 	    "                             for whole aligned blocks)\n");
 	tool_s3_usage(f, false);
+	tool_common_usage(f);
 }
 
 enum {
@@ -67,7 +68,7 @@ int cmd_restore(int argc, char **argv)
 		       "o:h", opts);
 	if (snap_job_new(SNAP_JOB_RESTORE, &job) < 0) {
 		tool_error("out of memory");
-		return 1;
+		return TOOL_EXIT_FAILURE;
 	}
 	tool_log_setup(false);
 	while ((c = tool_getopt(&args, argc, argv)) != -1) {
@@ -88,7 +89,10 @@ int cmd_restore(int argc, char **argv)
 		case OPT_PARTITION:
 			v = strtoll(optarg, &end, 10);
 			if (*end || end == optarg || v < 1) {
-				tool_error("invalid number '%s'", optarg);
+				tool_error("invalid --partition '%s': want a partition number "
+					   "(1 or more)",
+					   optarg);
+				ret = TOOL_EXIT_USAGE;
 				goto out;
 			}
 			snap_job_set_param(job, SNAP_PARAM_PARTITION, v);
@@ -104,6 +108,7 @@ int cmd_restore(int argc, char **argv)
 			}
 			if (off < 0 || len <= 0) {
 				tool_error("invalid range '%s': expected OFFSET:LENGTH", optarg);
+				ret = TOOL_EXIT_USAGE;
 				goto out;
 			}
 			snap_job_set_param(job, SNAP_PARAM_RANGE_OFFSET, off);
@@ -115,6 +120,7 @@ int cmd_restore(int argc, char **argv)
 			ret = 0;
 			goto out;
 		case TOOL_GETOPT_INVALID:
+			ret = TOOL_EXIT_USAGE;
 			goto out;
 		default:
 			usage(stderr);
@@ -129,7 +135,10 @@ int cmd_restore(int argc, char **argv)
 	}
 	snap_job_set_string(job, SNAP_SPARAM_INPUT, argv[optind]);
 	tool_args_apply(&args, job);
-	if (tool_run_job(job, args.progress, "restore") < 0)
+	tool_result_string("image", argv[optind]);
+	int r = tool_run_job(job, args.progress, "restore");
+	ret = tool_exit_of(r);
+	if (r < 0)
 		goto out;
 	uint64_t written = 0, frames = 0;
 	snap_job_result_u64(job, SNAP_RESULT_BYTES_TOTAL, &written);
@@ -142,7 +151,6 @@ int cmd_restore(int argc, char **argv)
 	uint64_t down = 0;
 	if (snap_job_result_u64(job, SNAP_RESULT_BYTES_DOWNLOADED, &down) == 0)
 		printf("downloaded %llu bytes\n", (unsigned long long)down);
-	ret = 0;
 out:
 	tool_args_free(&args);
 	snap_job_free(job);

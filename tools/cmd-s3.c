@@ -81,6 +81,7 @@ static void upload_usage(FILE *f)
 	fprintf(f,
 		"      --progress[=MODE]         bar, json or none (default: a bar on a terminal)\n"
 		"      --debug                   debug log lines on stderr\n");
+	tool_common_usage(f);
 }
 
 int cmd_upload_bundle(int argc, char **argv)
@@ -181,7 +182,7 @@ int cmd_upload_bundle(int argc, char **argv)
 		       (unsigned long long)result(job, SNAP_RESULT_S3_RETRIES));
 	}
 	snap_job_free(job);
-	return r < 0 ? 1 : 0;
+	return tool_exit_of(r);
 }
 
 /* ---- download-bundle ---- */
@@ -207,6 +208,7 @@ static void download_usage(FILE *f)
 	fprintf(f,
 		"      --progress[=MODE]         bar, json or none (default: a bar on a terminal)\n"
 		"      --debug                   debug log lines on stderr\n");
+	tool_common_usage(f);
 }
 
 int cmd_download_bundle(int argc, char **argv)
@@ -274,7 +276,7 @@ int cmd_download_bundle(int argc, char **argv)
 		       (unsigned long long)result(job, SNAP_RESULT_S3_RETRIES));
 	}
 	snap_job_free(job);
-	return r < 0 ? 1 : 0;
+	return tool_exit_of(r);
 }
 
 /* ---- delete-bundle ---- */
@@ -298,6 +300,7 @@ static void delete_usage(FILE *f)
 	fprintf(f,
 		"      --progress[=MODE]         bar, json or none (default: a bar on a terminal)\n"
 		"      --debug                   debug log lines on stderr\n");
+	tool_common_usage(f);
 }
 
 /* "delete ...? [y/N]" on the terminal: true for y or yes. */
@@ -372,7 +375,7 @@ int cmd_delete_bundle(int argc, char **argv)
 		 bucket, clear ? ", and the bucket if it is then empty" : "");
 	if (!yes && !isatty(STDIN_FILENO)) {
 		tool_error("refusing to delete without -y: standard input is not a terminal");
-		return 1;
+		return TOOL_EXIT_USAGE;
 	}
 	if (!yes && !confirm(what)) {
 		fprintf(stderr, "nothing deleted\n");
@@ -391,7 +394,7 @@ int cmd_delete_bundle(int argc, char **argv)
 		printf("deleted %s: %llu parts and the manifest\n", what + strlen("the "),
 		       (unsigned long long)result(job, SNAP_RESULT_PARTS));
 	snap_job_free(job);
-	return r < 0 ? 1 : 0;
+	return tool_exit_of(r);
 }
 
 /* ---- abort ---- */
@@ -407,6 +410,7 @@ static void abort_usage(FILE *f)
 		"\n");
 	tool_s3_usage(f, false);
 	fprintf(f, "      --debug                   debug log lines on stderr\n");
+	tool_common_usage(f);
 }
 
 int cmd_abort(int argc, char **argv)
@@ -463,5 +467,5 @@ int cmd_abort(int argc, char **argv)
 		}
 	}
 	snap_job_free(job);
-	return r < 0 ? 1 : 0;
+	return tool_exit_of(r);
 }

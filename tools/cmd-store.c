@@ -53,6 +53,7 @@ static void usage(FILE *f)
 	       "  --no-resume                a failure aborts the upload instead of keeping it\n"
 	       "  --debug                    debug log lines and stage timings on stderr\n");
 	tool_s3_usage(f, false);
+	tool_common_usage(f);
 }
 
 enum {
@@ -114,7 +115,7 @@ int cmd_store(int argc, char **argv)
 	};
 	struct snap_job *job = NULL;
 	struct tool_args args;
-	int c, ret = 1;
+	int c, ret = TOOL_EXIT_USAGE; /* until the options are checked */
 	const char *output = NULL;
 	tool_args_init(&args,
 		       TOOL_SHARED_PASSPHRASE_FILE | TOOL_SHARED_THREADS | TOOL_SHARED_PROGRESS |
@@ -123,7 +124,7 @@ int cmd_store(int argc, char **argv)
 		       "o:h", opts);
 	if (snap_job_new(SNAP_JOB_STORE, &job) < 0) {
 		tool_error("out of memory");
-		return 1;
+		return TOOL_EXIT_FAILURE;
 	}
 	tool_log_setup(false);
 	while ((c = tool_getopt(&args, argc, argv)) != -1) {
@@ -236,6 +237,7 @@ int cmd_store(int argc, char **argv)
 		ret = 2;
 		goto out;
 	}
+	ret = TOOL_EXIT_FAILURE;
 	for (int i = optind; i < argc; i++) {
 		char *arg = strdup(argv[i]);
 		if (!arg)
@@ -251,7 +253,12 @@ int cmd_store(int argc, char **argv)
 		}
 	}
 	tool_args_apply(&args, job);
-	if (tool_run_job(job, args.progress, "store") < 0)
+	if (!strcmp(output, "-"))
+		tool_json_data_on_stdout(); /* the image is standard output */
+	tool_result_string("output", output);
+	int r = tool_run_job(job, args.progress, "store");
+	ret = tool_exit_of(r);
+	if (r < 0)
 		goto out;
 	uint64_t total = 0, written = 0, frames = 0;
 	snap_job_result_u64(job, SNAP_RESULT_BYTES_TOTAL, &total);
@@ -275,7 +282,6 @@ int cmd_store(int argc, char **argv)
 	const char *timings = snap_job_result_string(job, SNAP_RESULT_TIMINGS);
 	if (args.debug && timings)
 		fprintf(stderr, "snapbundle: debug: timings %s\n", timings);
-	ret = 0;
 out:
 	tool_args_free(&args);
 	snap_job_free(job);

@@ -41,6 +41,7 @@ static void usage(FILE *f)
 	       "\n"
 	       "S3 (-m s3://...):\n");
 	tool_s3_usage(f, false);
+	tool_common_usage(f);
 }
 
 int cmd_unbundle(int argc, char **argv)
@@ -135,6 +136,8 @@ int cmd_unbundle(int argc, char **argv)
 		snap_job_free(job);
 		return 1;
 	}
+	tool_result_string("manifest", manifest);
+	tool_result_bool("verified", !no_verify);
 	r = tool_run_job(job, args.progress, "unbundle");
 	if (r >= 0) {
 		uint64_t parts = 0, size = 0, written = 0;
@@ -152,5 +155,5 @@ int cmd_unbundle(int argc, char **argv)
 			       (unsigned long long)down);
 	}
 	snap_job_free(job);
-	return r < 0 ? 1 : 0;
+	return tool_exit_of(r);
 }

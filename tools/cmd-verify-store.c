@@ -24,6 +24,7 @@ static void usage(FILE *f)
 	    "                  Nothing is decrypted; the metadata and index are authenticated\n"
 	    "                  only by a signature (use --signer to require its signer).\n");
 	tool_s3_usage(f, false);
+	tool_common_usage(f);
 }
 
 enum { OPT_WITHOUT_KEY = 256 };
@@ -56,6 +57,7 @@ int cmd_verify_store(int argc, char **argv)
 			ret = 0;
 			goto out;
 		case TOOL_GETOPT_INVALID:
+			ret = TOOL_EXIT_USAGE;
 			goto out;
 		default:
 			usage(stderr);
@@ -70,7 +72,11 @@ int cmd_verify_store(int argc, char **argv)
 	}
 	snap_job_set_string(job, SNAP_SPARAM_INPUT, argv[optind]);
 	tool_args_apply(&args, job);
-	if (tool_run_job(job, args.progress, "verify") < 0)
+	tool_result_string("kind", "store-image");
+	tool_result_string("image", argv[optind]);
+	int r = tool_run_job(job, args.progress, "verify");
+	ret = tool_exit_of(r);
+	if (r < 0)
 		goto out;
 	uint64_t frames = 0, auth = 2;
 	snap_job_result_u64(job, SNAP_RESULT_FRAMES_READ, &frames);
@@ -86,7 +92,6 @@ int cmd_verify_store(int argc, char **argv)
 	uint64_t down = 0;
 	if (snap_job_result_u64(job, SNAP_RESULT_BYTES_DOWNLOADED, &down) == 0)
 		printf("downloaded %llu bytes\n", (unsigned long long)down);
-	ret = 0;
 out:
 	tool_args_free(&args);
 	snap_job_free(job);

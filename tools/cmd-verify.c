@@ -44,6 +44,7 @@ static void usage(FILE *f)
 	    "\n"
 	    "S3 (-m s3://...):\n");
 	tool_s3_usage(f, false);
+	tool_common_usage(f);
 }
 
 static int verify_bundle(const struct verify_opts *o)
@@ -64,8 +65,12 @@ static int verify_bundle(const struct verify_opts *o)
 	if (r < 0) {
 		tool_error("cannot set up the job: %s", snap_strerror(r));
 		snap_job_free(job);
-		return 1;
+		return TOOL_EXIT_FAILURE;
 	}
+	tool_result_string("kind", "bundle");
+	tool_result_string("manifest", o->manifest);
+	tool_result_bool("signature_checked", o->cert != NULL);
+	tool_result_bool("contents_checked", o->args.key != NULL);
 	r = tool_run_job(job, o->args.progress, "verify");
 	if (r >= 0) {
 		uint64_t parts = 0;
@@ -81,7 +86,7 @@ static int verify_bundle(const struct verify_opts *o)
 			printf("(without -k the image inside the parts was not checked)\n");
 	}
 	snap_job_free(job);
-	return r < 0 ? 1 : 0;
+	return tool_exit_of(r);
 }
 
 /* True when the arguments name a manifest (-m, -mPATH, --manifest, --manifest=PATH). */

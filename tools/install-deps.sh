@@ -14,6 +14,7 @@ packages=(
 	xxd # hex to bytes for the bundle tests
 	rsync attr # bundle-vol copies with rsync; its tests set xattrs with setfattr
 	scdoc # the man pages (docs/man/*.scd); without it meson skips them
+	python3-jsonschema # the --json documents against docs/schema (tests/tools/json-schemas.sh)
 	# fuzzing (tests/fuzz.sh): clang, and libFuzzer + the sanitizer runtimes, which clang-14
 	# only recommends (--no-install-recommends below)
 	clang libclang-rt-14-dev

@@ -2,6 +2,11 @@
 /*
  * snapbundle.c - the command: dispatch to subcommands, by the first argument or, when run through
  * one of ec2-ami-tools' names (the links meson's -Dec2-names=true installs), by that name.
+ *
+ *  1. Every command exits with a code of the one table of tool.h (enum tool_exit).
+ *  2. With --json anywhere before "--" (bench aside: its program writes its own document,
+ *     docs/bench-json.md), standard output carries one JSON document, written here once the
+ *     command returned (or by tool_run_job before the process dies of a signal).
  */
 #include <stdbool.h>
 #include <stdio.h>
@@ -14,8 +19,8 @@ static int cmd_version(int argc, char **argv)
 {
 	(void)argc;
 	(void)argv;
-	printf("snapbundle %s\n", snap_version());
-	return 0;
+	tool_print_version();
+	return TOOL_EXIT_OK;
 }
 
 struct subcommand {
@@ -72,6 +77,17 @@ static const struct subcommand *find_command(const char *name)
 	return NULL;
 }
 
+/* --json among argv[1..] (before "--"): the document of command, written by tool_json_emit. */
+static void json_start(const char *command, int argc, char **argv)
+{
+	for (int i = 1; i < argc && strcmp(argv[i], "--"); i++) {
+		if (!strcmp(argv[i], "--json")) {
+			tool_json_start(command);
+			return;
+		}
+	}
+}
+
 /* Runs the command an ec2-* name stands for, with the original's common options: --manual and
  * -h give the command's help, --version ours, --batch is accepted (nothing is ever asked),
  * --debug goes to the command (every one takes it). Options after "--" are left alone. */
@@ -108,8 +124,10 @@ static int run_ec2_name(const char *ec2, const char *command, int argc, char **a
 		free(args);
 		return 2;
 	}
+	json_start(command, n, args);
 	int r = cmd->fn(n, args);
 	free(args);
+	tool_json_emit(r);
 	return r;
 }
 
@@ -138,10 +156,16 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "--version"))
 		return cmd_version(argc - 1, argv + 1);
+	if (strcmp(argv[1], "bench") != 0)
+		json_start(argv[1], argc, argv);
 	const struct subcommand *cmd = find_command(argv[1]);
-	if (cmd)
-		return cmd->fn(argc - 1, argv + 1);
-	tool_error("unknown command '%s'", argv[1]);
-	usage(stderr);
-	return 2;
+	int ret = TOOL_EXIT_USAGE;
+	if (cmd) {
+		ret = cmd->fn(argc - 1, argv + 1);
+	} else {
+		tool_error("unknown command '%s'", argv[1]);
+		usage(stderr);
+	}
+	tool_json_emit(ret);
+	return ret;
 }

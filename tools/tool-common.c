@@ -1,8 +1,22 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-/* tool-common.c - messages, shared options, progress display and signal handling for the
- * subcommands. */
+/*
+ * tool-common.c - messages, shared options, progress display, signal handling, exit codes and
+ * the --json document, for the subcommands (a new command gets them by using these helpers).
+ *
+ *  1. One exit-code table (tool.h, enum tool_exit): tool_exit_of() maps a job's -EBADMSG to
+ *     3 (verification failed) and a -ECANCELED caused by a signal to 128 + its number; a
+ *     command maps its usage errors to 2 itself.
+ *  2. With --json, standard output carries one document, written once (tool_json_emit), by
+ *     main when the command returns or by tool_run_job before the process dies of a signal;
+ *     meanwhile what printf writes goes to stderr (store -o -: the document goes to stderr).
+ *  3. Every message of tool_error, tool_warn and the library's log is also in the document's
+ *     errors or warnings; the lists are appended under list_lock (the library logs from its
+ *     worker threads).
+ *  4. --version and --json are options of every command that parses with tool_getopt.
+ */
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdarg.h>
@@ -14,24 +28,61 @@
 
 #include "tool.h"
 
+/* --json state: the result document's members, in the order they were added */
+struct json_member {
+	char *key; /* NULL: val is a run of members ("a":1,"b":2) */
+	char *val; /* JSON text */
+};
+static struct {
+	bool on, emitted;
+	const char *command;
+	FILE *out; /* the real standard output */
+	struct json_member *members;
+	size_t n, cap;
+	char **errors, **warnings;
+	size_t nerrors, nwarnings;
+} json;
+
+/* The library may log from its worker threads: the lists are appended under a lock. */
+static pthread_mutex_t list_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void list_add(char ***list, size_t *n, const char *msg)
+{
+	pthread_mutex_lock(&list_lock);
+	char **m = realloc(*list, (*n + 1) * sizeof(**list));
+	if (m) {
+		*list = m;
+		if ((m[*n] = strdup(msg)))
+			(*n)++;
+	}
+	pthread_mutex_unlock(&list_lock);
+}
+
+static void vmessage(const char *prefix, char ***list, size_t *n, const char *fmt, va_list ap)
+{
+	char *msg = NULL;
+	if (vasprintf(&msg, fmt, ap) < 0)
+		msg = NULL;
+	fprintf(stderr, "snapbundle: %s%s\n", prefix, msg ? msg : "(out of memory)");
+	if (json.on && msg)
+		list_add(list, n, msg);
+	free(msg);
+}
+
 void tool_error(const char *fmt, ...)
 {
 	va_list ap;
-	fputs("snapbundle: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vmessage("", &json.errors, &json.nerrors, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
 void tool_warn(const char *fmt, ...)
 {
 	va_list ap;
-	fputs("snapbundle: warning: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vmessage("warning: ", &json.warnings, &json.nwarnings, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
 static void log_to_stderr(void *userdata, enum snap_log_level level, const char *msg)
@@ -39,11 +90,50 @@ static void log_to_stderr(void *userdata, enum snap_log_level level, const char 
 	(void)userdata;
 	static const char *const prefix[] = {"error: ", "warning: ", "", "debug: "};
 	fprintf(stderr, "snapbundle: %s%s\n", prefix[level <= SNAP_LOG_DEBUG ? level : 0], msg);
+	if (json.on && level == SNAP_LOG_ERROR)
+		list_add(&json.errors, &json.nerrors, msg);
+	else if (json.on && level == SNAP_LOG_WARNING)
+		list_add(&json.warnings, &json.nwarnings, msg);
 }
 
 void tool_log_setup(bool debug)
 {
 	snap_set_log(log_to_stderr, NULL, debug ? SNAP_LOG_DEBUG : SNAP_LOG_WARNING);
+}
+
+void tool_print_version(void)
+{
+	printf("snapbundle %s\n", snap_version());
+}
+
+static volatile sig_atomic_t caught_signal;
+
+int tool_exit_of(int r)
+{
+	if (r >= 0)
+		return TOOL_EXIT_OK;
+	if (r == -EBADMSG)
+		return TOOL_EXIT_VERIFY;
+	if (r == -ECANCELED && caught_signal)
+		return caught_signal == SIGTERM ? TOOL_EXIT_SIGTERM : TOOL_EXIT_SIGINT;
+	return TOOL_EXIT_FAILURE;
+}
+
+const char *tool_exit_class(int code)
+{
+	switch (code) {
+	case TOOL_EXIT_OK:
+		return "ok";
+	case TOOL_EXIT_USAGE:
+		return "usage";
+	case TOOL_EXIT_VERIFY:
+		return "verification-failed";
+	case TOOL_EXIT_SIGINT:
+	case TOOL_EXIT_SIGTERM:
+		return "interrupted";
+	default:
+		return "failure";
+	}
 }
 
 int tool_progress_mode_parse(const char *s)
@@ -90,6 +180,281 @@ bool tool_is_manifest(const char *path)
 	while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
 		p++;
 	return !strncmp(p, "<?xml", 5) || !strncmp(p, "<manifest", 9);
+}
+
+void tool_json_string(FILE *f, const char *s)
+{
+	if (!s) {
+		fputs("null", f);
+		return;
+	}
+	fputc('"', f);
+	for (const unsigned char *p = (const unsigned char *)s; *p;) {
+		size_t n = utf8_len(p);
+		if (n == 0) {
+			fputs("\\ufffd", f);
+			p++;
+		} else if (n > 1) {
+			fwrite(p, 1, n, f);
+			p += n;
+		} else {
+			if (*p == '"' || *p == '\\')
+				fprintf(f, "\\%c", *p);
+			else if (*p == '\n')
+				fputs("\\n", f);
+			else if (*p == '\t')
+				fputs("\\t", f);
+			else if (*p < 0x20 || *p == 0x7f)
+				fprintf(f, "\\u%04x", *p);
+			else
+				fputc(*p, f);
+			p++;
+		}
+	}
+	fputc('"', f);
+}
+
+void tool_json_start(const char *command)
+{
+	json.on = true;
+	json.command = command;
+	fflush(stdout);
+	/* the document gets the real standard output; printf's human lines go to stderr */
+	int fd = dup(STDOUT_FILENO);
+	json.out = fd >= 0 ? fdopen(fd, "w") : NULL;
+	if (!json.out) {
+		if (fd >= 0)
+			close(fd);
+		json.out = stdout;
+		return;
+	}
+	dup2(STDERR_FILENO, STDOUT_FILENO);
+}
+
+bool tool_json_enabled(void)
+{
+	return json.on;
+}
+
+void tool_json_data_on_stdout(void)
+{
+	if (!json.on || json.out == stdout || json.out == stderr)
+		return;
+	fflush(stdout);
+	dup2(fileno(json.out), STDOUT_FILENO);
+	fclose(json.out);
+	json.out = stderr;
+}
+
+/* Takes val (malloc'd JSON text). */
+static void member_set(const char *key, char *val)
+{
+	if (!json.on || !val) {
+		free(val);
+		return;
+	}
+	for (size_t i = 0; key && i < json.n; i++) {
+		if (json.members[i].key && !strcmp(json.members[i].key, key)) {
+			free(json.members[i].val);
+			json.members[i].val = val;
+			return;
+		}
+	}
+	if (json.n == json.cap) {
+		size_t cap = json.cap ? 2 * json.cap : 32;
+		struct json_member *m = realloc(json.members, cap * sizeof(*m));
+		if (!m) {
+			free(val);
+			return;
+		}
+		json.members = m;
+		json.cap = cap;
+	}
+	char *k = key ? strdup(key) : NULL;
+	if (key && !k) {
+		free(val);
+		return;
+	}
+	json.members[json.n++] = (struct json_member){k, val};
+}
+
+void tool_result_string(const char *key, const char *value)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	if (!f)
+		return;
+	tool_json_string(f, value);
+	if (fclose(f) != 0) {
+		free(buf);
+		return;
+	}
+	member_set(key, buf);
+}
+
+void tool_result_u64(const char *key, unsigned long long value)
+{
+	char *v = NULL;
+	member_set(key, asprintf(&v, "%llu", value) < 0 ? NULL : v);
+}
+
+void tool_result_double(const char *key, double value)
+{
+	char *v = NULL;
+	member_set(key, asprintf(&v, "%.6f", value) < 0 ? NULL : v);
+}
+
+void tool_result_bool(const char *key, bool value)
+{
+	member_set(key, strdup(value ? "true" : "false"));
+}
+
+void tool_result_raw(const char *key, const char *value)
+{
+	member_set(key, strdup(value ? value : "null"));
+}
+
+void tool_result_members(const char *obj)
+{
+	const char *b = strchr(obj, '{'), *e = strrchr(obj, '}');
+	if (!b || !e || e <= b)
+		return;
+	b++;
+	while (b < e && strchr(" \t\r\n", *b))
+		b++;
+	while (e > b && strchr(" \t\r\n", e[-1]))
+		e--;
+	if (e > b)
+		member_set(NULL, strndup(b, (size_t)(e - b)));
+}
+
+void tool_result_job(const struct snap_job *job)
+{
+	static const struct {
+		int result;
+		const char *key;
+	} u64s[] = {
+	    {SNAP_RESULT_BYTES_TOTAL, "bytes_total"},
+	    {SNAP_RESULT_BYTES_READ, "bytes_read"},
+	    {SNAP_RESULT_BYTES_SKIPPED, "bytes_skipped"},
+	    {SNAP_RESULT_BYTES_WRITTEN, "bytes_written"},
+	    {SNAP_RESULT_PARTS, "parts"},
+	    {SNAP_RESULT_STREAM_BYTES, "stream_bytes"},
+	    {SNAP_RESULT_FRAMES, "frames"},
+	    {SNAP_RESULT_FRAMES_READ, "frames_read"},
+	    {SNAP_RESULT_AUTHENTICATED, "authentication_level"},
+	    {SNAP_RESULT_BYTES_UPLOADED, "bytes_uploaded"},
+	    {SNAP_RESULT_BYTES_DOWNLOADED, "bytes_downloaded"},
+	    {SNAP_RESULT_S3_REQUESTS, "s3_requests"},
+	    {SNAP_RESULT_S3_RETRIES, "s3_retries"},
+	    {SNAP_RESULT_PARTS_SKIPPED, "parts_skipped"},
+	};
+	static const struct {
+		int result;
+		const char *key;
+	} strings[] = {
+	    {SNAP_RESULT_MANIFEST_PATH, "manifest_path"},
+	    {SNAP_RESULT_DIGEST, "digest"},
+	    {SNAP_RESULT_OUTPUT_PATH, "output_path"},
+	    {SNAP_RESULT_OBJECT_URL, "object_url"},
+	    {SNAP_RESULT_ETAG, "etag"},
+	};
+	if (!json.on)
+		return;
+	uint64_t v;
+	for (size_t i = 0; i < sizeof(u64s) / sizeof(u64s[0]); i++)
+		if (snap_job_result_u64(job, u64s[i].result, &v) == 0)
+			tool_result_u64(u64s[i].key, v);
+	if (snap_job_result_u64(job, SNAP_RESULT_ELAPSED_NS, &v) == 0)
+		tool_result_double("elapsed_s", (double)v / 1e9);
+	for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++) {
+		const char *s = snap_job_result_string(job, strings[i].result);
+		if (s)
+			tool_result_string(strings[i].key, s);
+	}
+	const char *t = snap_job_result_string(job, SNAP_RESULT_TIMINGS);
+	if (t && *t == '{')
+		tool_result_raw("timings", t);
+	const char *ab = snap_job_result_string(job, SNAP_RESULT_S3_ABORTED);
+	if (ab) {
+		/* "s3://BUCKET/KEY UPLOAD-ID" a line: [{"url": ..., "upload_id": ...}, ...] */
+		char *buf = NULL;
+		size_t len = 0;
+		FILE *f = open_memstream(&buf, &len);
+		if (!f)
+			return;
+		fputc('[', f);
+		for (const char *p = ab; *p;) {
+			size_t n = strcspn(p, "\n");
+			char *line = strndup(p, n);
+			char *sp = line ? strrchr(line, ' ') : NULL;
+			if (sp) {
+				*sp = 0;
+				fputs(p == ab ? "{\"url\":" : ",{\"url\":", f);
+				tool_json_string(f, line);
+				fputs(",\"upload_id\":", f);
+				tool_json_string(f, sp + 1);
+				fputc('}', f);
+			}
+			free(line);
+			p += n;
+			if (*p)
+				p++;
+		}
+		fputc(']', f);
+		if (fclose(f) == 0)
+			member_set("aborted", buf);
+		else
+			free(buf);
+	}
+}
+
+static void json_list(FILE *f, const char *key, char **list, size_t n)
+{
+	fprintf(f, ",\"%s\":[", key);
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			fputc(',', f);
+		tool_json_string(f, list[i]);
+		free(list[i]);
+	}
+	fputc(']', f);
+	free(list);
+}
+
+void tool_json_emit(int code)
+{
+	if (!json.on || json.emitted)
+		return;
+	json.emitted = true;
+	fflush(stdout);
+	pthread_mutex_lock(&list_lock);
+	FILE *f = json.out ? json.out : stdout;
+	fputs("{\"command\":", f);
+	tool_json_string(f, json.command);
+	fprintf(f, ",\"version\":\"%s\",\"exit_code\":%d,\"exit_class\":\"%s\"", snap_version(),
+		code, tool_exit_class(code));
+	for (size_t i = 0; i < json.n; i++) {
+		fputc(',', f);
+		if (json.members[i].key) {
+			tool_json_string(f, json.members[i].key);
+			fputc(':', f);
+		}
+		fputs(json.members[i].val, f);
+		free(json.members[i].key);
+		free(json.members[i].val);
+	}
+	free(json.members);
+	json.members = NULL;
+	json.n = json.cap = 0;
+	json_list(f, "warnings", json.warnings, json.nwarnings);
+	json_list(f, "errors", json.errors, json.nerrors);
+	json.warnings = json.errors = NULL;
+	json.nwarnings = json.nerrors = 0;
+	pthread_mutex_unlock(&list_lock);
+	fputs("}\n", f);
+	fflush(f);
 }
 
 const char *tool_safe(const char *s)
@@ -272,6 +637,8 @@ enum {
 	SHARED_OPT_CONNECTIONS,
 	SHARED_OPT_RETRY,
 	SHARED_OPT_ACL,
+	SHARED_OPT_JSON,
+	SHARED_OPT_VERSION,
 };
 
 /* The one table of the shared options. */
@@ -337,6 +704,18 @@ void tool_s3_usage(FILE *f, bool short_names)
 		8, TOOL_S3_MAX_CONNECTIONS, 5);
 }
 
+void tool_common_usage(FILE *f)
+{
+	fputs("\nEvery command:\n"
+	      "      --json                    one JSON document on stdout with the result\n"
+	      "                                (docs/json.md; human lines go to stderr)\n"
+	      "      --version                 print the version\n"
+	      "  -h, --help                    this text\n"
+	      "Exit status: 0 ok, 1 failure, 2 usage error, 3 verification failed (a digest,\n"
+	      "tag or signature that does not match), 130/143 interrupted (docs/cli.md).\n",
+	      f);
+}
+
 #define N_SHARED (sizeof(shared_options) / sizeof(shared_options[0]))
 
 void tool_args_init(struct tool_args *a, unsigned shared, const char *shortopts,
@@ -358,6 +737,9 @@ void tool_args_init(struct tool_args *a, unsigned shared, const char *shortopts,
 			strncat(a->shortopts, shared_options[i].shortopt,
 				sizeof(a->shortopts) - strlen(a->shortopts) - 1);
 	}
+	/* every command: --json and --version */
+	a->longopts[n++] = (struct option){"json", no_argument, NULL, SHARED_OPT_JSON};
+	a->longopts[n++] = (struct option){"version", no_argument, NULL, SHARED_OPT_VERSION};
 	if (n > max)
 		abort(); /* a programming error: longopts is too small */
 	a->longopts[n] = (struct option){0};
@@ -384,6 +766,14 @@ int tool_getopt(struct tool_args *a, int argc, char **argv)
 				return TOOL_GETOPT_INVALID;
 			}
 			break;
+		case SHARED_OPT_JSON:
+			break; /* main saw it first: tool_json_start */
+		case SHARED_OPT_VERSION:
+			tool_print_version();
+			tool_json_emit(TOOL_EXIT_OK);
+			tool_args_free(a);
+			fflush(NULL);
+			exit(TOOL_EXIT_OK);
 		case SHARED_OPT_DEBUG:
 			a->debug = true;
 			tool_log_setup(true);
@@ -514,8 +904,6 @@ void tool_args_free(struct tool_args *a)
 
 static struct snap_job *volatile current_job;
 
-static volatile sig_atomic_t caught_signal;
-
 static void on_signal(int sig)
 {
 	caught_signal = sig;
@@ -540,20 +928,7 @@ static const char *stage_name(int stage)
 static int on_progress(void *userdata, const struct snap_progress *p)
 {
 	struct progress_state *st = userdata;
-	if (st->mode == TOOL_PROGRESS_JSON) {
-		fprintf(
-		    stderr,
-		    "{\"stage\":\"%s\",\"percent\":%.1f,\"bytes_total\":%llu,\"bytes_done\":%llu,"
-		    "\"bytes_read\":%llu,\"bytes_skipped\":%llu,\"bytes_written\":%llu,"
-		    "\"bytes_uploaded\":%llu,\"bytes_downloaded\":%llu,\"elapsed\":%.3f}\n",
-		    stage_name(p->stage), p->percent, (unsigned long long)p->bytes_total,
-		    (unsigned long long)p->bytes_done, (unsigned long long)p->bytes_read,
-		    (unsigned long long)p->bytes_skipped, (unsigned long long)p->bytes_written,
-		    (unsigned long long)p->bytes_uploaded, (unsigned long long)p->bytes_downloaded,
-		    p->elapsed);
-		return 0;
-	}
-	if (st->mode != TOOL_PROGRESS_BAR)
+	if (st->mode != TOOL_PROGRESS_BAR && st->mode != TOOL_PROGRESS_JSON)
 		return 0;
 	char a[32], b[32], c[32];
 	if (!st->based && p->stage == SNAP_STAGE_DATA) {
@@ -568,6 +943,25 @@ static int on_progress(void *userdata, const struct snap_progress *p)
 	double eta = rate > 0 && p->bytes_total > p->bytes_done
 			     ? (double)(p->bytes_total - p->bytes_done) / rate
 			     : 0;
+	if (st->mode == TOOL_PROGRESS_JSON) {
+		/* docs/schema/progress.json: rate and eta as the bar shows them (null until the
+		 * data stage gave a rate) */
+		fprintf(
+		    stderr,
+		    "{\"stage\":\"%s\",\"percent\":%.1f,\"bytes_total\":%llu,\"bytes_done\":%llu,"
+		    "\"bytes_read\":%llu,\"bytes_skipped\":%llu,\"bytes_written\":%llu,"
+		    "\"bytes_uploaded\":%llu,\"bytes_downloaded\":%llu,\"elapsed\":%.3f,",
+		    stage_name(p->stage), p->percent, (unsigned long long)p->bytes_total,
+		    (unsigned long long)p->bytes_done, (unsigned long long)p->bytes_read,
+		    (unsigned long long)p->bytes_skipped, (unsigned long long)p->bytes_written,
+		    (unsigned long long)p->bytes_uploaded, (unsigned long long)p->bytes_downloaded,
+		    p->elapsed);
+		if (rate > 0)
+			fprintf(stderr, "\"rate\":%.0f,\"eta\":%.1f}\n", rate, eta);
+		else
+			fputs("\"rate\":null,\"eta\":null}\n", stderr);
+		return 0;
+	}
 	/* at most 79 columns, whatever the sizes: an 80-column terminal never wraps it */
 	int width = 14, fill = (int)(p->percent / 100.0 * width);
 	char bar[64];
@@ -604,7 +998,9 @@ int tool_run_job(struct snap_job *job, int progress_mode, const char *what)
 		const char *d = snap_job_error(job);
 		tool_error("%s failed: %s", what, *d ? d : snap_strerror(r));
 	}
+	tool_result_job(job);
 	if (r == -ECANCELED && caught_signal) {
+		tool_json_emit(tool_exit_of(r));
 		/* the job cleaned up: every command now dies of the signal, as the shell expects
 		 * (128 + the signal's number: 130 for SIGINT, 143 for SIGTERM) */
 		fflush(NULL);

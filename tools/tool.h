@@ -12,6 +12,25 @@
 
 #include "snapbundle.h"
 
+/*
+ * The exit codes of every command (docs/cli.md, README.md): one table, whatever the command.
+ * A verification failure is a digest, tag or signature that does not match (the library's
+ * -EBADMSG); a job cancelled by SIGINT or SIGTERM dies of that signal (128 + its number).
+ */
+enum tool_exit {
+	TOOL_EXIT_OK = 0,
+	TOOL_EXIT_FAILURE = 1,
+	TOOL_EXIT_USAGE = 2,
+	TOOL_EXIT_VERIFY = 3,
+	TOOL_EXIT_SIGINT = 130,
+	TOOL_EXIT_SIGTERM = 143,
+};
+
+/* The exit code of a job's result: 0 or -errno from snap_job_run (or a snap_ call). */
+int tool_exit_of(int r);
+/* "ok", "failure", "usage", "verification-failed", "interrupted" (the JSON exit_class). */
+const char *tool_exit_class(int code);
+
 enum tool_progress_mode {
 	TOOL_PROGRESS_NONE = 0,
 	TOOL_PROGRESS_AUTO = 1, /* a bar on a terminal, nothing otherwise */
@@ -26,11 +45,40 @@ int tool_progress_mode_parse(const char *s);
 void tool_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void tool_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/*
+ * --json (docs/json.md): one JSON document on stdout with the result. The command's human
+ * lines still written with printf go to stderr then (standard output is moved there by
+ * tool_json_start), and tool_json_emit() writes the document to the real standard output:
+ * the common members (command, version, exit_code, exit_class, errors, warnings) and the
+ * members the command added with tool_result_*(). tool_run_job adds the job's results.
+ */
+/* Called once by main before the command runs, with the command's name. */
+void tool_json_start(const char *command);
+bool tool_json_enabled(void);
+/* A command whose data goes to standard output (store -o -): the document goes to stderr. */
+void tool_json_data_on_stdout(void);
+/* Writes the document once (later calls do nothing); code is the exit code. */
+void tool_json_emit(int code);
+/* s as a JSON string to f; NULL is null; bytes that are not UTF-8 become U+FFFD. */
+void tool_json_string(FILE *f, const char *s);
+/* Members of the result document; a key given twice keeps its last value. */
+void tool_result_string(const char *key, const char *value);
+void tool_result_u64(const char *key, unsigned long long value);
+void tool_result_double(const char *key, double value);
+void tool_result_bool(const char *key, bool value);
+/* json: one complete JSON value (object, array, ...), copied as it is */
+void tool_result_raw(const char *key, const char *json);
+/* Every member of the JSON object text obj (a command that builds its document itself). */
+void tool_result_members(const char *obj);
+/* The job's results (SNAP_RESULT_*) as members; tool_run_job calls it after every run. */
+void tool_result_job(const struct snap_job *job);
+
 /* Routes library log lines to stderr; debug lines only when debug. */
 void tool_log_setup(bool debug);
 
 /* Runs job with SIGINT/SIGTERM cancelling it and progress shown as mode. On failure prints
- * "<what> failed: <detail>" and returns the negative errno. */
+ * "<what> failed: <detail>" and returns the negative errno; cancelled by a signal, the process
+ * dies of it (the JSON document written first). tool_exit_of() gives the exit code. */
 int tool_run_job(struct snap_job *job, int progress_mode, const char *what);
 
 /* Human sizes: "1.5 GiB". buf must hold 32 bytes. */
@@ -76,7 +124,9 @@ enum {
 /* The most --threads a command accepts: what the library caps SNAP_PARAM_THREADS at. */
 #define TOOL_THREADS_MAX 1024
 
-/* tool_getopt's answer for a shared option with an invalid value (the reason is printed). */
+/* tool_getopt's answer for a shared option with an invalid value (the reason is printed): the
+ * command exits with TOOL_EXIT_USAGE. Every command also takes --json (tool_json_enabled) and
+ * --version (printed by tool_getopt, which then exits with 0). */
 #define TOOL_GETOPT_INVALID (-2)
 
 struct tool_args {
@@ -92,7 +142,7 @@ struct tool_args {
 	const char *s3_profile, *s3_acl;
 	long s3_connections, s3_retries;
 	/* private to tool_getopt */
-	struct option longopts[48];
+	struct option longopts[52];
 	char shortopts[48];
 };
 
@@ -113,7 +163,10 @@ int tool_args_apply(const struct tool_args *a, struct snap_job *job);
 
 void tool_args_free(struct tool_args *a);
 
-/* Subcommands: each returns the process exit code. */
+/* "snapbundle VERSION", what `snapbundle --version` and every `COMMAND --version` print. */
+void tool_print_version(void);
+
+/* Subcommands: each returns the process exit code (enum tool_exit). */
 int cmd_inspect(int argc, char **argv);
 int cmd_bundle(int argc, char **argv);
 int cmd_bundle_vol(int argc, char **argv);
@@ -136,6 +189,10 @@ int cmd_migrate_bundle(int argc, char **argv);
 /* The help lines of the S3 options (TOOL_SHARED_S3), for a command's usage; short: with -a, -s,
  * -t. */
 void tool_s3_usage(FILE *f, bool short_names);
+
+/* The help lines every command shares (--json, --version, --help, the exit codes), for the end
+ * of a command's usage. */
+void tool_common_usage(FILE *f);
 
 /* The first line of path (without its newline) in *ret (free it); -1 after printing why. */
 int tool_read_passphrase(const char *path, char **ret);
