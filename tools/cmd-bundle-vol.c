@@ -44,15 +44,27 @@ static void usage(FILE *f)
 	    "      --no-inherit            do not read instance metadata (the default)\n"
 	    "      --inherit               refused: snapbundle never reads instance metadata\n"
 	    "      --ec2cert PATH          EC2 certificate (default: $EC2_AMITOOL_HOME's)\n"
-	    "      --kernel ID, --ramdisk ID, -B MAPS, --productcodes CODES  as bundle\n"
+	    "      --kernel ID             kernel id (aki-...)\n"
+	    "      --ramdisk ID            ramdisk id (ari-...)\n"
+	    "  -B, --block-device-mapping MAPS  virtual=device pairs, comma-separated\n"
+	    "      --productcodes CODES    product codes\n"
 	    "      --scratch-dir DIR       where the image is made for -d s3:// (default /tmp)\n"
 	    "      --clone-only            stop after the image: DESTINATION/PREFIX\n"
 	    "      --snapshot              bundle the volume's block device, frozen (FIFREEZE)\n"
 	    "                              while it is read; needs --no-filter\n"
 	    "      --no-size-checks        allow an image smaller than the used space\n"
-	    "      --batch, --debug, --threads N, --level N, --progress[=MODE], --force\n"
-	    "      --part-size SIZE        part size (default 10M; for testing)\n"
-	    "      S3: --endpoint-url, --region, --access-key, --secret-key, --acl, ...\n");
+	    "      --batch                 never prompt (snapbundle never does)\n"
+	    "      --debug                 debug log lines and stage timings on stderr\n"
+	    "      --threads N             compression threads (default: every CPU)\n"
+	    "      --level N               compression level 0-3 (default 2)\n"
+	    "      --progress[=MODE]       bar, json or none (default: a bar on a terminal)\n"
+	    "      --force                 replace an existing bundle of the same name\n"
+	    "      --no-direct             read and write through the page cache\n"
+	    "      --part-size SIZE        part size (default 10M; for testing)\n");
+	tool_s3_usage(f, false);
+	fputs("      --acl ACL                 canned ACL of every object (default: none, the\n"
+	      "                                bucket's default applies)\n",
+	      f);
 }
 
 enum {

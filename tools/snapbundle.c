@@ -135,7 +135,7 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: snapbundle COMMAND [OPTIONS]\n\ncommands:\n");
 	for (size_t i = 0; i < NCOMMANDS; i++)
-		fprintf(f, "  %-16s %s\n", commands[i].name, commands[i].help);
+		fprintf(f, "  %-17s %s\n", commands[i].name, commands[i].help);
 	fprintf(f, "\n'snapbundle COMMAND --help' describes a command's options.\n");
 }
 
