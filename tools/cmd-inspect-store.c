@@ -109,7 +109,7 @@ static int json_report(const char *path, const struct snap_store_image *img,
 	json_list(f, img, SNAP_STORE_LIST_S3_METADATA);
 	fputs(",\"volumes\":[", f);
 	for (size_t v = 0; v < in->volumes; v++) {
-		struct snap_store_volume_info vi;
+		struct snap_store_volume_info vi = {.struct_size = sizeof(vi)};
 		if (snap_store_image_volume(img, v, &vi) < 0)
 			continue;
 		fputs(v ? ",{\"device\":" : "{\"device\":", f);
@@ -137,7 +137,7 @@ static int json_report(const char *path, const struct snap_store_image *img,
 		tool_json_string(f, vi.digest);
 		fputs(",\"partitions\":[", f);
 		for (size_t p = 0; p < vi.partitions; p++) {
-			struct snap_partition_info pi;
+			struct snap_partition_info pi = {.struct_size = sizeof(pi)};
 			if (snap_store_image_partition(img, v, p, &pi) < 0)
 				continue;
 			fprintf(f,
@@ -155,7 +155,7 @@ static int json_report(const char *path, const struct snap_store_image *img,
 		if (extents) {
 			fputs(",\"extents\":[", f);
 			for (size_t e = 0; e < vi.extents; e++) {
-				struct snap_extent x;
+				struct snap_extent x = {.struct_size = sizeof(x)};
 				if (snap_store_image_extent(img, v, e, &x) < 0)
 					continue;
 				fprintf(f,
@@ -173,7 +173,7 @@ static int json_report(const char *path, const struct snap_store_image *img,
 	if (frames) {
 		fputs(",\"frame_index\":[", f);
 		for (uint64_t i = 0; i < in->frames; i++) {
-			struct snap_store_frame_info fi;
+			struct snap_store_frame_info fi = {.struct_size = sizeof(fi)};
 			if (snap_store_image_frame(img, i, &fi) < 0)
 				continue;
 			fprintf(

@@ -34,7 +34,7 @@ _snapbundle()
 	version) opts="" ;;
 	bench) opts="--force --generate-only --jobs --json --level --quick --reference --size
 		--svg --threads --uniform --workdir" ;;
-	bundle) opts="-B -c -d -i -k -p -r -u --access-key --acl --arch --batch
+	bundle) opts="--json --version -B -c -d -i -k -p -r -u --access-key --acl --arch --batch
 		--block-device-mapping --cert --connections --debug --destination --ec2cert
 		--endpoint-url --force --freeze --image --keep-unpartitioned --kernel --level
 		--no-direct --no-fs-skip --part-size --prefix --privatekey --productcodes
@@ -47,34 +47,34 @@ _snapbundle()
 		--no-inherit --no-size-checks --part-size --partition --prefix --privatekey
 		--productcodes --profile --progress --ramdisk --region --retry --scratch-dir
 		--secret-key --session-token --size --snapshot --threads --user --volume" ;;
-	inspect) opts="--debug --extents --json --keep-unpartitioned --min-gap --no-fs" ;;
-	store) opts="-o --access-key --arch --block-device-mapping --boot-mode --connections
+	inspect) opts="-c --cert --version --debug --extents --json --keep-unpartitioned --min-gap --no-fs" ;;
+	store) opts="--json --version -o --access-key --arch --block-device-mapping --boot-mode --connections
 		--debug --description --endpoint-url --exact --force --frame-size --freeze
 		--image-id --keep-unpartitioned --level --name --no-direct --no-fs-skip
 		--no-resume --output --owner --part-size --passphrase-file --profile --progress
 		--recipient --region --resume --retry --secret-key --session-token --sign-key
 		--tag --threads" ;;
-	restore) opts="-k -o --access-key --connections --endpoint-url --force --key --name
+	restore) opts="--json --version -k -o --access-key --connections --endpoint-url --force --key --name
 		--no-direct --output --partition --passphrase-file --profile --progress --range
 		--region --retry --secret-key --session-token --signer --threads --volume" ;;
 	rekey) opts="-k -o --access-key --add-passphrase --add-recipient --connections --debug
 		--endpoint-url --force --in-place --key --new-data-key --no-direct --output
 		--part-size --passphrase-file --profile --progress --region --remove-passphrase
 		--remove-recipient --retry --scrypt-log-n --secret-key --session-token --threads" ;;
-	unbundle) opts="-c -d -k -m -o -s --access-key --cert --connections --debug
+	unbundle) opts="--json --version -c -d -k -m -o -s --access-key --cert --connections --debug
 		--destination --endpoint-url --force --manifest --no-direct --no-verify --output
 		--privatekey --profile --progress --region --retry --secret-key --session-token
 		--source --threads" ;;
-	verify) opts="-c -k -m -s --access-key --cert --connections --debug --endpoint-url
+	verify) opts="--json --version -c -k -m -s --access-key --cert --connections --debug --endpoint-url
 		--manifest --passphrase-file --privatekey --profile --progress --region --retry
 		--secret-key --session-token --signer --source --threads --without-key" ;;
-	upload-bundle) opts="-a -b -d -m -s -t --access-key --acl --batch --bucket --connections
+	upload-bundle) opts="--json --version -a -b -d -m -s -t --access-key --acl --batch --bucket --connections
 		--debug --directory --endpoint-url --location --manifest --part --profile
 		--progress --region --retry --secret-key --session-token --sigv --skipmanifest" ;;
-	download-bundle) opts="-a -b -d -k -m -p -s -t --access-key --bucket --connections
+	download-bundle) opts="--json --version -a -b -d -k -m -p -s -t --access-key --bucket --connections
 		--debug --directory --endpoint-url --manifest --prefix --privatekey --profile
 		--progress --region --retry --secret-key --session-token" ;;
-	delete-bundle) opts="-a -b -m -p -s -t -y --access-key --bucket --clear --connections
+	delete-bundle) opts="--json --version -a -b -m -p -s -t -y --access-key --bucket --clear --connections
 		--debug --endpoint-url --manifest --prefix --profile --progress --region --retry
 		--secret-key --session-token --yes" ;;
 	migrate-manifest) opts="-a -c -k -m -o -s --access-key --batch --cert --debug --ec2cert
@@ -84,7 +84,7 @@ _snapbundle()
 		--connections --debug --destination-bucket --ec2cert --kernel --location
 		--manifest --mapping-file --no-mapping --privatekey --profile --progress
 		--ramdisk --region --retry --secret-key --session-token --url" ;;
-	abort) opts="--access-key --connections --debug --endpoint-url --profile --region
+	abort) opts="--json --version --access-key --connections --debug --endpoint-url --profile --region
 		--retry --secret-key --session-token" ;;
 	*) opts= ;;
 	esac
