@@ -999,6 +999,13 @@ int tool_run_job(struct snap_job *job, int progress_mode, const char *what)
 		tool_error("%s failed: %s", what, *d ? d : snap_strerror(r));
 	}
 	tool_result_job(job);
+	/* S3 jobs say what the transfers took, failed or not: retries are the service's health */
+	uint64_t reqs = 0, retries = 0;
+	if (snap_job_result_u64(job, SNAP_RESULT_S3_REQUESTS, &reqs) >= 0 && reqs > 0) {
+		(void)snap_job_result_u64(job, SNAP_RESULT_S3_RETRIES, &retries);
+		fprintf(stderr, "s3: %llu requests, %llu retried\n", (unsigned long long)reqs,
+			(unsigned long long)retries);
+	}
 	if (r == -ECANCELED && caught_signal) {
 		tool_json_emit(tool_exit_of(r));
 		/* the job cleaned up: every command now dies of the signal, as the shell expects

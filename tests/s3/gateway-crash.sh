@@ -30,6 +30,8 @@ crash_during() {
 pid=$!
 crash_during '"bytes_uploaded":[1-9]' store.err "$pid"
 wait "$pid" || { cat store.err >&2; fail "store did not survive the gateway's crash"; }
+grep -Eq '^s3: [0-9]+ requests, [1-9][0-9]* retried' store.err ||
+	{ tail -3 store.err >&2; fail "store did not report retrying across the crash"; }
 "$B" store disk.img -o local.bin "${REPRO[@]}"
 aws s3 cp --only-show-errors "s3://$bucket/img.bin" got.bin
 cmp got.bin local.bin || fail "the object stored across the crash differs from a local store"
@@ -41,6 +43,8 @@ ok "store across a gateway crash: the object equals a local store"
 pid=$!
 crash_during '"bytes_downloaded":[1-9]' restore.err "$pid"
 wait "$pid" || { cat restore.err >&2; fail "restore did not survive the gateway's crash"; }
+grep -Eq '^s3: [0-9]+ requests, [1-9][0-9]* retried' restore.err ||
+	{ tail -3 restore.err >&2; fail "restore did not report retrying across the crash"; }
 cmp r.img disk.img || fail "the restore across the crash differs from the source"
 "$B" verify "s3://$bucket/img.bin" --progress=none >/dev/null || fail "verify after the crash"
 ok "restore across a gateway crash equals the source"
