@@ -135,7 +135,7 @@ int main(void)
 	job = snap_job_free(job);
 
 	struct snap_store_image *img = NULL;
-	struct snap_store_info info;
+	struct snap_store_info info = {.struct_size = sizeof(info)};
 	REQUIRE(snap_store_image_new(&img) == 0);
 	REQUIRE(snap_store_image_open(img, b) == 0, "%s", snap_store_image_error(img));
 	CHECK(snap_store_image_unlock(img, "old secret", NULL) == -EKEYREJECTED);

@@ -57,7 +57,7 @@ grep -q "uploaded s3://$bucket/bundles/img.manifest.xml: $nparts parts, 0 skippe
 	fail "upload-bundle's summary: $(cat "$T/up1")"
 # progress: the last report counts every part's bytes as uploaded
 total=$(cat "$T/b"/img.part.* | wc -c)
-tail -n 1 "$T/up1.json" | python3 -c 'import json, sys
+grep "^{" "$T/up1.json" | tail -n 1 | python3 -c 'import json, sys
 p = json.loads(sys.stdin.read()); want = int(sys.argv[1])
 assert p["stage"] == "done", p
 assert p["bytes_uploaded"] >= want, (p["bytes_uploaded"], want)' "$total" ||
