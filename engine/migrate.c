@@ -38,14 +38,7 @@
 #include <string.h>
 #include <strings.h>
 
-/* manifest-read.h and manifest-write.h name their part and mapping structs alike (a read
- * manifest owns its strings, one to write points at them): the reader's are renamed here, the
- * one file that holds both. */
-#define snap_manifest_part snap_manifest_read_part
-#define snap_manifest_mapping snap_manifest_read_mapping
 #include "manifest-read.h"
-#undef snap_manifest_part
-#undef snap_manifest_mapping
 #include "manifest-write.h"
 
 #include "bundle-keys.h"

@@ -517,7 +517,7 @@ static int down_finish(struct snap_job *job, struct snap_s3_client *c, const str
 	}
 	free(detail);
 	detail = NULL;
-	const struct snap_manifest_part *mp = &m->parts[p->index];
+	const struct snap_manifest_read_part *mp = &m->parts[p->index];
 	uint8_t sha1[20];
 	EVP_Digest(buf, len, sha1, NULL, EVP_sha1(), NULL);
 	if (len != p->size || memcmp(sha1, mp->digest, 20)) {
