@@ -49,68 +49,6 @@
 #define MAX_KEY_FILE (1u << 20)
 #define HASH_CHUNK (1u << 20)
 
-/* Where the bundle is: the bucket, and the key prefix ("" or ending in '/'). */
-struct where {
-	char *bucket, *prefix;
-};
-
-static void where_clear(struct where *w)
-{
-	free(w->bucket);
-	free(w->prefix);
-}
-
-static int where_parse(struct snap_job *job, struct where *ret)
-{
-	const char *v = snap_job_string(job, SNAP_SPARAM_S3_BUCKET);
-	if (!v || !*v)
-		return snap_job_fail(job, -EINVAL, "no bucket given");
-	while (*v == '/')
-		v++;
-	char *url, *detail = NULL, *bucket, *key;
-	if (asprintf(&url, "s3://%s", v) < 0)
-		return snap_job_fail(job, -ENOMEM, "out of memory");
-	int r = snap_s3_url_parse(url, &bucket, &key, &detail);
-	free(url);
-	if (r < 0) {
-		snap_job_fail(job, r, "%s", detail ? detail : snap_strerror(r));
-		free(detail);
-		return r;
-	}
-	size_t n = strlen(key);
-	if (n > 0 && key[n - 1] != '/') {
-		char *k;
-		if (asprintf(&k, "%s/", key) < 0) {
-			free(bucket);
-			free(key);
-			return snap_job_fail(job, -ENOMEM, "out of memory");
-		}
-		free(key);
-		key = k;
-	}
-	*ret = (struct where){bucket, key};
-	return 0;
-}
-
-static char *key_of(const struct where *w, const char *name)
-{
-	char *k;
-	return asprintf(&k, "%s%s", w->prefix, name) < 0 ? NULL : k;
-}
-
-/* The client's detail, or the errno's text. */
-static int fail_s3(struct snap_job *job, int r, char *detail, const char *what)
-{
-	if (r == -ECANCELED && snap_job_cancelled(job))
-		snap_job_fail(job, r, "cancelled");
-	else if (what)
-		snap_job_fail(job, r, "%s: %s", what, detail ? detail : snap_strerror(r));
-	else
-		snap_job_fail(job, r, "%s", detail ? detail : snap_strerror(r));
-	free(detail);
-	return r;
-}
-
 static int parse_manifest(struct snap_job *job, const void *buf, size_t len, const char *name,
 			  struct snap_manifest_doc **ret)
 {
@@ -123,17 +61,22 @@ static int parse_manifest(struct snap_job *job, const void *buf, size_t len, con
 	return r;
 }
 
-/* ETag "HEX" (quotes optional) equals the 16-byte digest. */
-static bool etag_is_md5(const char *etag, const uint8_t md5[16])
+/* A part that is there already (invariant 2): counted as done and skipped. */
+static void skip_part(struct snap_job *job, uint64_t size, uint64_t *skipped)
 {
-	if (!etag)
-		return false;
-	char hex[33];
-	snap_hex(hex, md5, 16);
-	size_t n = strlen(etag);
-	if (n == 34 && etag[0] == '"' && etag[33] == '"')
-		return !strncasecmp(etag + 1, hex, 32);
-	return n == 32 && !strncasecmp(etag, hex, 32);
+	(*skipped)++;
+	job->progress.bytes_done += size;
+	job->progress.bytes_skipped += size;
+}
+
+/* The results of an upload or a download of nparts parts. */
+static void transfer_results(struct snap_job *job, size_t nparts, uint64_t skipped)
+{
+	snap_job_set_result_u64(job, SNAP_RESULT_PARTS, nparts);
+	snap_job_set_result_u64(job, SNAP_RESULT_PARTS_SKIPPED, skipped);
+	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_TOTAL, job->progress.bytes_total);
+	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_SKIPPED, job->progress.bytes_skipped);
+	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_WRITTEN, job->progress.bytes_written);
 }
 
 /* ---- upload-bundle ---- */
@@ -202,14 +145,14 @@ out:
 }
 
 /* Waits for the upload in slot u; its failure is recorded. */
-static int up_wait(struct snap_job *job, struct snap_s3_client *c, const struct where *w,
+static int up_wait(struct snap_job *job, struct snap_s3_client *c, const struct snap_s3_where *w,
 		   struct up_part *u)
 {
 	char *etag = NULL, *detail = NULL;
 	int r = snap_s3_put_wait(u->put, &etag, &detail);
 	u->put = NULL;
 	if (r < 0) {
-		fail_s3(job, r, detail, NULL);
+		snap_job_s3_fail(job, r, detail, NULL);
 	} else {
 		free(detail);
 		snap_debug("uploaded s3://%s/%s (%s)", w->bucket, u->key, etag ? etag : "");
@@ -221,37 +164,19 @@ static int up_wait(struct snap_job *job, struct snap_s3_client *c, const struct 
 	return r;
 }
 
-static bool find_listed(const struct snap_s3_list_objects *l, const char *key,
-			const struct snap_s3_object **ret)
-{
-	for (size_t i = 0; l && i < l->nobjects; i++) {
-		if (!strcmp(l->objects[i].key, key)) {
-			*ret = &l->objects[i];
-			return true;
-		}
-	}
-	return false;
-}
-
-static unsigned window(const struct snap_job *job)
-{
-	int64_t n = snap_job_param(job, SNAP_PARAM_S3_CONNECTIONS, SNAP_S3_DEFAULT_CONNECTIONS);
-	return n < 1 ? SNAP_S3_DEFAULT_CONNECTIONS : n > 64 ? 64u : (unsigned)n;
-}
-
 static int upload_bundle(struct snap_job *job)
 {
-	struct where w = {0};
+	struct snap_s3_where w = {0};
 	struct snap_manifest_doc *m = NULL;
 	struct snap_s3_list_objects *listed = NULL;
 	struct up_part *slots = NULL;
 	char *text = NULL, *dir = NULL, *mkey = NULL, *detail = NULL;
-	size_t len, nslots = window(job);
+	size_t len, nslots = snap_job_s3_connections(job);
 	int r;
 	const char *mpath = snap_job_string(job, SNAP_SPARAM_MANIFEST);
 	if (!mpath)
 		return snap_job_fail(job, -EINVAL, "no manifest given");
-	if ((r = where_parse(job, &w)) < 0)
+	if ((r = snap_job_s3_where(job, snap_job_string(job, SNAP_SPARAM_S3_BUCKET), NULL, &w)) < 0)
 		return r;
 	if ((r = snap_job_read_file(job, mpath, "manifest", MAX_MANIFEST, &text, &len)) < 0)
 		goto out;
@@ -266,7 +191,7 @@ static int upload_bundle(struct snap_job *job)
 		dir = strdup(d);
 	}
 	char *slash = strrchr(mpath, '/');
-	mkey = key_of(&w, slash ? slash + 1 : mpath);
+	mkey = snap_s3_where_key(&w, slash ? slash + 1 : mpath);
 	slots = calloc(nslots, sizeof(*slots));
 	if (!dir || !mkey || !slots) {
 		r = snap_job_fail(job, -ENOMEM, "out of memory");
@@ -315,31 +240,16 @@ static int upload_bundle(struct snap_job *job)
 		free(sizes);
 		goto out;
 	}
-	struct snap_s3_put_options po = {.acl = snap_job_string(job, SNAP_SPARAM_S3_ACL)};
-	if (!po.acl)
-		po.acl = "aws-exec-read"; /* ec2-upload-bundle's default */
-	if (!*po.acl)
-		po.acl = NULL;
+	struct snap_s3_put_options po = {.acl = snap_job_s3_bundle_acl(job)};
 	const char *location = snap_job_string(job, SNAP_SPARAM_S3_LOCATION);
-	if (location) {
-		r = snap_s3_create_bucket(c, w.bucket, *location ? location : NULL, &detail);
-		if (r == -EEXIST) {
-			free(detail);
-			detail = NULL;
-			r = 0;
-		} else if (r < 0) {
-			char what[128];
-			snprintf(what, sizeof(what), "cannot create bucket %s", w.bucket);
-			fail_s3(job, r, detail, what);
-			detail = NULL;
-			free(sizes);
-			goto out;
-		}
+	if (location && (r = snap_job_s3_make_bucket(job, c, w.bucket, location)) < 0) {
+		free(sizes);
+		goto out;
 	}
 	/* what the bucket holds already (invariant 2); also: the bucket exists */
 	r = snap_s3_list_objects(c, w.bucket, w.prefix, &listed, &detail);
 	if (r < 0) {
-		fail_s3(job, r, detail, NULL);
+		snap_job_s3_fail(job, r, detail, NULL);
 		detail = NULL;
 		free(sizes);
 		goto out;
@@ -366,7 +276,7 @@ static int upload_bundle(struct snap_job *job)
 		uint8_t md5[16], sha1[20];
 		if ((r = snap_s3_budget_acquire(c, sizes[i] ? sizes[i] : 1)) < 0) {
 			free(path);
-			fail_s3(job, r, NULL, "cannot upload");
+			snap_job_s3_fail(job, r, NULL, "cannot upload");
 			break;
 		}
 		u->budget = sizes[i] ? sizes[i] : 1;
@@ -376,17 +286,17 @@ static int upload_bundle(struct snap_job *job)
 					  "part %s does not match the manifest's SHA-1 digest",
 					  path);
 		}
-		u->key = key_of(&w, m->parts[i].filename);
+		u->key = snap_s3_where_key(&w, m->parts[i].filename);
 		if (r >= 0 && !u->key)
 			r = snap_job_fail(job, -ENOMEM, "out of memory");
-		const struct snap_s3_object *o;
-		if (r >= 0 && find_listed(listed, u->key, &o) && o->size == sizes[i] &&
-		    etag_is_md5(o->etag, md5)) {
+		const struct snap_s3_object *o =
+		    r >= 0 ? snap_s3_list_objects_find(listed, u->key) : NULL;
+		char hex[33];
+		snap_hex(hex, md5, 16);
+		if (o && o->size == sizes[i] && o->etag && snap_s3_etag_equal(o->etag, hex)) {
 			snap_debug("s3://%s/%s has the part's MD5 already: skipped", w.bucket,
 				   u->key);
-			skipped++;
-			job->progress.bytes_done += sizes[i];
-			job->progress.bytes_skipped += sizes[i];
+			skip_part(job, sizes[i], &skipped);
 			up_part_clear(c, u);
 			free(path);
 			continue;
@@ -400,7 +310,7 @@ static int upload_bundle(struct snap_job *job)
 		u->size = sizes[i];
 		r = snap_s3_put_start(c, w.bucket, u->key, NULL, 0, u->buf, sizes[i], &po, &u->put);
 		if (r < 0) {
-			fail_s3(job, r, NULL, u->key);
+			snap_job_s3_fail(job, r, NULL, u->key);
 			up_part_clear(c, u);
 			break;
 		}
@@ -425,7 +335,7 @@ static int upload_bundle(struct snap_job *job)
 	if (!snap_job_param(job, SNAP_PARAM_SKIP_MANIFEST, 0)) {
 		r = snap_s3_put_object(c, w.bucket, mkey, text, len, &po, NULL, &detail);
 		if (r < 0) {
-			fail_s3(job, r, detail, NULL);
+			snap_job_s3_fail(job, r, detail, NULL);
 			detail = NULL;
 			goto out;
 		}
@@ -434,11 +344,7 @@ static int upload_bundle(struct snap_job *job)
 		snap_job_set_result_string(job, SNAP_RESULT_OBJECT_URL, url);
 		snap_job_set_result_string(job, SNAP_RESULT_MANIFEST_PATH, url);
 	}
-	snap_job_set_result_u64(job, SNAP_RESULT_PARTS, m->nparts);
-	snap_job_set_result_u64(job, SNAP_RESULT_PARTS_SKIPPED, skipped);
-	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_TOTAL, job->progress.bytes_total);
-	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_SKIPPED, job->progress.bytes_skipped);
-	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_WRITTEN, job->progress.bytes_written);
+	transfer_results(job, m->nparts, skipped);
 	r = 0;
 out:
 	free(slots);
@@ -448,7 +354,7 @@ out:
 	free(text);
 	snap_s3_list_objects_free(listed);
 	snap_manifest_doc_free(m);
-	where_clear(&w);
+	snap_s3_where_clear(&w);
 	return r;
 }
 
@@ -466,22 +372,20 @@ static char *manifest_name(struct snap_job *job)
 }
 
 /* Fetches and parses the manifest; its key in *ret_key, its bytes in *ret_text. */
-static int fetch_manifest(struct snap_job *job, struct snap_s3_client *c, const struct where *w,
-			  const char *name, char **ret_key, char **ret_text, size_t *ret_len,
-			  struct snap_manifest_doc **ret)
+static int fetch_manifest(struct snap_job *job, struct snap_s3_client *c,
+			  const struct snap_s3_where *w, const char *name, char **ret_key,
+			  char **ret_text, size_t *ret_len, struct snap_manifest_doc **ret)
 {
-	char *key = key_of(w, name), *detail = NULL, url[2048];
+	char *key = snap_s3_where_key(w, name), url[2048];
 	void *buf = NULL;
 	size_t len = 0;
 	if (!key)
 		return snap_job_fail(job, -ENOMEM, "out of memory");
-	int r = snap_s3_get_object(c, w->bucket, key, MAX_MANIFEST, &buf, &len, &detail);
+	int r = snap_job_s3_get_manifest(job, c, w->bucket, key, MAX_MANIFEST, &buf, &len);
 	if (r < 0) {
 		free(key);
-		return fail_s3(job, r, detail,
-			       r == -ENOENT ? "no manifest" : "cannot read manifest");
+		return r;
 	}
-	free(detail);
 	snprintf(url, sizeof(url), "s3://%s/%s", w->bucket, key);
 	r = parse_manifest(job, buf, len, url, ret);
 	if (r < 0) {
@@ -495,6 +399,25 @@ static int fetch_manifest(struct snap_job *job, struct snap_s3_client *c, const 
 	return 0;
 }
 
+/* buf[0..len) as the file at path, under the output layer's commit policy (invariant 3). */
+static int write_whole(struct snap_job *job, const char *path, const void *buf, size_t len)
+{
+	struct snap_output *out = NULL;
+	char *detail = NULL;
+	int r =
+	    snap_output_open(path, len, SNAP_OUTPUT_FORCE | SNAP_OUTPUT_BUFFERED, &out, &detail);
+	if (r >= 0 && len)
+		r = snap_output_write(out, buf, len, 0);
+	if (r >= 0)
+		r = snap_output_commit(out, &detail);
+	if (r < 0)
+		snap_job_fail(job, r, "cannot write %s: %s", path,
+			      detail ? detail : snap_strerror(r));
+	snap_output_free(out);
+	free(detail);
+	return r;
+}
+
 struct down_part {
 	struct snap_s3_get *get;
 	uint64_t budget, size;
@@ -502,17 +425,18 @@ struct down_part {
 	char *key;
 };
 
-static int down_finish(struct snap_job *job, struct snap_s3_client *c, const struct where *w,
-		       const struct snap_manifest_doc *m, const char *dir, struct down_part *p)
+static int down_finish(struct snap_job *job, struct snap_s3_client *c,
+		       const struct snap_s3_where *w, const struct snap_manifest_doc *m,
+		       const char *dir, struct down_part *p)
 {
 	void *buf = NULL;
 	size_t len = 0;
 	char *detail = NULL, *path = NULL;
-	struct snap_output *out = NULL;
 	int r = snap_s3_get_wait(p->get, &buf, &len, &detail);
 	p->get = NULL;
 	if (r < 0) {
-		fail_s3(job, r, detail, NULL);
+		snap_job_s3_fail(job, r, detail, NULL);
+		detail = NULL;
 		goto out;
 	}
 	free(detail);
@@ -532,20 +456,11 @@ static int down_finish(struct snap_job *job, struct snap_s3_client *c, const str
 		r = snap_job_fail(job, -ENOMEM, "out of memory");
 		goto out;
 	}
-	r = snap_output_open(path, len, SNAP_OUTPUT_FORCE | SNAP_OUTPUT_BUFFERED, &out, &detail);
-	if (r >= 0 && len)
-		r = snap_output_write(out, buf, len, 0);
-	if (r >= 0)
-		r = snap_output_commit(out, &detail);
-	if (r < 0) {
-		snap_job_fail(job, r, "cannot write %s: %s", path,
-			      detail ? detail : snap_strerror(r));
+	if ((r = write_whole(job, path, buf, len)) < 0)
 		goto out;
-	}
 	job->progress.bytes_done += len;
 	job->progress.bytes_written += len;
 out:
-	snap_output_free(out);
 	free(detail);
 	free(path);
 	free(buf);
@@ -614,17 +529,16 @@ static int check_key(struct snap_job *job, const struct snap_manifest_doc *m, co
 
 static int download_bundle(struct snap_job *job)
 {
-	struct where w = {0};
+	struct snap_s3_where w = {0};
 	struct snap_manifest_doc *m = NULL;
 	struct snap_s3_list_objects *listed = NULL;
 	struct down_part *slots = NULL;
-	struct snap_output *mout = NULL;
 	char *name = NULL, *mkey = NULL, *text = NULL, *detail = NULL, *mpath = NULL;
-	size_t len = 0, nslots = window(job);
+	size_t len = 0, nslots = snap_job_s3_connections(job);
 	const char *dir = snap_job_string(job, SNAP_SPARAM_OUTPUT_DIR);
 	if (!dir)
 		dir = ".";
-	int r = where_parse(job, &w);
+	int r = snap_job_s3_where(job, snap_job_string(job, SNAP_SPARAM_S3_BUCKET), NULL, &w);
 	if (r < 0)
 		return r;
 	name = manifest_name(job);
@@ -653,21 +567,13 @@ static int download_bundle(struct snap_job *job)
 		r = snap_job_fail(job, -ENOMEM, "out of memory");
 		goto out;
 	}
-	r = snap_output_open(mpath, len, SNAP_OUTPUT_FORCE | SNAP_OUTPUT_BUFFERED, &mout, &detail);
-	if (r >= 0)
-		r = snap_output_write(mout, text, len, 0);
-	if (r >= 0)
-		r = snap_output_commit(mout, &detail);
-	if (r < 0) {
-		snap_job_fail(job, r, "cannot write %s: %s", mpath,
-			      detail ? detail : snap_strerror(r));
+	if ((r = write_whole(job, mpath, text, len)) < 0)
 		goto out;
-	}
 	snap_job_set_result_string(job, SNAP_RESULT_MANIFEST_PATH, mpath);
 
 	r = snap_s3_list_objects(c, w.bucket, w.prefix, &listed, &detail);
 	if (r < 0) {
-		fail_s3(job, r, detail, NULL);
+		snap_job_s3_fail(job, r, detail, NULL);
 		detail = NULL;
 		goto out;
 	}
@@ -677,11 +583,11 @@ static int download_bundle(struct snap_job *job)
 		goto out;
 	}
 	for (size_t i = 0; i < m->nparts && r >= 0; i++) {
-		char *k = key_of(&w, m->parts[i].filename);
-		const struct snap_s3_object *o;
+		char *k = snap_s3_where_key(&w, m->parts[i].filename);
+		const struct snap_s3_object *o = k ? snap_s3_list_objects_find(listed, k) : NULL;
 		if (!k)
 			r = snap_job_fail(job, -ENOMEM, "out of memory");
-		else if (!find_listed(listed, k, &o))
+		else if (!o)
 			r = snap_job_fail(job, -ENOENT,
 					  "no part s3://%s/%s: the bundle is incomplete", w.bucket,
 					  k);
@@ -711,12 +617,10 @@ static int download_bundle(struct snap_job *job)
 		bool have = have_part(path, sizes[i], m->parts[i].digest);
 		free(path);
 		if (have) {
-			skipped++;
-			job->progress.bytes_done += sizes[i];
-			job->progress.bytes_skipped += sizes[i];
+			skip_part(job, sizes[i], &skipped);
 			continue;
 		}
-		p->key = key_of(&w, m->parts[i].filename);
+		p->key = snap_s3_where_key(&w, m->parts[i].filename);
 		if (!p->key) {
 			r = snap_job_fail(job, -ENOMEM, "out of memory");
 			break;
@@ -724,7 +628,7 @@ static int download_bundle(struct snap_job *job)
 		p->budget = sizes[i] ? sizes[i] : 1;
 		if ((r = snap_s3_budget_acquire(c, p->budget)) < 0) {
 			p->budget = 0;
-			fail_s3(job, r, NULL, "cannot download");
+			snap_job_s3_fail(job, r, NULL, "cannot download");
 			free(p->key);
 			p->key = NULL;
 			break;
@@ -734,7 +638,7 @@ static int download_bundle(struct snap_job *job)
 		r = snap_s3_get_start(c, w.bucket, p->key, 0, UINT64_MAX, (size_t)sizes[i] + 1,
 				      &p->get);
 		if (r < 0) {
-			fail_s3(job, r, NULL, p->key);
+			snap_job_s3_fail(job, r, NULL, p->key);
 			snap_s3_budget_release(c, p->budget);
 			free(p->key);
 			*p = (struct down_part){0};
@@ -761,15 +665,10 @@ static int download_bundle(struct snap_job *job)
 	if (r < 0)
 		goto out;
 	snap_job_set_stage(job, SNAP_STAGE_FINISH);
-	snap_job_set_result_u64(job, SNAP_RESULT_PARTS, m->nparts);
-	snap_job_set_result_u64(job, SNAP_RESULT_PARTS_SKIPPED, skipped);
-	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_TOTAL, job->progress.bytes_total);
-	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_SKIPPED, job->progress.bytes_skipped);
-	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_WRITTEN, job->progress.bytes_written);
+	transfer_results(job, m->nparts, skipped);
 	snap_job_set_result_string(job, SNAP_RESULT_OUTPUT_PATH, dir);
 	r = 0;
 out:
-	snap_output_free(mout);
 	free(slots);
 	free(mpath);
 	free(detail);
@@ -778,17 +677,30 @@ out:
 	free(name);
 	snap_s3_list_objects_free(listed);
 	snap_manifest_doc_free(m);
-	where_clear(&w);
+	snap_s3_where_clear(&w);
 	return r;
+}
+
+/* DeleteObject of one part or the manifest, counted as one step done. */
+static int delete_one(struct snap_job *job, struct snap_s3_client *c, const char *bucket,
+		      const char *key)
+{
+	char *detail = NULL;
+	int r = snap_s3_delete_object(c, bucket, key, &detail);
+	if (r < 0)
+		return snap_job_s3_fail(job, r, detail, NULL);
+	free(detail);
+	job->progress.bytes_done++;
+	return 0;
 }
 
 static int delete_bundle(struct snap_job *job)
 {
-	struct where w = {0};
+	struct snap_s3_where w = {0};
 	struct snap_manifest_doc *m = NULL;
 	char *name = NULL, *mkey = NULL, *text = NULL, *detail = NULL;
 	size_t len = 0;
-	int r = where_parse(job, &w);
+	int r = snap_job_s3_where(job, snap_job_string(job, SNAP_SPARAM_S3_BUCKET), NULL, &w);
 	if (r < 0)
 		return r;
 	name = manifest_name(job);
@@ -808,34 +720,21 @@ static int delete_bundle(struct snap_job *job)
 			r = -ECANCELED;
 			goto out;
 		}
-		char *k = key_of(&w, m->parts[i].filename);
+		char *k = snap_s3_where_key(&w, m->parts[i].filename);
 		if (!k) {
 			r = snap_job_fail(job, -ENOMEM, "out of memory");
 			goto out;
 		}
-		r = snap_s3_delete_object(c, w.bucket, k, &detail);
+		r = delete_one(job, c, w.bucket, k);
 		free(k);
-		if (r < 0) {
-			fail_s3(job, r, detail, NULL);
-			detail = NULL;
+		if (r < 0)
 			goto out;
-		}
-		free(detail);
-		detail = NULL;
-		job->progress.bytes_done++;
 		snap_job_report(job, false);
 	}
 	/* the manifest last (invariant 1) */
 	snap_job_set_stage(job, SNAP_STAGE_FINISH);
-	r = snap_s3_delete_object(c, w.bucket, mkey, &detail);
-	if (r < 0) {
-		fail_s3(job, r, detail, NULL);
-		detail = NULL;
+	if ((r = delete_one(job, c, w.bucket, mkey)) < 0)
 		goto out;
-	}
-	free(detail);
-	detail = NULL;
-	job->progress.bytes_done++;
 	snap_job_set_result_u64(job, SNAP_RESULT_PARTS, m->nparts);
 	if (snap_job_param(job, SNAP_PARAM_CLEAR, 0)) {
 		struct snap_s3_list_objects *l = NULL;
@@ -853,7 +752,7 @@ static int delete_bundle(struct snap_job *job)
 		if (r < 0) {
 			char what[128];
 			snprintf(what, sizeof(what), "cannot remove bucket %s", w.bucket);
-			fail_s3(job, r, detail, what);
+			snap_job_s3_fail(job, r, detail, what);
 			detail = NULL;
 			goto out;
 		}
@@ -865,7 +764,7 @@ out:
 	free(mkey);
 	free(name);
 	snap_manifest_doc_free(m);
-	where_clear(&w);
+	snap_s3_where_clear(&w);
 	return r;
 }
 
@@ -891,7 +790,7 @@ static int s3_abort(struct snap_job *job)
 		goto out;
 	r = snap_s3_list_uploads(c, bucket, key, &l, &detail);
 	if (r < 0) {
-		fail_s3(job, r, detail, NULL);
+		snap_job_s3_fail(job, r, detail, NULL);
 		detail = NULL;
 		goto out;
 	}
@@ -914,7 +813,7 @@ static int s3_abort(struct snap_job *job)
 		if (r == -ENOENT)
 			r = 0; /* gone meanwhile (completed or aborted by another) */
 		if (r < 0) {
-			fail_s3(job, r, detail, NULL);
+			snap_job_s3_fail(job, r, detail, NULL);
 			detail = NULL;
 			goto out;
 		}
