@@ -2271,12 +2271,20 @@ static int add_copy_source(struct req *r, const char *src_bucket, const char *sr
 	return rc;
 }
 
-/* Runs a copy request to its CopyObjectResult / CopyPartResult and returns its ETag. A copy
- * answered 200 can still fail: its body is then an <Error>. */
-static int run_copy(struct snap_s3_client *c, struct req *r, bool part, char **ret_etag,
+/* Runs a copy request to its CopyObjectResult / CopyPartResult and returns its ETag; rc is how
+ * adding its headers went (a failure is out of memory). Frees r. A copy answered 200 can still
+ * fail: its body is then an <Error>. */
+static int run_copy(struct snap_s3_client *c, struct req *r, int rc, bool part, char **ret_etag,
 		    char **ret_detail)
 {
-	int rc = run_xml(c, r, ret_detail);
+	if (rc >= 0)
+		rc = req_body(r, NULL, 0, false);
+	if (rc < 0) {
+		fail_detail(ret_detail, rc, r->op, r->bucket, key_of(r), "out of memory");
+		req_free(r);
+		return rc;
+	}
+	rc = run_xml(c, r, ret_detail);
 	struct snap_s3_copy_result *res = NULL;
 	char *pd = NULL;
 	if (rc >= 0 && (rc = snap_s3_copy_result_parse(r->buf, r->len, part, &res, &pd)) < 0) {
@@ -2311,6 +2319,7 @@ static int run_copy(struct snap_s3_client *c, struct req *r, bool part, char **r
 		}
 	}
 	snap_s3_copy_result_free(res);
+	req_free(r);
 	return rc;
 }
 
@@ -2329,16 +2338,7 @@ int snap_s3_copy_object(struct snap_s3_client *c, const char *src_bucket, const 
 		rc = snap_s3_hlist_add(&r->headers, "x-amz-metadata-directive", "COPY");
 	if (rc >= 0 && acl)
 		rc = snap_s3_hlist_add(&r->headers, "x-amz-acl", acl);
-	if (rc >= 0)
-		rc = req_body(r, NULL, 0, false);
-	if (rc < 0) {
-		fail_detail(ret_detail, rc, r->op, bucket, key, "out of memory");
-		req_free(r);
-		return rc;
-	}
-	rc = run_copy(c, r, false, ret_etag, ret_detail);
-	req_free(r);
-	return rc;
+	return run_copy(c, r, rc, false, ret_etag, ret_detail);
 }
 
 int snap_s3_upload_part_copy(struct snap_s3_client *c, const char *src_bucket, const char *src_key,
@@ -2361,16 +2361,7 @@ int snap_s3_upload_part_copy(struct snap_s3_client *c, const char *src_bucket, c
 		rc = add_copy_source(r, src_bucket, src_key);
 	if (rc >= 0)
 		rc = snap_s3_hlist_add(&r->headers, "x-amz-copy-source-range", range);
-	if (rc >= 0)
-		rc = req_body(r, NULL, 0, false);
-	if (rc < 0) {
-		fail_detail(ret_detail, rc, r->op, bucket, key, "out of memory");
-		req_free(r);
-		return rc;
-	}
-	rc = run_copy(c, r, true, ret_etag, ret_detail);
-	req_free(r);
-	return rc;
+	return run_copy(c, r, rc, true, ret_etag, ret_detail);
 }
 
 /* s XML-escaped at the end of *b (open_memstream). */
