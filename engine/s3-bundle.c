@@ -61,14 +61,6 @@ static int parse_manifest(struct snap_job *job, const void *buf, size_t len, con
 	return r;
 }
 
-/* A part that is there already (invariant 2): counted as done and skipped. */
-static void skip_part(struct snap_job *job, uint64_t size, uint64_t *skipped)
-{
-	(*skipped)++;
-	job->progress.bytes_done += size;
-	job->progress.bytes_skipped += size;
-}
-
 /* The results of an upload or a download of nparts parts. */
 static void transfer_results(struct snap_job *job, size_t nparts, uint64_t skipped)
 {
@@ -79,25 +71,111 @@ static void transfer_results(struct snap_job *job, size_t nparts, uint64_t skipp
 	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_WRITTEN, job->progress.bytes_written);
 }
 
-/* ---- upload-bundle ---- */
+/* ---- the window of parts in flight (invariant 4), for upload and download ---- */
 
-struct up_part {
+/* One part in flight: an upload's PUT and the body it sends, or a download's GET. */
+struct slot {
 	struct snap_s3_put *put;
+	struct snap_s3_get *get;
 	void *buf;
 	uint64_t budget; /* bytes of the client's budget held */
-	size_t index;
 	uint64_t size;
+	size_t index;
 	char *key;
 };
 
-static void up_part_clear(struct snap_s3_client *c, struct up_part *u)
+/* A transfer of a bundle's parts between dir and the bucket at w, through slots. */
+struct xfer {
+	struct snap_job *job;
+	struct snap_s3_client *c;
+	const struct snap_s3_where *w;
+	const struct snap_manifest_doc *m;
+	const char *dir;
+	const uint64_t *sizes;
+	struct slot *slots;
+	size_t nslots, next;
+	uint64_t skipped;
+};
+
+/* Frees what the slot holds and empties it; a GET not waited for is cancelled (a PUT is always
+ * waited for: its body is in buf). */
+static void slot_clear(struct snap_s3_client *c, struct slot *s)
 {
-	free(u->buf);
-	if (u->budget)
-		snap_s3_budget_release(c, u->budget);
-	free(u->key);
-	*u = (struct up_part){0};
+	snap_s3_get_free(s->get);
+	free(s->buf);
+	if (s->budget)
+		snap_s3_budget_release(c, s->budget);
+	free(s->key);
+	*s = (struct slot){0};
 }
+
+/* Takes the client's budget for part i's body into s (what: the failure's words). */
+static int slot_budget(struct xfer *x, struct slot *s, size_t i, const char *what)
+{
+	uint64_t b = x->sizes[i] ? x->sizes[i] : 1;
+	int r = snap_s3_budget_acquire(x->c, b);
+	if (r < 0)
+		return snap_job_s3_fail(x->job, r, NULL, what);
+	s->budget = b;
+	return 0;
+}
+
+static int up_wait(struct xfer *x, struct slot *s);
+static int down_finish(struct xfer *x, struct slot *s);
+
+/* Ends the transfer in s, an upload or a download; s is empty after it. */
+static int slot_finish(struct xfer *x, struct slot *s)
+{
+	return s->put ? up_wait(x, s) : down_finish(x, s);
+}
+
+/* The slot for part i, once the transfer it held ended, and the part's file name in dir; -ECANCELED
+ * after a cancel. */
+static int xfer_next(struct xfer *x, size_t i, struct slot **ret, char **ret_path)
+{
+	if (snap_job_cancelled(x->job))
+		return -ECANCELED;
+	struct slot *s = &x->slots[x->next];
+	int r;
+	if ((s->put || s->get) && (r = slot_finish(x, s)) < 0)
+		return r;
+	x->next = (x->next + 1) % x->nslots;
+	snap_job_report(x->job, false);
+	char *path;
+	if (asprintf(&path, "%s/%s", x->dir, x->m->parts[i].filename) < 0)
+		return snap_job_fail(x->job, -ENOMEM, "out of memory");
+	*ret = s;
+	*ret_path = path;
+	return 0;
+}
+
+/* A part that is there already (invariant 2): counted as done and skipped. */
+static void xfer_skip(struct xfer *x, size_t i)
+{
+	x->skipped++;
+	x->job->progress.bytes_done += x->sizes[i];
+	x->job->progress.bytes_skipped += x->sizes[i];
+}
+
+/* Ends every transfer still in flight, oldest first: each upload is waited for, a download only
+ * while nothing failed (r: the loop's outcome; a failure drops the rest). */
+static int xfer_drain(struct xfer *x, int r)
+{
+	for (size_t k = 0; k < x->nslots; k++) {
+		struct slot *s = &x->slots[(x->next + k) % x->nslots];
+		if (s->put || (s->get && r >= 0)) {
+			int e = slot_finish(x, s);
+			if (r >= 0 && e < 0)
+				r = e;
+		}
+		slot_clear(x->c, s);
+	}
+	if (r >= 0 && snap_job_cancelled(x->job))
+		r = -ECANCELED;
+	return r;
+}
+
+/* ---- upload-bundle ---- */
 
 /* Reads a part file of size bytes into *ret_buf, with the MD5 and SHA-1 of its bytes. */
 static int read_part(struct snap_job *job, const char *path, uint64_t size, uint8_t md5[16],
@@ -145,22 +223,21 @@ out:
 }
 
 /* Waits for the upload in slot u; its failure is recorded. */
-static int up_wait(struct snap_job *job, struct snap_s3_client *c, const struct snap_s3_where *w,
-		   struct up_part *u)
+static int up_wait(struct xfer *x, struct slot *u)
 {
 	char *etag = NULL, *detail = NULL;
 	int r = snap_s3_put_wait(u->put, &etag, &detail);
 	u->put = NULL;
 	if (r < 0) {
-		snap_job_s3_fail(job, r, detail, NULL);
+		snap_job_s3_fail(x->job, r, detail, NULL);
 	} else {
 		free(detail);
-		snap_debug("uploaded s3://%s/%s (%s)", w->bucket, u->key, etag ? etag : "");
-		job->progress.bytes_done += u->size;
-		job->progress.bytes_written += u->size;
+		snap_debug("uploaded s3://%s/%s (%s)", x->w->bucket, u->key, etag ? etag : "");
+		x->job->progress.bytes_done += u->size;
+		x->job->progress.bytes_written += u->size;
 	}
 	free(etag);
-	up_part_clear(c, u);
+	slot_clear(x->c, u);
 	return r;
 }
 
@@ -169,7 +246,7 @@ static int upload_bundle(struct snap_job *job)
 	struct snap_s3_where w = {0};
 	struct snap_manifest_doc *m = NULL;
 	struct snap_s3_list_objects *listed = NULL;
-	struct up_part *slots = NULL;
+	struct slot *slots = NULL;
 	char *text = NULL, *dir = NULL, *mkey = NULL, *detail = NULL;
 	size_t len, nslots = snap_job_s3_connections(job);
 	int r;
@@ -256,30 +333,17 @@ static int upload_bundle(struct snap_job *job)
 	}
 
 	snap_job_set_stage(job, SNAP_STAGE_DATA);
-	uint64_t skipped = 0;
-	size_t next = 0;
+	struct xfer x = {job, c, &w, m, dir, sizes, slots, nslots, 0, 0};
 	for (size_t i = (size_t)first; i < m->nparts && r >= 0; i++) {
-		if (snap_job_cancelled(job)) {
-			r = -ECANCELED;
-			break;
-		}
-		struct up_part *u = &slots[next];
-		if (u->put && (r = up_wait(job, c, &w, u)) < 0)
-			break;
-		next = (next + 1) % nslots;
-		snap_job_report(job, false);
+		struct slot *u;
 		char *path;
-		if (asprintf(&path, "%s/%s", dir, m->parts[i].filename) < 0) {
-			r = snap_job_fail(job, -ENOMEM, "out of memory");
+		if ((r = xfer_next(&x, i, &u, &path)) < 0)
 			break;
-		}
 		uint8_t md5[16], sha1[20];
-		if ((r = snap_s3_budget_acquire(c, sizes[i] ? sizes[i] : 1)) < 0) {
+		if ((r = slot_budget(&x, u, i, "cannot upload")) < 0) {
 			free(path);
-			snap_job_s3_fail(job, r, NULL, "cannot upload");
 			break;
 		}
-		u->budget = sizes[i] ? sizes[i] : 1;
 		r = read_part(job, path, sizes[i], md5, sha1, &u->buf);
 		if (r >= 0 && memcmp(sha1, m->parts[i].digest, 20)) {
 			r = snap_job_fail(job, -EBADMSG,
@@ -296,14 +360,14 @@ static int upload_bundle(struct snap_job *job)
 		if (o && o->size == sizes[i] && o->etag && snap_s3_etag_equal(o->etag, hex)) {
 			snap_debug("s3://%s/%s has the part's MD5 already: skipped", w.bucket,
 				   u->key);
-			skip_part(job, sizes[i], &skipped);
-			up_part_clear(c, u);
+			xfer_skip(&x, i);
+			slot_clear(c, u);
 			free(path);
 			continue;
 		}
 		free(path);
 		if (r < 0) {
-			up_part_clear(c, u);
+			slot_clear(c, u);
 			break;
 		}
 		u->index = i;
@@ -311,23 +375,13 @@ static int upload_bundle(struct snap_job *job)
 		r = snap_s3_put_start(c, w.bucket, u->key, NULL, 0, u->buf, sizes[i], &po, &u->put);
 		if (r < 0) {
 			snap_job_s3_fail(job, r, NULL, u->key);
-			up_part_clear(c, u);
+			slot_clear(c, u);
 			break;
 		}
 	}
 	/* every transfer started ends before its buffer is freed, whatever happened */
-	for (size_t k = 0; k < nslots; k++) {
-		struct up_part *u = &slots[(next + k) % nslots];
-		if (u->put) {
-			int e = up_wait(job, c, &w, u);
-			if (r >= 0 && e < 0)
-				r = e;
-		}
-		up_part_clear(c, u);
-	}
+	r = xfer_drain(&x, r);
 	free(sizes);
-	if (r >= 0 && snap_job_cancelled(job))
-		r = -ECANCELED;
 	if (r < 0)
 		goto out;
 
@@ -344,7 +398,7 @@ static int upload_bundle(struct snap_job *job)
 		snap_job_set_result_string(job, SNAP_RESULT_OBJECT_URL, url);
 		snap_job_set_result_string(job, SNAP_RESULT_MANIFEST_PATH, url);
 	}
-	transfer_results(job, m->nparts, skipped);
+	transfer_results(job, m->nparts, x.skipped);
 	r = 0;
 out:
 	free(slots);
@@ -418,17 +472,10 @@ static int write_whole(struct snap_job *job, const char *path, const void *buf, 
 	return r;
 }
 
-struct down_part {
-	struct snap_s3_get *get;
-	uint64_t budget, size;
-	size_t index;
-	char *key;
-};
-
-static int down_finish(struct snap_job *job, struct snap_s3_client *c,
-		       const struct snap_s3_where *w, const struct snap_manifest_doc *m,
-		       const char *dir, struct down_part *p)
+/* Waits for the download in slot p, checks it (invariant 3) and writes it into place. */
+static int down_finish(struct xfer *x, struct slot *p)
 {
+	struct snap_job *job = x->job;
 	void *buf = NULL;
 	size_t len = 0;
 	char *detail = NULL, *path = NULL;
@@ -441,17 +488,17 @@ static int down_finish(struct snap_job *job, struct snap_s3_client *c,
 	}
 	free(detail);
 	detail = NULL;
-	const struct snap_manifest_read_part *mp = &m->parts[p->index];
+	const struct snap_manifest_read_part *mp = &x->m->parts[p->index];
 	uint8_t sha1[20];
 	EVP_Digest(buf, len, sha1, NULL, EVP_sha1(), NULL);
 	if (len != p->size || memcmp(sha1, mp->digest, 20)) {
 		r = snap_job_fail(job, -EBADMSG,
 				  "part s3://%s/%s does not match the manifest's SHA-1 digest (%zu "
 				  "bytes read, %llu listed): changed in the bucket since bundled?",
-				  w->bucket, p->key, len, (unsigned long long)p->size);
+				  x->w->bucket, p->key, len, (unsigned long long)p->size);
 		goto out;
 	}
-	if (asprintf(&path, "%s/%s", dir, mp->filename) < 0) {
+	if (asprintf(&path, "%s/%s", x->dir, mp->filename) < 0) {
 		path = NULL;
 		r = snap_job_fail(job, -ENOMEM, "out of memory");
 		goto out;
@@ -464,10 +511,7 @@ out:
 	free(detail);
 	free(path);
 	free(buf);
-	if (p->budget)
-		snap_s3_budget_release(c, p->budget);
-	free(p->key);
-	*p = (struct down_part){0};
+	slot_clear(x->c, p);
 	return r;
 }
 
@@ -532,7 +576,7 @@ static int download_bundle(struct snap_job *job)
 	struct snap_s3_where w = {0};
 	struct snap_manifest_doc *m = NULL;
 	struct snap_s3_list_objects *listed = NULL;
-	struct down_part *slots = NULL;
+	struct slot *slots = NULL;
 	char *name = NULL, *mkey = NULL, *text = NULL, *detail = NULL, *mpath = NULL;
 	size_t len = 0, nslots = snap_job_s3_connections(job);
 	const char *dir = snap_job_string(job, SNAP_SPARAM_OUTPUT_DIR);
@@ -597,27 +641,16 @@ static int download_bundle(struct snap_job *job)
 	}
 
 	snap_job_set_stage(job, SNAP_STAGE_DATA);
-	uint64_t skipped = 0;
-	size_t next = 0;
+	struct xfer x = {job, c, &w, m, dir, sizes, slots, nslots, 0, 0};
 	for (size_t i = 0; i < m->nparts && r >= 0; i++) {
-		if (snap_job_cancelled(job)) {
-			r = -ECANCELED;
-			break;
-		}
-		struct down_part *p = &slots[next];
-		if (p->get && (r = down_finish(job, c, &w, m, dir, p)) < 0)
-			break;
-		next = (next + 1) % nslots;
-		snap_job_report(job, false);
+		struct slot *p;
 		char *path;
-		if (asprintf(&path, "%s/%s", dir, m->parts[i].filename) < 0) {
-			r = snap_job_fail(job, -ENOMEM, "out of memory");
+		if ((r = xfer_next(&x, i, &p, &path)) < 0)
 			break;
-		}
 		bool have = have_part(path, sizes[i], m->parts[i].digest);
 		free(path);
 		if (have) {
-			skip_part(job, sizes[i], &skipped);
+			xfer_skip(&x, i);
 			continue;
 		}
 		p->key = snap_s3_where_key(&w, m->parts[i].filename);
@@ -625,12 +658,8 @@ static int download_bundle(struct snap_job *job)
 			r = snap_job_fail(job, -ENOMEM, "out of memory");
 			break;
 		}
-		p->budget = sizes[i] ? sizes[i] : 1;
-		if ((r = snap_s3_budget_acquire(c, p->budget)) < 0) {
-			p->budget = 0;
-			snap_job_s3_fail(job, r, NULL, "cannot download");
-			free(p->key);
-			p->key = NULL;
+		if ((r = slot_budget(&x, p, i, "cannot download")) < 0) {
+			slot_clear(c, p);
 			break;
 		}
 		p->index = i;
@@ -639,33 +668,17 @@ static int download_bundle(struct snap_job *job)
 				      &p->get);
 		if (r < 0) {
 			snap_job_s3_fail(job, r, NULL, p->key);
-			snap_s3_budget_release(c, p->budget);
-			free(p->key);
-			*p = (struct down_part){0};
+			slot_clear(c, p);
 			break;
 		}
 	}
-	for (size_t k = 0; k < nslots; k++) {
-		struct down_part *p = &slots[(next + k) % nslots];
-		if (!p->get)
-			continue;
-		if (r < 0) {
-			/* failed already: drop the rest (free without wait cancels) */
-			snap_s3_get_free(p->get);
-			snap_s3_budget_release(c, p->budget);
-			free(p->key);
-			*p = (struct down_part){0};
-			continue;
-		}
-		r = down_finish(job, c, &w, m, dir, p);
-	}
+	/* failed already: the rest is dropped (freeing a GET not waited for cancels it) */
+	r = xfer_drain(&x, r);
 	free(sizes);
-	if (r >= 0 && snap_job_cancelled(job))
-		r = -ECANCELED;
 	if (r < 0)
 		goto out;
 	snap_job_set_stage(job, SNAP_STAGE_FINISH);
-	transfer_results(job, m->nparts, skipped);
+	transfer_results(job, m->nparts, x.skipped);
 	snap_job_set_result_string(job, SNAP_RESULT_OUTPUT_PATH, dir);
 	r = 0;
 out:
