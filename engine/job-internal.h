@@ -45,6 +45,8 @@ struct job_source {
 #define JOB_RESULTS_U64 16
 
 struct snap_s3_client;
+struct snap_s3_list_objects;
+struct snap_s3_object;
 struct job_s3; /* job-s3.c */
 #define JOB_RESULTS_STR 8
 
@@ -146,6 +148,11 @@ unsigned snap_job_s3_connections(const struct snap_job *job);
 /* The canned ACL of a bundle's objects: SNAP_SPARAM_S3_ACL, aws-exec-read by default (the EC2
  * AMI tools'), NULL for "" (none). */
 const char *snap_job_s3_bundle_acl(const struct snap_job *job);
+/* The listed object of a bundle's part name under w, its size counted in progress.bytes_total;
+ * a missing one fails the job: "no part s3://BUCKET/KEY: the bundle [BUNDLE ]is incomplete". */
+int snap_job_s3_listed_part(struct snap_job *job, const struct snap_s3_where *w,
+			    const struct snap_s3_list_objects *l, const char *name,
+			    const char *bundle, const struct snap_s3_object **ret);
 /* CreateBucket at location (NULL or "": the service's default); one that exists is fine. */
 int snap_job_s3_make_bucket(struct snap_job *job, struct snap_s3_client *c, const char *bucket,
 			    const char *location);

@@ -319,6 +319,26 @@ const char *snap_job_s3_bundle_acl(const struct snap_job *job)
 	return *acl ? acl : NULL;
 }
 
+int snap_job_s3_listed_part(struct snap_job *job, const struct snap_s3_where *w,
+			    const struct snap_s3_list_objects *l, const char *name,
+			    const char *bundle, const struct snap_s3_object **ret)
+{
+	char *k = snap_s3_where_key(w, name);
+	if (!k)
+		return snap_job_fail(job, -ENOMEM, "out of memory");
+	const struct snap_s3_object *o = snap_s3_list_objects_find(l, k);
+	int r = 0;
+	if (!o)
+		r = snap_job_fail(job, -ENOENT, "no part s3://%s/%s: the bundle %s%sis incomplete",
+				  w->bucket, k, bundle ? bundle : "", bundle ? " " : "");
+	free(k);
+	if (r < 0)
+		return r;
+	job->progress.bytes_total += o->size;
+	*ret = o;
+	return 0;
+}
+
 int snap_job_s3_make_bucket(struct snap_job *job, struct snap_s3_client *c, const char *bucket,
 			    const char *location)
 {

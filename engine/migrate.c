@@ -658,24 +658,21 @@ static int migrate_bundle(struct snap_job *job)
 	}
 	for (nparts = 0; nparts < m->nparts; nparts++) {
 		struct copy_part *p = &parts[nparts];
-		p->src_key = snap_s3_where_key(&src, m->parts[nparts].filename);
-		p->dst_key = snap_s3_where_key(&dst, m->parts[nparts].filename);
-		if (!p->src_key || !p->dst_key) {
-			r = snap_job_fail(job, -ENOMEM, "out of memory");
-			nparts++;
-			goto out;
+		const char *pname = m->parts[nparts].filename;
+		const struct snap_s3_object *o;
+		r = snap_job_s3_listed_part(job, &src, listed, pname, url, &o);
+		if (r >= 0) {
+			p->src_key = strdup(o->key);
+			p->dst_key = snap_s3_where_key(&dst, pname);
+			if (!p->src_key || !p->dst_key)
+				r = snap_job_fail(job, -ENOMEM, "out of memory");
 		}
-		const struct snap_s3_object *o = snap_s3_list_objects_find(listed, p->src_key);
-		if (!o) {
-			r = snap_job_fail(job, -ENOENT,
-					  "no part s3://%s/%s: the bundle %s is incomplete",
-					  src.bucket, p->src_key, url);
+		if (r < 0) {
 			nparts++;
 			goto out;
 		}
 		p->size = o->size;
 		p->src_etag = o->etag;
-		job->progress.bytes_total += o->size;
 	}
 
 	/* the destination bucket, made at --location when missing (a bucket that exists needs no

@@ -120,6 +120,19 @@ static int slot_budget(struct xfer *x, struct slot *s, size_t i, const char *wha
 	return 0;
 }
 
+/* Part i's transfer in s has started (r: how starting it went; a failure empties s). */
+static int slot_started(struct xfer *x, struct slot *s, size_t i, int r)
+{
+	if (r < 0) {
+		snap_job_s3_fail(x->job, r, NULL, s->key);
+		slot_clear(x->c, s);
+		return r;
+	}
+	s->index = i;
+	s->size = x->sizes[i];
+	return 0;
+}
+
 static int up_wait(struct xfer *x, struct slot *s);
 static int down_finish(struct xfer *x, struct slot *s);
 
@@ -370,14 +383,9 @@ static int upload_bundle(struct snap_job *job)
 			slot_clear(c, u);
 			break;
 		}
-		u->index = i;
-		u->size = sizes[i];
 		r = snap_s3_put_start(c, w.bucket, u->key, NULL, 0, u->buf, sizes[i], &po, &u->put);
-		if (r < 0) {
-			snap_job_s3_fail(job, r, NULL, u->key);
-			slot_clear(c, u);
+		if ((r = slot_started(&x, u, i, r)) < 0)
 			break;
-		}
 	}
 	/* every transfer started ends before its buffer is freed, whatever happened */
 	r = xfer_drain(&x, r);
@@ -627,17 +635,10 @@ static int download_bundle(struct snap_job *job)
 		goto out;
 	}
 	for (size_t i = 0; i < m->nparts && r >= 0; i++) {
-		char *k = snap_s3_where_key(&w, m->parts[i].filename);
-		const struct snap_s3_object *o = k ? snap_s3_list_objects_find(listed, k) : NULL;
-		if (!k)
-			r = snap_job_fail(job, -ENOMEM, "out of memory");
-		else if (!o)
-			r = snap_job_fail(job, -ENOENT,
-					  "no part s3://%s/%s: the bundle is incomplete", w.bucket,
-					  k);
-		else
-			job->progress.bytes_total += sizes[i] = o->size;
-		free(k);
+		const struct snap_s3_object *o;
+		r = snap_job_s3_listed_part(job, &w, listed, m->parts[i].filename, NULL, &o);
+		if (r >= 0)
+			sizes[i] = o->size;
 	}
 
 	snap_job_set_stage(job, SNAP_STAGE_DATA);
@@ -662,15 +663,10 @@ static int download_bundle(struct snap_job *job)
 			slot_clear(c, p);
 			break;
 		}
-		p->index = i;
-		p->size = sizes[i];
 		r = snap_s3_get_start(c, w.bucket, p->key, 0, UINT64_MAX, (size_t)sizes[i] + 1,
 				      &p->get);
-		if (r < 0) {
-			snap_job_s3_fail(job, r, NULL, p->key);
-			slot_clear(c, p);
+		if ((r = slot_started(&x, p, i, r)) < 0)
 			break;
-		}
 	}
 	/* failed already: the rest is dropped (freeing a GET not waited for cancels it) */
 	r = xfer_drain(&x, r);
