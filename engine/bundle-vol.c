@@ -730,48 +730,31 @@ static int bvol_format(struct bvol *v)
 	const char *t = v->fstype;
 	char mkfs[64], uuidopt[64];
 	snprintf(mkfs, sizeof(mkfs), "mkfs.%s", t);
-	char *argv[16];
-	int n = 0;
-	argv[n++] = mkfs;
-	if (!strcmp(t, "ext2") || !strcmp(t, "ext3") || !strcmp(t, "ext4")) {
-		argv[n++] = "-q";
-		argv[n++] = "-F";
-		if (v->label) {
-			argv[n++] = "-L";
-			argv[n++] = v->label;
-		}
-		if (v->uuid) {
-			argv[n++] = "-U";
-			argv[n++] = v->uuid;
-		}
-	} else if (!strcmp(t, "xfs")) {
-		argv[n++] = "-q";
-		argv[n++] = "-f";
-		if (v->label) {
-			argv[n++] = "-L";
-			argv[n++] = v->label;
-		}
-		if (v->uuid) {
-			snprintf(uuidopt, sizeof(uuidopt), "uuid=%s", v->uuid);
-			argv[n++] = "-m";
-			argv[n++] = uuidopt;
-		}
-	} else if (!strcmp(t, "btrfs")) {
-		argv[n++] = "-q";
-		argv[n++] = "-f";
-		if (v->label) {
-			argv[n++] = "-L";
-			argv[n++] = v->label;
-		}
-		if (v->uuid) {
-			argv[n++] = "-U";
-			argv[n++] = v->uuid;
-		}
-	} else {
+	bool ext = !strcmp(t, "ext2") || !strcmp(t, "ext3") || !strcmp(t, "ext4");
+	bool xfs = !strcmp(t, "xfs");
+	if (!ext && !xfs && strcmp(t, "btrfs"))
 		return snap_job_fail(v->job, -EOPNOTSUPP,
 				     "cannot make a %s filesystem like %s's: ext2/3/4, xfs and "
 				     "btrfs are supported (or --snapshot --no-filter)",
 				     t, v->volume);
+	/* the three take -q, a force flag (mke2fs's -F, the others' -f) and -L alike; the UUID
+	 * is mkfs.xfs's -m uuid=, the others' -U */
+	char *argv[16];
+	int n = 0;
+	argv[n++] = mkfs;
+	argv[n++] = "-q";
+	argv[n++] = ext ? "-F" : "-f";
+	if (v->label) {
+		argv[n++] = "-L";
+		argv[n++] = v->label;
+	}
+	if (v->uuid && xfs) {
+		snprintf(uuidopt, sizeof(uuidopt), "uuid=%s", v->uuid);
+		argv[n++] = "-m";
+		argv[n++] = uuidopt;
+	} else if (v->uuid) {
+		argv[n++] = "-U";
+		argv[n++] = v->uuid;
 	}
 	argv[n++] = v->loop_dev;
 	argv[n] = NULL;

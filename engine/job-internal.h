@@ -45,6 +45,8 @@ struct job_source {
 #define JOB_RESULTS_U64 16
 
 struct snap_s3_client;
+struct snap_s3_list_objects;
+struct snap_s3_object;
 struct job_s3; /* job-s3.c */
 #define JOB_RESULTS_STR 8
 
@@ -126,6 +128,37 @@ void snap_job_s3_progress(struct snap_job *job);
 void snap_job_s3_run_start(struct snap_job *job);
 void snap_job_s3_results(struct snap_job *job);
 void snap_job_s3_free(struct snap_job *job);
+
+/* Where a classic bundle is in S3 (s3-bundle.c, migrate.c): a bucket and a key prefix, "" or
+ * ending in '/'. snap_job_s3_where parses "BUCKET[/PREFIX]" (leading '/' skipped); what names
+ * the bucket in messages ("source": "no source bucket given"), NULL for the only one. */
+struct snap_s3_where {
+	char *bucket, *prefix;
+};
+int snap_job_s3_where(struct snap_job *job, const char *v, const char *what,
+		      struct snap_s3_where *ret);
+void snap_s3_where_clear(struct snap_s3_where *w);
+/* PREFIX + name, malloc'd; NULL when out of memory. */
+char *snap_s3_where_key(const struct snap_s3_where *w, const char *name);
+/* Records an S3 failure: "cancelled" after a cancel, else "what: detail" (what optional; the
+ * errno's text without a detail). Frees detail; returns r. */
+int snap_job_s3_fail(struct snap_job *job, int r, char *detail, const char *what);
+/* The parts in flight at once: SNAP_PARAM_S3_CONNECTIONS within 1..64. */
+unsigned snap_job_s3_connections(const struct snap_job *job);
+/* The canned ACL of a bundle's objects: SNAP_SPARAM_S3_ACL, aws-exec-read by default (the EC2
+ * AMI tools'), NULL for "" (none). */
+const char *snap_job_s3_bundle_acl(const struct snap_job *job);
+/* The listed object of a bundle's part name under w, its size counted in progress.bytes_total;
+ * a missing one fails the job: "no part s3://BUCKET/KEY: the bundle [BUNDLE ]is incomplete". */
+int snap_job_s3_listed_part(struct snap_job *job, const struct snap_s3_where *w,
+			    const struct snap_s3_list_objects *l, const char *name,
+			    const char *bundle, const struct snap_s3_object **ret);
+/* CreateBucket at location (NULL or "": the service's default); one that exists is fine. */
+int snap_job_s3_make_bucket(struct snap_job *job, struct snap_s3_client *c, const char *bucket,
+			    const char *location);
+/* A bundle's manifest object, at most max bytes; -ENOENT recorded as "no manifest". */
+int snap_job_s3_get_manifest(struct snap_job *job, struct snap_s3_client *c, const char *bucket,
+			     const char *key, size_t max, void **ret_buf, size_t *ret_len);
 
 /* Runners: one per job kind. */
 int snap_bundle_run(struct snap_job *job);

@@ -2,7 +2,10 @@
 /*
  * job-s3.c - the S3 client of a job (job-internal.h, invariant 5): made once from the job's
  * parameters through the AWS chain, its log lines sent to the library's log, its statistics
- * reported as progress and results, and a job's cancel forwarded to it.
+ * reported as progress and results, and a job's cancel forwarded to it. Also the pieces the
+ * classic-bundle jobs share (s3-bundle.c, migrate.c): where a bundle is (bucket and prefix), the
+ * failure message of an S3 call, the window of connections, the bundle ACL, CreateBucket, the
+ * manifest GET and a part's lookup in a listing.
  *
  * Invariants:
  *  1. The client is made under job->s3_lock and published (job->s3) only once complete; readers
@@ -23,6 +26,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -239,4 +243,127 @@ void snap_job_s3_free(struct snap_job *job)
 		pthread_join(s->watcher, NULL);
 	}
 	job_s3_free(s);
+}
+
+/* ---- classic bundles in a bucket (s3-bundle.c, migrate.c) ---- */
+
+int snap_job_s3_where(struct snap_job *job, const char *v, const char *what,
+		      struct snap_s3_where *ret)
+{
+	if (!v || !*v)
+		return what ? snap_job_fail(job, -EINVAL, "no %s bucket given", what)
+			    : snap_job_fail(job, -EINVAL, "no bucket given");
+	while (*v == '/')
+		v++;
+	char *url, *detail = NULL, *bucket, *key;
+	if (asprintf(&url, "s3://%s", v) < 0)
+		return snap_job_fail(job, -ENOMEM, "out of memory");
+	int r = snap_s3_url_parse(url, &bucket, &key, &detail);
+	free(url);
+	if (r < 0) {
+		const char *why = detail ? detail : snap_strerror(r);
+		if (what)
+			snap_job_fail(job, r, "%s bucket: %s", what, why);
+		else
+			snap_job_fail(job, r, "%s", why);
+		free(detail);
+		return r;
+	}
+	size_t n = strlen(key);
+	if (n > 0 && key[n - 1] != '/') {
+		char *k;
+		if (asprintf(&k, "%s/", key) < 0) {
+			free(bucket);
+			free(key);
+			return snap_job_fail(job, -ENOMEM, "out of memory");
+		}
+		free(key);
+		key = k;
+	}
+	*ret = (struct snap_s3_where){bucket, key};
+	return 0;
+}
+
+void snap_s3_where_clear(struct snap_s3_where *w)
+{
+	free(w->bucket);
+	free(w->prefix);
+}
+
+char *snap_s3_where_key(const struct snap_s3_where *w, const char *name)
+{
+	char *k;
+	return asprintf(&k, "%s%s", w->prefix, name) < 0 ? NULL : k;
+}
+
+int snap_job_s3_fail(struct snap_job *job, int r, char *detail, const char *what)
+{
+	if (r == -ECANCELED && snap_job_cancelled(job))
+		snap_job_fail(job, r, "cancelled");
+	else if (what)
+		snap_job_fail(job, r, "%s: %s", what, detail ? detail : snap_strerror(r));
+	else
+		snap_job_fail(job, r, "%s", detail ? detail : snap_strerror(r));
+	free(detail);
+	return r;
+}
+
+unsigned snap_job_s3_connections(const struct snap_job *job)
+{
+	int64_t n = snap_job_param(job, SNAP_PARAM_S3_CONNECTIONS, SNAP_S3_DEFAULT_CONNECTIONS);
+	return n < 1 ? SNAP_S3_DEFAULT_CONNECTIONS : n > 64 ? 64u : (unsigned)n;
+}
+
+const char *snap_job_s3_bundle_acl(const struct snap_job *job)
+{
+	const char *acl = snap_job_string(job, SNAP_SPARAM_S3_ACL);
+	if (!acl)
+		return "aws-exec-read";
+	return *acl ? acl : NULL;
+}
+
+int snap_job_s3_listed_part(struct snap_job *job, const struct snap_s3_where *w,
+			    const struct snap_s3_list_objects *l, const char *name,
+			    const char *bundle, const struct snap_s3_object **ret)
+{
+	char *k = snap_s3_where_key(w, name);
+	if (!k)
+		return snap_job_fail(job, -ENOMEM, "out of memory");
+	const struct snap_s3_object *o = snap_s3_list_objects_find(l, k);
+	int r = 0;
+	if (!o)
+		r = snap_job_fail(job, -ENOENT, "no part s3://%s/%s: the bundle %s%sis incomplete",
+				  w->bucket, k, bundle ? bundle : "", bundle ? " " : "");
+	free(k);
+	if (r < 0)
+		return r;
+	job->progress.bytes_total += o->size;
+	*ret = o;
+	return 0;
+}
+
+int snap_job_s3_make_bucket(struct snap_job *job, struct snap_s3_client *c, const char *bucket,
+			    const char *location)
+{
+	char *detail = NULL;
+	int r = snap_s3_create_bucket(c, bucket, location && *location ? location : NULL, &detail);
+	if (r < 0 && r != -EEXIST) {
+		char what[128];
+		snprintf(what, sizeof(what), "cannot create bucket %s", bucket);
+		return snap_job_s3_fail(job, r, detail, what);
+	}
+	free(detail);
+	return 0;
+}
+
+int snap_job_s3_get_manifest(struct snap_job *job, struct snap_s3_client *c, const char *bucket,
+			     const char *key, size_t max, void **ret_buf, size_t *ret_len)
+{
+	char *detail = NULL;
+	int r = snap_s3_get_object(c, bucket, key, max, ret_buf, ret_len, &detail);
+	if (r < 0)
+		return snap_job_s3_fail(job, r, detail,
+					r == -ENOENT ? "no manifest" : "cannot read manifest");
+	free(detail);
+	return 0;
 }

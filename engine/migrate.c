@@ -36,16 +36,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
-/* manifest-read.h and manifest-write.h name their part and mapping structs alike (a read
- * manifest owns its strings, one to write points at them): the reader's are renamed here, the
- * one file that holds both. */
-#define snap_manifest_part snap_manifest_read_part
-#define snap_manifest_mapping snap_manifest_read_mapping
 #include "manifest-read.h"
-#undef snap_manifest_part
-#undef snap_manifest_mapping
 #include "manifest-write.h"
 
 #include "bundle-keys.h"
@@ -413,86 +405,14 @@ out:
 
 /* ---- migrate-bundle (invariant 4) ---- */
 
-struct where {
-	char *bucket, *prefix; /* prefix "" or ending in '/' */
-};
-
-static void where_clear(struct where *w)
-{
-	free(w->bucket);
-	free(w->prefix);
-}
-
-static int where_parse(struct snap_job *job, int sparam, const char *what, struct where *ret)
+/* SNAP_SPARAM_S3_BUCKET or DEST_BUCKET, with or without "s3://". */
+static int where_parse(struct snap_job *job, int sparam, const char *what,
+		       struct snap_s3_where *ret)
 {
 	const char *v = snap_job_string(job, sparam);
-	if (!v || !*v)
-		return snap_job_fail(job, -EINVAL, "no %s bucket given", what);
-	if (!strncmp(v, "s3://", 5))
+	if (v && !strncmp(v, "s3://", 5))
 		v += 5;
-	while (*v == '/')
-		v++;
-	char *url, *detail = NULL, *bucket, *key;
-	if (asprintf(&url, "s3://%s", v) < 0)
-		return snap_job_fail(job, -ENOMEM, "out of memory");
-	int r = snap_s3_url_parse(url, &bucket, &key, &detail);
-	free(url);
-	if (r < 0) {
-		snap_job_fail(job, r, "%s bucket: %s", what, detail ? detail : snap_strerror(r));
-		free(detail);
-		return r;
-	}
-	size_t n = strlen(key);
-	if (n > 0 && key[n - 1] != '/') {
-		char *k2;
-		if (asprintf(&k2, "%s/", key) < 0) {
-			free(bucket);
-			free(key);
-			return snap_job_fail(job, -ENOMEM, "out of memory");
-		}
-		free(key);
-		key = k2;
-	}
-	*ret = (struct where){bucket, key};
-	return 0;
-}
-
-static int fail_s3(struct snap_job *job, int r, char *detail, const char *what)
-{
-	if (r == -ECANCELED && snap_job_cancelled(job))
-		snap_job_fail(job, r, "cancelled");
-	else if (what)
-		snap_job_fail(job, r, "%s: %s", what, detail ? detail : snap_strerror(r));
-	else
-		snap_job_fail(job, r, "%s", detail ? detail : snap_strerror(r));
-	free(detail);
-	return r;
-}
-
-/* ETag of a single PUT: an MD5, 32 hex characters (in quotes); a multipart object's has "-N". */
-static bool etag_is_md5(const char *e)
-{
-	if (!e)
-		return false;
-	size_t n = strlen(e);
-	if (n == 34 && e[0] == '"' && e[33] == '"')
-		e++, n -= 2;
-	if (n != 32)
-		return false;
-	for (size_t i = 0; i < 32; i++)
-		if (!strchr("0123456789abcdefABCDEF", e[i]))
-			return false;
-	return true;
-}
-
-static bool etag_eq(const char *a, const char *b)
-{
-	size_t na = strlen(a), nb = strlen(b);
-	if (na >= 2 && a[0] == '"' && a[na - 1] == '"')
-		a++, na -= 2;
-	if (nb >= 2 && b[0] == '"' && b[nb - 1] == '"')
-		b++, nb -= 2;
-	return na == nb && !strncasecmp(a, b, na);
+	return snap_job_s3_where(job, v, what, ret);
 }
 
 struct copy_part {
@@ -504,7 +424,7 @@ struct copy_part {
 struct copier {
 	struct snap_job *job;
 	struct snap_s3_client *c;
-	const struct where *src, *dst;
+	const struct snap_s3_where *src, *dst;
 	const char *acl;
 	struct copy_part *parts;
 	size_t nparts, next, running;
@@ -521,7 +441,7 @@ static int copy_multipart(struct copier *cp, const struct copy_part *p)
 	struct snap_s3_put_options po = {.acl = cp->acl};
 	int r = snap_s3_create_upload(cp->c, cp->dst->bucket, p->dst_key, &po, &upload, &detail);
 	if (r < 0)
-		return fail_s3(cp->job, r, detail, NULL);
+		return snap_job_s3_fail(cp->job, r, detail, NULL);
 	size_t n = (size_t)((p->size + cp->range - 1) / cp->range);
 	struct snap_s3_part *done = calloc(n ? n : 1, sizeof(*done));
 	if (!done)
@@ -540,7 +460,7 @@ static int copy_multipart(struct copier *cp, const struct copy_part *p)
 			char what[2200];
 			snprintf(what, sizeof(what), "cannot copy s3://%s/%s", cp->src->bucket,
 				 p->src_key);
-			fail_s3(cp->job, r, detail, what);
+			snap_job_s3_fail(cp->job, r, detail, what);
 			detail = NULL;
 			break;
 		}
@@ -551,7 +471,7 @@ static int copy_multipart(struct copier *cp, const struct copy_part *p)
 		r = snap_s3_complete_upload(cp->c, cp->dst->bucket, p->dst_key, upload, done, n,
 					    &etag, &detail);
 		if (r < 0) {
-			fail_s3(cp->job, r, detail, NULL);
+			snap_job_s3_fail(cp->job, r, detail, NULL);
 			detail = NULL;
 		}
 	}
@@ -586,10 +506,10 @@ static int copy_one(struct copier *cp, const struct copy_part *p)
 	if (r < 0) {
 		char what[2200];
 		snprintf(what, sizeof(what), "cannot copy s3://%s/%s", cp->src->bucket, p->src_key);
-		return fail_s3(cp->job, r, detail, what);
+		return snap_job_s3_fail(cp->job, r, detail, what);
 	}
 	free(detail);
-	if (etag_is_md5(p->src_etag) && !etag_eq(etag, p->src_etag))
+	if (snap_s3_etag_is_md5(p->src_etag) && !snap_s3_etag_equal(etag, p->src_etag))
 		r = snap_job_fail(
 		    cp->job, -EBADMSG, "copy s3://%s/%s has ETag %s, its source s3://%s/%s has %s",
 		    cp->dst->bucket, p->dst_key, etag, cp->src->bucket, p->src_key, p->src_etag);
@@ -674,7 +594,7 @@ static uint64_t single_copy_max(void)
 
 static int migrate_bundle(struct snap_job *job)
 {
-	struct where src = {0}, dst = {0};
+	struct snap_s3_where src = {0}, dst = {0};
 	struct keys k = {0};
 	struct snap_s3_list_objects *listed = NULL;
 	struct copy_part *parts = NULL;
@@ -699,8 +619,9 @@ static int migrate_bundle(struct snap_job *job)
 				  src.bucket, src.prefix);
 		goto out;
 	}
-	if (asprintf(&mkey, "%s%s", src.prefix, name) < 0 ||
-	    asprintf(&dkey, "%s%s", dst.prefix, name) < 0) {
+	mkey = snap_s3_where_key(&src, name);
+	dkey = snap_s3_where_key(&dst, name);
+	if (!mkey || !dkey) {
 		r = snap_job_fail(job, -ENOMEM, "out of memory");
 		goto out;
 	}
@@ -712,19 +633,13 @@ static int migrate_bundle(struct snap_job *job)
 
 	/* the manifest, migrated before anything is copied (invariant 4) */
 	snprintf(url, sizeof(url), "s3://%s/%s", src.bucket, mkey);
-	r = snap_s3_get_object(c, src.bucket, mkey, MAX_MANIFEST, &text, &len, &detail);
-	if (r < 0) {
-		fail_s3(job, r, detail, r == -ENOENT ? "no manifest" : "cannot read manifest");
-		detail = NULL;
+	if ((r = snap_job_s3_get_manifest(job, c, src.bucket, mkey, MAX_MANIFEST, &text, &len)) < 0)
 		goto out;
-	}
-	free(detail);
-	detail = NULL;
 	if ((r = migrate_text(job, &k, map_text, text, len, url, &doc, &dlen)) < 0)
 		goto out;
 	r = snap_manifest_read(text, len, &m, &detail);
 	if (r < 0) { /* never: migrate_text read it */
-		r = fail_s3(job, r, detail, url);
+		r = snap_job_s3_fail(job, r, detail, url);
 		detail = NULL;
 		goto out;
 	}
@@ -732,7 +647,7 @@ static int migrate_bundle(struct snap_job *job)
 	/* every part is in the source before anything is copied */
 	r = snap_s3_list_objects(c, src.bucket, src.prefix, &listed, &detail);
 	if (r < 0) {
-		fail_s3(job, r, detail, NULL);
+		snap_job_s3_fail(job, r, detail, NULL);
 		detail = NULL;
 		goto out;
 	}
@@ -743,26 +658,21 @@ static int migrate_bundle(struct snap_job *job)
 	}
 	for (nparts = 0; nparts < m->nparts; nparts++) {
 		struct copy_part *p = &parts[nparts];
-		if (asprintf(&p->src_key, "%s%s", src.prefix, m->parts[nparts].filename) < 0 ||
-		    asprintf(&p->dst_key, "%s%s", dst.prefix, m->parts[nparts].filename) < 0) {
-			r = snap_job_fail(job, -ENOMEM, "out of memory");
-			nparts++;
-			goto out;
+		const char *pname = m->parts[nparts].filename;
+		const struct snap_s3_object *o;
+		r = snap_job_s3_listed_part(job, &src, listed, pname, url, &o);
+		if (r >= 0) {
+			p->src_key = strdup(o->key);
+			p->dst_key = snap_s3_where_key(&dst, pname);
+			if (!p->src_key || !p->dst_key)
+				r = snap_job_fail(job, -ENOMEM, "out of memory");
 		}
-		const struct snap_s3_object *o = NULL;
-		for (size_t j = 0; j < listed->nobjects && !o; j++)
-			if (!strcmp(listed->objects[j].key, p->src_key))
-				o = &listed->objects[j];
-		if (!o) {
-			r = snap_job_fail(job, -ENOENT,
-					  "no part s3://%s/%s: the bundle %s is incomplete",
-					  src.bucket, p->src_key, url);
+		if (r < 0) {
 			nparts++;
 			goto out;
 		}
 		p->size = o->size;
 		p->src_etag = o->etag;
-		job->progress.bytes_total += o->size;
 	}
 
 	/* the destination bucket, made at --location when missing (a bucket that exists needs no
@@ -774,37 +684,21 @@ static int migrate_bundle(struct snap_job *job)
 		free(detail);
 		detail = NULL;
 		const char *location = snap_job_string(job, SNAP_SPARAM_S3_LOCATION);
-		r = snap_s3_create_bucket(c, dst.bucket, location && *location ? location : NULL,
-					  &detail);
-		if (r == -EEXIST) /* made meanwhile */
-			r = 0;
-		if (r < 0) {
-			char what[128];
-			snprintf(what, sizeof(what), "cannot create bucket %s", dst.bucket);
-			fail_s3(job, r, detail, what);
-			detail = NULL;
+		if ((r = snap_job_s3_make_bucket(job, c, dst.bucket, location)) < 0)
 			goto out;
-		}
 		snap_info("made bucket %s%s%s", dst.bucket, location ? " at " : "",
 			  location ? location : "");
 	} else if (r < 0) {
-		fail_s3(job, r, detail, NULL);
+		snap_job_s3_fail(job, r, detail, NULL);
 		detail = NULL;
 		goto out;
 	}
 	free(detail);
 	detail = NULL;
 
-	const char *acl = snap_job_string(job, SNAP_SPARAM_S3_ACL);
-	if (!acl)
-		acl = "aws-exec-read"; /* ec2-migrate-bundle's default */
-	if (!*acl)
-		acl = NULL;
+	const char *acl = snap_job_s3_bundle_acl(job);
 	snap_job_set_stage(job, SNAP_STAGE_DATA);
-	int64_t conns = snap_job_param(job, SNAP_PARAM_S3_CONNECTIONS, SNAP_S3_DEFAULT_CONNECTIONS);
-	unsigned nthreads = conns < 1	 ? SNAP_S3_DEFAULT_CONNECTIONS
-			    : conns > 64 ? 64u
-					 : (unsigned)conns;
+	unsigned nthreads = snap_job_s3_connections(job);
 	if (nthreads > nparts)
 		nthreads = nparts ? (unsigned)nparts : 1;
 	uint64_t single_max = single_copy_max();
@@ -827,7 +721,7 @@ static int migrate_bundle(struct snap_job *job)
 	struct snap_s3_put_options po = {.acl = acl, .content_type = "text/xml"};
 	r = snap_s3_put_object(c, dst.bucket, dkey, doc, dlen, &po, NULL, &detail);
 	if (r < 0) {
-		fail_s3(job, r, detail, NULL);
+		snap_job_s3_fail(job, r, detail, NULL);
 		detail = NULL;
 		goto out;
 	}
@@ -853,8 +747,8 @@ out:
 	free(dkey);
 	free(map_text);
 	keys_clear(&k);
-	where_clear(&src);
-	where_clear(&dst);
+	snap_s3_where_clear(&src);
+	snap_s3_where_clear(&dst);
 	return r;
 }
 

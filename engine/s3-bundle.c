@@ -49,68 +49,6 @@
 #define MAX_KEY_FILE (1u << 20)
 #define HASH_CHUNK (1u << 20)
 
-/* Where the bundle is: the bucket, and the key prefix ("" or ending in '/'). */
-struct where {
-	char *bucket, *prefix;
-};
-
-static void where_clear(struct where *w)
-{
-	free(w->bucket);
-	free(w->prefix);
-}
-
-static int where_parse(struct snap_job *job, struct where *ret)
-{
-	const char *v = snap_job_string(job, SNAP_SPARAM_S3_BUCKET);
-	if (!v || !*v)
-		return snap_job_fail(job, -EINVAL, "no bucket given");
-	while (*v == '/')
-		v++;
-	char *url, *detail = NULL, *bucket, *key;
-	if (asprintf(&url, "s3://%s", v) < 0)
-		return snap_job_fail(job, -ENOMEM, "out of memory");
-	int r = snap_s3_url_parse(url, &bucket, &key, &detail);
-	free(url);
-	if (r < 0) {
-		snap_job_fail(job, r, "%s", detail ? detail : snap_strerror(r));
-		free(detail);
-		return r;
-	}
-	size_t n = strlen(key);
-	if (n > 0 && key[n - 1] != '/') {
-		char *k;
-		if (asprintf(&k, "%s/", key) < 0) {
-			free(bucket);
-			free(key);
-			return snap_job_fail(job, -ENOMEM, "out of memory");
-		}
-		free(key);
-		key = k;
-	}
-	*ret = (struct where){bucket, key};
-	return 0;
-}
-
-static char *key_of(const struct where *w, const char *name)
-{
-	char *k;
-	return asprintf(&k, "%s%s", w->prefix, name) < 0 ? NULL : k;
-}
-
-/* The client's detail, or the errno's text. */
-static int fail_s3(struct snap_job *job, int r, char *detail, const char *what)
-{
-	if (r == -ECANCELED && snap_job_cancelled(job))
-		snap_job_fail(job, r, "cancelled");
-	else if (what)
-		snap_job_fail(job, r, "%s: %s", what, detail ? detail : snap_strerror(r));
-	else
-		snap_job_fail(job, r, "%s", detail ? detail : snap_strerror(r));
-	free(detail);
-	return r;
-}
-
 static int parse_manifest(struct snap_job *job, const void *buf, size_t len, const char *name,
 			  struct snap_manifest_doc **ret)
 {
@@ -123,38 +61,134 @@ static int parse_manifest(struct snap_job *job, const void *buf, size_t len, con
 	return r;
 }
 
-/* ETag "HEX" (quotes optional) equals the 16-byte digest. */
-static bool etag_is_md5(const char *etag, const uint8_t md5[16])
+/* The results of an upload or a download of nparts parts. */
+static void transfer_results(struct snap_job *job, size_t nparts, uint64_t skipped)
 {
-	if (!etag)
-		return false;
-	char hex[33];
-	snap_hex(hex, md5, 16);
-	size_t n = strlen(etag);
-	if (n == 34 && etag[0] == '"' && etag[33] == '"')
-		return !strncasecmp(etag + 1, hex, 32);
-	return n == 32 && !strncasecmp(etag, hex, 32);
+	snap_job_set_result_u64(job, SNAP_RESULT_PARTS, nparts);
+	snap_job_set_result_u64(job, SNAP_RESULT_PARTS_SKIPPED, skipped);
+	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_TOTAL, job->progress.bytes_total);
+	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_SKIPPED, job->progress.bytes_skipped);
+	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_WRITTEN, job->progress.bytes_written);
 }
 
-/* ---- upload-bundle ---- */
+/* ---- the window of parts in flight (invariant 4), for upload and download ---- */
 
-struct up_part {
+/* One part in flight: an upload's PUT and the body it sends, or a download's GET. */
+struct slot {
 	struct snap_s3_put *put;
+	struct snap_s3_get *get;
 	void *buf;
 	uint64_t budget; /* bytes of the client's budget held */
-	size_t index;
 	uint64_t size;
+	size_t index;
 	char *key;
 };
 
-static void up_part_clear(struct snap_s3_client *c, struct up_part *u)
+/* A transfer of a bundle's parts between dir and the bucket at w, through slots. */
+struct xfer {
+	struct snap_job *job;
+	struct snap_s3_client *c;
+	const struct snap_s3_where *w;
+	const struct snap_manifest_doc *m;
+	const char *dir;
+	const uint64_t *sizes;
+	struct slot *slots;
+	size_t nslots, next;
+	uint64_t skipped;
+};
+
+/* Frees what the slot holds and empties it; a GET not waited for is cancelled (a PUT is always
+ * waited for: its body is in buf). */
+static void slot_clear(struct snap_s3_client *c, struct slot *s)
 {
-	free(u->buf);
-	if (u->budget)
-		snap_s3_budget_release(c, u->budget);
-	free(u->key);
-	*u = (struct up_part){0};
+	snap_s3_get_free(s->get);
+	free(s->buf);
+	if (s->budget)
+		snap_s3_budget_release(c, s->budget);
+	free(s->key);
+	*s = (struct slot){0};
 }
+
+/* Takes the client's budget for part i's body into s (what: the failure's words). */
+static int slot_budget(struct xfer *x, struct slot *s, size_t i, const char *what)
+{
+	uint64_t b = x->sizes[i] ? x->sizes[i] : 1;
+	int r = snap_s3_budget_acquire(x->c, b);
+	if (r < 0)
+		return snap_job_s3_fail(x->job, r, NULL, what);
+	s->budget = b;
+	return 0;
+}
+
+/* Part i's transfer in s has started (r: how starting it went; a failure empties s). */
+static int slot_started(struct xfer *x, struct slot *s, size_t i, int r)
+{
+	if (r < 0) {
+		snap_job_s3_fail(x->job, r, NULL, s->key);
+		slot_clear(x->c, s);
+		return r;
+	}
+	s->index = i;
+	s->size = x->sizes[i];
+	return 0;
+}
+
+static int up_wait(struct xfer *x, struct slot *s);
+static int down_finish(struct xfer *x, struct slot *s);
+
+/* Ends the transfer in s, an upload or a download; s is empty after it. */
+static int slot_finish(struct xfer *x, struct slot *s)
+{
+	return s->put ? up_wait(x, s) : down_finish(x, s);
+}
+
+/* The slot for part i, once the transfer it held ended, and the part's file name in dir; -ECANCELED
+ * after a cancel. */
+static int xfer_next(struct xfer *x, size_t i, struct slot **ret, char **ret_path)
+{
+	if (snap_job_cancelled(x->job))
+		return -ECANCELED;
+	struct slot *s = &x->slots[x->next];
+	int r;
+	if ((s->put || s->get) && (r = slot_finish(x, s)) < 0)
+		return r;
+	x->next = (x->next + 1) % x->nslots;
+	snap_job_report(x->job, false);
+	char *path;
+	if (asprintf(&path, "%s/%s", x->dir, x->m->parts[i].filename) < 0)
+		return snap_job_fail(x->job, -ENOMEM, "out of memory");
+	*ret = s;
+	*ret_path = path;
+	return 0;
+}
+
+/* A part that is there already (invariant 2): counted as done and skipped. */
+static void xfer_skip(struct xfer *x, size_t i)
+{
+	x->skipped++;
+	x->job->progress.bytes_done += x->sizes[i];
+	x->job->progress.bytes_skipped += x->sizes[i];
+}
+
+/* Ends every transfer still in flight, oldest first: each upload is waited for, a download only
+ * while nothing failed (r: the loop's outcome; a failure drops the rest). */
+static int xfer_drain(struct xfer *x, int r)
+{
+	for (size_t k = 0; k < x->nslots; k++) {
+		struct slot *s = &x->slots[(x->next + k) % x->nslots];
+		if (s->put || (s->get && r >= 0)) {
+			int e = slot_finish(x, s);
+			if (r >= 0 && e < 0)
+				r = e;
+		}
+		slot_clear(x->c, s);
+	}
+	if (r >= 0 && snap_job_cancelled(x->job))
+		r = -ECANCELED;
+	return r;
+}
+
+/* ---- upload-bundle ---- */
 
 /* Reads a part file of size bytes into *ret_buf, with the MD5 and SHA-1 of its bytes. */
 static int read_part(struct snap_job *job, const char *path, uint64_t size, uint8_t md5[16],
@@ -202,56 +236,37 @@ out:
 }
 
 /* Waits for the upload in slot u; its failure is recorded. */
-static int up_wait(struct snap_job *job, struct snap_s3_client *c, const struct where *w,
-		   struct up_part *u)
+static int up_wait(struct xfer *x, struct slot *u)
 {
 	char *etag = NULL, *detail = NULL;
 	int r = snap_s3_put_wait(u->put, &etag, &detail);
 	u->put = NULL;
 	if (r < 0) {
-		fail_s3(job, r, detail, NULL);
+		snap_job_s3_fail(x->job, r, detail, NULL);
 	} else {
 		free(detail);
-		snap_debug("uploaded s3://%s/%s (%s)", w->bucket, u->key, etag ? etag : "");
-		job->progress.bytes_done += u->size;
-		job->progress.bytes_written += u->size;
+		snap_debug("uploaded s3://%s/%s (%s)", x->w->bucket, u->key, etag ? etag : "");
+		x->job->progress.bytes_done += u->size;
+		x->job->progress.bytes_written += u->size;
 	}
 	free(etag);
-	up_part_clear(c, u);
+	slot_clear(x->c, u);
 	return r;
-}
-
-static bool find_listed(const struct snap_s3_list_objects *l, const char *key,
-			const struct snap_s3_object **ret)
-{
-	for (size_t i = 0; l && i < l->nobjects; i++) {
-		if (!strcmp(l->objects[i].key, key)) {
-			*ret = &l->objects[i];
-			return true;
-		}
-	}
-	return false;
-}
-
-static unsigned window(const struct snap_job *job)
-{
-	int64_t n = snap_job_param(job, SNAP_PARAM_S3_CONNECTIONS, SNAP_S3_DEFAULT_CONNECTIONS);
-	return n < 1 ? SNAP_S3_DEFAULT_CONNECTIONS : n > 64 ? 64u : (unsigned)n;
 }
 
 static int upload_bundle(struct snap_job *job)
 {
-	struct where w = {0};
+	struct snap_s3_where w = {0};
 	struct snap_manifest_doc *m = NULL;
 	struct snap_s3_list_objects *listed = NULL;
-	struct up_part *slots = NULL;
+	struct slot *slots = NULL;
 	char *text = NULL, *dir = NULL, *mkey = NULL, *detail = NULL;
-	size_t len, nslots = window(job);
+	size_t len, nslots = snap_job_s3_connections(job);
 	int r;
 	const char *mpath = snap_job_string(job, SNAP_SPARAM_MANIFEST);
 	if (!mpath)
 		return snap_job_fail(job, -EINVAL, "no manifest given");
-	if ((r = where_parse(job, &w)) < 0)
+	if ((r = snap_job_s3_where(job, snap_job_string(job, SNAP_SPARAM_S3_BUCKET), NULL, &w)) < 0)
 		return r;
 	if ((r = snap_job_read_file(job, mpath, "manifest", MAX_MANIFEST, &text, &len)) < 0)
 		goto out;
@@ -266,7 +281,7 @@ static int upload_bundle(struct snap_job *job)
 		dir = strdup(d);
 	}
 	char *slash = strrchr(mpath, '/');
-	mkey = key_of(&w, slash ? slash + 1 : mpath);
+	mkey = snap_s3_where_key(&w, slash ? slash + 1 : mpath);
 	slots = calloc(nslots, sizeof(*slots));
 	if (!dir || !mkey || !slots) {
 		r = snap_job_fail(job, -ENOMEM, "out of memory");
@@ -315,109 +330,66 @@ static int upload_bundle(struct snap_job *job)
 		free(sizes);
 		goto out;
 	}
-	struct snap_s3_put_options po = {.acl = snap_job_string(job, SNAP_SPARAM_S3_ACL)};
-	if (!po.acl)
-		po.acl = "aws-exec-read"; /* ec2-upload-bundle's default */
-	if (!*po.acl)
-		po.acl = NULL;
+	struct snap_s3_put_options po = {.acl = snap_job_s3_bundle_acl(job)};
 	const char *location = snap_job_string(job, SNAP_SPARAM_S3_LOCATION);
-	if (location) {
-		r = snap_s3_create_bucket(c, w.bucket, *location ? location : NULL, &detail);
-		if (r == -EEXIST) {
-			free(detail);
-			detail = NULL;
-			r = 0;
-		} else if (r < 0) {
-			char what[128];
-			snprintf(what, sizeof(what), "cannot create bucket %s", w.bucket);
-			fail_s3(job, r, detail, what);
-			detail = NULL;
-			free(sizes);
-			goto out;
-		}
+	if (location && (r = snap_job_s3_make_bucket(job, c, w.bucket, location)) < 0) {
+		free(sizes);
+		goto out;
 	}
 	/* what the bucket holds already (invariant 2); also: the bucket exists */
 	r = snap_s3_list_objects(c, w.bucket, w.prefix, &listed, &detail);
 	if (r < 0) {
-		fail_s3(job, r, detail, NULL);
+		snap_job_s3_fail(job, r, detail, NULL);
 		detail = NULL;
 		free(sizes);
 		goto out;
 	}
 
 	snap_job_set_stage(job, SNAP_STAGE_DATA);
-	uint64_t skipped = 0;
-	size_t next = 0;
+	struct xfer x = {job, c, &w, m, dir, sizes, slots, nslots, 0, 0};
 	for (size_t i = (size_t)first; i < m->nparts && r >= 0; i++) {
-		if (snap_job_cancelled(job)) {
-			r = -ECANCELED;
-			break;
-		}
-		struct up_part *u = &slots[next];
-		if (u->put && (r = up_wait(job, c, &w, u)) < 0)
-			break;
-		next = (next + 1) % nslots;
-		snap_job_report(job, false);
+		struct slot *u;
 		char *path;
-		if (asprintf(&path, "%s/%s", dir, m->parts[i].filename) < 0) {
-			r = snap_job_fail(job, -ENOMEM, "out of memory");
+		if ((r = xfer_next(&x, i, &u, &path)) < 0)
 			break;
-		}
 		uint8_t md5[16], sha1[20];
-		if ((r = snap_s3_budget_acquire(c, sizes[i] ? sizes[i] : 1)) < 0) {
+		if ((r = slot_budget(&x, u, i, "cannot upload")) < 0) {
 			free(path);
-			fail_s3(job, r, NULL, "cannot upload");
 			break;
 		}
-		u->budget = sizes[i] ? sizes[i] : 1;
 		r = read_part(job, path, sizes[i], md5, sha1, &u->buf);
 		if (r >= 0 && memcmp(sha1, m->parts[i].digest, 20)) {
 			r = snap_job_fail(job, -EBADMSG,
 					  "part %s does not match the manifest's SHA-1 digest",
 					  path);
 		}
-		u->key = key_of(&w, m->parts[i].filename);
+		u->key = snap_s3_where_key(&w, m->parts[i].filename);
 		if (r >= 0 && !u->key)
 			r = snap_job_fail(job, -ENOMEM, "out of memory");
-		const struct snap_s3_object *o;
-		if (r >= 0 && find_listed(listed, u->key, &o) && o->size == sizes[i] &&
-		    etag_is_md5(o->etag, md5)) {
+		const struct snap_s3_object *o =
+		    r >= 0 ? snap_s3_list_objects_find(listed, u->key) : NULL;
+		char hex[33];
+		snap_hex(hex, md5, 16);
+		if (o && o->size == sizes[i] && o->etag && snap_s3_etag_equal(o->etag, hex)) {
 			snap_debug("s3://%s/%s has the part's MD5 already: skipped", w.bucket,
 				   u->key);
-			skipped++;
-			job->progress.bytes_done += sizes[i];
-			job->progress.bytes_skipped += sizes[i];
-			up_part_clear(c, u);
+			xfer_skip(&x, i);
+			slot_clear(c, u);
 			free(path);
 			continue;
 		}
 		free(path);
 		if (r < 0) {
-			up_part_clear(c, u);
+			slot_clear(c, u);
 			break;
 		}
-		u->index = i;
-		u->size = sizes[i];
 		r = snap_s3_put_start(c, w.bucket, u->key, NULL, 0, u->buf, sizes[i], &po, &u->put);
-		if (r < 0) {
-			fail_s3(job, r, NULL, u->key);
-			up_part_clear(c, u);
+		if ((r = slot_started(&x, u, i, r)) < 0)
 			break;
-		}
 	}
 	/* every transfer started ends before its buffer is freed, whatever happened */
-	for (size_t k = 0; k < nslots; k++) {
-		struct up_part *u = &slots[(next + k) % nslots];
-		if (u->put) {
-			int e = up_wait(job, c, &w, u);
-			if (r >= 0 && e < 0)
-				r = e;
-		}
-		up_part_clear(c, u);
-	}
+	r = xfer_drain(&x, r);
 	free(sizes);
-	if (r >= 0 && snap_job_cancelled(job))
-		r = -ECANCELED;
 	if (r < 0)
 		goto out;
 
@@ -425,7 +397,7 @@ static int upload_bundle(struct snap_job *job)
 	if (!snap_job_param(job, SNAP_PARAM_SKIP_MANIFEST, 0)) {
 		r = snap_s3_put_object(c, w.bucket, mkey, text, len, &po, NULL, &detail);
 		if (r < 0) {
-			fail_s3(job, r, detail, NULL);
+			snap_job_s3_fail(job, r, detail, NULL);
 			detail = NULL;
 			goto out;
 		}
@@ -434,11 +406,7 @@ static int upload_bundle(struct snap_job *job)
 		snap_job_set_result_string(job, SNAP_RESULT_OBJECT_URL, url);
 		snap_job_set_result_string(job, SNAP_RESULT_MANIFEST_PATH, url);
 	}
-	snap_job_set_result_u64(job, SNAP_RESULT_PARTS, m->nparts);
-	snap_job_set_result_u64(job, SNAP_RESULT_PARTS_SKIPPED, skipped);
-	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_TOTAL, job->progress.bytes_total);
-	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_SKIPPED, job->progress.bytes_skipped);
-	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_WRITTEN, job->progress.bytes_written);
+	transfer_results(job, m->nparts, x.skipped);
 	r = 0;
 out:
 	free(slots);
@@ -448,7 +416,7 @@ out:
 	free(text);
 	snap_s3_list_objects_free(listed);
 	snap_manifest_doc_free(m);
-	where_clear(&w);
+	snap_s3_where_clear(&w);
 	return r;
 }
 
@@ -466,22 +434,20 @@ static char *manifest_name(struct snap_job *job)
 }
 
 /* Fetches and parses the manifest; its key in *ret_key, its bytes in *ret_text. */
-static int fetch_manifest(struct snap_job *job, struct snap_s3_client *c, const struct where *w,
-			  const char *name, char **ret_key, char **ret_text, size_t *ret_len,
-			  struct snap_manifest_doc **ret)
+static int fetch_manifest(struct snap_job *job, struct snap_s3_client *c,
+			  const struct snap_s3_where *w, const char *name, char **ret_key,
+			  char **ret_text, size_t *ret_len, struct snap_manifest_doc **ret)
 {
-	char *key = key_of(w, name), *detail = NULL, url[2048];
+	char *key = snap_s3_where_key(w, name), url[2048];
 	void *buf = NULL;
 	size_t len = 0;
 	if (!key)
 		return snap_job_fail(job, -ENOMEM, "out of memory");
-	int r = snap_s3_get_object(c, w->bucket, key, MAX_MANIFEST, &buf, &len, &detail);
+	int r = snap_job_s3_get_manifest(job, c, w->bucket, key, MAX_MANIFEST, &buf, &len);
 	if (r < 0) {
 		free(key);
-		return fail_s3(job, r, detail,
-			       r == -ENOENT ? "no manifest" : "cannot read manifest");
+		return r;
 	}
-	free(detail);
 	snprintf(url, sizeof(url), "s3://%s/%s", w->bucket, key);
 	r = parse_manifest(job, buf, len, url, ret);
 	if (r < 0) {
@@ -495,64 +461,65 @@ static int fetch_manifest(struct snap_job *job, struct snap_s3_client *c, const 
 	return 0;
 }
 
-struct down_part {
-	struct snap_s3_get *get;
-	uint64_t budget, size;
-	size_t index;
-	char *key;
-};
-
-static int down_finish(struct snap_job *job, struct snap_s3_client *c, const struct where *w,
-		       const struct snap_manifest_doc *m, const char *dir, struct down_part *p)
+/* buf[0..len) as the file at path, under the output layer's commit policy (invariant 3). */
+static int write_whole(struct snap_job *job, const char *path, const void *buf, size_t len)
 {
+	struct snap_output *out = NULL;
+	char *detail = NULL;
+	int r =
+	    snap_output_open(path, len, SNAP_OUTPUT_FORCE | SNAP_OUTPUT_BUFFERED, &out, &detail);
+	if (r >= 0 && len)
+		r = snap_output_write(out, buf, len, 0);
+	if (r >= 0)
+		r = snap_output_commit(out, &detail);
+	if (r < 0)
+		snap_job_fail(job, r, "cannot write %s: %s", path,
+			      detail ? detail : snap_strerror(r));
+	snap_output_free(out);
+	free(detail);
+	return r;
+}
+
+/* Waits for the download in slot p, checks it (invariant 3) and writes it into place. */
+static int down_finish(struct xfer *x, struct slot *p)
+{
+	struct snap_job *job = x->job;
 	void *buf = NULL;
 	size_t len = 0;
 	char *detail = NULL, *path = NULL;
-	struct snap_output *out = NULL;
 	int r = snap_s3_get_wait(p->get, &buf, &len, &detail);
 	p->get = NULL;
 	if (r < 0) {
-		fail_s3(job, r, detail, NULL);
+		snap_job_s3_fail(job, r, detail, NULL);
+		detail = NULL;
 		goto out;
 	}
 	free(detail);
 	detail = NULL;
-	const struct snap_manifest_part *mp = &m->parts[p->index];
+	const struct snap_manifest_read_part *mp = &x->m->parts[p->index];
 	uint8_t sha1[20];
 	EVP_Digest(buf, len, sha1, NULL, EVP_sha1(), NULL);
 	if (len != p->size || memcmp(sha1, mp->digest, 20)) {
 		r = snap_job_fail(job, -EBADMSG,
 				  "part s3://%s/%s does not match the manifest's SHA-1 digest (%zu "
 				  "bytes read, %llu listed): changed in the bucket since bundled?",
-				  w->bucket, p->key, len, (unsigned long long)p->size);
+				  x->w->bucket, p->key, len, (unsigned long long)p->size);
 		goto out;
 	}
-	if (asprintf(&path, "%s/%s", dir, mp->filename) < 0) {
+	if (asprintf(&path, "%s/%s", x->dir, mp->filename) < 0) {
 		path = NULL;
 		r = snap_job_fail(job, -ENOMEM, "out of memory");
 		goto out;
 	}
-	r = snap_output_open(path, len, SNAP_OUTPUT_FORCE | SNAP_OUTPUT_BUFFERED, &out, &detail);
-	if (r >= 0 && len)
-		r = snap_output_write(out, buf, len, 0);
-	if (r >= 0)
-		r = snap_output_commit(out, &detail);
-	if (r < 0) {
-		snap_job_fail(job, r, "cannot write %s: %s", path,
-			      detail ? detail : snap_strerror(r));
+	if ((r = write_whole(job, path, buf, len)) < 0)
 		goto out;
-	}
 	job->progress.bytes_done += len;
 	job->progress.bytes_written += len;
 out:
-	snap_output_free(out);
 	free(detail);
 	free(path);
 	free(buf);
-	if (p->budget)
-		snap_s3_budget_release(c, p->budget);
-	free(p->key);
-	*p = (struct down_part){0};
+	slot_clear(x->c, p);
 	return r;
 }
 
@@ -614,17 +581,16 @@ static int check_key(struct snap_job *job, const struct snap_manifest_doc *m, co
 
 static int download_bundle(struct snap_job *job)
 {
-	struct where w = {0};
+	struct snap_s3_where w = {0};
 	struct snap_manifest_doc *m = NULL;
 	struct snap_s3_list_objects *listed = NULL;
-	struct down_part *slots = NULL;
-	struct snap_output *mout = NULL;
+	struct slot *slots = NULL;
 	char *name = NULL, *mkey = NULL, *text = NULL, *detail = NULL, *mpath = NULL;
-	size_t len = 0, nslots = window(job);
+	size_t len = 0, nslots = snap_job_s3_connections(job);
 	const char *dir = snap_job_string(job, SNAP_SPARAM_OUTPUT_DIR);
 	if (!dir)
 		dir = ".";
-	int r = where_parse(job, &w);
+	int r = snap_job_s3_where(job, snap_job_string(job, SNAP_SPARAM_S3_BUCKET), NULL, &w);
 	if (r < 0)
 		return r;
 	name = manifest_name(job);
@@ -653,21 +619,13 @@ static int download_bundle(struct snap_job *job)
 		r = snap_job_fail(job, -ENOMEM, "out of memory");
 		goto out;
 	}
-	r = snap_output_open(mpath, len, SNAP_OUTPUT_FORCE | SNAP_OUTPUT_BUFFERED, &mout, &detail);
-	if (r >= 0)
-		r = snap_output_write(mout, text, len, 0);
-	if (r >= 0)
-		r = snap_output_commit(mout, &detail);
-	if (r < 0) {
-		snap_job_fail(job, r, "cannot write %s: %s", mpath,
-			      detail ? detail : snap_strerror(r));
+	if ((r = write_whole(job, mpath, text, len)) < 0)
 		goto out;
-	}
 	snap_job_set_result_string(job, SNAP_RESULT_MANIFEST_PATH, mpath);
 
 	r = snap_s3_list_objects(c, w.bucket, w.prefix, &listed, &detail);
 	if (r < 0) {
-		fail_s3(job, r, detail, NULL);
+		snap_job_s3_fail(job, r, detail, NULL);
 		detail = NULL;
 		goto out;
 	}
@@ -677,99 +635,49 @@ static int download_bundle(struct snap_job *job)
 		goto out;
 	}
 	for (size_t i = 0; i < m->nparts && r >= 0; i++) {
-		char *k = key_of(&w, m->parts[i].filename);
 		const struct snap_s3_object *o;
-		if (!k)
-			r = snap_job_fail(job, -ENOMEM, "out of memory");
-		else if (!find_listed(listed, k, &o))
-			r = snap_job_fail(job, -ENOENT,
-					  "no part s3://%s/%s: the bundle is incomplete", w.bucket,
-					  k);
-		else
-			job->progress.bytes_total += sizes[i] = o->size;
-		free(k);
+		r = snap_job_s3_listed_part(job, &w, listed, m->parts[i].filename, NULL, &o);
+		if (r >= 0)
+			sizes[i] = o->size;
 	}
 
 	snap_job_set_stage(job, SNAP_STAGE_DATA);
-	uint64_t skipped = 0;
-	size_t next = 0;
+	struct xfer x = {job, c, &w, m, dir, sizes, slots, nslots, 0, 0};
 	for (size_t i = 0; i < m->nparts && r >= 0; i++) {
-		if (snap_job_cancelled(job)) {
-			r = -ECANCELED;
-			break;
-		}
-		struct down_part *p = &slots[next];
-		if (p->get && (r = down_finish(job, c, &w, m, dir, p)) < 0)
-			break;
-		next = (next + 1) % nslots;
-		snap_job_report(job, false);
+		struct slot *p;
 		char *path;
-		if (asprintf(&path, "%s/%s", dir, m->parts[i].filename) < 0) {
-			r = snap_job_fail(job, -ENOMEM, "out of memory");
+		if ((r = xfer_next(&x, i, &p, &path)) < 0)
 			break;
-		}
 		bool have = have_part(path, sizes[i], m->parts[i].digest);
 		free(path);
 		if (have) {
-			skipped++;
-			job->progress.bytes_done += sizes[i];
-			job->progress.bytes_skipped += sizes[i];
+			xfer_skip(&x, i);
 			continue;
 		}
-		p->key = key_of(&w, m->parts[i].filename);
+		p->key = snap_s3_where_key(&w, m->parts[i].filename);
 		if (!p->key) {
 			r = snap_job_fail(job, -ENOMEM, "out of memory");
 			break;
 		}
-		p->budget = sizes[i] ? sizes[i] : 1;
-		if ((r = snap_s3_budget_acquire(c, p->budget)) < 0) {
-			p->budget = 0;
-			fail_s3(job, r, NULL, "cannot download");
-			free(p->key);
-			p->key = NULL;
+		if ((r = slot_budget(&x, p, i, "cannot download")) < 0) {
+			slot_clear(c, p);
 			break;
 		}
-		p->index = i;
-		p->size = sizes[i];
 		r = snap_s3_get_start(c, w.bucket, p->key, 0, UINT64_MAX, (size_t)sizes[i] + 1,
 				      &p->get);
-		if (r < 0) {
-			fail_s3(job, r, NULL, p->key);
-			snap_s3_budget_release(c, p->budget);
-			free(p->key);
-			*p = (struct down_part){0};
+		if ((r = slot_started(&x, p, i, r)) < 0)
 			break;
-		}
 	}
-	for (size_t k = 0; k < nslots; k++) {
-		struct down_part *p = &slots[(next + k) % nslots];
-		if (!p->get)
-			continue;
-		if (r < 0) {
-			/* failed already: drop the rest (free without wait cancels) */
-			snap_s3_get_free(p->get);
-			snap_s3_budget_release(c, p->budget);
-			free(p->key);
-			*p = (struct down_part){0};
-			continue;
-		}
-		r = down_finish(job, c, &w, m, dir, p);
-	}
+	/* failed already: the rest is dropped (freeing a GET not waited for cancels it) */
+	r = xfer_drain(&x, r);
 	free(sizes);
-	if (r >= 0 && snap_job_cancelled(job))
-		r = -ECANCELED;
 	if (r < 0)
 		goto out;
 	snap_job_set_stage(job, SNAP_STAGE_FINISH);
-	snap_job_set_result_u64(job, SNAP_RESULT_PARTS, m->nparts);
-	snap_job_set_result_u64(job, SNAP_RESULT_PARTS_SKIPPED, skipped);
-	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_TOTAL, job->progress.bytes_total);
-	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_SKIPPED, job->progress.bytes_skipped);
-	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_WRITTEN, job->progress.bytes_written);
+	transfer_results(job, m->nparts, x.skipped);
 	snap_job_set_result_string(job, SNAP_RESULT_OUTPUT_PATH, dir);
 	r = 0;
 out:
-	snap_output_free(mout);
 	free(slots);
 	free(mpath);
 	free(detail);
@@ -778,17 +686,30 @@ out:
 	free(name);
 	snap_s3_list_objects_free(listed);
 	snap_manifest_doc_free(m);
-	where_clear(&w);
+	snap_s3_where_clear(&w);
 	return r;
+}
+
+/* DeleteObject of one part or the manifest, counted as one step done. */
+static int delete_one(struct snap_job *job, struct snap_s3_client *c, const char *bucket,
+		      const char *key)
+{
+	char *detail = NULL;
+	int r = snap_s3_delete_object(c, bucket, key, &detail);
+	if (r < 0)
+		return snap_job_s3_fail(job, r, detail, NULL);
+	free(detail);
+	job->progress.bytes_done++;
+	return 0;
 }
 
 static int delete_bundle(struct snap_job *job)
 {
-	struct where w = {0};
+	struct snap_s3_where w = {0};
 	struct snap_manifest_doc *m = NULL;
 	char *name = NULL, *mkey = NULL, *text = NULL, *detail = NULL;
 	size_t len = 0;
-	int r = where_parse(job, &w);
+	int r = snap_job_s3_where(job, snap_job_string(job, SNAP_SPARAM_S3_BUCKET), NULL, &w);
 	if (r < 0)
 		return r;
 	name = manifest_name(job);
@@ -808,34 +729,21 @@ static int delete_bundle(struct snap_job *job)
 			r = -ECANCELED;
 			goto out;
 		}
-		char *k = key_of(&w, m->parts[i].filename);
+		char *k = snap_s3_where_key(&w, m->parts[i].filename);
 		if (!k) {
 			r = snap_job_fail(job, -ENOMEM, "out of memory");
 			goto out;
 		}
-		r = snap_s3_delete_object(c, w.bucket, k, &detail);
+		r = delete_one(job, c, w.bucket, k);
 		free(k);
-		if (r < 0) {
-			fail_s3(job, r, detail, NULL);
-			detail = NULL;
+		if (r < 0)
 			goto out;
-		}
-		free(detail);
-		detail = NULL;
-		job->progress.bytes_done++;
 		snap_job_report(job, false);
 	}
 	/* the manifest last (invariant 1) */
 	snap_job_set_stage(job, SNAP_STAGE_FINISH);
-	r = snap_s3_delete_object(c, w.bucket, mkey, &detail);
-	if (r < 0) {
-		fail_s3(job, r, detail, NULL);
-		detail = NULL;
+	if ((r = delete_one(job, c, w.bucket, mkey)) < 0)
 		goto out;
-	}
-	free(detail);
-	detail = NULL;
-	job->progress.bytes_done++;
 	snap_job_set_result_u64(job, SNAP_RESULT_PARTS, m->nparts);
 	if (snap_job_param(job, SNAP_PARAM_CLEAR, 0)) {
 		struct snap_s3_list_objects *l = NULL;
@@ -853,7 +761,7 @@ static int delete_bundle(struct snap_job *job)
 		if (r < 0) {
 			char what[128];
 			snprintf(what, sizeof(what), "cannot remove bucket %s", w.bucket);
-			fail_s3(job, r, detail, what);
+			snap_job_s3_fail(job, r, detail, what);
 			detail = NULL;
 			goto out;
 		}
@@ -865,7 +773,7 @@ out:
 	free(mkey);
 	free(name);
 	snap_manifest_doc_free(m);
-	where_clear(&w);
+	snap_s3_where_clear(&w);
 	return r;
 }
 
@@ -891,7 +799,7 @@ static int s3_abort(struct snap_job *job)
 		goto out;
 	r = snap_s3_list_uploads(c, bucket, key, &l, &detail);
 	if (r < 0) {
-		fail_s3(job, r, detail, NULL);
+		snap_job_s3_fail(job, r, detail, NULL);
 		detail = NULL;
 		goto out;
 	}
@@ -914,7 +822,7 @@ static int s3_abort(struct snap_job *job)
 		if (r == -ENOENT)
 			r = 0; /* gone meanwhile (completed or aborted by another) */
 		if (r < 0) {
-			fail_s3(job, r, detail, NULL);
+			snap_job_s3_fail(job, r, detail, NULL);
 			detail = NULL;
 			goto out;
 		}

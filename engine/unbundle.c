@@ -792,6 +792,20 @@ static int unwrap_key(struct snap_job *job, const struct snap_manifest_doc *m, c
 	return 0;
 }
 
+/* Part i's size, found at path: at most MAX_PART; *max is the largest so far. */
+static int take_size(struct unbundle *p, size_t i, const char *path, uint64_t size, uint64_t *max)
+{
+	if (size > MAX_PART)
+		return snap_job_fail(p->job, -EFBIG,
+				     "part %zu (%s) is %llu bytes; parts over %u bytes are not "
+				     "supported",
+				     i, path, (unsigned long long)size, MAX_PART);
+	p->part_sizes[i] = size;
+	if (size > *max)
+		*max = size;
+	return 0;
+}
+
 /* Every part exists and is a regular file before anything is written (a missing one is named
  * up front); returns the largest size. */
 static int stat_parts(struct unbundle *p, uint64_t *ret_max)
@@ -809,17 +823,11 @@ static int stat_parts(struct unbundle *p, uint64_t *ret_max)
 		else if (!S_ISREG(st.st_mode))
 			r = snap_job_fail(p->job, -EINVAL, "part %zu (%s) is not a regular file", i,
 					  path);
-		else if ((uint64_t)st.st_size > MAX_PART)
-			r = snap_job_fail(p->job, -EFBIG,
-					  "part %zu (%s) is %lld bytes; parts over %u "
-					  "bytes are not supported",
-					  i, path, (long long)st.st_size, MAX_PART);
+		else
+			r = take_size(p, i, path, (uint64_t)st.st_size, &max);
 		free(path);
 		if (r < 0)
 			return r;
-		p->part_sizes[i] = (uint64_t)st.st_size;
-		if ((uint64_t)st.st_size > max)
-			max = (uint64_t)st.st_size;
 	}
 	*ret_max = max;
 	return 0;
@@ -868,19 +876,11 @@ static int stat_parts_s3(struct unbundle *p, uint64_t *ret_max)
 			if (!o)
 				r = snap_job_fail(p->job, -ENOENT, "part %zu (%s) is missing", i,
 						  path);
-			else if (o->size > MAX_PART)
-				r = snap_job_fail(p->job, -EFBIG,
-						  "part %zu (%s) is %llu bytes; parts over %u "
-						  "bytes are not supported",
-						  i, path, (unsigned long long)o->size, MAX_PART);
 			else if (o->size == 0)
 				r = snap_job_fail(p->job, -EUCLEAN, "part %zu (%s) is empty", i,
 						  path);
-			if (r == 0) {
-				p->part_sizes[i] = o->size;
-				if (o->size > max)
-					max = o->size;
-			}
+			else
+				r = take_size(p, i, path, o->size, &max);
 		}
 		free(key);
 		free(path);
@@ -890,6 +890,17 @@ static int stat_parts_s3(struct unbundle *p, uint64_t *ret_max)
 out:
 	snap_s3_list_objects_free(l);
 	free(lp);
+	free(detail);
+	return r;
+}
+
+/* The bucket and key of an s3:// URL; a failure is recorded naming the URL. */
+static int parse_url(struct snap_job *job, const char *url, char **ret_bucket, char **ret_key)
+{
+	char *detail = NULL;
+	int r = snap_s3_url_parse(url, ret_bucket, ret_key, &detail);
+	if (r < 0)
+		snap_job_fail(job, r, "%s: %s", url, detail ? detail : snap_strerror(r));
 	free(detail);
 	return r;
 }
@@ -904,13 +915,10 @@ static int locate_parts(struct unbundle *p, const char *mpath, char **ret_srcdir
 		*ret_srcdir = sd ? strdup(sd) : dirname_of(mpath);
 		return *ret_srcdir ? 0 : snap_job_fail(p->job, -ENOMEM, "out of memory");
 	}
-	char *key = NULL, *detail = NULL;
-	int r = snap_s3_url_parse(where, &p->bucket, &key, &detail);
-	if (r < 0) {
-		snap_job_fail(p->job, r, "%s: %s", where, detail ? detail : snap_strerror(r));
-		free(detail);
+	char *key = NULL;
+	int r = parse_url(p->job, where, &p->bucket, &key);
+	if (r < 0)
 		return r;
-	}
 	size_t n = strlen(key);
 	if (!sd) {
 		const char *slash = strrchr(key, '/');
@@ -931,11 +939,9 @@ static int fetch_manifest(struct snap_job *job, struct snap_s3_client *c, const 
 {
 	char *bucket = NULL, *key = NULL, *detail = NULL;
 	void *buf = NULL;
-	int r = snap_s3_url_parse(url, &bucket, &key, &detail);
-	if (r < 0) {
-		snap_job_fail(job, r, "%s: %s", url, detail ? detail : snap_strerror(r));
+	int r = parse_url(job, url, &bucket, &key);
+	if (r < 0)
 		goto out;
-	}
 	if (!*key || key[strlen(key) - 1] == '/') {
 		r = snap_job_fail(job, -EINVAL,
 				  "%s names no manifest object (a key ending in .manifest.xml)", url);

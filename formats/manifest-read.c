@@ -480,7 +480,7 @@ static int read_parts(struct reader *rd, struct snap_manifest_doc *m, xmlNodePtr
 			continue;
 		char path[64];
 		snprintf(path, sizeof(path), "image/parts/part[%zu]", i);
-		struct snap_manifest_part *pt = &m->parts[i];
+		struct snap_manifest_read_part *pt = &m->parts[i];
 		m->nparts = i + 1;
 		xmlChar *idx = xmlGetNoNsProp(p, (const xmlChar *)"index");
 		uint64_t index;
@@ -559,13 +559,13 @@ static int read_fields(struct reader *rd, struct snap_manifest_doc *m, xmlNodePt
 		for (xmlNodePtr n = bdm ? bdm->children : NULL; n; n = n->next) {
 			if (!is_named(n, "mapping"))
 				continue;
-			struct snap_manifest_mapping *v =
+			struct snap_manifest_read_mapping *v =
 			    realloc(m->mappings, (m->nmappings + 1) * sizeof(*v));
 			if (!v)
 				return fail(rd, -ENOMEM, "out of memory");
 			m->mappings = v;
-			struct snap_manifest_mapping *mp = &m->mappings[m->nmappings++];
-			*mp = (struct snap_manifest_mapping){0};
+			struct snap_manifest_read_mapping *mp = &m->mappings[m->nmappings++];
+			*mp = (struct snap_manifest_read_mapping){0};
 			const char *mpath = "machine_configuration/block_device_mapping/mapping";
 			if (field(rd, n, mpath, "virtual", true, &mp->virtual_name) < 0 ||
 			    field(rd, n, mpath, "device", true, &mp->device) < 0)

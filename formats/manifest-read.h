@@ -28,13 +28,13 @@
 #define SNAP_MANIFEST_V20070829 20070829
 #define SNAP_MANIFEST_V20071010 20071010
 
-struct snap_manifest_part {
+struct snap_manifest_read_part {
 	uint32_t index;
 	char *filename;
 	uint8_t digest[20]; /* SHA-1 of the part file (ciphertext) */
 };
 
-struct snap_manifest_mapping {
+struct snap_manifest_read_mapping {
 	char *virtual_name;
 	char *device;
 };
@@ -46,7 +46,7 @@ struct snap_manifest_doc {
 
 	/* machine_configuration (NULL or empty for version 3) */
 	char *architecture;
-	struct snap_manifest_mapping *mappings;
+	struct snap_manifest_read_mapping *mappings;
 	size_t nmappings;
 	char *kernel_id, *ramdisk_id;
 	char **product_codes;
@@ -65,7 +65,7 @@ struct snap_manifest_doc {
 	uint8_t *ec2_encrypted_key, *user_encrypted_key, *ec2_encrypted_iv, *user_encrypted_iv;
 	size_t ec2_encrypted_key_len, user_encrypted_key_len, ec2_encrypted_iv_len,
 	    user_encrypted_iv_len;
-	struct snap_manifest_part *parts;
+	struct snap_manifest_read_part *parts;
 	size_t nparts;
 
 	uint8_t *signature; /* NULL when the manifest has none */

@@ -1886,6 +1886,46 @@ static int parse_failed(struct req *r, int rc, char *pdetail, char **ret_detail)
 	return -EPROTO;
 }
 
+/* One page of a listing (ListObjectsV2, ListMultipartUploads, ListParts): a GET of bucket (and
+ * key) with the query pairs whose value is not NULL, in order, then the client's page size as
+ * max_name; where names the listing in messages (the prefix, or ListParts' key). */
+static int list_page(struct snap_s3_client *c, const char *op, const char *bucket, const char *key,
+		     const char *where, const char *const (*query)[2], size_t nquery,
+		     const char *max_name, struct req **ret, char **ret_detail)
+{
+	struct req *r = req_new(c, op, "GET", bucket, key);
+	if (!r)
+		return fail_detail(ret_detail, -ENOMEM, op, bucket, where, "out of memory");
+	char ps[16];
+	snprintf(ps, sizeof(ps), "%u", c->page_size);
+	int rc = 0;
+	for (size_t i = 0; i < nquery && rc >= 0; i++)
+		if (query[i][1])
+			rc = snap_s3_hlist_add(&r->query, query[i][0], query[i][1]);
+	if (rc >= 0 && c->page_size)
+		rc = snap_s3_hlist_add(&r->query, max_name, ps);
+	if (rc >= 0)
+		rc = run_xml(c, r, ret_detail);
+	else
+		fail_detail(ret_detail, rc, op, bucket, where, "out of memory");
+	if (rc < 0) {
+		req_free(r);
+		return rc;
+	}
+	*ret = r;
+	return 0;
+}
+
+/* The items of a listing so far (nall of size bytes, one spare slot kept) with a page's n items
+ * moved to its end; NULL when out of memory (all is then unchanged). */
+static void *list_append(void *all, size_t nall, const void *items, size_t n, size_t size)
+{
+	char *p = realloc(all, (nall + n + 1) * size);
+	if (p && n)
+		memcpy(p + nall * size, items, n * size);
+	return p;
+}
+
 int snap_s3_list_objects(struct snap_s3_client *c, const char *bucket, const char *prefix,
 			 struct snap_s3_list_objects **ret, char **ret_detail)
 {
@@ -1896,27 +1936,14 @@ int snap_s3_list_objects(struct snap_s3_client *c, const char *bucket, const cha
 	char *token = NULL;
 	int rc;
 	do {
-		struct req *r = req_new(c, "ListObjectsV2", "GET", bucket, NULL);
-		if (!r) {
-			rc = fail_detail(ret_detail, -ENOMEM, "ListObjectsV2", bucket, prefix,
-					 "out of memory");
-			break;
-		}
-		char ps[16];
-		snprintf(ps, sizeof(ps), "%u", c->page_size);
-		rc = snap_s3_hlist_add(&r->query, "list-type", "2");
-		if (rc >= 0 && prefix && *prefix)
-			rc = snap_s3_hlist_add(&r->query, "prefix", prefix);
-		if (rc >= 0 && token)
-			rc = snap_s3_hlist_add(&r->query, "continuation-token", token);
-		if (rc >= 0 && c->page_size)
-			rc = snap_s3_hlist_add(&r->query, "max-keys", ps);
-		if (rc >= 0)
-			rc = run_xml(c, r, ret_detail);
-		else
-			fail_detail(ret_detail, rc, r->op, bucket, prefix, "out of memory");
+		const char *const q[][2] = {{"list-type", "2"},
+					    {"prefix", prefix && *prefix ? prefix : NULL},
+					    {"continuation-token", token}};
+		struct req *r = NULL;
 		struct snap_s3_list_objects *page = NULL;
 		char *pd = NULL;
+		rc = list_page(c, "ListObjectsV2", bucket, NULL, prefix, q, 3, "max-keys", &r,
+			       ret_detail);
 		if (rc >= 0 && (rc = snap_s3_list_objects_parse(r->buf, r->len, &page, &pd)) < 0)
 			rc = parse_failed(r, rc, pd, ret_detail);
 		req_free(r);
@@ -1924,8 +1951,8 @@ int snap_s3_list_objects(struct snap_s3_client *c, const char *bucket, const cha
 		token = NULL;
 		if (rc < 0)
 			break;
-		struct snap_s3_object *o =
-		    realloc(all->objects, (all->nobjects + page->nobjects + 1) * sizeof(*o));
+		struct snap_s3_object *o = list_append(all->objects, all->nobjects, page->objects,
+						       page->nobjects, sizeof(*o));
 		if (!o) {
 			snap_s3_list_objects_free(page);
 			rc = fail_detail(ret_detail, -ENOMEM, "ListObjectsV2", bucket, prefix,
@@ -1933,8 +1960,6 @@ int snap_s3_list_objects(struct snap_s3_client *c, const char *bucket, const cha
 			break;
 		}
 		all->objects = o;
-		if (page->nobjects)
-			memcpy(o + all->nobjects, page->objects, page->nobjects * sizeof(*o));
 		all->nobjects += page->nobjects;
 		page->nobjects = 0;
 		if (page->truncated) {
@@ -1951,6 +1976,48 @@ int snap_s3_list_objects(struct snap_s3_client *c, const char *bucket, const cha
 	return 0;
 }
 
+const struct snap_s3_object *snap_s3_list_objects_find(const struct snap_s3_list_objects *l,
+						       const char *key)
+{
+	for (size_t i = 0; l && i < l->nobjects; i++)
+		if (!strcmp(l->objects[i].key, key))
+			return &l->objects[i];
+	return NULL;
+}
+
+static const char *etag_unquote(const char *etag, size_t *ret_len)
+{
+	size_t n = strlen(etag);
+	if (n >= 2 && etag[0] == '"' && etag[n - 1] == '"') {
+		*ret_len = n - 2;
+		return etag + 1;
+	}
+	*ret_len = n;
+	return etag;
+}
+
+bool snap_s3_etag_equal(const char *a, const char *b)
+{
+	size_t na, nb;
+	const char *ua = etag_unquote(a, &na), *ub = etag_unquote(b, &nb);
+	return na == nb && !strncasecmp(ua, ub, na);
+}
+
+bool snap_s3_etag_is_md5(const char *etag)
+{
+	if (!etag)
+		return false;
+	size_t n = strlen(etag);
+	if (n == 34 && etag[0] == '"' && etag[33] == '"')
+		etag++, n -= 2;
+	if (n != 32)
+		return false;
+	for (size_t i = 0; i < 32; i++)
+		if (!strchr("0123456789abcdefABCDEF", etag[i]))
+			return false;
+	return true;
+}
+
 int snap_s3_list_uploads(struct snap_s3_client *c, const char *bucket, const char *prefix,
 			 struct snap_s3_list_uploads **ret, char **ret_detail)
 {
@@ -1961,29 +2028,15 @@ int snap_s3_list_uploads(struct snap_s3_client *c, const char *bucket, const cha
 	char *kmark = NULL, *umark = NULL;
 	int rc;
 	do {
-		struct req *r = req_new(c, "ListMultipartUploads", "GET", bucket, NULL);
-		if (!r) {
-			rc = fail_detail(ret_detail, -ENOMEM, "ListMultipartUploads", bucket,
-					 prefix, "out of memory");
-			break;
-		}
-		char ps[16];
-		snprintf(ps, sizeof(ps), "%u", c->page_size);
-		rc = snap_s3_hlist_add(&r->query, "uploads", "");
-		if (rc >= 0 && prefix && *prefix)
-			rc = snap_s3_hlist_add(&r->query, "prefix", prefix);
-		if (rc >= 0 && kmark)
-			rc = snap_s3_hlist_add(&r->query, "key-marker", kmark);
-		if (rc >= 0 && umark)
-			rc = snap_s3_hlist_add(&r->query, "upload-id-marker", umark);
-		if (rc >= 0 && c->page_size)
-			rc = snap_s3_hlist_add(&r->query, "max-uploads", ps);
-		if (rc >= 0)
-			rc = run_xml(c, r, ret_detail);
-		else
-			fail_detail(ret_detail, rc, r->op, bucket, prefix, "out of memory");
+		const char *const q[][2] = {{"uploads", ""},
+					    {"prefix", prefix && *prefix ? prefix : NULL},
+					    {"key-marker", kmark},
+					    {"upload-id-marker", umark}};
+		struct req *r = NULL;
 		struct snap_s3_list_uploads *page = NULL;
 		char *pd = NULL;
+		rc = list_page(c, "ListMultipartUploads", bucket, NULL, prefix, q, 4, "max-uploads",
+			       &r, ret_detail);
 		if (rc >= 0 && (rc = snap_s3_list_uploads_parse(r->buf, r->len, &page, &pd)) < 0)
 			rc = parse_failed(r, rc, pd, ret_detail);
 		req_free(r);
@@ -1992,8 +2045,8 @@ int snap_s3_list_uploads(struct snap_s3_client *c, const char *bucket, const cha
 		kmark = umark = NULL;
 		if (rc < 0)
 			break;
-		struct snap_s3_upload *u =
-		    realloc(all->uploads, (all->nuploads + page->nuploads + 1) * sizeof(*u));
+		struct snap_s3_upload *u = list_append(all->uploads, all->nuploads, page->uploads,
+						       page->nuploads, sizeof(*u));
 		if (!u) {
 			snap_s3_list_uploads_free(page);
 			rc = fail_detail(ret_detail, -ENOMEM, "ListMultipartUploads", bucket,
@@ -2001,8 +2054,6 @@ int snap_s3_list_uploads(struct snap_s3_client *c, const char *bucket, const cha
 			break;
 		}
 		all->uploads = u;
-		if (page->nuploads)
-			memcpy(u + all->nuploads, page->uploads, page->nuploads * sizeof(*u));
 		all->nuploads += page->nuploads;
 		page->nuploads = 0;
 		if (page->truncated) {
@@ -2034,26 +2085,14 @@ int snap_s3_list_parts(struct snap_s3_client *c, const char *bucket, const char 
 	int rc;
 	do {
 		more = false;
-		struct req *r = req_new(c, "ListParts", "GET", bucket, key);
-		if (!r) {
-			rc = fail_detail(ret_detail, -ENOMEM, "ListParts", bucket, key,
-					 "out of memory");
-			break;
-		}
-		char ps[16], mk[16];
-		snprintf(ps, sizeof(ps), "%u", c->page_size);
+		char mk[16];
 		snprintf(mk, sizeof(mk), "%" PRIu32, marker);
-		rc = snap_s3_hlist_add(&r->query, "uploadId", upload_id);
-		if (rc >= 0 && marker)
-			rc = snap_s3_hlist_add(&r->query, "part-number-marker", mk);
-		if (rc >= 0 && c->page_size)
-			rc = snap_s3_hlist_add(&r->query, "max-parts", ps);
-		if (rc >= 0)
-			rc = run_xml(c, r, ret_detail);
-		else
-			fail_detail(ret_detail, rc, r->op, bucket, key, "out of memory");
+		const char *const q[][2] = {{"uploadId", upload_id},
+					    {"part-number-marker", marker ? mk : NULL}};
+		struct req *r = NULL;
 		struct snap_s3_list_parts *page = NULL;
 		char *pd = NULL;
+		rc = list_page(c, "ListParts", bucket, key, key, q, 2, "max-parts", &r, ret_detail);
 		if (rc >= 0 && (rc = snap_s3_list_parts_parse(r->buf, r->len, &page, &pd)) < 0)
 			rc = parse_failed(r, rc, pd, ret_detail);
 		if (rc >= 0 && page->nparts && all->nparts &&
@@ -2066,7 +2105,7 @@ int snap_s3_list_parts(struct snap_s3_client *c, const char *bucket, const char 
 		if (rc < 0)
 			break;
 		struct snap_s3_part *p =
-		    realloc(all->parts, (all->nparts + page->nparts + 1) * sizeof(*p));
+		    list_append(all->parts, all->nparts, page->parts, page->nparts, sizeof(*p));
 		if (!p) {
 			snap_s3_list_parts_free(page);
 			rc = fail_detail(ret_detail, -ENOMEM, "ListParts", bucket, key,
@@ -2074,8 +2113,6 @@ int snap_s3_list_parts(struct snap_s3_client *c, const char *bucket, const char 
 			break;
 		}
 		all->parts = p;
-		if (page->nparts)
-			memcpy(p + all->nparts, page->parts, page->nparts * sizeof(*p));
 		all->nparts += page->nparts;
 		page->nparts = 0;
 		if (page->truncated && page->next_part_number_marker > marker) {
@@ -2234,12 +2271,20 @@ static int add_copy_source(struct req *r, const char *src_bucket, const char *sr
 	return rc;
 }
 
-/* Runs a copy request to its CopyObjectResult / CopyPartResult and returns its ETag. A copy
- * answered 200 can still fail: its body is then an <Error>. */
-static int run_copy(struct snap_s3_client *c, struct req *r, bool part, char **ret_etag,
+/* Runs a copy request to its CopyObjectResult / CopyPartResult and returns its ETag; rc is how
+ * adding its headers went (a failure is out of memory). Frees r. A copy answered 200 can still
+ * fail: its body is then an <Error>. */
+static int run_copy(struct snap_s3_client *c, struct req *r, int rc, bool part, char **ret_etag,
 		    char **ret_detail)
 {
-	int rc = run_xml(c, r, ret_detail);
+	if (rc >= 0)
+		rc = req_body(r, NULL, 0, false);
+	if (rc < 0) {
+		fail_detail(ret_detail, rc, r->op, r->bucket, key_of(r), "out of memory");
+		req_free(r);
+		return rc;
+	}
+	rc = run_xml(c, r, ret_detail);
 	struct snap_s3_copy_result *res = NULL;
 	char *pd = NULL;
 	if (rc >= 0 && (rc = snap_s3_copy_result_parse(r->buf, r->len, part, &res, &pd)) < 0) {
@@ -2274,6 +2319,7 @@ static int run_copy(struct snap_s3_client *c, struct req *r, bool part, char **r
 		}
 	}
 	snap_s3_copy_result_free(res);
+	req_free(r);
 	return rc;
 }
 
@@ -2292,16 +2338,7 @@ int snap_s3_copy_object(struct snap_s3_client *c, const char *src_bucket, const 
 		rc = snap_s3_hlist_add(&r->headers, "x-amz-metadata-directive", "COPY");
 	if (rc >= 0 && acl)
 		rc = snap_s3_hlist_add(&r->headers, "x-amz-acl", acl);
-	if (rc >= 0)
-		rc = req_body(r, NULL, 0, false);
-	if (rc < 0) {
-		fail_detail(ret_detail, rc, r->op, bucket, key, "out of memory");
-		req_free(r);
-		return rc;
-	}
-	rc = run_copy(c, r, false, ret_etag, ret_detail);
-	req_free(r);
-	return rc;
+	return run_copy(c, r, rc, false, ret_etag, ret_detail);
 }
 
 int snap_s3_upload_part_copy(struct snap_s3_client *c, const char *src_bucket, const char *src_key,
@@ -2324,16 +2361,7 @@ int snap_s3_upload_part_copy(struct snap_s3_client *c, const char *src_bucket, c
 		rc = add_copy_source(r, src_bucket, src_key);
 	if (rc >= 0)
 		rc = snap_s3_hlist_add(&r->headers, "x-amz-copy-source-range", range);
-	if (rc >= 0)
-		rc = req_body(r, NULL, 0, false);
-	if (rc < 0) {
-		fail_detail(ret_detail, rc, r->op, bucket, key, "out of memory");
-		req_free(r);
-		return rc;
-	}
-	rc = run_copy(c, r, true, ret_etag, ret_detail);
-	req_free(r);
-	return rc;
+	return run_copy(c, r, rc, true, ret_etag, ret_detail);
 }
 
 /* s XML-escaped at the end of *b (open_memstream). */

@@ -431,24 +431,6 @@ fail:
 	return r;
 }
 
-static const char *unquote(const char *etag, size_t *ret_len)
-{
-	size_t n = strlen(etag);
-	if (n >= 2 && etag[0] == '"' && etag[n - 1] == '"') {
-		*ret_len = n - 2;
-		return etag + 1;
-	}
-	*ret_len = n;
-	return etag;
-}
-
-static bool etag_equal(const char *a, const char *b)
-{
-	size_t na, nb;
-	const char *ua = unquote(a, &na), *ub = unquote(b, &nb);
-	return na == nb && strncasecmp(ua, ub, na) == 0;
-}
-
 int snap_s3_writer_resume(struct snap_s3_client *c, const char *bucket, const char *key,
 			  const char *upload_id, const struct snap_s3_part *parts, size_t nparts,
 			  uint64_t part_size, struct snap_s3_writer **ret, char **ret_detail)
@@ -487,7 +469,7 @@ int snap_s3_writer_resume(struct snap_s3_client *c, const char *bucket, const ch
 		else if (l->parts[j].size != w->part_size ||
 			 (parts[i].size && parts[i].size != l->parts[j].size))
 			why = "has another size in the upload";
-		else if (!parts[i].etag || !etag_equal(parts[i].etag, l->parts[j].etag))
+		else if (!parts[i].etag || !snap_s3_etag_equal(parts[i].etag, l->parts[j].etag))
 			why = "has another ETag in the upload";
 		if (why) {
 			r = -ESTALE;

@@ -190,6 +190,14 @@ int snap_s3_put_tagging(struct snap_s3_client *c, const char *bucket, const char
 /* Every object under prefix (all pages of ListObjectsV2). */
 int snap_s3_list_objects(struct snap_s3_client *c, const char *bucket, const char *prefix,
 			 struct snap_s3_list_objects **ret, char **ret_detail);
+/* The listed object named key, or NULL (l may be NULL). */
+const struct snap_s3_object *snap_s3_list_objects_find(const struct snap_s3_list_objects *l,
+						       const char *key);
+/* ETags compared as S3 writes them: quotes optional, hex case ignored. */
+bool snap_s3_etag_equal(const char *a, const char *b);
+/* Whether etag (NULL: no) is a single PUT's, the MD5 of the body: 32 hex digits; a multipart
+ * object's ends in "-N". */
+bool snap_s3_etag_is_md5(const char *etag);
 /* Every multipart upload in progress under prefix; and aborting one. */
 int snap_s3_list_uploads(struct snap_s3_client *c, const char *bucket, const char *prefix,
 			 struct snap_s3_list_uploads **ret, char **ret_detail);
