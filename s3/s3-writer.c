@@ -34,6 +34,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sys/mman.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +56,7 @@ struct inflight {
 	void *buf;	     /* body in memory; NULL when streamed */
 	uint64_t held;	     /* budget bytes to release when it is done */
 	struct snap_s3_put *put;
+	bool mapped; /* buf is a part buffer (part_buf_new), not a single PUT's body */
 };
 
 struct snap_s3_writer {
@@ -168,6 +170,32 @@ static int budget_take(struct snap_s3_writer *w, uint64_t bytes)
 	return 0;
 }
 
+/* Part buffers are mapped and unmapped whole: glibc would keep a freed 16 MiB buffer in the
+ * arena of the thread that freed it (the dynamic mmap threshold rises past it after the first
+ * one), and with buffers freed on the transport's side and taken on the writer's the process
+ * held 15-50 MiB more than the budget (store -o s3:// of the realistic disk: 226 MiB peak RSS
+ * against 195 MiB with every buffer mapped). */
+static void *part_buf_new(size_t n)
+{
+	void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static void part_buf_free(void *p, size_t n)
+{
+	if (p)
+		munmap(p, n);
+}
+
+static void inflight_buf_free(struct snap_s3_writer *w, struct inflight *e)
+{
+	if (e->mapped)
+		part_buf_free(e->buf, w->part_size);
+	else
+		free(e->buf);
+	e->buf = NULL;
+}
+
 static int get_err(struct snap_s3_writer *w)
 {
 	pthread_mutex_lock(&w->lock);
@@ -218,8 +246,7 @@ static void *reaper_main(void *arg)
 		char *etag = NULL, *detail = NULL;
 		int r = snap_s3_put_wait(e->put, &etag, &detail);
 		e->put = NULL;
-		free(e->buf);
-		e->buf = NULL;
+		inflight_buf_free(w, e);
 		unhold(w, e->held);
 		pthread_mutex_lock(&w->lock);
 		/* invariant 7: the abandoned request's end is no failure, and no part */
@@ -614,13 +641,14 @@ static int submit_cur(struct snap_s3_writer *w)
 	e->start = w->offset - w->cur_len;
 	e->end = w->offset;
 	e->buf = w->cur;
+	e->mapped = w->cur != NULL;
 	e->held = w->cur ? w->part_size : 0;
 	int r = snap_s3_put_start(w->c, w->bucket, w->key, w->upload_id, e->number,
 				  w->cur ? (const void *)w->cur : empty, w->cur_len, NULL, &e->put);
 	w->cur = NULL;
 	w->cur_len = 0;
 	if (r < 0) {
-		free(e->buf);
+		inflight_buf_free(w, e);
 		unhold(w, e->held);
 		free(e);
 		return fail(w, r, NULL, "cannot start", w->next_number);
@@ -650,7 +678,7 @@ static int take_cur(struct snap_s3_writer *w)
 	r = budget_take(w, w->part_size);
 	if (r < 0)
 		return fail(w, r, NULL, "memory budget for", w->next_number);
-	w->cur = malloc(w->part_size);
+	w->cur = part_buf_new(w->part_size);
 	if (!w->cur) {
 		unhold(w, w->part_size);
 		return fail(w, -ENOMEM, NULL, "", w->next_number);
@@ -1057,7 +1085,7 @@ void snap_s3_writer_abort(struct snap_s3_writer *w)
 	pthread_mutex_unlock(&w->lock);
 
 	if (w->cur) {
-		free(w->cur);
+		part_buf_free(w->cur, w->part_size);
 		w->cur = NULL;
 		unhold(w, w->part_size);
 	}
@@ -1077,7 +1105,7 @@ struct snap_s3_writer *snap_s3_writer_free(struct snap_s3_writer *w)
 		snap_s3_writer_abort(w);
 	drain(w);
 	stop_reaper(w);
-	free(w->cur);
+	part_buf_free(w->cur, w->part_size);
 	if (w->cur)
 		unhold(w, w->part_size);
 	free(w->ring);

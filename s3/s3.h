@@ -47,7 +47,7 @@
 #define SNAP_S3_DEFAULT_CONNECTIONS 8
 #define SNAP_S3_DEFAULT_RETRIES 5
 #define SNAP_S3_DEFAULT_TIMEOUT_S 30
-#define SNAP_S3_DEFAULT_MEMORY_BUDGET (160ull << 20)
+#define SNAP_S3_DEFAULT_MEMORY_BUDGET (96ull << 20)
 #define SNAP_S3_MIN_PART_SIZE (5ull << 20)   /* S3: every part of a multipart upload but the last */
 #define SNAP_S3_MAX_PART_SIZE (5ull << 30)
 #define SNAP_S3_MAX_PARTS 10000u
