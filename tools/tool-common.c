@@ -18,6 +18,7 @@
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -962,15 +963,37 @@ static int on_progress(void *userdata, const struct snap_progress *p)
 			fputs("\"rate\":null,\"eta\":null}\n", stderr);
 		return 0;
 	}
-	/* at most 79 columns, whatever the sizes: an 80-column terminal never wraps it */
-	int width = 14, fill = (int)(p->percent / 100.0 * width);
-	char bar[64];
-	for (int i = 0; i < width; i++)
-		bar[i] = i < fill ? '#' : '.';
-	bar[width] = 0;
-	fprintf(stderr, "\r%-7s [%s] %5.1f%% %s/%s %s/s %d:%02d\033[K", stage_name(p->stage), bar,
-		p->percent, tool_size(a, p->bytes_done), tool_size(b, p->bytes_total),
-		tool_size(c, (unsigned long long)rate), (int)eta / 60, (int)eta % 60);
+	/* The line fits the terminal (stderr's width, else $COLUMNS, else 80) with a column to
+	 * spare, so no update wraps: the bar takes what the other fields (at most 62 columns)
+	 * leave, and a terminal too narrow for a bar of 6 gets the numbers alone. */
+	int cols = 80;
+	struct winsize ws;
+	const char *env = getenv("COLUMNS");
+	if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+		cols = ws.ws_col;
+	else if (env && atoi(env) > 0)
+		cols = atoi(env);
+	char e[32];
+	int secs = (int)eta;
+	if (secs >= 3600)
+		snprintf(e, sizeof(e), "%d:%02d:%02d", secs / 3600, secs / 60 % 60, secs % 60);
+	else
+		snprintf(e, sizeof(e), "%d:%02d", secs / 60, secs % 60);
+	int width = cols - 1 - 62;
+	if (width > 40)
+		width = 40;
+	if (width < 6) {
+		fprintf(stderr, "\r%.7s %5.1f%% %s\033[K", stage_name(p->stage), p->percent, e);
+	} else {
+		int fill = (int)(p->percent / 100.0 * width);
+		char bar[64];
+		for (int i = 0; i < width; i++)
+			bar[i] = i < fill ? '#' : '.';
+		bar[width] = 0;
+		fprintf(stderr, "\r%-7s [%s] %5.1f%% %s/%s %s/s %s\033[K", stage_name(p->stage),
+			bar, p->percent, tool_size(a, p->bytes_done), tool_size(b, p->bytes_total),
+			tool_size(c, (unsigned long long)rate), e);
+	}
 	st->drew = true;
 	return 0;
 }

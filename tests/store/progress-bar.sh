@@ -1,15 +1,24 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
-# The progress bar fits an 80-column terminal: every line it draws (store, restore) is at most
-# 79 columns once its erase-to-end-of-line sequence is taken out, so no update wraps.
+# The progress bar fits the terminal: every line it draws (store, restore) is at most one column
+# narrower than the terminal ($COLUMNS here: stderr is no terminal) once its erase-to-end-of-line
+# sequence is taken out, so no update wraps; a wide terminal gets a longer bar, a narrow one the
+# numbers alone.
 . "$SRCDIR/tests/store/lib.sh"
 make_disk disk.img 40
-"$B" store disk.img -o a.bin --progress=bar 2>store.err >/dev/null
-"$B" restore a.bin -o r.img --progress=bar 2>restore.err >/dev/null
-for f in store.err restore.err; do
-	lines=$(tr '\r' '\n' < "$f" | sed 's/\x1b\[K//g' | grep -c '%')
-	[ "$lines" -gt 0 ] || fail "$f: no progress bar drawn"
-	long=$(tr '\r' '\n' < "$f" | sed 's/\x1b\[K//g' | awk 'length($0) > 79' | head -1)
-	[ -z "$long" ] || fail "$f: a line of ${#long} columns: $long"
+for cols in 80 60 120 40; do
+	COLUMNS=$cols "$B" store disk.img -o a.bin --progress=bar --force 2>store.err >/dev/null
+	COLUMNS=$cols "$B" restore a.bin -o r.img --progress=bar --force 2>restore.err >/dev/null
+	for f in store.err restore.err; do
+		tr '\r' '\n' < "$f" | sed 's/\x1b\[K//g' | grep '%' > lines || fail "$f: no progress drawn"
+		long=$(awk -v c="$cols" 'length($0) > c - 1' lines | head -1)
+		[ -z "$long" ] || fail "COLUMNS=$cols, $f: a line of ${#long} columns: $long"
+		bar=$(grep -o '\[[#.]*\]' lines | head -1 || true)
+		case $cols in
+		40) [ -z "$bar" ] || fail "COLUMNS=40: a bar was drawn: $bar" ;;
+		80) [ ${#bar} -ge 10 ] || fail "COLUMNS=80: bar '$bar' too short" ;;
+		120) [ ${#bar} -ge 40 ] || fail "COLUMNS=120: bar '$bar' not widened" ;;
+		esac
+	done
 done
 echo "progress-bar: ok"
