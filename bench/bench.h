@@ -35,6 +35,7 @@ struct bench_opts {
 	bool quick;
 	bool json;
 	bool reference;
+	bool bound; /* --bound: measure the outside bound (bound.c) */
 	const char *svg;
 	const char *workdir_parent;
 	unsigned threads[BENCH_MAX_THREADS];
@@ -153,6 +154,25 @@ struct bench_profile {
 	double *inflate_cpu;   /* CPU seconds to inflate it back (NULL: not measured) */
 };
 
+/* The outside bound (bound.c): the tools' figures on the source's DATA bytes. */
+struct bench_bound {
+	bool available;
+	char reason[512];
+	unsigned threads; /* the largest job thread count: pieces run in parallel, CPU divided */
+	uint64_t data_bytes, compressed_bytes;
+	/* user CPU seconds of the tools */
+	double deflate_cpu;	/* igzip -1 of the pieces, summed */
+	double inflate_cpu;	/* igzip -d of them */
+	double sha256_cpu;	/* openssl dgst -sha256 of the compressed pieces */
+	double sha1_cpu;	/* openssl dgst -sha1 of the DATA */
+	double cipher_cpu;	/* openssl enc -aes-128-cbc of the compressed stream */
+	double cipher_sha1_cpu; /* openssl dgst -sha1 of the ciphertext */
+	/* wall seconds of dd, O_DIRECT, 4 MiB blocks */
+	double read_data_seconds, write_compressed_seconds;
+	double read_compressed_seconds, write_data_seconds;
+	double seconds; /* the whole measurement */
+};
+
 struct bench_report {
 	struct bench_opts opts;
 	char cpu_model[128];
@@ -172,6 +192,7 @@ struct bench_report {
 	struct bench_job jobs[BENCH_JOB_KINDS];
 	struct bench_ref refs[BENCH_MAX_REFS];
 	size_t nrefs;
+	struct bench_bound bound;
 	double total_seconds;
 };
 
@@ -213,6 +234,17 @@ void bench_model_apply(struct bench_report *rep);
 
 /* reference.c */
 void bench_run_reference(struct bench_report *rep, const char *workdir);
+
+/* bound.c */
+void bench_bound_measure(struct bench_report *rep, const char *workdir);
+/* The bound of job kind store, restore or bundle: CPU and device seconds; -ENODATA when the
+ * bound is unavailable, -EINVAL for another kind. */
+int bench_bound_job(const struct bench_bound *b, const char *kind, double *ret_cpu,
+		    double *ret_device);
+/* The tools' CPU seconds for kind's work, all threads together. */
+double bench_bound_tools_cpu(const struct bench_bound *b, const char *kind);
+/* The measured run of kind at the bound's thread count, or NULL. */
+const struct bench_run *bench_bound_run(const struct bench_report *rep, const char *kind);
 
 /* report.c */
 void bench_print_table(const struct bench_report *rep);

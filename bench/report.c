@@ -167,6 +167,152 @@ static void json_run(FILE *f, const struct bench_report *rep, const struct bench
 	fputs("]}}", f);
 }
 
+/* ---- the outside bound (bound.c) beside the model ---------------------------------------- */
+
+static const char *const bound_kinds[] = {"store", "restore", "bundle"};
+
+/* One job's row: the bound, the measured run at the bound's threads, the model. */
+struct bound_row {
+	double cpu, device, bound;
+	const char *binds; /* "cpu" or "device" */
+	const struct bench_run *run;
+	double percent;	      /* bound / wall * 100; 0 without a run */
+	double model_diff;    /* (model - bound) / bound * 100; meaningful with a run */
+	const char *larger;   /* "model", "bound", or NULL within 10 % */
+};
+
+static bool bound_row(const struct bench_report *rep, const char *kind, struct bound_row *ret)
+{
+	struct bound_row r = {0};
+	if (bench_bound_job(&rep->bound, kind, &r.cpu, &r.device) < 0)
+		return false;
+	r.bound = r.cpu >= r.device ? r.cpu : r.device;
+	r.binds = r.cpu >= r.device ? "cpu" : "device";
+	r.run = bench_bound_run(rep, kind);
+	if (r.run && r.run->seconds > 0)
+		r.percent = r.bound / r.run->seconds * 100;
+	if (r.run && r.run->model_seconds > 0 && r.bound > 0) {
+		r.model_diff = (r.run->model_seconds - r.bound) / r.bound * 100;
+		if (r.model_diff > 10)
+			r.larger = "model";
+		else if (r.model_diff < -10)
+			r.larger = "bound";
+	}
+	*ret = r;
+	return true;
+}
+
+static void json_bound(FILE *f, const struct bench_report *rep)
+{
+	const struct bench_bound *b = &rep->bound;
+	fprintf(f, "  \"bound\": {\"available\": %s, \"reason\": ", jbool(b->available));
+	jopt(f, b->available ? NULL : b->reason);
+	fprintf(f, ", \"threads\": %u, \"data_bytes\": %llu, \"compressed_bytes\": %llu",
+		b->threads, (unsigned long long)b->data_bytes,
+		(unsigned long long)b->compressed_bytes);
+	fputs(",\n    \"tools\": {\"igzip_deflate_cpu_seconds\": ", f);
+	jnum(f, b->deflate_cpu);
+	fputs(", \"igzip_inflate_cpu_seconds\": ", f);
+	jnum(f, b->inflate_cpu);
+	fputs(", \"sha256_cpu_seconds\": ", f);
+	jnum(f, b->sha256_cpu);
+	fputs(", \"sha1_cpu_seconds\": ", f);
+	jnum(f, b->sha1_cpu);
+	fputs(", \"aes128cbc_cpu_seconds\": ", f);
+	jnum(f, b->cipher_cpu);
+	fputs(", \"cipher_sha1_cpu_seconds\": ", f);
+	jnum(f, b->cipher_sha1_cpu);
+	fputs(",\n      \"dd_read_data_seconds\": ", f);
+	jnum(f, b->read_data_seconds);
+	fputs(", \"dd_write_compressed_seconds\": ", f);
+	jnum(f, b->write_compressed_seconds);
+	fputs(", \"dd_read_compressed_seconds\": ", f);
+	jnum(f, b->read_compressed_seconds);
+	fputs(", \"dd_write_data_seconds\": ", f);
+	jnum(f, b->write_data_seconds);
+	fputs(", \"seconds\": ", f);
+	jnum(f, b->seconds);
+	fputs("},\n    \"jobs\": [", f);
+	for (size_t i = 0, n = 0; b->available && i < 3; i++) {
+		struct bound_row r;
+		if (!bound_row(rep, bound_kinds[i], &r))
+			continue;
+		fputs(n++ ? ",\n      {\"kind\": " : "\n      {\"kind\": ", f);
+		jstr(f, bound_kinds[i]);
+		fputs(", \"cpu_seconds\": ", f);
+		jnum(f, r.cpu);
+		fputs(", \"tools_cpu_seconds\": ", f);
+		jnum(f, bench_bound_tools_cpu(b, bound_kinds[i]));
+		fputs(", \"device_seconds\": ", f);
+		jnum(f, r.device);
+		fputs(", \"seconds\": ", f);
+		jnum(f, r.bound);
+		fputs(", \"binds\": ", f);
+		jstr(f, r.binds);
+		fputs(",\n       \"job_seconds\": ", f);
+		jpos(f, r.run ? r.run->seconds : 0);
+		fputs(", \"job_cpu_seconds\": ", f);
+		jpos(f, r.run ? r.run->cpu_seconds : 0);
+		fputs(", \"percent_of_bound\": ", f);
+		jpos(f, r.percent);
+		fputs(", \"model_seconds\": ", f);
+		jpos(f, r.run ? r.run->model_seconds : 0);
+		fputs(", \"model_vs_bound_percent\": ", f);
+		if (r.run && r.run->model_seconds > 0)
+			jnum(f, r.model_diff);
+		else
+			fputs("null", f);
+		fputs(", \"larger\": ", f);
+		jstr(f, r.larger);
+		fputc('}', f);
+	}
+	fputs(b->available ? "\n    ]},\n" : "]},\n", f);
+}
+
+static void print_bound(const struct bench_report *rep)
+{
+	const struct bench_bound *b = &rep->bound;
+	if (!b->available) {
+		printf("\noutside bound: unavailable: %s\n", b->reason);
+		return;
+	}
+	printf("\noutside bound (bench/bound.c: igzip -1/-d, openssl sha256/sha1/aes-128-cbc, dd "
+	       "O_DIRECT 4 MiB)\n"
+	       "on %llu bytes of DATA (%llu compressed) in %u pieces; bound = max(cpu, device);\n"
+	       "%% bound = bound / job time; the job's run at %u threads\n",
+	       (unsigned long long)b->data_bytes, (unsigned long long)b->compressed_bytes,
+	       b->threads, b->threads);
+	printf("  %-9s %9s %9s %9s %-7s %9s %9s %9s %9s %8s\n", "job", "cpu", "device", "bound",
+	       "binds", "tools cpu", "time", "job cpu", "model", "% bound");
+	for (size_t i = 0; i < 3; i++) {
+		struct bound_row r;
+		if (!bound_row(rep, bound_kinds[i], &r))
+			continue;
+		printf("  %-9s %7.2f s %7.2f s %7.2f s %-7s %7.2f s", bound_kinds[i], r.cpu,
+		       r.device, r.bound, r.binds, bench_bound_tools_cpu(b, bound_kinds[i]));
+		if (!r.run) {
+			printf("  no run at %u threads\n", b->threads);
+			continue;
+		}
+		printf(" %7.2f s %7.2f s %7.2f s %7.1f%%\n", r.run->seconds, r.run->cpu_seconds,
+		       r.run->model_seconds, r.percent);
+	}
+	for (size_t i = 0; i < 3; i++) {
+		struct bound_row r;
+		if (!bound_row(rep, bound_kinds[i], &r) || !r.run || r.run->model_seconds <= 0)
+			continue;
+		if (r.larger)
+			printf("  %s: the model and the outside bound disagree by %.1f %%: the %s "
+			       "is larger (model %.2f s, bound %.2f s)\n",
+			       bound_kinds[i], r.model_diff < 0 ? -r.model_diff : r.model_diff,
+			       r.larger, r.run->model_seconds, r.bound);
+		else
+			printf("  %s: the model and the outside bound agree within 10 %% (%+.1f "
+			       "%%)\n",
+			       bound_kinds[i], r.model_diff);
+	}
+}
+
 int bench_write_json(const struct bench_report *rep, FILE *f)
 {
 	const struct bench_opts *o = &rep->opts;
@@ -246,7 +392,10 @@ int bench_write_json(const struct bench_report *rep, FILE *f)
 		fputs(job->nruns ? "\n    ]}" : "]}", f);
 		fputs(k + 1 < BENCH_JOB_KINDS ? ",\n" : "\n", f);
 	}
-	fputs("  ],\n  \"reference\": [", f);
+	fputs("  ],\n", f);
+	if (o->bound)
+		json_bound(f, rep);
+	fputs("  \"reference\": [", f);
 	for (size_t i = 0; i < rep->nrefs; i++) {
 		const struct bench_ref *r = &rep->refs[i];
 		fputs(i ? ",\n    {\"name\": " : "\n    {\"name\": ", f);
@@ -371,5 +520,7 @@ void bench_print_table(const struct bench_report *rep)
 			       size_str(b, r->peak_rss_kib * 1024), size_str(e, r->output_bytes));
 		}
 	}
+	if (rep->opts.bound)
+		print_bound(rep);
 	printf("\ntotal %.1f s\n", rep->total_seconds);
 }

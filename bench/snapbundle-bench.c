@@ -14,7 +14,8 @@
  *  4. the jobs at each thread count (jobs.c), each in a child process;
  *  5. the model (model.c) next to each measured run;
  *  6. the reference tools (reference.c) with --reference;
- *  7. the reports: table or JSON on stdout (report.c), SVG chart (svg.c).
+ *  7. the outside bound (bound.c) with --bound;
+ *  8. the reports: table or JSON on stdout (report.c), SVG chart (svg.c).
  * SIGINT and SIGTERM stop at the next step boundary; the work directory is always removed.
  */
 #include <errno.h>
@@ -205,6 +206,9 @@ static void usage(FILE *f)
 	      "  --quick              short runs: fewer read configurations, shorter stages\n"
 	      "  --reference          also run the reference tools that are installed\n"
 	      "                       (ec2-bundle-image pipeline, pigz, zstd -T0, qemu-img)\n"
+	      "  --bound              also measure the outside bound of store, restore and\n"
+	      "                       bundle: igzip, openssl and dd on the source's DATA\n"
+	      "                       (bench/bound.c), beside the model\n"
 	      "  --json               print the results as JSON (docs/bench-json.md)\n"
 	      "  --svg FILE           draw stage throughput and thread scaling as an SVG chart\n"
 	      "  --workdir DIR        where temporary files go (default $TMPDIR or /var/tmp)\n"
@@ -278,7 +282,8 @@ int main(int argc, char **argv)
 		OPT_GENERATE,
 		OPT_FORCE,
 		OPT_JOBS,
-		OPT_UNIFORM
+		OPT_UNIFORM,
+		OPT_BOUND
 	};
 	static const struct option longopts[] = {
 	    {"size", required_argument, NULL, OPT_SIZE},
@@ -293,6 +298,7 @@ int main(int argc, char **argv)
 	    {"force", no_argument, NULL, OPT_FORCE},
 	    {"jobs", required_argument, NULL, OPT_JOBS},
 	    {"uniform", no_argument, NULL, OPT_UNIFORM},
+	    {"bound", no_argument, NULL, OPT_BOUND},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -353,6 +359,9 @@ int main(int argc, char **argv)
 			break;
 		case OPT_UNIFORM:
 			o->uniform = true;
+			break;
+		case OPT_BOUND:
+			o->bound = true;
 			break;
 		case OPT_FORCE:
 			force = true;
@@ -500,6 +509,10 @@ int main(int argc, char **argv)
 	if (!interrupted && o->reference) {
 		note(&rep, "running the reference tools");
 		bench_run_reference(&rep, workdir);
+	}
+	if (!interrupted && o->bound) {
+		note(&rep, "measuring the outside bound (igzip, openssl, dd)");
+		bench_bound_measure(&rep, workdir);
 	}
 	if (interrupted) {
 		err("interrupted%s%s", "", "");
