@@ -230,9 +230,9 @@ static void json_bound(FILE *f, const struct bench_report *rep)
 	jnum(f, b->read_compressed_seconds);
 	fputs(", \"dd_write_data_seconds\": ", f);
 	jnum(f, b->write_data_seconds);
-	fputs(", \"seconds\": ", f);
+	fputs("}, \"measured_in_seconds\": ", f);
 	jnum(f, b->seconds);
-	fputs("},\n    \"jobs\": [", f);
+	fputs(",\n    \"jobs\": [", f);
 	for (size_t i = 0, n = 0; b->available && i < 3; i++) {
 		struct bound_row r;
 		if (!bound_row(rep, bound_kinds[i], &r))

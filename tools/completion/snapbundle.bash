@@ -32,7 +32,7 @@ _snapbundle()
 	esac
 	case ${COMP_WORDS[1]} in
 	version) opts="" ;;
-	bench) opts="--force --generate-only --jobs --json --level --quick --reference --size
+	bench) opts="--bound --force --generate-only --jobs --json --level --quick --reference --size
 		--svg --threads --uniform --workdir" ;;
 	bundle) opts="--json --version -B -c -d -i -k -p -r -u --access-key --acl --arch --batch
 		--block-device-mapping --cert --connections --debug --destination --ec2cert
