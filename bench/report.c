@@ -176,9 +176,9 @@ struct bound_row {
 	double cpu, device, bound;
 	const char *binds; /* "cpu" or "device" */
 	const struct bench_run *run;
-	double percent;	      /* bound / wall * 100; 0 without a run */
-	double model_diff;    /* (model - bound) / bound * 100; meaningful with a run */
-	const char *larger;   /* "model", "bound", or NULL within 10 % */
+	double percent;	    /* bound / wall * 100; 0 without a run */
+	double model_diff;  /* (model - bound) / bound * 100; meaningful with a run */
+	const char *larger; /* "model", "bound", or NULL within 10 % */
 };
 
 static bool bound_row(const struct bench_report *rep, const char *kind, struct bound_row *ret)
