@@ -294,7 +294,8 @@ static int ext4_read(struct ext4_fs *fs, uint64_t block, void *buf, size_t len)
  * (flex_bg puts them side by side; without it each group's bitmap lives in its own group and is
  * read alone). */
 static int ext4_window_block(struct ext4_fs *fs, uint32_t g,
-			     uint64_t (*loc)(const struct ext4_fs *fs, uint32_t g), const uint8_t **ret)
+			     uint64_t (*loc)(const struct ext4_fs *fs, uint32_t g),
+			     const uint8_t **ret)
 {
 	uint64_t block = loc(fs, g);
 

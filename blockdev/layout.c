@@ -208,7 +208,9 @@ int snap_layout_fs_apply(struct snap_layout *l, struct snap_partition_info *p,
 	r = drv->map(&ctx);
 	ctx.note[sizeof(ctx.note) - 1] = '\0';
 	if (r >= 0 && (priv.unused.err || priv.pins.err || priv.zero.err)) {
-		r = priv.unused.err ? priv.unused.err : priv.pins.err ? priv.pins.err : priv.zero.err;
+		r = priv.unused.err ? priv.unused.err
+		    : priv.pins.err ? priv.pins.err
+				    : priv.zero.err;
 		snprintf(ctx.note, sizeof(ctx.note), "%s",
 			 r == -EUCLEAN ? "free space reported outside the partition"
 				       : "too many ranges to keep");

@@ -180,12 +180,11 @@ static void print_ranges(const char *name, const struct ranges *rs)
 int main(int argc, char **argv)
 {
 	struct harness h = {.fd = -1};
-	struct snap_fs_ctx ctx = {
-	    .read = do_read,
-	    .mark_unused = do_unused,
-	    .pin = do_pin,
-	    .mark_zero = do_zero,
-	    .priv = &h};
+	struct snap_fs_ctx ctx = {.read = do_read,
+				  .mark_unused = do_unused,
+				  .pin = do_pin,
+				  .mark_zero = do_zero,
+				  .priv = &h};
 	struct stat st;
 
 	if (argc != 3) {
