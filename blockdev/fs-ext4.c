@@ -18,6 +18,22 @@
  *     table, and the MMP block are pinned whatever a bitmap says.
  *  6. Nothing past the filesystem's last block is marked; a filesystem larger than its
  *     partition refuses.
+ *  7. The journal is marked ZERO, except its first block (the jbd2 superblock), only when it is
+ *     empty and fully vouched for: an internal journal whose inode (read from the inode table)
+ *     has the same in-inode extent list (depth 0) as the superblock's backup copy, covering
+ *     exactly i_size; a jbd2 superblock of this block size, with the same length, known
+ *     features, a valid checksum when it has one, and s_start 0 (nothing to replay). jbd2 and
+ *     e2fsck read only the superblock of an empty journal; zeros (what mke2fs writes) never
+ *     look like a journal block, whereas leftover bytes could hold an older or newer copy of
+ *     this very journal whose transactions a later recovery might replay. Any doubt keeps the
+ *     journal as it is.
+ *  8. Inode-table blocks holding only inodes past bg_itable_unused are marked ZERO, only with a
+ *     descriptor checksum (verified, invariant 2) and a count no larger than the group's free
+ *     inodes, and only when the group's inode bitmap (checksum verified with metadata_csum;
+ *     not read for INODE_UNINIT groups, which the kernel treats as all free) has no inode in
+ *     use there. The kernel and e2fsck never read those inodes as such, and zeros are what
+ *     mke2fs and the kernel's lazy init leave there (INODE_ZEROED), so a later check that
+ *     distrusts the descriptors finds empty inodes, not stale ones.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -90,12 +106,26 @@
 	 EXT4_RO_COMPAT_METADATA_CSUM | EXT4_RO_COMPAT_READONLY | EXT4_RO_COMPAT_PROJECT |         \
 	 EXT4_RO_COMPAT_SHARED_BLOCKS | EXT4_RO_COMPAT_VERITY)
 
+#define EXT4_BG_INODE_UNINIT 0x0001
 #define EXT4_BG_BLOCK_UNINIT 0x0002
 
 #define EXT4_DESC_CSUM_OFF 0x1e
 #define EXT4_DESC_BBITMAP_CSUM_HI_END 0x3c
+#define EXT4_DESC_IBITMAP_CSUM_HI_END 0x40
+
+#define EXT4_INODE_EXTENTS_FL 0x80000
+#define EXT4_S_IFMT 0xf000
+#define EXT4_S_IFREG 0x8000
+#define EXT4_JNL_BACKUP_BLOCKS 1
 
 #define JBD2_MAGIC 0xc03b3998u
+#define JBD2_SUPERBLOCK_V1 3
+#define JBD2_SUPERBLOCK_V2 4
+#define JBD2_SB_SIZE 1024
+#define JBD2_INCOMPAT_CSUM_V2 0x08
+#define JBD2_INCOMPAT_CSUM_V3 0x10
+/* revoke, 64bit, async_commit, csum v2, csum v3, fast_commit */
+#define JBD2_INCOMPAT_KNOWN 0x3fu
 #define EXT4_EXTENT_MAGIC 0xf30a
 
 /* Blocks read per window when walking bitmaps: with flex_bg they sit side by side, so one
@@ -122,7 +152,7 @@ struct ext4_fs {
 	uint8_t *gdt; /* ngroups * desc_size */
 	uint8_t *window;
 	uint64_t win_block, win_count;
-	struct snap_fs_emitter unused, pins;
+	struct snap_fs_emitter unused, pins, zero;
 };
 
 static bool ext4_is_power_of(uint32_t n, uint32_t base)
@@ -238,10 +268,15 @@ static uint32_t ext4_free_clusters(const struct ext4_fs *fs, uint32_t g)
 	return v;
 }
 
-static uint64_t ext4_itable_blocks(const struct ext4_fs *fs)
+static uint64_t ext4_inode_size(const struct ext4_fs *fs)
 {
 	/* revision 0 has 128-byte inodes and no s_inode_size */
-	uint64_t isize = snap_get_le32(fs->sb + 0x4c) ? snap_get_le16(fs->sb + 0x58) : 128;
+	return snap_get_le32(fs->sb + 0x4c) ? snap_get_le16(fs->sb + 0x58) : 128;
+}
+
+static uint64_t ext4_itable_blocks(const struct ext4_fs *fs)
+{
+	uint64_t isize = ext4_inode_size(fs);
 	return ((uint64_t)snap_get_le32(fs->sb + 0x28) * isize + fs->block_size - 1) /
 	       fs->block_size;
 }
@@ -254,16 +289,19 @@ static int ext4_read(struct ext4_fs *fs, uint64_t block, void *buf, size_t len)
 	return 0;
 }
 
-/* Group g's block bitmap through a read window: a miss reads the bitmaps of the groups that
- * follow too, as long as they sit in consecutive blocks (flex_bg puts them side by side;
- * without it each group's bitmap lives in its own group and is read alone). */
-static int ext4_bitmap_block(struct ext4_fs *fs, uint32_t g, const uint8_t **ret)
+/* Group g's bitmap at loc(fs, g) (block or inode bitmap) through a read window: a miss reads
+ * the same bitmaps of the groups that follow too, as long as they sit in consecutive blocks
+ * (flex_bg puts them side by side; without it each group's bitmap lives in its own group and is
+ * read alone). */
+static int ext4_window_block(struct ext4_fs *fs, uint32_t g,
+			     uint64_t (*loc)(const struct ext4_fs *fs, uint32_t g),
+			     const uint8_t **ret)
 {
-	uint64_t block = ext4_block_bitmap(fs, g);
+	uint64_t block = loc(fs, g);
 
 	if (block < fs->win_block || block >= fs->win_block + fs->win_count) {
 		uint64_t max = EXT4_WINDOW_BYTES / fs->block_size, n = 1;
-		while (n < max && g + n < fs->ngroups && ext4_block_bitmap(fs, g + n) == block + n)
+		while (n < max && g + n < fs->ngroups && loc(fs, g + n) == block + n)
 			n++;
 		int r = ext4_read(fs, block, fs->window, n * fs->block_size);
 		if (r < 0) {
@@ -619,7 +657,7 @@ static int ext4_walk_groups(struct ext4_fs *fs, uint64_t *ret_free)
 			ext4_uninit_bitmap(fs, g, uninit, nbits);
 			bitmap = uninit;
 		} else {
-			r = ext4_bitmap_block(fs, g, &bitmap);
+			r = ext4_window_block(fs, g, ext4_block_bitmap, &bitmap);
 			if (r < 0)
 				break;
 			if (fs->metadata_csum) {
@@ -658,6 +696,135 @@ static int ext4_walk_groups(struct ext4_fs *fs, uint64_t *ret_free)
 	return r;
 }
 
+static int ext4_zero_blocks(struct ext4_fs *fs, uint64_t block, uint64_t n)
+{
+	return snap_fs_emit(&fs->zero, block * fs->block_size, n * fs->block_size);
+}
+
+/* Invariant 7: the journal's blocks after its superblock, as ZERO. Returns 0 without marking
+ * anything whenever the journal is not vouched for. */
+static int ext4_zero_journal(struct ext4_fs *fs)
+{
+	const uint8_t *sb = fs->sb;
+	uint32_t ino = snap_get_le32(sb + 0xe0), ipg = snap_get_le32(sb + 0x28);
+	uint64_t isize = ext4_inode_size(fs), bs = fs->block_size;
+	uint8_t inode[128];
+	struct {
+		uint64_t start, len;
+	} ext[4];
+	int r;
+
+	if (!(fs->compat & EXT4_COMPAT_HAS_JOURNAL) || !ino || !ipg ||
+	    ino > snap_get_le32(sb + 0x00) || isize < sizeof(inode) || isize > bs ||
+	    sb[0xfd] != EXT4_JNL_BACKUP_BLOCKS)
+		return 0;
+	uint32_t g = (ino - 1) / ipg, idx = (ino - 1) % ipg;
+	r = fs->ctx->read(fs->ctx, ext4_inode_table(fs, g) * bs + idx * isize, inode,
+			  sizeof(inode));
+	if (r < 0)
+		return snap_fs_fail(fs->ctx, r, "ext4: cannot read the journal inode %u", ino);
+	const uint8_t *eh = inode + 0x28; /* i_block */
+	uint16_t n = snap_get_le16(eh + 2);
+	if ((snap_get_le16(inode) & EXT4_S_IFMT) != EXT4_S_IFREG ||
+	    !(snap_get_le32(inode + 0x20) & EXT4_INODE_EXTENTS_FL) ||
+	    memcmp(eh, sb + 0x10c, 60) != 0 || snap_get_le16(eh) != EXT4_EXTENT_MAGIC ||
+	    snap_get_le16(eh + 6) != 0 || n == 0 || n > 4)
+		return 0;
+	uint64_t size = snap_get_le32(inode + 0x04) | (uint64_t)snap_get_le32(inode + 0x6c) << 32;
+	uint64_t lblk = 0;
+	for (uint16_t i = 0; i < n; i++) {
+		const uint8_t *e = eh + 12 + 12 * i;
+		uint64_t len = snap_get_le16(e + 4);
+		uint64_t start = (uint64_t)snap_get_le16(e + 6) << 32 | snap_get_le32(e + 8);
+		/* lengths over 32768 are unwritten extents: not a journal mke2fs made */
+		if (snap_get_le32(e) != lblk || len == 0 || len > 32768 ||
+		    start < fs->first_data_block || start >= fs->blocks || len > fs->blocks - start)
+			return 0;
+		ext[i].start = start;
+		ext[i].len = len;
+		lblk += len;
+	}
+	if (size % bs || size / bs != lblk || lblk < 2)
+		return 0;
+
+	uint8_t jsb[JBD2_SB_SIZE];
+	r = ext4_read(fs, ext[0].start, jsb, sizeof(jsb));
+	if (r < 0)
+		return r;
+	uint32_t type = snap_get_be32(jsb + 0x04);
+	if (snap_get_be32(jsb) != JBD2_MAGIC ||
+	    (type != JBD2_SUPERBLOCK_V1 && type != JBD2_SUPERBLOCK_V2) ||
+	    snap_get_be32(jsb + 0x0c) != bs || snap_get_be32(jsb + 0x10) != lblk ||
+	    snap_get_be32(jsb + 0x14) == 0 || snap_get_be32(jsb + 0x14) >= lblk ||
+	    snap_get_be32(jsb + 0x1c) != 0)
+		return 0;
+	if (type == JBD2_SUPERBLOCK_V2) {
+		uint32_t incompat = snap_get_be32(jsb + 0x28);
+		if ((incompat & ~JBD2_INCOMPAT_KNOWN) || snap_get_be32(jsb + 0x40) > 1)
+			return 0;
+		if (incompat & (JBD2_INCOMPAT_CSUM_V2 | JBD2_INCOMPAT_CSUM_V3)) {
+			static const uint8_t zero[4];
+			uint32_t c = snap_crc32c(~0u, jsb, 0xfc);
+			c = snap_crc32c(c, zero, 4);
+			c = snap_crc32c(c, jsb + 0x100, sizeof(jsb) - 0x100);
+			if (jsb[0x50] != 4 || c != snap_get_be32(jsb + 0xfc))
+				return 0;
+		}
+	}
+	for (uint16_t i = 0; i < n && r >= 0; i++) {
+		uint64_t skip = i == 0 ? 1 : 0;
+		if (ext[i].len > skip)
+			r = ext4_zero_blocks(fs, ext[i].start + skip, ext[i].len - skip);
+	}
+	return r;
+}
+
+/* Invariant 8: inode-table blocks past every group's bg_itable_unused, as ZERO. */
+static int ext4_zero_itables(struct ext4_fs *fs)
+{
+	uint32_t ipg = snap_get_le32(fs->sb + 0x28);
+	uint64_t isize = ext4_inode_size(fs), itb = ext4_itable_blocks(fs);
+	int r = 0;
+
+	if (!fs->metadata_csum && !fs->gdt_csum)
+		return 0;
+	if (!ipg || ipg > 8 * fs->block_size || isize < 128 || isize > fs->block_size)
+		return 0;
+	for (uint32_t g = 0; g < fs->ngroups && r >= 0; g++) {
+		const uint8_t *d = ext4_desc(fs, g);
+		uint32_t unused = snap_get_le16(d + 0x1c), free_inodes = snap_get_le16(d + 0x0e);
+		if (fs->desc_size >= 64) {
+			unused |= (uint32_t)snap_get_le16(d + 0x32) << 16;
+			free_inodes |= (uint32_t)snap_get_le16(d + 0x2e) << 16;
+		}
+		if (!unused || unused > ipg || unused > free_inodes)
+			continue;
+		uint32_t used = ipg - unused;
+		if (!(snap_get_le16(d + 0x12) & EXT4_BG_INODE_UNINIT)) {
+			const uint8_t *bitmap;
+			r = ext4_window_block(fs, g, ext4_inode_bitmap, &bitmap);
+			if (r < 0)
+				break;
+			if (fs->metadata_csum) {
+				uint32_t c = snap_crc32c(fs->csum_seed, bitmap, ipg / 8);
+				uint32_t want = snap_get_le16(d + 0x1a);
+				if (fs->desc_size >= EXT4_DESC_IBITMAP_CSUM_HI_END)
+					want |= (uint32_t)snap_get_le16(d + 0x3a) << 16;
+				else
+					c &= 0xffff;
+				if (c != want)
+					continue;
+			}
+			if (snap_bitmap_find(bitmap, ipg, used, true) < ipg)
+				continue;
+		}
+		uint64_t first = ((uint64_t)used * isize + fs->block_size - 1) / fs->block_size;
+		if (first < itb)
+			r = ext4_zero_blocks(fs, ext4_inode_table(fs, g) + first, itb - first);
+	}
+	return r;
+}
+
 static int ext4_map(struct snap_fs_ctx *ctx)
 {
 	struct ext4_fs fs = {.ctx = ctx};
@@ -666,6 +833,8 @@ static int ext4_map(struct snap_fs_ctx *ctx)
 
 	snap_fs_emitter_init(&fs.unused, ctx, ctx->mark_unused);
 	snap_fs_emitter_init(&fs.pins, ctx, ctx->pin);
+	if (ctx->mark_zero)
+		snap_fs_emitter_init(&fs.zero, ctx, ctx->mark_zero);
 	if (ctx->part_size < EXT4_SB_OFFSET + EXT4_SB_SIZE)
 		return snap_fs_fail(ctx, -EUCLEAN, "ext4: partition too small for a superblock");
 	r = ctx->read(ctx, EXT4_SB_OFFSET, fs.sb, EXT4_SB_SIZE);
@@ -686,6 +855,13 @@ static int ext4_map(struct snap_fs_ctx *ctx)
 		r = ext4_pin_metadata(&fs);
 	if (r >= 0)
 		r = ext4_walk_groups(&fs, &nfree);
+	if (r >= 0 && ctx->mark_zero) {
+		r = ext4_zero_journal(&fs);
+		if (r >= 0)
+			r = ext4_zero_itables(&fs);
+		if (r >= 0)
+			r = snap_fs_emit_flush(&fs.zero);
+	}
 	if (r >= 0) {
 		uint64_t clusters = (fs.blocks - fs.first_data_block + fs.ratio - 1) / fs.ratio;
 		uint64_t used = clusters > nfree ? clusters - nfree : 0;

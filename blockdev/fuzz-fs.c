@@ -53,6 +53,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    .read = fuzz_read,
 	    .mark_unused = fuzz_mark,
 	    .pin = fuzz_mark,
+	    .mark_zero = fuzz_mark,
 	    .priv = &part,
 	};
 	const struct snap_fs_driver *drv = snap_fs_driver_find(

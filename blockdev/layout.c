@@ -120,7 +120,7 @@ static void collect_free(struct collect *c)
 struct fs_priv {
 	const struct snap_src *src;
 	uint64_t start;
-	struct collect unused, pins;
+	struct collect unused, pins, zero;
 };
 
 static int fs_read(struct snap_fs_ctx *ctx, uint64_t off, void *buf, size_t len)
@@ -137,6 +137,14 @@ static int fs_mark_unused(struct snap_fs_ctx *ctx, uint64_t off, uint64_t len)
 	if (off > ctx->part_size || len > ctx->part_size - off)
 		return p->unused.err = -EUCLEAN; /* free space past the end: a damaged map */
 	return collect_add(&p->unused, p->start + off, len);
+}
+
+static int fs_mark_zero(struct snap_fs_ctx *ctx, uint64_t off, uint64_t len)
+{
+	struct fs_priv *p = ctx->priv;
+	if (off > ctx->part_size || len > ctx->part_size - off)
+		return p->zero.err = -EUCLEAN; /* zeros past the end: a damaged map */
+	return collect_add(&p->zero, p->start + off, len);
 }
 
 static int fs_pin(struct snap_fs_ctx *ctx, uint64_t off, uint64_t len)
@@ -187,18 +195,22 @@ int snap_layout_fs_apply(struct snap_layout *l, struct snap_partition_info *p,
 	    .start = p->start,
 	    .unused = {.min_len = min_gap == UINT64_MAX ? 0 : min_gap, .max = COLLECT_MAX},
 	    .pins = {.min_len = 0, .max = 0},
+	    .zero = {.min_len = 0, .max = 0},
 	};
 	struct snap_fs_ctx ctx = {
 	    .part_size = p->size,
 	    .read = fs_read,
 	    .mark_unused = fs_mark_unused,
 	    .pin = fs_pin,
+	    .mark_zero = fs_mark_zero,
 	    .priv = &priv,
 	};
 	r = drv->map(&ctx);
 	ctx.note[sizeof(ctx.note) - 1] = '\0';
-	if (r >= 0 && (priv.unused.err || priv.pins.err)) {
-		r = priv.unused.err ? priv.unused.err : priv.pins.err;
+	if (r >= 0 && (priv.unused.err || priv.pins.err || priv.zero.err)) {
+		r = priv.unused.err ? priv.unused.err
+		    : priv.pins.err ? priv.pins.err
+				    : priv.zero.err;
 		snprintf(ctx.note, sizeof(ctx.note), "%s",
 			 r == -EUCLEAN ? "free space reported outside the partition"
 				       : "too many ranges to keep");
@@ -212,7 +224,8 @@ int snap_layout_fs_apply(struct snap_layout *l, struct snap_partition_info *p,
 		goto out;
 	}
 	collect_finish(&priv.unused);
-	uint64_t before = snap_map_bytes_in(l->map, p->start, p->size, SNAP_EXTENT_UNUSED);
+	uint64_t before = snap_map_bytes_in(l->map, p->start, p->size, SNAP_EXTENT_UNUSED) +
+			  snap_map_bytes_in(l->map, p->start, p->size, SNAP_EXTENT_ZERO);
 	for (size_t i = 0; i < priv.pins.n; i++) {
 		r = snap_map_pin(l->map, priv.pins.v[i].offset, priv.pins.v[i].length,
 				 SNAP_LAYER_FS);
@@ -223,13 +236,19 @@ int snap_layout_fs_apply(struct snap_layout *l, struct snap_partition_info *p,
 			       SNAP_LAYER_FS);
 	if (r < 0)
 		goto out;
+	/* after the pins: zeros the filesystem vouches for may lie inside pinned metadata */
+	r = snap_map_mark_many(l->map, priv.zero.v, priv.zero.n, SNAP_EXTENT_ZERO, SNAP_LAYER_FS);
+	if (r < 0)
+		goto out;
 	p->fs_mapped = 1;
 	p->fs_used_bytes = ctx.used_bytes;
-	p->fs_skipped = snap_map_bytes_in(l->map, p->start, p->size, SNAP_EXTENT_UNUSED) - before;
+	p->fs_skipped = snap_map_bytes_in(l->map, p->start, p->size, SNAP_EXTENT_UNUSED) +
+			snap_map_bytes_in(l->map, p->start, p->size, SNAP_EXTENT_ZERO) - before;
 	r = set_note(p, ctx.note);
 out:
 	collect_free(&priv.unused);
 	collect_free(&priv.pins);
+	collect_free(&priv.zero);
 	return r;
 }
 

@@ -166,7 +166,7 @@ struct snap_partition_info {
 	/* Filesystem free-space skipping (see snap_disk_param SNAP_DISK_FS_SKIP): */
 	int fs_mapped;		 /* 1 when free space was read from the filesystem's map */
 	uint64_t fs_used_bytes;	 /* used space the filesystem reports (when fs_mapped) */
-	uint64_t fs_skipped;	 /* bytes marked UNUSED from the filesystem's map */
+	uint64_t fs_skipped;	 /* bytes marked UNUSED or ZERO from the filesystem's map */
 	const char *fs_note;	 /* why free space was not skipped, or what was kept */
 };
 

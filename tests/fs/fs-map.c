@@ -3,9 +3,11 @@
  * fs-map.c - test harness: runs one filesystem driver (fs.h) over an image file that is the
  * whole partition and prints what it decided as one JSON object:
  *   {"driver": "ext4", "result": 0, "error": "", "note": "", "size": N, "used_bytes": N,
- *    "unused": [[off, len], ...], "pinned": [[off, len], ...],
- *    "reads": N, "bytes_read": N, "unused_bytes": N, "pinned_bytes": N, "kept_bytes": N}
- * kept_bytes is what a copy would read: everything outside (unused minus pinned), or the whole
+ *    "unused": [[off, len], ...], "pinned": [[off, len], ...], "zero": [[off, len], ...],
+ *    "reads": N, "bytes_read": N, "unused_bytes": N, "pinned_bytes": N, "zero_bytes": N,
+ *    "kept_bytes": N}
+ * kept_bytes is what a copy would read: everything outside (unused minus pinned) and outside
+ * zero (zero over unused counted once), or the whole
  * partition when the driver refused (the caller then drops its marks). The ranges
  * are as the driver gave them; the harness checks each lies inside the partition.
  *
@@ -29,7 +31,7 @@ struct ranges {
 
 struct harness {
 	int fd;
-	struct ranges unused, pinned;
+	struct ranges unused, pinned, zero;
 	int bad; /* a range outside the partition */
 	uint64_t reads, bytes_read;
 };
@@ -93,6 +95,12 @@ static int do_pin(struct snap_fs_ctx *ctx, uint64_t off, uint64_t len)
 {
 	check(ctx, off, len);
 	return add(&((struct harness *)ctx->priv)->pinned, off, len);
+}
+
+static int do_zero(struct snap_fs_ctx *ctx, uint64_t off, uint64_t len)
+{
+	check(ctx, off, len);
+	return add(&((struct harness *)ctx->priv)->zero, off, len);
 }
 
 static int cmp_range(const void *a, const void *b)
@@ -172,8 +180,11 @@ static void print_ranges(const char *name, const struct ranges *rs)
 int main(int argc, char **argv)
 {
 	struct harness h = {.fd = -1};
-	struct snap_fs_ctx ctx = {
-	    .read = do_read, .mark_unused = do_unused, .pin = do_pin, .priv = &h};
+	struct snap_fs_ctx ctx = {.read = do_read,
+				  .mark_unused = do_unused,
+				  .pin = do_pin,
+				  .mark_zero = do_zero,
+				  .priv = &h};
 	struct stat st;
 
 	if (argc != 3) {
@@ -197,6 +208,8 @@ int main(int argc, char **argv)
 	uint64_t unused = normalize(&h.unused);
 	uint64_t pinned = normalize(&h.pinned);
 	uint64_t taken_back = overlap(&h.unused, &h.pinned);
+	uint64_t zero = normalize(&h.zero);
+	uint64_t zero_in_unused = overlap(&h.zero, &h.unused);
 	printf("{\"driver\": \"%s\", \"result\": %d, \"error\": ", drv->name, r);
 	print_json_string(r < 0 ? strerror(-r) : "");
 	printf(", \"note\": ");
@@ -204,12 +217,16 @@ int main(int argc, char **argv)
 	printf(", \"size\": %" PRIu64 ", \"used_bytes\": %" PRIu64, ctx.part_size, ctx.used_bytes);
 	print_ranges("unused", &h.unused);
 	print_ranges("pinned", &h.pinned);
+	print_ranges("zero", &h.zero);
 	printf(", \"reads\": %" PRIu64 ", \"bytes_read\": %" PRIu64, h.reads, h.bytes_read);
 	printf(", \"unused_bytes\": %" PRIu64 ", \"pinned_bytes\": %" PRIu64
-	       ", \"kept_bytes\": %" PRIu64 "}\n",
-	       unused, pinned, r < 0 ? ctx.part_size : ctx.part_size - (unused - taken_back));
+	       ", \"zero_bytes\": %" PRIu64 ", \"kept_bytes\": %" PRIu64 "}\n",
+	       unused, pinned, zero,
+	       r < 0 ? ctx.part_size
+		     : ctx.part_size - (unused - taken_back) - (zero - zero_in_unused));
 	free(h.unused.r);
 	free(h.pinned.r);
+	free(h.zero.r);
 	close(h.fd);
 	return h.bad ? 3 : 0;
 }

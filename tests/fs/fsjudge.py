@@ -149,8 +149,8 @@ def subtract(ranges, holes):
 
 
 def scramble(src, dst, m, seed):
-    """Copies src to dst and overwrites every UNUSED-and-not-pinned range with garbage.
-    Returns the bytes overwritten."""
+    """Copies src to dst, overwrites every UNUSED-and-not-pinned range with garbage and every
+    ZERO range with zeros (what a restore writes there). Returns the garbage bytes."""
     shutil.copyfile(src, dst)
     rnd = random.Random(seed)
     block = rnd.randbytes(1 << 20)
@@ -165,6 +165,13 @@ def scramble(src, dst, m, seed):
                 f.write((block[k:] + block[:k])[:n])
                 left -= n
             total += ln
+        zeros = bytes(1 << 20)
+        for off, ln in m.get("zero", []):
+            f.seek(off)
+            while ln:
+                n = min(ln, len(zeros))
+                f.write(zeros[:n])
+                ln -= n
     return total
 
 
