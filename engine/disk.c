@@ -155,6 +155,13 @@ int snap_job_source_open(struct snap_job *job, const char *path, unsigned queue_
 	if (r < 0)
 		return snap_job_fail(job, r, "cannot set up reading %s: %s", path,
 				     snap_strerror(r));
+	/* what the job must read: progress over DATA (struct snap_progress bytes_data) */
+	const struct snap_map *map = ret->layout->map;
+	for (size_t i = 0, n = snap_map_count(map); i < n; i++) {
+		const struct snap_extent *e = snap_map_get(map, i);
+		if (e->kind == SNAP_EXTENT_DATA)
+			job->progress.bytes_data += e->length;
+	}
 	return 0;
 }
 

@@ -371,6 +371,10 @@ struct snap_progress {
 	/* S3 jobs: payload bytes sent to and received from the service so far (members added at
 	 * the end: the library allocates the struct, callbacks only read it) */
 	uint64_t bytes_uploaded, bytes_downloaded;
+	/* the bytes the job must read from its sources (their DATA extents: store, bundle), 0 when
+	 * the job does not say: bytes_read of bytes_data is the reader's progress, where percent
+	 * also counts the space skipped as the reader passes it */
+	uint64_t bytes_data;
 };
 
 /* Called from the thread running snap_job_run, at most every SNAP_PARAM_PROGRESS_MS and once

@@ -918,6 +918,7 @@ struct progress_state {
 	bool based;		/* base_* hold the first sample of the data stage */
 	double base_elapsed;	/* the rate and the ETA count from there: a job that counts */
 	uint64_t base_done;	/* what it skips as done at the start is not a speed */
+	uint64_t base_read;
 };
 
 static const char *stage_name(int stage)
@@ -936,6 +937,7 @@ static int on_progress(void *userdata, const struct snap_progress *p)
 		st->based = true;
 		st->base_elapsed = p->elapsed;
 		st->base_done = p->bytes_done;
+		st->base_read = p->bytes_read;
 	}
 	double dt = st->based ? p->elapsed - st->base_elapsed : 0;
 	double rate = dt > 0 && p->bytes_done > st->base_done
@@ -944,6 +946,20 @@ static int on_progress(void *userdata, const struct snap_progress *p)
 	double eta = rate > 0 && p->bytes_total > p->bytes_done
 			     ? (double)(p->bytes_total - p->bytes_done) / rate
 			     : 0;
+	/* With the DATA total known (store, bundle), the bar's percentage, rate and ETA are over
+	 * the bytes read of it: skipped space passes in an instant and is no speed. */
+	double pct = p->percent;
+	uint64_t shown_done = p->bytes_done, shown_total = p->bytes_total;
+	if (p->bytes_data > 0 && p->stage == SNAP_STAGE_DATA) {
+		uint64_t rd = p->bytes_read < p->bytes_data ? p->bytes_read : p->bytes_data;
+		pct = 100.0 * (double)rd / (double)p->bytes_data;
+		if (pct > 99.9)
+			pct = 99.9;
+		rate = dt > 0 && rd > st->base_read ? (double)(rd - st->base_read) / dt : 0;
+		eta = rate > 0 ? (double)(p->bytes_data - rd) / rate : 0;
+		shown_done = rd;
+		shown_total = p->bytes_data;
+	}
 	if (st->mode == TOOL_PROGRESS_JSON) {
 		/* docs/schema/progress.json: rate and eta as the bar shows them (null until the
 		 * data stage gave a rate) */
@@ -951,12 +967,13 @@ static int on_progress(void *userdata, const struct snap_progress *p)
 		    stderr,
 		    "{\"stage\":\"%s\",\"percent\":%.1f,\"bytes_total\":%llu,\"bytes_done\":%llu,"
 		    "\"bytes_read\":%llu,\"bytes_skipped\":%llu,\"bytes_written\":%llu,"
-		    "\"bytes_uploaded\":%llu,\"bytes_downloaded\":%llu,\"elapsed\":%.3f,",
+		    "\"bytes_uploaded\":%llu,\"bytes_downloaded\":%llu,\"bytes_data\":%llu,"
+		    "\"elapsed\":%.3f,",
 		    stage_name(p->stage), p->percent, (unsigned long long)p->bytes_total,
 		    (unsigned long long)p->bytes_done, (unsigned long long)p->bytes_read,
 		    (unsigned long long)p->bytes_skipped, (unsigned long long)p->bytes_written,
 		    (unsigned long long)p->bytes_uploaded, (unsigned long long)p->bytes_downloaded,
-		    p->elapsed);
+		    (unsigned long long)p->bytes_data, p->elapsed);
 		if (rate > 0)
 			fprintf(stderr, "\"rate\":%.0f,\"eta\":%.1f}\n", rate, eta);
 		else
@@ -983,15 +1000,15 @@ static int on_progress(void *userdata, const struct snap_progress *p)
 	if (width > 40)
 		width = 40;
 	if (width < 6) {
-		fprintf(stderr, "\r%.7s %5.1f%% %s\033[K", stage_name(p->stage), p->percent, e);
+		fprintf(stderr, "\r%.7s %5.1f%% %s\033[K", stage_name(p->stage), pct, e);
 	} else {
-		int fill = (int)(p->percent / 100.0 * width);
+		int fill = (int)(pct / 100.0 * width);
 		char bar[64];
 		for (int i = 0; i < width; i++)
 			bar[i] = i < fill ? '#' : '.';
 		bar[width] = 0;
 		fprintf(stderr, "\r%-7s [%s] %5.1f%% %s/%s %s/s %s\033[K", stage_name(p->stage),
-			bar, p->percent, tool_size(a, p->bytes_done), tool_size(b, p->bytes_total),
+			bar, pct, tool_size(a, shown_done), tool_size(b, shown_total),
 			tool_size(c, (unsigned long long)rate), e);
 	}
 	st->drew = true;

@@ -21,4 +21,17 @@ for cols in 80 60 120 40; do
 		esac
 	done
 done
+# The bar counts what must be read: its total is the disk's DATA (inspect's map), not the disk
+data=$("$B" inspect disk.img --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["map"]["bytes"]["data"])')
+COLUMNS=100 "$B" store disk.img -o a.bin --progress=bar --force 2>store.err >/dev/null
+shown=$(tr '\r' '\n' < store.err | sed 's/\x1b\[K//g' | grep '^data' | tail -1 |
+	sed -n 's|.*% [0-9.]* [KMGT]*i*B/\([0-9.]* [KMGT]*i*B\) .*|\1|p')
+want=$(python3 -c "
+n = $data
+for u in ('B', 'KiB', 'MiB', 'GiB', 'TiB'):
+    if n < 1024 or u == 'TiB':
+        print(f'{n:.1f} {u}' if u != 'B' else f'{n} B'); break
+    n /= 1024")
+[ -n "$shown" ] || fail "no data-stage line with a total: $(tr '\r' '\n' < store.err | tail -2)"
+[ "$shown" = "$want" ] || fail "the bar's total is $shown, the disk's DATA is $want ($data bytes)"
 echo "progress-bar: ok"
