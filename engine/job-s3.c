@@ -38,6 +38,7 @@
 #define WATCH_INTERVAL_MS 100
 
 struct job_s3 {
+	struct snap_job *job; /* the watcher's: it polls job->cancelled */
 	struct snap_s3_config *cfg;
 	struct snap_s3_client *client;
 	int pipe[2];
@@ -55,8 +56,10 @@ static void client_log(void *userdata, int level, const char *msg)
 
 static void *watch(void *arg)
 {
-	struct snap_job *job = arg;
-	struct job_s3 *s = job->s3;
+	/* the thread gets its job_s3, never job->s3: snap_job_s3_free unpublishes that before
+	 * it stops the thread, which may not have run yet */
+	struct job_s3 *s = arg;
+	struct snap_job *job = s->job;
 	for (;;) {
 		if (job->cancelled) {
 			snap_s3_client_cancel(s->client);
@@ -153,9 +156,10 @@ int snap_job_s3_client(struct snap_job *job, struct snap_s3_client **ret)
 		goto fail;
 	}
 	snap_s3_client_stats(s->client, &s->base);
-	/* the watcher reads job->s3: publish first, then start it; a failed start unpublishes */
+	/* publish, then start the watcher; a failed start unpublishes */
 	__atomic_store_n(&job->s3, s, __ATOMIC_RELEASE);
-	r = -pthread_create(&s->watcher, NULL, watch, job);
+	s->job = job;
+	r = -pthread_create(&s->watcher, NULL, watch, s);
 	if (r < 0) {
 		__atomic_store_n(&job->s3, NULL, __ATOMIC_RELEASE);
 		snap_job_fail(job, r, "cannot start a thread: %s", snap_strerror(r));

@@ -165,7 +165,7 @@ if grep -q AllUsers "$T/acl.json"; then fail "without --acl, $k is public"; fi
 step "default 10 MiB parts, more of them than the client's memory budget holds: bounded RSS"
 # a sanitizer's shadow memory and quarantine are not the program's: the bound holds without one
 max_rss=$((256 * 1024))
-if ldd "$SNAPBUNDLE" 2>/dev/null | grep -qE 'lib(a|ub)san'; then max_rss=$((4 * 1024 * 1024)); fi
+if ldd "$SNAPBUNDLE" 2>/dev/null | grep -E >/dev/null 'lib(a|ub)san'; then max_rss=$((4 * 1024 * 1024)); fi
 head -c 200M /dev/urandom > "$T/rand"
 /usr/bin/time -f "%M" -o "$T/rss" timeout 300 "$SNAPBUNDLE" bundle -i "$T/rand" \
 	-c "$T/user.pem" -k "$T/user.key" -u 123456789012 -r x86_64 --ec2cert "$T/ec2.pem" \
