@@ -629,8 +629,11 @@ static void finish_transport(struct snap_s3_client *c, struct req *r, CURLcode c
 	const char *what = r->fault_hit
 			       ? (r->fault == SNAP_S3_FAULT_TIMEOUT ? "timed out (injected)"
 								    : "connection reset (injected)")
-			       : (r->errbuf[0] ? r->errbuf : curl_easy_strerror(cc));
-	asprintf(&detail, "%s s3://%s/%s: %s%s after %u retr%s", r->op, r->bucket, key_of(r), what,
+			       : curl_easy_strerror(cc);
+	/* errbuf holds the first failure of the attempt, which may not be the one returned */
+	bool first = !r->fault_hit && r->errbuf[0] && strcmp(r->errbuf, what);
+	asprintf(&detail, "%s s3://%s/%s: %s%s%s%s%s after %u retr%s", r->op, r->bucket, key_of(r),
+		 what, first ? " (" : "", first ? r->errbuf : "", first ? ")" : "",
 		 r->body_kind == BODY_STREAM ? " (a streamed body is not retried)" : "", r->attempt,
 		 r->attempt == 1 ? "y" : "ies");
 	finish(c, r, -EIO, detail);
@@ -687,6 +690,7 @@ static bool retryable_curl(CURLcode cc)
 	case CURLE_SSL_CONNECT_ERROR:
 	case CURLE_HTTP2:
 	case CURLE_HTTP2_STREAM:
+	case CURLE_SEND_FAIL_REWIND: /* a reused connection died under a body: send it afresh */
 		return true;
 	default:
 		return false;
@@ -944,6 +948,17 @@ static size_t read_mem(char *p, size_t size, size_t n, void *ud)
 	return take;
 }
 
+/* libcurl resends a request by itself when a kept-alive connection it reused turns out dead
+ * ("Connection died, retrying a fresh connect"): a body in memory goes back to any offset. */
+static int seek_mem(void *ud, curl_off_t offset, int origin)
+{
+	struct req *r = ud;
+	if (origin != SEEK_SET || offset < 0 || (uint64_t)offset > r->body_len)
+		return CURL_SEEKFUNC_CANTSEEK;
+	r->sent = (uint64_t)offset;
+	return CURL_SEEKFUNC_OK;
+}
+
 /* The streamed body: chunks of CHUNK_SIZE filled from the caller's callback, each signed as it
  * is complete, then "HEX;chunk-signature=SIG\r\n" DATA "\r\n", then the final empty chunk. */
 static size_t read_stream(char *p, size_t size, size_t n, void *ud)
@@ -1168,6 +1183,10 @@ static int prepare(struct snap_s3_client *c, struct req *r)
 		curl_easy_setopt(e, CURLOPT_READFUNCTION,
 				 r->body_kind == BODY_STREAM ? read_stream : read_mem);
 		curl_easy_setopt(e, CURLOPT_READDATA, r);
+		if (r->body_kind != BODY_STREAM) {
+			curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, seek_mem);
+			curl_easy_setopt(e, CURLOPT_SEEKDATA, r);
+		}
 	}
 	if (curl_multi_add_handle(c->multi, e) != CURLM_OK) {
 		curl_easy_cleanup(e);
