@@ -369,13 +369,14 @@ def fresh(name):
     return d
 
 
-def start(job, d, force, throttle=True, **kw):
+def start(job, d, force, throttle=True, slower=0, **kw):
     if job.name == "restore-pipe":
         kw["stdin_file"] = f"{T}/ref.bin"
     if job.out_kind == "pipe":
         kw["stdout_file"] = os.path.join(d, "stream.bin")
     if throttle and CG:
-        set_quota(job.quota)
+        # each retry of a point the job ran past halves its CPU, so the point lasts longer
+        set_quota(max(1, job.quota >> slower))
     return Run(job.argv(d, force), throttle=throttle and CG is not None, **kw)
 
 
@@ -406,8 +407,8 @@ def signal_cases(job):
                 seen["left"] = [n for n in debris if os.path.exists(os.path.join(d, n))]
                 os.kill(run.p.pid, sig)
 
-            for attempt in range(3):
-                run = start(job, d, force)
+            for attempt in range(4):
+                run = start(job, d, force, slower=attempt)
                 rc = run.run(point_trigger(frac), act)
                 if not (overshot(run) and (rc == 0 or os.path.exists(job.output(d)))):
                     break
