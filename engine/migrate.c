@@ -24,14 +24,13 @@
  *  5. Every error names the object (s3://BUCKET/KEY) or the file.
  *
  * State transitions: prepare (manifest read and migrated, source listed, destination bucket
- * made: migrate_text, migrate_bundle) -> data (parts copied, copy_worker) -> finish (manifest
- * written or put: write_manifest, migrate_bundle) -> done.
+ * made: migrate_text, migrate_bundle) -> data (parts copied on the pipeline, copy_parts) ->
+ * finish (manifest written or put: write_manifest, migrate_bundle) -> done.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +44,7 @@
 #include "job-internal.h"
 #include "log.h"
 #include "output.h"
+#include "pipeline.h"
 #include "s3.h"
 
 #define MAX_MANIFEST (16u << 20)
@@ -427,11 +427,9 @@ struct copier {
 	const struct snap_s3_where *src, *dst;
 	const char *acl;
 	struct copy_part *parts;
-	size_t nparts, next, running;
+	size_t nparts;
+	size_t *slot_part; /* the part each pipeline slot holds */
 	uint64_t single_max, range; /* CopyObject up to single_max, else ranges of range */
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	int err;
 };
 
 /* A part too large for one CopyObject: UploadPartCopy ranges, aborted on failure. */
@@ -520,62 +518,50 @@ static int copy_one(struct copier *cp, const struct copy_part *p)
 	return r;
 }
 
-/* Takes parts in order until none is left or one failed. */
-static void *copy_worker(void *arg)
+/* The copies run on the pipeline (pipeline.h): the run thread hands out the parts in order,
+ * up to `connections` workers copy them, and the sink counts each copied part, in order. */
+static int copy_work(void *ctx, void *state, unsigned slot)
 {
-	struct copier *cp = arg;
-	pthread_mutex_lock(&cp->lock);
-	while (!cp->err && cp->next < cp->nparts && !snap_job_cancelled(cp->job)) {
-		const struct copy_part *p = &cp->parts[cp->next++];
-		pthread_mutex_unlock(&cp->lock);
-		int r = copy_one(cp, p);
-		pthread_mutex_lock(&cp->lock);
-		if (r < 0 && !cp->err)
-			cp->err = r;
-		if (r >= 0) { /* the run thread reads them while reporting (job-internal.h 3) */
-			__atomic_fetch_add(&cp->job->progress.bytes_done, p->size,
-					   __ATOMIC_RELAXED);
-			__atomic_fetch_add(&cp->job->progress.bytes_written, p->size,
-					   __ATOMIC_RELAXED);
-		}
-		pthread_cond_broadcast(&cp->cond);
-	}
-	cp->running--;
-	pthread_cond_broadcast(&cp->cond);
-	pthread_mutex_unlock(&cp->lock);
-	return NULL;
+	(void)state;
+	struct copier *cp = ctx;
+	return copy_one(cp, &cp->parts[cp->slot_part[slot]]);
 }
 
-/* Runs the copies with up to `connections` at once, reporting progress meanwhile. */
+static int copy_sink(void *ctx, unsigned slot)
+{
+	struct copier *cp = ctx;
+	uint64_t size = cp->parts[cp->slot_part[slot]].size;
+	/* the run thread reads them while reporting (job-internal.h 3) */
+	__atomic_fetch_add(&cp->job->progress.bytes_done, size, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&cp->job->progress.bytes_written, size, __ATOMIC_RELAXED);
+	return 0;
+}
+
 static int copy_parts(struct copier *cp, unsigned nthreads)
 {
-	pthread_t *t = calloc(nthreads, sizeof(*t));
-	if (!t)
+	static const struct snap_pipeline_ops ops = {.work = copy_work, .sink = copy_sink};
+	/* two slots a worker: one slow copy does not hold the others back at once */
+	struct snap_pipeline_opts po = {.nworkers = nthreads, .nslots = 2 * nthreads};
+	cp->slot_part = calloc(po.nslots, sizeof(*cp->slot_part));
+	if (!cp->slot_part)
 		return snap_job_fail(cp->job, -ENOMEM, "out of memory");
-	pthread_mutex_init(&cp->lock, NULL);
-	pthread_cond_init(&cp->cond, NULL);
-	unsigned started = 0;
-	pthread_mutex_lock(&cp->lock);
-	for (; started < nthreads; started++) {
-		cp->running++;
-		if (pthread_create(&t[started], NULL, copy_worker, cp) != 0) {
-			cp->running--;
-			break;
+	struct snap_pipeline *p = NULL;
+	int r = snap_pipeline_new(cp->job, &po, &ops, cp, &p);
+	for (size_t i = 0; r == 0 && i < cp->nparts; i++) {
+		unsigned slot;
+		uint64_t seq;
+		r = snap_pipeline_acquire(p, &slot, &seq);
+		if (r == 0) {
+			cp->slot_part[slot] = i;
+			snap_pipeline_submit(p, false);
 		}
 	}
-	if (!started && !cp->err)
-		cp->err = snap_job_fail(cp->job, -EAGAIN, "cannot start a copy thread");
-	while (cp->running)
-		snap_job_wait(cp->job, &cp->cond, &cp->lock);
-	pthread_mutex_unlock(&cp->lock);
-	for (unsigned i = 0; i < started; i++)
-		pthread_join(t[i], NULL);
-	free(t);
-	pthread_cond_destroy(&cp->cond);
-	pthread_mutex_destroy(&cp->lock);
-	if (!cp->err && snap_job_cancelled(cp->job))
-		return -ECANCELED;
-	return cp->err;
+	if (r == 0)
+		r = snap_pipeline_finish(p);
+	snap_pipeline_free(p);
+	free(cp->slot_part);
+	cp->slot_part = NULL;
+	return r;
 }
 
 /* The most bytes one CopyObject copies: S3's 5 GiB, or less for the tests of the UploadPartCopy
