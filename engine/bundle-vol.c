@@ -7,10 +7,11 @@
  * device itself is bundled while its filesystem is frozen. docs/bundle-vol.md.
  *
  * Invariants:
- *  1. The image is a temporary of output.h's naming (".NAME.tmp-PID" in its directory, made
- *     O_EXCL), created sparse (ftruncate): it holds what mkfs and rsync write and nothing more.
- *     It is removed at the end, failure or not, unless --clone-only, which renames it to NAME
- *     (never over an existing file without SNAP_PARAM_FORCE) after it was unmounted and synced.
+ *  1. The image is an output of the output layer (output.h: the temporary ".NAME.tmp-PID" in
+ *     its directory, made O_EXCL and sized sparse), filled by other means (sfdisk, the loop
+ *     device, mkfs, rsync): it holds what they write and nothing more. It is removed at the end,
+ *     failure or not, unless --clone-only, which commits it to NAME under the layer's one commit
+ *     policy (never over an existing file without SNAP_PARAM_FORCE) after it was unmounted.
  *  2. Every resource the job takes is given back on every path, in reverse order, by
  *     bvol_teardown: rsync killed and reaped, the image unmounted, its mount point removed, its
  *     loop device detached (LO_FLAGS_AUTOCLEAR: the kernel also detaches it when the process
@@ -109,8 +110,10 @@ struct bvol {
 	int table; /* enum snap_bv_partition, resolved: never AUTO */
 	uint64_t size, fs_start, fs_size;
 	char *dest, *name, *image_dir, *image_tmp, *image_final;
-	bool s3, clone_only, snapshot, created;
-	int image_fd, loop_fd;
+	bool s3, clone_only, snapshot;
+	struct snap_output *image; /* invariant 1 */
+	int image_fd;		   /* its descriptor, or -1 */
+	int loop_fd;
 	char loop_dev[32];
 	char *mnt;
 	bool mounted;
@@ -550,25 +553,24 @@ static int run_checked(struct bvol *v, char *const argv[])
 /* State 2: the sparse temporary (invariant 1). */
 static int bvol_make_image(struct bvol *v)
 {
-	snap_output_reclaim(v->image_dir, v->name);
-	if (asprintf(&v->image_tmp, "%s/.%s.tmp-%ld", v->image_dir, v->name, (long)getpid()) <
-		0 ||
-	    asprintf(&v->image_final, "%s/%s", v->image_dir, v->name) < 0)
+	if (asprintf(&v->image_final, "%s/%s", v->image_dir, v->name) < 0)
 		return snap_job_fail(v->job, -ENOMEM, "out of memory");
-	if (v->clone_only && !snap_job_param(v->job, SNAP_PARAM_FORCE, 0)) {
-		struct stat st;
-		if (lstat(v->image_final, &st) == 0)
-			return snap_job_fail(v->job, -EEXIST,
-					     "%s exists (give --force to replace it)",
-					     v->image_final);
+	/* only --clone-only ever gives the image its name: otherwise a file of that name is no
+	 * obstacle */
+	unsigned flags = SNAP_OUTPUT_BUFFERED;
+	if (!v->clone_only || snap_job_param(v->job, SNAP_PARAM_FORCE, 0))
+		flags |= SNAP_OUTPUT_FORCE;
+	char *detail = NULL;
+	int r = snap_output_open(v->image_final, v->size, flags, &v->image, &detail);
+	if (r < 0) {
+		snap_job_fail(v->job, r, "cannot make the image: %s",
+			      detail ? detail : snap_strerror(r));
+		free(detail);
+		return r;
 	}
-	v->image_fd = open(v->image_tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (v->image_fd < 0)
-		return fail_errno(v, "create the image", v->image_tmp);
-	v->created = true;
-	snap_file_mode_default(v->image_fd);
-	if (ftruncate(v->image_fd, (off_t)v->size) < 0)
-		return fail_errno(v, "size the image", v->image_tmp);
+	v->image_fd = snap_output_fd(v->image);
+	if (!(v->image_tmp = strdup(snap_output_tmp_path(v->image))))
+		return snap_job_fail(v->job, -ENOMEM, "out of memory");
 	return 0;
 }
 
@@ -1121,27 +1123,20 @@ static void bvol_teardown(struct bvol *v)
 		v->child = 0;
 	}
 	bvol_unmount(v);
-	if (v->image_fd >= 0) {
-		close(v->image_fd);
-		v->image_fd = -1;
-	}
-	if (v->created)
-		unlink(v->image_tmp);
-	v->created = false;
+	v->image = snap_output_free(v->image); /* removes the temporary unless committed */
+	v->image_fd = -1;
 }
 
 /* State 3 (--clone-only): the image under its final name. */
 static int bvol_keep_image(struct bvol *v)
 {
-	bool force = snap_job_param(v->job, SNAP_PARAM_FORCE, 0) != 0;
-	if (renameat2(AT_FDCWD, v->image_tmp, AT_FDCWD, v->image_final,
-		      force ? 0 : RENAME_NOREPLACE) < 0)
-		return fail_errno(v, "rename the image to", v->image_final);
-	v->created = false;
-	int dfd = open(v->image_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		fsync(dfd);
-		close(dfd);
+	char *detail = NULL;
+	int r = snap_output_commit(v->image, &detail);
+	if (r < 0) {
+		snap_job_fail(v->job, r, "cannot keep the image: %s",
+			      detail ? detail : snap_strerror(r));
+		free(detail);
+		return r;
 	}
 	snap_job_set_result_string(v->job, SNAP_RESULT_OUTPUT_PATH, v->image_final);
 	return 0;

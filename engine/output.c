@@ -1028,6 +1028,16 @@ void snap_output_close(struct snap_output *out)
 	out->fd = -1;
 }
 
+int snap_output_fd(const struct snap_output *out)
+{
+	return out->s3w || out->is_stdout ? -1 : out->fd;
+}
+
+const char *snap_output_tmp_path(const struct snap_output *out)
+{
+	return out->tmp;
+}
+
 int snap_output_set_path(struct snap_output *out, const char *path)
 {
 	char *p = strdup(path);

@@ -228,6 +228,11 @@ uint64_t snap_output_s3_offset(const struct snap_output *out);
 
 /* The path the output will have (or has) once committed. */
 const char *snap_output_path(const struct snap_output *out);
+/* For an output filled by other means (bundle-vol's image: sfdisk, a loop device, mkfs): its
+ * page-cache descriptor, and the temporary name it has until the commit (NULL for a block
+ * device, standard output or an object). The commit policy stays the layer's. */
+int snap_output_fd(const struct snap_output *out);
+const char *snap_output_tmp_path(const struct snap_output *out);
 /* Names the file the commit renames to, when it is decided only after writing (a bundle's part
  * names depend on the number of parts): the temporary keeps its name. */
 int snap_output_set_path(struct snap_output *out, const char *path);
