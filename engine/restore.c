@@ -35,10 +35,17 @@
  *  7. An s3:// image (store-image.c invariant 4) takes the random path: restore_random tells the
  *     reader the byte ranges of the frames it will read (store_image_plan), so a volume, a
  *     partition or a byte range fetches about its own frames, not the object.
+ *  8. Progress over what is read (struct snap_progress bytes_data): bytes_read is every byte of
+ *     the image read (store-image.c counts them, both paths). The random path knows before its
+ *     data stage what it will read, the prepare stage's reads plus the records of the frames
+ *     it wants (restore_data_bytes, frame_wanted: the frames restore_plan fetches), and sets
+ *     bytes_data to that once, so bytes_read ends equal to it; the sequential path learns the
+ *     frames only from the index at the end of the stream and leaves bytes_data 0.
  *
  * State transitions (snap_restore_run):
  *  1. prepare: head read and keys recovered (restore_open), selection resolved and outputs
- *     opened (restore_select, restore_open_outputs); random path: index loaded
+ *     opened (restore_select, restore_open_outputs); random path: index loaded, what the data
+ *     stage reads counted (restore_data_bytes)
  *  2. data: frames read (restore_random / restore_sequential), checked by workers
  *     (restore_work), written and counted by the sink (restore_sink); sequential path: index
  *     and footer checked at the end
@@ -520,6 +527,25 @@ static bool frame_wanted(const struct rctx *c, size_t vi, const struct snap_stor
 	       e->offset < v->hi;
 }
 
+/* The bytes restore_random will have read when its last frame is in (invariant 8): what the
+ * prepare stage read (head, footer, index, signature) and the records of the frames it wants. */
+static uint64_t restore_data_bytes(const struct rctx *c)
+{
+	const struct snap_store_index *ix = &c->img->ix;
+	uint64_t n = c->img->bytes_read;
+	for (size_t vi = 0; vi < c->nvols; vi++) {
+		const struct snap_store_index_volume *iv = &ix->vols[vi];
+		for (uint64_t k = iv->first_frame; k < iv->first_frame + iv->nframes; k++) {
+			const struct snap_store_index_frame *e = &ix->frames[k];
+			struct snap_store_frame hf = {.flags = e->flags,
+						      .stored_len = e->stored_len};
+			if (frame_wanted(c, vi, e))
+				n += snap_store_frame_record_len(&hf);
+		}
+	}
+	return n;
+}
+
 /* The file ranges of the frames restore_random reads, adjacent ones merged (invariant 7). */
 static int restore_plan(struct rctx *c)
 {
@@ -584,8 +610,9 @@ static int restore_random(struct rctx *c)
 		const struct snap_store_index_volume *iv = &ix->vols[vi];
 		for (uint64_t k = iv->first_frame; k < iv->first_frame + iv->nframes; k++) {
 			const struct snap_store_index_frame *e = &ix->frames[k];
-			/* only the frames that overlap the requested range are read */
-			if (e->offset + e->raw_len <= v->lo || e->offset >= v->hi)
+			/* only the frames that overlap the requested range are read: those
+			 * restore_plan fetches and restore_data_bytes counts */
+			if (!frame_wanted(c, vi, e))
 				continue;
 			unsigned si;
 			uint64_t seq;
@@ -883,6 +910,11 @@ int snap_restore_run(struct snap_job *job)
 		r = snap_job_fail(job, r, "cannot start worker threads");
 		goto out;
 	}
+	/* invariant 8: the total before the stage changes, and the first sample of the stage
+	 * already counts what the prepare stage read */
+	if (c.img->seekable)
+		job->progress.bytes_data = restore_data_bytes(&c);
+	publish(&c);
 	snap_job_set_stage(job, c.verify_only ? SNAP_STAGE_VERIFY : SNAP_STAGE_DATA);
 	if (c.img->seekable) {
 		r = restore_random(&c);

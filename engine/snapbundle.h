@@ -371,9 +371,13 @@ struct snap_progress {
 	/* S3 jobs: payload bytes sent to and received from the service so far (members added at
 	 * the end: the library allocates the struct, callbacks only read it) */
 	uint64_t bytes_uploaded, bytes_downloaded;
-	/* the bytes the job must read from its sources (their DATA extents: store, bundle), 0 when
-	 * the job does not say: bytes_read of bytes_data is the reader's progress, where percent
-	 * also counts the space skipped as the reader passes it */
+	/* the bytes the job must read from its sources, set once before its data stage, 0 when
+	 * the job does not say: store, bundle: their DATA extents; restore, verify of a .bin
+	 * (a file or s3://, not a pipe): every byte of the image it reads, the records of the
+	 * frames of the selected volumes, partition or range plus head, index and footer;
+	 * unbundle, verify of a bundle: the parts' sizes. bytes_read of bytes_data is the
+	 * reader's progress and ends equal to it on success, where percent also counts the
+	 * space skipped as the reader passes it */
 	uint64_t bytes_data;
 };
 

@@ -63,12 +63,18 @@
  *     publish), unbundle_progress (both pipelines' ops->progress) copies that into the job
  *     while the run thread waits in either pipeline's acquire or finish; the parts' sink's
  *     waits for a tar slot report nothing (the tar pipeline is inner).
+ *  8. Progress over what is read (struct snap_progress bytes_data): bytes_read counts the bytes
+ *     of the parts read or fetched (the manifest not), and bytes_data is set once, before the
+ *     data stage, to the parts' sizes that stat_parts or the listing found, so bytes_read ends
+ *     equal to it; a part that changed size meanwhile fails the job (its digest, or the
+ *     parts' sum against bundled_size).
  *
  * State transitions (snap_unbundle_run):
  *  1. prepare: read (or fetch: fetch_manifest) and parse the manifest, verify the signature
  *     (verify_signature), decrypt key and IV (unwrap_key), find the parts (locate_parts) and
- *     stat every one (stat_parts, or one listing: stat_parts_s3), open the output, allocate
- *     the slots and start the tar pipeline, then the parts' (unbundle_start)
+ *     stat every one (stat_parts, or one listing: stat_parts_s3; their sizes are bytes_data),
+ *     open the output, allocate the slots and start the tar pipeline, then the parts'
+ *     (unbundle_start)
  *  2. data: read (parts in S3: GETs started ahead, fetch_ahead, waited for in order,
  *     read_part_s3) and chain the parts into slots (unbundle_data), workers verify and
  *     decrypt them (unbundle_work), the parts' sink inflates into tar slots (unbundle_sink,
@@ -1294,6 +1300,8 @@ int snap_unbundle_run(struct snap_job *job)
 	uint64_t part_cap = 0;
 	if ((r = p.s3 ? stat_parts_s3(&p, &part_cap) : stat_parts(&p, &part_cap)) < 0)
 		goto out;
+	for (size_t i = 0; i < m->nparts; i++) /* invariant 8 */
+		job->progress.bytes_data += p.part_sizes[i];
 	if (p.s3) {
 		uint64_t conn = snap_s3_client_connections(p.s3);
 		uint64_t fit = S3_AHEAD_BUDGET(p.s3) / (part_cap ? part_cap : 1);
