@@ -11,7 +11,6 @@
  *  4. take the signed text from the bytes (signed_text).
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,14 +113,8 @@ static int screen(struct reader *rd, xmlNodePtr n, int depth)
 		case XML_PI_NODE:
 			return snap_xml_fail(&rd->st, -EUCLEAN,
 					     "manifest contains a processing instruction");
-		case XML_ENTITY_REF_NODE:
-		case XML_ENTITY_NODE:
-			return snap_xml_fail(&rd->st, -EPERM,
-					     "manifest contains an entity reference");
-		default:
-			return snap_xml_fail(&rd->st, -EUCLEAN,
-					     "manifest contains an unexpected node (type %d)",
-					     (int)n->type);
+		default: /* entity references among them */
+			return snap_xml_refuse_node(&rd->st, "manifest", n);
 		}
 	}
 	return 0;

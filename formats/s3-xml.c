@@ -10,7 +10,6 @@
  *  3. read the fields by name from the root and its repeated children (field, field_u64, ...).
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,14 +66,8 @@ static int screen(struct reader *rd, xmlNodePtr n, int depth)
 		case XML_COMMENT_NODE:
 		case XML_PI_NODE:
 			break;
-		case XML_ENTITY_REF_NODE:
-		case XML_ENTITY_NODE:
-			return snap_xml_fail(&rd->st, -EPERM,
-					     "S3 answer contains an entity reference");
-		default:
-			return snap_xml_fail(&rd->st, -EUCLEAN,
-					     "S3 answer contains an unexpected node (type %d)",
-					     (int)n->type);
+		default: /* entity references among them */
+			return snap_xml_refuse_node(&rd->st, "S3 answer", n);
 		}
 	}
 	return 0;

@@ -7,7 +7,8 @@
  * words; a document nested deeper than libxml2's limit, a truncated one and a NUL inside are
  * -EUCLEAN with libxml2's line and message (no trailing newline); a length over INT_MAX is
  * -E2BIG before the buffer is read; the first failure sticks and *ret_doc is never touched on
- * a refusal.
+ * a refusal; an entity reference node and a node of another type are refused with the caller's
+ * words.
  */
 #include <errno.h>
 #include <limits.h>
@@ -168,11 +169,35 @@ static void check_sticky(void)
 	CHECK(snap_xml_fail(&quiet, -EUCLEAN, "x") == -EUCLEAN && quiet.err == -EUCLEAN);
 }
 
+/* The nodes no reader takes: an entity reference and a node of another type. */
+static void check_refuse_node(void)
+{
+	xmlDocPtr doc = xmlNewDoc((const xmlChar *)"1.0");
+	REQUIRE(doc);
+	xmlNodePtr ref = xmlNewReference(doc, (const xmlChar *)"&x;");
+	xmlNodePtr frag = xmlNewDocFragment(doc);
+	REQUIRE(ref && ref->type == XML_ENTITY_REF_NODE && frag);
+	char *d = NULL;
+	struct snap_xml_status st = {.ret_detail = &d};
+	CHECK(snap_xml_refuse_node(&st, "doc", ref) == -EPERM);
+	CHECK(d && !strcmp(d, "doc contains an entity reference"), "%s", d);
+	free(d);
+	d = NULL;
+	st = (struct snap_xml_status){.ret_detail = &d};
+	CHECK(snap_xml_refuse_node(&st, "doc", frag) == -EUCLEAN);
+	CHECK(d && !strcmp(d, "doc contains an unexpected node (type 11)"), "%s", d);
+	free(d);
+	xmlFreeNode(ref);
+	xmlFreeNode(frag);
+	xmlFreeDoc(doc);
+}
+
 int main(void)
 {
 	check_plain();
 	check_doctype();
 	check_limits();
 	check_sticky();
+	check_refuse_node();
 	return test_failures ? 1 : 0;
 }

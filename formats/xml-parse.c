@@ -97,3 +97,11 @@ int snap_xml_parse(struct snap_xml_status *st, const void *buf, size_t len, cons
 	*ret_doc = doc;
 	return 0;
 }
+
+int snap_xml_refuse_node(struct snap_xml_status *st, const char *what, xmlNodePtr n)
+{
+	if (n->type == XML_ENTITY_REF_NODE || n->type == XML_ENTITY_NODE)
+		return snap_xml_fail(st, -EPERM, "%s contains an entity reference", what);
+	return snap_xml_fail(st, -EUCLEAN, "%s contains an unexpected node (type %d)", what,
+			     (int)n->type);
+}

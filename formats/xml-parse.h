@@ -44,4 +44,9 @@ int snap_xml_fail(struct snap_xml_status *st, int err, const char *fmt, ...)
 int snap_xml_parse(struct snap_xml_status *st, const void *buf, size_t len, const char *what,
 		   const char *doctype_why, xmlDocPtr *ret_doc);
 
+/* Refuses node n, one no reader takes: an entity reference (-EPERM; invariant 2 leaves none, this
+ * is the second line of defence) or a node type other than element, text, CDATA, comment and
+ * processing instruction (-EUCLEAN). Returns the recorded failure. */
+int snap_xml_refuse_node(struct snap_xml_status *st, const char *what, xmlNodePtr n);
+
 #endif
