@@ -1,95 +1,61 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * manifest-write.c - REXML-identical serialisation of the 2007-10-10 manifest (see
- * manifest-write.h). Built with a growing string; the document is a few KiB plus ~120 bytes
- * per part.
+ * manifest-write.h). Built in a snap_strbuf (strbuf.h); the document is a few KiB plus ~120
+ * bytes per part.
  */
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "manifest-write.h"
-
-struct sbuf {
-	char *p;
-	size_t len, cap;
-	bool oom;
-};
-
-static void sb_add(struct sbuf *b, const char *s, size_t n)
-{
-	if (b->oom)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 4096;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		char *p = realloc(b->p, cap);
-		if (!p) {
-			b->oom = true;
-			return;
-		}
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = 0;
-}
-
-static void sb_str(struct sbuf *b, const char *s)
-{
-	sb_add(b, s, strlen(s));
-}
+#include "strbuf.h"
 
 /* REXML's text escaping: these five and nothing else (UTF-8, CR, TAB as is). */
-static void sb_text(struct sbuf *b, const char *s)
+static void sb_text(struct snap_strbuf *b, const char *s)
 {
 	for (; *s; s++) {
 		switch (*s) {
 		case '&':
-			sb_str(b, "&amp;");
+			snap_strbuf_str(b, "&amp;");
 			break;
 		case '<':
-			sb_str(b, "&lt;");
+			snap_strbuf_str(b, "&lt;");
 			break;
 		case '>':
-			sb_str(b, "&gt;");
+			snap_strbuf_str(b, "&gt;");
 			break;
 		case '"':
-			sb_str(b, "&quot;");
+			snap_strbuf_str(b, "&quot;");
 			break;
 		case '\'':
-			sb_str(b, "&apos;");
+			snap_strbuf_str(b, "&apos;");
 			break;
 		default:
-			sb_add(b, s, 1);
+			snap_strbuf_add(b, s, 1);
 			break;
 		}
 	}
 }
 
-static void sb_elem(struct sbuf *b, const char *name, const char *text)
+static void sb_elem(struct snap_strbuf *b, const char *name, const char *text)
 {
-	sb_str(b, "<");
-	sb_str(b, name);
-	sb_str(b, ">");
+	snap_strbuf_str(b, "<");
+	snap_strbuf_str(b, name);
+	snap_strbuf_str(b, ">");
 	sb_text(b, text);
-	sb_str(b, "</");
-	sb_str(b, name);
-	sb_str(b, ">");
+	snap_strbuf_str(b, "</");
+	snap_strbuf_str(b, name);
+	snap_strbuf_str(b, ">");
 }
 
-static void sb_u64(struct sbuf *b, const char *name, uint64_t v)
+static void sb_u64(struct snap_strbuf *b, const char *name, uint64_t v)
 {
-	char tmp[32];
-	snprintf(tmp, sizeof(tmp), "%" PRIu64, v);
-	sb_elem(b, name, tmp);
+	snap_strbuf_printf(b, "<%s>%" PRIu64 "</%s>", name, v, name); /* digits need no escaping */
 }
 
 static bool present(const char *s)
@@ -122,27 +88,27 @@ static int check(const struct snap_manifest_info *m)
 	return 0;
 }
 
-static void write_machine_configuration(struct sbuf *b, const struct snap_manifest_info *m)
+static void write_machine_configuration(struct snap_strbuf *b, const struct snap_manifest_info *m)
 {
-	sb_str(b, "<machine_configuration>");
+	snap_strbuf_str(b, "<machine_configuration>");
 	sb_elem(b, "architecture", m->arch);
 	if (m->nmappings) {
 		const struct snap_manifest_mapping **sorted = calloc(m->nmappings, sizeof(*sorted));
 		if (!sorted) {
-			b->oom = true;
+			b->err = -ENOMEM;
 			return;
 		}
 		for (size_t i = 0; i < m->nmappings; i++)
 			sorted[i] = &m->mappings[i];
 		qsort(sorted, m->nmappings, sizeof(*sorted), cmp_mapping);
-		sb_str(b, "<block_device_mapping>");
+		snap_strbuf_str(b, "<block_device_mapping>");
 		for (size_t i = 0; i < m->nmappings; i++) {
-			sb_str(b, "<mapping>");
+			snap_strbuf_str(b, "<mapping>");
 			sb_elem(b, "virtual", sorted[i]->virtual_name);
 			sb_elem(b, "device", sorted[i]->device);
-			sb_str(b, "</mapping>");
+			snap_strbuf_str(b, "</mapping>");
 		}
-		sb_str(b, "</block_device_mapping>");
+		snap_strbuf_str(b, "</block_device_mapping>");
 		free(sorted);
 	}
 	if (present(m->kernel_id))
@@ -154,19 +120,18 @@ static void write_machine_configuration(struct sbuf *b, const struct snap_manife
 		if (!present(m->product_codes[i]))
 			continue;
 		if (!any)
-			sb_str(b, "<product_codes>");
+			snap_strbuf_str(b, "<product_codes>");
 		any = true;
 		sb_elem(b, "product_code", m->product_codes[i]);
 	}
 	if (any)
-		sb_str(b, "</product_codes>");
-	sb_str(b, "</machine_configuration>");
+		snap_strbuf_str(b, "</product_codes>");
+	snap_strbuf_str(b, "</machine_configuration>");
 }
 
-static void write_image(struct sbuf *b, const struct snap_manifest_info *m)
+static void write_image(struct snap_strbuf *b, const struct snap_manifest_info *m)
 {
-	char tmp[64];
-	sb_str(b, "<image>");
+	snap_strbuf_str(b, "<image>");
 	sb_elem(b, "name", m->name);
 	sb_elem(b, "user", m->user);
 	sb_elem(b, "type", "machine");
@@ -175,47 +140,33 @@ static void write_image(struct sbuf *b, const struct snap_manifest_info *m)
 		if (!present(m->ancestors[i]))
 			continue;
 		if (!any)
-			sb_str(b, "<ancestry>");
+			snap_strbuf_str(b, "<ancestry>");
 		any = true;
 		sb_elem(b, "ancestor_ami_id", m->ancestors[i]);
 	}
 	if (any)
-		sb_str(b, "</ancestry>");
-	sb_str(b, "<digest algorithm='SHA1'>");
+		snap_strbuf_str(b, "</ancestry>");
+	snap_strbuf_str(b, "<digest algorithm='SHA1'>");
 	sb_text(b, m->digest);
-	sb_str(b, "</digest>");
+	snap_strbuf_str(b, "</digest>");
 	sb_u64(b, "size", m->size);
 	sb_u64(b, "bundled_size", m->bundled_size);
-	sb_str(b, "<ec2_encrypted_key algorithm='AES-128-CBC'>");
+	snap_strbuf_str(b, "<ec2_encrypted_key algorithm='AES-128-CBC'>");
 	sb_text(b, m->ec2_encrypted_key);
-	sb_str(b, "</ec2_encrypted_key><user_encrypted_key algorithm='AES-128-CBC'>");
+	snap_strbuf_str(b, "</ec2_encrypted_key><user_encrypted_key algorithm='AES-128-CBC'>");
 	sb_text(b, m->user_encrypted_key);
-	sb_str(b, "</user_encrypted_key>");
+	snap_strbuf_str(b, "</user_encrypted_key>");
 	sb_elem(b, "ec2_encrypted_iv", m->ec2_encrypted_iv);
 	sb_elem(b, "user_encrypted_iv", m->user_encrypted_iv);
-	snprintf(tmp, sizeof(tmp), "<parts count='%zu'>", m->nparts);
-	sb_str(b, tmp);
+	snap_strbuf_printf(b, "<parts count='%zu'>", m->nparts);
 	for (size_t i = 0; i < m->nparts; i++) {
-		snprintf(tmp, sizeof(tmp), "<part index='%zu'>", i);
-		sb_str(b, tmp);
+		snap_strbuf_printf(b, "<part index='%zu'>", i);
 		sb_elem(b, "filename", m->parts[i].filename);
-		sb_str(b, "<digest algorithm='SHA1'>");
+		snap_strbuf_str(b, "<digest algorithm='SHA1'>");
 		sb_text(b, m->parts[i].digest);
-		sb_str(b, "</digest></part>");
+		snap_strbuf_str(b, "</digest></part>");
 	}
-	sb_str(b, "</parts></image>");
-}
-
-static int finish(struct sbuf *b, char **ret, size_t *ret_len)
-{
-	if (b->oom) {
-		free(b->p);
-		return -ENOMEM;
-	}
-	*ret = b->p;
-	if (ret_len)
-		*ret_len = b->len;
-	return 0;
+	snap_strbuf_str(b, "</parts></image>");
 }
 
 int snap_manifest_signed_text(const struct snap_manifest_info *m, char **ret, size_t *ret_len)
@@ -223,10 +174,10 @@ int snap_manifest_signed_text(const struct snap_manifest_info *m, char **ret, si
 	int r = check(m);
 	if (r < 0)
 		return r;
-	struct sbuf b = {0};
+	struct snap_strbuf b = SNAP_STRBUF_INIT;
 	write_machine_configuration(&b, m);
 	write_image(&b, m);
-	return finish(&b, ret, ret_len);
+	return snap_strbuf_take(&b, ret, ret_len);
 }
 
 int snap_manifest_build(const struct snap_manifest_info *m, const char *signature_hex, char **ret,
@@ -238,25 +189,25 @@ int snap_manifest_build(const struct snap_manifest_info *m, const char *signatur
 	if (!present(signature_hex))
 		return -EINVAL; /* EC2 answers a manifest without a signature with InvalidManifest
 				 */
-	struct sbuf b = {0};
-	sb_str(&b, "<?xml version='1.0'?><manifest>");
+	struct snap_strbuf b = SNAP_STRBUF_INIT;
+	snap_strbuf_str(&b, "<?xml version='1.0'?><manifest>");
 	sb_elem(&b, "version", "2007-10-10");
 	if (present(m->bundler_name) || present(m->bundler_version) ||
 	    present(m->bundler_release)) {
-		sb_str(&b, "<bundler>");
+		snap_strbuf_str(&b, "<bundler>");
 		if (present(m->bundler_name))
 			sb_elem(&b, "name", m->bundler_name);
 		if (present(m->bundler_version))
 			sb_elem(&b, "version", m->bundler_version);
 		if (present(m->bundler_release))
 			sb_elem(&b, "release", m->bundler_release);
-		sb_str(&b, "</bundler>");
+		snap_strbuf_str(&b, "</bundler>");
 	}
 	write_machine_configuration(&b, m);
 	write_image(&b, m);
 	sb_elem(&b, "signature", signature_hex);
-	sb_str(&b, "</manifest>");
-	return finish(&b, ret, ret_len);
+	snap_strbuf_str(&b, "</manifest>");
+	return snap_strbuf_take(&b, ret, ret_len);
 }
 
 static char *trim(char *s)

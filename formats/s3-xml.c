@@ -3,78 +3,31 @@
  * s3-xml.c - S3's XML answers and the CompleteMultipartUpload body (invariants in s3-xml.h).
  *
  * Steps (each snap_s3_*_parse):
- *  1. bound the size, then parse with libxml2: XML_PARSE_NONET, never NOENT / DTDLOAD; the SAX
- *     internalSubset, externalSubset and entityDecl hooks stop the parser at the first DOCTYPE
- *     (parse_doc, as manifest-read.c does).
+ *  1. bound the size, then the hardened libxml2 parse of xml-parse.h (no network, no DTD, no
+ *     entity substitution, a DOCTYPE stops the parser and is refused) (parse_doc).
  *  2. screen the tree: the root's name, namespaces, depth, element count, no entity references
  *     (screen).
  *  3. read the fields by name from the root and its repeated children (field, field_u64, ...).
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <libxml/parser.h>
 #include <libxml/tree.h>
 
 #include "s3-xml.h"
+#include "xml-parse.h"
 
 #define S3_NS "http://s3.amazonaws.com/doc/2006-03-01/"
 
 struct reader {
 	const void *buf;
 	size_t len;
-	char **ret_detail;
-	int err;
-	bool dtd;
+	struct snap_xml_status st;
 	size_t nelem;
 	xmlDocPtr doc;
 };
-
-static int fail(struct reader *rd, int err, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(struct reader *rd, int err, const char *fmt, ...)
-{
-	if (rd->err)
-		return rd->err;
-	rd->err = err;
-	if (rd->ret_detail && !*rd->ret_detail) {
-		va_list ap;
-		va_start(ap, fmt);
-		char *m = NULL;
-		if (vasprintf(&m, fmt, ap) < 0)
-			m = NULL;
-		va_end(ap);
-		*rd->ret_detail = m;
-	}
-	return err;
-}
-
-/* SAX hooks: a DOCTYPE stops the parser before any declaration in it is processed. */
-static void on_internal_subset(void *ctx, const xmlChar *name, const xmlChar *ext,
-			       const xmlChar *sys)
-{
-	(void)name;
-	(void)ext;
-	(void)sys;
-	xmlParserCtxtPtr ctxt = ctx;
-	struct reader *rd = ctxt->_private;
-	rd->dtd = true;
-	xmlStopParser(ctxt);
-}
-
-static void on_entity_decl(void *ctx, const xmlChar *name, int type, const xmlChar *pub,
-			   const xmlChar *sys, xmlChar *content)
-{
-	(void)name;
-	(void)type;
-	(void)pub;
-	(void)sys;
-	(void)content;
-	on_internal_subset(ctx, NULL, NULL, NULL);
-}
 
 static bool in_s3_ns(xmlNodePtr n)
 {
@@ -90,107 +43,72 @@ static bool is_named(xmlNodePtr n, const char *name)
 static int screen(struct reader *rd, xmlNodePtr n, int depth)
 {
 	if (depth > SNAP_S3_XML_MAX_DEPTH)
-		return fail(rd, -EUCLEAN, "S3 answer is nested deeper than %d elements",
-			    SNAP_S3_XML_MAX_DEPTH);
+		return snap_xml_fail(&rd->st, -EUCLEAN,
+				     "S3 answer is nested deeper than %d elements",
+				     SNAP_S3_XML_MAX_DEPTH);
 	for (; n; n = n->next) {
 		switch (n->type) {
 		case XML_ELEMENT_NODE:
 			if (!in_s3_ns(n))
-				return fail(rd, -EUCLEAN,
-					    "S3 answer has element %s in a foreign namespace",
-					    (const char *)n->name);
+				return snap_xml_fail(
+				    &rd->st, -EUCLEAN,
+				    "S3 answer has element %s in a foreign namespace",
+				    (const char *)n->name);
 			if (++rd->nelem > SNAP_S3_XML_MAX_ELEMENTS)
-				return fail(rd, -EUCLEAN, "S3 answer has more than %u elements",
-					    SNAP_S3_XML_MAX_ELEMENTS);
+				return snap_xml_fail(&rd->st, -EUCLEAN,
+						     "S3 answer has more than %u elements",
+						     SNAP_S3_XML_MAX_ELEMENTS);
 			if (screen(rd, n->children, depth + 1) < 0)
-				return rd->err;
+				return rd->st.err;
 			break;
 		case XML_TEXT_NODE:
 		case XML_CDATA_SECTION_NODE:
 		case XML_COMMENT_NODE:
 		case XML_PI_NODE:
 			break;
-		case XML_ENTITY_REF_NODE:
-		case XML_ENTITY_NODE:
-			return fail(rd, -EPERM, "S3 answer contains an entity reference");
-		default:
-			return fail(rd, -EUCLEAN, "S3 answer contains an unexpected node (type %d)",
-				    (int)n->type);
+		default: /* entity references among them */
+			return snap_xml_refuse_node(&rd->st, "S3 answer", n);
 		}
 	}
 	return 0;
 }
 
-/* Steps 1 and 2: the root element, named root; NULL with rd->err set. */
+/* Steps 1 and 2: the root element, named root; NULL with rd->st.err set. */
 static xmlNodePtr parse_doc(struct reader *rd, const char *root)
 {
 	if (!rd->buf && rd->len) {
-		fail(rd, -EINVAL, "no buffer");
+		snap_xml_fail(&rd->st, -EINVAL, "no buffer");
 		return NULL;
 	}
 	if (rd->len > SNAP_S3_XML_MAX_SIZE) {
-		fail(rd, -E2BIG, "S3 answer of %zu bytes is over the %u byte limit", rd->len,
-		     SNAP_S3_XML_MAX_SIZE);
+		snap_xml_fail(&rd->st, -E2BIG, "S3 answer of %zu bytes is over the %u byte limit",
+			      rd->len, SNAP_S3_XML_MAX_SIZE);
 		return NULL;
 	}
 	if (!rd->len) {
-		fail(rd, -EUCLEAN, "S3 answer is empty, expected <%s>", root);
+		snap_xml_fail(&rd->st, -EUCLEAN, "S3 answer is empty, expected <%s>", root);
 		return NULL;
 	}
-	xmlInitParser();
-	xmlParserCtxtPtr ctxt = xmlNewParserCtxt();
-	if (!ctxt) {
-		fail(rd, -ENOMEM, "out of memory for the XML parser");
-		return NULL;
-	}
-	ctxt->_private = rd;
-	ctxt->sax->internalSubset = on_internal_subset;
-	ctxt->sax->entityDecl = on_entity_decl;
-	ctxt->sax->externalSubset = on_internal_subset;
-	int opts = XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING;
-	xmlDocPtr doc =
-	    xmlCtxtReadMemory(ctxt, (const char *)rd->buf, (int)rd->len, NULL, NULL, opts);
-	if (rd->dtd) {
-		fail(rd, -EPERM, "S3 answer has a DOCTYPE (DTD or entity declarations); refused");
-		xmlFreeDoc(doc);
-		doc = NULL;
-	} else if (!doc || !ctxt->wellFormed) {
-		const xmlError *e = xmlCtxtGetLastError(ctxt);
-		char msg[200] = "not well-formed XML";
-		if (e && e->message) {
-			snprintf(msg, sizeof(msg), "%s", e->message);
-			size_t l = strlen(msg);
-			while (l && (msg[l - 1] == '\n' || msg[l - 1] == ' '))
-				msg[--l] = 0;
-		}
-		fail(rd, -EUCLEAN, "S3 answer is not valid XML (line %d): %s", e ? e->line : 0,
-		     msg);
-		xmlFreeDoc(doc);
-		doc = NULL;
-	} else if (doc->intSubset || doc->extSubset) {
-		fail(rd, -EPERM, "S3 answer has a DOCTYPE; refused");
-		xmlFreeDoc(doc);
-		doc = NULL;
-	}
-	xmlFreeParserCtxt(ctxt);
-	if (!doc)
+	xmlDocPtr doc;
+	if (snap_xml_parse(&rd->st, rd->buf, rd->len, "S3 answer", NULL, &doc) < 0)
 		return NULL;
 	rd->doc = doc;
 	xmlNodePtr r = xmlDocGetRootElement(doc);
 	if (!r) {
-		fail(rd, -EUCLEAN, "S3 answer has no root element");
+		snap_xml_fail(&rd->st, -EUCLEAN, "S3 answer has no root element");
 		return NULL;
 	}
 	if (screen(rd, r, 0) < 0)
 		return NULL;
 	if (!is_named(r, root)) {
-		fail(rd, -EUCLEAN, "S3 answer is <%s>, expected <%s>", (const char *)r->name, root);
+		snap_xml_fail(&rd->st, -EUCLEAN, "S3 answer is <%s>, expected <%s>",
+			      (const char *)r->name, root);
 		return NULL;
 	}
 	return r;
 }
 
-/* The unique child element named name, NULL when absent (or twice, with rd->err set). */
+/* The unique child element named name, NULL when absent (or twice, with rd->st.err set). */
 static xmlNodePtr child(struct reader *rd, xmlNodePtr parent, const char *name)
 {
 	xmlNodePtr found = NULL;
@@ -198,8 +116,8 @@ static xmlNodePtr child(struct reader *rd, xmlNodePtr parent, const char *name)
 		if (!is_named(n, name))
 			continue;
 		if (found) {
-			fail(rd, -EUCLEAN, "S3 answer has <%s> twice in <%s>", name,
-			     (const char *)parent->name);
+			snap_xml_fail(&rd->st, -EUCLEAN, "S3 answer has <%s> twice in <%s>", name,
+				      (const char *)parent->name);
 			return NULL;
 		}
 		found = n;
@@ -207,7 +125,7 @@ static xmlNodePtr child(struct reader *rd, xmlNodePtr parent, const char *name)
 	return found;
 }
 
-/* Text and CDATA of a leaf element (comments skipped); NULL with rd->err set. */
+/* Text and CDATA of a leaf element (comments skipped); NULL with rd->st.err set. */
 static char *leaf_text(struct reader *rd, xmlNodePtr n)
 {
 	size_t len = 0;
@@ -215,14 +133,15 @@ static char *leaf_text(struct reader *rd, xmlNodePtr n)
 		if (c->type == XML_TEXT_NODE || c->type == XML_CDATA_SECTION_NODE)
 			len += c->content ? strlen((const char *)c->content) : 0;
 		else if (c->type == XML_ELEMENT_NODE) {
-			fail(rd, -EUCLEAN, "S3 answer's <%s> holds element <%s>, expected text",
-			     (const char *)n->name, (const char *)c->name);
+			snap_xml_fail(&rd->st, -EUCLEAN,
+				      "S3 answer's <%s> holds element <%s>, expected text",
+				      (const char *)n->name, (const char *)c->name);
 			return NULL;
 		}
 	}
 	char *s = malloc(len + 1);
 	if (!s) {
-		fail(rd, -ENOMEM, "out of memory");
+		snap_xml_fail(&rd->st, -ENOMEM, "out of memory");
 		return NULL;
 	}
 	size_t o = 0;
@@ -245,21 +164,21 @@ static char *leaf_text(struct reader *rd, xmlNodePtr n)
 static int field(struct reader *rd, xmlNodePtr parent, const char *name, int need, char **ret)
 {
 	xmlNodePtr n = child(rd, parent, name);
-	if (rd->err)
-		return rd->err;
+	if (rd->st.err)
+		return rd->st.err;
 	if (!n) {
 		if (need)
-			return fail(rd, -EUCLEAN, "S3 answer's <%s> lacks <%s>",
-				    (const char *)parent->name, name);
+			return snap_xml_fail(&rd->st, -EUCLEAN, "S3 answer's <%s> lacks <%s>",
+					     (const char *)parent->name, name);
 		return 0;
 	}
 	char *s = leaf_text(rd, n);
 	if (!s)
-		return rd->err;
+		return rd->st.err;
 	if (need == NONEMPTY && !*s) {
 		free(s);
-		return fail(rd, -EUCLEAN, "S3 answer's <%s> has an empty <%s>",
-			    (const char *)parent->name, name);
+		return snap_xml_fail(&rd->st, -EUCLEAN, "S3 answer's <%s> has an empty <%s>",
+				     (const char *)parent->name, name);
 	}
 	*ret = s;
 	return 0;
@@ -271,7 +190,7 @@ static int field_u64(struct reader *rd, xmlNodePtr parent, const char *name, boo
 {
 	char *s = NULL;
 	if (field(rd, parent, name, required ? REQUIRED : OPTIONAL, &s) < 0)
-		return rd->err;
+		return rd->st.err;
 	if (present)
 		*present = s != NULL;
 	if (!s)
@@ -286,10 +205,10 @@ static int field_u64(struct reader *rd, xmlNodePtr parent, const char *name, boo
 	}
 	free(s);
 	if (!ok || v > max)
-		return fail(rd, -EUCLEAN,
-			    "S3 answer's <%s> has an invalid <%s> (not a number in "
-			    "0..%llu)",
-			    (const char *)parent->name, name, (unsigned long long)max);
+		return snap_xml_fail(&rd->st, -EUCLEAN,
+				     "S3 answer's <%s> has an invalid <%s> (not a number in "
+				     "0..%llu)",
+				     (const char *)parent->name, name, (unsigned long long)max);
 	*ret = v;
 	return 0;
 }
@@ -299,7 +218,7 @@ static int field_bool(struct reader *rd, xmlNodePtr parent, const char *name, bo
 {
 	char *s = NULL;
 	if (field(rd, parent, name, OPTIONAL, &s) < 0)
-		return rd->err;
+		return rd->st.err;
 	*ret = false;
 	if (!s)
 		return 0;
@@ -307,7 +226,8 @@ static int field_bool(struct reader *rd, xmlNodePtr parent, const char *name, bo
 	if (!strcmp(s, "true"))
 		*ret = true;
 	else if (strcmp(s, "false"))
-		r = fail(rd, -EUCLEAN, "S3 answer's <%s> is neither true nor false", name);
+		r = snap_xml_fail(&rd->st, -EUCLEAN, "S3 answer's <%s> is neither true nor false",
+				  name);
 	free(s);
 	return r;
 }
@@ -325,12 +245,12 @@ static int finish(struct reader *rd)
 {
 	xmlFreeDoc(rd->doc);
 	rd->doc = NULL;
-	return rd->err;
+	return rd->st.err;
 }
 
 #define READER(b, l, d)                                                                            \
 	{                                                                                          \
-		.buf = (b), .len = (l), .ret_detail = (d)                                          \
+		.buf = (b), .len = (l), .st.ret_detail = (d)                                       \
 	}
 
 struct snap_s3_error *snap_s3_error_free(struct snap_s3_error *e)
@@ -350,7 +270,7 @@ int snap_s3_error_parse(const void *buf, size_t len, struct snap_s3_error **ret,
 	struct reader rd = READER(buf, len, ret_detail);
 	struct snap_s3_error *e = calloc(1, sizeof(*e));
 	if (!e)
-		return fail(&rd, -ENOMEM, "out of memory");
+		return snap_xml_fail(&rd.st, -ENOMEM, "out of memory");
 	xmlNodePtr r = parse_doc(&rd, "Error");
 	if (r && field(&rd, r, "Code", NONEMPTY, &e->code) >= 0 &&
 	    field(&rd, r, "Message", OPTIONAL, &e->message) >= 0 &&
@@ -358,7 +278,7 @@ int snap_s3_error_parse(const void *buf, size_t len, struct snap_s3_error **ret,
 		field(&rd, r, "RequestId", OPTIONAL, &e->request_id);
 	if (finish(&rd) < 0) {
 		snap_s3_error_free(e);
-		return rd.err;
+		return rd.st.err;
 	}
 	*ret = e;
 	return 0;
@@ -381,14 +301,14 @@ int snap_s3_initiate_parse(const void *buf, size_t len, struct snap_s3_initiate 
 	struct reader rd = READER(buf, len, ret_detail);
 	struct snap_s3_initiate *i = calloc(1, sizeof(*i));
 	if (!i)
-		return fail(&rd, -ENOMEM, "out of memory");
+		return snap_xml_fail(&rd.st, -ENOMEM, "out of memory");
 	xmlNodePtr r = parse_doc(&rd, "InitiateMultipartUploadResult");
 	if (r && field(&rd, r, "Bucket", NONEMPTY, &i->bucket) >= 0 &&
 	    field(&rd, r, "Key", NONEMPTY, &i->key) >= 0)
 		field(&rd, r, "UploadId", NONEMPTY, &i->upload_id);
 	if (finish(&rd) < 0) {
 		snap_s3_initiate_free(i);
-		return rd.err;
+		return rd.st.err;
 	}
 	*ret = i;
 	return 0;
@@ -412,7 +332,7 @@ int snap_s3_complete_parse(const void *buf, size_t len, struct snap_s3_complete 
 	struct reader rd = READER(buf, len, ret_detail);
 	struct snap_s3_complete *c = calloc(1, sizeof(*c));
 	if (!c)
-		return fail(&rd, -ENOMEM, "out of memory");
+		return snap_xml_fail(&rd.st, -ENOMEM, "out of memory");
 	xmlNodePtr r = parse_doc(&rd, "CompleteMultipartUploadResult");
 	if (r && field(&rd, r, "Location", OPTIONAL, &c->location) >= 0 &&
 	    field(&rd, r, "Bucket", NONEMPTY, &c->bucket) >= 0 &&
@@ -421,7 +341,7 @@ int snap_s3_complete_parse(const void *buf, size_t len, struct snap_s3_complete 
 		field(&rd, r, "ETag", REQUIRED, &c->etag);
 	if (finish(&rd) < 0) {
 		snap_s3_complete_free(c);
-		return rd.err;
+		return rd.st.err;
 	}
 	*ret = c;
 	return 0;
@@ -443,13 +363,13 @@ int snap_s3_copy_result_parse(const void *buf, size_t len, bool part,
 	struct reader rd = READER(buf, len, ret_detail);
 	struct snap_s3_copy_result *c = calloc(1, sizeof(*c));
 	if (!c)
-		return fail(&rd, -ENOMEM, "out of memory");
+		return snap_xml_fail(&rd.st, -ENOMEM, "out of memory");
 	xmlNodePtr r = parse_doc(&rd, part ? "CopyPartResult" : "CopyObjectResult");
 	if (r && field(&rd, r, "LastModified", OPTIONAL, &c->last_modified) >= 0)
 		field(&rd, r, "ETag", NONEMPTY, &c->etag);
 	if (finish(&rd) < 0) {
 		snap_s3_copy_result_free(c);
-		return rd.err;
+		return rd.st.err;
 	}
 	*ret = c;
 	return 0;
@@ -470,7 +390,7 @@ static int read_parts(struct reader *rd, xmlNodePtr r, struct snap_s3_list_parts
 {
 	size_t n = count_named(r, "Part");
 	if (n && !(l->parts = calloc(n, sizeof(*l->parts))))
-		return fail(rd, -ENOMEM, "out of memory");
+		return snap_xml_fail(&rd->st, -ENOMEM, "out of memory");
 	for (xmlNodePtr c = r->children; c; c = c->next) {
 		if (!is_named(c, "Part"))
 			continue;
@@ -479,12 +399,13 @@ static int read_parts(struct reader *rd, xmlNodePtr r, struct snap_s3_list_parts
 		if (field_u64(rd, c, "PartNumber", true, SNAP_S3_MAX_PART_NUMBER, &num, NULL) < 0 ||
 		    field(rd, c, "ETag", NONEMPTY, &p->etag) < 0 ||
 		    field_u64(rd, c, "Size", true, UINT64_MAX, &p->size, NULL) < 0)
-			return rd->err;
+			return rd->st.err;
 		if (num == 0 || (l->nparts > 1 && num <= l->parts[l->nparts - 2].part_number))
-			return fail(rd, -EUCLEAN,
-				    "S3 answer's part %zu has part number %llu, not above the last "
-				    "and in 1..%u",
-				    l->nparts, (unsigned long long)num, SNAP_S3_MAX_PART_NUMBER);
+			return snap_xml_fail(
+			    &rd->st, -EUCLEAN,
+			    "S3 answer's part %zu has part number %llu, not above the last "
+			    "and in 1..%u",
+			    l->nparts, (unsigned long long)num, SNAP_S3_MAX_PART_NUMBER);
 		p->part_number = (uint32_t)num;
 	}
 	uint64_t marker = 0;
@@ -492,9 +413,10 @@ static int read_parts(struct reader *rd, xmlNodePtr r, struct snap_s3_list_parts
 	if (field_bool(rd, r, "IsTruncated", &l->truncated) < 0 ||
 	    field_u64(rd, r, "NextPartNumberMarker", false, SNAP_S3_MAX_PART_NUMBER, &marker,
 		      &have) < 0)
-		return rd->err;
+		return rd->st.err;
 	if (l->truncated && !have)
-		return fail(rd, -EUCLEAN, "S3 answer is truncated without NextPartNumberMarker");
+		return snap_xml_fail(&rd->st, -EUCLEAN,
+				     "S3 answer is truncated without NextPartNumberMarker");
 	l->next_part_number_marker = (uint32_t)marker;
 	return 0;
 }
@@ -505,13 +427,13 @@ int snap_s3_list_parts_parse(const void *buf, size_t len, struct snap_s3_list_pa
 	struct reader rd = READER(buf, len, ret_detail);
 	struct snap_s3_list_parts *l = calloc(1, sizeof(*l));
 	if (!l)
-		return fail(&rd, -ENOMEM, "out of memory");
+		return snap_xml_fail(&rd.st, -ENOMEM, "out of memory");
 	xmlNodePtr r = parse_doc(&rd, "ListPartsResult");
 	if (r)
 		read_parts(&rd, r, l);
 	if (finish(&rd) < 0) {
 		snap_s3_list_parts_free(l);
-		return rd.err;
+		return rd.st.err;
 	}
 	*ret = l;
 	return 0;
@@ -535,7 +457,7 @@ static int read_objects(struct reader *rd, xmlNodePtr r, struct snap_s3_list_obj
 {
 	size_t n = count_named(r, "Contents");
 	if (n && !(l->objects = calloc(n, sizeof(*l->objects))))
-		return fail(rd, -ENOMEM, "out of memory");
+		return snap_xml_fail(&rd->st, -ENOMEM, "out of memory");
 	for (xmlNodePtr c = r->children; c; c = c->next) {
 		if (!is_named(c, "Contents"))
 			continue;
@@ -543,12 +465,12 @@ static int read_objects(struct reader *rd, xmlNodePtr r, struct snap_s3_list_obj
 		if (field(rd, c, "Key", NONEMPTY, &o->key) < 0 ||
 		    field_u64(rd, c, "Size", true, UINT64_MAX, &o->size, NULL) < 0 ||
 		    field(rd, c, "ETag", OPTIONAL, &o->etag) < 0)
-			return rd->err;
+			return rd->st.err;
 	}
 	if (field_bool(rd, r, "IsTruncated", &l->truncated) < 0 ||
 	    field(rd, r, "NextContinuationToken", l->truncated ? NONEMPTY : OPTIONAL,
 		  &l->next_continuation_token) < 0)
-		return rd->err;
+		return rd->st.err;
 	return 0;
 }
 
@@ -558,13 +480,13 @@ int snap_s3_list_objects_parse(const void *buf, size_t len, struct snap_s3_list_
 	struct reader rd = READER(buf, len, ret_detail);
 	struct snap_s3_list_objects *l = calloc(1, sizeof(*l));
 	if (!l)
-		return fail(&rd, -ENOMEM, "out of memory");
+		return snap_xml_fail(&rd.st, -ENOMEM, "out of memory");
 	xmlNodePtr r = parse_doc(&rd, "ListBucketResult");
 	if (r)
 		read_objects(&rd, r, l);
 	if (finish(&rd) < 0) {
 		snap_s3_list_objects_free(l);
-		return rd.err;
+		return rd.st.err;
 	}
 	*ret = l;
 	return 0;
@@ -589,23 +511,23 @@ static int read_uploads(struct reader *rd, xmlNodePtr r, struct snap_s3_list_upl
 {
 	size_t n = count_named(r, "Upload");
 	if (n && !(l->uploads = calloc(n, sizeof(*l->uploads))))
-		return fail(rd, -ENOMEM, "out of memory");
+		return snap_xml_fail(&rd->st, -ENOMEM, "out of memory");
 	for (xmlNodePtr c = r->children; c; c = c->next) {
 		if (!is_named(c, "Upload"))
 			continue;
 		struct snap_s3_upload *u = &l->uploads[l->nuploads++];
 		if (field(rd, c, "Key", NONEMPTY, &u->key) < 0 ||
 		    field(rd, c, "UploadId", NONEMPTY, &u->upload_id) < 0)
-			return rd->err;
+			return rd->st.err;
 	}
 	int need = OPTIONAL;
 	if (field_bool(rd, r, "IsTruncated", &l->truncated) < 0)
-		return rd->err;
+		return rd->st.err;
 	if (l->truncated)
 		need = NONEMPTY;
 	if (field(rd, r, "NextKeyMarker", need, &l->next_key_marker) < 0 ||
 	    field(rd, r, "NextUploadIdMarker", need, &l->next_upload_id_marker) < 0)
-		return rd->err;
+		return rd->st.err;
 	return 0;
 }
 
@@ -615,13 +537,13 @@ int snap_s3_list_uploads_parse(const void *buf, size_t len, struct snap_s3_list_
 	struct reader rd = READER(buf, len, ret_detail);
 	struct snap_s3_list_uploads *l = calloc(1, sizeof(*l));
 	if (!l)
-		return fail(&rd, -ENOMEM, "out of memory");
+		return snap_xml_fail(&rd.st, -ENOMEM, "out of memory");
 	xmlNodePtr r = parse_doc(&rd, "ListMultipartUploadsResult");
 	if (r)
 		read_uploads(&rd, r, l);
 	if (finish(&rd) < 0) {
 		snap_s3_list_uploads_free(l);
-		return rd.err;
+		return rd.st.err;
 	}
 	*ret = l;
 	return 0;

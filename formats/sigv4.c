@@ -26,59 +26,7 @@
 
 #include "hex.h"
 #include "sigv4.h"
-
-/* A growable string; the first failed allocation sticks and is reported once at the end. */
-struct sbuf {
-	char *p;
-	size_t len, cap;
-	bool oom;
-};
-
-static void sb_add(struct sbuf *b, const char *s, size_t n)
-{
-	if (b->oom)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		char *p = realloc(b->p, cap);
-		if (!p) {
-			b->oom = true;
-			return;
-		}
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = 0;
-}
-
-static void sb_str(struct sbuf *b, const char *s)
-{
-	sb_add(b, s, strlen(s));
-}
-
-static void sb_chr(struct sbuf *b, char c)
-{
-	sb_add(b, &c, 1);
-}
-
-/* Hands the string over (NULL after a failed allocation). */
-static char *sb_take(struct sbuf *b)
-{
-	if (b->oom || !b->p) {
-		free(b->p);
-		b->p = NULL;
-		if (!b->oom)
-			return strdup("");
-		return NULL;
-	}
-	char *p = b->p;
-	b->p = NULL;
-	return p;
-}
+#include "strbuf.h"
 
 static bool is_unreserved(unsigned char c)
 {
@@ -229,7 +177,7 @@ static int cmp_hdr(const void *a, const void *b)
 }
 
 /* Appends value trimmed, with each inner run of blanks collapsed to one space. */
-static void add_trimmed(struct sbuf *b, const char *v)
+static void add_trimmed(struct snap_strbuf *b, const char *v)
 {
 	bool blank = false, any = false;
 	for (; *v; v++) {
@@ -238,8 +186,8 @@ static void add_trimmed(struct sbuf *b, const char *v)
 			continue;
 		}
 		if (blank && any)
-			sb_chr(b, ' ');
-		sb_chr(b, *v);
+			snap_strbuf_chr(b, ' ');
+		snap_strbuf_chr(b, *v);
 		blank = false;
 		any = true;
 	}
@@ -247,7 +195,7 @@ static void add_trimmed(struct sbuf *b, const char *v)
 
 /* Step 2: the canonical header lines into canon, the signed header names into names. */
 static int canon_headers(const struct snap_sigv4_request *q, const char *amz_date,
-			 struct sbuf *canon, struct sbuf *names)
+			 struct snap_strbuf *canon, struct snap_strbuf *names)
 {
 	size_t n = q->nheaders + 4;
 	struct hdr *h = calloc(n, sizeof(*h));
@@ -293,17 +241,17 @@ static int canon_headers(const struct snap_sigv4_request *q, const char *amz_dat
 		bool first = i == 0 || strcmp(h[i - 1].name, h[i].name);
 		bool last = i + 1 == k || strcmp(h[i + 1].name, h[i].name);
 		if (first) {
-			sb_str(canon, h[i].name);
-			sb_chr(canon, ':');
+			snap_strbuf_str(canon, h[i].name);
+			snap_strbuf_chr(canon, ':');
 			if (names->len)
-				sb_chr(names, ';');
-			sb_str(names, h[i].name);
+				snap_strbuf_chr(names, ';');
+			snap_strbuf_str(names, h[i].name);
 		} else {
-			sb_chr(canon, ',');
+			snap_strbuf_chr(canon, ',');
 		}
 		add_trimmed(canon, h[i].value);
 		if (last)
-			sb_chr(canon, '\n');
+			snap_strbuf_chr(canon, '\n');
 	}
 out:
 	for (size_t i = 0; i < k; i++)
@@ -324,7 +272,7 @@ static int cmp_qp(const void *a, const void *b)
 }
 
 /* Step 3's query line: encoded name=value pairs sorted, joined with '&'. */
-static int canon_query(const struct snap_sigv4_request *q, struct sbuf *b)
+static int canon_query(const struct snap_sigv4_request *q, struct snap_strbuf *b)
 {
 	if (!q->nquery)
 		return 0;
@@ -344,10 +292,10 @@ static int canon_query(const struct snap_sigv4_request *q, struct sbuf *b)
 	qsort(p, q->nquery, sizeof(*p), cmp_qp);
 	for (size_t i = 0; i < q->nquery; i++) {
 		if (i)
-			sb_chr(b, '&');
-		sb_str(b, p[i].name);
-		sb_chr(b, '=');
-		sb_str(b, p[i].value);
+			snap_strbuf_chr(b, '&');
+		snap_strbuf_str(b, p[i].name);
+		snap_strbuf_chr(b, '=');
+		snap_strbuf_str(b, p[i].value);
 	}
 out:
 	for (size_t i = 0; i < q->nquery; i++) {
@@ -449,7 +397,9 @@ int snap_sigv4_sign(const struct snap_sigv4_request *q, struct snap_sigv4_result
 	date8[8] = 0;
 
 	/* steps 2 and 3 */
-	struct sbuf hdrs = {0}, names = {0}, cr = {0}, sts = {0}, auth = {0};
+	struct snap_strbuf hdrs = SNAP_STRBUF_INIT, names = SNAP_STRBUF_INIT, cr = SNAP_STRBUF_INIT,
+			   sts = SNAP_STRBUF_INIT, scope = SNAP_STRBUF_INIT,
+			   auth = SNAP_STRBUF_INIT;
 	r = canon_headers(q, res->amz_date, &hdrs, &names);
 	if (r < 0)
 		goto out_bufs;
@@ -458,26 +408,25 @@ int snap_sigv4_sign(const struct snap_sigv4_request *q, struct snap_sigv4_result
 		r = -ENOMEM;
 		goto out_bufs;
 	}
-	sb_str(&cr, q->method);
-	sb_chr(&cr, '\n');
-	sb_str(&cr, path);
-	sb_chr(&cr, '\n');
+	snap_strbuf_str(&cr, q->method);
+	snap_strbuf_chr(&cr, '\n');
+	snap_strbuf_str(&cr, path);
+	snap_strbuf_chr(&cr, '\n');
 	free(path);
 	r = canon_query(q, &cr);
 	if (r < 0)
 		goto out_bufs;
-	sb_chr(&cr, '\n');
+	snap_strbuf_chr(&cr, '\n');
 	if (hdrs.p)
-		sb_str(&cr, hdrs.p);
-	sb_chr(&cr, '\n');
+		snap_strbuf_str(&cr, hdrs.p);
+	snap_strbuf_chr(&cr, '\n');
 	if (names.p)
-		sb_str(&cr, names.p);
-	sb_chr(&cr, '\n');
-	sb_str(&cr, q->payload_hash);
-	if (cr.oom || names.oom || hdrs.oom) {
-		r = -ENOMEM;
+		snap_strbuf_str(&cr, names.p);
+	snap_strbuf_chr(&cr, '\n');
+	snap_strbuf_str(&cr, q->payload_hash);
+	r = cr.err ? cr.err : names.err ? names.err : hdrs.err;
+	if (r < 0)
 		goto out_bufs;
-	}
 
 	/* step 4 */
 	uint8_t digest[32];
@@ -486,27 +435,19 @@ int snap_sigv4_sign(const struct snap_sigv4_request *q, struct snap_sigv4_result
 	if (r < 0)
 		goto out_bufs;
 	snap_hex(hex, digest, 32);
-	sb_str(&sts, "AWS4-HMAC-SHA256\n");
-	sb_str(&sts, res->amz_date);
-	sb_chr(&sts, '\n');
-	struct sbuf scope = {0};
-	sb_str(&scope, date8);
-	sb_chr(&scope, '/');
-	sb_str(&scope, q->region);
-	sb_chr(&scope, '/');
-	sb_str(&scope, q->service);
-	sb_str(&scope, "/aws4_request");
-	if (scope.oom) {
-		free(scope.p);
-		r = -ENOMEM;
+	snap_strbuf_str(&sts, "AWS4-HMAC-SHA256\n");
+	snap_strbuf_str(&sts, res->amz_date);
+	snap_strbuf_chr(&sts, '\n');
+	snap_strbuf_printf(&scope, "%s/%s/%s/aws4_request", date8, q->region, q->service);
+	if (scope.err) {
+		r = scope.err;
 		goto out_bufs;
 	}
-	sb_str(&sts, scope.p);
-	sb_chr(&sts, '\n');
-	sb_str(&sts, hex);
-	if (sts.oom) {
-		free(scope.p);
-		r = -ENOMEM;
+	snap_strbuf_str(&sts, scope.p);
+	snap_strbuf_chr(&sts, '\n');
+	snap_strbuf_str(&sts, hex);
+	if (sts.err) {
+		r = sts.err;
 		goto out_bufs;
 	}
 
@@ -516,44 +457,40 @@ int snap_sigv4_sign(const struct snap_sigv4_request *q, struct snap_sigv4_result
 	if (r >= 0)
 		r = hmac256(key, 32, sts.p, sts.len, sig);
 	OPENSSL_cleanse(key, sizeof(key));
-	if (r < 0) {
-		free(scope.p);
+	if (r < 0)
 		goto out_bufs;
-	}
 	snap_hex(res->signature, sig, 32);
 
-	sb_str(&auth, "AWS4-HMAC-SHA256 Credential=");
-	sb_str(&auth, q->access_key);
-	sb_chr(&auth, '/');
-	sb_str(&auth, scope.p);
-	sb_str(&auth, ", SignedHeaders=");
-	sb_str(&auth, names.p);
-	sb_str(&auth, ", Signature=");
-	sb_str(&auth, res->signature);
-	free(scope.p);
-	if (auth.oom) {
-		r = -ENOMEM;
-		goto out_bufs;
-	}
-
-	res->canonical_request = sb_take(&cr);
-	res->string_to_sign = sb_take(&sts);
-	res->signed_headers = sb_take(&names);
-	r = add_header(res, "Authorization", auth.p);
+	snap_strbuf_str(&auth, "AWS4-HMAC-SHA256 Credential=");
+	snap_strbuf_str(&auth, q->access_key);
+	snap_strbuf_chr(&auth, '/');
+	snap_strbuf_str(&auth, scope.p);
+	snap_strbuf_str(&auth, ", SignedHeaders=");
+	snap_strbuf_str(&auth, names.p);
+	snap_strbuf_str(&auth, ", Signature=");
+	snap_strbuf_str(&auth, res->signature);
+	r = auth.err;
+	if (r >= 0)
+		r = snap_strbuf_take(&cr, &res->canonical_request, NULL);
+	if (r >= 0)
+		r = snap_strbuf_take(&sts, &res->string_to_sign, NULL);
+	if (r >= 0)
+		r = snap_strbuf_take(&names, &res->signed_headers, NULL);
+	if (r >= 0)
+		r = add_header(res, "Authorization", auth.p);
 	if (r >= 0)
 		r = add_header(res, "x-amz-date", res->amz_date);
 	if (r >= 0 && !strcmp(q->service, "s3"))
 		r = add_header(res, "x-amz-content-sha256", q->payload_hash);
 	if (r >= 0 && q->session_token)
 		r = add_header(res, "x-amz-security-token", q->session_token);
-	if (r >= 0 && (!res->canonical_request || !res->string_to_sign || !res->signed_headers))
-		r = -ENOMEM;
 out_bufs:
-	free(hdrs.p);
-	free(names.p);
-	free(cr.p);
-	free(sts.p);
-	free(auth.p);
+	snap_strbuf_release(&hdrs);
+	snap_strbuf_release(&names);
+	snap_strbuf_release(&cr);
+	snap_strbuf_release(&sts);
+	snap_strbuf_release(&scope);
+	snap_strbuf_release(&auth);
 	if (r >= 0) {
 		*ret_result = res;
 		return 0;
