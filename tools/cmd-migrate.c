@@ -32,7 +32,7 @@ enum {
 };
 
 #define MIGRATE_SHARED                                                                             \
-	(TOOL_SHARED_CERT | TOOL_SHARED_PRIVATEKEY | TOOL_SHARED_EC2 | TOOL_SHARED_BATCH |          \
+	(TOOL_SHARED_CERT | TOOL_SHARED_PRIVATEKEY | TOOL_SHARED_EC2 | TOOL_SHARED_BATCH |         \
 	 TOOL_SHARED_DEBUG)
 
 struct migrate_opts {
@@ -271,9 +271,9 @@ int cmd_migrate_bundle(int argc, char **argv)
 	const char *bucket = NULL, *dest = NULL, *location = NULL;
 	struct tool_args args;
 	int c;
-	tool_args_init(&args,
-		       MIGRATE_SHARED | TOOL_SHARED_S3 | TOOL_SHARED_S3_SHORT | TOOL_SHARED_PROGRESS,
-		       "m:b:d:h", opts);
+	tool_args_init(
+	    &args, MIGRATE_SHARED | TOOL_SHARED_S3 | TOOL_SHARED_S3_SHORT | TOOL_SHARED_PROGRESS,
+	    "m:b:d:h", opts);
 	while ((c = tool_getopt(&args, argc, argv)) != -1) {
 		if (common_opt(c, &o))
 			continue;

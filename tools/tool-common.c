@@ -690,14 +690,10 @@ static const struct {
     {TOOL_SHARED_BUNDLE, "d:", {"destination", required_argument, NULL, 'd'}},
     {TOOL_SHARED_BUNDLE, "p:", {"prefix", required_argument, NULL, 'p'}},
     {TOOL_SHARED_BUNDLE, "B:", {"block-device-mapping", required_argument, NULL, 'B'}},
-    {TOOL_SHARED_BUNDLE,
-     NULL,
-     {"productcodes", required_argument, NULL, SHARED_OPT_PRODUCTCODES}},
+    {TOOL_SHARED_BUNDLE, NULL, {"productcodes", required_argument, NULL, SHARED_OPT_PRODUCTCODES}},
     {TOOL_SHARED_BUNDLE, NULL, {"level", required_argument, NULL, SHARED_OPT_LEVEL}},
     {TOOL_SHARED_BUNDLE, NULL, {"part-size", required_argument, NULL, SHARED_OPT_PART_SIZE}},
-    {TOOL_SHARED_BUNDLE,
-     NULL,
-     {"no-size-checks", no_argument, NULL, SHARED_OPT_NO_SIZE_CHECKS}},
+    {TOOL_SHARED_BUNDLE, NULL, {"no-size-checks", no_argument, NULL, SHARED_OPT_NO_SIZE_CHECKS}},
 };
 
 /* The most --connections and --retry take. */
@@ -942,20 +938,17 @@ static int apply_bundle(const struct tool_args *a, struct snap_job *job)
 		int sparam;
 		const char *v;
 	} s[] = {
-	    {SNAP_SPARAM_CERT, a->cert},
-	    {SNAP_SPARAM_EC2_CERT, a->ec2cert},
-	    {SNAP_SPARAM_KERNEL, a->kernel},
-	    {SNAP_SPARAM_RAMDISK, a->ramdisk},
-	    {SNAP_SPARAM_USER, a->user},
-	    {SNAP_SPARAM_ARCH, a->arch},
-	    {SNAP_SPARAM_DESTINATION, dest},
-	    {SNAP_SPARAM_PREFIX, a->prefix},
+	    {SNAP_SPARAM_CERT, a->cert},     {SNAP_SPARAM_EC2_CERT, a->ec2cert},
+	    {SNAP_SPARAM_KERNEL, a->kernel}, {SNAP_SPARAM_RAMDISK, a->ramdisk},
+	    {SNAP_SPARAM_USER, a->user},     {SNAP_SPARAM_ARCH, a->arch},
+	    {SNAP_SPARAM_DESTINATION, dest}, {SNAP_SPARAM_PREFIX, a->prefix},
 	};
 	int r = 0;
 	for (size_t i = 0; i < sizeof(s) / sizeof(s[0]) && r >= 0; i++)
 		if (s[i].v)
 			r = snap_job_set_string(job, s[i].sparam, s[i].v);
-	if (r >= 0 && a->productcodes) /* one value, not split: what ec2-bundle-image writes (§2.2) */
+	if (r >= 0 &&
+	    a->productcodes) /* one value, not split: what ec2-bundle-image writes (§2.2) */
 		r = snap_job_add_string(job, SNAP_SPARAM_PRODUCT_CODES, a->productcodes);
 	if (r >= 0 && a->bdm)
 		r = tool_job_add_list(job, SNAP_SPARAM_BLOCK_DEVICE_MAPPING, a->bdm);

@@ -103,15 +103,15 @@ long long tool_parse_size(const char *s);
  * own options as before, and finds the shared ones' values in struct tool_args.
  */
 enum {
-	TOOL_SHARED_THREADS = 1 << 0,	    /* --threads N: 0 (every CPU) to TOOL_THREADS_MAX */
-	TOOL_SHARED_PROGRESS = 1 << 1,	    /* --progress[=bar|json|none] */
-	TOOL_SHARED_DEBUG = 1 << 2,	    /* --debug: debug log lines from here on */
-	TOOL_SHARED_FORCE = 1 << 3,	    /* --force */
-	TOOL_SHARED_NO_DIRECT = 1 << 4,	    /* --no-direct */
-	TOOL_SHARED_KEY = 1 << 5,	    /* -k, --key KEY: a store image's recipient key */
-	TOOL_SHARED_PRIVATEKEY = 1 << 6,    /* -k, --privatekey KEY: a bundle's user key */
+	TOOL_SHARED_THREADS = 1 << 0,	      /* --threads N: 0 (every CPU) to TOOL_THREADS_MAX */
+	TOOL_SHARED_PROGRESS = 1 << 1,	      /* --progress[=bar|json|none] */
+	TOOL_SHARED_DEBUG = 1 << 2,	      /* --debug: debug log lines from here on */
+	TOOL_SHARED_FORCE = 1 << 3,	      /* --force */
+	TOOL_SHARED_NO_DIRECT = 1 << 4,	      /* --no-direct */
+	TOOL_SHARED_KEY = 1 << 5,	      /* -k, --key KEY: a store image's recipient key */
+	TOOL_SHARED_PRIVATEKEY = 1 << 6,      /* -k, --privatekey KEY: a bundle's user key */
 	TOOL_SHARED_PASSPHRASE_FILE = 1 << 7, /* --passphrase-file FILE (its first line) */
-	TOOL_SHARED_SIGNER = 1 << 8,	    /* --signer CERT */
+	TOOL_SHARED_SIGNER = 1 << 8,	      /* --signer CERT */
 	/* S3: --endpoint-url URL (also --url), --region R, --access-key K, --secret-key S,
 	 * --session-token T, --profile P, --connections N, --retry[=N] (also "--retry N"),
 	 * --acl ACL; unset ones are left to the AWS chain (environment, ~/.aws, metadata) */
@@ -150,7 +150,7 @@ struct tool_args {
 	const char *s3_endpoint, *s3_region, *s3_access_key, *s3_secret_key, *s3_session_token;
 	const char *s3_profile, *s3_acl;
 	long s3_connections, s3_retries;
-	const char *cert;		  /* TOOL_SHARED_CERT */
+	const char *cert;			/* TOOL_SHARED_CERT */
 	const char *ec2cert, *kernel, *ramdisk; /* TOOL_SHARED_EC2 */
 	/* TOOL_SHARED_BUNDLE: NULL, -1 (level) or 0 (part_size) when not given */
 	const char *user, *arch, *destination, *prefix, *bdm, *productcodes;
