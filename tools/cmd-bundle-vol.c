@@ -203,21 +203,13 @@ int cmd_bundle_vol(int argc, char **argv)
 		case OPT_SNAPSHOT:
 			snapshot = true;
 			break;
-		case 'h':
-			usage(stdout);
-			ret = 0;
-			goto out;
-		case TOOL_GETOPT_INVALID:
-			goto out;
 		default:
-			fprintf(stderr, "Try 'snapbundle bundle-vol --help'\n");
+			ret = tool_getopt_other(c, usage, "bundle-vol");
 			goto out;
 		}
 	}
-	if (optind < argc) {
-		tool_error("unexpected argument '%s'", argv[optind]);
+	if (!tool_args_complete(argc, argv, usage, 0, NULL, NULL))
 		goto out;
-	}
 	if (snapshot && !no_filter) {
 		tool_error("--snapshot bundles the block device bit for bit, so the sensitive-file "
 			   "filter cannot apply: give --no-filter too");

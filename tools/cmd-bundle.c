@@ -165,21 +165,13 @@ int cmd_bundle(int argc, char **argv)
 				goto out;
 			}
 			break;
-		case 'h':
-			usage(stdout);
-			ret = 0;
-			goto out;
-		case TOOL_GETOPT_INVALID:
-			goto out;
 		default:
-			fprintf(stderr, "Try 'snapbundle bundle --help'\n");
+			ret = tool_getopt_other(c, usage, "bundle");
 			goto out;
 		}
 	}
-	if (optind < argc) {
-		tool_error("unexpected argument '%s'", argv[optind]);
+	if (!tool_args_complete(argc, argv, usage, 0, NULL, NULL))
 		goto out;
-	}
 	if (!image || !*image) {
 		tool_error("missing mandatory parameter: --image");
 		fprintf(stderr, "Try 'snapbundle bundle --help'\n");

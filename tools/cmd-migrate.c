@@ -178,7 +178,7 @@ int cmd_migrate_manifest(int argc, char **argv)
 		if (c == 'o')
 			output = optarg;
 		else if (c != 'a' && c != 's') /* -a, -s: the EC2 API's; nothing here asks it */
-			return tool_getopt_other(c, manifest_usage);
+			return tool_getopt_other(c, manifest_usage, NULL);
 	}
 	if (!complete(argc, argv, manifest_usage, &args, &o, "", ""))
 		return TOOL_EXIT_USAGE;
@@ -284,7 +284,7 @@ int cmd_migrate_bundle(int argc, char **argv)
 		else if (c == OPT_LOCATION)
 			location = optarg;
 		else
-			return tool_getopt_other(c, bundle_usage);
+			return tool_getopt_other(c, bundle_usage, NULL);
 	}
 	if (!complete(argc, argv, bundle_usage, &args, &o, bucket, dest))
 		return TOOL_EXIT_USAGE;

@@ -132,7 +132,7 @@ int cmd_upload_bundle(int argc, char **argv)
 			skip_manifest = true;
 			break;
 		default:
-			return tool_getopt_other(c, upload_usage);
+			return tool_getopt_other(c, upload_usage, NULL);
 		}
 	}
 	if (!tool_args_complete(argc, argv, upload_usage, 2, names, v))
@@ -195,7 +195,7 @@ int cmd_download_bundle(int argc, char **argv)
 	while ((c = tool_getopt(&args, argc, argv)) != -1) {
 		int i = slot(own, 4, c);
 		if (i < 0)
-			return tool_getopt_other(c, download_usage);
+			return tool_getopt_other(c, download_usage, NULL);
 		v[i] = optarg;
 	}
 	if (!tool_args_complete(argc, argv, download_usage, 1, names, v))
@@ -274,7 +274,7 @@ int cmd_delete_bundle(int argc, char **argv)
 		else if (c == 'y')
 			yes = true;
 		else
-			return tool_getopt_other(c, delete_usage);
+			return tool_getopt_other(c, delete_usage, NULL);
 	}
 	if (!tool_args_complete(argc, argv, delete_usage, 1, names, v))
 		return TOOL_EXIT_USAGE;
@@ -330,7 +330,7 @@ int cmd_abort(int argc, char **argv)
 	int c;
 	tool_args_init(&args, TOOL_SHARED_S3 | TOOL_SHARED_DEBUG, "h", opts);
 	if ((c = tool_getopt(&args, argc, argv)) != -1) /* it takes no option of its own */
-		return tool_getopt_other(c, abort_usage);
+		return tool_getopt_other(c, abort_usage, NULL);
 	if (optind + 1 != argc) {
 		if (optind == argc)
 			tool_error("missing the s3://BUCKET/KEY to abort");

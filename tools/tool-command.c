@@ -22,13 +22,15 @@
 
 #include "tool.h"
 
-int tool_getopt_other(int c, void (*usage)(FILE *f))
+int tool_getopt_other(int c, void (*usage)(FILE *f), const char *command)
 {
 	if (c == 'h') {
 		usage(stdout);
 		return TOOL_EXIT_OK;
 	}
-	if (c != TOOL_GETOPT_INVALID)
+	if (c != TOOL_GETOPT_INVALID && command)
+		fprintf(stderr, "Try 'snapbundle %s --help'\n", command);
+	else if (c != TOOL_GETOPT_INVALID)
 		usage(stderr);
 	return TOOL_EXIT_USAGE;
 }

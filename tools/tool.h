@@ -186,8 +186,9 @@ void tool_args_free(struct tool_args *a);
  */
 /* A tool_getopt answer the command does not take itself: -h (and --help given as 'h') prints
  * usage on standard output and gives TOOL_EXIT_OK; an invalid shared value (already said) gives
- * TOOL_EXIT_USAGE, and so does an unknown option, after usage on standard error. */
-int tool_getopt_other(int c, void (*usage)(FILE *f));
+ * TOOL_EXIT_USAGE, and so does an unknown option, after usage on standard error, or with command
+ * only "Try 'snapbundle COMMAND --help'". */
+int tool_getopt_other(int c, void (*usage)(FILE *f), const char *command);
 
 /* After the options: false, after saying why, when an operand is left ("unexpected argument
  * 'X'") or one of the n mandatory options is not given, given[i] NULL ("missing mandatory option
