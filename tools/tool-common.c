@@ -947,8 +947,8 @@ static int apply_bundle(const struct tool_args *a, struct snap_job *job)
 	for (size_t i = 0; i < sizeof(s) / sizeof(s[0]) && r >= 0; i++)
 		if (s[i].v)
 			r = snap_job_set_string(job, s[i].sparam, s[i].v);
-	if (r >= 0 &&
-	    a->productcodes) /* one value, not split: what ec2-bundle-image writes (§2.2) */
+	/* --productcodes: one value, not split: what ec2-bundle-image writes (§2.2) */
+	if (r >= 0 && a->productcodes)
 		r = snap_job_add_string(job, SNAP_SPARAM_PRODUCT_CODES, a->productcodes);
 	if (r >= 0 && a->bdm)
 		r = tool_job_add_list(job, SNAP_SPARAM_BLOCK_DEVICE_MAPPING, a->bdm);
