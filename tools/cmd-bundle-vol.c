@@ -11,8 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/utsname.h>
-#include <unistd.h>
 
 #include "tool.h"
 
@@ -68,15 +66,7 @@ static void usage(FILE *f)
 }
 
 enum {
-	OPT_EC2CERT = 256,
-	OPT_KERNEL,
-	OPT_RAMDISK,
-	OPT_PRODUCTCODES,
-	OPT_BATCH,
-	OPT_LEVEL,
-	OPT_PART_SIZE,
-	OPT_NO_SIZE_CHECKS,
-	OPT_NO_FILTER,
+	OPT_NO_FILTER = 256,
 	OPT_INHERIT,
 	OPT_NO_INHERIT,
 	OPT_FSTAB,
@@ -86,12 +76,8 @@ enum {
 	OPT_SCRATCH_DIR,
 };
 
+/* with the bundle options of the shared table (TOOL_SHARED_BUNDLE and those below) */
 static const struct option options[] = {
-    {"cert", required_argument, NULL, 'c'},
-    {"user", required_argument, NULL, 'u'},
-    {"arch", required_argument, NULL, 'r'},
-    {"destination", required_argument, NULL, 'd'},
-    {"prefix", required_argument, NULL, 'p'},
     {"size", required_argument, NULL, 's'},
     {"volume", required_argument, NULL, 'v'},
     {"exclude", required_argument, NULL, 'e'},
@@ -106,61 +92,9 @@ static const struct option options[] = {
     {"generate-fstab", no_argument, NULL, OPT_GENERATE_FSTAB},
     {"clone-only", no_argument, NULL, OPT_CLONE_ONLY},
     {"snapshot", no_argument, NULL, OPT_SNAPSHOT},
-    {"ec2cert", required_argument, NULL, OPT_EC2CERT},
-    {"kernel", required_argument, NULL, OPT_KERNEL},
-    {"ramdisk", required_argument, NULL, OPT_RAMDISK},
-    {"block-device-mapping", required_argument, NULL, 'B'},
-    {"productcodes", required_argument, NULL, OPT_PRODUCTCODES},
-    {"batch", no_argument, NULL, OPT_BATCH},
-    {"level", required_argument, NULL, OPT_LEVEL},
-    {"part-size", required_argument, NULL, OPT_PART_SIZE},
-    {"no-size-checks", no_argument, NULL, OPT_NO_SIZE_CHECKS},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
-
-static const char *default_arch(void)
-{
-	struct utsname u;
-	if (uname(&u) < 0)
-		return NULL;
-	if (!strcmp(u.machine, "x86_64"))
-		return "x86_64";
-	if (u.machine[0] == 'i' && !strcmp(u.machine + 2, "86"))
-		return "i386";
-	if (!strcmp(u.machine, "aarch64") || !strcmp(u.machine, "arm64"))
-		return "arm64";
-	return NULL;
-}
-
-static char *default_ec2cert(void)
-{
-	static const char *const vars[] = {"EC2_AMITOOL_HOME", "EC2_HOME"};
-	for (size_t i = 0; i < 2; i++) {
-		const char *home = getenv(vars[i]);
-		char *path;
-		if (!home || !*home ||
-		    asprintf(&path, "%s/etc/ec2/amitools/cert-ec2.pem", home) < 0)
-			continue;
-		if (access(path, R_OK) == 0)
-			return path;
-		free(path);
-	}
-	return NULL;
-}
-
-/* Adds each comma-separated item of list to sparam. */
-static int add_list(struct snap_job *job, int sparam, const char *list)
-{
-	char *copy = strdup(list), *save = NULL;
-	if (!copy)
-		return -ENOMEM;
-	int r = 0;
-	for (char *t = strtok_r(copy, ",", &save); t && r >= 0; t = strtok_r(NULL, ",", &save))
-		r = snap_job_add_string(job, sparam, t);
-	free(copy);
-	return r;
-}
 
 static void print_summary(struct snap_job *job, const char *name, bool clone_only, bool debug)
 {
@@ -188,42 +122,25 @@ static void print_summary(struct snap_job *job, const char *name, bool clone_onl
 
 int cmd_bundle_vol(int argc, char **argv)
 {
-	const char *cert = NULL, *user = NULL, *arch = NULL, *dest = NULL, *prefix = NULL;
-	const char *ec2cert = NULL, *kernel = NULL, *ramdisk = NULL, *codes = NULL;
-	const char *volume = NULL, *scratch = NULL, *fstab = NULL, *bdm = NULL;
+	const char *volume = NULL, *scratch = NULL, *fstab = NULL;
 	const char *excludes[64], *includes[64];
 	size_t nexcl = 0, nincl = 0;
 	bool no_filter = false, all = false, gen_fstab = false, clone_only = false;
-	bool snapshot = false, no_size_checks = false;
-	long level = -1, ptable = SNAP_BV_PARTITION_AUTO;
-	long long size_mb = 0, part_size = 0;
+	bool snapshot = false;
+	long ptable = SNAP_BV_PARTITION_AUTO;
+	long long size_mb = 0;
 	struct tool_args args;
 	int c, ret = TOOL_EXIT_USAGE; /* until the options are checked (docs/cli.md) */
-	char *ec2_default = NULL;
 	struct snap_job *job = NULL;
 
 	tool_args_init(&args,
-		       TOOL_SHARED_PRIVATEKEY | TOOL_SHARED_DEBUG | TOOL_SHARED_NO_DIRECT |
-			   TOOL_SHARED_THREADS | TOOL_SHARED_PROGRESS | TOOL_SHARED_FORCE |
-			   TOOL_SHARED_S3,
-		       "c:u:r:d:p:s:v:e:i:aP:B:h", options);
+		       TOOL_SHARED_CERT | TOOL_SHARED_PRIVATEKEY | TOOL_SHARED_EC2 |
+			   TOOL_SHARED_BUNDLE | TOOL_SHARED_BATCH | TOOL_SHARED_DEBUG |
+			   TOOL_SHARED_NO_DIRECT | TOOL_SHARED_THREADS | TOOL_SHARED_PROGRESS |
+			   TOOL_SHARED_FORCE | TOOL_SHARED_S3,
+		       "s:v:e:i:aP:h", options);
 	while ((c = tool_getopt(&args, argc, argv)) != -1) {
 		switch (c) {
-		case 'c':
-			cert = optarg;
-			break;
-		case 'u':
-			user = optarg;
-			break;
-		case 'r':
-			arch = optarg;
-			break;
-		case 'd':
-			dest = optarg;
-			break;
-		case 'p':
-			prefix = optarg;
-			break;
 		case 's': {
 			long v;
 			if (!tool_parse_int(optarg, 1, 1L << 30, &v)) {
@@ -252,9 +169,6 @@ int cmd_bundle_vol(int argc, char **argv)
 			break;
 		case OPT_SCRATCH_DIR:
 			scratch = optarg;
-			break;
-		case 'B':
-			bdm = optarg;
 			break;
 		case OPT_NO_FILTER:
 			no_filter = true;
@@ -289,124 +203,40 @@ int cmd_bundle_vol(int argc, char **argv)
 		case OPT_SNAPSHOT:
 			snapshot = true;
 			break;
-		case OPT_EC2CERT:
-			ec2cert = optarg;
-			break;
-		case OPT_KERNEL:
-			kernel = optarg;
-			break;
-		case OPT_RAMDISK:
-			ramdisk = optarg;
-			break;
-		case OPT_PRODUCTCODES:
-			codes = optarg;
-			break;
-		case OPT_BATCH:
-			break;
-		case OPT_NO_SIZE_CHECKS:
-			no_size_checks = true;
-			break;
-		case OPT_LEVEL:
-			if (!tool_parse_int(optarg, 0, 3, &level)) {
-				tool_error("invalid --level '%s': want 0-3", optarg);
-				goto out;
-			}
-			break;
-		case OPT_PART_SIZE:
-			part_size = tool_parse_size(optarg);
-			if (part_size < 16) {
-				tool_error("invalid --part-size '%s'", optarg);
-				goto out;
-			}
-			break;
-		case 'h':
-			usage(stdout);
-			ret = 0;
-			goto out;
-		case TOOL_GETOPT_INVALID:
-			goto out;
 		default:
-			fprintf(stderr, "Try 'snapbundle bundle-vol --help'\n");
+			ret = tool_getopt_other(c, usage, "bundle-vol");
 			goto out;
 		}
 	}
-	if (optind < argc) {
-		tool_error("unexpected argument '%s'", argv[optind]);
+	if (!tool_args_complete(argc, argv, usage, 0, NULL, NULL))
 		goto out;
-	}
 	if (snapshot && !no_filter) {
 		tool_error("--snapshot bundles the block device bit for bit, so the sensitive-file "
 			   "filter cannot apply: give --no-filter too");
 		goto out;
 	}
-	if (!clone_only) {
-		static const char *const names[] = {"--cert", "--privatekey", "--user"};
-		const char *given[] = {cert, args.key, user};
-		for (size_t i = 0; i < 3; i++) {
-			if (!given[i] || !*given[i]) {
-				tool_error("missing mandatory parameter: %s", names[i]);
-				fprintf(stderr, "Try 'snapbundle bundle-vol --help'\n");
-				goto out;
-			}
-		}
-		if (!arch)
-			arch = default_arch();
-		if (!arch) {
-			tool_error("cannot tell this machine's architecture: give --arch");
-			goto out;
-		}
-		if (strcmp(arch, "i386") && strcmp(arch, "x86_64") && strcmp(arch, "arm64")) {
-			tool_error("invalid --arch '%s': want i386, x86_64 or arm64", arch);
-			goto out;
-		}
-		if (!ec2cert)
-			ec2cert = ec2_default = default_ec2cert();
-		if (!ec2cert) {
-			tool_error("no EC2 certificate: give --ec2cert (cert-ec2.pem comes with "
-				   "Amazon's ec2-ami-tools, in etc/ec2/amitools/)");
-			goto out;
-		}
-	}
+	if (!clone_only && !tool_bundle_check(&args, "bundle-vol", false))
+		goto out;
+	if (!args.prefix)
+		args.prefix = "image";
 	tool_log_setup(args.debug);
 
 	ret = TOOL_EXIT_FAILURE;
-	int r = snap_job_new(SNAP_JOB_BUNDLE_VOL, &job);
-	if (r < 0) {
-		tool_error("cannot create the job: %s", snap_strerror(r));
+	static const int sparams[] = {SNAP_SPARAM_BV_VOLUME, SNAP_SPARAM_BV_SCRATCH_DIR,
+				      SNAP_SPARAM_BV_FSTAB};
+	const char *const values[] = {volume ? volume : "/", scratch, fstab};
+	job = tool_job_make(SNAP_JOB_BUNDLE_VOL, &args, 3, sparams, values);
+	if (!job)
 		goto out;
-	}
-	const struct {
-		int id;
-		const char *v;
-	} strings[] = {
-	    {SNAP_SPARAM_CERT, cert},	    {SNAP_SPARAM_USER, user},
-	    {SNAP_SPARAM_ARCH, arch},	    {SNAP_SPARAM_EC2_CERT, ec2cert},
-	    {SNAP_SPARAM_DESTINATION, dest ? dest : "/tmp"},
-	    {SNAP_SPARAM_PREFIX, prefix ? prefix : "image"},
-	    {SNAP_SPARAM_KERNEL, kernel},   {SNAP_SPARAM_RAMDISK, ramdisk},
-	    {SNAP_SPARAM_BV_VOLUME, volume ? volume : "/"},
-	    {SNAP_SPARAM_BV_SCRATCH_DIR, scratch},
-	    {SNAP_SPARAM_BV_FSTAB, fstab},
-	};
-	for (size_t i = 0; i < sizeof(strings) / sizeof(*strings) && r >= 0; i++)
-		if (strings[i].v)
-			r = snap_job_set_string(job, strings[i].id, strings[i].v);
-	if (codes && r >= 0)
-		r = snap_job_add_string(job, SNAP_SPARAM_PRODUCT_CODES, codes);
-	if (bdm && r >= 0)
-		r = add_list(job, SNAP_SPARAM_BLOCK_DEVICE_MAPPING, bdm);
+	int r = 0;
 	for (size_t i = 0; i < nexcl && r >= 0; i++)
-		r = add_list(job, SNAP_SPARAM_BV_EXCLUDE, excludes[i]);
+		r = tool_job_add_list(job, SNAP_SPARAM_BV_EXCLUDE, excludes[i]);
 	for (size_t i = 0; i < nincl && r >= 0; i++)
-		r = add_list(job, SNAP_SPARAM_BV_INCLUDE, includes[i]);
+		r = tool_job_add_list(job, SNAP_SPARAM_BV_INCLUDE, includes[i]);
 	if (r < 0) {
 		tool_error("cannot set up the job: %s", snap_strerror(r));
 		goto out;
 	}
-	if (level >= 0)
-		snap_job_set_param(job, SNAP_PARAM_LEVEL, level);
-	if (part_size)
-		snap_job_set_param(job, SNAP_PARAM_PART_SIZE, part_size);
 	snap_job_set_param(job, SNAP_PARAM_BV_SIZE, size_mb * (1ll << 20));
 	snap_job_set_param(job, SNAP_PARAM_BV_NO_FILTER, no_filter);
 	snap_job_set_param(job, SNAP_PARAM_BV_ALL, all);
@@ -414,20 +244,14 @@ int cmd_bundle_vol(int argc, char **argv)
 	snap_job_set_param(job, SNAP_PARAM_BV_CLONE_ONLY, clone_only);
 	snap_job_set_param(job, SNAP_PARAM_BV_SNAPSHOT, snapshot);
 	snap_job_set_param(job, SNAP_PARAM_BV_GENERATE_FSTAB, gen_fstab);
-	snap_job_set_param(job, SNAP_PARAM_BV_NO_SIZE_CHECKS, no_size_checks);
-	r = tool_args_apply(&args, job);
-	if (r < 0) {
-		tool_error("cannot set up the job: %s", snap_strerror(r));
-		goto out;
-	}
+	snap_job_set_param(job, SNAP_PARAM_BV_NO_SIZE_CHECKS, args.no_size_checks);
 
 	r = tool_run_job(job, args.progress, "bundle-vol");
 	if (r >= 0)
-		print_summary(job, prefix ? prefix : "image", clone_only, args.debug);
+		print_summary(job, args.prefix, clone_only, args.debug);
 	ret = tool_exit_of(r);
 out:
 	snap_job_free(job);
-	free(ec2_default);
 	tool_args_free(&args);
 	return ret;
 }

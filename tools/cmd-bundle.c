@@ -5,16 +5,12 @@
  * name. Differences from ec2-bundle-image: no 10 GiB limit, no shell (any file name works),
  * parallel compression, free space and holes not stored.
  */
-#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/utsname.h>
-#include <unistd.h>
 
 #include "tool.h"
 
@@ -79,73 +75,22 @@ static void usage(FILE *f)
 }
 
 enum {
-	OPT_EC2CERT = 256,
-	OPT_KERNEL,
-	OPT_RAMDISK,
-	OPT_PRODUCTCODES,
-	OPT_BATCH,
-	OPT_LEVEL,
-	OPT_KEEP_UNPARTITIONED,
+	OPT_KEEP_UNPARTITIONED = 256,
 	OPT_NO_FS_SKIP,
 	OPT_FREEZE,
-	OPT_PART_SIZE,
 	OPT_CHUNK_SIZE,
-	OPT_NO_SIZE_CHECKS,
 };
 
+/* with the bundle options of the shared table (TOOL_SHARED_BUNDLE and those below) */
 static const struct option options[] = {
     {"image", required_argument, NULL, 'i'},
-    {"cert", required_argument, NULL, 'c'},
-    {"user", required_argument, NULL, 'u'},
-    {"arch", required_argument, NULL, 'r'},
-    {"destination", required_argument, NULL, 'd'},
-    {"prefix", required_argument, NULL, 'p'},
-    {"ec2cert", required_argument, NULL, OPT_EC2CERT},
-    {"kernel", required_argument, NULL, OPT_KERNEL},
-    {"ramdisk", required_argument, NULL, OPT_RAMDISK},
-    {"block-device-mapping", required_argument, NULL, 'B'},
-    {"productcodes", required_argument, NULL, OPT_PRODUCTCODES},
-    {"batch", no_argument, NULL, OPT_BATCH},
-    {"level", required_argument, NULL, OPT_LEVEL},
     {"keep-unpartitioned", no_argument, NULL, OPT_KEEP_UNPARTITIONED},
     {"no-fs-skip", no_argument, NULL, OPT_NO_FS_SKIP},
     {"freeze", no_argument, NULL, OPT_FREEZE},
-    {"part-size", required_argument, NULL, OPT_PART_SIZE},
     {"chunk-size", required_argument, NULL, OPT_CHUNK_SIZE},
-    {"no-size-checks", no_argument, NULL, OPT_NO_SIZE_CHECKS},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
-
-static const char *default_arch(void)
-{
-	struct utsname u;
-	if (uname(&u) < 0)
-		return NULL;
-	if (!strcmp(u.machine, "x86_64"))
-		return "x86_64";
-	if (u.machine[0] == 'i' && !strcmp(u.machine + 2, "86"))
-		return "i386";
-	if (!strcmp(u.machine, "aarch64") || !strcmp(u.machine, "arm64"))
-		return "arm64";
-	return NULL;
-}
-
-static char *default_ec2cert(void)
-{
-	static const char *const vars[] = {"EC2_AMITOOL_HOME", "EC2_HOME"};
-	for (size_t i = 0; i < 2; i++) {
-		const char *home = getenv(vars[i]);
-		char *path;
-		if (!home || !*home ||
-		    asprintf(&path, "%s/etc/ec2/amitools/cert-ec2.pem", home) < 0)
-			continue;
-		if (access(path, R_OK) == 0)
-			return path;
-		free(path);
-	}
-	return NULL;
-}
 
 static void print_summary(struct snap_job *job, const char *name, bool debug)
 {
@@ -186,61 +131,24 @@ static void print_summary(struct snap_job *job, const char *name, bool debug)
 
 int cmd_bundle(int argc, char **argv)
 {
-	const char *image = NULL, *cert = NULL, *user = NULL, *arch = NULL;
-	const char *dest = NULL, *prefix = NULL, *ec2cert = NULL, *kernel = NULL, *ramdisk = NULL;
-	const char *codes = NULL;
-	char *bdm = NULL;
+	const char *image = NULL;
 	bool keep = false, no_fs_skip = false, freeze = false;
-	long level = -1;
-	long long part_size = 0, chunk_size = 0;
+	long long chunk_size = 0;
 	struct tool_args args;
+	struct snap_job *job = NULL;
 	int c, ret = TOOL_EXIT_USAGE; /* until the options are checked */
 
 	tool_args_init(&args,
-		       TOOL_SHARED_PRIVATEKEY | TOOL_SHARED_DEBUG | TOOL_SHARED_NO_DIRECT |
-			   TOOL_SHARED_THREADS | TOOL_SHARED_PROGRESS | TOOL_SHARED_FORCE |
-			   TOOL_SHARED_S3,
-		       "i:c:u:r:d:p:B:h", options);
+		       TOOL_SHARED_CERT | TOOL_SHARED_PRIVATEKEY | TOOL_SHARED_EC2 |
+			   TOOL_SHARED_BUNDLE | TOOL_SHARED_BATCH | TOOL_SHARED_DEBUG |
+			   TOOL_SHARED_NO_DIRECT | TOOL_SHARED_THREADS | TOOL_SHARED_PROGRESS |
+			   TOOL_SHARED_FORCE | TOOL_SHARED_S3,
+		       "i:h", options);
 	while ((c = tool_getopt(&args, argc, argv)) != -1) {
 		switch (c) {
 		case 'i':
 			image = optarg;
 			break;
-		case 'c':
-			cert = optarg;
-			break;
-		case 'u':
-			user = optarg;
-			break;
-		case 'r':
-			arch = optarg;
-			break;
-		case 'd':
-			dest = optarg;
-			break;
-		case 'p':
-			prefix = optarg;
-			break;
-		case 'B':
-			free(bdm);
-			bdm = strdup(optarg);
-			break;
-		case OPT_EC2CERT:
-			ec2cert = optarg;
-			break;
-		case OPT_KERNEL:
-			kernel = optarg;
-			break;
-		case OPT_RAMDISK:
-			ramdisk = optarg;
-			break;
-		case OPT_PRODUCTCODES:
-			codes = optarg;
-			break;
-		case OPT_BATCH:
-			break;
-		case OPT_NO_SIZE_CHECKS:
-			break; /* there are no size limits to turn off */
 		case OPT_KEEP_UNPARTITIONED:
 			keep = true;
 			break;
@@ -250,19 +158,6 @@ int cmd_bundle(int argc, char **argv)
 		case OPT_FREEZE:
 			freeze = true;
 			break;
-		case OPT_LEVEL:
-			if (!tool_parse_int(optarg, 0, 3, &level)) {
-				tool_error("invalid --level '%s': want 0-3", optarg);
-				goto out;
-			}
-			break;
-		case OPT_PART_SIZE:
-			part_size = tool_parse_size(optarg);
-			if (part_size < 16) {
-				tool_error("invalid --part-size '%s'", optarg);
-				goto out;
-			}
-			break;
 		case OPT_CHUNK_SIZE:
 			chunk_size = tool_parse_size(optarg);
 			if (chunk_size <= 0) {
@@ -270,118 +165,46 @@ int cmd_bundle(int argc, char **argv)
 				goto out;
 			}
 			break;
-		case 'h':
-			usage(stdout);
-			ret = 0;
-			goto out;
-		case TOOL_GETOPT_INVALID:
-			goto out;
 		default:
-			fprintf(stderr, "Try 'snapbundle bundle --help'\n");
+			ret = tool_getopt_other(c, usage, "bundle");
 			goto out;
 		}
 	}
-	if (optind < argc) {
-		tool_error("unexpected argument '%s'", argv[optind]);
+	if (!tool_args_complete(argc, argv, usage, 0, NULL, NULL))
+		goto out;
+	if (!image || !*image) {
+		tool_error("missing mandatory parameter: --image");
+		fprintf(stderr, "Try 'snapbundle bundle --help'\n");
 		goto out;
 	}
-	static const char *const mandatory[][2] = {
-	    {"--image", NULL}, {"--cert", NULL}, {"--privatekey", NULL}, {"--user", NULL}};
-	const char *given[] = {image, cert, args.key, user};
-	for (size_t i = 0; i < 4; i++) {
-		if (!given[i] || !*given[i]) {
-			tool_error("missing mandatory parameter: %s", mandatory[i][0]);
-			fprintf(stderr, "Try 'snapbundle bundle --help'\n");
-			goto out;
-		}
-	}
-	if (!arch)
-		arch = default_arch();
-	if (!arch) {
-		tool_error("cannot tell this machine's architecture: give --arch");
+	/* --no-size-checks is accepted: there are no size limits to turn off */
+	if (!tool_bundle_check(&args, "bundle", true))
 		goto out;
-	}
-	if (strcmp(arch, "i386") && strcmp(arch, "x86_64") && strcmp(arch, "arm64")) {
-		tool_error("invalid --arch '%s': want i386, x86_64 or arm64", arch);
-		goto out;
-	}
-	if (dest && strncmp(dest, "s3://", 5) != 0) {
-		struct stat st;
-		if (stat(dest, &st) < 0 && errno == ENOENT) {
-			tool_error(
-			    "destination %s: No such file or directory: -d takes the directory the "
-			    "bundle goes to; create it first (mkdir -p %s)",
-			    dest, dest);
-			goto out;
-		}
-		if (stat(dest, &st) == 0 && !S_ISDIR(st.st_mode)) {
-			tool_error("destination %s is not a directory: -d takes the directory the "
-				   "bundle goes to, -p the bundle's name",
-				   dest);
-			goto out;
-		}
-	}
-	char *ec2_default = NULL;
-	if (!ec2cert)
-		ec2cert = ec2_default = default_ec2cert();
-	if (!ec2cert) {
-		tool_error("no EC2 certificate: give --ec2cert (cert-ec2.pem comes with Amazon's "
-			   "ec2-ami-tools, in etc/ec2/amitools/)");
-		goto out;
-	}
 	tool_log_setup(args.debug);
 
-	struct snap_job *job;
-	int r = snap_job_new(SNAP_JOB_BUNDLE, &job);
-	if (r < 0) {
-		tool_error("cannot create the job: %s", snap_strerror(r));
-		free(ec2_default);
-		ret = TOOL_EXIT_FAILURE;
+	ret = TOOL_EXIT_FAILURE;
+	static const int sparams[] = {SNAP_SPARAM_IMAGE};
+	const char *const values[] = {image};
+	job = tool_job_make(SNAP_JOB_BUNDLE, &args, 1, sparams, values);
+	if (!job)
 		goto out;
-	}
-	snap_job_set_string(job, SNAP_SPARAM_IMAGE, image);
-	snap_job_set_string(job, SNAP_SPARAM_CERT, cert);
-	snap_job_set_string(job, SNAP_SPARAM_USER, user);
-	snap_job_set_string(job, SNAP_SPARAM_ARCH, arch);
-	snap_job_set_string(job, SNAP_SPARAM_EC2_CERT, ec2cert);
-	snap_job_set_string(job, SNAP_SPARAM_DESTINATION, dest ? dest : "/tmp");
-	if (prefix)
-		snap_job_set_string(job, SNAP_SPARAM_PREFIX, prefix);
-	if (kernel)
-		snap_job_set_string(job, SNAP_SPARAM_KERNEL, kernel);
-	if (ramdisk)
-		snap_job_set_string(job, SNAP_SPARAM_RAMDISK, ramdisk);
-	if (codes) /* one value, not split: what ec2-bundle-image writes (§2.2) */
-		snap_job_add_string(job, SNAP_SPARAM_PRODUCT_CODES, codes);
-	if (bdm) {
-		char *save = NULL;
-		for (char *t = strtok_r(bdm, ",", &save); t; t = strtok_r(NULL, ",", &save))
-			snap_job_add_string(job, SNAP_SPARAM_BLOCK_DEVICE_MAPPING, t);
-	}
-	if (level >= 0)
-		snap_job_set_param(job, SNAP_PARAM_LEVEL, level);
-	tool_args_apply(&args, job);
 	snap_job_set_param(job, SNAP_PARAM_KEEP_UNPARTITIONED, keep);
 	snap_job_set_param(job, SNAP_PARAM_FS_SKIP, !no_fs_skip);
 	snap_job_set_param(job, SNAP_PARAM_FREEZE, freeze);
-	if (part_size)
-		snap_job_set_param(job, SNAP_PARAM_PART_SIZE, part_size);
 	if (chunk_size)
 		snap_job_set_param(job, SNAP_PARAM_CHUNK_SIZE, chunk_size);
 
 	const char *base = strrchr(image, '/');
-	const char *name = prefix ? prefix : base ? base + 1 : image;
+	const char *name = args.prefix ? args.prefix : base ? base + 1 : image;
 	tool_result_string("image", image);
-	tool_result_string("destination", dest ? dest : "/tmp");
+	tool_result_string("destination", args.destination ? args.destination : "/tmp");
 	tool_result_string("bundle_name", name);
-	r = tool_run_job(job, args.progress, "bundle");
+	int r = tool_run_job(job, args.progress, "bundle");
 	if (r >= 0)
 		print_summary(job, name, args.debug);
 	ret = tool_exit_of(r);
-	snap_job_free(job);
-	free(ec2_default);
 out:
-	free(bdm);
+	snap_job_free(job);
 	tool_args_free(&args);
 	return ret;
 }

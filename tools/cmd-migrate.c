@@ -23,64 +23,29 @@ static const char MAPPING_HELP[] =
     "    # region    old id          new id\n"
     "    eu-west-1   aki-12345678    aki-87654321\n";
 
-/* $EC2_AMITOOL_HOME/etc/ec2/amitools/cert-ec2*.pem for the region (ec2-ami-tools' files), or
- * NULL. */
-static char *default_ec2cert(const char *region)
-{
-	static const char *const vars[] = {"EC2_AMITOOL_HOME", "EC2_HOME"};
-	const char *file = "cert-ec2.pem";
-	if (region && !strncmp(region, "us-gov-", 7))
-		file = "cert-ec2-gov.pem";
-	else if (region && !strcmp(region, "cn-north-1"))
-		file = "cert-ec2-cn-north-1.pem";
-	for (size_t i = 0; i < 2; i++) {
-		const char *home = getenv(vars[i]);
-		char *path;
-		if (!home || !*home || asprintf(&path, "%s/etc/ec2/amitools/%s", home, file) < 0)
-			continue;
-		if (access(path, R_OK) == 0)
-			return path;
-		free(path);
-	}
-	return NULL;
-}
-
-/* The options both commands share. */
+/* The options both commands take besides the shared ones. */
 enum {
-	OPT_EC2CERT = 256,
-	OPT_KERNEL,
-	OPT_RAMDISK,
-	OPT_NO_MAPPING,
+	OPT_NO_MAPPING = 256,
 	OPT_REGION,
 	OPT_MAPPING_FILE,
-	OPT_BATCH,
 	OPT_LOCATION,
-	OPT_HELP,
 };
 
+#define MIGRATE_SHARED                                                                             \
+	(TOOL_SHARED_CERT | TOOL_SHARED_PRIVATEKEY | TOOL_SHARED_EC2 | TOOL_SHARED_BATCH |         \
+	 TOOL_SHARED_DEBUG)
+
 struct migrate_opts {
-	const char *cert, *manifest, *ec2cert, *kernel, *ramdisk, *region, *mapping_file;
+	const char *manifest, *region, *mapping_file;
 	bool no_mapping;
 };
 
-/* Handles c when it is one of the shared migrate options: 1 handled, 0 not. */
+/* Handles c when it is one of the options both commands take: 1 handled, 0 not. */
 static int common_opt(int c, struct migrate_opts *o)
 {
 	switch (c) {
-	case 'c':
-		o->cert = optarg;
-		return 1;
 	case 'm':
 		o->manifest = optarg;
-		return 1;
-	case OPT_EC2CERT:
-		o->ec2cert = optarg;
-		return 1;
-	case OPT_KERNEL:
-		o->kernel = optarg;
-		return 1;
-	case OPT_RAMDISK:
-		o->ramdisk = optarg;
 		return 1;
 	case OPT_NO_MAPPING:
 		o->no_mapping = true;
@@ -91,65 +56,63 @@ static int common_opt(int c, struct migrate_opts *o)
 	case OPT_MAPPING_FILE:
 		o->mapping_file = optarg;
 		return 1;
-	case OPT_BATCH:
-		return 1;
 	default:
 		return 0;
 	}
 }
 
-/* Sets the job's migrate strings; the EC2 certificate defaults by region. 0, or -1 after saying
- * why. */
-static int apply_common(struct snap_job *job, const struct migrate_opts *o, const char *key)
+/* After the options: no operand, and -c, -k, -m and the command's own n mandatory ones given;
+ * false after saying why (the command exits with TOOL_EXIT_USAGE). */
+static bool complete(int argc, char **argv, void (*usage)(FILE *f), const struct tool_args *args,
+		     const struct migrate_opts *o, const char *bucket, const char *dest)
 {
-	char *ec2_default = NULL;
-	const char *ec2 = o->ec2cert;
-	if (!ec2)
-		ec2 = ec2_default = default_ec2cert(o->region);
-	if (!ec2) {
-		tool_error("no EC2 certificate: give --ec2cert (cert-ec2.pem comes with Amazon's "
-			   "ec2-ami-tools, or set EC2_AMITOOL_HOME)");
-		return -1;
-	}
-	const struct {
-		int sparam;
-		const char *v;
-	} s[] = {
-	    {SNAP_SPARAM_CERT, o->cert},
-	    {SNAP_SPARAM_PRIVATE_KEY, key},
-	    {SNAP_SPARAM_MANIFEST, o->manifest},
-	    {SNAP_SPARAM_EC2_CERT, ec2},
-	    {SNAP_SPARAM_KERNEL, o->kernel},
-	    {SNAP_SPARAM_RAMDISK, o->ramdisk},
-	    {SNAP_SPARAM_MIGRATE_REGION, o->region},
-	    {SNAP_SPARAM_MAPPING_FILE, o->mapping_file},
-	};
-	int r = 0;
-	for (size_t i = 0; i < sizeof(s) / sizeof(s[0]) && r >= 0; i++)
-		if (s[i].v)
-			r = snap_job_set_string(job, s[i].sparam, s[i].v);
-	if (r >= 0)
-		r = snap_job_set_param(job, SNAP_PARAM_NO_MAPPING, o->no_mapping);
-	free(ec2_default);
-	if (r < 0) {
-		tool_error("cannot set up the job: %s", snap_strerror(r));
-		return -1;
-	}
-	return 0;
+	static const char *const names[] = {"-c CERT", "-k PRIVATEKEY", "-m MANIFEST", "-b BUCKET",
+					    "-d DESTINATION-BUCKET"};
+	const char *const given[] = {args->cert, args->key, o->manifest, bucket, dest};
+	return tool_args_complete(argc, argv, usage, 5, names, given);
 }
 
-static int missing(const struct migrate_opts *o, const char *key, const char *bucket,
-		   const char *dest)
+/* What differs between the two commands once their options are parsed. */
+struct migrate_cmd {
+	enum snap_job_kind kind;
+	const char *name;
+	void (*print)(const struct snap_job *job); /* the line of a job that succeeded */
+};
+
+/* The job of either command: its n strings, the migrate ones and the shared options; the EC2
+ * certificate defaults by region. Runs it and frees it: the exit code. */
+static int run(const struct migrate_cmd *cmd, const struct tool_args *args,
+	       const struct migrate_opts *o, size_t n, const int *sparams,
+	       const char *const *values, int progress)
 {
-	const char *what = !o->cert	  ? "-c CERT"
-			   : !key	  ? "-k PRIVATEKEY"
-			   : !o->manifest ? "-m MANIFEST"
-			   : !bucket	  ? "-b BUCKET"
-			   : !dest	  ? "-d DESTINATION-BUCKET"
-					  : NULL;
-	if (what)
-		tool_error("missing mandatory option %s", what);
-	return what ? -1 : 0;
+	char *ec2_default = NULL;
+	if (!args->ec2cert && !(ec2_default = tool_default_ec2cert(o->region))) {
+		tool_error("no EC2 certificate: give --ec2cert (cert-ec2.pem comes with Amazon's "
+			   "ec2-ami-tools, or set EC2_AMITOOL_HOME)");
+		return TOOL_EXIT_FAILURE;
+	}
+	int sp[8] = {SNAP_SPARAM_MANIFEST, SNAP_SPARAM_MIGRATE_REGION, SNAP_SPARAM_MAPPING_FILE,
+		     SNAP_SPARAM_EC2_CERT};
+	const char *v[8] = {o->manifest, o->region, o->mapping_file, ec2_default};
+	for (size_t i = 0; i < n; i++) {
+		sp[4 + i] = sparams[i];
+		v[4 + i] = values[i];
+	}
+	struct snap_job *job = tool_job_make(cmd->kind, args, 4 + n, sp, v);
+	free(ec2_default);
+	if (!job)
+		return TOOL_EXIT_FAILURE;
+	int r = snap_job_set_param(job, SNAP_PARAM_NO_MAPPING, o->no_mapping);
+	if (r < 0) {
+		tool_error("cannot set up the job: %s", snap_strerror(r));
+		snap_job_free(job);
+		return TOOL_EXIT_FAILURE;
+	}
+	r = tool_run_job(job, progress, cmd->name);
+	if (r >= 0)
+		cmd->print(job);
+	snap_job_free(job);
+	return tool_exit_of(r);
 }
 
 /* ---- migrate-manifest ---- */
@@ -186,83 +149,45 @@ static void manifest_usage(FILE *f)
 	    MAPPING_HELP);
 }
 
+static void manifest_print(const struct snap_job *job)
+{
+	printf("migrated %s\n", snap_job_result_string(job, SNAP_RESULT_MANIFEST_PATH));
+}
+
 int cmd_migrate_manifest(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"cert", required_argument, NULL, 'c'},
 	    {"manifest", required_argument, NULL, 'm'},
-	    {"ec2cert", required_argument, NULL, OPT_EC2CERT},
-	    {"kernel", required_argument, NULL, OPT_KERNEL},
-	    {"ramdisk", required_argument, NULL, OPT_RAMDISK},
 	    {"no-mapping", no_argument, NULL, OPT_NO_MAPPING},
 	    {"region", required_argument, NULL, OPT_REGION},
 	    {"mapping-file", required_argument, NULL, OPT_MAPPING_FILE},
 	    {"output", required_argument, NULL, 'o'},
 	    {"access-key", required_argument, NULL, 'a'},
 	    {"secret-key", required_argument, NULL, 's'},
-	    {"batch", no_argument, NULL, OPT_BATCH},
-	    {"help", no_argument, NULL, OPT_HELP},
+	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
 	struct migrate_opts o = {0};
 	const char *output = NULL;
 	struct tool_args args;
 	int c;
-	tool_args_init(&args, TOOL_SHARED_PRIVATEKEY | TOOL_SHARED_FORCE | TOOL_SHARED_DEBUG,
-		       "c:m:o:a:s:k:h", opts);
+	tool_args_init(&args, MIGRATE_SHARED | TOOL_SHARED_FORCE, "m:o:a:s:h", opts);
 	while ((c = tool_getopt(&args, argc, argv)) != -1) {
 		if (common_opt(c, &o))
 			continue;
-		switch (c) {
-		case 'o':
+		if (c == 'o')
 			output = optarg;
-			break;
-		case 'a':
-		case 's':
-			break; /* the EC2 API's credentials: nothing here asks it */
-		case 'h':
-		case OPT_HELP:
-			manifest_usage(stdout);
-			return 0;
-		case TOOL_GETOPT_INVALID:
-			return 2;
-		default:
-			manifest_usage(stderr);
-			return 2;
-		}
+		else if (c != 'a' && c != 's') /* -a, -s: the EC2 API's; nothing here asks it */
+			return tool_getopt_other(c, manifest_usage, NULL);
 	}
-	if (optind < argc) {
-		tool_error("unexpected argument '%s'", argv[optind]);
-		return 2;
-	}
-	if (missing(&o, args.key, "", "") < 0) {
-		manifest_usage(stderr);
-		return 2;
-	}
+	if (!complete(argc, argv, manifest_usage, &args, &o, "", ""))
+		return TOOL_EXIT_USAGE;
 	tool_log_setup(args.debug);
-	struct snap_job *job;
-	int r = snap_job_new(SNAP_JOB_MIGRATE_MANIFEST, &job);
-	if (r < 0) {
-		tool_error("cannot create the job: %s", snap_strerror(r));
-		return 1;
-	}
-	r = tool_args_apply(&args, job);
-	if (r >= 0 && output)
-		r = snap_job_set_string(job, SNAP_SPARAM_OUTPUT, output);
-	if (r < 0) {
-		tool_error("cannot set up the job: %s", snap_strerror(r));
-		snap_job_free(job);
-		return 1;
-	}
-	if (apply_common(job, &o, args.key) < 0) {
-		snap_job_free(job);
-		return 1;
-	}
-	r = tool_run_job(job, TOOL_PROGRESS_NONE, "migrate-manifest");
-	if (r >= 0)
-		printf("migrated %s\n", snap_job_result_string(job, SNAP_RESULT_MANIFEST_PATH));
-	snap_job_free(job);
-	return tool_exit_of(r);
+	static const int sp[] = {SNAP_SPARAM_OUTPUT};
+	const char *const v[] = {output};
+	static const struct migrate_cmd cmd = {SNAP_JOB_MIGRATE_MANIFEST, "migrate-manifest",
+					       manifest_print};
+	return run(&cmd, &args, &o, 1, sp, v, TOOL_PROGRESS_NONE);
 }
 
 /* ---- migrate-bundle ---- */
@@ -314,104 +239,62 @@ static void bundle_usage(FILE *f)
 		MAPPING_HELP);
 }
 
+static void bundle_print(const struct snap_job *job)
+{
+	uint64_t parts = 0, total = 0, reqs = 0, retries = 0;
+	snap_job_result_u64(job, SNAP_RESULT_PARTS, &parts);
+	snap_job_result_u64(job, SNAP_RESULT_BYTES_TOTAL, &total);
+	snap_job_result_u64(job, SNAP_RESULT_S3_REQUESTS, &reqs);
+	snap_job_result_u64(job, SNAP_RESULT_S3_RETRIES, &retries);
+	char a[32];
+	printf("migrated to %s: %llu parts (%s) copied by the service, %llu requests, %llu "
+	       "retries\n",
+	       snap_job_result_string(job, SNAP_RESULT_OBJECT_URL), (unsigned long long)parts,
+	       tool_size(a, total), (unsigned long long)reqs, (unsigned long long)retries);
+}
+
 int cmd_migrate_bundle(int argc, char **argv)
 {
 	static const struct option opts[] = {
 	    /* before the shared S3 options: --region is the mapping's target region here */
 	    {"region", required_argument, NULL, OPT_REGION},
-	    {"cert", required_argument, NULL, 'c'},
 	    {"manifest", required_argument, NULL, 'm'},
 	    {"bucket", required_argument, NULL, 'b'},
 	    {"destination-bucket", required_argument, NULL, 'd'},
-	    {"ec2cert", required_argument, NULL, OPT_EC2CERT},
-	    {"kernel", required_argument, NULL, OPT_KERNEL},
-	    {"ramdisk", required_argument, NULL, OPT_RAMDISK},
 	    {"no-mapping", no_argument, NULL, OPT_NO_MAPPING},
 	    {"mapping-file", required_argument, NULL, OPT_MAPPING_FILE},
 	    {"location", required_argument, NULL, OPT_LOCATION},
-	    {"batch", no_argument, NULL, OPT_BATCH},
-	    {"help", no_argument, NULL, OPT_HELP},
+	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
 	struct migrate_opts o = {0};
 	const char *bucket = NULL, *dest = NULL, *location = NULL;
 	struct tool_args args;
 	int c;
-	tool_args_init(&args,
-		       TOOL_SHARED_S3 | TOOL_SHARED_S3_SHORT | TOOL_SHARED_PRIVATEKEY |
-			   TOOL_SHARED_PROGRESS | TOOL_SHARED_DEBUG,
-		       "c:m:b:d:k:h", opts);
+	tool_args_init(
+	    &args, MIGRATE_SHARED | TOOL_SHARED_S3 | TOOL_SHARED_S3_SHORT | TOOL_SHARED_PROGRESS,
+	    "m:b:d:h", opts);
 	while ((c = tool_getopt(&args, argc, argv)) != -1) {
 		if (common_opt(c, &o))
 			continue;
-		switch (c) {
-		case 'b':
+		if (c == 'b')
 			bucket = optarg;
-			break;
-		case 'd':
+		else if (c == 'd')
 			dest = optarg;
-			break;
-		case OPT_LOCATION:
+		else if (c == OPT_LOCATION)
 			location = optarg;
-			break;
-		case 'h':
-		case OPT_HELP:
-			bundle_usage(stdout);
-			return 0;
-		case TOOL_GETOPT_INVALID:
-			return 2;
-		default:
-			bundle_usage(stderr);
-			return 2;
-		}
+		else
+			return tool_getopt_other(c, bundle_usage, NULL);
 	}
-	if (optind < argc) {
-		tool_error("unexpected argument '%s'", argv[optind]);
-		return 2;
-	}
-	if (missing(&o, args.key, bucket, dest) < 0) {
-		bundle_usage(stderr);
-		return 2;
-	}
+	if (!complete(argc, argv, bundle_usage, &args, &o, bucket, dest))
+		return TOOL_EXIT_USAGE;
 	if (!o.region)
 		o.region = location;
 	tool_log_setup(args.debug);
-	struct snap_job *job;
-	int r = snap_job_new(SNAP_JOB_MIGRATE_BUNDLE, &job);
-	if (r < 0) {
-		tool_error("cannot create the job: %s", snap_strerror(r));
-		return 1;
-	}
-	r = tool_args_apply(&args, job);
-	if (r >= 0)
-		r = snap_job_set_string(job, SNAP_SPARAM_S3_BUCKET, bucket);
-	if (r >= 0)
-		r = snap_job_set_string(job, SNAP_SPARAM_DEST_BUCKET, dest);
-	if (r >= 0 && location)
-		r = snap_job_set_string(job, SNAP_SPARAM_S3_LOCATION, location);
-	if (r < 0) {
-		tool_error("cannot set up the job: %s", snap_strerror(r));
-		snap_job_free(job);
-		return 1;
-	}
-	if (apply_common(job, &o, args.key) < 0) {
-		snap_job_free(job);
-		return 1;
-	}
-	r = tool_run_job(job, args.progress, "migrate-bundle");
-	if (r >= 0) {
-		uint64_t parts = 0, total = 0, reqs = 0, retries = 0;
-		snap_job_result_u64(job, SNAP_RESULT_PARTS, &parts);
-		snap_job_result_u64(job, SNAP_RESULT_BYTES_TOTAL, &total);
-		snap_job_result_u64(job, SNAP_RESULT_S3_REQUESTS, &reqs);
-		snap_job_result_u64(job, SNAP_RESULT_S3_RETRIES, &retries);
-		char a[32];
-		printf("migrated to %s: %llu parts (%s) copied by the service, %llu requests, %llu "
-		       "retries\n",
-		       snap_job_result_string(job, SNAP_RESULT_OBJECT_URL),
-		       (unsigned long long)parts, tool_size(a, total), (unsigned long long)reqs,
-		       (unsigned long long)retries);
-	}
-	snap_job_free(job);
-	return tool_exit_of(r);
+	static const int sp[] = {SNAP_SPARAM_S3_BUCKET, SNAP_SPARAM_DEST_BUCKET,
+				 SNAP_SPARAM_S3_LOCATION};
+	const char *const v[] = {bucket, dest, location};
+	static const struct migrate_cmd cmd = {SNAP_JOB_MIGRATE_BUNDLE, "migrate-bundle",
+					       bundle_print};
+	return run(&cmd, &args, &o, 3, sp, v, args.progress);
 }

@@ -14,29 +14,6 @@
 
 #include "tool.h"
 
-/* Creates the job, sets its strings (pairs of sparam and value, value NULL skipped) and the
- * shared options; NULL after printing why. */
-static struct snap_job *make_job(enum snap_job_kind kind, const struct tool_args *args,
-				 const int *sparams, const char *const *values, size_t n)
-{
-	struct snap_job *job;
-	int r = snap_job_new(kind, &job);
-	if (r < 0) {
-		tool_error("cannot create the job: %s", snap_strerror(r));
-		return NULL;
-	}
-	for (size_t i = 0; i < n && r >= 0; i++)
-		if (values[i])
-			r = snap_job_set_string(job, sparams[i], values[i]);
-	if (r >= 0)
-		r = tool_args_apply(args, job);
-	if (r < 0) {
-		tool_error("cannot set up the job: %s", snap_strerror(r));
-		return snap_job_free(job);
-	}
-	return job;
-}
-
 static uint64_t result(const struct snap_job *job, int which)
 {
 	uint64_t v = 0;
@@ -44,16 +21,42 @@ static uint64_t result(const struct snap_job *job, int which)
 	return v;
 }
 
-static int no_operands(int argc, char **argv)
+/* Where c stands in the n options vals (getopt values), or -1: the string options a command hands
+ * to its job as they are, vals[i] as its i-th job string. */
+static int slot(const int *vals, size_t n, int c)
 {
-	if (optind < argc) {
-		tool_error("unexpected argument '%s'", argv[optind]);
-		return -1;
-	}
-	return 0;
+	for (size_t i = 0; i < n; i++)
+		if (vals[i] == c)
+			return (int)i;
+	return -1;
 }
 
 #define S3_SHARED (TOOL_SHARED_S3 | TOOL_SHARED_S3_SHORT | TOOL_SHARED_PROGRESS | TOOL_SHARED_DEBUG)
+
+/* The end of the usage of upload-bundle, download-bundle and delete-bundle. */
+static void usage_end(FILE *f)
+{
+	tool_s3_usage(f, true);
+	fprintf(f,
+		"      --progress[=MODE]         bar, json or none (default: a bar on a terminal)\n"
+		"      --debug                   debug log lines on stderr\n");
+	tool_common_usage(f);
+}
+
+/* The line of an upload or a download that succeeded: "VERB WHAT: N parts, N skipped (WHERE),
+ * SIZE of SIZE MOVED, N requests, N retries", the parts counted from first_part. */
+static void print_transfer(const struct snap_job *job, const char *verb, const char *what,
+			   uint64_t first_part, const char *where, const char *moved)
+{
+	char a[32], b[32];
+	printf("%s %s: %llu parts, %llu skipped (%s), %s of %s %s, %llu requests, %llu retries\n",
+	       verb, what, (unsigned long long)(result(job, SNAP_RESULT_PARTS) - first_part),
+	       (unsigned long long)result(job, SNAP_RESULT_PARTS_SKIPPED), where,
+	       tool_size(a, result(job, SNAP_RESULT_BYTES_WRITTEN)),
+	       tool_size(b, result(job, SNAP_RESULT_BYTES_TOTAL)), moved,
+	       (unsigned long long)result(job, SNAP_RESULT_S3_REQUESTS),
+	       (unsigned long long)result(job, SNAP_RESULT_S3_RETRIES));
+}
 
 /* ---- upload-bundle ---- */
 
@@ -77,16 +80,12 @@ static void upload_usage(FILE *f)
 		"      --skipmanifest            upload the parts only\n"
 		"      --sigv 4                  the signature version (only 4)\n"
 		"      --batch                   accepted; nothing is ever asked\n");
-	tool_s3_usage(f, true);
-	fprintf(f,
-		"      --progress[=MODE]         bar, json or none (default: a bar on a terminal)\n"
-		"      --debug                   debug log lines on stderr\n");
-	tool_common_usage(f);
+	usage_end(f);
 }
 
 int cmd_upload_bundle(int argc, char **argv)
 {
-	enum { OPT_SIGV = 256, OPT_LOCATION, OPT_PART, OPT_SKIPMANIFEST, OPT_BATCH, OPT_HELP };
+	enum { OPT_SIGV = 256, OPT_LOCATION, OPT_PART, OPT_SKIPMANIFEST };
 	static const struct option opts[] = {
 	    {"bucket", required_argument, NULL, 'b'},
 	    {"manifest", required_argument, NULL, 'm'},
@@ -95,91 +94,62 @@ int cmd_upload_bundle(int argc, char **argv)
 	    {"location", required_argument, NULL, OPT_LOCATION},
 	    {"part", required_argument, NULL, OPT_PART},
 	    {"skipmanifest", no_argument, NULL, OPT_SKIPMANIFEST},
-	    {"batch", no_argument, NULL, OPT_BATCH},
-	    {"help", no_argument, NULL, OPT_HELP},
+	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	const char *bucket = NULL, *manifest = NULL, *dir = NULL, *location = NULL;
+	static const int own[] = {'b', 'm', 'd', OPT_LOCATION};
+	static const int sp[] = {SNAP_SPARAM_S3_BUCKET, SNAP_SPARAM_MANIFEST,
+				 SNAP_SPARAM_SOURCE_DIR, SNAP_SPARAM_S3_LOCATION};
+	static const char *const names[] = {"-b BUCKET", "-m MANIFEST"};
+	const char *v[] = {NULL, NULL, NULL, NULL}; /* as own and sp */
 	long part = 0;
 	bool skip_manifest = false;
 	struct tool_args args;
 	int c;
-	tool_args_init(&args, S3_SHARED, "b:m:d:h", opts);
+	tool_args_init(&args, S3_SHARED | TOOL_SHARED_BATCH, "b:m:d:h", opts);
 	while ((c = tool_getopt(&args, argc, argv)) != -1) {
+		int i = slot(own, 4, c);
+		if (i >= 0) {
+			v[i] = optarg;
+			continue;
+		}
 		switch (c) {
-		case 'b':
-			bucket = optarg;
-			break;
-		case 'm':
-			manifest = optarg;
-			break;
-		case 'd':
-			dir = optarg;
-			break;
 		case OPT_SIGV:
 			if (strcmp(optarg, "4") && strcasecmp(optarg, "v4")) {
 				tool_error(
 				    "invalid --sigv '%s': only signature version 4 is supported",
 				    optarg);
-				return 2;
+				return TOOL_EXIT_USAGE;
 			}
-			break;
-		case OPT_LOCATION:
-			location = optarg;
 			break;
 		case OPT_PART:
 			if (!tool_parse_int(optarg, 0, 1000000, &part)) {
 				tool_error("invalid --part '%s': want a part number", optarg);
-				return 2;
+				return TOOL_EXIT_USAGE;
 			}
 			break;
 		case OPT_SKIPMANIFEST:
 			skip_manifest = true;
 			break;
-		case OPT_BATCH:
-			break;
-		case 'h':
-		case OPT_HELP:
-			upload_usage(stdout);
-			return 0;
-		case TOOL_GETOPT_INVALID:
-			return 2;
 		default:
-			upload_usage(stderr);
-			return 2;
+			return tool_getopt_other(c, upload_usage, NULL);
 		}
 	}
-	if (no_operands(argc, argv) < 0)
-		return 2;
-	if (!bucket || !manifest) {
-		tool_error("missing mandatory option %s", !bucket ? "-b BUCKET" : "-m MANIFEST");
-		upload_usage(stderr);
-		return 2;
-	}
+	if (!tool_args_complete(argc, argv, upload_usage, 2, names, v))
+		return TOOL_EXIT_USAGE;
 	tool_log_setup(args.debug);
-	static const int sp[] = {SNAP_SPARAM_S3_BUCKET, SNAP_SPARAM_MANIFEST,
-				 SNAP_SPARAM_SOURCE_DIR, SNAP_SPARAM_S3_LOCATION};
-	const char *const v[] = {bucket, manifest, dir, location};
-	struct snap_job *job = make_job(SNAP_JOB_UPLOAD_BUNDLE, &args, sp, v, 4);
+	struct snap_job *job = tool_job_make(SNAP_JOB_UPLOAD_BUNDLE, &args, 4, sp, v);
 	if (!job)
-		return 1;
+		return TOOL_EXIT_FAILURE;
 	int r = snap_job_set_param(job, SNAP_PARAM_FIRST_PART, part);
 	if (r >= 0)
 		r = snap_job_set_param(job, SNAP_PARAM_SKIP_MANIFEST, skip_manifest);
 	if (r >= 0)
 		r = tool_run_job(job, args.progress, "upload-bundle");
 	if (r >= 0) {
-		char a[32], b[32];
 		const char *url = snap_job_result_string(job, SNAP_RESULT_OBJECT_URL);
-		printf("uploaded %s: %llu parts, %llu skipped (already in the bucket), %s of %s "
-		       "sent, %llu requests, %llu retries\n",
-		       url ? url : "the parts (no manifest)",
-		       (unsigned long long)(result(job, SNAP_RESULT_PARTS) - (uint64_t)part),
-		       (unsigned long long)result(job, SNAP_RESULT_PARTS_SKIPPED),
-		       tool_size(a, result(job, SNAP_RESULT_BYTES_WRITTEN)),
-		       tool_size(b, result(job, SNAP_RESULT_BYTES_TOTAL)),
-		       (unsigned long long)result(job, SNAP_RESULT_S3_REQUESTS),
-		       (unsigned long long)result(job, SNAP_RESULT_S3_RETRIES));
+		print_transfer(job, "uploaded", url ? url : "the parts (no manifest)",
+			       (uint64_t)part, "already in the bucket", "sent");
 	}
 	snap_job_free(job);
 	return tool_exit_of(r);
@@ -204,77 +174,41 @@ static void download_usage(FILE *f)
 	       "  -k, --privatekey PATH         the user's private key: check that the bundle\n"
 	       "                                was made for it (its key must decrypt)\n"
 	       "  -d, --directory DIR           where to write (default: current directory)\n");
-	tool_s3_usage(f, true);
-	fprintf(f,
-		"      --progress[=MODE]         bar, json or none (default: a bar on a terminal)\n"
-		"      --debug                   debug log lines on stderr\n");
-	tool_common_usage(f);
+	usage_end(f);
 }
 
 int cmd_download_bundle(int argc, char **argv)
 {
-	enum { OPT_HELP = 256 };
 	static const struct option opts[] = {
 	    {"bucket", required_argument, NULL, 'b'},	{"prefix", required_argument, NULL, 'p'},
 	    {"manifest", required_argument, NULL, 'm'}, {"directory", required_argument, NULL, 'd'},
-	    {"help", no_argument, NULL, OPT_HELP},	{NULL, 0, NULL, 0},
+	    {"help", no_argument, NULL, 'h'},		{NULL, 0, NULL, 0},
 	};
-	const char *bucket = NULL, *prefix = NULL, *manifest = NULL, *dir = NULL;
+	static const int own[] = {'b', 'p', 'm', 'd'};
+	static const int sp[] = {SNAP_SPARAM_S3_BUCKET, SNAP_SPARAM_PREFIX, SNAP_SPARAM_MANIFEST,
+				 SNAP_SPARAM_OUTPUT_DIR};
+	static const char *const names[] = {"-b BUCKET"};
+	const char *v[] = {NULL, NULL, NULL, NULL}; /* as own and sp */
 	struct tool_args args;
 	int c;
 	tool_args_init(&args, S3_SHARED | TOOL_SHARED_PRIVATEKEY, "b:p:m:d:h", opts);
 	while ((c = tool_getopt(&args, argc, argv)) != -1) {
-		switch (c) {
-		case 'b':
-			bucket = optarg;
-			break;
-		case 'p':
-			prefix = optarg;
-			break;
-		case 'm':
-			manifest = optarg;
-			break;
-		case 'd':
-			dir = optarg;
-			break;
-		case 'h':
-		case OPT_HELP:
-			download_usage(stdout);
-			return 0;
-		case TOOL_GETOPT_INVALID:
-			return 2;
-		default:
-			download_usage(stderr);
-			return 2;
-		}
+		int i = slot(own, 4, c);
+		if (i < 0)
+			return tool_getopt_other(c, download_usage, NULL);
+		v[i] = optarg;
 	}
-	if (no_operands(argc, argv) < 0)
-		return 2;
-	if (!bucket) {
-		tool_error("missing mandatory option -b BUCKET");
-		download_usage(stderr);
-		return 2;
-	}
+	if (!tool_args_complete(argc, argv, download_usage, 1, names, v))
+		return TOOL_EXIT_USAGE;
 	tool_log_setup(args.debug);
-	static const int sp[] = {SNAP_SPARAM_S3_BUCKET, SNAP_SPARAM_PREFIX, SNAP_SPARAM_MANIFEST,
-				 SNAP_SPARAM_OUTPUT_DIR};
-	const char *const v[] = {bucket, prefix, manifest, dir};
-	struct snap_job *job = make_job(SNAP_JOB_DOWNLOAD_BUNDLE, &args, sp, v, 4);
+	struct snap_job *job = tool_job_make(SNAP_JOB_DOWNLOAD_BUNDLE, &args, 4, sp, v);
 	if (!job)
-		return 1;
+		return TOOL_EXIT_FAILURE;
 	int r = tool_run_job(job, args.progress, "download-bundle");
-	if (r >= 0) {
-		char a[32], b[32];
-		printf("downloaded %s: %llu parts, %llu skipped (already there), %s of %s "
-		       "received, %llu requests, %llu retries\n",
-		       snap_job_result_string(job, SNAP_RESULT_MANIFEST_PATH),
-		       (unsigned long long)result(job, SNAP_RESULT_PARTS),
-		       (unsigned long long)result(job, SNAP_RESULT_PARTS_SKIPPED),
-		       tool_size(a, result(job, SNAP_RESULT_BYTES_WRITTEN)),
-		       tool_size(b, result(job, SNAP_RESULT_BYTES_TOTAL)),
-		       (unsigned long long)result(job, SNAP_RESULT_S3_REQUESTS),
-		       (unsigned long long)result(job, SNAP_RESULT_S3_RETRIES));
-	}
+	if (r >= 0)
+		print_transfer(job, "downloaded",
+			       snap_job_result_string(job, SNAP_RESULT_MANIFEST_PATH), 0,
+			       "already there", "received");
 	snap_job_free(job);
 	return tool_exit_of(r);
 }
@@ -296,11 +230,7 @@ static void delete_usage(FILE *f)
 	       "  -m, --manifest NAME           the manifest's name in the bucket (instead of -p)\n"
 	       "      --clear                   also remove the bucket when it is then empty\n"
 	       "  -y, --yes                     do not ask\n");
-	tool_s3_usage(f, true);
-	fprintf(f,
-		"      --progress[=MODE]         bar, json or none (default: a bar on a terminal)\n"
-		"      --debug                   debug log lines on stderr\n");
-	tool_common_usage(f);
+	usage_end(f);
 }
 
 /* "delete ...? [y/N]" on the terminal: true for y or yes. */
@@ -317,76 +247,53 @@ static bool confirm(const char *what)
 
 int cmd_delete_bundle(int argc, char **argv)
 {
-	enum { OPT_CLEAR = 256, OPT_HELP };
+	enum { OPT_CLEAR = 256 };
 	static const struct option opts[] = {
 	    {"bucket", required_argument, NULL, 'b'},
 	    {"prefix", required_argument, NULL, 'p'},
 	    {"manifest", required_argument, NULL, 'm'},
 	    {"clear", no_argument, NULL, OPT_CLEAR},
 	    {"yes", no_argument, NULL, 'y'},
-	    {"help", no_argument, NULL, OPT_HELP},
+	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	const char *bucket = NULL, *prefix = NULL, *manifest = NULL;
+	static const int own[] = {'b', 'p', 'm'};
+	static const int sp[] = {SNAP_SPARAM_S3_BUCKET, SNAP_SPARAM_PREFIX, SNAP_SPARAM_MANIFEST};
+	static const char *const names[] = {"-b BUCKET"};
+	const char *v[] = {NULL, NULL, NULL}; /* as own and sp */
 	bool clear = false, yes = false;
 	struct tool_args args;
 	int c;
 	tool_args_init(&args, S3_SHARED, "b:p:m:yh", opts);
 	while ((c = tool_getopt(&args, argc, argv)) != -1) {
-		switch (c) {
-		case 'b':
-			bucket = optarg;
-			break;
-		case 'p':
-			prefix = optarg;
-			break;
-		case 'm':
-			manifest = optarg;
-			break;
-		case OPT_CLEAR:
+		int i = slot(own, 3, c);
+		if (i >= 0)
+			v[i] = optarg;
+		else if (c == OPT_CLEAR)
 			clear = true;
-			break;
-		case 'y':
+		else if (c == 'y')
 			yes = true;
-			break;
-		case 'h':
-		case OPT_HELP:
-			delete_usage(stdout);
-			return 0;
-		case TOOL_GETOPT_INVALID:
-			return 2;
-		default:
-			delete_usage(stderr);
-			return 2;
-		}
+		else
+			return tool_getopt_other(c, delete_usage, NULL);
 	}
-	if (no_operands(argc, argv) < 0)
-		return 2;
-	if (!bucket) {
-		tool_error("missing mandatory option -b BUCKET");
-		delete_usage(stderr);
-		return 2;
-	}
+	if (!tool_args_complete(argc, argv, delete_usage, 1, names, v))
+		return TOOL_EXIT_USAGE;
+	const char *name = v[2] ? v[2] : v[1]; /* -m, else -p */
 	char what[1024];
 	snprintf(what, sizeof(what), "the bundle %s in s3://%s (its parts, then its manifest)%s",
-		 manifest ? manifest
-		 : prefix ? prefix
-			  : "image",
-		 bucket, clear ? ", and the bucket if it is then empty" : "");
+		 name ? name : "image", v[0], clear ? ", and the bucket if it is then empty" : "");
 	if (!yes && !isatty(STDIN_FILENO)) {
 		tool_error("refusing to delete without -y: standard input is not a terminal");
 		return TOOL_EXIT_USAGE;
 	}
 	if (!yes && !confirm(what)) {
 		fprintf(stderr, "nothing deleted\n");
-		return 1;
+		return TOOL_EXIT_FAILURE;
 	}
 	tool_log_setup(args.debug);
-	static const int sp[] = {SNAP_SPARAM_S3_BUCKET, SNAP_SPARAM_PREFIX, SNAP_SPARAM_MANIFEST};
-	const char *const v[] = {bucket, prefix, manifest};
-	struct snap_job *job = make_job(SNAP_JOB_DELETE_BUNDLE, &args, sp, v, 3);
+	struct snap_job *job = tool_job_make(SNAP_JOB_DELETE_BUNDLE, &args, 3, sp, v);
 	if (!job)
-		return 1;
+		return TOOL_EXIT_FAILURE;
 	int r = snap_job_set_param(job, SNAP_PARAM_CLEAR, clear);
 	if (r >= 0)
 		r = tool_run_job(job, args.progress, "delete-bundle");
@@ -415,46 +322,33 @@ static void abort_usage(FILE *f)
 
 int cmd_abort(int argc, char **argv)
 {
-	enum { OPT_HELP = 256 };
 	static const struct option opts[] = {
-	    {"help", no_argument, NULL, OPT_HELP},
+	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
 	struct tool_args args;
 	int c;
 	tool_args_init(&args, TOOL_SHARED_S3 | TOOL_SHARED_DEBUG, "h", opts);
-	while ((c = tool_getopt(&args, argc, argv)) != -1) {
-		switch (c) {
-		case 'h':
-		case OPT_HELP:
-			abort_usage(stdout);
-			return 0;
-		case TOOL_GETOPT_INVALID:
-			return 2;
-		default:
-			abort_usage(stderr);
-			return 2;
-		}
-	}
+	if ((c = tool_getopt(&args, argc, argv)) != -1) /* it takes no option of its own */
+		return tool_getopt_other(c, abort_usage, NULL);
 	if (optind + 1 != argc) {
 		if (optind == argc)
 			tool_error("missing the s3://BUCKET/KEY to abort");
 		else
 			tool_error("unexpected argument '%s'", argv[optind + 1]);
 		abort_usage(stderr);
-		return 2;
+		return TOOL_EXIT_USAGE;
 	}
 	const char *url = argv[optind];
 	if (strncmp(url, "s3://", 5)) {
 		tool_error("not an s3://BUCKET/KEY URL: %s", url);
-		return 2;
+		return TOOL_EXIT_USAGE;
 	}
 	tool_log_setup(args.debug);
 	static const int sp[] = {SNAP_SPARAM_OUTPUT};
-	const char *const v[] = {url};
-	struct snap_job *job = make_job(SNAP_JOB_S3_ABORT, &args, sp, v, 1);
+	struct snap_job *job = tool_job_make(SNAP_JOB_S3_ABORT, &args, 1, sp, &url);
 	if (!job)
-		return 1;
+		return TOOL_EXIT_FAILURE;
 	int r = tool_run_job(job, TOOL_PROGRESS_NONE, "abort");
 	if (r >= 0) {
 		const char *list = snap_job_result_string(job, SNAP_RESULT_S3_ABORTED);

@@ -640,6 +640,14 @@ enum {
 	SHARED_OPT_ACL,
 	SHARED_OPT_JSON,
 	SHARED_OPT_VERSION,
+	SHARED_OPT_BATCH,
+	SHARED_OPT_EC2CERT,
+	SHARED_OPT_KERNEL,
+	SHARED_OPT_RAMDISK,
+	SHARED_OPT_PRODUCTCODES,
+	SHARED_OPT_LEVEL,
+	SHARED_OPT_PART_SIZE,
+	SHARED_OPT_NO_SIZE_CHECKS,
 };
 
 /* The one table of the shared options. */
@@ -672,6 +680,20 @@ static const struct {
     {TOOL_SHARED_S3_SHORT, "a:", {"access-key-id", required_argument, NULL, 'a'}},
     {TOOL_SHARED_S3_SHORT, "s:", {"secret-key-id", required_argument, NULL, 's'}},
     {TOOL_SHARED_S3_SHORT, "t:", {"delegation-token", required_argument, NULL, 't'}},
+    {TOOL_SHARED_CERT, "c:", {"cert", required_argument, NULL, 'c'}},
+    {TOOL_SHARED_BATCH, NULL, {"batch", no_argument, NULL, SHARED_OPT_BATCH}},
+    {TOOL_SHARED_EC2, NULL, {"ec2cert", required_argument, NULL, SHARED_OPT_EC2CERT}},
+    {TOOL_SHARED_EC2, NULL, {"kernel", required_argument, NULL, SHARED_OPT_KERNEL}},
+    {TOOL_SHARED_EC2, NULL, {"ramdisk", required_argument, NULL, SHARED_OPT_RAMDISK}},
+    {TOOL_SHARED_BUNDLE, "u:", {"user", required_argument, NULL, 'u'}},
+    {TOOL_SHARED_BUNDLE, "r:", {"arch", required_argument, NULL, 'r'}},
+    {TOOL_SHARED_BUNDLE, "d:", {"destination", required_argument, NULL, 'd'}},
+    {TOOL_SHARED_BUNDLE, "p:", {"prefix", required_argument, NULL, 'p'}},
+    {TOOL_SHARED_BUNDLE, "B:", {"block-device-mapping", required_argument, NULL, 'B'}},
+    {TOOL_SHARED_BUNDLE, NULL, {"productcodes", required_argument, NULL, SHARED_OPT_PRODUCTCODES}},
+    {TOOL_SHARED_BUNDLE, NULL, {"level", required_argument, NULL, SHARED_OPT_LEVEL}},
+    {TOOL_SHARED_BUNDLE, NULL, {"part-size", required_argument, NULL, SHARED_OPT_PART_SIZE}},
+    {TOOL_SHARED_BUNDLE, NULL, {"no-size-checks", no_argument, NULL, SHARED_OPT_NO_SIZE_CHECKS}},
 };
 
 /* The most --connections and --retry take. */
@@ -726,7 +748,8 @@ void tool_args_init(struct tool_args *a, unsigned shared, const char *shortopts,
 	*a = (struct tool_args){.shared = shared,
 				.progress = TOOL_PROGRESS_AUTO,
 				.s3_connections = -1,
-				.s3_retries = -1};
+				.s3_retries = -1,
+				.level = -1};
 	snprintf(a->shortopts, sizeof(a->shortopts), "%s", shortopts);
 	for (; own && own[n].name; n++)
 		a->longopts[n] = own[n];
@@ -852,10 +875,88 @@ int tool_getopt(struct tool_args *a, int argc, char **argv)
 			  : c == 's' ? &a->s3_secret_key
 				     : &a->s3_session_token) = optarg;
 			break;
+		case 'c':
+			if (!(a->shared & TOOL_SHARED_CERT))
+				return c;
+			a->cert = optarg;
+			break;
+		case SHARED_OPT_BATCH:
+			break;
+		case SHARED_OPT_EC2CERT:
+			a->ec2cert = optarg;
+			break;
+		case SHARED_OPT_KERNEL:
+			a->kernel = optarg;
+			break;
+		case SHARED_OPT_RAMDISK:
+			a->ramdisk = optarg;
+			break;
+		case 'u':
+		case 'r':
+		case 'd':
+		case 'p':
+		case 'B':
+			if (!(a->shared & TOOL_SHARED_BUNDLE))
+				return c;
+			*(c == 'u'   ? &a->user
+			  : c == 'r' ? &a->arch
+			  : c == 'd' ? &a->destination
+			  : c == 'p' ? &a->prefix
+				     : &a->bdm) = optarg;
+			break;
+		case SHARED_OPT_PRODUCTCODES:
+			a->productcodes = optarg;
+			break;
+		case SHARED_OPT_LEVEL:
+			if (!tool_parse_int(optarg, 0, 3, &a->level)) {
+				tool_error("invalid --level '%s': want 0-3", optarg);
+				return TOOL_GETOPT_INVALID;
+			}
+			break;
+		case SHARED_OPT_PART_SIZE:
+			a->part_size = tool_parse_size(optarg);
+			if (a->part_size < 16) {
+				tool_error("invalid --part-size '%s'", optarg);
+				return TOOL_GETOPT_INVALID;
+			}
+			break;
+		case SHARED_OPT_NO_SIZE_CHECKS:
+			a->no_size_checks = true;
+			break;
 		default:
 			return c;
 		}
 	}
+}
+
+/* The certificates' and the bundle options' parameters (TOOL_SHARED_CERT, _EC2, _BUNDLE). */
+static int apply_bundle(const struct tool_args *a, struct snap_job *job)
+{
+	bool bundle = a->shared & TOOL_SHARED_BUNDLE;
+	const char *dest = a->destination ? a->destination : bundle ? "/tmp" : NULL;
+	const struct {
+		int sparam;
+		const char *v;
+	} s[] = {
+	    {SNAP_SPARAM_CERT, a->cert},     {SNAP_SPARAM_EC2_CERT, a->ec2cert},
+	    {SNAP_SPARAM_KERNEL, a->kernel}, {SNAP_SPARAM_RAMDISK, a->ramdisk},
+	    {SNAP_SPARAM_USER, a->user},     {SNAP_SPARAM_ARCH, a->arch},
+	    {SNAP_SPARAM_DESTINATION, dest}, {SNAP_SPARAM_PREFIX, a->prefix},
+	};
+	int r = 0;
+	for (size_t i = 0; i < sizeof(s) / sizeof(s[0]) && r >= 0; i++)
+		if (s[i].v)
+			r = snap_job_set_string(job, s[i].sparam, s[i].v);
+	/* --productcodes: one value, not split: what ec2-bundle-image writes (§2.2) */
+	if (r >= 0 && a->productcodes)
+		r = snap_job_add_string(job, SNAP_SPARAM_PRODUCT_CODES, a->productcodes);
+	if (r >= 0 && a->bdm)
+		r = tool_job_add_list(job, SNAP_SPARAM_BLOCK_DEVICE_MAPPING, a->bdm);
+	if (r >= 0 && a->level >= 0)
+		r = snap_job_set_param(job, SNAP_PARAM_LEVEL, a->level);
+	if (r >= 0 && a->part_size)
+		r = snap_job_set_param(job, SNAP_PARAM_PART_SIZE, a->part_size);
+	return r;
 }
 
 int tool_args_apply(const struct tool_args *a, struct snap_job *job)
@@ -894,6 +995,8 @@ int tool_args_apply(const struct tool_args *a, struct snap_job *job)
 		r = snap_job_set_param(job, SNAP_PARAM_S3_CONNECTIONS, a->s3_connections);
 	if (r >= 0 && a->s3_retries >= 0)
 		r = snap_job_set_param(job, SNAP_PARAM_S3_RETRIES, a->s3_retries);
+	if (r >= 0)
+		r = apply_bundle(a, job);
 	return r < 0 ? r : 0;
 }
 
@@ -901,6 +1004,8 @@ void tool_args_free(struct tool_args *a)
 {
 	free(a->passphrase);
 	a->passphrase = NULL;
+	free(a->ec2cert_default);
+	a->ec2cert_default = NULL;
 }
 
 static struct snap_job *volatile current_job;

@@ -103,15 +103,15 @@ long long tool_parse_size(const char *s);
  * own options as before, and finds the shared ones' values in struct tool_args.
  */
 enum {
-	TOOL_SHARED_THREADS = 1 << 0,	    /* --threads N: 0 (every CPU) to TOOL_THREADS_MAX */
-	TOOL_SHARED_PROGRESS = 1 << 1,	    /* --progress[=bar|json|none] */
-	TOOL_SHARED_DEBUG = 1 << 2,	    /* --debug: debug log lines from here on */
-	TOOL_SHARED_FORCE = 1 << 3,	    /* --force */
-	TOOL_SHARED_NO_DIRECT = 1 << 4,	    /* --no-direct */
-	TOOL_SHARED_KEY = 1 << 5,	    /* -k, --key KEY: a store image's recipient key */
-	TOOL_SHARED_PRIVATEKEY = 1 << 6,    /* -k, --privatekey KEY: a bundle's user key */
+	TOOL_SHARED_THREADS = 1 << 0,	      /* --threads N: 0 (every CPU) to TOOL_THREADS_MAX */
+	TOOL_SHARED_PROGRESS = 1 << 1,	      /* --progress[=bar|json|none] */
+	TOOL_SHARED_DEBUG = 1 << 2,	      /* --debug: debug log lines from here on */
+	TOOL_SHARED_FORCE = 1 << 3,	      /* --force */
+	TOOL_SHARED_NO_DIRECT = 1 << 4,	      /* --no-direct */
+	TOOL_SHARED_KEY = 1 << 5,	      /* -k, --key KEY: a store image's recipient key */
+	TOOL_SHARED_PRIVATEKEY = 1 << 6,      /* -k, --privatekey KEY: a bundle's user key */
 	TOOL_SHARED_PASSPHRASE_FILE = 1 << 7, /* --passphrase-file FILE (its first line) */
-	TOOL_SHARED_SIGNER = 1 << 8,	    /* --signer CERT */
+	TOOL_SHARED_SIGNER = 1 << 8,	      /* --signer CERT */
 	/* S3: --endpoint-url URL (also --url), --region R, --access-key K, --secret-key S,
 	 * --session-token T, --profile P, --connections N, --retry[=N] (also "--retry N"),
 	 * --acl ACL; unset ones are left to the AWS chain (environment, ~/.aws, metadata) */
@@ -119,6 +119,15 @@ enum {
 	/* with TOOL_SHARED_S3, ec2-ami-tools' short names: -a ACCESS, -s SECRET, -t TOKEN
 	 * (also --delegation-token) */
 	TOOL_SHARED_S3_SHORT = 1 << 10,
+	TOOL_SHARED_CERT = 1 << 11,  /* -c, --cert CERT: the user's X.509 certificate */
+	TOOL_SHARED_BATCH = 1 << 12, /* --batch: accepted, nothing is ever asked */
+	/* a manifest's EC2 side: --ec2cert CERT, --kernel ID, --ramdisk ID */
+	TOOL_SHARED_EC2 = 1 << 13,
+	/* what bundle and bundle-vol make a bundle with: -u, --user ACCOUNT, -r, --arch ARCH,
+	 * -d, --destination DIR|s3://..., -p, --prefix NAME, -B, --block-device-mapping MAPS (the
+	 * last one given, comma-separated), --productcodes CODES, --level N (0-3), --part-size SIZE
+	 * (16 bytes at least), --no-size-checks; tool_bundle_check checks them */
+	TOOL_SHARED_BUNDLE = 1 << 14,
 };
 
 /* The most --threads a command accepts: what the library caps SNAP_PARAM_THREADS at. */
@@ -141,7 +150,15 @@ struct tool_args {
 	const char *s3_endpoint, *s3_region, *s3_access_key, *s3_secret_key, *s3_session_token;
 	const char *s3_profile, *s3_acl;
 	long s3_connections, s3_retries;
+	const char *cert;			/* TOOL_SHARED_CERT */
+	const char *ec2cert, *kernel, *ramdisk; /* TOOL_SHARED_EC2 */
+	/* TOOL_SHARED_BUNDLE: NULL, -1 (level) or 0 (part_size) when not given */
+	const char *user, *arch, *destination, *prefix, *bdm, *productcodes;
+	long level;
+	long long part_size;
+	bool no_size_checks;
 	/* private to tool_getopt */
+	char *ec2cert_default; /* the EC2 certificate tool_bundle_check found */
 	struct option longopts[52];
 	char shortopts[48];
 };
@@ -158,10 +175,46 @@ void tool_args_init(struct tool_args *a, unsigned shared, const char *shortopts,
 int tool_getopt(struct tool_args *a, int argc, char **argv);
 
 /* Sets the job parameters of the shared options the command takes (threads, force, no-direct,
- * key, passphrase, signer, the S3 ones); the first negative errno, or 0. */
+ * key, passphrase, signer, the S3 ones, the certificates, the bundle ones: --destination
+ * defaults to /tmp); the first negative errno, or 0. */
 int tool_args_apply(const struct tool_args *a, struct snap_job *job);
 
 void tool_args_free(struct tool_args *a);
+
+/*
+ * tool-command.c: what several commands do around tool_getopt, in one place.
+ */
+/* A tool_getopt answer the command does not take itself: -h (and --help given as 'h') prints
+ * usage on standard output and gives TOOL_EXIT_OK; an invalid shared value (already said) gives
+ * TOOL_EXIT_USAGE, and so does an unknown option, after usage on standard error, or with command
+ * only "Try 'snapbundle COMMAND --help'". */
+int tool_getopt_other(int c, void (*usage)(FILE *f), const char *command);
+
+/* After the options: false, after saying why, when an operand is left ("unexpected argument
+ * 'X'") or one of the n mandatory options is not given, given[i] NULL ("missing mandatory option
+ * NAMES[i]" for the first one, then usage on standard error). */
+bool tool_args_complete(int argc, char **argv, void (*usage)(FILE *f), size_t n,
+			const char *const *names, const char *const *given);
+
+/* A job of kind with the n strings values[i] as sparams[i] (NULL ones skipped) and the shared
+ * options of a (tool_args_apply); NULL after saying why. */
+struct snap_job *tool_job_make(enum snap_job_kind kind, const struct tool_args *a, size_t n,
+			       const int *sparams, const char *const *values);
+
+/* Adds each comma-separated item of list to the job's sparam; a negative errno, or 0. */
+int tool_job_add_list(struct snap_job *job, int sparam, const char *list);
+
+/* The EC2 certificate ec2-ami-tools install for region (NULL: cert-ec2.pem; us-gov-*:
+ * cert-ec2-gov.pem; cn-north-1: cert-ec2-cn-north-1.pem) under $EC2_AMITOOL_HOME, else
+ * $EC2_HOME, in etc/ec2/amitools/, when readable (free it); NULL otherwise. */
+char *tool_default_ec2cert(const char *region);
+
+/* The checks of bundle's and bundle-vol's options (TOOL_SHARED_CERT, _PRIVATEKEY, _EC2,
+ * _BUNDLE) once parsed, in this order: -c, -k and -u given ("missing mandatory parameter");
+ * --arch i386, x86_64 or arm64, this machine's when not given; with local_destination, a -d
+ * that is not s3:// an existing directory; the EC2 certificate, tool_default_ec2cert's when not
+ * given. false after saying why: the command exits with TOOL_EXIT_USAGE. */
+bool tool_bundle_check(struct tool_args *a, const char *command, bool local_destination);
 
 /* "snapbundle VERSION", what `snapbundle --version` and every `COMMAND --version` print. */
 void tool_print_version(void);
