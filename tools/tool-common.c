@@ -1024,6 +1024,7 @@ struct progress_state {
 	double base_elapsed;	/* the rate and the ETA count from there: a job that counts */
 	uint64_t base_done;	/* what it skips as done at the start is not a speed */
 	uint64_t base_read;
+	int reading; /* the stage that reads bytes_data: data, or verify for a verify job */
 };
 
 static const char *stage_name(int stage)
@@ -1038,8 +1039,9 @@ static int on_progress(void *userdata, const struct snap_progress *p)
 	if (st->mode != TOOL_PROGRESS_BAR && st->mode != TOOL_PROGRESS_JSON)
 		return 0;
 	char a[32], b[32], c[32];
-	if (!st->based && p->stage == SNAP_STAGE_DATA) {
+	if (!st->based && (p->stage == SNAP_STAGE_DATA || p->stage == SNAP_STAGE_VERIFY)) {
 		st->based = true;
+		st->reading = p->stage;
 		st->base_elapsed = p->elapsed;
 		st->base_done = p->bytes_done;
 		st->base_read = p->bytes_read;
@@ -1051,11 +1053,13 @@ static int on_progress(void *userdata, const struct snap_progress *p)
 	double eta = rate > 0 && p->bytes_total > p->bytes_done
 			     ? (double)(p->bytes_total - p->bytes_done) / rate
 			     : 0;
-	/* With the DATA total known (store, bundle), the bar's percentage, rate and ETA are over
-	 * the bytes read of it: skipped space passes in an instant and is no speed. */
+	/* With the DATA total known (every job but a restore from a pipe), the bar's percentage,
+	 * rate and ETA are over the bytes read of it, in the stage that reads them (data; verify
+	 * for a verify of a .bin, which has no data stage): skipped space passes in an instant
+	 * and is no speed. */
 	double pct = p->percent;
 	uint64_t shown_done = p->bytes_done, shown_total = p->bytes_total;
-	if (p->bytes_data > 0 && p->stage == SNAP_STAGE_DATA) {
+	if (p->bytes_data > 0 && st->based && p->stage == st->reading) {
 		uint64_t rd = p->bytes_read < p->bytes_data ? p->bytes_read : p->bytes_data;
 		pct = 100.0 * (double)rd / (double)p->bytes_data;
 		if (pct > 99.9)

@@ -27,9 +27,10 @@ run() {
 	! grep -qi sanitizer progress.json || fail "$what: sanitizer report"
 }
 
-# bar_total EVENTS_OF_A_BAR: the total of the bar's last data-stage line ("X/TOTAL")
+# bar_total EVENTS_OF_A_BAR [STAGE]: the total of the bar's last line of STAGE (default data)
+# ("X/TOTAL")
 bar_total() {
-	tr '\r' '\n' <"$1" | sed 's/\x1b\[K//g' | grep '^data' | tail -1 |
+	tr '\r' '\n' <"$1" | sed 's/\x1b\[K//g' | grep "^${2:-data}" | tail -1 |
 		sed -n 's|.*% [0-9.]* [KMGT]*i*B/\([0-9.]* [KMGT]*i*B\) .*|\1|p'
 }
 human() {
@@ -88,6 +89,10 @@ COLUMNS=100 "$B" restore a.bin -o r.img --force --progress=bar 2>bar.err >/dev/n
 	fail "restore --progress=bar failed"
 [ "$(bar_total bar.err)" = "$(human "$size")" ] ||
 	fail "restore bar total '$(bar_total bar.err)', the image is $(human "$size")"
+# verify of a .bin reads its frames in the verify stage: the bar counts them there
+COLUMNS=100 "$B" verify a.bin --progress=bar 2>bar.err >/dev/null || fail "verify --progress=bar failed"
+[ "$(bar_total bar.err verify)" = "$(human "$size")" ] ||
+	fail "verify bar total '$(bar_total bar.err verify)', the image is $(human "$size")"
 COLUMNS=100 "$B" unbundle -m bdir/img.manifest.xml -k user.key -o u.img --force \
 	--progress=bar 2>bar.err >/dev/null || fail "unbundle --progress=bar failed"
 [ "$(bar_total bar.err)" = "$(human "$parts")" ] ||
