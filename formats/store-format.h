@@ -310,8 +310,32 @@ struct snap_store_index {
 	uint64_t nframes;
 	struct snap_store_index_frame *frames;
 };
-/* Payload without the tag. */
+/* Payload without the tag, in one malloc'd buffer (snap_store_index_stream's pieces). */
 int snap_store_index_encode(const struct snap_store_index *ix, uint8_t **ret, size_t *ret_len);
+/* A consumer of bytes in order: 0, or a -errno that stops the encoder and is returned. */
+typedef int (*snap_store_emit_fn)(void *ctx, const void *buf, size_t len);
+/* Bytes of the payload (without the tag). */
+uint64_t snap_store_index_payload_len(const struct snap_store_index *ix);
+/* The payload handed to emit in pieces of at most 256 KiB, staged in one buffer of that size:
+ * the index is never copied whole. */
+int snap_store_index_stream(const struct snap_store_index *ix, snap_store_emit_fn emit,
+			    void *ctx);
+/* An INDEX record written piece by piece, byte for byte what snap_store_build_record makes of
+ * snap_store_index_encode's payload. Its prefix carries the CRC of the whole record, which
+ * depends on the tag at its end, so it takes two passes over ix: _seal computes the length,
+ * the tag (HMAC-SHA256 under mac_key, or SHA-256 when NULL) and the CRC without output;
+ * _stream then hands the record to emit: prefix, payload pieces, tag. ix must not change
+ * between the two. */
+struct snap_store_record_seal {
+	uint64_t length; /* of the whole record */
+	uint32_t crc;
+	uint8_t tag[SNAP_STORE_TAG_SIZE];
+};
+int snap_store_index_record_seal(const struct snap_store_index *ix, const uint8_t *mac_key,
+				 struct snap_store_record_seal *ret);
+int snap_store_index_record_stream(const struct snap_store_index *ix,
+				   const struct snap_store_record_seal *seal,
+				   snap_store_emit_fn emit, void *ctx);
 /* Also checks the structure: extents cover each volume exactly (sizes from vol_sizes when not
  * NULL), frames sorted by file offset, each volume's frames contiguous, sorted, inside its
  * DATA extents. */
