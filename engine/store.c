@@ -75,6 +75,11 @@
  *     then streams with its exact length. Memory stays bounded (no part is held, nothing is
  *     written locally); the cost is reading and sealing at most one part's worth of frames
  *     again, once, at the end. The sources are thawed only after it.
+ * 13. The end holds no copy of the frame table: the INDEX record is encoded from it in 256 KiB
+ *     pieces (snap_store_index_record_seal, _stream), a pass for its tag and CRC, one for the
+ *     signature's digest when signed, and one as it is written, which must give the CRC of the
+ *     first (store_write_index). The table does not change between them: a replay compares
+ *     its frames with the entries in place.
  *
  * State transitions (snap_store_run):
  *  1. prepare: open sources, build layouts (store_open_volumes), keys (store_keys), header,
@@ -85,7 +90,7 @@
  *     (store_resume_marks) instead of writing the head
  *  2. data: chunks read through the reader, zero-scanned, cut into frames (store_fill_slot),
  *     sealed by workers (store_work), written in order by the sink (store_sink)
- *  3. finish: INDEX and footer built (store_write_tail); s3://: the size told, and a
+ *  3. finish: INDEX sealed, signed, footer built (store_write_tail); s3://: the size told, and a
  *     streamed part promised past the end produced again (store_end_s3, store_replay); INDEX
  *     and footer written; fsync and rename, or the upload completed and the checkpoint removed
  *     (store_commit)
