@@ -1029,8 +1029,8 @@ static int emit_seal(void *ctx, const void *buf, size_t len)
 int snap_store_index_record_seal(const struct snap_store_index *ix, const uint8_t *mac_key,
 				 struct snap_store_record_seal *ret)
 {
-	uint64_t len = SNAP_STORE_PREFIX_SIZE + snap_store_index_payload_len(ix) +
-		       SNAP_STORE_TAG_SIZE;
+	uint64_t len =
+	    SNAP_STORE_PREFIX_SIZE + snap_store_index_payload_len(ix) + SNAP_STORE_TAG_SIZE;
 	uint8_t pfx[SNAP_STORE_PREFIX_SIZE];
 	struct snap_store_record_seal seal = {.length = len};
 	struct seal_pass sp = {.crc = crc32(0L, Z_NULL, 0)};

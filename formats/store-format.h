@@ -318,8 +318,7 @@ typedef int (*snap_store_emit_fn)(void *ctx, const void *buf, size_t len);
 uint64_t snap_store_index_payload_len(const struct snap_store_index *ix);
 /* The payload handed to emit in pieces of at most 256 KiB, staged in one buffer of that size:
  * the index is never copied whole. */
-int snap_store_index_stream(const struct snap_store_index *ix, snap_store_emit_fn emit,
-			    void *ctx);
+int snap_store_index_stream(const struct snap_store_index *ix, snap_store_emit_fn emit, void *ctx);
 /* An INDEX record written piece by piece, byte for byte what snap_store_build_record makes of
  * snap_store_index_encode's payload. Its prefix carries the CRC of the whole record, which
  * depends on the tag at its end, so it takes two passes over ix: _seal computes the length,

@@ -338,9 +338,11 @@ static void make_index(uint32_t nvol, const uint64_t *nframes, struct snap_store
 		REQUIRE(iv->extents != NULL);
 		uint64_t off = 0;
 		for (uint64_t f = 0; f < nframes[v]; f++) {
-			iv->extents[iv->nextents++] = (struct snap_extent){
-			    .offset = off, .length = 16384, .kind = SNAP_EXTENT_DATA,
-			    .partition = (uint32_t)(f % 3)};
+			iv->extents[iv->nextents++] =
+			    (struct snap_extent){.offset = off,
+						 .length = 16384,
+						 .kind = SNAP_EXTENT_DATA,
+						 .partition = (uint32_t)(f % 3)};
 			struct snap_store_index_frame *fr = &ix->frames[k++];
 			fr->file_offset = file;
 			fr->volume = v;
@@ -353,9 +355,11 @@ static void make_index(uint32_t nvol, const uint64_t *nframes, struct snap_store
 			file += SNAP_STORE_FRAME_HEADER_SIZE + fr->stored_len;
 			off += 16384;
 			if (f % 2) {
-				iv->extents[iv->nextents++] = (struct snap_extent){
-				    .offset = off, .length = 4096, .kind = SNAP_EXTENT_ZERO,
-				    .layer = 2};
+				iv->extents[iv->nextents++] =
+				    (struct snap_extent){.offset = off,
+							 .length = 4096,
+							 .kind = SNAP_EXTENT_ZERO,
+							 .layer = 2};
 				off += 4096;
 			}
 		}
@@ -391,14 +395,14 @@ static void check_index_stream(const char *shape, const struct snap_store_index 
 		      (unsigned long long)seal.length, rlen);
 		struct sink k = {0};
 		CHECK(snap_store_index_record_stream(ix, &seal, sink_emit, &k) == 0);
-		CHECK(k.len == rlen && !memcmp(k.p, rec, rlen), " %s keyed %d: streamed record differs",
-		      shape, keyed);
+		CHECK(k.len == rlen && !memcmp(k.p, rec, rlen),
+		      " %s keyed %d: streamed record differs", shape, keyed);
 		CHECK(k.first == SNAP_STORE_PREFIX_SIZE && k.largest <= (256u << 10), " %s", shape);
 		CHECK(k.len == rlen && snap_store_record_crc_ok(k.p, k.len), " %s", shape);
 		/* large indexes go out in several pieces, never as one */
 		if (plen > (256u << 10))
 			CHECK(k.pieces > 3 && k.largest < plen, " %s: %zu pieces", shape, k.pieces);
-		/* signed and not: the signed message from the record, and from its streamed digest */
+		/* signed and not: the signed message from the record and from its streamed one */
 		static const uint8_t hdr[SNAP_STORE_HEADER_SIZE] = {1, 2, 3};
 		static const uint8_t keys_rec[] = "keys", meta_rec[] = "meta";
 		uint8_t m1[SNAP_STORE_SIGNED_MSG_SIZE], m2[SNAP_STORE_SIGNED_MSG_SIZE];
@@ -416,9 +420,9 @@ static void check_index_stream(const char *shape, const struct snap_store_index 
 		/* the record decodes to the index it came from */
 		struct snap_store_index back;
 		const char *why = NULL;
-		int r = snap_store_index_decode(k.p + SNAP_STORE_PREFIX_SIZE,
-						k.len - SNAP_STORE_PREFIX_SIZE - SNAP_STORE_TAG_SIZE,
-						NULL, 0, &back, &why);
+		int r = snap_store_index_decode(
+		    k.p + SNAP_STORE_PREFIX_SIZE,
+		    k.len - SNAP_STORE_PREFIX_SIZE - SNAP_STORE_TAG_SIZE, NULL, 0, &back, &why);
 		CHECK(r == 0 && back.nframes == ix->nframes, " %s: %s", shape, why ? why : "");
 		if (r == 0)
 			snap_store_index_clear(&back);
