@@ -126,6 +126,7 @@
 #include "s3.h"
 #include "store-checkpoint.h"
 #include "store-image.h"
+#include "store-internal.h"
 #include "store-crypto.h"
 #include "store-format.h"
 #include "store-frame.h"
@@ -210,7 +211,8 @@ struct store_ctx {
 	uint64_t nverify;    /* frames below this number are compared with the checkpoint's */
 	uint32_t resume_vol; /* reading starts in this volume ... */
 	uint64_t resume_off; /* ... at this offset (a frame_size multiple) */
-	/* frames below nverify must equal these: a resume's checkpoint, a replay's first run */
+	/* frames below nverify must equal these: a resume's checkpoint; NULL: the table's own
+	 * entries, which a replay compares in place */
 	const struct snap_store_index_frame *vframes;
 	bool replaying; /* the end's replay of a streamed part (invariant 12) */
 
@@ -220,8 +222,9 @@ struct store_ctx {
 	uint8_t meta_digest[SNAP_STORE_DIGEST_SIZE];
 	uint8_t *keys_rec, *meta_rec; /* kept for the signature */
 	size_t keys_len, meta_len;
-	struct snap_store_index_frame *iframes;
-	uint64_t niframes, cap_iframes;
+	struct store_table *table; /* the frames' index entries (store-internal.h) */
+	struct snap_store_frame_source table_src;
+	uint64_t niframes;	   /* entries in use: a replay reuses the table's in place */
 
 	/* pipeline */
 	struct snap_pipeline *pipe;
@@ -675,18 +678,41 @@ static void iframe_set(struct snap_store_index_frame *e, const struct snap_store
 	memcpy(e->digest, f->digest, SNAP_STORE_DIGEST_SIZE);
 }
 
+/* The table, made at its first entry: a spill goes next to a file output (on the filesystem
+ * that takes the image), elsewhere to $TMPDIR or /var/tmp. */
+static int store_table(struct store_ctx *s)
+{
+	if (s->table)
+		return 0;
+	char *dir = NULL;
+	if (s->path && !snap_s3_is_url(s->path) && strcmp(s->path, "-") != 0) {
+		const char *slash = strrchr(s->path, '/');
+		dir = slash ? strndup(s->path, slash == s->path ? 1 : (size_t)(slash - s->path))
+			    : strdup(".");
+		if (!dir)
+			return -ENOMEM;
+	}
+	int r = store_table_new(dir, store_table_spill_at(), &s->table);
+	free(dir);
+	return r;
+}
+
 static int add_iframe(struct store_ctx *s, const struct snap_store_frame *f, uint64_t file_offset)
 {
-	if (s->niframes == s->cap_iframes) {
-		uint64_t cap = s->cap_iframes ? s->cap_iframes * 2 : 1024;
-		struct snap_store_index_frame *n = realloc(s->iframes, cap * sizeof(*n));
-		if (!n)
-			return -ENOMEM;
-		s->iframes = n;
-		s->cap_iframes = cap;
-	}
-	iframe_set(&s->iframes[s->niframes++], f, file_offset);
-	return 0;
+	struct snap_store_index_frame e;
+	iframe_set(&e, f, file_offset);
+	int r = store_table(s);
+	if (r == 0)
+		r = store_table_put(s->table, s->niframes, &e);
+	if (r == 0)
+		s->niframes++;
+	return r;
+}
+
+/* Entry k of the table (k < s->niframes or, in a replay, below nverify). */
+static int iframe_get(struct store_ctx *s, uint64_t k, const struct snap_store_index_frame **ret)
+{
+	return s->table ? store_table_get(s->table, k, ret) : -EINVAL;
 }
 
 /* A frame sealed again by a resume is the one the checkpoint recorded (invariant 11). */
@@ -714,8 +740,19 @@ static int store_sink(void *ctx, unsigned i)
 		if (s->replaying && fj->f.index < s->nverify && fj->f.index == s->niframes)
 			s->niframes++;
 		else if ((r = add_iframe(s, &fj->f, at)) < 0)
-			return snap_pipeline_fail(s->pipe, r, "out of memory");
-		if (fj->f.index < s->nverify && !store_resume_same(&s->vframes[fj->f.index], e))
+			return snap_pipeline_fail(s->pipe, r, "cannot record frame %llu: %s",
+						  (unsigned long long)fj->f.index,
+						  snap_strerror(r));
+		const struct snap_store_index_frame *want = NULL;
+		if (fj->f.index < s->nverify) {
+			if (s->vframes)
+				want = &s->vframes[fj->f.index];
+			else if ((r = iframe_get(s, fj->f.index, &want)) < 0)
+				return snap_pipeline_fail(s->pipe, r, "cannot read frame %llu: %s",
+							  (unsigned long long)fj->f.index,
+							  snap_strerror(r));
+		}
+		if (want && !store_resume_same(want, e))
 			return snap_pipeline_fail(
 			    s->pipe, -ESTALE,
 			    "cannot %s %s: %s changed since the upload began (frame %llu at "
@@ -994,17 +1031,33 @@ static int store_replay_frames(struct store_ctx *s, uint64_t k0, uint64_t n)
 	if (r < 0)
 		return snap_job_fail(s->job, r, "cannot start worker threads: %s",
 				     snap_strerror(r));
-	struct snap_range *chunks = calloc(n - k0 + 1, sizeof(*chunks));
-	if (!chunks)
+	struct snap_range *all = calloc(n - k0 + 1, sizeof(*all));
+	uint32_t *vol = calloc(n - k0 + 1, sizeof(*vol));
+	if (!all || !vol) {
+		free(all);
+		free(vol);
 		return -ENOMEM;
+	}
+	/* every chunk taken from the table before the pipeline runs: its sink reads the table
+	 * (store-internal.h invariant 2) */
+	for (uint64_t k = k0; k < n && r == 0; k++) {
+		const struct snap_store_index_frame *f;
+		if ((r = iframe_get(s, k, &f)) < 0) {
+			r = snap_job_fail(s->job, r, "cannot read frame %llu of the index: %s",
+					  (unsigned long long)k, snap_strerror(r));
+			break;
+		}
+		all[k - k0] = (struct snap_range){f->offset, f->raw_len};
+		vol[k - k0] = f->volume;
+	}
 	for (uint64_t a = k0; a < n && r == 0;) {
-		uint32_t vi = s->iframes[a].volume;
+		uint32_t vi = vol[a - k0];
 		struct store_vol *v = &s->vols[vi];
+		struct snap_range *chunks = all + (a - k0);
 		size_t nc = 0;
 		uint64_t b = a;
-		for (; b < n && s->iframes[b].volume == vi; b++)
-			chunks[nc++] =
-			    (struct snap_range){s->iframes[b].offset, s->iframes[b].raw_len};
+		for (; b < n && vol[b - k0] == vi; b++)
+			nc++;
 		a = b;
 		if ((r = snap_reader_start(v->reader, chunks, nc)) < 0) {
 			r = snap_job_fail(s->job, r, "cannot read %s: %s", v->path,
@@ -1025,7 +1078,8 @@ static int store_replay_frames(struct store_ctx *s, uint64_t k0, uint64_t n)
 			snap_pipeline_submit(s->pipe, sl->nframes == 0);
 		}
 	}
-	free(chunks);
+	free(all);
+	free(vol);
 	if (r == 0)
 		r = snap_pipeline_finish(s->pipe);
 	store_stop_workers(s);
@@ -1041,13 +1095,32 @@ static int store_replay(struct store_ctx *s, uint64_t from)
 	uint64_t head_len = s->meta_offset + s->meta_length;
 	struct snap_progress *pg = &s->job->progress;
 	uint64_t done0 = pg->bytes_done, read0 = pg->bytes_read, skipped0 = pg->bytes_skipped;
-	const struct snap_store_index_frame *first = s->iframes;
-	while (k0 < n && iframe_end(&first[k0]) <= from)
-		k0++;
+	/* k0: the first frame that ends past from (frames end in increasing order) */
+	const struct snap_store_index_frame *f;
+	uint64_t lo = 0, hi = n, at0 = data_end;
+	while (lo < hi) {
+		uint64_t mid = lo + (hi - lo) / 2;
+		int r = iframe_get(s, mid, &f);
+		if (r < 0)
+			return snap_job_fail(s->job, r, "cannot read the index: %s",
+					     snap_strerror(r));
+		if (iframe_end(f) <= from)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	k0 = lo;
+	if (k0 < n) {
+		int r = iframe_get(s, k0, &f);
+		if (r < 0)
+			return snap_job_fail(s->job, r, "cannot read the index: %s",
+					     snap_strerror(r));
+		at0 = f->file_offset;
+	}
 	/* the entries [k0, n) stay where they are: the sink compares each frame sealed again
 	 * with its entry in place (no second copy of an index that may be large) */
 	s->niframes = s->next_frame = k0;
-	s->vframes = first;
+	s->vframes = NULL;
 	s->nverify = n;
 	s->replaying = true;
 	s->skip_to = from;
@@ -1060,7 +1133,7 @@ static int store_replay(struct store_ctx *s, uint64_t from)
 		if (r == 0)
 			r = write_all(s, s->meta_rec, s->meta_len);
 	} else {
-		s->written = k0 < n ? first[k0].file_offset : data_end;
+		s->written = at0;
 	}
 	if (r == 0 && k0 < n)
 		r = store_replay_frames(s, k0, n);
@@ -1136,16 +1209,22 @@ static int store_sign(struct store_ctx *s, const uint8_t index_digest[SNAP_STORE
 	return r;
 }
 
-/* The INDEX of the frames in s->iframes (not copied: ix.frames points there) and the volumes'
- * extent maps and digests. */
+static int table_read(void *ctx, uint64_t first, size_t n, struct snap_store_index_frame *out)
+{
+	return store_table_read(ctx, first, n, out);
+}
+
+/* The INDEX of the frames in the table (read from it, not copied) and the volumes' extent
+ * maps and digests. */
 static int store_index(struct store_ctx *s, struct snap_store_index *ix)
 {
+	s->table_src = (struct snap_store_frame_source){table_read, s->table};
 	*ix = (struct snap_store_index){
 	    .meta_offset = s->meta_offset,
 	    .meta_length = s->meta_length,
 	    .nvolumes = (uint32_t)s->nvols,
 	    .nframes = s->niframes,
-	    .frames = s->iframes,
+	    .source = &s->table_src,
 	};
 	memcpy(ix->meta_digest, s->meta_digest, sizeof(ix->meta_digest));
 	ix->vols = calloc(s->nvols, sizeof(*ix->vols));
@@ -1165,16 +1244,15 @@ static int store_index(struct store_ctx *s, struct snap_store_index *ix)
 		}
 		for (size_t j = 0; j < iv->nextents; j++)
 			iv->extents[j] = *snap_map_get(map, j);
-		r = snap_store_volume_digest((uint32_t)i, snap_map_size(map), iv->extents,
-					     iv->nextents, s->iframes + iv->first_frame,
-					     iv->nframes, iv->digest);
+		r = snap_store_volume_digest_source((uint32_t)i, snap_map_size(map), iv->extents,
+						    iv->nextents, &s->table_src, iv->first_frame,
+						    iv->nframes, iv->digest);
 	}
 	return r;
 }
 
 static void store_index_clear(struct snap_store_index *ix)
 {
-	ix->frames = NULL; /* owned by s */
 	snap_store_index_clear(ix);
 }
 
@@ -1249,6 +1327,9 @@ static int store_write_tail(struct store_ctx *s)
 	uint8_t *sig_rec = NULL;
 	size_t sig_len = 0;
 	int r = store_index(s, &ix);
+	if (s->table && store_table_spilled(s->table))
+		snap_debug("the frame table (%llu entries) was spilled to a temporary file",
+			   (unsigned long long)s->niframes);
 	if (r == 0)
 		r = snap_store_index_record_seal(&ix, s->encrypted ? s->keys.mac : NULL, &seal);
 	if (r < 0) {
@@ -1278,8 +1359,6 @@ static int store_write_tail(struct store_ctx *s)
 		/* the sources are read for the last time (store_end_s3) */
 		for (size_t i = 0; i < s->nvols; i++)
 			snap_layout_thaw(s->vols[i].layout);
-		/* a replay compared its frames with the table in place; it may have moved it */
-		ix.frames = s->iframes;
 		r = store_write_index(s, &ix, &seal);
 	}
 	store_index_clear(&ix);
@@ -1473,7 +1552,7 @@ static int store_ckpt_start(struct store_ctx *s)
 	    .meta_offset = s->meta_offset,
 	    .meta_length = s->meta_length,
 	    .nvols = s->nvols,
-	    .frames = s->iframes,
+	    .frames = s->resuming ? s->rs.frames : NULL, /* [0, niframes): store_resume_plan */
 	    .nframes = s->niframes,
 	};
 	uint8_t *head = NULL;
@@ -1737,14 +1816,17 @@ static int store_resume_plan(struct store_ctx *s)
 	s->nverify = m;
 	s->vframes = rs->frames;
 	s->skip_to = e;
-	free(s->iframes);
-	s->cap_iframes = kstart + 1024;
-	if (!(s->iframes = malloc(s->cap_iframes * sizeof(*s->iframes))))
-		return -ENOMEM;
-	memcpy(s->iframes, rs->frames, kstart * sizeof(*s->iframes));
+	s->table = store_table_free(s->table);
+	s->niframes = 0;
+	int r = store_table(s);
+	for (uint64_t k = 0; k < kstart && r == 0; k++)
+		r = store_table_put(s->table, k, &rs->frames[k]);
+	if (r < 0)
+		return snap_job_fail(s->job, r, "cannot record the frames of %s: %s", s->ckpt_path,
+				     snap_strerror(r));
 	s->niframes = s->next_frame = kstart;
 	if (kstart) {
-		const struct snap_store_index_frame *f = &s->iframes[kstart - 1];
+		const struct snap_store_index_frame *f = &rs->frames[kstart - 1];
 		struct snap_store_frame tmp = {.flags = f->flags, .stored_len = f->stored_len};
 		s->written = f->file_offset + snap_store_frame_record_len(&tmp);
 	} else {
@@ -1764,6 +1846,8 @@ static int store_resume_plan(struct store_ctx *s)
  * ranges. */
 static int store_resume_marks(struct store_ctx *s)
 {
+	/* the table's entries below the restart are the checkpoint's (store_resume_plan) */
+	const struct snap_store_index_frame *fr = s->rs.frames;
 	for (uint32_t vi = 0; vi < s->nvols && vi <= s->resume_vol; vi++) {
 		struct store_vol *v = &s->vols[vi];
 		uint64_t limit = vi < s->resume_vol ? v->src->size : s->resume_off;
@@ -1783,30 +1867,30 @@ static int store_resume_marks(struct store_ctx *s)
 		}
 		/* this volume's frames below the restart, in offset order */
 		uint64_t k = 0;
-		while (k < s->niframes && s->iframes[k].volume < vi)
+		while (k < s->niframes && fr[k].volume < vi)
 			k++;
 		v->first_frame = k;
 		int r = 0;
 		for (size_t i = 0; i < nr && r == 0; i++) {
 			uint64_t at = ranges[i].offset, end = at + ranges[i].length;
 			while (at < end && r == 0) {
-				while (k < s->niframes && s->iframes[k].volume == vi &&
-				       s->iframes[k].offset + s->iframes[k].raw_len <= at)
+				while (k < s->niframes && fr[k].volume == vi &&
+				       fr[k].offset + fr[k].raw_len <= at)
 					k++;
-				bool in = k < s->niframes && s->iframes[k].volume == vi;
-				uint64_t fs = in ? s->iframes[k].offset : end;
+				bool in = k < s->niframes && fr[k].volume == vi;
+				uint64_t fs = in ? fr[k].offset : end;
 				if (fs > at) {
 					uint64_t z = (fs < end ? fs : end) - at;
 					r = snap_map_mark(map, at, z, SNAP_EXTENT_ZERO,
 							  SNAP_LAYER_ZEROSCAN);
 					at += z;
 				} else {
-					at = s->iframes[k].offset + s->iframes[k].raw_len;
+					at = fr[k].offset + fr[k].raw_len;
 				}
 			}
 		}
 		free(ranges);
-		while (k < s->niframes && s->iframes[k].volume == vi)
+		while (k < s->niframes && fr[k].volume == vi)
 			k++;
 		v->nframes = k - v->first_frame;
 		if (r < 0)
@@ -2044,7 +2128,7 @@ static void store_cleanup(struct store_ctx *s, int r)
 		free(s->slots[i].frames);
 	}
 	free(s->slots);
-	free(s->iframes);
+	s->table = store_table_free(s->table);
 	free(s->keys_rec);
 	free(s->meta_rec);
 	OPENSSL_cleanse(s->dk, sizeof(s->dk));

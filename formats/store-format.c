@@ -928,6 +928,8 @@ uint64_t snap_store_index_payload_len(const struct snap_store_index *ix)
 
 /* The encoder's staging: the payload goes out in pieces of at most this (4096 frame entries). */
 #define INDEX_PIECE (256u << 10)
+/* Entries read at once from a frame source (ix->frames NULL): 16 KiB on the stack. */
+#define FRAME_BATCH 256u
 
 struct piece {
 	uint8_t *p;
@@ -983,9 +985,17 @@ int snap_store_index_stream(const struct snap_store_index *ix, snap_store_emit_f
 			if ((p = piece_room(&b, SNAP_STORE_INDEX_EXTENT_SIZE)))
 				put_extent(p, &v->extents[j]);
 	}
-	for (uint64_t i = 0; i < ix->nframes && !b.err; i++)
-		if ((p = piece_room(&b, SNAP_STORE_INDEX_FRAME_SIZE)))
-			put_iframe(p, &ix->frames[i]);
+	struct snap_store_index_frame batch[FRAME_BATCH];
+	for (uint64_t i = 0; i < ix->nframes && !b.err;) {
+		size_t n = ix->nframes - i < FRAME_BATCH ? (size_t)(ix->nframes - i) : FRAME_BATCH;
+		const struct snap_store_index_frame *f = ix->frames ? ix->frames + i : batch;
+		if (!ix->frames && (b.err = ix->source->read(ix->source->ctx, i, n, batch)) < 0)
+			break;
+		for (size_t j = 0; j < n; j++)
+			if ((p = piece_room(&b, SNAP_STORE_INDEX_FRAME_SIZE)))
+				put_iframe(p, &f[j]);
+		i += n;
+	}
 	int r = piece_flush(&b);
 	free(b.p);
 	return r;
@@ -1205,15 +1215,31 @@ fail:
 	return r;
 }
 
+static int array_read(void *ctx, uint64_t first, size_t n, struct snap_store_index_frame *out)
+{
+	memcpy(out, (const struct snap_store_index_frame *)ctx + first, n * sizeof(*out));
+	return 0;
+}
+
 int snap_store_volume_digest(uint32_t volume, uint64_t size, const struct snap_extent *extents,
 			     size_t nextents, const struct snap_store_index_frame *frames,
 			     size_t nframes, uint8_t out[SNAP_STORE_DIGEST_SIZE])
+{
+	const struct snap_store_frame_source src = {array_read, (void *)frames};
+	return snap_store_volume_digest_source(volume, size, extents, nextents, &src, 0, nframes,
+					       out);
+}
+
+int snap_store_volume_digest_source(uint32_t volume, uint64_t size,
+				    const struct snap_extent *extents, size_t nextents,
+				    const struct snap_store_frame_source *src, uint64_t first,
+				    uint64_t nframes, uint8_t out[SNAP_STORE_DIGEST_SIZE])
 {
 	static const char label[] = "snapbundle-volume-v1";
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	if (!ctx)
 		return -ENOMEM;
-	int ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+	int ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL), r = 0;
 	uint8_t t[SNAP_STORE_INDEX_EXTENT_SIZE + 20];
 	ok = ok && EVP_DigestUpdate(ctx, label, sizeof(label) - 1);
 	snap_put_le32(t, volume);
@@ -1223,15 +1249,22 @@ int snap_store_volume_digest(uint32_t volume, uint64_t size, const struct snap_e
 		put_extent(t, &extents[i]);
 		ok = EVP_DigestUpdate(ctx, t, SNAP_STORE_INDEX_EXTENT_SIZE);
 	}
-	for (size_t i = 0; ok && i < nframes; i++) {
-		snap_put_le64(t, frames[i].offset);
-		snap_put_le32(t + 8, frames[i].raw_len);
-		ok = EVP_DigestUpdate(ctx, t, 12) && EVP_DigestUpdate(ctx, frames[i].digest, 32);
+	struct snap_store_index_frame batch[FRAME_BATCH];
+	for (uint64_t i = 0; ok && r == 0 && i < nframes;) {
+		size_t n = nframes - i < FRAME_BATCH ? (size_t)(nframes - i) : FRAME_BATCH;
+		if ((r = src->read(src->ctx, first + i, n, batch)) < 0)
+			break;
+		for (size_t j = 0; ok && j < n; j++) {
+			snap_put_le64(t, batch[j].offset);
+			snap_put_le32(t + 8, batch[j].raw_len);
+			ok = EVP_DigestUpdate(ctx, t, 12) && EVP_DigestUpdate(ctx, batch[j].digest, 32);
+		}
+		i += n;
 	}
 	unsigned int n = 0;
-	ok = ok && EVP_DigestFinal_ex(ctx, out, &n);
+	ok = ok && r == 0 && EVP_DigestFinal_ex(ctx, out, &n);
 	EVP_MD_CTX_free(ctx);
-	return ok ? 0 : -EIO;
+	return r < 0 ? r : ok ? 0 : -EIO;
 }
 
 /* ---- SIGNATURE ---- */

@@ -302,6 +302,12 @@ struct snap_store_index_volume {
 	size_t nextents;
 	struct snap_extent *extents;
 };
+/* Frame entries kept elsewhere (a writer's table spilled to a file): n entries from first into
+ * out; 0 or -errno. */
+struct snap_store_frame_source {
+	int (*read)(void *ctx, uint64_t first, size_t n, struct snap_store_index_frame *out);
+	void *ctx;
+};
 struct snap_store_index {
 	uint64_t meta_offset, meta_length;
 	uint8_t meta_digest[SNAP_STORE_DIGEST_SIZE];
@@ -309,6 +315,8 @@ struct snap_store_index {
 	struct snap_store_index_volume *vols;
 	uint64_t nframes;
 	struct snap_store_index_frame *frames;
+	/* the encoders only, when frames is NULL: where the entries are read from */
+	const struct snap_store_frame_source *source;
 };
 /* Payload without the tag, in one malloc'd buffer (snap_store_index_stream's pieces). */
 int snap_store_index_encode(const struct snap_store_index *ix, uint8_t **ret, size_t *ret_len);
@@ -348,6 +356,11 @@ void snap_store_index_clear(struct snap_store_index *ix);
 int snap_store_volume_digest(uint32_t volume, uint64_t size, const struct snap_extent *extents,
 			     size_t nextents, const struct snap_store_index_frame *frames,
 			     size_t nframes, uint8_t out[SNAP_STORE_DIGEST_SIZE]);
+/* The same over the entries [first, first + nframes) of a source. */
+int snap_store_volume_digest_source(uint32_t volume, uint64_t size,
+				    const struct snap_extent *extents, size_t nextents,
+				    const struct snap_store_frame_source *src, uint64_t first,
+				    uint64_t nframes, uint8_t out[SNAP_STORE_DIGEST_SIZE]);
 
 /* Little-endian helpers shared with the engine. */
 static inline void snap_put_le32(uint8_t *p, uint32_t v)
