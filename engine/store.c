@@ -75,11 +75,14 @@
  *     then streams with its exact length. Memory stays bounded (no part is held, nothing is
  *     written locally); the cost is reading and sealing at most one part's worth of frames
  *     again, once, at the end. The sources are thawed only after it.
- * 13. The end holds no copy of the frame table: the INDEX record is encoded from it in 256 KiB
- *     pieces (snap_store_index_record_seal, _stream), a pass for its tag and CRC, one for the
- *     signature's digest when signed, and one as it is written, which must give the CRC of the
- *     first (store_write_index). The table does not change between them: a replay compares
- *     its frames with the entries in place.
+ * 13. The frames' index entries are a table (store-internal.h) that spills to an unlinked
+ *     temporary file past STORE_TABLE_SPILL_DEFAULT entries, next to a file output or in
+ *     $TMPDIR (store_table), so memory does not grow with DATA. The end holds no copy of it:
+ *     the INDEX record is encoded from it in 256 KiB pieces (snap_store_index_record_seal,
+ *     _stream), a pass for its tag and CRC, one for the signature's digest when signed, and
+ *     one as it is written, which must give the CRC of the first (store_write_index). The
+ *     table does not change between them: a replay compares its frames with the entries in
+ *     place, and takes its chunks from the table before its pipeline's sink reads it.
  *
  * State transitions (snap_store_run):
  *  1. prepare: open sources, build layouts (store_open_volumes), keys (store_keys), header,
