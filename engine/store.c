@@ -1254,11 +1254,6 @@ static int store_index(struct store_ctx *s, struct snap_store_index *ix)
 	return r;
 }
 
-static void store_index_clear(struct snap_store_index *ix)
-{
-	snap_store_index_clear(ix);
-}
-
 static int emit_digest(void *ctx, const void *buf, size_t len)
 {
 	return snap_store_mac_update(ctx, buf, len);
@@ -1313,8 +1308,8 @@ static int store_write_index(struct store_ctx *s, const struct snap_store_index 
 		return snap_job_fail(s->job, -EIO, "the index changed while it was written");
 	struct tail_write tw = {.s = s, .crc = crc32(0L, Z_NULL, 0)};
 	int r = snap_store_index_record_stream(ix, seal, emit_write, &tw);
-	if (r < 0)
-		return r;
+	if (r < 0) /* a write failed the job already; a prefix not handed over alone did not */
+		return tw.started ? r : snap_job_fail(s->job, r, "cannot write the index");
 	if ((uint32_t)tw.crc != seal->crc)
 		return snap_job_fail(s->job, -EIO, "the index changed while it was written");
 	return 0;
@@ -1336,7 +1331,7 @@ static int store_write_tail(struct store_ctx *s)
 	if (r == 0)
 		r = snap_store_index_record_seal(&ix, s->encrypted ? s->keys.mac : NULL, &seal);
 	if (r < 0) {
-		store_index_clear(&ix);
+		snap_store_index_clear(&ix);
 		return snap_job_fail(s->job, r, "cannot build the index");
 	}
 	struct snap_store_footer ft = {
@@ -1364,7 +1359,7 @@ static int store_write_tail(struct store_ctx *s)
 			snap_layout_thaw(s->vols[i].layout);
 		r = store_write_index(s, &ix, &seal);
 	}
-	store_index_clear(&ix);
+	snap_store_index_clear(&ix);
 	if (r == 0 && sig_rec)
 		r = write_all(s, sig_rec, sig_len);
 	free(sig_rec);
