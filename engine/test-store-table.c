@@ -2,9 +2,9 @@
 /*
  * test-store-table.c - the store's frame table against a plain array (the reference): kept in
  * memory and spilled at 0, 1, a block - 1, a block and a block + 1 entries, with appends across
- * several 4096-entry blocks, entries replaced below, inside and at the end of the file's part,
- * reads that straddle the file and the block being filled, and gets that walk backwards
- * through the read block.
+ * several 4096-entry blocks, entries replaced below, inside and at the end of the file's part
+ * (also while the read block holds them), reads that straddle the file and the block being
+ * filled, and gets that walk backwards through the read block.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -60,6 +60,16 @@ static void check_table(uint64_t spill_at, uint64_t n)
 	}
 	const struct snap_store_index_frame *g;
 	CHECK(store_table_get(t, n, &g) == -EINVAL);
+	/* a replacement of an entry the read block holds shows in the next get */
+	for (size_t i = 0; i < 4; i++)
+		if (rep[i] < n) {
+			REQUIRE(store_table_get(t, rep[i], &g) == 0);
+			entry(rep[i], 9, &ref[rep[i]]);
+			CHECK(store_table_put(t, rep[i], &ref[rep[i]]) == 0);
+			REQUIRE(store_table_get(t, rep[i], &g) == 0);
+			CHECK(!memcmp(g, &ref[rep[i]], sizeof(e)), " replaced %llu",
+			      (unsigned long long)rep[i]);
+		}
 	/* reads of every size at every 1000th start, straddling the file and the block */
 	struct snap_store_index_frame *buf = calloc(n + 1, sizeof(*buf));
 	REQUIRE(buf != NULL);
