@@ -205,8 +205,8 @@ int store_table_get(struct store_table *t, uint64_t k, const struct snap_store_i
 		return 0;
 	}
 	if (k < t->rd0 || k >= t->rd0 + t->nrd) {
-		size_t n = t->blk0 - k < STORE_TABLE_BLOCK ? (size_t)(t->blk0 - k)
-							   : STORE_TABLE_BLOCK;
+		size_t n =
+		    t->blk0 - k < STORE_TABLE_BLOCK ? (size_t)(t->blk0 - k) : STORE_TABLE_BLOCK;
 		t->nrd = 0;
 		int r = pread_all(t->fd, t->rd, n * ENTRY, k * ENTRY);
 		if (r < 0)
@@ -227,16 +227,13 @@ int store_table_read(struct store_table *t, uint64_t first, size_t n,
 		memcpy(out, t->mem + first, n * ENTRY);
 		return 0;
 	}
-	size_t in_file = first >= t->blk0 ? 0
-			 : t->blk0 - first < n ? (size_t)(t->blk0 - first)
-					       : n;
+	size_t in_file = first >= t->blk0 ? 0 : t->blk0 - first < n ? (size_t)(t->blk0 - first) : n;
 	if (in_file) {
 		int r = pread_all(t->fd, out, in_file * ENTRY, first * ENTRY);
 		if (r < 0)
 			return r;
 	}
 	if (n > in_file)
-		memcpy(out + in_file, t->blk + (first + in_file - t->blk0),
-		       (n - in_file) * ENTRY);
+		memcpy(out + in_file, t->blk + (first + in_file - t->blk0), (n - in_file) * ENTRY);
 	return 0;
 }

@@ -227,7 +227,7 @@ struct store_ctx {
 	size_t keys_len, meta_len;
 	struct store_table *table; /* the frames' index entries (store-internal.h) */
 	struct snap_store_frame_source table_src;
-	uint64_t niframes;	   /* entries in use: a replay reuses the table's in place */
+	uint64_t niframes; /* entries in use: a replay reuses the table's in place */
 
 	/* pipeline */
 	struct snap_pipeline *pipe;

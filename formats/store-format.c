@@ -1257,7 +1257,8 @@ int snap_store_volume_digest_source(uint32_t volume, uint64_t size,
 		for (size_t j = 0; ok && j < n; j++) {
 			snap_put_le64(t, batch[j].offset);
 			snap_put_le32(t + 8, batch[j].raw_len);
-			ok = EVP_DigestUpdate(ctx, t, 12) && EVP_DigestUpdate(ctx, batch[j].digest, 32);
+			ok = EVP_DigestUpdate(ctx, t, 12) &&
+			     EVP_DigestUpdate(ctx, batch[j].digest, 32);
 		}
 		i += n;
 	}

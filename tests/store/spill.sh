@@ -23,14 +23,15 @@ for mode in plain sealed; do
 	extra=""
 	[ $mode = sealed ] && extra="--passphrase-file pass --sign-key ed.pem"
 	# shellcheck disable=SC2086
-	SNAPBUNDLE_STORE_SPILL_FRAMES= "$B" store a.img b.img -o mem.$mode.bin $FIX $extra --debug \
-		2> mem.$mode.log
+	SNAPBUNDLE_STORE_SPILL_FRAMES= "$B" store a.img=/dev/xvda b.img=/dev/xvdb -o mem.$mode.bin \
+		$FIX $extra --debug 2> mem.$mode.log
 	! grep -q "was spilled" mem.$mode.log || fail "$mode: a small store spilled its table"
 	for at in 0 1 4096 5000; do
 		# shellcheck disable=SC2086
-		SNAPBUNDLE_STORE_SPILL_FRAMES=$at "$B" store a.img=/dev/xvda b.img=/dev/xvdb -o spill.$mode.$at.bin \
-			$FIX $extra --debug 2> spill.$mode.$at.log
-		grep -q "was spilled" spill.$mode.$at.log || fail "$mode: spill at $at did not spill"
+		SNAPBUNDLE_STORE_SPILL_FRAMES=$at "$B" store a.img=/dev/xvda b.img=/dev/xvdb \
+			-o spill.$mode.$at.bin $FIX $extra --debug 2> spill.$mode.$at.log
+		grep -q "was spilled" spill.$mode.$at.log ||
+			fail "$mode: spill at $at did not spill"
 		cmp mem.$mode.bin spill.$mode.$at.bin ||
 			fail "$mode: the image spilled at $at differs from the one kept in memory"
 	done
