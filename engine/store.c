@@ -75,6 +75,14 @@
  *     then streams with its exact length. Memory stays bounded (no part is held, nothing is
  *     written locally); the cost is reading and sealing at most one part's worth of frames
  *     again, once, at the end. The sources are thawed only after it.
+ * 13. The frames' index entries are a table (store-internal.h) that spills to an unlinked
+ *     temporary file past STORE_TABLE_SPILL_DEFAULT entries, next to a file output or in
+ *     $TMPDIR (store_table), so memory does not grow with DATA. The end holds no copy of it:
+ *     the INDEX record is encoded from it in 256 KiB pieces (snap_store_index_record_seal,
+ *     _stream), a pass for its tag and CRC, one for the signature's digest when signed, and
+ *     one as it is written, which must give the CRC of the first (store_write_index). The
+ *     table does not change between them: a replay compares its frames with the entries in
+ *     place, and takes its chunks from the table before its pipeline's sink reads it.
  *
  * State transitions (snap_store_run):
  *  1. prepare: open sources, build layouts (store_open_volumes), keys (store_keys), header,
@@ -85,7 +93,7 @@
  *     (store_resume_marks) instead of writing the head
  *  2. data: chunks read through the reader, zero-scanned, cut into frames (store_fill_slot),
  *     sealed by workers (store_work), written in order by the sink (store_sink)
- *  3. finish: INDEX and footer built (store_write_tail); s3://: the size told, and a
+ *  3. finish: INDEX sealed, signed, footer built (store_write_tail); s3://: the size told, and a
  *     streamed part promised past the end produced again (store_end_s3, store_replay); INDEX
  *     and footer written; fsync and rename, or the upload completed and the checkpoint removed
  *     (store_commit)
@@ -104,6 +112,7 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
+#include <zlib.h>
 
 #include "disk-internal.h"
 #include "extent-map.h"
@@ -120,6 +129,7 @@
 #include "s3.h"
 #include "store-checkpoint.h"
 #include "store-image.h"
+#include "store-internal.h"
 #include "store-crypto.h"
 #include "store-format.h"
 #include "store-frame.h"
@@ -204,7 +214,8 @@ struct store_ctx {
 	uint64_t nverify;    /* frames below this number are compared with the checkpoint's */
 	uint32_t resume_vol; /* reading starts in this volume ... */
 	uint64_t resume_off; /* ... at this offset (a frame_size multiple) */
-	/* frames below nverify must equal these: a resume's checkpoint, a replay's first run */
+	/* frames below nverify must equal these: a resume's checkpoint; NULL: the table's own
+	 * entries, which a replay compares in place */
 	const struct snap_store_index_frame *vframes;
 	bool replaying; /* the end's replay of a streamed part (invariant 12) */
 
@@ -214,8 +225,9 @@ struct store_ctx {
 	uint8_t meta_digest[SNAP_STORE_DIGEST_SIZE];
 	uint8_t *keys_rec, *meta_rec; /* kept for the signature */
 	size_t keys_len, meta_len;
-	struct snap_store_index_frame *iframes;
-	uint64_t niframes, cap_iframes;
+	struct store_table *table; /* the frames' index entries (store-internal.h) */
+	struct snap_store_frame_source table_src;
+	uint64_t niframes; /* entries in use: a replay reuses the table's in place */
 
 	/* pipeline */
 	struct snap_pipeline *pipe;
@@ -669,18 +681,41 @@ static void iframe_set(struct snap_store_index_frame *e, const struct snap_store
 	memcpy(e->digest, f->digest, SNAP_STORE_DIGEST_SIZE);
 }
 
+/* The table, made at its first entry: a spill goes next to a file output (on the filesystem
+ * that takes the image), elsewhere to $TMPDIR or /var/tmp. */
+static int store_table(struct store_ctx *s)
+{
+	if (s->table)
+		return 0;
+	char *dir = NULL;
+	if (s->path && !snap_s3_is_url(s->path) && strcmp(s->path, "-") != 0) {
+		const char *slash = strrchr(s->path, '/');
+		dir = slash ? strndup(s->path, slash == s->path ? 1 : (size_t)(slash - s->path))
+			    : strdup(".");
+		if (!dir)
+			return -ENOMEM;
+	}
+	int r = store_table_new(dir, store_table_spill_at(), &s->table);
+	free(dir);
+	return r;
+}
+
 static int add_iframe(struct store_ctx *s, const struct snap_store_frame *f, uint64_t file_offset)
 {
-	if (s->niframes == s->cap_iframes) {
-		uint64_t cap = s->cap_iframes ? s->cap_iframes * 2 : 1024;
-		struct snap_store_index_frame *n = realloc(s->iframes, cap * sizeof(*n));
-		if (!n)
-			return -ENOMEM;
-		s->iframes = n;
-		s->cap_iframes = cap;
-	}
-	iframe_set(&s->iframes[s->niframes++], f, file_offset);
-	return 0;
+	struct snap_store_index_frame e;
+	iframe_set(&e, f, file_offset);
+	int r = store_table(s);
+	if (r == 0)
+		r = store_table_put(s->table, s->niframes, &e);
+	if (r == 0)
+		s->niframes++;
+	return r;
+}
+
+/* Entry k of the table (k < s->niframes or, in a replay, below nverify). */
+static int iframe_get(struct store_ctx *s, uint64_t k, const struct snap_store_index_frame **ret)
+{
+	return s->table ? store_table_get(s->table, k, ret) : -EINVAL;
 }
 
 /* A frame sealed again by a resume is the one the checkpoint recorded (invariant 11). */
@@ -708,8 +743,19 @@ static int store_sink(void *ctx, unsigned i)
 		if (s->replaying && fj->f.index < s->nverify && fj->f.index == s->niframes)
 			s->niframes++;
 		else if ((r = add_iframe(s, &fj->f, at)) < 0)
-			return snap_pipeline_fail(s->pipe, r, "out of memory");
-		if (fj->f.index < s->nverify && !store_resume_same(&s->vframes[fj->f.index], e))
+			return snap_pipeline_fail(s->pipe, r, "cannot record frame %llu: %s",
+						  (unsigned long long)fj->f.index,
+						  snap_strerror(r));
+		const struct snap_store_index_frame *want = NULL;
+		if (fj->f.index < s->nverify) {
+			if (s->vframes)
+				want = &s->vframes[fj->f.index];
+			else if ((r = iframe_get(s, fj->f.index, &want)) < 0)
+				return snap_pipeline_fail(s->pipe, r, "cannot read frame %llu: %s",
+							  (unsigned long long)fj->f.index,
+							  snap_strerror(r));
+		}
+		if (want && !store_resume_same(want, e))
 			return snap_pipeline_fail(
 			    s->pipe, -ESTALE,
 			    "cannot %s %s: %s changed since the upload began (frame %llu at "
@@ -988,17 +1034,33 @@ static int store_replay_frames(struct store_ctx *s, uint64_t k0, uint64_t n)
 	if (r < 0)
 		return snap_job_fail(s->job, r, "cannot start worker threads: %s",
 				     snap_strerror(r));
-	struct snap_range *chunks = calloc(n - k0 + 1, sizeof(*chunks));
-	if (!chunks)
+	struct snap_range *all = calloc(n - k0 + 1, sizeof(*all));
+	uint32_t *vol = calloc(n - k0 + 1, sizeof(*vol));
+	if (!all || !vol) {
+		free(all);
+		free(vol);
 		return -ENOMEM;
+	}
+	/* every chunk taken from the table before the pipeline runs: its sink reads the table
+	 * (store-internal.h invariant 2) */
+	for (uint64_t k = k0; k < n && r == 0; k++) {
+		const struct snap_store_index_frame *f;
+		if ((r = iframe_get(s, k, &f)) < 0) {
+			r = snap_job_fail(s->job, r, "cannot read frame %llu of the index: %s",
+					  (unsigned long long)k, snap_strerror(r));
+			break;
+		}
+		all[k - k0] = (struct snap_range){f->offset, f->raw_len};
+		vol[k - k0] = f->volume;
+	}
 	for (uint64_t a = k0; a < n && r == 0;) {
-		uint32_t vi = s->iframes[a].volume;
+		uint32_t vi = vol[a - k0];
 		struct store_vol *v = &s->vols[vi];
+		struct snap_range *chunks = all + (a - k0);
 		size_t nc = 0;
 		uint64_t b = a;
-		for (; b < n && s->iframes[b].volume == vi; b++)
-			chunks[nc++] =
-			    (struct snap_range){s->iframes[b].offset, s->iframes[b].raw_len};
+		for (; b < n && vol[b - k0] == vi; b++)
+			nc++;
 		a = b;
 		if ((r = snap_reader_start(v->reader, chunks, nc)) < 0) {
 			r = snap_job_fail(s->job, r, "cannot read %s: %s", v->path,
@@ -1019,7 +1081,8 @@ static int store_replay_frames(struct store_ctx *s, uint64_t k0, uint64_t n)
 			snap_pipeline_submit(s->pipe, sl->nframes == 0);
 		}
 	}
-	free(chunks);
+	free(all);
+	free(vol);
 	if (r == 0)
 		r = snap_pipeline_finish(s->pipe);
 	store_stop_workers(s);
@@ -1035,13 +1098,32 @@ static int store_replay(struct store_ctx *s, uint64_t from)
 	uint64_t head_len = s->meta_offset + s->meta_length;
 	struct snap_progress *pg = &s->job->progress;
 	uint64_t done0 = pg->bytes_done, read0 = pg->bytes_read, skipped0 = pg->bytes_skipped;
-	const struct snap_store_index_frame *first = s->iframes;
-	while (k0 < n && iframe_end(&first[k0]) <= from)
-		k0++;
+	/* k0: the first frame that ends past from (frames end in increasing order) */
+	const struct snap_store_index_frame *f;
+	uint64_t lo = 0, hi = n, at0 = data_end;
+	while (lo < hi) {
+		uint64_t mid = lo + (hi - lo) / 2;
+		int r = iframe_get(s, mid, &f);
+		if (r < 0)
+			return snap_job_fail(s->job, r, "cannot read the index: %s",
+					     snap_strerror(r));
+		if (iframe_end(f) <= from)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	k0 = lo;
+	if (k0 < n) {
+		int r = iframe_get(s, k0, &f);
+		if (r < 0)
+			return snap_job_fail(s->job, r, "cannot read the index: %s",
+					     snap_strerror(r));
+		at0 = f->file_offset;
+	}
 	/* the entries [k0, n) stay where they are: the sink compares each frame sealed again
 	 * with its entry in place (no second copy of an index that may be large) */
 	s->niframes = s->next_frame = k0;
-	s->vframes = first;
+	s->vframes = NULL;
 	s->nverify = n;
 	s->replaying = true;
 	s->skip_to = from;
@@ -1054,7 +1136,7 @@ static int store_replay(struct store_ctx *s, uint64_t from)
 		if (r == 0)
 			r = write_all(s, s->meta_rec, s->meta_len);
 	} else {
-		s->written = k0 < n ? first[k0].file_offset : data_end;
+		s->written = at0;
 	}
 	if (r == 0 && k0 < n)
 		r = store_replay_frames(s, k0, n);
@@ -1096,8 +1178,9 @@ static int store_end_s3(struct store_ctx *s, uint64_t size)
 
 /* ---- tail ---- */
 
-/* The SIGNATURE record over header, KEYS, META and INDEX (formats/STORE_FORMAT.md). */
-static int store_sign(struct store_ctx *s, const uint8_t *index_rec, size_t index_len,
+/* The SIGNATURE record over header, KEYS, META and INDEX (formats/STORE_FORMAT.md); the INDEX
+ * record by its SHA-256. */
+static int store_sign(struct store_ctx *s, const uint8_t index_digest[SNAP_STORE_DIGEST_SIZE],
 		      uint8_t **ret, size_t *ret_len)
 {
 	const char *keyfile = snap_job_string(s->job, SNAP_SPARAM_SIGNING_KEY);
@@ -1110,8 +1193,8 @@ static int store_sign(struct store_ctx *s, const uint8_t *index_rec, size_t inde
 	uint8_t *sig = NULL, *spki = NULL, *payload = NULL;
 	size_t sl = 0, kl = 0, pl = 0;
 	const char *why = "";
-	r = snap_store_signed_message(s->header, s->keys_rec, s->keys_len, s->meta_rec, s->meta_len,
-				      index_rec, index_len, msg);
+	r = snap_store_signed_message_digest(s->header, s->keys_rec, s->keys_len, s->meta_rec,
+					     s->meta_len, index_digest, msg);
 	if (r == 0)
 		r = snap_store_sign(pem, pem_len, msg, sizeof(msg), &sig, &sl, &spki, &kl, &why);
 	OPENSSL_cleanse(pem, pem_len);
@@ -1129,22 +1212,30 @@ static int store_sign(struct store_ctx *s, const uint8_t *index_rec, size_t inde
 	return r;
 }
 
-static int store_write_tail(struct store_ctx *s)
+static int table_read(void *ctx, uint64_t first, size_t n, struct snap_store_index_frame *out)
 {
-	struct snap_store_index ix = {
+	return store_table_read(ctx, first, n, out);
+}
+
+/* The INDEX of the frames in the table (read from it, not copied) and the volumes' extent
+ * maps and digests. */
+static int store_index(struct store_ctx *s, struct snap_store_index *ix)
+{
+	s->table_src = (struct snap_store_frame_source){table_read, s->table};
+	*ix = (struct snap_store_index){
 	    .meta_offset = s->meta_offset,
 	    .meta_length = s->meta_length,
 	    .nvolumes = (uint32_t)s->nvols,
 	    .nframes = s->niframes,
-	    .frames = s->iframes,
+	    .source = &s->table_src,
 	};
-	memcpy(ix.meta_digest, s->meta_digest, sizeof(ix.meta_digest));
-	ix.vols = calloc(s->nvols, sizeof(*ix.vols));
-	if (!ix.vols)
+	memcpy(ix->meta_digest, s->meta_digest, sizeof(ix->meta_digest));
+	ix->vols = calloc(s->nvols, sizeof(*ix->vols));
+	if (!ix->vols)
 		return -ENOMEM;
 	int r = 0;
 	for (size_t i = 0; i < s->nvols && r == 0; i++) {
-		struct snap_store_index_volume *iv = &ix.vols[i];
+		struct snap_store_index_volume *iv = &ix->vols[i];
 		struct snap_map *map = s->vols[i].layout->map;
 		iv->first_frame = s->vols[i].first_frame;
 		iv->nframes = s->vols[i].nframes;
@@ -1156,49 +1247,119 @@ static int store_write_tail(struct store_ctx *s)
 		}
 		for (size_t j = 0; j < iv->nextents; j++)
 			iv->extents[j] = *snap_map_get(map, j);
-		r = snap_store_volume_digest((uint32_t)i, snap_map_size(map), iv->extents,
-					     iv->nextents, s->iframes + iv->first_frame,
-					     iv->nframes, iv->digest);
+		r = snap_store_volume_digest_source((uint32_t)i, snap_map_size(map), iv->extents,
+						    iv->nextents, &s->table_src, iv->first_frame,
+						    iv->nframes, iv->digest);
 	}
-	uint8_t *payload = NULL, *rec = NULL;
-	size_t plen = 0, rlen = 0;
+	return r;
+}
+
+static int emit_digest(void *ctx, const void *buf, size_t len)
+{
+	return snap_store_mac_update(ctx, buf, len);
+}
+
+/* The write pass checks itself: the bytes written must have the CRC the first pass sealed. */
+struct tail_write {
+	struct store_ctx *s;
+	uLong crc; /* with the prefix's crc field as zero, as the CRC is defined */
+	bool started;
+};
+
+static int emit_write(void *ctx, const void *buf, size_t len)
+{
+	struct tail_write *tw = ctx;
+	if (!tw->started) {
+		/* snap_store_index_record_stream hands the prefix over alone, first */
+		uint8_t pfx[SNAP_STORE_PREFIX_SIZE] = {0};
+		if (len != sizeof(pfx))
+			return -EIO;
+		memcpy(pfx, buf, 4);
+		memcpy(pfx + 8, (const uint8_t *)buf + 8, 8);
+		tw->crc = crc32_z(tw->crc, pfx, sizeof(pfx));
+		tw->started = true;
+	} else {
+		tw->crc = crc32_z(tw->crc, buf, len);
+	}
+	return write_all(tw->s, buf, len);
+}
+
+/* SHA-256 of the INDEX record, for the signature: a pass over the record as it will stream. */
+static int store_index_digest(const struct snap_store_index *ix,
+			      const struct snap_store_record_seal *seal,
+			      uint8_t out[SNAP_STORE_DIGEST_SIZE])
+{
+	struct snap_store_mac_ctx *sha = NULL;
+	int r = snap_store_mac_new(NULL, &sha);
 	if (r == 0)
-		r = snap_store_index_encode(&ix, &payload, &plen);
+		r = snap_store_index_record_stream(ix, seal, emit_digest, sha);
 	if (r == 0)
-		r = snap_store_build_record(SNAP_STORE_REC_INDEX, payload, plen,
-					    s->encrypted ? s->keys.mac : NULL, NULL, NULL, 0, &rec,
-					    &rlen);
-	ix.frames = NULL; /* owned by s */
-	snap_store_index_clear(&ix);
-	free(payload);
-	if (r < 0)
-		return snap_job_fail(s->job, r, "cannot build the index");
-	struct snap_store_footer ft = {
-	    .index_offset = s->written,
-	    .index_length = rlen,
-	    .image_size = s->written + rlen + SNAP_STORE_FOOTER_SIZE,
-	};
-	memcpy(ft.image_id, s->image_id, SNAP_STORE_ID_SIZE);
+		r = snap_store_mac_final(sha, out);
+	snap_store_mac_free(sha);
+	return r;
+}
+
+/* The record's bytes as the seal saw them: the same frame table, the same CRC (its own field
+ * read as zero, as the CRC covers it). */
+static int store_write_index(struct store_ctx *s, const struct snap_store_index *ix,
+			     const struct snap_store_record_seal *seal)
+{
+	if (ix->nframes != s->niframes)
+		return snap_job_fail(s->job, -EIO, "the index changed while it was written");
+	struct tail_write tw = {.s = s, .crc = crc32(0L, Z_NULL, 0)};
+	int r = snap_store_index_record_stream(ix, seal, emit_write, &tw);
+	if (r < 0) /* a write failed the job already; a prefix not handed over alone did not */
+		return tw.started ? r : snap_job_fail(s->job, r, "cannot write the index");
+	if ((uint32_t)tw.crc != seal->crc)
+		return snap_job_fail(s->job, -EIO, "the index changed while it was written");
+	return 0;
+}
+
+/* The INDEX record is never held whole (bench/RESULTS.md, the end of a store): it is encoded
+ * from the frame table in 256 KiB pieces, once for its tag and CRC, once more for the
+ * signature's digest when signed, and once as it is written. */
+static int store_write_tail(struct store_ctx *s)
+{
+	struct snap_store_index ix;
+	struct snap_store_record_seal seal;
 	uint8_t *sig_rec = NULL;
 	size_t sig_len = 0;
-	if (snap_job_string(s->job, SNAP_SPARAM_SIGNING_KEY) &&
-	    (r = store_sign(s, rec, rlen, &sig_rec, &sig_len)) < 0) {
-		free(rec);
-		return r;
+	int r = store_index(s, &ix);
+	if (s->table && store_table_spilled(s->table))
+		snap_debug("the frame table (%llu entries) was spilled to a temporary file",
+			   (unsigned long long)s->niframes);
+	if (r == 0)
+		r = snap_store_index_record_seal(&ix, s->encrypted ? s->keys.mac : NULL, &seal);
+	if (r < 0) {
+		snap_store_index_clear(&ix);
+		return snap_job_fail(s->job, r, "cannot build the index");
+	}
+	struct snap_store_footer ft = {
+	    .index_offset = s->written,
+	    .index_length = seal.length,
+	    .image_size = s->written + seal.length + SNAP_STORE_FOOTER_SIZE,
+	};
+	memcpy(ft.image_id, s->image_id, SNAP_STORE_ID_SIZE);
+	if (snap_job_string(s->job, SNAP_SPARAM_SIGNING_KEY)) {
+		uint8_t digest[SNAP_STORE_DIGEST_SIZE];
+		r = store_index_digest(&ix, &seal, digest);
+		if (r < 0)
+			r = snap_job_fail(s->job, r, "cannot build the index");
+		else
+			r = store_sign(s, digest, &sig_rec, &sig_len);
 	}
 	ft.image_size += sig_len;
 	uint8_t foot[SNAP_STORE_FOOTER_SIZE];
 	snap_store_footer_encode(&ft, foot);
-	if (s->url && (r = store_end_s3(s, ft.image_size)) < 0) {
-		free(rec);
-		free(sig_rec);
-		return r;
+	if (r == 0 && s->url)
+		r = store_end_s3(s, ft.image_size);
+	if (r == 0) {
+		/* the sources are read for the last time (store_end_s3) */
+		for (size_t i = 0; i < s->nvols; i++)
+			snap_layout_thaw(s->vols[i].layout);
+		r = store_write_index(s, &ix, &seal);
 	}
-	/* the sources are read for the last time (store_end_s3) */
-	for (size_t i = 0; i < s->nvols; i++)
-		snap_layout_thaw(s->vols[i].layout);
-	r = write_all(s, rec, rlen);
-	free(rec);
+	snap_store_index_clear(&ix);
 	if (r == 0 && sig_rec)
 		r = write_all(s, sig_rec, sig_len);
 	free(sig_rec);
@@ -1389,7 +1550,7 @@ static int store_ckpt_start(struct store_ctx *s)
 	    .meta_offset = s->meta_offset,
 	    .meta_length = s->meta_length,
 	    .nvols = s->nvols,
-	    .frames = s->iframes,
+	    .frames = s->resuming ? s->rs.frames : NULL, /* [0, niframes): store_resume_plan */
 	    .nframes = s->niframes,
 	};
 	uint8_t *head = NULL;
@@ -1653,14 +1814,17 @@ static int store_resume_plan(struct store_ctx *s)
 	s->nverify = m;
 	s->vframes = rs->frames;
 	s->skip_to = e;
-	free(s->iframes);
-	s->cap_iframes = kstart + 1024;
-	if (!(s->iframes = malloc(s->cap_iframes * sizeof(*s->iframes))))
-		return -ENOMEM;
-	memcpy(s->iframes, rs->frames, kstart * sizeof(*s->iframes));
+	s->table = store_table_free(s->table);
+	s->niframes = 0;
+	int r = store_table(s);
+	for (uint64_t k = 0; k < kstart && r == 0; k++)
+		r = store_table_put(s->table, k, &rs->frames[k]);
+	if (r < 0)
+		return snap_job_fail(s->job, r, "cannot record the frames of %s: %s", s->ckpt_path,
+				     snap_strerror(r));
 	s->niframes = s->next_frame = kstart;
 	if (kstart) {
-		const struct snap_store_index_frame *f = &s->iframes[kstart - 1];
+		const struct snap_store_index_frame *f = &rs->frames[kstart - 1];
 		struct snap_store_frame tmp = {.flags = f->flags, .stored_len = f->stored_len};
 		s->written = f->file_offset + snap_store_frame_record_len(&tmp);
 	} else {
@@ -1680,6 +1844,8 @@ static int store_resume_plan(struct store_ctx *s)
  * ranges. */
 static int store_resume_marks(struct store_ctx *s)
 {
+	/* the table's entries below the restart are the checkpoint's (store_resume_plan) */
+	const struct snap_store_index_frame *fr = s->rs.frames;
 	for (uint32_t vi = 0; vi < s->nvols && vi <= s->resume_vol; vi++) {
 		struct store_vol *v = &s->vols[vi];
 		uint64_t limit = vi < s->resume_vol ? v->src->size : s->resume_off;
@@ -1699,30 +1865,30 @@ static int store_resume_marks(struct store_ctx *s)
 		}
 		/* this volume's frames below the restart, in offset order */
 		uint64_t k = 0;
-		while (k < s->niframes && s->iframes[k].volume < vi)
+		while (k < s->niframes && fr[k].volume < vi)
 			k++;
 		v->first_frame = k;
 		int r = 0;
 		for (size_t i = 0; i < nr && r == 0; i++) {
 			uint64_t at = ranges[i].offset, end = at + ranges[i].length;
 			while (at < end && r == 0) {
-				while (k < s->niframes && s->iframes[k].volume == vi &&
-				       s->iframes[k].offset + s->iframes[k].raw_len <= at)
+				while (k < s->niframes && fr[k].volume == vi &&
+				       fr[k].offset + fr[k].raw_len <= at)
 					k++;
-				bool in = k < s->niframes && s->iframes[k].volume == vi;
-				uint64_t fs = in ? s->iframes[k].offset : end;
+				bool in = k < s->niframes && fr[k].volume == vi;
+				uint64_t fs = in ? fr[k].offset : end;
 				if (fs > at) {
 					uint64_t z = (fs < end ? fs : end) - at;
 					r = snap_map_mark(map, at, z, SNAP_EXTENT_ZERO,
 							  SNAP_LAYER_ZEROSCAN);
 					at += z;
 				} else {
-					at = s->iframes[k].offset + s->iframes[k].raw_len;
+					at = fr[k].offset + fr[k].raw_len;
 				}
 			}
 		}
 		free(ranges);
-		while (k < s->niframes && s->iframes[k].volume == vi)
+		while (k < s->niframes && fr[k].volume == vi)
 			k++;
 		v->nframes = k - v->first_frame;
 		if (r < 0)
@@ -1960,7 +2126,7 @@ static void store_cleanup(struct store_ctx *s, int r)
 		free(s->slots[i].frames);
 	}
 	free(s->slots);
-	free(s->iframes);
+	s->table = store_table_free(s->table);
 	free(s->keys_rec);
 	free(s->meta_rec);
 	OPENSSL_cleanse(s->dk, sizeof(s->dk));

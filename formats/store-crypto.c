@@ -83,34 +83,81 @@ int snap_store_random(const struct snap_store_rng *rng, const char *purpose, uin
 	return 0;
 }
 
+/* One of the two is set: a plain SHA-256, or HMAC-SHA256 under a key. */
+struct snap_store_mac_ctx {
+	EVP_MD_CTX *md;
+	EVP_MAC *mac;
+	EVP_MAC_CTX *hmac;
+};
+
+struct snap_store_mac_ctx *snap_store_mac_free(struct snap_store_mac_ctx *m)
+{
+	if (m) {
+		EVP_MD_CTX_free(m->md);
+		EVP_MAC_CTX_free(m->hmac);
+		EVP_MAC_free(m->mac);
+		free(m);
+	}
+	return NULL;
+}
+
+int snap_store_mac_new(const uint8_t *key, struct snap_store_mac_ctx **ret)
+{
+	struct snap_store_mac_ctx *m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	int ok;
+	if (!key) {
+		m->md = EVP_MD_CTX_new();
+		ok = m->md && EVP_DigestInit_ex(m->md, EVP_sha256(), NULL);
+	} else {
+		OSSL_PARAM params[] = {
+		    OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+		    OSSL_PARAM_construct_end(),
+		};
+		m->mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+		m->hmac = m->mac ? EVP_MAC_CTX_new(m->mac) : NULL;
+		ok = m->hmac && EVP_MAC_init(m->hmac, key, SNAP_STORE_KEY_SIZE, params);
+	}
+	if (!ok) {
+		snap_store_mac_free(m);
+		return -EIO;
+	}
+	*ret = m;
+	return 0;
+}
+
+int snap_store_mac_update(struct snap_store_mac_ctx *m, const void *buf, size_t len)
+{
+	int ok = m->md ? EVP_DigestUpdate(m->md, buf, len) : EVP_MAC_update(m->hmac, buf, len);
+	return ok ? 0 : -EIO;
+}
+
+int snap_store_mac_final(struct snap_store_mac_ctx *m, uint8_t out[SNAP_STORE_DIGEST_SIZE])
+{
+	int ok;
+	if (m->md) {
+		unsigned int l = 0;
+		ok = EVP_DigestFinal_ex(m->md, out, &l) && l == SNAP_STORE_DIGEST_SIZE;
+	} else {
+		size_t l = 0;
+		ok = EVP_MAC_final(m->hmac, out, &l, SNAP_STORE_DIGEST_SIZE) &&
+		     l == SNAP_STORE_DIGEST_SIZE;
+	}
+	return ok ? 0 : -EIO;
+}
+
 int snap_store_mac(const uint8_t *key, const void *const *parts, const size_t *lens, size_t n,
 		   uint8_t out[SNAP_STORE_DIGEST_SIZE])
 {
-	int ok = 0;
-	if (!key) {
-		EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-		unsigned int l = 0;
-		ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-		for (size_t i = 0; ok && i < n; i++)
-			ok = EVP_DigestUpdate(ctx, parts[i], lens[i]);
-		ok = ok && EVP_DigestFinal_ex(ctx, out, &l);
-		EVP_MD_CTX_free(ctx);
-		return ok ? 0 : -EIO;
-	}
-	EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-	EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
-	OSSL_PARAM params[] = {
-	    OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
-	    OSSL_PARAM_construct_end(),
-	};
-	size_t l = 0;
-	ok = ctx && EVP_MAC_init(ctx, key, SNAP_STORE_KEY_SIZE, params);
-	for (size_t i = 0; ok && i < n; i++)
-		ok = EVP_MAC_update(ctx, parts[i], lens[i]);
-	ok = ok && EVP_MAC_final(ctx, out, &l, SNAP_STORE_DIGEST_SIZE) && l == 32;
-	EVP_MAC_CTX_free(ctx);
-	EVP_MAC_free(mac);
-	return ok ? 0 : -EIO;
+	struct snap_store_mac_ctx *m = NULL;
+	int r = snap_store_mac_new(key, &m);
+	for (size_t i = 0; r == 0 && i < n; i++)
+		r = snap_store_mac_update(m, parts[i], lens[i]);
+	if (r == 0)
+		r = snap_store_mac_final(m, out);
+	snap_store_mac_free(m);
+	return r;
 }
 
 bool snap_store_ct_equal(const void *a, const void *b, size_t n)
@@ -514,16 +561,33 @@ int snap_store_signed_message(const uint8_t header[SNAP_STORE_HEADER_SIZE], cons
 			      const uint8_t *index, size_t index_len,
 			      uint8_t out[SNAP_STORE_SIGNED_MSG_SIZE])
 {
+	uint8_t d[SNAP_STORE_DIGEST_SIZE];
+	const void *p[] = {index};
+	const size_t n[] = {index_len};
+	int r = snap_store_mac(NULL, p, n, 1, d);
+	if (r == 0)
+		r = snap_store_signed_message_digest(header, keys, keys_len, meta, meta_len, d,
+						     out);
+	return r;
+}
+
+int snap_store_signed_message_digest(const uint8_t header[SNAP_STORE_HEADER_SIZE],
+				     const uint8_t *keys, size_t keys_len, const uint8_t *meta,
+				     size_t meta_len,
+				     const uint8_t index_digest[SNAP_STORE_DIGEST_SIZE],
+				     uint8_t out[SNAP_STORE_SIGNED_MSG_SIZE])
+{
 	size_t l = sizeof(SNAP_STORE_SIGNATURE_LABEL) - 1;
 	memcpy(out, SNAP_STORE_SIGNATURE_LABEL, l);
 	memcpy(out + l, header, SNAP_STORE_HEADER_SIZE);
 	uint8_t *d = out + l + SNAP_STORE_HEADER_SIZE;
-	const void *p[] = {keys ? (const void *)keys : (const void *)"", meta, index};
-	const size_t n[] = {keys ? keys_len : 0, meta_len, index_len};
-	for (int i = 0; i < 3; i++) {
+	const void *p[] = {keys ? (const void *)keys : (const void *)"", meta};
+	const size_t n[] = {keys ? keys_len : 0, meta_len};
+	for (int i = 0; i < 2; i++) {
 		int r = snap_store_mac(NULL, &p[i], &n[i], 1, d + 32 * i);
 		if (r < 0)
 			return r;
 	}
+	memcpy(d + 64, index_digest, SNAP_STORE_DIGEST_SIZE);
 	return 0;
 }

@@ -57,6 +57,12 @@ int snap_store_cipher_open(struct snap_store_cipher *c, const uint8_t nonce[12],
 /* SHA-256 or HMAC-SHA256 (key non-NULL) over the concatenation of n buffers. */
 int snap_store_mac(const uint8_t *key, const void *const *parts, const size_t *lens, size_t n,
 		   uint8_t out[SNAP_STORE_DIGEST_SIZE]);
+/* The same, incrementally: for a record written piece by piece (snap_store_index_record_*). */
+struct snap_store_mac_ctx;
+int snap_store_mac_new(const uint8_t *key, struct snap_store_mac_ctx **ret);
+int snap_store_mac_update(struct snap_store_mac_ctx *m, const void *buf, size_t len);
+int snap_store_mac_final(struct snap_store_mac_ctx *m, uint8_t out[SNAP_STORE_DIGEST_SIZE]);
+struct snap_store_mac_ctx *snap_store_mac_free(struct snap_store_mac_ctx *m);
 bool snap_store_ct_equal(const void *a, const void *b, size_t n);
 
 /* Key slots. */
@@ -95,6 +101,12 @@ int snap_store_signed_message(const uint8_t header[SNAP_STORE_HEADER_SIZE], cons
 			      size_t keys_len, const uint8_t *meta, size_t meta_len,
 			      const uint8_t *index, size_t index_len,
 			      uint8_t out[SNAP_STORE_SIGNED_MSG_SIZE]);
+/* The same with the INDEX record given by its SHA-256 (a writer that streams the record). */
+int snap_store_signed_message_digest(const uint8_t header[SNAP_STORE_HEADER_SIZE],
+				     const uint8_t *keys, size_t keys_len, const uint8_t *meta,
+				     size_t meta_len,
+				     const uint8_t index_digest[SNAP_STORE_DIGEST_SIZE],
+				     uint8_t out[SNAP_STORE_SIGNED_MSG_SIZE]);
 
 /* Signs msg with a PEM private key (RSA: PKCS#1 v1.5, EC: ECDSA, both over SHA-256; Ed25519
  * as itself). ret_sig and ret_spki (the signer's DER SubjectPublicKeyInfo) are malloc'd. */

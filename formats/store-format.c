@@ -918,39 +918,163 @@ static void put_iframe(uint8_t *p, const struct snap_store_index_frame *f)
 	memcpy(p + IFR(digest), f->digest, SNAP_STORE_DIGEST_SIZE);
 }
 
+uint64_t snap_store_index_payload_len(const struct snap_store_index *ix)
+{
+	uint64_t n = 64 + ix->nframes * SNAP_STORE_INDEX_FRAME_SIZE;
+	for (uint32_t i = 0; i < ix->nvolumes; i++)
+		n += 56 + ix->vols[i].nextents * SNAP_STORE_INDEX_EXTENT_SIZE;
+	return n;
+}
+
+/* The encoder's staging: the payload goes out in pieces of at most this (4096 frame entries). */
+#define INDEX_PIECE (256u << 10)
+/* Entries read at once from a frame source (ix->frames NULL): 16 KiB on the stack. */
+#define FRAME_BATCH 256u
+
+struct piece {
+	uint8_t *p;
+	size_t len;
+	snap_store_emit_fn emit;
+	void *ctx;
+	int err;
+};
+
+static int piece_flush(struct piece *b)
+{
+	if (b->err == 0 && b->len)
+		b->err = b->emit(b->ctx, b->p, b->len);
+	b->len = 0;
+	return b->err;
+}
+
+/* Room for n (at most INDEX_PIECE) bytes, flushing what is staged first when they do not fit. */
+static uint8_t *piece_room(struct piece *b, size_t n)
+{
+	if (b->len + n > INDEX_PIECE && piece_flush(b) < 0)
+		return NULL;
+	if (b->err)
+		return NULL;
+	uint8_t *r = b->p + b->len;
+	b->len += n;
+	return r;
+}
+
+int snap_store_index_stream(const struct snap_store_index *ix, snap_store_emit_fn emit, void *ctx)
+{
+	struct piece b = {.p = malloc(INDEX_PIECE), .emit = emit, .ctx = ctx};
+	if (!b.p)
+		return -ENOMEM;
+	uint8_t *p = piece_room(&b, 64);
+	if (p) {
+		snap_put_le32(p, ix->nvolumes);
+		snap_put_le32(p + 4, 0);
+		snap_put_le64(p + 8, ix->nframes);
+		snap_put_le64(p + 16, ix->meta_offset);
+		snap_put_le64(p + 24, ix->meta_length);
+		memcpy(p + 32, ix->meta_digest, 32);
+	}
+	for (uint32_t i = 0; i < ix->nvolumes && !b.err; i++) {
+		const struct snap_store_index_volume *v = &ix->vols[i];
+		if ((p = piece_room(&b, 56))) {
+			snap_put_le64(p, v->nextents);
+			snap_put_le64(p + 8, v->first_frame);
+			snap_put_le64(p + 16, v->nframes);
+			memcpy(p + 24, v->digest, 32);
+		}
+		for (size_t j = 0; j < v->nextents; j++)
+			if ((p = piece_room(&b, SNAP_STORE_INDEX_EXTENT_SIZE)))
+				put_extent(p, &v->extents[j]);
+	}
+	struct snap_store_index_frame batch[FRAME_BATCH];
+	for (uint64_t i = 0; i < ix->nframes && !b.err;) {
+		size_t n = ix->nframes - i < FRAME_BATCH ? (size_t)(ix->nframes - i) : FRAME_BATCH;
+		const struct snap_store_index_frame *f = ix->frames ? ix->frames + i : batch;
+		if (!ix->frames && (b.err = ix->source->read(ix->source->ctx, i, n, batch)) < 0)
+			break;
+		for (size_t j = 0; j < n; j++)
+			if ((p = piece_room(&b, SNAP_STORE_INDEX_FRAME_SIZE)))
+				put_iframe(p, &f[j]);
+		i += n;
+	}
+	int r = piece_flush(&b);
+	free(b.p);
+	return r;
+}
+
+static int emit_wbuf(void *ctx, const void *buf, size_t len)
+{
+	struct wbuf *b = ctx;
+	wb_bytes(b, buf, len);
+	return b->err;
+}
+
+/* The whole payload in one buffer: the streaming encoder's pieces gathered (one definition of
+ * the format). */
 int snap_store_index_encode(const struct snap_store_index *ix, uint8_t **ret, size_t *ret_len)
 {
 	struct wbuf b = {0};
-	wb_le32(&b, ix->nvolumes);
-	wb_le32(&b, 0);
-	wb_le64(&b, ix->nframes);
-	wb_le64(&b, ix->meta_offset);
-	wb_le64(&b, ix->meta_length);
-	wb_bytes(&b, ix->meta_digest, 32);
-	for (uint32_t i = 0; i < ix->nvolumes; i++) {
-		const struct snap_store_index_volume *v = &ix->vols[i];
-		wb_le64(&b, v->nextents);
-		wb_le64(&b, v->first_frame);
-		wb_le64(&b, v->nframes);
-		wb_bytes(&b, v->digest, 32);
-		for (size_t j = 0; j < v->nextents; j++) {
-			uint8_t *p = wb_room(&b, SNAP_STORE_INDEX_EXTENT_SIZE);
-			if (p)
-				put_extent(p, &v->extents[j]);
-		}
-	}
-	for (uint64_t i = 0; i < ix->nframes; i++) {
-		uint8_t *p = wb_room(&b, SNAP_STORE_INDEX_FRAME_SIZE);
-		if (p)
-			put_iframe(p, &ix->frames[i]);
-	}
-	if (b.err) {
+	int r = snap_store_index_stream(ix, emit_wbuf, &b);
+	if (r < 0) {
 		free(b.p);
-		return b.err;
+		return r;
 	}
 	*ret = b.p;
 	*ret_len = b.len;
 	return 0;
+}
+
+/* The first pass over an INDEX record: its tag and CRC are over what follows the prefix. */
+struct seal_pass {
+	struct snap_store_mac_ctx *mac;
+	uLong crc;
+};
+
+static int emit_seal(void *ctx, const void *buf, size_t len)
+{
+	struct seal_pass *sp = ctx;
+	sp->crc = crc32_z(sp->crc, buf, len);
+	return snap_store_mac_update(sp->mac, buf, len);
+}
+
+int snap_store_index_record_seal(const struct snap_store_index *ix, const uint8_t *mac_key,
+				 struct snap_store_record_seal *ret)
+{
+	uint64_t len =
+	    SNAP_STORE_PREFIX_SIZE + snap_store_index_payload_len(ix) + SNAP_STORE_TAG_SIZE;
+	uint8_t pfx[SNAP_STORE_PREFIX_SIZE];
+	struct snap_store_record_seal seal = {.length = len};
+	struct seal_pass sp = {.crc = crc32(0L, Z_NULL, 0)};
+	int r = snap_store_mac_new(mac_key, &sp.mac);
+	if (r < 0)
+		return r;
+	/* the tag and the CRC both see the prefix with its crc field as zero */
+	snap_store_prefix_encode(pfx, SNAP_STORE_REC_INDEX, len);
+	r = emit_seal(&sp, pfx, sizeof(pfx));
+	if (r == 0)
+		r = snap_store_index_stream(ix, emit_seal, &sp);
+	if (r == 0)
+		r = snap_store_mac_final(sp.mac, seal.tag);
+	snap_store_mac_free(sp.mac);
+	if (r < 0)
+		return r;
+	seal.crc = (uint32_t)crc32_z(sp.crc, seal.tag, sizeof(seal.tag));
+	*ret = seal;
+	return 0;
+}
+
+int snap_store_index_record_stream(const struct snap_store_index *ix,
+				   const struct snap_store_record_seal *seal,
+				   snap_store_emit_fn emit, void *ctx)
+{
+	uint8_t pfx[SNAP_STORE_PREFIX_SIZE];
+	snap_store_prefix_encode(pfx, SNAP_STORE_REC_INDEX, seal->length);
+	snap_put_le32(pfx + PFX(crc), seal->crc);
+	int r = emit(ctx, pfx, sizeof(pfx));
+	if (r == 0)
+		r = snap_store_index_stream(ix, emit, ctx);
+	if (r == 0)
+		r = emit(ctx, seal->tag, sizeof(seal->tag));
+	return r;
 }
 
 void snap_store_index_clear(struct snap_store_index *ix)
@@ -1091,15 +1215,31 @@ fail:
 	return r;
 }
 
+static int array_read(void *ctx, uint64_t first, size_t n, struct snap_store_index_frame *out)
+{
+	memcpy(out, (const struct snap_store_index_frame *)ctx + first, n * sizeof(*out));
+	return 0;
+}
+
 int snap_store_volume_digest(uint32_t volume, uint64_t size, const struct snap_extent *extents,
 			     size_t nextents, const struct snap_store_index_frame *frames,
 			     size_t nframes, uint8_t out[SNAP_STORE_DIGEST_SIZE])
+{
+	const struct snap_store_frame_source src = {array_read, (void *)frames};
+	return snap_store_volume_digest_source(volume, size, extents, nextents, &src, 0, nframes,
+					       out);
+}
+
+int snap_store_volume_digest_source(uint32_t volume, uint64_t size,
+				    const struct snap_extent *extents, size_t nextents,
+				    const struct snap_store_frame_source *src, uint64_t first,
+				    uint64_t nframes, uint8_t out[SNAP_STORE_DIGEST_SIZE])
 {
 	static const char label[] = "snapbundle-volume-v1";
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	if (!ctx)
 		return -ENOMEM;
-	int ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+	int ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL), r = 0;
 	uint8_t t[SNAP_STORE_INDEX_EXTENT_SIZE + 20];
 	ok = ok && EVP_DigestUpdate(ctx, label, sizeof(label) - 1);
 	snap_put_le32(t, volume);
@@ -1109,15 +1249,23 @@ int snap_store_volume_digest(uint32_t volume, uint64_t size, const struct snap_e
 		put_extent(t, &extents[i]);
 		ok = EVP_DigestUpdate(ctx, t, SNAP_STORE_INDEX_EXTENT_SIZE);
 	}
-	for (size_t i = 0; ok && i < nframes; i++) {
-		snap_put_le64(t, frames[i].offset);
-		snap_put_le32(t + 8, frames[i].raw_len);
-		ok = EVP_DigestUpdate(ctx, t, 12) && EVP_DigestUpdate(ctx, frames[i].digest, 32);
+	struct snap_store_index_frame batch[FRAME_BATCH];
+	for (uint64_t i = 0; ok && r == 0 && i < nframes;) {
+		size_t n = nframes - i < FRAME_BATCH ? (size_t)(nframes - i) : FRAME_BATCH;
+		if ((r = src->read(src->ctx, first + i, n, batch)) < 0)
+			break;
+		for (size_t j = 0; ok && j < n; j++) {
+			snap_put_le64(t, batch[j].offset);
+			snap_put_le32(t + 8, batch[j].raw_len);
+			ok = EVP_DigestUpdate(ctx, t, 12) &&
+			     EVP_DigestUpdate(ctx, batch[j].digest, 32);
+		}
+		i += n;
 	}
 	unsigned int n = 0;
-	ok = ok && EVP_DigestFinal_ex(ctx, out, &n);
+	ok = ok && r == 0 && EVP_DigestFinal_ex(ctx, out, &n);
 	EVP_MD_CTX_free(ctx);
-	return ok ? 0 : -EIO;
+	return r < 0 ? r : ok ? 0 : -EIO;
 }
 
 /* ---- SIGNATURE ---- */

@@ -302,6 +302,12 @@ struct snap_store_index_volume {
 	size_t nextents;
 	struct snap_extent *extents;
 };
+/* Frame entries kept elsewhere (a writer's table spilled to a file): n entries from first into
+ * out; 0 or -errno. */
+struct snap_store_frame_source {
+	int (*read)(void *ctx, uint64_t first, size_t n, struct snap_store_index_frame *out);
+	void *ctx;
+};
 struct snap_store_index {
 	uint64_t meta_offset, meta_length;
 	uint8_t meta_digest[SNAP_STORE_DIGEST_SIZE];
@@ -309,9 +315,34 @@ struct snap_store_index {
 	struct snap_store_index_volume *vols;
 	uint64_t nframes;
 	struct snap_store_index_frame *frames;
+	/* the encoders only, when frames is NULL: where the entries are read from */
+	const struct snap_store_frame_source *source;
 };
-/* Payload without the tag. */
+/* Payload without the tag, in one malloc'd buffer (snap_store_index_stream's pieces). */
 int snap_store_index_encode(const struct snap_store_index *ix, uint8_t **ret, size_t *ret_len);
+/* A consumer of bytes in order: 0, or a -errno that stops the encoder and is returned. */
+typedef int (*snap_store_emit_fn)(void *ctx, const void *buf, size_t len);
+/* Bytes of the payload (without the tag). */
+uint64_t snap_store_index_payload_len(const struct snap_store_index *ix);
+/* The payload handed to emit in pieces of at most 256 KiB, staged in one buffer of that size:
+ * the index is never copied whole. */
+int snap_store_index_stream(const struct snap_store_index *ix, snap_store_emit_fn emit, void *ctx);
+/* An INDEX record written piece by piece, byte for byte what snap_store_build_record makes of
+ * snap_store_index_encode's payload. Its prefix carries the CRC of the whole record, which
+ * depends on the tag at its end, so it takes two passes over ix: _seal computes the length,
+ * the tag (HMAC-SHA256 under mac_key, or SHA-256 when NULL) and the CRC without output;
+ * _stream then hands the record to emit: prefix, payload pieces, tag. ix must not change
+ * between the two. */
+struct snap_store_record_seal {
+	uint64_t length; /* of the whole record */
+	uint32_t crc;
+	uint8_t tag[SNAP_STORE_TAG_SIZE];
+};
+int snap_store_index_record_seal(const struct snap_store_index *ix, const uint8_t *mac_key,
+				 struct snap_store_record_seal *ret);
+int snap_store_index_record_stream(const struct snap_store_index *ix,
+				   const struct snap_store_record_seal *seal,
+				   snap_store_emit_fn emit, void *ctx);
 /* Also checks the structure: extents cover each volume exactly (sizes from vol_sizes when not
  * NULL), frames sorted by file offset, each volume's frames contiguous, sorted, inside its
  * DATA extents. */
@@ -325,6 +356,11 @@ void snap_store_index_clear(struct snap_store_index *ix);
 int snap_store_volume_digest(uint32_t volume, uint64_t size, const struct snap_extent *extents,
 			     size_t nextents, const struct snap_store_index_frame *frames,
 			     size_t nframes, uint8_t out[SNAP_STORE_DIGEST_SIZE]);
+/* The same over the entries [first, first + nframes) of a source. */
+int snap_store_volume_digest_source(uint32_t volume, uint64_t size,
+				    const struct snap_extent *extents, size_t nextents,
+				    const struct snap_store_frame_source *src, uint64_t first,
+				    uint64_t nframes, uint8_t out[SNAP_STORE_DIGEST_SIZE]);
 
 /* Little-endian helpers shared with the engine. */
 static inline void snap_put_le32(uint8_t *p, uint32_t v)

@@ -243,6 +243,228 @@ static void test_build_record(void)
 	}
 }
 
+/* ---- the streamed INDEX record against the whole-buffer one (store_write_tail streams it) ---- */
+
+/* Collects what an encoder emits: the bytes, how many pieces, the largest, an injected error. */
+struct sink {
+	uint8_t *p;
+	size_t len, cap, pieces, largest, first;
+	size_t fail_at; /* return -ENOSPC on this piece (1-based), 0 never */
+};
+
+static int sink_emit(void *ctx, const void *buf, size_t len)
+{
+	struct sink *k = ctx;
+	if (++k->pieces == k->fail_at)
+		return -ENOSPC;
+	if (k->pieces == 1)
+		k->first = len;
+	if (len > k->largest)
+		k->largest = len;
+	if (k->len + len > k->cap) {
+		k->cap = (k->len + len) * 2;
+		k->p = realloc(k->p, k->cap);
+		REQUIRE(k->p != NULL);
+	}
+	memcpy(k->p + k->len, buf, len);
+	k->len += len;
+	return 0;
+}
+
+/* The payload as formats/STORE_FORMAT.md 4.4 lays it out, written field by field here: a
+ * reference that does not share the library's encoder. */
+static uint8_t *spec_index_payload(const struct snap_store_index *ix, size_t *ret_len)
+{
+	size_t n = 64 + (size_t)ix->nframes * 64;
+	for (uint32_t i = 0; i < ix->nvolumes; i++)
+		n += 56 + ix->vols[i].nextents * 24;
+	uint8_t *b = calloc(1, n), *p = b;
+	REQUIRE(b != NULL);
+	snap_put_le32(p, ix->nvolumes);
+	snap_put_le64(p + 8, ix->nframes);
+	snap_put_le64(p + 16, ix->meta_offset);
+	snap_put_le64(p + 24, ix->meta_length);
+	memcpy(p + 32, ix->meta_digest, 32);
+	p += 64;
+	for (uint32_t i = 0; i < ix->nvolumes; i++) {
+		const struct snap_store_index_volume *v = &ix->vols[i];
+		snap_put_le64(p, v->nextents);
+		snap_put_le64(p + 8, v->first_frame);
+		snap_put_le64(p + 16, v->nframes);
+		memcpy(p + 24, v->digest, 32);
+		p += 56;
+		for (size_t j = 0; j < v->nextents; j++, p += 24) {
+			snap_put_le64(p, v->extents[j].offset);
+			snap_put_le64(p + 8, v->extents[j].length);
+			p[16] = v->extents[j].kind;
+			p[17] = v->extents[j].layer;
+			snap_put_le32(p + 20, v->extents[j].partition);
+		}
+	}
+	for (uint64_t i = 0; i < ix->nframes; i++, p += 64) {
+		const struct snap_store_index_frame *f = &ix->frames[i];
+		snap_put_le64(p, f->file_offset);
+		snap_put_le32(p + 8, f->volume);
+		snap_put_le32(p + 12, f->flags);
+		snap_put_le64(p + 16, f->offset);
+		snap_put_le32(p + 24, f->raw_len);
+		snap_put_le32(p + 28, f->stored_len);
+		memcpy(p + 32, f->digest, 32);
+	}
+	*ret_len = n;
+	return b;
+}
+
+/* An index of nvol volumes, each of its DATA extents cut into frames of 4 blocks: volume v has
+ * nframes[v] frames, every other one followed by a ZERO extent; digests and offsets vary. */
+static void make_index(uint32_t nvol, const uint64_t *nframes, struct snap_store_index *ix)
+{
+	uint64_t total = 0;
+	for (uint32_t v = 0; v < nvol; v++)
+		total += nframes[v];
+	*ix = (struct snap_store_index){.meta_offset = 128, .meta_length = 777, .nvolumes = nvol};
+	for (int i = 0; i < 32; i++)
+		ix->meta_digest[i] = (uint8_t)(0xa0 + i);
+	ix->vols = calloc(nvol, sizeof(*ix->vols));
+	ix->frames = calloc(total ? total : 1, sizeof(*ix->frames));
+	REQUIRE(ix->vols && ix->frames);
+	uint64_t k = 0, file = 905;
+	for (uint32_t v = 0; v < nvol; v++) {
+		struct snap_store_index_volume *iv = &ix->vols[v];
+		iv->first_frame = k;
+		iv->nframes = nframes[v];
+		memset(iv->digest, 0x10 + (int)v, 32);
+		iv->extents = calloc(2 * nframes[v] + 1, sizeof(*iv->extents));
+		REQUIRE(iv->extents != NULL);
+		uint64_t off = 0;
+		for (uint64_t f = 0; f < nframes[v]; f++) {
+			iv->extents[iv->nextents++] =
+			    (struct snap_extent){.offset = off,
+						 .length = 16384,
+						 .kind = SNAP_EXTENT_DATA,
+						 .partition = (uint32_t)(f % 3)};
+			struct snap_store_index_frame *fr = &ix->frames[k++];
+			fr->file_offset = file;
+			fr->volume = v;
+			fr->flags = (uint32_t)(f % 4);
+			fr->offset = off;
+			fr->raw_len = 16384;
+			fr->stored_len = 1000 + (uint32_t)(f % 5000);
+			for (int i = 0; i < 32; i++)
+				fr->digest[i] = (uint8_t)(f * 31 + (uint64_t)i + v);
+			file += SNAP_STORE_FRAME_HEADER_SIZE + fr->stored_len;
+			off += 16384;
+			if (f % 2) {
+				iv->extents[iv->nextents++] =
+				    (struct snap_extent){.offset = off,
+							 .length = 4096,
+							 .kind = SNAP_EXTENT_ZERO,
+							 .layer = 2};
+				off += 4096;
+			}
+		}
+		/* a volume without frames is one ZERO extent */
+		if (!nframes[v])
+			iv->extents[iv->nextents++] = (struct snap_extent){
+			    .offset = 0, .length = 1 << 20, .kind = SNAP_EXTENT_ZERO};
+	}
+	ix->nframes = total;
+}
+
+static void check_index_stream(const char *shape, const struct snap_store_index *ix)
+{
+	uint8_t key[SNAP_STORE_KEY_SIZE];
+	memset(key, 0x5c, sizeof(key));
+	uint8_t *payload = NULL;
+	size_t plen = 0, slen = 0;
+	REQUIRE(snap_store_index_encode(ix, &payload, &plen) == 0);
+	uint8_t *spec = spec_index_payload(ix, &slen);
+	CHECK(plen == slen && !memcmp(payload, spec, plen), " %s: payload differs from the spec",
+	      shape);
+	CHECK(snap_store_index_payload_len(ix) == plen, " %s", shape);
+	free(spec);
+	for (int keyed = 0; keyed < 2; keyed++) {
+		const uint8_t *mk = keyed ? key : NULL;
+		uint8_t *rec = NULL;
+		size_t rlen = 0;
+		REQUIRE(snap_store_build_record(SNAP_STORE_REC_INDEX, payload, plen, mk, NULL, NULL,
+						0, &rec, &rlen) == 0);
+		struct snap_store_record_seal seal;
+		REQUIRE(snap_store_index_record_seal(ix, mk, &seal) == 0);
+		CHECK(seal.length == rlen, " %s keyed %d: length %llu, not %zu", shape, keyed,
+		      (unsigned long long)seal.length, rlen);
+		struct sink k = {0};
+		CHECK(snap_store_index_record_stream(ix, &seal, sink_emit, &k) == 0);
+		CHECK(k.len == rlen && !memcmp(k.p, rec, rlen),
+		      " %s keyed %d: streamed record differs", shape, keyed);
+		CHECK(k.first == SNAP_STORE_PREFIX_SIZE && k.largest <= (256u << 10), " %s", shape);
+		CHECK(k.len == rlen && snap_store_record_crc_ok(k.p, k.len), " %s", shape);
+		/* large indexes go out in several pieces, never as one */
+		if (plen > (256u << 10))
+			CHECK(k.pieces > 3 && k.largest < plen, " %s: %zu pieces", shape, k.pieces);
+		/* signed and not: the signed message from the record and from its streamed one */
+		static const uint8_t hdr[SNAP_STORE_HEADER_SIZE] = {1, 2, 3};
+		static const uint8_t keys_rec[] = "keys", meta_rec[] = "meta";
+		uint8_t m1[SNAP_STORE_SIGNED_MSG_SIZE], m2[SNAP_STORE_SIGNED_MSG_SIZE];
+		uint8_t d[SNAP_STORE_DIGEST_SIZE];
+		const void *parts[] = {k.p};
+		const size_t lens[] = {k.len};
+		CHECK(snap_store_mac(NULL, parts, lens, 1, d) == 0);
+		CHECK(snap_store_signed_message(hdr, keyed ? keys_rec : NULL, sizeof(keys_rec),
+						meta_rec, sizeof(meta_rec), rec, rlen, m1) == 0);
+		CHECK(snap_store_signed_message_digest(hdr, keyed ? keys_rec : NULL,
+						       sizeof(keys_rec), meta_rec, sizeof(meta_rec),
+						       d, m2) == 0);
+		CHECK(!memcmp(m1, m2, sizeof(m1)), " %s keyed %d: signed messages differ", shape,
+		      keyed);
+		/* the record decodes to the index it came from */
+		struct snap_store_index back;
+		const char *why = NULL;
+		int r = snap_store_index_decode(
+		    k.p + SNAP_STORE_PREFIX_SIZE,
+		    k.len - SNAP_STORE_PREFIX_SIZE - SNAP_STORE_TAG_SIZE, NULL, 0, &back, &why);
+		CHECK(r == 0 && back.nframes == ix->nframes, " %s: %s", shape, why ? why : "");
+		if (r == 0)
+			snap_store_index_clear(&back);
+		/* an emit error stops the encoder and comes back, in the first piece or later */
+		for (size_t at = 1; at <= 3; at++) {
+			struct sink e = {.fail_at = at};
+			CHECK(snap_store_index_record_stream(ix, &seal, sink_emit, &e) == -ENOSPC);
+			CHECK(e.pieces == at, " %s: %zu pieces after the error", shape, e.pieces);
+			free(e.p);
+		}
+		free(k.p);
+		free(rec);
+	}
+	free(payload);
+}
+
+static void free_index(struct snap_store_index *ix)
+{
+	snap_store_index_clear(ix);
+}
+
+static void test_index_stream(void)
+{
+	static const struct {
+		const char *shape;
+		uint32_t nvol;
+		uint64_t nframes[6];
+	} cases[] = {
+	    {"one frame", 1, {1}},
+	    {"no frames", 1, {0}},
+	    {"many volumes", 6, {3, 0, 1, 4100, 2, 9}},
+	    {"pieces at the boundary", 1, {4094}}, /* header and volume fill the rest */
+	    {"many frames", 2, {9000, 7001}},
+	};
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		struct snap_store_index ix;
+		make_index(cases[c].nvol, cases[c].nframes, &ix);
+		check_index_stream(cases[c].shape, &ix);
+		free_index(&ix);
+	}
+}
+
 int main(void)
 {
 	test_build_record();
@@ -250,6 +472,7 @@ int main(void)
 	test_frame();
 	test_meta();
 	test_index();
+	test_index_stream();
 	test_crypto();
 	if (test_failures)
 		fprintf(stderr, "%d test_failures\n", test_failures);
