@@ -75,9 +75,10 @@ static int deflate_stateless(struct snap_deflate *d, const uint8_t *in, size_t l
 		return -EINVAL;
 	struct isal_zstream *s = &d->stream;
 	isal_deflate_stateless_init(s);
-	s->level = (uint32_t)d->level;
-	s->level_buf = d->level_buf;
-	s->level_buf_size = d->level_buf_size;
+	bool small = len < SNAP_DEFLATE_SMALL; /* invariant 5 */
+	s->level = small ? 0 : (uint32_t)d->level;
+	s->level_buf = small ? NULL : d->level_buf;
+	s->level_buf_size = small ? 0 : d->level_buf_size;
 	s->gzip_flag = IGZIP_DEFLATE;
 	s->end_of_stream = end ? 1 : 0;
 	s->flush = flush;

@@ -15,6 +15,11 @@
  *  4. This is the one file of the project that calls ISA-L (deflate, inflate, CRC-32) and
  *     translates its return codes; the .bin store frames (store-frame.c) and the classic
  *     bundle's gunzip (engine/unbundle.c) go through it.
+ *  5. The same input deflates to the same bytes in every process: an input under
+ *     SNAP_DEFLATE_SMALL bytes is deflated at level 0 whatever the compressor's level, because
+ *     ISA-L 2.30's levels 1-3 give different (valid) bytes for small inputs in about one
+ *     process in four to forty (docs/NOTES.md, "Deflate"), and a store's resume seals frames
+ *     again in a new process and must get the bytes it uploaded.
  */
 #ifndef SNAP_GZIP_CHUNK_H
 #define SNAP_GZIP_CHUNK_H
@@ -26,6 +31,7 @@
 #define SNAP_GZIP_HEADER_SIZE 10
 #define SNAP_GZIP_TRAILER_SIZE 8
 #define SNAP_DEFLATE_MAX_LEVEL 3
+#define SNAP_DEFLATE_SMALL (256u << 10) /* invariant 5 */
 
 struct snap_deflate;
 
