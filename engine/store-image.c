@@ -164,22 +164,14 @@ int store_image_pread(struct snap_store_image *img, void *buf, size_t len, uint6
 {
 	if (img->s3)
 		return s3_pread(img, buf, len, off, what);
-	uint8_t *p = buf;
 	size_t got = 0;
-	while (got < len) {
-		ssize_t n = pread(img->fd, p + got, len - got, (off_t)(off + got));
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return img_fail(img, -errno, "cannot read %s at offset %llu: %s", img->path,
-					(unsigned long long)(off + got), strerror(errno));
-		}
-		if (n == 0)
-			return img_fail(img, -EUCLEAN,
-					"image truncated: %s at offset %llu of %s is missing", what,
-					(unsigned long long)(off + got), img->path);
-		got += (size_t)n;
-	}
+	int r = snap_pread_all(img->fd, buf, len, off, &got);
+	if (r == -ENODATA)
+		return img_fail(img, -EUCLEAN, "image truncated: %s at offset %llu of %s is missing",
+				what, (unsigned long long)(off + got), img->path);
+	if (r < 0)
+		return img_fail(img, r, "cannot read %s at offset %llu: %s", img->path,
+				(unsigned long long)(off + got), strerror(-r));
 	img->bytes_read += len;
 	return 0;
 }

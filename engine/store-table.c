@@ -87,22 +87,11 @@ bool store_table_spilled(const struct store_table *t)
 	return t->fd >= 0;
 }
 
+/* our own file cannot end early: a short read is an I/O error */
 static int pread_all(int fd, void *buf, size_t len, uint64_t off)
 {
-	uint8_t *p = buf;
-	while (len > 0) {
-		ssize_t r = pread(fd, p, len, (off_t)off);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -errno;
-		if (r == 0)
-			return -EIO;
-		p += r;
-		len -= (size_t)r;
-		off += (uint64_t)r;
-	}
-	return 0;
+	int r = snap_pread_all(fd, buf, len, off, NULL);
+	return r == -ENODATA ? -EIO : r;
 }
 
 static int table_open_file(const struct store_table *t)

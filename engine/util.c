@@ -73,3 +73,23 @@ int snap_pwrite_all(int fd, const void *buf, size_t len, uint64_t off, size_t *d
 		*done = put;
 	return r;
 }
+
+int snap_pread_all(int fd, void *buf, size_t len, uint64_t off, size_t *done)
+{
+	uint8_t *p = buf;
+	size_t got = 0;
+	int r = 0;
+	while (got < len) {
+		ssize_t n = pread(fd, p + got, len - got, (off_t)(off + got));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			r = n < 0 ? -errno : -ENODATA;
+			break;
+		}
+		got += (size_t)n;
+	}
+	if (done)
+		*done = got;
+	return r;
+}

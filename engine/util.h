@@ -16,4 +16,8 @@ int snap_read_small_file(const char *path, size_t max, char **ret, size_t *ret_l
  * way, so the failing offset is off + *done. */
 int snap_pwrite_all(int fd, const void *buf, size_t len, uint64_t off, size_t *done);
 
+/* pread of all len bytes at off into buf, the same way: 0, -errno, or -ENODATA when the file
+ * ends first; *done (when not NULL) says how many bytes were read either way. */
+int snap_pread_all(int fd, void *buf, size_t len, uint64_t off, size_t *done);
+
 #endif
