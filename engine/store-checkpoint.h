@@ -26,7 +26,7 @@ struct store_ckpt_state {
 	uint64_t part_size;
 	uint32_t frame_size;
 	int level;
-	uint64_t nonce_seed; /* the frames' nonces derive from it (store.c invariant 11) */
+	uint64_t nonce_seed; /* the frames' nonces derive from it (store-s3.c invariant 2) */
 	struct store_ckpt_volume *vols;
 	size_t nvols;
 	uint8_t *head;	 /* the image's first head_len bytes: header, KEYS (the wrapped data key) */

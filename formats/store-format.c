@@ -200,6 +200,12 @@ uint64_t snap_store_frame_record_len(const struct snap_store_frame *f)
 	       ((f->flags & SNAP_STORE_FRAME_ENCRYPTED) ? SNAP_STORE_GCM_TAG_SIZE : 0);
 }
 
+uint64_t snap_store_index_frame_end(const struct snap_store_index_frame *e)
+{
+	struct snap_store_frame f = {.flags = e->flags, .stored_len = e->stored_len};
+	return e->file_offset + snap_store_frame_record_len(&f);
+}
+
 void snap_store_frame_encode(const struct snap_store_frame *f,
 			     uint8_t out[SNAP_STORE_FRAME_HEADER_SIZE])
 {

@@ -197,6 +197,9 @@ struct snap_store_frame {
 
 /* Record length of a frame: header + payload + GCM tag when encrypted. */
 uint64_t snap_store_frame_record_len(const struct snap_store_frame *f);
+/* The file offset just past the frame record an index entry places. */
+struct snap_store_index_frame;
+uint64_t snap_store_index_frame_end(const struct snap_store_index_frame *e);
 /* Header with its CRC. */
 void snap_store_frame_encode(const struct snap_store_frame *f,
 			     uint8_t out[SNAP_STORE_FRAME_HEADER_SIZE]);
