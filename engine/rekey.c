@@ -46,6 +46,7 @@
 
 #include <openssl/crypto.h>
 
+#include "hex.h"
 #include "job-internal.h"
 #include "log.h"
 #include "output.h"
@@ -109,9 +110,7 @@ static int key_id_of(struct rk_ctx *c, const char *path, uint8_t out[SNAP_STORE_
 	free(pem);
 	if (r < 0)
 		return snap_job_fail(c->job, r, "cannot read a public key from %s", path);
-	const void *parts[] = {spki};
-	const size_t lens[] = {spki_len};
-	r = snap_store_mac(NULL, parts, lens, 1, out);
+	r = snap_store_sha256(spki, spki_len, out);
 	free(spki);
 	return r;
 }
@@ -229,8 +228,7 @@ static int rekey_keys(struct rk_ctx *c, uint8_t **ret, size_t *ret_len)
 			continue;
 		}
 		char hex[65];
-		for (size_t j = 0; j < 32; j++)
-			snprintf(hex + 2 * j, 3, "%02x", o->key_id[j]);
+		snap_hex(hex, o->key_id, 32);
 		r = o->type == SNAP_STORE_SLOT_RSA_OAEP
 			? snap_job_fail(job, -EINVAL,
 					"cannot keep recipient %s under a new data key without its "
@@ -667,9 +665,7 @@ static int rekey_tail(struct rk_ctx *c, uint8_t **ret, size_t *ret_len)
 	ix.frames = c->frames;
 	ix.meta_offset = SNAP_STORE_HEADER_SIZE + c->keys_len;
 	ix.meta_length = c->meta_len;
-	const void *parts[] = {c->meta_rec};
-	const size_t lens[] = {c->meta_len};
-	r = snap_store_mac(NULL, parts, lens, 1, ix.meta_digest);
+	r = snap_store_sha256(c->meta_rec, c->meta_len, ix.meta_digest);
 	for (uint32_t v = 0; v < ix.nvolumes && r == 0 && c->new_dk; v++)
 		r = snap_store_volume_digest(v, img->meta.volumes[v].size, vols[v].extents,
 					     vols[v].nextents, c->frames + vols[v].first_frame,

@@ -98,10 +98,8 @@ int store_ckpt_path(const char *url, char **ret)
 		return r;
 	}
 	uint8_t d[SNAP_STORE_DIGEST_SIZE];
-	const void *parts[] = {url};
-	const size_t lens[] = {strlen(url)};
 	char hex[2 * SNAP_STORE_DIGEST_SIZE + 1];
-	r = snap_store_mac(NULL, parts, lens, 1, d);
+	r = snap_store_sha256(url, strlen(url), d);
 	if (r == 0) {
 		snap_hex(hex, d, 12);
 		hex[24] = 0;

@@ -53,9 +53,9 @@ int store_table_read(struct store_table *t, uint64_t first, size_t n,
 /* Where a store's time went (SNAP_RESULT_TIMINGS, docs/bench-json.md): work stages are thread
  * CPU seconds summed over the threads that did them, waits and the totals wall seconds. */
 struct store_timings {
-	double prepare, read_wait, fill, slot_wait; /* run thread */
-	double worker_idle, crc, deflate, seal, digest;		/* workers, summed */
-	double writer_wait, write, finish, total, cpu;		/* writer, then the whole job */
+	double prepare, read_wait, fill, slot_wait;	/* run thread */
+	double worker_idle, crc, deflate, seal, digest; /* workers, summed */
+	double writer_wait, write, finish, total, cpu;	/* writer, then the whole job */
 };
 
 struct store_vol {
@@ -136,8 +136,9 @@ int store_table(struct store_ctx *s);
 /* store.c: entry k of the table (k < s->niframes or, in a replay, below nverify). */
 int store_iframe_get(struct store_ctx *s, uint64_t k, const struct snap_store_index_frame **ret);
 /* store.c: the pipeline started (the first run's slots again when s->slots is set), stopped
- * (joined, its waits kept), and chunks [0, n) of volume vi read (its reader started on them), cut into frames and submitted
- * to it in order; fill_cpu, when not NULL, adds the run thread's CPU time of the cutting. */
+ * (joined, its waits kept), and chunks [0, n) of volume vi read (its reader started on them),
+ * cut into frames and submitted to it in order; fill_cpu, when not NULL, adds the run thread's
+ * CPU time of the cutting. */
 int store_start_workers(struct store_ctx *s);
 void store_stop_workers(struct store_ctx *s);
 int store_read_chunks(struct store_ctx *s, uint32_t vi, const struct snap_range *chunks, size_t n,

@@ -25,7 +25,6 @@
 #include <time.h>
 
 #include <openssl/crypto.h>
-#include <zlib.h>
 
 #include "hex.h"
 #include "job-internal.h"
@@ -260,9 +259,7 @@ int store_write_head(struct store_ctx *s)
 		goto out;
 	s->meta_offset = s->written;
 	s->meta_length = meta_len;
-	const void *parts[] = {meta_rec};
-	const size_t lens[] = {meta_len};
-	if ((r = snap_store_mac(NULL, parts, lens, 1, s->meta_digest)) < 0)
+	if ((r = snap_store_sha256(meta_rec, meta_len, s->meta_digest)) < 0)
 		goto out;
 	r = store_write_all(s, meta_rec, meta_len);
 	if (r == 0) {
@@ -361,49 +358,9 @@ static int store_index(struct store_ctx *s, struct snap_store_index *ix)
 	return r;
 }
 
-static int emit_digest(void *ctx, const void *buf, size_t len)
-{
-	return snap_store_mac_update(ctx, buf, len);
-}
-
-/* The write pass checks itself: the bytes written must have the CRC the first pass sealed. */
-struct tail_write {
-	struct store_ctx *s;
-	uLong crc; /* with the prefix's crc field as zero, as the CRC is defined */
-	bool started;
-};
-
 static int emit_write(void *ctx, const void *buf, size_t len)
 {
-	struct tail_write *tw = ctx;
-	if (!tw->started) {
-		/* snap_store_index_record_stream hands the prefix over alone, first */
-		uint8_t pfx[SNAP_STORE_PREFIX_SIZE] = {0};
-		if (len != sizeof(pfx))
-			return -EIO;
-		memcpy(pfx, buf, 4);
-		memcpy(pfx + 8, (const uint8_t *)buf + 8, 8);
-		tw->crc = crc32_z(tw->crc, pfx, sizeof(pfx));
-		tw->started = true;
-	} else {
-		tw->crc = crc32_z(tw->crc, buf, len);
-	}
-	return store_write_all(tw->s, buf, len);
-}
-
-/* SHA-256 of the INDEX record, for the signature: a pass over the record as it will stream. */
-static int store_index_digest(const struct snap_store_index *ix,
-			      const struct snap_store_record_seal *seal,
-			      uint8_t out[SNAP_STORE_DIGEST_SIZE])
-{
-	struct snap_store_mac_ctx *sha = NULL;
-	int r = snap_store_mac_new(NULL, &sha);
-	if (r == 0)
-		r = snap_store_index_record_stream(ix, seal, emit_digest, sha);
-	if (r == 0)
-		r = snap_store_mac_final(sha, out);
-	snap_store_mac_free(sha);
-	return r;
+	return store_write_all(ctx, buf, len);
 }
 
 /* The record's bytes as the seal saw them: the same frame table, the same CRC (its own field
@@ -411,13 +368,13 @@ static int store_index_digest(const struct snap_store_index *ix,
 static int store_write_index(struct store_ctx *s, const struct snap_store_index *ix,
 			     const struct snap_store_record_seal *seal)
 {
+	uint32_t crc = 0;
 	if (ix->nframes != s->niframes)
 		return snap_job_fail(s->job, -EIO, "the index changed while it was written");
-	struct tail_write tw = {.s = s, .crc = crc32(0L, Z_NULL, 0)};
-	int r = snap_store_index_record_stream(ix, seal, emit_write, &tw);
-	if (r < 0) /* a write failed the job already; a prefix not handed over alone did not */
-		return tw.started ? r : snap_job_fail(s->job, r, "cannot write the index");
-	if ((uint32_t)tw.crc != seal->crc)
+	int r = snap_store_index_record_stream(ix, seal, emit_write, s, &crc);
+	if (r < 0) /* a write failed the job already */
+		return r;
+	if (crc != seal->crc)
 		return snap_job_fail(s->job, -EIO, "the index changed while it was written");
 	return 0;
 }
@@ -449,7 +406,7 @@ int store_write_tail(struct store_ctx *s)
 	memcpy(ft.image_id, s->image_id, SNAP_STORE_ID_SIZE);
 	if (snap_job_string(s->job, SNAP_SPARAM_SIGNING_KEY)) {
 		uint8_t digest[SNAP_STORE_DIGEST_SIZE];
-		r = store_index_digest(&ix, &seal, digest);
+		r = snap_store_index_record_digest(&ix, &seal, digest);
 		if (r < 0)
 			r = snap_job_fail(s->job, r, "cannot build the index");
 		else

@@ -60,141 +60,295 @@
 #include "store-internal.h"
 #include "util.h"
 
-/* ---- the end of an S3 object (invariant 3) ---- */
+/* ---- the upload and its resume (invariants 1, 2) ---- */
 
-/* Reads, seals and writes again the frames [k0, n) of the first run, each its own chunk (its
- * blocks are all non-zero, so it is one frame again), volume by volume. */
-static int store_replay_frames(struct store_ctx *s, uint64_t k0, uint64_t n)
+/* A source's modification time as the checkpoint keeps it: regular files; 0 for block devices. */
+static int64_t store_vol_mtime(const struct store_vol *v)
 {
-	int r = store_start_workers(s);
-	if (r < 0)
-		return snap_job_fail(s->job, r, "cannot start worker threads: %s",
+	struct stat sb;
+	if (fstat(v->src->fd_buffered, &sb) == 0 && S_ISREG(sb.st_mode))
+		return (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
+	return 0;
+}
+
+/* An encrypted resume: the data key unwrapped from the checkpoint's KEYS with the passphrase or
+ * a recipient's private key, the checkpoint's META authenticated by it (invariant 2). */
+static int store_resume_keys(struct store_ctx *s)
+{
+	struct snap_job *job = s->job;
+	const char *pass = snap_job_string(job, SNAP_SPARAM_PASSPHRASE);
+	const char *key = snap_job_string(job, SNAP_SPARAM_PRIVATE_KEY);
+	if (!pass && !key)
+		return snap_job_fail(job, -ENOKEY,
+				     "cannot resume the encrypted store %s: give its passphrase or "
+				     "the private key of a recipient",
+				     s->rs.url);
+	if (s->rs.meta_offset < SNAP_STORE_HEADER_SIZE)
+		return snap_job_fail(job, -EUCLEAN, "the checkpoint %s has no key record",
+				     s->ckpt_path);
+	/* the image reader reads a head from a descriptor: the checkpoint's, in memory */
+	int fd = memfd_create("snapbundle-head", MFD_CLOEXEC);
+	if (fd < 0)
+		return snap_job_fail(job, -errno, "cannot make a memory file: %s",
+				     snap_strerror(-errno));
+	struct snap_store_image *img = NULL;
+	/* written where the reader reads from: the descriptor stays at offset 0 */
+	int r = snap_pwrite_all(fd, s->rs.head, s->rs.head_len, 0, NULL);
+	if (r == 0)
+		r = snap_store_image_new(&img);
+	if (r < 0) {
+		close(fd);
+		return snap_job_fail(job, r, "cannot read the checkpoint %s: %s", s->ckpt_path,
 				     snap_strerror(r));
-	struct snap_range *all = calloc(n - k0 + 1, sizeof(*all));
-	uint32_t *vol = calloc(n - k0 + 1, sizeof(*vol));
-	if (!all || !vol) {
-		free(all);
-		free(vol);
-		return -ENOMEM;
 	}
-	/* every chunk taken from the table before the pipeline runs: its sink reads the table
-	 * (store-internal.h invariant 2) */
-	for (uint64_t k = k0; k < n && r == 0; k++) {
-		const struct snap_store_index_frame *f;
-		if ((r = store_iframe_get(s, k, &f)) < 0) {
-			r = snap_job_fail(s->job, r, "cannot read frame %llu of the index: %s",
-					  (unsigned long long)k, snap_strerror(r));
+	r = store_image_open_fd(img, fd, s->ckpt_path, true);
+	if (r == 0)
+		r = snap_store_image_unlock(img, pass, key);
+	if (r < 0) {
+		r = snap_job_fail(job, r, "cannot resume %s: %s", s->rs.url,
+				  snap_store_image_error(img));
+		snap_store_image_free(img);
+		return r;
+	}
+	s->keys = img->ks;
+	s->encrypted = true;
+	s->keys_len = img->keys_len;
+	s->keys_rec = img->keys_rec;
+	img->keys_rec = NULL;
+	snap_store_image_free(img); /* cleanses its keyset */
+	return 0;
+}
+
+/* --resume, before the volumes are opened: the checkpoint of the -o given, its frame size and
+ * level (the image's), its head. */
+static int store_resume_load(struct store_ctx *s)
+{
+	struct snap_job *job = s->job;
+	char *detail = NULL;
+	int r = store_ckpt_load(s->ckpt_path, &s->rs, &detail);
+	if (r == -ENOENT)
+		return snap_job_fail(job, r,
+				     "cannot resume %s: no checkpoint (%s): nothing was kept",
+				     s->path, s->ckpt_path);
+	if (r < 0) {
+		r = snap_job_fail(job, r, "cannot resume %s: %s", s->path,
+				  detail ? detail : snap_strerror(r));
+		free(detail);
+		return r;
+	}
+	struct snap_store_header h;
+	const char *why = "";
+	if (s->rs.head_len < SNAP_STORE_HEADER_SIZE ||
+	    snap_store_header_decode(s->rs.head, SNAP_STORE_HEADER_SIZE, &h, &why) < 0)
+		return snap_job_fail(job, -EUCLEAN,
+				     "cannot resume %s: the checkpoint %s has no "
+				     "valid image header",
+				     s->path, s->ckpt_path);
+	if ((h.compat & SNAP_STORE_COMPAT_SIGNATURE) !=
+	    (snap_job_string(job, SNAP_SPARAM_SIGNING_KEY) ? SNAP_STORE_COMPAT_SIGNATURE : 0))
+		return snap_job_fail(job, -EINVAL,
+				     "cannot resume %s: it was begun %s a signing key", s->rs.url,
+				     h.compat & SNAP_STORE_COMPAT_SIGNATURE ? "with" : "without");
+	if (!(s->url = strdup(s->rs.url)))
+		return -ENOMEM;
+	s->nonce_rng = (struct snap_store_rng){.seeded = true, .seed = s->rs.nonce_seed};
+	if ((h.incompat & SNAP_STORE_INCOMPAT_ENCRYPTED) && (r = store_resume_keys(s)) < 0)
+		return r;
+	memcpy(s->image_id, h.image_id, SNAP_STORE_ID_SIZE);
+	memcpy(s->header, s->rs.head, SNAP_STORE_HEADER_SIZE);
+	s->frame_size = s->rs.frame_size;
+	s->level = s->rs.level;
+	s->meta_offset = s->rs.meta_offset;
+	s->meta_length = s->meta_len = (size_t)s->rs.meta_length;
+	if (!(s->meta_rec = malloc(s->meta_len)))
+		return -ENOMEM;
+	memcpy(s->meta_rec, s->rs.head + s->meta_offset, s->meta_len);
+	return snap_store_sha256(s->meta_rec, s->meta_len, s->meta_digest);
+}
+
+/* Before the volumes: the checkpoint's name for an s3:// output, and --resume's loading. */
+int store_prepare_s3(struct store_ctx *s)
+{
+	struct snap_job *job = s->job;
+	const char *out = snap_job_string(job, SNAP_SPARAM_OUTPUT);
+	bool resume = snap_job_param(job, SNAP_PARAM_RESUME, 0);
+	if (!out || !snap_s3_is_url(out)) {
+		if (resume)
+			return snap_job_fail(job, -EINVAL,
+					     "only a store into S3 (-o s3://...) can be resumed");
+		return 0;
+	}
+	if (resume && snap_job_param(job, SNAP_PARAM_NO_RESUME, 0))
+		return snap_job_fail(job, -EINVAL, "give either resume or no-resume, not both");
+	/* --no-resume keeps nothing, and needs no place to keep it */
+	int r = store_ckpt_path(out, &s->ckpt_path);
+	if (r < 0 && !snap_job_param(job, SNAP_PARAM_NO_RESUME, 0))
+		return snap_job_fail(job, r,
+				     "cannot make the checkpoint directory of %s: %s (set "
+				     "XDG_STATE_HOME, or use --no-resume)",
+				     out, snap_strerror(r));
+	s->path = out;
+	if (!resume)
+		return 0;
+	s->resuming = true;
+	return store_resume_load(s);
+}
+
+static int cmp_part(const void *a, const void *b)
+{
+	const struct snap_s3_part *x = a, *y = b;
+	return x->part_number < y->part_number ? -1 : x->part_number > y->part_number;
+}
+
+/* --resume, once the volumes are open: the same sources, the kept parts 1..n, where reading
+ * starts again (invariant 2). */
+int store_resume_plan(struct store_ctx *s)
+{
+	struct snap_job *job = s->job;
+	struct store_ckpt_state *rs = &s->rs;
+	if (rs->nvols != s->nvols)
+		return snap_job_fail(job, -ESTALE,
+				     "cannot resume %s: it was begun with %zu volumes, "
+				     "not %zu",
+				     rs->url, rs->nvols, s->nvols);
+	for (size_t i = 0; i < s->nvols; i++) {
+		int64_t mt = store_vol_mtime(&s->vols[i]);
+		if (rs->vols[i].size != s->vols[i].src->size || rs->vols[i].mtime_ns != mt)
+			return snap_job_fail(job, -ESTALE,
+					     "cannot resume %s: %s changed since the upload began "
+					     "(%s)",
+					     rs->url, s->vols[i].path,
+					     rs->vols[i].size != s->vols[i].src->size
+						 ? "its size differs"
+						 : "it was modified");
+	}
+	/* the parts in number order, each one's latest acknowledgement; then the run 1..n */
+	struct snap_s3_part *p = rs->parts;
+	uint64_t *ends = calloc(rs->nparts + 1, sizeof(*ends));
+	if (!ends)
+		return -ENOMEM;
+	for (size_t i = 0; i < rs->nparts; i++)
+		p[i].size = rs->part_ends[i]; /* carried through the sort */
+	qsort(p, rs->nparts, sizeof(*p), cmp_part);
+	size_t n = 0;
+	for (size_t i = 0; i < rs->nparts; i++) {
+		if (n && p[n - 1].part_number == p[i].part_number) {
+			free(p[n - 1].etag);
+			p[n - 1] = p[i];
+			continue;
+		}
+		if (p[i].part_number != n + 1) {
+			for (size_t j = i; j < rs->nparts; j++)
+				free(p[j].etag);
 			break;
 		}
-		all[k - k0] = (struct snap_range){f->offset, f->raw_len};
-		vol[k - k0] = f->volume;
+		p[n++] = p[i];
 	}
-	for (uint64_t a = k0; a < n && r == 0;) {
-		uint32_t vi = vol[a - k0];
-		struct snap_range *chunks = all + (a - k0);
-		size_t nc = 0;
-		uint64_t b = a;
-		for (; b < n && vol[b - k0] == vi; b++)
-			nc++;
-		a = b;
-		r = store_read_chunks(s, vi, chunks, nc, NULL);
+	uint64_t prev = 0;
+	for (size_t i = 0; i < n; i++) {
+		ends[i] = p[i].size;
+		if (ends[i] <= prev) {
+			free(ends);
+			rs->nparts = i;
+			return snap_job_fail(job, -EUCLEAN,
+					     "cannot resume %s: the checkpoint %s is "
+					     "inconsistent (part %u)",
+					     rs->url, s->ckpt_path, p[i].part_number);
+		}
+		p[i].size = ends[i] - prev;
+		prev = ends[i];
 	}
-	free(all);
-	free(vol);
-	if (r == 0)
-		r = snap_pipeline_finish(s->pipe);
-	store_stop_workers(s);
-	return r;
-}
-
-/* The image's bytes from offset from (the start of the streamed part that was promised past
- * the end) to the end of the data, written again as the first run wrote them: the head from
- * its records, then the frames, compared with the first run's (a source that changed fails). */
-static int store_replay(struct store_ctx *s, uint64_t from)
-{
-	uint64_t data_end = s->written, n = s->niframes, k0 = 0;
-	uint64_t head_len = s->meta_offset + s->meta_length;
-	struct snap_progress *pg = &s->job->progress;
-	uint64_t done0 = pg->bytes_done, read0 = pg->bytes_read, skipped0 = pg->bytes_skipped;
-	/* k0: the first frame that ends past from (frames end in increasing order) */
-	const struct snap_store_index_frame *f;
-	uint64_t lo = 0, hi = n, at0 = data_end;
-	while (lo < hi) {
-		uint64_t mid = lo + (hi - lo) / 2;
-		int r = store_iframe_get(s, mid, &f);
-		if (r < 0)
-			return snap_job_fail(s->job, r, "cannot read the index: %s",
-					     snap_strerror(r));
-		if (snap_store_index_frame_end(f) <= from)
-			lo = mid + 1;
-		else
-			hi = mid;
+	rs->nparts = n;
+	free(rs->part_ends);
+	rs->part_ends = ends;
+	if (n == 0)
+		return 0; /* nothing kept: store_resume_fresh */
+	uint64_t e = ends[n - 1], eprev = n > 1 ? ends[n - 2] : 0;
+	/* frames of the kept parts; the first one of part n (or crossing into it) */
+	uint64_t m = 0, k0 = UINT64_MAX;
+	for (uint64_t k = 0; k < rs->nframes && rs->frames[k].file_offset < e; k++) {
+		const struct snap_store_index_frame *f = &rs->frames[k];
+		uint64_t end = snap_store_index_frame_end(f);
+		if (f->volume >= s->nvols ||
+		    f->file_offset !=
+			(k ? snap_store_index_frame_end(&rs->frames[k - 1]) : rs->head_len))
+			return snap_job_fail(job, -EUCLEAN,
+					     "cannot resume %s: the checkpoint %s is inconsistent "
+					     "(frame %llu)",
+					     rs->url, s->ckpt_path, (unsigned long long)k);
+		if (k0 == UINT64_MAX && end > eprev)
+			k0 = k;
+		m = k + 1;
 	}
-	k0 = lo;
-	if (k0 < n) {
-		int r = store_iframe_get(s, k0, &f);
-		if (r < 0)
-			return snap_job_fail(s->job, r, "cannot read the index: %s",
-					     snap_strerror(r));
-		at0 = f->file_offset;
-	}
-	/* the entries [k0, n) stay where they are: the sink compares each frame sealed again
-	 * with its entry in place (no second copy of an index that may be large) */
-	s->niframes = s->next_frame = k0;
-	s->vframes = NULL;
-	s->nverify = n;
-	s->replaying = true;
-	s->skip_to = from;
-	int r = 0;
-	if (from < head_len) {
-		s->written = 0;
-		r = store_write_all(s, s->header, sizeof(s->header));
-		if (r == 0 && s->keys_len)
-			r = store_write_all(s, s->keys_rec, s->keys_len);
-		if (r == 0)
-			r = store_write_all(s, s->meta_rec, s->meta_len);
+	uint64_t kstart = m;
+	if (k0 != UINT64_MAX) {
+		s->resume_vol = rs->frames[k0].volume;
+		s->resume_off = rs->frames[k0].offset / s->frame_size * s->frame_size;
+		for (kstart = 0; kstart < k0; kstart++)
+			if (rs->frames[kstart].volume == s->resume_vol &&
+			    rs->frames[kstart].offset >= s->resume_off)
+				break;
 	} else {
-		s->written = at0;
+		/* part n holds only the index and what follows: every volume was read */
+		s->resume_vol = (uint32_t)s->nvols;
+		s->resume_off = 0;
 	}
-	if (r == 0 && k0 < n)
-		r = store_replay_frames(s, k0, n);
-	if (r == 0 && (s->written != data_end || s->niframes != n))
-		r = snap_job_fail(s->job, -ESTALE,
-				  "cannot complete %s: %s changed since the upload began (its data "
-				  "ends at %llu, not %llu)",
-				  s->url, s->vols[0].path, (unsigned long long)s->written,
-				  (unsigned long long)data_end);
-	s->replaying = false;
-	s->nverify = 0;
-	s->vframes = NULL;
-	/* the first run counted these bytes (store.c invariant 6) */
-	pg->bytes_done = done0;
-	pg->bytes_read = read0;
-	pg->bytes_skipped = skipped0;
-	pg->bytes_written = s->written;
-	return r;
-}
-
-/* The object's size, known now: a streamed part whose request was started for part_size bytes
- * past the end is abandoned, and its bytes are produced again with their length (invariant
- * 3). */
-int store_end_s3(struct store_ctx *s, uint64_t size)
-{
-	uint64_t at = 0, cur = s->written > s->skip_to ? s->written : s->skip_to;
-	int r = snap_output_seq_s3_rewind(s->seq, size, &at);
+	s->nverify = m;
+	s->vframes = rs->frames;
+	s->skip_to = e;
+	s->table = store_table_free(s->table);
+	s->niframes = 0;
+	int r = store_table(s);
+	for (uint64_t k = 0; k < kstart && r == 0; k++)
+		r = store_table_put(s->table, k, &rs->frames[k]);
 	if (r < 0)
-		return snap_job_fail(s->job, r, "%s",
-				     snap_output_seq_error(s->seq) ? snap_output_seq_error(s->seq)
-								   : snap_strerror(r));
-	if (at >= cur)
-		return 0;
-	snap_info("%s ends inside a streamed part begun for %llu bytes: producing its bytes from "
-		  "offset %llu again with their length",
-		  s->url, (unsigned long long)s->part_size, (unsigned long long)at);
-	return store_replay(s, at);
+		return snap_job_fail(s->job, r, "cannot record the frames of %s: %s", s->ckpt_path,
+				     snap_strerror(r));
+	s->niframes = s->next_frame = kstart;
+	s->written = kstart ? snap_store_index_frame_end(&rs->frames[kstart - 1]) : rs->head_len;
+	/* the frames that start again are recorded again (store_ckpt_start writes [0, kstart)) */
+	rs->nframes = kstart;
+	snap_info("resuming %s: %zu parts (%llu bytes) kept, reading again from %s at offset %llu",
+		  rs->url, n, (unsigned long long)e,
+		  s->resume_vol < s->nvols ? s->vols[s->resume_vol].path : "the end",
+		  (unsigned long long)s->resume_off);
+	return 0;
 }
 
-/* ---- the upload and its resume (invariants 1, 2) ---- */
+/* Aborts the upload upload_id of url through c, got with r (< 0: no client); one already gone is
+ * no failure, another is a warning, with how to discard it when said is set. */
+static void store_abort_with(struct snap_s3_client *c, int r, const char *url,
+			     const char *upload_id, bool say_abort)
+{
+	char *bucket = NULL, *key = NULL, *detail = NULL;
+	if (r == 0)
+		r = snap_s3_url_parse(url, &bucket, &key, &detail);
+	if (r == 0)
+		r = snap_s3_abort_upload(c, bucket, key, upload_id, &detail);
+	if (r < 0 && r != -ENOENT && say_abort)
+		snap_warn("cannot abort the upload %s of %s: %s (snapbundle abort %s discards it)",
+			  upload_id, url, detail ? detail : snap_strerror(r), url);
+	else if (r < 0 && r != -ENOENT)
+		snap_warn("cannot abort the upload %s of %s: %s", upload_id, url,
+			  detail ? detail : snap_strerror(r));
+	free(bucket);
+	free(key);
+	free(detail);
+}
+
+/* --resume found no part kept: the upload is aborted and the store starts over. */
+int store_resume_fresh(struct store_ctx *s)
+{
+	struct snap_s3_client *c = NULL;
+	store_abort_with(c, snap_job_s3_client(s->job, &c), s->rs.url, s->rs.upload_id, false);
+	snap_info("no part of %s was kept: storing it again", s->rs.url);
+	s->resuming = false;
+	free(s->meta_rec);
+	s->meta_rec = NULL;
+	s->meta_len = 0;
+	store_ckpt_state_clear(&s->rs);
+	return 0;
+}
 
 /* The transport acknowledged a part (any thread). */
 static void store_on_part(void *userdata, uint32_t part_number, const char *etag, uint64_t end)
@@ -361,15 +515,6 @@ out:
 	return r;
 }
 
-/* A source's modification time as the checkpoint keeps it: regular files; 0 for block devices. */
-static int64_t store_vol_mtime(const struct store_vol *v)
-{
-	struct stat sb;
-	if (fstat(v->src->fd_buffered, &sb) == 0 && S_ISREG(sb.st_mode))
-		return (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
-	return 0;
-}
-
 /* The checkpoint of a new upload, once the head is written: its fixed part. */
 int store_ckpt_start(struct store_ctx *s)
 {
@@ -427,223 +572,6 @@ out:
 	free(head);
 	free(st.vols);
 	return r;
-}
-
-/* An encrypted resume: the data key unwrapped from the checkpoint's KEYS with the passphrase or
- * a recipient's private key, the checkpoint's META authenticated by it (invariant 2). */
-static int store_resume_keys(struct store_ctx *s)
-{
-	struct snap_job *job = s->job;
-	const char *pass = snap_job_string(job, SNAP_SPARAM_PASSPHRASE);
-	const char *key = snap_job_string(job, SNAP_SPARAM_PRIVATE_KEY);
-	if (!pass && !key)
-		return snap_job_fail(job, -ENOKEY,
-				     "cannot resume the encrypted store %s: give its passphrase or "
-				     "the private key of a recipient",
-				     s->rs.url);
-	if (s->rs.meta_offset < SNAP_STORE_HEADER_SIZE)
-		return snap_job_fail(job, -EUCLEAN, "the checkpoint %s has no key record",
-				     s->ckpt_path);
-	/* the image reader reads a head from a descriptor: the checkpoint's, in memory */
-	int fd = memfd_create("snapbundle-head", MFD_CLOEXEC);
-	if (fd < 0)
-		return snap_job_fail(job, -errno, "cannot make a memory file: %s",
-				     snap_strerror(-errno));
-	struct snap_store_image *img = NULL;
-	/* written where the reader reads from: the descriptor stays at offset 0 */
-	int r = snap_pwrite_all(fd, s->rs.head, s->rs.head_len, 0, NULL);
-	if (r == 0)
-		r = snap_store_image_new(&img);
-	if (r < 0) {
-		close(fd);
-		return snap_job_fail(job, r, "cannot read the checkpoint %s: %s", s->ckpt_path,
-				     snap_strerror(r));
-	}
-	r = store_image_open_fd(img, fd, s->ckpt_path, true);
-	if (r == 0)
-		r = snap_store_image_unlock(img, pass, key);
-	if (r < 0) {
-		r = snap_job_fail(job, r, "cannot resume %s: %s", s->rs.url,
-				  snap_store_image_error(img));
-		snap_store_image_free(img);
-		return r;
-	}
-	s->keys = img->ks;
-	s->encrypted = true;
-	s->keys_len = img->keys_len;
-	s->keys_rec = img->keys_rec;
-	img->keys_rec = NULL;
-	snap_store_image_free(img); /* cleanses its keyset */
-	return 0;
-}
-
-/* --resume, before the volumes are opened: the checkpoint of the -o given, its frame size and
- * level (the image's), its head. */
-static int store_resume_load(struct store_ctx *s)
-{
-	struct snap_job *job = s->job;
-	char *detail = NULL;
-	int r = store_ckpt_load(s->ckpt_path, &s->rs, &detail);
-	if (r == -ENOENT)
-		return snap_job_fail(job, r,
-				     "cannot resume %s: no checkpoint (%s): nothing was kept",
-				     s->path, s->ckpt_path);
-	if (r < 0) {
-		r = snap_job_fail(job, r, "cannot resume %s: %s", s->path,
-				  detail ? detail : snap_strerror(r));
-		free(detail);
-		return r;
-	}
-	struct snap_store_header h;
-	const char *why = "";
-	if (s->rs.head_len < SNAP_STORE_HEADER_SIZE ||
-	    snap_store_header_decode(s->rs.head, SNAP_STORE_HEADER_SIZE, &h, &why) < 0)
-		return snap_job_fail(job, -EUCLEAN,
-				     "cannot resume %s: the checkpoint %s has no "
-				     "valid image header",
-				     s->path, s->ckpt_path);
-	if ((h.compat & SNAP_STORE_COMPAT_SIGNATURE) !=
-	    (snap_job_string(job, SNAP_SPARAM_SIGNING_KEY) ? SNAP_STORE_COMPAT_SIGNATURE : 0))
-		return snap_job_fail(job, -EINVAL,
-				     "cannot resume %s: it was begun %s a signing key", s->rs.url,
-				     h.compat & SNAP_STORE_COMPAT_SIGNATURE ? "with" : "without");
-	if (!(s->url = strdup(s->rs.url)))
-		return -ENOMEM;
-	s->nonce_rng = (struct snap_store_rng){.seeded = true, .seed = s->rs.nonce_seed};
-	if ((h.incompat & SNAP_STORE_INCOMPAT_ENCRYPTED) && (r = store_resume_keys(s)) < 0)
-		return r;
-	memcpy(s->image_id, h.image_id, SNAP_STORE_ID_SIZE);
-	memcpy(s->header, s->rs.head, SNAP_STORE_HEADER_SIZE);
-	s->frame_size = s->rs.frame_size;
-	s->level = s->rs.level;
-	s->meta_offset = s->rs.meta_offset;
-	s->meta_length = s->meta_len = (size_t)s->rs.meta_length;
-	if (!(s->meta_rec = malloc(s->meta_len)))
-		return -ENOMEM;
-	memcpy(s->meta_rec, s->rs.head + s->meta_offset, s->meta_len);
-	const void *parts[] = {s->meta_rec};
-	const size_t lens[] = {s->meta_len};
-	return snap_store_mac(NULL, parts, lens, 1, s->meta_digest);
-}
-
-static int cmp_part(const void *a, const void *b)
-{
-	const struct snap_s3_part *x = a, *y = b;
-	return x->part_number < y->part_number ? -1 : x->part_number > y->part_number;
-}
-
-/* --resume, once the volumes are open: the same sources, the kept parts 1..n, where reading
- * starts again (invariant 2). */
-int store_resume_plan(struct store_ctx *s)
-{
-	struct snap_job *job = s->job;
-	struct store_ckpt_state *rs = &s->rs;
-	if (rs->nvols != s->nvols)
-		return snap_job_fail(job, -ESTALE,
-				     "cannot resume %s: it was begun with %zu volumes, "
-				     "not %zu",
-				     rs->url, rs->nvols, s->nvols);
-	for (size_t i = 0; i < s->nvols; i++) {
-		int64_t mt = store_vol_mtime(&s->vols[i]);
-		if (rs->vols[i].size != s->vols[i].src->size || rs->vols[i].mtime_ns != mt)
-			return snap_job_fail(job, -ESTALE,
-					     "cannot resume %s: %s changed since the upload began "
-					     "(%s)",
-					     rs->url, s->vols[i].path,
-					     rs->vols[i].size != s->vols[i].src->size
-						 ? "its size differs"
-						 : "it was modified");
-	}
-	/* the parts in number order, each one's latest acknowledgement; then the run 1..n */
-	struct snap_s3_part *p = rs->parts;
-	uint64_t *ends = calloc(rs->nparts + 1, sizeof(*ends));
-	if (!ends)
-		return -ENOMEM;
-	for (size_t i = 0; i < rs->nparts; i++)
-		p[i].size = rs->part_ends[i]; /* carried through the sort */
-	qsort(p, rs->nparts, sizeof(*p), cmp_part);
-	size_t n = 0;
-	for (size_t i = 0; i < rs->nparts; i++) {
-		if (n && p[n - 1].part_number == p[i].part_number) {
-			free(p[n - 1].etag);
-			p[n - 1] = p[i];
-			continue;
-		}
-		if (p[i].part_number != n + 1) {
-			for (size_t j = i; j < rs->nparts; j++)
-				free(p[j].etag);
-			break;
-		}
-		p[n++] = p[i];
-	}
-	uint64_t prev = 0;
-	for (size_t i = 0; i < n; i++) {
-		ends[i] = p[i].size;
-		if (ends[i] <= prev) {
-			free(ends);
-			rs->nparts = i;
-			return snap_job_fail(job, -EUCLEAN,
-					     "cannot resume %s: the checkpoint %s is "
-					     "inconsistent (part %u)",
-					     rs->url, s->ckpt_path, p[i].part_number);
-		}
-		p[i].size = ends[i] - prev;
-		prev = ends[i];
-	}
-	rs->nparts = n;
-	free(rs->part_ends);
-	rs->part_ends = ends;
-	if (n == 0)
-		return 0; /* nothing kept: store_resume_fresh */
-	uint64_t e = ends[n - 1], eprev = n > 1 ? ends[n - 2] : 0;
-	/* frames of the kept parts; the first one of part n (or crossing into it) */
-	uint64_t m = 0, k0 = UINT64_MAX;
-	for (uint64_t k = 0; k < rs->nframes && rs->frames[k].file_offset < e; k++) {
-		const struct snap_store_index_frame *f = &rs->frames[k];
-		uint64_t end = snap_store_index_frame_end(f);
-		if (f->volume >= s->nvols ||
-		    f->file_offset != (k ? snap_store_index_frame_end(&rs->frames[k - 1]) : rs->head_len))
-			return snap_job_fail(job, -EUCLEAN,
-					     "cannot resume %s: the checkpoint %s is inconsistent "
-					     "(frame %llu)",
-					     rs->url, s->ckpt_path, (unsigned long long)k);
-		if (k0 == UINT64_MAX && end > eprev)
-			k0 = k;
-		m = k + 1;
-	}
-	uint64_t kstart = m;
-	if (k0 != UINT64_MAX) {
-		s->resume_vol = rs->frames[k0].volume;
-		s->resume_off = rs->frames[k0].offset / s->frame_size * s->frame_size;
-		for (kstart = 0; kstart < k0; kstart++)
-			if (rs->frames[kstart].volume == s->resume_vol &&
-			    rs->frames[kstart].offset >= s->resume_off)
-				break;
-	} else {
-		/* part n holds only the index and what follows: every volume was read */
-		s->resume_vol = (uint32_t)s->nvols;
-		s->resume_off = 0;
-	}
-	s->nverify = m;
-	s->vframes = rs->frames;
-	s->skip_to = e;
-	s->table = store_table_free(s->table);
-	s->niframes = 0;
-	int r = store_table(s);
-	for (uint64_t k = 0; k < kstart && r == 0; k++)
-		r = store_table_put(s->table, k, &rs->frames[k]);
-	if (r < 0)
-		return snap_job_fail(s->job, r, "cannot record the frames of %s: %s", s->ckpt_path,
-				     snap_strerror(r));
-	s->niframes = s->next_frame = kstart;
-	s->written = kstart ? snap_store_index_frame_end(&rs->frames[kstart - 1]) : rs->head_len;
-	/* the frames that start again are recorded again (store_ckpt_start writes [0, kstart)) */
-	rs->nframes = kstart;
-	snap_info("resuming %s: %zu parts (%llu bytes) kept, reading again from %s at offset %llu",
-		  rs->url, n, (unsigned long long)e,
-		  s->resume_vol < s->nvols ? s->vols[s->resume_vol].path : "the end",
-		  (unsigned long long)s->resume_off);
-	return 0;
 }
 
 /* Below the restart, the extent map as the first run left it (invariant 2): every byte of a
@@ -705,67 +633,138 @@ int store_resume_marks(struct store_ctx *s)
 	return 0;
 }
 
-/* Before the volumes: the checkpoint's name for an s3:// output, and --resume's loading. */
-int store_prepare_s3(struct store_ctx *s)
+/* ---- the end of an S3 object (invariant 3) and of its job ---- */
+
+/* Reads, seals and writes again the frames [k0, n) of the first run, each its own chunk (its
+ * blocks are all non-zero, so it is one frame again), volume by volume. */
+static int store_replay_frames(struct store_ctx *s, uint64_t k0, uint64_t n)
 {
-	struct snap_job *job = s->job;
-	const char *out = snap_job_string(job, SNAP_SPARAM_OUTPUT);
-	bool resume = snap_job_param(job, SNAP_PARAM_RESUME, 0);
-	if (!out || !snap_s3_is_url(out)) {
-		if (resume)
-			return snap_job_fail(job, -EINVAL,
-					     "only a store into S3 (-o s3://...) can be resumed");
-		return 0;
+	int r = store_start_workers(s);
+	if (r < 0)
+		return snap_job_fail(s->job, r, "cannot start worker threads: %s",
+				     snap_strerror(r));
+	struct snap_range *all = calloc(n - k0 + 1, sizeof(*all));
+	uint32_t *vol = calloc(n - k0 + 1, sizeof(*vol));
+	if (!all || !vol) {
+		free(all);
+		free(vol);
+		return -ENOMEM;
 	}
-	if (resume && snap_job_param(job, SNAP_PARAM_NO_RESUME, 0))
-		return snap_job_fail(job, -EINVAL, "give either resume or no-resume, not both");
-	/* --no-resume keeps nothing, and needs no place to keep it */
-	int r = store_ckpt_path(out, &s->ckpt_path);
-	if (r < 0 && !snap_job_param(job, SNAP_PARAM_NO_RESUME, 0))
-		return snap_job_fail(job, r,
-				     "cannot make the checkpoint directory of %s: %s (set "
-				     "XDG_STATE_HOME, or use --no-resume)",
-				     out, snap_strerror(r));
-	s->path = out;
-	if (!resume)
+	/* every chunk taken from the table before the pipeline runs: its sink reads the table
+	 * (store-internal.h invariant 2) */
+	for (uint64_t k = k0; k < n && r == 0; k++) {
+		const struct snap_store_index_frame *f;
+		if ((r = store_iframe_get(s, k, &f)) < 0) {
+			r = snap_job_fail(s->job, r, "cannot read frame %llu of the index: %s",
+					  (unsigned long long)k, snap_strerror(r));
+			break;
+		}
+		all[k - k0] = (struct snap_range){f->offset, f->raw_len};
+		vol[k - k0] = f->volume;
+	}
+	for (uint64_t a = k0; a < n && r == 0;) {
+		uint32_t vi = vol[a - k0];
+		struct snap_range *chunks = all + (a - k0);
+		size_t nc = 0;
+		uint64_t b = a;
+		for (; b < n && vol[b - k0] == vi; b++)
+			nc++;
+		a = b;
+		r = store_read_chunks(s, vi, chunks, nc, NULL);
+	}
+	free(all);
+	free(vol);
+	if (r == 0)
+		r = snap_pipeline_finish(s->pipe);
+	store_stop_workers(s);
+	return r;
+}
+
+/* The image's bytes from offset from (the start of the streamed part that was promised past
+ * the end) to the end of the data, written again as the first run wrote them: the head from
+ * its records, then the frames, compared with the first run's (a source that changed fails). */
+static int store_replay(struct store_ctx *s, uint64_t from)
+{
+	uint64_t data_end = s->written, n = s->niframes, k0 = 0;
+	uint64_t head_len = s->meta_offset + s->meta_length;
+	struct snap_progress *pg = &s->job->progress;
+	uint64_t done0 = pg->bytes_done, read0 = pg->bytes_read, skipped0 = pg->bytes_skipped;
+	/* k0: the first frame that ends past from (frames end in increasing order) */
+	const struct snap_store_index_frame *f;
+	uint64_t lo = 0, hi = n, at0 = data_end;
+	while (lo < hi) {
+		uint64_t mid = lo + (hi - lo) / 2;
+		int r = store_iframe_get(s, mid, &f);
+		if (r < 0)
+			return snap_job_fail(s->job, r, "cannot read the index: %s",
+					     snap_strerror(r));
+		if (snap_store_index_frame_end(f) <= from)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	k0 = lo;
+	if (k0 < n) {
+		int r = store_iframe_get(s, k0, &f);
+		if (r < 0)
+			return snap_job_fail(s->job, r, "cannot read the index: %s",
+					     snap_strerror(r));
+		at0 = f->file_offset;
+	}
+	/* the entries [k0, n) stay where they are: the sink compares each frame sealed again
+	 * with its entry in place (no second copy of an index that may be large) */
+	s->niframes = s->next_frame = k0;
+	s->vframes = NULL;
+	s->nverify = n;
+	s->replaying = true;
+	s->skip_to = from;
+	int r = 0;
+	if (from < head_len) {
+		s->written = 0;
+		r = store_write_all(s, s->header, sizeof(s->header));
+		if (r == 0 && s->keys_len)
+			r = store_write_all(s, s->keys_rec, s->keys_len);
+		if (r == 0)
+			r = store_write_all(s, s->meta_rec, s->meta_len);
+	} else {
+		s->written = at0;
+	}
+	if (r == 0 && k0 < n)
+		r = store_replay_frames(s, k0, n);
+	if (r == 0 && (s->written != data_end || s->niframes != n))
+		r = snap_job_fail(s->job, -ESTALE,
+				  "cannot complete %s: %s changed since the upload began (its data "
+				  "ends at %llu, not %llu)",
+				  s->url, s->vols[0].path, (unsigned long long)s->written,
+				  (unsigned long long)data_end);
+	s->replaying = false;
+	s->nverify = 0;
+	s->vframes = NULL;
+	/* the first run counted these bytes (store.c invariant 6) */
+	pg->bytes_done = done0;
+	pg->bytes_read = read0;
+	pg->bytes_skipped = skipped0;
+	pg->bytes_written = s->written;
+	return r;
+}
+
+/* The object's size, known now: a streamed part whose request was started for part_size bytes
+ * past the end is abandoned, and its bytes are produced again with their length (invariant
+ * 3). */
+int store_end_s3(struct store_ctx *s, uint64_t size)
+{
+	uint64_t at = 0, cur = s->written > s->skip_to ? s->written : s->skip_to;
+	int r = snap_output_seq_s3_rewind(s->seq, size, &at);
+	if (r < 0)
+		return snap_job_fail(s->job, r, "%s",
+				     snap_output_seq_error(s->seq) ? snap_output_seq_error(s->seq)
+								   : snap_strerror(r));
+	if (at >= cur)
 		return 0;
-	s->resuming = true;
-	return store_resume_load(s);
-}
-
-/* Aborts the upload upload_id of url through c, got with r (< 0: no client); one already gone is
- * no failure, another is a warning, with how to discard it when said is set. */
-static void store_abort_with(struct snap_s3_client *c, int r, const char *url,
-			     const char *upload_id, bool say_abort)
-{
-	char *bucket = NULL, *key = NULL, *detail = NULL;
-	if (r == 0)
-		r = snap_s3_url_parse(url, &bucket, &key, &detail);
-	if (r == 0)
-		r = snap_s3_abort_upload(c, bucket, key, upload_id, &detail);
-	if (r < 0 && r != -ENOENT && say_abort)
-		snap_warn("cannot abort the upload %s of %s: %s (snapbundle abort %s discards it)",
-			  upload_id, url, detail ? detail : snap_strerror(r), url);
-	else if (r < 0 && r != -ENOENT)
-		snap_warn("cannot abort the upload %s of %s: %s", upload_id, url,
-			  detail ? detail : snap_strerror(r));
-	free(bucket);
-	free(key);
-	free(detail);
-}
-
-/* --resume found no part kept: the upload is aborted and the store starts over. */
-int store_resume_fresh(struct store_ctx *s)
-{
-	struct snap_s3_client *c = NULL;
-	store_abort_with(c, snap_job_s3_client(s->job, &c), s->rs.url, s->rs.upload_id, false);
-	snap_info("no part of %s was kept: storing it again", s->rs.url);
-	s->resuming = false;
-	free(s->meta_rec);
-	s->meta_rec = NULL;
-	s->meta_len = 0;
-	store_ckpt_state_clear(&s->rs);
-	return 0;
+	snap_info("%s ends inside a streamed part begun for %llu bytes: producing its bytes from "
+		  "offset %llu again with their length",
+		  s->url, (unsigned long long)s->part_size, (unsigned long long)at);
+	return store_replay(s, at);
 }
 
 /* A resumed writer knows no put options: the tags (--tag, as given to the resume) are set on

@@ -160,6 +160,11 @@ int snap_store_mac(const uint8_t *key, const void *const *parts, const size_t *l
 	return r;
 }
 
+int snap_store_sha256(const void *buf, size_t len, uint8_t out[SNAP_STORE_DIGEST_SIZE])
+{
+	return snap_store_mac(NULL, &buf, &len, 1, out);
+}
+
 bool snap_store_ct_equal(const void *a, const void *b, size_t n)
 {
 	return CRYPTO_memcmp(a, b, n) == 0;
@@ -352,9 +357,7 @@ static int pubkey_id(EVP_PKEY *pk, uint8_t out[32])
 	int n = i2d_PUBKEY(pk, &der);
 	if (n <= 0)
 		return -EIO;
-	const void *parts[] = {der};
-	const size_t lens[] = {(size_t)n};
-	int r = snap_store_mac(NULL, parts, lens, 1, out);
+	int r = snap_store_sha256(der, (size_t)n, out);
 	OPENSSL_free(der);
 	return r;
 }
@@ -562,9 +565,7 @@ int snap_store_signed_message(const uint8_t header[SNAP_STORE_HEADER_SIZE], cons
 			      uint8_t out[SNAP_STORE_SIGNED_MSG_SIZE])
 {
 	uint8_t d[SNAP_STORE_DIGEST_SIZE];
-	const void *p[] = {index};
-	const size_t n[] = {index_len};
-	int r = snap_store_mac(NULL, p, n, 1, d);
+	int r = snap_store_sha256(index, index_len, d);
 	if (r == 0)
 		r = snap_store_signed_message_digest(header, keys, keys_len, meta, meta_len, d,
 						     out);

@@ -57,6 +57,8 @@ int snap_store_cipher_open(struct snap_store_cipher *c, const uint8_t nonce[12],
 /* SHA-256 or HMAC-SHA256 (key non-NULL) over the concatenation of n buffers. */
 int snap_store_mac(const uint8_t *key, const void *const *parts, const size_t *lens, size_t n,
 		   uint8_t out[SNAP_STORE_DIGEST_SIZE]);
+/* SHA-256 of one buffer. */
+int snap_store_sha256(const void *buf, size_t len, uint8_t out[SNAP_STORE_DIGEST_SIZE]);
 /* The same, incrementally: for a record written piece by piece (snap_store_index_record_*). */
 struct snap_store_mac_ctx;
 int snap_store_mac_new(const uint8_t *key, struct snap_store_mac_ctx **ret);

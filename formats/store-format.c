@@ -1068,18 +1068,59 @@ int snap_store_index_record_seal(const struct snap_store_index *ix, const uint8_
 	return 0;
 }
 
+/* A stream pass that checks itself: the CRC of what it hands over, the prefix's crc field read
+ * as zero, as the CRC is defined. */
+struct crc_pass {
+	snap_store_emit_fn emit;
+	void *ctx;
+	uLong crc;
+};
+
+static int emit_crc(void *ctx, const void *buf, size_t len)
+{
+	struct crc_pass *cp = ctx;
+	cp->crc = crc32_z(cp->crc, buf, len);
+	return cp->emit(cp->ctx, buf, len);
+}
+
 int snap_store_index_record_stream(const struct snap_store_index *ix,
 				   const struct snap_store_record_seal *seal,
-				   snap_store_emit_fn emit, void *ctx)
+				   snap_store_emit_fn emit, void *ctx, uint32_t *ret_crc)
 {
 	uint8_t pfx[SNAP_STORE_PREFIX_SIZE];
 	snap_store_prefix_encode(pfx, SNAP_STORE_REC_INDEX, seal->length);
+	struct crc_pass cp = {emit, ctx, crc32_skip(pfx, sizeof(pfx), PFX(crc))};
 	snap_put_le32(pfx + PFX(crc), seal->crc);
 	int r = emit(ctx, pfx, sizeof(pfx));
+	if (ret_crc) {
+		emit = emit_crc;
+		ctx = &cp;
+	}
 	if (r == 0)
 		r = snap_store_index_stream(ix, emit, ctx);
 	if (r == 0)
 		r = emit(ctx, seal->tag, sizeof(seal->tag));
+	if (r == 0 && ret_crc)
+		*ret_crc = (uint32_t)cp.crc;
+	return r;
+}
+
+static int emit_sha(void *ctx, const void *buf, size_t len)
+{
+	return snap_store_mac_update(ctx, buf, len);
+}
+
+int snap_store_index_record_digest(const struct snap_store_index *ix,
+				   const struct snap_store_record_seal *seal,
+				   uint8_t out[SNAP_STORE_DIGEST_SIZE])
+{
+	struct snap_store_mac_ctx *sha = NULL;
+	int r = snap_store_mac_new(NULL, &sha);
+	if (r == 0)
+		r = snap_store_index_record_stream(ix, seal, emit_sha, sha, NULL);
+	if (r == 0)
+		r = snap_store_mac_final(sha, out);
+	snap_store_mac_free(sha);
 	return r;
 }
 

@@ -335,7 +335,9 @@ int snap_store_index_stream(const struct snap_store_index *ix, snap_store_emit_f
  * depends on the tag at its end, so it takes two passes over ix: _seal computes the length,
  * the tag (HMAC-SHA256 under mac_key, or SHA-256 when NULL) and the CRC without output;
  * _stream then hands the record to emit: prefix, payload pieces, tag. ix must not change
- * between the two. */
+ * between the two: ret_crc, when not NULL, gets the CRC of what _stream handed over, which
+ * differs from seal->crc when it did. _digest: SHA-256 of the record, a pass of _stream (for a
+ * signature). */
 struct snap_store_record_seal {
 	uint64_t length; /* of the whole record */
 	uint32_t crc;
@@ -345,7 +347,10 @@ int snap_store_index_record_seal(const struct snap_store_index *ix, const uint8_
 				 struct snap_store_record_seal *ret);
 int snap_store_index_record_stream(const struct snap_store_index *ix,
 				   const struct snap_store_record_seal *seal,
-				   snap_store_emit_fn emit, void *ctx);
+				   snap_store_emit_fn emit, void *ctx, uint32_t *ret_crc);
+int snap_store_index_record_digest(const struct snap_store_index *ix,
+				   const struct snap_store_record_seal *seal,
+				   uint8_t out[SNAP_STORE_DIGEST_SIZE]);
 /* Also checks the structure: extents cover each volume exactly (sizes from vol_sizes when not
  * NULL), frames sorted by file offset, each volume's frames contiguous, sorted, inside its
  * DATA extents. */

@@ -394,9 +394,24 @@ static void check_index_stream(const char *shape, const struct snap_store_index 
 		CHECK(seal.length == rlen, " %s keyed %d: length %llu, not %zu", shape, keyed,
 		      (unsigned long long)seal.length, rlen);
 		struct sink k = {0};
-		CHECK(snap_store_index_record_stream(ix, &seal, sink_emit, &k) == 0);
+		uint32_t crc = 0;
+		CHECK(snap_store_index_record_stream(ix, &seal, sink_emit, &k, &crc) == 0);
 		CHECK(k.len == rlen && !memcmp(k.p, rec, rlen),
 		      " %s keyed %d: streamed record differs", shape, keyed);
+		/* the stream's CRC is the seal's; an index changed between them gives another */
+		CHECK(crc == seal.crc && crc == snap_get_le32(rec + 4), " %s keyed %d: crc %08x",
+		      shape, keyed, crc);
+		uint8_t d1[SNAP_STORE_DIGEST_SIZE], d2[SNAP_STORE_DIGEST_SIZE];
+		CHECK(snap_store_index_record_digest(ix, &seal, d1) == 0 &&
+			  snap_store_sha256(rec, rlen, d2) == 0 && !memcmp(d1, d2, sizeof(d1)),
+		      " %s keyed %d: record digest differs", shape, keyed);
+		struct sink k2 = {0};
+		struct snap_store_index changed = *ix;
+		changed.meta_length++;
+		CHECK(snap_store_index_record_stream(&changed, &seal, sink_emit, &k2, &crc) == 0 &&
+			  crc != seal.crc,
+		      " %s keyed %d: a changed index kept the crc", shape, keyed);
+		free(k2.p);
 		CHECK(k.first == SNAP_STORE_PREFIX_SIZE && k.largest <= (256u << 10), " %s", shape);
 		CHECK(k.len == rlen && snap_store_record_crc_ok(k.p, k.len), " %s", shape);
 		/* large indexes go out in several pieces, never as one */
@@ -429,7 +444,8 @@ static void check_index_stream(const char *shape, const struct snap_store_index 
 		/* an emit error stops the encoder and comes back, in the first piece or later */
 		for (size_t at = 1; at <= 3; at++) {
 			struct sink e = {.fail_at = at};
-			CHECK(snap_store_index_record_stream(ix, &seal, sink_emit, &e) == -ENOSPC);
+			CHECK(snap_store_index_record_stream(ix, &seal, sink_emit, &e, NULL) ==
+			      -ENOSPC);
 			CHECK(e.pieces == at, " %s: %zu pieces after the error", shape, e.pieces);
 			free(e.p);
 		}
