@@ -12,6 +12,10 @@
  *  2. One thread at a time uses a table (the sink while the pipeline runs, the run thread
  *     otherwise); a pointer from store_table_get is valid until the next call on the table.
  *  3. The bytes of the image do not depend on whether or where the table spilled.
+ *  4. A store's context (struct store_ctx) is one job's. The stages of store-records.c and
+ *     store-s3.c run on the job's run thread while no pipeline runs (store.c invariant 8),
+ *     but for the transport's part acknowledgements (any thread), which touch only the
+ *     checkpoint.
  */
 #ifndef SNAP_STORE_INTERNAL_H
 #define SNAP_STORE_INTERNAL_H
@@ -76,26 +80,26 @@ struct store_ctx {
 	int level;
 	bool encrypted;
 	struct snap_store_rng rng;
-	struct snap_store_rng nonce_rng; /* the frames' nonces (invariant 11) */
+	struct snap_store_rng nonce_rng; /* the frames' nonces (store-s3.c invariant 2) */
 	uint8_t image_id[SNAP_STORE_ID_SIZE];
 	uint8_t dk[SNAP_STORE_KEY_SIZE];
 	struct snap_store_keyset keys;
 
 	/* output */
 	struct snap_output *out;
-	struct snap_output_seq *seq; /* writes out from start to end (invariant 9) */
+	struct snap_output_seq *seq; /* writes out from start to end (store.c invariant 9) */
 	const char *path;
 	uint64_t written;
 	uint64_t now; /* the default creation and store time, read once */
 
-	/* an S3 object (invariant 10) */
+	/* an S3 object (store-s3.c invariant 1) */
 	struct snap_s3_client *s3c;
 	char *url;	 /* s3://BUCKET/KEY written (the -o given may name a prefix) */
 	char *ckpt_path; /* the checkpoint of the -o given (store-checkpoint.h) */
 	uint64_t part_size;
 	struct store_ckpt *_Atomic ckpt;
 	bool keep_upload; /* a failure keeps the upload and the checkpoint */
-	/* --resume (invariant 11) */
+	/* --resume (store-s3.c invariant 2) */
 	bool resuming;
 	struct store_ckpt_state rs;
 	uint64_t skip_to;    /* image bytes below were uploaded: not written again */
@@ -105,7 +109,7 @@ struct store_ctx {
 	/* frames below nverify must equal these: a resume's checkpoint; NULL: the table's own
 	 * entries, which a replay compares in place */
 	const struct snap_store_index_frame *vframes;
-	bool replaying; /* the end's replay of a streamed part (invariant 12) */
+	bool replaying; /* the end's replay of a streamed part (store-s3.c invariant 3) */
 
 	/* the parts of the image the index and footer need */
 	uint8_t header[SNAP_STORE_HEADER_SIZE];
