@@ -13,9 +13,9 @@
  *     otherwise); a pointer from store_table_get is valid until the next call on the table.
  *  3. The bytes of the image do not depend on whether or where the table spilled.
  *  4. A store's context (struct store_ctx) is one job's. The stages of store-records.c and
- *     store-s3.c run on the job's run thread while no pipeline runs (store.c invariant 8),
- *     but for the transport's part acknowledgements (any thread), which touch only the
- *     checkpoint.
+ *     store-s3.c run on the job's run thread outside the data stage's pipeline (store.c
+ *     invariant 8; a replay runs a pipeline of its own the same way), but for the transport's
+ *     part acknowledgements (any thread), which touch only the checkpoint.
  */
 #ifndef SNAP_STORE_INTERNAL_H
 #define SNAP_STORE_INTERNAL_H
