@@ -105,7 +105,7 @@
 
 #include <openssl/evp.h>
 
-#include "bundle-keys.h"
+#include "bundle-manifest.h"
 #include "disk-internal.h"
 #include "extent-map.h"
 #include "gzip-chunk.h"
@@ -113,7 +113,6 @@
 #include "util.h"
 #include "layout.h"
 #include "log.h"
-#include "manifest-write.h"
 #include "output.h"
 #include "pipeline.h"
 #include "reader.h"
@@ -129,8 +128,6 @@
 #define WORKER_NICE 10 /* how much lower the deflate workers run (invariant 8) */
 #define ZERO_COPY_MIN ((size_t)256 << 10) /* smaller reader chunks are copied (invariant 9) */
 
-#define BUNDLER_NAME "snapbundle"
-
 /* What a pipeline slot holds (pipeline.h): a stream chunk, then its deflate output. */
 struct slot {
 	uint64_t seq; /* the chunk's place in the stream (pipeline.h invariant 1) */
@@ -144,13 +141,6 @@ struct slot {
 	uint8_t *out;
 	size_t out_len;
 	uint32_t crc;
-};
-
-struct part {
-	struct snap_output *out; /* written as .NAME.part.I.tmp-PID, named at commit */
-	char *final_name;
-	uint64_t size;
-	char digest[41];
 };
 
 /* Seconds per stage. Work stages (copy, tar_sha1, deflate summed over workers, aes,
@@ -194,7 +184,7 @@ struct bundle {
 
 	/* keys */
 	struct snap_bundle_key key;
-	EVP_PKEY *user_pub, *ec2_pub, *priv;
+	struct snap_bundle_signer signer;
 
 	/* pipeline */
 	struct snap_pipeline *pipe;
@@ -218,7 +208,7 @@ struct bundle {
 	uint64_t gz_in;	 /* bytes of tar stream compressed so far */
 	uint64_t gz_len; /* gzip bytes produced */
 	uint64_t part_left;
-	struct part *parts;
+	struct snap_bundle_part *parts;
 	size_t nparts, parts_cap;
 	_Atomic uint64_t written;
 
@@ -263,7 +253,7 @@ static int part_close(struct bundle *b)
 {
 	if (!b->part_open)
 		return 0;
-	struct part *p = &b->parts[b->nparts - 1];
+	struct snap_bundle_part *p = &b->parts[b->nparts - 1];
 	uint8_t md[20];
 	unsigned mdlen = 0;
 	uint64_t t0 = snap_thread_cpu_ns();
@@ -311,13 +301,13 @@ static int part_open(struct bundle *b)
 		return r;
 	if (b->nparts == b->parts_cap) {
 		size_t cap = b->parts_cap ? 2 * b->parts_cap : 64;
-		struct part *n = realloc(b->parts, cap * sizeof(*n));
+		struct snap_bundle_part *n = realloc(b->parts, cap * sizeof(*n));
 		if (!n)
 			return snap_pipeline_fail(b->pipe, -ENOMEM, "out of memory for the part list");
 		b->parts = n;
 		b->parts_cap = cap;
 	}
-	struct part *p = &b->parts[b->nparts];
+	struct snap_bundle_part *p = &b->parts[b->nparts];
 	memset(p, 0, sizeof(*p));
 	/* the final name needs the part count (snap_bundle_part_name): named at commit */
 	char *path = NULL, *detail = NULL;
@@ -1004,53 +994,15 @@ static int produce(struct bundle *b)
 /* ---------------------------------------------------------------------------------------- */
 /* Setup                                                                                     */
 
+/* The keys the manifest is signed and wrapped with (bundle-manifest.c), then the bundle's
+ * own AES-128 key and IV. */
 static int load_keys(struct bundle *b)
 {
-	const char *cert = snap_job_string(b->job, SNAP_SPARAM_CERT);
-	const char *ec2 = snap_job_string(b->job, SNAP_SPARAM_EC2_CERT);
-	const char *pk = snap_job_string(b->job, SNAP_SPARAM_PRIVATE_KEY);
-	if (!cert || !*cert)
-		return snap_job_fail(b->job, -EINVAL, "no user certificate given");
-	if (!ec2 || !*ec2)
-		return snap_job_fail(b->job, -EINVAL, "no EC2 certificate given");
-	if (!pk || !*pk)
-		return snap_job_fail(b->job, -EINVAL, "no private key given");
-	struct {
-		const char *path, *what;
-		EVP_PKEY **key;
-		bool priv;
-	} files[] = {
-	    {cert, "certificate", &b->user_pub, false},
-	    {ec2, "EC2 certificate", &b->ec2_pub, false},
-	    {pk, "private key", &b->priv, true},
-	};
-	for (size_t i = 0; i < 3; i++) {
-		char *pem = NULL;
-		size_t len = 0;
-		int r = snap_job_read_file(b->job, files[i].path, files[i].what, 16u << 20, &pem,
-					       &len);
-		if (r < 0)
-			return r;
-		r = files[i].priv ? snap_pem_private_key(pem, len, files[i].key)
-				  : snap_pem_cert_public_key(pem, len, files[i].key);
-		OPENSSL_cleanse(pem, len);
-		free(pem);
-		if (r == -EOPNOTSUPP)
-			return snap_job_fail(b->job, r, "%s %s: not an RSA key", files[i].what,
-					     files[i].path);
-		if (r < 0)
-			return snap_job_fail(
-			    b->job, r, "%s %s: not a PEM %s", files[i].what, files[i].path,
-			    files[i].priv ? "RSA private key" : "X.509 certificate");
-	}
-	/* the manifest is signed with the key and checked with the certificate: a pair that does
-	 * not match would make a bundle no one can verify */
-	if (EVP_PKEY_eq(b->user_pub, b->priv) != 1)
-		return snap_job_fail(b->job, -EINVAL,
-				     "private key %s does not match certificate %s: the bundle's "
-				     "signature could not be verified",
-				     pk, cert);
-	int r = snap_bundle_key_generate(&b->key);
+	int r = snap_bundle_signer_load(b->job, 16u << 20, false, "the bundle's signature",
+					&b->signer);
+	if (r < 0)
+		return r;
+	r = snap_bundle_key_generate(&b->key);
 	if (r < 0)
 		return snap_job_fail(b->job, r,
 				     "cannot generate the bundle key: random source failed");
@@ -1202,141 +1154,16 @@ static int configure(struct bundle *b)
 	return 0;
 }
 
-/* Validates what the manifest needs before any data moves: a failure here costs nothing. */
-static int check_manifest_inputs(struct bundle *b, char **ret_user)
-{
-	const char *user = snap_job_string(b->job, SNAP_SPARAM_USER);
-	const char *arch = snap_job_string(b->job, SNAP_SPARAM_ARCH);
-	if (!user || !*user)
-		return snap_job_fail(b->job, -EINVAL, "no user (AWS account number) given");
-	if (!arch || !*arch)
-		return snap_job_fail(b->job, -EINVAL, "no architecture given");
-	/* ec2-bundle-image removes hyphens and wants 12 digits */
-	char *u = malloc(strlen(user) + 1);
-	if (!u)
-		return snap_job_fail(b->job, -ENOMEM, "out of memory");
-	size_t n = 0;
-	for (const char *p = user; *p; p++)
-		if (*p != '-')
-			u[n++] = *p;
-	u[n] = 0;
-	bool ok = n == 12;
-	for (size_t i = 0; i < n; i++)
-		ok = ok && u[i] >= '0' && u[i] <= '9';
-	if (!ok) {
-		free(u);
-		return snap_job_fail(b->job, -EINVAL,
-				     "user '%s' is not a 12-digit AWS account number", user);
-	}
-	/* mappings are checked now, not after the data has streamed */
-	const char **bdm = NULL;
-	size_t nbdm = snap_job_list(b->job, SNAP_SPARAM_BLOCK_DEVICE_MAPPING, &bdm);
-	int r = 0;
-	for (size_t i = 0; i < nbdm && r >= 0; i++) {
-		char *c = strdup(bdm[i]);
-		struct snap_manifest_mapping m;
-		if (!c)
-			r = snap_job_fail(b->job, -ENOMEM, "out of memory");
-		else if (snap_manifest_parse_mapping(c, &m) < 0)
-			r = snap_job_fail(b->job, -EINVAL,
-					  "invalid block device mapping '%s' (want virtual=device)",
-					  bdm[i]);
-		free(c);
-	}
-	free(bdm);
-	if (r < 0) {
-		free(u);
-		return r;
-	}
-	*ret_user = u;
-	return 0;
-}
-
+/* The manifest, built and signed (bundle-manifest.c), written through the output sequence. */
 static int write_manifest(struct bundle *b, const char *user)
 {
 	struct snap_job *job = b->job;
-	int r;
-	char *ec2_key = NULL, *user_key = NULL, *ec2_iv = NULL, *user_iv = NULL;
-	char *signed_text = NULL, *sig = NULL, *doc = NULL;
-	const char **bdm = NULL, **codes = NULL, **anc = NULL;
-	struct snap_manifest_mapping *maps = NULL;
-	char **bdm_copy = NULL;
-	struct snap_manifest_part *mparts = NULL;
-	size_t nbdm = snap_job_list(job, SNAP_SPARAM_BLOCK_DEVICE_MAPPING, &bdm);
-	size_t ncodes = snap_job_list(job, SNAP_SPARAM_PRODUCT_CODES, &codes);
-	size_t nanc = snap_job_list(job, SNAP_SPARAM_ANCESTOR, &anc);
-
-	maps = calloc(nbdm ? nbdm : 1, sizeof(*maps));
-	bdm_copy = calloc(nbdm ? nbdm : 1, sizeof(*bdm_copy));
-	mparts = calloc(b->nparts ? b->nparts : 1, sizeof(*mparts));
-	if (!maps || !bdm_copy || !mparts) {
-		r = snap_job_fail(job, -ENOMEM, "out of memory");
-		goto out;
-	}
-	for (size_t i = 0; i < nbdm; i++) {
-		bdm_copy[i] = strdup(bdm[i]);
-		if (!bdm_copy[i]) {
-			r = snap_job_fail(job, -ENOMEM, "out of memory");
-			goto out;
-		}
-		r = snap_manifest_parse_mapping(bdm_copy[i], &maps[i]);
-		if (r < 0) {
-			r = snap_job_fail(job, r, "invalid block device mapping '%s'", bdm[i]);
-			goto out;
-		}
-	}
-	for (size_t i = 0; i < b->nparts; i++) {
-		mparts[i].filename = b->parts[i].final_name;
-		memcpy(mparts[i].digest, b->parts[i].digest, 41);
-	}
-	const char *const txt[4] = {b->key.key_hex, b->key.key_hex, b->key.iv_hex, b->key.iv_hex};
-	EVP_PKEY *const keys[4] = {b->ec2_pub, b->user_pub, b->ec2_pub, b->user_pub};
-	char **outs[4] = {&ec2_key, &user_key, &ec2_iv, &user_iv};
-	for (int i = 0; i < 4; i++) {
-		r = snap_rsa_encrypt_hex(keys[i], txt[i], 32, outs[i]);
-		if (r < 0) {
-			r = snap_job_fail(job, r, "RSA encryption of the bundle key failed");
-			goto out;
-		}
-	}
-	uint64_t bundled = 0;
-	for (size_t i = 0; i < b->nparts; i++)
-		bundled += b->parts[i].size;
-	struct snap_manifest_info m = {
-	    .bundler_name = BUNDLER_NAME,
-	    .bundler_version = SNAP_VERSION_STRING,
-	    .bundler_release = "0",
-	    .arch = snap_job_string(job, SNAP_SPARAM_ARCH),
-	    .mappings = maps,
-	    .nmappings = nbdm,
-	    .kernel_id = snap_job_string(job, SNAP_SPARAM_KERNEL),
-	    .ramdisk_id = snap_job_string(job, SNAP_SPARAM_RAMDISK),
-	    .product_codes = codes,
-	    .nproduct_codes = ncodes,
-	    .name = b->name,
-	    .user = user,
-	    .ancestors = anc,
-	    .nancestors = nanc,
-	    .size = b->src->size,
-	    .bundled_size = bundled,
-	    .ec2_encrypted_key = ec2_key,
-	    .user_encrypted_key = user_key,
-	    .ec2_encrypted_iv = ec2_iv,
-	    .user_encrypted_iv = user_iv,
-	    .parts = mparts,
-	    .nparts = b->nparts,
-	};
-	memcpy(m.digest, b->digest, 41);
-	size_t slen, dlen;
-	r = snap_manifest_signed_text(&m, &signed_text, &slen);
-	if (r >= 0)
-		r = snap_rsa_sign_sha1_hex(b->priv, signed_text, slen, &sig);
-	if (r >= 0)
-		r = snap_manifest_build(&m, sig, &doc, &dlen);
-	if (r < 0) {
-		r = snap_job_fail(job, r, "cannot build the manifest: %s", snap_strerror(r));
-		goto out;
-	}
+	char *doc = NULL;
+	size_t dlen = 0;
+	int r = snap_bundle_manifest_build(job, &b->signer, &b->key, b->name, user, b->src->size,
+					   b->digest, b->parts, b->nparts, &doc, &dlen);
+	if (r < 0)
+		return r;
 	char *detail = NULL;
 	unsigned flags = SNAP_OUTPUT_APPEND | SNAP_OUTPUT_BUFFERED | (b->force ? SNAP_OUTPUT_FORCE : 0);
 	if (b->s3) {
@@ -1365,20 +1192,6 @@ static int write_manifest(struct bundle *b, const char *user)
 	if (r < 0)
 		r = snap_job_fail(job, r, "%s", out_error(b, r, snap_output_seq_error(b->oseq)));
 out:
-	for (size_t i = 0; bdm_copy && i < nbdm; i++)
-		free(bdm_copy[i]);
-	free(bdm_copy);
-	free(maps);
-	free(mparts);
-	free(bdm);
-	free(codes);
-	free(anc);
-	free(ec2_key);
-	free(user_key);
-	free(ec2_iv);
-	free(user_iv);
-	free(signed_text);
-	free(sig);
 	free(doc);
 	return r;
 }
@@ -1518,9 +1331,7 @@ static void bundle_free(struct bundle *b)
 	}
 	snap_output_free(b->manifest);
 	free(b->parts);
-	EVP_PKEY_free(b->user_pub);
-	EVP_PKEY_free(b->ec2_pub);
-	EVP_PKEY_free(b->priv);
+	snap_bundle_signer_clear(&b->signer);
 	OPENSSL_cleanse(&b->key, sizeof(b->key));
 	snap_source_close(&b->source);
 	free(b->regions);
@@ -1539,7 +1350,7 @@ int snap_bundle_run(struct snap_job *job)
 
 	int r = configure(&b);
 	if (r >= 0)
-		r = check_manifest_inputs(&b, &user);
+		r = snap_bundle_manifest_inputs(job, &user);
 	if (r >= 0 && !b.s3)
 		snap_output_reclaim(b.dest, b.name); /* debris of killed runs of this bundle */
 	if (r >= 0 && !b.force)
