@@ -118,8 +118,8 @@ int snap_bundle_manifest_inputs(struct snap_job *job, char **ret_user)
 		ok = ok && u[i] >= '0' && u[i] <= '9';
 	if (!ok) {
 		free(u);
-		return snap_job_fail(job, -EINVAL,
-				     "user '%s' is not a 12-digit AWS account number", user);
+		return snap_job_fail(job, -EINVAL, "user '%s' is not a 12-digit AWS account number",
+				     user);
 	}
 	/* mappings are checked now, not after the data has streamed */
 	const char **bdm = NULL;
@@ -310,6 +310,27 @@ int snap_bundle_manifest_unwrap(struct snap_job *job, const struct snap_manifest
 	free(pem);
 	if (r < 0)
 		return snap_job_fail(job, r, "%s", why);
+	return 0;
+}
+
+int snap_bundle_manifest_key_for(struct snap_job *job, const struct snap_manifest_doc *m,
+				 const char *name, const void *pem, size_t len,
+				 const char *key_path, uint8_t ret_key[16], uint8_t ret_iv[16])
+{
+	uint8_t key[16], iv[16];
+	char why[256] = "";
+	int r = snap_bundle_key_unwrap(pem, len, m->user_encrypted_key, m->user_encrypted_key_len,
+				       m->user_encrypted_iv, m->user_encrypted_iv_len, key, iv,
+				       key_path, why, sizeof(why));
+	if (r >= 0 && ret_key) {
+		memcpy(ret_key, key, 16);
+		memcpy(ret_iv, iv, 16);
+	}
+	OPENSSL_cleanse(key, sizeof(key));
+	OPENSSL_cleanse(iv, sizeof(iv));
+	if (r < 0)
+		return snap_job_fail(job, r, "manifest %s is not for the key %s: %s", name,
+				     key_path, why[0] ? why : snap_strerror(r));
 	return 0;
 }
 

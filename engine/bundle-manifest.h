@@ -72,6 +72,13 @@ int snap_bundle_manifest_verify(struct snap_job *job, const struct snap_manifest
 int snap_bundle_manifest_unwrap(struct snap_job *job, const struct snap_manifest_doc *m,
 				const char *key_path, uint8_t key[16], uint8_t iv[16]);
 
+/* Key and IV unwrapped with the private key pem[0, len) read from key_path, into ret_key and
+ * ret_iv unless NULL (a check only); a manifest not for this key fails "manifest NAME is not
+ * for the key KEY_PATH: why" (migrate, download-bundle -k). */
+int snap_bundle_manifest_key_for(struct snap_job *job, const struct snap_manifest_doc *m,
+				 const char *name, const void *pem, size_t len,
+				 const char *key_path, uint8_t ret_key[16], uint8_t ret_iv[16]);
+
 /* SNAP_RESULT_MANIFEST_INFO: the manifest's fields as one JSON object. */
 int snap_bundle_manifest_info(struct snap_job *job, const struct snap_manifest_doc *m);
 

@@ -138,7 +138,8 @@ static int part_open(struct snap_bundle_output *o)
 		size_t cap = o->parts_cap ? 2 * o->parts_cap : 64;
 		struct snap_bundle_part *n = realloc(o->parts, cap * sizeof(*n));
 		if (!n)
-			return snap_pipeline_fail(o->pipe, -ENOMEM, "out of memory for the part list");
+			return snap_pipeline_fail(o->pipe, -ENOMEM,
+						  "out of memory for the part list");
 		o->parts = n;
 		o->parts_cap = cap;
 	}
@@ -360,7 +361,8 @@ static bool is_part_of(const char *entry, const char *name)
 }
 
 /* The objects under PREFIX/NAME.part.; *ret_detail says what failed. */
-static int list_parts_s3(struct snap_bundle_output *o, struct snap_s3_list_objects **ret, char **ret_detail)
+static int list_parts_s3(struct snap_bundle_output *o, struct snap_s3_list_objects **ret,
+			 char **ret_detail)
 {
 	char *lp = NULL, *detail = NULL;
 	if (asprintf(&lp, "%s%s.part.", o->prefix, o->name) < 0)
@@ -442,7 +444,8 @@ int snap_bundle_output_check_existing(struct snap_bundle_output *o)
 	if (o->s3)
 		return check_existing_s3(o);
 	if (faccessat(AT_FDCWD, o->manifest_path, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
-		return snap_job_fail(o->job, -EEXIST, "%s already exists (use --force to replace it)",
+		return snap_job_fail(o->job, -EEXIST,
+				     "%s already exists (use --force to replace it)",
 				     o->manifest_path);
 	DIR *d = opendir(o->dest);
 	if (!d) {
@@ -454,8 +457,8 @@ int snap_bundle_output_check_existing(struct snap_bundle_output *o)
 	while ((e = readdir(d))) {
 		if (is_part_of(e->d_name, o->name)) {
 			r = snap_job_fail(o->job, -EEXIST,
-					  "%s/%s already exists (use --force to replace it)", o->dest,
-					  e->d_name);
+					  "%s/%s already exists (use --force to replace it)",
+					  o->dest, e->d_name);
 			break;
 		}
 	}
@@ -508,8 +511,8 @@ static void remove_stale_parts(struct snap_bundle_output *o, const struct stat *
 		if (!is_part_of(e->d_name, o->name))
 			continue;
 		struct stat st;
-		bool ours = fstatat(dirfd(d), e->d_name, &st, 0) == 0 &&
-			    st.st_dev == src->st_dev && st.st_ino == src->st_ino; /* the source */
+		bool ours = fstatat(dirfd(d), e->d_name, &st, 0) == 0 && st.st_dev == src->st_dev &&
+			    st.st_ino == src->st_ino; /* the source */
 		for (size_t i = 0; i < o->nparts && !ours; i++)
 			ours = !strcmp(e->d_name, o->parts[i].final_name);
 		if (!ours && unlinkat(dirfd(d), e->d_name, 0) == 0)
@@ -517,7 +520,6 @@ static void remove_stale_parts(struct snap_bundle_output *o, const struct stat *
 	}
 	closedir(d);
 }
-
 
 /* ---------------------------------------------------------------------------------------- */
 /* Setup and the end                                                                         */
@@ -550,7 +552,6 @@ static int configure_s3(struct snap_bundle_output *o)
 	o->put.content_type = NULL;
 	return snap_job_s3_client(o->job, &o->s3);
 }
-
 
 int snap_bundle_output_where(struct snap_bundle_output *o)
 {
@@ -615,7 +616,8 @@ int snap_bundle_output_name_parts(struct snap_bundle_output *o)
 int snap_bundle_output_manifest(struct snap_bundle_output *o, const char *doc, size_t len)
 {
 	char *detail = NULL;
-	unsigned flags = SNAP_OUTPUT_APPEND | SNAP_OUTPUT_BUFFERED | (o->force ? SNAP_OUTPUT_FORCE : 0);
+	unsigned flags =
+	    SNAP_OUTPUT_APPEND | SNAP_OUTPUT_BUFFERED | (o->force ? SNAP_OUTPUT_FORCE : 0);
 	int r;
 	if (o->s3) {
 		/* PUT at the commit, after every part (invariant 3) */
@@ -669,7 +671,8 @@ int snap_bundle_output_commit(struct snap_bundle_output *o, const struct stat *s
 	outs[n] = o->manifest;
 	for (size_t i = 0; i <= n && r == 0 && !o->s3; i++)
 		if (snap_output_is_file(snap_output_path(outs[i]), src))
-			r = snap_job_fail(o->job, -EINVAL, "%s is the source: refusing to replace it",
+			r = snap_job_fail(o->job, -EINVAL,
+					  "%s is the source: refusing to replace it",
 					  snap_output_path(outs[i]));
 	char *detail = NULL;
 	if (r == 0 && (r = snap_output_commit_all(outs, n + 1, &detail)) < 0)
@@ -680,7 +683,6 @@ int snap_bundle_output_commit(struct snap_bundle_output *o, const struct stat *s
 		remove_stale_parts(o, src);
 	return r;
 }
-
 
 void snap_bundle_output_clear(struct snap_bundle_output *o)
 {

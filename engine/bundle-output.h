@@ -27,7 +27,8 @@ struct snap_bundle_output {
 	struct snap_job *job;
 	struct snap_pipeline *pipe; /* where the sink's failures go, once the data moves */
 
-	/* where: dest is a directory, or "s3://BUCKET/PREFIX" without the '/' (bundle-output.c invariant 3) */
+	/* where: a directory, or "s3://BUCKET/PREFIX" without the '/' (bundle-output.c invariant 3)
+	 */
 	char *dest;
 	const char *name; /* the bundle's */
 	char *manifest_path;

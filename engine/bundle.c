@@ -10,8 +10,13 @@
  *   pipeline workers (N):   slot.data -> ISA-L raw deflate chunk + CRC-32 -> slot.out
  *                           (bundle_work, a snap_deflate per worker)
  *   pipeline sink (write):  slot.out in order -> gzip wrapper -> AES -> stages, SHA-1 per part
- *                           (bundle_sink; bundle_sink_end: gzip trailer, AES padding, last part)
+ *                           (bundle_sink; bundle_sink_end: gzip trailer, AES padding, last part;
+ *                           the AES and the parts are bundle-output.c's)
  *   output sequence thread: stages -> parts (O_DIRECT; output.h Q1-Q4)
+ *
+ * The manifest's keys, inputs, building and signing are bundle-manifest.c's; where the bundle
+ * goes, its parts and manifest as outputs, their commit and the parts already there are
+ * bundle-output.c's (its invariants 1-3).
  *
  * Invariants:
  *  1. Memory is fixed when the job starts: nslots slots of chunk_size input (touched only for
@@ -25,12 +30,10 @@
  *     order, so the output is in stream order whatever order workers finish in.
  *  3. Exactly one chunk, the last, is compressed with final set (BFINAL); every other chunk
  *     ends on a flush boundary (gzip-chunk.h), so the concatenation is one gzip member.
- *  4. Nothing the job writes carries a final name before the end: parts are written as
- *     ".NAME.part.I.tmp-PID" and the manifest as ".NAME.manifest.xml.tmp-PID" (output.h
- *     targets), then committed as one set by the output layer's commit policy: parts
- *     renamed, then the manifest, last (commit_outputs). Any failure or cancellation before
- *     that removes every temporary file (remove_outputs); an existing bundle is only replaced
- *     with SNAP_PARAM_FORCE.
+ *  4. Nothing the job writes carries a final name before the end: the outputs are committed
+ *     as one set, parts then the manifest, after the data (snap_bundle_output_commit), and
+ *     any failure or cancellation before that removes them (snap_bundle_output_remove;
+ *     bundle-output.c invariant 1).
  *  5. After a failure (or a cancellation) no thread starts new work (pipeline.h invariant 3);
  *     the run thread stops the pipeline (every worker and the sink joined, the slots' reader
  *     buffers given back) and waits for the parts' writer before it touches the outputs.
@@ -38,16 +41,8 @@
  *     snap_pipeline_fail, which also stops the pipeline, the sink with the
  *     parts' writer's failure (snap_output_seq_error: part and offset); the run thread returns
  *     the recorded failure as the job's.
- *  7. Parts are written through an output sequence with its own thread (output.h Q1-Q4):
- *     the sink encrypts straight into the sequence's aligned 4 MiB stage
- *     (snap_output_seq_space), hashes the ciphertext there and hands it over
- *     (snap_output_seq_put); full stages go to the part with O_DIRECT at increasing offsets
- *     while the sink goes on, so the serial writer never waits for the device, and a part's
- *     last block is padded, the part truncated to its size and closed. A part's bytes never
- *     pass through the page cache and are never copied (buffered writes cost 0.2 s of system
- *     time per bundle of the realistic disk, and the page cache's writeback besides), unless
- *     SNAP_PARAM_NO_DIRECT, SNAPBUNDLE_OUTPUT_BUFFERED=1 or a filesystem's refusal (EINVAL,
- *     for the rest of the bundle) sends them through the page cache.
+ *  7. Parts are written through an output sequence with its own thread, straight from the
+ *     sink's AES into its stage, with O_DIRECT (bundle-output.c invariant 2).
  *  8. The deflate workers run WORKER_NICE below the job's other threads (the pipeline's
  *     nice_workers, pipeline.h invariant 6): the run thread's tar SHA-1 and the sink's
  *     AES-128-CBC and part SHA-1 are single streams and the pipeline's critical path, while
@@ -69,39 +64,19 @@
  *     none (a slot it is filling holds copied bytes only), and it waits for a free slot
  *     (acquire) holding at most one buffer not yet in a slot; every other held buffer belongs
  *     to a submitted slot that a worker finishes and the sink frees without the run thread.
- *  10. A destination s3://BUCKET/PREFIX/ (s3/s3.h) puts the same bytes into objects: each part
- *     is an S3 output (output.h invariant 6) opened when it is cut and PUT whole in the
- *     background as soon as it ends (single, within the client's memory budget, several at
- *     once); parts are committed in order as their PUTs complete, at most `window` of them
- *     waiting, since each keeps its writer until then (commit_done_parts); the
- *     manifest goes last and only at the commit (put_at_commit): a bundle in S3 is complete
- *     only when its manifest is there. An object cannot be renamed, so a part's key
- *     is final when it is opened: its index is padded to the digits of the largest part count
- *     the source can give (name_count, part_count_bound: the tar stream's length through the
- *     deflate bound, known before any data moves) instead of the count found at the end,
- *     which is the same unless the bound and the count straddle a power of ten; the manifest
- *     names every part, and the padding keeps lexicographic order = index order (§1.8). Any
- *     failure or cancellation deletes the parts already PUT (remove_outputs: the output
- *     layer's abort, then every key named deleted through the job's cleanup client, which a
- *     cancel does not stop: remove_objects), so no part stays without a manifest; a killed
- *     process cannot delete,
- *     and a rerun with --force (which replaces the parts and removes stale ones) or
- *     delete-bundle cleans what it left. --force deletes an existing manifest before the
- *     first part goes up, so no manifest ever names a part of another bundle.
+ *  10. A destination s3://BUCKET/PREFIX/ puts the same bytes into objects (bundle-output.c
+ *     invariant 3): a part's key is final when it is opened, padded to the digits of the
+ *     largest part count the source can give (part_count_bound: the tar stream's length
+ *     through the deflate bound, known before any data moves), and the manifest goes last.
  */
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <openssl/evp.h>
 
@@ -117,7 +92,6 @@
 #include "output.h"
 #include "pipeline.h"
 #include "reader.h"
-#include "s3.h"
 #include "source.h"
 #include "sparse-tar.h"
 

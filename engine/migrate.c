@@ -154,7 +154,7 @@ static int migrate_text(struct snap_job *job, const struct snap_bundle_signer *k
 	struct snap_manifest_part *parts = NULL;
 	char *kernel = NULL, *ramdisk = NULL;
 	uint8_t key[16], iv[16];
-	char hex[2][33], why[256] = "";
+	char hex[2][33];
 	char *detail = NULL;
 	int r = snap_manifest_read(text, len, &m, &detail);
 	if (r < 0) {
@@ -184,15 +184,10 @@ static int migrate_text(struct snap_job *job, const struct snap_bundle_signer *k
 		goto out;
 
 	/* the key the parts were encrypted with (invariant 1) */
-	const char *pk = snap_job_string(job, SNAP_SPARAM_PRIVATE_KEY);
-	r = snap_bundle_key_unwrap(k->priv_pem, k->priv_len, m->user_encrypted_key,
-				   m->user_encrypted_key_len, m->user_encrypted_iv,
-				   m->user_encrypted_iv_len, key, iv, pk, why, sizeof(why));
-	if (r < 0) {
-		r = snap_job_fail(job, r, "manifest %s is not for the key %s: %s", name, pk,
-				  why[0] ? why : snap_strerror(r));
+	r = snap_bundle_manifest_key_for(job, m, name, k->priv_pem, k->priv_len,
+					 snap_job_string(job, SNAP_SPARAM_PRIVATE_KEY), key, iv);
+	if (r < 0)
 		goto out;
-	}
 	snap_hex(hex[0], key, 16);
 	snap_hex(hex[1], iv, 16);
 	OPENSSL_cleanse(key, sizeof(key));

@@ -37,7 +37,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "bundle-keys.h"
+#include "bundle-manifest.h"
 #include "hex.h"
 #include "job-internal.h"
 #include "log.h"
@@ -171,7 +171,8 @@ static void xfer_skip(struct xfer *x, size_t i)
 }
 
 /* Ends every transfer still in flight, oldest first: each upload is waited for, a download only
- * while nothing failed (r: the loop's outcome; a failure drops the rest). */
+ * while nothing failed (r: the loop's outcome; a failure drops the rest); the finish stage
+ * follows a transfer that went well. */
 static int xfer_drain(struct xfer *x, int r)
 {
 	for (size_t k = 0; k < x->nslots; k++) {
@@ -185,7 +186,21 @@ static int xfer_drain(struct xfer *x, int r)
 	}
 	if (r >= 0 && snap_job_cancelled(x->job))
 		r = -ECANCELED;
+	if (r >= 0)
+		snap_job_set_stage(x->job, SNAP_STAGE_FINISH);
 	return r;
+}
+
+/* What the bucket holds under the bundle's prefix. */
+static int list_bucket(struct snap_job *job, struct snap_s3_client *c,
+		       const struct snap_s3_where *w, struct snap_s3_list_objects **ret)
+{
+	char *detail = NULL;
+	int r = snap_s3_list_objects(c, w->bucket, w->prefix, ret, &detail);
+	if (r < 0)
+		return snap_job_s3_fail(job, r, detail, NULL);
+	free(detail);
+	return 0;
 }
 
 /* ---- upload-bundle ---- */
@@ -337,10 +352,7 @@ static int upload_bundle(struct snap_job *job)
 		goto out;
 	}
 	/* what the bucket holds already (invariant 2); also: the bucket exists */
-	r = snap_s3_list_objects(c, w.bucket, w.prefix, &listed, &detail);
-	if (r < 0) {
-		snap_job_s3_fail(job, r, detail, NULL);
-		detail = NULL;
+	if ((r = list_bucket(job, c, &w, &listed)) < 0) {
 		free(sizes);
 		goto out;
 	}
@@ -393,7 +405,6 @@ static int upload_bundle(struct snap_job *job)
 	if (r < 0)
 		goto out;
 
-	snap_job_set_stage(job, SNAP_STAGE_FINISH);
 	if (!snap_job_param(job, SNAP_PARAM_SKIP_MANIFEST, 0)) {
 		r = snap_s3_put_object(c, w.bucket, mkey, text, len, &po, NULL, &detail);
 		if (r < 0) {
@@ -564,19 +575,10 @@ static int check_key(struct snap_job *job, const struct snap_manifest_doc *m, co
 	int r = snap_job_read_file(job, key_path, "private key", MAX_KEY_FILE, &pem, &len);
 	if (r < 0)
 		return r;
-	uint8_t key[16], iv[16];
-	char why[256] = "";
-	r = snap_bundle_key_unwrap(pem, len, m->user_encrypted_key, m->user_encrypted_key_len,
-				   m->user_encrypted_iv, m->user_encrypted_iv_len, key, iv,
-				   key_path, why, sizeof(why));
-	explicit_bzero(key, sizeof(key));
-	explicit_bzero(iv, sizeof(iv));
+	r = snap_bundle_manifest_key_for(job, m, url, pem, len, key_path, NULL, NULL);
 	explicit_bzero(pem, len);
 	free(pem);
-	if (r < 0)
-		return snap_job_fail(job, r, "manifest %s is not for the key %s: %s", url, key_path,
-				     why[0] ? why : snap_strerror(r));
-	return 0;
+	return r;
 }
 
 static int download_bundle(struct snap_job *job)
@@ -585,7 +587,7 @@ static int download_bundle(struct snap_job *job)
 	struct snap_manifest_doc *m = NULL;
 	struct snap_s3_list_objects *listed = NULL;
 	struct slot *slots = NULL;
-	char *name = NULL, *mkey = NULL, *text = NULL, *detail = NULL, *mpath = NULL;
+	char *name = NULL, *mkey = NULL, *text = NULL, *mpath = NULL;
 	size_t len = 0, nslots = snap_job_s3_connections(job);
 	const char *dir = snap_job_string(job, SNAP_SPARAM_OUTPUT_DIR);
 	if (!dir)
@@ -623,12 +625,8 @@ static int download_bundle(struct snap_job *job)
 		goto out;
 	snap_job_set_result_string(job, SNAP_RESULT_MANIFEST_PATH, mpath);
 
-	r = snap_s3_list_objects(c, w.bucket, w.prefix, &listed, &detail);
-	if (r < 0) {
-		snap_job_s3_fail(job, r, detail, NULL);
-		detail = NULL;
+	if ((r = list_bucket(job, c, &w, &listed)) < 0)
 		goto out;
-	}
 	uint64_t *sizes = calloc(m->nparts ? m->nparts : 1, sizeof(*sizes));
 	if (!sizes) {
 		r = snap_job_fail(job, -ENOMEM, "out of memory");
@@ -673,14 +671,12 @@ static int download_bundle(struct snap_job *job)
 	free(sizes);
 	if (r < 0)
 		goto out;
-	snap_job_set_stage(job, SNAP_STAGE_FINISH);
 	transfer_results(job, m->nparts, x.skipped);
 	snap_job_set_result_string(job, SNAP_RESULT_OUTPUT_PATH, dir);
 	r = 0;
 out:
 	free(slots);
 	free(mpath);
-	free(detail);
 	free(text);
 	free(mkey);
 	free(name);
