@@ -95,6 +95,43 @@ void snap_bundle_signer_clear(struct snap_bundle_signer *s)
 	*s = (struct snap_bundle_signer){0};
 }
 
+static void mappings_free(struct snap_manifest_mapping *maps, char **copies, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(copies[i]);
+	free(copies);
+	free(maps);
+}
+
+/* The job's block device mappings, parsed into *ret_maps (pointing into *ret_copies). */
+static int job_mappings(struct snap_job *job, struct snap_manifest_mapping **ret_maps,
+			char ***ret_copies, size_t *ret_n)
+{
+	const char **bdm = NULL;
+	size_t nbdm = snap_job_list(job, SNAP_SPARAM_BLOCK_DEVICE_MAPPING, &bdm);
+	struct snap_manifest_mapping *maps = calloc(nbdm ? nbdm : 1, sizeof(*maps));
+	char **copies = calloc(nbdm ? nbdm : 1, sizeof(*copies));
+	int r = maps && copies ? 0 : snap_job_fail(job, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < nbdm && r >= 0; i++) {
+		copies[i] = strdup(bdm[i]);
+		if (!copies[i])
+			r = snap_job_fail(job, -ENOMEM, "out of memory");
+		else if (snap_manifest_parse_mapping(copies[i], &maps[i]) < 0)
+			r = snap_job_fail(job, -EINVAL,
+					  "invalid block device mapping '%s' (want virtual=device)",
+					  bdm[i]);
+	}
+	free(bdm);
+	if (r < 0) {
+		mappings_free(maps, copies, copies ? nbdm : 0);
+		return r;
+	}
+	*ret_maps = maps;
+	*ret_copies = copies;
+	*ret_n = nbdm;
+	return 0;
+}
+
 /* Validates what the manifest needs before any data moves: a failure here costs nothing. */
 int snap_bundle_manifest_inputs(struct snap_job *job, char **ret_user)
 {
@@ -122,25 +159,15 @@ int snap_bundle_manifest_inputs(struct snap_job *job, char **ret_user)
 				     user);
 	}
 	/* mappings are checked now, not after the data has streamed */
-	const char **bdm = NULL;
-	size_t nbdm = snap_job_list(job, SNAP_SPARAM_BLOCK_DEVICE_MAPPING, &bdm);
-	int r = 0;
-	for (size_t i = 0; i < nbdm && r >= 0; i++) {
-		char *c = strdup(bdm[i]);
-		struct snap_manifest_mapping m;
-		if (!c)
-			r = snap_job_fail(job, -ENOMEM, "out of memory");
-		else if (snap_manifest_parse_mapping(c, &m) < 0)
-			r = snap_job_fail(job, -EINVAL,
-					  "invalid block device mapping '%s' (want virtual=device)",
-					  bdm[i]);
-		free(c);
-	}
-	free(bdm);
+	struct snap_manifest_mapping *maps;
+	char **copies;
+	size_t nbdm;
+	int r = job_mappings(job, &maps, &copies, &nbdm);
 	if (r < 0) {
 		free(u);
 		return r;
 	}
+	mappings_free(maps, copies, nbdm);
 	*ret_user = u;
 	return 0;
 }
@@ -194,33 +221,19 @@ int snap_bundle_manifest_build(struct snap_job *job, const struct snap_bundle_si
 			       const struct snap_bundle_part *parts, size_t nparts, char **ret_doc,
 			       size_t *ret_len)
 {
-	int r;
-	const char **bdm = NULL, **codes = NULL, **anc = NULL;
+	const char **codes = NULL, **anc = NULL;
 	struct snap_manifest_mapping *maps = NULL;
 	char **bdm_copy = NULL;
-	struct snap_manifest_part *mparts = NULL;
-	size_t nbdm = snap_job_list(job, SNAP_SPARAM_BLOCK_DEVICE_MAPPING, &bdm);
+	size_t nbdm = 0;
+	int r = job_mappings(job, &maps, &bdm_copy, &nbdm);
+	if (r < 0)
+		return r;
 	size_t ncodes = snap_job_list(job, SNAP_SPARAM_PRODUCT_CODES, &codes);
 	size_t nanc = snap_job_list(job, SNAP_SPARAM_ANCESTOR, &anc);
-
-	maps = calloc(nbdm ? nbdm : 1, sizeof(*maps));
-	bdm_copy = calloc(nbdm ? nbdm : 1, sizeof(*bdm_copy));
-	mparts = calloc(nparts ? nparts : 1, sizeof(*mparts));
-	if (!maps || !bdm_copy || !mparts) {
+	struct snap_manifest_part *mparts = calloc(nparts ? nparts : 1, sizeof(*mparts));
+	if (!mparts) {
 		r = snap_job_fail(job, -ENOMEM, "out of memory");
 		goto out;
-	}
-	for (size_t i = 0; i < nbdm; i++) {
-		bdm_copy[i] = strdup(bdm[i]);
-		if (!bdm_copy[i]) {
-			r = snap_job_fail(job, -ENOMEM, "out of memory");
-			goto out;
-		}
-		r = snap_manifest_parse_mapping(bdm_copy[i], &maps[i]);
-		if (r < 0) {
-			r = snap_job_fail(job, r, "invalid block device mapping '%s'", bdm[i]);
-			goto out;
-		}
 	}
 	uint64_t bundled = 0;
 	for (size_t i = 0; i < nparts; i++) {
@@ -252,12 +265,8 @@ int snap_bundle_manifest_build(struct snap_job *job, const struct snap_bundle_si
 	r = snap_bundle_manifest_sign(job, s, &m, key->key_hex, key->iv_hex, "the manifest", "",
 				      ret_doc, ret_len);
 out:
-	for (size_t i = 0; bdm_copy && i < nbdm; i++)
-		free(bdm_copy[i]);
-	free(bdm_copy);
-	free(maps);
+	mappings_free(maps, bdm_copy, nbdm);
 	free(mparts);
-	free(bdm);
 	free(codes);
 	free(anc);
 	return r;
@@ -294,31 +303,12 @@ int snap_bundle_manifest_verify(struct snap_job *job, const struct snap_manifest
 	return 0;
 }
 
-int snap_bundle_manifest_unwrap(struct snap_job *job, const struct snap_manifest_doc *m,
-				const char *key_path, uint8_t key[16], uint8_t iv[16])
-{
-	char *pem;
-	size_t len;
-	int r = snap_job_read_file(job, key_path, "private key", MAX_PEM_FILE, &pem, &len);
-	if (r < 0)
-		return r;
-	char why[512];
-	r = snap_bundle_key_unwrap(pem, len, m->user_encrypted_key, m->user_encrypted_key_len,
-				   m->user_encrypted_iv, m->user_encrypted_iv_len, key, iv,
-				   key_path, why, sizeof(why));
-	OPENSSL_cleanse(pem, len);
-	free(pem);
-	if (r < 0)
-		return snap_job_fail(job, r, "%s", why);
-	return 0;
-}
-
 int snap_bundle_manifest_key_for(struct snap_job *job, const struct snap_manifest_doc *m,
 				 const char *name, const void *pem, size_t len,
 				 const char *key_path, uint8_t ret_key[16], uint8_t ret_iv[16])
 {
 	uint8_t key[16], iv[16];
-	char why[256] = "";
+	char why[512] = "";
 	int r = snap_bundle_key_unwrap(pem, len, m->user_encrypted_key, m->user_encrypted_key_len,
 				       m->user_encrypted_iv, m->user_encrypted_iv_len, key, iv,
 				       key_path, why, sizeof(why));
@@ -328,10 +318,27 @@ int snap_bundle_manifest_key_for(struct snap_job *job, const struct snap_manifes
 	}
 	OPENSSL_cleanse(key, sizeof(key));
 	OPENSSL_cleanse(iv, sizeof(iv));
+	if (r < 0 && !name)
+		return snap_job_fail(job, r, "%s", why);
 	if (r < 0)
 		return snap_job_fail(job, r, "manifest %s is not for the key %s: %s", name,
 				     key_path, why[0] ? why : snap_strerror(r));
 	return 0;
+}
+
+int snap_bundle_manifest_unwrap(struct snap_job *job, const struct snap_manifest_doc *m,
+				const char *key_path, const char *name, uint8_t ret_key[16],
+				uint8_t ret_iv[16])
+{
+	char *pem;
+	size_t len;
+	int r = snap_job_read_file(job, key_path, "private key", MAX_PEM_FILE, &pem, &len);
+	if (r < 0)
+		return r;
+	r = snap_bundle_manifest_key_for(job, m, name, pem, len, key_path, ret_key, ret_iv);
+	OPENSSL_cleanse(pem, len);
+	free(pem);
+	return r;
 }
 
 /* s as a JSON string (the manifest's text is UTF-8: libxml2 decoded it); NULL is null. */

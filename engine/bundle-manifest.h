@@ -68,13 +68,14 @@ int snap_bundle_manifest_verify(struct snap_job *job, const struct snap_manifest
 				const char *manifest_path, const char *cert_path);
 
 /* Key and IV: the manifest's user_encrypted_key and user_encrypted_iv unwrapped (§4) with the
- * private key at key_path. */
+ * private key at key_path (snap_bundle_manifest_key_for; unbundle names no manifest). */
 int snap_bundle_manifest_unwrap(struct snap_job *job, const struct snap_manifest_doc *m,
-				const char *key_path, uint8_t key[16], uint8_t iv[16]);
+				const char *key_path, const char *name, uint8_t ret_key[16],
+				uint8_t ret_iv[16]);
 
 /* Key and IV unwrapped with the private key pem[0, len) read from key_path, into ret_key and
  * ret_iv unless NULL (a check only); a manifest not for this key fails "manifest NAME is not
- * for the key KEY_PATH: why" (migrate, download-bundle -k). */
+ * for the key KEY_PATH: why" (migrate, download-bundle -k), or "why" with name NULL. */
 int snap_bundle_manifest_key_for(struct snap_job *job, const struct snap_manifest_doc *m,
 				 const char *name, const void *pem, size_t len,
 				 const char *key_path, uint8_t ret_key[16], uint8_t ret_iv[16]);

@@ -299,9 +299,6 @@ int snap_bundle_output_finish(struct snap_bundle_output *o)
  * DELETE of a missing key succeeds). */
 static void remove_objects(struct snap_bundle_output *o)
 {
-	for (size_t i = 0; i < o->nparts; i++)
-		o->parts[i].out = snap_output_free(o->parts[i].out);
-	o->manifest = snap_output_free(o->manifest);
 	if (!o->nparts && !o->committing)
 		return; /* nothing was named: refused before the data (an existing bundle, a key) */
 	struct snap_s3_client *c = NULL;
@@ -338,11 +335,11 @@ static void remove_objects(struct snap_bundle_output *o)
 
 void snap_bundle_output_remove(struct snap_bundle_output *o)
 {
-	if (o->s3)
-		remove_objects(o);
 	for (size_t i = 0; i < o->nparts; i++)
 		o->parts[i].out = snap_output_free(o->parts[i].out); /* unless committed */
 	o->manifest = snap_output_free(o->manifest);
+	if (o->s3)
+		remove_objects(o);
 }
 
 /* Is entry NAME.part.<digits> of this bundle? */
@@ -360,36 +357,66 @@ static bool is_part_of(const char *entry, const char *name)
 	return true;
 }
 
-/* The objects under PREFIX/NAME.part.; *ret_detail says what failed. */
-static int list_parts_s3(struct snap_bundle_output *o, struct snap_s3_list_objects **ret,
-			 char **ret_detail)
+/* Calls fn for each part of this bundle already at the destination, NAME.part.<digits>: a
+ * directory's entries (dfd the directory), or the objects under PREFIX/, not deeper (dfd -1,
+ * key the object's); stops at fn's failure. Listing failures: -errno, *ret_detail says why. */
+static int each_part(struct snap_bundle_output *o,
+		     int (*fn)(struct snap_bundle_output *o, int dfd, const char *name,
+			       const char *key, void *arg),
+		     void *arg, char **ret_detail)
 {
+	int r = 0;
+	if (!o->s3) {
+		DIR *d = opendir(o->dest);
+		if (!d) {
+			r = -errno;
+			if (asprintf(ret_detail, "cannot open %s: %s", o->dest, snap_strerror(r)) <
+			    0)
+				*ret_detail = NULL;
+			return r;
+		}
+		struct dirent *e;
+		while (r >= 0 && (e = readdir(d)))
+			if (is_part_of(e->d_name, o->name))
+				r = fn(o, dirfd(d), e->d_name, NULL, arg);
+		closedir(d);
+		return r;
+	}
+	struct snap_s3_list_objects *l = NULL;
 	char *lp = NULL, *detail = NULL;
 	if (asprintf(&lp, "%s%s.part.", o->prefix, o->name) < 0)
 		return -ENOMEM;
-	int r = snap_s3_list_objects(o->s3, o->bucket, lp, ret, &detail);
+	r = snap_s3_list_objects(o->s3, o->bucket, lp, &l, &detail);
 	if (r < 0 && asprintf(ret_detail, "cannot list s3://%s/%s: %s", o->bucket, lp,
 			      detail ? detail : snap_strerror(r)) < 0)
 		*ret_detail = NULL;
+	size_t n = strlen(o->prefix);
+	for (size_t i = 0; r >= 0 && i < l->nobjects; i++) {
+		const char *k = l->objects[i].key;
+		if (!strchr(k + n, '/') && is_part_of(k + n, o->name))
+			r = fn(o, -1, k + n, k, arg);
+	}
+	snap_s3_list_objects_free(l);
 	free(lp);
 	free(detail);
 	return r;
 }
 
-/* Whether key is PREFIX/NAME.part.<digits> of this bundle (not deeper under the prefix). */
-static bool is_part_key(const struct snap_bundle_output *o, const char *key)
+/* A part of an existing bundle: refused without --force. */
+static int part_exists(struct snap_bundle_output *o, int dfd, const char *name, const char *key,
+		       void *arg)
 {
-	size_t n = strlen(o->prefix);
-	return !strncmp(key, o->prefix, n) && !strchr(key + n, '/') && is_part_of(key + n, o->name);
+	(void)dfd, (void)key, (void)arg;
+	return snap_job_fail(o->job, -EEXIST, "%s/%s already exists (use --force to replace it)",
+			     o->dest, name);
 }
 
-/* An existing bundle in S3 (invariant 3): its manifest or any of its parts, refused without
- * force; with force, the manifest is deleted now, before a part is replaced. */
-static int check_existing_s3(struct snap_bundle_output *o)
+/* An existing bundle's manifest in S3 (invariant 3): refused without force; with force, it is
+ * deleted now, before a part is replaced. */
+static int check_manifest_s3(struct snap_bundle_output *o)
 {
 	char *mkey = NULL, *detail = NULL;
 	struct snap_s3_head *h = NULL;
-	struct snap_s3_list_objects *l = NULL;
 	int r;
 	if (asprintf(&mkey, "%s%s.manifest.xml", o->prefix, o->name) < 0)
 		return snap_job_fail(o->job, -ENOMEM, "out of memory");
@@ -419,106 +446,63 @@ static int check_existing_s3(struct snap_bundle_output *o)
 		goto out;
 	}
 	r = 0;
-	if (o->force)
-		goto out;
-	if ((r = list_parts_s3(o, &l, &detail)) < 0) {
-		snap_job_fail(o->job, r, "%s", detail ? detail : snap_strerror(r));
-		goto out;
-	}
-	for (size_t i = 0; i < l->nobjects && r == 0; i++)
-		if (is_part_key(o, l->objects[i].key))
-			r = snap_job_fail(o->job, -EEXIST,
-					  "s3://%s/%s already exists (use --force to replace it)",
-					  o->bucket, l->objects[i].key);
 out:
-	snap_s3_list_objects_free(l);
 	snap_s3_head_free(h);
 	free(mkey);
 	free(detail);
 	return r;
 }
 
-/* An existing bundle of the same name: its manifest or any of its parts. */
 int snap_bundle_output_check_existing(struct snap_bundle_output *o)
 {
-	if (o->s3)
-		return check_existing_s3(o);
-	if (faccessat(AT_FDCWD, o->manifest_path, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
-		return snap_job_fail(o->job, -EEXIST,
-				     "%s already exists (use --force to replace it)",
-				     o->manifest_path);
-	DIR *d = opendir(o->dest);
-	if (!d) {
-		int r = -errno;
-		return snap_job_fail(o->job, r, "cannot open %s: %s", o->dest, snap_strerror(r));
-	}
-	struct dirent *e;
 	int r = 0;
-	while ((e = readdir(d))) {
-		if (is_part_of(e->d_name, o->name)) {
-			r = snap_job_fail(o->job, -EEXIST,
-					  "%s/%s already exists (use --force to replace it)",
-					  o->dest, e->d_name);
-			break;
-		}
-	}
-	closedir(d);
+	if (o->s3)
+		r = check_manifest_s3(o);
+	else if (faccessat(AT_FDCWD, o->manifest_path, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+		r = snap_job_fail(o->job, -EEXIST, "%s already exists (use --force to replace it)",
+				  o->manifest_path);
+	if (r < 0 || o->force)
+		return r;
+	char *detail = NULL;
+	r = each_part(o, part_exists, NULL, &detail);
+	if (r < 0 && r != -EEXIST) /* the listing's failure */
+		snap_job_fail(o->job, r, "%s", detail ? detail : snap_strerror(r));
+	free(detail);
 	return r;
 }
 
-/* remove_stale_parts in S3: after the commit, the parts the new manifest does not name. */
-static void remove_stale_parts_s3(struct snap_bundle_output *o)
+/* A part of the bundle replaced that the new one does not name (nor the source, in a
+ * directory): removed. */
+static int remove_stale(struct snap_bundle_output *o, int dfd, const char *name, const char *key,
+			void *arg)
 {
-	struct snap_s3_list_objects *l = NULL;
+	const struct stat *src = arg;
+	struct stat st;
+	bool ours = dfd >= 0 && fstatat(dfd, name, &st, 0) == 0 && st.st_dev == src->st_dev &&
+		    st.st_ino == src->st_ino; /* the source */
+	for (size_t i = 0; i < o->nparts && !ours; i++)
+		ours = !strcmp(name, o->parts[i].final_name);
+	if (ours)
+		return 0;
 	char *detail = NULL;
-	if (list_parts_s3(o, &l, &detail) < 0) {
-		snap_warn("stale parts of the bundle replaced are not removed: %s",
-			  detail ? detail : "out of memory");
-		free(detail);
-		return;
-	}
-	for (size_t i = 0; i < l->nobjects; i++) {
-		const char *k = l->objects[i].key;
-		if (!is_part_key(o, k))
-			continue;
-		bool ours = false;
-		for (size_t j = 0; j < o->nparts && !ours; j++)
-			ours = !strcmp(k + strlen(o->prefix), o->parts[j].final_name);
-		if (ours)
-			continue;
-		if (snap_s3_delete_object(o->s3, o->bucket, k, &detail) == 0)
-			snap_info("removed s3://%s/%s of the bundle replaced", o->bucket, k);
-		else
-			snap_warn("cannot remove s3://%s/%s of the bundle replaced: %s", o->bucket,
-				  k, detail ? detail : "failed");
-		free(detail);
-	}
-	snap_s3_list_objects_free(l);
+	if (dfd >= 0 ? unlinkat(dfd, name, 0) == 0
+		     : snap_s3_delete_object(o->s3, o->bucket, key, &detail) == 0)
+		snap_info("removed %s/%s of the bundle replaced", o->dest, name);
+	else if (dfd < 0)
+		snap_warn("cannot remove %s/%s of the bundle replaced: %s", o->dest, name,
+			  detail ? detail : "failed");
+	free(detail);
+	return 0;
 }
 
 /* Parts of an older bundle of this name that the new one does not have (force only). */
 static void remove_stale_parts(struct snap_bundle_output *o, const struct stat *src)
 {
-	if (o->s3) {
-		remove_stale_parts_s3(o);
-		return;
-	}
-	DIR *d = opendir(o->dest);
-	if (!d)
-		return;
-	struct dirent *e;
-	while ((e = readdir(d))) {
-		if (!is_part_of(e->d_name, o->name))
-			continue;
-		struct stat st;
-		bool ours = fstatat(dirfd(d), e->d_name, &st, 0) == 0 && st.st_dev == src->st_dev &&
-			    st.st_ino == src->st_ino; /* the source */
-		for (size_t i = 0; i < o->nparts && !ours; i++)
-			ours = !strcmp(e->d_name, o->parts[i].final_name);
-		if (!ours && unlinkat(dirfd(d), e->d_name, 0) == 0)
-			snap_info("removed %s/%s of the bundle replaced", o->dest, e->d_name);
-	}
-	closedir(d);
+	char *detail = NULL;
+	if (each_part(o, remove_stale, (void *)src, &detail) < 0 && o->s3)
+		snap_warn("stale parts of the bundle replaced are not removed: %s",
+			  detail ? detail : "out of memory");
+	free(detail);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -589,15 +573,19 @@ void snap_bundle_output_s3_window(struct snap_bundle_output *o, uint64_t part_bo
 	snap_debug("part keys padded for at most %" PRIu64 " parts", o->name_count);
 }
 
-int snap_bundle_output_alloc(struct snap_bundle_output *o, const struct snap_bundle_key *key)
+int snap_bundle_output_alloc(struct snap_bundle_output *o)
 {
+	int r = snap_bundle_key_generate(&o->key);
+	if (r < 0)
+		return snap_job_fail(o->job, r,
+				     "cannot generate the bundle key: random source failed");
 	o->part_sha1 = EVP_MD_CTX_new();
 	o->aes = EVP_CIPHER_CTX_new();
 	/* the parts' writer: its own thread, parts closed as they end (invariant 2) */
 	bool seq_ok = snap_output_seq_new(true, true, &o->oseq) == 0;
 	if (!o->part_sha1 || !o->aes || !seq_ok)
 		return snap_job_fail(o->job, -ENOMEM, "out of memory for the pipeline");
-	if (EVP_EncryptInit_ex(o->aes, EVP_aes_128_cbc(), NULL, key->key, key->iv) != 1)
+	if (EVP_EncryptInit_ex(o->aes, EVP_aes_128_cbc(), NULL, o->key.key, o->key.iv) != 1)
 		return snap_job_fail(o->job, -EIO, "cannot set up SHA-1 and AES-128-CBC");
 	return 0;
 }
@@ -686,6 +674,7 @@ int snap_bundle_output_commit(struct snap_bundle_output *o, const struct stat *s
 
 void snap_bundle_output_clear(struct snap_bundle_output *o)
 {
+	OPENSSL_cleanse(&o->key, sizeof(o->key));
 	EVP_MD_CTX_free(o->part_sha1);
 	EVP_CIPHER_CTX_free(o->aes);
 	o->oseq = snap_output_seq_free(o->oseq);

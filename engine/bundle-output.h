@@ -45,6 +45,7 @@ struct snap_bundle_output {
 	bool committing;     /* the manifest's PUT may have started */
 
 	/* the writer: the pipeline's sink only (bundle-output.c invariant 2) */
+	struct snap_bundle_key key; /* the parts' AES-128 key and IV, fresh for each bundle */
 	EVP_CIPHER_CTX *aes;
 	EVP_MD_CTX *part_sha1;
 	uint64_t fed, produced; /* bytes into AES-128-CBC and ciphertext out of it */
@@ -67,8 +68,8 @@ int snap_bundle_output_where(struct snap_bundle_output *o);
 void snap_bundle_output_s3_window(struct snap_bundle_output *o, uint64_t part_bound);
 /* An existing bundle of the same name: its manifest or any of its parts (-EEXIST). */
 int snap_bundle_output_check_existing(struct snap_bundle_output *o);
-/* The cipher, the parts' hash and the output sequence, keyed with key. */
-int snap_bundle_output_alloc(struct snap_bundle_output *o, const struct snap_bundle_key *key);
+/* A fresh key, the cipher keyed with it, the parts' hash and the output sequence. */
+int snap_bundle_output_alloc(struct snap_bundle_output *o);
 
 /* gzip bytes through AES-128-CBC into the parts (the sink). */
 int snap_bundle_output_put(struct snap_bundle_output *o, const uint8_t *p, size_t len);

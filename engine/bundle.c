@@ -30,10 +30,7 @@
  *     order, so the output is in stream order whatever order workers finish in.
  *  3. Exactly one chunk, the last, is compressed with final set (BFINAL); every other chunk
  *     ends on a flush boundary (gzip-chunk.h), so the concatenation is one gzip member.
- *  4. Nothing the job writes carries a final name before the end: the outputs are committed
- *     as one set, parts then the manifest, after the data (snap_bundle_output_commit), and
- *     any failure or cancellation before that removes them (snap_bundle_output_remove;
- *     bundle-output.c invariant 1).
+ *  4. Nothing the job writes carries a final name before the end (bundle-output.c invariant 1).
  *  5. After a failure (or a cancellation) no thread starts new work (pipeline.h invariant 3);
  *     the run thread stops the pipeline (every worker and the sink joined, the slots' reader
  *     buffers given back) and waits for the parts' writer before it touches the outputs.
@@ -41,8 +38,7 @@
  *     snap_pipeline_fail, which also stops the pipeline, the sink with the
  *     parts' writer's failure (snap_output_seq_error: part and offset); the run thread returns
  *     the recorded failure as the job's.
- *  7. Parts are written through an output sequence with its own thread, straight from the
- *     sink's AES into its stage, with O_DIRECT (bundle-output.c invariant 2).
+ *  7. Parts go through an output sequence with its own thread (bundle-output.c invariant 2).
  *  8. The deflate workers run WORKER_NICE below the job's other threads (the pipeline's
  *     nice_workers, pipeline.h invariant 6): the run thread's tar SHA-1 and the sink's
  *     AES-128-CBC and part SHA-1 are single streams and the pipeline's critical path, while
@@ -65,9 +61,7 @@
  *     (acquire) holding at most one buffer not yet in a slot; every other held buffer belongs
  *     to a submitted slot that a worker finishes and the sink frees without the run thread.
  *  10. A destination s3://BUCKET/PREFIX/ puts the same bytes into objects (bundle-output.c
- *     invariant 3): a part's key is final when it is opened, padded to the digits of the
- *     largest part count the source can give (part_count_bound: the tar stream's length
- *     through the deflate bound, known before any data moves), and the manifest goes last.
+ *     invariant 3), part keys padded for the most parts the source can give (part_count_bound).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -148,8 +142,7 @@ struct bundle {
 	size_t nregions;
 	struct stat st;
 
-	/* keys */
-	struct snap_bundle_key key;
+	/* the keys the manifest is signed and wrapped with (bundle-manifest.c) */
 	struct snap_bundle_signer signer;
 
 	/* pipeline */
@@ -493,21 +486,6 @@ static int produce(struct bundle *b)
 /* ---------------------------------------------------------------------------------------- */
 /* Setup                                                                                     */
 
-/* The keys the manifest is signed and wrapped with (bundle-manifest.c), then the bundle's
- * own AES-128 key and IV. */
-static int load_keys(struct bundle *b)
-{
-	int r = snap_bundle_signer_load(b->job, 16u << 20, false, "the bundle's signature",
-					&b->signer);
-	if (r < 0)
-		return r;
-	r = snap_bundle_key_generate(&b->key);
-	if (r < 0)
-		return snap_job_fail(b->job, r,
-				     "cannot generate the bundle key: random source failed");
-	return 0;
-}
-
 /* The DATA extents as stored tar regions (adjacent DATA extents of different layers merged);
  * ZERO and UNUSED extents become holes. */
 static int build_regions(struct bundle *b)
@@ -618,7 +596,7 @@ static int write_manifest(struct bundle *b, const char *user)
 	struct snap_job *job = b->job;
 	char *doc = NULL;
 	size_t dlen = 0;
-	int r = snap_bundle_manifest_build(job, &b->signer, &b->key, b->name, user, b->src->size,
+	int r = snap_bundle_manifest_build(job, &b->signer, &b->o.key, b->name, user, b->src->size,
 					   b->digest, b->o.parts, b->o.nparts, &doc, &dlen);
 	if (r >= 0)
 		r = snap_bundle_output_manifest(&b->o, doc, dlen);
@@ -633,7 +611,7 @@ static int alloc_pipeline(struct bundle *b)
 	if (!b->slots || !b->tar_sha1)
 		return snap_job_fail(b->job, -ENOMEM, "out of memory for the pipeline");
 	/* the parts' writer: the cipher, the parts' hash and the output sequence */
-	int r = snap_bundle_output_alloc(&b->o, &b->key);
+	int r = snap_bundle_output_alloc(&b->o);
 	if (r < 0)
 		return r;
 	for (unsigned i = 0; i < b->nslots; i++) {
@@ -720,7 +698,6 @@ static void bundle_free(struct bundle *b)
 	EVP_MD_CTX_free(b->tar_sha1);
 	snap_bundle_output_clear(&b->o);
 	snap_bundle_signer_clear(&b->signer);
-	OPENSSL_cleanse(&b->key, sizeof(b->key));
 	snap_source_close(&b->source);
 	free(b->regions);
 	free(b->name);
@@ -741,7 +718,8 @@ int snap_bundle_run(struct snap_job *job)
 		r = snap_bundle_output_check_existing(&b.o);
 	uint64_t t0 = snap_now_ns();
 	if (r >= 0)
-		r = load_keys(&b);
+		r = snap_bundle_signer_load(job, 16u << 20, false, "the bundle's signature",
+					    &b.signer);
 	b.t.keys = secs_since(t0);
 	if (r >= 0)
 		r = open_source(&b);

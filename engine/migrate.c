@@ -260,8 +260,7 @@ static int prepare(struct snap_job *job, struct snap_bundle_signer *k, char **re
 static int migrate_manifest(struct snap_job *job)
 {
 	struct snap_bundle_signer k = {0};
-	struct snap_output *out = NULL;
-	char *map_text = NULL, *text = NULL, *doc = NULL, *detail = NULL;
+	char *map_text = NULL, *text = NULL, *doc = NULL;
 	size_t len = 0, dlen = 0;
 	const char *path = snap_job_string(job, SNAP_SPARAM_MANIFEST);
 	const char *dest = snap_job_string(job, SNAP_SPARAM_OUTPUT);
@@ -279,24 +278,13 @@ static int migrate_manifest(struct snap_job *job)
 	bool force = !dest || snap_job_param(job, SNAP_PARAM_FORCE, 0);
 	if (!dest)
 		dest = path;
-	r = snap_output_open(dest, dlen, SNAP_OUTPUT_BUFFERED | (force ? SNAP_OUTPUT_FORCE : 0),
-			     &out, &detail);
-	if (r >= 0)
-		r = snap_output_write(out, doc, dlen, 0);
-	if (r >= 0)
-		r = snap_output_commit(out, &detail);
-	if (r < 0) {
-		snap_job_fail(job, r, "cannot write %s: %s", dest,
-			      detail ? detail : snap_strerror(r));
+	if ((r = snap_job_write_whole(job, dest, doc, dlen, force)) < 0)
 		goto out;
-	}
 	job->progress.bytes_written = dlen;
 	snap_job_set_result_string(job, SNAP_RESULT_MANIFEST_PATH, dest);
 	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_WRITTEN, dlen);
 	r = 0;
 out:
-	snap_output_free(out);
-	free(detail);
 	free(doc);
 	free(text);
 	free(map_text);

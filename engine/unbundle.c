@@ -71,7 +71,7 @@
  *
  * State transitions (snap_unbundle_run):
  *  1. prepare: read (or fetch: fetch_manifest) and parse the manifest, verify the signature
- *     and decrypt key and IV (bundle-manifest.c), find the parts (locate_parts) and
+ *     (verify_signature), decrypt key and IV (unwrap_key), find the parts (locate_parts) and
  *     stat every one (stat_parts, or one listing: stat_parts_s3; their sizes are bytes_data),
  *     open the output, allocate the slots and start the tar pipeline, then the parts'
  *     (unbundle_start)
@@ -1150,7 +1150,7 @@ int snap_unbundle_run(struct snap_job *job)
 		r = 0;
 		goto out;
 	}
-	if (p.decrypt && (r = snap_bundle_manifest_unwrap(job, m, key_path, p.key, p.iv)) < 0)
+	if (p.decrypt && (r = snap_bundle_manifest_unwrap(job, m, key_path, NULL, p.key, p.iv)) < 0)
 		goto out;
 	/* the parts' client: the manifest's, or one for parts in S3 beside a local manifest */
 	if ((r = locate_parts(&p, mpath, &srcdir)) < 0)
