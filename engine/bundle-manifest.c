@@ -3,8 +3,9 @@
  * bundle-manifest.c - the classic bundle manifest on the engine side (classic-bundle-format.md
  * §2-4): the keys it is signed and wrapped with, what it needs checked before any data moves,
  * its building and signing for the bundle job (bundle.c) and for a migration (migrate.c), and
- * its checking for unbundle and inspect (unbundle.c): signature, key, fields as JSON. The
- * document's bytes are formats/manifest-write.c's; its parsing is formats/manifest-read.c's.
+ * its checking for unbundle and inspect (unbundle.c): signature, key, fields as JSON; the key
+ * is also unwrapped for a migration and for download-bundle -k (s3-bundle.c). The document's
+ * bytes are formats/manifest-write.c's; its parsing is formats/manifest-read.c's.
  *
  * Invariants:
  *  1. The manifest is signed with the private key and checked with the certificate: a pair

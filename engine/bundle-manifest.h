@@ -2,7 +2,8 @@
 /*
  * bundle-manifest.h - the classic bundle manifest on the engine side (bundle-manifest.c): the
  * keys it is signed and wrapped with, its inputs checked before any data moves, its building
- * and signing (bundle.c, migrate.c), and its checking and reading (unbundle.c).
+ * and signing (bundle.c, migrate.c), and its checking and reading (unbundle.c; the key also
+ * migrate.c and s3-bundle.c).
  */
 #ifndef SNAP_BUNDLE_MANIFEST_H
 #define SNAP_BUNDLE_MANIFEST_H

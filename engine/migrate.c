@@ -25,7 +25,8 @@
  *
  * State transitions: prepare (manifest read and migrated, source listed, destination bucket
  * made: migrate_text, migrate_bundle) -> data (parts copied on the pipeline, copy_parts) ->
- * finish (manifest written or put: write_manifest, migrate_bundle) -> done.
+ * finish (manifest written or put: migrate_manifest through snap_job_write_whole, migrate_bundle)
+ * -> done.
  */
 #include <errno.h>
 #include <inttypes.h>
