@@ -159,6 +159,10 @@ int snap_job_s3_make_bucket(struct snap_job *job, struct snap_s3_client *c, cons
 /* A bundle's manifest object, at most max bytes; -ENOENT recorded as "no manifest". */
 int snap_job_s3_get_manifest(struct snap_job *job, struct snap_s3_client *c, const char *bucket,
 			     const char *key, size_t max, void **ret_buf, size_t *ret_len);
+/* buf[0, len) as the file at path, under the output layer's commit policy (output.h): replaced
+ * only with force; a failure is "cannot write PATH: why". */
+int snap_job_write_whole(struct snap_job *job, const char *path, const void *buf, size_t len,
+			 bool force);
 
 /* Runners: one per job kind. */
 int snap_bundle_run(struct snap_job *job);

@@ -5,7 +5,7 @@
  * reported as progress and results, and a job's cancel forwarded to it. Also the pieces the
  * classic-bundle jobs share (s3-bundle.c, migrate.c): where a bundle is (bucket and prefix), the
  * failure message of an S3 call, the window of connections, the bundle ACL, CreateBucket, the
- * manifest GET and a part's lookup in a listing.
+ * manifest GET, a part's lookup in a listing, and a manifest or part written whole to a file.
  *
  * Invariants:
  *  1. The client is made under job->s3_lock and published (job->s3) only once complete; readers
@@ -33,6 +33,7 @@
 
 #include "job-internal.h"
 #include "log.h"
+#include "output.h"
 #include "s3.h"
 
 #define WATCH_INTERVAL_MS 100
@@ -370,4 +371,23 @@ int snap_job_s3_get_manifest(struct snap_job *job, struct snap_s3_client *c, con
 					r == -ENOENT ? "no manifest" : "cannot read manifest");
 	free(detail);
 	return 0;
+}
+
+int snap_job_write_whole(struct snap_job *job, const char *path, const void *buf, size_t len,
+			 bool force)
+{
+	struct snap_output *out = NULL;
+	char *detail = NULL;
+	int r = snap_output_open(path, len, SNAP_OUTPUT_BUFFERED | (force ? SNAP_OUTPUT_FORCE : 0),
+				 &out, &detail);
+	if (r >= 0 && len)
+		r = snap_output_write(out, buf, len, 0);
+	if (r >= 0)
+		r = snap_output_commit(out, &detail);
+	if (r < 0)
+		snap_job_fail(job, r, "cannot write %s: %s", path,
+			      detail ? detail : snap_strerror(r));
+	snap_output_free(out);
+	free(detail);
+	return r;
 }

@@ -25,7 +25,8 @@
  *
  * State transitions: prepare (manifest read and migrated, source listed, destination bucket
  * made: migrate_text, migrate_bundle) -> data (parts copied on the pipeline, copy_parts) ->
- * finish (manifest written or put: write_manifest, migrate_bundle) -> done.
+ * finish (manifest written or put: migrate_manifest through snap_job_write_whole, migrate_bundle)
+ * -> done.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -40,6 +41,7 @@
 #include "manifest-write.h"
 
 #include "bundle-keys.h"
+#include "bundle-manifest.h"
 #include "hex.h"
 #include "job-internal.h"
 #include "log.h"
@@ -143,86 +145,17 @@ static int map_id(struct snap_job *job, const char *what, int sparam, const char
 
 /* ---- the manifest (invariants 1, 2) ---- */
 
-struct keys {
-	EVP_PKEY *user_pub, *ec2_pub, *priv;
-	char *priv_pem;
-	size_t priv_len;
-};
-
-static void keys_clear(struct keys *k)
-{
-	EVP_PKEY_free(k->user_pub);
-	EVP_PKEY_free(k->ec2_pub);
-	EVP_PKEY_free(k->priv);
-	if (k->priv_pem) {
-		OPENSSL_cleanse(k->priv_pem, k->priv_len);
-		free(k->priv_pem);
-	}
-	*k = (struct keys){0};
-}
-
-static int load_keys(struct snap_job *job, struct keys *k)
-{
-	const char *cert = snap_job_string(job, SNAP_SPARAM_CERT);
-	const char *ec2 = snap_job_string(job, SNAP_SPARAM_EC2_CERT);
-	const char *pk = snap_job_string(job, SNAP_SPARAM_PRIVATE_KEY);
-	if (!cert || !*cert)
-		return snap_job_fail(job, -EINVAL, "no user certificate given");
-	if (!ec2 || !*ec2)
-		return snap_job_fail(job, -EINVAL, "no EC2 certificate given");
-	if (!pk || !*pk)
-		return snap_job_fail(job, -EINVAL, "no private key given");
-	const struct {
-		const char *path, *what;
-		EVP_PKEY **key;
-	} files[] = {
-	    {cert, "certificate", &k->user_pub},
-	    {ec2, "EC2 certificate", &k->ec2_pub},
-	    {pk, "private key", &k->priv},
-	};
-	for (size_t i = 0; i < 3; i++) {
-		char *pem = NULL;
-		size_t len = 0;
-		int r = snap_job_read_file(job, files[i].path, files[i].what, MAX_PEM, &pem, &len);
-		if (r < 0)
-			return r;
-		r = files[i].key == &k->priv ? snap_pem_private_key(pem, len, files[i].key)
-					     : snap_pem_cert_public_key(pem, len, files[i].key);
-		if (files[i].key == &k->priv) {
-			k->priv_pem = pem;
-			k->priv_len = len;
-		} else {
-			free(pem);
-		}
-		if (r == -EOPNOTSUPP)
-			return snap_job_fail(job, r, "%s %s: not an RSA key", files[i].what,
-					     files[i].path);
-		if (r < 0)
-			return snap_job_fail(
-			    job, r, "%s %s: not a PEM %s", files[i].what, files[i].path,
-			    files[i].key == &k->priv ? "RSA private key" : "X.509 certificate");
-	}
-	if (EVP_PKEY_eq(k->user_pub, k->priv) != 1)
-		return snap_job_fail(job, -EINVAL,
-				     "private key %s does not match certificate %s: the migrated "
-				     "manifest's signature could not be verified",
-				     pk, cert);
-	return 0;
-}
-
 /* The migrated document of the manifest text[0..len), named name in messages. */
-static int migrate_text(struct snap_job *job, const struct keys *k, const char *map_text,
-			const void *text, size_t len, const char *name, char **ret_doc,
-			size_t *ret_len)
+static int migrate_text(struct snap_job *job, const struct snap_bundle_signer *k,
+			const char *map_text, const void *text, size_t len, const char *name,
+			char **ret_doc, size_t *ret_len)
 {
 	struct snap_manifest_doc *m = NULL;
 	struct snap_manifest_mapping *maps = NULL;
 	struct snap_manifest_part *parts = NULL;
-	char *kernel = NULL, *ramdisk = NULL, *signed_text = NULL, *sig = NULL, *doc = NULL;
-	char *wrapped[4] = {NULL, NULL, NULL, NULL};
+	char *kernel = NULL, *ramdisk = NULL;
 	uint8_t key[16], iv[16];
-	char hex[2][33], why[256] = "";
-	size_t slen = 0, dlen = 0;
+	char hex[2][33];
 	char *detail = NULL;
 	int r = snap_manifest_read(text, len, &m, &detail);
 	if (r < 0) {
@@ -252,27 +185,14 @@ static int migrate_text(struct snap_job *job, const struct keys *k, const char *
 		goto out;
 
 	/* the key the parts were encrypted with (invariant 1) */
-	const char *pk = snap_job_string(job, SNAP_SPARAM_PRIVATE_KEY);
-	r = snap_bundle_key_unwrap(k->priv_pem, k->priv_len, m->user_encrypted_key,
-				   m->user_encrypted_key_len, m->user_encrypted_iv,
-				   m->user_encrypted_iv_len, key, iv, pk, why, sizeof(why));
-	if (r < 0) {
-		r = snap_job_fail(job, r, "manifest %s is not for the key %s: %s", name, pk,
-				  why[0] ? why : snap_strerror(r));
+	r = snap_bundle_manifest_key_for(job, m, name, k->priv_pem, k->priv_len,
+					 snap_job_string(job, SNAP_SPARAM_PRIVATE_KEY), key, iv);
+	if (r < 0)
 		goto out;
-	}
 	snap_hex(hex[0], key, 16);
 	snap_hex(hex[1], iv, 16);
 	OPENSSL_cleanse(key, sizeof(key));
 	OPENSSL_cleanse(iv, sizeof(iv));
-	EVP_PKEY *const to[4] = {k->ec2_pub, k->user_pub, k->ec2_pub, k->user_pub};
-	for (int i = 0; i < 4 && r >= 0; i++)
-		r = snap_rsa_encrypt_hex(to[i], hex[i / 2], 32, &wrapped[i]);
-	OPENSSL_cleanse(hex, sizeof(hex));
-	if (r < 0) {
-		r = snap_job_fail(job, r, "RSA encryption of the bundle key failed");
-		goto out;
-	}
 
 	maps = calloc(m->nmappings ? m->nmappings : 1, sizeof(*maps));
 	parts = calloc(m->nparts ? m->nparts : 1, sizeof(*parts));
@@ -304,34 +224,15 @@ static int migrate_text(struct snap_job *job, const struct keys *k, const char *
 	    .nancestors = m->nancestors,
 	    .size = m->size,
 	    .bundled_size = m->bundled_size,
-	    .ec2_encrypted_key = wrapped[0],
-	    .user_encrypted_key = wrapped[1],
-	    .ec2_encrypted_iv = wrapped[2],
-	    .user_encrypted_iv = wrapped[3],
 	    .parts = parts,
 	    .nparts = m->nparts,
 	};
 	snap_hex(info.digest, m->digest, 20);
-	r = snap_manifest_signed_text(&info, &signed_text, &slen);
-	if (r >= 0)
-		r = snap_rsa_sign_sha1_hex(k->priv, signed_text, slen, &sig);
-	if (r >= 0)
-		r = snap_manifest_build(&info, sig, &doc, &dlen);
-	if (r < 0) {
-		r = snap_job_fail(job, r, "cannot build the migrated manifest of %s: %s", name,
-				  snap_strerror(r));
-		goto out;
-	}
-	*ret_doc = doc;
-	*ret_len = dlen;
-	doc = NULL;
-	r = 0;
+	/* the key the parts were encrypted with, wrapped again (invariant 1) */
+	r = snap_bundle_manifest_sign(job, k, &info, hex[0], hex[1], "the migrated manifest of ",
+				      name, ret_doc, ret_len);
 out:
-	free(doc);
-	free(sig);
-	free(signed_text);
-	for (int i = 0; i < 4; i++)
-		free(wrapped[i]);
+	OPENSSL_cleanse(hex, sizeof(hex));
 	free(parts);
 	free(maps);
 	free(kernel);
@@ -341,9 +242,10 @@ out:
 }
 
 /* Keys and the mapping file's text (NULL without one), read once for the job. */
-static int prepare(struct snap_job *job, struct keys *k, char **ret_map_text)
+static int prepare(struct snap_job *job, struct snap_bundle_signer *k, char **ret_map_text)
 {
-	int r = load_keys(job, k);
+	int r = snap_bundle_signer_load(job, MAX_PEM, true, "the migrated manifest's signature",
+					k);
 	if (r < 0)
 		return r;
 	const char *path = snap_job_string(job, SNAP_SPARAM_MAPPING_FILE);
@@ -358,9 +260,8 @@ static int prepare(struct snap_job *job, struct keys *k, char **ret_map_text)
 
 static int migrate_manifest(struct snap_job *job)
 {
-	struct keys k = {0};
-	struct snap_output *out = NULL;
-	char *map_text = NULL, *text = NULL, *doc = NULL, *detail = NULL;
+	struct snap_bundle_signer k = {0};
+	char *map_text = NULL, *text = NULL, *doc = NULL;
 	size_t len = 0, dlen = 0;
 	const char *path = snap_job_string(job, SNAP_SPARAM_MANIFEST);
 	const char *dest = snap_job_string(job, SNAP_SPARAM_OUTPUT);
@@ -378,28 +279,17 @@ static int migrate_manifest(struct snap_job *job)
 	bool force = !dest || snap_job_param(job, SNAP_PARAM_FORCE, 0);
 	if (!dest)
 		dest = path;
-	r = snap_output_open(dest, dlen, SNAP_OUTPUT_BUFFERED | (force ? SNAP_OUTPUT_FORCE : 0),
-			     &out, &detail);
-	if (r >= 0)
-		r = snap_output_write(out, doc, dlen, 0);
-	if (r >= 0)
-		r = snap_output_commit(out, &detail);
-	if (r < 0) {
-		snap_job_fail(job, r, "cannot write %s: %s", dest,
-			      detail ? detail : snap_strerror(r));
+	if ((r = snap_job_write_whole(job, dest, doc, dlen, force)) < 0)
 		goto out;
-	}
 	job->progress.bytes_written = dlen;
 	snap_job_set_result_string(job, SNAP_RESULT_MANIFEST_PATH, dest);
 	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_WRITTEN, dlen);
 	r = 0;
 out:
-	snap_output_free(out);
-	free(detail);
 	free(doc);
 	free(text);
 	free(map_text);
-	keys_clear(&k);
+	snap_bundle_signer_clear(&k);
 	return r;
 }
 
@@ -581,7 +471,7 @@ static uint64_t single_copy_max(void)
 static int migrate_bundle(struct snap_job *job)
 {
 	struct snap_s3_where src = {0}, dst = {0};
-	struct keys k = {0};
+	struct snap_bundle_signer k = {0};
 	struct snap_s3_list_objects *listed = NULL;
 	struct copy_part *parts = NULL;
 	struct snap_manifest_doc *m = NULL;
@@ -732,7 +622,7 @@ out:
 	free(mkey);
 	free(dkey);
 	free(map_text);
-	keys_clear(&k);
+	snap_bundle_signer_clear(&k);
 	snap_s3_where_clear(&src);
 	snap_s3_where_clear(&dst);
 	return r;

@@ -37,16 +37,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "bundle-keys.h"
+#include "bundle-manifest.h"
 #include "hex.h"
 #include "job-internal.h"
 #include "log.h"
 #include "manifest-read.h"
 #include "output.h"
 #include "s3.h"
+#include "util.h"
 
 #define MAX_MANIFEST (16u << 20)
-#define MAX_KEY_FILE (1u << 20)
 #define HASH_CHUNK (1u << 20)
 
 static int parse_manifest(struct snap_job *job, const void *buf, size_t len, const char *name,
@@ -171,7 +171,8 @@ static void xfer_skip(struct xfer *x, size_t i)
 }
 
 /* Ends every transfer still in flight, oldest first: each upload is waited for, a download only
- * while nothing failed (r: the loop's outcome; a failure drops the rest). */
+ * while nothing failed (r: the loop's outcome; a failure drops the rest); the finish stage
+ * follows a transfer that went well. */
 static int xfer_drain(struct xfer *x, int r)
 {
 	for (size_t k = 0; k < x->nslots; k++) {
@@ -185,7 +186,21 @@ static int xfer_drain(struct xfer *x, int r)
 	}
 	if (r >= 0 && snap_job_cancelled(x->job))
 		r = -ECANCELED;
+	if (r >= 0)
+		snap_job_set_stage(x->job, SNAP_STAGE_FINISH);
 	return r;
+}
+
+/* What the bucket holds under the bundle's prefix. */
+static int list_bucket(struct snap_job *job, struct snap_s3_client *c,
+		       const struct snap_s3_where *w, struct snap_s3_list_objects **ret)
+{
+	char *detail = NULL;
+	int r = snap_s3_list_objects(c, w->bucket, w->prefix, ret, &detail);
+	if (r < 0)
+		return snap_job_s3_fail(job, r, detail, NULL);
+	free(detail);
+	return 0;
 }
 
 /* ---- upload-bundle ---- */
@@ -198,41 +213,23 @@ static int read_part(struct snap_job *job, const char *path, uint64_t size, uint
 	if (fd < 0)
 		return snap_job_fail(job, -errno, "cannot open part %s: %s", path,
 				     snap_strerror(-errno));
-	EVP_MD_CTX *m5 = EVP_MD_CTX_new(), *s1 = EVP_MD_CTX_new();
 	uint8_t *buf = malloc(size ? size : 1);
-	int r = -ENOMEM;
-	if (!m5 || !s1 || !buf || !EVP_DigestInit_ex(m5, EVP_md5(), NULL) ||
-	    !EVP_DigestInit_ex(s1, EVP_sha1(), NULL)) {
-		snap_job_fail(job, r, "out of memory");
-		goto out;
-	}
-	uint64_t off = 0;
-	while (off < size) {
-		uint8_t *p = buf + off;
-		ssize_t n = pread(fd, p, (size_t)(size - off), (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			r = n < 0 ? -errno : -ENODATA;
-			snap_job_fail(job, r, "cannot read part %s: %s", path,
-				      n < 0 ? snap_strerror(r) : "shorter than when it was opened");
-			goto out;
-		}
-		EVP_DigestUpdate(m5, p, (size_t)n);
-		EVP_DigestUpdate(s1, p, (size_t)n);
-		off += (uint64_t)n;
-	}
-	EVP_DigestFinal_ex(m5, md5, NULL);
-	EVP_DigestFinal_ex(s1, sha1, NULL);
-	r = 0;
-	*ret_buf = buf;
-	buf = NULL;
-out:
-	free(buf);
-	EVP_MD_CTX_free(m5);
-	EVP_MD_CTX_free(s1);
+	int r = buf ? snap_pread_all(fd, buf, (size_t)size, 0, NULL) : -ENOMEM;
 	close(fd);
-	return r;
+	if (r == -ENOMEM)
+		snap_job_fail(job, r, "out of memory");
+	else if (r < 0)
+		snap_job_fail(job, r, "cannot read part %s: %s", path,
+			      r == -ENODATA ? "shorter than when it was opened" : snap_strerror(r));
+	else if (!EVP_Digest(buf, size, md5, NULL, EVP_md5(), NULL) ||
+		 !EVP_Digest(buf, size, sha1, NULL, EVP_sha1(), NULL))
+		r = snap_job_fail(job, -ENOMEM, "out of memory");
+	if (r < 0) {
+		free(buf);
+		return r;
+	}
+	*ret_buf = buf;
+	return 0;
 }
 
 /* Waits for the upload in slot u; its failure is recorded. */
@@ -337,10 +334,7 @@ static int upload_bundle(struct snap_job *job)
 		goto out;
 	}
 	/* what the bucket holds already (invariant 2); also: the bucket exists */
-	r = snap_s3_list_objects(c, w.bucket, w.prefix, &listed, &detail);
-	if (r < 0) {
-		snap_job_s3_fail(job, r, detail, NULL);
-		detail = NULL;
+	if ((r = list_bucket(job, c, &w, &listed)) < 0) {
 		free(sizes);
 		goto out;
 	}
@@ -393,7 +387,6 @@ static int upload_bundle(struct snap_job *job)
 	if (r < 0)
 		goto out;
 
-	snap_job_set_stage(job, SNAP_STAGE_FINISH);
 	if (!snap_job_param(job, SNAP_PARAM_SKIP_MANIFEST, 0)) {
 		r = snap_s3_put_object(c, w.bucket, mkey, text, len, &po, NULL, &detail);
 		if (r < 0) {
@@ -461,25 +454,6 @@ static int fetch_manifest(struct snap_job *job, struct snap_s3_client *c,
 	return 0;
 }
 
-/* buf[0..len) as the file at path, under the output layer's commit policy (invariant 3). */
-static int write_whole(struct snap_job *job, const char *path, const void *buf, size_t len)
-{
-	struct snap_output *out = NULL;
-	char *detail = NULL;
-	int r =
-	    snap_output_open(path, len, SNAP_OUTPUT_FORCE | SNAP_OUTPUT_BUFFERED, &out, &detail);
-	if (r >= 0 && len)
-		r = snap_output_write(out, buf, len, 0);
-	if (r >= 0)
-		r = snap_output_commit(out, &detail);
-	if (r < 0)
-		snap_job_fail(job, r, "cannot write %s: %s", path,
-			      detail ? detail : snap_strerror(r));
-	snap_output_free(out);
-	free(detail);
-	return r;
-}
-
 /* Waits for the download in slot p, checks it (invariant 3) and writes it into place. */
 static int down_finish(struct xfer *x, struct slot *p)
 {
@@ -511,7 +485,7 @@ static int down_finish(struct xfer *x, struct slot *p)
 		r = snap_job_fail(job, -ENOMEM, "out of memory");
 		goto out;
 	}
-	if ((r = write_whole(job, path, buf, len)) < 0)
+	if ((r = snap_job_write_whole(job, path, buf, len, true)) < 0)
 		goto out;
 	job->progress.bytes_done += len;
 	job->progress.bytes_written += len;
@@ -537,13 +511,9 @@ static bool have_part(const char *path, uint64_t size, const uint8_t digest[20])
 	bool ok = s1 && buf && EVP_DigestInit_ex(s1, EVP_sha1(), NULL);
 	uint64_t done = 0;
 	while (ok && done < size) {
-		ssize_t n = read(fd, buf, HASH_CHUNK);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			ok = false;
-		else
-			EVP_DigestUpdate(s1, buf, (size_t)n), done += (uint64_t)n;
+		size_t n = size - done < HASH_CHUNK ? (size_t)(size - done) : HASH_CHUNK;
+		ok = snap_pread_all(fd, buf, n, done, NULL) == 0 && EVP_DigestUpdate(s1, buf, n);
+		done += n;
 	}
 	ok = ok && EVP_DigestFinal_ex(s1, sha1, NULL) && !memcmp(sha1, digest, 20);
 	EVP_MD_CTX_free(s1);
@@ -557,26 +527,7 @@ static bool have_part(const char *path, uint64_t size, const uint8_t digest[20])
 static int check_key(struct snap_job *job, const struct snap_manifest_doc *m, const char *url)
 {
 	const char *key_path = snap_job_string(job, SNAP_SPARAM_PRIVATE_KEY);
-	if (!key_path)
-		return 0;
-	char *pem;
-	size_t len;
-	int r = snap_job_read_file(job, key_path, "private key", MAX_KEY_FILE, &pem, &len);
-	if (r < 0)
-		return r;
-	uint8_t key[16], iv[16];
-	char why[256] = "";
-	r = snap_bundle_key_unwrap(pem, len, m->user_encrypted_key, m->user_encrypted_key_len,
-				   m->user_encrypted_iv, m->user_encrypted_iv_len, key, iv,
-				   key_path, why, sizeof(why));
-	explicit_bzero(key, sizeof(key));
-	explicit_bzero(iv, sizeof(iv));
-	explicit_bzero(pem, len);
-	free(pem);
-	if (r < 0)
-		return snap_job_fail(job, r, "manifest %s is not for the key %s: %s", url, key_path,
-				     why[0] ? why : snap_strerror(r));
-	return 0;
+	return key_path ? snap_bundle_manifest_unwrap(job, m, key_path, url, NULL, NULL) : 0;
 }
 
 static int download_bundle(struct snap_job *job)
@@ -585,7 +536,7 @@ static int download_bundle(struct snap_job *job)
 	struct snap_manifest_doc *m = NULL;
 	struct snap_s3_list_objects *listed = NULL;
 	struct slot *slots = NULL;
-	char *name = NULL, *mkey = NULL, *text = NULL, *detail = NULL, *mpath = NULL;
+	char *name = NULL, *mkey = NULL, *text = NULL, *mpath = NULL;
 	size_t len = 0, nslots = snap_job_s3_connections(job);
 	const char *dir = snap_job_string(job, SNAP_SPARAM_OUTPUT_DIR);
 	if (!dir)
@@ -619,16 +570,12 @@ static int download_bundle(struct snap_job *job)
 		r = snap_job_fail(job, -ENOMEM, "out of memory");
 		goto out;
 	}
-	if ((r = write_whole(job, mpath, text, len)) < 0)
+	if ((r = snap_job_write_whole(job, mpath, text, len, true)) < 0)
 		goto out;
 	snap_job_set_result_string(job, SNAP_RESULT_MANIFEST_PATH, mpath);
 
-	r = snap_s3_list_objects(c, w.bucket, w.prefix, &listed, &detail);
-	if (r < 0) {
-		snap_job_s3_fail(job, r, detail, NULL);
-		detail = NULL;
+	if ((r = list_bucket(job, c, &w, &listed)) < 0)
 		goto out;
-	}
 	uint64_t *sizes = calloc(m->nparts ? m->nparts : 1, sizeof(*sizes));
 	if (!sizes) {
 		r = snap_job_fail(job, -ENOMEM, "out of memory");
@@ -673,14 +620,12 @@ static int download_bundle(struct snap_job *job)
 	free(sizes);
 	if (r < 0)
 		goto out;
-	snap_job_set_stage(job, SNAP_STAGE_FINISH);
 	transfer_results(job, m->nparts, x.skipped);
 	snap_job_set_result_string(job, SNAP_RESULT_OUTPUT_PATH, dir);
 	r = 0;
 out:
 	free(slots);
 	free(mpath);
-	free(detail);
 	free(text);
 	free(mkey);
 	free(name);

@@ -97,6 +97,7 @@
 #include <openssl/evp.h>
 
 #include "bundle-keys.h"
+#include "bundle-manifest.h"
 #include "gzip-chunk.h"
 #include "job-internal.h"
 #include "util.h"
@@ -746,58 +747,6 @@ static int read_file(struct snap_job *job, const char *path, const char *what, s
 	return 0;
 }
 
-#define MAX_PEM_FILE (1u << 20)
-
-/* The manifest's signature under the certificate (or public key) at cert_path. */
-static int verify_signature(struct snap_job *job, const struct snap_manifest_doc *m,
-			    const char *manifest_path, const char *cert_path)
-{
-	uint8_t *pem;
-	size_t len;
-	int r = read_file(job, cert_path, "certificate", MAX_PEM_FILE, &pem, &len);
-	if (r < 0)
-		return r;
-	const char *detail;
-	r = snap_bundle_verify_signature(pem, len, m->signature, m->signature_len, m->signed_text,
-					 m->signed_len, &detail);
-	free(pem);
-	if (r == -EINVAL)
-		return snap_job_fail(job, r, "%s is not a PEM certificate or public key: %s",
-				     cert_path, detail);
-	if (r == -EBADMSG && !m->signature)
-		return snap_job_fail(job, r, "manifest %s has no signature", manifest_path);
-	if (r == -EBADMSG)
-		return snap_job_fail(
-		    job, r,
-		    "manifest %s fails authentication: its signature does not match "
-		    "the signed text (machine_configuration and image) with the key of "
-		    "%s; the manifest was edited or signed by another key",
-		    manifest_path, cert_path);
-	if (r < 0)
-		return snap_job_fail(job, r, "out of memory");
-	return 0;
-}
-
-/* Key and IV: the manifest's user_encrypted_key and user_encrypted_iv unwrapped (§4). */
-static int unwrap_key(struct snap_job *job, const struct snap_manifest_doc *m, const char *key_path,
-		      uint8_t key[16], uint8_t iv[16])
-{
-	uint8_t *pem;
-	size_t len;
-	int r = read_file(job, key_path, "private key", MAX_PEM_FILE, &pem, &len);
-	if (r < 0)
-		return r;
-	char why[512];
-	r = snap_bundle_key_unwrap(pem, len, m->user_encrypted_key, m->user_encrypted_key_len,
-				   m->user_encrypted_iv, m->user_encrypted_iv_len, key, iv,
-				   key_path, why, sizeof(why));
-	OPENSSL_cleanse(pem, len);
-	free(pem);
-	if (r < 0)
-		return snap_job_fail(job, r, "%s", why);
-	return 0;
-}
-
 /* Part i's size, found at path: at most MAX_PART; *max is the largest so far. */
 static int take_size(struct unbundle *p, size_t i, const char *path, uint64_t size, uint64_t *max)
 {
@@ -1143,86 +1092,6 @@ static int output_path(struct snap_job *job, const struct snap_manifest_doc *m, 
 	return 0;
 }
 
-/* s as a JSON string (the manifest's text is UTF-8: libxml2 decoded it); NULL is null. */
-static void json_string(FILE *f, const char *s)
-{
-	if (!s) {
-		fputs("null", f);
-		return;
-	}
-	fputc('"', f);
-	for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-		if (*c == '"' || *c == '\\')
-			fprintf(f, "\\%c", *c);
-		else if (*c < 0x20 || *c == 0x7f)
-			fprintf(f, "\\u%04x", *c);
-		else
-			fputc(*c, f);
-	}
-	fputc('"', f);
-}
-
-/* SNAP_RESULT_MANIFEST_INFO: the manifest's fields as one JSON object. */
-static int manifest_info(struct snap_job *job, const struct snap_manifest_doc *m)
-{
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&buf, &len);
-	if (!f)
-		return snap_job_fail(job, -ENOMEM, "out of memory");
-	fputs("{\"version\":", f);
-	json_string(f, m->version_text);
-	fputs(",\"bundler\":{\"name\":", f);
-	json_string(f, m->bundler_name);
-	fputs(",\"version\":", f);
-	json_string(f, m->bundler_version);
-	fputs(",\"release\":", f);
-	json_string(f, m->bundler_release);
-	fputs("},\"arch\":", f);
-	json_string(f, m->architecture);
-	fputs(",\"kernel_id\":", f);
-	json_string(f, m->kernel_id);
-	fputs(",\"ramdisk_id\":", f);
-	json_string(f, m->ramdisk_id);
-	fputs(",\"product_codes\":[", f);
-	for (size_t i = 0; i < m->nproduct_codes; i++) {
-		if (i)
-			fputc(',', f);
-		json_string(f, m->product_codes[i]);
-	}
-	fputs("],\"block_device_mappings\":{", f);
-	for (size_t i = 0; i < m->nmappings; i++) {
-		if (i)
-			fputc(',', f);
-		json_string(f, m->mappings[i].virtual_name);
-		fputc(':', f);
-		json_string(f, m->mappings[i].device);
-	}
-	fputs("},\"name\":", f);
-	json_string(f, m->name);
-	fputs(",\"user\":", f);
-	json_string(f, m->user);
-	fputs(",\"type\":", f);
-	json_string(f, m->type);
-	fprintf(f, ",\"size\":%llu,\"bundled_size\":%llu,\"digest\":\"%s\",\"parts\":[",
-		(unsigned long long)m->size, (unsigned long long)m->bundled_size, m->digest_hex);
-	for (size_t i = 0; i < m->nparts; i++) {
-		char d[41];
-		hex(d, m->parts[i].digest, 20);
-		fprintf(f, "%s{\"index\":%u,\"filename\":", i ? "," : "", m->parts[i].index);
-		json_string(f, m->parts[i].filename);
-		fprintf(f, ",\"digest\":\"%s\"}", d);
-	}
-	fprintf(f, "],\"signed\":%s}", m->signature ? "true" : "false");
-	if (fclose(f) != 0) {
-		free(buf);
-		return snap_job_fail(job, -ENOMEM, "out of memory");
-	}
-	int r = snap_job_set_result_string(job, SNAP_RESULT_MANIFEST_INFO, buf);
-	free(buf);
-	return r < 0 ? snap_job_fail(job, r, "out of memory") : 0;
-}
-
 int snap_unbundle_run(struct snap_job *job)
 {
 	const bool write = job->kind == SNAP_JOB_UNBUNDLE;
@@ -1264,7 +1133,7 @@ int snap_unbundle_run(struct snap_job *job)
 		snap_warn("--no-verify: part digests, the image digest and the signature are not "
 			  "checked");
 	} else if (cert_path) {
-		if ((r = verify_signature(job, m, mpath, cert_path)) < 0)
+		if ((r = snap_bundle_manifest_verify(job, m, mpath, cert_path)) < 0)
 			goto out;
 		snap_info("manifest signature verified with %s", cert_path);
 	} else {
@@ -1272,7 +1141,7 @@ int snap_unbundle_run(struct snap_job *job)
 	}
 	if (!write && snap_job_param(job, SNAP_PARAM_MANIFEST_ONLY, 0)) {
 		/* inspect: the manifest alone */
-		if ((r = manifest_info(job, m)) < 0)
+		if ((r = snap_bundle_manifest_info(job, m)) < 0)
 			goto out;
 		snap_job_set_result_u64(job, SNAP_RESULT_PARTS, m->nparts);
 		snap_job_set_result_string(job, SNAP_RESULT_DIGEST, m->digest_hex);
@@ -1281,7 +1150,7 @@ int snap_unbundle_run(struct snap_job *job)
 		r = 0;
 		goto out;
 	}
-	if (p.decrypt && (r = unwrap_key(job, m, key_path, p.key, p.iv)) < 0)
+	if (p.decrypt && (r = snap_bundle_manifest_unwrap(job, m, key_path, NULL, p.key, p.iv)) < 0)
 		goto out;
 	/* the parts' client: the manifest's, or one for parts in S3 beside a local manifest */
 	if ((r = locate_parts(&p, mpath, &srcdir)) < 0)
