@@ -458,7 +458,7 @@ int snap_bundle_output_check_existing(struct snap_bundle_output *o)
 	int r = 0;
 	if (o->s3)
 		r = check_manifest_s3(o);
-	else if (faccessat(AT_FDCWD, o->manifest_path, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+	else if (!o->force && faccessat(AT_FDCWD, o->manifest_path, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
 		r = snap_job_fail(o->job, -EEXIST, "%s already exists (use --force to replace it)",
 				  o->manifest_path);
 	if (r < 0 || o->force)

@@ -66,7 +66,8 @@ struct snap_bundle_output {
 int snap_bundle_output_where(struct snap_bundle_output *o);
 /* An S3 destination's part keys are padded for part_bound parts; the window of parts held. */
 void snap_bundle_output_s3_window(struct snap_bundle_output *o, uint64_t part_bound);
-/* An existing bundle of the same name: its manifest or any of its parts (-EEXIST). */
+/* An existing bundle of the same name: its manifest or any of its parts (-EEXIST); with
+ * force, an S3 manifest deleted before a part is replaced (invariant 3). */
 int snap_bundle_output_check_existing(struct snap_bundle_output *o);
 /* A fresh key, the cipher keyed with it, the parts' hash and the output sequence. */
 int snap_bundle_output_alloc(struct snap_bundle_output *o);

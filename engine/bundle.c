@@ -714,7 +714,7 @@ int snap_bundle_run(struct snap_job *job)
 		r = snap_bundle_manifest_inputs(job, &user);
 	if (r >= 0 && !b.o.s3)
 		snap_output_reclaim(b.o.dest, b.name); /* debris of killed runs of this bundle */
-	if (r >= 0 && !b.o.force)
+	if (r >= 0) /* with --force, an S3 manifest is deleted here (bundle-output.c invariant 3) */
 		r = snap_bundle_output_check_existing(&b.o);
 	uint64_t t0 = snap_now_ns();
 	if (r >= 0)

@@ -130,7 +130,11 @@ if sbundle "$img" "s3://$bucket/b1/" --part-size 1M > /dev/null 2> "$T/err"; the
 	fail "an existing manifest was replaced without --force"
 fi
 grep -q 'already exists' "$T/err" || fail "no 'already exists': $(cat "$T/err")"
-sbundle "$img" "s3://$bucket/b1" --part-size 2M --force > /dev/null || fail "--force failed"
+sbundle "$img" "s3://$bucket/b1" --part-size 2M --force --debug > /dev/null 2> "$T/err" ||
+	fail "--force failed: $(cat "$T/err")"
+# the old manifest goes before a part is replaced: no manifest names a part of another bundle
+grep -q "deleted s3://$bucket/b1/disk.img.manifest.xml" "$T/err" ||
+	fail "--force did not delete the old manifest first: $(cat "$T/err")"
 aws s3 cp --only-show-errors "$M" "$T/m2.xml"
 names "$T/m2.xml" | sed 's#^#b1/#' > "$T/want"
 echo b1/disk.img.manifest.xml >> "$T/want"
