@@ -97,6 +97,7 @@
 #include <openssl/evp.h>
 
 #include "bundle-keys.h"
+#include "bundle-parts.h"
 #include "gzip-chunk.h"
 #include "job-internal.h"
 #include "util.h"
@@ -107,8 +108,6 @@
 #include "s3.h"
 #include "tar-reader.h"
 
-#define MAX_MANIFEST_FILE (16u << 20)
-#define MAX_PART (256u << 20)	 /* ec2-bundle-image writes 10 MiB parts */
 #define TAR_BUF (4u << 20)	 /* inflated bytes per tar slot */
 #define TAR_SLOTS 4		 /* slots of the tar pipeline */
 #define SLOT_BUDGET (256u << 20) /* part buffers in all, beyond the minimum of MIN_SLOTS */
@@ -117,23 +116,8 @@
  * them (O_DIRECT where the target allows it: output.h invariant 5) */
 #define OUT_BUF (4u << 20)
 #define OUT_NBUFS 3
-/* parts fetched ahead from S3 (invariant 2a): at most half the client's memory budget in bodies
- * waiting (the slots hold the rest, SLOT_BUDGET), never more GETs than its connections */
-#define S3_AHEAD_BUDGET(c) (snap_s3_client_budget(c) / 2)
 /* every buffer of an unbundle from S3, within the 256 MiB of peak RSS the S3 jobs keep to */
 #define S3_TOTAL_BUDGET (216u << 20)
-
-/* What a pipeline slot holds: one part, its ciphertext, then (after the work) its plaintext. */
-struct slot {
-	uint8_t *data;
-	size_t cap;
-	size_t off, len;  /* payload is data[off, len) (after head) */
-	uint8_t head[16]; /* a block straddling the previous part: ciphertext, then plaintext */
-	size_t head_len;
-	uint8_t head_iv[16], iv[16]; /* CBC IVs of head and of data[off, len) */
-	size_t part;		     /* index of the part it holds */
-	bool last;		     /* the last part */
-};
 
 /* What a slot of the tar pipeline holds: inflated tar stream bytes, data[0, len). */
 struct tar_slot {
@@ -144,29 +128,16 @@ struct tar_slot {
 struct unbundle {
 	struct snap_job *job;
 	const struct snap_manifest_doc *m;
-	const char *srcdir;
+	struct snap_bundle_parts *parts; /* the source (bundle-parts.h); the run thread reads it */
 	bool verify_digests;
 	bool decrypt; /* false: verify without a key, parts only */
 
 	struct snap_pipeline *pipe;  /* parts (invariant 4) */
 	struct snap_pipeline *tpipe; /* tar slots, filled by pipe's sink (invariant 5) */
-	struct slot *slots;
+	struct snap_bundle_part *slots; /* what a slot of pipe holds: one part */
 	unsigned nslots;
 	struct tar_slot *tslots;
-	uint64_t *part_sizes; /* from stat_parts, then what was read */
 	uint8_t key[16], iv[16];
-
-	/* parts in S3 (invariant 2a), else in srcdir; the run thread's */
-	struct snap_s3_client *s3; /* the job's (job-internal.h invariant 5) */
-	char *bucket, *prefix;	   /* part i is s3://bucket/prefix<filename> */
-	struct snap_s3_get **gets; /* one per part: started ahead, NULL once waited for */
-	size_t next_get;	   /* the first part whose GET is not started */
-	unsigned ahead;
-
-	/* run thread: the ciphertext stream's chaining across parts (invariant 4) */
-	uint64_t bytes_read;
-	uint8_t prev[16], carry[16];
-	size_t carry_len;
 
 	/* the parts' sink (invariant 4) */
 	struct snap_inflate *inflate;
@@ -187,19 +158,6 @@ struct unbundle {
 	_Atomic uint64_t pub_done, pub_written, pub_skipped;
 };
 
-static const char *ossl_reason(void)
-{
-	static __thread char msg[160];
-	unsigned long e = ERR_peek_last_error();
-	if (!e) {
-		snprintf(msg, sizeof(msg), "unknown OpenSSL error");
-	} else {
-		ERR_error_string_n(e, msg, sizeof(msg));
-	}
-	ERR_clear_error();
-	return msg;
-}
-
 static void hex(char *out, const uint8_t *b, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -207,237 +165,22 @@ static void hex(char *out, const uint8_t *b, size_t n)
 }
 
 /* ---------------------------------------------------------------------------------------- */
-/* Run thread: parts read in order into slots, chained                                       */
-
-static char *part_path(const struct unbundle *p, size_t i)
-{
-	char *s;
-	int n = p->s3 ? asprintf(&s, "s3://%s/%s%s", p->bucket, p->prefix, p->m->parts[i].filename)
-		      : asprintf(&s, "%s/%s", p->srcdir, p->m->parts[i].filename);
-	return n < 0 ? NULL : s;
-}
-
-static char *part_key(const struct unbundle *p, size_t i)
-{
-	char *s;
-	if (asprintf(&s, "%s%s", p->prefix, p->m->parts[i].filename) < 0)
-		return NULL;
-	return s;
-}
-
-/* Starts the GETs of the parts before `upto` not started yet (invariant 2a). */
-static int fetch_ahead(struct unbundle *p, size_t upto)
-{
-	if (upto > p->m->nparts)
-		upto = p->m->nparts;
-	while (p->next_get < upto) {
-		size_t i = p->next_get;
-		char *key = part_key(p, i);
-		if (!key)
-			return snap_pipeline_fail(p->pipe, -ENOMEM, "out of memory");
-		int r =
-		    snap_s3_get_start(p->s3, p->bucket, key, 0, UINT64_MAX, MAX_PART, &p->gets[i]);
-		free(key);
-		if (r < 0) {
-			char *path = part_path(p, i);
-			r = snap_pipeline_fail(p->pipe, r, "cannot fetch part %zu (%s): %s", i,
-					       path ? path : p->m->parts[i].filename,
-					       snap_strerror(r));
-			free(path);
-			return r;
-		}
-		p->next_get++;
-	}
-	return 0;
-}
-
-/* Part i from S3 into b: its GET (started ahead) waited for, its body the slot's buffer. */
-static int read_part_s3(struct unbundle *p, size_t i, struct slot *b)
-{
-	int r = fetch_ahead(p, i + p->ahead);
-	if (r < 0)
-		return r;
-	void *buf = NULL;
-	size_t len = 0;
-	char *detail = NULL;
-	r = snap_s3_get_wait(p->gets[i], &buf, &len, &detail);
-	p->gets[i] = NULL; /* wait freed it */
-	if (r == 0 && len == 0)
-		r = -ENODATA;
-	if (r < 0) {
-		char *path = part_path(p, i);
-		const char *what = r == -ENOENT	   ? "is missing"
-				   : r == -ENODATA ? "is truncated or empty"
-				   : r == -EFBIG   ? "is too large"
-						   : "cannot be fetched";
-		r = snap_pipeline_fail(p->pipe, r, "part %zu (%s) %s: %s", i,
-				       path ? path : p->m->parts[i].filename, what,
-				       detail ? detail : snap_strerror(r));
-		free(path);
-		free(buf);
-		free(detail);
-		return r;
-	}
-	free(b->data);
-	b->data = buf;
-	b->cap = len;
-	p->bytes_read += len;
-	p->part_sizes[i] = len;
-	b->off = 0;
-	b->len = len;
-	b->head_len = 0;
-	b->part = i;
-	b->last = i + 1 == p->m->nparts;
-	return 0;
-}
-
-static int read_part(struct unbundle *p, size_t i, struct slot *b)
-{
-	if (p->s3)
-		return read_part_s3(p, i, b);
-	char *path = part_path(p, i);
-	if (!path)
-		return snap_pipeline_fail(p->pipe, -ENOMEM, "out of memory");
-	int r = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		r = snap_pipeline_fail(p->pipe, -errno, "part %zu (%s) cannot be opened: %s", i,
-				       path, strerror(errno));
-		goto out;
-	}
-	/* read to the end, whatever the size was when stat_parts looked: a part that changed
-	 * is caught by its digest, one that outgrew the buffer here */
-	size_t got = 0;
-	for (;;) {
-		if (got == b->cap) {
-			uint8_t c;
-			ssize_t n = read(fd, &c, 1);
-			if (n != 0) {
-				r = snap_pipeline_fail(p->pipe, -EFBIG,
-						       "part %zu (%s) grew while being read", i,
-						       path);
-				goto out;
-			}
-			break;
-		}
-		ssize_t n = read(fd, b->data + got, b->cap - got);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			r = snap_pipeline_fail(p->pipe, -errno,
-					       "part %zu (%s) cannot be read at offset %zu: %s", i,
-					       path, got, strerror(errno));
-			goto out;
-		}
-		if (n == 0)
-			break;
-		got += (size_t)n;
-		p->bytes_read += (uint64_t)n;
-	}
-	if (got == 0) {
-		r = snap_pipeline_fail(p->pipe, -EUCLEAN, "part %zu (%s) is empty", i, path);
-		goto out;
-	}
-	p->part_sizes[i] = got;
-	b->off = 0;
-	b->len = got;
-	b->head_len = 0;
-	b->part = i;
-	b->last = i + 1 == p->m->nparts;
-out:
-	if (fd >= 0)
-		close(fd);
-	free(path);
-	return r;
-}
-
-/* The CBC chaining of a part read into b, from the ciphertext only: the block straddling the
- * previous part (head) and the body's IV; the bytes after the last whole block wait in carry
- * for the next part. */
-static void chain_part(struct unbundle *p, struct slot *b)
-{
-	size_t n = b->len, pos = 0;
-	if (p->carry_len) {
-		size_t take = 16 - p->carry_len < n ? 16 - p->carry_len : n;
-		memcpy(p->carry + p->carry_len, b->data, take);
-		p->carry_len += take;
-		pos = take;
-		if (p->carry_len == 16) {
-			memcpy(b->head, p->carry, 16);
-			memcpy(b->head_iv, p->prev, 16);
-			b->head_len = 16;
-			memcpy(p->prev, p->carry, 16);
-			p->carry_len = 0;
-		}
-	}
-	size_t aligned = (n - pos) & ~(size_t)15;
-	memcpy(b->iv, p->prev, 16);
-	if (aligned)
-		memcpy(p->prev, b->data + pos + aligned - 16, 16);
-	size_t rest = n - pos - aligned;
-	if (rest) {
-		memcpy(p->carry + p->carry_len, b->data + pos + aligned, rest);
-		p->carry_len += rest;
-	}
-	b->off = pos;
-	b->len = pos + aligned;
-}
-
-/* ---------------------------------------------------------------------------------------- */
 /* Workers: each part's SHA-1, then AES-128-CBC decryption of the whole part in place        */
-
-static int check_digest(struct unbundle *p, const struct slot *b, size_t got)
-{
-	size_t i = b->part;
-	uint8_t md[20];
-	unsigned mdlen = 0;
-	if (!EVP_Digest(b->data, got, md, &mdlen, EVP_sha1(), NULL))
-		return snap_pipeline_fail(p->pipe, -EIO, "SHA-1 failed: %s", ossl_reason());
-	if (!memcmp(md, p->m->parts[i].digest, 20))
-		return 0;
-	char want[41], have[41];
-	hex(want, p->m->parts[i].digest, 20);
-	hex(have, md, 20);
-	char *path = part_path(p, i);
-	int r = snap_pipeline_fail(
-	    p->pipe, -EBADMSG,
-	    "part %zu (%s) is damaged: SHA-1 %s, the manifest says %s (%zu bytes%s)", i,
-	    path ? path : p->m->parts[i].filename, have, want, got,
-	    i + 1 < p->m->nparts && i > 0 && got < p->part_sizes[0]
-		? ", shorter than part 0: truncated?"
-		: "");
-	free(path);
-	return r;
-}
-
-static int cbc_decrypt(EVP_CIPHER_CTX *ctx, const uint8_t key[16], const uint8_t iv[16],
-		       uint8_t *data, size_t n)
-{
-	int outl = 0;
-	if (n == 0)
-		return 0;
-	if (!EVP_DecryptInit_ex(ctx, EVP_aes_128_cbc(), NULL, key, iv) ||
-	    !EVP_CIPHER_CTX_set_padding(ctx, 0) ||
-	    !EVP_DecryptUpdate(ctx, data, &outl, data, (int)n) || (size_t)outl != n)
-		return -EIO;
-	return 0;
-}
 
 /* The pipeline's work (any order, any worker): verify the part, then decrypt it. */
 static int unbundle_work(void *ctx, void *state, unsigned i)
 {
 	struct unbundle *p = ctx;
-	struct slot *b = &p->slots[i];
+	struct snap_bundle_part *b = &p->slots[i];
 	int r;
-	/* the part's bytes are data[0, part size): the head's own ones included */
-	if (p->verify_digests && (r = check_digest(p, b, p->part_sizes[b->part])) < 0)
+	if (p->verify_digests && (r = snap_bundle_parts_check(p->parts, p->pipe, b)) < 0)
 		return r;
 	if (!p->decrypt)
 		return 0;
-	if ((b->head_len && cbc_decrypt(state, p->key, b->head_iv, b->head, 16) < 0) ||
-	    cbc_decrypt(state, p->key, b->iv, b->data + b->off, b->len - b->off) < 0)
+	if ((b->head_len && snap_bundle_cbc_decrypt(state, p->key, b->head_iv, b->head, 16) < 0) ||
+	    snap_bundle_cbc_decrypt(state, p->key, b->iv, b->data + b->off, b->len - b->off) < 0)
 		return snap_pipeline_fail(p->pipe, -EIO, "AES-128-CBC decryption failed: %s",
-					  ossl_reason());
+					  snap_ossl_reason());
 	return 0;
 }
 
@@ -458,34 +201,21 @@ static void unbundle_worker_free(void *ctx, void *state)
 /* ---------------------------------------------------------------------------------------- */
 /* Sink: padding, inflate (ISA-L, gzip wrapper: header, CRC-32 and length checked), tar      */
 
-/* PKCS#7: the last plaintext byte n (1..16) and n bytes equal to it. */
-static int strip_padding(struct unbundle *p, struct slot *b)
+/* The last part's PKCS#7 padding (snap_bundle_cbc_unpad), named on failure. */
+static int strip_padding(struct unbundle *p, struct snap_bundle_part *b)
 {
-	size_t body = b->len - b->off, total = b->head_len + body;
-	uint8_t tail[16];
-	if (total < 16)
+	size_t body = b->len - b->off;
+	int r = snap_bundle_cbc_unpad(b->head, &b->head_len, b->data + b->off, &body);
+	if (r == -EUCLEAN)
 		return snap_pipeline_fail(p->pipe, -EUCLEAN,
 					  "the encrypted stream is shorter than one AES block");
-	for (size_t i = 0; i < 16; i++) {
-		size_t at = total - 16 + i;
-		tail[i] = at < b->head_len ? b->head[at] : b->data[b->off + at - b->head_len];
-	}
-	uint8_t n = tail[15];
-	bool ok = n >= 1 && n <= 16;
-	for (size_t i = 16 - (ok ? n : 0); ok && i < 16; i++)
-		ok = tail[i] == n;
-	if (!ok)
+	if (r < 0)
 		return snap_pipeline_fail(
 		    p->pipe, -EBADMSG,
 		    "part %zu: bad PKCS#7 padding at the end of the encrypted stream (wrong "
 		    "key or IV, or a damaged last part)",
 		    b->part);
-	if (n <= body) {
-		b->len -= n;
-	} else {
-		b->head_len -= n - body;
-		b->len = b->off;
-	}
+	b->len = b->off + body;
 	return 0;
 }
 
@@ -576,7 +306,7 @@ static int on_data(void *ud, uint64_t off, const uint8_t *buf, size_t len)
 static void unbundle_progress(void *ctx)
 {
 	struct unbundle *p = ctx;
-	p->job->progress.bytes_read = p->bytes_read;
+	p->job->progress.bytes_read = snap_bundle_parts_bytes_read(p->parts);
 	p->job->progress.bytes_done = atomic_load(&p->pub_done);
 	p->job->progress.bytes_written = atomic_load(&p->pub_written);
 	p->job->progress.bytes_skipped = atomic_load(&p->pub_skipped);
@@ -596,7 +326,7 @@ static int tar_sink(void *ctx, unsigned i)
 	struct unbundle *p = ctx;
 	const struct tar_slot *t = &p->tslots[i];
 	if (p->verify_digests && !EVP_DigestUpdate(p->tar_sha, t->data, t->len))
-		return snap_pipeline_fail(p->tpipe, -EIO, "SHA-1 failed: %s", ossl_reason());
+		return snap_pipeline_fail(p->tpipe, -EIO, "SHA-1 failed: %s", snap_ossl_reason());
 	p->stream_bytes += t->len;
 	int r = snap_tar_reader_push(p->tar, t->data, t->len);
 	if (r < 0)
@@ -629,7 +359,7 @@ static int tar_next(struct unbundle *p)
 }
 
 /* Inflates one part's plaintext, the head block first, then the body. */
-static int inflate_part(struct unbundle *p, struct slot *in)
+static int inflate_part(struct unbundle *p, struct snap_bundle_part *in)
 {
 	int r;
 	for (int piece = 0; piece < 2; piece++) {
@@ -681,21 +411,21 @@ static int inflate_part(struct unbundle *p, struct slot *in)
 static int unbundle_sink(void *ctx, unsigned i)
 {
 	struct unbundle *p = ctx;
-	struct slot *b = &p->slots[i];
+	struct snap_bundle_part *b = &p->slots[i];
 	int r;
 	if (!p->decrypt) {
-		p->bytes_done += p->part_sizes[b->part];
+		p->bytes_done += b->len; /* not chained: the whole part */
 		publish(p);
 		return 0;
 	}
 	if (b->last) {
 		/* the run thread chained every part before it submitted the last */
-		if (p->carry_len)
+		if (!snap_bundle_parts_whole_blocks(p->parts))
 			return snap_pipeline_fail(
 			    p->pipe, -EUCLEAN,
 			    "the encrypted stream (%llu bytes) is not a whole "
 			    "number of AES blocks: a part is truncated",
-			    (unsigned long long)p->bytes_read);
+			    (unsigned long long)snap_bundle_parts_bytes_read(p->parts));
 		if ((r = strip_padding(p, b)) < 0)
 			return r;
 	}
@@ -798,200 +528,12 @@ static int unwrap_key(struct snap_job *job, const struct snap_manifest_doc *m, c
 	return 0;
 }
 
-/* Part i's size, found at path: at most MAX_PART; *max is the largest so far. */
-static int take_size(struct unbundle *p, size_t i, const char *path, uint64_t size, uint64_t *max)
-{
-	if (size > MAX_PART)
-		return snap_job_fail(p->job, -EFBIG,
-				     "part %zu (%s) is %llu bytes; parts over %u bytes are not "
-				     "supported",
-				     i, path, (unsigned long long)size, MAX_PART);
-	p->part_sizes[i] = size;
-	if (size > *max)
-		*max = size;
-	return 0;
-}
-
-/* Every part exists and is a regular file before anything is written (a missing one is named
- * up front); returns the largest size. */
-static int stat_parts(struct unbundle *p, uint64_t *ret_max)
-{
-	uint64_t max = 0;
-	for (size_t i = 0; i < p->m->nparts; i++) {
-		char *path = part_path(p, i);
-		if (!path)
-			return snap_job_fail(p->job, -ENOMEM, "out of memory");
-		struct stat st;
-		int r = 0;
-		if (stat(path, &st) < 0)
-			r = snap_job_fail(p->job, -errno, "part %zu (%s) is missing: %s", i, path,
-					  strerror(errno));
-		else if (!S_ISREG(st.st_mode))
-			r = snap_job_fail(p->job, -EINVAL, "part %zu (%s) is not a regular file", i,
-					  path);
-		else
-			r = take_size(p, i, path, (uint64_t)st.st_size, &max);
-		free(path);
-		if (r < 0)
-			return r;
-	}
-	*ret_max = max;
-	return 0;
-}
-
-static char *dirname_of(const char *path);
-
-static int cmp_object(const void *a, const void *b)
-{
-	return strcmp(((const struct snap_s3_object *)a)->key,
-		      ((const struct snap_s3_object *)b)->key);
-}
-
-/* stat_parts for parts in S3 (invariant 2a): one listing of the keys the part names share
- * (all pages), so a missing part is named before anything is fetched or written. */
-static int stat_parts_s3(struct unbundle *p, uint64_t *ret_max)
-{
-	const struct snap_manifest_doc *m = p->m;
-	size_t common = strlen(m->parts[0].filename);
-	for (size_t i = 1; i < m->nparts; i++) {
-		size_t k = 0;
-		while (k < common && m->parts[i].filename[k] == m->parts[0].filename[k])
-			k++;
-		common = k;
-	}
-	char *lp = NULL, *detail = NULL;
-	if (asprintf(&lp, "%s%.*s", p->prefix, (int)common, m->parts[0].filename) < 0)
-		return snap_job_fail(p->job, -ENOMEM, "out of memory");
-	struct snap_s3_list_objects *l = NULL;
-	int r = snap_s3_list_objects(p->s3, p->bucket, lp, &l, &detail);
-	if (r < 0) {
-		snap_job_fail(p->job, r, "cannot list the parts under s3://%s/%s: %s", p->bucket,
-			      lp, detail ? detail : snap_strerror(r));
-		goto out;
-	}
-	qsort(l->objects, l->nobjects, sizeof(*l->objects), cmp_object);
-	uint64_t max = 0;
-	for (size_t i = 0; i < m->nparts && r == 0; i++) {
-		char *key = part_key(p, i), *path = part_path(p, i);
-		if (!key || !path) {
-			r = snap_job_fail(p->job, -ENOMEM, "out of memory");
-		} else {
-			struct snap_s3_object want = {.key = key};
-			const struct snap_s3_object *o = bsearch(&want, l->objects, l->nobjects,
-								 sizeof(*l->objects), cmp_object);
-			if (!o)
-				r = snap_job_fail(p->job, -ENOENT, "part %zu (%s) is missing", i,
-						  path);
-			else if (o->size == 0)
-				r = snap_job_fail(p->job, -EUCLEAN, "part %zu (%s) is empty", i,
-						  path);
-			else
-				r = take_size(p, i, path, o->size, &max);
-		}
-		free(key);
-		free(path);
-	}
-	if (r == 0)
-		*ret_max = max;
-out:
-	snap_s3_list_objects_free(l);
-	free(lp);
-	free(detail);
-	return r;
-}
-
-/* The bucket and key of an s3:// URL; a failure is recorded naming the URL. */
-static int parse_url(struct snap_job *job, const char *url, char **ret_bucket, char **ret_key)
-{
-	char *detail = NULL;
-	int r = snap_s3_url_parse(url, ret_bucket, ret_key, &detail);
-	if (r < 0)
-		snap_job_fail(job, r, "%s: %s", url, detail ? detail : snap_strerror(r));
-	free(detail);
-	return r;
-}
-
-/* Where the parts are: SNAP_SPARAM_SOURCE_DIR (a directory or an s3:// prefix), else where the
- * manifest is; an S3 prefix gets its '/' (a key "dir/m.xml" has its parts under "dir/"). */
-static int locate_parts(struct unbundle *p, const char *mpath, char **ret_srcdir)
-{
-	const char *sd = snap_job_string(p->job, SNAP_SPARAM_SOURCE_DIR);
-	const char *where = sd ? sd : mpath;
-	if (!snap_s3_is_url(where)) {
-		*ret_srcdir = sd ? strdup(sd) : dirname_of(mpath);
-		return *ret_srcdir ? 0 : snap_job_fail(p->job, -ENOMEM, "out of memory");
-	}
-	char *key = NULL;
-	int r = parse_url(p->job, where, &p->bucket, &key);
-	if (r < 0)
-		return r;
-	size_t n = strlen(key);
-	if (!sd) {
-		const char *slash = strrchr(key, '/');
-		n = slash ? (size_t)(slash - key) + 1 : 0;
-	}
-	if (asprintf(&p->prefix, "%.*s%s", (int)n, key, n && key[n - 1] != '/' ? "/" : "") < 0)
-		p->prefix = NULL;
-	free(key);
-	if (!p->prefix)
-		return snap_job_fail(p->job, -ENOMEM, "out of memory");
-	*ret_srcdir = NULL;
-	return 0;
-}
-
-/* The manifest from S3: whole, at most MAX_MANIFEST_FILE bytes. */
-static int fetch_manifest(struct snap_job *job, struct snap_s3_client *c, const char *url,
-			  uint8_t **ret, size_t *ret_len)
-{
-	char *bucket = NULL, *key = NULL, *detail = NULL;
-	void *buf = NULL;
-	int r = parse_url(job, url, &bucket, &key);
-	if (r < 0)
-		goto out;
-	if (!*key || key[strlen(key) - 1] == '/') {
-		r = snap_job_fail(job, -EINVAL,
-				  "%s names no manifest object (a key ending in .manifest.xml)", url);
-		goto out;
-	}
-	r = snap_s3_get_object(c, bucket, key, MAX_MANIFEST_FILE, &buf, ret_len, &detail);
-	if (r == -ENOENT)
-		snap_job_fail(job, r, "manifest %s is missing: %s", url,
-			      detail ? detail : snap_strerror(r));
-	else if (r == -EFBIG)
-		snap_job_fail(job, r, "manifest %s is larger than %u MiB", url,
-			      MAX_MANIFEST_FILE >> 20);
-	else if (r < 0)
-		snap_job_fail(job, r, "cannot fetch manifest %s: %s", url,
-			      detail ? detail : snap_strerror(r));
-	if (r == 0)
-		*ret = buf;
-out:
-	free(bucket);
-	free(key);
-	free(detail);
-	return r;
-}
-
-static char *dirname_of(const char *path)
-{
-	const char *s = strrchr(path, '/');
-	if (!s)
-		return strdup(".");
-	if (s == path)
-		return strdup("/");
-	return strndup(path, (size_t)(s - path));
-}
-
 static void unbundle_free(struct unbundle *p)
 {
 	/* the parts first: their sink fills the tar slots (invariant 5) */
 	p->pipe = snap_pipeline_free(p->pipe);
 	p->tpipe = snap_pipeline_free(p->tpipe);
-	for (size_t i = 0; p->gets && i < p->m->nparts; i++)
-		p->gets[i] = snap_s3_get_free(p->gets[i]); /* cancels what was fetched ahead */
-	free(p->gets);
-	free(p->bucket);
-	free(p->prefix);
+	p->parts = snap_bundle_parts_free(p->parts); /* cancels what was fetched ahead */
 	for (unsigned i = 0; p->slots && i < p->nslots; i++)
 		free(p->slots[i].data);
 	free(p->slots);
@@ -999,7 +541,6 @@ static void unbundle_free(struct unbundle *p)
 		free(p->tslots[i].data);
 	free(p->tslots);
 	snap_inflate_free(p->inflate);
-	free(p->part_sizes);
 	EVP_MD_CTX_free(p->tar_sha);
 	snap_tar_reader_free(p->tar);
 	OPENSSL_cleanse(p->key, sizeof(p->key));
@@ -1015,8 +556,9 @@ static int unbundle_start(struct unbundle *p, size_t part_cap)
 	 * tar slots and output buffers come off it too, so the whole stays within it (invariant
 	 * 2a) */
 	size_t room = SLOT_BUDGET;
-	if (p->s3) {
-		size_t other = (size_t)p->ahead * part_cap + TAR_SLOTS * TAR_BUF + OUT_NBUFS * OUT_BUF;
+	if (snap_bundle_parts_in_s3(p->parts)) {
+		size_t other = snap_bundle_parts_ahead_bytes(p->parts) + TAR_SLOTS * TAR_BUF +
+			       OUT_NBUFS * OUT_BUF;
 		room = other < S3_TOTAL_BUDGET ? S3_TOTAL_BUDGET - other : 0;
 	}
 	size_t budget = room / (part_cap ? part_cap : 1);
@@ -1027,7 +569,7 @@ static int unbundle_start(struct unbundle *p, size_t part_cap)
 	if (!p->slots)
 		goto nomem;
 	/* a part from S3 is read into its own buffer, which the slot takes (invariant 2a) */
-	for (unsigned i = 0; i < p->nslots && !p->s3; i++) {
+	for (unsigned i = 0; i < p->nslots && !snap_bundle_parts_in_s3(p->parts); i++) {
 		p->slots[i].cap = part_cap;
 		p->slots[i].data = malloc(part_cap ? part_cap : 1);
 		if (!p->slots[i].data)
@@ -1046,7 +588,6 @@ static int unbundle_start(struct unbundle *p, size_t part_cap)
 			if (!(p->tslots[i].data = malloc(TAR_BUF)))
 				goto nomem;
 		snap_gunzip_begin(p->inflate);
-		memcpy(p->prev, p->iv, 16);
 		struct snap_pipeline_opts to = {.nslots = TAR_SLOTS, .inner = true};
 		int r = snap_pipeline_new(p->job, &to, &tar_ops, p, &p->tpipe);
 		if (r < 0)
@@ -1095,11 +636,9 @@ static int unbundle_data(struct unbundle *p)
 		uint64_t seq;
 		if ((r = snap_pipeline_acquire(p->pipe, &si, &seq)) < 0)
 			break;
-		struct slot *b = &p->slots[si];
-		if ((r = read_part(p, i, b)) < 0)
+		struct snap_bundle_part *b = &p->slots[si];
+		if ((r = snap_bundle_parts_read(p->parts, p->pipe, i, b)) < 0)
 			break;
-		if (p->decrypt)
-			chain_part(p, b);
 		snap_pipeline_submit(p->pipe, false);
 		unbundle_progress(p);
 		snap_job_report(p->job, false);
@@ -1237,7 +776,8 @@ int snap_unbundle_run(struct snap_job *job)
 
 	struct unbundle p = {.job = job, .verify_digests = !no_verify, .decrypt = key_path != NULL};
 	struct snap_manifest_doc *m = NULL;
-	char *srcdir = NULL, *outpath = NULL, *detail = NULL;
+	struct snap_s3_client *s3 = NULL; /* the manifest's */
+	char *outpath = NULL, *detail = NULL;
 	uint8_t *mbuf = NULL;
 	size_t mlen = 0;
 	int r;
@@ -1245,10 +785,10 @@ int snap_unbundle_run(struct snap_job *job)
 	/* 1. prepare */
 	const char *sd = snap_job_string(job, SNAP_SPARAM_SOURCE_DIR);
 	if ((snap_s3_is_url(mpath) || (sd && snap_s3_is_url(sd))) &&
-	    (r = snap_job_s3_client(job, &p.s3)) < 0)
+	    (r = snap_job_s3_client(job, &s3)) < 0)
 		goto out;
 	if (snap_s3_is_url(mpath))
-		r = fetch_manifest(job, p.s3, mpath, &mbuf, &mlen);
+		r = snap_bundle_manifest_fetch(job, s3, mpath, &mbuf, &mlen);
 	else
 		r = read_file(job, mpath, "manifest", MAX_MANIFEST_FILE, &mbuf, &mlen);
 	if (r < 0)
@@ -1283,33 +823,10 @@ int snap_unbundle_run(struct snap_job *job)
 	}
 	if (p.decrypt && (r = unwrap_key(job, m, key_path, p.key, p.iv)) < 0)
 		goto out;
-	/* the parts' client: the manifest's, or one for parts in S3 beside a local manifest */
-	if ((r = locate_parts(&p, mpath, &srcdir)) < 0)
+	/* the source: the parts found and sized (bundle-parts.h), chained when decrypting */
+	if ((r = snap_bundle_parts_open(job, m, mpath, p.decrypt ? p.iv : NULL, &p.parts)) < 0)
 		goto out;
-	if (!srcdir && !p.s3 && (r = snap_job_s3_client(job, &p.s3)) < 0)
-		goto out;
-	if (srcdir)
-		p.s3 = NULL; /* a manifest in S3 beside local parts: they are read from srcdir */
-	p.part_sizes = calloc(m->nparts, sizeof(*p.part_sizes));
-	p.gets = p.s3 ? calloc(m->nparts, sizeof(*p.gets)) : NULL;
-	if (!p.part_sizes || (p.s3 && !p.gets)) {
-		r = snap_job_fail(job, -ENOMEM, "out of memory");
-		goto out;
-	}
-	p.srcdir = srcdir;
-	uint64_t part_cap = 0;
-	if ((r = p.s3 ? stat_parts_s3(&p, &part_cap) : stat_parts(&p, &part_cap)) < 0)
-		goto out;
-	for (size_t i = 0; i < m->nparts; i++) /* invariant 8 */
-		job->progress.bytes_data += p.part_sizes[i];
-	if (p.s3) {
-		uint64_t conn = snap_s3_client_connections(p.s3);
-		uint64_t fit = S3_AHEAD_BUDGET(p.s3) / (part_cap ? part_cap : 1);
-		p.ahead = (unsigned)(conn < fit ? conn : fit);
-		if (p.ahead < 1)
-			p.ahead = 1;
-		snap_debug("parts from s3://%s/%s: %u fetched ahead", p.bucket, p.prefix, p.ahead);
-	}
+	job->progress.bytes_data += snap_bundle_parts_total(p.parts); /* invariant 8 */
 	if (write) {
 		if ((r = output_path(job, m, &outpath)) < 0)
 			goto out;
@@ -1330,7 +847,7 @@ int snap_unbundle_run(struct snap_job *job)
 		}
 	}
 
-	if ((r = unbundle_start(&p, (size_t)part_cap)) < 0)
+	if ((r = unbundle_start(&p, (size_t)snap_bundle_parts_max(p.parts))) < 0)
 		goto out;
 
 	/* 2. data */
@@ -1343,9 +860,7 @@ int snap_unbundle_run(struct snap_job *job)
 
 	/* 3. verify */
 	snap_job_set_stage(job, SNAP_STAGE_VERIFY);
-	uint64_t total = 0;
-	for (size_t i = 0; i < m->nparts; i++)
-		total += p.part_sizes[i];
+	uint64_t total = snap_bundle_parts_total(p.parts);
 	if (total != m->bundled_size) {
 		r = snap_job_fail(job, -EUCLEAN,
 				  "the parts hold %llu bytes but the manifest's "
@@ -1364,10 +879,10 @@ int snap_unbundle_run(struct snap_job *job)
 			unsigned mdlen;
 			char have[41];
 			if (!EVP_DigestFinal_ex(p.tar_sha, md, &mdlen)) {
-				r = snap_job_fail(job, -EIO, "SHA-1 failed: %s", ossl_reason());
+				r = snap_job_fail(job, -EIO, "SHA-1 failed: %s", snap_ossl_reason());
 				goto out;
 			}
-			hex(have, md, 20);
+			snap_hex(have, md, 20);
 			if (memcmp(md, m->digest, 20)) {
 				r = snap_job_fail(job, -EBADMSG,
 						  "invalid digest of the tar stream (%llu bytes): "
@@ -1425,7 +940,6 @@ out:
 	unbundle_free(&p);
 	snap_manifest_doc_free(m);
 	free(mbuf);
-	free(srcdir);
 	free(outpath);
 	free(detail);
 	return r;
