@@ -13,18 +13,13 @@
  *     invariant 1); the CBC chaining block a worker takes from the part before is only
  *     ciphertext (SNAP_PARAM_NO_VERIFY turns the digest and signature checks off, only on
  *     request).
- *  2. Parts are read in index order; manifest-read guarantees document order = index order,
- *     plain file names and parts/@count. A missing, short or damaged part is named.
- *  2a. Parts and manifest may be in S3 (s3://BUCKET/KEY, s3/s3.h): the manifest is fetched
- *     whole (at most MAX_MANIFEST_FILE bytes), one listing names a missing part up front
- *     (stat_parts_s3), and the run thread keeps up to `ahead` whole-part GETs in flight
- *     (fetch_ahead: the parts after the one it waits for, within S3_AHEAD_BUDGET bytes and
- *     the client's connections); a
- *     fetched body becomes the slot's buffer (no copy) and goes through the same pipeline as
- *     a local part, so invariant 1's digest check, before any byte of it is decrypted or
- *     inflated, holds for it unchanged. A part changed in the bucket fails its digest; one
- *     replaced by a shorter object fails it too (and is called truncated when it is shorter
- *     than part 0); one deleted after the listing fails its GET, named.
+ *  2. Parts are read in index order from the parts' source (bundle-parts.h: a directory or
+ *     an S3 prefix, every part found and sized up front, S3 parts fetched ahead, the CBC
+ *     chaining); manifest-read guarantees document order = index order, plain file names and
+ *     parts/@count. A missing, short or damaged part is named.
+ *  2a. Parts and manifest may be in S3 (s3://BUCKET/KEY, s3/s3.h; bundle-parts.h invariant
+ *     3): a fetched body becomes the slot's buffer and goes through the same pipeline as a
+ *     local part, so invariant 1's digest check holds for it unchanged.
  *  3. The output is opened (temporary name, output.h) with the manifest's size before
  *     streaming and committed only after: the tar stream ended properly with exactly one
  *     member of that size, its SHA-1 equals the manifest digest, the gzip CRC and length
@@ -32,14 +27,13 @@
  *     failure or cancellation frees the output uncommitted, which removes it.
  *  4. The data stage runs on two chained instances of the pipeline (pipeline.h), every buffer
  *     allocated when the job starts. The parts' pipeline (pipe), one slot per part: the run
- *     thread reads parts in order into slots and chains them (chain_part: each slot gets the
- *     CBC IV of its body and the ciphertext block straddling the part before, if any: parts
- *     of a size that is not a multiple of 16 are legal, if unusual); workers verify and
- *     decrypt whole parts in any order (unbundle_work); its sink strips the padding of the
- *     last part and inflates (unbundle_sink, inflate_part) into the slots of the tar pipeline.
- *     Between snap_pipeline_new and snap_pipeline_finish the parts' sink alone owns the
- *     inflater and the tar slot it fills (tcur); the run thread owns the chaining, what was
- *     read and the job's progress.
+ *     thread reads parts in order into slots, chained (snap_bundle_parts_read: each slot gets
+ *     the CBC IV of its body and the ciphertext block straddling the part before, if any);
+ *     workers verify and decrypt whole parts in any order (unbundle_work); its sink strips the
+ *     padding of the last part and inflates (unbundle_sink, inflate_part) into the slots of
+ *     the tar pipeline. Between snap_pipeline_new and snap_pipeline_finish the parts' sink
+ *     alone owns the inflater and the tar slot it fills (tcur); the run thread owns the
+ *     parts' source (its chaining, what was read) and the job's progress.
  *  5. The tar pipeline (tpipe, opts.inner, no workers, TAR_SLOTS slots of TAR_BUF bytes) is
  *     filled by the parts' sink: a tar slot moves FREE -> FILLING (tar_next, acquire: it
  *     becomes tcur) -> DONE (tar_next when full, or unbundle_sink_end for the last one,
@@ -65,35 +59,29 @@
  *     waits for a tar slot report nothing (the tar pipeline is inner).
  *  8. Progress over what is read (struct snap_progress bytes_data): bytes_read counts the bytes
  *     of the parts read or fetched (the manifest not), and bytes_data is set once, before the
- *     data stage, to the parts' sizes that stat_parts or the listing found, so bytes_read ends
+ *     data stage, to the parts' sizes that snap_bundle_parts_open found, so bytes_read ends
  *     equal to it; a part that changed size meanwhile fails the job (its digest, or the
  *     parts' sum against bundled_size).
  *
  * State transitions (snap_unbundle_run):
- *  1. prepare: read (or fetch: fetch_manifest) and parse the manifest, verify the signature
- *     (verify_signature), decrypt key and IV (unwrap_key), find the parts (locate_parts) and
- *     stat every one (stat_parts, or one listing: stat_parts_s3; their sizes are bytes_data),
+ *  1. prepare: read (or fetch: snap_bundle_manifest_fetch) and parse the manifest, verify the
+ *     signature (verify_signature), decrypt key and IV (unwrap_key), open the parts' source,
+ *     which finds and sizes every part (snap_bundle_parts_open; their sizes are bytes_data),
  *     open the output, allocate the slots and start the tar pipeline, then the parts'
  *     (unbundle_start)
- *  2. data: read (parts in S3: GETs started ahead, fetch_ahead, waited for in order,
- *     read_part_s3) and chain the parts into slots (unbundle_data), workers verify and
- *     decrypt them (unbundle_work), the parts' sink inflates into tar slots (unbundle_sink,
- *     unbundle_sink_end), the tar sink hashes, parses and writes (tar_sink); the run thread
- *     finishes the parts' pipeline, then the tar pipeline
+ *  2. data: read the parts, chained, into slots (snap_bundle_parts_read, unbundle_data),
+ *     workers verify and decrypt them (unbundle_work), the parts' sink inflates into tar slots
+ *     (unbundle_sink, unbundle_sink_end), the tar sink hashes, parses and writes (tar_sink);
+ *     the run thread finishes the parts' pipeline, then the tar pipeline
  *  3. verify: tar end, digest, sizes
  *  4. finish: snap_output_commit, or snap_output_free without commit on any failure
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include <openssl/err.h>
 #include <openssl/evp.h>
 
 #include "bundle-keys.h"
@@ -105,6 +93,7 @@
 #include "manifest-read.h"
 #include "output.h"
 #include "pipeline.h"
+#include "reader.h"
 #include "s3.h"
 #include "tar-reader.h"
 
@@ -142,7 +131,7 @@ struct unbundle {
 	/* the parts' sink (invariant 4) */
 	struct snap_inflate *inflate;
 	uint64_t gz_in; /* compressed bytes consumed, for error offsets */
-	bool member_done, any;
+	bool any;
 	struct tar_slot *tcur; /* the tar slot it fills (FILLING in tpipe), or NULL */
 
 	/* the tar sink (invariant 5) */
@@ -233,11 +222,6 @@ static int on_member(void *ud, const char *name, uint64_t size)
 	return 0;
 }
 
-static bool all_zero(const uint8_t *b, size_t n)
-{
-	return n == 0 || (b[0] == 0 && !memcmp(b, b + 1, n - 1));
-}
-
 /* A failure of the output stream: its own message names the piece that failed (perhaps an
  * earlier one, written in the background); otherwise this one. */
 static int out_failed(struct unbundle *p, int r, const char *what, uint64_t off)
@@ -275,11 +259,11 @@ static int on_data(void *ud, uint64_t off, const uint8_t *buf, size_t len)
 			size_t n = 4096 - (size_t)((off + i) % 4096);
 			if (n > len - i)
 				n = len - i;
-			bool z = all_zero(buf + i, n);
+			bool z = snap_is_zero(buf + i, n);
 			size_t j = i + n;
 			while (j < len) {
 				size_t m = len - j < 4096 ? len - j : 4096;
-				if (all_zero(buf + j, m) != z)
+				if (snap_is_zero(buf + j, m) != z)
 					break;
 				j += m;
 			}
@@ -361,50 +345,39 @@ static int tar_next(struct unbundle *p)
 /* Inflates one part's plaintext, the head block first, then the body. */
 static int inflate_part(struct unbundle *p, struct snap_bundle_part *in)
 {
-	int r;
+	int r, ir = 0;
+	const char *why = NULL;
 	for (int piece = 0; piece < 2; piece++) {
 		const uint8_t *src = piece == 0 ? in->head : in->data + in->off;
 		size_t len = piece == 0 ? in->head_len : in->len - in->off;
 		bool more = len > 0;
 		while (more) {
-			if (p->member_done) {
-				if (len == 0)
+			/* the next member, if one ended; trailing junk fails (snap_gunzip_more) */
+			if ((ir = snap_gunzip_more(p->inflate, src, len, &why)) <= 0) {
+				if (ir == 0)
 					break;
-				/* gzip allows several members; anything else is trailing junk */
-				if (src[0] != 0x1f)
-					return snap_pipeline_fail(
-					    p->pipe, -EUCLEAN,
-					    "part %zu: data after the end of the gzip stream "
-					    "(compressed offset %llu)",
-					    in->part, (unsigned long long)p->gz_in);
-				snap_gunzip_next_member(p->inflate);
-				p->member_done = false;
+				goto fail;
 			}
 			if ((!p->tcur || p->tcur->len == TAR_BUF) && (r = tar_next(p)) < 0)
 				return r;
 			struct tar_slot *t = p->tcur;
 			size_t before = len, n;
 			bool end;
-			const char *why;
-			int ir = snap_gunzip_step(p->inflate, &src, &len, t->data + t->len,
-						  TAR_BUF - t->len, &n, &end, &why);
+			ir = snap_gunzip_step(p->inflate, &src, &len, t->data + t->len,
+					      TAR_BUF - t->len, &n, &end, &why);
 			t->len += n;
 			p->gz_in += before - len;
 			if (ir < 0)
-				return snap_pipeline_fail(
-				    p->pipe, ir, "part %zu: %s (compressed offset %llu)", in->part,
-				    why, (unsigned long long)p->gz_in);
+				goto fail;
 			p->any = true;
-			if (end) {
-				p->member_done = true;
-				more = len > 0;
-				continue;
-			}
 			/* a full output buffer may leave output inside ISA-L: call again */
-			more = t->len == TAR_BUF || len > 0;
+			more = end ? len > 0 : t->len == TAR_BUF || len > 0;
 		}
 	}
 	return 0;
+fail:
+	return snap_pipeline_fail(p->pipe, ir, "part %zu: %s (compressed offset %llu)", in->part,
+				  why, (unsigned long long)p->gz_in);
 }
 
 /* The pipeline's sink (in part order). */
@@ -438,7 +411,7 @@ static int unbundle_sink_end(void *ctx)
 	struct unbundle *p = ctx;
 	if (!p->decrypt)
 		return 0;
-	if (!p->member_done)
+	if (!snap_gunzip_ended(p->inflate))
 		return snap_pipeline_fail(
 		    p->pipe, -EUCLEAN,
 		    p->any ? "the gzip stream is truncated (compressed offset %llu)"
