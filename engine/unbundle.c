@@ -38,10 +38,11 @@
  *     filled by the parts' sink: a tar slot moves FREE -> FILLING (tar_next, acquire: it
  *     becomes tcur) -> DONE (tar_next when full, or unbundle_sink_end for the last one,
  *     submit) -> SINKING -> FREE (tar_sink: the tar stream's SHA-1, the tar reader, whose
- *     callbacks hand data runs to the output stream, whose thread writes them in order,
- *     O_DIRECT where the target allows: output.h). Between its snap_pipeline_new and
- *     snap_pipeline_finish the tar sink alone owns the tar reader, the tar digest, the output
- *     stream and the counters of what it wrote. The run thread creates it first and frees it
+ *     callbacks hand data runs to the image writer (image-writer.h: zero blocks as holes) and
+ *     its output stream, whose thread writes them in order, O_DIRECT where the target allows:
+ *     output.h). Between its snap_pipeline_new and snap_pipeline_finish the tar sink alone
+ *     owns the tar reader, the tar digest and the image writer (the output stream and the
+ *     counters of what it wrote). The run thread creates it first and frees it
  *     last: it finishes the parts' pipeline (whose sink_end submitted the last tar slot), then
  *     the tar pipeline (unbundle_data); after a failure it only frees it, since a tar slot may
  *     be left FILLING.
@@ -87,13 +88,13 @@
 #include "bundle-keys.h"
 #include "bundle-parts.h"
 #include "gzip-chunk.h"
+#include "image-writer.h"
 #include "job-internal.h"
 #include "util.h"
 #include "log.h"
 #include "manifest-read.h"
 #include "output.h"
 #include "pipeline.h"
-#include "reader.h"
 #include "s3.h"
 #include "tar-reader.h"
 
@@ -137,11 +138,8 @@ struct unbundle {
 	/* the tar sink (invariant 5) */
 	EVP_MD_CTX *tar_sha;
 	struct snap_tar_reader *tar;
-	struct snap_output *out;
-	struct snap_output_stream *ostream; /* writes and zeroes out, in order */
-	uint64_t written_to; /* member bytes covered so far (data written or zeroed) */
+	struct snap_image_writer img; /* the member's bytes into the output (image-writer.h) */
 	uint64_t stream_bytes;
-	uint64_t bytes_done, bytes_written, bytes_skipped;
 	bool member_seen;
 	/* published by the sinks for the run thread's progress (invariant 7) */
 	_Atomic uint64_t pub_done, pub_written, pub_skipped;
@@ -222,68 +220,11 @@ static int on_member(void *ud, const char *name, uint64_t size)
 	return 0;
 }
 
-/* A failure of the output stream: its own message names the piece that failed (perhaps an
- * earlier one, written in the background); otherwise this one. */
-static int out_failed(struct unbundle *p, int r, const char *what, uint64_t off)
-{
-	const char *d = snap_output_stream_error(p->ostream);
-	if (d)
-		return snap_pipeline_fail(p->tpipe, r, "%s", d);
-	return snap_pipeline_fail(p->tpipe, r, "cannot %s %s at offset %llu: %s", what,
-				  snap_output_path(p->out), (unsigned long long)off, strerror(-r));
-}
-
-static int out_zero(struct unbundle *p, uint64_t off, uint64_t len)
-{
-	p->bytes_skipped += len;
-	if (!p->ostream || !len)
-		return 0;
-	int r = snap_output_stream_zero(p->ostream, off, len);
-	if (r < 0)
-		return out_failed(p, r, "zero", off);
-	return 0;
-}
-
-/* Data runs: all-zero 4 KiB blocks become holes (or zeroed ranges on a block device), so a
- * non-sparse tar of a mostly empty disk still restores sparse. */
+/* Data runs, into the image (image-writer.h: zero blocks become holes). */
 static int on_data(void *ud, uint64_t off, const uint8_t *buf, size_t len)
 {
 	struct unbundle *p = ud;
-	int r;
-	if ((r = out_zero(p, p->written_to, off - p->written_to)) < 0)
-		return r;
-	if (p->ostream) {
-		size_t i = 0;
-		while (i < len) {
-			/* pieces end on 4 KiB boundaries of the image */
-			size_t n = 4096 - (size_t)((off + i) % 4096);
-			if (n > len - i)
-				n = len - i;
-			bool z = snap_is_zero(buf + i, n);
-			size_t j = i + n;
-			while (j < len) {
-				size_t m = len - j < 4096 ? len - j : 4096;
-				if (snap_is_zero(buf + j, m) != z)
-					break;
-				j += m;
-			}
-			if (z) {
-				r = out_zero(p, off + i, j - i);
-			} else {
-				r = snap_output_stream_write(p->ostream, buf + i, j - i, off + i);
-				if (r < 0)
-					r = out_failed(p, r, "write", off + i);
-				else
-					p->bytes_written += j - i;
-			}
-			if (r < 0)
-				return r;
-			i = j;
-		}
-	}
-	p->written_to = off + len;
-	p->bytes_done = p->written_to;
-	return 0;
+	return snap_image_writer_data(&p->img, off, buf, len);
 }
 
 /* Run thread: what the sinks counted, for the progress report (invariant 7). */
@@ -298,9 +239,9 @@ static void unbundle_progress(void *ctx)
 
 static void publish(struct unbundle *p)
 {
-	atomic_store(&p->pub_done, p->bytes_done);
-	atomic_store(&p->pub_written, p->bytes_written);
-	atomic_store(&p->pub_skipped, p->bytes_skipped);
+	atomic_store(&p->pub_done, p->img.bytes_done);
+	atomic_store(&p->pub_written, p->img.bytes_written);
+	atomic_store(&p->pub_skipped, p->img.bytes_skipped);
 }
 
 /* The tar pipeline's sink (in order): the tar stream's SHA-1, then the tar reader, whose
@@ -387,7 +328,7 @@ static int unbundle_sink(void *ctx, unsigned i)
 	struct snap_bundle_part *b = &p->slots[i];
 	int r;
 	if (!p->decrypt) {
-		p->bytes_done += b->len; /* not chained: the whole part */
+		p->img.bytes_done += b->len; /* no tar sink; not chained: the whole part */
 		publish(p);
 		return 0;
 	}
@@ -563,6 +504,7 @@ static int unbundle_start(struct unbundle *p, size_t part_cap)
 		snap_gunzip_begin(p->inflate);
 		struct snap_pipeline_opts to = {.nslots = TAR_SLOTS, .inner = true};
 		int r = snap_pipeline_new(p->job, &to, &tar_ops, p, &p->tpipe);
+		p->img.pipe = p->tpipe;
 		if (r < 0)
 			return r;
 	}
@@ -629,7 +571,7 @@ static int unbundle_data(struct unbundle *p)
 	if (r == -ECANCELED)
 		/* the pipeline notices a cancellation without a message; the first failure wins */
 		snap_job_fail(p->job, r,
-			      p->out ? "cancelled at image offset %llu; the partial output was "
+			      p->img.out ? "cancelled at image offset %llu; the partial output was "
 				       "removed"
 				     : "cancelled at offset %llu",
 			      (unsigned long long)atomic_load(&p->pub_done));
@@ -808,13 +750,13 @@ int snap_unbundle_run(struct snap_job *job)
 		unsigned oflags =
 		    (snap_job_param(job, SNAP_PARAM_FORCE, 0) ? SNAP_OUTPUT_FORCE : 0) |
 		    (snap_job_param(job, SNAP_PARAM_NO_DIRECT, 0) ? SNAP_OUTPUT_BUFFERED : 0);
-		r = snap_output_open(outpath, m->size, oflags, &p.out, &detail);
+		r = snap_output_open(outpath, m->size, oflags, &p.img.out, &detail);
 		if (r < 0) {
 			snap_job_fail(job, r, "%s", detail ? detail : snap_strerror(r));
 			goto out;
 		}
 		if (p.decrypt &&
-		    (r = snap_output_stream_new(p.out, OUT_BUF, OUT_NBUFS, &p.ostream)) < 0) {
+		    (r = snap_output_stream_new(p.img.out, OUT_BUF, OUT_NBUFS, &p.img.ostream)) < 0) {
 			snap_job_fail(job, r, "cannot start the output writer");
 			goto out;
 		}
@@ -865,9 +807,10 @@ int snap_unbundle_run(struct snap_job *job)
 				goto out;
 			}
 		}
-		if ((r = out_zero(&p, p.written_to, m->size - p.written_to)) < 0)
+		if ((r = snap_image_writer_zero(&p.img, p.img.written_to,
+						m->size - p.img.written_to)) < 0)
 			goto out;
-		job->progress.bytes_skipped = p.bytes_skipped;
+		job->progress.bytes_skipped = p.img.bytes_skipped;
 		snap_job_set_result_u64(job, SNAP_RESULT_STREAM_BYTES, p.stream_bytes);
 		snap_job_set_result_u64(job, SNAP_RESULT_BYTES_TOTAL, m->size);
 		snap_job_set_result_u64(job, SNAP_RESULT_BYTES_WRITTEN,
@@ -880,10 +823,10 @@ int snap_unbundle_run(struct snap_job *job)
 	snap_job_set_result_string(job, SNAP_RESULT_MANIFEST_PATH, mpath);
 
 	/* 4. finish */
-	if (p.out) {
+	if (p.img.out) {
 		snap_job_set_stage(job, SNAP_STAGE_FINISH);
-		if (p.ostream && (r = snap_output_stream_flush(p.ostream)) < 0) {
-			out_failed(&p, r, "write", p.written_to);
+		if (p.img.ostream && (r = snap_output_stream_flush(p.img.ostream)) < 0) {
+			snap_image_writer_failed(&p.img, r, "write", p.img.written_to);
 			goto out;
 		}
 		/* the last moment a cancellation can be honoured without a complete output */
@@ -893,12 +836,12 @@ int snap_unbundle_run(struct snap_job *job)
 		}
 		free(detail);
 		detail = NULL;
-		r = snap_output_commit(p.out, &detail);
+		r = snap_output_commit(p.img.out, &detail);
 		if (r < 0) {
 			snap_job_fail(job, r, "%s", detail ? detail : snap_strerror(r));
 			goto out;
 		}
-		snap_job_set_result_string(job, SNAP_RESULT_OUTPUT_PATH, snap_output_path(p.out));
+		snap_job_set_result_string(job, SNAP_RESULT_OUTPUT_PATH, snap_output_path(p.img.out));
 	}
 	job->progress.bytes_done = job->progress.bytes_total;
 	r = 0;
@@ -907,9 +850,9 @@ out:
 	 * the output until stopped) */
 	p.pipe = snap_pipeline_free(p.pipe);
 	p.tpipe = snap_pipeline_free(p.tpipe);
-	p.ostream = snap_output_stream_free(p.ostream);
+	p.img.ostream = snap_output_stream_free(p.img.ostream);
 	/* without a commit this removes the temporary file (output.h invariant 1) */
-	p.out = snap_output_free(p.out);
+	p.img.out = snap_output_free(p.img.out);
 	unbundle_free(&p);
 	snap_manifest_doc_free(m);
 	free(mbuf);
