@@ -1,17 +1,7 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * bundle-parts.c - a classic bundle's parts as a source (bundle-parts.h): found in a directory
- * or an S3 bucket, sized, read whole in index order, chained and checked part by part.
- *
- * Invariants (bundle-parts.h states the contract; these are how this file keeps it):
- *  1. part_sizes[i] holds what open sized, then what read read: the run thread writes it
- *     before it hands the part on, so a worker checking part i (or comparing with part 0,
- *     read before it) reads a settled value.
- *  2. Parts in S3: gets[i] is started by fetch_ahead (in index order, next_get the first not
- *     started) and taken (set to NULL) by read_part_s3, which waits for it; whatever is still
- *     in flight is cancelled by snap_bundle_parts_free.
- *  3. The chaining state (prev: the last ciphertext block, carry: the bytes after it) is the
- *     reading thread's alone; prev starts as the manifest's IV.
+ * bundle-parts.c - a classic bundle's parts as a source: found in a directory or an S3 bucket,
+ * sized, read whole in index order, chained and checked part by part (see bundle-parts.h).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,49 +18,18 @@
 #include "job-internal.h"
 #include "log.h"
 
-/* parts fetched ahead from S3 (invariant 3): at most half the client's memory budget in bodies
- * waiting (the job's buffers hold the rest), never more GETs than its connections */
+/* parts fetched ahead from S3 (bundle-parts.h invariant 3): at most half the client's memory budget
+ * in bodies waiting (the job's buffers hold the rest), never more GETs than its connections */
 #define S3_AHEAD_BUDGET(c) (snap_s3_client_budget(c) / 2)
-
-struct snap_bundle_parts {
-	struct snap_job *job;
-	const struct snap_manifest_doc *m;
-	char *srcdir;	      /* parts in a directory, else NULL */
-	uint64_t *part_sizes; /* invariant 1 */
-	uint64_t max;
-
-	/* parts in S3 (bundle-parts.h invariant 3) */
-	struct snap_s3_client *s3; /* the job's (job-internal.h invariant 5) */
-	char *bucket, *prefix;	   /* part i is s3://bucket/prefix<filename> */
-	struct snap_s3_get **gets; /* one per part (invariant 2) */
-	size_t next_get;	   /* the first part whose GET is not started */
-	unsigned ahead;
-
-	/* the ciphertext stream's chaining across parts (invariant 3) */
-	bool chain;
-	uint64_t bytes_read;
-	uint8_t prev[16], carry[16];
-	size_t carry_len;
-};
 
 static char *part_path(const struct snap_bundle_parts *p, size_t i)
 {
 	char *s;
-	int n = p->s3 ? asprintf(&s, "s3://%s/%s%s", p->bucket, p->prefix, p->m->parts[i].filename)
-		      : asprintf(&s, "%s/%s", p->srcdir, p->m->parts[i].filename);
+	int n =
+	    p->s3 ? asprintf(&s, "s3://%s/%s%s", p->w.bucket, p->w.prefix, p->m->parts[i].filename)
+		  : asprintf(&s, "%s/%s", p->srcdir, p->m->parts[i].filename);
 	return n < 0 ? NULL : s;
 }
-
-static char *part_key(const struct snap_bundle_parts *p, size_t i)
-{
-	char *s;
-	if (asprintf(&s, "%s%s", p->prefix, p->m->parts[i].filename) < 0)
-		return NULL;
-	return s;
-}
-
-/* ---------------------------------------------------------------------------------------- */
-/* Opening: where the parts are, and every one's size                                       */
 
 /* Part i's size, found at path: at most MAX_PART; p->max is the largest so far. */
 static int take_size(struct snap_bundle_parts *p, size_t i, const char *path, uint64_t size)
@@ -130,18 +89,19 @@ static int stat_parts_s3(struct snap_bundle_parts *p)
 		common = k;
 	}
 	char *lp = NULL, *detail = NULL;
-	if (asprintf(&lp, "%s%.*s", p->prefix, (int)common, m->parts[0].filename) < 0)
+	if (asprintf(&lp, "%s%.*s", p->w.prefix, (int)common, m->parts[0].filename) < 0)
 		return snap_job_fail(p->job, -ENOMEM, "out of memory");
 	struct snap_s3_list_objects *l = NULL;
-	int r = snap_s3_list_objects(p->s3, p->bucket, lp, &l, &detail);
+	int r = snap_s3_list_objects(p->s3, p->w.bucket, lp, &l, &detail);
 	if (r < 0) {
-		snap_job_fail(p->job, r, "cannot list the parts under s3://%s/%s: %s", p->bucket,
+		snap_job_fail(p->job, r, "cannot list the parts under s3://%s/%s: %s", p->w.bucket,
 			      lp, detail ? detail : snap_strerror(r));
 		goto out;
 	}
 	qsort(l->objects, l->nobjects, sizeof(*l->objects), cmp_object);
 	for (size_t i = 0; i < m->nparts && r == 0; i++) {
-		char *key = part_key(p, i), *path = part_path(p, i);
+		char *key = snap_s3_where_key(&p->w, p->m->parts[i].filename),
+		     *path = part_path(p, i);
 		if (!key || !path) {
 			r = snap_job_fail(p->job, -ENOMEM, "out of memory");
 		} else {
@@ -199,7 +159,7 @@ static int locate_parts(struct snap_bundle_parts *p, const char *mpath)
 		return p->srcdir ? 0 : snap_job_fail(p->job, -ENOMEM, "out of memory");
 	}
 	char *key = NULL;
-	int r = parse_url(p->job, where, &p->bucket, &key);
+	int r = parse_url(p->job, where, &p->w.bucket, &key);
 	if (r < 0)
 		return r;
 	size_t n = strlen(key);
@@ -207,10 +167,10 @@ static int locate_parts(struct snap_bundle_parts *p, const char *mpath)
 		const char *slash = strrchr(key, '/');
 		n = slash ? (size_t)(slash - key) + 1 : 0;
 	}
-	if (asprintf(&p->prefix, "%.*s%s", (int)n, key, n && key[n - 1] != '/' ? "/" : "") < 0)
-		p->prefix = NULL;
+	if (asprintf(&p->w.prefix, "%.*s%s", (int)n, key, n && key[n - 1] != '/' ? "/" : "") < 0)
+		p->w.prefix = NULL;
 	free(key);
-	if (!p->prefix)
+	if (!p->w.prefix)
 		return snap_job_fail(p->job, -ENOMEM, "out of memory");
 	return 0;
 }
@@ -245,7 +205,7 @@ int snap_bundle_parts_open(struct snap_job *job, const struct snap_manifest_doc 
 		p->ahead = (unsigned)(conn < fit ? conn : fit);
 		if (p->ahead < 1)
 			p->ahead = 1;
-		snap_debug("parts from s3://%s/%s: %u fetched ahead", p->bucket, p->prefix,
+		snap_debug("parts from s3://%s/%s: %u fetched ahead", p->w.bucket, p->w.prefix,
 			   p->ahead);
 	}
 	*ret = p;
@@ -262,27 +222,11 @@ struct snap_bundle_parts *snap_bundle_parts_free(struct snap_bundle_parts *p)
 	for (size_t i = 0; p->gets && i < p->m->nparts; i++)
 		p->gets[i] = snap_s3_get_free(p->gets[i]); /* cancels what was fetched ahead */
 	free(p->gets);
-	free(p->bucket);
-	free(p->prefix);
+	snap_s3_where_clear(&p->w);
 	free(p->srcdir);
 	free(p->part_sizes);
 	free(p);
 	return NULL;
-}
-
-uint64_t snap_bundle_parts_max(const struct snap_bundle_parts *p)
-{
-	return p->max;
-}
-
-bool snap_bundle_parts_in_s3(const struct snap_bundle_parts *p)
-{
-	return p->s3 != NULL;
-}
-
-size_t snap_bundle_parts_ahead_bytes(const struct snap_bundle_parts *p)
-{
-	return p->s3 ? (size_t)p->ahead * p->max : 0;
 }
 
 uint64_t snap_bundle_parts_total(const struct snap_bundle_parts *p)
@@ -293,19 +237,6 @@ uint64_t snap_bundle_parts_total(const struct snap_bundle_parts *p)
 	return total;
 }
 
-uint64_t snap_bundle_parts_bytes_read(const struct snap_bundle_parts *p)
-{
-	return p->bytes_read;
-}
-
-bool snap_bundle_parts_whole_blocks(const struct snap_bundle_parts *p)
-{
-	return p->carry_len == 0;
-}
-
-/* ---------------------------------------------------------------------------------------- */
-/* Reading: parts in order into buffers, chained                                            */
-
 /* Starts the GETs of the parts before `upto` not started yet (bundle-parts.h invariant 3). */
 static int fetch_ahead(struct snap_bundle_parts *p, struct snap_pipeline *pipe, size_t upto)
 {
@@ -313,11 +244,11 @@ static int fetch_ahead(struct snap_bundle_parts *p, struct snap_pipeline *pipe, 
 		upto = p->m->nparts;
 	while (p->next_get < upto) {
 		size_t i = p->next_get;
-		char *key = part_key(p, i);
+		char *key = snap_s3_where_key(&p->w, p->m->parts[i].filename);
 		if (!key)
 			return snap_pipeline_fail(pipe, -ENOMEM, "out of memory");
-		int r =
-		    snap_s3_get_start(p->s3, p->bucket, key, 0, UINT64_MAX, MAX_PART, &p->gets[i]);
+		int r = snap_s3_get_start(p->s3, p->w.bucket, key, 0, UINT64_MAX, MAX_PART,
+					  &p->gets[i]);
 		free(key);
 		if (r < 0) {
 			char *path = part_path(p, i);
@@ -390,9 +321,8 @@ static int read_part(struct snap_bundle_parts *p, struct snap_pipeline *pipe, si
 			uint8_t c;
 			ssize_t n = read(fd, &c, 1);
 			if (n != 0) {
-				r = snap_pipeline_fail(pipe, -EFBIG,
-						       "part %zu (%s) grew while being read", i,
-						       path);
+				r = snap_pipeline_fail(
+				    pipe, -EFBIG, "part %zu (%s) grew while being read", i, path);
 				goto out;
 			}
 			break;
@@ -469,9 +399,6 @@ int snap_bundle_parts_read(struct snap_bundle_parts *p, struct snap_pipeline *pi
 	return 0;
 }
 
-/* ---------------------------------------------------------------------------------------- */
-/* Checking: each part's SHA-1, on any thread                                               */
-
 int snap_bundle_parts_check(const struct snap_bundle_parts *p, struct snap_pipeline *pipe,
 			    const struct snap_bundle_part *b)
 {
@@ -499,9 +426,6 @@ int snap_bundle_parts_check(const struct snap_bundle_parts *p, struct snap_pipel
 	return r;
 }
 
-/* ---------------------------------------------------------------------------------------- */
-/* The manifest beside parts in S3                                                          */
-
 int snap_bundle_manifest_fetch(struct snap_job *job, struct snap_s3_client *c, const char *url,
 			       uint8_t **ret, size_t *ret_len)
 {
@@ -512,7 +436,8 @@ int snap_bundle_manifest_fetch(struct snap_job *job, struct snap_s3_client *c, c
 		goto out;
 	if (!*key || key[strlen(key) - 1] == '/') {
 		r = snap_job_fail(job, -EINVAL,
-				  "%s names no manifest object (a key ending in .manifest.xml)", url);
+				  "%s names no manifest object (a key ending in .manifest.xml)",
+				  url);
 		goto out;
 	}
 	r = snap_s3_get_object(c, bucket, key, MAX_MANIFEST_FILE, &buf, ret_len, &detail);

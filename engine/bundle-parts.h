@@ -26,10 +26,17 @@
  *     part gets the CBC IV of its body and the ciphertext block straddling the part before, if
  *     any (parts of a size that is not a multiple of 16 are legal, if unusual); the bytes after
  *     its last whole block wait for the next part. A worker can then decrypt any part alone.
- *  5. The source is the reading thread's (open, read, free); snap_bundle_parts_check and the
- *     getters may run on any thread for a part already read. A failure while reading or
- *     checking is recorded on the pipeline given (its first failure wins), one while opening
- *     on the job.
+ *  5. The source is the reading thread's (open, read, free); snap_bundle_parts_check may run on
+ *     any thread for a part already read. A failure while reading or checking is recorded on
+ *     the pipeline given (its first failure wins), one while opening on the job.
+ *  6. part_sizes[i] holds what open sized, then what read read: the reading thread writes it
+ *     before it hands the part on, so a worker checking part i (or comparing with part 0, read
+ *     before it) reads a settled value.
+ *  7. Parts in S3: gets[i] is started by fetch_ahead (in index order, next_get the first not
+ *     started) and taken (set to NULL) by read_part_s3, which waits for it; whatever is still
+ *     in flight is cancelled by snap_bundle_parts_free.
+ *  8. The chaining state (prev: the last ciphertext block, carry: the bytes after it) is the
+ *     reading thread's alone; prev starts as the manifest's IV.
  */
 #ifndef SNAP_BUNDLE_PARTS_H
 #define SNAP_BUNDLE_PARTS_H
@@ -38,6 +45,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "job-internal.h"
 #include "manifest-read.h"
 #include "pipeline.h"
 #include "s3.h"
@@ -57,7 +65,29 @@ struct snap_bundle_part {
 	bool last;		     /* the last part */
 };
 
-struct snap_bundle_parts;
+/* The source. A job reads max, s3, ahead (after open), bytes_read and carry_len (on the
+ * reading thread, or after it handed a part on); the rest is this file's. */
+struct snap_bundle_parts {
+	struct snap_job *job;
+	const struct snap_manifest_doc *m;
+	char *srcdir;	      /* parts in a directory, else NULL */
+	uint64_t *part_sizes; /* invariant 6 */
+	uint64_t max;	      /* the largest part's size, as sized by open */
+
+	/* parts in S3 (invariant 3), else NULL: each is read into a buffer of its own, which the
+	 * part takes (a local part is read into the buffer the caller gives, part->cap bytes) */
+	struct snap_s3_client *s3; /* the job's (job-internal.h invariant 5) */
+	struct snap_s3_where w;	   /* part i is s3://bucket/prefix<filename> */
+	struct snap_s3_get **gets; /* one per part (invariant 7) */
+	size_t next_get;	   /* the first part whose GET is not started */
+	unsigned ahead;		   /* GETs in flight at most, each of max bytes at most */
+
+	/* the ciphertext stream's chaining across parts (invariant 8) */
+	bool chain;
+	uint64_t bytes_read; /* the bytes of the parts read so far */
+	uint8_t prev[16], carry[16];
+	size_t carry_len; /* 0: the ciphertext read is a whole number of AES blocks */
+};
 
 /* The parts of m, found where SNAP_SPARAM_SOURCE_DIR says (a directory or an s3:// prefix),
  * else beside the manifest at mpath, and sized (invariant 1). iv, when not NULL, starts the
@@ -66,20 +96,8 @@ int snap_bundle_parts_open(struct snap_job *job, const struct snap_manifest_doc 
 			   const char *mpath, const uint8_t iv[16], struct snap_bundle_parts **ret);
 struct snap_bundle_parts *snap_bundle_parts_free(struct snap_bundle_parts *ps);
 
-/* The largest part's size, as sized by open. */
-uint64_t snap_bundle_parts_max(const struct snap_bundle_parts *ps);
-/* The parts are in S3: each is read into a buffer of its own, which the part takes (a local
- * part is read into the buffer the caller gives, part->cap bytes). */
-bool snap_bundle_parts_in_s3(const struct snap_bundle_parts *ps);
-/* The bytes of the bodies fetched ahead at most (invariant 3); 0 for local parts. */
-size_t snap_bundle_parts_ahead_bytes(const struct snap_bundle_parts *ps);
 /* The sum of the parts' sizes: as sized by open, then as read. */
 uint64_t snap_bundle_parts_total(const struct snap_bundle_parts *ps);
-/* The bytes of the parts read so far. */
-uint64_t snap_bundle_parts_bytes_read(const struct snap_bundle_parts *ps);
-/* The ciphertext read so far is a whole number of AES blocks (nothing waits for a next part). */
-bool snap_bundle_parts_whole_blocks(const struct snap_bundle_parts *ps);
-
 /* Part i, the next in index order, whole into b, and chained (invariants 2 to 4). */
 int snap_bundle_parts_read(struct snap_bundle_parts *ps, struct snap_pipeline *pipe, size_t i,
 			   struct snap_bundle_part *b);

@@ -231,7 +231,7 @@ static int on_data(void *ud, uint64_t off, const uint8_t *buf, size_t len)
 static void unbundle_progress(void *ctx)
 {
 	struct unbundle *p = ctx;
-	p->job->progress.bytes_read = snap_bundle_parts_bytes_read(p->parts);
+	p->job->progress.bytes_read = p->parts->bytes_read;
 	p->job->progress.bytes_done = atomic_load(&p->pub_done);
 	p->job->progress.bytes_written = atomic_load(&p->pub_written);
 	p->job->progress.bytes_skipped = atomic_load(&p->pub_skipped);
@@ -334,12 +334,12 @@ static int unbundle_sink(void *ctx, unsigned i)
 	}
 	if (b->last) {
 		/* the run thread chained every part before it submitted the last */
-		if (!snap_bundle_parts_whole_blocks(p->parts))
+		if (p->parts->carry_len)
 			return snap_pipeline_fail(
 			    p->pipe, -EUCLEAN,
 			    "the encrypted stream (%llu bytes) is not a whole "
 			    "number of AES blocks: a part is truncated",
-			    (unsigned long long)snap_bundle_parts_bytes_read(p->parts));
+			    (unsigned long long)p->parts->bytes_read);
 		if ((r = strip_padding(p, b)) < 0)
 			return r;
 	}
@@ -470,9 +470,9 @@ static int unbundle_start(struct unbundle *p, size_t part_cap)
 	 * tar slots and output buffers come off it too, so the whole stays within it (invariant
 	 * 2a) */
 	size_t room = SLOT_BUDGET;
-	if (snap_bundle_parts_in_s3(p->parts)) {
-		size_t other = snap_bundle_parts_ahead_bytes(p->parts) + TAR_SLOTS * TAR_BUF +
-			       OUT_NBUFS * OUT_BUF;
+	if (p->parts->s3) {
+		size_t other =
+		    (size_t)p->parts->ahead * part_cap + TAR_SLOTS * TAR_BUF + OUT_NBUFS * OUT_BUF;
 		room = other < S3_TOTAL_BUDGET ? S3_TOTAL_BUDGET - other : 0;
 	}
 	size_t budget = room / (part_cap ? part_cap : 1);
@@ -483,7 +483,7 @@ static int unbundle_start(struct unbundle *p, size_t part_cap)
 	if (!p->slots)
 		goto nomem;
 	/* a part from S3 is read into its own buffer, which the slot takes (invariant 2a) */
-	for (unsigned i = 0; i < p->nslots && !snap_bundle_parts_in_s3(p->parts); i++) {
+	for (unsigned i = 0; i < p->nslots && !p->parts->s3; i++) {
 		p->slots[i].cap = part_cap;
 		p->slots[i].data = malloc(part_cap ? part_cap : 1);
 		if (!p->slots[i].data)
@@ -572,8 +572,8 @@ static int unbundle_data(struct unbundle *p)
 		/* the pipeline notices a cancellation without a message; the first failure wins */
 		snap_job_fail(p->job, r,
 			      p->img.out ? "cancelled at image offset %llu; the partial output was "
-				       "removed"
-				     : "cancelled at offset %llu",
+					   "removed"
+					 : "cancelled at offset %llu",
 			      (unsigned long long)atomic_load(&p->pub_done));
 	return r;
 }
@@ -755,14 +755,14 @@ int snap_unbundle_run(struct snap_job *job)
 			snap_job_fail(job, r, "%s", detail ? detail : snap_strerror(r));
 			goto out;
 		}
-		if (p.decrypt &&
-		    (r = snap_output_stream_new(p.img.out, OUT_BUF, OUT_NBUFS, &p.img.ostream)) < 0) {
+		if (p.decrypt && (r = snap_output_stream_new(p.img.out, OUT_BUF, OUT_NBUFS,
+							     &p.img.ostream)) < 0) {
 			snap_job_fail(job, r, "cannot start the output writer");
 			goto out;
 		}
 	}
 
-	if ((r = unbundle_start(&p, (size_t)snap_bundle_parts_max(p.parts))) < 0)
+	if ((r = unbundle_start(&p, (size_t)p.parts->max)) < 0)
 		goto out;
 
 	/* 2. data */
@@ -794,7 +794,8 @@ int snap_unbundle_run(struct snap_job *job)
 			unsigned mdlen;
 			char have[41];
 			if (!EVP_DigestFinal_ex(p.tar_sha, md, &mdlen)) {
-				r = snap_job_fail(job, -EIO, "SHA-1 failed: %s", snap_ossl_reason());
+				r = snap_job_fail(job, -EIO, "SHA-1 failed: %s",
+						  snap_ossl_reason());
 				goto out;
 			}
 			snap_hex(have, md, 20);
@@ -841,7 +842,8 @@ int snap_unbundle_run(struct snap_job *job)
 			snap_job_fail(job, r, "%s", detail ? detail : snap_strerror(r));
 			goto out;
 		}
-		snap_job_set_result_string(job, SNAP_RESULT_OUTPUT_PATH, snap_output_path(p.img.out));
+		snap_job_set_result_string(job, SNAP_RESULT_OUTPUT_PATH,
+					   snap_output_path(p.img.out));
 	}
 	job->progress.bytes_done = job->progress.bytes_total;
 	r = 0;
