@@ -15,7 +15,6 @@
 
 #include "bundle-keys.h"
 #include "bundle-parts.h"
-#include "job-internal.h"
 #include "log.h"
 
 /* parts fetched ahead from S3 (bundle-parts.h invariant 3): at most half the client's memory budget

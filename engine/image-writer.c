@@ -3,7 +3,6 @@
  * image-writer.c - an image written from data runs into an output stream, zero blocks as holes
  * (image-writer.h states the invariants).
  */
-#include <errno.h>
 #include <stdbool.h>
 #include <string.h>
 

@@ -188,24 +188,6 @@ static void unbundle_worker_free(void *ctx, void *state)
 /* ---------------------------------------------------------------------------------------- */
 /* Sink: padding, inflate (ISA-L, gzip wrapper: header, CRC-32 and length checked), tar      */
 
-/* The last part's PKCS#7 padding (snap_bundle_cbc_unpad), named on failure. */
-static int strip_padding(struct unbundle *p, struct snap_bundle_part *b)
-{
-	size_t body = b->len - b->off;
-	int r = snap_bundle_cbc_unpad(b->head, &b->head_len, b->data + b->off, &body);
-	if (r == -EUCLEAN)
-		return snap_pipeline_fail(p->pipe, -EUCLEAN,
-					  "the encrypted stream is shorter than one AES block");
-	if (r < 0)
-		return snap_pipeline_fail(
-		    p->pipe, -EBADMSG,
-		    "part %zu: bad PKCS#7 padding at the end of the encrypted stream (wrong "
-		    "key or IV, or a damaged last part)",
-		    b->part);
-	b->len = b->off + body;
-	return 0;
-}
-
 static int on_member(void *ud, const char *name, uint64_t size)
 {
 	struct unbundle *p = ud;
@@ -340,8 +322,20 @@ static int unbundle_sink(void *ctx, unsigned i)
 			    "the encrypted stream (%llu bytes) is not a whole "
 			    "number of AES blocks: a part is truncated",
 			    (unsigned long long)p->parts->bytes_read);
-		if ((r = strip_padding(p, b)) < 0)
-			return r;
+		/* the last part's PKCS#7 padding (snap_bundle_cbc_unpad) */
+		size_t body = b->len - b->off;
+		r = snap_bundle_cbc_unpad(b->head, &b->head_len, b->data + b->off, &body);
+		if (r == -EUCLEAN)
+			return snap_pipeline_fail(
+			    p->pipe, -EUCLEAN,
+			    "the encrypted stream is shorter than one AES block");
+		if (r < 0)
+			return snap_pipeline_fail(p->pipe, -EBADMSG,
+						  "part %zu: bad PKCS#7 padding at the end of the "
+						  "encrypted stream (wrong "
+						  "key or IV, or a damaged last part)",
+						  b->part);
+		b->len = b->off + body;
 	}
 	return inflate_part(p, b);
 }

@@ -177,13 +177,6 @@ void snap_gunzip_begin(struct snap_inflate *i)
 	i->ended = false;
 }
 
-void snap_gunzip_next_member(struct snap_inflate *i)
-{
-	isal_inflate_reset(&i->st);
-	i->st.crc_flag = ISAL_GZIP;
-	i->ended = false;
-}
-
 int snap_gunzip_more(struct snap_inflate *i, const uint8_t *in, size_t in_len,
 		     const char **ret_detail)
 {
@@ -196,7 +189,9 @@ int snap_gunzip_more(struct snap_inflate *i, const uint8_t *in, size_t in_len,
 		*ret_detail = "data after the end of the gzip stream";
 		return -EUCLEAN;
 	}
-	snap_gunzip_next_member(i);
+	isal_inflate_reset(&i->st); /* the next member */
+	i->st.crc_flag = ISAL_GZIP;
+	i->ended = false;
 	return 1;
 }
 

@@ -70,8 +70,6 @@ int snap_inflate_raw(struct snap_inflate *i, const uint8_t *in, size_t len, uint
  * the member ended (its trailer checked). 0; -EBADMSG for a CRC-32 or length mismatch,
  * -EUCLEAN for other corrupt data, with *ret_detail saying what. */
 void snap_gunzip_begin(struct snap_inflate *i);
-/* Starts the next member of a multi-member stream (after *ret_end). */
-void snap_gunzip_next_member(struct snap_inflate *i);
 int snap_gunzip_step(struct snap_inflate *i, const uint8_t **in, size_t *in_len, uint8_t *out,
 		     size_t out_cap, size_t *ret_out, bool *ret_end, const char **ret_detail);
 /* Before each step of a stream of one or more members (gzip allows several): 1 to step on,
