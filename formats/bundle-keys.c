@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * bundle-keys.c - key generation, key wrapping and signing for classic bundles (see
- * bundle-keys.h). OpenSSL errors are translated here: the caller gets -errno only.
+ * bundle-keys.c - key generation, key wrapping and signing for classic bundles, and the
+ * AES-128-CBC of their parts (see bundle-keys.h). OpenSSL errors are translated here: the
+ * caller gets -errno only, and the reason as text (snap_ossl_reason).
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -147,8 +148,7 @@ out:
 	return r;
 }
 
-/* OpenSSL's reason for the last error (thread-local text), and the error queue cleared. */
-static const char *ossl_reason(void)
+const char *snap_ossl_reason(void)
 {
 	static __thread char msg[160];
 	unsigned long e = ERR_peek_last_error();
@@ -180,7 +180,7 @@ static int unwrap(EVP_PKEY *pkey, const char *key_name, const char *what, const 
 	if (!ctx || EVP_PKEY_decrypt_init(ctx) != 1 ||
 	    EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) != 1) {
 		snprintf(why, why_size, "%s is not an RSA private key: %s", key_name,
-			 ossl_reason());
+			 snap_ossl_reason());
 		r = -EINVAL;
 		goto out;
 	}
@@ -234,7 +234,7 @@ int snap_bundle_key_unwrap(const void *key_pem, size_t pem_len, const uint8_t *e
 	BIO_free(bio);
 	if (!pkey) {
 		snprintf(why, why_size, "%s is not an unencrypted PEM private key: %s", key_name,
-			 ossl_reason());
+			 snap_ossl_reason());
 		return -EINVAL;
 	}
 	int r = unwrap(pkey, key_name, "user_encrypted_key", enc_key, enc_key_len, key, why,
@@ -269,7 +269,7 @@ int snap_bundle_verify_signature(const void *cert_pem, size_t pem_len, const uin
 	}
 	BIO_free(bio);
 	if (!pkey) {
-		*ret_detail = ossl_reason();
+		*ret_detail = snap_ossl_reason();
 		return -EINVAL;
 	}
 	int r = 0;
@@ -288,4 +288,44 @@ int snap_bundle_verify_signature(const void *cert_pem, size_t pem_len, const uin
 out:
 	EVP_PKEY_free(pkey);
 	return r;
+}
+
+int snap_bundle_cbc_decrypt(EVP_CIPHER_CTX *ctx, const uint8_t key[16], const uint8_t iv[16],
+			    uint8_t *data, size_t n)
+{
+	int outl = 0;
+	if (n == 0)
+		return 0;
+	if (!EVP_DecryptInit_ex(ctx, EVP_aes_128_cbc(), NULL, key, iv) ||
+	    !EVP_CIPHER_CTX_set_padding(ctx, 0) ||
+	    !EVP_DecryptUpdate(ctx, data, &outl, data, (int)n) || (size_t)outl != n)
+		return -EIO;
+	return 0;
+}
+
+/* PKCS#7: the last plaintext byte n (1..16) and n bytes equal to it. */
+int snap_bundle_cbc_unpad(const uint8_t *head, size_t *head_len, const uint8_t *body,
+			  size_t *body_len)
+{
+	size_t hl = *head_len, bl = *body_len, total = hl + bl;
+	uint8_t tail[16];
+	if (total < 16)
+		return -EUCLEAN;
+	for (size_t i = 0; i < 16; i++) {
+		size_t at = total - 16 + i;
+		tail[i] = at < hl ? head[at] : body[at - hl];
+	}
+	uint8_t n = tail[15];
+	bool ok = n >= 1 && n <= 16;
+	for (size_t i = 16 - (ok ? n : 0); ok && i < 16; i++)
+		ok = tail[i] == n;
+	if (!ok)
+		return -EBADMSG;
+	if (n <= bl) {
+		*body_len = bl - n;
+	} else {
+		*head_len = hl - (n - bl);
+		*body_len = 0;
+	}
+	return 0;
 }

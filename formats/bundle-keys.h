@@ -14,6 +14,10 @@
  *  5. Unwrapping and verifying are the exact inverses of snap_rsa_encrypt_hex and
  *     snap_rsa_sign_sha1_hex over the binary ciphertext and signature (manifest-read.c decodes
  *     the hex); their failures come with a message naming what failed.
+ *  6. The parts are AES-128-CBC of one gzip stream with PKCS#7 padding (§3): a piece of the
+ *     ciphertext decrypts alone given the block before it as IV, so workers decrypt parts in
+ *     any order (snap_bundle_cbc_decrypt), and only the stream's last block holds padding
+ *     (snap_bundle_cbc_unpad).
  */
 #ifndef SNAP_BUNDLE_KEYS_H
 #define SNAP_BUNDLE_KEYS_H
@@ -62,5 +66,19 @@ int snap_bundle_verify_signature(const void *cert_pem, size_t pem_len, const uin
 				 size_t sig_len, const void *text, size_t text_len,
 				 const char **ret_detail);
 
+/* OpenSSL's reason for the last error (thread-local text), and the error queue cleared. */
+const char *snap_ossl_reason(void);
+
+/* AES-128-CBC decryption of data[0..n) in place (n a multiple of 16, no padding removed) with
+ * ctx, a cipher context of the caller's thread. 0 or -EIO (snap_ossl_reason says why). */
+int snap_bundle_cbc_decrypt(EVP_CIPHER_CTX *ctx, const uint8_t key[16], const uint8_t iv[16],
+			    uint8_t *data, size_t n);
+
+/* Removes the PKCS#7 padding at the end of the plaintext head[0..*head_len) followed by
+ * body[0..*body_len) (the stream's last bytes, in two pieces) by shortening the lengths. 0;
+ * -EUCLEAN when the two hold less than one AES block, -EBADMSG when the padding is invalid
+ * (the wrong key or IV, or a damaged last block). */
+int snap_bundle_cbc_unpad(const uint8_t *head, size_t *head_len, const uint8_t *body,
+			  size_t *body_len);
 
 #endif

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * fuzz-gunzip.c - libFuzzer target for the streaming gunzip of classic bundles (gzip-chunk.h:
- * snap_inflate_new, snap_gunzip_begin, snap_gunzip_step, snap_gunzip_next_member), driven the
+ * snap_inflate_new, snap_gunzip_begin, snap_gunzip_more, snap_gunzip_step), driven the
  * way engine/unbundle.c drives it: the input is the gzip stream, fed in pieces of varying
  * size into a small output buffer, several members in a row while the next byte is 0x1f.
  * The piece and buffer sizes come from a generator seeded by the input's length, so a plain
@@ -36,12 +36,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	snap_gunzip_begin(inf);
 	while (left > 0 && total_out < FUZZ_GUNZIP_MAX_OUT) {
-		if (end) {
-			if (src[0] != 0x1f)
-				break; /* trailing junk: unbundle refuses it */
-			snap_gunzip_next_member(inf);
-			end = false;
-		}
+		const char *why = NULL;
+		if (snap_gunzip_more(inf, src, left, &why) < 0)
+			break; /* trailing junk: unbundle refuses it */
 		rng ^= rng << 13;
 		rng ^= rng >> 7;
 		rng ^= rng << 17;
@@ -52,7 +49,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		/* the unconsumed tail of a piece stays with the caller, as in unbundle */
 		const uint8_t *p = src;
 		size_t plen = piece, n = 0;
-		const char *why = NULL;
 		int r = snap_gunzip_step(inf, &p, &plen, out, cap, &n, &end, &why);
 		if (p < src || p > src + piece || plen > piece || p + plen != src + piece ||
 		    n > cap || (r < 0 && !why))

@@ -113,6 +113,7 @@ int snap_deflate_chunk(struct snap_deflate *d, const uint8_t *in, size_t len, bo
 
 struct snap_inflate {
 	struct inflate_state st;
+	bool ended; /* streaming gunzip: the last member stepped ended */
 };
 
 int snap_inflate_new(struct snap_inflate **ret)
@@ -173,12 +174,30 @@ void snap_gunzip_begin(struct snap_inflate *i)
 {
 	isal_inflate_init(&i->st);
 	i->st.crc_flag = ISAL_GZIP;
+	i->ended = false;
 }
 
-void snap_gunzip_next_member(struct snap_inflate *i)
+int snap_gunzip_more(struct snap_inflate *i, const uint8_t *in, size_t in_len,
+		     const char **ret_detail)
 {
-	isal_inflate_reset(&i->st);
+	if (!i->ended)
+		return 1;
+	if (in_len == 0)
+		return 0;
+	/* gzip allows several members; anything else is trailing junk */
+	if (in[0] != 0x1f) {
+		*ret_detail = "data after the end of the gzip stream";
+		return -EUCLEAN;
+	}
+	isal_inflate_reset(&i->st); /* the next member */
 	i->st.crc_flag = ISAL_GZIP;
+	i->ended = false;
+	return 1;
+}
+
+bool snap_gunzip_ended(const struct snap_inflate *i)
+{
+	return i->ended;
 }
 
 int snap_gunzip_step(struct snap_inflate *i, const uint8_t **in, size_t *in_len, uint8_t *out,
@@ -204,6 +223,7 @@ int snap_gunzip_step(struct snap_inflate *i, const uint8_t **in, size_t *in_len,
 	*in += *in_len - in_left;
 	*in_len = in_left;
 	*ret_end = r >= 0 && st->block_state == ISAL_BLOCK_FINISH;
+	i->ended = *ret_end;
 	if (r < 0) {
 		*ret_detail = isal_text(r);
 		return r == ISAL_INCORRECT_CHECKSUM ? -EBADMSG : -EUCLEAN;

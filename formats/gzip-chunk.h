@@ -70,10 +70,16 @@ int snap_inflate_raw(struct snap_inflate *i, const uint8_t *in, size_t len, uint
  * the member ended (its trailer checked). 0; -EBADMSG for a CRC-32 or length mismatch,
  * -EUCLEAN for other corrupt data, with *ret_detail saying what. */
 void snap_gunzip_begin(struct snap_inflate *i);
-/* Starts the next member of a multi-member stream (after *ret_end). */
-void snap_gunzip_next_member(struct snap_inflate *i);
 int snap_gunzip_step(struct snap_inflate *i, const uint8_t **in, size_t *in_len, uint8_t *out,
 		     size_t out_cap, size_t *ret_out, bool *ret_end, const char **ret_detail);
+/* Before each step of a stream of one or more members (gzip allows several): 1 to step on,
+ * after starting the next member when the last one ended and in[0..in_len) begins another; 0
+ * when it ended and no input is left (the stream may end here); -EUCLEAN when it ended and the
+ * input does not begin a member (trailing junk), with *ret_detail saying so. */
+int snap_gunzip_more(struct snap_inflate *i, const uint8_t *in, size_t in_len,
+		     const char **ret_detail);
+/* The last member stepped ended (*ret_end), and no other was started since. */
+bool snap_gunzip_ended(const struct snap_inflate *i);
 
 /* CRC-32 (gzip's) of buf, continuing from crc (0 to start). */
 uint32_t snap_crc32(uint32_t crc, const uint8_t *buf, size_t len);

@@ -153,26 +153,6 @@ const char *snap_tar_reader_error(const struct snap_tar_reader *tr)
 	return tr->detail;
 }
 
-const char *snap_tar_reader_name(const struct snap_tar_reader *tr)
-{
-	return tr->name;
-}
-
-uint64_t snap_tar_reader_size(const struct snap_tar_reader *tr)
-{
-	return tr->size;
-}
-
-uint64_t snap_tar_reader_stored(const struct snap_tar_reader *tr)
-{
-	return tr->stored;
-}
-
-uint64_t snap_tar_reader_offset(const struct snap_tar_reader *tr)
-{
-	return tr->pos;
-}
-
 /* Octal (leading spaces, ended by space or NUL) or GNU base-256 (first byte 0x80). An empty
  * field is 0. Negative base-256 values and values of 2^63 or more are refused. */
 static int parse_num(const uint8_t *p, size_t n, uint64_t *ret)

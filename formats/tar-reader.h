@@ -51,12 +51,4 @@ int snap_tar_reader_finish(struct snap_tar_reader *tr);
 /* What failed and where, or "". */
 const char *snap_tar_reader_error(const struct snap_tar_reader *tr);
 
-/* After the member callback: the member's name, real size, and the bytes of data it stores
- * (excluding holes). */
-const char *snap_tar_reader_name(const struct snap_tar_reader *tr);
-uint64_t snap_tar_reader_size(const struct snap_tar_reader *tr);
-uint64_t snap_tar_reader_stored(const struct snap_tar_reader *tr);
-/* Bytes of tar stream consumed so far. */
-uint64_t snap_tar_reader_offset(const struct snap_tar_reader *tr);
-
 #endif

@@ -105,11 +105,11 @@ static int own_gunzip(const uint8_t *gz, size_t gzlen, size_t step, uint8_t *out
 		size_t len = gzlen - pos < step ? gzlen - pos : step, before = len;
 		bool more = true;
 		while (more && r == 0) {
-			if (end) {
-				if (len == 0)
-					break;
-				snap_gunzip_next_member(i);
-				end = false;
+			/* the next member, when one ended and input is left */
+			int m = snap_gunzip_more(i, src, len, why);
+			if (m <= 0) {
+				r = m;
+				break;
 			}
 			size_t piece = cap - olen < 4097 ? cap - olen : 4097, n;
 			r = snap_gunzip_step(i, &src, &len, out + olen, piece, &n, &end, why);
