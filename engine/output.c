@@ -68,7 +68,6 @@
 #include <linux/fs.h>
 #include <pthread.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +79,7 @@
 
 #include "log.h"
 #include "output.h"
+#include "util.h"
 
 /* Writeback is started every this many bytes written, so the fsync of the commit finds most of
  * the data already on its way to the device instead of flushing it all at the end. */
@@ -374,6 +374,77 @@ int snap_output_open(const char *path, uint64_t size, unsigned flags, struct sna
 	return 0;
 }
 
+/* The file name a volume restores to in a directory: its device name's last component. */
+static const char *device_base(const char *device)
+{
+	const char *base = strrchr(device, '/');
+	return base ? base + 1 : device;
+}
+
+int snap_output_open_volumes(const char *out, const struct snap_output_vol *vols, size_t n,
+			     unsigned flags, const char *src, int src_fd, struct snap_output **outs,
+			     bool *ret_made_dir, char **ret_detail)
+{
+	size_t nsel = 0;
+	for (size_t i = 0; i < n; i++)
+		nsel += vols[i].device != NULL;
+	for (size_t i = 0; i < n && nsel > 1; i++) {
+		/* one file per volume, named after the device: two devices of one name (a forged
+		 * image: store refuses them) would be one file, so nothing is written */
+		const char *base = vols[i].device ? device_base(vols[i].device) : NULL;
+		if (base && (!*base || !strcmp(base, ".") || !strcmp(base, ".."))) {
+			detail(ret_detail, "%s: volume %zu has no usable name (%s)", src, i,
+			       vols[i].device);
+			return -EUCLEAN;
+		}
+		for (size_t j = 0; base && j < i; j++)
+			if (vols[j].device && !strcmp(device_base(vols[j].device), base)) {
+				detail(ret_detail,
+				       "%s: volumes %s and %s would both restore to %s/%s.img", src,
+				       vols[j].device, vols[i].device, out, base);
+				return -EUCLEAN;
+			}
+	}
+	/* several volumes: out is a directory, one NAME.img per device */
+	bool made = nsel > 1 && mkdir(out, 0755) == 0;
+	if (nsel > 1 && !made && errno != EEXIST) {
+		int r = -errno;
+		detail(ret_detail, "cannot create %s: %s", out, strerror(-r));
+		return r;
+	}
+	struct stat st;
+	bool src_file = src_fd >= 0 && fstat(src_fd, &st) == 0 && S_ISREG(st.st_mode);
+	int r = 0;
+	for (size_t i = 0; i < n && r == 0; i++) {
+		if (!vols[i].device)
+			continue;
+		char *path = NULL;
+		if (nsel > 1 ? asprintf(&path, "%s/%s.img", out, device_base(vols[i].device)) < 0
+			     : !(path = strdup(out))) {
+			path = NULL;
+			r = -ENOMEM;
+		} else if (src_file && snap_output_is_file(path, &st)) {
+			detail(ret_detail, "%s is the image restored from: refusing to replace it",
+			       path);
+			r = -EINVAL;
+		} else {
+			r = snap_output_open(path, vols[i].size, flags, &outs[i], ret_detail);
+			if (r < 0 && ret_detail && !*ret_detail) /* the message names the failure */
+				detail(ret_detail, "%s", snap_strerror(r));
+		}
+		free(path);
+	}
+	if (r < 0) {
+		for (size_t i = 0; i < n; i++)
+			outs[i] = snap_output_free(outs[i]); /* aborts: nothing is left behind */
+		if (made)
+			rmdir(out);
+		return r;
+	}
+	*ret_made_dir = made;
+	return 0;
+}
+
 int snap_output_open_s3(const char *url, unsigned flags, const struct snap_output_s3 *s3,
 			struct snap_output **ret, char **ret_detail)
 {
@@ -510,28 +581,11 @@ uint64_t snap_output_buffered_bytes(const struct snap_output *out)
 }
 
 /* pwrite until done: short writes continue, EINTR retries. */
-static int write_fd(int fd, const uint8_t *p, size_t len, uint64_t off, uint64_t *counter)
-{
-	while (len > 0) {
-		ssize_t n = pwrite(fd, p, len, (off_t)off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			return -EIO;
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-		__atomic_add_fetch(counter, (uint64_t)n, __ATOMIC_RELAXED);
-	}
-	return 0;
-}
-
 static int write_buffered(struct snap_output *out, const uint8_t *p, size_t len, uint64_t off)
 {
-	int r = write_fd(out->fd, p, len, off, &out->written);
+	size_t done = 0;
+	int r = snap_pwrite_all(out->fd, p, len, off, &done);
+	__atomic_add_fetch(&out->written, (uint64_t)done, __ATOMIC_RELAXED);
 	if (r < 0)
 		return r;
 	uint64_t w = __atomic_load_n(&out->written, __ATOMIC_RELAXED);
@@ -546,35 +600,55 @@ static int write_buffered(struct snap_output *out, const uint8_t *p, size_t len,
 	return 0;
 }
 
+/* len bytes of whole blocks at off (multiples of dblock, p aligned to dmem) through dfd (D2),
+ * the fault hook asked first: until done, a failure (-EINVAL: the kernel refused, D6), or a
+ * short write that ended off a block boundary. *done: the bytes written, either way. */
+static int pwrite_direct(struct snap_output *out, const uint8_t *p, uint64_t off, size_t len,
+			 size_t *done)
+{
+	size_t put = 0;
+	int r = 0;
+	while (put < len) {
+		int f = fault(SNAP_OUTPUT_FAULT_DIRECT_WRITE, out->path, off + put);
+		ssize_t n =
+		    f ? (errno = f, -1) : pwrite(out->dfd, p + put, len - put, (off_t)(off + put));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			r = n < 0 ? -errno : -EIO;
+			break;
+		}
+		put += (size_t)n;
+		__atomic_add_fetch(&out->direct_written, (uint64_t)n, __ATOMIC_RELAXED);
+		if ((off + put) % out->dblock) /* a short write off a block: the rest buffered */
+			break;
+	}
+	*done = put;
+	return r;
+}
+
+/* A direct write refused with EINVAL: flag (an output's, or a sequence's) turns the direct path
+ * off, said once. */
+static void direct_refused(bool *flag, const char *path, uint64_t off)
+{
+	if (!__atomic_exchange_n(flag, true, __ATOMIC_SEQ_CST))
+		snap_debug("%s: O_DIRECT write refused at offset %llu: writing through the page "
+			   "cache",
+			   path, (unsigned long long)off);
+}
+
 /* The whole blocks [a, b) (a, b multiples of dblock, p aligned to dmem) through dfd (D2, D6). */
 static int write_direct(struct snap_output *out, const uint8_t *p, uint64_t a, uint64_t b)
 {
-	while (a < b) {
-		int f = fault(SNAP_OUTPUT_FAULT_DIRECT_WRITE, out->path, a);
-		ssize_t n = f ? (errno = f, -1) : pwrite(out->dfd, p, (size_t)(b - a), (off_t)a);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno == EINVAL) {
-			/* an alignment rule the kernel did not report: the rest of this output
-			 * goes through the page cache, whole blocks still (D3 holds) */
-			if (!__atomic_exchange_n(&out->direct_off, true, __ATOMIC_RELAXED))
-				snap_debug("%s: O_DIRECT write refused at offset %llu: writing "
-					   "through the page cache",
-					   out->path, (unsigned long long)a);
-			return write_buffered(out, p, (size_t)(b - a), a);
-		}
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -EIO;
-		__atomic_add_fetch(&out->direct_written, (uint64_t)n, __ATOMIC_RELAXED);
-		p += n;
-		a += (uint64_t)n;
-		/* a short write that ended off a block boundary: finish buffered */
-		if (a % out->dblock != 0)
-			return write_buffered(out, p, (size_t)(b - a), a);
-	}
-	return 0;
+	size_t done = 0;
+	int r = pwrite_direct(out, p, a, (size_t)(b - a), &done);
+	if (r == -EINVAL) /* an alignment rule the kernel did not report: the rest of this */
+		direct_refused(&out->direct_off, out->path, a + done); /* output buffered (D3) */
+	else if (r < 0 || a + done == b)
+		return r;
+	/* refused, or a short write that ended off a block boundary: finish buffered, whole
+	 * blocks still */
+	return write_buffered(out, p + done, (size_t)(b - a - done), a + done);
 }
 
 int snap_output_write(struct snap_output *out, const void *buf, size_t len, uint64_t off)
@@ -641,6 +715,66 @@ int snap_output_zero_write(struct snap_output *out, uint64_t off, uint64_t len)
 	return 0;
 }
 
+/* ---- writer threads: the stream's and the sequence's ---- */
+
+/* What a producer and its writer thread share, under mu. */
+struct writer {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	pthread_t thread;
+	bool started;
+	unsigned queued; /* handed over, not taken by the thread yet */
+	bool busy;	 /* the thread holds one */
+	bool stop;	 /* the thread exits once nothing is queued */
+	bool discard;	 /* queued ones are dropped unwritten (the stream's S3) */
+	int err;	 /* the first failure (S3, Q3) */
+	char *detail;
+};
+
+/* The thread, lock held: waits for something queued; false when it is to exit instead. */
+static bool writer_next(struct writer *w)
+{
+	while (!w->queued && !w->stop)
+		pthread_cond_wait(&w->cv, &w->mu);
+	return w->queued != 0;
+}
+
+/* The first failure so far. */
+static int writer_err(struct writer *w)
+{
+	pthread_mutex_lock(&w->mu);
+	int r = w->err;
+	pthread_mutex_unlock(&w->mu);
+	return r;
+}
+
+/* Waits until everything handed over was written; the first failure. */
+static int writer_flush(struct writer *w)
+{
+	pthread_mutex_lock(&w->mu);
+	while (w->queued || w->busy)
+		pthread_cond_wait(&w->cv, &w->mu);
+	int r = w->err;
+	pthread_mutex_unlock(&w->mu);
+	return r;
+}
+
+/* Stops the thread (after what is queued, unless discard), frees what w holds. */
+static void writer_stop(struct writer *w, bool discard)
+{
+	if (w->started) {
+		pthread_mutex_lock(&w->mu);
+		w->stop = true;
+		w->discard = discard;
+		pthread_cond_broadcast(&w->cv);
+		pthread_mutex_unlock(&w->mu);
+		pthread_join(w->thread, NULL);
+	}
+	free(w->detail);
+	pthread_mutex_destroy(&w->mu);
+	pthread_cond_destroy(&w->cv);
+}
+
 /* ---- the stream ---- */
 
 struct stream_buf {
@@ -658,53 +792,40 @@ struct snap_output_stream {
 	struct stream_buf *bufs;
 	struct stream_buf *cur; /* producer: the buffer being filled */
 
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	pthread_t thread;
-	bool started;
-	struct stream_buf **fifo; /* queued, in order (S2) */
-	unsigned fhead, fcount;
+	struct writer w;
+	struct stream_buf **fifo; /* queued (w.queued of them), in order (S2) */
+	unsigned fhead;
 	struct stream_buf **free_stack;
 	unsigned nfree;
-	bool busy;    /* the writer holds a buffer */
-	bool stop;    /* the writer exits once the FIFO is empty */
-	bool discard; /* queued buffers are dropped unwritten (S3, snap_output_stream_free) */
-	int err;      /* the first failure (S3) */
-	char *detail;
 };
 
 static void *stream_main(void *arg)
 {
 	struct snap_output_stream *s = arg;
-	pthread_mutex_lock(&s->mu);
-	for (;;) {
-		while (!s->fcount && !s->stop)
-			pthread_cond_wait(&s->cv, &s->mu);
-		if (!s->fcount)
-			break;
+	pthread_mutex_lock(&s->w.mu);
+	while (writer_next(&s->w)) {
 		struct stream_buf *b = s->fifo[s->fhead];
 		s->fhead = (s->fhead + 1) % s->nbufs;
-		s->fcount--;
-		bool skip = s->err || s->discard;
-		s->busy = true;
-		pthread_mutex_unlock(&s->mu);
+		s->w.queued--;
+		bool skip = s->w.err || s->w.discard;
+		s->w.busy = true;
+		pthread_mutex_unlock(&s->w.mu);
 		int r = 0;
 		if (!skip)
 			r = b->zero ? snap_output_zero(s->out, b->off, b->len)
 				    : snap_output_write(s->out, b->data, b->len, b->off);
-		pthread_mutex_lock(&s->mu);
-		if (r < 0 && !s->err) {
-			s->err = r;
-			if (asprintf(&s->detail, "cannot %s %s at offset %llu: %s",
-				     b->zero ? "zero" : "write", s->out->path,
-				     (unsigned long long)b->off, strerror(-r)) < 0)
-				s->detail = NULL;
+		pthread_mutex_lock(&s->w.mu);
+		if (r < 0 && !s->w.err) {
+			s->w.err = r;
+			detail(&s->w.detail, "cannot %s %s at offset %llu: %s",
+			       b->zero ? "zero" : "write", s->out->path, (unsigned long long)b->off,
+			       strerror(-r));
 		}
 		s->free_stack[s->nfree++] = b;
-		s->busy = false;
-		pthread_cond_broadcast(&s->cv);
+		s->w.busy = false;
+		pthread_cond_broadcast(&s->w.cv);
 	}
-	pthread_mutex_unlock(&s->mu);
+	pthread_mutex_unlock(&s->w.mu);
 	return NULL;
 }
 
@@ -719,8 +840,8 @@ int snap_output_stream_new(struct snap_output *out, size_t bufsize, unsigned nbu
 	s->out = out;
 	s->bufsize = bufsize;
 	s->nbufs = nbufs;
-	pthread_mutex_init(&s->mu, NULL);
-	pthread_cond_init(&s->cv, NULL);
+	pthread_mutex_init(&s->w.mu, NULL);
+	pthread_cond_init(&s->w.cv, NULL);
 	s->bufs = calloc(nbufs, sizeof(*s->bufs));
 	s->fifo = calloc(nbufs, sizeof(*s->fifo));
 	s->free_stack = calloc(nbufs, sizeof(*s->free_stack));
@@ -733,11 +854,11 @@ int snap_output_stream_new(struct snap_output *out, size_t bufsize, unsigned nbu
 		}
 		s->free_stack[s->nfree++] = &s->bufs[i];
 	}
-	if (pthread_create(&s->thread, NULL, stream_main, s) != 0) {
+	if (pthread_create(&s->w.thread, NULL, stream_main, s) != 0) {
 		snap_output_stream_free(s);
 		return -EAGAIN;
 	}
-	s->started = true;
+	s->w.started = true;
 	*ret = s;
 	return 0;
 nomem:
@@ -745,33 +866,30 @@ nomem:
 	return -ENOMEM;
 }
 
-static void stream_submit(struct snap_output_stream *s, struct stream_buf *b)
+/* Hands the buffer being filled (if any) to the writer thread. */
+static void stream_submit(struct snap_output_stream *s)
 {
-	pthread_mutex_lock(&s->mu);
-	s->fifo[(s->fhead + s->fcount) % s->nbufs] = b;
-	s->fcount++;
-	pthread_cond_broadcast(&s->cv);
-	pthread_mutex_unlock(&s->mu);
+	struct stream_buf *b = s->cur;
+	if (!b)
+		return;
+	s->cur = NULL;
+	pthread_mutex_lock(&s->w.mu);
+	s->fifo[(s->fhead + s->w.queued) % s->nbufs] = b;
+	s->w.queued++;
+	pthread_cond_broadcast(&s->w.cv);
+	pthread_mutex_unlock(&s->w.mu);
 }
 
 /* A free buffer for the producer, or the writer's failure. */
 static int stream_get(struct snap_output_stream *s, struct stream_buf **ret)
 {
-	pthread_mutex_lock(&s->mu);
-	while (!s->nfree && !s->err)
-		pthread_cond_wait(&s->cv, &s->mu);
-	int r = s->err;
+	pthread_mutex_lock(&s->w.mu);
+	while (!s->nfree && !s->w.err)
+		pthread_cond_wait(&s->w.cv, &s->w.mu);
+	int r = s->w.err;
 	if (!r)
 		*ret = s->free_stack[--s->nfree];
-	pthread_mutex_unlock(&s->mu);
-	return r;
-}
-
-static int stream_err(struct snap_output_stream *s)
-{
-	pthread_mutex_lock(&s->mu);
-	int r = s->err;
-	pthread_mutex_unlock(&s->mu);
+	pthread_mutex_unlock(&s->w.mu);
 	return r;
 }
 
@@ -779,7 +897,7 @@ int snap_output_stream_write(struct snap_output_stream *s, const void *buf, size
 			     uint64_t off)
 {
 	const uint8_t *p = buf;
-	int r = stream_err(s);
+	int r = writer_err(&s->w);
 	if (r < 0)
 		return r;
 	if (off > s->out->size || len > s->out->size - off)
@@ -787,8 +905,8 @@ int snap_output_stream_write(struct snap_output_stream *s, const void *buf, size
 	while (len > 0) {
 		struct stream_buf *b = s->cur;
 		if (b && off != b->off + b->len) {
-			stream_submit(s, b);
-			s->cur = b = NULL;
+			stream_submit(s);
+			b = NULL;
 		}
 		if (!b) {
 			if ((r = stream_get(s, &b)) < 0)
@@ -807,77 +925,55 @@ int snap_output_stream_write(struct snap_output_stream *s, const void *buf, size
 		p += n;
 		off += n;
 		len -= n;
-		if (n == room) {
-			stream_submit(s, b);
-			s->cur = NULL;
-		}
+		if (n == room)
+			stream_submit(s);
 	}
 	return 0;
 }
 
 int snap_output_stream_zero(struct snap_output_stream *s, uint64_t off, uint64_t len)
 {
-	int r = stream_err(s);
+	int r = writer_err(&s->w);
 	if (r < 0)
 		return r;
 	if (off > s->out->size || len > s->out->size - off)
 		return -ERANGE;
 	if (!s->out->blockdev || len == 0)
 		return 0; /* a fresh file reads back zeros where nothing was written */
-	if (s->cur) {
-		stream_submit(s, s->cur);
-		s->cur = NULL;
-	}
+	stream_submit(s);
 	struct stream_buf *b;
 	if ((r = stream_get(s, &b)) < 0)
 		return r;
 	b->off = off;
 	b->len = (size_t)len;
 	b->zero = true;
-	stream_submit(s, b);
+	s->cur = b;
+	stream_submit(s);
 	return 0;
 }
 
 int snap_output_stream_flush(struct snap_output_stream *s)
 {
-	if (s->cur) {
-		stream_submit(s, s->cur);
-		s->cur = NULL;
-	}
-	pthread_mutex_lock(&s->mu);
-	while (s->fcount || s->busy)
-		pthread_cond_wait(&s->cv, &s->mu);
-	int r = s->err;
-	pthread_mutex_unlock(&s->mu);
-	return r;
+	stream_submit(s);
+	return writer_flush(&s->w);
 }
 
 const char *snap_output_stream_error(const struct snap_output_stream *s)
 {
 	/* written once, under the lock, before err is seen by the producer */
-	return s->detail;
+	return s->w.detail;
 }
 
 struct snap_output_stream *snap_output_stream_free(struct snap_output_stream *s)
 {
 	if (!s)
 		return NULL;
-	if (s->started) {
-		pthread_mutex_lock(&s->mu);
-		s->stop = true;
-		s->discard = true;
-		pthread_cond_broadcast(&s->cv);
-		pthread_mutex_unlock(&s->mu);
-		pthread_join(s->thread, NULL);
-	}
+	writer_stop(&s->w, true);
 	for (unsigned i = 0; s->bufs && i < s->nbufs; i++)
 		free(s->bufs[i].mem);
 	free(s->bufs);
 	free(s->fifo);
 	free(s->free_stack);
-	free(s->detail);
-	pthread_mutex_destroy(&s->mu);
-	pthread_cond_destroy(&s->cv);
 	free(s);
 	return NULL;
 }
@@ -1109,25 +1205,19 @@ struct seq_req {
 
 struct snap_output_seq {
 	bool async, close_at_end;
-	_Atomic bool direct_off; /* Q2: for the rest of the sequence */
+	bool direct_off;	 /* atomic; Q2: for the rest of the sequence */
 	struct snap_output *out; /* the producer's current output */
 	uint8_t *stage;		 /* being filled */
 	size_t stage_len;
 	uint64_t flushed; /* bytes of out handed over */
 	uint8_t *mem[SEQ_NSTAGES];
 
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	pthread_t thread;
-	bool started, stop;
+	struct writer w;
 	uint8_t *free_stages[SEQ_NSTAGES];
 	unsigned nfree;
-	struct seq_req queue[SEQ_NSTAGES];
-	unsigned qhead, qlen;
-	bool busy;
+	struct seq_req queue[SEQ_NSTAGES]; /* w.queued of them from qhead */
+	unsigned qhead;
 	uint64_t write_ns; /* wall time spent writing */
-	int err; /* Q3 */
-	char *detail;
 };
 
 /* Writes one request: whole blocks direct where the output allows it, else through the page
@@ -1146,47 +1236,25 @@ static int seq_write_req(struct snap_output_seq *q, const struct seq_req *rq, ui
 		return r;
 	}
 	if (o->is_stdout) {
-		for (size_t done = 0; done < rq->keep;) {
-			ssize_t k = write(o->fd, rq->buf + done, rq->keep - done);
-			if (k < 0 && errno == EINTR)
-				continue;
-			if (k <= 0)
-				return k < 0 ? -errno : -EIO;
-			done += (size_t)k;
-			*at = rq->off + done;
-		}
-		return 0;
+		size_t done = 0;
+		int r = snap_write_all(o->fd, rq->buf, rq->keep, &done);
+		*at = rq->off + done;
+		return r;
 	}
-	bool direct = o->dfd >= 0 && !atomic_load(&q->direct_off) && rq->n % o->dblock == 0 &&
-		      rq->off % o->dblock == 0;
+	bool direct = o->dfd >= 0 && !__atomic_load_n(&q->direct_off, __ATOMIC_SEQ_CST) &&
+		      rq->n % o->dblock == 0 && rq->off % o->dblock == 0;
 	size_t done = 0;
-	while (direct && done < rq->n) {
-		int f = fault(SNAP_OUTPUT_FAULT_DIRECT_WRITE, o->path, rq->off + done);
-		ssize_t k = f ? (errno = f, -1)
-			      : pwrite(o->dfd, rq->buf + done, rq->n - done, (off_t)(rq->off + done));
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0 && errno == EINVAL && done == 0) {
-			/* Q2: refused after all: buffered from here on, for every output */
-			if (!atomic_exchange(&q->direct_off, true))
-				snap_debug("%s: O_DIRECT write refused at offset %llu: writing "
-					   "through the page cache",
-					   o->path, (unsigned long long)rq->off);
-			direct = false;
-			break;
-		}
-		if (k <= 0) {
-			*at = rq->off + done;
-			return k < 0 ? -errno : -EIO;
-		}
-		done += (size_t)k;
-		__atomic_add_fetch(&o->direct_written, (uint64_t)k, __ATOMIC_RELAXED);
-		if ((rq->off + done) % o->dblock) /* a short write off a block: the rest buffered */
-			break;
+	int r = direct ? pwrite_direct(o, rq->buf, rq->off, rq->n, &done) : 0;
+	if (r == -EINVAL && done == 0) {
+		/* Q2: refused after all: buffered from here on, for every output */
+		direct_refused(&q->direct_off, o->path, rq->off);
+	} else if (r < 0) {
+		*at = rq->off + done;
+		return r;
 	}
 	if (done < rq->keep) {
 		uint64_t before = __atomic_load_n(&o->written, __ATOMIC_RELAXED);
-		int r = write_buffered(o, rq->buf + done, rq->keep - done, rq->off + done);
+		r = write_buffered(o, rq->buf + done, rq->keep - done, rq->off + done);
 		if (r < 0) { /* the bytes before the failure were counted (one writer) */
 			*at = rq->off + done + (__atomic_load_n(&o->written, __ATOMIC_RELAXED) - before);
 			return r;
@@ -1203,50 +1271,44 @@ static int seq_write_req(struct snap_output_seq *q, const struct seq_req *rq, ui
  * failure; after one, nothing more is written (Q3). Lock not held. */
 static void seq_do(struct snap_output_seq *q, const struct seq_req *rq)
 {
-	pthread_mutex_lock(&q->mu);
-	bool failed = q->err != 0;
-	pthread_mutex_unlock(&q->mu);
+	bool failed = writer_err(&q->w) != 0;
 	uint64_t at = 0, t0 = now_ns();
 	int r = failed ? 0 : seq_write_req(q, rq, &at);
 	q->write_ns += now_ns() - t0; /* one writer at a time: the thread, or the producer */
 	if (rq->final && q->close_at_end)
 		snap_output_close(rq->out);
 	if (r < 0) {
-		pthread_mutex_lock(&q->mu);
-		if (!q->err) {
-			q->err = r;
+		pthread_mutex_lock(&q->w.mu);
+		if (!q->w.err) {
+			q->w.err = r;
 			const char *e = rq->out->s3w ? snap_s3_writer_error(rq->out->s3w) : NULL;
-			if (e && *e
-				? asprintf(&q->detail, "%s", e) < 0
-				: asprintf(&q->detail, "cannot write %s at offset %llu: %s",
-					   rq->out->path, (unsigned long long)at, strerror(-r)) < 0)
-				q->detail = NULL;
+			if (e && *e)
+				detail(&q->w.detail, "%s", e);
+			else
+				detail(&q->w.detail, "cannot write %s at offset %llu: %s",
+				       rq->out->path, (unsigned long long)at, strerror(-r));
 		}
-		pthread_mutex_unlock(&q->mu);
+		pthread_mutex_unlock(&q->w.mu);
 	}
 }
 
 static void *seq_main(void *arg)
 {
 	struct snap_output_seq *q = arg;
-	pthread_mutex_lock(&q->mu);
-	for (;;) {
-		while (!q->qlen && !q->stop)
-			pthread_cond_wait(&q->cv, &q->mu);
-		if (!q->qlen)
-			break;
+	pthread_mutex_lock(&q->w.mu);
+	while (writer_next(&q->w)) {
 		struct seq_req rq = q->queue[q->qhead];
-		q->busy = true;
-		pthread_mutex_unlock(&q->mu);
+		q->w.busy = true;
+		pthread_mutex_unlock(&q->w.mu);
 		seq_do(q, &rq);
-		pthread_mutex_lock(&q->mu);
+		pthread_mutex_lock(&q->w.mu);
 		q->qhead = (q->qhead + 1) % SEQ_NSTAGES;
-		q->qlen--;
-		q->busy = false;
+		q->w.queued--;
+		q->w.busy = false;
 		q->free_stages[q->nfree++] = rq.buf;
-		pthread_cond_broadcast(&q->cv);
+		pthread_cond_broadcast(&q->w.cv);
 	}
-	pthread_mutex_unlock(&q->mu);
+	pthread_mutex_unlock(&q->w.mu);
 	return NULL;
 }
 
@@ -1257,8 +1319,8 @@ int snap_output_seq_new(bool async, bool close_at_end, struct snap_output_seq **
 		return -ENOMEM;
 	q->async = async;
 	q->close_at_end = close_at_end;
-	pthread_mutex_init(&q->mu, NULL);
-	pthread_cond_init(&q->cv, NULL);
+	pthread_mutex_init(&q->w.mu, NULL);
+	pthread_cond_init(&q->w.cv, NULL);
 	unsigned n = async ? SEQ_NSTAGES : 1;
 	for (unsigned i = 0; i < n; i++) {
 		/* a block of slack: the last block of a stage is padded in place */
@@ -1271,11 +1333,11 @@ int snap_output_seq_new(bool async, bool close_at_end, struct snap_output_seq **
 			q->free_stages[q->nfree++] = q->mem[i];
 	}
 	q->stage = q->mem[0];
-	if (async && pthread_create(&q->thread, NULL, seq_main, q) != 0) {
+	if (async && pthread_create(&q->w.thread, NULL, seq_main, q) != 0) {
 		snap_output_seq_free(q);
 		return -EAGAIN;
 	}
-	q->started = async;
+	q->w.started = async;
 	*ret = q;
 	return 0;
 }
@@ -1292,7 +1354,7 @@ void snap_output_seq_start(struct snap_output_seq *q, struct snap_output *out)
 static int seq_flush_stage(struct snap_output_seq *q, bool final)
 {
 	struct snap_output *o = q->out;
-	bool direct = o->dfd >= 0 && !atomic_load(&q->direct_off);
+	bool direct = o->dfd >= 0 && !__atomic_load_n(&q->direct_off, __ATOMIC_SEQ_CST);
 	size_t bs = direct ? o->dblock : 1;
 	size_t n = final ? (q->stage_len + bs - 1) / bs * bs : q->stage_len / bs * bs;
 	if (n > q->stage_len)
@@ -1309,14 +1371,14 @@ static int seq_flush_stage(struct snap_output_seq *q, bool final)
 	};
 	uint8_t *next = q->stage;
 	if (q->async) {
-		pthread_mutex_lock(&q->mu);
+		pthread_mutex_lock(&q->w.mu);
 		while (!q->nfree)
-			pthread_cond_wait(&q->cv, &q->mu);
-		q->queue[(q->qhead + q->qlen) % SEQ_NSTAGES] = rq;
-		q->qlen++;
+			pthread_cond_wait(&q->w.cv, &q->w.mu);
+		q->queue[(q->qhead + q->w.queued) % SEQ_NSTAGES] = rq;
+		q->w.queued++;
 		next = q->free_stages[--q->nfree];
-		pthread_cond_broadcast(&q->cv);
-		pthread_mutex_unlock(&q->mu);
+		pthread_cond_broadcast(&q->w.cv);
+		pthread_mutex_unlock(&q->w.mu);
 	} else {
 		seq_do(q, &rq);
 	}
@@ -1328,10 +1390,7 @@ static int seq_flush_stage(struct snap_output_seq *q, bool final)
 	q->stage = next;
 	q->stage_len -= keep;
 	q->flushed += keep;
-	pthread_mutex_lock(&q->mu);
-	int r = q->err;
-	pthread_mutex_unlock(&q->mu);
-	return r;
+	return writer_err(&q->w);
 }
 
 uint8_t *snap_output_seq_space(struct snap_output_seq *q, size_t *ret_room)
@@ -1346,11 +1405,8 @@ int snap_output_seq_put(struct snap_output_seq *q, size_t n)
 {
 	q->stage_len += n;
 	int r = q->stage_len == SEQ_STAGE ? seq_flush_stage(q, false) : 0;
-	if (r == 0 && q->err) {
-		pthread_mutex_lock(&q->mu);
-		r = q->err;
-		pthread_mutex_unlock(&q->mu);
-	}
+	if (r == 0 && q->w.err) /* read unlocked first: the lock only on a failure */
+		r = writer_err(&q->w);
 	return r;
 }
 
@@ -1397,14 +1453,13 @@ int snap_output_seq_s3_rewind(struct snap_output_seq *q, uint64_t size, uint64_t
 	uint64_t before = snap_s3_writer_offset(o->s3w), at = before;
 	r = snap_s3_writer_rewind(o->s3w, size, &at);
 	if (r < 0) {
-		pthread_mutex_lock(&q->mu);
-		if (!q->err) {
-			q->err = r;
+		pthread_mutex_lock(&q->w.mu);
+		if (!q->w.err) {
+			q->w.err = r;
 			const char *e = snap_s3_writer_error(o->s3w);
-			if (asprintf(&q->detail, "%s", e && *e ? e : strerror(-r)) < 0)
-				q->detail = NULL;
+			detail(&q->w.detail, "%s", e && *e ? e : strerror(-r));
 		}
-		pthread_mutex_unlock(&q->mu);
+		pthread_mutex_unlock(&q->w.mu);
 		return r;
 	}
 	q->flushed -= before - at;
@@ -1414,17 +1469,12 @@ int snap_output_seq_s3_rewind(struct snap_output_seq *q, uint64_t size, uint64_t
 
 int snap_output_seq_flush(struct snap_output_seq *q)
 {
-	pthread_mutex_lock(&q->mu);
-	while (q->qlen || q->busy)
-		pthread_cond_wait(&q->cv, &q->mu);
-	int r = q->err;
-	pthread_mutex_unlock(&q->mu);
-	return r;
+	return writer_flush(&q->w);
 }
 
 const char *snap_output_seq_error(const struct snap_output_seq *q)
 {
-	return q->detail;
+	return q->w.detail;
 }
 
 uint64_t snap_output_seq_write_ns(const struct snap_output_seq *q)
@@ -1434,25 +1484,16 @@ uint64_t snap_output_seq_write_ns(const struct snap_output_seq *q)
 
 bool snap_output_seq_direct(const struct snap_output_seq *q)
 {
-	return !atomic_load(&q->direct_off);
+	return !__atomic_load_n(&q->direct_off, __ATOMIC_SEQ_CST);
 }
 
 struct snap_output_seq *snap_output_seq_free(struct snap_output_seq *q)
 {
 	if (!q)
 		return NULL;
-	if (q->started) {
-		pthread_mutex_lock(&q->mu);
-		q->stop = true;
-		pthread_cond_broadcast(&q->cv);
-		pthread_mutex_unlock(&q->mu);
-		pthread_join(q->thread, NULL);
-	}
+	writer_stop(&q->w, false);
 	for (unsigned i = 0; i < SEQ_NSTAGES; i++)
 		free(q->mem[i]);
-	free(q->detail);
-	pthread_mutex_destroy(&q->mu);
-	pthread_cond_destroy(&q->cv);
 	free(q);
 	return NULL;
 }

@@ -75,6 +75,19 @@ enum {
 int snap_output_open(const char *path, uint64_t size, unsigned flags, struct snap_output **ret,
 		     char **ret_detail);
 bool snap_output_is_block_device(const struct snap_output *out);
+/* One output per volume of a restore: out itself for one; for several, out is a directory
+ * (created when missing: *ret_made_dir says so, for the caller to remove it should its job
+ * fail) holding NAME.img per volume, NAME the last component of its device name,
+ * which must be usable and unique. An output that names the regular file src_fd reads (src,
+ * the image) is refused. On failure every output opened is aborted and the directory made is
+ * removed. */
+struct snap_output_vol {
+	const char *device; /* NULL: no output for this volume */
+	uint64_t size;
+};
+int snap_output_open_volumes(const char *out, const struct snap_output_vol *vols, size_t n,
+			     unsigned flags, const char *src, int src_fd, struct snap_output **outs,
+			     bool *ret_made_dir, char **ret_detail);
 /* SNAPBUNDLE_OUTPUT_BUFFERED is set (and not "0"): every output keeps the page cache (store's
  * image too). */
 bool snap_output_env_buffered(void);

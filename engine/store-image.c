@@ -1,15 +1,16 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * store-image.c - reading a .bin store image: its head (header, KEYS, META), its tail (INDEX,
- * footer), key recovery and authentication. Used by restore.c (both the sequential and the
- * random-access paths) and by the public inspection API (snap_store_image_*).
+ * footer), key recovery and authentication; a job's input opened (store_image_open_input). Used
+ * by restore.c and rekey.c (a selection and its frames: store-image-data.c) and by the public
+ * inspection API (snap_store_image_*).
  *
  * Invariants:
  *  1. Nothing decoded is trusted before its CRC was checked, and nothing is reported as
  *     authenticated before its tag was: SHA-256 for unencrypted images at once, HMAC-SHA256
  *     only after the data key was recovered (snap_store_image_unlock).
- *  2. The head is read with sequential reads only (img_read), so the same code serves a pipe;
- *     the tail needs a seekable input (footer first, then one read of the index).
+ *  2. The head is read with sequential reads only (store_image_read), so the same code serves
+ *     a pipe; the tail needs a seekable input (footer first, then one read of the index).
  *  3. The first failure wins: img->error keeps the root cause, named by part and offset.
  *  4. An s3:// image is read through an s3 reader only (img->s3, fd unused): the same head,
  *     tail and frame reads become ranged GETs of the object as it was when opened; an object
@@ -39,10 +40,7 @@
 #include "store-image.h"
 #include "util.h"
 
-static int img_fail(struct snap_store_image *img, int err, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int read_file(struct snap_store_image *img, const char *path, char **ret, size_t *ret_len);
-static int img_fail(struct snap_store_image *img, int err, const char *fmt, ...)
+int store_image_fail(struct snap_store_image *img, int err, const char *fmt, ...)
 {
 	if (err >= 0)
 		err = -EIO;
@@ -55,11 +53,6 @@ static int img_fail(struct snap_store_image *img, int err, const char *fmt, ...)
 		img->error = NULL;
 	va_end(ap);
 	return err;
-}
-
-int store_image_fail(struct snap_store_image *img, int err, const char *what)
-{
-	return img_fail(img, err, "%s", what);
 }
 
 int snap_store_image_new(struct snap_store_image **ret)
@@ -79,6 +72,7 @@ struct snap_store_image *snap_store_image_free(struct snap_store_image *img)
 	if (img->own_fd && img->fd >= 0)
 		close(img->fd);
 	snap_s3_reader_free(img->s3);
+	free(img->seen);
 	free(img->path);
 	free(img->error);
 	free(img->keys_rec);
@@ -99,27 +93,6 @@ const char *snap_store_image_error(const struct snap_store_image *img)
 	return img->error ? img->error : "";
 }
 
-/* invariant 4: len bytes at off of the object */
-static int s3_pread(struct snap_store_image *img, void *buf, size_t len, uint64_t off,
-		    const char *what)
-{
-	char *d = NULL;
-	int r = snap_s3_reader_pread(img->s3, buf, len, off, &d);
-	if (r == -ENODATA || (r == 0 && off + len > snap_s3_reader_size(img->s3)))
-		r = img_fail(img, -EUCLEAN, "image truncated: %s at offset %llu of %s is missing",
-			     what, (unsigned long long)off, img->path);
-	else if (r == -ESTALE)
-		r = img_fail(img, r, "%s changed while it was read (%s at offset %llu): %s",
-			     img->path, what, (unsigned long long)off, d ? d : strerror(-r));
-	else if (r < 0)
-		r = img_fail(img, r, "cannot read %s at offset %llu: %s", img->path,
-			     (unsigned long long)off, d ? d : strerror(-r));
-	free(d);
-	if (r == 0)
-		img->bytes_read += len;
-	return r;
-}
-
 int store_image_plan(struct snap_store_image *img, const uint64_t (*ranges)[2], size_t n)
 {
 	return img->s3 ? snap_s3_reader_plan(img->s3, ranges, n) : 0;
@@ -133,46 +106,71 @@ uint64_t store_image_fetched(const struct snap_store_image *img)
 int store_image_read(struct snap_store_image *img, void *buf, size_t len, const char *what)
 {
 	if (img->s3) {
-		int r = s3_pread(img, buf, len, img->pos, what);
+		int r = store_image_pread(img, buf, len, img->pos, what);
 		if (r == 0)
 			img->pos += len;
 		return r;
 	}
-	uint8_t *p = buf;
 	size_t got = 0;
-	while (got < len) {
-		ssize_t n = read(img->fd, p + got, len - got);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return img_fail(img, -errno, "cannot read %s at offset %llu: %s", img->path,
-					(unsigned long long)(img->pos + got), strerror(errno));
-		}
-		if (n == 0)
-			return img_fail(img, -EUCLEAN,
+	int r = snap_read_all(img->fd, buf, len, &got);
+	if (r == -ENODATA)
+		return store_image_fail(img, -EUCLEAN,
 					"image truncated: end of %s at offset %llu inside the %s",
 					img->path, (unsigned long long)(img->pos + got), what);
-		got += (size_t)n;
-	}
+	if (r < 0)
+		return store_image_fail(img, r, "cannot read %s at offset %llu: %s", img->path,
+					(unsigned long long)(img->pos + got), strerror(-r));
 	img->pos += len;
 	img->bytes_read += len;
 	return 0;
 }
 
+/* A file, or an object through the s3 reader (invariant 4): len bytes at off, counted once
+ * read. */
 int store_image_pread(struct snap_store_image *img, void *buf, size_t len, uint64_t off,
 		      const char *what)
 {
-	if (img->s3)
-		return s3_pread(img, buf, len, off, what);
+	char *d = NULL;
 	size_t got = 0;
-	int r = snap_pread_all(img->fd, buf, len, off, &got);
+	int r;
+	if (img->s3) {
+		r = snap_s3_reader_pread(img->s3, buf, len, off, &d);
+		if (r == 0 && off + len > snap_s3_reader_size(img->s3))
+			r = -ENODATA;
+	} else {
+		r = snap_pread_all(img->fd, buf, len, off, &got);
+	}
 	if (r == -ENODATA)
-		return img_fail(img, -EUCLEAN, "image truncated: %s at offset %llu of %s is missing",
-				what, (unsigned long long)(off + got), img->path);
-	if (r < 0)
-		return img_fail(img, r, "cannot read %s at offset %llu: %s", img->path,
-				(unsigned long long)(off + got), strerror(-r));
-	img->bytes_read += len;
+		r = store_image_fail(img, -EUCLEAN,
+				     "image truncated: %s at offset %llu of %s is missing", what,
+				     (unsigned long long)(off + got), img->path);
+	else if (r == -ESTALE && img->s3)
+		r = store_image_fail(img, r, "%s changed while it was read (%s at offset %llu): %s",
+				     img->path, what, (unsigned long long)off,
+				     d ? d : strerror(-r));
+	else if (r < 0)
+		r = store_image_fail(img, r, "cannot read %s at offset %llu: %s", img->path,
+				     (unsigned long long)(off + got), d ? d : strerror(-r));
+	free(d);
+	if (r == 0)
+		img->bytes_read += len;
+	return r;
+}
+
+int store_image_read_rest(struct snap_store_image *img, const uint8_t *pre, size_t len,
+			  const char *what, uint8_t **ret)
+{
+	uint8_t *rec = malloc(len);
+	if (!rec)
+		return -ENOMEM;
+	memcpy(rec, pre, SNAP_STORE_PREFIX_SIZE);
+	int r =
+	    store_image_read(img, rec + SNAP_STORE_PREFIX_SIZE, len - SNAP_STORE_PREFIX_SIZE, what);
+	if (r < 0) {
+		free(rec);
+		return r;
+	}
+	*ret = rec;
 	return 0;
 }
 
@@ -188,21 +186,17 @@ static int read_record(struct snap_store_image *img, uint32_t type, const char *
 		return r;
 	if (snap_store_prefix_decode(pre, sizeof(pre), &p) < 0 || p.type != type ||
 	    p.length < SNAP_STORE_PREFIX_SIZE + SNAP_STORE_TAG_SIZE || p.length > (256u << 20))
-		return img_fail(img, -EUCLEAN, "%s record at offset %llu is corrupt (bad prefix)",
-				what, (unsigned long long)at);
-	uint8_t *rec = malloc(p.length);
-	if (!rec)
-		return -ENOMEM;
-	memcpy(rec, pre, sizeof(pre));
-	r = store_image_read(img, rec + sizeof(pre), p.length - sizeof(pre), what);
-	if (r < 0) {
-		free(rec);
+		return store_image_fail(img, -EUCLEAN,
+					"%s record at offset %llu is corrupt (bad prefix)", what,
+					(unsigned long long)at);
+	uint8_t *rec = NULL;
+	if ((r = store_image_read_rest(img, pre, p.length, what, &rec)) < 0)
 		return r;
-	}
 	if (!snap_store_record_crc_ok(rec, p.length)) {
 		free(rec);
-		return img_fail(img, -EBADMSG, "%s record at offset %llu is corrupt (CRC mismatch)",
-				what, (unsigned long long)at);
+		return store_image_fail(img, -EBADMSG,
+					"%s record at offset %llu is corrupt (CRC mismatch)", what,
+					(unsigned long long)at);
 	}
 	*ret = rec;
 	*ret_len = p.length;
@@ -233,8 +227,8 @@ static int check_tag(struct snap_store_image *img, const uint8_t *rec, size_t le
 	if (r < 0)
 		return r;
 	if (!snap_store_ct_equal(t, rec + len - SNAP_STORE_TAG_SIZE, sizeof(t)))
-		return img_fail(img, -EBADMSG, "%s authentication failed (tampered %s)", what,
-				what);
+		return store_image_fail(img, -EBADMSG, "%s authentication failed (tampered %s)",
+					what, what);
 	return 0;
 }
 
@@ -259,15 +253,55 @@ int store_image_decode_meta(struct snap_store_image *img)
 				       img->meta_len - SNAP_STORE_PREFIX_SIZE - SNAP_STORE_TAG_SIZE,
 				       &img->meta, &why);
 	if (r < 0)
-		return img_fail(img, r, "metadata record is corrupt: %s", why);
+		return store_image_fail(img, r, "metadata record is corrupt: %s", why);
 	img->meta_decoded = true;
 	if (img->meta.nvolumes != img->hdr.volume_count)
-		return img_fail(img, -EUCLEAN, "metadata lists %zu volumes, header %u",
-				img->meta.nvolumes, img->hdr.volume_count);
+		return store_image_fail(img, -EUCLEAN, "metadata lists %zu volumes, header %u",
+					img->meta.nvolumes, img->hdr.volume_count);
 	return 0;
 }
 
-static int read_head(struct snap_store_image *img);
+/* Header, KEYS and META, read in order from img->pos (invariant 2). */
+static int read_head(struct snap_store_image *img)
+{
+	const char *path = img->path;
+	int r = store_image_read(img, img->header_raw, sizeof(img->header_raw), "header");
+	if (r < 0)
+		return r;
+	const char *why = NULL;
+	r = snap_store_header_decode(img->header_raw, sizeof(img->header_raw), &img->hdr, &why);
+	if (r == -EOPNOTSUPP) {
+		uint32_t incompat = snap_get_le32(img->header_raw + 20);
+		if (snap_get_le32(img->header_raw + 8) != SNAP_STORE_VERSION)
+			return store_image_fail(img, r, "%s: unsupported format version %u", path,
+						snap_get_le32(img->header_raw + 8));
+		return store_image_fail(
+		    img, r, "%s: unsupported incompatible feature 0x%x (this version reads 0x%x)",
+		    path, incompat & ~SNAP_STORE_INCOMPAT_SUPPORTED, SNAP_STORE_INCOMPAT_SUPPORTED);
+	}
+	if (r < 0)
+		return store_image_fail(img, r, "%s: %s", path, why);
+	if (img->hdr.incompat & SNAP_STORE_INCOMPAT_ENCRYPTED) {
+		r = read_record(img, SNAP_STORE_REC_KEYS, "key", &img->keys_rec, &img->keys_len);
+		if (r < 0)
+			return r;
+		if (check_tag(img, img->keys_rec, img->keys_len, NULL, NULL, 0, "key block") < 0 ||
+		    snap_store_keys_decode(img->keys_rec + SNAP_STORE_PREFIX_SIZE,
+					   img->keys_len - SNAP_STORE_PREFIX_SIZE -
+					       SNAP_STORE_TAG_SIZE,
+					   &img->keys) < 0)
+			return store_image_fail(img, -EUCLEAN, "key record is corrupt");
+	}
+	img->meta_offset = img->pos;
+	r = read_record(img, SNAP_STORE_REC_META, "metadata", &img->meta_rec, &img->meta_len);
+	if (r < 0)
+		return r;
+	if (img->keys_rec)
+		return 0; /* decoded once the tag was checked (snap_store_image_unlock) */
+	if ((r = check_meta_tag(img)) < 0)
+		return r;
+	return store_image_decode_meta(img);
+}
 
 int store_image_open_fd(struct snap_store_image *img, int fd, const char *path, bool own_fd)
 {
@@ -309,8 +343,9 @@ int store_image_open_s3(struct snap_store_image *img, struct snap_s3_client *c, 
 	free(key);
 	if (r < 0) {
 		r = r == -ENOENT
-			? img_fail(img, r, "%s does not exist: %s", url, d ? d : "not found")
-			: img_fail(img, r, "cannot open %s: %s", url, d ? d : strerror(-r));
+			? store_image_fail(img, r, "%s does not exist: %s", url,
+					   d ? d : "not found")
+			: store_image_fail(img, r, "cannot open %s: %s", url, d ? d : strerror(-r));
 		free(d);
 		return r;
 	}
@@ -323,50 +358,8 @@ int store_image_open_s3(struct snap_store_image *img, struct snap_s3_client *c, 
 	uint64_t foot = img->file_size > SNAP_STORE_FOOTER_SIZE ? SNAP_STORE_FOOTER_SIZE : 0;
 	const uint64_t plan[2][2] = {{0, head}, {img->file_size - foot, img->file_size}};
 	if ((r = snap_s3_reader_plan(img->s3, plan, foot && head < plan[1][0] ? 2 : 1)) < 0)
-		return img_fail(img, r, "cannot read %s: %s", url, strerror(-r));
+		return store_image_fail(img, r, "cannot read %s: %s", url, strerror(-r));
 	return read_head(img);
-}
-
-/* Header, KEYS and META, read in order from img->pos (invariant 2). */
-static int read_head(struct snap_store_image *img)
-{
-	const char *path = img->path;
-	int r = store_image_read(img, img->header_raw, sizeof(img->header_raw), "header");
-	if (r < 0)
-		return r;
-	const char *why = NULL;
-	r = snap_store_header_decode(img->header_raw, sizeof(img->header_raw), &img->hdr, &why);
-	if (r == -EOPNOTSUPP) {
-		uint32_t incompat = snap_get_le32(img->header_raw + 20);
-		if (snap_get_le32(img->header_raw + 8) != SNAP_STORE_VERSION)
-			return img_fail(img, r, "%s: unsupported format version %u", path,
-					snap_get_le32(img->header_raw + 8));
-		return img_fail(
-		    img, r, "%s: unsupported incompatible feature 0x%x (this version reads 0x%x)",
-		    path, incompat & ~SNAP_STORE_INCOMPAT_SUPPORTED, SNAP_STORE_INCOMPAT_SUPPORTED);
-	}
-	if (r < 0)
-		return img_fail(img, r, "%s: %s", path, why);
-	if (img->hdr.incompat & SNAP_STORE_INCOMPAT_ENCRYPTED) {
-		r = read_record(img, SNAP_STORE_REC_KEYS, "key", &img->keys_rec, &img->keys_len);
-		if (r < 0)
-			return r;
-		if (check_tag(img, img->keys_rec, img->keys_len, NULL, NULL, 0, "key block") < 0 ||
-		    snap_store_keys_decode(img->keys_rec + SNAP_STORE_PREFIX_SIZE,
-					   img->keys_len - SNAP_STORE_PREFIX_SIZE -
-					       SNAP_STORE_TAG_SIZE,
-					   &img->keys) < 0)
-			return img_fail(img, -EUCLEAN, "key record is corrupt");
-	}
-	img->meta_offset = img->pos;
-	r = read_record(img, SNAP_STORE_REC_META, "metadata", &img->meta_rec, &img->meta_len);
-	if (r < 0)
-		return r;
-	if (img->keys_rec)
-		return 0; /* decoded once the tag was checked (snap_store_image_unlock) */
-	if ((r = check_meta_tag(img)) < 0)
-		return r;
-	return store_image_decode_meta(img);
 }
 
 int snap_store_image_open(struct snap_store_image *img, const char *path)
@@ -375,35 +368,64 @@ int snap_store_image_open(struct snap_store_image *img, const char *path)
 		return -EBUSY;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return img_fail(img, -errno, "cannot open %s: %s", path, strerror(errno));
+		return store_image_fail(img, -errno, "cannot open %s: %s", path, strerror(errno));
 	int r = store_image_open_fd(img, fd, path, true);
 	if (r < 0 || (r = store_image_decode_meta(img)) < 0)
 		return r;
 	if (!img->seekable)
-		return img_fail(img, -ESPIPE, "%s is not a regular file", path);
+		return store_image_fail(img, -ESPIPE, "%s is not a regular file", path);
 	return store_image_load_index(img);
+}
+
+/* An S3 image through the job's client (its failure is the job's already: the same text). */
+static int open_job_s3(struct snap_store_image *img, struct snap_job *job, const char *url)
+{
+	struct snap_s3_client *c = NULL;
+	int r = snap_job_s3_client(job, &c);
+	if (r < 0)
+		return store_image_fail(img, r, "cannot reach S3 for %s: %s", url,
+					*snap_job_error(job) ? snap_job_error(job)
+							     : snap_strerror(r));
+	return store_image_open_s3(img, c, url);
 }
 
 int snap_store_image_open_s3(struct snap_store_image *img, struct snap_job *job, const char *url)
 {
-	struct snap_s3_client *c = NULL;
 	if (img->path)
 		return -EBUSY;
-	int r = snap_job_s3_client(job, &c);
-	if (r < 0)
-		return img_fail(img, r, "cannot reach S3 for %s: %s", url,
-				*snap_job_error(job) ? snap_job_error(job) : snap_strerror(r));
-	if ((r = store_image_open_s3(img, c, url)) < 0 || (r = store_image_decode_meta(img)) < 0)
+	int r = open_job_s3(img, job, url);
+	if (r < 0 || (r = store_image_decode_meta(img)) < 0)
 		return r;
 	return store_image_load_index(img);
+}
+
+int store_image_open_input(struct snap_store_image *img, struct snap_job *job, const char *in)
+{
+	if (snap_s3_is_url(in))
+		return open_job_s3(img, job, in);
+	int fd;
+	bool own = true;
+	if (!strcmp(in, "-")) {
+		fd = STDIN_FILENO;
+		own = false;
+	} else if ((fd = open(in, O_RDONLY | O_CLOEXEC)) < 0) {
+		return store_image_fail(img, -errno, "cannot open %s: %s", in, strerror(errno));
+	}
+	int r = store_image_open_fd(img, fd, !strcmp(in, "-") ? "stdin" : in, own);
+	if (r < 0)
+		return r;
+	/* a pipe is read once, in order; a file is read by random access */
+	if (!strcmp(in, "-"))
+		img->seekable = false;
+	return 0;
 }
 
 static int read_file(struct snap_store_image *img, const char *path, char **ret, size_t *ret_len)
 {
 	int r = snap_read_small_file(path, 1u << 20, ret, ret_len);
 	if (r < 0)
-		return img_fail(img, r, "cannot read %s: %s", path,
-				r == -EFBIG ? "larger than 1 MiB" : strerror(-r));
+		return store_image_fail(img, r, "cannot read %s: %s", path,
+					r == -EFBIG ? "larger than 1 MiB" : strerror(-r));
 	return 0;
 }
 
@@ -429,43 +451,46 @@ int snap_store_image_unlock(struct snap_store_image *img, const char *passphrase
 		OPENSSL_cleanse(pem, len);
 		free(pem);
 		if (r < 0)
-			return img_fail(img, r, "wrong key %s: %s", private_key_path, why);
+			return store_image_fail(img, r, "wrong key %s: %s", private_key_path, why);
 	} else if (passphrase) {
 		if (!have_scrypt)
-			return img_fail(img, -ENOKEY,
-					"the image has no passphrase slot (give a recipient key)");
+			return store_image_fail(
+			    img, -ENOKEY,
+			    "the image has no passphrase slot (give a recipient key)");
 		unsigned tries = 0;
 		for (size_t i = 0; i < img->keys.nslots; i++) {
 			const struct snap_store_keyslot *s = &img->keys.slots[i];
 			if (s->type != SNAP_STORE_SLOT_SCRYPT)
 				continue;
 			if (!snap_store_slot_scrypt_allowed(s))
-				return img_fail(img, -EUCLEAN,
-						"%s: passphrase slot %zu asks for scrypt N=%llu r=%u "
-						"p=%u, more than a reader spends (N*r <= %llu, p <= %d)",
-						img->path, i, (unsigned long long)s->n, s->r, s->p,
-						SNAP_STORE_SCRYPT_MAX_NR, SNAP_STORE_SCRYPT_MAX_P);
+				return store_image_fail(
+				    img, -EUCLEAN,
+				    "%s: passphrase slot %zu asks for scrypt N=%llu r=%u "
+				    "p=%u, more than a reader spends (N*r <= %llu, p <= %d)",
+				    img->path, i, (unsigned long long)s->n, s->r, s->p,
+				    SNAP_STORE_SCRYPT_MAX_NR, SNAP_STORE_SCRYPT_MAX_P);
 			if (++tries > SNAP_STORE_SCRYPT_MAX_TRIES)
-				return img_fail(img, -EUCLEAN,
-						"%s: more than %d passphrase slots; refused",
-						img->path, SNAP_STORE_SCRYPT_MAX_TRIES);
+				return store_image_fail(
+				    img, -EUCLEAN, "%s: more than %d passphrase slots; refused",
+				    img->path, SNAP_STORE_SCRYPT_MAX_TRIES);
 			r = snap_store_slot_scrypt_open(s, passphrase, strlen(passphrase),
 							img->hdr.image_id, dk);
 			if (r == 0)
 				break;
 		}
 		if (r == -EKEYREJECTED)
-			return img_fail(img, r, "wrong passphrase for %s", img->path);
+			return store_image_fail(img, r, "wrong passphrase for %s", img->path);
 		if (r < 0)
-			return img_fail(img, r, "cannot derive the key from the passphrase");
+			return store_image_fail(img, r,
+						"cannot derive the key from the passphrase");
 	} else {
-		return img_fail(img, -ENOKEY, "%s is encrypted: give a passphrase or a private key",
-				img->path);
+		return store_image_fail(
+		    img, -ENOKEY, "%s is encrypted: give a passphrase or a private key", img->path);
 	}
 	r = snap_store_derive(dk, img->hdr.image_id, &img->ks);
 	OPENSSL_cleanse(dk, sizeof(dk));
 	if (r < 0)
-		return img_fail(img, r, "cannot derive the image keys");
+		return store_image_fail(img, r, "cannot derive the image keys");
 	img->unlocked = true;
 	if ((r = check_meta_tag(img)) < 0 || (r = store_image_decode_meta(img)) < 0)
 		return r;
@@ -480,10 +505,22 @@ int snap_store_image_unlock(struct snap_store_image *img, const char *passphrase
 
 int store_image_set_index(struct snap_store_image *img, uint8_t *rec, size_t len, uint64_t at)
 {
+	struct snap_store_prefix p;
+	int r = 0;
+	if (snap_store_prefix_decode(rec, len, &p) < 0 || p.type != SNAP_STORE_REC_INDEX ||
+	    p.length != len)
+		r = -EUCLEAN;
+	else if (!snap_store_record_crc_ok(rec, len))
+		r = -EBADMSG;
+	if (r < 0) {
+		free(rec);
+		return store_image_fail(img, r, "%s: index record at offset %llu is corrupt (%s)",
+					img->path, (unsigned long long)at,
+					r == -EUCLEAN ? "bad prefix" : "CRC mismatch");
+	}
 	img->index_rec = rec;
 	img->index_len = len;
 	img->index_offset = at;
-	int r;
 	if (!img->keys_rec || img->unlocked) {
 		r = check_tag(img, rec, len, NULL, NULL, 0, "index");
 		if (r < 0)
@@ -501,7 +538,7 @@ int store_image_set_index(struct snap_store_image *img, uint8_t *rec, size_t len
 				    img->meta.nvolumes, &img->ix, &why);
 	free(sizes);
 	if (r < 0)
-		return img_fail(img, r, "index is corrupt: %s", why);
+		return store_image_fail(img, r, "index is corrupt: %s", why);
 	uint8_t md[SNAP_STORE_DIGEST_SIZE];
 	const void *parts[] = {img->meta_rec};
 	const size_t lens[] = {img->meta_len};
@@ -509,8 +546,8 @@ int store_image_set_index(struct snap_store_image *img, uint8_t *rec, size_t len
 		return r;
 	if (img->ix.meta_offset != img->meta_offset || img->ix.meta_length != img->meta_len ||
 	    !snap_store_ct_equal(md, img->ix.meta_digest, sizeof(md)))
-		return img_fail(img, -EBADMSG,
-				"index does not belong to this metadata (spliced image)");
+		return store_image_fail(img, -EBADMSG,
+					"index does not belong to this metadata (spliced image)");
 	/* frames are contiguous from the end of META to the index: nothing inserted or lost */
 	uint64_t expect = img->meta_offset + img->meta_len;
 	for (uint64_t i = 0; i < img->ix.nframes; i++) {
@@ -520,13 +557,15 @@ int store_image_set_index(struct snap_store_image *img, uint8_t *rec, size_t len
 		    !snap_store_frame_lengths_ok(f->flags, f->raw_len, f->stored_len,
 						 img->hdr.frame_size) ||
 		    f->file_offset != expect)
-			return img_fail(img, -EUCLEAN, "index entry of frame %llu is inconsistent",
-					(unsigned long long)i);
+			return store_image_fail(img, -EUCLEAN,
+						"index entry of frame %llu is inconsistent",
+						(unsigned long long)i);
 		struct snap_store_frame tmp = {.flags = f->flags, .stored_len = f->stored_len};
 		expect += snap_store_frame_record_len(&tmp);
 	}
 	if (expect != at)
-		return img_fail(img, -EUCLEAN, "index does not account for every byte before it");
+		return store_image_fail(img, -EUCLEAN,
+					"index does not account for every byte before it");
 	/* volume digests recomputed from the frame digests: no serial pass over the data */
 	for (uint32_t v = 0; v < img->ix.nvolumes; v++) {
 		const struct snap_store_index_volume *iv = &img->ix.vols[v];
@@ -536,8 +575,9 @@ int store_image_set_index(struct snap_store_image *img, uint8_t *rec, size_t len
 		if (r < 0)
 			return r;
 		if (!snap_store_ct_equal(md, iv->digest, sizeof(md)))
-			return img_fail(img, -EBADMSG, "volume %s: digest mismatch in the index",
-					img->meta.volumes[v].device);
+			return store_image_fail(img, -EBADMSG,
+						"volume %s: digest mismatch in the index",
+						img->meta.volumes[v].device);
 	}
 	return 0;
 }
@@ -546,26 +586,28 @@ int store_image_load_index(struct snap_store_image *img)
 {
 	uint8_t foot[SNAP_STORE_FOOTER_SIZE];
 	if (img->file_size < SNAP_STORE_HEADER_SIZE + SNAP_STORE_FOOTER_SIZE)
-		return img_fail(img, -EUCLEAN, "image truncated: %s has no footer", img->path);
+		return store_image_fail(img, -EUCLEAN, "image truncated: %s has no footer",
+					img->path);
 	int r = store_image_pread(img, foot, sizeof(foot), img->file_size - sizeof(foot), "footer");
 	if (r < 0)
 		return r;
 	const char *why = "";
 	r = snap_store_footer_decode(foot, sizeof(foot), &img->ft, &why);
 	if (r == -EUCLEAN && memcmp(foot, SNAP_STORE_FOOTER_MAGIC, 8) != 0)
-		return img_fail(img, r, "image truncated: no footer at the end of %s", img->path);
+		return store_image_fail(img, r, "image truncated: no footer at the end of %s",
+					img->path);
 	if (r < 0)
-		return img_fail(img, r, "footer is corrupt: %s", why);
+		return store_image_fail(img, r, "footer is corrupt: %s", why);
 	if (img->ft.image_size != img->file_size)
-		return img_fail(img, -EUCLEAN,
-				"image truncated or extended: footer says %llu bytes, "
-				"%s has %llu",
-				(unsigned long long)img->ft.image_size, img->path,
-				(unsigned long long)img->file_size);
+		return store_image_fail(img, -EUCLEAN,
+					"image truncated or extended: footer says %llu bytes, "
+					"%s has %llu",
+					(unsigned long long)img->ft.image_size, img->path,
+					(unsigned long long)img->file_size);
 	if (memcmp(img->ft.image_id, img->hdr.image_id, SNAP_STORE_ID_SIZE) != 0)
-		return img_fail(img, -EBADMSG, "footer belongs to another image");
+		return store_image_fail(img, -EBADMSG, "footer belongs to another image");
 	if (img->ft.index_length > (1ull << 34))
-		return img_fail(img, -EUCLEAN, "index too large");
+		return store_image_fail(img, -EUCLEAN, "index too large");
 	uint8_t *rec = malloc(img->ft.index_length);
 	if (!rec)
 		return -ENOMEM;
@@ -573,28 +615,14 @@ int store_image_load_index(struct snap_store_image *img)
 	const uint64_t tail[1][2] = {{img->ft.index_offset, img->file_size}};
 	if (img->ft.index_offset < img->file_size && (r = store_image_plan(img, tail, 1)) < 0) {
 		free(rec);
-		return img_fail(img, r, "cannot read %s: %s", img->path, strerror(-r));
+		return store_image_fail(img, r, "cannot read %s: %s", img->path, strerror(-r));
 	}
 	r = store_image_pread(img, rec, img->ft.index_length, img->ft.index_offset, "index");
 	if (r < 0) {
 		free(rec);
 		return r;
 	}
-	struct snap_store_prefix p;
-	if (snap_store_prefix_decode(rec, img->ft.index_length, &p) < 0 ||
-	    p.type != SNAP_STORE_REC_INDEX || p.length != img->ft.index_length) {
-		free(rec);
-		return img_fail(img, -EUCLEAN,
-				"%s: index record at offset %llu is corrupt (bad prefix)",
-				img->path, (unsigned long long)img->ft.index_offset);
-	}
-	if (!snap_store_record_crc_ok(rec, p.length)) {
-		free(rec);
-		return img_fail(img, -EBADMSG,
-				"%s: index record at offset %llu is corrupt (CRC mismatch)",
-				img->path, (unsigned long long)img->ft.index_offset);
-	}
-	r = store_image_set_index(img, rec, p.length, img->ft.index_offset);
+	r = store_image_set_index(img, rec, img->ft.index_length, img->ft.index_offset);
 	if (r < 0)
 		return r;
 	/* between INDEX and footer: a SIGNATURE record when the header announces one, else
@@ -603,12 +631,13 @@ int store_image_load_index(struct snap_store_image *img)
 	uint64_t gap = img->ft.image_size - SNAP_STORE_FOOTER_SIZE - end;
 	if (!(img->hdr.compat & SNAP_STORE_COMPAT_SIGNATURE)) {
 		if (gap != 0)
-			return img_fail(img, -EUCLEAN, "%llu unexpected bytes after the index",
-					(unsigned long long)gap);
+			return store_image_fail(img, -EUCLEAN,
+						"%llu unexpected bytes after the index",
+						(unsigned long long)gap);
 		return 0;
 	}
 	if (gap < SNAP_STORE_PREFIX_SIZE + SNAP_STORE_TAG_SIZE || gap > (1u << 20))
-		return img_fail(img, -EUCLEAN, "signature record missing or malformed");
+		return store_image_fail(img, -EUCLEAN, "signature record missing or malformed");
 	uint8_t *srec = malloc(gap);
 	if (!srec)
 		return -ENOMEM;
@@ -627,9 +656,10 @@ int store_image_set_signature(struct snap_store_image *img, uint8_t *rec, size_t
 	struct snap_store_prefix p;
 	if (snap_store_prefix_decode(rec, len, &p) < 0 || p.type != SNAP_STORE_REC_SIGNATURE ||
 	    p.length != len || len < SNAP_STORE_PREFIX_SIZE + SNAP_STORE_TAG_SIZE)
-		return img_fail(img, -EUCLEAN, "signature record is corrupt (bad prefix)");
+		return store_image_fail(img, -EUCLEAN, "signature record is corrupt (bad prefix)");
 	if (!snap_store_record_crc_ok(rec, len))
-		return img_fail(img, -EBADMSG, "signature record is corrupt (CRC mismatch)");
+		return store_image_fail(img, -EBADMSG,
+					"signature record is corrupt (CRC mismatch)");
 	bool unlocked = img->unlocked;
 	img->unlocked = false; /* the SIGNATURE tag is a plain SHA-256, like KEYS */
 	int r = check_tag(img, rec, len, NULL, NULL, 0, "signature record");
@@ -639,7 +669,7 @@ int store_image_set_signature(struct snap_store_image *img, uint8_t *rec, size_t
 	if (snap_store_signature_decode(rec + SNAP_STORE_PREFIX_SIZE,
 					len - SNAP_STORE_PREFIX_SIZE - SNAP_STORE_TAG_SIZE,
 					&img->sig) < 0)
-		return img_fail(img, -EUCLEAN, "signature record is corrupt");
+		return store_image_fail(img, -EUCLEAN, "signature record is corrupt");
 	uint8_t msg[SNAP_STORE_SIGNED_MSG_SIZE];
 	r = snap_store_signed_message(img->header_raw, img->keys_rec, img->keys_len, img->meta_rec,
 				      img->meta_len, img->index_rec, img->index_len, msg);
@@ -648,10 +678,10 @@ int store_image_set_signature(struct snap_store_image *img, uint8_t *rec, size_t
 	r = snap_store_verify(img->sig.spki, img->sig.spki_len, msg, sizeof(msg), img->sig.sig,
 			      img->sig.sig_len);
 	if (r == -EUCLEAN)
-		return img_fail(img, r, "signature record holds no valid public key");
+		return store_image_fail(img, r, "signature record holds no valid public key");
 	if (r < 0)
-		return img_fail(img, -EBADMSG,
-				"signature verification failed (tampered image or signature)");
+		return store_image_fail(
+		    img, -EBADMSG, "signature verification failed (tampered image or signature)");
 	uint8_t id[SNAP_STORE_DIGEST_SIZE];
 	const void *parts[] = {img->sig.spki};
 	const size_t lens[] = {img->sig.spki_len};
@@ -674,18 +704,18 @@ int store_image_check_signer(struct snap_store_image *img, const char *pem_path)
 	r = snap_store_spki_from_pem(pem, len, &spki, &sl);
 	free(pem);
 	if (r < 0)
-		return img_fail(img, r, "%s holds no certificate or key", pem_path);
+		return store_image_fail(img, r, "%s holds no certificate or key", pem_path);
 	bool same =
 	    img->signature_valid && sl == img->sig.spki_len && memcmp(spki, img->sig.spki, sl) == 0;
 	free(spki);
 	if (!img->signature_valid)
-		return img_fail(img, -EKEYREJECTED,
-				"%s is not signed (a signature by %s is required)", img->path,
-				pem_path);
+		return store_image_fail(img, -EKEYREJECTED,
+					"%s is not signed (a signature by %s is required)",
+					img->path, pem_path);
 	if (!same)
-		return img_fail(img, -EKEYREJECTED,
-				"%s is signed by another key than %s (signer %s)", img->path,
-				pem_path, img->signer_hex);
+		return store_image_fail(img, -EKEYREJECTED,
+					"%s is signed by another key than %s (signer %s)",
+					img->path, pem_path, img->signer_hex);
 	return 0;
 }
 

@@ -2,6 +2,7 @@
 /* util.c - small helpers the job runners share (util.h). */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -15,31 +16,25 @@ int snap_read_small_file(const char *path, size_t max, char **ret, size_t *ret_l
 	size_t cap = 16384, len = 0;
 	char *buf = NULL;
 	int r = 0;
-	for (;;) {
-		if (!buf || len == cap) {
-			if (buf && cap > max) {
-				r = -EFBIG;
-				break;
-			}
-			size_t ncap = buf ? cap * 2 : cap;
-			char *n = realloc(buf, ncap + 1);
-			if (!n) {
-				r = -ENOMEM;
-				break;
-			}
-			buf = n;
-			cap = ncap;
-		}
-		ssize_t n = read(fd, buf + len, cap - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			r = -errno;
+	for (;;) { /* every pass fills the buffer, or reaches the end of the file */
+		if (buf && cap > max) {
+			r = -EFBIG;
 			break;
 		}
-		if (n == 0)
+		size_t ncap = buf ? cap * 2 : cap, got = 0;
+		char *n = realloc(buf, ncap + 1);
+		if (!n) {
+			r = -ENOMEM;
 			break;
-		len += (size_t)n;
+		}
+		buf = n;
+		cap = ncap;
+		r = snap_read_all(fd, buf + len, cap - len, &got);
+		len += got;
+		if (r < 0) {
+			r = r == -ENODATA ? 0 : r; /* the end of the file */
+			break;
+		}
 	}
 	close(fd);
 	if (r == 0 && len > max)
@@ -54,37 +49,26 @@ int snap_read_small_file(const char *path, size_t max, char **ret, size_t *ret_l
 	return 0;
 }
 
-int snap_pwrite_all(int fd, const void *buf, size_t len, uint64_t off, size_t *done)
-{
-	const uint8_t *p = buf;
-	size_t put = 0;
-	int r = 0;
-	while (put < len) {
-		ssize_t n = pwrite(fd, p + put, len - put, (off_t)(off + put));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			r = n < 0 ? -errno : -EIO;
-			break;
-		}
-		put += (size_t)n;
-	}
-	if (done)
-		*done = put;
-	return r;
-}
-
-int snap_pread_all(int fd, void *buf, size_t len, uint64_t off, size_t *done)
+/* The one loop of the *_all helpers: len bytes between buf and fd, at off (positional) or at the
+ * descriptor's position; short transfers go on, EINTR retries, and a transfer of nothing fails
+ * with end. */
+static int io_all(int fd, void *buf, size_t len, bool positional, uint64_t off, bool out, int end,
+		  size_t *done)
 {
 	uint8_t *p = buf;
 	size_t got = 0;
 	int r = 0;
 	while (got < len) {
-		ssize_t n = pread(fd, p + got, len - got, (off_t)(off + got));
+		ssize_t n;
+		if (positional)
+			n = out ? pwrite(fd, p + got, len - got, (off_t)(off + got))
+				: pread(fd, p + got, len - got, (off_t)(off + got));
+		else
+			n = out ? write(fd, p + got, len - got) : read(fd, p + got, len - got);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
-			r = n < 0 ? -errno : -ENODATA;
+			r = n < 0 ? -errno : end;
 			break;
 		}
 		got += (size_t)n;
@@ -92,4 +76,24 @@ int snap_pread_all(int fd, void *buf, size_t len, uint64_t off, size_t *done)
 	if (done)
 		*done = got;
 	return r;
+}
+
+int snap_pwrite_all(int fd, const void *buf, size_t len, uint64_t off, size_t *done)
+{
+	return io_all(fd, (void *)buf, len, true, off, true, -EIO, done);
+}
+
+int snap_pread_all(int fd, void *buf, size_t len, uint64_t off, size_t *done)
+{
+	return io_all(fd, buf, len, true, off, false, -ENODATA, done);
+}
+
+int snap_write_all(int fd, const void *buf, size_t len, size_t *done)
+{
+	return io_all(fd, (void *)buf, len, false, 0, true, -EIO, done);
+}
+
+int snap_read_all(int fd, void *buf, size_t len, size_t *done)
+{
+	return io_all(fd, buf, len, false, 0, false, -ENODATA, done);
 }

@@ -20,4 +20,9 @@ int snap_pwrite_all(int fd, const void *buf, size_t len, uint64_t off, size_t *d
  * ends first; *done (when not NULL) says how many bytes were read either way. */
 int snap_pread_all(int fd, void *buf, size_t len, uint64_t off, size_t *done);
 
+/* write and read of all len bytes at the descriptor's position (a pipe, standard output), the
+ * same way: -EIO for a write of nothing, -ENODATA when the input ends first. */
+int snap_write_all(int fd, const void *buf, size_t len, size_t *done);
+int snap_read_all(int fd, void *buf, size_t len, size_t *done);
+
 #endif
