@@ -39,6 +39,7 @@
 #include "log.h"
 #include "store-checkpoint.h"
 #include "store-crypto.h"
+#include "util.h"
 
 #define MAGIC "snapbundle-store-checkpoint 1"
 
@@ -113,16 +114,7 @@ int store_ckpt_path(const char *url, char **ret)
 /* One whole line in one write (invariant 1). */
 static int put_line(int fd, const char *line)
 {
-	size_t len = strlen(line), done = 0;
-	while (done < len) {
-		ssize_t n = write(fd, line + done, len - done);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		done += (size_t)n;
-	}
-	return 0;
+	return snap_write_all(fd, line, strlen(line), NULL);
 }
 
 static char *frame_line(const struct snap_store_index_frame *f)

@@ -127,8 +127,7 @@ static uint64_t wanted_records(const struct snap_store_image *img,
 	uint64_t bytes = 0;
 	for (uint64_t k = 0; k < img->ix.nframes; k++) {
 		const struct snap_store_index_frame *e = &img->ix.frames[k];
-		struct snap_store_frame hf = {.flags = e->flags, .stored_len = e->stored_len};
-		uint64_t a = e->file_offset, len = snap_store_frame_record_len(&hf);
+		uint64_t a = e->file_offset, len = snap_store_index_frame_end(e) - a;
 		if (!store_image_frame_wanted(sel, all, e))
 			continue;
 		bytes += len;

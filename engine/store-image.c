@@ -540,9 +540,7 @@ int store_image_set_index(struct snap_store_image *img, uint8_t *rec, size_t len
 	if (r < 0)
 		return store_image_fail(img, r, "index is corrupt: %s", why);
 	uint8_t md[SNAP_STORE_DIGEST_SIZE];
-	const void *parts[] = {img->meta_rec};
-	const size_t lens[] = {img->meta_len};
-	if ((r = snap_store_mac(NULL, parts, lens, 1, md)) < 0)
+	if ((r = snap_store_sha256(img->meta_rec, img->meta_len, md)) < 0)
 		return r;
 	if (img->ix.meta_offset != img->meta_offset || img->ix.meta_length != img->meta_len ||
 	    !snap_store_ct_equal(md, img->ix.meta_digest, sizeof(md)))
@@ -560,8 +558,7 @@ int store_image_set_index(struct snap_store_image *img, uint8_t *rec, size_t len
 			return store_image_fail(img, -EUCLEAN,
 						"index entry of frame %llu is inconsistent",
 						(unsigned long long)i);
-		struct snap_store_frame tmp = {.flags = f->flags, .stored_len = f->stored_len};
-		expect += snap_store_frame_record_len(&tmp);
+		expect = snap_store_index_frame_end(f);
 	}
 	if (expect != at)
 		return store_image_fail(img, -EUCLEAN,
@@ -683,9 +680,7 @@ int store_image_set_signature(struct snap_store_image *img, uint8_t *rec, size_t
 		return store_image_fail(
 		    img, -EBADMSG, "signature verification failed (tampered image or signature)");
 	uint8_t id[SNAP_STORE_DIGEST_SIZE];
-	const void *parts[] = {img->sig.spki};
-	const size_t lens[] = {img->sig.spki_len};
-	if ((r = snap_store_mac(NULL, parts, lens, 1, id)) < 0)
+	if ((r = snap_store_sha256(img->sig.spki, img->sig.spki_len, id)) < 0)
 		return r;
 	snap_hex(img->signer_hex, id, sizeof(id));
 	img->signature_valid = true;
