@@ -1076,8 +1076,9 @@ static int bvol_copy(struct bvol *v)
 	if (status == 24) {
 		snap_warn("some files of %s vanished while they were copied", v->volume);
 	} else if (status != 0) {
-		r = snap_job_fail(v->job, -EIO, "rsync of %s into the image failed (exit status %d)",
-				  v->volume, status);
+		r = snap_job_fail(v->job, -EIO,
+				  "rsync of %s into the image failed (exit status %d)", v->volume,
+				  status);
 		goto out;
 	}
 	r = write_fstab(v);

@@ -22,8 +22,8 @@
  *  1. Memory is fixed when the job starts: nslots slots of chunk_size input (touched only for
  *     copied chunks) and snap_deflate_bound(chunk_size) output, the reader's buffers
  *     (nslots + 8 requests of chunk_size by default), the output sequence's 3 stages, one
- *     ISA-L level buffer per worker. Only the extent list and the part list grow with the source (O(extents),
- *     O(parts)), never its size.
+ *     ISA-L level buffer per worker. Only the extent list and the part list grow with the
+ *     source (O(extents), O(parts)), never its size.
  *  2. Slot s carries stream chunk seq where seq % nslots == s (pipeline.h invariant 1): the
  *     run thread fills it between snap_pipeline_acquire and snap_pipeline_submit, one worker
  *     deflates it, the sink writes it; the pipeline moves it on and hands it over in seq
@@ -200,8 +200,9 @@ static int bundle_work(void *ctx, void *state, unsigned i)
 	slot_release(b, s); /* invariant 9: the reader's buffer goes back at once */
 	atomic_fetch_add(&b->deflate_ns, snap_thread_cpu_ns() - t0);
 	if (r < 0)
-		return snap_pipeline_fail(b->pipe, r, "deflate of tar stream bytes %" PRIu64 "+%zu failed: %s",
-				     s->off, s->in_len, snap_strerror(r));
+		return snap_pipeline_fail(b->pipe, r,
+					  "deflate of tar stream bytes %" PRIu64 "+%zu failed: %s",
+					  s->off, s->in_len, snap_strerror(r));
 	s->out_len = outlen;
 	s->crc = crc;
 	return 0;
@@ -451,7 +452,8 @@ static int produce(struct bundle *b)
 			b->t.read_wait += secs_since(t0);
 			if (r < 0) {
 				const char *d = snap_reader_error(b->reader);
-				return snap_pipeline_fail(b->pipe, r, "%s", *d ? d : snap_strerror(r));
+				return snap_pipeline_fail(b->pipe, r, "%s",
+							  *d ? d : snap_strerror(r));
 			}
 			if (r == 0)
 				break;

@@ -259,8 +259,8 @@ int snap_job_read_file(struct snap_job *job, const char *path, const char *what,
 {
 	int r = snap_read_small_file(path, max, ret, ret_len);
 	if (r == -EFBIG)
-		return snap_job_fail(job, r, "cannot read %s%s%s: larger than %zu MiB", what ? what : "",
-				     what ? " " : "", path, max >> 20);
+		return snap_job_fail(job, r, "cannot read %s%s%s: larger than %zu MiB",
+				     what ? what : "", what ? " " : "", path, max >> 20);
 	if (r < 0)
 		return snap_job_fail(job, r, "cannot read %s%s%s: %s", what ? what : "",
 				     what ? " " : "", path, snap_strerror(r));

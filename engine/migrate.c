@@ -244,8 +244,7 @@ out:
 /* Keys and the mapping file's text (NULL without one), read once for the job. */
 static int prepare(struct snap_job *job, struct snap_bundle_signer *k, char **ret_map_text)
 {
-	int r = snap_bundle_signer_load(job, MAX_PEM, true, "the migrated manifest's signature",
-					k);
+	int r = snap_bundle_signer_load(job, MAX_PEM, true, "the migrated manifest's signature", k);
 	if (r < 0)
 		return r;
 	const char *path = snap_job_string(job, SNAP_SPARAM_MAPPING_FILE);

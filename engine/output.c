@@ -1256,7 +1256,8 @@ static int seq_write_req(struct snap_output_seq *q, const struct seq_req *rq, ui
 		uint64_t before = __atomic_load_n(&o->written, __ATOMIC_RELAXED);
 		r = write_buffered(o, rq->buf + done, rq->keep - done, rq->off + done);
 		if (r < 0) { /* the bytes before the failure were counted (one writer) */
-			*at = rq->off + done + (__atomic_load_n(&o->written, __ATOMIC_RELAXED) - before);
+			uint64_t now = __atomic_load_n(&o->written, __ATOMIC_RELAXED);
+			*at = rq->off + done + (now - before);
 			return r;
 		}
 	}

@@ -593,7 +593,7 @@ static const struct snap_pipeline_ops rekey_ops = {
 
 static uint64_t frame_rec_len(const struct snap_store_index_frame *e)
 {
-	return SNAP_STORE_FRAME_HEADER_SIZE + (uint64_t)e->stored_len + SNAP_STORE_GCM_TAG_SIZE;
+	return snap_store_index_frame_end(e) - e->file_offset;
 }
 
 static int rekey_frames(struct rk_ctx *c)
