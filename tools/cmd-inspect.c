@@ -221,7 +221,10 @@ static void print_text(FILE *f, const char *path, const struct snap_disk *d,
 			fputc('\n', f);
 		}
 		if (p->fs_mapped)
-			fprintf(f, "  free space:     %s skipped, %s used\n",
+			/* the two overlap: an empty journal is in use and skipped */
+			fprintf(f,
+				"  skipped:        %s (free space and empty metadata); the "
+				"filesystem reports %s in use\n",
 				tool_size(b1, p->fs_skipped), tool_size(b2, p->fs_used_bytes));
 		if (p->fs_note)
 			fprintf(f, "  note:           %s\n", p->fs_note);
