@@ -306,11 +306,13 @@ out:
 	return r;
 }
 
-static int sha256(const void *data, size_t len, uint8_t out[32])
+int snap_sigv4_hex_sha256(const void *data, size_t len, char out[65])
 {
+	uint8_t d[32];
 	unsigned int l = 0;
-	if (!EVP_Digest(data, len, out, &l, EVP_sha256(), NULL) || l != 32)
+	if (!EVP_Digest(len ? data : "", len, d, &l, EVP_sha256(), NULL) || l != 32)
 		return -EIO;
+	snap_hex(out, d, 32);
 	return 0;
 }
 
@@ -429,12 +431,10 @@ int snap_sigv4_sign(const struct snap_sigv4_request *q, struct snap_sigv4_result
 		goto out_bufs;
 
 	/* step 4 */
-	uint8_t digest[32];
 	char hex[65];
-	r = sha256(cr.p, cr.len, digest);
+	r = snap_sigv4_hex_sha256(cr.p, cr.len, hex);
 	if (r < 0)
 		goto out_bufs;
-	snap_hex(hex, digest, 32);
 	snap_strbuf_str(&sts, "AWS4-HMAC-SHA256\n");
 	snap_strbuf_str(&sts, res->amz_date);
 	snap_strbuf_chr(&sts, '\n');
@@ -511,7 +511,7 @@ int snap_sigv4_chunk_init(struct snap_sigv4_chunk *ch, const struct snap_sigv4_r
 	int r = check_request(req);
 	if (r < 0)
 		return r;
-	if (strcmp(req->payload_hash, "STREAMING-AWS4-HMAC-SHA256-PAYLOAD") ||
+	if (strcmp(req->payload_hash, SNAP_SIGV4_STREAMING) ||
 	    strlen(signed_req->signature) != 64 || strlen(signed_req->amz_date) != 16)
 		return -EINVAL;
 	struct snap_sigv4_chunk c = {0};
@@ -539,12 +539,11 @@ int snap_sigv4_chunk_sign(struct snap_sigv4_chunk *ch, const void *data, size_t 
 {
 	static const char empty[] =
 	    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-	uint8_t digest[32], sig[32];
+	uint8_t sig[32];
 	char hex[65];
-	int r = sha256(len ? data : "", len, digest);
+	int r = snap_sigv4_hex_sha256(data, len, hex);
 	if (r < 0)
 		return r;
-	snap_hex(hex, digest, 32);
 	/* 24 + 1 + 16 + 1 + scope + 1 + 64 + 1 + 64 + 1 + 64 */
 	char sts[400];
 	int n = snprintf(sts, sizeof(sts), "AWS4-HMAC-SHA256-PAYLOAD\n%s\n%s\n%s\n%s\n%s",

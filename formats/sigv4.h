@@ -104,6 +104,14 @@ uint64_t snap_sigv4_chunked_length(uint64_t len, uint64_t chunk_size);
 #define SNAP_SIGV4_CHUNK_HEADER_MAX 100
 size_t snap_sigv4_chunk_header(char *out, size_t len, const char signature[65]);
 
+/* The payload hash of a streamed body (invariant 5). */
+#define SNAP_SIGV4_STREAMING "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
+
+/* The lowercase hex SHA-256 of data[0..len) (data may be NULL when len is 0) into out: a
+ * payload hash (invariant 3), and the hashes inside the strings to sign. -EIO when OpenSSL
+ * fails. */
+int snap_sigv4_hex_sha256(const void *data, size_t len, char out[65]);
+
 /* Appends the S3 URI encoding of s[0..len) (RFC 3986 unreserved kept, '/' kept when keep_slash)
  * to out, which must hold 3 * len + 1 bytes; returns the length written (NUL excluded). */
 size_t snap_sigv4_uri_encode(char *out, const char *s, size_t len, int keep_slash);

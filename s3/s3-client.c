@@ -42,7 +42,6 @@
 #include <curl/curl.h>
 #include <openssl/evp.h>
 
-#include "hex.h"
 #include "s3-internal.h"
 #include "s3-xml.h"
 #include "s3.h"
@@ -54,7 +53,6 @@
 #define CHUNK_SIZE (64u * 1024)	    /* the data of one aws-chunked chunk */
 #define ERROR_BODY_MAX (64u * 1024) /* what is kept of an error answer */
 #define XML_BODY_MAX SNAP_S3_XML_MAX_SIZE
-#define STREAMING_HASH "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
 
 /* ---- header lists, put headers, addressing (s3-internal.h) ---- */
 
@@ -457,16 +455,14 @@ static void req_free(struct req *r)
 /* A body in memory: its SHA-256 (the payload hash) and, for a PUT, its Content-MD5. */
 static int req_body(struct req *r, const void *buf, size_t len, bool md5)
 {
-	uint8_t d[32];
-	unsigned int l = 0;
 	r->body_kind = BODY_MEM;
 	r->body = buf;
 	r->body_len = len;
-	if (!EVP_Digest(len ? buf : "", len, d, &l, EVP_sha256(), NULL) || l != 32)
+	if (snap_sigv4_hex_sha256(buf, len, r->payload_hash) < 0)
 		return -EIO;
-	snap_hex(r->payload_hash, d, 32);
 	if (md5) {
 		uint8_t m[16];
+		unsigned int l = 0;
 		char b64[32];
 		if (!EVP_Digest(len ? buf : "", len, m, &l, EVP_md5(), NULL) || l != 16)
 			return -EIO;
@@ -1655,7 +1651,7 @@ int snap_s3_put_stream_start(struct snap_s3_client *c, const char *bucket, const
 	r->read_fn = read;
 	r->read_ud = userdata;
 	r->stream_len = len;
-	memcpy(r->payload_hash, STREAMING_HASH, sizeof(STREAMING_HASH));
+	memcpy(r->payload_hash, SNAP_SIGV4_STREAMING, sizeof(SNAP_SIGV4_STREAMING));
 	char dl[24];
 	snprintf(dl, sizeof(dl), "%" PRIu64, len);
 	int rc = add_part_query(r, upload_id, part_number);
