@@ -191,20 +191,6 @@ static int field(struct reader *rd, xmlNodePtr parent, const char *ppath, const 
 	return 0;
 }
 
-static int parse_u64(const char *s, uint64_t *ret)
-{
-	uint64_t v = 0;
-	if (!*s)
-		return -1;
-	for (; *s; s++) {
-		if (*s < '0' || *s > '9' || v > (UINT64_MAX - 9) / 10)
-			return -1;
-		v = v * 10 + (uint64_t)(*s - '0');
-	}
-	*ret = v;
-	return 0;
-}
-
 static int hexval(char c)
 {
 	if (c >= '0' && c <= '9')
@@ -295,7 +281,7 @@ static int u64_field(struct reader *rd, xmlNodePtr parent, const char *ppath, co
 {
 	char *s = NULL;
 	int r = field(rd, parent, ppath, name, true, &s);
-	if (r >= 0 && parse_u64(s, ret) < 0)
+	if (r >= 0 && snap_xml_u64(s, ret) < 0)
 		r = snap_xml_fail(&rd->st, -EUCLEAN,
 				  "invalid manifest, %s/%s is not a decimal number: '%.40s'", ppath,
 				  name, s);
@@ -372,7 +358,7 @@ static int read_parts(struct reader *rd, struct snap_manifest_doc *m, xmlNodePtr
 				     "invalid manifest, image/parts element not present");
 	xmlChar *cnt = xmlGetNoNsProp(parts, (const xmlChar *)"count");
 	uint64_t count;
-	if (!cnt || parse_u64((const char *)cnt, &count) < 0 || count > MAX_PARTS) {
+	if (!cnt || snap_xml_u64((const char *)cnt, &count) < 0 || count > MAX_PARTS) {
 		snap_xml_fail(&rd->st, -EUCLEAN,
 			      "invalid manifest, image/parts/@count is %s%.40s%s", cnt ? "'" : "",
 			      cnt ? (const char *)cnt : "missing", cnt ? "'" : "");
@@ -404,7 +390,7 @@ static int read_parts(struct reader *rd, struct snap_manifest_doc *m, xmlNodePtr
 		m->nparts = i + 1;
 		xmlChar *idx = xmlGetNoNsProp(p, (const xmlChar *)"index");
 		uint64_t index;
-		if (!idx || parse_u64((const char *)idx, &index) < 0) {
+		if (!idx || snap_xml_u64((const char *)idx, &index) < 0) {
 			snap_xml_fail(&rd->st, -EUCLEAN,
 				      "invalid manifest, %s/@index is missing or not a number",
 				      path);

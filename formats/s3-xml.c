@@ -196,13 +196,7 @@ static int field_u64(struct reader *rd, xmlNodePtr parent, const char *name, boo
 	if (!s)
 		return 0;
 	uint64_t v = 0;
-	bool ok = *s != 0;
-	for (const char *p = s; *p && ok; p++) {
-		if (*p < '0' || *p > '9' || v > (UINT64_MAX - 9) / 10)
-			ok = false;
-		else
-			v = v * 10 + (uint64_t)(*p - '0');
-	}
+	bool ok = snap_xml_u64(s, &v) >= 0;
 	free(s);
 	if (!ok || v > max)
 		return snap_xml_fail(&rd->st, -EUCLEAN,

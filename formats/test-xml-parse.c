@@ -192,8 +192,26 @@ static void check_refuse_node(void)
 	xmlFreeDoc(doc);
 }
 
+/* snap_xml_u64 at its edges: the largest it takes, the first it refuses, no sign or space. */
+static void check_u64(void)
+{
+	static const char *const bad[] = {"", "-1", "+1", " 1", "1 ", "12a", "0x10",
+					  "18446744073709551610", "99999999999999999999"};
+	uint64_t v = 7;
+	CHECK(snap_xml_u64("0", &v) == 0 && v == 0);
+	CHECK(snap_xml_u64("0042", &v) == 0 && v == 42);
+	CHECK(snap_xml_u64("18446744073709551609", &v) == 0 && v == UINT64_MAX - 6, "%llu",
+	      (unsigned long long)v);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		v = 7;
+		CHECK(snap_xml_u64(bad[i], &v) == -EUCLEAN && v == 7, "'%s' taken as %llu", bad[i],
+		      (unsigned long long)v);
+	}
+}
+
 int main(void)
 {
+	check_u64();
 	check_plain();
 	check_doctype();
 	check_limits();

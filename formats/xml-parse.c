@@ -105,3 +105,17 @@ int snap_xml_refuse_node(struct snap_xml_status *st, const char *what, xmlNodePt
 	return snap_xml_fail(st, -EUCLEAN, "%s contains an unexpected node (type %d)", what,
 			     (int)n->type);
 }
+
+int snap_xml_u64(const char *s, uint64_t *ret)
+{
+	uint64_t v = 0;
+	if (!*s)
+		return -EUCLEAN;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9' || v > (UINT64_MAX - 9) / 10)
+			return -EUCLEAN;
+		v = v * 10 + (uint64_t)(*s - '0');
+	}
+	*ret = v;
+	return 0;
+}

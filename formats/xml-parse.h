@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * xml-parse.h - the one hardened libxml2 parse of formats/ (S3's answers in s3-xml.c, bundle
- * manifests in manifest-read.c), and the first-failure-sticks error of the readers built on it.
+ * manifests in manifest-read.c), the first-failure-sticks error of the readers built on it, and
+ * the decimal number both read from a field (snap_xml_u64).
  *
  * Invariants:
  *  1. libxml2 reads the document with XML_PARSE_NONET and never XML_PARSE_NOENT, DTDLOAD,
@@ -24,6 +25,7 @@
 #define SNAP_XML_PARSE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <libxml/tree.h>
 
@@ -48,5 +50,9 @@ int snap_xml_parse(struct snap_xml_status *st, const void *buf, size_t len, cons
  * is the second line of defence) or a node type other than element, text, CDATA, comment and
  * processing instruction (-EUCLEAN). Returns the recorded failure. */
 int snap_xml_refuse_node(struct snap_xml_status *st, const char *what, xmlNodePtr n);
+
+/* A decimal number of a field's text: digits only (no sign, no space), at least one, below
+ * 2^64 - 9 at the last digit's turn; -EUCLEAN otherwise, *ret untouched. */
+int snap_xml_u64(const char *s, uint64_t *ret);
 
 #endif
