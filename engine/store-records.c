@@ -34,6 +34,22 @@
 
 /* ---- head ---- */
 
+int store_recipient_slot(struct snap_job *job, const char *path, const char *what,
+			 const uint8_t dk[SNAP_STORE_KEY_SIZE], struct snap_store_keyslot *ret)
+{
+	char *pem = NULL;
+	size_t len = 0;
+	const char *why = "";
+	int r = snap_job_read_file(job, path, what, 1u << 20, &pem, &len);
+	if (r < 0)
+		return r;
+	r = snap_store_slot_rsa_make(pem, len, dk, ret, &why);
+	free(pem);
+	if (r < 0)
+		return snap_job_fail(job, r, "cannot use recipient %s: %s", path, why);
+	return 0;
+}
+
 /* Builds the KEYS payload; sets s->dk, s->keys. */
 static int store_keys(struct store_ctx *s, uint8_t **ret, size_t *ret_len)
 {
@@ -79,17 +95,8 @@ static int store_keys(struct store_ctx *s, uint8_t **ret, size_t *ret_len)
 		k.nslots++;
 	}
 	for (size_t i = 0; i < ncerts; i++) {
-		char *pem = NULL;
-		size_t len = 0;
-		const char *why = "";
-		if ((r = snap_job_read_file(job, certs[i], NULL, 1u << 20, &pem, &len)) < 0)
+		if ((r = store_recipient_slot(job, certs[i], NULL, s->dk, &k.slots[k.nslots])) < 0)
 			goto out;
-		r = snap_store_slot_rsa_make(pem, len, s->dk, &k.slots[k.nslots], &why);
-		free(pem);
-		if (r < 0) {
-			r = snap_job_fail(job, r, "cannot use recipient %s: %s", certs[i], why);
-			goto out;
-		}
 		k.nslots++;
 	}
 	r = snap_store_keys_encode(&k, ret, ret_len);
