@@ -2,8 +2,9 @@
 /*
  * store-records.c - the records a store writes around its frames (formats/STORE_FORMAT.md), from
  * the job's parameters and the volumes, for store.c (store-internal.h): the head (header, KEYS,
- * META: store_write_head) and the tail (INDEX, SIGNATURE, footer: store_write_tail). The
- * records' bytes are encoded by formats/store-format.c; what this file adds is what they say.
+ * META: store_write_head) and the tail (INDEX, SIGNATURE, footer: store_write_tail); a
+ * recipient's key slot for rekey.c too (store_recipient_slot). The records' bytes are encoded
+ * by formats/store-format.c; what this file adds is what they say.
  *
  * Invariants:
  *  1. The keys decide the header: the ENCRYPTED feature bit is set from the KEYS built first,
