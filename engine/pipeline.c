@@ -271,16 +271,6 @@ int snap_pipeline_new(struct snap_job *job, const struct snap_pipeline_opts *opt
 	return 0;
 }
 
-unsigned snap_pipeline_nslots(const struct snap_pipeline *p)
-{
-	return p->nslots;
-}
-
-unsigned snap_pipeline_nworkers(const struct snap_pipeline *p)
-{
-	return p->nworkers;
-}
-
 /* Lock held: one wait of the run thread with progress (invariant 4), or of the producer of an
  * inner pipeline without; either notices a cancellation. */
 static void run_wait(struct snap_pipeline *p, uint64_t *acc, bool quiet)

@@ -80,8 +80,6 @@ struct snap_pipeline_stats {
  * left running and the job records why. */
 int snap_pipeline_new(struct snap_job *job, const struct snap_pipeline_opts *opts,
 		      const struct snap_pipeline_ops *ops, void *ctx, struct snap_pipeline **ret);
-unsigned snap_pipeline_nslots(const struct snap_pipeline *p);
-unsigned snap_pipeline_nworkers(const struct snap_pipeline *p);
 
 /* Run thread: waits for the next slot in sequence to be free and hands it over (FILLING); sets
  * its index and sequence number. Returns the first failure, or -ECANCELED. */

@@ -55,6 +55,7 @@
 #include "store-crypto.h"
 #include "store-format.h"
 #include "store-image.h"
+#include "store-internal.h"
 
 /* Bytes of frame records per slot (at least one whole frame record). */
 #define REKEY_SLOT_BYTES (4u << 20)
@@ -269,19 +270,9 @@ static int rekey_keys(struct rk_ctx *c, uint8_t **ret, size_t *ret_len)
 			r = slots_push(&k, &s);
 	}
 	for (size_t i = 0; i < nadd && r == 0; i++) {
-		char *pem = NULL;
-		size_t len = 0;
-		const char *why = "";
-		if ((r = snap_job_read_file(job, adds[i], "certificate", 1u << 20, &pem, &len)) < 0)
-			break;
 		memset(&s, 0, sizeof(s));
-		r = snap_store_slot_rsa_make(pem, len, c->dk, &s, &why);
-		free(pem);
-		if (r < 0) {
-			r = snap_job_fail(job, r, "cannot use recipient %s: %s", adds[i], why);
-			break;
-		}
-		r = slots_push(&k, &s);
+		if ((r = store_recipient_slot(job, adds[i], "certificate", c->dk, &s)) == 0)
+			r = slots_push(&k, &s);
 		free(s.rsa);
 	}
 	if (r == 0 && k.nslots == 0)

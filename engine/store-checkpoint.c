@@ -103,7 +103,6 @@ int store_ckpt_path(const char *url, char **ret)
 	r = snap_store_sha256(url, strlen(url), d);
 	if (r == 0) {
 		snap_hex(hex, d, 12);
-		hex[24] = 0;
 		if (asprintf(ret, "%s/store-%s.checkpoint", dir, hex) < 0)
 			r = -ENOMEM;
 	}
@@ -117,11 +116,18 @@ static int put_line(int fd, const char *line)
 	return snap_write_all(fd, line, strlen(line), NULL);
 }
 
+static char *part_line(uint32_t part_number, uint64_t end, const char *etag)
+{
+	char *line = NULL;
+	if (asprintf(&line, "part %u %llu %s\n", part_number, (unsigned long long)end, etag) < 0)
+		return NULL;
+	return line;
+}
+
 static char *frame_line(const struct snap_store_index_frame *f)
 {
 	char dg[2 * SNAP_STORE_DIGEST_SIZE + 1];
 	snap_hex(dg, f->digest, sizeof(f->digest));
-	dg[sizeof(dg) - 1] = 0;
 	char *line = NULL;
 	if (asprintf(&line, "frame %llu %u %u %llu %u %u %s\n", (unsigned long long)f->file_offset,
 		     f->volume, f->flags, (unsigned long long)f->offset, f->raw_len, f->stored_len,
@@ -136,7 +142,6 @@ static int write_state(int fd, const struct store_ckpt_state *st)
 	if (!hex)
 		return -ENOMEM;
 	snap_hex(hex, st->head, st->head_len);
-	hex[2 * st->head_len] = 0;
 	char *s = NULL;
 	int r =
 	    asprintf(&s,
@@ -159,8 +164,7 @@ static int write_state(int fd, const struct store_ckpt_state *st)
 		free(s);
 	}
 	for (size_t i = 0; i < st->nparts && r == 0; i++) {
-		if (asprintf(&s, "part %u %llu %s\n", st->parts[i].part_number,
-			     (unsigned long long)st->part_ends[i], st->parts[i].etag) < 0)
+		if (!(s = part_line(st->parts[i].part_number, st->part_ends[i], st->parts[i].etag)))
 			return -ENOMEM;
 		r = put_line(fd, s);
 		free(s);
@@ -225,10 +229,7 @@ static void append(struct store_ckpt *ck, char *line)
 
 void store_ckpt_part(struct store_ckpt *ck, uint32_t part_number, const char *etag, uint64_t end)
 {
-	char *line = NULL;
-	if (asprintf(&line, "part %u %llu %s\n", part_number, (unsigned long long)end, etag) < 0)
-		line = NULL;
-	append(ck, line);
+	append(ck, part_line(part_number, end, etag));
 }
 
 void store_ckpt_frame(struct store_ckpt *ck, const struct snap_store_index_frame *f)

@@ -150,6 +150,10 @@ int store_read_chunks(struct store_ctx *s, uint32_t vi, const struct snap_range 
 
 /* ---- the image's head and tail (store-records.c) ---- */
 
+/* A key slot wrapping dk for the recipient whose certificate is the file path (what names it
+ * in a failed read's message, or NULL); a failure fails the job. Also rekey.c's. */
+int store_recipient_slot(struct snap_job *job, const char *path, const char *what,
+			 const uint8_t dk[SNAP_STORE_KEY_SIZE], struct snap_store_keyslot *ret);
 /* The AMI id the image and its S3 object are named after: SNAP_SPARAM_IMAGE_ID, else ami- and
  * 17 hex digits of the image id. */
 const char *store_ami_id(const struct store_ctx *s, char buf[40]);

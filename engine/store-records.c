@@ -2,8 +2,9 @@
 /*
  * store-records.c - the records a store writes around its frames (formats/STORE_FORMAT.md), from
  * the job's parameters and the volumes, for store.c (store-internal.h): the head (header, KEYS,
- * META: store_write_head) and the tail (INDEX, SIGNATURE, footer: store_write_tail). The
- * records' bytes are encoded by formats/store-format.c; what this file adds is what they say.
+ * META: store_write_head) and the tail (INDEX, SIGNATURE, footer: store_write_tail); a
+ * recipient's key slot for rekey.c too (store_recipient_slot). The records' bytes are encoded
+ * by formats/store-format.c; what this file adds is what they say.
  *
  * Invariants:
  *  1. The keys decide the header: the ENCRYPTED feature bit is set from the KEYS built first,
@@ -33,6 +34,22 @@
 #include "store-internal.h"
 
 /* ---- head ---- */
+
+int store_recipient_slot(struct snap_job *job, const char *path, const char *what,
+			 const uint8_t dk[SNAP_STORE_KEY_SIZE], struct snap_store_keyslot *ret)
+{
+	char *pem = NULL;
+	size_t len = 0;
+	const char *why = "";
+	int r = snap_job_read_file(job, path, what, 1u << 20, &pem, &len);
+	if (r < 0)
+		return r;
+	r = snap_store_slot_rsa_make(pem, len, dk, ret, &why);
+	free(pem);
+	if (r < 0)
+		return snap_job_fail(job, r, "cannot use recipient %s: %s", path, why);
+	return 0;
+}
 
 /* Builds the KEYS payload; sets s->dk, s->keys. */
 static int store_keys(struct store_ctx *s, uint8_t **ret, size_t *ret_len)
@@ -79,17 +96,8 @@ static int store_keys(struct store_ctx *s, uint8_t **ret, size_t *ret_len)
 		k.nslots++;
 	}
 	for (size_t i = 0; i < ncerts; i++) {
-		char *pem = NULL;
-		size_t len = 0;
-		const char *why = "";
-		if ((r = snap_job_read_file(job, certs[i], NULL, 1u << 20, &pem, &len)) < 0)
+		if ((r = store_recipient_slot(job, certs[i], NULL, s->dk, &k.slots[k.nslots])) < 0)
 			goto out;
-		r = snap_store_slot_rsa_make(pem, len, s->dk, &k.slots[k.nslots], &why);
-		free(pem);
-		if (r < 0) {
-			r = snap_job_fail(job, r, "cannot use recipient %s: %s", certs[i], why);
-			goto out;
-		}
 		k.nslots++;
 	}
 	r = snap_store_keys_encode(&k, ret, ret_len);

@@ -393,6 +393,22 @@ static int store_part_size(struct store_ctx *s, uint64_t *ret)
 	return 0;
 }
 
+/* The "PREFIX NAME=VALUE" strings of l as NAME and VALUE pairs into out (cut in place at the
+ * '='); the others are skipped. Returns the count. */
+static size_t split_pairs(const struct snap_store_strlist *l, const char *prefix,
+			  struct snap_s3_pair *out)
+{
+	size_t n = 0, pl = strlen(prefix);
+	for (size_t i = 0; i < l->n; i++) {
+		char *kv = l->v[i], *eq = strchr(kv, '=');
+		if (!eq || strncmp(kv, prefix, pl))
+			continue;
+		*eq = 0;
+		out[n++] = (struct snap_s3_pair){kv + pl, eq + 1};
+	}
+	return n;
+}
+
 /* The object's metadata (x-amz-meta-ami-*, as the META record has them) and tags. */
 static int store_s3_pairs(struct store_ctx *s, struct snap_store_meta *m,
 			  struct snap_s3_pair **ret_meta, size_t *ret_nmeta,
@@ -408,26 +424,11 @@ static int store_s3_pairs(struct store_ctx *s, struct snap_store_meta *m,
 		free(tags);
 		return -ENOMEM;
 	}
-	size_t nm = 0, nt = 0;
 	/* "x-amz-meta-NAME=VALUE" (store_meta): S3 wants NAME and VALUE */
-	for (size_t i = 0; i < m->s3.n; i++) {
-		char *kv = m->s3.v[i], *eq = strchr(kv, '=');
-		if (!eq || strncmp(kv, "x-amz-meta-", 11))
-			continue;
-		*eq = 0;
-		meta[nm++] = (struct snap_s3_pair){kv + 11, eq + 1};
-	}
-	for (size_t i = 0; i < m->tags.n; i++) {
-		char *kv = m->tags.v[i], *eq = strchr(kv, '=');
-		if (!eq)
-			continue;
-		*eq = 0;
-		tags[nt++] = (struct snap_s3_pair){kv, eq + 1};
-	}
+	*ret_nmeta = split_pairs(&m->s3, "x-amz-meta-", meta);
+	*ret_ntags = split_pairs(&m->tags, "", tags);
 	*ret_meta = meta;
-	*ret_nmeta = nm;
 	*ret_tags = tags;
-	*ret_ntags = nt;
 	return 0;
 }
 
