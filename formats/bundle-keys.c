@@ -73,17 +73,25 @@ int snap_pem_private_key(const void *pem, size_t len, EVP_PKEY **ret)
 	return pem_rsa_key(pem, len, false, ret);
 }
 
-/* The two calls of an EVP one-shot (enc: EVP_PKEY_encrypt, else md: EVP_DigestSign): the first
- * sizes the output, the second makes it; then its hex. -EIO clears OpenSSL's error queue. */
-static int two_pass_hex(EVP_PKEY_CTX *enc, EVP_MD_CTX *md, const void *in, size_t len,
-			char **ret_hex)
+/* RSA PKCS#1 v1.5 of in under key, in hex: a signature of its SHA-1 (sign), or its encryption.
+ * The one-shot is called twice: the first call sizes the output, the second makes it. */
+static int rsa_pkcs1_hex(EVP_PKEY *key, bool sign, const void *in, size_t len, char **ret_hex)
 {
+	EVP_MD_CTX *md = sign ? EVP_MD_CTX_new() : NULL;
+	/* a signing context belongs to md */
+	EVP_PKEY_CTX *ctx = sign ? NULL : EVP_PKEY_CTX_new_from_pkey(NULL, key, NULL);
+	if (!md && !ctx)
+		return -ENOMEM;
 	int r = -EIO;
 	uint8_t *out = NULL;
 	size_t outlen = 0;
+	if ((sign ? EVP_DigestSignInit_ex(md, &ctx, "SHA1", NULL, NULL, key, NULL)
+		  : EVP_PKEY_encrypt_init(ctx)) <= 0 ||
+	    EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) <= 0)
+		goto out;
 	for (int pass = 0; pass < 2; pass++) {
-		if ((enc ? EVP_PKEY_encrypt(enc, out, &outlen, in, len)
-			 : EVP_DigestSign(md, out, &outlen, in, len)) <= 0)
+		if ((sign ? EVP_DigestSign(md, out, &outlen, in, len)
+			  : EVP_PKEY_encrypt(ctx, out, &outlen, in, len)) <= 0)
 			goto out;
 		if (!out && !(out = malloc(outlen))) {
 			r = -ENOMEM;
@@ -102,38 +110,21 @@ out:
 	if (r == -EIO)
 		ERR_clear_error();
 	free(out);
+	if (md)
+		EVP_MD_CTX_free(md);
+	else
+		EVP_PKEY_CTX_free(ctx);
 	return r;
 }
 
 int snap_rsa_encrypt_hex(EVP_PKEY *pub, const void *text, size_t len, char **ret_hex)
 {
-	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pub, NULL);
-	if (!ctx)
-		return -ENOMEM;
-	int r = -EIO;
-	if (EVP_PKEY_encrypt_init(ctx) > 0 &&
-	    EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) > 0)
-		r = two_pass_hex(ctx, NULL, text, len, ret_hex);
-	else
-		ERR_clear_error();
-	EVP_PKEY_CTX_free(ctx);
-	return r;
+	return rsa_pkcs1_hex(pub, false, text, len, ret_hex);
 }
 
 int snap_rsa_sign_sha1_hex(EVP_PKEY *key, const void *data, size_t len, char **ret_hex)
 {
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	EVP_PKEY_CTX *pctx = NULL;
-	if (!md)
-		return -ENOMEM;
-	int r = -EIO;
-	if (EVP_DigestSignInit_ex(md, &pctx, "SHA1", NULL, NULL, key, NULL) > 0 &&
-	    EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) > 0)
-		r = two_pass_hex(NULL, md, data, len, ret_hex);
-	else
-		ERR_clear_error();
-	EVP_MD_CTX_free(md);
-	return r;
+	return rsa_pkcs1_hex(key, true, data, len, ret_hex);
 }
 
 const char *snap_ossl_reason(void)
