@@ -61,32 +61,16 @@ _Static_assert(IFR(volume) == 8 && IFR(flags) == 12 && IFR(offset) == 16 && IFR(
 
 static uint32_t crc32_of(const uint8_t *buf, size_t len)
 {
-	uLong c = crc32(0L, Z_NULL, 0);
-	while (len > 0) {
-		uInt n = len > (1u << 30) ? (1u << 30) : (uInt)len;
-		c = crc32(c, buf, n);
-		buf += n;
-		len -= n;
-	}
-	return (uint32_t)c;
+	return (uint32_t)crc32_z(crc32(0L, Z_NULL, 0), buf, len);
 }
 
 /* CRC over buf with the 4 bytes at crc_at taken as zero. */
 static uint32_t crc32_skip(const uint8_t *buf, size_t len, size_t crc_at)
 {
 	static const uint8_t zero[4];
-	uLong c = crc32(0L, Z_NULL, 0);
-	c = crc32(c, buf, (uInt)crc_at);
+	uLong c = crc32_z(crc32(0L, Z_NULL, 0), buf, crc_at);
 	c = crc32(c, zero, 4);
-	size_t rest = len - crc_at - 4;
-	const uint8_t *p = buf + crc_at + 4;
-	while (rest > 0) {
-		uInt n = rest > (1u << 30) ? (1u << 30) : (uInt)rest;
-		c = crc32(c, p, n);
-		p += n;
-		rest -= n;
-	}
-	return (uint32_t)c;
+	return (uint32_t)crc32_z(c, buf + crc_at + 4, len - crc_at - 4);
 }
 
 static void set_detail(const char **d, const char *s)
