@@ -15,20 +15,6 @@
 #include "bundle-keys.h"
 #include "test-util.h"
 
-static void hex_to_file(const char *hex, const char *path)
-{
-	size_t n = strlen(hex) / 2;
-	uint8_t *b = malloc(n);
-	REQUIRE(b != NULL);
-	for (size_t i = 0; i < n; i++) {
-		unsigned v;
-		REQUIRE(sscanf(hex + 2 * i, "%2x", &v) == 1);
-		b[i] = (uint8_t)v;
-	}
-	test_write_file(path, b, n);
-	free(b);
-}
-
 static uint8_t *unhex(const char *hex, size_t *ret_len)
 {
 	size_t n = strlen(hex) / 2;
@@ -41,6 +27,14 @@ static uint8_t *unhex(const char *hex, size_t *ret_len)
 	}
 	*ret_len = n;
 	return b;
+}
+
+static void hex_to_file(const char *hex, const char *path)
+{
+	size_t n;
+	uint8_t *b = unhex(hex, &n);
+	test_write_file(path, b, n);
+	free(b);
 }
 
 /* wrap then unwrap, sign then verify, and their failures */
