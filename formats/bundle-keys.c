@@ -32,21 +32,25 @@ int snap_bundle_key_generate(struct snap_bundle_key *ret)
 	return 0;
 }
 
-int snap_pem_cert_public_key(const void *pem, size_t len, EVP_PKEY **ret)
+/* The RSA key of a PEM certificate (cert) or private key: -EBADMSG when there is none, and
+ * -EOPNOTSUPP for another kind of key. */
+static int pem_rsa_key(const void *pem, size_t len, bool cert, EVP_PKEY **ret)
 {
 	if (len > INT32_MAX)
 		return -EINVAL;
 	BIO *bio = BIO_new_mem_buf(pem, (int)len);
 	if (!bio)
 		return -ENOMEM;
-	X509 *cert = PEM_read_bio_X509(bio, NULL, NULL, NULL);
-	BIO_free(bio);
-	if (!cert) {
-		ERR_clear_error();
-		return -EBADMSG;
+	EVP_PKEY *key;
+	if (cert) {
+		X509 *x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+		key = x ? X509_get_pubkey(x) : NULL;
+		X509_free(x);
+	} else {
+		/* an empty passphrase callback result: encrypted keys fail instead of prompting */
+		key = PEM_read_bio_PrivateKey(bio, NULL, NULL, (void *)"");
 	}
-	EVP_PKEY *key = X509_get_pubkey(cert);
-	X509_free(cert);
+	BIO_free(bio);
 	if (!key) {
 		ERR_clear_error();
 		return -EBADMSG;
@@ -57,95 +61,70 @@ int snap_pem_cert_public_key(const void *pem, size_t len, EVP_PKEY **ret)
 	}
 	*ret = key;
 	return 0;
+}
+
+int snap_pem_cert_public_key(const void *pem, size_t len, EVP_PKEY **ret)
+{
+	return pem_rsa_key(pem, len, true, ret);
 }
 
 int snap_pem_private_key(const void *pem, size_t len, EVP_PKEY **ret)
 {
-	if (len > INT32_MAX)
-		return -EINVAL;
-	BIO *bio = BIO_new_mem_buf(pem, (int)len);
-	if (!bio)
-		return -ENOMEM;
-	/* an empty passphrase callback result: encrypted keys fail instead of prompting */
-	EVP_PKEY *key = PEM_read_bio_PrivateKey(bio, NULL, NULL, (void *)"");
-	BIO_free(bio);
-	if (!key) {
-		ERR_clear_error();
-		return -EBADMSG;
-	}
-	if (EVP_PKEY_get_base_id(key) != EVP_PKEY_RSA) {
-		EVP_PKEY_free(key);
-		return -EOPNOTSUPP;
-	}
-	*ret = key;
-	return 0;
+	return pem_rsa_key(pem, len, false, ret);
 }
 
-static int to_hex(const uint8_t *bin, size_t len, char **ret_hex)
+/* RSA PKCS#1 v1.5 of in under key, in hex: a signature of its SHA-1 (sign), or its encryption.
+ * The one-shot is called twice: the first call sizes the output, the second makes it. */
+static int rsa_pkcs1_hex(EVP_PKEY *key, bool sign, const void *in, size_t len, char **ret_hex)
 {
-	char *hex = malloc(2 * len + 1);
-	if (!hex)
+	EVP_MD_CTX *md = sign ? EVP_MD_CTX_new() : NULL;
+	/* a signing context belongs to md */
+	EVP_PKEY_CTX *ctx = sign ? NULL : EVP_PKEY_CTX_new_from_pkey(NULL, key, NULL);
+	if (!md && !ctx)
 		return -ENOMEM;
-	snap_hex(hex, bin, len);
-	*ret_hex = hex;
-	return 0;
-}
-
-int snap_rsa_encrypt_hex(EVP_PKEY *pub, const void *text, size_t len, char **ret_hex)
-{
 	int r = -EIO;
 	uint8_t *out = NULL;
 	size_t outlen = 0;
-	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pub, NULL);
-	if (!ctx)
-		return -ENOMEM;
-	if (EVP_PKEY_encrypt_init(ctx) <= 0 ||
-	    EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) <= 0 ||
-	    EVP_PKEY_encrypt(ctx, NULL, &outlen, text, len) <= 0)
+	if ((sign ? EVP_DigestSignInit_ex(md, &ctx, "SHA1", NULL, NULL, key, NULL)
+		  : EVP_PKEY_encrypt_init(ctx)) <= 0 ||
+	    EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) <= 0)
 		goto out;
-	out = malloc(outlen);
-	if (!out) {
+	for (int pass = 0; pass < 2; pass++) {
+		if ((sign ? EVP_DigestSign(md, out, &outlen, in, len)
+			  : EVP_PKEY_encrypt(ctx, out, &outlen, in, len)) <= 0)
+			goto out;
+		if (!out && !(out = malloc(outlen))) {
+			r = -ENOMEM;
+			goto out;
+		}
+	}
+	char *hex = malloc(2 * outlen + 1);
+	if (!hex) {
 		r = -ENOMEM;
 		goto out;
 	}
-	if (EVP_PKEY_encrypt(ctx, out, &outlen, text, len) <= 0)
-		goto out;
-	r = to_hex(out, outlen, ret_hex);
+	snap_hex(hex, out, outlen);
+	*ret_hex = hex;
+	r = 0;
 out:
 	if (r == -EIO)
 		ERR_clear_error();
 	free(out);
-	EVP_PKEY_CTX_free(ctx);
+	if (md)
+		EVP_MD_CTX_free(md);
+	else
+		EVP_PKEY_CTX_free(ctx);
 	return r;
+}
+
+int snap_rsa_encrypt_hex(EVP_PKEY *pub, const void *text, size_t len, char **ret_hex)
+{
+	return rsa_pkcs1_hex(pub, false, text, len, ret_hex);
 }
 
 int snap_rsa_sign_sha1_hex(EVP_PKEY *key, const void *data, size_t len, char **ret_hex)
 {
-	int r = -EIO;
-	uint8_t *sig = NULL;
-	size_t siglen = 0;
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	EVP_PKEY_CTX *pctx = NULL;
-	if (!md)
-		return -ENOMEM;
-	if (EVP_DigestSignInit_ex(md, &pctx, "SHA1", NULL, NULL, key, NULL) <= 0 ||
-	    EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) <= 0 ||
-	    EVP_DigestSign(md, NULL, &siglen, data, len) <= 0)
-		goto out;
-	sig = malloc(siglen);
-	if (!sig) {
-		r = -ENOMEM;
-		goto out;
-	}
-	if (EVP_DigestSign(md, sig, &siglen, data, len) <= 0)
-		goto out;
-	r = to_hex(sig, siglen, ret_hex);
-out:
-	if (r == -EIO)
-		ERR_clear_error();
-	free(sig);
-	EVP_MD_CTX_free(md);
-	return r;
+	return rsa_pkcs1_hex(key, true, data, len, ret_hex);
 }
 
 const char *snap_ossl_reason(void)

@@ -18,27 +18,28 @@
 
 #include "store-crypto.h"
 
-static int hkdf(const uint8_t *ikm, size_t ikm_len, const uint8_t *salt, size_t salt_len,
-		const char *info, uint8_t *out, size_t out_len)
+/* One derivation of out_len bytes by the OpenSSL KDF name, with its parameters. */
+static int kdf_derive(const char *name, const OSSL_PARAM *params, uint8_t *out, size_t out_len)
 {
-	EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+	EVP_KDF *kdf = EVP_KDF_fetch(NULL, name, NULL);
 	EVP_KDF_CTX *ctx = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
-	int r = -EIO;
-	if (ctx) {
-		OSSL_PARAM params[] = {
-		    OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA256", 0),
-		    OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)ikm, ikm_len),
-		    OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)salt, salt_len),
-		    OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)info,
-						      strlen(info)),
-		    OSSL_PARAM_construct_end(),
-		};
-		if (EVP_KDF_derive(ctx, out, out_len, params) == 1)
-			r = 0;
-	}
+	int r = ctx && EVP_KDF_derive(ctx, out, out_len, params) == 1 ? 0 : -EIO;
 	EVP_KDF_CTX_free(ctx);
 	EVP_KDF_free(kdf);
 	return r;
+}
+
+static int hkdf(const uint8_t *ikm, size_t ikm_len, const uint8_t *salt, size_t salt_len,
+		const char *info, uint8_t *out, size_t out_len)
+{
+	OSSL_PARAM params[] = {
+	    OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA256", 0),
+	    OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)ikm, ikm_len),
+	    OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)salt, salt_len),
+	    OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)info, strlen(info)),
+	    OSSL_PARAM_construct_end(),
+	};
+	return kdf_derive("HKDF", params, out, out_len);
 }
 
 int snap_store_derive(const uint8_t dk[SNAP_STORE_KEY_SIZE],
@@ -278,27 +279,17 @@ static int scrypt_kek(const char *pass, size_t pass_len, const uint8_t salt[32],
 	/* bounds keep a hostile image from choosing what we spend (store-crypto.h) */
 	if (!scrypt_cost_allowed(n, r, p))
 		return -EUCLEAN;
-	EVP_KDF *kdf = EVP_KDF_fetch(NULL, "SCRYPT", NULL);
-	EVP_KDF_CTX *ctx = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
 	uint64_t maxmem = 128ull * n * r * p + (64ull << 20);
-	int ret = -EIO;
-	if (ctx) {
-		OSSL_PARAM params[] = {
-		    OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_PASSWORD, (void *)pass,
-						      pass_len),
-		    OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)salt, 32),
-		    OSSL_PARAM_construct_uint64(OSSL_KDF_PARAM_SCRYPT_N, &n),
-		    OSSL_PARAM_construct_uint32(OSSL_KDF_PARAM_SCRYPT_R, &r),
-		    OSSL_PARAM_construct_uint32(OSSL_KDF_PARAM_SCRYPT_P, &p),
-		    OSSL_PARAM_construct_uint64(OSSL_KDF_PARAM_SCRYPT_MAXMEM, &maxmem),
-		    OSSL_PARAM_construct_end(),
-		};
-		if (EVP_KDF_derive(ctx, out, 32, params) == 1)
-			ret = 0;
-	}
-	EVP_KDF_CTX_free(ctx);
-	EVP_KDF_free(kdf);
-	return ret;
+	OSSL_PARAM params[] = {
+	    OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_PASSWORD, (void *)pass, pass_len),
+	    OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)salt, 32),
+	    OSSL_PARAM_construct_uint64(OSSL_KDF_PARAM_SCRYPT_N, &n),
+	    OSSL_PARAM_construct_uint32(OSSL_KDF_PARAM_SCRYPT_R, &r),
+	    OSSL_PARAM_construct_uint32(OSSL_KDF_PARAM_SCRYPT_P, &p),
+	    OSSL_PARAM_construct_uint64(OSSL_KDF_PARAM_SCRYPT_MAXMEM, &maxmem),
+	    OSSL_PARAM_construct_end(),
+	};
+	return kdf_derive("SCRYPT", params, out, 32);
 }
 
 int snap_store_slot_scrypt_make(const char *pass, size_t pass_len,
@@ -351,14 +342,33 @@ int snap_store_slot_scrypt_open(const struct snap_store_keyslot *s, const char *
 	return r;
 }
 
-static int pubkey_id(EVP_PKEY *pk, uint8_t out[32])
+/* The DER SubjectPublicKeyInfo of pk, malloc'd: how a key is named and carried (key_id, spki). */
+static int spki_der(EVP_PKEY *pk, uint8_t **ret, size_t *ret_len)
 {
-	unsigned char *der = NULL;
-	int n = i2d_PUBKEY(pk, &der);
+	int n = i2d_PUBKEY(pk, NULL);
 	if (n <= 0)
 		return -EIO;
-	int r = snap_store_sha256(der, (size_t)n, out);
-	OPENSSL_free(der);
+	uint8_t *der = malloc((size_t)n), *p = der;
+	if (!der)
+		return -ENOMEM;
+	if (i2d_PUBKEY(pk, &p) != n) {
+		free(der);
+		return -EIO;
+	}
+	*ret = der;
+	*ret_len = (size_t)n;
+	return 0;
+}
+
+static int pubkey_id(EVP_PKEY *pk, uint8_t out[32])
+{
+	uint8_t *der;
+	size_t n;
+	int r = spki_der(pk, &der, &n);
+	if (r < 0)
+		return r;
+	r = snap_store_sha256(der, n, out);
+	free(der);
 	return r;
 }
 
@@ -471,7 +481,6 @@ int snap_store_sign(const void *key_pem, size_t key_len, const void *msg, size_t
 	EVP_PKEY *pk = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
 	EVP_MD_CTX *ctx = NULL;
 	uint8_t *sig = NULL;
-	unsigned char *der = NULL;
 	size_t sl = 0;
 	int r = -EINVAL;
 	*ret_detail = "not a PEM private key";
@@ -485,23 +494,14 @@ int snap_store_sign(const void *key_pem, size_t key_len, const void *msg, size_t
 	    EVP_DigestSign(ctx, NULL, &sl, msg, msg_len) != 1 || !(sig = malloc(sl)) ||
 	    EVP_DigestSign(ctx, sig, &sl, msg, msg_len) != 1)
 		goto out;
-	int n = i2d_PUBKEY(pk, &der);
-	if (n <= 0)
+	r = spki_der(pk, ret_spki, ret_spki_len);
+	if (r < 0)
 		goto out;
-	*ret_spki = malloc((size_t)n);
-	if (!*ret_spki) {
-		r = -ENOMEM;
-		goto out;
-	}
-	memcpy(*ret_spki, der, (size_t)n);
-	*ret_spki_len = (size_t)n;
 	*ret_sig = sig;
 	*ret_sig_len = sl;
 	sig = NULL;
-	r = 0;
 out:
 	free(sig);
-	OPENSSL_free(der);
 	EVP_MD_CTX_free(ctx);
 	EVP_PKEY_free(pk);
 	BIO_free(bio);
@@ -544,15 +544,8 @@ int snap_store_spki_from_pem(const void *pem, size_t len, uint8_t **ret, size_t 
 			pk = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
 		}
 	}
-	unsigned char *der = NULL;
-	int n = pk ? i2d_PUBKEY(pk, &der) : -1;
-	int r = -EINVAL;
-	if (n > 0 && (*ret = malloc((size_t)n))) {
-		memcpy(*ret, der, (size_t)n);
-		*ret_len = (size_t)n;
-		r = 0;
-	}
-	OPENSSL_free(der);
+	/* any failure, allocation included, reads as a key that is not there */
+	int r = pk && spki_der(pk, ret, ret_len) == 0 ? 0 : -EINVAL;
 	EVP_PKEY_free(pk);
 	X509_free(x);
 	BIO_free(bio);

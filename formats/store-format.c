@@ -13,6 +13,7 @@
 
 #include "store-crypto.h"
 #include "store-format.h"
+#include "strbuf.h"
 
 /* On-disk sizes are fixed by the spec; these anchor the offsets used below. */
 _Static_assert(SNAP_STORE_HEADER_SIZE == 128, "header is 128 bytes");
@@ -60,32 +61,16 @@ _Static_assert(IFR(volume) == 8 && IFR(flags) == 12 && IFR(offset) == 16 && IFR(
 
 static uint32_t crc32_of(const uint8_t *buf, size_t len)
 {
-	uLong c = crc32(0L, Z_NULL, 0);
-	while (len > 0) {
-		uInt n = len > (1u << 30) ? (1u << 30) : (uInt)len;
-		c = crc32(c, buf, n);
-		buf += n;
-		len -= n;
-	}
-	return (uint32_t)c;
+	return (uint32_t)crc32_z(crc32(0L, Z_NULL, 0), buf, len);
 }
 
 /* CRC over buf with the 4 bytes at crc_at taken as zero. */
 static uint32_t crc32_skip(const uint8_t *buf, size_t len, size_t crc_at)
 {
 	static const uint8_t zero[4];
-	uLong c = crc32(0L, Z_NULL, 0);
-	c = crc32(c, buf, (uInt)crc_at);
+	uLong c = crc32_z(crc32(0L, Z_NULL, 0), buf, crc_at);
 	c = crc32(c, zero, 4);
-	size_t rest = len - crc_at - 4;
-	const uint8_t *p = buf + crc_at + 4;
-	while (rest > 0) {
-		uInt n = rest > (1u << 30) ? (1u << 30) : (uInt)rest;
-		c = crc32(c, p, n);
-		p += n;
-		rest -= n;
-	}
-	return (uint32_t)c;
+	return (uint32_t)crc32_z(c, buf + crc_at + 4, len - crc_at - 4);
 }
 
 static void set_detail(const char **d, const char *s)
@@ -326,84 +311,57 @@ int snap_store_footer_decode(const uint8_t *buf, size_t len, struct snap_store_f
 	return 0;
 }
 
-/* ---- growable buffer and cursor ---- */
+/* ---- writing into a snap_strbuf, and a cursor ---- */
 
-struct wbuf {
-	uint8_t *p;
-	size_t len, cap;
-	int err;
-};
-
-static uint8_t *wb_room(struct wbuf *b, size_t n)
+static void sb_le32(struct snap_strbuf *b, uint32_t v)
 {
-	if (b->err)
-		return NULL;
-	if (b->len + n > b->cap) {
-		size_t cap = b->cap ? b->cap * 2 : 256;
-		while (cap < b->len + n)
-			cap *= 2;
-		uint8_t *np = realloc(b->p, cap);
-		if (!np) {
-			b->err = -ENOMEM;
-			return NULL;
-		}
-		b->p = np;
-		b->cap = cap;
-	}
-	uint8_t *r = b->p + b->len;
-	b->len += n;
+	uint8_t t[4];
+	snap_put_le32(t, v);
+	snap_strbuf_add(b, t, sizeof(t));
+}
+
+static void sb_le64(struct snap_strbuf *b, uint64_t v)
+{
+	uint8_t t[8];
+	snap_put_le64(t, v);
+	snap_strbuf_add(b, t, sizeof(t));
+}
+
+/* Hands a payload over as bytes (snap_strbuf_take: the sticky error, *ret untouched on it). */
+static int sb_take(struct snap_strbuf *b, uint8_t **ret, size_t *ret_len)
+{
+	char *p;
+	int r = snap_strbuf_take(b, &p, ret_len);
+	if (r == 0)
+		*ret = (uint8_t *)p;
 	return r;
-}
-
-static void wb_bytes(struct wbuf *b, const void *src, size_t n)
-{
-	uint8_t *p = wb_room(b, n);
-	if (p && n)
-		memcpy(p, src, n);
-}
-
-static void wb_le32(struct wbuf *b, uint32_t v)
-{
-	uint8_t *p = wb_room(b, 4);
-	if (p)
-		snap_put_le32(p, v);
-}
-
-static void wb_le64(struct wbuf *b, uint64_t v)
-{
-	uint8_t *p = wb_room(b, 8);
-	if (p)
-		snap_put_le64(p, v);
 }
 
 /* TLV: le16 key, le32 length, value. Keys with bit 15 set are critical. */
 #define TLV_CRITICAL 0x8000u
 
-static void tlv_raw(struct wbuf *b, uint16_t key, const void *v, size_t n)
+static void tlv_raw(struct snap_strbuf *b, uint16_t key, const void *v, size_t n)
 {
-	uint8_t *p = wb_room(b, 6);
-	if (!p)
-		return;
-	p[0] = (uint8_t)key;
-	p[1] = (uint8_t)(key >> 8);
-	snap_put_le32(p + 2, (uint32_t)n);
-	wb_bytes(b, v, n);
+	uint8_t h[6] = {(uint8_t)key, (uint8_t)(key >> 8)};
+	snap_put_le32(h + 2, (uint32_t)n);
+	snap_strbuf_add(b, h, sizeof(h));
+	snap_strbuf_add(b, v, n);
 }
 
-static void tlv_str(struct wbuf *b, uint16_t key, const char *s)
+static void tlv_str(struct snap_strbuf *b, uint16_t key, const char *s)
 {
 	if (s)
 		tlv_raw(b, key, s, strlen(s));
 }
 
-static void tlv_u64(struct wbuf *b, uint16_t key, uint64_t v)
+static void tlv_u64(struct snap_strbuf *b, uint16_t key, uint64_t v)
 {
 	uint8_t t[8];
 	snap_put_le64(t, v);
 	tlv_raw(b, key, t, 8);
 }
 
-static void tlv_u32(struct wbuf *b, uint16_t key, uint32_t v)
+static void tlv_u32(struct snap_strbuf *b, uint16_t key, uint32_t v)
 {
 	uint8_t t[4];
 	snap_put_le32(t, v);
@@ -411,16 +369,16 @@ static void tlv_u32(struct wbuf *b, uint16_t key, uint32_t v)
 }
 
 /* Nested TLV: reserves the header, the caller appends, tlv_end patches the length. */
-static size_t tlv_begin(struct wbuf *b, uint16_t key)
+static size_t tlv_begin(struct snap_strbuf *b, uint16_t key)
 {
 	tlv_raw(b, key, NULL, 0);
 	return b->len;
 }
 
-static void tlv_end(struct wbuf *b, size_t start)
+static void tlv_end(struct snap_strbuf *b, size_t start)
 {
 	if (!b->err)
-		snap_put_le32(b->p + start - 4, (uint32_t)(b->len - start));
+		snap_put_le32((uint8_t *)b->p + start - 4, (uint32_t)(b->len - start));
 }
 
 struct cur {
@@ -476,33 +434,27 @@ static int val_u32(const struct cur *v, uint32_t *ret)
 
 int snap_store_keys_encode(const struct snap_store_keys *k, uint8_t **ret, size_t *ret_len)
 {
-	struct wbuf b = {0};
-	wb_le32(&b, (uint32_t)k->nslots);
+	struct snap_strbuf b = SNAP_STRBUF_INIT;
+	sb_le32(&b, (uint32_t)k->nslots);
 	for (size_t i = 0; i < k->nslots; i++) {
 		const struct snap_store_keyslot *s = &k->slots[i];
-		wb_le32(&b, s->type);
+		sb_le32(&b, s->type);
 		if (s->type == SNAP_STORE_SLOT_SCRYPT) {
-			wb_le32(&b, SNAP_STORE_SCRYPT_SLOT_SIZE);
-			wb_bytes(&b, s->salt, 32);
-			wb_le64(&b, s->n);
-			wb_le32(&b, s->r);
-			wb_le32(&b, s->p);
-			wb_bytes(&b, s->nonce, SNAP_STORE_NONCE_SIZE);
-			wb_bytes(&b, s->wrapped, SNAP_STORE_KEY_SIZE);
-			wb_bytes(&b, s->tag, SNAP_STORE_GCM_TAG_SIZE);
+			sb_le32(&b, SNAP_STORE_SCRYPT_SLOT_SIZE);
+			snap_strbuf_add(&b, s->salt, 32);
+			sb_le64(&b, s->n);
+			sb_le32(&b, s->r);
+			sb_le32(&b, s->p);
+			snap_strbuf_add(&b, s->nonce, SNAP_STORE_NONCE_SIZE);
+			snap_strbuf_add(&b, s->wrapped, SNAP_STORE_KEY_SIZE);
+			snap_strbuf_add(&b, s->tag, SNAP_STORE_GCM_TAG_SIZE);
 		} else {
-			wb_le32(&b, (uint32_t)(32 + s->rsa_len));
-			wb_bytes(&b, s->key_id, 32);
-			wb_bytes(&b, s->rsa, s->rsa_len);
+			sb_le32(&b, (uint32_t)(32 + s->rsa_len));
+			snap_strbuf_add(&b, s->key_id, 32);
+			snap_strbuf_add(&b, s->rsa, s->rsa_len);
 		}
 	}
-	if (b.err) {
-		free(b.p);
-		return b.err;
-	}
-	*ret = b.p;
-	*ret_len = b.len;
-	return 0;
+	return sb_take(&b, ret, ret_len);
 }
 
 void snap_store_keys_clear(struct snap_store_keys *k)
@@ -571,42 +523,208 @@ fail:
 
 /* ---- META ---- */
 
-enum {
-	M_NAME = 1,
-	M_DESCRIPTION = 2,
-	M_ARCH = 3,
-	M_BOOT_MODE = 4,
-	M_OWNER = 5,
-	M_IMAGE_ID = 6,
-	M_CREATION_TIME = 7,
-	M_STORE_TIME = 8,
-	M_TAG = 9,
-	M_BDM = 10,
-	M_S3 = 11,
-	M_VOLUME = TLV_CRITICAL | 12,
-	M_PARENT = TLV_CRITICAL | 13, /* reserved for incremental images */
+/*
+ * The fields of META and of its nested volume and partition entries, declared once: encode,
+ * decode and clear all walk these tables. The encoder writes the fields in table order, which
+ * is the order of STORE_FORMAT.md 4.2; key 0x800D (parent) is reserved for incremental images
+ * and is left out, so a decoder refuses it as an unknown critical key.
+ */
+enum tlv_type {
+	TLV_STR,  /* char *, written when not NULL */
+	TLV_U32,  /* uint32_t, always written */
+	TLV_U64,  /* uint64_t, always written */
+	TLV_LIST, /* size_t count, then the array (items_at): one TLV per item, the key repeated */
 };
-enum {
-	V_DEVICE = 1,
-	V_SIZE = TLV_CRITICAL | 2,
-	V_LOGICAL = 3,
-	V_PHYSICAL = 4,
-	V_PTABLE_TYPE = 5,
-	V_PTABLE_ID = 6,
-	V_PARTITION = 7,
+
+struct tlv_record;
+struct tlv_field {
+	uint16_t key;
+	uint8_t type;
+	size_t at;		      /* offsetof the value; a TLV_LIST's: of its count */
+	size_t items_at;	      /* TLV_LIST: offsetof its array */
+	const struct tlv_record *rec; /* TLV_LIST: the items' nested record, NULL for strings */
+	uint32_t max;		      /* TLV_LIST: the most items a decoder accepts */
+	bool required;		      /* a decoder refuses an entry without it */
 };
-enum {
-	P_NUMBER = 1,
-	P_START = 2,
-	P_SIZE = 3,
-	P_TYPE = 4,
-	P_NAME = 5,
-	P_UUID = 6,
-	P_FS_TYPE = 7,
-	P_FS_LABEL = 8,
-	P_FS_UUID = 9,
-	P_BOOTABLE = 10,
+
+struct tlv_record {
+	size_t size; /* of the struct the fields live in */
+	size_t nfields;
+	const struct tlv_field *fields;
 };
+
+/* offsetof(struct s, m), and a compile error unless m has type T */
+#define TLV_AT(s, m, T) _Generic(((struct s *)0)->m, T : offsetof(struct s, m))
+#define TLV_STR_AT(s, m) TLV_STR, TLV_AT(s, m, char *)
+#define TLV_U32_AT(s, m) TLV_U32, TLV_AT(s, m, uint32_t)
+#define TLV_U64_AT(s, m) TLV_U64, TLV_AT(s, m, uint64_t)
+#define TLV_LIST_AT(s, n, v, T) TLV_LIST, TLV_AT(s, n, size_t), TLV_AT(s, v, T *)
+#define TLV_NFIELDS(f) (sizeof(f) / sizeof(f[0]))
+
+static const struct tlv_field part_fields[] = {
+    {1, TLV_U32_AT(snap_store_partition, number)},
+    {2, TLV_U64_AT(snap_store_partition, start)},
+    {3, TLV_U64_AT(snap_store_partition, size)},
+    {4, TLV_STR_AT(snap_store_partition, type)},
+    {5, TLV_STR_AT(snap_store_partition, name)},
+    {6, TLV_STR_AT(snap_store_partition, uuid)},
+    {7, TLV_STR_AT(snap_store_partition, fs_type)},
+    {8, TLV_STR_AT(snap_store_partition, fs_label)},
+    {9, TLV_STR_AT(snap_store_partition, fs_uuid)},
+    {10, TLV_U32_AT(snap_store_partition, bootable)},
+};
+static const struct tlv_record part_record = {sizeof(struct snap_store_partition),
+					      TLV_NFIELDS(part_fields), part_fields};
+
+static const struct tlv_field volume_fields[] = {
+    {1, TLV_STR_AT(snap_store_volume, device), .required = true},
+    {TLV_CRITICAL | 2, TLV_U64_AT(snap_store_volume, size), .required = true},
+    {3, TLV_U32_AT(snap_store_volume, logical_sector)},
+    {4, TLV_U32_AT(snap_store_volume, physical_sector)},
+    {5, TLV_STR_AT(snap_store_volume, ptable_type)},
+    {6, TLV_STR_AT(snap_store_volume, ptable_id)},
+    {7, TLV_LIST_AT(snap_store_volume, nparts, parts, struct snap_store_partition),
+     .rec = &part_record, .max = 4096},
+};
+static const struct tlv_record volume_record = {sizeof(struct snap_store_volume),
+						TLV_NFIELDS(volume_fields), volume_fields};
+
+static const struct tlv_field meta_fields[] = {
+    {1, TLV_STR_AT(snap_store_meta, name)},
+    {2, TLV_STR_AT(snap_store_meta, description)},
+    {3, TLV_STR_AT(snap_store_meta, arch)},
+    {4, TLV_STR_AT(snap_store_meta, boot_mode)},
+    {5, TLV_STR_AT(snap_store_meta, owner)},
+    {6, TLV_STR_AT(snap_store_meta, image_id)},
+    {7, TLV_U64_AT(snap_store_meta, creation_time)},
+    {8, TLV_U64_AT(snap_store_meta, store_time)},
+    {9, TLV_LIST_AT(snap_store_meta, tags.n, tags.v, char *), .max = 65536},
+    {10, TLV_LIST_AT(snap_store_meta, bdm.n, bdm.v, char *), .max = 65536},
+    {11, TLV_LIST_AT(snap_store_meta, s3.n, s3.v, char *), .max = 65536},
+    {TLV_CRITICAL | 12, TLV_LIST_AT(snap_store_meta, nvolumes, volumes, struct snap_store_volume),
+     .rec = &volume_record, .max = 4096, .required = true},
+};
+static const struct tlv_record meta_record = {sizeof(struct snap_store_meta),
+					      TLV_NFIELDS(meta_fields), meta_fields};
+
+/* decode_record keeps the fields it saw in a 32-bit mask */
+_Static_assert(TLV_NFIELDS(part_fields) <= 32 && TLV_NFIELDS(volume_fields) <= 32 &&
+		   TLV_NFIELDS(meta_fields) <= 32,
+	       "too many fields in a record kind");
+
+/* A TLV_LIST's array pointer, whatever its item type (all object pointers look alike). */
+static uint8_t *list_items(const void *obj, const struct tlv_field *f)
+{
+	uint8_t *items;
+	memcpy(&items, (const uint8_t *)obj + f->items_at, sizeof(items));
+	return items;
+}
+
+static size_t list_item_size(const struct tlv_field *f)
+{
+	return f->rec ? f->rec->size : sizeof(char *);
+}
+
+static void encode_record(struct snap_strbuf *b, const struct tlv_record *rec, const void *obj)
+{
+	for (const struct tlv_field *f = rec->fields; f < rec->fields + rec->nfields; f++) {
+		const uint8_t *at = (const uint8_t *)obj + f->at;
+		if (f->type == TLV_STR) {
+			tlv_str(b, f->key, *(char *const *)at);
+		} else if (f->type == TLV_U32) {
+			tlv_u32(b, f->key, *(const uint32_t *)at);
+		} else if (f->type == TLV_U64) {
+			tlv_u64(b, f->key, *(const uint64_t *)at);
+		} else {
+			const uint8_t *items = list_items(obj, f);
+			for (size_t i = 0; i < *(const size_t *)at; i++) {
+				const uint8_t *item = items + i * list_item_size(f);
+				if (!f->rec) {
+					tlv_str(b, f->key, *(char *const *)item);
+					continue;
+				}
+				size_t start = tlv_begin(b, f->key);
+				encode_record(b, f->rec, item);
+				tlv_end(b, start);
+			}
+		}
+	}
+}
+
+/* Frees what the fields of obj own and zeroes it. */
+static void clear_record(const struct tlv_record *rec, void *obj)
+{
+	for (const struct tlv_field *f = rec->fields; f < rec->fields + rec->nfields; f++) {
+		uint8_t *at = (uint8_t *)obj + f->at;
+		if (f->type == TLV_STR) {
+			free(*(char **)at);
+		} else if (f->type == TLV_LIST) {
+			uint8_t *items = list_items(obj, f);
+			for (size_t i = 0; i < *(size_t *)at; i++) {
+				uint8_t *item = items + i * list_item_size(f);
+				if (f->rec)
+					clear_record(f->rec, item);
+				else
+					free(*(char **)item);
+			}
+			free(items);
+		}
+	}
+	memset(obj, 0, rec->size);
+}
+
+static int decode_record(struct cur c, const struct tlv_record *rec, void *obj);
+
+/* One more item at the end of a TLV_LIST, zeroed, then decoded from v. */
+static int decode_item(const struct cur *v, const struct tlv_field *f, void *obj)
+{
+	size_t *n = (size_t *)((uint8_t *)obj + f->at), size = list_item_size(f);
+	if (*n >= f->max)
+		return -EUCLEAN;
+	uint8_t *items = realloc(list_items(obj, f), (*n + 1) * size);
+	if (!items)
+		return -ENOMEM;
+	memcpy((uint8_t *)obj + f->items_at, &items, sizeof(items));
+	uint8_t *item = items + (*n)++ * size;
+	memset(item, 0, size);
+	return f->rec ? decode_record(*v, f->rec, item) : val_str(v, (char **)item);
+}
+
+static int decode_record(struct cur c, const struct tlv_record *rec, void *obj)
+{
+	uint32_t seen = 0; /* bit i: fields[i] was decoded */
+	while (c.len > 0) {
+		uint16_t key;
+		struct cur v;
+		int r = cur_tlv(&c, &key, &v);
+		if (r < 0)
+			return r;
+		const struct tlv_field *f = rec->fields;
+		while (f < rec->fields + rec->nfields && f->key != key)
+			f++;
+		if (f == rec->fields + rec->nfields) {
+			if (key & TLV_CRITICAL)
+				return -EOPNOTSUPP;
+			continue;
+		}
+		uint8_t *at = (uint8_t *)obj + f->at;
+		if (f->type == TLV_STR)
+			r = val_str(&v, (char **)at);
+		else if (f->type == TLV_U32)
+			r = val_u32(&v, (uint32_t *)at);
+		else if (f->type == TLV_U64)
+			r = val_u64(&v, (uint64_t *)at);
+		else
+			r = decode_item(&v, f, obj);
+		if (r < 0)
+			return r;
+		seen |= 1u << (f - rec->fields);
+	}
+	for (size_t i = 0; i < rec->nfields; i++)
+		if (rec->fields[i].required && !(seen & 1u << i))
+			return -EUCLEAN;
+	return 0;
+}
 
 int snap_store_strlist_add(struct snap_store_strlist *l, const char *s)
 {
@@ -620,277 +738,23 @@ int snap_store_strlist_add(struct snap_store_strlist *l, const char *s)
 	return 0;
 }
 
-static void strlist_clear(struct snap_store_strlist *l)
-{
-	for (size_t i = 0; i < l->n; i++)
-		free(l->v[i]);
-	free(l->v);
-	l->v = NULL;
-	l->n = 0;
-}
-
 int snap_store_meta_encode(const struct snap_store_meta *m, uint8_t **ret, size_t *ret_len)
 {
-	struct wbuf b = {0};
-	tlv_str(&b, M_NAME, m->name);
-	tlv_str(&b, M_DESCRIPTION, m->description);
-	tlv_str(&b, M_ARCH, m->arch);
-	tlv_str(&b, M_BOOT_MODE, m->boot_mode);
-	tlv_str(&b, M_OWNER, m->owner);
-	tlv_str(&b, M_IMAGE_ID, m->image_id);
-	tlv_u64(&b, M_CREATION_TIME, m->creation_time);
-	tlv_u64(&b, M_STORE_TIME, m->store_time);
-	for (size_t i = 0; i < m->tags.n; i++)
-		tlv_str(&b, M_TAG, m->tags.v[i]);
-	for (size_t i = 0; i < m->bdm.n; i++)
-		tlv_str(&b, M_BDM, m->bdm.v[i]);
-	for (size_t i = 0; i < m->s3.n; i++)
-		tlv_str(&b, M_S3, m->s3.v[i]);
-	for (size_t i = 0; i < m->nvolumes; i++) {
-		const struct snap_store_volume *v = &m->volumes[i];
-		size_t vs = tlv_begin(&b, M_VOLUME);
-		tlv_str(&b, V_DEVICE, v->device);
-		tlv_u64(&b, V_SIZE, v->size);
-		tlv_u32(&b, V_LOGICAL, v->logical_sector);
-		tlv_u32(&b, V_PHYSICAL, v->physical_sector);
-		tlv_str(&b, V_PTABLE_TYPE, v->ptable_type);
-		tlv_str(&b, V_PTABLE_ID, v->ptable_id);
-		for (size_t j = 0; j < v->nparts; j++) {
-			const struct snap_store_partition *p = &v->parts[j];
-			size_t ps = tlv_begin(&b, V_PARTITION);
-			tlv_u32(&b, P_NUMBER, p->number);
-			tlv_u64(&b, P_START, p->start);
-			tlv_u64(&b, P_SIZE, p->size);
-			tlv_str(&b, P_TYPE, p->type);
-			tlv_str(&b, P_NAME, p->name);
-			tlv_str(&b, P_UUID, p->uuid);
-			tlv_str(&b, P_FS_TYPE, p->fs_type);
-			tlv_str(&b, P_FS_LABEL, p->fs_label);
-			tlv_str(&b, P_FS_UUID, p->fs_uuid);
-			tlv_u32(&b, P_BOOTABLE, p->bootable);
-			tlv_end(&b, ps);
-		}
-		tlv_end(&b, vs);
-	}
-	if (b.err) {
-		free(b.p);
-		return b.err;
-	}
-	*ret = b.p;
-	*ret_len = b.len;
-	return 0;
-}
-
-static void part_clear(struct snap_store_partition *p)
-{
-	free(p->type);
-	free(p->name);
-	free(p->uuid);
-	free(p->fs_type);
-	free(p->fs_label);
-	free(p->fs_uuid);
-}
-
-static void volume_clear(struct snap_store_volume *v)
-{
-	free(v->device);
-	free(v->ptable_type);
-	free(v->ptable_id);
-	for (size_t i = 0; i < v->nparts; i++)
-		part_clear(&v->parts[i]);
-	free(v->parts);
+	struct snap_strbuf b = SNAP_STRBUF_INIT;
+	encode_record(&b, &meta_record, m);
+	return sb_take(&b, ret, ret_len);
 }
 
 void snap_store_meta_clear(struct snap_store_meta *m)
 {
-	free(m->name);
-	free(m->description);
-	free(m->arch);
-	free(m->boot_mode);
-	free(m->owner);
-	free(m->image_id);
-	strlist_clear(&m->tags);
-	strlist_clear(&m->bdm);
-	strlist_clear(&m->s3);
-	for (size_t i = 0; i < m->nvolumes; i++)
-		volume_clear(&m->volumes[i]);
-	free(m->volumes);
-	memset(m, 0, sizeof(*m));
-}
-
-static int decode_partition(struct cur c, struct snap_store_partition *p)
-{
-	uint16_t key;
-	struct cur v;
-	int r;
-	while (c.len > 0) {
-		if ((r = cur_tlv(&c, &key, &v)) < 0)
-			return r;
-		switch (key) {
-		case P_NUMBER:
-			r = val_u32(&v, &p->number);
-			break;
-		case P_START:
-			r = val_u64(&v, &p->start);
-			break;
-		case P_SIZE:
-			r = val_u64(&v, &p->size);
-			break;
-		case P_TYPE:
-			r = val_str(&v, &p->type);
-			break;
-		case P_NAME:
-			r = val_str(&v, &p->name);
-			break;
-		case P_UUID:
-			r = val_str(&v, &p->uuid);
-			break;
-		case P_FS_TYPE:
-			r = val_str(&v, &p->fs_type);
-			break;
-		case P_FS_LABEL:
-			r = val_str(&v, &p->fs_label);
-			break;
-		case P_FS_UUID:
-			r = val_str(&v, &p->fs_uuid);
-			break;
-		case P_BOOTABLE:
-			r = val_u32(&v, &p->bootable);
-			break;
-		default:
-			r = (key & TLV_CRITICAL) ? -EOPNOTSUPP : 0;
-			break;
-		}
-		if (r < 0)
-			return r;
-	}
-	return 0;
-}
-
-static int decode_volume(struct cur c, struct snap_store_volume *vol)
-{
-	uint16_t key;
-	struct cur v;
-	int r;
-	bool have_size = false;
-	while (c.len > 0) {
-		if ((r = cur_tlv(&c, &key, &v)) < 0)
-			return r;
-		switch (key) {
-		case V_DEVICE:
-			r = val_str(&v, &vol->device);
-			break;
-		case V_SIZE:
-			r = val_u64(&v, &vol->size);
-			have_size = true;
-			break;
-		case V_LOGICAL:
-			r = val_u32(&v, &vol->logical_sector);
-			break;
-		case V_PHYSICAL:
-			r = val_u32(&v, &vol->physical_sector);
-			break;
-		case V_PTABLE_TYPE:
-			r = val_str(&v, &vol->ptable_type);
-			break;
-		case V_PTABLE_ID:
-			r = val_str(&v, &vol->ptable_id);
-			break;
-		case V_PARTITION: {
-			if (vol->nparts >= 4096)
-				return -EUCLEAN;
-			struct snap_store_partition *np =
-			    realloc(vol->parts, (vol->nparts + 1) * sizeof(*np));
-			if (!np)
-				return -ENOMEM;
-			vol->parts = np;
-			memset(&np[vol->nparts], 0, sizeof(*np));
-			vol->nparts++;
-			r = decode_partition(v, &np[vol->nparts - 1]);
-			break;
-		}
-		default:
-			r = (key & TLV_CRITICAL) ? -EOPNOTSUPP : 0;
-			break;
-		}
-		if (r < 0)
-			return r;
-	}
-	return have_size && vol->device ? 0 : -EUCLEAN;
+	clear_record(&meta_record, m);
 }
 
 int snap_store_meta_decode(const uint8_t *buf, size_t len, struct snap_store_meta *ret,
 			   const char **ret_detail)
 {
 	struct snap_store_meta m = {0};
-	struct cur c = {buf, len}, v;
-	uint16_t key;
-	int r = 0;
-	while (c.len > 0 && r >= 0) {
-		if ((r = cur_tlv(&c, &key, &v)) < 0)
-			break;
-		switch (key) {
-		case M_NAME:
-			r = val_str(&v, &m.name);
-			break;
-		case M_DESCRIPTION:
-			r = val_str(&v, &m.description);
-			break;
-		case M_ARCH:
-			r = val_str(&v, &m.arch);
-			break;
-		case M_BOOT_MODE:
-			r = val_str(&v, &m.boot_mode);
-			break;
-		case M_OWNER:
-			r = val_str(&v, &m.owner);
-			break;
-		case M_IMAGE_ID:
-			r = val_str(&v, &m.image_id);
-			break;
-		case M_CREATION_TIME:
-			r = val_u64(&v, &m.creation_time);
-			break;
-		case M_STORE_TIME:
-			r = val_u64(&v, &m.store_time);
-			break;
-		case M_TAG:
-		case M_BDM:
-		case M_S3: {
-			struct snap_store_strlist *l = key == M_TAG   ? &m.tags
-						       : key == M_BDM ? &m.bdm
-								      : &m.s3;
-			char *s = NULL;
-			if ((r = val_str(&v, &s)) < 0)
-				break;
-			r = l->n >= 65536 ? -EUCLEAN : snap_store_strlist_add(l, s);
-			free(s);
-			break;
-		}
-		case M_VOLUME: {
-			if (m.nvolumes >= 4096) {
-				r = -EUCLEAN;
-				break;
-			}
-			struct snap_store_volume *nv =
-			    realloc(m.volumes, (m.nvolumes + 1) * sizeof(*nv));
-			if (!nv) {
-				r = -ENOMEM;
-				break;
-			}
-			m.volumes = nv;
-			memset(&nv[m.nvolumes], 0, sizeof(*nv));
-			m.nvolumes++;
-			r = decode_volume(v, &nv[m.nvolumes - 1]);
-			break;
-		}
-		default:
-			r = (key & TLV_CRITICAL) ? -EOPNOTSUPP : 0;
-			break;
-		}
-	}
-	if (r >= 0 && m.nvolumes == 0)
-		r = -EUCLEAN;
+	int r = decode_record((struct cur){buf, len}, &meta_record, &m);
 	if (r < 0) {
 		set_detail(ret_detail, r == -EOPNOTSUPP ? "unknown critical metadata field"
 							: "malformed metadata");
@@ -1007,10 +871,10 @@ int snap_store_index_stream(const struct snap_store_index *ix, snap_store_emit_f
 	return r;
 }
 
-static int emit_wbuf(void *ctx, const void *buf, size_t len)
+static int emit_strbuf(void *ctx, const void *buf, size_t len)
 {
-	struct wbuf *b = ctx;
-	wb_bytes(b, buf, len);
+	struct snap_strbuf *b = ctx;
+	snap_strbuf_add(b, buf, len);
 	return b->err;
 }
 
@@ -1018,15 +882,13 @@ static int emit_wbuf(void *ctx, const void *buf, size_t len)
  * the format). */
 int snap_store_index_encode(const struct snap_store_index *ix, uint8_t **ret, size_t *ret_len)
 {
-	struct wbuf b = {0};
-	int r = snap_store_index_stream(ix, emit_wbuf, &b);
+	struct snap_strbuf b = SNAP_STRBUF_INIT;
+	int r = snap_store_index_stream(ix, emit_strbuf, &b);
 	if (r < 0) {
-		free(b.p);
+		snap_strbuf_release(&b);
 		return r;
 	}
-	*ret = b.p;
-	*ret_len = b.len;
-	return 0;
+	return sb_take(&b, ret, ret_len);
 }
 
 /* The first pass over an INDEX record: its tag and CRC are over what follows the prefix. */
@@ -1320,18 +1182,12 @@ int snap_store_volume_digest_source(uint32_t volume, uint64_t size,
 int snap_store_signature_encode(const struct snap_store_signature *s, uint8_t **ret,
 				size_t *ret_len)
 {
-	struct wbuf b = {0};
-	wb_le32(&b, (uint32_t)s->spki_len);
-	wb_bytes(&b, s->spki, s->spki_len);
-	wb_le32(&b, (uint32_t)s->sig_len);
-	wb_bytes(&b, s->sig, s->sig_len);
-	if (b.err) {
-		free(b.p);
-		return b.err;
-	}
-	*ret = b.p;
-	*ret_len = b.len;
-	return 0;
+	struct snap_strbuf b = SNAP_STRBUF_INIT;
+	sb_le32(&b, (uint32_t)s->spki_len);
+	snap_strbuf_add(&b, s->spki, s->spki_len);
+	sb_le32(&b, (uint32_t)s->sig_len);
+	snap_strbuf_add(&b, s->sig, s->sig_len);
+	return sb_take(&b, ret, ret_len);
 }
 
 int snap_store_signature_decode(const uint8_t *buf, size_t len, struct snap_store_signature *ret)

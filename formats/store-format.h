@@ -10,6 +10,8 @@
  *     anything is allocated, and they return -EUCLEAN (corrupt), -EBADMSG (CRC mismatch) or
  *     -EOPNOTSUPP (unknown incompatible feature or critical field), never crash.
  *  3. Decoded objects own their memory; *_clear() frees it and leaves a zeroed object.
+ *  4. META's fields (image, volume, partition) are declared once, in one table per record kind
+ *     in store-format.c (key, type, offset); its encoder, decoder and destructor walk them.
  */
 #ifndef SNAP_STORE_FORMAT_H
 #define SNAP_STORE_FORMAT_H

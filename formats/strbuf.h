@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * strbuf.h - the one growable string / byte buffer of formats/ (canonical requests, string to
- * sign, manifests, the signed text of a manifest): append bytes, strings, characters and
- * printf output, then hand the result over.
+ * sign, manifests, the signed text of a manifest, the store's KEYS, META, INDEX and SIGNATURE
+ * payloads): append bytes, strings, characters and printf output, then hand the result over.
  *
  * Invariants:
  *  1. A buffer starts zeroed (SNAP_STRBUF_INIT); p is NULL until the first byte is added, and

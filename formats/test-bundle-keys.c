@@ -15,20 +15,6 @@
 #include "bundle-keys.h"
 #include "test-util.h"
 
-static void hex_to_file(const char *hex, const char *path)
-{
-	size_t n = strlen(hex) / 2;
-	uint8_t *b = malloc(n);
-	REQUIRE(b != NULL);
-	for (size_t i = 0; i < n; i++) {
-		unsigned v;
-		REQUIRE(sscanf(hex + 2 * i, "%2x", &v) == 1);
-		b[i] = (uint8_t)v;
-	}
-	test_write_file(path, b, n);
-	free(b);
-}
-
 static uint8_t *unhex(const char *hex, size_t *ret_len)
 {
 	size_t n = strlen(hex) / 2;
@@ -41,6 +27,14 @@ static uint8_t *unhex(const char *hex, size_t *ret_len)
 	}
 	*ret_len = n;
 	return b;
+}
+
+static void hex_to_file(const char *hex, const char *path)
+{
+	size_t n;
+	uint8_t *b = unhex(hex, &n);
+	test_write_file(path, b, n);
+	free(b);
 }
 
 /* wrap then unwrap, sign then verify, and their failures */
@@ -144,12 +138,16 @@ int main(void)
 	if (!test_have("openssl"))
 		return 77;
 	const char *dir = test_mkdir();
-	REQUIRE(test_sh("cd '%s' && openssl req -x509 -newkey rsa:2048 -nodes -keyout pk8.pem "
-		      "-out cert.pem -days 1 -subj /CN=test 2>/dev/null && "
-		      "openssl rsa -in pk8.pem -traditional -out pk1.pem 2>/dev/null && "
-		      "openssl x509 -in cert.pem -pubkey -noout > pub.pem && "
-		      "openssl genrsa -out other.pem 2048 2>/dev/null",
-		      dir) == 0);
+	REQUIRE(
+	    test_sh(
+		"cd '%s' && openssl req -x509 -newkey rsa:2048 -nodes -keyout pk8.pem "
+		"-out cert.pem -days 1 -subj /CN=test 2>/dev/null && "
+		"openssl rsa -in pk8.pem -traditional -out pk1.pem 2>/dev/null && "
+		"openssl x509 -in cert.pem -pubkey -noout > pub.pem && "
+		"openssl genrsa -out other.pem 2048 2>/dev/null && "
+		"openssl ecparam -name prime256v1 -genkey -noout -out ec.pem 2>/dev/null && "
+		"openssl req -x509 -key ec.pem -out eccert.pem -days 1 -subj /CN=ec 2>/dev/null",
+		dir) == 0);
 	char p[512];
 	size_t len;
 
@@ -211,6 +209,15 @@ int main(void)
 	}
 	EVP_PKEY *priv;
 	REQUIRE(snap_pem_private_key(pem, strlen(pem), &priv) == -EBADMSG);
+	/* an EC key is a key, but not one a bundle can use */
+	static const char *const ec[] = {"ec.pem", "eccert.pem"};
+	for (int i = 0; i < 2; i++) {
+		snprintf(p, sizeof(p), "%s/%s", dir, ec[i]);
+		char *e = test_read_file(p, &len);
+		REQUIRE((i ? snap_pem_cert_public_key(e, len, &bad)
+			   : snap_pem_private_key(e, len, &bad)) == -EOPNOTSUPP);
+		free(e);
+	}
 	test_roundtrip(dir, pub, pem, strlen(pem));
 	free(wrapped);
 	EVP_PKEY_free(pub);

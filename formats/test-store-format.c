@@ -119,6 +119,160 @@ static void test_meta(void)
 	free(buf);
 }
 
+/* A META with every field of every record kind set, two volumes, two partitions. */
+static void full_meta(struct snap_store_meta *m, struct snap_store_volume v[2],
+		      struct snap_store_partition p[2])
+{
+	static char *tags[] = {"purpose=test", "team=storage"}, *bdm[] = {"ami=/dev/xvda"},
+		    *s3[] = {"x-amz-meta-a=1", "x-amz-meta-b=2", "x-amz-meta-c=3"};
+	p[0] = (struct snap_store_partition){.number = 1,
+					     .start = 1 << 20,
+					     .size = 1 << 24,
+					     .bootable = 1,
+					     .type = "0fc63daf",
+					     .name = "root",
+					     .uuid = "9c9c",
+					     .fs_type = "ext4",
+					     .fs_label = "cloudimg-rootfs",
+					     .fs_uuid = "7e7e"};
+	p[1] = (struct snap_store_partition){
+	    .number = 15, .start = 1 << 24, .size = 4096, .type = "ef00"};
+	v[0] = (struct snap_store_volume){.device = "/dev/xvda",
+					  .size = 1ull << 33,
+					  .logical_sector = 512,
+					  .physical_sector = 4096,
+					  .ptable_type = "gpt",
+					  .ptable_id = "a1b2c3d4",
+					  .nparts = 2,
+					  .parts = p};
+	v[1] = (struct snap_store_volume){.device = "/dev/xvdb", .size = 8192};
+	*m = (struct snap_store_meta){.name = "name",
+				      .description = "a description",
+				      .arch = "x86_64",
+				      .boot_mode = "uefi",
+				      .owner = "111122223333",
+				      .image_id = "ami-0123456789abcdef0",
+				      .creation_time = 1700000000,
+				      .store_time = 1700003600,
+				      .tags = {2, tags},
+				      .bdm = {1, bdm},
+				      .s3 = {3, s3},
+				      .nvolumes = 2,
+				      .volumes = v};
+}
+
+/* Every field through encode and decode, the bytes pinned (they are what META is on disk), the
+ * limits and the required fields of a volume. */
+static void test_meta_fields(void)
+{
+	struct snap_store_meta m, d;
+	struct snap_store_volume v[2];
+	struct snap_store_partition p[2];
+	full_meta(&m, v, p);
+	uint8_t *buf = NULL, sha[32];
+	size_t len = 0;
+	REQUIRE(snap_store_meta_encode(&m, &buf, &len) == 0);
+	static const uint8_t want[32] = {0xae, 0xc9, 0xe6, 0x8a, 0x9e, 0x82, 0x86, 0xde,
+					 0x58, 0xfd, 0x85, 0x4c, 0x3a, 0xc7, 0x25, 0x24,
+					 0x06, 0xa7, 0xa8, 0x79, 0x35, 0xd9, 0x70, 0xac,
+					 0x9f, 0x0b, 0x37, 0xdd, 0x39, 0x32, 0x42, 0xba};
+	CHECK(len == 565 && snap_store_sha256(buf, len, sha) == 0 && !memcmp(sha, want, 32),
+	      "META bytes changed (len %zu)", len);
+	const char *why = NULL;
+	REQUIRE(snap_store_meta_decode(buf, len, &d, &why) == 0);
+	CHECK(!strcmp(d.name, "name") && !strcmp(d.description, "a description") &&
+	      !strcmp(d.arch, "x86_64") && !strcmp(d.boot_mode, "uefi") &&
+	      !strcmp(d.owner, "111122223333") && !strcmp(d.image_id, "ami-0123456789abcdef0") &&
+	      d.creation_time == 1700000000 && d.store_time == 1700003600);
+	CHECK(d.tags.n == 2 && !strcmp(d.tags.v[1], "team=storage") && d.bdm.n == 1 &&
+	      !strcmp(d.bdm.v[0], "ami=/dev/xvda") && d.s3.n == 3 &&
+	      !strcmp(d.s3.v[2], "x-amz-meta-c=3"));
+	REQUIRE(d.nvolumes == 2 && d.volumes[0].nparts == 2 && d.volumes[1].nparts == 0);
+	const struct snap_store_volume *dv = d.volumes;
+	CHECK(!strcmp(dv->device, "/dev/xvda") && dv->size == 1ull << 33 &&
+	      dv->logical_sector == 512 && dv->physical_sector == 4096 &&
+	      !strcmp(dv->ptable_type, "gpt") && !strcmp(dv->ptable_id, "a1b2c3d4"));
+	const struct snap_store_partition *dp = dv->parts;
+	CHECK(dp->number == 1 && dp->start == 1 << 20 && dp->size == 1 << 24 && dp->bootable == 1 &&
+	      !strcmp(dp->type, "0fc63daf") && !strcmp(dp->name, "root") &&
+	      !strcmp(dp->uuid, "9c9c") && !strcmp(dp->fs_type, "ext4") &&
+	      !strcmp(dp->fs_label, "cloudimg-rootfs") && !strcmp(dp->fs_uuid, "7e7e"));
+	CHECK(dp[1].number == 15 && !strcmp(dp[1].type, "ef00") && !dp[1].name && !dp[1].fs_uuid);
+	CHECK(!strcmp(dv[1].device, "/dev/xvdb") && dv[1].size == 8192 && !dv[1].ptable_type);
+	snap_store_meta_clear(&d);
+	CHECK(d.name == NULL && d.nvolumes == 0 && d.volumes == NULL && d.tags.n == 0);
+	free(buf);
+
+	/* a volume needs its device and its size; META needs a volume */
+	v[1].device = NULL;
+	REQUIRE(snap_store_meta_encode(&m, &buf, &len) == 0);
+	CHECK(snap_store_meta_decode(buf, len, &d, &why) == -EUCLEAN &&
+	      !strcmp(why, "malformed metadata"));
+	free(buf);
+	v[1].device = "/dev/xvdb";
+	m.nvolumes = 0;
+	REQUIRE(snap_store_meta_encode(&m, &buf, &len) == 0);
+	CHECK(snap_store_meta_decode(buf, len, &d, &why) == -EUCLEAN);
+	free(buf);
+	m.nvolumes = 2;
+	/* the size is the one field the encoder always writes: drop it by hand (key 0x8002) */
+	uint8_t vol[] = {0x0c, 0x80, 10, 0, 0, 0, 1, 0, 4, 0, 0, 0, 'x', 'v', 'd', 'a'};
+	why = NULL;
+	CHECK(snap_store_meta_decode(vol, sizeof(vol), &d, &why) == -EUCLEAN &&
+	      !strcmp(why, "malformed metadata"));
+	/* an unknown critical key inside a partition is refused with its own detail */
+	uint8_t crit[] = {0x0c, 0x80, 33, 0, 0, 0,				 /* volume */
+			  1,	0,    1,  0, 0, 0, 'v',				 /* device */
+			  2,	0x80, 8,  0, 0, 0, 0,	 2,    0, 0, 0, 0, 0, 0, /* size 512 */
+			  7,	0,    6,  0, 0, 0, 0x42, 0x80, 0, 0, 0, 0};	 /* partition */
+	CHECK(snap_store_meta_decode(crit, sizeof(crit), &d, &why) == -EOPNOTSUPP &&
+	      !strcmp(why, "unknown critical metadata field"));
+	crit[sizeof(crit) - 5] = 0; /* the same key without bit 15 is skipped */
+	REQUIRE(snap_store_meta_decode(crit, sizeof(crit), &d, &why) == 0);
+	CHECK(d.nvolumes == 1 && d.volumes[0].size == 512 && d.volumes[0].nparts == 1);
+	snap_store_meta_clear(&d);
+
+	/* the limits: 65536 entries of a string list, 4096 volumes, 4096 partitions a volume */
+	const struct {
+		size_t *n, ok;
+	} lim[] = {{&m.tags.n, 65536}, {&m.nvolumes, 4096}, {&v[0].nparts, 4096}};
+	for (size_t i = 0; i < 3; i++) {
+		size_t keep = *lim[i].n;
+		char **strs = calloc(lim[i].ok + 1, sizeof(char *));
+		struct snap_store_volume *vols = calloc(lim[i].ok + 1, sizeof(*vols));
+		struct snap_store_partition *parts = calloc(lim[i].ok + 1, sizeof(*parts));
+		REQUIRE(strs && vols && parts);
+		for (size_t j = 0; j <= lim[i].ok; j++) {
+			strs[j] = "k=v";
+			vols[j] = v[1];
+			parts[j] = p[1];
+		}
+		char **keep_tags = m.tags.v;
+		struct snap_store_volume *keep_vols = m.volumes;
+		struct snap_store_partition *keep_parts = v[0].parts;
+		m.tags.v = strs;
+		v[0].parts = parts;
+		if (i == 1)
+			m.volumes = vols;
+		for (size_t extra = 0; extra < 2; extra++) {
+			*lim[i].n = lim[i].ok + extra;
+			REQUIRE(snap_store_meta_encode(&m, &buf, &len) == 0);
+			int r = snap_store_meta_decode(buf, len, &d, &why);
+			CHECK(r == (extra ? -EUCLEAN : 0), "limit %zu, %zu more: %d", i, extra, r);
+			if (r == 0)
+				snap_store_meta_clear(&d);
+			free(buf);
+		}
+		*lim[i].n = keep;
+		m.tags.v = keep_tags;
+		m.volumes = keep_vols;
+		v[0].parts = keep_parts;
+		free(strs);
+		free(vols);
+		free(parts);
+	}
+}
+
 static void test_index(void)
 {
 	struct snap_extent ext[3] = {
@@ -487,6 +641,7 @@ int main(void)
 	test_header();
 	test_frame();
 	test_meta();
+	test_meta_fields();
 	test_index();
 	test_index_stream();
 	test_crypto();
