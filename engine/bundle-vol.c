@@ -69,6 +69,7 @@
 #include <unistd.h>
 
 #include "job-internal.h"
+#include "layout.h" /* snap_mountinfo_unescape */
 #include "log.h"
 #include "output.h"
 #include "util.h"
@@ -139,21 +140,6 @@ static int fail_errno(struct bvol *v, const char *what, const char *path)
 /* ---------------------------------------------------------------------------------------- */
 /* The volume: mountinfo, blkid                                                              */
 
-/* Undoes mountinfo's octal escapes (\040) in place. */
-static void unescape(char *s)
-{
-	char *d = s;
-	for (; *s; s++) {
-		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '7' && s[2] && s[3]) {
-			*d++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
-			s += 3;
-		} else {
-			*d++ = *s;
-		}
-	}
-	*d = 0;
-}
-
 struct mount_entry {
 	unsigned maj, min;
 	char *point, *fstype, *source;
@@ -186,8 +172,8 @@ static int each_mount(int (*fn)(void *ctx, const struct mount_entry *m), void *c
 		if (!dash || !tok[2] || !tok[4] || !tok[6] || !tok[7] ||
 		    sscanf(tok[2], "%u:%u", &m.maj, &m.min) != 2)
 			continue;
-		unescape(tok[4]);
-		unescape(tok[7]);
+		snap_mountinfo_unescape(tok[4]);
+		snap_mountinfo_unescape(tok[7]);
 		m.point = tok[4];
 		m.fstype = tok[6];
 		m.source = tok[7];

@@ -74,9 +74,9 @@
 #include <stdint.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "job-internal.h" /* snap_now_ns */
 #include "log.h"
 #include "output.h"
 #include "util.h"
@@ -1174,13 +1174,6 @@ struct snap_output *snap_output_free(struct snap_output *out)
 
 /* ---- the sequential writer (output.h Q1-Q4) ---- */
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 #define SEQ_STAGE ((size_t)4 << 20)
 #define SEQ_NSTAGES 3
 #define SEQ_ALIGN 4096u /* a stage's whole blocks: every direct block size divides it (D2) */
@@ -1265,9 +1258,9 @@ static int seq_write_req(struct snap_output_seq *q, const struct seq_req *rq, ui
 static void seq_do(struct snap_output_seq *q, const struct seq_req *rq)
 {
 	bool failed = writer_err(&q->w) != 0;
-	uint64_t at = 0, t0 = now_ns();
+	uint64_t at = 0, t0 = snap_now_ns();
 	int r = failed ? 0 : seq_write_req(q, rq, &at);
-	q->write_ns += now_ns() - t0; /* one writer at a time: the thread, or the producer */
+	q->write_ns += snap_now_ns() - t0; /* one writer at a time: the thread, or the producer */
 	if (rq->final && q->close_at_end)
 		output_close(rq->out);
 	if (r < 0) {
