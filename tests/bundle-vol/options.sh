@@ -5,10 +5,10 @@
 make_volume 40
 mkdir -p "$T/out"
 
-clone() { # NAME [options]: the image $T/out/NAME, mounted at $T/m-NAME
+clone() { # NAME [options]: the image of $VOL (default $T/vol) $T/out/NAME, mounted at $T/m-NAME
 	local name=$1
 	shift
-	"$SNAPBUNDLE" bundle-vol -v "$T/vol" -d "$T/out" -p "$name" --clone-only --batch \
+	"$SNAPBUNDLE" bundle-vol -v "${VOL:-$T/vol}" -d "$T/out" -p "$name" --clone-only --batch \
 		--progress=none "$@" >"$T/log" 2>&1 || { cat "$T/log"; fail "bundle-vol $* failed"; }
 	[ -f "$T/out/$name" ] || fail "--clone-only left no image $name"
 	e2fsck -fn "$T/out/$name" >"$T/fsck" 2>&1 || { cat "$T/fsck"; fail "e2fsck -fn fails on $name"; }
@@ -32,8 +32,15 @@ clone exc -e "$T/vol/opt/app,$T/vol/srv/data"
 [ -e "$T/m-exc/srv/data" ] && fail "-e: srv/data is in the image"
 [ -f "$T/m-exc/etc/passwd" ] || fail "-e: etc/passwd is missing"
 
+# a mount point whose name mountinfo escapes (a space is \040 there) is found all the same
+mkdir -p "$T/vol two"
+mount --bind "$T/vol" "$T/vol two" 2>/dev/null || skip "cannot bind-mount"
+MOUNTS+=("$T/vol two")
+VOL="$T/vol two" clone spaced --no-filter
+compare_trees "$T/vol" "$T/m-spaced" || fail "a mount point with a space: the image differs"
+
 # nothing but the images is left in the destination
-left=$(ls -A "$T/out" | grep -v -x -e inc -e all -e exc || true)
+left=$(ls -A "$T/out" | grep -v -x -e inc -e all -e exc -e spaced || true)
 [ -z "$left" ] || fail "debris in the destination: $left"
 
 # --clone-only never replaces an image without --force
