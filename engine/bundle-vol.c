@@ -393,8 +393,8 @@ static int bvol_configure(struct bvol *v)
 	if (!v->dest)
 		return snap_job_fail(job, -ENOMEM, "out of memory");
 	const char *scratch = snap_job_string(job, SNAP_SPARAM_BV_SCRATCH_DIR);
-	v->image_dir = v->s3 ? realpath(scratch && *scratch ? scratch : "/tmp", NULL)
-			     : strdup(v->dest);
+	v->image_dir =
+	    v->s3 ? realpath(scratch && *scratch ? scratch : "/tmp", NULL) : strdup(v->dest);
 	if (!v->image_dir)
 		return fail_errno(v, "use the scratch directory", scratch ? scratch : "/tmp");
 	int64_t p = snap_job_param(job, SNAP_PARAM_BV_PARTITION, SNAP_BV_PARTITION_AUTO);
@@ -515,8 +515,7 @@ static int wait_child(struct bvol *v, const char *what, int *ret_status)
 }
 
 /* Runs argv with the len bytes of in on its stdin (in NULL: /dev/null) and waits for it. */
-static int run_wait(struct bvol *v, char *const argv[], const char *in, size_t len,
-		    int *ret_status)
+static int run_wait(struct bvol *v, char *const argv[], const char *in, size_t len, int *ret_status)
 {
 	int pfd[2] = {-1, -1};
 	if (in && pipe2(pfd, O_CLOEXEC) < 0)
