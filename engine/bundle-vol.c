@@ -968,11 +968,10 @@ static int write_fstab(struct bvol *v)
 		if (r < 0)
 			return r;
 	} else {
-		int n = v->uuid ? asprintf(&text, "UUID=%s\t/\t%s\tdefaults\t0\t1\n", v->uuid,
-					   v->fstype)
-			: v->label ? asprintf(&text, "LABEL=%s\t/\t%s\tdefaults\t0\t1\n", v->label,
-					      v->fstype)
-				   : -1;
+		const char *id = v->uuid ? v->uuid : v->label;
+		int n = id ? asprintf(&text, "%s=%s\t/\t%s\tdefaults\t0\t1\n",
+				      v->uuid ? "UUID" : "LABEL", id, v->fstype)
+			   : -1;
 		if (n < 0)
 			return snap_job_fail(v->job, -EINVAL,
 					     "cannot generate an fstab: the filesystem has neither "
