@@ -320,8 +320,7 @@ static int part_devno(const struct snap_src *src, uint32_t number, dev_t *ret)
 	return r;
 }
 
-/* mountinfo escapes space, tab, newline and backslash as \ooo. */
-static void unescape(char *s)
+void snap_mountinfo_unescape(char *s)
 {
 	char *w = s;
 	for (char *p = s; *p; p++) {
@@ -375,7 +374,7 @@ static bool mounted_rw(dev_t dev, char **ret_mnt)
 		line[mnt_end] = '\0';
 		char *mnt = strdup(line + mnt_at);
 		if (mnt)
-			unescape(mnt);
+			snap_mountinfo_unescape(mnt);
 		*ret_mnt = mnt;
 	}
 	free(line);

@@ -57,5 +57,8 @@ int snap_layout_build(struct snap_src *src, const struct snap_layout_opts *opts,
 struct snap_layout *snap_layout_free(struct snap_layout *layout);
 /* Thaws frozen filesystems now (idempotent; call as soon as the read is over). */
 void snap_layout_thaw(struct snap_layout *layout);
+/* Undoes, in place, the \ooo escapes /proc/self/mountinfo writes for space, tab, newline and
+ * backslash in a field. */
+void snap_mountinfo_unescape(char *s);
 
 #endif

@@ -69,8 +69,10 @@
 #include <unistd.h>
 
 #include "job-internal.h"
+#include "layout.h" /* snap_mountinfo_unescape */
 #include "log.h"
 #include "output.h"
+#include "util.h"
 
 #define MiB ((uint64_t)1 << 20)
 #define GPT_TAIL_SECTORS 34 /* backup GPT: 32 sectors of entries + header, and a spare */
@@ -138,21 +140,6 @@ static int fail_errno(struct bvol *v, const char *what, const char *path)
 /* ---------------------------------------------------------------------------------------- */
 /* The volume: mountinfo, blkid                                                              */
 
-/* Undoes mountinfo's octal escapes (\040) in place. */
-static void unescape(char *s)
-{
-	char *d = s;
-	for (; *s; s++) {
-		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '7' && s[2] && s[3]) {
-			*d++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
-			s += 3;
-		} else {
-			*d++ = *s;
-		}
-	}
-	*d = 0;
-}
-
 struct mount_entry {
 	unsigned maj, min;
 	char *point, *fstype, *source;
@@ -185,8 +172,8 @@ static int each_mount(int (*fn)(void *ctx, const struct mount_entry *m), void *c
 		if (!dash || !tok[2] || !tok[4] || !tok[6] || !tok[7] ||
 		    sscanf(tok[2], "%u:%u", &m.maj, &m.min) != 2)
 			continue;
-		unescape(tok[4]);
-		unescape(tok[7]);
+		snap_mountinfo_unescape(tok[4]);
+		snap_mountinfo_unescape(tok[7]);
 		m.point = tok[4];
 		m.fstype = tok[6];
 		m.source = tok[7];
@@ -226,23 +213,34 @@ static char *blkid_value(blkid_probe pr, const char *name)
 	return strdup(v);
 }
 
+/* The /dev name of block device maj:min, or with up "/.." of the disk it is a partition of, by
+ * its sysfs link: -ENOENT without one. */
+static int dev_name(unsigned maj, unsigned min, const char *up, char **ret)
+{
+	char sys[64], target[PATH_MAX], *name;
+	snprintf(sys, sizeof(sys), "/sys/dev/block/%u:%u%s", maj, min, up);
+	if (!realpath(sys, target))
+		return -ENOENT;
+	const char *base = strrchr(target, '/');
+	if (asprintf(&name, "/dev/%s", base ? base + 1 : target) < 0)
+		return -ENOMEM;
+	*ret = name;
+	return 0;
+}
+
 /* The whole disk of a partition device, and the partition's place in its table. */
 static int probe_partition(struct bvol *v)
 {
-	char sys[PATH_MAX], target[PATH_MAX];
+	char sys[64];
 	snprintf(sys, sizeof(sys), "/sys/dev/block/%u:%u/partition", major(v->blk_dev),
 		 minor(v->blk_dev));
 	if (access(sys, F_OK) < 0)
 		return 0; /* a whole device: no table to copy */
-	snprintf(sys, sizeof(sys), "/sys/dev/block/%u:%u/..", major(v->blk_dev),
-		 minor(v->blk_dev));
-	if (!realpath(sys, target))
+	int r = dev_name(major(v->blk_dev), minor(v->blk_dev), "/..", &v->disk);
+	if (r == -ENOMEM)
+		return snap_job_fail(v->job, r, "out of memory");
+	if (r < 0)
 		return 0;
-	const char *base = strrchr(target, '/');
-	if (asprintf(&v->disk, "/dev/%s", base ? base + 1 : target) < 0) {
-		v->disk = NULL;
-		return snap_job_fail(v->job, -ENOMEM, "out of memory");
-	}
 	blkid_probe pr = blkid_new_probe_from_filename(v->disk);
 	if (!pr) {
 		snap_warn("cannot read the partition table of %s: the image gets none", v->disk);
@@ -309,18 +307,14 @@ static int bvol_probe(struct bvol *v)
 		v->device = f.source;
 	} else {
 		free(f.source);
-		char sys[64], target[PATH_MAX];
-		snprintf(sys, sizeof(sys), "/sys/dev/block/%u:%u", f.maj, f.min);
-		if (!realpath(sys, target))
+		r = dev_name(f.maj, f.min, "", &v->device);
+		if (r == -ENOMEM)
+			return snap_job_fail(job, r, "out of memory");
+		if (r < 0)
 			return snap_job_fail(job, -ENODEV,
 					     "%s is not on a block device (%s, %u:%u): only block "
 					     "devices can be copied like this",
 					     v->volume, v->fstype, f.maj, f.min);
-		const char *base = strrchr(target, '/');
-		if (asprintf(&v->device, "/dev/%s", base ? base + 1 : target) < 0) {
-			v->device = NULL;
-			return snap_job_fail(job, -ENOMEM, "out of memory");
-		}
 	}
 	int fd = open(v->device, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -364,15 +358,6 @@ static bool path_under(const char *path, const char *dir)
 	return !strncmp(path, dir, n) && (path[n] == 0 || path[n] == '/');
 }
 
-/* The realpath of dir, or of its parent joined with its last component when dir is missing. */
-static char *resolve_dir(const char *dir)
-{
-	char buf[PATH_MAX];
-	if (realpath(dir, buf))
-		return strdup(buf);
-	return NULL;
-}
-
 static int bvol_configure(struct bvol *v)
 {
 	struct snap_job *job = v->job;
@@ -397,7 +382,7 @@ static int bvol_configure(struct bvol *v)
 					     dest);
 		v->dest = strdup(dest);
 	} else {
-		v->dest = resolve_dir(dest);
+		v->dest = realpath(dest, NULL);
 		if (!v->dest)
 			return fail_errno(v, "use the destination", dest);
 		struct stat st;
@@ -408,8 +393,8 @@ static int bvol_configure(struct bvol *v)
 	if (!v->dest)
 		return snap_job_fail(job, -ENOMEM, "out of memory");
 	const char *scratch = snap_job_string(job, SNAP_SPARAM_BV_SCRATCH_DIR);
-	v->image_dir = v->s3 ? resolve_dir(scratch && *scratch ? scratch : "/tmp")
-			     : strdup(v->dest);
+	v->image_dir =
+	    v->s3 ? realpath(scratch && *scratch ? scratch : "/tmp", NULL) : strdup(v->dest);
 	if (!v->image_dir)
 		return fail_errno(v, "use the scratch directory", scratch ? scratch : "/tmp");
 	int64_t p = snap_job_param(job, SNAP_PARAM_BV_PARTITION, SNAP_BV_PARTITION_AUTO);
@@ -529,16 +514,28 @@ static int wait_child(struct bvol *v, const char *what, int *ret_status)
 	return 0;
 }
 
-static int run_wait(struct bvol *v, char *const argv[], int *ret_status)
+/* Runs argv with the len bytes of in on its stdin (in NULL: /dev/null) and waits for it. */
+static int run_wait(struct bvol *v, char *const argv[], const char *in, size_t len, int *ret_status)
 {
-	int r = run_child(v, argv, -1);
+	int pfd[2] = {-1, -1};
+	if (in && pipe2(pfd, O_CLOEXEC) < 0)
+		return fail_errno(v, "make a pipe for", argv[0]);
+	int r = run_child(v, argv, pfd[0]);
+	if (in) {
+		close(pfd[0]);
+		/* the child reads all of it (sfdisk's script, rsync's exclude list) before it
+		 * writes anything; a failed write shows in its exit status */
+		if (r == 0)
+			(void)snap_write_all(pfd[1], in, len, NULL);
+		close(pfd[1]);
+	}
 	return r < 0 ? r : wait_child(v, argv[0], ret_status);
 }
 
-static int run_checked(struct bvol *v, char *const argv[])
+static int run_checked(struct bvol *v, char *const argv[], const char *in, size_t len)
 {
 	int status = 0;
-	int r = run_wait(v, argv, &status);
+	int r = run_wait(v, argv, in, len, &status);
 	if (r < 0)
 		return r;
 	if (status != 0)
@@ -642,30 +639,12 @@ static int bvol_partition(struct bvol *v)
 		return snap_job_fail(v->job, -ENOMEM, "out of memory");
 	}
 	snap_debug("sfdisk script for %s:\n%s", v->image_tmp, script);
-	int pfd[2];
-	if (pipe2(pfd, O_CLOEXEC) < 0) {
-		free(script);
-		return fail_errno(v, "make a pipe for", "sfdisk");
-	}
 	char *argv[] = {"sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", v->image_tmp,
 			NULL};
-	int status = 0;
-	int r = run_child(v, argv, pfd[0]);
-	close(pfd[0]);
-	if (r == 0) {
-		/* a script is far below a pipe's capacity: the write never waits */
-		ssize_t w = write(pfd[1], script, len);
-		(void)w;
-	}
-	close(pfd[1]);
+	int r = run_checked(v, argv, script, len);
 	free(script);
-	if (r == 0)
-		r = wait_child(v, "sfdisk", &status);
 	if (r < 0)
 		return r;
-	if (status != 0)
-		return snap_job_fail(v->job, -EIO, "sfdisk failed (exit status %d) on %s", status,
-				     v->image_tmp);
 	return same ? copy_boot_area(v) : 0;
 }
 
@@ -760,7 +739,7 @@ static int bvol_format(struct bvol *v)
 	}
 	argv[n++] = v->loop_dev;
 	argv[n] = NULL;
-	r = run_checked(v, argv);
+	r = run_checked(v, argv, NULL, 0);
 	if (r < 0)
 		return r;
 	/* mkdtemp()'s template: six X that it replaces */
@@ -989,27 +968,24 @@ static int write_fstab(struct bvol *v)
 		if (r < 0)
 			return r;
 	} else {
-		int n = v->uuid ? asprintf(&text, "UUID=%s\t/\t%s\tdefaults\t0\t1\n", v->uuid,
-					   v->fstype)
-			: v->label ? asprintf(&text, "LABEL=%s\t/\t%s\tdefaults\t0\t1\n", v->label,
-					      v->fstype)
-				   : -1;
+		const char *id = v->uuid ? v->uuid : v->label;
+		int n = id ? asprintf(&text, "%s=%s\t/\t%s\tdefaults\t0\t1\n",
+				      v->uuid ? "UUID" : "LABEL", id, v->fstype)
+			   : -1;
 		if (n < 0)
 			return snap_job_fail(v->job, -EINVAL,
 					     "cannot generate an fstab: the filesystem has neither "
 					     "UUID nor label");
 		len = (size_t)n;
 	}
-	if (asprintf(&path, "%s/etc", v->mnt) < 0) {
-		free(text);
-		return snap_job_fail(v->job, -ENOMEM, "out of memory");
-	}
-	mkdir(path, 0755);
-	free(path);
 	if (asprintf(&path, "%s/etc/fstab", v->mnt) < 0) {
 		free(text);
 		return snap_job_fail(v->job, -ENOMEM, "out of memory");
 	}
+	char *slash = strrchr(path, '/');
+	*slash = 0;
+	mkdir(path, 0755); /* the image's /etc, when the tree had none */
+	*slash = '/';
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
 	if (fd < 0 || write(fd, text, len) != (ssize_t)len)
 		r = fail_errno(v, "write", "the image's /etc/fstab");
@@ -1048,29 +1024,8 @@ static int bvol_copy(struct bvol *v)
 	argv[n++] = src;
 	argv[n++] = dst;
 	argv[n] = NULL;
-	int pfd[2] = {-1, -1};
 	int status = 0;
-	if (pipe2(pfd, O_CLOEXEC) < 0) {
-		r = fail_errno(v, "make a pipe for", "rsync");
-		goto out;
-	}
-	r = run_child(v, argv, pfd[0]);
-	close(pfd[0]);
-	if (r == 0) {
-		/* rsync reads its whole exclude list before it copies anything */
-		size_t done = 0;
-		while (done < len) {
-			ssize_t w = write(pfd[1], list + done, len - done);
-			if (w < 0 && errno == EINTR)
-				continue;
-			if (w <= 0)
-				break;
-			done += (size_t)w;
-		}
-	}
-	close(pfd[1]);
-	if (r == 0)
-		r = wait_child(v, "rsync", &status);
+	r = run_wait(v, argv, list, len, &status);
 	if (r < 0)
 		goto out;
 	if (status == 24) {

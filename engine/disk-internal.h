@@ -5,7 +5,9 @@
  *
  * Invariants:
  *  1. src and layout are both NULL before snap_disk_open succeeds and both set after.
- *  2. Parameters only change before snap_disk_open; the reader reads them from here.
+ *  2. Parameters only change before snap_disk_open. The reader's (QUEUE_DEPTH, REQUEST_SIZE,
+ *     FORCE_PREAD) are kept for the API only: a disk opens no reader (jobs take theirs from
+ *     the job's parameters, snap_job_source_open).
  */
 #ifndef SNAP_DISK_INTERNAL_H
 #define SNAP_DISK_INTERNAL_H
@@ -34,27 +36,6 @@ struct snap_disk {
 	struct snap_layout *layout;
 	char *error;
 };
-
-static inline struct snap_src *snap_disk_src(const struct snap_disk *disk)
-{
-	return disk->src;
-}
-
-static inline struct snap_map *snap_disk_map(const struct snap_disk *disk)
-{
-	return disk->layout ? disk->layout->map : NULL;
-}
-
-/* The reader options the disk's parameters ask for (SNAP_DISK_FORCE_PREAD, QUEUE_DEPTH,
- * REQUEST_SIZE); the environment's SNAPBUNDLE_FORCE_PREAD is the reader's own business. */
-static inline void snap_disk_reader_opts(const struct snap_disk *disk, struct snap_reader_opts *ret)
-{
-	*ret = (struct snap_reader_opts){
-	    .queue_depth = disk->queue_depth,
-	    .request_size = disk->request_size,
-	    .force_pread = disk->force_pread,
-	};
-}
 
 /* The source side of every job and of snap_disk_open, in one place: a source opened read-only
  * (O_DIRECT unless no_direct), its layout (partition table, filesystems, holes, gaps), and for

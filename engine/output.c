@@ -7,7 +7,7 @@
  *     block device -> opened O_EXCL and its size checked
  *  2. writing (snap_output_write, snap_output_zero)
  *  3. committed (snap_output_commit: fsync, rename, fsync of the directory) or
- *     aborted (snap_output_abort, or snap_output_free before a commit: temporary unlinked)
+ *     aborted (snap_output_free before a commit, by output_abort: temporary unlinked)
  *
  * The direct path (output.h invariant 5; open_direct, snap_output_write):
  *  D1. The O_DIRECT descriptor (dfd) is a second open of the same inode (/proc/self/fd/N, else
@@ -74,9 +74,9 @@
 #include <stdint.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "job-internal.h" /* snap_now_ns */
 #include "log.h"
 #include "output.h"
 #include "util.h"
@@ -137,6 +137,18 @@ static void detail(char **ret_detail, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* An output named path, nothing open yet; NULL when out of memory. */
+static struct snap_output *output_new(const char *path)
+{
+	struct snap_output *o = calloc(1, sizeof(*o));
+	if (!o || !(o->path = strdup(path))) {
+		free(o);
+		return NULL;
+	}
+	o->fd = o->dfd = -1;
+	return o;
+}
+
 static int open_blockdev(struct snap_output *o, uint64_t size, char **ret_detail)
 {
 	/* O_EXCL on a block device: the kernel refuses it while mounted or claimed */
@@ -195,15 +207,34 @@ bool snap_output_is_file(const char *path, const struct stat *st)
 	return stat(path, &o) == 0 && o.st_dev == st->st_dev && o.st_ino == st->st_ino;
 }
 
+/* Gives a freshly created file (O_CREAT with 0600) the mode open(O_CREAT, 0666) would: 0666
+ * less the process umask. */
+static int file_mode_default(int fd)
+{
+	/* umask() can only be read by setting it; the pair is not thread-safe, so read it from
+	 * /proc where the kernel reports it (Linux 4.7+), falling back to the usual 022 */
+	mode_t mask = 022;
+	FILE *f = fopen("/proc/self/status", "re");
+	if (f) {
+		char line[256];
+		unsigned int m;
+		while (fgets(line, sizeof(line), f))
+			if (sscanf(line, "Umask: %o", &m) == 1) {
+				mask = (mode_t)m;
+				break;
+			}
+		fclose(f);
+	}
+	return fchmod(fd, 0666 & ~mask) < 0 ? -errno : 0;
+}
+
 static int open_file(struct snap_output *o, uint64_t size, unsigned flags, char **ret_detail)
 {
-	char *dup1 = strdup(o->path), *dup2 = strdup(o->path);
+	char *dup = strdup(o->path);
+	if (!dup)
+		return -ENOMEM;
+	const char *dir = o->dir, *base = basename(dup);
 	int r = 0;
-	if (!dup1 || !dup2) {
-		r = -ENOMEM;
-		goto out;
-	}
-	const char *dir = dirname(dup1), *base = basename(dup2);
 	/* the owner's pid in the name: a later run can tell whose it is, and reclaims it */
 	if (!(flags & SNAP_OUTPUT_NO_RECLAIM))
 		snap_output_reclaim(dir, base);
@@ -220,7 +251,7 @@ static int open_file(struct snap_output *o, uint64_t size, unsigned flags, char 
 		o->tmp = NULL;
 		goto out;
 	}
-	if (snap_file_mode_default(o->fd) < 0 ||
+	if (file_mode_default(o->fd) < 0 ||
 	    (!(flags & SNAP_OUTPUT_APPEND) && ftruncate(o->fd, (off_t)size) < 0)) {
 		r = -errno;
 		detail(ret_detail, "cannot size %s to %llu bytes: %s", o->tmp,
@@ -228,12 +259,12 @@ static int open_file(struct snap_output *o, uint64_t size, unsigned flags, char 
 		goto out;
 	}
 out:
-	free(dup1);
-	free(dup2);
+	free(dup);
 	return r;
 }
 
-bool snap_output_env_buffered(void)
+/* SNAPBUNDLE_OUTPUT_BUFFERED is set (and not "0"): every output keeps the page cache. */
+static bool env_buffered(void)
 {
 	const char *e = getenv("SNAPBUNDLE_OUTPUT_BUFFERED");
 	return e && *e && strcmp(e, "0") != 0;
@@ -304,13 +335,10 @@ int snap_output_open(const char *path, uint64_t size, unsigned flags, struct sna
 {
 	bool force = flags & SNAP_OUTPUT_FORCE, append = flags & SNAP_OUTPUT_APPEND;
 	if (append && path && !strcmp(path, "-")) {
-		struct snap_output *o = calloc(1, sizeof(*o));
-		if (!o || !(o->path = strdup(path))) {
-			free(o);
+		struct snap_output *o = output_new(path);
+		if (!o)
 			return -ENOMEM;
-		}
 		o->fd = STDOUT_FILENO;
-		o->dfd = -1;
 		o->is_stdout = true;
 		*ret = o;
 		return 0;
@@ -320,15 +348,12 @@ int snap_output_open(const char *path, uint64_t size, unsigned flags, struct sna
 		       path ? path : "");
 		return -EINVAL;
 	}
-	struct snap_output *o = calloc(1, sizeof(*o));
+	struct snap_output *o = output_new(path);
 	if (!o)
 		return -ENOMEM;
-	o->fd = -1;
-	o->dfd = -1;
 	o->size = size;
 	o->force = force;
-	o->path = strdup(path);
-	char *d = o->path ? strdup(path) : NULL;
+	char *d = strdup(path);
 	o->dir = d ? strdup(dirname(d)) : NULL;
 	free(d);
 	if (!o->dir) {
@@ -368,7 +393,7 @@ int snap_output_open(const char *path, uint64_t size, unsigned flags, struct sna
 		snap_output_free(o);
 		return r;
 	}
-	if (!(flags & SNAP_OUTPUT_BUFFERED) && !snap_output_env_buffered())
+	if (!(flags & SNAP_OUTPUT_BUFFERED) && !env_buffered())
 		open_direct(o);
 	*ret = o;
 	return 0;
@@ -458,14 +483,12 @@ int snap_output_open_s3(const char *url, unsigned flags, const struct snap_outpu
 		free(key);
 		return -EINVAL;
 	}
-	struct snap_output *o = calloc(1, sizeof(*o));
-	if (!o || !(o->path = strdup(url))) {
-		free(o);
+	struct snap_output *o = output_new(url);
+	if (!o) {
 		free(bucket);
 		free(key);
 		return -ENOMEM;
 	}
-	o->fd = o->dfd = -1;
 	o->s3c = s3->client;
 	o->bucket = bucket;
 	o->key = key;
@@ -524,30 +547,6 @@ const char *snap_output_s3_etag(const struct snap_output *out)
 const char *snap_output_s3_upload_id(const struct snap_output *out)
 {
 	return out->s3w ? snap_s3_writer_upload_id(out->s3w) : NULL;
-}
-
-uint64_t snap_output_s3_offset(const struct snap_output *out)
-{
-	return out->s3w ? snap_s3_writer_offset(out->s3w) : 0;
-}
-
-int snap_file_mode_default(int fd)
-{
-	/* umask() can only be read by setting it; the pair is not thread-safe, so read it from
-	 * /proc where the kernel reports it (Linux 4.7+), falling back to the usual 022 */
-	mode_t mask = 022;
-	FILE *f = fopen("/proc/self/status", "re");
-	if (f) {
-		char line[256];
-		unsigned int m;
-		while (fgets(line, sizeof(line), f))
-			if (sscanf(line, "Umask: %o", &m) == 1) {
-				mask = (mode_t)m;
-				break;
-			}
-		fclose(f);
-	}
-	return fchmod(fd, 0666 & ~mask) < 0 ? -errno : 0;
 }
 
 bool snap_output_is_block_device(const struct snap_output *out)
@@ -1015,12 +1014,8 @@ static int rename_into_place(const struct snap_output *out, bool force, char **r
 	return r;
 }
 
-static int sync_dir_of(const char *path, char **ret_detail)
+static int sync_dir(const char *dir, char **ret_detail)
 {
-	char *d = strdup(path);
-	if (!d)
-		return -ENOMEM;
-	const char *dir = dirname(d);
 	int r = fault(SNAP_OUTPUT_FAULT_DIR_SYNC, dir, 0);
 	if (r == 0) {
 		int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -1031,7 +1026,6 @@ static int sync_dir_of(const char *path, char **ret_detail)
 	}
 	if (r)
 		detail(ret_detail, "cannot sync directory %s: %s", dir, strerror(r));
-	free(d);
 	return -r;
 }
 
@@ -1082,7 +1076,7 @@ int snap_output_commit_all(struct snap_output *const *outs, size_t n, char **ret
 		for (size_t j = 0; j < i && !seen; j++)
 			seen = renamed_file(outs[j]) && !strcmp(outs[j]->dir, o->dir);
 		if (!seen)
-			r = sync_dir_of(o->path, ret_detail);
+			r = sync_dir(o->dir, ret_detail);
 	}
 	for (size_t i = 0; i < renamed; i++) {
 		struct snap_output *o = outs[i];
@@ -1109,7 +1103,9 @@ int snap_output_commit(struct snap_output *out, char **ret_detail)
 	return snap_output_commit_all(&out, 1, ret_detail);
 }
 
-void snap_output_close(struct snap_output *out)
+/* Closes the descriptors of a finished output (one of many parts: descriptors are bounded),
+ * after starting its writeback; its commit reopens the temporary name to fsync it. */
+static void output_close(struct snap_output *out)
 {
 	if (out->is_stdout || out->s3w)
 		return;
@@ -1144,12 +1140,8 @@ int snap_output_set_path(struct snap_output *out, const char *path)
 	return 0;
 }
 
-bool snap_output_is_stdout(const struct snap_output *out)
-{
-	return out->is_stdout;
-}
-
-void snap_output_abort(struct snap_output *out)
+/* Removes the temporary file (or aborts the upload, O3) unless committed. Idempotent. */
+static void output_abort(struct snap_output *out)
 {
 	if (out && !out->committed && out->s3w)
 		snap_s3_writer_abort(out->s3w); /* O3 */
@@ -1164,7 +1156,7 @@ struct snap_output *snap_output_free(struct snap_output *out)
 {
 	if (!out)
 		return NULL;
-	snap_output_abort(out);
+	output_abort(out);
 	if (out->dfd >= 0)
 		close(out->dfd);
 	if (out->fd >= 0 && !out->is_stdout)
@@ -1181,13 +1173,6 @@ struct snap_output *snap_output_free(struct snap_output *out)
 }
 
 /* ---- the sequential writer (output.h Q1-Q4) ---- */
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 #define SEQ_STAGE ((size_t)4 << 20)
 #define SEQ_NSTAGES 3
@@ -1273,11 +1258,11 @@ static int seq_write_req(struct snap_output_seq *q, const struct seq_req *rq, ui
 static void seq_do(struct snap_output_seq *q, const struct seq_req *rq)
 {
 	bool failed = writer_err(&q->w) != 0;
-	uint64_t at = 0, t0 = now_ns();
+	uint64_t at = 0, t0 = snap_now_ns();
 	int r = failed ? 0 : seq_write_req(q, rq, &at);
-	q->write_ns += now_ns() - t0; /* one writer at a time: the thread, or the producer */
+	q->write_ns += snap_now_ns() - t0; /* one writer at a time: the thread, or the producer */
 	if (rq->final && q->close_at_end)
-		snap_output_close(rq->out);
+		output_close(rq->out);
 	if (r < 0) {
 		pthread_mutex_lock(&q->w.mu);
 		if (!q->w.err) {
@@ -1426,11 +1411,6 @@ int snap_output_seq_write(struct snap_output_seq *q, const void *buf, size_t len
 		len -= n;
 	}
 	return 0;
-}
-
-uint64_t snap_output_seq_offset(const struct snap_output_seq *q)
-{
-	return q->flushed + q->stage_len;
 }
 
 int snap_output_seq_end(struct snap_output_seq *q)

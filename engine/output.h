@@ -7,8 +7,8 @@
  * Invariants:
  *  1. A file target is written under a temporary name in the same directory
  *     (".NAME.tmp-PID", created O_EXCL) and only renamed to NAME by snap_output_commit(), after the
- *     caller verified everything. snap_output_abort() (and snap_output_free() without a commit)
- *     removes it: a failed job never leaves a file that looks complete.
+ *     caller verified everything. snap_output_free() without a commit removes it: a failed
+ *     job never leaves a file that looks complete.
  *  2. An existing file is never replaced unless force was given: not at open (lstat: a
  *     dangling symbolic link exists too) and not at commit, where the rename is
  *     RENAME_NOREPLACE (or link() where the filesystem lacks it), so a file that appeared
@@ -39,9 +39,9 @@
  *     the commit for one opened put_at_commit, which makes a manifest appear last). An
  *     existing object is refused at open (HEAD) unless force; the commit itself cannot be
  *     conditional (the gateway of the tests ignores If-None-Match on a completion), so an
- *     object that appears meanwhile is replaced. abort (and free without a commit) aborts the
- *     upload, or keeps it for a resume when opened keep; a committed object of a set whose
- *     later member fails is deleted (invariant 2a).
+ *     object that appears meanwhile is replaced. free without a commit aborts the upload, or
+ *     keeps it for a resume when opened keep; a committed object of a set whose later member
+ *     fails is deleted (invariant 2a).
  */
 #ifndef SNAP_OUTPUT_H
 #define SNAP_OUTPUT_H
@@ -88,9 +88,6 @@ struct snap_output_vol {
 int snap_output_open_volumes(const char *out, const struct snap_output_vol *vols, size_t n,
 			     unsigned flags, const char *src, int src_fd, struct snap_output **outs,
 			     bool *ret_made_dir, char **ret_detail);
-/* SNAPBUNDLE_OUTPUT_BUFFERED is set (and not "0"): every output keeps the page cache (store's
- * image too). */
-bool snap_output_env_buffered(void);
 /* Exactly len bytes at off; safe from several threads at once for disjoint ranges. */
 int snap_output_write(struct snap_output *out, const void *buf, size_t len, uint64_t off);
 /* Whether the O_DIRECT descriptor is open, and the offset granularity of direct writes
@@ -133,11 +130,6 @@ int snap_output_commit(struct snap_output *out, char **ret_detail);
 /* The commit policy for n outputs as one: every one synced, renamed in order, directories
  * synced; a failure removes those already renamed. */
 int snap_output_commit_all(struct snap_output *const *outs, size_t n, char **ret_detail);
-/* Closes the descriptors of a finished output (one of many parts: descriptors are bounded), after
- * starting its writeback; its commit reopens the temporary name to fsync it. */
-void snap_output_close(struct snap_output *out);
-/* Whether out is standard output (SNAP_OUTPUT_APPEND with "-"). */
-bool snap_output_is_stdout(const struct snap_output *out);
 
 /* Removes the temporaries a killed run left in dir: entries ".PREFIX*.tmp-PID" whose process
  * is gone (a live owner's are kept). Returns how many were removed. */
@@ -181,8 +173,6 @@ uint8_t *snap_output_seq_space(struct snap_output_seq *q, size_t *ret_room);
 /* n bytes written at seq_space's pointer belong to the output. */
 int snap_output_seq_put(struct snap_output_seq *q, size_t n);
 int snap_output_seq_write(struct snap_output_seq *q, const void *buf, size_t len);
-/* Bytes of the current output so far. */
-uint64_t snap_output_seq_offset(const struct snap_output_seq *q);
 /* The current output is complete: its last block out, the output truncated to its length
  * (closed with close_at_end). With async that happens on the thread: seq_flush waits. */
 int snap_output_seq_end(struct snap_output_seq *q);
@@ -201,11 +191,6 @@ uint64_t snap_output_seq_write_ns(const struct snap_output_seq *q);
 bool snap_output_seq_direct(const struct snap_output_seq *q);
 /* Stops the thread (after what is queued), frees. */
 struct snap_output_seq *snap_output_seq_free(struct snap_output_seq *q);
-/* Gives a freshly created file (mkostemp makes 0600) the mode open(O_CREAT, 0666) would: 0666
- * less the process umask. */
-int snap_file_mode_default(int fd);
-/* Removes the temporary file. Idempotent. */
-void snap_output_abort(struct snap_output *out);
 /* Aborts unless committed, closes, frees. */
 struct snap_output *snap_output_free(struct snap_output *out);
 /* An S3 object as an output (invariant 6). The client must outlive the output. */
@@ -236,8 +221,6 @@ bool snap_output_is_s3(const struct snap_output *out);
 const char *snap_output_s3_etag(const struct snap_output *out);
 /* The multipart upload's id, or NULL (single PUT). */
 const char *snap_output_s3_upload_id(const struct snap_output *out);
-/* Bytes the s3 writer took so far (a resume's parts included). */
-uint64_t snap_output_s3_offset(const struct snap_output *out);
 
 /* The path the output will have (or has) once committed. */
 const char *snap_output_path(const struct snap_output *out);
@@ -247,7 +230,8 @@ const char *snap_output_path(const struct snap_output *out);
 int snap_output_fd(const struct snap_output *out);
 const char *snap_output_tmp_path(const struct snap_output *out);
 /* Names the file the commit renames to, when it is decided only after writing (a bundle's part
- * names depend on the number of parts): the temporary keeps its name. */
+ * names depend on the number of parts): in the same directory, whose fsync ends the commit;
+ * the temporary keeps its name. */
 int snap_output_set_path(struct snap_output *out, const char *path);
 
 #endif

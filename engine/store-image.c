@@ -98,11 +98,6 @@ int store_image_plan(struct snap_store_image *img, const uint64_t (*ranges)[2], 
 	return img->s3 ? snap_s3_reader_plan(img->s3, ranges, n) : 0;
 }
 
-uint64_t store_image_fetched(const struct snap_store_image *img)
-{
-	return img->s3 ? snap_s3_reader_fetched(img->s3) : 0;
-}
-
 int store_image_read(struct snap_store_image *img, void *buf, size_t len, const char *what)
 {
 	if (img->s3) {
@@ -172,6 +167,17 @@ int store_image_read_rest(struct snap_store_image *img, const uint8_t *pre, size
 	}
 	*ret = rec;
 	return 0;
+}
+
+/* Whether rec is one whole record of type, len bytes with room for its tag: 0, -EUCLEAN (a
+ * bad prefix) or -EBADMSG (a CRC mismatch). */
+static int record_check(const uint8_t *rec, size_t len, uint32_t type)
+{
+	struct snap_store_prefix p;
+	if (snap_store_prefix_decode(rec, len, &p) < 0 || p.type != type || p.length != len ||
+	    len < SNAP_STORE_PREFIX_SIZE + SNAP_STORE_TAG_SIZE)
+		return -EUCLEAN;
+	return snap_store_record_crc_ok(rec, len) ? 0 : -EBADMSG;
 }
 
 /* Reads one whole non-frame record of the expected type; checks its CRC. */
@@ -505,13 +511,7 @@ int snap_store_image_unlock(struct snap_store_image *img, const char *passphrase
 
 int store_image_set_index(struct snap_store_image *img, uint8_t *rec, size_t len, uint64_t at)
 {
-	struct snap_store_prefix p;
-	int r = 0;
-	if (snap_store_prefix_decode(rec, len, &p) < 0 || p.type != SNAP_STORE_REC_INDEX ||
-	    p.length != len)
-		r = -EUCLEAN;
-	else if (!snap_store_record_crc_ok(rec, len))
-		r = -EBADMSG;
+	int r = record_check(rec, len, SNAP_STORE_REC_INDEX);
 	if (r < 0) {
 		free(rec);
 		return store_image_fail(img, r, "%s: index record at offset %llu is corrupt (%s)",
@@ -650,16 +650,13 @@ int store_image_set_signature(struct snap_store_image *img, uint8_t *rec, size_t
 {
 	img->sig_rec = rec;
 	img->sig_len = len;
-	struct snap_store_prefix p;
-	if (snap_store_prefix_decode(rec, len, &p) < 0 || p.type != SNAP_STORE_REC_SIGNATURE ||
-	    p.length != len || len < SNAP_STORE_PREFIX_SIZE + SNAP_STORE_TAG_SIZE)
-		return store_image_fail(img, -EUCLEAN, "signature record is corrupt (bad prefix)");
-	if (!snap_store_record_crc_ok(rec, len))
-		return store_image_fail(img, -EBADMSG,
-					"signature record is corrupt (CRC mismatch)");
+	int r = record_check(rec, len, SNAP_STORE_REC_SIGNATURE);
+	if (r < 0)
+		return store_image_fail(img, r, "signature record is corrupt (%s)",
+					r == -EUCLEAN ? "bad prefix" : "CRC mismatch");
 	bool unlocked = img->unlocked;
 	img->unlocked = false; /* the SIGNATURE tag is a plain SHA-256, like KEYS */
-	int r = check_tag(img, rec, len, NULL, NULL, 0, "signature record");
+	r = check_tag(img, rec, len, NULL, NULL, 0, "signature record");
 	img->unlocked = unlocked;
 	if (r < 0)
 		return r;

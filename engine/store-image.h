@@ -78,8 +78,6 @@ int store_image_open_s3(struct snap_store_image *img, struct snap_s3_client *c, 
 /* The byte ranges about to be read, sorted and disjoint: an S3 image fetches only those
  * (snap_s3_reader_plan); a no-op for a file. */
 int store_image_plan(struct snap_store_image *img, const uint64_t (*ranges)[2], size_t n);
-/* Bytes fetched from S3 so far (0 for a file). */
-uint64_t store_image_fetched(const struct snap_store_image *img);
 /* A job's input: "-" (standard input, read in order), an s3:// URL through the job's client,
  * or a file; reads the head like store_image_open_fd. */
 int store_image_open_input(struct snap_store_image *img, struct snap_job *job, const char *in);
