@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * disk-internal.h - what the engine's job runners see of a struct snap_disk: the open source,
- * its layout (partitions and extent map) and the reader parameters stored for them.
+ * its layout (partitions and extent map) and the parameters its map is built with.
  *
  * Invariants:
  *  1. src and layout are both NULL before snap_disk_open succeeds and both set after.
- *  2. Parameters only change before snap_disk_open. The reader's (QUEUE_DEPTH, REQUEST_SIZE,
- *     FORCE_PREAD) are kept for the API only: a disk opens no reader (jobs take theirs from
- *     the job's parameters, snap_job_source_open).
+ *  2. Parameters only change before snap_disk_open. A disk opens no data reader, so the
+ *     reader's settings (QUEUE_DEPTH, REQUEST_SIZE, FORCE_PREAD) are refused (-EOPNOTSUPP):
+ *     jobs take theirs from the job's parameters (snap_job_source_open).
  */
 #ifndef SNAP_DISK_INTERNAL_H
 #define SNAP_DISK_INTERNAL_H
@@ -27,10 +27,7 @@ struct snap_disk {
 	bool freeze;
 	bool no_holes;
 	bool no_direct;
-	bool force_pread;
 	uint64_t min_gap; /* 0 = default */
-	uint32_t queue_depth;
-	uint32_t request_size;
 
 	struct snap_src *src;
 	struct snap_layout *layout;

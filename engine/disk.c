@@ -22,17 +22,12 @@
 #include "log.h"
 #include "sized.h"
 
-#define DEFAULT_QUEUE_DEPTH 32
-#define DEFAULT_REQUEST_SIZE (1u << 20)
-
 int snap_disk_new(struct snap_disk **ret)
 {
 	struct snap_disk *d = calloc(1, sizeof(*d));
 	if (!d)
 		return -ENOMEM;
 	d->fs_skip = true;
-	d->queue_depth = DEFAULT_QUEUE_DEPTH;
-	d->request_size = DEFAULT_REQUEST_SIZE;
 	*ret = d;
 	return 0;
 }
@@ -64,19 +59,9 @@ int snap_disk_set_param(struct snap_disk *disk, int param, int64_t value)
 		disk->min_gap = value == -1 ? UINT64_MAX : (uint64_t)value;
 		return 0;
 	case SNAP_DISK_FORCE_PREAD:
-		disk->force_pread = value != 0;
-		return 0;
 	case SNAP_DISK_QUEUE_DEPTH:
-		if (value < 1 || value > 4096)
-			return -EINVAL;
-		disk->queue_depth = (uint32_t)value;
-		return 0;
 	case SNAP_DISK_REQUEST_SIZE:
-		/* whole 4 KiB blocks, so requests stay aligned for O_DIRECT */
-		if (value < 4096 || value > (64 << 20) || value % 4096)
-			return -EINVAL;
-		disk->request_size = (uint32_t)value;
-		return 0;
+		return -EOPNOTSUPP; /* a reader's settings: a disk object reads no data */
 	case SNAP_DISK_NO_DIRECT:
 		disk->no_direct = value != 0;
 		return 0;

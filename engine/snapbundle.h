@@ -120,9 +120,12 @@ enum snap_disk_param {
 	SNAP_DISK_KEEP_UNPARTITIONED = 1, /* bool: space outside partitions stays DATA */
 	SNAP_DISK_MIN_GAP = 2,		  /* bytes: DATA extents closer than this merge (64 KiB) */
 					  /* (0: the default; -1: never merge) */
-	SNAP_DISK_FORCE_PREAD = 3,	  /* bool: never use io_uring (also SNAPBUNDLE_FORCE_PREAD=1) */
-	SNAP_DISK_QUEUE_DEPTH = 4,	  /* reader queue depth (default 32) */
-	SNAP_DISK_REQUEST_SIZE = 5,	  /* reader request size in bytes (default 1 MiB) */
+	/* 3-5 are the data reader's settings: a disk object reads no data (only its table and
+	 * filesystems), so snap_disk_set_param refuses them with -EOPNOTSUPP. Jobs take them as
+	 * SNAP_PARAM_FORCE_PREAD, SNAP_PARAM_QUEUE_DEPTH and SNAP_PARAM_REQUEST_SIZE. */
+	SNAP_DISK_FORCE_PREAD = 3,
+	SNAP_DISK_QUEUE_DEPTH = 4,
+	SNAP_DISK_REQUEST_SIZE = 5,
 	SNAP_DISK_NO_DIRECT = 6,	  /* bool: buffered reads instead of O_DIRECT */
 	SNAP_DISK_FS_SKIP = 7,		  /* bool: mark filesystem free space UNUSED (default 1) */
 	SNAP_DISK_FREEZE = 8,		  /* bool: FIFREEZE mounted filesystems while reading */
@@ -225,9 +228,9 @@ enum snap_job_param {
 	SNAP_PARAM_LEVEL = 2,		   /* compression level 0-3 (ISA-L): bundle default 2, store 1 */
 	SNAP_PARAM_FORCE = 3,		   /* bool: overwrite existing output */
 	SNAP_PARAM_KEEP_UNPARTITIONED = 4, /* bool, as SNAP_DISK_KEEP_UNPARTITIONED */
-	SNAP_PARAM_FORCE_PREAD = 5,	   /* bool, as SNAP_DISK_FORCE_PREAD */
-	SNAP_PARAM_QUEUE_DEPTH = 6,
-	SNAP_PARAM_REQUEST_SIZE = 7,
+	SNAP_PARAM_FORCE_PREAD = 5,	   /* bool: never use io_uring (also SNAPBUNDLE_FORCE_PREAD=1) */
+	SNAP_PARAM_QUEUE_DEPTH = 6,	   /* reader queue depth (0: the default, 32; at most 1024) */
+	SNAP_PARAM_REQUEST_SIZE = 7,	   /* request bytes (0: 1 MiB; at most 64 MiB) */
 	SNAP_PARAM_NO_DIRECT = 8,     /* bool: no O_DIRECT reads or writes (every job) */
 	SNAP_PARAM_FS_SKIP = 9,	       /* bool, default 1 */
 	SNAP_PARAM_FREEZE = 10,	       /* bool */

@@ -103,6 +103,11 @@ int main(void)
 			src, src, src) == 0);
 
 	REQUIRE(snap_disk_new(&disk) == 0);
+	/* a disk reads no data: the reader's settings are a job's, never silently taken */
+	REQUIRE(snap_disk_set_param(disk, SNAP_DISK_QUEUE_DEPTH, 8) == -EOPNOTSUPP);
+	REQUIRE(snap_disk_set_param(disk, SNAP_DISK_REQUEST_SIZE, 4096) == -EOPNOTSUPP);
+	REQUIRE(snap_disk_set_param(disk, SNAP_DISK_FORCE_PREAD, 1) == -EOPNOTSUPP);
+	REQUIRE(snap_disk_set_param(disk, SNAP_DISK_NO_HOLES, 0) == 0);
 	REQUIRE(snap_disk_open(disk, src) == 0);
 	REQUIRE(snap_disk_partition_count(disk) == 2);
 	const struct snap_partition_info *pi = snap_disk_partition(disk, 0);
