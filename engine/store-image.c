@@ -61,6 +61,7 @@ int snap_store_image_new(struct snap_store_image **ret)
 	if (!img)
 		return -ENOMEM;
 	img->fd = -1;
+	img->dk_scrypt_slot = -1;
 	*ret = img;
 	return 0;
 }
@@ -83,6 +84,7 @@ struct snap_store_image *snap_store_image_free(struct snap_store_image *img)
 	snap_store_meta_clear(&img->meta);
 	snap_store_index_clear(&img->ix);
 	OPENSSL_cleanse(&img->ks, sizeof(img->ks));
+	OPENSSL_cleanse(img->dk, sizeof(img->dk));
 	free(img->vol_digest_hex);
 	free(img);
 	return NULL;
@@ -443,7 +445,7 @@ int snap_store_image_unlock(struct snap_store_image *img, const char *passphrase
 	if (img->unlocked)
 		return 0;
 	uint8_t dk[SNAP_STORE_KEY_SIZE];
-	int r = -ENOKEY;
+	int r = -ENOKEY, opened = -1;
 	bool have_scrypt = false;
 	for (size_t i = 0; i < img->keys.nslots; i++)
 		have_scrypt |= img->keys.slots[i].type == SNAP_STORE_SLOT_SCRYPT;
@@ -481,8 +483,10 @@ int snap_store_image_unlock(struct snap_store_image *img, const char *passphrase
 				    img->path, SNAP_STORE_SCRYPT_MAX_TRIES);
 			r = snap_store_slot_scrypt_open(s, passphrase, strlen(passphrase),
 							img->hdr.image_id, dk);
-			if (r == 0)
+			if (r == 0) {
+				opened = (int)i;
 				break;
+			}
 		}
 		if (r == -EKEYREJECTED)
 			return store_image_fail(img, r, "wrong passphrase for %s", img->path);
@@ -494,6 +498,8 @@ int snap_store_image_unlock(struct snap_store_image *img, const char *passphrase
 		    img, -ENOKEY, "%s is encrypted: give a passphrase or a private key", img->path);
 	}
 	r = snap_store_derive(dk, img->hdr.image_id, &img->ks);
+	memcpy(img->dk, dk, sizeof(dk));
+	img->dk_scrypt_slot = opened;
 	OPENSSL_cleanse(dk, sizeof(dk));
 	if (r < 0)
 		return store_image_fail(img, r, "cannot derive the image keys");

@@ -39,6 +39,10 @@ struct snap_store_image {
 
 	bool unlocked;
 	struct snap_store_keyset ks;
+	/* The data key unlock recovered and the passphrase slot it opened (-1: a recipient's),
+	 * kept for rekey, which wraps the same key in new slots; cleansed at free. */
+	uint8_t dk[SNAP_STORE_KEY_SIZE];
+	int dk_scrypt_slot;
 	bool meta_authenticated, index_authenticated, meta_decoded;
 
 	uint8_t *index_rec;
