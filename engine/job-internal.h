@@ -148,6 +148,9 @@ unsigned snap_job_s3_connections(const struct snap_job *job);
 /* The canned ACL of a bundle's objects: SNAP_SPARAM_S3_ACL, aws-exec-read by default (the EC2
  * AMI tools'), NULL for "" (none). */
 const char *snap_job_s3_bundle_acl(const struct snap_job *job);
+/* What the bucket holds under w's prefix; a failure fails the job. */
+int snap_job_s3_list(struct snap_job *job, struct snap_s3_client *c, const struct snap_s3_where *w,
+		     struct snap_s3_list_objects **ret);
 /* The listed object of a bundle's part name under w, its size counted in progress.bytes_total;
  * a missing one fails the job: "no part s3://BUCKET/KEY: the bundle [BUNDLE ]is incomplete". */
 int snap_job_s3_listed_part(struct snap_job *job, const struct snap_s3_where *w,

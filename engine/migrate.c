@@ -508,12 +508,8 @@ int snap_migrate_bundle_run(struct snap_job *job)
 		goto out;
 
 	/* every part is in the source before anything is copied */
-	r = snap_s3_list_objects(c, src.bucket, src.prefix, &listed, &detail);
-	if (r < 0) {
-		snap_job_s3_fail(job, r, detail, NULL);
-		detail = NULL;
+	if ((r = snap_job_s3_list(job, c, &src, &listed)) < 0)
 		goto out;
-	}
 	parts = calloc(m->nparts ? m->nparts : 1, sizeof(*parts));
 	if (!parts) {
 		r = snap_job_fail(job, -ENOMEM, "out of memory");

@@ -228,17 +228,6 @@ static int xfer_drain(struct xfer *x, int r)
 	return r;
 }
 
-/* What the bucket holds under the bundle's prefix. */
-static int list_bucket(struct xfer *x)
-{
-	char *detail = NULL;
-	int r = snap_s3_list_objects(x->c, x->w.bucket, x->w.prefix, &x->listed, &detail);
-	if (r < 0)
-		return snap_job_s3_fail(x->job, r, detail, NULL);
-	free(detail);
-	return 0;
-}
-
 /* ---- upload-bundle ---- */
 
 /* Reads a part file of size bytes into *ret_buf, with the MD5 and SHA-1 of its bytes. */
@@ -352,7 +341,7 @@ int snap_upload_bundle_run(struct snap_job *job)
 	if (location && (r = snap_job_s3_make_bucket(job, x.c, x.w.bucket, location)) < 0)
 		goto out;
 	/* what the bucket holds already (invariant 2); also: the bucket exists */
-	if ((r = list_bucket(&x)) < 0)
+	if ((r = snap_job_s3_list(job, x.c, &x.w, &x.listed)) < 0)
 		goto out;
 
 	snap_job_set_stage(job, SNAP_STAGE_DATA);
@@ -534,7 +523,7 @@ int snap_download_bundle_run(struct snap_job *job)
 		goto out;
 	snap_job_set_result_string(job, SNAP_RESULT_MANIFEST_PATH, mpath);
 
-	if ((r = list_bucket(&x)) < 0 || (r = xfer_alloc(&x)) < 0)
+	if ((r = snap_job_s3_list(job, x.c, &x.w, &x.listed)) < 0 || (r = xfer_alloc(&x)) < 0)
 		goto out;
 	for (size_t i = 0; i < m->nparts && r >= 0; i++) {
 		const struct snap_s3_object *o;
