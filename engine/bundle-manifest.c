@@ -4,8 +4,10 @@
  * §2-4): the keys it is signed and wrapped with, what it needs checked before any data moves,
  * its building and signing for the bundle job (bundle.c) and for a migration (migrate.c), and
  * its checking for unbundle and inspect (unbundle.c): signature, key, fields as JSON; the key
- * is also unwrapped for a migration and for download-bundle -k (s3-bundle.c). The document's
- * bytes are formats/manifest-write.c's; its parsing is formats/manifest-read.c's.
+ * is also unwrapped for a migration and for download-bundle -k (s3-bundle.c). Its GET from a
+ * bucket (unbundle.c through bundle-parts.c, s3-bundle.c, migrate.c) and its parsing
+ * (s3-bundle.c, migrate.c) fail with messages that name it. The document's bytes are
+ * formats/manifest-write.c's; its parsing is formats/manifest-read.c's.
  *
  * Invariants:
  *  1. The manifest is signed with the private key and checked with the certificate: a pair
@@ -28,6 +30,7 @@
 #include "bundle-manifest.h"
 #include "hex.h"
 #include "job-internal.h"
+#include "s3.h"
 
 #define BUNDLER_NAME "snapbundle"
 
@@ -342,6 +345,42 @@ int snap_bundle_manifest_unwrap(struct snap_job *job, const struct snap_manifest
 	return r;
 }
 
+int snap_bundle_manifest_get(struct snap_job *job, struct snap_s3_client *c, const char *bucket,
+			     const char *key, char **ret, size_t *ret_len)
+{
+	char *detail = NULL;
+	void *buf = NULL;
+	size_t len = 0;
+	int r = snap_s3_get_object(c, bucket, key, MAX_MANIFEST_FILE, &buf, &len, &detail);
+	if (r == -EFBIG) {
+		free(detail);
+		return snap_job_fail(job, r, "manifest s3://%s/%s is larger than %u MiB", bucket,
+				     key, MAX_MANIFEST_FILE >> 20);
+	}
+	if (r < 0) {
+		char what[2200];
+		snprintf(what, sizeof(what), "%s s3://%s/%s",
+			 r == -ENOENT ? "no manifest" : "cannot fetch manifest", bucket, key);
+		return snap_job_s3_fail(job, r, detail, what);
+	}
+	free(detail);
+	*ret = buf;
+	*ret_len = len;
+	return 0;
+}
+
+int snap_bundle_manifest_parse(struct snap_job *job, const void *text, size_t len, const char *name,
+			       struct snap_manifest_doc **ret)
+{
+	char *detail = NULL;
+	int r = snap_manifest_read(text, len, ret, &detail);
+	if (r < 0)
+		snap_job_fail(job, r, "manifest %s is not a bundle manifest: %s", name,
+			      detail ? detail : snap_strerror(r));
+	free(detail);
+	return r;
+}
+
 /* s as a JSON string (the manifest's text is UTF-8: libxml2 decoded it); NULL is null. */
 static void json_string(FILE *f, const char *s)
 {
@@ -361,6 +400,13 @@ static void json_string(FILE *f, const char *s)
 	fputc('"', f);
 }
 
+/* What comes before a value (key: ",\"name\":", say), then the value as a JSON string. */
+static void json_field(FILE *f, const char *key, const char *value)
+{
+	fputs(key, f);
+	json_string(f, value);
+}
+
 int snap_bundle_manifest_info(struct snap_job *job, const struct snap_manifest_doc *m)
 {
 	char *buf = NULL;
@@ -368,47 +414,31 @@ int snap_bundle_manifest_info(struct snap_job *job, const struct snap_manifest_d
 	FILE *f = open_memstream(&buf, &len);
 	if (!f)
 		return snap_job_fail(job, -ENOMEM, "out of memory");
-	fputs("{\"version\":", f);
-	json_string(f, m->version_text);
-	fputs(",\"bundler\":{\"name\":", f);
-	json_string(f, m->bundler_name);
-	fputs(",\"version\":", f);
-	json_string(f, m->bundler_version);
-	fputs(",\"release\":", f);
-	json_string(f, m->bundler_release);
-	fputs("},\"arch\":", f);
-	json_string(f, m->architecture);
-	fputs(",\"kernel_id\":", f);
-	json_string(f, m->kernel_id);
-	fputs(",\"ramdisk_id\":", f);
-	json_string(f, m->ramdisk_id);
+	json_field(f, "{\"version\":", m->version_text);
+	json_field(f, ",\"bundler\":{\"name\":", m->bundler_name);
+	json_field(f, ",\"version\":", m->bundler_version);
+	json_field(f, ",\"release\":", m->bundler_release);
+	json_field(f, "},\"arch\":", m->architecture);
+	json_field(f, ",\"kernel_id\":", m->kernel_id);
+	json_field(f, ",\"ramdisk_id\":", m->ramdisk_id);
 	fputs(",\"product_codes\":[", f);
-	for (size_t i = 0; i < m->nproduct_codes; i++) {
-		if (i)
-			fputc(',', f);
-		json_string(f, m->product_codes[i]);
-	}
+	for (size_t i = 0; i < m->nproduct_codes; i++)
+		json_field(f, i ? "," : "", m->product_codes[i]);
 	fputs("],\"block_device_mappings\":{", f);
 	for (size_t i = 0; i < m->nmappings; i++) {
-		if (i)
-			fputc(',', f);
-		json_string(f, m->mappings[i].virtual_name);
-		fputc(':', f);
-		json_string(f, m->mappings[i].device);
+		json_field(f, i ? "," : "", m->mappings[i].virtual_name);
+		json_field(f, ":", m->mappings[i].device);
 	}
-	fputs("},\"name\":", f);
-	json_string(f, m->name);
-	fputs(",\"user\":", f);
-	json_string(f, m->user);
-	fputs(",\"type\":", f);
-	json_string(f, m->type);
+	json_field(f, "},\"name\":", m->name);
+	json_field(f, ",\"user\":", m->user);
+	json_field(f, ",\"type\":", m->type);
 	fprintf(f, ",\"size\":%llu,\"bundled_size\":%llu,\"digest\":\"%s\",\"parts\":[",
 		(unsigned long long)m->size, (unsigned long long)m->bundled_size, m->digest_hex);
 	for (size_t i = 0; i < m->nparts; i++) {
 		char d[41];
 		snap_hex(d, m->parts[i].digest, 20);
-		fprintf(f, "%s{\"index\":%u,\"filename\":", i ? "," : "", m->parts[i].index);
-		json_string(f, m->parts[i].filename);
+		fprintf(f, "%s{\"index\":%u", i ? "," : "", m->parts[i].index);
+		json_field(f, ",\"filename\":", m->parts[i].filename);
 		fprintf(f, ",\"digest\":\"%s\"}", d);
 	}
 	fprintf(f, "],\"signed\":%s}", m->signature ? "true" : "false");

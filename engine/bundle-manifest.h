@@ -3,7 +3,8 @@
  * bundle-manifest.h - the classic bundle manifest on the engine side (bundle-manifest.c): the
  * keys it is signed and wrapped with, its inputs checked before any data moves, its building
  * and signing (bundle.c, migrate.c), and its checking and reading (unbundle.c; the key also
- * migrate.c and s3-bundle.c).
+ * migrate.c and s3-bundle.c); its GET from a bucket (those three) and its parsing, named
+ * (s3-bundle.c, migrate.c).
  */
 #ifndef SNAP_BUNDLE_MANIFEST_H
 #define SNAP_BUNDLE_MANIFEST_H
@@ -20,6 +21,9 @@
 
 struct snap_job;
 struct snap_output;
+struct snap_s3_client;
+
+#define MAX_MANIFEST_FILE (16u << 20)
 
 /* A part as the bundle job writes it and the manifest names it. */
 struct snap_bundle_part {
@@ -80,6 +84,16 @@ int snap_bundle_manifest_unwrap(struct snap_job *job, const struct snap_manifest
 int snap_bundle_manifest_key_for(struct snap_job *job, const struct snap_manifest_doc *m,
 				 const char *name, const void *pem, size_t len,
 				 const char *key_path, uint8_t ret_key[16], uint8_t ret_iv[16]);
+
+/* The manifest s3://BUCKET/KEY with the client c: whole, at most MAX_MANIFEST_FILE bytes into
+ * *ret (malloc'd). A failure fails the job naming the object ("no manifest s3://BUCKET/KEY: why"
+ * when it is missing). */
+int snap_bundle_manifest_get(struct snap_job *job, struct snap_s3_client *c, const char *bucket,
+			     const char *key, char **ret, size_t *ret_len);
+
+/* The manifest text[0, len) parsed; a failure is "manifest NAME is not a bundle manifest: why". */
+int snap_bundle_manifest_parse(struct snap_job *job, const void *text, size_t len, const char *name,
+			       struct snap_manifest_doc **ret);
 
 /* SNAP_RESULT_MANIFEST_INFO: the manifest's fields as one JSON object. */
 int snap_bundle_manifest_info(struct snap_job *job, const struct snap_manifest_doc *m);

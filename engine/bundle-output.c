@@ -129,6 +129,22 @@ static int commit_done_parts(struct snap_bundle_output *o)
 	return 0;
 }
 
+/* A part's or the manifest's output at path: a file, or an S3 object (invariant 3) sent as a
+ * single PUT when single, and only at the commit when at_commit. */
+static int output_open(struct snap_bundle_output *o, const char *path, unsigned flags, bool single,
+		       bool at_commit, struct snap_output **ret, char **ret_detail)
+{
+	if (!o->s3)
+		return snap_output_open(path, 0, flags, ret, ret_detail);
+	struct snap_output_s3 s3o = {
+	    .client = o->s3,
+	    .put = &o->put,
+	    .single = single,
+	    .put_at_commit = at_commit,
+	};
+	return snap_output_open_s3(path, flags, &s3o, ret, ret_detail);
+}
+
 static int part_open(struct snap_bundle_output *o)
 {
 	int r = commit_done_parts(o);
@@ -166,17 +182,9 @@ static int part_open(struct snap_bundle_output *o)
 		flags |= SNAP_OUTPUT_FORCE;
 	if (snap_job_param(o->job, SNAP_PARAM_NO_DIRECT, 0))
 		flags |= SNAP_OUTPUT_BUFFERED;
-	if (o->s3) {
-		/* one PUT per part, made in the background once the part ends */
-		struct snap_output_s3 s3o = {
-		    .client = o->s3,
-		    .put = &o->put,
-		    .single = o->part_size <= SNAP_S3_MAX_BUFFERED_PART,
-		};
-		r = snap_output_open_s3(path, flags, &s3o, &p->out, &detail);
-	} else {
-		r = snap_output_open(path, 0, flags, &p->out, &detail);
-	}
+	/* in S3, one PUT per part, made in the background once the part ends */
+	r = output_open(o, path, flags, o->part_size <= SNAP_S3_MAX_BUFFERED_PART, false, &p->out,
+			&detail);
 	free(path);
 	if (r < 0) {
 		free(p->final_name);
@@ -606,19 +614,8 @@ int snap_bundle_output_manifest(struct snap_bundle_output *o, const char *doc, s
 	char *detail = NULL;
 	unsigned flags =
 	    SNAP_OUTPUT_APPEND | SNAP_OUTPUT_BUFFERED | (o->force ? SNAP_OUTPUT_FORCE : 0);
-	int r;
-	if (o->s3) {
-		/* PUT at the commit, after every part (invariant 3) */
-		struct snap_output_s3 s3o = {
-		    .client = o->s3,
-		    .put = &o->put,
-		    .single = true,
-		    .put_at_commit = true,
-		};
-		r = snap_output_open_s3(o->manifest_path, flags, &s3o, &o->manifest, &detail);
-	} else {
-		r = snap_output_open(o->manifest_path, 0, flags, &o->manifest, &detail);
-	}
+	/* in S3, PUT at the commit, after every part (invariant 3) */
+	int r = output_open(o, o->manifest_path, flags, true, true, &o->manifest, &detail);
 	if (r < 0) {
 		r = snap_job_fail(o->job, r, "%s", out_error(o, r, detail));
 		free(detail);

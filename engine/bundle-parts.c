@@ -14,6 +14,7 @@
 #include <openssl/evp.h>
 
 #include "bundle-keys.h"
+#include "bundle-manifest.h"
 #include "bundle-parts.h"
 #include "log.h"
 
@@ -428,32 +429,17 @@ int snap_bundle_parts_check(const struct snap_bundle_parts *p, struct snap_pipel
 int snap_bundle_manifest_fetch(struct snap_job *job, struct snap_s3_client *c, const char *url,
 			       char **ret, size_t *ret_len)
 {
-	char *bucket = NULL, *key = NULL, *detail = NULL;
-	void *buf = NULL;
+	char *bucket = NULL, *key = NULL;
 	int r = parse_url(job, url, &bucket, &key);
 	if (r < 0)
-		goto out;
-	if (!*key || key[strlen(key) - 1] == '/') {
+		return r;
+	if (!*key || key[strlen(key) - 1] == '/')
 		r = snap_job_fail(job, -EINVAL,
 				  "%s names no manifest object (a key ending in .manifest.xml)",
 				  url);
-		goto out;
-	}
-	r = snap_s3_get_object(c, bucket, key, MAX_MANIFEST_FILE, &buf, ret_len, &detail);
-	if (r == -ENOENT)
-		snap_job_fail(job, r, "manifest %s is missing: %s", url,
-			      detail ? detail : snap_strerror(r));
-	else if (r == -EFBIG)
-		snap_job_fail(job, r, "manifest %s is larger than %u MiB", url,
-			      MAX_MANIFEST_FILE >> 20);
-	else if (r < 0)
-		snap_job_fail(job, r, "cannot fetch manifest %s: %s", url,
-			      detail ? detail : snap_strerror(r));
-	if (r == 0)
-		*ret = buf;
-out:
+	else
+		r = snap_bundle_manifest_get(job, c, bucket, key, ret, ret_len);
 	free(bucket);
 	free(key);
-	free(detail);
 	return r;
 }

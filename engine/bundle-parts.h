@@ -50,7 +50,6 @@
 #include "pipeline.h"
 #include "s3.h"
 
-#define MAX_MANIFEST_FILE (16u << 20)
 #define MAX_PART (256u << 20) /* ec2-bundle-image writes 10 MiB parts */
 
 /* One part as read: its ciphertext, then (after the caller decrypts it) its plaintext. */
@@ -105,8 +104,8 @@ int snap_bundle_parts_read(struct snap_bundle_parts *ps, struct snap_pipeline *p
 int snap_bundle_parts_check(const struct snap_bundle_parts *ps, struct snap_pipeline *pipe,
 			    const struct snap_bundle_part_buf *b);
 
-/* The manifest at url (s3://BUCKET/KEY) with the client c: whole, at most MAX_MANIFEST_FILE
- * bytes. A failure is recorded on the job. */
+/* The manifest at url (s3://BUCKET/KEY) with the client c: snap_bundle_manifest_get of a URL
+ * that names an object. A failure is recorded on the job. */
 int snap_bundle_manifest_fetch(struct snap_job *job, struct snap_s3_client *c, const char *url,
 			       char **ret, size_t *ret_len);
 

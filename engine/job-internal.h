@@ -148,6 +148,9 @@ unsigned snap_job_s3_connections(const struct snap_job *job);
 /* The canned ACL of a bundle's objects: SNAP_SPARAM_S3_ACL, aws-exec-read by default (the EC2
  * AMI tools'), NULL for "" (none). */
 const char *snap_job_s3_bundle_acl(const struct snap_job *job);
+/* What the bucket holds under w's prefix; a failure fails the job. */
+int snap_job_s3_list(struct snap_job *job, struct snap_s3_client *c, const struct snap_s3_where *w,
+		     struct snap_s3_list_objects **ret);
 /* The listed object of a bundle's part name under w, its size counted in progress.bytes_total;
  * a missing one fails the job: "no part s3://BUCKET/KEY: the bundle [BUNDLE ]is incomplete". */
 int snap_job_s3_listed_part(struct snap_job *job, const struct snap_s3_where *w,
@@ -156,9 +159,6 @@ int snap_job_s3_listed_part(struct snap_job *job, const struct snap_s3_where *w,
 /* CreateBucket at location (NULL or "": the service's default); one that exists is fine. */
 int snap_job_s3_make_bucket(struct snap_job *job, struct snap_s3_client *c, const char *bucket,
 			    const char *location);
-/* A bundle's manifest object, at most max bytes; -ENOENT recorded as "no manifest". */
-int snap_job_s3_get_manifest(struct snap_job *job, struct snap_s3_client *c, const char *bucket,
-			     const char *key, size_t max, void **ret_buf, size_t *ret_len);
 /* buf[0, len) as the file at path, under the output layer's commit policy (output.h): replaced
  * only with force; a failure is "cannot write PATH: why". */
 int snap_job_write_whole(struct snap_job *job, const char *path, const void *buf, size_t len,
@@ -169,11 +169,15 @@ int snap_bundle_run(struct snap_job *job);
 int snap_unbundle_run(struct snap_job *job); /* SNAP_JOB_UNBUNDLE and SNAP_JOB_VERIFY_BUNDLE */
 int snap_store_run(struct snap_job *job);
 int snap_restore_run(struct snap_job *job); /* SNAP_JOB_RESTORE and SNAP_JOB_VERIFY_STORE */
-/* s3-bundle.c: SNAP_JOB_UPLOAD_BUNDLE, DOWNLOAD_BUNDLE, DELETE_BUNDLE and S3_ABORT */
-int snap_s3_bundle_run(struct snap_job *job);
+/* s3-bundle.c */
+int snap_upload_bundle_run(struct snap_job *job);
+int snap_download_bundle_run(struct snap_job *job);
+int snap_delete_bundle_run(struct snap_job *job);
+int snap_s3_abort_run(struct snap_job *job);
 int snap_rekey_run(struct snap_job *job);
 int snap_bundle_vol_run(struct snap_job *job); /* bundle-vol.c: SNAP_JOB_BUNDLE_VOL */
-/* migrate.c: SNAP_JOB_MIGRATE_MANIFEST and MIGRATE_BUNDLE */
-int snap_migrate_run(struct snap_job *job);
+/* migrate.c */
+int snap_migrate_manifest_run(struct snap_job *job);
+int snap_migrate_bundle_run(struct snap_job *job);
 
 #endif

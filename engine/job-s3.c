@@ -5,7 +5,8 @@
  * reported as progress and results, and a job's cancel forwarded to it. Also the pieces the
  * classic-bundle jobs share (s3-bundle.c, migrate.c): where a bundle is (bucket and prefix), the
  * failure message of an S3 call, the window of connections, the bundle ACL, CreateBucket, the
- * manifest GET, a part's lookup in a listing, and a manifest or part written whole to a file.
+ * listing under a bundle's prefix and a part's lookup in it, and a manifest or part written
+ * whole to a file.
  *
  * Invariants:
  *  1. The client is made under job->s3_lock and published (job->s3) only once complete; readers
@@ -327,6 +328,17 @@ const char *snap_job_s3_bundle_acl(const struct snap_job *job)
 	return *acl ? acl : NULL;
 }
 
+int snap_job_s3_list(struct snap_job *job, struct snap_s3_client *c, const struct snap_s3_where *w,
+		     struct snap_s3_list_objects **ret)
+{
+	char *detail = NULL;
+	int r = snap_s3_list_objects(c, w->bucket, w->prefix, ret, &detail);
+	if (r < 0)
+		return snap_job_s3_fail(job, r, detail, NULL);
+	free(detail);
+	return 0;
+}
+
 int snap_job_s3_listed_part(struct snap_job *job, const struct snap_s3_where *w,
 			    const struct snap_s3_list_objects *l, const char *name,
 			    const char *bundle, const struct snap_s3_object **ret)
@@ -357,18 +369,6 @@ int snap_job_s3_make_bucket(struct snap_job *job, struct snap_s3_client *c, cons
 		snprintf(what, sizeof(what), "cannot create bucket %s", bucket);
 		return snap_job_s3_fail(job, r, detail, what);
 	}
-	free(detail);
-	return 0;
-}
-
-int snap_job_s3_get_manifest(struct snap_job *job, struct snap_s3_client *c, const char *bucket,
-			     const char *key, size_t max, void **ret_buf, size_t *ret_len)
-{
-	char *detail = NULL;
-	int r = snap_s3_get_object(c, bucket, key, max, ret_buf, ret_len, &detail);
-	if (r < 0)
-		return snap_job_s3_fail(job, r, detail,
-					r == -ENOENT ? "no manifest" : "cannot read manifest");
 	free(detail);
 	return 0;
 }

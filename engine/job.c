@@ -28,14 +28,14 @@ static int (*const job_runners[])(struct snap_job *job) = {
     [SNAP_JOB_STORE] = snap_store_run,
     [SNAP_JOB_RESTORE] = snap_restore_run,
     [SNAP_JOB_VERIFY_STORE] = snap_restore_run,
-    [SNAP_JOB_UPLOAD_BUNDLE] = snap_s3_bundle_run,
-    [SNAP_JOB_DOWNLOAD_BUNDLE] = snap_s3_bundle_run,
-    [SNAP_JOB_DELETE_BUNDLE] = snap_s3_bundle_run,
-    [SNAP_JOB_S3_ABORT] = snap_s3_bundle_run,
+    [SNAP_JOB_UPLOAD_BUNDLE] = snap_upload_bundle_run,
+    [SNAP_JOB_DOWNLOAD_BUNDLE] = snap_download_bundle_run,
+    [SNAP_JOB_DELETE_BUNDLE] = snap_delete_bundle_run,
+    [SNAP_JOB_S3_ABORT] = snap_s3_abort_run,
     [SNAP_JOB_REKEY] = snap_rekey_run,
     [SNAP_JOB_BUNDLE_VOL] = snap_bundle_vol_run,
-    [SNAP_JOB_MIGRATE_MANIFEST] = snap_migrate_run,
-    [SNAP_JOB_MIGRATE_BUNDLE] = snap_migrate_run,
+    [SNAP_JOB_MIGRATE_MANIFEST] = snap_migrate_manifest_run,
+    [SNAP_JOB_MIGRATE_BUNDLE] = snap_migrate_bundle_run,
 };
 
 static uint64_t clock_ns(clockid_t id)

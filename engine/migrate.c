@@ -24,9 +24,9 @@
  *  5. Every error names the object (s3://BUCKET/KEY) or the file.
  *
  * State transitions: prepare (manifest read and migrated, source listed, destination bucket
- * made: migrate_text, migrate_bundle) -> data (parts copied on the pipeline, copy_parts) ->
- * finish (manifest written or put: migrate_manifest through snap_job_write_whole, migrate_bundle)
- * -> done.
+ * made: migrate_doc, snap_migrate_bundle_run) -> data (parts copied on the pipeline, copy_parts)
+ * -> finish (manifest written or put: snap_migrate_manifest_run through snap_job_write_whole,
+ * snap_migrate_bundle_run) -> done.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -49,7 +49,6 @@
 #include "pipeline.h"
 #include "s3.h"
 
-#define MAX_MANIFEST (16u << 20)
 #define MAX_PEM (1u << 20)
 #define MAX_MAPPING_FILE (16u << 20)
 /* UploadPartCopy ranges of a part over SNAP_S3_MAX_PART_SIZE */
@@ -145,25 +144,17 @@ static int map_id(struct snap_job *job, const char *what, int sparam, const char
 
 /* ---- the manifest (invariants 1, 2) ---- */
 
-/* The migrated document of the manifest text[0..len), named name in messages. */
-static int migrate_text(struct snap_job *job, const struct snap_bundle_signer *k,
-			const char *map_text, const void *text, size_t len, const char *name,
-			char **ret_doc, size_t *ret_len)
+/* The migrated document of the manifest m, named name in messages. */
+static int migrate_doc(struct snap_job *job, const struct snap_bundle_signer *k,
+		       const char *map_text, const struct snap_manifest_doc *m, const char *name,
+		       char **ret_doc, size_t *ret_len)
 {
-	struct snap_manifest_doc *m = NULL;
 	struct snap_manifest_mapping *maps = NULL;
 	struct snap_manifest_part *parts = NULL;
 	char *kernel = NULL, *ramdisk = NULL;
 	uint8_t key[16], iv[16];
 	char hex[2][33];
-	char *detail = NULL;
-	int r = snap_manifest_read(text, len, &m, &detail);
-	if (r < 0) {
-		snap_job_fail(job, r, "manifest %s is not a bundle manifest: %s", name,
-			      detail ? detail : snap_strerror(r));
-		free(detail);
-		return r;
-	}
+	int r;
 	if (m->type && strcmp(m->type, "machine")) {
 		r = snap_job_fail(
 		    job, -EOPNOTSUPP,
@@ -237,7 +228,6 @@ out:
 	free(maps);
 	free(kernel);
 	free(ramdisk);
-	snap_manifest_doc_free(m);
 	return r;
 }
 
@@ -257,9 +247,10 @@ static int prepare(struct snap_job *job, struct snap_bundle_signer *k, char **re
 
 /* ---- migrate-manifest (invariant 3) ---- */
 
-static int migrate_manifest(struct snap_job *job)
+int snap_migrate_manifest_run(struct snap_job *job)
 {
 	struct snap_bundle_signer k = {0};
+	struct snap_manifest_doc *m = NULL;
 	char *map_text = NULL, *text = NULL, *doc = NULL;
 	size_t len = 0, dlen = 0;
 	const char *path = snap_job_string(job, SNAP_SPARAM_MANIFEST);
@@ -268,9 +259,11 @@ static int migrate_manifest(struct snap_job *job)
 		return snap_job_fail(job, -EINVAL, "no manifest given");
 	int r = prepare(job, &k, &map_text);
 	if (r >= 0)
-		r = snap_job_read_file(job, path, "manifest", MAX_MANIFEST, &text, &len);
+		r = snap_job_read_file(job, path, "manifest", MAX_MANIFEST_FILE, &text, &len);
 	if (r >= 0)
-		r = migrate_text(job, &k, map_text, text, len, path, &doc, &dlen);
+		r = snap_bundle_manifest_parse(job, text, len, path, &m);
+	if (r >= 0)
+		r = migrate_doc(job, &k, map_text, m, path, &doc, &dlen);
 	if (r < 0)
 		goto out;
 	snap_job_set_stage(job, SNAP_STAGE_FINISH);
@@ -285,6 +278,7 @@ static int migrate_manifest(struct snap_job *job)
 	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_WRITTEN, dlen);
 	r = 0;
 out:
+	snap_manifest_doc_free(m);
 	free(doc);
 	free(text);
 	free(map_text);
@@ -467,7 +461,7 @@ static uint64_t single_copy_max(void)
 	return SNAP_S3_MAX_PART_SIZE;
 }
 
-static int migrate_bundle(struct snap_job *job)
+int snap_migrate_bundle_run(struct snap_job *job)
 {
 	struct snap_s3_where src = {0}, dst = {0};
 	struct snap_bundle_signer k = {0};
@@ -475,7 +469,7 @@ static int migrate_bundle(struct snap_job *job)
 	struct copy_part *parts = NULL;
 	struct snap_manifest_doc *m = NULL;
 	char *map_text = NULL, *mkey = NULL, *dkey = NULL, *doc = NULL, *detail = NULL;
-	void *text = NULL;
+	char *text = NULL;
 	size_t len = 0, dlen = 0, nparts = 0;
 	char url[2200];
 	const char *name = snap_job_string(job, SNAP_SPARAM_MANIFEST);
@@ -508,24 +502,14 @@ static int migrate_bundle(struct snap_job *job)
 
 	/* the manifest, migrated before anything is copied (invariant 4) */
 	snprintf(url, sizeof(url), "s3://%s/%s", src.bucket, mkey);
-	if ((r = snap_job_s3_get_manifest(job, c, src.bucket, mkey, MAX_MANIFEST, &text, &len)) < 0)
+	if ((r = snap_bundle_manifest_get(job, c, src.bucket, mkey, &text, &len)) < 0 ||
+	    (r = snap_bundle_manifest_parse(job, text, len, url, &m)) < 0 ||
+	    (r = migrate_doc(job, &k, map_text, m, url, &doc, &dlen)) < 0)
 		goto out;
-	if ((r = migrate_text(job, &k, map_text, text, len, url, &doc, &dlen)) < 0)
-		goto out;
-	r = snap_manifest_read(text, len, &m, &detail);
-	if (r < 0) { /* never: migrate_text read it */
-		r = snap_job_s3_fail(job, r, detail, url);
-		detail = NULL;
-		goto out;
-	}
 
 	/* every part is in the source before anything is copied */
-	r = snap_s3_list_objects(c, src.bucket, src.prefix, &listed, &detail);
-	if (r < 0) {
-		snap_job_s3_fail(job, r, detail, NULL);
-		detail = NULL;
+	if ((r = snap_job_s3_list(job, c, &src, &listed)) < 0)
 		goto out;
-	}
 	parts = calloc(m->nparts ? m->nparts : 1, sizeof(*parts));
 	if (!parts) {
 		r = snap_job_fail(job, -ENOMEM, "out of memory");
@@ -625,16 +609,4 @@ out:
 	snap_s3_where_clear(&src);
 	snap_s3_where_clear(&dst);
 	return r;
-}
-
-int snap_migrate_run(struct snap_job *job)
-{
-	switch (snap_job_kind(job)) {
-	case SNAP_JOB_MIGRATE_MANIFEST:
-		return migrate_manifest(job);
-	case SNAP_JOB_MIGRATE_BUNDLE:
-		return migrate_bundle(job);
-	default:
-		return snap_job_fail(job, -EINVAL, "not a migrate job");
-	}
 }

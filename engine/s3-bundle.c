@@ -46,32 +46,9 @@
 #include "s3.h"
 #include "util.h"
 
-#define MAX_MANIFEST (16u << 20)
 #define HASH_CHUNK (1u << 20)
 
-static int parse_manifest(struct snap_job *job, const void *buf, size_t len, const char *name,
-			  struct snap_manifest_doc **ret)
-{
-	char *detail = NULL;
-	int r = snap_manifest_read(buf, len, ret, &detail);
-	if (r < 0)
-		snap_job_fail(job, r, "manifest %s is not a bundle manifest: %s", name,
-			      detail ? detail : snap_strerror(r));
-	free(detail);
-	return r;
-}
-
-/* The results of an upload or a download of nparts parts. */
-static void transfer_results(struct snap_job *job, size_t nparts, uint64_t skipped)
-{
-	snap_job_set_result_u64(job, SNAP_RESULT_PARTS, nparts);
-	snap_job_set_result_u64(job, SNAP_RESULT_PARTS_SKIPPED, skipped);
-	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_TOTAL, job->progress.bytes_total);
-	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_SKIPPED, job->progress.bytes_skipped);
-	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_WRITTEN, job->progress.bytes_written);
-}
-
-/* ---- the window of parts in flight (invariant 4), for upload and download ---- */
+/* ---- the bundle in the bucket, and the window of parts in flight (invariant 4) ---- */
 
 /* One part in flight: an upload's PUT and the body it sends, or a download's GET. */
 struct slot {
@@ -81,21 +58,79 @@ struct slot {
 	uint64_t budget; /* bytes of the client's budget held */
 	uint64_t size;
 	size_t index;
-	char *key;
+	char *key;  /* the part's object */
+	char *path; /* the part's file in dir */
 };
 
-/* A transfer of a bundle's parts between dir and the bucket at w, through slots. */
+/* A runner's bundle in the bucket at w: its manifest (key, URL, bytes and document), what the
+ * bucket lists, and for an upload or a download the parts' sizes and the transfer of the parts
+ * between dir and the bucket, through slots. */
 struct xfer {
 	struct snap_job *job;
 	struct snap_s3_client *c;
-	const struct snap_s3_where *w;
-	const struct snap_manifest_doc *m;
+	struct snap_s3_where w;
+	char *mkey, url[2048]; /* the manifest's key, and s3://BUCKET/KEY for messages */
+	char *text;	       /* the manifest's bytes */
+	size_t len;
+	struct snap_manifest_doc *m;
+	struct snap_s3_list_objects *listed;
 	const char *dir;
-	const uint64_t *sizes;
+	uint64_t *sizes;
 	struct slot *slots;
 	size_t nslots, next;
 	uint64_t skipped;
 };
+
+/* Frees what x holds; every slot is empty by then (xfer_drain). */
+static void xfer_clear(struct xfer *x)
+{
+	free(x->slots);
+	free(x->sizes);
+	snap_s3_list_objects_free(x->listed);
+	snap_manifest_doc_free(x->m);
+	free(x->text);
+	free(x->mkey);
+	snap_s3_where_clear(&x->w);
+}
+
+/* The manifest's key under the prefix, and its URL. */
+static int xfer_manifest_key(struct xfer *x, const char *name)
+{
+	x->mkey = snap_s3_where_key(&x->w, name);
+	if (!x->mkey)
+		return snap_job_fail(x->job, -ENOMEM, "out of memory");
+	snprintf(x->url, sizeof(x->url), "s3://%s/%s", x->w.bucket, x->mkey);
+	return 0;
+}
+
+/* The window of slots and the parts' sizes, once the manifest is read (upload, download). */
+static int xfer_alloc(struct xfer *x)
+{
+	x->nslots = snap_job_s3_connections(x->job);
+	x->slots = calloc(x->nslots, sizeof(*x->slots));
+	x->sizes = calloc(x->m->nparts ? x->m->nparts : 1, sizeof(*x->sizes));
+	if (!x->slots || !x->sizes)
+		return snap_job_fail(x->job, -ENOMEM, "out of memory");
+	return 0;
+}
+
+/* Part i's file in dir, malloc'd; NULL when out of memory. */
+static char *part_path(const struct xfer *x, size_t i)
+{
+	char *path;
+	return asprintf(&path, "%s/%s", x->dir, x->m->parts[i].filename) < 0 ? NULL : path;
+}
+
+/* The results of an upload or a download. */
+static void transfer_results(const struct xfer *x)
+{
+	struct snap_job *job = x->job;
+	snap_job_set_result_u64(job, SNAP_RESULT_PARTS, x->m->nparts);
+	snap_job_set_result_u64(job, SNAP_RESULT_PARTS_SKIPPED, x->skipped);
+	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_TOTAL, job->progress.bytes_total);
+	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_SKIPPED, job->progress.bytes_skipped);
+	snap_job_set_result_u64(job, SNAP_RESULT_BYTES_WRITTEN, job->progress.bytes_written);
+}
 
 /* Frees what the slot holds and empties it; a GET not waited for is cancelled (a PUT is always
  * waited for: its body is in buf). */
@@ -106,6 +141,7 @@ static void slot_clear(struct snap_s3_client *c, struct slot *s)
 	if (s->budget)
 		snap_s3_budget_release(c, s->budget);
 	free(s->key);
+	free(s->path);
 	*s = (struct slot){0};
 }
 
@@ -142,9 +178,9 @@ static int slot_finish(struct xfer *x, struct slot *s)
 	return s->put ? up_wait(x, s) : down_finish(x, s);
 }
 
-/* The slot for part i, once the transfer it held ended, and the part's file name in dir; -ECANCELED
- * after a cancel. */
-static int xfer_next(struct xfer *x, size_t i, struct slot **ret, char **ret_path)
+/* The slot for part i, once the transfer it held ended, with the part's key and file name in
+ * dir; -ECANCELED after a cancel. A failure leaves the slot to xfer_drain. */
+static int xfer_next(struct xfer *x, size_t i, struct slot **ret)
 {
 	if (snap_job_cancelled(x->job))
 		return -ECANCELED;
@@ -154,20 +190,21 @@ static int xfer_next(struct xfer *x, size_t i, struct slot **ret, char **ret_pat
 		return r;
 	x->next = (x->next + 1) % x->nslots;
 	snap_job_report(x->job, false);
-	char *path;
-	if (asprintf(&path, "%s/%s", x->dir, x->m->parts[i].filename) < 0)
+	s->key = snap_s3_where_key(&x->w, x->m->parts[i].filename);
+	s->path = part_path(x, i);
+	if (!s->key || !s->path)
 		return snap_job_fail(x->job, -ENOMEM, "out of memory");
 	*ret = s;
-	*ret_path = path;
 	return 0;
 }
 
-/* A part that is there already (invariant 2): counted as done and skipped. */
-static void xfer_skip(struct xfer *x, size_t i)
+/* A part that is there already (invariant 2): counted as done and skipped, its slot emptied. */
+static void xfer_skip(struct xfer *x, struct slot *s, size_t i)
 {
 	x->skipped++;
 	x->job->progress.bytes_done += x->sizes[i];
 	x->job->progress.bytes_skipped += x->sizes[i];
+	slot_clear(x->c, s);
 }
 
 /* Ends every transfer still in flight, oldest first: each upload is waited for, a download only
@@ -189,18 +226,6 @@ static int xfer_drain(struct xfer *x, int r)
 	if (r >= 0)
 		snap_job_set_stage(x->job, SNAP_STAGE_FINISH);
 	return r;
-}
-
-/* What the bucket holds under the bundle's prefix. */
-static int list_bucket(struct snap_job *job, struct snap_s3_client *c,
-		       const struct snap_s3_where *w, struct snap_s3_list_objects **ret)
-{
-	char *detail = NULL;
-	int r = snap_s3_list_objects(c, w->bucket, w->prefix, ret, &detail);
-	if (r < 0)
-		return snap_job_s3_fail(job, r, detail, NULL);
-	free(detail);
-	return 0;
 }
 
 /* ---- upload-bundle ---- */
@@ -242,7 +267,7 @@ static int up_wait(struct xfer *x, struct slot *u)
 		snap_job_s3_fail(x->job, r, detail, NULL);
 	} else {
 		free(detail);
-		snap_debug("uploaded s3://%s/%s (%s)", x->w->bucket, u->key, etag ? etag : "");
+		snap_debug("uploaded s3://%s/%s (%s)", x->w.bucket, u->key, etag ? etag : "");
 		x->job->progress.bytes_done += u->size;
 		x->job->progress.bytes_written += u->size;
 	}
@@ -251,24 +276,20 @@ static int up_wait(struct xfer *x, struct slot *u)
 	return r;
 }
 
-static int upload_bundle(struct snap_job *job)
+int snap_upload_bundle_run(struct snap_job *job)
 {
-	struct snap_s3_where w = {0};
-	struct snap_manifest_doc *m = NULL;
-	struct snap_s3_list_objects *listed = NULL;
-	struct slot *slots = NULL;
-	char *text = NULL, *dir = NULL, *mkey = NULL, *detail = NULL;
-	size_t len, nslots = snap_job_s3_connections(job);
-	int r;
+	struct xfer x = {.job = job};
+	char *dir = NULL, *detail = NULL;
 	const char *mpath = snap_job_string(job, SNAP_SPARAM_MANIFEST);
 	if (!mpath)
 		return snap_job_fail(job, -EINVAL, "no manifest given");
-	if ((r = snap_job_s3_where(job, snap_job_string(job, SNAP_SPARAM_S3_BUCKET), NULL, &w)) < 0)
+	int r = snap_job_s3_where(job, snap_job_string(job, SNAP_SPARAM_S3_BUCKET), NULL, &x.w);
+	if (r < 0)
 		return r;
-	if ((r = snap_job_read_file(job, mpath, "manifest", MAX_MANIFEST, &text, &len)) < 0)
+	r = snap_job_read_file(job, mpath, "manifest", MAX_MANIFEST_FILE, &x.text, &x.len);
+	if (r < 0 || (r = snap_bundle_manifest_parse(job, x.text, x.len, mpath, &x.m)) < 0)
 		goto out;
-	if ((r = parse_manifest(job, text, len, mpath, &m)) < 0)
-		goto out;
+	const struct snap_manifest_doc *m = x.m;
 	const char *d = snap_job_string(job, SNAP_SPARAM_SOURCE_DIR);
 	if (!d) {
 		char *copy = strdup(mpath);
@@ -277,13 +298,14 @@ static int upload_bundle(struct snap_job *job)
 	} else {
 		dir = strdup(d);
 	}
-	char *slash = strrchr(mpath, '/');
-	mkey = snap_s3_where_key(&w, slash ? slash + 1 : mpath);
-	slots = calloc(nslots, sizeof(*slots));
-	if (!dir || !mkey || !slots) {
+	if (!dir) {
 		r = snap_job_fail(job, -ENOMEM, "out of memory");
 		goto out;
 	}
+	x.dir = dir;
+	const char *slash = strrchr(mpath, '/');
+	if ((r = xfer_manifest_key(&x, slash ? slash + 1 : mpath)) < 0 || (r = xfer_alloc(&x)) < 0)
+		goto out;
 	int64_t first = snap_job_param(job, SNAP_PARAM_FIRST_PART, 0);
 	if (first < 0 || (size_t)first >= m->nparts) {
 		r = snap_job_fail(job, -EINVAL, "no part %lld: the bundle of %s has parts 0 to %zu",
@@ -292,15 +314,10 @@ static int upload_bundle(struct snap_job *job)
 	}
 
 	/* every part file is there before anything is sent */
-	uint64_t *sizes = calloc(m->nparts, sizeof(*sizes));
-	if (!sizes) {
-		r = snap_job_fail(job, -ENOMEM, "out of memory");
-		goto out;
-	}
 	for (size_t i = (size_t)first; i < m->nparts; i++) {
-		char *p;
+		char *p = part_path(&x, i);
 		struct stat st;
-		if (asprintf(&p, "%s/%s", dir, m->parts[i].filename) < 0) {
+		if (!p) {
 			r = snap_job_fail(job, -ENOMEM, "out of memory");
 			break;
 		}
@@ -311,105 +328,69 @@ static int upload_bundle(struct snap_job *job)
 			r = snap_job_fail(job, -EINVAL, "cannot upload part %s: not a regular file",
 					  p);
 		else
-			sizes[i] = (uint64_t)st.st_size;
+			x.sizes[i] = (uint64_t)st.st_size;
 		free(p);
 		if (r < 0)
 			break;
-		job->progress.bytes_total += sizes[i];
+		job->progress.bytes_total += x.sizes[i];
 	}
-	if (r < 0) {
-		free(sizes);
+	if (r < 0 || (r = snap_job_s3_client(job, &x.c)) < 0)
 		goto out;
-	}
-
-	struct snap_s3_client *c;
-	if ((r = snap_job_s3_client(job, &c)) < 0) {
-		free(sizes);
-		goto out;
-	}
 	struct snap_s3_put_options po = {.acl = snap_job_s3_bundle_acl(job)};
 	const char *location = snap_job_string(job, SNAP_SPARAM_S3_LOCATION);
-	if (location && (r = snap_job_s3_make_bucket(job, c, w.bucket, location)) < 0) {
-		free(sizes);
+	if (location && (r = snap_job_s3_make_bucket(job, x.c, x.w.bucket, location)) < 0)
 		goto out;
-	}
 	/* what the bucket holds already (invariant 2); also: the bucket exists */
-	if ((r = list_bucket(job, c, &w, &listed)) < 0) {
-		free(sizes);
+	if ((r = snap_job_s3_list(job, x.c, &x.w, &x.listed)) < 0)
 		goto out;
-	}
 
 	snap_job_set_stage(job, SNAP_STAGE_DATA);
-	struct xfer x = {job, c, &w, m, dir, sizes, slots, nslots, 0, 0};
 	for (size_t i = (size_t)first; i < m->nparts && r >= 0; i++) {
 		struct slot *u;
-		char *path;
-		if ((r = xfer_next(&x, i, &u, &path)) < 0)
-			break;
 		uint8_t md5[16], sha1[20];
-		if ((r = slot_budget(&x, u, i, "cannot upload")) < 0) {
-			free(path);
+		if ((r = xfer_next(&x, i, &u)) < 0 ||
+		    (r = slot_budget(&x, u, i, "cannot upload")) < 0 ||
+		    (r = read_part(job, u->path, x.sizes[i], md5, sha1, &u->buf)) < 0)
 			break;
-		}
-		r = read_part(job, path, sizes[i], md5, sha1, &u->buf);
-		if (r >= 0 && memcmp(sha1, m->parts[i].digest, 20)) {
+		if (memcmp(sha1, m->parts[i].digest, 20)) {
 			r = snap_job_fail(job, -EBADMSG,
 					  "part %s does not match the manifest's SHA-1 digest",
-					  path);
+					  u->path);
+			break;
 		}
-		u->key = snap_s3_where_key(&w, m->parts[i].filename);
-		if (r >= 0 && !u->key)
-			r = snap_job_fail(job, -ENOMEM, "out of memory");
-		const struct snap_s3_object *o =
-		    r >= 0 ? snap_s3_list_objects_find(listed, u->key) : NULL;
+		const struct snap_s3_object *o = snap_s3_list_objects_find(x.listed, u->key);
 		char hex[33];
 		snap_hex(hex, md5, 16);
-		if (o && o->size == sizes[i] && o->etag && snap_s3_etag_equal(o->etag, hex)) {
-			snap_debug("s3://%s/%s has the part's MD5 already: skipped", w.bucket,
+		if (o && o->size == x.sizes[i] && o->etag && snap_s3_etag_equal(o->etag, hex)) {
+			snap_debug("s3://%s/%s has the part's MD5 already: skipped", x.w.bucket,
 				   u->key);
-			xfer_skip(&x, i);
-			slot_clear(c, u);
-			free(path);
+			xfer_skip(&x, u, i);
 			continue;
 		}
-		free(path);
-		if (r < 0) {
-			slot_clear(c, u);
-			break;
-		}
-		r = snap_s3_put_start(c, w.bucket, u->key, NULL, 0, u->buf, sizes[i], &po, &u->put);
-		if ((r = slot_started(&x, u, i, r)) < 0)
-			break;
+		r = snap_s3_put_start(x.c, x.w.bucket, u->key, NULL, 0, u->buf, x.sizes[i], &po,
+				      &u->put);
+		r = slot_started(&x, u, i, r);
 	}
 	/* every transfer started ends before its buffer is freed, whatever happened */
-	r = xfer_drain(&x, r);
-	free(sizes);
-	if (r < 0)
+	if ((r = xfer_drain(&x, r)) < 0)
 		goto out;
 
 	if (!snap_job_param(job, SNAP_PARAM_SKIP_MANIFEST, 0)) {
-		r = snap_s3_put_object(c, w.bucket, mkey, text, len, &po, NULL, &detail);
+		r = snap_s3_put_object(x.c, x.w.bucket, x.mkey, x.text, x.len, &po, NULL, &detail);
 		if (r < 0) {
 			snap_job_s3_fail(job, r, detail, NULL);
 			detail = NULL;
 			goto out;
 		}
-		char url[2048];
-		snprintf(url, sizeof(url), "s3://%s/%s", w.bucket, mkey);
-		snap_job_set_result_string(job, SNAP_RESULT_OBJECT_URL, url);
-		snap_job_set_result_string(job, SNAP_RESULT_MANIFEST_PATH, url);
+		snap_job_set_result_string(job, SNAP_RESULT_OBJECT_URL, x.url);
+		snap_job_set_result_string(job, SNAP_RESULT_MANIFEST_PATH, x.url);
 	}
-	transfer_results(job, m->nparts, x.skipped);
+	transfer_results(&x);
 	r = 0;
 out:
-	free(slots);
 	free(detail);
-	free(mkey);
 	free(dir);
-	free(text);
-	snap_s3_list_objects_free(listed);
-	snap_manifest_doc_free(m);
-	snap_s3_where_clear(&w);
+	xfer_clear(&x);
 	return r;
 }
 
@@ -426,32 +407,18 @@ static char *manifest_name(struct snap_job *job)
 	return asprintf(&n, "%s.manifest.xml", prefix ? prefix : "image") < 0 ? NULL : n;
 }
 
-/* Fetches and parses the manifest; its key in *ret_key, its bytes in *ret_text. */
-static int fetch_manifest(struct snap_job *job, struct snap_s3_client *c,
-			  const struct snap_s3_where *w, const char *name, char **ret_key,
-			  char **ret_text, size_t *ret_len, struct snap_manifest_doc **ret)
+/* The bucket's manifest named name into x: its key, URL, bytes and document, through the job's
+ * client. */
+static int fetch_manifest(struct xfer *x, const char *name)
 {
-	char *key = snap_s3_where_key(w, name), url[2048];
-	void *buf = NULL;
-	size_t len = 0;
-	if (!key)
-		return snap_job_fail(job, -ENOMEM, "out of memory");
-	int r = snap_job_s3_get_manifest(job, c, w->bucket, key, MAX_MANIFEST, &buf, &len);
-	if (r < 0) {
-		free(key);
-		return r;
-	}
-	snprintf(url, sizeof(url), "s3://%s/%s", w->bucket, key);
-	r = parse_manifest(job, buf, len, url, ret);
-	if (r < 0) {
-		free(buf);
-		free(key);
-		return r;
-	}
-	*ret_key = key;
-	*ret_text = buf;
-	*ret_len = len;
-	return 0;
+	int r = snap_job_s3_client(x->job, &x->c);
+	if (r >= 0)
+		r = xfer_manifest_key(x, name);
+	if (r >= 0)
+		r = snap_bundle_manifest_get(x->job, x->c, x->w.bucket, x->mkey, &x->text, &x->len);
+	if (r >= 0)
+		r = snap_bundle_manifest_parse(x->job, x->text, x->len, x->url, &x->m);
+	return r;
 }
 
 /* Waits for the download in slot p, checks it (invariant 3) and writes it into place. */
@@ -460,7 +427,7 @@ static int down_finish(struct xfer *x, struct slot *p)
 	struct snap_job *job = x->job;
 	void *buf = NULL;
 	size_t len = 0;
-	char *detail = NULL, *path = NULL;
+	char *detail = NULL;
 	int r = snap_s3_get_wait(p->get, &buf, &len, &detail);
 	p->get = NULL;
 	if (r < 0) {
@@ -477,21 +444,15 @@ static int down_finish(struct xfer *x, struct slot *p)
 		r = snap_job_fail(job, -EBADMSG,
 				  "part s3://%s/%s does not match the manifest's SHA-1 digest (%zu "
 				  "bytes read, %llu listed): changed in the bucket since bundled?",
-				  x->w->bucket, p->key, len, (unsigned long long)p->size);
+				  x->w.bucket, p->key, len, (unsigned long long)p->size);
 		goto out;
 	}
-	if (asprintf(&path, "%s/%s", x->dir, mp->filename) < 0) {
-		path = NULL;
-		r = snap_job_fail(job, -ENOMEM, "out of memory");
-		goto out;
-	}
-	if ((r = snap_job_write_whole(job, path, buf, len, true)) < 0)
+	if ((r = snap_job_write_whole(job, p->path, buf, len, true)) < 0)
 		goto out;
 	job->progress.bytes_done += len;
 	job->progress.bytes_written += len;
 out:
 	free(detail);
-	free(path);
 	free(buf);
 	slot_clear(x->c, p);
 	return r;
@@ -530,23 +491,17 @@ static int check_key(struct snap_job *job, const struct snap_manifest_doc *m, co
 	return key_path ? snap_bundle_manifest_unwrap(job, m, key_path, url, NULL, NULL) : 0;
 }
 
-static int download_bundle(struct snap_job *job)
+int snap_download_bundle_run(struct snap_job *job)
 {
-	struct snap_s3_where w = {0};
-	struct snap_manifest_doc *m = NULL;
-	struct snap_s3_list_objects *listed = NULL;
-	struct slot *slots = NULL;
-	char *name = NULL, *mkey = NULL, *text = NULL, *mpath = NULL;
-	size_t len = 0, nslots = snap_job_s3_connections(job);
+	struct xfer x = {.job = job};
+	char *name = NULL, *mpath = NULL;
 	const char *dir = snap_job_string(job, SNAP_SPARAM_OUTPUT_DIR);
-	if (!dir)
-		dir = ".";
-	int r = snap_job_s3_where(job, snap_job_string(job, SNAP_SPARAM_S3_BUCKET), NULL, &w);
+	x.dir = dir ? dir : ".";
+	int r = snap_job_s3_where(job, snap_job_string(job, SNAP_SPARAM_S3_BUCKET), NULL, &x.w);
 	if (r < 0)
 		return r;
 	name = manifest_name(job);
-	slots = calloc(nslots, sizeof(*slots));
-	if (!name || !slots) {
+	if (!name) {
 		r = snap_job_fail(job, -ENOMEM, "out of memory");
 		goto out;
 	}
@@ -554,84 +509,54 @@ static int download_bundle(struct snap_job *job)
 		r = snap_job_fail(job, -EINVAL, "manifest name %s is not a plain file name", name);
 		goto out;
 	}
-	struct snap_s3_client *c;
-	if ((r = snap_job_s3_client(job, &c)) < 0)
+	if ((r = fetch_manifest(&x, name)) < 0 || (r = check_key(job, x.m, x.url)) < 0)
 		goto out;
-	if ((r = fetch_manifest(job, c, &w, name, &mkey, &text, &len, &m)) < 0)
-		goto out;
-	char url[2048];
-	snprintf(url, sizeof(url), "s3://%s/%s", w.bucket, mkey);
-	if ((r = check_key(job, m, url)) < 0)
-		goto out;
+	const struct snap_manifest_doc *m = x.m;
 
 	/* the manifest first (invariant 1) */
-	if (asprintf(&mpath, "%s/%s", dir, name) < 0) {
+	if (asprintf(&mpath, "%s/%s", x.dir, name) < 0) {
 		mpath = NULL;
 		r = snap_job_fail(job, -ENOMEM, "out of memory");
 		goto out;
 	}
-	if ((r = snap_job_write_whole(job, mpath, text, len, true)) < 0)
+	if ((r = snap_job_write_whole(job, mpath, x.text, x.len, true)) < 0)
 		goto out;
 	snap_job_set_result_string(job, SNAP_RESULT_MANIFEST_PATH, mpath);
 
-	if ((r = list_bucket(job, c, &w, &listed)) < 0)
+	if ((r = snap_job_s3_list(job, x.c, &x.w, &x.listed)) < 0 || (r = xfer_alloc(&x)) < 0)
 		goto out;
-	uint64_t *sizes = calloc(m->nparts ? m->nparts : 1, sizeof(*sizes));
-	if (!sizes) {
-		r = snap_job_fail(job, -ENOMEM, "out of memory");
-		goto out;
-	}
 	for (size_t i = 0; i < m->nparts && r >= 0; i++) {
 		const struct snap_s3_object *o;
-		r = snap_job_s3_listed_part(job, &w, listed, m->parts[i].filename, NULL, &o);
+		r = snap_job_s3_listed_part(job, &x.w, x.listed, m->parts[i].filename, NULL, &o);
 		if (r >= 0)
-			sizes[i] = o->size;
+			x.sizes[i] = o->size;
 	}
 
 	snap_job_set_stage(job, SNAP_STAGE_DATA);
-	struct xfer x = {job, c, &w, m, dir, sizes, slots, nslots, 0, 0};
 	for (size_t i = 0; i < m->nparts && r >= 0; i++) {
 		struct slot *p;
-		char *path;
-		if ((r = xfer_next(&x, i, &p, &path)) < 0)
+		if ((r = xfer_next(&x, i, &p)) < 0)
 			break;
-		bool have = have_part(path, sizes[i], m->parts[i].digest);
-		free(path);
-		if (have) {
-			xfer_skip(&x, i);
+		if (have_part(p->path, x.sizes[i], m->parts[i].digest)) {
+			xfer_skip(&x, p, i);
 			continue;
 		}
-		p->key = snap_s3_where_key(&w, m->parts[i].filename);
-		if (!p->key) {
-			r = snap_job_fail(job, -ENOMEM, "out of memory");
+		if ((r = slot_budget(&x, p, i, "cannot download")) < 0)
 			break;
-		}
-		if ((r = slot_budget(&x, p, i, "cannot download")) < 0) {
-			slot_clear(c, p);
-			break;
-		}
-		r = snap_s3_get_start(c, w.bucket, p->key, 0, UINT64_MAX, (size_t)sizes[i] + 1,
-				      &p->get);
-		if ((r = slot_started(&x, p, i, r)) < 0)
-			break;
+		r = snap_s3_get_start(x.c, x.w.bucket, p->key, 0, UINT64_MAX,
+				      (size_t)x.sizes[i] + 1, &p->get);
+		r = slot_started(&x, p, i, r);
 	}
 	/* failed already: the rest is dropped (freeing a GET not waited for cancels it) */
-	r = xfer_drain(&x, r);
-	free(sizes);
-	if (r < 0)
+	if ((r = xfer_drain(&x, r)) < 0)
 		goto out;
-	transfer_results(job, m->nparts, x.skipped);
-	snap_job_set_result_string(job, SNAP_RESULT_OUTPUT_PATH, dir);
+	transfer_results(&x);
+	snap_job_set_result_string(job, SNAP_RESULT_OUTPUT_PATH, x.dir);
 	r = 0;
 out:
-	free(slots);
 	free(mpath);
-	free(text);
-	free(mkey);
 	free(name);
-	snap_s3_list_objects_free(listed);
-	snap_manifest_doc_free(m);
-	snap_s3_where_clear(&w);
+	xfer_clear(&x);
 	return r;
 }
 
@@ -648,13 +573,11 @@ static int delete_one(struct snap_job *job, struct snap_s3_client *c, const char
 	return 0;
 }
 
-static int delete_bundle(struct snap_job *job)
+int snap_delete_bundle_run(struct snap_job *job)
 {
-	struct snap_s3_where w = {0};
-	struct snap_manifest_doc *m = NULL;
-	char *name = NULL, *mkey = NULL, *text = NULL, *detail = NULL;
-	size_t len = 0;
-	int r = snap_job_s3_where(job, snap_job_string(job, SNAP_SPARAM_S3_BUCKET), NULL, &w);
+	struct xfer x = {.job = job};
+	char *name = NULL, *detail = NULL;
+	int r = snap_job_s3_where(job, snap_job_string(job, SNAP_SPARAM_S3_BUCKET), NULL, &x.w);
 	if (r < 0)
 		return r;
 	name = manifest_name(job);
@@ -662,24 +585,23 @@ static int delete_bundle(struct snap_job *job)
 		r = snap_job_fail(job, -ENOMEM, "out of memory");
 		goto out;
 	}
-	struct snap_s3_client *c;
-	if ((r = snap_job_s3_client(job, &c)) < 0)
+	if ((r = fetch_manifest(&x, name)) < 0)
 		goto out;
-	if ((r = fetch_manifest(job, c, &w, name, &mkey, &text, &len, &m)) < 0)
-		goto out;
+	struct snap_s3_client *c = x.c;
+	const char *bucket = x.w.bucket;
 	snap_job_set_stage(job, SNAP_STAGE_DATA);
-	job->progress.bytes_total = m->nparts + 1;
-	for (size_t i = 0; i < m->nparts; i++) {
+	job->progress.bytes_total = x.m->nparts + 1;
+	for (size_t i = 0; i < x.m->nparts; i++) {
 		if (snap_job_cancelled(job)) {
 			r = -ECANCELED;
 			goto out;
 		}
-		char *k = snap_s3_where_key(&w, m->parts[i].filename);
+		char *k = snap_s3_where_key(&x.w, x.m->parts[i].filename);
 		if (!k) {
 			r = snap_job_fail(job, -ENOMEM, "out of memory");
 			goto out;
 		}
-		r = delete_one(job, c, w.bucket, k);
+		r = delete_one(job, c, bucket, k);
 		free(k);
 		if (r < 0)
 			goto out;
@@ -687,25 +609,25 @@ static int delete_bundle(struct snap_job *job)
 	}
 	/* the manifest last (invariant 1) */
 	snap_job_set_stage(job, SNAP_STAGE_FINISH);
-	if ((r = delete_one(job, c, w.bucket, mkey)) < 0)
+	if ((r = delete_one(job, c, bucket, x.mkey)) < 0)
 		goto out;
-	snap_job_set_result_u64(job, SNAP_RESULT_PARTS, m->nparts);
+	snap_job_set_result_u64(job, SNAP_RESULT_PARTS, x.m->nparts);
 	if (snap_job_param(job, SNAP_PARAM_CLEAR, 0)) {
 		struct snap_s3_list_objects *l = NULL;
-		r = snap_s3_list_objects(c, w.bucket, "", &l, &detail);
+		r = snap_s3_list_objects(c, bucket, "", &l, &detail);
 		if (r >= 0 && l->nobjects == 0) {
 			snap_s3_list_objects_free(l);
 			free(detail);
 			detail = NULL;
-			r = snap_s3_delete_bucket(c, w.bucket, &detail);
+			r = snap_s3_delete_bucket(c, bucket, &detail);
 		} else if (r >= 0) {
-			snap_warn("bucket %s is not empty (%zu objects): kept", w.bucket,
+			snap_warn("bucket %s is not empty (%zu objects): kept", bucket,
 				  l->nobjects);
 			snap_s3_list_objects_free(l);
 		}
 		if (r < 0) {
 			char what[128];
-			snprintf(what, sizeof(what), "cannot remove bucket %s", w.bucket);
+			snprintf(what, sizeof(what), "cannot remove bucket %s", bucket);
 			snap_job_s3_fail(job, r, detail, what);
 			detail = NULL;
 			goto out;
@@ -714,17 +636,14 @@ static int delete_bundle(struct snap_job *job)
 	r = 0;
 out:
 	free(detail);
-	free(text);
-	free(mkey);
 	free(name);
-	snap_manifest_doc_free(m);
-	snap_s3_where_clear(&w);
+	xfer_clear(&x);
 	return r;
 }
 
 /* ---- abort ---- */
 
-static int s3_abort(struct snap_job *job)
+int snap_s3_abort_run(struct snap_job *job)
 {
 	const char *url = snap_job_string(job, SNAP_SPARAM_OUTPUT);
 	char *bucket = NULL, *key = NULL, *detail = NULL, *text = NULL;
@@ -794,20 +713,4 @@ out:
 	free(key);
 	snap_s3_list_uploads_free(l);
 	return r;
-}
-
-int snap_s3_bundle_run(struct snap_job *job)
-{
-	switch (snap_job_kind(job)) {
-	case SNAP_JOB_UPLOAD_BUNDLE:
-		return upload_bundle(job);
-	case SNAP_JOB_DOWNLOAD_BUNDLE:
-		return download_bundle(job);
-	case SNAP_JOB_DELETE_BUNDLE:
-		return delete_bundle(job);
-	case SNAP_JOB_S3_ABORT:
-		return s3_abort(job);
-	default:
-		return snap_job_fail(job, -EINVAL, "not an S3 bundle job");
-	}
 }

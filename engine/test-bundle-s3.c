@@ -10,7 +10,9 @@
  *     succeeds (retries counted), and unbundle -m s3:// gives the image back byte for byte;
  *  4. unbundle -m s3:// with a part's GET reset on every attempt: fails naming the part,
  *     leaves no output file; reset on the first attempt only: retried, succeeds;
- *  5. a cancel from the progress callback mid-upload: -ECANCELED, nothing under the prefix.
+ *  5. a cancel from the progress callback mid-upload: -ECANCELED, nothing under the prefix;
+ *  6. a manifest missing, one whose GET fails on every attempt and one over 16 MiB: unbundle,
+ *     download-bundle and delete-bundle each fail with the one message that names the object.
  * The bytes themselves are judged by awscli in tests/s3/bundle-s3.sh.
  */
 #include <dirent.h>
@@ -247,6 +249,60 @@ static void test_cancel(void)
 	snap_job_free(job);
 }
 
+/* Every job that reads a manifest from a bucket reads it through one GET: the same failure in
+ * the same words for each. */
+static void test_manifest_get(void)
+{
+	static const char *const want[] = {
+	    "no manifest s3://%s/m/img.manifest.xml: GetObject s3://%s/m/img.manifest.xml: ",
+	    "cannot fetch manifest s3://%s/m/img.manifest.xml: GetObject s3://%s/m/img.manifest.xml: ",
+	    "manifest s3://%s/m/img.manifest.xml is larger than 16 MiB",
+	};
+	static const enum snap_job_kind kinds[] = {SNAP_JOB_UNBUNDLE, SNAP_JOB_DOWNLOAD_BUNDLE,
+						   SNAP_JOB_DELETE_BUNDLE};
+	char out[300], where[128], msg[400], *detail = NULL;
+	snprintf(out, sizeof(out), "%s/out-m", dir);
+	snprintf(where, sizeof(where), "%s/m", bucket);
+	for (size_t c = 0; c < 3; c++) {
+		snprintf(msg, sizeof(msg), want[c], bucket, bucket);
+		if (c == 1)
+			set_fault("GET", "img.manifest.xml", SNAP_S3_FAULT_HTTP_500, 100);
+		else
+			set_fault("", "", SNAP_S3_FAULT_NONE, 0);
+		if (c == 2) {
+			size_t n = (16u << 20) + 1;
+			char *big = malloc(n);
+			REQUIRE(big);
+			memset(big, '<', n);
+			REQUIRE(snap_s3_put_object(client, bucket, "m/img.manifest.xml", big, n, NULL,
+						   NULL, &detail) == 0,
+				"%s", detail);
+			free(big);
+		}
+		for (size_t k = 0; k < 3; k++) {
+			struct snap_job *job;
+			if (kinds[k] == SNAP_JOB_UNBUNDLE) {
+				job = unbundle_job("m", out);
+			} else {
+				REQUIRE(snap_job_new(kinds[k], &job) == 0);
+				REQUIRE(snap_job_set_string(job, SNAP_SPARAM_S3_BUCKET, where) == 0);
+				REQUIRE(snap_job_set_string(job, SNAP_SPARAM_MANIFEST,
+							    "img.manifest.xml") == 0);
+				s3_params(job);
+			}
+			int r = snap_job_run(job);
+			const char *e = snap_job_error(job);
+			CHECK(r < 0 && e && !strncmp(e, msg, strlen(msg)), "job %d: %d %s, want %s...",
+			      (int)kinds[k], r, e ? e : "", msg);
+			snap_job_free(job);
+		}
+		printf("manifest GET, case %zu: %s\n", c, msg);
+	}
+	set_fault("", "", SNAP_S3_FAULT_NONE, 0);
+	CHECK(snap_s3_delete_object(client, bucket, "m/img.manifest.xml", NULL) == 0);
+	CHECK(access(out, F_OK) != 0, "%s left behind", out);
+}
+
 int main(void)
 {
 	static const char *const need[] = {"SNAP_TEST_S3_ENDPOINT", "SNAP_TEST_S3_ACCESS_KEY",
@@ -291,6 +347,7 @@ int main(void)
 	test_manifest_put_fails();
 	test_slowdown_then_unbundle();
 	test_cancel();
+	test_manifest_get();
 
 	snap_s3_set_fault(NULL, NULL);
 	empty_bucket();
