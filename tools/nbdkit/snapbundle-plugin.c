@@ -278,7 +278,8 @@ static int sb_pread(void *handle, void *buf, uint32_t count, uint64_t offset, ui
 	int r = snap_store_reader_pread(h->rd, buf, count, offset);
 	if (r < 0) {
 		nbdkit_error("%s", snap_store_image_error(h->img));
-		nbdkit_set_error(-r);
+		/* NBD knows few errors: a frame that fails its checks is an I/O error there */
+		nbdkit_set_error(r == -ENOMEM ? ENOMEM : r == -EINVAL ? EINVAL : EIO);
 		return -1;
 	}
 	return 0;
