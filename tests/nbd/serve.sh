@@ -27,14 +27,8 @@ echo "ok: --exact served byte for byte"
 serve out.img image=img.bin volume=0 || { cat out.img.err >&2; fail "serving img.bin"; }
 [ "$(cat out.img.size)" = "$(volume_size img.bin)" ] || fail "nbdinfo size differs from the volume"
 cmp restored.img out.img || fail "the served image differs from restore's"
-parts() { sfdisk --dump "$1" | sed -n 's/.*start= *\([0-9]*\), size= *\([0-9]*\).*/\1 \2/p'; }
-parts disk.img > parts.txt
+same_partitions disk.img out.img
 [ "$(wc -l < parts.txt)" = 3 ] || fail "expected 3 partitions"
-while read -r start count; do
-	cmp <(dd if=disk.img bs=512 skip="$start" count="$count" status=none) \
-		<(dd if=out.img bs=512 skip="$start" count="$count" status=none) ||
-		fail "partition at sector $start differs from the disk"
-done < parts.txt
 { read -r s1 c1; read -r s2 c2; } < parts.txt
 dd if=out.img of=root.fs bs=512 skip="$s1" count="$c1" status=none
 e2fsck -fn root.fs >/dev/null 2>&1 || fail "e2fsck rejects the served root filesystem"
