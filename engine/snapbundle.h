@@ -535,6 +535,38 @@ struct snap_store_frame_info {
 int snap_store_image_frame(const struct snap_store_image *img, uint64_t i,
 			   struct snap_store_frame_info *ret);
 
+/* Requires a valid signature by the key in a PEM file (certificate, public or private key), as
+ * verify-store's --signer: -EKEYREJECTED when unsigned or signed by another key. */
+int snap_store_image_check_signer(struct snap_store_image *img, const char *pem_path);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Store images: reading a volume's bytes (engine/store-image-read.c)                         */
+
+/* Random reads of one volume's logical bytes from an opened (and, when encrypted, unlocked)
+ * image, without restoring it: what a block device server serves (docs/nbd.md). Each frame is
+ * checked exactly as restore checks it (header, index entry, digest, GCM tag, inflate, CRC)
+ * before any byte of it is returned; bytes no frame holds (zero and unused extents) read as
+ * zeros. A cache of the last SNAP_STORE_READER_CACHE frames opened makes small sequential reads
+ * decode each frame once: a reader holds SNAP_STORE_READER_CACHE frames and one frame record,
+ * about (SNAP_STORE_READER_CACHE + 1) x the image's frame size (4 MiB by default), allocated by
+ * snap_store_reader_new.
+ * Threads: a reader is used by one thread at a time, and it reads through its image (file or
+ * S3 reader, counters, error), so the readers of one image must not read at once either: one
+ * image and one reader per thread. */
+#define SNAP_STORE_READER_CACHE 4
+struct snap_store_reader;
+
+/* A reader of volume i of img (which must outlive it): -EINVAL no such volume or no index,
+ * -ENOKEY an encrypted image not unlocked. -ENOMEM. */
+int snap_store_reader_new(struct snap_store_image *img, size_t volume,
+			  struct snap_store_reader **ret);
+struct snap_store_reader *snap_store_reader_free(struct snap_store_reader *rd);
+/* The volume's bytes [offset, offset + len) into buf: 0, or -errno with the image's error
+ * (snap_store_image_error) naming the image, the frame and its file offset: -EINVAL past the
+ * end of the volume, -EBADMSG a tampered or corrupt frame, -EUCLEAN a truncated image, -EIO,
+ * -ESTALE an S3 object replaced since it was opened. Each read that fails replaces the error. */
+int snap_store_reader_pread(struct snap_store_reader *rd, void *buf, size_t len, uint64_t offset);
+
 #if defined(__GNUC__) && !defined(SNAP_NO_VISIBILITY)
 #pragma GCC visibility pop
 #endif

@@ -23,6 +23,9 @@ packages=(
 	# the S3 service of the tests (tests/s3/rgw.sh): a one-node Ceph RADOS Gateway, and the
 	# outside judge that talks to it (/usr/bin/aws, awscli 2.9)
 	radosgw ceph-mon ceph-osd uuid-runtime curl awscli
+	# serving a .bin as a block device (tools/nbdkit, tests/nbd): nbdkit and its plugin headers,
+	# and libnbd's nbdcopy and nbdinfo, the outside judges
+	nbdkit nbdkit-plugin-dev libnbd-bin
 )
 
 missing=()

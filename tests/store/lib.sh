@@ -29,6 +29,18 @@ make_disk() {
 		status=none
 }
 
+# same_partitions DISK COPY: COPY holds DISK's partitions (sfdisk's), byte for byte; their
+# "start size" in sectors, one a line, are left in parts.txt.
+same_partitions() {
+	sfdisk --dump "$1" | sed -n 's/.*start= *\([0-9]*\), size= *\([0-9]*\).*/\1 \2/p' > parts.txt
+	local start size
+	while read -r start size; do
+		cmp <(dd if="$1" bs=512 skip="$start" count="$size" status=none) \
+			<(dd if="$2" bs=512 skip="$start" count="$size" status=none) ||
+			fail "partition at sector $start of $2 differs from $1's"
+	done < parts.txt
+}
+
 # expect_fail PATTERN OUTPUT -- COMMAND...: the command fails, says PATTERN, leaves no OUTPUT
 # and no temporary file next to it.
 expect_fail() {
