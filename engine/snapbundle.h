@@ -520,6 +520,9 @@ struct snap_store_volume_info {
 };
 int snap_store_image_volume(const struct snap_store_image *img, size_t i,
 			    struct snap_store_volume_info *ret);
+/* The index of the volume whose device is name, whole (/dev/sdb) or its last component (sdb),
+ * as restore --volume matches it: -ENOENT none, -EUCLEAN two (a forged image). */
+int snap_store_image_find_volume(struct snap_store_image *img, const char *name, size_t *ret);
 int snap_store_image_partition(const struct snap_store_image *img, size_t vol, size_t i,
 			       struct snap_partition_info *ret);
 int snap_store_image_extent(const struct snap_store_image *img, size_t vol, size_t i,

@@ -31,27 +31,35 @@
 
 /* ---- selection ---- */
 
+int snap_store_image_find_volume(struct snap_store_image *img, const char *name, size_t *ret)
+{
+	const struct snap_store_meta *m = &img->meta;
+	size_t vi = SIZE_MAX;
+	for (size_t i = 0; i < m->nvolumes; i++) {
+		const char *d = m->volumes[i].device;
+		const char *base = strrchr(d, '/');
+		if (!strcmp(d, name) || (base && !strcmp(base + 1, name))) {
+			if (vi != SIZE_MAX) /* a forged image: store refuses this */
+				return store_image_fail(img, -EUCLEAN,
+							"%s: volumes %s and %s both match %s",
+							img->path, m->volumes[vi].device, d, name);
+			vi = i;
+		}
+	}
+	if (vi == SIZE_MAX)
+		return store_image_fail(img, -ENOENT, "the image has no volume %s", name);
+	*ret = vi;
+	return 0;
+}
+
 int store_image_select(struct snap_store_image *img, const char *volname, int64_t part,
 		       int64_t roff, int64_t rlen, struct store_image_sel *sel)
 {
 	const struct snap_store_meta *m = &img->meta;
 	size_t vi = SIZE_MAX;
-	if (volname) {
-		for (size_t i = 0; i < m->nvolumes; i++) {
-			const char *d = m->volumes[i].device;
-			const char *base = strrchr(d, '/');
-			if (!strcmp(d, volname) || (base && !strcmp(base + 1, volname))) {
-				if (vi != SIZE_MAX) /* a forged image: store refuses this */
-					return store_image_fail(
-					    img, -EUCLEAN, "%s: volumes %s and %s both match %s",
-					    img->path, m->volumes[vi].device, d, volname);
-				vi = i;
-			}
-		}
-		if (vi == SIZE_MAX)
-			return store_image_fail(img, -ENOENT, "the image has no volume %s",
-						volname);
-	}
+	int r;
+	if (volname && (r = snap_store_image_find_volume(img, volname, &vi)) < 0)
+		return r;
 	for (size_t i = 0; i < m->nvolumes; i++) {
 		sel[i].selected = vi == SIZE_MAX || vi == i;
 		sel[i].lo = 0;

@@ -43,6 +43,10 @@ print(json.load(sys.stdin)["volumes"][0]["map"]["bytes"]["data"])')
 [ "$data" = "$want" ] || fail "nbdinfo --map shows $data bytes of data, the image $want"
 grep -q "hole,zero" out.img.map || fail "no hole in the map"
 echo "ok: default store served as restored (partitions, e2fsck, map)"
+# the volume by its device name, as restore --volume takes it
+serve byname.img image=img.bin volume=xvda || { cat byname.img.err >&2; fail "volume=xvda"; }
+cmp restored.img byname.img || fail "volume=xvda served other bytes than volume 0"
+echo "ok: volume=xvda served as volume 0"
 
 # encrypted
 "$B" store disk.img -o enc.bin --passphrase-file pass --frame-size 256K --progress=none
@@ -56,6 +60,7 @@ serve_fails "is encrypted: give a passphrase or a private key" image=enc.bin
 serve_fails "missing.bin" image=missing.bin
 serve_fails "no image given" volume=0
 serve_fails "has no volume 1" image=img.bin volume=1
+serve_fails "the image has no volume sdz" image=img.bin volume=sdz
 serve_fails "unknown parameter" image=img.bin colour=blue
 read -r idx _ < <($TP img.bin record 4)
 cp img.bin t.bin && $TP t.bin flip-fix $((idx + 100))

@@ -37,7 +37,7 @@
 
 /* The parameters (config), read-only once config_complete passed. */
 static char *image; /* a path made absolute, or an s3:// URL */
-static unsigned volume;
+static char *volume_arg; /* volume=: a number, or a device name as restore --volume takes */
 static char *passphrase, *key_path, *signer_path;
 static char *s3_endpoint, *s3_region, *s3_profile;
 
@@ -45,6 +45,7 @@ struct handle {
 	struct snap_job *job; /* an S3 image's client (it outlives img) */
 	struct snap_store_image *img;
 	struct snap_store_reader *rd;
+	size_t volume; /* its index in the image */
 	uint64_t size;
 	struct snap_extent *ext; /* the volume's extent map, in offset order */
 	size_t next;
@@ -53,6 +54,7 @@ struct handle {
 static void sb_unload(void)
 {
 	free(image);
+	free(volume_arg);
 	if (passphrase)
 		memset(passphrase, 0, strlen(passphrase));
 	free(passphrase);
@@ -103,7 +105,7 @@ static int sb_config(const char *key, const char *value)
 		    &image, !strncmp(value, "s3://", 5) ? strdup(value) : nbdkit_realpath(value),
 		    key);
 	if (!strcmp(key, "volume"))
-		return nbdkit_parse_unsigned("volume", value, &volume);
+		return set_string(&volume_arg, strdup(value), key);
 	if (!strcmp(key, "passphrase-file")) {
 		char *p = read_passphrase(value);
 		return p ? set_string(&passphrase, p, key) : -1;
@@ -191,12 +193,22 @@ static struct handle *open_handle(void)
 		r = snap_store_image_check_signer(h->img, signer_path);
 	}
 	struct snap_store_volume_info vi = {.struct_size = sizeof(vi)};
-	if (r == 0 && (r = snap_store_image_volume(h->img, volume, &vi)) < 0) {
-		nbdkit_error("cannot serve %s: the image has no volume %u", image, volume);
+	const char *vol = volume_arg ? volume_arg : "0";
+	if (r == 0 && vol[strspn(vol, "0123456789")] != 0) {
+		what = "cannot serve";
+		r = snap_store_image_find_volume(h->img, vol, &h->volume);
+	} else if (r == 0) {
+		unsigned n;
+		if (nbdkit_parse_unsigned("volume", vol, &n) < 0)
+			goto fail;
+		h->volume = n;
+	}
+	if (r == 0 && (r = snap_store_image_volume(h->img, h->volume, &vi)) < 0) {
+		nbdkit_error("cannot serve %s: the image has no volume %s", image, vol);
 		goto fail;
 	}
 	if (r == 0)
-		r = snap_store_reader_new(h->img, volume, &h->rd);
+		r = snap_store_reader_new(h->img, h->volume, &h->rd);
 	if (r < 0) {
 		const char *detail = h->img ? snap_store_image_error(h->img) : "";
 		if (strstr(detail, image)) /* the image's error names it already */
@@ -213,9 +225,9 @@ static struct handle *open_handle(void)
 	}
 	for (h->next = 0; h->next < vi.extents; h->next++) {
 		h->ext[h->next].struct_size = sizeof(*h->ext);
-		if (snap_store_image_extent(h->img, volume, h->next, &h->ext[h->next]) < 0) {
-			nbdkit_error("cannot serve %s: extent %zu of volume %u unreadable", image,
-				     h->next, volume);
+		if (snap_store_image_extent(h->img, h->volume, h->next, &h->ext[h->next]) < 0) {
+			nbdkit_error("cannot serve %s: extent %zu of volume %zu unreadable", image,
+				     h->next, h->volume);
 			goto fail;
 		}
 	}
@@ -231,7 +243,7 @@ static int sb_get_ready(void)
 	struct handle *h = open_handle();
 	if (!h)
 		return -1;
-	nbdkit_debug("%s: volume %u, %llu bytes, %zu extents", image, volume,
+	nbdkit_debug("%s: volume %zu, %llu bytes, %zu extents", image, h->volume,
 		     (unsigned long long)h->size, h->next);
 	close_handle(h);
 	return 0;
@@ -330,7 +342,8 @@ static struct nbdkit_plugin plugin = {
     .config = sb_config,
     .config_complete = sb_config_complete,
     .config_help = "image=FILE.bin|s3://BUCKET/KEY  (required) the store image\n"
-		   "volume=N                         the volume to serve (default 0)\n"
+		   "volume=N|NAME                    the volume to serve: its number (default 0)\n"
+		   "                                 or device (/dev/sdb or sdb)\n"
 		   "passphrase-file=FILE             an encrypted image's passphrase\n"
 		   "key=KEY.pem                      ... or a recipient's private key\n"
 		   "signer=CERT.pem                  serve only if signed by this key\n"
