@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # bench-nbd.sh [DISK_MIB] [ROUNDS] [FRAME_SIZE]: the serving path against restore, measured.
 # Stores a disk of DISK_MIB (default 512) all data, half random and half text (every byte in a
-# frame to read, check and, for the text, inflate; frame size default 4M) once, then in interleaved rounds (restore first in odd
-# rounds, nbdcopy first in even ones) times `snapbundle restore IMG -o FILE` and
+# frame to read, check and, for the text, inflate; frame size default 4M) once, then in
+# interleaved rounds (restore first in odd rounds, nbdcopy first in even ones) times `snapbundle restore IMG -o FILE` and
 # `nbdkit -U - snapbundle image=IMG --run 'nbdcopy "$uri" FILE'`, each output compared with
 # cmp once. Prints one JSON line per round and one summary line: the median seconds of each and
 # their ratio. Environment: SNAPBUNDLE (default build/tools/snapbundle), PLUGIN (default beside
