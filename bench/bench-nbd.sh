@@ -3,7 +3,8 @@
 # bench-nbd.sh [DISK_MIB] [ROUNDS] [FRAME_SIZE]: the serving path against restore, measured.
 # Stores a disk of DISK_MIB (default 512) all data, half random and half text (every byte in a
 # frame to read, check and, for the text, inflate; frame size default 4M) once, then in
-# interleaved rounds (restore first in odd rounds, nbdcopy first in even ones) times `snapbundle restore IMG -o FILE` and
+# interleaved rounds (restore first in odd rounds, nbdcopy first in even ones) times
+# `snapbundle restore IMG -o FILE` and
 # `nbdkit -U - snapbundle image=IMG --run 'nbdcopy "$uri" FILE'`, each output compared with
 # cmp once. Prints one JSON line per round and one summary line: the median seconds of each and
 # their ratio. Environment: SNAPBUNDLE (default build/tools/snapbundle), PLUGIN (default beside
@@ -23,7 +24,8 @@ T=$(mktemp -d "${TMPDIR:-/tmp}/bench-nbd.XXXXXX")
 trap 'rm -rf "$T"' EXIT
 cd "$T"
 head -c $((mib / 2))M /dev/urandom > disk.img
-{ yes "the served bytes of a snapbundle store image" || true; } | head -c $((mib - mib / 2))M >> disk.img
+{ yes "the served bytes of a snapbundle store image" || true; } |
+	head -c $((mib - mib / 2))M >> disk.img
 "$B" store disk.img -o img.bin --frame-size "$fs" --progress=none >/dev/null
 now() { date +%s.%N; }
 restore() {
