@@ -177,11 +177,7 @@ static int part_open(struct snap_bundle_output *o)
 	}
 	/* the run reclaimed the debris of killed runs; without --force, a part of that name
 	 * appearing now (a concurrent run) fails the open, and the commit never renames over one */
-	unsigned flags = SNAP_OUTPUT_APPEND | SNAP_OUTPUT_NO_RECLAIM;
-	if (o->force)
-		flags |= SNAP_OUTPUT_FORCE;
-	if (snap_job_param(o->job, SNAP_PARAM_NO_DIRECT, 0))
-		flags |= SNAP_OUTPUT_BUFFERED;
+	unsigned flags = SNAP_OUTPUT_APPEND | SNAP_OUTPUT_NO_RECLAIM | snap_output_job_flags(o->job);
 	/* in S3, one PUT per part, made in the background once the part ends */
 	r = output_open(o, path, flags, o->part_size <= SNAP_S3_MAX_BUFFERED_PART, false, &p->out,
 			&detail);

@@ -76,7 +76,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "job-internal.h" /* snap_now_ns */
+#include "job-internal.h" /* snap_now_ns, snap_job_param */
 #include "log.h"
 #include "output.h"
 #include "util.h"
@@ -328,6 +328,12 @@ static void open_direct(struct snap_output *o)
 	o->dmem = mema;
 	snap_debug("%s: O_DIRECT writes in blocks of %u bytes, memory aligned to %u", o->path,
 		   o->dblock, o->dmem);
+}
+
+unsigned snap_output_job_flags(const struct snap_job *job)
+{
+	return (snap_job_param(job, SNAP_PARAM_FORCE, 0) ? SNAP_OUTPUT_FORCE : 0) |
+	       (snap_job_param(job, SNAP_PARAM_NO_DIRECT, 0) ? SNAP_OUTPUT_BUFFERED : 0);
 }
 
 int snap_output_open(const char *path, uint64_t size, unsigned flags, struct snap_output **ret,
