@@ -433,7 +433,7 @@ int snap_bundle_manifest_fetch(struct snap_job *job, struct snap_s3_client *c, c
 	int r = parse_url(job, url, &bucket, &key);
 	if (r < 0)
 		return r;
-	if (!*key || key[strlen(key) - 1] == '/')
+	if (!snap_s3_key_names_object(key))
 		r = snap_job_fail(job, -EINVAL,
 				  "%s names no manifest object (a key ending in .manifest.xml)",
 				  url);

@@ -483,7 +483,7 @@ int snap_output_open_s3(const char *url, unsigned flags, const struct snap_outpu
 	int r = snap_s3_url_parse(url, &bucket, &key, ret_detail);
 	if (r < 0)
 		return r;
-	if (!*key || key[strlen(key) - 1] == '/') {
+	if (!snap_s3_key_names_object(key)) {
 		detail(ret_detail, "%s names no object (a key is needed after the bucket)", url);
 		free(bucket);
 		free(key);

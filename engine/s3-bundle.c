@@ -667,7 +667,7 @@ int snap_s3_abort_run(struct snap_job *job)
 		detail = NULL;
 		goto out;
 	}
-	const bool under = !*key || key[strlen(key) - 1] == '/';
+	const bool under = !snap_s3_key_names_object(key);
 	f = open_memstream(&text, &tlen);
 	if (!f) {
 		r = snap_job_fail(job, -ENOMEM, "out of memory");
