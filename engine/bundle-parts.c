@@ -148,8 +148,9 @@ static char *dirname_of(const char *path)
 	return strndup(path, (size_t)(s - path));
 }
 
-/* Where the parts are: SNAP_SPARAM_SOURCE_DIR (a directory or an s3:// prefix), else where the
- * manifest is; an S3 prefix gets its '/' (a key "dir/m.xml" has its parts under "dir/"). */
+/* Where the parts are: SNAP_SPARAM_SOURCE_DIR (a directory, or an s3:// place that
+ * snap_s3_where_parse reads), else where the manifest is: an S3 manifest's key up to its last
+ * '/', literally (a key "dir/m.xml" has its parts under "dir/"). */
 static int locate_parts(struct snap_bundle_parts *p, const char *mpath)
 {
 	const char *sd = snap_job_string(p->job, SNAP_SPARAM_SOURCE_DIR);
@@ -158,17 +159,20 @@ static int locate_parts(struct snap_bundle_parts *p, const char *mpath)
 		p->srcdir = sd ? strdup(sd) : dirname_of(mpath);
 		return p->srcdir ? 0 : snap_job_fail(p->job, -ENOMEM, "out of memory");
 	}
+	if (sd) {
+		char *detail = NULL;
+		int r = snap_s3_where_parse(sd, &p->w, &detail);
+		if (r < 0)
+			snap_job_fail(p->job, r, "%s: %s", sd, detail ? detail : snap_strerror(r));
+		free(detail);
+		return r;
+	}
 	char *key = NULL;
-	int r = parse_url(p->job, where, &p->w.bucket, &key);
+	int r = parse_url(p->job, mpath, &p->w.bucket, &key);
 	if (r < 0)
 		return r;
-	size_t n = strlen(key);
-	if (!sd) {
-		const char *slash = strrchr(key, '/');
-		n = slash ? (size_t)(slash - key) + 1 : 0;
-	}
-	if (asprintf(&p->w.prefix, "%.*s%s", (int)n, key, n && key[n - 1] != '/' ? "/" : "") < 0)
-		p->w.prefix = NULL;
+	const char *slash = strrchr(key, '/');
+	p->w.prefix = strndup(key, slash ? (size_t)(slash - key) + 1 : 0);
 	free(key);
 	if (!p->w.prefix)
 		return snap_job_fail(p->job, -ENOMEM, "out of memory");

@@ -253,6 +253,25 @@ void snap_job_s3_free(struct snap_job *job)
 
 /* ---- classic bundles in a bucket (s3-bundle.c, migrate.c) ---- */
 
+int snap_s3_where_parse(const char *url, struct snap_s3_where *ret, char **ret_detail)
+{
+	char *bucket, *key, *prefix;
+	int r = snap_s3_url_parse(url, &bucket, &key, ret_detail);
+	if (r < 0)
+		return r;
+	size_t n = strlen(key);
+	while (n && key[n - 1] == '/')
+		n--;
+	if (asprintf(&prefix, "%.*s%s", (int)n, key, n ? "/" : "") < 0) {
+		free(bucket);
+		free(key);
+		return -ENOMEM;
+	}
+	free(key);
+	*ret = (struct snap_s3_where){bucket, prefix};
+	return 0;
+}
+
 int snap_job_s3_where(struct snap_job *job, const char *v, const char *what,
 		      struct snap_s3_where *ret)
 {
@@ -261,10 +280,10 @@ int snap_job_s3_where(struct snap_job *job, const char *v, const char *what,
 			    : snap_job_fail(job, -EINVAL, "no bucket given");
 	while (*v == '/')
 		v++;
-	char *url, *detail = NULL, *bucket, *key;
+	char *url, *detail = NULL;
 	if (asprintf(&url, "s3://%s", v) < 0)
 		return snap_job_fail(job, -ENOMEM, "out of memory");
-	int r = snap_s3_url_parse(url, &bucket, &key, &detail);
+	int r = snap_s3_where_parse(url, ret, &detail);
 	free(url);
 	if (r < 0) {
 		const char *why = detail ? detail : snap_strerror(r);
@@ -273,21 +292,8 @@ int snap_job_s3_where(struct snap_job *job, const char *v, const char *what,
 		else
 			snap_job_fail(job, r, "%s", why);
 		free(detail);
-		return r;
 	}
-	size_t n = strlen(key);
-	if (n > 0 && key[n - 1] != '/') {
-		char *k;
-		if (asprintf(&k, "%s/", key) < 0) {
-			free(bucket);
-			free(key);
-			return snap_job_fail(job, -ENOMEM, "out of memory");
-		}
-		free(key);
-		key = k;
-	}
-	*ret = (struct snap_s3_where){bucket, key};
-	return 0;
+	return r;
 }
 
 void snap_s3_where_clear(struct snap_s3_where *w)
