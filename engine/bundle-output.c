@@ -177,7 +177,8 @@ static int part_open(struct snap_bundle_output *o)
 	}
 	/* the run reclaimed the debris of killed runs; without --force, a part of that name
 	 * appearing now (a concurrent run) fails the open, and the commit never renames over one */
-	unsigned flags = SNAP_OUTPUT_APPEND | SNAP_OUTPUT_NO_RECLAIM | snap_output_job_flags(o->job);
+	unsigned flags =
+	    SNAP_OUTPUT_APPEND | SNAP_OUTPUT_NO_RECLAIM | snap_output_job_flags(o->job);
 	/* in S3, one PUT per part, made in the background once the part ends */
 	r = output_open(o, path, flags, o->part_size <= SNAP_S3_MAX_BUFFERED_PART, false, &p->out,
 			&detail);
@@ -319,8 +320,8 @@ static void remove_objects(struct snap_bundle_output *o)
 	for (size_t i = 0; i <= o->nparts; i++) {
 		char *key = NULL, *detail = NULL;
 		if (i < o->nparts ? asprintf(&key, "%s%s", o->w.prefix, o->parts[i].final_name) < 0
-				  : !o->committing ||
-					asprintf(&key, "%s%s.manifest.xml", o->w.prefix, o->name) < 0)
+				  : !o->committing || asprintf(&key, "%s%s.manifest.xml",
+							       o->w.prefix, o->name) < 0)
 			continue;
 		int r = snap_s3_delete_object(c, o->w.bucket, key, &detail);
 		if (r < 0 && failed++ < 3)

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,14 +139,15 @@ static int parse_url(struct snap_job *job, const char *url, char **ret_bucket, c
 	return r;
 }
 
-static char *dirname_of(const char *path)
+char *snap_bundle_parts_dir(const struct snap_job *job, const char *mpath)
 {
-	const char *s = strrchr(path, '/');
-	if (!s)
-		return strdup(".");
-	if (s == path)
-		return strdup("/");
-	return strndup(path, (size_t)(s - path));
+	const char *sd = snap_job_string(job, SNAP_SPARAM_SOURCE_DIR);
+	if (sd)
+		return strdup(sd);
+	char *copy = strdup(mpath);
+	char *dir = copy ? strdup(dirname(copy)) : NULL;
+	free(copy);
+	return dir;
 }
 
 /* Where the parts are: SNAP_SPARAM_SOURCE_DIR (a directory, or an s3:// place that
@@ -156,7 +158,7 @@ static int locate_parts(struct snap_bundle_parts *p, const char *mpath)
 	const char *sd = snap_job_string(p->job, SNAP_SPARAM_SOURCE_DIR);
 	const char *where = sd ? sd : mpath;
 	if (!snap_s3_is_url(where)) {
-		p->srcdir = sd ? strdup(sd) : dirname_of(mpath);
+		p->srcdir = snap_bundle_parts_dir(p->job, mpath);
 		return p->srcdir ? 0 : snap_job_fail(p->job, -ENOMEM, "out of memory");
 	}
 	if (sd) {

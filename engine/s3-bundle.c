@@ -28,7 +28,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +37,7 @@
 #include <unistd.h>
 
 #include "bundle-manifest.h"
+#include "bundle-parts.h"
 #include "hex.h"
 #include "job-internal.h"
 #include "log.h"
@@ -290,15 +290,7 @@ int snap_upload_bundle_run(struct snap_job *job)
 	if (r < 0 || (r = snap_bundle_manifest_parse(job, x.text, x.len, mpath, &x.m)) < 0)
 		goto out;
 	const struct snap_manifest_doc *m = x.m;
-	const char *d = snap_job_string(job, SNAP_SPARAM_SOURCE_DIR);
-	if (!d) {
-		char *copy = strdup(mpath);
-		dir = copy ? strdup(dirname(copy)) : NULL;
-		free(copy);
-	} else {
-		dir = strdup(d);
-	}
-	if (!dir) {
+	if (!(dir = snap_bundle_parts_dir(job, mpath))) {
 		r = snap_job_fail(job, -ENOMEM, "out of memory");
 		goto out;
 	}

@@ -9,7 +9,8 @@
  * its users: the bucket parameters (snap_job_s3_where: upload, download and delete-bundle,
  * migrate-bundle), a bundle's s3:// destination (snap_bundle_output_where) and an unbundle's
  * s3:// source directory (bundle-parts.c, which calls snap_s3_where_parse itself), slashes
- * included.
+ * included; and a local bundle's parts are found in one directory by unbundle and upload-bundle
+ * alike (snap_bundle_parts_dir).
  */
 #include <errno.h>
 #include <signal.h>
@@ -20,6 +21,7 @@
 #include <time.h>
 
 #include "bundle-output.h"
+#include "bundle-parts.h"
 #include "job-internal.h"
 #include "s3.h"
 #include "test-util.h"
@@ -208,7 +210,8 @@ static void test_where(void)
 		w = (struct snap_s3_where){(char *)0x1, (char *)0x1};
 		r = snap_job_s3_where(job, url + 5, "source", &w);
 		if (!want_b && !url[5]) {
-			CHECK(r == -EINVAL && !strcmp(snap_job_error(job), "no source bucket given"),
+			CHECK(r == -EINVAL &&
+				  !strcmp(snap_job_error(job), "no source bucket given"),
 			      "%s: %d %s", url, r, snap_job_error(job));
 		} else if (!want_b) { /* a leading '/' is skipped: "/p" is the bucket "p" */
 			CHECK(r == -EINVAL && strstr(snap_job_error(job),
@@ -257,11 +260,34 @@ static void test_where(void)
 	snap_job_free(job);
 }
 
+static void test_parts_dir(void)
+{
+	static const char *const cases[][2] = {
+	    {"a/m.xml", "a"}, {"a//m.xml", "a"}, {"/a/b/m.xml", "/a/b"}, {"m.xml", "."},
+	    {"/m.xml", "/"},  {"./m.xml", "."},	 {"a/b//m.xml", "a/b"},
+	};
+	struct snap_job *job;
+	REQUIRE(snap_job_new(SNAP_JOB_UPLOAD_BUNDLE, &job) == 0);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *d = snap_bundle_parts_dir(job, cases[i][0]);
+		CHECK(d && !strcmp(d, cases[i][1]), "%s: '%s', want '%s'", cases[i][0],
+		      d ? d : "(null)", cases[i][1]);
+		free(d);
+	}
+	/* SNAP_SPARAM_SOURCE_DIR as given */
+	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_SOURCE_DIR, "parts//") == 0);
+	char *d = snap_bundle_parts_dir(job, "a/m.xml");
+	CHECK(d && !strcmp(d, "parts//"), "source dir: '%s'", d ? d : "(null)");
+	free(d);
+	snap_job_free(job);
+}
+
 int main(void)
 {
 	clean_env(test_mkdir());
 	test_no_credentials();
 	test_where();
+	test_parts_dir();
 	test_cancel_from_signal();
 	test_gateway();
 	if (test_failures)
