@@ -158,6 +158,9 @@ char *snap_s3_where_key(const struct snap_s3_where *w, const char *name);
 /* Records an S3 failure: "cancelled" after a cancel, else "what: detail" (what optional; the
  * errno's text without a detail). Frees detail; returns r. */
 int snap_job_s3_fail(struct snap_job *job, int r, char *detail, const char *what);
+/* The end of an S3 call that returned r and *detail: a failure recorded as snap_job_s3_fail
+ * does; *detail freed and set to NULL either way. Returns r. */
+int snap_job_s3_check(struct snap_job *job, int r, char **detail, const char *what);
 /* The parts in flight at once: SNAP_PARAM_S3_CONNECTIONS within 1..64. */
 unsigned snap_job_s3_connections(const struct snap_job *job);
 /* The canned ACL of a bundle's objects: SNAP_SPARAM_S3_ACL, aws-exec-read by default (the EC2

@@ -320,6 +320,16 @@ int snap_job_s3_fail(struct snap_job *job, int r, char *detail, const char *what
 	return r;
 }
 
+int snap_job_s3_check(struct snap_job *job, int r, char **detail, const char *what)
+{
+	char *d = *detail;
+	*detail = NULL;
+	if (r < 0)
+		return snap_job_s3_fail(job, r, d, what);
+	free(d);
+	return r;
+}
+
 unsigned snap_job_s3_connections(const struct snap_job *job)
 {
 	int64_t n = snap_job_param(job, SNAP_PARAM_S3_CONNECTIONS, SNAP_S3_DEFAULT_CONNECTIONS);
@@ -339,10 +349,7 @@ int snap_job_s3_list(struct snap_job *job, struct snap_s3_client *c, const struc
 {
 	char *detail = NULL;
 	int r = snap_s3_list_objects(c, w->bucket, w->prefix, ret, &detail);
-	if (r < 0)
-		return snap_job_s3_fail(job, r, detail, NULL);
-	free(detail);
-	return 0;
+	return snap_job_s3_check(job, r, &detail, NULL);
 }
 
 int snap_job_s3_listed_part(struct snap_job *job, const struct snap_s3_where *w,
