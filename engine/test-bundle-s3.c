@@ -79,6 +79,18 @@ static void s3_params(struct snap_job *job)
 	REQUIRE(snap_job_set_param(job, SNAP_PARAM_PROGRESS_MS, 0) == 0);
 }
 
+/* The user's certificate and key and the EC2 certificate made in dir: a bundle's signers. */
+static void signing_keys(struct snap_job *job)
+{
+	char p[512];
+	snprintf(p, sizeof(p), "%s/user.pem", dir);
+	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_CERT, p) == 0);
+	snprintf(p, sizeof(p), "%s/user.key", dir);
+	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_PRIVATE_KEY, p) == 0);
+	snprintf(p, sizeof(p), "%s/ec2.pem", dir);
+	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_EC2_CERT, p) == 0);
+}
+
 static struct snap_job *bundle_job(const char *prefix)
 {
 	struct snap_job *job;
@@ -88,12 +100,7 @@ static struct snap_job *bundle_job(const char *prefix)
 	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_IMAGE, p) == 0);
 	snprintf(p, sizeof(p), "s3://%s/%s/", bucket, prefix);
 	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_DESTINATION, p) == 0);
-	snprintf(p, sizeof(p), "%s/user.pem", dir);
-	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_CERT, p) == 0);
-	snprintf(p, sizeof(p), "%s/user.key", dir);
-	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_PRIVATE_KEY, p) == 0);
-	snprintf(p, sizeof(p), "%s/ec2.pem", dir);
-	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_EC2_CERT, p) == 0);
+	signing_keys(job);
 	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_USER, "123456789012") == 0);
 	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_ARCH, "x86_64") == 0);
 	REQUIRE(snap_job_set_param(job, SNAP_PARAM_PART_SIZE, 1 << 20) == 0);
@@ -335,12 +342,7 @@ static void migrate_copy_fails(const char *prefix, int64_t part_size, const char
 	snprintf(p, sizeof(p), "%s/%s-to", bucket, prefix);
 	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_DEST_BUCKET, p) == 0);
 	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_MANIFEST, "img.manifest.xml") == 0);
-	snprintf(p, sizeof(p), "%s/user.pem", dir);
-	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_CERT, p) == 0);
-	snprintf(p, sizeof(p), "%s/user.key", dir);
-	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_PRIVATE_KEY, p) == 0);
-	snprintf(p, sizeof(p), "%s/ec2.pem", dir);
-	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_EC2_CERT, p) == 0);
+	signing_keys(job);
 	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_S3_ACL, "private") == 0); /* the gateway's */
 	s3_params(job);
 	int r = snap_job_run(job);
