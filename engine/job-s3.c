@@ -2,11 +2,11 @@
 /*
  * job-s3.c - the S3 client of a job (job-internal.h, invariant 5): made once from the job's
  * parameters through the AWS chain, its log lines sent to the library's log, its statistics
- * reported as progress and results, and a job's cancel forwarded to it. Also the pieces the
- * classic-bundle jobs share (s3-bundle.c, migrate.c): where a bundle is (bucket and prefix), the
- * failure message of an S3 call, the window of connections, the bundle ACL, CreateBucket, the
- * listing under a bundle's prefix and a part's lookup in it, and a manifest or part written
- * whole to a file.
+ * reported as progress and results, and a job's cancel forwarded to it. Also the one reading of
+ * a place in a bucket (bucket and prefix) for every job, and the pieces the classic-bundle jobs
+ * share (s3-bundle.c, migrate.c): the failure message and the end of an S3 call, the window of
+ * connections, the bundle ACL, CreateBucket, the listing under a bundle's prefix and a part's
+ * lookup in it, and a manifest or part written whole to a file.
  *
  * Invariants:
  *  1. The client is made under job->s3_lock and published (job->s3) only once complete; readers
