@@ -177,11 +177,8 @@ static int part_open(struct snap_bundle_output *o)
 	}
 	/* the run reclaimed the debris of killed runs; without --force, a part of that name
 	 * appearing now (a concurrent run) fails the open, and the commit never renames over one */
-	unsigned flags = SNAP_OUTPUT_APPEND | SNAP_OUTPUT_NO_RECLAIM;
-	if (o->force)
-		flags |= SNAP_OUTPUT_FORCE;
-	if (snap_job_param(o->job, SNAP_PARAM_NO_DIRECT, 0))
-		flags |= SNAP_OUTPUT_BUFFERED;
+	unsigned flags =
+	    SNAP_OUTPUT_APPEND | SNAP_OUTPUT_NO_RECLAIM | snap_output_job_flags(o->job);
 	/* in S3, one PUT per part, made in the background once the part ends */
 	r = output_open(o, path, flags, o->part_size <= SNAP_S3_MAX_BUFFERED_PART, false, &p->out,
 			&detail);
@@ -316,28 +313,28 @@ static void remove_objects(struct snap_bundle_output *o)
 			snap_warn(
 			    "cannot reach S3 to delete the parts uploaded under s3://%s/%s: %s "
 			    "(delete-bundle, or a rerun with --force, removes them)",
-			    o->bucket, o->prefix, snap_strerror(cr));
+			    o->w.bucket, o->w.prefix, snap_strerror(cr));
 		return;
 	}
 	size_t failed = 0;
 	for (size_t i = 0; i <= o->nparts; i++) {
 		char *key = NULL, *detail = NULL;
-		if (i < o->nparts ? asprintf(&key, "%s%s", o->prefix, o->parts[i].final_name) < 0
-				  : !o->committing ||
-					asprintf(&key, "%s%s.manifest.xml", o->prefix, o->name) < 0)
+		if (i < o->nparts ? asprintf(&key, "%s%s", o->w.prefix, o->parts[i].final_name) < 0
+				  : !o->committing || asprintf(&key, "%s%s.manifest.xml",
+							       o->w.prefix, o->name) < 0)
 			continue;
-		int r = snap_s3_delete_object(c, o->bucket, key, &detail);
+		int r = snap_s3_delete_object(c, o->w.bucket, key, &detail);
 		if (r < 0 && failed++ < 3)
 			snap_warn(
 			    "cannot delete s3://%s/%s after the failure: %s (delete-bundle, or "
 			    "a rerun with --force, removes it)",
-			    o->bucket, key, detail ? detail : snap_strerror(r));
+			    o->w.bucket, key, detail ? detail : snap_strerror(r));
 		free(key);
 		free(detail);
 	}
 	if (!failed)
 		snap_debug("deleted the %zu parts this run had named in s3://%s/%s", o->nparts,
-			   o->bucket, o->prefix);
+			   o->w.bucket, o->w.prefix);
 	snap_s3_client_free(c);
 }
 
@@ -392,13 +389,13 @@ static int each_part(struct snap_bundle_output *o,
 	}
 	struct snap_s3_list_objects *l = NULL;
 	char *lp = NULL, *detail = NULL;
-	if (asprintf(&lp, "%s%s.part.", o->prefix, o->name) < 0)
+	if (asprintf(&lp, "%s%s.part.", o->w.prefix, o->name) < 0)
 		return -ENOMEM;
-	r = snap_s3_list_objects(o->s3, o->bucket, lp, &l, &detail);
-	if (r < 0 && asprintf(ret_detail, "cannot list s3://%s/%s: %s", o->bucket, lp,
+	r = snap_s3_list_objects(o->s3, o->w.bucket, lp, &l, &detail);
+	if (r < 0 && asprintf(ret_detail, "cannot list s3://%s/%s: %s", o->w.bucket, lp,
 			      detail ? detail : snap_strerror(r)) < 0)
 		*ret_detail = NULL;
-	size_t n = strlen(o->prefix);
+	size_t n = strlen(o->w.prefix);
 	for (size_t i = 0; r >= 0 && i < l->nobjects; i++) {
 		const char *k = l->objects[i].key;
 		if (!strchr(k + n, '/') && is_part_of(k + n, o->name))
@@ -426,9 +423,9 @@ static int check_manifest_s3(struct snap_bundle_output *o)
 	char *mkey = NULL, *detail = NULL;
 	struct snap_s3_head *h = NULL;
 	int r;
-	if (asprintf(&mkey, "%s%s.manifest.xml", o->prefix, o->name) < 0)
+	if (asprintf(&mkey, "%s%s.manifest.xml", o->w.prefix, o->name) < 0)
 		return snap_job_fail(o->job, -ENOMEM, "out of memory");
-	r = snap_s3_head_object(o->s3, o->bucket, mkey, &h, &detail);
+	r = snap_s3_head_object(o->s3, o->w.bucket, mkey, &h, &detail);
 	if (r == 0 && !o->force) {
 		r = snap_job_fail(o->job, -EEXIST, "%s already exists (use --force to replace it)",
 				  o->manifest_path);
@@ -437,7 +434,7 @@ static int check_manifest_s3(struct snap_bundle_output *o)
 	if (r == 0) {
 		free(detail);
 		detail = NULL;
-		r = snap_s3_delete_object(o->s3, o->bucket, mkey, &detail);
+		r = snap_s3_delete_object(o->s3, o->w.bucket, mkey, &detail);
 		if (r < 0) {
 			snap_job_fail(o->job, r, "cannot delete %s to replace it: %s",
 				      o->manifest_path, detail ? detail : snap_strerror(r));
@@ -494,7 +491,7 @@ static int remove_stale(struct snap_bundle_output *o, int dfd, const char *name,
 		return 0;
 	char *detail = NULL;
 	if (dfd >= 0 ? unlinkat(dfd, name, 0) == 0
-		     : snap_s3_delete_object(o->s3, o->bucket, key, &detail) == 0)
+		     : snap_s3_delete_object(o->s3, o->w.bucket, key, &detail) == 0)
 		snap_info("removed %s/%s of the bundle replaced", o->dest, name);
 	else if (dfd < 0)
 		snap_warn("cannot remove %s/%s of the bundle replaced: %s", o->dest, name,
@@ -516,30 +513,26 @@ static void remove_stale_parts(struct snap_bundle_output *o, const struct stat *
 /* ---------------------------------------------------------------------------------------- */
 /* Setup and the end                                                                         */
 
-/* s3://BUCKET[/PREFIX[/]]: the parts and the manifest go under PREFIX/ (invariant 3); dest
- * becomes "s3://BUCKET/PREFIX" without the '/', so that dest/NAME is an object's URL. */
+/* s3://BUCKET[/PREFIX[/]] as snap_s3_where_parse reads it: the parts and the manifest go under
+ * PREFIX/ (invariant 3); dest becomes "s3://BUCKET/PREFIX" without the '/', so that dest/NAME
+ * is an object's URL. */
 static int configure_s3(struct snap_bundle_output *o)
 {
-	char *key = NULL, *detail = NULL;
-	int r = snap_s3_url_parse(o->dest, &o->bucket, &key, &detail);
+	char *detail = NULL;
+	int r = snap_s3_where_parse(o->dest, &o->w, &detail);
 	if (r < 0) {
 		snap_job_fail(o->job, r, "destination %s: %s", o->dest,
 			      detail ? detail : snap_strerror(r));
 		free(detail);
 		return r;
 	}
-	size_t n = strlen(key);
-	while (n && key[n - 1] == '/')
-		n--;
+	size_t n = strlen(o->w.prefix);
 	free(o->dest);
-	o->dest = NULL;
-	if (asprintf(&o->prefix, "%.*s%s", (int)n, key, n ? "/" : "") < 0)
-		o->prefix = NULL;
-	else if (asprintf(&o->dest, "s3://%s%s%.*s", o->bucket, n ? "/" : "", (int)n, key) < 0)
+	if (asprintf(&o->dest, "s3://%s%s%.*s", o->w.bucket, n ? "/" : "", n ? (int)n - 1 : 0,
+		     o->w.prefix) < 0) {
 		o->dest = NULL;
-	free(key);
-	if (!o->prefix || !o->dest)
 		return snap_job_fail(o->job, -ENOMEM, "out of memory");
+	}
 	o->put.acl = snap_job_string(o->job, SNAP_SPARAM_S3_ACL);
 	o->put.content_type = NULL;
 	return snap_job_s3_client(o->job, &o->s3);
@@ -683,6 +676,5 @@ void snap_bundle_output_clear(struct snap_bundle_output *o)
 	free(o->parts);
 	free(o->dest);
 	free(o->manifest_path);
-	free(o->bucket);
-	free(o->prefix);
+	snap_s3_where_clear(&o->w);
 }

@@ -15,6 +15,7 @@
 #include <openssl/evp.h>
 
 #include "bundle-manifest.h"
+#include "job-internal.h"
 #include "s3.h"
 
 struct snap_job;
@@ -37,7 +38,7 @@ struct snap_bundle_output {
 
 	/* an S3 destination (bundle-output.c invariant 3) */
 	struct snap_s3_client *s3; /* the job's (job-internal.h invariant 5) */
-	char *bucket, *prefix;	   /* prefix "" or ending in '/' */
+	struct snap_s3_where w;	   /* snap_s3_where_parse's of the destination */
 	struct snap_s3_put_options put;
 	uint64_t name_count; /* the part count the part keys are padded for */
 	size_t window;	     /* parts held uncommitted at most (commit_done_parts) */

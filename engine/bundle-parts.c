@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,37 +139,42 @@ static int parse_url(struct snap_job *job, const char *url, char **ret_bucket, c
 	return r;
 }
 
-static char *dirname_of(const char *path)
+char *snap_bundle_parts_dir(const struct snap_job *job, const char *mpath)
 {
-	const char *s = strrchr(path, '/');
-	if (!s)
-		return strdup(".");
-	if (s == path)
-		return strdup("/");
-	return strndup(path, (size_t)(s - path));
+	const char *sd = snap_job_string(job, SNAP_SPARAM_SOURCE_DIR);
+	if (sd)
+		return strdup(sd);
+	char *copy = strdup(mpath);
+	char *dir = copy ? strdup(dirname(copy)) : NULL;
+	free(copy);
+	return dir;
 }
 
-/* Where the parts are: SNAP_SPARAM_SOURCE_DIR (a directory or an s3:// prefix), else where the
- * manifest is; an S3 prefix gets its '/' (a key "dir/m.xml" has its parts under "dir/"). */
+/* Where the parts are: SNAP_SPARAM_SOURCE_DIR (a directory, or an s3:// place that
+ * snap_s3_where_parse reads), else where the manifest is: an S3 manifest's key up to its last
+ * '/', literally (a key "dir/m.xml" has its parts under "dir/"). */
 static int locate_parts(struct snap_bundle_parts *p, const char *mpath)
 {
 	const char *sd = snap_job_string(p->job, SNAP_SPARAM_SOURCE_DIR);
 	const char *where = sd ? sd : mpath;
 	if (!snap_s3_is_url(where)) {
-		p->srcdir = sd ? strdup(sd) : dirname_of(mpath);
+		p->srcdir = snap_bundle_parts_dir(p->job, mpath);
 		return p->srcdir ? 0 : snap_job_fail(p->job, -ENOMEM, "out of memory");
 	}
+	if (sd) {
+		char *detail = NULL;
+		int r = snap_s3_where_parse(sd, &p->w, &detail);
+		if (r < 0)
+			snap_job_fail(p->job, r, "%s: %s", sd, detail ? detail : snap_strerror(r));
+		free(detail);
+		return r;
+	}
 	char *key = NULL;
-	int r = parse_url(p->job, where, &p->w.bucket, &key);
+	int r = parse_url(p->job, mpath, &p->w.bucket, &key);
 	if (r < 0)
 		return r;
-	size_t n = strlen(key);
-	if (!sd) {
-		const char *slash = strrchr(key, '/');
-		n = slash ? (size_t)(slash - key) + 1 : 0;
-	}
-	if (asprintf(&p->w.prefix, "%.*s%s", (int)n, key, n && key[n - 1] != '/' ? "/" : "") < 0)
-		p->w.prefix = NULL;
+	const char *slash = strrchr(key, '/');
+	p->w.prefix = strndup(key, slash ? (size_t)(slash - key) + 1 : 0);
 	free(key);
 	if (!p->w.prefix)
 		return snap_job_fail(p->job, -ENOMEM, "out of memory");
@@ -433,7 +439,7 @@ int snap_bundle_manifest_fetch(struct snap_job *job, struct snap_s3_client *c, c
 	int r = parse_url(job, url, &bucket, &key);
 	if (r < 0)
 		return r;
-	if (!*key || key[strlen(key) - 1] == '/')
+	if (!snap_s3_key_names_object(key))
 		r = snap_job_fail(job, -EINVAL,
 				  "%s names no manifest object (a key ending in .manifest.xml)",
 				  url);

@@ -104,6 +104,11 @@ int snap_bundle_parts_read(struct snap_bundle_parts *ps, struct snap_pipeline *p
 int snap_bundle_parts_check(const struct snap_bundle_parts *ps, struct snap_pipeline *pipe,
 			    const struct snap_bundle_part_buf *b);
 
+/* Where a local bundle's parts are: SNAP_SPARAM_SOURCE_DIR, else the directory of the
+ * manifest's path, as dirname(3) says it ("a//m.xml" is in "a", "m.xml" in "."); malloc'd,
+ * NULL when out of memory. */
+char *snap_bundle_parts_dir(const struct snap_job *job, const char *mpath);
+
 /* The manifest at url (s3://BUCKET/KEY) with the client c: snap_bundle_manifest_get of a URL
  * that names an object. A failure is recorded on the job. */
 int snap_bundle_manifest_fetch(struct snap_job *job, struct snap_s3_client *c, const char *url,

@@ -554,8 +554,8 @@ static int bvol_make_image(struct bvol *v)
 		return snap_job_fail(v->job, -ENOMEM, "out of memory");
 	/* only --clone-only ever gives the image its name: otherwise a file of that name is no
 	 * obstacle */
-	unsigned flags = SNAP_OUTPUT_BUFFERED;
-	if (!v->clone_only || snap_job_param(v->job, SNAP_PARAM_FORCE, 0))
+	unsigned flags = SNAP_OUTPUT_BUFFERED | snap_output_job_flags(v->job);
+	if (!v->clone_only)
 		flags |= SNAP_OUTPUT_FORCE;
 	char *detail = NULL;
 	int r = snap_output_open(v->image_final, v->size, flags, &v->image, &detail);

@@ -129,12 +129,27 @@ void snap_job_s3_run_start(struct snap_job *job);
 void snap_job_s3_results(struct snap_job *job);
 void snap_job_s3_free(struct snap_job *job);
 
-/* Where a classic bundle is in S3 (s3-bundle.c, migrate.c): a bucket and a key prefix, "" or
- * ending in '/'. snap_job_s3_where parses "BUCKET[/PREFIX]" (leading '/' skipped); what names
- * the bucket in messages ("source": "no source bucket given"), NULL for the only one. */
+/* Where a classic bundle is in S3: a bucket and a key prefix, "" or ending in '/'. */
 struct snap_s3_where {
 	char *bucket, *prefix;
 };
+/* The one reading of a place a user names in a bucket, "s3://BUCKET[/PREFIX]" (the bucket
+ * parameters of s3-bundle.c and migrate.c, a bundle's s3:// destination, an unbundle's s3://
+ * source directory):
+ *  1. BUCKET is what comes before the first '/' after "s3://", checked by snap_s3_url_parse:
+ *     an empty one ("s3://", "s3:///p") is refused.
+ *  2. PREFIX is the rest taken literally (a key is not a path: "s3://b//p" is under "/p/"),
+ *     except that its trailing '/'s are one: "s3://b/p", "s3://b/p/" and "s3://b/p//" all
+ *     mean the prefix "p/", where a bundle to any of them puts its objects.
+ *  3. No PREFIX, or one of '/'s only ("s3://b", "s3://b/", "s3://b//"), is the prefix "", the
+ *     top of the bucket.
+ * The folder of an existing object's key (bundle-parts.c, the parts beside a manifest) is not
+ * such a place: it is the key up to its last '/', literally. -EINVAL with the URL parser's
+ * detail; ret untouched on failure. */
+int snap_s3_where_parse(const char *url, struct snap_s3_where *ret, char **ret_detail);
+/* snap_s3_where_parse of "BUCKET[/PREFIX]" without the scheme (leading '/' skipped), a failure
+ * recorded in the job; what names the bucket in messages ("source": "no source bucket given"),
+ * NULL for the only one. */
 int snap_job_s3_where(struct snap_job *job, const char *v, const char *what,
 		      struct snap_s3_where *ret);
 void snap_s3_where_clear(struct snap_s3_where *w);
@@ -143,6 +158,9 @@ char *snap_s3_where_key(const struct snap_s3_where *w, const char *name);
 /* Records an S3 failure: "cancelled" after a cancel, else "what: detail" (what optional; the
  * errno's text without a detail). Frees detail; returns r. */
 int snap_job_s3_fail(struct snap_job *job, int r, char *detail, const char *what);
+/* The end of an S3 call that returned r and *detail: a failure recorded as snap_job_s3_fail
+ * does; *detail freed and set to NULL either way. Returns r. */
+int snap_job_s3_check(struct snap_job *job, int r, char **detail, const char *what);
 /* The parts in flight at once: SNAP_PARAM_S3_CONNECTIONS within 1..64. */
 unsigned snap_job_s3_connections(const struct snap_job *job);
 /* The canned ACL of a bundle's objects: SNAP_SPARAM_S3_ACL, aws-exec-read by default (the EC2

@@ -2,11 +2,11 @@
 /*
  * job-s3.c - the S3 client of a job (job-internal.h, invariant 5): made once from the job's
  * parameters through the AWS chain, its log lines sent to the library's log, its statistics
- * reported as progress and results, and a job's cancel forwarded to it. Also the pieces the
- * classic-bundle jobs share (s3-bundle.c, migrate.c): where a bundle is (bucket and prefix), the
- * failure message of an S3 call, the window of connections, the bundle ACL, CreateBucket, the
- * listing under a bundle's prefix and a part's lookup in it, and a manifest or part written
- * whole to a file.
+ * reported as progress and results, and a job's cancel forwarded to it. Also the one reading of
+ * a place in a bucket (bucket and prefix) for every job, and the pieces the classic-bundle jobs
+ * share (s3-bundle.c, migrate.c): the failure message and the end of an S3 call, the window of
+ * connections, the bundle ACL, CreateBucket, the listing under a bundle's prefix and a part's
+ * lookup in it, and a manifest or part written whole to a file.
  *
  * Invariants:
  *  1. The client is made under job->s3_lock and published (job->s3) only once complete; readers
@@ -253,6 +253,25 @@ void snap_job_s3_free(struct snap_job *job)
 
 /* ---- classic bundles in a bucket (s3-bundle.c, migrate.c) ---- */
 
+int snap_s3_where_parse(const char *url, struct snap_s3_where *ret, char **ret_detail)
+{
+	char *bucket, *key, *prefix;
+	int r = snap_s3_url_parse(url, &bucket, &key, ret_detail);
+	if (r < 0)
+		return r;
+	size_t n = strlen(key);
+	while (n && key[n - 1] == '/')
+		n--;
+	if (asprintf(&prefix, "%.*s%s", (int)n, key, n ? "/" : "") < 0) {
+		free(bucket);
+		free(key);
+		return -ENOMEM;
+	}
+	free(key);
+	*ret = (struct snap_s3_where){bucket, prefix};
+	return 0;
+}
+
 int snap_job_s3_where(struct snap_job *job, const char *v, const char *what,
 		      struct snap_s3_where *ret)
 {
@@ -261,10 +280,10 @@ int snap_job_s3_where(struct snap_job *job, const char *v, const char *what,
 			    : snap_job_fail(job, -EINVAL, "no bucket given");
 	while (*v == '/')
 		v++;
-	char *url, *detail = NULL, *bucket, *key;
+	char *url, *detail = NULL;
 	if (asprintf(&url, "s3://%s", v) < 0)
 		return snap_job_fail(job, -ENOMEM, "out of memory");
-	int r = snap_s3_url_parse(url, &bucket, &key, &detail);
+	int r = snap_s3_where_parse(url, ret, &detail);
 	free(url);
 	if (r < 0) {
 		const char *why = detail ? detail : snap_strerror(r);
@@ -273,21 +292,8 @@ int snap_job_s3_where(struct snap_job *job, const char *v, const char *what,
 		else
 			snap_job_fail(job, r, "%s", why);
 		free(detail);
-		return r;
 	}
-	size_t n = strlen(key);
-	if (n > 0 && key[n - 1] != '/') {
-		char *k;
-		if (asprintf(&k, "%s/", key) < 0) {
-			free(bucket);
-			free(key);
-			return snap_job_fail(job, -ENOMEM, "out of memory");
-		}
-		free(key);
-		key = k;
-	}
-	*ret = (struct snap_s3_where){bucket, key};
-	return 0;
+	return r;
 }
 
 void snap_s3_where_clear(struct snap_s3_where *w)
@@ -314,6 +320,16 @@ int snap_job_s3_fail(struct snap_job *job, int r, char *detail, const char *what
 	return r;
 }
 
+int snap_job_s3_check(struct snap_job *job, int r, char **detail, const char *what)
+{
+	char *d = *detail;
+	*detail = NULL;
+	if (r < 0)
+		return snap_job_s3_fail(job, r, d, what);
+	free(d);
+	return r;
+}
+
 unsigned snap_job_s3_connections(const struct snap_job *job)
 {
 	int64_t n = snap_job_param(job, SNAP_PARAM_S3_CONNECTIONS, SNAP_S3_DEFAULT_CONNECTIONS);
@@ -333,10 +349,7 @@ int snap_job_s3_list(struct snap_job *job, struct snap_s3_client *c, const struc
 {
 	char *detail = NULL;
 	int r = snap_s3_list_objects(c, w->bucket, w->prefix, ret, &detail);
-	if (r < 0)
-		return snap_job_s3_fail(job, r, detail, NULL);
-	free(detail);
-	return 0;
+	return snap_job_s3_check(job, r, &detail, NULL);
 }
 
 int snap_job_s3_listed_part(struct snap_job *job, const struct snap_s3_where *w,

@@ -315,14 +315,23 @@ struct copier {
 	uint64_t single_max, range; /* CopyObject up to single_max, else ranges of range */
 };
 
+/* The end of a copy of p's bytes (CopyObject or UploadPartCopy): snap_job_s3_check, a failure
+ * naming the source. */
+static int copy_check(struct copier *cp, const struct copy_part *p, int r, char **detail)
+{
+	char what[2200];
+	snprintf(what, sizeof(what), "cannot copy s3://%s/%s", cp->src->bucket, p->src_key);
+	return snap_job_s3_check(cp->job, r, detail, what);
+}
+
 /* A part too large for one CopyObject: UploadPartCopy ranges, aborted on failure. */
 static int copy_multipart(struct copier *cp, const struct copy_part *p)
 {
 	char *upload = NULL, *detail = NULL, *etag = NULL;
 	struct snap_s3_put_options po = {.acl = cp->acl};
 	int r = snap_s3_create_upload(cp->c, cp->dst->bucket, p->dst_key, &po, &upload, &detail);
-	if (r < 0)
-		return snap_job_s3_fail(cp->job, r, detail, NULL);
+	if (snap_job_s3_check(cp->job, r, &detail, NULL) < 0)
+		return r;
 	size_t n = (size_t)((p->size + cp->range - 1) / cp->range);
 	struct snap_s3_part *done = calloc(n ? n : 1, sizeof(*done));
 	if (!done)
@@ -337,24 +346,15 @@ static int copy_multipart(struct copier *cp, const struct copy_part *p)
 		r = snap_s3_upload_part_copy(cp->c, cp->src->bucket, p->src_key, off, len,
 					     cp->dst->bucket, p->dst_key, upload, (uint32_t)(i + 1),
 					     &done[i].etag, &detail);
-		if (r < 0) {
-			char what[2200];
-			snprintf(what, sizeof(what), "cannot copy s3://%s/%s", cp->src->bucket,
-				 p->src_key);
-			snap_job_s3_fail(cp->job, r, detail, what);
-			detail = NULL;
+		if (copy_check(cp, p, r, &detail) < 0)
 			break;
-		}
 		done[i].part_number = (uint32_t)(i + 1);
 		done[i].size = len;
 	}
 	if (r >= 0) {
 		r = snap_s3_complete_upload(cp->c, cp->dst->bucket, p->dst_key, upload, done, n,
 					    &etag, &detail);
-		if (r < 0) {
-			snap_job_s3_fail(cp->job, r, detail, NULL);
-			detail = NULL;
-		}
+		snap_job_s3_check(cp->job, r, &detail, NULL);
 	}
 	if (r < 0) {
 		/* after a cancel the job's client refuses every request: a fresh one aborts */
@@ -384,12 +384,8 @@ static int copy_one(struct copier *cp, const struct copy_part *p)
 	char *etag = NULL, *detail = NULL;
 	int r = snap_s3_copy_object(cp->c, cp->src->bucket, p->src_key, cp->dst->bucket, p->dst_key,
 				    cp->acl, &etag, &detail);
-	if (r < 0) {
-		char what[2200];
-		snprintf(what, sizeof(what), "cannot copy s3://%s/%s", cp->src->bucket, p->src_key);
-		return snap_job_s3_fail(cp->job, r, detail, what);
-	}
-	free(detail);
+	if (copy_check(cp, p, r, &detail) < 0)
+		return r;
 	if (snap_s3_etag_is_md5(p->src_etag) && !snap_s3_etag_equal(etag, p->src_etag))
 		r = snap_job_fail(
 		    cp->job, -EBADMSG, "copy s3://%s/%s has ETag %s, its source s3://%s/%s has %s",
@@ -547,13 +543,9 @@ int snap_migrate_bundle_run(struct snap_job *job)
 			goto out;
 		snap_info("made bucket %s%s%s", dst.bucket, location ? " at " : "",
 			  location ? location : "");
-	} else if (r < 0) {
-		snap_job_s3_fail(job, r, detail, NULL);
-		detail = NULL;
+	} else if (snap_job_s3_check(job, r, &detail, NULL) < 0) {
 		goto out;
 	}
-	free(detail);
-	detail = NULL;
 
 	const char *acl = snap_job_s3_bundle_acl(job);
 	snap_job_set_stage(job, SNAP_STAGE_DATA);
@@ -579,11 +571,8 @@ int snap_migrate_bundle_run(struct snap_job *job)
 	snap_job_set_stage(job, SNAP_STAGE_FINISH);
 	struct snap_s3_put_options po = {.acl = acl, .content_type = "text/xml"};
 	r = snap_s3_put_object(c, dst.bucket, dkey, doc, dlen, &po, NULL, &detail);
-	if (r < 0) {
-		snap_job_s3_fail(job, r, detail, NULL);
-		detail = NULL;
+	if (snap_job_s3_check(job, r, &detail, NULL) < 0)
 		goto out;
-	}
 	snprintf(url, sizeof(url), "s3://%s/%s", dst.bucket, dkey);
 	snap_job_set_result_string(job, SNAP_RESULT_OBJECT_URL, url);
 	snap_job_set_result_string(job, SNAP_RESULT_MANIFEST_PATH, url);
@@ -599,7 +588,6 @@ out:
 	free(parts);
 	snap_s3_list_objects_free(listed);
 	snap_manifest_doc_free(m);
-	free(detail);
 	free(doc);
 	free(text);
 	free(mkey);

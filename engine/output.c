@@ -76,7 +76,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "job-internal.h" /* snap_now_ns */
+#include "job-internal.h" /* snap_now_ns, snap_job_param */
 #include "log.h"
 #include "output.h"
 #include "util.h"
@@ -330,6 +330,12 @@ static void open_direct(struct snap_output *o)
 		   o->dblock, o->dmem);
 }
 
+unsigned snap_output_job_flags(const struct snap_job *job)
+{
+	return (snap_job_param(job, SNAP_PARAM_FORCE, 0) ? SNAP_OUTPUT_FORCE : 0) |
+	       (snap_job_param(job, SNAP_PARAM_NO_DIRECT, 0) ? SNAP_OUTPUT_BUFFERED : 0);
+}
+
 int snap_output_open(const char *path, uint64_t size, unsigned flags, struct snap_output **ret,
 		     char **ret_detail)
 {
@@ -477,7 +483,7 @@ int snap_output_open_s3(const char *url, unsigned flags, const struct snap_outpu
 	int r = snap_s3_url_parse(url, &bucket, &key, ret_detail);
 	if (r < 0)
 		return r;
-	if (!*key || key[strlen(key) - 1] == '/') {
+	if (!snap_s3_key_names_object(key)) {
 		detail(ret_detail, "%s names no object (a key is needed after the bucket)", url);
 		free(bucket);
 		free(key);

@@ -53,6 +53,7 @@
 
 #include "s3.h"
 
+struct snap_job;
 struct snap_output;
 
 enum {
@@ -65,6 +66,10 @@ enum {
 	 * open does not scan it (snap_output_reclaim) */
 	SNAP_OUTPUT_NO_RECLAIM = 1 << 3,
 };
+
+/* What a job's parameters ask of its outputs: SNAP_OUTPUT_FORCE for SNAP_PARAM_FORCE,
+ * SNAP_OUTPUT_BUFFERED for SNAP_PARAM_NO_DIRECT. */
+unsigned snap_output_job_flags(const struct snap_job *job);
 
 /* The memory alignment that makes a congruent buffer eligible for the direct path (any
  * alignment the kernel reports for O_DIRECT divides it on every machine we know of). */

@@ -330,10 +330,7 @@ static int rekey_output(struct rk_ctx *c)
 	c->out_path = c->in_place ? c->in : snap_job_string(job, SNAP_SPARAM_OUTPUT);
 	if (!c->out_path)
 		return snap_job_fail(job, -EINVAL, "no output given (-o or in place)");
-	if (c->in_place || snap_job_param(job, SNAP_PARAM_FORCE, 0))
-		flags |= SNAP_OUTPUT_FORCE;
-	if (snap_job_param(job, SNAP_PARAM_NO_DIRECT, 0))
-		flags |= SNAP_OUTPUT_BUFFERED;
+	flags |= snap_output_job_flags(job) | (c->in_place ? SNAP_OUTPUT_FORCE : 0);
 	if (snap_s3_is_url(c->out_path)) {
 		struct snap_s3_client *s3c = NULL;
 		if ((r = snap_job_s3_client(job, &s3c)) < 0)

@@ -315,9 +315,7 @@ static int restore_open_outputs(struct rctx *c)
 	if (!strcmp(out, "-"))
 		return snap_job_fail(job, -EINVAL,
 				     "restore writes a file or block device, not stdout");
-	unsigned output_flags =
-	    (snap_job_param(job, SNAP_PARAM_FORCE, 0) ? SNAP_OUTPUT_FORCE : 0) |
-	    (snap_job_param(job, SNAP_PARAM_NO_DIRECT, 0) ? SNAP_OUTPUT_BUFFERED : 0);
+	unsigned output_flags = snap_output_job_flags(job);
 	struct snap_output_vol *vols = calloc(c->nvols, sizeof(*vols));
 	char *detail = NULL;
 	if (!vols)

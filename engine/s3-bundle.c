@@ -28,7 +28,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +37,7 @@
 #include <unistd.h>
 
 #include "bundle-manifest.h"
+#include "bundle-parts.h"
 #include "hex.h"
 #include "job-internal.h"
 #include "log.h"
@@ -263,10 +263,7 @@ static int up_wait(struct xfer *x, struct slot *u)
 	char *etag = NULL, *detail = NULL;
 	int r = snap_s3_put_wait(u->put, &etag, &detail);
 	u->put = NULL;
-	if (r < 0) {
-		snap_job_s3_fail(x->job, r, detail, NULL);
-	} else {
-		free(detail);
+	if (snap_job_s3_check(x->job, r, &detail, NULL) >= 0) {
 		snap_debug("uploaded s3://%s/%s (%s)", x->w.bucket, u->key, etag ? etag : "");
 		x->job->progress.bytes_done += u->size;
 		x->job->progress.bytes_written += u->size;
@@ -279,7 +276,7 @@ static int up_wait(struct xfer *x, struct slot *u)
 int snap_upload_bundle_run(struct snap_job *job)
 {
 	struct xfer x = {.job = job};
-	char *dir = NULL, *detail = NULL;
+	char *dir = NULL;
 	const char *mpath = snap_job_string(job, SNAP_SPARAM_MANIFEST);
 	if (!mpath)
 		return snap_job_fail(job, -EINVAL, "no manifest given");
@@ -290,15 +287,7 @@ int snap_upload_bundle_run(struct snap_job *job)
 	if (r < 0 || (r = snap_bundle_manifest_parse(job, x.text, x.len, mpath, &x.m)) < 0)
 		goto out;
 	const struct snap_manifest_doc *m = x.m;
-	const char *d = snap_job_string(job, SNAP_SPARAM_SOURCE_DIR);
-	if (!d) {
-		char *copy = strdup(mpath);
-		dir = copy ? strdup(dirname(copy)) : NULL;
-		free(copy);
-	} else {
-		dir = strdup(d);
-	}
-	if (!dir) {
+	if (!(dir = snap_bundle_parts_dir(job, mpath))) {
 		r = snap_job_fail(job, -ENOMEM, "out of memory");
 		goto out;
 	}
@@ -376,19 +365,16 @@ int snap_upload_bundle_run(struct snap_job *job)
 		goto out;
 
 	if (!snap_job_param(job, SNAP_PARAM_SKIP_MANIFEST, 0)) {
+		char *detail = NULL;
 		r = snap_s3_put_object(x.c, x.w.bucket, x.mkey, x.text, x.len, &po, NULL, &detail);
-		if (r < 0) {
-			snap_job_s3_fail(job, r, detail, NULL);
-			detail = NULL;
+		if (snap_job_s3_check(job, r, &detail, NULL) < 0)
 			goto out;
-		}
 		snap_job_set_result_string(job, SNAP_RESULT_OBJECT_URL, x.url);
 		snap_job_set_result_string(job, SNAP_RESULT_MANIFEST_PATH, x.url);
 	}
 	transfer_results(&x);
 	r = 0;
 out:
-	free(detail);
 	free(dir);
 	xfer_clear(&x);
 	return r;
@@ -430,13 +416,8 @@ static int down_finish(struct xfer *x, struct slot *p)
 	char *detail = NULL;
 	int r = snap_s3_get_wait(p->get, &buf, &len, &detail);
 	p->get = NULL;
-	if (r < 0) {
-		snap_job_s3_fail(job, r, detail, NULL);
-		detail = NULL;
+	if (snap_job_s3_check(job, r, &detail, NULL) < 0)
 		goto out;
-	}
-	free(detail);
-	detail = NULL;
 	const struct snap_manifest_read_part *mp = &x->m->parts[p->index];
 	uint8_t sha1[20];
 	EVP_Digest(buf, len, sha1, NULL, EVP_sha1(), NULL);
@@ -452,7 +433,6 @@ static int down_finish(struct xfer *x, struct slot *p)
 	job->progress.bytes_done += len;
 	job->progress.bytes_written += len;
 out:
-	free(detail);
 	free(buf);
 	slot_clear(x->c, p);
 	return r;
@@ -566,9 +546,8 @@ static int delete_one(struct snap_job *job, struct snap_s3_client *c, const char
 {
 	char *detail = NULL;
 	int r = snap_s3_delete_object(c, bucket, key, &detail);
-	if (r < 0)
-		return snap_job_s3_fail(job, r, detail, NULL);
-	free(detail);
+	if (snap_job_s3_check(job, r, &detail, NULL) < 0)
+		return r;
 	job->progress.bytes_done++;
 	return 0;
 }
@@ -576,7 +555,7 @@ static int delete_one(struct snap_job *job, struct snap_s3_client *c, const char
 int snap_delete_bundle_run(struct snap_job *job)
 {
 	struct xfer x = {.job = job};
-	char *name = NULL, *detail = NULL;
+	char *name = NULL;
 	int r = snap_job_s3_where(job, snap_job_string(job, SNAP_SPARAM_S3_BUCKET), NULL, &x.w);
 	if (r < 0)
 		return r;
@@ -614,6 +593,7 @@ int snap_delete_bundle_run(struct snap_job *job)
 	snap_job_set_result_u64(job, SNAP_RESULT_PARTS, x.m->nparts);
 	if (snap_job_param(job, SNAP_PARAM_CLEAR, 0)) {
 		struct snap_s3_list_objects *l = NULL;
+		char *detail = NULL;
 		r = snap_s3_list_objects(c, bucket, "", &l, &detail);
 		if (r >= 0 && l->nobjects == 0) {
 			snap_s3_list_objects_free(l);
@@ -625,17 +605,13 @@ int snap_delete_bundle_run(struct snap_job *job)
 				  l->nobjects);
 			snap_s3_list_objects_free(l);
 		}
-		if (r < 0) {
-			char what[128];
-			snprintf(what, sizeof(what), "cannot remove bucket %s", bucket);
-			snap_job_s3_fail(job, r, detail, what);
-			detail = NULL;
+		char what[128];
+		snprintf(what, sizeof(what), "cannot remove bucket %s", bucket);
+		if (snap_job_s3_check(job, r, &detail, what) < 0)
 			goto out;
-		}
 	}
 	r = 0;
 out:
-	free(detail);
 	free(name);
 	xfer_clear(&x);
 	return r;
@@ -662,12 +638,9 @@ int snap_s3_abort_run(struct snap_job *job)
 	if ((r = snap_job_s3_client(job, &c)) < 0)
 		goto out;
 	r = snap_s3_list_uploads(c, bucket, key, &l, &detail);
-	if (r < 0) {
-		snap_job_s3_fail(job, r, detail, NULL);
-		detail = NULL;
+	if (snap_job_s3_check(job, r, &detail, NULL) < 0)
 		goto out;
-	}
-	const bool under = !*key || key[strlen(key) - 1] == '/';
+	const bool under = !snap_s3_key_names_object(key);
 	f = open_memstream(&text, &tlen);
 	if (!f) {
 		r = snap_job_fail(job, -ENOMEM, "out of memory");
@@ -685,13 +658,8 @@ int snap_s3_abort_run(struct snap_job *job)
 		r = snap_s3_abort_upload(c, bucket, u->key, u->upload_id, &detail);
 		if (r == -ENOENT)
 			r = 0; /* gone meanwhile (completed or aborted by another) */
-		if (r < 0) {
-			snap_job_s3_fail(job, r, detail, NULL);
-			detail = NULL;
+		if (snap_job_s3_check(job, r, &detail, NULL) < 0)
 			goto out;
-		}
-		free(detail);
-		detail = NULL;
 		fprintf(f, "s3://%s/%s %s\n", bucket, u->key, u->upload_id);
 		n++;
 	}
@@ -708,7 +676,6 @@ out:
 	if (f)
 		fclose(f);
 	free(text);
-	free(detail);
 	free(bucket);
 	free(key);
 	snap_s3_list_uploads_free(l);

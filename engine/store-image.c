@@ -340,7 +340,7 @@ int store_image_open_s3(struct snap_store_image *img, struct snap_s3_client *c, 
 		return -ENOMEM;
 	char *bucket = NULL, *key = NULL, *d = NULL;
 	int r = snap_s3_url_parse(url, &bucket, &key, &d);
-	if (r == 0 && (!*key || key[strlen(key) - 1] == '/')) {
+	if (r == 0 && !snap_s3_key_names_object(key)) {
 		r = -EINVAL;
 		free(d);
 		d = strdup("a key is needed after the bucket");

@@ -452,8 +452,7 @@ int store_create_s3(struct store_ctx *s, unsigned flags)
 	}
 	if (!s->url) {
 		char id[40];
-		size_t kl = strlen(key);
-		bool prefix = !kl || key[kl - 1] == '/';
+		bool prefix = !snap_s3_key_names_object(key);
 		if (asprintf(&s->url, "s3://%s/%s%s%s", bucket, key,
 			     prefix ? store_ami_id(s, id) : "", prefix ? ".bin" : "") < 0) {
 			s->url = NULL;

@@ -679,11 +679,7 @@ static int store_create_output(struct store_ctx *s)
 	s->path = snap_job_string(s->job, SNAP_SPARAM_OUTPUT);
 	if (!s->path)
 		return snap_job_fail(s->job, -EINVAL, "no output given");
-	unsigned flags = SNAP_OUTPUT_APPEND;
-	if (snap_job_param(s->job, SNAP_PARAM_FORCE, 0))
-		flags |= SNAP_OUTPUT_FORCE;
-	if (snap_job_param(s->job, SNAP_PARAM_NO_DIRECT, 0))
-		flags |= SNAP_OUTPUT_BUFFERED;
+	unsigned flags = SNAP_OUTPUT_APPEND | snap_output_job_flags(s->job);
 	for (size_t i = 0; i < s->nvols; i++) {
 		struct stat st;
 		if (fstat(s->vols[i].src->fd_buffered, &st) == 0 && snap_output_is_file(s->path, &st))

@@ -12,7 +12,9 @@
  *     leaves no output file; reset on the first attempt only: retried, succeeds;
  *  5. a cancel from the progress callback mid-upload: -ECANCELED, nothing under the prefix;
  *  6. a manifest missing, one whose GET fails on every attempt and one over 16 MiB: unbundle,
- *     download-bundle and delete-bundle each fail with the one message that names the object.
+ *     download-bundle and delete-bundle each fail with the one message that names the object;
+ *  7. migrate-bundle with a part's copy failing on every attempt, as one CopyObject and as
+ *     UploadPartCopy ranges: fails with "cannot copy s3://BUCKET/KEY: " naming the source part.
  * The bytes themselves are judged by awscli in tests/s3/bundle-s3.sh.
  */
 #include <dirent.h>
@@ -77,6 +79,18 @@ static void s3_params(struct snap_job *job)
 	REQUIRE(snap_job_set_param(job, SNAP_PARAM_PROGRESS_MS, 0) == 0);
 }
 
+/* The user's certificate and key and the EC2 certificate made in dir: a bundle's signers. */
+static void signing_keys(struct snap_job *job)
+{
+	char p[512];
+	snprintf(p, sizeof(p), "%s/user.pem", dir);
+	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_CERT, p) == 0);
+	snprintf(p, sizeof(p), "%s/user.key", dir);
+	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_PRIVATE_KEY, p) == 0);
+	snprintf(p, sizeof(p), "%s/ec2.pem", dir);
+	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_EC2_CERT, p) == 0);
+}
+
 static struct snap_job *bundle_job(const char *prefix)
 {
 	struct snap_job *job;
@@ -86,12 +100,7 @@ static struct snap_job *bundle_job(const char *prefix)
 	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_IMAGE, p) == 0);
 	snprintf(p, sizeof(p), "s3://%s/%s/", bucket, prefix);
 	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_DESTINATION, p) == 0);
-	snprintf(p, sizeof(p), "%s/user.pem", dir);
-	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_CERT, p) == 0);
-	snprintf(p, sizeof(p), "%s/user.key", dir);
-	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_PRIVATE_KEY, p) == 0);
-	snprintf(p, sizeof(p), "%s/ec2.pem", dir);
-	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_EC2_CERT, p) == 0);
+	signing_keys(job);
 	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_USER, "123456789012") == 0);
 	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_ARCH, "x86_64") == 0);
 	REQUIRE(snap_job_set_param(job, SNAP_PARAM_PART_SIZE, 1 << 20) == 0);
@@ -303,6 +312,56 @@ static void test_manifest_get(void)
 	CHECK(access(out, F_OK) != 0, "%s left behind", out);
 }
 
+/* migrate-bundle of a bundle bundled under prefix, in parts of part_size, the copy of its
+ * first part failing on every attempt; copy_part_size, when not 0, makes copies of larger parts
+ * UploadPartCopy ranges of that size. */
+static void migrate_copy_fails(const char *prefix, int64_t part_size, const char *copy_part_size)
+{
+	struct snap_job *job = bundle_job(prefix);
+	REQUIRE(snap_job_set_param(job, SNAP_PARAM_PART_SIZE, part_size) == 0);
+	REQUIRE(snap_job_run(job) == 0, "%s", snap_job_error(job));
+	snap_job_free(job);
+	char p[512], part[256], suffix[300], *detail = NULL;
+	snprintf(p, sizeof(p), "%s/", prefix);
+	struct snap_s3_list_objects *l = NULL;
+	REQUIRE(snap_s3_list_objects(client, bucket, p, &l, &detail) == 0, "%s", detail);
+	size_t i = 0;
+	while (i < l->nobjects && !strstr(l->objects[i].key, ".part."))
+		i++;
+	REQUIRE(i < l->nobjects, "no part under %s", p);
+	snprintf(part, sizeof(part), "%s", l->objects[i].key + strlen(p));
+	snap_s3_list_objects_free(l);
+	snprintf(suffix, sizeof(suffix), "%s-to/%s", prefix, part);
+	set_fault("PUT", suffix, SNAP_S3_FAULT_HTTP_500, 100);
+	if (copy_part_size)
+		setenv("SNAPBUNDLE_TEST_COPY_PART_SIZE", copy_part_size, 1);
+
+	REQUIRE(snap_job_new(SNAP_JOB_MIGRATE_BUNDLE, &job) == 0);
+	snprintf(p, sizeof(p), "%s/%s", bucket, prefix);
+	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_S3_BUCKET, p) == 0);
+	snprintf(p, sizeof(p), "%s/%s-to", bucket, prefix);
+	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_DEST_BUCKET, p) == 0);
+	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_MANIFEST, "img.manifest.xml") == 0);
+	signing_keys(job);
+	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_S3_ACL, "private") == 0); /* the gateway's */
+	s3_params(job);
+	int r = snap_job_run(job);
+	const char *e = snap_job_error(job);
+	snprintf(p, sizeof(p), "cannot copy s3://%s/%s/%s: ", bucket, prefix, part);
+	CHECK(r < 0 && e && !strncmp(e, p, strlen(p)) && fault.hits > 0,
+	      "migrate %s: %d %s, want %s... (%d faults)", prefix, r, e ? e : "", p, fault.hits);
+	printf("migrate-bundle, copy of %s failing: %s\n", part, e ? e : "");
+	snap_job_free(job);
+	unsetenv("SNAPBUNDLE_TEST_COPY_PART_SIZE");
+	set_fault("", "", SNAP_S3_FAULT_NONE, 0);
+}
+
+static void test_migrate_copy_fails(void)
+{
+	migrate_copy_fails("mc", 1 << 20, NULL);
+	migrate_copy_fails("mr", 8 << 20, "5242880");
+}
+
 int main(void)
 {
 	static const char *const need[] = {"SNAP_TEST_S3_ENDPOINT", "SNAP_TEST_S3_ACCESS_KEY",
@@ -348,6 +407,7 @@ int main(void)
 	test_slowdown_then_unbundle();
 	test_cancel();
 	test_manifest_get();
+	test_migrate_copy_fails();
 
 	snap_s3_set_fault(NULL, NULL);
 	empty_bucket();

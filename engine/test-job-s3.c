@@ -4,8 +4,13 @@
  * or a bad endpoint fails the job with the chain's detail; a cancel from a signal handler
  * (snap_job_cancel, async-signal-safe) reaches requests in flight, so a job stuck on a
  * non-answering service (the transport's fault hook) ends at once with -ECANCELED; the request
- * and retry counts are results even then; and, against the gateway when it runs, a missing
- * bucket fails naming it.
+ * and retry counts are results even then; against the gateway when it runs, a missing bucket
+ * fails naming it; and a place in a bucket (snap_s3_where_parse) is read the same by each of
+ * its users: the bucket parameters (snap_job_s3_where: upload, download and delete-bundle,
+ * migrate-bundle), a bundle's s3:// destination (snap_bundle_output_where) and an unbundle's
+ * s3:// source directory (bundle-parts.c, which calls snap_s3_where_parse itself), slashes
+ * included; and a local bundle's parts are found in one directory by unbundle and upload-bundle
+ * alike (snap_bundle_parts_dir).
  */
 #include <errno.h>
 #include <signal.h>
@@ -15,6 +20,8 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include "bundle-output.h"
+#include "bundle-parts.h"
 #include "job-internal.h"
 #include "s3.h"
 #include "test-util.h"
@@ -159,10 +166,128 @@ static void test_gateway(void)
 	unsetenv("AWS_SECRET_ACCESS_KEY");
 }
 
+/* Each use of a place in a bucket: url for snap_s3_where_parse and a bundle's destination, the
+ * same without "s3://" for the bucket parameters; bucket and prefix NULL for a refusal. */
+static const struct {
+	const char *url, *bucket, *prefix;
+} places[] = {
+    {"s3://bkt", "bkt", ""},
+    {"s3://bkt/", "bkt", ""},
+    {"s3://bkt//", "bkt", ""},
+    {"s3://bkt/p", "bkt", "p/"},
+    {"s3://bkt/p/", "bkt", "p/"},
+    {"s3://bkt/p//", "bkt", "p/"}, /* where a bundle to it puts its objects, for every user */
+    {"s3://bkt//p", "bkt", "/p/"}, /* a key is not a path: the '/' after the bucket's is kept */
+    {"s3://bkt/a//b/", "bkt", "a//b/"},
+    {"s3://", NULL, NULL},
+    {"s3:///p", NULL, NULL},
+};
+
+static void test_where(void)
+{
+	for (size_t i = 0; i < sizeof(places) / sizeof(places[0]); i++) {
+		const char *url = places[i].url, *want_b = places[i].bucket;
+		const char *want_p = places[i].prefix;
+		struct snap_s3_where w = {(char *)0x1, (char *)0x1};
+		char *d = NULL;
+		int r = snap_s3_where_parse(url, &w, &d);
+		if (!want_b) {
+			CHECK(r == -EINVAL && d && strstr(d, "invalid bucket in"), "%s: %d %s", url,
+			      r, d ? d : "");
+			CHECK(w.bucket == (char *)0x1 && w.prefix == (char *)0x1, "%s: ret touched",
+			      url);
+		} else {
+			CHECK(r == 0 && !strcmp(w.bucket, want_b) && !strcmp(w.prefix, want_p),
+			      "%s: %d '%s' '%s'", url, r, r ? "" : w.bucket, r ? "" : w.prefix);
+			if (r == 0)
+				snap_s3_where_clear(&w);
+		}
+		free(d);
+
+		/* the bucket parameters: the same place without the scheme */
+		struct snap_job *job;
+		REQUIRE(snap_job_new(SNAP_JOB_UPLOAD_BUNDLE, &job) == 0);
+		w = (struct snap_s3_where){(char *)0x1, (char *)0x1};
+		r = snap_job_s3_where(job, url + 5, "source", &w);
+		if (!want_b && !url[5]) {
+			CHECK(r == -EINVAL &&
+				  !strcmp(snap_job_error(job), "no source bucket given"),
+			      "%s: %d %s", url, r, snap_job_error(job));
+		} else if (!want_b) { /* a leading '/' is skipped: "/p" is the bucket "p" */
+			CHECK(r == -EINVAL && strstr(snap_job_error(job),
+						     "source bucket: invalid bucket in s3://p"),
+			      "%s: %d %s", url, r, snap_job_error(job));
+		} else {
+			CHECK(r == 0 && !strcmp(w.bucket, want_b) && !strcmp(w.prefix, want_p),
+			      "bucket %s: %d '%s' '%s'", url + 5, r, r ? "" : w.bucket,
+			      r ? "" : w.prefix);
+			if (r == 0)
+				snap_s3_where_clear(&w);
+		}
+		snap_job_free(job);
+
+		/* a bundle's destination: its manifest's URL, no request made */
+		REQUIRE(snap_job_new(SNAP_JOB_BUNDLE, &job) == 0);
+		snap_job_set_string(job, SNAP_SPARAM_S3_ACCESS_KEY, "AK");
+		snap_job_set_string(job, SNAP_SPARAM_S3_SECRET_KEY, "SK");
+		snap_job_set_string(job, SNAP_SPARAM_S3_ENDPOINT, "http://127.0.0.1:9");
+		struct snap_bundle_output o = {.job = job, .dest = strdup(url), .name = "img"};
+		REQUIRE(o.dest);
+		r = snap_bundle_output_where(&o);
+		if (!want_b) {
+			CHECK(r == -EINVAL && strstr(snap_job_error(job), "destination ") &&
+				  strstr(snap_job_error(job), "invalid bucket in"),
+			      "%s: %d %s", url, r, snap_job_error(job));
+		} else {
+			char want[128];
+			snprintf(want, sizeof(want), "s3://%s/%simg.manifest.xml", want_b, want_p);
+			CHECK(r == 0 && !strcmp(o.manifest_path, want) &&
+				  !strcmp(o.w.prefix, want_p),
+			      "destination %s: %d %s %s", url, r, r ? snap_job_error(job) : "",
+			      r ? "" : o.manifest_path);
+		}
+		snap_bundle_output_clear(&o);
+		snap_job_free(job);
+	}
+	struct snap_job *job;
+	REQUIRE(snap_job_new(SNAP_JOB_UPLOAD_BUNDLE, &job) == 0);
+	struct snap_s3_where w;
+	CHECK(snap_job_s3_where(job, NULL, NULL, &w) == -EINVAL &&
+	      !strcmp(snap_job_error(job), "no bucket given"));
+	CHECK(snap_job_s3_where(job, "/bkt/p", NULL, &w) == 0 && !strcmp(w.bucket, "bkt") &&
+	      !strcmp(w.prefix, "p/"));
+	snap_s3_where_clear(&w);
+	snap_job_free(job);
+}
+
+static void test_parts_dir(void)
+{
+	static const char *const cases[][2] = {
+	    {"a/m.xml", "a"}, {"a//m.xml", "a"}, {"/a/b/m.xml", "/a/b"}, {"m.xml", "."},
+	    {"/m.xml", "/"},  {"./m.xml", "."},	 {"a/b//m.xml", "a/b"},
+	};
+	struct snap_job *job;
+	REQUIRE(snap_job_new(SNAP_JOB_UPLOAD_BUNDLE, &job) == 0);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *d = snap_bundle_parts_dir(job, cases[i][0]);
+		CHECK(d && !strcmp(d, cases[i][1]), "%s: '%s', want '%s'", cases[i][0],
+		      d ? d : "(null)", cases[i][1]);
+		free(d);
+	}
+	/* SNAP_SPARAM_SOURCE_DIR as given */
+	REQUIRE(snap_job_set_string(job, SNAP_SPARAM_SOURCE_DIR, "parts//") == 0);
+	char *d = snap_bundle_parts_dir(job, "a/m.xml");
+	CHECK(d && !strcmp(d, "parts//"), "source dir: '%s'", d ? d : "(null)");
+	free(d);
+	snap_job_free(job);
+}
+
 int main(void)
 {
 	clean_env(test_mkdir());
 	test_no_credentials();
+	test_where();
+	test_parts_dir();
 	test_cancel_from_signal();
 	test_gateway();
 	if (test_failures)

@@ -592,10 +592,8 @@ int snap_unbundle_run(struct snap_job *job)
 			goto out;
 		free(detail);
 		detail = NULL;
-		unsigned oflags =
-		    (snap_job_param(job, SNAP_PARAM_FORCE, 0) ? SNAP_OUTPUT_FORCE : 0) |
-		    (snap_job_param(job, SNAP_PARAM_NO_DIRECT, 0) ? SNAP_OUTPUT_BUFFERED : 0);
-		r = snap_output_open(outpath, m->size, oflags, &p.img.out, &detail);
+		r = snap_output_open(outpath, m->size, snap_output_job_flags(job), &p.img.out,
+				     &detail);
 		if (r < 0) {
 			snap_job_fail(job, r, "%s", detail ? detail : snap_strerror(r));
 			goto out;

@@ -976,6 +976,11 @@ bool snap_s3_is_url(const char *s)
 	return s && !strncmp(s, "s3://", 5);
 }
 
+bool snap_s3_key_names_object(const char *key)
+{
+	return *key && key[strlen(key) - 1] != '/';
+}
+
 /* Bucket names as S3 allows them: 3-63 of [a-z0-9.-], a letter or digit at each end, no "..",
  * no ".-" or "-." (label rules), not an IPv4 address. */
 static const char *bucket_invalid(const char *b, size_t n)

@@ -99,6 +99,9 @@ struct snap_s3_config *snap_s3_config_free(struct snap_s3_config *c);
  * [a-z0-9.-]); -EINVAL with a detail otherwise. */
 bool snap_s3_is_url(const char *s);
 int snap_s3_url_parse(const char *url, char **ret_bucket, char **ret_key, char **ret_detail);
+/* Whether a parsed KEY names an object: not empty and not ending in '/' (a folder, which the
+ * sinks and sources refuse and s3-abort reads as "everything under it"). */
+bool snap_s3_key_names_object(const char *key);
 
 /* ---- the client and its transport (s3/s3-client.c) ---- */
 

@@ -518,6 +518,10 @@ static void test_urls(void)
 	url_ok(u, longname, "k");
 
 	CHECK(!snap_s3_is_url("/tmp/x") && !snap_s3_is_url("S3://x/y") && !snap_s3_is_url(NULL));
+	CHECK(snap_s3_key_names_object("k") && snap_s3_key_names_object("a/b") &&
+	      snap_s3_key_names_object("/k") && snap_s3_key_names_object("a//b"));
+	CHECK(!snap_s3_key_names_object("") && !snap_s3_key_names_object("/") &&
+	      !snap_s3_key_names_object("a/") && !snap_s3_key_names_object("a//"));
 	url_bad("/tmp/file", "is not an s3://BUCKET/KEY URL");
 	url_bad("s3://", "3 to 63");
 	url_bad("s3://ab/k", "3 to 63");

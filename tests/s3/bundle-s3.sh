@@ -12,6 +12,9 @@
 #  - 200 MiB in default 10 MiB parts, more than the client's memory budget holds at once: both
 #    ways with a peak RSS under 256 MiB;
 #  - an existing manifest is refused without --force and replaced with it;
+#  - a place with a doubled trailing '/' (s3://BUCKET/b2//) is the same place for bundle -d,
+#    unbundle -s, download-bundle -b and delete-bundle -b: the objects under "b2/", none under
+#    "b2//", found and removed there;
 #  - a part changed in the bucket, a truncated part, a missing part and a missing manifest:
 #    verify and unbundle fail naming the object, and leave no output file;
 #  - SIGINT and SIGTERM in the middle of a bundle to S3: exit 130/143, and nothing stays under
@@ -144,6 +147,23 @@ diff "$T/want" "$T/keys" || fail "after --force the bucket holds stale parts"
 unb -m "$M" -o "$T/f.img" > /dev/null || fail "unbundle of the replaced bundle"
 cmp "$img" "$T/f.img" || fail "replaced bundle differs"
 rm -f "$T/f.img"
+
+step "s3://$bucket/b2// is the place b2/ for bundle, unbundle -s, download- and delete-bundle"
+sbundle "$img" "s3://$bucket/b2//" --part-size 4M > /dev/null || fail "bundle to b2// failed"
+[ -z "$(keys b2//)" ] || fail "keys under b2//: $(keys b2//)"
+[ "$(keys b2/ | grep -c '^b2/disk\.img\.manifest\.xml$')" = 1 ] || fail "no b2/ manifest: $(keys b2/)"
+unb -m "s3://$bucket/b2/disk.img.manifest.xml" -s "s3://$bucket/b2//" -o "$T/b2.img" \
+	> /dev/null || fail "unbundle -s s3://$bucket/b2// failed"
+cmp "$img" "$T/b2.img" || fail "unbundle -s b2// differs from the source"
+rm -f "$T/b2.img"
+mkdir "$T/b2"
+"$SNAPBUNDLE" download-bundle -b "$bucket/b2//" -m disk.img.manifest.xml -d "$T/b2" \
+	> /dev/null || fail "download-bundle -b $bucket/b2// failed"
+diff <(keys b2/ | sed 's#^b2/##') <(ls "$T/b2" | sort) || fail "download-bundle b2//: other files"
+"$SNAPBUNDLE" delete-bundle -y -b "$bucket/b2//" -m disk.img.manifest.xml > /dev/null ||
+	fail "delete-bundle -b $bucket/b2// failed"
+[ -z "$(keys b2/)" ] || fail "delete-bundle b2// left: $(keys b2/)"
+rm -rf "$T/b2"
 
 step "--acl public-read, the service given by options (no environment): every object gets it"
 (
