@@ -303,6 +303,10 @@ int main(void)
 		free(g2);
 		free(a);
 	}
+	if (test_failures) {
+		fprintf(stderr, "%d checks failed\n", test_failures);
+		return 1;
+	}
 	printf("ok\n");
 	return 0;
 }
