@@ -21,6 +21,10 @@
  *  4. Extents come from the volume's extent map, which the index authenticated: data extents
  *     are reported allocated, zero and unused extents as holes that read as zeros (which they
  *     do: no frame holds them).
+ *  5. OpenSSL never cleans up at exit (OPENSSL_INIT_NO_ATEXIT, set in load before any other
+ *     OpenSSL call): nbdkit's connection threads may still be ending when its main thread
+ *     exits, and an atexit OPENSSL_cleanup would free the per-thread state those threads'
+ *     destructors free again (a double free, seen under ASan). The process's exit frees it.
  */
 #define NBDKIT_API_VERSION 2
 #define THREAD_MODEL NBDKIT_THREAD_MODEL_SERIALIZE_REQUESTS
@@ -32,6 +36,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <openssl/crypto.h>
 
 #include "snapbundle.h"
 
@@ -50,6 +56,13 @@ struct handle {
 	struct snap_extent *ext; /* the volume's extent map, in offset order */
 	size_t next;
 };
+
+/* Invariant 5. */
+static void sb_load(void)
+{
+	if (!OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, NULL))
+		nbdkit_debug("OpenSSL would not initialise: the first request will say why");
+}
 
 static void sb_unload(void)
 {
@@ -338,6 +351,7 @@ static struct nbdkit_plugin plugin = {
     .longname = "snapbundle .bin store image (read-only)",
     .version = SNAP_VERSION_STRING,
     .description = "serves one volume of a snapbundle .bin store image, every frame checked",
+    .load = sb_load,
     .unload = sb_unload,
     .config = sb_config,
     .config_complete = sb_config_complete,
