@@ -32,13 +32,13 @@ restore() {
 	rm -f r.img
 	local t0=$(now)
 	"$B" restore img.bin -o r.img --progress=none >/dev/null
-	echo "$(now) - $t0" | bc
+	printf "%.3f" "$(echo "$(now) - $t0" | bc)"
 }
 serve() {
 	rm -f n.img
 	local t0=$(now)
 	nbdkit -U - --run 'nbdcopy "$uri" n.img' "$P" image=img.bin
-	echo "$(now) - $t0" | bc
+	printf "%.3f" "$(echo "$(now) - $t0" | bc)"
 }
 rs=() ns=()
 for r in $(seq 1 "$rounds"); do
